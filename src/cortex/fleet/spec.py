@@ -1,0 +1,168 @@
+"""Fleet files: a site, its halls, and groups of identical nodes, validated with pydantic.
+
+A fleet of 100,000 GPUs is a few lines of YAML: each group says how many nodes of one flavor a
+hall holds and how they are cut into pods (network blocks) and racks. `topology.build` expands it.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cortex.errors import InputError, from_validation_error
+from cortex.fleet.catalog import load_catalog
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeGroup(_Strict):
+    """`nodes` identical nodes of one flavor, cut into pods of `nodes_per_pod` (the last pod may
+    be partial) and racks of `nodes_per_rack`."""
+
+    flavor: str
+    nodes: PositiveInt
+    gpus_per_node: PositiveInt = 8
+    nodes_per_pod: PositiveInt = 32
+    nodes_per_rack: PositiveInt = 4
+    node_overhead_w: NonNegFloat | None = Field(
+        default=None, description="override the catalog's per-node overhead (CPUs, NICs, fans)"
+    )
+
+
+class HallSpec(_Strict):
+    """A hall: one power and cooling domain."""
+
+    name: Annotated[str, Field(min_length=1)]
+    cooling_mw: Annotated[float, Field(gt=0)] | None = None
+    power_cap_mw: Annotated[float, Field(gt=0)] | None = None
+    groups: Annotated[list[NodeGroup], Field(min_length=1)]
+
+
+class SiteSpec(_Strict):
+    """The site: its name, power budget (enforced by power policies, later) and PUE."""
+
+    name: str = "site"
+    power_cap_mw: Annotated[float, Field(gt=0)] | None = None
+    pue: Annotated[float, Field(ge=1.0)] = 1.2
+    pue_source: str = ""
+
+
+class ClusterQueueSpec(_Strict):
+    """A team's queue (Kueue ClusterQueue): nominal quota and borrowing limit per flavor.
+
+    Shares are fractions of each flavor's GPUs; `*_gpus` maps override them per flavor.
+    A borrowing limit of None lets the queue borrow all the cohort's unused quota.
+    """
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    nominal_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    nominal_gpus: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    borrowing_limit_share: Annotated[float, Field(ge=0)] | None = None
+    weight: Annotated[float, Field(gt=0)] = 1.0
+
+
+class QueuesSpec(_Strict):
+    """Cluster queues in one cohort, the priority classes, and the preemption floor."""
+
+    cohort: str = "default"
+    priority_classes: dict[str, int] = Field(
+        default_factory=lambda: {"production": 1000, "normal": 100, "preemptible": 10}
+    )
+    min_runtime_s: NonNegFloat = 600.0
+    cluster_queues: Annotated[list[ClusterQueueSpec], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> QueuesSpec:
+        total = sum(q.nominal_share for q in self.cluster_queues)
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"nominal_share sums to {total:.3f}, more than 1")
+        names = [q.name for q in self.cluster_queues]
+        if len(set(names)) != len(names):
+            raise ValueError("cluster queue names must be unique")
+        return self
+
+
+class FleetSpec(_Strict):
+    """A whole fleet file."""
+
+    name: Annotated[str, Field(min_length=1)]
+    description: str = ""
+    site: SiteSpec = SiteSpec()
+    storage_write_gbps: Annotated[float, Field(gt=0)] = Field(
+        default=2000.0, description="checkpoint write bandwidth (Llama 3: 2 TB/s sustained)"
+    )
+    halls: Annotated[list[HallSpec], Field(min_length=1)]
+    queues: QueuesSpec | None = None
+
+
+PRESETS = ("cortex-2024", "colossus-memphis", "dojo-buffalo", "cortex-2026", "llama3-16k",
+           "philly-48x4", "tiny")
+
+
+def _check_flavors(spec: FleetSpec, source: str) -> None:
+    catalog = load_catalog()
+    per_flavor_gpn: dict[str, int] = {}
+    for h, hall in enumerate(spec.halls):
+        for g, grp in enumerate(hall.groups):
+            where = f"halls[{h}].groups[{g}]"
+            if grp.flavor not in catalog:
+                known = ", ".join(sorted(catalog))
+                raise InputError(source, f"{where}.flavor", f"unknown flavor {grp.flavor!r} (known: {known})")
+            seen = per_flavor_gpn.setdefault(grp.flavor, grp.gpus_per_node)
+            if seen != grp.gpus_per_node:
+                raise InputError(
+                    source, f"{where}.gpus_per_node",
+                    f"{grp.flavor} nodes must all have the same size ({seen} elsewhere)",
+                )
+    names = [h.name for h in spec.halls]
+    if len(set(names)) != len(names):
+        raise InputError(source, "halls", "hall names must be unique")
+    if spec.queues:
+        for i, q in enumerate(spec.queues.cluster_queues):
+            for fl in q.nominal_gpus:
+                if fl not in per_flavor_gpn:
+                    raise InputError(source, f"queues.cluster_queues[{i}].nominal_gpus",
+                                     f"flavor {fl!r} is not in this fleet")
+
+
+def parse_fleet(data: Any, source: str) -> FleetSpec:
+    """Validate parsed YAML into a FleetSpec, or raise InputError naming the field."""
+    if not isinstance(data, dict):
+        raise InputError(source, "<root>", "a fleet file must be a mapping")
+    try:
+        spec = FleetSpec.model_validate(data)
+    except ValidationError as err:
+        raise from_validation_error(source, err) from None
+    _check_flavors(spec, source)
+    return spec
+
+
+def load_fleet_spec(preset_or_path: str | Path) -> FleetSpec:
+    """Load a preset by name (e.g. `cortex-2024`) or a fleet YAML file by path."""
+    name = str(preset_or_path)
+    if name in PRESETS:
+        text = resources.files("cortex.fleet").joinpath(f"presets/{name}.yaml").read_text()
+        source = f"preset {name}"
+    else:
+        path = Path(name)
+        if not path.exists():
+            raise InputError(name, "<file>", f"no such file, and not a preset ({', '.join(PRESETS)})")
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise InputError(name, "<file>", err.strerror or str(err)) from None
+        source = name
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InputError(source, "<yaml>", str(err).splitlines()[0]) from None
+    return parse_fleet(data, source)

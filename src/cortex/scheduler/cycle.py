@@ -1,0 +1,217 @@
+"""The scheduling cycle: one pure function, `schedule(snapshot, policies) -> Plan`.
+
+Both drivers call it: the twin on simulated events, the control plane on real ones. It reads no
+clock, does no I/O and draws no random numbers; tentative moves go through a Statement that is
+rolled back before it returns, so the state is unchanged and the driver applies the Plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from cortex.scheduler.admission import AdmissionCheck, QuotaCheck
+from cortex.scheduler.ordering import OrderingPolicy, PriorityFairShare
+from cortex.scheduler.placement import PlacementPolicy, TopologyBestFit, alloc_size
+from cortex.scheduler.preemption import PreemptionPolicy, PriorityReclaim
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.snapshot import Plan, Preemption, Snapshot, Start
+from cortex.scheduler.state import ClusterState, Placement
+from cortex.scheduler.statement import Statement
+from cortex.scheduler.victims import find_victims
+from cortex.workload.job import Job
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The policies of one profile. `max_examined` bounds the jobs a cycle looks at (Slurm's
+    bf_max_job_test); `max_preemption_tries` bounds victim searches per cycle."""
+
+    ordering: OrderingPolicy = field(default_factory=PriorityFairShare)
+    admission: tuple[AdmissionCheck, ...] = (QuotaCheck(),)
+    placement: PlacementPolicy = field(default_factory=TopologyBestFit)
+    preemption: PreemptionPolicy = field(default_factory=PriorityReclaim)
+    backfill: bool = True
+    max_examined: int = 512
+    max_preemption_tries: int = 4
+
+
+class _Reservation:
+    """EASY backfill: the head blocked on a flavor starts at `shadow_s`; `extra_gpus` are free
+    then beyond its need, so jobs that end later may use only those."""
+
+    __slots__ = ("extra_gpus", "head", "shadow_s")
+
+    def __init__(self, head: int, shadow_s: float, extra_gpus: int) -> None:
+        self.head = head
+        self.shadow_s = shadow_s
+        self.extra_gpus = extra_gpus
+
+
+def _flavors_of(job: Job, st: ClusterState) -> tuple[int, ...]:
+    return job.flavor_ids or tuple(range(len(st.gpn)))
+
+
+def _gang_sizes(job: Job) -> tuple[int, ...]:
+    if job.elastic_min is not None and job.elastic_min < job.gpus:
+        return (job.gpus, job.elastic_min)
+    return (job.gpus,)
+
+
+def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
+    name = st.topo.flavors[f]
+    free = st.free_gpus[f]
+    if free < need:
+        return Reason(Code.INSUFFICIENT_CAPACITY, need=need, flavor=name, free=free)
+    largest = st.largest_free_pod_gpus(f) if need > st.gpn[f] else st.largest_free_node_gpus(f)
+    return Reason(Code.TOPOLOGY_UNAVAILABLE, need=need, flavor=name, free=free,
+                  largest_pod=largest)
+
+
+def _shadow(st: ClusterState, stmt: Statement, f: int, need: int, now: float) -> tuple[float, int]:
+    """When `need` GPUs of flavor f will be free if running jobs end as estimated."""
+    acc = st.free_gpus[f]
+    if acc >= need:
+        # Blocked by topology, not count: reserve from the next end on.
+        acc = 0 if need > st.gpn[f] else acc
+    evicted = stmt.evicted
+    for end_s, job_id, gpus in st.ends[f]:
+        if job_id in evicted:
+            continue
+        acc += gpus
+        if acc >= need:
+            return max(end_s, now), acc - need
+    return math.inf, 0
+
+
+def _admit(snap: Snapshot, pol: Policies, job: Job, f: int, alloc: int) -> Reason | None:
+    for check in pol.admission:
+        r = check.check(snap, job, f, alloc)
+        if r is not None:
+            return r
+    return None
+
+
+def _try_preempt(
+    snap: Snapshot, pol: Policies, stmt: Statement, job: Job, f: int, gang: int
+) -> tuple[Placement, list[Job]] | None:
+    """Evict the cheapest eligible victims on the statement; keep them if the job then passes
+    admission and placement, else roll back."""
+    st = snap.state
+    alloc = alloc_size(gang, st.gpn[f])
+    if not pol.preemption.may_preempt(snap, job, f, alloc):
+        return None
+    ids = find_victims(snap, pol.preemption, gang, f, job)
+    if not ids:
+        return None
+    mark = stmt.mark()
+    victims = [st.running[i] for i in ids]
+    for v in victims:
+        stmt.evict(v)
+    if _admit(snap, pol, job, f, alloc) is None:
+        placement = pol.placement.place(st, f, gang)
+        if placement is not None:
+            return placement, victims
+    stmt.rollback(mark)
+    return None
+
+
+def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
+    """One cycle: order the pending jobs, admit, place, preempt, backfill; explain the rest.
+
+    A quick pass (`deep=False`, Slurm's main scheduler) stops once every flavor has a blocked
+    head and lets nothing past it; a deep pass (Slurm's backfill) walks up to `max_examined`
+    jobs and backfills those that do not delay the heads. Drivers run quick passes on events and
+    deep passes at an interval, or deep passes only when the queue is short."""
+    st = snap.state
+    now = snap.now_s
+    stmt = Statement(st)
+    plan = Plan()
+    reserved: dict[int, _Reservation] = {}
+    tries = pol.max_preemption_tries
+    try:
+        # 1. Walk pending jobs in the ordering policy's order.
+        for job in pol.ordering.order(snap):
+            if plan.examined >= pol.max_examined:
+                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="examined limit reached")
+                break
+            if (tries <= 0 or not deep) and not any(st.free_gpus):
+                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
+                break
+            plan.examined += 1
+            reasons: list[Reason] = []
+            started = False
+            flavors = _flavors_of(job, st)
+            for f in flavors:
+                for gang in _gang_sizes(job):
+                    alloc = alloc_size(gang, st.gpn[f])
+                    # 2. Admission checks (quota, later power).
+                    r = _admit(snap, pol, job, f, alloc)
+                    if r is not None:
+                        reasons.append(r)
+                        continue
+                    # 3. Backfill guard: do not delay the reserved head of this flavor.
+                    res = reserved.get(f)
+                    use_extra = False
+                    if res is not None:
+                        if now + snap.estimate_s(job, f, gang) > res.shadow_s:
+                            if alloc > res.extra_gpus:
+                                reasons.append(Reason(
+                                    Code.RESERVED_FOR_HEAD, head=res.head, shadow_s=res.shadow_s,
+                                    flavor=st.topo.flavors[f]))
+                                continue
+                            use_extra = True
+                    # 4. Placement, all or nothing.
+                    placement = pol.placement.place(st, f, gang)
+                    if placement is None:
+                        reasons.append(_capacity_reason(st, f, alloc))
+                        continue
+                    held = stmt.allocate(job, f, placement)
+                    if use_extra and res is not None:
+                        res.extra_gpus -= held
+                    plan.starts.append(Start(job, f, placement, gang, held))
+                    started = True
+                    break
+                if started:
+                    break
+            if started:
+                continue
+            # 5. Preemption (deep passes): victims computed on the statement, acted on by the
+            #    driver. A job whose search failed waits for its backoff (set by the driver).
+            if deep and tries > 0 and now >= job.next_preempt_try_s:
+                tries -= 1
+                plan.preempt_failed.append(job.id)
+                for f in flavors:
+                    got = _try_preempt(snap, pol, stmt, job, f, job.gpus)
+                    if got is None:
+                        continue
+                    placement, victims = got
+                    plan.preempt_failed.pop()
+                    held = stmt.allocate(job, f, placement)
+                    plan.starts.append(Start(job, f, placement, job.gpus, held))
+                    for v in victims:
+                        plan.preemptions.append(Preemption(
+                            v, Reason(Code.PREEMPTED, by=job.id, why=pol.preemption.name)))
+                    started = True
+                    break
+            if started:
+                continue
+            plan.blockers[job.id] = reasons
+            # 6. The first job blocked by capacity on a flavor reserves it (EASY backfill).
+            f0 = flavors[0]
+            if f0 not in reserved and reasons and reasons[0].code in (
+                Code.INSUFFICIENT_CAPACITY, Code.TOPOLOGY_UNAVAILABLE, Code.RESERVED_FOR_HEAD
+            ):
+                need = alloc_size(job.gpus, st.gpn[f0])
+                if pol.backfill and deep:
+                    shadow, extra = _shadow(st, stmt, f0, need, now)
+                else:
+                    shadow, extra = now, 0
+                reserved[f0] = _Reservation(job.id, shadow, extra)
+                if not deep and len(reserved) == len(st.gpn):
+                    plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
+                    break
+        return plan
+    finally:
+        # 7. Leave the state as it was; the driver applies the plan.
+        stmt.rollback()

@@ -1,0 +1,101 @@
+"""Ordering policies: which pending job the cycle considers next.
+
+Each policy gives a static key for a waiting job (pending lists stay sorted by it) and merges
+the cluster queues' lists into one order, which may depend on live usage (fair share).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import Protocol
+
+from cortex.scheduler.snapshot import Snapshot
+from cortex.workload.job import Job
+
+
+class OrderingPolicy(Protocol):
+    """Orders pending jobs. Pure: reads the snapshot, returns an iterator."""
+
+    name: str
+
+    def key(self, job: Job) -> tuple: ...
+
+    def order(self, snap: Snapshot) -> Iterator[Job]: ...
+
+
+def _merge(snap: Snapshot) -> Iterator[Job]:
+    for _, job in heapq.merge(*snap.pending.lists):
+        yield job
+
+
+class Fifo:
+    """Arrival order across all queues (Kueue StrictFIFO with EASY backfill on top)."""
+
+    name = "fifo"
+
+    def key(self, job: Job) -> tuple:
+        return (job.submit_s, job.id)
+
+    def order(self, snap: Snapshot) -> Iterator[Job]:
+        return _merge(snap)
+
+
+class PriorityFairShare:
+    """Priority class first; between queues, the lowest weighted dominant share (DRF) goes
+    next, recomputed after every tentative start; within a queue, arrival order."""
+
+    name = "priority"
+
+    def key(self, job: Job) -> tuple:
+        return (-job.priority, job.submit_s, job.id)
+
+    def order(self, snap: Snapshot) -> Iterator[Job]:
+        st = snap.state
+        queues = st.queues.queues
+        totals = [max(t, 1) for t in st.total_gpus]
+        iters = [iter(lst) for lst in snap.pending.lists]
+        heads: list[tuple | None] = [next(it, None) for it in iters]
+        nf = len(totals)
+        while True:
+            best = None
+            bi = -1
+            for i, head in enumerate(heads):
+                if head is None:
+                    continue
+                use = st.usage[i]
+                share = max(use[f] / totals[f] for f in range(nf)) / queues[i].weight
+                cand = (head[0][0], share, head[0])
+                if best is None or cand < best:
+                    best, bi = cand, i
+            if best is None:
+                return
+            head = heads[bi]
+            assert head is not None
+            heads[bi] = next(iters[bi], None)
+            yield head[1]
+
+
+class LeastAttainedService:
+    """Tiresias' discretized LAS: a job's level is set by the GPU-seconds it has received; lower
+    levels go first, arrival order within a level. New jobs start at level 0."""
+
+    name = "las"
+
+    def __init__(self, thresholds_gpu_s: tuple[float, ...] = (3600.0 * 4,)) -> None:
+        self.thresholds_gpu_s = thresholds_gpu_s
+
+    def level(self, attained_gpu_s: float) -> int:
+        for i, t in enumerate(self.thresholds_gpu_s):
+            if attained_gpu_s < t:
+                return i
+        return len(self.thresholds_gpu_s)
+
+    def key(self, job: Job) -> tuple:
+        return (self.level(job.attained_gpu_s), job.submit_s, job.id)
+
+    def order(self, snap: Snapshot) -> Iterator[Job]:
+        return _merge(snap)
+
+
+ORDERINGS = {"fifo": Fifo, "priority": PriorityFairShare, "las": LeastAttainedService}

@@ -1,0 +1,102 @@
+"""Gang placement, all or nothing, topology-aware and best-fit.
+
+A gang that fits in a node goes to the fullest node that holds it. A larger gang takes whole
+nodes: from one pod if any pod holds it (the pod with the fewest free nodes that suffices), else
+from as few pods as possible of one hall (the hall with the least free room that suffices),
+else across halls. Searches walk the bucketed indices of ClusterState, never all nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cortex.scheduler.state import ClusterState, Placement
+
+
+def alloc_size(gpus: int, gpus_per_node: int) -> int:
+    """GPUs a gang holds: multi-node gangs take whole nodes."""
+    if gpus <= gpus_per_node:
+        return gpus
+    return -(-gpus // gpus_per_node) * gpus_per_node
+
+
+class PlacementPolicy(Protocol):
+    """Finds nodes for a gang on the (tentative) state, or None; never mutates it."""
+
+    name: str
+
+    def place(self, state: ClusterState, flavor: int, gpus: int) -> Placement | None: ...
+
+
+class TopologyBestFit:
+    """Smallest network block that holds the gang (node, pod, hall), best-fit within it."""
+
+    name = "topology"
+
+    def place(self, state: ClusterState, flavor: int, gpus: int) -> Placement | None:
+        g = state.gpn[flavor]
+        if gpus <= g:
+            return _in_one_node(state, flavor, gpus)
+        need = -(-gpus // g)
+        if need * g > state.free_gpus[flavor]:
+            return None
+        buckets = state.pod_bucket[flavor]
+        for c in range(need, len(buckets)):
+            if buckets[c]:
+                pod = next(iter(buckets[c]))
+                nodes = _first(state.pod_whole[pod], need)
+                return tuple((n, g) for n in nodes)
+        return _across_pods(state, flavor, need)
+
+
+def _first(d: dict[int, None], k: int) -> list[int]:
+    out = []
+    for n in d:
+        out.append(n)
+        if len(out) == k:
+            break
+    return out
+
+
+def _in_one_node(state: ClusterState, flavor: int, gpus: int) -> Placement | None:
+    part = state.part[flavor]
+    for k in range(gpus, len(part)):
+        if part[k]:
+            return ((next(iter(part[k])), gpus),)
+    # No partly used node fits: break a free node in the pod with the fewest free nodes, to keep
+    # large free pods whole for large gangs.
+    for bucket in state.pod_bucket[flavor][1:]:
+        if bucket:
+            pod = next(iter(bucket))
+            return ((next(iter(state.pod_whole[pod])), gpus),)
+    return None
+
+
+def _across_pods(state: ClusterState, flavor: int, need: int) -> Placement | None:
+    g = state.gpn[flavor]
+    halls = [(state.hall_whole[h][flavor], h) for h in range(len(state.hall_whole))]
+    fitting = sorted(x for x in halls if x[0] >= need)
+    chosen = [fitting[0][1]] if fitting else [h for _, h in sorted(halls, reverse=True)]
+    if sum(state.hall_whole[h][flavor] for h in chosen) < need:
+        return None
+    hall_rank = {h: i for i, h in enumerate(chosen)}
+    pods: list[tuple[int, int, int]] = []
+    buckets = state.pod_bucket[flavor]
+    for c in range(len(buckets) - 1, 0, -1):
+        for p in buckets[c]:
+            rank = hall_rank.get(state.pod_hall[p])
+            if rank is not None:
+                pods.append((rank, -c, p))
+    pods.sort()
+    out: list[tuple[int, int]] = []
+    left = need
+    for _, _, p in pods:
+        for n in _first(state.pod_whole[p], left):
+            out.append((n, g))
+        left = need - len(out)
+        if left == 0:
+            return tuple(out)
+    return None
+
+
+PLACEMENTS: dict[str, type[TopologyBestFit]] = {"topology": TopologyBestFit}

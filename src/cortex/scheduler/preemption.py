@@ -1,0 +1,92 @@
+"""Preemption policies say which running jobs may be victims of a pending one; the cycle's
+victim search (victims.py) picks the cheapest set on the snapshot (Kueue's GetTargets) and the
+driver acts on the plan (IssuePreemptions)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cortex.scheduler.ordering import LeastAttainedService
+from cortex.scheduler.snapshot import Snapshot
+from cortex.workload.job import Job
+
+
+class PreemptionPolicy(Protocol):
+    """Victim rules. `may_preempt` is a cheap pre-check; `eligible` judges one victim."""
+
+    name: str
+
+    def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool: ...
+
+    def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool: ...
+
+
+class PriorityReclaim:
+    """A job may preempt jobs of a lower priority class, and, while its queue stays within its
+    nominal quota, same-priority jobs of queues that borrow beyond theirs (reclaim). Victims must
+    have run at least the queue config's min_runtime_s."""
+
+    name = "priority"
+
+    def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
+        st = snap.state
+        lower = sum(g for p, g in st.prio_gpus[flavor].items() if p < job.priority)
+        if lower + st.free_gpus[flavor] >= alloc_gpus:
+            return True
+        return self._reclaims(snap, job, flavor, alloc_gpus)
+
+    def _reclaims(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
+        st = snap.state
+        cq = st.queues.queues[job.queue_idx]
+        return st.usage[job.queue_idx][flavor] + alloc_gpus <= cq.nominal[flavor] and any(
+            st.usage[q.index][flavor] > q.nominal[flavor] for q in st.queues.queues
+        )
+
+    def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
+        if victim.run_start_s > snap.now_s - snap.state.queues.min_runtime_s:
+            return False
+        if victim.priority < job.priority:
+            return True
+        if victim.priority > job.priority or victim.queue_idx == job.queue_idx:
+            return False
+        st = snap.state
+        f = victim.run_flavor
+        q = st.queues.queues[victim.queue_idx]
+        mine = st.queues.queues[job.queue_idx]
+        return (
+            st.usage[victim.queue_idx][f] > q.nominal[f]
+            and st.usage[job.queue_idx][f] + job.gpus <= mine.nominal[f]
+        )
+
+
+class LasDemotion:
+    """Tiresias: a job in a lower LAS level preempts running jobs that have received more
+    service (a higher level now), never jobs of a higher priority class."""
+
+    name = "las"
+
+    def __init__(self, ordering: LeastAttainedService) -> None:
+        self.ordering = ordering
+
+    def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
+        return self.ordering.level(job.attained_gpu_s) < len(self.ordering.thresholds_gpu_s)
+
+    def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
+        if victim.priority > job.priority:
+            return False
+        if victim.run_start_s > snap.now_s - snap.state.queues.min_runtime_s:
+            return False
+        attained = victim.attained_gpu_s + victim.alloc_gpus * (snap.now_s - victim.run_start_s)
+        return self.ordering.level(attained) > self.ordering.level(job.attained_gpu_s)
+
+
+class NoPreemption:
+    """Never preempts."""
+
+    name = "none"
+
+    def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
+        return False
+
+    def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
+        return False

@@ -1,0 +1,79 @@
+"""Cluster queues, cohort and priority classes (Kueue's vocabulary), resolved against a fleet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cortex.fleet.spec import ClusterQueueSpec, QueuesSpec
+from cortex.fleet.topology import Topology
+
+DEFAULT_PRIORITY_CLASSES = {"production": 1000, "normal": 100, "preemptible": 10}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterQueue:
+    """One team's queue: nominal GPUs and borrowing limit per flavor (None = unlimited)."""
+
+    name: str
+    index: int
+    nominal: tuple[int, ...]
+    borrowing_limit: tuple[int | None, ...]
+    weight: float
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """All cluster queues of the cohort, the priority classes and the preemption floor."""
+
+    queues: tuple[ClusterQueue, ...]
+    cohort: str
+    cohort_nominal: tuple[int, ...]
+    priority_classes: dict[str, int]
+    min_runtime_s: float
+
+    def index(self, team: str) -> int:
+        """Index of a team's queue; KeyError if the team has none."""
+        for q in self.queues:
+            if q.name == team:
+                return q.index
+        raise KeyError(team)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(q.name for q in self.queues)
+
+    @classmethod
+    def build(
+        cls, spec: QueuesSpec | None, topo: Topology, teams: Iterable[str] = ()
+    ) -> QueueConfig:
+        """Resolve shares to GPUs. Without a spec every team gets an equal share, one cohort,
+        unlimited borrowing."""
+        if spec is None:
+            names = sorted(set(teams)) or ["default"]
+            share = 1.0 / len(names)
+            spec = QueuesSpec(
+                cluster_queues=[ClusterQueueSpec(name=n, nominal_share=share) for n in names]
+            )
+        flavor_gpus = topo.flavor_gpus()
+        queues = []
+        for i, q in enumerate(spec.cluster_queues):
+            nominal = []
+            limit: list[int | None] = []
+            for f, name in enumerate(topo.flavors):
+                nominal.append(q.nominal_gpus.get(name, int(q.nominal_share * flavor_gpus[f])))
+                limit.append(
+                    None
+                    if q.borrowing_limit_share is None
+                    else int(q.borrowing_limit_share * flavor_gpus[f])
+                )
+            queues.append(ClusterQueue(q.name, i, tuple(nominal), tuple(limit), q.weight))
+        # Shares are rounded down per queue; the cohort owns the whole fleet so the remainder
+        # is borrowable rather than lost.
+        return cls(
+            queues=tuple(queues),
+            cohort=spec.cohort,
+            cohort_nominal=tuple(flavor_gpus),
+            priority_classes=dict(spec.priority_classes),
+            min_runtime_s=spec.min_runtime_s,
+        )

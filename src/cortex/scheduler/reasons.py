@@ -1,0 +1,67 @@
+"""Why a job is pending: stable codes plus the numbers behind them."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+
+class Code(str, Enum):
+    """Stable blocker codes; the control plane shows them and the twin counts them."""
+
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    BORROWING_LIMIT = "BorrowingLimit"
+    INSUFFICIENT_CAPACITY = "InsufficientCapacity"
+    TOPOLOGY_UNAVAILABLE = "TopologyUnavailable"
+    RESERVED_FOR_HEAD = "ReservedForHead"
+    POWER_CAP = "PowerCap"
+    NOT_EXAMINED = "NotExamined"
+    NO_FLAVOR = "NoEligibleFlavor"
+    NEVER_FITS = "NeverFits"
+    UNKNOWN_QUEUE = "UnknownQueue"
+    PREEMPTED = "Preempted"
+
+
+_TEMPLATES = {
+    Code.QUOTA_EXCEEDED: "needs {need} {flavor}, {free_in_quota} free in the cohort's quota",
+    Code.BORROWING_LIMIT: (
+        "needs {need} {flavor}; queue {queue} uses {usage} of nominal {nominal} "
+        "+ borrowing limit {limit}"
+    ),
+    Code.INSUFFICIENT_CAPACITY: "needs {need} {flavor}, {free} free",
+    Code.TOPOLOGY_UNAVAILABLE: (
+        "needs {need} {flavor}, {free} free but fragmented; the largest free pod has {largest_pod}"
+    ),
+    Code.RESERVED_FOR_HEAD: (
+        "would delay job {head} reserved to start at t={shadow_s:.0f}s on {flavor}"
+    ),
+    Code.POWER_CAP: "needs {need_mw:.2f} MW, {headroom_mw:.2f} MW left under the {domain} cap",
+    Code.NOT_EXAMINED: "not reached this cycle ({why})",
+    Code.NO_FLAVOR: "none of its flavors {flavors} is in the fleet",
+    Code.NEVER_FITS: "needs {need} GPUs; the most any acceptable flavor could give is {most}",
+    Code.UNKNOWN_QUEUE: "team {team} has no cluster queue",
+    Code.PREEMPTED: "preempted by job {by} ({why})",
+}
+
+
+class Reason:
+    """A blocker: a code and the numbers behind it. The message is formatted only when read."""
+
+    __slots__ = ("code", "detail")
+
+    def __init__(self, code: Code, **detail: Any) -> None:
+        self.code = code
+        self.detail = detail
+
+    @property
+    def message(self) -> str:
+        try:
+            return _TEMPLATES[self.code].format(**self.detail)
+        except (KeyError, ValueError):
+            return f"{self.code.value} {self.detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code.value, "message": self.message, **self.detail}
+
+    def __repr__(self) -> str:
+        return f"{self.code.value}: {self.message}"

@@ -1,0 +1,63 @@
+"""What a cycle reads (Snapshot) and what it returns (Plan)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.reasons import Reason
+from cortex.scheduler.state import ClusterState, Placement
+from cortex.workload.job import Job
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The cluster as a policy sees it. Policies read it and never mutate it; tentative moves go
+    through a Statement. `speed(kind, flavor)` is the throughput table relative to the reference
+    flavor; `estimate_s(job, flavor, gpus)` is the driver's runtime estimate for backfill."""
+
+    now_s: float
+    state: ClusterState
+    pending: PendingQueues
+    speed: Callable[[str, int], float]
+    estimate_s: Callable[[Job, int, int], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Start `job` with a gang of `gang_gpus` on `placement`, holding `alloc_gpus`."""
+
+    job: Job
+    flavor: int
+    placement: Placement
+    gang_gpus: int
+    alloc_gpus: int
+
+
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """Stop `job` (it keeps the work up to its last checkpoint) so that another can start."""
+
+    job: Job
+    reason: Reason
+
+
+@dataclass(slots=True)
+class Plan:
+    """A cycle's decisions. Jobs past `examined` share `rest_reason`."""
+
+    starts: list[Start] = field(default_factory=list)
+    preemptions: list[Preemption] = field(default_factory=list)
+    blockers: dict[int, list[Reason]] = field(default_factory=dict)
+    rest_reason: Reason | None = None
+    examined: int = 0
+    preempt_failed: list[int] = field(default_factory=list)  # victim searches that found none
+
+    def reasons_for(self, job_id: int) -> list[Reason]:
+        """Blockers of a job this cycle did not start ([] if it started)."""
+        if job_id in self.blockers:
+            return self.blockers[job_id]
+        if any(s.job.id == job_id for s in self.starts):
+            return []
+        return [self.rest_reason] if self.rest_reason is not None else []

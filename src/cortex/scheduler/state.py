@@ -1,0 +1,268 @@
+"""ClusterState: the mechanism both drivers share. Free capacity is kept as counters and
+bucketed indices so that placement never scans the list of all GPUs.
+
+Indices, per flavor f with g GPUs per node:
+- `part[f][k]`: healthy nodes with exactly k free GPUs, 0 < k < g (a dict used as an ordered set);
+- `pod_whole[p]`: healthy, completely free nodes of pod p;
+- `pod_bucket[f][c]`: pods of flavor f with exactly c completely free nodes (c >= 1);
+- `hall_whole[h][f]`: completely free nodes of flavor f in hall h.
+
+Policies read this object through a Snapshot and never mutate it; tentative changes within a
+cycle go through a Statement (statement.py), which rolls them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sortedcontainers import SortedList
+
+from cortex.fleet.topology import Topology
+from cortex.scheduler.queues import QueueConfig
+from cortex.workload.job import Job
+
+Placement = tuple[tuple[int, int], ...]  # ((node, gpus), ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """GPUs held by one job: one flavor, some nodes."""
+
+    flavor: int
+    placement: Placement
+    gpus: int
+
+
+class ClusterState:
+    """Free capacity, allocations, per-queue usage and the running set."""
+
+    def __init__(self, topo: Topology, queues: QueueConfig) -> None:
+        self.topo = topo
+        self.queues = queues
+        nf = len(topo.flavors)
+        self.gpn = list(topo.flavor_gpus_per_node)
+        self.node_flavor = topo.node_flavor
+        self.node_pod = topo.node_pod
+        self.node_hall = topo.node_hall
+        self.pod_hall = topo.pod_hall
+        self.node_free = [self.gpn[f] for f in topo.node_flavor]
+        self.node_up = [True] * topo.n_nodes
+        self.node_jobs: list[dict[int, int]] = [{} for _ in range(topo.n_nodes)]
+        self.part: list[list[dict[int, None]]] = [[{} for _ in range(g)] for g in self.gpn]
+        self.pod_whole: list[dict[int, None]] = [dict.fromkeys(ns) for ns in topo.pod_nodes]
+        self.max_pod_nodes = [0] * nf
+        for p, ns in enumerate(topo.pod_nodes):
+            f = topo.pod_flavor[p]
+            self.max_pod_nodes[f] = max(self.max_pod_nodes[f], len(ns))
+        self.pod_bucket: list[list[dict[int, None]]] = [
+            [{} for _ in range(m + 1)] for m in self.max_pod_nodes
+        ]
+        for p, ns in enumerate(topo.pod_nodes):
+            self.pod_bucket[topo.pod_flavor[p]][len(ns)][p] = None
+        self.hall_whole = [[0] * nf for _ in topo.hall_names]
+        for n, f in enumerate(topo.node_flavor):
+            self.hall_whole[topo.node_hall[n]][f] += 1
+        self.total_gpus = topo.flavor_gpus()
+        self.up_gpus = list(self.total_gpus)
+        self.up_nodes = topo.flavor_nodes()
+        self.total_nodes = list(self.up_nodes)
+        self.free_gpus = list(self.total_gpus)
+        self.busy_gpus = [0] * nf
+        self.allocations: dict[int, Allocation] = {}
+        self.usage = [[0] * nf for _ in queues.queues]
+        self.cohort_usage = [0] * nf
+        self.running: dict[int, Job] = {}
+        # Running jobs by expected end, per flavor: the EASY-backfill shadow walks this.
+        self.ends: list[SortedList] = [SortedList() for _ in range(nf)]
+        # Running jobs per flavor and priority, in start order: preemption searches this.
+        self.by_prio: list[dict[int, dict[int, Job]]] = [{} for _ in range(nf)]
+        self.prio_gpus: list[dict[int, int]] = [{} for _ in range(nf)]
+        self.flavor_node_ids: list[list[int]] = [[] for _ in range(nf)]
+        for n, f in enumerate(topo.node_flavor):
+            self.flavor_node_ids[f].append(n)
+
+    # ---- capacity indices -------------------------------------------------------------------
+    def _whole_add(self, n: int) -> None:
+        p = self.node_pod[n]
+        pw = self.pod_whole[p]
+        c = len(pw)
+        buckets = self.pod_bucket[self.node_flavor[n]]
+        if c:
+            del buckets[c][p]
+        buckets[c + 1][p] = None
+        pw[n] = None
+        self.hall_whole[self.node_hall[n]][self.node_flavor[n]] += 1
+
+    def _whole_remove(self, n: int) -> None:
+        p = self.node_pod[n]
+        pw = self.pod_whole[p]
+        c = len(pw)
+        buckets = self.pod_bucket[self.node_flavor[n]]
+        del buckets[c][p]
+        if c > 1:
+            buckets[c - 1][p] = None
+        del pw[n]
+        self.hall_whole[self.node_hall[n]][self.node_flavor[n]] -= 1
+
+    def _set_free(self, n: int, new: int) -> None:
+        old = self.node_free[n]
+        f = self.node_flavor[n]
+        g = self.gpn[f]
+        if old == g:
+            self._whole_remove(n)
+        elif old:
+            del self.part[f][old][n]
+        if new == g:
+            self._whole_add(n)
+        elif new:
+            self.part[f][new][n] = None
+        self.node_free[n] = new
+
+    def take(self, job_id: int, flavor: int, placement: Placement) -> int:
+        """Mark a placement's GPUs used by job_id; returns the GPUs taken.
+
+        Whole nodes leaving a pod's free set update that pod's bucket and its hall's count once
+        per pod, not once per node: a 32k-GPU gang touches 4,096 nodes but only ~128 pods."""
+        g = self.gpn[flavor]
+        part = self.part[flavor]
+        node_free = self.node_free
+        node_pod = self.node_pod
+        pod_whole = self.pod_whole
+        node_jobs = self.node_jobs
+        touched: dict[int, int] = {}
+        total = 0
+        for n, k in placement:
+            old = node_free[n]
+            if old == g:
+                p = node_pod[n]
+                del pod_whole[p][n]
+                touched[p] = touched.get(p, 0) + 1
+            elif old:
+                del part[old][n]
+            new = old - k
+            if new:
+                part[new][n] = None
+            node_free[n] = new
+            node_jobs[n][job_id] = k
+            total += k
+        buckets = self.pod_bucket[flavor]
+        for p, cnt in touched.items():
+            c_new = len(pod_whole[p])
+            del buckets[c_new + cnt][p]
+            if c_new:
+                buckets[c_new][p] = None
+            self.hall_whole[self.pod_hall[p]][flavor] -= cnt
+        self.free_gpus[flavor] -= total
+        self.busy_gpus[flavor] += total
+        self.allocations[job_id] = Allocation(flavor, placement, total)
+        return total
+
+    def give(self, job_id: int) -> Allocation:
+        """Return a job's GPUs to the free indices; returns what it held. Nodes never go down
+        under a job (drivers stop the job first), so every node here is healthy."""
+        alloc = self.allocations.pop(job_id)
+        flavor = alloc.flavor
+        g = self.gpn[flavor]
+        part = self.part[flavor]
+        node_free = self.node_free
+        node_pod = self.node_pod
+        pod_whole = self.pod_whole
+        node_jobs = self.node_jobs
+        touched: dict[int, int] = {}
+        for n, k in alloc.placement:
+            del node_jobs[n][job_id]
+            old = node_free[n]
+            if old:
+                del part[old][n]
+            new = old + k
+            if new == g:
+                p = node_pod[n]
+                pod_whole[p][n] = None
+                touched[p] = touched.get(p, 0) + 1
+            else:
+                part[new][n] = None
+            node_free[n] = new
+        buckets = self.pod_bucket[flavor]
+        for p, cnt in touched.items():
+            c_new = len(pod_whole[p])
+            c_old = c_new - cnt
+            if c_old:
+                del buckets[c_old][p]
+            buckets[c_new][p] = None
+            self.hall_whole[self.pod_hall[p]][flavor] += cnt
+        self.free_gpus[flavor] += alloc.gpus
+        self.busy_gpus[flavor] -= alloc.gpus
+        return alloc
+
+    def add_usage(self, team: int, flavor: int, gpus: int) -> None:
+        self.usage[team][flavor] += gpus
+        self.cohort_usage[flavor] += gpus
+
+    # ---- driver operations ------------------------------------------------------------------
+    def start(self, job: Job, team: int, flavor: int, placement: Placement) -> int:
+        """Driver: a job starts on a placement. Returns the GPUs it holds."""
+        gpus = self.take(job.id, flavor, placement)
+        self.add_usage(team, flavor, gpus)
+        self.running[job.id] = job
+        self.ends[flavor].add((job.est_end_s, job.id, gpus))
+        self.by_prio[flavor].setdefault(job.priority, {})[job.id] = job
+        pg = self.prio_gpus[flavor]
+        pg[job.priority] = pg.get(job.priority, 0) + gpus
+        return gpus
+
+    def stop(self, job: Job, team: int) -> Allocation:
+        """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
+        alloc = self.give(job.id)
+        self.add_usage(team, alloc.flavor, -alloc.gpus)
+        del self.running[job.id]
+        self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
+        del self.by_prio[alloc.flavor][job.priority][job.id]
+        self.prio_gpus[alloc.flavor][job.priority] -= alloc.gpus
+        return alloc
+
+    def jobs_on(self, n: int) -> list[int]:
+        """Ids of jobs holding GPUs on node n."""
+        return list(self.node_jobs[n])
+
+    def set_down(self, n: int) -> None:
+        """Driver: node n leaves service. Jobs on it must be stopped first."""
+        if not self.node_up[n]:
+            return
+        if self.node_jobs[n]:
+            raise RuntimeError(f"node {n} still runs jobs {list(self.node_jobs[n])}")
+        f = self.node_flavor[n]
+        self._set_free(n, 0)
+        self.node_free[n] = self.gpn[f]  # all GPUs idle but unusable while down
+        self.node_up[n] = False
+        self.free_gpus[f] -= self.gpn[f]
+        self.up_gpus[f] -= self.gpn[f]
+        self.up_nodes[f] -= 1
+
+    def set_up(self, n: int) -> None:
+        """Driver: node n is repaired and back in service."""
+        if self.node_up[n]:
+            return
+        f = self.node_flavor[n]
+        self.node_up[n] = True
+        self.node_free[n] = 0
+        self._set_free(n, self.gpn[f])
+        self.free_gpus[f] += self.gpn[f]
+        self.up_gpus[f] += self.gpn[f]
+        self.up_nodes[f] += 1
+
+    # ---- read helpers for policies ----------------------------------------------------------
+    def largest_free_pod_gpus(self, f: int) -> int:
+        """GPUs in the largest set of completely free nodes inside one pod."""
+        buckets = self.pod_bucket[f]
+        for c in range(len(buckets) - 1, 0, -1):
+            if buckets[c]:
+                return c * self.gpn[f]
+        return 0
+
+    def largest_free_node_gpus(self, f: int) -> int:
+        if any(self.pod_bucket[f][1:]):
+            return self.gpn[f]
+        for k in range(self.gpn[f] - 1, 0, -1):
+            if self.part[f][k]:
+                return k
+        return 0

@@ -1,0 +1,65 @@
+"""Invariants the twin checks after every event in debug mode (tests switch it on). Each is a
+full scan, so debug mode is for small fleets."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cortex.workload.states import JobState
+
+if TYPE_CHECKING:
+    from cortex.sim.twin import Twin
+
+
+class InvariantError(AssertionError):
+    """The twin's state broke a rule that must always hold."""
+
+
+def check_invariants(twin: Twin) -> None:
+    """Raise InvariantError on the first broken invariant."""
+    st = twin.state
+    gpn = st.gpn
+    held: dict[int, int] = {}
+    for n, jobs in enumerate(st.node_jobs):
+        g = gpn[st.node_flavor[n]]
+        used = sum(jobs.values())
+        if not st.node_up[n] and jobs:
+            raise InvariantError(f"node {n} is down but runs jobs {list(jobs)}")
+        if st.node_up[n] and used + st.node_free[n] != g:
+            raise InvariantError(f"node {n}: {used} used + {st.node_free[n]} free != {g}")
+        for j, k in jobs.items():
+            held[j] = held.get(j, 0) + k
+    for j, alloc in st.allocations.items():
+        job = st.running.get(j)
+        if job is None or job.state is not JobState.RUNNING:
+            raise InvariantError(f"allocation of job {j} that is not running")
+        if held.get(j) != alloc.gpus or alloc.gpus < job.run_gpus:
+            raise InvariantError(f"job {j}: gang {job.run_gpus} holds {held.get(j)} of {alloc.gpus}")
+        if any(st.node_flavor[n] != alloc.flavor for n, _ in alloc.placement):
+            raise InvariantError(f"job {j} spans flavors")
+    if set(held) != set(st.running):
+        raise InvariantError("running set and node allocations disagree")
+    nf = len(gpn)
+    for f in range(nf):
+        free = sum(st.node_free[n] for n in range(len(st.node_free))
+                   if st.node_up[n] and st.node_flavor[n] == f)
+        if free != st.free_gpus[f]:
+            raise InvariantError(f"flavor {f}: free counter {st.free_gpus[f]} != {free}")
+        usage = [0] * len(st.queues.queues)
+        for j in st.running.values():
+            if j.run_flavor == f:
+                usage[j.queue_idx] += j.alloc_gpus
+        for q in st.queues.queues:
+            if usage[q.index] != st.usage[q.index][f]:
+                raise InvariantError(f"queue {q.name}: usage counter disagrees")
+            limit = q.borrowing_limit[f]
+            if limit is not None and usage[q.index] > q.nominal[f] + limit:
+                raise InvariantError(f"queue {q.name} exceeds its borrowing limit on flavor {f}")
+        if sum(usage) > st.queues.cohort_nominal[f]:
+            raise InvariantError(f"cohort exceeds its quota on flavor {f}")
+    for job in st.running.values():
+        if job.done_s > job.work_s + 1e-6:
+            raise InvariantError(f"job {job.id} did more work than it has")
+    for job in twin.pending:
+        if job.state not in (JobState.QUEUED, JobState.REQUEUED) or job.id in st.allocations:
+            raise InvariantError(f"pending job {job.id} in state {job.state.value}")
