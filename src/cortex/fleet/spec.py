@@ -104,8 +104,15 @@ class FleetSpec(_Strict):
     queues: QueuesSpec | None = None
 
 
-PRESETS = ("cortex-2024", "colossus-memphis", "dojo-buffalo", "cortex-2026", "llama3-16k",
-           "philly-48x4", "tiny")
+PRESETS = (
+    "cortex-2024",
+    "colossus-memphis",
+    "dojo-buffalo",
+    "cortex-2026",
+    "llama3-16k",
+    "philly-48x4",
+    "tiny",
+)
 
 
 def _check_flavors(spec: FleetSpec, source: str) -> None:
@@ -116,11 +123,14 @@ def _check_flavors(spec: FleetSpec, source: str) -> None:
             where = f"halls[{h}].groups[{g}]"
             if grp.flavor not in catalog:
                 known = ", ".join(sorted(catalog))
-                raise InputError(source, f"{where}.flavor", f"unknown flavor {grp.flavor!r} (known: {known})")
+                raise InputError(
+                    source, f"{where}.flavor", f"unknown flavor {grp.flavor!r} (known: {known})"
+                )
             seen = per_flavor_gpn.setdefault(grp.flavor, grp.gpus_per_node)
             if seen != grp.gpus_per_node:
                 raise InputError(
-                    source, f"{where}.gpus_per_node",
+                    source,
+                    f"{where}.gpus_per_node",
                     f"{grp.flavor} nodes must all have the same size ({seen} elsewhere)",
                 )
     names = [h.name for h in spec.halls]
@@ -130,8 +140,11 @@ def _check_flavors(spec: FleetSpec, source: str) -> None:
         for i, q in enumerate(spec.queues.cluster_queues):
             for fl in q.nominal_gpus:
                 if fl not in per_flavor_gpn:
-                    raise InputError(source, f"queues.cluster_queues[{i}].nominal_gpus",
-                                     f"flavor {fl!r} is not in this fleet")
+                    raise InputError(
+                        source,
+                        f"queues.cluster_queues[{i}].nominal_gpus",
+                        f"flavor {fl!r} is not in this fleet",
+                    )
 
 
 def parse_fleet(data: Any, source: str) -> FleetSpec:
@@ -155,7 +168,9 @@ def load_fleet_spec(preset_or_path: str | Path) -> FleetSpec:
     else:
         path = Path(name)
         if not path.exists():
-            raise InputError(name, "<file>", f"no such file, and not a preset ({', '.join(PRESETS)})")
+            raise InputError(
+                name, "<file>", f"no such file, and not a preset ({', '.join(PRESETS)})"
+            )
         try:
             text = path.read_text()
         except OSError as err:

@@ -48,10 +48,6 @@ class _Reservation:
         self.extra_gpus = extra_gpus
 
 
-def _flavors_of(job: Job, st: ClusterState) -> tuple[int, ...]:
-    return job.flavor_ids or tuple(range(len(st.gpn)))
-
-
 def _gang_sizes(job: Job) -> tuple[int, ...]:
     if job.elastic_min is not None and job.elastic_min < job.gpus:
         return (job.gpus, job.elastic_min)
@@ -64,8 +60,14 @@ def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
     if free < need:
         return Reason(Code.INSUFFICIENT_CAPACITY, need=need, flavor=name, free=free)
     largest = st.largest_free_pod_gpus(f) if need > st.gpn[f] else st.largest_free_node_gpus(f)
-    return Reason(Code.TOPOLOGY_UNAVAILABLE, need=need, flavor=name, free=free,
-                  largest_pod=largest)
+    return Reason(
+        Code.TOPOLOGY_UNAVAILABLE,
+        need=need,
+        flavor=name,
+        free=free,
+        largest_block=largest,
+        block="pod" if need > st.gpn[f] else "node",
+    )
 
 
 def _shadow(st: ClusterState, stmt: Statement, f: int, need: int, now: float) -> tuple[float, int]:
@@ -116,6 +118,105 @@ def _try_preempt(
     return None
 
 
+class _Cycle:
+    """The working set of one cycle: the statement, the plan and the reservations."""
+
+    __slots__ = ("deep", "every_flavor", "plan", "pol", "reserved", "snap", "st", "stmt", "tries")
+
+    def __init__(self, snap: Snapshot, pol: Policies, deep: bool) -> None:
+        self.snap = snap
+        self.pol = pol
+        self.deep = deep
+        self.st = snap.state
+        self.stmt = Statement(snap.state)
+        self.plan = Plan()
+        self.reserved: dict[int, _Reservation] = {}
+        self.tries = pol.max_preemption_tries
+        self.every_flavor = tuple(range(len(snap.state.gpn)))
+
+    def try_flavor(
+        self, job: Job, f: int, gang: int, reasons: list[Reason], short: list[int]
+    ) -> bool:
+        """Admit, guard the reservation and place `job` on flavor f with a gang of `gang`."""
+        st = self.st
+        snap = self.snap
+        alloc = alloc_size(gang, st.gpn[f])
+        # 2. Admission checks (quota, later power).
+        r = _admit(snap, self.pol, job, f, alloc)
+        if r is not None:
+            reasons.append(r)
+            return False
+        if alloc > st.free_gpus[f]:
+            reasons.append(_capacity_reason(st, f, alloc))
+            if f not in short:
+                short.append(f)
+            return False
+        # 3. Backfill guard: a job may pass the head reserved on this flavor only if it ends
+        #    before the head's start, or fits in what the head leaves over.
+        res = self.reserved.get(f)
+        use_extra = False
+        if res is not None and snap.now_s + snap.estimate_s(job, f, gang) > res.shadow_s:
+            if alloc > res.extra_gpus:
+                reasons.append(
+                    Reason(
+                        Code.RESERVED_FOR_HEAD,
+                        head=res.head,
+                        shadow_s=res.shadow_s,
+                        flavor=st.topo.flavors[f],
+                    )
+                )
+                return False
+            use_extra = True
+        # 4. Placement, all or nothing.
+        placement = self.pol.placement.place(st, f, gang)
+        if placement is None:
+            reasons.append(_capacity_reason(st, f, alloc))
+            if f not in short:
+                short.append(f)
+            return False
+        held = self.stmt.allocate(job, f, placement)
+        if use_extra and res is not None:
+            res.extra_gpus -= held
+        self.plan.starts.append(Start(job, f, placement, gang, held))
+        return True
+
+    def try_preempt(self, job: Job, short: list[int]) -> bool:
+        """5. Preemption (deep passes only): victims are computed on the statement and acted on
+        by the driver. A job whose search failed waits for its backoff (set by the driver)."""
+        if not (
+            short and self.deep and self.tries > 0 and self.snap.now_s >= job.next_preempt_try_s
+        ):
+            return False
+        self.tries -= 1
+        for f in short:
+            got = _try_preempt(self.snap, self.pol, self.stmt, job, f, job.gpus)
+            if got is None:
+                continue
+            placement, victims = got
+            held = self.stmt.allocate(job, f, placement)
+            self.plan.starts.append(Start(job, f, placement, job.gpus, held))
+            why = self.pol.preemption.name
+            self.plan.preemptions.extend(
+                Preemption(v, Reason(Code.PREEMPTED, by=job.id, why=why)) for v in victims
+            )
+            return True
+        self.plan.preempt_failed.append(job.id)
+        return False
+
+    def reserve(self, job: Job, short: list[int]) -> None:
+        """6. The first job blocked by capacity on a flavor reserves it (EASY backfill); in a
+        quick pass, or with backfill off, nothing may pass it."""
+        for f in short:
+            if f in self.reserved:
+                continue
+            need = alloc_size(job.gpus, self.st.gpn[f])
+            if self.pol.backfill and self.deep:
+                shadow, extra = _shadow(self.st, self.stmt, f, need, self.snap.now_s)
+            else:
+                shadow, extra = self.snap.now_s, 0
+            self.reserved[f] = _Reservation(job.id, shadow, extra)
+
+
 def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     """One cycle: order the pending jobs, admit, place, preempt, backfill; explain the rest.
 
@@ -123,95 +224,33 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     head and lets nothing past it; a deep pass (Slurm's backfill) walks up to `max_examined`
     jobs and backfills those that do not delay the heads. Drivers run quick passes on events and
     deep passes at an interval, or deep passes only when the queue is short."""
-    st = snap.state
-    now = snap.now_s
-    stmt = Statement(st)
-    plan = Plan()
-    reserved: dict[int, _Reservation] = {}
-    tries = pol.max_preemption_tries
+    c = _Cycle(snap, pol, deep)
+    plan = c.plan
+    free = c.st.free_gpus
     try:
         # 1. Walk pending jobs in the ordering policy's order.
         for job in pol.ordering.order(snap):
             if plan.examined >= pol.max_examined:
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="examined limit reached")
                 break
-            if (tries <= 0 or not deep) and not any(st.free_gpus):
+            if (c.tries <= 0 or not deep) and not any(free):
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
                 break
             plan.examined += 1
             reasons: list[Reason] = []
-            started = False
-            flavors = _flavors_of(job, st)
-            for f in flavors:
-                for gang in _gang_sizes(job):
-                    alloc = alloc_size(gang, st.gpn[f])
-                    # 2. Admission checks (quota, later power).
-                    r = _admit(snap, pol, job, f, alloc)
-                    if r is not None:
-                        reasons.append(r)
-                        continue
-                    # 3. Backfill guard: do not delay the reserved head of this flavor.
-                    res = reserved.get(f)
-                    use_extra = False
-                    if res is not None:
-                        if now + snap.estimate_s(job, f, gang) > res.shadow_s:
-                            if alloc > res.extra_gpus:
-                                reasons.append(Reason(
-                                    Code.RESERVED_FOR_HEAD, head=res.head, shadow_s=res.shadow_s,
-                                    flavor=st.topo.flavors[f]))
-                                continue
-                            use_extra = True
-                    # 4. Placement, all or nothing.
-                    placement = pol.placement.place(st, f, gang)
-                    if placement is None:
-                        reasons.append(_capacity_reason(st, f, alloc))
-                        continue
-                    held = stmt.allocate(job, f, placement)
-                    if use_extra and res is not None:
-                        res.extra_gpus -= held
-                    plan.starts.append(Start(job, f, placement, gang, held))
-                    started = True
-                    break
-                if started:
-                    break
-            if started:
-                continue
-            # 5. Preemption (deep passes): victims computed on the statement, acted on by the
-            #    driver. A job whose search failed waits for its backoff (set by the driver).
-            if deep and tries > 0 and now >= job.next_preempt_try_s:
-                tries -= 1
-                plan.preempt_failed.append(job.id)
-                for f in flavors:
-                    got = _try_preempt(snap, pol, stmt, job, f, job.gpus)
-                    if got is None:
-                        continue
-                    placement, victims = got
-                    plan.preempt_failed.pop()
-                    held = stmt.allocate(job, f, placement)
-                    plan.starts.append(Start(job, f, placement, job.gpus, held))
-                    for v in victims:
-                        plan.preemptions.append(Preemption(
-                            v, Reason(Code.PREEMPTED, by=job.id, why=pol.preemption.name)))
-                    started = True
-                    break
-            if started:
+            short: list[int] = []  # flavors where capacity or topology blocked it
+            if any(
+                c.try_flavor(job, f, gang, reasons, short)
+                for f in job.flavor_ids or c.every_flavor
+                for gang in _gang_sizes(job)
+            ) or c.try_preempt(job, short):
                 continue
             plan.blockers[job.id] = reasons
-            # 6. The first job blocked by capacity on a flavor reserves it (EASY backfill).
-            f0 = flavors[0]
-            if f0 not in reserved and reasons and reasons[0].code in (
-                Code.INSUFFICIENT_CAPACITY, Code.TOPOLOGY_UNAVAILABLE, Code.RESERVED_FOR_HEAD
-            ):
-                need = alloc_size(job.gpus, st.gpn[f0])
-                if pol.backfill and deep:
-                    shadow, extra = _shadow(st, stmt, f0, need, now)
-                else:
-                    shadow, extra = now, 0
-                reserved[f0] = _Reservation(job.id, shadow, extra)
-                if not deep and len(reserved) == len(st.gpn):
-                    plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
-                    break
+            c.reserve(job, short)
+            if not deep and len(c.reserved) == len(free):
+                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
+                break
         return plan
     finally:
         # 7. Leave the state as it was; the driver applies the plan.
-        stmt.rollback()
+        c.stmt.rollback()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from operator import truediv
 from typing import Protocol
 
 from cortex.scheduler.snapshot import Snapshot
@@ -56,15 +57,14 @@ class PriorityFairShare:
         totals = [max(t, 1) for t in st.total_gpus]
         iters = [iter(lst) for lst in snap.pending.lists]
         heads: list[tuple | None] = [next(it, None) for it in iters]
-        nf = len(totals)
+        usage = st.usage
         while True:
             best = None
             bi = -1
             for i, head in enumerate(heads):
                 if head is None:
                     continue
-                use = st.usage[i]
-                share = max(use[f] / totals[f] for f in range(nf)) / queues[i].weight
+                share = max(map(truediv, usage[i], totals)) / queues[i].weight
                 cand = (head[0][0], share, head[0])
                 if best is None or cand < best:
                     best, bi = cand, i

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
+
 from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.snapshot import Snapshot
 from cortex.workload.job import Job
@@ -19,6 +21,16 @@ class PreemptionPolicy(Protocol):
     def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool: ...
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool: ...
+
+    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
+        """Nodes whose every job might be a victim: a necessary condition over node summaries,
+        as a boolean array, checked exactly with `eligible` afterwards."""
+        ...
+
+
+def _settled(snap: Snapshot) -> np.ndarray:
+    st = snap.state
+    return st.np_last_start <= snap.now_s - st.queues.min_runtime_s
 
 
 class PriorityReclaim:
@@ -41,6 +53,16 @@ class PriorityReclaim:
         return st.usage[job.queue_idx][flavor] + alloc_gpus <= cq.nominal[flavor] and any(
             st.usage[q.index][flavor] > q.nominal[flavor] for q in st.queues.queues
         )
+
+    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
+        st = snap.state
+        reclaim = any(
+            st.usage[q.index][f] > q.nominal[f]
+            for q in st.queues.queues
+            for f in range(len(st.gpn))
+        )
+        top = st.np_max_prio <= job.priority if reclaim else st.np_max_prio < job.priority
+        return top & _settled(snap)
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
         if victim.run_start_s > snap.now_s - snap.state.queues.min_runtime_s:
@@ -71,6 +93,9 @@ class LasDemotion:
     def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
         return self.ordering.level(job.attained_gpu_s) < len(self.ordering.thresholds_gpu_s)
 
+    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
+        return (snap.state.np_max_prio <= job.priority) & _settled(snap)
+
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
         if victim.priority > job.priority:
             return False
@@ -90,3 +115,6 @@ class NoPreemption:
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
         return False
+
+    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
+        return np.zeros(len(snap.state.node_free), dtype=bool)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Code(str, Enum):
+class Code(StrEnum):
     """Stable blocker codes; the control plane shows them and the twin counts them."""
 
     QUOTA_EXCEEDED = "QuotaExceeded"
@@ -30,7 +30,8 @@ _TEMPLATES = {
     ),
     Code.INSUFFICIENT_CAPACITY: "needs {need} {flavor}, {free} free",
     Code.TOPOLOGY_UNAVAILABLE: (
-        "needs {need} {flavor}, {free} free but fragmented; the largest free pod has {largest_pod}"
+        "needs {need} {flavor}, {free} free but fragmented; the largest free {block} has "
+        "{largest_block}"
     ),
     Code.RESERVED_FOR_HEAD: (
         "would delay job {head} reserved to start at t={shadow_s:.0f}s on {flavor}"

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 from cortex.scheduler.cycle import Policies
 from cortex.scheduler.ordering import Fifo, LeastAttainedService, PriorityFairShare
-from cortex.scheduler.preemption import LasDemotion, PriorityReclaim
+from cortex.scheduler.preemption import LasDemotion, NoPreemption, PriorityReclaim
 
 
 def _fifo(backfill: bool) -> Policies:
-    return Policies(ordering=Fifo(), preemption=PriorityReclaim(), backfill=backfill)
+    return Policies(ordering=Fifo(), preemption=NoPreemption(), backfill=backfill)
 
 
 def _priority(backfill: bool) -> Policies:
@@ -23,6 +23,9 @@ def _las(backfill: bool) -> Policies:
     return Policies(ordering=las, preemption=LasDemotion(las), backfill=backfill)
 
 
+#: fifo: arrival order, no preemption (the classic baseline); priority: priority classes, then
+#: weighted DRF between queues, with preemption of lower classes and reclaim of borrowed quota;
+#: las: Tiresias' discretized least-attained-service with demotion preemption.
 PROFILES: dict[str, Callable[[bool], Policies]] = {
     "fifo": _fifo,
     "priority": _priority,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from sortedcontainers import SortedList
 
 from cortex.fleet.topology import Topology
@@ -22,6 +23,7 @@ from cortex.scheduler.queues import QueueConfig
 from cortex.workload.job import Job
 
 Placement = tuple[tuple[int, int], ...]  # ((node, gpus), ...)
+EMPTY_PRIO = -(2**62)  # max priority on a node that runs nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,16 @@ class ClusterState:
         self.flavor_node_ids: list[list[int]] = [[] for _ in range(nf)]
         for n, f in enumerate(topo.node_flavor):
             self.flavor_node_ids[f].append(n)
+        # Per-node summaries of the running jobs, as arrays, so that victim searches filter the
+        # whole fleet in a few vector operations. Kept by start/stop (not by statements).
+        nn = topo.n_nodes
+        self.np_node_pod = np.asarray(topo.node_pod, dtype=np.int64)
+        self.np_node_hall = np.asarray(topo.node_hall, dtype=np.int64)
+        self.np_node_flavor = np.asarray(topo.node_flavor, dtype=np.int64)
+        self.np_up = np.ones(nn, dtype=bool)
+        self.np_used = np.zeros(nn, dtype=np.int64)
+        self.np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
+        self.np_last_start = np.full(nn, -np.inf)
 
     # ---- capacity indices -------------------------------------------------------------------
     def _whole_add(self, n: int) -> None:
@@ -208,6 +220,7 @@ class ClusterState:
         self.by_prio[flavor].setdefault(job.priority, {})[job.id] = job
         pg = self.prio_gpus[flavor]
         pg[job.priority] = pg.get(job.priority, 0) + gpus
+        self._summarize(placement)
         return gpus
 
     def stop(self, job: Job, team: int) -> Allocation:
@@ -218,7 +231,39 @@ class ClusterState:
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
         del self.by_prio[alloc.flavor][job.priority][job.id]
         self.prio_gpus[alloc.flavor][job.priority] -= alloc.gpus
+        self._summarize(alloc.placement)
         return alloc
+
+    def _summarize(self, placement: Placement) -> None:
+        if len(placement) > 1:
+            # A multi-node gang holds its nodes alone: set or clear them as one array write.
+            nodes = [n for n, _ in placement]
+            first = self.node_jobs[nodes[0]]
+            if not first:
+                self.np_used[nodes] = 0
+                self.np_max_prio[nodes] = EMPTY_PRIO
+                self.np_last_start[nodes] = -np.inf
+                return
+            if len(first) == 1:
+                j = self.running[next(iter(first))]
+                self.np_used[nodes] = [k for _, k in placement]
+                self.np_max_prio[nodes] = j.priority
+                self.np_last_start[nodes] = j.run_start_s
+                return
+        running = self.running
+        for n, _ in placement:
+            jobs = self.node_jobs[n]
+            used = 0
+            top = EMPTY_PRIO
+            last = -np.inf
+            for jid, k in jobs.items():
+                j = running[jid]
+                used += k
+                top = max(top, j.priority)
+                last = max(last, j.run_start_s)
+            self.np_used[n] = used
+            self.np_max_prio[n] = top
+            self.np_last_start[n] = last
 
     def jobs_on(self, n: int) -> list[int]:
         """Ids of jobs holding GPUs on node n."""
@@ -234,6 +279,7 @@ class ClusterState:
         self._set_free(n, 0)
         self.node_free[n] = self.gpn[f]  # all GPUs idle but unusable while down
         self.node_up[n] = False
+        self.np_up[n] = False
         self.free_gpus[f] -= self.gpn[f]
         self.up_gpus[f] -= self.gpn[f]
         self.up_nodes[f] -= 1
@@ -244,6 +290,7 @@ class ClusterState:
             return
         f = self.node_flavor[n]
         self.node_up[n] = True
+        self.np_up[n] = True
         self.node_free[n] = 0
         self._set_free(n, self.gpn[f])
         self.free_gpus[f] += self.gpn[f]

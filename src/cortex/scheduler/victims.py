@@ -1,110 +1,125 @@
 """Victim search: the cheapest set of eligible running jobs whose nodes would hold a gang.
 
 Node-oriented, so that a large gang evicts whole nodes in one pod (or as few pods as possible)
-rather than scattered jobs that free no usable block. Cost is the GPUs the victims hold; a
-multi-node victim costs its whole gang. One pass over the flavor's nodes per search.
+rather than scattered jobs that free no usable block. The policy's vectorized node filter
+narrows the fleet in a few array operations; only the chosen nodes are then checked job by job
+with the policy's exact rule. Cost is the GPUs in use on the chosen nodes.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from cortex.scheduler.preemption import PreemptionPolicy
 from cortex.scheduler.snapshot import Snapshot
-from cortex.scheduler.state import ClusterState
+from cortex.workload.job import Job
+
+# Single-node gangs: how many of the cheapest candidate nodes to check exactly.
+SINGLE_NODE_TRIES = 16
 
 
-def _node_cost(
-    st: ClusterState, n: int, ok: dict[int, bool], judge: object
-) -> tuple[int, list[int]] | None:
-    """(cost, victims) to empty node n, or None if a job on it may not be evicted."""
-    cost = 0
-    victims = []
-    for jid in st.node_jobs[n]:
-        good = ok.get(jid)
-        if good is None:
-            good = ok[jid] = judge(jid)  # type: ignore[operator]
-        if not good:
-            return None
-        victims.append(jid)
-        cost += st.allocations[jid].gpus
-    return cost, victims
+# Multi-node gangs: how often to retry after the exact check rejects some chosen nodes.
+EXACT_RETRIES = 3
+
+
+def _exact(
+    snap: Snapshot, policy: PreemptionPolicy, job: Job, nodes: list[int]
+) -> tuple[list[int], list[int]]:
+    """(every job on these nodes, the nodes holding a job that may not be evicted)."""
+    st = snap.state
+    victims: dict[int, None] = {}
+    bad = []
+    for n in nodes:
+        for jid in st.node_jobs[n]:
+            if jid in victims:
+                continue
+            v = st.running.get(jid)  # None: started tentatively in this very cycle
+            if v is None or not policy.eligible(snap, job, v):
+                bad.append(n)
+                break
+            victims[jid] = None
+    return list(victims), bad
+
+
+def _single_node(
+    snap: Snapshot, policy: PreemptionPolicy, job: Job, gang: int, cand: np.ndarray
+) -> list[int] | None:
+    st = snap.state
+    nodes = np.flatnonzero(cand)
+    if nodes.size == 0:
+        return None
+    order = nodes[np.lexsort((nodes, st.np_max_prio[nodes], st.np_used[nodes]))][:SINGLE_NODE_TRIES]
+    for n in order.tolist():
+        free = st.node_free[n]
+        chosen = []
+        for jid, k in sorted(st.node_jobs[n].items(), key=lambda x: (x[1], x[0])):
+            if free >= gang:
+                break
+            v = st.running.get(jid)
+            if v is not None and policy.eligible(snap, job, v):
+                chosen.append(jid)
+                free += k
+        if free >= gang and chosen:
+            return chosen
+    return None
 
 
 def find_victims(
-    snap: Snapshot, policy: PreemptionPolicy, job_gpus: int, flavor: int, job: object
+    snap: Snapshot, policy: PreemptionPolicy, gang: int, flavor: int, job: Job
 ) -> list[int] | None:
-    """Ids of running jobs to evict so that a gang of `job_gpus` fits on `flavor`, or None."""
+    """Ids of running jobs to evict so that a gang of `gang` GPUs fits on `flavor`, or None."""
     st = snap.state
     g = st.gpn[flavor]
-    ok: dict[int, bool] = {}
-    running = st.running
-
-    def judge(jid: int) -> bool:
-        victim = running.get(jid)  # None: started tentatively in this very cycle
-        return victim is not None and policy.eligible(snap, job, victim)  # type: ignore[arg-type]
-
-    up = st.node_up
-    if job_gpus <= g:
-        best: tuple[int, list[int]] | None = None
-        for n in st.flavor_node_ids[flavor]:
-            if not up[n] or not st.node_jobs[n]:
-                continue
-            free = st.node_free[n]
-            chosen = []
-            cost = 0
-            for jid, k in sorted(st.node_jobs[n].items(), key=lambda x: x[1]):
-                if free >= job_gpus:
-                    break
-                good = ok.get(jid)
-                if good is None:
-                    good = ok[jid] = judge(jid)
-                if good:
-                    chosen.append(jid)
-                    free += k
-                    cost += st.allocations[jid].gpus
-            if free >= job_gpus and (best is None or cost < best[0]):
-                best = (cost, chosen)
-                if cost <= job_gpus:
-                    break
-        return best[1] if best else None
-    need = -(-job_gpus // g)
-    # Per pod: candidate nodes (free or evictable), cheapest first.
-    per_pod: dict[int, list[tuple[int, int, list[int]]]] = {}
-    for n in st.flavor_node_ids[flavor]:
-        if not up[n]:
-            continue
-        got = _node_cost(st, n, ok, judge) if st.node_jobs[n] else (0, [])
-        if got is not None and (got[1] or st.node_free[n] == g):
-            per_pod.setdefault(st.node_pod[n], []).append((got[0], n, got[1]))
-    best_pod = None
-    for p, cands in per_pod.items():
-        if len(cands) >= need:
-            cands.sort()
-            cost = sum(c for c, _, _ in cands[:need])
-            if best_pod is None or cost < best_pod[0]:
-                best_pod = (cost, p)
-    if best_pod is not None:
-        picks = per_pod[best_pod[1]][:need]
-    else:
-        # Across pods of one hall (the hall with the most candidates), largest pods first.
-        by_hall: dict[int, int] = {}
-        for p, cands in per_pod.items():
-            by_hall[st.pod_hall[p]] = by_hall.get(st.pod_hall[p], 0) + len(cands)
-        if not by_hall:
+    base = (st.np_node_flavor == flavor) & st.np_up
+    evictable = base & (st.np_used > 0) & policy.node_filter(snap, job)
+    if gang <= g:
+        return _single_node(snap, policy, job, gang, evictable)
+    need = -(-gang // g)
+    cand = evictable | (base & (st.np_used == 0))
+    for _ in range(EXACT_RETRIES):
+        nodes = _choose_nodes(snap, cand, need)
+        if nodes is None:
             return None
-        hall = max(by_hall, key=lambda h: (by_hall[h], -h))
-        if by_hall[hall] < need:
-            return None
-        pods = sorted((p for p in per_pod if st.pod_hall[p] == hall),
-                      key=lambda p: (-len(per_pod[p]), p))
-        picks = []
-        for p in pods:
-            for cand in sorted(per_pod[p]):
-                picks.append(cand)
-                if len(picks) == need:
-                    break
-            if len(picks) == need:
-                break
-    victims: dict[int, None] = {}
-    for _, _, vs in picks:
-        victims.update(dict.fromkeys(vs))
-    return list(victims)
+        victims, bad = _exact(snap, policy, job, nodes)
+        if not bad:
+            return victims
+        cand[bad] = False
+    return None
+
+
+def _choose_nodes(snap: Snapshot, cand: np.ndarray, need: int) -> list[int] | None:
+    """`need` candidate nodes in the cheapest pod that holds them, else across as few pods (of
+    as few halls) as possible. Cost: GPUs in use, then the highest priority on the node."""
+    st = snap.state
+    idx = np.flatnonzero(cand)
+    if idx.size < need:
+        return None
+    pods = st.np_node_pod[idx]
+    used = st.np_used[idx]
+    order = np.lexsort((idx, st.np_max_prio[idx], used, pods))  # by pod, cheapest node first
+    idx, pods, used = idx[order], pods[order], used[order]
+    starts = np.flatnonzero(np.r_[True, pods[1:] != pods[:-1]])
+    counts = np.diff(np.r_[starts, pods.size])
+    rank = np.arange(pods.size) - np.repeat(starts, counts)
+    ok = counts >= need
+    if ok.any():
+        cost = np.bincount(np.repeat(np.arange(starts.size), counts), weights=used * (rank < need))
+        best = int(np.flatnonzero(ok)[np.argmin(cost[ok])])
+        return list(idx[starts[best] : starts[best] + need].tolist())
+    halls = st.np_node_hall[idx[starts]]
+    per_hall = np.bincount(halls, weights=counts)
+    hall_order = np.argsort(-per_hall, kind="stable")
+    if per_hall[hall_order[0]] >= need:
+        hall_order = hall_order[:1]
+    hall_rank = np.full(per_hall.size, per_hall.size)
+    hall_rank[hall_order] = np.arange(hall_order.size)
+    pod_order = np.lexsort((-counts, hall_rank[halls]))
+    nodes: list[int] = []
+    for b in pod_order.tolist():
+        if hall_rank[halls[b]] >= hall_order.size:
+            break
+        take = min(int(counts[b]), need - len(nodes))
+        nodes.extend(idx[starts[b] : starts[b] + take].tolist())
+        if len(nodes) == need:
+            return nodes
+    return None

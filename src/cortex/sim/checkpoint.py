@@ -20,7 +20,9 @@ def daly_interval_s(write_s: float, mtbf_s: float) -> float:
     return math.sqrt(2.0 * write_s * mtbf_s) - write_s
 
 
-def progress(elapsed_s: float, overhead_s: float, tau_s: float, write_s: float) -> tuple[float, float]:
+def progress(
+    elapsed_s: float, overhead_s: float, tau_s: float, write_s: float
+) -> tuple[float, float]:
     """(compute done, compute saved by completed checkpoints) after `elapsed_s` of a run."""
     u = elapsed_s - overhead_s
     if u <= 0:

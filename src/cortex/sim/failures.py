@@ -31,14 +31,16 @@ def load_causes() -> tuple[Cause, ...]:
     text = resources.files("cortex.sim").joinpath("data/failures.csv").read_text()
     out = []
     for row in csv.DictReader(text.splitlines()):
-        out.append(Cause(
-            name=row["cause"],
-            category=row["category"],
-            rate_per_gpu_s=float(row["count"]) / (float(row["exposure_gpu_h"]) * 3600.0),
-            detect_s=float(row["detect_s"]),
-            recover_s=float(row["recover_s"]),
-            repair_s=float(row["repair_s"]),
-        ))
+        out.append(
+            Cause(
+                name=row["cause"],
+                category=row["category"],
+                rate_per_gpu_s=float(row["count"]) / (float(row["exposure_gpu_h"]) * 3600.0),
+                detect_s=float(row["detect_s"]),
+                recover_s=float(row["recover_s"]),
+                repair_s=float(row["repair_s"]),
+            )
+        )
     return tuple(out)
 
 

@@ -34,15 +34,20 @@ def check_invariants(twin: Twin) -> None:
         if job is None or job.state is not JobState.RUNNING:
             raise InvariantError(f"allocation of job {j} that is not running")
         if held.get(j) != alloc.gpus or alloc.gpus < job.run_gpus:
-            raise InvariantError(f"job {j}: gang {job.run_gpus} holds {held.get(j)} of {alloc.gpus}")
+            raise InvariantError(
+                f"job {j}: gang {job.run_gpus} holds {held.get(j)} of {alloc.gpus}"
+            )
         if any(st.node_flavor[n] != alloc.flavor for n, _ in alloc.placement):
             raise InvariantError(f"job {j} spans flavors")
     if set(held) != set(st.running):
         raise InvariantError("running set and node allocations disagree")
     nf = len(gpn)
     for f in range(nf):
-        free = sum(st.node_free[n] for n in range(len(st.node_free))
-                   if st.node_up[n] and st.node_flavor[n] == f)
+        free = sum(
+            st.node_free[n]
+            for n in range(len(st.node_free))
+            if st.node_up[n] and st.node_flavor[n] == f
+        )
         if free != st.free_gpus[f]:
             raise InvariantError(f"flavor {f}: free counter {st.free_gpus[f]} != {free}")
         usage = [0] * len(st.queues.queues)

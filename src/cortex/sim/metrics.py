@@ -46,7 +46,7 @@ class Metrics:
         self.energy_j += facility_w * dt
         b0 = int(t0 / self.bin_s)
         b1 = int(t / self.bin_s)
-        if b0 == b1 or b1 >= self.n_bins and b0 >= self.n_bins - 1:
+        if b0 == b1 or (b1 >= self.n_bins and b0 >= self.n_bins - 1):
             b = min(b0, self.n_bins - 1)
             self.alloc_bins[b] += alloc * dt
             self.up_bins[b] += up * dt
@@ -65,8 +65,7 @@ class Metrics:
         self.now_s = t
 
     def peak(self, facility_w: float) -> None:
-        if facility_w > self.peak_facility_w:
-            self.peak_facility_w = facility_w
+        self.peak_facility_w = max(self.peak_facility_w, facility_w)
 
     def interrupt(self, t: float, cause: int) -> None:
         self.interrupts_by_cause[cause] += 1

@@ -36,7 +36,9 @@ from cortex.workload.throughput import ThroughputTable
 # Event priorities at one instant: capacity returns before anything asks for it.
 REPAIR, FINISH, FAILURE, ARRIVAL, TICK = 0, 1, 2, 3, 4
 # A queue this short gets a deep (backfill) pass on every event: it is cheap.
-SHORT_QUEUE = 64
+SHORT_QUEUE = 8
+# Longest wait between two failed victim searches of one job.
+PREEMPT_BACKOFF_MAX_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,13 @@ class Twin:
         self.restart_overhead_s = defaults["restart_overhead_s"]
         self.large_job_gpus = int(defaults["large_job_gpus"])
         self.backfill_interval_s = defaults["backfill_interval_s"]
+        self.fallback_tau_s = defaults["fallback_checkpoint_interval_s"]
         self.fail_rate = rate_per_gpu_s(cfg.failure_scale) if cfg.failures else 0.0
         table = ThroughputTable.load()
         kinds = {j.kind for j in jobs} | {"generic"}
-        self.speeds = {(k, f): table.speed(k, name) for k in kinds
-                       for f, name in enumerate(topo.flavors)}
+        self.speeds = {
+            (k, f): table.speed(k, name) for k in kinds for f, name in enumerate(topo.flavors)
+        }
         self.metrics = Metrics(cfg.horizon_s, cfg.n_bins, len(self.causes))
         self.rng = np.random.default_rng(cfg.seed)
         self.heap: list[tuple] = []
@@ -98,7 +102,7 @@ class Twin:
         self._power_dirty = True
         self._dirty = False
         self._deep_due = 0.0
-        self._tick_pending = False
+        self._ticks: set[float] = set()
 
     # ---- event heap -------------------------------------------------------------------------
     def _push(self, t: float, prio: int, kind: int, a: object, b: int = 0) -> None:
@@ -113,7 +117,9 @@ class Twin:
                 self.heap.append((j.submit_s, ARRIVAL, self.seq, ARRIVAL, j, 0))
         if self.cfg.failures:
             node_gpus = np.array([self.state.gpn[f] for f in self.topo.node_flavor], dtype=float)
-            times, nodes, kinds = draw_failures(self.rng, horizon, node_gpus, self.cfg.failure_scale)
+            times, nodes, kinds = draw_failures(
+                self.rng, horizon, node_gpus, self.cfg.failure_scale
+            )
             for t, n, c in zip(times.tolist(), nodes.tolist(), kinds.tolist(), strict=True):
                 self.seq += 1
                 self.heap.append((t, FAILURE, self.seq, FAILURE, n, c))
@@ -126,8 +132,13 @@ class Twin:
         self._seed_events()
         heap = self.heap
         horizon = self.cfg.horizon_s
-        handlers = {ARRIVAL: self._arrival, FINISH: self._finish,
-                    FAILURE: self._failure, REPAIR: self._repair, TICK: self._tick}
+        handlers = {
+            ARRIVAL: self._arrival,
+            FINISH: self._finish,
+            FAILURE: self._failure,
+            REPAIR: self._repair,
+            TICK: self._tick,
+        }
         debug = self.cfg.debug
         next_report = 0
         while heap and heap[0][0] <= horizon:
@@ -154,14 +165,17 @@ class Twin:
     def _advance(self, t: float) -> None:
         if self._power_dirty:
             st = self.state
-            up_frac = [u / n if n else 0.0 for u, n in zip(st.up_nodes, st.total_nodes, strict=True)]
+            up_frac = [
+                u / n if n else 0.0 for u, n in zip(st.up_nodes, st.total_nodes, strict=True)
+            ]
             it_w = self.power.it_power_w(st.busy_gpus, st.up_gpus, up_frac)
             self._facility_w = self.power.facility_w(it_w)
             self.metrics.peak(self._facility_w)
             self._power_dirty = False
         st = self.state
-        self.metrics.advance(t, sum(st.busy_gpus), sum(st.up_gpus), len(self.pending),
-                             self._facility_w)
+        self.metrics.advance(
+            t, sum(st.busy_gpus), sum(st.up_gpus), len(self.pending), self._facility_w
+        )
         self.now = t
 
     # ---- handlers ---------------------------------------------------------------------------
@@ -203,7 +217,9 @@ class Twin:
         cq = self.queues.queues[job.queue_idx]
         for f in job.flavor_ids or range(len(st.gpn)):
             limit = cq.borrowing_limit[f]
-            cap = st.total_gpus[f] if limit is None else min(st.total_gpus[f], cq.nominal[f] + limit)
+            cap = (
+                st.total_gpus[f] if limit is None else min(st.total_gpus[f], cq.nominal[f] + limit)
+            )
             most = max(most, cap)
             if alloc_size(smallest, st.gpn[f]) <= cap:
                 return None
@@ -229,8 +245,12 @@ class Twin:
         self.metrics.failures_total += 1
         for job_id in st.jobs_on(node):
             job = st.running[job_id]
-            self._interrupt(job, cause.detect_s + cause.recover_s + self.restart_overhead_s,
-                            JobState.FAILED, cause.name)
+            self._interrupt(
+                job,
+                cause.detect_s + cause.recover_s + self.restart_overhead_s,
+                JobState.FAILED,
+                cause.name,
+            )
             self.metrics.interrupt(self.now, cause_idx)
             job.interruptions += 1
         if cause.repair_s > 0:
@@ -243,8 +263,17 @@ class Twin:
         self._changed()
 
     def _tick(self, _a: object, _b: int) -> None:
-        self._tick_pending = False
+        self._ticks.discard(self.now)
         self._dirty = True
+
+    def _wake(self, t: float) -> None:
+        """Run a cycle at t, rounded up to the backfill interval's grid so that wake-ups of
+        many jobs share one event."""
+        grid = self.backfill_interval_s
+        t = math.ceil(t / grid) * grid
+        if t not in self._ticks:
+            self._ticks.add(t)
+            self._push(t, TICK, TICK, None)
 
     def _changed(self) -> None:
         self._dirty = True
@@ -254,8 +283,15 @@ class Twin:
     def _run_compute_s(self, job: Job) -> float:
         return job.remaining_s / job.run_speed
 
-    def _account_stop(self, job: Job, done_f: float, saved_f: float, elapsed: float,
-                      completed: bool = False, preempted: bool = False) -> None:
+    def _account_stop(
+        self,
+        job: Job,
+        done_f: float,
+        saved_f: float,
+        elapsed: float,
+        completed: bool = False,
+        preempted: bool = False,
+    ) -> None:
         """Split a run's allocated GPU-seconds into productive, rework, restart, checkpoint."""
         m = self.metrics
         held = job.alloc_gpus
@@ -279,8 +315,9 @@ class Twin:
     def _interrupt(self, job: Job, owed_s: float, via: JobState, why: str) -> None:
         """Stop a running job that keeps only its checkpointed work, and requeue it."""
         elapsed = self.now - job.run_start_s
-        done_f, saved_f = ckpt.progress(elapsed, job.run_overhead_s, job.run_tau_s,
-                                        job.ckpt_write_s or 0.0)
+        done_f, saved_f = ckpt.progress(
+            elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
+        )
         self._account_stop(job, done_f, saved_f, elapsed, preempted=via is JobState.PREEMPTED)
         job.done_s = min(job.done_s + saved_f * job.run_speed, job.work_s)
         self.state.stop(job, job.queue_idx)
@@ -297,15 +334,7 @@ class Twin:
         job.move(JobState.ADMITTED, self.now, "quota reserved")
         job.move(JobState.RUNNING, self.now, "placed")
         f = s.flavor
-        speed = self.speeds[(job.kind, f)] * s.gang_gpus / job.gpus
-        write = job.ckpt_write_s or 0.0
-        if job.ckpt_write_s is None:
-            tau = math.inf
-        elif job.ckpt_interval_s or self.cfg.checkpoint_interval_s:
-            tau = float(job.ckpt_interval_s or self.cfg.checkpoint_interval_s or math.inf)
-        else:
-            mtbf = 1.0 / (self.fail_rate * s.alloc_gpus) if self.fail_rate > 0 else math.inf
-            tau = ckpt.daly_interval_s(write, mtbf)
+        speed, tau, dur = self._run_shape(job, f, s.gang_gpus, s.alloc_gpus)
         job.run_speed = speed
         job.run_flavor = f
         job.run_gpus = s.gang_gpus
@@ -314,7 +343,6 @@ class Twin:
         job.owed_overhead_s = 0.0
         job.run_tau_s = tau
         job.run_start_s = self.now
-        dur = ckpt.run_duration_s(job.remaining_s / speed, job.run_overhead_s, tau, write)
         job.est_end_s = self.now + dur
         job.epoch += 1
         if job.first_start_s < 0:
@@ -323,9 +351,26 @@ class Twin:
         self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
 
     # ---- the scheduling cycle ---------------------------------------------------------------
-    def _estimate_s(self, job: Job, flavor: int, gang: int) -> float:
+    def _run_shape(
+        self, job: Job, flavor: int, gang: int, alloc: int
+    ) -> tuple[float, float, float]:
+        """(speed, checkpoint interval, wall duration) of a run that starts now."""
         speed = self.speeds[(job.kind, flavor)] * gang / job.gpus
-        return job.owed_overhead_s + job.remaining_s / speed
+        write = job.ckpt_write_s or 0.0
+        fixed = job.ckpt_interval_s or self.cfg.checkpoint_interval_s
+        if job.ckpt_write_s is None:
+            tau = math.inf
+        elif fixed:
+            tau = float(fixed)
+        elif self.fail_rate > 0:
+            tau = ckpt.daly_interval_s(write, 1.0 / (self.fail_rate * alloc))
+        else:
+            tau = self.fallback_tau_s
+        dur = ckpt.run_duration_s(job.remaining_s / speed, job.owed_overhead_s, tau, write)
+        return speed, tau, dur
+
+    def _estimate_s(self, job: Job, flavor: int, gang: int) -> float:
+        return self._run_shape(job, flavor, gang, alloc_size(gang, self.state.gpn[flavor]))[2]
 
     def _speed(self, kind: str, flavor: int) -> float:
         return self.speeds[(kind, flavor)]
@@ -343,10 +388,9 @@ class Twin:
         self._apply(plan)
         if deep:
             self._deep_due = self.now + self.backfill_interval_s
-        elif self.pending and not self._tick_pending:
+        elif self.pending:
             # Jobs behind blocked heads get a deep pass once the interval is over.
-            self._tick_pending = True
-            self._push(self._deep_due, TICK, TICK, None)
+            self._wake(self._deep_due)
 
     def _apply(self, plan: Plan) -> None:
         blocked = self.metrics.blocked
@@ -354,9 +398,14 @@ class Twin:
             if reasons:
                 code = reasons[0].code.value
                 blocked[code] = blocked.get(code, 0) + 1
-        retry = self.now + self.queues.min_runtime_s / 2
         for job_id in plan.preempt_failed:
-            self._by_id[job_id].next_preempt_try_s = retry
+            # Exponential backoff from half the minimum runtime up to an hour.
+            job = self._by_id[job_id]
+            job.preempt_backoff_s = min(
+                max(job.preempt_backoff_s * 2, self.queues.min_runtime_s / 2), PREEMPT_BACKOFF_MAX_S
+            )
+            job.next_preempt_try_s = self.now + job.preempt_backoff_s
+            self._wake(job.next_preempt_try_s)
         for p in plan.preemptions:
             self.metrics.preemptions += 1
             p.job.preemptions += 1
@@ -371,8 +420,9 @@ class Twin:
         m = self.metrics
         for job in list(self.state.running.values()):
             elapsed = self.now - job.run_start_s
-            done_f, saved_f = ckpt.progress(elapsed, job.run_overhead_s, job.run_tau_s,
-                                            job.ckpt_write_s or 0.0)
+            done_f, saved_f = ckpt.progress(
+                elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
+            )
             self._account_stop(job, done_f, saved_f, elapsed, completed=True)
             m.in_progress_gpu_s += job.run_gpus * (done_f - saved_f)
             if job.gpus >= self.large_job_gpus:

@@ -36,6 +36,7 @@ class Job:
         "name",
         "next_preempt_try_s",
         "owed_overhead_s",
+        "preempt_backoff_s",
         "preemptions",
         "priority",
         "priority_class",
@@ -55,7 +56,7 @@ class Job:
 
     def __init__(
         self,
-        id: int,  # noqa: A002 - the field's name in every API
+        id: int,
         name: str,
         team: str,
         gpus: int,
@@ -107,10 +108,13 @@ class Job:
         self.interruptions = 0
         self.key: tuple = ()
         self.next_preempt_try_s = 0.0  # backoff after a failed victim search
+        self.preempt_backoff_s = 0.0
         self.history: list[tuple[float, JobState, str]] | None = None
 
     @classmethod
-    def from_spec(cls, job_id: int, spec: JobSpec, priority: int, ckpt_write_s: float | None) -> Job:
+    def from_spec(
+        cls, job_id: int, spec: JobSpec, priority: int, ckpt_write_s: float | None
+    ) -> Job:
         """Build a runtime job from a validated spec; the caller resolves priority and I/O."""
         el = spec.elastic
         return cls(
@@ -143,4 +147,6 @@ class Job:
         return self.work_s - self.done_s
 
     def __repr__(self) -> str:
-        return f"Job({self.id}, {self.name!r}, team={self.team}, gpus={self.gpus}, {self.state.value})"
+        return (
+            f"Job({self.id}, {self.name!r}, team={self.team}, gpus={self.gpus}, {self.state.value})"
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cortex.errors import InputError, from_validation_error
 
 
-class WorkloadKind(str, Enum):
+class WorkloadKind(StrEnum):
     """Kinds of work with distinct speed profiles across flavors (see data/throughput.csv)."""
 
     FSD_VIDEO = "fsd-video"

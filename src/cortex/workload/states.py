@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """Lifecycle of a job (Kueue's Workload): queued -> admitted -> running -> completed."""
 
     QUEUED = "queued"
@@ -49,7 +49,7 @@ TERMINAL: frozenset[JobState] = frozenset({C, X, K})
 PENDING: frozenset[JobState] = frozenset({Q, RQ})
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransitionError(RuntimeError):
     """A driver tried a state change that the transition table forbids."""
 
     def __init__(self, job_id: object, src: JobState, dst: JobState, reason: str) -> None:
@@ -59,6 +59,6 @@ class IllegalTransition(RuntimeError):
 
 
 def check_transition(job_id: object, src: JobState, dst: JobState, reason: str = "") -> None:
-    """Raise IllegalTransition unless src -> dst is in the table."""
+    """Raise IllegalTransitionError unless src -> dst is in the table."""
     if dst not in TRANSITIONS[src]:
-        raise IllegalTransition(job_id, src, dst, reason)
+        raise IllegalTransitionError(job_id, src, dst, reason)

@@ -1,0 +1,42 @@
+"""The `cortex` command. One module per command group; bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cortex.cli import fleet as fleet_cmd
+from cortex.cli import sim as sim_cmd
+from cortex.cli import trace as trace_cmd
+from cortex.errors import InputError
+
+app = typer.Typer(
+    help="Cortex: the operating layer for AI training superclusters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("sim")(sim_cmd.sim)
+app.add_typer(fleet_cmd.app, name="fleet")
+app.add_typer(trace_cmd.app, name="trace")
+
+
+def main() -> None:
+    """Entry point: map input errors to exit code 2 and a one-line message."""
+    try:
+        app(standalone_mode=False)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.BadParameter, typer.Exit) as err:  # pragma: no cover - typer formats these
+        raise err
+    except Exception as err:
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        if isinstance(err, click.exceptions.Abort):
+            sys.exit(1)
+        raise

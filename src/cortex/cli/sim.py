@@ -1,0 +1,132 @@
+"""`cortex sim`: run the digital twin with a progress bar, print a summary, write reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cortex.errors import InputError
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.scheduler.registry import PROFILES
+from cortex.sim.report import build_report, write_json
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.sources import load_trace, load_workload
+
+
+def sim(
+    fleet: str = typer.Option("cortex-2024", help="preset name or fleet YAML file"),
+    days: float = typer.Option(30.0, min=0.001, help="simulated horizon in days"),
+    workload: str = typer.Option(
+        "synthetic", help="synthetic | single:GPUS | a YAML job file | a CSV trace"
+    ),
+    trace: Path | None = typer.Option(None, help="replay a CSV trace (overrides --workload)"),
+    policy: str = typer.Option("priority", help=f"scheduling profile: {' | '.join(PROFILES)}"),
+    seed: int = typer.Option(0, help="seed for the workload and the failures"),
+    load: float = typer.Option(0.85, min=0.01, max=2.0, help="synthetic offered load"),
+    backfill: bool = typer.Option(True, help="EASY backfill"),
+    failures: bool = typer.Option(True, help="model failures (Llama 3 census rates)"),
+    failure_scale: float = typer.Option(1.0, min=0.0, help="multiply all failure rates"),
+    checkpoint_interval_s: float | None = typer.Option(
+        None, min=1.0, help="fixed checkpoint interval (default: Young/Daly per job)"
+    ),
+    json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
+    html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
+    debug: bool = typer.Option(False, help="check invariants after every event (slow)"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+) -> None:
+    """Simulate a fleet running a workload under a scheduling policy."""
+    if policy not in PROFILES:
+        raise InputError(
+            "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
+        )
+    topo = build(load_fleet_spec(fleet))
+    if trace is not None:
+        jobs = load_trace(trace, topo)
+        label = f"trace:{trace.name}"
+    else:
+        jobs = load_workload(workload, topo, days=days, seed=seed, load=load)
+        label = (
+            workload
+            if workload in ("synthetic",) or workload.startswith("single:")
+            else (Path(workload).name)
+        )
+    cfg = SimConfig(
+        days=days,
+        seed=seed,
+        policy=policy,
+        backfill=backfill,
+        failures=failures,
+        failure_scale=failure_scale,
+        checkpoint_interval_s=checkpoint_interval_s,
+        debug=debug,
+    )
+    twin = Twin(topo, jobs, cfg)
+    console = Console(stderr=True)
+    if quiet:
+        twin.run()
+    else:
+        with Progress(
+            TextColumn("[bold]simulating"),
+            BarColumn(),
+            TextColumn("day {task.completed:.1f}/{task.total:.0f}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("sim", total=days)
+            twin.run(on_progress=lambda t: bar.update(task, completed=t / 86400.0))
+    report = build_report(twin, workload=label)
+    print_summary(report)
+    if json_path is not None:
+        write_json(report, json_path)
+    if html_path is not None:
+        from cortex.sim.html import write_html
+
+        write_html(report, html_path)
+
+
+def print_summary(r: dict) -> None:
+    """A table of the headline figures."""
+    t = Table(
+        title=f"{r['fleet']['name']} · {r['config']['days']:g} days · "
+        f"policy {r['config']['policy']} · seed {r['config']['seed']}"
+    )
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    j = r["jobs"]
+    rows = [
+        ("GPUs / nodes", f"{r['fleet']['gpus']:,} / {r['fleet']['nodes']:,}"),
+        (
+            "jobs submitted / completed / rejected",
+            f"{j['submitted']:,} / {j['completed']:,} / {j['rejected']:,}",
+        ),
+        ("jobs running / pending at end", f"{j['running_at_end']:,} / {j['pending_at_end']:,}"),
+        (
+            "JCT mean / p50 / p99 (h)",
+            " / ".join(f"{j['jct_s'][k] / 3600:.2f}" for k in ("mean", "p50", "p99")),
+        ),
+        (
+            "queue delay mean / p99 (h)",
+            f"{j['queue_delay_s']['mean'] / 3600:.2f} / {j['queue_delay_s']['p99'] / 3600:.2f}",
+        ),
+        (
+            "utilization allocated / productive",
+            f"{r['utilization']['allocated']:.1%} / {r['utilization']['productive']:.1%}",
+        ),
+        ("goodput", f"{r['goodput']:.1%}"),
+        ("unexpected interruptions", f"{r['interruptions']['unexpected']:,}"),
+        ("preemptions", f"{r['preemptions']:,}"),
+        (
+            "energy (MWh) / peak facility (MW)",
+            f"{r['energy_mwh']:,.0f} / {r['peak_facility_mw']:,.1f}",
+        ),
+        ("events / wall (s)", f"{r['events']:,} / {r['wall_s']:.2f}"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    Console().print(t)

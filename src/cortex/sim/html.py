@@ -1,0 +1,264 @@
+"""Self-contained HTML page for a twin report: summary tables and inline PNG plots.
+
+The page references nothing outside itself (no URLs, no scripts): plots are matplotlib figures
+rendered with the non-interactive Agg backend and embedded as base64 PNG data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:.5em 0 1.5em} td,th{border:1px solid #ccc;padding:3px 8px}
+th{background:#f3f3f3;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;display:block;margin:.5em 0 1.5em}
+"""
+_TEAM_COLS = ("team", "completed", "JCT mean (h)", "p50 (h)", "p99 (h)", "queue delay p50 (h)")
+_LARGE_COLS = ("id", "name", "team", "GPUs", "done", "interrupts", "preempts", "eff. training time")
+
+
+def _esc(value: object) -> str:
+    """HTML-escape any value's string form."""
+    return html.escape(str(value))
+
+
+def _num(value: object, nd: int = 4) -> str:
+    """Format a number compactly; pass other values through `str`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{nd}g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _pct(value: object) -> str:
+    """Format a fraction as a percentage."""
+    return f"{float(value) * 100:.1f}%" if isinstance(value, int | float) else str(value)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """An HTML table; numeric cells are right-aligned, every cell is escaped."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td class="n">{_esc(_num(c))}</td>'
+            if isinstance(c, int | float) and not isinstance(c, bool)
+            else f"<td>{_esc(c)}</td>"
+            for c in row
+        )
+        body.append(f"<tr>{cells}</tr>")
+    if not body:
+        body.append(f'<tr><td colspan="{len(headers)}">(none)</td></tr>')
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _img(fig: Figure, alt: str) -> str:
+    """Render `fig` to an inline PNG `<img>` tag and close it."""
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _empty(ax: Axes, text: str) -> None:
+    """Mark an axis as having nothing to show."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#888")
+
+
+def _line(ax: Axes, x: list[float], y: list[float], color: str) -> None:
+    """Plot a line, or a placeholder when there is no data."""
+    if x:
+        ax.plot(x, y, color=color, lw=1)
+    else:
+        _empty(ax, "no data")
+
+
+def _time(series: dict[str, Any], key: str) -> tuple[list[float], list[float], str]:
+    """(x, y, unit) for one series, x in hours or (for spans over three days) days."""
+    t = [float(x) for x in series.get("t_h", [])]
+    y = [float(v) for v in series.get(key, [])]
+    n = min(len(t), len(y))
+    t, y = t[:n], y[:n]
+    if t and t[-1] > 72:
+        return [x / 24 for x in t], y, "days"
+    return t, y, "hours"
+
+
+def _plot_util(series: dict[str, Any]) -> str:
+    """Allocated fraction and queue length over time, two stacked panels."""
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    x, y, unit = _time(series, "allocated_frac")
+    _line(a1, x, [v * 100 for v in y], "tab:blue")
+    a1.set_ylabel("allocated %")
+    a1.set_ylim(0, 105)
+    x, y, unit = _time(series, "queue_len")
+    _line(a2, x, y, "tab:orange")
+    a2.set_ylabel("queued jobs")
+    a2.set_xlabel(f"time ({unit})")
+    a1.set_title("Utilization and queue length")
+    return _img(fig, "utilization and queue length over time")
+
+
+def _plot_interruptions(series: dict[str, Any], by_cause: dict[str, int]) -> str:
+    """Interruptions per bin over time, and a horizontal bar chart by cause."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3.5, 0.3 * len(by_cause) + 1.5)))
+    x, y, unit = _time(series, "interruptions")
+    if x and any(y):
+        a1.plot(x, y, color="tab:red", lw=1, drawstyle="steps-mid")
+    else:
+        _empty(a1, "no interruptions")
+    a1.set_xlabel(f"time ({unit})")
+    a1.set_ylabel("interruptions per bin")
+    a1.set_title("Unexpected interruptions over time")
+    if by_cause:
+        items = sorted(by_cause.items(), key=lambda kv: kv[1])
+        a2.barh(range(len(items)), [v for _, v in items], color="tab:red")
+        a2.set_yticks(range(len(items)), [str(k) for k, _ in items])
+    else:
+        _empty(a2, "no interruptions")
+    a2.set_xlabel("interruptions")
+    a2.set_title("By cause")
+    return _img(fig, "interruptions over time and by cause")
+
+
+def _plot_jct(by_team: dict[str, Any]) -> str:
+    """Per-team CDF of job completion time, log-x in hours."""
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    drawn = 0
+    for team, stats in by_team.items():
+        cdf = stats.get("jct_cdf_s", [])
+        qs = [i / (len(cdf) - 1) if len(cdf) > 1 else 1.0 for i in range(len(cdf))]
+        pts = [(float(s) / 3600, q) for s, q in zip(cdf, qs, strict=True) if float(s) > 0]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2, label=str(team))
+            drawn += 1
+    if drawn:
+        ax.set_xscale("log")
+        ax.legend(fontsize="small", ncol=max(1, drawn // 12))
+    else:
+        _empty(ax, "no completed jobs")
+    ax.set_xlabel("job completion time (hours, log)")
+    ax.set_ylabel("fraction of completed jobs")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Job completion time CDF by team")
+    return _img(fig, "job completion time CDF by team")
+
+
+def _plot_facility(series: dict[str, Any]) -> str:
+    """Facility power draw over time."""
+    fig, ax = plt.subplots(figsize=(10, 3))
+    x, y, unit = _time(series, "facility_mw")
+    _line(ax, x, y, "tab:green")
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("MW")
+    ax.set_title("Facility power")
+    return _img(fig, "facility power over time")
+
+
+def _summary(r: dict[str, Any]) -> str:
+    """The headline numbers as a two-column table."""
+    fleet, jobs = r.get("fleet", {}), r.get("jobs", {})
+    jct = {k: float(v) / 3600 for k, v in jobs.get("jct_s", {}).items()}
+    util = r.get("utilization", {})
+    rows: list[tuple[str, object]] = [
+        ("GPUs", fleet.get("gpus", "")),
+        ("nodes", fleet.get("nodes", "")),
+        ("jobs submitted", jobs.get("submitted", "")),
+        ("jobs completed", jobs.get("completed", "")),
+        ("jobs rejected", jobs.get("rejected", "")),
+        (
+            "JCT mean / p50 / p99 (h)",
+            " / ".join(f"{jct.get(k, 0.0):.2f}" for k in ("mean", "p50", "p99")),
+        ),
+        ("allocated utilization", _pct(util.get("allocated", ""))),
+        ("productive utilization", _pct(util.get("productive", ""))),
+        ("goodput", _pct(r.get("goodput", ""))),
+        ("unexpected interruptions", r.get("interruptions", {}).get("unexpected", "")),
+        ("preemptions", r.get("preemptions", "")),
+        ("energy (MWh)", r.get("energy_mwh", "")),
+        ("peak facility (MW)", r.get("peak_facility_mw", "")),
+        ("wall time (s)", r.get("wall_s", "")),
+        ("events", r.get("events", "")),
+    ]
+    return _table(["metric", "value"], rows)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """Render a `build_report` dict as one self-contained HTML page."""
+    cfg = report.get("config", {})
+    series = report.get("series", {})
+    fleet = cfg.get("fleet", report.get("fleet", {}).get("name", ""))
+    title = f"Cortex twin: {fleet}"
+    sub = (
+        f"{_esc(cfg.get('days', '?'))} days &middot; policy {_esc(cfg.get('policy', '?'))} "
+        f"&middot; seed {_esc(cfg.get('seed', '?'))}"
+    )
+    if cfg.get("workload"):
+        sub += f" &middot; workload {_esc(cfg['workload'])}"
+    by_team = report.get("jobs", {}).get("by_team", {})
+    by_cause = report.get("interruptions", {}).get("by_cause", {})
+    team_rows = [
+        (
+            team,
+            t.get("completed", 0),
+            *(float(t.get("jct_s", {}).get(k, 0.0)) / 3600 for k in ("mean", "p50", "p99")),
+            float(t.get("queue_delay_s", {}).get("p50", 0.0)) / 3600,
+        )
+        for team, t in by_team.items()
+    ]
+    large_rows = [
+        (j.get("id", ""), j.get("name", ""), j.get("team", ""), j.get("gpus", ""),
+         "yes" if j.get("completed") else "no", j.get("interruptions", 0),
+         j.get("preemptions", 0), _pct(j.get("effective_training_time", 0.0)))
+        for j in report.get("large_jobs", [])
+    ]  # fmt: skip
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(title)}</h1>",
+        f'<p class="sub">{sub}</p>',
+        '<h2 id="summary">Summary</h2>',
+        _summary(report),
+        '<h2 id="utilization">Utilization and queue</h2>',
+        _plot_util(series),
+        '<h2 id="interruptions">Interruptions</h2>',
+        _plot_interruptions(series, by_cause),
+        '<h2 id="jct">Job completion time</h2>',
+        _plot_jct(by_team),
+        _table(_TEAM_COLS, team_rows),
+        '<h2 id="power">Facility power</h2>',
+        _plot_facility(series),
+        '<h2 id="gpu-hours">GPU-hours by category</h2>',
+        _table(["category", "GPU-hours"], report.get("gpu_hours", {}).items()),
+        '<h2 id="blockers">Scheduling blockers</h2>',
+        _table(["code", "count"], report.get("blockers", {}).items()),
+        '<h2 id="large-jobs">Large jobs</h2>',
+        _table(_LARGE_COLS, large_rows),
+        f'<p class="sub">cortex {_esc(report.get("cortex_version", ""))}</p>',
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_html(report: dict[str, Any], path: str | Path) -> None:
+    """Write `render_html(report)` to `path` as UTF-8."""
+    Path(path).write_text(render_html(report), encoding="utf-8")

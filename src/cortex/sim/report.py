@@ -1,0 +1,171 @@
+"""The twin's report: one JSON-ready dict. Everything but `wall_s` and `timing` depends only
+on the inputs and the seed, so two runs with one seed give byte-identical JSON apart from those."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cortex import __version__
+from cortex.sim.twin import Twin
+from cortex.workload.states import JobState
+
+QUANTILES = np.linspace(0, 100, 101)
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return float(f"{x:.{nd}g}")
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "p50": 0.0, "p99": 0.0}
+    arr = np.asarray(values)
+    return {
+        "mean": _r(float(arr.mean())),
+        "p50": _r(float(np.percentile(arr, 50))),
+        "p99": _r(float(np.percentile(arr, 99))),
+    }
+
+
+def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
+    """Summarize a finished twin run."""
+    m = tw.metrics
+    topo = tw.topo
+    cfg = tw.cfg
+    horizon = cfg.horizon_s
+    total_gpus = topo.total_gpus
+    up_gpu_s = float(m.up_bins.sum())
+    jct: dict[str, list[float]] = {}
+    wait: dict[str, list[float]] = {}
+    for j in tw.completed:
+        jct.setdefault(j.team, []).append(j.end_s - j.submit_s)
+        wait.setdefault(j.team, []).append(j.first_start_s - j.submit_s)
+    all_jct = [x for v in jct.values() for x in v]
+    all_wait = [j.first_start_s - j.submit_s for j in tw.jobs if j.first_start_s >= 0]
+    submitted = sum(1 for j in tw.jobs if j.submit_s < horizon)
+    rejected: dict[str, int] = {}
+    for _, reason in tw.rejected:
+        rejected[reason.code.value] = rejected.get(reason.code.value, 0) + 1
+    by_team = {
+        team: {
+            "completed": len(v),
+            "jct_s": _stats(v),
+            "queue_delay_s": _stats(wait[team]),
+            "jct_cdf_s": [_r(float(x)) for x in np.percentile(v, QUANTILES)],
+        }
+        for team, v in sorted(jct.items())
+    }
+    causes = tw.causes
+    large = []
+    for j in tw.jobs:
+        if j.gpus >= tw.large_job_gpus and j.first_start_s >= 0:
+            end = j.end_s if j.end_s >= 0 else horizon
+            span = end - j.first_start_s
+            prod = tw.large_productive_s.get(j.id, 0.0)
+            large.append(
+                {
+                    "id": j.id,
+                    "name": j.name,
+                    "team": j.team,
+                    "gpus": j.gpus,
+                    "completed": j.state is JobState.COMPLETED,
+                    "interruptions": j.interruptions,
+                    "preemptions": j.preemptions,
+                    "effective_training_time": _r(prod / span) if span > 0 else 0.0,
+                }
+            )
+    gh = 1.0 / 3600.0
+    cycle = np.asarray(m.cycle_s) * 1e3 if m.cycle_s else np.zeros(1)
+    bins_h = [_r((i + 0.5) * m.bin_s / 3600.0) for i in range(m.n_bins)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alloc_frac = np.where(m.up_bins > 0, m.alloc_bins / np.maximum(m.up_bins, 1e-9), 0.0)
+    return {
+        "cortex_version": __version__,
+        "config": {
+            "fleet": topo.name,
+            "days": cfg.days,
+            "seed": cfg.seed,
+            "policy": cfg.policy,
+            "backfill": cfg.backfill,
+            "failures": cfg.failures,
+            "failure_scale": cfg.failure_scale,
+            "workload": workload,
+            "checkpoint_interval_s": cfg.checkpoint_interval_s,
+        },
+        "fleet": {
+            "name": topo.name,
+            "gpus": total_gpus,
+            "nodes": topo.n_nodes,
+            "pods": topo.n_pods,
+            "racks": topo.n_racks,
+            "halls": len(topo.hall_names),
+            "gpus_by_flavor": dict(zip(topo.flavors, topo.flavor_gpus(), strict=True)),
+        },
+        "jobs": {
+            "submitted": submitted,
+            "rejected": len(tw.rejected),
+            "rejected_by_reason": dict(sorted(rejected.items())),
+            "completed": len(tw.completed),
+            "running_at_end": len(tw.state.running),
+            "pending_at_end": len(tw.pending),
+            "jct_s": _stats(all_jct),
+            "queue_delay_s": _stats(all_wait),
+            "by_team": by_team,
+        },
+        "utilization": {
+            "allocated": _r(m.alloc_gpu_s / up_gpu_s) if up_gpu_s else 0.0,
+            "productive": _r(m.productive_gpu_s / up_gpu_s) if up_gpu_s else 0.0,
+            "allocated_of_installed": _r(m.alloc_gpu_s / (total_gpus * horizon)),
+        },
+        "goodput": _r(m.productive_gpu_s / m.alloc_gpu_s) if m.alloc_gpu_s else 0.0,
+        "gpu_hours": {
+            "allocated": _r(m.alloc_gpu_s * gh),
+            "productive": _r(m.productive_gpu_s * gh),
+            "rework_after_failures": _r(m.rework_failure_gpu_s * gh),
+            "rework_after_preemptions": _r(m.rework_preempt_gpu_s * gh),
+            "restart_overhead": _r(m.restart_gpu_s * gh),
+            "checkpoint_writes": _r(m.checkpoint_gpu_s * gh),
+            "gang_rounding": _r(m.fragment_gpu_s * gh),
+            "in_progress_at_end": _r(m.in_progress_gpu_s * gh),
+        },
+        "interruptions": {
+            "unexpected": int(sum(m.interrupts_by_cause)),
+            "node_failures": m.failures_total,
+            "by_cause": {
+                c.name: n for c, n in zip(causes, m.interrupts_by_cause, strict=True) if n
+            },
+        },
+        "preemptions": m.preemptions,
+        "blockers": dict(sorted(m.blocked.items())),
+        "large_jobs": large,
+        "energy_mwh": _r(m.energy_j / 3.6e9),
+        "peak_facility_mw": _r(m.peak_facility_w / 1e6),
+        "mean_facility_mw": _r(m.energy_j / horizon / 1e6) if horizon else 0.0,
+        "series": {
+            "bin_s": _r(m.bin_s),
+            "t_h": bins_h,
+            "allocated_frac": [_r(float(x), 4) for x in alloc_frac],
+            "queue_len": [_r(float(x), 4) for x in m.queue_bins / m.bin_s],
+            "interruptions": [int(x) for x in m.interrupt_bins],
+            "facility_mw": [_r(float(x), 5) for x in m.energy_bins / m.bin_s / 1e6],
+        },
+        "events": tw.events,
+        "scheduler_cycles": m.cycles,
+        "wall_s": round(tw.wall_s, 3),
+        "timing": {
+            "events_per_s": round(tw.events / tw.wall_s) if tw.wall_s else 0,
+            "cycle_ms": {
+                "p50": round(float(np.percentile(cycle, 50)), 4),
+                "p99": round(float(np.percentile(cycle, 99)), 4),
+                "max": round(float(cycle.max()), 4),
+            },
+        },
+    }
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report, indent=1, sort_keys=False) + "\n")

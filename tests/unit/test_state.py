@@ -1,0 +1,299 @@
+"""ClusterState: the bucketed free-capacity indices always agree with a brute-force recount."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
+from cortex.fleet.topology import Topology, build
+from cortex.scheduler.queues import QueueConfig
+from cortex.scheduler.state import ClusterState
+from cortex.workload.job import Job
+
+TINY = build(load_fleet_spec("tiny"))
+# Two flavors with different node sizes, two halls, partial last pods (4+4+2, 3+2 and 4+2).
+MIXED = build(
+    parse_fleet(
+        {
+            "name": "mixed",
+            "halls": [
+                {
+                    "name": "h1",
+                    "groups": [
+                        {"flavor": "H100-SXM5", "nodes": 10, "nodes_per_pod": 4},
+                        {"flavor": "H200-SXM", "nodes": 6, "gpus_per_node": 4, "nodes_per_pod": 4},
+                    ],
+                },
+                {
+                    "name": "h2",
+                    "groups": [{"flavor": "H100-SXM5", "nodes": 5, "nodes_per_pod": 3}],
+                },
+            ],
+        },
+        "test",
+    )
+)
+
+
+def _state(topo: Topology = TINY) -> ClusterState:
+    return ClusterState(topo, QueueConfig.build(None, topo, ["a", "b"]))
+
+
+def _brute_check(st: ClusterState) -> None:
+    """Recompute every index from node_free/node_up/node_jobs and compare."""
+    topo = st.topo
+    nf = len(topo.flavors)
+    for n in range(topo.n_nodes):
+        g = st.gpn[topo.node_flavor[n]]
+        used = sum(st.node_jobs[n].values())
+        if st.node_up[n]:
+            assert st.node_free[n] + used == g, n
+        else:
+            assert not st.node_jobs[n]
+    for f in range(nf):
+        g = st.gpn[f]
+        for k in range(g):
+            want = {
+                n
+                for n in range(topo.n_nodes)
+                if topo.node_flavor[n] == f and st.node_up[n] and st.node_free[n] == k and k > 0
+            }
+            assert set(st.part[f][k]) == want, (f, k)
+        whole_by_pod = {
+            p: sum(1 for n in ns if st.node_up[n] and st.node_free[n] == g)
+            for p, ns in enumerate(topo.pod_nodes)
+            if topo.pod_flavor[p] == f
+        }
+        assert not st.pod_bucket[f][0]
+        for c in range(1, len(st.pod_bucket[f])):
+            want_pods = {p for p, cnt in whole_by_pod.items() if cnt == c}
+            assert set(st.pod_bucket[f][c]) == want_pods, (f, c)
+        up = [n for n in range(topo.n_nodes) if topo.node_flavor[n] == f and st.node_up[n]]
+        assert st.up_nodes[f] == len(up)
+        assert st.up_gpus[f] == len(up) * g
+        assert st.free_gpus[f] == sum(st.node_free[n] for n in up)
+        held = sum(a.gpus for a in st.allocations.values() if a.flavor == f)
+        assert st.busy_gpus[f] == held
+        assert st.free_gpus[f] + st.busy_gpus[f] == st.up_gpus[f]
+        largest_pod = max(whole_by_pod.values(), default=0) * g
+        assert st.largest_free_pod_gpus(f) == largest_pod
+        largest_node = max((st.node_free[n] for n in up), default=0)
+        assert st.largest_free_node_gpus(f) == largest_node
+        for h in range(len(topo.hall_names)):
+            want_h = sum(1 for n in up if topo.node_hall[n] == h and st.node_free[n] == g)
+            assert st.hall_whole[h][f] == want_h, (h, f)
+    for p, ns in enumerate(topo.pod_nodes):
+        g = st.gpn[topo.pod_flavor[p]]
+        assert set(st.pod_whole[p]) == {n for n in ns if st.node_up[n] and st.node_free[n] == g}
+    for jid, alloc in st.allocations.items():
+        assert sum(k for _, k in alloc.placement) == alloc.gpus
+        for n, k in alloc.placement:
+            assert st.node_jobs[n][jid] == k
+
+
+def _random_placement(
+    rng: random.Random, st: ClusterState, *, gang_shapes: bool = False
+) -> tuple[int, tuple] | None:
+    """A random valid placement on the free GPUs of one flavor (not necessarily best-fit).
+    With `gang_shapes`, only what placement policies produce: one node, or whole nodes."""
+    f = rng.randrange(len(st.gpn))
+    g = st.gpn[f]
+    up = [n for n in st.flavor_node_ids[f] if st.node_up[n] and st.node_free[n] > 0]
+    if not up:
+        return None
+    mode = rng.random()
+    if mode < 0.4:
+        n = rng.choice(up)
+        return f, ((n, rng.randint(1, st.node_free[n])),)
+    if mode < 0.8 or gang_shapes:
+        whole = [n for n in up if st.node_free[n] == g]
+        if not whole:
+            return None
+        nodes = rng.sample(whole, rng.randint(1, min(len(whole), 5)))
+        return f, tuple((n, g) for n in nodes)
+    nodes = rng.sample(up, rng.randint(1, min(len(up), 4)))
+    return f, tuple((n, rng.randint(1, st.node_free[n])) for n in nodes)
+
+
+@pytest.mark.parametrize("topo", [TINY, MIXED], ids=["tiny", "mixed"])
+@pytest.mark.parametrize("seed", range(4))
+def test_indices_match_brute_force_after_random_operations(topo: Topology, seed: int) -> None:
+    rng = random.Random(seed)
+    st = _state(topo)
+    _brute_check(st)
+    next_id = 0
+    for _ in range(400):
+        op = rng.random()
+        if op < 0.45:
+            got = _random_placement(rng, st)
+            if got is None:
+                continue
+            f, placement = got
+            took = st.take(next_id, f, placement)
+            assert took == sum(k for _, k in placement)
+            next_id += 1
+        elif op < 0.8 and st.allocations:
+            jid = rng.choice(sorted(st.allocations))
+            before = st.allocations[jid]
+            assert st.give(jid) == before
+        elif op < 0.9:
+            n = rng.randrange(topo.n_nodes)
+            if st.node_jobs[n]:
+                with pytest.raises(RuntimeError):
+                    st.set_down(n)
+            else:
+                st.set_down(n)
+                assert not st.node_up[n]
+        else:
+            down = [n for n in range(topo.n_nodes) if not st.node_up[n]]
+            if down:
+                st.set_up(rng.choice(down))
+        _brute_check(st)
+    # Everything given back and every node up: the state equals a fresh one.
+    for jid in sorted(st.allocations):
+        st.give(jid)
+    for n in range(topo.n_nodes):
+        st.set_up(n)
+    _brute_check(st)
+    fresh = _state(topo)
+    assert st.node_free == fresh.node_free
+    assert st.free_gpus == fresh.free_gpus == st.total_gpus
+    assert st.busy_gpus == [0] * len(topo.flavors)
+    assert st.hall_whole == fresh.hall_whole
+
+
+def test_fresh_tiny_indices_by_hand() -> None:
+    st = _state()
+    assert st.gpn == [8]
+    assert st.free_gpus == [64]
+    assert set(st.pod_bucket[0][4]) == {0, 1}
+    assert not any(st.pod_bucket[0][c] for c in range(4))
+    assert st.hall_whole == [[8]]
+    assert st.largest_free_pod_gpus(0) == 32
+    assert st.largest_free_node_gpus(0) == 8
+
+
+def test_take_and_give_by_hand() -> None:
+    st = _state()
+    st.take(1, 0, ((0, 3),))  # node 0: 5 free
+    assert set(st.part[0][5]) == {0}
+    assert set(st.pod_bucket[0][3]) == {0}
+    assert set(st.pod_bucket[0][4]) == {1}
+    assert st.hall_whole[0][0] == 7
+    assert st.free_gpus == [61]
+    st.take(2, 0, ((4, 8), (5, 8)))  # pod 1 loses two whole nodes
+    assert set(st.pod_bucket[0][2]) == {1}
+    assert set(st.pod_bucket[0][3]) == {0}
+    assert st.largest_free_pod_gpus(0) == 24
+    st.take(3, 0, ((1, 8), (2, 8), (3, 8)))  # pod 0: no whole node left
+    assert 0 not in st.pod_whole[0] and not st.pod_whole[0]
+    assert set(st.pod_bucket[0][2]) == {1}
+    assert st.largest_free_pod_gpus(0) == 16
+    assert st.hall_whole[0][0] == 2
+    st.take(4, 0, ((6, 8), (7, 2)))
+    assert st.largest_free_pod_gpus(0) == 0
+    assert st.largest_free_node_gpus(0) == 6  # node 7
+    assert set(st.part[0][6]) == {7}
+    assert st.free_gpus == [11]
+    st.give(3)
+    assert set(st.pod_bucket[0][3]) == {0}
+    assert st.largest_free_pod_gpus(0) == 24
+    assert st.node_jobs[0] == {1: 3}
+    assert st.free_gpus == [35]
+    _brute_check(st)
+
+
+def test_set_down_and_up_by_hand() -> None:
+    st = _state()
+    st.set_down(0)
+    st.set_down(0)  # idempotent
+    assert st.free_gpus == [56] and st.up_gpus == [56] and st.up_nodes == [7]
+    assert set(st.pod_bucket[0][3]) == {0}
+    assert st.hall_whole[0][0] == 7
+    st.set_up(0)
+    st.set_up(0)  # idempotent
+    assert st.free_gpus == [64] and st.up_gpus == [64] and st.up_nodes == [8]
+    assert set(st.pod_bucket[0][4]) == {0, 1}
+    st.take(9, 0, ((2, 1),))
+    with pytest.raises(RuntimeError, match="still runs jobs"):
+        st.set_down(2)
+    assert st.node_up[2]
+    _brute_check(st)
+
+
+def _running(jid: int, prio: int, end: float, team: int) -> Job:
+    job = Job(jid, f"j{jid}", "ab"[team], 8, 100.0)
+    job.priority = prio
+    job.est_end_s = end
+    job.queue_idx = team
+    return job
+
+
+def test_start_and_stop_keep_running_set_ends_and_usage() -> None:
+    st = _state()
+    a = _running(1, 100, 500.0, 0)
+    b = _running(2, 10, 200.0, 1)
+    assert st.start(a, 0, 0, ((0, 8), (1, 8))) == 16
+    assert st.start(b, 1, 0, ((4, 3),)) == 3
+    assert list(st.ends[0]) == [(200.0, 2, 3), (500.0, 1, 16)]
+    assert st.usage == [[16], [3]] and st.cohort_usage == [19]
+    assert st.prio_gpus[0] == {100: 16, 10: 3}
+    assert set(st.by_prio[0][100]) == {1} and set(st.by_prio[0][10]) == {2}
+    assert set(st.running) == {1, 2}
+    alloc = st.stop(a, 0)
+    assert alloc.gpus == 16 and alloc.placement == ((0, 8), (1, 8))
+    assert list(st.ends[0]) == [(200.0, 2, 3)]
+    assert st.usage == [[0], [3]] and st.cohort_usage == [3]
+    assert st.prio_gpus[0] == {100: 0, 10: 3}
+    assert set(st.running) == {2}
+    assert st.jobs_on(4) == [2] and st.jobs_on(0) == []
+    _brute_check(st)
+
+
+def _check_node_summaries(st: ClusterState) -> None:
+    """The per-node arrays that victim searches filter on agree with the running jobs."""
+    for n in range(st.topo.n_nodes):
+        jobs = st.node_jobs[n]
+        assert bool(st.np_up[n]) == st.node_up[n]
+        assert st.np_used[n] == sum(jobs.values())
+        assert st.np_node_pod[n] == st.topo.node_pod[n]
+        assert st.np_node_flavor[n] == st.topo.node_flavor[n]
+        if jobs:
+            assert st.np_max_prio[n] == max(st.running[j].priority for j in jobs)
+            assert st.np_last_start[n] == max(st.running[j].run_start_s for j in jobs)
+        else:
+            assert st.np_max_prio[n] < min([-1_000_000, *(j.priority for j in st.running.values())])
+            assert st.np_last_start[n] == -float("inf")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_node_summaries_follow_start_stop_and_repairs(seed: int) -> None:
+    rng = random.Random(seed)
+    st = _state(MIXED)
+    jid = 0
+    for step in range(300):
+        op = rng.random()
+        if op < 0.5:
+            got = _random_placement(rng, st, gang_shapes=True)
+            if got is None:
+                continue
+            f, placement = got
+            jid += 1
+            team = rng.randrange(2)
+            job = _running(jid, rng.choice([10, 100, 1000]), float(step), team)
+            job.run_start_s = rng.uniform(-1000.0, 1000.0)
+            job.run_flavor = f
+            st.start(job, team, f, placement)
+        elif op < 0.85 and st.running:
+            job = st.running[rng.choice(sorted(st.running))]
+            st.stop(job, job.queue_idx)
+        else:
+            n = rng.randrange(MIXED.n_nodes)
+            if st.node_up[n] and not st.node_jobs[n]:
+                st.set_down(n)
+            elif not st.node_up[n]:
+                st.set_up(n)
+        _check_node_summaries(st)
+        _brute_check(st)

@@ -1,0 +1,241 @@
+"""The twin: seeded runs are reproducible, allocated GPU time is fully accounted for, and the
+invariants hold after every event, with and without failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
+from cortex.fleet.topology import Topology, build
+from cortex.sim.failures import load_causes, load_defaults
+from cortex.sim.invariants import InvariantError, check_invariants
+from cortex.sim.report import build_report
+from cortex.sim.twin import FAILURE, SimConfig, Twin
+from cortex.workload.job import Job
+from cortex.workload.states import TERMINAL, JobState
+from cortex.workload.synthetic import generate
+
+TINY = build(load_fleet_spec("tiny"))
+# 256 GPUs: two halls of two 8-node pods.
+F256 = build(
+    parse_fleet(
+        {
+            "name": "f256",
+            "halls": [
+                {
+                    "name": f"h{h}",
+                    "groups": [{"flavor": "H100-SXM5", "nodes": 16, "nodes_per_pod": 8}],
+                }
+                for h in (1, 2)
+            ],
+        },
+        "test",
+    )
+)
+CATEGORIES = (
+    "productive",
+    "rework_after_failures",
+    "rework_after_preemptions",
+    "restart_overhead",
+    "checkpoint_writes",
+    "gang_rounding",
+    "in_progress_at_end",
+)
+
+
+def _jobs(topo: Topology, days: float, seed: int, load: float) -> list[Job]:
+    """Synthetic jobs plus a few odd-sized gangs (gang rounding) and elastic jobs."""
+    jobs = generate(
+        days=days, seed=seed, fleet_gpus=topo.total_gpus, load=load, flavors=topo.flavors
+    )
+    n = len(jobs)
+    for i in range(6):
+        t = (i + 0.5) * days * 86_400.0 / 6
+        jobs.append(
+            Job(
+                n + 2 * i,
+                f"odd-{i}",
+                "research",
+                12 + 8 * (i % 2),
+                7200.0,
+                submit_s=t,
+                ckpt_write_s=20.0,
+            )
+        )
+        jobs.append(
+            Job(
+                n + 2 * i + 1,
+                f"elastic-{i}",
+                "fsd",
+                32,
+                20_000.0,
+                submit_s=t,
+                elastic_min=16,
+                ckpt_write_s=30.0,
+                priority_class="preemptible" if i % 2 else "normal",
+            )
+        )
+    return jobs
+
+
+def _run(topo: Topology, days: float, seed: int, load: float, **cfg: Any) -> Twin:
+    jobs = _jobs(topo, days, cfg.pop("workload_seed", seed), load)
+    return Twin(topo, jobs, SimConfig(days=days, seed=seed, debug=True, **cfg)).run()
+
+
+def _report(tw: Twin) -> dict[str, Any]:
+    r = build_report(tw, "synthetic")
+    r.pop("wall_s")
+    r.pop("timing")
+    return r
+
+
+def test_same_seed_gives_an_identical_report() -> None:
+    a = _report(_run(F256, 3.0, 5, 4.0, failure_scale=300.0))
+    b = _report(_run(F256, 3.0, 5, 4.0, failure_scale=300.0))
+    assert a == b
+    assert a["jobs"]["completed"] > 0 and a["interruptions"]["unexpected"] > 0
+
+
+def test_different_seeds_give_different_reports() -> None:
+    base = _report(_run(F256, 3.0, 5, 4.0, failure_scale=300.0))
+    other_failures = _report(_run(F256, 3.0, 6, 4.0, failure_scale=300.0, workload_seed=5))
+    other_workload = _report(_run(F256, 3.0, 5, 4.0, failure_scale=300.0, workload_seed=6))
+    assert other_failures["interruptions"] != base["interruptions"]
+    assert other_workload["jobs"] != base["jobs"]
+
+
+@pytest.mark.parametrize(
+    ("topo", "days", "load", "cfg"),
+    [
+        (TINY, 2.0, 3.0, {"failures": False}),
+        (F256, 3.0, 4.0, {"failure_scale": 500.0}),
+        (F256, 3.0, 4.0, {"failure_scale": 300.0, "policy": "fifo", "backfill": False}),
+        (F256, 3.0, 4.0, {"failure_scale": 300.0, "policy": "las"}),
+        (F256, 3.0, 4.0, {"failure_scale": 300.0, "checkpoint_interval_s": 900.0}),
+    ],
+    ids=["tiny-no-failures", "f256-failures", "fifo-no-backfill", "las", "fixed-interval"],
+)
+def test_allocated_gpu_time_is_fully_accounted_for(
+    topo: Topology, days: float, load: float, cfg: dict[str, Any]
+) -> None:
+    tw = _run(topo, days, 1, load, **cfg)
+    m = tw.metrics
+    parts = (
+        m.productive_gpu_s,
+        m.rework_failure_gpu_s,
+        m.rework_preempt_gpu_s,
+        m.restart_gpu_s,
+        m.checkpoint_gpu_s,
+        m.fragment_gpu_s,
+        m.in_progress_gpu_s,
+    )
+    assert all(p >= -1e-6 for p in parts)
+    assert m.alloc_gpu_s > 0
+    assert sum(parts) == pytest.approx(m.alloc_gpu_s, rel=1e-6)
+    assert m.fragment_gpu_s > 0  # the 12- and 20-GPU gangs hold 16 and 24
+    assert float(m.alloc_bins.sum()) == pytest.approx(m.alloc_gpu_s, rel=1e-9)
+    assert float(m.up_bins.sum()) <= topo.total_gpus * days * 86_400.0 * (1 + 1e-9)
+    assert m.alloc_gpu_s <= float(m.up_bins.sum()) * (1 + 1e-9)
+    gh = build_report(tw)["gpu_hours"]
+    # The report rounds each figure to 6 significant digits.
+    assert sum(gh[c] for c in CATEGORIES) == pytest.approx(gh["allocated"], rel=1e-5)
+
+
+def _check_job_accounting(tw: Twin) -> None:
+    horizon = tw.cfg.horizon_s
+    running = set(tw.state.running)
+    pending = {j.id for j in tw.pending}
+    rejected = {j.id for j, _ in tw.rejected}
+    completed = {j.id for j in tw.completed}
+    assert not running & pending and not completed & (running | pending | rejected)
+    submitted = [j for j in tw.jobs if j.submit_s < horizon]
+    assert running | pending | rejected | completed == {j.id for j in submitted}
+    for j in submitted:
+        if j.id in completed:
+            assert j.state is JobState.COMPLETED and j.done_s == j.work_s
+            assert j.submit_s <= j.first_start_s <= j.end_s <= horizon
+            if j.elastic_min is None:
+                # H100 runs every kind at speed 1.0: a job takes at least its work.
+                assert j.end_s - j.first_start_s >= j.work_s - 1e-6
+        elif j.id in running:
+            assert j.state is JobState.RUNNING and j.done_s < j.work_s
+        elif j.id in pending:
+            assert j.state in (JobState.QUEUED, JobState.REQUEUED)
+        else:
+            assert j.state in TERMINAL
+        assert 0.0 <= j.done_s <= j.work_s
+        assert j.restarts == j.preemptions + j.interruptions
+
+
+def test_synthetic_run_on_tiny_keeps_invariants_after_every_event() -> None:
+    jobs = generate(days=2, seed=1, fleet_gpus=64, load=3.0, flavors=TINY.flavors)
+    tw = Twin(TINY, jobs, SimConfig(days=2, seed=1, failures=False, debug=True)).run()
+    assert tw.events > 2 * len(jobs) - 5
+    assert tw.completed
+    assert tw.metrics.failures_total == 0 and tw.metrics.rework_failure_gpu_s == 0.0
+    _check_job_accounting(tw)
+    check_invariants(tw)
+
+
+def test_heavy_failures_keep_invariants() -> None:
+    tw = _run(F256, 4.0, 2, 4.0, failure_scale=500.0)
+    m = tw.metrics
+    assert m.failures_total > 50
+    assert sum(m.interrupts_by_cause) > 10
+    assert m.rework_failure_gpu_s > 0 and m.restart_gpu_s > 0 and m.checkpoint_gpu_s > 0
+    assert any(j.interruptions for j in tw.jobs)
+    _check_job_accounting(tw)
+    r = build_report(tw)
+    assert r["interruptions"]["unexpected"] == sum(r["interruptions"]["by_cause"].values())
+    assert 0.0 < r["goodput"] < 1.0
+
+
+def test_failure_on_a_running_job_by_hand() -> None:
+    # One 8-GPU job, 10,000 s of work, checkpoints every 200 s (10 s writes), starts at 0 on
+    # node 0. A "Faulty GPU" failure hits node 0 at t=1000: 4 periods of 210 s are saved, 160 s
+    # are lost. The job owes detect 10 + recover 10 + restart 600 = 620 s and restarts at once
+    # on another node; 9,200 s are left: 46 chunks, 45 writes, so it ends at
+    # 1000 + 620 + 9200 + 450 = 11,270. Node 0 is repaired at 1000 + 10,800 = 11,800, after
+    # the horizon (11,500).
+    causes = load_causes()
+    cause = next(i for i, c in enumerate(causes) if c.name.startswith("Faulty GPU"))
+    c = causes[cause]
+    owed = c.detect_s + c.recover_s + load_defaults()["restart_overhead_s"]
+    assert owed == 620.0
+    job = Job(1, "j", "a", 8, 10_000.0, ckpt_write_s=10.0, ckpt_interval_s=200.0)
+    tw = Twin(TINY, [job], SimConfig(days=11_500 / 86_400, failures=False, debug=True))
+    tw._push(1000.0, FAILURE, FAILURE, 0, cause)
+    tw.run()
+    assert job.state is JobState.COMPLETED
+    assert job.interruptions == 1 and job.restarts == 1
+    assert job.run_start_s == 1000.0 and job.run_overhead_s == 620.0
+    assert job.end_s == pytest.approx(1000.0 + 620.0 + 9200.0 + 450.0)
+    assert c.repair_s == 10_800.0
+    assert not tw.state.node_up[0]
+    m = tw.metrics
+    assert m.rework_failure_gpu_s == pytest.approx(8 * 160)
+    assert m.checkpoint_gpu_s == pytest.approx(8 * (4 + 45) * 10)
+    assert m.restart_gpu_s == pytest.approx(8 * 620)
+    assert m.productive_gpu_s == pytest.approx(8 * 10_000)
+    assert m.alloc_gpu_s == pytest.approx(8 * job.end_s)
+    assert m.failures_total == 1 and sum(m.interrupts_by_cause) == 1
+
+
+def test_invariant_checker_catches_a_corrupted_state() -> None:
+    job = Job(1, "j", "a", 8, 10_000.0)
+    tw = Twin(TINY, [job], SimConfig(days=0.01, failures=False, debug=True)).run()
+    check_invariants(tw)
+    tw.state.free_gpus[0] += 1
+    with pytest.raises(InvariantError, match="free counter"):
+        check_invariants(tw)
+    tw.state.free_gpus[0] -= 1
+    tw.state.usage[0][0] += 8
+    with pytest.raises(InvariantError, match="usage counter"):
+        check_invariants(tw)
+    tw.state.usage[0][0] -= 8
+    job.done_s = job.work_s + 1.0
+    with pytest.raises(InvariantError, match="more work"):
+        check_invariants(tw)
