@@ -33,7 +33,7 @@ class Policies:
     preemption: PreemptionPolicy = field(default_factory=PriorityReclaim)
     backfill: bool = True
     max_examined: int = 512
-    max_preemption_tries: int = 4
+    max_preemption_tries: int = 2
 
 
 class _Reservation:
@@ -70,6 +70,12 @@ def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
     )
 
 
+# The EASY shadow walks running jobs by expected end; past this many it stops and takes the end
+# reached so far, which only moves the reserved start earlier (stricter for backfill, never later
+# for the head).
+SHADOW_WALK_MAX = 256
+
+
 def _shadow(st: ClusterState, stmt: Statement, f: int, need: int, now: float) -> tuple[float, int]:
     """When `need` GPUs of flavor f will be free if running jobs end as estimated."""
     acc = st.free_gpus[f]
@@ -77,12 +83,15 @@ def _shadow(st: ClusterState, stmt: Statement, f: int, need: int, now: float) ->
         # Blocked by topology, not count: reserve from the next end on.
         acc = 0 if need > st.gpn[f] else acc
     evicted = stmt.evicted
-    for end_s, job_id, gpus in st.ends[f]:
+    end_s = now
+    for i, (end_s, job_id, gpus) in enumerate(st.ends[f]):
         if job_id in evicted:
             continue
         acc += gpus
         if acc >= need:
             return max(end_s, now), acc - need
+        if i >= SHADOW_WALK_MAX:
+            return max(end_s, now), 0
     return math.inf, 0
 
 
@@ -121,7 +130,18 @@ def _try_preempt(
 class _Cycle:
     """The working set of one cycle: the statement, the plan and the reservations."""
 
-    __slots__ = ("deep", "every_flavor", "plan", "pol", "reserved", "snap", "st", "stmt", "tries")
+    __slots__ = (
+        "capacity_reasons",
+        "deep",
+        "every_flavor",
+        "plan",
+        "pol",
+        "reserved",
+        "snap",
+        "st",
+        "stmt",
+        "tries",
+    )
 
     def __init__(self, snap: Snapshot, pol: Policies, deep: bool) -> None:
         self.snap = snap
@@ -133,6 +153,15 @@ class _Cycle:
         self.reserved: dict[int, _Reservation] = {}
         self.tries = pol.max_preemption_tries
         self.every_flavor = tuple(range(len(snap.state.gpn)))
+        self.capacity_reasons: dict[tuple[int, int, int], Reason] = {}
+
+    def capacity_reason(self, f: int, alloc: int) -> Reason:
+        """Shared by every job of this size while the free count stays the same."""
+        key = (f, alloc, self.st.free_gpus[f])
+        r = self.capacity_reasons.get(key)
+        if r is None:
+            r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc)
+        return r
 
     def try_flavor(
         self, job: Job, f: int, gang: int, reasons: list[Reason], short: list[int]
@@ -141,6 +170,11 @@ class _Cycle:
         st = self.st
         snap = self.snap
         alloc = alloc_size(gang, st.gpn[f])
+        if alloc > st.free_gpus[f] and f in self.reserved:
+            # Fast path behind a blocked head: too few GPUs whatever else holds. The reason is
+            # shared by every job of this size while the free count stays the same.
+            reasons.append(self.capacity_reason(f, alloc))
+            return False
         # 2. Admission checks (quota, later power).
         r = _admit(snap, self.pol, job, f, alloc)
         if r is not None:
@@ -183,9 +217,12 @@ class _Cycle:
     def try_preempt(self, job: Job, short: list[int]) -> bool:
         """5. Preemption (deep passes only): victims are computed on the statement and acted on
         by the driver. A job whose search failed waits for its backoff (set by the driver)."""
-        if not (
-            short and self.deep and self.tries > 0 and self.snap.now_s >= job.next_preempt_try_s
-        ):
+        if not (self.deep and self.tries > 0 and self.snap.now_s >= job.next_preempt_try_s):
+            return False
+        # Only heads preempt (Kueue nominates queue heads): a flavor that a job ahead of this one
+        # already waits for is not this job's to take.
+        short = [f for f in short if f not in self.reserved]
+        if not short:
             return False
         self.tries -= 1
         for f in short:
@@ -227,6 +264,7 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     c = _Cycle(snap, pol, deep)
     plan = c.plan
     free = c.st.free_gpus
+    n_flavors = len(free)
     try:
         # 1. Walk pending jobs in the ordering policy's order.
         for job in pol.ordering.order(snap):
@@ -237,13 +275,23 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
                 break
             plan.examined += 1
+            smallest = job.elastic_min or job.gpus
+            if len(c.reserved) == n_flavors and smallest > max(free):
+                # Every flavor waits for its head and this job needs more than any has free.
+                f0 = (job.flavor_ids or c.every_flavor)[0]
+                plan.blockers[job.id] = [c.capacity_reason(f0, alloc_size(smallest, c.st.gpn[f0]))]
+                continue
             reasons: list[Reason] = []
             short: list[int] = []  # flavors where capacity or topology blocked it
-            if any(
-                c.try_flavor(job, f, gang, reasons, short)
-                for f in job.flavor_ids or c.every_flavor
-                for gang in _gang_sizes(job)
-            ) or c.try_preempt(job, short):
+            started = False
+            for f in job.flavor_ids or c.every_flavor:
+                for gang in _gang_sizes(job):
+                    if c.try_flavor(job, f, gang, reasons, short):
+                        started = True
+                        break
+                if started:
+                    break
+            if started or (deep and short and c.try_preempt(job, short)):
                 continue
             plan.blockers[job.id] = reasons
             c.reserve(job, short)

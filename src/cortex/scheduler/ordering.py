@@ -58,14 +58,20 @@ class PriorityFairShare:
         iters = [iter(lst) for lst in snap.pending.lists]
         heads: list[tuple | None] = [next(it, None) for it in iters]
         usage = st.usage
+        version = st.usage_version
+        weights = [q.weight for q in queues]
+        shares = [0.0] * len(heads)
+        seen = [-1] * len(heads)
         while True:
             best = None
             bi = -1
             for i, head in enumerate(heads):
                 if head is None:
                     continue
-                share = max(map(truediv, usage[i], totals)) / queues[i].weight
-                cand = (head[0][0], share, head[0])
+                if seen[i] != version[i]:
+                    shares[i] = max(map(truediv, usage[i], totals)) / weights[i]
+                    seen[i] = version[i]
+                cand = (head[0][0], shares[i], head[0])
                 if best is None or cand < best:
                     best, bi = cand, i
             if best is None:

@@ -28,6 +28,19 @@ class PreemptionPolicy(Protocol):
         ...
 
 
+def _enough_nodes(snap: Snapshot, job: Job, flavor: int, alloc_gpus: int, or_equal: bool) -> bool:
+    """Could free nodes plus nodes running only lower-priority work (or equal, for reclaim and
+    LAS) hold the gang? A necessary condition, from counters."""
+    st = snap.state
+    g = st.gpn[flavor]
+    hist = st.nodes_by_top_prio[flavor]
+    p = job.priority
+    busy = sum(c for q, c in hist.items() if q < p or (or_equal and q == p))
+    if alloc_gpus <= g:
+        return busy > 0
+    return st.free_whole_nodes(flavor) + busy >= alloc_gpus // g
+
+
 def _settled(snap: Snapshot) -> np.ndarray:
     st = snap.state
     return st.np_last_start <= snap.now_s - st.queues.min_runtime_s
@@ -41,11 +54,8 @@ class PriorityReclaim:
     name = "priority"
 
     def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
-        st = snap.state
-        lower = sum(g for p, g in st.prio_gpus[flavor].items() if p < job.priority)
-        if lower + st.free_gpus[flavor] >= alloc_gpus:
-            return True
-        return self._reclaims(snap, job, flavor, alloc_gpus)
+        reclaim = self._reclaims(snap, job, flavor, alloc_gpus)
+        return _enough_nodes(snap, job, flavor, alloc_gpus, or_equal=reclaim)
 
     def _reclaims(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
         st = snap.state
@@ -91,7 +101,9 @@ class LasDemotion:
         self.ordering = ordering
 
     def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
-        return self.ordering.level(job.attained_gpu_s) < len(self.ordering.thresholds_gpu_s)
+        return self.ordering.level(job.attained_gpu_s) < len(
+            self.ordering.thresholds_gpu_s
+        ) and _enough_nodes(snap, job, flavor, alloc_gpus, or_equal=True)
 
     def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
         return (snap.state.np_max_prio <= job.priority) & _settled(snap)

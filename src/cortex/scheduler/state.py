@@ -73,6 +73,7 @@ class ClusterState:
         self.allocations: dict[int, Allocation] = {}
         self.usage = [[0] * nf for _ in queues.queues]
         self.cohort_usage = [0] * nf
+        self.usage_version = [0] * len(queues.queues)  # bumps on every usage change
         self.running: dict[int, Job] = {}
         # Running jobs by expected end, per flavor: the EASY-backfill shadow walks this.
         self.ends: list[SortedList] = [SortedList() for _ in range(nf)]
@@ -92,6 +93,9 @@ class ClusterState:
         self.np_used = np.zeros(nn, dtype=np.int64)
         self.np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
         self.np_last_start = np.full(nn, -np.inf)
+        # Busy nodes per flavor by the highest priority running on them: a victim search for a
+        # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
+        self.nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
 
     # ---- capacity indices -------------------------------------------------------------------
     def _whole_add(self, n: int) -> None:
@@ -209,6 +213,7 @@ class ClusterState:
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
         self.usage[team][flavor] += gpus
         self.cohort_usage[flavor] += gpus
+        self.usage_version[team] += 1
 
     # ---- driver operations ------------------------------------------------------------------
     def start(self, job: Job, team: int, flavor: int, placement: Placement) -> int:
@@ -235,17 +240,21 @@ class ClusterState:
         return alloc
 
     def _summarize(self, placement: Placement) -> None:
+        hist = self.nodes_by_top_prio[self.node_flavor[placement[0][0]]]
         if len(placement) > 1:
             # A multi-node gang holds its nodes alone: set or clear them as one array write.
             nodes = [n for n, _ in placement]
             first = self.node_jobs[nodes[0]]
+            old = int(self.np_max_prio[nodes[0]])
             if not first:
+                hist[old] -= len(nodes)
                 self.np_used[nodes] = 0
                 self.np_max_prio[nodes] = EMPTY_PRIO
                 self.np_last_start[nodes] = -np.inf
                 return
-            if len(first) == 1:
+            if len(first) == 1 and old == EMPTY_PRIO:
                 j = self.running[next(iter(first))]
+                hist[j.priority] = hist.get(j.priority, 0) + len(nodes)
                 self.np_used[nodes] = [k for _, k in placement]
                 self.np_max_prio[nodes] = j.priority
                 self.np_last_start[nodes] = j.run_start_s
@@ -261,9 +270,19 @@ class ClusterState:
                 used += k
                 top = max(top, j.priority)
                 last = max(last, j.run_start_s)
+            old = int(self.np_max_prio[n])
+            if old != top:
+                if old != EMPTY_PRIO:
+                    hist[old] -= 1
+                if top != EMPTY_PRIO:
+                    hist[top] = hist.get(top, 0) + 1
             self.np_used[n] = used
             self.np_max_prio[n] = top
             self.np_last_start[n] = last
+
+    def free_whole_nodes(self, f: int) -> int:
+        """Healthy, completely free nodes of flavor f."""
+        return sum(hall[f] for hall in self.hall_whole)
 
     def jobs_on(self, n: int) -> list[int]:
         """Ids of jobs holding GPUs on node n."""

@@ -36,7 +36,7 @@ from cortex.workload.throughput import ThroughputTable
 # Event priorities at one instant: capacity returns before anything asks for it.
 REPAIR, FINISH, FAILURE, ARRIVAL, TICK = 0, 1, 2, 3, 4
 # A queue this short gets a deep (backfill) pass on every event: it is cheap.
-SHORT_QUEUE = 8
+SHORT_QUEUE = 4
 # Longest wait between two failed victim searches of one job.
 PREEMPT_BACKOFF_MAX_S = 3600.0
 
