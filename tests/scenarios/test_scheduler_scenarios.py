@@ -370,12 +370,12 @@ def test_preemption_over_time(
     assert j1.done_s == done1
     assert j2.done_s == 0.0  # no checkpoints: a preempted job 2 keeps nothing
     if victim == 1:
-        # Back at 3's end, in pod 0, owing the 600 s restart overhead; the work left takes
+        # Back at 3's end, in pod 0, owing the 60 s preemption restart overhead; the work left takes
         # chunks of 200 s with a 10 s write between two chunks (9,400 s: 47 chunks, 46 writes).
         left = 10_000 - done1
         assert j1.run_start_s == restart1 and j1.state is JobState.RUNNING
-        assert j1.run_overhead_s == 600.0
-        assert j1.est_end_s == restart1 + 600 + left + 10 * (-(-left // 200) - 1)
+        assert j1.run_overhead_s == 60.0
+        assert j1.est_end_s == restart1 + 60 + left + 10 * (-(-left // 200) - 1)
         assert j1.restarts == 1
         # Lost: the compute since the last completed checkpoint (every 210 s of wall time).
         last_ckpt = (x_start // 210) * 210
@@ -398,11 +398,12 @@ def test_preempted_job_loses_exactly_the_work_since_its_last_checkpoint() -> Non
     m = tw.metrics
     assert jobs[0].done_s == 600.0
     assert m.rework_preempt_gpu_s == pytest.approx(32 * 70)
-    # Writes: 3 before the preemption, then from 2300 (1700 + 600 overhead) to the horizon
-    # (2160)... none: the second run is still in its restart overhead at the end.
-    assert m.checkpoint_gpu_s == pytest.approx(32 * 3 * 10)
-    assert m.restart_gpu_s == pytest.approx(32 * (2160 - 1700))
-    assert m.productive_gpu_s == pytest.approx(32 * 600 + 16 * 1000)
+    # The second run starts at 1700 with the 60 s preemption restart overhead, then computes
+    # 400 s to the horizon (2160): one 200 s chunk, one 10 s write, 190 s not yet saved.
+    assert m.checkpoint_gpu_s == pytest.approx(32 * (3 * 10 + 10))
+    assert m.restart_gpu_s == pytest.approx(32 * 60)
+    assert m.productive_gpu_s == pytest.approx(32 * 600 + 16 * 1000 + 32 * 200)
+    assert m.in_progress_gpu_s == pytest.approx(32 * 190)
 
 
 def test_production_job_preempts_once_victims_pass_min_runtime_without_other_events() -> None:

@@ -34,6 +34,9 @@ def sim(
     checkpoint_interval_s: float | None = typer.Option(
         None, min=1.0, help="fixed checkpoint interval (default: Young/Daly per job)"
     ),
+    checkpoint_write_s: float | None = typer.Option(
+        None, min=0.0, help="checkpoint write time for jobs that give none (e.g. traces)"
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
     html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
     debug: bool = typer.Option(False, help="check invariants after every event (slow)"),
@@ -63,6 +66,7 @@ def sim(
         failures=failures,
         failure_scale=failure_scale,
         checkpoint_interval_s=checkpoint_interval_s,
+        default_checkpoint_write_s=checkpoint_write_s,
         debug=debug,
     )
     twin = Twin(topo, jobs, cfg)

@@ -56,6 +56,7 @@ class SimConfig:
     debug: bool = False
     keep_history: bool = False
     policies: Policies | None = None  # overrides `policy` (tests, research)
+    default_checkpoint_write_s: float | None = None  # for jobs that give none (traces)
 
     @property
     def horizon_s(self) -> float:
@@ -70,6 +71,10 @@ class Twin:
         self.topo = topo
         self.cfg = cfg
         self.jobs = jobs
+        if cfg.default_checkpoint_write_s is not None:
+            for j in jobs:
+                if j.ckpt_write_s is None:
+                    j.ckpt_write_s = cfg.default_checkpoint_write_s
         self._by_id = {j.id: j for j in jobs}
         self.queues = QueueConfig.build(topo.spec.queues, topo, (j.team for j in jobs))
         self.state = ClusterState(topo, self.queues)
@@ -79,6 +84,7 @@ class Twin:
         self.causes = load_causes()
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
+        self.preempt_overhead_s = defaults["preempt_restart_overhead_s"]
         self.large_job_gpus = int(defaults["large_job_gpus"])
         self.backfill_interval_s = defaults["backfill_interval_s"]
         self.fallback_tau_s = defaults["fallback_checkpoint_interval_s"]
@@ -409,7 +415,7 @@ class Twin:
         for p in plan.preemptions:
             self.metrics.preemptions += 1
             p.job.preemptions += 1
-            self._interrupt(p.job, self.restart_overhead_s, JobState.PREEMPTED, p.reason.message)
+            self._interrupt(p.job, self.preempt_overhead_s, JobState.PREEMPTED, p.reason.message)
         for s in plan.starts:
             self._start(s)
         if plan.starts or plan.preemptions:
