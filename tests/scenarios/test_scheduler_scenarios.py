@@ -403,7 +403,7 @@ def test_preempted_job_loses_exactly_the_work_since_its_last_checkpoint() -> Non
     assert m.checkpoint_gpu_s == pytest.approx(32 * (3 * 10 + 10))
     assert m.restart_gpu_s == pytest.approx(32 * 60)
     assert m.productive_gpu_s == pytest.approx(32 * 600 + 16 * 1000 + 32 * 200)
-    assert m.in_progress_gpu_s == pytest.approx(32 * 190)
+    assert m.in_progress_gpu_s == pytest.approx(32 * 190 + 32 * 2160)  # job 2 never saves
 
 
 def test_production_job_preempts_once_victims_pass_min_runtime_without_other_events() -> None:
