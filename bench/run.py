@@ -1,0 +1,286 @@
+"""Cortex benchmarks: one command, results in bench/out/results.{json,md}.
+
+    python bench/run.py            # everything (about 10 minutes on 2 cores)
+    python bench/run.py --only twin,cycle
+
+Each timed simulation runs in its own process so that peak memory (ru_maxrss) is its own.
+Timings are wall-clock on a shared machine: compare ratios within one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+SHARED = ROOT.parent / "shared"
+PY = sys.executable
+
+
+def _child(code: str) -> dict:
+    """Run python code in a fresh process; it prints one JSON line. Adds the child's peak RSS."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if isinstance(res, list):
+        res = {"runs": res}
+    res["peak_rss_mib"] = round(max(after, before) / 1024, 1) if after > before else None
+    return res
+
+
+TWIN = """
+import json, time
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
+from cortex.fleet.topology import build
+from cortex.sim.twin import SimConfig, Twin
+from cortex.sim.report import build_report
+from cortex.workload.synthetic import generate
+spec = {spec}
+topo = build(parse_fleet(spec, 'bench') if isinstance(spec, dict) else load_fleet_spec(spec))
+t0 = time.perf_counter()
+jobs = generate(days={days}, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
+gen_s = time.perf_counter() - t0
+tw = Twin(topo, jobs, SimConfig(days={days}, seed={seed}, policy='{policy}')).run()
+total_s = time.perf_counter() - t0
+r = build_report(tw, 'synthetic')
+print(json.dumps(dict(gpus=topo.total_gpus, jobs=len(jobs), events=tw.events, sim_wall_s=tw.wall_s,
+    gen_s=gen_s, total_s=total_s, completed=r['jobs']['completed'],
+    utilization=r['utilization']['allocated'], goodput=r['goodput'],
+    interruptions=r['interruptions']['unexpected'], preemptions=r['preemptions'],
+    cycles=r['scheduler_cycles'], cycle_ms=r['timing']['cycle_ms'],
+    energy_mwh=r['energy_mwh'], peak_facility_mw=r['peak_facility_mw'])))
+"""
+
+BARE = """
+import json, sys, time
+sys.path.insert(0, 'bench')
+from baseline import bare_loop
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.workload.synthetic import generate
+topo = build(load_fleet_spec('{spec}'))
+jobs = generate(days={days}, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
+t0 = time.perf_counter()
+ev = bare_loop(topo, jobs, {days} * 86400.0)
+print(json.dumps(dict(events=ev, sim_wall_s=time.perf_counter() - t0)))
+"""
+
+
+def bench_twin(days: float = 30.0) -> dict:
+    """The headline: cortex-2024, 30 days, synthetic workload, failures on."""
+    twin = _child(TWIN.format(spec="'cortex-2024'", days=days, seed=0, policy="priority"))
+    bare = _child(BARE.format(spec="cortex-2024", days=days, seed=0))
+    twin["events_per_s"] = round(twin["events"] / twin["sim_wall_s"])
+    return {
+        "twin": twin,
+        "bare_loop": bare,
+        "ratio_twin_to_bare_wall": round(twin["sim_wall_s"] / bare["sim_wall_s"], 1),
+    }
+
+
+def _hall_fleet(gpus: int) -> dict:
+    nodes = gpus // 8
+    halls = []
+    per_hall = 3125
+    for h in range(math.ceil(nodes / per_hall)):
+        n = min(per_hall, nodes - h * per_hall)
+        halls.append({"name": f"hall-{h}", "groups": [{"flavor": "H100-SXM5", "nodes": n}]})
+    return {"name": f"h100-{gpus}", "site": {"pue": 1.25}, "halls": halls}
+
+
+def bench_scale(days: float = 7.0) -> dict:
+    """Same horizon at 10k, 100k and 400k GPUs: cost per event should stay ~flat (log factor)."""
+    rows = {}
+    for gpus in (10_000, 100_000, 400_000):
+        r = _child(TWIN.format(spec=repr(_hall_fleet(gpus)), days=days, seed=0, policy="priority"))
+        r["us_per_event"] = round(1e6 * r["sim_wall_s"] / r["events"], 1)
+        r["us_per_event_log"] = round(
+            1e6 * r["sim_wall_s"] / (r["events"] * math.log2(r["events"])), 3
+        )
+        rows[str(gpus)] = r
+    return {"days": days, "fleets": rows}
+
+
+CYCLE = """
+import json, time
+import numpy as np
+import cortex.sim.twin as twin_mod
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.scheduler.cycle import schedule
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.synthetic import generate
+samples = []
+def timed(snap, pol, deep=True):
+    t0 = time.perf_counter()
+    plan = schedule(snap, pol, deep=deep)
+    samples.append((len(snap.pending), deep, time.perf_counter() - t0, len(plan.starts)))
+    return plan
+twin_mod.schedule = timed
+topo = build(load_fleet_spec('cortex-2024'))
+# Offered load 1.6: the queue grows past 1,000 jobs within days; time every cycle the twin runs.
+jobs = generate(days={days}, seed=3, fleet_gpus=topo.total_gpus, flavors=topo.flavors, load=1.6)
+tw = Twin(topo, jobs, SimConfig(days={days}, seed=3)).run()
+out = dict(gpus=topo.total_gpus, cycles=len(samples))
+for deep in (True, False):
+    sel = [s for s in samples if s[1] == deep and 900 <= s[0] <= 1100]
+    if not sel:
+        continue
+    a = np.array([s[2] for s in sel]) * 1e3
+    out['deep' if deep else 'quick'] = dict(
+        n=len(sel), queued_mean=float(np.mean([s[0] for s in sel])),
+        starts_mean=float(np.mean([s[3] for s in sel])), p50_ms=float(np.median(a)),
+        p90_ms=float(np.percentile(a, 90)), p99_ms=float(np.percentile(a, 99)),
+        max_ms=float(a.max()))
+a = np.array([s[2] for s in samples if 900 <= s[0] <= 1100]) * 1e3
+out['all'] = dict(n=int(a.size), p50_ms=float(np.median(a)), p99_ms=float(np.percentile(a, 99)))
+out['max_queue'] = max(s[0] for s in samples)
+print(json.dumps(out))
+"""
+
+
+def bench_cycle(days: float = 12.0) -> dict:
+    """Scheduling cycles at 100k GPUs while 900-1,100 jobs are queued: every cycle the twin ran
+    in that band, quick and deep passes apart."""
+    return _child(CYCLE.format(days=days))
+
+
+def bench_philly() -> dict:
+    """Philly VCs replayed on 48 x 4 GPUs: FIFO vs Tiresias LAS mean JCT."""
+    rows = {}
+    traces = sorted((SHARED / "traces" / "philly-gavel").glob("seed0-*.csv"))
+    for tr in traces[:9]:
+        res = {}
+        for pol in ("fifo", "las"):
+            with tempfile.NamedTemporaryFile(suffix=".json") as f:
+                subprocess.run(
+                    [
+                        "cortex",
+                        "sim",
+                        "--fleet",
+                        "philly-48x4",
+                        "--trace",
+                        str(tr),
+                        "--days",
+                        "150",
+                        "--policy",
+                        pol,
+                        "--no-failures",
+                        "--quiet",
+                        "--checkpoint-write-s",
+                        "10",
+                        "--checkpoint-interval-s",
+                        "600",
+                        "--json",
+                        f.name,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    cwd=ROOT,
+                )
+                r = json.loads(Path(f.name).read_text())
+            res[pol] = {
+                "mean_jct_h": round(r["jobs"]["jct_s"]["mean"] / 3600, 2),
+                "p50_jct_h": round(r["jobs"]["jct_s"]["p50"] / 3600, 2),
+                "completed": r["jobs"]["completed"],
+                "submitted": r["jobs"]["submitted"],
+                "preemptions": r["preemptions"],
+            }
+        res["las_over_fifo_mean_jct"] = round(
+            res["las"]["mean_jct_h"] / res["fifo"]["mean_jct_h"], 3
+        )
+        rows[tr.stem] = res
+    return rows
+
+
+RELIABILITY = """
+import json
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.sim.twin import SimConfig, Twin
+from cortex.sim.report import build_report
+from cortex.workload.sources import single_job
+topo = build(load_fleet_spec('llama3-16k'))
+out = []
+for seed in range({seeds}):
+    tw = Twin(topo, [single_job(16384, 54 * 86400.0)], SimConfig(days=54, seed=seed)).run()
+    r = build_report(tw)
+    out.append(dict(seed=seed, unexpected=r['interruptions']['unexpected'],
+                    by_cause=r['interruptions']['by_cause'],
+                    ett=r['large_jobs'][0]['effective_training_time'], goodput=r['goodput']))
+print(json.dumps(out))
+"""
+
+
+def bench_reliability(seeds: int = 10) -> dict:
+    """single:16384 on 16,384 H100 (+ hot spares) for 54 days vs Llama 3's 419."""
+    runs = _child(RELIABILITY.format(seeds=seeds))["runs"]
+    vals = [r["unexpected"] for r in runs]
+    causes: dict[str, int] = {}
+    for r in runs:
+        for k, v in r["by_cause"].items():
+            causes[k] = causes.get(k, 0) + v
+    return {
+        "seeds": seeds,
+        "mean_unexpected": statistics.mean(vals),
+        "min": min(vals),
+        "max": max(vals),
+        "target": 419,
+        "mean_effective_training_time": round(statistics.mean(r["ett"] for r in runs), 4),
+        "by_cause_mean": {
+            k: round(v / seeds, 1) for k, v in sorted(causes.items(), key=lambda x: -x[1])
+        },
+    }
+
+
+BENCHES = {
+    "twin": bench_twin,
+    "cycle": bench_cycle,
+    "scale": bench_scale,
+    "philly": bench_philly,
+    "reliability": bench_reliability,
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument(
+        "--only", default=",".join(BENCHES), help="comma-separated: " + ",".join(BENCHES)
+    )
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["machine"] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+    }
+    for name in args.only.split(","):
+        t0 = time.time()
+        print(f"[bench] {name} ...", flush=True)
+        results[name] = BENCHES[name]()
+        results[name]["bench_wall_s"] = round(time.time() - t0, 1)
+        path.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(results[name], indent=1), flush=True)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
