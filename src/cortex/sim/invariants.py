@@ -51,9 +51,9 @@ def check_invariants(twin: Twin) -> None:
         if free != st.free_gpus[f]:
             raise InvariantError(f"flavor {f}: free counter {st.free_gpus[f]} != {free}")
         usage = [0] * len(st.queues.queues)
-        for j in st.running.values():
-            if j.run_flavor == f:
-                usage[j.queue_idx] += j.alloc_gpus
+        for rj in st.running.values():
+            if rj.run_flavor == f:
+                usage[rj.queue_idx] += rj.alloc_gpus
         for q in st.queues.queues:
             if usage[q.index] != st.usage[q.index][f]:
                 raise InvariantError(f"queue {q.name}: usage counter disagrees")

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class Twin:
         self._seed_events()
         heap = self.heap
         horizon = self.cfg.horizon_s
-        handlers = {
+        handlers: dict[int, Callable[[Any, int], None]] = {
             ARRIVAL: self._arrival,
             FINISH: self._finish,
             FAILURE: self._failure,
