@@ -23,20 +23,14 @@ app.add_typer(trace_cmd.app, name="trace")
 
 
 def main() -> None:
-    """Entry point: map input errors to exit code 2 and a one-line message."""
+    """Entry point. Typer reports bad options itself (usage, exit 2); input files that fail
+    validation raise InputError, printed here on one line with exit code 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except (typer.BadParameter, typer.Exit) as err:  # pragma: no cover - typer formats these
-        raise err
-    except Exception as err:
-        import click
 
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -37,6 +38,9 @@ def sim(
     checkpoint_write_s: float | None = typer.Option(
         None, min=0.0, help="checkpoint write time for jobs that give none (e.g. traces)"
     ),
+    backfill_interval_s: float | None = typer.Option(
+        None, min=1.0, help="deep (backfill) pass interval; default from sim/data/defaults.csv"
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
     html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
     debug: bool = typer.Option(False, help="check invariants after every event (slow)"),
@@ -67,6 +71,7 @@ def sim(
         failure_scale=failure_scale,
         checkpoint_interval_s=checkpoint_interval_s,
         default_checkpoint_write_s=checkpoint_write_s,
+        backfill_interval_s=backfill_interval_s,
         debug=debug,
     )
     twin = Twin(topo, jobs, cfg)
@@ -87,11 +92,20 @@ def sim(
     report = build_report(twin, workload=label)
     print_summary(report)
     if json_path is not None:
-        write_json(report, json_path)
+        _write(json_path, "--json", lambda p: write_json(report, p))
     if html_path is not None:
         from cortex.sim.html import write_html
 
-        write_html(report, html_path)
+        _write(html_path, "--html", lambda p: write_html(report, p))
+
+
+def _write(path: Path, option: str, writer: Callable[[Path], None]) -> None:
+    """Write a report, creating its folder; an unwritable path is an input error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer(path)
+    except OSError as err:
+        raise InputError(str(path), option, err.strerror or str(err)) from None
 
 
 def print_summary(r: dict) -> None:

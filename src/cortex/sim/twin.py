@@ -58,6 +58,7 @@ class SimConfig:
     keep_history: bool = False
     policies: Policies | None = None  # overrides `policy` (tests, research)
     default_checkpoint_write_s: float | None = None  # for jobs that give none (traces)
+    backfill_interval_s: float | None = None  # deep-pass interval; None: sim/data/defaults.csv
 
     @property
     def horizon_s(self) -> float:
@@ -87,7 +88,7 @@ class Twin:
         self.restart_overhead_s = defaults["restart_overhead_s"]
         self.preempt_overhead_s = defaults["preempt_restart_overhead_s"]
         self.large_job_gpus = int(defaults["large_job_gpus"])
-        self.backfill_interval_s = defaults["backfill_interval_s"]
+        self.backfill_interval_s = cfg.backfill_interval_s or defaults["backfill_interval_s"]
         self.fallback_tau_s = defaults["fallback_checkpoint_interval_s"]
         self.fail_rate = rate_per_gpu_s(cfg.failure_scale) if cfg.failures else 0.0
         table = ThroughputTable.load()
