@@ -14,7 +14,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,16 +29,21 @@ SHARED = ROOT.parent / "shared"
 PY = sys.executable
 
 
+PRELUDE = """
+import json, resource
+def emit(d):
+    d = d if isinstance(d, dict) else {"runs": d}
+    d["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(d))
+"""
+
+
 def _child(code: str) -> dict:
-    """Run python code in a fresh process; it prints one JSON line. Adds the child's peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    out = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    if isinstance(res, list):
-        res = {"runs": res}
-    res["peak_rss_mib"] = round(max(after, before) / 1024, 1) if after > before else None
-    return res
+    """Run python code in a fresh process; it emits one JSON line with its own peak RSS."""
+    out = subprocess.run(
+        [PY, "-c", PRELUDE + code], check=True, capture_output=True, text=True, cwd=ROOT
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 TWIN = """
@@ -54,10 +58,11 @@ topo = build(parse_fleet(spec, 'bench') if isinstance(spec, dict) else load_flee
 t0 = time.perf_counter()
 jobs = generate(days={days}, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
 gen_s = time.perf_counter() - t0
-tw = Twin(topo, jobs, SimConfig(days={days}, seed={seed}, policy='{policy}')).run()
+tw = Twin(topo, jobs, SimConfig(days={days}, seed={seed}, policy='{policy}',
+                               backfill_interval_s={interval})).run()
 total_s = time.perf_counter() - t0
 r = build_report(tw, 'synthetic')
-print(json.dumps(dict(gpus=topo.total_gpus, jobs=len(jobs), events=tw.events, sim_wall_s=tw.wall_s,
+emit((dict(gpus=topo.total_gpus, jobs=len(jobs), events=tw.events, sim_wall_s=tw.wall_s,
     gen_s=gen_s, total_s=total_s, completed=r['jobs']['completed'],
     utilization=r['utilization']['allocated'], goodput=r['goodput'],
     interruptions=r['interruptions']['unexpected'], preemptions=r['preemptions'],
@@ -76,13 +81,15 @@ topo = build(load_fleet_spec('{spec}'))
 jobs = generate(days={days}, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
 t0 = time.perf_counter()
 ev = bare_loop(topo, jobs, {days} * 86400.0)
-print(json.dumps(dict(events=ev, sim_wall_s=time.perf_counter() - t0)))
+emit(dict(events=ev, sim_wall_s=time.perf_counter() - t0))
 """
 
 
 def bench_twin(days: float = 30.0) -> dict:
     """The headline: cortex-2024, 30 days, synthetic workload, failures on."""
-    twin = _child(TWIN.format(spec="'cortex-2024'", days=days, seed=0, policy="priority"))
+    twin = _child(
+        TWIN.format(spec="'cortex-2024'", days=days, seed=0, policy="priority", interval=None)
+    )
     bare = _child(BARE.format(spec="cortex-2024", days=days, seed=0))
     twin["events_per_s"] = round(twin["events"] / twin["sim_wall_s"])
     return {
@@ -106,7 +113,11 @@ def bench_scale(days: float = 7.0) -> dict:
     """Same horizon at 10k, 100k and 400k GPUs: cost per event should stay ~flat (log factor)."""
     rows = {}
     for gpus in (10_000, 100_000, 400_000):
-        r = _child(TWIN.format(spec=repr(_hall_fleet(gpus)), days=days, seed=0, policy="priority"))
+        r = _child(
+            TWIN.format(
+                spec=repr(_hall_fleet(gpus)), days=days, seed=0, policy="priority", interval=None
+            )
+        )
         r["us_per_event"] = round(1e6 * r["sim_wall_s"] / r["events"], 1)
         r["us_per_event_log"] = round(
             1e6 * r["sim_wall_s"] / (r["events"] * math.log2(r["events"])), 3
@@ -149,7 +160,7 @@ for deep in (True, False):
 a = np.array([s[2] for s in samples if 900 <= s[0] <= 1100]) * 1e3
 out['all'] = dict(n=int(a.size), p50_ms=float(np.median(a)), p99_ms=float(np.percentile(a, 99)))
 out['max_queue'] = max(s[0] for s in samples)
-print(json.dumps(out))
+emit(out)
 """
 
 
@@ -222,7 +233,7 @@ for seed in range({seeds}):
     out.append(dict(seed=seed, unexpected=r['interruptions']['unexpected'],
                     by_cause=r['interruptions']['by_cause'],
                     ett=r['large_jobs'][0]['effective_training_time'], goodput=r['goodput']))
-print(json.dumps(out))
+emit(out)
 """
 
 
@@ -245,6 +256,22 @@ def bench_reliability(seeds: int = 10) -> dict:
             k: round(v / seeds, 1) for k, v in sorted(causes.items(), key=lambda x: -x[1])
         },
     }
+
+
+def bench_interval(days: float = 30.0) -> dict:
+    """Sensitivity to the deep (backfill) pass interval: speed against scheduling quality."""
+    rows = {}
+    for interval in (30.0, 60.0, 120.0):
+        r = _child(
+            TWIN.format(
+                spec="'cortex-2024'", days=days, seed=0, policy="priority", interval=interval
+            )
+        )
+        rows[str(int(interval))] = {
+            k: r[k]
+            for k in ("sim_wall_s", "events", "completed", "utilization", "goodput", "preemptions")
+        }
+    return rows
 
 
 BENCHES = {

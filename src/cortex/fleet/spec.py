@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from cortex.errors import InputError, from_validation_error
 from cortex.fleet.catalog import load_catalog
 
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]  # YAML `true` is not 1
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
@@ -65,7 +65,7 @@ class ClusterQueueSpec(_Strict):
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     nominal_share: Annotated[float, Field(ge=0, le=1)] = 0.0
-    nominal_gpus: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    nominal_gpus: dict[str, Annotated[int, Field(ge=0, strict=True)]] = Field(default_factory=dict)
     borrowing_limit_share: Annotated[float, Field(ge=0)] | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
 

@@ -65,6 +65,13 @@ class Topology:
         return self.flavor_gpus()[flavor]
 
 
+def alloc_size(gpus: int, gpus_per_node: int) -> int:
+    """GPUs a gang holds: a gang larger than a node takes whole nodes."""
+    if gpus <= gpus_per_node:
+        return gpus
+    return -(-gpus // gpus_per_node) * gpus_per_node
+
+
 def build(spec: FleetSpec) -> Topology:
     """Expand a FleetSpec into index arrays."""
     catalog = load_catalog()

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from cortex.fleet.topology import alloc_size
 from cortex.scheduler.state import ClusterState, Placement
 
-
-def alloc_size(gpus: int, gpus_per_node: int) -> int:
-    """GPUs a gang holds: multi-node gangs take whole nodes."""
-    if gpus <= gpus_per_node:
-        return gpus
-    return -(-gpus // gpus_per_node) * gpus_per_node
+__all__ = ["PLACEMENTS", "PlacementPolicy", "TopologyBestFit", "alloc_size"]
 
 
 class PlacementPolicy(Protocol):

@@ -353,6 +353,8 @@ class Twin:
         job.run_start_s = self.now
         job.est_end_s = self.now + dur
         job.epoch += 1
+        job.preempt_backoff_s = 0.0
+        job.next_preempt_try_s = 0.0
         if job.first_start_s < 0:
             job.first_start_s = self.now
         self.state.start(job, job.queue_idx, f, s.placement)

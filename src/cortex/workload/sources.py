@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cortex.errors import InputError
-from cortex.fleet.topology import Topology
-from cortex.scheduler.placement import alloc_size
+from cortex.fleet.topology import Topology, alloc_size
 from cortex.workload.job import Job
 from cortex.workload.spec import load_jobs
 from cortex.workload.synthetic import _ckpt_write_s, generate

@@ -22,7 +22,7 @@ class WorkloadKind(StrEnum):
     GENERIC = "generic"
 
 
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]  # YAML `true` is not 1
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
