@@ -1,4 +1,5 @@
-"""Cortex benchmarks: one command, results in bench/out/results.{json,md}.
+"""Cortex benchmarks: one command, results in bench/out/results.json (summarized by hand in
+bench/RESULTS.md).
 
     python bench/run.py            # everything (about 10 minutes on 2 cores)
     python bench/run.py --only twin,cycle
@@ -280,6 +281,7 @@ BENCHES = {
     "scale": bench_scale,
     "philly": bench_philly,
     "reliability": bench_reliability,
+    "interval": bench_interval,
 }
 
 

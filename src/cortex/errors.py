@@ -18,7 +18,12 @@ class InputError(Exception):
 def from_validation_error(source: str, err: ValidationError, prefix: str = "") -> InputError:
     """Turn pydantic's first error into an InputError with a dotted field path."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    field = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "<root>")
+    loc = ""
+    for part in first.get("loc", ()):
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    if prefix and loc:
+        field = prefix + (loc if loc.startswith("[") else f".{loc}")
+    else:
+        field = prefix or loc or "<root>"
     msg = str(first.get("msg", "invalid value"))
     return InputError(source, field, msg)
