@@ -40,12 +40,13 @@ class _Reservation:
     """EASY backfill: the head blocked on a flavor starts at `shadow_s`; `extra_gpus` are free
     then beyond its need, so jobs that end later may use only those."""
 
-    __slots__ = ("extra_gpus", "head", "shadow_s")
+    __slots__ = ("extra_gpus", "head", "reason", "shadow_s")
 
     def __init__(self, head: int, shadow_s: float, extra_gpus: int) -> None:
         self.head = head
         self.shadow_s = shadow_s
         self.extra_gpus = extra_gpus
+        self.reason: Reason | None = None  # shared by every job it holds back
 
 
 def _gang_sizes(job: Job) -> tuple[int, ...]:
@@ -175,7 +176,24 @@ class _Cycle:
             # shared by every job of this size while the free count stays the same.
             reasons.append(self.capacity_reason(f, alloc))
             return False
-        # 2. Admission checks (quota, later power).
+        # 2. Backfill guard: a job may pass the head reserved on this flavor only if it ends
+        #    before the head's start, or fits in what the head leaves over. Checked before
+        #    admission because it is what stops most jobs behind a head, and cheaper.
+        res = self.reserved.get(f)
+        use_extra = False
+        if res is not None and snap.now_s + snap.estimate_s(job, f, gang) > res.shadow_s:
+            if alloc > res.extra_gpus:
+                if res.reason is None:
+                    res.reason = Reason(
+                        Code.RESERVED_FOR_HEAD,
+                        head=res.head,
+                        shadow_s=res.shadow_s,
+                        flavor=st.topo.flavors[f],
+                    )
+                reasons.append(res.reason)
+                return False
+            use_extra = True
+        # 3. Admission checks (quota, later power).
         r = _admit(snap, self.pol, job, f, alloc)
         if r is not None:
             reasons.append(r)
@@ -185,22 +203,6 @@ class _Cycle:
             if f not in short:
                 short.append(f)
             return False
-        # 3. Backfill guard: a job may pass the head reserved on this flavor only if it ends
-        #    before the head's start, or fits in what the head leaves over.
-        res = self.reserved.get(f)
-        use_extra = False
-        if res is not None and snap.now_s + snap.estimate_s(job, f, gang) > res.shadow_s:
-            if alloc > res.extra_gpus:
-                reasons.append(
-                    Reason(
-                        Code.RESERVED_FOR_HEAD,
-                        head=res.head,
-                        shadow_s=res.shadow_s,
-                        flavor=st.topo.flavors[f],
-                    )
-                )
-                return False
-            use_extra = True
         # 4. Placement, all or nothing.
         placement = self.pol.placement.place(st, f, gang)
         if placement is None:

@@ -332,6 +332,7 @@ class Twin:
         job.move(via, self.now, why)
         job.move(JobState.REQUEUED, self.now, "back to queue")
         job.owed_overhead_s = owed_s
+        job.est_cache = None
         job.restarts += 1
         self.pending.add(job)
         self._power_dirty = True
@@ -380,7 +381,14 @@ class Twin:
         return speed, tau, dur
 
     def _estimate_s(self, job: Job, flavor: int, gang: int) -> float:
-        return self._run_shape(job, flavor, gang, alloc_size(gang, self.state.gpn[flavor]))[2]
+        cache = job.est_cache
+        if cache is None:
+            cache = job.est_cache = {}
+        est = cache.get((flavor, gang))
+        if est is None:
+            alloc = alloc_size(gang, self.state.gpn[flavor])
+            est = cache[(flavor, gang)] = self._run_shape(job, flavor, gang, alloc)[2]
+        return est
 
     def _speed(self, kind: str, flavor: int) -> float:
         return self.speeds[(kind, flavor)]

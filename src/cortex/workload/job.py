@@ -23,6 +23,7 @@ class Job:
         "elastic_min",
         "end_s",
         "epoch",
+        "est_cache",
         "est_end_s",
         "first_start_s",
         "flavor_ids",
@@ -100,6 +101,9 @@ class Job:
         self.run_overhead_s = 0.0
         self.owed_overhead_s = 0.0  # restart cost to pay at the next start
         self.est_end_s = 0.0
+        # Driver's runtime estimates per (flavor, gang) while the job waits; cleared when its
+        # remaining work or owed overhead changes.
+        self.est_cache: dict[tuple[int, int], float] | None = None
         self.first_start_s = -1.0
         self.end_s = -1.0
         self.attained_gpu_s = 0.0
