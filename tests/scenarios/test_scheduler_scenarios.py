@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from cortex.fleet.spec import load_fleet_spec, parse_fleet
+import testkit
+from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo
 from cortex.scheduler.pending import PendingQueues
-from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code
 from cortex.scheduler.snapshot import Plan, Snapshot
 from cortex.scheduler.state import ClusterState, Placement
@@ -28,7 +28,12 @@ from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 
-TINY = build(load_fleet_spec("tiny"))
+TINY = testkit.TINY
+_setup = testkit.setup_cycle
+
+
+def _run(st: ClusterState, jid: int, placement: Placement, **kw: Any) -> Job:
+    return testkit.running_job(st, jid, placement, **kw)
 
 
 def _fleet(name: str, nodes: int, nodes_per_pod: int, queues: list[dict] | None = None) -> Topology:
@@ -63,32 +68,6 @@ WIDE = _fleet("wide", 12, 6)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-def _setup(
-    topo: Topology = TINY, pol: Policies | None = None, teams: tuple[str, ...] = ("a",)
-) -> tuple[ClusterState, PendingQueues, Policies]:
-    pol = pol or Policies(ordering=Fifo())
-    qc = QueueConfig.build(topo.spec.queues, topo, teams)
-    return ClusterState(topo, qc), PendingQueues(len(qc.queues), pol.ordering.key), pol
-
-
-def _run(
-    st: ClusterState,
-    jid: int,
-    placement: Placement,
-    *,
-    end: float = 1e9,
-    team: int = 0,
-    prio: int = 100,
-    start: float = 0.0,
-) -> Job:
-    """A job running on `placement` as a driver would have started it."""
-    gpus = sum(k for _, k in placement)
-    job = Job(jid, f"r{jid}", st.queues.queues[team].name, gpus, 1e6)
-    job.queue_idx, job.priority, job.run_start_s, job.est_end_s = team, prio, start, end
-    job.run_flavor, job.state = 0, JobState.RUNNING
-    job.alloc_gpus = job.run_gpus = gpus
-    st.start(job, team, 0, placement)
-    return job
 
 
 def _use(st: ClusterState, used: dict[int, int], team: int = 0) -> None:

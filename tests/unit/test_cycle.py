@@ -8,22 +8,28 @@ from typing import Any
 
 import pytest
 
-from cortex.fleet.spec import load_fleet_spec, parse_fleet
-from cortex.fleet.topology import Topology, build
+import testkit
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import build
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo, LeastAttainedService, PriorityFairShare
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.preemption import NoPreemption, PriorityReclaim
-from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code
 from cortex.scheduler.registry import policies
 from cortex.scheduler.snapshot import Plan, Snapshot
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.scheduler.statement import Statement
 from cortex.workload.job import Job
-from cortex.workload.states import JobState
 
-TINY = build(load_fleet_spec("tiny"))
+TINY = testkit.TINY
+_setup = testkit.setup_cycle
+
+
+def _run(st: ClusterState, jid: int, placement: Placement, **kw: Any) -> Job:
+    return testkit.running_job(st, jid, placement, **{"start": -1e6, "work": 1000.0, **kw})
+
+
 # Tiny's shape with two cluster queues: a (32 nominal, may borrow 16), b (32, unlimited).
 QUOTA = build(
     parse_fleet(
@@ -65,35 +71,6 @@ TWO_FLAVORS = build(
         "test",
     )
 )
-
-
-def _setup(
-    topo: Topology = TINY, pol: Policies | None = None, teams: tuple[str, ...] = ("a",)
-) -> tuple[ClusterState, PendingQueues, Policies]:
-    pol = pol or Policies(ordering=Fifo())
-    qc = QueueConfig.build(topo.spec.queues, topo, teams)
-    return ClusterState(topo, qc), PendingQueues(len(qc.queues), pol.ordering.key), pol
-
-
-def _run(
-    st: ClusterState,
-    jid: int,
-    placement: Placement,
-    *,
-    end: float = 1e9,
-    team: int = 0,
-    prio: int = 100,
-    start: float = -1e6,
-) -> Job:
-    """Put a running job on the state the way a driver does."""
-    gpus = sum(k for _, k in placement)
-    job = Job(jid, f"r{jid}", st.queues.queues[team].name, gpus, 1000.0)
-    job.queue_idx, job.priority, job.run_start_s, job.est_end_s = team, prio, start, end
-    job.run_flavor = st.topo.node_flavor[placement[0][0]]
-    job.state = JobState.RUNNING
-    job.alloc_gpus = job.run_gpus = gpus
-    st.start(job, team, job.run_flavor, placement)
-    return job
 
 
 def _pend(

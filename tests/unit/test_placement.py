@@ -7,13 +7,14 @@ from collections import Counter
 
 import pytest
 
-from cortex.fleet.spec import load_fleet_spec, parse_fleet
+import testkit
+from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.placement import TopologyBestFit, alloc_size
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.state import ClusterState
 
-TINY = build(load_fleet_spec("tiny"))
+TINY = testkit.TINY
 # Hall h1: pods 0-2 (nodes 0-11); hall h2: pods 3-4 (nodes 12-19); 8 GPUs per node.
 HALLS = build(
     parse_fleet(
@@ -30,24 +31,7 @@ HALLS = build(
         "test",
     )
 )
-MIXED = build(
-    parse_fleet(
-        {
-            "name": "mixed",
-            "halls": [
-                {
-                    "name": "h1",
-                    "groups": [
-                        {"flavor": "H100-SXM5", "nodes": 10, "nodes_per_pod": 4},
-                        {"flavor": "H200-SXM", "nodes": 6, "gpus_per_node": 4, "nodes_per_pod": 4},
-                    ],
-                },
-                {"name": "h2", "groups": [{"flavor": "H100-SXM5", "nodes": 7, "nodes_per_pod": 3}]},
-            ],
-        },
-        "test",
-    )
-)
+MIXED = testkit.MIXED
 POLICY = TopologyBestFit()
 
 

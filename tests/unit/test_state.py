@@ -6,35 +6,15 @@ import random
 
 import pytest
 
-from cortex.fleet.spec import load_fleet_spec, parse_fleet
-from cortex.fleet.topology import Topology, build
+import testkit
+from cortex.fleet.topology import Topology
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
-TINY = build(load_fleet_spec("tiny"))
+TINY = testkit.TINY
 # Two flavors with different node sizes, two halls, partial last pods (4+4+2, 3+2 and 4+2).
-MIXED = build(
-    parse_fleet(
-        {
-            "name": "mixed",
-            "halls": [
-                {
-                    "name": "h1",
-                    "groups": [
-                        {"flavor": "H100-SXM5", "nodes": 10, "nodes_per_pod": 4},
-                        {"flavor": "H200-SXM", "nodes": 6, "gpus_per_node": 4, "nodes_per_pod": 4},
-                    ],
-                },
-                {
-                    "name": "h2",
-                    "groups": [{"flavor": "H100-SXM5", "nodes": 5, "nodes_per_pod": 3}],
-                },
-            ],
-        },
-        "test",
-    )
-)
+MIXED = testkit.MIXED
 
 
 def _state(topo: Topology = TINY) -> ClusterState:

@@ -1,0 +1,68 @@
+"""Fleets and helpers shared by the scheduler tests (on the path via pytest's `pythonpath`)."""
+
+from __future__ import annotations
+
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
+from cortex.fleet.topology import Topology, build
+from cortex.scheduler.cycle import Policies
+from cortex.scheduler.ordering import Fifo
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.queues import QueueConfig
+from cortex.scheduler.state import ClusterState, Placement
+from cortex.workload.job import Job
+from cortex.workload.states import JobState
+
+TINY = build(load_fleet_spec("tiny"))
+# Two flavors with different node sizes, two halls, partial last pods (4+4+2, 3+2 and 4+2).
+MIXED = build(
+    parse_fleet(
+        {
+            "name": "mixed",
+            "halls": [
+                {
+                    "name": "h1",
+                    "groups": [
+                        {"flavor": "H100-SXM5", "nodes": 10, "nodes_per_pod": 4},
+                        {"flavor": "H200-SXM", "nodes": 6, "gpus_per_node": 4, "nodes_per_pod": 4},
+                    ],
+                },
+                {
+                    "name": "h2",
+                    "groups": [{"flavor": "H100-SXM5", "nodes": 5, "nodes_per_pod": 3}],
+                },
+            ],
+        },
+        "test",
+    )
+)
+
+
+def setup_cycle(
+    topo: Topology = TINY, pol: Policies | None = None, teams: tuple[str, ...] = ("a",)
+) -> tuple[ClusterState, PendingQueues, Policies]:
+    """An empty state, its pending queues and FIFO policies (unless given)."""
+    pol = pol or Policies(ordering=Fifo())
+    qc = QueueConfig.build(topo.spec.queues, topo, teams)
+    return ClusterState(topo, qc), PendingQueues(len(qc.queues), pol.ordering.key), pol
+
+
+def running_job(
+    st: ClusterState,
+    jid: int,
+    placement: Placement,
+    *,
+    end: float = 1e9,
+    team: int = 0,
+    prio: int = 100,
+    start: float = 0.0,
+    work: float = 1e6,
+) -> Job:
+    """A job running on `placement`, started the way a driver starts one."""
+    gpus = sum(k for _, k in placement)
+    job = Job(jid, f"r{jid}", st.queues.queues[team].name, gpus, work)
+    job.queue_idx, job.priority, job.run_start_s, job.est_end_s = team, prio, start, end
+    job.run_flavor = st.topo.node_flavor[placement[0][0]]
+    job.state = JobState.RUNNING
+    job.alloc_gpus = job.run_gpus = gpus
+    st.start(job, team, job.run_flavor, placement)
+    return job
