@@ -626,7 +626,8 @@ def test_blocker_reasons_table(
         (QUOTA, "b", 17, {}, Code.NEVER_FITS, {"need": 17, "most": 16}),
         (QUOTA, "c", 64, {}, None, None),
         (QUOTA, "zzz", 1, {}, Code.UNKNOWN_QUEUE, {"team": "zzz"}),
-        (TINY, "a", 1, {"priority_class": "urgent"}, Code.UNKNOWN_QUEUE, {"team": "a/urgent"}),
+        (TINY, "a", 1, {"priority_class": "urgent"}, Code.UNKNOWN_PRIORITY_CLASS,
+         {"priority_class": "urgent", "known": ["normal", "preemptible", "production"]}),
         (TINY, "a", 1, {"flavors": ("B200-HGX",)}, Code.NO_FLAVOR, {"flavors": ["B200-HGX"]}),
     ],
 )

@@ -219,14 +219,13 @@ def test_start_and_stop_keep_running_set_ends_and_usage() -> None:
     assert st.start(b, 1, 0, ((4, 3),)) == 3
     assert list(st.ends[0]) == [(200.0, 2, 3), (500.0, 1, 16)]
     assert st.usage == [[16], [3]] and st.cohort_usage == [19]
-    assert st.prio_gpus[0] == {100: 16, 10: 3}
-    assert set(st.by_prio[0][100]) == {1} and set(st.by_prio[0][10]) == {2}
+    assert st.nodes_by_top_prio[0] == {100: 2, 10: 1}
     assert set(st.running) == {1, 2}
     alloc = st.stop(a, 0)
     assert alloc.gpus == 16 and alloc.placement == ((0, 8), (1, 8))
     assert list(st.ends[0]) == [(200.0, 2, 3)]
     assert st.usage == [[0], [3]] and st.cohort_usage == [3]
-    assert st.prio_gpus[0] == {100: 0, 10: 3}
+    assert st.nodes_by_top_prio[0] == {100: 0, 10: 1}
     assert set(st.running) == {2}
     assert st.jobs_on(4) == [2] and st.jobs_on(0) == []
     _brute_check(st)

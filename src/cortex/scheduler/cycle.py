@@ -106,16 +106,17 @@ def _admit(snap: Snapshot, pol: Policies, job: Job, f: int, alloc: int) -> Reaso
 
 def _try_preempt(
     snap: Snapshot, pol: Policies, stmt: Statement, job: Job, f: int, gang: int
-) -> tuple[Placement, list[Job]] | None:
+) -> tuple[Placement, list[Job]] | bool:
     """Evict the cheapest eligible victims on the statement; keep them if the job then passes
-    admission and placement, else roll back."""
+    admission and placement, else roll back. Returns the placement and victims, or whether a
+    victim search ran at all (False: the policy's cheap check ruled it out)."""
     st = snap.state
     alloc = alloc_size(gang, st.gpn[f])
     if not pol.preemption.may_preempt(snap, job, f, alloc):
-        return None
+        return False
     ids = find_victims(snap, pol.preemption, gang, f, job)
     if not ids:
-        return None
+        return True
     mark = stmt.mark()
     victims = [st.running[i] for i in ids]
     for v in victims:
@@ -125,7 +126,7 @@ def _try_preempt(
         if placement is not None:
             return placement, victims
     stmt.rollback(mark)
-    return None
+    return True
 
 
 class _Cycle:
@@ -226,11 +227,13 @@ class _Cycle:
         short = [f for f in short if f not in self.reserved]
         if not short:
             return False
-        self.tries -= 1
+        searched = False
         for f in short:
             got = _try_preempt(self.snap, self.pol, self.stmt, job, f, job.gpus)
-            if got is None:
+            if isinstance(got, bool):
+                searched = searched or got
                 continue
+            self.tries -= 1
             placement, victims = got
             held = self.stmt.allocate(job, f, placement)
             self.plan.starts.append(Start(job, f, placement, job.gpus, held))
@@ -239,7 +242,10 @@ class _Cycle:
                 Preemption(v, Reason(Code.PREEMPTED, by=job.id, why=why)) for v in victims
             )
             return True
-        self.plan.preempt_failed.append(job.id)
+        if searched:
+            # Only a search that ran counts against this cycle's tries and backs the job off.
+            self.tries -= 1
+            self.plan.preempt_failed.append(job.id)
         return False
 
     def reserve(self, job: Job, short: list[int]) -> None:

@@ -19,6 +19,7 @@ class Code(StrEnum):
     NO_FLAVOR = "NoEligibleFlavor"
     NEVER_FITS = "NeverFits"
     UNKNOWN_QUEUE = "UnknownQueue"
+    UNKNOWN_PRIORITY_CLASS = "UnknownPriorityClass"
     PREEMPTED = "Preempted"
 
 
@@ -41,6 +42,7 @@ _TEMPLATES = {
     Code.NO_FLAVOR: "none of its flavors {flavors} is in the fleet",
     Code.NEVER_FITS: "needs {need} GPUs; the most any acceptable flavor could give is {most}",
     Code.UNKNOWN_QUEUE: "team {team} has no cluster queue",
+    Code.UNKNOWN_PRIORITY_CLASS: "priority class {priority_class} is not one of {known}",
     Code.PREEMPTED: "preempted by job {by} ({why})",
 }
 

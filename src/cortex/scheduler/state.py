@@ -77,9 +77,6 @@ class ClusterState:
         self.running: dict[int, Job] = {}
         # Running jobs by expected end, per flavor: the EASY-backfill shadow walks this.
         self.ends: list[SortedList] = [SortedList() for _ in range(nf)]
-        # Running jobs per flavor and priority, in start order: preemption searches this.
-        self.by_prio: list[dict[int, dict[int, Job]]] = [{} for _ in range(nf)]
-        self.prio_gpus: list[dict[int, int]] = [{} for _ in range(nf)]
         self.flavor_node_ids: list[list[int]] = [[] for _ in range(nf)]
         for n, f in enumerate(topo.node_flavor):
             self.flavor_node_ids[f].append(n)
@@ -222,9 +219,6 @@ class ClusterState:
         self.add_usage(team, flavor, gpus)
         self.running[job.id] = job
         self.ends[flavor].add((job.est_end_s, job.id, gpus))
-        self.by_prio[flavor].setdefault(job.priority, {})[job.id] = job
-        pg = self.prio_gpus[flavor]
-        pg[job.priority] = pg.get(job.priority, 0) + gpus
         self._summarize(placement)
         return gpus
 
@@ -234,8 +228,6 @@ class ClusterState:
         self.add_usage(team, alloc.flavor, -alloc.gpus)
         del self.running[job.id]
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
-        del self.by_prio[alloc.flavor][job.priority][job.id]
-        self.prio_gpus[alloc.flavor][job.priority] -= alloc.gpus
         self._summarize(alloc.placement)
         return alloc
 

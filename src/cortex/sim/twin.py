@@ -60,6 +60,14 @@ class SimConfig:
     default_checkpoint_write_s: float | None = None  # for jobs that give none (traces)
     backfill_interval_s: float | None = None  # deep-pass interval; None: sim/data/defaults.csv
 
+    def __post_init__(self) -> None:
+        if not self.days > 0:
+            raise ValueError(f"days must be positive, got {self.days}")
+        if self.n_bins < 1:
+            raise ValueError(f"n_bins must be at least 1, got {self.n_bins}")
+        if self.failure_scale < 0:
+            raise ValueError(f"failure_scale must not be negative, got {self.failure_scale}")
+
     @property
     def horizon_s(self) -> float:
         return self.days * 86400.0
@@ -201,7 +209,14 @@ class Twin:
             return
         prio = self.queues.priority_classes.get(job.priority_class)
         if prio is None:
-            self._reject(job, Reason(Code.UNKNOWN_QUEUE, team=f"{job.team}/{job.priority_class}"))
+            self._reject(
+                job,
+                Reason(
+                    Code.UNKNOWN_PRIORITY_CLASS,
+                    priority_class=job.priority_class,
+                    known=sorted(self.queues.priority_classes),
+                ),
+            )
             return
         job.priority = prio
         flavors = self.topo.flavors
@@ -279,6 +294,8 @@ class Twin:
         many jobs share one event."""
         grid = self.backfill_interval_s
         t = math.ceil(t / grid) * grid
+        if t <= self.now:
+            t += grid  # never wake at this very instant: the cycle has just run
         if t not in self._ticks:
             self._ticks.add(t)
             self._push(t, TICK, TICK, None)
@@ -368,10 +385,12 @@ class Twin:
         """(speed, checkpoint interval, wall duration) of a run that starts now."""
         speed = self.speeds[(job.kind, flavor)] * gang / job.gpus
         write = job.ckpt_write_s or 0.0
-        fixed = job.ckpt_interval_s or self.cfg.checkpoint_interval_s
-        if job.ckpt_write_s is None:
-            tau = math.inf
-        elif fixed:
+        fixed = job.ckpt_interval_s
+        if fixed is None:
+            fixed = self.cfg.checkpoint_interval_s
+        if not write:
+            tau = math.inf  # no checkpoint cost given: the job does not checkpoint
+        elif fixed is not None:
             tau = float(fixed)
         elif self.fail_rate > 0:
             tau = ckpt.daly_interval_s(write, 1.0 / (self.fail_rate * alloc))
@@ -420,14 +439,19 @@ class Twin:
             # Exponential backoff from half the minimum runtime up to an hour.
             job = self._by_id[job_id]
             job.preempt_backoff_s = min(
-                max(job.preempt_backoff_s * 2, self.queues.min_runtime_s / 2), PREEMPT_BACKOFF_MAX_S
+                max(
+                    job.preempt_backoff_s * 2,
+                    self.queues.min_runtime_s / 2,
+                    self.backfill_interval_s,
+                ),
+                PREEMPT_BACKOFF_MAX_S,
             )
             job.next_preempt_try_s = self.now + job.preempt_backoff_s
             self._wake(job.next_preempt_try_s)
         for p in plan.preemptions:
             self.metrics.preemptions += 1
             p.job.preemptions += 1
-            self._interrupt(p.job, self.preempt_overhead_s, JobState.PREEMPTED, p.reason.message)
+            self._interrupt(p.job, self.preempt_overhead_s, JobState.PREEMPTED, p.reason.code.value)
         for s in plan.starts:
             self._start(s)
         if plan.starts or plan.preemptions:
