@@ -239,3 +239,22 @@ def test_invariant_checker_catches_a_corrupted_state() -> None:
     job.done_s = job.work_s + 1.0
     with pytest.raises(InvariantError, match="more work"):
         check_invariants(tw)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (lambda st: st.part[0][3].__setitem__(7, None), "stale nodes"),
+        (lambda st: st.pod_whole[1].pop(next(iter(st.pod_whole[1]))), "missing from pod"),
+        (lambda st: st.hall_whole[0].__setitem__(0, 0), "hall whole-node"),
+        (lambda st: st.np_used.__setitem__(0, 3), "summary says"),
+    ],
+    ids=["stale-partial-bucket", "lost-whole-node", "hall-count", "node-summary"],
+)
+def test_invariant_checker_catches_corrupted_indices(corrupt: Any, message: str) -> None:
+    job = Job(1, "j", "a", 8, 10_000.0)
+    tw = Twin(TINY, [job], SimConfig(days=0.01, failures=False, debug=True)).run()
+    check_invariants(tw)
+    corrupt(tw.state)
+    with pytest.raises(InvariantError, match=message):
+        check_invariants(tw)

@@ -43,10 +43,6 @@ class Topology:
     def n_pods(self) -> int:
         return len(self.pod_flavor)
 
-    def flavor_index(self, name: str) -> int:
-        """Index of a flavor in this fleet; KeyError if the fleet lacks it."""
-        return self.flavors.index(name)
-
     def flavor_nodes(self) -> list[int]:
         out = [0] * len(self.flavors)
         for f in self.node_flavor:
@@ -59,10 +55,6 @@ class Topology:
     @property
     def total_gpus(self) -> int:
         return sum(self.flavor_gpus())
-
-    def largest_gang(self, flavor: int) -> int:
-        """The most GPUs one gang of this flavor can hold (the whole flavor)."""
-        return self.flavor_gpus()[flavor]
 
 
 def alloc_size(gpus: int, gpus_per_node: int) -> int:

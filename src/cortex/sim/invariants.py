@@ -41,6 +41,7 @@ def check_invariants(twin: Twin) -> None:
             raise InvariantError(f"job {j} spans flavors")
     if set(held) != set(st.running):
         raise InvariantError("running set and node allocations disagree")
+    _check_indices(twin)
     nf = len(gpn)
     for f in range(nf):
         free = sum(
@@ -68,3 +69,44 @@ def check_invariants(twin: Twin) -> None:
     for job in twin.pending:
         if job.state not in (JobState.QUEUED, JobState.REQUEUED) or job.id in st.allocations:
             raise InvariantError(f"pending job {job.id} in state {job.state.value}")
+
+
+def _check_indices(twin: Twin) -> None:
+    """The bucketed free-capacity indices and the per-node summaries agree with node_free,
+    node_up and node_jobs: these are what placement and victim search read."""
+    st = twin.state
+    topo = st.topo
+    nf = len(st.gpn)
+    whole_in_pod = [0] * topo.n_pods
+    hall = [[0] * nf for _ in topo.hall_names]
+    partial = [0] * nf
+    for n, f in enumerate(topo.node_flavor):
+        used = sum(st.node_jobs[n].values())
+        if int(st.np_used[n]) != used:
+            raise InvariantError(
+                f"node {n}: summary says {int(st.np_used[n])} GPUs used, not {used}"
+            )
+        if not st.node_up[n]:
+            continue
+        free, g, p = st.node_free[n], st.gpn[f], topo.node_pod[n]
+        if free == g:
+            whole_in_pod[p] += 1
+            hall[topo.node_hall[n]][f] += 1
+            if n not in st.pod_whole[p]:
+                raise InvariantError(f"free node {n} missing from pod {p}'s whole set")
+        elif free:
+            partial[f] += 1
+            if n not in st.part[f][free]:
+                raise InvariantError(f"node {n} with {free} free missing from its bucket")
+    for f in range(nf):
+        if sum(len(b) for b in st.part[f]) != partial[f]:
+            raise InvariantError(f"flavor {f}: partial-node buckets hold stale nodes")
+        if sum(len(b) for b in st.pod_bucket[f]) != sum(
+            1 for p, c in enumerate(whole_in_pod) if c and topo.pod_flavor[p] == f
+        ):
+            raise InvariantError(f"flavor {f}: pod buckets hold stale pods")
+    for p, c in enumerate(whole_in_pod):
+        if len(st.pod_whole[p]) != c or (c and p not in st.pod_bucket[topo.pod_flavor[p]][c]):
+            raise InvariantError(f"pod {p}: {c} whole free nodes, indices disagree")
+    if hall != st.hall_whole:
+        raise InvariantError("hall whole-node counts disagree")
