@@ -66,3 +66,28 @@ def running_job(
     job.alloc_gpus = job.run_gpus = gpus
     st.start(job, team, job.run_flavor, placement)
     return job
+
+
+def state_contents(st: ClusterState) -> tuple:
+    """Everything the state holds, compared as sets (iteration order ignored)."""
+    return (
+        list(st.node_free),
+        list(st.node_up),
+        [dict(d) for d in st.node_jobs],
+        [[set(d) for d in row] for row in st.part],
+        [set(d) for d in st.pod_whole],
+        [[set(d) for d in row] for row in st.pod_bucket],
+        [list(r) for r in st.hall_whole],
+        list(st.free_gpus),
+        list(st.busy_gpus),
+        dict(st.allocations),
+        [list(u) for u in st.usage],
+        list(st.cohort_usage),
+        set(st.running),
+        [list(e) for e in st.ends],
+        [dict(d) for d in st.nodes_by_top_prio],
+        st.np_used.tolist(),
+        st.np_max_prio.tolist(),
+        st.np_last_start.tolist(),
+        st.np_up.tolist(),
+    )

@@ -30,6 +30,7 @@ from cortex.workload.states import JobState
 
 TINY = testkit.TINY
 _setup = testkit.setup_cycle
+_contents = testkit.state_contents
 
 
 def _run(st: ClusterState, jid: int, placement: Placement, **kw: Any) -> Job:
@@ -83,22 +84,6 @@ def _pend(
     job.queue_idx, job.priority = team, prio
     pend.add(job)
     return job
-
-
-def _contents(st: ClusterState) -> tuple:
-    return (
-        list(st.node_free),
-        list(st.node_up),
-        [dict(d) for d in st.node_jobs],
-        [[set(d) for d in row] for row in st.part],
-        [set(d) for d in st.pod_whole],
-        [[set(d) for d in row] for row in st.pod_bucket],
-        [list(r) for r in st.hall_whole],
-        list(st.free_gpus),
-        dict(st.allocations),
-        [list(u) for u in st.usage],
-        list(st.cohort_usage),
-    )
 
 
 def _cycle(st: ClusterState, pend: PendingQueues, pol: Policies, now: float = 0.0) -> Plan:
@@ -626,8 +611,14 @@ def test_blocker_reasons_table(
         (QUOTA, "b", 17, {}, Code.NEVER_FITS, {"need": 17, "most": 16}),
         (QUOTA, "c", 64, {}, None, None),
         (QUOTA, "zzz", 1, {}, Code.UNKNOWN_QUEUE, {"team": "zzz"}),
-        (TINY, "a", 1, {"priority_class": "urgent"}, Code.UNKNOWN_PRIORITY_CLASS,
-         {"priority_class": "urgent", "known": ["normal", "preemptible", "production"]}),
+        (
+            TINY,
+            "a",
+            1,
+            {"priority_class": "urgent"},
+            Code.UNKNOWN_PRIORITY_CLASS,
+            {"priority_class": "urgent", "known": ["normal", "preemptible", "production"]},
+        ),
         (TINY, "a", 1, {"flavors": ("B200-HGX",)}, Code.NO_FLAVOR, {"flavors": ["B200-HGX"]}),
     ],
 )
