@@ -646,3 +646,21 @@ def test_rejection_at_submit(
     assert rj is job and reason.code is code and reason.detail == detail
     assert report["jobs"]["rejected_by_reason"] == {code.value: 1}
     assert report["jobs"]["pending_at_end"] == 0
+
+
+def test_fragmented_head_leaves_no_extra_for_long_backfill() -> None:
+    # Every node runs 6 GPUs (2 free each: 16 free in all), so a 4-GPU head is blocked by
+    # topology, not count. Node 0's job ends at 1000, the others at 5000. Counting GPUs would
+    # say 16 + 6 - 4 = 18 are spare at 1000, but where the head fits is unknown: a job that
+    # runs past 1000 must wait (ReservedForHead), a job that ends before 1000 may start.
+    st, pend, pol = _setup()
+    for n in range(8):
+        _run(st, 100 + n, ((n, 6),), end=1000.0 if n == 0 else 5000.0)
+    _pend(pend, 1, 4, 100.0)
+    _pend(pend, 2, 2, 3000.0)  # would end at 3000, after the head's reserved start
+    _pend(pend, 3, 2, 500.0)  # ends at 500
+    plan = _cycle(st, pend, pol)
+    assert plan.blockers[1][0].code is Code.TOPOLOGY_UNAVAILABLE
+    (r,) = plan.blockers[2]
+    assert r.code is Code.RESERVED_FOR_HEAD and r.detail["shadow_s"] == 1000.0
+    assert [s.job.id for s in plan.starts] == [3]

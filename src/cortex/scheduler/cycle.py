@@ -78,19 +78,21 @@ SHADOW_WALK_MAX = 256
 
 
 def _shadow(st: ClusterState, stmt: Statement, f: int, need: int, now: float) -> tuple[float, int]:
-    """When `need` GPUs of flavor f will be free if running jobs end as estimated."""
+    """When `need` GPUs of flavor f will be free if running jobs end as estimated, and how many
+    GPUs beyond the head's need are free then (EASY's "extra")."""
     acc = st.free_gpus[f]
-    if acc >= need:
-        # Blocked by topology, not count: reserve from the next end on.
-        acc = 0 if need > st.gpn[f] else acc
+    fragmented = acc >= need
+    if fragmented and need > st.gpn[f]:
+        # Blocked by topology, not count: count whole nodes freed from the next end on.
+        acc = 0
     evicted = stmt.evicted
-    end_s = now
     for i, (end_s, job_id, gpus) in enumerate(st.ends[f]):
         if job_id in evicted:
             continue
         acc += gpus
         if acc >= need:
-            return max(end_s, now), acc - need
+            # Counts cannot say where a fragmented head will fit, so it leaves no extra.
+            return max(end_s, now), 0 if fragmented else acc - need
         if i >= SHADOW_WALK_MAX:
             return max(end_s, now), 0
     return math.inf, 0
