@@ -43,21 +43,26 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
     wait: dict[str, list[float]] = {}
     for j in tw.completed:
         jct.setdefault(j.team, []).append(j.end_s - j.submit_s)
-        wait.setdefault(j.team, []).append(j.first_start_s - j.submit_s)
+    # Queue delay counts every job that started, finished or not, overall and per team alike.
+    for j in tw.jobs:
+        if j.first_start_s >= 0:
+            wait.setdefault(j.team, []).append(j.first_start_s - j.submit_s)
     all_jct = [x for v in jct.values() for x in v]
-    all_wait = [j.first_start_s - j.submit_s for j in tw.jobs if j.first_start_s >= 0]
+    all_wait = [x for v in wait.values() for x in v]
     submitted = sum(1 for j in tw.jobs if j.submit_s < horizon)
     rejected: dict[str, int] = {}
     for _, reason in tw.rejected:
         rejected[reason.code.value] = rejected.get(reason.code.value, 0) + 1
     by_team = {
         team: {
-            "completed": len(v),
-            "jct_s": _stats(v),
-            "queue_delay_s": _stats(wait[team]),
-            "jct_cdf_s": [_r(float(x)) for x in np.percentile(v, QUANTILES)],
+            "completed": len(jct.get(team, [])),
+            "jct_s": _stats(jct.get(team, [])),
+            "queue_delay_s": _stats(wait.get(team, [])),
+            "jct_cdf_s": [_r(float(x)) for x in np.percentile(jct[team], QUANTILES)]
+            if team in jct
+            else [],
         }
-        for team, v in sorted(jct.items())
+        for team in sorted(set(jct) | set(wait))
     }
     causes = tw.causes
     large = []
