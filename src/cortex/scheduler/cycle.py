@@ -119,16 +119,47 @@ def _try_preempt(
     ids = find_victims(snap, pol.preemption, gang, f, job)
     if not ids:
         return True
-    mark = stmt.mark()
     victims = [st.running[i] for i in ids]
+    held = {v.id: st.allocations[v.id].placement for v in victims}
+    got = _evict_and_place(snap, pol, stmt, job, f, gang, alloc, victims)
+    if got is None:
+        return True
+    # The placement policy chooses among all free nodes, not only the victims': a victim none
+    # of whose nodes it took would lose its work for nothing. Retry without such victims.
+    taken = {n for n, _ in got[0]}
+    needed = [v for v in victims if any(n in taken for n, _ in held[v.id])]
+    if len(needed) < len(victims):
+        stmt.rollback(got[2])
+        fewer = _evict_and_place(snap, pol, stmt, job, f, gang, alloc, needed)
+        if fewer is not None:
+            return fewer[0], needed
+        got = _evict_and_place(snap, pol, stmt, job, f, gang, alloc, victims)
+        if got is None:
+            return True
+    return got[0], victims
+
+
+def _evict_and_place(
+    snap: Snapshot,
+    pol: Policies,
+    stmt: Statement,
+    job: Job,
+    f: int,
+    gang: int,
+    alloc: int,
+    victims: list[Job],
+) -> tuple[Placement, list[Job], int] | None:
+    """Evict `victims` on the statement and place the job; roll back if it does not fit.
+    Returns the placement, the victims and the statement mark to undo the evictions."""
+    mark = stmt.mark()
     for v in victims:
         stmt.evict(v)
     if _admit(snap, pol, job, f, alloc) is None:
-        placement = pol.placement.place(st, f, gang)
+        placement = pol.placement.place(snap.state, f, gang)
         if placement is not None:
-            return placement, victims
+            return placement, victims, mark
     stmt.rollback(mark)
-    return True
+    return None
 
 
 class _Cycle:
