@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from cortex.scheduler.admission import AdmissionCheck, QuotaCheck
 from cortex.scheduler.ordering import OrderingPolicy, PriorityFairShare
 from cortex.scheduler.placement import PlacementPolicy, TopologyBestFit, alloc_size
+from cortex.scheduler.power import PowerPolicy
 from cortex.scheduler.preemption import PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Plan, Preemption, Snapshot, Start
@@ -31,6 +32,7 @@ class Policies:
     admission: tuple[AdmissionCheck, ...] = (QuotaCheck(),)
     placement: PlacementPolicy = field(default_factory=TopologyBestFit)
     preemption: PreemptionPolicy = field(default_factory=PriorityReclaim)
+    power: PowerPolicy | None = None  # used when the snapshot carries a PowerView
     backfill: bool = True
     max_examined: int = 512
     max_preemption_tries: int = 2
@@ -244,10 +246,17 @@ class _Cycle:
             if f not in short:
                 short.append(f)
             return False
+        # 5. Power: the projected draw must fit the site, hall and ramp budgets (maybe capped).
+        cap_w = None
+        if self.pol.power is not None and snap.power is not None:
+            cap_w, r = self.pol.power.admit(snap.power, job, f, gang, placement)
+            if r is not None:
+                reasons.append(r)
+                return False
         held = self.stmt.allocate(job, f, placement)
         if use_extra and res is not None:
             res.extra_gpus -= held
-        self.plan.starts.append(Start(job, f, placement, gang, held))
+        self.plan.starts.append(Start(job, f, placement, gang, held, cap_w))
         return True
 
     def try_preempt(self, job: Job, short: list[int]) -> bool:
@@ -261,15 +270,28 @@ class _Cycle:
         if not short:
             return False
         searched = False
+        view = self.snap.power if self.pol.power is not None else None
         for f in short:
+            mark = self.stmt.mark()
             got = _try_preempt(self.snap, self.pol, self.stmt, job, f, job.gpus)
             if isinstance(got, bool):
                 searched = searched or got
                 continue
             self.tries -= 1
             placement, victims = got
+            cap_w = None
+            if view is not None and self.pol.power is not None:
+                # The victims' watts come back with their GPUs.
+                credit = sum(view.inc_of(v.id) for v in victims)
+                cap_w, r = self.pol.power.admit(view, job, f, job.gpus, placement, credit)
+                if r is not None:
+                    self.stmt.rollback(mark)
+                    searched = True
+                    continue
+                view.site_headroom_w += credit
+                view.released.update(v.id for v in victims)
             held = self.stmt.allocate(job, f, placement)
-            self.plan.starts.append(Start(job, f, placement, job.gpus, held))
+            self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_w))
             why = self.pol.preemption.name
             self.plan.preemptions.extend(
                 Preemption(v, Reason(Code.PREEMPTED, by=job.id, why=why)) for v in victims

@@ -15,6 +15,7 @@ class Code(StrEnum):
     TOPOLOGY_UNAVAILABLE = "TopologyUnavailable"
     RESERVED_FOR_HEAD = "ReservedForHead"
     POWER_CAP = "PowerCap"
+    POWER_RAMP = "PowerRamp"
     NOT_EXAMINED = "NotExamined"
     NO_FLAVOR = "NoEligibleFlavor"
     NEVER_FITS = "NeverFits"
@@ -38,6 +39,9 @@ _TEMPLATES = {
         "would delay job {head} reserved to start at t={shadow_s:.0f}s on {flavor}"
     ),
     Code.POWER_CAP: "needs {need_mw:.2f} MW, {headroom_mw:.2f} MW left under the {domain} cap",
+    Code.POWER_RAMP: (
+        "a {need_mw:.2f} MW step; {headroom_mw:.2f} MW of the {limit_mw:.2f} MW/min ramp left"
+    ),
     Code.NOT_EXAMINED: "not reached this cycle ({why})",
     Code.NO_FLAVOR: "none of its flavors {flavors} is in the fleet",
     Code.NEVER_FITS: "needs {need} GPUs; the most any acceptable flavor could give is {most}",

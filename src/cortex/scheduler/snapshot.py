@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.reasons import Reason
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
+
+if TYPE_CHECKING:
+    from cortex.scheduler.power import PowerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,7 @@ class Snapshot:
     pending: PendingQueues
     speed: Callable[[str, int], float]
     estimate_s: Callable[[Job, int, int], float]
+    power: PowerView | None = None  # budgets for a power policy; None: power not modelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class Start:
     placement: Placement
     gang_gpus: int
     alloc_gpus: int
+    cap_w: float | None = None  # per-GPU power cap chosen by the power policy; None: uncapped
 
 
 @dataclass(frozen=True, slots=True)

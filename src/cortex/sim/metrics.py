@@ -31,6 +31,8 @@ class Metrics:
         self.checkpoint_gpu_s = 0.0
         self.fragment_gpu_s = 0.0  # GPUs held by a multi-node gang beyond its size
         self.in_progress_gpu_s = 0.0  # uncheckpointed work of jobs still running at the end
+        self.cap_loss_gpu_s = 0.0  # throughput given up to power caps
+        self.heat_loss_gpu_s = 0.0  # throughput lost to outdoor heat
         self.preemptions = 0
         self.cycles = 0
         self.cycle_s: list[float] = []

@@ -7,6 +7,8 @@ putting completions on the event heap. Events are ordered by (time, priority, se
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import heapq
 import math
 import time
@@ -21,6 +23,7 @@ from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.placement import alloc_size
+from cortex.scheduler.power import solve_caps
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
@@ -30,12 +33,16 @@ from cortex.sim import checkpoint as ckpt
 from cortex.sim.failures import draw_failures, load_causes, load_defaults, rate_per_gpu_s
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
+from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
 
 # Event priorities at one instant: capacity returns before anything asks for it.
 REPAIR, FINISH, FAILURE, ARRIVAL, TICK = 0, 1, 2, 3, 4
+# Budget changes (weather ticks, cap events) land before arrivals; staggered waves with them.
+POWER, STAGGER = 5, 6
+POWER_PRIO = 2.5
 # A queue this short gets a deep (backfill) pass on every event: it is cheap.
 SHORT_QUEUE = 4
 # Longest wait between two failed victim searches of one job.
@@ -59,6 +66,7 @@ class SimConfig:
     policies: Policies | None = None  # overrides `policy` (tests, research)
     default_checkpoint_write_s: float | None = None  # for jobs that give none (traces)
     backfill_interval_s: float | None = None  # deep-pass interval; None: sim/data/defaults.csv
+    power: PowerConfig | None = None  # None: the basic busy/idle accounting, no power policy
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -119,9 +127,23 @@ class Twin:
         self._dirty = False
         self._deep_due = 0.0
         self._ticks: set[float] = set()
+        self.pw: PowerRuntime | None = None
+        self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
+        self._clock_k: list[float] = []
+        if cfg.power is not None:
+            self.pw = PowerRuntime.build(topo, cfg.power, cfg.horizon_s)
+            if self.pw.policy is not None:
+                self.pol = dataclasses.replace(self.pol, power=self.pw.policy)
+            ks = [self.pw.cooling.speed(float(t)) for t in self.pw.temps]
+            if any(k != 1.0 for k in ks):
+                v = 0.0
+                for k in ks:
+                    self._clock_v.append(v)
+                    v += k * cfg.power.tick_s
+                self._clock_k = ks
 
     # ---- event heap -------------------------------------------------------------------------
-    def _push(self, t: float, prio: int, kind: int, a: object, b: int = 0) -> None:
+    def _push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (t, prio, self.seq, kind, a, b))
 
@@ -139,6 +161,10 @@ class Twin:
             for t, n, c in zip(times.tolist(), nodes.tolist(), kinds.tolist(), strict=True):
                 self.seq += 1
                 self.heap.append((t, FAILURE, self.seq, FAILURE, n, c))
+        if self.pw is not None:
+            for t in self.pw.event_times(horizon):
+                self.seq += 1
+                self.heap.append((t, POWER_PRIO, self.seq, POWER, None, 0))
         heapq.heapify(self.heap)
 
     # ---- the loop ---------------------------------------------------------------------------
@@ -154,6 +180,8 @@ class Twin:
             FAILURE: self._failure,
             REPAIR: self._repair,
             TICK: self._tick,
+            POWER: self._power_event,
+            STAGGER: self._stagger,
         }
         debug = self.cfg.debug
         next_report = 0
@@ -179,7 +207,12 @@ class Twin:
         return self
 
     def _advance(self, t: float) -> None:
-        if self._power_dirty:
+        if self._power_dirty and self.pw is not None:
+            self._facility_w = self.pw.facility_w(self.pw.it_w(self.state), self.now)
+            self.pw.record(self.now, self._facility_w)
+            self.metrics.peak(self._facility_w)
+            self._power_dirty = False
+        elif self._power_dirty:
             st = self.state
             up_frac = [
                 u / n if n else 0.0 for u, n in zip(st.up_nodes, st.total_nodes, strict=True)
@@ -252,7 +285,11 @@ class Twin:
         if job.epoch != epoch or job.state is not JobState.RUNNING:
             return  # stale: the run it belonged to was preempted or interrupted
         compute = self._run_compute_s(job)
-        self._account_stop(job, compute, compute, self.now - job.run_start_s, completed=True)
+        elapsed = job.run_dur_s
+        self._power_stop(job, elapsed)
+        self._account_stop(
+            job, compute, compute, elapsed, completed=True, real_s=self.now - job.run_start_s
+        )
         job.done_s = job.work_s
         job.end_s = self.now
         job.move(JobState.COMPLETED, self.now, "work done")
@@ -304,6 +341,89 @@ class Twin:
         self._dirty = True
         self._power_dirty = True
 
+    # ---- power ------------------------------------------------------------------------------
+    def _power_event(self, _a: object, _b: int) -> None:
+        """A weather tick or a cap-event edge: budgets move; re-divide them if they bind."""
+        pw = self.pw
+        assert pw is not None
+        self._changed()
+        if pw.policy is None or not pw.needs_solve(self.now):
+            return
+        plan = solve_caps(
+            pw.cap_jobs(self.state.running, self.speeds),
+            pw.site_budget_w(self.now),
+            pw.hall_budget_w(self.now),
+            len(pw.levels),
+        )
+        pw.solves += 1
+        pw.target = plan.target
+        for job_id in plan.paused:
+            job = self.state.running[job_id]
+            pw.paused += 1
+            self.metrics.preemptions += 1
+            job.preemptions += 1
+            self._interrupt(job, self.preempt_overhead_s, JobState.PREEMPTED, "PowerShortfall")
+        for job_id, level in plan.levels.items():
+            if pw.jobs[job_id].level != level:
+                job = self.state.running[job_id]
+                self._set_rate(job, pw.relevel(job, level))
+
+    def _stagger(self, job: Job, run: int) -> None:
+        if job.state is JobState.RUNNING and job.restarts == run and self.pw is not None:
+            self.pw.fill(job.id, 1.0 / self._waves(job))
+            self._power_dirty = True
+
+    def _waves(self, job: Job) -> int:
+        assert self.pw is not None
+        limit = self.pw.ramp_limit_it_w(job.run_start_s)
+        inc = self.pw.jobs[job.id].inc_w
+        return max(1, math.ceil(inc / limit)) if limit < math.inf else 1
+
+    def _clock(self, t: float) -> float:
+        """The global run clock: wall time slowed by heat."""
+        if not self._clock_v:
+            return t
+        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
+        i = min(int(t / tick), len(self._clock_v) - 1)
+        return self._clock_v[i] + self._clock_k[i] * (t - i * tick)
+
+    def _clock_inv(self, v: float) -> float:
+        if not self._clock_v:
+            return v
+        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
+        i = max(bisect.bisect_right(self._clock_v, v) - 1, 0)
+        return i * tick + (v - self._clock_v[i]) / self._clock_k[i]
+
+    def _run_elapsed(self, job: Job) -> float:
+        """Seconds of the run's own clock done by now."""
+        return job.run_vacc + job.run_k * (self._clock(self.now) - job.run_vmark)
+
+    def _end_time(self, job: Job) -> float:
+        left = job.run_dur_s - job.run_vacc
+        return max(self._clock_inv(job.run_vmark + left / job.run_k), self.now)
+
+    def _set_rate(self, job: Job, k: float) -> None:
+        """A running job's cap changed: keep its progress, move its end."""
+        job.run_vacc = self._run_elapsed(job)
+        job.run_vmark = self._clock(self.now)
+        job.run_k = k
+        ends = self.state.ends[job.run_flavor]
+        ends.remove((job.est_end_s, job.id, job.alloc_gpus))
+        job.est_end_s = self._end_time(job)
+        ends.add((job.est_end_s, job.id, job.alloc_gpus))
+        job.epoch += 1
+        self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
+
+    def _power_stop(self, job: Job, elapsed_v: float) -> None:
+        """Split the run's lost throughput between caps and heat; release its watts."""
+        real = self.now - job.run_start_s
+        uncapped = self._clock(self.now) - self._clock(job.run_start_s)
+        m = self.metrics
+        m.cap_loss_gpu_s += job.run_gpus * max(uncapped - elapsed_v, 0.0)
+        m.heat_loss_gpu_s += job.run_gpus * max(real - uncapped, 0.0)
+        if self.pw is not None:
+            self.pw.stop(job.id)
+
     # ---- runs -------------------------------------------------------------------------------
     def _run_compute_s(self, job: Job) -> float:
         return job.remaining_s / job.run_speed
@@ -316,14 +436,18 @@ class Twin:
         elapsed: float,
         completed: bool = False,
         preempted: bool = False,
+        real_s: float | None = None,
     ) -> None:
-        """Split a run's allocated GPU-seconds into productive, rework, restart, checkpoint."""
+        """Split a run's allocated GPU-seconds into productive, rework, restart, checkpoint.
+        `elapsed` is on the run's own clock; `real_s` the wall time held (power caps and heat
+        make the two differ; _power_stop books the difference)."""
         m = self.metrics
         held = job.alloc_gpus
         gang = job.run_gpus
+        real = elapsed if real_s is None else real_s
         overhead = min(elapsed, job.run_overhead_s)
         writes = max(elapsed - overhead - done_f, 0.0)
-        m.fragment_gpu_s += (held - gang) * elapsed
+        m.fragment_gpu_s += (held - gang) * real
         m.restart_gpu_s += gang * overhead
         m.checkpoint_gpu_s += gang * writes
         m.productive_gpu_s += gang * saved_f
@@ -333,17 +457,25 @@ class Twin:
             m.rework_preempt_gpu_s += gang * (done_f - saved_f)
         else:
             m.rework_failure_gpu_s += gang * (done_f - saved_f)
-        job.attained_gpu_s += held * elapsed
+        job.attained_gpu_s += held * real
         if job.gpus >= self.large_job_gpus:
             self.large_productive_s[job.id] = self.large_productive_s.get(job.id, 0.0) + saved_f
 
     def _interrupt(self, job: Job, owed_s: float, via: JobState, why: str) -> None:
         """Stop a running job that keeps only its checkpointed work, and requeue it."""
-        elapsed = self.now - job.run_start_s
+        elapsed = self._run_elapsed(job)
         done_f, saved_f = ckpt.progress(
             elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
         )
-        self._account_stop(job, done_f, saved_f, elapsed, preempted=via is JobState.PREEMPTED)
+        self._power_stop(job, elapsed)
+        self._account_stop(
+            job,
+            done_f,
+            saved_f,
+            elapsed,
+            preempted=via is JobState.PREEMPTED,
+            real_s=self.now - job.run_start_s,
+        )
         job.done_s = min(job.done_s + saved_f * job.run_speed, job.work_s)
         self.state.stop(job, job.queue_idx)
         job.move(via, self.now, why)
@@ -360,6 +492,11 @@ class Twin:
         job.move(JobState.ADMITTED, self.now, "quota reserved")
         job.move(JobState.RUNNING, self.now, "placed")
         f = s.flavor
+        kept, waves = 1.0, 1
+        if self.pw is not None:
+            kept, waves = self.pw.start(job, f, s.gang_gpus, s.placement, s.cap_w, self.now)
+            # A staggered gang is not productive until its last wave is up.
+            job.owed_overhead_s += 60.0 * (waves - 1)
         speed, tau, dur = self._run_shape(job, f, s.gang_gpus, s.alloc_gpus)
         job.run_speed = speed
         job.run_flavor = f
@@ -369,7 +506,11 @@ class Twin:
         job.owed_overhead_s = 0.0
         job.run_tau_s = tau
         job.run_start_s = self.now
-        job.est_end_s = self.now + dur
+        job.run_dur_s = dur
+        job.run_k = kept
+        job.run_vacc = 0.0
+        job.run_vmark = self._clock(self.now)
+        job.est_end_s = self._end_time(job) if (kept != 1.0 or self._clock_v) else self.now + dur
         job.epoch += 1
         job.preempt_backoff_s = 0.0
         job.next_preempt_try_s = 0.0
@@ -377,6 +518,10 @@ class Twin:
             job.first_start_s = self.now
         self.state.start(job, job.queue_idx, f, s.placement)
         self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
+        if self.pw is not None:
+            self.pw.fill(job.id, 1.0 / waves)
+            for i in range(1, waves):
+                self._push(self.now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
 
     # ---- the scheduling cycle ---------------------------------------------------------------
     def _run_shape(
@@ -417,7 +562,10 @@ class Twin:
         if not self.pending:
             return
         deep = self.now >= self._deep_due or len(self.pending) <= SHORT_QUEUE
-        snap = Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s)
+        view = None
+        if self.pw is not None and self.pw.policy is not None:
+            view = self.pw.view(self.now, self.state)
+        snap = Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=deep)
         self.metrics.cycle_s.append(time.perf_counter() - t0)
@@ -461,11 +609,14 @@ class Twin:
         """At the horizon: account the running jobs' time without ending them."""
         m = self.metrics
         for job in list(self.state.running.values()):
-            elapsed = self.now - job.run_start_s
+            elapsed = self._run_elapsed(job)
             done_f, saved_f = ckpt.progress(
                 elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
             )
-            self._account_stop(job, done_f, saved_f, elapsed, completed=True)
+            self._power_stop(job, elapsed)
+            self._account_stop(
+                job, done_f, saved_f, elapsed, completed=True, real_s=self.now - job.run_start_s
+            )
             m.in_progress_gpu_s += job.run_gpus * (done_f - saved_f)
             if job.gpus >= self.large_job_gpus:
                 self.large_productive_s[job.id] += done_f - saved_f

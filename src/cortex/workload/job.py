@@ -43,12 +43,16 @@ class Job:
         "priority_class",
         "queue_idx",
         "restarts",
+        "run_dur_s",
         "run_flavor",
         "run_gpus",
+        "run_k",
         "run_overhead_s",
         "run_speed",
         "run_start_s",
         "run_tau_s",
+        "run_vacc",
+        "run_vmark",
         "state",
         "submit_s",
         "team",
@@ -99,6 +103,13 @@ class Job:
         self.run_speed = 1.0
         self.run_tau_s = 0.0
         self.run_overhead_s = 0.0
+        # A run's own clock: throughput kept under a power cap (k) and heat slow it down. The
+        # twin keeps run seconds done as vacc + k * (global clock - vmark); run_dur_s is the
+        # run's length on that clock.
+        self.run_k = 1.0
+        self.run_vacc = 0.0
+        self.run_vmark = 0.0
+        self.run_dur_s = 0.0
         self.owed_overhead_s = 0.0  # restart cost to pay at the next start
         self.est_end_s = 0.0
         # Driver's runtime estimates per (flavor, gang) while the job waits; cleared when its

@@ -1,0 +1,304 @@
+"""Power-aware admission and per-job power caps: pure policy code over a PowerView.
+
+The driver hands the cycle a PowerView: IT watts left under the site, hall and ramp budgets, the
+allowed per-GPU cap levels and each class's current level. A power policy admits a start only if
+its projected draw fits, and chooses its per-GPU cap. Outside the cycle, `solve_caps` re-divides
+the site budget among the running jobs (raise caps when watts are free, lower them, then pause
+the lowest priorities, when the budget shrinks). Watts here are IT watts: the driver converts the
+facility cap through the temperature-dependent PUE before it builds the view.
+
+Why caps at all: a GPU capped to 70% of TDP keeps ~86% of its throughput (power-cap/README.md),
+so under a binding budget more GPUs at a lower cap do more work than fewer at TDP.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.state import Placement
+from cortex.workload.job import Job
+
+# A class of running jobs shares one cap level: same kind, flavor, priority and main hall.
+ClassKey = tuple[str, int, int, int]
+
+
+@dataclass
+class PowerView:
+    """What a cycle may spend, in IT watts. Built fresh by the driver for each cycle; the
+    policy spends from it as it admits starts (it is the cycle's scratch, never the driver's)."""
+
+    site_headroom_w: float
+    hall_headroom_w: list[float]
+    levels: tuple[float, ...]  # allowed caps as fractions of TDP, descending, levels[0] = 1.0
+    floor: int  # index of the lowest level a start may take
+    draw_w: Callable[[str, int], float]  # uncapped mean draw per GPU (kind, flavor)
+    idle_w: Sequence[float]  # per flavor
+    tdp_w: Sequence[float]  # per flavor
+    node_hall: Sequence[int]
+    node_max_cap_w: Sequence[float]  # per node: the per-GPU cap its rack budget allows
+    target: dict[ClassKey, int] = field(default_factory=dict)  # solver's level per class
+    ramp_headroom_w: float = math.inf  # upward step still allowed in this ramp window
+    ramp_limit_w: float = math.inf  # the whole window's allowance
+    # Running jobs' site increments (the driver's books, read-only here); `released` are those a
+    # preemption in this cycle already gave back.
+    job_inc_w: Callable[[int], float] = lambda _job_id: 0.0
+    released: set[int] = field(default_factory=set)
+
+    def inc_of(self, job_id: int) -> float:
+        return 0.0 if job_id in self.released else self.job_inc_w(job_id)
+
+    def per_gpu_w(self, kind: str, flavor: int, level: int, node_cap_w: float) -> float:
+        cap = self.levels[level] * self.tdp_w[flavor]
+        return min(cap, self.draw_w(kind, flavor), node_cap_w)
+
+
+def _hall_shares(view: PowerView, placement: Placement) -> dict[int, int]:
+    shares: dict[int, int] = {}
+    nh = view.node_hall
+    for n, k in placement:
+        h = nh[n]
+        shares[h] = shares.get(h, 0) + k
+    return shares
+
+
+def _node_cap(view: PowerView, placement: Placement) -> float:
+    caps = view.node_max_cap_w
+    return min(caps[n] for n, _ in placement)
+
+
+class PowerPolicy(Protocol):
+    """Chooses a start's per-GPU cap (None: uncapped) or the Reason it may not start."""
+
+    name: str
+
+    def admit(
+        self,
+        view: PowerView,
+        job: Job,
+        flavor: int,
+        gang: int,
+        placement: Placement,
+        credit_w: float = 0.0,
+    ) -> tuple[float | None, Reason | None]: ...
+
+
+def _fits(
+    view: PowerView, job: Job, f: int, gang: int, placement: Placement, level: int, credit_w: float
+) -> tuple[float, dict[int, float], Reason | None]:
+    """Site, hall and ramp check of a start at `level`: (increment, per-hall increments, reason)."""
+    node_cap = _node_cap(view, placement)
+    per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
+    inc = gang * (per_gpu - view.idle_w[f])
+    held = sum(k for _, k in placement)
+    halls = {h: inc * k / held for h, k in _hall_shares(view, placement).items()}
+    if inc > view.site_headroom_w + credit_w:
+        return (
+            inc,
+            halls,
+            Reason(
+                Code.POWER_CAP,
+                need_mw=inc / 1e6,
+                headroom_mw=max(view.site_headroom_w + credit_w, 0.0) / 1e6,
+                domain="site",
+            ),
+        )
+    for h, w in halls.items():
+        if w > view.hall_headroom_w[h] + credit_w:
+            return (
+                inc,
+                halls,
+                Reason(
+                    Code.POWER_CAP,
+                    need_mw=w / 1e6,
+                    headroom_mw=max(view.hall_headroom_w[h], 0.0) / 1e6,
+                    domain=f"hall {h}",
+                ),
+            )
+    # A start larger than a whole window is allowed alone, into a clear window: the driver then
+    # staggers its gang in waves of one window's allowance.
+    window_clear = view.ramp_headroom_w >= view.ramp_limit_w
+    if inc > view.ramp_headroom_w and not window_clear:
+        return (
+            inc,
+            halls,
+            Reason(
+                Code.POWER_RAMP,
+                need_mw=inc / 1e6,
+                headroom_mw=max(view.ramp_headroom_w, 0.0) / 1e6,
+                limit_mw=view.ramp_limit_w / 1e6,
+            ),
+        )
+    return inc, halls, None
+
+
+def _spend(view: PowerView, job: Job, inc: float, halls: dict[int, float]) -> None:
+    view.site_headroom_w -= inc
+    for h, w in halls.items():
+        view.hall_headroom_w[h] -= w
+    view.ramp_headroom_w = max(view.ramp_headroom_w - inc, 0.0)
+
+
+class AdmitUncapped:
+    """Admission only: a job starts uncapped if its draw fits the budgets, else it waits."""
+
+    name = "admit"
+
+    def admit(
+        self,
+        view: PowerView,
+        job: Job,
+        flavor: int,
+        gang: int,
+        placement: Placement,
+        credit_w: float = 0.0,
+    ) -> tuple[float | None, Reason | None]:
+        inc, halls, r = _fits(view, job, flavor, gang, placement, 0, credit_w)
+        if r is not None:
+            return None, r
+        _spend(view, job, inc, halls)
+        return None, None
+
+
+class CapToFit:
+    """Admission with capping: start at the class's current level (the solver's choice, TDP when
+    the budget is loose) or the highest lower level that fits, down to the floor."""
+
+    name = "cap"
+
+    def admit(
+        self,
+        view: PowerView,
+        job: Job,
+        flavor: int,
+        gang: int,
+        placement: Placement,
+        credit_w: float = 0.0,
+    ) -> tuple[float | None, Reason | None]:
+        key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
+        first = view.target.get(key, 0)
+        reason: Reason | None = None
+        for level in range(min(first, view.floor), view.floor + 1):
+            inc, halls, reason = _fits(view, job, flavor, gang, placement, level, credit_w)
+            if reason is None:
+                _spend(view, job, inc, halls)
+                return (None if level == 0 else view.levels[level] * view.tdp_w[flavor]), None
+            if reason.code is Code.POWER_RAMP:
+                break  # a lower cap would still be a step too many this window
+        return None, reason
+
+
+# ---- the cap solver ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CapJob:
+    """A running job as the solver sees it. `gain` is its useful throughput per GPU at level 0
+    (speed relative to the reference flavor); `kept[l]` the fraction kept at level l;
+    `inc_w[l]` its IT increment over idle at level l; `halls` its GPU share per hall."""
+
+    id: int
+    key: ClassKey
+    priority: int
+    start_s: float
+    gpus: int
+    gain: float
+    kept: tuple[float, ...]
+    inc_w: tuple[float, ...]
+    halls: tuple[tuple[int, float], ...]
+
+
+@dataclass(slots=True)
+class CapPlan:
+    levels: dict[int, int]  # job id -> level
+    paused: list[int]  # job ids to checkpoint and requeue (lowest priorities first)
+    target: dict[ClassKey, int]  # level per class, for the next starts
+
+
+def solve_caps(
+    jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], n_levels: int
+) -> CapPlan:
+    """Divide the IT budget (over idle) among running jobs.
+
+    1. Everyone at the floor (the last level). If that does not fit a budget, pause jobs, lowest
+       priority first and, within a priority, the most recently started (least sunk work since
+       their start) until it does.
+    2. Raise caps one level at a time, higher priorities first; within a priority, the move with
+       the most throughput per extra watt first. The curve is concave (marginal throughput per
+       watt falls as the cap rises, see data/cap_curve.csv), so this greedy order is the optimum
+       of the continuous relaxation (water-filling), and no LP solver is needed. Jobs of one
+       class (kind, flavor, priority, hall) move together; a class that does not fit as a whole
+       moves its oldest jobs up one by one, so the last class may be split across two levels.
+    """
+    floor = n_levels - 1
+    levels = {j.id: floor for j in jobs}
+    site = sum(j.inc_w[floor] for j in jobs)
+    halls = [0.0] * len(hall_budget_w)
+    for j in jobs:
+        for h, share in j.halls:
+            halls[h] += j.inc_w[floor] * share
+    paused: list[int] = []
+    over = site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True))
+    if over:
+        for j in sorted(jobs, key=lambda j: (j.priority, -j.start_s)):
+            if site <= site_budget_w and all(
+                w <= b for w, b in zip(halls, hall_budget_w, strict=True)
+            ):
+                break
+            paused.append(j.id)
+            del levels[j.id]
+            site -= j.inc_w[floor]
+            for h, share in j.halls:
+                halls[h] -= j.inc_w[floor] * share
+    gone = set(paused)
+    classes: dict[ClassKey, list[CapJob]] = {}
+    for j in jobs:
+        if j.id not in gone:
+            classes.setdefault(j.key, []).append(j)
+    target: dict[ClassKey, int] = {}
+    heap: list[tuple[int, float, ClassKey, int]] = []
+
+    def push(key: ClassKey, level: int) -> None:
+        members = classes[key]
+        if level == 0:
+            return
+        gain = sum(m.gpus * m.gain * (m.kept[level - 1] - m.kept[level]) for m in members)
+        watts = sum(m.inc_w[level - 1] - m.inc_w[level] for m in members)
+        ratio = gain / watts if watts > 0 else math.inf
+        heapq.heappush(heap, (-members[0].priority, -ratio, key, level))
+
+    for key in classes:
+        target[key] = floor
+        push(key, floor)
+    while heap:
+        _, _, key, level = heapq.heappop(heap)
+        members = classes[key]
+        d_site = sum(m.inc_w[level - 1] - m.inc_w[level] for m in members)
+        d_halls = [0.0] * len(halls)
+        for m in members:
+            d = m.inc_w[level - 1] - m.inc_w[level]
+            for h, share in m.halls:
+                d_halls[h] += d * share
+        if site + d_site <= site_budget_w and all(
+            w + d <= b for w, d, b in zip(halls, d_halls, hall_budget_w, strict=True)
+        ):
+            site += d_site
+            for h, d in enumerate(d_halls):
+                halls[h] += d
+            for m in members:
+                levels[m.id] = level - 1
+            target[key] = level - 1
+            push(key, level - 1)
+            continue
+        # Split: move the oldest members up while they fit; the class stops here.
+        for m in sorted(members, key=lambda m: m.start_s):
+            d = m.inc_w[level - 1] - m.inc_w[level]
+            dh = [(h, d * share) for h, share in m.halls]
+            if site + d <= site_budget_w and all(halls[h] + x <= hall_budget_w[h] for h, x in dh):
+                site += d
+                for h, x in dh:
+                    halls[h] += x
+                levels[m.id] = level - 1
+    return CapPlan(levels, paused, target)
