@@ -86,6 +86,61 @@ emit(dict(events=ev, sim_wall_s=time.perf_counter() - t0))
 """
 
 
+POWER = """
+import time
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.power.battery import BatterySpec
+from cortex.sim.power import PowerConfig
+from cortex.sim.report import build_report
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.synthetic import generate
+topo = build(load_fleet_spec('cortex-2024'))
+jobs = generate(days={days}, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors,
+                load={load})
+pc = None if '{policy}' == 'off' else PowerConfig(policy='{policy}', **{kw})
+tw = Twin(topo, jobs, SimConfig(days={days}, seed={seed}, power=pc)).run()
+r = build_report(tw, 'synthetic')
+p = r['power'] or {{}}
+p.pop('series', None)
+emit(dict(policy='{policy}', sim_wall_s=tw.wall_s, events=tw.events,
+          useful_gpu_h=r['gpu_hours']['productive'], allocated=r['utilization']['allocated'],
+          completed=r['jobs']['completed'], preemptions=r['preemptions'],
+          peak_facility_mw=r['peak_facility_mw'], power=p))
+"""
+
+
+def bench_power(days: float = 30.0, load: float = 0.85) -> dict:
+    """Issue 3: cortex-2024 for 30 days in July at its 130 MW cap: no power awareness, a static
+    per-GPU cap, admission only, our capping policy, and the full policy with the ramp limit
+    (smallest Megapack battery found); plus the speed with power off."""
+    runs = {}
+    for name, policy, kw in (
+        ("off", "off", {}),
+        ("none", "none", {}),
+        ("static", "static", {}),
+        ("admit", "admit", {}),
+        ("cap", "cap", {}),
+        ("full", "full", {}),
+    ):
+        runs[name] = _child(
+            POWER.format(days=days, seed=0, load=load, policy=policy, kw=repr(kw))
+        )
+        print(f"  {name}: {runs[name]['sim_wall_s']:.1f} s", flush=True)
+    base = runs["none"]["useful_gpu_h"]
+    summary = {
+        name: {
+            "useful_gpu_h_vs_none": round(r["useful_gpu_h"] / base, 4),
+            "minutes_over_cap": r["power"].get("minutes_over_cap"),
+            "peak_facility_mw": r["peak_facility_mw"],
+            "max_ramp_mw_per_min": r["power"].get("max_ramp_mw_per_min"),
+            "wall_vs_off": round(r["sim_wall_s"] / runs["off"]["sim_wall_s"], 2),
+        }
+        for name, r in runs.items()
+    }
+    return {"days": days, "load": load, "runs": runs, "summary": summary}
+
+
 def bench_twin(days: float = 30.0) -> dict:
     """The headline: cortex-2024, 30 days, synthetic workload, failures on."""
     twin = _child(
@@ -282,6 +337,7 @@ BENCHES = {
     "philly": bench_philly,
     "reliability": bench_reliability,
     "interval": bench_interval,
+    "power": bench_power,
 }
 
 

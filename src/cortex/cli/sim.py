@@ -13,7 +13,10 @@ from rich.table import Table
 from cortex.errors import InputError
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
+from cortex.power.battery import BatterySpec
+from cortex.power.curve import CapCurve
 from cortex.scheduler.registry import PROFILES
+from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.sources import load_trace, load_workload
@@ -41,6 +44,31 @@ def sim(
     backfill_interval_s: float | None = typer.Option(
         None, min=1.0, help="deep (backfill) pass interval; default from sim/data/defaults.csv"
     ),
+    power_policy: str = typer.Option(
+        "none",
+        help="power management: off (no power model) | none (model and report only) | static "
+        "(every GPU capped) | admit (power-aware admission) | cap (admission + per-job caps) | "
+        "full (cap + ramp limit with staggered starts + battery)",
+    ),
+    site_cap_mw: float | None = typer.Option(None, help="site cap in MW (default: the fleet's)"),
+    static_cap: float | None = typer.Option(
+        None, help="static policy: per-GPU cap as a fraction of TDP (default: what fits)"
+    ),
+    rack_cap_kw: float | None = typer.Option(None, help="IT power cap per rack, kW"),
+    ramp_limit: float | None = typer.Option(
+        None, help="grid ramp limit in MW per minute (full: data/grid.csv's 10 by default)"
+    ),
+    battery_mwh: float | None = typer.Option(None, help="battery energy, MWh"),
+    battery_mw: float | None = typer.Option(None, help="battery power, MW"),
+    battery_efficiency: float = typer.Option(0.9, help="battery round-trip efficiency"),
+    cap_event: list[str] = typer.Option(
+        [], help="site cap drop START_H:DURATION_H:CAP_MW (repeatable), e.g. 100:4:100"
+    ),
+    start_day: int = typer.Option(182, min=0, max=365, help="day of year the run starts"),
+    temperature_c: float | None = typer.Option(
+        None, help="constant outdoor temperature instead of Austin's climate"
+    ),
+    cap_curve: Path | None = typer.Option(None, help="throughput-vs-cap curve CSV"),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
     html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
     debug: bool = typer.Option(False, help="check invariants after every event (slow)"),
@@ -73,6 +101,20 @@ def sim(
         default_checkpoint_write_s=checkpoint_write_s,
         backfill_interval_s=backfill_interval_s,
         debug=debug,
+        power=_power_config(
+            power_policy,
+            site_cap_mw,
+            static_cap,
+            rack_cap_kw,
+            ramp_limit,
+            battery_mwh,
+            battery_mw,
+            battery_efficiency,
+            cap_event,
+            start_day,
+            temperature_c,
+            cap_curve,
+        ),
     )
     twin = Twin(topo, jobs, cfg)
     console = Console(stderr=True)
@@ -97,6 +139,61 @@ def sim(
         from cortex.sim.html import write_html
 
         _write(html_path, "--html", lambda p: write_html(report, p))
+
+
+def _cap_event(raw: str) -> CapEvent:
+    parts = raw.split(":")
+    if len(parts) != 3:
+        raise InputError("--cap-event", "cap_event", f"{raw!r} is not START_H:DURATION_H:CAP_MW")
+    try:
+        start_h, dur_h, cap_mw = (float(x) for x in parts)
+    except ValueError:
+        raise InputError("--cap-event", "cap_event", f"{raw!r} has a non-number") from None
+    return CapEvent(start_h * 3600.0, dur_h * 3600.0, cap_mw)
+
+
+def _power_config(
+    policy: str,
+    site_cap_mw: float | None,
+    static_cap: float | None,
+    rack_cap_kw: float | None,
+    ramp_limit: float | None,
+    battery_mwh: float | None,
+    battery_mw: float | None,
+    battery_efficiency: float,
+    cap_events: list[str],
+    start_day: int,
+    temperature_c: float | None,
+    cap_curve: Path | None,
+) -> PowerConfig | None:
+    """Validate the power options into a PowerConfig (None for `off`)."""
+    if policy == "off":
+        return None
+    battery = None
+    if battery_mwh is not None or battery_mw is not None:
+        if battery_mwh is None or battery_mw is None:
+            raise InputError("--battery-mwh", "battery", "give both --battery-mwh and --battery-mw")
+        battery = BatterySpec(battery_mwh, battery_mw, battery_efficiency)
+    elif not 0 < battery_efficiency <= 1:
+        raise InputError(
+            "--battery-efficiency",
+            "battery_efficiency",
+            f"must be within (0, 1], got {battery_efficiency}",
+        )
+    cfg = PowerConfig(
+        policy=policy,
+        site_cap_mw=site_cap_mw,
+        static_cap_frac=static_cap,
+        rack_cap_kw=rack_cap_kw,
+        ramp_limit_mw_per_min=ramp_limit,
+        battery=battery,
+        cap_events=tuple(_cap_event(e) for e in cap_events),
+        start_day_of_year=start_day,
+        temperature_c=temperature_c,
+        curve_path=str(cap_curve) if cap_curve is not None else None,
+    )
+    CapCurve.load(cfg.curve_path)  # a bad curve file fails here, before any simulation
+    return cfg
 
 
 def _write(path: Path, option: str, writer: Callable[[Path], None]) -> None:

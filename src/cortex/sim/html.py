@@ -16,6 +16,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import itertools
+
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -173,6 +175,83 @@ def _plot_facility(series: dict[str, Any]) -> str:
     return _img(fig, "facility power over time")
 
 
+def _plot_power(power: dict[str, Any]) -> str:
+    """MW against the cap (and the grid's draw with a battery), the ramp histogram, and the
+    battery's state of charge."""
+    ps = power.get("series", {})
+    bin_h = float(ps.get("bin_s", 3600.0)) / 3600.0
+    load = [float(v) for v in ps.get("facility_mw", [])]
+    x = [i * bin_h for i in range(len(load))]
+    unit = "hours"
+    if x and x[-1] > 72:
+        x, unit = [v / 24 for v in x], "days"
+    soc = [float(v) for v in ps.get("soc_mwh", [])]
+    fig, axes = plt.subplots(1 + bool(soc), 2, figsize=(11, 3.4 * (1 + bool(soc))), squeeze=False)
+    a1, a2 = axes[0]
+    _line(a1, x, load, "tab:green")
+    cap = [float(v) for v in ps.get("cap_mw", [])][: len(x)]
+    if cap:
+        a1.plot(x[: len(cap)], cap, color="tab:red", lw=1, ls="--", label="cap")
+    grid = [float(v) for v in ps.get("grid_mw", [])][: len(x)]
+    if soc and grid:
+        a1.plot(x[: len(grid)], grid, color="tab:blue", lw=0.8, alpha=0.7, label="grid")
+    a1.set_xlabel(f"time ({unit})")
+    a1.set_ylabel("MW")
+    a1.set_title("Facility power against the site cap")
+    if cap:
+        a1.legend(loc="lower right", fontsize=8)
+    hist = ps.get("ramp_hist_mw_per_min", {})
+    edges = [float(e) for e in hist.get("edges", [])]
+    counts = [int(c) for c in hist.get("counts", [])]
+    if counts and sum(counts):
+        a2.bar(
+            edges[:-1],
+            counts,
+            width=[b - a for a, b in itertools.pairwise(edges)],
+            align="edge",
+            color="tab:purple",
+        )
+        a2.set_yscale("log")
+        limit = power.get("ramp_limit_mw_per_min")
+        if limit:
+            a2.axvline(float(limit), color="tab:red", ls="--", lw=1)
+    else:
+        _empty(a2, "no ramps")
+    a2.set_xlabel("|ramp| over one minute (MW/min)")
+    a2.set_ylabel("10-s samples")
+    a2.set_title("Grid ramp histogram")
+    if soc:
+        b1, b2 = axes[1]
+        _line(b1, x[: len(soc)], soc, "tab:orange")
+        b1.set_xlabel(f"time ({unit})")
+        b1.set_ylabel("MWh")
+        b1.set_title("Battery state of charge")
+        b2.axis("off")
+    return _img(fig, "facility power against the cap, ramp histogram and battery state of charge")
+
+
+def _power_rows(power: dict[str, Any]) -> list[tuple[str, object]]:
+    keys = (
+        "policy",
+        "cap_mw",
+        "peak_facility_mw",
+        "minutes_over_cap",
+        "max_over_cap_mw",
+        "max_ramp_mw_per_min",
+        "ramp_limit_mw_per_min",
+        "energy_mwh",
+        "throughput_lost_to_caps_gpu_h",
+        "throughput_lost_to_heat_gpu_h",
+        "paused_for_power",
+        "electricity_cost_usd",
+        "cost_per_useful_gpu_h_usd",
+    )
+    rows: list[tuple[str, object]] = [(k, power.get(k, "")) for k in keys]
+    battery = power.get("battery") or {}
+    rows += [(f"battery {k}", v) for k, v in battery.items()]
+    return rows
+
+
 def _summary(r: dict[str, Any]) -> str:
     """The headline numbers as a two-column table."""
     fleet, jobs = r.get("fleet", {}), r.get("jobs", {})
@@ -246,7 +325,14 @@ def render_html(report: dict[str, Any]) -> str:
         _plot_jct(by_team),
         _table(_TEAM_COLS, team_rows),
         '<h2 id="power">Facility power</h2>',
-        _plot_facility(series),
+        *(
+            [
+                _plot_power(report["power"]),
+                _table(["figure", "value"], _power_rows(report["power"])),
+            ]
+            if report.get("power")
+            else [_plot_facility(series)]
+        ),
         '<h2 id="gpu-hours">GPU-hours by category</h2>',
         _table(["category", "GPU-hours"], report.get("gpu_hours", {}).items()),
         '<h2 id="blockers">Scheduling blockers</h2>',

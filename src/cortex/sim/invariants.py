@@ -42,6 +42,7 @@ def check_invariants(twin: Twin) -> None:
     if set(held) != set(st.running):
         raise InvariantError("running set and node allocations disagree")
     _check_indices(twin)
+    _check_power(twin)
     nf = len(gpn)
     for f in range(nf):
         free = sum(
@@ -110,3 +111,44 @@ def _check_indices(twin: Twin) -> None:
             raise InvariantError(f"pod {p}: {c} whole free nodes, indices disagree")
     if hall != st.hall_whole:
         raise InvariantError("hall whole-node counts disagree")
+
+
+def _check_power(twin: Twin) -> None:
+    """Under an enforcing power policy, no cap is crossed: site (facility), hall (IT and heat)
+    and rack (IT); the books match the running set."""
+    pw = twin.pw
+    if pw is None:
+        return
+    st = twin.state
+    if set(pw.jobs) != set(st.running):
+        raise InvariantError("power books and running set disagree")
+    inc = sum(jp.inc_w for jp in pw.jobs.values())
+    if abs(inc - pw.inc_total_w) > 1e-6 * max(1.0, inc):
+        raise InvariantError(f"power increment total {pw.inc_total_w} != {inc}")
+    if pw.policy is None:
+        return
+    now = twin.now
+    facility = pw.facility_w(pw.it_w(st), now)
+    cap = pw.cap_w(now)
+    if facility > cap * (1 + 1e-9):
+        raise InvariantError(f"facility {facility / 1e6:.4f} MW over the {cap / 1e6:.4f} MW cap")
+    budget = pw.hall_budget_w(now)
+    for h, w in enumerate(pw.hall_actual_w):
+        if w > budget[h] + 1e-6 * max(1.0, abs(budget[h])):
+            raise InvariantError(f"hall {h}: IT over its power or cooling limit")
+    if pw.cfg.rack_cap_kw is not None:
+        topo = twin.topo
+        rack_w: dict[int, float] = {}
+        for n, up in enumerate(st.node_up):
+            if up:
+                r = topo.node_rack[n]
+                rack_w[r] = rack_w.get(r, 0.0) + pw.node_base_w[n]
+        for jid, jp in pw.jobs.items():
+            alloc = st.allocations[jid]
+            for n, k in alloc.placement:
+                r = topo.node_rack[n]
+                rack_w[r] = rack_w.get(r, 0.0) + jp.actual_w * k / alloc.gpus
+        limit = pw.cfg.rack_cap_kw * 1e3
+        for r, w in rack_w.items():
+            if w > limit * (1 + 1e-9):
+                raise InvariantError(f"rack {r}: {w / 1e3:.2f} kW over {limit / 1e3:.2f} kW")

@@ -156,6 +156,9 @@ class PowerRuntime:
     series_cap_w: list[float] = field(default_factory=list)
     paused: int = 0
     solves: int = 0
+    n_capped: int = 0  # running jobs below level 0
+    _ladders: dict = field(default_factory=dict)
+    _budget_cache: dict = field(default_factory=dict)
     staggered: int = 0
 
     @classmethod
@@ -241,17 +244,32 @@ class PowerRuntime:
 
     def cap_w(self, t: float) -> float:
         cap = self.site_cap_w
+        if not self.cfg.cap_events:
+            return cap
         for ev in self.cfg.cap_events:
             if ev.start_s <= t < ev.start_s + ev.duration_s:
                 cap = min(cap, ev.cap_mw * 1e6)
         return cap
 
+    def _budgets(self, t: float) -> tuple[float, list[float]]:
+        """Site and hall IT budgets over idle; they change only at ticks and cap-event edges."""
+        key = (min(int(t / self.cfg.tick_s), len(self.temps) - 1), self.cap_w(t))
+        got = self._budget_cache.get(key)
+        if got is None:
+            if len(self._budget_cache) > 64:
+                self._budget_cache.clear()
+            it = self.cooling.it_budget_w(key[1], self.nameplate_it_w, self.temp_c(t))
+            got = self._budget_cache[key] = (it - self.base_all_w, self._hall_budget_w(t))
+        return got
+
     def site_budget_w(self, t: float) -> float:
         """IT watts over idle the site may add at time t."""
-        it = self.cooling.it_budget_w(self.cap_w(t), self.nameplate_it_w, self.temp_c(t))
-        return it - self.base_all_w
+        return self._budgets(t)[0]
 
     def hall_budget_w(self, t: float) -> list[float]:
+        return self._budgets(t)[1]
+
+    def _hall_budget_w(self, t: float) -> list[float]:
         temp = self.temp_c(t)
         out = []
         for h, base in enumerate(self.hall_base_w):
@@ -283,7 +301,16 @@ class PowerRuntime:
     def ladder(
         self, job: Job, flavor: int, gang: int, node_cap_w: float
     ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-        """Per level: per-GPU draw, IT increment, throughput kept."""
+        """Per level: per-GPU draw, IT increment, throughput kept (cached: few distinct keys)."""
+        key = (job.kind, flavor, gang, node_cap_w)
+        got = self._ladders.get(key)
+        if got is None:
+            got = self._ladders[key] = self._ladder(job, flavor, gang, node_cap_w)
+        return got
+
+    def _ladder(
+        self, job: Job, flavor: int, gang: int, node_cap_w: float
+    ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
         tdp = self.topo.accelerators[flavor].tdp_w
         idle = self.topo.accelerators[flavor].idle_w
         draw = self.draw_w(job.kind, flavor)
@@ -340,6 +367,7 @@ class PowerRuntime:
         key = (job.kind, flavor, job.priority, self.topo.node_hall[placement[0][0]])
         jp = _JobPower(per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key)
         self.jobs[job.id] = jp
+        self.n_capped += level > 0
         self.inc_total_w += jp.inc_w
         for h, s in halls.items():
             self.hall_inc_w[h] += jp.inc_w * s
@@ -367,6 +395,7 @@ class PowerRuntime:
 
     def stop(self, job_id: int) -> None:
         jp = self.jobs.pop(job_id)
+        self.n_capped -= jp.level > 0
         self.inc_total_w -= jp.inc_w
         self.actual_total_w -= jp.actual_w
         for h, s in jp.halls.items():
@@ -389,6 +418,7 @@ class PowerRuntime:
             jp.actual_w = inc[level]
         else:
             jp.actual_w = min(jp.actual_w, inc[level])
+        self.n_capped += (level > 0) - (jp.level > 0)
         jp.per_gpu_w, jp.inc_w, jp.kept, jp.level = per[level], inc[level], kept[level], level
         return jp.kept
 
@@ -421,7 +451,7 @@ class PowerRuntime:
         hb = self.hall_budget_w(t)
         if any(w > b for w, b in zip(self.hall_inc_w, hb, strict=True)):
             return True
-        return len(self.levels) > 1 and any(jp.level > 0 for jp in self.jobs.values())
+        return len(self.levels) > 1 and self.n_capped > 0
 
     # ---- facility ---------------------------------------------------------------------------
     def it_w(self, state: ClusterState) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cortex import __version__
+from cortex.sim.power_report import power_section
 from cortex.sim.twin import Twin
 from cortex.workload.states import JobState
 
@@ -158,6 +159,7 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
             "interruptions": [int(x) for x in m.interrupt_bins],
             "facility_mw": [_r(float(x), 5) for x in m.energy_bins / m.bin_s / 1e6],
         },
+        "power": power_section(tw, m.n_bins),
         "events": tw.events,
         "scheduler_cycles": m.cycles,
         "wall_s": round(tw.wall_s, 3),
