@@ -329,7 +329,7 @@ class Battery:
 
     The controller aims the grid at the trailing mean of the load over `window_s` (the job's
     repeat period when None: one iteration, or one checkpoint cycle), plus a slow term pulling
-    the state of charge back to `initial_soc_frac` over `restore_s` (30 windows when None).
+    the state of charge back to `initial_soc_frac` over `restore_s` (10 windows when None).
     The losses of the last window are added to the grid's aim, so the battery does not drain
     paying them.
     Round-trip losses are split evenly: sqrt(efficiency) on the way in and on the way out.
@@ -387,7 +387,7 @@ def dispatch(load_mw: np.ndarray, sample_hz: int, bat: Battery, window_s: float)
     dt_h = 1.0 / sample_hz / _S_PER_H
     eta = math.sqrt(bat.round_trip_efficiency)
     target = _trailing_mean(load_mw, round((bat.window_s or window_s) * sample_hz))
-    restore_h = (bat.restore_s or 30.0 * (bat.window_s or window_s)) / _S_PER_H
+    restore_h = (bat.restore_s or 10.0 * (bat.window_s or window_s)) / _S_PER_H
     cap = bat.energy_mwh
     ref = bat.initial_soc_frac * cap
     soc = ref
@@ -479,22 +479,28 @@ def smallest_battery(
 
     Power first: bisect the MW with ample energy (one hour at that power). Then energy: bisect
     the MWh at that power. The grid amplitude falls as either grows, which bisection relies on.
-    The result is the least-power point, with the least energy at that power.
+    The result is the least-power point, with the least energy at that power. The battery must
+    also end the horizon with at least half its starting charge, so that the size holds for a
+    longer run than the one simulated.
     """
     if not (math.isfinite(target_amplitude_mw) and target_amplitude_mw >= 0):
         raise InputError(SOURCE, "target_amplitude_mw", f"must be >= 0, got {target_amplitude_mw}")
     base = baseline(p)
 
-    def amp(power_mw: float, energy_mwh: float) -> float:
+    def ok(power_mw: float, energy_mwh: float) -> bool:
+        """Meets the target, and ends with at least half its starting charge: a battery that
+        only meets it by draining over the horizon would not over a longer one."""
         bat = Battery(power_mw, energy_mwh, round_trip_efficiency)
-        return with_battery(p, bat, base).amplitude_mw
+        r = with_battery(p, bat, base)
+        end_ok = r.details["soc_end_mwh"] >= 0.5 * bat.initial_soc_frac * energy_mwh
+        return r.amplitude_mw <= target_amplitude_mw and end_ok
 
     zero = Battery(0.0, 0.0, round_trip_efficiency)
     zero.validate()
     if base.amplitude_mw <= target_amplitude_mw:
         return zero
     hi_p = base.amplitude_mw
-    while amp(hi_p, hi_p) > target_amplitude_mw:
+    while not ok(hi_p, hi_p):
         hi_p *= 2.0
         if hi_p > 64 * base.amplitude_mw:
             raise InputError(
@@ -505,14 +511,14 @@ def smallest_battery(
     lo_p = 0.0
     while hi_p - lo_p > rel_tol * base.amplitude_mw:
         mid = 0.5 * (lo_p + hi_p)
-        if amp(mid, mid) <= target_amplitude_mw:
+        if ok(mid, mid):
             hi_p = mid
         else:
             lo_p = mid
     lo_e, hi_e = 0.0, hi_p
     while hi_e - lo_e > rel_tol * hi_e and hi_e - lo_e > 1e-9:
         mid = 0.5 * (lo_e + hi_e)
-        if amp(hi_p, mid) <= target_amplitude_mw:
+        if ok(hi_p, mid):
             hi_e = mid
         else:
             lo_e = mid
