@@ -65,9 +65,9 @@ def test_cost_matches_fine_sampling_on_the_shipped_year() -> None:
     idx = np.searchsorted(edges, mid, side="right") - 1
     ok = mid < edges[-1]
     brute = float((power[idx[ok]] * s.price_usd_per_mwh(mid[ok]) / 60.0).sum())
-    assert s.cost_usd(power, edges, start_hour_of_year=4000) != pytest.approx(brute, rel=1e-3)
-    exact = s.cost_usd(power, edges)
-    assert exact == pytest.approx(brute, rel=2e-3)
+    assert s.cost_usd(power, edges) == pytest.approx(brute, rel=2e-3)
+    # The start hour moves the window: mid-June prices differ from January's.
+    assert s.cost_usd(power, edges, start_hour_of_year=4000) != pytest.approx(brute, rel=1e-2)
 
 
 def test_shipped_year_matches_its_documented_rule() -> None:

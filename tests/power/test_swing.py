@@ -290,3 +290,24 @@ def test_cli_writes_json_and_png(
     png = (out / "swing.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 10_000
+
+
+def test_run_swing_with_checkpoints_reports_the_stall() -> None:
+    from cortex.cli.power import run_swing
+
+    report, results = run_swing(
+        gpus=1000,
+        flavor=H100,
+        iteration_s=8.0,
+        comm_fraction=0.3,
+        pue=1.0,
+        seconds=120,
+        checkpoint_every_s=48.0,
+        checkpoint_stall_s=12.0,
+    )
+    base, filler = report["remedies"][0], report["remedies"][1]
+    assert base["stall_fraction"] == pytest.approx(0.2)
+    d = sw.swing_draw(H100)
+    # Filler does not run in a stall, so the stall trough still sets the amplitude.
+    assert filler["amplitude_mw"] == pytest.approx(1000 * (d.compute_w - d.stall_w) / 1e6, abs=1e-4)
+    assert [r.name for r in results] == ["baseline", "filler", "floor", "battery"]

@@ -385,7 +385,7 @@ def dispatch(load_mw: np.ndarray, sample_hz: int, bat: Battery, window_s: float)
     limits, losses), so this is a plain loop; no library dispatches a battery to a target."""
     bat.validate()
     dt_h = 1.0 / sample_hz / _S_PER_H
-    eta = math.sqrt(bat.round_trip_efficiency)
+    eta_1way = math.sqrt(bat.round_trip_efficiency)  # each direction's share
     target = _trailing_mean(load_mw, round((bat.window_s or window_s) * sample_hz))
     restore_h = (bat.restore_s or 10.0 * (bat.window_s or window_s)) / _S_PER_H
     cap = bat.energy_mwh
@@ -405,19 +405,19 @@ def dispatch(load_mw: np.ndarray, sample_hz: int, bat: Battery, window_s: float)
     # Seed the loss estimate from the first window: about half its deviation from the aim is
     # charged and half discharged, each side losing its share of the round trip.
     dev = float(np.abs(load_mw[:win] - target[:win]).mean())
-    loss_ring = np.full(win, 0.5 * dev * ((1.0 - eta) + (1.0 / eta - 1.0)))
+    loss_ring = np.full(win, 0.5 * dev * ((1.0 - eta_1way) + (1.0 / eta_1way - 1.0)))
     loss_sum = float(loss_ring.sum())
     for i in range(n):
         goal = target[i] + loss_sum / win + (ref - soc_sum / win) / restore_h
         want = load_mw[i] - goal
-        if want > 0:  # discharge: the store gives want / eta to deliver want
-            p = min(want, bat.power_mw, soc * eta / dt_h)
-            soc -= p / eta * dt_h
-            loss_mw = p * (1.0 / eta - 1.0)
-        else:  # charge: the grid gives -want, the store keeps -want x eta
-            p = -min(-want, bat.power_mw, (cap - soc) / eta / dt_h)
-            soc -= p * eta * dt_h
-            loss_mw = -p * (1.0 - eta)
+        if want > 0:  # discharge: the store gives want / eta_1way to deliver want
+            p = min(want, bat.power_mw, soc * eta_1way / dt_h)
+            soc -= p / eta_1way * dt_h
+            loss_mw = p * (1.0 / eta_1way - 1.0)
+        else:  # charge: the grid gives -want, the store keeps -want x eta_1way
+            p = -min(-want, bat.power_mw, (cap - soc) / eta_1way / dt_h)
+            soc -= p * eta_1way * dt_h
+            loss_mw = -p * (1.0 - eta_1way)
         losses += loss_mw * dt_h
         soc = min(max(soc, 0.0), cap)  # clears float dust at the limits
         j = i % win
