@@ -7,6 +7,7 @@ import sys
 import typer
 
 from cortex.cli import fleet as fleet_cmd
+from cortex.cli import power as power_cmd
 from cortex.cli import sim as sim_cmd
 from cortex.cli import trace as trace_cmd
 from cortex.errors import InputError
@@ -20,6 +21,7 @@ app = typer.Typer(
 app.command("sim")(sim_cmd.sim)
 app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(trace_cmd.app, name="trace")
+app.add_typer(power_cmd.app, name="power")
 
 
 def main() -> None:
