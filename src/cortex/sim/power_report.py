@@ -6,6 +6,7 @@ the figures are exact at event resolution; ramps and the battery use a 10-second
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,12 +91,13 @@ def power_section(tw: Twin, n_bins: int) -> dict[str, Any] | None:
         y = x[: nb * per].reshape(nb, per)
         return [_r(v, 4) for v in (y.min(axis=1) if how == "min" else y.mean(axis=1))]
 
-    cap_grid = resample(t, cap / 1e6, horizon, STEP_S)
+    capped = bool(np.isfinite(cap).all())
+    cap_grid = resample(t, cap / 1e6, horizon, STEP_S) if capped else np.zeros(0)
     ramps = _ramps_per_min(grid_mw, STEP_S)
     hist, edges = np.histogram(np.abs(ramps), bins=20) if len(ramps) else (np.zeros(0), [0.0])
     return {
         "policy": cfg.policy,
-        "cap_mw": _r(pw.site_cap_w / 1e6),
+        "cap_mw": _r(pw.site_cap_w / 1e6) if math.isfinite(pw.site_cap_w) else None,
         "peak_facility_mw": _r(w.max() / 1e6) if len(w) else 0.0,
         "minutes_over_cap": _r(float(np.sum(dt[over])) / 60.0, 2),
         "max_over_cap_mw": _r(float(np.max((w - cap)[over])) / 1e6) if over.any() else 0.0,
@@ -118,7 +120,7 @@ def power_section(tw: Twin, n_bins: int) -> dict[str, Any] | None:
         "series": {
             "bin_s": _r(per * STEP_S),
             "facility_mw": binned(load),
-            "cap_mw": binned(cap_grid, "min"),
+            "cap_mw": binned(cap_grid, "min") if capped else [],
             "grid_mw": binned(grid_mw),
             "soc_mwh": binned(grid.soc_mwh) if grid is not None and len(grid.soc_mwh) else [],
             "ramp_hist_mw_per_min": {
