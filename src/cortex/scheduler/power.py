@@ -243,10 +243,14 @@ def solve_caps(
     over = site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True))
     if over:
         for j in sorted(jobs, key=lambda j: (j.priority, -j.start_s)):
-            if site <= site_budget_w and all(
-                w <= b for w, b in zip(halls, hall_budget_w, strict=True)
-            ):
+            site_over = site > site_budget_w
+            halls_over = {
+                h for h, (w, b) in enumerate(zip(halls, hall_budget_w, strict=True)) if w > b
+            }
+            if not site_over and not halls_over:
                 break
+            if not site_over and not any(h in halls_over for h, _ in j.halls):
+                continue  # pausing it would not relieve the hall that is over
             paused.append(j.id)
             del levels[j.id]
             site -= j.inc_w[floor]

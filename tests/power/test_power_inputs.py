@@ -1,0 +1,204 @@
+"""Bad power input exits 2 with one line naming the field; the battery and solver by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clikit import cortex_batch
+from cortex.errors import InputError
+from cortex.power.battery import BatterySpec, dispatch, resample, smallest_battery
+from cortex.power.curve import CapCurve
+from cortex.scheduler.power import CapJob, solve_caps
+
+SIM = ["sim", "--fleet", "tiny", "--days", "0.05", "--quiet"]
+GOOD_CURVE = "flavor,cap_over_draw,throughput_kept\n*,0.5,0.6\n*,1.0,1.0\n"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    d = tmp_path_factory.mktemp("power-cli")
+    (d / "curve.csv").write_text("flavor,cap_over_draw,throughput_kept\n*,0.5,0.9\n*,1.0,0.8\n")
+    (d / "curve-range.csv").write_text("flavor,cap_over_draw,throughput_kept\n*,0.5,1.3\n")
+    (d / "fleet.yaml").write_text(
+        "name: x\nsite: {pue: 0.9}\nhalls:\n  - name: h\n"
+        "    groups: [{flavor: H100-SXM5, nodes: 2}]\n"
+    )
+    (d / "fleet-cap.yaml").write_text(
+        "name: x\nsite: {power_cap_mw: 0}\nhalls:\n  - name: h\n"
+        "    groups: [{flavor: H100-SXM5, nodes: 2}]\n"
+    )
+    cases = {
+        "site-cap-zero": [*SIM, "--power-policy", "cap", "--site-cap-mw", "0"],
+        "site-cap-negative": [*SIM, "--power-policy", "cap", "--site-cap-mw", "-5"],
+        "rack-cap-zero": [*SIM, "--power-policy", "cap", "--rack-cap-kw", "0"],
+        "fleet-cap-zero": [*SIM, "--fleet", "fleet-cap.yaml", "--power-policy", "cap"],
+        "pue-below-1": [*SIM, "--fleet", "fleet.yaml"],
+        "curve-not-monotone": [*SIM, "--power-policy", "cap", "--cap-curve", "curve.csv"],
+        "curve-out-of-range": [*SIM, "--power-policy", "cap", "--cap-curve", "curve-range.csv"],
+        "battery-efficiency": [
+            *SIM, "--power-policy", "full", "--battery-mwh", "4", "--battery-mw", "2",
+            "--battery-efficiency", "1.2",
+        ],
+        "battery-half": [*SIM, "--power-policy", "full", "--battery-mwh", "4"],
+        "unknown-policy": [*SIM, "--power-policy", "maybe"],
+        "cap-event": [*SIM, "--power-policy", "cap", "--cap-event", "1:2"],
+        "cap-event-zero": [*SIM, "--power-policy", "cap", "--cap-event", "1:2:0"],
+        "ok": [*SIM, "--power-policy", "full", "--battery-mwh", "4", "--battery-mw", "2"],
+    }  # fmt: skip
+    procs = cortex_batch([(args, d) for args in cases.values()])
+    return dict(zip(cases, procs, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("case", "patterns"),
+    [
+        ("site-cap-zero", ["site_cap_mw", "positive"]),
+        ("site-cap-negative", ["site_cap_mw", "positive"]),
+        ("rack-cap-zero", ["rack_cap_kw", "positive"]),
+        ("fleet-cap-zero", ["fleet-cap.yaml", r"site\.power_cap_mw"]),
+        ("pue-below-1", ["fleet.yaml", r"site\.pue"]),
+        ("curve-not-monotone", ["curve.csv", "throughput_kept", "monotone"]),
+        ("curve-out-of-range", ["curve-range.csv", "throughput_kept"]),
+        ("battery-efficiency", ["battery_efficiency"]),
+        ("battery-half", ["battery"]),
+        ("unknown-policy", ["power_policy", "maybe"]),
+        ("cap-event", ["cap_event", "START_H:DURATION_H:CAP_MW"]),
+        ("cap-event-zero", ["cap_mw", "positive"]),
+    ],
+)
+def test_bad_power_input_exits_2_naming_the_field(
+    runs: dict[str, object], case: str, patterns: list[str]
+) -> None:
+    proc = runs[case]
+    assert proc.returncode == 2, proc.stderr  # type: ignore[attr-defined]
+    lines = proc.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    for pat in patterns:
+        assert re.search(pat, lines[0]), (pat, lines[0])
+
+
+def test_good_power_options_run(runs: dict[str, object]) -> None:
+    assert runs["ok"].returncode == 0, runs["ok"].stderr  # type: ignore[attr-defined]
+
+
+def test_curve_interpolates_and_clamps(tmp_path: Path) -> None:
+    p = tmp_path / "c.csv"
+    p.write_text(GOOD_CURVE)
+    c = CapCurve.load(p)
+    assert c.kept("H100-SXM5", 0.75) == pytest.approx(0.8)
+    assert c.kept("H100-SXM5", 2.0) == 1.0 and c.kept("H100-SXM5", 0.1) == 0.6
+
+
+def test_shipped_curve_is_concave() -> None:
+    # The solver's greedy order is optimal only on a concave curve: check the data keeps it.
+    xs, ys = CapCurve.load().points["*"]
+    slopes = np.diff(ys) / np.diff(xs)
+    assert np.all(np.diff(slopes) <= 1e-9)
+
+
+# ---- the cap solver --------------------------------------------------------------------------
+def _cj(i: int, prio: int, start: float, *, key: str = "llm", gpus: int = 8) -> CapJob:
+    # Three levels: 600 W, 500 W, 400 W increments over idle per GPU, throughput 1, 0.9, 0.7.
+    return CapJob(
+        id=i, key=(key, 0, prio, 0), priority=prio, start_s=start, gpus=gpus, gain=1.0,
+        kept=(1.0, 0.9, 0.7), inc_w=(gpus * 600.0, gpus * 500.0, gpus * 400.0),
+        halls=((0, 1.0),),
+    )  # fmt: skip
+
+
+def test_solver_pauses_lowest_priority_youngest_first() -> None:
+    jobs = [_cj(1, 10, 0.0), _cj(2, 10, 5.0), _cj(3, 100, 9.0)]
+    # Floors: 3 x 3,200 W = 9,600 W; budget 6,500 W: job 2 (low priority, younger) goes first,
+    # then 3,200 x 2 = 6,400 fits.
+    plan = solve_caps(jobs, 6_500.0, [1e9], 3)
+    assert plan.paused == [2]
+    assert plan.levels == {1: 2, 3: 2}
+
+
+def test_solver_raises_higher_priority_first_then_splits_a_class() -> None:
+    jobs = [_cj(1, 10, 0.0), _cj(2, 10, 5.0), _cj(3, 100, 9.0)]
+    # Floors 9,600 W. Budget 12,000: priority 100 first: job 3 to 500 W/GPU (+800) and 600
+    # (+800) -> 11,200. Then the priority-10 class can't move as a whole (+1,600), so its oldest
+    # member, job 1, moves to 500 W (+800): 12,000.
+    plan = solve_caps(jobs, 12_000.0, [1e9], 3)
+    assert plan.paused == []
+    assert plan.levels == {3: 0, 1: 1, 2: 2}
+
+
+def test_solver_respects_hall_budgets() -> None:
+    a = _cj(1, 10, 0.0)
+    b = dataclasses.replace(_cj(2, 10, 1.0, key="other"), halls=((1, 1.0),))
+    # Site budget is loose; hall 0 allows only its job's floor (3,200 W), hall 1 anything.
+    plan = solve_caps([a, b], 1e9, [3_200.0, 1e9], 3)
+    assert plan.levels == {1: 2, 2: 0}
+    assert plan.paused == []
+    # A hall that cannot hold even the floor pauses its job only.
+    plan = solve_caps([a, b], 1e9, [3_000.0, 1e9], 3)
+    assert plan.paused == [1] and plan.levels == {2: 0}
+
+
+@given(
+    budget=st.floats(1_000, 30_000),
+    prios=st.lists(st.sampled_from([10, 100, 1000]), min_size=1, max_size=6),
+)
+@settings(max_examples=60, deadline=None)
+def test_solver_never_exceeds_the_budget(budget: float, prios: list[int]) -> None:
+    jobs = [_cj(i, p, float(i)) for i, p in enumerate(prios)]
+    plan = solve_caps(jobs, budget, [1e9], 3)
+    used = sum(j.inc_w[plan.levels[j.id]] for j in jobs if j.id in plan.levels)
+    assert used <= budget + 1e-6
+    # Nobody is paused while a lower priority keeps running.
+    kept_prios = [j.priority for j in jobs if j.id in plan.levels]
+    paused_prios = [j.priority for j in jobs if j.id in plan.paused]
+    if kept_prios and paused_prios:
+        assert max(paused_prios) <= min(kept_prios)
+
+
+# ---- battery ---------------------------------------------------------------------------------
+def test_resample_averages_a_piecewise_constant_series() -> None:
+    out = resample(np.array([0.0, 15.0]), np.array([10.0, 40.0]), 30.0, 10.0)
+    assert out.tolist() == pytest.approx([10.0, 25.0, 40.0])
+
+
+@given(
+    steps=st.lists(st.floats(0, 60), min_size=2, max_size=12),
+    units=st.integers(1, 12),
+)
+@settings(max_examples=40, deadline=None)
+def test_battery_soc_in_bounds_and_energy_conserved(steps: list[float], units: int) -> None:
+    load = np.repeat(np.asarray(steps), 30)
+    # debug=True raises if the state of charge leaves [0, capacity] or energy is not conserved.
+    res = dispatch(load, 10.0, 5.0, BatterySpec.megapacks(units), debug=True)
+    assert res.soc_mwh.min() >= -1e-9
+    assert res.soc_mwh.max() <= BatterySpec.megapacks(units).energy_mwh + 1e-9
+
+
+def test_a_step_absorbed_by_hand() -> None:
+    # A 10 MW step against a 5 MW/min limit: the grid takes 2 minutes to follow; the battery
+    # covers the triangle 10 MW x 2 min / 2 = 10 MW-min = 1/6 MWh (before the bias and losses).
+    load = np.concatenate([np.full(60, 50.0), np.full(120, 60.0)])
+    res = dispatch(load, 10.0, 5.0, BatterySpec(1.0, 20.0, 1.0), debug=True)
+    assert res.violations == 0
+    assert res.max_ramp_mw_per_min <= 5.0 + 1e-9
+    assert res.discharged_mwh == pytest.approx(10.0 * 2 / 60 / 2, rel=0.15)
+
+
+def test_smallest_battery_is_the_smallest() -> None:
+    load = np.concatenate([np.full(60, 50.0), np.full(120, 62.0), np.full(60, 45.0)])
+    units, res = smallest_battery(load, 10.0, 5.0)
+    assert units > 0 and res is not None and res.violations == 0
+    assert dispatch(load, 10.0, 5.0, BatterySpec.megapacks(units - 1)).violations > 0
+
+
+def test_battery_spec_rejects_bad_fields() -> None:
+    with pytest.raises(InputError, match="battery_efficiency"):
+        BatterySpec(1.0, 1.0, 1.5)
+    with pytest.raises(InputError, match="battery_mwh"):
+        BatterySpec(0.0, 1.0, 0.9)
