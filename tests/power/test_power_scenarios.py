@@ -166,3 +166,32 @@ def test_ramp_limit_staggers_a_large_start() -> None:
     assert big.end_s == pytest.approx(10 * HOUR + 4 * 60.0, rel=1e-6)
     steps = [b - a for a, b in zip(pw.series_w, pw.series_w[1:], strict=False)]
     assert max(steps) <= 0.01e6 + 1e-6
+
+
+def test_invariants_catch_a_site_over_its_cap() -> None:
+    from cortex.sim.invariants import InvariantError, check_invariants
+
+    pc = PowerConfig("cap", site_cap_mw=0.05, temperature_c=20.0)
+    tw = Twin(TINY, [_job(1, work_s=30 * 86400)], SimConfig(days=0.1, failures=False, power=pc))
+    tw.run()
+    check_invariants(tw)  # the books hold at the end of a clean run
+    assert tw.pw is not None
+    tw.pw.actual_total_w += 20_000.0  # 23.4 kW more facility: over the 50 kW cap
+    with pytest.raises(InvariantError, match="over the"):
+        check_invariants(tw)
+
+
+def test_a_rack_cap_caps_the_job_and_invariants_catch_a_rack_over_it() -> None:
+    from cortex.sim.invariants import InvariantError, check_invariants
+
+    # Racks of 2 nodes: 6.8 kW overhead + 16 GPUs. A 14 kW rack cap allows (14,000 - 6,800) / 16
+    # = 450 W per GPU, and the job runs capped there.
+    pc = PowerConfig("cap", site_cap_mw=1.0, temperature_c=20.0, rack_cap_kw=14.0)
+    tw = Twin(TINY, [_job(1, work_s=30 * 86400)], SimConfig(days=0.05, failures=False, power=pc))
+    tw.run()
+    assert tw.metrics.cap_loss_gpu_s == pytest.approx(8 * 0.05 * 86400 * (1 - _kept(450.0)))
+    check_invariants(tw)
+    assert tw.pw is not None
+    tw.pw.jobs[1].actual_w += 4_000.0  # its rack: 8,336 + 2,832 + 4,000 W > 14 kW
+    with pytest.raises(InvariantError, match="rack"):
+        check_invariants(tw)

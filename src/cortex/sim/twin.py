@@ -414,14 +414,14 @@ class Twin:
         job.epoch += 1
         self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
 
-    def _power_stop(self, job: Job, elapsed_v: float) -> None:
+    def _power_stop(self, job: Job, elapsed_v: float, release: bool = True) -> None:
         """Split the run's lost throughput between caps and heat; release its watts."""
         real = self.now - job.run_start_s
         uncapped = self._clock(self.now) - self._clock(job.run_start_s)
         m = self.metrics
         m.cap_loss_gpu_s += job.run_gpus * max(uncapped - elapsed_v, 0.0)
         m.heat_loss_gpu_s += job.run_gpus * max(real - uncapped, 0.0)
-        if self.pw is not None:
+        if self.pw is not None and release:
             self.pw.stop(job.id)
 
     # ---- runs -------------------------------------------------------------------------------
@@ -613,7 +613,7 @@ class Twin:
             done_f, saved_f = ckpt.progress(
                 elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
             )
-            self._power_stop(job, elapsed)
+            self._power_stop(job, elapsed, release=False)  # still running: keep its watts
             self._account_stop(
                 job, done_f, saved_f, elapsed, completed=True, real_s=self.now - job.run_start_s
             )
