@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from cortex.scheduler.admission import AdmissionCheck, QuotaCheck
 from cortex.scheduler.ordering import OrderingPolicy, PriorityFairShare
 from cortex.scheduler.placement import PlacementPolicy, TopologyBestFit, alloc_size
-from cortex.scheduler.power import PowerPolicy
+from cortex.scheduler.power import POWER_CODES, PowerPolicy
 from cortex.scheduler.preemption import PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Plan, Preemption, Snapshot, Start
@@ -239,14 +239,21 @@ class _Cycle:
             if f not in short:
                 short.append(f)
             return False
-        # 4. Placement, all or nothing.
+        # 4. A cheap power bound first: placement is the expensive step, and under a binding
+        #    power budget most jobs fail on watts, not GPUs.
+        if self.pol.power is not None and snap.power is not None:
+            r = snap.power.lower_bound_reason(job, f, gang)
+            if r is not None:
+                reasons.append(r)
+                return False
+        # 5. Placement, all or nothing.
         placement = self.pol.placement.place(st, f, gang)
         if placement is None:
             reasons.append(_capacity_reason(st, f, alloc))
             if f not in short:
                 short.append(f)
             return False
-        # 5. Power: the projected draw must fit the site, hall and ramp budgets (maybe capped).
+        # 6. Power: the projected draw must fit the site, hall and ramp budgets (maybe capped).
         cap_w = None
         if self.pol.power is not None and snap.power is not None:
             cap_w, r = self.pol.power.admit(snap.power, job, f, gang, placement)
@@ -358,6 +365,19 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
                 continue
             plan.blockers[job.id] = reasons
             c.reserve(job, short)
+            power = next(
+                (
+                    r
+                    for r in reasons
+                    if r.code in POWER_CODES and r.detail.get("domain", "site") == "site"
+                ),
+                None,
+            )
+            if power is not None and not short:
+                # Watts, not GPUs, block this job: the next watts freed are its own, so nothing
+                # behind it may take them (no power backfill: it would starve large jobs).
+                plan.rest_reason = power
+                break
             if not deep and len(c.reserved) == len(free):
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
                 break

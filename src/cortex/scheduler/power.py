@@ -23,6 +23,7 @@ from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import Placement
 from cortex.workload.job import Job
 
+POWER_CODES = (Code.POWER_CAP, Code.POWER_RAMP)
 # A class of running jobs shares one cap level: same kind, flavor, priority and main hall.
 ClassKey = tuple[str, int, int, int]
 
@@ -43,6 +44,7 @@ class PowerView:
     node_max_cap_w: Sequence[float]  # per node: the per-GPU cap its rack budget allows
     target: dict[ClassKey, int] = field(default_factory=dict)  # solver's level per class
     ramp_headroom_w: float = math.inf  # upward step still allowed in this ramp window
+    min_node_cap_w: float = math.inf  # the lowest per-GPU cap any rack imposes
     ramp_limit_w: float = math.inf  # the whole window's allowance
     # Running jobs' site increments (the driver's books, read-only here); `released` are those a
     # preemption in this cycle already gave back.
@@ -51,6 +53,20 @@ class PowerView:
 
     def inc_of(self, job_id: int) -> float:
         return 0.0 if job_id in self.released else self.job_inc_w(job_id)
+
+    def lower_bound_reason(self, job: Job, flavor: int, gang: int) -> Reason | None:
+        """Could the job fit the site budget even at the floor, on the least-capped nodes? A
+        necessary condition, checked before placement."""
+        per = min(self.levels[self.floor] * self.tdp_w[flavor], self.draw_w(job.kind, flavor))
+        inc = gang * (min(per, self.min_node_cap_w) - self.idle_w[flavor])
+        if inc > self.site_headroom_w:
+            return Reason(
+                Code.POWER_CAP,
+                need_mw=inc / 1e6,
+                headroom_mw=max(self.site_headroom_w, 0.0) / 1e6,
+                domain="site",
+            )
+        return None
 
     def per_gpu_w(self, kind: str, flavor: int, level: int, node_cap_w: float) -> float:
         cap = self.levels[level] * self.tdp_w[flavor]

@@ -157,6 +157,7 @@ class PowerRuntime:
     paused: int = 0
     solves: int = 0
     n_capped: int = 0  # running jobs below level 0
+    min_node_cap_w: float = math.inf
     _ladders: dict = field(default_factory=dict)
     _budget_cache: dict = field(default_factory=dict)
     staggered: int = 0
@@ -235,6 +236,7 @@ class PowerRuntime:
             policy=policy,
         )
         rt.hall_inc_w = [0.0] * n_halls
+        rt.min_node_cap_w = min(node_cap)
         rt.hall_actual_w = [0.0] * n_halls
         return rt
 
@@ -337,6 +339,7 @@ class PowerRuntime:
             target=dict(self.target),
             ramp_headroom_w=max(limit - recent, 0.0) if limit < math.inf else math.inf,
             ramp_limit_w=limit,
+            min_node_cap_w=self.min_node_cap_w,
             job_inc_w=self._inc_of,
         )
 
