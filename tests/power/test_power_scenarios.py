@@ -8,6 +8,7 @@ Numbers by hand, at a constant 20 C (the design temperature), PUE 1.2, fixed sha
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -176,7 +177,7 @@ def test_invariants_catch_a_site_over_its_cap() -> None:
     tw.run()
     check_invariants(tw)  # the books hold at the end of a clean run
     assert tw.pw is not None
-    tw.pw.actual_total_w += 20_000.0  # 23.4 kW more facility: over the 50 kW cap
+    tw.pw.site_cap_w = 40_000.0  # the site draws 46.6 kW
     with pytest.raises(InvariantError, match="over the"):
         check_invariants(tw)
 
@@ -192,6 +193,90 @@ def test_a_rack_cap_caps_the_job_and_invariants_catch_a_rack_over_it() -> None:
     assert tw.metrics.cap_loss_gpu_s == pytest.approx(8 * 0.05 * 86400 * (1 - _kept(450.0)))
     check_invariants(tw)
     assert tw.pw is not None
-    tw.pw.jobs[1].actual_w += 4_000.0  # its rack: 8,336 + 2,832 + 4,000 W > 14 kW
+    # Its rack draws 8,336 W idle + 2,832 W for the job = 11.2 kW: over an 11 kW rack cap.
+    tw.pw.cfg = dataclasses.replace(tw.pw.cfg, rack_cap_kw=11.0)
     with pytest.raises(InvariantError, match="rack"):
         check_invariants(tw)
+
+
+# ---- dynamics: staggered starts, ramp-limited raises, priority under a watt shortage ----------
+def _big(i: int = 1, gpus: int = 64, prio: str = "normal") -> Job:
+    return Job(i, f"big{i}", "a", gpus, 10 * HOUR, kind="llm", priority_class=prio)
+
+
+def _max_rise_per_min(pw: object) -> float:
+    """Largest rise of facility power within any 60 s, from the recorded change points."""
+    t, w = pw.series_t, pw.series_w  # type: ignore[attr-defined]
+    worst = 0.0
+    for i in range(len(t)):
+        j = i
+        while j + 1 < len(t) and t[j + 1] < t[i] + 60.0:
+            j += 1
+        lo = min(w[: i + 1][-1:] or [w[i]])
+        worst = max(worst, max(w[i : j + 1]) - lo)
+    return worst
+
+
+@pytest.mark.parametrize("cap_mw", [0.068, 0.09])
+def test_a_cap_change_during_a_staggered_start_keeps_the_books(cap_mw: float) -> None:
+    # 64 GPUs of llm staggered in 5 waves (0.01 MW/min); at 200 s the cap moves (down: the job
+    # is capped mid-start; up after a drop: it is raised). Debug invariants check after every
+    # event that the drawn watts match the books and that all waves end at the full increment.
+    ev = CapEvent(200.0, 3 * HOUR, cap_mw)
+    pc = PowerConfig(
+        "full", site_cap_mw=0.075, temperature_c=20.0, ramp_limit_mw_per_min=0.01, cap_events=(ev,)
+    )
+    tw = _run([_big()], pc, days=0.3)
+    pw = tw.pw
+    assert pw is not None and pw.staggered == 1
+    assert pw.actual_total_w == pytest.approx(sum(jp.actual_w for jp in pw.jobs.values()))
+
+
+def test_raises_after_a_cap_event_respect_the_ramp_limit() -> None:
+    # Two 32-GPU jobs; a 2 h drop caps both; when it ends the solver raises them, no faster
+    # than the 0.01 MW/min limit allows.
+    pc = PowerConfig(
+        "full",
+        site_cap_mw=0.09,
+        temperature_c=20.0,
+        ramp_limit_mw_per_min=0.01,
+        cap_events=(CapEvent(1 * HOUR, 2 * HOUR, 0.062),),
+    )
+    tw = _run([_big(1, 32), _big(2, 32)], pc, days=0.4)
+    pw = tw.pw
+    assert pw is not None and pw.solves > 0
+    assert _max_rise_per_min(pw) <= 0.01e6 * (1 + 1e-6)
+
+
+def test_a_job_that_can_never_fit_the_budget_is_rejected_and_does_not_block_others() -> None:
+    # 64 GPUs at the 0.6 floor add 64 x 324 = 20.7 kW IT; a 45 kW site holds 4.1 kW over idle.
+    pc = PowerConfig("cap", site_cap_mw=0.045, temperature_c=20.0)
+    big = _big()
+    small = [Job(i, f"s{i}", "a", 1, HOUR, kind="eval") for i in range(2, 6)]
+    tw = _run([big, *small], pc, days=0.5)
+    assert big.state is JobState.REJECTED
+    assert [r.code.value for j, r in tw.rejected] == ["NeverFitsPower"]
+    assert all(j.state is JobState.COMPLETED for j in small)
+
+
+def test_a_production_job_short_of_watts_caps_or_pauses_lower_priority_work() -> None:
+    # 47.5 kW: one llm job uncapped (46.6 kW) leaves 0.8 kW facility. The preemptible job runs
+    # first; the production job arrives at 1 h. Both fit at the 0.6 floor, so the solver caps the
+    # preemptible job and the production job starts at once (no 20 h wait behind it).
+    pc = PowerConfig("cap", site_cap_mw=0.0475, temperature_c=20.0)
+    lo = _job(1, prio="preemptible", work_s=20 * HOUR)
+    hi = _job(2, prio="production")
+    hi.submit_s = 1 * HOUR
+    _run([lo, hi], pc, days=1.5)
+    assert hi.first_start_s == pytest.approx(1 * HOUR, abs=60.0)
+
+
+def test_starts_blocked_by_the_ramp_wait_a_minute_not_a_tick() -> None:
+    # Eight 1-GPU... eight 8-GPU llm jobs (5.4 kW facility each) under a 0.006 MW/min limit:
+    # one start per minute, not one per 15-minute tick.
+    pc = PowerConfig("full", site_cap_mw=1.0, temperature_c=20.0, ramp_limit_mw_per_min=0.006)
+    jobs = [_job(i) for i in range(1, 9)]
+    _run(jobs, pc, days=0.2)
+    starts = sorted(j.first_start_s for j in jobs)
+    assert starts[0] == 0.0
+    assert starts[-1] <= 8 * 60.0 + 60.0

@@ -64,6 +64,9 @@ def sim(
     cap_event: list[str] = typer.Option(
         [], help="site cap drop START_H:DURATION_H:CAP_MW (repeatable), e.g. 100:4:100"
     ),
+    heat_wave: list[str] = typer.Option(
+        [], help="outdoor temperature + DELTA_C from START_H for DURATION_H (repeatable)"
+    ),
     start_day: int = typer.Option(182, min=0, max=365, help="day of year the run starts"),
     temperature_c: float | None = typer.Option(
         None, help="constant outdoor temperature instead of Austin's climate"
@@ -111,6 +114,7 @@ def sim(
             battery_mw,
             battery_efficiency,
             cap_event,
+            heat_wave,
             start_day,
             temperature_c,
             cap_curve,
@@ -152,6 +156,19 @@ def _cap_event(raw: str) -> CapEvent:
     return CapEvent(start_h * 3600.0, dur_h * 3600.0, cap_mw)
 
 
+def _heat_wave(raw: str) -> tuple[float, float, float]:
+    parts = raw.split(":")
+    try:
+        start_h, dur_h, delta_c = (float(x) for x in parts)
+    except ValueError:
+        raise InputError(
+            "--heat-wave", "heat_wave", f"{raw!r} is not START_H:DURATION_H:DELTA_C"
+        ) from None
+    if not dur_h > 0:
+        raise InputError("--heat-wave", "duration_h", f"must be positive, got {dur_h:g}")
+    return start_h * 3600.0, dur_h * 3600.0, delta_c
+
+
 def _power_config(
     policy: str,
     site_cap_mw: float | None,
@@ -162,6 +179,7 @@ def _power_config(
     battery_mw: float | None,
     battery_efficiency: float,
     cap_events: list[str],
+    heat_waves: list[str],
     start_day: int,
     temperature_c: float | None,
     cap_curve: Path | None,
@@ -188,6 +206,7 @@ def _power_config(
         ramp_limit_mw_per_min=ramp_limit,
         battery=battery,
         cap_events=tuple(_cap_event(e) for e in cap_events),
+        heat_waves=tuple(_heat_wave(h) for h in heat_waves),
         start_day_of_year=start_day,
         temperature_c=temperature_c,
         curve_path=str(cap_curve) if cap_curve is not None else None,

@@ -22,7 +22,6 @@ from cortex.errors import InputError
 from cortex.power.grid import grid_params
 
 STEP_S = 10.0  # grid resolution: steps shorter than this are spread over it
-RECHARGE_HORIZON_S = 3600.0  # the bias restores the target state of charge over about an hour
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,14 @@ class BatterySpec:
 
     @classmethod
     def megapacks(cls, units: int) -> BatterySpec:
-        g = grid_params()
+        """`units` Megapack units (data/battery_units.csv, shared with the swing tool)."""
+        from cortex.power.swing import megapack
+
+        unit = megapack()
         return cls(
-            energy_mwh=units * g["megapack_mwh"],
-            power_mw=units * g["megapack_mw"],
-            efficiency=g["megapack_round_trip_efficiency"],
+            energy_mwh=units * unit.energy_mwh,
+            power_mw=units * unit.power_mw,
+            efficiency=unit.round_trip_efficiency,
         )
 
 
@@ -109,7 +111,9 @@ def dispatch(
     p_max = battery.power_mw
     h = step_s / 3600.0
     max_step = ramp_mw_per_min * step_s / 60.0
-    bias_max = 0.25 * p_max
+    g_params = grid_params()
+    bias_max = g_params["battery_bias_fraction"] * p_max
+    horizon_h = g_params["battery_recharge_horizon_s"] / 3600.0
     soc = target
     g = float(load_mw[0])
     grid = np.empty(n)
@@ -118,7 +122,7 @@ def dispatch(
     violations = 0
     loads = load_mw.tolist()
     for i, load in enumerate(loads):
-        bias = (target - soc) / (RECHARGE_HORIZON_S / 3600.0)
+        bias = (target - soc) / horizon_h
         want = load + max(-bias_max, min(bias_max, bias))
         g_new = min(max(want, g - max_step), g + max_step)
         b = load - g_new  # > 0: the battery supplies; < 0: it absorbs

@@ -289,13 +289,15 @@ class _Cycle:
             cap_w = None
             if view is not None and self.pol.power is not None:
                 # The victims' watts come back with their GPUs.
-                credit = sum(view.inc_of(v.id) for v in victims)
+                credit = view.credit(victims)
                 cap_w, r = self.pol.power.admit(view, job, f, job.gpus, placement, credit)
                 if r is not None:
                     self.stmt.rollback(mark)
                     searched = True
                     continue
-                view.site_headroom_w += credit
+                view.site_headroom_w += credit[0]
+                for h, w in credit[1].items():
+                    view.hall_headroom_w[h] += w
                 view.released.update(v.id for v in victims)
             held = self.stmt.allocate(job, f, placement)
             self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_w))
@@ -373,10 +375,16 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
                 ),
                 None,
             )
-            if power is not None and not short:
-                # Watts, not GPUs, block this job: the next watts freed are its own, so nothing
-                # behind it may take them (no power backfill: it would starve large jobs).
-                plan.rest_reason = power
+            if (
+                power is not None
+                and not short
+                and snap.power is not None
+                and power.detail.get("need_mw", 0.0) * 1e6 <= snap.power.site_budget_w
+            ):
+                # Watts, not GPUs, block this job, and it would fit once running work frees
+                # them: the next watts freed are its own, so nothing behind it may take them
+                # (no power backfill: it would starve large jobs).
+                plan.rest_reason = Reason(power.code, job=job.id, **power.detail)
                 break
             if not deep and len(c.reserved) == len(free):
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")

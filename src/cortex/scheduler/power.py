@@ -48,17 +48,33 @@ class PowerView:
     ramp_limit_w: float = math.inf  # the whole window's allowance
     # Running jobs' site increments (the driver's books, read-only here); `released` are those a
     # preemption in this cycle already gave back.
-    job_inc_w: Callable[[int], float] = lambda _job_id: 0.0
+    job_inc_w: Callable[[int], tuple[float, dict[int, float]]] = lambda _job_id: (0.0, {})
     released: set[int] = field(default_factory=set)
+    site_budget_w: float = math.inf  # the whole site budget over idle (headroom + running)
 
-    def inc_of(self, job_id: int) -> float:
-        return 0.0 if job_id in self.released else self.job_inc_w(job_id)
+    def inc_of(self, job_id: int) -> tuple[float, dict[int, float]]:
+        return (0.0, {}) if job_id in self.released else self.job_inc_w(job_id)
+
+    def credit(self, victims: Sequence[Job]) -> tuple[float, dict[int, float]]:
+        """Watts that evicting `victims` gives back, site-wide and per hall."""
+        site = 0.0
+        halls: dict[int, float] = {}
+        for v in victims:
+            w, hw = self.inc_of(v.id)
+            site += w
+            for h, x in hw.items():
+                halls[h] = halls.get(h, 0.0) + x
+        return site, halls
+
+    def floor_inc_w(self, job: Job, flavor: int, gang: int) -> float:
+        """The least a start could add: at the floor, on the least-capped nodes."""
+        per = min(self.levels[self.floor] * self.tdp_w[flavor], self.draw_w(job.kind, flavor))
+        return gang * (min(per, self.min_node_cap_w) - self.idle_w[flavor])
 
     def lower_bound_reason(self, job: Job, flavor: int, gang: int) -> Reason | None:
         """Could the job fit the site budget even at the floor, on the least-capped nodes? A
         necessary condition, checked before placement."""
-        per = min(self.levels[self.floor] * self.tdp_w[flavor], self.draw_w(job.kind, flavor))
-        inc = gang * (min(per, self.min_node_cap_w) - self.idle_w[flavor])
+        inc = self.floor_inc_w(job, flavor, gang)
         if inc > self.site_headroom_w:
             return Reason(
                 Code.POWER_CAP,
@@ -99,12 +115,18 @@ class PowerPolicy(Protocol):
         flavor: int,
         gang: int,
         placement: Placement,
-        credit_w: float = 0.0,
+        credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> tuple[float | None, Reason | None]: ...
 
 
 def _fits(
-    view: PowerView, job: Job, f: int, gang: int, placement: Placement, level: int, credit_w: float
+    view: PowerView,
+    job: Job,
+    f: int,
+    gang: int,
+    placement: Placement,
+    level: int,
+    credit: tuple[float, dict[int, float]],
 ) -> tuple[float, dict[int, float], Reason | None]:
     """Site, hall and ramp check of a start at `level`: (increment, per-hall increments, reason)."""
     node_cap = _node_cap(view, placement)
@@ -112,6 +134,7 @@ def _fits(
     inc = gang * (per_gpu - view.idle_w[f])
     held = sum(k for _, k in placement)
     halls = {h: inc * k / held for h, k in _hall_shares(view, placement).items()}
+    credit_w, credit_halls = credit
     if inc > view.site_headroom_w + credit_w:
         return (
             inc,
@@ -124,14 +147,15 @@ def _fits(
             ),
         )
     for h, w in halls.items():
-        if w > view.hall_headroom_w[h] + credit_w:
+        room = view.hall_headroom_w[h] + credit_halls.get(h, 0.0)
+        if w > room:
             return (
                 inc,
                 halls,
                 Reason(
                     Code.POWER_CAP,
                     need_mw=w / 1e6,
-                    headroom_mw=max(view.hall_headroom_w[h], 0.0) / 1e6,
+                    headroom_mw=max(room, 0.0) / 1e6,
                     domain=f"hall {h}",
                 ),
             )
@@ -171,9 +195,9 @@ class AdmitUncapped:
         flavor: int,
         gang: int,
         placement: Placement,
-        credit_w: float = 0.0,
+        credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> tuple[float | None, Reason | None]:
-        inc, halls, r = _fits(view, job, flavor, gang, placement, 0, credit_w)
+        inc, halls, r = _fits(view, job, flavor, gang, placement, 0, credit)
         if r is not None:
             return None, r
         _spend(view, job, inc, halls)
@@ -193,13 +217,13 @@ class CapToFit:
         flavor: int,
         gang: int,
         placement: Placement,
-        credit_w: float = 0.0,
+        credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> tuple[float | None, Reason | None]:
         key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
         first = view.target.get(key, 0)
         reason: Reason | None = None
         for level in range(min(first, view.floor), view.floor + 1):
-            inc, halls, reason = _fits(view, job, flavor, gang, placement, level, credit_w)
+            inc, halls, reason = _fits(view, job, flavor, gang, placement, level, credit)
             if reason is None:
                 _spend(view, job, inc, halls)
                 return (None if level == 0 else view.levels[level] * view.tdp_w[flavor]), None

@@ -19,6 +19,7 @@ class Code(StrEnum):
     NOT_EXAMINED = "NotExamined"
     NO_FLAVOR = "NoEligibleFlavor"
     NEVER_FITS = "NeverFits"
+    NEVER_FITS_POWER = "NeverFitsPower"
     UNKNOWN_QUEUE = "UnknownQueue"
     UNKNOWN_PRIORITY_CLASS = "UnknownPriorityClass"
     PREEMPTED = "Preempted"
@@ -45,6 +46,10 @@ _TEMPLATES = {
     Code.NOT_EXAMINED: "not reached this cycle ({why})",
     Code.NO_FLAVOR: "none of its flavors {flavors} is in the fleet",
     Code.NEVER_FITS: "needs {need} GPUs; the most any acceptable flavor could give is {most}",
+    Code.NEVER_FITS_POWER: (
+        "needs {need_mw:.3f} MW over idle even at the floor cap; the site budget is at most "
+        "{most_mw:.3f} MW"
+    ),
     Code.UNKNOWN_QUEUE: "team {team} has no cluster queue",
     Code.UNKNOWN_PRIORITY_CLASS: "priority class {priority_class} is not one of {known}",
     Code.PREEMPTED: "preempted by job {by} ({why})",

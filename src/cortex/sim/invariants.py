@@ -125,6 +125,16 @@ def _check_power(twin: Twin) -> None:
     inc = sum(jp.inc_w for jp in pw.jobs.values())
     if abs(inc - pw.inc_total_w) > 1e-6 * max(1.0, inc):
         raise InvariantError(f"power increment total {pw.inc_total_w} != {inc}")
+    actual = sum(jp.actual_w for jp in pw.jobs.values())
+    if abs(actual - pw.actual_total_w) > 1e-6 * max(1.0, actual):
+        raise InvariantError(f"power drawn total {pw.actual_total_w} != {actual}")
+    for h in range(len(pw.hall_actual_w)):
+        hall = sum(jp.actual_w * jp.halls.get(h, 0.0) for jp in pw.jobs.values())
+        if abs(hall - pw.hall_actual_w[h]) > 1e-6 * max(1.0, hall):
+            raise InvariantError(f"hall {h} power drawn {pw.hall_actual_w[h]} != {hall}")
+    for jid, jp in pw.jobs.items():
+        if jp.waves_done == jp.waves and abs(jp.actual_w - jp.inc_w) > 1e-6 * max(1.0, jp.inc_w):
+            raise InvariantError(f"job {jid}: all waves up but draws {jp.actual_w} of {jp.inc_w}")
     if pw.policy is None:
         return
     now = twin.now

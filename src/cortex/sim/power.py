@@ -29,6 +29,7 @@ from cortex.scheduler.power import (
     PowerPolicy,
     PowerView,
 )
+from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 
@@ -69,6 +70,7 @@ class PowerConfig:
     ramp_limit_mw_per_min: float | None = None  # None: grid.csv's for `full`, off otherwise
     battery: BatterySpec | None = None  # None with `full`: the report finds the smallest
     cap_events: tuple[CapEvent, ...] = ()
+    heat_waves: tuple[tuple[float, float, float], ...] = ()  # (start_s, duration_s, delta_c)
     start_day_of_year: int = 182  # July 1: plan against the hottest months
     temperature_c: float | None = None  # a constant outdoor temperature instead of Austin's
     tick_s: float = 900.0
@@ -121,6 +123,8 @@ class _JobPower:
     level: int
     node_cap_w: float
     key: ClassKey
+    waves: int = 1  # a staggered start draws in `waves` equal steps a minute apart
+    waves_done: int = 0
 
 
 @dataclass
@@ -201,6 +205,15 @@ class PowerRuntime:
                 gpus[r] = gpus.get(r, 0) + gpn[topo.node_flavor[n]]
             per_rack = {r: (cfg.rack_cap_kw * 1e3 - over[r]) / gpus[r] for r in over}
             node_cap = [per_rack[r] for r in topo.node_rack]
+            for n, f in enumerate(topo.node_flavor):
+                floor_w = cfg.levels[-1] * accs[f].tdp_w
+                if node_cap[n] < floor_w:
+                    raise InputError(
+                        "--rack-cap-kw",
+                        "rack_cap_kw",
+                        f"{cfg.rack_cap_kw:g} kW leaves {node_cap[n]:.0f} W per {accs[f].name} "
+                        f"in rack {topo.node_rack[n]}, below the {floor_w:.0f} W floor cap",
+                    )
         n_ticks = math.ceil(horizon_s / cfg.tick_s) + 1
         temps = _temperatures(cfg, n_ticks)
         levels = cfg.levels
@@ -236,6 +249,17 @@ class PowerRuntime:
             policy=policy,
         )
         rt.hall_inc_w = [0.0] * n_halls
+        if cfg.policy != "none" and cap_mw is not None:
+            # The site must at least hold its fleet idle on the hottest tick.
+            idle = cooling.facility_w(rt.base_all_w, nameplate, float(temps.max()))
+            caps = [("site_cap_mw", cap_mw)] + [("cap_mw", ev.cap_mw) for ev in cfg.cap_events]
+            for what, mw in caps:
+                if mw * 1e6 < idle:
+                    raise InputError(
+                        "--site-cap-mw" if what == "site_cap_mw" else "--cap-event",
+                        what,
+                        f"{mw:g} MW is below the idle fleet's {idle / 1e6:.3f} MW facility draw",
+                    )
         rt.min_node_cap_w = min(node_cap)
         rt.hall_actual_w = [0.0] * n_halls
         return rt
@@ -292,13 +316,13 @@ class PowerRuntime:
         fr = draw_fractions()
         return fr.get(kind, fr["generic"]) * self.topo.accelerators[flavor].tdp_w
 
-    def kept(self, flavor: int, per_gpu_w: float, draw_w: float) -> float:
-        """Throughput kept relative to the uncapped run, whose own peaks TDP already clips."""
+    def kept(self, flavor: int, cap_w: float, draw_w: float) -> float:
+        """Throughput kept at a per-GPU cap, relative to the uncapped run (whose own peaks TDP
+        already clips: a cap at TDP keeps exactly 1)."""
         acc = self.topo.accelerators[flavor]
-        if per_gpu_w >= draw_w:
-            return 1.0
         name = acc.name
-        return self.curve.kept(name, per_gpu_w / draw_w) / self.curve.kept(name, acc.tdp_w / draw_w)
+        cap = min(cap_w, acc.tdp_w)
+        return self.curve.kept(name, cap / draw_w) / self.curve.kept(name, acc.tdp_w / draw_w)
 
     def ladder(
         self, job: Job, flavor: int, gang: int, node_cap_w: float
@@ -316,15 +340,16 @@ class PowerRuntime:
         tdp = self.topo.accelerators[flavor].tdp_w
         idle = self.topo.accelerators[flavor].idle_w
         draw = self.draw_w(job.kind, flavor)
-        per = tuple(min(lv * tdp, draw, node_cap_w) for lv in self.levels)
+        caps = [min(lv * tdp, node_cap_w) for lv in self.levels]
+        per = [min(c, draw) for c in caps]
+        kept = [self.kept(flavor, c, draw) for c in caps]
+        _concave(per, kept)
         inc = tuple(gang * (p - idle) for p in per)
-        kept = tuple(self.kept(flavor, p, draw) for p in per)
-        return per, inc, kept
+        return tuple(per), inc, tuple(kept)
 
     def view(self, t: float, state: ClusterState) -> PowerView:
         hb = self.hall_budget_w(t)
         limit = self.ramp_limit_it_w(t)
-        recent = sum(w for ts, w in self.window if ts > t - 60.0)
         accs = self.topo.accelerators
         return PowerView(
             site_headroom_w=self.site_budget_w(t) - self.inc_total_w,
@@ -337,15 +362,19 @@ class PowerRuntime:
             node_hall=self.topo.node_hall,
             node_max_cap_w=self.node_max_cap_w,
             target=dict(self.target),
-            ramp_headroom_w=max(limit - recent, 0.0) if limit < math.inf else math.inf,
+            ramp_headroom_w=self.ramp_headroom_it_w(t),
+            site_budget_w=self.site_budget_w(t),
             ramp_limit_w=limit,
             min_node_cap_w=self.min_node_cap_w,
             job_inc_w=self._inc_of,
         )
 
-    def _inc_of(self, job_id: int) -> float:
+    def _inc_of(self, job_id: int) -> tuple[float, dict[int, float]]:
+        """A running job's IT increment, site-wide and per hall."""
         jp = self.jobs.get(job_id)
-        return jp.inc_w if jp is not None else 0.0
+        if jp is None:
+            return 0.0, {}
+        return jp.inc_w, {h: jp.inc_w * s for h, s in jp.halls.items()}
 
     def start(
         self, job: Job, flavor: int, gang: int, placement: Placement, cap_w: float | None, t: float
@@ -379,22 +408,42 @@ class PowerRuntime:
         if jp.inc_w > limit:
             waves = math.ceil(jp.inc_w / limit)
             self.staggered += 1
+        jp.waves = waves
         for i in range(waves):
-            self.window.append((t + 60.0 * i, jp.inc_w / waves))
-        while self.window and self.window[0][0] <= t - 60.0:
-            self.window.popleft()
+            self.add_step(t + 60.0 * i, jp.inc_w / waves)
         return jp.kept, waves
 
-    def fill(self, job_id: int, frac: float) -> None:
-        """A wave of a staggered start begins to draw."""
+    def add_step(self, t: float, it_w: float) -> None:
+        """An upward step at t counts against the ramp window."""
+        self.window.append((t, it_w))
+        while self.window and self.window[0][0] <= t - 120.0:
+            self.window.popleft()
+
+    def ramp_headroom_it_w(self, t: float) -> float:
+        limit = self.ramp_limit_it_w(t)
+        if limit == math.inf:
+            return math.inf
+        return max(limit - sum(w for ts, w in self.window if t - 60.0 < ts), 0.0)
+
+    def ramp_clear_at(self, t: float) -> float:
+        """When the oldest step still in the window leaves it."""
+        recent = [ts for ts, _ in self.window if ts > t - 60.0]
+        return min(recent) + 60.0 if recent else t
+
+    def fill(self, job_id: int) -> None:
+        """The next wave of a (possibly staggered) start begins to draw."""
         jp = self.jobs.get(job_id)
-        if jp is None:
+        if jp is None or jp.waves_done >= jp.waves:
             return
-        add = min(jp.inc_w * frac, jp.inc_w - jp.actual_w)
-        jp.actual_w += add
-        self.actual_total_w += add
+        jp.waves_done += 1
+        self._set_actual(jp, jp.inc_w * jp.waves_done / jp.waves)
+
+    def _set_actual(self, jp: _JobPower, actual_w: float) -> None:
+        d = actual_w - jp.actual_w
+        jp.actual_w = actual_w
+        self.actual_total_w += d
         for h, s in jp.halls.items():
-            self.hall_actual_w[h] += add * s
+            self.hall_actual_w[h] += d * s
 
     def stop(self, job_id: int) -> None:
         jp = self.jobs.pop(job_id)
@@ -409,20 +458,14 @@ class PowerRuntime:
         """Move a running job to another cap level; returns its new throughput kept."""
         jp = self.jobs[job.id]
         per, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
-        full = jp.actual_w >= jp.inc_w - 1e-6
         d = inc[level] - jp.inc_w
         self.inc_total_w += d
         for h, s in jp.halls.items():
             self.hall_inc_w[h] += d * s
-        if full:
-            self.actual_total_w += d
-            for h, s in jp.halls.items():
-                self.hall_actual_w[h] += d * s
-            jp.actual_w = inc[level]
-        else:
-            jp.actual_w = min(jp.actual_w, inc[level])
         self.n_capped += (level > 0) - (jp.level > 0)
         jp.per_gpu_w, jp.inc_w, jp.kept, jp.level = per[level], inc[level], kept[level], level
+        # Waves already up draw at the new cap; those still to come fill to it.
+        self._set_actual(jp, jp.inc_w * jp.waves_done / jp.waves)
         return jp.kept
 
     def cap_jobs(
@@ -446,6 +489,47 @@ class PowerRuntime:
                 )
             )
         return out
+
+    def head_cap_job(self, job: Job, flavor: int, gain: float, t: float) -> CapJob:
+        """A pending job as a member of a solve (its hall is not known before placement)."""
+        gang = job.gpus
+        _, inc, kept = self.ladder(job, flavor, gang, self.min_node_cap_w)
+        key = (job.kind, flavor, job.priority, -1)
+        return CapJob(
+            id=job.id,
+            key=key,
+            priority=job.priority,
+            start_s=t,
+            gpus=gang,
+            gain=gain,
+            kept=kept,
+            inc_w=inc,
+            halls=(),
+        )
+
+    def never_fits(self, job: Job, flavors: tuple[int, ...]) -> Reason | None:
+        """A job whose floor draw exceeds the site budget on the coolest tick can never start."""
+        if self.policy is None:
+            return None
+        best = (
+            max(
+                self.cooling.it_budget_w(
+                    self.site_cap_w, self.nameplate_it_w, float(self.temps.min())
+                ),
+                0.0,
+            )
+            - self.base_all_w
+        )
+        gang = job.elastic_min or job.gpus
+        need = min(
+            self.ladder(job, f, gang, self.min_node_cap_w)[1][
+                -1 if self.policy.name != "admit" else 0
+            ]
+            for f in flavors
+        )
+        if need <= best:
+            return None
+        return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)
 
     def needs_solve(self, t: float) -> bool:
         """Is the running set over budget, or is anyone capped while watts are spare?"""
@@ -495,6 +579,8 @@ def _temperatures(cfg: PowerConfig, n_ticks: int) -> np.ndarray:
     from cortex.power.climate import Climate
 
     climate = Climate.load()
+    for start_s, duration_s, delta_c in cfg.heat_waves:
+        climate = climate.heat_wave(start_s, duration_s, delta_c)
     # The max within each tick: budgets then hold for the whole tick.
     sub = 3
     t = (np.arange(n_ticks * sub) + 0.5) * (cfg.tick_s / sub)
@@ -513,3 +599,26 @@ def _static_frac(
     over = sum(topo.node_overhead_w)
     tdp = sum(a.tdp_w * g for a, g in zip(topo.accelerators, topo.flavor_gpus(), strict=True))
     return max(0.05, min(1.0, (it - over) / tdp))
+
+
+def _concave(per: list[float], kept: list[float]) -> None:
+    """Keep only the levels on the upper concave hull of (draw, throughput kept); a level off it
+    takes the values of the level above it. The solver's greedy order is optimal only on a
+    concave ladder: a cap just under a job's mean draw saves few watts (the draw is the mean)
+    but costs the clipped peaks, so for power-bound work the top steps are not concave."""
+    best: dict[float, float] = {}
+    for x, y in zip(per, kept, strict=True):
+        best[x] = max(best.get(x, -1.0), y)
+    hull: list[tuple[float, float]] = []
+    for x, y in sorted(best.items()):
+        while len(hull) >= 2:
+            (ax, ay), (bx, by) = hull[-2], hull[-1]
+            if (bx - ax) * (y - ay) - (by - ay) * (x - ax) >= 0:
+                hull.pop()  # b lies on or below the chord from a to this point
+            else:
+                break
+        hull.append((x, y))
+    vertices = set(hull)
+    for i in range(1, len(per)):  # level 0 (uncapped) is the top vertex
+        if (per[i], kept[i]) not in vertices:
+            per[i], kept[i] = per[i - 1], kept[i - 1]

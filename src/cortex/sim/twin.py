@@ -128,6 +128,7 @@ class Twin:
         self._deep_due = 0.0
         self._ticks: set[float] = set()
         self.pw: PowerRuntime | None = None
+        self._power_retry = False
         self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
         self._clock_k: list[float] = []
         if cfg.power is not None:
@@ -259,6 +260,8 @@ class Twin:
                 self._reject(job, Reason(Code.NO_FLAVOR, flavors=list(job.flavors)))
                 return
         reason = self._never_fits(job)
+        if reason is None and self.pw is not None:
+            reason = self.pw.never_fits(job, job.flavor_ids or tuple(range(len(self.topo.flavors))))
         if reason is not None:
             self._reject(job, reason)
             return
@@ -363,21 +366,33 @@ class Twin:
             self.metrics.preemptions += 1
             job.preemptions += 1
             self._interrupt(job, self.preempt_overhead_s, JobState.PREEMPTED, "PowerShortfall")
-        for job_id, level in plan.levels.items():
-            if pw.jobs[job_id].level != level:
-                job = self.state.running[job_id]
-                self._set_rate(job, pw.relevel(job, level))
+        self._apply_levels(plan.levels)
+
+    def _apply_levels(self, levels: dict[int, int]) -> None:
+        """Lower caps first, then raise them, higher priorities first, as far as the ramp
+        window allows (a raise is an upward step like a start)."""
+        pw = self.pw
+        assert pw is not None
+        running = self.state.running
+        moves = [(j, lv) for j, lv in levels.items() if pw.jobs[j].level != lv]
+        moves.sort(key=lambda m: (m[1] < pw.jobs[m[0]].level, -running[m[0]].priority))
+        room = pw.ramp_headroom_it_w(self.now)
+        for job_id, level in moves:
+            job = running[job_id]
+            before = pw.jobs[job_id].inc_w
+            if level < pw.jobs[job_id].level:
+                _, inc, _ = pw.ladder(job, job.run_flavor, job.run_gpus, pw.jobs[job_id].node_cap_w)
+                step = inc[level] - before
+                if step > room:
+                    continue  # the next tick raises it
+                room -= step
+                pw.add_step(self.now, step)
+            self._set_rate(job, pw.relevel(job, level))
 
     def _stagger(self, job: Job, run: int) -> None:
         if job.state is JobState.RUNNING and job.restarts == run and self.pw is not None:
-            self.pw.fill(job.id, 1.0 / self._waves(job))
+            self.pw.fill(job.id)
             self._power_dirty = True
-
-    def _waves(self, job: Job) -> int:
-        assert self.pw is not None
-        limit = self.pw.ramp_limit_it_w(job.run_start_s)
-        inc = self.pw.jobs[job.id].inc_w
-        return max(1, math.ceil(inc / limit)) if limit < math.inf else 1
 
     def _clock(self, t: float) -> float:
         """The global run clock: wall time slowed by heat."""
@@ -519,7 +534,7 @@ class Twin:
         self.state.start(job, job.queue_idx, f, s.placement)
         self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
         if self.pw is not None:
-            self.pw.fill(job.id, 1.0 / waves)
+            self.pw.fill(job.id)
             for i in range(1, waves):
                 self._push(self.now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
 
@@ -571,11 +586,58 @@ class Twin:
         self.metrics.cycle_s.append(time.perf_counter() - t0)
         self.metrics.cycles += 1
         self._apply(plan)
+        if self.pw is not None and plan.rest_reason is not None:
+            self._power_blocked(plan, deep)
         if deep:
             self._deep_due = self.now + self.backfill_interval_s
         elif self.pending:
             # Jobs behind blocked heads get a deep pass once the interval is over.
             self._wake(self._deep_due)
+
+    def _power_blocked(self, plan: Plan, deep: bool) -> None:
+        """A pass stopped on watts. On the ramp: wake when the window clears. On the site
+        budget, in a deep pass: if the blocked job outranks running work, re-divide the budget
+        with it as a member (lower priorities are capped or paused first), then run again."""
+        pw = self.pw
+        assert pw is not None and plan.rest_reason is not None
+        code = plan.rest_reason.code
+        if code is Code.POWER_RAMP:
+            self._wake(pw.ramp_clear_at(self.now))
+            return
+        if code is not Code.POWER_CAP or not deep or pw.policy is None:
+            return
+        head = self._by_id.get(plan.rest_reason.detail.get("job", -1))
+        if head is None or not self.state.running or self._power_retry:
+            return
+        if head.priority <= min(j.priority for j in self.state.running.values()):
+            return
+        f = (head.flavor_ids or (0,))[0]
+        cj = pw.head_cap_job(head, f, self.speeds[(head.kind, f)], self.now)
+        plan2 = solve_caps(
+            [*pw.cap_jobs(self.state.running, self.speeds), cj],
+            pw.site_budget_w(self.now),
+            pw.hall_budget_w(self.now),
+            len(pw.levels),
+        )
+        pw.solves += 1
+        if cj.id in plan2.paused or (
+            not plan2.paused
+            and all(pw.jobs[j].level == lv for j, lv in plan2.levels.items() if j in pw.jobs)
+        ):
+            return  # the head would not fit, or nothing would change
+        pw.target = plan2.target
+        for job_id in plan2.paused:
+            job = self.state.running[job_id]
+            pw.paused += 1
+            self.metrics.preemptions += 1
+            job.preemptions += 1
+            self._interrupt(job, self.preempt_overhead_s, JobState.PREEMPTED, "PowerShortfall")
+        self._apply_levels({j: lv for j, lv in plan2.levels.items() if j in pw.jobs})
+        self._power_retry = True
+        try:
+            self._cycle()
+        finally:
+            self._power_retry = False
 
     def _apply(self, plan: Plan) -> None:
         blocked = self.metrics.blocked
