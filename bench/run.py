@@ -141,6 +141,23 @@ def bench_power(days: float = 30.0, load: float = 0.85) -> dict:
     return {"days": days, "load": load, "runs": runs, "summary": summary}
 
 
+def bench_power_speed(days: float = 30.0, repeats: int = 3) -> dict:
+    """Wall time with power off, `cap` and `full`, interleaved `repeats` times; medians."""
+    walls: dict[str, list[float]] = {"off": [], "cap": [], "full": []}
+    for _ in range(repeats):
+        for policy, runs in walls.items():
+            r = _child(POWER.format(days=days, seed=0, load=0.85, policy=policy, kw="{}"))
+            runs.append(round(r["sim_wall_s"], 2))
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    return {
+        "days": days,
+        "wall_s": walls,
+        "median_wall_s": med,
+        "cap_vs_off": round(med["cap"] / med["off"], 2),
+        "full_vs_off": round(med["full"] / med["off"], 2),
+    }
+
+
 def bench_twin(days: float = 30.0) -> dict:
     """The headline: cortex-2024, 30 days, synthetic workload, failures on."""
     twin = _child(
@@ -338,6 +355,7 @@ BENCHES = {
     "reliability": bench_reliability,
     "interval": bench_interval,
     "power": bench_power,
+    "power_speed": bench_power_speed,
 }
 
 

@@ -194,3 +194,34 @@ def test_write_html_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "report.html"
     write_html(report, path)
     assert path.read_text(encoding="utf-8") == render_html(report)
+
+
+def test_power_section_plots_cap_ramps_and_battery_from_a_real_run() -> None:
+    from testkit import TINY
+
+    from cortex.power.battery import BatterySpec
+    from cortex.sim.power import CapEvent, PowerConfig
+    from cortex.sim.report import build_report
+    from cortex.sim.twin import SimConfig, Twin
+    from cortex.workload.job import Job
+
+    jobs = [Job(i, f"j{i}", "a", 8, 3 * 3600.0, kind="llm", submit_s=600.0 * i) for i in range(6)]
+    pc = PowerConfig(
+        "full",
+        site_cap_mw=0.07,
+        temperature_c=20.0,
+        ramp_limit_mw_per_min=0.004,
+        battery=BatterySpec(0.01, 0.03, 0.9),
+        cap_events=(CapEvent(3600.0, 3600.0, 0.06),),
+    )
+    report = build_report(Twin(TINY, jobs, SimConfig(days=0.5, failures=False, power=pc)).run())
+    power = report["power"]
+    assert power["minutes_over_cap"] == 0.0
+    assert power["battery"]["soc_max_mwh"] <= 0.01 + 1e-9
+    assert min(power["series"]["cap_mw"]) == 0.06  # the drop shows in the cap series
+    page = render_html(report)
+    assert page.count("<img") == 4  # the power plot replaces the plain facility plot
+    assert "Battery state of charge" not in page  # titles are drawn into the PNG, not the HTML
+    for label in ("minutes_over_cap", "battery soc_min_mwh", "cost_per_useful_gpu_h_usd"):
+        assert label in page
+    assert plt.get_fignums() == []
