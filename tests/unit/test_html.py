@@ -197,13 +197,12 @@ def test_write_html_round_trips(tmp_path: Path) -> None:
 
 
 def test_power_section_plots_cap_ramps_and_battery_from_a_real_run() -> None:
-    from testkit import TINY
-
     from cortex.power.battery import BatterySpec
     from cortex.sim.power import CapEvent, PowerConfig
     from cortex.sim.report import build_report
     from cortex.sim.twin import SimConfig, Twin
     from cortex.workload.job import Job
+    from testkit import TINY
 
     jobs = [Job(i, f"j{i}", "a", 8, 3 * 3600.0, kind="llm", submit_s=600.0 * i) for i in range(6)]
     pc = PowerConfig(
