@@ -45,6 +45,7 @@ class PowerView:
     target: dict[ClassKey, int] = field(default_factory=dict)  # solver's level per class
     ramp_headroom_w: float = math.inf  # upward step still allowed in this ramp window
     min_node_cap_w: float = math.inf  # the lowest per-GPU cap any rack imposes
+    ladder_w: Callable[[str, int, int, float], float] | None = None
     ramp_limit_w: float = math.inf  # the whole window's allowance
     # Running jobs' site increments (the driver's books, read-only here); `released` are those a
     # preemption in this cycle already gave back.
@@ -85,6 +86,10 @@ class PowerView:
         return None
 
     def per_gpu_w(self, kind: str, flavor: int, level: int, node_cap_w: float) -> float:
+        """Per-GPU draw a start at `level` is booked at: the driver's ladder when it gives one
+        (it may merge levels that save no watts), else min(cap, mean draw, rack bound)."""
+        if self.ladder_w is not None:
+            return self.ladder_w(kind, flavor, level, node_cap_w)
         cap = self.levels[level] * self.tdp_w[flavor]
         return min(cap, self.draw_w(kind, flavor), node_cap_w)
 

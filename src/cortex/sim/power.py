@@ -164,6 +164,7 @@ class PowerRuntime:
     min_node_cap_w: float = math.inf
     _ladders: dict = field(default_factory=dict)
     _budget_cache: dict = field(default_factory=dict)
+    _per_cache: dict = field(default_factory=dict)
     staggered: int = 0
 
     @classmethod
@@ -366,8 +367,17 @@ class PowerRuntime:
             site_budget_w=self.site_budget_w(t),
             ramp_limit_w=limit,
             min_node_cap_w=self.min_node_cap_w,
+            ladder_w=self._ladder_w,
             job_inc_w=self._inc_of,
         )
+
+    def _ladder_w(self, kind: str, flavor: int, level: int, node_cap_w: float) -> float:
+        key = (kind, flavor, node_cap_w)
+        per = self._per_cache.get(key)
+        if per is None:
+            probe = Job(-1, "", "", 1, 1.0, kind=kind)
+            per = self._per_cache[key] = self._ladder(probe, flavor, 1, node_cap_w)[0]
+        return per[level]
 
     def _inc_of(self, job_id: int) -> tuple[float, dict[int, float]]:
         """A running job's IT increment, site-wide and per hall."""

@@ -613,6 +613,8 @@ class Twin:
             return
         f = (head.flavor_ids or (0,))[0]
         cj = pw.head_cap_job(head, f, self.speeds[(head.kind, f)], self.now)
+        if cj.inc_w[-1] > pw.ramp_headroom_it_w(self.now):
+            return  # the ramp would hold it back anyway: pausing others now would be waste
         plan2 = solve_caps(
             [*pw.cap_jobs(self.state.running, self.speeds), cj],
             pw.site_budget_w(self.now),
