@@ -94,9 +94,13 @@ class PowerView:
         return min(cap, self.draw_w(kind, flavor), node_cap_w)
 
 
-def _hall_shares(view: PowerView, placement: Placement) -> dict[int, int]:
+def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int]:
+    """GPUs of a placement per hall (most placements lie in one pod, hence one hall)."""
+    nh = node_hall
+    h0 = nh[placement[0][0]]
+    if nh[placement[-1][0]] == h0 and len(placement) <= 2:
+        return {h0: sum(k for _, k in placement)}
     shares: dict[int, int] = {}
-    nh = view.node_hall
     for n, k in placement:
         h = nh[n]
         shares[h] = shares.get(h, 0) + k
@@ -104,6 +108,8 @@ def _hall_shares(view: PowerView, placement: Placement) -> dict[int, int]:
 
 
 def _node_cap(view: PowerView, placement: Placement) -> float:
+    if view.min_node_cap_w == math.inf:
+        return math.inf  # no rack caps
     caps = view.node_max_cap_w
     return min(caps[n] for n, _ in placement)
 
@@ -138,7 +144,7 @@ def _fits(
     per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
     inc = gang * (per_gpu - view.idle_w[f])
     held = sum(k for _, k in placement)
-    halls = {h: inc * k / held for h, k in _hall_shares(view, placement).items()}
+    halls = {h: inc * k / held for h, k in hall_shares(view.node_hall, placement).items()}
     credit_w, credit_halls = credit
     if inc > view.site_headroom_w + credit_w:
         return (

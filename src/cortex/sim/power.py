@@ -28,6 +28,7 @@ from cortex.scheduler.power import (
     ClassKey,
     PowerPolicy,
     PowerView,
+    hall_shares,
 )
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import ClusterState, Placement
@@ -165,6 +166,8 @@ class PowerRuntime:
     _ladders: dict = field(default_factory=dict)
     _budget_cache: dict = field(default_factory=dict)
     _per_cache: dict = field(default_factory=dict)
+    _idle_w: list[float] = field(default_factory=list)
+    _tdp_w: list[float] = field(default_factory=list)
     staggered: int = 0
 
     @classmethod
@@ -262,6 +265,8 @@ class PowerRuntime:
                         f"{mw:g} MW is below the idle fleet's {idle / 1e6:.3f} MW facility draw",
                     )
         rt.min_node_cap_w = min(node_cap)
+        rt._idle_w = [a.idle_w for a in accs]
+        rt._tdp_w = [a.tdp_w for a in accs]
         rt.hall_actual_w = [0.0] * n_halls
         return rt
 
@@ -351,18 +356,17 @@ class PowerRuntime:
     def view(self, t: float, state: ClusterState) -> PowerView:
         hb = self.hall_budget_w(t)
         limit = self.ramp_limit_it_w(t)
-        accs = self.topo.accelerators
         return PowerView(
             site_headroom_w=self.site_budget_w(t) - self.inc_total_w,
             hall_headroom_w=[b - w for b, w in zip(hb, self.hall_inc_w, strict=True)],
             levels=self.levels,
             floor=len(self.levels) - 1,
             draw_w=self.draw_w,
-            idle_w=[a.idle_w for a in accs],
-            tdp_w=[a.tdp_w for a in accs],
+            idle_w=self._idle_w,
+            tdp_w=self._tdp_w,
             node_hall=self.topo.node_hall,
             node_max_cap_w=self.node_max_cap_w,
-            target=dict(self.target),
+            target=self.target,  # read-only to policies; the solver replaces it whole
             ramp_headroom_w=self.ramp_headroom_it_w(t),
             site_budget_w=self.site_budget_w(t),
             ramp_limit_w=limit,
@@ -391,7 +395,11 @@ class PowerRuntime:
     ) -> tuple[float, int]:
         """Book a start. Returns (throughput kept, waves): a start larger than the ramp window's
         allowance draws in `waves` steps a minute apart."""
-        node_cap = min(self.node_max_cap_w[n] for n, _ in placement)
+        node_cap = (
+            min(self.node_max_cap_w[n] for n, _ in placement)
+            if self.min_node_cap_w < math.inf
+            else math.inf
+        )
         per, inc, kept = self.ladder(job, flavor, gang, node_cap)
         if cap_w is None:
             level = 0
@@ -400,11 +408,8 @@ class PowerRuntime:
                 range(len(self.levels)),
                 key=lambda i: abs(self.levels[i] * self.topo.accelerators[flavor].tdp_w - cap_w),
             )
-        held = sum(k for _, k in placement)
-        shares: dict[int, int] = {}
-        for n, k in placement:
-            h = self.topo.node_hall[n]
-            shares[h] = shares.get(h, 0) + k
+        shares = hall_shares(self.topo.node_hall, placement)
+        held = sum(shares.values())
         halls = {h: k / held for h, k in shares.items()}
         key = (job.kind, flavor, job.priority, self.topo.node_hall[placement[0][0]])
         jp = _JobPower(per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key)
