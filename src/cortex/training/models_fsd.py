@@ -4,8 +4,8 @@ waypoint and occupancy heads (a small BEVFormer-style layout)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 import torch.nn.functional as F  # noqa: N812  (the PyTorch convention)
+from torch import nn
 
 from cortex.training.config import FsdModel
 
