@@ -162,7 +162,8 @@ FSD_PRESETS: dict[str, dict[str, Any]] = {
             "boxes": 12,
         },
         "train": {
-            "batch_size": 16,
+            # 108 GFLOP per sample (fwd+bwd, docs/training.md): 64 is about 7 TFLOP a step
+            "batch_size": 64,
             "steps": 20000,
             "lr": 5e-4,
             "warmup_steps": 500,
