@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -93,7 +94,8 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run_bitwise(
         **{ENV_PAUSE_AT_STEP: f"13:{marker}"},
     )
     wait_for(marker, proc)
-    proc.send_signal(signal.SIGTERM)
+    # to the whole process group, DataLoader worker included, as an executor may do
+    os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_PREEMPTED, err
     assert [s for s, _ in ck.list_checkpoints(job)] == [8, 13]

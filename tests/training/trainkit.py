@@ -48,6 +48,7 @@ def start(workload: str, *args: str, **extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group, so a test can signal the whole job
     )
 
 

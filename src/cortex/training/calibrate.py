@@ -87,7 +87,7 @@ def measure(
         bs = cfg.train.batch_size
         try:
             return _measure(wl, cfg, bs, device, seconds, warmup, max_steps)
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             # Presets are sized by estimate; halve rather than lose the single device call.
             if not cuda or bs == 1:
                 raise

@@ -8,6 +8,7 @@ worker count, and a resumed run sees exactly the batches an uninterrupted run wo
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -53,6 +54,13 @@ class BatchStream(IterableDataset[dict[str, torch.Tensor]]):
             step += workers
 
 
+def _ignore_sigterm(worker_id: int) -> None:
+    """Executors may signal the whole process group. A worker killed by SIGTERM would make the
+    main process fail with "DataLoader worker exited unexpectedly" instead of checkpointing, so
+    workers leave SIGTERM to the main process, which stops them when it exits."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_loader(stream: BatchStream, num_workers: int, seed: int) -> DataLoader[Any]:
     """A DataLoader over whole batches. Its own generator keeps the loader from drawing from the
     global torch RNG, whose state the checkpoint restores (an extra draw would break resume)."""
@@ -63,6 +71,7 @@ def make_loader(stream: BatchStream, num_workers: int, seed: int) -> DataLoader[
         batch_size=None,
         num_workers=num_workers,
         generator=g,
+        worker_init_fn=_ignore_sigterm,
         persistent_workers=False,
         prefetch_factor=2 if num_workers else None,
     )
