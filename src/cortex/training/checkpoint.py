@@ -46,8 +46,9 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def prepare_dir(directory: Path) -> None:
-    """Create the directory, prove it is writable, and remove temp files of torn writes."""
+def prepare_dir(directory: Path, clean: bool = True) -> None:
+    """Create the directory, prove it is writable, and (with `clean`) remove the temp files of
+    torn writes."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / f".probe-{os.getpid()}"
@@ -57,8 +58,9 @@ def prepare_dir(directory: Path) -> None:
         raise CheckpointError(
             f"checkpoint directory {directory}: not writable: {err.strerror or err}"
         ) from None
-    for tmp in directory.glob(".ckpt-*.tmp"):
-        tmp.unlink(missing_ok=True)
+    if clean:
+        for tmp in directory.glob(".ckpt-*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

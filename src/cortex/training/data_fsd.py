@@ -88,6 +88,30 @@ class _Cameras:
         self.ey = np.sin(yaws)[:, None, None] * fwd_c + np.cos(yaws)[:, None, None] * lat_c
 
 
+def bev_projection(m: FsdModel) -> tuple[np.ndarray, np.ndarray]:
+    """Where each BEV cell centre appears in each camera, for the model's lift step.
+
+    Returns `grid` (cameras, G*G, 2) in grid_sample's [-1, 1] image coordinates and `valid`
+    (cameras, G*G): the cell lies on the ground in front of that camera, inside its image and
+    within range. This is the inverse of the pinhole casting in `_Cameras`; the camera rig is
+    known to the network, as calibration is known to a real car's."""
+    g = m.bev_grid
+    xs = BEV_X_M[1] - (np.arange(g) + 0.5) * (BEV_X_M[1] - BEV_X_M[0]) / g
+    ys = BEV_Y_M[1] - (np.arange(g) + 0.5) * (BEV_Y_M[1] - BEV_Y_M[0]) / g
+    bx, by = (a.ravel() for a in np.meshgrid(xs, ys, indexing="ij"))
+    f = m.width / 2.0
+    yaws = 2 * math.pi * np.arange(m.cameras) / m.cameras
+    fwd = np.cos(yaws)[:, None] * bx + np.sin(yaws)[:, None] * by
+    lat = -np.sin(yaws)[:, None] * bx + np.cos(yaws)[:, None] * by
+    ahead = fwd > 0.5
+    safe = np.where(ahead, fwd, 1.0)
+    u = -lat * f / safe + m.width / 2.0
+    v = CAM_HEIGHT_M * f / safe + m.height / 2.0
+    valid = ahead & (fwd < MAX_RANGE_M) & (u >= 0) & (u < m.width) & (v < m.height)
+    grid = np.stack([u / m.width * 2 - 1, v / m.height * 2 - 1], axis=-1)
+    return np.where(valid[..., None], grid, 0.0).astype(np.float32), valid
+
+
 class FsdGenerator:
     """Draws sample `index` of the stream seeded by `seed`."""
 

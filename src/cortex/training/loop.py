@@ -99,16 +99,17 @@ def _train(
         torch.use_deterministic_algorithms(True)
         if cuda:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Same seed on every rank: DDP also broadcasts rank 0's parameters, this keeps dropout
-    # streams reproducible per rank count.
+    # Same seed on every rank, so that a run is reproducible for a given rank count (DDP also
+    # broadcasts rank 0's initial parameters, so the model starts identical either way).
     torch.manual_seed(t.seed)
     np.random.seed(t.seed)
     random.seed(t.seed)
 
     ckpt_dir = opts.checkpoint_dir
     if ckpt_dir is not None:
-        if info.is_main:
-            checkpoint.prepare_dir(ckpt_dir)
+        # Every rank probes, so a bad directory fails all of them with the same one-line error
+        # instead of leaving the others waiting at a barrier; only rank 0 removes torn writes.
+        checkpoint.prepare_dir(ckpt_dir, clean=info.is_main)
         dist.barrier(info)
     metrics = MetricsWriter(
         opts.metrics_file if info.is_main else None,

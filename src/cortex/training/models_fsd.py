@@ -8,6 +8,7 @@ import torch.nn.functional as F  # noqa: N812  (the PyTorch convention)
 from torch import nn
 
 from cortex.training.config import FsdModel
+from cortex.training.data_fsd import bev_projection
 
 
 class FsdNet(nn.Module):
@@ -27,6 +28,11 @@ class FsdNet(nn.Module):
         self.pix_pos = nn.Parameter(torch.randn(tokens, m.dim) * 0.02)
         self.cam_emb = nn.Parameter(torch.randn(m.cameras, m.dim) * 0.02)
         self.bev_queries = nn.Parameter(torch.randn(m.bev_grid * m.bev_grid, m.dim) * 0.02)
+        grid, valid = bev_projection(m)
+        # Not persistent: derived from the config, which the checkpoint already records.
+        self.register_buffer("cell_uv", torch.from_numpy(grid), persistent=False)
+        self.register_buffer("cell_seen", torch.from_numpy(valid).float(), persistent=False)
+        self.ipm_proj = nn.Linear(m.dim, m.dim)
         self.speed_in = nn.Linear(1, m.dim)
         self.lift_norm = nn.LayerNorm(m.dim)
         self.lift = nn.MultiheadAttention(m.dim, m.heads, batch_first=True)
@@ -65,7 +71,16 @@ class FsdNet(nn.Module):
         tokens = feats.flatten(2).transpose(1, 2) + self.pix_pos  # (B*T*C, h*w, D)
         tokens = tokens.unflatten(0, (b * t, cams)) + self.cam_emb[:, None]
         tokens = tokens.flatten(1, 2)  # (B*T, C*h*w, D): every camera of one frame
-        q = self.bev_queries.expand(b * t, -1, -1)
+        # Lift 1: sample every camera's features where each BEV cell projects (inverse
+        # perspective), averaged over the cameras that see the cell. This gives the queries a
+        # geometric prior; the cross-attention below refines it (BEVFormer samples at projected
+        # reference points for the same reason).
+        grid = self.cell_uv.repeat(b * t, 1, 1)[:, :, None]  # (B*T*C, G*G, 1, 2)
+        sampled = F.grid_sample(feats, grid.to(feats.dtype), align_corners=False)
+        sampled = sampled.squeeze(-1).unflatten(0, (b * t, cams))  # (B*T, C, D, G*G)
+        w = self.cell_seen[None, :, None, :]
+        ipm = (sampled * w).sum(1) / w.sum(1).clamp(min=1.0)  # (B*T, D, G*G)
+        q = self.bev_queries + self.ipm_proj(ipm.transpose(1, 2))
         kv = self.lift_norm(tokens)
         bev = q + self.lift(q, kv, kv, need_weights=False)[0]
         bev = bev + self.lift_mlp(bev)  # (B*T, G*G, D)
