@@ -12,6 +12,9 @@ from cortex.training.data_fsd import bev_projection
 
 
 class FsdNet(nn.Module):
+    cell_uv: torch.Tensor  # buffers, declared for the type checker
+    cell_seen: torch.Tensor
+
     def __init__(self, m: FsdModel) -> None:
         super().__init__()
         self.m = m
