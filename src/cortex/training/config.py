@@ -162,7 +162,7 @@ FSD_PRESETS: dict[str, dict[str, Any]] = {
             "boxes": 12,
         },
         "train": {
-            # 108 GFLOP per sample (fwd+bwd, docs/training.md): 64 is about 7 TFLOP a step
+            # 110 GFLOP per sample (fwd+bwd, docs/training.md): 64 is about 7 TFLOP a step
             "batch_size": 64,
             "steps": 20000,
             "lr": 5e-4,
