@@ -46,3 +46,15 @@ def test_smoke_rows_cannot_reach_the_shipped_table(tmp_path: Path) -> None:
     out = _calibrate("--smoke", "--update-data", "--out", str(tmp_path))
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: --update-data")
+
+
+def test_merge_takes_only_measured_rows(tmp_path: Path) -> None:
+    assert _calibrate("--smoke", "--out", str(tmp_path)).returncode == 0
+    out = _calibrate("--merge", str(tmp_path / "calibration.csv"))
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {tmp_path / 'calibration.csv'}: no measured (M) rows"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("kind,flavor\n")
+    out = _calibrate("--merge", str(bad))
+    assert out.returncode == 2
+    assert "required column missing" in out.stderr

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cortex.errors import InputError
 from cortex.fleet.catalog import load_catalog
 from cortex.training.config import build_config
 from cortex.training.metrics import GpuPower
@@ -182,15 +183,35 @@ def _flavor(arg: str, device: torch.device) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cortex.training.calibrate", description=__doc__)
-    p.add_argument("--out", type=Path, required=True, help="directory for calibration.csv/json")
+    p.add_argument("--out", type=Path, help="directory for calibration.csv/json")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny presets, a few steps")
     p.add_argument("--seconds", type=float, default=45.0, help="timed seconds per workload")
     p.add_argument("--flavor", default="auto", help="catalog flavor of this device")
     p.add_argument("--fsd-batch", type=int, help="per-GPU batch for fsd (default: the preset)")
     p.add_argument("--optimus-batch", type=int, help="per-GPU batch for optimus (default: preset)")
+    p.add_argument("--merge", type=Path, metavar="CSV",
+                   help="measure nothing: merge the measured (M) rows of a calibration.csv that "
+                        "a GPU run wrote into the shipped table (for results fetched from a "
+                        "device machine)")  # fmt: skip
     p.add_argument("--update-data", action="store_true",
                    help="merge the rows into the shipped data/calibration.csv")  # fmt: skip
     args = p.parse_args(argv)
+    if args.merge is not None:
+        try:
+            fetched = CalibrationTable.from_csv(args.merge)
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        rows = [r for r in fetched.rows if r.confidence == "M"]
+        if not rows:
+            print(f"error: {args.merge}: no measured (M) rows", file=sys.stderr)
+            return 2
+        SHIPPED.write_text(merge(CalibrationTable.from_csv(SHIPPED), rows).to_text())
+        print(f"merged {len(rows)} measured rows into {SHIPPED}", file=sys.stderr)
+        return 0
+    if args.out is None:
+        print("error: --out: required unless --merge is given", file=sys.stderr)
+        return 2
     if args.smoke and args.update_data:
         print("error: --update-data: smoke rows never go into the shipped table", file=sys.stderr)
         return 2

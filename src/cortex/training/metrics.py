@@ -9,6 +9,7 @@ the file sees progress live, and the file is opened in append mode so a resumed 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -26,7 +27,7 @@ class GpuPower:
             import pynvml  # optional: present on GPU machines, absent here
 
             pynvml.nvmlInit()
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            self._handle = _nvml_handle(pynvml, index)
             self._nvml = pynvml
         except Exception:  # no library, no driver or no device: report null, do not fail the job
             self._nvml = None
@@ -38,6 +39,18 @@ class GpuPower:
             return float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1000.0
         except Exception:
             return None
+
+
+def _nvml_handle(pynvml: Any, cuda_index: int) -> Any:
+    """NVML numbers all GPUs of the machine, CUDA only the visible ones: with
+    CUDA_VISIBLE_DEVICES=3,5 (as executors set it), cuda:0 is NVML device 3."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if visible:
+        entry = visible.split(",")[cuda_index].strip()
+        if entry.isdigit():
+            return pynvml.nvmlDeviceGetHandleByIndex(int(entry))
+        return pynvml.nvmlDeviceGetHandleByUUID(entry)  # GPU-... or MIG-... identifiers
+    return pynvml.nvmlDeviceGetHandleByIndex(cuda_index)
 
 
 class MetricsWriter:
