@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cortex.training.cli import main
+
 from .trainkit import run
 
 
@@ -53,8 +55,22 @@ def _check(workload: str, args, expected: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), NO_TORCH_CASES)
-def test_bad_arguments(args, expected: str, tmp_path: Path) -> None:
-    _check("optimus", args, expected, tmp_path)
+def test_bad_arguments(args, expected: str, tmp_path: Path, capsys) -> None:
+    # In process: these fail before anything is imported that a subprocess would isolate,
+    # and a process start per case costs seconds on the shared cores.
+    argv = args(tmp_path) if callable(args) else args
+    try:
+        code = main("optimus", ["--config", "tiny", "--steps", "2", *argv])
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert expected in err
+
+
+def test_bad_arguments_in_a_real_process_end_in_one_line(tmp_path: Path) -> None:
+    _check("optimus", ["--batch-size", "-4"], "error: --batch-size: Input should be", tmp_path)
 
 
 @pytest.mark.parametrize(("args", "expected"), TORCH_CASES)
