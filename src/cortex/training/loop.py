@@ -1,0 +1,241 @@
+"""The training loop shared by both workloads: resume, train, log, checkpoint, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from cortex import jobproto
+from cortex.training import checkpoint, dist, testhooks
+from cortex.training.baseline import ConstantBaseline
+from cortex.training.config import FsdConfig, OptimusConfig
+from cortex.training.metrics import GpuPower, MetricsWriter
+from cortex.training.signals import StopFlag
+from cortex.training.stream import BatchStream, make_loader
+from cortex.training.workloads import Workload
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    checkpoint_dir: Path | None
+    metrics_file: Path | None
+    device: str = "auto"  # auto | cpu | cuda
+    deterministic: bool | None = None  # None: on for CPU, off for GPU (cuDNN autotuning)
+
+
+def lr_lambda(warmup: int, total: int) -> Any:
+    """Linear warm-up, then cosine decay to 10% of the peak rate."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    return f
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _state(
+    wl: Workload,
+    cfg: FsdConfig | OptimusConfig,
+    step: int,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    global_batch: int,
+    world: int,
+) -> dict[str, Any]:
+    return {
+        "workload": wl.name,
+        "config": cfg.model.model_dump(),
+        "step": step,
+        "model": _unwrap(model).state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": checkpoint.rng_state(),
+        # The stream is keyed by step, so the next step *is* the data position.
+        "data": {"next_step": step, "samples_seen": step * global_batch, "world_size": world},
+    }
+
+
+def train(wl: Workload, cfg: FsdConfig | OptimusConfig, opts: RunOptions) -> int:
+    """Run to `cfg.train.steps`; return the exit code (0 done, 75 preempted)."""
+    stop = StopFlag()
+    stop.install()  # first, so a SIGTERM during start-up still ends in a clean exit 75
+    info = dist.setup(opts.device)
+    try:
+        return _train(wl, cfg, opts, info, stop)
+    finally:
+        dist.teardown(info)
+
+
+def _train(
+    wl: Workload,
+    cfg: FsdConfig | OptimusConfig,
+    opts: RunOptions,
+    info: dist.DistInfo,
+    stop: StopFlag,
+) -> int:
+    t = cfg.train
+    cuda = info.device.type == "cuda"
+    deterministic = (not cuda) if opts.deterministic is None else opts.deterministic
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        if cuda:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # Same seed on every rank, so that a run is reproducible for a given rank count (DDP also
+    # broadcasts rank 0's initial parameters, so the model starts identical either way).
+    torch.manual_seed(t.seed)
+    np.random.seed(t.seed)
+    random.seed(t.seed)
+
+    ckpt_dir = opts.checkpoint_dir
+    if ckpt_dir is not None:
+        # Every rank probes, so a bad directory fails all of them with the same one-line error
+        # instead of leaving the others waiting at a barrier; only rank 0 removes torn writes.
+        checkpoint.prepare_dir(ckpt_dir, clean=info.is_main)
+        dist.barrier(info)
+    metrics = MetricsWriter(
+        opts.metrics_file if info.is_main else None,
+        {"job_id": os.environ.get(jobproto.ENV_JOB_ID), "workload": wl.name, "config": cfg.name},
+    )
+    power = GpuPower(info.device.index if cuda else None)
+
+    model = wl.build_model(cfg.model).to(info.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.steps))
+    start = 0
+    state = checkpoint.load_latest(ckpt_dir) if ckpt_dir is not None else None
+    if state is not None:
+        if state.get("workload") != wl.name or state.get("config") != cfg.model.model_dump():
+            raise checkpoint.CheckpointError(
+                f"{ckpt_dir}: checkpoint step {state['step']} was written by a different "
+                f"workload or model config (workload {state.get('workload')!r})"
+            )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"])
+        start = int(state["data"]["next_step"])
+        metrics.write(event="resume", step=start, from_world_size=state["data"]["world_size"])
+    else:
+        metrics.write(event="start", step=0)
+    params = sum(p.numel() for p in model.parameters())
+    if info.is_main:
+        print(
+            f"{wl.name} --config {cfg.name}: {params:,} parameters, device {info.device}, "
+            f"world {info.world_size}, steps {start}..{t.steps}",
+            file=sys.stderr,
+            flush=True,
+        )
+    net: nn.Module = model
+    if info.distributed:
+        net = DistributedDataParallel(model, device_ids=[info.device.index] if cuda else None)
+
+    global_batch = t.batch_size * info.world_size
+    stream = BatchStream(
+        lambda: wl.make_generator(cfg.model, t.seed),
+        t.batch_size,
+        start,
+        info.rank,
+        info.world_size,
+    )
+    batches = iter(make_loader(stream, t.num_workers, t.seed))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+
+    def save(step: int) -> None:
+        if ckpt_dir is not None and info.is_main:
+            path = checkpoint.save(
+                ckpt_dir,
+                step,
+                _state(wl, cfg, step, net, opt, sched, global_batch, info.world_size),
+                t.keep_checkpoints,
+            )
+            metrics.write(event="checkpoint", step=step, path=str(path))
+        dist.barrier(info)
+
+    loss_sum = torch.zeros((), device=info.device)
+    parts_sum: dict[str, float] = {}
+    base_sum: dict[str, float] = {}
+    n_acc = n_base = 0
+    baseline = ConstantBaseline(wl)
+    t_last = time.perf_counter()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(info.device)
+    step = start
+    try:
+        while step < t.steps:
+            if dist.any_rank(stop.requested, info):
+                save(step)
+                metrics.write(event="preempted", step=step, signal=stop.signal_name or "SIGTERM")
+                return jobproto.EXIT_PREEMPTED
+            batch = {k: v.to(info.device, non_blocking=True) for k, v in next(batches).items()}
+            net.train()
+            with autocast:
+                out = wl.forward(net, batch)
+            losses = wl.losses(out, batch)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            loss_sum += losses["loss"].detach()
+            for k, part in losses.items():
+                if k != "loss":
+                    parts_sum[k] = parts_sum.get(k, 0.0) + float(part.detach())
+            base = baseline.score(batch)
+            for k, value in (base or {}).items():
+                base_sum[k] = base_sum.get(k, 0.0) + value
+            n_base += base is not None
+            n_acc += 1
+            testhooks.pause_at_step(step, stop)
+            if step % t.log_every == 0 or step == t.steps:
+                mean_loss = float(loss_sum) / n_acc  # the sync point for CUDA timing
+                now = time.perf_counter()
+                elapsed = now - t_last
+                metrics.write(
+                    step=step,
+                    loss=round(mean_loss, 6),
+                    **{f"baseline_{k}": round(v / n_base, 6) for k, v in base_sum.items()},
+                    **{k: round(v / n_acc, 6) for k, v in parts_sum.items()},
+                    samples_per_s=round(global_batch * n_acc / elapsed, 3),
+                    step_s=round(elapsed / n_acc, 5),
+                    lr=sched.get_last_lr()[0],
+                    samples_seen=step * global_batch,
+                    world_size=info.world_size,
+                    gpu_power_w=power.read_w(),
+                    gpu_mem_peak_gb=(
+                        round(torch.cuda.max_memory_allocated(info.device) / 2**30, 3)
+                        if cuda
+                        else None
+                    ),
+                )
+                loss_sum.zero_()
+                parts_sum.clear()
+                base_sum.clear()
+                n_acc, n_base, t_last = 0, 0, time.perf_counter()
+            if step % t.checkpoint_every == 0 and step < t.steps:
+                save(step)
+        save(step)
+        testhooks.dump_params(model, info.rank)
+        metrics.write(event="done", step=step)
+        return jobproto.EXIT_OK
+    finally:
+        metrics.close()
