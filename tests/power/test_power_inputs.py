@@ -249,3 +249,21 @@ def test_ladder_is_concave_for_every_kind() -> None:
             if inc[i] > inc[i + 1]
         ]
         assert all(b >= a - 1e-12 for a, b in itertools.pairwise(ratios)), kind
+
+
+def test_measured_calibration_overrides_the_draw_fraction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cortex.sim.power import PowerConfig, PowerRuntime
+    from cortex.workload.calibration import CalibrationRow, CalibrationTable
+    from testkit import TINY
+
+    row = CalibrationRow(
+        kind="llm", flavor="H100-SXM5", samples_per_s=100.0, step_s=0.5, gpu_power_w=610.0,
+        peak_mem_gb=70.0, mfu=0.4, flops_per_sample=1e11, config="large", batch_size=32,
+        date="2026-11-26", device="H100", confidence="M", source="test",
+    )  # fmt: skip
+    pc = PowerConfig("cap", site_cap_mw=1.0, temperature_c=20.0)
+    assert PowerRuntime.build(TINY, pc, 3600.0).draw_w("llm", 0) == pytest.approx(672.0)
+    monkeypatch.setattr(CalibrationTable, "load", classmethod(lambda cls: CalibrationTable([row])))
+    rt = PowerRuntime.build(TINY, pc, 3600.0)
+    assert rt.draw_w("llm", 0) == pytest.approx(610.0)
+    assert rt.draw_w("eval", 0) == pytest.approx(420.0)  # no row: the kind's fraction of TDP

@@ -32,6 +32,7 @@ from cortex.scheduler.power import (
 )
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import ClusterState, Placement
+from cortex.workload.calibration import CalibrationTable
 from cortex.workload.job import Job
 
 POWER_POLICIES = ("none", "static", "admit", "cap", "full")
@@ -166,6 +167,7 @@ class PowerRuntime:
     _ladders: dict = field(default_factory=dict)
     _budget_cache: dict = field(default_factory=dict)
     _per_cache: dict = field(default_factory=dict)
+    _draw_cache: dict = field(default_factory=dict)
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
     staggered: int = 0
@@ -319,8 +321,21 @@ class PowerRuntime:
 
     # ---- per job ----------------------------------------------------------------------------
     def draw_w(self, kind: str, flavor: int) -> float:
-        fr = draw_fractions()
-        return fr.get(kind, fr["generic"]) * self.topo.accelerators[flavor].tdp_w
+        """Mean training draw per GPU: measured by `cortex.training.calibrate` where the
+        calibration table has the kind on this flavor (workload/data/calibration.csv), else the
+        kind's fraction of TDP (power/data/draw_by_kind.csv)."""
+        key = (kind, flavor)
+        got = self._draw_cache.get(key)
+        if got is None:
+            acc = self.topo.accelerators[flavor]
+            row = CalibrationTable.load().get(kind, acc.name)
+            if row is not None and row.gpu_power_w and row.confidence in ("M", "D"):
+                got = min(row.gpu_power_w, acc.tdp_w)
+            else:
+                fr = draw_fractions()
+                got = fr.get(kind, fr["generic"]) * acc.tdp_w
+            self._draw_cache[key] = got
+        return got
 
     def kept(self, flavor: int, cap_w: float, draw_w: float) -> float:
         """Throughput kept at a per-GPU cap, relative to the uncapped run (whose own peaks TDP
