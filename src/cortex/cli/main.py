@@ -6,7 +6,9 @@ import sys
 
 import typer
 
+from cortex.cli import client as client_cmd
 from cortex.cli import fleet as fleet_cmd
+from cortex.cli import serve as serve_cmd
 from cortex.cli import sim as sim_cmd
 from cortex.cli import trace as trace_cmd
 from cortex.errors import InputError
@@ -20,6 +22,10 @@ app = typer.Typer(
 app.command("sim")(sim_cmd.sim)
 app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(trace_cmd.app, name="trace")
+app.command("serve")(serve_cmd.serve)
+for _name in ("submit", "jobs", "job", "cancel", "logs", "queues", "nodes", "events"):
+    app.command(_name)(getattr(client_cmd, _name))
+app.add_typer(client_cmd.token_app, name="token")
 
 
 def main() -> None:

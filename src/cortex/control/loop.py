@@ -1,0 +1,513 @@
+"""The scheduler loop: driver 2 of the scheduling cycle, on the wall clock.
+
+Each tick reads facts (new submissions, cancel requests, process exits), applies them through
+the transition table, snapshots, calls the same `schedule` the twin calls, persists the plan and
+only then applies it through the executor. The store is the source of truth: every step commits
+its intent before it acts (an allocation row before a launch, `stopping` before a SIGTERM), so
+that recovery after a kill -9 can finish or undo whatever was in flight.
+
+Only this loop changes the state of a job that has been submitted; the API inserts jobs and sets
+`cancel_requested`, then wakes the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from cortex.control import models as m
+from cortex.control import store
+from cortex.control.config import Settings
+from cortex.control.fleet import local_fleet, queues_spec
+from cortex.control.metrics import Metrics
+from cortex.fleet.topology import Topology, build
+from cortex.scheduler.cycle import schedule
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.queues import QueueConfig
+from cortex.scheduler.registry import policies as build_policies
+from cortex.scheduler.snapshot import Plan, Snapshot
+from cortex.scheduler.state import ClusterState, Placement
+from cortex.workload.job import Job
+from cortex.workload.spec import JobSpec
+from cortex.workload.states import PENDING, TERMINAL, JobState
+from cortex.workload.throughput import ThroughputTable
+
+log = logging.getLogger("cortex.control")
+
+# A deep pass also runs without events this often while jobs wait: preemption floors and
+# backfill reservations depend on time passing.
+IDLE_CYCLE_S = 1.0
+HEARTBEAT_S = 5.0
+PREEMPT_BACKOFF_MAX_S = 300.0
+STOPPABLE = (JobState.RUNNING.value,)
+
+
+class ExecutorLike(Protocol):
+    """What the loop needs from an executor (cortex.control.executor.LocalExecutor)."""
+
+    def launch(self, spec: Any) -> Any: ...
+    def terminate(self, job_id: int, attempt: int, reason: str = ...) -> None: ...
+    def poll(self) -> list[Any]: ...
+    def adopt(self, handle: Any) -> bool: ...
+    def kill(self, handle: Any) -> None: ...
+
+
+class SchedulerLoop:
+    """Holds the in-memory mirror (ClusterState, PendingQueues, Job objects) of what the store
+    says, rebuilt from the store at start by `cortex.control.recovery`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        executor: ExecutorLike,
+        *,
+        flavor: str,
+        devices: list[int],
+        uses_gpus: bool,
+        node_name: str,
+        metrics: Metrics | None = None,
+        launch_spec: Callable[..., Any] | None = None,
+        handle_from_dict: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.executor = executor
+        self.flavor = flavor
+        self.all_devices = list(devices)
+        self.uses_gpus = uses_gpus
+        self.node_name = node_name
+        self.metrics = metrics or Metrics()
+        if launch_spec is None or handle_from_dict is None:
+            from cortex.control.executor import Handle, LaunchSpec
+
+            launch_spec = launch_spec or LaunchSpec
+            handle_from_dict = handle_from_dict or Handle.from_dict
+        self.launch_spec = launch_spec
+        self.handle_from_dict = handle_from_dict
+        self.topo: Topology = build(local_fleet(flavor, len(devices), node_name))
+        self.pol = build_policies(settings.policy)
+        table = ThroughputTable.load()
+        self.speeds: dict[str, float] = {}
+        for kind in table.kinds():
+            try:
+                self.speeds[kind] = table.speed(kind, flavor)
+            except KeyError:
+                self.speeds[kind] = 1.0  # a GPU the table does not know: take estimates as given
+        self.queues: QueueConfig = QueueConfig.build(
+            queues_spec([], settings.min_runtime_s), self.topo
+        )
+        self.state = ClusterState(self.topo, self.queues)
+        self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
+        self.jobs: dict[int, Job] = {}  # every job not yet final
+        self.placement: dict[int, Placement] = {}  # jobs holding capacity in self.state
+        self.admitted: dict[int, Job] = {}  # placed, waiting for their devices to free up
+        self.stopping: set[int] = set()  # preempted, process still exiting; not in self.state
+        self.attempt: dict[int, int] = {}  # running jobs: current attempt
+        self.owner: dict[int, int] = {}  # device -> job id holding it now
+        self.node_id = 0
+        self.schedulable = True
+        self.lock = threading.RLock()
+        self.wake_event = threading.Event()
+        self.queues_dirty = True
+        self.dirty = True
+        self._last_cycle = 0.0
+        self._last_beat = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+
+    # ---- wiring ---------------------------------------------------------------------------
+    def wake(self) -> None:
+        self.wake_event.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cortex-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.wake_event.wait(self.settings.tick_s)
+            self.wake_event.clear()
+            try:
+                self.tick()
+            except Exception:
+                # A failed tick rolls its transaction back; the next one starts from the store.
+                log.exception("scheduler tick failed")
+                time.sleep(self.settings.tick_s)
+
+    # ---- model helpers --------------------------------------------------------------------
+    def speed(self, kind: str, _flavor: int) -> float:
+        return self.speeds.get(kind, 1.0)
+
+    def estimate_s(self, job: Job, flavor: int, gang: int) -> float:
+        return job.remaining_s * job.gpus / gang / self.speed(job.kind, flavor)
+
+    def mem_job(self, row: m.Job) -> Job:
+        spec = JobSpec.model_validate(row.spec)
+        job = Job.from_spec(row.id, spec, 0, spec.checkpoint_write_s)
+        job.submit_s = row.submitted_at
+        job.state = JobState(row.state)
+        job.restarts = row.failures + row.preemptions
+        return job
+
+    def _resolve(self, job: Job) -> str | None:
+        """Set the queue index and priority; the reason the job cannot be queued, if any."""
+        try:
+            job.queue_idx = self.queues.index(job.team)
+        except KeyError:
+            return f"UnknownQueue: team {job.team} has no queue"
+        prio = self.queues.priority_classes.get(job.priority_class)
+        if prio is None:
+            return f"UnknownPriorityClass: {job.priority_class}"
+        job.priority = prio
+        if job.flavors:
+            job.flavor_ids = tuple(i for i, f in enumerate(self.topo.flavors) if f in job.flavors)
+            if not job.flavor_ids:
+                return f"NoEligibleFlavor: {', '.join(job.flavors)}"
+        return None
+
+    def rebuild(self, s: Session) -> None:
+        """Rebuild the cluster state after the queues changed (their count sizes the state)."""
+        self.queues = QueueConfig.build(
+            queues_spec(store.queues(s), self.settings.min_runtime_s), self.topo
+        )
+        self.state = ClusterState(self.topo, self.queues)
+        self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
+        for job in self.jobs.values():
+            self._resolve(job)
+        for jid, pl in self.placement.items():
+            job = self.jobs[jid]
+            self.state.start(job, job.queue_idx, 0, pl)
+        for job in self.jobs.values():
+            if job.state in PENDING and job.queue_idx >= 0:
+                self.pending.add(job)
+        self.queues_dirty = False
+        self.dirty = True
+
+    # ---- the tick -------------------------------------------------------------------------
+    def tick(self) -> None:
+        with self.lock:
+            self.ticks += 1
+            now = time.time()
+            stops: list[tuple[int, int, str]] = []
+            with self.sessions.begin() as s:
+                if self.queues_dirty:
+                    self.rebuild(s)
+                self._ingest(s, now)
+                stops += self._cancels(s, now)
+            exits = self.executor.poll()
+            if exits:
+                with self.sessions.begin() as s:
+                    for e in exits:
+                        self._exit(s, e, now)
+            for jid, attempt, why in stops:
+                self._terminate(jid, attempt, why)
+            due = self.pending and now - self._last_cycle >= IDLE_CYCLE_S
+            if self.schedulable and (self.dirty or due) and self.pending:
+                plan = self._schedule(now)
+                for jid, attempt, why in self._persist(plan, now):
+                    self._terminate(jid, attempt, why)
+            self._launch_ready()
+            if now - self._last_beat >= HEARTBEAT_S:
+                self._heartbeat(now)
+
+    def _terminate(self, job_id: int, attempt: int, why: str) -> None:
+        try:
+            self.executor.terminate(job_id, attempt, reason=why)
+        except Exception:
+            log.exception("terminate job %s attempt %s", job_id, attempt)
+
+    def _ingest(self, s: Session, now: float) -> None:
+        rows = s.scalars(select(m.Job).where(m.Job.seen.is_(False)).order_by(m.Job.id)).all()
+        if not rows:
+            return
+        for row in rows:
+            row.seen = True
+            if row.state != JobState.QUEUED.value:
+                continue  # cancelled before the loop saw it
+            job = self.mem_job(row)
+            why = self._resolve(job)
+            if why is not None:
+                store.move(s, row, JobState.REJECTED, why, now)
+                row.ended_at = now
+                store.event(s, "rejected", why, job_id=row.id, team=row.team)
+                continue
+            self.jobs[job.id] = job
+            self.pending.add(job)
+        self.dirty = True
+
+    def _cancels(self, s: Session, now: float) -> list[tuple[int, int, str]]:
+        rows = s.scalars(
+            select(m.Job).where(
+                m.Job.cancel_requested.is_(True),
+                m.Job.state.in_([*(st.value for st in PENDING), "admitted", "running"]),
+                or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
+            )
+        ).all()
+        stops = []
+        for row in rows:
+            job = self.jobs.get(row.id)
+            if row.state == JobState.RUNNING.value:
+                row.stopping = "cancel"
+                stops.append((row.id, row.attempt, "cancel"))
+                store.event(s, "stop", "SIGTERM: cancel", job_id=row.id, team=row.team)
+                continue
+            if job is not None and job.state in PENDING:
+                self.pending.remove(job)
+            elif job is not None and row.id in self.admitted:
+                self._release(s, row.id, now)
+                del self.admitted[row.id]
+            store.move(s, row, JobState.CANCELLED, "cancelled before it ran", now)
+            row.ended_at = now
+            self.jobs.pop(row.id, None)
+            self.dirty = True
+        return stops
+
+    def _release(self, s: Session, job_id: int, now: float) -> None:
+        """Give back capacity and devices and close the allocation rows."""
+        job = self.jobs.get(job_id)
+        if job_id in self.placement and job is not None:
+            self.state.stop(job, job.queue_idx)
+            del self.placement[job_id]
+        self.stopping.discard(job_id)
+        self.attempt.pop(job_id, None)
+        for d in [d for d, j in self.owner.items() if j == job_id]:
+            del self.owner[d]
+        s.execute(
+            update(m.Allocation)
+            .where(and_(m.Allocation.job_id == job_id, m.Allocation.active.is_(True)))
+            .values(active=False, released_at=now)
+        )
+        self.dirty = True
+
+    def _requeue(self, s: Session, row: m.Job, job: Job | None, reason: str, now: float) -> None:
+        store.move(s, row, JobState.REQUEUED, reason, now)
+        row.stopping = None
+        if job is not None:
+            job.state = JobState.REQUEUED
+            job.restarts += 1
+            job.est_cache = None
+            self.pending.add(job)
+
+    def _exit(self, s: Session, e: Any, now: float) -> None:
+        row = s.get(m.Job, e.job_id)
+        if row is None or row.attempt != e.attempt or row.state != JobState.RUNNING.value:
+            log.info("stale exit %s", e)
+            return
+        job = self.jobs.get(row.id)
+        self._release(s, row.id, now)
+        row.exit_code = e.exit_code
+        detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
+        store.event(s, "exit", f"attempt {e.attempt} {detail}", job_id=row.id, team=row.team)
+        if row.cancel_requested or e.outcome == "cancelled":
+            store.move(s, row, JobState.CANCELLED, detail, now)
+            row.ended_at = now
+            self.jobs.pop(row.id, None)
+        elif e.outcome == "completed":
+            store.move(s, row, JobState.COMPLETED, detail, now)
+            row.ended_at = now
+            self.jobs.pop(row.id, None)
+        elif e.outcome == "preempted":
+            store.move(s, row, JobState.PREEMPTED, detail, now)
+            row.preemptions += 1
+            self._requeue(s, row, job, "back to queue after preemption", now)
+        else:
+            store.move(s, row, JobState.FAILED, detail, now)
+            row.failures += 1
+            if row.failures <= self.settings.max_retries:
+                self._requeue(
+                    s, row, job, f"retry {row.failures} of {self.settings.max_retries}", now
+                )
+            else:
+                row.ended_at = now
+                row.stopping = None
+                self.jobs.pop(row.id, None)
+        if row.state in TERMINAL or row.state == JobState.FAILED.value:
+            row.stopping = None
+
+    def _schedule(self, now: float) -> Plan:
+        snap = Snapshot(now, self.state, self.pending, self.speed, self.estimate_s)
+        t0 = time.perf_counter()
+        plan = schedule(snap, self.pol, deep=True)
+        self.metrics.cycle.observe(time.perf_counter() - t0)
+        self._last_cycle = now
+        self.dirty = False
+        return plan
+
+    def _persist(self, plan: Plan, now: float) -> list[tuple[int, int, str]]:
+        """Commit the plan's intents; return the SIGTERMs to send once they are durable."""
+        if not (plan.starts or plan.preemptions or plan.preempt_failed):
+            return []
+        stops = []
+        with self.sessions.begin() as s:
+            for job_id in plan.preempt_failed:
+                job = self.jobs[job_id]
+                job.preempt_backoff_s = min(
+                    max(job.preempt_backoff_s * 2, self.settings.tick_s), PREEMPT_BACKOFF_MAX_S
+                )
+                job.next_preempt_try_s = now + job.preempt_backoff_s
+            for p in plan.preemptions:
+                job = p.job
+                row = s.get(m.Job, job.id)
+                assert row is not None
+                row.stopping = "preempt"
+                store.event(
+                    s,
+                    "stop",
+                    f"SIGTERM: preempted ({p.reason.code.value})",
+                    job_id=job.id,
+                    team=job.team,
+                )
+                # The preemptor is admitted onto these GPUs now; the victim's devices stay
+                # taken (self.owner) until its process has exited.
+                self.state.stop(job, job.queue_idx)
+                del self.placement[job.id]
+                self.stopping.add(job.id)
+                stops.append((job.id, row.attempt, "preempt"))
+            for st in plan.starts:
+                job = st.job
+                row = s.get(m.Job, job.id)
+                assert row is not None
+                self.pending.remove(job)
+                store.move(s, row, JobState.ADMITTED, "quota reserved", now)
+                job.state = JobState.ADMITTED
+                job.run_start_s = now
+                job.run_flavor = st.flavor
+                job.run_gpus = st.gang_gpus
+                job.alloc_gpus = st.alloc_gpus
+                job.est_end_s = now + self.estimate_s(job, st.flavor, st.gang_gpus)
+                job.preempt_backoff_s = 0.0
+                job.next_preempt_try_s = 0.0
+                self.state.start(job, job.queue_idx, st.flavor, st.placement)
+                self.placement[job.id] = st.placement
+                self.admitted[job.id] = job
+                s.add(
+                    m.Allocation(
+                        job_id=job.id,
+                        attempt=row.attempt + 1,
+                        node_id=self.node_id,
+                        flavor=self.flavor,
+                        gpus=st.alloc_gpus,
+                        devices=None,
+                        handle=None,
+                        active=True,
+                        created_at=now,
+                    )
+                )
+        return stops
+
+    def _launch_ready(self) -> None:
+        for job_id in sorted(self.admitted, key=lambda j: self.admitted[j].key):
+            job = self.admitted[job_id]
+            free = [d for d in self.all_devices if d not in self.owner]
+            if len(free) < job.alloc_gpus:
+                continue  # preempted jobs still hold these devices
+            self._launch(job, free[: job.alloc_gpus])
+
+    def _launch(self, job: Job, devices: list[int]) -> None:
+        now = time.time()
+        with self.sessions.begin() as s:
+            row = s.get(m.Job, job.id)
+            alloc = store.active_allocation(s, job.id)
+            assert row is not None and alloc is not None
+            row.attempt += 1
+            alloc.attempt = row.attempt
+            alloc.devices = devices
+            store.move(s, row, JobState.RUNNING, f"launching on {self.node_name} {devices}", now)
+            if row.started_at is None:
+                row.started_at = now
+                self.metrics.queue_wait.observe(now - row.submitted_at)
+            store.event(
+                s,
+                "start",
+                f"attempt {row.attempt} on devices {devices}",
+                job_id=row.id,
+                team=row.team,
+            )
+            attempt = row.attempt
+            spec = self.launch_spec(
+                job_id=row.id,
+                attempt=attempt,
+                command=list(row.command),
+                env=dict(row.env),
+                working_dir=row.working_dir,
+                devices=devices,
+                nprocs=row.nprocs,
+                uses_gpus=self.uses_gpus,
+                checkpoint_dir=self.checkpoint_dir(row.id),
+            )
+        job.state = JobState.RUNNING
+        del self.admitted[job.id]
+        self.attempt[job.id] = attempt
+        for d in devices:
+            self.owner[d] = job.id
+        try:
+            handle = self.executor.launch(spec)
+        except Exception as err:
+            log.exception("launch of job %s failed", job.id)
+            with self.sessions.begin() as s:
+                self._exit(s, _LaunchFailure(job.id, attempt, str(err)), time.time())
+            return
+        with self.sessions.begin() as s:
+            s.execute(
+                update(m.Allocation)
+                .where(m.Allocation.job_id == job.id, m.Allocation.attempt == attempt)
+                .values(handle=handle.to_dict())
+            )
+
+    def checkpoint_dir(self, job_id: int) -> Path:
+        return self.settings.home / "checkpoints" / str(job_id)
+
+    def _heartbeat(self, now: float) -> None:
+        with self.sessions.begin() as s:
+            s.execute(
+                update(m.Node).where(m.Node.id == self.node_id).values(last_seen=now, healthy=True)
+            )
+            node = s.get(m.Node, self.node_id)
+            self.schedulable = bool(node.schedulable) if node is not None else True
+        self._last_beat = now
+
+    # ---- read side (API, metrics) -----------------------------------------------------------
+    def gpus_by_flavor(self) -> dict[str, tuple[int, int]]:
+        with self.lock:
+            return {self.flavor: (len(self.owner), len(self.all_devices))}
+
+    def devices_of(self, job_id: int) -> list[int] | None:
+        with self.lock:
+            devs = sorted(d for d, j in self.owner.items() if j == job_id)
+        return devs or None
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Per queue name: (GPUs held, jobs pending)."""
+        with self.lock:
+            out: dict[str, tuple[int, int]] = {}
+            for q in self.queues.queues:
+                used = sum(self.state.usage[q.index])
+                out[q.name] = (used, len(self.pending.lists[q.index]))
+            return out
+
+
+class _LaunchFailure:
+    """An exit record for a launch that raised: counted as a failed run."""
+
+    outcome = "failed"
+    exit_code = None
+
+    def __init__(self, job_id: int, attempt: int, detail: str) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.detail = f"launch failed: {detail}"
