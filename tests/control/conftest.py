@@ -54,22 +54,51 @@ def pg_server() -> Iterator[str]:
         shutil.chown(sock, "postgres")
     port = free_port()
     subprocess.run(
-        _as_pg([str(binp / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                "-E", "UTF8", "--no-locale", "--no-sync"]),
-        check=True, capture_output=True,
+        _as_pg(
+            [
+                str(binp / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
-    opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c max_connections=200")
+    opts = (
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c max_connections=200"
+    )
     subprocess.run(
-        _as_pg([str(binp / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
-                "-o", opts, "start"]),
-        check=True, capture_output=True,
+        _as_pg(
+            [
+                str(binp / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                opts,
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run(
             _as_pg([str(binp / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            check=False,
             capture_output=True,
         )
         shutil.rmtree(root, ignore_errors=True)
@@ -79,8 +108,9 @@ def new_pg_database(base: str) -> str:
     import psycopg
 
     name = f"cortex_t{os.getpid()}_{next(_counter)}"
-    with psycopg.connect(base.replace("postgresql+psycopg", "postgresql") + "/postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        base.replace("postgresql+psycopg", "postgresql") + "/postgres", autocommit=True
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{base}/{name}"
 

@@ -38,6 +38,7 @@ class FakeExecutor:
     adoptable: set[tuple[int, int]] = field(default_factory=set)
     killed: list[Any] = field(default_factory=list)
     fail_launch: bool = False
+    live: list[FakeHandle] = field(default_factory=list)  # runs found on disk after a restart
 
     def launch(self, spec: Any) -> FakeHandle:
         if self.fail_launch:
@@ -61,12 +62,18 @@ class FakeExecutor:
         return out
 
     def adopt(self, handle: Any) -> bool:
-        key = (handle["job_id"], handle["attempt"]) if isinstance(handle, dict) else (
-            handle.job_id, handle.attempt)
+        key = (
+            (handle["job_id"], handle["attempt"])
+            if isinstance(handle, dict)
+            else (handle.job_id, handle.attempt)
+        )
         return key in self.adoptable
 
     def kill(self, handle: Any) -> None:
         self.killed.append(handle)
+
+    def live_handles(self) -> list[FakeHandle]:
+        return list(self.live)
 
     def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]:
         d = self.root / str(job_id) / str(attempt)
@@ -89,4 +96,4 @@ class Spec:
     devices: list[int]
     nprocs: int
     uses_gpus: bool
-    checkpoint_dir: Path
+    checkpoint_dir: Path | None

@@ -14,7 +14,6 @@ from helpers import ADMIN, fake_service, job_body
 from sqlalchemy import select
 
 from cortex.control import models as m
-from cortex.control.service import Service
 from cortex.workload.states import TRANSITIONS, JobState
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
@@ -162,15 +161,33 @@ def test_restart_undoes_unlaunched_intents_and_closes_leaks(env: Env) -> None:
         assert alloc is not None
         alloc.handle = None
         # and a leaked row for a job that holds nothing
-        s.add(m.Allocation(job_id=a, attempt=0, node_id=alloc.node_id, flavor="CPU-SLOT",
-                           gpus=1, active=True, created_at=0.0))
+        s.add(
+            m.Allocation(
+                job_id=a,
+                attempt=0,
+                node_id=alloc.node_id,
+                flavor="CPU-SLOT",
+                gpus=1,
+                active=True,
+                created_at=0.0,
+            )
+        )
     b = env.submit(gpus=1)
     with env.svc.sessions.begin() as s:  # b admitted, never launched
         row = s.get(m.Job, b)
         assert row is not None
         row.state, row.seen = "admitted", True
-        s.add(m.Allocation(job_id=b, attempt=1, node_id=alloc.node_id, flavor="CPU-SLOT",
-                           gpus=1, active=True, created_at=0.0))
+        s.add(
+            m.Allocation(
+                job_id=b,
+                attempt=1,
+                node_id=alloc.node_id,
+                flavor="CPU-SLOT",
+                gpus=1,
+                active=True,
+                created_at=0.0,
+            )
+        )
     env.restart()
     rec = env.svc.recovered
     assert (rec["lost"], rec["unlaunched"]) == (1, 1)
@@ -192,3 +209,24 @@ def test_restart_resends_a_committed_stop(env: Env) -> None:
     env.ex.finish(a, "preempted", 75)  # whatever the exit, a cancelled job stays cancelled
     env.svc.loop.tick()
     assert env.job(a)["state"] == "cancelled"
+
+
+def test_restart_adopts_a_run_whose_handle_never_reached_the_store(env: Env) -> None:
+    from fakeexec import FakeHandle
+
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    with env.svc.sessions.begin() as s:
+        alloc = s.scalar(select(m.Allocation).where(m.Allocation.job_id == a))
+        assert alloc is not None
+        alloc.handle = None
+    found = FakeHandle(a, 1, (0,))
+    stray = FakeHandle(999, 1, (3,))  # a run the store knows nothing of
+    env.ex.live = [found, stray]
+    env.ex.adoptable = {(a, 1)}
+    env.restart()
+    assert env.svc.recovered["adopted"] == 1
+    assert env.job(a)["state"] == "running"
+    assert env.ex.killed == [stray]
+    [alloc_row] = env.active_allocations()
+    assert alloc_row.handle == found.to_dict()

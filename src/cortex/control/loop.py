@@ -57,6 +57,8 @@ class ExecutorLike(Protocol):
     def poll(self) -> list[Any]: ...
     def adopt(self, handle: Any) -> bool: ...
     def kill(self, handle: Any) -> None: ...
+    def live_handles(self) -> list[Any]: ...
+    def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]: ...
 
 
 class SchedulerLoop:
@@ -448,7 +450,7 @@ class SchedulerLoop:
                 devices=devices,
                 nprocs=row.nprocs,
                 uses_gpus=self.uses_gpus,
-                checkpoint_dir=self.checkpoint_dir(row.id),
+                checkpoint_dir=None,  # the executor's per-job directory, kept across attempts
             )
         job.state = JobState.RUNNING
         del self.admitted[job.id]
@@ -468,9 +470,6 @@ class SchedulerLoop:
                 .where(m.Allocation.job_id == job.id, m.Allocation.attempt == attempt)
                 .values(handle=handle.to_dict())
             )
-
-    def checkpoint_dir(self, job_id: int) -> Path:
-        return self.settings.home / "checkpoints" / str(job_id)
 
     def _heartbeat(self, now: float) -> None:
         with self.sessions.begin() as s:

@@ -5,19 +5,18 @@ After a kill -9 the store may hold any of the loop's intents. For each job not y
 - admitted (capacity reserved, never launched): requeued, its allocation closed;
 - running with a handle the executor can adopt (same pid and process start time): kept, and a
   SIGTERM that was committed but maybe not sent is sent again;
-- running otherwise (the process is gone, or the launch never recorded its handle): whatever
-  is left of it is killed, the run is marked failed and the job requeued.
+- running whose handle never reached the store (killed between launch and commit): the
+  executor's run dirs still name the run (`live_handles`), so it is adopted all the same;
+- running otherwise (the process is gone with no verdict): whatever is left of it is killed,
+  the run is marked failed and the job requeued.
+Runs the executor finds that the store does not want are killed: no job runs twice.
 Allocation rows left active for jobs that hold nothing are closed: no allocation leaks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -26,7 +25,6 @@ from sqlalchemy.orm import Session
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.loop import SchedulerLoop
-from cortex.jobproto import ENV_JOB_ID
 from cortex.workload.states import PENDING, JobState
 
 log = logging.getLogger("cortex.control")
@@ -62,32 +60,6 @@ def register_node(s: Session, loop: SchedulerLoop, kind: str) -> None:
     loop.schedulable = node.schedulable
 
 
-def kill_strays(job_id: int) -> int:
-    """SIGKILL the process groups of processes that carry this job's id in their environment.
-    Used only for a launch whose handle never reached the store: without a handle, /proc is the
-    one place that still says which processes belong to the job. Returns the groups killed."""
-    needle = f"{ENV_JOB_ID}={job_id}".encode()
-    groups: set[int] = set()
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            env = (d / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            try:
-                groups.add(os.getpgid(int(d.name)))
-            except OSError:
-                continue
-    for g in groups:
-        if g == os.getpgrp():
-            continue
-        with contextlib.suppress(OSError):
-            os.killpg(g, signal.SIGKILL)
-    return len(groups)
-
-
 def _adopt(loop: SchedulerLoop, handle: dict[str, Any] | None) -> bool:
     if handle is None:
         return False
@@ -107,6 +79,14 @@ def _kill(loop: SchedulerLoop, handle: dict[str, Any] | None) -> None:
         log.exception("kill of an unadoptable handle failed")
 
 
+def _live_handles(loop: SchedulerLoop) -> list[Any]:
+    try:
+        return list(loop.executor.live_handles())
+    except Exception:
+        log.exception("listing live runs failed")
+        return []
+
+
 def recover(loop: SchedulerLoop) -> dict[str, int]:
     """Rebuild the loop's mirror from the store and reconcile running jobs with the machine."""
     counts = {"pending": 0, "adopted": 0, "lost": 0, "unlaunched": 0, "leaks": 0}
@@ -120,6 +100,7 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
             .order_by(m.Job.id)
         ).all()
         holding: set[int] = set()
+        live = {(h.job_id, h.attempt): h for h in _live_handles(loop)}
         for row in rows:
             row.seen = True
             job = loop.mem_job(row)
@@ -138,6 +119,11 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
                 counts["unlaunched"] += 1
             if row.state == JobState.RUNNING.value:
                 alloc = store.active_allocation(s, row.id)
+                key = (row.id, row.attempt)
+                if alloc is not None and alloc.handle is None and key in live:
+                    alloc.handle = live[key].to_dict()
+                    alloc.devices = alloc.devices or list(live[key].devices)
+                live.pop(key, None)
                 if (
                     alloc is not None
                     and alloc.attempt == row.attempt
@@ -171,7 +157,6 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
                     continue
                 handle = alloc.handle if alloc is not None else None
                 _kill(loop, handle)
-                kill_strays(row.id)
                 s.execute(
                     update(m.Allocation)
                     .where(m.Allocation.job_id == row.id, m.Allocation.active.is_(True))
@@ -205,6 +190,12 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
         s.execute(
             update(m.Job).where(m.Job.seen.is_(False), m.Job.state != "queued").values(seen=True)
         )
+    for h in live.values():
+        log.warning("killing run %s/%s that the store does not hold", h.job_id, h.attempt)
+        try:
+            loop.executor.kill(h)
+        except Exception:
+            log.exception("kill of a stray run failed")
     for jid, attempt, why in resend:
         loop._terminate(jid, attempt, why)
     loop.dirty = True
