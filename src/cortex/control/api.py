@@ -51,7 +51,7 @@ def _err(status: int, loc: list[str | int], msg: str, kind: str = "value_error")
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def principal(request: Request) -> Principal:
