@@ -273,6 +273,35 @@ def test_terminate_sends_one_sigterm_however_often_it_is_asked(tmp_path: Path) -
     assert (ex2.checkpoint_dir(45) / "sigterms").read_text() == "TERM\n"
 
 
+def test_preempt_that_came_too_late_does_not_undo_a_completion(tmp_path: Path) -> None:
+    """Exit 0 after the SIGTERM is a preemption (the job may have stopped early); exit 0 before
+    the SIGTERM reached the job is a completion."""
+    root = tmp_path / "root"
+    ex = LocalExecutor(root)
+    graceful = "import signal, sys, time, os\n" + (
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "open(os.path.join(os.environ['CORTEX_CHECKPOINT_DIR'], 'ready'), 'w').close()\n"
+        "time.sleep(60)"
+    )
+    ex.launch(spec(46, py(graceful)))
+    wait_for((ex.checkpoint_dir(46) / "ready").exists, "the job to trap SIGTERM")
+    ex.terminate(46, 1, "preempt")
+    (rec,) = wait_exits(ex, 1)
+    assert (rec.outcome, rec.exit_code) == ("preempted", 0), rec
+
+    h = ex.launch(spec(47, py("pass")))
+    del ex
+    wait_for(Path(h.run_dir, "exit.json").exists, "the job to finish")
+    # The service decided to preempt it, signalled a group that had just ended, and died.
+    (Path(h.run_dir) / "terminate.json").write_text(
+        json.dumps({"reason": "preempt", "grace_s": 5, "kill_at_wall": 0, "signalled_at": 1})
+    )
+    ex2 = LocalExecutor(root)
+    assert ex2.adopt(h)
+    (rec,) = wait_exits(ex2, 1)
+    assert (rec.outcome, rec.exit_code) == ("completed", 0), rec
+
+
 def test_gang_gets_torchrun_variables(ex: LocalExecutor, tmp_path: Path) -> None:
     code = f"""
         import json, os

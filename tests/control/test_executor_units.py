@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -169,3 +171,58 @@ def test_parse_stat_survives_odd_command_names() -> None:
     me = proc_stat(os.getpid())
     assert me is not None
     assert (me.pid, me.pgrp, me.finished) == (os.getpid(), os.getpgid(0), False)
+
+
+class _FakeNvml(types.ModuleType):
+    """Stands in for pynvml (no GPU on CI): the calls `gpus.nvml_gpus` makes, with the types the
+    real library returns (names as bytes in older releases)."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, names: list[str], *, fail_init: bool = False) -> None:
+        super().__init__("pynvml")
+        self.names, self.fail_init, self.shut = names, fail_init, False
+
+    def nvmlInit(self) -> None:  # noqa: N802 (pynvml's names)
+        if self.fail_init:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self) -> None:  # noqa: N802 (pynvml's names)
+        self.shut = True
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802 (pynvml's names)
+        return len(self.names)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:  # noqa: N802 (pynvml's names)
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> bytes:  # noqa: N802 (pynvml's names)
+        return self.names[h].encode()
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:  # noqa: N802 (pynvml's names)
+        return f"GPU-{h}0000000-aaaa"
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> types.SimpleNamespace:  # noqa: N802 (pynvml's names)
+        return types.SimpleNamespace(total=81559 * 2**20)  # an H100 SXM5 as NVML reports it
+
+
+def test_discover_gpus_through_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeNvml(["NVIDIA H100 80GB HBM3"] * 4)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    inv = LocalExecutor.discover(slots=3)
+    assert (inv.kind, inv.flavor, inv.count, inv.devices) == ("gpu", "H100-SXM5", 4, [0, 1, 2, 3])
+    assert inv.memory_gb == 79.6
+    assert fake.shut
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    assert LocalExecutor.discover().devices == [3, 1]
+    assert LocalExecutor.discover(2, gpus=False).kind == "cpu"
+
+
+def test_no_driver_means_cpu_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml(["NVIDIA H100"], fail_init=True))
+    inv = LocalExecutor.discover(slots=3)
+    assert (inv.kind, inv.count) == ("cpu", 3)
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: import fails
+    assert LocalExecutor.discover(slots=2).kind == "cpu"

@@ -546,14 +546,23 @@ class LocalExecutor:
                 how += f" (runner status {code})"
             if "backstop" in run.notes:
                 how = "still running after the grace period: killed with SIGKILL"
-            return self._record(run, None, how)
-        return self._record(run, verdict.get("exit_code"), str(verdict.get("detail", "")))
+            return self._record(run, None, how, stop=run.stop)
+        exit_code = verdict.get("exit_code")
+        stop = run.stop
+        if stop == "preempt" and exit_code == EXIT_OK and verdict.get("stop_signal") is None:
+            # The runner, in the same process group, never got the SIGTERM: the job had
+            # finished before the preemption reached it. Rerunning it would redo its last
+            # stretch for nothing. (A cancel stays a cancel: the user asked for it to end.)
+            stop = None
+        return self._record(run, exit_code, str(verdict.get("detail", "")), stop=stop)
 
-    def _record(self, run: _Run, exit_code: int | None, detail: str) -> ExitRecord:
+    def _record(
+        self, run: _Run, exit_code: int | None, detail: str, *, stop: StopReason | None
+    ) -> ExitRecord:
         h = run.handle
         if run.stop is not None:
             detail = f"{run.stop} requested; {detail}"
-        outcome = outcome_for(run.stop, exit_code)
+        outcome = outcome_for(stop, exit_code)
         log.info("job %s attempt %s: %s (%s)", h.job_id, h.attempt, outcome, detail)
         return ExitRecord(h.job_id, h.attempt, outcome, exit_code, detail)
 
