@@ -466,6 +466,8 @@ def test_bad_launches_are_rejected_and_leave_nothing(ex: LocalExecutor, tmp_path
         ({"command": "echo hi"}, "command"),
         ({"nprocs": 0}, "nprocs"),
         ({"env": {"A": 1}}, "env"),
+        ({"env": {"A": "x\0y"}}, "env"),
+        ({"command": ["echo", "a\0b"]}, "command"),
         ({"devices": [-1]}, "devices"),
         ({"working_dir": str(tmp_path / "missing")}, "working_dir"),
     ]

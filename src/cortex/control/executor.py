@@ -117,6 +117,11 @@ class LaunchSpec:
             raise ValueError(f"command: must be a non-empty list of strings, got {self.command!r}")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
             raise ValueError("env: names and values must be strings")
+        # exec() takes C strings: a NUL would fail inside the runner, far from the caller.
+        if any("\0" in a for a in self.command):
+            raise ValueError("command: an argument contains a NUL character")
+        if any("\0" in v for v in self.env.values()):
+            raise ValueError("env: a value contains a NUL character")
         bad = [k for k in self.env if not k or "=" in k or "\0" in k]
         if bad:
             raise ValueError(f"env: invalid variable name {bad[0]!r}")
@@ -248,7 +253,8 @@ class LocalExecutor:
     def __init__(self, root_dir: Path, *, grace_s: float = 30.0) -> None:
         if grace_s < 0:
             raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
-        self.root = Path(root_dir)
+        # Absolute: handles name paths under it, and a restarted service may have another cwd.
+        self.root = Path(root_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.grace_s = float(grace_s)
         self._runs: dict[tuple[int, int], _Run] = {}
