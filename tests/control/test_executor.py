@@ -185,6 +185,17 @@ def test_cancel(ex: LocalExecutor, tmp_path: Path) -> None:
     assert not ex.terminate(21, 1, "cancel")  # nothing left to stop
 
 
+def test_stop_right_after_launch_still_gets_a_verdict(ex: LocalExecutor) -> None:
+    """The SIGTERM reaches the runner while its interpreter is still starting: it must be held
+    until the runner can record it, not kill the runner silently."""
+    h = ex.launch(spec(22, py("import time; time.sleep(60)")))
+    assert ex.terminate(22, 1, "cancel")
+    (rec,) = wait_exits(ex, 1)
+    assert rec.outcome == "cancelled"
+    assert "without recording" not in rec.detail, rec
+    assert Path(h.run_dir, "exit.json").exists()
+
+
 CHECKPOINTING_JOB = """
     import os, signal, sys, time
     ckpt = os.path.join(os.environ["CORTEX_CHECKPOINT_DIR"], "step")

@@ -404,6 +404,8 @@ class LocalExecutor:
                 signal.SIGHUP,
                 signal.SIGQUIT,
             ),
+            # Blocked until the runner has its handlers (see Runner._install_handlers).
+            setsigmask=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
         )
 
     # -- stopping --------------------------------------------------------------------------

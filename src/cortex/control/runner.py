@@ -105,11 +105,13 @@ class Runner:
         self.stop_signals.append((signum, time.monotonic()))
 
     def _install_handlers(self) -> None:
-        # The service may have had signals blocked; children inherit our mask, and a job with
-        # SIGTERM blocked could never checkpoint.
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         for sig in _STOP_SIGNALS:
             signal.signal(sig, self._on_stop_signal)
+        # The executor starts us with the stop signals blocked, so that a stop requested while
+        # this interpreter was still starting stays pending instead of killing us before we
+        # could record it; it is delivered to the handler now. The children inherit the empty
+        # mask (a job with SIGTERM blocked could never checkpoint).
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
     # -- output ----------------------------------------------------------------------------
     def log(self, msg: str) -> None:
