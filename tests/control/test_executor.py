@@ -313,6 +313,33 @@ def test_preempt_that_came_too_late_does_not_undo_a_completion(tmp_path: Path) -
     assert (rec.outcome, rec.exit_code) == ("completed", 0), rec
 
 
+def test_processes_that_left_the_group_get_the_sigterm_too(ex: LocalExecutor) -> None:
+    """A wrapper that starts the real work in a new session (setsid) must not cost the work its
+    chance to checkpoint: the runner passes the SIGTERM on."""
+    worker = (
+        "import os, signal, sys, time\n"
+        "d = os.environ['CORTEX_CHECKPOINT_DIR']\n"
+        "def on_term(*a):\n"
+        "    open(os.path.join(d, 'worker-saved'), 'w').close()\n"
+        "    sys.exit(75)\n"
+        "signal.signal(signal.SIGTERM, on_term)\n"
+        "open(os.path.join(d, 'ready'), 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    wrapper = f"""
+        import signal, subprocess, sys
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the wrapper waits for its worker
+        w = subprocess.Popen([sys.executable, "-c", {worker!r}], start_new_session=True)
+        sys.exit(w.wait())
+    """
+    ex.launch(spec(48, py(wrapper)))
+    wait_for((ex.checkpoint_dir(48) / "ready").exists, "the worker to trap SIGTERM")
+    ex.terminate(48, 1, "preempt")
+    (rec,) = wait_exits(ex, 1)
+    assert (rec.outcome, rec.exit_code) == ("preempted", 75), rec
+    assert (ex.checkpoint_dir(48) / "worker-saved").exists()
+
+
 def test_gang_gets_torchrun_variables(ex: LocalExecutor, tmp_path: Path) -> None:
     code = f"""
         import json, os

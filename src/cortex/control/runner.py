@@ -123,9 +123,10 @@ class Runner:
             f.write(f"[cortex runner] {msg}\n")
 
     # -- process tree ----------------------------------------------------------------------
-    def _descendants(self) -> list[int]:
+    def _descendants(self, *, outside_group: bool = False) -> list[int]:
         """Live processes of this job: everything in our process group, and everything below us
-        in the process tree (a job may move a child into a new group or session)."""
+        in the process tree (a job may move a child into a new group or session). With
+        `outside_group`, only the latter kind: those a signal to our group misses."""
         stats = [s for s in all_stats() if s.pid != self.me]
         children: dict[int, list[int]] = {}
         for s in stats:
@@ -137,10 +138,14 @@ class Runner:
                 if c not in below:
                     below.add(c)
                     todo.append(c)
+        if outside_group:
+            return [
+                s.pid for s in stats if not s.finished and s.pid in below and s.pgrp != self.pgid
+            ]
         return [s.pid for s in stats if not s.finished and (s.pid in below or s.pgrp == self.pgid)]
 
-    def _signal_job(self, sig: int) -> int:
-        pids = self._descendants()
+    def _signal_job(self, sig: int, *, outside_group: bool = False) -> int:
+        pids = self._descendants(outside_group=outside_group)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
@@ -239,6 +244,9 @@ class Runner:
                 deadline = at + grace
                 self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
                 self.log(f"{signal_name(sig)} received; SIGKILL in {grace:g} s if still running")
+                # The group got this signal with us; pass it on to the job's processes that left
+                # the group (a wrapper that calls setsid, say), so they too can checkpoint.
+                self._signal_job(sig, outside_group=True)
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 if not self.killed_after_grace:
                     self.log("grace period over: SIGKILL")
