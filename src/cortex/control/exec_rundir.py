@@ -11,8 +11,10 @@
         runner.log      the runner's own messages
 
 The files, not the service's memory, are the record: a service killed at any moment finds every
-run it started here, and a file is either absent or complete (written to a temp name, fsynced,
-renamed)."""
+run it started here, and a file is either absent or complete (written to a temp name, renamed).
+Only the verdict is also fsynced: it is the one file that still matters after the machine
+itself crashes (a job that finished before the crash need not run again); after a reboot no
+runner is alive, so a lost spec, handle or stop request changes nothing."""
 
 from __future__ import annotations
 
@@ -42,22 +44,27 @@ class RunFiles:
         self.runner_log = path / "runner.log"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file, fsync, rename, fsync of the directory: after a crash the file is either the old
-    one (or absent) or the complete new one, never a torn write."""
+def write_json_atomic(path: Path, data: Any, *, durable: bool = True) -> None:
+    """Temp file, rename: a reader, or a process killed at any moment, sees the old file (or
+    none) or the complete new one, never a torn write. `durable` adds fsyncs of the file and
+    the directory, so that it also survives a crash of the machine; files that only matter
+    while this boot's processes live (spec, handle, stop request) skip them, since they cost
+    ~10 ms each and a launch writes two."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, json.dumps(data, sort_keys=True).encode())
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    if durable:
+        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -332,7 +332,8 @@ class LocalExecutor:
         )
         write_json_atomic(
             files.spec,
-            {
+            durable=False,
+            data={
                 "job_id": spec.job_id,
                 "attempt": spec.attempt,
                 "command": list(spec.command),
@@ -364,7 +365,7 @@ class LocalExecutor:
         )
         try:
             # The runner waits for this file before it starts the job (see runner.py).
-            write_json_atomic(files.handle, handle.to_dict())
+            write_json_atomic(files.handle, handle.to_dict(), durable=False)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
@@ -447,7 +448,8 @@ class LocalExecutor:
     def _write_stop(run: _Run, grace_s: float, kill_at_wall: float) -> None:
         write_json_atomic(
             run.files.terminate,
-            {
+            durable=False,
+            data={
                 "reason": run.stop,
                 "grace_s": grace_s,
                 "kill_at_wall": kill_at_wall,
