@@ -151,6 +151,8 @@ def test_handle_round_trips_through_json() -> None:
         ({"pid": "100"}, "handle.pid"),
         ({"start_ticks": None}, "handle.start_ticks"),
         ({"devices": [0, "1"]}, "handle.devices"),
+        ({"devices": [True]}, "handle.devices"),
+        ({"attempt": False}, "handle.attempt"),
         ({"run_dir": 3}, "handle.run_dir"),
     ],
 )

@@ -168,7 +168,9 @@ class Handle:
             if not isinstance(d[k], str):
                 raise ValueError(f"handle.{k}: expected a string, got {d[k]!r}")
         devices = d["devices"]
-        if not isinstance(devices, list | tuple) or not all(isinstance(x, int) for x in devices):
+        if not isinstance(devices, list | tuple) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in devices
+        ):
             raise ValueError(f"handle.devices: expected a list of integers, got {devices!r}")
         return cls(
             **{k: d[k] for k in (*ints, *strs)},
