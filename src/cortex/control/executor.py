@@ -125,7 +125,7 @@ class LaunchSpec:
         bad = [k for k in self.env if not k or "=" in k or "\0" in k]
         if bad:
             raise ValueError(f"env: invalid variable name {bad[0]!r}")
-        if not all(isinstance(d, int) and d >= 0 for d in self.devices):
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.devices):
             raise ValueError(f"devices: must be non-negative integers, got {self.devices!r}")
         if len(set(self.devices)) != len(self.devices):
             raise ValueError(f"devices: listed twice in {self.devices!r}")
