@@ -45,10 +45,20 @@ def counts(svc: Service) -> dict[str, int]:
 
 
 def test_missing_wrong_and_malformed_tokens_get_401(client: TestClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
-                    {"Authorization": "Bearer "}):
-        for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/1"),
-                             ("GET", "/v1/queues"), ("GET", "/v1/nodes"), ("GET", "/v1/events")):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+    ):
+        for method, path in (
+            ("GET", "/v1/jobs"),
+            ("POST", "/v1/jobs"),
+            ("GET", "/v1/jobs/1"),
+            ("GET", "/v1/queues"),
+            ("GET", "/v1/nodes"),
+            ("GET", "/v1/events"),
+        ):
             r = client.request(method, path, headers=headers, json=job_body())
             assert r.status_code == 401, (headers, method, path, r.text)
             assert r.headers["www-authenticate"] == "Bearer"
@@ -62,16 +72,20 @@ def test_teams_see_and_cancel_only_their_own_jobs(client: TestClient, svc: Servi
     assert r.status_code == 201, r.text
     job_id = r.json()["id"]
     assert r.json()["team"] == "fsd"
-    for method, path in (("GET", f"/v1/jobs/{job_id}"), ("POST", f"/v1/jobs/{job_id}/cancel"),
-                         ("GET", f"/v1/jobs/{job_id}/logs")):
+    for method, path in (
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("POST", f"/v1/jobs/{job_id}/cancel"),
+        ("GET", f"/v1/jobs/{job_id}/logs"),
+    ):
         other = client.request(method, path, headers=opt)
         missing = client.request(
             method, path.replace(f"/jobs/{job_id}", "/jobs/99999"), headers=opt
         )
         assert other.status_code == missing.status_code == 404
         assert "secret" not in other.text
-        assert other.json()["detail"].replace(str(job_id), "N") == \
-            missing.json()["detail"].replace("99999", "N")
+        assert other.json()["detail"].replace(str(job_id), "N") == missing.json()["detail"].replace(
+            "99999", "N"
+        )
     assert client.get("/v1/jobs", headers=opt).json()["jobs"] == []
     assert client.get("/v1/jobs?team=fsd", headers=opt).json()["jobs"] == []
     assert [j["id"] for j in client.get("/v1/jobs", headers=fsd).json()["jobs"]] == [job_id]
@@ -104,21 +118,40 @@ BAD = [
     (json.dumps(job_body(gpus="two")).encode(), "application/json", "gpus", "integer"),
     (json.dumps(job_body(gpus=-1)).encode(), "application/json", "gpus", "greater than 0"),
     (json.dumps(job_body(gpus=True)).encode(), "application/json", "gpus", "integer"),
-    (json.dumps(job_body(flavors=["H100-SXM5"])).encode(), "application/json", "flavors",
-     "fleet has none"),
+    (
+        json.dumps(job_body(flavors=["H100-SXM5"])).encode(),
+        "application/json",
+        "flavors",
+        "fleet has none",
+    ),
     (json.dumps(job_body(gpus=64)).encode(), "application/json", "gpus", "larger than the fleet"),
-    (json.dumps(job_body(command="python3 x.py")).encode(), "application/json", "command",
-     "list"),
-    (json.dumps(job_body(command=["python3", 7])).encode(), "application/json", "command.1",
-     "string"),
+    (json.dumps(job_body(command="python3 x.py")).encode(), "application/json", "command", "list"),
+    (
+        json.dumps(job_body(command=["python3", 7])).encode(),
+        "application/json",
+        "command.1",
+        "string",
+    ),
     (json.dumps(job_body(command=[])).encode(), "application/json", "command", "at least 1"),
     (json.dumps(job_body(env={"A": 1})).encode(), "application/json", "env.A", "string"),
-    (json.dumps(job_body(priority_class="urgent")).encode(), "application/json",
-     "priority_class", "unknown priority class"),
-    (json.dumps(job_body(working_dir="/no/such/dir")).encode(), "application/json",
-     "working_dir", "not a directory"),
-    (json.dumps({k: v for k, v in job_body().items() if k != "duration_s"}).encode(),
-     "application/json", "body", "exactly one of work_gpu_hours or duration_s"),
+    (
+        json.dumps(job_body(priority_class="urgent")).encode(),
+        "application/json",
+        "priority_class",
+        "unknown priority class",
+    ),
+    (
+        json.dumps(job_body(working_dir="/no/such/dir")).encode(),
+        "application/json",
+        "working_dir",
+        "not a directory",
+    ),
+    (
+        json.dumps({k: v for k, v in job_body().items() if k != "duration_s"}).encode(),
+        "application/json",
+        "body",
+        "exactly one of work_gpu_hours or duration_s",
+    ),
     (json.dumps(job_body(nprocs=2)).encode(), "application/json", "body", "nprocs"),
 ]
 

@@ -11,8 +11,15 @@ from cortex.control import db
 from cortex.control.models import Base
 
 TABLES = {
-    "teams", "tokens", "queues", "jobs", "job_transitions", "nodes", "accelerators",
-    "allocations", "events",
+    "teams",
+    "tokens",
+    "queues",
+    "jobs",
+    "job_transitions",
+    "nodes",
+    "accelerators",
+    "allocations",
+    "events",
 }
 
 

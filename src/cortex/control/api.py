@@ -7,6 +7,7 @@ its thread pool and a slow store never blocks the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -117,7 +117,7 @@ def build_app(svc: Service) -> FastAPI:
             }
         },
     )
-    async def submit(request: Request, who: Who) -> JobOut:
+    async def submit(request: Request, who: Who) -> Response:
         limit = svc.settings.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -133,14 +133,9 @@ def build_app(svc: Service) -> FastAPI:
             if len(body) > limit:
                 raise _err(413, ["body"], f"body is over the {limit}-byte limit", "too_large")
         req = _parse_submit(svc, bytes(body), request.headers.get("content-type", ""), who)
-        return await run_in_threadpool(_insert, req)
-
-    def _insert(req: SubmitRequest) -> JobOut:
-        with svc.sessions.begin() as s:
-            job = store.insert_job(s, req, time.time())
-            out = store.job_out(job)
-        svc.loop.wake()
-        return out
+        out = await asyncio.wrap_future(svc.batcher.submit(req))
+        # Serialized here, once: the model was built from validated values.
+        return Response(out.model_dump_json(), status_code=201, media_type="application/json")
 
     @v1.get("/jobs", response_model=JobList, summary="List jobs (newest first)")
     def list_jobs(
@@ -185,7 +180,7 @@ def build_app(svc: Service) -> FastAPI:
             if not final and not job.cancel_requested:
                 store.request_cancel(s, job)
             out = _job_out(s, job)
-        svc.loop.wake()
+        svc.loop.request_cancel(job_id)
         return out
 
     @v1.get(

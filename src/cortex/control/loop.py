@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.config import Settings
+from cortex.control.db import Sessions
 from cortex.control.fleet import local_fleet, queues_spec
 from cortex.control.metrics import Metrics
+from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.cycle import schedule
 from cortex.scheduler.pending import PendingQueues
@@ -46,7 +48,8 @@ log = logging.getLogger("cortex.control")
 IDLE_CYCLE_S = 1.0
 HEARTBEAT_S = 5.0
 PREEMPT_BACKOFF_MAX_S = 300.0
-STOPPABLE = (JobState.RUNNING.value,)
+CANCEL_SCAN_S = 30.0
+MIN_TICK_S = 0.01
 
 
 class ExecutorLike(Protocol):
@@ -68,7 +71,7 @@ class SchedulerLoop:
     def __init__(
         self,
         settings: Settings,
-        sessions: sessionmaker[Session],
+        sessions: Sessions,
         executor: ExecutorLike,
         *,
         flavor: str,
@@ -78,6 +81,7 @@ class SchedulerLoop:
         metrics: Metrics | None = None,
         launch_spec: Callable[..., Any] | None = None,
         handle_from_dict: Callable[[dict[str, Any]], Any] | None = None,
+        fleet: FleetSpec | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -94,7 +98,18 @@ class SchedulerLoop:
             handle_from_dict = handle_from_dict or Handle.from_dict
         self.launch_spec = launch_spec
         self.handle_from_dict = handle_from_dict
-        self.topo: Topology = build(local_fleet(flavor, len(devices), node_name))
+        # The local machine is one node; benchmarks pass a modelled multi-node `fleet` whose
+        # node n owns device ids n*g .. n*g+g-1.
+        self.topo: Topology = build(fleet or local_fleet(flavor, len(devices), node_name))
+        if fleet is None:
+            self.node_devices = [list(devices)]
+        else:
+            gpn = self.topo.flavor_gpus_per_node
+            self.node_devices, first = [], 0
+            for f in self.topo.node_flavor:
+                self.node_devices.append(list(range(first, first + gpn[f])))
+                first += gpn[f]
+            self.all_devices = [d for ds in self.node_devices for d in ds]
         self.pol = build_policies(settings.policy)
         table = ThroughputTable.load()
         self.speeds: dict[str, float] = {}
@@ -122,6 +137,8 @@ class SchedulerLoop:
         self.dirty = True
         self._last_cycle = 0.0
         self._last_beat = 0.0
+        self._last_cancel_scan = 0.0
+        self.cancel_hint: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -143,6 +160,8 @@ class SchedulerLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.wake_event.wait(self.settings.tick_s)
+            # Let events that arrive together share a tick (a burst of submissions, say).
+            time.sleep(MIN_TICK_S)
             self.wake_event.clear()
             try:
                 self.tick()
@@ -158,7 +177,8 @@ class SchedulerLoop:
     def estimate_s(self, job: Job, flavor: int, gang: int) -> float:
         return job.remaining_s * job.gpus / gang / self.speed(job.kind, flavor)
 
-    def mem_job(self, row: m.Job) -> Job:
+    def mem_job(self, row: Any) -> Job:
+        """A scheduler Job from a jobs row (an ORM object or a Row with the same columns)."""
         spec = JobSpec.model_validate(row.spec)
         job = Job.from_spec(row.id, spec, 0, spec.checkpoint_write_s)
         job.submit_s = row.submitted_at
@@ -206,11 +226,30 @@ class SchedulerLoop:
             self.ticks += 1
             now = time.time()
             stops: list[tuple[int, int, str]] = []
-            with self.sessions.begin() as s:
-                if self.queues_dirty:
-                    self.rebuild(s)
-                self._ingest(s, now)
-                stops += self._cancels(s, now)
+            # Read new submissions and cancel requests without the write lock: only this loop
+            # changes a submitted job's state, so what it reads here cannot change under it.
+            with self.sessions() as r:
+                unseen = r.execute(
+                    select(
+                        m.Job.id,
+                        m.Job.state,
+                        m.Job.spec,
+                        m.Job.submitted_at,
+                        m.Job.failures,
+                        m.Job.preemptions,
+                    )
+                    .where(m.Job.seen.is_(False))
+                    .order_by(m.Job.id)
+                ).all()
+                cancels = self._cancel_candidates(r, now)
+            new = [(row, self.mem_job(row)) for row in unseen if row.state == "queued"]
+            if self.queues_dirty or unseen or cancels:
+                with self.sessions.begin() as s:
+                    if self.queues_dirty:
+                        self.rebuild(s)
+                    if unseen:
+                        self._ingest(s, [row.id for row in unseen], new, now)
+                    stops += self._cancels(s, cancels, now)
             exits = self.executor.poll()
             if exits:
                 with self.sessions.begin() as s:
@@ -233,17 +272,13 @@ class SchedulerLoop:
         except Exception:
             log.exception("terminate job %s attempt %s", job_id, attempt)
 
-    def _ingest(self, s: Session, now: float) -> None:
-        rows = s.scalars(select(m.Job).where(m.Job.seen.is_(False)).order_by(m.Job.id)).all()
-        if not rows:
-            return
-        for row in rows:
-            row.seen = True
-            if row.state != JobState.QUEUED.value:
-                continue  # cancelled before the loop saw it
-            job = self.mem_job(row)
+    def _ingest(self, s: Session, ids: list[int], new: list[tuple[Any, Job]], now: float) -> None:
+        s.execute(update(m.Job).where(m.Job.id.in_(ids)).values(seen=True))
+        for _row, job in new:
             why = self._resolve(job)
             if why is not None:
+                row = s.get(m.Job, job.id)
+                assert row is not None
                 store.move(s, row, JobState.REJECTED, why, now)
                 row.ended_at = now
                 store.event(s, "rejected", why, job_id=row.id, team=row.team)
@@ -252,14 +287,32 @@ class SchedulerLoop:
             self.pending.add(job)
         self.dirty = True
 
-    def _cancels(self, s: Session, now: float) -> list[tuple[int, int, str]]:
-        rows = s.scalars(
-            select(m.Job).where(
-                m.Job.cancel_requested.is_(True),
-                m.Job.state.in_([*(st.value for st in PENDING), "admitted", "running"]),
-                or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
-            )
-        ).all()
+    def request_cancel(self, job_id: int) -> None:
+        """The API recorded a cancel request: look at it on the next tick."""
+        self.cancel_hint.add(job_id)
+        self.wake()
+
+    def _cancel_candidates(self, r: Session, now: float) -> list[int]:
+        """Jobs with a cancel request still to act on. The API's hint names them; a full scan
+        now and then covers requests recorded by an API process other than this one."""
+        q = select(m.Job.id).where(
+            m.Job.cancel_requested.is_(True),
+            m.Job.state.in_([*(st.value for st in PENDING), "admitted", "running"]),
+            or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
+        )
+        if now - self._last_cancel_scan >= CANCEL_SCAN_S:
+            self._last_cancel_scan = now
+        elif self.cancel_hint:
+            q = q.where(m.Job.id.in_(list(self.cancel_hint)))
+        else:
+            return []
+        self.cancel_hint.clear()
+        return list(r.scalars(q).all())
+
+    def _cancels(self, s: Session, ids: list[int], now: float) -> list[tuple[int, int, str]]:
+        if not ids:
+            return []
+        rows = s.scalars(select(m.Job).where(m.Job.id.in_(ids))).all()
         stops = []
         for row in rows:
             job = self.jobs.get(row.id)
@@ -267,6 +320,8 @@ class SchedulerLoop:
                 row.stopping = "cancel"
                 stops.append((row.id, row.attempt, "cancel"))
                 store.event(s, "stop", "SIGTERM: cancel", job_id=row.id, team=row.team)
+                continue
+            if row.state not in ("queued", "requeued", "admitted"):
                 continue
             if job is not None and job.state in PENDING:
                 self.pending.remove(job)
@@ -402,7 +457,7 @@ class SchedulerLoop:
                         job_id=job.id,
                         attempt=row.attempt + 1,
                         node_id=self.node_id,
-                        flavor=self.flavor,
+                        flavor=self.topo.flavors[st.flavor],
                         gpus=st.alloc_gpus,
                         devices=None,
                         handle=None,
@@ -415,10 +470,14 @@ class SchedulerLoop:
     def _launch_ready(self) -> None:
         for job_id in sorted(self.admitted, key=lambda j: self.admitted[j].key):
             job = self.admitted[job_id]
-            free = [d for d in self.all_devices if d not in self.owner]
-            if len(free) < job.alloc_gpus:
-                continue  # preempted jobs still hold these devices
-            self._launch(job, free[: job.alloc_gpus])
+            devices: list[int] = []
+            for node, k in self.placement[job_id]:
+                free = [d for d in self.node_devices[node] if d not in self.owner]
+                if len(free) < k:
+                    break  # preempted jobs still hold these devices
+                devices += free[:k]
+            else:
+                self._launch(job, devices)
 
     def _launch(self, job: Job, devices: list[int]) -> None:
         now = time.time()

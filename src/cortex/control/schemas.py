@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -31,9 +31,13 @@ class SubmitRequest(JobSpec):
             raise ValueError("nprocs must not exceed gpus")
         return self
 
+    PROCESS_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"command", "env", "working_dir", "nprocs"}
+    )
+
     def job_spec(self) -> JobSpec:
         return JobSpec.model_validate(
-            self.model_dump(exclude={"command", "env", "working_dir", "nprocs"}, mode="json")
+            self.model_dump(exclude=set(self.PROCESS_FIELDS), mode="json")
         )
 
 

@@ -15,6 +15,7 @@ from cortex.control import db, store
 from cortex.control import models as m
 from cortex.control.api import build_app
 from cortex.control.auth import Principal
+from cortex.control.batcher import SubmitBatcher
 from cortex.control.config import Settings
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
@@ -65,6 +66,7 @@ class Service:
             self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
         self.recovered = recover(self.loop)
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
+        self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event)
         self.app: FastAPI = build_app(self)
 
     def _job_counts(self) -> list[tuple[str, str, int]]:
@@ -82,7 +84,9 @@ class Service:
             yield
         finally:
             self.loop.stop()
+            self.batcher.close()
 
     def close(self) -> None:
+        self.batcher.close()
         self.loop.stop()
         self.engine.dispose()

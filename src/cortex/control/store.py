@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -94,35 +95,64 @@ def queues(s: Session) -> Sequence[m.Queue]:
 
 
 # ---- jobs ---------------------------------------------------------------------------------------
-def insert_job(s: Session, req: SubmitRequest, at: float) -> m.Job:
-    spec = req.job_spec()
-    job = m.Job(
-        team=spec.team,
-        name=spec.name,
-        state=JobState.QUEUED.value,
-        priority_class=spec.priority_class,
-        gpus=spec.gpus,
-        spec=spec.model_dump(mode="json", exclude_defaults=True),
-        command=list(req.command),
-        env=dict(req.env),
-        working_dir=req.working_dir,
-        nprocs=req.nprocs,
-        submitted_at=at,
-        attempt=0,
-        failures=0,
-        preemptions=0,
-        reason="submitted",
-        cancel_requested=False,
-        seen=False,
+def insert_jobs(s: Session, reqs: list[SubmitRequest], at: float) -> list[JobOut]:
+    """Insert validated submissions as queued jobs, with their first history row. Core inserts
+    with RETURNING (one round trip per batch): the ORM's unit of work costs more than the
+    insert itself at hundreds of submissions a second."""
+    rows: list[dict[str, Any]] = [
+        {
+            "team": req.team,
+            "name": req.name,
+            "state": JobState.QUEUED.value,
+            "priority_class": req.priority_class,
+            "gpus": req.gpus,
+            "spec": req.model_dump(
+                mode="json", exclude_defaults=True, exclude=set(SubmitRequest.PROCESS_FIELDS)
+            ),
+            "command": list(req.command),
+            "env": dict(req.env),
+            "working_dir": req.working_dir,
+            "nprocs": req.nprocs,
+            "submitted_at": at,
+            "attempt": 0,
+            "failures": 0,
+            "preemptions": 0,
+            "reason": "submitted",
+            "cancel_requested": False,
+            "seen": False,
+        }
+        for req in reqs
+    ]
+    ids = list(
+        s.scalars(insert(m.Job).returning(m.Job.id, sort_by_parameter_order=True), rows).all()
     )
-    s.add(job)
-    s.flush()
-    s.add(
-        m.JobTransition(
-            job_id=job.id, src=None, dst=JobState.QUEUED.value, reason="submitted", at=at
+    s.execute(
+        insert(m.JobTransition),
+        [
+            {
+                "job_id": i,
+                "src": None,
+                "dst": JobState.QUEUED.value,
+                "reason": "submitted",
+                "at": at,
+            }
+            for i in ids
+        ],
+    )
+    fields = [k for k in JobOut.model_fields if rows and k in rows[0]]
+    # model_construct: every value was validated on the way in.
+    return [
+        JobOut.model_construct(
+            id=i,
+            started_at=None,
+            ended_at=None,
+            exit_code=None,
+            devices=None,
+            history=None,
+            **{k: r[k] for k in fields},
         )
-    )
-    return job
+        for i, r in zip(ids, rows, strict=True)
+    ]
 
 
 def visible_job(s: Session, who: Principal, job_id: int) -> m.Job | None:
