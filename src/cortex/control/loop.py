@@ -139,6 +139,7 @@ class SchedulerLoop:
         self._last_beat = 0.0
         self._last_cancel_scan = 0.0
         self.cancel_hint: set[int] = set()
+        self._new_alloc: dict[int, m.Allocation] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -243,26 +244,28 @@ class SchedulerLoop:
                 ).all()
                 cancels = self._cancel_candidates(r, now)
             new = [(row, self.mem_job(row)) for row in unseen if row.state == "queued"]
-            if self.queues_dirty or unseen or cancels:
-                with self.sessions.begin() as s:
-                    if self.queues_dirty:
-                        self.rebuild(s)
-                    if unseen:
-                        self._ingest(s, [row.id for row in unseen], new, now)
-                    stops += self._cancels(s, cancels, now)
             exits = self.executor.poll()
-            if exits:
-                with self.sessions.begin() as s:
-                    for e in exits:
-                        self._exit(s, e, now)
+            # Every intent of this tick commits in one transaction (one WAL flush); the signals
+            # and launches it records happen only after that commit.
+            # No autoflush: the unit of work flushes once, at commit, in batches, instead of
+            # before every lookup (most of a busy tick's cost otherwise).
+            with self.sessions.begin() as s, s.no_autoflush:
+                if self.queues_dirty:
+                    self.rebuild(s)
+                if unseen:
+                    self._ingest(s, [row.id for row in unseen], new, now)
+                stops += self._cancels(s, cancels, now)
+                for e in exits:
+                    self._exit(s, e, now)
+                due = self.pending and now - self._last_cycle >= IDLE_CYCLE_S
+                if self.schedulable and (self.dirty or due) and self.pending:
+                    stops += self._persist(s, self._schedule(now), now)
+                launches = self._claim_launches(s, now)
+            self._new_alloc.clear()
             for jid, attempt, why in stops:
                 self._terminate(jid, attempt, why)
-            due = self.pending and now - self._last_cycle >= IDLE_CYCLE_S
-            if self.schedulable and (self.dirty or due) and self.pending:
-                plan = self._schedule(now)
-                for jid, attempt, why in self._persist(plan, now):
-                    self._terminate(jid, attempt, why)
-            self._launch_ready()
+            if launches:
+                self._launch(launches)
             if now - self._last_beat >= HEARTBEAT_S:
                 self._heartbeat(now)
 
@@ -405,69 +408,69 @@ class SchedulerLoop:
         self.dirty = False
         return plan
 
-    def _persist(self, plan: Plan, now: float) -> list[tuple[int, int, str]]:
-        """Commit the plan's intents; return the SIGTERMs to send once they are durable."""
-        if not (plan.starts or plan.preemptions or plan.preempt_failed):
-            return []
+    def _persist(self, s: Session, plan: Plan, now: float) -> list[tuple[int, int, str]]:
+        """Record the plan's intents; return the SIGTERMs to send once they are durable."""
         stops = []
-        with self.sessions.begin() as s:
-            for job_id in plan.preempt_failed:
-                job = self.jobs[job_id]
-                job.preempt_backoff_s = min(
-                    max(job.preempt_backoff_s * 2, self.settings.tick_s), PREEMPT_BACKOFF_MAX_S
-                )
-                job.next_preempt_try_s = now + job.preempt_backoff_s
-            for p in plan.preemptions:
-                job = p.job
-                row = s.get(m.Job, job.id)
-                assert row is not None
-                row.stopping = "preempt"
-                store.event(
-                    s,
-                    "stop",
-                    f"SIGTERM: preempted ({p.reason.code.value})",
-                    job_id=job.id,
-                    team=job.team,
-                )
-                # The preemptor is admitted onto these GPUs now; the victim's devices stay
-                # taken (self.owner) until its process has exited.
-                self.state.stop(job, job.queue_idx)
-                del self.placement[job.id]
-                self.stopping.add(job.id)
-                stops.append((job.id, row.attempt, "preempt"))
-            for st in plan.starts:
-                job = st.job
-                row = s.get(m.Job, job.id)
-                assert row is not None
-                self.pending.remove(job)
-                store.move(s, row, JobState.ADMITTED, "quota reserved", now)
-                job.state = JobState.ADMITTED
-                job.run_start_s = now
-                job.run_flavor = st.flavor
-                job.run_gpus = st.gang_gpus
-                job.alloc_gpus = st.alloc_gpus
-                job.est_end_s = now + self.estimate_s(job, st.flavor, st.gang_gpus)
-                job.preempt_backoff_s = 0.0
-                job.next_preempt_try_s = 0.0
-                self.state.start(job, job.queue_idx, st.flavor, st.placement)
-                self.placement[job.id] = st.placement
-                self.admitted[job.id] = job
-                s.add(
-                    m.Allocation(
-                        job_id=job.id,
-                        attempt=row.attempt + 1,
-                        node_id=self.node_id,
-                        flavor=self.topo.flavors[st.flavor],
-                        gpus=st.alloc_gpus,
-                        devices=None,
-                        handle=None,
-                        active=True,
-                        created_at=now,
-                    )
-                )
+        for job_id in plan.preempt_failed:
+            job = self.jobs[job_id]
+            job.preempt_backoff_s = min(
+                max(job.preempt_backoff_s * 2, self.settings.tick_s), PREEMPT_BACKOFF_MAX_S
+            )
+            job.next_preempt_try_s = now + job.preempt_backoff_s
+        for p in plan.preemptions:
+            job = p.job
+            row = s.get(m.Job, job.id)
+            assert row is not None
+            row.stopping = "preempt"
+            store.event(
+                s,
+                "stop",
+                f"SIGTERM: preempted ({p.reason.code.value})",
+                job_id=job.id,
+                team=job.team,
+            )
+            # The preemptor is admitted onto these GPUs now; the victim's devices stay
+            # taken (self.owner) until its process has exited.
+            self.state.stop(job, job.queue_idx)
+            del self.placement[job.id]
+            self.stopping.add(job.id)
+            stops.append((job.id, row.attempt, "preempt"))
+        for st in plan.starts:
+            job = st.job
+            row = s.get(m.Job, job.id)
+            assert row is not None
+            self.pending.remove(job)
+            store.move(s, row, JobState.ADMITTED, "quota reserved", now)
+            job.state = JobState.ADMITTED
+            job.run_start_s = now
+            job.run_flavor = st.flavor
+            job.run_gpus = st.gang_gpus
+            job.alloc_gpus = st.alloc_gpus
+            job.est_end_s = now + self.estimate_s(job, st.flavor, st.gang_gpus)
+            job.preempt_backoff_s = 0.0
+            job.next_preempt_try_s = 0.0
+            self.state.start(job, job.queue_idx, st.flavor, st.placement)
+            self.placement[job.id] = st.placement
+            self.admitted[job.id] = job
+            self._new_alloc[job.id] = alloc = m.Allocation(
+                job_id=job.id,
+                attempt=row.attempt + 1,
+                node_id=self.node_id,
+                flavor=self.topo.flavors[st.flavor],
+                gpus=st.alloc_gpus,
+                devices=None,
+                handle=None,
+                active=True,
+                created_at=now,
+            )
+            s.add(alloc)
         return stops
 
-    def _launch_ready(self) -> None:
+    def _claim_launches(self, s: Session, now: float) -> list[tuple[int, int, Any]]:
+        """Admitted jobs whose devices are free move to running with a new attempt number and
+        their devices, in the caller's transaction; returns (job id, attempt, launch spec) to
+        launch once that is committed."""
+        out = []
         for job_id in sorted(self.admitted, key=lambda j: self.admitted[j].key):
             job = self.admitted[job_id]
             devices: list[int] = []
@@ -477,58 +480,61 @@ class SchedulerLoop:
                     break  # preempted jobs still hold these devices
                 devices += free[:k]
             else:
-                self._launch(job, devices)
+                out.append(self._claim(s, job, devices, now))
+        return out
 
-    def _launch(self, job: Job, devices: list[int]) -> None:
-        now = time.time()
-        with self.sessions.begin() as s:
-            row = s.get(m.Job, job.id)
-            alloc = store.active_allocation(s, job.id)
-            assert row is not None and alloc is not None
-            row.attempt += 1
-            alloc.attempt = row.attempt
-            alloc.devices = devices
-            store.move(s, row, JobState.RUNNING, f"launching on {self.node_name} {devices}", now)
-            if row.started_at is None:
-                row.started_at = now
-                self.metrics.queue_wait.observe(now - row.submitted_at)
-            store.event(
-                s,
-                "start",
-                f"attempt {row.attempt} on devices {devices}",
-                job_id=row.id,
-                team=row.team,
-            )
-            attempt = row.attempt
-            spec = self.launch_spec(
-                job_id=row.id,
-                attempt=attempt,
-                command=list(row.command),
-                env=dict(row.env),
-                working_dir=row.working_dir,
-                devices=devices,
-                nprocs=row.nprocs,
-                uses_gpus=self.uses_gpus,
-                checkpoint_dir=None,  # the executor's per-job directory, kept across attempts
-            )
+    def _claim(self, s: Session, job: Job, devices: list[int], now: float) -> tuple[int, int, Any]:
+        row = s.get(m.Job, job.id)
+        # Admitted in this transaction (not flushed yet), or in an earlier tick.
+        alloc = self._new_alloc.pop(job.id, None) or store.active_allocation(s, job.id)
+        assert row is not None and alloc is not None
+        row.attempt += 1
+        alloc.attempt = row.attempt
+        alloc.devices = devices
+        store.move(s, row, JobState.RUNNING, f"launching on {self.node_name} {devices}", now)
+        if row.started_at is None:
+            row.started_at = now
+            self.metrics.queue_wait.observe(now - row.submitted_at)
+        store.event(
+            s, "start", f"attempt {row.attempt} on devices {devices}", job_id=row.id, team=row.team
+        )
+        spec = self.launch_spec(
+            job_id=row.id,
+            attempt=row.attempt,
+            command=list(row.command),
+            env=dict(row.env),
+            working_dir=row.working_dir,
+            devices=devices,
+            nprocs=row.nprocs,
+            uses_gpus=self.uses_gpus,
+            checkpoint_dir=None,  # the executor's per-job directory, kept across attempts
+        )
         job.state = JobState.RUNNING
         del self.admitted[job.id]
-        self.attempt[job.id] = attempt
+        self.attempt[job.id] = row.attempt
         for d in devices:
             self.owner[d] = job.id
-        try:
-            handle = self.executor.launch(spec)
-        except Exception as err:
-            log.exception("launch of job %s failed", job.id)
-            with self.sessions.begin() as s:
-                self._exit(s, _LaunchFailure(job.id, attempt, str(err)), time.time())
-            return
+        return job.id, row.attempt, spec
+
+    def _launch(self, launches: list[tuple[int, int, Any]]) -> None:
+        """Start the claimed runs, then store their handles (or their failures) in one commit."""
+        handles: list[tuple[int, int, dict[str, Any]]] = []
+        failed: list[_LaunchFailure] = []
+        for job_id, attempt, spec in launches:
+            try:
+                handles.append((job_id, attempt, self.executor.launch(spec).to_dict()))
+            except Exception as err:
+                log.exception("launch of job %s failed", job_id)
+                failed.append(_LaunchFailure(job_id, attempt, str(err)))
         with self.sessions.begin() as s:
-            s.execute(
-                update(m.Allocation)
-                .where(m.Allocation.job_id == job.id, m.Allocation.attempt == attempt)
-                .values(handle=handle.to_dict())
-            )
+            for job_id, attempt, handle in handles:
+                s.execute(
+                    update(m.Allocation)
+                    .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
+                    .values(handle=handle)
+                )
+            for f in failed:
+                self._exit(s, f, time.time())
 
     def _heartbeat(self, now: float) -> None:
         with self.sessions.begin() as s:
