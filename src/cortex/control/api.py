@@ -398,11 +398,12 @@ def _parse_submit(svc: Service, body: bytes, content_type: str, who: Principal) 
         req = SubmitRequest.model_validate(data)
     except ValidationError as err:
         raise HTTPException(422, detail=_pydantic_detail(err)) from None
+    # No lock: the loop replaces `queues` and `state` whole (never mutates what is read here),
+    # and a handler on the event loop must not wait out a tick.
     loop = svc.loop
-    with loop.lock:
-        queues = loop.queues
-        topo = loop.topo
-        total = list(loop.state.total_gpus)
+    queues = loop.queues
+    topo = loop.topo
+    total = list(loop.state.total_gpus)
     if req.team not in queues.names:
         raise _err(422, ["body", "team"], f"team {req.team} has no queue (create a token for it)")
     if req.priority_class not in queues.priority_classes:
