@@ -230,3 +230,46 @@ def test_restart_adopts_a_run_whose_handle_never_reached_the_store(env: Env) -> 
     assert env.ex.killed == [stray]
     [alloc_row] = env.active_allocations()
     assert alloc_row.handle == found.to_dict()
+
+
+def test_a_job_admitted_but_not_launched_can_itself_be_preempted(env: Env) -> None:
+    a = env.submit(gpus=4, priority_class="preemptible", name="a")
+    env.svc.loop.tick()
+    b = env.submit(gpus=4, priority_class="normal", name="b")
+    env.svc.loop.tick()
+    assert env.job(b)["state"] == "admitted"  # waiting for a's devices
+    c = env.submit(gpus=4, priority_class="production", name="c")
+    env.svc.loop.tick()
+    assert env.check_history(b) == ["queued", "admitted", "requeued"]
+    assert env.job(c)["state"] == "admitted"
+    assert [t[0] for t in env.ex.terminated] == [a]  # b never ran: nothing to signal
+    env.ex.finish(a, "preempted", 75)
+    env.svc.loop.tick()
+    assert env.job(c)["state"] == "running" and env.job(b)["state"] == "requeued"
+    assert [s.job_id for s in env.ex.launched] == [a, c]
+    assert {x.job_id for x in env.active_allocations()} == {c}
+
+
+def test_a_failed_tick_resynchronizes_from_the_store(env: Env) -> None:
+    a = env.submit(gpus=2)
+    env.svc.loop.tick()
+    b = env.submit(gpus=2)
+    loop = env.svc.loop
+    real_persist = loop._persist
+
+    def broken(*args: object) -> object:
+        real_persist(*args)  # type: ignore[arg-type]
+        raise RuntimeError("store went away")
+
+    loop._persist = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        loop.tick()  # b was admitted in memory; the transaction rolled back
+    assert b in loop.placement and env.job(b)["state"] == "queued"
+    loop._persist = real_persist  # type: ignore[method-assign]
+    env.ex.adoptable = {(a, 1)}
+    assert loop.on_error is not None
+    loop.on_error()
+    assert b not in loop.placement and env.job(a)["state"] == "running"
+    loop.tick()
+    assert env.job(b)["state"] == "running"
+    assert sorted(d for s in env.ex.launched for d in s.devices) == [0, 1, 2, 3]

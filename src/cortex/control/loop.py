@@ -140,6 +140,7 @@ class SchedulerLoop:
         self._last_cancel_scan = 0.0
         self.cancel_hint: set[int] = set()
         self._new_alloc: dict[int, m.Allocation] = {}
+        self.on_error: Callable[[], object] | None = None  # set by the service: recovery
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -167,9 +168,26 @@ class SchedulerLoop:
             try:
                 self.tick()
             except Exception:
-                # A failed tick rolls its transaction back; the next one starts from the store.
-                log.exception("scheduler tick failed")
+                # The tick's transaction rolled back, but its in-memory changes did not: rebuild
+                # the mirror from the store, the way a restart would.
+                log.exception("scheduler tick failed; resynchronizing from the store")
                 time.sleep(self.settings.tick_s)
+                if self.on_error is not None:
+                    try:
+                        self.on_error()
+                    except Exception:
+                        log.exception("resynchronization failed")
+
+    def reset(self) -> None:
+        """Forget the in-memory mirror (recovery rebuilds it from the store)."""
+        self.jobs.clear()
+        self.placement.clear()
+        self.admitted.clear()
+        self.stopping.clear()
+        self.attempt.clear()
+        self.owner.clear()
+        self._new_alloc.clear()
+        self.queues_dirty = True
 
     # ---- model helpers --------------------------------------------------------------------
     def speed(self, kind: str, _flavor: int) -> float:
@@ -421,6 +439,14 @@ class SchedulerLoop:
             job = p.job
             row = s.get(m.Job, job.id)
             assert row is not None
+            if job.id in self.admitted:
+                # Admitted but not launched (waiting for an earlier victim's devices): there is
+                # no process to stop, so it goes straight back to the queue.
+                del self.admitted[job.id]
+                self._new_alloc.pop(job.id, None)
+                self._release(s, job.id, now)
+                self._requeue(s, row, job, f"preempted before launch ({p.reason.code.value})", now)
+                continue
             row.stopping = "preempt"
             store.event(
                 s,

@@ -93,6 +93,7 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
     now = time.time()
     resend: list[tuple[int, int, str]] = []
     with loop.lock, loop.sessions.begin() as s:
+        loop.reset()
         loop.rebuild(s)
         rows = s.scalars(
             select(m.Job)

@@ -65,6 +65,7 @@ class Service:
             register_node(s, self.loop, inventory.kind)
             self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
         self.recovered = recover(self.loop)
+        self.loop.on_error = lambda: recover(self.loop)
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
         self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event)
         self.app: FastAPI = build_app(self)
