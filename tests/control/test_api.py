@@ -238,3 +238,32 @@ def test_nodes_events_health_metrics(client: TestClient, svc: Service) -> None:
     client.patch("/v1/nodes/node-test?schedulable=true", headers=ADMIN_H)
     svc.loop.tick()
     assert client.get(f"/v1/jobs/{second}", headers=fsd).json()["state"] == "running"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_admin_token_is_made_once_at_first_start(db_url: str, tmp_path: Path) -> None:
+    from fakeexec import FakeExecutor, Spec, inventory
+
+    from cortex.control.config import Settings
+
+    def start() -> Service:
+        return Service(
+            Settings(home=tmp_path, database_url=db_url),
+            executor=FakeExecutor(tmp_path / "runs"),
+            inventory=inventory(2),
+            node_name="n",
+            launch_spec=Spec,
+            handle_from_dict=lambda d: d,
+        )
+
+    first = start()
+    secret = first.new_admin_token
+    assert secret is not None and secret.startswith("ctx_")
+    r = TestClient(first.app).post(
+        "/v1/tokens", json={"team": "fsd"}, headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert r.status_code == 201
+    first.close()
+    second = start()
+    assert second.new_admin_token is None  # printed once, never again
+    second.close()
