@@ -87,3 +87,19 @@ def test_client_errors(server: LiveServer, tmp_path: Path) -> None:
     assert code == 1 and "not found" in err
     code, _, err = _run(server, token, "token", "create", "--team", "x")
     assert code == 1 and "admin" in err
+
+
+def test_logs_follow_streams_a_run_from_queued_to_done(server: LiveServer, tmp_path: Path) -> None:
+    token = _run(server, ADMIN, "token", "create", "--team", "fsd")[1].strip()
+    job = tmp_path / "ticker.yaml"
+    code = (
+        "import time\\nfor i in range(3):\\n    print('tick', i, flush=True)\\n    time.sleep(0.3)"
+    )
+    job.write_text(
+        f'name: ticker\ngpus: 1\nduration_s: 5\ncommand: [{sys.executable}, -c, "{code}"]\n'
+    )
+    out = json.loads(_run(server, token, "submit", str(job), "--json")[1])
+    # Followed from submission on: the stream waits for the start and ends with the run.
+    code_, text, err = _run(server, token, "logs", str(out[0]["id"]), "-f")
+    assert code_ == 0, err
+    assert text == "tick 0\ntick 1\ntick 2\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -445,31 +445,37 @@ def _tail(path: Path | None, lines: int) -> str:
     return "".join(data.splitlines(keepends=True)[-lines:])
 
 
-def _follow(svc: Service, job_id: int, attempt: int, stream: str, tail: int) -> Iterator[bytes]:
-    """Yield the log as it grows until the attempt is over and its file drained."""
+def _job_state(svc: Service, job_id: int) -> tuple[str, int]:
+    with svc.sessions() as s:
+        job = s.get(m.Job, job_id)
+        return (job.state, job.attempt) if job is not None else ("completed", 0)
+
+
+async def _follow(
+    svc: Service, job_id: int, attempt: int, stream: str, tail: int
+) -> AsyncIterator[bytes]:
+    """Yield the log as it grows until the attempt is over and its file drained. Async, so that
+    a client that hangs up cancels it at the next wait (a sync generator would keep a thread
+    polling a queued job's log until the job ran)."""
     deadline = time.monotonic() + FOLLOW_MAX_S
     path: Path | None = None
     pos = 0
     first = True
     while time.monotonic() < deadline:
-        with svc.sessions() as s:
-            job = s.get(m.Job, job_id)
-            state, current = (job.state, job.attempt) if job is not None else ("completed", 0)
+        state, current = await asyncio.to_thread(_job_state, svc, job_id)
         if path is None and current > 0:
             attempt = current
             p = svc.executor.log_paths(job_id, attempt)
             path = Path(p[0] if stream == "stdout" else p[1])
         if path is not None and path.exists():
             if first and tail > 0:
-                chunk = _tail(path, tail)
+                chunk = await asyncio.to_thread(_tail, path, tail)
                 pos = path.stat().st_size
                 first = False
                 if chunk:
                     yield chunk.encode()
             first = False
-            with path.open("rb") as fh:
-                fh.seek(pos)
-                data = fh.read()
+            data = await asyncio.to_thread(_read_from, path, pos)
             if data:
                 pos += len(data)
                 yield data
@@ -482,4 +488,10 @@ def _follow(svc: Service, job_id: int, attempt: int, stream: str, tail: int) -> 
         )
         if done:
             return
-        time.sleep(FOLLOW_POLL_S)
+        await asyncio.sleep(FOLLOW_POLL_S)
+
+
+def _read_from(path: Path, pos: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(pos)
+        return fh.read(TAIL_MAX_BYTES)
