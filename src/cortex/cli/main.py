@@ -6,8 +6,10 @@ import sys
 
 import typer
 
+from cortex.cli import client as client_cmd
 from cortex.cli import fleet as fleet_cmd
 from cortex.cli import power as power_cmd
+from cortex.cli import serve as serve_cmd
 from cortex.cli import sim as sim_cmd
 from cortex.cli import trace as trace_cmd
 from cortex.errors import InputError
@@ -22,6 +24,10 @@ app.command("sim")(sim_cmd.sim)
 app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(power_cmd.app, name="power")
+app.command("serve")(serve_cmd.serve)
+for _name in ("submit", "jobs", "job", "cancel", "logs", "queues", "nodes", "events"):
+    app.command(_name)(getattr(client_cmd, _name))
+app.add_typer(client_cmd.token_app, name="token")
 
 
 def main() -> None:

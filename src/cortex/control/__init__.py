@@ -1,0 +1,1 @@
+"""The control plane: store, API, scheduler loop and the executors that run real jobs."""

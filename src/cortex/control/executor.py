@@ -1,0 +1,643 @@
+"""The local executor: runs jobs as real processes on this machine, and finds them again after the
+service restarts.
+
+Each run (one attempt of one job) is a runner process (cortex.control.runner, which says why it
+exists) in its own session, with the job's processes under it in its process group. The run dir
+(cortex.control.exec_rundir) is the record: spec, handle, stop request, exit verdict, logs. This
+object keeps no state that the run dirs do not also hold, so a kill -9 of the service at any time
+loses nothing: a new executor adopt()s the handles the store kept, and live_handles() finds any
+run the store never heard of.
+
+No threads: the SIGKILL after a stop's grace period is enforced by the runner itself and, as a
+backstop should the runner be gone, by later poll() calls. Call poll() at least every tick;
+next_deadline_s() says when a call is due."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cortex
+from cortex.control import gpus as gpu_discovery
+from cortex.control.exec_procfs import boot_id, proc_stat, same_process
+from cortex.control.exec_rundir import (
+    RunFiles,
+    job_dir,
+    read_json,
+    run_dir,
+    write_json_atomic,
+)
+from cortex.jobproto import (
+    ENV_CHECKPOINT_DIR,
+    ENV_JOB_ID,
+    ENV_METRICS_FILE,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+)
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["completed", "failed", "preempted", "cancelled"]
+StopReason = Literal["preempt", "cancel"]
+
+CPU_FLAVOR = "CPU-SLOT"  # the fleet catalog's name for one CPU slot
+ENV_ATTEMPT = "CORTEX_ATTEMPT"
+ENV_VISIBLE_SLOTS = "CORTEX_VISIBLE_SLOTS"  # CPU slots: the allocated slot ids, "0,1"
+# The variables the executor sets; a user's value for one of them is overridden, since they are
+# the job's allocation and its contract with the control plane. The API may reject them up front.
+TORCHRUN_ENV = (
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "WORLD_SIZE",
+    "RANK",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+)
+RESERVED_ENV = frozenset(
+    {
+        "CUDA_VISIBLE_DEVICES",
+        "CUDA_DEVICE_ORDER",
+        ENV_JOB_ID,
+        ENV_ATTEMPT,
+        ENV_CHECKPOINT_DIR,
+        ENV_METRICS_FILE,
+        ENV_VISIBLE_SLOTS,
+        *TORCHRUN_ENV,
+    }
+)
+BACKSTOP_S = 1.0  # poll() SIGKILLs this long after the runner should have (runner gone or stuck)
+EXITING_S = 5.0  # a runner that wrote its verdict but is still alive after this is killed
+CONFIRM_TIMEOUT_S = 30.0  # a runner whose launch is not confirmed by then starts nothing
+
+
+@dataclass(frozen=True)
+class Inventory:
+    kind: Literal["gpu", "cpu"]
+    flavor: str  # fleet catalog name: "H100-SXM5", ..., or "CPU-SLOT"
+    count: int
+    devices: list[int]  # GPU indices (NVML / PCI order) or CPU slot ids
+    memory_gb: float | None = None  # per device (the smallest, if they differ); None for CPU
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    job_id: int
+    attempt: int
+    command: list[str]
+    env: dict[str, str]
+    working_dir: str | None
+    devices: list[int]
+    nprocs: int = 1
+    uses_gpus: bool = False
+    checkpoint_dir: Path | None = None
+
+    def validate(self) -> None:
+        """ValueError naming the field, for what would otherwise fail later inside the runner."""
+        for name in ("job_id", "attempt", "nprocs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}: must be a non-negative integer, got {value!r}")
+        if self.nprocs < 1:
+            raise ValueError(f"nprocs: must be at least 1, got {self.nprocs}")
+        if (
+            not isinstance(self.command, list | tuple)
+            or not self.command
+            or not all(isinstance(a, str) for a in self.command)
+        ):
+            raise ValueError(f"command: must be a non-empty list of strings, got {self.command!r}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
+            raise ValueError("env: names and values must be strings")
+        # exec() takes C strings: a NUL would fail inside the runner, far from the caller.
+        if any("\0" in a for a in self.command):
+            raise ValueError("command: an argument contains a NUL character")
+        if any("\0" in v for v in self.env.values()):
+            raise ValueError("env: a value contains a NUL character")
+        bad = [k for k in self.env if not k or "=" in k or "\0" in k]
+        if bad:
+            raise ValueError(f"env: invalid variable name {bad[0]!r}")
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.devices):
+            raise ValueError(f"devices: must be non-negative integers, got {self.devices!r}")
+        if len(set(self.devices)) != len(self.devices):
+            raise ValueError(f"devices: listed twice in {self.devices!r}")
+        if self.working_dir is not None and not Path(self.working_dir).is_dir():
+            raise ValueError(f"working_dir: {self.working_dir!r} is not a directory")
+
+
+@dataclass(frozen=True)
+class Handle:
+    """What the store keeps to find a run again: pid + start time + boot id name one process
+    for all time (a pid alone is reused)."""
+
+    job_id: int
+    attempt: int
+    pid: int  # the runner's
+    pgid: int  # == pid: the runner leads the job's process group
+    start_ticks: int  # /proc/<pid>/stat field 22
+    boot_id: str
+    run_dir: str
+    stdout_path: str
+    stderr_path: str
+    devices: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["devices"] = list(self.devices)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Handle:
+        ints = ("job_id", "attempt", "pid", "pgid", "start_ticks")
+        strs = ("boot_id", "run_dir", "stdout_path", "stderr_path")
+        for k in (*ints, *strs, "devices"):
+            if k not in d:
+                raise ValueError(f"handle.{k}: missing")
+        for k in ints:
+            if not isinstance(d[k], int) or isinstance(d[k], bool):
+                raise ValueError(f"handle.{k}: expected an integer, got {d[k]!r}")
+        for k in strs:
+            if not isinstance(d[k], str):
+                raise ValueError(f"handle.{k}: expected a string, got {d[k]!r}")
+        devices = d["devices"]
+        if not isinstance(devices, list | tuple) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in devices
+        ):
+            raise ValueError(f"handle.devices: expected a list of integers, got {devices!r}")
+        return cls(
+            **{k: d[k] for k in (*ints, *strs)},
+            devices=tuple(devices),
+        )
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    job_id: int
+    attempt: int
+    outcome: Outcome
+    exit_code: int | None  # None: killed by a signal, or no verdict (detail says which)
+    detail: str
+
+
+def outcome_for(stop: StopReason | None, exit_code: int | None) -> Outcome:
+    """A stop request decides over the exit code: a cancelled job is cancelled however it ended,
+    and a preempted one is requeued however it ended (it may have exited 0 on SIGTERM without
+    finishing). Otherwise: 0 completed, 75 (checkpointed, EX_TEMPFAIL) preempted, else failed."""
+    if stop == "cancel":
+        return "cancelled"
+    if stop == "preempt":
+        return "preempted"
+    if exit_code == EXIT_OK:
+        return "completed"
+    if exit_code == EXIT_PREEMPTED:
+        return "preempted"
+    return "failed"
+
+
+def job_env(
+    spec: LaunchSpec,
+    *,
+    base: Mapping[str, str],
+    checkpoint_dir: Path,
+    metrics_file: Path,
+) -> dict[str, str]:
+    """The environment every rank gets (the runner adds the per-rank torchrun variables).
+
+    Inherited from the service, minus its own CORTEX_* settings (admin token, database URL: a
+    job must not see them) and any GPU or torchrun variables; then the user's env on top; then
+    the allocation and protocol variables, which the user cannot override."""
+    env = {k: v for k, v in base.items() if not k.startswith("CORTEX_") and k not in RESERVED_ENV}
+    env.update(spec.env)
+    # Unbuffered Python output, so `cortex logs -f` shows lines as they are printed.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    ids = ",".join(str(d) for d in spec.devices)
+    if spec.uses_gpus:
+        env["CUDA_VISIBLE_DEVICES"] = ids
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # so CUDA's indices are NVML's (see gpus.py)
+    else:
+        # Empty, not unset: a CPU job must not grab a GPU the scheduler gave to someone else.
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env[ENV_VISIBLE_SLOTS] = ids
+        # BLAS/OpenMP default to one thread per core of the machine; a job holding k slots
+        # should use k (a user's own setting wins).
+        env.setdefault("OMP_NUM_THREADS", str(max(1, len(spec.devices) // spec.nprocs)))
+    for k in TORCHRUN_ENV:
+        env.pop(k, None)
+    env[ENV_JOB_ID] = str(spec.job_id)
+    env[ENV_ATTEMPT] = str(spec.attempt)
+    env[ENV_CHECKPOINT_DIR] = str(checkpoint_dir)
+    env[ENV_METRICS_FILE] = str(metrics_file)
+    return env
+
+
+@dataclass
+class _Run:
+    handle: Handle
+    files: RunFiles
+    stop: StopReason | None = None
+    kill_at: float | None = None  # monotonic; backstop SIGKILL time
+    runner_status: int | None = None  # the runner's own wait status, when we reaped it
+    dead: bool = False  # the runner has exited (and was reaped, if it was ours)
+    signalled_at: float | None = None  # wall time the SIGTERM was sent
+    verdict_seen_at: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class LocalExecutor:
+    def __init__(self, root_dir: Path, *, grace_s: float = 30.0) -> None:
+        if grace_s < 0:
+            raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
+        # Absolute: handles name paths under it, and a restarted service may have another cwd.
+        self.root = Path(root_dir).resolve()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.grace_s = float(grace_s)
+        self._runs: dict[tuple[int, int], _Run] = {}
+        self._zombies: dict[int, int] = {}  # pid -> start_ticks: killed orphans still to reap
+
+    # -- discovery -------------------------------------------------------------------------
+    @staticmethod
+    def discover(slots: int | None = None, *, gpus: bool = True) -> Inventory:
+        """GPUs through NVML when there are any (and `gpus`), else `slots` CPU slots (default:
+        the CPUs this process may run on)."""
+        found = gpu_discovery.discover_gpus() if gpus else []
+        if found:
+            return Inventory(
+                kind="gpu",
+                flavor=gpu_discovery.flavor_for(found[0].name),
+                count=len(found),
+                devices=[g.index for g in found],
+                memory_gb=min(g.memory_gb for g in found),
+            )
+        if slots is None:
+            slots = len(os.sched_getaffinity(0)) or os.cpu_count() or 1
+        if not isinstance(slots, int) or slots < 1:
+            raise ValueError(f"slots: must be a positive integer, got {slots!r}")
+        return Inventory(kind="cpu", flavor=CPU_FLAVOR, count=slots, devices=list(range(slots)))
+
+    # -- paths -----------------------------------------------------------------------------
+    def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]:
+        """stdout, stderr of one attempt. Each attempt has its own files (all ranks of a gang
+        share them); the files exist from launch() on."""
+        f = RunFiles(run_dir(self.root, job_id, attempt))
+        return f.stdout, f.stderr
+
+    def checkpoint_dir(self, job_id: int) -> Path:
+        return job_dir(self.root, job_id) / "checkpoints"
+
+    def metrics_file(self, job_id: int) -> Path:
+        return job_dir(self.root, job_id) / "metrics.jsonl"
+
+    # -- launch ----------------------------------------------------------------------------
+    def launch(self, spec: LaunchSpec) -> Handle:
+        """Start one attempt. Returns once the runner is running and its handle is on disk; the
+        job's processes start a few tens of ms later. An attempt can be launched only once (its
+        run dir is created exclusively), so a retry after a crash cannot run it twice."""
+        spec.validate()
+        key = (spec.job_id, spec.attempt)
+        if key in self._runs:
+            raise ValueError(f"attempt: job {spec.job_id} attempt {spec.attempt} is running")
+        files = RunFiles(run_dir(self.root, spec.job_id, spec.attempt))
+        files.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            files.dir.mkdir(mode=0o700)
+        except FileExistsError:
+            raise ValueError(
+                f"attempt: job {spec.job_id} attempt {spec.attempt} was already launched "
+                f"({files.dir} exists); use a new attempt number"
+            ) from None
+        try:
+            return self._launch_in(files, spec)
+        except BaseException:
+            # Nothing started (or it was killed): leave no half-made run dir that would block
+            # a retry of the same attempt or be mistaken for a run.
+            shutil.rmtree(files.dir, ignore_errors=True)
+            raise
+
+    def _launch_in(self, files: RunFiles, spec: LaunchSpec) -> Handle:
+        ckpt = (
+            Path(spec.checkpoint_dir) if spec.checkpoint_dir else self.checkpoint_dir(spec.job_id)
+        )
+        ckpt.mkdir(parents=True, exist_ok=True)
+        env = job_env(
+            spec,
+            base=os.environ,
+            checkpoint_dir=ckpt.resolve(),
+            metrics_file=self.metrics_file(spec.job_id).resolve(),
+        )
+        write_json_atomic(
+            files.spec,
+            durable=False,
+            data={
+                "job_id": spec.job_id,
+                "attempt": spec.attempt,
+                "command": list(spec.command),
+                "env": env,
+                "working_dir": spec.working_dir,
+                "nprocs": spec.nprocs,
+                "grace_s": self.grace_s,
+                "confirm_timeout_s": CONFIRM_TIMEOUT_S,
+            },
+        )
+        for p in (files.stdout, files.stderr):
+            p.touch(mode=0o600)
+        pid = self._spawn_runner(files)
+        # Our child, not reaped yet: its /proc entry exists even if it has already exited.
+        st = proc_stat(pid)
+        if st is None:
+            raise RuntimeError(f"runner {pid} vanished before it could be identified")
+        handle = Handle(
+            job_id=spec.job_id,
+            attempt=spec.attempt,
+            pid=pid,
+            pgid=pid,
+            start_ticks=st.start_ticks,
+            boot_id=boot_id(),
+            run_dir=str(files.dir),
+            stdout_path=str(files.stdout),
+            stderr_path=str(files.stderr),
+            devices=tuple(spec.devices),
+        )
+        try:
+            # The runner waits for this file before it starts the job (see runner.py).
+            write_json_atomic(files.handle, handle.to_dict(), durable=False)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        self._runs[(spec.job_id, spec.attempt)] = _Run(handle=handle, files=files)
+        log.info("launched job %s attempt %s: runner pid %s", spec.job_id, spec.attempt, pid)
+        return handle
+
+    def _spawn_runner(self, files: RunFiles) -> int:
+        # posix_spawn, not subprocess.Popen: a Popen object that is dropped while its child runs
+        # warns, and dropping it is exactly what happens to every runner when the service
+        # restarts. setsid: the runner leads a new session and process group, detached from the
+        # service's terminal and signals.
+        src = str(Path(cortex.__file__).resolve().parent.parent)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CORTEX_")}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+        log_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        return os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "cortex.control.runner", str(files.dir)],
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(files.runner_log), log_flags, 0o600),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
+            setsid=True,
+            # Python ignores SIGPIPE and SIGXFSZ, and a service may ignore or handle others;
+            # the runner and the job start with the defaults, as from a shell.
+            setsigdef=(
+                signal.SIGPIPE,
+                signal.SIGXFSZ,
+                signal.SIGCHLD,
+                signal.SIGTERM,
+                signal.SIGINT,
+                signal.SIGHUP,
+                signal.SIGQUIT,
+            ),
+            # Blocked until the runner has its handlers (see Runner._install_handlers).
+            setsigmask=(signal.SIGTERM, signal.SIGINT, signal.SIGHUP),
+        )
+
+    # -- stopping --------------------------------------------------------------------------
+    def terminate(
+        self, job_id: int, attempt: int, reason: str, *, grace_s: float | None = None
+    ) -> bool:
+        """SIGTERM the run's whole process group; SIGKILL it after the grace period (`grace_s`,
+        default the executor's). Idempotent, including across a restart: the group gets one
+        SIGTERM per run, however often this is called (a second one could interrupt the job's
+        checkpoint handler). A cancel after a preempt turns the stop into a cancel; a later
+        request never extends the deadline. Returns False when there is nothing to stop: not
+        running under this executor, or its verdict is already written (then poll() reports
+        how it really ended)."""
+        if reason not in ("preempt", "cancel"):
+            raise ValueError(f"reason: must be 'preempt' or 'cancel', got {reason!r}")
+        grace = self.grace_s if grace_s is None else float(grace_s)
+        if grace < 0:
+            raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
+        run = self._runs.get((job_id, attempt))
+        if run is None or run.dead or run.files.exit.exists():
+            return False
+        stop: StopReason = "cancel" if "cancel" in (reason, run.stop) else "preempt"
+        now_wall, now = time.time(), time.monotonic()
+        kill_at = now + grace + BACKSTOP_S
+        if run.kill_at is not None:
+            kill_at = min(kill_at, run.kill_at)
+        run.stop, run.kill_at = stop, kill_at
+        # Written before the signal: the runner reads the grace from it, and a restarted
+        # service reads the reason, the deadline and whether the SIGTERM went out.
+        self._write_stop(run, grace, now_wall + (kill_at - now))
+        if run.signalled_at is None:
+            self._signal_group(run.handle, signal.SIGTERM)
+            run.signalled_at = time.time()
+            self._write_stop(run, grace, now_wall + (kill_at - now))
+        log.info("job %s attempt %s: %s, grace %g s", job_id, attempt, stop, grace)
+        return True
+
+    @staticmethod
+    def _write_stop(run: _Run, grace_s: float, kill_at_wall: float) -> None:
+        write_json_atomic(
+            run.files.terminate,
+            durable=False,
+            data={
+                "reason": run.stop,
+                "grace_s": grace_s,
+                "kill_at_wall": kill_at_wall,
+                "signalled_at": run.signalled_at,
+            },
+        )
+
+    def kill(self, h: Handle) -> None:
+        """SIGKILL the run's whole group now and forget it: for an orphan the store does not
+        want. No ExitRecord follows."""
+        self._runs.pop((h.job_id, h.attempt), None)
+        self._signal_group(h, signal.SIGKILL)
+        if same_process(h.pid, h.start_ticks) is not None:
+            self._zombies[h.pid] = h.start_ticks
+        self._reap_zombies()
+
+    def _signal_group(self, h: Handle, sig: int) -> bool:
+        """Signal the run's process group, if it is still this run's. The group id is the
+        runner's pid; while any member lives, Linux does not hand that number to a new process,
+        but once all are gone it may, and a new process can lead a group of that number. So:
+        the runner alive (same start time) or no process at all with that pid - never a
+        different process that now has it."""
+        if h.boot_id != boot_id():
+            return False
+        st = proc_stat(h.pid)
+        if st is not None and st.start_ticks != h.start_ticks:
+            return False
+        try:
+            os.killpg(h.pgid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError as e:
+            log.warning("cannot signal process group %s: %s", h.pgid, e)
+            return False
+        return True
+
+    # -- watching --------------------------------------------------------------------------
+    def poll(self) -> list[ExitRecord]:
+        """Exits since the last call, each reported once by this executor (after a restart, a
+        run adopted again reports again: the store must apply exits idempotently). Never
+        blocks; also reaps our exited runners and enforces stop deadlines."""
+        out: list[ExitRecord] = []
+        now = time.monotonic()
+        for key, run in list(self._runs.items()):
+            rec = self._check(run, now)
+            if rec is not None:
+                del self._runs[key]
+                out.append(rec)
+        self._reap_zombies()
+        return out
+
+    def next_deadline_s(self) -> float | None:
+        """Seconds until poll() next has a SIGKILL to enforce, for an event-driven loop."""
+        times = [r.kill_at for r in self._runs.values() if r.kill_at is not None]
+        return max(0.0, min(times) - time.monotonic()) if times else None
+
+    def running(self) -> list[Handle]:
+        """Handles of the runs this executor watches (launched or adopted, exit not reported)."""
+        return [r.handle for r in self._runs.values()]
+
+    def _alive(self, run: _Run) -> bool:
+        """Is the runner still running? Reaps it if it is our exited child. The start time is
+        checked first: waitpid() on a reused pid could reap a different child of ours."""
+        if run.dead:
+            return False
+        h = run.handle
+        st = same_process(h.pid, h.start_ticks) if h.boot_id == boot_id() else None
+        if st is not None and not st.finished:
+            return True
+        if st is not None:  # a zombie: ours to reap, if we are its parent
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(h.pid, os.WNOHANG)
+                if pid == h.pid:
+                    run.runner_status = status
+        run.dead = True
+        return False
+
+    def _check(self, run: _Run, now: float) -> ExitRecord | None:
+        verdict = self._read_verdict(run)
+        alive = self._alive(run)
+        if alive:
+            if verdict is not None:
+                # The runner writes its verdict last and exits right after; give it a moment.
+                run.verdict_seen_at = run.verdict_seen_at or now
+                if now - run.verdict_seen_at > EXITING_S:
+                    self._signal_group(run.handle, signal.SIGKILL)
+            elif run.kill_at is not None and now >= run.kill_at:
+                # Backstop: the runner should have done this at the end of the grace period.
+                if "backstop" not in run.notes:
+                    run.notes.append("backstop")
+                    log.warning("job %s: runner did not stop it in time", run.handle.job_id)
+                self._signal_group(run.handle, signal.SIGKILL)
+            return None
+        if verdict is None:
+            verdict = self._read_verdict(run)  # it may have written it just before exiting
+        h = run.handle
+        if verdict is None:
+            # The runner died without a verdict (SIGKILLed by our backstop or by the kernel's
+            # OOM killer, say). Kill what it left, so the job cannot run on unallocated.
+            self._signal_group(h, signal.SIGKILL)
+            how = "the runner exited without recording how the job ended"
+            if run.runner_status is not None:
+                code = os.waitstatus_to_exitcode(run.runner_status)
+                how += f" (runner status {code})"
+            if "backstop" in run.notes:
+                how = "still running after the grace period: killed with SIGKILL"
+            return self._record(run, None, how, stop=run.stop)
+        exit_code = verdict.get("exit_code")
+        stop = run.stop
+        if stop == "preempt" and exit_code == EXIT_OK and verdict.get("stop_signal") is None:
+            # The runner, in the same process group, never got the SIGTERM: the job had
+            # finished before the preemption reached it. Rerunning it would redo its last
+            # stretch for nothing. (A cancel stays a cancel: the user asked for it to end.)
+            stop = None
+        return self._record(run, exit_code, str(verdict.get("detail", "")), stop=stop)
+
+    def _record(
+        self, run: _Run, exit_code: int | None, detail: str, *, stop: StopReason | None
+    ) -> ExitRecord:
+        h = run.handle
+        if run.stop is not None:
+            detail = f"{run.stop} requested; {detail}"
+        outcome = outcome_for(stop, exit_code)
+        log.info("job %s attempt %s: %s (%s)", h.job_id, h.attempt, outcome, detail)
+        return ExitRecord(h.job_id, h.attempt, outcome, exit_code, detail)
+
+    @staticmethod
+    def _read_verdict(run: _Run) -> dict[str, Any] | None:
+        try:
+            return read_json(run.files.exit)
+        except ValueError as e:  # not a verdict we wrote; report it rather than crash the loop
+            return {"exit_code": None, "detail": f"unreadable exit record: {e}"}
+
+    def _reap_zombies(self) -> None:
+        for pid, ticks in list(self._zombies.items()):
+            st = same_process(pid, ticks)
+            if st is None:
+                del self._zombies[pid]
+            elif st.finished:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                del self._zombies[pid]
+
+    # -- after a restart -------------------------------------------------------------------
+    def adopt(self, h: Handle) -> bool:
+        """Watch a run started by an earlier service (or an earlier executor object). True if
+        its runner is still the process the handle names (pid and start time, same boot) or its
+        verdict is on disk: poll() will report its exit. False if it is gone with no verdict:
+        whatever it left running is killed, and the caller marks it failed and requeues it."""
+        key = (h.job_id, h.attempt)
+        if key in self._runs:
+            return True
+        files = RunFiles(Path(h.run_dir))
+        run = _Run(handle=h, files=files)
+        try:
+            req = read_json(files.terminate)
+        except ValueError:
+            req = None
+        if req is not None and req.get("reason") in ("preempt", "cancel"):
+            run.stop = req["reason"]
+            run.signalled_at = req.get("signalled_at")
+            if run.signalled_at is not None:
+                # Not before: the grace period starts when the SIGTERM goes out (terminate()).
+                remaining = float(req.get("kill_at_wall", 0.0)) - time.time()
+                run.kill_at = time.monotonic() + max(0.0, remaining)
+        if self._alive(run) or self._read_verdict(run) is not None:
+            self._runs[key] = run
+            return True
+        # Gone without a verdict. Its group may still hold processes (a runner killed on its
+        # own leaves its job running): they must not run on beside the requeued job.
+        self._signal_group(h, signal.SIGKILL)
+        return False
+
+    def live_handles(self) -> list[Handle]:
+        """Every run under root_dir whose runner is still running, whether or not the store
+        knows it (a service killed between launch() and its commit leaves one it does not):
+        adopt() those the store wants, kill() the rest."""
+        out: list[Handle] = []
+        for path in sorted(self.root.glob("jobs/*/attempts/*/handle.json")):
+            try:
+                data = read_json(path)
+                h = Handle.from_dict(data) if data is not None else None
+            except ValueError:
+                continue
+            if h is not None and h.boot_id == boot_id():
+                st = same_process(h.pid, h.start_ticks)
+                if st is not None and not st.finished:
+                    out.append(h)
+        return out

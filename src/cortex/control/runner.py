@@ -1,0 +1,387 @@
+"""The runner: a small parent process between the service and a job's processes.
+
+    python -m cortex.control.runner RUN_DIR
+
+Why it exists: only a process's parent can wait() for it and learn how it ended. A service that
+was killed and started again is not the parent of the jobs its earlier self started, so it could
+see that a pid vanished but never with which exit code, which is what decides completed, failed
+or preempted. The runner is that parent. It lives in its own session (so a kill -9 of the service,
+or a signal to the service's process group, does not reach it), starts the job's processes,
+waits for them, and writes their verdict atomically to exit.json in the run dir
+(see exec_rundir). Whoever runs the service later reads the verdict from there.
+
+It also does what only a parent sitting next to the job can do promptly: stop the rest of a gang
+when one rank fails, enforce the SIGTERM grace period even while the service is down, and make
+sure nothing the job started outlives it (it is a child subreaper, so orphaned grandchildren are
+re-parented to it rather than to init).
+
+It imports only the standard library and two tiny modules, so it starts in tens of ms."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cortex.control.exec_procfs import all_stats
+from cortex.control.exec_rundir import RunFiles, read_json, write_json_atomic
+
+POLL_S = 0.05  # how often the runner looks at its children: bounds exit-report latency
+CONFIRM_POLL_S = 0.005
+_PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# The exit codes a shell uses for "not found" and "found but not executable".
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+
+def rank_env(base: dict[str, str], rank: int, nprocs: int, master_port: int) -> dict[str, str]:
+    """torchrun's variables, so `init_process_group("env://")` works unchanged in a gang. One node
+    only: every rank is local, so LOCAL_RANK == RANK."""
+    env = dict(base)
+    if nprocs > 1:
+        env.update(
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(master_port),
+            WORLD_SIZE=str(nprocs),
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            LOCAL_WORLD_SIZE=str(nprocs),
+            GROUP_RANK="0",
+        )
+    return env
+
+
+def free_port() -> int:
+    """A port free right now. Another process could take it before rank 0 binds it; torchrun has
+    the same race and it is rare on one machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@dataclass
+class _Rank:
+    rank: int
+    pid: int
+    proc: subprocess.Popen[bytes]
+    status: int | None = None  # os.waitstatus_to_exitcode: the code, or -signal
+    end_seq: int = 0  # order of exit: the first failing rank is the cause of a gang failure
+
+
+class Runner:
+    def __init__(self, files: RunFiles) -> None:
+        self.files = files
+        self.me = os.getpid()
+        self.pgid = os.getpgid(0)
+        self.started_at = time.time()
+        self.stop_signals: list[tuple[int, float]] = []  # (signal, monotonic time) as received
+        self.handled_signals = 0
+        self.ranks: list[_Rank] = []
+        self.end_seq = 0
+        self.deadline: float | None = None  # monotonic: SIGKILL what is left after this
+        self.killed_after_grace = False
+        self.gang_failed: _Rank | None = None  # the rank whose failure stopped the gang
+        self.start_error: tuple[int, OSError] | None = None
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_stop_signal(self, signum: int, _frame: object) -> None:
+        # Only record it: the main loop acts, so no work runs inside a signal handler.
+        self.stop_signals.append((signum, time.monotonic()))
+
+    def _install_handlers(self) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._on_stop_signal)
+        # The executor starts us with the stop signals blocked, so that a stop requested while
+        # this interpreter was still starting stays pending instead of killing us before we
+        # could record it; it is delivered to the handler now. The children inherit the empty
+        # mask (a job with SIGTERM blocked could never checkpoint).
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+    # -- output ----------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} runner[{self.me}]: {msg}", flush=True)
+
+    def tell_job_log(self, msg: str) -> None:
+        """A line in the job's own stderr, where a user looking at `cortex logs` will see it."""
+        with contextlib.suppress(OSError), open(self.files.stderr, "a") as f:
+            f.write(f"[cortex runner] {msg}\n")
+
+    # -- process tree ----------------------------------------------------------------------
+    def _descendants(self, *, outside_group: bool = False) -> list[int]:
+        """Live processes of this job: everything in our process group, and everything below us
+        in the process tree (a job may move a child into a new group or session). With
+        `outside_group`, only the latter kind: those a signal to our group misses."""
+        stats = [s for s in all_stats() if s.pid != self.me]
+        children: dict[int, list[int]] = {}
+        for s in stats:
+            children.setdefault(s.ppid, []).append(s.pid)
+        below: set[int] = set()
+        todo = [self.me]
+        while todo:
+            for c in children.get(todo.pop(), []):
+                if c not in below:
+                    below.add(c)
+                    todo.append(c)
+        if outside_group:
+            return [
+                s.pid for s in stats if not s.finished and s.pid in below and s.pgrp != self.pgid
+            ]
+        return [s.pid for s in stats if not s.finished and (s.pid in below or s.pgrp == self.pgid)]
+
+    def _signal_job(self, sig: int, *, outside_group: bool = False) -> int:
+        pids = self._descendants(outside_group=outside_group)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        return len(pids)
+
+    def _reap(self) -> None:
+        """Collect every exited child: ranks (recording their status) and orphans re-parented to
+        us (discarding it), so that none is left a zombie."""
+        by_pid = {r.pid: r for r in self.ranks}
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            r = by_pid.get(pid)
+            if r is not None and r.status is None:
+                self.end_seq += 1
+                r.status = os.waitstatus_to_exitcode(status)
+                r.end_seq = self.end_seq
+                # Popen did not reap it; tell it so that it does not try to.
+                r.proc.returncode = r.status
+
+    def _kill_stragglers(self) -> None:
+        """After the ranks have exited, SIGKILL whatever they left behind (background workers,
+        daemons). Repeated because a dying process may have forked; bounded because a process
+        we may not signal (another user's) must not hang the runner."""
+        for _ in range(50):
+            self._reap()
+            if self._signal_job(signal.SIGKILL) == 0:
+                break
+            time.sleep(0.01)
+        self._reap()
+
+    # -- phases ----------------------------------------------------------------------------
+    def _await_confirmation(self, timeout_s: float) -> bool:
+        """Start nothing until the service has recorded our pid in handle.json: a service killed
+        between spawning us and writing it would not know this run exists, and a job it does
+        not know about could end up running twice."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            data = read_json(self.files.handle)
+            if data is not None:
+                return int(data["pid"]) == self.me
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(CONFIRM_POLL_S)
+
+    def _spawn(self, spec: dict[str, Any]) -> None:
+        nprocs = int(spec["nprocs"])
+        port = free_port() if nprocs > 1 else 0
+        with open(self.files.stdout, "ab") as out, open(self.files.stderr, "ab") as err:
+            for rank in range(nprocs):
+                if self.stop_signals:
+                    # Stopped while starting: ranks not started yet need no stopping.
+                    self.log(f"stop requested; rank {rank} and later not started")
+                    return
+                try:
+                    proc = subprocess.Popen(
+                        spec["command"],
+                        env=rank_env(spec["env"], rank, nprocs, port),
+                        cwd=spec["working_dir"],
+                        stdin=subprocess.DEVNULL,
+                        stdout=out,
+                        stderr=err,
+                    )
+                except OSError as e:
+                    self.start_error = (rank, e)
+                    self.tell_job_log(f"could not start rank {rank}: {e}")
+                    self._stop_gang(float(spec["grace_s"]))
+                    return
+                self.ranks.append(_Rank(rank=rank, pid=proc.pid, proc=proc))
+        self.log(f"started {nprocs} rank(s): pids {[r.pid for r in self.ranks]}")
+
+    def _stop_gang(self, grace_s: float) -> None:
+        if self.deadline is None and self.ranks:
+            self.deadline = time.monotonic() + grace_s
+        self._signal_job(signal.SIGTERM)
+
+    def _requested_grace_s(self, default_s: float) -> float:
+        """The grace of the stop request the service wrote before signalling, else ours (a
+        SIGTERM from someone else, e.g. the machine shutting down)."""
+        try:
+            req = read_json(self.files.terminate)
+        except ValueError:
+            req = None
+        return float(req["grace_s"]) if req is not None else default_s
+
+    def _supervise(self, grace_s: float) -> None:
+        while any(r.status is None for r in self.ranks):
+            if len(self.stop_signals) > self.handled_signals:
+                sig, at = self.stop_signals[-1]
+                self.handled_signals = len(self.stop_signals)
+                grace = self._requested_grace_s(grace_s)
+                deadline = at + grace
+                self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
+                self.log(f"{signal_name(sig)} received; SIGKILL in {grace:g} s if still running")
+                # The group got this signal with us; pass it on to the job's processes that left
+                # the group (a wrapper that calls setsid, say), so they too can checkpoint.
+                self._signal_job(sig, outside_group=True)
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                if not self.killed_after_grace:
+                    self.log("grace period over: SIGKILL")
+                    self.tell_job_log("still running at the end of the grace period: SIGKILL")
+                self.killed_after_grace = True
+                self._signal_job(signal.SIGKILL)
+            self._reap()
+            failed = [r for r in self.ranks if r.status not in (None, 0)]
+            running = any(r.status is None for r in self.ranks)
+            # A rank that fails while others run breaks the gang: collectives would hang.
+            if failed and running and self.gang_failed is None and not self.stop_signals:
+                first = min(failed, key=lambda r: r.end_seq)
+                self.gang_failed = first
+                self.log(f"rank {first.rank} exited with {first.status}: stopping the gang")
+                self.tell_job_log(
+                    f"rank {first.rank} failed ({_describe(first.status)}); "
+                    "stopping the other ranks"
+                )
+                self._stop_gang(grace_s)
+            time.sleep(POLL_S)
+
+    def verdict(self, grace_s: float) -> dict[str, Any]:
+        """exit_code (None when killed by a signal), signal, detail: one line for people."""
+        n = len(self.ranks)
+        if self.start_error is not None:
+            rank, err = self.start_error
+            start_code = 1
+            if isinstance(err, FileNotFoundError):
+                start_code = EXIT_NOT_FOUND
+            elif isinstance(err, PermissionError):
+                start_code = EXIT_NOT_EXECUTABLE
+            extra = f"; stopped the {n} rank(s) already started" if n else ""
+            return _v(start_code, None, f"could not start rank {rank}: {err}{extra}")
+        if not self.ranks:
+            return _v(None, None, "stopped before the job started")
+        if self.gang_failed is not None:
+            r = self.gang_failed
+            code, sig = _split(r.status)
+            extra = " (SIGKILL after the grace period)" if self.killed_after_grace else ""
+            return _v(
+                code, sig, f"rank {r.rank} {_describe(r.status)}; stopped the other ranks{extra}"
+            )
+        if self.killed_after_grace:
+            return _v(
+                None,
+                signal.SIGKILL,
+                f"still running {grace_s:g} s after SIGTERM: killed with SIGKILL",
+            )
+        # The first rank to end badly is the cause; the others usually ended because of it.
+        # A gang that checkpointed (every rank 75) thus reports 75 like a single process.
+        bad = sorted((r for r in self.ranks if r.status != 0), key=lambda r: r.end_seq)
+        if not bad:
+            return _v(
+                0, None, "exited with code 0" if n == 1 else f"all {n} ranks exited with code 0"
+            )
+        first = bad[0]
+        code, sig = _split(first.status)
+        who = "" if n == 1 else f"rank {first.rank} "
+        return _v(code, sig, f"{who}{_describe(first.status)}")
+
+    def run(self) -> int:
+        self._install_handlers()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        spec = read_json(self.files.spec)
+        if spec is None:
+            self.log(f"no {self.files.spec}")
+            return 2
+        grace_s = float(spec["grace_s"])
+        if not self._await_confirmation(float(spec["confirm_timeout_s"])):
+            self.log("launch not confirmed (no handle.json with our pid): starting nothing")
+            self._write_exit(_v(None, None, "launch was not confirmed by the service"))
+            return 1
+        if not self.stop_signals:
+            self._spawn(spec)
+        self._supervise(grace_s)
+        self._kill_stragglers()
+        v = self.verdict(grace_s)
+        self._write_exit(v)
+        self.log(f"done: {v['detail']}")
+        return 0
+
+    def _write_exit(self, v: dict[str, Any]) -> None:
+        write_json_atomic(
+            self.files.exit,
+            {
+                **v,
+                "ranks": [{"rank": r.rank, "pid": r.pid, "status": r.status} for r in self.ranks],
+                "stop_signal": self.stop_signals[0][0] if self.stop_signals else None,
+                "killed_after_grace": self.killed_after_grace,
+                "runner_pid": self.me,
+                "started_at": self.started_at,
+                "finished_at": time.time(),
+            },
+        )
+
+    def fail(self, err: BaseException) -> None:
+        """Last resort for a bug in the runner: leave nothing running, and say what happened."""
+        with contextlib.suppress(Exception):
+            self._signal_job(signal.SIGKILL)
+            self._kill_stragglers()
+        with contextlib.suppress(Exception):
+            self._write_exit(_v(None, None, f"runner error: {err!r}"))
+
+
+def _split(status: int | None) -> tuple[int | None, int | None]:
+    if status is None:
+        return None, None
+    return (status, None) if status >= 0 else (None, -status)
+
+
+def _describe(status: int | None) -> str:
+    if status is None:
+        return "did not exit"
+    if status >= 0:
+        return f"exited with code {status}"
+    return f"was killed by {signal_name(-status)}"
+
+
+def _v(code: int | None, sig: int | None, detail: str) -> dict[str, Any]:
+    return {"exit_code": code, "signal": sig, "detail": detail}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m cortex.control.runner RUN_DIR", file=sys.stderr)
+        return 2
+    runner = Runner(RunFiles(Path(args[0])))
+    try:
+        return runner.run()
+    except Exception as e:
+        runner.fail(e)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Wire-up for `cortex serve`: migrate the store, discover the machine, recover, then run the
+scheduler loop beside the API."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from cortex.control import db, store
+from cortex.control import models as m
+from cortex.control.api import build_app
+from cortex.control.auth import Principal
+from cortex.control.batcher import SubmitBatcher
+from cortex.control.config import Settings
+from cortex.control.loop import SchedulerLoop
+from cortex.control.metrics import Metrics
+from cortex.control.recovery import recover, register_node
+
+
+class Service:
+    """Everything one `cortex serve` process owns. `executor` may be injected (tests)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        executor: Any = None,
+        inventory: Any = None,
+        node_name: str | None = None,
+        launch_spec: Any = None,
+        handle_from_dict: Any = None,
+    ) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        db.upgrade(settings.url)
+        self.engine = db.make_engine(settings.url)
+        self.sessions = db.sessions(self.engine)
+        if executor is None:
+            from cortex.control.executor import LocalExecutor
+
+            inventory = LocalExecutor.discover(slots=settings.slots)
+            executor = LocalExecutor(settings.run_dir, grace_s=settings.grace_s)
+        self.executor = executor
+        self.inventory = inventory
+        self.metrics = Metrics()
+        self.principals: dict[str, Principal] = {}
+        self.loop = SchedulerLoop(
+            settings,
+            self.sessions,
+            executor,
+            flavor=inventory.flavor,
+            devices=list(inventory.devices),
+            uses_gpus=inventory.kind == "gpu",
+            node_name=node_name or socket.gethostname() or "local",
+            metrics=self.metrics,
+            launch_spec=launch_spec,
+            handle_from_dict=handle_from_dict,
+        )
+        with self.sessions.begin() as s:
+            register_node(s, self.loop, inventory.kind)
+            self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
+        self.recovered = recover(self.loop)
+        self.loop.on_error = lambda: recover(self.loop)
+        self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
+        self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event)
+        self.app: FastAPI = build_app(self)
+
+    def _job_counts(self) -> list[tuple[str, str, int]]:
+        with self.sessions() as s:
+            return store.job_counts(s)
+
+    def _node_health(self) -> list[tuple[str, bool]]:
+        with self.sessions() as s:
+            return [(n.name, n.healthy) for n in s.scalars(select(m.Node)).all()]
+
+    @asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        self.loop.start()
+        try:
+            yield
+        finally:
+            self.loop.stop()
+            self.batcher.close()
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.loop.stop()
+        self.engine.dispose()

@@ -1,0 +1,41 @@
+"""Builders shared by the control-plane unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fakeexec import FakeExecutor, Spec, inventory
+
+from cortex.control.config import Settings
+from cortex.control.service import Service
+
+ADMIN = "ctx_admin-secret-for-tests"
+
+
+def fake_service(
+    url: str, home: Path, *, slots: int = 4, executor: FakeExecutor | None = None, **kw: Any
+) -> Service:
+    settings = Settings(
+        home=home, database_url=url, admin_token=ADMIN, min_runtime_s=0.0, max_retries=1, **kw
+    )
+    ex = executor or FakeExecutor(home / "runs")
+    return Service(
+        settings,
+        executor=ex,
+        inventory=inventory(slots),
+        node_name="node-test",
+        launch_spec=Spec,
+        handle_from_dict=lambda d: d,
+    )
+
+
+def job_body(**kw: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "train",
+        "gpus": 1,
+        "duration_s": 60,
+        "command": ["python3", "-c", "print('hi')"],
+    }
+    body.update(kw)
+    return body

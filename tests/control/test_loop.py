@@ -1,0 +1,275 @@
+"""The scheduler loop and crash recovery against an in-test fake executor: every state change
+follows the transition table, allocations are closed, preemption waits for the victim to exit,
+and a restart adopts, requeues or kills what the store says was in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeexec import FakeExecutor
+from fastapi.testclient import TestClient
+from helpers import ADMIN, fake_service, job_body
+from sqlalchemy import select
+
+from cortex.control import models as m
+from cortex.workload.states import TRANSITIONS, JobState
+
+ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
+
+
+class Env:
+    def __init__(self, url: str, home: Path, slots: int = 4) -> None:
+        self.url, self.home, self.slots = url, home, slots
+        self.ex = FakeExecutor(home / "runs")
+        self.svc = fake_service(url, home, slots=slots, executor=self.ex)
+        self.client = TestClient(self.svc.app)
+        token = self.client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()
+        self.h = {"Authorization": f"Bearer {token['token']}"}
+        self.svc.loop.tick()
+
+    def submit(self, **kw: object) -> int:
+        r = self.client.post("/v1/jobs", json=job_body(**kw), headers=self.h)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def job(self, job_id: int) -> dict:
+        return self.client.get(f"/v1/jobs/{job_id}", headers=self.h).json()
+
+    def restart(self) -> None:
+        """A new service on the same store and the same (surviving) executor state."""
+        self.svc.close()
+        self.svc = fake_service(self.url, self.home, slots=self.slots, executor=self.ex)
+        self.client = TestClient(self.svc.app)
+
+    def active_allocations(self) -> list[m.Allocation]:
+        with self.svc.sessions() as s:
+            return list(s.scalars(select(m.Allocation).where(m.Allocation.active.is_(True))))
+
+    def check_history(self, job_id: int) -> list[str]:
+        hist = self.job(job_id)["history"]
+        for h in hist[1:]:
+            assert JobState(h["dst"]) in TRANSITIONS[JobState(h["src"])], hist
+        return [h["dst"] for h in hist]
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> Iterator[Env]:
+    e = Env(db_url, tmp_path)
+    yield e
+    e.svc.close()
+
+
+def test_run_to_completion_closes_the_allocation(env: Env) -> None:
+    a = env.submit(gpus=2)
+    env.svc.loop.tick()
+    assert env.job(a)["state"] == "running"
+    assert [(s.job_id, s.attempt, s.devices) for s in env.ex.launched] == [(a, 1, [0, 1])]
+    assert len(env.active_allocations()) == 1
+    env.ex.finish(a)
+    env.svc.loop.tick()
+    assert env.check_history(a) == ["queued", "admitted", "running", "completed"]
+    assert env.active_allocations() == []
+
+
+def test_preemption_waits_for_the_victim_then_requeues_it(env: Env) -> None:
+    low = env.submit(gpus=4, priority_class="preemptible", name="low")
+    env.svc.loop.tick()
+    high = env.submit(gpus=2, priority_class="production", name="high")
+    env.svc.loop.tick()
+    assert env.ex.terminated == [(low, 1, "preempt")]
+    assert env.job(high)["state"] == "admitted"  # capacity reserved, devices still busy
+    env.svc.loop.tick()
+    assert len(env.ex.launched) == 1  # never two jobs on the same devices
+    env.ex.finish(low, "preempted", 75)
+    env.svc.loop.tick()
+    assert env.job(high)["state"] == "running"
+    assert env.ex.launched[-1].devices == [0, 1]
+    assert env.check_history(low) == ["queued", "admitted", "running", "preempted", "requeued"]
+    env.ex.finish(high)
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    assert env.job(low)["state"] == "running" and env.job(low)["attempt"] == 2
+    assert env.job(low)["preemptions"] == 1
+
+
+def test_cancel_queued_and_running(env: Env) -> None:
+    run = env.submit(gpus=4)
+    env.svc.loop.tick()
+    wait = env.submit(gpus=4)
+    env.client.post(f"/v1/jobs/{wait}/cancel", headers=env.h)
+    env.client.post(f"/v1/jobs/{run}/cancel", headers=env.h)
+    env.svc.loop.tick()
+    assert env.check_history(wait) == ["queued", "cancelled"]
+    assert env.ex.terminated == [(run, 1, "cancel")]
+    assert env.job(run)["state"] == "running"
+    env.ex.finish(run, "cancelled", -15)
+    env.svc.loop.tick()
+    assert env.check_history(run) == ["queued", "admitted", "running", "cancelled"]
+    assert env.active_allocations() == []
+
+
+def test_failures_retry_up_to_the_limit(env: Env) -> None:
+    a = env.submit()
+    for _ in range(2):
+        env.svc.loop.tick()
+        env.ex.finish(a, "failed", 3)
+        env.svc.loop.tick()
+    hist = env.check_history(a)
+    assert hist.count("failed") == 2 and hist[-1] == "failed"  # max_retries=1
+    assert env.job(a)["exit_code"] == 3 and env.job(a)["ended_at"] is not None
+    assert env.active_allocations() == []
+
+
+def test_launch_error_counts_as_a_failed_run(env: Env) -> None:
+    env.ex.fail_launch = True
+    a = env.submit()
+    env.svc.loop.tick()
+    j = env.job(a)
+    assert j["state"] == "requeued" and "launch failed" in j["history"][-2]["reason"]
+    assert env.active_allocations() == []
+
+
+def test_restart_adopts_live_runs_and_requeues_lost_ones(env: Env) -> None:
+    kept = env.submit(gpus=2, name="kept")
+    lost = env.submit(gpus=2, name="lost")
+    env.svc.loop.tick()
+    assert {s.job_id for s in env.ex.launched} == {kept, lost}
+    env.ex.adoptable = {(kept, 1)}
+    env.restart()
+    assert env.svc.recovered["adopted"] == 1 and env.svc.recovered["lost"] == 1
+    assert env.job(kept)["state"] == "running"
+    assert env.check_history(lost)[-2:] == ["failed", "requeued"]
+    assert [h["job_id"] for h in env.ex.killed] == [lost]
+    # the adopted run keeps its devices: the lost job restarts on the other two
+    env.svc.loop.tick()
+    assert env.job(lost)["state"] == "running"
+    assert env.ex.launched[-1].devices == [2, 3] and env.ex.launched[-1].attempt == 2
+    assert sorted(a.job_id for a in env.active_allocations()) == [kept, lost]
+    env.ex.finish(kept)
+    env.svc.loop.tick()
+    assert env.job(kept)["state"] == "completed"
+
+
+def test_restart_undoes_unlaunched_intents_and_closes_leaks(env: Env) -> None:
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    # A crash between committing the launch and recording the handle: no handle in the store.
+    with env.svc.sessions.begin() as s:
+        alloc = s.scalar(select(m.Allocation).where(m.Allocation.job_id == a))
+        assert alloc is not None
+        alloc.handle = None
+        # and a leaked row for a job that holds nothing
+        s.add(
+            m.Allocation(
+                job_id=a,
+                attempt=0,
+                node_id=alloc.node_id,
+                flavor="CPU-SLOT",
+                gpus=1,
+                active=True,
+                created_at=0.0,
+            )
+        )
+    b = env.submit(gpus=1)
+    with env.svc.sessions.begin() as s:  # b admitted, never launched
+        row = s.get(m.Job, b)
+        assert row is not None
+        row.state, row.seen = "admitted", True
+        s.add(
+            m.Allocation(
+                job_id=b,
+                attempt=1,
+                node_id=alloc.node_id,
+                flavor="CPU-SLOT",
+                gpus=1,
+                active=True,
+                created_at=0.0,
+            )
+        )
+    env.restart()
+    rec = env.svc.recovered
+    assert (rec["lost"], rec["unlaunched"]) == (1, 1)
+    assert env.active_allocations() == []
+    assert env.job(a)["state"] == "requeued" and env.job(b)["state"] == "requeued"
+    env.svc.loop.tick()
+    assert env.job(a)["attempt"] == 2 and env.job(b)["attempt"] == 1
+
+
+def test_restart_resends_a_committed_stop(env: Env) -> None:
+    a = env.submit(gpus=4, priority_class="preemptible")
+    env.svc.loop.tick()
+    env.client.post(f"/v1/jobs/{a}/cancel", headers=env.h)
+    env.svc.loop.tick()
+    env.ex.adoptable = {(a, 1)}
+    env.ex.terminated.clear()
+    env.restart()
+    assert env.ex.terminated == [(a, 1, "cancel")]
+    env.ex.finish(a, "preempted", 75)  # whatever the exit, a cancelled job stays cancelled
+    env.svc.loop.tick()
+    assert env.job(a)["state"] == "cancelled"
+
+
+def test_restart_adopts_a_run_whose_handle_never_reached_the_store(env: Env) -> None:
+    from fakeexec import FakeHandle
+
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    with env.svc.sessions.begin() as s:
+        alloc = s.scalar(select(m.Allocation).where(m.Allocation.job_id == a))
+        assert alloc is not None
+        alloc.handle = None
+    found = FakeHandle(a, 1, (0,))
+    stray = FakeHandle(999, 1, (3,))  # a run the store knows nothing of
+    env.ex.live = [found, stray]
+    env.ex.adoptable = {(a, 1)}
+    env.restart()
+    assert env.svc.recovered["adopted"] == 1
+    assert env.job(a)["state"] == "running"
+    assert env.ex.killed == [stray]
+    [alloc_row] = env.active_allocations()
+    assert alloc_row.handle == found.to_dict()
+
+
+def test_a_job_admitted_but_not_launched_can_itself_be_preempted(env: Env) -> None:
+    a = env.submit(gpus=4, priority_class="preemptible", name="a")
+    env.svc.loop.tick()
+    b = env.submit(gpus=4, priority_class="normal", name="b")
+    env.svc.loop.tick()
+    assert env.job(b)["state"] == "admitted"  # waiting for a's devices
+    c = env.submit(gpus=4, priority_class="production", name="c")
+    env.svc.loop.tick()
+    assert env.check_history(b) == ["queued", "admitted", "requeued"]
+    assert env.job(c)["state"] == "admitted"
+    assert [t[0] for t in env.ex.terminated] == [a]  # b never ran: nothing to signal
+    env.ex.finish(a, "preempted", 75)
+    env.svc.loop.tick()
+    assert env.job(c)["state"] == "running" and env.job(b)["state"] == "requeued"
+    assert [s.job_id for s in env.ex.launched] == [a, c]
+    assert {x.job_id for x in env.active_allocations()} == {c}
+
+
+def test_a_failed_tick_resynchronizes_from_the_store(env: Env) -> None:
+    a = env.submit(gpus=2)
+    env.svc.loop.tick()
+    b = env.submit(gpus=2)
+    loop = env.svc.loop
+    real_persist = loop._persist
+
+    def broken(*args: object) -> object:
+        real_persist(*args)  # type: ignore[arg-type]
+        raise RuntimeError("store went away")
+
+    loop._persist = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        loop.tick()  # b was admitted in memory; the transaction rolled back
+    assert b in loop.placement and env.job(b)["state"] == "queued"
+    loop._persist = real_persist  # type: ignore[method-assign]
+    env.ex.adoptable = {(a, 1)}
+    assert loop.on_error is not None
+    loop.on_error()
+    assert b not in loop.placement and env.job(a)["state"] == "running"
+    loop.tick()
+    assert env.job(b)["state"] == "running"
+    assert sorted(d for s in env.ex.launched for d in s.devices) == [0, 1, 2, 3]
