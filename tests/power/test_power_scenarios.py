@@ -102,16 +102,16 @@ def test_cap_starts_the_second_job_at_the_highest_level_that_fits() -> None:
     assert tw2.metrics.cap_loss_gpu_s == pytest.approx(8 * (b2.end_s - 10 * HOUR), rel=1e-6)
 
 
-def test_the_solver_evens_out_caps_at_the_next_tick() -> None:
-    # At the first tick (900 s) the solver re-divides 7,545 W of IT headroom between the two
-    # jobs: both at 0.8 TDP (560 W, 2 x 3,712 W) fit, 0.85 + 0.8 (7,704 W) does not. Equal caps
-    # maximize throughput because the curve is concave.
+def test_the_solver_evens_out_caps_within_the_hour() -> None:
+    # With little spare budget caps are re-divided hourly: at 3,600 s the solver splits 7,545 W
+    # of IT headroom between the two jobs: both at 0.8 TDP (560 W, 2 x 3,712 W) fit, 0.85 + 0.8
+    # (7,704 W) does not. Equal caps maximize throughput because the curve is concave.
     pc = PowerConfig("cap", site_cap_mw=0.05, temperature_c=20.0)
     a, b = _job(1), _job(2)
     _run([a, b], pc)
-    k560 = _kept(560.0)
-    assert a.end_s == pytest.approx(900 + (10 * HOUR - 900) / k560, rel=1e-6)
-    assert b.end_s == pytest.approx(900 + (10 * HOUR - 900 * _kept(455.0)) / k560, rel=1e-6)
+    k560, k455 = _kept(560.0), _kept(455.0)
+    assert a.end_s == pytest.approx(3600 + (10 * HOUR - 3600) / k560, rel=1e-6)
+    assert b.end_s == pytest.approx(3600 + (10 * HOUR - 3600 * k455) / k560, rel=1e-4)
 
 
 def test_none_crosses_the_cap_and_the_report_says_so() -> None:

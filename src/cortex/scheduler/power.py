@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import Placement
 from cortex.workload.job import Job
@@ -308,52 +310,77 @@ def solve_caps(
             for h, share in j.halls:
                 halls[h] -= j.inc_w[floor] * share
     gone = set(paused)
-    classes: dict[ClassKey, list[CapJob]] = {}
-    for j in jobs:
-        if j.id not in gone:
-            classes.setdefault(j.key, []).append(j)
-    target: dict[ClassKey, int] = {}
-    heap: list[tuple[int, float, ClassKey, int]] = []
+    alive = [j for j in jobs if j.id not in gone]
+    if not alive:
+        return CapPlan(levels, paused, {})
+    # Per-class sums over members, as arrays: the greedy loop then runs per class and level,
+    # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes).
+    keys: dict[ClassKey, int] = {}
+    cls = np.fromiter((keys.setdefault(j.key, len(keys)) for j in alive), np.int64, len(alive))
+    n_cls, n_halls = len(keys), len(hall_budget_w)
+    inc = np.array([j.inc_w for j in alive], dtype=float)  # jobs x levels
+    gk = (
+        np.array([j.kept for j in alive], dtype=float)
+        * np.array([j.gpus * j.gain for j in alive], dtype=float)[:, None]
+    )
+    shares = np.zeros((len(alive), n_halls))
+    for i, j in enumerate(alive):
+        for h, sh in j.halls:
+            shares[i, h] = sh
+    c_inc = np.zeros((n_cls, n_levels))
+    c_gk = np.zeros((n_cls, n_levels))
+    c_hall = np.zeros((n_cls, n_halls, n_levels))
+    for lv in range(n_levels):
+        c_inc[:, lv] = np.bincount(cls, weights=inc[:, lv], minlength=n_cls)
+        c_gk[:, lv] = np.bincount(cls, weights=gk[:, lv], minlength=n_cls)
+        for h in range(n_halls):
+            c_hall[:, h, lv] = np.bincount(cls, weights=inc[:, lv] * shares[:, h], minlength=n_cls)
+    prio = dict.fromkeys(keys, 0)
+    for j in alive:
+        prio[j.key] = j.priority
+    key_of = list(keys)
+    budget_h = np.asarray(hall_budget_w, dtype=float)
+    halls_a = np.asarray(halls, dtype=float)
+    c_level = [floor] * n_cls
+    heap: list[tuple[int, float, int, int]] = []
 
-    def push(key: ClassKey, level: int) -> None:
-        members = classes[key]
+    def push(c: int, level: int) -> None:
         if level == 0:
             return
-        gain = sum(m.gpus * m.gain * (m.kept[level - 1] - m.kept[level]) for m in members)
-        watts = sum(m.inc_w[level - 1] - m.inc_w[level] for m in members)
+        watts = c_inc[c, level - 1] - c_inc[c, level]
+        gain = c_gk[c, level - 1] - c_gk[c, level]
         ratio = gain / watts if watts > 0 else math.inf
-        heapq.heappush(heap, (-members[0].priority, -ratio, key, level))
+        heapq.heappush(heap, (-prio[key_of[c]], -ratio, c, level))
 
-    for key in classes:
-        target[key] = floor
-        push(key, floor)
+    for c in range(n_cls):
+        push(c, floor)
+    split: tuple[int, int] | None = None
     while heap:
-        _, _, key, level = heapq.heappop(heap)
-        members = classes[key]
-        d_site = sum(m.inc_w[level - 1] - m.inc_w[level] for m in members)
-        d_halls = [0.0] * len(halls)
+        _, _, c, level = heapq.heappop(heap)
+        d_site = c_inc[c, level - 1] - c_inc[c, level]
+        d_halls = c_hall[c, :, level - 1] - c_hall[c, :, level]
+        if site + d_site <= site_budget_w and bool(np.all(halls_a + d_halls <= budget_h)):
+            site += d_site
+            halls_a += d_halls
+            c_level[c] = level - 1
+            push(c, level - 1)
+        elif split is None:
+            split = (c, level)  # the first class that does not fit as a whole; it stops here
+    levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls.tolist(), strict=True)})
+    if split is not None:
+        # Move the split class's oldest members up one by one while they fit.
+        c, level = split
+        members = sorted(
+            (j for j, ci in zip(alive, cls.tolist(), strict=True) if ci == c),
+            key=lambda m: m.start_s,
+        )
         for m in members:
             d = m.inc_w[level - 1] - m.inc_w[level]
-            for h, share in m.halls:
-                d_halls[h] += d * share
-        if site + d_site <= site_budget_w and all(
-            w + d <= b for w, d, b in zip(halls, d_halls, hall_budget_w, strict=True)
-        ):
-            site += d_site
-            for h, d in enumerate(d_halls):
-                halls[h] += d
-            for m in members:
-                levels[m.id] = level - 1
-            target[key] = level - 1
-            push(key, level - 1)
-            continue
-        # Split: move the oldest members up while they fit; the class stops here.
-        for m in sorted(members, key=lambda m: m.start_s):
-            d = m.inc_w[level - 1] - m.inc_w[level]
-            dh = [(h, d * share) for h, share in m.halls]
-            if site + d <= site_budget_w and all(halls[h] + x <= hall_budget_w[h] for h, x in dh):
+            dh = [(h, d * sh) for h, sh in m.halls]
+            if site + d <= site_budget_w and all(halls_a[h] + x <= budget_h[h] for h, x in dh):
                 site += d
                 for h, x in dh:
-                    halls[h] += x
+                    halls_a[h] += x
                 levels[m.id] = level - 1
+    target = {key_of[c]: c_level[c] for c in range(n_cls)}
     return CapPlan(levels, paused, target)

@@ -36,6 +36,7 @@ from cortex.workload.calibration import CalibrationTable
 from cortex.workload.job import Job
 
 POWER_POLICIES = ("none", "static", "admit", "cap", "full")
+RAISE_SPARE_FRAC = 0.01
 DEFAULT_LEVELS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 
 
@@ -127,6 +128,7 @@ class _JobPower:
     key: ClassKey
     waves: int = 1  # a staggered start draws in `waves` equal steps a minute apart
     waves_done: int = 0
+    capjob: CapJob | None = None
 
 
 @dataclass
@@ -503,10 +505,11 @@ class PowerRuntime:
     ) -> list[CapJob]:
         out = []
         for jid, jp in self.jobs.items():
-            job = running[jid]
-            _, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
-            out.append(
-                CapJob(
+            cj = jp.capjob
+            if cj is None:  # built once per run: a run's ladder and class never change
+                job = running[jid]
+                _, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+                cj = jp.capjob = CapJob(
                     id=jid,
                     key=jp.key,
                     priority=job.priority,
@@ -517,7 +520,7 @@ class PowerRuntime:
                     inc_w=inc,
                     halls=tuple(jp.halls.items()),
                 )
-            )
+            out.append(cj)
         return out
 
     def head_cap_job(self, job: Job, flavor: int, gain: float, t: float) -> CapJob:
@@ -568,7 +571,14 @@ class PowerRuntime:
         hb = self.hall_budget_w(t)
         if any(w > b for w, b in zip(self.hall_inc_w, hb, strict=True)):
             return True
-        return len(self.levels) > 1 and self.n_capped > 0
+        if len(self.levels) == 1 or self.n_capped == 0:
+            return False
+        # Capped jobs are raised at once when a meaningful share of the budget is spare (1%),
+        # and caps are evened out hourly otherwise: a re-solve every tick for a few watts would
+        # cost more simulation time than it returns.
+        spare = self.site_budget_w(t) - self.inc_total_w
+        hourly = round(t / self.cfg.tick_s) % max(round(3600.0 / self.cfg.tick_s), 1) == 0
+        return hourly or spare >= RAISE_SPARE_FRAC * self.site_budget_w(t)
 
     # ---- facility ---------------------------------------------------------------------------
     def it_w(self, state: ClusterState) -> float:

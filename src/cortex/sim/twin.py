@@ -129,6 +129,7 @@ class Twin:
         self._ticks: set[float] = set()
         self.pw: PowerRuntime | None = None
         self._power_retry = False
+        self._power_tried: dict[int, int] = {}
         self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
         self._clock_k: list[float] = []
         if cfg.power is not None:
@@ -609,6 +610,10 @@ class Twin:
         head = self._by_id.get(plan.rest_reason.detail.get("job", -1))
         if head is None or not self.state.running or self._power_retry:
             return
+        tick = int(self.now / pw.cfg.tick_s)
+        if self._power_tried.get(head.id) == tick:
+            return  # one attempt per head per tick: a failed re-solve is not retried sooner
+        self._power_tried[head.id] = tick
         if head.priority <= min(j.priority for j in self.state.running.values()):
             return
         f = (head.flavor_ids or (0,))[0]
