@@ -173,9 +173,9 @@ def derive(measured: CalibrationRow) -> list[CalibrationRow]:
     s0 = table.speed(measured.kind, measured.flavor)
     out = []
     for flavor in table.flavors():
-        if flavor == measured.flavor:
-            continue
         acc = catalog[flavor]
+        if flavor == measured.flavor or acc.bf16_dense_tflops <= 0:
+            continue  # CPU slots (control plane) have no accelerator peak to derive against
         ratio = table.speed(measured.kind, flavor) / s0
         samples = measured.samples_per_s * ratio
         power = None
