@@ -4,14 +4,17 @@ and a restart adopts, requeues or kills what the store says was in flight."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeexec import FakeExecutor
 from fastapi.testclient import TestClient
 from helpers import ADMIN, fake_service, job_body
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.workload.states import TRANSITIONS, JobState
@@ -273,3 +276,54 @@ def test_a_failed_tick_resynchronizes_from_the_store(env: Env) -> None:
     loop.tick()
     assert env.job(b)["state"] == "running"
     assert sorted(d for s in env.ex.launched for d in s.devices) == [0, 1, 2, 3]
+
+
+def test_a_cancel_recorded_while_the_loop_reads_the_hints_is_not_lost(env: Env) -> None:
+    a = env.submit(gpus=1, name="a")
+    b = env.submit(gpus=1, name="b")
+    env.svc.loop.tick()
+    loop = env.svc.loop
+    loop._last_cancel_scan = time.time()  # the periodic full scan is not due for a while
+    env.client.post(f"/v1/jobs/{a}/cancel", headers=env.h)
+
+    class CancelWhileRead(set[int]):
+        """The API records b's cancel (a thread switch) just after the loop read the hints."""
+
+        def __iter__(self) -> Iterator[int]:
+            items = list(super().__iter__())
+            env.client.post(f"/v1/jobs/{b}/cancel", headers=env.h)
+            return iter(items)
+
+    loop.cancel_hint = CancelWhileRead(loop.cancel_hint)
+    with loop.sessions() as r:
+        assert loop._cancel_candidates(r, time.time()) == [a]
+    loop.tick()
+    assert env.ex.terminated == [(b, 1, "cancel")]
+
+
+def test_a_quota_change_committed_during_a_rebuild_is_applied_next_tick(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cortex.control import store
+
+    loop = env.svc.loop
+    real = store.queues
+    raced = []
+
+    def racing(s: Session) -> Any:
+        rows = real(s)
+        if not raced:  # what PUT /v1/queues does, after the loop read the old quota
+            raced.append(True)
+            with loop.sessions.begin() as w:
+                q = w.scalar(select(m.Queue).where(m.Queue.name == "fsd"))
+                assert q is not None
+                q.nominal_share = 0.5
+            loop.queues_dirty = True
+        return rows
+
+    monkeypatch.setattr(store, "queues", racing)
+    loop.queues_dirty = True
+    loop.tick()
+    assert raced and loop.queues.queues[0].nominal == (0,)  # this tick read the old quota
+    loop.tick()
+    assert loop.queues.queues[0].nominal == (2,)  # 0.5 of 4 slots
