@@ -327,3 +327,24 @@ def test_a_quota_change_committed_during_a_rebuild_is_applied_next_tick(
     assert raced and loop.queues.queues[0].nominal == (0,)  # this tick read the old quota
     loop.tick()
     assert loop.queues.queues[0].nominal == (2,)  # 0.5 of 4 slots
+
+
+def test_a_long_exit_detail_does_not_break_the_tick(env: Env) -> None:
+    """The runner's detail quotes the command (`could not start rank 0: [Errno 2] No such file
+    or directory: '<path>'`), and an argument may be 4,096 characters: PostgreSQL refused the
+    500-character reason column, and every tick after failed on the same exit."""
+    from fakeexec import FakeExit
+
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    env.ex.alive.clear()
+    missing = "/no/such/" + "a" * 4000
+    env.ex.exits.append(
+        FakeExit(a, 1, "failed", 127, f"could not start rank 0: No such file: {missing!r}")
+    )
+    env.svc.loop.tick()
+    j = env.job(a)  # retried at once: attempt 2 runs on the freed slot
+    assert (j["state"], j["attempt"], j["exit_code"]) == ("running", 2, 127)
+    [failed] = [h for h in j["history"] if h["dst"] == "failed"]
+    assert failed["reason"].startswith("failed: could not start rank 0: No such file")
+    assert [(x.job_id, x.attempt) for x in env.active_allocations()] == [(a, 2)]
