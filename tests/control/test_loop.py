@@ -348,3 +348,21 @@ def test_a_long_exit_detail_does_not_break_the_tick(env: Env) -> None:
     [failed] = [h for h in j["history"] if h["dst"] == "failed"]
     assert failed["reason"].startswith("failed: could not start rank 0: No such file")
     assert [(x.job_id, x.attempt) for x in env.active_allocations()] == [(a, 2)]
+
+
+def test_restart_rejects_a_queued_job_the_fleet_can_no_longer_run_like_the_loop_does(
+    env: Env,
+) -> None:
+    env.svc.loop.schedulable = False
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    with env.svc.sessions.begin() as s:  # accepted when the machine had other accelerators
+        row = s.get(m.Job, a)
+        assert row is not None
+        row.spec = {**row.spec, "flavors": ["H100-SXM5"]}
+    env.restart()
+    j = env.job(a)
+    assert j["state"] == "rejected" and j["reason"].startswith("NoEligibleFlavor")
+    assert j["ended_at"] is not None
+    kinds = [e["kind"] for e in env.client.get(f"/v1/events?job_id={a}", headers=env.h).json()]
+    assert "rejected" in kinds
