@@ -4,14 +4,17 @@ and a restart adopts, requeues or kills what the store says was in flight."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeexec import FakeExecutor
 from fastapi.testclient import TestClient
 from helpers import ADMIN, fake_service, job_body
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.workload.states import TRANSITIONS, JobState
@@ -273,3 +276,93 @@ def test_a_failed_tick_resynchronizes_from_the_store(env: Env) -> None:
     loop.tick()
     assert env.job(b)["state"] == "running"
     assert sorted(d for s in env.ex.launched for d in s.devices) == [0, 1, 2, 3]
+
+
+def test_a_cancel_recorded_while_the_loop_reads_the_hints_is_not_lost(env: Env) -> None:
+    a = env.submit(gpus=1, name="a")
+    b = env.submit(gpus=1, name="b")
+    env.svc.loop.tick()
+    loop = env.svc.loop
+    loop._last_cancel_scan = time.time()  # the periodic full scan is not due for a while
+    env.client.post(f"/v1/jobs/{a}/cancel", headers=env.h)
+
+    class CancelWhileRead(set[int]):
+        """The API records b's cancel (a thread switch) just after the loop read the hints."""
+
+        def __iter__(self) -> Iterator[int]:
+            items = list(super().__iter__())
+            env.client.post(f"/v1/jobs/{b}/cancel", headers=env.h)
+            return iter(items)
+
+    loop.cancel_hint = CancelWhileRead(loop.cancel_hint)
+    with loop.sessions() as r:
+        assert loop._cancel_candidates(r, time.time()) == [a]
+    loop.tick()
+    assert env.ex.terminated == [(b, 1, "cancel")]
+
+
+def test_a_quota_change_committed_during_a_rebuild_is_applied_next_tick(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cortex.control import store
+
+    loop = env.svc.loop
+    real = store.queues
+    raced = []
+
+    def racing(s: Session) -> Any:
+        rows = real(s)
+        if not raced:  # what PUT /v1/queues does, after the loop read the old quota
+            raced.append(True)
+            with loop.sessions.begin() as w:
+                q = w.scalar(select(m.Queue).where(m.Queue.name == "fsd"))
+                assert q is not None
+                q.nominal_share = 0.5
+            loop.queues_dirty = True
+        return rows
+
+    monkeypatch.setattr(store, "queues", racing)
+    loop.queues_dirty = True
+    loop.tick()
+    assert raced and loop.queues.queues[0].nominal == (0,)  # this tick read the old quota
+    loop.tick()
+    assert loop.queues.queues[0].nominal == (2,)  # 0.5 of 4 slots
+
+
+def test_a_long_exit_detail_does_not_break_the_tick(env: Env) -> None:
+    """The runner's detail quotes the command (`could not start rank 0: [Errno 2] No such file
+    or directory: '<path>'`), and an argument may be 4,096 characters: PostgreSQL refused the
+    500-character reason column, and every tick after failed on the same exit."""
+    from fakeexec import FakeExit
+
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    env.ex.alive.clear()
+    missing = "/no/such/" + "a" * 4000
+    env.ex.exits.append(
+        FakeExit(a, 1, "failed", 127, f"could not start rank 0: No such file: {missing!r}")
+    )
+    env.svc.loop.tick()
+    j = env.job(a)  # retried at once: attempt 2 runs on the freed slot
+    assert (j["state"], j["attempt"], j["exit_code"]) == ("running", 2, 127)
+    [failed] = [h for h in j["history"] if h["dst"] == "failed"]
+    assert failed["reason"].startswith("failed: could not start rank 0: No such file")
+    assert [(x.job_id, x.attempt) for x in env.active_allocations()] == [(a, 2)]
+
+
+def test_restart_rejects_a_queued_job_the_fleet_can_no_longer_run_like_the_loop_does(
+    env: Env,
+) -> None:
+    env.svc.loop.schedulable = False
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    with env.svc.sessions.begin() as s:  # accepted when the machine had other accelerators
+        row = s.get(m.Job, a)
+        assert row is not None
+        row.spec = {**row.spec, "flavors": ["H100-SXM5"]}
+    env.restart()
+    j = env.job(a)
+    assert j["state"] == "rejected" and j["reason"].startswith("NoEligibleFlavor")
+    assert j["ended_at"] is not None
+    kinds = [e["kind"] for e in env.client.get(f"/v1/events?job_id={a}", headers=env.h).json()]
+    assert "rejected" in kinds

@@ -11,11 +11,11 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
+from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -81,6 +81,13 @@ def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
 Who = Annotated[Principal, Depends(principal)]
 Admin = Annotated[Principal, Depends(admin)]
 
+# Bounds the store can take: ids are 32-bit INTEGER columns (PostgreSQL raises, and SQLite
+# overflows past 64 bits, on a larger one), and PostgreSQL text cannot hold a NUL character.
+MAX_ID = 2**31 - 1
+NO_NUL = r"^[^\x00]*$"
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TeamName = Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
 _SUBMIT_SCHEMA = SubmitRequest.model_json_schema(ref_template="#/components/schemas/{model}")
 _SUBMIT_DEFS = _SUBMIT_SCHEMA.pop("$defs", {})
 
@@ -140,7 +147,7 @@ def build_app(svc: Service) -> FastAPI:
     @v1.get("/jobs", response_model=JobList, summary="List jobs (newest first)")
     def list_jobs(
         who: Who,
-        team: Annotated[str | None, Query(max_length=64)] = None,
+        team: TeamName | None = None,
         state: JobState | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JobList:
@@ -163,7 +170,7 @@ def build_app(svc: Service) -> FastAPI:
         return job
 
     @v1.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")
-    def get_job(job_id: int, who: Who) -> JobOut:
+    def get_job(job_id: JobId, who: Who) -> JobOut:
         with svc.sessions() as s:
             return _job_out(s, _visible(s, who, job_id), with_history=True)
 
@@ -173,7 +180,7 @@ def build_app(svc: Service) -> FastAPI:
         status_code=202,
         summary="Ask for a job to be cancelled (SIGTERM, grace period, SIGKILL)",
     )
-    def cancel(job_id: int, who: Who) -> JobOut:
+    def cancel(job_id: JobId, who: Who) -> JobOut:
         with svc.sessions.begin() as s:
             job = _visible(s, who, job_id)
             final = JobState(job.state) in TERMINAL or job.state == "failed"
@@ -189,7 +196,7 @@ def build_app(svc: Service) -> FastAPI:
         response_class=PlainTextResponse,
     )
     def logs(
-        job_id: int,
+        job_id: JobId,
         who: Who,
         stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
         tail: Annotated[int, Query(ge=0, le=100000)] = 0,
@@ -199,10 +206,10 @@ def build_app(svc: Service) -> FastAPI:
             job = _visible(s, who, job_id)
             attempt = job.attempt
         if attempt == 0:
-            path: Path | None = None
+            path: FsPath | None = None
         else:
             paths = svc.executor.log_paths(job_id, attempt)
-            path = Path(paths[0] if stream == "stdout" else paths[1])
+            path = FsPath(paths[0] if stream == "stdout" else paths[1])
         if not follow:
             return PlainTextResponse(_tail(path, tail))
         return StreamingResponse(
@@ -228,7 +235,9 @@ def build_app(svc: Service) -> FastAPI:
             ]
 
     @v1.put("/queues/{name}", response_model=QueueOut, summary="Set a queue's quota (admin)")
-    def put_queue(name: str, body: QueueUpdate, who: Admin) -> QueueOut:
+    def put_queue(
+        name: Annotated[str, Path(max_length=64, pattern=NO_NUL)], body: QueueUpdate, who: Admin
+    ) -> QueueOut:
         with svc.sessions.begin() as s:
             q = s.scalar(select(m.Queue).where(m.Queue.name == name))
             if q is None:
@@ -294,7 +303,9 @@ def build_app(svc: Service) -> FastAPI:
         response_model=NodeOut,
         summary="Cordon (schedulable=false) or uncordon a node (admin)",
     )
-    def patch_node(name: str, schedulable: bool, who: Admin) -> NodeOut:
+    def patch_node(
+        name: Annotated[str, Path(max_length=200, pattern=NO_NUL)], schedulable: bool, who: Admin
+    ) -> NodeOut:
         with svc.sessions.begin() as s:
             n = s.scalar(select(m.Node).where(m.Node.name == name))
             if n is None:
@@ -320,7 +331,7 @@ def build_app(svc: Service) -> FastAPI:
     @v1.get("/events", response_model=list[EventOut], summary="Recent events, newest first")
     def list_events(
         who: Who,
-        job_id: int | None = None,
+        job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[EventOut]:
         q = select(m.Event).order_by(m.Event.id.desc()).limit(limit)
@@ -388,6 +399,11 @@ def _parse_submit(svc: Service, body: bytes, content_type: str, who: Principal) 
         raise _err(422, ["body"], f"malformed {kind}: {first}", "parse_error") from None
     if not isinstance(data, dict):
         raise _err(422, ["body"], "expected a job object", "type_error")
+    nul = _nul_path(data)
+    if nul is not None:
+        # PostgreSQL text cannot hold NUL, and exec() cannot pass it: refused here, by name,
+        # rather than failing the whole insert batch (a 500) or the launch later.
+        raise _err(422, ["body", *nul], "must not contain a NUL character")
     if not who.admin:
         team = data.setdefault("team", who.team)
         if team != who.team:
@@ -428,12 +444,31 @@ def _parse_submit(svc: Service, body: bytes, content_type: str, who: Principal) 
             ["body", "gpus"],
             f"a gang of {smallest} is larger than the fleet ({most} of the flavors asked)",
         )
-    if req.working_dir is not None and not Path(req.working_dir).is_dir():
+    if req.working_dir is not None and not FsPath(req.working_dir).is_dir():
         raise _err(422, ["body", "working_dir"], f"not a directory on the node: {req.working_dir}")
     return req
 
 
-def _tail(path: Path | None, lines: int) -> str:
+def _nul_path(value: Any, at: tuple[str | int, ...] = ()) -> list[str | int] | None:
+    """Where the first string (value or key) holding a NUL character is, if any."""
+    if isinstance(value, str):
+        return list(at) if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str) and "\x00" in k:
+                return [*at, k]
+            found = _nul_path(v, (*at, k))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_path(v, (*at, i))
+            if found is not None:
+                return found
+    return None
+
+
+def _tail(path: FsPath | None, lines: int) -> str:
     if path is None or not path.exists():
         return ""
     with path.open("rb") as fh:
@@ -458,7 +493,7 @@ async def _follow(
     a client that hangs up cancels it at the next wait (a sync generator would keep a thread
     polling a queued job's log until the job ran)."""
     deadline = time.monotonic() + FOLLOW_MAX_S
-    path: Path | None = None
+    path: FsPath | None = None
     pos = 0
     first = True
     while time.monotonic() < deadline:
@@ -466,7 +501,7 @@ async def _follow(
         if path is None and current > 0:
             attempt = current
             p = svc.executor.log_paths(job_id, attempt)
-            path = Path(p[0] if stream == "stdout" else p[1])
+            path = FsPath(p[0] if stream == "stdout" else p[1])
         if path is not None and path.exists():
             if first and tail > 0:
                 chunk = await asyncio.to_thread(_tail, path, tail)
@@ -491,7 +526,7 @@ async def _follow(
         await asyncio.sleep(FOLLOW_POLL_S)
 
 
-def _read_from(path: Path, pos: int) -> bytes:
+def _read_from(path: FsPath, pos: int) -> bytes:
     with path.open("rb") as fh:
         fh.seek(pos)
         return fh.read(TAIL_MAX_BYTES)

@@ -138,7 +138,8 @@ class SchedulerLoop:
         self._last_cycle = 0.0
         self._last_beat = 0.0
         self._last_cancel_scan = 0.0
-        self.cancel_hint: set[int] = set()
+        self.cancel_hint: set[int] = set()  # API threads add; the loop takes them all at once
+        self._hint_lock = threading.Lock()
         self._new_alloc: dict[int, m.Allocation] = {}
         self.on_error: Callable[[], object] | None = None  # set by the service: recovery
         self._stop = threading.Event()
@@ -188,6 +189,7 @@ class SchedulerLoop:
         self.owner.clear()
         self._new_alloc.clear()
         self.queues_dirty = True
+        self._last_cancel_scan = 0.0  # hints taken by a failed tick: the next tick scans all
 
     # ---- model helpers --------------------------------------------------------------------
     def speed(self, kind: str, _flavor: int) -> float:
@@ -223,6 +225,9 @@ class SchedulerLoop:
 
     def rebuild(self, s: Session) -> None:
         """Rebuild the cluster state after the queues changed (their count sizes the state)."""
+        # Cleared before the read: a change the API commits after this read sets it again, and
+        # the next tick rebuilds (cleared after, that change would wait for another one).
+        self.queues_dirty = False
         self.queues = QueueConfig.build(
             queues_spec(store.queues(s), self.settings.min_runtime_s), self.topo
         )
@@ -236,7 +241,6 @@ class SchedulerLoop:
         for job in self.jobs.values():
             if job.state in PENDING and job.queue_idx >= 0:
                 self.pending.add(job)
-        self.queues_dirty = False
         self.dirty = True
 
     # ---- the tick -------------------------------------------------------------------------
@@ -310,12 +314,18 @@ class SchedulerLoop:
 
     def request_cancel(self, job_id: int) -> None:
         """The API recorded a cancel request: look at it on the next tick."""
-        self.cancel_hint.add(job_id)
+        with self._hint_lock:
+            self.cancel_hint.add(job_id)
         self.wake()
 
     def _cancel_candidates(self, r: Session, now: float) -> list[int]:
         """Jobs with a cancel request still to act on. The API's hint names them; a full scan
-        now and then covers requests recorded by an API process other than this one."""
+        now and then covers requests recorded by an API process other than this one.
+        The hints are taken before the query: the API commits its request before it adds the
+        hint, so the query sees every request taken, and a hint added later waits for the next
+        tick instead of being cleared unread."""
+        with self._hint_lock:
+            hint, self.cancel_hint = self.cancel_hint, set()
         q = select(m.Job.id).where(
             m.Job.cancel_requested.is_(True),
             m.Job.state.in_([*(st.value for st in PENDING), "admitted", "running"]),
@@ -323,11 +333,10 @@ class SchedulerLoop:
         )
         if now - self._last_cancel_scan >= CANCEL_SCAN_S:
             self._last_cancel_scan = now
-        elif self.cancel_hint:
-            q = q.where(m.Job.id.in_(list(self.cancel_hint)))
+        elif hint:
+            q = q.where(m.Job.id.in_(sorted(hint)))
         else:
             return []
-        self.cancel_hint.clear()
         return list(r.scalars(q).all())
 
     def _cancels(self, s: Session, ids: list[int], now: float) -> list[tuple[int, int, str]]:

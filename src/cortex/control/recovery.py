@@ -107,7 +107,10 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
             job = loop.mem_job(row)
             why = loop._resolve(job)
             if why is not None and row.state in (JobState.QUEUED.value,):
+                # As the loop's _ingest does: a final state has an end time and an event.
                 store.move(s, row, JobState.REJECTED, why, now)
+                row.ended_at = now
+                store.event(s, "rejected", why, job_id=row.id, team=row.team)
                 continue
             if row.state == JobState.ADMITTED.value:
                 s.execute(

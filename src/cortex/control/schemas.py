@@ -18,6 +18,10 @@ class SubmitRequest(JobSpec):
     estimate used for backfill) plus the command line, environment and working directory.
     `team` may be left out: it defaults to the caller's team."""
 
+    # Infinity and NaN parse from JSON and YAML but are not JSON: PostgreSQL's json column
+    # refuses them, failing the whole insert batch.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
     command: Annotated[list[Arg], Field(min_length=1, max_length=1024)]
     env: Annotated[dict[EnvName, EnvValue], Field(max_length=256)] = Field(default_factory=dict)
     working_dir: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
@@ -104,7 +108,7 @@ class NodeOut(BaseModel):
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     team: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-    label: Annotated[str, Field(max_length=200)] = ""
+    label: Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")] = ""
 
 
 class TokenOut(BaseModel):

@@ -20,9 +20,15 @@ def now_s() -> float:
     return time.time()
 
 
+REASON_MAX = 500  # the reason columns' width (PostgreSQL refuses a longer value)
+
+
 def move(s: Session, job: m.Job, dst: JobState, reason: str, at: float) -> None:
     """Change a job's state through the transition table and record it."""
     check_transition(job.id, JobState(job.state), dst, reason)
+    # Reasons quote exit details, which may quote a command line of any length.
+    if len(reason) > REASON_MAX:
+        reason = reason[: REASON_MAX - 3] + "..."
     s.add(m.JobTransition(job_id=job.id, src=job.state, dst=dst.value, reason=reason, at=at))
     job.state = dst.value
     job.reason = reason
