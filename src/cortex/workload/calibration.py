@@ -161,6 +161,15 @@ def _shipped() -> CalibrationTable:
     return CalibrationTable.from_text(text, "cortex/workload/data/calibration.csv")
 
 
+def accelerator_flavors() -> list[str]:
+    """Flavors of the throughput table that have an accelerator peak (not CPU slots)."""
+    from cortex.fleet.catalog import load_catalog
+    from cortex.workload.throughput import ThroughputTable
+
+    catalog = load_catalog()
+    return [f for f in ThroughputTable.load().flavors() if catalog[f].bf16_dense_tflops > 0]
+
+
 def derive(measured: CalibrationRow) -> list[CalibrationRow]:
     """Rows for every other flavor of the throughput table, derived from one measured row by
     the rule in the module docstring (each row's `source` spells it out with its numbers)."""
