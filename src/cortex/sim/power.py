@@ -77,6 +77,8 @@ class PowerConfig:
     start_day_of_year: int = 182  # July 1: plan against the hottest months
     temperature_c: float | None = None  # a constant outdoor temperature instead of Austin's
     tick_s: float = 900.0
+    # A job short of watts that outranks running work gets a re-solve at most this often.
+    shortage_resolve_s: float = 1800.0
     curve_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -170,6 +172,7 @@ class PowerRuntime:
     _budget_cache: dict = field(default_factory=dict)
     _per_cache: dict = field(default_factory=dict)
     _draw_cache: dict = field(default_factory=dict)
+    _never_cache: dict = field(default_factory=dict)
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
     staggered: int = 0
@@ -554,12 +557,16 @@ class PowerRuntime:
             - self.base_all_w
         )
         gang = job.elastic_min or job.gpus
-        need = min(
-            self.ladder(job, f, gang, self.min_node_cap_w)[1][
-                -1 if self.policy.name != "admit" else 0
-            ]
-            for f in flavors
-        )
+        key = (job.kind, gang, flavors)
+        if key in self._never_cache:
+            need = self._never_cache[key]
+        else:
+            need = self._never_cache[key] = min(
+                self.ladder(job, f, gang, self.min_node_cap_w)[1][
+                    -1 if self.policy.name != "admit" else 0
+                ]
+                for f in flavors
+            )
         if need <= best:
             return None
         return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)

@@ -129,7 +129,7 @@ class Twin:
         self._ticks: set[float] = set()
         self.pw: PowerRuntime | None = None
         self._power_retry = False
-        self._power_tried: dict[int, int] = {}
+        self._power_next_try_s = 0.0
         self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
         self._clock_k: list[float] = []
         if cfg.power is not None:
@@ -610,10 +610,9 @@ class Twin:
         head = self._by_id.get(plan.rest_reason.detail.get("job", -1))
         if head is None or not self.state.running or self._power_retry:
             return
-        tick = int(self.now / pw.cfg.tick_s)
-        if self._power_tried.get(head.id) == tick:
-            return  # one attempt per head per tick: a failed re-solve is not retried sooner
-        self._power_tried[head.id] = tick
+        if self.now < self._power_next_try_s:
+            return  # re-solves for a short head are spaced out: each one scans every running job
+        self._power_next_try_s = self.now + pw.cfg.shortage_resolve_s
         if head.priority <= min(j.priority for j in self.state.running.values()):
             return
         f = (head.flavor_ids or (0,))[0]
