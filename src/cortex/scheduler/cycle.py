@@ -278,6 +278,12 @@ class _Cycle:
             return False
         searched = False
         view = self.snap.power if self.pol.power is not None else None
+        if view is not None and view.ramp_headroom_w < view.ramp_limit_w:
+            # The ramp window is partly spent: a preemptor that would not fit in what is left
+            # would evict its victims for nothing (the search is the costly part of a pass).
+            need = min(view.floor_inc_w(job, f, job.gpus) for f in short)
+            if need > view.ramp_headroom_w:
+                return False
         for f in short:
             mark = self.stmt.mark()
             got = _try_preempt(self.snap, self.pol, self.stmt, job, f, job.gpus)
