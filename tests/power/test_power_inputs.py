@@ -267,3 +267,21 @@ def test_measured_calibration_overrides_the_draw_fraction(monkeypatch: pytest.Mo
     rt = PowerRuntime.build(TINY, pc, 3600.0)
     assert rt.draw_w("llm", 0) == pytest.approx(610.0)
     assert rt.draw_w("eval", 0) == pytest.approx(420.0)  # no row: the kind's fraction of TDP
+
+
+def test_make_room_for_a_higher_priority_head() -> None:
+    from cortex.scheduler.power import make_room
+
+    low = [_cj(1, 10, 0.0), _cj(2, 10, 5.0)]
+    # Both low jobs at 600 W/GPU use 9,600 W of a 9,600 W budget. A priority-100 head of 8 GPUs:
+    # at the floor everyone needs 3 x 3,200 = 9,600 W, so both low jobs go to the floor and the
+    # head's class takes nothing more.
+    head = _cj(9, 100, 20.0)
+    room = make_room(low, head, {1: 0, 2: 0}, 9_600.0, [1e9], 3)
+    assert room is not None and room.paused == [] and room.levels == {1: 2, 2: 2}
+    # With less budget the youngest low job is paused.
+    room = make_room(low, head, {1: 0, 2: 0}, 7_000.0, [1e9], 3)
+    assert room is not None and room.paused == [2]
+    # A head that does not outrank running work, or that the ramp would hold back: no change.
+    assert make_room(low, _cj(9, 10, 20.0), {1: 0, 2: 0}, 9_600.0, [1e9], 3) is None
+    assert make_room(low, head, {1: 0, 2: 0}, 9_600.0, [1e9], 3, ramp_headroom_w=100.0) is None

@@ -384,3 +384,30 @@ def solve_caps(
                 levels[m.id] = level - 1
     target = {key_of[c]: c_level[c] for c in range(n_cls)}
     return CapPlan(levels, paused, target)
+
+
+def make_room(
+    running: Sequence[CapJob],
+    head: CapJob,
+    current: dict[int, int],
+    site_budget_w: float,
+    hall_budget_w: Sequence[float],
+    n_levels: int,
+    ramp_headroom_w: float = math.inf,
+) -> CapPlan | None:
+    """A pending job is short of watts. If it outranks some running work, re-divide the budget
+    with it as a member (lower priorities are capped, then paused, first). Returns the plan for
+    the running jobs (their levels and pauses), or None when the head would still not fit, when
+    the ramp window could not take it anyway, or when nothing would change. `current` is each
+    running job's level now."""
+    if not running or head.priority <= min(j.priority for j in running):
+        return None
+    if head.inc_w[-1] > ramp_headroom_w:
+        return None  # pausing others now would be waste: the ramp holds the head back
+    plan = solve_caps([*running, head], site_budget_w, hall_budget_w, n_levels)
+    if head.id in plan.paused:
+        return None
+    levels = {j: lv for j, lv in plan.levels.items() if j != head.id}
+    if not plan.paused and all(current.get(j) == lv for j, lv in levels.items()):
+        return None
+    return CapPlan(levels, plan.paused, plan.target)

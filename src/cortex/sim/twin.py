@@ -23,7 +23,7 @@ from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.placement import alloc_size
-from cortex.scheduler.power import solve_caps
+from cortex.scheduler.power import CapPlan, make_room, solve_caps
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
@@ -360,6 +360,12 @@ class Twin:
             len(pw.levels),
         )
         pw.solves += 1
+        self._apply_cap_plan(plan)
+
+    def _apply_cap_plan(self, plan: CapPlan) -> None:
+        """Pause (checkpoint and requeue) what the solver paused, then move the caps."""
+        pw = self.pw
+        assert pw is not None
         pw.target = plan.target
         for job_id in plan.paused:
             job = self.state.running[job_id]
@@ -613,32 +619,20 @@ class Twin:
         if self.now < self._power_next_try_s:
             return  # re-solves for a short head are spaced out: each one scans every running job
         self._power_next_try_s = self.now + pw.cfg.shortage_resolve_s
-        if head.priority <= min(j.priority for j in self.state.running.values()):
-            return
         f = (head.flavor_ids or (0,))[0]
-        cj = pw.head_cap_job(head, f, self.speeds[(head.kind, f)], self.now)
-        if cj.inc_w[-1] > pw.ramp_headroom_it_w(self.now):
-            return  # the ramp would hold it back anyway: pausing others now would be waste
-        plan2 = solve_caps(
-            [*pw.cap_jobs(self.state.running, self.speeds), cj],
+        pw.solves += 1
+        room = make_room(
+            pw.cap_jobs(self.state.running, self.speeds),
+            pw.head_cap_job(head, f, self.speeds[(head.kind, f)], self.now),
+            {j: jp.level for j, jp in pw.jobs.items()},
             pw.site_budget_w(self.now),
             pw.hall_budget_w(self.now),
             len(pw.levels),
+            pw.ramp_headroom_it_w(self.now),
         )
-        pw.solves += 1
-        if cj.id in plan2.paused or (
-            not plan2.paused
-            and all(pw.jobs[j].level == lv for j, lv in plan2.levels.items() if j in pw.jobs)
-        ):
-            return  # the head would not fit, or nothing would change
-        pw.target = plan2.target
-        for job_id in plan2.paused:
-            job = self.state.running[job_id]
-            pw.paused += 1
-            self.metrics.preemptions += 1
-            job.preemptions += 1
-            self._interrupt(job, self.preempt_overhead_s, JobState.PREEMPTED, "PowerShortfall")
-        self._apply_levels({j: lv for j, lv in plan2.levels.items() if j in pw.jobs})
+        if room is None:
+            return
+        self._apply_cap_plan(room)
         self._power_retry = True
         try:
             self._cycle()
