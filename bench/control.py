@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+
+from cortex.control.devpg import ThrowawayPostgres, find_bin, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -62,103 +63,28 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # ---- a throwaway PostgreSQL (as in shared/STACK.md) ---------------------------------------------
 class Postgres:
+    """Durable commits (fsync on): the figures are for a real store, not a RAM disk."""
+
     def __init__(self) -> None:
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
-        if not bins:
+        bin_dir = find_bin()
+        if bin_dir is None:
             raise RuntimeError("PostgreSQL binaries not found under /usr/lib/postgresql")
-        self.bin = bins[0].parent
-        self.root = Path(tempfile.mkdtemp(prefix="cortex-bench-pg-"))
-        self.port = free_port()
+        self.pg = ThrowawayPostgres(bin_dir, durable=True, prefix="cortex-bench-pg-")
         self.n = 0
 
-    def _as_pg(self, cmd: list[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
     def start(self) -> None:
-        sock = self.root / "sock"
-        sock.mkdir()
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres")
-            shutil.chown(sock, "postgres")
-        data = self.root / "data"
-        subprocess.run(
-            self._as_pg(
-                [
-                    str(self.bin / "initdb"),
-                    "-D",
-                    str(data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
-        # Durable commits (fsync on): the figures are for a real store, not a RAM disk.
-        opts = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        subprocess.run(
-            self._as_pg(
-                [
-                    str(self.bin / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(self.root / "log"),
-                    "-w",
-                    "-o",
-                    opts,
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        self.pg.start()
 
     def database(self) -> str:
-        import psycopg
-
         self.n += 1
-        name = f"bench{self.n}"
-        with psycopg.connect(
-            f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True
-        ) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+        return self.pg.create_database(f"bench{self.n}")
 
     def stop(self) -> None:
-        subprocess.run(
-            self._as_pg(
-                [
-                    str(self.bin / "pg_ctl"),
-                    "-D",
-                    str(self.root / "data"),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "stop",
-                ]
-            ),
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.pg.stop("fast")
 
 
-# ---- a real service -------------------------------------------------------------------------
 class Server:
     def __init__(self, url: str, home: Path, slots: int = 2) -> None:
         self.port = free_port()

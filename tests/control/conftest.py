@@ -4,42 +4,22 @@ tests of the API and the loop (end-to-end tests use the real executor)."""
 
 from __future__ import annotations
 
-import glob
 import itertools
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cortex.control.devpg import ThrowawayPostgres, find_bin
+
 _counter = itertools.count()
-
-
-def _pg_bin() -> Path | None:
-    for cand in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
-        if Path(cand, "initdb").exists() and Path(cand, "pg_ctl").exists():
-            return Path(cand)
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_pg(cmd: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """Base URL (no database) of a PostgreSQL server that lives for the session."""
-    binp = _pg_bin()
+    binp = find_bin()
     # CI sets CORTEX_REQUIRE_POSTGRES: there, a missing server is a failure, not a skip.
     missing = pytest.fail if os.environ.get("CORTEX_REQUIRE_POSTGRES") else pytest.skip
     if binp is None:
@@ -49,62 +29,11 @@ def pg_server() -> Iterator[str]:
         import psycopg  # noqa: F401
     except ImportError:
         missing("psycopg is not installed")
-    root = Path(tempfile.mkdtemp(prefix="cortex-pg-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sock, "postgres")
-    port = free_port()
-    subprocess.run(
-        _as_pg(
-            [
-                str(binp / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-locale",
-                "--no-sync",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    opts = (
-        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c max_connections=200"
-    )
-    subprocess.run(
-        _as_pg(
-            [
-                str(binp / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(root / "log"),
-                "-w",
-                "-o",
-                opts,
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    pg = ThrowawayPostgres(binp, durable=False)
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield pg.start()
     finally:
-        subprocess.run(
-            _as_pg([str(binp / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            check=False,
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
+        pg.stop("immediate")
 
 
 def new_pg_database(base: str) -> str:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import free_port
 from sqlalchemy import select
 
 from cortex.control import db
 from cortex.control import models as m
+from cortex.control.devpg import free_port
 
 ADMIN = "ctx_e2e-admin-token"
 WAIT_S = 60.0
