@@ -7,10 +7,10 @@ heat and at low load, as measured PUEs do.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+
+from cortex.power.datafile import read_rows
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,4 @@ class CoolingModel:
 
 @cache
 def _params() -> dict[str, float]:
-    text = resources.files("cortex.power").joinpath("data/cooling.csv").read_text()
-    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
-    return {r["name"]: float(r["value"]) for r in rows}
+    return {r["name"]: float(r["value"]) for r in read_rows("cooling.csv")}

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cortex.errors import InputError
+from cortex.power.datafile import read_rows
 
 
 def _rows(text: str) -> list[dict[str, str]]:
@@ -95,5 +96,4 @@ def _default_curve() -> CapCurve:
 @cache
 def draw_fractions() -> dict[str, float]:
     """Mean training draw as a fraction of TDP, per workload kind (data/draw_by_kind.csv)."""
-    text = resources.files("cortex.power").joinpath("data/draw_by_kind.csv").read_text()
-    return {r["kind"]: float(r["draw_frac_of_tdp"]) for r in _rows(text)}
+    return {r["kind"]: float(r["draw_frac_of_tdp"]) for r in read_rows("draw_by_kind.csv")}

@@ -1,14 +1,13 @@
-"""Grid limits and Megapack units (data/grid.csv)."""
+"""Grid-side limits and battery dispatch settings (data/grid.csv; battery units are in
+data/battery_units.csv, shared with the swing tool)."""
 
 from __future__ import annotations
 
-import csv
 from functools import cache
-from importlib import resources
+
+from cortex.power.datafile import read_rows
 
 
 @cache
 def grid_params() -> dict[str, float]:
-    text = resources.files("cortex.power").joinpath("data/grid.csv").read_text()
-    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
-    return {r["name"]: float(r["value"]) for r in rows}
+    return {r["name"]: float(r["value"]) for r in read_rows("grid.csv")}
