@@ -43,11 +43,14 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
     up_gpu_s = float(m.up_bins.sum())
     jct: dict[str, list[float]] = {}
     wait: dict[str, list[float]] = {}
+    # Jobs under way at a warm start have no submission in the run: they count in the books,
+    # not in JCT or queue delay.
     for j in tw.completed:
-        jct.setdefault(j.team, []).append(j.end_s - j.submit_s)
+        if not j.warm:
+            jct.setdefault(j.team, []).append(j.end_s - j.submit_s)
     # Queue delay counts every job that started, finished or not, overall and per team alike.
     for j in tw.jobs:
-        if j.first_start_s >= 0:
+        if j.first_start_s >= 0 and not j.warm:
             wait.setdefault(j.team, []).append(j.first_start_s - j.submit_s)
     all_jct = [x for v in jct.values() for x in v]
     all_wait = [x for v in wait.values() for x in v]
@@ -101,6 +104,7 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
             "failure_scale": cfg.failure_scale,
             "workload": workload,
             "checkpoint_interval_s": cfg.checkpoint_interval_s,
+            "warm_start": any(j.warm for j in tw.jobs),
         },
         "fleet": {
             "name": topo.name,
@@ -114,6 +118,7 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
         "jobs": {
             **_completion(tw),
             "submitted": submitted,
+            "warm_start": sum(1 for j in tw.jobs if j.warm),
             "rejected": len(tw.rejected),
             "rejected_by_reason": dict(sorted(rejected.items())),
             "completed": len(tw.completed),

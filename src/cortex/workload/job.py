@@ -59,6 +59,7 @@ class Job:
         "state",
         "submit_s",
         "team",
+        "warm",
         "work_s",
     )
 
@@ -134,6 +135,7 @@ class Job:
         self.next_preempt_try_s = 0.0  # backoff after a failed victim search
         self.preempt_backoff_s = 0.0
         self.history: list[tuple[float, JobState, str]] | None = None
+        self.warm = False  # under way before the run began (a warm start); done_s says how far
 
     @classmethod
     def from_spec(
