@@ -446,12 +446,6 @@ def test_production_job_preempts_once_victims_pass_min_runtime_without_other_eve
     assert 0 <= jobs[2].first_start_s <= 700
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design gap: victims.find_victims ranks victims by GPUs only, so at equal cost a "
-    "production job evicts a 'normal' job rather than an equally sized 'preemptible' one "
-    "(Kueue and KAI evict the lowest priority first)",
-)
 def test_victim_of_equal_size_is_the_lowest_priority_one() -> None:
     jobs = [
         _job(1, 32, 10_000, 0, "normal"),
@@ -463,19 +457,6 @@ def test_victim_of_equal_size_is_the_lowest_priority_one() -> None:
 
 
 # ---- reclaim of borrowed quota in one cycle --------------------------------------------------
-_VICTIM_COST = pytest.mark.xfail(
-    strict=True,
-    reason="bug: victims.find_victims costs a candidate node by the GPUs used on it, not by the "
-    "victims' whole allocations, so it evicts a's 32-GPU job (nodes 0-3) where a's 16-GPU job "
-    "(nodes 4-5) frees enough",
-)
-_VICTIM_FILTER = pytest.mark.xfail(
-    strict=True,
-    reason="bug: victims.find_victims picks the cheapest nodes by the coarse node_filter and "
-    "gives up when _exact finds an ineligible job there (c's 4-GPU jobs, c is within quota), "
-    "instead of trying other nodes: no preemption although evicting a's job 102 works",
-)
-
 
 C_GANG = (((6, 8), (7, 8)),)  # c: one 16-GPU job
 C_SMALL = (((6, 4),), ((7, 4),))  # c: two 4-GPU jobs
@@ -486,10 +467,10 @@ C_SMALL = (((6, 4),), ((7, 4),))  # c: two 4-GPU jobs
     [
         # a borrows 16 beyond its 32; c is at its nominal 16. b (nominal 16, no borrowing)
         # reclaims 16 GPUs: the cheapest eligible victim is a's 16-GPU job on nodes 4, 5.
-        pytest.param(C_GANG, 1000.0, 16, [102], [4, 5], None, marks=_VICTIM_COST),
-        pytest.param(C_GANG, 1000.0, 8, [102], [4], None, marks=_VICTIM_COST),
+        (C_GANG, 1000.0, 16, [102], [4, 5], None),
+        (C_GANG, 1000.0, 8, [102], [4], None),
         # c runs two 4-GPU jobs (within its quota, so not victims) on nodes 6 and 7.
-        pytest.param(C_SMALL, 1000.0, 16, [102], [4, 5], None, marks=_VICTIM_FILTER),
+        (C_SMALL, 1000.0, 16, [102], [4, 5], None),
         (C_GANG, 500.0, 16, [], [], Code.INSUFFICIENT_CAPACITY),  # a's jobs ran < 600 s
     ],
 )
