@@ -20,7 +20,7 @@ def fake_service(
         home=home, database_url=url, admin_token=ADMIN, min_runtime_s=0.0, max_retries=1, **kw
     )
     ex = executor or FakeExecutor(home / "runs")
-    return Service(
+    svc = Service(
         settings,
         executor=ex,
         inventory=inventory(slots),
@@ -28,6 +28,9 @@ def fake_service(
         launch_spec=Spec,
         handle_from_dict=lambda d: d,
     )
+    # Retries at once unless a test asks for a delay (the backoff has its own tests).
+    svc.loop.retry_backoff_base_s = 0.0
+    return svc
 
 
 def job_body(**kw: Any) -> dict[str, Any]:
