@@ -10,7 +10,10 @@ from __future__ import annotations
 import bisect
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from cortex.sim import checkpoint as ckpt
+from cortex.sim.failures import Cause, JobCause, job_rate_per_s
 from cortex.workload.preempt_rule import on_preempt
 from cortex.workload.states import JobState
 
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from cortex.scheduler.state import ClusterState, Placement
     from cortex.sim.metrics import Metrics
     from cortex.sim.power import PowerRuntime
+    from cortex.sim.twin import SimConfig
     from cortex.workload.job import Job
 
 
@@ -36,11 +40,20 @@ class RunBooks:
     preempt_overhead_s: float
     horizon_s: float
     _writes: dict[int, tuple[float, int]]
+    causes: tuple[Cause, ...]
+    job_causes: tuple[JobCause, ...]
+    _job_cause_ids: list[list[int]]
+    job_rng: np.random.Generator
+    restart_overhead_s: float
     _clock_v: list[float]
     _clock_k: list[float]
     _power_dirty: bool
+    cfg: SimConfig
 
     def _push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
+        raise NotImplementedError
+
+    def _changed(self) -> None:
         raise NotImplementedError
 
     # ---- the run clock ----------------------------------------------------------------------
@@ -206,6 +219,43 @@ class RunBooks:
                 writes[n] = (until, writers - use)
             wait = max(wait, until - self.now)
         return wait, gpus
+
+    # ---- job failures of their own ----------------------------------------------------------
+    def _job_rate(self, job: Job, gang: int) -> float:
+        """Failures per second of a run for causes of the job's own (0 with failures off)."""
+        if not self.cfg.failures:
+            return 0.0
+        return job_rate_per_s(gang, job.priority_class, self.cfg.failure_scale)
+
+    def _arm_job_failure(self, job: Job) -> None:
+        """Draw when this run fails for a cause of its own; push it if that is before the
+        horizon (a run that ends first makes it stale)."""
+        from cortex.sim.twin import FAILURE, JOBFAIL
+
+        rate = self._job_rate(job, job.run_gpus)
+        ids = self._job_cause_ids[job.priority_class == "production"]
+        if rate <= 0 or not ids:
+            return
+        t = self.now + float(self.job_rng.exponential(1.0 / rate))
+        if t >= self.horizon_s:
+            return
+        shares = np.array([self.job_causes[i].share for i in ids])
+        k = ids[int(self.job_rng.choice(len(ids), p=shares / shares.sum()))]
+        self._push(t, FAILURE, JOBFAIL, (job, len(self.causes) - len(self.job_causes) + k),
+                   job.restarts)  # fmt: skip
+
+    def _job_failure(self, a: tuple[Job, int], run: int) -> None:
+        job, cause_idx = a
+        if job.state is not JobState.RUNNING or job.restarts != run:
+            return  # that run already ended
+        cause = self.causes[cause_idx]
+        self._interrupt(
+            job, cause.detect_s + cause.recover_s + self.restart_overhead_s, JobState.FAILED,
+            cause.name,
+        )  # fmt: skip
+        self.metrics.interrupt(self.now, cause_idx)
+        job.interruptions += 1
+        self._changed()
 
     def _close_running(self) -> None:
         """At the horizon: account the running jobs' time without ending them. Work done since
