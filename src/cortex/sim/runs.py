@@ -196,7 +196,14 @@ class RunBooks:
         until = self.now + hold
         for n, k in placement:
             # The gang's writers spread over its nodes; rounding GPUs of a gang do not write.
-            self._writes[n] = (until, k * gang // held)
+            # Two victims sharing a node at one instant: the later end, the writers of both.
+            writers = k * gang // held
+            prev = self._writes.get(n)
+            if prev is not None and prev[0] > self.now:
+                until_n, writers = max(prev[0], until), writers + prev[1]
+            else:
+                until_n = until
+            self._writes[n] = (until_n, writers)
 
     def _victim_wait(self, placement: Placement, gang: int) -> tuple[float, int]:
         """(seconds until the victims' writes on these nodes end, GPUs of the gang waiting on
