@@ -184,6 +184,7 @@ def load_reliability() -> dict[str, float]:
     return {row["name"]: float(row["value"]) for row in csv.DictReader(text.splitlines())}
 
 
+@cache
 def job_rate_law() -> tuple[float, float]:
     """(c per hour, alpha): a research job of g GPUs fails for causes of its own at
     c * (g / 8) ** alpha per hour. Fitted through Kokolis et al.'s two mean times to failure

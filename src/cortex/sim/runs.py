@@ -8,12 +8,13 @@ apart; it reads the twin's state, metrics and power runtime and owns no state of
 from __future__ import annotations
 
 import bisect
+import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cortex.sim import checkpoint as ckpt
-from cortex.sim.failures import Cause, JobCause, job_rate_per_s
+from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
 from cortex.workload.preempt_rule import on_preempt
 from cortex.workload.states import JobState
 
@@ -43,6 +44,8 @@ class RunBooks:
     causes: tuple[Cause, ...]
     job_causes: tuple[JobCause, ...]
     _job_cause_ids: list[list[int]]
+    _job_cause_cum: list[list[float]]
+    _job_pools: list[list[float]]
     job_rng: np.random.Generator
     restart_overhead_s: float
     _clock_v: list[float]
@@ -228,6 +231,22 @@ class RunBooks:
         return wait, gpus
 
     # ---- job failures of their own ----------------------------------------------------------
+    def _init_causes(self, failure_data: str | None) -> None:
+        """Node causes (the census), then job causes of their own (sim/failures.py)."""
+        self.job_causes = load_job_causes(failure_data)
+        self.causes = load_causes() + tuple(
+            Cause(c.name, c.category, 0.0, c.detect_s, c.recover_s, 0.0) for c in self.job_causes
+        )
+        self._job_cause_ids = [
+            [i for i, c in enumerate(self.job_causes) if c.applies_to == cls]
+            for cls in ("research", "production")
+        ]
+        self._job_cause_cum = [
+            list(itertools.accumulate(self.job_causes[i].share for i in ids))
+            for ids in self._job_cause_ids
+        ]
+        self._job_pools = [[], []]
+
     def _job_rate(self, job: Job, gang: int) -> float:
         """Failures per second of a run for causes of the job's own (0 with failures off)."""
         if not self.cfg.failures:
@@ -240,16 +259,27 @@ class RunBooks:
         from cortex.sim.twin import FAILURE, JOBFAIL
 
         rate = self._job_rate(job, job.run_gpus)
-        ids = self._job_cause_ids[job.priority_class == "production"]
-        if rate <= 0 or not ids:
+        cum = self._job_cause_cum[job.priority_class == "production"]
+        if rate <= 0 or not cum:
             return
-        t = self.now + float(self.job_rng.exponential(1.0 / rate))
+        t = self.now + self._job_draw(exponential=True) / rate
         if t >= self.horizon_s:
             return
-        shares = np.array([self.job_causes[i].share for i in ids])
-        k = ids[int(self.job_rng.choice(len(ids), p=shares / shares.sum()))]
+        ids = self._job_cause_ids[job.priority_class == "production"]
+        k = ids[min(bisect.bisect_right(cum, self._job_draw() * cum[-1]), len(ids) - 1)]
         self._push(t, FAILURE, JOBFAIL, (job, len(self.causes) - len(self.job_causes) + k),
                    job.restarts)  # fmt: skip
+
+    def _job_draw(self, exponential: bool = False) -> float:
+        """The next standard exponential or uniform of the job-failure stream, drawn from
+        pools of 4,096 (one numpy call per pool, not per start: this runs on every start)."""
+        pools = self._job_pools
+        i = 1 if exponential else 0
+        if not pools[i]:
+            rng = self.job_rng
+            draw = rng.standard_exponential(4096) if exponential else rng.random(4096)
+            pools[i] = draw.tolist()[::-1]
+        return pools[i].pop()
 
     def _job_failure(self, a: tuple[Job, int], run: int) -> None:
         job, cause_idx = a

@@ -29,15 +29,7 @@ from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot, Start
 from cortex.scheduler.state import ClusterState
 from cortex.sim import checkpoint as ckpt
-from cortex.sim.failures import (
-    Cause,
-    draw_failures,
-    load_causes,
-    load_defaults,
-    load_job_causes,
-    node_multipliers,
-    rate_per_gpu_s,
-)
+from cortex.sim.failures import draw_failures, load_defaults, node_multipliers, rate_per_gpu_s
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
@@ -109,15 +101,7 @@ class Twin(RunBooks):
         self.pol = cfg.policies or build_policies(cfg.policy, backfill=cfg.backfill)
         self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
         self.power = PowerModel.for_topology(topo)
-        # Node causes (the census), then job causes of their own (sim/failures.py).
-        self.job_causes = load_job_causes(cfg.failure_data)
-        self.causes = load_causes() + tuple(
-            Cause(c.name, c.category, 0.0, c.detect_s, c.recover_s, 0.0) for c in self.job_causes
-        )
-        self._job_cause_ids = [
-            [i for i, c in enumerate(self.job_causes) if c.applies_to == cls]
-            for cls in ("research", "production")
-        ]
+        self._init_causes(cfg.failure_data)
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
         self.preempt_overhead_s = defaults["preempt_restart_overhead_s"]
