@@ -433,6 +433,11 @@ def test_preemption_rule_decides_completion_times(
     assert m.rework_preempt_gpu_s == pytest.approx(32 * rework_s)
     assert m.restart_gpu_s == pytest.approx(32 * 60)  # 3's wait is 1's write, not a restart
     assert m.unallocated_write_gpu_s == pytest.approx(0.0, abs=1e-9)  # 3 took all of 1's GPUs
+    # Every job completed by the horizon: the makespan runs from the first submission (0) to
+    # the last completion, 1's.
+    jobs_report = build_report(tw)["jobs"]
+    assert jobs_report["last_completion_s"] == pytest.approx(j1_end)
+    assert jobs_report["makespan_s"] == pytest.approx(j1_end)
 
 
 def test_production_job_preempts_once_victims_pass_min_runtime_without_other_events() -> None:

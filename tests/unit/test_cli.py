@@ -154,7 +154,17 @@ JOB = "name: a\nteam: fsd\ngpus: 8\nduration_s: 600\n"
 TRACE_HEADER = "submit_time_s,num_gpus,duration_s\n"
 
 # (id, --option, file name, file text, regexes the one stderr line must match)
+JOB_FAILURES = "cause,category,applies_to,share,detect_s,recover_s\n"
 BAD_FILES = [
+    (
+        "failure-data-shares", "--failure-data", "jf.csv",
+        JOB_FAILURES + "a,user,research,0.5,60,600\nb,software,research,0.3,60,600\n",
+        ["^error: jf.csv: share: ", "research", r"\b0\.8\b"],
+    ),
+    (
+        "failure-data-negative", "--failure-data", "jf.csv",
+        JOB_FAILURES + "a,user,research,1,-60,600\n", ["^error: jf.csv: row 2: detect_s: "],
+    ),
     (
         "fleet-unknown-flavor", "--fleet", "fleet.yaml",
         "name: x\n" + GROUP.format(flavor="Z9000", nodes=4),

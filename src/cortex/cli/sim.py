@@ -16,6 +16,7 @@ from cortex.fleet.topology import build
 from cortex.power.battery import BatterySpec
 from cortex.power.curve import CapCurve
 from cortex.scheduler.registry import PROFILES
+from cortex.sim.failures import load_job_causes
 from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
@@ -39,8 +40,13 @@ def sim(
         "(the default, and the only choice, for traces and job files)",
     ),
     backfill: bool = typer.Option(True, help="EASY backfill"),
-    failures: bool = typer.Option(True, help="model failures (Llama 3 census rates)"),
+    failures: bool = typer.Option(
+        True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
+    ),
     failure_scale: float = typer.Option(1.0, min=0.0, help="multiply all failure rates"),
+    failure_data: Path | None = typer.Option(
+        None, help="job-failure causes CSV (default: sim/data/job_failures.csv)"
+    ),
     checkpoint_interval_s: float | None = typer.Option(
         None, min=1.0, help="fixed checkpoint interval (default: Young/Daly per job)"
     ),
@@ -88,6 +94,8 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
+    if failure_data is not None:
+        load_job_causes(failure_data)  # a bad file fails here, before any workload is built
     synthetic = trace is None and workload == "synthetic"
     if warm_start and not synthetic:
         given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
@@ -113,6 +121,7 @@ def sim(
         backfill=backfill,
         failures=failures,
         failure_scale=failure_scale,
+        failure_data=str(failure_data) if failure_data is not None else None,
         checkpoint_interval_s=checkpoint_interval_s,
         default_checkpoint_write_s=checkpoint_write_s,
         backfill_interval_s=backfill_interval_s,

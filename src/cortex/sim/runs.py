@@ -8,9 +8,13 @@ apart; it reads the twin's state, metrics and power runtime and owns no state of
 from __future__ import annotations
 
 import bisect
+import itertools
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from cortex.sim import checkpoint as ckpt
+from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
 from cortex.workload.preempt_rule import on_preempt
 from cortex.workload.states import JobState
 
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from cortex.scheduler.state import ClusterState, Placement
     from cortex.sim.metrics import Metrics
     from cortex.sim.power import PowerRuntime
+    from cortex.sim.twin import SimConfig
     from cortex.workload.job import Job
 
 
@@ -36,11 +41,22 @@ class RunBooks:
     preempt_overhead_s: float
     horizon_s: float
     _writes: dict[int, tuple[float, int]]
+    causes: tuple[Cause, ...]
+    job_causes: tuple[JobCause, ...]
+    _job_cause_ids: list[list[int]]
+    _job_cause_cum: list[list[float]]
+    _job_pools: list[list[float]]
+    job_rng: np.random.Generator
+    restart_overhead_s: float
     _clock_v: list[float]
     _clock_k: list[float]
     _power_dirty: bool
+    cfg: SimConfig
 
     def _push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
+        raise NotImplementedError
+
+    def _changed(self) -> None:
         raise NotImplementedError
 
     # ---- the run clock ----------------------------------------------------------------------
@@ -183,7 +199,14 @@ class RunBooks:
         until = self.now + hold
         for n, k in placement:
             # The gang's writers spread over its nodes; rounding GPUs of a gang do not write.
-            self._writes[n] = (until, k * gang // held)
+            # Two victims sharing a node at one instant: the later end, the writers of both.
+            writers = k * gang // held
+            prev = self._writes.get(n)
+            if prev is not None and prev[0] > self.now:
+                until_n, writers = max(prev[0], until), writers + prev[1]
+            else:
+                until_n = until
+            self._writes[n] = (until_n, writers)
 
     def _victim_wait(self, placement: Placement, gang: int) -> tuple[float, int]:
         """(seconds until the victims' writes on these nodes end, GPUs of the gang waiting on
@@ -206,6 +229,70 @@ class RunBooks:
                 writes[n] = (until, writers - use)
             wait = max(wait, until - self.now)
         return wait, gpus
+
+    # ---- job failures of their own ----------------------------------------------------------
+    def _init_causes(self, failure_data: str | None) -> None:
+        """Node causes (the census), then job causes of their own (sim/failures.py)."""
+        self.job_causes = load_job_causes(failure_data)
+        self.causes = load_causes() + tuple(
+            Cause(c.name, c.category, 0.0, c.detect_s, c.recover_s, 0.0) for c in self.job_causes
+        )
+        self._job_cause_ids = [
+            [i for i, c in enumerate(self.job_causes) if c.applies_to == cls]
+            for cls in ("research", "production")
+        ]
+        self._job_cause_cum = [
+            list(itertools.accumulate(self.job_causes[i].share for i in ids))
+            for ids in self._job_cause_ids
+        ]
+        self._job_pools = [[], []]
+
+    def _job_rate(self, job: Job, gang: int) -> float:
+        """Failures per second of a run for causes of the job's own (0 with failures off)."""
+        if not self.cfg.failures:
+            return 0.0
+        return job_rate_per_s(gang, job.priority_class, self.cfg.failure_scale)
+
+    def _arm_job_failure(self, job: Job) -> None:
+        """Draw when this run fails for a cause of its own; push it if that is before the
+        horizon (a run that ends first makes it stale)."""
+        from cortex.sim.twin import FAILURE, JOBFAIL
+
+        rate = self._job_rate(job, job.run_gpus)
+        cum = self._job_cause_cum[job.priority_class == "production"]
+        if rate <= 0 or not cum:
+            return
+        t = self.now + self._job_draw(exponential=True) / rate
+        if t >= self.horizon_s:
+            return
+        ids = self._job_cause_ids[job.priority_class == "production"]
+        k = ids[min(bisect.bisect_right(cum, self._job_draw() * cum[-1]), len(ids) - 1)]
+        self._push(t, FAILURE, JOBFAIL, (job, len(self.causes) - len(self.job_causes) + k),
+                   job.restarts)  # fmt: skip
+
+    def _job_draw(self, exponential: bool = False) -> float:
+        """The next standard exponential or uniform of the job-failure stream, drawn from
+        pools of 4,096 (one numpy call per pool, not per start: this runs on every start)."""
+        pools = self._job_pools
+        i = 1 if exponential else 0
+        if not pools[i]:
+            rng = self.job_rng
+            draw = rng.standard_exponential(4096) if exponential else rng.random(4096)
+            pools[i] = draw.tolist()[::-1]
+        return pools[i].pop()
+
+    def _job_failure(self, a: tuple[Job, int], run: int) -> None:
+        job, cause_idx = a
+        if job.state is not JobState.RUNNING or job.restarts != run:
+            return  # that run already ended
+        cause = self.causes[cause_idx]
+        self._interrupt(
+            job, cause.detect_s + cause.recover_s + self.restart_overhead_s, JobState.FAILED,
+            cause.name,
+        )  # fmt: skip
+        self.metrics.interrupt(self.now, cause_idx)
+        job.interruptions += 1
+        self._changed()
 
     def _close_running(self) -> None:
         """At the horizon: account the running jobs' time without ending them. Work done since

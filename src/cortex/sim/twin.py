@@ -29,7 +29,7 @@ from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot, Start
 from cortex.scheduler.state import ClusterState
 from cortex.sim import checkpoint as ckpt
-from cortex.sim.failures import draw_failures, load_causes, load_defaults, rate_per_gpu_s
+from cortex.sim.failures import draw_failures, load_defaults, node_multipliers, rate_per_gpu_s
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
@@ -42,6 +42,7 @@ from cortex.workload.throughput import ThroughputTable
 REPAIR, FINISH, FAILURE, ARRIVAL, TICK = 0, 1, 2, 3, 4
 # Budget changes (weather ticks, cap events) land before arrivals; staggered waves with them.
 POWER, STAGGER = 5, 6
+JOBFAIL = 7  # a job's failure of its own (sim/failures.py), at FAILURE's priority
 POWER_PRIO = 2.5
 # A queue this short gets a deep (backfill) pass on every event: it is cheap.
 SHORT_QUEUE = 4
@@ -67,6 +68,7 @@ class SimConfig:
     default_checkpoint_write_s: float | None = None  # for jobs that give none (traces)
     backfill_interval_s: float | None = None  # deep-pass interval; None: sim/data/defaults.csv
     power: PowerConfig | None = None  # None: the basic busy/idle accounting, no power policy
+    failure_data: str | None = None  # job-failure causes CSV; None: sim/data/job_failures.csv
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -99,7 +101,7 @@ class Twin(RunBooks):
         self.pol = cfg.policies or build_policies(cfg.policy, backfill=cfg.backfill)
         self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
         self.power = PowerModel.for_topology(topo)
-        self.causes = load_causes()
+        self._init_causes(cfg.failure_data)
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
         self.preempt_overhead_s = defaults["preempt_restart_overhead_s"]
@@ -116,6 +118,8 @@ class Twin(RunBooks):
         }
         self.metrics = Metrics(cfg.horizon_s, cfg.n_bins, len(self.causes))
         self.rng = np.random.default_rng(cfg.seed)
+        self.job_rng = np.random.default_rng((cfg.seed, 2))  # job failures: their own stream
+        self.node_mult = node_multipliers(np.random.default_rng((cfg.seed, 3)), topo.n_nodes)
         self.heap: list[tuple] = []
         self.seq = 0
         self.now = 0.0
@@ -161,7 +165,7 @@ class Twin(RunBooks):
         if self.cfg.failures:
             node_gpus = np.array([self.state.gpn[f] for f in self.topo.node_flavor], dtype=float)
             times, nodes, kinds = draw_failures(
-                self.rng, horizon, node_gpus, self.cfg.failure_scale
+                self.rng, horizon, node_gpus, self.cfg.failure_scale, self.node_mult
             )
             for t, n, c in zip(times.tolist(), nodes.tolist(), kinds.tolist(), strict=True):
                 self.seq += 1
@@ -187,6 +191,7 @@ class Twin(RunBooks):
             TICK: self._tick,
             POWER: self._power_event,
             STAGGER: self._stagger,
+            JOBFAIL: self._job_failure,
         }
         debug = self.cfg.debug
         next_report = 0
@@ -441,6 +446,7 @@ class Twin(RunBooks):
             self.pw.fill(job.id)
             for i in range(1, waves):
                 self._push(self.now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
+        self._arm_job_failure(job)
 
     # ---- the scheduling cycle ---------------------------------------------------------------
     def _run_shape(
@@ -457,7 +463,8 @@ class Twin(RunBooks):
         elif fixed is not None:
             tau = float(fixed)
         elif self.fail_rate > 0:
-            tau = ckpt.daly_interval_s(write, 1.0 / (self.fail_rate * alloc))
+            rate = self.fail_rate * alloc + self._job_rate(job, gang)
+            tau = ckpt.daly_interval_s(write, 1.0 / rate)
         else:
             tau = self.fallback_tau_s
         dur = ckpt.run_duration_s(job.remaining_s / speed, job.owed_overhead_s, tau, write)
