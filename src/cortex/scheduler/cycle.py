@@ -346,14 +346,35 @@ def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -
     return False
 
 
-def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
+def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool = False) -> Plan:
     """One cycle: order the pending jobs, admit, place, preempt, backfill; explain the rest.
 
     A quick pass (`deep=False`, Slurm's main scheduler) stops once every flavor has a blocked
     head and lets nothing past it; a deep pass (Slurm's backfill) walks up to `max_examined`
     jobs and backfills those that do not delay the heads. Drivers run quick passes on events and
-    deep passes at an interval, or deep passes only when the queue is short."""
+    deep passes at an interval, or deep passes only when the queue is short.
+
+    The state is left as it was, unless `commit` is set and the plan only starts jobs (no
+    evictions were tried): then the starts' GPUs and usage stay taken and `plan.committed` says
+    so; the driver records the runs (`ClusterState.adopt`) instead of taking them again. Undoing
+    and redoing the same allocations leaves every index exactly as committing them does."""
     c = _Cycle(snap, pol, deep)
+    try:
+        _walk(c, snap, pol, deep)
+    except BaseException:
+        c.stmt.rollback()
+        raise
+    plan = c.plan
+    if commit and c.stmt.evictions == 0 and not plan.preemptions:
+        plan.committed = True
+    else:
+        # 7. Leave the state as it was; the driver applies the plan.
+        c.stmt.rollback()
+    return plan
+
+
+def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
+    """Steps 1-6 over the pending jobs, into c.plan, with tentative moves on c.stmt."""
     plan = c.plan
     st = c.st
     free = st.free_gpus
@@ -364,47 +385,42 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     every_flavor = c.every_flavor
     max_examined = pol.max_examined
     try_flavor = c.try_flavor
-    try:
-        # 1. Walk pending jobs in the ordering policy's order.
-        for job in pol.ordering.order(snap):
-            if plan.examined >= max_examined:
-                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="examined limit reached")
-                break
-            if (c.tries <= 0 or not deep) and not any(free):
-                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
-                break
-            plan.examined += 1
-            gpus = job.gpus
-            emin = job.elastic_min
-            smallest = emin or gpus
-            flavors = job.flavor_ids or every_flavor
-            if len(reserved) == n_flavors and smallest > max(free):
-                # Every flavor waits for its head and this job needs more than any has free.
-                f0 = flavors[0]
-                blockers[job.id] = [c.capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
-                continue
-            gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
-            reasons: list[Reason] = []
-            short: list[int] = []  # flavors where capacity or topology blocked it
-            started = False
-            for f in flavors:
-                for gang in gangs:
-                    if try_flavor(job, f, gang, reasons, short):
-                        started = True
-                        break
-                if started:
+    # 1. Walk pending jobs in the ordering policy's order.
+    for job in pol.ordering.order(snap):
+        if plan.examined >= max_examined:
+            plan.rest_reason = Reason(Code.NOT_EXAMINED, why="examined limit reached")
+            break
+        if (c.tries <= 0 or not deep) and not any(free):
+            plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
+            break
+        plan.examined += 1
+        gpus = job.gpus
+        emin = job.elastic_min
+        smallest = emin or gpus
+        flavors = job.flavor_ids or every_flavor
+        if len(reserved) == n_flavors and smallest > max(free):
+            # Every flavor waits for its head and this job needs more than any has free.
+            f0 = flavors[0]
+            blockers[job.id] = [c.capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
+            continue
+        gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+        reasons: list[Reason] = []
+        short: list[int] = []  # flavors where capacity or topology blocked it
+        started = False
+        for f in flavors:
+            for gang in gangs:
+                if try_flavor(job, f, gang, reasons, short):
+                    started = True
                     break
-            if started or (deep and short and c.try_preempt(job, short)):
-                continue
-            blockers[job.id] = reasons
-            if short:
-                c.reserve(job, short)
-            elif snap.power is not None and _power_blocks(snap, plan, job, reasons):
+            if started:
                 break
-            if not deep and len(reserved) == n_flavors:
-                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
-                break
-        return plan
-    finally:
-        # 7. Leave the state as it was; the driver applies the plan.
-        c.stmt.rollback()
+        if started or (deep and short and c.try_preempt(job, short)):
+            continue
+        blockers[job.id] = reasons
+        if short:
+            c.reserve(job, short)
+        elif snap.power is not None and _power_blocks(snap, plan, job, reasons):
+            break
+        if not deep and len(reserved) == n_flavors:
+            plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
+            break

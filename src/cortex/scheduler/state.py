@@ -222,6 +222,13 @@ class ClusterState:
         self._summarize(placement)
         return gpus
 
+    def adopt(self, job: Job) -> None:
+        """Driver: a job whose GPUs a committed cycle already took starts running on them."""
+        alloc = self.allocations[job.id]
+        self.running[job.id] = job
+        self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
+        self._summarize(alloc.placement)
+
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
         alloc = self.give(job.id)
@@ -258,10 +265,12 @@ class ClusterState:
             top = EMPTY_PRIO
             last = -np.inf
             for jid, k in jobs.items():
-                j = running[jid]
+                r = running.get(jid)
+                if r is None:
+                    continue  # taken by a committed cycle, summarized when adopted
                 used += k
-                top = max(top, j.priority)
-                last = max(last, j.run_start_s)
+                top = max(top, r.priority)
+                last = max(last, r.run_start_s)
             old = int(self.np_max_prio[n])
             if old != top:
                 if old != EMPTY_PRIO:

@@ -508,7 +508,7 @@ class Twin:
         self.pending.add(job)
         self._power_dirty = True
 
-    def _start(self, s: Start) -> None:
+    def _start(self, s: Start, committed: bool = False) -> None:
         job = s.job
         self.pending.remove(job)
         job.move(JobState.ADMITTED, self.now, "quota reserved")
@@ -538,7 +538,10 @@ class Twin:
         job.next_preempt_try_s = 0.0
         if job.first_start_s < 0:
             job.first_start_s = self.now
-        self.state.start(job, job.queue_idx, f, s.placement)
+        if committed:
+            self.state.adopt(job)
+        else:
+            self.state.start(job, job.queue_idx, f, s.placement)
         self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
         if self.pw is not None:
             self.pw.fill(job.id)
@@ -589,7 +592,7 @@ class Twin:
             view = self.pw.view(self.now, self.state)
         snap = Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
         t0 = time.perf_counter()
-        plan = schedule(snap, self.pol, deep=deep)
+        plan = schedule(snap, self.pol, deep=deep, commit=True)
         self.metrics.cycle_s.append(time.perf_counter() - t0)
         self.metrics.cycles += 1
         self._apply(plan)
@@ -663,7 +666,7 @@ class Twin:
             p.job.preemptions += 1
             self._interrupt(p.job, self.preempt_overhead_s, JobState.PREEMPTED, p.reason.code.value)
         for s in plan.starts:
-            self._start(s)
+            self._start(s, plan.committed)
         if plan.starts or plan.preemptions:
             self._power_dirty = True
 
