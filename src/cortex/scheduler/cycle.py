@@ -165,6 +165,7 @@ class _Cycle:
         "capacity_reasons",
         "deep",
         "every_flavor",
+        "no_fit",
         "plan",
         "pol",
         "reserved",
@@ -185,6 +186,9 @@ class _Cycle:
         self.tries = pol.max_preemption_tries
         self.every_flavor = tuple(range(len(snap.state.gpn)))
         self.capacity_reasons: dict[tuple[int, int, int], Reason] = {}
+        # What placement said for (flavor, gang), and at which state version: behind a blocked
+        # head, many jobs of one size ask again on a state nothing has changed since.
+        self.no_fit: dict[tuple[int, int], tuple[int, Reason]] = {}
 
     def capacity_reason(self, f: int, alloc: int) -> Reason:
         """Shared by every job of this size while the free count stays the same."""
@@ -192,6 +196,32 @@ class _Cycle:
         r = self.capacity_reasons.get(key)
         if r is None:
             r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc)
+        return r
+
+    def exact_capacity_reason(self, f: int, alloc: int) -> Reason:
+        """_capacity_reason, computed once per state version."""
+        key = (f, -alloc)  # negative: never the key of a placement (gang >= 1) below
+        v = self.st.version
+        got = self.no_fit.get(key)
+        if got is not None and got[0] == v:
+            return got[1]
+        r = _capacity_reason(self.st, f, alloc)
+        self.no_fit[key] = (v, r)
+        return r
+
+    def place(self, f: int, gang: int, alloc: int) -> Placement | Reason:
+        """The placement policy's answer, or the capacity reason it failed with. A failure is
+        remembered with the state version: placement is a pure function of the state."""
+        st = self.st
+        v = st.version
+        got = self.no_fit.get((f, gang))
+        if got is not None and got[0] == v:
+            return got[1]
+        placement = self.pol.placement.place(st, f, gang)
+        if placement is not None:
+            return placement
+        r = self.exact_capacity_reason(f, alloc)
+        self.no_fit[(f, gang)] = (v, r)
         return r
 
     def try_flavor(
@@ -232,7 +262,7 @@ class _Cycle:
                 reasons.append(r)
                 return False
         if alloc > free:
-            reasons.append(_capacity_reason(st, f, alloc))
+            reasons.append(self.exact_capacity_reason(f, alloc))
             if f not in short:
                 short.append(f)
             return False
@@ -246,9 +276,9 @@ class _Cycle:
                 reasons.append(r)
                 return False
         # 5. Placement, all or nothing.
-        placement = self.pol.placement.place(st, f, gang)
-        if placement is None:
-            reasons.append(_capacity_reason(st, f, alloc))
+        placement = self.place(f, gang, alloc)
+        if isinstance(placement, Reason):
+            reasons.append(placement)
             if f not in short:
                 short.append(f)
             return False

@@ -69,6 +69,9 @@ class ClusterState:
         self.up_nodes = topo.flavor_nodes()
         self.total_nodes = list(self.up_nodes)
         self.free_gpus = list(self.total_gpus)
+        # Bumps on every change to the capacity indices (membership or order): a cycle may reuse
+        # what placement answered while the version stays the same.
+        self.version = 0
         self.busy_gpus = [0] * nf
         self.allocations: dict[int, Allocation] = {}
         self.usage = [[0] * nf for _ in queues.queues]
@@ -166,6 +169,7 @@ class ClusterState:
                 buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] -= cnt
         self.free_gpus[flavor] -= total
+        self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
         return total
@@ -204,6 +208,7 @@ class ClusterState:
             buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] += cnt
         self.free_gpus[flavor] += alloc.gpus
+        self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
         return alloc
 
@@ -301,6 +306,7 @@ class ClusterState:
         self.node_up[n] = False
         self.np_up[n] = False
         self.free_gpus[f] -= self.gpn[f]
+        self.version += 1
         self.up_gpus[f] -= self.gpn[f]
         self.up_nodes[f] -= 1
 
@@ -314,6 +320,7 @@ class ClusterState:
         self.node_free[n] = 0
         self._set_free(n, self.gpn[f])
         self.free_gpus[f] += self.gpn[f]
+        self.version += 1
         self.up_gpus[f] += self.gpn[f]
         self.up_nodes[f] += 1
 
