@@ -13,6 +13,7 @@ cycle go through a Statement (statement.py), which rolls them back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,18 +85,21 @@ class ClusterState:
         for n, f in enumerate(topo.node_flavor):
             self.flavor_node_ids[f].append(n)
         # Per-node summaries of the running jobs, as arrays, so that victim searches filter the
-        # whole fleet in a few vector operations. Kept by start/stop (not by statements).
+        # whole fleet in a few vector operations. Kept lazily: start/stop note the placement,
+        # and the first read after them (a victim search, once in many events) brings the
+        # touched nodes up to date. Statements never change them (see flush_summaries).
         nn = topo.n_nodes
         self.np_node_pod = np.asarray(topo.node_pod, dtype=np.int64)
         self.np_node_hall = np.asarray(topo.node_hall, dtype=np.int64)
         self.np_node_flavor = np.asarray(topo.node_flavor, dtype=np.int64)
         self.np_up = np.ones(nn, dtype=bool)
-        self.np_used = np.zeros(nn, dtype=np.int64)
-        self.np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
-        self.np_last_start = np.full(nn, -np.inf)
+        self._np_used = np.zeros(nn, dtype=np.int64)
+        self._np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
+        self._np_last_start = np.full(nn, -np.inf)
         # Busy nodes per flavor by the highest priority running on them: a victim search for a
         # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
-        self.nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
+        self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
+        self._stale: list[Placement] = []  # placements started or stopped since the last read
 
     # ---- capacity indices -------------------------------------------------------------------
     def _whole_add(self, n: int) -> None:
@@ -224,7 +228,7 @@ class ClusterState:
         self.add_usage(team, flavor, gpus)
         self.running[job.id] = job
         self.ends[flavor].add((job.est_end_s, job.id, gpus))
-        self._summarize(placement)
+        self._stale.append(placement)
         return gpus
 
     def adopt(self, job: Job) -> None:
@@ -232,7 +236,7 @@ class ClusterState:
         alloc = self.allocations[job.id]
         self.running[job.id] = job
         self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
-        self._summarize(alloc.placement)
+        self._stale.append(alloc.placement)
 
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
@@ -240,51 +244,87 @@ class ClusterState:
         self.add_usage(team, alloc.flavor, -alloc.gpus)
         del self.running[job.id]
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
-        self._summarize(alloc.placement)
+        self._stale.append(alloc.placement)
         return alloc
 
-    def _summarize(self, placement: Placement) -> None:
-        hist = self.nodes_by_top_prio[self.node_flavor[placement[0][0]]]
-        if len(placement) > 1:
-            # A multi-node gang holds its nodes alone: set or clear them as one array write.
-            nodes = [n for n, _ in placement]
-            first = self.node_jobs[nodes[0]]
-            old = int(self.np_max_prio[nodes[0]])
-            if not first:
-                hist[old] -= len(nodes)
-                self.np_used[nodes] = 0
-                self.np_max_prio[nodes] = EMPTY_PRIO
-                self.np_last_start[nodes] = -np.inf
-                return
-            if len(first) == 1 and old == EMPTY_PRIO:
-                j = self.running[next(iter(first))]
-                hist[j.priority] = hist.get(j.priority, 0) + len(nodes)
-                self.np_used[nodes] = [k for _, k in placement]
-                self.np_max_prio[nodes] = j.priority
-                self.np_last_start[nodes] = j.run_start_s
-                return
+    # ---- per-node summaries (victim search) --------------------------------------------------
+    @property
+    def np_used(self) -> np.ndarray:
+        """GPUs held per node by running jobs."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_used
+
+    @property
+    def np_max_prio(self) -> np.ndarray:
+        """Highest priority running per node (EMPTY_PRIO on an idle node)."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_max_prio
+
+    @property
+    def np_last_start(self) -> np.ndarray:
+        """Latest start of a job running on each node (-inf on an idle node)."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_last_start
+
+    @property
+    def nodes_by_top_prio(self) -> list[dict[int, int]]:
+        """Per flavor: busy nodes by the highest priority running on them."""
+        if self._stale:
+            self.flush_summaries()
+        return self._nodes_by_top_prio
+
+    def flush_summaries(self) -> None:
+        """Recompute the summaries of the nodes started or stopped on since the last read.
+
+        They describe running jobs only: a job a committed cycle took GPUs for but the driver
+        has not adopted yet, or a tentative start of a cycle, is not counted. A Statement calls
+        this before its first eviction, so a read later in that cycle still sees the fleet as
+        it was before the cycle, as it always has."""
+        stale = self._stale
+        if not stale:
+            return
+        self._stale = []
+        nodes: dict[int, None] = {}
+        for placement in stale:
+            for n, _ in placement:
+                nodes[n] = None
+        node_jobs = self.node_jobs
         running = self.running
-        for n, _ in placement:
-            jobs = self.node_jobs[n]
+        idx = list(nodes)
+        used_l: list[int] = []
+        top_l: list[int] = []
+        last_l: list[float] = []
+        for n in idx:
             used = 0
             top = EMPTY_PRIO
-            last = -np.inf
-            for jid, k in jobs.items():
+            last = -math.inf
+            for jid, k in node_jobs[n].items():
                 r = running.get(jid)
                 if r is None:
-                    continue  # taken by a committed cycle, summarized when adopted
+                    continue
                 used += k
                 top = max(top, r.priority)
                 last = max(last, r.run_start_s)
-            old = int(self.np_max_prio[n])
+            used_l.append(used)
+            top_l.append(top)
+            last_l.append(last)
+        at = np.asarray(idx, dtype=np.int64)
+        old_l = self._np_max_prio[at].tolist()
+        self._np_used[at] = used_l
+        self._np_max_prio[at] = top_l
+        self._np_last_start[at] = last_l
+        node_flavor = self.node_flavor
+        by_top = self._nodes_by_top_prio
+        for n, old, top in zip(idx, old_l, top_l, strict=True):
             if old != top:
+                hist = by_top[node_flavor[n]]
                 if old != EMPTY_PRIO:
                     hist[old] -= 1
                 if top != EMPTY_PRIO:
                     hist[top] = hist.get(top, 0) + 1
-            self.np_used[n] = used
-            self.np_max_prio[n] = top
-            self.np_last_start[n] = last
 
     def free_whole_nodes(self, f: int) -> int:
         """Healthy, completely free nodes of flavor f."""

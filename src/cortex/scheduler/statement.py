@@ -30,6 +30,7 @@ class Statement:
     def evict(self, job: Job) -> Allocation:
         """Tentatively free a running job's GPUs."""
         st = self.state
+        st.flush_summaries()  # summaries describe the fleet before the cycle, not its evictions
         alloc = st.give(job.id)
         st.add_usage(job.queue_idx, alloc.flavor, -alloc.gpus)
         self.evicted.add(job.id)
