@@ -198,6 +198,17 @@ class _Cycle:
             r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc)
         return r
 
+    def reserved_reason(self, f: int, res: _Reservation) -> Reason:
+        """Shared by every job the reservation holds back."""
+        if res.reason is None:
+            res.reason = Reason(
+                Code.RESERVED_FOR_HEAD,
+                head=res.head,
+                shadow_s=res.shadow_s,
+                flavor=self.st.topo.flavors[f],
+            )
+        return res.reason
+
     def exact_capacity_reason(self, f: int, alloc: int) -> Reason:
         """_capacity_reason, computed once per state version."""
         key = (f, -alloc)  # negative: never the key of a placement (gang >= 1) below
@@ -245,14 +256,7 @@ class _Cycle:
         use_extra = False
         if res is not None and snap.now_s + snap.estimate_s(job, f, gang) > res.shadow_s:
             if alloc > res.extra_gpus:
-                if res.reason is None:
-                    res.reason = Reason(
-                        Code.RESERVED_FOR_HEAD,
-                        head=res.head,
-                        shadow_s=res.shadow_s,
-                        flavor=st.topo.flavors[f],
-                    )
-                reasons.append(res.reason)
+                reasons.append(res.reason or self.reserved_reason(f, res))
                 return False
             use_extra = True
         # 3. Admission checks (quota, later power).
@@ -415,6 +419,9 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
     every_flavor = c.every_flavor
     max_examined = pol.max_examined
     try_flavor = c.try_flavor
+    capacity_reason = c.capacity_reason
+    estimate_s = snap.estimate_s
+    now = snap.now_s
     # 1. Walk pending jobs in the ordering policy's order.
     for job in pol.ordering.order(snap):
         if plan.examined >= max_examined:
@@ -431,14 +438,26 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
         if len(reserved) == n_flavors and smallest > max(free):
             # Every flavor waits for its head and this job needs more than any has free.
             f0 = flavors[0]
-            blockers[job.id] = [c.capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
+            blockers[job.id] = [capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
             continue
         gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
         reasons: list[Reason] = []
         short: list[int] = []  # flavors where capacity or topology blocked it
         started = False
         for f in flavors:
+            res = reserved.get(f)
             for gang in gangs:
+                if res is not None:
+                    # try_flavor's first two checks, inlined: they stop most jobs behind a
+                    # reserved head, and a pass walks hundreds of such jobs.
+                    g = gpn[f]
+                    alloc = gang if gang <= g else -(-gang // g) * g
+                    if alloc > free[f]:
+                        reasons.append(capacity_reason(f, alloc))
+                        continue
+                    if alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
+                        reasons.append(res.reason or c.reserved_reason(f, res))
+                        continue
                 if try_flavor(job, f, gang, reasons, short):
                     started = True
                     break
