@@ -49,3 +49,20 @@ def test_summaries_follow_many_starts_and_stops_between_reads() -> None:
     # The gang never was read: its three nodes were never counted, so the histogram holds only
     # what runs now (node 1 at 1000, node 5 at 10).
     assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {1000: 1, 10: 1}
+
+
+def test_a_restarted_gang_and_a_shared_multi_node_placement_are_summarized_as_they_end() -> None:
+    st, _, _ = testkit.setup_cycle()
+    # Gang 1 (priority 100) on nodes 0-2 stops and runs again on nodes 1-3; job 2 (priority 10)
+    # holds half of node 5 and half of node 6 next to job 3 (priority 1000, 4 GPUs of node 6).
+    gang = testkit.running_job(st, 1, ((0, 8), (1, 8), (2, 8)), prio=100, start=1.0)
+    st.stop(gang, 0)
+    gang.run_start_s = 9.0
+    st.start(gang, 0, 0, ((1, 8), (2, 8), (3, 8)))
+    testkit.running_job(st, 3, ((6, 4),), prio=1000, start=4.0)
+    testkit.running_job(st, 2, ((5, 4), (6, 4)), prio=10, start=2.0)
+    assert st.np_used.tolist()[:7] == [0, 8, 8, 8, 0, 4, 8]
+    assert st.np_max_prio.tolist()[:7] == [EMPTY_PRIO, 100, 100, 100, EMPTY_PRIO, 10, 1000]
+    assert st.np_last_start.tolist()[1:7] == [9.0, 9.0, 9.0, float("-inf"), 2.0, 4.0]
+    # Nodes by top priority: 3 at 100 (1-3), 1 at 10 (5), 1 at 1000 (6).
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {100: 3, 10: 1, 1000: 1}

@@ -13,6 +13,7 @@ cycle go through a Statement (statement.py), which rolls them back.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -99,7 +100,8 @@ class ClusterState:
         # Busy nodes per flavor by the highest priority running on them: a victim search for a
         # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
-        self._stale: list[Placement] = []  # placements started or stopped since the last read
+        # (job, placement) started or stopped on since the summaries were last read
+        self._stale: list[tuple[int, Placement]] = []
 
     # ---- capacity indices -------------------------------------------------------------------
     def _whole_add(self, n: int) -> None:
@@ -228,7 +230,7 @@ class ClusterState:
         self.add_usage(team, flavor, gpus)
         self.running[job.id] = job
         self.ends[flavor].add((job.est_end_s, job.id, gpus))
-        self._stale.append(placement)
+        self._stale.append((job.id, placement))
         return gpus
 
     def adopt(self, job: Job) -> None:
@@ -236,7 +238,7 @@ class ClusterState:
         alloc = self.allocations[job.id]
         self.running[job.id] = job
         self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
-        self._stale.append(alloc.placement)
+        self._stale.append((job.id, alloc.placement))
 
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
@@ -244,7 +246,7 @@ class ClusterState:
         self.add_usage(team, alloc.flavor, -alloc.gpus)
         del self.running[job.id]
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
-        self._stale.append(alloc.placement)
+        self._stale.append((job.id, alloc.placement))
         return alloc
 
     # ---- per-node summaries (victim search) --------------------------------------------------
@@ -287,44 +289,62 @@ class ClusterState:
         if not stale:
             return
         self._stale = []
-        nodes: dict[int, None] = {}
-        for placement in stale:
-            for n, _ in placement:
-                nodes[n] = None
+        lists = [[n for n, _ in placement] for _, placement in stale]
+        touched = np.unique(np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64))
+        old_top = self._np_max_prio[touched]
+        # In order, so that the last start or stop on a node sets its summary.
+        for (jid, placement), nodes in zip(stale, lists, strict=True):
+            if len(nodes) > 1 and self._summarize_gang(jid, placement, nodes):
+                continue
+            for n in nodes:
+                self._summarize_node(n)
+        new_top = self._np_max_prio[touched]
+        changed = old_top != new_top
+        flavors = self.np_node_flavor[touched]
+        for f, hist in enumerate(self._nodes_by_top_prio):
+            sel = changed & (flavors == f)
+            if not sel.any():
+                continue
+            for tops, sign in ((old_top[sel], -1), (new_top[sel], 1)):
+                vals, counts = np.unique(tops[tops != EMPTY_PRIO], return_counts=True)
+                for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
+                    hist[v] = hist.get(v, 0) + sign * c
+
+    def _summarize_gang(self, jid: int, placement: Placement, nodes: list[int]) -> bool:
+        """A multi-node gang holds whole nodes alone: set or clear them with one array write
+        each. False when a node is shared after all (then each node is summarized alone)."""
         node_jobs = self.node_jobs
+        job = self.running.get(jid)
+        alloc = self.allocations.get(jid)
+        if job is not None and alloc is not None and alloc.placement == placement:
+            if any(len(node_jobs[n]) != 1 for n in nodes):
+                return False
+            self._np_used[nodes] = [k for _, k in placement]
+            self._np_max_prio[nodes] = job.priority
+            self._np_last_start[nodes] = job.run_start_s
+            return True
+        if any(node_jobs[n] for n in nodes):
+            return False
+        self._np_used[nodes] = 0
+        self._np_max_prio[nodes] = EMPTY_PRIO
+        self._np_last_start[nodes] = -math.inf
+        return True
+
+    def _summarize_node(self, n: int) -> None:
         running = self.running
-        idx = list(nodes)
-        used_l: list[int] = []
-        top_l: list[int] = []
-        last_l: list[float] = []
-        for n in idx:
-            used = 0
-            top = EMPTY_PRIO
-            last = -math.inf
-            for jid, k in node_jobs[n].items():
-                r = running.get(jid)
-                if r is None:
-                    continue
-                used += k
-                top = max(top, r.priority)
-                last = max(last, r.run_start_s)
-            used_l.append(used)
-            top_l.append(top)
-            last_l.append(last)
-        at = np.asarray(idx, dtype=np.int64)
-        old_l = self._np_max_prio[at].tolist()
-        self._np_used[at] = used_l
-        self._np_max_prio[at] = top_l
-        self._np_last_start[at] = last_l
-        node_flavor = self.node_flavor
-        by_top = self._nodes_by_top_prio
-        for n, old, top in zip(idx, old_l, top_l, strict=True):
-            if old != top:
-                hist = by_top[node_flavor[n]]
-                if old != EMPTY_PRIO:
-                    hist[old] -= 1
-                if top != EMPTY_PRIO:
-                    hist[top] = hist.get(top, 0) + 1
+        used = 0
+        top = EMPTY_PRIO
+        last = -math.inf
+        for jid, k in self.node_jobs[n].items():
+            r = running.get(jid)
+            if r is None:
+                continue
+            used += k
+            top = max(top, r.priority)
+            last = max(last, r.run_start_s)
+        self._np_used[n] = used
+        self._np_max_prio[n] = top
+        self._np_last_start[n] = last
 
     def free_whole_nodes(self, f: int) -> int:
         """Healthy, completely free nodes of flavor f."""
