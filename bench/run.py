@@ -209,9 +209,9 @@ from cortex.scheduler.cycle import schedule
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.synthetic import generate
 samples = []
-def timed(snap, pol, deep=True):
+def timed(snap, pol, deep=True, commit=False):
     t0 = time.perf_counter()
-    plan = schedule(snap, pol, deep=deep)
+    plan = schedule(snap, pol, deep=deep, commit=commit)
     samples.append((len(snap.pending), deep, time.perf_counter() - t0, len(plan.starts)))
     return plan
 twin_mod.schedule = timed
@@ -347,7 +347,63 @@ def bench_interval(days: float = 30.0) -> dict:
     return rows
 
 
+MONTH_BARE = """
+import sys
+sys.path.insert(0, 'bench')
+from baseline import bare_loop
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.workload.synthetic import generate
+topo = build(load_fleet_spec('cortex-2024'))
+jobs = generate(days={days}, seed=0, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
+bare_loop(topo, jobs, {days} * 86400.0)
+"""
+
+
+def _whole(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one whole process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{cmd} exited {proc.returncode}")
+    return round(wall, 2), round(usage.ru_maxrss / 1024, 1)
+
+
+def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
+    """Issue 11's headline, as a user runs it: whole processes of `cortex sim --fleet
+    cortex-2024 --days 30` (defaults: power `none`), the same with `--power-policy full`, and
+    the bare loop on the same jobs including generating them; interleaved `repeats` times,
+    medians and ratios within the run."""
+    sim = [PY, "-m", "cortex.cli.main", "sim", "--fleet", "cortex-2024", "--days", str(days)]
+    cmds = {
+        "bare": [PY, "-c", MONTH_BARE.format(days=days)],
+        "sim": [*sim, "--quiet"],
+        "sim_full": [*sim, "--quiet", "--power-policy", "full"],
+    }
+    walls: dict[str, list[float]] = {k: [] for k in cmds}
+    rss: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, cmd in cmds.items():
+            wall, mib = _whole(cmd)
+            walls[name].append(wall)
+            rss[name] = max(rss.get(name, 0.0), mib)
+            print(f"  {name}: {wall:.1f} s", flush=True)
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    return {
+        "days": days,
+        "wall_s": walls,
+        "median_wall_s": med,
+        "peak_rss_mib": rss,
+        "sim_vs_bare": round(med["sim"] / med["bare"], 2),
+        "full_vs_none": round(med["sim_full"] / med["sim"], 2),
+    }
+
+
 BENCHES = {
+    "month": bench_month,
     "twin": bench_twin,
     "cycle": bench_cycle,
     "scale": bench_scale,

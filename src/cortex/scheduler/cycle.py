@@ -165,6 +165,7 @@ class _Cycle:
         "capacity_reasons",
         "deep",
         "every_flavor",
+        "no_fit",
         "plan",
         "pol",
         "reserved",
@@ -185,6 +186,9 @@ class _Cycle:
         self.tries = pol.max_preemption_tries
         self.every_flavor = tuple(range(len(snap.state.gpn)))
         self.capacity_reasons: dict[tuple[int, int, int], Reason] = {}
+        # What placement said for (flavor, gang), and at which state version: behind a blocked
+        # head, many jobs of one size ask again on a state nothing has changed since.
+        self.no_fit: dict[tuple[int, int], tuple[int, Reason]] = {}
 
     def capacity_reason(self, f: int, alloc: int) -> Reason:
         """Shared by every job of this size while the free count stays the same."""
@@ -192,6 +196,43 @@ class _Cycle:
         r = self.capacity_reasons.get(key)
         if r is None:
             r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc)
+        return r
+
+    def reserved_reason(self, f: int, res: _Reservation) -> Reason:
+        """Shared by every job the reservation holds back."""
+        if res.reason is None:
+            res.reason = Reason(
+                Code.RESERVED_FOR_HEAD,
+                head=res.head,
+                shadow_s=res.shadow_s,
+                flavor=self.st.topo.flavors[f],
+            )
+        return res.reason
+
+    def exact_capacity_reason(self, f: int, alloc: int) -> Reason:
+        """_capacity_reason, computed once per state version."""
+        key = (f, -alloc)  # negative: never the key of a placement (gang >= 1) below
+        v = self.st.version
+        got = self.no_fit.get(key)
+        if got is not None and got[0] == v:
+            return got[1]
+        r = _capacity_reason(self.st, f, alloc)
+        self.no_fit[key] = (v, r)
+        return r
+
+    def place(self, f: int, gang: int, alloc: int) -> Placement | Reason:
+        """The placement policy's answer, or the capacity reason it failed with. A failure is
+        remembered with the state version: placement is a pure function of the state."""
+        st = self.st
+        v = st.version
+        got = self.no_fit.get((f, gang))
+        if got is not None and got[0] == v:
+            return got[1]
+        placement = self.pol.placement.place(st, f, gang)
+        if placement is not None:
+            return placement
+        r = self.exact_capacity_reason(f, alloc)
+        self.no_fit[(f, gang)] = (v, r)
         return r
 
     def try_flavor(
@@ -215,14 +256,7 @@ class _Cycle:
         use_extra = False
         if res is not None and snap.now_s + snap.estimate_s(job, f, gang) > res.shadow_s:
             if alloc > res.extra_gpus:
-                if res.reason is None:
-                    res.reason = Reason(
-                        Code.RESERVED_FOR_HEAD,
-                        head=res.head,
-                        shadow_s=res.shadow_s,
-                        flavor=st.topo.flavors[f],
-                    )
-                reasons.append(res.reason)
+                reasons.append(res.reason or self.reserved_reason(f, res))
                 return False
             use_extra = True
         # 3. Admission checks (quota, later power).
@@ -232,7 +266,7 @@ class _Cycle:
                 reasons.append(r)
                 return False
         if alloc > free:
-            reasons.append(_capacity_reason(st, f, alloc))
+            reasons.append(self.exact_capacity_reason(f, alloc))
             if f not in short:
                 short.append(f)
             return False
@@ -246,9 +280,9 @@ class _Cycle:
                 reasons.append(r)
                 return False
         # 5. Placement, all or nothing.
-        placement = self.pol.placement.place(st, f, gang)
-        if placement is None:
-            reasons.append(_capacity_reason(st, f, alloc))
+        placement = self.place(f, gang, alloc)
+        if isinstance(placement, Reason):
+            reasons.append(placement)
             if f not in short:
                 short.append(f)
             return False
@@ -346,14 +380,35 @@ def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -
     return False
 
 
-def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
+def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool = False) -> Plan:
     """One cycle: order the pending jobs, admit, place, preempt, backfill; explain the rest.
 
     A quick pass (`deep=False`, Slurm's main scheduler) stops once every flavor has a blocked
     head and lets nothing past it; a deep pass (Slurm's backfill) walks up to `max_examined`
     jobs and backfills those that do not delay the heads. Drivers run quick passes on events and
-    deep passes at an interval, or deep passes only when the queue is short."""
+    deep passes at an interval, or deep passes only when the queue is short.
+
+    The state is left as it was, unless `commit` is set and the plan only starts jobs (no
+    evictions were tried): then the starts' GPUs and usage stay taken and `plan.committed` says
+    so; the driver records the runs (`ClusterState.adopt`) instead of taking them again. Undoing
+    and redoing the same allocations leaves every index exactly as committing them does."""
     c = _Cycle(snap, pol, deep)
+    try:
+        _walk(c, snap, pol, deep)
+    except BaseException:
+        c.stmt.rollback()
+        raise
+    plan = c.plan
+    if commit and c.stmt.evictions == 0 and not plan.preemptions:
+        plan.committed = True
+    else:
+        # 7. Leave the state as it was; the driver applies the plan.
+        c.stmt.rollback()
+    return plan
+
+
+def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
+    """Steps 1-6 over the pending jobs, into c.plan, with tentative moves on c.stmt."""
     plan = c.plan
     st = c.st
     free = st.free_gpus
@@ -364,47 +419,57 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     every_flavor = c.every_flavor
     max_examined = pol.max_examined
     try_flavor = c.try_flavor
-    try:
-        # 1. Walk pending jobs in the ordering policy's order.
-        for job in pol.ordering.order(snap):
-            if plan.examined >= max_examined:
-                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="examined limit reached")
-                break
-            if (c.tries <= 0 or not deep) and not any(free):
-                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
-                break
-            plan.examined += 1
-            gpus = job.gpus
-            emin = job.elastic_min
-            smallest = emin or gpus
-            flavors = job.flavor_ids or every_flavor
-            if len(reserved) == n_flavors and smallest > max(free):
-                # Every flavor waits for its head and this job needs more than any has free.
-                f0 = flavors[0]
-                blockers[job.id] = [c.capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
-                continue
-            gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
-            reasons: list[Reason] = []
-            short: list[int] = []  # flavors where capacity or topology blocked it
-            started = False
-            for f in flavors:
-                for gang in gangs:
-                    if try_flavor(job, f, gang, reasons, short):
-                        started = True
-                        break
-                if started:
+    capacity_reason = c.capacity_reason
+    estimate_s = snap.estimate_s
+    now = snap.now_s
+    # 1. Walk pending jobs in the ordering policy's order.
+    for job in pol.ordering.order(snap):
+        if plan.examined >= max_examined:
+            plan.rest_reason = Reason(Code.NOT_EXAMINED, why="examined limit reached")
+            break
+        if (c.tries <= 0 or not deep) and not any(free):
+            plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
+            break
+        plan.examined += 1
+        gpus = job.gpus
+        emin = job.elastic_min
+        smallest = emin or gpus
+        flavors = job.flavor_ids or every_flavor
+        if len(reserved) == n_flavors and smallest > max(free):
+            # Every flavor waits for its head and this job needs more than any has free.
+            f0 = flavors[0]
+            blockers[job.id] = [capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
+            continue
+        gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+        reasons: list[Reason] = []
+        short: list[int] = []  # flavors where capacity or topology blocked it
+        started = False
+        for f in flavors:
+            res = reserved.get(f)
+            for gang in gangs:
+                if res is not None:
+                    # try_flavor's first two checks, inlined: they stop most jobs behind a
+                    # reserved head, and a pass walks hundreds of such jobs.
+                    g = gpn[f]
+                    alloc = gang if gang <= g else -(-gang // g) * g
+                    if alloc > free[f]:
+                        reasons.append(capacity_reason(f, alloc))
+                        continue
+                    if alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
+                        reasons.append(res.reason or c.reserved_reason(f, res))
+                        continue
+                if try_flavor(job, f, gang, reasons, short):
+                    started = True
                     break
-            if started or (deep and short and c.try_preempt(job, short)):
-                continue
-            blockers[job.id] = reasons
-            if short:
-                c.reserve(job, short)
-            elif snap.power is not None and _power_blocks(snap, plan, job, reasons):
+            if started:
                 break
-            if not deep and len(reserved) == n_flavors:
-                plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
-                break
-        return plan
-    finally:
-        # 7. Leave the state as it was; the driver applies the plan.
-        c.stmt.rollback()
+        if started or (deep and short and c.try_preempt(job, short)):
+            continue
+        blockers[job.id] = reasons
+        if short:
+            c.reserve(job, short)
+        elif snap.power is not None and _power_blocks(snap, plan, job, reasons):
+            break
+        if not deep and len(reserved) == n_flavors:
+            plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
+            break

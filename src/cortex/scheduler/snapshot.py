@@ -59,6 +59,7 @@ class Plan:
     rest_reason: Reason | None = None
     examined: int = 0
     preempt_failed: list[int] = field(default_factory=list)  # victim searches that found none
+    committed: bool = False  # the starts' GPUs are already taken on the state (see schedule)
 
     def reasons_for(self, job_id: int) -> list[Reason]:
         """Blockers of a job this cycle did not start ([] if it started)."""

@@ -13,6 +13,8 @@ cycle go through a Statement (statement.py), which rolls them back.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +71,9 @@ class ClusterState:
         self.up_nodes = topo.flavor_nodes()
         self.total_nodes = list(self.up_nodes)
         self.free_gpus = list(self.total_gpus)
+        # Bumps on every change to the capacity indices (membership or order): a cycle may reuse
+        # what placement answered while the version stays the same.
+        self.version = 0
         self.busy_gpus = [0] * nf
         self.allocations: dict[int, Allocation] = {}
         self.usage = [[0] * nf for _ in queues.queues]
@@ -81,18 +86,22 @@ class ClusterState:
         for n, f in enumerate(topo.node_flavor):
             self.flavor_node_ids[f].append(n)
         # Per-node summaries of the running jobs, as arrays, so that victim searches filter the
-        # whole fleet in a few vector operations. Kept by start/stop (not by statements).
+        # whole fleet in a few vector operations. Kept lazily: start/stop note the placement,
+        # and the first read after them (a victim search, once in many events) brings the
+        # touched nodes up to date. Statements never change them (see flush_summaries).
         nn = topo.n_nodes
         self.np_node_pod = np.asarray(topo.node_pod, dtype=np.int64)
         self.np_node_hall = np.asarray(topo.node_hall, dtype=np.int64)
         self.np_node_flavor = np.asarray(topo.node_flavor, dtype=np.int64)
         self.np_up = np.ones(nn, dtype=bool)
-        self.np_used = np.zeros(nn, dtype=np.int64)
-        self.np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
-        self.np_last_start = np.full(nn, -np.inf)
+        self._np_used = np.zeros(nn, dtype=np.int64)
+        self._np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
+        self._np_last_start = np.full(nn, -np.inf)
         # Busy nodes per flavor by the highest priority running on them: a victim search for a
         # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
-        self.nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
+        self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
+        # (job, placement) started or stopped on since the summaries were last read
+        self._stale: list[tuple[int, Placement]] = []
 
     # ---- capacity indices -------------------------------------------------------------------
     def _whole_add(self, n: int) -> None:
@@ -166,6 +175,7 @@ class ClusterState:
                 buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] -= cnt
         self.free_gpus[flavor] -= total
+        self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
         return total
@@ -204,6 +214,7 @@ class ClusterState:
             buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] += cnt
         self.free_gpus[flavor] += alloc.gpus
+        self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
         return alloc
 
@@ -219,8 +230,15 @@ class ClusterState:
         self.add_usage(team, flavor, gpus)
         self.running[job.id] = job
         self.ends[flavor].add((job.est_end_s, job.id, gpus))
-        self._summarize(placement)
+        self._stale.append((job.id, placement))
         return gpus
+
+    def adopt(self, job: Job) -> None:
+        """Driver: a job whose GPUs a committed cycle already took starts running on them."""
+        alloc = self.allocations[job.id]
+        self.running[job.id] = job
+        self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
+        self._stale.append((job.id, alloc.placement))
 
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
@@ -228,49 +246,105 @@ class ClusterState:
         self.add_usage(team, alloc.flavor, -alloc.gpus)
         del self.running[job.id]
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
-        self._summarize(alloc.placement)
+        self._stale.append((job.id, alloc.placement))
         return alloc
 
-    def _summarize(self, placement: Placement) -> None:
-        hist = self.nodes_by_top_prio[self.node_flavor[placement[0][0]]]
-        if len(placement) > 1:
-            # A multi-node gang holds its nodes alone: set or clear them as one array write.
-            nodes = [n for n, _ in placement]
-            first = self.node_jobs[nodes[0]]
-            old = int(self.np_max_prio[nodes[0]])
-            if not first:
-                hist[old] -= len(nodes)
-                self.np_used[nodes] = 0
-                self.np_max_prio[nodes] = EMPTY_PRIO
-                self.np_last_start[nodes] = -np.inf
-                return
-            if len(first) == 1 and old == EMPTY_PRIO:
-                j = self.running[next(iter(first))]
-                hist[j.priority] = hist.get(j.priority, 0) + len(nodes)
-                self.np_used[nodes] = [k for _, k in placement]
-                self.np_max_prio[nodes] = j.priority
-                self.np_last_start[nodes] = j.run_start_s
-                return
+    # ---- per-node summaries (victim search) --------------------------------------------------
+    @property
+    def np_used(self) -> np.ndarray:
+        """GPUs held per node by running jobs."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_used
+
+    @property
+    def np_max_prio(self) -> np.ndarray:
+        """Highest priority running per node (EMPTY_PRIO on an idle node)."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_max_prio
+
+    @property
+    def np_last_start(self) -> np.ndarray:
+        """Latest start of a job running on each node (-inf on an idle node)."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_last_start
+
+    @property
+    def nodes_by_top_prio(self) -> list[dict[int, int]]:
+        """Per flavor: busy nodes by the highest priority running on them."""
+        if self._stale:
+            self.flush_summaries()
+        return self._nodes_by_top_prio
+
+    def flush_summaries(self) -> None:
+        """Recompute the summaries of the nodes started or stopped on since the last read.
+
+        They describe running jobs only: a job a committed cycle took GPUs for but the driver
+        has not adopted yet, or a tentative start of a cycle, is not counted. A Statement calls
+        this before its first eviction, so a read later in that cycle still sees the fleet as
+        it was before the cycle, as it always has."""
+        stale = self._stale
+        if not stale:
+            return
+        self._stale = []
+        lists = [[n for n, _ in placement] for _, placement in stale]
+        touched = np.unique(np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64))
+        old_top = self._np_max_prio[touched]
+        # In order, so that the last start or stop on a node sets its summary.
+        for (jid, placement), nodes in zip(stale, lists, strict=True):
+            if len(nodes) > 1 and self._summarize_gang(jid, placement, nodes):
+                continue
+            for n in nodes:
+                self._summarize_node(n)
+        new_top = self._np_max_prio[touched]
+        changed = old_top != new_top
+        flavors = self.np_node_flavor[touched]
+        for f, hist in enumerate(self._nodes_by_top_prio):
+            sel = changed & (flavors == f)
+            if not sel.any():
+                continue
+            for tops, sign in ((old_top[sel], -1), (new_top[sel], 1)):
+                vals, counts = np.unique(tops[tops != EMPTY_PRIO], return_counts=True)
+                for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
+                    hist[v] = hist.get(v, 0) + sign * c
+
+    def _summarize_gang(self, jid: int, placement: Placement, nodes: list[int]) -> bool:
+        """A multi-node gang holds whole nodes alone: set or clear them with one array write
+        each. False when a node is shared after all (then each node is summarized alone)."""
+        node_jobs = self.node_jobs
+        job = self.running.get(jid)
+        alloc = self.allocations.get(jid)
+        if job is not None and alloc is not None and alloc.placement == placement:
+            if any(len(node_jobs[n]) != 1 for n in nodes):
+                return False
+            self._np_used[nodes] = [k for _, k in placement]
+            self._np_max_prio[nodes] = job.priority
+            self._np_last_start[nodes] = job.run_start_s
+            return True
+        if any(node_jobs[n] for n in nodes):
+            return False
+        self._np_used[nodes] = 0
+        self._np_max_prio[nodes] = EMPTY_PRIO
+        self._np_last_start[nodes] = -math.inf
+        return True
+
+    def _summarize_node(self, n: int) -> None:
         running = self.running
-        for n, _ in placement:
-            jobs = self.node_jobs[n]
-            used = 0
-            top = EMPTY_PRIO
-            last = -np.inf
-            for jid, k in jobs.items():
-                j = running[jid]
-                used += k
-                top = max(top, j.priority)
-                last = max(last, j.run_start_s)
-            old = int(self.np_max_prio[n])
-            if old != top:
-                if old != EMPTY_PRIO:
-                    hist[old] -= 1
-                if top != EMPTY_PRIO:
-                    hist[top] = hist.get(top, 0) + 1
-            self.np_used[n] = used
-            self.np_max_prio[n] = top
-            self.np_last_start[n] = last
+        used = 0
+        top = EMPTY_PRIO
+        last = -math.inf
+        for jid, k in self.node_jobs[n].items():
+            r = running.get(jid)
+            if r is None:
+                continue
+            used += k
+            top = max(top, r.priority)
+            last = max(last, r.run_start_s)
+        self._np_used[n] = used
+        self._np_max_prio[n] = top
+        self._np_last_start[n] = last
 
     def free_whole_nodes(self, f: int) -> int:
         """Healthy, completely free nodes of flavor f."""
@@ -292,6 +366,7 @@ class ClusterState:
         self.node_up[n] = False
         self.np_up[n] = False
         self.free_gpus[f] -= self.gpn[f]
+        self.version += 1
         self.up_gpus[f] -= self.gpn[f]
         self.up_nodes[f] -= 1
 
@@ -305,6 +380,7 @@ class ClusterState:
         self.node_free[n] = 0
         self._set_free(n, self.gpn[f])
         self.free_gpus[f] += self.gpn[f]
+        self.version += 1
         self.up_gpus[f] += self.gpn[f]
         self.up_nodes[f] += 1
 

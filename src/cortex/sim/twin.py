@@ -38,6 +38,7 @@ from cortex.workload.job import Job
 from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
 
+_CODE_VALUE = {c: c.value for c in Code}
 # Event priorities at one instant: capacity returns before anything asks for it.
 REPAIR, FINISH, FAILURE, ARRIVAL, TICK = 0, 1, 2, 3, 4
 # Budget changes (weather ticks, cap events) land before arrivals; staggered waves with them.
@@ -407,7 +408,7 @@ class Twin(RunBooks):
             self._power_dirty = True
 
     # ---- runs -------------------------------------------------------------------------------
-    def _start(self, s: Start) -> None:
+    def _start(self, s: Start, committed: bool = False) -> None:
         job = s.job
         self.pending.remove(job)
         job.move(JobState.ADMITTED, self.now, "quota reserved")
@@ -440,7 +441,13 @@ class Twin(RunBooks):
         job.next_preempt_try_s = 0.0
         if job.first_start_s < 0:
             job.first_start_s = self.now
-        self.state.start(job, job.queue_idx, f, s.placement)
+        if committed:
+            self.state.adopt(job)
+        else:
+            if committed:
+            self.state.adopt(job)
+        else:
+            self.state.start(job, job.queue_idx, f, s.placement)
         self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
         if self.pw is not None:
             self.pw.fill(job.id)
@@ -493,7 +500,7 @@ class Twin(RunBooks):
             view = self.pw.view(self.now, self.state)
         snap = Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
         t0 = time.perf_counter()
-        plan = schedule(snap, self.pol, deep=deep)
+        plan = schedule(snap, self.pol, deep=deep, commit=True)
         self.metrics.cycle_s.append(time.perf_counter() - t0)
         self.metrics.cycles += 1
         self._apply(plan)
@@ -547,7 +554,7 @@ class Twin(RunBooks):
         blocked = self.metrics.blocked
         for reasons in plan.blockers.values():
             if reasons:
-                code = reasons[0].code.value
+                code = _CODE_VALUE[reasons[0].code]  # an enum's .value is slow, and this is hot
                 blocked[code] = blocked.get(code, 0) + 1
         for job_id in plan.preempt_failed:
             # Exponential backoff from half the minimum runtime up to an hour.
@@ -565,6 +572,6 @@ class Twin(RunBooks):
         for p in plan.preemptions:
             self._preempt(p.job, p.reason.code.value)
         for s in plan.starts:
-            self._start(s)
+            self._start(s, plan.committed)
         if plan.starts or plan.preemptions:
             self._power_dirty = True

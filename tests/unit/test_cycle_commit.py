@@ -1,0 +1,72 @@
+"""A committed cycle (`schedule(..., commit=True)`) must leave the state exactly as rolling back
+and then starting the plan's jobs does, index iteration order included: placement breaks ties
+by that order, so any difference would change every later decision of a seeded run."""
+
+from __future__ import annotations
+
+import pytest
+import test_cycle as tc
+
+from cortex.scheduler.cycle import schedule
+from cortex.scheduler.state import ClusterState
+from cortex.scheduler.statement import Statement
+from cortex.workload.job import Job
+
+
+def _drive(st: ClusterState, plan_starts: list, adopt: bool) -> None:
+    for s in plan_starts:
+        job = s.job
+        job.run_flavor, job.run_start_s, job.est_end_s = s.flavor, 1e9, 2e9
+        if adopt:
+            st.adopt(job)
+        else:
+            st.start(job, job.queue_idx, s.flavor, s.placement)
+
+
+@pytest.mark.parametrize("profile", sorted(tc.PROFILES))
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "quick"])
+@pytest.mark.parametrize("seed", range(12))
+def test_committed_cycle_leaves_the_state_of_rollback_then_start(
+    profile: str, deep: bool, seed: int
+) -> None:
+    pol = tc.PROFILES[profile]
+    st_a, pend_a, _ = tc._random_cluster(seed, pol)
+    st_b, pend_b, _ = tc._random_cluster(seed, pol)
+    plan_a = schedule(tc._snap(st_a, pend_a), pol, deep=deep)
+    plan_b = schedule(tc._snap(st_b, pend_b), pol, deep=deep, commit=True)
+    assert [(s.job.id, s.placement) for s in plan_a.starts] == [
+        (s.job.id, s.placement) for s in plan_b.starts
+    ]
+    if plan_b.preemptions:
+        assert not plan_b.committed  # evictions are never committed
+    if not plan_b.committed:
+        return
+    assert plan_b.starts or plan_b.blockers  # a plan committed with nothing is still a plan
+    _drive(st_a, plan_a.starts, adopt=False)
+    _drive(st_b, plan_b.starts, adopt=True)
+    assert tc._contents(st_b) == tc._contents(st_a)
+    assert tc._ordered(st_b) == tc._ordered(st_a)
+
+
+def test_a_cycle_that_tried_an_eviction_rolls_back_even_with_commit() -> None:
+    st, pend, pol = tc._setup(tc.TINY, tc.Policies(), ("a",))
+    # A low-priority job holds node 0 whole; a production job of 8 GPUs arrives on a full fleet.
+    low = tc._run(st, 100, ((0, 8),), prio=10)
+    for n in range(1, 8):
+        tc._run(st, 100 + n, ((n, 8),), prio=1000)
+    tc._pend(pend, 1, 8, 10.0, prio=1000)
+    before = tc._contents(st)
+    plan = schedule(tc._snap(st, pend), pol, deep=True, commit=True)
+    assert [p.job.id for p in plan.preemptions] == [low.id]
+    assert not plan.committed
+    assert tc._contents(st) == before
+
+
+def test_statement_counts_evictions_even_when_rolled_back() -> None:
+    st, _, _ = tc._setup()
+    job: Job = tc._run(st, 100, ((0, 8),))
+    stmt = Statement(st)
+    stmt.evict(job)
+    stmt.rollback()
+    assert stmt.evictions == 1
+    assert 100 in st.running and st.node_free[0] == 0

@@ -1,0 +1,68 @@
+"""Per-node summaries are kept lazily (brought up to date when read). Within a cycle they must
+still describe the fleet as it was before the cycle: a victim search reads them after the cycle's
+tentative starts, and after earlier tentative evictions of the same cycle."""
+
+from __future__ import annotations
+
+import testkit
+from cortex.scheduler.state import EMPTY_PRIO
+from cortex.scheduler.statement import Statement
+from cortex.workload.job import Job
+
+
+def test_summaries_read_after_a_tentative_eviction_show_the_fleet_before_the_cycle() -> None:
+    st, _, _ = testkit.setup_cycle()
+    a = testkit.running_job(st, 1, ((0, 8),), prio=10, start=5.0)
+    stmt = Statement(st)
+    stmt.evict(a)  # the cycle frees node 0 tentatively; nothing has read the summaries yet
+    assert int(st.np_used[0]) == 8
+    assert int(st.np_max_prio[0]) == 10
+    assert float(st.np_last_start[0]) == 5.0
+    assert st.nodes_by_top_prio[0] == {10: 1}
+    stmt.rollback()
+
+
+def test_a_tentative_start_is_not_counted_until_the_driver_starts_it() -> None:
+    st, _, _ = testkit.setup_cycle()
+    testkit.running_job(st, 1, ((0, 4),), prio=10)
+    pending = Job(2, "p2", "a", 4, 100.0)
+    pending.queue_idx, pending.priority = 0, 1000
+    stmt = Statement(st)
+    stmt.allocate(pending, 0, ((0, 4),))
+    # Node 0 holds 4 + 4 GPUs now, but only the running job's 4 at priority 10 are summarized.
+    assert int(st.np_used[0]) == 4
+    assert int(st.np_max_prio[0]) == 10
+    stmt.rollback()
+
+
+def test_summaries_follow_many_starts_and_stops_between_reads() -> None:
+    st, _, _ = testkit.setup_cycle()
+    # Gang of 3 nodes at priority 100, a 2-GPU job at 10 sharing nothing, then the gang stops
+    # and a 1-GPU job at 1000 takes node 1: only node 1 (1 GPU, 1000) and node 5 (2, 10) stay.
+    gang = testkit.running_job(st, 1, ((0, 8), (1, 8), (2, 8)), prio=100)
+    testkit.running_job(st, 2, ((5, 2),), prio=10, start=3.0)
+    st.stop(gang, 0)
+    testkit.running_job(st, 3, ((1, 1),), prio=1000, start=7.0)
+    assert st.np_used.tolist()[:6] == [0, 1, 0, 0, 0, 2]
+    assert int(st.np_max_prio[0]) == EMPTY_PRIO
+    assert int(st.np_max_prio[1]) == 1000 and float(st.np_last_start[1]) == 7.0
+    # The gang never was read: its three nodes were never counted, so the histogram holds only
+    # what runs now (node 1 at 1000, node 5 at 10).
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {1000: 1, 10: 1}
+
+
+def test_a_restarted_gang_and_a_shared_multi_node_placement_are_summarized_as_they_end() -> None:
+    st, _, _ = testkit.setup_cycle()
+    # Gang 1 (priority 100) on nodes 0-2 stops and runs again on nodes 1-3; job 2 (priority 10)
+    # holds half of node 5 and half of node 6 next to job 3 (priority 1000, 4 GPUs of node 6).
+    gang = testkit.running_job(st, 1, ((0, 8), (1, 8), (2, 8)), prio=100, start=1.0)
+    st.stop(gang, 0)
+    gang.run_start_s = 9.0
+    st.start(gang, 0, 0, ((1, 8), (2, 8), (3, 8)))
+    testkit.running_job(st, 3, ((6, 4),), prio=1000, start=4.0)
+    testkit.running_job(st, 2, ((5, 4), (6, 4)), prio=10, start=2.0)
+    assert st.np_used.tolist()[:7] == [0, 8, 8, 8, 0, 4, 8]
+    assert st.np_max_prio.tolist()[:7] == [EMPTY_PRIO, 100, 100, 100, EMPTY_PRIO, 10, 1000]
+    assert st.np_last_start.tolist()[1:7] == [9.0, 9.0, 9.0, float("-inf"), 2.0, 4.0]
+    # Nodes by top priority: 3 at 100 (1-3), 1 at 10 (5), 1 at 1000 (6).
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {100: 3, 10: 1, 1000: 1}
