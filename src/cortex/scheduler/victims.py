@@ -28,9 +28,6 @@ NODE_SCAN_MAX = 1024
 # Gangs that fit in one pod: how many feasible pods to compare exactly. Pods are visited by a
 # lower bound on their cost, so the search usually stops long before.
 POD_TRIES = 8
-# Gangs wider than a pod: rounds of choosing halls and pods by the node summaries, judging
-# nodes as the walk reaches them, before judging every candidate up front.
-ACROSS_RETRIES = 3
 
 Cost = tuple[int, int]  # (highest victim priority, GPUs of the victims' whole allocations)
 
@@ -234,13 +231,8 @@ def _across_pods(st: ClusterState, judge: _Judge, idx: np.ndarray, need: int) ->
 
     Nodes are judged exactly as the walk reaches them; one holding a job that may not go is
     skipped. If the halls chosen by the node summaries then run short, the choice is made again
-    without the nodes found bad, and after ACROSS_RETRIES such rounds on every candidate."""
-    for attempt in range(ACROSS_RETRIES + 1):
-        if attempt == ACROSS_RETRIES:
-            good = np.fromiter((_node_ok(st, judge, n) for n in idx.tolist()), bool, idx.size)
-            idx = idx[good]
-        if idx.size < need:
-            return None
+    without the nodes found bad. Each round drops at least one node, so the search ends."""
+    while idx.size >= need:
         nodes, bad = _walk_pods(st, judge, idx, need)
         if nodes is not None:
             victims: dict[int, None] = {}
