@@ -432,3 +432,22 @@ def test_job_behind_a_reserved_head_does_not_preempt() -> None:
     assert r2.code is Code.TOPOLOGY_UNAVAILABLE
     assert (r2.detail["need"], r2.detail["free"], r2.detail["largest_block"]) == (8, 8, 4)
     assert plan.starts == [] and plan.preemptions == [] and plan.preempt_failed == []
+
+
+def test_jobs_behind_a_reserved_head_get_their_own_sizes_in_the_reason() -> None:
+    # 7 nodes busy until 1000: 8 GPUs free. Head 1 needs 40 and reserves the flavor; jobs 2
+    # (16) and 3 (24) also need more than 8 and take the fast path behind it. The shared reason
+    # is cached per size: each must still name its own need.
+    st, pend, pol = _setup()
+    _run(st, 100, tuple((n, 8) for n in range(7)), end=1000.0)
+    _pend(pend, 1, 40, 10.0)
+    _pend(pend, 2, 16, 10.0)
+    _pend(pend, 3, 24, 10.0)
+    _pend(pend, 4, 16, 10.0)
+    plan = schedule(_snap(st, pend), pol)
+    got = {
+        j: (plan.blockers[j][0].detail["need"], plan.blockers[j][0].detail["free"])
+        for j in (1, 2, 3, 4)
+    }
+    assert got == {1: (40, 8), 2: (16, 8), 3: (24, 8), 4: (16, 8)}
+    assert all(plan.blockers[j][0].code is Code.INSUFFICIENT_CAPACITY for j in (1, 2, 3, 4))

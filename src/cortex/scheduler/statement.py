@@ -9,6 +9,8 @@ from __future__ import annotations
 from cortex.scheduler.state import Allocation, ClusterState, Placement
 from cortex.workload.job import Job
 
+_ALLOCATE, _EVICT = 0, 1  # kinds of log entries
+
 
 class Statement:
     """An undo log over a ClusterState."""
@@ -55,15 +57,14 @@ class Statement:
         g = st.gpn[alloc.flavor]
         part = st.part[alloc.flavor]
         self._save(st.allocations)
-        pods: dict[int, int] = {}
+        pods: dict[int, None] = {}
         for n, k in alloc.placement:
             self._save(st.node_jobs[n])
             old = st.node_free[n]
             if old:
                 self._save(part[old])
             if old + k == g:
-                p = st.node_pod[n]
-                pods[p] = pods.get(p, 0) + 1
+                pods[st.node_pod[n]] = None
         buckets = st.pod_bucket[alloc.flavor]
         for p in pods:
             c_old = len(st.pod_whole[p])
@@ -76,7 +77,7 @@ class Statement:
         self._before_take(flavor, placement)
         gpus = st.take(job.id, flavor, placement)
         st.add_usage(job.queue_idx, flavor, gpus)
-        self._log.append((0, job.id, job.queue_idx, st.allocations[job.id]))
+        self._log.append((_ALLOCATE, job.id, job.queue_idx, st.allocations[job.id]))
         return gpus
 
     def evict(self, job: Job) -> Allocation:
@@ -86,7 +87,7 @@ class Statement:
         alloc = st.give(job.id)
         st.add_usage(job.queue_idx, alloc.flavor, -alloc.gpus)
         self.evicted.add(job.id)
-        self._log.append((1, job.id, job.queue_idx, alloc))
+        self._log.append((_EVICT, job.id, job.queue_idx, alloc))
         return alloc
 
     def mark(self) -> int:
@@ -99,7 +100,7 @@ class Statement:
         log = self._log
         while len(log) > mark:
             kind, job_id, team, alloc = log.pop()
-            if kind == 0:
+            if kind == _ALLOCATE:
                 st.give(job_id)
                 st.add_usage(team, alloc.flavor, -alloc.gpus)
             else:
