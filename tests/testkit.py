@@ -69,23 +69,24 @@ def running_job(
 
 
 def state_contents(st: ClusterState) -> tuple:
-    """Everything the state holds, compared as sets (iteration order ignored)."""
+    """Everything the state holds, in iteration order: placement breaks ties by the order of
+    the indices, so a state with the same sets in another order is not the same state."""
     return (
         list(st.node_free),
         list(st.node_up),
-        [dict(d) for d in st.node_jobs],
-        [[set(d) for d in row] for row in st.part],
-        [set(d) for d in st.pod_whole],
-        [[set(d) for d in row] for row in st.pod_bucket],
+        [list(d.items()) for d in st.node_jobs],
+        [[list(d) for d in row] for row in st.part],
+        [list(d) for d in st.pod_whole],
+        [[list(d) for d in row] for row in st.pod_bucket],
         [list(r) for r in st.hall_whole],
         list(st.free_gpus),
         list(st.busy_gpus),
-        dict(st.allocations),
+        list(st.allocations.items()),
         [list(u) for u in st.usage],
         list(st.cohort_usage),
-        set(st.running),
+        list(st.running),
         [list(e) for e in st.ends],
-        [dict(d) for d in st.nodes_by_top_prio],
+        [list(d.items()) for d in st.nodes_by_top_prio],
         st.np_used.tolist(),
         st.np_max_prio.tolist(),
         st.np_last_start.tolist(),

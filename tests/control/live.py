@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from sqlalchemy import select
 
 from cortex.control import db
 from cortex.control import models as m
-from cortex.control.devpg import free_port
 
 ADMIN = "ctx_e2e-admin-token"
 WAIT_S = 60.0
@@ -35,7 +35,10 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.port = self.port or free_port()  # a restart keeps the address
+        # The first start binds port 0 and reads the port the OS chose from uvicorn's log, so no
+        # other process can take it between a probe and the bind; a restart keeps the address.
+        fresh = self.port == 0
+        logged = self.log.stat().st_size if self.log.exists() else 0
         env = {
             **os.environ,
             "CORTEX_ADMIN_TOKEN": ADMIN,
@@ -62,7 +65,7 @@ class LiveServer:
                     "--grace-s",
                     str(self.grace_s),
                     "--log-level",
-                    "warning",
+                    "info" if fresh else "warning",
                 ],
                 env=env,
                 stdout=out,
@@ -72,6 +75,11 @@ class LiveServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cortex serve exited: {self.log.read_text()[-3000:]}")
+            if self.port == 0:
+                self.port = _logged_port(self.log, logged)
+                if self.port == 0:
+                    time.sleep(0.05)
+                    continue
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
                     return
@@ -130,6 +138,14 @@ class LiveServer:
 
     def active_allocations(self) -> list[m.Allocation]:
         return self.rows(m.Allocation, m.Allocation.active.is_(True))
+
+
+def _logged_port(log: Path, offset: int) -> int:
+    """The port in uvicorn's "Uvicorn running on http://127.0.0.1:PORT" line, or 0 (not yet)."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        m = re.search(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)", f.read())
+    return int(m.group(1)) if m else 0
 
 
 def wait_for(fn: Callable[[], Any], what: str, timeout_s: float = WAIT_S) -> Any:

@@ -19,7 +19,9 @@ from cortex.control import models as m
 from cortex.workload.states import TRANSITIONS, JobState
 
 # Counts steps in a checkpoint; on SIGTERM it saves the step and exits 75 (EX_TEMPFAIL), the
-# protocol's "checkpointed, requeue me". A resumed run starts from the saved step.
+# protocol's "checkpointed, requeue me". A resumed run starts from the saved step. The first
+# attempt runs until it is preempted (at most argv[1] steps of 0.05 s, a generous deadline); a
+# resumed one finishes at once: no race between the preemption and the clock.
 CHECKPOINTING = """
 import os, signal, sys, time
 ckpt = os.path.join(os.environ["CORTEX_CHECKPOINT_DIR"], "step.txt")
@@ -34,14 +36,16 @@ def on_term(signum, frame):
     print(f"checkpointed at step {step}", flush=True)
     sys.exit(75)
 signal.signal(signal.SIGTERM, on_term)
-while step < int(sys.argv[1]):
+limit = int(sys.argv[1]) if os.environ.get("CORTEX_ATTEMPT", "1") == "1" else step
+while step < limit:
     step += 1
     print(f"step {step}", flush=True)
     time.sleep(0.05)
 print("done", flush=True)
 """
 
-# Writes its pid per attempt, then runs for argv[1] seconds.
+# Writes its pid per attempt, then runs until the test drops a file "go" in its checkpoint
+# directory, or for argv[1] seconds at most: the test decides when it ends, not a timer.
 SLEEPER = """
 import os, sys, time
 d = os.environ["CORTEX_CHECKPOINT_DIR"]
@@ -49,9 +53,16 @@ attempt = os.environ.get("CORTEX_ATTEMPT", "?")
 with open(os.path.join(d, f"pid-{attempt}"), "w") as f:
     f.write(str(os.getpid()))
 print(f"sleeping attempt {attempt}", flush=True)
-time.sleep(float(sys.argv[1]))
+deadline = time.monotonic() + float(sys.argv[1])
+while not os.path.exists(os.path.join(d, "go")) and time.monotonic() < deadline:
+    time.sleep(0.02)
 print("woke", flush=True)
 """
+
+
+def _release(server: LiveServer, job_id: int) -> None:
+    """Let a SLEEPER job end: the file it polls for."""
+    (server.home / "runs" / "jobs" / str(job_id) / "checkpoints" / "go").touch()
 
 
 @pytest.fixture
@@ -127,7 +138,7 @@ def test_run_cancel_preempt_and_resume(server: LiveServer, tmp_path: Path) -> No
     assert _check_history(cancelled)[-1] == "cancelled"
     # 3. a production job preempts a preemptible one that checkpoints and later resumes
     ckpt = _script(tmp_path, "ckpt.py", CHECKPOINTING)
-    low = _submit(c, name="low", gpus=2, priority_class="preemptible", command=[py, ckpt, "80"])
+    low = _submit(c, name="low", gpus=2, priority_class="preemptible", command=[py, ckpt, "2400"])
     wait_for(lambda: "step 5\n" in _logs(c, low), "low to make progress")
     high = _submit(c, name="high", gpus=1, priority_class="production", command=[py, hello])
     wait_for(lambda: _in_state(c, high, "completed"), "high to run")
@@ -152,7 +163,7 @@ def test_run_cancel_preempt_and_resume(server: LiveServer, tmp_path: Path) -> No
     saved = [ln for ln in run1.read_text().splitlines() if ln.startswith("checkpointed")]
     assert len(saved) == 1
     step = int(saved[0].split()[-1])
-    assert 5 <= step < 80
+    assert 5 <= step < 2400
     assert run2.read_text().splitlines()[0] == f"resumed from step {step}"
     assert server.active_allocations() == []
     text = httpx.get(f"{server.base}/metrics").text
@@ -165,9 +176,9 @@ def test_kill9_restart_adopts_requeues_and_runs_nothing_twice(
     c = server.client(server.team_token("fsd"))
     py = sys.executable
     sleeper = _script(tmp_path, "sleeper.py", SLEEPER)
-    kept = _submit(c, name="kept", command=[py, sleeper, "6"])
-    lost = _submit(c, name="lost", command=[py, sleeper, "4"])
-    queued = _submit(c, name="queued", command=[py, sleeper, "0.2"])  # 2 slots: it waits
+    kept = _submit(c, name="kept", command=[py, sleeper, "120"])
+    lost = _submit(c, name="lost", command=[py, sleeper, "120"])
+    queued = _submit(c, name="queued", command=[py, sleeper, "120"])  # 2 slots: it waits
     for j in (kept, lost):
         wait_for(lambda j=j: "sleeping" in _logs(c, j), f"job {j} to start")
     assert _job(c, queued)["state"] == "queued"
@@ -180,11 +191,14 @@ def test_kill9_restart_adopts_requeues_and_runs_nothing_twice(
     )
     os.kill(kept_pid, 0)  # the job outlived the service
     server.start()
-    # Adopted: still attempt 1 (it may have finished while the service started; its verdict
-    # on disk is then read back).
-    assert _job(c, kept)["state"] in ("running", "completed") and _job(c, kept)["attempt"] == 1
+    # Adopted: still attempt 1, still running (it waits for its "go" file).
+    assert (_job(c, kept)["state"], _job(c, kept)["attempt"]) == ("running", 1)
     lost_job = _job(c, lost)
     assert _check_history(lost_job)[3:5] == ["failed", "requeued"]
+    for j in (kept, lost):  # lost's second attempt finds its file and ends at once
+        _release(server, j)
+    wait_for(lambda: "sleeping" in _logs(c, queued), "queued to start")
+    _release(server, queued)
     for j in (kept, lost, queued):
         done = wait_for(lambda j=j: _in_state(c, j, "completed", "failed"), f"job {j}")
         assert done["state"] == "completed", done

@@ -447,8 +447,13 @@ def test_production_job_preempts_once_victims_pass_min_runtime_without_other_eve
         _job(3, 16, 1000, 300, "production"),
     ]
     _twin(jobs)
-    # Victims are eligible from 600; the backoff retry is due at 300 + 300 = 600.
-    assert 0 <= jobs[2].first_start_s <= 700
+    # At 300 both victims have run 300 s < min_runtime_s (600): the search fails and job 3 backs
+    # off by max(600 / 2, backfill interval 60) = 300 s, to 300 + 300 = 600, a tick on the 60 s
+    # grid. No other event happens in between (jobs 1 and 2 end at 10,000). At 600 both have
+    # run 600 s: equal victims (normal, 32 GPUs), the first pod (job 1) goes.
+    assert jobs[2].first_start_s == 600.0
+    assert jobs[2].end_s == 600.0 + 1000.0
+    assert (jobs[0].preemptions, jobs[1].preemptions) == (1, 0)
 
 
 def test_victim_of_equal_size_is_the_lowest_priority_one() -> None:

@@ -211,13 +211,6 @@ def test_schedule_leaves_state_unchanged_and_its_plan_applies(
     _apply(st, plan)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Statement.rollback (via ClusterState.take/give) re-inserts nodes and pods at "
-    "the end of the index dicts, so schedule() leaves pod_whole/pod_bucket in a different "
-    "iteration order; the state is not 'exactly as before' and a second call on the same "
-    "snapshot places the same gang on different nodes",
-)
 def test_schedule_twice_on_one_snapshot_gives_one_plan() -> None:
     st, pend, pol = _setup()
     _run(st, 100, ((0, 8), (1, 8), (2, 8)))
@@ -383,18 +376,78 @@ def test_registry_builds_profiles_and_rejects_unknown_names() -> None:
         policies("nope")
 
 
-def test_preemption_places_the_job_on_the_capacity_it_freed() -> None:
+def test_job_that_would_outrun_the_reserved_head_waits_and_preempts_nothing() -> None:
     st, pend, pol = _setup()  # FIFO, backfill on, PriorityReclaim
     _run(st, 101, ((0, 8), (1, 8), (2, 8), (3, 8)), end=1000.0)
     _run(st, 102, ((4, 8),), end=5000.0, prio=10)  # preemptible, may be evicted
     _run(st, 103, ((5, 8), (6, 8)), end=5000.0)
-    _pend(pend, 1, 40, 1000.0)  # head: needs 40, 8 free; reserved for t=1000
+    _pend(pend, 1, 40, 1000.0)  # head: needs 40, 8 free (node 7)
     _pend(pend, 2, 8, 5000.0, prio=1000)  # production, but runs past the head's start
     plan = schedule(_snap(st, pend, now=700.0), pol)
+    # Head: 40 > 8 free. It may not preempt: nodes below its priority (only node 4) plus free
+    # nodes (node 7) are 2 < 5. It reserves the flavor: at 1000, 101's end frees 32, and
+    # 8 + 32 = 40 is exactly its need, so the shadow is 1000 with 0 GPUs left over.
+    (r1,) = plan.blockers[1]
+    assert (r1.code, r1.detail["need"], r1.detail["free"]) == (Code.INSUFFICIENT_CAPACITY, 40, 8)
+    # Job 2 would end at 700 + 5000 = 5700 > 1000 and needs 8 > 0 left over: it waits for the
+    # head, and a job held by the reservation is not short of GPUs, so it evicts nobody.
+    (r2,) = plan.blockers[2]
+    assert r2.code is Code.RESERVED_FOR_HEAD
+    assert (r2.detail["head"], r2.detail["shadow_s"]) == (1, 1000.0)
+    assert plan.starts == [] and plan.preemptions == [] and plan.preempt_failed == []
+
+
+def test_preemption_places_the_job_on_the_capacity_it_freed() -> None:
+    st, pend, pol = _setup()
+    _run(st, 101, ((0, 8), (1, 8), (2, 8), (3, 8)), end=1000.0)
+    _run(st, 102, ((4, 8),), end=5000.0, prio=10)  # preemptible
+    _run(st, 103, ((5, 8), (6, 8), (7, 8)), end=5000.0)
+    _pend(pend, 2, 8, 5000.0, prio=1000)  # production; nothing is free
+    plan = schedule(_snap(st, pend, now=700.0), pol)
+    # Victims by (top priority, GPUs of the whole allocation): 102 costs (10, 8), 101
+    # (100, 32), 103 (100, 24). Evicting 102 frees node 4, the only whole free node.
+    assert [(p.job.id, p.reason.code, p.reason.detail["by"]) for p in plan.preemptions] == [
+        (102, Code.PREEMPTED, 2)
+    ]
+    assert [(s.job.id, s.placement) for s in plan.starts] == [(2, ((4, 8),))]
+
+
+def test_job_behind_a_reserved_head_does_not_preempt() -> None:
+    # Only heads preempt: a job short on a flavor that a job ahead of it reserved must not
+    # evict anyone, even when it may (production over preemptible) and would end in time.
+    st, pend, pol = _setup()
+    _run(st, 101, ((0, 8), (1, 8), (2, 8), (3, 8)), end=1000.0)
+    _run(st, 102, ((4, 8),), end=5000.0, prio=10)  # preemptible
+    _run(st, 103, ((5, 8),), end=5000.0)
+    _run(st, 104, ((6, 4),), end=5000.0)
+    _run(st, 105, ((7, 4),), end=5000.0)
+    _pend(pend, 1, 40, 1000.0)  # head: 40 > 8 free (4 on node 6, 4 on node 7)
+    _pend(pend, 2, 8, 100.0, prio=1000)
+    plan = schedule(_snap(st, pend, now=700.0), pol)
+    # The head reserves the flavor with shadow 1000 (8 free + 32 from 101 = 40). Job 2 ends at
+    # 700 + 100 = 800 <= 1000, so the reservation lets it pass, and 8 <= 8 free; but no node
+    # has 8 free, so placement fails and the flavor is short for it, behind the head.
     assert plan.blockers[1][0].code is Code.INSUFFICIENT_CAPACITY
-    freed = {n for p in plan.preemptions for n, _ in st.allocations[p.job.id].placement}
-    for s in plan.starts:
-        if plan.preemptions and s.job.id == 2:
-            assert {n for n, _ in s.placement} <= freed
-    # Either it waits (ReservedForHead) or it runs where its victim was, never both.
-    assert plan.preemptions == [] or {n for s in plan.starts for n, _ in s.placement} == {4}
+    (r2,) = plan.blockers[2]
+    assert r2.code is Code.TOPOLOGY_UNAVAILABLE
+    assert (r2.detail["need"], r2.detail["free"], r2.detail["largest_block"]) == (8, 8, 4)
+    assert plan.starts == [] and plan.preemptions == [] and plan.preempt_failed == []
+
+
+def test_jobs_behind_a_reserved_head_get_their_own_sizes_in_the_reason() -> None:
+    # 7 nodes busy until 1000: 8 GPUs free. Head 1 needs 40 and reserves the flavor; jobs 2
+    # (16) and 3 (24) also need more than 8 and take the fast path behind it. The shared reason
+    # is cached per size: each must still name its own need.
+    st, pend, pol = _setup()
+    _run(st, 100, tuple((n, 8) for n in range(7)), end=1000.0)
+    _pend(pend, 1, 40, 10.0)
+    _pend(pend, 2, 16, 10.0)
+    _pend(pend, 3, 24, 10.0)
+    _pend(pend, 4, 16, 10.0)
+    plan = schedule(_snap(st, pend), pol)
+    got = {
+        j: (plan.blockers[j][0].detail["need"], plan.blockers[j][0].detail["free"])
+        for j in (1, 2, 3, 4)
+    }
+    assert got == {1: (40, 8), 2: (16, 8), 3: (24, 8), 4: (16, 8)}
+    assert all(plan.blockers[j][0].code is Code.INSUFFICIENT_CAPACITY for j in (1, 2, 3, 4))

@@ -38,7 +38,13 @@ def test_every_pair_is_legal_exactly_when_the_lifecycle_says(src: JobState, dst:
         with pytest.raises(IllegalTransitionError) as err:
             check_transition(1, src, dst, "why")
         assert err.value.src is src and err.value.dst is dst
-        assert f"{src.value} -> {dst.value}" in str(err.value)
+        assert str(err.value) == f"job 1: {src.value} -> {dst.value} is not allowed (why)"
+
+
+def test_illegal_move_without_a_reason_names_none() -> None:
+    with pytest.raises(IllegalTransitionError) as err:
+        check_transition(3, S.QUEUED, S.RUNNING)
+    assert str(err.value) == "job 3: queued -> running is not allowed ()"
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 import testkit
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import Topology, build
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.preemption import PriorityReclaim
 from cortex.scheduler.snapshot import Snapshot
@@ -206,3 +209,91 @@ def test_vector_filter_and_exact_rule_agree_on_a_random_state() -> None:
             assert max(freed.values()) >= gang
         else:
             assert sum(f == 8 for f in freed.values()) >= -(-gang // 8)
+
+
+# ---- how far the search looks, ties, pruning, and the cost's first key -----------------------
+def _wide(nodes: int) -> Topology:
+    spec = {"name": "wide", "halls": [{"name": "h", "groups": [
+        {"flavor": "H100-SXM5", "nodes": nodes, "nodes_per_pod": 8}]}]}  # fmt: skip
+    return build(parse_fleet(spec, "test"))
+
+
+def test_single_node_compares_exactly_the_first_16_feasible_nodes() -> None:
+    # 24 nodes; by their summaries (top priority 100, 8 GPUs used) nodes 0-17 look alike and
+    # are visited by id. Exact costs: nodes 0-13 and 14+16 hold 2-node jobs (16 GPUs each),
+    # node 15 an 8-GPU job (cost 8), node 17 a 4-GPU preemptible job beside a 4-GPU normal one
+    # (cost (10, 4) for a 4-GPU gang). The 16 nodes compared are 0-15: node 15's job wins; node
+    # 17, cheaper still, is the 18th and is not looked at.
+    st, pend, _ = testkit.setup_cycle(_wide(24))
+    for a in range(0, 14, 2):
+        _run(st, 300 + a, ((a, 8), (a + 1, 8)), prio=NORMAL)
+    _run(st, 314, ((14, 8), (16, 8)), prio=NORMAL)
+    _run(st, 315, ((15, 8),), prio=NORMAL)
+    _run(st, 317, ((17, 4),), prio=LOW)
+    _run(st, 318, ((17, 4),), prio=NORMAL)
+    for n in range(18, 24):
+        _run(st, 400 + n, ((n, 8),), prio=PROD)
+    assert _victims(st, pend, 4) == [315]
+
+
+def test_single_node_ties_keep_the_first_node() -> None:
+    # Nodes 0 and 1 each run one 8-GPU normal job: equal cost, node 0 comes first.
+    st, pend = _state({0, 1})
+    _run(st, 20, ((0, 8),), prio=NORMAL)
+    _run(st, 21, ((1, 8),), prio=NORMAL)
+    assert _victims(st, pend, 8) == [20]
+
+
+def test_single_node_priority_outranks_size_in_the_cost() -> None:
+    # Node 0: one preemptible job of 8 GPUs, cost (10, 8). Node 1: a normal 4-GPU job and 4
+    # free, cost (100, 4). The lower priority wins although it costs more GPUs.
+    st, pend = _state({0, 1})
+    _run(st, 30, ((0, 8),), prio=LOW)
+    _run(st, 31, ((1, 4),), prio=NORMAL)
+    assert _victims(st, pend, 8) == [30]
+
+
+@pytest.mark.parametrize(("gang", "victims"), [(6, [12]), (7, [10, 12])])
+def test_single_node_keeps_only_the_victims_it_needs(gang: int, victims: list[int]) -> None:
+    # Node 0 is full: job 10 (1 GPU, priority 10), job 11 (1 GPU, 20), job 12 (6 GPUs, 100).
+    # Lowest priority first takes 10, 11, 12: 1 + 1 + 6 = 8 free. Then, newest first, drop
+    # any not needed: for 6 GPUs, 11 (8 - 1 = 7 >= 6) then 10 (7 - 1 = 6 >= 6); for 7, 11
+    # (7 >= 7) but not 10 (7 - 1 = 6 < 7).
+    st, pend = _state({0})
+    _run(st, 10, ((0, 1),), prio=10)
+    _run(st, 11, ((0, 1),), prio=20)
+    _run(st, 12, ((0, 6),), prio=NORMAL)
+    assert _victims(st, pend, gang) == victims
+
+
+def test_reclaim_finds_nothing_when_the_settled_candidates_may_not_go() -> None:
+    # Queue a borrows (48 of nominal 32) but its jobs started 100 s ago; c holds its nominal 16
+    # on nodes 6 and 7 in two 8-GPU jobs, settled. In reclaim mode the node filter admits
+    # equal-priority nodes, so 6 and 7 are candidates; the exact rule refuses c's jobs (c is
+    # within its quota). Nothing is left: no victims.
+    quota = build(parse_fleet({"name": "quota", "halls": [{"name": "h", "groups": [
+        {"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}]}], "queues": {
+        "cluster_queues": [{"name": "a", "nominal_share": 0.5, "borrowing_limit_share": 0.25},
+                           {"name": "b", "nominal_share": 0.25, "borrowing_limit_share": 0.0},
+                           {"name": "c", "nominal_share": 0.25}]}}, "test"))  # fmt: skip
+    st, pend, _ = testkit.setup_cycle(quota, teams=("a", "b", "c"))
+    _run(st, 101, tuple((n, 8) for n in range(4)), prio=NORMAL, start=-100.0)
+    _run(st, 102, ((4, 8), (5, 8)), prio=NORMAL, start=-100.0)
+    _run(st, 103, ((6, 8),), prio=NORMAL, team=2)
+    _run(st, 104, ((7, 8),), prio=NORMAL, team=2)
+    job = Job(1, "p", "b", 4, 100.0)
+    job.queue_idx, job.priority = 1, NORMAL
+    snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    assert find_victims(snap, PriorityReclaim(), 4, 0, job) is None
+
+
+def test_gang_across_pods_takes_the_hall_with_the_most_candidate_nodes() -> None:
+    # MIXED, flavor H100: hall h1 has pods {0-3}, {4-7}, {8, 9}; hall h2 pods {16-18}, {19, 20}.
+    # Normal 8-GPU jobs run on 0, 1, 4, 5 (h1: 4 candidates in 2 pods) and on 16-20 (h2: 5
+    # in 2 pods); production everywhere else. A 40-GPU gang needs 5 nodes, more than any pod
+    # offers: h2 alone has 5, so it takes all of h2 and nothing of h1.
+    st, pend, _ = testkit.setup_cycle(testkit.MIXED)
+    h100 = [n for n, f in enumerate(testkit.MIXED.node_flavor) if f == 0]
+    for n in h100:
+        _run(st, 500 + n, ((n, 8),), prio=NORMAL if n in {0, 1, 4, 5, 16, 17, 18, 19, 20} else PROD)
+    assert sorted(_victims(st, pend, 40) or []) == [516, 517, 518, 519, 520]

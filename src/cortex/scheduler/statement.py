@@ -1,44 +1,100 @@
 """Statement: tentative allocations and evictions within one cycle, rolled back at its end
 (KAI-Scheduler's Statement). Policies try placements on the live indices without copying the
-fleet, and the state is exactly as before once the cycle returns."""
+fleet, and the state is exactly as before once the cycle returns, down to the iteration order of
+its indices: placement breaks ties by that order, so a rollback that re-inserted keys at the end
+would make a second call on one snapshot place the same gang elsewhere."""
 
 from __future__ import annotations
 
 from cortex.scheduler.state import Allocation, ClusterState, Placement
 from cortex.workload.job import Job
 
+_ALLOCATE, _EVICT = 0, 1  # kinds of log entries
+
 
 class Statement:
     """An undo log over a ClusterState."""
 
-    __slots__ = ("_log", "evicted", "evictions", "state")
+    __slots__ = ("_log", "_saved", "_seen", "evicted", "evictions", "state")
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self._log: list[tuple[int, int, int, Allocation]] = []
         self.evicted: set[int] = set()
         self.evictions = 0  # evictions tried, kept or not: a cycle without any may commit
+        # Undoing an insertion (a delete) keeps the order of the other keys; undoing a deletion
+        # (a re-insert) would put the key last. So each dict that is about to lose a key has
+        # its key order saved once per mark: (log position, dict, keys).
+        self._saved: list[tuple[int, dict, list]] = []
+        self._seen: set[int] = set()  # ids of the dicts saved since the last mark
+
+    def _save(self, d: dict) -> None:
+        if id(d) not in self._seen:
+            self._seen.add(id(d))
+            self._saved.append((len(self._log), d, list(d)))
+
+    def _before_take(self, flavor: int, placement: Placement) -> None:
+        """Save the indices `take` deletes from: a node's old partial bucket, or its pod's
+        whole set and that pod's old bucket."""
+        st = self.state
+        g = st.gpn[flavor]
+        part = st.part[flavor]
+        pods: dict[int, None] = {}
+        for n, k in placement:
+            old = g if k == g else st.node_free[n]
+            if old == g:
+                pods[st.node_pod[n]] = None
+            elif old:
+                self._save(part[old])
+        buckets = st.pod_bucket[flavor]
+        for p in pods:
+            self._save(st.pod_whole[p])
+            self._save(buckets[len(st.pod_whole[p])])
+
+    def _before_give(self, alloc: Allocation) -> None:
+        """Save the indices `give` deletes from: the allocations, each node's jobs and old
+        partial bucket, and the old bucket of each pod that gains a whole node."""
+        st = self.state
+        g = st.gpn[alloc.flavor]
+        part = st.part[alloc.flavor]
+        self._save(st.allocations)
+        pods: dict[int, None] = {}
+        for n, k in alloc.placement:
+            self._save(st.node_jobs[n])
+            old = st.node_free[n]
+            if old:
+                self._save(part[old])
+            if old + k == g:
+                pods[st.node_pod[n]] = None
+        buckets = st.pod_bucket[alloc.flavor]
+        for p in pods:
+            c_old = len(st.pod_whole[p])
+            if c_old:
+                self._save(buckets[c_old])
 
     def allocate(self, job: Job, flavor: int, placement: Placement) -> int:
         """Tentatively start job on placement; returns GPUs held."""
         st = self.state
+        self._before_take(flavor, placement)
         gpus = st.take(job.id, flavor, placement)
         st.add_usage(job.queue_idx, flavor, gpus)
-        self._log.append((0, job.id, job.queue_idx, st.allocations[job.id]))
+        self._log.append((_ALLOCATE, job.id, job.queue_idx, st.allocations[job.id]))
         return gpus
 
     def evict(self, job: Job) -> Allocation:
         """Tentatively free a running job's GPUs."""
         st = self.state
         st.flush_summaries()  # summaries describe the fleet before the cycle, not its evictions
+        self._before_give(st.allocations[job.id])
         alloc = st.give(job.id)
         st.add_usage(job.queue_idx, alloc.flavor, -alloc.gpus)
         self.evicted.add(job.id)
         self.evictions += 1
-        self._log.append((1, job.id, job.queue_idx, alloc))
+        self._log.append((_EVICT, job.id, job.queue_idx, alloc))
         return alloc
 
     def mark(self) -> int:
+        self._seen.clear()
         return len(self._log)
 
     def rollback(self, mark: int = 0) -> None:
@@ -47,10 +103,27 @@ class Statement:
         log = self._log
         while len(log) > mark:
             kind, job_id, team, alloc = log.pop()
-            if kind == 0:
+            if kind == _ALLOCATE:
                 st.give(job_id)
                 st.add_usage(team, alloc.flavor, -alloc.gpus)
             else:
                 st.take(job_id, alloc.flavor, alloc.placement)
                 st.add_usage(team, alloc.flavor, alloc.gpus)
                 self.evicted.discard(job_id)
+        # The keys are right again; put them back in their order at the mark, which the
+        # oldest save of each dict since the mark holds (later saves are of later orders).
+        # Keys the log inserted after the mark and removed again are skipped.
+        saved = self._saved
+        i = len(saved)
+        while i and saved[i - 1][0] >= mark:
+            i -= 1
+        done: set[int] = set()
+        for _, d, keys in saved[i:]:
+            if id(d) not in done:
+                done.add(id(d))
+                items = [(k, d[k]) for k in keys if k in d]
+                assert len(items) == len(d), "a key present at the mark was not saved"
+                d.clear()
+                d.update(items)
+        del saved[i:]
+        self._seen.clear()

@@ -27,7 +27,7 @@ SINGLE_NODE_TRIES = 16
 NODE_SCAN_MAX = 1024
 # Gangs that fit in one pod: how many feasible pods to compare exactly. Pods are visited by a
 # lower bound on their cost, so the search usually stops long before.
-POD_TRIES = 32
+POD_TRIES = 8
 
 Cost = tuple[int, int]  # (highest victim priority, GPUs of the victims' whole allocations)
 
@@ -227,11 +227,28 @@ def _node_ok(st: ClusterState, judge: _Judge, n: int) -> bool:
 
 def _across_pods(st: ClusterState, judge: _Judge, idx: np.ndarray, need: int) -> list[int] | None:
     """No single pod holds the gang: `need` evictable or free nodes across as few pods (of as
-    few halls) as possible, the pods with the most such nodes first."""
-    good = np.fromiter((_node_ok(st, judge, n) for n in idx.tolist()), bool, idx.size)
-    idx = idx[good]
-    if idx.size < need:
-        return None
+    few halls) as possible, the pods with the most such nodes first.
+
+    Nodes are judged exactly as the walk reaches them; one holding a job that may not go is
+    skipped. If the halls chosen by the node summaries then run short, the choice is made again
+    without the nodes found bad. Each round drops at least one node, so the search ends."""
+    while idx.size >= need:
+        nodes, bad = _walk_pods(st, judge, idx, need)
+        if nodes is not None:
+            victims: dict[int, None] = {}
+            for n in nodes:
+                victims.update(dict.fromkeys(st.node_jobs[n]))
+            return list(victims)
+        if not bad:
+            return None
+        idx = idx[~np.isin(idx, bad)]
+    return None
+
+
+def _walk_pods(
+    st: ClusterState, judge: _Judge, idx: np.ndarray, need: int
+) -> tuple[list[int] | None, list[int]]:
+    """`need` good nodes from the pods of the chosen halls, or None; and the bad nodes seen."""
     idx, starts, counts = _pods(st, idx)
     halls = st.np_node_hall[idx[starts]]
     per_hall = np.bincount(halls, weights=counts)
@@ -242,14 +259,15 @@ def _across_pods(st: ClusterState, judge: _Judge, idx: np.ndarray, need: int) ->
     hall_rank[hall_order] = np.arange(hall_order.size)
     pod_order = np.lexsort((-counts, hall_rank[halls]))
     nodes: list[int] = []
+    bad: list[int] = []
     for b in pod_order.tolist():
         if hall_rank[halls[b]] >= hall_order.size:
             break
-        take = min(int(counts[b]), need - len(nodes))
-        nodes.extend(idx[starts[b] : starts[b] + take].tolist())
-        if len(nodes) == need:
-            victims: dict[int, None] = {}
-            for n in nodes:
-                victims.update(dict.fromkeys(st.node_jobs[n]))
-            return list(victims)
-    return None
+        for n in idx[starts[b] : starts[b] + counts[b]].tolist():
+            if not _node_ok(st, judge, n):
+                bad.append(n)
+                continue
+            nodes.append(n)
+            if len(nodes) == need:
+                return nodes, bad
+    return None, bad

@@ -1,0 +1,246 @@
+"""Mutation testing of the scheduler core and the isolation rules: one command, a kill-rate
+report, never a CI gate (docs/testing.md).
+
+    python bench/mutation.py                 # the core modules (about 2,000 mutants)
+    python bench/mutation.py --only cortex.scheduler.victims
+    python bench/mutation.py --report-only   # re-read the last run's results
+    python bench/mutation.py --isolation     # hand-written mutants of the API's team filters
+
+The first three wrap `mutmut` (configured in pyproject.toml, [tool.mutmut]): mutmut copies
+src/ to mutants/, runs the fast tests once to learn which reach each function, then runs each
+mutant under those tests only. The run is niced; on a shared 2-core machine the core takes
+30-60 minutes. `--isolation` is hand-written because the filters live in FastAPI routes that
+only a live server exercises end to end: each mutant is applied to a copy of src/ that a real
+`cortex serve` imports (PYTHONPATH), and tests/control/test_isolation.py must fail.
+
+Mutants listed in bench/mutation_equivalent.txt (name, then the reason they cannot be told
+apart from the original) are reported apart. A kill rate is printed only over mutants that
+were run; "not checked" ones are counted and named, never guessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT = ROOT / "bench" / "mutation_equivalent.txt"
+OUT = ROOT / "bench" / "out" / "mutation.json"
+# The scheduler core and the isolation rules; power.py (the power policies) and the rest of
+# the store are in the mutmut configuration but outside the default run.
+CORE = [
+    "cortex.scheduler.victims",
+    "cortex.scheduler.preemption",
+    "cortex.scheduler.statement",
+    "cortex.scheduler.cycle",
+    "cortex.scheduler.placement",
+    "cortex.scheduler.admission",
+    "cortex.scheduler.ordering",
+    "cortex.scheduler.state",
+    "cortex.scheduler.queues",
+    "cortex.scheduler.pending",
+    "cortex.scheduler.registry",
+    "cortex.workload.states",
+    "cortex.control.auth",
+    "cortex.control.store.x_visible_job",
+]
+MUTMUT = [sys.executable, "-m", "mutmut"]
+KILLED = {"killed", "timeout", "caught by type check"}
+# (name, file, original, mutant): each removes or weakens one team filter.
+ISOLATION_MUTANTS = [
+    ("list_jobs: no team filter", "src/cortex/control/api.py",
+     "        if not who.admin:\n            if team is not None and team != who.team:\n"
+     "                return JobList(jobs=[])\n            team = who.team\n", ""),
+    ("list_jobs: ?team= of another team honoured", "src/cortex/control/api.py",
+     "            if team is not None and team != who.team:\n"
+     "                return JobList(jobs=[])\n            team = who.team",
+     "            team = team if team is not None else who.team"),
+    ("visible_job: no team check", "src/cortex/control/store.py",
+     "if job is None or (not who.admin and job.team != who.team):", "if job is None:"),
+    ("list_queues: every queue", "src/cortex/control/api.py",
+     "if who.admin or q.name == who.team", ""),
+    ("list_events: no team filter", "src/cortex/control/api.py",
+     "        if not who.admin:\n            q = q.where(m.Event.team == who.team)\n", ""),
+]  # fmt: skip
+
+
+def _fail(msg: str) -> None:
+    print(f"error: mutation: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _config() -> dict:
+    try:
+        return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as err:
+        _fail(f"pyproject.toml: [tool.mutmut]: {err}")
+        raise  # unreachable; for the type checker
+
+
+def _preflight(cfg: dict) -> None:
+    """mutmut importable, every file it will mutate parseable: else one line and exit 2."""
+    if importlib.util.find_spec("mutmut") is None:
+        _fail("mutmut is not installed (pip install mutmut==3.8.1)")
+    for pattern in cfg.get("only_mutate", []):
+        files = sorted(ROOT.glob(pattern)) if "*" in pattern else [ROOT / pattern]
+        for f in files:
+            if f.suffix != ".py":
+                continue
+            try:
+                ast.parse(f.read_text(), str(f))
+            except (OSError, SyntaxError, ValueError) as err:
+                _fail(f"{f.relative_to(ROOT)}: cannot parse: {err}")
+
+
+def _run_mutmut(patterns: list[str], children: int) -> None:
+    cmd = ["nice", "-n", "10", *MUTMUT, "run", "--max-children", str(children)]
+    cmd += [p if p.endswith("*") else p + "*" for p in patterns]
+    print("running:", " ".join(cmd), flush=True)
+    # mutmut's progress line is noise in a log; its verdicts are read back from its own files.
+    subprocess.run(cmd, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+
+
+def _statuses() -> dict[str, str]:
+    out = subprocess.run(
+        [*MUTMUT, "results", "--all", "true"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        _fail(f"mutmut results: {out.stderr.strip()[-300:]}")
+    got = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"\s+(\S+): (.+)$", line)
+        if m:
+            got[m.group(1)] = m.group(2).strip()
+    return got
+
+
+def _equivalent() -> dict[str, str]:
+    """name -> reason, from lines `name  reason` (# comments and blank lines skipped)."""
+    if not EQUIVALENT.exists():
+        return {}
+    out = {}
+    for line in EQUIVALENT.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, reason = line.partition(" ")
+            out[name] = reason.strip()
+    return out
+
+
+def _module(name: str) -> str:
+    return name.split(".x", maxsplit=1)[0] if ".x" in name else name.rsplit(".", 1)[0]
+
+
+def report(patterns: list[str]) -> dict:
+    prefixes = [p.rstrip("*") for p in patterns]
+    statuses = {k: v for k, v in _statuses().items() if k.startswith(tuple(prefixes))}
+    equiv = _equivalent()
+    rows = {}
+    for mod in sorted({_module(k) for k in statuses}):
+        mine = {k: v for k, v in statuses.items() if _module(k) == mod}
+        c = Counter(mine.values())
+        eq = sum(1 for k, v in mine.items() if k in equiv and v not in KILLED)
+        eq_tests = sum(1 for k, v in mine.items() if k in equiv and v == "no tests")
+        known = KILLED | {"survived", "no tests", "not checked"}
+        rows[mod] = {
+            "killed": sum(c[s] for s in KILLED),
+            "survived": c["survived"] - (eq - eq_tests),
+            "no_tests": c["no tests"] - eq_tests,
+            "equivalent": eq,
+            "not_checked": c["not checked"],
+            "other": sum(n for s, n in c.items() if s not in known),
+        }
+    total = {k: sum(r[k] for r in rows.values()) for k in next(iter(rows.values()), {})}
+    survivors = sorted(
+        k for k, v in statuses.items() if v in ("survived", "no tests") and k not in equiv
+    )
+    reasons = {k: equiv[k] for k in sorted(statuses) if k in equiv}
+    return {"modules": rows, "total": total, "survivors": survivors, "equivalent": reasons}
+
+
+def _rate(r: dict) -> str:
+    ran = r["killed"] + r["survived"] + r["no_tests"]
+    if ran == 0:
+        return "not measured"
+    return f"{100 * r['killed'] / ran:.1f}%"
+
+
+def print_report(rep: dict) -> None:
+    if not rep["modules"]:
+        print("no mutants of the selected modules have results: no kill rate to report")
+        raise SystemExit(1)
+    print("| module | killed | survived | no tests | equivalent | not run | kill rate |")
+    print("|---|---|---|---|---|---|---|")
+    for mod, r in [*rep["modules"].items(), ("**total**", rep["total"])]:
+        print(f"| {mod} | {r['killed']} | {r['survived']} | {r['no_tests']} | {r['equivalent']}"
+              f" | {r['not_checked'] + r['other']} | {_rate(r)} |")  # fmt: skip
+    print("\nkill rate = killed / (killed + survived + no tests); reasoned equivalents excluded")
+    if rep["survivors"]:
+        print(f"\nsurvivors ({len(rep['survivors'])}): `mutmut show NAME` shows each")
+        for name in rep["survivors"]:
+            print("  " + name)
+
+
+def isolation() -> int:
+    """Each hand-written filter mutant must fail tests/control/test_isolation.py."""
+    killed = 0
+    for name, rel, old, new in ISOLATION_MUTANTS:
+        src = (ROOT / rel).read_text()
+        if src.count(old) != 1:
+            print(f"{name}: original text not found once in {rel}: not run (update the mutant)")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copytree(ROOT / "src", Path(tmp) / "src")
+            (Path(tmp) / rel).write_text(src.replace(old, new))
+            env = {**os.environ, "PYTHONPATH": str(Path(tmp) / "src")}
+            r = subprocess.run(
+                ["nice", "-n", "10", sys.executable, "-m", "pytest", "-q", "-p",
+                 "no:cacheprovider", "tests/control/test_isolation.py"],
+                cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+        failed = sum(1 for line in r.stdout.splitlines() if line.startswith("FAILED"))
+        verdict = "killed" if r.returncode != 0 and failed else "SURVIVED"
+        killed += verdict == "killed"
+        print(f"{name}: {verdict} ({failed} tests failed)", flush=True)
+    print(f"isolation mutants killed: {killed} of {len(ISOLATION_MUTANTS)}")
+    return 0 if killed == len(ISOLATION_MUTANTS) else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", action="append", help="module prefix (repeatable); default: core")
+    ap.add_argument("--children", type=int, default=1, help="mutmut workers (default 1)")
+    ap.add_argument("--report-only", action="store_true", help="read the last run's results")
+    ap.add_argument("--isolation", action="store_true", help="the API filter mutants")
+    args = ap.parse_args()
+    if args.isolation:
+        return isolation()
+    cfg = _config()
+    _preflight(cfg)
+    patterns = args.only or CORE
+    if not args.report_only:
+        _run_mutmut(patterns, args.children)
+    rep = report(patterns)
+    print_report(rep)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(rep, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
