@@ -198,6 +198,14 @@ class Runner:
     def _spawn(self, spec: dict[str, Any]) -> None:
         nprocs = int(spec["nprocs"])
         port = free_port() if nprocs > 1 else 0
+        who = spec.get("run_as")
+        # Another user's job: its uid and gid, no supplementary groups (the runner is root, and
+        # root's groups must not leak into the job), files private to it by default.
+        creds: dict[str, Any] = (
+            {"user": int(who["uid"]), "group": int(who["gid"]), "extra_groups": [], "umask": 0o077}
+            if who
+            else {}
+        )
         with open(self.files.stdout, "ab") as out, open(self.files.stderr, "ab") as err:
             for rank in range(nprocs):
                 if self.stop_signals:
@@ -212,6 +220,7 @@ class Runner:
                         stdin=subprocess.DEVNULL,
                         stdout=out,
                         stderr=err,
+                        **creds,
                     )
                 except OSError as e:
                     self.start_error = (rank, e)
