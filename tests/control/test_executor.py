@@ -561,3 +561,26 @@ def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> N
     assert proc.returncode == 1, proc.stderr
     assert not marker.exists()
     assert "not confirmed" in json.loads((run_dir / "exit.json").read_text())["detail"]
+
+
+def test_logs_are_capped_per_attempt_and_rotated(tmp_path: Path) -> None:
+    """Issue 9: logs had no size cap. 40 lines of 100 bytes (4,000 bytes) into a 1,024-byte
+    cap keeping 1 rotated part: stdout.log and stdout.log.1 hold at most 1,024 bytes each,
+    the newest lines are in stdout.log, and nothing older than one part survives."""
+    ex = same_user_executor(tmp_path / "root", log_cap_bytes=1024, log_keep=1)
+    code = """
+        import sys
+        for i in range(40):
+            sys.stdout.write(f"{i:03d} " + "x" * 95 + "\\n")
+            sys.stdout.flush()
+    """
+    ex.launch(spec(95, py(code)))
+    (rec,) = wait_exits(ex, 1)
+    assert rec.outcome == "completed", rec
+    out, _ = ex.log_paths(95, 1)
+    parts = sorted(out.parent.glob("stdout.log*"))
+    assert [p.name for p in parts] == ["stdout.log", "stdout.log.1"]
+    for p in parts:
+        assert 0 < p.stat().st_size <= 1024, (p, p.stat().st_size)
+    assert out.read_text().splitlines()[-1].startswith("039 ")
+    assert out.with_name("stdout.log.1").read_text().splitlines()[0] > "000 "
