@@ -4,8 +4,9 @@ load (submits, cancels, jobs that complete, fail, or exit 75 on their own), a re
 each, then the checks: no accepted job lost, none run to completion twice, no allocation left
 active, no run or job process left behind.
 
-Each job appends `start <attempt>` and `end <attempt>` to its own ledger file, so a job that
-ran twice shows two `end` lines whatever the store says."""
+A job asked to fail or to exit 75 does so on its first attempt only (a job that always exits 75
+would wait out ever longer retry delays). Each job appends `start <attempt>` and `end <attempt>`
+to its own ledger file, so a job that ran twice shows two `end` lines whatever the store says."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ JOB = (
     "att = os.environ['CORTEX_ATTEMPT']\n"
     "open(led, 'a').write(f'start {att}\\n')\n"
     "time.sleep(float(sys.argv[2]))\n"
-    "code = int(sys.argv[3])\n"
+    "code = int(sys.argv[3]) if att == '1' else 0\n"
     "if code == 0:\n"
     "    open(led, 'a').write(f'end {att}\\n')\n"
     "sys.exit(code)\n"
