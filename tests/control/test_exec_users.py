@@ -85,3 +85,17 @@ def test_secret_files_must_be_private(tmp_path: Path) -> None:
         read_secret_file(f)
     os.chmod(f, 0o600)
     assert read_secret_file(f) == "ctx_from-a-file"
+
+
+def test_env_sealed_under_another_key_fails_naming_the_variable(tmp_path: Path) -> None:
+    from cortex.control.envcrypt import EnvBox, EnvBoxError
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = EnvBox.at(tmp_path / "a"), EnvBox.at(tmp_path / "b")
+    sealed = a.seal({"TOKEN": "t0p"})
+    assert sealed["TOKEN"] != "t0p" and a.open(sealed) == {"TOKEN": "t0p"}
+    assert EnvBox.at(tmp_path / "a").open(sealed) == {"TOKEN": "t0p"}  # the key persists
+    assert a.open({"OLD": "plain"}) == {"OLD": "plain"}  # stored before encryption
+    with pytest.raises(EnvBoxError, match=r"env\.TOKEN"):
+        b.open(sealed)

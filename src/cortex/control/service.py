@@ -18,6 +18,7 @@ from cortex.control.api import build_app
 from cortex.control.auth import Principal
 from cortex.control.batcher import SubmitBatcher
 from cortex.control.config import Settings
+from cortex.control.envcrypt import EnvBox
 from cortex.control.exec_users import scrub_environ
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
@@ -77,6 +78,7 @@ class Service:
         self.engine = db.make_engine(settings.url)
         self.sessions = db.sessions(self.engine)
         self.executor = executor
+        self.env_box = EnvBox.at(settings.home)
         self.inventory = inventory
         self.metrics = Metrics()
         self.principals: dict[str, Principal] = {}
@@ -93,6 +95,7 @@ class Service:
             handle_from_dict=handle_from_dict,
             **loop_options(settings),
         )
+        self.loop.env_box = self.env_box
         with self.sessions.begin() as s:
             register_node(s, self.loop, inventory.kind)
             self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
@@ -101,7 +104,7 @@ class Service:
         scrub_environ()
         self.loop.on_error = lambda: recover(self.loop)
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
-        self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event)
+        self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event, box=self.env_box)
         self.app: FastAPI = build_app(self)
 
     def _job_counts(self) -> list[tuple[str, str, int]]:
