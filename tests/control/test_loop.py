@@ -427,3 +427,16 @@ def test_a_job_that_keeps_exiting_75_unasked_is_failed_at_the_limit(env: Env) ->
     assert j["ended_at"] is not None and "limit 2" in j["reason"]
     loop.tick()
     assert len(env.ex.launched) == 3 and env.active_allocations() == []
+
+
+def test_a_restart_keeps_a_retry_delay(env: Env) -> None:
+    env.svc.loop.retry_backoff_base_s = 100.0
+    a = env.submit()
+    env.svc.loop.tick()
+    env.ex.finish(a, "failed", 3)
+    env.svc.loop.tick()
+    assert "retry in 100 s" in env.job(a)["reason"]
+    env.restart()
+    assert a in env.svc.loop.backoff  # still waiting, not back in the queue at once
+    env.svc.loop.tick()
+    assert len(env.ex.launched) == 1
