@@ -440,3 +440,19 @@ def test_a_restart_keeps_a_retry_delay(env: Env) -> None:
     assert a in env.svc.loop.backoff  # still waiting, not back in the queue at once
     env.svc.loop.tick()
     assert len(env.ex.launched) == 1
+
+
+def test_a_failing_tick_is_reported_counted_and_marks_the_loop_unhealthy(env: Env) -> None:
+    """Issue 9: a tick that raised was retried forever, silently, while /healthz said ok."""
+    loop = env.svc.loop
+    loop._stop.set()  # no backoff sleep and no resynchronization in this test
+    for _ in range(5):  # UNHEALTHY_AFTER
+        loop._tick_failed(RuntimeError("store went away"))
+    assert loop.tick_failures == 5 and not loop.healthy
+    assert loop.metrics.registry.get_sample_value("cortex_scheduler_tick_failures_total") == 5
+    with env.svc.sessions() as s:
+        events = s.scalars(select(m.Event).where(m.Event.kind == "tick")).all()
+    assert len(events) == 5 and "store went away" in events[0].message
+    before = loop.last_tick_monotonic
+    loop.tick()
+    assert loop.tick_failures == 0 and loop.healthy and loop.last_tick_monotonic > before
