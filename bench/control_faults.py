@@ -64,7 +64,7 @@ def run_one(mode: str, db: str, args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         try:
             if mode == "crash":
-                res: Any = crash_run(srv, args.kills, seed=args.seed)
+                res: Any = crash_run(srv, args.kills, seed=args.seed, progress=True)
                 out = asdict(res) | {"ok": res.ok(), "accepted": len(res.accepted)}
             else:
                 res = lock_stress(srv, args.minutes * 60, seed=args.seed)
@@ -99,7 +99,7 @@ def main() -> None:
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results = {db: run_one(args.mode, db, args) for db in dbs}
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"control_faults_{args.mode}.json"
+    path = OUT / f"control_faults_{args.mode}_{args.db}.json"
     path.write_text(json.dumps(results, indent=2, default=str))
     for db, r in results.items():
         brief = {k: v for k, v in r.items() if k not in ("accepted_ids", "hung_first")}

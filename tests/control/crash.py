@@ -85,7 +85,9 @@ def _load(
         stop.wait(rng.uniform(0.02, 0.2))
 
 
-def crash_run(srv: LiveServer, kills: int, *, seed: int = 0, settle_s: float = 180.0) -> Any:
+def crash_run(
+    srv: LiveServer, kills: int, *, seed: int = 0, settle_s: float = 180.0, progress: bool = False
+) -> Any:
     """`srv` started; kills it `kills` times under load, then checks. Returns a CrashResult."""
     rng = random.Random(seed)
     res = CrashResult()
@@ -101,6 +103,8 @@ def crash_run(srv: LiveServer, kills: int, *, seed: int = 0, settle_s: float = 1
             srv.kill9()
             res.kills += 1
             srv.start()
+            if progress:
+                print(f"kill {res.kills}: {len(res.accepted)} accepted", flush=True)
     finally:
         stop.set()
         load.join(10)
