@@ -29,6 +29,7 @@ class LiveServer:
         self.port = 0
         self.log = home / "serve.log"
         self._clients: list[httpx.Client] = []
+        self.extra_env: dict[str, str] = {}
 
     @property
     def base(self) -> str:
@@ -46,6 +47,9 @@ class LiveServer:
             "CORTEX_MIN_RUNTIME_S": "0",
             "CORTEX_TICK_S": "0.1",
             "CORTEX_MAX_RETRIES": "1",
+            # Tests (root in CI) run jobs as their own user unless they map teams to users.
+            "CORTEX_ALLOW_SAME_USER": "1",
+            **self.extra_env,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

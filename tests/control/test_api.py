@@ -271,3 +271,23 @@ def test_admin_token_is_made_once_at_first_start(db_url: str, tmp_path: Path) ->
     second = start()
     assert second.new_admin_token is None  # printed once, never again
     second.close()
+
+
+def test_job_env_values_are_encrypted_at_rest(svc: Service, client: TestClient) -> None:
+    """Issue 9: job env secrets sat in the store in plaintext. They are stored sealed with a key
+    only the service's user can read, and opened only to launch."""
+    import stat
+
+    from sqlalchemy import text
+
+    h = team_headers(client, "fsd")
+    svc.loop.tick()
+    r = client.post("/v1/jobs", json=job_body(env={"API_KEY": "s3cr3t-value"}), headers=h)
+    assert r.status_code == 201, r.text
+    with svc.sessions() as s:
+        raw = str(s.execute(text("SELECT env FROM jobs")).scalar_one())
+    assert "API_KEY" in raw and "s3cr3t-value" not in raw
+    key = svc.settings.home / "env.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    svc.loop.tick()
+    assert svc.executor.launched[-1].env == {"API_KEY": "s3cr3t-value"}  # type: ignore[attr-defined]

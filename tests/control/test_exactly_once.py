@@ -27,18 +27,10 @@ def _service(url: str, home: Path) -> Service:
     settings = Settings(home=home, database_url=url, admin_token=ADMIN, min_runtime_s=0.0)
     return Service(
         settings,
-        executor=LocalExecutor(home / "runs", grace_s=1.0, **same_user()),
+        executor=LocalExecutor(home / "runs", grace_s=1.0, allow_same_user=True),
         inventory=LocalExecutor.discover(slots=2, gpus=False),
         node_name="node-test",
     )
-
-
-def same_user() -> dict[str, Any]:
-    """Tests run jobs as their own user (the privilege tests cover other users)."""
-    import inspect
-
-    params = inspect.signature(LocalExecutor).parameters
-    return {"allow_same_user": True} if "allow_same_user" in params else {}
 
 
 def test_a_run_that_finished_while_the_service_was_down_is_not_run_again(

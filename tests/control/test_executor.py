@@ -29,6 +29,12 @@ PY = sys.executable
 TIMEOUT_S = 20.0
 
 
+def same_user_executor(root: Path, **kw: object) -> LocalExecutor:
+    """Jobs run as the test's own user here (tests/control/test_privileges.py runs them as
+    others), which the executor refuses unless told."""
+    return LocalExecutor(root, allow_same_user=True, **kw)  # type: ignore[arg-type]
+
+
 def py(code: str) -> list[str]:
     return [PY, "-c", textwrap.dedent(code)]
 
@@ -99,7 +105,7 @@ def sleeper(pidfile: Path) -> list[str]:
 
 @pytest.fixture
 def ex(tmp_path: Path) -> LocalExecutor:
-    return LocalExecutor(tmp_path / "root", grace_s=5.0)
+    return same_user_executor(tmp_path / "root", grace_s=5.0)
 
 
 def test_exit_codes_decide_the_outcome(ex: LocalExecutor) -> None:
@@ -239,7 +245,7 @@ STUBBORN_JOB = """
 
 
 def test_preempt_of_a_job_ignoring_sigterm_kills_the_whole_group(tmp_path: Path) -> None:
-    ex = LocalExecutor(tmp_path / "root", grace_s=0.5)
+    ex = same_user_executor(tmp_path / "root", grace_s=0.5)
     grandchild = tmp_path / "grandchild.pid"
     ex.launch(spec(41, py(STUBBORN_JOB.format(put=put_fn(grandchild)))))
     gpid, gticks = read_pid(grandchild)
@@ -270,13 +276,13 @@ COUNTING_JOB = """
 def test_terminate_sends_one_sigterm_however_often_it_is_asked(tmp_path: Path) -> None:
     """The store re-sends a committed stop after a restart; the job must not get it twice."""
     root = tmp_path / "root"
-    ex = LocalExecutor(root)
+    ex = same_user_executor(root)
     h = ex.launch(spec(45, py(COUNTING_JOB)))
     wait_for((ex.checkpoint_dir(45) / "ready").exists, "the job to trap SIGTERM")
     assert ex.terminate(45, 1, "preempt")
     assert ex.terminate(45, 1, "preempt")
     del ex
-    ex2 = LocalExecutor(root)
+    ex2 = same_user_executor(root)
     assert ex2.adopt(h)
     ex2.terminate(45, 1, "cancel")  # the restart's re-send, now a cancel
     (rec,) = wait_exits(ex2, 1)
@@ -288,7 +294,7 @@ def test_preempt_that_came_too_late_does_not_undo_a_completion(tmp_path: Path) -
     """Exit 0 after the SIGTERM is a preemption (the job may have stopped early); exit 0 before
     the SIGTERM reached the job is a completion."""
     root = tmp_path / "root"
-    ex = LocalExecutor(root)
+    ex = same_user_executor(root)
     graceful = "import signal, sys, time, os\n" + (
         "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
         "open(os.path.join(os.environ['CORTEX_CHECKPOINT_DIR'], 'ready'), 'w').close()\n"
@@ -307,7 +313,7 @@ def test_preempt_that_came_too_late_does_not_undo_a_completion(tmp_path: Path) -
     (Path(h.run_dir) / "terminate.json").write_text(
         json.dumps({"reason": "preempt", "grace_s": 5, "kill_at_wall": 0, "signalled_at": 1})
     )
-    ex2 = LocalExecutor(root)
+    ex2 = same_user_executor(root)
     assert ex2.adopt(h)
     (rec,) = wait_exits(ex2, 1)
     assert (rec.outcome, rec.exit_code) == ("completed", 0), rec
@@ -384,12 +390,12 @@ def test_a_failing_rank_stops_the_rest_of_the_gang(ex: LocalExecutor, tmp_path: 
 def test_adopt_after_the_service_died(tmp_path: Path) -> None:
     root = tmp_path / "root"
     go = tmp_path / "go"
-    ex = LocalExecutor(root)
+    ex = same_user_executor(root)
     waiter = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)"
     h = ex.launch(spec(61, py(waiter)))
     stored = json.dumps(h.to_dict())  # what the store keeps
     del ex  # the service dies; the job does not
-    ex2 = LocalExecutor(root)
+    ex2 = same_user_executor(root)
     assert ex2.poll() == []
     handle = Handle.from_dict(json.loads(stored))
     assert handle == h
@@ -403,11 +409,11 @@ def test_adopt_after_the_service_died(tmp_path: Path) -> None:
 
 def test_adopt_reports_an_exit_recorded_while_down(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    ex = LocalExecutor(root)
+    ex = same_user_executor(root)
     h = ex.launch(spec(62, py("import sys; sys.exit(4)")))
     del ex
     wait_for(Path(h.run_dir, "exit.json").exists, "the runner's verdict")
-    ex2 = LocalExecutor(root)
+    ex2 = same_user_executor(root)
     assert ex2.adopt(h)
     (rec,) = wait_exits(ex2, 1)
     assert (rec.outcome, rec.exit_code) == ("failed", 4)
@@ -416,7 +422,7 @@ def test_adopt_reports_an_exit_recorded_while_down(tmp_path: Path) -> None:
 def test_stop_requested_before_the_service_died_is_carried_out(tmp_path: Path) -> None:
     """The runner enforces the grace period itself, and the request's reason is on disk."""
     root = tmp_path / "root"
-    ex = LocalExecutor(root, grace_s=0.3)
+    ex = same_user_executor(root, grace_s=0.3)
     marker = tmp_path / "grandchild.pid"
     h = ex.launch(spec(63, py(STUBBORN_JOB.format(put=put_fn(marker)))))
     gpid, gticks = read_pid(marker)
@@ -424,7 +430,7 @@ def test_stop_requested_before_the_service_died_is_carried_out(tmp_path: Path) -
     del ex
     wait_for(Path(h.run_dir, "exit.json").exists, "the runner to kill the job after its grace")
     assert gone(gpid, gticks)
-    ex2 = LocalExecutor(root)
+    ex2 = same_user_executor(root)
     assert ex2.adopt(h)
     (rec,) = wait_exits(ex2, 1)
     assert rec.outcome == "cancelled", rec
@@ -451,7 +457,7 @@ def test_adopt_refuses_a_reused_pid(tmp_path: Path) -> None:
             stdout_path=str(run_dir / "stdout.log"),
             stderr_path=str(run_dir / "stderr.log"),
         )
-        ex = LocalExecutor(tmp_path / "root")
+        ex = same_user_executor(tmp_path / "root")
         assert not ex.adopt(fake)
         ex.kill(fake)  # an orphan by that pid: must not touch the unrelated process either
         time.sleep(0.1)
@@ -464,13 +470,13 @@ def test_adopt_refuses_a_reused_pid(tmp_path: Path) -> None:
 def test_adopt_of_a_run_whose_runner_vanished_kills_its_job(tmp_path: Path) -> None:
     root = tmp_path / "root"
     pidfile = tmp_path / "job.pid"
-    ex = LocalExecutor(root)
+    ex = same_user_executor(root)
     h = ex.launch(spec(72, sleeper(pidfile)))
     pid, ticks = read_pid(pidfile)
     os.kill(h.pid, signal.SIGKILL)  # the runner alone dies (say, the OOM killer)
     wait_for(lambda: gone(h.pid, h.start_ticks), "the runner to die")
     del ex
-    ex2 = LocalExecutor(root)
+    ex2 = same_user_executor(root)
     assert not ex2.adopt(h)
     wait_for(lambda: gone(pid, ticks), "the job left without its runner to be killed")
 
@@ -478,11 +484,11 @@ def test_adopt_of_a_run_whose_runner_vanished_kills_its_job(tmp_path: Path) -> N
 def test_live_handles_finds_runs_the_store_lost_and_kill_stops_them(tmp_path: Path) -> None:
     root = tmp_path / "root"
     pidfile = tmp_path / "job.pid"
-    ex = LocalExecutor(root)
+    ex = same_user_executor(root)
     h = ex.launch(spec(81, sleeper(pidfile)))
     pid, ticks = read_pid(pidfile)
     del ex  # died before the store committed the handle
-    ex2 = LocalExecutor(root)
+    ex2 = same_user_executor(root)
     assert ex2.live_handles() == [h]
     ex2.kill(h)
     wait_for(lambda: gone(pid, ticks) and gone(h.pid, h.start_ticks), "the orphan to die")
@@ -525,7 +531,7 @@ def test_an_attempt_runs_at_most_once(ex: LocalExecutor) -> None:
         ex.launch(spec(92, py("pass")))
     wait_exits(ex, 1)
     with pytest.raises(ValueError, match="already launched"):
-        LocalExecutor(ex.root).launch(spec(92, py("pass")))
+        same_user_executor(ex.root).launch(spec(92, py("pass")))
 
 
 def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> None:
@@ -555,3 +561,26 @@ def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> N
     assert proc.returncode == 1, proc.stderr
     assert not marker.exists()
     assert "not confirmed" in json.loads((run_dir / "exit.json").read_text())["detail"]
+
+
+def test_logs_are_capped_per_attempt_and_rotated(tmp_path: Path) -> None:
+    """Issue 9: logs had no size cap. 40 lines of 100 bytes (4,000 bytes) into a 1,024-byte
+    cap keeping 1 rotated part: stdout.log and stdout.log.1 hold at most 1,024 bytes each,
+    the newest lines are in stdout.log, and nothing older than one part survives."""
+    ex = same_user_executor(tmp_path / "root", log_cap_bytes=1024, log_keep=1)
+    code = """
+        import sys
+        for i in range(40):
+            sys.stdout.write(f"{i:03d} " + "x" * 95 + "\\n")
+            sys.stdout.flush()
+    """
+    ex.launch(spec(95, py(code)))
+    (rec,) = wait_exits(ex, 1)
+    assert rec.outcome == "completed", rec
+    out, _ = ex.log_paths(95, 1)
+    parts = sorted(out.parent.glob("stdout.log*"))
+    assert [p.name for p in parts] == ["stdout.log", "stdout.log.1"]
+    for p in parts:
+        assert 0 < p.stat().st_size <= 1024, (p, p.stat().st_size)
+    assert out.read_text().splitlines()[-1].startswith("039 ")
+    assert out.with_name("stdout.log.1").read_text().splitlines()[0] > "000 "

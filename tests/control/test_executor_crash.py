@@ -25,7 +25,7 @@ SERVICE = textwrap.dedent(
     from pathlib import Path
     from cortex.control.executor import LocalExecutor, LaunchSpec
     root, first = Path(sys.argv[1]), int(sys.argv[2])
-    ex = LocalExecutor(root, grace_s=0.3)
+    ex = LocalExecutor(root, grace_s=0.3, allow_same_user=True)
     job = first
     while True:
         cmd = [sys.executable, "-c", "import time, random; time.sleep(random.random() / 2)"]

@@ -391,3 +391,68 @@ def test_restart_records_a_run_that_ended_before_its_handle_was_stored(env: Env)
     assert env.check_history(a) == ["queued", "admitted", "running", "completed"]
     assert [s.attempt for s in env.ex.launched] == [1]  # launched once, never again
     assert env.active_allocations() == []
+
+
+def test_a_failed_run_waits_out_its_retry_backoff(env: Env) -> None:
+    loop = env.svc.loop
+    loop.retry_backoff_base_s = 100.0  # first retry after 100 s, then 200 s, ...
+    a = env.submit()
+    loop.tick()
+    env.ex.finish(a, "failed", 3)
+    loop.tick()
+    j = env.job(a)
+    assert j["state"] == "requeued" and "retry in 100 s" in j["reason"]
+    loop.tick()
+    loop.tick()
+    assert len(env.ex.launched) == 1  # still waiting: not relaunched at once
+    loop.backoff[a] = 0.0  # the delay is over
+    loop.tick()
+    assert env.job(a)["state"] == "running" and env.ex.launched[-1].attempt == 2
+
+
+def test_a_job_that_keeps_exiting_75_unasked_is_failed_at_the_limit(env: Env) -> None:
+    """Issue 9: exit 75 requeued without limit (85 launches in 30 s). No stop was requested,
+    so each exit 75 is a self-requeue; the third is over a limit of 2 and fails the job."""
+    loop = env.svc.loop
+    loop.max_exit75_requeues = 2
+    a = env.submit()
+    for _ in range(3):
+        loop.tick()
+        env.ex.finish(a, "preempted", 75)
+        loop.tick()
+    hist = env.check_history(a)
+    assert hist.count("preempted") == 2 and hist[-1] == "failed", hist
+    assert len(env.ex.launched) == 3
+    j = env.job(a)
+    assert j["ended_at"] is not None and "limit 2" in j["reason"]
+    loop.tick()
+    assert len(env.ex.launched) == 3 and env.active_allocations() == []
+
+
+def test_a_restart_keeps_a_retry_delay(env: Env) -> None:
+    env.svc.loop.retry_backoff_base_s = 100.0
+    a = env.submit()
+    env.svc.loop.tick()
+    env.ex.finish(a, "failed", 3)
+    env.svc.loop.tick()
+    assert "retry in 100 s" in env.job(a)["reason"]
+    env.restart()
+    assert a in env.svc.loop.backoff  # still waiting, not back in the queue at once
+    env.svc.loop.tick()
+    assert len(env.ex.launched) == 1
+
+
+def test_a_failing_tick_is_reported_counted_and_marks_the_loop_unhealthy(env: Env) -> None:
+    """Issue 9: a tick that raised was retried forever, silently, while /healthz said ok."""
+    loop = env.svc.loop
+    loop._stop.set()  # no backoff sleep and no resynchronization in this test
+    for _ in range(5):  # UNHEALTHY_AFTER
+        loop._tick_failed(RuntimeError("store went away"))
+    assert loop.tick_failures == 5 and not loop.healthy
+    assert loop.metrics.registry.get_sample_value("cortex_scheduler_tick_failures_total") == 5
+    with env.svc.sessions() as s:
+        events = s.scalars(select(m.Event).where(m.Event.kind == "tick")).all()
+    assert len(events) == 5 and "store went away" in events[0].message
+    before = loop.last_tick_monotonic
+    loop.tick()
+    assert loop.tick_failures == 0 and loop.healthy and loop.last_tick_monotonic > before

@@ -13,6 +13,7 @@ from concurrent.futures import Future
 
 from cortex.control import store
 from cortex.control.db import Sessions
+from cortex.control.envcrypt import EnvBox
 from cortex.control.schemas import JobOut, SubmitRequest
 
 log = logging.getLogger("cortex.control")
@@ -20,8 +21,14 @@ MAX_BATCH = 256
 
 
 class SubmitBatcher:
-    def __init__(self, sessions: Sessions, on_commit: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        on_commit: threading.Event | None = None,
+        box: EnvBox | None = None,
+    ) -> None:
         self.sessions = sessions
+        self.box = box  # env values encrypted at rest
         self.on_commit = on_commit
         self.q: queue.Queue[tuple[SubmitRequest, Future[JobOut]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="cortex-submit", daemon=True)
@@ -54,7 +61,7 @@ class SubmitBatcher:
             try:
                 now = time.time()
                 with self.sessions.begin() as s:
-                    outs = store.insert_jobs(s, [req for req, _ in batch], now)
+                    outs = store.insert_jobs(s, [req for req, _ in batch], now, box=self.box)
             except Exception as err:
                 log.exception("submission batch of %d failed", len(batch))
                 for _, fut in batch:

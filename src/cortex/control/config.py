@@ -25,6 +25,10 @@ class Settings:
     max_retries: int = 2  # failed runs requeued at most this many times
     max_body_bytes: int = 256 * 1024
     admin_token: str | None = None  # CORTEX_ADMIN_TOKEN: the admin token at first start
+    # Issue 9 (core): who jobs run as, retries and log caps. None: the executor's and loop's
+    # defaults (cortex.control.exec_users, loop_exits, executor).
+    run_as: str | None = None  # CORTEX_RUN_AS: "team=user,team2=user2" ("*=user": any team)
+    allow_same_user: bool | None = None  # CORTEX_ALLOW_SAME_USER: jobs as the service's user
 
     @property
     def url(self) -> str:
@@ -56,6 +60,10 @@ class Settings:
             vals["max_retries"] = int(env["CORTEX_MAX_RETRIES"])
         if "CORTEX_POLICY" in env:
             vals["policy"] = env["CORTEX_POLICY"]
+        if env.get("CORTEX_RUN_AS"):
+            vals["run_as"] = env["CORTEX_RUN_AS"]
+        if env.get("CORTEX_ALLOW_SAME_USER"):
+            vals["allow_same_user"] = env["CORTEX_ALLOW_SAME_USER"].lower() in ("1", "true", "yes")
         if env.get("CORTEX_ADMIN_TOKEN"):
             vals["admin_token"] = env["CORTEX_ADMIN_TOKEN"]
         vals.update({k: v for k, v in overrides.items() if v is not None})

@@ -3,6 +3,7 @@ the scheduler's writes; PostgreSQL needs nothing special."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,12 +18,32 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def secure_dir(path: Path, *, traversable: bool = False) -> None:
+    """The service's state directory: 0700, or 0711 when jobs of other users must pass through
+    it to their own directories (they can open a path they know, never list it)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o711 if traversable else 0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create the file 0600 if missing; make an existing one 0600 (an older store may be 0644)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
+def _sqlite_path(url: str) -> str:
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return path.split("?", 1)[0] if path != ":memory:" else ""
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; creates the SQLite file's directory."""
+    """An engine for `url`; creates the SQLite file's directory, and the file itself 0600 (it
+    holds token hashes and job env); SQLite gives its -wal and -shm the file's mode."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = _sqlite_path(url)
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private_file(Path(path))
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -40,6 +61,10 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            for suffix in ("-wal", "-shm"):  # made before this fix with the umask's mode
+                side = Path(path + suffix) if path else None
+                if side is not None and side.exists() and side.stat().st_mode & 0o077:
+                    os.chmod(side, 0o600)
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)

@@ -22,9 +22,9 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cortex
 from cortex.control import gpus as gpu_discovery
@@ -36,207 +36,48 @@ from cortex.control.exec_rundir import (
     run_dir,
     write_json_atomic,
 )
-from cortex.jobproto import (
-    ENV_CHECKPOINT_DIR,
-    ENV_JOB_ID,
-    ENV_METRICS_FILE,
-    EXIT_OK,
-    EXIT_PREEMPTED,
+from cortex.control.exec_spec import (
+    CPU_FLAVOR,
+    ENV_ATTEMPT,
+    ENV_VISIBLE_SLOTS,
+    RESERVED_ENV,
+    TORCHRUN_ENV,
+    ExitRecord,
+    Handle,
+    Inventory,
+    LaunchSpec,
+    Outcome,
+    StopReason,
+    job_env,
+    outcome_for,
 )
+from cortex.control.exec_users import RunAs, UserMap, base_env
+from cortex.jobproto import EXIT_OK
+
+__all__ = [
+    "CPU_FLAVOR",
+    "ENV_ATTEMPT",
+    "ENV_VISIBLE_SLOTS",
+    "RESERVED_ENV",
+    "TORCHRUN_ENV",
+    "ExitRecord",
+    "Handle",
+    "Inventory",
+    "LaunchSpec",
+    "LocalExecutor",
+    "Outcome",
+    "StopReason",
+    "job_env",
+    "outcome_for",
+]
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["completed", "failed", "preempted", "cancelled"]
-StopReason = Literal["preempt", "cancel"]
-
-CPU_FLAVOR = "CPU-SLOT"  # the fleet catalog's name for one CPU slot
-ENV_ATTEMPT = "CORTEX_ATTEMPT"
-ENV_VISIBLE_SLOTS = "CORTEX_VISIBLE_SLOTS"  # CPU slots: the allocated slot ids, "0,1"
-# The variables the executor sets; a user's value for one of them is overridden, since they are
-# the job's allocation and its contract with the control plane. The API may reject them up front.
-TORCHRUN_ENV = (
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "WORLD_SIZE",
-    "RANK",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "GROUP_RANK",
-)
-RESERVED_ENV = frozenset(
-    {
-        "CUDA_VISIBLE_DEVICES",
-        "CUDA_DEVICE_ORDER",
-        ENV_JOB_ID,
-        ENV_ATTEMPT,
-        ENV_CHECKPOINT_DIR,
-        ENV_METRICS_FILE,
-        ENV_VISIBLE_SLOTS,
-        *TORCHRUN_ENV,
-    }
-)
 BACKSTOP_S = 1.0  # poll() SIGKILLs this long after the runner should have (runner gone or stuck)
 EXITING_S = 5.0  # a runner that wrote its verdict but is still alive after this is killed
+LOG_CAP_BYTES = 256 * 1024 * 1024  # per log file of an attempt, before rotation
+LOG_KEEP = 2  # rotated parts kept: stdout.log.1, stdout.log.2
 CONFIRM_TIMEOUT_S = 30.0  # a runner whose launch is not confirmed by then starts nothing
-
-
-@dataclass(frozen=True)
-class Inventory:
-    kind: Literal["gpu", "cpu"]
-    flavor: str  # fleet catalog name: "H100-SXM5", ..., or "CPU-SLOT"
-    count: int
-    devices: list[int]  # GPU indices (NVML / PCI order) or CPU slot ids
-    memory_gb: float | None = None  # per device (the smallest, if they differ); None for CPU
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    job_id: int
-    attempt: int
-    command: list[str]
-    env: dict[str, str]
-    working_dir: str | None
-    devices: list[int]
-    nprocs: int = 1
-    uses_gpus: bool = False
-    checkpoint_dir: Path | None = None
-    team: str | None = None  # whose job: decides the Unix user it runs as
-
-    def validate(self) -> None:
-        """ValueError naming the field, for what would otherwise fail later inside the runner."""
-        for name in ("job_id", "attempt", "nprocs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name}: must be a non-negative integer, got {value!r}")
-        if self.nprocs < 1:
-            raise ValueError(f"nprocs: must be at least 1, got {self.nprocs}")
-        if (
-            not isinstance(self.command, list | tuple)
-            or not self.command
-            or not all(isinstance(a, str) for a in self.command)
-        ):
-            raise ValueError(f"command: must be a non-empty list of strings, got {self.command!r}")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
-            raise ValueError("env: names and values must be strings")
-        # exec() takes C strings: a NUL would fail inside the runner, far from the caller.
-        if any("\0" in a for a in self.command):
-            raise ValueError("command: an argument contains a NUL character")
-        if any("\0" in v for v in self.env.values()):
-            raise ValueError("env: a value contains a NUL character")
-        bad = [k for k in self.env if not k or "=" in k or "\0" in k]
-        if bad:
-            raise ValueError(f"env: invalid variable name {bad[0]!r}")
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in self.devices):
-            raise ValueError(f"devices: must be non-negative integers, got {self.devices!r}")
-        if len(set(self.devices)) != len(self.devices):
-            raise ValueError(f"devices: listed twice in {self.devices!r}")
-        if self.working_dir is not None and not Path(self.working_dir).is_dir():
-            raise ValueError(f"working_dir: {self.working_dir!r} is not a directory")
-
-
-@dataclass(frozen=True)
-class Handle:
-    """What the store keeps to find a run again: pid + start time + boot id name one process
-    for all time (a pid alone is reused)."""
-
-    job_id: int
-    attempt: int
-    pid: int  # the runner's
-    pgid: int  # == pid: the runner leads the job's process group
-    start_ticks: int  # /proc/<pid>/stat field 22
-    boot_id: str
-    run_dir: str
-    stdout_path: str
-    stderr_path: str
-    devices: tuple[int, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["devices"] = list(self.devices)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Handle:
-        ints = ("job_id", "attempt", "pid", "pgid", "start_ticks")
-        strs = ("boot_id", "run_dir", "stdout_path", "stderr_path")
-        for k in (*ints, *strs, "devices"):
-            if k not in d:
-                raise ValueError(f"handle.{k}: missing")
-        for k in ints:
-            if not isinstance(d[k], int) or isinstance(d[k], bool):
-                raise ValueError(f"handle.{k}: expected an integer, got {d[k]!r}")
-        for k in strs:
-            if not isinstance(d[k], str):
-                raise ValueError(f"handle.{k}: expected a string, got {d[k]!r}")
-        devices = d["devices"]
-        if not isinstance(devices, list | tuple) or not all(
-            isinstance(x, int) and not isinstance(x, bool) for x in devices
-        ):
-            raise ValueError(f"handle.devices: expected a list of integers, got {devices!r}")
-        return cls(
-            **{k: d[k] for k in (*ints, *strs)},
-            devices=tuple(devices),
-        )
-
-
-@dataclass(frozen=True)
-class ExitRecord:
-    job_id: int
-    attempt: int
-    outcome: Outcome
-    exit_code: int | None  # None: killed by a signal, or no verdict (detail says which)
-    detail: str
-
-
-def outcome_for(stop: StopReason | None, exit_code: int | None) -> Outcome:
-    """A stop request decides over the exit code: a cancelled job is cancelled however it ended,
-    and a preempted one is requeued however it ended (it may have exited 0 on SIGTERM without
-    finishing). Otherwise: 0 completed, 75 (checkpointed, EX_TEMPFAIL) preempted, else failed."""
-    if stop == "cancel":
-        return "cancelled"
-    if stop == "preempt":
-        return "preempted"
-    if exit_code == EXIT_OK:
-        return "completed"
-    if exit_code == EXIT_PREEMPTED:
-        return "preempted"
-    return "failed"
-
-
-def job_env(
-    spec: LaunchSpec,
-    *,
-    base: Mapping[str, str],
-    checkpoint_dir: Path,
-    metrics_file: Path,
-) -> dict[str, str]:
-    """The environment every rank gets (the runner adds the per-rank torchrun variables).
-
-    Inherited from the service, minus its own CORTEX_* settings (admin token, database URL: a
-    job must not see them) and any GPU or torchrun variables; then the user's env on top; then
-    the allocation and protocol variables, which the user cannot override."""
-    env = {k: v for k, v in base.items() if not k.startswith("CORTEX_") and k not in RESERVED_ENV}
-    env.update(spec.env)
-    # Unbuffered Python output, so `cortex logs -f` shows lines as they are printed.
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    ids = ",".join(str(d) for d in spec.devices)
-    if spec.uses_gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ids
-        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # so CUDA's indices are NVML's (see gpus.py)
-    else:
-        # Empty, not unset: a CPU job must not grab a GPU the scheduler gave to someone else.
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        env[ENV_VISIBLE_SLOTS] = ids
-        # BLAS/OpenMP default to one thread per core of the machine; a job holding k slots
-        # should use k (a user's own setting wins).
-        env.setdefault("OMP_NUM_THREADS", str(max(1, len(spec.devices) // spec.nprocs)))
-    for k in TORCHRUN_ENV:
-        env.pop(k, None)
-    env[ENV_JOB_ID] = str(spec.job_id)
-    env[ENV_ATTEMPT] = str(spec.attempt)
-    env[ENV_CHECKPOINT_DIR] = str(checkpoint_dir)
-    env[ENV_METRICS_FILE] = str(metrics_file)
-    return env
 
 
 @dataclass
@@ -253,12 +94,35 @@ class _Run:
 
 
 class LocalExecutor:
-    def __init__(self, root_dir: Path, *, grace_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        root_dir: Path,
+        *,
+        grace_s: float = 30.0,
+        run_as: Mapping[str, str] | None = None,
+        allow_same_user: bool = False,
+        log_cap_bytes: int | None = LOG_CAP_BYTES,
+        log_keep: int = LOG_KEEP,
+    ) -> None:
+        """`run_as` maps a team to the Unix user its jobs run as (`*`: any other team); a job
+        that would run as this process's own user is refused unless `allow_same_user`
+        (cortex.control.exec_users). `log_cap_bytes` caps each log file of an attempt; the
+        runner rotates it, keeping `log_keep` older parts (None: no cap)."""
         if grace_s < 0:
             raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
+        if log_cap_bytes is not None and log_cap_bytes < 1024:
+            raise ValueError(f"log_cap_bytes: must be at least 1024, got {log_cap_bytes}")
+        if log_keep < 0:
+            raise ValueError(f"log_keep: must be >= 0, got {log_keep}")
+        self.users = UserMap(run_as, allow_same_user)
+        self.log_cap_bytes, self.log_keep = log_cap_bytes, int(log_keep)
         # Absolute: handles name paths under it, and a restarted service may have another cwd.
         self.root = Path(root_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Only the service reads run dirs; jobs of other users may traverse (not list) the
+        # way to their own checkpoint dir.
+        self._dir_mode = 0o711 if self.users.isolated else 0o700
+        os.chmod(self.root, self._dir_mode)
         self.grace_s = float(grace_s)
         self._runs: dict[tuple[int, int], _Run] = {}
         self._zombies: dict[int, int] = {}  # pid -> start_ticks: killed orphans still to reap
@@ -302,11 +166,14 @@ class LocalExecutor:
         job's processes start a few tens of ms later. An attempt can be launched only once (its
         run dir is created exclusively), so a retry after a crash cannot run it twice."""
         spec.validate()
+        user = self.users.for_team(spec.team)  # PrivilegeError before anything is made
         key = (spec.job_id, spec.attempt)
         if key in self._runs:
             raise ValueError(f"attempt: job {spec.job_id} attempt {spec.attempt} is running")
         files = RunFiles(run_dir(self.root, spec.job_id, spec.attempt))
         files.dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for d in (self.root / "jobs", job_dir(self.root, spec.job_id)):
+            os.chmod(d, self._dir_mode)
         try:
             files.dir.mkdir(mode=0o700)
         except FileExistsError:
@@ -315,23 +182,34 @@ class LocalExecutor:
                 f"({files.dir} exists); use a new attempt number"
             ) from None
         try:
-            return self._launch_in(files, spec)
+            return self._launch_in(files, spec, user)
         except BaseException:
             # Nothing started (or it was killed): leave no half-made run dir that would block
             # a retry of the same attempt or be mistaken for a run.
             shutil.rmtree(files.dir, ignore_errors=True)
             raise
 
-    def _launch_in(self, files: RunFiles, spec: LaunchSpec) -> Handle:
+    def _job_owned(self, spec: LaunchSpec, user: RunAs) -> tuple[Path, Path]:
+        """The checkpoint dir and metrics file: the job's to write, no other user's to read."""
         ckpt = (
             Path(spec.checkpoint_dir) if spec.checkpoint_dir else self.checkpoint_dir(spec.job_id)
         )
-        ckpt.mkdir(parents=True, exist_ok=True)
+        ckpt.mkdir(parents=True, exist_ok=True, mode=0o700)
+        metrics = self.metrics_file(spec.job_id)
+        if not metrics.exists():
+            os.close(os.open(metrics, os.O_WRONLY | os.O_CREAT, 0o600))
+        if user.uid != os.geteuid():
+            for p in (ckpt, metrics):
+                os.chown(p, user.uid, user.gid)
+        return ckpt, metrics
+
+    def _launch_in(self, files: RunFiles, spec: LaunchSpec, user: RunAs) -> Handle:
+        ckpt, metrics = self._job_owned(spec, user)
         env = job_env(
             spec,
-            base=os.environ,
+            base=base_env(user, os.environ),
             checkpoint_dir=ckpt.resolve(),
-            metrics_file=self.metrics_file(spec.job_id).resolve(),
+            metrics_file=metrics.resolve(),
         )
         write_json_atomic(
             files.spec,
@@ -345,6 +223,12 @@ class LocalExecutor:
                 "nprocs": spec.nprocs,
                 "grace_s": self.grace_s,
                 "confirm_timeout_s": CONFIRM_TIMEOUT_S,
+                # The runner starts the job's processes as this user (None: its own).
+                "run_as": (
+                    {"uid": user.uid, "gid": user.gid} if user.uid != os.geteuid() else None
+                ),
+                "log_cap_bytes": self.log_cap_bytes,
+                "log_keep": self.log_keep,
             },
         )
         for p in (files.stdout, files.stderr):
@@ -384,7 +268,7 @@ class LocalExecutor:
         # restarts. setsid: the runner leads a new session and process group, detached from the
         # service's terminal and signals.
         src = str(Path(cortex.__file__).resolve().parent.parent)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CORTEX_")}
+        env = base_env(self.users.me, os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         log_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         return os.posix_spawn(

@@ -33,6 +33,7 @@ from cortex.control import models as m
 from cortex.control import store
 from cortex.control.config import Settings
 from cortex.control.db import Sessions
+from cortex.control.envcrypt import EnvBox
 from cortex.control.fleet import local_fleet, queues_spec
 from cortex.control.loop_exits import (
     MAX_EXIT75_REQUEUES,
@@ -175,6 +176,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         self.tick_lock = threading.RLock()
         self.lock = threading.Lock()
         self.view = LoopView()
+        self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
         self.queues_dirty = True
         self.dirty = True

@@ -4,6 +4,7 @@ devices for admitted jobs, launch them and store their handles. A mixin of
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from cortex.control import models as m
 from cortex.control import store
 from cortex.control.config import Settings
 from cortex.control.db import Sessions
+from cortex.control.envcrypt import EnvBox
 from cortex.control.metrics import Metrics
 from cortex.fleet.topology import Topology
 from cortex.scheduler.pending import PendingQueues
@@ -50,6 +52,7 @@ class LaunchMixin:
     uses_gpus: bool
     launch_spec: Callable[..., Any]
     _new_alloc: dict[int, m.Allocation]
+    env_box: EnvBox | None
 
     if TYPE_CHECKING:  # SchedulerLoop's and ExitsMixin's
 
@@ -171,7 +174,7 @@ class LaunchMixin:
             job_id=row.id,
             attempt=row.attempt,
             command=list(row.command),
-            env=store.open_env(row.env),
+            env=dict(row.env or {}),  # still sealed: opened in _launch, where a failure is a run's
             working_dir=row.working_dir,
             devices=devices,
             nprocs=row.nprocs,
@@ -192,6 +195,7 @@ class LaunchMixin:
         failed: list[LaunchFailure] = []
         for job_id, attempt, spec in launches:
             try:
+                spec = dataclasses.replace(spec, env=store.open_env(spec.env, self.env_box))
                 handles.append((job_id, attempt, self.executor.launch(spec).to_dict()))
             except Exception as err:
                 log.exception("launch of job %s failed", job_id)

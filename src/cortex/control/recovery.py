@@ -18,10 +18,11 @@ Allocation rows left active for jobs that hold nothing are closed: no allocation
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -98,6 +99,24 @@ def _find_run(loop: SchedulerLoop, job_id: int, attempt: int) -> Any:
         return find(job_id, attempt)
     except Exception:
         log.exception("reading the run dir of job %s attempt %s failed", job_id, attempt)
+        return None
+
+
+_RETRY_IN = re.compile(r"; retry in ([0-9][0-9.e+-]*) s$")
+
+
+def _retry_until(s: Session, row: m.Job) -> float | None:
+    """When a requeued job's retry delay ends: its last move's reason says how long it was
+    (loop_exits._requeue), the transition's time when it started."""
+    if row.state != JobState.REQUEUED.value or not row.reason:
+        return None
+    found = _RETRY_IN.search(row.reason)
+    if found is None:
+        return None
+    at = s.scalar(select(func.max(m.JobTransition.at)).where(m.JobTransition.job_id == row.id))
+    try:
+        return float(at) + float(found.group(1)) if at is not None else None
+    except ValueError:
         return None
 
 
@@ -199,7 +218,11 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
             if why is not None:
                 continue
             loop.jobs[row.id] = job
-            loop.pending.add(job)
+            until = _retry_until(s, row)
+            if until is not None and until > now:
+                loop.backoff[row.id] = until  # a restart does not cut a retry delay short
+            else:
+                loop.pending.add(job)
             counts["pending"] += 1
         leaks = s.execute(
             update(m.Allocation)

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from cortex.control.exec_rundir import RunFiles, read_json, write_json_atomic
 
 POLL_S = 0.05  # how often the runner looks at its children: bounds exit-report latency
 CONFIRM_POLL_S = 0.005
+DRAIN_S = 5.0  # how long the verdict waits for the log copiers after the job has ended
 _PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # The exit codes a shell uses for "not found" and "found but not executable".
@@ -98,6 +100,7 @@ class Runner:
         self.killed_after_grace = False
         self.gang_failed: _Rank | None = None  # the rank whose failure stopped the gang
         self.start_error: tuple[int, OSError] | None = None
+        self.copiers: list[threading.Thread] = []
 
     # -- signals ---------------------------------------------------------------------------
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
@@ -198,7 +201,26 @@ class Runner:
     def _spawn(self, spec: dict[str, Any]) -> None:
         nprocs = int(spec["nprocs"])
         port = free_port() if nprocs > 1 else 0
-        with open(self.files.stdout, "ab") as out, open(self.files.stderr, "ab") as err:
+        who = spec.get("run_as")
+        # Another user's job: its uid and gid, no supplementary groups (the runner is root, and
+        # root's groups must not leak into the job), files private to it by default.
+        creds: dict[str, Any] = (
+            {"user": int(who["uid"]), "group": int(who["gid"]), "extra_groups": [], "umask": 0o077}
+            if who
+            else {}
+        )
+        cap = spec.get("log_cap_bytes")
+        if cap:
+            # The ranks write into pipes that the runner copies to the files, rotating them at
+            # the cap: a job cannot fill the disk through its logs.
+            out_fd = self._capped_log(self.files.stdout, int(cap), int(spec.get("log_keep", 0)))
+            err_fd = self._capped_log(self.files.stderr, int(cap), int(spec.get("log_keep", 0)))
+            out_cm: Any = os.fdopen(out_fd, "wb")
+            err_cm: Any = os.fdopen(err_fd, "wb")
+        else:
+            out_cm = open(self.files.stdout, "ab")  # noqa: SIM115 - entered just below
+            err_cm = open(self.files.stderr, "ab")  # noqa: SIM115
+        with out_cm as out, err_cm as err:
             for rank in range(nprocs):
                 if self.stop_signals:
                     # Stopped while starting: ranks not started yet need no stopping.
@@ -212,6 +234,7 @@ class Runner:
                         stdin=subprocess.DEVNULL,
                         stdout=out,
                         stderr=err,
+                        **creds,
                     )
                 except OSError as e:
                     self.start_error = (rank, e)
@@ -220,6 +243,23 @@ class Runner:
                     return
                 self.ranks.append(_Rank(rank=rank, pid=proc.pid, proc=proc))
         self.log(f"started {nprocs} rank(s): pids {[r.pid for r in self.ranks]}")
+
+    def _capped_log(self, path: Path, cap_bytes: int, keep: int) -> int:
+        """A pipe whose read end a thread copies into `path`; returns the write end."""
+        rd, wr = os.pipe()
+        t = threading.Thread(
+            target=copy_capped, args=(rd, path, cap_bytes, keep), name=path.name, daemon=True
+        )
+        t.start()
+        self.copiers.append(t)
+        return wr
+
+    def _drain_logs(self) -> None:
+        """Let the copiers write what the job's last writes left in the pipes. Bounded: a
+        process outside our reach holding a pipe open must not keep the verdict back."""
+        deadline = time.monotonic() + DRAIN_S
+        for t in self.copiers:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def _stop_gang(self, grace_s: float) -> None:
         if self.deadline is None and self.ranks:
@@ -324,6 +364,7 @@ class Runner:
             self._spawn(spec)
         self._supervise(grace_s)
         self._kill_stragglers()
+        self._drain_logs()
         v = self.verdict(grace_s)
         self._write_exit(v)
         self.log(f"done: {v['detail']}")
@@ -350,6 +391,46 @@ class Runner:
             self._kill_stragglers()
         with contextlib.suppress(Exception):
             self._write_exit(_v(None, None, f"runner error: {err!r}"))
+
+
+def copy_capped(rd: int, path: Path, cap_bytes: int, keep: int) -> None:
+    """Copy a pipe into `path` until EOF. When the file would pass `cap_bytes`, it is rotated
+    like logrotate does: path.1 becomes path.2 (up to `keep` parts, the oldest dropped), path
+    becomes path.1, and a new path starts (keep 0: the file starts over)."""
+    f = open(path, "ab")  # noqa: SIM115 - reopened at every rotation
+    size = f.tell()
+    try:
+        while True:
+            try:
+                data = os.read(rd, 65536)
+            except InterruptedError:
+                continue
+            if not data:
+                return
+            if size and size + len(data) > cap_bytes:
+                f.close()
+                _rotate(path, keep)
+                f = open(path, "wb")  # noqa: SIM115
+                size = 0
+            # A single write larger than the cap keeps only its tail.
+            if len(data) > cap_bytes:
+                data = data[-cap_bytes:]
+            f.write(data)
+            f.flush()
+            size += len(data)
+    finally:
+        f.close()
+        os.close(rd)
+
+
+def _rotate(path: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    for i in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            os.replace(older, path.with_name(f"{path.name}.{i + 1}"))
+    os.replace(path, path.with_name(f"{path.name}.1"))
 
 
 def _split(status: int | None) -> tuple[int | None, int | None]:

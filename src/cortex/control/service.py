@@ -3,6 +3,7 @@ scheduler loop beside the API."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,9 +18,31 @@ from cortex.control.api import build_app
 from cortex.control.auth import Principal
 from cortex.control.batcher import SubmitBatcher
 from cortex.control.config import Settings
+from cortex.control.envcrypt import EnvBox
+from cortex.control.exec_users import scrub_environ
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
 from cortex.control.recovery import recover, register_node
+
+
+def local_executor(settings: Settings) -> tuple[Any, Any]:
+    """The real executor and the machine's inventory, with the job-user policy resolved:
+    refuses to start (PrivilegeError, a ValueError) when every launch would be refused."""
+    from cortex.control.exec_users import PrivilegeError, parse_run_as, resolve_allow_same_user
+    from cortex.control.executor import LocalExecutor
+
+    run_as = getattr(settings, "run_as", None)
+    if isinstance(run_as, str):
+        run_as = parse_run_as(run_as)
+    allow = resolve_allow_same_user(getattr(settings, "allow_same_user", None), run_as)
+    logs = {k: getattr(settings, k) for k in ("log_cap_bytes", "log_keep") if hasattr(settings, k)}
+    executor = LocalExecutor(
+        settings.run_dir, grace_s=settings.grace_s, run_as=run_as, allow_same_user=allow, **logs
+    )
+    why = executor.users.refusal()
+    if why is not None:
+        raise PrivilegeError(why)
+    return executor, LocalExecutor.discover(slots=settings.slots)
 
 
 def loop_options(settings: Settings) -> dict[str, Any]:
@@ -42,16 +65,20 @@ class Service:
         handle_from_dict: Any = None,
     ) -> None:
         self.settings = settings
-        settings.home.mkdir(parents=True, exist_ok=True)
+        # Everything the service creates is its own alone: the store and its -wal/-shm, run
+        # dirs, spec files holding job env (issue 9, defect 1).
+        os.umask(0o077)
+        settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if executor is None:
+            executor, inventory = local_executor(settings)
+        # Jobs of other users traverse (never list) CORTEX_HOME to their checkpoint dirs.
+        users = getattr(executor, "users", None)
+        db.secure_dir(settings.home, traversable=bool(getattr(users, "isolated", False)))
         db.upgrade(settings.url)
         self.engine = db.make_engine(settings.url)
         self.sessions = db.sessions(self.engine)
-        if executor is None:
-            from cortex.control.executor import LocalExecutor
-
-            inventory = LocalExecutor.discover(slots=settings.slots)
-            executor = LocalExecutor(settings.run_dir, grace_s=settings.grace_s)
         self.executor = executor
+        self.env_box = EnvBox.at(settings.home)
         self.inventory = inventory
         self.metrics = Metrics()
         self.principals: dict[str, Principal] = {}
@@ -68,13 +95,16 @@ class Service:
             handle_from_dict=handle_from_dict,
             **loop_options(settings),
         )
+        self.loop.env_box = self.env_box
         with self.sessions.begin() as s:
             register_node(s, self.loop, inventory.kind)
             self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
         self.recovered = recover(self.loop)
+        # Read once above; no child may inherit them (see exec_users.scrub_environ).
+        scrub_environ()
         self.loop.on_error = lambda: recover(self.loop)
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
-        self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event)
+        self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event, box=self.env_box)
         self.app: FastAPI = build_app(self)
 
     def _job_counts(self) -> list[tuple[str, str, int]]:
