@@ -8,7 +8,9 @@ rolled back before it returns, so the state is unchanged and the driver applies 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cortex.scheduler.admission import AdmissionCheck, QuotaCheck
 from cortex.scheduler.ordering import OrderingPolicy, PriorityFairShare
@@ -23,6 +25,22 @@ from cortex.scheduler.victims import find_victims
 from cortex.workload.job import Job
 
 
+class FlavorOrder(Protocol):
+    """The flavors a job tries, in order (default: its own list, else the fleet's order)."""
+
+    def flavors(self, snap: Snapshot, job: Job) -> Sequence[int]: ...
+
+
+class Allocator(Protocol):
+    """A periodic solve that drivers run every `interval_s` and pass to cycles in
+    `Snapshot.targets` (scheduler/hetero.py)."""
+
+    @property
+    def interval_s(self) -> float: ...
+
+    def solve(self, snap: Snapshot) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Policies:
     """The policies of one profile. `max_examined` bounds the jobs a cycle looks at (Slurm's
@@ -34,6 +52,8 @@ class Policies:
     preemption: PreemptionPolicy = field(default_factory=PriorityReclaim)
     power: PowerPolicy | None = None  # used when the snapshot carries a PowerView
     backfill: bool = True
+    flavor_order: FlavorOrder | None = None
+    allocator: Allocator | None = None
     max_examined: int = 512
     max_preemption_tries: int = 2
 
@@ -343,6 +363,7 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     plan = c.plan
     free = c.st.free_gpus
     n_flavors = len(free)
+    flavor_order = pol.flavor_order
     try:
         # 1. Walk pending jobs in the ordering policy's order.
         for job in pol.ordering.order(snap):
@@ -362,7 +383,11 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
             reasons: list[Reason] = []
             short: list[int] = []  # flavors where capacity or topology blocked it
             started = False
-            for f in job.flavor_ids or c.every_flavor:
+            if flavor_order is None:
+                flavors: Sequence[int] = job.flavor_ids or c.every_flavor
+            else:
+                flavors = flavor_order.flavors(snap, job)
+            for f in flavors:
                 for gang in _gang_sizes(job):
                     if c.try_flavor(job, f, gang, reasons, short):
                         started = True
