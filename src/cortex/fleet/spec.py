@@ -56,11 +56,30 @@ class SiteSpec(_Strict):
     pue_source: str = ""
 
 
+class FlavorQuotaSpec(_Strict):
+    """One flavor's quota in a queue (a flavor of a Kueue resource group): a share of the
+    flavor's GPUs or a GPU count, for the nominal quota and the borrowing limit each."""
+
+    nominal_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    nominal_gpus: Annotated[int, Field(ge=0, strict=True)] | None = None
+    borrowing_limit_share: Annotated[float, Field(ge=0)] | None = None
+    borrowing_limit_gpus: Annotated[int, Field(ge=0, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> FlavorQuotaSpec:
+        if self.nominal_share is not None and self.nominal_gpus is not None:
+            raise ValueError("give nominal_share or nominal_gpus, not both")
+        if self.borrowing_limit_share is not None and self.borrowing_limit_gpus is not None:
+            raise ValueError("give borrowing_limit_share or borrowing_limit_gpus, not both")
+        return self
+
+
 class ClusterQueueSpec(_Strict):
     """A team's queue (Kueue ClusterQueue): nominal quota and borrowing limit per flavor.
 
-    Shares are fractions of each flavor's GPUs; `*_gpus` maps override them per flavor.
-    A borrowing limit of None lets the queue borrow all the cohort's unused quota.
+    Shares are fractions of each flavor's GPUs; `nominal_gpus` and `flavor_quotas` override
+    them per flavor (`flavor_quotas` wins). A borrowing limit of None lets the queue borrow
+    all the cohort's unused quota.
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -68,6 +87,9 @@ class ClusterQueueSpec(_Strict):
     nominal_gpus: dict[str, Annotated[int, Field(ge=0, strict=True)]] = Field(default_factory=dict)
     borrowing_limit_share: Annotated[float, Field(ge=0)] | None = None
     weight: Annotated[float, Field(gt=0)] = 1.0
+    flavor_quotas: dict[str, FlavorQuotaSpec] = Field(
+        default_factory=dict, description="per-flavor nominal quota and borrowing limit"
+    )
 
 
 class QueuesSpec(_Strict):
@@ -145,6 +167,54 @@ def _check_flavors(spec: FleetSpec, source: str) -> None:
                         f"queues.cluster_queues[{i}].nominal_gpus",
                         f"flavor {fl!r} is not in this fleet",
                     )
+            for fl in q.flavor_quotas:
+                if fl not in per_flavor_gpn:
+                    raise InputError(
+                        source,
+                        f"queues.cluster_queues[{i}].flavor_quotas.{fl}",
+                        f"flavor {fl!r} is not in this fleet ({', '.join(per_flavor_gpn)})",
+                    )
+        _check_flavor_shares(spec, source)
+
+
+def _flavor_gpus(spec: FleetSpec) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for hall in spec.halls:
+        for g in hall.groups:
+            out[g.flavor] = out.get(g.flavor, 0) + g.nodes * g.gpus_per_node
+    return out
+
+
+def _check_flavor_shares(spec: FleetSpec, source: str) -> None:
+    """Per flavor that some queue gives a flavor quota, the queues' nominal quotas may not add
+    up to more than the flavor holds. A queue's quota there is its flavor_quotas entry, else its
+    nominal_gpus entry, else its nominal_share."""
+    assert spec.queues is not None
+    queues = spec.queues.cluster_queues
+    for fl, total in _flavor_gpus(spec).items():
+        if not any(fl in q.flavor_quotas for q in queues):
+            continue
+        acc = 0.0
+        for i, q in enumerate(queues):
+            fq = q.flavor_quotas.get(fl)
+            if fq is not None and fq.nominal_share is not None:
+                acc += fq.nominal_share
+                field = f"flavor_quotas.{fl}.nominal_share"
+            elif fq is not None and fq.nominal_gpus is not None:
+                acc += fq.nominal_gpus / total
+                field = f"flavor_quotas.{fl}.nominal_gpus"
+            elif fl in q.nominal_gpus:
+                acc += q.nominal_gpus[fl] / total
+                field = "nominal_gpus"
+            else:
+                acc += q.nominal_share
+                field = "nominal_share"
+            if acc > 1.0 + 1e-9:
+                raise InputError(
+                    source,
+                    f"queues.cluster_queues[{i}].{field}",
+                    f"nominal quotas of {fl} add up to {acc:.3f} of its {total} GPUs, more than 1",
+                )
 
 
 def parse_fleet(data: Any, source: str) -> FleetSpec:

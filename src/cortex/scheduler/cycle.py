@@ -8,7 +8,9 @@ rolled back before it returns, so the state is unchanged and the driver applies 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cortex.scheduler.admission import AdmissionCheck, QuotaCheck
 from cortex.scheduler.ordering import OrderingPolicy, PriorityFairShare
@@ -23,6 +25,22 @@ from cortex.scheduler.victims import find_victims
 from cortex.workload.job import Job
 
 
+class FlavorOrder(Protocol):
+    """The flavors a job tries, in order (default: its own list, else the fleet's order)."""
+
+    def flavors(self, snap: Snapshot, job: Job) -> Sequence[int]: ...
+
+
+class Allocator(Protocol):
+    """A periodic solve that drivers run every `interval_s` and pass to cycles in
+    `Snapshot.targets` (scheduler/hetero.py)."""
+
+    @property
+    def interval_s(self) -> float: ...
+
+    def solve(self, snap: Snapshot) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Policies:
     """The policies of one profile. `max_examined` bounds the jobs a cycle looks at (Slurm's
@@ -34,6 +52,8 @@ class Policies:
     preemption: PreemptionPolicy = field(default_factory=PriorityReclaim)
     power: PowerPolicy | None = None  # used when the snapshot carries a PowerView
     backfill: bool = True
+    flavor_order: FlavorOrder | None = None
+    allocator: Allocator | None = None
     max_examined: int = 512
     max_preemption_tries: int = 2
 
@@ -422,6 +442,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
     capacity_reason = c.capacity_reason
     estimate_s = snap.estimate_s
     now = snap.now_s
+    flavor_order = pol.flavor_order
     # 1. Walk pending jobs in the ordering policy's order.
     for job in pol.ordering.order(snap):
         if plan.examined >= max_examined:
@@ -434,7 +455,11 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
         gpus = job.gpus
         emin = job.elastic_min
         smallest = emin or gpus
-        flavors = job.flavor_ids or every_flavor
+        flavors: Sequence[int] = (
+            job.flavor_ids or every_flavor
+            if flavor_order is None
+            else flavor_order.flavors(snap, job)
+        )
         if len(reserved) == n_flavors and smallest > max(free):
             # Every flavor waits for its head and this job needs more than any has free.
             f0 = flavors[0]

@@ -61,12 +61,9 @@ class QueueConfig:
             nominal = []
             limit: list[int | None] = []
             for f, name in enumerate(topo.flavors):
-                nominal.append(q.nominal_gpus.get(name, int(q.nominal_share * flavor_gpus[f])))
-                limit.append(
-                    None
-                    if q.borrowing_limit_share is None
-                    else int(q.borrowing_limit_share * flavor_gpus[f])
-                )
+                nom, lim = _flavor_quota(q, name, flavor_gpus[f])
+                nominal.append(nom)
+                limit.append(lim)
             queues.append(ClusterQueue(q.name, i, tuple(nominal), tuple(limit), q.weight))
         # Shares are rounded down per queue; the cohort owns the whole fleet so the remainder
         # is borrowable rather than lost.
@@ -77,3 +74,21 @@ class QueueConfig:
             priority_classes=dict(spec.priority_classes),
             min_runtime_s=spec.min_runtime_s,
         )
+
+
+def _flavor_quota(q: ClusterQueueSpec, flavor: str, gpus: int) -> tuple[int, int | None]:
+    """A queue's nominal quota and borrowing limit on one flavor, in GPUs: its flavor_quotas
+    entry first, then its nominal_gpus entry, then its shares."""
+    fq = q.flavor_quotas.get(flavor)
+    nominal = q.nominal_gpus.get(flavor, int(q.nominal_share * gpus))
+    limit = None if q.borrowing_limit_share is None else int(q.borrowing_limit_share * gpus)
+    if fq is not None:
+        if fq.nominal_gpus is not None:
+            nominal = fq.nominal_gpus
+        elif fq.nominal_share is not None:
+            nominal = int(fq.nominal_share * gpus)
+        if fq.borrowing_limit_gpus is not None:
+            limit = fq.borrowing_limit_gpus
+        elif fq.borrowing_limit_share is not None:
+            limit = int(fq.borrowing_limit_share * gpus)
+    return nominal, limit

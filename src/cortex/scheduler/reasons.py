@@ -23,6 +23,7 @@ class Code(StrEnum):
     UNKNOWN_QUEUE = "UnknownQueue"
     UNKNOWN_PRIORITY_CLASS = "UnknownPriorityClass"
     PREEMPTED = "Preempted"
+    OVER_TARGET = "OverTargetShare"
 
 
 _TEMPLATES = {
@@ -53,6 +54,10 @@ _TEMPLATES = {
     Code.UNKNOWN_QUEUE: "team {team} has no cluster queue",
     Code.UNKNOWN_PRIORITY_CLASS: "priority class {priority_class} is not one of {known}",
     Code.PREEMPTED: "preempted by job {by} ({why})",
+    Code.OVER_TARGET: (
+        "needs {need} {flavor}; queue {queue} holds {usage} of its target {target} and "
+        "{spare} are spare"
+    ),
 }
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cortex.scheduler.admission import QuotaCheck
 from cortex.scheduler.cycle import Policies
+from cortex.scheduler.hetero import (
+    EqFairShare,
+    HeteroAllocator,
+    TargetFlavorOrder,
+    TargetShareCheck,
+)
 from cortex.scheduler.ordering import Fifo, LeastAttainedService, PriorityFairShare
 from cortex.scheduler.preemption import LasDemotion, NoPreemption, PriorityReclaim
 
@@ -23,13 +30,26 @@ def _las(backfill: bool) -> Policies:
     return Policies(ordering=las, preemption=LasDemotion(las), backfill=backfill)
 
 
+def _hetero(backfill: bool) -> Policies:
+    return Policies(
+        ordering=EqFairShare(),
+        admission=(QuotaCheck(), TargetShareCheck()),
+        preemption=PriorityReclaim(),
+        backfill=backfill,
+        flavor_order=TargetFlavorOrder(),
+        allocator=HeteroAllocator(),
+    )
+
+
 #: fifo: arrival order, no preemption (the classic baseline); priority: priority classes, then
 #: weighted DRF between queues, with preemption of lower classes and reclaim of borrowed quota;
-#: las: Tiresias' discretized least-attained-service with demotion preemption.
+#: las: Tiresias' discretized least-attained-service with demotion preemption; hetero: as
+#: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py).
 PROFILES: dict[str, Callable[[bool], Policies]] = {
     "fifo": _fifo,
     "priority": _priority,
     "las": _las,
+    "hetero": _hetero,
 }
 
 

@@ -12,6 +12,7 @@ from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 
 if TYPE_CHECKING:
+    from cortex.scheduler.hetero import Targets
     from cortex.scheduler.power import PowerView
 
 
@@ -27,6 +28,7 @@ class Snapshot:
     speed: Callable[[str, int], float]
     estimate_s: Callable[[Job, int, int], float]
     power: PowerView | None = None  # budgets for a power policy; None: power not modelled
+    targets: Targets | None = None  # the last allocation solve (hetero profile); None: none
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,8 @@ class Twin(RunBooks):
         self.pw: PowerRuntime | None = None
         self._power_retry = False
         self._power_next_try_s = 0.0
+        self._targets: Any = None  # the allocator's last solve (hetero profile), and when it is due
+        self._solve_due = 0.0
         self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
         self._clock_k: list[float] = []
         if cfg.power is not None:
@@ -498,7 +500,15 @@ class Twin(RunBooks):
         view = None
         if self.pw is not None and self.pw.policy is not None:
             view = self.pw.view(self.now, self.state)
-        snap = Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
+        alloc = self.pol.allocator
+        if alloc is not None and self.now >= self._solve_due:
+            self._targets = alloc.solve(
+                Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
+            )
+            self._solve_due = self.now + alloc.interval_s
+        snap = Snapshot(
+            self.now, self.state, self.pending, self._speed, self._estimate_s, view, self._targets
+        )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=deep, commit=True)
         self.metrics.cycle_s.append(time.perf_counter() - t0)

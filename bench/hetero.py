@@ -1,0 +1,313 @@
+"""Heterogeneity-aware scheduling: the `hetero` profile against flavor-order placement.
+
+    python bench/hetero.py                 # solve timing + both twin runs (cortex-2026, 14 days)
+    python bench/hetero.py --days 7 --only solve,twin --append
+
+1. `solve`: the allocation solve (HeteroAllocator.solve: class aggregation + two HiGHS LPs) on
+   a snapshot of about 100,000 GPUs (cortex-2026's mix scaled down) holding 50,000 jobs
+   (running until the fleet is full, the rest pending); p50/p99/max over repeats.
+2. `twin`: `cortex sim` on cortex-2026 with the synthetic mix, same seed, profiles `priority`
+   (flavor-order placement) and `hetero`, each in its own process. Reported per profile:
+   - work done: sum over jobs of gang GPUs x reference (H100) seconds of progress made, in
+     H100-equivalent GPU-hours (checkpointed or not at the horizon), total and per team;
+   - H100-eq allocated: GPU-seconds held x speed(kind, flavor), per team, over the horizon,
+     against each team's entitlement (the best its offered work could get alone on its nominal
+     quota of every flavor: the LP's entitlement with the offered GPU rate as demand);
+   - the fluid bound: the most effective throughput (H100-eq) any placement could sustain on
+     this fleet for this offered mix (an LP with each class capped at its offered work).
+Timings are wall clock on a shared machine; the throughput figures do not depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+SOLVE = r"""
+import json, statistics, time
+import numpy as np
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
+from cortex.fleet.topology import build
+from cortex.scheduler.hetero import HeteroAllocator
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.placement import TopologyBestFit
+from cortex.scheduler.queues import QueueConfig
+from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import ClusterState
+from cortex.workload.states import JobState
+from cortex.workload.synthetic import generate
+from cortex.workload.throughput import ThroughputTable
+
+spec = load_fleet_spec("cortex-2026").model_dump()
+scale = {scale}
+for hall in spec["halls"]:
+    for g in hall["groups"]:
+        g["nodes"] = max(1, round(g["nodes"] * scale))
+topo = build(parse_fleet(spec, "bench"))
+jobs = []
+days = 2.0
+while len(jobs) < {n_jobs}:
+    jobs = generate(days=days, seed=0, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
+    days *= 1.5
+jobs = jobs[: {n_jobs}]
+qc = QueueConfig.build(topo.spec.queues, topo)
+st = ClusterState(topo, qc)
+alloc = HeteroAllocator()
+pend = PendingQueues(len(qc.queues), lambda j: (-j.priority, j.submit_s, j.id))
+place = TopologyBestFit()
+running = 0
+for j in jobs:
+    j.queue_idx = qc.index(j.team)
+    j.flavor_ids = tuple(topo.flavors.index(f) for f in j.flavors)
+    done = False
+    for f in j.flavor_ids or range(len(topo.flavors)):
+        if st.free_gpus[f] < j.gpus:
+            continue
+        p = place.place(st, f, j.gpus)
+        if p is not None:
+            j.state = JobState.RUNNING
+            j.alloc_gpus = st.start(j, j.queue_idx, f, p)
+            running += 1
+            done = True
+            break
+    if not done:
+        pend.add(j)
+table = ThroughputTable.load()
+speed = lambda k, f: table.speed(k, topo.flavors[f])
+snap = Snapshot(0.0, st, pend, speed, lambda j, f, g: 3600.0)
+alloc.solve(snap)  # warm: imports scipy
+times = []
+for _ in range({repeats}):
+    t0 = time.perf_counter()
+    t = alloc.solve(snap)
+    times.append(time.perf_counter() - t0)
+times.sort()
+print(json.dumps({{
+    "gpus": topo.total_gpus, "jobs": len(jobs), "running": running, "pending": len(pend),
+    "classes": t.classes, "repeats": len(times),
+    "p50_s": statistics.median(times), "p99_s": times[min(len(times) - 1, int(0.99 * len(times)))],
+    "max_s": times[-1], "fair_level": t.fair_level,
+}}))
+"""
+
+TWIN = r"""
+import json, time
+from collections import defaultdict
+import numpy as np
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.scheduler.hetero_lp import LpInput, solve
+from cortex.scheduler.queues import QueueConfig
+from cortex.sim import checkpoint as ckpt
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.states import JobState
+from cortex.workload.synthetic import generate
+from cortex.workload.throughput import ThroughputTable
+
+
+class MeteredTwin(Twin):
+    # Books each run's H100-equivalents held (GPUs x wall time x speed) per team.
+    def _account_stop(self, job, done_f, saved_f, elapsed, completed=False, preempted=False,
+                      real_s=None):
+        real = elapsed if real_s is None else real_s
+        eq = self.eq_by_team
+        eq[job.team] = eq.get(job.team, 0.0) + job.alloc_gpus * real * self.speeds[
+            (job.kind, job.run_flavor)]
+        fl = self.eq_by_flavor
+        fl[job.run_flavor] = fl.get(job.run_flavor, 0.0) + job.alloc_gpus * real * self.speeds[
+            (job.kind, job.run_flavor)]
+        super()._account_stop(job, done_f, saved_f, elapsed, completed, preempted, real_s)
+
+
+days, policy = {days}, "{policy}"
+topo = build(load_fleet_spec("{fleet}"))
+jobs = generate(days=days, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
+tw = MeteredTwin(topo, jobs, SimConfig(days=days, seed={seed}, policy=policy))
+tw.eq_by_team, tw.eq_by_flavor = {{}}, {{}}
+t0 = time.perf_counter()
+tw.run()
+wall = time.perf_counter() - t0
+horizon_h = days * 24.0
+work = defaultdict(float)
+for j in jobs:
+    done = j.done_s
+    if j.state is JobState.RUNNING:
+        d, _ = ckpt.progress(tw._run_elapsed(j), j.run_overhead_s, j.run_tau_s,
+                             j.ckpt_write_s or 0.0)
+        done = min(done + d * j.run_speed, j.work_s)
+    work[j.team] += j.gpus * done / 3600.0
+
+# Entitlements and the fluid bound from the offered mix: classes (team, kind, flavors).
+table = ThroughputTable.load()
+qc = QueueConfig.build(topo.spec.queues, topo)
+nf = len(topo.flavors)
+offered = defaultdict(float)  # GPUs (H100 work rate) per class over the horizon
+for j in jobs:
+    if j.submit_s < days * 86400:
+        ids = tuple(topo.flavors.index(f) for f in j.flavors) or tuple(range(nf))
+        offered[(qc.index(j.team), j.kind, ids)] += j.gpus * j.work_s / (days * 86400)
+keys = sorted(offered)
+speed = np.zeros((len(keys), nf))
+for c, (_, k, ids) in enumerate(keys):
+    for f in ids:
+        speed[c, f] = table.speed(k, topo.flavors[f])
+nominal = np.array([q.nominal for q in qc.queues], dtype=float)
+# Offered work W (H100-eq/s) needs W / s GPUs on flavor f: demand in GPUs is bounded by the
+# class's work on its slowest allowed flavor, and the bound's work cap is applied below.
+lp = LpInput(class_queue=np.array([q for q, _, _ in keys]),
+             demand_gpus=np.array([offered[k] / speed[c][speed[c] > 0].min()
+                                   for c, k in enumerate(keys)]),
+             speed=speed, capacity_gpus=np.array(topo.flavor_gpus(), dtype=float),
+             nominal_gpus=nominal, max_gpus=np.full(nominal.shape, np.inf),
+             watts=np.zeros(speed.shape), fairness=0.0)
+res = solve(lp)
+from scipy.optimize import linprog
+ci, fi = np.nonzero(speed > 0)
+s = speed[ci, fi]
+rows, b = [], []
+for f in range(nf):
+    rows.append((fi == f).astype(float)); b.append(topo.flavor_gpus()[f])
+for c, k in enumerate(keys):
+    rows.append(np.where(ci == c, s, 0.0)); b.append(offered[k])
+bound = linprog(-s, A_ub=np.array(rows), b_ub=np.array(b), bounds=(0, None), method="highs")
+names = qc.names
+out = {{
+    "policy": policy, "days": days, "wall_s": wall, "jobs": len(jobs),
+    "completed": len(tw.completed), "pending_at_end": len(tw.pending),
+    "work_eq_gpu_h": sum(work.values()),
+    "work_eq_gpu_h_by_team": dict(sorted(work.items())),
+    "alloc_eq_gpu_h_by_team": {{t: v / 3600.0 for t, v in sorted(tw.eq_by_team.items())}},
+    "alloc_eq_gpu_h_by_flavor": {{topo.flavors[f]: v / 3600.0
+                                  for f, v in sorted(tw.eq_by_flavor.items())}},
+    "entitlement_eq_by_team": {{names[q]: float(res.entitlement_eq[q]) for q in range(len(names))}},
+    "offered_eq_by_team": {{names[q]: sum(v for k, v in offered.items() if k[0] == q)
+                            for q in range(len(names))}},
+    "fluid_bound_eq": -float(bound.fun),
+    "capacity_gpus": topo.flavor_gpus(),
+    "solves": getattr(tw, "_solve_due", 0) and int(days * 86400 / 1800),
+}}
+print(json.dumps(out))
+"""
+
+
+def _child(code: str, timeout_s: float) -> dict:
+    proc = subprocess.run(
+        [PY, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=timeout_s, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_solve(scale: float, n_jobs: int, repeats: int) -> dict:
+    return _child(SOLVE.format(scale=scale, n_jobs=n_jobs, repeats=repeats), 1800)
+
+
+def bench_twin(fleet: str, days: float, seed: int) -> dict:
+    runs = {}
+    for policy in ("priority", "hetero"):
+        code = TWIN.format(days=days, policy=policy, fleet=fleet, seed=seed)
+        runs[policy] = _child(code, 7200)
+    base, het = runs["priority"], runs["hetero"]
+    horizon_h = days * 24.0
+    shares = {}
+    for team, ent in base["entitlement_eq_by_team"].items():
+        if ent <= 0:
+            continue
+        shares[team] = {
+            p: runs[p]["alloc_eq_gpu_h_by_team"].get(team, 0.0) / horizon_h / ent for p in runs
+        }
+    return {
+        "runs": runs,
+        "ratio_work": het["work_eq_gpu_h"] / base["work_eq_gpu_h"],
+        "normalized_share": shares,
+        "fluid_bound_eq": base["fluid_bound_eq"],
+        "mean_alloc_eq": {
+            p: sum(runs[p]["alloc_eq_gpu_h_by_flavor"].values()) / horizon_h for p in runs
+        },
+    }
+
+
+def _markdown(res: dict, args: argparse.Namespace) -> str:
+    lines = [f"\n## Hetero: throughput-aware placement vs flavor order ({time.strftime('%F')})\n"]
+    lines.append(f"Command: `python bench/hetero.py --days {args.days} --seed {args.seed}`.\n")
+    if "solve" in res:
+        s = res["solve"]
+        lines.append(
+            f"Allocation solve at {s['gpus']:,} GPUs, {s['jobs']:,} jobs ({s['running']:,} "
+            f"running, {s['pending']:,} pending, {s['classes']} classes), {s['repeats']} "
+            f"repeats: p50 {s['p50_s']:.3f} s, p99 {s['p99_s']:.3f} s, max {s['max_s']:.3f} s "
+            "(target: p99 <= 1 s).\n"
+        )
+    if "twin" in res:
+        t = res["twin"]
+        b, h = t["runs"]["priority"], t["runs"]["hetero"]
+        lines.append(f"{args.fleet}, {args.days} days, synthetic mix, seed {args.seed}:\n")
+        lines.append("| | priority (flavor order) | hetero |")
+        lines.append("|---|---|---|")
+        lines.append(
+            f"| work done, H100-eq GPU-h | {b['work_eq_gpu_h']:,.0f} | {h['work_eq_gpu_h']:,.0f} |"
+        )
+        for team in b["work_eq_gpu_h_by_team"]:
+            lines.append(
+                f"| work done, {team} | {b['work_eq_gpu_h_by_team'][team]:,.0f} | "
+                f"{h['work_eq_gpu_h_by_team'].get(team, 0):,.0f} |"
+            )
+        ma = t["mean_alloc_eq"]
+        lines.append(f"| mean H100-eq allocated | {ma['priority']:,.0f} | {ma['hetero']:,.0f} |")
+        for team, sh in t["normalized_share"].items():
+            lines.append(
+                f"| {team}: H100-eq allocated / entitlement | {sh['priority']:.2f} | "
+                f"{sh['hetero']:.2f} |"
+            )
+        lines.append(
+            f"| completed / pending at end | {b['completed']:,} / {b['pending_at_end']:,} | "
+            f"{h['completed']:,} / {h['pending_at_end']:,} |"
+        )
+        lines.append(f"| twin wall (s) | {b['wall_s']:.0f} | {h['wall_s']:.0f} |")
+        lines.append(
+            f"\nRatio of work done, hetero / priority: **{t['ratio_work']:.3f}** (target 1.3). "
+            f"Fluid bound (best sustained H100-eq any placement could reach for this offered "
+            f"mix): {t['fluid_bound_eq']:,.0f}.\n"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", default="solve,twin")
+    ap.add_argument("--fleet", default="cortex-2026")
+    ap.add_argument("--days", type=float, default=14.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--solve-scale", type=float, default=100_000 / 535_000)
+    ap.add_argument("--solve-jobs", type=int, default=50_000)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--append", action="store_true", help="append a section to bench/RESULTS.md")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    res: dict = {}
+    if "solve" in only:
+        res["solve"] = bench_solve(args.solve_scale, args.solve_jobs, args.repeats)
+        print(json.dumps({"solve": res["solve"]}), flush=True)
+    if "twin" in only:
+        res["twin"] = bench_twin(args.fleet, args.days, args.seed)
+        print(json.dumps({"twin": res["twin"]}), flush=True)
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hetero.json").write_text(json.dumps(res, indent=1))
+    md = _markdown(res, args)
+    print(md)
+    if args.append:
+        with (ROOT / "bench" / "RESULTS.md").open("a") as fh:
+            fh.write(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""Heterogeneity-aware scheduling: the `hetero` profile's policies.
+
+A periodic allocation solve (`HeteroAllocator.solve`, the LP in hetero_lp.py) turns a snapshot
+into `Targets`: per cluster queue and flavor, the GPUs the queue should hold, and per (queue,
+kind) the share of each flavor. The driver calls the solve every `interval_s` and hands the
+result to each cycle in `Snapshot.targets`; the cycle then places gangs to meet them:
+
+- `TargetFlavorOrder`: each job tries first the flavors its class was given, the one where its
+  queue is furthest below target first, then the rest fastest first;
+- `TargetShareCheck`: a queue may start a gang on a flavor while it is under its target there,
+  or on capacity no other waiting queue is owed (so the fleet stays work-conserving);
+- `EqFairShare`: priority classes first, then the queue with the lowest share of its
+  entitlement counted in H100-equivalents, so that a GPU of Dojo and one of GB200 weigh what
+  they are worth to the queue's work.
+
+All of it is pure: every function reads the snapshot and returns values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from cortex.scheduler import hetero_lp
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.snapshot import Snapshot
+from cortex.workload.job import Job
+
+# The kind whose speeds stand for a queue's work before any solve has seen its jobs.
+DEFAULT_KIND = "generic"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """One solve's result. Indexed [queue][flavor] unless said otherwise."""
+
+    solved_at_s: float
+    queue_gpus: tuple[tuple[float, ...], ...]
+    class_share: dict[tuple[int, str], tuple[float, ...]]  # (queue, kind) -> share per flavor
+    queue_speed: tuple[tuple[float, ...], ...]  # demand-weighted H100-eq per GPU
+    entitlement_eq: tuple[float, ...]  # per queue
+    throughput_eq: tuple[float, ...]  # per queue, as allocated
+    fair_level: float  # the lowest queue's throughput over its entitlement (1.0: none has one)
+    total_eq: float
+    classes: int
+
+
+ClassKey = tuple[int, str, tuple[int, ...]]  # (queue, kind, acceptable flavors)
+
+
+def demand_classes(snap: Snapshot) -> dict[ClassKey, float]:
+    """GPUs wanted per class: running jobs hold theirs, pending jobs ask for their gang."""
+    n_f = len(snap.state.gpn)
+    every = tuple(range(n_f))
+    out: dict[ClassKey, float] = {}
+    for job in snap.state.running.values():
+        key = (job.queue_idx, job.kind, job.flavor_ids or every)
+        out[key] = out.get(key, 0.0) + job.alloc_gpus
+    for lst in snap.pending.lists:
+        for _, job in lst:
+            key = (job.queue_idx, job.kind, job.flavor_ids or every)
+            out[key] = out.get(key, 0.0) + job.gpus
+    return out
+
+
+def power_rows(snap: Snapshot, kinds: list[str]) -> tuple[np.ndarray, float]:
+    """Incremental IT watts per busy GPU [kind, flavor] and the site's watts over idle.
+
+    With a PowerView (a power policy runs) its per-kind draw and budget are used; otherwise
+    the catalog's measured training draw and the fleet's site cap through its PUE, less what
+    idle GPUs and node overheads draw (all nodes counted: a conservative bound)."""
+    st = snap.state
+    n_f = len(st.gpn)
+    view = snap.power
+    if view is not None:
+        w = np.array([[view.draw_w(k, f) - view.idle_w[f] for f in range(n_f)] for k in kinds])
+        return np.maximum(w.reshape(len(kinds), n_f), 0.0), view.site_budget_w
+    topo = st.topo
+    busy = np.array([a.busy_w - a.idle_w for a in topo.accelerators])
+    w = np.tile(np.maximum(busy, 0.0), (len(kinds), 1))
+    site = topo.spec.site
+    if site.power_cap_mw is None:
+        return w, math.inf
+    flavors = topo.flavors
+    overhead_w = 0.0
+    for hall in topo.spec.halls:
+        for g in hall.groups:
+            a = topo.accelerators[flavors.index(g.flavor)]
+            per_node = g.node_overhead_w if g.node_overhead_w is not None else a.node_overhead_w
+            overhead_w += g.nodes * per_node
+    idle_w = sum(a.idle_w * u for a, u in zip(topo.accelerators, st.up_gpus, strict=True))
+    return w, site.power_cap_mw * 1e6 / site.pue - idle_w - overhead_w
+
+
+@dataclass(frozen=True)
+class HeteroAllocator:
+    """The periodic solve. `interval_s`: how often a driver should call `solve`;
+    `fairness`: each queue's floor as a fraction of its entitlement (hetero_lp.py)."""
+
+    interval_s: float = 1800.0
+    fairness: float = 0.95
+
+    def solve(self, snap: Snapshot) -> Targets:
+        """Targets for this snapshot: pure, no clock (`solved_at_s` is the snapshot's time)."""
+        st = snap.state
+        queues = st.queues.queues
+        n_q, n_f = len(queues), len(st.gpn)
+        demand = demand_classes(snap)
+        keys = sorted(demand)
+        kinds = sorted({k for _, k, _ in keys})
+        kind_idx = {k: i for i, k in enumerate(kinds)}
+        speed = np.zeros((len(keys), n_f))
+        for c, (_, kind, allowed) in enumerate(keys):
+            for f in allowed:
+                speed[c, f] = snap.speed(kind, f)
+        watts_k, budget = power_rows(snap, kinds)
+        watts = watts_k[[kind_idx[k] for _, k, _ in keys]] if keys else np.zeros((0, n_f))
+        nominal = np.array([q.nominal for q in queues], dtype=float).reshape(n_q, n_f)
+        limit = np.array(
+            [[math.inf if b is None else b for b in q.borrowing_limit] for q in queues]
+        ).reshape(n_q, n_f)
+        res = hetero_lp.solve(
+            hetero_lp.LpInput(
+                class_queue=np.array([q for q, _, _ in keys], dtype=np.int64),
+                demand_gpus=np.array([demand[k] for k in keys], dtype=float),
+                speed=speed,
+                capacity_gpus=np.array(st.up_gpus, dtype=float),
+                nominal_gpus=nominal,
+                max_gpus=nominal + limit,
+                watts=watts,
+                power_budget_w=budget,
+                fairness=self.fairness,
+            )
+        )
+        return _targets(snap, keys, res)
+
+
+def _targets(snap: Snapshot, keys: list[ClassKey], res: hetero_lp.LpResult) -> Targets:
+    st = snap.state
+    n_q, n_f = len(st.queues.queues), len(st.gpn)
+    qg = np.zeros((n_q, n_f))
+    eq = np.zeros((n_q, n_f))
+    by_kind: dict[tuple[int, str], np.ndarray] = {}
+    for c, (q, kind, _) in enumerate(keys):
+        x = res.gpus[c]
+        qg[q] += x
+        eq[q] += x * np.array([snap.speed(kind, f) for f in range(n_f)])
+        by_kind[(q, kind)] = by_kind.get((q, kind), np.zeros(n_f)) + x
+    generic = [snap.speed(DEFAULT_KIND, f) for f in range(n_f)]
+    qspeed = [
+        tuple(float(eq[q, f] / qg[q, f]) if qg[q, f] > 0 else generic[f] for f in range(n_f))
+        for q in range(n_q)
+    ]
+    norm = res.normalized()
+    share = {key: tuple(float(v) for v in x / x.sum()) for key, x in by_kind.items() if x.sum() > 0}
+    return Targets(
+        solved_at_s=snap.now_s,
+        queue_gpus=tuple(tuple(float(v) for v in row) for row in qg),
+        class_share=share,
+        queue_speed=tuple(qspeed),
+        entitlement_eq=tuple(float(v) for v in res.entitlement_eq),
+        throughput_eq=tuple(float(v) for v in res.throughput_eq),
+        fair_level=float(np.nanmin(norm)) if np.any(np.isfinite(norm)) else 1.0,
+        total_eq=res.total_eq,
+        classes=len(keys),
+    )
+
+
+class TargetFlavorOrder:
+    """Per job, the order to try flavors in: first those its (queue, kind) class was given and
+    its queue holds less than its target of, then the rest; fastest first within each group.
+    Without targets (no solve yet, or a driver that never solves): fastest first."""
+
+    name = "target"
+
+    def flavors(self, snap: Snapshot, job: Job) -> tuple[int, ...]:
+        allowed = job.flavor_ids or tuple(range(len(snap.state.gpn)))
+        kind = job.kind
+        t = snap.targets
+        share = t.class_share.get((job.queue_idx, kind)) if t is not None else None
+        if t is None or share is None:
+            return tuple(sorted(allowed, key=lambda f: (-snap.speed(kind, f), f)))
+        target = t.queue_gpus[job.queue_idx]
+        used = snap.state.usage[job.queue_idx]
+
+        def key(f: int) -> tuple[bool, float, int]:
+            # Flavors the job's class was given and its queue is still short of first.
+            return (share[f] <= 0 or used[f] >= target[f], -snap.speed(kind, f), f)
+
+        return tuple(sorted(allowed, key=key))
+
+
+class TargetShareCheck:
+    """Keeps each queue near its target on each flavor. A start is admitted when the queue
+    stays within half a gang of its target, or when the gang fits in free GPUs that no other
+    waiting queue is owed (its target minus its usage); otherwise it waits."""
+
+    name = "target-share"
+
+    def check(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> Reason | None:
+        t = snap.targets
+        if t is None:
+            return None
+        st = snap.state
+        q = job.queue_idx
+        target = t.queue_gpus[q][flavor]
+        used = st.usage[q][flavor]
+        if used + alloc_gpus / 2 <= target:
+            return None
+        owed = 0.0
+        pending = snap.pending.lists
+        for q2, row in enumerate(t.queue_gpus):
+            if q2 != q and pending[q2]:
+                owed += max(row[flavor] - st.usage[q2][flavor], 0.0)
+        spare = st.free_gpus[flavor] - owed
+        if alloc_gpus <= spare:
+            return None
+        return Reason(
+            Code.OVER_TARGET,
+            need=alloc_gpus,
+            flavor=st.topo.flavors[flavor],
+            queue=st.queues.queues[q].name,
+            usage=used,
+            target=round(target),
+            spare=max(round(spare), 0),
+        )
+
+
+class EqFairShare:
+    """Priority class first; between queues, the lowest weighted share of entitlement in
+    H100-equivalents (usage x the queue's speed per flavor) goes next, recomputed after
+    every tentative start; within a queue, arrival order."""
+
+    name = "eq-fair-share"
+
+    def key(self, job: Job) -> tuple:
+        return (-job.priority, job.submit_s, job.id)
+
+    def order(self, snap: Snapshot) -> Iterator[Job]:
+        st = snap.state
+        queues = st.queues.queues
+        n_f = len(st.gpn)
+        t = snap.targets
+        if t is not None:
+            speed = [list(row) for row in t.queue_speed]
+        else:
+            generic = [snap.speed(DEFAULT_KIND, f) for f in range(n_f)]
+            speed = [generic for _ in queues]
+        ent = [
+            max(sum(q.nominal[f] * speed[i][f] for f in range(n_f)), 1e-9) * q.weight
+            for i, q in enumerate(queues)
+        ]
+        lists = snap.pending.lists
+        iters = [iter(lst) for lst in lists]
+        heads: list[tuple | None] = [next(it, None) for it in iters]
+        usage = st.usage
+        version = st.usage_version
+        shares = [0.0] * len(heads)
+        seen = [-1] * len(heads)
+        while True:
+            cands = []
+            for i, head in enumerate(heads):
+                if head is None:
+                    continue
+                if seen[i] != version[i]:
+                    u = usage[i]
+                    shares[i] = sum(u[f] * speed[i][f] for f in range(n_f)) / ent[i]
+                    seen[i] = version[i]
+                cands.append((head[0][0], shares[i], head[0], i))
+            if not cands:
+                return
+            *_, bi = min(cands)
+            head = heads[bi]
+            assert head is not None
+            heads[bi] = next(iters[bi], None)
+            yield head[1]

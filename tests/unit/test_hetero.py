@@ -1,0 +1,233 @@
+"""The hetero profile on a 2-flavor fleet: scenarios where the throughput-aware choice and the
+flavor-order choice (the `priority` profile) differ, with outcomes computed by hand.
+
+Speeds (workload/data/throughput.csv, H100-equivalents per GPU):
+  fsd-video: H200 1.118, Dojo 0.293;  llm: H200 1.082, Dojo 0.146;  generic: H200 1.1, Dojo 0.183.
+Fleet: one 8-GPU H200 node (node 0, listed first) and one Dojo node cut to 8 GPUs (node 1).
+Queues vision (fsd-video work) and lang (llm work), half of each flavor each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import Topology, build
+from cortex.scheduler.cycle import Policies, schedule
+from cortex.scheduler.hetero import Targets
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.queues import QueueConfig
+from cortex.scheduler.reasons import Code
+from cortex.scheduler.registry import policies
+from cortex.scheduler.snapshot import Plan, Snapshot
+from cortex.scheduler.state import ClusterState
+from cortex.workload.job import Job
+from cortex.workload.states import JobState
+from cortex.workload.throughput import ThroughputTable
+
+TABLE = ThroughputTable.load()
+H200 = {"flavor": "H200-SXM", "nodes": 1}
+DOJO = {"flavor": "Dojo-D1", "nodes": 1, "gpus_per_node": 8}
+
+
+def _fleet(*groups: dict[str, Any]) -> Topology:
+    return build(
+        parse_fleet(
+            {
+                "name": "two-flavor",
+                "halls": [{"name": "h", "groups": list(groups)}],
+                "queues": {
+                    "cluster_queues": [
+                        {"name": "vision", "nominal_share": 0.5},
+                        {"name": "lang", "nominal_share": 0.5},
+                    ]
+                },
+            },
+            "test",
+        )
+    )
+
+
+H200_FIRST = _fleet(H200, DOJO)
+DOJO_FIRST = _fleet(DOJO, H200)
+KIND = {"vision": "fsd-video", "lang": "llm"}
+
+
+class World:
+    """A state, its pending queues and the jobs, for one profile."""
+
+    def __init__(self, topo: Topology, profile: str) -> None:
+        self.topo = topo
+        self.pol: Policies = policies(profile)
+        self.queues = QueueConfig.build(topo.spec.queues, topo)
+        self.st = ClusterState(topo, self.queues)
+        self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
+        self.jobs: dict[int, Job] = {}
+
+    def job(self, jid: int, team: str, gpus: int, submit_s: float = 0.0) -> Job:
+        job = Job(jid, f"{team}-{jid}", team, gpus, 1e5, kind=KIND[team], submit_s=submit_s)
+        job.queue_idx = self.queues.index(team)
+        job.priority = 100
+        self.jobs[jid] = job
+        return job
+
+    def pend(self, jid: int, team: str, gpus: int, submit_s: float) -> None:
+        self.pending.add(self.job(jid, team, gpus, submit_s))
+
+    def run(self, jid: int, team: str, node: int, gpus: int) -> None:
+        job = self.job(jid, team, gpus)
+        job.state = JobState.RUNNING
+        job.run_flavor = self.topo.node_flavor[node]
+        job.alloc_gpus = job.run_gpus = gpus
+        job.run_start_s, job.est_end_s = -1e6, 1e9
+        self.st.start(job, job.queue_idx, job.run_flavor, ((node, gpus),))
+
+    def speed(self, kind: str, f: int) -> float:
+        return TABLE.speed(kind, self.topo.flavors[f])
+
+    def snapshot(self, targets: Targets | None = None) -> Snapshot:
+        return Snapshot(
+            0.0, self.st, self.pending, self.speed, lambda _j, _f, _g: 3600.0, targets=targets
+        )
+
+    def cycle(self, *, solve: bool = True) -> Plan:
+        """A quick pass (no preemption: these scenarios are about placement), after the
+        allocator's solve when the profile has one."""
+        targets = None
+        if solve and self.pol.allocator is not None:
+            targets = self.pol.allocator.solve(self.snapshot())
+        return schedule(self.snapshot(targets), self.pol, deep=False)
+
+    def effective(self, plan: Plan) -> float:
+        """H100-equivalents of running jobs plus the plan's starts."""
+        run = sum(j.alloc_gpus * self.speed(j.kind, j.run_flavor) for j in self.st.running.values())
+        return run + sum(s.gang_gpus * self.speed(s.job.kind, s.flavor) for s in plan.starts)
+
+
+def _placed(w: World, plan: Plan) -> dict[str, str]:
+    return {s.job.name: w.topo.flavors[s.flavor] for s in plan.starts}
+
+
+def _swap(w: World) -> None:
+    w.pend(1, "vision", 8, 0.0)
+    w.pend(2, "lang", 8, 1.0)
+
+
+def _hold_back(w: World) -> None:
+    w.run(10, "vision", 0, 8)  # vision holds the H200 node
+    w.pend(1, "lang", 8, 0.0)
+    w.pend(2, "vision", 8, 1.0)
+
+
+def _dojo_listed_first(w: World) -> None:
+    w.pend(1, "lang", 8, 0.0)
+
+
+# (id, fleet, setup, priority's placements and H100-eq, hetero's placements and H100-eq)
+SCENARIOS = [
+    # Both queues want 8 GPUs. Flavor order: vision (first) takes H200, lang gets Dojo:
+    #   8 * 1.118 + 8 * 0.146 = 10.112.
+    # Hetero: the LP (fairness 0.95; entitlements vision 4*1.118 + 4*0.293 = 5.644, lang
+    # 4*1.082 + 4*0.146 = 4.912) gives vision x H200 GPUs, total 11.0 - 0.111 x, smallest x
+    # that meets vision's floor 5.3618: 1.118x + 0.293(8 - x) >= 5.3618 -> x = 3.658. Targets:
+    # vision H200 3.658 / Dojo 4.342, lang H200 4.342 / Dojo 3.658. Vision tries H200 first
+    # (faster) but would take 8 > its 3.658 + half a gang, and lang is owed 4.342 of the 8
+    # free: refused; Dojo admits it (4 <= 4.342). Lang then fits its H200 target (4 <= 4.342):
+    #   8 * 0.293 + 8 * 1.082 = 11.0.
+    ("swap", H200_FIRST, _swap,
+     {"vision-1": "H200-SXM", "lang-2": "Dojo-D1"}, 10.112,
+     {"vision-1": "Dojo-D1", "lang-2": "H200-SXM"}, 11.0),
+    # Vision runs 8 on H200; lang (lower share, goes first) and vision each want 8 more.
+    # Flavor order: lang finds H200 full and starts on Dojo; vision waits:
+    #   8 * 1.118 + 8 * 0.146 = 10.112.
+    # Hetero: Dojo earns vision 0.293 and lang 0.146, so Dojo is vision's (8). Lang's floor
+    # 0.95 * 4.912 = 4.666 is cheapest on H200 (it costs the total 1.118 - 1.082 per GPU there,
+    # 0.147 on Dojo): lang H200 4.666 / 1.082 = 4.313, vision H200 3.687. Lang may not take
+    # Dojo (target 0; vision, waiting, is owed all 8 free GPUs) and H200 is full: it waits.
+    # Vision starts on Dojo (under its target 8): 8 * 1.118 + 8 * 0.293 = 11.288.
+    ("hold-back", H200_FIRST, _hold_back,
+     {"lang-1": "Dojo-D1"}, 10.112,
+     {"vision-2": "Dojo-D1"}, 11.288),
+    # The fleet file lists Dojo first: flavor order puts lang's job there, 8 * 0.146 = 1.168;
+    # the LP gives lang's only class all of H200 (1.082 > 0.146): 8 * 1.082 = 8.656.
+    ("dojo-listed-first", DOJO_FIRST, _dojo_listed_first,
+     {"lang-1": "Dojo-D1"}, 1.168,
+     {"lang-1": "H200-SXM"}, 8.656),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("topo", "setup", "prio_placed", "prio_eq", "het_placed", "het_eq"),
+    [s[1:] for s in SCENARIOS],
+    ids=[s[0] for s in SCENARIOS],
+)
+def test_throughput_aware_choice_beats_flavor_order(
+    topo: Topology,
+    setup: Any,
+    prio_placed: dict[str, str],
+    prio_eq: float,
+    het_placed: dict[str, str],
+    het_eq: float,
+) -> None:
+    base = World(topo, "priority")
+    setup(base)
+    plan = base.cycle()
+    assert _placed(base, plan) == prio_placed
+    assert base.effective(plan) == pytest.approx(prio_eq)
+    het = World(topo, "hetero")
+    setup(het)
+    plan = het.cycle()
+    assert _placed(het, plan) == het_placed
+    assert het.effective(plan) == pytest.approx(het_eq)
+
+
+def test_hold_back_names_the_target_share() -> None:
+    w = World(H200_FIRST, "hetero")
+    _hold_back(w)
+    plan = w.cycle()
+    codes = [r.code for r in plan.blockers[1]]
+    # H200: full (capacity); Dojo: over lang's target there while vision is owed it.
+    assert codes == [Code.INSUFFICIENT_CAPACITY, Code.OVER_TARGET]
+    detail = plan.blockers[1][1].detail
+    assert (detail["queue"], detail["target"], detail["spare"]) == ("lang", 0, 0)
+
+
+def test_targets_keep_every_queue_at_its_floor() -> None:
+    # The swap scenario's solve: vision at exactly its floor (0.95), lang above it:
+    # lang = 1.082 * 4.342 + 0.146 * 3.658 = 5.232 over 4.912 = 1.065.
+    w = World(H200_FIRST, "hetero")
+    _swap(w)
+    assert w.pol.allocator is not None
+    t = w.pol.allocator.solve(w.snapshot())
+    assert t.entitlement_eq == pytest.approx((5.644, 4.912))
+    norm = [a / b for a, b in zip(t.throughput_eq, t.entitlement_eq, strict=True)]
+    assert norm[0] == pytest.approx(0.95, abs=1e-4)
+    assert norm[1] == pytest.approx(1.065, abs=1e-3)
+    assert t.fair_level == pytest.approx(0.95, abs=1e-4)
+    assert t.queue_gpus[0] == pytest.approx((3.658, 4.342), abs=1e-3)
+
+
+def test_without_a_solve_the_hetero_profile_takes_the_fastest_flavor() -> None:
+    # A driver that never calls the allocator (targets None): no share gate, fastest first.
+    w = World(DOJO_FIRST, "hetero")
+    _dojo_listed_first(w)
+    assert _placed(w, w.cycle(solve=False)) == {"lang-1": "H200-SXM"}
+
+
+def test_fair_share_is_counted_in_h100_equivalents() -> None:
+    # Vision holds the 8 Dojo GPUs, lang 4 of the 8 H200 GPUs; each wants 4 more (4 H200 free).
+    # By GPU count (priority's DRF) vision's dominant share is 8/8 = 1.0 and lang's 4/8 = 0.5:
+    # lang goes first and takes the free H200 GPUs. In H100-equivalents (generic speeds before
+    # any solve: H200 1.1, Dojo 0.183), vision has used 8 * 0.183 = 1.464 of its entitlement
+    # 4 * 1.1 + 4 * 0.183 = 5.132 (0.285) and lang 4 * 1.1 = 4.4 (0.857): vision goes first.
+    starts = {}
+    for profile in ("priority", "hetero"):
+        w = World(H200_FIRST, profile)
+        w.run(10, "vision", 1, 8)
+        w.run(11, "lang", 0, 4)
+        w.pend(1, "lang", 4, 0.0)
+        w.pend(2, "vision", 4, 1.0)
+        starts[profile] = [s.job.name for s in w.cycle(solve=False).starts]
+    assert starts == {"priority": ["lang-1"], "hetero": ["vision-2"]}

@@ -1,0 +1,106 @@
+"""The allocation LP (scheduler/hetero_lp.py) against instances small enough to solve by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cortex.scheduler.hetero_lp import LpInput, solve
+
+INF = math.inf
+
+
+def _lp(**kw: object) -> LpInput:
+    base: dict[str, object] = {
+        "class_queue": np.array([0, 1]),
+        "demand_gpus": np.array([20.0, 20.0]),
+        "speed": np.array([[2.0, 1.0], [1.0, 0.25]]),
+        "capacity_gpus": np.array([10.0, 10.0]),
+        "nominal_gpus": np.array([[5.0, 5.0], [5.0, 5.0]]),
+        "max_gpus": np.full((2, 2), INF),
+        "watts": np.zeros((2, 2)),
+        "fairness": 0.9,
+    }
+    base.update(kw)
+    return LpInput(**base)  # type: ignore[arg-type]
+
+
+def test_comparative_advantage_with_a_fairness_floor() -> None:
+    # Two queues, one class each, flavors fast (10 GPUs) and slow (10 GPUs), both over-demanded.
+    # Class 0 runs at 2 / 1, class 1 at 1 / 0.25. Entitlements (alone on 5 + 5):
+    #   q0 = 5*2 + 5*1 = 15, q1 = 5*1 + 5*0.25 = 6.25.
+    # With a = q0's fast GPUs and b = q0's slow GPUs (the rest go to q1):
+    #   total = 2a + b + (10 - a) + 0.25 (10 - b) = 12.5 + a + 0.75 b.
+    # q1's floor is 0.9 * 6.25 = 5.625. A unit of q1 throughput costs the total 1 on fast
+    # (1 - 0) per unit and 3 on slow (0.75 / 0.25), so q1 gets it all on fast:
+    #   b = 10, 10 - a = 5.625 -> a = 4.375; total = 12.5 + 4.375 + 7.5 = 24.375;
+    #   q0 = 2 * 4.375 + 10 = 18.75 (>= 0.9 * 15).
+    r = solve(_lp())
+    np.testing.assert_allclose(r.gpus, [[4.375, 10.0], [5.625, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(r.entitlement_eq, [15.0, 6.25])
+    np.testing.assert_allclose(r.throughput_eq, [18.75, 5.625], atol=1e-6)
+    assert r.total_eq == pytest.approx(24.375)
+    np.testing.assert_allclose(r.normalized(), [1.25, 0.9], atol=1e-6)
+
+
+def test_without_a_floor_all_goes_where_it_earns_most() -> None:
+    # fairness 0: total = 12.5 + a + 0.75 b is largest at a = b = 10 (q1 gets nothing).
+    r = solve(_lp(fairness=0.0))
+    np.testing.assert_allclose(r.gpus, [[10.0, 10.0], [0.0, 0.0]], atol=1e-6)
+    assert r.total_eq == pytest.approx(30.0)
+
+
+def test_power_row_prefers_throughput_per_watt() -> None:
+    # One class: fast runs at 1 for 100 W over idle, slow at 0.5 for 20 W; 600 W to spend.
+    # Per watt slow earns 0.025 and fast 0.01, so slow fills first: 10 GPUs, 200 W; the other
+    # 400 W buy 4 fast GPUs. Total 4 * 1 + 10 * 0.5 = 9 (all fast would give only 6).
+    r = solve(
+        LpInput(
+            class_queue=np.array([0]),
+            demand_gpus=np.array([20.0]),
+            speed=np.array([[1.0, 0.5]]),
+            capacity_gpus=np.array([10.0, 10.0]),
+            nominal_gpus=np.array([[10.0, 10.0]]),
+            max_gpus=np.full((1, 2), INF),
+            watts=np.array([[100.0, 20.0]]),
+            power_budget_w=600.0,
+        )
+    )
+    np.testing.assert_allclose(r.gpus, [[4.0, 10.0]], atol=1e-6)
+    assert r.total_eq == pytest.approx(9.0)
+
+
+def test_queue_ceiling_and_disallowed_flavor() -> None:
+    # Class 1 may not use the slow flavor (speed 0) and q0 may hold at most 3 fast GPUs.
+    # q0: 3 fast + 10 slow = 6 + 10 = 16; q1 takes the other 7 fast: 7. Total 23.
+    speed = np.array([[2.0, 1.0], [1.0, 0.0]])
+    r = solve(_lp(speed=speed, max_gpus=np.array([[3.0, INF], [INF, INF]]), fairness=0.0))
+    np.testing.assert_allclose(r.gpus, [[3.0, 10.0], [7.0, 0.0]], atol=1e-6)
+    assert r.total_eq == pytest.approx(23.0)
+
+
+def test_demand_caps_the_entitlement_and_the_allocation() -> None:
+    # q1 wants only 2 GPUs: its entitlement is 2 fast GPUs = 2, not 6.25; it gets its floor
+    # 0.9 * 2 = 1.8 on fast (cheapest for the total, as above), q0 takes the rest:
+    # q0 fast = 10 - 1.8 = 8.2, slow 10. Total = 16.4 + 10 + 1.8 = 28.2.
+    r = solve(_lp(demand_gpus=np.array([20.0, 2.0])))
+    np.testing.assert_allclose(r.entitlement_eq, [15.0, 2.0])
+    np.testing.assert_allclose(r.gpus, [[8.2, 10.0], [1.8, 0.0]], atol=1e-6)
+
+
+def test_floors_that_power_cannot_meet_degrade_evenly() -> None:
+    # Budget for only 5 busy GPUs (1 W each): floors 0.9 * 15 and 0.9 * 6.25 cannot hold. The
+    # common shortfall is minimized, so both keep the same fraction of their entitlement. On
+    # fast (better for both), q0 earns 2 per GPU and q1 1: 2 a0 / 15 = a1 / 6.25 and
+    # a0 + a1 = 5 -> a0 = 1.2 a1, a1 = 5 / 2.2 = 2.2727, a0 = 2.7273; both at 4/11 = 0.3636.
+    r = solve(_lp(watts=np.ones((2, 2)), power_budget_w=5.0))
+    np.testing.assert_allclose(r.gpus, [[30 / 11, 0.0], [25 / 11, 0.0]], atol=1e-5)
+    np.testing.assert_allclose(r.normalized(), [4 / 11, 4 / 11], atol=1e-6)
+
+
+def test_no_classes() -> None:
+    r = solve(_lp(class_queue=np.zeros(0, dtype=np.int64), demand_gpus=np.zeros(0),
+                  speed=np.zeros((0, 2)), watts=np.zeros((0, 2))))  # fmt: skip
+    assert r.total_eq == 0.0 and r.gpus.shape == (0, 2)
