@@ -4,6 +4,7 @@ code readable; the matrix goes to HiGHS in one `passModel` call (no per-row API 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from functools import cache
 
@@ -37,43 +38,67 @@ def _silence_banner() -> None:
         os.close(saved)
 
 
-def _relax_and_fix(model: Model, time_limit_s: float) -> np.ndarray | None:
-    """A full start for branch and bound: solve the LP relaxation, round its integer columns
-    (purchases down, capacity up), fix them and solve the LP over the rest. The elastic slacks
-    make any rounding feasible. Why by hand: HiGHS's own heuristics can sit for minutes on a
-    poor incumbent here (large penalties next to small costs), while this start is within a
-    block or a hall of the LP bound."""
-    lp = model.solve(time_limit_s, relax=True)
-    if not lp.optimal:
-        return None
-    idx = np.flatnonzero(np.asarray(model.integer))
-    up = np.asarray(model.round_up)[idx]
-    vals = np.where(up, np.ceil(lp.x[idx] - 1e-6), np.floor(lp.x[idx] + 1e-6))
-    vals = np.clip(vals, np.asarray(model.lb)[idx], np.asarray(model.ub)[idx])
-    pos = {int(j): i for i, j in enumerate(idx)}
+def _round_sequences(model: Model, x: np.ndarray, todo: set[int]) -> dict[int, float]:
+    """Round capacity columns by their running total within the chunk: 0.2 of a hall a month
+    for five months is one hall, not five."""
+    out: dict[int, float] = {}
     for seq in model.sequences:
-        # Round the running total up, not each month: 0.1 hall a month for ten months is one
-        # hall, not ten.
-        cum = np.ceil(np.cumsum(lp.x[seq]) - 1e-6)
-        steps = np.diff(np.concatenate([[0.0], cum]))
-        for j, v in zip(seq, steps, strict=True):
-            vals[pos[j]] = min(max(v, model.lb[j]), model.ub[j])
-    for group in model.pick_one:
-        best = max(group, key=lambda j: lp.x[j])
-        for j in group:
-            vals[pos[j]] = 1.0 if j == best else 0.0
-    for terms, cap in model.caps:  # undo round-ups, latest first, until the cap holds
-        for j in sorted(terms, reverse=True):
-            while sum(a * vals[pos[i]] for i, a in terms.items()) > cap + 1e-9 and vals[pos[j]] > 0:
-                vals[pos[j]] -= 1.0
-    lb, ub = list(model.lb), list(model.ub)
+        part = [j for j in seq if j in todo]
+        if not part:
+            continue
+        cum = np.ceil(np.cumsum(x[part]) - 1e-6)
+        for j, v in zip(part, np.diff(np.concatenate([[0.0], cum])), strict=True):
+            out[j] = float(v)
+    return out
+
+
+def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndarray | None:
+    """A full start for branch and bound, by relax-and-fix over time (the classic heuristic
+    for lot-sizing): solve the LP relaxation, round the integer columns of the first `chunk`
+    months (purchases to nearest, capacity up), fix them, re-solve, move on; the later months'
+    LP makes up for each rounding. The elastic slacks keep every step feasible, and rounding
+    respects the caps rows (turbine permits). Why by hand: HiGHS's root cut loop can sit on a
+    poor incumbent for minutes here (a tight power target with many equivalent mixes), while
+    this start lands within a block or a hall of the LP bound in a few LP solves."""
+    lb0, ub0 = list(model.lb), list(model.ub)
+    ints = [j for j in range(model.n_vars) if model.integer[j]]
+    last = max((model.month[j] for j in ints), default=-1)
     try:
-        for j, v in zip(idx.tolist(), vals.tolist(), strict=True):
-            model.lb[j] = model.ub[j] = float(v)
-        fixed = model.solve(time_limit_s, relax=True)
+        lp = model.solve(time_limit_s, relax=True)
+        if not lp.optimal:
+            return None
+        for group in model.pick_one:
+            best = max(group, key=lambda j: lp.x[j])
+            for j in group:
+                model.lb[j] = model.ub[j] = 1.0 if j == best else 0.0
+        for c0 in [*range(0, last + 1, chunk), None]:
+            lp = model.solve(time_limit_s, relax=True)
+            if not lp.optimal:
+                return None
+            if c0 is None:
+                return lp.x
+            todo = [j for j in ints if c0 <= model.month[j] < c0 + chunk or model.month[j] < 0]
+            rounded = _round_sequences(model, lp.x, set(todo))
+            for j in todo:
+                if model.lb[j] == model.ub[j]:
+                    continue
+                if j in rounded:
+                    v = rounded[j]
+                else:
+                    v = np.ceil(lp.x[j] - 1e-6) if model.round_up[j] else np.floor(lp.x[j] + 0.5)
+                model.lb[j] = model.ub[j] = float(min(max(v, lb0[j]), ub0[j]))
+            for terms, cap in model.caps:  # undo round-ups, latest first, until the cap holds
+                for j in sorted(terms, reverse=True):
+                    while (
+                        sum(a * model.lb[i] for i, a in terms.items() if model.lb[i] == model.ub[i])
+                        > cap + 1e-9
+                        and model.lb[j] == model.ub[j]
+                        and model.lb[j] > lb0[j]
+                    ):
+                        model.lb[j] = model.ub[j] = model.lb[j] - 1.0
+        return None
     finally:
-        model.lb, model.ub = lb, ub
-    return fixed.x if fixed.optimal else None
+        model.lb, model.ub = lb0, ub0
 
 
 class Model:
@@ -88,7 +113,8 @@ class Model:
         self.round_up: list[bool] = []
         self.pick_one: list[list[int]] = []  # binaries of which the warm start sets the largest
         self.caps: list[tuple[dict[int, float], float]] = []  # rows rounding up must respect
-        self.sequences: list[list[int]] = []  # round-up columns in time order (one site's halls)
+        self.month: list[int] = []  # the month a column decides (-1: none), for relax-and-fix
+        self.sequences: list[list[int]] = []  # capacity columns in time order (a site's halls)
         self.names: list[str] = []
         self.row_lb: list[float] = []
         self.row_ub: list[float] = []
@@ -105,6 +131,7 @@ class Model:
         cost: float = 0.0,
         integer: bool = False,
         round_up: bool = False,
+        month: int = -1,
     ) -> int:
         """A column. `round_up`: the warm start rounds it up (capacity: halls, generation)
         rather than down (purchases), so the rounded start stays near feasible."""
@@ -113,6 +140,7 @@ class Model:
         self.cost.append(cost)
         self.integer.append(integer)
         self.round_up.append(round_up)
+        self.month.append(month)
         self.names.append(name)
         return len(self.lb) - 1
 
@@ -156,6 +184,7 @@ class Model:
         """Solve; `relax` drops integrality (the LP relaxation, for fast what-ifs). `abs_gap`
         stops the search once the bound is that close in objective units: a plan's objective
         (value minus cost) can sit near zero, where a relative gap never closes."""
+        t0 = time.perf_counter()
         _silence_banner()
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
@@ -199,6 +228,6 @@ class Model:
             x=x,
             objective=float(info.objective_function_value),
             mip_gap=gap,
-            wall_s=float(h.getRunTime()),
+            wall_s=time.perf_counter() - t0,  # with the warm start, not only HiGHS's run
             optimal=status == highspy.HighsModelStatus.kOptimal,
         )

@@ -18,10 +18,11 @@ from cortex.planner.lp import INF, Model
 HOURS_PER_MONTH = 730.0
 # Penalties in $M per unit of slack. Hard limits cost more than any gain they could buy: one
 # MW-month of power holds ~3 H100 blocks, worth under $1M a month at any sane lambda.
-HARD_PENALTY = {"power": 1e4, "swing": 1e4, "halls": 1e4, "supply": 1e4, "cash": 1e3}
+HARD_PENALTY = {"power": 1e3, "swing": 1e3, "halls": 1e3, "supply": 1e3, "cash": 1e2}
 # Soft targets: above the cost of meeting them (a MW of AI capacity is ~$40M all-in,
 # an H100e ~$0.05M), below the hard limits.
-SOFT_PENALTY = {"power_target": 1e3, "compute": 1.0, "flagship": 1.0}
+RETIRE_TIE_BREAK = 1e-4  # $M per block retired
+SOFT_PENALTY = {"power_target": 2e2, "compute": 1.0, "flagship": 1.0}
 
 
 @dataclass
@@ -120,10 +121,18 @@ def _decisions(b: Built, sign: float) -> None:
                     share = _share_in_horizon(inp, arrive, k.life_months)
                     c = sign * discount(inp, arrive) * k.price_usd / 1e6 * share
                     b.order[(t, k.name, s.name)] = m.var(
-                        f"order[{t},{k.name},{s.name}]", 0, k.supply_per_month, c, integer=True
+                        f"order[{t},{k.name},{s.name}]",
+                        0,
+                        k.supply_per_month,
+                        c,
+                        integer=True,
+                        month=t,
                     )
                 # Continuous: blocks are bought whole but retired node by node.
-                b.retire[(t, k.name, s.name)] = m.var(f"retire[{t},{k.name},{s.name}]")
+                # A tie-break cost: retire only for a reason (power, halls), never for nothing.
+                b.retire[(t, k.name, s.name)] = m.var(
+                    f"retire[{t},{k.name},{s.name}]", cost=sign * RETIRE_TIE_BREAK
+                )
                 b.n[(t, k.name, s.name)] = m.var(f"n[{t},{k.name},{s.name}]")
                 if not k.liquid_only:
                     b.air[(t, k.name, s.name)] = m.var(f"air[{t},{k.name},{s.name}]")
@@ -131,7 +140,13 @@ def _decisions(b: Built, sign: float) -> None:
             hl = fac["liquid_hall_usd_per_mw"] * fac["liquid_hall_mw"] / 1e6
             share = _share_in_horizon(inp, t, fac["hall_life_months"])
             b.hall_l[(t, s.name)] = m.var(
-                f"hall_l[{t},{s.name}]", 0, s.max_halls_per_month, sign * d * hl * share, True, True
+                f"hall_l[{t},{s.name}]",
+                0,
+                s.max_halls_per_month,
+                sign * d * hl * share,
+                True,
+                True,
+                t,
             )
             if s.allow_air_halls:
                 ha = fac["air_hall_usd_per_mw"] * fac["air_hall_mw"] / 1e6
@@ -147,12 +162,18 @@ def _decisions(b: Built, sign: float) -> None:
                 tc = fac["turbine_usd_per_mw"] * fac["turbine_unit_mw"] / 1e6
                 ts = _share_in_horizon(inp, t, fac["turbine_life_months"])
                 b.turb[(t, s.name)] = m.var(
-                    f"turb[{t},{s.name}]", 0, INF, sign * d * tc * ts, integer=True, round_up=True
+                    f"turb[{t},{s.name}]",
+                    0,
+                    INF,
+                    sign * d * tc * ts,
+                    integer=True,
+                    round_up=True,
+                    month=t,
                 )
             bc = fac["battery_usd_per_unit"] / 1e6
             bs = _share_in_horizon(inp, t, fac["battery_life_months"])
             b.batt[(t, s.name)] = m.var(
-                f"batt[{t},{s.name}]", 0, INF, sign * d * bc * bs, integer=True, round_up=True
+                f"batt[{t},{s.name}]", 0, INF, sign * d * bc * bs, True, True, t
             )
             price = inp.grid_price[t] * HOURS_PER_MONTH / 1e6
             fuel = fac["turbine_fuel_usd_per_mwh"] * HOURS_PER_MONTH / 1e6
@@ -187,6 +208,7 @@ def _stock(b: Built) -> None:
                 sl = _slack(b, "supply", t, k.name, relax="")
                 terms[sl] = -1.0
                 m.row(terms, ub=float(k.supply_per_month), name=f"supply[{t},{k.name}]")
+                m.caps.append(({j: 1.0 for j in terms if j != sl}, float(k.supply_per_month)))
 
 
 def _slack(b: Built, family: str, t: int, where: str, relax: str, per_unit: float = 0.0) -> int:
