@@ -41,6 +41,9 @@ class Sku:
     inhouse: bool
     h100e: float  # H100-equivalents per block under the plan's workload mix
     source: str
+    gpus_per_node: int = 8
+    nodes_per_pod: int = 32
+    nodes_per_rack: int = 4
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,9 @@ def _skus(spec: PlanSpec, source: str) -> tuple[Sku, ...]:
                 inhouse=row["inhouse"] == "true",
                 h100e=gpus * speed * speed_scale,
                 source=row["source"],
+                gpus_per_node=int(row["gpus_per_node"]),
+                nodes_per_pod=int(row["nodes_per_pod"]),
+                nodes_per_rack=int(row["nodes_per_rack"]),
             )
         )
     return tuple(out)

@@ -123,10 +123,14 @@ class TwinLoop(_Strict):
     """Twin in the loop: short `cortex sim` runs of scaled-down planned fleets."""
 
     checkpoints: Annotated[list[Month], Field(min_length=1, max_length=12)] = [6, 18, 30]
-    scale: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 200
-    days: Annotated[float, Field(gt=0, le=60)] = 1.0
+    scale: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 50
+    days: Annotated[float, Field(gt=0, le=60)] = 3.0
+    seeds: Annotated[int, Field(ge=1, le=16, strict=True)] = 2
+    tolerance: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.02, description="converged when no factor moves more than this"
+    )
     policy: Annotated[str, Field(min_length=1, max_length=32)] = "hetero"
-    max_iterations: Annotated[int, Field(ge=1, le=20, strict=True)] = 4
+    max_iterations: Annotated[int, Field(ge=1, le=20, strict=True)] = 6
     workers: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
     seed: Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)] = 0
 
