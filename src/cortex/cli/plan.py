@@ -47,7 +47,7 @@ def plan(
     if tornado or html_path is not None:
         from cortex.planner.scenarios import tornado as _tornado
 
-        extra["tornado"] = _tornado(inp, res)
+        extra["tornado"] = _tornado(inp, res, workers=spec.twin.workers)
     print_table(res, extra)
     report = to_dict(res, extra)
     if json_path is not None:

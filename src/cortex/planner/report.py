@@ -72,6 +72,10 @@ def to_dict(res: PlanResult, extra: dict[str, Any] | None = None) -> dict[str, A
             }
             for k in inp.skus
         ],
+        "compute_targets": [{"month": m, "h100e": h} for m, h in inp.compute_targets],
+        "power_target": {"month": inp.power_target[0], "mw": inp.power_target[1]}
+        if inp.power_target
+        else None,
         "totals": res.totals,
         "violations": res.violations,
         "binding": res.binding,
