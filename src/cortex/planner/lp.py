@@ -20,6 +20,7 @@ class Solution:
     x: np.ndarray
     objective: float
     mip_gap: float
+    bound: float  # the dual bound (the LP's own objective when relaxed)
     wall_s: float
     optimal: bool
 
@@ -39,14 +40,17 @@ def _silence_banner() -> None:
 
 
 def _round_sequences(model: Model, x: np.ndarray, todo: set[int]) -> dict[int, float]:
-    """Round capacity columns by their running total within the chunk: 0.2 of a hall a month
-    for five months is one hall, not five."""
+    """Round columns by their running total within the chunk (capacity up, purchases down):
+    0.2 of a hall a month for five months is one hall, not five, and fractions of blocks
+    spread over months neither vanish nor add up to an overspend."""
     out: dict[int, float] = {}
     for seq in model.sequences:
         part = [j for j in seq if j in todo]
         if not part:
             continue
-        cum = np.ceil(np.cumsum(x[part]) - 1e-6)
+        total = np.cumsum(x[part])
+        up = model.round_up[part[0]]
+        cum = np.ceil(total - 1e-6) if up else np.floor(total + 1e-6)
         for j, v in zip(part, np.diff(np.concatenate([[0.0], cum])), strict=True):
             out[j] = float(v)
     return out
@@ -57,48 +61,73 @@ def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndar
     for lot-sizing): solve the LP relaxation, round the integer columns of the first `chunk`
     months (purchases to nearest, capacity up), fix them, re-solve, move on; the later months'
     LP makes up for each rounding. The elastic slacks keep every step feasible, and rounding
-    respects the caps rows (turbine permits). Why by hand: HiGHS's root cut loop can sit on a
-    poor incumbent for minutes here (a tight power target with many equivalent mixes), while
-    this start lands within a block or a hall of the LP bound in a few LP solves."""
-    lb0, ub0 = list(model.lb), list(model.ub)
+    respects the caps rows (turbine permits). One HiGHS instance throughout: each re-solve
+    starts from the last basis. Why by hand: HiGHS's root cut loop can sit on a poor incumbent
+    for minutes here (a tight power target with many equivalent mixes), while this start lands
+    within a block or a hall of the LP bound in a few LP solves."""
+    t0 = time.perf_counter()
+    lb, ub = list(model.lb), list(model.ub)
     ints = [j for j in range(model.n_vars) if model.integer[j]]
     last = max((model.month[j] for j in ints), default=-1)
-    try:
-        lp = model.solve(time_limit_s, relax=True)
-        if not lp.optimal:
+    h = model.highs(relax=True, time_limit_s=time_limit_s)
+
+    def run() -> np.ndarray | None:
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
-        for group in model.pick_one:
-            best = max(group, key=lambda j: lp.x[j])
-            for j in group:
-                model.lb[j] = model.ub[j] = 1.0 if j == best else 0.0
-        for c0 in [*range(0, last + 1, chunk), None]:
-            lp = model.solve(time_limit_s, relax=True)
-            if not lp.optimal:
-                return None
-            if c0 is None:
-                return lp.x
-            todo = [j for j in ints if c0 <= model.month[j] < c0 + chunk or model.month[j] < 0]
-            rounded = _round_sequences(model, lp.x, set(todo))
-            for j in todo:
-                if model.lb[j] == model.ub[j]:
-                    continue
-                if j in rounded:
-                    v = rounded[j]
-                else:
-                    v = np.ceil(lp.x[j] - 1e-6) if model.round_up[j] else np.floor(lp.x[j] + 0.5)
-                model.lb[j] = model.ub[j] = float(min(max(v, lb0[j]), ub0[j]))
-            for terms, cap in model.caps:  # undo round-ups, latest first, until the cap holds
-                for j in sorted(terms, reverse=True):
-                    while (
-                        sum(a * model.lb[i] for i, a in terms.items() if model.lb[i] == model.ub[i])
-                        > cap + 1e-9
-                        and model.lb[j] == model.ub[j]
-                        and model.lb[j] > lb0[j]
-                    ):
-                        model.lb[j] = model.ub[j] = model.lb[j] - 1.0
+        return np.asarray(h.getSolution().col_value, dtype=float)
+
+    def fix(values: dict[int, float]) -> None:
+        idx = np.asarray(list(values), dtype=np.int32)
+        v = np.asarray(list(values.values()), dtype=float)
+        for j, x in values.items():
+            lb[j] = ub[j] = x
+        h.changeColsBounds(int(idx.size), idx, v, v)
+
+    x0 = run()
+    if x0 is None:
         return None
-    finally:
-        model.lb, model.ub = lb0, ub0
+    for group in model.pick_one:
+        scores = [sum(a * x0[i] for i, a in terms.items()) for _, terms in group]
+        best = int(np.argmax(scores))
+        fix({j: float(n == best) for n, (j, _) in enumerate(group)})
+    # Capacity first, over the whole horizon (running totals rounded up): the purchases,
+    # still free, then fit the cash that the rounding took.
+    capacity = {j for seq in model.sequences for j in seq if model.round_up[j]}
+    chunks: list[set[int] | tuple[int, int]] = [capacity]
+    chunks += [(c0, c0 + chunk) for c0 in range(0, last + 1, chunk)]
+    for part in chunks:
+        x = run()
+        if x is None or time.perf_counter() - t0 > time_limit_s:
+            return None
+        todo = [
+            j
+            for j in ints
+            if lb[j] != ub[j]
+            and (
+                j in part
+                if isinstance(part, set)
+                else part[0] <= model.month[j] < part[1] or model.month[j] < 0
+            )
+        ]
+        rounded = _round_sequences(model, x, set(todo))
+        vals: dict[int, float] = {}
+        for j in todo:
+            if j in rounded:
+                v = rounded[j]
+            else:
+                v = np.ceil(x[j] - 1e-6) if model.round_up[j] else np.floor(x[j] + 0.5)
+            vals[j] = lb[j] = ub[j] = float(min(max(v, model.lb[j]), model.ub[j]))
+        for terms, cap in model.caps:  # undo round-ups, latest first, until the cap holds
+            for j in sorted(terms, reverse=True):
+                while (
+                    j in vals
+                    and vals[j] > model.lb[j]
+                    and sum(a * lb[i] for i, a in terms.items() if lb[i] == ub[i]) > cap + 1e-9
+                ):
+                    vals[j] = lb[j] = ub[j] = vals[j] - 1.0
+        fix(vals)
+    return run()
 
 
 class Model:
@@ -111,7 +140,9 @@ class Model:
         self.cost: list[float] = []
         self.integer: list[bool] = []
         self.round_up: list[bool] = []
-        self.pick_one: list[list[int]] = []  # binaries of which the warm start sets the largest
+        # Binaries of which the warm start sets one: the one whose score terms are largest in
+        # the LP relaxation (the flagship fabric the LP builds most of).
+        self.pick_one: list[list[tuple[int, dict[int, float]]]] = []
         self.caps: list[tuple[dict[int, float], float]] = []  # rows rounding up must respect
         self.month: list[int] = []  # the month a column decides (-1: none), for relax-and-fix
         self.sequences: list[list[int]] = []  # capacity columns in time order (a site's halls)
@@ -160,12 +191,6 @@ class Model:
         self.row_names.append(name)
         return len(self.row_lb) - 1
 
-    def _warm_start(self, h: highspy.Highs, time_limit_s: float) -> None:
-        x = _relax_and_fix(self, time_limit_s)
-        if x is not None:
-            idx = np.arange(self.n_vars, dtype=np.int32)
-            h.setSolution(int(idx.size), idx, np.asarray(x, dtype=float))
-
     @property
     def n_vars(self) -> int:
         return len(self.lb)
@@ -185,6 +210,20 @@ class Model:
         stops the search once the bound is that close in objective units: a plan's objective
         (value minus cost) can sit near zero, where a relative gap never closes."""
         t0 = time.perf_counter()
+        start = None
+        if not relax and any(self.integer):
+            start = _relax_and_fix(self, time_limit_s / 2)
+        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+        h = self.highs(relax, left, mip_gap, abs_gap)
+        if start is not None:
+            h.setSolution(self.n_vars, np.arange(self.n_vars, dtype=np.int32), start)
+        h.run()
+        return self._read(h, relax, t0)
+
+    def highs(
+        self, relax: bool, time_limit_s: float, mip_gap: float = 0.01, abs_gap: float = 0.0
+    ) -> highspy.Highs:
+        """A quiet HiGHS instance holding this model."""
         _silence_banner()
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
@@ -212,9 +251,9 @@ class Model:
                 for i in self.integer
             ]
         h.passModel(lp)
-        if not relax and any(self.integer):
-            self._warm_start(h, time_limit_s)
-        h.run()
+        return h
+
+    def _read(self, h: highspy.Highs, relax: bool, t0: float) -> Solution:
         status = h.getModelStatus()
         text = h.modelStatusToString(status)
         info = h.getInfo()
@@ -228,6 +267,7 @@ class Model:
             x=x,
             objective=float(info.objective_function_value),
             mip_gap=gap,
+            bound=float(info.mip_dual_bound) if gap else float(info.objective_function_value),
             wall_s=time.perf_counter() - t0,  # with the warm start, not only HiGHS's run
             optimal=status == highspy.HighsModelStatus.kOptimal,
         )

@@ -42,6 +42,7 @@ class Built:
     e_grid: dict[tuple[int, str], int] = field(default_factory=dict)
     e_turb: dict[tuple[int, str], int] = field(default_factory=dict)
     spend: dict[int, int] = field(default_factory=dict)  # $M spent in month t
+    spent: dict[int, int] = field(default_factory=dict)  # $M spent by the end of month t
     slack: dict[tuple[str, int, str], int] = field(default_factory=dict)  # (family, t, where)
     flag_z: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -184,21 +185,27 @@ def _decisions(b: Built, sign: float) -> None:
 
 
 def _stock(b: Built) -> None:
-    """n[t] = initial still alive + arrivals within their life - cumulative retirements."""
+    """n[t] = n[t-1] + arrivals - arrivals that reach their life - retirements, with the
+    initial fleet leaving at its end of life. Month to month (not as sums from month 0) so each
+    row has a handful of terms: the matrix stays sparse and the LPs fast."""
     inp, m = b.inp, b.model
     for k in inp.skus:
         for s in inp.sites:
             init = inp.initial.get((k.name, s.name), 0)
             for t in range(inp.months):
-                terms = {b.n[(t, k.name, s.name)]: 1.0}
-                for tau in range(t + 1):
-                    terms[b.retire[(tau, k.name, s.name)]] = 1.0
-                    j = b.order.get((tau, k.name, s.name))
-                    arrive = tau + k.lead_months
-                    if j is not None and arrive <= t and arrive > t - k.life_months:
-                        terms[j] = -1.0
-                rhs = float(init) if alive_initial(inp, k, t) else 0.0
-                m.row(terms, rhs, rhs, f"stock[{t},{k.name},{s.name}]")
+                key = (k.name, s.name)
+                terms = {b.n[(t, *key)]: 1.0, b.retire[(t, *key)]: 1.0}
+                if t > 0:
+                    terms[b.n[(t - 1, *key)]] = -1.0
+                j = b.order.get((t - k.lead_months, *key))
+                if j is not None:
+                    terms[j] = -1.0
+                j = b.order.get((t - k.lead_months - k.life_months, *key))
+                if j is not None:
+                    terms[j] = 1.0
+                alive = float(init) if alive_initial(inp, k, t) else 0.0
+                before = float(init) if t > 0 and alive_initial(inp, k, t - 1) else 0.0
+                m.row(terms, alive - before, alive - before, f"stock[{t},{k.name},{s.name}]")
                 ja = b.air.get((t, k.name, s.name))
                 if ja is not None:
                     m.row({ja: 1.0, b.n[(t, k.name, s.name)]: -1.0}, ub=0.0)
@@ -260,9 +267,36 @@ def _cash(b: Built, relax: str) -> None:
             terms[b.e_grid[(t, s.name)]] = -inp.grid_price[t] * HOURS_PER_MONTH / 1e6
             terms[b.e_turb[(t, s.name)]] = -fac["turbine_fuel_usd_per_mwh"] * HOURS_PER_MONTH / 1e6
         m.row(terms, 0.0, 0.0, f"spend_def[{t}]")
-        cum = {b.spend[tau]: 1.0 for tau in range(t + 1)}
-        cum[_slack(b, "cash", t, "all", relax)] = -1.0
-        m.row(cum, ub=inp.budget_cum_usd[t] / 1e6, name=f"cash[{t}]")
+        spent = m.var(f"spent[{t}]", -INF, INF)  # cumulative, month to month (sparse rows)
+        row = {spent: 1.0, sp: -1.0}
+        if t > 0:
+            row[b.spent[t - 1]] = -1.0
+        m.row(row, 0.0, 0.0, f"spent_def[{t}]")
+        b.spent[t] = spent
+        m.row(
+            {spent: 1.0, _slack(b, "cash", t, "all", relax): -1.0},
+            ub=inp.budget_cum_usd[t] / 1e6,
+            name=f"cash[{t}]",
+        )
+
+
+def _cumulative(
+    b: Built, name: str, site: str, fam: dict[tuple[int, str], int], lead: int, unit: float
+) -> list[int]:
+    """Capacity online by month: c[t] = c[t-1] + unit x started[t - lead] (sparse rows)."""
+    m = b.model
+    out: list[int] = []
+    for t in range(b.inp.months):
+        c = m.var(f"{name}[{t},{site}]")
+        row = {c: 1.0}
+        if t > 0:
+            row[out[-1]] = -1.0
+        j = fam.get((t - lead, site))
+        if j is not None:
+            row[j] = -unit
+        m.row(row, 0.0, 0.0, f"{name}_def[{t},{site}]")
+        out.append(c)
+    return out
 
 
 def _facilities(b: Built, sign: float, relax: str) -> None:
@@ -271,11 +305,26 @@ def _facilities(b: Built, sign: float, relax: str) -> None:
     for s in inp.sites:
         turb_total: dict[int, float] = {}
         batt_total: dict[int, float] = {}
+        lead = {
+            k: int(fac[f"{k}_months"])
+            for k in ("liquid_hall_build", "air_hall_build", "turbine_lead", "battery_lead")
+        }
+        cap_l = _cumulative(
+            b, "liquid_mw", s.name, b.hall_l, lead["liquid_hall_build"], fac["liquid_hall_mw"]
+        )
+        cap_a = _cumulative(
+            b, "air_mw", s.name, b.hall_a, lead["air_hall_build"], fac["air_hall_mw"]
+        )
+        turb_on = _cumulative(
+            b, "turbine_mw", s.name, b.turb, lead["turbine_lead"], fac["turbine_unit_mw"]
+        )
+        batt_on = _cumulative(
+            b, "battery_mw", s.name, b.batt, lead["battery_lead"], fac["battery_unit_mw"]
+        )
         for t in range(inp.months):
             # Halls: liquid-only SKUs in liquid halls; air-capable ones in either (peak IT MW).
             liq = it_terms(b, t, s.name, "peak_kw", (1.0, 0.0))
-            for tau in range(t - int(fac["liquid_hall_build_months"]) + 1):
-                liq[b.hall_l[(tau, s.name)]] = -fac["liquid_hall_mw"]
+            liq[cap_l[t]] = -1.0
             liq[_slack(b, "halls", t, f"{s.name}/liquid", relax)] = -1.0
             m.row(liq, ub=s.liquid_mw, name=f"hall_liquid[{t},{s.name}]")
             air: dict[int, float] = {}
@@ -283,9 +332,7 @@ def _facilities(b: Built, sign: float, relax: str) -> None:
                 ja = b.air.get((t, k.name, s.name))
                 if ja is not None:
                     air[ja] = k.peak_kw / 1000.0
-            for tau in range(t - int(fac["air_hall_build_months"]) + 1):
-                if (tau, s.name) in b.hall_a:
-                    air[b.hall_a[(tau, s.name)]] = -fac["air_hall_mw"]
+            air[cap_a[t]] = -1.0
             air[_slack(b, "halls", t, f"{s.name}/air", relax)] = -1.0
             m.row(air, ub=s.air_mw, name=f"hall_air[{t},{s.name}]")
             # Energy: the facility's busy draw comes from the grid tranche or the turbines.
@@ -295,17 +342,13 @@ def _facilities(b: Built, sign: float, relax: str) -> None:
             row[b.e_turb[(t, s.name)]] = 1.0
             row[_slack(b, "power", t, s.name, relax)] = 1.0
             m.row(row, lb=0.0, name=f"power[{t},{s.name}]")
-            tr = {b.e_turb[(t, s.name)]: 1.0}
-            for tau in range(t - int(fac["turbine_lead_months"]) + 1):
-                if (tau, s.name) in b.turb:
-                    tr[b.turb[(tau, s.name)]] = -fac["turbine_unit_mw"]
+            tr = {b.e_turb[(t, s.name)]: 1.0, turb_on[t]: -1.0}
             m.row(tr, ub=s.turbine_fixed_mw[t], name=f"turbine[{t},{s.name}]")
             # Swing: peak minus busy, above what the grid accepts, is met by batteries.
             sw = it_terms(b, t, s.name, "peak_kw", (s.liquid_pue, s.liquid_pue))
             for j, a in it_terms(b, t, s.name, "busy_kw", (s.liquid_pue, s.liquid_pue)).items():
                 sw[j] = sw.get(j, 0.0) - a
-            for tau in range(t - int(fac["battery_lead_months"]) + 1):
-                sw[b.batt[(tau, s.name)]] = -fac["battery_unit_mw"]
+            sw[batt_on[t]] = -1.0
             sw[_slack(b, "swing", t, s.name, relax)] = -1.0
             cap = s.battery_fixed_mw[t] + s.swing_allowance_mw
             m.row(sw, ub=cap, name=f"swing[{t},{s.name}]")
@@ -314,6 +357,14 @@ def _facilities(b: Built, sign: float, relax: str) -> None:
             batt_total[b.batt[(t, s.name)]] = fac["battery_unit_mw"]
         for fam in (b.hall_l, b.hall_a, b.turb, b.batt):
             seq = [fam[(t, s.name)] for t in range(inp.months) if (t, s.name) in fam]
+            if seq:
+                m.sequences.append(seq)
+        for k in inp.skus:
+            seq = [
+                b.order[(t, k.name, s.name)]
+                for t in range(inp.months)
+                if (t, k.name, s.name) in b.order
+            ]
             if seq:
                 m.sequences.append(seq)
         if turb_total:
@@ -373,7 +424,16 @@ def _flagship(b: Built) -> None:
     for f in fabrics:
         for s in inp.sites:
             b.flag_z[(f, s.name)] = m.var(f"flagship[{f},{s.name}]", 0, 1, 0.0, integer=True)
-    m.pick_one.append(list(b.flag_z.values()))
+    fabric_terms = {
+        (f, s.name): {
+            b.n[(start, k.name, s.name)]: k.h100e * inp.goodput[(start, k.name)]
+            for k in inp.skus
+            if k.fabric == f
+        }
+        for f in fabrics
+        for s in inp.sites
+    }
+    m.pick_one.append([(z, fabric_terms[key]) for key, z in b.flag_z.items()])
     # At least one pick (not exactly one): a second pick only adds rows to meet, and a
     # rounded-up warm start stays feasible.
     m.row(dict.fromkeys(b.flag_z.values(), 1.0), lb=1.0, name="flagship_pick")

@@ -54,6 +54,8 @@ def to_dict(res: PlanResult, extra: dict[str, Any] | None = None) -> dict[str, A
             "status": res.status,
             "objective": round(res.objective, 6),
             "mip_gap": round(res.mip_gap, 6),
+            "bound": round(res.bound, 6),
+            "gap_musd": round(abs(res.bound - res.objective), 3),
             "wall_s": round(res.wall_s, 3),
             "variables": res.n_vars,
             "rows": res.n_rows,
@@ -114,7 +116,8 @@ def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
     console = Console(width=max(Console().width, 130))
     t = Table(
         title=f"plan {res.inp.name} · {res.inp.months} months from {res.inp.start} · "
-        f"{res.inp.mode} · {res.status} in {res.wall_s:.2f} s"
+        f"{res.inp.mode} · {res.status} in {res.wall_s:.2f} s, "
+        f"within ${abs(res.bound - res.objective):,.0f}M of the bound"
     )
     for col in (
         "quarter",

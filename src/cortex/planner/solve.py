@@ -30,6 +30,7 @@ class PlanResult:
     status: str
     objective: float
     mip_gap: float
+    bound: float
     wall_s: float
     n_vars: int
     n_rows: int
@@ -89,6 +90,7 @@ def read(b: Built, sol: Solution) -> PlanResult:
         status=sol.status,
         objective=sol.objective,
         mip_gap=sol.mip_gap,
+        bound=sol.bound,
         wall_s=sol.wall_s,
         n_vars=b.model.n_vars,
         n_rows=b.model.n_rows,
