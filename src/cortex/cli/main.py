@@ -8,6 +8,7 @@ import typer
 
 from cortex.cli import client as client_cmd
 from cortex.cli import fleet as fleet_cmd
+from cortex.cli import plan as plan_cmd
 from cortex.cli import power as power_cmd
 from cortex.cli import serve as serve_cmd
 from cortex.cli import sim as sim_cmd
@@ -25,6 +26,7 @@ app.add_typer(fleet_cmd.app, name="fleet")
 app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(power_cmd.app, name="power")
 app.command("serve")(serve_cmd.serve)
+app.command("plan")(plan_cmd.plan)
 for _name in ("submit", "jobs", "job", "cancel", "logs", "queues", "nodes", "events"):
     app.command(_name)(getattr(client_cmd, _name))
 app.add_typer(client_cmd.token_app, name="token")

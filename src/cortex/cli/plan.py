@@ -1,0 +1,66 @@
+"""`cortex plan PLAN.yaml`: solve a capacity plan, print it by quarter, write JSON and HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cortex.errors import InputError
+from cortex.planner.inputs import load_plan
+from cortex.planner.report import print_table, to_dict, write_json
+from cortex.planner.solve import solve
+
+
+def plan(
+    plan_file: Path = typer.Argument(..., help="plan YAML (see examples/plan-cortex.yaml)"),
+    json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
+    html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
+    scenarios: bool = typer.Option(True, help="run the plan's scenarios (two-stage)"),
+    inhouse_cost: bool = typer.Option(True, help="re-solve without the in-house share"),
+    frontier: bool = typer.Option(False, help="sweep lambda for the cost/compute frontier"),
+    tornado: bool = typer.Option(False, help="one-at-a-time sensitivities (more solves)"),
+    twin: bool = typer.Option(False, help="refit goodput factors from cortex sim runs"),
+    policy: str | None = typer.Option(None, help="twin scheduling profile (default: the plan's)"),
+) -> None:
+    """Plan accelerator orders, halls, generation and cash month by month (a HiGHS MILP)."""
+    spec, inp = load_plan(plan_file)
+    extra: dict[str, Any] = {}
+    if twin:
+        from cortex.planner.twin_loop import refine
+
+        inp, extra["twin"] = refine(spec, inp, policy=policy)
+    res = solve(inp)
+    if inhouse_cost and inp.inhouse is not None:
+        from cortex.planner.scenarios import inhouse_cost as _inh
+
+        extra["inhouse_cost"] = _inh(inp, res)
+    if scenarios and spec.scenarios:
+        from cortex.planner.scenarios import run_scenarios
+
+        extra["scenarios"] = run_scenarios(spec, inp, res)
+    if frontier or html_path is not None:
+        from cortex.planner.scenarios import frontier as _frontier
+
+        extra["frontier"] = _frontier(spec, inp)
+    if tornado or html_path is not None:
+        from cortex.planner.scenarios import tornado as _tornado
+
+        extra["tornado"] = _tornado(inp, res, workers=spec.twin.workers)
+    print_table(res, extra)
+    report = to_dict(res, extra)
+    if json_path is not None:
+        _write(json_path, "--json", lambda p: write_json(report, p))
+    if html_path is not None:
+        from cortex.planner.html import write_html
+
+        _write(html_path, "--html", lambda p: write_html(report, p))
+
+
+def _write(path: Path, option: str, writer: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer(path)
+    except OSError as err:
+        raise InputError(str(path), option, err.strerror or str(err)) from None

@@ -1,0 +1,1 @@
+"""Capacity planner (`cortex plan`): a HiGHS MILP over months, SKUs and sites."""

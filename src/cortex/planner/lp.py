@@ -1,0 +1,273 @@
+"""A small row-wise model builder over HiGHS (highspy). Named variable families keep the model
+code readable; the matrix goes to HiGHS in one `passModel` call (no per-row API overhead)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import highspy
+import numpy as np
+
+INF = float("inf")
+
+
+@dataclass
+class Solution:
+    status: str
+    x: np.ndarray
+    objective: float
+    mip_gap: float
+    bound: float  # the dual bound (the LP's own objective when relaxed)
+    wall_s: float
+    optimal: bool
+
+
+@cache
+def _silence_banner() -> None:
+    """HiGHS's C++ core prints a banner on the first instance, before any option applies;
+    swallow it at the file-descriptor level so `--json -` and tables stay clean."""
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _round_sequences(model: Model, x: np.ndarray, todo: set[int]) -> dict[int, float]:
+    """Round columns by their running total within the chunk (capacity up, purchases down):
+    0.2 of a hall a month for five months is one hall, not five, and fractions of blocks
+    spread over months neither vanish nor add up to an overspend."""
+    out: dict[int, float] = {}
+    for seq in model.sequences:
+        part = [j for j in seq if j in todo]
+        if not part:
+            continue
+        total = np.cumsum(x[part])
+        up = model.round_up[part[0]]
+        cum = np.ceil(total - 1e-6) if up else np.floor(total + 1e-6)
+        for j, v in zip(part, np.diff(np.concatenate([[0.0], cum])), strict=True):
+            out[j] = float(v)
+    return out
+
+
+def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndarray | None:
+    """A full start for branch and bound, by relax-and-fix over time (the classic heuristic
+    for lot-sizing): solve the LP relaxation, round the integer columns of the first `chunk`
+    months (purchases to nearest, capacity up), fix them, re-solve, move on; the later months'
+    LP makes up for each rounding. The elastic slacks keep every step feasible, and rounding
+    respects the caps rows (turbine permits). One HiGHS instance throughout: each re-solve
+    starts from the last basis. Why by hand: HiGHS's root cut loop can sit on a poor incumbent
+    for minutes here (a tight power target with many equivalent mixes), while this start lands
+    within a block or a hall of the LP bound in a few LP solves."""
+    t0 = time.perf_counter()
+    lb, ub = list(model.lb), list(model.ub)
+    ints = [j for j in range(model.n_vars) if model.integer[j]]
+    last = max((model.month[j] for j in ints), default=-1)
+    h = model.highs(relax=True, time_limit_s=time_limit_s)
+
+    def run() -> np.ndarray | None:
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        return np.asarray(h.getSolution().col_value, dtype=float)
+
+    def fix(values: dict[int, float]) -> None:
+        idx = np.asarray(list(values), dtype=np.int32)
+        v = np.asarray(list(values.values()), dtype=float)
+        for j, x in values.items():
+            lb[j] = ub[j] = x
+        h.changeColsBounds(int(idx.size), idx, v, v)
+
+    x0 = run()
+    if x0 is None:
+        return None
+    for group in model.pick_one:
+        scores = [sum(a * x0[i] for i, a in terms.items()) for _, terms in group]
+        best = int(np.argmax(scores))
+        fix({j: float(n == best) for n, (j, _) in enumerate(group)})
+    # Capacity first, over the whole horizon (running totals rounded up): the purchases,
+    # still free, then fit the cash that the rounding took.
+    capacity = {j for seq in model.sequences for j in seq if model.round_up[j]}
+    chunks: list[set[int] | tuple[int, int]] = [capacity]
+    chunks += [(c0, c0 + chunk) for c0 in range(0, last + 1, chunk)]
+    for part in chunks:
+        x = run()
+        if x is None or time.perf_counter() - t0 > time_limit_s:
+            return None
+        todo = [
+            j
+            for j in ints
+            if lb[j] != ub[j]
+            and (
+                j in part
+                if isinstance(part, set)
+                else part[0] <= model.month[j] < part[1] or model.month[j] < 0
+            )
+        ]
+        rounded = _round_sequences(model, x, set(todo))
+        vals: dict[int, float] = {}
+        for j in todo:
+            if j in rounded:
+                v = rounded[j]
+            else:
+                v = np.ceil(x[j] - 1e-6) if model.round_up[j] else np.floor(x[j] + 0.5)
+            vals[j] = lb[j] = ub[j] = float(min(max(v, model.lb[j]), model.ub[j]))
+        for terms, cap in model.caps:  # undo round-ups, latest first, until the cap holds
+            for j in sorted(terms, reverse=True):
+                while (
+                    j in vals
+                    and vals[j] > model.lb[j]
+                    and sum(a * lb[i] for i, a in terms.items() if lb[i] == ub[i]) > cap + 1e-9
+                ):
+                    vals[j] = lb[j] = ub[j] = vals[j] - 1.0
+        fix(vals)
+    return run()
+
+
+class Model:
+    """Variables with bounds, costs and integrality; rows lb <= a.x <= ub."""
+
+    def __init__(self, maximize: bool) -> None:
+        self.maximize = maximize
+        self.lb: list[float] = []
+        self.ub: list[float] = []
+        self.cost: list[float] = []
+        self.integer: list[bool] = []
+        self.round_up: list[bool] = []
+        # Binaries of which the warm start sets one: the one whose score terms are largest in
+        # the LP relaxation (the flagship fabric the LP builds most of).
+        self.pick_one: list[list[tuple[int, dict[int, float]]]] = []
+        self.caps: list[tuple[dict[int, float], float]] = []  # rows rounding up must respect
+        self.month: list[int] = []  # the month a column decides (-1: none), for relax-and-fix
+        self.sequences: list[list[int]] = []  # capacity columns in time order (a site's halls)
+        self.names: list[str] = []
+        self.row_lb: list[float] = []
+        self.row_ub: list[float] = []
+        self.row_names: list[str] = []
+        self._start = [0]
+        self._index: list[int] = []
+        self._value: list[float] = []
+
+    def var(
+        self,
+        name: str,
+        lb: float = 0.0,
+        ub: float = INF,
+        cost: float = 0.0,
+        integer: bool = False,
+        round_up: bool = False,
+        month: int = -1,
+    ) -> int:
+        """A column. `round_up`: the warm start rounds it up (capacity: halls, generation)
+        rather than down (purchases), so the rounded start stays near feasible."""
+        self.lb.append(lb)
+        self.ub.append(ub)
+        self.cost.append(cost)
+        self.integer.append(integer)
+        self.round_up.append(round_up)
+        self.month.append(month)
+        self.names.append(name)
+        return len(self.lb) - 1
+
+    def add_cost(self, j: int, c: float) -> None:
+        self.cost[j] += c
+
+    def row(
+        self, terms: dict[int, float], lb: float = -INF, ub: float = INF, name: str = ""
+    ) -> int:
+        for j, a in terms.items():
+            if a != 0.0:
+                self._index.append(j)
+                self._value.append(a)
+        self._start.append(len(self._index))
+        self.row_lb.append(lb)
+        self.row_ub.append(ub)
+        self.row_names.append(name)
+        return len(self.row_lb) - 1
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.lb)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.row_lb)
+
+    def solve(
+        self,
+        time_limit_s: float = 20.0,
+        mip_gap: float = 0.005,
+        relax: bool = False,
+        abs_gap: float = 0.0,
+    ) -> Solution:
+        """Solve; `relax` drops integrality (the LP relaxation, for fast what-ifs). `abs_gap`
+        stops the search once the bound is that close in objective units: a plan's objective
+        (value minus cost) can sit near zero, where a relative gap never closes."""
+        t0 = time.perf_counter()
+        start = None
+        if not relax and any(self.integer):
+            start = _relax_and_fix(self, time_limit_s / 2)
+        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+        h = self.highs(relax, left, mip_gap, abs_gap)
+        if start is not None:
+            h.setSolution(self.n_vars, np.arange(self.n_vars, dtype=np.int32), start)
+        h.run()
+        return self._read(h, relax, t0)
+
+    def highs(
+        self, relax: bool, time_limit_s: float, mip_gap: float = 0.01, abs_gap: float = 0.0
+    ) -> highspy.Highs:
+        """A quiet HiGHS instance holding this model."""
+        _silence_banner()
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("time_limit", float(time_limit_s))
+        h.setOptionValue("mip_rel_gap", float(mip_gap))
+        h.setOptionValue("threads", 1)
+        if abs_gap > 0:
+            h.setOptionValue("mip_abs_gap", float(abs_gap))
+        lp = highspy.HighsLp()
+        lp.num_col_ = self.n_vars
+        lp.num_row_ = self.n_rows
+        lp.col_cost_ = np.asarray(self.cost, dtype=float)
+        lp.col_lower_ = np.asarray(self.lb, dtype=float)
+        lp.col_upper_ = np.asarray(self.ub, dtype=float)
+        lp.row_lower_ = np.asarray(self.row_lb, dtype=float)
+        lp.row_upper_ = np.asarray(self.row_ub, dtype=float)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.start_ = np.asarray(self._start, dtype=np.int32)
+        lp.a_matrix_.index_ = np.asarray(self._index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.asarray(self._value, dtype=float)
+        lp.sense_ = highspy.ObjSense.kMaximize if self.maximize else highspy.ObjSense.kMinimize
+        if not relax and any(self.integer):
+            lp.integrality_ = [
+                highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                for i in self.integer
+            ]
+        h.passModel(lp)
+        return h
+
+    def _read(self, h: highspy.Highs, relax: bool, t0: float) -> Solution:
+        status = h.getModelStatus()
+        text = h.modelStatusToString(status)
+        info = h.getInfo()
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value, dtype=float)
+        if x.size != self.n_vars:
+            x = np.zeros(self.n_vars)
+        gap = float(info.mip_gap) if not relax and any(self.integer) else 0.0
+        return Solution(
+            status=text,
+            x=x,
+            objective=float(info.objective_function_value),
+            mip_gap=gap,
+            bound=float(info.mip_dual_bound) if gap else float(info.objective_function_value),
+            wall_s=time.perf_counter() - t0,  # with the warm start, not only HiGHS's run
+            optimal=status == highspy.HighsModelStatus.kOptimal,
+        )

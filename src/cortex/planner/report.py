@@ -1,0 +1,192 @@
+"""The plan's report: a JSON-ready dict and a Rich table by quarter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cortex.planner.inputs import Inputs
+from cortex.planner.solve import PlanResult
+
+
+def fact_check(res: PlanResult) -> list[dict[str, Any]]:
+    """The seed's case against cortex-facts.md: ~100k H100-class GPUs at ~130 MW at the start;
+    500 MW within 18 months if the inputs allow it, else the binding limit with its numbers."""
+    inp = res.inp
+    m0 = res.months[0]
+    gpus0 = sum(m0["gpus"].values())
+    out: list[dict[str, Any]] = [
+        {
+            "check": "start: ~100k H100-class GPUs at ~130 MW (cortex-facts.md)",
+            "value": f"{gpus0:,.0f} GPUs, {m0['facility_mw']:,.1f} MW facility draw, "
+            f"{m0['supply_mw']:,.1f} MW supply",
+            "ok": 90_000 <= gpus0 <= 110_000 and m0["facility_mw"] <= 1.05 * 130,
+        }
+    ]
+    if inp.power_target:
+        month, mw = inp.power_target
+        got = res.months[month]["facility_mw"]
+        ok = got >= mw * 0.999
+        out.append(
+            {
+                "check": f"{mw:g} MW within {month} months",
+                "value": f"{got:,.1f} MW at month {month} ({res.months[month]['label']})",
+                "ok": ok,
+                "binding": [] if ok else res.binding or res.violations,
+            }
+        )
+    return out
+
+
+def to_dict(res: PlanResult, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    inp: Inputs = res.inp
+    out: dict[str, Any] = {
+        "plan": inp.name,
+        "start": inp.start,
+        "months": inp.months,
+        "mode": inp.mode,
+        "lambda_h100e_months_per_musd": inp.lam,
+        "solver": {
+            "status": res.status,
+            "objective": round(res.objective, 6),
+            "mip_gap": round(res.mip_gap, 6),
+            "bound": round(res.bound, 6),
+            "gap_musd": round(abs(res.bound - res.objective), 3),
+            "wall_s": round(res.wall_s, 3),
+            "variables": res.n_vars,
+            "rows": res.n_rows,
+        },
+        "skus": [
+            {
+                "sku": k.name,
+                "block": k.block_name,
+                "gpus_per_block": k.gpus,
+                "h100e_per_block": round(k.h100e, 2),
+                "price_usd": k.price_usd,
+                "busy_kw": k.busy_kw,
+                "lead_months": k.lead_months,
+                "liquid_only": k.liquid_only,
+                "inhouse": k.inhouse,
+            }
+            for k in inp.skus
+        ],
+        "compute_targets": [{"month": m, "h100e": h} for m, h in inp.compute_targets],
+        "power_target": {"month": inp.power_target[0], "mw": inp.power_target[1]}
+        if inp.power_target
+        else None,
+        "totals": res.totals,
+        "violations": res.violations,
+        "binding": res.binding,
+        "fact_check": fact_check(res),
+        "orders": res.orders,
+        "by_month": res.months,
+    }
+    if extra:
+        out.update(extra)
+    return out
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def quarters(res: PlanResult) -> list[dict[str, Any]]:
+    """End-of-quarter snapshots plus the orders placed within each quarter."""
+    out = []
+    for q0 in range(0, res.inp.months, 3):
+        q1 = min(q0 + 3, res.inp.months) - 1
+        m = res.months[q1]
+        placed: dict[str, int] = {}
+        for o in res.orders:
+            if q0 <= o["month"] <= q1:
+                placed[o["sku"]] = placed.get(o["sku"], 0) + o["blocks"]
+        halls = sum(
+            res.months[t]["halls_started"]["liquid"] + res.months[t]["halls_started"]["air"]
+            for t in range(q0, q1 + 1)
+        )
+        out.append({"q": q0 // 3 + 1, "end": m, "orders": placed, "halls": halls})
+    return out
+
+
+def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
+    console = Console(width=max(Console().width, 130))
+    t = Table(
+        title=f"plan {res.inp.name} · {res.inp.months} months from {res.inp.start} · "
+        f"{res.inp.mode} · {res.status} in {res.wall_s:.2f} s, "
+        f"within ${abs(res.bound - res.objective):,.0f}M of the bound"
+    )
+    for col in (
+        "quarter",
+        "orders (blocks)",
+        "halls",
+        "kGPU",
+        "kH100e",
+        "good kH100e",
+        "MW draw",
+        "MW supply",
+        "cash $B",
+        "budget $B",
+        "in-house",
+    ):
+        t.add_column(col, justify="left" if col.startswith("orders") else "right")
+    for q in quarters(res):
+        m = q["end"]
+        t.add_row(
+            m["label"],
+            " ".join(f"{k}:{v}" for k, v in q["orders"].items()) or "-",
+            str(q["halls"]),
+            f"{sum(m['gpus'].values()) / 1e3:,.1f}",
+            f"{m['h100e'] / 1e3:,.1f}",
+            f"{m['goodput_h100e'] / 1e3:,.1f}",
+            f"{m['facility_mw']:,.0f}",
+            f"{m['supply_mw']:,.0f}",
+            f"{m['cash_spent_musd'] / 1e3:,.1f}",
+            f"{m['budget_musd'] / 1e3:,.1f}",
+            f"{m['inhouse_share']:.0%}",
+        )
+    console.print(t)
+    for c in fact_check(res):
+        mark = "[green]ok[/]" if c["ok"] else "[red]not met[/]"
+        console.print(f"{mark} {c['check']}: {c['value']}")
+        for line in c.get("binding", []):
+            console.print(f"   binding: {line}")
+    for v in res.violations:
+        console.print(f"[yellow]slack[/] {v}")
+    for line in res.binding:
+        console.print(f"[yellow]binding[/] {line}")
+    for line in _extra_lines(extra or {}):
+        console.print(line)
+
+
+def _extra_lines(extra: dict[str, Any]) -> list[str]:
+    lines = []
+    inh = extra.get("inhouse_cost")
+    if inh:
+        lines.append(
+            f"half in-house: {inh['goodput_h100e_months_lost']:,.0f} goodput H100e-months and "
+            f"${inh['cost_delta_musd']:,.0f}M cash against the plan without the share"
+        )
+    sc = extra.get("scenarios")
+    if sc:
+        lines.append(
+            f"scenarios: expected shortfall {sc['expected_shortfall']:,.1f} "
+            f"({sc['shortfall_unit']}), first {sc['first_stage_months']} months of orders fixed"
+        )
+        for s in sc["runs"]:
+            lines.append(
+                f"  {s['name']} (p={s['probability']:.2f}): shortfall {s['shortfall']:,.1f}, "
+                f"goodput {s['goodput_h100e_months']:,.0f} H100e-months, "
+                f"cash ${s['cash_musd']:,.0f}M"
+            )
+    tw = extra.get("twin")
+    if tw:
+        lines.append(
+            f"twin in the loop ({tw['policy']}): {tw['iterations']} iteration(s), "
+            f"converged {tw['converged']}, {tw['wall_s']:.0f} s; factors "
+            + ", ".join(f"{k} {v:.3f}" for k, v in tw["final_factors"].items())
+        )
+    return lines

@@ -1,0 +1,285 @@
+"""Solve a plan and read the answer back: per-month figures, the slacks that are not zero
+(named with their numbers), and, when a target is missed, which limit binds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cortex.planner.inputs import Inputs, month_label
+from cortex.planner.lp import Solution
+from cortex.planner.model import (
+    HARD_PENALTY,
+    HOURS_PER_MONTH,
+    Built,
+    Fixed,
+    build,
+    goodput_terms,
+    it_terms,
+)
+
+EPS = 1e-3  # slack below this (MW, $M, H100e) is solver tolerance, not a finding
+SHORT_EPS = 0.5  # a target missed by less than half a unit is met
+
+
+@dataclass
+class PlanResult:
+    inp: Inputs
+    status: str
+    objective: float
+    mip_gap: float
+    bound: float
+    wall_s: float
+    n_vars: int
+    n_rows: int
+    months: list[dict[str, Any]]
+    orders: list[dict[str, Any]]
+    violations: list[str]
+    binding: list[str] = field(default_factory=list)
+    totals: dict[str, float] = field(default_factory=dict)
+    x: np.ndarray | None = None
+    built: Built | None = None
+
+
+def _val(x: np.ndarray, terms: dict[int, float]) -> float:
+    return float(sum(a * x[j] for j, a in terms.items()))
+
+
+def solve(
+    inp: Inputs,
+    fixed: Fixed | None = None,
+    relax_family: str = "",
+    relax_integrality: bool = False,
+    diagnose: bool = True,
+) -> PlanResult:
+    """Build and solve; diagnose a missed target by relaxing each hard limit in turn."""
+    b = build(inp, fixed=fixed, relax_family=relax_family)
+    # Absolute gap: the relative gap times the money at stake (the whole budget, in $M).
+    abs_gap = inp.mip_gap * inp.budget_cum_usd[-1] / 1e6
+    sol = b.model.solve(inp.time_limit_s, inp.mip_gap, relax=relax_integrality, abs_gap=abs_gap)
+    res = read(b, sol)
+    if diagnose and not relax_family and _shortfall(res) > SHORT_EPS:
+        res.binding = _binding(inp, res, fixed)
+    return res
+
+
+def read(b: Built, sol: Solution) -> PlanResult:
+    inp, x = b.inp, sol.x
+    months = []
+    for t in range(inp.months):
+        months.append(_month(b, x, t))
+    orders = []
+    for (t, k, s), j in sorted(b.order.items()):
+        if x[j] > 0.5:
+            sku = next(q for q in inp.skus if q.name == k)
+            orders.append(
+                {
+                    "month": t,
+                    "label": month_label(inp.start, t),
+                    "sku": k,
+                    "site": s,
+                    "blocks": round(x[j]),
+                    "arrives": t + sku.lead_months,
+                    "gpus": round(x[j]) * sku.gpus,
+                }
+            )
+    res = PlanResult(
+        inp=inp,
+        status=sol.status,
+        objective=sol.objective,
+        mip_gap=sol.mip_gap,
+        bound=sol.bound,
+        wall_s=sol.wall_s,
+        n_vars=b.model.n_vars,
+        n_rows=b.model.n_rows,
+        months=months,
+        orders=orders,
+        violations=_violations(b, x),
+        x=x,
+        built=b,
+    )
+    res.totals = _totals(res)
+    return res
+
+
+def _month(b: Built, x: np.ndarray, t: int) -> dict[str, Any]:
+    inp, fac = b.inp, b.inp.facility
+    blocks: dict[str, float] = {}
+    gpus: dict[str, float] = {}
+    for k in inp.skus:
+        nb = sum(x[b.n[(t, k.name, s.name)]] for s in inp.sites)
+        blocks[k.name] = round(float(nb), 3)
+        gpus[k.name] = round(float(nb) * k.gpus)
+    facility_mw = 0.0
+    it_mw = 0.0
+    inhouse_mw = 0.0
+    supply = 0.0
+    turb_mw = 0.0
+    batt_mw = 0.0
+    for s in inp.sites:
+        facility_mw += _val(x, it_terms(b, t, s.name, "busy_kw", (s.liquid_pue, s.air_pue)))
+        it_mw += _val(x, it_terms(b, t, s.name, "busy_kw"))
+        for k in inp.skus:
+            if k.inhouse:
+                inhouse_mw += x[b.n[(t, k.name, s.name)]] * k.busy_kw / 1000.0
+        online = s.turbine_fixed_mw[t] + fac["turbine_unit_mw"] * sum(
+            x[j]
+            for (tau, ss), j in b.turb.items()
+            if ss == s.name and tau <= t - fac["turbine_lead_months"]
+        )
+        turb_mw += online
+        supply += s.grid_mw[t] + online
+        batt_mw += s.battery_fixed_mw[t] + fac["battery_unit_mw"] * sum(
+            x[j]
+            for (tau, ss), j in b.batt.items()
+            if ss == s.name and tau <= t - fac["battery_lead_months"]
+        )
+    spent = sum(x[b.spend[tau]] for tau in range(t + 1))
+    h100e = sum(blocks[k.name] * k.h100e for k in inp.skus)
+    good = _val(x, goodput_terms(b, t))
+    return {
+        "month": t,
+        "label": month_label(inp.start, t),
+        "blocks": blocks,
+        "gpus": gpus,
+        "it_mw": round(it_mw, 3),
+        "facility_mw": round(facility_mw, 3),
+        "supply_mw": round(supply, 3),
+        "grid_mw": round(sum(s.grid_mw[t] for s in inp.sites), 3),
+        "turbine_mw": round(turb_mw, 3),
+        "battery_mw": round(batt_mw, 3),
+        "h100e": round(h100e, 1),
+        "goodput_h100e": round(good, 1),
+        "inhouse_share": round(inhouse_mw / it_mw, 4) if it_mw > 0 else 0.0,
+        "spend_musd": round(float(x[b.spend[t]]), 3),
+        "cash_spent_musd": round(float(spent), 3),
+        "budget_musd": round(inp.budget_cum_usd[t] / 1e6, 3),
+        "halls_started": {
+            "liquid": round(sum(x[j] for (tau, _s), j in b.hall_l.items() if tau == t)),
+            "air": round(sum(x[j] for (tau, _s), j in b.hall_a.items() if tau == t)),
+        },
+        "energy_musd": round(
+            sum(
+                x[b.e_grid[(t, s.name)]] * inp.grid_price[t] * HOURS_PER_MONTH / 1e6
+                + x[b.e_turb[(t, s.name)]] * fac["turbine_fuel_usd_per_mwh"] * HOURS_PER_MONTH / 1e6
+                for s in inp.sites
+            ),
+            4,
+        ),
+    }
+
+
+_UNITS = {
+    "power": "MW of facility draw above the supply (grid + turbines)",
+    "swing": "MW of peak swing above batteries + grid allowance",
+    "halls": "MW of IT above the hall capacity",
+    "supply": "blocks above the monthly supply cap",
+    "cash": "$M spent above the budget",
+    "power_target": "MW below the power target",
+    "compute": "H100e of goodput-compute below the target",
+    "flagship": "H100e below the flagship fabric size",
+    "inhouse": "MW of IT below the in-house share",
+}
+
+
+def _violations(b: Built, x: np.ndarray) -> list[str]:
+    """Nonzero slacks, grouped by family and place: the first month, the worst amount."""
+    worst: dict[tuple[str, str], tuple[int, float, int]] = {}
+    for (fam, t, where), j in b.slack.items():
+        v = float(x[j])
+        if v > EPS:
+            first, mx, count = worst.get((fam, where), (t, 0.0, 0))
+            worst[(fam, where)] = (min(first, t), max(mx, v), count + 1)
+    out = []
+    for (fam, where), (first, mx, count) in sorted(worst.items(), key=lambda p: p[1][0]):
+        label = month_label(b.inp.start, first)
+        out.append(
+            f"{fam} ({where}): from month {first} ({label}), {count} month(s), "
+            f"up to {mx:,.1f} {_UNITS.get(fam, '')}"
+        )
+    return out
+
+
+def _shortfall(res: PlanResult) -> float:
+    b = res.built
+    assert b is not None and res.x is not None
+    return float(
+        sum(
+            res.x[j]
+            for (fam, _t, _w), j in b.slack.items()
+            if fam in ("power_target", "compute", "flagship")
+        )
+    )
+
+
+def _totals(res: PlanResult) -> dict[str, float]:
+    last = res.months[-1]
+    return {
+        "capex_and_energy_musd": last["cash_spent_musd"],
+        "budget_musd": last["budget_musd"],
+        "goodput_h100e_months": round(sum(m["goodput_h100e"] for m in res.months), 1),
+        "final_facility_mw": last["facility_mw"],
+        "final_h100e": last["h100e"],
+        "target_shortfall": round(_shortfall(res), 3),
+    }
+
+
+def _binding(inp: Inputs, res: PlanResult, fixed: Fixed | None) -> list[str]:
+    """Relax each hard limit alone (LP relaxation, fast) and keep those whose relaxation
+    closes at least a tenth of the target shortfall; name their tightest month with numbers."""
+    # Compare LP relaxations with each other: the MILP's own shortfall includes block rounding.
+    base = _shortfall(solve(inp, fixed=fixed, relax_integrality=True, diagnose=False))
+    if base <= SHORT_EPS:
+        return [
+            "block sizes: the LP relaxation meets the targets, whole blocks, halls and "
+            f"turbine units miss them by {_shortfall(res):,.1f}"
+        ]
+    out = []
+    for fam in HARD_PENALTY:
+        r = solve(inp, fixed=fixed, relax_family=fam, relax_integrality=True, diagnose=False)
+        gain = base - _shortfall(r)
+        if gain > 0.1 * base:
+            out.append(
+                f"{fam}: relaxing it closes {gain / base:.0%} of the shortfall; "
+                + _tight(fam, res, r)
+            )
+    return out
+
+
+def _tight(fam: str, res: PlanResult, relaxed: PlanResult) -> str:
+    """The numbers of a limit at the month the first target is due (or the last month), and
+    what the plan would use there with that limit lifted."""
+    inp = res.inp
+    due = (
+        inp.power_target[0]
+        if inp.power_target
+        else (inp.compute_targets[0][0] if inp.compute_targets else inp.months - 1)
+    )
+    m = res.months[due]
+    w = relaxed.months[due]
+    label = f"month {due} ({m['label']})"
+    if fam == "power":
+        return (
+            f"at {label} supply is {m['supply_mw']:,.1f} MW (grid {m['grid_mw']:,.1f} + "
+            f"turbines {m['turbine_mw']:,.1f}); meeting the targets needs "
+            f"{w['facility_mw']:,.1f} MW"
+        )
+    if fam == "cash":
+        return (
+            f"by {label} the plan spends ${m['cash_spent_musd']:,.0f}M "
+            f"of a ${m['budget_musd']:,.0f}M budget; meeting the targets needs "
+            f"${w['cash_spent_musd']:,.0f}M"
+        )
+    if fam == "swing":
+        return (
+            f"at {label} batteries online {m['battery_mw']:,.1f} MW; the targets need "
+            f"{w['battery_mw']:,.1f} MW or more grid swing allowance"
+        )
+    if fam == "halls":
+        return (
+            f"at {label} halls hold {m['it_mw']:,.1f} MW of busy IT; the targets need "
+            f"{w['it_mw']:,.1f} MW (hall build times and starts per month bind)"
+        )
+    return f"supply caps per SKU bind before {label}"
