@@ -446,9 +446,6 @@ class Twin(RunBooks):
         if committed:
             self.state.adopt(job)
         else:
-            if committed:
-            self.state.adopt(job)
-        else:
             self.state.start(job, job.queue_idx, f, s.placement)
         self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
         if self.pw is not None:
