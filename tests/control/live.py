@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +45,8 @@ class LiveServer:
             "CORTEX_MIN_RUNTIME_S": "0",
             "CORTEX_TICK_S": "0.1",
             "CORTEX_MAX_RETRIES": "1",
+            # Tests' working dirs lie under the temp dir.
+            "CORTEX_WORKDIR_ROOTS": json.dumps({"*": [tempfile.gettempdir()]}),
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

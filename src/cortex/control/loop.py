@@ -145,6 +145,7 @@ class SchedulerLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
+        self.last_tick_monotonic = time.monotonic()  # end of the last tick that succeeded
 
     # ---- wiring ---------------------------------------------------------------------------
     def wake(self) -> None:
@@ -290,6 +291,7 @@ class SchedulerLoop:
                 self._launch(launches)
             if now - self._last_beat >= HEARTBEAT_S:
                 self._heartbeat(now)
+            self.last_tick_monotonic = time.monotonic()
 
     def _terminate(self, job_id: int, attempt: int, why: str) -> None:
         try:
