@@ -111,3 +111,64 @@ def test_logs_follow_crosses_attempts_until_the_job_is_final(svc: Service) -> No
         t.join(timeout=60)
     assert text == "one\ntwo\n"  # the old follow ended with attempt 1
     assert c.get(f"/v1/jobs/{job_id}", headers=h).json()["state"] == "completed"
+
+
+def test_serve_with_tls_caps_the_request_head(tmp_path: Path) -> None:
+    """A real `cortex serve` over TLS: HTTPS answers, and a 100 KB header is refused with 431
+    as it arrives (httptools alone would buffer it whole)."""
+    import contextlib
+    import os
+    import shutil
+    import socket
+    import ssl
+    import subprocess
+    import sys
+
+    import httpx
+
+    from cortex.control.devpg import free_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    env = {**os.environ, "CORTEX_ADMIN_TOKEN": ADMIN, "CORTEX_HOME": str(tmp_path / "home")}
+    args = ["serve", "--port", str(port), "--slots", "1", "--tls-cert", str(cert)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cortex.cli.main", *args, "--tls-key", str(key)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(600):  # bounded: up to 60 s for the server to come up
+            try:
+                r = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("cortex serve did not answer over TLS")
+        assert r.status_code == 200
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            ctx.wrap_socket(raw) as tls,
+        ):
+            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"y" * 100_000 + b"\r\n\r\n"
+            with contextlib.suppress(OSError):  # the server may close before reading it all
+                tls.sendall(head)
+            answer = tls.recv(200)
+        assert answer.startswith(b"HTTP/1.1 431"), answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -50,6 +50,7 @@ def serve(
     )
     import uvicorn
 
+    from cortex.control.httpcap import capped_protocol
     from cortex.control.service import Service
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
@@ -81,6 +82,6 @@ def serve(
         access_log=False,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        # Applies to the h11 parser; the guard middleware caps headers for httptools too.
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        # The head is capped as it arrives (the guard middleware checks the parsed headers too).
+        http=capped_protocol(settings.max_header_bytes + 1024),
     )
