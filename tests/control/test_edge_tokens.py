@@ -163,3 +163,24 @@ def test_working_dir_is_judged_on_the_path_alone(
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "working_dir"]
         answers.add(r.json()["detail"][0]["msg"])
     assert len(answers) == 2  # "..": its own message; the two plain paths: one message
+
+
+def test_idempotency_keys_older_than_a_week_are_pruned(client: TestClient, svc: Service) -> None:
+    from cortex.control.batcher import IDEMPOTENCY_KEEP_S
+
+    _, secret = new_token(client)
+    with svc.sessions.begin() as s:
+        s.add(
+            m.IdempotencyKey(
+                team="fsd",
+                key="old",
+                request_hash="0" * 64,
+                job_ids=[],
+                created_at=time.time() - IDEMPOTENCY_KEEP_S - 60,
+            )
+        )
+    svc.batcher._next_prune = 0.0  # due now (it runs hourly)
+    h = {**bearer(secret), "Idempotency-Key": "new"}
+    assert client.post("/v1/jobs", json=job_body(), headers=h).status_code == 201
+    with svc.sessions() as s:
+        assert s.scalars(select(m.IdempotencyKey.key)).all() == ["new"]

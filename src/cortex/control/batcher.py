@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -27,6 +27,10 @@ from cortex.control.schemas import JobOut, SubmitRequest
 
 log = logging.getLogger("cortex.control")
 MAX_BATCH = 256
+# A retry comes seconds or minutes after the first try; a week covers a client that retries
+# after a weekend, and bounds the table.
+IDEMPOTENCY_KEEP_S = 7 * 86400.0
+PRUNE_EVERY_S = 3600.0
 
 
 class IdempotencyConflictError(Exception):
@@ -58,6 +62,7 @@ class SubmitBatcher:
         self.sessions = sessions
         self.on_commit = on_commit
         self.q: queue.Queue[_Item | None] = queue.Queue()
+        self._next_prune = 0.0
         self._thread = threading.Thread(target=self._run, name="cortex-submit", daemon=True)
         self._thread.start()
 
@@ -106,6 +111,20 @@ class SubmitBatcher:
         self._resolve(batch, results)
         if self.on_commit is not None:
             self.on_commit.set()
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            self._prune()
+
+    def _prune(self) -> None:
+        try:
+            with self.sessions.begin() as s:
+                s.execute(
+                    delete(m.IdempotencyKey).where(
+                        m.IdempotencyKey.created_at < time.time() - IDEMPOTENCY_KEEP_S
+                    )
+                )
+        except Exception:
+            log.exception("pruning idempotency keys failed")
 
     @staticmethod
     def _resolve(batch: list[_Item], results: list[Submitted | Exception | None]) -> None:
