@@ -95,6 +95,9 @@ class SubmitBatcher:
             self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
+        if time.monotonic() >= self._next_prune:  # before the batch: its answers come after
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            self._prune()
         try:
             with self.sessions.begin() as s:
                 results = _insert(s, batch, time.time())
@@ -111,9 +114,6 @@ class SubmitBatcher:
         self._resolve(batch, results)
         if self.on_commit is not None:
             self.on_commit.set()
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + PRUNE_EVERY_S
-            self._prune()
 
     def _prune(self) -> None:
         try:
