@@ -16,9 +16,14 @@ ADMIN = "ctx_admin-secret-for-tests"
 def fake_service(
     url: str, home: Path, *, slots: int = 4, executor: FakeExecutor | None = None, **kw: Any
 ) -> Service:
-    settings = Settings(
-        home=home, database_url=url, admin_token=ADMIN, min_runtime_s=0.0, max_retries=1, **kw
-    )
+    base: dict[str, Any] = {
+        "home": home,
+        "database_url": url,
+        "admin_token": ADMIN,
+        "min_runtime_s": 0.0,
+        "max_retries": 1,
+    }
+    settings = Settings(**{**base, **kw})
     ex = executor or FakeExecutor(home / "runs")
     svc = Service(
         settings,

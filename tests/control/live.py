@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +51,8 @@ class LiveServer:
             "CORTEX_MAX_RETRIES": "1",
             # Tests (root in CI) run jobs as their own user unless they map teams to users.
             "CORTEX_ALLOW_SAME_USER": "1",
+            # Tests' working dirs lie under the temp dir.
+            "CORTEX_WORKDIR_ROOTS": json.dumps({"*": [tempfile.gettempdir()]}),
             **self.extra_env,
         }
         with self.log.open("ab") as out:

@@ -144,7 +144,7 @@ BAD = [
         json.dumps(job_body(working_dir="/no/such/dir")).encode(),
         "application/json",
         "working_dir",
-        "not a directory",
+        "must lie under",
     ),
     (
         json.dumps({k: v for k, v in job_body().items() if k != "duration_s"}).encode(),

@@ -20,6 +20,7 @@ TABLES = {
     "accelerators",
     "allocations",
     "events",
+    "idempotency_keys",
 }
 
 

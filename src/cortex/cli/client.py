@@ -5,23 +5,38 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx
 import typer
-import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from cortex.control.bodies import BodyError, load_yaml
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 token_app = typer.Typer(help="Team tokens (admin).", no_args_is_help=True)
+SUBMIT_TRIES = 4  # a connection error is retried with the same idempotency key
+FINAL_STATES = {"completed", "failed", "cancelled"}
+# C0 and C1 control characters and DEL: a job name must not move the cursor, recolour or
+# retitle the terminal of whoever lists it.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe(text: Any) -> str:
+    """A server-provided string made safe to print: control characters shown as `?`, Rich
+    markup escaped."""
+    return escape(_CONTROL.sub("?", str(text)))
 
 
 def _fail(msg: str, code: int = 1) -> NoReturn:
-    print(f"error: {msg}", file=sys.stderr)
+    print(f"error: {_CONTROL.sub('?', msg)}", file=sys.stderr)
     raise typer.Exit(code)
 
 
@@ -46,16 +61,26 @@ def _detail(resp: httpx.Response) -> str:
     return str(detail)
 
 
-def _call(method: str, path: str, **kw: Any) -> Any:
+def _base_url() -> str:
+    return os.environ.get("CORTEX_URL", DEFAULT_URL)
+
+
+def _call(method: str, path: str, *, retry: bool = False, source: str = "", **kw: Any) -> Any:
+    """One request; errors end the command with one line (exit 2 for refused input). With
+    `retry`, a transport error is raised for the caller to retry."""
     try:
         with _client() as c:
             resp = c.request(method, path, **kw)
+    except httpx.TransportError:
+        if retry:
+            raise
+        _fail(f"cannot reach {_base_url()}")
     except httpx.HTTPError as err:
-        _fail(f"cannot reach {os.environ.get('CORTEX_URL', DEFAULT_URL)}: {err}")
+        _fail(f"cannot reach {_base_url()}: {err}")
     if resp.status_code == 401:
         _fail(f"unauthorized ({_detail(resp)}); set CORTEX_TOKEN")
-    if resp.status_code in (413, 422):
-        _fail(_detail(resp), 2)
+    if resp.status_code in (409, 413, 422, 431):
+        _fail(f"{source}: {_detail(resp)}" if source else _detail(resp), 2)
     if resp.status_code >= 400:
         _fail(f"{resp.status_code}: {_detail(resp)}")
     ctype = resp.headers.get("content-type", "")
@@ -75,47 +100,77 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
     for j in jobs:
         t.add_row(
             str(j["id"]),
-            j["team"],
-            j["name"],
-            j["state"],
-            j["priority_class"],
+            safe(j["team"]),
+            safe(j["name"]),
+            safe(j["state"]),
+            safe(j["priority_class"]),
             str(j["gpus"]),
             str(j["attempt"]),
             _ts(j["submitted_at"]),
-            j["reason"][:60],
+            safe(j["reason"][:60]),
         )
     return t
+
+
+def _job_file(file: Path) -> tuple[Any, int]:
+    """The file's jobs as a request body (one job, or `{jobs: [...]}`) and their count; one
+    line and exit 2 for anything unreadable."""
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        _fail(f"{file}: <file>: {err.strerror or err}", 2)
+    try:
+        data = load_yaml(raw)
+    except BodyError as err:
+        _fail(f"{file}: <yaml>: {err}", 2)
+    items = data.get("jobs") if isinstance(data, dict) and "jobs" in data else data
+    if isinstance(items, list):
+        if not items:
+            _fail(f"{file}: jobs: no jobs in file", 2)
+        return {"jobs": items}, len(items)
+    if not isinstance(items, dict):
+        _fail(f"{file}: <root>: expected a job mapping or a list of jobs", 2)
+    return items, 1
 
 
 def submit(
     file: Path = typer.Argument(..., help="job YAML: one job, a list, or a list under `jobs:`"),
     as_json: bool = typer.Option(False, "--json", help="print the created jobs as JSON"),
+    idempotency_key: str | None = typer.Option(
+        None,
+        "--idempotency-key",
+        help="submit at most once under this key (default: a new key, reused by this "
+        "command's own retries after a connection error)",
+    ),
 ) -> None:
-    """Submit the jobs in a YAML file (JobSpec fields plus command, env, working_dir)."""
+    """Submit the jobs in a YAML file (JobSpec fields plus command, env, working_dir). A file
+    of several jobs is stored all or nothing."""
+    body, count = _job_file(file)
     try:
-        data = yaml.safe_load(file.read_text())
-    except OSError as err:
-        _fail(f"{file}: {err.strerror or err}", 2)
-    except yaml.YAMLError as err:
-        _fail(f"{file}: <yaml>: {str(err).splitlines()[0]}", 2)
-    items = data.get("jobs") if isinstance(data, dict) and "jobs" in data else data
-    items = items if isinstance(items, list) else [items]
-    created = []
-    for i, item in enumerate(items):
+        # YAML takes values JSON has no form for (!!binary, !!set): refused here, by name.
+        payload = json.dumps(body, allow_nan=True).encode()
+    except (TypeError, ValueError) as err:
+        _fail(f"{file}: <yaml>: {err}", 2)
+    key = idempotency_key or f"cli-{uuid.uuid4()}"
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    for attempt in range(SUBMIT_TRIES):
         try:
-            created.append(_call("POST", "/v1/jobs", json=item))
-        except typer.Exit:
-            if len(items) > 1:
-                print(
-                    f"error: {file}: job [{i}] rejected; {len(created)} submitted before it",
-                    file=sys.stderr,
-                )
-            raise
+            data = _call(
+                "POST", "/v1/jobs", content=payload, headers=headers, retry=True, source=str(file)
+            )
+            break
+        except httpx.TransportError as err:
+            if attempt == SUBMIT_TRIES - 1:
+                _fail(f"cannot reach {_base_url()}: {err} (idempotency key {key})")
+            time.sleep(0.5 * 2**attempt)
+    created = data["jobs"] if "jobs" in body else [data]
     if as_json:
         _print_json(created)
     else:
         for j in created:
-            print(f"submitted job {j['id']} ({j['name']})")
+            print(f"submitted job {j['id']} ({_CONTROL.sub('?', j['name'])})")
+    if len(created) != count:
+        _fail(f"{file}: expected {count} jobs back, got {len(created)}")
 
 
 def jobs(
@@ -147,7 +202,7 @@ def job(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "
     con.print(_jobs_table([data]))
     t = Table("time", "from", "to", "reason", title="history")
     for h in data.get("history") or []:
-        t.add_row(_ts(h["at"]), h["src"] or "-", h["dst"], h["reason"])
+        t.add_row(_ts(h["at"]), safe(h["src"] or "-"), safe(h["dst"]), safe(h["reason"]))
     con.print(t)
 
 
@@ -164,14 +219,27 @@ def cancel(
 
 def logs(
     job_id: int = typer.Argument(...),
-    follow: bool = typer.Option(False, "-f", "--follow", help="keep printing until the run ends"),
+    follow: bool = typer.Option(
+        False, "-f", "--follow", help="keep printing, across attempts, until the job is final"
+    ),
     stderr: bool = typer.Option(False, "--stderr", help="show stderr instead of stdout"),
     tail: int = typer.Option(0, "--tail", min=0, help="last N lines only (0: all)"),
 ) -> None:
-    """Print a job's output."""
+    """Print a job's output (its current attempt's, or with -f every attempt's until the job
+    is final: exit 0 only then)."""
     params = {"stream": "stderr" if stderr else "stdout", "tail": tail, "follow": follow}
     if not follow:
-        sys.stdout.write(_call("GET", f"/v1/jobs/{job_id}/logs", params=params))
+        try:
+            with _client() as c:
+                resp = c.get(f"/v1/jobs/{job_id}/logs", params=params)
+        except httpx.HTTPError as err:
+            _fail(f"cannot reach {_base_url()}: {err}")
+        if resp.status_code >= 400:
+            _fail(f"{resp.status_code}: {_detail(resp)}")
+        skipped = int(resp.headers.get("x-cortex-log-truncated-bytes", "0") or 0)
+        if skipped:
+            print(f"(first {skipped} bytes of the log left out)", file=sys.stderr)
+        sys.stdout.write(resp.text)
         return
     try:
         with (
@@ -186,6 +254,9 @@ def logs(
                 sys.stdout.flush()
     except httpx.HTTPError as err:
         _fail(f"log stream ended: {err}")
+    state = _call("GET", f"/v1/jobs/{job_id}")["state"]
+    if state not in FINAL_STATES:
+        _fail(f"log stream ended while job {job_id} is {state}")
 
 
 def queues(as_json: bool = typer.Option(False, "--json")) -> None:
@@ -198,7 +269,7 @@ def queues(as_json: bool = typer.Option(False, "--json")) -> None:
     for q in data:
         limit = q["borrowing_limit_share"]
         t.add_row(
-            q["name"],
+            safe(q["name"]),
             f"{q['nominal_share']:.2f}",
             "-" if limit is None else f"{limit:.2f}",
             f"{q['weight']:g}",
@@ -217,9 +288,9 @@ def nodes(as_json: bool = typer.Option(False, "--json")) -> None:
     t = Table("node", "flavor", "kind", "gpus", "allocated", "healthy", "schedulable", "seen")
     for n in data:
         t.add_row(
-            n["name"],
-            n["flavor"],
-            n["kind"],
+            safe(n["name"]),
+            safe(n["flavor"]),
+            safe(n["kind"]),
             str(n["gpus"]),
             str(n["allocated_gpus"]),
             "yes" if n["healthy"] else "no",
@@ -244,7 +315,13 @@ def events(
         return
     t = Table("time", "kind", "job", "team", "message")
     for e in data:
-        t.add_row(_ts(e["at"]), e["kind"], str(e["job_id"] or "-"), e["team"] or "-", e["message"])
+        t.add_row(
+            _ts(e["at"]),
+            safe(e["kind"]),
+            str(e["job_id"] or "-"),
+            safe(e["team"] or "-"),
+            safe(e["message"]),
+        )
     Console().print(t)
 
 
@@ -252,11 +329,51 @@ def events(
 def token_create(
     team: str = typer.Option(..., "--team", help="team name (created with its queue if new)"),
     label: str = typer.Option("", "--label"),
+    expires_in_s: float | None = typer.Option(
+        None, "--expires-in-s", min=1, help="seconds until it stops working (default: a year)"
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create a team token and print it once (needs the admin token in CORTEX_TOKEN)."""
-    data = _call("POST", "/v1/tokens", json={"team": team, "label": label})
+    body: dict[str, Any] = {"team": team, "label": label}
+    if expires_in_s is not None:
+        body["expires_in_s"] = expires_in_s
+    data = _call("POST", "/v1/tokens", json=body)
     if as_json:
         _print_json(data)
     else:
         print(data["token"])
+
+
+@token_app.command("list")
+def token_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every token (never its secret): team, label, expiry, revocation."""
+    data = _call("GET", "/v1/tokens")
+    if as_json:
+        _print_json(data)
+        return
+    t = Table("id", "team", "admin", "label", "created", "expires", "revoked")
+    for k in data:
+        t.add_row(
+            str(k["id"]),
+            safe(k["team"] or "-"),
+            "yes" if k["admin"] else "no",
+            safe(k["label"]),
+            _day(k["created_at"]),
+            _day(k["expires_at"]),
+            _day(k["revoked_at"]),
+        )
+    Console().print(t)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: int = typer.Argument(..., min=1, help="the token's id (see `cortex token list`)"),
+) -> None:
+    """Revoke a token: it stops working at once."""
+    data = _call("DELETE", f"/v1/tokens/{token_id}")
+    print(f"token {data['id']} revoked")
+
+
+def _day(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"

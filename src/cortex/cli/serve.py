@@ -1,4 +1,5 @@
-"""`cortex serve`: the control plane (API, scheduler loop, local executor) in one process."""
+"""`cortex serve`: the control plane (API, scheduler loop, local executor) in one process.
+Every flag is also a CORTEX_<NAME> variable (see cortex.control.settings); flags win."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import typer
 
-from cortex.control.config import Settings
+from cortex.control.settings import Settings
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
-    port: int = typer.Option(8080, "--port", min=0, max=65535, help="port to listen on"),
+    host: str | None = typer.Option(None, "--host", help="address to listen on (127.0.0.1)"),
+    port: int | None = typer.Option(None, "--port", help="port to listen on (8080)"),
     home: Path | None = typer.Option(
         None,
         "--home",
@@ -25,26 +26,62 @@ def serve(
         help="SQLAlchemy URL; default $CORTEX_DATABASE_URL or SQLite in --home",
     ),
     slots: int | None = typer.Option(
-        None, "--slots", min=1, help="CPU slots to offer when the machine has no GPU"
+        None, "--slots", help="CPU slots to offer when the machine has no GPU"
     ),
     grace_s: float | None = typer.Option(
-        None, "--grace-s", min=0, help="seconds between SIGTERM and SIGKILL (default 30)"
+        None, "--grace-s", help="seconds between SIGTERM and SIGKILL (default 30)"
     ),
-    log_level: str = typer.Option("info", "--log-level", help="uvicorn and service log level"),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS"),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert"),
+    log_level: str | None = typer.Option(None, "--log-level", help="log level (info)"),
+    run_as: str | None = typer.Option(
+        None, "--run-as", help='team -> Unix user of its jobs: "team=user,*=user" (root service)'
+    ),
+    allow_same_user: bool | None = typer.Option(
+        None,
+        "--allow-same-user/--no-allow-same-user",
+        help="run jobs as this service's own user (default: only for a non-root service "
+        "without --run-as, with a warning)",
+    ),
 ) -> None:
     """Start the control plane. At first start it prints the admin token once (or takes
-    $CORTEX_ADMIN_TOKEN)."""
+    $CORTEX_ADMIN_TOKEN; changing that variable revokes the previous admin token)."""
+    settings = Settings.from_env(
+        host=host,
+        port=port,
+        home=home,
+        database_url=database_url,
+        slots=slots,
+        grace_s=grace_s,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        log_level=log_level.lower() if log_level else None,
+        run_as=run_as,
+        allow_same_user=allow_same_user,
+    )
     import uvicorn
 
+    from cortex.control.exec_users import PrivilegeError
+    from cortex.control.httpcap import capped_protocol
     from cortex.control.service import Service
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    settings = Settings.from_env(home=home, database_url=database_url, slots=slots, grace_s=grace_s)
-    svc = Service(settings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        svc = Service(settings)
+    except OperationalError as err:
+        first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
+        typer.echo(f"error: {settings.url.split('://')[0]}: database: {first}", err=True)
+        raise typer.Exit(2) from None
+    except PrivilegeError as err:
+        typer.echo(f"error: serve: {err}", err=True)
+        raise typer.Exit(2) from None
     if svc.new_admin_token:
         typer.echo(f"admin token (shown once, keep it): {svc.new_admin_token}", err=False)
+    scheme = "https" if settings.tls_cert else "http"
     typer.echo(
-        f"cortex control plane on http://{host}:{port} "
+        f"cortex control plane on {scheme}://{settings.host}:{settings.port} "
         f"({svc.loop.node_name}: {len(svc.loop.all_devices)} x {svc.loop.flavor}; "
         f"store {settings.url.split('://')[0]}; recovered {svc.recovered})",
         err=True,
@@ -52,4 +89,14 @@ def serve(
     # The event loop, the submission writer and the scheduler loop share the GIL; a shorter
     # switch interval than the default 5 ms keeps one from holding requests up behind another.
     sys.setswitchinterval(0.001)
-    uvicorn.run(svc.app, host=host, port=port, log_level=log_level.lower(), access_log=False)
+    uvicorn.run(
+        svc.app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        # The head is capped as it arrives (the guard middleware checks the parsed headers too).
+        http=capped_protocol(settings.max_header_bytes + 1024),
+    )

@@ -1,7 +1,12 @@
-"""Group commit for submissions: request handlers hand validated jobs to one writer thread,
-which inserts whatever has queued up in one transaction. Under load this turns hundreds of
-commits a second into tens (a PostgreSQL commit waits for a WAL flush; SQLite admits one writer),
-and the event loop never blocks on the store. A single submission still commits at once."""
+"""Group commit for submissions: request handlers hand validated submissions to one writer
+thread, which inserts whatever has queued up in one transaction. Under load this turns
+hundreds of commits a second into tens (a PostgreSQL commit waits for a WAL flush; SQLite admits
+one writer), and the event loop never blocks on the store. A single submission still commits
+at once.
+
+A submission is a group of jobs (a job file) stored all or nothing. If a shared batch fails,
+each group is retried in a transaction of its own, so one team's failing submission never fails
+another's. Idempotency keys are checked and recorded in the same transaction as the jobs."""
 
 from __future__ import annotations
 
@@ -10,7 +15,12 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import Session
+
+from cortex.control import models as m
 from cortex.control import store
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
@@ -18,6 +28,34 @@ from cortex.control.schemas import JobOut, SubmitRequest
 
 log = logging.getLogger("cortex.control")
 MAX_BATCH = 256
+# A retry comes seconds or minutes after the first try; a week covers a client that retries
+# after a weekend, and bounds the table.
+IDEMPOTENCY_KEEP_S = 7 * 86400.0
+PRUNE_EVERY_S = 3600.0
+
+
+class IdempotencyConflictError(Exception):
+    """The key was used before with a different body."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdemKey:
+    team: str
+    key: str
+    request_hash: str
+
+
+@dataclass(slots=True)
+class Submitted:
+    jobs: list[JobOut]
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class _Item:
+    reqs: list[SubmitRequest]
+    idem: IdemKey | None
+    fut: Future[Submitted] = field(default_factory=Future)
 
 
 class SubmitBatcher:
@@ -30,14 +68,15 @@ class SubmitBatcher:
         self.sessions = sessions
         self.box = box  # env values encrypted at rest
         self.on_commit = on_commit
-        self.q: queue.Queue[tuple[SubmitRequest, Future[JobOut]] | None] = queue.Queue()
+        self.q: queue.Queue[_Item | None] = queue.Queue()
+        self._next_prune = 0.0
         self._thread = threading.Thread(target=self._run, name="cortex-submit", daemon=True)
         self._thread.start()
 
-    def submit(self, req: SubmitRequest) -> Future[JobOut]:
-        fut: Future[JobOut] = Future()
-        self.q.put((req, fut))
-        return fut
+    def submit(self, reqs: list[SubmitRequest], idem: IdemKey | None = None) -> Future[Submitted]:
+        item = _Item(list(reqs), idem)
+        self.q.put(item)
+        return item.fut
 
     def close(self) -> None:
         self.q.put(None)
@@ -49,7 +88,8 @@ class SubmitBatcher:
             if item is None:
                 return
             batch = [item]
-            while len(batch) < MAX_BATCH:
+            njobs = len(item.reqs)
+            while njobs < MAX_BATCH:
                 try:
                     nxt = self.q.get_nowait()
                 except queue.Empty:
@@ -58,16 +98,115 @@ class SubmitBatcher:
                     self.q.put(None)
                     break
                 batch.append(nxt)
-            try:
-                now = time.time()
-                with self.sessions.begin() as s:
-                    outs = store.insert_jobs(s, [req for req, _ in batch], now, box=self.box)
-            except Exception as err:
-                log.exception("submission batch of %d failed", len(batch))
-                for _, fut in batch:
-                    fut.set_exception(err)
+                njobs += len(nxt.reqs)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Item]) -> None:
+        if time.monotonic() >= self._next_prune:  # before the batch: its answers come after
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            self._prune()
+        try:
+            with self.sessions.begin() as s:
+                results = _insert(s, batch, time.time(), self.box)
+        except Exception:
+            if len(batch) == 1:
+                log.exception("submission of %d jobs failed", len(batch[0].reqs))
+                self._resolve(batch, [None])
+                return
+            # One group's failure must not fail the others: each alone, in its own transaction.
+            log.warning("a batch of %d submissions failed; retrying each alone", len(batch))
+            for one in batch:
+                self._commit([one])
+            return
+        self._resolve(batch, results)
+        if self.on_commit is not None:
+            self.on_commit.set()
+
+    def _prune(self) -> None:
+        try:
+            with self.sessions.begin() as s:
+                s.execute(
+                    delete(m.IdempotencyKey).where(
+                        m.IdempotencyKey.created_at < time.time() - IDEMPOTENCY_KEEP_S
+                    )
+                )
+        except Exception:
+            log.exception("pruning idempotency keys failed")
+
+    @staticmethod
+    def _resolve(batch: list[_Item], results: list[Submitted | Exception | None]) -> None:
+        for item, res in zip(batch, results, strict=True):
+            if item.fut.done():
                 continue
-            for (_, fut), out in zip(batch, outs, strict=True):
-                fut.set_result(out)
-            if self.on_commit is not None:
-                self.on_commit.set()
+            if isinstance(res, Submitted):
+                item.fut.set_result(res)
+            elif isinstance(res, Exception):
+                item.fut.set_exception(res)
+            else:
+                item.fut.set_exception(RuntimeError("the store refused the submission"))
+
+
+def _insert(
+    s: Session, batch: list[_Item], at: float, box: EnvBox | None = None
+) -> list[Submitted | Exception | None]:
+    """Insert the batch's new groups; replay or refuse the ones whose key was seen."""
+    keyed = {(i.idem.team, i.idem.key) for i in batch if i.idem is not None}
+    seen: dict[tuple[str, str], m.IdempotencyKey] = {}
+    if keyed:
+        rows = s.scalars(
+            select(m.IdempotencyKey).where(
+                tuple_(m.IdempotencyKey.team, m.IdempotencyKey.key).in_(list(keyed))
+            )
+        ).all()
+        seen = {(r.team, r.key): r for r in rows}
+    results: list[Submitted | Exception | None] = [None] * len(batch)
+    fresh: list[int] = []
+    first_of: dict[tuple[str, str], int] = {}  # a key twice in one batch: the first inserts
+    for n, item in enumerate(batch):
+        if item.idem is None:
+            fresh.append(n)
+            continue
+        k = (item.idem.team, item.idem.key)
+        if k in seen or k in first_of:
+            continue
+        first_of[k] = n
+        fresh.append(n)
+    new_reqs = [r for n in fresh for r in batch[n].reqs]
+    outs = store.insert_jobs(s, new_reqs, at, box=box) if new_reqs else []
+    pos = 0
+    for n in fresh:
+        item = batch[n]
+        mine = outs[pos : pos + len(item.reqs)]
+        pos += len(item.reqs)
+        results[n] = Submitted(mine)
+        if item.idem is not None:
+            s.add(
+                m.IdempotencyKey(
+                    team=item.idem.team,
+                    key=item.idem.key,
+                    request_hash=item.idem.request_hash,
+                    job_ids=[j.id for j in mine],
+                    created_at=at,
+                )
+            )
+    for n, item in enumerate(batch):
+        if results[n] is not None or item.idem is None:
+            continue
+        k = (item.idem.team, item.idem.key)
+        if k in seen:
+            prior_hash, ids = seen[k].request_hash, list(seen[k].job_ids)
+        else:
+            first = batch[first_of[k]]
+            assert first.idem is not None
+            prior_hash = first.idem.request_hash
+            ids = [j.id for j in results[first_of[k]].jobs]  # type: ignore[union-attr]
+        if prior_hash != item.idem.request_hash:
+            results[n] = IdempotencyConflictError(item.idem.key)
+        else:
+            results[n] = Submitted(_jobs_by_id(s, ids), replayed=True)
+    return results
+
+
+def _jobs_by_id(s: Session, ids: list[int]) -> list[JobOut]:
+    rows = {j.id: j for j in s.scalars(select(m.Job).where(m.Job.id.in_(ids))).all()}
+    return [store.job_out(rows[i]) for i in ids if i in rows]

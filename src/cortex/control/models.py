@@ -31,6 +31,23 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[float] = mapped_column(Float)
+    # Migration 0002_edge: a token past expires_at, or revoked, is refused.
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class IdempotencyKey(Base):
+    """A submission's Idempotency-Key (migration 0002_edge): a retry with the same key and
+    body gets the jobs the first request created instead of new ones."""
+
+    __tablename__ = "idempotency_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    job_ids: Mapped[list[int]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    __table_args__ = (UniqueConstraint("team", "key", name="uq_idempotency_team_key"),)
 
 
 class Queue(Base):

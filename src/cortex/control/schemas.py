@@ -6,11 +6,26 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from cortex.workload.spec import JobSpec
+from cortex.workload.spec import ElasticRange, JobSpec
+
+# Every number a client sends is finite and bounded: integers fit PostgreSQL's int4 (the
+# store's INTEGER columns), floats stay far from overflow in the scheduler's arithmetic.
+INT4_MAX = 2**31 - 1
+MAX_SECONDS = 1e9  # about 31 years
+MAX_GPU_HOURS = 1e9
+Gpus = Annotated[int, Field(gt=0, le=INT4_MAX, strict=True)]  # YAML `true` is not 1
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+Name64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
 
 Arg = Annotated[str, StringConstraints(max_length=4096)]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
 EnvValue = Annotated[str, StringConstraints(max_length=16384)]
+
+
+class BoundedElastic(ElasticRange):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    min_gpus: Gpus
+    max_gpus: Gpus
 
 
 class SubmitRequest(JobSpec):
@@ -21,6 +36,20 @@ class SubmitRequest(JobSpec):
     # Infinity and NaN parse from JSON and YAML but are not JSON: PostgreSQL's json column
     # refuses them, failing the whole insert batch.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    # JobSpec's fields, bounded.
+    priority_class: Name64 = "normal"
+    gpus: Gpus
+    flavors: Annotated[list[Name64], Field(max_length=64)] = Field(
+        default_factory=list, description="acceptable, in preference order"
+    )
+    work_gpu_hours: Annotated[float, Field(gt=0, le=MAX_GPU_HOURS)] | None = None
+    duration_s: Seconds | None = None
+    checkpoint_write_s: Annotated[float, Field(ge=0, le=MAX_SECONDS)] | None = None
+    checkpoint_size_gb: Annotated[float, Field(ge=0, le=1e9)] | None = None
+    checkpoint_interval_s: Seconds | None = None
+    elastic: BoundedElastic | None = None
+    submit_s: Annotated[float, Field(ge=0, le=1e12)] = 0.0
 
     command: Annotated[list[Arg], Field(min_length=1, max_length=1024)]
     env: Annotated[dict[EnvName, EnvValue], Field(max_length=256)] = Field(default_factory=dict)
@@ -78,6 +107,13 @@ class JobList(BaseModel):
     jobs: list[JobOut]
 
 
+class SubmitMany(BaseModel):
+    """Several jobs submitted together: all are stored, or none."""
+
+    model_config = ConfigDict(extra="forbid")
+    jobs: list[SubmitRequest]
+
+
 class QueueOut(BaseModel):
     name: str
     nominal_share: float
@@ -88,9 +124,12 @@ class QueueOut(BaseModel):
 
 
 class QueueUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A quota edit. Finite and bounded: an infinite share once made every tick fail."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     nominal_share: Annotated[float, Field(ge=0, le=1)] | None = None
-    borrowing_limit_share: Annotated[float, Field(ge=0)] | None = None
+    # A share of each flavor's GPUs: past 1 it means nothing more than 1.
+    borrowing_limit_share: Annotated[float, Field(ge=0, le=1)] | None = None
     weight: Annotated[float, Field(gt=0, le=1e6)] | None = None
 
 
@@ -106,14 +145,31 @@ class NodeOut(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     team: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     label: Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")] = ""
+    expires_in_s: Annotated[float, Field(gt=0, le=10 * 365 * 86400)] | None = Field(
+        default=None, description="seconds until the token stops working (default: the setting)"
+    )
 
 
 class TokenOut(BaseModel):
+    id: int = 0
     team: str
     token: str
+    expires_at: float | None = None
+
+
+class TokenInfo(BaseModel):
+    """A token as listed: never its secret."""
+
+    id: int
+    team: str | None
+    admin: bool
+    label: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
 
 
 class EventOut(BaseModel):

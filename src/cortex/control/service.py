@@ -3,6 +3,8 @@ scheduler loop beside the API."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -11,18 +13,45 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cortex.control import db, store
 from cortex.control import models as m
-from cortex.control.api import build_app
-from cortex.control.auth import Principal
+from cortex.control.auth import TokenCache
 from cortex.control.batcher import SubmitBatcher
-from cortex.control.config import Settings
 from cortex.control.envcrypt import EnvBox
 from cortex.control.exec_users import scrub_environ
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
 from cortex.control.recovery import recover, register_node
+from cortex.control.settings import Settings
+
+log = logging.getLogger("cortex.control")
+
+
+def _bad_share(x: float | None, top: float) -> bool:
+    return x is not None and not (math.isfinite(x) and 0.0 <= x <= top)
+
+
+def repair_queues(s: Session) -> int:
+    """Reset quota values no tick can use (infinite, NaN, out of range: written before the API
+    bounded them, or by hand) to the defaults, with a warning and an event, so that one bad
+    row cannot keep the service from starting. Returns how many rows were repaired."""
+    fixed = 0
+    for q in store.queues(s):
+        bad: list[str] = []
+        if _bad_share(q.nominal_share, 1.0):
+            q.nominal_share, bad = 0.0, [*bad, "nominal_share"]
+        if _bad_share(q.borrowing_limit_share, 1.0):
+            q.borrowing_limit_share, bad = None, [*bad, "borrowing_limit_share"]
+        if _bad_share(q.weight, 1e6) or q.weight == 0:
+            q.weight, bad = 1.0, [*bad, "weight"]
+        if bad:
+            fixed += 1
+            msg = f"queue {q.name}: unusable {', '.join(bad)} reset to the default"
+            log.warning(msg)
+            store.event(s, "queue", msg, team=q.name)
+    return fixed
 
 
 def local_executor(settings: Settings) -> tuple[Any, Any]:
@@ -81,7 +110,7 @@ class Service:
         self.env_box = EnvBox.at(settings.home)
         self.inventory = inventory
         self.metrics = Metrics()
-        self.principals: dict[str, Principal] = {}
+        self.token_cache = TokenCache(settings.token_cache_s)
         self.loop = SchedulerLoop(
             settings,
             self.sessions,
@@ -97,6 +126,7 @@ class Service:
         )
         self.loop.env_box = self.env_box
         with self.sessions.begin() as s:
+            repair_queues(s)
             register_node(s, self.loop, inventory.kind)
             self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
         self.recovered = recover(self.loop)
@@ -105,6 +135,8 @@ class Service:
         self.loop.on_error = lambda: recover(self.loop)
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
         self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event, box=self.env_box)
+        from cortex.control.api import build_app  # the API's modules import this one
+
         self.app: FastAPI = build_app(self)
 
     def _job_counts(self) -> list[tuple[str, str, int]]:

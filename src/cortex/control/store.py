@@ -14,6 +14,7 @@ from cortex.control import models as m
 from cortex.control.auth import Principal, hash_token, new_token
 from cortex.control.envcrypt import EnvBox
 from cortex.control.schemas import JobOut, SubmitRequest, Transition
+from cortex.errors import InputError
 from cortex.workload.states import JobState, check_transition
 
 
@@ -56,45 +57,95 @@ def ensure_team(s: Session, name: str) -> m.Team:
 
 
 def create_token(
-    s: Session, team: str | None, *, admin: bool = False, label: str = "", secret: str | None = None
-) -> str:
-    """Store a token's hash and return the secret (shown once, never stored)."""
+    s: Session,
+    team: str | None,
+    *,
+    admin: bool = False,
+    label: str = "",
+    secret: str | None = None,
+    expires_at: float | None = None,
+) -> tuple[str, m.Token]:
+    """Store a token's hash; return the secret (shown once, never stored) and the row."""
     secret = secret or new_token()
     team_id = ensure_team(s, team).id if team else None
-    s.add(
-        m.Token(
-            team_id=team_id,
-            admin=admin,
-            token_hash=hash_token(secret),
-            label=label,
-            created_at=now_s(),
-        )
+    row = m.Token(
+        team_id=team_id,
+        admin=admin,
+        token_hash=hash_token(secret),
+        label=label,
+        created_at=now_s(),
+        expires_at=expires_at,
     )
-    event(s, "token", f"token created for {'admin' if admin else team}", team=team)
-    return secret
+    s.add(row)
+    s.flush()
+    event(s, "token", f"token {row.id} created for {'admin' if admin else team}", team=team)
+    return secret, row
+
+
+ADMIN_ENV_LABEL = "CORTEX_ADMIN_TOKEN"
 
 
 def bootstrap_admin(s: Session, configured: str | None) -> str | None:
-    """At first start, make the admin token: CORTEX_ADMIN_TOKEN's value, else a new one that is
-    returned so the caller prints it once. A configured token is added if missing."""
+    """Make sure there is an admin token. With CORTEX_ADMIN_TOKEN set, that value is the admin
+    token and every other admin token is revoked (so changing the variable rotates it); else,
+    at first start, a new one is returned for the caller to print once."""
     if configured:
-        if principal_for(s, configured) is None:
-            create_token(s, None, admin=True, label="CORTEX_ADMIN_TOKEN", secret=configured)
+        key = hash_token(configured)
+        row = s.scalar(select(m.Token).where(m.Token.token_hash == key))
+        if row is None:
+            create_token(s, None, admin=True, label=ADMIN_ENV_LABEL, secret=configured)
+        elif not row.admin or row.revoked_at is not None:
+            # A configured admin secret that is a team's token, or was revoked, is not reused.
+            raise InputError(ADMIN_ENV_LABEL, "value", "names a revoked or non-admin token")
+        others = s.scalars(
+            select(m.Token).where(
+                m.Token.admin.is_(True), m.Token.revoked_at.is_(None), m.Token.token_hash != key
+            )
+        ).all()
+        for t in others:
+            t.revoked_at = now_s()
+            event(s, "token", f"admin token {t.id} revoked: CORTEX_ADMIN_TOKEN changed")
         return None
-    if s.scalar(select(m.Token.id).where(m.Token.admin.is_(True)).limit(1)) is not None:
+    live = select(m.Token.id).where(m.Token.admin.is_(True), m.Token.revoked_at.is_(None))
+    if s.scalar(live.limit(1)) is not None:
         return None
-    return create_token(s, None, admin=True, label="first start")
+    return create_token(s, None, admin=True, label="first start")[0]
 
 
-def principal_for(s: Session, secret: str) -> Principal | None:
+def principal_for(s: Session, secret: str, at: float) -> tuple[Principal, float | None] | None:
+    """The caller a token stands for and when it expires; None if unknown, revoked or
+    expired."""
     row = s.execute(
-        select(m.Token.id, m.Token.admin, m.Team.name)
+        select(m.Token.id, m.Token.admin, m.Team.name, m.Token.expires_at, m.Token.revoked_at)
         .outerjoin(m.Team, m.Team.id == m.Token.team_id)
         .where(m.Token.token_hash == hash_token(secret))
     ).first()
+    if row is None or row[4] is not None or (row[3] is not None and at >= row[3]):
+        return None
+    return Principal(team=row[2], admin=bool(row[1]), token_id=row[0]), row[3]
+
+
+def tokens(s: Session) -> list[tuple[m.Token, str | None]]:
+    rows = s.execute(
+        select(m.Token, m.Team.name)
+        .outerjoin(m.Team, m.Team.id == m.Token.team_id)
+        .order_by(m.Token.id)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def revoke_token(s: Session, token_id: int) -> m.Token | None:
+    row = s.get(m.Token, token_id)
     if row is None:
         return None
-    return Principal(team=row[2], admin=bool(row[1]), token_id=row[0])
+    if row.revoked_at is None:
+        row.revoked_at = now_s()
+        event(s, "token", f"token {token_id} revoked")
+    return row
+
+
+def has_queue(s: Session, name: str) -> bool:
+    return s.scalar(select(m.Queue.id).where(m.Queue.name == name)) is not None
 
 
 def queues(s: Session) -> Sequence[m.Queue]:

@@ -1,0 +1,132 @@
+"""Queues and tokens: GET /v1/queues, PUT /v1/queues/{name} (admin), tokens (admin)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+from sqlalchemy import select
+
+from cortex.control import models as m
+from cortex.control import store
+from cortex.control.api.deps import MAX_ID, NO_NUL, Admin, Svc, Who, err
+from cortex.control.schemas import QueueOut, QueueUpdate, TokenCreate, TokenInfo, TokenOut
+
+router = APIRouter(prefix="/v1")
+TokenId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.get("/queues", response_model=list[QueueOut], summary="Queues, quotas and their usage")
+def list_queues(who: Who, svc: Svc) -> list[QueueOut]:
+    usage = svc.loop.usage()
+    with svc.sessions() as s:
+        return [
+            QueueOut(
+                name=q.name,
+                nominal_share=q.nominal_share,
+                borrowing_limit_share=q.borrowing_limit_share,
+                weight=q.weight,
+                running_gpus=usage.get(q.name, (0, 0))[0],
+                pending_jobs=usage.get(q.name, (0, 0))[1],
+            )
+            for q in store.queues(s)
+            if who.admin or q.name == who.team
+        ]
+
+
+@router.put("/queues/{name}", response_model=QueueOut, summary="Set a queue's quota (admin)")
+def put_queue(
+    name: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
+    body: QueueUpdate,
+    who: Admin,
+    svc: Svc,
+) -> QueueOut:
+    with svc.sessions.begin() as s:
+        q = s.scalar(select(m.Queue).where(m.Queue.name == name))
+        if q is None:
+            raise HTTPException(404, f"queue {name} not found")
+        share = body.nominal_share if body.nominal_share is not None else q.nominal_share
+        others = sum(x.nominal_share for x in store.queues(s) if x.name != name)
+        if share + others > 1.0 + 1e-9:
+            raise err(
+                422,
+                ["body", "nominal_share"],
+                f"shares would sum to {share + others:.3f}, more than 1",
+            )
+        q.nominal_share = share
+        if "borrowing_limit_share" in body.model_fields_set:
+            q.borrowing_limit_share = body.borrowing_limit_share
+        if body.weight is not None:
+            q.weight = body.weight
+        store.event(s, "queue", f"queue {name} quota set: share {share}", team=name)
+        out = QueueOut(
+            name=q.name,
+            nominal_share=q.nominal_share,
+            borrowing_limit_share=q.borrowing_limit_share,
+            weight=q.weight,
+        )
+    svc.loop.queues_dirty = True
+    svc.loop.wake()
+    return out
+
+
+@router.post(
+    "/tokens",
+    response_model=TokenOut,
+    status_code=201,
+    summary="Create a team token (admin); the secret is shown only in this response",
+)
+def create_token(body: TokenCreate, who: Admin, svc: Svc) -> TokenOut:
+    ttl = body.expires_in_s if body.expires_in_s is not None else svc.settings.max_token_ttl_s
+    ttl = min(ttl, svc.settings.max_token_ttl_s)
+    expires_at = time.time() + ttl
+    with svc.sessions.begin() as s:
+        secret, row = store.create_token(s, body.team, label=body.label, expires_at=expires_at)
+        token_id = row.id
+    svc.loop.queues_dirty = True
+    svc.loop.wake()
+    return TokenOut(id=token_id, team=body.team, token=secret, expires_at=expires_at)
+
+
+@router.get("/tokens", response_model=list[TokenInfo], summary="Every token, no secrets (admin)")
+def list_tokens(who: Admin, svc: Svc) -> list[TokenInfo]:
+    with svc.sessions() as s:
+        return [
+            TokenInfo(
+                id=t.id,
+                team=team,
+                admin=t.admin,
+                label=t.label,
+                created_at=t.created_at,
+                expires_at=t.expires_at,
+                revoked_at=t.revoked_at,
+            )
+            for t, team in store.tokens(s)
+        ]
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    response_model=TokenInfo,
+    summary="Revoke a token (admin); it stops working at once",
+)
+def revoke_token(token_id: TokenId, who: Admin, svc: Svc) -> TokenInfo:
+    if token_id == who.token_id:
+        raise err(422, ["path", "token_id"], "the token making the request cannot revoke itself")
+    with svc.sessions.begin() as s:
+        t = store.revoke_token(s, token_id)
+        if t is None:
+            raise HTTPException(404, f"token {token_id} not found")
+        team = s.scalar(select(m.Team.name).where(m.Team.id == t.team_id)) if t.team_id else None
+        out = TokenInfo(
+            id=t.id,
+            team=team,
+            admin=t.admin,
+            label=t.label,
+            created_at=t.created_at,
+            expires_at=t.expires_at,
+            revoked_at=t.revoked_at,
+        )
+    svc.token_cache.forget_token(token_id)
+    return out

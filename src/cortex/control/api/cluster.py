@@ -1,0 +1,81 @@
+"""Nodes and events: GET /v1/nodes, PATCH /v1/nodes/{name} (admin), GET /v1/events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from sqlalchemy import select
+
+from cortex.control import models as m
+from cortex.control import store
+from cortex.control.api.deps import MAX_ID, NO_NUL, Admin, Svc, Who
+from cortex.control.schemas import EventOut, NodeOut
+
+router = APIRouter(prefix="/v1")
+
+
+def _node_out(n: m.Node, allocated: int) -> NodeOut:
+    return NodeOut(
+        name=n.name,
+        flavor=n.flavor,
+        kind=n.kind,
+        gpus=n.gpus,
+        healthy=n.healthy,
+        schedulable=n.schedulable,
+        last_seen=n.last_seen,
+        allocated_gpus=allocated,
+    )
+
+
+@router.get("/nodes", response_model=list[NodeOut], summary="Nodes and their health")
+def list_nodes(who: Who, svc: Svc) -> list[NodeOut]:
+    used, _ = svc.loop.gpus_by_flavor().get(svc.loop.flavor, (0, 0))
+    with svc.sessions() as s:
+        rows = s.scalars(select(m.Node).order_by(m.Node.name)).all()
+        return [_node_out(n, used if n.id == svc.loop.node_id else 0) for n in rows]
+
+
+@router.patch(
+    "/nodes/{name}",
+    response_model=NodeOut,
+    summary="Cordon (schedulable=false) or uncordon a node (admin)",
+)
+def patch_node(
+    name: Annotated[str, Path(max_length=200, pattern=NO_NUL)],
+    schedulable: bool,
+    who: Admin,
+    svc: Svc,
+) -> NodeOut:
+    with svc.sessions.begin() as s:
+        n = s.scalar(select(m.Node).where(m.Node.name == name))
+        if n is None:
+            raise HTTPException(404, f"node {name} not found")
+        n.schedulable = schedulable
+        store.event(s, "node", f"node {name} schedulable={schedulable}")
+        out = _node_out(n, 0)
+        node_id = n.id
+    with svc.loop.lock:
+        if node_id == svc.loop.node_id:
+            svc.loop.schedulable = schedulable
+    svc.loop.wake()
+    return out
+
+
+@router.get("/events", response_model=list[EventOut], summary="Recent events, newest first")
+def list_events(
+    who: Who,
+    svc: Svc,
+    job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[EventOut]:
+    q = select(m.Event).order_by(m.Event.id.desc()).limit(limit)
+    if not who.admin:
+        q = q.where(m.Event.team == who.team)
+    if job_id is not None:
+        q = q.where(m.Event.job_id == job_id)
+    with svc.sessions() as s:
+        return [
+            EventOut(id=e.id, at=e.at, kind=e.kind, job_id=e.job_id, team=e.team, message=e.message)
+            for e in s.scalars(q).all()
+        ]

@@ -1,0 +1,70 @@
+"""What route handlers are given (FastAPI dependencies): the service, the caller, bounds."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Path, Query, Request
+
+from cortex.control import store
+from cortex.control.auth import Principal, hash_token, parse_bearer
+from cortex.control.service import Service
+
+# Bounds the store can take: ids are 32-bit INTEGER columns (PostgreSQL raises, and SQLite
+# overflows past 64 bits, on a larger one), and PostgreSQL text cannot hold a NUL character.
+MAX_ID = 2**31 - 1
+NO_NUL = r"^[^\x00]*$"
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TeamName = Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+def err(status: int, loc: list[str | int], msg: str, kind: str = "value_error") -> HTTPException:
+    """An error in FastAPI's validation shape: `loc` names the field."""
+    return HTTPException(status, detail=[{"loc": loc, "msg": msg, "type": kind}])
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+Svc = Annotated[Service, Depends(get_service)]
+
+
+def resolve(svc: Service, header: str | None) -> Principal:
+    """The caller a bearer header stands for; 401 for a missing, unknown, revoked or expired
+    token."""
+    secret = parse_bearer(header)
+    if secret is None:
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    key = hash_token(secret)
+    now_s, now_mono = time.time(), time.monotonic()
+    who = svc.token_cache.get(key, now_mono, now_s)
+    if who is None:
+        with svc.sessions() as s:
+            found = store.principal_for(s, secret, now_s)
+        if found is None:
+            raise HTTPException(
+                401, "invalid, expired or revoked token", headers={"WWW-Authenticate": "Bearer"}
+            )
+        who, expires_at = found
+        svc.token_cache.put(key, who, expires_at, now_mono)
+    return who
+
+
+def principal(request: Request, svc: Svc) -> Principal:
+    return resolve(svc, request.headers.get("authorization"))
+
+
+def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if not who.admin:
+        raise HTTPException(403, "this needs the admin token")
+    return who
+
+
+Who = Annotated[Principal, Depends(principal)]
+Admin = Annotated[Principal, Depends(admin)]
+
+
+def pydantic_detail(errors: list[Any], prefix: list[str | int]) -> list[dict[str, Any]]:
+    return [{"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]

@@ -1,0 +1,82 @@
+"""Reading and cancelling jobs: GET /v1/jobs, GET /v1/jobs/{id}, POST /v1/jobs/{id}/cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
+
+from cortex.control import models as m
+from cortex.control import store
+from cortex.control.api.deps import JobId, Svc, TeamName, Who
+from cortex.control.auth import Principal
+from cortex.control.schemas import JobList, JobOut
+from cortex.control.service import Service
+from cortex.workload.states import TERMINAL, JobState
+
+router = APIRouter(prefix="/v1")
+
+
+def job_out(svc: Service, s: Any, job: m.Job, with_history: bool = False) -> JobOut:
+    devices = svc.loop.devices_of(job.id) if job.state == "running" else None
+    return store.job_out(
+        job, devices=devices, hist=store.history(s, job.id) if with_history else None
+    )
+
+
+def visible(s: Any, who: Principal, job_id: int) -> m.Job:
+    """The job if the caller may see it; 404 alike for another team's job and a missing one."""
+    job = store.visible_job(s, who, job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    return job
+
+
+def is_final(state: str) -> bool:
+    return JobState(state) in TERMINAL or state == "failed"
+
+
+@router.get("/jobs", response_model=JobList, summary="List jobs (newest first)")
+def list_jobs(
+    who: Who,
+    svc: Svc,
+    team: TeamName | None = None,
+    state: JobState | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobList:
+    q = select(m.Job).order_by(m.Job.id.desc()).limit(limit)
+    if not who.admin:
+        if team is not None and team != who.team:
+            return JobList(jobs=[])
+        team = who.team
+    if team is not None:
+        q = q.where(m.Job.team == team)
+    if state is not None:
+        q = q.where(m.Job.state == state.value)
+    with svc.sessions() as s:
+        return JobList(jobs=[job_out(svc, s, j) for j in s.scalars(q).all()])
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")
+def get_job(job_id: JobId, who: Who, svc: Svc) -> JobOut:
+    with svc.sessions() as s:
+        return job_out(svc, s, visible(s, who, job_id), with_history=True)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    status_code=202,
+    summary="Ask for a job to be cancelled (SIGTERM, grace period, SIGKILL)",
+)
+def cancel(job_id: JobId, who: Who, svc: Svc) -> JobOut:
+    with svc.sessions.begin() as s:
+        job = visible(s, who, job_id)
+        if not is_final(job.state) and not job.cancel_requested:
+            store.request_cancel(s, job)
+    # Outside the write transaction: the loop's lock (taken for the devices) is never waited
+    # for while holding the store's write lock, which the tick takes under the loop's lock.
+    svc.loop.request_cancel(job_id)
+    with svc.sessions() as s:
+        return job_out(svc, s, job)

@@ -1,0 +1,97 @@
+"""Operations endpoints: /healthz (liveness: the loop ticks), /readyz (the store and the
+executor answer), /metrics, and the API docs, whose Swagger UI assets come from the installed
+`swagger-ui-bundle` package (no CDN: the docs work on an air-gapped cluster).
+
+/metrics and /docs name teams and routes: open when the service listens on loopback only (or
+when told), otherwise they need a valid token, like the API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from cortex.control.api.deps import Svc, resolve
+from cortex.control.service import Service
+
+router = APIRouter()
+ASSETS_PATH = "/docs/assets"
+
+
+def swagger_assets_dir() -> str | None:
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    return str(swagger_ui_bundle.swagger_ui_path)
+
+
+def guard_ops(svc: Service, request: Request) -> None:
+    """401 unless /metrics and /docs are open in this configuration or the caller has a
+    token (any valid one: a team may see the docs and the counts)."""
+    mode = svc.settings.ops_access
+    if mode == "open" or (mode == "auto" and svc.settings.loopback_only):
+        return
+    resolve(svc, request.headers.get("authorization"))
+
+
+@router.get("/healthz", summary="Liveness: the scheduler loop ticks (503 when it is stale)")
+def healthz(svc: Svc) -> JSONResponse:
+    age = time.monotonic() - svc.loop.last_tick_monotonic
+    stale = age > svc.settings.health_stale_s
+    body = {
+        "status": "stale" if stale else "ok",
+        "ticks": svc.loop.ticks,
+        "last_tick_age_s": round(age, 3),
+        "node": svc.loop.node_name,
+    }
+    return JSONResponse(body, status_code=503 if stale else 200)
+
+
+@router.get("/readyz", summary="Readiness: the store and the executor answer")
+def readyz(svc: Svc) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with svc.sessions() as s:
+            s.execute(text("SELECT 1"))
+        checks["store"] = "ok"
+    except Exception as e:  # any driver error means not ready; the reason is the answer
+        checks["store"] = f"error: {type(e).__name__}"
+    try:
+        svc.executor.live_handles()
+        run_dir = svc.settings.run_dir
+        checks["executor"] = "ok" if not run_dir.exists() or run_dir.is_dir() else "no run dir"
+    except Exception as e:
+        checks["executor"] = f"error: {type(e).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ok, **checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+def metrics(request: Request, svc: Svc) -> Response:
+    guard_ops(svc, request)
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi(request: Request, svc: Svc) -> JSONResponse:
+    guard_ops(svc, request)
+    schema: dict[str, Any] = request.app.openapi()
+    return JSONResponse(schema)
+
+
+@router.get("/docs", include_in_schema=False)
+def docs(request: Request, svc: Svc) -> HTMLResponse:
+    guard_ops(svc, request)
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Cortex control plane",
+        swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS_PATH}/favicon-32x32.png",
+    )

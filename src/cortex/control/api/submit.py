@@ -1,0 +1,226 @@
+"""POST /v1/jobs: decode, validate and check a submission against the fleet, then hand it to
+the group-commit writer. Every refusal is a 4xx naming the field, decided here, before the
+submission can reach a batch shared with other teams' submissions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import posixpath
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from cortex.control import store
+from cortex.control.api.deps import Svc, Who, err, pydantic_detail
+from cortex.control.auth import Principal
+from cortex.control.batcher import IdemKey, IdempotencyConflictError, Submitted
+from cortex.control.bodies import BodyError, load_json, load_yaml, nul_path
+from cortex.control.schemas import JobList, SubmitRequest
+from cortex.control.service import Service
+from cortex.scheduler.placement import alloc_size
+
+router = APIRouter(prefix="/v1")
+IDEM_HEADER = "idempotency-key"
+IDEM_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+
+_SUBMIT_SCHEMA = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/SubmitRequest"},
+        {
+            "type": "object",
+            "properties": {
+                "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/SubmitRequest"}}
+            },
+            "required": ["jobs"],
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    summary="Submit a job, or several at once (`{jobs: [...]}`: all are stored or none)",
+    description=(
+        "JSON or YAML (application/yaml). One job answers with the job; a `jobs` list answers "
+        "with `{jobs: [...]}`. With an `Idempotency-Key` header a retry of the same body gets "
+        "the jobs first created (200, header `Idempotent-Replayed: true`); the same key with "
+        "another body is a 409."
+    ),
+    responses={200: {"description": "replayed by Idempotency-Key"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _SUBMIT_SCHEMA},
+                "application/yaml": {"schema": _SUBMIT_SCHEMA},
+            },
+        }
+    },
+)
+async def submit(request: Request, who: Who, svc: Svc) -> Response:
+    body = await request.body()
+    limit = svc.settings.max_body_bytes
+    if len(body) > limit:
+        raise err(413, ["body"], f"body is over the {limit}-byte limit", "too_large")
+    key = request.headers.get(IDEM_HEADER)
+    if key is not None and not IDEM_KEY.match(key):
+        raise err(
+            422, ["header", "Idempotency-Key"], "1 to 200 printable ASCII characters, no spaces"
+        )
+    ctype = request.headers.get("content-type", "")
+    if "yaml" in ctype:
+        # PyYAML is pure Python: even a capped document takes long enough to stall every
+        # other request if parsed on the event loop.
+        reqs, many = await run_in_threadpool(parse_submission, svc, body, True, who)
+    else:
+        reqs, many = parse_submission(svc, body, False, who)
+    idem = None
+    if key is not None:
+        digest = hashlib.sha256(
+            b"\n".join(r.model_dump_json().encode() for r in reqs) + (b"M" if many else b"1")
+        ).hexdigest()
+        idem = IdemKey(team=reqs[0].team, key=key, request_hash=digest)
+    try:
+        done: Submitted = await asyncio.wrap_future(svc.batcher.submit(reqs, idem))
+    except IdempotencyConflictError:
+        raise err(
+            409,
+            ["header", "Idempotency-Key"],
+            "this key was used with a different submission",
+            "conflict",
+        ) from None
+    except RuntimeError:
+        raise HTTPException(503, "the store did not take the submission; retry") from None
+    payload = JobList(jobs=done.jobs).model_dump_json() if many else done.jobs[0].model_dump_json()
+    headers = {"Idempotent-Replayed": "true"} if done.replayed else None
+    return Response(
+        payload,
+        status_code=200 if done.replayed else 201,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def parse_submission(
+    svc: Service, body: bytes, is_yaml: bool, who: Principal
+) -> tuple[list[SubmitRequest], bool]:
+    """The submitted jobs, validated and checked against the fleet, and whether the body was a
+    list of jobs; HTTP 4xx naming the field otherwise."""
+    depth = svc.settings.max_depth
+    try:
+        data = load_yaml(body, depth) if is_yaml else load_json(body, depth)
+    except BodyError as e:
+        raise err(422, ["body"], str(e), e.kind) from None
+    many = isinstance(data, dict) and "jobs" in data
+    if many:
+        if set(data) != {"jobs"}:
+            extra = sorted(str(k) for k in data if k != "jobs")[0]
+            raise err(422, ["body", extra], "a job list takes no other field", "extra_forbidden")
+        items = data["jobs"]
+        if not isinstance(items, list) or not items:
+            raise err(422, ["body", "jobs"], "must be a non-empty list of jobs", "type_error")
+        cap = svc.settings.max_jobs_per_submit
+        if len(items) > cap:
+            raise err(422, ["body", "jobs"], f"at most {cap} jobs per submission", "too_long")
+    else:
+        items = [data]
+    reqs = []
+    for i, item in enumerate(items):
+        prefix: list[str | int] = ["body", "jobs", i] if many else ["body"]
+        reqs.append(_one(svc, item, prefix, who))
+    teams = {r.team for r in reqs}
+    if len(teams) > 1:
+        # One key, one team: a replay is looked up under the submission's team.
+        raise err(422, ["body", "jobs"], "all jobs of one submission must be one team's")
+    return reqs, many
+
+
+def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> SubmitRequest:
+    if not isinstance(data, dict):
+        raise err(422, prefix, "expected a job object", "type_error")
+    nul = nul_path(data)
+    if nul is not None:
+        raise err(422, [*prefix, *nul], "must not contain a NUL character")
+    if not who.admin:
+        team = data.setdefault("team", who.team)
+        if team != who.team:
+            raise err(422, [*prefix, "team"], f"must be your token's team ({who.team})")
+    elif "team" not in data:
+        raise err(422, [*prefix, "team"], "the admin token must name the team")
+    try:
+        req = SubmitRequest.model_validate(data)
+    except ValidationError as e:
+        detail = pydantic_detail(e.errors(include_url=False, include_input=False), prefix)
+        raise HTTPException(422, detail=detail) from None
+    _check_fleet(svc, req, prefix)
+    _check_workdir(svc, req, prefix)
+    return req
+
+
+def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> None:
+    # No lock: the loop replaces `queues` and `state` whole (never mutates what is read here),
+    # and a handler on the event loop must not wait out a tick.
+    loop = svc.loop
+    queues, topo = loop.queues, loop.topo
+    total = list(loop.state.total_gpus)
+    if req.team not in queues.names and not _queue_stored(svc, req.team):
+        raise err(422, [*prefix, "team"], f"team {req.team} has no queue (create a token for it)")
+    # A queue created since the last tick has the default priority classes.
+    if req.priority_class not in queues.priority_classes:
+        known = ", ".join(sorted(queues.priority_classes))
+        raise err(
+            422,
+            [*prefix, "priority_class"],
+            f"unknown priority class {req.priority_class!r} (known: {known})",
+        )
+    flavors = [i for i, f in enumerate(topo.flavors) if not req.flavors or f in req.flavors]
+    if not flavors:
+        raise err(
+            422,
+            [*prefix, "flavors"],
+            f"the fleet has none of {', '.join(req.flavors)} (it has {', '.join(topo.flavors)})",
+        )
+    most = max(total[f] for f in flavors)
+    gpn = topo.flavor_gpus_per_node
+    # Both the smallest gang the job accepts and the gang it asks for must fit: a request that
+    # can never run is refused now, with the reason, rather than left queued forever.
+    for name, gang in (
+        ("elastic.min_gpus", req.elastic.min_gpus if req.elastic else 0),
+        ("gpus", req.gpus),
+    ):
+        if gang and all(alloc_size(gang, gpn[f]) > total[f] for f in flavors):
+            loc = [*prefix, *name.split(".")]
+            raise err(
+                422, loc, f"a gang of {gang} is larger than the fleet ({most} of the flavors asked)"
+            )
+
+
+def _queue_stored(svc: Service, team: str) -> bool:
+    """A team whose token was just created has its queue in the store before the loop's next
+    tick rebuilds its view; the tick that takes the job in rebuilds first."""
+    with svc.sessions() as s:
+        return store.has_queue(s, team)
+
+
+def _check_workdir(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> None:
+    """`working_dir` must lie under one of the team's roots. Judged on the path alone, never
+    the filesystem: the answer must not tell whether a directory exists."""
+    if req.working_dir is None:
+        return
+    loc = [*prefix, "working_dir"]
+    raw = req.working_dir
+    if not raw.startswith("/") or ".." in raw.split("/"):
+        raise err(422, loc, "must be an absolute path without '..'")
+    path = PurePosixPath(posixpath.normpath(raw))
+    roots = svc.settings.workdir_roots_for(req.team)
+    if not any(path == r or r in path.parents for r in roots):
+        shown = ", ".join(str(r) for r in roots) or "none configured"
+        raise err(422, loc, f"must lie under one of the team's roots ({shown})")

@@ -1,0 +1,155 @@
+"""Every setting of `cortex serve` in one pydantic-settings model: a CORTEX_<FIELD> variable per
+field, a `serve` flag for the common ones (flags win). Bounds live here, so a bad value is one
+line naming the variable and exit 2, never a traceback or a service that misbehaves later."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cortex.errors import InputError
+
+ENV_PREFIX = "CORTEX_"
+# Every integer that reaches the store must fit PostgreSQL's int4 (SQLite would take more).
+INT4_MAX = 2**31 - 1
+TeamKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)$")]
+RootDir = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cortex"
+
+
+class Settings(BaseSettings):
+    """What `cortex serve` needs. `database_url` None means an SQLite file under `home`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", allow_inf_nan=False
+    )
+
+    home: Path = Field(default_factory=_default_home, description="state dir (SQLite, runs)")
+    database_url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    admin_token: Annotated[str, Field(min_length=16, max_length=512)] | None = Field(
+        default=None,
+        description="the admin token; when it changes, every other admin token is revoked",
+    )
+    # ---- serving
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # ---- the scheduler loop and the executor
+    slots: Annotated[int, Field(ge=1, le=4096)] | None = None  # CPU slots on a GPU-less machine
+    grace_s: Annotated[float, Field(ge=0, le=86400)] = 30.0  # SIGTERM -> SIGKILL
+    tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2  # fallback between event-driven ticks
+    policy: Annotated[str, Field(min_length=1, max_length=64)] = "priority"
+    min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = 60.0  # preemption floor
+    max_retries: Annotated[int, Field(ge=0, le=1000)] = 2  # failed runs requeued at most
+    retry_backoff_base_s: Annotated[float, Field(ge=0, le=86400)] = 5.0
+    retry_backoff_max_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 600.0
+    max_exit75_requeues: Annotated[int, Field(ge=0, le=INT4_MAX)] = 20
+    log_cap_bytes: Annotated[int, Field(ge=4096, le=2**40)] = 64 * 1024 * 1024
+    log_keep: Annotated[int, Field(ge=0, le=100)] = 2  # rotated log files kept per attempt
+    # Team -> Unix user its jobs run as: "team=user,team2=user2" ("*=user": any other team).
+    run_as: Annotated[str, Field(max_length=65536)] | None = None
+    # Jobs as the service's own user. None: allowed, with a warning, only for a non-root
+    # service with no run_as mapping (a laptop); refused otherwise (exec_users).
+    allow_same_user: bool | None = None
+    # ---- the API's edge
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
+    max_depth: Annotated[int, Field(ge=4, le=256)] = 32  # JSON/YAML nesting
+    max_jobs_per_submit: Annotated[int, Field(ge=1, le=10000)] = 1000
+    token_cache_s: Annotated[float, Field(ge=0, le=1)] = 1.0  # a revoked token lives this long
+    max_token_ttl_s: Annotated[float, Field(gt=0, le=10 * 365 * 86400)] = 365 * 86400.0
+    health_stale_s: Annotated[float, Field(gt=0, le=3600)] = 30.0  # /healthz 503 past this
+    # Roots a job's working_dir may lie under: team -> roots ("*" for every team); "{team}" in
+    # a root is the team's name, "{home}" the state dir.
+    workdir_roots: dict[TeamKey, list[RootDir]] = Field(
+        default_factory=lambda: {"*": ["{home}/work/{team}"]}
+    )
+    # /metrics and /docs: "auto" is open when listening on loopback only, else token-protected.
+    ops_access: Literal["auto", "open", "token"] = "auto"
+
+    @field_validator("workdir_roots")
+    @classmethod
+    def _absolute_roots(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for team, roots in v.items():
+            for r in roots:
+                if not r.startswith(("/", "{home}")) or ".." in r.split("/"):
+                    raise ValueError(f"{team}: root {r!r} must be an absolute path without '..'")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        if self.run_as:
+            from cortex.control.exec_users import PrivilegeError, parse_run_as
+
+            try:
+                parse_run_as(self.run_as)
+            except PrivilegeError as err:
+                raise ValueError(str(err)) from None
+        if self.retry_backoff_max_s < self.retry_backoff_base_s:
+            raise ValueError("retry_backoff_max_s must not be below retry_backoff_base_s")
+        return self
+
+    @property
+    def url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'cortex.db'}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.host in ("127.0.0.1", "::1", "localhost")
+
+    def workdir_roots_for(self, team: str) -> list[PurePosixPath]:
+        roots = self.workdir_roots.get(team, self.workdir_roots.get("*", []))
+        return [
+            PurePosixPath(r.replace("{home}", str(self.home)).replace("{team}", team))
+            for r in roots
+        ]
+
+    @property
+    def job_users(self) -> dict[str, str]:
+        from cortex.control.exec_users import parse_run_as
+
+        return parse_run_as(self.run_as) if self.run_as else {}
+
+    def job_user_for(self, team: str) -> str | None:
+        users = self.job_users
+        return users.get(team, users.get("*"))
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """CORTEX_* variables; explicit overrides (CLI options) win. Bad values raise
+        InputError naming the variable (or the flag) and the reason."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        try:
+            return cls(**given)  # type: ignore[arg-type]
+        except ValidationError as err:
+            raise settings_error(err, given) from None
+
+
+def settings_error(err: ValidationError, flags: dict[str, Any]) -> InputError:
+    first = err.errors(include_url=False)[0]
+    loc = [str(x) for x in first.get("loc", ())]
+    field = loc[0] if loc else ""
+    if field in flags:
+        source = "--" + field.replace("_", "-")
+    elif field:
+        source = ENV_PREFIX + field.upper()
+    else:
+        source = "settings"
+    rest = ".".join(loc[1:])
+    return InputError(source, rest or "value", str(first.get("msg", "invalid value")))

@@ -1,0 +1,174 @@
+"""Liveness, readiness, /metrics and /docs access, local Swagger assets, and `logs` following
+a job across attempts (issue 9)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from helpers import ADMIN, fake_service, job_body
+
+from cortex.control.service import Service
+
+ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
+
+
+def sqlite_service(tmp_path: Path, **kw: object) -> Service:
+    return fake_service(f"sqlite:///{tmp_path / 'ops.db'}", tmp_path, **kw)
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Iterator[Service]:
+    service = sqlite_service(tmp_path, retry_backoff_base_s=0.0, retry_backoff_max_s=0.0)
+    yield service
+    service.close()
+
+
+def test_healthz_is_503_when_the_loop_stops_ticking(svc: Service) -> None:
+    c = TestClient(svc.app)
+    svc.loop.tick()
+    r = c.get("/healthz")
+    assert r.status_code == 200 and r.json()["last_tick_age_s"] < svc.settings.health_stale_s
+    # As if every tick since had raised (what an unusable queue row once caused).
+    svc.loop.last_tick_monotonic = time.monotonic() - svc.settings.health_stale_s - 1
+    r = c.get("/healthz")
+    assert r.status_code == 503 and r.json()["status"] == "stale"
+    assert c.get("/readyz").json() == {"ready": True, "store": "ok", "executor": "ok"}
+
+
+def test_readyz_is_503_when_the_store_is_gone(svc: Service) -> None:
+    svc.engine.dispose()
+    (Path(svc.settings.home) / "ops.db").unlink()
+    (Path(svc.settings.home) / "ops.db").mkdir()  # a path SQLite cannot open
+    r = TestClient(svc.app).get("/readyz")
+    assert r.status_code == 503 and r.json()["store"].startswith("error")
+
+
+def test_metrics_and_docs_are_open_on_loopback_and_need_a_token_otherwise(
+    tmp_path: Path,
+) -> None:
+    local = sqlite_service(tmp_path / "a")
+    public = sqlite_service(tmp_path / "b", host="0.0.0.0")
+    try:
+        lc, pc = TestClient(local.app), TestClient(public.app)
+        for path in ("/metrics", "/docs", "/openapi.json"):
+            assert lc.get(path).status_code == 200, path
+            assert pc.get(path).status_code == 401, path
+            assert pc.get(path, headers=ADMIN_H).status_code == 200, path
+    finally:
+        local.close()
+        public.close()
+
+
+def test_docs_load_their_assets_from_the_service(svc: Service) -> None:
+    c = TestClient(svc.app)
+    html = c.get("/docs").text
+    assert "cdn" not in html.lower() and "/docs/assets/swagger-ui-bundle.js" in html
+    js = c.get("/docs/assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000  # the real bundle, ~1 MB
+
+
+def test_logs_follow_crosses_attempts_until_the_job_is_final(svc: Service) -> None:
+    c = TestClient(svc.app)
+    token = c.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    h = {"Authorization": f"Bearer {token}"}
+    svc.loop.tick()
+    job_id = c.post("/v1/jobs", json=job_body(), headers=h).json()["id"]
+    ex = svc.executor
+
+    def write(attempt: int, text: str) -> None:
+        out, _ = ex.log_paths(job_id, attempt)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+    def attempt_now() -> int:
+        return int(c.get(f"/v1/jobs/{job_id}", headers=h).json()["attempt"])
+
+    def drive() -> None:
+        svc.loop.tick()  # attempt 1 starts
+        write(1, "one\n")
+        time.sleep(0.5)  # let the follower read attempt 1 while it runs
+        ex.finish(job_id, "preempted", 75)  # requeued: the job is not final
+        for _ in range(50):  # a bounded number of ticks until attempt 2 runs
+            svc.loop.tick()
+            if attempt_now() == 2:
+                break
+        write(2, "two\n")
+        time.sleep(0.5)
+        ex.finish(job_id, "completed", 0)
+        svc.loop.tick()
+
+    t = threading.Thread(target=drive)
+    t.start()
+    try:
+        with c.stream("GET", f"/v1/jobs/{job_id}/logs", params={"follow": True}, headers=h) as r:
+            text = r.read().decode()
+    finally:
+        t.join(timeout=60)
+    assert text == "one\ntwo\n"  # the old follow ended with attempt 1
+    assert c.get(f"/v1/jobs/{job_id}", headers=h).json()["state"] == "completed"
+
+
+def test_serve_with_tls_caps_the_request_head(tmp_path: Path) -> None:
+    """A real `cortex serve` over TLS: HTTPS answers, and a 100 KB header is refused with 431
+    as it arrives (httptools alone would buffer it whole)."""
+    import contextlib
+    import os
+    import shutil
+    import socket
+    import ssl
+    import subprocess
+    import sys
+
+    import httpx
+
+    from cortex.control.devpg import free_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    env = {**os.environ, "CORTEX_ADMIN_TOKEN": ADMIN, "CORTEX_HOME": str(tmp_path / "home")}
+    args = ["serve", "--port", str(port), "--slots", "1", "--tls-cert", str(cert)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cortex.cli.main", *args, "--tls-key", str(key)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(600):  # bounded: up to 60 s for the server to come up
+            try:
+                r = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=False, timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("cortex serve did not answer over TLS")
+        assert r.status_code == 200
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            ctx.wrap_socket(raw) as tls,
+        ):
+            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"y" * 100_000 + b"\r\n\r\n"
+            with contextlib.suppress(OSError):  # the server may close before reading it all
+                tls.sendall(head)
+            answer = tls.recv(200)
+        assert answer.startswith(b"HTTP/1.1 431"), answer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
