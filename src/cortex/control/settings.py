@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home, description="state dir (SQLite, runs)")
     database_url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    admin_token: Annotated[str, Field(min_length=16, max_length=512)] | None = Field(
+    admin_token: Annotated[str, Field(min_length=12, max_length=512)] | None = Field(
         default=None,
         description="the admin token; when it changes, every other admin token is revoked",
     )
