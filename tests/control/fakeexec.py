@@ -39,6 +39,7 @@ class FakeExecutor:
     killed: list[Any] = field(default_factory=list)
     fail_launch: bool = False
     live: list[FakeHandle] = field(default_factory=list)  # runs found on disk after a restart
+    on_disk: dict[tuple[int, int], FakeHandle] = field(default_factory=dict)  # live or finished
 
     def launch(self, spec: Any) -> FakeHandle:
         if self.fail_launch:
@@ -72,6 +73,9 @@ class FakeExecutor:
     def kill(self, handle: Any) -> None:
         self.killed.append(handle)
 
+    def find_run(self, job_id: int, attempt: int) -> FakeHandle | None:
+        return self.on_disk.get((job_id, attempt))
+
     def live_handles(self) -> list[FakeHandle]:
         return list(self.live)
 
@@ -97,3 +101,4 @@ class Spec:
     nprocs: int
     uses_gpus: bool
     checkpoint_dir: Path | None
+    team: str | None = None

@@ -25,7 +25,7 @@ def fake_service(
     }
     settings = Settings(**{**base, **kw})
     ex = executor or FakeExecutor(home / "runs")
-    return Service(
+    svc = Service(
         settings,
         executor=ex,
         inventory=inventory(slots),
@@ -33,6 +33,9 @@ def fake_service(
         launch_spec=Spec,
         handle_from_dict=lambda d: d,
     )
+    # Retries at once unless a test asks for a delay (the backoff has its own tests).
+    svc.loop.retry_backoff_base_s = 0.0
+    return svc
 
 
 def job_body(**kw: Any) -> dict[str, Any]:

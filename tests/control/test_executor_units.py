@@ -19,9 +19,10 @@ from cortex.control.executor import (
     job_env,
     outcome_for,
 )
-from cortex.control.gpus import GpuInfo, flavor_for, visible
+from cortex.control.gpus import GpuInfo, visible
 from cortex.control.runner import rank_env
 from cortex.fleet.catalog import load_catalog
+from cortex.fleet.nvml_names import flavor_for
 
 
 @pytest.mark.parametrize(

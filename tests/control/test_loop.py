@@ -366,3 +366,28 @@ def test_restart_rejects_a_queued_job_the_fleet_can_no_longer_run_like_the_loop_
     assert j["ended_at"] is not None
     kinds = [e["kind"] for e in env.client.get(f"/v1/events?job_id={a}", headers=env.h).json()]
     assert "rejected" in kinds
+
+
+def test_restart_records_a_run_that_ended_before_its_handle_was_stored(env: Env) -> None:
+    """Issue 9, defect 4: the runner wrote its handle, the service died before committing it,
+    and the job finished while the service was down. Recovery reads that attempt's run dir
+    (not only live runners), adopts it and records the exit: the job is never run again."""
+    from fakeexec import FakeExit, FakeHandle
+
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    with env.svc.sessions.begin() as s:
+        alloc = s.scalar(select(m.Allocation).where(m.Allocation.job_id == a))
+        assert alloc is not None
+        alloc.handle = None
+    env.ex.alive.clear()  # the runner is gone: not among the live ones ...
+    env.ex.on_disk[(a, 1)] = FakeHandle(a, 1, (0,))  # ... but its run dir is there
+    env.ex.adoptable = {(a, 1)}  # with a verdict on disk: adoptable, poll() reports it
+    env.ex.exits.append(FakeExit(a, 1, "completed", 0))
+    env.restart()
+    assert env.svc.recovered["adopted"] == 1 and env.svc.recovered["lost"] == 0
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    assert env.check_history(a) == ["queued", "admitted", "running", "completed"]
+    assert [s.attempt for s in env.ex.launched] == [1]  # launched once, never again
+    assert env.active_allocations() == []

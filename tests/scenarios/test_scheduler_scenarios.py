@@ -316,9 +316,11 @@ def test_preemption_over_time(
     done1: float,
     restart1: float,
 ) -> None:
+    # Victims that cannot checkpoint on the signal keep only their periodic checkpoints
+    # (test_preemption_rule_decides_completion_times covers the ones that can).
     jobs = [
-        _job(1, 32, 10_000, 0, c1, ckpt_write_s=10.0, ckpt_interval_s=200.0),
-        _job(2, 32, 10_000, 0, c2),
+        _job(1, 32, 10_000, 0, c1, ckpt_write_s=10.0, ckpt_interval_s=200.0, ckpt_on_signal=False),
+        _job(2, 32, 10_000, 0, c2, ckpt_on_signal=False),
         _job(3, 16, 1000, x_at, c3),
     ]
     if poke_at is not None:
@@ -351,13 +353,15 @@ def test_preemption_over_time(
 
 
 def test_preempted_job_loses_exactly_the_work_since_its_last_checkpoint() -> None:
-    # Job 1 checkpoints every 200 s (10 s writes). Preempted at 700: it did 600 + 70 s of
-    # compute, saved 600 s; 70 s x 32 GPUs is rework, 3 writes x 10 s x 32 GPUs were writes.
+    # Job 1 checkpoints every 200 s (10 s writes) but not on the signal. Preempted at 700: it
+    # did 600 + 70 s of compute, saved 600 s; 70 s x 32 GPUs is rework, 3 writes x 10 s x 32
+    # GPUs were writes.
     jobs = [
-        _job(1, 32, 10_000, 0, "normal", ckpt_write_s=10.0, ckpt_interval_s=200.0),
-        _job(2, 32, 10_000, 0, "normal"),
+        _job(1, 32, 10_000, 0, "normal", ckpt_write_s=10.0, ckpt_interval_s=200.0,
+             ckpt_on_signal=False),
+        _job(2, 32, 10_000, 0, "normal", ckpt_on_signal=False),
         _job(3, 16, 1000, 700, "production"),
-    ]
+    ]  # fmt: skip
     tw = _twin(jobs)
     m = tw.metrics
     assert jobs[0].done_s == 600.0
@@ -366,8 +370,69 @@ def test_preempted_job_loses_exactly_the_work_since_its_last_checkpoint() -> Non
     # 400 s to the horizon (2160): one 200 s chunk, one 10 s write, 190 s not yet saved.
     assert m.checkpoint_gpu_s == pytest.approx(32 * (3 * 10 + 10))
     assert m.restart_gpu_s == pytest.approx(32 * 60)
-    assert m.productive_gpu_s == pytest.approx(32 * 600 + 16 * 1000 + 32 * 200)
+    # Work done but not yet saved at the horizon is productive too; in_progress says how much.
     assert m.in_progress_gpu_s == pytest.approx(32 * 190 + 32 * 2160)  # job 2 never saves
+    assert m.productive_gpu_s == pytest.approx(
+        32 * 600 + 16 * 1000 + 32 * 200 + m.in_progress_gpu_s
+    )
+
+
+@pytest.mark.parametrize(
+    ("write_s", "on_signal", "x_end", "j1_done_at_stop", "j1_end", "writes_s", "rework_s"),
+    [
+        # Periods of 210 s (200 compute, 10 write). At 700: 3 periods done (600 s saved) and
+        # 70 s computed. The signal's 10 s write fits the 30 s grace: 670 s kept; 3 (32 GPUs)
+        # waits 10 s for it and ends at 700 + 10 + 1000 = 1710. 1 restarts then, owing 60 s:
+        # 9,330 s left = 47 chunks, 46 writes: 1710 + 60 + 9330 + 460 = 11,560.
+        # Writes: 3 + the signal's + 46, x 10 s.
+        (10.0, True, 1710.0, 670.0, 11_560.0, 500.0, 0.0),
+        # Cannot checkpoint on the signal: exits at once with its 600 s; 3 ends at 1700; 9,400
+        # left = 47 chunks, 46 writes: 1700 + 60 + 9400 + 460 = 11,620. The 70 s are rework.
+        (10.0, False, 1700.0, 600.0, 11_620.0, 490.0, 70.0),
+        # Periods of 240 s (200 + 40). At 700: 2 periods (400 s saved), 200 s computed, 20 s into
+        # the third write. The signal's 40 s write outlasts the grace: SIGKILL at 30 s, 400 s
+        # kept, 200 s rework. 3 ends at 700 + 30 + 1000 = 1730; 1 has 9,600 left = 48 chunks,
+        # 47 writes: 1730 + 60 + 9600 + 1880 = 13,270. Writes: 80 + 20 (cut) + 30 (killed) +
+        # 47 x 40 = 2,010 s.
+        (40.0, True, 1730.0, 400.0, 13_270.0, 2010.0, 200.0),
+    ],
+    ids=["checkpoints-on-signal", "cannot-checkpoint-on-signal", "write-outlasts-grace"],
+)
+def test_preemption_rule_decides_completion_times(
+    write_s: float,
+    on_signal: bool,
+    x_end: float,
+    j1_done_at_stop: float,
+    j1_end: float,
+    writes_s: float,
+    rework_s: float,
+) -> None:
+    # 1 (normal, 32 GPUs) is the only possible victim: 2 is production. 3 (production, 32)
+    # arrives at 700, past the minimum runtime, and can only take 1's four nodes.
+    def make() -> list[Job]:
+        return [
+            _job(1, 32, 10_000, 0, "normal", ckpt_write_s=write_s, ckpt_interval_s=200.0,
+                 ckpt_on_signal=on_signal),
+            _job(2, 32, 10_000, 0, "production"),
+            _job(3, 32, 1000, 700, "production"),
+        ]  # fmt: skip
+
+    early = make()
+    _twin(early, days=1000 / 86_400)  # 1 waits in the queue at the horizon: what it kept
+    assert early[0].done_s == j1_done_at_stop and early[0].state is JobState.REQUEUED
+    jobs = make()
+    tw = _twin(jobs, days=0.16)
+    j1, j2, j3 = jobs
+    m = tw.metrics
+    assert m.preemptions == 1 and j1.preemptions == 1 and j2.preemptions == 0
+    assert j3.first_start_s == 700.0 and j3.end_s == x_end
+    assert j1.run_start_s == x_end and j1.run_overhead_s == 60.0
+    assert j1.end_s == pytest.approx(j1_end) and j1.state is JobState.COMPLETED
+    assert j2.end_s == 10_000.0
+    assert m.checkpoint_gpu_s == pytest.approx(32 * writes_s)
+    assert m.rework_preempt_gpu_s == pytest.approx(32 * rework_s)
+    assert m.restart_gpu_s == pytest.approx(32 * 60)  # 3's wait is 1's write, not a restart
+    assert m.unallocated_write_gpu_s == pytest.approx(0.0, abs=1e-9)  # 3 took all of 1's GPUs
 
 
 def test_production_job_preempts_once_victims_pass_min_runtime_without_other_events() -> None:
@@ -381,12 +446,6 @@ def test_production_job_preempts_once_victims_pass_min_runtime_without_other_eve
     assert 0 <= jobs[2].first_start_s <= 700
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design gap: victims.find_victims ranks victims by GPUs only, so at equal cost a "
-    "production job evicts a 'normal' job rather than an equally sized 'preemptible' one "
-    "(Kueue and KAI evict the lowest priority first)",
-)
 def test_victim_of_equal_size_is_the_lowest_priority_one() -> None:
     jobs = [
         _job(1, 32, 10_000, 0, "normal"),
@@ -398,19 +457,6 @@ def test_victim_of_equal_size_is_the_lowest_priority_one() -> None:
 
 
 # ---- reclaim of borrowed quota in one cycle --------------------------------------------------
-_VICTIM_COST = pytest.mark.xfail(
-    strict=True,
-    reason="bug: victims.find_victims costs a candidate node by the GPUs used on it, not by the "
-    "victims' whole allocations, so it evicts a's 32-GPU job (nodes 0-3) where a's 16-GPU job "
-    "(nodes 4-5) frees enough",
-)
-_VICTIM_FILTER = pytest.mark.xfail(
-    strict=True,
-    reason="bug: victims.find_victims picks the cheapest nodes by the coarse node_filter and "
-    "gives up when _exact finds an ineligible job there (c's 4-GPU jobs, c is within quota), "
-    "instead of trying other nodes: no preemption although evicting a's job 102 works",
-)
-
 
 C_GANG = (((6, 8), (7, 8)),)  # c: one 16-GPU job
 C_SMALL = (((6, 4),), ((7, 4),))  # c: two 4-GPU jobs
@@ -421,10 +467,10 @@ C_SMALL = (((6, 4),), ((7, 4),))  # c: two 4-GPU jobs
     [
         # a borrows 16 beyond its 32; c is at its nominal 16. b (nominal 16, no borrowing)
         # reclaims 16 GPUs: the cheapest eligible victim is a's 16-GPU job on nodes 4, 5.
-        pytest.param(C_GANG, 1000.0, 16, [102], [4, 5], None, marks=_VICTIM_COST),
-        pytest.param(C_GANG, 1000.0, 8, [102], [4], None, marks=_VICTIM_COST),
+        (C_GANG, 1000.0, 16, [102], [4, 5], None),
+        (C_GANG, 1000.0, 8, [102], [4], None),
         # c runs two 4-GPU jobs (within its quota, so not victims) on nodes 6 and 7.
-        pytest.param(C_SMALL, 1000.0, 16, [102], [4, 5], None, marks=_VICTIM_FILTER),
+        (C_SMALL, 1000.0, 16, [102], [4, 5], None),
         (C_GANG, 500.0, 16, [], [], Code.INSUFFICIENT_CAPACITY),  # a's jobs ran < 600 s
     ],
 )

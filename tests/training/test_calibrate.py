@@ -20,7 +20,7 @@ from .trainkit import ROOT, env
 
 def _calibrate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cortex.training.calibrate", *args], env=env(), cwd=ROOT,
+        [sys.executable, "-m", "cortex.calibrate", *args], env=env(), cwd=ROOT,
         capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
 

@@ -272,6 +272,15 @@ BAD_OPTIONS = [
         ["--workload", r"\bgpus\b", r"\b128\b"],
     ),
     ("unknown-policy", [*SIM, "--fleet", "tiny", "--policy", "bogus"], ["--policy", "bogus"]),
+    # a trace or a job file has no distribution to draw a steady state from
+    (
+        "warm-start-trace", [*SIM, "--fleet", "tiny", "--trace", "t.csv", "--warm-start"],
+        ["^error: --warm-start: warm_start: ", "--trace t.csv"],
+    ),
+    (
+        "warm-start-single", [*SIM, "--fleet", "tiny", "--workload", "single:8", "--warm-start"],
+        ["^error: --warm-start: warm_start: ", "single:8"],
+    ),
     # unwritable report paths (the batch folder holds a folder `a-dir` and a file `a-file`)
     ("json-is-a-folder", [*SIM, "--fleet", "tiny", "--json", "a-dir"], ["a-dir", "--json"]),
     (

@@ -182,3 +182,18 @@ def test_convert_alibaba_bad_input(tmp_path: Path) -> None:
     pods.write_text("name,num_gpu\nx,1\n")
     with pytest.raises(InputError, match="row 1: gpu_spec"):
         convert_alibaba(pods, tmp_path / "out.csv")
+
+
+def test_checkpoint_on_signal_column(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text(
+        "submit_time_s,num_gpus,duration_s,checkpoint_on_signal\n0,1,10,false\n1,1,10,\n2,1,10,YES\n"
+    )
+    jobs = read_trace(p)
+    assert [j.ckpt_on_signal for j in jobs] == [False, True, True]  # empty: the default
+    out = tmp_path / "out.csv"
+    write_trace(jobs, out)
+    assert [j.ckpt_on_signal for j in read_trace(out)] == [False, True, True]
+    p.write_text("submit_time_s,num_gpus,duration_s,checkpoint_on_signal\n0,1,10,maybe\n")
+    with pytest.raises(InputError, match="row 2: checkpoint_on_signal"):
+        read_trace(p)

@@ -32,6 +32,12 @@ def sim(
     policy: str = typer.Option("priority", help=f"scheduling profile: {' | '.join(PROFILES)}"),
     seed: int = typer.Option(0, help="seed for the workload and the failures"),
     load: float = typer.Option(0.85, min=0.01, max=2.0, help="synthetic offered load"),
+    warm_start: bool | None = typer.Option(
+        None,
+        "--warm-start/--cold-start",
+        help="start the fleet in steady state (default for the synthetic workload) or empty "
+        "(the default, and the only choice, for traces and job files)",
+    ),
     backfill: bool = typer.Option(True, help="EASY backfill"),
     failures: bool = typer.Option(True, help="model failures (Llama 3 census rates)"),
     failure_scale: float = typer.Option(1.0, min=0.0, help="multiply all failure rates"),
@@ -82,12 +88,19 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
+    synthetic = trace is None and workload == "synthetic"
+    if warm_start and not synthetic:
+        given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
+        raise InputError(
+            "--warm-start", "warm_start", f"needs the synthetic workload; {given} starts cold"
+        )
+    warm = synthetic if warm_start is None else warm_start
     topo = build(load_fleet_spec(fleet))
     if trace is not None:
         jobs = load_trace(trace, topo)
         label = f"trace:{trace.name}"
     else:
-        jobs = load_workload(workload, topo, days=days, seed=seed, load=load)
+        jobs = load_workload(workload, topo, days=days, seed=seed, load=load, warm=warm)
         label = (
             workload
             if workload in ("synthetic",) or workload.startswith("single:")

@@ -100,6 +100,7 @@ class LaunchSpec:
     nprocs: int = 1
     uses_gpus: bool = False
     checkpoint_dir: Path | None = None
+    team: str | None = None  # whose job: decides the Unix user it runs as
 
     def validate(self) -> None:
         """ValueError naming the field, for what would otherwise fail later inside the runner."""
@@ -624,6 +625,20 @@ class LocalExecutor:
         # own leaves its job running): they must not run on beside the requeued job.
         self._signal_group(h, signal.SIGKILL)
         return False
+
+    def find_run(self, job_id: int, attempt: int) -> Handle | None:
+        """The handle in this attempt's run dir, whether its runner still runs or has written
+        its verdict and exited: recovery adopts it even when the store never got the handle
+        (a service killed between launch() and its commit), so that how it ended is recorded
+        and a finished run is not run again."""
+        try:
+            data = read_json(RunFiles(run_dir(self.root, job_id, attempt)).handle)
+            h = Handle.from_dict(data) if data is not None else None
+        except ValueError:
+            return None
+        if h is None or (h.job_id, h.attempt) != (job_id, attempt):
+            return None
+        return h
 
     def live_handles(self) -> list[Handle]:
         """Every run under root_dir whose runner is still running, whether or not the store

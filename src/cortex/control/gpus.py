@@ -9,10 +9,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cortex.fleet.nvml_names import flavor_for
+
+# flavor_for is re-exported: the executor names discovered GPUs through this module
+__all__ = ["GpuInfo", "discover_gpus", "flavor_for", "nvml_gpus", "visible"]
 
 log = logging.getLogger(__name__)
 
@@ -23,28 +27,6 @@ class GpuInfo:
     name: str  # as NVML reports it, e.g. "NVIDIA H100 80GB HBM3"
     uuid: str
     memory_gb: float  # GiB (2**30 bytes), as nvidia-smi shows it
-
-
-# NVML product names -> fleet catalog flavors (src/cortex/fleet/data/accelerators.csv). First match
-# wins, so the more specific patterns come first. "H100 80GB HBM3" is how NVML names the SXM5
-# board; the PCIe and NVL boards have other power and memory figures, so they are not mapped to it.
-_FLAVOR_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bGB200\b"), "B200-GB200"),
-    (re.compile(r"\bB200\b"), "B200-HGX"),
-    (re.compile(r"\bH200\b"), "H200-SXM"),
-    (re.compile(r"\bH100\b.*(\bSXM|\bHBM3\b)"), "H100-SXM5"),
-)
-
-
-def flavor_for(nvml_name: str) -> str:
-    """The catalog flavor for an NVML product name; a name the catalog lacks is kept, tidied
-    ("NVIDIA A100-SXM4-80GB" -> "A100-SXM4-80GB"), so the control plane can show it and reject
-    jobs that ask for a flavor the machine does not have."""
-    for pattern, flavor in _FLAVOR_PATTERNS:
-        if pattern.search(nvml_name):
-            return flavor
-    name = re.sub(r"^NVIDIA\s+", "", nvml_name.strip())
-    return re.sub(r"\s+", "-", name) or "GPU"
 
 
 def _text(value: Any) -> str:

@@ -8,6 +8,11 @@ that recovery after a kill -9 can finish or undo whatever was in flight.
 
 Only this loop changes the state of a job that has been submitted; the API inserts jobs and sets
 `cancel_requested`, then wakes the loop.
+
+Lock discipline (docs/control-plane.md): the scheduler thread alone owns the in-memory state;
+other threads read the immutable `LoopView` it publishes after each tick and reach it only
+through non-blocking commands (wake, cancel hints, dirty flags), so no thread ever waits for the
+loop while holding the store's write lock.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select, update
+from prometheus_client import Counter
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -27,6 +34,13 @@ from cortex.control import store
 from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.fleet import local_fleet, queues_spec
+from cortex.control.loop_exits import (
+    MAX_EXIT75_REQUEUES,
+    RETRY_BACKOFF_BASE_S,
+    RETRY_BACKOFF_MAX_S,
+    ExitsMixin,
+)
+from cortex.control.loop_launch import LaunchMixin
 from cortex.control.metrics import Metrics
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
@@ -38,7 +52,7 @@ from cortex.scheduler.snapshot import Plan, Snapshot
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 from cortex.workload.spec import JobSpec
-from cortex.workload.states import PENDING, TERMINAL, JobState
+from cortex.workload.states import PENDING, JobState
 from cortex.workload.throughput import ThroughputTable
 
 log = logging.getLogger("cortex.control")
@@ -47,9 +61,11 @@ log = logging.getLogger("cortex.control")
 # backfill reservations depend on time passing.
 IDLE_CYCLE_S = 1.0
 HEARTBEAT_S = 5.0
-PREEMPT_BACKOFF_MAX_S = 300.0
-CANCEL_SCAN_S = 30.0
 MIN_TICK_S = 0.01
+# A tick that raises is retried after tick_s, 2 tick_s, 4 tick_s ... up to this; after
+# UNHEALTHY_AFTER failures in a row the loop reports itself unhealthy (/healthz reads it).
+FAIL_BACKOFF_MAX_S = 30.0
+UNHEALTHY_AFTER = 5
 
 
 class ExecutorLike(Protocol):
@@ -64,7 +80,18 @@ class ExecutorLike(Protocol):
     def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]: ...
 
 
-class SchedulerLoop:
+@dataclass(frozen=True)
+class LoopView:
+    """What the loop publishes for other threads after each tick: immutable, replaced whole
+    (one attribute store, atomic in CPython), so a reader needs no lock."""
+
+    devices: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # running job's devices
+    usage: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # queue: (GPUs, pending)
+    gpus_used: int = 0
+    ticks: int = 0
+
+
+class SchedulerLoop(LaunchMixin, ExitsMixin):
     """Holds the in-memory mirror (ClusterState, PendingQueues, Job objects) of what the store
     says, rebuilt from the store at start by `cortex.control.recovery`."""
 
@@ -82,7 +109,17 @@ class SchedulerLoop:
         launch_spec: Callable[..., Any] | None = None,
         handle_from_dict: Callable[[dict[str, Any]], Any] | None = None,
         fleet: FleetSpec | None = None,
+        retry_backoff_base_s: float = RETRY_BACKOFF_BASE_S,
+        retry_backoff_max_s: float = RETRY_BACKOFF_MAX_S,
+        max_exit75_requeues: int = MAX_EXIT75_REQUEUES,
     ) -> None:
+        if retry_backoff_base_s < 0 or retry_backoff_max_s < 0:
+            raise ValueError("retry_backoff_base_s, retry_backoff_max_s: must be >= 0")
+        if max_exit75_requeues < 0:
+            raise ValueError("max_exit75_requeues: must be >= 0")
+        self.retry_backoff_base_s = float(retry_backoff_base_s)
+        self.retry_backoff_max_s = float(retry_backoff_max_s)
+        self.max_exit75_requeues = int(max_exit75_requeues)
         self.settings = settings
         self.sessions = sessions
         self.executor = executor
@@ -129,9 +166,15 @@ class SchedulerLoop:
         self.stopping: set[int] = set()  # preempted, process still exiting; not in self.state
         self.attempt: dict[int, int] = {}  # running jobs: current attempt
         self.owner: dict[int, int] = {}  # device -> job id holding it now
+        self.backoff: dict[int, float] = {}  # requeued, waiting out a retry delay
         self.node_id = 0
         self.schedulable = True
-        self.lock = threading.RLock()
+        # Held by the scheduler thread for a whole tick (and by recovery): never taken by a
+        # request handler. `lock` only guards the `schedulable` flag the API may set; no one
+        # holds it across I/O.
+        self.tick_lock = threading.RLock()
+        self.lock = threading.Lock()
+        self.view = LoopView()
         self.wake_event = threading.Event()
         self.queues_dirty = True
         self.dirty = True
@@ -145,7 +188,16 @@ class SchedulerLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
-        self.last_tick_monotonic = time.monotonic()  # end of the last tick that succeeded
+        # Liveness, for /healthz: when the last tick finished, and how many ticks in a row
+        # have raised since.
+        self.last_tick_monotonic = time.monotonic()
+        self.tick_failures = 0
+        self.healthy = True
+        self.tick_errors = Counter(
+            "cortex_scheduler_tick_failures",
+            "Scheduler ticks that raised",
+            registry=self.metrics.registry,
+        )
 
     # ---- wiring ---------------------------------------------------------------------------
     def wake(self) -> None:
@@ -169,16 +221,31 @@ class SchedulerLoop:
             self.wake_event.clear()
             try:
                 self.tick()
+            except Exception as err:
+                self._tick_failed(err)
+
+    def _tick_failed(self, err: Exception) -> None:
+        """Report, count and back off. The tick's transaction rolled back, but its in-memory
+        changes did not: rebuild the mirror from the store, the way a restart would."""
+        self.tick_failures += 1
+        self.tick_errors.inc()
+        log.exception("scheduler tick failed (%d in a row); resynchronizing", self.tick_failures)
+        if self.tick_failures >= UNHEALTHY_AFTER and self.healthy:
+            self.healthy = False
+            log.error("scheduler unhealthy: %d ticks in a row failed", self.tick_failures)
+        try:
+            with self.sessions.begin() as s:
+                store.event(s, "tick", f"scheduler tick failed: {err!r}"[:1000])
+        except Exception:
+            log.exception("could not record the failed tick")
+        delay = min(self.settings.tick_s * 2 ** min(self.tick_failures, 20), FAIL_BACKOFF_MAX_S)
+        if self._stop.wait(delay):
+            return
+        if self.on_error is not None:
+            try:
+                self.on_error()
             except Exception:
-                # The tick's transaction rolled back, but its in-memory changes did not: rebuild
-                # the mirror from the store, the way a restart would.
-                log.exception("scheduler tick failed; resynchronizing from the store")
-                time.sleep(self.settings.tick_s)
-                if self.on_error is not None:
-                    try:
-                        self.on_error()
-                    except Exception:
-                        log.exception("resynchronization failed")
+                log.exception("resynchronization failed")
 
     def reset(self) -> None:
         """Forget the in-memory mirror (recovery rebuilds it from the store)."""
@@ -188,6 +255,7 @@ class SchedulerLoop:
         self.stopping.clear()
         self.attempt.clear()
         self.owner.clear()
+        self.backoff.clear()
         self._new_alloc.clear()
         self.queues_dirty = True
         self._last_cancel_scan = 0.0  # hints taken by a failed tick: the next tick scans all
@@ -240,64 +308,65 @@ class SchedulerLoop:
             job = self.jobs[jid]
             self.state.start(job, job.queue_idx, 0, pl)
         for job in self.jobs.values():
-            if job.state in PENDING and job.queue_idx >= 0:
+            if job.state in PENDING and job.queue_idx >= 0 and job.id not in self.backoff:
                 self.pending.add(job)
         self.dirty = True
 
     # ---- the tick -------------------------------------------------------------------------
     def tick(self) -> None:
-        with self.lock:
-            self.ticks += 1
-            now = time.time()
-            stops: list[tuple[int, int, str]] = []
-            # Read new submissions and cancel requests without the write lock: only this loop
-            # changes a submitted job's state, so what it reads here cannot change under it.
-            with self.sessions() as r:
-                unseen = r.execute(
-                    select(
-                        m.Job.id,
-                        m.Job.state,
-                        m.Job.spec,
-                        m.Job.submitted_at,
-                        m.Job.failures,
-                        m.Job.preemptions,
-                    )
-                    .where(m.Job.seen.is_(False))
-                    .order_by(m.Job.id)
-                ).all()
-                cancels = self._cancel_candidates(r, now)
-            new = [(row, self.mem_job(row)) for row in unseen if row.state == "queued"]
-            exits = self.executor.poll()
-            # Every intent of this tick commits in one transaction (one WAL flush); the signals
-            # and launches it records happen only after that commit.
-            # No autoflush: the unit of work flushes once, at commit, in batches, instead of
-            # before every lookup (most of a busy tick's cost otherwise).
-            with self.sessions.begin() as s, s.no_autoflush:
-                if self.queues_dirty:
-                    self.rebuild(s)
-                if unseen:
-                    self._ingest(s, [row.id for row in unseen], new, now)
-                stops += self._cancels(s, cancels, now)
-                for e in exits:
-                    self._exit(s, e, now)
-                due = self.pending and now - self._last_cycle >= IDLE_CYCLE_S
-                if self.schedulable and (self.dirty or due) and self.pending:
-                    stops += self._persist(s, self._schedule(now), now)
-                launches = self._claim_launches(s, now)
-            self._new_alloc.clear()
-            for jid, attempt, why in stops:
-                self._terminate(jid, attempt, why)
-            if launches:
-                self._launch(launches)
-            if now - self._last_beat >= HEARTBEAT_S:
-                self._heartbeat(now)
-            self.last_tick_monotonic = time.monotonic()
+        with self.tick_lock:
+            self._tick()
+            self.publish()
+        self.tick_failures = 0
+        self.healthy = True
+        self.last_tick_monotonic = time.monotonic()
 
-    def _terminate(self, job_id: int, attempt: int, why: str) -> None:
-        try:
-            self.executor.terminate(job_id, attempt, reason=why)
-        except Exception:
-            log.exception("terminate job %s attempt %s", job_id, attempt)
+    def _tick(self) -> None:
+        self.ticks += 1
+        now = time.time()
+        stops: list[tuple[int, int, str]] = []
+        # Read new submissions and cancel requests without the write lock: only this loop
+        # changes a submitted job's state, so what it reads here cannot change under it.
+        with self.sessions() as r:
+            unseen = r.execute(
+                select(
+                    m.Job.id,
+                    m.Job.state,
+                    m.Job.spec,
+                    m.Job.submitted_at,
+                    m.Job.failures,
+                    m.Job.preemptions,
+                )
+                .where(m.Job.seen.is_(False))
+                .order_by(m.Job.id)
+            ).all()
+            cancels = self._cancel_candidates(r, now)
+        new = [(row, self.mem_job(row)) for row in unseen if row.state == "queued"]
+        exits = self.executor.poll()
+        # Every intent of this tick commits in one transaction (one WAL flush); the signals
+        # and launches it records happen only after that commit.
+        # No autoflush: the unit of work flushes once, at commit, in batches, instead of
+        # before every lookup (most of a busy tick's cost otherwise).
+        with self.sessions.begin() as s, s.no_autoflush:
+            if self.queues_dirty:
+                self.rebuild(s)
+            if unseen:
+                self._ingest(s, [row.id for row in unseen], new, now)
+            stops += self._cancels(s, cancels, now)
+            for e in exits:
+                self._exit(s, e, now)
+            self._release_backoff(now)
+            due = self.pending and now - self._last_cycle >= IDLE_CYCLE_S
+            if self.schedulable and (self.dirty or due) and self.pending:
+                stops += self._persist(s, self._schedule(now), now)
+            launches = self._claim_launches(s, now)
+        self._new_alloc.clear()
+        for jid, attempt, why in stops:
+            self._terminate(jid, attempt, why)
+        if launches:
+            self._launch(launches)
+        if now - self._last_beat >= HEARTBEAT_S:
+            self._heartbeat(now)
 
     def _ingest(self, s: Session, ids: list[int], new: list[tuple[Any, Job]], now: float) -> None:
         s.execute(update(m.Job).where(m.Job.id.in_(ids)).values(seen=True))
@@ -314,120 +383,6 @@ class SchedulerLoop:
             self.pending.add(job)
         self.dirty = True
 
-    def request_cancel(self, job_id: int) -> None:
-        """The API recorded a cancel request: look at it on the next tick."""
-        with self._hint_lock:
-            self.cancel_hint.add(job_id)
-        self.wake()
-
-    def _cancel_candidates(self, r: Session, now: float) -> list[int]:
-        """Jobs with a cancel request still to act on. The API's hint names them; a full scan
-        now and then covers requests recorded by an API process other than this one.
-        The hints are taken before the query: the API commits its request before it adds the
-        hint, so the query sees every request taken, and a hint added later waits for the next
-        tick instead of being cleared unread."""
-        with self._hint_lock:
-            hint, self.cancel_hint = self.cancel_hint, set()
-        q = select(m.Job.id).where(
-            m.Job.cancel_requested.is_(True),
-            m.Job.state.in_([*(st.value for st in PENDING), "admitted", "running"]),
-            or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
-        )
-        if now - self._last_cancel_scan >= CANCEL_SCAN_S:
-            self._last_cancel_scan = now
-        elif hint:
-            q = q.where(m.Job.id.in_(sorted(hint)))
-        else:
-            return []
-        return list(r.scalars(q).all())
-
-    def _cancels(self, s: Session, ids: list[int], now: float) -> list[tuple[int, int, str]]:
-        if not ids:
-            return []
-        rows = s.scalars(select(m.Job).where(m.Job.id.in_(ids))).all()
-        stops = []
-        for row in rows:
-            job = self.jobs.get(row.id)
-            if row.state == JobState.RUNNING.value:
-                row.stopping = "cancel"
-                stops.append((row.id, row.attempt, "cancel"))
-                store.event(s, "stop", "SIGTERM: cancel", job_id=row.id, team=row.team)
-                continue
-            if row.state not in ("queued", "requeued", "admitted"):
-                continue
-            if job is not None and job.state in PENDING:
-                self.pending.remove(job)
-            elif job is not None and row.id in self.admitted:
-                self._release(s, row.id, now)
-                del self.admitted[row.id]
-            store.move(s, row, JobState.CANCELLED, "cancelled before it ran", now)
-            row.ended_at = now
-            self.jobs.pop(row.id, None)
-            self.dirty = True
-        return stops
-
-    def _release(self, s: Session, job_id: int, now: float) -> None:
-        """Give back capacity and devices and close the allocation rows."""
-        job = self.jobs.get(job_id)
-        if job_id in self.placement and job is not None:
-            self.state.stop(job, job.queue_idx)
-            del self.placement[job_id]
-        self.stopping.discard(job_id)
-        self.attempt.pop(job_id, None)
-        for d in [d for d, j in self.owner.items() if j == job_id]:
-            del self.owner[d]
-        s.execute(
-            update(m.Allocation)
-            .where(and_(m.Allocation.job_id == job_id, m.Allocation.active.is_(True)))
-            .values(active=False, released_at=now)
-        )
-        self.dirty = True
-
-    def _requeue(self, s: Session, row: m.Job, job: Job | None, reason: str, now: float) -> None:
-        store.move(s, row, JobState.REQUEUED, reason, now)
-        row.stopping = None
-        if job is not None:
-            job.state = JobState.REQUEUED
-            job.restarts += 1
-            job.est_cache = None
-            self.pending.add(job)
-
-    def _exit(self, s: Session, e: Any, now: float) -> None:
-        row = s.get(m.Job, e.job_id)
-        if row is None or row.attempt != e.attempt or row.state != JobState.RUNNING.value:
-            log.info("stale exit %s", e)
-            return
-        job = self.jobs.get(row.id)
-        self._release(s, row.id, now)
-        row.exit_code = e.exit_code
-        detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
-        store.event(s, "exit", f"attempt {e.attempt} {detail}", job_id=row.id, team=row.team)
-        if row.cancel_requested or e.outcome == "cancelled":
-            store.move(s, row, JobState.CANCELLED, detail, now)
-            row.ended_at = now
-            self.jobs.pop(row.id, None)
-        elif e.outcome == "completed":
-            store.move(s, row, JobState.COMPLETED, detail, now)
-            row.ended_at = now
-            self.jobs.pop(row.id, None)
-        elif e.outcome == "preempted":
-            store.move(s, row, JobState.PREEMPTED, detail, now)
-            row.preemptions += 1
-            self._requeue(s, row, job, "back to queue after preemption", now)
-        else:
-            store.move(s, row, JobState.FAILED, detail, now)
-            row.failures += 1
-            if row.failures <= self.settings.max_retries:
-                self._requeue(
-                    s, row, job, f"retry {row.failures} of {self.settings.max_retries}", now
-                )
-            else:
-                row.ended_at = now
-                row.stopping = None
-                self.jobs.pop(row.id, None)
-        if row.state in TERMINAL or row.state == JobState.FAILED.value:
-            row.stopping = None
-
     def _schedule(self, now: float) -> Plan:
         snap = Snapshot(now, self.state, self.pending, self.speed, self.estimate_s)
         t0 = time.perf_counter()
@@ -436,142 +391,6 @@ class SchedulerLoop:
         self._last_cycle = now
         self.dirty = False
         return plan
-
-    def _persist(self, s: Session, plan: Plan, now: float) -> list[tuple[int, int, str]]:
-        """Record the plan's intents; return the SIGTERMs to send once they are durable."""
-        stops = []
-        for job_id in plan.preempt_failed:
-            job = self.jobs[job_id]
-            job.preempt_backoff_s = min(
-                max(job.preempt_backoff_s * 2, self.settings.tick_s), PREEMPT_BACKOFF_MAX_S
-            )
-            job.next_preempt_try_s = now + job.preempt_backoff_s
-        for p in plan.preemptions:
-            job = p.job
-            row = s.get(m.Job, job.id)
-            assert row is not None
-            if job.id in self.admitted:
-                # Admitted but not launched (waiting for an earlier victim's devices): there is
-                # no process to stop, so it goes straight back to the queue.
-                del self.admitted[job.id]
-                self._new_alloc.pop(job.id, None)
-                self._release(s, job.id, now)
-                self._requeue(s, row, job, f"preempted before launch ({p.reason.code.value})", now)
-                continue
-            row.stopping = "preempt"
-            store.event(
-                s,
-                "stop",
-                f"SIGTERM: preempted ({p.reason.code.value})",
-                job_id=job.id,
-                team=job.team,
-            )
-            # The preemptor is admitted onto these GPUs now; the victim's devices stay
-            # taken (self.owner) until its process has exited.
-            self.state.stop(job, job.queue_idx)
-            del self.placement[job.id]
-            self.stopping.add(job.id)
-            stops.append((job.id, row.attempt, "preempt"))
-        for st in plan.starts:
-            job = st.job
-            row = s.get(m.Job, job.id)
-            assert row is not None
-            self.pending.remove(job)
-            store.move(s, row, JobState.ADMITTED, "quota reserved", now)
-            job.state = JobState.ADMITTED
-            job.run_start_s = now
-            job.run_flavor = st.flavor
-            job.run_gpus = st.gang_gpus
-            job.alloc_gpus = st.alloc_gpus
-            job.est_end_s = now + self.estimate_s(job, st.flavor, st.gang_gpus)
-            job.preempt_backoff_s = 0.0
-            job.next_preempt_try_s = 0.0
-            self.state.start(job, job.queue_idx, st.flavor, st.placement)
-            self.placement[job.id] = st.placement
-            self.admitted[job.id] = job
-            self._new_alloc[job.id] = alloc = m.Allocation(
-                job_id=job.id,
-                attempt=row.attempt + 1,
-                node_id=self.node_id,
-                flavor=self.topo.flavors[st.flavor],
-                gpus=st.alloc_gpus,
-                devices=None,
-                handle=None,
-                active=True,
-                created_at=now,
-            )
-            s.add(alloc)
-        return stops
-
-    def _claim_launches(self, s: Session, now: float) -> list[tuple[int, int, Any]]:
-        """Admitted jobs whose devices are free move to running with a new attempt number and
-        their devices, in the caller's transaction; returns (job id, attempt, launch spec) to
-        launch once that is committed."""
-        out = []
-        for job_id in sorted(self.admitted, key=lambda j: self.admitted[j].key):
-            job = self.admitted[job_id]
-            devices: list[int] = []
-            for node, k in self.placement[job_id]:
-                free = [d for d in self.node_devices[node] if d not in self.owner]
-                if len(free) < k:
-                    break  # preempted jobs still hold these devices
-                devices += free[:k]
-            else:
-                out.append(self._claim(s, job, devices, now))
-        return out
-
-    def _claim(self, s: Session, job: Job, devices: list[int], now: float) -> tuple[int, int, Any]:
-        row = s.get(m.Job, job.id)
-        # Admitted in this transaction (not flushed yet), or in an earlier tick.
-        alloc = self._new_alloc.pop(job.id, None) or store.active_allocation(s, job.id)
-        assert row is not None and alloc is not None
-        row.attempt += 1
-        alloc.attempt = row.attempt
-        alloc.devices = devices
-        store.move(s, row, JobState.RUNNING, f"launching on {self.node_name} {devices}", now)
-        if row.started_at is None:
-            row.started_at = now
-            self.metrics.queue_wait.observe(now - row.submitted_at)
-        store.event(
-            s, "start", f"attempt {row.attempt} on devices {devices}", job_id=row.id, team=row.team
-        )
-        spec = self.launch_spec(
-            job_id=row.id,
-            attempt=row.attempt,
-            command=list(row.command),
-            env=dict(row.env),
-            working_dir=row.working_dir,
-            devices=devices,
-            nprocs=row.nprocs,
-            uses_gpus=self.uses_gpus,
-            checkpoint_dir=None,  # the executor's per-job directory, kept across attempts
-        )
-        job.state = JobState.RUNNING
-        del self.admitted[job.id]
-        self.attempt[job.id] = row.attempt
-        for d in devices:
-            self.owner[d] = job.id
-        return job.id, row.attempt, spec
-
-    def _launch(self, launches: list[tuple[int, int, Any]]) -> None:
-        """Start the claimed runs, then store their handles (or their failures) in one commit."""
-        handles: list[tuple[int, int, dict[str, Any]]] = []
-        failed: list[_LaunchFailure] = []
-        for job_id, attempt, spec in launches:
-            try:
-                handles.append((job_id, attempt, self.executor.launch(spec).to_dict()))
-            except Exception as err:
-                log.exception("launch of job %s failed", job_id)
-                failed.append(_LaunchFailure(job_id, attempt, str(err)))
-        with self.sessions.begin() as s:
-            for job_id, attempt, handle in handles:
-                s.execute(
-                    update(m.Allocation)
-                    .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
-                    .values(handle=handle)
-                )
-            for f in failed:
-                self._exit(s, f, time.time())
 
     def _heartbeat(self, now: float) -> None:
         with self.sessions.begin() as s:
@@ -582,33 +401,30 @@ class SchedulerLoop:
             self.schedulable = bool(node.schedulable) if node is not None else True
         self._last_beat = now
 
-    # ---- read side (API, metrics) -----------------------------------------------------------
+    # ---- read side (API, metrics): the published view, no lock ------------------------------
+    def publish(self) -> None:
+        """Replace the view other threads read (called by the scheduler thread)."""
+        devices: dict[int, list[int]] = {}
+        for d, j in self.owner.items():
+            devices.setdefault(j, []).append(d)
+        usage = {
+            q.name: (sum(self.state.usage[q.index]), len(self.pending.lists[q.index]))
+            for q in self.queues.queues
+        }
+        self.view = LoopView(
+            devices={j: tuple(sorted(ds)) for j, ds in devices.items()},
+            usage=usage,
+            gpus_used=len(self.owner),
+            ticks=self.ticks,
+        )
+
     def gpus_by_flavor(self) -> dict[str, tuple[int, int]]:
-        with self.lock:
-            return {self.flavor: (len(self.owner), len(self.all_devices))}
+        return {self.flavor: (self.view.gpus_used, len(self.all_devices))}
 
     def devices_of(self, job_id: int) -> list[int] | None:
-        with self.lock:
-            devs = sorted(d for d, j in self.owner.items() if j == job_id)
-        return devs or None
+        devs = self.view.devices.get(job_id)
+        return list(devs) if devs else None
 
     def usage(self) -> dict[str, tuple[int, int]]:
         """Per queue name: (GPUs held, jobs pending)."""
-        with self.lock:
-            out: dict[str, tuple[int, int]] = {}
-            for q in self.queues.queues:
-                used = sum(self.state.usage[q.index])
-                out[q.name] = (used, len(self.pending.lists[q.index]))
-            return out
-
-
-class _LaunchFailure:
-    """An exit record for a launch that raised: counted as a failed run."""
-
-    outcome = "failed"
-    exit_code = None
-
-    def __init__(self, job_id: int, attempt: int, detail: str) -> None:
-        self.job_id = job_id
-        self.attempt = attempt
-        self.detail = f"launch failed: {detail}"
+        return dict(self.view.usage)

@@ -6,7 +6,9 @@ After a kill -9 the store may hold any of the loop's intents. For each job not y
 - running with a handle the executor can adopt (same pid and process start time): kept, and a
   SIGTERM that was committed but maybe not sent is sent again;
 - running whose handle never reached the store (killed between launch and commit): the
-  executor's run dirs still name the run (`live_handles`), so it is adopted all the same;
+  executor's run dir for that attempt still names the run, live or finished (`find_run`), so it
+  is adopted all the same, and a verdict it wrote while the service was down is recorded (an
+  exit 0 completes the job: it is never run again);
 - running otherwise (the process is gone with no verdict): whatever is left of it is killed,
   the run is marked failed and the job requeued.
 Runs the executor finds that the store does not want are killed: no job runs twice.
@@ -87,12 +89,24 @@ def _live_handles(loop: SchedulerLoop) -> list[Any]:
         return []
 
 
+def _find_run(loop: SchedulerLoop, job_id: int, attempt: int) -> Any:
+    """The executor's record of one attempt, whether its runner lives or not."""
+    find = getattr(loop.executor, "find_run", None)
+    if find is None:
+        return None
+    try:
+        return find(job_id, attempt)
+    except Exception:
+        log.exception("reading the run dir of job %s attempt %s failed", job_id, attempt)
+        return None
+
+
 def recover(loop: SchedulerLoop) -> dict[str, int]:
     """Rebuild the loop's mirror from the store and reconcile running jobs with the machine."""
     counts = {"pending": 0, "adopted": 0, "lost": 0, "unlaunched": 0, "leaks": 0}
     now = time.time()
     resend: list[tuple[int, int, str]] = []
-    with loop.lock, loop.sessions.begin() as s:
+    with loop.tick_lock, loop.sessions.begin() as s:
         loop.reset()
         loop.rebuild(s)
         rows = s.scalars(
@@ -124,9 +138,11 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
             if row.state == JobState.RUNNING.value:
                 alloc = store.active_allocation(s, row.id)
                 key = (row.id, row.attempt)
-                if alloc is not None and alloc.handle is None and key in live:
-                    alloc.handle = live[key].to_dict()
-                    alloc.devices = alloc.devices or list(live[key].devices)
+                if alloc is not None and alloc.handle is None:
+                    found = live.get(key) or _find_run(loop, row.id, row.attempt)
+                    if found is not None:
+                        alloc.handle = found.to_dict()
+                        alloc.devices = alloc.devices or list(found.devices)
                 live.pop(key, None)
                 if (
                     alloc is not None
@@ -203,5 +219,7 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
     for jid, attempt, why in resend:
         loop._terminate(jid, attempt, why)
     loop.dirty = True
+    with loop.tick_lock:
+        loop.publish()
     log.info("recovery: %s", counts)
     return counts

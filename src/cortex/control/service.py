@@ -51,6 +51,12 @@ def repair_queues(s: Session) -> int:
     return fixed
 
 
+def loop_options(settings: Settings) -> dict[str, Any]:
+    """The loop's retry parameters the settings model sets (the loop's defaults otherwise)."""
+    names = ("retry_backoff_base_s", "retry_backoff_max_s", "max_exit75_requeues")
+    return {k: getattr(settings, k) for k in names if getattr(settings, k, None) is not None}
+
+
 class Service:
     """Everything one `cortex serve` process owns. `executor` may be injected (tests)."""
 
@@ -89,6 +95,7 @@ class Service:
             metrics=self.metrics,
             launch_spec=launch_spec,
             handle_from_dict=handle_from_dict,
+            **loop_options(settings),
         )
         with self.sessions.begin() as s:
             repair_queues(s)

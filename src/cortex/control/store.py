@@ -212,6 +212,11 @@ def insert_jobs(s: Session, reqs: list[SubmitRequest], at: float) -> list[JobOut
     ]
 
 
+def open_env(env: dict[str, str] | None) -> dict[str, str]:
+    """A job's env as stored, ready for launch."""
+    return dict(env or {})
+
+
 def visible_job(s: Session, who: Principal, job_id: int) -> m.Job | None:
     """The job if the caller may see it; another team's job is None, like a missing one."""
     job = s.get(m.Job, job_id)

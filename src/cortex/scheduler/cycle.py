@@ -51,12 +51,6 @@ class _Reservation:
         self.reason: Reason | None = None  # shared by every job it holds back
 
 
-def _gang_sizes(job: Job) -> tuple[int, ...]:
-    if job.elastic_min is not None and job.elastic_min < job.gpus:
-        return (job.gpus, job.elastic_min)
-    return (job.gpus,)
-
-
 def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
     name = st.topo.flavors[f]
     free = st.free_gpus[f]
@@ -206,8 +200,11 @@ class _Cycle:
         """Admit, guard the reservation and place `job` on flavor f with a gang of `gang`."""
         st = self.st
         snap = self.snap
-        alloc = alloc_size(gang, st.gpn[f])
-        if alloc > st.free_gpus[f] and f in self.reserved:
+        g = st.gpn[f]
+        alloc = gang if gang <= g else -(-gang // g) * g  # alloc_size, inlined: hot
+        free = st.free_gpus[f]
+        res = self.reserved.get(f)
+        if res is not None and alloc > free:
             # Fast path behind a blocked head: too few GPUs whatever else holds. The reason is
             # shared by every job of this size while the free count stays the same.
             reasons.append(self.capacity_reason(f, alloc))
@@ -215,7 +212,6 @@ class _Cycle:
         # 2. Backfill guard: a job may pass the head reserved on this flavor only if it ends
         #    before the head's start, or fits in what the head leaves over. Checked before
         #    admission because it is what stops most jobs behind a head, and cheaper.
-        res = self.reserved.get(f)
         use_extra = False
         if res is not None and snap.now_s + snap.estimate_s(job, f, gang) > res.shadow_s:
             if alloc > res.extra_gpus:
@@ -230,18 +226,21 @@ class _Cycle:
                 return False
             use_extra = True
         # 3. Admission checks (quota, later power).
-        r = _admit(snap, self.pol, job, f, alloc)
-        if r is not None:
-            reasons.append(r)
-            return False
-        if alloc > st.free_gpus[f]:
+        for check in self.pol.admission:
+            r = check.check(snap, job, f, alloc)
+            if r is not None:
+                reasons.append(r)
+                return False
+        if alloc > free:
             reasons.append(_capacity_reason(st, f, alloc))
             if f not in short:
                 short.append(f)
             return False
         # 4. A cheap power bound first: placement is the expensive step, and under a binding
         #    power budget most jobs fail on watts, not GPUs.
-        if self.pol.power is not None and snap.power is not None:
+        power = self.pol.power if snap.power is not None else None
+        if power is not None:
+            assert snap.power is not None
             r = snap.power.lower_bound_reason(job, f, gang)
             if r is not None:
                 reasons.append(r)
@@ -255,8 +254,9 @@ class _Cycle:
             return False
         # 6. Power: the projected draw must fit the site, hall and ramp budgets (maybe capped).
         cap_w = None
-        if self.pol.power is not None and snap.power is not None:
-            cap_w, r = self.pol.power.admit(snap.power, job, f, gang, placement)
+        if power is not None:
+            assert snap.power is not None
+            cap_w, r = power.admit(snap.power, job, f, gang, placement)
             if r is not None:
                 reasons.append(r)
                 return False
@@ -332,6 +332,20 @@ class _Cycle:
             self.reserved[f] = _Reservation(job.id, shadow, extra)
 
 
+def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:
+    """Watts, not GPUs, block this job (capacity did not), and it would fit once running work
+    frees them: the next watts freed are its own, so nothing behind it may take them (no
+    power backfill: it would starve large jobs). Sets the plan's rest reason when so."""
+    assert snap.power is not None
+    for r in reasons:
+        if r.code in POWER_CODES and r.detail.get("domain", "site") == "site":
+            if r.detail.get("need_mw", 0.0) * 1e6 <= snap.power.site_budget_w:
+                plan.rest_reason = Reason(r.code, job=job.id, **r.detail)
+                return True
+            return False
+    return False
+
+
 def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     """One cycle: order the pending jobs, admit, place, preempt, backfill; explain the rest.
 
@@ -341,58 +355,53 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True) -> Plan:
     deep passes at an interval, or deep passes only when the queue is short."""
     c = _Cycle(snap, pol, deep)
     plan = c.plan
-    free = c.st.free_gpus
+    st = c.st
+    free = st.free_gpus
+    gpn = st.gpn
     n_flavors = len(free)
+    reserved = c.reserved
+    blockers = plan.blockers
+    every_flavor = c.every_flavor
+    max_examined = pol.max_examined
+    try_flavor = c.try_flavor
     try:
         # 1. Walk pending jobs in the ordering policy's order.
         for job in pol.ordering.order(snap):
-            if plan.examined >= pol.max_examined:
+            if plan.examined >= max_examined:
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="examined limit reached")
                 break
             if (c.tries <= 0 or not deep) and not any(free):
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="no free GPUs left")
                 break
             plan.examined += 1
-            smallest = job.elastic_min or job.gpus
-            if len(c.reserved) == n_flavors and smallest > max(free):
+            gpus = job.gpus
+            emin = job.elastic_min
+            smallest = emin or gpus
+            flavors = job.flavor_ids or every_flavor
+            if len(reserved) == n_flavors and smallest > max(free):
                 # Every flavor waits for its head and this job needs more than any has free.
-                f0 = (job.flavor_ids or c.every_flavor)[0]
-                plan.blockers[job.id] = [c.capacity_reason(f0, alloc_size(smallest, c.st.gpn[f0]))]
+                f0 = flavors[0]
+                blockers[job.id] = [c.capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
                 continue
+            gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
             reasons: list[Reason] = []
             short: list[int] = []  # flavors where capacity or topology blocked it
             started = False
-            for f in job.flavor_ids or c.every_flavor:
-                for gang in _gang_sizes(job):
-                    if c.try_flavor(job, f, gang, reasons, short):
+            for f in flavors:
+                for gang in gangs:
+                    if try_flavor(job, f, gang, reasons, short):
                         started = True
                         break
                 if started:
                     break
             if started or (deep and short and c.try_preempt(job, short)):
                 continue
-            plan.blockers[job.id] = reasons
-            c.reserve(job, short)
-            power = next(
-                (
-                    r
-                    for r in reasons
-                    if r.code in POWER_CODES and r.detail.get("domain", "site") == "site"
-                ),
-                None,
-            )
-            if (
-                power is not None
-                and not short
-                and snap.power is not None
-                and power.detail.get("need_mw", 0.0) * 1e6 <= snap.power.site_budget_w
-            ):
-                # Watts, not GPUs, block this job, and it would fit once running work frees
-                # them: the next watts freed are its own, so nothing behind it may take them
-                # (no power backfill: it would starve large jobs).
-                plan.rest_reason = Reason(power.code, job=job.id, **power.detail)
+            blockers[job.id] = reasons
+            if short:
+                c.reserve(job, short)
+            elif snap.power is not None and _power_blocks(snap, plan, job, reasons):
                 break
-            if not deep and len(c.reserved) == len(free):
+            if not deep and len(reserved) == n_flavors:
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
                 break
         return plan

@@ -60,25 +60,32 @@ class PriorityFairShare:
         usage = st.usage
         version = st.usage_version
         weights = [q.weight for q in queues]
-        shares = [0.0] * len(heads)
-        seen = [-1] * len(heads)
-        while True:
+        n = len(heads)
+        # Each queue's candidate (priority, share, key) is rebuilt only when its head moved
+        # or its usage changed since it was built: a pass yields hundreds of jobs, and
+        # between two of them one queue's usage changes at most.
+        cands: list[tuple | None] = [None] * n
+        seen = [-1] * n
+        live = [i for i in range(n) if heads[i] is not None]
+        while live:
             best = None
             bi = -1
-            for i, head in enumerate(heads):
-                if head is None:
-                    continue
-                if seen[i] != version[i]:
-                    shares[i] = max(map(truediv, usage[i], totals)) / weights[i]
+            for i in live:
+                cand = cands[i]
+                if seen[i] != version[i] or cand is None:
+                    head = heads[i]
+                    assert head is not None
+                    share = max(map(truediv, usage[i], totals)) / weights[i]
                     seen[i] = version[i]
-                cand = (head[0][0], shares[i], head[0])
+                    cand = cands[i] = (head[0][0], share, head[0])
                 if best is None or cand < best:
                     best, bi = cand, i
-            if best is None:
-                return
             head = heads[bi]
             assert head is not None
-            heads[bi] = next(iters[bi], None)
+            nxt = heads[bi] = next(iters[bi], None)
+            cands[bi] = None
+            if nxt is None:
+                live.remove(bi)
             yield head[1]
 
 

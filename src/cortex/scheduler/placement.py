@@ -36,6 +36,11 @@ class TopologyBestFit:
         need = -(-gpus // g)
         if need * g > state.free_gpus[flavor]:
             return None
+        # Whole nodes are all a large gang can use, and the search below fails exactly when
+        # the halls together hold fewer than it needs: say so from four counters rather than
+        # walk every pod's bucket (blocked gangs behind a head ask this many times a pass).
+        if need > state.free_whole_nodes(flavor):
+            return None
         buckets = state.pod_bucket[flavor]
         for c in range(need, len(buckets)):
             if buckets[c]:

@@ -23,14 +23,18 @@ class Metrics:
         self.alloc_gpu_s = 0.0
         self.energy_j = 0.0
         self.peak_facility_w = 0.0
-        # Allocated time, split by what it was spent on (sums to alloc_gpu_s at the end).
+        # Allocated time, split by what it was spent on (sums to alloc_gpu_s plus
+        # unallocated_write_gpu_s at the end; sim/books.py adds idle and down).
         self.productive_gpu_s = 0.0
         self.rework_failure_gpu_s = 0.0
         self.rework_preempt_gpu_s = 0.0
         self.restart_gpu_s = 0.0
         self.checkpoint_gpu_s = 0.0
         self.fragment_gpu_s = 0.0  # GPUs held by a multi-node gang beyond its size
-        self.in_progress_gpu_s = 0.0  # uncheckpointed work of jobs still running at the end
+        # Preempted victims' checkpoint writes on devices the state had already freed and no
+        # start took before the write ended (booked in checkpoint_gpu_s, outside alloc_gpu_s).
+        self.unallocated_write_gpu_s = 0.0
+        self.in_progress_gpu_s = 0.0  # of productive: work not yet checkpointed at the end
         self.cap_loss_gpu_s = 0.0  # throughput given up to power caps
         self.heat_loss_gpu_s = 0.0  # throughput lost to outdoor heat
         self.preemptions = 0

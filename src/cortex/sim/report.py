@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cortex import __version__
+from cortex.sim.books import CATEGORIES, books_gpu_s
 from cortex.sim.power_report import power_section
 from cortex.sim.twin import Twin
 from cortex.workload.states import JobState
@@ -42,11 +43,14 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
     up_gpu_s = float(m.up_bins.sum())
     jct: dict[str, list[float]] = {}
     wait: dict[str, list[float]] = {}
+    # Jobs under way at a warm start have no submission in the run: they count in the books,
+    # not in JCT or queue delay.
     for j in tw.completed:
-        jct.setdefault(j.team, []).append(j.end_s - j.submit_s)
+        if not j.warm:
+            jct.setdefault(j.team, []).append(j.end_s - j.submit_s)
     # Queue delay counts every job that started, finished or not, overall and per team alike.
     for j in tw.jobs:
-        if j.first_start_s >= 0:
+        if j.first_start_s >= 0 and not j.warm:
             wait.setdefault(j.team, []).append(j.first_start_s - j.submit_s)
     all_jct = [x for v in jct.values() for x in v]
     all_wait = [x for v in wait.values() for x in v]
@@ -84,7 +88,6 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
                     "effective_training_time": _r(prod / span) if span > 0 else 0.0,
                 }
             )
-    gh = 1.0 / 3600.0
     cycle = np.asarray(m.cycle_s) * 1e3 if m.cycle_s else np.zeros(1)
     bins_h = [_r((i + 0.5) * m.bin_s / 3600.0) for i in range(m.n_bins)]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -101,6 +104,7 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
             "failure_scale": cfg.failure_scale,
             "workload": workload,
             "checkpoint_interval_s": cfg.checkpoint_interval_s,
+            "warm_start": any(j.warm for j in tw.jobs),
         },
         "fleet": {
             "name": topo.name,
@@ -112,7 +116,9 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
             "gpus_by_flavor": dict(zip(topo.flavors, topo.flavor_gpus(), strict=True)),
         },
         "jobs": {
+            **_completion(tw),
             "submitted": submitted,
+            "warm_start": sum(1 for j in tw.jobs if j.warm),
             "rejected": len(tw.rejected),
             "rejected_by_reason": dict(sorted(rejected.items())),
             "completed": len(tw.completed),
@@ -128,16 +134,7 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
             "allocated_of_installed": _r(m.alloc_gpu_s / (total_gpus * horizon)),
         },
         "goodput": _r(m.productive_gpu_s / m.alloc_gpu_s) if m.alloc_gpu_s else 0.0,
-        "gpu_hours": {
-            "allocated": _r(m.alloc_gpu_s * gh),
-            "productive": _r(m.productive_gpu_s * gh),
-            "rework_after_failures": _r(m.rework_failure_gpu_s * gh),
-            "rework_after_preemptions": _r(m.rework_preempt_gpu_s * gh),
-            "restart_overhead": _r(m.restart_gpu_s * gh),
-            "checkpoint_writes": _r(m.checkpoint_gpu_s * gh),
-            "gang_rounding": _r(m.fragment_gpu_s * gh),
-            "in_progress_at_end": _r(m.in_progress_gpu_s * gh),
-        },
+        "gpu_hours": _gpu_hours(tw),
         "interruptions": {
             "unexpected": int(sum(m.interrupts_by_cause)),
             "node_failures": m.failures_total,
@@ -171,6 +168,35 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
                 "max": round(float(cycle.max()), 4),
             },
         },
+    }
+
+
+def _gpu_hours(tw: Twin) -> dict[str, float]:
+    """The books (sim/books.py): installed = the sum of the categories; `allocated` and
+    `in_progress_at_end` (productive work not yet checkpointed) are memo lines."""
+    b = books_gpu_s(tw)
+    gh = 1.0 / 3600.0
+    out = {"installed": _r(b["installed"] * gh)}
+    out.update({c: _r(b[c] * gh) for c in CATEGORIES})
+    out["allocated"] = _r(tw.metrics.alloc_gpu_s * gh)
+    out["in_progress_at_end"] = _r(tw.metrics.in_progress_gpu_s * gh)
+    return out
+
+
+def _completion(tw: Twin) -> dict[str, float | None]:
+    """`last_completion_s`: when the last job completed (None: none did). `makespan_s`: from
+    the first submission to the last completion, when every submitted job completed or was
+    rejected by the horizon (None otherwise: the run ended with work left)."""
+    horizon = tw.cfg.horizon_s
+    submits = [j.submit_s for j in tw.jobs if j.submit_s < horizon]
+    last = max((j.end_s for j in tw.completed), default=None)
+    done = len(tw.completed) + len(tw.rejected) == len(submits)
+    makespan = None
+    if done and last is not None and submits:
+        makespan = _r(last - min(submits))
+    return {
+        "last_completion_s": None if last is None else _r(last),
+        "makespan_s": makespan,
     }
 
 

@@ -7,7 +7,6 @@ putting completions on the event heap. Events are ordered by (time, priority, se
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import heapq
 import math
@@ -34,6 +33,7 @@ from cortex.sim.failures import draw_failures, load_causes, load_defaults, rate_
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
+from cortex.sim.runs import RunBooks
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
@@ -81,7 +81,7 @@ class SimConfig:
         return self.days * 86400.0
 
 
-class Twin:
+class Twin(RunBooks):
     """Runs the scheduler on a modelled fleet. Build, `run()`, then read the attributes or
     `cortex.sim.report.build_report`."""
 
@@ -103,6 +103,8 @@ class Twin:
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
         self.preempt_overhead_s = defaults["preempt_restart_overhead_s"]
+        self.grace_s = defaults["preempt_grace_s"]
+        self.horizon_s = cfg.horizon_s
         self.large_job_gpus = int(defaults["large_job_gpus"])
         self.backfill_interval_s = cfg.backfill_interval_s or defaults["backfill_interval_s"]
         self.fallback_tau_s = defaults["fallback_checkpoint_interval_s"]
@@ -127,6 +129,7 @@ class Twin:
         self._dirty = False
         self._deep_due = 0.0
         self._ticks: set[float] = set()
+        self._writes: dict[int, tuple[float, int]] = {}  # node: (victim's write ends, GPUs)
         self.pw: PowerRuntime | None = None
         self._power_retry = False
         self._power_next_try_s = 0.0
@@ -368,11 +371,8 @@ class Twin:
         assert pw is not None
         pw.target = plan.target
         for job_id in plan.paused:
-            job = self.state.running[job_id]
             pw.paused += 1
-            self.metrics.preemptions += 1
-            job.preemptions += 1
-            self._interrupt(job, self.preempt_overhead_s, JobState.PREEMPTED, "PowerShortfall")
+            self._preempt(self.state.running[job_id], "PowerShortfall")
         self._apply_levels(plan.levels)
 
     def _apply_levels(self, levels: dict[int, int]) -> None:
@@ -401,119 +401,16 @@ class Twin:
             self.pw.fill(job.id)
             self._power_dirty = True
 
-    def _clock(self, t: float) -> float:
-        """The global run clock: wall time slowed by heat."""
-        if not self._clock_v:
-            return t
-        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
-        i = min(int(t / tick), len(self._clock_v) - 1)
-        return self._clock_v[i] + self._clock_k[i] * (t - i * tick)
-
-    def _clock_inv(self, v: float) -> float:
-        if not self._clock_v:
-            return v
-        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
-        i = max(bisect.bisect_right(self._clock_v, v) - 1, 0)
-        return i * tick + (v - self._clock_v[i]) / self._clock_k[i]
-
-    def _run_elapsed(self, job: Job) -> float:
-        """Seconds of the run's own clock done by now."""
-        return job.run_vacc + job.run_k * (self._clock(self.now) - job.run_vmark)
-
-    def _end_time(self, job: Job) -> float:
-        left = job.run_dur_s - job.run_vacc
-        return max(self._clock_inv(job.run_vmark + left / job.run_k), self.now)
-
-    def _set_rate(self, job: Job, k: float) -> None:
-        """A running job's cap changed: keep its progress, move its end."""
-        job.run_vacc = self._run_elapsed(job)
-        job.run_vmark = self._clock(self.now)
-        job.run_k = k
-        ends = self.state.ends[job.run_flavor]
-        ends.remove((job.est_end_s, job.id, job.alloc_gpus))
-        job.est_end_s = self._end_time(job)
-        ends.add((job.est_end_s, job.id, job.alloc_gpus))
-        job.epoch += 1
-        self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
-
-    def _power_stop(self, job: Job, elapsed_v: float, release: bool = True) -> None:
-        """Split the run's lost throughput between caps and heat; release its watts."""
-        real = self.now - job.run_start_s
-        uncapped = self._clock(self.now) - self._clock(job.run_start_s)
-        m = self.metrics
-        m.cap_loss_gpu_s += job.run_gpus * max(uncapped - elapsed_v, 0.0)
-        m.heat_loss_gpu_s += job.run_gpus * max(real - uncapped, 0.0)
-        if self.pw is not None and release:
-            self.pw.stop(job.id)
-
     # ---- runs -------------------------------------------------------------------------------
-    def _run_compute_s(self, job: Job) -> float:
-        return job.remaining_s / job.run_speed
-
-    def _account_stop(
-        self,
-        job: Job,
-        done_f: float,
-        saved_f: float,
-        elapsed: float,
-        completed: bool = False,
-        preempted: bool = False,
-        real_s: float | None = None,
-    ) -> None:
-        """Split a run's allocated GPU-seconds into productive, rework, restart, checkpoint.
-        `elapsed` is on the run's own clock; `real_s` the wall time held (power caps and heat
-        make the two differ; _power_stop books the difference)."""
-        m = self.metrics
-        held = job.alloc_gpus
-        gang = job.run_gpus
-        real = elapsed if real_s is None else real_s
-        overhead = min(elapsed, job.run_overhead_s)
-        writes = max(elapsed - overhead - done_f, 0.0)
-        m.fragment_gpu_s += (held - gang) * real
-        m.restart_gpu_s += gang * overhead
-        m.checkpoint_gpu_s += gang * writes
-        m.productive_gpu_s += gang * saved_f
-        if completed:
-            pass
-        elif preempted:
-            m.rework_preempt_gpu_s += gang * (done_f - saved_f)
-        else:
-            m.rework_failure_gpu_s += gang * (done_f - saved_f)
-        job.attained_gpu_s += held * real
-        if job.gpus >= self.large_job_gpus:
-            self.large_productive_s[job.id] = self.large_productive_s.get(job.id, 0.0) + saved_f
-
-    def _interrupt(self, job: Job, owed_s: float, via: JobState, why: str) -> None:
-        """Stop a running job that keeps only its checkpointed work, and requeue it."""
-        elapsed = self._run_elapsed(job)
-        done_f, saved_f = ckpt.progress(
-            elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
-        )
-        self._power_stop(job, elapsed)
-        self._account_stop(
-            job,
-            done_f,
-            saved_f,
-            elapsed,
-            preempted=via is JobState.PREEMPTED,
-            real_s=self.now - job.run_start_s,
-        )
-        job.done_s = min(job.done_s + saved_f * job.run_speed, job.work_s)
-        self.state.stop(job, job.queue_idx)
-        job.move(via, self.now, why)
-        job.move(JobState.REQUEUED, self.now, "back to queue")
-        job.owed_overhead_s = owed_s
-        job.est_cache = None
-        job.restarts += 1
-        self.pending.add(job)
-        self._power_dirty = True
-
     def _start(self, s: Start) -> None:
         job = s.job
         self.pending.remove(job)
         job.move(JobState.ADMITTED, self.now, "quota reserved")
         job.move(JobState.RUNNING, self.now, "placed")
         f = s.flavor
+        # Devices a victim still writes its checkpoint on are launched on once it is done.
+        job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, s.gang_gpus)
+        job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
         if self.pw is not None:
             kept, waves = self.pw.start(job, f, s.gang_gpus, s.placement, s.cap_w, self.now)
@@ -659,26 +556,8 @@ class Twin:
             job.next_preempt_try_s = self.now + job.preempt_backoff_s
             self._wake(job.next_preempt_try_s)
         for p in plan.preemptions:
-            self.metrics.preemptions += 1
-            p.job.preemptions += 1
-            self._interrupt(p.job, self.preempt_overhead_s, JobState.PREEMPTED, p.reason.code.value)
+            self._preempt(p.job, p.reason.code.value)
         for s in plan.starts:
             self._start(s)
         if plan.starts or plan.preemptions:
             self._power_dirty = True
-
-    def _close_running(self) -> None:
-        """At the horizon: account the running jobs' time without ending them."""
-        m = self.metrics
-        for job in list(self.state.running.values()):
-            elapsed = self._run_elapsed(job)
-            done_f, saved_f = ckpt.progress(
-                elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
-            )
-            self._power_stop(job, elapsed, release=False)  # still running: keep its watts
-            self._account_stop(
-                job, done_f, saved_f, elapsed, completed=True, real_s=self.now - job.run_start_s
-            )
-            m.in_progress_gpu_s += job.run_gpus * (done_f - saved_f)
-            if job.gpus >= self.large_job_gpus:
-                self.large_productive_s[job.id] += done_f - saved_f

@@ -2,7 +2,7 @@
 
 `throughput.csv` gives each kind's speed *relative* to H100-SXM5; this table gives the absolute
 figures a real run measured: samples/s, step time, GPU power, peak memory and MFU, with the date
-and device. `python -m cortex.training.calibrate` writes it. One flavor per kind is measured
+and device. `python -m cortex.calibrate` writes it. One flavor per kind is measured
 (confidence `M`); the rows of the other flavors are derived from it (`D`) by the rule in their
 `source`:
 

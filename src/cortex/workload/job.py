@@ -17,6 +17,7 @@ class Job:
         "alloc_gpus",
         "attained_gpu_s",
         "ckpt_interval_s",
+        "ckpt_on_signal",
         "ckpt_write_s",
         "done_s",
         "elastic_max",
@@ -53,9 +54,12 @@ class Job:
         "run_tau_s",
         "run_vacc",
         "run_vmark",
+        "run_wait_gpus",
+        "run_wait_s",
         "state",
         "submit_s",
         "team",
+        "warm",
         "work_s",
     )
 
@@ -76,6 +80,7 @@ class Job:
         ckpt_interval_s: float | None = None,
         elastic_min: int | None = None,
         elastic_max: int | None = None,
+        ckpt_on_signal: bool = True,
     ) -> None:
         self.id = id
         self.name = name
@@ -91,6 +96,7 @@ class Job:
         self.submit_s = submit_s
         self.ckpt_write_s = ckpt_write_s
         self.ckpt_interval_s = ckpt_interval_s
+        self.ckpt_on_signal = ckpt_on_signal  # checkpoints within the grace period when preempted
         self.elastic_min = elastic_min
         self.elastic_max = elastic_max
         self.state = JobState.QUEUED
@@ -111,6 +117,10 @@ class Job:
         self.run_vmark = 0.0
         self.run_dur_s = 0.0
         self.owed_overhead_s = 0.0  # restart cost to pay at the next start
+        # The first run_wait_s of a run are spent waiting for preempted victims to write their
+        # checkpoints on run_wait_gpus of its GPUs (booked as their writes, not as its restart).
+        self.run_wait_s = 0.0
+        self.run_wait_gpus = 0
         self.est_end_s = 0.0
         # Driver's runtime estimates per (flavor, gang) while the job waits; cleared when its
         # remaining work or owed overhead changes.
@@ -125,6 +135,7 @@ class Job:
         self.next_preempt_try_s = 0.0  # backoff after a failed victim search
         self.preempt_backoff_s = 0.0
         self.history: list[tuple[float, JobState, str]] | None = None
+        self.warm = False  # under way before the run began (a warm start); done_s says how far
 
     @classmethod
     def from_spec(
@@ -147,6 +158,7 @@ class Job:
             ckpt_interval_s=spec.checkpoint_interval_s,
             elastic_min=el.min_gpus if el else None,
             elastic_max=el.max_gpus if el else None,
+            ckpt_on_signal=spec.checkpoint_on_signal,
         )
 
     def move(self, dst: JobState, now_s: float, reason: str = "") -> None:

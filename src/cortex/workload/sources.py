@@ -60,13 +60,25 @@ def _check_fits(jobs: list[Job], topo: Topology, source: str, row_label: str) ->
 
 
 def load_workload(
-    workload: str, topo: Topology, *, days: float, seed: int, load: float = 0.85
+    workload: str,
+    topo: Topology,
+    *,
+    days: float,
+    seed: int,
+    load: float = 0.85,
+    warm: bool = False,
 ) -> list[Job]:
-    """Resolve a --workload value into jobs sorted by submit time."""
+    """Resolve a --workload value into jobs sorted by submit time. `warm` (synthetic only):
+    start the fleet in steady state (synthetic.warm_start)."""
     horizon_s = days * 86400.0
     if workload == "synthetic":
         return generate(
-            days=days, seed=seed, fleet_gpus=topo.total_gpus, load=load, flavors=topo.flavors
+            days=days,
+            seed=seed,
+            fleet_gpus=topo.total_gpus,
+            load=load,
+            flavors=topo.flavors,
+            warm=warm,
         )
     if workload.startswith("single:"):
         raw = workload.split(":", 1)[1]

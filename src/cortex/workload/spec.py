@@ -56,6 +56,12 @@ class JobSpec(BaseModel):
     checkpoint_write_s: Annotated[float, Field(ge=0)] | None = None
     checkpoint_size_gb: Annotated[float, Field(ge=0)] | None = None
     checkpoint_interval_s: PositiveFloat | None = None
+    checkpoint_on_signal: bool = Field(
+        default=True,
+        strict=True,
+        description="writes a checkpoint within the grace period when preempted (SIGTERM, "
+        "exit 75) and keeps all its work; false: loses what it did since its last checkpoint",
+    )
     kind: WorkloadKind = WorkloadKind.GENERIC
     elastic: ElasticRange | None = None
     submit_s: Annotated[float, Field(ge=0)] = 0.0

@@ -125,14 +125,22 @@ MID_GPU_TIME_SHARE = 1 - SMALL_GPU_TIME_SHARE - BIG_GPU_TIME_SHARE
 
 
 def generate(
-    *, days: float, seed: int, fleet_gpus: int, load: float = 0.85, flavors: tuple[str, ...] = ()
+    *,
+    days: float,
+    seed: int,
+    fleet_gpus: int,
+    load: float = 0.85,
+    flavors: tuple[str, ...] = (),
+    warm: bool = False,
 ) -> list[Job]:
     """Generate jobs submitted over `days`, sorted by submit time, ids 0..n-1.
 
     The offered GPU demand is about `load * fleet_gpus`; no gang exceeds `fleet_gpus // 2`
     (rounded down to whole nodes when that is 8 or more). `flavors` names the fleet's flavors:
     big runs then accept those at least as fast as H100 for their kind, fastest first; other
-    jobs accept any. Same arguments, same jobs. Raises InputError for bad arguments.
+    jobs accept any. `warm`: the fleet starts in steady state: jobs submitted at time 0 that
+    were already under way (see warm_start; they come first, the stream after them is the same
+    as without `warm`). Same arguments, same jobs. Raises InputError for bad arguments.
     """
     src = "synthetic workload"
     if not (math.isfinite(days) and days > 0):
@@ -161,6 +169,13 @@ def generate(
     order = np.argsort(submit, kind="stable")
     submit, gpus, work = submit[order], gpus[order], work[order]
     team, kind, prio, band = team[order], kind[order], prio[order], band[order]
+    done = np.zeros(submit.size)
+    if warm:
+        w = warm_start(np.random.default_rng((seed, 1)), demand_gpus, cap)
+        submit, gpus, work, team, kind, prio, band, done = (
+            np.concatenate((a, b))
+            for a, b in zip(w, (submit, gpus, work, team, kind, prio, band, done), strict=True)
+        )
     ckpt = np.where(gpus >= CKPT_MIN_GPUS, _ckpt_write_s(gpus), np.nan)
     prefs = _big_run_flavors(flavors)
     # Python objects per job, built vectorized; then one loop that only constructs Jobs.
@@ -181,7 +196,62 @@ def generate(
             Job(i, f"{tm}-{i:06d}", tm, g, w, priority_class=p, flavors=fl, kind=k, submit_s=t,
                 ckpt_write_s=c)
         )  # fmt: skip
+    for job, d in zip(jobs, done.tolist(), strict=False):
+        if d <= 0:
+            break  # warm jobs come first
+        job.done_s = d
+        job.warm = True
     return jobs
+
+
+def warm_start(rng: np.random.Generator, demand_gpus: float, cap: int) -> tuple[np.ndarray, ...]:
+    """The jobs under way at time 0 in steady state, as arrays like a band's plus `done`.
+
+    By Little's law each band holds its share of `demand_gpus` in work at any instant. Jobs are
+    drawn until a band's GPUs reach that share (the last one kept if it lands nearer): sizes
+    from the band's own distribution (the number of jobs of a size in the system is
+    proportional to its arrival share, all sizes having one duration law), durations
+    length-biased (a job twice as long is twice as likely to be under way: sampled from a pool
+    of the band's durations with weights proportional to length), and the elapsed part of each
+    uniform over its duration, as a renewal process leaves it. All are submitted at 0 and
+    counted as checkpointed up to their elapsed part; what the fleet cannot hold queues.
+    """
+    bands = (
+        (np.minimum(np.array(SMALL_GANG_SIZES), cap), np.array(SMALL_GANG_PMF),
+         SMALL_MEDIAN_RUNTIME_S, SMALL_RUNTIME_SIGMA, SMALL_RUNTIME_CLIP_S, SMALL_GPU_TIME_SHARE),
+        (np.minimum(_MID_GPUS, cap), _MID_PMF, MID_MEDIAN_RUNTIME_S, MID_RUNTIME_SIGMA,
+         MID_RUNTIME_CLIP_S, MID_GPU_TIME_SHARE),
+        (np.minimum(np.array(BIG_GANG_SIZES), cap), np.array(BIG_GANG_PMF), BIG_MEDIAN_RUNTIME_S,
+         BIG_RUNTIME_SIGMA, BIG_RUNTIME_CLIP_S, BIG_GPU_TIME_SHARE),
+    )  # fmt: skip
+    parts = []
+    for b, (sizes, pmf, median, sigma, clip, share) in enumerate(bands):
+        target = share * demand_gpus
+        drawn: list[int] = []
+        total = 0
+        while True:
+            g = int(sizes[rng.choice(sizes.size, p=pmf)])
+            if total + g / 2 > target:
+                break
+            drawn.append(g)
+            total += g
+        n = len(drawn)
+        pool = _lognormal(rng, 8 * n + 8, median, sigma, clip)
+        work = rng.choice(pool, size=n, p=pool / pool.sum())
+        done = np.rint(work * rng.random(n))  # at least 1 s done and 1 s left: see generate
+        team = _choose(rng, (SMALL_TEAM_PMF, MID_TEAM_PMF, BIG_TEAM_PMF)[b], n)
+        kind = _team_kinds(rng, team)
+        if b == 0:
+            kind = np.where(rng.random(n) < SMALL_EVAL_SHARE, KINDS.index("eval"), kind)
+        prio = (
+            _priorities(rng, team, kind)
+            if b < _BIG_BAND
+            else np.full(n, PRIORITY_CLASSES.index("production"), np.int8)
+        )
+        band = np.full(n, b, np.int8)
+        gpus = np.array(drawn, dtype=sizes.dtype)
+        parts.append((np.zeros(n), gpus, work, team, kind, prio, band, np.clip(done, 1, work - 1)))
+    return tuple(np.concatenate(c) for c in zip(*parts, strict=True))
 
 
 _Band = tuple[np.ndarray, ...]

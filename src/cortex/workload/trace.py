@@ -14,6 +14,10 @@ so the Philly files in shared/traces/philly-gavel load as they are):
 | `flavor` | no | acceptable flavors, `|`-separated, in preference order; empty = any |
 | `kind` | no | workload kind (`fsd-video`, `optimus-policy`, `llm`, `eval`, `generic`) |
 | `checkpoint_write_s` | no | seconds to write one checkpoint, >= 0; empty = no checkpoints |
+| `checkpoint_on_signal` | no | `true` (default) or `false`: checkpoints when preempted (1) |
+
+(1) Within the grace period, keeping all its work; `false` loses what it did since its last
+checkpoint (workload/preempt_rule.py).
 
 Empty optional cells take the default. Jobs are sorted by submit time (stable) and numbered
 0..n-1. A bad cell raises InputError(file, "row <line>: <column>", reason); line 1 is the header.
@@ -43,6 +47,7 @@ WRITE_COLUMNS = (
     "flavor",
     "kind",
     "checkpoint_write_s",
+    "checkpoint_on_signal",
 )
 PRIORITY_CLASSES = ("production", "normal", "preemptible")
 FLAVOR_SEPARATOR = "|"
@@ -50,7 +55,8 @@ _KINDS = frozenset(k.value for k in WorkloadKind)
 _TEAM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # as JobSpec.team
 
 
-_Row = tuple[float, str, str, int, float, str, tuple[str, ...], str, float | None]
+_Row = tuple[float, str, str, int, float, str, tuple[str, ...], str, float | None, bool]
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def read_trace(path: str | Path, *, default_team: str = "research") -> list[Job]:
@@ -80,7 +86,7 @@ def read_trace(path: str | Path, *, default_team: str = "research") -> list[Job]
     order = sorted(range(len(rows)), key=lambda i: rows[i][0])  # sorted() is stable
     jobs: list[Job] = []
     for new_id, i in enumerate(order):
-        submit_s, name, team, gpus, duration_s, prio, flavors, kind, ckpt = rows[i]
+        submit_s, name, team, gpus, duration_s, prio, flavors, kind, ckpt, on_signal = rows[i]
         jobs.append(
             Job(
                 new_id,
@@ -93,6 +99,7 @@ def read_trace(path: str | Path, *, default_team: str = "research") -> list[Job]
                 kind=kind,
                 submit_s=submit_s,
                 ckpt_write_s=ckpt,
+                ckpt_on_signal=on_signal,
             )
         )
     return jobs
@@ -139,8 +146,12 @@ def _parse_row(
         ckpt = _number(rec, "checkpoint_write_s", src, where)
         if ckpt < 0:
             raise InputError(src, where("checkpoint_write_s"), f"negative: {ckpt:g}")
+    raw = _cell(rec, "checkpoint_on_signal").lower()
+    if raw and raw not in _BOOLS:
+        raise InputError(src, where("checkpoint_on_signal"), f"not true or false: {raw!r}")
+    on_signal = _BOOLS.get(raw, True)
     name = _cell(rec, name_col) if name_col else ""
-    return (submit_s, name, team, int(gpus_f), duration_s, prio, flavors, kind, ckpt)
+    return (submit_s, name, team, int(gpus_f), duration_s, prio, flavors, kind, ckpt, on_signal)
 
 
 def write_trace(jobs: Iterable[Job], path: str | Path) -> int:
@@ -159,6 +170,7 @@ def write_trace(jobs: Iterable[Job], path: str | Path) -> int:
             "flavor": FLAVOR_SEPARATOR.join(j.flavors),
             "kind": j.kind,
             "checkpoint_write_s": "" if j.ckpt_write_s is None else _fmt(j.ckpt_write_s),
+            "checkpoint_on_signal": "true" if j.ckpt_on_signal else "false",
         }
         for j in jobs
     )

@@ -1,0 +1,219 @@
+"""The scheduler loop's launch side: record a plan's intents (preemptions, admissions), claim
+devices for admitted jobs, launch them and store their handles. A mixin of
+`cortex.control.loop.SchedulerLoop`; every intent commits before the act it names."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from cortex.control import models as m
+from cortex.control import store
+from cortex.control.config import Settings
+from cortex.control.db import Sessions
+from cortex.control.metrics import Metrics
+from cortex.fleet.topology import Topology
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.snapshot import Plan
+from cortex.scheduler.state import ClusterState, Placement
+from cortex.workload.job import Job
+from cortex.workload.states import JobState
+
+log = logging.getLogger("cortex.control")
+
+PREEMPT_BACKOFF_MAX_S = 300.0
+
+
+class LaunchMixin:
+    # Owned by SchedulerLoop (declared here for the type checker).
+    settings: Settings
+    sessions: Sessions
+    executor: Any
+    metrics: Metrics
+    topo: Topology
+    jobs: dict[int, Job]
+    placement: dict[int, Placement]
+    admitted: dict[int, Job]
+    stopping: set[int]
+    attempt: dict[int, int]
+    owner: dict[int, int]
+    state: ClusterState
+    pending: PendingQueues
+    node_devices: list[list[int]]
+    node_id: int
+    node_name: str
+    uses_gpus: bool
+    launch_spec: Callable[..., Any]
+    _new_alloc: dict[int, m.Allocation]
+
+    if TYPE_CHECKING:  # SchedulerLoop's and ExitsMixin's
+
+        def estimate_s(self, job: Job, flavor: int, gang: int) -> float: ...
+        def _release(self, s: Session, job_id: int, now: float) -> None: ...
+        def _requeue(
+            self,
+            s: Session,
+            row: m.Job,
+            job: Job | None,
+            reason: str,
+            now: float,
+            delay_s: float = 0,
+        ) -> None: ...
+        def _exit(self, s: Session, e: Any, now: float) -> None: ...
+
+    def _persist(self, s: Session, plan: Plan, now: float) -> list[tuple[int, int, str]]:
+        """Record the plan's intents; return the SIGTERMs to send once they are durable."""
+        stops = []
+        for job_id in plan.preempt_failed:
+            job = self.jobs[job_id]
+            job.preempt_backoff_s = min(
+                max(job.preempt_backoff_s * 2, self.settings.tick_s), PREEMPT_BACKOFF_MAX_S
+            )
+            job.next_preempt_try_s = now + job.preempt_backoff_s
+        for p in plan.preemptions:
+            job = p.job
+            row = s.get(m.Job, job.id)
+            assert row is not None
+            if job.id in self.admitted:
+                # Admitted but not launched (waiting for an earlier victim's devices): there is
+                # no process to stop, so it goes straight back to the queue.
+                del self.admitted[job.id]
+                self._new_alloc.pop(job.id, None)
+                self._release(s, job.id, now)
+                self._requeue(s, row, job, f"preempted before launch ({p.reason.code.value})", now)
+                continue
+            row.stopping = "preempt"
+            store.event(
+                s,
+                "stop",
+                f"SIGTERM: preempted ({p.reason.code.value})",
+                job_id=job.id,
+                team=job.team,
+            )
+            # The preemptor is admitted onto these GPUs now; the victim's devices stay
+            # taken (self.owner) until its process has exited.
+            self.state.stop(job, job.queue_idx)
+            del self.placement[job.id]
+            self.stopping.add(job.id)
+            stops.append((job.id, row.attempt, "preempt"))
+        for st in plan.starts:
+            self._admit(s, st, now)
+        return stops
+
+    def _admit(self, s: Session, st: Any, now: float) -> None:
+        job = st.job
+        row = s.get(m.Job, job.id)
+        assert row is not None
+        self.pending.remove(job)
+        store.move(s, row, JobState.ADMITTED, "quota reserved", now)
+        job.state = JobState.ADMITTED
+        job.run_start_s = now
+        job.run_flavor = st.flavor
+        job.run_gpus = st.gang_gpus
+        job.alloc_gpus = st.alloc_gpus
+        job.est_end_s = now + self.estimate_s(job, st.flavor, st.gang_gpus)
+        job.preempt_backoff_s = 0.0
+        job.next_preempt_try_s = 0.0
+        self.state.start(job, job.queue_idx, st.flavor, st.placement)
+        self.placement[job.id] = st.placement
+        self.admitted[job.id] = job
+        self._new_alloc[job.id] = alloc = m.Allocation(
+            job_id=job.id,
+            attempt=row.attempt + 1,
+            node_id=self.node_id,
+            flavor=self.topo.flavors[st.flavor],
+            gpus=st.alloc_gpus,
+            devices=None,
+            handle=None,
+            active=True,
+            created_at=now,
+        )
+        s.add(alloc)
+
+    def _claim_launches(self, s: Session, now: float) -> list[tuple[int, int, Any]]:
+        """Admitted jobs whose devices are free move to running with a new attempt number and
+        their devices, in the caller's transaction; returns (job id, attempt, launch spec) to
+        launch once that is committed."""
+        out = []
+        for job_id in sorted(self.admitted, key=lambda j: self.admitted[j].key):
+            job = self.admitted[job_id]
+            devices: list[int] = []
+            for node, k in self.placement[job_id]:
+                free = [d for d in self.node_devices[node] if d not in self.owner]
+                if len(free) < k:
+                    break  # preempted jobs still hold these devices
+                devices += free[:k]
+            else:
+                out.append(self._claim(s, job, devices, now))
+        return out
+
+    def _claim(self, s: Session, job: Job, devices: list[int], now: float) -> tuple[int, int, Any]:
+        row = s.get(m.Job, job.id)
+        # Admitted in this transaction (not flushed yet), or in an earlier tick.
+        alloc = self._new_alloc.pop(job.id, None) or store.active_allocation(s, job.id)
+        assert row is not None and alloc is not None
+        row.attempt += 1
+        alloc.attempt = row.attempt
+        alloc.devices = devices
+        store.move(s, row, JobState.RUNNING, f"launching on {self.node_name} {devices}", now)
+        if row.started_at is None:
+            row.started_at = now
+            self.metrics.queue_wait.observe(now - row.submitted_at)
+        store.event(
+            s, "start", f"attempt {row.attempt} on devices {devices}", job_id=row.id, team=row.team
+        )
+        spec = self.launch_spec(
+            job_id=row.id,
+            attempt=row.attempt,
+            command=list(row.command),
+            env=store.open_env(row.env),
+            working_dir=row.working_dir,
+            devices=devices,
+            nprocs=row.nprocs,
+            uses_gpus=self.uses_gpus,
+            checkpoint_dir=None,  # the executor's per-job directory, kept across attempts
+            team=row.team,
+        )
+        job.state = JobState.RUNNING
+        del self.admitted[job.id]
+        self.attempt[job.id] = row.attempt
+        for d in devices:
+            self.owner[d] = job.id
+        return job.id, row.attempt, spec
+
+    def _launch(self, launches: list[tuple[int, int, Any]]) -> None:
+        """Start the claimed runs, then store their handles (or their failures) in one commit."""
+        handles: list[tuple[int, int, dict[str, Any]]] = []
+        failed: list[LaunchFailure] = []
+        for job_id, attempt, spec in launches:
+            try:
+                handles.append((job_id, attempt, self.executor.launch(spec).to_dict()))
+            except Exception as err:
+                log.exception("launch of job %s failed", job_id)
+                failed.append(LaunchFailure(job_id, attempt, str(err)))
+        with self.sessions.begin() as s:
+            for job_id, attempt, handle in handles:
+                s.execute(
+                    update(m.Allocation)
+                    .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
+                    .values(handle=handle)
+                )
+            for f in failed:
+                self._exit(s, f, time.time())
+
+
+class LaunchFailure:
+    """An exit record for a launch that raised: counted as a failed run."""
+
+    outcome = "failed"
+    exit_code = None
+
+    def __init__(self, job_id: int, attempt: int, detail: str) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.detail = f"launch failed: {detail}"

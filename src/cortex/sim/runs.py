@@ -1,0 +1,224 @@
+"""The twin's books for one run of a job: its clock under caps and heat, and what happens to
+its GPU-seconds when it ends, fails or is preempted (checkpoints are analytic, never events).
+
+A mixin of Twin, split out of sim/twin.py so that the event loop and the accounting can change
+apart; it reads the twin's state, metrics and power runtime and owns no state of its own.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING
+
+from cortex.sim import checkpoint as ckpt
+from cortex.workload.preempt_rule import on_preempt
+from cortex.workload.states import JobState
+
+if TYPE_CHECKING:
+    from cortex.scheduler.pending import PendingQueues
+    from cortex.scheduler.state import ClusterState, Placement
+    from cortex.sim.metrics import Metrics
+    from cortex.sim.power import PowerRuntime
+    from cortex.workload.job import Job
+
+
+class RunBooks:
+    """Run clocks and the GPU-second books of runs (see Twin for the attributes)."""
+
+    now: float
+    state: ClusterState
+    pending: PendingQueues
+    metrics: Metrics
+    pw: PowerRuntime | None
+    large_job_gpus: int
+    large_productive_s: dict[int, float]
+    grace_s: float
+    preempt_overhead_s: float
+    horizon_s: float
+    _writes: dict[int, tuple[float, int]]
+    _clock_v: list[float]
+    _clock_k: list[float]
+    _power_dirty: bool
+
+    def _push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
+        raise NotImplementedError
+
+    # ---- the run clock ----------------------------------------------------------------------
+    def _clock(self, t: float) -> float:
+        """The global run clock: wall time slowed by heat."""
+        if not self._clock_v:
+            return t
+        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
+        i = min(int(t / tick), len(self._clock_v) - 1)
+        return self._clock_v[i] + self._clock_k[i] * (t - i * tick)
+
+    def _clock_inv(self, v: float) -> float:
+        if not self._clock_v:
+            return v
+        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
+        i = max(bisect.bisect_right(self._clock_v, v) - 1, 0)
+        return i * tick + (v - self._clock_v[i]) / self._clock_k[i]
+
+    def _run_elapsed(self, job: Job) -> float:
+        """Seconds of the run's own clock done by now."""
+        return job.run_vacc + job.run_k * (self._clock(self.now) - job.run_vmark)
+
+    def _end_time(self, job: Job) -> float:
+        left = job.run_dur_s - job.run_vacc
+        return max(self._clock_inv(job.run_vmark + left / job.run_k), self.now)
+
+    def _set_rate(self, job: Job, k: float) -> None:
+        """A running job's cap changed: keep its progress, move its end."""
+        from cortex.sim.twin import FINISH
+
+        job.run_vacc = self._run_elapsed(job)
+        job.run_vmark = self._clock(self.now)
+        job.run_k = k
+        ends = self.state.ends[job.run_flavor]
+        ends.remove((job.est_end_s, job.id, job.alloc_gpus))
+        job.est_end_s = self._end_time(job)
+        ends.add((job.est_end_s, job.id, job.alloc_gpus))
+        job.epoch += 1
+        self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
+
+    def _power_stop(self, job: Job, elapsed_v: float, release: bool = True) -> None:
+        """Split the run's lost throughput between caps and heat; release its watts."""
+        real = self.now - job.run_start_s
+        uncapped = self._clock(self.now) - self._clock(job.run_start_s)
+        m = self.metrics
+        m.cap_loss_gpu_s += job.run_gpus * max(uncapped - elapsed_v, 0.0)
+        m.heat_loss_gpu_s += job.run_gpus * max(real - uncapped, 0.0)
+        if self.pw is not None and release:
+            self.pw.stop(job.id)
+
+    # ---- books ------------------------------------------------------------------------------
+    def _run_compute_s(self, job: Job) -> float:
+        return job.remaining_s / job.run_speed
+
+    def _account_stop(
+        self,
+        job: Job,
+        done_f: float,
+        saved_f: float,
+        elapsed: float,
+        completed: bool = False,
+        preempted: bool = False,
+        real_s: float | None = None,
+    ) -> None:
+        """Split a run's allocated GPU-seconds into productive, rework, restart, checkpoint.
+        `elapsed` is on the run's own clock; `real_s` the wall time held (power caps and heat
+        make the two differ; _power_stop books the difference)."""
+        m = self.metrics
+        held = job.alloc_gpus
+        gang = job.run_gpus
+        real = elapsed if real_s is None else real_s
+        overhead = min(elapsed, job.run_overhead_s)
+        # Victims' writes on this gang's GPUs were booked when they were preempted; the time
+        # this run held those GPUs meanwhile is not booked again.
+        victims = job.run_wait_gpus * min(overhead, job.run_wait_s)
+        writes = max(elapsed - overhead - done_f, 0.0)
+        m.fragment_gpu_s += (held - gang) * real
+        m.restart_gpu_s += gang * overhead - victims
+        m.unallocated_write_gpu_s -= victims
+        m.checkpoint_gpu_s += gang * writes
+        m.productive_gpu_s += gang * saved_f
+        if completed:
+            pass
+        elif preempted:
+            m.rework_preempt_gpu_s += gang * (done_f - saved_f)
+        else:
+            m.rework_failure_gpu_s += gang * (done_f - saved_f)
+        job.attained_gpu_s += held * real
+        if job.gpus >= self.large_job_gpus:
+            self.large_productive_s[job.id] = self.large_productive_s.get(job.id, 0.0) + saved_f
+
+    def _interrupt(
+        self, job: Job, owed_s: float, via: JobState, why: str
+    ) -> tuple[Placement, float]:
+        """Stop a running job and requeue it. A failed job keeps its checkpointed work; a
+        preempted one what workload.preempt_rule says. Returns where it ran and how long its
+        devices stay busy with its checkpoint write after the stop."""
+        elapsed = self._run_elapsed(job)
+        write = job.ckpt_write_s or 0.0
+        done_f, saved_f = ckpt.progress(elapsed, job.run_overhead_s, job.run_tau_s, write)
+        hold = 0.0
+        if via is JobState.PREEMPTED:
+            stop = on_preempt(done_f, saved_f, write, self.grace_s, job.ckpt_on_signal)
+            saved_f, hold = stop.kept_s, stop.hold_s
+        self._power_stop(job, elapsed)
+        self._account_stop(
+            job,
+            done_f,
+            saved_f,
+            elapsed,
+            preempted=via is JobState.PREEMPTED,
+            real_s=self.now - job.run_start_s,
+        )
+        job.done_s = min(job.done_s + saved_f * job.run_speed, job.work_s)
+        alloc = self.state.stop(job, job.queue_idx)
+        job.move(via, self.now, why)
+        job.move(JobState.REQUEUED, self.now, "back to queue")
+        job.owed_overhead_s = owed_s
+        job.est_cache = None
+        job.restarts += 1
+        self.pending.add(job)
+        self._power_dirty = True
+        return alloc.placement, hold
+
+    def _preempt(self, job: Job, why: str) -> None:
+        """Preempt a running job. Its checkpoint write on the signal is booked at once as a
+        checkpoint write on devices the state has already freed; a job started on them before
+        the write ends waits for it (Twin._start), and that wait is not booked twice."""
+        self.metrics.preemptions += 1
+        job.preemptions += 1
+        gang = job.run_gpus
+        placement, hold = self._interrupt(job, self.preempt_overhead_s, JobState.PREEMPTED, why)
+        hold = min(hold, self.horizon_s - self.now)
+        if hold <= 0:
+            return
+        held = sum(k for _, k in placement)
+        m = self.metrics
+        m.checkpoint_gpu_s += gang * hold
+        m.unallocated_write_gpu_s += gang * hold
+        until = self.now + hold
+        for n, k in placement:
+            # The gang's writers spread over its nodes; rounding GPUs of a gang do not write.
+            self._writes[n] = (until, k * gang // held)
+
+    def _victim_wait(self, placement: Placement, gang: int) -> tuple[float, int]:
+        """(seconds until the victims' writes on these nodes end, GPUs of the gang waiting on
+        a write); takes those GPU-seconds off the unallocated writes."""
+        wait, gpus = 0.0, 0
+        writes = self._writes
+        if not writes:
+            return 0.0, 0
+        for n, k in placement:
+            got = writes.get(n)
+            if got is None:
+                continue
+            until, writers = got
+            if until <= self.now:
+                del writes[n]
+                continue
+            use = min(k, writers, gang - gpus)
+            if use > 0:
+                gpus += use
+                writes[n] = (until, writers - use)
+            wait = max(wait, until - self.now)
+        return wait, gpus
+
+    def _close_running(self) -> None:
+        """At the horizon: account the running jobs' time without ending them. Work done since
+        the last checkpoint counts as productive (it is done; `in_progress_gpu_s` says how much
+        of it a failure could still take)."""
+        m = self.metrics
+        for job in list(self.state.running.values()):
+            elapsed = self._run_elapsed(job)
+            done_f, saved_f = ckpt.progress(
+                elapsed, job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
+            )
+            self._power_stop(job, elapsed, release=False)  # still running: keep its watts
+            self._account_stop(
+                job, done_f, done_f, elapsed, completed=True, real_s=self.now - job.run_start_s
+            )
+            m.in_progress_gpu_s += job.run_gpus * (done_f - saved_f)
