@@ -189,20 +189,29 @@ def test_logs_say_when_they_were_cut(cli: Any, svc: Service) -> None:
     assert "first 1048576 bytes of the log left out" in err
 
 
-def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
-    for var, value in (
-        ("CORTEX_SLOTS", "abc"),
-        ("CORTEX_GRACE_S", "nan"),
-        ("CORTEX_PORT", "99999"),
-    ):
-        env = {**os.environ, "CORTEX_HOME": str(tmp_path), var: value}
-        p = subprocess.run(
-            [sys.executable, "-m", "cortex.cli.main", "serve"],
-            check=False,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert p.returncode == 2, p.stderr
-        assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"error: {var}: "), p.stderr
+@pytest.mark.parametrize(
+    ("var", "value", "args", "source"),
+    [
+        ("CORTEX_SLOTS", "abc", (), "CORTEX_SLOTS"),
+        ("CORTEX_GRACE_S", "nan", (), "CORTEX_GRACE_S"),
+        ("CORTEX_PORT", "99999", (), "CORTEX_PORT"),
+        ("CORTEX_WORKDIR_ROOTS", '{"fsd": ["relative/dir"]}', (), "CORTEX_WORKDIR_ROOTS"),
+        ("CORTEX_JOB_USERS", '{"fsd": "root; rm"}', (), "CORTEX_JOB_USERS"),
+        ("CORTEX_LOG_LEVEL", "info", ("--slots", "0"), "--slots"),
+        ("CORTEX_LOG_LEVEL", "info", ("--tls-cert", "/x.pem"), "settings"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(
+    tmp_path: Path, var: str, value: str, args: tuple[str, ...], source: str
+) -> None:
+    env = {**os.environ, "CORTEX_HOME": str(tmp_path), var: value}
+    p = subprocess.run(
+        [sys.executable, "-m", "cortex.cli.main", "serve", *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"error: {source}: "), p.stderr

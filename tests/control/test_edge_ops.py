@@ -37,6 +37,12 @@ def test_healthz_is_503_when_the_loop_stops_ticking(svc: Service) -> None:
     svc.loop.last_tick_monotonic = time.monotonic() - svc.settings.health_stale_s - 1
     r = c.get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "stale"
+    svc.loop.tick()
+    assert c.get("/healthz").status_code == 200
+    svc.loop.healthy = False  # what the loop sets after several failed ticks in a row
+    assert c.get("/healthz").json()["status"] == "failing"
+    assert c.get("/healthz").status_code == 503
+    svc.loop.tick()  # a tick that succeeds makes it healthy again
     assert c.get("/readyz").json() == {"ready": True, "store": "ok", "executor": "ok"}
 
 

@@ -246,3 +246,19 @@ def test_yaml_dates_stay_strings_and_nan_is_refused(client: TestClient, svc: Ser
         "/v1/jobs", content="name: n\ngpus: 1\nduration_s: .nan\ncommand: [x]\n", headers=yh
     )
     assert r.status_code == 422 and loc_of(r) == "body.duration_s", r.text
+
+
+def test_a_quota_broken_while_running_is_repaired_after_the_failed_tick(
+    client: TestClient, svc: Service
+) -> None:
+    team(client)
+    svc.loop.tick()
+    with svc.sessions.begin() as s:  # a hand edit behind the API's back
+        s.execute(update(m.Queue).values(borrowing_limit_share=float("inf")))
+    svc.loop.queues_dirty = True
+    with pytest.raises(OverflowError):
+        svc.loop.tick()  # what the loop thread catches before calling on_error
+    assert svc.loop.on_error is not None
+    svc.loop.on_error()
+    svc.loop.tick()
+    assert snapshot(svc)["queues"][0][2] is None  # fsd's borrowing limit back to the default

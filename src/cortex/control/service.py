@@ -132,12 +132,20 @@ class Service:
         self.recovered = recover(self.loop)
         # Read once above; no child may inherit them (see exec_users.scrub_environ).
         scrub_environ()
-        self.loop.on_error = lambda: recover(self.loop)
+        self.loop.on_error = self._resync
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
         self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event, box=self.env_box)
         from cortex.control.api import build_app  # the API's modules import this one
 
         self.app: FastAPI = build_app(self)
+
+    def _resync(self) -> None:
+        """After a failed tick: repair quota rows no tick can use (a hand edit while running),
+        then rebuild the loop's mirror from the store."""
+        with self.sessions.begin() as s:
+            if repair_queues(s):
+                self.loop.queues_dirty = True
+        recover(self.loop)
 
     def _job_counts(self) -> list[tuple[str, str, int]]:
         with self.sessions() as s:

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home, description="state dir (SQLite, runs)")
     database_url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
-    admin_token: Annotated[str, Field(min_length=16, max_length=512)] | None = Field(
+    admin_token: Annotated[str, Field(min_length=12, max_length=512)] | None = Field(
         default=None,
         description="the admin token; when it changes, every other admin token is revoked",
     )
@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     policy: Annotated[str, Field(min_length=1, max_length=64)] = "priority"
     min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = 60.0  # preemption floor
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 2  # failed runs requeued at most
-    retry_backoff_base_s: Annotated[float, Field(ge=0, le=86400)] = 5.0
-    retry_backoff_max_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 600.0
+    retry_backoff_base_s: Annotated[float, Field(ge=0, le=86400)] = 1.0
+    retry_backoff_max_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 300.0
     max_exit75_requeues: Annotated[int, Field(ge=0, le=INT4_MAX)] = 20
     log_cap_bytes: Annotated[int, Field(ge=4096, le=2**40)] = 64 * 1024 * 1024
     log_keep: Annotated[int, Field(ge=0, le=100)] = 2  # rotated log files kept per attempt

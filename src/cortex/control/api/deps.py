@@ -6,6 +6,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from cortex.control import store
 from cortex.control.auth import Principal, hash_token, parse_bearer
@@ -24,39 +25,52 @@ def err(status: int, loc: list[str | int], msg: str, kind: str = "value_error") 
     return HTTPException(status, detail=[{"loc": loc, "msg": msg, "type": kind}])
 
 
-def get_service(request: Request) -> Service:
+# Dependencies are `async def`: FastAPI runs a sync dependency in its thread pool, a thread hop
+# per dependency per request (a third of a submission's CPU once). Only a token cache miss
+# touches the store, and that goes to the thread pool.
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
 Svc = Annotated[Service, Depends(get_service)]
 
 
-def resolve(svc: Service, header: str | None) -> Principal:
-    """The caller a bearer header stands for; 401 for a missing, unknown, revoked or expired
-    token."""
+def _cached(svc: Service, header: str | None) -> tuple[Principal | None, str, str]:
     secret = parse_bearer(header)
     if secret is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     key = hash_token(secret)
+    return svc.token_cache.get(key, time.monotonic(), time.time()), key, secret
+
+
+def _lookup(svc: Service, key: str, secret: str) -> Principal:
     now_s, now_mono = time.time(), time.monotonic()
-    who = svc.token_cache.get(key, now_mono, now_s)
-    if who is None:
-        with svc.sessions() as s:
-            found = store.principal_for(s, secret, now_s)
-        if found is None:
-            raise HTTPException(
-                401, "invalid, expired or revoked token", headers={"WWW-Authenticate": "Bearer"}
-            )
-        who, expires_at = found
-        svc.token_cache.put(key, who, expires_at, now_mono)
+    with svc.sessions() as s:
+        found = store.principal_for(s, secret, now_s)
+    if found is None:
+        raise HTTPException(
+            401, "invalid, expired or revoked token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    who, expires_at = found
+    svc.token_cache.put(key, who, expires_at, now_mono)
     return who
 
 
-def principal(request: Request, svc: Svc) -> Principal:
-    return resolve(svc, request.headers.get("authorization"))
+def resolve(svc: Service, header: str | None) -> Principal:
+    """The caller a bearer header stands for; 401 for a missing, unknown, revoked or expired
+    token."""
+    who, key, secret = _cached(svc, header)
+    return who if who is not None else _lookup(svc, key, secret)
 
 
-def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def principal(request: Request, svc: Svc) -> Principal:
+    who, key, secret = _cached(svc, request.headers.get("authorization"))
+    if who is not None:
+        return who
+    return await run_in_threadpool(_lookup, svc, key, secret)
+
+
+async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
     if not who.admin:
         raise HTTPException(403, "this needs the admin token")
     return who

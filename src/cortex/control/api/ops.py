@@ -40,17 +40,20 @@ def guard_ops(svc: Service, request: Request) -> None:
     resolve(svc, request.headers.get("authorization"))
 
 
-@router.get("/healthz", summary="Liveness: the scheduler loop ticks (503 when it is stale)")
+@router.get("/healthz", summary="Liveness: the scheduler loop ticks (503 when stale or failing)")
 def healthz(svc: Svc) -> JSONResponse:
-    age = time.monotonic() - svc.loop.last_tick_monotonic
+    loop = svc.loop
+    age = time.monotonic() - loop.last_tick_monotonic
     stale = age > svc.settings.health_stale_s
+    failing = not loop.healthy  # several ticks in a row raised (the loop's own count)
     body = {
-        "status": "stale" if stale else "ok",
-        "ticks": svc.loop.ticks,
+        "status": "stale" if stale else ("failing" if failing else "ok"),
+        "ticks": loop.ticks,
         "last_tick_age_s": round(age, 3),
-        "node": svc.loop.node_name,
+        "tick_failures": loop.tick_failures,
+        "node": loop.node_name,
     }
-    return JSONResponse(body, status_code=503 if stale else 200)
+    return JSONResponse(body, status_code=503 if stale or failing else 200)
 
 
 @router.get("/readyz", summary="Readiness: the store and the executor answer")
