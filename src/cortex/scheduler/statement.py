@@ -11,13 +11,12 @@ from cortex.workload.job import Job
 class Statement:
     """An undo log over a ClusterState."""
 
-    __slots__ = ("_log", "evicted", "evictions", "state")
+    __slots__ = ("_log", "evicted", "state")
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self._log: list[tuple[int, int, int, Allocation]] = []
         self.evicted: set[int] = set()
-        self.evictions = 0  # evictions tried, kept or not: a cycle without any may commit
 
     def allocate(self, job: Job, flavor: int, placement: Placement) -> int:
         """Tentatively start job on placement; returns GPUs held."""
@@ -34,7 +33,6 @@ class Statement:
         alloc = st.give(job.id)
         st.add_usage(job.queue_idx, alloc.flavor, -alloc.gpus)
         self.evicted.add(job.id)
-        self.evictions += 1
         self._log.append((1, job.id, job.queue_idx, alloc))
         return alloc
 
