@@ -9,8 +9,6 @@ import test_cycle as tc
 
 from cortex.scheduler.cycle import schedule
 from cortex.scheduler.state import ClusterState
-from cortex.scheduler.statement import Statement
-from cortex.workload.job import Job
 
 
 def _drive(st: ClusterState, plan_starts: list, adopt: bool) -> None:
@@ -60,13 +58,3 @@ def test_a_cycle_that_tried_an_eviction_rolls_back_even_with_commit() -> None:
     assert [p.job.id for p in plan.preemptions] == [low.id]
     assert not plan.committed
     assert tc._contents(st) == before
-
-
-def test_statement_counts_evictions_even_when_rolled_back() -> None:
-    st, _, _ = tc._setup()
-    job: Job = tc._run(st, 100, ((0, 8),))
-    stmt = Statement(st)
-    stmt.evict(job)
-    stmt.rollback()
-    assert stmt.evictions == 1
-    assert 100 in st.running and st.node_free[0] == 0

@@ -419,7 +419,9 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool =
         c.stmt.rollback()
         raise
     plan = c.plan
-    if commit and c.stmt.evictions == 0 and not plan.preemptions:
+    # Every eviction a pass tries (kept or rolled back) follows a victim search, and every
+    # search spends one of the pass's tries: tries untouched means allocations only.
+    if commit and c.tries == pol.max_preemption_tries and not plan.preemptions:
         plan.committed = True
     else:
         # 7. Leave the state as it was; the driver applies the plan.

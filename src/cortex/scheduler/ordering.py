@@ -67,7 +67,9 @@ class PriorityFairShare:
         cands: list[tuple | None] = [None] * n
         seen = [-1] * n
         live = [i for i in range(n) if heads[i] is not None]
-        while live:
+        for _ in range(MERGE_FIRST):
+            if not live:
+                return
             best = None
             bi = -1
             for i in live:
@@ -87,6 +89,39 @@ class PriorityFairShare:
             if nxt is None:
                 live.remove(bi)
             yield head[1]
+        # A pass that got this far walks on (a deep pass, hundreds of jobs): sort what is left
+        # once by (priority, share, key), and again only when a start changes some usage.
+        rest = [(heads[i], i, iters[i]) for i in live]
+        yield from _sorted_rest(rest, usage, version, totals, weights)
+
+
+# Jobs a pass takes through the per-pick merge of queue heads before it sorts the rest.
+MERGE_FIRST = 16
+
+
+def _sorted_rest(
+    rest: list[tuple[tuple | None, int, Iterator[tuple]]],
+    usage: list[list[int]],
+    version: list[int],
+    totals: list[int],
+    weights: list[float],
+) -> Iterator[Job]:
+    """The rest of PriorityFairShare's order. Within a queue, keys are sorted and its share is
+    common, so the head merge by (key[0], share, key) is the sort by it while shares stay put."""
+    entries = [(head[0], head[1], i) for head, i, _ in rest if head is not None]
+    entries += [(k, job, i) for _, i, it in rest for k, job in it]
+    while entries:
+        seen = list(version)
+        shares = [max(map(truediv, usage[i], totals)) / weights[i] for i in range(len(weights))]
+        items = [(k[0], shares[i], k, job, i) for k, job, i in entries]
+        items.sort()
+        for pos, item in enumerate(items):
+            yield item[3]
+            if version != seen:
+                entries = [(k, job, i) for _, _, k, job, i in items[pos + 1 :]]
+                break
+        else:
+            return
 
 
 class LeastAttainedService:

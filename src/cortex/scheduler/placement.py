@@ -80,23 +80,23 @@ def _across_pods(state: ClusterState, flavor: int, need: int) -> Placement | Non
     chosen = [fitting[0][1]] if fitting else [h for _, h in sorted(halls, reverse=True)]
     if sum(state.hall_whole[h][flavor] for h in chosen) < need:
         return None
-    hall_rank = {h: i for i, h in enumerate(chosen)}
-    pods: list[tuple[int, int, int]] = []
+    # Pods in (hall rank, most free nodes, pod id) order, taken until the gang is full: walk
+    # the chosen halls in rank order and the buckets from the fullest down, sorting only one
+    # bucket's pods at a time, instead of sorting every pod with a free node.
     buckets = state.pod_bucket[flavor]
-    for c in range(len(buckets) - 1, 0, -1):
-        for p in buckets[c]:
-            rank = hall_rank.get(state.pod_hall[p])
-            if rank is not None:
-                pods.append((rank, -c, p))
-    pods.sort()
+    pod_hall = state.pod_hall
+    pod_whole = state.pod_whole
     out: list[tuple[int, int]] = []
-    left = need
-    for _, _, p in pods:
-        for n in _first(state.pod_whole[p], left):
-            out.append((n, g))
-        left = need - len(out)
-        if left == 0:
-            return tuple(out)
+    for h in chosen:
+        for c in range(len(buckets) - 1, 0, -1):
+            bucket = buckets[c]
+            if not bucket:
+                continue
+            for p in sorted(p for p in bucket if pod_hall[p] == h):
+                for n in _first(pod_whole[p], need - len(out)):
+                    out.append((n, g))
+                if len(out) == need:
+                    return tuple(out)
     return None
 
 

@@ -290,11 +290,20 @@ class ClusterState:
             return
         self._stale = []
         lists = [[n for n, _ in placement] for _, placement in stale]
-        touched = np.unique(np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64))
+        flat = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64)
+        entry = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
+        # Only the last start or stop on a node decides its summary: keep each node once, with
+        # the last entry that touched it.
+        touched, rev_at = np.unique(flat[::-1], return_index=True)
+        last_entry = entry[::-1][rev_at]
         old_top = self._np_max_prio[touched]
-        # In order, so that the last start or stop on a node sets its summary.
-        for (jid, placement), nodes in zip(stale, lists, strict=True):
-            if len(nodes) > 1 and self._summarize_gang(jid, placement, nodes):
+        order = np.argsort(last_entry, kind="stable")
+        by_entry = np.split(touched[order], np.flatnonzero(np.diff(last_entry[order])) + 1)
+        owners = np.unique(last_entry)
+        for e, nodes_arr in zip(owners.tolist(), by_entry, strict=True):
+            jid, placement = stale[e]
+            nodes = nodes_arr.tolist()
+            if len(placement) > 1 and self._summarize_gang(jid, placement, nodes):
                 continue
             for n in nodes:
                 self._summarize_node(n)
@@ -311,15 +320,17 @@ class ClusterState:
                     hist[v] = hist.get(v, 0) + sign * c
 
     def _summarize_gang(self, jid: int, placement: Placement, nodes: list[int]) -> bool:
-        """A multi-node gang holds whole nodes alone: set or clear them with one array write
-        each. False when a node is shared after all (then each node is summarized alone)."""
+        """A multi-node gang holds whole nodes alone: set or clear `nodes` (those of its
+        placement that nothing touched later) with one array write each. False when a node is
+        shared after all (then each node is summarized alone)."""
         node_jobs = self.node_jobs
         job = self.running.get(jid)
         alloc = self.allocations.get(jid)
         if job is not None and alloc is not None and alloc.placement == placement:
             if any(len(node_jobs[n]) != 1 for n in nodes):
                 return False
-            self._np_used[nodes] = [k for _, k in placement]
+            gpus = dict(placement)
+            self._np_used[nodes] = [gpus[n] for n in nodes]
             self._np_max_prio[nodes] = job.priority
             self._np_last_start[nodes] = job.run_start_s
             return True

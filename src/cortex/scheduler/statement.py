@@ -15,13 +15,12 @@ _ALLOCATE, _EVICT = 0, 1  # kinds of log entries
 class Statement:
     """An undo log over a ClusterState."""
 
-    __slots__ = ("_log", "_saved", "_seen", "evicted", "evictions", "state")
+    __slots__ = ("_log", "_saved", "_seen", "evicted", "state")
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
         self._log: list[tuple[int, int, int, Allocation]] = []
         self.evicted: set[int] = set()
-        self.evictions = 0  # evictions tried, kept or not: a cycle without any may commit
         # Undoing an insertion (a delete) keeps the order of the other keys; undoing a deletion
         # (a re-insert) would put the key last. So each dict that is about to lose a key has
         # its key order saved once per mark: (log position, dict, keys).
@@ -89,7 +88,6 @@ class Statement:
         alloc = st.give(job.id)
         st.add_usage(job.queue_idx, alloc.flavor, -alloc.gpus)
         self.evicted.add(job.id)
-        self.evictions += 1
         self._log.append((_EVICT, job.id, job.queue_idx, alloc))
         return alloc
 

@@ -1,0 +1,79 @@
+"""PriorityFairShare's order over long queues, with usage changing between picks as tentative
+starts change it in a pass, against a brute-force oracle: at every pick, recompute each queue's
+weighted dominant share and take the smallest (priority, share, key) over all waiting jobs."""
+
+from __future__ import annotations
+
+import random
+from operator import truediv
+
+import pytest
+
+import testkit
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import build
+from cortex.scheduler.ordering import MERGE_FIRST, PriorityFairShare
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import ClusterState
+from cortex.workload.job import Job
+
+THREE = build(
+    parse_fleet(
+        {
+            "name": "three",
+            "halls": [
+                {
+                    "name": "h",
+                    "groups": [
+                        {"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4},
+                        {"flavor": "H200-SXM", "nodes": 4, "nodes_per_pod": 4},
+                    ],
+                }
+            ],
+            "queues": {
+                "cluster_queues": [
+                    {"name": "a", "nominal_share": 0.5, "weight": 2.0},
+                    {"name": "b", "nominal_share": 0.3},
+                    {"name": "c", "nominal_share": 0.2, "weight": 0.5},
+                ]
+            },
+        },
+        "test",
+    )
+)
+
+
+def _oracle_pick(st: ClusterState, waiting: list[Job]) -> Job:
+    totals = [max(t, 1) for t in st.total_gpus]
+    weights = [q.weight for q in st.queues.queues]
+
+    def share(i: int) -> float:
+        return max(map(truediv, st.usage[i], totals)) / weights[i]
+
+    return min(waiting, key=lambda j: (j.key[0], share(j.queue_idx), j.key))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_long_queue_order_matches_the_oracle_while_usage_moves(seed: int) -> None:
+    rng = random.Random(seed)
+    pol = PriorityFairShare()
+    st, _, _ = testkit.setup_cycle(THREE, None, ("a", "b", "c"))
+    pend = PendingQueues(3, pol.key)
+    n_jobs = MERGE_FIRST + rng.randint(5, 120)  # past the head merge, into the sorted rest
+    for i in range(n_jobs):
+        job = Job(i, f"p{i}", "abc"[i % 3], 8, 100.0, submit_s=rng.uniform(0, 50))
+        job.queue_idx = rng.randrange(3)
+        job.priority = rng.choice([10, 100, 100, 1000])
+        pend.add(job)
+    waiting = [job for lst in pend.lists for _, job in lst]
+    snap = Snapshot(0.0, st, pend, lambda kind, f: 1.0, lambda job, f, gang: job.work_s)
+    got = []
+    for job in pol.order(snap):
+        assert job is _oracle_pick(st, waiting), len(got)
+        got.append(job.id)
+        waiting.remove(job)
+        if rng.random() < 0.2:
+            # A tentative start (or a rolled-back one) moves one queue's usage.
+            st.add_usage(rng.randrange(3), rng.randrange(2), rng.choice([8, 16, -8]))
+    assert sorted(got) == list(range(n_jobs))
