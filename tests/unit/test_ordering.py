@@ -7,7 +7,7 @@ from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
 from cortex.scheduler.cycle import Policies
 from cortex.scheduler.ordering import Fifo, PriorityFairShare
-from cortex.scheduler.preemption import NoPreemption
+from cortex.scheduler.preemption import NoPreemption, PriorityReclaim
 from cortex.scheduler.registry import policies
 from cortex.scheduler.snapshot import Snapshot
 from cortex.workload.job import Job
@@ -49,3 +49,9 @@ def test_equal_shares_go_by_arrival_across_queues() -> None:
 def test_fifo_profile_never_preempts() -> None:
     p = policies("fifo")
     assert isinstance(p.ordering, Fifo) and isinstance(p.preemption, NoPreemption)
+
+
+def test_priority_profile_wiring() -> None:
+    p = policies("priority")
+    assert isinstance(p.ordering, PriorityFairShare) and isinstance(p.preemption, PriorityReclaim)
+    assert p.backfill is True and policies("priority", backfill=False).backfill is False
