@@ -154,14 +154,14 @@ def report(patterns: list[str]) -> dict:
     for mod in sorted({_module(k) for k in statuses}):
         mine = {k: v for k, v in statuses.items() if _module(k) == mod}
         c = Counter(mine.values())
-        eq = sum(1 for k, v in mine.items() if k in equiv and v not in KILLED)
+        eq_survived = sum(1 for k, v in mine.items() if k in equiv and v == "survived")
         eq_tests = sum(1 for k, v in mine.items() if k in equiv and v == "no tests")
         known = KILLED | {"survived", "no tests", "not checked"}
         rows[mod] = {
             "killed": sum(c[s] for s in KILLED),
-            "survived": c["survived"] - (eq - eq_tests),
+            "survived": c["survived"] - eq_survived,
             "no_tests": c["no tests"] - eq_tests,
-            "equivalent": eq,
+            "equivalent": eq_survived + eq_tests,
             "not_checked": c["not checked"],
             "other": sum(n for s, n in c.items() if s not in known),
         }

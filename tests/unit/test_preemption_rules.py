@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 import testkit
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import build
 from cortex.scheduler.cycle import Policies, _evict_and_place
 from cortex.scheduler.ordering import LeastAttainedService
-from cortex.scheduler.preemption import LasDemotion, NoPreemption
+from cortex.scheduler.preemption import LasDemotion, NoPreemption, PriorityReclaim
 from cortex.scheduler.registry import policies
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
@@ -142,3 +144,83 @@ def test_evicting_victims_that_make_no_room_rolls_the_statement_back() -> None:
     got = _evict_and_place(_snap(st), Policies(), stmt, _pending(), 0, 8, 8, [small])
     assert got is None
     assert testkit.state_contents(st) == before and stmt.evicted == set()
+
+
+# ---- PriorityReclaim -------------------------------------------------------------------------
+# Three queues on tiny's shape: a (nominal 32, may borrow 16), b (16, no borrowing), c (16).
+QUOTA = build(parse_fleet({"name": "quota", "halls": [{"name": "h", "groups": [
+    {"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}]}], "queues": {"cluster_queues": [
+    {"name": "a", "nominal_share": 0.5, "borrowing_limit_share": 0.25},
+    {"name": "b", "nominal_share": 0.25, "borrowing_limit_share": 0.0},
+    {"name": "c", "nominal_share": 0.25}]}}, "test"))  # fmt: skip
+
+
+def _quota(a_nodes: int, b_nodes: int = 0) -> tuple[ClusterState, list[Job]]:
+    """a runs 8-GPU jobs on nodes 0..a_nodes-1, b on the next b_nodes; all normal, settled."""
+    st, _, _ = testkit.setup_cycle(QUOTA, teams=("a", "b", "c"))
+    jobs = [testkit.running_job(st, 60 + n, ((n, 8),), team=0) for n in range(a_nodes)]
+    for n in range(a_nodes, a_nodes + b_nodes):
+        jobs.append(testkit.running_job(st, 60 + n, ((n, 8),), team=1))
+    return st, jobs
+
+
+def _b_job(prio: int = 100, gpus: int = 8) -> Job:
+    job = Job(1, "p", "b", gpus, 10.0)
+    job.queue_idx, job.priority = 1, prio
+    return job
+
+
+@pytest.mark.parametrize(
+    ("a_nodes", "b_nodes", "victim", "prio", "start", "ok"),
+    [
+        # A higher class evicts a settled lower one; not one started at 401 (> 1000 - 600).
+        # (a's 32 + 8 = 40 > 32 here, which only matters for equal classes.)
+        (4, 0, {"prio": 10}, 100, 0.0, True),
+        (4, 0, {"prio": 10}, 100, 401.0, False),
+        # Equal class: only reclaim. a holds 40 + 8 > 32 nominal and b would hold 0 + 8 <= 16.
+        (5, 0, {}, 100, 0.0, True),
+        # ... but not when b would pass its own nominal: 16 + 8 > 16.
+        (5, 2, {}, 100, 0.0, False),
+        # a within its nominal (24 + the victim's 8 = 32): nothing to reclaim.
+        (3, 0, {}, 100, 0.0, False),
+        # A higher class is never a victim, borrowed quota or not.
+        (5, 0, {"prio": 1000}, 100, 0.0, False),
+    ],
+)
+def test_priority_reclaim_eligible(
+    a_nodes: int, b_nodes: int, victim: dict, prio: int, start: float, ok: bool
+) -> None:
+    st, _ = _quota(a_nodes, b_nodes)
+    v = testkit.running_job(st, 99, ((7, 8),), team=0, start=start, **victim)
+    assert PriorityReclaim().eligible(_snap(st), _b_job(prio), v) is ok
+
+
+def test_priority_reclaim_victim_of_the_same_queue_is_never_reclaimed() -> None:
+    # b's own job, same class: not a victim even while a borrows (5 nodes = 40 > 32).
+    st, _ = _quota(5)
+    v = testkit.running_job(st, 99, ((7, 8),), team=1)
+    assert not PriorityReclaim().eligible(_snap(st), _b_job(), v)
+
+
+def test_priority_reclaim_may_preempt_counts_lower_nodes_and_reclaim_nodes() -> None:
+    pol = PriorityReclaim()
+    # All 8 nodes normal in a, within nothing: a holds 64 > 32, so reclaim; b + 8 <= 16.
+    st, _ = _quota(8)
+    assert pol.may_preempt(_snap(st), _b_job(), 0, 8)
+    assert pol.may_preempt(_snap(st), _b_job(gpus=16), 0, 16)  # 2 nodes of 8 candidates
+    # a at exactly its nominal (32 on nodes 0-3), nodes 4-7 free: nobody borrows, and no
+    # node runs below normal: no search for a one-node gang.
+    st2, _ = _quota(4)
+    assert not pol.may_preempt(_snap(st2), _b_job(), 0, 8)
+    # One preemptible node among production ones is enough for a one-node gang, and two
+    # for two nodes (0 free + 2 lower >= 2), not for three.
+    st3, _, _ = testkit.setup_cycle(QUOTA, teams=("a", "b", "c"))
+    for n in range(8):
+        testkit.running_job(st3, 80 + n, ((n, 8),), team=2, prio=10 if n < 2 else 1000)
+    assert pol.may_preempt(_snap(st3), _b_job(prio=100), 0, 8)
+    assert pol.may_preempt(_snap(st3), _b_job(prio=100, gpus=16), 0, 16)
+    assert not pol.may_preempt(_snap(st3), _b_job(prio=100, gpus=24), 0, 24)
+    # b itself near its nominal (16 held, + 8 > 16) does not reclaim a's borrowed nodes.
+    st4, _ = _quota(5, 2)
+    testkit.running_job(st4, 99, ((7, 8),), team=2, prio=1000)
+    assert not pol.may_preempt(_snap(st4), _b_job(), 0, 8)

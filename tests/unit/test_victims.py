@@ -297,3 +297,55 @@ def test_gang_across_pods_takes_the_hall_with_the_most_candidate_nodes() -> None
     for n in h100:
         _run(st, 500 + n, ((n, 8),), prio=NORMAL if n in {0, 1, 4, 5, 16, 17, 18, 19, 20} else PROD)
     assert sorted(_victims(st, pend, 40) or []) == [516, 517, 518, 519, 520]
+
+
+# ---- a gang of whole nodes inside one pod: free nodes, unit order, pruning -----------------------
+def _pod0(layout: dict[int, tuple[int, int]]) -> tuple[ClusterState, PendingQueues]:
+    """Pod 1 (nodes 4-7) runs production; in pod 0, node -> (job id, priority) of an 8-GPU job
+    (a job id on two nodes is one 16-GPU job); nodes not listed are free."""
+    st, pend = _state(set(range(4)))
+    by_job: dict[int, list[int]] = {}
+    prio: dict[int, int] = {}
+    for n, (jid, p) in sorted(layout.items()):
+        by_job.setdefault(jid, []).append(n)
+        prio[jid] = p
+    for jid, nodes in by_job.items():
+        _run(st, jid, tuple((n, 8) for n in nodes), prio=prio[jid])
+    return st, pend
+
+
+def test_pod_counts_its_free_nodes_before_evicting() -> None:
+    # Nodes 0, 1 free; 2 runs normal job 60, 3 preemptible job 61. A 24-GPU gang needs 3
+    # nodes: 1 beyond the 2 free, and the lowest priority is 61.
+    st, pend = _pod0({2: (60, NORMAL), 3: (61, LOW)})
+    assert _victims(st, pend, 24) == [61]
+
+
+def test_pod_with_room_already_needs_no_victims() -> None:
+    st, pend = _pod0({2: (60, NORMAL), 3: (61, LOW)})
+    assert _victims(st, pend, 16) == []
+
+
+def test_pod_units_go_lowest_priority_first_then_cheapest() -> None:
+    # Node 0 free. Preemptible 2-node job 70 (16 GPUs) on 1-2, normal 8-GPU job 71 on 3. One
+    # node more is needed for 16 GPUs: 70 goes (priority first) although 71 costs less.
+    st, pend = _pod0({1: (70, LOW), 2: (70, LOW), 3: (71, NORMAL)})
+    assert _victims(st, pend, 16) == [70]
+    # All normal: the cheaper unit goes.
+    st2, pend2 = _pod0({1: (70, NORMAL), 2: (70, NORMAL), 3: (71, NORMAL)})
+    assert _victims(st2, pend2, 16) == [71]
+
+
+def test_pod_drops_a_unit_a_later_one_made_needless() -> None:
+    # Pod 0 full: job 80 (priority 10) on 0, job 81 (20) on 1, 2-node job 82 (normal) on 2-3.
+    # 24 GPUs = 3 nodes: 80, 81 (2 nodes), then 82 (4); without 81 there are 3: drop it; without
+    # 80 too there would be 2: keep 80.
+    st, pend = _pod0({0: (80, 10), 1: (81, 20), 2: (82, NORMAL), 3: (82, NORMAL)})
+    assert _victims(st, pend, 24) == [80, 82]
+
+
+def test_a_node_with_one_gpu_in_use_is_a_candidate() -> None:
+    # Node 0 runs a 1-GPU preemptible job, 7 free: an 8-GPU gang evicts it.
+    st, pend = _state({0})
+    _run(st, 90, ((0, 1),), prio=LOW)
+    assert _victims(st, pend, 8) == [90]
