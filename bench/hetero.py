@@ -101,7 +101,7 @@ TWIN = r"""
 import json, time
 from collections import defaultdict
 import numpy as np
-from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
 from cortex.fleet.topology import build
 from cortex.scheduler.hetero_lp import LpInput, solve
 from cortex.scheduler.queues import QueueConfig
@@ -127,7 +127,11 @@ class MeteredTwin(Twin):
 
 
 days, policy = {days}, "{policy}"
-topo = build(load_fleet_spec("{fleet}"))
+spec = load_fleet_spec("{fleet}").model_dump()
+for hall in spec["halls"]:
+    for g in hall["groups"]:
+        g["nodes"] = max(1, round(g["nodes"] * {fleet_scale}))
+topo = build(parse_fleet(spec, "{fleet} x {fleet_scale}"))
 jobs = generate(days=days, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
 tw = MeteredTwin(topo, jobs, SimConfig(days=days, seed={seed}, policy=policy))
 tw.eq_by_team, tw.eq_by_flavor = {{}}, {{}}
@@ -191,7 +195,6 @@ out = {{
                             for q in range(len(names))}},
     "fluid_bound_eq": -float(bound.fun),
     "capacity_gpus": topo.flavor_gpus(),
-    "solves": getattr(tw, "_solve_due", 0) and int(days * 86400 / 1800),
 }}
 print(json.dumps(out))
 """
@@ -210,10 +213,11 @@ def bench_solve(scale: float, n_jobs: int, repeats: int) -> dict:
     return _child(SOLVE.format(scale=scale, n_jobs=n_jobs, repeats=repeats), 1800)
 
 
-def bench_twin(fleet: str, days: float, seed: int) -> dict:
+def bench_twin(fleet: str, days: float, seed: int, fleet_scale: float) -> dict:
     runs = {}
     for policy in ("priority", "hetero"):
-        code = TWIN.format(days=days, policy=policy, fleet=fleet, seed=seed)
+        code = TWIN.format(days=days, policy=policy, fleet=fleet, seed=seed,
+                           fleet_scale=fleet_scale)  # fmt: skip
         runs[policy] = _child(code, 7200)
     base, het = runs["priority"], runs["hetero"]
     horizon_h = days * 24.0
@@ -237,7 +241,10 @@ def bench_twin(fleet: str, days: float, seed: int) -> dict:
 
 def _markdown(res: dict, args: argparse.Namespace) -> str:
     lines = [f"\n## Hetero: throughput-aware placement vs flavor order ({time.strftime('%F')})\n"]
-    lines.append(f"Command: `python bench/hetero.py --days {args.days} --seed {args.seed}`.\n")
+    lines.append(
+        f"Command: `python bench/hetero.py --days {args.days:g} --seed {args.seed} "
+        f"--fleet {args.fleet} --fleet-scale {args.fleet_scale:g}`.\n"
+    )
     if "solve" in res:
         s = res["solve"]
         lines.append(
@@ -249,7 +256,10 @@ def _markdown(res: dict, args: argparse.Namespace) -> str:
     if "twin" in res:
         t = res["twin"]
         b, h = t["runs"]["priority"], t["runs"]["hetero"]
-        lines.append(f"{args.fleet}, {args.days} days, synthetic mix, seed {args.seed}:\n")
+        lines.append(
+            f"{args.fleet} (node groups x {args.fleet_scale:g}), {args.days:g} days, synthetic "
+            f"mix at the default load, seed {args.seed}:\n"
+        )
         lines.append("| | priority (flavor order) | hetero |")
         lines.append("|---|---|---|")
         lines.append(
@@ -286,6 +296,7 @@ def main() -> None:
     ap.add_argument("--fleet", default="cortex-2026")
     ap.add_argument("--days", type=float, default=14.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fleet-scale", type=float, default=1.0, help="scale every node group")
     ap.add_argument("--solve-scale", type=float, default=100_000 / 535_000)
     ap.add_argument("--solve-jobs", type=int, default=50_000)
     ap.add_argument("--repeats", type=int, default=30)
@@ -297,7 +308,7 @@ def main() -> None:
         res["solve"] = bench_solve(args.solve_scale, args.solve_jobs, args.repeats)
         print(json.dumps({"solve": res["solve"]}), flush=True)
     if "twin" in only:
-        res["twin"] = bench_twin(args.fleet, args.days, args.seed)
+        res["twin"] = bench_twin(args.fleet, args.days, args.seed, args.fleet_scale)
         print(json.dumps({"twin": res["twin"]}), flush=True)
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
