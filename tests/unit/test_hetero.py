@@ -231,3 +231,26 @@ def test_fair_share_is_counted_in_h100_equivalents() -> None:
         w.pend(2, "vision", 4, 1.0)
         starts[profile] = [s.job.name for s in w.cycle(solve=False).starts]
     assert starts == {"priority": ["lang-1"], "hetero": ["vision-2"]}
+
+
+def test_the_site_power_cap_bounds_the_targets() -> None:
+    # One H100 node (8 GPUs) under a 9 kW site cap at PUE 1.2: 7,500 W of IT, less 8 idle
+    # GPUs at 96 W (768 W) and the node's 3,400 W overhead, leaves 3,332 W over idle. A busy
+    # GPU adds 546 - 96 = 450 W (catalog's measured training draw), so the solve targets
+    # 3,332 / 450 = 7.404 GPUs, not the 8 the job asks for.
+    topo = build(
+        parse_fleet(
+            {
+                "name": "capped",
+                "site": {"power_cap_mw": 0.009, "pue": 1.2},
+                "halls": [{"name": "h", "groups": [{"flavor": "H100-SXM5", "nodes": 1}]}],
+                "queues": {"cluster_queues": [{"name": "lang", "nominal_share": 1.0}]},
+            },
+            "test",
+        )
+    )
+    w = World(topo, "hetero")
+    w.pend(1, "lang", 8, 0.0)
+    assert w.pol.allocator is not None
+    t = w.pol.allocator.solve(w.snapshot())
+    assert t.queue_gpus[0][0] == pytest.approx(3332 / 450, rel=1e-6)
