@@ -254,3 +254,25 @@ def test_the_site_power_cap_bounds_the_targets() -> None:
     assert w.pol.allocator is not None
     t = w.pol.allocator.solve(w.snapshot())
     assert t.queue_gpus[0][0] == pytest.approx(3332 / 450, rel=1e-6)
+
+
+def test_the_twin_runs_the_solve_and_places_by_it() -> None:
+    # The swap scenario through the twin: both arrive at t=0, the solve then sends vision to
+    # Dojo and lang to H200; each job has 1e5 reference seconds of work, so lang ends at
+    # 1e5 / 1.082 = 92,421 s and vision at 1e5 / 0.293 = 341,297 s (no failures, no
+    # checkpoints).
+    from cortex.sim.twin import SimConfig, Twin
+
+    jobs = [
+        Job(0, "vision-0", "vision", 8, 1e5, kind="fsd-video"),
+        Job(1, "lang-1", "lang", 8, 1e5, kind="llm"),
+    ]
+    tw = Twin(H200_FIRST, jobs, SimConfig(days=5, policy="hetero", failures=False))
+    tw.run()
+    assert tw._targets is not None
+    assert {j.name: H200_FIRST.flavors[j.run_flavor] for j in jobs} == {
+        "vision-0": "Dojo-D1",
+        "lang-1": "H200-SXM",
+    }
+    assert jobs[1].end_s == pytest.approx(1e5 / 1.082, rel=1e-6)
+    assert jobs[0].end_s == pytest.approx(1e5 / 0.293, rel=1e-6)
