@@ -1,7 +1,8 @@
 """Heterogeneity-aware scheduling: the `hetero` profile against flavor-order placement.
 
-    python bench/hetero.py                 # solve timing + both twin runs (cortex-2026, 14 days)
-    python bench/hetero.py --days 7 --only solve,twin --append
+    python bench/hetero.py                 # solve timing, both twin runs, the comparison
+    python bench/hetero.py --only twin --policies hetero   # one run (runs may go in parallel)
+    python bench/hetero.py --only report --append          # compare, add to bench/RESULTS.md
 
 1. `solve`: the allocation solve (HeteroAllocator.solve: class aggregation + two HiGHS LPs) on
    a snapshot of about 100,000 GPUs (cortex-2026's mix scaled down) holding 50,000 jobs
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
 PY = sys.executable
 
 SOLVE = r"""
@@ -213,13 +215,23 @@ def bench_solve(scale: float, n_jobs: int, repeats: int) -> dict:
     return _child(SOLVE.format(scale=scale, n_jobs=n_jobs, repeats=repeats), 1800)
 
 
-def bench_twin(fleet: str, days: float, seed: int, fleet_scale: float) -> dict:
-    runs = {}
-    for policy in ("priority", "hetero"):
+def bench_twin(fleet: str, days: float, seed: int, fleet_scale: float, policies: list[str]) -> None:
+    """Run each profile's twin and keep its figures in bench/out/hetero-<policy>.json (the
+    profiles may run in separate invocations, in parallel)."""
+    for policy in policies:
         code = TWIN.format(days=days, policy=policy, fleet=fleet, seed=seed,
                            fleet_scale=fleet_scale)  # fmt: skip
-        runs[policy] = _child(code, 7200)
+        run = _child(code, 7200)
+        (OUT / f"hetero-{policy}.json").write_text(json.dumps(run, indent=1))
+        print(json.dumps({policy: run}), flush=True)
+
+
+def compare(days: float) -> dict:
+    """Both profiles' runs (from bench/out), side by side."""
+    runs = {p: json.loads((OUT / f"hetero-{p}.json").read_text()) for p in ("priority", "hetero")}
     base, het = runs["priority"], runs["hetero"]
+    if base["days"] != het["days"]:
+        raise SystemExit("the two runs cover different horizons; rerun one")
     horizon_h = days * 24.0
     shares = {}
     for team, ent in base["entitlement_eq_by_team"].items():
@@ -292,7 +304,8 @@ def _markdown(res: dict, args: argparse.Namespace) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", default="solve,twin")
+    ap.add_argument("--only", default="solve,twin,report")
+    ap.add_argument("--policies", default="priority,hetero", help="twin runs to do now")
     ap.add_argument("--fleet", default="cortex-2026")
     ap.add_argument("--days", type=float, default=14.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -303,16 +316,19 @@ def main() -> None:
     ap.add_argument("--append", action="store_true", help="append a section to bench/RESULTS.md")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    OUT.mkdir(parents=True, exist_ok=True)
     res: dict = {}
     if "solve" in only:
         res["solve"] = bench_solve(args.solve_scale, args.solve_jobs, args.repeats)
+        (OUT / "hetero-solve.json").write_text(json.dumps(res["solve"], indent=1))
         print(json.dumps({"solve": res["solve"]}), flush=True)
     if "twin" in only:
-        res["twin"] = bench_twin(args.fleet, args.days, args.seed, args.fleet_scale)
-        print(json.dumps({"twin": res["twin"]}), flush=True)
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "hetero.json").write_text(json.dumps(res, indent=1))
+        bench_twin(args.fleet, args.days, args.seed, args.fleet_scale, args.policies.split(","))
+    if "report" not in only:
+        return
+    if "solve" not in res and (OUT / "hetero-solve.json").exists():
+        res["solve"] = json.loads((OUT / "hetero-solve.json").read_text())
+    res["twin"] = compare(args.days)
     md = _markdown(res, args)
     print(md)
     if args.append:
