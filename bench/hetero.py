@@ -1,7 +1,8 @@
 """Heterogeneity-aware scheduling: the `hetero` profile against flavor-order placement.
 
-    python bench/hetero.py                 # solve timing + both twin runs (cortex-2026, 14 days)
-    python bench/hetero.py --days 7 --only solve,twin --append
+    python bench/hetero.py                 # solve timing, both twin runs, the comparison
+    python bench/hetero.py --only twin --policies hetero   # one run (runs may go in parallel)
+    python bench/hetero.py --only report --append          # compare, add to bench/RESULTS.md
 
 1. `solve`: the allocation solve (HeteroAllocator.solve: class aggregation + two HiGHS LPs) on
    a snapshot of about 100,000 GPUs (cortex-2026's mix scaled down) holding 50,000 jobs
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
 PY = sys.executable
 
 SOLVE = r"""
@@ -101,7 +103,7 @@ TWIN = r"""
 import json, time
 from collections import defaultdict
 import numpy as np
-from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
 from cortex.fleet.topology import build
 from cortex.scheduler.hetero_lp import LpInput, solve
 from cortex.scheduler.queues import QueueConfig
@@ -127,7 +129,11 @@ class MeteredTwin(Twin):
 
 
 days, policy = {days}, "{policy}"
-topo = build(load_fleet_spec("{fleet}"))
+spec = load_fleet_spec("{fleet}").model_dump()
+for hall in spec["halls"]:
+    for g in hall["groups"]:
+        g["nodes"] = max(1, round(g["nodes"] * {fleet_scale}))
+topo = build(parse_fleet(spec, "{fleet} x {fleet_scale}"))
 jobs = generate(days=days, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
 tw = MeteredTwin(topo, jobs, SimConfig(days=days, seed={seed}, policy=policy))
 tw.eq_by_team, tw.eq_by_flavor = {{}}, {{}}
@@ -191,7 +197,6 @@ out = {{
                             for q in range(len(names))}},
     "fluid_bound_eq": -float(bound.fun),
     "capacity_gpus": topo.flavor_gpus(),
-    "solves": getattr(tw, "_solve_due", 0) and int(days * 86400 / 1800),
 }}
 print(json.dumps(out))
 """
@@ -210,12 +215,23 @@ def bench_solve(scale: float, n_jobs: int, repeats: int) -> dict:
     return _child(SOLVE.format(scale=scale, n_jobs=n_jobs, repeats=repeats), 1800)
 
 
-def bench_twin(fleet: str, days: float, seed: int) -> dict:
-    runs = {}
-    for policy in ("priority", "hetero"):
-        code = TWIN.format(days=days, policy=policy, fleet=fleet, seed=seed)
-        runs[policy] = _child(code, 7200)
+def bench_twin(fleet: str, days: float, seed: int, fleet_scale: float, policies: list[str]) -> None:
+    """Run each profile's twin and keep its figures in bench/out/hetero-<policy>.json (the
+    profiles may run in separate invocations, in parallel)."""
+    for policy in policies:
+        code = TWIN.format(days=days, policy=policy, fleet=fleet, seed=seed,
+                           fleet_scale=fleet_scale)  # fmt: skip
+        run = _child(code, 7200)
+        (OUT / f"hetero-{policy}.json").write_text(json.dumps(run, indent=1))
+        print(json.dumps({policy: run}), flush=True)
+
+
+def compare(days: float) -> dict:
+    """Both profiles' runs (from bench/out), side by side."""
+    runs = {p: json.loads((OUT / f"hetero-{p}.json").read_text()) for p in ("priority", "hetero")}
     base, het = runs["priority"], runs["hetero"]
+    if base["days"] != het["days"]:
+        raise SystemExit("the two runs cover different horizons; rerun one")
     horizon_h = days * 24.0
     shares = {}
     for team, ent in base["entitlement_eq_by_team"].items():
@@ -237,7 +253,10 @@ def bench_twin(fleet: str, days: float, seed: int) -> dict:
 
 def _markdown(res: dict, args: argparse.Namespace) -> str:
     lines = [f"\n## Hetero: throughput-aware placement vs flavor order ({time.strftime('%F')})\n"]
-    lines.append(f"Command: `python bench/hetero.py --days {args.days} --seed {args.seed}`.\n")
+    lines.append(
+        f"Command: `python bench/hetero.py --days {args.days:g} --seed {args.seed} "
+        f"--fleet {args.fleet} --fleet-scale {args.fleet_scale:g}`.\n"
+    )
     if "solve" in res:
         s = res["solve"]
         lines.append(
@@ -249,7 +268,10 @@ def _markdown(res: dict, args: argparse.Namespace) -> str:
     if "twin" in res:
         t = res["twin"]
         b, h = t["runs"]["priority"], t["runs"]["hetero"]
-        lines.append(f"{args.fleet}, {args.days} days, synthetic mix, seed {args.seed}:\n")
+        lines.append(
+            f"{args.fleet} (node groups x {args.fleet_scale:g}), {args.days:g} days, synthetic "
+            f"mix at the default load, seed {args.seed}:\n"
+        )
         lines.append("| | priority (flavor order) | hetero |")
         lines.append("|---|---|---|")
         lines.append(
@@ -282,26 +304,31 @@ def _markdown(res: dict, args: argparse.Namespace) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", default="solve,twin")
+    ap.add_argument("--only", default="solve,twin,report")
+    ap.add_argument("--policies", default="priority,hetero", help="twin runs to do now")
     ap.add_argument("--fleet", default="cortex-2026")
     ap.add_argument("--days", type=float, default=14.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fleet-scale", type=float, default=1.0, help="scale every node group")
     ap.add_argument("--solve-scale", type=float, default=100_000 / 535_000)
     ap.add_argument("--solve-jobs", type=int, default=50_000)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--append", action="store_true", help="append a section to bench/RESULTS.md")
     args = ap.parse_args()
     only = set(args.only.split(","))
+    OUT.mkdir(parents=True, exist_ok=True)
     res: dict = {}
     if "solve" in only:
         res["solve"] = bench_solve(args.solve_scale, args.solve_jobs, args.repeats)
+        (OUT / "hetero-solve.json").write_text(json.dumps(res["solve"], indent=1))
         print(json.dumps({"solve": res["solve"]}), flush=True)
     if "twin" in only:
-        res["twin"] = bench_twin(args.fleet, args.days, args.seed)
-        print(json.dumps({"twin": res["twin"]}), flush=True)
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "hetero.json").write_text(json.dumps(res, indent=1))
+        bench_twin(args.fleet, args.days, args.seed, args.fleet_scale, args.policies.split(","))
+    if "report" not in only:
+        return
+    if "solve" not in res and (OUT / "hetero-solve.json").exists():
+        res["solve"] = json.loads((OUT / "hetero-solve.json").read_text())
+    res["twin"] = compare(args.days)
     md = _markdown(res, args)
     print(md)
     if args.append:

@@ -231,3 +231,48 @@ def test_fair_share_is_counted_in_h100_equivalents() -> None:
         w.pend(2, "vision", 4, 1.0)
         starts[profile] = [s.job.name for s in w.cycle(solve=False).starts]
     assert starts == {"priority": ["lang-1"], "hetero": ["vision-2"]}
+
+
+def test_the_site_power_cap_bounds_the_targets() -> None:
+    # One H100 node (8 GPUs) under a 9 kW site cap at PUE 1.2: 7,500 W of IT, less 8 idle
+    # GPUs at 96 W (768 W) and the node's 3,400 W overhead, leaves 3,332 W over idle. A busy
+    # GPU adds 546 - 96 = 450 W (catalog's measured training draw), so the solve targets
+    # 3,332 / 450 = 7.404 GPUs, not the 8 the job asks for.
+    topo = build(
+        parse_fleet(
+            {
+                "name": "capped",
+                "site": {"power_cap_mw": 0.009, "pue": 1.2},
+                "halls": [{"name": "h", "groups": [{"flavor": "H100-SXM5", "nodes": 1}]}],
+                "queues": {"cluster_queues": [{"name": "lang", "nominal_share": 1.0}]},
+            },
+            "test",
+        )
+    )
+    w = World(topo, "hetero")
+    w.pend(1, "lang", 8, 0.0)
+    assert w.pol.allocator is not None
+    t = w.pol.allocator.solve(w.snapshot())
+    assert t.queue_gpus[0][0] == pytest.approx(3332 / 450, rel=1e-6)
+
+
+def test_the_twin_runs_the_solve_and_places_by_it() -> None:
+    # The swap scenario through the twin: both arrive at t=0, the solve then sends vision to
+    # Dojo and lang to H200; each job has 1e5 reference seconds of work, so lang ends at
+    # 1e5 / 1.082 = 92,421 s and vision at 1e5 / 0.293 = 341,297 s (no failures, no
+    # checkpoints).
+    from cortex.sim.twin import SimConfig, Twin
+
+    jobs = [
+        Job(0, "vision-0", "vision", 8, 1e5, kind="fsd-video"),
+        Job(1, "lang-1", "lang", 8, 1e5, kind="llm"),
+    ]
+    tw = Twin(H200_FIRST, jobs, SimConfig(days=5, policy="hetero", failures=False))
+    tw.run()
+    assert tw._targets is not None
+    assert {j.name: H200_FIRST.flavors[j.run_flavor] for j in jobs} == {
+        "vision-0": "Dojo-D1",
+        "lang-1": "H200-SXM",
+    }
+    assert jobs[1].end_s == pytest.approx(1e5 / 1.082, rel=1e-6)
+    assert jobs[0].end_s == pytest.approx(1e5 / 0.293, rel=1e-6)

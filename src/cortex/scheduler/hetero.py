@@ -196,15 +196,18 @@ class TargetFlavorOrder:
 class TargetShareCheck:
     """Keeps each queue near its target on each flavor. A start is admitted when the queue
     stays within half a gang of its target, or when the gang fits in free GPUs that no other
-    waiting queue is owed (its target minus its usage); otherwise it waits."""
+    waiting queue is owed (its target minus its usage); otherwise it waits. Jobs of the top
+    priority class are not held back."""
 
     name = "target-share"
 
     def check(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> Reason | None:
         t = snap.targets
-        if t is None:
-            return None
         st = snap.state
+        if t is None or job.priority >= max(st.queues.priority_classes.values(), default=0):
+            # The top priority class is placed as `priority` places it: a fluid target must
+            # not hold back a production gang (a 16k-GPU run is never near any target).
+            return None
         q = job.queue_idx
         target = t.queue_gpus[q][flavor]
         used = st.usage[q][flavor]
