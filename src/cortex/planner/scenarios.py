@@ -60,6 +60,8 @@ def summary(res: PlanResult) -> dict[str, Any]:
     return {
         "status": res.status,
         "cash_musd": res.totals["capex_and_energy_musd"],
+        "charged_cost_musd": res.totals["charged_cost_musd"],
+        "discounted_goodput_h100e_months": res.totals["discounted_goodput_h100e_months"],
         "goodput_h100e_months": res.totals["goodput_h100e_months"],
         "goodput_by_month": [m["goodput_h100e"] for m in res.months],
         "facility_mw_by_month": [m["facility_mw"] for m in res.months],
@@ -136,6 +138,8 @@ def frontier(spec: PlanSpec, inp: Inputs) -> list[dict[str, Any]]:
             "lambda": lam,
             "cash_musd": r["cash_musd"],
             "goodput_h100e_months": r["goodput_h100e_months"],
+            "charged_cost_musd": r["charged_cost_musd"],
+            "discounted_goodput_h100e_months": r["discounted_goodput_h100e_months"],
         }
         for lam, r in zip(spec.frontier_lambdas, runs, strict=True)
     ]

@@ -16,6 +16,7 @@ from cortex.planner.model import (
     Built,
     Fixed,
     build,
+    discount,
     goodput_terms,
     it_terms,
 )
@@ -216,7 +217,16 @@ def _shortfall(res: PlanResult) -> float:
 
 def _totals(res: PlanResult) -> dict[str, float]:
     last = res.months[-1]
+    b, x = res.built, res.x
+    assert b is not None and x is not None
+    inp = res.inp
+    disc_goodput = sum(discount(inp, t) * _val(x, goodput_terms(b, t)) for t in range(inp.months))
+    # The objective's cost side, penalties included: what the frontier trades against value.
+    value = disc_goodput / inp.lam if inp.mode == "max_compute" else 0.0
+    cost = value - res.objective if inp.mode == "max_compute" else res.objective
     return {
+        "discounted_goodput_h100e_months": round(disc_goodput, 1),
+        "charged_cost_musd": round(cost, 1),
         "capex_and_energy_musd": last["cash_spent_musd"],
         "budget_musd": last["budget_musd"],
         "goodput_h100e_months": round(sum(m["goodput_h100e"] for m in res.months), 1),
