@@ -58,6 +58,10 @@ def test_twin_policy_falls_back_and_runs(tmp_path: Path) -> None:
     name, note = pick_policy("no-such-profile", spec)
     assert name == "priority" and "no-such-profile" in note
     h100 = inp.skus[0]
-    r = run_twin((fleet_dict(h100, h100.nodes_per_pod, 3), 0.5, 0, name, 1.0))
+    fleet = fleet_dict(h100, h100.nodes_per_pod, 3)
+    r = run_twin((fleet, 0.5, 0, name, 1.0, "synthetic"))
     assert r["gpus"] == h100.nodes_per_pod * h100.gpus_per_node
     assert 0.0 < r["factor"] <= 1.0
+    # The flagship job alone on the same fleet: one gang of 30 of the 32 nodes.
+    flag = run_twin((fleet, 0.5, 0, name, 50.0, "single:240"))
+    assert 0.0 < flag["factor"] <= 1.0 and flag["interruptions"] > 0
