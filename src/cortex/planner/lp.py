@@ -98,7 +98,7 @@ def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndar
     chunks += [(c0, c0 + chunk) for c0 in range(0, last + 1, chunk)]
     for part in chunks:
         x = run()
-        if x is None or time.perf_counter() - t0 > time_limit_s:
+        if x is None or time.perf_counter() - t0 > 5 * time_limit_s:
             return None
         todo = [
             j
@@ -212,8 +212,11 @@ class Model:
         t0 = time.perf_counter()
         start = None
         if not relax and any(self.integer):
-            start = _relax_and_fix(self, time_limit_s / 2)
-        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+            # The start is what makes the answer good (see _relax_and_fix), so it is not cut at
+            # the time limit (only at 5x it, a runaway guard); branch and bound gets the rest,
+            # and at least a tenth of the limit.
+            start = _relax_and_fix(self, time_limit_s)
+        left = max(time_limit_s - (time.perf_counter() - t0), 0.1 * time_limit_s)
         h = self.highs(relax, left, mip_gap, abs_gap)
         if start is not None:
             h.setSolution(self.n_vars, np.arange(self.n_vars, dtype=np.int32), start)
