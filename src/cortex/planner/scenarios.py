@@ -122,6 +122,11 @@ def inhouse_cost(inp: Inputs, base: PlanResult) -> dict[str, Any]:
         "goodput_h100e_months_lost": round(
             free.totals["goodput_h100e_months"] - base.totals["goodput_h100e_months"], 1
         ),
+        "goodput_lost_fraction": round(
+            1.0 - base.totals["goodput_h100e_months"] / free.totals["goodput_h100e_months"], 4
+        )
+        if free.totals["goodput_h100e_months"] > 0
+        else 0.0,
         "cost_delta_musd": round(
             base.totals["capex_and_energy_musd"] - free.totals["capex_and_energy_musd"], 1
         ),
