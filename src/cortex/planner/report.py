@@ -192,4 +192,6 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
             f"converged {tw['converged']}, {tw['wall_s']:.0f} s; factors "
             + ", ".join(f"{k} {v:.3f}" for k, v in tw["final_factors"].items())
         )
+        if tw["policy_note"]:
+            lines.append(f"  {tw['policy_note']}")
     return lines
