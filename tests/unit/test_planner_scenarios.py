@@ -65,3 +65,28 @@ def test_twin_policy_falls_back_and_runs(tmp_path: Path) -> None:
     # The flagship job alone on the same fleet: one gang of 30 of the 32 nodes.
     flag = run_twin((fleet, 0.5, 0, name, 50.0, "single:240"))
     assert 0.0 < flag["factor"] <= 1.0 and flag["interruptions"] > 0
+
+
+def test_refine_applies_twin_factors_and_converges(tmp_path: Path) -> None:
+    from cortex.planner.twin_loop import refine
+
+    twin = {
+        "checkpoints": [3],
+        "scale": 16,
+        "days": 0.5,
+        "seeds": 1,
+        "workers": 1,
+        "max_iterations": 4,
+        "policy": "priority",
+    }
+    spec, inp = _load(tmp_path, {**TOY, "twin": twin})
+    new, rep = refine(spec, inp)
+    runs = [r for r in rep["runs"] if r["sku"] in ("H100", "H200")]
+    assert runs and rep["converged"] and rep["policy"] == "priority" and not rep["policy_note"]
+    # Iteration 1 takes the measured factor whole (step 1); every month of a SKU takes the
+    # only checkpoint's factor.
+    for r in runs:
+        assert all(new.goodput[(t, r["sku"])] == r["factor"] for t in range(6))
+    # The refitted plan still meets the 700 H100e target in goodput terms.
+    res = solve(new)
+    assert res.months[3]["goodput_h100e"] >= 700 - 1e-6
