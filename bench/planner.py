@@ -16,9 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from cortex.planner.inputs import load_spec, resolve
+from cortex.planner.inputs import load_spec, parse_plan, resolve
 from cortex.planner.model import build
 from cortex.planner.solve import solve
+from cortex.planner.spec import PlanSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "plan-cortex.yaml"
@@ -81,9 +82,7 @@ def bench_milp(repeat: int) -> dict:
     }
 
 
-def load_spec_from(data: dict):  # type: ignore[no-untyped-def]
-    from cortex.planner.inputs import parse_plan
-
+def load_spec_from(data: dict) -> PlanSpec:
     return parse_plan(data, "bench:60x6x3")
 
 
