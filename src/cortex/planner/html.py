@@ -83,13 +83,13 @@ def _plot_frontier(r: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(6, 4))
     pts = r.get("frontier", [])
     if pts:
-        cx = [p["cash_musd"] / 1e3 for p in pts]
-        cy = [p["goodput_h100e_months"] / 1e6 for p in pts]
+        cx = [p["charged_cost_musd"] / 1e3 for p in pts]
+        cy = [p["discounted_goodput_h100e_months"] / 1e6 for p in pts]
         ax.plot(cx, cy, "o-")
         for p, a, b in zip(pts, cx, cy, strict=True):
             ax.annotate(f"λ={p['lambda']:g}", (a, b), fontsize=7)
-    ax.set_xlabel("cash spent over the horizon, $B")
-    ax.set_ylabel("goodput-compute, million H100e-months")
+    ax.set_xlabel("cost charged to the plan (depreciation in horizon, energy, penalties), $B")
+    ax.set_ylabel("discounted goodput, million H100e-months")
     ax.set_title("cost versus compute (lambda sweep)")
     return _img(fig, "frontier")
 

@@ -88,6 +88,8 @@ class Inputs:
     time_limit_s: float
     mip_gap: float
     notes: list[str] = field(default_factory=list)
+    # month -> goodput factor of the flagship job (its own scale); empty: the SKUs' factors
+    flagship_goodput: dict[int, float] = field(default_factory=dict)
 
     def with_goodput(self, goodput: dict[tuple[int, str], float]) -> Inputs:
         return replace(self, goodput=goodput)

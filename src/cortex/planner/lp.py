@@ -56,7 +56,9 @@ def _round_sequences(model: Model, x: np.ndarray, todo: set[int]) -> dict[int, f
     return out
 
 
-def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndarray | None:
+def _relax_and_fix(
+    model: Model, time_limit_s: float, chunk: int = 6
+) -> tuple[np.ndarray, float] | None:
     """A full start for branch and bound, by relax-and-fix over time (the classic heuristic
     for lot-sizing): solve the LP relaxation, round the integer columns of the first `chunk`
     months (purchases to nearest, capacity up), fix them, re-solve, move on; the later months'
@@ -87,6 +89,7 @@ def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndar
     x0 = run()
     if x0 is None:
         return None
+    lp_bound = float(h.getInfo().objective_function_value)
     for group in model.pick_one:
         scores = [sum(a * x0[i] for i, a in terms.items()) for _, terms in group]
         best = int(np.argmax(scores))
@@ -98,7 +101,7 @@ def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndar
     chunks += [(c0, c0 + chunk) for c0 in range(0, last + 1, chunk)]
     for part in chunks:
         x = run()
-        if x is None or time.perf_counter() - t0 > time_limit_s:
+        if x is None or time.perf_counter() - t0 > 5 * time_limit_s:
             return None
         todo = [
             j
@@ -127,7 +130,35 @@ def _relax_and_fix(model: Model, time_limit_s: float, chunk: int = 6) -> np.ndar
                 ):
                     vals[j] = lb[j] = ub[j] = vals[j] - 1.0
         fix(vals)
-    return run()
+    x = run()
+    return None if x is None else (x, lp_bound)
+
+
+def _fix_and_optimize(model: Model, x: np.ndarray, deadline: float, window: int = 6) -> np.ndarray:
+    """Improve a start window by window: free the integer columns of `window` months, keep the
+    rest at the start's values, solve that small MIP from the start, keep what it finds. The
+    rounding of relax-and-fix costs most where cash or power is tight; a window MIP repairs
+    it locally, where the full branch and bound stalls."""
+    ints = np.flatnonzero(np.asarray(model.integer))
+    months = np.asarray(model.month)[ints]
+    last = int(months.max()) if months.size else -1
+    best = x
+    for w0 in range(0, last + 1, window):
+        left = deadline - time.perf_counter()
+        if left <= 0.2:
+            break
+        frozen = ints[(months < w0) | (months >= w0 + window)]
+        h = model.highs(False, min(left, 2.0), 0.001)
+        vals = np.round(best[frozen])
+        h.changeColsBounds(int(frozen.size), frozen.astype(np.int32), vals, vals)
+        h.setSolution(model.n_vars, np.arange(model.n_vars, dtype=np.int32), best)
+        h.run()
+        sol = np.asarray(h.getSolution().col_value, dtype=float)
+        if sol.size == model.n_vars and h.getInfo().primal_solution_status == 2:
+            better = np.dot(model.cost, sol) > np.dot(model.cost, best) + 1e-6
+            if better == model.maximize:
+                best = sol
+    return best
 
 
 class Model:
@@ -210,15 +241,28 @@ class Model:
         stops the search once the bound is that close in objective units: a plan's objective
         (value minus cost) can sit near zero, where a relative gap never closes."""
         t0 = time.perf_counter()
-        start = None
+        start: np.ndarray | None = None
+        found: tuple[np.ndarray, float] | None = None
+        lp_bound = float("nan")
         if not relax and any(self.integer):
-            start = _relax_and_fix(self, time_limit_s / 2)
-        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+            # The start is what makes the answer good (see _relax_and_fix), so it is not cut at
+            # the time limit (only at 5x it, a runaway guard); branch and bound gets the rest,
+            # and at least a tenth of the limit.
+            found = _relax_and_fix(self, time_limit_s)
+            if found is not None:
+                start, lp_bound = found
+                # Windows only when the start is further from the LP bound than the gap asked.
+                if abs(lp_bound - float(np.dot(self.cost, start))) > max(abs_gap, 1e-9):
+                    start = _fix_and_optimize(self, start, t0 + 0.7 * time_limit_s)
+        left = max(time_limit_s - (time.perf_counter() - t0), 0.1 * time_limit_s)
         h = self.highs(relax, left, mip_gap, abs_gap)
         if start is not None:
             h.setSolution(self.n_vars, np.arange(self.n_vars, dtype=np.int32), start)
         h.run()
-        return self._read(h, relax, t0)
+        sol = self._read(h, relax, t0)
+        if found is not None and not np.isfinite(sol.bound):
+            sol.bound = lp_bound  # branch and bound ran too briefly to report its own
+        return sol
 
     def highs(
         self, relax: bool, time_limit_s: float, mip_gap: float = 0.01, abs_gap: float = 0.0

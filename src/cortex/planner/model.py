@@ -440,8 +440,9 @@ def _flagship(b: Built) -> None:
     for t in range(start, inp.months):
         sl = _slack(b, "flagship", t, "all", "")
         for (f, site), z in b.flag_z.items():
+            g = inp.flagship_goodput.get(t)
             row = {
-                b.n[(t, k.name, site)]: k.h100e * inp.goodput[(t, k.name)]
+                b.n[(t, k.name, site)]: k.h100e * (inp.goodput[(t, k.name)] if g is None else g)
                 for k in inp.skus
                 if k.fabric == f
             }

@@ -167,8 +167,11 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
     inh = extra.get("inhouse_cost")
     if inh:
         lines.append(
-            f"half in-house: {inh['goodput_h100e_months_lost']:,.0f} goodput H100e-months and "
-            f"${inh['cost_delta_musd']:,.0f}M cash against the plan without the share"
+            f"in-house share {inh['share_target']:.0%}: costs "
+            f"{inh['goodput_h100e_months_lost']:,.0f} goodput H100e-months "
+            f"({inh['goodput_lost_fraction']:.1%}) and {inh['cost_delta_musd']:+,.0f} $M of cash "
+            f"against the plan without it; share at the end {inh['share_reached_end']:.0%} "
+            f"(without the target {inh['share_without_target_end']:.0%})"
         )
     sc = extra.get("scenarios")
     if sc:
@@ -189,4 +192,6 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
             f"converged {tw['converged']}, {tw['wall_s']:.0f} s; factors "
             + ", ".join(f"{k} {v:.3f}" for k, v in tw["final_factors"].items())
         )
+        if tw["policy_note"]:
+            lines.append(f"  {tw['policy_note']}")
     return lines

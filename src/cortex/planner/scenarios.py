@@ -60,6 +60,8 @@ def summary(res: PlanResult) -> dict[str, Any]:
     return {
         "status": res.status,
         "cash_musd": res.totals["capex_and_energy_musd"],
+        "charged_cost_musd": res.totals["charged_cost_musd"],
+        "discounted_goodput_h100e_months": res.totals["discounted_goodput_h100e_months"],
         "goodput_h100e_months": res.totals["goodput_h100e_months"],
         "goodput_by_month": [m["goodput_h100e"] for m in res.months],
         "facility_mw_by_month": [m["facility_mw"] for m in res.months],
@@ -120,6 +122,11 @@ def inhouse_cost(inp: Inputs, base: PlanResult) -> dict[str, Any]:
         "goodput_h100e_months_lost": round(
             free.totals["goodput_h100e_months"] - base.totals["goodput_h100e_months"], 1
         ),
+        "goodput_lost_fraction": round(
+            1.0 - base.totals["goodput_h100e_months"] / free.totals["goodput_h100e_months"], 4
+        )
+        if free.totals["goodput_h100e_months"] > 0
+        else 0.0,
         "cost_delta_musd": round(
             base.totals["capex_and_energy_musd"] - free.totals["capex_and_energy_musd"], 1
         ),
@@ -136,6 +143,8 @@ def frontier(spec: PlanSpec, inp: Inputs) -> list[dict[str, Any]]:
             "lambda": lam,
             "cash_musd": r["cash_musd"],
             "goodput_h100e_months": r["goodput_h100e_months"],
+            "charged_cost_musd": r["charged_cost_musd"],
+            "discounted_goodput_h100e_months": r["discounted_goodput_h100e_months"],
         }
         for lam, r in zip(spec.frontier_lambdas, runs, strict=True)
     ]

@@ -16,6 +16,7 @@ from cortex.planner.model import (
     Built,
     Fixed,
     build,
+    discount,
     goodput_terms,
     it_terms,
 )
@@ -216,7 +217,16 @@ def _shortfall(res: PlanResult) -> float:
 
 def _totals(res: PlanResult) -> dict[str, float]:
     last = res.months[-1]
+    b, x = res.built, res.x
+    assert b is not None and x is not None
+    inp = res.inp
+    disc_goodput = sum(discount(inp, t) * _val(x, goodput_terms(b, t)) for t in range(inp.months))
+    # The objective's cost side, penalties included: what the frontier trades against value.
+    value = disc_goodput / inp.lam if inp.mode == "max_compute" else 0.0
+    cost = value - res.objective if inp.mode == "max_compute" else res.objective
     return {
+        "discounted_goodput_h100e_months": round(disc_goodput, 1),
+        "charged_cost_musd": round(cost, 1),
         "capex_and_energy_musd": last["cash_spent_musd"],
         "budget_musd": last["budget_musd"],
         "goodput_h100e_months": round(sum(m["goodput_h100e"] for m in res.months), 1),
@@ -230,11 +240,13 @@ def _binding(inp: Inputs, res: PlanResult, fixed: Fixed | None) -> list[str]:
     """Relax each hard limit alone (LP relaxation, fast) and keep those whose relaxation
     closes at least a tenth of the target shortfall; name their tightest month with numbers."""
     # Compare LP relaxations with each other: the MILP's own shortfall includes block rounding.
-    base = _shortfall(solve(inp, fixed=fixed, relax_integrality=True, diagnose=False))
+    lp = solve(inp, fixed=fixed, relax_integrality=True, diagnose=False)
+    base = _shortfall(lp)
     if base <= SHORT_EPS:
         return [
             "block sizes: the LP relaxation meets the targets, whole blocks, halls and "
-            f"turbine units miss them by {_shortfall(res):,.1f}"
+            f"turbine units (or the solver's time limit: gap in the title) miss them by "
+            f"{_shortfall(res):,.1f}" + _tight_in_lp(inp, lp)
         ]
     out = []
     for fam in HARD_PENALTY:
@@ -248,15 +260,30 @@ def _binding(inp: Inputs, res: PlanResult, fixed: Fixed | None) -> list[str]:
     return out
 
 
+def _tight_in_lp(inp: Inputs, lp: PlanResult) -> str:
+    """The limits the LP relaxation runs at (>= 99%) where the first target is due."""
+    due = _due(inp)
+    m = lp.months[due]
+    tight = []
+    if m["cash_spent_musd"] >= 0.99 * m["budget_musd"]:
+        tight.append(f"cash ${m['cash_spent_musd']:,.0f}M of ${m['budget_musd']:,.0f}M")
+    if m["facility_mw"] >= 0.99 * m["supply_mw"]:
+        tight.append(f"power {m['facility_mw']:,.1f} of {m['supply_mw']:,.1f} MW")
+    if not tight:
+        return ""
+    return f"; at month {due} ({m['label']}) the relaxation runs at its limit: " + ", ".join(tight)
+
+
+def _due(inp: Inputs) -> int:
+    if inp.power_target:
+        return inp.power_target[0]
+    return inp.compute_targets[0][0] if inp.compute_targets else inp.months - 1
+
+
 def _tight(fam: str, res: PlanResult, relaxed: PlanResult) -> str:
     """The numbers of a limit at the month the first target is due (or the last month), and
     what the plan would use there with that limit lifted."""
-    inp = res.inp
-    due = (
-        inp.power_target[0]
-        if inp.power_target
-        else (inp.compute_targets[0][0] if inp.compute_targets else inp.months - 1)
-    )
+    due = _due(res.inp)
     m = res.months[due]
     w = relaxed.months[due]
     label = f"month {due} ({m['label']})"
