@@ -147,6 +147,8 @@ def test_serve_with_tls_caps_the_request_head(tmp_path: Path) -> None:
     )
     port = free_port()
     env = {**os.environ, "CORTEX_ADMIN_TOKEN": ADMIN, "CORTEX_HOME": str(tmp_path / "home")}
+    # Tests run as root (CI too): a root service needs a team -> user map or this explicit flag.
+    env["CORTEX_ALLOW_SAME_USER"] = "1"
     args = ["serve", "--port", str(port), "--slots", "1", "--tls-cert", str(cert)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "cortex.cli.main", *args, "--tls-key", str(key)],
