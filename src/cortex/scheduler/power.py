@@ -132,21 +132,29 @@ class PowerPolicy(Protocol):
     ) -> tuple[float | None, Reason | None]: ...
 
 
+Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
+
+
+def _shape(view: PowerView, placement: Placement) -> Shape:
+    """What `_fits` reads of a placement, the same at every level it tries: computed once."""
+    held = sum(k for _, k in placement)
+    return _node_cap(view, placement), held, hall_shares(view.node_hall, placement)
+
+
 def _fits(
     view: PowerView,
     job: Job,
     f: int,
     gang: int,
-    placement: Placement,
+    shape: Shape,
     level: int,
     credit: tuple[float, dict[int, float]],
 ) -> tuple[float, dict[int, float], Reason | None]:
     """Site, hall and ramp check of a start at `level`: (increment, per-hall increments, reason)."""
-    node_cap = _node_cap(view, placement)
+    node_cap, held, shares = shape
     per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
     inc = gang * (per_gpu - view.idle_w[f])
-    held = sum(k for _, k in placement)
-    halls = {h: inc * k / held for h, k in hall_shares(view.node_hall, placement).items()}
+    halls = {h: inc * k / held for h, k in shares.items()}
     credit_w, credit_halls = credit
     if inc > view.site_headroom_w + credit_w:
         return (
@@ -210,7 +218,7 @@ class AdmitUncapped:
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> tuple[float | None, Reason | None]:
-        inc, halls, r = _fits(view, job, flavor, gang, placement, 0, credit)
+        inc, halls, r = _fits(view, job, flavor, gang, _shape(view, placement), 0, credit)
         if r is not None:
             return None, r
         _spend(view, job, inc, halls)
@@ -235,8 +243,9 @@ class CapToFit:
         key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
         first = view.target.get(key, 0)
         reason: Reason | None = None
+        shape = _shape(view, placement)
         for level in range(min(first, view.floor), view.floor + 1):
-            inc, halls, reason = _fits(view, job, flavor, gang, placement, level, credit)
+            inc, halls, reason = _fits(view, job, flavor, gang, shape, level, credit)
             if reason is None:
                 _spend(view, job, inc, halls)
                 return (None if level == 0 else view.levels[level] * view.tdp_w[flavor]), None

@@ -1,0 +1,92 @@
+"""Seeded reports before and after a speed change must be byte-identical (timings aside).
+
+    python bench/same_reports.py run OUT [--src SRC]   # OUT/<name>.json for every config
+    python bench/same_reports.py compare A B            # exit 1 if any report differs
+
+`--src` runs another checkout's sources (e.g. `git archive BASE | tar -x -C /tmp/base`, then
+`--src /tmp/base/src`) with this environment. The configurations cover every policy and power
+policy on fleets where jobs queue, get preempted and fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CONTENDED = ["--load", "2", "--failure-scale", "20"]
+CONFIGS: dict[str, list[str]] = {
+    "c2024_3d": ["--fleet", "cortex-2024", "--days", "3"],
+    "c2024_full": ["--fleet", "cortex-2024", "--days", "2", "--power-policy", "full"],
+    "c2024_las_cap": [
+        *("--fleet", "cortex-2024", "--days", "2", "--power-policy", "cap", "--policy", "las"),
+    ],
+    "c2024_fifo_off": [
+        *("--fleet", "cortex-2024", "--days", "2", "--power-policy", "off", "--policy", "fifo"),
+    ],
+    "l16k_priority": ["--fleet", "llama3-16k", "--days", "4", *CONTENDED],
+    "l16k_las": ["--fleet", "llama3-16k", "--days", "4", *CONTENDED, "--policy", "las"],
+    "l16k_fifo": ["--fleet", "llama3-16k", "--days", "4", *CONTENDED, "--policy", "fifo"],
+    "l16k_cap": [
+        *("--fleet", "llama3-16k", "--days", "4", *CONTENDED),
+        *("--power-policy", "cap", "--site-cap-mw", "20"),
+    ],
+    "l16k_full": [
+        *("--fleet", "llama3-16k", "--days", "4", *CONTENDED),
+        *("--power-policy", "full", "--site-cap-mw", "20"),
+    ],
+    "tiny_30d": ["--fleet", "tiny", "--days", "30", *CONTENDED],
+    "philly_las": ["--fleet", "philly-48x4", "--days", "10", *CONTENDED, "--policy", "las"],
+}
+VOLATILE = ("wall_s", "timing")
+
+
+def run(out: Path, src: str | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    for name, args in CONFIGS.items():
+        cmd = [sys.executable, "-m", "cortex.cli.main", "sim", *args, "--quiet"]
+        cmd += ["--json", str(out / f"{name}.json")]
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        print(f"  {name}", flush=True)
+
+
+def compare(a: Path, b: Path) -> int:
+    bad = 0
+    for name in CONFIGS:
+        x = json.loads((a / f"{name}.json").read_text())
+        y = json.loads((b / f"{name}.json").read_text())
+        for d in (x, y):
+            for k in VOLATILE:
+                d.pop(k, None)
+        if x == y:
+            print(f"same  {name}")
+        else:
+            bad += 1
+            print(f"DIFF  {name}: {[k for k in x if x.get(k) != y.get(k)]}")
+    return 1 if bad else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("out", type=Path)
+    r.add_argument("--src", default=None)
+    c = sub.add_parser("compare")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "run":
+        run(args.out, args.src)
+    else:
+        sys.exit(compare(args.a, args.b))
+
+
+if __name__ == "__main__":
+    main()
