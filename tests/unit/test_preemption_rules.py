@@ -220,6 +220,11 @@ def test_priority_reclaim_may_preempt_counts_lower_nodes_and_reclaim_nodes() -> 
     assert pol.may_preempt(_snap(st3), _b_job(prio=100), 0, 8)
     assert pol.may_preempt(_snap(st3), _b_job(prio=100, gpus=16), 0, 16)
     assert not pol.may_preempt(_snap(st3), _b_job(prio=100, gpus=24), 0, 24)
+    # A single lower node is enough for a one-node gang.
+    st5, _, _ = testkit.setup_cycle(QUOTA, teams=("a", "b", "c"))
+    for n in range(8):
+        testkit.running_job(st5, 80 + n, ((n, 8),), team=2, prio=10 if n == 0 else 1000)
+    assert pol.may_preempt(_snap(st5), _b_job(prio=100), 0, 8)
     # b itself near its nominal (16 held, + 8 > 16) does not reclaim a's borrowed nodes.
     st4, _ = _quota(5, 2)
     testkit.running_job(st4, 99, ((7, 8),), team=2, prio=1000)
