@@ -28,6 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "control"))
 
+import live  # noqa: E402
 from crash import crash_run  # noqa: E402
 from live import LiveServer  # noqa: E402
 from stress import lock_stress  # noqa: E402
@@ -35,6 +36,8 @@ from stress import lock_stress  # noqa: E402
 from cortex.control.devpg import ThrowawayPostgres, find_bin  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
+# A restart on a machine shared with other work can take longer than a test's minute.
+live.WAIT_S = 180.0
 
 
 def _url(db: str, tmp: Path, pg: ThrowawayPostgres | None) -> str:
@@ -52,6 +55,7 @@ def _url(db: str, tmp: Path, pg: ThrowawayPostgres | None) -> str:
 def run_one(mode: str, db: str, args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"cortex-faults-{db}-"))
     pg = None
+    failed = True
     if db == "postgres":
         binp = find_bin()
         if binp is None:
@@ -62,6 +66,7 @@ def run_one(mode: str, db: str, args: argparse.Namespace) -> dict[str, Any]:
         srv.home.mkdir(exist_ok=True)
         srv.start()
         t0 = time.monotonic()
+        failed = True
         try:
             if mode == "crash":
                 res: Any = crash_run(srv, args.kills, seed=args.seed, progress=True)
@@ -77,6 +82,7 @@ def run_one(mode: str, db: str, args: argparse.Namespace) -> dict[str, Any]:
                     "longest_tick_stall_s": round(res.longest_stall_s(), 2),
                     "ticks": res.tick_samples[-1][1] - res.tick_samples[0][1],
                 }
+            failed = False
         finally:
             srv.stop()
             srv.cleanup_runs()
@@ -85,7 +91,10 @@ def run_one(mode: str, db: str, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if pg is not None:
             pg.stop("immediate")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if failed:  # keep the service's log for a look
+            print(f"kept {tmp} (serve.log)", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

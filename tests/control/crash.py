@@ -36,6 +36,7 @@ JOB = (
     "    open(led, 'a').write(f'end {att}\\n')\n"
     "sys.exit(code)\n"
 )
+WARMUP_JOBS = 6
 FINAL = ("completed", "cancelled", "rejected", "failed")
 
 
@@ -56,6 +57,21 @@ class CrashResult:
         )
 
 
+def _submit(c: httpx.Client, rng: random.Random, ledger: Path, res: CrashResult) -> None:
+    code = rng.choice((0, 0, 0, 0, 1, 75))
+    secs = f"{rng.uniform(0.05, 1.0):.2f}"
+    body = {
+        "name": "crash",
+        "gpus": rng.choice((1, 1, 2)),
+        "duration_s": 5,
+        "priority_class": rng.choice(("preemptible", "normal", "production")),
+        "command": [sys.executable, "-c", JOB, str(ledger), secs, str(code)],
+    }
+    r = c.post("/v1/jobs", json=body)
+    if r.status_code == 201:
+        res.accepted.append(int(r.json()["id"]))
+
+
 def _load(
     srv: LiveServer, token: str, ledger: Path, res: CrashResult, stop: threading.Event, seed: int
 ) -> None:
@@ -67,19 +83,8 @@ def _load(
             ) as c:
                 if res.accepted and rng.random() < 0.15:
                     c.post(f"/v1/jobs/{rng.choice(res.accepted[-20:])}/cancel")
-                    continue
-                code = rng.choice((0, 0, 0, 0, 1, 75))
-                secs = f"{rng.uniform(0.05, 1.0):.2f}"
-                body = {
-                    "name": "crash",
-                    "gpus": rng.choice((1, 1, 2)),
-                    "duration_s": 5,
-                    "priority_class": rng.choice(("preemptible", "normal", "production")),
-                    "command": [sys.executable, "-c", JOB, str(ledger), secs, str(code)],
-                }
-                r = c.post("/v1/jobs", json=body)
-                if r.status_code == 201:
-                    res.accepted.append(int(r.json()["id"]))
+                else:
+                    _submit(c, rng, ledger, res)
         except httpx.HTTPError:
             pass  # the service is down (being killed): try again
         stop.wait(rng.uniform(0.02, 0.2))
@@ -94,6 +99,12 @@ def crash_run(
     ledger = srv.home / "ledger"
     ledger.mkdir(exist_ok=True)
     token = srv.team_token("crash")
+    # Work in flight for the first kill, however slow the machine is to submit more.
+    with httpx.Client(
+        base_url=srv.base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as c:
+        for _ in range(WARMUP_JOBS):
+            _submit(c, rng, ledger, res)
     stop = threading.Event()
     load = threading.Thread(target=_load, args=(srv, token, ledger, res, stop, seed), daemon=True)
     load.start()
