@@ -123,9 +123,7 @@ def bench_power(days: float = 30.0, load: float = 0.85) -> dict:
         ("cap", "cap", {}),
         ("full", "full", {}),
     ):
-        runs[name] = _child(
-            POWER.format(days=days, seed=0, load=load, policy=policy, kw=repr(kw))
-        )
+        runs[name] = _child(POWER.format(days=days, seed=0, load=load, policy=policy, kw=repr(kw)))
         print(f"  {name}: {runs[name]['sim_wall_s']:.1f} s", flush=True)
     base = runs["none"]["useful_gpu_h"]
     summary = {

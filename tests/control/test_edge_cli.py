@@ -196,7 +196,7 @@ def test_logs_say_when_they_were_cut(cli: Any, svc: Service) -> None:
         ("CORTEX_GRACE_S", "nan", (), "CORTEX_GRACE_S"),
         ("CORTEX_PORT", "99999", (), "CORTEX_PORT"),
         ("CORTEX_WORKDIR_ROOTS", '{"fsd": ["relative/dir"]}', (), "CORTEX_WORKDIR_ROOTS"),
-        ("CORTEX_JOB_USERS", '{"fsd": "root; rm"}', (), "CORTEX_JOB_USERS"),
+        ("CORTEX_RUN_AS", "fsd=root; rm", (), "CORTEX_RUN_AS"),
         ("CORTEX_LOG_LEVEL", "info", ("--slots", "0"), "--slots"),
         ("CORTEX_LOG_LEVEL", "info", ("--tls-cert", "/x.pem"), "settings"),
     ],

@@ -584,3 +584,26 @@ def test_logs_are_capped_per_attempt_and_rotated(tmp_path: Path) -> None:
         assert 0 < p.stat().st_size <= 1024, (p, p.stat().st_size)
     assert out.read_text().splitlines()[-1].startswith("039 ")
     assert out.with_name("stdout.log.1").read_text().splitlines()[0] > "000 "
+
+
+def test_log_parts_do_not_depend_on_how_writes_were_batched(tmp_path: Path) -> None:
+    """The capped-log test failed under load: the job's 40 lines arrived in one read, and a
+    read larger than the cap kept only its tail, so no rotated part existed. One 4,000-byte
+    read into a 1,024-byte cap keeping 1 part must leave the same parts as 40 small reads."""
+    from cortex.control.runner import copy_capped
+
+    payload = b"".join(f"{i:03d} ".encode() + b"x" * 95 + b"\n" for i in range(40))
+    for name, chunks in (
+        ("one", [payload]),
+        ("many", [payload[i : i + 100] for i in range(0, 4000, 100)]),
+    ):
+        rd, wr = os.pipe()
+        path = tmp_path / name / "stdout.log"
+        path.parent.mkdir()
+        for c in chunks:
+            os.write(wr, c)
+        os.close(wr)
+        copy_capped(rd, path, 1024, 1)
+        assert path.read_bytes() == payload[3072:]
+        assert path.with_name("stdout.log.1").read_bytes() == payload[2048:3072]
+        assert not path.with_name("stdout.log.2").exists()

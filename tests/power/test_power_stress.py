@@ -35,8 +35,9 @@ FLEET = build(
 @pytest.mark.parametrize("policy", ["admit", "cap", "full"])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_random_runs_never_cross_a_cap(policy: str, seed: int) -> None:
-    jobs = generate(days=2.0, seed=seed, fleet_gpus=FLEET.total_gpus, flavors=FLEET.flavors,
-                    load=1.3)
+    jobs = generate(
+        days=2.0, seed=seed, fleet_gpus=FLEET.total_gpus, flavors=FLEET.flavors, load=1.3
+    )
     pc = PowerConfig(
         policy,
         rack_cap_kw=40.0,

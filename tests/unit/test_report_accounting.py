@@ -12,8 +12,10 @@ from cortex.sim.report import build_report
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.sources import load_workload
 
+# The books (sim/books.py): these parts are what allocated time (plus the victims' writes on
+# devices already freed) was spent on; `in_progress_at_end` is a memo line inside productive.
 PARTS = ("productive", "rework_after_failures", "rework_after_preemptions", "restart_overhead",
-         "checkpoint_writes", "gang_rounding", "in_progress_at_end")  # fmt: skip
+         "checkpoint_writes", "lost_to_power_caps", "lost_to_heat", "gang_rounding")  # fmt: skip
 
 
 def _report(power: PowerConfig | None) -> dict:
@@ -26,7 +28,10 @@ def _report(power: PowerConfig | None) -> dict:
 def _check(r: dict) -> None:
     gh = r["gpu_hours"]
     assert gh["allocated"] > 0 and gh["rework_after_failures"] + gh["rework_after_preemptions"] > 0
-    assert sum(gh[k] for k in PARTS) == pytest.approx(gh["allocated"], rel=1e-5)
+    spent = gh["installed"] - gh["idle"] - gh["down"]
+    assert sum(gh[k] for k in PARTS) == pytest.approx(spent, rel=1e-5)
+    assert gh["allocated"] <= spent * (1 + 1e-6)
+    assert 0 < gh["in_progress_at_end"] <= gh["productive"]
     assert r["goodput"] == pytest.approx(gh["productive"] / gh["allocated"], rel=1e-5)
 
 
@@ -34,12 +39,9 @@ def test_parts_sum_to_the_allocated_total_without_power_modelling() -> None:
     _check(_report(None))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (sim accounting, found by this suite): with the power model on (the CLI's "
-    "default, --power-policy none), runs slowed by heat or caps hold GPUs longer than their "
-    "compute, and that time is in no part of the breakdown, so the parts sum to about 1% less "
-    "than the allocated total",
-)
 def test_parts_sum_to_the_allocated_total_with_the_default_power_model() -> None:
-    _check(_report(PowerConfig()))
+    """Was a strict xfail: runs slowed by heat held GPUs in no part of the breakdown; the
+    books now carry it as lost_to_heat."""
+    r = _report(PowerConfig())
+    assert r["gpu_hours"]["lost_to_heat"] > 0
+    _check(r)

@@ -394,7 +394,7 @@ class Runner:
 
 
 def copy_capped(rd: int, path: Path, cap_bytes: int, keep: int) -> None:
-    """Copy a pipe into `path` until EOF. When the file would pass `cap_bytes`, it is rotated
+    """Copy a pipe into `path` until EOF. When the file reaches `cap_bytes`, it is rotated
     like logrotate does: path.1 becomes path.2 (up to `keep` parts, the oldest dropped), path
     becomes path.1, and a new path starts (keep 0: the file starts over)."""
     f = open(path, "ab")  # noqa: SIM115 - reopened at every rotation
@@ -407,17 +407,18 @@ def copy_capped(rd: int, path: Path, cap_bytes: int, keep: int) -> None:
                 continue
             if not data:
                 return
-            if size and size + len(data) > cap_bytes:
-                f.close()
-                _rotate(path, keep)
-                f = open(path, "wb")  # noqa: SIM115
-                size = 0
-            # A single write larger than the cap keeps only its tail.
-            if len(data) > cap_bytes:
-                data = data[-cap_bytes:]
-            f.write(data)
+            # Fill the file to the cap, then rotate: how the job's writes were batched into
+            # reads (which depends on load) must not change what the parts hold.
+            while data:
+                if size >= cap_bytes:
+                    f.close()
+                    _rotate(path, keep)
+                    f = open(path, "wb")  # noqa: SIM115
+                    size = 0
+                piece, data = data[: cap_bytes - size], data[cap_bytes - size :]
+                f.write(piece)
+                size += len(piece)
             f.flush()
-            size += len(data)
     finally:
         f.close()
         os.close(rd)

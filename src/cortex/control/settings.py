@@ -84,17 +84,24 @@ class Settings(BaseSettings):
                     raise ValueError(f"{team}: root {r!r} must be an absolute path without '..'")
         return v
 
+    @field_validator("run_as")
+    @classmethod
+    def _known_users(cls, v: str | None) -> str | None:
+        # Checked here, not at first launch, so a typo stops `cortex serve` naming this field.
+        if v:
+            from cortex.control.exec_users import PrivilegeError, RunAs, parse_run_as
+
+            try:
+                for user in parse_run_as(v).values():
+                    RunAs.named(user)
+            except PrivilegeError as err:
+                raise ValueError(str(err)) from None
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both tls_cert and tls_key, or neither")
-        if self.run_as:
-            from cortex.control.exec_users import PrivilegeError, parse_run_as
-
-            try:
-                parse_run_as(self.run_as)
-            except PrivilegeError as err:
-                raise ValueError(str(err)) from None
         if self.retry_backoff_max_s < self.retry_backoff_base_s:
             raise ValueError("retry_backoff_max_s must not be below retry_backoff_base_s")
         return self
