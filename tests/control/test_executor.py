@@ -607,3 +607,40 @@ def test_log_parts_do_not_depend_on_how_writes_were_batched(tmp_path: Path) -> N
         assert path.read_bytes() == payload[3072:]
         assert path.with_name("stdout.log.1").read_bytes() == payload[2048:3072]
         assert not path.with_name("stdout.log.2").exists()
+
+
+def test_a_job_that_ended_before_the_preemption_signal_is_completed(tmp_path: Path) -> None:
+    """Found by the crash benchmark (bench/control_faults.py): a job that exited 0 an instant
+    before a preemption's SIGTERM reached its runner was counted as preempted and run again.
+    The runner notes which ranks had already exited (reaped or zombie) when the first stop
+    signal arrived; all of them with 0 is a completion."""
+    from cortex.control.exec_rundir import RunFiles
+    from cortex.control.runner import Runner, _Rank
+
+    files = RunFiles(tmp_path / "run")
+    files.dir.mkdir()
+    proc = subprocess.Popen([PY, "-c", "pass"])
+    wait_for(lambda: (st := proc_stat(proc.pid)) is not None and st.finished, "a zombie rank")
+    runner = Runner(files)
+    runner.ranks = [_Rank(rank=0, pid=proc.pid, proc=proc)]
+    runner._on_stop_signal(signal.SIGTERM, None)  # the preemption arrives after the exit
+    runner._reap()
+    runner._write_exit(runner.verdict(1.0))
+    v = json.loads(files.exit.read_text())
+    assert v["exit_code"] == 0 and v["stop_signal"] == signal.SIGTERM
+    assert v["ended_before_stop"] is True
+
+    # The executor, told it preempted this run, reads that verdict as a completion.
+    root = tmp_path / "root"
+    ex = same_user_executor(root)
+    h = ex.launch(spec(48, py("pass")))
+    wait_exits(ex, 1)
+    exit_json = Path(h.run_dir) / "exit.json"
+    exit_json.write_text(json.dumps(v))
+    (Path(h.run_dir) / "terminate.json").write_text(
+        json.dumps({"reason": "preempt", "grace_s": 5, "kill_at_wall": 0, "signalled_at": 1})
+    )
+    ex2 = same_user_executor(root)
+    assert ex2.adopt(h)
+    (rec,) = wait_exits(ex2, 1)
+    assert (rec.outcome, rec.exit_code) == ("completed", 0), rec

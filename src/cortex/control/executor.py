@@ -446,10 +446,11 @@ class LocalExecutor:
             return self._record(run, None, how, stop=run.stop)
         exit_code = verdict.get("exit_code")
         stop = run.stop
-        if stop == "preempt" and exit_code == EXIT_OK and verdict.get("stop_signal") is None:
-            # The runner, in the same process group, never got the SIGTERM: the job had
-            # finished before the preemption reached it. Rerunning it would redo its last
-            # stretch for nothing. (A cancel stays a cancel: the user asked for it to end.)
+        late = verdict.get("stop_signal") is None or verdict.get("ended_before_stop") is True
+        if stop == "preempt" and exit_code == EXIT_OK and late:
+            # The runner, in the same process group, never got the SIGTERM, or every rank had
+            # already exited 0 when it came: the job had finished before the preemption reached
+            # it. Rerunning it would run it twice. (A cancel stays a cancel: the user asked.)
             stop = None
         return self._record(run, exit_code, str(verdict.get("detail", "")), stop=stop)
 

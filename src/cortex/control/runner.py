@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cortex.control.exec_procfs import all_stats
+from cortex.control.exec_procfs import all_stats, proc_stat
 from cortex.control.exec_rundir import RunFiles, read_json, write_json_atomic
 
 POLL_S = 0.05  # how often the runner looks at its children: bounds exit-report latency
@@ -101,10 +101,19 @@ class Runner:
         self.gang_failed: _Rank | None = None  # the rank whose failure stopped the gang
         self.start_error: tuple[int, OSError] | None = None
         self.copiers: list[threading.Thread] = []
+        self.ended_before_stop: set[int] = set()
 
     # -- signals ---------------------------------------------------------------------------
     def _on_stop_signal(self, signum: int, _frame: object) -> None:
-        # Only record it: the main loop acts, so no work runs inside a signal handler.
+        # Only record it: the main loop acts, so no work runs inside a signal handler. The one
+        # look around: which ranks had already exited (reaped, or zombies) when the first stop
+        # arrived. A job that had finished then completed; a preemption must not rerun it.
+        if not self.stop_signals:
+            self.ended_before_stop = {
+                r.rank
+                for r in self.ranks
+                if r.status is not None or ((st := proc_stat(r.pid)) is not None and st.finished)
+            }
         self.stop_signals.append((signum, time.monotonic()))
 
     def _install_handlers(self) -> None:
@@ -377,6 +386,9 @@ class Runner:
                 **v,
                 "ranks": [{"rank": r.rank, "pid": r.pid, "status": r.status} for r in self.ranks],
                 "stop_signal": self.stop_signals[0][0] if self.stop_signals else None,
+                # Every rank had exited before the stop came, and all with 0: completed.
+                "ended_before_stop": bool(self.ranks)
+                and all(r.rank in self.ended_before_stop and r.status == 0 for r in self.ranks),
                 "killed_after_grace": self.killed_after_grace,
                 "runner_pid": self.me,
                 "started_at": self.started_at,
