@@ -23,7 +23,7 @@ import httpx
 from live import LiveServer, wait_for
 
 from cortex.control import models as m
-from cortex.control.executor import LocalExecutor
+from cortex.executors.local.executor import LocalExecutor
 
 JOB = (
     "import os, sys, time\n"

@@ -114,7 +114,7 @@ class LiveServer:
         """Close clients; kill any job process a test left behind (they run detached)."""
         for c in self._clients:
             c.close()
-        from cortex.control.executor import LocalExecutor
+        from cortex.executors.local.executor import LocalExecutor
 
         ex = LocalExecutor(self.home / "runs")
         for h in ex.live_handles():

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.config import Settings
-from cortex.control.executor import LocalExecutor
 from cortex.control.schemas import SubmitRequest
 from cortex.control.service import Service
+from cortex.executors.local.executor import LocalExecutor
 
 WAIT_S = 30.0
 

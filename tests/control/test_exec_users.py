@@ -1,4 +1,4 @@
-"""Who jobs run as (cortex.control.exec_users): the refusals, the mapping syntax, secret files."""
+"""Who jobs run as (executors/local/users.py): the refusals, the mapping syntax, secret files."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from cortex.control.config import Settings
-from cortex.control.exec_spec import LaunchSpec
-from cortex.control.exec_users import (
+from cortex.control.service import local_executor
+from cortex.executors.local.executor import LocalExecutor
+from cortex.executors.local.users import (
     PrivilegeError,
     UserMap,
     base_env,
@@ -18,8 +19,7 @@ from cortex.control.exec_users import (
     resolve_allow_same_user,
     scrub_environ,
 )
-from cortex.control.executor import LocalExecutor
-from cortex.control.service import local_executor
+from cortex.executors.spec import LaunchSpec
 
 
 def test_parse_run_as() -> None:

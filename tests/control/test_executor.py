@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from cortex.control.exec_procfs import boot_id, proc_stat, same_process
-from cortex.control.executor import (
+from cortex.executors.local.executor import (
     ExitRecord,
     Handle,
     LaunchSpec,
     LocalExecutor,
 )
+from cortex.executors.local.procfs import boot_id, proc_stat, same_process
 
 PY = sys.executable
 TIMEOUT_S = 20.0
@@ -553,7 +553,7 @@ def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> N
         )
     )
     proc = subprocess.run(
-        [PY, "-m", "cortex.control.runner", str(run_dir)],
+        [PY, "-m", "cortex.executors.local.runner", str(run_dir)],
         timeout=30,
         capture_output=True,
         check=False,
@@ -590,7 +590,7 @@ def test_log_parts_do_not_depend_on_how_writes_were_batched(tmp_path: Path) -> N
     """The capped-log test failed under load: the job's 40 lines arrived in one read, and a
     read larger than the cap kept only its tail, so no rotated part existed. One 4,000-byte
     read into a 1,024-byte cap keeping 1 part must leave the same parts as 40 small reads."""
-    from cortex.control.runner import copy_capped
+    from cortex.executors.local.runner import copy_capped
 
     payload = b"".join(f"{i:03d} ".encode() + b"x" * 95 + b"\n" for i in range(40))
     for name, chunks in (
@@ -614,8 +614,8 @@ def test_a_job_that_ended_before_the_preemption_signal_is_completed(tmp_path: Pa
     before a preemption's SIGTERM reached its runner was counted as preempted and run again.
     The runner notes which ranks had already exited (reaped or zombie) when the first stop
     signal arrived; all of them with 0 is a completion."""
-    from cortex.control.exec_rundir import RunFiles
-    from cortex.control.runner import Runner, _Rank
+    from cortex.executors.local.rundir import RunFiles
+    from cortex.executors.local.runner import Runner, _Rank
 
     files = RunFiles(tmp_path / "run")
     files.dir.mkdir()

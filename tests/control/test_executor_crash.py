@@ -14,8 +14,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from cortex.control.exec_procfs import all_stats, proc_stat
-from cortex.control.executor import Handle, LocalExecutor
+from cortex.executors.local.executor import Handle, LocalExecutor
+from cortex.executors.local.procfs import all_stats, proc_stat
 
 # A toy service: launches job after job, records each handle after launch() returns (so a kill
 # can fall between the two), preempts every third, polls.
@@ -23,7 +23,7 @@ SERVICE = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from cortex.control.executor import LocalExecutor, LaunchSpec
+    from cortex.executors.local.executor import LocalExecutor, LaunchSpec
     root, first = Path(sys.argv[1]), int(sys.argv[2])
     ex = LocalExecutor(root, grace_s=0.3, allow_same_user=True)
     job = first

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from cortex.control.exec_procfs import parse_stat, proc_stat
-from cortex.control.executor import (
+from cortex.executors.local.executor import (
     Handle,
     LaunchSpec,
     LocalExecutor,
     job_env,
     outcome_for,
 )
-from cortex.control.gpus import GpuInfo, visible
-from cortex.control.runner import rank_env
+from cortex.executors.local.gpus import GpuInfo, visible
+from cortex.executors.local.procfs import parse_stat, proc_stat
+from cortex.executors.local.runner import rank_env
 from cortex.fleet.catalog import load_catalog
 from cortex.fleet.nvml_names import flavor_for
 

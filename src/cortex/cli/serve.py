@@ -61,9 +61,9 @@ def serve(
     )
     import uvicorn
 
-    from cortex.control.exec_users import PrivilegeError
     from cortex.control.httpcap import capped_protocol
     from cortex.control.service import Service
+    from cortex.executors.local.users import PrivilegeError
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     from sqlalchemy.exc import OperationalError

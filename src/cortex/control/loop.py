@@ -22,8 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import select, update
@@ -43,6 +42,7 @@ from cortex.control.loop_exits import (
 )
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.metrics import Metrics
+from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.cycle import schedule
@@ -69,18 +69,6 @@ FAIL_BACKOFF_MAX_S = 30.0
 UNHEALTHY_AFTER = 5
 
 
-class ExecutorLike(Protocol):
-    """What the loop needs from an executor (cortex.control.executor.LocalExecutor)."""
-
-    def launch(self, spec: Any) -> Any: ...
-    def terminate(self, job_id: int, attempt: int, reason: str = ...) -> None: ...
-    def poll(self) -> list[Any]: ...
-    def adopt(self, handle: Any) -> bool: ...
-    def kill(self, handle: Any) -> None: ...
-    def live_handles(self) -> list[Any]: ...
-    def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]: ...
-
-
 @dataclass(frozen=True)
 class LoopView:
     """What the loop publishes for other threads after each tick: immutable, replaced whole
@@ -100,7 +88,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         self,
         settings: Settings,
         sessions: Sessions,
-        executor: ExecutorLike,
+        executor: Executor,
         *,
         flavor: str,
         devices: list[int],
@@ -130,7 +118,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         self.node_name = node_name
         self.metrics = metrics or Metrics()
         if launch_spec is None or handle_from_dict is None:
-            from cortex.control.executor import Handle, LaunchSpec
+            from cortex.executors.spec import Handle, LaunchSpec
 
             launch_spec = launch_spec or LaunchSpec
             handle_from_dict = handle_from_dict or Handle.from_dict

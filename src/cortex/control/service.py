@@ -20,11 +20,11 @@ from cortex.control import models as m
 from cortex.control.auth import TokenCache
 from cortex.control.batcher import SubmitBatcher
 from cortex.control.envcrypt import EnvBox
-from cortex.control.exec_users import scrub_environ
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
 from cortex.control.recovery import recover, register_node
 from cortex.control.settings import Settings
+from cortex.executors.local.users import scrub_environ
 
 log = logging.getLogger("cortex.control")
 
@@ -57,8 +57,8 @@ def repair_queues(s: Session) -> int:
 def local_executor(settings: Settings) -> tuple[Any, Any]:
     """The real executor and the machine's inventory, with the job-user policy resolved:
     refuses to start (PrivilegeError, a ValueError) when every launch would be refused."""
-    from cortex.control.exec_users import PrivilegeError, parse_run_as, resolve_allow_same_user
-    from cortex.control.executor import LocalExecutor
+    from cortex.executors.local.executor import LocalExecutor
+    from cortex.executors.local.users import PrivilegeError, parse_run_as, resolve_allow_same_user
 
     run_as = getattr(settings, "run_as", None)
     if isinstance(run_as, str):

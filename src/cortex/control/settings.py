@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     def _known_users(cls, v: str | None) -> str | None:
         # Checked here, not at first launch, so a typo stops `cortex serve` naming this field.
         if v:
-            from cortex.control.exec_users import PrivilegeError, RunAs, parse_run_as
+            from cortex.executors.local.users import PrivilegeError, RunAs, parse_run_as
 
             try:
                 for user in parse_run_as(v).values():
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
 
     @property
     def job_users(self) -> dict[str, str]:
-        from cortex.control.exec_users import parse_run_as
+        from cortex.executors.local.users import parse_run_as
 
         return parse_run_as(self.run_as) if self.run_as else {}
 

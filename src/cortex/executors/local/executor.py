@@ -1,9 +1,9 @@
 """The local executor: runs jobs as real processes on this machine, and finds them again after the
 service restarts.
 
-Each run (one attempt of one job) is a runner process (cortex.control.runner, which says why it
+Each run (one attempt of one job) is a runner process (runner.py in this package, which says why it
 exists) in its own session, with the job's processes under it in its process group. The run dir
-(cortex.control.exec_rundir) is the record: spec, handle, stop request, exit verdict, logs. This
+(rundir.py) is the record: spec, handle, stop request, exit verdict, logs. This
 object keeps no state that the run dirs do not also hold, so a kill -9 of the service at any time
 loses nothing: a new executor adopt()s the handles the store kept, and live_handles() finds any
 run the store never heard of.
@@ -27,16 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import cortex
-from cortex.control import gpus as gpu_discovery
-from cortex.control.exec_procfs import boot_id, proc_stat, same_process
-from cortex.control.exec_rundir import (
+from cortex.executors.local import gpus as gpu_discovery
+from cortex.executors.local.procfs import boot_id, proc_stat, same_process
+from cortex.executors.local.rundir import (
     RunFiles,
     job_dir,
     read_json,
     run_dir,
     write_json_atomic,
 )
-from cortex.control.exec_spec import (
+from cortex.executors.local.users import RunAs, UserMap, base_env
+from cortex.executors.spec import (
     CPU_FLAVOR,
     ENV_ATTEMPT,
     ENV_VISIBLE_SLOTS,
@@ -51,7 +52,6 @@ from cortex.control.exec_spec import (
     job_env,
     outcome_for,
 )
-from cortex.control.exec_users import RunAs, UserMap, base_env
 from cortex.jobproto import EXIT_OK
 
 __all__ = [
@@ -106,7 +106,7 @@ class LocalExecutor:
     ) -> None:
         """`run_as` maps a team to the Unix user its jobs run as (`*`: any other team); a job
         that would run as this process's own user is refused unless `allow_same_user`
-        (cortex.control.exec_users). `log_cap_bytes` caps each log file of an attempt; the
+        (cortex.executors.local.users). `log_cap_bytes` caps each log file of an attempt; the
         runner rotates it, keeping `log_keep` older parts (None: no cap)."""
         if grace_s < 0:
             raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
@@ -273,7 +273,7 @@ class LocalExecutor:
         log_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         return os.posix_spawn(
             sys.executable,
-            [sys.executable, "-m", "cortex.control.runner", str(files.dir)],
+            [sys.executable, "-m", "cortex.executors.local.runner", str(files.dir)],
             env,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

@@ -1,6 +1,6 @@
-"""What the local executor takes and gives back: the launch spec, the handle that names a run
-for all time, the exit record, and the environment a job gets. Split from executor.py (which
-starts, watches and stops runs) so that the data and the rules about it read on their own."""
+"""What every executor takes and gives back: the launch spec, the handle that names a run for
+all time, the exit record, and the environment a job gets. Executor-neutral, so that the local
+executor (executors/local/) and the Ray executor share it; the interface is executors/base.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The runner: a small parent process between the service and a job's processes.
 
-    python -m cortex.control.runner RUN_DIR
+    python -m cortex.executors.local.runner RUN_DIR
 
 Why it exists: only a process's parent can wait() for it and learn how it ended. A service that
 was killed and started again is not the parent of the jobs its earlier self started, so it could
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cortex.control.exec_procfs import all_stats, proc_stat
-from cortex.control.exec_rundir import RunFiles, read_json, write_json_atomic
+from cortex.executors.local.procfs import all_stats, proc_stat
+from cortex.executors.local.rundir import RunFiles, read_json, write_json_atomic
 
 POLL_S = 0.05  # how often the runner looks at its children: bounds exit-report latency
 CONFIRM_POLL_S = 0.005
@@ -467,7 +467,7 @@ def _v(code: int | None, sig: int | None, detail: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m cortex.control.runner RUN_DIR", file=sys.stderr)
+        print("usage: python -m cortex.executors.local.runner RUN_DIR", file=sys.stderr)
         return 2
     runner = Runner(RunFiles(Path(args[0])))
     try:
