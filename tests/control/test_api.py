@@ -122,9 +122,9 @@ BAD = [
         json.dumps(job_body(flavors=["H100-SXM5"])).encode(),
         "application/json",
         "flavors",
-        "fleet has none",
+        "NoEligibleFlavor",
     ),
-    (json.dumps(job_body(gpus=64)).encode(), "application/json", "gpus", "larger than the fleet"),
+    (json.dumps(job_body(gpus=64)).encode(), "application/json", "gpus", "NeverFits: needs 64"),
     (json.dumps(job_body(command="python3 x.py")).encode(), "application/json", "command", "list"),
     (
         json.dumps(job_body(command=["python3", 7])).encode(),
@@ -138,7 +138,7 @@ BAD = [
         json.dumps(job_body(priority_class="urgent")).encode(),
         "application/json",
         "priority_class",
-        "unknown priority class",
+        "UnknownPriorityClass",
     ),
     (
         json.dumps(job_body(working_dir="/no/such/dir")).encode(),

@@ -42,12 +42,14 @@ from cortex.control.loop_exits import (
 )
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.metrics import Metrics
+from cortex.drive import intake
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.cycle import schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.queues import QueueConfig
+from cortex.scheduler.reasons import Reason
 from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot
 from cortex.scheduler.state import ClusterState, Placement
@@ -266,21 +268,11 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         job.restarts = row.failures + row.preemptions
         return job
 
-    def _resolve(self, job: Job) -> str | None:
-        """Set the queue index and priority; the reason the job cannot be queued, if any."""
-        try:
-            job.queue_idx = self.queues.index(job.team)
-        except KeyError:
-            return f"UnknownQueue: team {job.team} has no queue"
-        prio = self.queues.priority_classes.get(job.priority_class)
-        if prio is None:
-            return f"UnknownPriorityClass: {job.priority_class}"
-        job.priority = prio
-        if job.flavors:
-            job.flavor_ids = tuple(i for i, f in enumerate(self.topo.flavors) if f in job.flavors)
-            if not job.flavor_ids:
-                return f"NoEligibleFlavor: {', '.join(job.flavors)}"
-        return None
+    def _resolve(self, job: Job) -> Reason | None:
+        """Set the queue index, priority and eligible flavors; why the job can never be queued
+        (drive/intake.py, as the twin and the API decide it), if so."""
+        st = self.state
+        return intake.admit(job, self.queues, self.topo.flavors, st.gpn, st.total_gpus)
 
     def rebuild(self, s: Session) -> None:
         """Rebuild the cluster state after the queues changed (their count sizes the state)."""
@@ -361,10 +353,13 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
     def _ingest(self, s: Session, ids: list[int], new: list[tuple[Any, Job]], now: float) -> None:
         s.execute(update(m.Job).where(m.Job.id.in_(ids)).values(seen=True))
         for _row, job in new:
-            why = self._resolve(job)
-            if why is not None:
+            reason = self._resolve(job)
+            if reason is not None:
+                # Also a job the API took but that cannot fit the queues as they are now (its
+                # quota cut since, or stored by an API process with an older view).
                 row = s.get(m.Job, job.id)
                 assert row is not None
+                why = intake.describe(reason)
                 store.move(s, row, JobState.REJECTED, why, now)
                 row.ended_at = now
                 store.event(s, "rejected", why, job_id=row.id, team=row.team)

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.loop import SchedulerLoop
+from cortex.drive import intake
 from cortex.workload.states import PENDING, JobState
 
 log = logging.getLogger("cortex.control")
@@ -138,7 +139,8 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
         for row in rows:
             row.seen = True
             job = loop.mem_job(row)
-            why = loop._resolve(job)
+            reason = loop._resolve(job)
+            why = None if reason is None else intake.describe(reason)
             if why is not None and row.state in (JobState.QUEUED.value,):
                 # As the loop's _ingest does: a final state has an end time and an event.
                 store.move(s, row, JobState.REJECTED, why, now)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cortex.drive import intake
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies, schedule
@@ -248,30 +249,8 @@ class Twin(RunBooks):
     def _arrival(self, job: Job, _b: int) -> None:
         if self.cfg.keep_history:
             job.history = [(self.now, JobState.QUEUED, "submitted")]
-        try:
-            job.queue_idx = self.queues.index(job.team)
-        except KeyError:
-            self._reject(job, Reason(Code.UNKNOWN_QUEUE, team=job.team))
-            return
-        prio = self.queues.priority_classes.get(job.priority_class)
-        if prio is None:
-            self._reject(
-                job,
-                Reason(
-                    Code.UNKNOWN_PRIORITY_CLASS,
-                    priority_class=job.priority_class,
-                    known=sorted(self.queues.priority_classes),
-                ),
-            )
-            return
-        job.priority = prio
-        flavors = self.topo.flavors
-        if job.flavors:
-            job.flavor_ids = tuple(flavors.index(f) for f in job.flavors if f in flavors)
-            if not job.flavor_ids:
-                self._reject(job, Reason(Code.NO_FLAVOR, flavors=list(job.flavors)))
-                return
-        reason = self._never_fits(job)
+        st = self.state
+        reason = intake.admit(job, self.queues, self.topo.flavors, st.gpn, st.total_gpus)
         if reason is None and self.pw is not None:
             reason = self.pw.never_fits(job, job.flavor_ids or tuple(range(len(self.topo.flavors))))
         if reason is not None:
@@ -279,22 +258,6 @@ class Twin(RunBooks):
             return
         self.pending.add(job)
         self._dirty = True
-
-    def _never_fits(self, job: Job) -> Reason | None:
-        """A job no flavor could ever hold is rejected at submission, never left queued."""
-        st = self.state
-        smallest = job.elastic_min or job.gpus
-        most = 0
-        cq = self.queues.queues[job.queue_idx]
-        for f in job.flavor_ids or range(len(st.gpn)):
-            limit = cq.borrowing_limit[f]
-            cap = (
-                st.total_gpus[f] if limit is None else min(st.total_gpus[f], cq.nominal[f] + limit)
-            )
-            most = max(most, cap)
-            if alloc_size(smallest, st.gpn[f]) <= cap:
-                return None
-        return Reason(Code.NEVER_FITS, need=smallest, most=most)
 
     def _finish(self, job: Job, epoch: int) -> None:
         if job.epoch != epoch or job.state is not JobState.RUNNING:

@@ -9,7 +9,7 @@ import hashlib
 import posixpath
 import re
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,7 +23,8 @@ from cortex.control.batcher import IdemKey, IdempotencyConflictError, Submitted
 from cortex.control.bodies import BodyError, load_json, load_yaml, nul_path
 from cortex.control.schemas import JobList, SubmitRequest
 from cortex.control.service import Service
-from cortex.scheduler.placement import alloc_size
+from cortex.drive import intake
+from cortex.scheduler.reasons import Reason
 
 router = APIRouter(prefix="/v1")
 IDEM_HEADER = "idempotency-key"
@@ -166,41 +167,41 @@ def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> Su
 
 
 def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> None:
+    """Intake's checks (drive/intake.py, the twin's and the loop's own), before anything is
+    stored: each refusal a 422 naming the field it is about."""
     # No lock: the loop replaces `queues` and `state` whole (never mutates what is read here),
     # and a handler on the event loop must not wait out a tick.
     loop = svc.loop
-    queues, topo = loop.queues, loop.topo
-    total = list(loop.state.total_gpus)
-    if req.team not in queues.names and not _queue_stored(svc, req.team):
-        raise err(422, [*prefix, "team"], f"team {req.team} has no queue (create a token for it)")
-    # A queue created since the last tick has the default priority classes.
-    if req.priority_class not in queues.priority_classes:
-        known = ", ".join(sorted(queues.priority_classes))
-        raise err(
-            422,
-            [*prefix, "priority_class"],
-            f"unknown priority class {req.priority_class!r} (known: {known})",
-        )
-    flavors = [i for i, f in enumerate(topo.flavors) if not req.flavors or f in req.flavors]
-    if not flavors:
-        raise err(
-            422,
-            [*prefix, "flavors"],
-            f"the fleet has none of {', '.join(req.flavors)} (it has {', '.join(topo.flavors)})",
-        )
-    most = max(total[f] for f in flavors)
-    gpn = topo.flavor_gpus_per_node
+    queues, topo, state = loop.queues, loop.topo, loop.state
+    queue = None
+    if req.team in queues.names:
+        queue = queues.queues[queues.index(req.team)]
+    elif not _queue_stored(svc, req.team):
+        _refuse(intake.unknown_queue(req.team), prefix, hint=" (create a token for it)")
+    # A queue created since the last tick has the default priority classes, and no quota yet
+    # (unlimited borrowing): the fleet alone bounds its gangs.
+    prio = intake.priority_of(queues, req.priority_class)
+    if isinstance(prio, Reason):
+        _refuse(prio, prefix)
+    ids = intake.flavor_ids(topo.flavors, req.flavors or ())
+    if isinstance(ids, Reason):
+        _refuse(ids, prefix, hint=f" (it has {', '.join(topo.flavors)})")
     # Both the smallest gang the job accepts and the gang it asks for must fit: a request that
-    # can never run is refused now, with the reason, rather than left queued forever.
+    # can never run as asked is refused now, with the reason, rather than left queued forever.
     for name, gang in (
         ("elastic.min_gpus", req.elastic.min_gpus if req.elastic else 0),
         ("gpus", req.gpus),
     ):
-        if gang and all(alloc_size(gang, gpn[f]) > total[f] for f in flavors):
-            loc = [*prefix, *name.split(".")]
-            raise err(
-                422, loc, f"a gang of {gang} is larger than the fleet ({most} of the flavors asked)"
-            )
+        reason = intake.never_fits(gang, ids, state.gpn, state.total_gpus, queue) if gang else None
+        if reason is not None:
+            _refuse(reason, prefix, field=name)
+
+
+def _refuse(
+    reason: Reason, prefix: list[str | int], *, field: str = "", hint: str = ""
+) -> NoReturn:
+    loc = [*prefix, *(field or intake.FIELD[reason.code]).split(".")]
+    raise err(422, loc, intake.describe(reason) + hint)
 
 
 def _queue_stored(svc: Service, team: str) -> bool:
