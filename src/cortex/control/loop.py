@@ -34,15 +34,10 @@ from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
 from cortex.control.fleet import local_fleet, queues_spec
-from cortex.control.loop_exits import (
-    MAX_EXIT75_REQUEUES,
-    RETRY_BACKOFF_BASE_S,
-    RETRY_BACKOFF_MAX_S,
-    ExitsMixin,
-)
+from cortex.control.loop_exits import ExitsMixin
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.metrics import Metrics
-from cortex.drive import intake
+from cortex.drive import intake, runs
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
@@ -100,10 +95,18 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         launch_spec: Callable[..., Any] | None = None,
         handle_from_dict: Callable[[dict[str, Any]], Any] | None = None,
         fleet: FleetSpec | None = None,
-        retry_backoff_base_s: float = RETRY_BACKOFF_BASE_S,
-        retry_backoff_max_s: float = RETRY_BACKOFF_MAX_S,
-        max_exit75_requeues: int = MAX_EXIT75_REQUEUES,
+        retry_backoff_base_s: float | None = None,
+        retry_backoff_max_s: float | None = None,
+        max_exit75_requeues: int | None = None,
     ) -> None:
+        # Defaults: drive/data/run_rules.csv (the settings model may override each).
+        self.rules = rules = runs.rules("control")
+        if retry_backoff_base_s is None:
+            retry_backoff_base_s = rules.retry_backoff_base_s
+        if retry_backoff_max_s is None:
+            retry_backoff_max_s = rules.retry_backoff_max_s
+        if max_exit75_requeues is None:
+            max_exit75_requeues = rules.max_exit75_requeues
         if retry_backoff_base_s < 0 or retry_backoff_max_s < 0:
             raise ValueError("retry_backoff_base_s, retry_backoff_max_s: must be >= 0")
         if max_exit75_requeues < 0:

@@ -14,29 +14,15 @@ from sqlalchemy.orm import Session
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.config import Settings
+from cortex.drive import runs
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
-from cortex.workload.states import PENDING, TERMINAL, JobState
+from cortex.workload.states import PENDING, JobState
 
 log = logging.getLogger("cortex.control")
 
 CANCEL_SCAN_S = 30.0
-# The reason recorded for an exit 75 that no stop request asked for; counting these rows in
-# the job's history is what bounds such requeues across service restarts.
-SELF_REQUEUE = "exited 75 without a stop request"
-
-# Defaults of the loop's retry parameters (the settings model may override them).
-RETRY_BACKOFF_BASE_S = 1.0
-RETRY_BACKOFF_MAX_S = 300.0
-MAX_EXIT75_REQUEUES = 20
-
-
-def backoff_s(n: int, base_s: float, max_s: float) -> float:
-    """Delay before the n-th retry (n >= 1): base, 2 base, 4 base, ... capped at max_s."""
-    if n < 1 or base_s <= 0:
-        return 0.0
-    return min(max_s, base_s * 2.0 ** min(n - 1, 60))
 
 
 class ExitsMixin:
@@ -82,7 +68,7 @@ class ExitsMixin:
             hint, self.cancel_hint = self.cancel_hint, set()
         q = select(m.Job.id).where(
             m.Job.cancel_requested.is_(True),
-            m.Job.state.in_([*(st.value for st in PENDING), "admitted", "running"]),
+            m.Job.state.in_(runs.UNFINISHED_VALUES),
             or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
         )
         if now - self._last_cancel_scan >= CANCEL_SCAN_S:
@@ -105,7 +91,7 @@ class ExitsMixin:
                 stops.append((row.id, row.attempt, "cancel"))
                 store.event(s, "stop", "SIGTERM: cancel", job_id=row.id, team=row.team)
                 continue
-            if row.state not in ("queued", "requeued", "admitted"):
+            if not runs.unfinished(row.state):
                 continue
             if row.id in self.backoff:
                 del self.backoff[row.id]
@@ -154,8 +140,7 @@ class ExitsMixin:
         row.stopping = None
         if job is not None:
             job.state = JobState.REQUEUED
-            job.restarts += 1
-            job.est_cache = None
+            runs.requeued(job)
             if delay_s > 0:
                 self.backoff[job.id] = now + delay_s
             else:
@@ -181,54 +166,35 @@ class ExitsMixin:
         row.exit_code = e.exit_code
         detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
         store.event(s, "exit", f"attempt {e.attempt} {detail}", job_id=row.id, team=row.team)
-        outcome = e.outcome
         self_requeues = 0
-        if outcome == "preempted" and row.stopping != "preempt" and not row.cancel_requested:
+        if runs.unasked_exit75(e.outcome, row.stopping, bool(row.cancel_requested)):
             # Exit 75 that no one asked for: the job requeues itself. Bounded, or a job that
             # always exits 75 would be relaunched forever.
             self_requeues = 1 + self._self_requeues(s, row.id)
-            limit = self.max_exit75_requeues
-            if self_requeues > limit:
-                outcome = "failed"
-                detail = f"{detail} ({SELF_REQUEUE} {self_requeues} times; limit {limit})"
-        if row.cancel_requested or outcome == "cancelled":
-            store.move(s, row, JobState.CANCELLED, detail, now)
-            row.ended_at = now
-            self.jobs.pop(row.id, None)
-        elif outcome == "completed":
-            store.move(s, row, JobState.COMPLETED, detail, now)
-            row.ended_at = now
-            self.jobs.pop(row.id, None)
-        elif outcome == "preempted":
-            store.move(s, row, JobState.PREEMPTED, detail, now)
-            row.preemptions += 1
-            if self_requeues:
-                delay = self._retry_delay_s(self_requeues)
-                self._requeue(s, row, job, f"{SELF_REQUEUE} ({self_requeues})", now, delay)
-            else:
-                self._requeue(s, row, job, "back to queue after preemption", now)
-        elif self_requeues:
-            # Over the exit-75 limit: final, however many ordinary retries are left.
-            store.move(s, row, JobState.FAILED, detail, now)
-            self._final_failure(row, now)
-        else:
-            store.move(s, row, JobState.FAILED, detail, now)
-            row.failures += 1
-            if row.failures <= self.settings.max_retries:
-                why = f"retry {row.failures} of {self.settings.max_retries}"
-                self._requeue(s, row, job, why, now, self._retry_delay_s(row.failures))
-            else:
-                self._final_failure(row, now)
-        if row.state in TERMINAL or row.state == JobState.FAILED.value:
-            row.stopping = None
-
-    def _final_failure(self, row: m.Job, now: float) -> None:
-        row.ended_at = now
+        limits = runs.RetryLimits(
+            self.settings.max_retries,
+            self.retry_backoff_base_s,
+            self.retry_backoff_max_s,
+            self.max_exit75_requeues,
+        )
+        v = runs.judge_exit(
+            e.outcome,
+            detail,
+            cancel_requested=bool(row.cancel_requested),
+            self_requeues=self_requeues,
+            failures=row.failures,
+            limits=limits,
+        )
+        store.move(s, row, v.state, v.detail, now)
+        row.preemptions += v.count_preemption
+        row.failures += v.count_failure
         row.stopping = None
-        self.jobs.pop(row.id, None)
-
-    def _retry_delay_s(self, n: int) -> float:
-        return backoff_s(n, self.retry_backoff_base_s, self.retry_backoff_max_s)
+        if v.final:
+            row.ended_at = now
+            self.jobs.pop(row.id, None)
+        else:
+            assert v.requeue is not None
+            self._requeue(s, row, job, v.requeue, now, v.delay_s)
 
     @staticmethod
     def _self_requeues(s: Session, job_id: int) -> int:
@@ -239,7 +205,7 @@ class ExitsMixin:
             .where(
                 m.JobTransition.job_id == job_id,
                 m.JobTransition.dst == JobState.REQUEUED.value,
-                m.JobTransition.reason.startswith(SELF_REQUEUE),
+                m.JobTransition.reason.startswith(runs.SELF_REQUEUE),
             )
         )
         return int(n or 0)

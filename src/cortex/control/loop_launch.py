@@ -19,16 +19,16 @@ from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
 from cortex.control.metrics import Metrics
+from cortex.drive import runs
 from cortex.fleet.topology import Topology
 from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.snapshot import Plan
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 
 log = logging.getLogger("cortex.control")
-
-PREEMPT_BACKOFF_MAX_S = 300.0
 
 
 class LaunchMixin:
@@ -46,6 +46,8 @@ class LaunchMixin:
     owner: dict[int, int]
     state: ClusterState
     pending: PendingQueues
+    queues: QueueConfig
+    rules: runs.RunRules
     node_devices: list[list[int]]
     node_id: int
     node_name: str
@@ -73,11 +75,9 @@ class LaunchMixin:
         """Record the plan's intents; return the SIGTERMs to send once they are durable."""
         stops = []
         for job_id in plan.preempt_failed:
-            job = self.jobs[job_id]
-            job.preempt_backoff_s = min(
-                max(job.preempt_backoff_s * 2, self.settings.tick_s), PREEMPT_BACKOFF_MAX_S
+            runs.preempt_backoff(
+                self.jobs[job_id], now, self.queues.min_runtime_s, self.settings.tick_s, self.rules
             )
-            job.next_preempt_try_s = now + job.preempt_backoff_s
         for p in plan.preemptions:
             job = p.job
             row = s.get(m.Job, job.id)
@@ -115,13 +115,8 @@ class LaunchMixin:
         self.pending.remove(job)
         store.move(s, row, JobState.ADMITTED, "quota reserved", now)
         job.state = JobState.ADMITTED
-        job.run_start_s = now
-        job.run_flavor = st.flavor
-        job.run_gpus = st.gang_gpus
-        job.alloc_gpus = st.alloc_gpus
-        job.est_end_s = now + self.estimate_s(job, st.flavor, st.gang_gpus)
-        job.preempt_backoff_s = 0.0
-        job.next_preempt_try_s = 0.0
+        end = now + self.estimate_s(job, st.flavor, st.gang_gpus)
+        runs.begin(job, now, st.flavor, st.gang_gpus, st.alloc_gpus, end)
         self.state.start(job, job.queue_idx, st.flavor, st.placement)
         self.placement[job.id] = st.placement
         self.admitted[job.id] = job

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.loop import SchedulerLoop
-from cortex.drive import intake
-from cortex.workload.states import PENDING, JobState
+from cortex.drive import intake, runs
+from cortex.workload.states import JobState
 
 log = logging.getLogger("cortex.control")
 
@@ -130,9 +130,7 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
         loop.reset()
         loop.rebuild(s)
         rows = s.scalars(
-            select(m.Job)
-            .where(m.Job.state.in_([*(x.value for x in PENDING), "admitted", "running"]))
-            .order_by(m.Job.id)
+            select(m.Job).where(m.Job.state.in_(runs.UNFINISHED_VALUES)).order_by(m.Job.id)
         ).all()
         holding: set[int] = set()
         live = {(h.job_id, h.attempt): h for h in _live_handles(loop)}

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cortex.drive.runs import rules
 from cortex.errors import InputError
 
 ENV_PREFIX = "CORTEX_"
@@ -17,6 +18,7 @@ ENV_PREFIX = "CORTEX_"
 INT4_MAX = 2**31 - 1
 TeamKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)$")]
 RootDir = Annotated[str, Field(min_length=1, max_length=4096)]
+_RULES = rules("control")
 
 
 def _default_home() -> Path:
@@ -49,9 +51,10 @@ class Settings(BaseSettings):
     policy: Annotated[str, Field(min_length=1, max_length=64)] = "priority"
     min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = 60.0  # preemption floor
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 2  # failed runs requeued at most
-    retry_backoff_base_s: Annotated[float, Field(ge=0, le=86400)] = 1.0
-    retry_backoff_max_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 300.0
-    max_exit75_requeues: Annotated[int, Field(ge=0, le=INT4_MAX)] = 20
+    # Defaults: drive/data/run_rules.csv, with their sources.
+    retry_backoff_base_s: Annotated[float, Field(ge=0, le=86400)] = _RULES.retry_backoff_base_s
+    retry_backoff_max_s: Annotated[float, Field(ge=0, le=7 * 86400)] = _RULES.retry_backoff_max_s
+    max_exit75_requeues: Annotated[int, Field(ge=0, le=INT4_MAX)] = _RULES.max_exit75_requeues
     log_cap_bytes: Annotated[int, Field(ge=4096, le=2**40)] = 64 * 1024 * 1024
     log_keep: Annotated[int, Field(ge=0, le=100)] = 2  # rotated log files kept per attempt
     # Team -> Unix user its jobs run as: "team=user,team2=user2" ("*=user": any other team).

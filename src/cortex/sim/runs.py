@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cortex.drive.runs import requeued
 from cortex.sim import checkpoint as ckpt
 from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
 from cortex.workload.preempt_rule import on_preempt
@@ -175,8 +176,7 @@ class RunBooks:
         job.move(via, self.now, why)
         job.move(JobState.REQUEUED, self.now, "back to queue")
         job.owed_overhead_s = owed_s
-        job.est_cache = None
-        job.restarts += 1
+        requeued(job)
         self.pending.add(job)
         self._power_dirty = True
         return alloc.placement, hold

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cortex.drive import intake
+from cortex.drive import intake, runs
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies, schedule
@@ -48,8 +48,6 @@ JOBFAIL = 7  # a job's failure of its own (sim/failures.py), at FAILURE's priori
 POWER_PRIO = 2.5
 # A queue this short gets a deep (backfill) pass on every event: it is cheap.
 SHORT_QUEUE = 4
-# Longest wait between two failed victim searches of one job.
-PREEMPT_BACKOFF_MAX_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +110,7 @@ class Twin(RunBooks):
         self.large_job_gpus = int(defaults["large_job_gpus"])
         self.backfill_interval_s = cfg.backfill_interval_s or defaults["backfill_interval_s"]
         self.fallback_tau_s = defaults["fallback_checkpoint_interval_s"]
+        self.rules = runs.rules("twin")
         self.fail_rate = rate_per_gpu_s(cfg.failure_scale) if cfg.failures else 0.0
         table = ThroughputTable.load()
         kinds = {j.kind for j in jobs} | {"generic"}
@@ -389,21 +388,16 @@ class Twin(RunBooks):
             job.owed_overhead_s += 60.0 * (waves - 1)
         speed, tau, dur = self._run_shape(job, f, s.gang_gpus, s.alloc_gpus)
         job.run_speed = speed
-        job.run_flavor = f
-        job.run_gpus = s.gang_gpus
-        job.alloc_gpus = s.alloc_gpus
         job.run_overhead_s = job.owed_overhead_s
         job.owed_overhead_s = 0.0
         job.run_tau_s = tau
-        job.run_start_s = self.now
         job.run_dur_s = dur
         job.run_k = kept
         job.run_vacc = 0.0
         job.run_vmark = self._clock(self.now)
-        job.est_end_s = self._end_time(job) if (kept != 1.0 or self._clock_v) else self.now + dur
+        end = self._end_time(job) if (kept != 1.0 or self._clock_v) else self.now + dur
+        runs.begin(job, self.now, f, s.gang_gpus, s.alloc_gpus, end)
         job.epoch += 1
-        job.preempt_backoff_s = 0.0
-        job.next_preempt_try_s = 0.0
         if job.first_start_s < 0:
             job.first_start_s = self.now
         if committed:
@@ -527,18 +521,11 @@ class Twin(RunBooks):
                 code = _CODE_VALUE[reasons[0].code]  # an enum's .value is slow, and this is hot
                 blocked[code] = blocked.get(code, 0) + 1
         for job_id in plan.preempt_failed:
-            # Exponential backoff from half the minimum runtime up to an hour.
             job = self._by_id[job_id]
-            job.preempt_backoff_s = min(
-                max(
-                    job.preempt_backoff_s * 2,
-                    self.queues.min_runtime_s / 2,
-                    self.backfill_interval_s,
-                ),
-                PREEMPT_BACKOFF_MAX_S,
+            next_try = runs.preempt_backoff(
+                job, self.now, self.queues.min_runtime_s, self.backfill_interval_s, self.rules
             )
-            job.next_preempt_try_s = self.now + job.preempt_backoff_s
-            self._wake(job.next_preempt_try_s)
+            self._wake(next_try)
         for p in plan.preemptions:
             self._preempt(p.job, p.reason.code.value)
         for s in plan.starts:

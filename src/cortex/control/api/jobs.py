@@ -13,7 +13,8 @@ from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.auth import Principal
 from cortex.control.schemas import JobList, JobOut
 from cortex.control.service import Service
-from cortex.workload.states import TERMINAL, JobState
+from cortex.drive.runs import is_final  # logs.py imports it from here
+from cortex.workload.states import JobState
 
 router = APIRouter(prefix="/v1")
 
@@ -31,10 +32,6 @@ def visible(s: Any, who: Principal, job_id: int) -> m.Job:
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
     return job
-
-
-def is_final(state: str) -> bool:
-    return JobState(state) in TERMINAL or state == "failed"
 
 
 @router.get("/jobs", response_model=JobList, summary="List jobs (newest first)")

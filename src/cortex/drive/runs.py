@@ -1,0 +1,178 @@
+"""Runs, written once for both drivers: beginning a run, requeueing a job, the backoffs between
+tries (a victim search that found none, a failed run), how a run's end is judged, and whether
+a job is final. The numbers are rows of `data/run_rules.csv`, loaded once; where the twin and
+the control plane differ they are two named rows (`twin.*`, `control.*`), never constants in
+code.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+from cortex.workload.job import Job
+from cortex.workload.states import PENDING, TERMINAL, JobState
+
+Driver = Literal["twin", "control"]
+
+#: States a job leaves without anyone asking (waiting, placed, running).
+UNFINISHED: frozenset[JobState] = PENDING | {JobState.ADMITTED, JobState.RUNNING}
+UNFINISHED_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in UNFINISHED))
+
+# The reason recorded for an exit 75 that no stop request asked for; counting these rows in a
+# job's history is what bounds such requeues across service restarts.
+SELF_REQUEUE = "exited 75 without a stop request"
+
+
+@dataclass(frozen=True)
+class RunRules:
+    """One driver's rows of data/run_rules.csv."""
+
+    preempt_backoff_max_s: float
+    preempt_backoff_min_runtime_frac: float
+    retry_backoff_base_s: float = 0.0
+    retry_backoff_max_s: float = 0.0
+    max_exit75_requeues: int = 0
+
+
+@cache
+def _table() -> dict[str, float]:
+    text = resources.files("cortex.drive").joinpath("data/run_rules.csv").read_text()
+    return {row["name"]: float(row["value"]) for row in csv.DictReader(text.splitlines())}
+
+
+@cache
+def rules(driver: Driver) -> RunRules:
+    """The run rules of one driver, read once."""
+    rows = {k.split(".", 1)[1]: v for k, v in _table().items() if k.startswith(f"{driver}.")}
+    if "max_exit75_requeues" in rows:
+        rows["max_exit75_requeues"] = int(rows["max_exit75_requeues"])
+    return RunRules(**rows)  # type: ignore[arg-type]
+
+
+def is_final(state: JobState | str) -> bool:
+    """Will the job never run again? Completed, rejected and cancelled jobs are; a job left
+    failed (no retry left: a retried run is requeued in the same step) is too."""
+    st = JobState(state)
+    return st in TERMINAL or st is JobState.FAILED
+
+
+def unfinished(state: JobState | str) -> bool:
+    """Is the job still to run, or running (a driver's mirror holds it)?"""
+    return state in UNFINISHED_VALUES
+
+
+# ---- beginning and ending runs ----------------------------------------------------------------
+def begin(job: Job, now: float, flavor: int, gang: int, alloc: int, est_end_s: float) -> None:
+    """A run starts (or is admitted to start) now: where and how big, when it should end; a new
+    run owes no victim search."""
+    job.run_flavor = flavor
+    job.run_gpus = gang
+    job.alloc_gpus = alloc
+    job.run_start_s = now
+    job.est_end_s = est_end_s
+    job.preempt_backoff_s = 0.0
+    job.next_preempt_try_s = 0.0
+
+
+def requeued(job: Job) -> None:
+    """A run ended and the job waits again: one restart more, and estimates made for its old
+    remaining work are stale."""
+    job.restarts += 1
+    job.est_cache = None
+
+
+# ---- backoffs ----------------------------------------------------------------------------------
+def preempt_backoff(
+    job: Job, now: float, min_runtime_s: float, interval_s: float, r: RunRules
+) -> float:
+    """A victim search for `job` found none: wait before the next one. The wait doubles from
+    the driver's pass interval (or a share of the minimum runtime that protects victims, if
+    longer) up to the driver's cap. Returns when the next search may run."""
+    job.preempt_backoff_s = min(
+        max(
+            job.preempt_backoff_s * 2,
+            min_runtime_s * r.preempt_backoff_min_runtime_frac,
+            interval_s,
+        ),
+        r.preempt_backoff_max_s,
+    )
+    job.next_preempt_try_s = now + job.preempt_backoff_s
+    return job.next_preempt_try_s
+
+
+def retry_backoff_s(n: int, base_s: float, max_s: float) -> float:
+    """Delay before the n-th retry (n >= 1): base, 2 base, 4 base, ... capped at max_s."""
+    if n < 1 or base_s <= 0:
+        return 0.0
+    return min(max_s, base_s * 2.0 ** min(n - 1, 60))
+
+
+# ---- how a run's end is judged ----------------------------------------------------------------
+@dataclass(frozen=True)
+class RetryLimits:
+    """The control plane's retry settings (data/run_rules.csv's defaults, settings override)."""
+
+    max_retries: int
+    base_s: float
+    max_s: float
+    max_exit75: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a run's end does to its job: the state it moves to, what is counted, and whether
+    (and after what delay, with what reason) it is requeued; `requeue` None: final."""
+
+    state: JobState
+    detail: str
+    requeue: str | None = None
+    delay_s: float = 0.0
+    count_preemption: bool = False
+    count_failure: bool = False
+
+    @property
+    def final(self) -> bool:
+        return self.requeue is None
+
+
+def unasked_exit75(outcome: str, stop: str | None, cancel_requested: bool) -> bool:
+    """An exit 75 ('requeue me') that no stop request asked for: a self-requeue."""
+    return outcome == "preempted" and stop != "preempt" and not cancel_requested
+
+
+def judge_exit(
+    outcome: str,
+    detail: str,
+    *,
+    cancel_requested: bool,
+    self_requeues: int,
+    failures: int,
+    limits: RetryLimits,
+) -> Verdict:
+    """Judge a run's end. `self_requeues` counts this exit if it is an unasked exit 75 (0
+    otherwise); `failures` the failed runs before this one. Self-requeues over the limit fail
+    the job for good, however many ordinary retries are left."""
+    if self_requeues > limits.max_exit75:
+        detail = f"{detail} ({SELF_REQUEUE} {self_requeues} times; limit {limits.max_exit75})"
+        return Verdict(JobState.FAILED, detail)
+    if cancel_requested or outcome == "cancelled":
+        return Verdict(JobState.CANCELLED, detail)
+    if outcome == "completed":
+        return Verdict(JobState.COMPLETED, detail)
+    if outcome == "preempted":
+        if self_requeues:
+            delay = retry_backoff_s(self_requeues, limits.base_s, limits.max_s)
+            why = f"{SELF_REQUEUE} ({self_requeues})"
+            return Verdict(JobState.PREEMPTED, detail, why, delay, count_preemption=True)
+        why = "back to queue after preemption"
+        return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True)
+    n = failures + 1
+    if n <= limits.max_retries:
+        delay = retry_backoff_s(n, limits.base_s, limits.max_s)
+        why = f"retry {n} of {limits.max_retries}"
+        return Verdict(JobState.FAILED, detail, why, delay, count_failure=True)
+    return Verdict(JobState.FAILED, detail, count_failure=True)

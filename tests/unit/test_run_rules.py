@@ -1,0 +1,104 @@
+"""drive/runs.py: the one backoff formula, how a run's end is judged and what is final, with
+each driver's numbers read from drive/data/run_rules.csv."""
+
+from __future__ import annotations
+
+import pytest
+
+from cortex.drive import runs
+from cortex.workload.job import Job
+from cortex.workload.states import JobState
+
+RULES = runs.RunRules(preempt_backoff_max_s=1000.0, preempt_backoff_min_runtime_frac=0.5)
+
+
+def _job() -> Job:
+    return Job(1, "j", "a", 8, 3600.0)
+
+
+def test_preempt_backoff_doubles_from_the_floor_to_the_cap() -> None:
+    job = _job()
+    # Floor: max(min_runtime 300 * 0.5 = 150, interval 60) = 150; then 300, 600, capped 1000.
+    waits = []
+    for now in (0.0, 10.0, 20.0, 30.0, 40.0):
+        next_try = runs.preempt_backoff(job, now, 300.0, 60.0, RULES)
+        waits.append(job.preempt_backoff_s)
+        assert next_try == job.next_preempt_try_s == now + job.preempt_backoff_s
+    assert waits == [150.0, 300.0, 600.0, 1000.0, 1000.0]
+
+
+def test_the_pass_interval_is_the_floor_when_the_minimum_runtime_share_is_shorter() -> None:
+    job = _job()
+    runs.preempt_backoff(job, 5.0, 0.0, 0.2, RULES)  # max(0 * 0.5, 0.2) = 0.2
+    assert (job.preempt_backoff_s, job.next_preempt_try_s) == (0.2, 5.2)
+
+
+def test_beginning_a_run_clears_the_preempt_backoff() -> None:
+    job = _job()
+    runs.preempt_backoff(job, 0.0, 300.0, 60.0, RULES)
+    runs.begin(job, 50.0, 1, 8, 8, 900.0)
+    assert (job.preempt_backoff_s, job.next_preempt_try_s) == (0.0, 0.0)
+    assert (job.run_start_s, job.run_flavor, job.run_gpus, job.est_end_s) == (50.0, 1, 8, 900.0)
+
+
+def test_each_driver_reads_its_own_named_rows_once() -> None:
+    twin, control = runs.rules("twin"), runs.rules("control")
+    assert runs.rules("twin") is twin  # loaded once
+    # The two drivers' caps are two rows of one file, not two constants in code.
+    assert twin.preempt_backoff_max_s != control.preempt_backoff_max_s
+    assert control.retry_backoff_base_s <= control.retry_backoff_max_s
+    assert isinstance(control.max_exit75_requeues, int)
+
+
+def test_retry_backoff_doubles_and_caps() -> None:
+    assert [runs.retry_backoff_s(n, 1.0, 5.0) for n in range(5)] == [0.0, 1.0, 2.0, 4.0, 5.0]
+    assert runs.retry_backoff_s(3, 0.0, 5.0) == 0.0  # base 0: retry at once
+
+
+LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "kw", "state", "requeue", "delay"),
+    [
+        ("completed", {}, JobState.COMPLETED, None, 0.0),
+        ("cancelled", {}, JobState.CANCELLED, None, 0.0),
+        ("failed", {"cancel_requested": True}, JobState.CANCELLED, None, 0.0),
+        # Failure 1 of 2 retries: 10 s; failure 2: 20 s; failure 3: out of retries, final.
+        ("failed", {}, JobState.FAILED, "retry 1 of 2", 10.0),
+        ("failed", {"failures": 1}, JobState.FAILED, "retry 2 of 2", 20.0),
+        ("failed", {"failures": 2}, JobState.FAILED, None, 0.0),
+        ("preempted", {}, JobState.PREEMPTED, "back to queue after preemption", 0.0),
+        # The 3rd unasked exit 75 waits 10 * 2^2 = 40 s; the 4th is over the limit of 3.
+        ("preempted", {"self_requeues": 3}, JobState.PREEMPTED, f"{runs.SELF_REQUEUE} (3)", 40.0),
+        ("preempted", {"self_requeues": 4}, JobState.FAILED, None, 0.0),
+    ],
+)
+def test_judging_a_runs_end(
+    outcome: str, kw: dict, state: JobState, requeue: str | None, delay: float
+) -> None:
+    args = {"cancel_requested": False, "self_requeues": 0, "failures": 0, **kw}
+    v = runs.judge_exit(outcome, "detail", limits=LIMITS, **args)
+    assert (v.state, v.requeue, v.delay_s) == (state, requeue, delay)
+    assert v.count_failure == (outcome == "failed" and not kw.get("cancel_requested"))
+    assert v.final == (requeue is None)
+    assert runs.is_final(v.state) or not v.final  # a final verdict leaves a final state
+
+
+def test_over_the_exit75_limit_the_detail_says_so_and_no_retry_is_counted() -> None:
+    v = runs.judge_exit(
+        "preempted", "exit 75", cancel_requested=False, self_requeues=4, failures=0, limits=LIMITS
+    )
+    assert v.detail == f"exit 75 ({runs.SELF_REQUEUE} 4 times; limit 3)"
+    assert not v.count_failure and not v.count_preemption
+
+
+def test_finality() -> None:
+    final = {s for s in JobState if runs.is_final(s)}
+    assert final == {JobState.COMPLETED, JobState.REJECTED, JobState.CANCELLED, JobState.FAILED}
+    assert {s for s in JobState if runs.unfinished(s)} == {
+        JobState.QUEUED,
+        JobState.REQUEUED,
+        JobState.ADMITTED,
+        JobState.RUNNING,
+    }
