@@ -7,6 +7,7 @@ from typing import Any
 
 from fakeexec import FakeExecutor, Spec, inventory
 
+from cortex.control.clock import SYSTEM, Clock
 from cortex.control.config import Settings
 from cortex.control.service import Service
 
@@ -14,7 +15,13 @@ ADMIN = "ctx_admin-secret-for-tests"
 
 
 def fake_service(
-    url: str, home: Path, *, slots: int = 4, executor: FakeExecutor | None = None, **kw: Any
+    url: str,
+    home: Path,
+    *,
+    slots: int = 4,
+    executor: FakeExecutor | None = None,
+    clock: Clock = SYSTEM,
+    **kw: Any,
 ) -> Service:
     base: dict[str, Any] = {
         "home": home,
@@ -32,6 +39,7 @@ def fake_service(
         node_name="node-test",
         launch_spec=Spec,
         handle_from_dict=lambda d: d,
+        clock=clock,
     )
     # Retries at once unless a test asks for a delay (the backoff has its own tests).
     svc.loop.retry_backoff_base_s = 0.0

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.control import store
+from cortex.control.clock import SYSTEM, Clock
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
 from cortex.control.schemas import JobOut, SubmitRequest
@@ -64,8 +65,10 @@ class SubmitBatcher:
         sessions: Sessions,
         on_commit: threading.Event | None = None,
         box: EnvBox | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.sessions = sessions
+        self.clock = clock  # stamps submissions (the service's, as the loop's)
         self.box = box  # env values encrypted at rest
         self.on_commit = on_commit
         self.q: queue.Queue[_Item | None] = queue.Queue()
@@ -107,7 +110,7 @@ class SubmitBatcher:
             self._prune()
         try:
             with self.sessions.begin() as s:
-                results = _insert(s, batch, time.time(), self.box)
+                results = _insert(s, batch, self.clock.time(), self.box)
         except Exception:
             if len(batch) == 1:
                 log.exception("submission of %d jobs failed", len(batch[0].reqs))

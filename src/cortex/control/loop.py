@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.control import store
+from cortex.control.clock import SYSTEM, Clock
 from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
@@ -98,7 +99,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         retry_backoff_base_s: float | None = None,
         retry_backoff_max_s: float | None = None,
         max_exit75_requeues: int | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
+        self.clock = clock
         # Defaults: drive/data/run_rules.csv (the settings model may override each).
         self.rules = rules = runs.rules("control")
         if retry_backoff_base_s is None:
@@ -173,6 +176,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         self.wake_event = threading.Event()
         self.queues_dirty = True
         self.dirty = True
+        self.tick_now = 0.0  # the running tick's clock reading (one per tick)
         self._last_cycle = 0.0
         self._last_beat = 0.0
         self._last_cancel_scan = 0.0
@@ -185,7 +189,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         self.ticks = 0
         # Liveness, for /healthz: when the last tick finished, and how many ticks in a row
         # have raised since.
-        self.last_tick_monotonic = time.monotonic()
+        self.last_tick_monotonic = self.clock.monotonic()
         self.tick_failures = 0
         self.healthy = True
         self.tick_errors = Counter(
@@ -230,7 +234,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             log.error("scheduler unhealthy: %d ticks in a row failed", self.tick_failures)
         try:
             with self.sessions.begin() as s:
-                store.event(s, "tick", f"scheduler tick failed: {err!r}"[:1000])
+                store.event(
+                    s, "tick", f"scheduler tick failed: {err!r}"[:1000], at=self.clock.time()
+                )
         except Exception:
             log.exception("could not record the failed tick")
         delay = min(self.settings.tick_s * 2 ** min(self.tick_failures, 20), FAIL_BACKOFF_MAX_S)
@@ -304,11 +310,12 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             self.publish()
         self.tick_failures = 0
         self.healthy = True
-        self.last_tick_monotonic = time.monotonic()
+        self.last_tick_monotonic = self.clock.monotonic()
 
     def _tick(self) -> None:
         self.ticks += 1
-        now = time.time()
+        # The one `now` of this tick: every row it writes carries it.
+        now = self.tick_now = self.clock.time()
         stops: list[tuple[int, int, str]] = []
         # Read new submissions and cancel requests without the write lock: only this loop
         # changes a submitted job's state, so what it reads here cannot change under it.
@@ -365,7 +372,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
                 why = intake.describe(reason)
                 store.move(s, row, JobState.REJECTED, why, now)
                 row.ended_at = now
-                store.event(s, "rejected", why, job_id=row.id, team=row.team)
+                store.event(s, "rejected", why, job_id=row.id, team=row.team, at=now)
                 continue
             self.jobs[job.id] = job
             self.pending.add(job)

@@ -89,7 +89,7 @@ class ExitsMixin:
             if row.state == JobState.RUNNING.value:
                 row.stopping = "cancel"
                 stops.append((row.id, row.attempt, "cancel"))
-                store.event(s, "stop", "SIGTERM: cancel", job_id=row.id, team=row.team)
+                store.event(s, "stop", "SIGTERM: cancel", job_id=row.id, team=row.team, at=now)
                 continue
             if not runs.unfinished(row.state):
                 continue
@@ -165,7 +165,9 @@ class ExitsMixin:
         self._release(s, row.id, now)
         row.exit_code = e.exit_code
         detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
-        store.event(s, "exit", f"attempt {e.attempt} {detail}", job_id=row.id, team=row.team)
+        store.event(
+            s, "exit", f"attempt {e.attempt} {detail}", job_id=row.id, team=row.team, at=now
+        )
         self_requeues = 0
         if runs.unasked_exit75(e.outcome, row.stopping, bool(row.cancel_requested)):
             # Exit 75 that no one asked for: the job requeues itself. Bounded, or a job that

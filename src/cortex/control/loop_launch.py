@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +54,7 @@ class LaunchMixin:
     launch_spec: Callable[..., Any]
     _new_alloc: dict[int, m.Allocation]
     env_box: EnvBox | None
+    tick_now: float
 
     if TYPE_CHECKING:  # SchedulerLoop's and ExitsMixin's
 
@@ -97,6 +97,7 @@ class LaunchMixin:
                 f"SIGTERM: preempted ({p.reason.code.value})",
                 job_id=job.id,
                 team=job.team,
+                at=now,
             )
             # The preemptor is admitted onto these GPUs now; the victim's devices stay
             # taken (self.owner) until its process has exited.
@@ -163,7 +164,12 @@ class LaunchMixin:
             row.started_at = now
             self.metrics.queue_wait.observe(now - row.submitted_at)
         store.event(
-            s, "start", f"attempt {row.attempt} on devices {devices}", job_id=row.id, team=row.team
+            s,
+            "start",
+            f"attempt {row.attempt} on devices {devices}",
+            job_id=row.id,
+            team=row.team,
+            at=now,
         )
         spec = self.launch_spec(
             job_id=row.id,
@@ -185,7 +191,9 @@ class LaunchMixin:
         return job.id, row.attempt, spec
 
     def _launch(self, launches: list[tuple[int, int, Any]]) -> None:
-        """Start the claimed runs, then store their handles (or their failures) in one commit."""
+        """Start the claimed runs, then store their handles (or their failures) in one commit,
+        stamped with the tick's `now`."""
+        now = self.tick_now
         handles: list[tuple[int, int, dict[str, Any]]] = []
         failed: list[LaunchFailure] = []
         for job_id, attempt, spec in launches:
@@ -203,7 +211,7 @@ class LaunchMixin:
                     .values(handle=handle)
                 )
             for f in failed:
-                self._exit(s, f, time.time())
+                self._exit(s, f, now)
 
 
 class LaunchFailure:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -36,7 +35,7 @@ log = logging.getLogger("cortex.control")
 
 def register_node(s: Session, loop: SchedulerLoop, kind: str) -> None:
     node = s.scalar(select(m.Node).where(m.Node.name == loop.node_name))
-    now = time.time()
+    now = loop.clock.time()
     count = len(loop.all_devices)
     if node is None:
         node = m.Node(
@@ -50,7 +49,7 @@ def register_node(s: Session, loop: SchedulerLoop, kind: str) -> None:
         )
         s.add(node)
         s.flush()
-        store.event(s, "node", f"node {loop.node_name} registered: {count} x {loop.flavor}")
+        store.event(s, "node", f"node {loop.node_name} registered: {count} x {loop.flavor}", at=now)
     else:
         node.flavor, node.gpus, node.kind = loop.flavor, count, kind
         node.healthy, node.last_seen = True, now
@@ -124,7 +123,7 @@ def _retry_until(s: Session, row: m.Job) -> float | None:
 def recover(loop: SchedulerLoop) -> dict[str, int]:
     """Rebuild the loop's mirror from the store and reconcile running jobs with the machine."""
     counts = {"pending": 0, "adopted": 0, "lost": 0, "unlaunched": 0, "leaks": 0}
-    now = time.time()
+    now = loop.clock.time()
     resend: list[tuple[int, int, str]] = []
     with loop.tick_lock, loop.sessions.begin() as s:
         loop.reset()
@@ -143,7 +142,7 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
                 # As the loop's _ingest does: a final state has an end time and an event.
                 store.move(s, row, JobState.REJECTED, why, now)
                 row.ended_at = now
-                store.event(s, "rejected", why, job_id=row.id, team=row.team)
+                store.event(s, "rejected", why, job_id=row.id, team=row.team, at=now)
                 continue
             if row.state == JobState.ADMITTED.value:
                 s.execute(
@@ -192,6 +191,7 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
                         f"attempt {row.attempt} adopted after restart",
                         job_id=row.id,
                         team=row.team,
+                        at=now,
                     )
                     continue
                 handle = alloc.handle if alloc is not None else None
@@ -204,7 +204,12 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
                 detail = "process lost while the service was down"
                 store.move(s, row, JobState.FAILED, detail, now)
                 store.event(
-                    s, "lost", f"attempt {row.attempt}: {detail}", job_id=row.id, team=row.team
+                    s,
+                    "lost",
+                    f"attempt {row.attempt}: {detail}",
+                    job_id=row.id,
+                    team=row.team,
+                    at=now,
                 )
                 if row.cancel_requested:
                     store.move(s, row, JobState.CANCELLED, "cancel requested", now)

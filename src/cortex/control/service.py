@@ -19,6 +19,7 @@ from cortex.control import db, store
 from cortex.control import models as m
 from cortex.control.auth import TokenCache
 from cortex.control.batcher import SubmitBatcher
+from cortex.control.clock import SYSTEM, Clock
 from cortex.control.envcrypt import EnvBox
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
@@ -92,8 +93,10 @@ class Service:
         node_name: str | None = None,
         launch_spec: Any = None,
         handle_from_dict: Any = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # the loop's, recovery's and the API's (tests pass a fake one)
         # Everything the service creates is its own alone: the store and its -wal/-shm, run
         # dirs, spec files holding job env (issue 9, defect 1).
         os.umask(0o077)
@@ -122,6 +125,7 @@ class Service:
             metrics=self.metrics,
             launch_spec=launch_spec,
             handle_from_dict=handle_from_dict,
+            clock=clock,
             **loop_options(settings),
         )
         self.loop.env_box = self.env_box
@@ -134,7 +138,9 @@ class Service:
         scrub_environ()
         self.loop.on_error = self._resync
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
-        self.batcher = SubmitBatcher(self.sessions, self.loop.wake_event, box=self.env_box)
+        self.batcher = SubmitBatcher(
+            self.sessions, self.loop.wake_event, box=self.env_box, clock=clock
+        )
         from cortex.control.api import build_app  # the API's modules import this one
 
         self.app: FastAPI = build_app(self)

@@ -37,9 +37,17 @@ def move(s: Session, job: m.Job, dst: JobState, reason: str, at: float) -> None:
 
 
 def event(
-    s: Session, kind: str, message: str, *, job_id: int | None = None, team: str | None = None
+    s: Session,
+    kind: str,
+    message: str,
+    *,
+    job_id: int | None = None,
+    team: str | None = None,
+    at: float | None = None,
 ) -> None:
-    s.add(m.Event(at=now_s(), kind=kind, job_id=job_id, team=team, message=message[:1000]))
+    """Record an event; `at` the caller's clock (the loop's tick `now`), else the system's."""
+    when = now_s() if at is None else at
+    s.add(m.Event(at=when, kind=kind, job_id=job_id, team=team, message=message[:1000]))
 
 
 # ---- teams, queues, tokens ----------------------------------------------------------------------

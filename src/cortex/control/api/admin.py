@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
@@ -80,7 +79,7 @@ def put_queue(
 def create_token(body: TokenCreate, who: Admin, svc: Svc) -> TokenOut:
     ttl = body.expires_in_s if body.expires_in_s is not None else svc.settings.max_token_ttl_s
     ttl = min(ttl, svc.settings.max_token_ttl_s)
-    expires_at = time.time() + ttl
+    expires_at = svc.clock.time() + ttl
     with svc.sessions.begin() as s:
         secret, row = store.create_token(s, body.team, label=body.label, expires_at=expires_at)
         token_id = row.id

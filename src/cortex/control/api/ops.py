@@ -7,7 +7,6 @@ when told), otherwise they need a valid token, like the API."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -43,7 +42,7 @@ def guard_ops(svc: Service, request: Request) -> None:
 @router.get("/healthz", summary="Liveness: the scheduler loop ticks (503 when stale or failing)")
 def healthz(svc: Svc) -> JSONResponse:
     loop = svc.loop
-    age = time.monotonic() - loop.last_tick_monotonic
+    age = loop.clock.monotonic() - loop.last_tick_monotonic
     stale = age > svc.settings.health_stale_s
     failing = not loop.healthy  # several ticks in a row raised (the loop's own count)
     body = {
