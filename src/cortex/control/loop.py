@@ -78,6 +78,18 @@ class LoopView:
     ticks: int = 0
 
 
+def _speeds(flavor: str) -> dict[str, float]:
+    """Per job kind, the throughput of this machine's accelerator."""
+    table = ThroughputTable.load()
+    speeds: dict[str, float] = {}
+    for kind in table.kinds():
+        try:
+            speeds[kind] = table.speed(kind, flavor)
+        except KeyError:
+            speeds[kind] = 1.0  # a GPU the table does not know: take estimates as given
+    return speeds
+
+
 class SchedulerLoop(LaunchMixin, ExitsMixin):
     """Holds the in-memory mirror (ClusterState, PendingQueues, Job objects) of what the store
     says, rebuilt from the store at start by `cortex.control.recovery`."""
@@ -102,21 +114,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         clock: Clock = SYSTEM,
     ) -> None:
         self.clock = clock
-        # Defaults: drive/data/run_rules.csv (the settings model may override each).
-        self.rules = rules = runs.rules("control")
-        if retry_backoff_base_s is None:
-            retry_backoff_base_s = rules.retry_backoff_base_s
-        if retry_backoff_max_s is None:
-            retry_backoff_max_s = rules.retry_backoff_max_s
-        if max_exit75_requeues is None:
-            max_exit75_requeues = rules.max_exit75_requeues
-        if retry_backoff_base_s < 0 or retry_backoff_max_s < 0:
-            raise ValueError("retry_backoff_base_s, retry_backoff_max_s: must be >= 0")
-        if max_exit75_requeues < 0:
-            raise ValueError("max_exit75_requeues: must be >= 0")
-        self.retry_backoff_base_s = float(retry_backoff_base_s)
-        self.retry_backoff_max_s = float(retry_backoff_max_s)
-        self.max_exit75_requeues = int(max_exit75_requeues)
+        self.rules = runs.rules("control")
+        self._set_retry(retry_backoff_base_s, retry_backoff_max_s, max_exit75_requeues)
         self.settings = settings
         self.sessions = sessions
         self.executor = executor
@@ -145,13 +144,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
                 first += gpn[f]
             self.all_devices = [d for ds in self.node_devices for d in ds]
         self.pol = build_policies(settings.policy)
-        table = ThroughputTable.load()
-        self.speeds: dict[str, float] = {}
-        for kind in table.kinds():
-            try:
-                self.speeds[kind] = table.speed(kind, flavor)
-            except KeyError:
-                self.speeds[kind] = 1.0  # a GPU the table does not know: take estimates as given
+        self.speeds = _speeds(flavor)
         self.queues: QueueConfig = QueueConfig.build(
             queues_spec([], settings.min_runtime_s), self.topo
         )
@@ -197,6 +190,20 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             "Scheduler ticks that raised",
             registry=self.metrics.registry,
         )
+
+    def _set_retry(self, base_s: float | None, max_s: float | None, exit75: int | None) -> None:
+        """The retry parameters: drive/data/run_rules.csv's, unless the settings give them."""
+        r = self.rules
+        base_s = r.retry_backoff_base_s if base_s is None else base_s
+        max_s = r.retry_backoff_max_s if max_s is None else max_s
+        exit75 = r.max_exit75_requeues if exit75 is None else exit75
+        if base_s < 0 or max_s < 0:
+            raise ValueError("retry_backoff_base_s, retry_backoff_max_s: must be >= 0")
+        if exit75 < 0:
+            raise ValueError("max_exit75_requeues: must be >= 0")
+        self.retry_backoff_base_s = float(base_s)
+        self.retry_backoff_max_s = float(max_s)
+        self.max_exit75_requeues = int(exit75)
 
     # ---- wiring ---------------------------------------------------------------------------
     def wake(self) -> None:

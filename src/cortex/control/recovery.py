@@ -28,6 +28,7 @@ from cortex.control import models as m
 from cortex.control import store
 from cortex.control.loop import SchedulerLoop
 from cortex.drive import intake, runs
+from cortex.workload.job import Job
 from cortex.workload.states import JobState
 
 log = logging.getLogger("cortex.control")
@@ -120,6 +121,53 @@ def _retry_until(s: Session, row: m.Job) -> float | None:
         return None
 
 
+def _take_back(
+    s: Session, loop: SchedulerLoop, row: m.Job, job: Job, alloc: m.Allocation, now: float
+) -> None:
+    """An adopted run holds its devices and capacity in the mirror again (a victim still
+    exiting holds its devices only, as in the loop)."""
+    loop.jobs[row.id] = job
+    est = now + loop.estimate_s(job, 0, job.gpus)
+    runs.begin(job, row.started_at or now, 0, alloc.gpus, alloc.gpus, est)
+    loop.attempt[row.id] = row.attempt
+    for d in alloc.devices or []:
+        loop.owner[d] = row.id
+    if row.stopping == "preempt":
+        loop.stopping.add(row.id)
+    else:
+        placement = ((0, alloc.gpus),)
+        loop.state.start(job, job.queue_idx, 0, placement)
+        loop.placement[row.id] = placement
+    msg = f"attempt {row.attempt} adopted after restart"
+    store.event(s, "adopt", msg, job_id=row.id, team=row.team, at=now)
+
+
+def _lost(
+    s: Session, loop: SchedulerLoop, row: m.Job, job: Job, alloc: m.Allocation | None, now: float
+) -> bool:
+    """A run the service lost: kill what is left of it and fail it; then cancel the job if
+    that was asked, else requeue it. Returns whether it was requeued."""
+    _kill(loop, alloc.handle if alloc is not None else None)
+    s.execute(
+        update(m.Allocation)
+        .where(m.Allocation.job_id == row.id, m.Allocation.active.is_(True))
+        .values(active=False, released_at=now)
+    )
+    detail = "process lost while the service was down"
+    store.move(s, row, JobState.FAILED, detail, now)
+    msg = f"attempt {row.attempt}: {detail}"
+    store.event(s, "lost", msg, job_id=row.id, team=row.team, at=now)
+    if row.cancel_requested:
+        store.move(s, row, JobState.CANCELLED, "cancel requested", now)
+        row.ended_at = now
+        return False
+    # The service, not the job, lost this run: it does not count as a retry.
+    store.move(s, row, JobState.REQUEUED, "requeued after service restart", now)
+    row.stopping = None
+    job.state = JobState.REQUEUED
+    return True
+
+
 def recover(loop: SchedulerLoop) -> dict[str, int]:
     """Rebuild the loop's mirror from the store and reconcile running jobs with the machine."""
     counts = {"pending": 0, "adopted": 0, "lost": 0, "unlaunched": 0, "leaks": 0}
@@ -167,58 +215,14 @@ def recover(loop: SchedulerLoop) -> dict[str, int]:
                     and alloc.attempt == row.attempt
                     and _adopt(loop, alloc.handle)
                 ):
-                    devices = list(alloc.devices or [])
-                    loop.jobs[row.id] = job
-                    job.run_start_s = row.started_at or now
-                    job.alloc_gpus = job.run_gpus = alloc.gpus
-                    job.est_end_s = now + loop.estimate_s(job, 0, job.gpus)
-                    loop.attempt[row.id] = row.attempt
-                    for d in devices:
-                        loop.owner[d] = row.id
-                    if row.stopping == "preempt":
-                        loop.stopping.add(row.id)
-                    else:
-                        placement = ((0, alloc.gpus),)
-                        loop.state.start(job, job.queue_idx, 0, placement)
-                        loop.placement[row.id] = placement
+                    _take_back(s, loop, row, job, alloc, now)
                     if row.stopping:
                         resend.append((row.id, row.attempt, row.stopping))
                     holding.add(row.id)
                     counts["adopted"] += 1
-                    store.event(
-                        s,
-                        "adopt",
-                        f"attempt {row.attempt} adopted after restart",
-                        job_id=row.id,
-                        team=row.team,
-                        at=now,
-                    )
                     continue
-                handle = alloc.handle if alloc is not None else None
-                _kill(loop, handle)
-                s.execute(
-                    update(m.Allocation)
-                    .where(m.Allocation.job_id == row.id, m.Allocation.active.is_(True))
-                    .values(active=False, released_at=now)
-                )
-                detail = "process lost while the service was down"
-                store.move(s, row, JobState.FAILED, detail, now)
-                store.event(
-                    s,
-                    "lost",
-                    f"attempt {row.attempt}: {detail}",
-                    job_id=row.id,
-                    team=row.team,
-                    at=now,
-                )
-                if row.cancel_requested:
-                    store.move(s, row, JobState.CANCELLED, "cancel requested", now)
-                    row.ended_at = now
-                    continue
-                # The service, not the job, lost this run: it does not count as a retry.
-                store.move(s, row, JobState.REQUEUED, "requeued after service restart", now)
-                row.stopping = None
-                job.state = JobState.REQUEUED
+                if not _lost(s, loop, row, job, alloc, now):
+                    continue  # cancelled
                 counts["lost"] += 1
             if why is not None:
                 continue
