@@ -35,7 +35,9 @@ from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
 from cortex.control.fleet import local_fleet, queues_spec
-from cortex.control.loop_exits import ExitsMixin
+from cortex.control.loop_exits import (
+    ExitsMixin,
+)
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.metrics import Metrics
 from cortex.drive import intake, runs
