@@ -15,6 +15,7 @@ import numpy as np
 
 from cortex.drive.runs import requeued
 from cortex.sim import checkpoint as ckpt
+from cortex.sim.engine import FAILURE, FINISH, JOBFAIL
 from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
 from cortex.workload.preempt_rule import on_preempt
 from cortex.workload.states import JobState
@@ -86,8 +87,6 @@ class RunBooks:
 
     def _set_rate(self, job: Job, k: float) -> None:
         """A running job's cap changed: keep its progress, move its end."""
-        from cortex.sim.twin import FINISH
-
         job.run_vacc = self._run_elapsed(job)
         job.run_vmark = self._clock(self.now)
         job.run_k = k
@@ -256,8 +255,6 @@ class RunBooks:
     def _arm_job_failure(self, job: Job) -> None:
         """Draw when this run fails for a cause of its own; push it if that is before the
         horizon (a run that ends first makes it stale)."""
-        from cortex.sim.twin import FAILURE, JOBFAIL
-
         rate = self._job_rate(job, job.run_gpus)
         cum = self._job_cause_cum[job.priority_class == "production"]
         if rate <= 0 or not cum:

@@ -2,13 +2,12 @@
 
 One loop: pop the next events, apply them through the transition table, and when the instant
 is over, snapshot and call the same `schedule` the control plane calls, then apply the plan by
-putting completions on the event heap. Events are ordered by (time, priority, sequence).
+putting completions on the event heap (sim/engine.py: time, priority, sequence).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 import time
 from collections.abc import Callable
@@ -30,6 +29,18 @@ from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot, Start
 from cortex.scheduler.state import ClusterState
 from cortex.sim import checkpoint as ckpt
+from cortex.sim.engine import (
+    ARRIVAL,
+    FAILURE,
+    FINISH,
+    JOBFAIL,
+    POWER,
+    POWER_PRIO,
+    REPAIR,
+    STAGGER,
+    TICK,
+    EventHeap,
+)
 from cortex.sim.failures import draw_failures, load_defaults, node_multipliers, rate_per_gpu_s
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
@@ -40,12 +51,6 @@ from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
 
 _CODE_VALUE = {c: c.value for c in Code}
-# Event priorities at one instant: capacity returns before anything asks for it.
-REPAIR, FINISH, FAILURE, ARRIVAL, TICK = 0, 1, 2, 3, 4
-# Budget changes (weather ticks, cap events) land before arrivals; staggered waves with them.
-POWER, STAGGER = 5, 6
-JOBFAIL = 7  # a job's failure of its own (sim/failures.py), at FAILURE's priority
-POWER_PRIO = 2.5
 # A queue this short gets a deep (backfill) pass on every event: it is cheap.
 SHORT_QUEUE = 4
 
@@ -121,8 +126,7 @@ class Twin(RunBooks):
         self.rng = np.random.default_rng(cfg.seed)
         self.job_rng = np.random.default_rng((cfg.seed, 2))  # job failures: their own stream
         self.node_mult = node_multipliers(np.random.default_rng((cfg.seed, 3)), topo.n_nodes)
-        self.heap: list[tuple] = []
-        self.seq = 0
+        self.engine = EventHeap()
         self.now = 0.0
         self.rejected: list[tuple[Job, Reason]] = []
         self.completed: list[Job] = []
@@ -154,37 +158,33 @@ class Twin(RunBooks):
                     v += k * cfg.power.tick_s
                 self._clock_k = ks
 
-    # ---- event heap -------------------------------------------------------------------------
+    # ---- event heap (sim/engine.py) -----------------------------------------------------
     def _push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
-        self.seq += 1
-        heapq.heappush(self.heap, (t, prio, self.seq, kind, a, b))
+        self.engine.push(t, prio, kind, a, b)
 
     def _seed_events(self) -> None:
         horizon = self.cfg.horizon_s
+        add = self.engine.add
         for j in self.jobs:
             if j.submit_s < horizon:
-                self.seq += 1
-                self.heap.append((j.submit_s, ARRIVAL, self.seq, ARRIVAL, j, 0))
+                add(j.submit_s, ARRIVAL, ARRIVAL, j)
         if self.cfg.failures:
             node_gpus = np.array([self.state.gpn[f] for f in self.topo.node_flavor], dtype=float)
             times, nodes, kinds = draw_failures(
                 self.rng, horizon, node_gpus, self.cfg.failure_scale, self.node_mult
             )
             for t, n, c in zip(times.tolist(), nodes.tolist(), kinds.tolist(), strict=True):
-                self.seq += 1
-                self.heap.append((t, FAILURE, self.seq, FAILURE, n, c))
+                add(t, FAILURE, FAILURE, n, c)
         if self.pw is not None:
             for t in self.pw.event_times(horizon):
-                self.seq += 1
-                self.heap.append((t, POWER_PRIO, self.seq, POWER, None, 0))
-        heapq.heapify(self.heap)
+                add(t, POWER_PRIO, POWER, None)
+        self.engine.ready()
 
     # ---- the loop ---------------------------------------------------------------------------
     def run(self, on_progress: Callable[[float], None] | None = None) -> Twin:
         """Simulate to the horizon."""
         wall0 = time.perf_counter()
         self._seed_events()
-        heap = self.heap
         horizon = self.cfg.horizon_s
         handlers: dict[int, Callable[[Any, int], None]] = {
             ARRIVAL: self._arrival,
@@ -196,28 +196,23 @@ class Twin(RunBooks):
             STAGGER: self._stagger,
             JOBFAIL: self._job_failure,
         }
-        debug = self.cfg.debug
-        next_report = 0
-        while heap and heap[0][0] <= horizon:
-            t, _, _, kind, a, b = heapq.heappop(heap)
-            if t > self.now:
-                self._advance(t)
-            handlers[kind](a, b)
-            self.events += 1
-            if not heap or heap[0][0] > t:
-                if self._dirty:
-                    self._cycle()
-                if debug:
-                    check_invariants(self)
-            if on_progress is not None and self.events >= next_report:
-                on_progress(t)
-                next_report = self.events + 20000
+        self.events += self.engine.run(
+            horizon, self.now, handlers, self._advance, self._instant_over, on_progress
+        )
         self._advance(horizon)
         self._close_running()
         self.wall_s = time.perf_counter() - wall0
         if on_progress is not None:
             on_progress(horizon)
         return self
+
+    def _instant_over(self) -> None:
+        """The last event of an instant is handled: run the scheduling cycle if anything
+        changed."""
+        if self._dirty:
+            self._cycle()
+        if self.cfg.debug:
+            check_invariants(self)
 
     def _advance(self, t: float) -> None:
         if self._power_dirty and self.pw is not None:
