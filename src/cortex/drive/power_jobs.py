@@ -1,8 +1,8 @@
-"""The power runtime's per-job books: each running job's draw, cap level and IT increment, its
-ladder of cap levels, and the shares of the site and hall budgets it holds.
+"""The power books' per-job part, shared by both drivers: each running job's draw, cap level
+and IT increment, its ladder of cap levels, and the shares of the site and hall budgets it holds.
 
-A mixin of PowerRuntime (sim/power.py), split out so that budgets and weather stay apart from
-the per-job books; it reads the runtime's fields and keeps no state of its own.
+A mixin of PowerBooks (drive/power_books.py), split out so that budgets stay apart from the
+per-job books; it reads the books' fields and keeps no state of its own.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class _JobPower:
 
 
 class JobPowerBooks:
-    """Per-job draw, caps and budget shares (see PowerRuntime for the fields)."""
+    """Per-job draw, caps and budget shares (see PowerBooks for the fields)."""
 
     topo: Topology
     curve: CapCurve
