@@ -108,7 +108,7 @@ class LivePower:
         idle = books.idle_facility_w()
         if cap_kw is not None and cap_kw * 1e3 < idle:
             raise InputError(
-                "settings",
+                "serve",
                 "site_cap_kw",
                 f"{cap_kw:g} kW is below the idle fleet's {idle / 1e3:.3f} kW facility draw",
             )
