@@ -119,7 +119,9 @@ class LivePower:
         except Exception as err:  # NVMLError: the library is there but the driver is not
             raise InputError("serve", "power_actuator", f"NVML: {err}") from None
         if actuator is None and profile.capped_starts:
-            log.warning("power policy %s without an actuator: caps are booked, not set", profile)
+            log.warning(
+                "power policy %s without an actuator: caps are booked, not set", st.power_policy
+            )
         power = cls(loop, books, actuator, st.power_policy)
         if books.policy is not None:
             loop.pol = dataclasses.replace(loop.pol, power=books.policy)
