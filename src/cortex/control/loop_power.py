@@ -159,7 +159,7 @@ class LivePower:
     def booked(self, plan: Plan, now: float) -> None:
         """Book the plan's starts at the levels the policy chose (victims leave at `_sync`)."""
         for st in plan.starts:
-            self.books.start(st.job, st.flavor, st.gang_gpus, st.placement, st.cap_w, now)
+            self.books.start(st.job, st.flavor, st.gang_gpus, st.placement, st.cap_level, now)
             self.books.fill(st.job.id)
 
     def rebalance(self, now: float) -> Plan:
@@ -197,7 +197,7 @@ class LivePower:
                 job = loop.jobs[jid]
                 if job.run_flavor < 0 or job.run_gpus <= 0:  # recovered: the placement's shape
                     job.run_flavor, job.run_gpus = 0, sum(k for _, k in pl)
-                b.start(job, job.run_flavor, job.run_gpus, pl, None, now)
+                b.start(job, job.run_flavor, job.run_gpus, pl, 0, now)
                 b.fill(jid)
 
     def _solve(self, now: float) -> CapPlan:

@@ -126,23 +126,16 @@ class JobPowerBooks:
         return jp.inc_w, {h: jp.inc_w * s for h, s in jp.halls.items()}
 
     def start(
-        self, job: Job, flavor: int, gang: int, placement: Placement, cap_w: float | None, t: float
+        self, job: Job, flavor: int, gang: int, placement: Placement, level: int, t: float
     ) -> tuple[float, int]:
-        """Book a start. Returns (throughput kept, waves): a start larger than the ramp window's
-        allowance draws in `waves` steps a minute apart."""
+        """Book a start at the cap level its Start carries. Returns (throughput kept, waves): a
+        start larger than the ramp window's allowance draws in `waves` steps a minute apart."""
         node_cap = (
             min(self.node_max_cap_w[n] for n, _ in placement)
             if self.min_node_cap_w < math.inf
             else math.inf
         )
         per, inc, kept = self.ladder(job, flavor, gang, node_cap)
-        if cap_w is None:
-            level = 0
-        else:
-            level = min(
-                range(len(self.levels)),
-                key=lambda i: abs(self.levels[i] * self.topo.accelerators[flavor].tdp_w - cap_w),
-            )
         shares = hall_shares(self.topo.node_hall, placement)
         held = sum(shares.values())
         halls = {h: k / held for h, k in shares.items()}
