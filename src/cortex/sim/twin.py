@@ -19,6 +19,7 @@ import numpy as np
 
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
+from cortex.power.cooling import CoolingModel
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.placement import alloc_size
@@ -102,6 +103,9 @@ class Twin(RunBooks):
         self.pol = cfg.policies or build_policies(cfg.policy, backfill=cfg.backfill)
         self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
         self.power = PowerModel.for_topology(topo)
+        # One facility model (power/cooling.py), at the design temperature when power is off.
+        self._cooling = CoolingModel.for_pue(topo.spec.site.pue)
+        self._nameplate_w = self.power.peak_it_w(topo.flavor_gpus())
         self._init_causes(cfg.failure_data)
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
@@ -231,7 +235,8 @@ class Twin(RunBooks):
                 u / n if n else 0.0 for u, n in zip(st.up_nodes, st.total_nodes, strict=True)
             ]
             it_w = self.power.it_power_w(st.busy_gpus, st.up_gpus, up_frac)
-            self._facility_w = self.power.facility_w(it_w)
+            cool = self._cooling
+            self._facility_w = cool.facility_w(it_w, self._nameplate_w, cool.design_temp_c)
             self.metrics.peak(self._facility_w)
             self._power_dirty = False
         st = self.state
