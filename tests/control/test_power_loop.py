@@ -134,6 +134,29 @@ def _metrics(text: str) -> dict[str, float]:
     }
 
 
+def test_a_higher_priority_job_short_of_watts_caps_lower_ones(env: Env) -> None:
+    # 5.65 kW: budget 1,000.03 W; two preemptible jobs run uncapped (900 W).
+    a, b = (env.submit(name=f"low{i}", priority_class="preemptible") for i in range(2))
+    env.svc.loop.tick()
+    c = env.submit(name="high", priority_class="production")
+    # c waits on watts (100 W left, its floor is 324 W) with a slot free. It outranks a and b,
+    # so the budget is re-divided with c as a member: all three at the floor fit (972 W) and
+    # no class goes higher (c to level 7 would need 972 + 35 = 1,007 W): a and b get 420 W.
+    env.svc.loop.tick()
+    da, db = env.devices(a)[0], env.devices(b)[0]
+    assert env.state(c) == "queued"
+    assert sorted(env.calls()[2:], key=str) == sorted(
+        [(da, 420.0, True), (db, 420.0, True)], key=str
+    )
+    env.svc.loop.tick()  # the freed watts are c's: it starts at its floor
+    assert env.state(c) == "running"
+    assert env.calls()[4:] == [(env.devices(c)[0], 420.0, True)]
+    env.svc.loop.tick()
+    power = env.client.get("/v1/power", headers=env.h).json()
+    assert {j["job_id"]: j["cap_level"] for j in power["jobs"]} == {a: 8, b: 8, c: 8}
+    assert power["it_booked_over_idle_w"] == pytest.approx(972.0)
+
+
 def test_a_cap_that_cannot_be_set_fails_the_launch(tmp_path: Path) -> None:
     env = Env(tmp_path, 5.95, actuator="fail")
     try:

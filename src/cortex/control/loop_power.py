@@ -10,7 +10,8 @@
 - Each tick, when the running set is over budget (an operator lowered the cap) or watts are
   spare while someone is capped, `solve_caps` re-divides the budget: caps go down first (a job
   whose cap cannot be lowered is paused), then up; paused jobs are stopped like preemption
-  victims (SIGTERM, checkpoint, requeue).
+  victims (SIGTERM, checkpoint, requeue). A job short of watts that outranks running work gets
+  the twin's shortage re-solve (`make_room`).
 - Draw is measured through NVML where the machine has GPUs and modelled from the draw table
   (power/data/draw_by_kind.csv x the catalog's TDP) otherwise; `/metrics` shows both the site's
   and each job's watts.
@@ -36,7 +37,7 @@ from cortex.drive.power_books import PowerBooks
 from cortex.errors import InputError
 from cortex.executors.local.power_caps import CapActuator, PowerCapError, actuator_from_spec
 from cortex.fleet.topology import build
-from cortex.scheduler.power import CapPlan, PowerView, solve_caps
+from cortex.scheduler.power import CapPlan, PowerView, make_room, solve_caps
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import power_profile
 from cortex.scheduler.snapshot import Plan, Preemption
@@ -50,6 +51,10 @@ log = logging.getLogger("cortex.control")
 # Caps are evened out at most this often when watts are spare (an over-budget running set is
 # solved at once): each solve may move every running job's limits.
 RAISE_EVERY_S = 5.0
+# A job short of watts that outranks running work gets a re-solve with itself as a member at
+# most this often (the twin's shortage_resolve_s, on the wall clock): each one may move every
+# running job's limits.
+SHORTAGE_RESOLVE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class LivePower:
         self.requested_cap_w: float | None = None  # set by the API; applied by the next tick
         self.cap_failures = 0
         self._last_solve = -math.inf
+        self._short_head: int | None = None  # the job the last cycle stopped at for watts
+        self._next_shortage_s = -math.inf
         self.snapshot = self._snapshot(0.0)
 
     # ---- wiring ---------------------------------------------------------------------------
@@ -161,6 +168,10 @@ class LivePower:
         for st in plan.starts:
             self.books.start(st.job, st.flavor, st.gang_gpus, st.placement, st.cap_level, now)
             self.books.fill(st.job.id)
+        r = plan.rest_reason
+        self._short_head = (
+            r.detail.get("job") if r is not None and r.code is Code.POWER_CAP else None
+        )
 
     def rebalance(self, now: float) -> Plan:
         """Re-divide the budget when it binds; the returned plan holds only the jobs to pause
@@ -168,12 +179,19 @@ class LivePower:
         self._sync(now)
         b = self.books
         plan = Plan()
+        cap: CapPlan | None = None
         if b.policy is not None and b.jobs and b.needs_solve(now):
             over = b.inc_total_w > b.site_budget_w(now)
             if over or now - self._last_solve >= RAISE_EVERY_S:
                 self._last_solve = now
-                plan.preemptions = self._apply(self._solve(now), now)
-                self.loop.dirty = True  # watts moved: the next tick's cycle may start work
+                cap = self._solve(now)
+        short = self._short_head
+        if cap is None and short is not None and b.jobs and now >= self._next_shortage_s:
+            self._next_shortage_s = now + SHORTAGE_RESOLVE_S
+            cap = self._make_room(short, now)
+        if cap is not None:
+            plan.preemptions = self._apply(cap, now)
+            self.loop.dirty = True  # watts moved: the next tick's cycle may start work
         self.snapshot = self._snapshot(now)
         return plan
 
@@ -209,6 +227,27 @@ class LivePower:
         b.solves += 1
         return solve_caps(
             b.cap_jobs(running, speed), b.site_budget_w(now), b.hall_budget_w(now), len(b.levels)
+        )
+
+    def _make_room(self, head_id: int, now: float) -> CapPlan | None:
+        """The twin's shortage re-solve: a job short of watts that outranks running work gets a
+        solve with itself as a member (lower priorities are capped, then paused)."""
+        b, loop = self.books, self.loop
+        head = loop.jobs.get(head_id)
+        if head is None or head_id in loop.placement:
+            return None
+        f = (head.flavor_ids or (0,))[0]
+        running = {jid: loop.jobs[jid] for jid in b.jobs}
+        speed = {(j.kind, j.run_flavor): loop.speed(j.kind, j.run_flavor) for j in running.values()}
+        b.solves += 1
+        return make_room(
+            b.cap_jobs(running, speed),
+            b.head_cap_job(head, f, loop.speed(head.kind, f), now),
+            {j: jp.level for j, jp in b.jobs.items()},
+            b.site_budget_w(now),
+            b.hall_budget_w(now),
+            len(b.levels),
+            b.ramp_headroom_it_w(now),
         )
 
     def _apply(self, cap: CapPlan, now: float) -> list[Preemption]:
