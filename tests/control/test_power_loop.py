@@ -179,6 +179,20 @@ def test_a_cap_that_cannot_be_set_fails_the_launch(tmp_path: Path) -> None:
         env.svc.close()
 
 
+def test_a_running_job_whose_cap_cannot_be_lowered_is_paused(env: Env) -> None:
+    a, b = (env.submit(name=f"j{i}") for i in range(2))
+    env.svc.loop.tick()
+    da = env.devices(a)[0]
+    env.svc.loop.power.actuator.fail_devices = {da}  # type: ignore[union-attr]
+    # 5.42 kW: budget 803.45 W < 900 W: the solve puts a and b at level 7 (718 W, see the
+    # first test); a's device refuses its limit, so a would draw above its share: it is paused
+    # instead, and b keeps its lowered limit.
+    assert env.set_cap(5.42) == 200
+    env.svc.loop.tick()
+    assert env.ex.terminated == [(a, 1, "preempt")]
+    assert (da, 455.0, False) in env.calls() and (env.devices(b)[0], 455.0, True) in env.calls()
+
+
 def test_a_cap_below_the_idle_fleet_is_refused(env: Env, tmp_path: Path) -> None:
     r = env.client.put("/v1/power", json={"site_cap_kw": 4.4}, headers=ADMIN_H)
     # idle facility 4,479.96 W (module docstring)
