@@ -84,6 +84,11 @@ def test_admission_capping_and_pausing_follow_the_budget(env: Env) -> None:
     a, b, c = (env.submit(name=f"j{i}") for i in range(3))
     env.svc.loop.tick()
     assert [env.state(j) for j in (a, b, c)] == ["running", "running", "queued"]
+    # Launched in this very tick, their watts show at once: 546 W each (0.78 x 700), and the
+    # facility (3,688 + 2 x 450) x 1.17 + 165 = 5,532.96 W.
+    metrics = _metrics(env.client.get("/metrics").text)
+    assert metrics[f'cortex_power_job_watts{{job="{a}",source="model"}}'] == 546.0
+    assert metrics['cortex_power_site_watts{what="facility"}'] == pytest.approx(5532.96)
     for _ in range(3):  # a slot is free, and it stays so: the watts are not
         env.svc.loop.tick()
     assert env.state(c) == "queued" and len(env.ex.launched) == 2

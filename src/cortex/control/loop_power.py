@@ -67,7 +67,9 @@ class PowerSnapshot:
     booked_it_w: float  # what running and admitted jobs are booked at, over idle
     draining_it_w: float  # paused or preempted jobs still exiting
     idle_it_w: float
-    facility_w: float  # modelled facility draw now
+    books: dict[int, tuple[int, float, float]]  # job: (level, per-GPU W, IT W over idle)
+    facility_w: float = 0.0  # modelled facility draw now (filled in by `report`)
+    # job: (level, modelled W, devices) (filled in by `report`)
     jobs: dict[int, tuple[int, float, tuple[int, ...]]] = field(default_factory=dict)
     paused: int = 0
     solves: int = 0
@@ -321,27 +323,33 @@ class LivePower:
 
     def _snapshot(self, now: float) -> PowerSnapshot:
         b = self.books
-        idle_it = b.base_all_w
-        draining = sum(w for w, _ in self.draining.values())
-        devices = self._devices()
-        # Admitted jobs are booked but draw nothing until their processes start.
-        launched = sum(jp.actual_w for jid, jp in b.jobs.items() if jid in devices)
         return PowerSnapshot(
             policy=self.policy,
             site_cap_w=b.site_cap_w,
             site_budget_it_w=b.site_budget_w(now),
             booked_it_w=b.inc_total_w,
-            draining_it_w=draining,
-            idle_it_w=idle_it,
-            facility_w=b.facility_w(idle_it + launched + draining, now),
-            jobs={
-                jid: (jp.level, jp.per_gpu_w * len(devices.get(jid, ())), devices.get(jid, ()))
-                for jid, jp in b.jobs.items()
-            },
+            draining_it_w=sum(w for w, _ in self.draining.values()),
+            idle_it_w=b.base_all_w,
+            books={jid: (jp.level, jp.per_gpu_w, jp.actual_w) for jid, jp in b.jobs.items()},
             paused=b.paused,
             solves=b.solves,
             cap_failures=self.cap_failures,
         )
+
+    def report(self) -> PowerSnapshot:
+        """For reader threads (/metrics, GET /v1/power): the books published by the last
+        rebalance joined with the devices the loop published after the tick (both replaced
+        whole, so no lock), so a job launched in that tick already shows its watts. Admitted
+        jobs are booked but draw nothing until their processes start."""
+        snap, devices, b = self.snapshot, self.loop.view.devices, self.books
+        jobs = {
+            jid: (lv, per * len(devices.get(jid, ())), tuple(devices.get(jid, ())))
+            for jid, (lv, per, _) in snap.books.items()
+        }
+        it = snap.idle_it_w + snap.draining_it_w
+        it += sum(w for jid, (_, _, w) in snap.books.items() if devices.get(jid))
+        facility = b.cooling.facility_w(it, b.nameplate_it_w, b.temp_c(0.0))
+        return dataclasses.replace(snap, jobs=jobs, facility_w=facility)
 
 
 class CappingExecutor:
@@ -368,7 +376,7 @@ class _PowerCollector(Collector):
         self._power = power
 
     def collect(self) -> Iterator[Metric]:
-        snap = self._power.snapshot
+        snap = self._power.report()
         act = self._power.actuator
         measured: dict[int, float] = {}
         if act is not None:

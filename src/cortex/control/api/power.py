@@ -44,7 +44,7 @@ def _power(svc: Svc) -> PowerOut:
     power = svc.loop.power
     if power is None:
         raise HTTPException(404, "no power policy: start the service with --power-policy")
-    snap = power.snapshot
+    snap = power.report()
     return PowerOut(
         policy=snap.policy,
         site_cap_kw=snap.site_cap_w / 1e3,
