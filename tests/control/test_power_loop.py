@@ -162,6 +162,45 @@ def test_a_higher_priority_job_short_of_watts_caps_lower_ones(env: Env) -> None:
     assert power["it_booked_over_idle_w"] == pytest.approx(972.0)
 
 
+def test_policy_none_with_a_cap_enforces_nothing_and_reports(tmp_path: Path) -> None:
+    svc = fake_service(
+        f"sqlite:///{tmp_path / 'c.db'}",
+        tmp_path,
+        slots=3,
+        power_policy="none",
+        site_cap_kw=5.65,
+        power_actuator=f"record:{tmp_path / 'caps.jsonl'}",
+        power_model_flavor=MODEL,
+    )
+    try:
+        client = TestClient(svc.app)
+        client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H)
+        svc.loop.tick()
+        for i in range(3):
+            r = client.post("/v1/jobs", json=job_body(name=f"j{i}", team="fsd"), headers=ADMIN_H)
+            assert r.status_code == 201, r.text
+        svc.loop.tick()
+        # All three run although 3 x 450 W passes the 1,000 W budget: `none` only reports.
+        # facility: (3,688 + 3 x 450) x 1.17 + 165 = 6,059.46 W, over the 5,650 W cap.
+        metrics = _metrics(client.get("/metrics").text)
+        assert metrics['cortex_power_site_watts{what="facility"}'] == pytest.approx(6059.46)
+        assert metrics['cortex_power_site_watts{what="cap"}'] == pytest.approx(5650.0)
+        assert not (tmp_path / "caps.jsonl").exists()  # no policy: no limits set
+    finally:
+        svc.close()
+
+
+def test_an_unknown_model_flavor_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"^serve: power_model_flavor: "):
+        fake_service(
+            f"sqlite:///{tmp_path / 'c.db'}",
+            tmp_path,
+            power_policy="cap",
+            site_cap_kw=10.0,
+            power_model_flavor="H900",
+        )
+
+
 def test_a_cap_that_cannot_be_set_fails_the_launch(tmp_path: Path) -> None:
     env = Env(tmp_path, 5.95, actuator="fail")
     try:

@@ -307,8 +307,8 @@ class LivePower:
     def cap_devices(self, job_id: int, devices: list[int]) -> None:
         """Called just before a launch: its devices get the cap its job is booked at now."""
         jp = self.books.jobs.get(job_id)
-        if jp is None or self.actuator is None:
-            return
+        if jp is None or self.actuator is None or self.books.policy is None:
+            return  # `none` reports only: it never touches a device
         try:
             self._set_caps(self.loop.jobs[job_id], devices, jp.level)
         except PowerCapError:
