@@ -38,8 +38,8 @@ while not os.path.exists(os.path.join(d, "go")) and time.monotonic() < deadline:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "home", f"sqlite:///{tmp_path / 'cortex.db'}", slots=3)
+def server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    srv = LiveServer(tmp_path / "home", db_url, slots=3)
     srv.home.mkdir()
     srv.extra_env = {
         "CORTEX_POWER_POLICY": "cap",
