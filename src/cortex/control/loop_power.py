@@ -259,10 +259,7 @@ class LivePower:
         b.target = cap.target
         paused = list(cap.paused)
         devices = self._devices()
-        moves = sorted(
-            ((j, lv) for j, lv in cap.levels.items() if b.jobs[j].level != lv),
-            key=lambda m: m[1] < b.jobs[m[0]].level,  # lowers (higher level index) first
-        )
+        moves = b.cap_moves(cap.levels, self.loop.jobs)
         for jid, level in moves:
             job = self.loop.jobs[jid]
             try:

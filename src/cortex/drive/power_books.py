@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cortex.drive.power_jobs import JobPowerBooks, _JobPower
@@ -329,6 +330,15 @@ class PowerBooks(JobPowerBooks):
         if need <= best:
             return None
         return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)
+
+    def cap_moves(
+        self, levels: dict[int, int], running: Mapping[int, Job]
+    ) -> list[tuple[int, int]]:
+        """A solve's level changes in the order both drivers make them: lowers first (they free
+        watts), then raises, higher priorities first (a raise spends the ramp window)."""
+        moves = [(j, lv) for j, lv in levels.items() if self.jobs[j].level != lv]
+        moves.sort(key=lambda m: (m[1] < self.jobs[m[0]].level, -running[m[0]].priority))
+        return moves
 
     def needs_solve(self, t: float) -> bool:
         """Is the running set over budget, or is anyone capped while watts are spare?"""

@@ -394,8 +394,7 @@ class Twin(RunBooks):
         pw = self.pw
         assert pw is not None
         running = self.state.running
-        moves = [(j, lv) for j, lv in levels.items() if pw.jobs[j].level != lv]
-        moves.sort(key=lambda m: (m[1] < pw.jobs[m[0]].level, -running[m[0]].priority))
+        moves = pw.cap_moves(levels, running)
         room = pw.ramp_headroom_it_w(self.now)
         for job_id, level in moves:
             job = running[job_id]
