@@ -37,7 +37,7 @@ from cortex.drive.power_books import PowerBooks
 from cortex.errors import InputError
 from cortex.executors.local.power_caps import CapActuator, PowerCapError, actuator_from_spec
 from cortex.fleet.topology import build
-from cortex.scheduler.power import CapPlan, PowerView, make_room, solve_caps
+from cortex.scheduler.power import CapPlan, PowerView
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import power_profile
 from cortex.scheduler.snapshot import Plan, Preemption
@@ -220,37 +220,25 @@ class LivePower:
                 b.start(job, job.run_flavor, job.run_gpus, pl, 0, now)
                 b.fill(jid)
 
+    def _speeds(self, jobs: list[Job]) -> dict[tuple[str, int], float]:
+        return {(j.kind, f): self.loop.speed(j.kind, f) for j in jobs for f in (j.run_flavor, 0)}
+
     def _solve(self, now: float) -> CapPlan:
-        b = self.books
-        running = {jid: self.loop.jobs[jid] for jid in b.jobs}
-        speed = {
-            (j.kind, j.run_flavor): self.loop.speed(j.kind, j.run_flavor) for j in running.values()
-        }
-        b.solves += 1
-        return solve_caps(
-            b.cap_jobs(running, speed), b.site_budget_w(now), b.hall_budget_w(now), len(b.levels)
-        )
+        running = {jid: self.loop.jobs[jid] for jid in self.books.jobs}
+        return self.books.solve(running, self._speeds(list(running.values())), now)
 
     def _make_room(self, head_id: int, now: float) -> CapPlan | None:
         """The twin's shortage re-solve: a job short of watts that outranks running work gets a
         solve with itself as a member (lower priorities are capped, then paused)."""
-        b, loop = self.books, self.loop
+        loop = self.loop
         head = loop.jobs.get(head_id)
         if head is None or head_id in loop.placement:
             return None
-        f = (head.flavor_ids or (0,))[0]
-        running = {jid: loop.jobs[jid] for jid in b.jobs}
-        speed = {(j.kind, j.run_flavor): loop.speed(j.kind, j.run_flavor) for j in running.values()}
-        b.solves += 1
-        return make_room(
-            b.cap_jobs(running, speed),
-            b.head_cap_job(head, f, loop.speed(head.kind, f), now),
-            {j: jp.level for j, jp in b.jobs.items()},
-            b.site_budget_w(now),
-            b.hall_budget_w(now),
-            len(b.levels),
-            b.ramp_headroom_it_w(now),
-        )
+        running = {jid: loop.jobs[jid] for jid in self.books.jobs}
+        speed = self._speeds([*running.values(), head])
+        for f in head.flavor_ids:
+            speed[(head.kind, f)] = loop.speed(head.kind, f)
+        return self.books.make_room_for(head, running, speed, now)
 
     def _apply(self, cap: CapPlan, now: float) -> list[Preemption]:
         """Lower caps first (a job whose limit cannot be lowered is paused too), then raise them;

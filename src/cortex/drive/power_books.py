@@ -19,7 +19,14 @@ from cortex.errors import InputError
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
 from cortex.power.curve import CapCurve
-from cortex.scheduler.power import ClassKey, PowerPolicy, PowerView
+from cortex.scheduler.power import (
+    CapPlan,
+    ClassKey,
+    PowerPolicy,
+    PowerView,
+    make_room,
+    solve_caps,
+)
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import PowerProfile
 from cortex.scheduler.state import ClusterState
@@ -339,6 +346,35 @@ class PowerBooks(JobPowerBooks):
         moves = [(j, lv) for j, lv in levels.items() if self.jobs[j].level != lv]
         moves.sort(key=lambda m: (m[1] < self.jobs[m[0]].level, -running[m[0]].priority))
         return moves
+
+    def solve(
+        self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float], t: float
+    ) -> CapPlan:
+        """Re-divide the budget at t among the booked jobs (`running`: their Job objects)."""
+        self.solves += 1
+        jobs = self.cap_jobs(running, speed)
+        return solve_caps(jobs, self.site_budget_w(t), self.hall_budget_w(t), len(self.levels))
+
+    def make_room_for(
+        self,
+        head: Job,
+        running: Mapping[int, Job],
+        speed: Mapping[tuple[str, int], float],
+        t: float,
+    ) -> CapPlan | None:
+        """The shortage re-solve: a pending job short of watts as a member of a solve (on its
+        first eligible flavor); None when it would not help (see scheduler.power.make_room)."""
+        self.solves += 1
+        f = (head.flavor_ids or (0,))[0]
+        return make_room(
+            self.cap_jobs(running, speed),
+            self.head_cap_job(head, f, speed[(head.kind, f)], t),
+            {j: jp.level for j, jp in self.jobs.items()},
+            self.site_budget_w(t),
+            self.hall_budget_w(t),
+            len(self.levels),
+            self.ramp_headroom_it_w(t),
+        )
 
     def needs_solve(self, t: float) -> bool:
         """Is the running set over budget, or is anyone capped while watts are spare?"""

@@ -8,6 +8,7 @@ per-job books; it reads the books' fields and keeps no state of its own.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -195,7 +196,7 @@ class JobPowerBooks:
         return jp.kept
 
     def cap_jobs(
-        self, running: dict[int, Job], speed: dict[tuple[str, int], float]
+        self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float]
     ) -> list[CapJob]:
         out = []
         for jid, jp in self.jobs.items():

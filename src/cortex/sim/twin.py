@@ -23,7 +23,7 @@ from cortex.power.cooling import CoolingModel
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.placement import alloc_size
-from cortex.scheduler.power import CapPlan, make_room, solve_caps
+from cortex.scheduler.power import CapPlan
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
@@ -369,14 +369,7 @@ class Twin(RunBooks):
         self._changed()
         if pw.policy is None or not pw.needs_solve(self.now):
             return
-        plan = solve_caps(
-            pw.cap_jobs(self.state.running, self.speeds),
-            pw.site_budget_w(self.now),
-            pw.hall_budget_w(self.now),
-            len(pw.levels),
-        )
-        pw.solves += 1
-        self._apply_cap_plan(plan)
+        self._apply_cap_plan(pw.solve(self.state.running, self.speeds, self.now))
 
     def _apply_cap_plan(self, plan: CapPlan) -> None:
         """Pause (checkpoint and requeue) what the solver paused, then move the caps."""
@@ -541,17 +534,7 @@ class Twin(RunBooks):
         if self.now < self._power_next_try_s:
             return  # re-solves for a short head are spaced out: each one scans every running job
         self._power_next_try_s = self.now + pw.cfg.shortage_resolve_s
-        f = (head.flavor_ids or (0,))[0]
-        pw.solves += 1
-        room = make_room(
-            pw.cap_jobs(self.state.running, self.speeds),
-            pw.head_cap_job(head, f, self.speeds[(head.kind, f)], self.now),
-            {j: jp.level for j, jp in pw.jobs.items()},
-            pw.site_budget_w(self.now),
-            pw.hall_budget_w(self.now),
-            len(pw.levels),
-            pw.ramp_headroom_it_w(self.now),
-        )
+        room = pw.make_room_for(head, self.state.running, self.speeds, self.now)
         if room is None:
             return
         self._apply_cap_plan(room)
