@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeexec import FakeExecutor
@@ -33,22 +34,32 @@ MODEL = "H100-SXM5"
 
 class Env:
     def __init__(self, home: Path, cap_kw: float, actuator: str = "record") -> None:
+        self.home, self.actuator = home, actuator
         self.calls_path = home / "caps.jsonl"
         self.ex = FakeExecutor(home / "runs")
-        self.svc = fake_service(
-            f"sqlite:///{home / 'cortex.db'}",
-            home,
-            slots=3,
-            executor=self.ex,
-            power_policy="cap",
-            site_cap_kw=cap_kw,
-            power_actuator=f"{actuator}:{self.calls_path}",
-            power_model_flavor=MODEL,
-        )
+        self.svc = self._service(cap_kw)
         self.client = TestClient(self.svc.app)
         token = self.client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()
         self.h = {"Authorization": f"Bearer {token['token']}"}
         self.svc.loop.tick()
+
+    def _service(self, cap_kw: float) -> Any:
+        return fake_service(
+            f"sqlite:///{self.home / 'cortex.db'}",
+            self.home,
+            slots=3,
+            executor=self.ex,
+            power_policy="cap",
+            site_cap_kw=cap_kw,
+            power_actuator=f"{self.actuator}:{self.calls_path}",
+            power_model_flavor=MODEL,
+        )
+
+    def restart(self, cap_kw: float) -> None:
+        """A new service on the same store and executor, with another cap setting."""
+        self.svc.close()
+        self.svc = self._service(cap_kw)
+        self.client = TestClient(self.svc.app)
 
     def submit(self, **kw: object) -> int:
         r = self.client.post("/v1/jobs", json=job_body(**kw), headers=self.h)
@@ -221,6 +232,23 @@ def test_a_cap_that_cannot_be_set_fails_the_launch(tmp_path: Path) -> None:
         assert power["cap_failures"] >= 3
     finally:
         env.svc.close()
+
+
+def test_a_restart_with_a_lower_cap_caps_the_adopted_runs(env: Env) -> None:
+    a, b = (env.submit(name=f"j{i}") for i in range(2))
+    env.svc.loop.tick()
+    env.ex.adoptable = {(a, 1), (b, 1)}
+    before = len(env.calls())
+    # 5.42 kW at restart: the adopted runs are booked uncapped (900 W, the most they may draw)
+    # against 803.45 W, so the first tick solves: both at level 7 (718 W), 455 W each.
+    env.restart(5.42)
+    assert env.svc.recovered["adopted"] == 2
+    env.svc.loop.tick()
+    da, db = env.devices(a)[0], env.devices(b)[0]
+    assert sorted(env.calls()[before:], key=str) == sorted(
+        [(da, 455.0, True), (db, 455.0, True)], key=str
+    )
+    assert env.ex.terminated == []
 
 
 def test_a_running_job_whose_cap_cannot_be_lowered_is_paused(env: Env) -> None:
