@@ -212,6 +212,27 @@ def test_an_unknown_model_flavor_names_the_field(tmp_path: Path) -> None:
         )
 
 
+class _Meter:
+    """An actuator that measures (as NVML does): every device draws 500 W."""
+
+    name = "meter"
+
+    def set_cap_w(self, device: int, watts: float | None) -> None:
+        pass
+
+    def draw_w(self, device: int) -> float | None:
+        return 500.0
+
+
+def test_measured_draw_is_shown_where_the_actuator_reads_it(env: Env) -> None:
+    env.svc.loop.power.actuator = _Meter()  # type: ignore[union-attr]
+    a = env.submit(name="j0")
+    env.svc.loop.tick()
+    metrics = _metrics(env.client.get("/metrics").text)
+    assert metrics[f'cortex_power_job_watts{{job="{a}",source="nvml"}}'] == 500.0
+    assert metrics['cortex_power_site_watts{what="gpus_measured"}'] == 1500.0  # 3 devices
+
+
 def test_a_cap_that_cannot_be_set_fails_the_launch(tmp_path: Path) -> None:
     env = Env(tmp_path, 5.95, actuator="fail")
     try:

@@ -364,16 +364,20 @@ class _PowerCollector(Collector):
         snap = self._power.report()
         act = self._power.actuator
         measured: dict[int, float] = {}
-        if act is not None:
-            for _level, _w, devs in snap.jobs.values():
-                for d in devs:
-                    w = act.draw_w(d)
-                    if w is not None:
-                        measured[d] = w
+        if act is not None:  # every device, busy or idle: NVML answers in about a millisecond
+            for d in self._power.loop.all_devices:
+                w = act.draw_w(d)
+                if w is not None:
+                    measured[d] = w
         site = GaugeMetricFamily(
-            "cortex_power_site_watts", "Facility power (modelled from the books)", labels=["what"]
+            "cortex_power_site_watts",
+            "Site power: facility, cap and budgets modelled from the books; the GPUs' measured "
+            "draw (NVML) where every device can be read",
+            labels=["what"],
         )
         site.add_metric(["facility"], snap.facility_w)
+        if measured and len(measured) == len(self._power.loop.all_devices):
+            site.add_metric(["gpus_measured"], sum(measured.values()))
         site.add_metric(["cap"], snap.site_cap_w)
         site.add_metric(["it_budget_over_idle"], snap.site_budget_it_w)
         site.add_metric(["it_booked_over_idle"], snap.booked_it_w)
