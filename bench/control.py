@@ -327,7 +327,8 @@ class _StandIn:
         return Path("/dev/null"), Path("/dev/null")
 
 
-def bench_tick(url: str, home: Path) -> dict[str, Any]:
+def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
+    """`settings_kw`: extra settings (bench/control_power.py passes a power policy and cap)."""
     import random
 
     from cortex.control import db, store
@@ -351,7 +352,7 @@ def bench_tick(url: str, home: Path) -> dict[str, Any]:
             )
         ],
     )
-    settings = Settings(home=home, database_url=url, min_runtime_s=3600)
+    settings = Settings(home=home, database_url=url, min_runtime_s=3600, **settings_kw)
     ex = _StandIn()
     loop = SchedulerLoop(
         settings,
@@ -362,7 +363,7 @@ def bench_tick(url: str, home: Path) -> dict[str, Any]:
         uses_gpus=True,
         node_name="bench",
         fleet=fleet,
-        launch_spec=SimpleNamespace,
+        launch_spec=None,  # the real LaunchSpec (a dataclass: the loop replaces its env)
         handle_from_dict=lambda d: d,
     )
     with sessions.begin() as s:
@@ -389,7 +390,9 @@ def bench_tick(url: str, home: Path) -> dict[str, Any]:
 
     submit(TICK_GPUS // 8, 8)  # fill the fleet: 125 jobs of 8 GPUs
     loop.tick()
-    assert len(loop.placement) == TICK_GPUS // 8, len(loop.placement)
+    # Full, unless a power cap holds some of them back.
+    assert settings_kw or len(loop.placement) == TICK_GPUS // 8, len(loop.placement)
+    placed = len(loop.placement)
     submit(TICK_QUEUED, 0)
     loop.tick()  # ingest the queue
     running = sorted(loop.attempt)
@@ -406,7 +409,8 @@ def bench_tick(url: str, home: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         loop.tick()
         ticks.append(time.perf_counter() - t0)
-        snap = Snapshot(time.time(), loop.state, loop.pending, loop.speed, loop.estimate_s)
+        view = loop.power.view(time.time()) if loop.power is not None else None
+        snap = Snapshot(time.time(), loop.state, loop.pending, loop.speed, loop.estimate_s, view)
         t0 = time.perf_counter()
         schedule(snap, loop.pol, deep=True)
         cores.append(time.perf_counter() - t0)
@@ -414,9 +418,10 @@ def bench_tick(url: str, home: Path) -> dict[str, Any]:
     engine.dispose()
     return {
         "queued_jobs": queued,
+        "placed_at_fill": placed,
         "gpus": TICK_GPUS,
         "rounds": TICK_ROUNDS,
-        "launched_during_rounds": ex.launched - TICK_GPUS // 8,
+        "launched_during_rounds": ex.launched - placed,
         "tick_ms": {
             "p50": round(pct(ticks, 50) * 1e3, 2),
             "p99": round(pct(ticks, 99) * 1e3, 2),

@@ -15,6 +15,7 @@ from cortex.errors import InputError
 from cortex.fleet.power import PowerModel
 from cortex.fleet.spec import PRESETS, FleetSpec, load_fleet_spec, parse_fleet
 from cortex.fleet.topology import Topology, build
+from cortex.power.cooling import CoolingModel
 
 
 def _fleet(*halls: list[Any], **extra: Any) -> dict[str, Any]:
@@ -31,7 +32,9 @@ def _build(data: dict[str, Any]) -> Topology:
 
 
 def _peak_mw(topo: Topology) -> float:
-    return PowerModel.for_topology(topo).peak_facility_w(topo.flavor_gpus()) / 1e6
+    it = PowerModel.for_topology(topo).peak_it_w(topo.flavor_gpus())
+    cool = CoolingModel.for_pue(topo.spec.site.pue)
+    return cool.facility_w(it, it, cool.design_temp_c) / 1e6
 
 
 # ---- presets ---------------------------------------------------------------------------------

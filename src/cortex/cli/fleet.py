@@ -11,6 +11,7 @@ from rich.table import Table
 from cortex.fleet.power import PowerModel
 from cortex.fleet.spec import PRESETS, load_fleet_spec
 from cortex.fleet.topology import build
+from cortex.power.cooling import CoolingModel
 
 app = typer.Typer(help="Fleets: presets and files.", no_args_is_help=True)
 
@@ -21,6 +22,12 @@ def fleet_summary(preset_or_file: str) -> dict:
     pm = PowerModel.for_topology(topo)
     fg = topo.flavor_gpus()
     site = topo.spec.site
+    cool = CoolingModel.for_pue(site.pue)
+    nameplate = pm.peak_it_w(fg)
+
+    def facility_mw(it_w: float) -> float:  # at the design temperature
+        return cool.facility_w(it_w, nameplate, cool.design_temp_c) / 1e6
+
     return {
         "name": topo.name,
         "description": topo.spec.description,
@@ -32,8 +39,8 @@ def fleet_summary(preset_or_file: str) -> dict:
         "halls": list(topo.hall_names),
         "pue": site.pue,
         "site_power_cap_mw": site.power_cap_mw,
-        "peak_facility_mw": round(pm.peak_facility_w(fg) / 1e6, 2),
-        "busy_facility_mw": round(pm.busy_facility_w(fg) / 1e6, 2),
+        "peak_facility_mw": round(facility_mw(nameplate), 2),
+        "busy_facility_mw": round(facility_mw(pm.busy_it_w(fg)), 2),
     }
 
 

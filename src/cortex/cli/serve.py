@@ -43,6 +43,12 @@ def serve(
         help="run jobs as this service's own user (default: only for a non-root service "
         "without --run-as, with a warning)",
     ),
+    power_policy: str | None = typer.Option(
+        None, "--power-policy", help="none (default), admit or cap: the twin's power policies"
+    ),
+    site_cap_kw: float | None = typer.Option(
+        None, "--site-cap-kw", help="facility power cap in kW (needed by admit and cap)"
+    ),
 ) -> None:
     """Start the control plane. At first start it prints the admin token once (or takes
     $CORTEX_ADMIN_TOKEN; changing that variable revokes the previous admin token)."""
@@ -58,6 +64,8 @@ def serve(
         log_level=log_level.lower() if log_level else None,
         run_as=run_as,
         allow_same_user=allow_same_user,
+        power_policy=power_policy,
+        site_cap_kw=site_cap_kw,
     )
     import uvicorn
 

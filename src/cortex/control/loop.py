@@ -39,6 +39,7 @@ from cortex.control.loop_exits import (
     ExitsMixin,
 )
 from cortex.control.loop_launch import LaunchMixin
+from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
 from cortex.drive import intake, runs
 from cortex.executors.base import Executor
@@ -192,6 +193,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             "Scheduler ticks that raised",
             registry=self.metrics.registry,
         )
+        self.power = LivePower.attach(self)  # None without a power policy (loop_power.py)
 
     def _set_retry(self, base_s: float | None, max_s: float | None, exit75: int | None) -> None:
         """The retry parameters: drive/data/run_rules.csv's, unless the settings give them."""
@@ -360,6 +362,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             due = self.pending and now - self._last_cycle >= IDLE_CYCLE_S
             if self.schedulable and (self.dirty or due) and self.pending:
                 stops += self._persist(s, self._schedule(now), now)
+            if self.power is not None:  # pauses when the power budget shrinks
+                stops += self._persist(s, self.power.rebalance(now), now)
             launches = self._claim_launches(s, now)
         self._new_alloc.clear()
         for jid, attempt, why in stops:
@@ -388,9 +392,12 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         self.dirty = True
 
     def _schedule(self, now: float) -> Plan:
-        snap = Snapshot(now, self.state, self.pending, self.speed, self.estimate_s)
+        view = self.power.view(now) if self.power is not None else None
+        snap = Snapshot(now, self.state, self.pending, self.speed, self.estimate_s, view)
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
+        if self.power is not None:
+            self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)
         self._last_cycle = now
         self.dirty = False

@@ -77,6 +77,34 @@ class Settings(BaseSettings):
     )
     # /metrics and /docs: "auto" is open when listening on loopback only, else token-protected.
     ops_access: Literal["auto", "open", "token"] = "auto"
+    # ---- power (docs/power.md, "Power in the live cluster")
+    # none | admit | cap: the twin's policies (scheduler/registry.py POWER_PROFILES), run on
+    # the machine's modelled or measured draw against a facility cap of site_cap_kw.
+    power_policy: Annotated[str, Field(min_length=1, max_length=32)] = "none"
+    site_cap_kw: Annotated[float, Field(gt=0, le=1e9)] | None = None
+    # Who sets per-GPU limits: auto (NVML on GPUs, none on CPU slots), nvml, none, record:PATH.
+    power_actuator: Annotated[str, Field(min_length=1, max_length=4096)] = "auto"
+    # CPU slots draw nothing in the catalog: model each slot as one GPU of this flavor.
+    power_model_flavor: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @field_validator("power_policy")
+    @classmethod
+    def _known_power_policy(cls, v: str) -> str:
+        from cortex.scheduler.registry import power_profile
+
+        try:
+            power_profile(v, live=True)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+        return v
+
+    @model_validator(mode="after")
+    def _power_cap_given(self) -> Settings:
+        from cortex.scheduler.registry import power_profile
+
+        if power_profile(self.power_policy).needs_site_cap and self.site_cap_kw is None:
+            raise ValueError(f"site_cap_kw: power policy {self.power_policy} needs a site cap")
+        return self
 
     @field_validator("workdir_roots")
     @classmethod

@@ -1,5 +1,6 @@
-"""Basic power accounting: IT draw from busy and idle accelerators plus node overhead, and
-facility power through the site's PUE. Enforcing caps is a power policy's job (later)."""
+"""Basic IT power accounting: busy and idle accelerators plus node overhead. Facility power is
+one model for every caller, `cortex.power.cooling.CoolingModel.facility_w` (IT x slope(T) + a
+fixed share of nameplate); this bottom layer cannot import it, so callers apply it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ class PowerModel:
     idle_w: tuple[float, ...]
     tdp_w: tuple[float, ...]
     flavor_overhead_w: tuple[float, ...]  # sum of node overheads per flavor, all nodes up
-    pue: float
 
     @classmethod
     def for_topology(cls, topo: Topology) -> PowerModel:
@@ -28,7 +28,6 @@ class PowerModel:
             idle_w=tuple(a.idle_w for a in topo.accelerators),
             tdp_w=tuple(a.tdp_w for a in topo.accelerators),
             flavor_overhead_w=tuple(overhead),
-            pue=topo.spec.site.pue,
         )
 
     def it_power_w(self, busy_gpus: list[int], up_gpus: list[int], up_frac: list[float]) -> float:
@@ -43,16 +42,12 @@ class PowerModel:
             total += self.flavor_overhead_w[f] * up_frac[f]
         return total
 
-    def facility_w(self, it_w: float) -> float:
-        """Facility power = IT power x PUE."""
-        return it_w * self.pue
-
-    def peak_facility_w(self, flavor_gpus: list[int]) -> float:
-        """Every GPU at TDP and every node up: the nameplate the site must provision."""
+    def peak_it_w(self, flavor_gpus: list[int]) -> float:
+        """Every GPU at TDP and every node up: the IT nameplate."""
         it = sum(g * t for g, t in zip(flavor_gpus, self.tdp_w, strict=True))
-        return (it + sum(self.flavor_overhead_w)) * self.pue
+        return it + sum(self.flavor_overhead_w)
 
-    def busy_facility_w(self, flavor_gpus: list[int]) -> float:
+    def busy_it_w(self, flavor_gpus: list[int]) -> float:
         """Every GPU at its measured training draw."""
         it = sum(g * b for g, b in zip(flavor_gpus, self.busy_w, strict=True))
-        return (it + sum(self.flavor_overhead_w)) * self.pue
+        return it + sum(self.flavor_overhead_w)

@@ -307,17 +307,17 @@ class _Cycle:
                 short.append(f)
             return False
         # 6. Power: the projected draw must fit the site, hall and ramp budgets (maybe capped).
-        cap_w = None
+        cap_level = 0
         if power is not None:
             assert snap.power is not None
-            cap_w, r = power.admit(snap.power, job, f, gang, placement)
+            cap_level, r = power.admit(snap.power, job, f, gang, placement)
             if r is not None:
                 reasons.append(r)
                 return False
         held = self.stmt.allocate(job, f, placement)
         if use_extra and res is not None:
             res.extra_gpus -= held
-        self.plan.starts.append(Start(job, f, placement, gang, held, cap_w))
+        self.plan.starts.append(Start(job, f, placement, gang, held, cap_level))
         return True
 
     def try_preempt(self, job: Job, short: list[int]) -> bool:
@@ -346,11 +346,11 @@ class _Cycle:
                 continue
             self.tries -= 1
             placement, victims = got
-            cap_w = None
+            cap_level = 0
             if view is not None and self.pol.power is not None:
                 # The victims' watts come back with their GPUs.
                 credit = view.credit(victims)
-                cap_w, r = self.pol.power.admit(view, job, f, job.gpus, placement, credit)
+                cap_level, r = self.pol.power.admit(view, job, f, job.gpus, placement, credit)
                 if r is not None:
                     self.stmt.rollback(mark)
                     searched = True
@@ -360,7 +360,7 @@ class _Cycle:
                     view.hall_headroom_w[h] += w
                 view.released.update(v.id for v in victims)
             held = self.stmt.allocate(job, f, placement)
-            self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_w))
+            self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_level))
             why = self.pol.preemption.name
             self.plan.preemptions.extend(
                 Preemption(v, Reason(Code.PREEMPTED, by=job.id, why=why)) for v in victims

@@ -117,7 +117,8 @@ def _node_cap(view: PowerView, placement: Placement) -> float:
 
 
 class PowerPolicy(Protocol):
-    """Chooses a start's per-GPU cap (None: uncapped) or the Reason it may not start."""
+    """Chooses a start's cap level (an index into the view's levels; 0: uncapped) or the Reason
+    it may not start (then the level is 0 and means nothing)."""
 
     name: str
 
@@ -129,7 +130,7 @@ class PowerPolicy(Protocol):
         gang: int,
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
-    ) -> tuple[float | None, Reason | None]: ...
+    ) -> tuple[int, Reason | None]: ...
 
 
 Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
@@ -217,12 +218,12 @@ class AdmitUncapped:
         gang: int,
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
-    ) -> tuple[float | None, Reason | None]:
+    ) -> tuple[int, Reason | None]:
         inc, halls, r = _fits(view, job, flavor, gang, _shape(view, placement), 0, credit)
         if r is not None:
-            return None, r
+            return 0, r
         _spend(view, job, inc, halls)
-        return None, None
+        return 0, None
 
 
 class CapToFit:
@@ -239,7 +240,7 @@ class CapToFit:
         gang: int,
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
-    ) -> tuple[float | None, Reason | None]:
+    ) -> tuple[int, Reason | None]:
         key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
         first = view.target.get(key, 0)
         reason: Reason | None = None
@@ -248,10 +249,10 @@ class CapToFit:
             inc, halls, reason = _fits(view, job, flavor, gang, shape, level, credit)
             if reason is None:
                 _spend(view, job, inc, halls)
-                return (None if level == 0 else view.levels[level] * view.tdp_w[flavor]), None
+                return level, None
             if reason.code is Code.POWER_RAMP:
                 break  # a lower cap would still be a step too many this window
-        return None, reason
+        return 0, reason
 
 
 # ---- the cap solver ---------------------------------------------------------------------------

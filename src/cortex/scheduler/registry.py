@@ -4,6 +4,7 @@ here, so no code ever branches on a policy's name."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cortex.scheduler.admission import QuotaCheck
 from cortex.scheduler.cycle import Policies
@@ -14,6 +15,7 @@ from cortex.scheduler.hetero import (
     TargetShareCheck,
 )
 from cortex.scheduler.ordering import Fifo, LeastAttainedService, PriorityFairShare
+from cortex.scheduler.power import AdmitUncapped, CapToFit, PowerPolicy
 from cortex.scheduler.preemption import LasDemotion, NoPreemption, PriorityReclaim
 
 
@@ -59,3 +61,39 @@ def policies(name: str, *, backfill: bool = True) -> Policies:
         return PROFILES[name](backfill)
     except KeyError:
         raise KeyError(f"unknown policy {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+# ---- power policies -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PowerProfile:
+    """What a power policy's name means to a driver (`--power-policy NAME` in the twin and in
+    `cortex serve`): the admission policy it plugs into the cycle and how its books are set up.
+    Drivers read these flags; none branches on the name."""
+
+    make: Callable[[], PowerPolicy] | None  # the cycle's power policy; None: nothing enforced
+    capped_starts: bool = False  # starts may take levels below TDP (else TDP only)
+    static: bool = False  # every GPU at one fixed cap, set once
+    ramp: bool = False  # the grid's ramp limit applies unless one is given
+    needs_site_cap: bool = True  # meaningless without a site cap
+    live: bool = True  # `cortex serve` runs it (static and full are the twin's studies)
+
+
+#: none: model only (the report says how far the site crosses its cap); static: every GPU at
+#: one cap; admit: admission at the uncapped draw; cap: admission with per-job caps and the cap
+#: solver; full: cap plus the grid ramp limit, staggered starts and a battery (twin only).
+POWER_PROFILES: dict[str, PowerProfile] = {
+    "none": PowerProfile(None, needs_site_cap=False),
+    "static": PowerProfile(None, static=True, live=False),
+    "admit": PowerProfile(AdmitUncapped),
+    "cap": PowerProfile(CapToFit, capped_starts=True),
+    "full": PowerProfile(CapToFit, capped_starts=True, ramp=True, live=False),
+}
+
+
+def power_profile(name: str, *, live: bool = False) -> PowerProfile:
+    """The named power profile; KeyError lists the known names (for `live`: those the control
+    plane runs)."""
+    known = [n for n, p in POWER_PROFILES.items() if p.live or not live]
+    if name not in known:
+        raise KeyError(f"unknown power policy {name!r}; known: {', '.join(known)}")
+    return POWER_PROFILES[name]

@@ -40,7 +40,7 @@ class Start:
     placement: Placement
     gang_gpus: int
     alloc_gpus: int
-    cap_w: float | None = None  # per-GPU power cap chosen by the power policy; None: uncapped
+    cap_level: int = 0  # the power policy's cap level (index into PowerView.levels); 0: uncapped
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,11 @@ import numpy as np
 from cortex.drive import intake, runs
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
+from cortex.power.cooling import CoolingModel
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.placement import alloc_size
-from cortex.scheduler.power import CapPlan, make_room, solve_caps
+from cortex.scheduler.power import CapPlan
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
@@ -106,6 +107,9 @@ class Twin(RunBooks):
         self.pol = cfg.policies or build_policies(cfg.policy, backfill=cfg.backfill)
         self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
         self.power = PowerModel.for_topology(topo)
+        # One facility model (power/cooling.py), at the design temperature when power is off.
+        self._cooling = CoolingModel.for_pue(topo.spec.site.pue)
+        self._nameplate_w = self.power.peak_it_w(topo.flavor_gpus())
         self._init_causes(cfg.failure_data)
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
@@ -226,7 +230,8 @@ class Twin(RunBooks):
                 u / n if n else 0.0 for u, n in zip(st.up_nodes, st.total_nodes, strict=True)
             ]
             it_w = self.power.it_power_w(st.busy_gpus, st.up_gpus, up_frac)
-            self._facility_w = self.power.facility_w(it_w)
+            cool = self._cooling
+            self._facility_w = cool.facility_w(it_w, self._nameplate_w, cool.design_temp_c)
             self.metrics.peak(self._facility_w)
             self._power_dirty = False
         st = self.state
@@ -321,14 +326,7 @@ class Twin(RunBooks):
         self._changed()
         if pw.policy is None or not pw.needs_solve(self.now):
             return
-        plan = solve_caps(
-            pw.cap_jobs(self.state.running, self.speeds),
-            pw.site_budget_w(self.now),
-            pw.hall_budget_w(self.now),
-            len(pw.levels),
-        )
-        pw.solves += 1
-        self._apply_cap_plan(plan)
+        self._apply_cap_plan(pw.solve(self.state.running, self.speeds, self.now))
 
     def _apply_cap_plan(self, plan: CapPlan) -> None:
         """Pause (checkpoint and requeue) what the solver paused, then move the caps."""
@@ -346,8 +344,7 @@ class Twin(RunBooks):
         pw = self.pw
         assert pw is not None
         running = self.state.running
-        moves = [(j, lv) for j, lv in levels.items() if pw.jobs[j].level != lv]
-        moves.sort(key=lambda m: (m[1] < pw.jobs[m[0]].level, -running[m[0]].priority))
+        moves = pw.cap_moves(levels, running)
         room = pw.ramp_headroom_it_w(self.now)
         for job_id, level in moves:
             job = running[job_id]
@@ -378,7 +375,7 @@ class Twin(RunBooks):
         job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
         if self.pw is not None:
-            kept, waves = self.pw.start(job, f, s.gang_gpus, s.placement, s.cap_w, self.now)
+            kept, waves = self.pw.start(job, f, s.gang_gpus, s.placement, s.cap_level, self.now)
             # A staggered gang is not productive until its last wave is up.
             job.owed_overhead_s += 60.0 * (waves - 1)
         speed, tau, dur = self._run_shape(job, f, s.gang_gpus, s.alloc_gpus)
@@ -489,17 +486,7 @@ class Twin(RunBooks):
         if self.now < self._power_next_try_s:
             return  # re-solves for a short head are spaced out: each one scans every running job
         self._power_next_try_s = self.now + pw.cfg.shortage_resolve_s
-        f = (head.flavor_ids or (0,))[0]
-        pw.solves += 1
-        room = make_room(
-            pw.cap_jobs(self.state.running, self.speeds),
-            pw.head_cap_job(head, f, self.speeds[(head.kind, f)], self.now),
-            {j: jp.level for j, jp in pw.jobs.items()},
-            pw.site_budget_w(self.now),
-            pw.hall_budget_w(self.now),
-            len(pw.levels),
-            pw.ramp_headroom_it_w(self.now),
-        )
+        room = pw.make_room_for(head, self.state.running, self.speeds, self.now)
         if room is None:
             return
         self._apply_cap_plan(room)

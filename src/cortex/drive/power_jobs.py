@@ -1,13 +1,14 @@
-"""The power runtime's per-job books: each running job's draw, cap level and IT increment, its
-ladder of cap levels, and the shares of the site and hall budgets it holds.
+"""The power books' per-job part, shared by both drivers: each running job's draw, cap level
+and IT increment, its ladder of cap levels, and the shares of the site and hall budgets it holds.
 
-A mixin of PowerRuntime (sim/power.py), split out so that budgets and weather stay apart from
-the per-job books; it reads the runtime's fields and keeps no state of its own.
+A mixin of PowerBooks (drive/power_books.py), split out so that budgets stay apart from the
+per-job books; it reads the books' fields and keeps no state of its own.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ class _JobPower:
 
 
 class JobPowerBooks:
-    """Per-job draw, caps and budget shares (see PowerRuntime for the fields)."""
+    """Per-job draw, caps and budget shares (see PowerBooks for the fields)."""
 
     topo: Topology
     curve: CapCurve
@@ -126,23 +127,16 @@ class JobPowerBooks:
         return jp.inc_w, {h: jp.inc_w * s for h, s in jp.halls.items()}
 
     def start(
-        self, job: Job, flavor: int, gang: int, placement: Placement, cap_w: float | None, t: float
+        self, job: Job, flavor: int, gang: int, placement: Placement, level: int, t: float
     ) -> tuple[float, int]:
-        """Book a start. Returns (throughput kept, waves): a start larger than the ramp window's
-        allowance draws in `waves` steps a minute apart."""
+        """Book a start at the cap level its Start carries. Returns (throughput kept, waves): a
+        start larger than the ramp window's allowance draws in `waves` steps a minute apart."""
         node_cap = (
             min(self.node_max_cap_w[n] for n, _ in placement)
             if self.min_node_cap_w < math.inf
             else math.inf
         )
         per, inc, kept = self.ladder(job, flavor, gang, node_cap)
-        if cap_w is None:
-            level = 0
-        else:
-            level = min(
-                range(len(self.levels)),
-                key=lambda i: abs(self.levels[i] * self.topo.accelerators[flavor].tdp_w - cap_w),
-            )
         shares = hall_shares(self.topo.node_hall, placement)
         held = sum(shares.values())
         halls = {h: k / held for h, k in shares.items()}
@@ -202,7 +196,7 @@ class JobPowerBooks:
         return jp.kept
 
     def cap_jobs(
-        self, running: dict[int, Job], speed: dict[tuple[str, int], float]
+        self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float]
     ) -> list[CapJob]:
         out = []
         for jid, jp in self.jobs.items():

@@ -1,0 +1,81 @@
+"""The site's power: GET /v1/power (any token), PUT /v1/power (admin: a new facility cap, for a
+demand-response call or a lost feeder; applied by the next tick, not stored: a restart takes
+the setting again)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from cortex.control import store
+from cortex.control.api.deps import Admin, Svc, Who, err
+
+router = APIRouter(prefix="/v1")
+
+
+class PowerJobOut(BaseModel):
+    job_id: int
+    cap_level: int  # 0: uncapped
+    modelled_w: float
+    devices: list[int]
+
+
+class PowerOut(BaseModel):
+    policy: str
+    site_cap_kw: float
+    facility_kw: float  # modelled
+    it_budget_over_idle_w: float
+    it_booked_over_idle_w: float
+    it_draining_over_idle_w: float
+    paused: int
+    solves: int
+    cap_failures: int
+    jobs: list[PowerJobOut]
+
+
+class PowerUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    site_cap_kw: Annotated[float, Field(gt=0, le=1e9)]
+
+
+def _power(svc: Svc) -> PowerOut:
+    power = svc.loop.power
+    if power is None:
+        raise HTTPException(404, "no power policy: start the service with --power-policy")
+    snap = power.report()
+    return PowerOut(
+        policy=snap.policy,
+        site_cap_kw=snap.site_cap_w / 1e3,
+        facility_kw=snap.facility_w / 1e3,
+        it_budget_over_idle_w=snap.site_budget_it_w,
+        it_booked_over_idle_w=snap.booked_it_w,
+        it_draining_over_idle_w=snap.draining_it_w,
+        paused=snap.paused,
+        solves=snap.solves,
+        cap_failures=snap.cap_failures,
+        jobs=[
+            PowerJobOut(job_id=j, cap_level=lv, modelled_w=w, devices=list(devs))
+            for j, (lv, w, devs) in sorted(snap.jobs.items())
+        ],
+    )
+
+
+@router.get("/power", response_model=PowerOut, summary="Site power, budget and per-job caps")
+def get_power(who: Who, svc: Svc) -> PowerOut:
+    return _power(svc)
+
+
+@router.put("/power", response_model=PowerOut, summary="Set the facility cap (admin)")
+def put_power(body: PowerUpdate, who: Admin, svc: Svc) -> PowerOut:
+    out = _power(svc)
+    power = svc.loop.power
+    assert power is not None
+    try:
+        power.request_cap_kw(body.site_cap_kw)
+    except ValueError as e:
+        raise err(422, ["body", "site_cap_kw"], str(e).removeprefix("site_cap_kw: ")) from None
+    with svc.sessions.begin() as s:
+        store.event(s, "power", f"site cap set to {body.site_cap_kw:g} kW")
+    return out.model_copy(update={"site_cap_kw": body.site_cap_kw})

@@ -1,0 +1,408 @@
+"""Power in the live cluster: the scheduler loop runs the twin's power policies (`none`, `admit`,
+`cap`) through the shared books (cortex.drive.power_books) against a facility cap.
+
+- Each cycle gets a PowerView: the site budget (the facility cap through the cooling model) less
+  what the running and admitted jobs are booked at, less what paused or preempted jobs still draw
+  while they exit (their watts come back when their process is gone, not when the plan says so).
+- A start is booked at the level the policy chose; its devices get that cap through the
+  actuator just before its processes start (`CappingExecutor`). A cap that cannot be set fails
+  the launch, so a job never runs at an uncapped draw it was not admitted for.
+- Each tick, when the running set is over budget (an operator lowered the cap) or watts are
+  spare while someone is capped, `solve_caps` re-divides the budget: caps go down first (a job
+  whose cap cannot be lowered is paused), then up; paused jobs are stopped like preemption
+  victims (SIGTERM, checkpoint, requeue). A job short of watts that outranks running work gets
+  the twin's shortage re-solve (`make_room`).
+- Draw is measured through NVML where the machine has GPUs and modelled from the draw table
+  (power/data/draw_by_kind.csv x the catalog's TDP) otherwise; `/metrics` shows both the site's
+  and each job's watts.
+
+Only the scheduler thread calls into `LivePower`, except `request_cap_kw` (an attribute store)
+and the collector, which reads the immutable `PowerSnapshot` published after each tick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cortex.control.fleet import local_fleet
+from cortex.drive.power_books import PowerBooks
+from cortex.errors import InputError
+from cortex.executors.local.power_caps import CapActuator, PowerCapError, actuator_from_spec
+from cortex.fleet.topology import build
+from cortex.scheduler.power import CapPlan, PowerView
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.registry import power_profile
+from cortex.scheduler.snapshot import Plan, Preemption
+from cortex.workload.job import Job
+
+if TYPE_CHECKING:
+    from cortex.control.loop import SchedulerLoop
+
+log = logging.getLogger("cortex.control")
+
+# Caps are evened out at most this often when watts are spare (an over-budget running set is
+# solved at once): each solve may move every running job's limits.
+RAISE_EVERY_S = 5.0
+# A job short of watts that outranks running work gets a re-solve with itself as a member at
+# most this often (the twin's shortage_resolve_s, on the wall clock): each one may move every
+# running job's limits.
+SHORTAGE_RESOLVE_S = 30.0
+
+
+@dataclass(frozen=True)
+class PowerSnapshot:
+    """What the loop publishes for /metrics and GET /v1/power (replaced whole, read lock-free)."""
+
+    policy: str
+    site_cap_w: float
+    site_budget_it_w: float  # IT watts over idle the site may add
+    booked_it_w: float  # what running and admitted jobs are booked at, over idle
+    draining_it_w: float  # paused or preempted jobs still exiting
+    idle_it_w: float
+    books: dict[int, tuple[int, float, float]]  # job: (level, per-GPU W, IT W over idle)
+    facility_w: float = 0.0  # modelled facility draw now (filled in by `report`)
+    # job: (level, modelled W, devices) (filled in by `report`)
+    jobs: dict[int, tuple[int, float, tuple[int, ...]]] = field(default_factory=dict)
+    paused: int = 0
+    solves: int = 0
+    cap_failures: int = 0
+
+
+class LivePower:
+    def __init__(
+        self, loop: SchedulerLoop, books: PowerBooks, actuator: CapActuator | None, policy: str
+    ) -> None:
+        self.loop = loop
+        self.books = books
+        self.actuator = actuator
+        self.policy = policy
+        self.draining: dict[int, tuple[float, dict[int, float]]] = {}
+        self.requested_cap_w: float | None = None  # set by the API; applied by the next tick
+        self.cap_failures = 0
+        self._last_solve = -math.inf
+        self._short_head: int | None = None  # the job the last cycle stopped at for watts
+        self._next_shortage_s = -math.inf
+        self.snapshot = self._snapshot(0.0)
+
+    # ---- wiring ---------------------------------------------------------------------------
+    @classmethod
+    def attach(cls, loop: SchedulerLoop) -> LivePower | None:
+        """Set the loop up for its settings' power policy; None for `none` without a cap."""
+        st = loop.settings
+        profile = power_profile(st.power_policy, live=True)
+        if profile.make is None and st.site_cap_kw is None:
+            return None
+        topo = loop.topo
+        if st.power_model_flavor is not None:
+            if len(topo.flavors) != 1:
+                raise InputError("serve", "power_model_flavor", "only for the local machine")
+            spec = local_fleet(st.power_model_flavor, len(loop.all_devices), loop.node_name)
+            try:
+                topo = build(spec)
+            except (KeyError, ValueError) as err:
+                raise InputError("serve", "power_model_flavor", str(err)) from None
+        cap_kw = st.site_cap_kw
+        args = PowerBooks.fleet_args(
+            topo, cap_mw=cap_kw / 1e3 if cap_kw is not None else None, profile=profile
+        )
+        books = PowerBooks(**args)
+        idle = books.idle_facility_w()
+        if cap_kw is not None and cap_kw * 1e3 < idle:
+            raise InputError(
+                "serve",
+                "site_cap_kw",
+                f"{cap_kw:g} kW is below the idle fleet's {idle / 1e3:.3f} kW facility draw",
+            )
+        try:
+            actuator = actuator_from_spec(st.power_actuator, loop.uses_gpus)
+        except (ValueError, ImportError, PowerCapError) as err:
+            raise InputError("serve", "power_actuator", str(err)) from None
+        except Exception as err:  # NVMLError: the library is there but the driver is not
+            raise InputError("serve", "power_actuator", f"NVML: {err}") from None
+        if actuator is None and profile.capped_starts:
+            log.warning(
+                "power policy %s without an actuator: caps are booked, not set", st.power_policy
+            )
+        power = cls(loop, books, actuator, st.power_policy)
+        if books.policy is not None:
+            loop.pol = dataclasses.replace(loop.pol, power=books.policy)
+        loop.executor = CappingExecutor(loop.executor, power)
+        loop.metrics.registry.register(_PowerCollector(power))
+        return power
+
+    def request_cap_kw(self, cap_kw: float) -> None:
+        """An operator's new facility cap (API thread): checked here, applied by the next tick."""
+        if not (math.isfinite(cap_kw) and cap_kw > 0):
+            raise ValueError("site_cap_kw: must be a positive number")
+        idle = self.books.idle_facility_w()
+        if cap_kw * 1e3 < idle:
+            raise ValueError(
+                f"site_cap_kw: {cap_kw:g} kW is below the idle fleet's "
+                f"{idle / 1e3:.3f} kW facility draw"
+            )
+        self.requested_cap_w = cap_kw * 1e3
+        self.loop.dirty = True  # a dirty flag and a wake: the loop's non-blocking commands
+        self.loop.wake()
+
+    # ---- the cycle ------------------------------------------------------------------------
+    def view(self, now: float) -> PowerView | None:
+        """The cycle's budget (after the books catch up with the loop's mirror)."""
+        self._sync(now)
+        if self.books.policy is None:
+            return None
+        view = self.books.view(now)
+        for w, halls in self.draining.values():
+            view.site_headroom_w -= w
+            for h, x in halls.items():
+                view.hall_headroom_w[h] -= x
+        return view
+
+    def booked(self, plan: Plan, now: float) -> None:
+        """Book the plan's starts at the levels the policy chose (victims leave at `_sync`)."""
+        for st in plan.starts:
+            self.books.start(st.job, st.flavor, st.gang_gpus, st.placement, st.cap_level, now)
+            self.books.fill(st.job.id)
+        r = plan.rest_reason
+        self._short_head = (
+            r.detail.get("job") if r is not None and r.code is Code.POWER_CAP else None
+        )
+
+    def rebalance(self, now: float) -> Plan:
+        """Re-divide the budget when it binds; the returned plan holds only the jobs to pause
+        (the loop stops them as it stops preemption victims)."""
+        self._sync(now)
+        b = self.books
+        plan = Plan()
+        cap: CapPlan | None = None
+        if b.policy is not None and b.jobs and b.needs_solve(now):
+            over = b.inc_total_w > b.site_budget_w(now)
+            if over or now - self._last_solve >= RAISE_EVERY_S:
+                self._last_solve = now
+                cap = self._solve(now)
+        short = self._short_head
+        if cap is None and short is not None and b.jobs and now >= self._next_shortage_s:
+            self._next_shortage_s = now + SHORTAGE_RESOLVE_S
+            cap = self._make_room(short, now)
+        if cap is not None:
+            plan.preemptions = self._apply(cap, now)
+            self.loop.dirty = True  # watts moved: the next tick's cycle may start work
+        self.snapshot = self._snapshot(now)
+        return plan
+
+    # ---- internals ------------------------------------------------------------------------
+    def _sync(self, now: float) -> None:
+        """Jobs that left the loop's capacity leave the books (into `draining` while their
+        process still exits); jobs the books do not know (recovered after a restart) are
+        booked uncapped, the most they may draw, until a solve says otherwise."""
+        loop, b = self.loop, self.books
+        if self.requested_cap_w is not None:
+            b.site_cap_w, self.requested_cap_w = self.requested_cap_w, None
+        for jid in [j for j in b.jobs if j not in loop.placement]:
+            jp = b.jobs[jid]
+            if jid in loop.stopping:
+                self.draining[jid] = (jp.inc_w, {h: jp.inc_w * s for h, s in jp.halls.items()})
+            b.stop(jid)
+        for jid in [j for j in self.draining if j not in loop.stopping]:
+            del self.draining[jid]
+        for jid, pl in loop.placement.items():
+            if jid not in b.jobs and jid in loop.jobs:
+                job = loop.jobs[jid]
+                if job.run_flavor < 0 or job.run_gpus <= 0:  # recovered: the placement's shape
+                    job.run_flavor, job.run_gpus = 0, sum(k for _, k in pl)
+                b.start(job, job.run_flavor, job.run_gpus, pl, 0, now)
+                b.fill(jid)
+
+    def _speeds(self, jobs: list[Job]) -> dict[tuple[str, int], float]:
+        return {(j.kind, f): self.loop.speed(j.kind, f) for j in jobs for f in (j.run_flavor, 0)}
+
+    def _solve(self, now: float) -> CapPlan:
+        running = {jid: self.loop.jobs[jid] for jid in self.books.jobs}
+        return self.books.solve(running, self._speeds(list(running.values())), now)
+
+    def _make_room(self, head_id: int, now: float) -> CapPlan | None:
+        """The twin's shortage re-solve: a job short of watts that outranks running work gets a
+        solve with itself as a member (lower priorities are capped, then paused)."""
+        loop = self.loop
+        head = loop.jobs.get(head_id)
+        if head is None or head_id in loop.placement:
+            return None
+        running = {jid: loop.jobs[jid] for jid in self.books.jobs}
+        speed = self._speeds([*running.values(), head])
+        for f in head.flavor_ids:
+            speed[(head.kind, f)] = loop.speed(head.kind, f)
+        return self.books.make_room_for(head, running, speed, now)
+
+    def _apply(self, cap: CapPlan, now: float) -> list[Preemption]:
+        """Lower caps first (a job whose limit cannot be lowered is paused too), then raise them;
+        returns the pauses."""
+        b = self.books
+        b.target = cap.target
+        paused = list(cap.paused)
+        devices = self._devices()
+        moves = b.cap_moves(cap.levels, self.loop.jobs)
+        for jid, level in moves:
+            job = self.loop.jobs[jid]
+            try:
+                self._set_caps(job, devices.get(jid, ()), level)
+            except PowerCapError as err:
+                self.cap_failures += 1
+                log.error("job %d: %s", jid, err)
+                if level > b.jobs[jid].level:
+                    paused.append(jid)  # it would draw above its share: stop it
+                continue
+            b.relevel(job, level)
+        b.paused += len(paused)
+        out = []
+        for jid in paused:
+            if jid in self.loop.placement:
+                why = Reason(Code.POWER_CAP, need_mw=0.0, headroom_mw=0.0, domain="site")
+                out.append(Preemption(self.loop.jobs[jid], why))
+        return out
+
+    def _set_caps(self, job: Job, devices: tuple[int, ...] | list[int], level: int) -> None:
+        if self.actuator is None:
+            return
+        watts = self.cap_w(job, level)
+        for d in devices:
+            self.actuator.set_cap_w(d, watts)
+
+    def cap_w(self, job: Job, level: int) -> float | None:
+        """The per-GPU limit a device gets at a level (None: its default, i.e. uncapped). A
+        level the ladder merged into the one above (it would save no watts: drive/power_jobs.py
+        `_concave`) gets that level's limit, so the device runs as the books say it does."""
+        b = self.books
+        node_cap_w = b.jobs[job.id].node_cap_w
+        per = b.ladder(job, job.run_flavor, job.run_gpus, node_cap_w)[0]
+        top = level
+        while top > 0 and per[top - 1] == per[level]:
+            top -= 1
+        if top == 0 and node_cap_w == math.inf:
+            return None
+        tdp = b.topo.accelerators[job.run_flavor].tdp_w
+        return min(b.levels[top] * tdp, node_cap_w)
+
+    def cap_devices(self, job_id: int, devices: list[int]) -> None:
+        """Called just before a launch: its devices get the cap its job is booked at now."""
+        jp = self.books.jobs.get(job_id)
+        if jp is None or self.actuator is None or self.books.policy is None:
+            return  # `none` reports only: it never touches a device
+        try:
+            self._set_caps(self.loop.jobs[job_id], devices, jp.level)
+        except PowerCapError:
+            self.cap_failures += 1
+            raise
+
+    def _devices(self) -> dict[int, tuple[int, ...]]:
+        out: dict[int, list[int]] = {}
+        for d, j in self.loop.owner.items():
+            out.setdefault(j, []).append(d)
+        return {j: tuple(sorted(ds)) for j, ds in out.items()}
+
+    def _snapshot(self, now: float) -> PowerSnapshot:
+        b = self.books
+        return PowerSnapshot(
+            policy=self.policy,
+            site_cap_w=b.site_cap_w,
+            site_budget_it_w=b.site_budget_w(now),
+            booked_it_w=b.inc_total_w,
+            draining_it_w=sum(w for w, _ in self.draining.values()),
+            idle_it_w=b.base_all_w,
+            books={jid: (jp.level, jp.per_gpu_w, jp.actual_w) for jid, jp in b.jobs.items()},
+            paused=b.paused,
+            solves=b.solves,
+            cap_failures=self.cap_failures,
+        )
+
+    def report(self) -> PowerSnapshot:
+        """For reader threads (/metrics, GET /v1/power): the books published by the last
+        rebalance joined with the devices the loop published after the tick (both replaced
+        whole, so no lock), so a job launched in that tick already shows its watts. Admitted
+        jobs are booked but draw nothing until their processes start."""
+        snap, devices, b = self.snapshot, self.loop.view.devices, self.books
+        jobs = {
+            jid: (lv, per * len(devices.get(jid, ())), tuple(devices.get(jid, ())))
+            for jid, (lv, per, _) in snap.books.items()
+        }
+        it = snap.idle_it_w + snap.draining_it_w
+        it += sum(w for jid, (_, _, w) in snap.books.items() if devices.get(jid))
+        facility = b.cooling.facility_w(it, b.nameplate_it_w, b.temp_c(0.0))
+        return dataclasses.replace(snap, jobs=jobs, facility_w=facility)
+
+
+class CappingExecutor:
+    """The loop's executor, with each launch's devices capped first: a cap that cannot be set
+    raises before any process starts, and the loop records a failed launch (then retries with
+    backoff, as for any launch that fails)."""
+
+    def __init__(self, inner: Any, power: LivePower) -> None:
+        self._inner = inner
+        self._power = power
+
+    def launch(self, spec: Any) -> Any:
+        self._power.cap_devices(spec.job_id, list(spec.devices))
+        return self._inner.launch(spec)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _PowerCollector(Collector):
+    """Site and per-job watts: measured (NVML) where the actuator can, else modelled."""
+
+    def __init__(self, power: LivePower) -> None:
+        self._power = power
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._power.report()
+        act = self._power.actuator
+        measured: dict[int, float] = {}
+        if act is not None:  # every device, busy or idle: NVML answers in about a millisecond
+            for d in self._power.loop.all_devices:
+                w = act.draw_w(d)
+                if w is not None:
+                    measured[d] = w
+        site = GaugeMetricFamily(
+            "cortex_power_site_watts",
+            "Site power: facility, cap and budgets modelled from the books; the GPUs' measured "
+            "draw (NVML) where every device can be read",
+            labels=["what"],
+        )
+        site.add_metric(["facility"], snap.facility_w)
+        if measured and len(measured) == len(self._power.loop.all_devices):
+            site.add_metric(["gpus_measured"], sum(measured.values()))
+        site.add_metric(["cap"], snap.site_cap_w)
+        site.add_metric(["it_budget_over_idle"], snap.site_budget_it_w)
+        site.add_metric(["it_booked_over_idle"], snap.booked_it_w)
+        site.add_metric(["it_draining_over_idle"], snap.draining_it_w)
+        yield site
+        job_w = GaugeMetricFamily(
+            "cortex_power_job_watts",
+            "A running job's GPU power: measured through NVML where available, else modelled",
+            labels=["job", "source"],
+        )
+        level = GaugeMetricFamily(
+            "cortex_power_job_cap_level", "A running job's cap level (0: uncapped)", labels=["job"]
+        )
+        for jid, (lv, modelled_w, devs) in snap.jobs.items():
+            if devs and all(d in measured for d in devs):
+                job_w.add_metric([str(jid), "nvml"], sum(measured[d] for d in devs))
+            else:
+                job_w.add_metric([str(jid), "model"], modelled_w)
+            level.add_metric([str(jid)], lv)
+        yield job_w
+        yield level
+        counts = GaugeMetricFamily(
+            "cortex_power_actions", "Power actions since start", labels=["what"]
+        )
+        counts.add_metric(["paused"], snap.paused)
+        counts.add_metric(["solves"], snap.solves)
+        counts.add_metric(["cap_failures"], snap.cap_failures)
+        yield counts

@@ -1,0 +1,420 @@
+"""Power books shared by both drivers: site and hall budgets over idle, the cap ladder, each
+running job's watts (drive/power_jobs.py), the ramp window, and the PowerView a cycle spends.
+
+The twin (sim/power.py) adds weather per tick, cap events and a record of facility power; the
+control plane (control/loop_power.py) adds a site cap that an operator may change while it runs
+and the actuator that sets real GPUs' power limits. Policy decisions (admit, which cap, whom to
+pause) stay in cortex.scheduler.power; which policy a name means is in cortex.scheduler.registry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cortex.drive.power_jobs import JobPowerBooks, _JobPower
+from cortex.errors import InputError
+from cortex.fleet.topology import Topology
+from cortex.power.cooling import CoolingModel
+from cortex.power.curve import CapCurve
+from cortex.scheduler.power import (
+    CapPlan,
+    ClassKey,
+    PowerPolicy,
+    PowerView,
+    make_room,
+    solve_caps,
+)
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.registry import PowerProfile
+from cortex.scheduler.state import ClusterState
+from cortex.workload.job import Job
+
+RAISE_SPARE_FRAC = 0.01
+DEFAULT_LEVELS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
+
+
+@dataclass(frozen=True)
+class FleetWatts:
+    """What the fleet draws with nothing running, and its limits, from the catalog."""
+
+    nameplate_it_w: float
+    node_base_w: list[float]
+    flavor_overhead_w: list[float]
+    hall_base_w: list[float]
+    hall_limit_w: list[float]
+    hall_cooling_w: list[float]
+    node_max_cap_w: list[float]
+
+    @classmethod
+    def of(cls, topo: Topology, rack_cap_kw: float | None, floor_frac: float) -> FleetWatts:
+        accs = topo.accelerators
+        gpn = topo.flavor_gpus_per_node
+        node_base = [
+            topo.node_overhead_w[n] + gpn[f] * accs[f].idle_w
+            for n, f in enumerate(topo.node_flavor)
+        ]
+        nameplate = sum(
+            topo.node_overhead_w[n] + gpn[f] * accs[f].tdp_w for n, f in enumerate(topo.node_flavor)
+        )
+        flavor_over = [0.0] * len(topo.flavors)
+        for n, f in enumerate(topo.node_flavor):
+            flavor_over[f] += topo.node_overhead_w[n]
+        hall_base = [0.0] * len(topo.hall_names)
+        for n, h in enumerate(topo.node_hall):
+            hall_base[h] += node_base[n]
+        hall_limit = [
+            hs.power_cap_mw * 1e6 if hs.power_cap_mw is not None else math.inf
+            for hs in topo.spec.halls
+        ]
+        hall_cool = [
+            hs.cooling_mw * 1e6 if hs.cooling_mw is not None else math.inf for hs in topo.spec.halls
+        ]
+        return cls(
+            nameplate_it_w=nameplate,
+            node_base_w=node_base,
+            flavor_overhead_w=flavor_over,
+            hall_base_w=hall_base,
+            hall_limit_w=hall_limit,
+            hall_cooling_w=hall_cool,
+            node_max_cap_w=_rack_caps(topo, rack_cap_kw, floor_frac),
+        )
+
+
+def _rack_caps(topo: Topology, rack_cap_kw: float | None, floor_frac: float) -> list[float]:
+    """Static per-rack bound: every GPU of the rack busy at this cap stays under the rack's
+    budget, whatever else runs there (simple, safe, a little conservative)."""
+    if rack_cap_kw is None:
+        return [math.inf] * topo.n_nodes
+    gpn = topo.flavor_gpus_per_node
+    accs = topo.accelerators
+    over: dict[int, float] = {}
+    gpus: dict[int, int] = {}
+    for n, r in enumerate(topo.node_rack):
+        over[r] = over.get(r, 0.0) + topo.node_overhead_w[n]
+        gpus[r] = gpus.get(r, 0) + gpn[topo.node_flavor[n]]
+    per_rack = {r: (rack_cap_kw * 1e3 - over[r]) / gpus[r] for r in over}
+    node_cap = [per_rack[r] for r in topo.node_rack]
+    for n, f in enumerate(topo.node_flavor):
+        floor_w = floor_frac * accs[f].tdp_w
+        if node_cap[n] < floor_w:
+            raise InputError(
+                "--rack-cap-kw",
+                "rack_cap_kw",
+                f"{rack_cap_kw:g} kW leaves {node_cap[n]:.0f} W per {accs[f].name} "
+                f"in rack {topo.node_rack[n]}, below the {floor_w:.0f} W floor cap",
+            )
+    return node_cap
+
+
+def profile_levels(
+    profile: PowerProfile,
+    levels: tuple[float, ...],
+    static_frac: float | None,
+    topo: Topology,
+    cooling: CoolingModel,
+    cap_mw: float | None,
+    nameplate_it_w: float,
+) -> tuple[float, ...]:
+    """The cap levels a profile lets starts take: its one static cap, TDP only, or the ladder."""
+    if profile.static:
+        frac = static_frac
+        if frac is None:
+            frac = _static_frac(topo, cooling, cap_mw, nameplate_it_w)
+        return (frac,)
+    return levels if profile.capped_starts else (1.0,)
+
+
+@dataclass(kw_only=True)
+class PowerBooks(JobPowerBooks):
+    """Budgets and books. A driver builds them with `for_fleet` (the twin through a subclass
+    that adds weather and cap events). `temp_c` and `cap_w` are the two time-varying inputs;
+    here they are constant (`temperature_c`, `site_cap_w`), and a driver may override them."""
+
+    topo: Topology
+    cooling: CoolingModel
+    curve: CapCurve
+    site_cap_w: float
+    nameplate_it_w: float
+    base_all_w: float  # every node idle, up or not (down nodes keep their budget)
+    hall_base_w: list[float]
+    hall_limit_w: list[float]  # IT power cap per hall (inf: none)
+    hall_cooling_w: list[float]  # rated heat rejection per hall (inf: none)
+    node_base_w: list[float]
+    flavor_overhead_w: list[float]
+    node_max_cap_w: list[float]
+    levels: tuple[float, ...]
+    policy: PowerPolicy | None
+    ramp_mw_per_min: float | None = None  # None: no grid ramp limit
+    temperature_c: float | None = None  # None: the cooling model's design temperature
+    jobs: dict[int, _JobPower] = field(default_factory=dict)
+    inc_total_w: float = 0.0
+    actual_total_w: float = 0.0
+    hall_inc_w: list[float] = field(default_factory=list)
+    hall_actual_w: list[float] = field(default_factory=list)
+    target: dict[ClassKey, int] = field(default_factory=dict)
+    window: deque = field(default_factory=deque)  # (t, IT W) of recent and scheduled steps
+    cap_loss_gpu_s: float = 0.0
+    paused: int = 0
+    solves: int = 0
+    n_capped: int = 0  # running jobs below level 0
+    min_node_cap_w: float = math.inf
+    staggered: int = 0
+    _ladders: dict = field(default_factory=dict)
+    _budget_cache: dict = field(default_factory=dict)
+    _per_cache: dict = field(default_factory=dict)
+    _draw_cache: dict = field(default_factory=dict)
+    _never_cache: dict = field(default_factory=dict)
+    _idle_w: list[float] = field(default_factory=list)
+    _tdp_w: list[float] = field(default_factory=list)
+
+    @classmethod
+    def fleet_args(
+        cls,
+        topo: Topology,
+        *,
+        cap_mw: float | None,
+        profile: PowerProfile,
+        levels: tuple[float, ...] = DEFAULT_LEVELS,
+        static_frac: float | None = None,
+        rack_cap_kw: float | None = None,
+        curve_path: str | None = None,
+    ) -> dict:
+        """The constructor's fleet-derived arguments (a subclass adds its own and calls cls)."""
+        cooling = CoolingModel.for_pue(topo.spec.site.pue)
+        fw = FleetWatts.of(topo, rack_cap_kw, levels[-1])
+        return {
+            "topo": topo,
+            "cooling": cooling,
+            "curve": CapCurve.load(curve_path),
+            "site_cap_w": (cap_mw or math.inf) * 1e6,
+            "nameplate_it_w": fw.nameplate_it_w,
+            "base_all_w": sum(fw.node_base_w),
+            "hall_base_w": fw.hall_base_w,
+            "hall_limit_w": fw.hall_limit_w,
+            "hall_cooling_w": fw.hall_cooling_w,
+            "node_base_w": fw.node_base_w,
+            "flavor_overhead_w": fw.flavor_overhead_w,
+            "node_max_cap_w": fw.node_max_cap_w,
+            "levels": profile_levels(
+                profile, levels, static_frac, topo, cooling, cap_mw, fw.nameplate_it_w
+            ),
+            "policy": profile.make() if profile.make is not None else None,
+        }
+
+    def __post_init__(self) -> None:
+        n_halls = len(self.topo.hall_names)
+        self.hall_inc_w = [0.0] * n_halls
+        self.hall_actual_w = [0.0] * n_halls
+        self.min_node_cap_w = min(self.node_max_cap_w)
+        self._idle_w = [a.idle_w for a in self.topo.accelerators]
+        self._tdp_w = [a.tdp_w for a in self.topo.accelerators]
+
+    # ---- time-varying inputs (constant here; the twin's subclass varies them) ----------------
+    def temp_c(self, t: float) -> float:
+        return self.cooling.design_temp_c if self.temperature_c is None else self.temperature_c
+
+    def cap_w(self, t: float) -> float:
+        return self.site_cap_w
+
+    def coolest_temp_c(self) -> float:
+        return self.temp_c(0.0)
+
+    def hottest_temp_c(self) -> float:
+        return self.temp_c(0.0)
+
+    def _budget_key(self, t: float) -> tuple:
+        return (self.temp_c(t), self.cap_w(t))
+
+    def _periodic_solve(self, t: float) -> bool:
+        """Whether caps are evened out at `t` even when little is spare (the twin: hourly)."""
+        return False
+
+    # ---- budgets ----------------------------------------------------------------------------
+    def idle_facility_w(self) -> float:
+        """The whole fleet idle on the hottest moment: no site cap may be below this."""
+        return self.cooling.facility_w(self.base_all_w, self.nameplate_it_w, self.hottest_temp_c())
+
+    def _budgets(self, t: float) -> tuple[float, list[float]]:
+        """Site and hall IT budgets over idle; they change only when temperature or cap do."""
+        key = self._budget_key(t)
+        got = self._budget_cache.get(key)
+        if got is None:
+            if len(self._budget_cache) > 64:
+                self._budget_cache.clear()
+            it = self.cooling.it_budget_w(self.cap_w(t), self.nameplate_it_w, self.temp_c(t))
+            got = self._budget_cache[key] = (it - self.base_all_w, self._hall_budget_w(t))
+        return got
+
+    def site_budget_w(self, t: float) -> float:
+        """IT watts over idle the site may add at time t."""
+        return self._budgets(t)[0]
+
+    def hall_budget_w(self, t: float) -> list[float]:
+        return self._budgets(t)[1]
+
+    def _hall_budget_w(self, t: float) -> list[float]:
+        temp = self.temp_c(t)
+        out = []
+        for h, base in enumerate(self.hall_base_w):
+            lim = min(
+                self.hall_limit_w[h], self.cooling.cooling_capacity_w(self.hall_cooling_w[h], temp)
+            )
+            out.append(lim - base)
+        return out
+
+    def ramp_limit_it_w(self, t: float) -> float:
+        mw = self.ramp_mw_per_min
+        if mw is None:
+            return math.inf
+        return mw * 1e6 / self.cooling.slope(self.temp_c(t))
+
+    def view(self, t: float, state: ClusterState | None = None) -> PowerView:
+        hb = self.hall_budget_w(t)
+        limit = self.ramp_limit_it_w(t)
+        return PowerView(
+            site_headroom_w=self.site_budget_w(t) - self.inc_total_w,
+            hall_headroom_w=[b - w for b, w in zip(hb, self.hall_inc_w, strict=True)],
+            levels=self.levels,
+            floor=len(self.levels) - 1,
+            draw_w=self.draw_w,
+            idle_w=self._idle_w,
+            tdp_w=self._tdp_w,
+            node_hall=self.topo.node_hall,
+            node_max_cap_w=self.node_max_cap_w,
+            target=self.target,  # read-only to policies; the solver replaces it whole
+            ramp_headroom_w=self.ramp_headroom_it_w(t),
+            site_budget_w=self.site_budget_w(t),
+            ramp_limit_w=limit,
+            min_node_cap_w=self.min_node_cap_w,
+            ladder_w=self._ladder_w,
+            job_inc_w=self._inc_of,
+        )
+
+    # ---- the ramp window ----------------------------------------------------------------------
+    def add_step(self, t: float, it_w: float) -> None:
+        """An upward step at t counts against the ramp window."""
+        self.window.append((t, it_w))
+        while self.window and self.window[0][0] <= t - 120.0:
+            self.window.popleft()
+
+    def ramp_headroom_it_w(self, t: float) -> float:
+        limit = self.ramp_limit_it_w(t)
+        if limit == math.inf:
+            return math.inf
+        return max(limit - sum(w for ts, w in self.window if t - 60.0 < ts), 0.0)
+
+    def ramp_clear_at(self, t: float) -> float:
+        """When the oldest step still in the window leaves it."""
+        recent = [ts for ts, _ in self.window if ts > t - 60.0]
+        return min(recent) + 60.0 if recent else t
+
+    # ---- decisions the driver asks for --------------------------------------------------------
+    def never_fits(self, job: Job, flavors: tuple[int, ...]) -> Reason | None:
+        """A job whose lowest draw (the floor level; TDP when starts are never capped) exceeds
+        the site budget on the coolest moment can never start."""
+        if self.policy is None:
+            return None
+        best = (
+            max(
+                self.cooling.it_budget_w(
+                    self.site_cap_w, self.nameplate_it_w, self.coolest_temp_c()
+                ),
+                0.0,
+            )
+            - self.base_all_w
+        )
+        gang = job.elastic_min or job.gpus
+        key = (job.kind, gang, flavors)
+        if key in self._never_cache:
+            need = self._never_cache[key]
+        else:
+            need = self._never_cache[key] = min(
+                self.ladder(job, f, gang, self.min_node_cap_w)[1][-1] for f in flavors
+            )
+        if need <= best:
+            return None
+        return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)
+
+    def cap_moves(
+        self, levels: dict[int, int], running: Mapping[int, Job]
+    ) -> list[tuple[int, int]]:
+        """A solve's level changes in the order both drivers make them: lowers first (they free
+        watts), then raises, higher priorities first (a raise spends the ramp window)."""
+        moves = [(j, lv) for j, lv in levels.items() if self.jobs[j].level != lv]
+        moves.sort(key=lambda m: (m[1] < self.jobs[m[0]].level, -running[m[0]].priority))
+        return moves
+
+    def solve(
+        self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float], t: float
+    ) -> CapPlan:
+        """Re-divide the budget at t among the booked jobs (`running`: their Job objects)."""
+        self.solves += 1
+        jobs = self.cap_jobs(running, speed)
+        return solve_caps(jobs, self.site_budget_w(t), self.hall_budget_w(t), len(self.levels))
+
+    def make_room_for(
+        self,
+        head: Job,
+        running: Mapping[int, Job],
+        speed: Mapping[tuple[str, int], float],
+        t: float,
+    ) -> CapPlan | None:
+        """The shortage re-solve: a pending job short of watts as a member of a solve (on its
+        first eligible flavor); None when it would not help (see scheduler.power.make_room)."""
+        self.solves += 1
+        f = (head.flavor_ids or (0,))[0]
+        return make_room(
+            self.cap_jobs(running, speed),
+            self.head_cap_job(head, f, speed[(head.kind, f)], t),
+            {j: jp.level for j, jp in self.jobs.items()},
+            self.site_budget_w(t),
+            self.hall_budget_w(t),
+            len(self.levels),
+            self.ramp_headroom_it_w(t),
+        )
+
+    def needs_solve(self, t: float) -> bool:
+        """Is the running set over budget, or is anyone capped while watts are spare?"""
+        if self.inc_total_w > self.site_budget_w(t):
+            return True
+        hb = self.hall_budget_w(t)
+        if any(w > b for w, b in zip(self.hall_inc_w, hb, strict=True)):
+            return True
+        if len(self.levels) == 1 or self.n_capped == 0:
+            return False
+        # Capped jobs are raised at once when a meaningful share of the budget is spare (1%),
+        # and evened out periodically otherwise: a re-solve for a few watts costs more than it
+        # returns.
+        spare = self.site_budget_w(t) - self.inc_total_w
+        return self._periodic_solve(t) or spare >= RAISE_SPARE_FRAC * self.site_budget_w(t)
+
+    # ---- facility -----------------------------------------------------------------------------
+    def it_w(self, state: ClusterState) -> float:
+        """IT draw now: healthy nodes idle (failed nodes draw nothing) plus the jobs' increments."""
+        base = 0.0
+        for f, a in enumerate(self.topo.accelerators):
+            n = state.total_nodes[f]
+            base += state.up_gpus[f] * a.idle_w + self.flavor_overhead_w[f] * (
+                state.up_nodes[f] / n if n else 0.0
+            )
+        return base + self.actual_total_w
+
+    def facility_w(self, it_w: float, t: float) -> float:
+        """The one facility model (power/cooling.py) at this moment's temperature."""
+        return self.cooling.facility_w(it_w, self.nameplate_it_w, self.temp_c(t))
+
+
+def _static_frac(
+    topo: Topology, cooling: CoolingModel, cap_mw: float | None, nameplate: float
+) -> float:
+    """The one per-GPU cap (fraction of TDP) at which every GPU busy fits the site cap at the
+    design temperature: what an operator would set once and leave."""
+    if cap_mw is None:
+        return 1.0
+    it = cooling.it_budget_w(cap_mw * 1e6, nameplate, cooling.design_temp_c)
+    over = sum(topo.node_overhead_w)
+    tdp = sum(a.tdp_w * g for a, g in zip(topo.accelerators, topo.flavor_gpus(), strict=True))
+    return max(0.05, min(1.0, (it - over) / tdp))
