@@ -3,6 +3,8 @@ a job across attempts (issue 9)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -285,3 +287,62 @@ def test_log_follower_reads_across_rotations_and_truncation(tmp_path: Path) -> N
         fh.write(b"w\n")
     assert tailed.read() == b"w\n"
     tailed.close()
+
+
+NODE_HARNESS = """
+const calls = [];
+let onSubmit = null;
+const els = {
+  "cortex-login": {hidden: false, addEventListener: (ev, fn) => { onSubmit = fn; }},
+  "cortex-token": {value: process.env.TOKEN},
+  "cortex-msg": {textContent: ""},
+};
+global.document = {getElementById: (id) => els[id]};
+global.fetch = async (url, opts) => {
+  calls.push([url, opts.headers.Authorization]);
+  const ok = opts.headers.Authorization === "Bearer " + process.env.GOOD;
+  return {ok, status: ok ? 200 : 401, json: async () => ({paths: {"/v1/jobs": {}}})};
+};
+global.SwaggerUIBundle = (cfg) => {
+  const tried = cfg.requestInterceptor({url: "/v1/jobs", headers: {}});
+  console.log(JSON.stringify({calls, spec: cfg.spec, auth: tried.headers.Authorization,
+                              hidden: els["cortex-login"].hidden}));
+};
+PAGE_SCRIPT
+onSubmit({preventDefault() {}});
+setTimeout(() => { if (els["cortex-msg"].textContent)
+  console.log(JSON.stringify({calls, msg: els["cortex-msg"].textContent})); }, 50);
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+@pytest.mark.parametrize("good", [True, False])
+def test_the_token_docs_page_script_sends_the_token(tmp_path: Path, good: bool) -> None:
+    """The page's own script, run in node with a stand-in DOM, fetch and Swagger UI: the token
+    typed in goes as a header with the schema request and with every "try it out" request;
+    a refused token leaves the form up with the status."""
+    import json
+    import re
+    import subprocess
+
+    public = sqlite_service(tmp_path, ops_access="token")
+    try:
+        html = TestClient(public.app).get("/docs").text
+    finally:
+        public.close()
+    inline = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert len(inline) == 1
+    script = NODE_HARNESS.replace("PAGE_SCRIPT", inline[0])
+    env = {"PATH": os.environ["PATH"], "TOKEN": " ctx_typed-token ", "GOOD": "ctx_typed-token"}
+    if not good:
+        env["GOOD"] = "ctx_another-token"
+    out = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, timeout=60, env=env, check=True
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["calls"] == [["/openapi.json", "Bearer ctx_typed-token"]]  # trimmed, as a header
+    if good:
+        assert got["spec"] == {"paths": {"/v1/jobs": {}}}
+        assert got["auth"] == "Bearer ctx_typed-token" and got["hidden"] is True
+    else:
+        assert got["msg"] == "the service refused it (401)"
