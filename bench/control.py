@@ -7,7 +7,8 @@ bench/out/control.json (summarized by hand in bench/RESULTS.md).
 1. submit: 16 concurrent clients (4 processes x 4 threads, each its own keep-alive
    connection) post jobs to a real `cortex serve` on 127.0.0.1 for a bounded count and time;
    the node is cordoned so that nothing launches. Baseline: the same inserts straight into the
-   store from 16 threads, no HTTP.
+   store from 16 threads, no HTTP. `--running`: two long jobs fill the two slots instead, and
+   the flood queues behind jobs that run.
 2. tick: one scheduler tick (read facts, apply, snapshot, schedule, persist, launch) with
    1,000 queued jobs on a modelled 1,000-GPU fleet (125 nodes x 8 H100) that is full, and an
    exit that frees a node each tick. The executor is a stand-in (no processes). Baseline: the
@@ -212,17 +213,35 @@ async def _raw_clients(port: int, token: str, n: int, clients: int, max_s: float
     return [x for p in parts for x in p]
 
 
-def bench_submit(url: str, home: Path) -> dict[str, Any]:
+def bench_submit(url: str, home: Path, running: bool = False) -> dict[str, Any]:
+    """`running`: instead of cordoning the node, two long jobs fill its two slots first, so
+    the flood queues behind jobs that run (the loop polls them and schedules the growing queue
+    at every tick), as on a busy cluster."""
     srv = Server(url, home)
     try:
         token = srv.token("fsd")
-        node = httpx.get(f"{srv.base}/v1/nodes", headers={"Authorization": f"Bearer {token}"})
-        name = node.json()[0]["name"]
-        httpx.patch(
-            f"{srv.base}/v1/nodes/{name}",
-            params={"schedulable": False},
-            headers={"Authorization": f"Bearer {ADMIN}"},
-        ).raise_for_status()
+        auth = {"Authorization": f"Bearer {token}"}
+        if running:
+            for _ in range(2):
+                long_job = {**BODY, "command": ["sleep", "600"]}
+                httpx.post(f"{srv.base}/v1/jobs", json=long_job, headers=auth).raise_for_status()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                listed = httpx.get(f"{srv.base}/v1/jobs", headers=auth).json()
+                jobs = listed["jobs"] if isinstance(listed, dict) else listed
+                if sum(j["state"] == "running" for j in jobs) == 2:
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError("the two long jobs did not start")
+        else:
+            node = httpx.get(f"{srv.base}/v1/nodes", headers=auth)
+            name = node.json()[0]["name"]
+            httpx.patch(
+                f"{srv.base}/v1/nodes/{name}",
+                params={"schedulable": False},
+                headers={"Authorization": f"Bearer {ADMIN}"},
+            ).raise_for_status()
         import asyncio
 
         asyncio.run(_raw_clients(srv.port, token, 5, 4, 10))  # warm-up
@@ -487,6 +506,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--only", default="submit,tick,latency")
+    ap.add_argument(
+        "--running",
+        action="store_true",
+        help="submit: jobs run while the flood queues (default: the node is cordoned)",
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -519,7 +543,11 @@ def main() -> None:
                 )
                 fn = {"submit": bench_submit, "tick": bench_tick, "latency": bench_latency}[part]
                 print(f"{backend}: {part} ...", file=sys.stderr, flush=True)
-                res[part] = fn(url, home)
+                res[part] = (
+                    bench_submit(url, home, running=args.running)
+                    if part == "submit"
+                    else fn(url, home)
+                )
                 if part == "submit":
                     base_home = tmp / f"{backend}-insert"
                     base_home.mkdir()

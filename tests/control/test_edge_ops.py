@@ -3,6 +3,8 @@ a job across attempts (issue 9)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -63,10 +65,43 @@ def test_metrics_and_docs_are_open_on_loopback_and_need_a_token_otherwise(
         lc, pc = TestClient(local.app), TestClient(public.app)
         for path in ("/metrics", "/docs", "/openapi.json"):
             assert lc.get(path).status_code == 200, path
-            assert pc.get(path).status_code == 401, path
             assert pc.get(path, headers=ADMIN_H).status_code == 200, path
+        for path in ("/metrics", "/openapi.json"):
+            assert pc.get(path).status_code == 401, path
+        # /docs without a token: the page that asks for one, holding nothing of the API.
+        page = pc.get("/docs")
+        assert page.status_code == 200 and "/v1/jobs" not in page.text
+        bad = {"Authorization": "Bearer ctx_not-a-token-0123456789"}
+        assert pc.get("/docs", headers=bad).status_code == 401
     finally:
         local.close()
+        public.close()
+
+
+def test_docs_work_for_a_browser_with_a_token_when_ops_need_one(tmp_path: Path) -> None:
+    """Issue 9 leftover: with ops access `token`, a browser opening /docs sends no header, so
+    the old page was a 401, and the stock Swagger page (had it loaded) fetched /openapi.json
+    without the token: a 401 again. The page now asks for the token and sends it as a header
+    on the schema request and on every "try it out" request; the schema itself stays
+    token-only. (No browser here: the test checks the page's requests the way it makes
+    them.)"""
+    public = sqlite_service(tmp_path, ops_access="token")
+    try:
+        c = TestClient(public.app)
+        page = c.get("/docs")  # a browser's navigation: no Authorization header
+        assert page.status_code == 200, page.text
+        html = page.text
+        assert 'fetch("/openapi.json", {headers: auth})' in html
+        assert 'Authorization: "Bearer " + token' in html
+        assert "requestInterceptor" in html and "spec: await r.json()" in html
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+            assert f"/docs/assets/{asset}" in html
+            assert c.get(f"/docs/assets/{asset}").status_code == 200
+        # What the page's fetch sends: the schema with the token, a 401 without.
+        assert c.get("/openapi.json").status_code == 401
+        schema = c.get("/openapi.json", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert schema.status_code == 200 and "/v1/jobs" in schema.json()["paths"]
+    finally:
         public.close()
 
 
@@ -180,3 +215,134 @@ def test_serve_with_tls_caps_the_request_head(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_logs_follow_restarts_at_0_after_the_log_is_rotated(svc: Service) -> None:
+    """The runner rotates a log at its cap (stdout.log -> stdout.log.1, a new stdout.log).
+    A follower at offset 100 in the old part must get the old part's last bytes and then the
+    new part from 0. The old follow kept its offset: the new part had 300 bytes >= 100, so it
+    went on at byte 100 of it and lost the old part's tail and the new part's first 100 bytes."""
+    from cortex.executors.local.runner import _rotate
+
+    c = TestClient(svc.app)
+    token = c.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    h = {"Authorization": f"Bearer {token}"}
+    svc.loop.tick()
+    job_id = c.post("/v1/jobs", json=job_body(), headers=h).json()["id"]
+    ex = svc.executor
+
+    def drive() -> None:
+        svc.loop.tick()  # attempt 1 starts
+        out, _ = ex.log_paths(job_id, 1)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(b"A" * 100)
+        time.sleep(0.6)  # the follower reads the 100 bytes (it polls every 0.2 s)
+        with out.open("ab") as f:
+            f.write(b"B" * 20)  # written to the old part just before the cap
+        _rotate(out, 2)  # what the runner's copier does at the cap
+        out.write_bytes(b"C" * 300)
+        time.sleep(0.6)
+        ex.finish(job_id, "completed", 0)
+        svc.loop.tick()
+
+    t = threading.Thread(target=drive)
+    t.start()
+    try:
+        with c.stream("GET", f"/v1/jobs/{job_id}/logs", params={"follow": True}, headers=h) as r:
+            got = r.read()
+    finally:
+        t.join(timeout=60)
+    assert got == b"A" * 100 + b"B" * 20 + b"C" * 300
+
+
+def test_log_follower_reads_across_rotations_and_truncation(tmp_path: Path) -> None:
+    """The follower itself, step by step (no timing): rename rotation twice, then a file cut
+    short in place (rotation keeping no parts), then a file that is not there yet."""
+    from cortex.control.api.logs import LogFollower
+    from cortex.executors.local.runner import _rotate
+
+    log = tmp_path / "stdout.log"
+    f = LogFollower(log)
+    assert f.read() == b""  # not created yet
+    log.write_bytes(b"1" * 10)
+    assert f.read() == b"1" * 10
+    with log.open("ab") as fh:
+        fh.write(b"2" * 5)
+    _rotate(log, 2)
+    assert f.read() == b"2" * 5  # the old part's end; the new part is not there yet
+    log.write_bytes(b"3" * 40)
+    assert f.read() == b"3" * 40
+    _rotate(log, 2)
+    log.write_bytes(b"4" * 50)  # more than our offset (40): an offset check alone misses it
+    assert f.read() == b"4" * 50
+    assert (tmp_path / "stdout.log.1").read_bytes() == b"3" * 40
+    log.write_bytes(b"5" * 7)  # truncated in place and rewritten, shorter than our offset
+    assert f.read() == b"5" * 7
+    assert f.read() == b""
+    f.close()
+    tailed = LogFollower(log, tail_lines=1)
+    log.write_bytes(b"x\ny\nz\n")
+    assert tailed.read() == b"z\n"
+    with log.open("ab") as fh:
+        fh.write(b"w\n")
+    assert tailed.read() == b"w\n"
+    tailed.close()
+
+
+NODE_HARNESS = """
+const calls = [];
+let onSubmit = null;
+const els = {
+  "cortex-login": {hidden: false, addEventListener: (ev, fn) => { onSubmit = fn; }},
+  "cortex-token": {value: process.env.TOKEN},
+  "cortex-msg": {textContent: ""},
+};
+global.document = {getElementById: (id) => els[id]};
+global.fetch = async (url, opts) => {
+  calls.push([url, opts.headers.Authorization]);
+  const ok = opts.headers.Authorization === "Bearer " + process.env.GOOD;
+  return {ok, status: ok ? 200 : 401, json: async () => ({paths: {"/v1/jobs": {}}})};
+};
+global.SwaggerUIBundle = (cfg) => {
+  const tried = cfg.requestInterceptor({url: "/v1/jobs", headers: {}});
+  console.log(JSON.stringify({calls, spec: cfg.spec, auth: tried.headers.Authorization,
+                              hidden: els["cortex-login"].hidden}));
+};
+PAGE_SCRIPT
+onSubmit({preventDefault() {}});
+setTimeout(() => { if (els["cortex-msg"].textContent)
+  console.log(JSON.stringify({calls, msg: els["cortex-msg"].textContent})); }, 50);
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's script")
+@pytest.mark.parametrize("good", [True, False])
+def test_the_token_docs_page_script_sends_the_token(tmp_path: Path, good: bool) -> None:
+    """The page's own script, run in node with a stand-in DOM, fetch and Swagger UI: the token
+    typed in goes as a header with the schema request and with every "try it out" request;
+    a refused token leaves the form up with the status."""
+    import json
+    import re
+    import subprocess
+
+    public = sqlite_service(tmp_path, ops_access="token")
+    try:
+        html = TestClient(public.app).get("/docs").text
+    finally:
+        public.close()
+    inline = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert len(inline) == 1
+    script = NODE_HARNESS.replace("PAGE_SCRIPT", inline[0])
+    env = {"PATH": os.environ["PATH"], "TOKEN": " ctx_typed-token ", "GOOD": "ctx_typed-token"}
+    if not good:
+        env["GOOD"] = "ctx_another-token"
+    out = subprocess.run(
+        ["node", "-e", script], capture_output=True, text=True, timeout=60, env=env, check=True
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["calls"] == [["/openapi.json", "Bearer ctx_typed-token"]]  # trimmed, as a header
+    if good:
+        assert got["spec"] == {"paths": {"/v1/jobs": {}}}
+        assert got["auth"] == "Bearer ctx_typed-token" and got["hidden"] is True
+    else:
+        assert got["msg"] == "the service refused it (401)"

@@ -184,3 +184,46 @@ def test_idempotency_keys_older_than_a_week_are_pruned(client: TestClient, svc: 
     assert client.post("/v1/jobs", json=job_body(), headers=h).status_code == 201
     with svc.sessions() as s:
         assert s.scalars(select(m.IdempotencyKey.key)).all() == ["new"]
+
+
+def test_concurrent_requests_on_a_cold_cache_share_one_store_lookup(
+    svc: Service, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a token's cache entry lapses, the requests that arrive while the first lookup is
+    in flight wait for it instead of each querying the store (16 clients once made 16
+    lookups per second per token). A refused token is refused for every waiter."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    from cortex.control import store
+
+    _, token = new_token(client)
+    svc.token_cache.clear()
+    calls = 0
+    gate = threading.Event()
+    real = store.principal_for
+
+    def slow(*a: object, **kw: object) -> object:
+        nonlocal calls
+        calls += 1
+        gate.wait(5)  # held in flight until every request has arrived
+        return real(*a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "principal_for", slow)
+
+    async def burst(tok: str) -> list[int]:
+        transport = httpx.ASGITransport(app=svc.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            reqs = [c.get("/v1/queues", headers=bearer(tok)) for _ in range(16)]
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.3, gate.set)
+            return [r.status_code for r in await asyncio.gather(*reqs)]
+
+    assert asyncio.run(burst(token)) == [200] * 16
+    assert calls == 1
+    gate.clear()
+    calls = 0
+    assert asyncio.run(burst("ctx_no-such-token-0123456789")) == [401] * 16
+    assert calls == 1

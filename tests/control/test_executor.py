@@ -5,6 +5,7 @@ timeout, so a stop that does not happen fails the test instead of passing slowly
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -163,6 +164,31 @@ def test_env_working_dir_and_logs(
     assert (str(out), str(err)) == (h.stdout_path, h.stderr_path)
     assert out.read_text() == "to stdout\n"
     assert err.read_text() == "to stderr\n"
+
+
+def test_job_env_secrets_are_never_written_to_disk(ex: LocalExecutor, tmp_path: Path) -> None:
+    """Issue 9 leftover: the job's decrypted env (its secrets) sat in the run dir's spec.json
+    for as long as the run dir lived. The job still gets the value (it writes a digest of it
+    to its own file), and no file the executor leaves under its root, nor the runner's own
+    environment, holds the value."""
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    seen = tmp_path / "seen"
+    code = f"""
+        import hashlib, os
+        v = os.environ["API_SECRET"].encode()
+        open({str(seen)!r}, "w").write(hashlib.sha256(v).hexdigest())
+    """
+    h = ex.launch(spec(13, py(code), env={"API_SECRET": secret}))
+    runner_environ = Path(f"/proc/{h.pid}/environ").read_bytes()  # still starting or a zombie
+    assert wait_exits(ex, 1)[0].outcome == "completed"
+    assert seen.read_text() == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret.encode() not in runner_environ
+    files = [p for p in ex.root.rglob("*") if p.is_file()]
+    assert any(p.name == "spec.json" for p in files)  # the scan saw the run dir
+    holding = [str(p) for p in files if secret.encode() in p.read_bytes()]
+    assert holding == []
+    spec_data = json.loads(next(p for p in files if p.name == "spec.json").read_text())
+    assert "API_SECRET" in spec_data["env_names"]  # the names stay, for whoever debugs
 
 
 def test_gpu_job_sees_only_its_gpus(ex: LocalExecutor, tmp_path: Path) -> None:
@@ -544,7 +570,6 @@ def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> N
         json.dumps(
             {
                 "command": py(f"open({str(marker)!r}, 'w')"),
-                "env": dict(os.environ),
                 "working_dir": None,
                 "nprocs": 1,
                 "grace_s": 1.0,
@@ -554,6 +579,7 @@ def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> N
     )
     proc = subprocess.run(
         [PY, "-m", "cortex.executors.local.runner", str(run_dir)],
+        input=json.dumps(dict(os.environ)).encode(),
         timeout=30,
         capture_output=True,
         check=False,
@@ -561,6 +587,35 @@ def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> N
     assert proc.returncode == 1, proc.stderr
     assert not marker.exists()
     assert "not confirmed" in json.loads((run_dir / "exit.json").read_text())["detail"]
+
+
+def test_runner_starts_nothing_on_a_torn_env(tmp_path: Path) -> None:
+    """The env arrives through the runner's stdin; a service killed mid-write leaves it torn,
+    and a job must not start with half its env (its handle never came either)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    marker = tmp_path / "ran"
+    (run_dir / "spec.json").write_text(
+        json.dumps(
+            {
+                "command": py(f"open({str(marker)!r}, 'w')"),
+                "working_dir": None,
+                "nprocs": 1,
+                "grace_s": 1.0,
+                "confirm_timeout_s": 0.2,
+            }
+        )
+    )
+    proc = subprocess.run(
+        [PY, "-m", "cortex.executors.local.runner", str(run_dir)],
+        input=b'{"PATH": "/usr/bin", "TOK',
+        timeout=30,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert not marker.exists()
+    assert "env did not arrive" in json.loads((run_dir / "exit.json").read_text())["detail"]
 
 
 def test_logs_are_capped_per_attempt_and_rotated(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ to the API at $CORTEX_URL with $CORTEX_TOKEN."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -249,9 +250,12 @@ def logs(
             if resp.status_code >= 400:
                 resp.read()
                 _fail(f"{resp.status_code}: {_detail(resp)}")
+            # One decoder for the stream: a character split across chunks stays whole.
+            text = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for chunk in resp.iter_bytes():
-                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.write(text.decode(chunk))
                 sys.stdout.flush()
+            sys.stdout.write(text.decode(b"", final=True))
     except httpx.HTTPError as err:
         _fail(f"log stream ended: {err}")
     state = _call("GET", f"/v1/jobs/{job_id}")["state"]

@@ -4,10 +4,11 @@ line naming the variable and exit 2, never a traceback or a service that misbeha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cortex.drive.runs import rules
@@ -25,6 +26,39 @@ def _default_home() -> Path:
     return Path.home() / ".cortex"
 
 
+@dataclass(frozen=True)
+class FileSecret:
+    """A secret read from a file (a `*_FILE` setting): the path and what it held."""
+
+    path: Path
+    value: str
+
+    def __repr__(self) -> str:  # never the value, in a log or a traceback
+        return f"FileSecret({str(self.path)!r})"
+
+
+def _file_secret(v: object) -> FileSecret:
+    # Files, not variables, keep a secret out of /proc/<pid>/environ; a file that group or
+    # others can read would only move the leak, so it is refused (read_secret_file).
+    if isinstance(v, FileSecret):
+        return v
+    from cortex.executors.local.users import PrivilegeError, read_secret_file
+
+    path = Path(str(v))
+    try:
+        value = read_secret_file(path)
+    except (OSError, PrivilegeError) as err:
+        raise ValueError(str(err)) from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    if not value or len(value) > 4096 or "\x00" in value:
+        raise ValueError(f"{path}: must hold 1 to 4096 characters, no NUL")
+    return FileSecret(path, value)
+
+
+SecretFile = Annotated[FileSecret, PlainValidator(_file_secret)]
+
+
 class Settings(BaseSettings):
     """What `cortex serve` needs. `database_url` None means an SQLite file under `home`."""
 
@@ -38,6 +72,9 @@ class Settings(BaseSettings):
         default=None,
         description="the admin token; when it changes, every other admin token is revoked",
     )
+    # The same two secrets from files only the service's user can read (0600 or stricter).
+    admin_token_file: SecretFile | None = None
+    database_url_file: SecretFile | None = None
     # ---- serving
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
@@ -130,6 +167,21 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        for name, lo, hi in (("admin_token", 12, 512), ("database_url", 1, 4096)):
+            got: FileSecret | None = getattr(self, f"{name}_file")
+            if got is None:
+                continue
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}_file: give {name} or {name}_file, not both")
+            if not lo <= len(got.value) <= hi:
+                raise ValueError(f"{name}_file: {got.path}: must hold {lo} to {hi} characters")
+            # Frozen model: the value read is set once here, so every reader of admin_token
+            # or database_url sees it whichever way it was given.
+            object.__setattr__(self, name, got.value)
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("give both tls_cert and tls_key, or neither")
@@ -182,6 +234,12 @@ class Settings(BaseSettings):
 def settings_error(err: ValidationError, flags: dict[str, Any]) -> InputError:
     first = err.errors(include_url=False)[0]
     loc = [str(x) for x in first.get("loc", ())]
+    msg = str(first.get("msg", "invalid value"))
+    if not loc:
+        # A check across fields names its field first: "Value error, admin_token_file: ..."
+        head, _, rest = msg.removeprefix("Value error, ").partition(": ")
+        if head in Settings.model_fields and rest:
+            loc, msg = [head], rest
     field = loc[0] if loc else ""
     if field in flags:
         source = "--" + field.replace("_", "-")
@@ -190,4 +248,4 @@ def settings_error(err: ValidationError, flags: dict[str, Any]) -> InputError:
     else:
         source = "settings"
     rest = ".".join(loc[1:])
-    return InputError(source, rest or "value", str(first.get("msg", "invalid value")))
+    return InputError(source, rest or "value", msg)

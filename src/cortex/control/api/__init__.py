@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cortex.control.api import admin, cluster, jobs, logs, ops, power, submit
+from cortex.control.api.fastpath import SubmitFastPath
 from cortex.control.api.guard import RequestGuard
 from cortex.control.schemas import SubmitRequest
 from cortex.control.service import Service
@@ -42,6 +43,7 @@ def build_app(svc: Service) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     settings = svc.settings
+    app.add_middleware(SubmitFastPath)  # inside the guard: its limits apply first
     app.add_middleware(
         RequestGuard,
         max_header_bytes=settings.max_header_bytes,

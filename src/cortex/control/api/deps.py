@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -63,11 +64,24 @@ def resolve(svc: Service, header: str | None) -> Principal:
     return who if who is not None else _lookup(svc, key, secret)
 
 
+# Store lookups in flight, by service and token hash: when a token's cache entry lapses
+# (every second), the requests that arrive before the first lookup returns wait for it
+# instead of each sending its own query through the thread pool. A task of its own, so a
+# client that hangs up cancels only its wait. Only the event loop's thread touches this.
+_inflight: dict[tuple[int, str], asyncio.Future[Principal]] = {}
+
+
 async def principal(request: Request, svc: Svc) -> Principal:
     who, key, secret = _cached(svc, request.headers.get("authorization"))
     if who is not None:
         return who
-    return await run_in_threadpool(_lookup, svc, key, secret)
+    k = (id(svc), key)
+    task = _inflight.get(k)
+    if task is None:
+        task = asyncio.ensure_future(run_in_threadpool(_lookup, svc, key, secret))
+        _inflight[k] = task
+        task.add_done_callback(lambda _t: _inflight.pop(k, None))
+    return await asyncio.shield(task)  # a 401 for one is a 401 for all: the same token
 
 
 async def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -4,10 +4,11 @@ follow that crosses attempts and ends only when the job is final."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
@@ -65,16 +66,79 @@ def read_tail(path: Path | None, lines: int) -> tuple[str, int]:
     if path is None or not path.exists():
         return "", 0
     with path.open("rb") as fh:
-        size = fh.seek(0, 2)
-        start = max(0, size - TAIL_MAX_BYTES)
-        fh.seek(start)
-        data = fh.read().decode(errors="replace")
+        return _tail_of(fh, lines)
+
+
+def _tail_of(fh: BinaryIO, lines: int) -> tuple[str, int]:
+    """read_tail on an open file; leaves it positioned at the end it read to."""
+    size = fh.seek(0, 2)
+    start = max(0, size - TAIL_MAX_BYTES)
+    fh.seek(start)
+    data = fh.read(size - start).decode(errors="replace")
     if lines <= 0:
         return data, start
     kept = data.splitlines(keepends=True)
     if len(kept) <= lines:
         return data, start
     return "".join(kept[-lines:]), start + len("".join(kept[:-lines]).encode())
+
+
+class LogFollower:
+    """Reads one attempt's log as it grows, across rotation (issue 9: the runner rotates a log
+    at its cap). It holds the file open: when the path names a new file (a rename rotation),
+    what is left in the old one is read through the open handle first, then the new file from
+    its start; a file cut short in place (rotation keeping no parts) is read again from 0.
+    The runner closes a part before it renames it, so once the path names a new file nothing
+    more is written to the old one. Blocking; the route calls it in a thread."""
+
+    def __init__(self, path: Path | None, tail_lines: int = 0) -> None:
+        self.path = path
+        self.tail_lines = tail_lines
+        self.fh: BinaryIO | None = None
+        self.ino = -1
+
+    def read(self) -> bytes:
+        """What was written since the last call (at most TAIL_MAX_BYTES); b"" if nothing."""
+        if self.fh is None and not self._open():
+            return b""
+        assert self.fh is not None
+        head = b""
+        if self.tail_lines > 0:
+            text, _ = _tail_of(self.fh, self.tail_lines)
+            self.tail_lines = 0
+            head = text.encode()
+        data = self.fh.read(TAIL_MAX_BYTES)
+        if data or head:
+            return head + data
+        try:
+            st = self.path.stat() if self.path is not None else None
+        except FileNotFoundError:
+            return b""  # renamed away, the next part not made yet
+        if st is None:
+            return b""
+        if st.st_ino != self.ino:
+            rest = self.fh.read()  # the old part's last bytes, then the new part from 0
+            self.close()
+            return rest + self.read()
+        if st.st_size < self.fh.tell():
+            self.fh.seek(0)  # cut short in place: the new content starts at 0
+            return self.fh.read(TAIL_MAX_BYTES)
+        return b""
+
+    def _open(self) -> bool:
+        if self.path is None:
+            return False
+        try:
+            self.fh = self.path.open("rb")
+        except FileNotFoundError:
+            return False
+        self.ino = os.fstat(self.fh.fileno()).st_ino
+        return True
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
 
 
 def _job_state(svc: Service, job_id: int) -> tuple[str, int]:
@@ -88,39 +152,26 @@ async def follow_job(svc: Service, job_id: int, stream: str, tail: int) -> Async
     and the last file is drained. Async, so that a client that hangs up cancels it at the next
     wait (a sync generator would keep a thread polling a queued job's log)."""
     deadline = time.monotonic() + FOLLOW_MAX_S
-    attempt, pos, first = 0, 0, True
-    while time.monotonic() < deadline:
-        state, current = await asyncio.to_thread(_job_state, svc, job_id)
-        if current != attempt:
-            if attempt:  # drain the attempt that ended before moving on
-                path = _path(svc, job_id, attempt, stream)
-                while data := await asyncio.to_thread(_read_from, path, pos):
-                    pos += len(data)
-                    yield data
-            attempt, pos = current, 0
-        path = _path(svc, job_id, attempt, stream)
-        if path is not None and path.exists():
-            if first and tail > 0:
-                chunk, _ = await asyncio.to_thread(read_tail, path, tail)
-                pos = path.stat().st_size
-                if chunk:
-                    yield chunk.encode()
-            first = False
-            if path.stat().st_size < pos:
-                pos = 0  # rotated or truncated under us: start the new file from its beginning
-            data = await asyncio.to_thread(_read_from, path, pos)
+    attempt = 0
+    follower = LogFollower(None, tail)
+    try:
+        while time.monotonic() < deadline:
+            state, current = await asyncio.to_thread(_job_state, svc, job_id)
+            if current != attempt:
+                while data := await asyncio.to_thread(follower.read):
+                    yield data  # drain the attempt that ended before moving on
+                follower.close()
+                # The tail applies to the first attempt seen, not to later ones.
+                follower = LogFollower(
+                    _path(svc, job_id, current, stream), tail if not attempt else 0
+                )
+                attempt = current
+            data = await asyncio.to_thread(follower.read)
             if data:
-                pos += len(data)
                 yield data
                 continue
-        if is_final(state):
-            return
-        await asyncio.sleep(FOLLOW_POLL_S)
-
-
-def _read_from(path: Path | None, pos: int) -> bytes:
-    if path is None or not path.exists():
-        return b""
-    with path.open("rb") as fh:
-        fh.seek(pos)
-        return fh.read(TAIL_MAX_BYTES)
+            if is_final(state):
+                return
+            await asyncio.sleep(FOLLOW_POLL_S)
+    finally:
+        follower.close()

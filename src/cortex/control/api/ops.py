@@ -33,8 +33,7 @@ def swagger_assets_dir() -> str | None:
 def guard_ops(svc: Service, request: Request) -> None:
     """401 unless /metrics and /docs are open in this configuration or the caller has a
     token (any valid one: a team may see the docs and the counts)."""
-    mode = svc.settings.ops_access
-    if mode == "open" or (mode == "auto" and svc.settings.loopback_only):
+    if _ops_open(svc):
         return
     resolve(svc, request.headers.get("authorization"))
 
@@ -89,11 +88,62 @@ def openapi(request: Request, svc: Svc) -> JSONResponse:
 
 @router.get("/docs", include_in_schema=False)
 def docs(request: Request, svc: Svc) -> HTMLResponse:
-    guard_ops(svc, request)
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="Cortex control plane",
-        swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
-        swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS_PATH}/favicon-32x32.png",
-    )
+    if _ops_open(svc) or request.headers.get("authorization"):
+        # Open, or the caller sent a token (a proxy that adds it to this page adds it to the
+        # schema's request too): the stock page.
+        guard_ops(svc, request)
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Cortex control plane",
+            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS_PATH}/favicon-32x32.png",
+        )
+    # Token-protected and a browser that cannot send a header on navigation: a page that asks
+    # for the token and fetches the schema with it. Why this and not a cookie or a query
+    # parameter: the token stays in the page's memory and goes only in an Authorization header
+    # (never in a URL, an access log or the browser's history), and the service needs no second
+    # way to authenticate (a cookie would need CSRF care). The page itself holds nothing: the
+    # schema and every API answer still need the token.
+    return HTMLResponse(TOKEN_DOCS_HTML)
+
+
+def _ops_open(svc: Service) -> bool:
+    mode = svc.settings.ops_access
+    return mode == "open" or (mode == "auto" and svc.settings.loopback_only)
+
+
+TOKEN_DOCS_HTML = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Cortex control plane</title>
+<link rel="stylesheet" href="{ASSETS_PATH}/swagger-ui.css">
+<link rel="icon" href="{ASSETS_PATH}/favicon-32x32.png"></head>
+<body>
+<form id="cortex-login" style="font-family: sans-serif; margin: 2em">
+  <label>Bearer token <input id="cortex-token" type="password" autocomplete="off" size="60">
+  </label> <button type="submit">Show the API</button>
+  <p id="cortex-msg"></p>
+</form>
+<div id="swagger-ui"></div>
+<script src="{ASSETS_PATH}/swagger-ui-bundle.js"></script>
+<script>
+async function cortexLoad(token) {{
+  const auth = {{Authorization: "Bearer " + token}};
+  const r = await fetch("/openapi.json", {{headers: auth}});
+  if (!r.ok) {{
+    document.getElementById("cortex-msg").textContent = "the service refused it (" + r.status + ")";
+    return;
+  }}
+  document.getElementById("cortex-login").hidden = true;
+  SwaggerUIBundle({{
+    spec: await r.json(),
+    dom_id: "#swagger-ui",
+    requestInterceptor: (req) => {{ req.headers.Authorization = auth.Authorization; return req; }},
+  }});
+}}
+document.getElementById("cortex-login").addEventListener("submit", (e) => {{
+  e.preventDefault();
+  cortexLoad(document.getElementById("cortex-token").value.trim());
+}});
+</script>
+</body></html>
+"""

@@ -15,6 +15,7 @@ next_deadline_s() says when a call is due."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -218,7 +219,8 @@ class LocalExecutor:
                 "job_id": spec.job_id,
                 "attempt": spec.attempt,
                 "command": list(spec.command),
-                "env": env,
+                # The env (the job's secrets among it) is not here: see _spawn_runner.
+                "env_names": sorted(env),
                 "working_dir": spec.working_dir,
                 "nprocs": spec.nprocs,
                 "grace_s": self.grace_s,
@@ -233,7 +235,7 @@ class LocalExecutor:
         )
         for p in (files.stdout, files.stderr):
             p.touch(mode=0o600)
-        pid = self._spawn_runner(files)
+        pid = self._spawn_runner(files, env)
         # Our child, not reaped yet: its /proc entry exists even if it has already exited.
         st = proc_stat(pid)
         if st is None:
@@ -262,7 +264,18 @@ class LocalExecutor:
         log.info("launched job %s attempt %s: runner pid %s", spec.job_id, spec.attempt, pid)
         return handle
 
-    def _spawn_runner(self, files: RunFiles) -> int:
+    def _spawn_runner(self, files: RunFiles, job_env: Mapping[str, str]) -> int:
+        """Start the runner and hand it the job's env through a pipe on its stdin.
+
+        Why a pipe: the env holds the job's secrets in the clear (decrypted from the store), and
+        a file of them, however private, outlives the run on disk (run dirs are kept) and is one
+        more place a backup or a mistake can leak. The pipe is never on disk, only the runner
+        (root or the service's user) can read it, and its contents are gone once read; the
+        runner hands the env only to the job's own processes. Also no key to manage, unlike an
+        encrypted file. The write happens before handle.json confirms the launch, so a runner
+        never starts a job with half an env (it reads to EOF and refuses a torn JSON). An env
+        under the pipe's 64 KiB buffer is written at once; a larger one waits for the runner to
+        read, which it does first thing (and a runner that died gives EPIPE, not a hang)."""
         # posix_spawn, not subprocess.Popen: a Popen object that is dropped while its child runs
         # warns, and dropping it is exactly what happens to every runner when the service
         # restarts. setsid: the runner leads a new session and process group, detached from the
@@ -271,12 +284,31 @@ class LocalExecutor:
         env = base_env(self.users.me, os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
         log_flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        rd, wr = os.pipe()  # both close-on-exec: the runner gets rd only as its fd 0
+        try:
+            pid = self._posix_spawn(files, env, rd, log_flags)
+        except BaseException:
+            os.close(wr)
+            raise
+        finally:
+            os.close(rd)
+        try:
+            with os.fdopen(wr, "wb") as pipe:
+                pipe.write(json.dumps(dict(job_env)).encode())
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+        return pid
+
+    def _posix_spawn(self, files: RunFiles, env: dict[str, str], rd: int, log_flags: int) -> int:
         return os.posix_spawn(
             sys.executable,
             [sys.executable, "-m", "cortex.executors.local.runner", str(files.dir)],
             env,
             file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, rd, 0),
                 (os.POSIX_SPAWN_OPEN, 1, str(files.runner_log), log_flags, 0o600),
                 (os.POSIX_SPAWN_DUP2, 1, 2),
             ],

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -364,6 +365,14 @@ class Runner:
         if spec is None:
             self.log(f"no {self.files.spec}")
             return 2
+        # The job's env comes through our stdin, never from a file (see
+        # LocalExecutor._spawn_runner): read to EOF before the launch is confirmed.
+        env = read_env(sys.stdin.buffer)
+        if env is None:
+            self.log("the job's env did not arrive whole on stdin: starting nothing")
+            self._write_exit(_v(None, None, "launch incomplete: the job's env did not arrive"))
+            return 1
+        spec["env"] = env
         grace_s = float(spec["grace_s"])
         if not self._await_confirmation(float(spec["confirm_timeout_s"])):
             self.log("launch not confirmed (no handle.json with our pid): starting nothing")
@@ -403,6 +412,20 @@ class Runner:
             self._kill_stragglers()
         with contextlib.suppress(Exception):
             self._write_exit(_v(None, None, f"runner error: {err!r}"))
+
+
+def read_env(stream: Any) -> dict[str, str] | None:
+    """The env object the executor wrote into our stdin, or None if it is not whole (the
+    service died while writing it) or not a str-to-str object."""
+    try:
+        data = json.loads(stream.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        return None
+    return data
 
 
 def copy_capped(rd: int, path: Path, cap_bytes: int, keep: int) -> None:
