@@ -26,6 +26,7 @@ from cortex.workload.job import Job
 
 Placement = tuple[tuple[int, int], ...]  # ((node, gpus), ...)
 EMPTY_PRIO = -(2**62)  # max priority on a node that runs nothing
+FREE, SHARED = -2, -1  # np_owner of a node nobody holds, and of one several jobs hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,21 @@ class Allocation:
     flavor: int
     placement: Placement
     gpus: int
+
+
+# Past this many placements noted since the last read of np_owner, the read recomputes every
+# node instead (bounds the list when no victim search runs for long).
+OWNER_STALE_MAX = 4096
+
+
+def _owner(jobs: dict[int, int]) -> int:
+    if not jobs:
+        return FREE
+    if len(jobs) == 1:
+        jid = next(iter(jobs))
+        if jid >= 0:
+            return jid
+    return SHARED
 
 
 class ClusterState:
@@ -102,6 +118,12 @@ class ClusterState:
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
         # (job, placement) started or stopped on since the summaries were last read
         self._stale: list[tuple[int, Placement]] = []
+        # Who holds each node now, tentative moves included: the one job if exactly one does,
+        # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
+        # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
+        self._owner = np.full(nn, FREE, dtype=np.int64)
+        self._owner_stale: list[Placement] = []
+        self._owner_all = False  # too many noted: the next read recomputes every node
 
     # ---- capacity indices -------------------------------------------------------------------
     def _whole_add(self, n: int) -> None:
@@ -178,6 +200,7 @@ class ClusterState:
         self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
+        self._note_owner(placement)
         return total
 
     def give(self, job_id: int) -> Allocation:
@@ -216,6 +239,7 @@ class ClusterState:
         self.free_gpus[flavor] += alloc.gpus
         self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
+        self._note_owner(alloc.placement)
         return alloc
 
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
@@ -277,6 +301,30 @@ class ClusterState:
         if self._stale:
             self.flush_summaries()
         return self._nodes_by_top_prio
+
+    @property
+    def np_owner(self) -> np.ndarray:
+        """Per node: the id of the one job holding GPUs on it, SHARED, or FREE. Unlike the
+        summaries above, this follows every take and give, a Statement's included. (A job with
+        a negative id counts as SHARED, so readers judge its node job by job.)"""
+        stale = self._owner_stale
+        if stale or self._owner_all:
+            if self._owner_all:
+                nodes = list(range(len(self.node_jobs)))
+            else:
+                nodes = list({n: None for placement in stale for n, _ in placement})
+            self._owner_stale = []
+            self._owner_all = False
+            self._owner[nodes] = [_owner(d) for d in map(self.node_jobs.__getitem__, nodes)]
+        return self._owner
+
+    def _note_owner(self, placement: Placement) -> None:
+        stale = self._owner_stale
+        if len(stale) < OWNER_STALE_MAX:
+            stale.append(placement)
+        else:
+            stale.clear()
+            self._owner_all = True
 
     def flush_summaries(self) -> None:
         """Recompute the summaries of the nodes started or stopped on since the last read.
