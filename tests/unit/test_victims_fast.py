@@ -17,7 +17,7 @@ from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.placement import TopologyBestFit
 from cortex.scheduler.preemption import LasDemotion, PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.snapshot import Snapshot
-from cortex.scheduler.state import ClusterState
+from cortex.scheduler.state import EMPTY_PRIO, FREE, SHARED, ClusterState
 from cortex.scheduler.statement import Statement
 from cortex.scheduler.victims import find_victims
 from cortex.workload.job import Job
@@ -26,12 +26,11 @@ PRIOS = (10, 100, 100, 1000)
 NOW = 10_000.0
 
 
-def _fill(st: ClusterState, rng: random.Random) -> list[Job]:
-    """Random running jobs: whole-node gangs over free nodes of one flavor, and small jobs
-    sharing nodes."""
+def _fill(st: ClusterState, rng: random.Random, jid: int, most: int) -> list[Job]:
+    """Random running jobs from id `jid` on: whole-node gangs over free nodes of one flavor,
+    and small jobs sharing nodes."""
     jobs = []
-    jid = 0
-    for _ in range(rng.randint(3, 30)):
+    for _ in range(rng.randint(0, most)):
         f = rng.randrange(len(st.gpn))
         g = st.gpn[f]
         free_whole = [n for n in st.flavor_node_ids[f] if st.node_up[n] and st.node_free[n] == g]
@@ -75,9 +74,9 @@ def test_fast_search_chooses_what_the_reference_search_chose(seed: int) -> None:
     st, pend, _ = testkit.setup_cycle(testkit.MIXED, None, ("a", "b"))
     for n in rng.sample(range(len(st.node_free)), rng.randint(0, 3)):
         st.set_down(n)
-    jobs = _fill(st, rng)
+    jobs = _fill(st, rng, 0, 30)
     snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
-    for _ in range(3):  # cycles, with the driver stopping jobs between them
+    for cycle in range(3):  # cycles, with the driver stopping and starting jobs between them
         stmt = Statement(st)
         if jobs and rng.random() < 0.5:
             victim = rng.choice(jobs)  # a victim of an earlier search in the same cycle
@@ -100,4 +99,21 @@ def test_fast_search_chooses_what_the_reference_search_chose(seed: int) -> None:
         for job in rng.sample(jobs, min(len(jobs), rng.randint(0, 3))):
             st.stop(job, job.queue_idx)
             jobs.remove(job)
+        jobs += _fill(st, rng, 100 * (cycle + 1), 3)
+        _check_summaries(st)
         _searches(st, snap, rng)
+
+
+def _check_summaries(st: ClusterState) -> None:
+    """The lazily kept node summaries and owners, against a recount from the running jobs."""
+    used = [0] * len(st.node_jobs)
+    top = [EMPTY_PRIO] * len(st.node_jobs)
+    owner = [FREE] * len(st.node_jobs)
+    for n, jobs in enumerate(st.node_jobs):
+        for jid, k in jobs.items():
+            used[n] += k
+            top[n] = max(top[n], st.running[jid].priority)
+            owner[n] = jid if len(jobs) == 1 else SHARED
+    assert st.np_used.tolist() == used
+    assert st.np_max_prio.tolist() == top
+    assert st.np_owner.tolist() == owner

@@ -200,7 +200,10 @@ class ClusterState:
         self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
-        self._note_owner(placement)
+        stale = self._owner_stale  # _note_owner, inlined: take and give are hot
+        stale.append(placement)
+        if len(stale) > OWNER_STALE_MAX:
+            self._all_owners_stale()
         return total
 
     def give(self, job_id: int) -> Allocation:
@@ -239,7 +242,10 @@ class ClusterState:
         self.free_gpus[flavor] += alloc.gpus
         self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
-        self._note_owner(alloc.placement)
+        stale = self._owner_stale
+        stale.append(alloc.placement)
+        if len(stale) > OWNER_STALE_MAX:
+            self._all_owners_stale()
         return alloc
 
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
@@ -318,13 +324,9 @@ class ClusterState:
             self._owner[nodes] = [_owner(d) for d in map(self.node_jobs.__getitem__, nodes)]
         return self._owner
 
-    def _note_owner(self, placement: Placement) -> None:
-        stale = self._owner_stale
-        if len(stale) < OWNER_STALE_MAX:
-            stale.append(placement)
-        else:
-            stale.clear()
-            self._owner_all = True
+    def _all_owners_stale(self) -> None:
+        self._owner_stale.clear()
+        self._owner_all = True
 
     def flush_summaries(self) -> None:
         """Recompute the summaries of the nodes started or stopped on since the last read.
@@ -350,10 +352,9 @@ class ClusterState:
         owners = np.unique(last_entry)
         for e, nodes_arr in zip(owners.tolist(), by_entry, strict=True):
             jid, placement = stale[e]
-            nodes = nodes_arr.tolist()
-            if len(placement) > 1 and self._summarize_gang(jid, placement, nodes):
+            if len(placement) > 1 and self._summarize_gang(jid, placement, nodes_arr):
                 continue
-            for n in nodes:
+            for n in nodes_arr.tolist():
                 self._summarize_node(n)
         new_top = self._np_max_prio[touched]
         changed = old_top != new_top
@@ -367,22 +368,27 @@ class ClusterState:
                 for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
                     hist[v] = hist.get(v, 0) + sign * c
 
-    def _summarize_gang(self, jid: int, placement: Placement, nodes: list[int]) -> bool:
+    def _summarize_gang(self, jid: int, placement: Placement, nodes: np.ndarray) -> bool:
         """A multi-node gang holds whole nodes alone: set or clear `nodes` (those of its
         placement that nothing touched later) with one array write each. False when a node is
-        shared after all (then each node is summarized alone)."""
-        node_jobs = self.node_jobs
+        shared after all (then each node is summarized alone). Who holds the nodes is read from
+        np_owner, which a victim search right after needs up to date anyway."""
+        owner = self.np_owner[nodes]
         job = self.running.get(jid)
         alloc = self.allocations.get(jid)
         if job is not None and alloc is not None and alloc.placement == placement:
-            if any(len(node_jobs[n]) != 1 for n in nodes):
+            if jid < 0 or not (owner == jid).all():
                 return False
-            gpus = dict(placement)
-            self._np_used[nodes] = [gpus[n] for n in nodes]
+            g = self.gpn[alloc.flavor]
+            if alloc.gpus == g * len(placement):
+                self._np_used[nodes] = g  # whole nodes, as placement gives multi-node gangs
+            else:
+                gpus = dict(placement)
+                self._np_used[nodes] = [gpus[n] for n in nodes.tolist()]
             self._np_max_prio[nodes] = job.priority
             self._np_last_start[nodes] = job.run_start_s
             return True
-        if any(node_jobs[n] for n in nodes):
+        if not (owner == FREE).all():
             return False
         self._np_used[nodes] = 0
         self._np_max_prio[nodes] = EMPTY_PRIO
