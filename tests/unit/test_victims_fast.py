@@ -117,3 +117,12 @@ def _check_summaries(st: ClusterState) -> None:
     assert st.np_used.tolist() == used
     assert st.np_max_prio.tolist() == top
     assert st.np_owner.tolist() == owner
+
+
+def test_a_job_with_a_negative_id_never_reads_as_a_free_node() -> None:
+    # Ids -2 and -1 are FREE and SHARED in np_owner; a node held by such a job alone must read
+    # SHARED (judged job by job), never FREE (a node the search would take for nothing).
+    st, _, _ = testkit.setup_cycle()
+    testkit.running_job(st, FREE, ((0, 8),))
+    testkit.running_job(st, 5, ((1, 8),))
+    assert st.np_owner[:3].tolist() == [SHARED, 5, FREE]

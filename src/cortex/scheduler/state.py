@@ -43,16 +43,6 @@ class Allocation:
 OWNER_STALE_MAX = 4096
 
 
-def _owner(jobs: dict[int, int]) -> int:
-    if not jobs:
-        return FREE
-    if len(jobs) == 1:
-        jid = next(iter(jobs))
-        if jid >= 0:
-            return jid
-    return SHARED
-
-
 class ClusterState:
     """Free capacity, allocations, per-queue usage and the running set."""
 
@@ -321,7 +311,12 @@ class ClusterState:
                 nodes = list({n: None for placement in stale for n, _ in placement})
             self._owner_stale = []
             self._owner_all = False
-            self._owner[nodes] = [_owner(d) for d in map(self.node_jobs.__getitem__, nodes)]
+            # The one holder's id (not if negative: it would read as FREE or SHARED), else
+            # SHARED or FREE; inline, as a call per node doubles the cost for a large gang.
+            self._owner[nodes] = [
+                (jid if len(d) == 1 and (jid := next(iter(d))) >= 0 else SHARED) if d else FREE
+                for d in map(self.node_jobs.__getitem__, nodes)
+            ]
         return self._owner
 
     def _all_owners_stale(self) -> None:
