@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,7 @@ class ClusterState:
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
         self._owner = np.full(nn, FREE, dtype=np.int64)
-        self._owner_stale: list[Placement] = []
+        self._owner_stale: list[tuple[int | None, Placement]] = []
         self._owner_all = False  # too many noted: the next read recomputes every node
 
     # ---- capacity indices -------------------------------------------------------------------
@@ -190,8 +191,14 @@ class ClusterState:
         self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
-        stale = self._owner_stale  # _note_owner, inlined: take and give are hot
-        stale.append(placement)
+        # Noted for np_owner: a gang of whole nodes leaves each of them held by it alone.
+        stale = self._owner_stale
+        stale.append(
+            (
+                (job_id if job_id >= 0 else SHARED) if total == g * len(placement) else None,
+                placement,
+            )
+        )
         if len(stale) > OWNER_STALE_MAX:
             self._all_owners_stale()
         return total
@@ -232,8 +239,9 @@ class ClusterState:
         self.free_gpus[flavor] += alloc.gpus
         self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
+        # Noted for np_owner: whole nodes a job held are free now.
         stale = self._owner_stale
-        stale.append(alloc.placement)
+        stale.append((FREE if alloc.gpus == g * len(alloc.placement) else None, alloc.placement))
         if len(stale) > OWNER_STALE_MAX:
             self._all_owners_stale()
         return alloc
@@ -305,18 +313,28 @@ class ClusterState:
         a negative id counts as SHARED, so readers judge its node job by job.)"""
         stale = self._owner_stale
         if stale or self._owner_all:
+            # Whole-node notes say what they left, in order (the last one on a node wins);
+            # nodes with a partial note are read as they are now, which is always right.
+            final: dict[int, int] = {}
             if self._owner_all:
-                nodes = list(range(len(self.node_jobs)))
+                live: Iterable[int] = range(len(self.node_jobs))
             else:
-                nodes = list({n: None for placement in stale for n, _ in placement})
+                live = []
+                for value, placement in stale:
+                    if value is None:
+                        live.extend(n for n, _ in placement)
+                    else:
+                        final.update({n: value for n, _ in placement})
             self._owner_stale = []
             self._owner_all = False
-            # The one holder's id (not if negative: it would read as FREE or SHARED), else
-            # SHARED or FREE; inline, as a call per node doubles the cost for a large gang.
-            self._owner[nodes] = [
-                (jid if len(d) == 1 and (jid := next(iter(d))) >= 0 else SHARED) if d else FREE
-                for d in map(self.node_jobs.__getitem__, nodes)
-            ]
+            node_jobs = self.node_jobs
+            for n in live:
+                # The one holder's id (not if negative: it would read as FREE or SHARED)
+                d = node_jobs[n]
+                final[n] = (
+                    (jid if len(d) == 1 and (jid := next(iter(d))) >= 0 else SHARED) if d else FREE
+                )
+            self._owner[list(final)] = list(final.values())
         return self._owner
 
     def _all_owners_stale(self) -> None:
