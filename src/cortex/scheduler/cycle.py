@@ -442,6 +442,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
     max_examined = pol.max_examined
     try_flavor = c.try_flavor
     capacity_reason = c.capacity_reason
+    capacity_reasons = c.capacity_reasons
     estimate_s = snap.estimate_s
     now = snap.now_s
     flavor_order = pol.flavor_order
@@ -480,7 +481,8 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
                     g = gpn[f]
                     alloc = gang if gang <= g else -(-gang // g) * g
                     if alloc > free[f]:
-                        reasons.append(capacity_reason(f, alloc))
+                        r = capacity_reasons.get((f, alloc, free[f]))  # capacity_reason's cache
+                        reasons.append(capacity_reason(f, alloc) if r is None else r)
                         continue
                     if alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
                         reasons.append(res.reason or c.reserved_reason(f, res))

@@ -89,39 +89,46 @@ class PriorityFairShare:
             if nxt is None:
                 live.remove(bi)
             yield head[1]
-        # A pass that got this far walks on (a deep pass, hundreds of jobs): sort what is left
-        # once by (priority, share, key), and again only when a start changes some usage.
+        # A pass that got this far walks on (a deep pass, hundreds of jobs); the rest goes
+        # without the per-queue bookkeeping.
         rest = [(heads[i], i, iters[i]) for i in live]
-        yield from _sorted_rest(rest, usage, version, totals, weights)
+        yield from _merged_rest(rest, usage, version, totals, weights)
 
 
-# Jobs a pass takes through the per-pick merge of queue heads before it sorts the rest.
+# Jobs a pass takes through the per-pick merge of queue heads before the leaner merge of the rest.
 MERGE_FIRST = 16
 
 
-def _sorted_rest(
+def _merged_rest(
     rest: list[tuple[tuple | None, int, Iterator[tuple]]],
     usage: list[list[int]],
     version: list[int],
     totals: list[int],
     weights: list[float],
 ) -> Iterator[Job]:
-    """The rest of PriorityFairShare's order. Within a queue, keys are sorted and its share is
-    common, so the head merge by (key[0], share, key) is the sort by it while shares stay put."""
-    entries = [(head[0], head[1], i) for head, i, _ in rest if head is not None]
-    entries += [(k, job, i) for _, i, it in rest for k, job in it]
-    while entries:
-        seen = list(version)
-        shares = [max(map(truediv, usage[i], totals)) / weights[i] for i in range(len(weights))]
-        items = [(k[0], shares[i], k, job, i) for k, job, i in entries]
-        items.sort()
-        for pos, item in enumerate(items):
-            yield item[3]
-            if version != seen:
-                entries = [(k, job, i) for _, _, k, job, i in items[pos + 1 :]]
-                break
+    """The rest of PriorityFairShare's order: the queue heads merged by (key[0], share, key),
+    every share recomputed when a start changes some usage. Within a queue keys are sorted and
+    its share is common, so only heads compete; keys end with the job id, so there are no
+    ties. Lazy: a pass stops after a few hundred jobs of a queue that may hold thousands."""
+    heads: dict[int, tuple] = {i: head for head, i, _ in rest if head is not None}
+    iters = {i: it for _, i, it in rest}
+    seen: list[int] = []
+    cands: dict[int, tuple] = {}
+    while heads:
+        if version != seen:
+            seen = list(version)
+            for i, (k, _) in heads.items():
+                cands[i] = (k[0], max(map(truediv, usage[i], totals)) / weights[i], k, i)
+        i = min(cands.values())[3]
+        job = heads[i][1]
+        nxt = next(iters[i], None)
+        if nxt is None:
+            del heads[i], cands[i]
         else:
-            return
+            k = nxt[0]
+            heads[i] = nxt
+            cands[i] = (k[0], cands[i][1], k, i)
+        yield job
 
 
 class LeastAttainedService:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from cortex.workload.job import Job
 
 Placement = tuple[tuple[int, int], ...]  # ((node, gpus), ...)
 EMPTY_PRIO = -(2**62)  # max priority on a node that runs nothing
+FREE, SHARED = -2, -1  # np_owner of a node nobody holds, and of one several jobs hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,11 @@ class Allocation:
     flavor: int
     placement: Placement
     gpus: int
+
+
+# Past this many placements noted since the last read of np_owner, the read recomputes every
+# node instead (bounds the list when no victim search runs for long).
+OWNER_STALE_MAX = 4096
 
 
 class ClusterState:
@@ -102,6 +109,12 @@ class ClusterState:
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
         # (job, placement) started or stopped on since the summaries were last read
         self._stale: list[tuple[int, Placement]] = []
+        # Who holds each node now, tentative moves included: the one job if exactly one does,
+        # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
+        # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
+        self._owner = np.full(nn, FREE, dtype=np.int64)
+        self._owner_stale: list[tuple[int | None, Placement]] = []
+        self._owner_all = False  # too many noted: the next read recomputes every node
 
     # ---- capacity indices -------------------------------------------------------------------
     def _whole_add(self, n: int) -> None:
@@ -178,6 +191,16 @@ class ClusterState:
         self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
+        # Noted for np_owner: a gang of whole nodes leaves each of them held by it alone.
+        stale = self._owner_stale
+        stale.append(
+            (
+                (job_id if job_id >= 0 else SHARED) if total == g * len(placement) else None,
+                placement,
+            )
+        )
+        if len(stale) > OWNER_STALE_MAX:
+            self._all_owners_stale()
         return total
 
     def give(self, job_id: int) -> Allocation:
@@ -216,6 +239,11 @@ class ClusterState:
         self.free_gpus[flavor] += alloc.gpus
         self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
+        # Noted for np_owner: whole nodes a job held are free now.
+        stale = self._owner_stale
+        stale.append((FREE if alloc.gpus == g * len(alloc.placement) else None, alloc.placement))
+        if len(stale) > OWNER_STALE_MAX:
+            self._all_owners_stale()
         return alloc
 
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
@@ -278,6 +306,41 @@ class ClusterState:
             self.flush_summaries()
         return self._nodes_by_top_prio
 
+    @property
+    def np_owner(self) -> np.ndarray:
+        """Per node: the id of the one job holding GPUs on it, SHARED, or FREE. Unlike the
+        summaries above, this follows every take and give, a Statement's included. (A job with
+        a negative id counts as SHARED, so readers judge its node job by job.)"""
+        stale = self._owner_stale
+        if stale or self._owner_all:
+            # Whole-node notes say what they left, in order (the last one on a node wins);
+            # nodes with a partial note are read as they are now, which is always right.
+            final: dict[int, int] = {}
+            if self._owner_all:
+                live: Iterable[int] = range(len(self.node_jobs))
+            else:
+                live = []
+                for value, placement in stale:
+                    if value is None:
+                        live.extend(n for n, _ in placement)
+                    else:
+                        final.update({n: value for n, _ in placement})
+            self._owner_stale = []
+            self._owner_all = False
+            node_jobs = self.node_jobs
+            for n in live:
+                # The one holder's id (not if negative: it would read as FREE or SHARED)
+                d = node_jobs[n]
+                final[n] = (
+                    (jid if len(d) == 1 and (jid := next(iter(d))) >= 0 else SHARED) if d else FREE
+                )
+            self._owner[list(final)] = list(final.values())
+        return self._owner
+
+    def _all_owners_stale(self) -> None:
+        self._owner_stale.clear()
+        self._owner_all = True
+
     def flush_summaries(self) -> None:
         """Recompute the summaries of the nodes started or stopped on since the last read.
 
@@ -302,10 +365,9 @@ class ClusterState:
         owners = np.unique(last_entry)
         for e, nodes_arr in zip(owners.tolist(), by_entry, strict=True):
             jid, placement = stale[e]
-            nodes = nodes_arr.tolist()
-            if len(placement) > 1 and self._summarize_gang(jid, placement, nodes):
+            if len(placement) > 1 and self._summarize_gang(jid, placement, nodes_arr):
                 continue
-            for n in nodes:
+            for n in nodes_arr.tolist():
                 self._summarize_node(n)
         new_top = self._np_max_prio[touched]
         changed = old_top != new_top
@@ -319,22 +381,27 @@ class ClusterState:
                 for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
                     hist[v] = hist.get(v, 0) + sign * c
 
-    def _summarize_gang(self, jid: int, placement: Placement, nodes: list[int]) -> bool:
+    def _summarize_gang(self, jid: int, placement: Placement, nodes: np.ndarray) -> bool:
         """A multi-node gang holds whole nodes alone: set or clear `nodes` (those of its
         placement that nothing touched later) with one array write each. False when a node is
-        shared after all (then each node is summarized alone)."""
-        node_jobs = self.node_jobs
+        shared after all (then each node is summarized alone). Who holds the nodes is read from
+        np_owner, which a victim search right after needs up to date anyway."""
+        owner = self.np_owner[nodes]
         job = self.running.get(jid)
         alloc = self.allocations.get(jid)
         if job is not None and alloc is not None and alloc.placement == placement:
-            if any(len(node_jobs[n]) != 1 for n in nodes):
+            if jid < 0 or not (owner == jid).all():
                 return False
-            gpus = dict(placement)
-            self._np_used[nodes] = [gpus[n] for n in nodes]
+            g = self.gpn[alloc.flavor]
+            if alloc.gpus == g * len(placement):
+                self._np_used[nodes] = g  # whole nodes, as placement gives multi-node gangs
+            else:
+                gpus = dict(placement)
+                self._np_used[nodes] = [gpus[n] for n in nodes.tolist()]
             self._np_max_prio[nodes] = job.priority
             self._np_last_start[nodes] = job.run_start_s
             return True
-        if any(node_jobs[n] for n in nodes):
+        if not (owner == FREE).all():
             return False
         self._np_used[nodes] = 0
         self._np_max_prio[nodes] = EMPTY_PRIO

@@ -18,7 +18,7 @@ import numpy as np
 
 from cortex.scheduler.preemption import PreemptionPolicy
 from cortex.scheduler.snapshot import Snapshot
-from cortex.scheduler.state import EMPTY_PRIO, ClusterState
+from cortex.scheduler.state import EMPTY_PRIO, FREE, SHARED, ClusterState
 from cortex.workload.job import Job
 
 # Single-node gangs: how many feasible nodes to compare exactly, and how many candidate nodes to
@@ -69,10 +69,27 @@ def find_victims(
     idx = np.flatnonzero(evictable | (base & (st.np_used == 0)))
     if idx.size < need:
         return None
-    found = _in_one_pod(st, judge, idx, need)
+    good = _good_nodes(st, judge, idx)
+    found = _in_one_pod(st, judge, idx, good, need)
     if found is not None:
         return found
-    return _across_pods(st, judge, idx, need)
+    return _across_pods(st, idx, good, need)
+
+
+def _good_nodes(st: ClusterState, judge: _Judge, idx: np.ndarray) -> np.ndarray:
+    """`_node_ok` of every node in idx, judged once per distinct job: a node held by one job
+    (a multi-node gang holds hundreds) is as good as that job, a free node is good, and only
+    nodes that several jobs share are judged one by one."""
+    owner = st.np_owner[idx]
+    good = owner == FREE
+    sole = np.flatnonzero(owner >= 0)
+    if sole.size:
+        jobs, inv = np.unique(owner[sole], return_inverse=True)
+        ok = [judge.victim(j) is not None for j in jobs.tolist()]
+        good[sole] = np.asarray(ok, dtype=bool)[inv]
+    for i in np.flatnonzero(owner == SHARED).tolist():
+        good[i] = _node_ok(st, judge, int(idx[i]))
+    return good
 
 
 # ---- single-node gangs -----------------------------------------------------------------------
@@ -124,26 +141,35 @@ def _free_on_node(
 
 
 # ---- gangs of whole nodes --------------------------------------------------------------------
-def _pods(st: ClusterState, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pods(
+    st: ClusterState, idx: np.ndarray, good: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Candidate nodes grouped by pod, each pod's nodes in likely-cheapest order (lowest top
-    priority, then fewest GPUs in use, then id); with each pod's start and count."""
+    priority, then fewest GPUs in use, then id), with their `good`; each pod's start and count."""
     pods = st.np_node_pod[idx]
     order = np.lexsort((idx, st.np_used[idx], st.np_max_prio[idx], pods))
     idx = idx[order]
     pods = pods[order]
     starts = np.flatnonzero(np.r_[True, pods[1:] != pods[:-1]])
     counts = np.diff(np.r_[starts, pods.size])
-    return idx, starts, counts
+    return idx, good[order], starts, counts
 
 
-def _in_one_pod(st: ClusterState, judge: _Judge, idx: np.ndarray, need: int) -> list[int] | None:
+def _in_one_pod(
+    st: ClusterState, judge: _Judge, idx: np.ndarray, good: np.ndarray, need: int
+) -> list[int] | None:
     """The cheapest pod that holds `need` nodes once its victims are gone, or None.
 
     Pods are visited by a lower bound on their cost from the node summaries: no `need` nodes of
     a pod have a lower top priority than its need-th lowest node, nor cost fewer GPUs than the
     `need` smallest in use (a victim's allocation holds at least its GPUs on those nodes). The
-    visit stops at the first bound that cannot beat the best pod found."""
-    idx, starts, counts = _pods(st, idx)
+    visit stops at the first bound that cannot beat the best pod found.
+
+    A pod with fewer than `need` good nodes is one `_choose_in_pod` finds nothing in (it can
+    free only those): it is left out of the visit. That changes no outcome: it would not count
+    as a try, and the bounds rise along the visit, so a stop it would trigger the next pod
+    visited triggers too."""
+    idx, good, starts, counts = _pods(st, idx, good)
     ok = np.flatnonzero(counts >= need)
     if ok.size == 0:
         return None
@@ -155,9 +181,12 @@ def _in_one_pod(st: ClusterState, judge: _Judge, idx: np.ndarray, need: int) -> 
     rank = np.arange(idx.size) - np.repeat(starts, counts)
     least = np.bincount(pod_of, weights=used[by_used] * (rank < need), minlength=starts.size)
     bound_used = least[ok].astype(np.int64)
+    visit = np.lexsort((ok, bound_used, bound_prio))
+    n_good = np.add.reduceat(good.astype(np.int64), starts)
+    visit = visit[n_good[ok[visit]] >= need]
     best: tuple[Cost, list[int]] | None = None
     tries = 0
-    for i in np.lexsort((ok, bound_used, bound_prio)).tolist():
+    for i in visit.tolist():
         if best is not None and (int(bound_prio[i]), int(bound_used[i])) >= best[0]:
             break
         b = int(ok[i])
@@ -225,31 +254,36 @@ def _node_ok(st: ClusterState, judge: _Judge, n: int) -> bool:
     return all(judge.victim(jid) is not None for jid in st.node_jobs[n])
 
 
-def _across_pods(st: ClusterState, judge: _Judge, idx: np.ndarray, need: int) -> list[int] | None:
-    """No single pod holds the gang: `need` evictable or free nodes across as few pods (of as
-    few halls) as possible, the pods with the most such nodes first.
+def _across_pods(
+    st: ClusterState, idx: np.ndarray, good: np.ndarray, need: int
+) -> list[int] | None:
+    """No single pod holds the gang: `need` good nodes (free, or holding only evictable jobs)
+    across as few pods (of as few halls) as possible, the pods with the most candidates first.
 
-    Nodes are judged exactly as the walk reaches them; one holding a job that may not go is
-    skipped. If the halls chosen by the node summaries then run short, the choice is made again
-    without the nodes found bad. Each round drops at least one node, so the search ends."""
+    The walk takes good nodes and skips bad ones. If the halls chosen by the node summaries
+    then run short, the choice is made again without the bad nodes seen. Each round drops at
+    least one node, so the search ends."""
     while idx.size >= need:
-        nodes, bad = _walk_pods(st, judge, idx, need)
+        nodes, bad = _walk_pods(st, idx, good, need)
         if nodes is not None:
             victims: dict[int, None] = {}
             for n in nodes:
                 victims.update(dict.fromkeys(st.node_jobs[n]))
             return list(victims)
-        if not bad:
+        if not bad.size:
             return None
-        idx = idx[~np.isin(idx, bad)]
+        keep = ~np.isin(idx, bad)
+        idx = idx[keep]
+        good = good[keep]
     return None
 
 
 def _walk_pods(
-    st: ClusterState, judge: _Judge, idx: np.ndarray, need: int
-) -> tuple[list[int] | None, list[int]]:
-    """`need` good nodes from the pods of the chosen halls, or None; and the bad nodes seen."""
-    idx, starts, counts = _pods(st, idx)
+    st: ClusterState, idx: np.ndarray, good: np.ndarray, need: int
+) -> tuple[list[int] | None, np.ndarray]:
+    """The first `need` good nodes in walk order over the chosen halls' pods, or None; and the
+    bad nodes the walk passed (all of them, when it falls short)."""
+    idx, good, starts, counts = _pods(st, idx, good)
     halls = st.np_node_hall[idx[starts]]
     per_hall = np.bincount(halls, weights=counts)
     hall_order = np.argsort(-per_hall, kind="stable")
@@ -258,16 +292,16 @@ def _walk_pods(
     hall_rank = np.full(per_hall.size, per_hall.size)
     hall_rank[hall_order] = np.arange(hall_order.size)
     pod_order = np.lexsort((-counts, hall_rank[halls]))
-    nodes: list[int] = []
-    bad: list[int] = []
-    for b in pod_order.tolist():
-        if hall_rank[halls[b]] >= hall_order.size:
-            break
-        for n in idx[starts[b] : starts[b] + counts[b]].tolist():
-            if not _node_ok(st, judge, n):
-                bad.append(n)
-                continue
-            nodes.append(n)
-            if len(nodes) == need:
-                return nodes, bad
-    return None, bad
+    # Pods of the chosen halls come first in pod_order; the walk visits only those, each
+    # pod's nodes in their order: lay the visited positions out flat.
+    walked = pod_order[hall_rank[halls[pod_order]] < hall_order.size]
+    lens = counts[walked]
+    first = np.cumsum(lens) - lens
+    pos = np.arange(int(lens.sum())) + np.repeat(starts[walked] - first, lens)
+    seq = idx[pos]
+    ok = good[pos]
+    taken = np.cumsum(ok)
+    if taken.size and taken[-1] >= need:
+        end = int(np.searchsorted(taken, need)) + 1
+        return seq[:end][ok[:end]].tolist(), seq[:end][~ok[:end]]
+    return None, seq[~ok]

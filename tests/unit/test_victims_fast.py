@@ -1,0 +1,128 @@
+"""The victim search's fast paths (nodes judged per distinct owner, pods that cannot free enough
+nodes left out of the visit, the walk across pods laid out as arrays) choose exactly what the
+search chose before them (tests/victims_reference.py), on random small fleets: partial pods, two
+halls, two node sizes, shared nodes, multi-node gangs, nodes down, jobs too young to evict,
+equal-priority reclaim, and a cycle's tentative starts and evictions on the statement."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+import testkit
+import victims_reference
+from cortex.scheduler.ordering import LeastAttainedService
+from cortex.scheduler.placement import TopologyBestFit
+from cortex.scheduler.preemption import LasDemotion, PreemptionPolicy, PriorityReclaim
+from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import EMPTY_PRIO, FREE, SHARED, ClusterState
+from cortex.scheduler.statement import Statement
+from cortex.scheduler.victims import find_victims
+from cortex.workload.job import Job
+
+PRIOS = (10, 100, 100, 1000)
+NOW = 10_000.0
+
+
+def _fill(st: ClusterState, rng: random.Random, jid: int, most: int) -> list[Job]:
+    """Random running jobs from id `jid` on: whole-node gangs over free nodes of one flavor,
+    and small jobs sharing nodes."""
+    jobs = []
+    for _ in range(rng.randint(0, most)):
+        f = rng.randrange(len(st.gpn))
+        g = st.gpn[f]
+        free_whole = [n for n in st.flavor_node_ids[f] if st.node_up[n] and st.node_free[n] == g]
+        if rng.random() < 0.4 and len(free_whole) >= 2:
+            nodes = rng.sample(free_whole, rng.randint(2, min(6, len(free_whole))))
+            placement = tuple((n, g) for n in sorted(nodes))
+        else:
+            some = [n for n in st.flavor_node_ids[f] if st.node_up[n] and st.node_free[n] > 0]
+            if not some:
+                continue
+            n = rng.choice(some)
+            placement = ((n, rng.randint(1, st.node_free[n])),)
+        start = NOW - rng.choice([60.0, 5_000.0, 50_000.0])  # 60 s: too young (600 s minimum)
+        job = testkit.running_job(
+            st, jid, placement, team=rng.randrange(2), prio=rng.choice(PRIOS), start=start
+        )
+        job.attained_gpu_s = rng.choice([0.0, 1e3, 1e5])
+        jobs.append(job)
+        jid += 1
+    return jobs
+
+
+def _searches(st: ClusterState, snap: Snapshot, rng: random.Random) -> None:
+    policies: list[PreemptionPolicy] = [PriorityReclaim(), LasDemotion(LeastAttainedService())]
+    for _ in range(4):
+        f = rng.randrange(len(st.gpn))
+        gang = rng.randint(1, 7 * st.gpn[f])
+        job = Job(1000, "p", "a", gang, 100.0)
+        job.queue_idx, job.priority = rng.randrange(2), rng.choice(PRIOS)
+        pol = rng.choice(policies)
+        before = testkit.state_contents(st)
+        want = victims_reference.find_victims(snap, pol, gang, f, job)
+        assert find_victims(snap, pol, gang, f, job) == want, (gang, f, job.priority)
+        assert testkit.state_contents(st) == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.integers(0, 2**32 - 1))
+def test_fast_search_chooses_what_the_reference_search_chose(seed: int) -> None:
+    rng = random.Random(seed)
+    st, pend, _ = testkit.setup_cycle(testkit.MIXED, None, ("a", "b"))
+    for n in rng.sample(range(len(st.node_free)), rng.randint(0, 3)):
+        st.set_down(n)
+    jobs = _fill(st, rng, 0, 30)
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    for cycle in range(3):  # cycles, with the driver stopping and starting jobs between them
+        stmt = Statement(st)
+        if jobs and rng.random() < 0.5:
+            victim = rng.choice(jobs)  # a victim of an earlier search in the same cycle
+            held = st.allocations[victim.id]
+            stmt.evict(victim)
+            if rng.random() < 0.5:
+                # Its preemptor starts tentatively on its nodes: nobody's victim yet.
+                new = Job(999, "t", "a", held.gpus, 100.0)
+                new.queue_idx = 0
+                stmt.allocate(new, held.flavor, held.placement)
+        if rng.random() < 0.3:
+            f = rng.randrange(len(st.gpn))
+            placement = TopologyBestFit().place(st, f, rng.choice([1, 4, 2 * st.gpn[f]]))
+            if placement is not None:
+                new = Job(998, "t", "a", sum(k for _, k in placement), 100.0)
+                new.queue_idx = 1
+                stmt.allocate(new, f, placement)
+        _searches(st, snap, rng)
+        stmt.rollback()
+        for job in rng.sample(jobs, min(len(jobs), rng.randint(0, 3))):
+            st.stop(job, job.queue_idx)
+            jobs.remove(job)
+        jobs += _fill(st, rng, 100 * (cycle + 1), 3)
+        _check_summaries(st)
+        _searches(st, snap, rng)
+
+
+def _check_summaries(st: ClusterState) -> None:
+    """The lazily kept node summaries and owners, against a recount from the running jobs."""
+    used = [0] * len(st.node_jobs)
+    top = [EMPTY_PRIO] * len(st.node_jobs)
+    owner = [FREE] * len(st.node_jobs)
+    for n, jobs in enumerate(st.node_jobs):
+        for jid, k in jobs.items():
+            used[n] += k
+            top[n] = max(top[n], st.running[jid].priority)
+            owner[n] = jid if len(jobs) == 1 else SHARED
+    assert st.np_used.tolist() == used
+    assert st.np_max_prio.tolist() == top
+    assert st.np_owner.tolist() == owner
+
+
+def test_a_job_with_a_negative_id_never_reads_as_a_free_node() -> None:
+    # Ids -2 and -1 are FREE and SHARED in np_owner; a node held by such a job alone must read
+    # SHARED (judged job by job), never FREE (a node the search would take for nothing).
+    st, _, _ = testkit.setup_cycle()
+    testkit.running_job(st, FREE, ((0, 8),))
+    testkit.running_job(st, 5, ((1, 8),))
+    assert st.np_owner[:3].tolist() == [SHARED, 5, FREE]
