@@ -296,29 +296,7 @@ def solve_caps(
        moves its oldest jobs up one by one, so the last class may be split across two levels.
     """
     floor = n_levels - 1
-    levels = {j.id: floor for j in jobs}
-    site = sum(j.inc_w[floor] for j in jobs)
-    halls = [0.0] * len(hall_budget_w)
-    for j in jobs:
-        for h, share in j.halls:
-            halls[h] += j.inc_w[floor] * share
-    paused: list[int] = []
-    over = site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True))
-    if over:
-        for j in sorted(jobs, key=lambda j: (j.priority, -j.start_s)):
-            site_over = site > site_budget_w
-            halls_over = {
-                h for h, (w, b) in enumerate(zip(halls, hall_budget_w, strict=True)) if w > b
-            }
-            if not site_over and not halls_over:
-                break
-            if not site_over and not any(h in halls_over for h, _ in j.halls):
-                continue  # pausing it would not relieve the hall that is over
-            paused.append(j.id)
-            del levels[j.id]
-            site -= j.inc_w[floor]
-            for h, share in j.halls:
-                halls[h] -= j.inc_w[floor] * share
+    levels, paused, site, halls = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
     gone = set(paused)
     alive = [j for j in jobs if j.id not in gone]
     if not alive:
@@ -394,6 +372,37 @@ def solve_caps(
                 levels[m.id] = level - 1
     target = {key_of[c]: c_level[c] for c in range(n_cls)}
     return CapPlan(levels, paused, target)
+
+
+def _pause_to_fit(
+    jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], floor: int
+) -> tuple[dict[int, int], list[int], float, list[float]]:
+    """Step 1 of solve_caps: everyone at the floor; pause until the site and every hall fit.
+    Returns the levels of the jobs kept, the paused ids, and the site and hall watts."""
+    levels = {j.id: floor for j in jobs}
+    site = sum(j.inc_w[floor] for j in jobs)
+    halls = [0.0] * len(hall_budget_w)
+    for j in jobs:
+        for h, share in j.halls:
+            halls[h] += j.inc_w[floor] * share
+    paused: list[int] = []
+    over = site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True))
+    if over:
+        for j in sorted(jobs, key=lambda j: (j.priority, -j.start_s)):
+            site_over = site > site_budget_w
+            halls_over = {
+                h for h, (w, b) in enumerate(zip(halls, hall_budget_w, strict=True)) if w > b
+            }
+            if not site_over and not halls_over:
+                break
+            if not site_over and not any(h in halls_over for h, _ in j.halls):
+                continue  # pausing it would not relieve the hall that is over
+            paused.append(j.id)
+            del levels[j.id]
+            site -= j.inc_w[floor]
+            for h, share in j.halls:
+                halls[h] -= j.inc_w[floor] * share
+    return levels, paused, site, halls
 
 
 def make_room(

@@ -40,49 +40,12 @@ def power_section(tw: Twin, n_bins: int) -> dict[str, Any] | None:
     energy_mwh = float(np.sum(w * dt)) / 3.6e9
     load = resample(t, w / 1e6, horizon, STEP_S)
     ramp = cfg.ramp_mw_per_min
-    battery_out: dict[str, Any] | None = None
-    grid: GridResult | None = None
-    if ramp is not None:
-        if cfg.battery is not None:
-            grid = dispatch(load, STEP_S, ramp, cfg.battery, debug=tw.cfg.debug)
-            spec = cfg.battery
-            units = None
-        else:
-            units, grid = smallest_battery(load, STEP_S, ramp)
-            spec = None
-        if grid is not None and len(grid.soc_mwh):
-            battery_out = {
-                "energy_mwh": _r(spec.energy_mwh) if spec else None,
-                "power_mw": _r(spec.power_mw) if spec else None,
-                "smallest_megapack_units": units,
-                "soc_min_mwh": _r(grid.soc_mwh.min()),
-                "soc_max_mwh": _r(grid.soc_mwh.max()),
-                "charged_mwh": _r(grid.charged_mwh),
-                "discharged_mwh": _r(grid.discharged_mwh),
-                "losses_mwh": _r(grid.losses_mwh),
-                "ramp_violations": grid.violations,
-            }
-            if units is not None and units > 0:
-                from cortex.power.battery import BatterySpec
-
-                mp = BatterySpec.megapacks(units)
-                battery_out["energy_mwh"] = _r(mp.energy_mwh)
-                battery_out["power_mw"] = _r(mp.power_mw)
-        elif units == 0:
-            battery_out = {"smallest_megapack_units": 0}
+    battery_out, grid = _battery(tw, load)
     grid_mw = grid.grid_mw if grid is not None else load
     m = tw.metrics
     gh = 1 / 3600.0
     useful_gpu_h = m.productive_gpu_s * gh
-    cost = None
-    try:
-        from cortex.power.prices import PriceSeries
-
-        prices = PriceSeries.load()
-        step_t = np.arange(len(grid_mw)) * STEP_S
-        cost = prices.cost_usd(grid_mw, step_t, start_hour_of_year=cfg.start_day_of_year * 24)
-    except ImportError:  # pragma: no cover - the price module ships with the package
-        cost = None
+    cost = _cost_usd(cfg, grid_mw)
     # Bins for the HTML: mean load, lowest cap, mean grid, battery state of charge.
     per = max(len(load) // n_bins, 1)
     nb = len(load) // per
@@ -129,3 +92,52 @@ def power_section(tw: Twin, n_bins: int) -> dict[str, Any] | None:
             },
         },
     }
+
+
+def _battery(tw: Twin, load: np.ndarray) -> tuple[dict[str, Any] | None, GridResult | None]:
+    """The battery's dispatch under the ramp limit: the given battery, or the smallest one."""
+    cfg = tw.pw.cfg if tw.pw is not None else None
+    ramp = cfg.ramp_mw_per_min if cfg is not None else None
+    if cfg is None or ramp is None:
+        return None, None
+    battery_out: dict[str, Any] | None = None
+    grid: GridResult | None = None
+    if cfg.battery is not None:
+        grid = dispatch(load, STEP_S, ramp, cfg.battery, debug=tw.cfg.debug)
+        spec = cfg.battery
+        units = None
+    else:
+        units, grid = smallest_battery(load, STEP_S, ramp)
+        spec = None
+    if grid is not None and len(grid.soc_mwh):
+        battery_out = {
+            "energy_mwh": _r(spec.energy_mwh) if spec else None,
+            "power_mw": _r(spec.power_mw) if spec else None,
+            "smallest_megapack_units": units,
+            "soc_min_mwh": _r(grid.soc_mwh.min()),
+            "soc_max_mwh": _r(grid.soc_mwh.max()),
+            "charged_mwh": _r(grid.charged_mwh),
+            "discharged_mwh": _r(grid.discharged_mwh),
+            "losses_mwh": _r(grid.losses_mwh),
+            "ramp_violations": grid.violations,
+        }
+        if units is not None and units > 0:
+            from cortex.power.battery import BatterySpec
+
+            mp = BatterySpec.megapacks(units)
+            battery_out["energy_mwh"] = _r(mp.energy_mwh)
+            battery_out["power_mw"] = _r(mp.power_mw)
+    elif units == 0:
+        battery_out = {"smallest_megapack_units": 0}
+    return battery_out, grid
+
+
+def _cost_usd(cfg: Any, grid_mw: np.ndarray) -> float | None:
+    try:
+        from cortex.power.prices import PriceSeries
+
+        prices = PriceSeries.load()
+        step_t = np.arange(len(grid_mw)) * STEP_S
+        return prices.cost_usd(grid_mw, step_t, start_hour_of_year=cfg.start_day_of_year * 24)
+    except ImportError:  # pragma: no cover - the price module ships with the package
+        return None

@@ -37,10 +37,69 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
     """Summarize a finished twin run."""
     m = tw.metrics
     topo = tw.topo
-    cfg = tw.cfg
-    horizon = cfg.horizon_s
+    horizon = tw.cfg.horizon_s
     total_gpus = topo.total_gpus
     up_gpu_s = float(m.up_bins.sum())
+    return {
+        "cortex_version": __version__,
+        "config": _config(tw, workload),
+        "fleet": {
+            "name": topo.name,
+            "gpus": total_gpus,
+            "nodes": topo.n_nodes,
+            "pods": topo.n_pods,
+            "racks": topo.n_racks,
+            "halls": len(topo.hall_names),
+            "gpus_by_flavor": dict(zip(topo.flavors, topo.flavor_gpus(), strict=True)),
+        },
+        "jobs": _jobs(tw),
+        "utilization": {
+            "allocated": _r(m.alloc_gpu_s / up_gpu_s) if up_gpu_s else 0.0,
+            "productive": _r(m.productive_gpu_s / up_gpu_s) if up_gpu_s else 0.0,
+            "allocated_of_installed": _r(m.alloc_gpu_s / (total_gpus * horizon)),
+        },
+        "goodput": _r(m.productive_gpu_s / m.alloc_gpu_s) if m.alloc_gpu_s else 0.0,
+        "gpu_hours": _gpu_hours(tw),
+        "interruptions": {
+            "unexpected": int(sum(m.interrupts_by_cause)),
+            "node_failures": m.failures_total,
+            "by_cause": {
+                c.name: n for c, n in zip(tw.causes, m.interrupts_by_cause, strict=True) if n
+            },
+        },
+        "preemptions": m.preemptions,
+        "blockers": dict(sorted(m.blocked.items())),
+        "large_jobs": _large_jobs(tw),
+        "energy_mwh": _r(m.energy_j / 3.6e9),
+        "peak_facility_mw": _r(m.peak_facility_w / 1e6),
+        "mean_facility_mw": _r(m.energy_j / horizon / 1e6) if horizon else 0.0,
+        "series": _series(tw),
+        "power": power_section(tw, m.n_bins),
+        "events": tw.events,
+        "scheduler_cycles": m.cycles,
+        "wall_s": round(tw.wall_s, 3),
+        "timing": _timing(tw),
+    }
+
+
+def _config(tw: Twin, workload: str) -> dict[str, Any]:
+    cfg = tw.cfg
+    return {
+        "fleet": tw.topo.name,
+        "days": cfg.days,
+        "seed": cfg.seed,
+        "policy": cfg.policy,
+        "backfill": cfg.backfill,
+        "failures": cfg.failures,
+        "failure_scale": cfg.failure_scale,
+        "workload": workload,
+        "checkpoint_interval_s": cfg.checkpoint_interval_s,
+        "warm_start": any(j.warm for j in tw.jobs),
+    }
+
+
+def _jobs(tw: Twin) -> dict[str, Any]:
+    horizon = tw.cfg.horizon_s
     jct: dict[str, list[float]] = {}
     wait: dict[str, list[float]] = {}
     # Jobs under way at a warm start have no submission in the run: they count in the books,
@@ -54,7 +113,6 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
             wait.setdefault(j.team, []).append(j.first_start_s - j.submit_s)
     all_jct = [x for v in jct.values() for x in v]
     all_wait = [x for v in wait.values() for x in v]
-    submitted = sum(1 for j in tw.jobs if j.submit_s < horizon)
     rejected: dict[str, int] = {}
     for _, reason in tw.rejected:
         rejected[reason.code.value] = rejected.get(reason.code.value, 0) + 1
@@ -69,7 +127,23 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
         }
         for team in sorted(set(jct) | set(wait))
     }
-    causes = tw.causes
+    return {
+        **_completion(tw),
+        "submitted": sum(1 for j in tw.jobs if j.submit_s < horizon),
+        "warm_start": sum(1 for j in tw.jobs if j.warm),
+        "rejected": len(tw.rejected),
+        "rejected_by_reason": dict(sorted(rejected.items())),
+        "completed": len(tw.completed),
+        "running_at_end": len(tw.state.running),
+        "pending_at_end": len(tw.pending),
+        "jct_s": _stats(all_jct),
+        "queue_delay_s": _stats(all_wait),
+        "by_team": by_team,
+    }
+
+
+def _large_jobs(tw: Twin) -> list[dict[str, Any]]:
+    horizon = tw.cfg.horizon_s
     large = []
     for j in tw.jobs:
         if j.gpus >= tw.large_job_gpus and j.first_start_s >= 0:
@@ -88,85 +162,32 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
                     "effective_training_time": _r(prod / span) if span > 0 else 0.0,
                 }
             )
-    cycle = np.asarray(m.cycle_s) * 1e3 if m.cycle_s else np.zeros(1)
-    bins_h = [_r((i + 0.5) * m.bin_s / 3600.0) for i in range(m.n_bins)]
+    return large
+
+
+def _series(tw: Twin) -> dict[str, Any]:
+    m = tw.metrics
     with np.errstate(invalid="ignore", divide="ignore"):
         alloc_frac = np.where(m.up_bins > 0, m.alloc_bins / np.maximum(m.up_bins, 1e-9), 0.0)
     return {
-        "cortex_version": __version__,
-        "config": {
-            "fleet": topo.name,
-            "days": cfg.days,
-            "seed": cfg.seed,
-            "policy": cfg.policy,
-            "backfill": cfg.backfill,
-            "failures": cfg.failures,
-            "failure_scale": cfg.failure_scale,
-            "workload": workload,
-            "checkpoint_interval_s": cfg.checkpoint_interval_s,
-            "warm_start": any(j.warm for j in tw.jobs),
-        },
-        "fleet": {
-            "name": topo.name,
-            "gpus": total_gpus,
-            "nodes": topo.n_nodes,
-            "pods": topo.n_pods,
-            "racks": topo.n_racks,
-            "halls": len(topo.hall_names),
-            "gpus_by_flavor": dict(zip(topo.flavors, topo.flavor_gpus(), strict=True)),
-        },
-        "jobs": {
-            **_completion(tw),
-            "submitted": submitted,
-            "warm_start": sum(1 for j in tw.jobs if j.warm),
-            "rejected": len(tw.rejected),
-            "rejected_by_reason": dict(sorted(rejected.items())),
-            "completed": len(tw.completed),
-            "running_at_end": len(tw.state.running),
-            "pending_at_end": len(tw.pending),
-            "jct_s": _stats(all_jct),
-            "queue_delay_s": _stats(all_wait),
-            "by_team": by_team,
-        },
-        "utilization": {
-            "allocated": _r(m.alloc_gpu_s / up_gpu_s) if up_gpu_s else 0.0,
-            "productive": _r(m.productive_gpu_s / up_gpu_s) if up_gpu_s else 0.0,
-            "allocated_of_installed": _r(m.alloc_gpu_s / (total_gpus * horizon)),
-        },
-        "goodput": _r(m.productive_gpu_s / m.alloc_gpu_s) if m.alloc_gpu_s else 0.0,
-        "gpu_hours": _gpu_hours(tw),
-        "interruptions": {
-            "unexpected": int(sum(m.interrupts_by_cause)),
-            "node_failures": m.failures_total,
-            "by_cause": {
-                c.name: n for c, n in zip(causes, m.interrupts_by_cause, strict=True) if n
-            },
-        },
-        "preemptions": m.preemptions,
-        "blockers": dict(sorted(m.blocked.items())),
-        "large_jobs": large,
-        "energy_mwh": _r(m.energy_j / 3.6e9),
-        "peak_facility_mw": _r(m.peak_facility_w / 1e6),
-        "mean_facility_mw": _r(m.energy_j / horizon / 1e6) if horizon else 0.0,
-        "series": {
-            "bin_s": _r(m.bin_s),
-            "t_h": bins_h,
-            "allocated_frac": [_r(float(x), 4) for x in alloc_frac],
-            "queue_len": [_r(float(x), 4) for x in m.queue_bins / m.bin_s],
-            "interruptions": [int(x) for x in m.interrupt_bins],
-            "facility_mw": [_r(float(x), 5) for x in m.energy_bins / m.bin_s / 1e6],
-        },
-        "power": power_section(tw, m.n_bins),
-        "events": tw.events,
-        "scheduler_cycles": m.cycles,
-        "wall_s": round(tw.wall_s, 3),
-        "timing": {
-            "events_per_s": round(tw.events / tw.wall_s) if tw.wall_s else 0,
-            "cycle_ms": {
-                "p50": round(float(np.percentile(cycle, 50)), 4),
-                "p99": round(float(np.percentile(cycle, 99)), 4),
-                "max": round(float(cycle.max()), 4),
-            },
+        "bin_s": _r(m.bin_s),
+        "t_h": [_r((i + 0.5) * m.bin_s / 3600.0) for i in range(m.n_bins)],
+        "allocated_frac": [_r(float(x), 4) for x in alloc_frac],
+        "queue_len": [_r(float(x), 4) for x in m.queue_bins / m.bin_s],
+        "interruptions": [int(x) for x in m.interrupt_bins],
+        "facility_mw": [_r(float(x), 5) for x in m.energy_bins / m.bin_s / 1e6],
+    }
+
+
+def _timing(tw: Twin) -> dict[str, Any]:
+    m = tw.metrics
+    cycle = np.asarray(m.cycle_s) * 1e3 if m.cycle_s else np.zeros(1)
+    return {
+        "events_per_s": round(tw.events / tw.wall_s) if tw.wall_s else 0,
+        "cycle_ms": {
+            "p50": round(float(np.percentile(cycle, 50)), 4),
+            "p99": round(float(np.percentile(cycle, 99)), 4),
+            "max": round(float(cycle.max()), 4),
         },
     }
 

@@ -94,23 +94,9 @@ def _train(
 ) -> int:
     t = cfg.train
     cuda = info.device.type == "cuda"
-    deterministic = (not cuda) if opts.deterministic is None else opts.deterministic
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-        if cuda:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Same seed on every rank, so that a run is reproducible for a given rank count (DDP also
-    # broadcasts rank 0's initial parameters, so the model starts identical either way).
-    torch.manual_seed(t.seed)
-    np.random.seed(t.seed)
-    random.seed(t.seed)
+    _seed(t.seed, cuda, opts.deterministic)
 
-    ckpt_dir = opts.checkpoint_dir
-    if ckpt_dir is not None:
-        # Every rank probes, so a bad directory fails all of them with the same one-line error
-        # instead of leaving the others waiting at a barrier; only rank 0 removes torn writes.
-        checkpoint.prepare_dir(ckpt_dir, clean=info.is_main)
-        dist.barrier(info)
+    ckpt_dir = _checkpoint_dir(opts, info)
     metrics = MetricsWriter(
         opts.metrics_file if info.is_main else None,
         {"job_id": os.environ.get(jobproto.ENV_JOB_ID), "workload": wl.name, "config": cfg.name},
@@ -120,33 +106,16 @@ def _train(
     model = wl.build_model(cfg.model).to(info.device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.steps))
-    start = 0
-    state = checkpoint.load_latest(ckpt_dir) if ckpt_dir is not None else None
-    if state is not None:
-        if state.get("workload") != wl.name or state.get("config") != cfg.model.model_dump():
-            raise checkpoint.CheckpointError(
-                f"{ckpt_dir}: checkpoint step {state['step']} was written by a different "
-                f"workload or model config (workload {state.get('workload')!r})"
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        checkpoint.set_rng_state(state["rng"])
-        start = int(state["data"]["next_step"])
-        metrics.write(event="resume", step=start, from_world_size=state["data"]["world_size"])
-    else:
-        metrics.write(event="start", step=0)
-    params = sum(p.numel() for p in model.parameters())
+    start = _resume(wl, cfg, ckpt_dir, model, opt, sched, metrics)
     if info.is_main:
+        params = sum(p.numel() for p in model.parameters())
         print(
             f"{wl.name} --config {cfg.name}: {params:,} parameters, device {info.device}, "
             f"world {info.world_size}, steps {start}..{t.steps}",
             file=sys.stderr,
             flush=True,
         )
-    net: nn.Module = model
-    if info.distributed:
-        net = DistributedDataParallel(model, device_ids=[info.device.index] if cuda else None)
+    net = _wrap(model, info, cuda)
 
     global_batch = t.batch_size * info.world_size
     stream = BatchStream(
@@ -170,12 +139,8 @@ def _train(
             metrics.write(event="checkpoint", step=step, path=str(path))
         dist.barrier(info)
 
-    loss_sum = torch.zeros((), device=info.device)
-    parts_sum: dict[str, float] = {}
-    base_sum: dict[str, float] = {}
-    n_acc = n_base = 0
+    window = _Window(info.device)
     baseline = ConstantBaseline(wl)
-    t_last = time.perf_counter()
     if cuda:
         torch.cuda.reset_peak_memory_stats(info.device)
     step = start
@@ -196,41 +161,18 @@ def _train(
             opt.step()
             sched.step()
             step += 1
-            loss_sum += losses["loss"].detach()
-            for k, part in losses.items():
-                if k != "loss":
-                    parts_sum[k] = parts_sum.get(k, 0.0) + float(part.detach())
-            base = baseline.score(batch)
-            for k, value in (base or {}).items():
-                base_sum[k] = base_sum.get(k, 0.0) + value
-            n_base += base is not None
-            n_acc += 1
+            window.add(losses, baseline.score(batch))
             testhooks.pause_at_step(step, stop)
             if step % t.log_every == 0 or step == t.steps:
-                mean_loss = float(loss_sum) / n_acc  # the sync point for CUDA timing
-                now = time.perf_counter()
-                elapsed = now - t_last
                 metrics.write(
                     step=step,
-                    loss=round(mean_loss, 6),
-                    **{f"baseline_{k}": round(v / n_base, 6) for k, v in base_sum.items()},
-                    **{k: round(v / n_acc, 6) for k, v in parts_sum.items()},
-                    samples_per_s=round(global_batch * n_acc / elapsed, 3),
-                    step_s=round(elapsed / n_acc, 5),
+                    **window.flush(global_batch),
                     lr=sched.get_last_lr()[0],
                     samples_seen=step * global_batch,
                     world_size=info.world_size,
                     gpu_power_w=power.read_w(),
-                    gpu_mem_peak_gb=(
-                        round(torch.cuda.max_memory_allocated(info.device) / 2**30, 3)
-                        if cuda
-                        else None
-                    ),
+                    gpu_mem_peak_gb=_mem_peak_gb(info.device) if cuda else None,
                 )
-                loss_sum.zero_()
-                parts_sum.clear()
-                base_sum.clear()
-                n_acc, n_base, t_last = 0, 0, time.perf_counter()
             if step % t.checkpoint_every == 0 and step < t.steps:
                 save(step)
         save(step)
@@ -239,3 +181,104 @@ def _train(
         return jobproto.EXIT_OK
     finally:
         metrics.close()
+
+
+def _wrap(model: nn.Module, info: dist.DistInfo, cuda: bool) -> nn.Module:
+    if not info.distributed:
+        return model
+    return DistributedDataParallel(model, device_ids=[info.device.index] if cuda else None)
+
+
+def _checkpoint_dir(opts: RunOptions, info: dist.DistInfo) -> Path | None:
+    ckpt_dir = opts.checkpoint_dir
+    if ckpt_dir is not None:
+        # Every rank probes, so a bad directory fails all of them with the same one-line error
+        # instead of leaving the others waiting at a barrier; only rank 0 removes torn writes.
+        checkpoint.prepare_dir(ckpt_dir, clean=info.is_main)
+        dist.barrier(info)
+    return ckpt_dir
+
+
+def _mem_peak_gb(device: torch.device) -> float:
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+
+
+def _seed(seed: int, cuda: bool, deterministic: bool | None) -> None:
+    if (not cuda) if deterministic is None else deterministic:
+        torch.use_deterministic_algorithms(True)
+        if cuda:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # Same seed on every rank, so that a run is reproducible for a given rank count (DDP also
+    # broadcasts rank 0's initial parameters, so the model starts identical either way).
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _resume(
+    wl: Workload,
+    cfg: FsdConfig | OptimusConfig,
+    ckpt_dir: Path | None,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    metrics: MetricsWriter,
+) -> int:
+    """Load the newest checkpoint into the model, optimizer, LR schedule and RNGs; the step to
+    go on from (0 with none)."""
+    state = checkpoint.load_latest(ckpt_dir) if ckpt_dir is not None else None
+    if state is None:
+        metrics.write(event="start", step=0)
+        return 0
+    if state.get("workload") != wl.name or state.get("config") != cfg.model.model_dump():
+        raise checkpoint.CheckpointError(
+            f"{ckpt_dir}: checkpoint step {state['step']} was written by a different "
+            f"workload or model config (workload {state.get('workload')!r})"
+        )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    checkpoint.set_rng_state(state["rng"])
+    start = int(state["data"]["next_step"])
+    metrics.write(event="resume", step=start, from_world_size=state["data"]["world_size"])
+    return start
+
+
+class _Window:
+    """Losses and baseline scores summed over the steps since the last log line. The loss stays
+    on the device, so reading it once per log line is the only sync point for CUDA timing."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.parts_sum: dict[str, float] = {}
+        self.base_sum: dict[str, float] = {}
+        self.n_acc = self.n_base = 0
+        self.t_last = time.perf_counter()
+
+    def add(self, losses: dict[str, torch.Tensor], base: dict[str, float] | None) -> None:
+        self.loss_sum += losses["loss"].detach()
+        for k, part in losses.items():
+            if k != "loss":
+                self.parts_sum[k] = self.parts_sum.get(k, 0.0) + float(part.detach())
+        for k, value in (base or {}).items():
+            self.base_sum[k] = self.base_sum.get(k, 0.0) + value
+        self.n_base += base is not None
+        self.n_acc += 1
+
+    def flush(self, global_batch: int) -> dict[str, float]:
+        """The window's means and speed, in the log line's key order; then starts a new one."""
+        n_acc, n_base = self.n_acc, self.n_base
+        mean_loss = float(self.loss_sum) / n_acc  # the sync point for CUDA timing
+        elapsed = time.perf_counter() - self.t_last
+        out = {
+            "loss": round(mean_loss, 6),
+            **{f"baseline_{k}": round(v / n_base, 6) for k, v in self.base_sum.items()},
+            **{k: round(v / n_acc, 6) for k, v in self.parts_sum.items()},
+            "samples_per_s": round(global_batch * n_acc / elapsed, 3),
+            "step_s": round(elapsed / n_acc, 5),
+        }
+        self.loss_sum.zero_()
+        self.parts_sum.clear()
+        self.base_sum.clear()
+        self.n_acc, self.n_base, self.t_last = 0, 0, time.perf_counter()
+        return out
