@@ -309,7 +309,10 @@ def test_a_cap_below_the_idle_fleet_is_refused(env: Env, tmp_path: Path) -> None
             {"CORTEX_POWER_POLICY": "full", "CORTEX_SITE_CAP_KW": "10"},
             "CORTEX_POWER_POLICY: value: Value error, unknown power policy 'full'",
         ),
-        ({"CORTEX_POWER_POLICY": "cap"}, "site_cap_kw: power policy cap needs a site cap"),
+        (
+            {"CORTEX_POWER_POLICY": "cap"},
+            "CORTEX_SITE_CAP_KW: value: power policy cap needs a site cap",
+        ),
         ({"CORTEX_SITE_CAP_KW": "-1"}, "CORTEX_SITE_CAP_KW: value: "),
         ({"CORTEX_SITE_CAP_KW": "nan"}, "CORTEX_SITE_CAP_KW: value: "),
     ],
