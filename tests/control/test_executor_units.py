@@ -229,3 +229,23 @@ def test_no_driver_means_cpu_slots(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (inv.kind, inv.count) == ("cpu", 3)
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed: import fails
     assert LocalExecutor.discover(slots=2).kind == "cpu"
+
+
+def test_an_upgrade_removes_the_env_old_run_dirs_kept_in_plain_text(tmp_path: Path) -> None:
+    """Found in review: runs launched before the env went through the runner's stdin keep the
+    decrypted env in spec.json, and run dirs are kept. The executor drops it once per root."""
+    from cortex.executors.local.executor import SCRUBBED_MARK, LocalExecutor
+
+    root = tmp_path / "runs"
+    spec = root / "jobs" / "7" / "attempts" / "1" / "spec.json"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(json.dumps({"command": ["true"], "env": {"API_KEY": "s3cret", "A": "1"}}))
+    other = root / "jobs" / "8" / "attempts" / "1" / "spec.json"
+    other.parent.mkdir(parents=True)
+    other.write_text("{not json")  # a torn file is left alone, not a crash
+    LocalExecutor(root, allow_same_user=True)
+    got = json.loads(spec.read_text())
+    assert "env" not in got and got["env_names"] == ["A", "API_KEY"]
+    assert got["command"] == ["true"]
+    assert "s3cret" not in spec.read_text() and (root / SCRUBBED_MARK).exists()
+    assert spec.stat().st_mode & 0o077 == 0

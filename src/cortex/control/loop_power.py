@@ -22,9 +22,11 @@ and the collector, which reads the immutable `PowerSnapshot` published after eac
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -86,6 +88,7 @@ class LivePower:
         self.policy = policy
         self.draining: dict[int, tuple[float, dict[int, float]]] = {}
         self.requested_cap_w: float | None = None  # set by the API; applied by the next tick
+        self._request_lock = threading.Lock()  # an API thread sets it, the loop takes it
         self.cap_failures = 0
         self._last_solve = -math.inf
         self._short_head: int | None = None  # the job the last cycle stopped at for watts
@@ -148,7 +151,8 @@ class LivePower:
                 f"site_cap_kw: {cap_kw:g} kW is below the idle fleet's "
                 f"{idle / 1e3:.3f} kW facility draw"
             )
-        self.requested_cap_w = cap_kw * 1e3
+        with self._request_lock:
+            self.requested_cap_w = cap_kw * 1e3
         self.loop.dirty = True  # a dirty flag and a wake: the loop's non-blocking commands
         self.loop.wake()
 
@@ -203,8 +207,10 @@ class LivePower:
         process still exits); jobs the books do not know (recovered after a restart) are
         booked uncapped, the most they may draw, until a solve says otherwise."""
         loop, b = self.loop, self.books
-        if self.requested_cap_w is not None:
-            b.site_cap_w, self.requested_cap_w = self.requested_cap_w, None
+        with self._request_lock:
+            requested, self.requested_cap_w = self.requested_cap_w, None
+        if requested is not None:
+            b.site_cap_w = requested
         for jid in [j for j in b.jobs if j not in loop.placement]:
             jp = b.jobs[jid]
             if jid in loop.stopping:
@@ -225,7 +231,24 @@ class LivePower:
 
     def _solve(self, now: float) -> CapPlan:
         running = {jid: self.loop.jobs[jid] for jid in self.books.jobs}
-        return self.books.solve(running, self._speeds(list(running.values())), now)
+        with self._draining_reserved():
+            return self.books.solve(running, self._speeds(list(running.values())), now)
+
+    @contextlib.contextmanager
+    def _draining_reserved(self) -> Iterator[None]:
+        """Paused or preempted jobs still exiting draw their watts: a solve divides only what
+        is left (the books' budgets less theirs), as the cycle's view() does."""
+        b = self.books
+        b.reserved_w = sum(w for w, _ in self.draining.values())
+        halls: dict[int, float] = {}
+        for _, by_hall in self.draining.values():
+            for h, x in by_hall.items():
+                halls[h] = halls.get(h, 0.0) + x
+        b.reserved_hall_w = halls
+        try:
+            yield
+        finally:
+            b.reserved_w, b.reserved_hall_w = 0.0, {}
 
     def _make_room(self, head_id: int, now: float) -> CapPlan | None:
         """The twin's shortage re-solve: a job short of watts that outranks running work gets a
@@ -238,7 +261,8 @@ class LivePower:
         speed = self._speeds([*running.values(), head])
         for f in head.flavor_ids:
             speed[(head.kind, f)] = loop.speed(head.kind, f)
-        return self.books.make_room_for(head, running, speed, now)
+        with self._draining_reserved():
+            return self.books.make_room_for(head, running, speed, now)
 
     def _apply(self, cap: CapPlan, now: float) -> list[Preemption]:
         """Lower caps first (a job whose limit cannot be lowered is paused too), then raise them;
@@ -248,17 +272,28 @@ class LivePower:
         paused = list(cap.paused)
         devices = self._devices()
         moves = b.cap_moves(cap.levels, self.loop.jobs)
+        lower_failed = False
         for jid, level in moves:
             job = self.loop.jobs[jid]
+            raise_ = level < b.jobs[jid].level  # a lower level index is a higher cap
+            if raise_ and lower_failed:
+                # The raises were sized on the watts the lowers free; one lower failed and its
+                # job draws its old watts until its pause ends, so raising others now would
+                # take the site over its budget. The next tick re-solves, with the pausing
+                # job's watts reserved.
+                continue
             try:
                 self._set_caps(job, devices.get(jid, ()), level)
             except PowerCapError as err:
                 self.cap_failures += 1
                 log.error("job %d: %s", jid, err)
-                if level > b.jobs[jid].level:
+                if not raise_:
+                    lower_failed = True
                     paused.append(jid)  # it would draw above its share: stop it
                 continue
             b.relevel(job, level)
+        if lower_failed:
+            self._last_solve = -math.inf
         b.paused += len(paused)
         out = []
         for jid in paused:

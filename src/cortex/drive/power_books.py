@@ -164,6 +164,10 @@ class PowerBooks(JobPowerBooks):
     staggered: int = 0
     _ladders: dict = field(default_factory=dict)
     _budget_cache: dict = field(default_factory=dict)
+    # Watts a driver holds back from the budgets (the live loop: jobs still exiting); the twin
+    # reserves none.
+    reserved_w: float = 0.0
+    reserved_hall_w: dict[int, float] = field(default_factory=dict)
     _per_cache: dict = field(default_factory=dict)
     _draw_cache: dict = field(default_factory=dict)
     _never_cache: dict = field(default_factory=dict)
@@ -249,11 +253,14 @@ class PowerBooks(JobPowerBooks):
         return got
 
     def site_budget_w(self, t: float) -> float:
-        """IT watts over idle the site may add at time t."""
-        return self._budgets(t)[0]
+        """IT watts over idle the site may add at time t (less what a driver reserved)."""
+        return self._budgets(t)[0] - self.reserved_w
 
     def hall_budget_w(self, t: float) -> list[float]:
-        return self._budgets(t)[1]
+        got = self._budgets(t)[1]
+        if not self.reserved_hall_w:
+            return got
+        return [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(got)]
 
     def _hall_budget_w(self, t: float) -> list[float]:
         temp = self.temp_c(t)

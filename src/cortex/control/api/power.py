@@ -40,7 +40,9 @@ class PowerUpdate(BaseModel):
     site_cap_kw: Annotated[float, Field(gt=0, le=1e9)]
 
 
-def _power(svc: Svc) -> PowerOut:
+def _power(svc: Svc, team: str | None = None) -> PowerOut:
+    """`team`: only that team's jobs are listed (another team's job is not even named, as in
+    GET /v1/jobs/{id}); None lists all (the admin)."""
     power = svc.loop.power
     if power is None:
         raise HTTPException(404, "no power policy: start the service with --power-policy")
@@ -58,13 +60,14 @@ def _power(svc: Svc) -> PowerOut:
         jobs=[
             PowerJobOut(job_id=j, cap_level=lv, modelled_w=w, devices=list(devs))
             for j, (lv, w, devs) in sorted(snap.jobs.items())
+            if team is None or getattr(svc.loop.jobs.get(j), "team", None) == team
         ],
     )
 
 
 @router.get("/power", response_model=PowerOut, summary="Site power, budget and per-job caps")
 def get_power(who: Who, svc: Svc) -> PowerOut:
-    return _power(svc)
+    return _power(svc, None if who.admin else who.team)
 
 
 @router.put("/power", response_model=PowerOut, summary="Set the facility cap (admin)")

@@ -127,6 +127,7 @@ class LocalExecutor:
         self.grace_s = float(grace_s)
         self._runs: dict[tuple[int, int], _Run] = {}
         self._zombies: dict[int, int] = {}  # pid -> start_ticks: killed orphans still to reap
+        _scrub_old_specs(self.root)
 
     # -- discovery -------------------------------------------------------------------------
     @staticmethod
@@ -573,3 +574,24 @@ class LocalExecutor:
                 if st is not None and not st.finished:
                     out.append(h)
         return out
+
+
+SCRUBBED_MARK = ".spec-env-scrubbed-v1"
+
+
+def _scrub_old_specs(root: Path) -> None:
+    """Run dirs from before the env went through the runner's stdin hold the job's decrypted
+    env in spec.json. Once per executor root (a marker file), drop it from every spec.json,
+    keeping only the names, so an upgrade leaves no secret on disk."""
+    mark = root / SCRUBBED_MARK
+    if mark.exists():
+        return
+    for path in root.glob("jobs/*/attempts/*/spec.json"):
+        try:
+            spec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(spec, dict) and isinstance(spec.get("env"), dict):
+            spec["env_names"] = sorted(spec.pop("env"))
+            write_json_atomic(path, spec)
+    mark.touch(mode=0o600)
