@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cortex.errors import InputError
 from cortex.fleet.spec import load_fleet_spec
-from cortex.fleet.topology import build
+from cortex.fleet.topology import Topology, build
 from cortex.power.battery import BatterySpec
 from cortex.power.curve import CapCurve
 from cortex.scheduler.registry import PROFILES
@@ -20,69 +20,83 @@ from cortex.sim.failures import load_job_causes
 from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.job import Job
 from cortex.workload.sources import load_trace, load_workload
+
+# Options whose help runs over a line, named here so that the command reads as a list.
+_WORKLOAD = typer.Option(
+    "synthetic", help="synthetic | single:GPUS | a YAML job file | a CSV trace"
+)
+_WARM_START = typer.Option(
+    None,
+    "--warm-start/--cold-start",
+    help="start the fleet in steady state (default for the synthetic workload) or empty "
+    "(the default, and the only choice, for traces and job files)",
+)
+_FAILURES = typer.Option(
+    True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
+)
+_FAILURE_DATA = typer.Option(
+    None, help="job-failure causes CSV (default: sim/data/job_failures.csv)"
+)
+_CHECKPOINT_INTERVAL_S = typer.Option(
+    None, min=1.0, help="fixed checkpoint interval (default: Young/Daly per job)"
+)
+_CHECKPOINT_WRITE_S = typer.Option(
+    None, min=0.0, help="checkpoint write time for jobs that give none (e.g. traces)"
+)
+_BACKFILL_INTERVAL_S = typer.Option(
+    None, min=1.0, help="deep (backfill) pass interval; default from sim/data/defaults.csv"
+)
+_POWER_POLICY = typer.Option(
+    "none",
+    help="power management: off (no power model) | none (model and report only) | static "
+    "(every GPU capped) | admit (power-aware admission) | cap (admission + per-job caps) | "
+    "full (cap + ramp limit with staggered starts + battery)",
+)
+_STATIC_CAP = typer.Option(
+    None, help="static policy: per-GPU cap as a fraction of TDP (default: what fits)"
+)
+_RAMP_LIMIT = typer.Option(
+    None, help="grid ramp limit in MW per minute (full: data/grid.csv's 10 by default)"
+)
+_CAP_EVENT = typer.Option(
+    [], help="site cap drop START_H:DURATION_H:CAP_MW (repeatable), e.g. 100:4:100"
+)
+_HEAT_WAVE = typer.Option(
+    [], help="outdoor temperature + DELTA_C from START_H for DURATION_H (repeatable)"
+)
+_TEMPERATURE_C = typer.Option(None, help="constant outdoor temperature instead of Austin's climate")
 
 
 def sim(
     fleet: str = typer.Option("cortex-2024", help="preset name or fleet YAML file"),
     days: float = typer.Option(30.0, min=0.001, help="simulated horizon in days"),
-    workload: str = typer.Option(
-        "synthetic", help="synthetic | single:GPUS | a YAML job file | a CSV trace"
-    ),
+    workload: str = _WORKLOAD,
     trace: Path | None = typer.Option(None, help="replay a CSV trace (overrides --workload)"),
     policy: str = typer.Option("priority", help=f"scheduling profile: {' | '.join(PROFILES)}"),
     seed: int = typer.Option(0, help="seed for the workload and the failures"),
     load: float = typer.Option(0.85, min=0.01, max=2.0, help="synthetic offered load"),
-    warm_start: bool | None = typer.Option(
-        None,
-        "--warm-start/--cold-start",
-        help="start the fleet in steady state (default for the synthetic workload) or empty "
-        "(the default, and the only choice, for traces and job files)",
-    ),
+    warm_start: bool | None = _WARM_START,
     backfill: bool = typer.Option(True, help="EASY backfill"),
-    failures: bool = typer.Option(
-        True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
-    ),
+    failures: bool = _FAILURES,
     failure_scale: float = typer.Option(1.0, min=0.0, help="multiply all failure rates"),
-    failure_data: Path | None = typer.Option(
-        None, help="job-failure causes CSV (default: sim/data/job_failures.csv)"
-    ),
-    checkpoint_interval_s: float | None = typer.Option(
-        None, min=1.0, help="fixed checkpoint interval (default: Young/Daly per job)"
-    ),
-    checkpoint_write_s: float | None = typer.Option(
-        None, min=0.0, help="checkpoint write time for jobs that give none (e.g. traces)"
-    ),
-    backfill_interval_s: float | None = typer.Option(
-        None, min=1.0, help="deep (backfill) pass interval; default from sim/data/defaults.csv"
-    ),
-    power_policy: str = typer.Option(
-        "none",
-        help="power management: off (no power model) | none (model and report only) | static "
-        "(every GPU capped) | admit (power-aware admission) | cap (admission + per-job caps) | "
-        "full (cap + ramp limit with staggered starts + battery)",
-    ),
+    failure_data: Path | None = _FAILURE_DATA,
+    checkpoint_interval_s: float | None = _CHECKPOINT_INTERVAL_S,
+    checkpoint_write_s: float | None = _CHECKPOINT_WRITE_S,
+    backfill_interval_s: float | None = _BACKFILL_INTERVAL_S,
+    power_policy: str = _POWER_POLICY,
     site_cap_mw: float | None = typer.Option(None, help="site cap in MW (default: the fleet's)"),
-    static_cap: float | None = typer.Option(
-        None, help="static policy: per-GPU cap as a fraction of TDP (default: what fits)"
-    ),
+    static_cap: float | None = _STATIC_CAP,
     rack_cap_kw: float | None = typer.Option(None, help="IT power cap per rack, kW"),
-    ramp_limit: float | None = typer.Option(
-        None, help="grid ramp limit in MW per minute (full: data/grid.csv's 10 by default)"
-    ),
+    ramp_limit: float | None = _RAMP_LIMIT,
     battery_mwh: float | None = typer.Option(None, help="battery energy, MWh"),
     battery_mw: float | None = typer.Option(None, help="battery power, MW"),
     battery_efficiency: float = typer.Option(0.9, help="battery round-trip efficiency"),
-    cap_event: list[str] = typer.Option(
-        [], help="site cap drop START_H:DURATION_H:CAP_MW (repeatable), e.g. 100:4:100"
-    ),
-    heat_wave: list[str] = typer.Option(
-        [], help="outdoor temperature + DELTA_C from START_H for DURATION_H (repeatable)"
-    ),
+    cap_event: list[str] = _CAP_EVENT,
+    heat_wave: list[str] = _HEAT_WAVE,
     start_day: int = typer.Option(182, min=0, max=365, help="day of year the run starts"),
-    temperature_c: float | None = typer.Option(
-        None, help="constant outdoor temperature instead of Austin's climate"
-    ),
+    temperature_c: float | None = _TEMPERATURE_C,
     cap_curve: Path | None = typer.Option(None, help="throughput-vs-cap curve CSV"),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
     html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
@@ -96,24 +110,7 @@ def sim(
         )
     if failure_data is not None:
         load_job_causes(failure_data)  # a bad file fails here, before any workload is built
-    synthetic = trace is None and workload == "synthetic"
-    if warm_start and not synthetic:
-        given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
-        raise InputError(
-            "--warm-start", "warm_start", f"needs the synthetic workload; {given} starts cold"
-        )
-    warm = synthetic if warm_start is None else warm_start
-    topo = build(load_fleet_spec(fleet))
-    if trace is not None:
-        jobs = load_trace(trace, topo)
-        label = f"trace:{trace.name}"
-    else:
-        jobs = load_workload(workload, topo, days=days, seed=seed, load=load, warm=warm)
-        label = (
-            workload
-            if workload in ("synthetic",) or workload.startswith("single:")
-            else (Path(workload).name)
-        )
+    topo, jobs, label = _workload(fleet, trace, workload, days, seed, load, warm_start)
     cfg = SimConfig(
         days=days,
         seed=seed,
@@ -142,21 +139,7 @@ def sim(
             cap_curve,
         ),
     )
-    twin = Twin(topo, jobs, cfg)
-    console = Console(stderr=True)
-    if quiet:
-        twin.run()
-    else:
-        with Progress(
-            TextColumn("[bold]simulating"),
-            BarColumn(),
-            TextColumn("day {task.completed:.1f}/{task.total:.0f}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("sim", total=days)
-            twin.run(on_progress=lambda t: bar.update(task, completed=t / 86400.0))
+    twin = _run(Twin(topo, jobs, cfg), days, quiet)
     report = build_report(twin, workload=label)
     print_summary(report)
     if json_path is not None:
@@ -165,6 +148,52 @@ def sim(
         from cortex.sim.html import write_html
 
         _write(html_path, "--html", lambda p: write_html(report, p))
+
+
+def _workload(
+    fleet: str,
+    trace: Path | None,
+    workload: str,
+    days: float,
+    seed: int,
+    load: float,
+    warm_start: bool | None,
+) -> tuple[Topology, list[Job], str]:
+    """The fleet, its jobs and the workload's label; warm by default for `synthetic` only."""
+    synthetic = trace is None and workload == "synthetic"
+    if warm_start and not synthetic:
+        given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
+        raise InputError(
+            "--warm-start", "warm_start", f"needs the synthetic workload; {given} starts cold"
+        )
+    warm = synthetic if warm_start is None else warm_start
+    topo = build(load_fleet_spec(fleet))
+    if trace is not None:
+        jobs = load_trace(trace, topo)
+        label = f"trace:{trace.name}"
+    else:
+        jobs = load_workload(workload, topo, days=days, seed=seed, load=load, warm=warm)
+        label = (
+            workload
+            if workload in ("synthetic",) or workload.startswith("single:")
+            else (Path(workload).name)
+        )
+    return topo, jobs, label
+
+
+def _run(twin: Twin, days: float, quiet: bool) -> Twin:
+    if quiet:
+        return twin.run()
+    with Progress(
+        TextColumn("[bold]simulating"),
+        BarColumn(),
+        TextColumn("day {task.completed:.1f}/{task.total:.0f}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("sim", total=days)
+        return twin.run(on_progress=lambda t: bar.update(task, completed=t / 86400.0))
 
 
 def _cap_event(raw: str) -> CapEvent:
