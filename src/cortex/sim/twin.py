@@ -46,6 +46,7 @@ from cortex.sim.failures import draw_failures, load_defaults, node_multipliers, 
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
+from cortex.sim.quarantine import Quarantine, QuarantineRules
 from cortex.sim.runs import RunBooks
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
@@ -75,6 +76,7 @@ class SimConfig:
     backfill_interval_s: float | None = None  # deep-pass interval; None: sim/data/defaults.csv
     power: PowerConfig | None = None  # None: the basic busy/idle accounting, no power policy
     failure_data: str | None = None  # job-failure causes CSV; None: sim/data/job_failures.csv
+    quarantine: bool = False  # lemon quarantine (sim/quarantine.py)
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -130,6 +132,10 @@ class Twin(RunBooks):
         self.rng = np.random.default_rng(cfg.seed)
         self.job_rng = np.random.default_rng((cfg.seed, 2))  # job failures: their own stream
         self.node_mult = node_multipliers(np.random.default_rng((cfg.seed, 3)), topo.n_nodes)
+        self.quarantine: Quarantine | None = None
+        if cfg.quarantine and cfg.failures:
+            rng = np.random.default_rng((cfg.seed, 4))  # its own stream: others stay as they were
+            self.quarantine = Quarantine(QuarantineRules.load(), self.node_mult, rng)
         self.engine = EventHeap()
         self.now = 0.0
         self.rejected: list[tuple[Job, Reason]] = []
@@ -276,7 +282,8 @@ class Twin(RunBooks):
 
     def _failure(self, node: int, cause_idx: int) -> None:
         st = self.state
-        if not st.node_up[node]:
+        q = self.quarantine
+        if not st.node_up[node] or (q is not None and not q.happens(node)):
             return
         cause = self.causes[cause_idx]
         self.metrics.failures_total += 1
@@ -290,9 +297,15 @@ class Twin(RunBooks):
             )
             self.metrics.interrupt(self.now, cause_idx)
             job.interruptions += 1
-        if cause.repair_s > 0:
+        down_s = cause.repair_s
+        if q is not None and q.strike(node, self.now):
+            down_s = max(down_s, q.rules.burn_in_s)
+            h = self.horizon_s
+            extra_s = min(self.now + down_s, h) - min(self.now + cause.repair_s, h)
+            q.out_gpu_s += extra_s * st.gpn[self.topo.node_flavor[node]]
+        if down_s > 0:
             st.set_down(node)
-            self._push(self.now + cause.repair_s, REPAIR, REPAIR, node)
+            self._push(self.now + down_s, REPAIR, REPAIR, node)
         self._changed()
 
     def _repair(self, node: int, _b: int) -> None:
