@@ -211,3 +211,28 @@ def test_the_api_stamps_rows_and_judges_tokens_by_the_service_clock(env: Env) ->
     assert env.client.get("/v1/jobs", headers=short).status_code == 200
     env.clock.advance(61.0)  # past the token's 60 s on the service clock, not the machine's
     assert env.client.get("/v1/jobs", headers=short).status_code == 401
+
+
+@pytest.fixture
+def hetero_env(db_url: str, tmp_path: Path) -> Iterator[Env]:
+    e = Env(db_url, tmp_path, policy="hetero")
+    yield e
+    e.svc.close()
+
+
+def test_the_hetero_profile_solves_its_targets_on_the_loops_clock(hetero_env: Env) -> None:
+    """`--policy hetero` in the control plane runs the same periodic throughput solve as the
+    twin (drive/allocation.py), every allocator interval (1,800 s) of the service's clock."""
+    env = hetero_env
+    alloc = env.loop.allocation
+    assert env.loop.pol.allocator is not None and alloc.solves == 0
+    a = env.submit()
+    env.tick_after(1.0)
+    assert env.job(a)["state"] == "running" and alloc.solves == 1
+    assert alloc.targets is not None
+    env.submit()
+    env.tick_after(600.0)  # inside the interval: the last targets are reused
+    assert alloc.solves == 1
+    env.submit()
+    env.tick_after(1200.0)  # 1,801 s after the first solve
+    assert alloc.solves == 2

@@ -43,6 +43,7 @@ from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
 from cortex.control.recovery import RecoveryMixin
 from cortex.drive import intake, runs
+from cortex.drive.allocation import Allocation
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
@@ -154,6 +155,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
             QueueConfig.build(queues_spec([], settings.min_runtime_s), self.topo),
             self.pol.ordering.key,
         )
+        self.allocation = Allocation()  # the allocator's periodic solve (hetero profile)
         self.node_id = 0
         self.schedulable = True
         # Held by the scheduler thread for a whole tick (and by recovery): never taken by a
@@ -362,7 +364,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
         mi = self.mirror
-        snap = Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
+        snap = self.allocation.snapshot(
+            self.pol, Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
+        )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
         if self.power is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cortex.drive import intake, runs
+from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
@@ -152,8 +153,7 @@ class Twin(RunBooks):
         self.pw: PowerRuntime | None = None
         self._power_retry = False
         self._power_next_try_s = 0.0
-        self._targets: Any = None  # the allocator's last solve (hetero profile), and when it is due
-        self._solve_due = 0.0
+        self._allocation = Allocation()  # the allocator's periodic solve (hetero profile)
         self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
         self._clock_k: list[float] = []
         if cfg.power is not None:
@@ -459,14 +459,9 @@ class Twin(RunBooks):
         view = None
         if self.pw is not None and self.pw.policy is not None:
             view = self.pw.view(self.now, self.state)
-        alloc = self.pol.allocator
-        if alloc is not None and self.now >= self._solve_due:
-            self._targets = alloc.solve(
-                Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
-            )
-            self._solve_due = self.now + alloc.interval_s
-        snap = Snapshot(
-            self.now, self.state, self.pending, self._speed, self._estimate_s, view, self._targets
+        snap = self._allocation.snapshot(
+            self.pol,
+            Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view),
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=deep, commit=True)
