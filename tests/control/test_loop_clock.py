@@ -236,3 +236,26 @@ def test_the_hetero_profile_solves_its_targets_on_the_loops_clock(hetero_env: En
     env.submit()
     env.tick_after(1200.0)  # 1,801 s after the first solve
     assert alloc.solves == 2
+
+
+def test_a_running_job_has_its_devices_in_the_view_when_its_state_commits(env: Env) -> None:
+    """The API shows a job's devices from the loop's published view, and only for a running
+    job: the view must name them by the time `running` is committed, or a reader between the
+    commit and the end of the tick sees a running job on no devices (a flaky live test found
+    it)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    seen: list[tuple[int, bool]] = []
+
+    def check(_s: Session) -> None:
+        for jid in env.loop.mirror.attempt:
+            seen.append((jid, jid in env.loop.view.devices))
+
+    a = env.submit()
+    event.listen(Session, "after_commit", check)
+    try:
+        env.loop.tick()
+    finally:
+        event.remove(Session, "after_commit", check)
+    assert (a, True) in seen and all(ok for _, ok in seen)

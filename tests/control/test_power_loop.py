@@ -382,3 +382,47 @@ def test_a_team_sees_only_its_own_jobs_in_the_power_report(env: Env) -> None:
     assert env.client.get("/v1/power", headers=other).json()["jobs"] == []
     assert [j["job_id"] for j in env.client.get("/v1/power", headers=env.h).json()["jobs"]] == [a]
     assert [j["job_id"] for j in env.client.get("/v1/power", headers=ADMIN_H).json()["jobs"]] == [a]
+
+
+def test_a_hotter_day_shrinks_the_budget_and_pauses_work(env: Env) -> None:
+    """A weather feed's PUT /v1/power {"outdoor_temp_c"} moves the cooling model's slope.
+    At 45 C: slope 1.2 - 0.03 + 0.004 x (45 - 20) = 1.27, so the 5.65 kW cap leaves
+    (5,650 - 165) / 1.27 - 3,688 = 630.9 W over idle (1,000.03 W at 20 C). Two jobs at their
+    floor need 2 x 324 = 648 W: the later one is paused, the other keeps 450 W uncapped."""
+    a = env.submit(name="a")
+    env.svc.loop.tick()
+    b = env.submit(name="b")  # started a tick later: the more recent start
+    env.svc.loop.tick()
+    assert [env.state(j) for j in (a, b)] == ["running", "running"]
+    assert env.client.get("/v1/power", headers=env.h).json()["outdoor_temp_c"] == 20.0
+    r = env.client.put("/v1/power", json={"outdoor_temp_c": 45}, headers=ADMIN_H)
+    assert r.status_code == 200 and r.json()["outdoor_temp_c"] == 45
+    env.svc.loop.tick()
+    assert env.ex.terminated == [(b, 1, "preempt")]
+    power = env.client.get("/v1/power", headers=ADMIN_H).json()
+    assert power["outdoor_temp_c"] == 45.0
+    assert power["it_budget_over_idle_w"] == pytest.approx((5650 - 165) / 1.27 - 3688)
+    # Back to 20 C: the budget returns, and b starts again once it has exited.
+    assert (
+        env.client.put("/v1/power", json={"outdoor_temp_c": 20}, headers=ADMIN_H).status_code == 200
+    )
+    env.ex.finish(b, "preempted", 75)
+    for _ in range(3):
+        env.svc.loop.tick()
+    assert env.state(b) == "running"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"outdoor_temp_c": 71}, "outdoor_temp_c"),
+        ({"outdoor_temp_c": "hot"}, "outdoor_temp_c"),
+        ({"site_cap_kw": 6, "wind_mps": 3}, "wind_mps"),
+    ],
+)
+def test_bad_power_updates_name_the_field(env: Env, body: dict[str, Any], field: str) -> None:
+    r = env.client.put("/v1/power", json=body, headers=ADMIN_H)
+    assert r.status_code == 422, r.text
+    assert field in json.dumps(r.json()["detail"])
+    assert env.client.get("/v1/power", headers=env.h).json()["outdoor_temp_c"] == 20.0

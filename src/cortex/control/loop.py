@@ -336,6 +336,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
             if self.power is not None:  # pauses when the power budget shrinks
                 stops += self._persist(s, self.power.rebalance(now), now)
             launches = self._claim_launches(s, now)
+            # Published before the commit: a reader that sees a job `running` in the store
+            # then finds its devices in the view (the API shows them only for running jobs).
+            self.publish()
         self._new_alloc.clear()
         for jid, attempt, why in stops:
             self._terminate(jid, attempt, why)

@@ -76,6 +76,7 @@ class PowerSnapshot:
     paused: int = 0
     solves: int = 0
     cap_failures: int = 0
+    outdoor_temp_c: float = 20.0
 
 
 class LivePower:
@@ -88,6 +89,7 @@ class LivePower:
         self.policy = policy
         self.draining: dict[int, tuple[float, dict[int, float]]] = {}
         self.requested_cap_w: float | None = None  # set by the API; applied by the next tick
+        self.requested_temp_c: float | None = None  # likewise (a weather feed)
         self._request_lock = threading.Lock()  # an API thread sets it, the loop takes it
         self.cap_failures = 0
         self._last_solve = -math.inf
@@ -113,10 +115,13 @@ class LivePower:
             except (KeyError, ValueError) as err:
                 raise InputError("serve", "power_model_flavor", str(err)) from None
         cap_kw = st.site_cap_kw
-        args = PowerBooks.fleet_args(
-            topo, cap_mw=cap_kw / 1e3 if cap_kw is not None else None, profile=profile
+        args = PowerBooks.fleet_args(  # a rack cap below the floor raises, naming the flag
+            topo,
+            cap_mw=cap_kw / 1e3 if cap_kw is not None else None,
+            profile=profile,
+            rack_cap_kw=st.rack_cap_kw,
         )
-        books = PowerBooks(**args)
+        books = PowerBooks(**args, temperature_c=st.outdoor_temp_c)
         idle = books.idle_facility_w()
         if cap_kw is not None and cap_kw * 1e3 < idle:
             raise InputError(
@@ -153,6 +158,18 @@ class LivePower:
             )
         with self._request_lock:
             self.requested_cap_w = cap_kw * 1e3
+        self.loop.dirty = True
+        self.loop.wake()
+
+    def request_temp_c(self, temp_c: float) -> None:
+        """The outdoor temperature now (API thread: a weather or building-management feed):
+        the cooling model's slope and the halls' heat rejection follow it from the next tick.
+        A temperature at which the idle fleet alone would pass the cap is taken all the same
+        (it is a measurement): the solve then pauses what it must."""
+        if not (math.isfinite(temp_c) and -60.0 <= temp_c <= 70.0):
+            raise ValueError("outdoor_temp_c: must be between -60 and 70")
+        with self._request_lock:
+            self.requested_temp_c = temp_c
         self.loop.dirty = True  # a dirty flag and a wake: the loop's non-blocking commands
         self.loop.wake()
 
@@ -209,8 +226,11 @@ class LivePower:
         loop, b = self.loop, self.books
         with self._request_lock:
             requested, self.requested_cap_w = self.requested_cap_w, None
+            temp, self.requested_temp_c = self.requested_temp_c, None
         if requested is not None:
             b.site_cap_w = requested
+        if temp is not None:
+            b.temperature_c = temp
         for jid in [j for j in b.jobs if j not in loop.mirror.placement]:
             jp = b.jobs[jid]
             if jid in loop.mirror.stopping:
@@ -354,6 +374,7 @@ class LivePower:
             paused=b.paused,
             solves=b.solves,
             cap_failures=self.cap_failures,
+            outdoor_temp_c=b.temp_c(now),
         )
 
     def report(self) -> PowerSnapshot:
