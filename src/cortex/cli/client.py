@@ -96,9 +96,25 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
 
+def _age(since: float | None, until: float | None = None) -> str:
+    """A duration as squeue prints TIME: [d-]hh:mm:ss."""
+    if not since:
+        return "-"
+    s = max(0, int((until or time.time()) - since))
+    d, s = divmod(s, 86400)
+    text = f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{d}-{text}" if d else text
+
+
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    t = Table("id", "team", "name", "state", "prio", "gpus", "attempt", "submitted", "reason")
+    t = Table(
+        "id", "team", "name", "state", "prio", "gpus", "attempt", "submitted", "age", "elapsed",
+        "reason",
+    )  # fmt: skip
     for j in jobs:
+        # A waiting job's reason is its first blocker (like squeue's REASON), else the last
+        # transition's.
+        reason = j.get("pending_reason") or j["reason"]
         t.add_row(
             str(j["id"]),
             safe(j["team"]),
@@ -108,7 +124,9 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
             str(j["gpus"]),
             str(j["attempt"]),
             _ts(j["submitted_at"]),
-            safe(j["reason"][:60]),
+            _age(j["submitted_at"], j.get("ended_at")),
+            _age(j.get("started_at"), j.get("ended_at")),
+            safe(reason[:60]),
         )
     return t
 

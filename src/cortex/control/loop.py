@@ -41,6 +41,7 @@ from cortex.control.loop_exits import (
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
+from cortex.control.why import WhyBook
 from cortex.drive import intake, runs
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
@@ -168,6 +169,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         self.tick_lock = threading.RLock()
         self.lock = threading.Lock()
         self.view = LoopView()
+        self.why = WhyBook()  # the last pass's blockers, for GET /v1/jobs/{id}/why
         self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
         self.queues_dirty = True
@@ -396,6 +398,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         snap = Snapshot(now, self.state, self.pending, self.speed, self.estimate_s, view)
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
+        self.why.record(snap, plan, self.backoff)
         if self.power is not None:
             self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)

@@ -101,6 +101,8 @@ class JobOut(BaseModel):
     cancel_requested: bool
     devices: list[int] | None = None
     history: list[Transition] | None = None
+    # A waiting job's first blocker from the last scheduling pass (GET /v1/jobs/{id}/why).
+    pending_reason: str | None = None
 
 
 class JobList(BaseModel):

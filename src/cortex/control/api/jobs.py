@@ -17,13 +17,17 @@ from cortex.drive.runs import is_final  # logs.py imports it from here
 from cortex.workload.states import JobState
 
 router = APIRouter(prefix="/v1")
+WAITING = (JobState.QUEUED.value, JobState.REQUEUED.value)
 
 
 def job_out(svc: Service, s: Any, job: m.Job, with_history: bool = False) -> JobOut:
     devices = svc.loop.devices_of(job.id) if job.state == "running" else None
-    return store.job_out(
+    out = store.job_out(
         job, devices=devices, hist=store.history(s, job.id) if with_history else None
     )
+    if job.state in WAITING:
+        out.pending_reason = svc.loop.why.top(job.id)
+    return out
 
 
 def visible(s: Any, who: Principal, job_id: int) -> m.Job:

@@ -1,0 +1,93 @@
+"""`cortex why JOB` and `cortex queue [--team T]`: why a job waits, and where it stands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cortex.cli.client import _call, _print_json, _ts, safe
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def why(
+    job_id: int = typer.Argument(..., min=1, help="the job's id"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Why a job is not running: every blocker from the last scheduling pass, ranked, with its
+    numbers and a hint; whether it can ever run; its place in the queue."""
+    data = _call("GET", f"/v1/jobs/{job_id}/why")
+    if as_json:
+        _print_json(data)
+        return
+    con = Console(highlight=False)
+    con.print(f"job {data['job_id']} is {safe(data['state'])}: {safe(data['summary'])}")
+    if data["never"]:
+        con.print("it can never run under the fleet and quotas it was judged against")
+    place = data.get("place")
+    if place:
+        con.print(
+            f"queue {safe(place['queue'])}: position {place['position']}, "
+            f"{place['ahead_total']} jobs ahead in all queues "
+            f"({place['ahead_in_queue']} in its own)"
+        )
+    if data.get("as_of"):
+        con.print(f"as of the scheduling pass at {_ts(data['as_of'])}")
+    if not data["blockers"]:
+        return
+    t = Table("#", "code", "requested", "free", "free in quota", "largest block", "power MW", "why")
+    for b in data["blockers"]:
+        t.add_row(
+            str(b["rank"]),
+            safe(b["code"]),
+            _num(b.get("requested_gpus")),
+            _num(b.get("free_gpus")),
+            _num(b.get("free_in_quota")),
+            _num(b.get("largest_block_gpus")),
+            _num(b.get("power_headroom_mw")),
+            safe(b["message"]),
+        )
+    con.print(t)
+    for b in data["blockers"]:
+        if b.get("hint"):
+            con.print(f"hint ({safe(b['code'])}): {safe(b['hint'])}")
+
+
+def queue(
+    team: str | None = typer.Option(None, "--team", help="one team's queue (admin: any)"),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="jobs shown per queue"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Waiting jobs per cluster queue in queue order, with the jobs ahead of each (other
+    teams' jobs are counted, not named)."""
+    params: dict[str, Any] = {"limit": limit}
+    if team:
+        params["team"] = team
+    data = _call("GET", "/v1/queue", params=params)
+    if as_json:
+        _print_json(data)
+        return
+    con = Console(highlight=False)
+    for q in data["queues"]:
+        t = Table(
+            "pos", "id", "name", "gpus", "ahead (own)", "ahead (others)", "reason",
+            title=f"{safe(q['queue'])}: {q['pending']} waiting",
+        )  # fmt: skip
+        for j in q["jobs"]:
+            t.add_row(
+                str(j["position"]),
+                str(j["id"]),
+                safe(j["name"]),
+                str(j["gpus"]),
+                str(j["ahead_in_queue"]),
+                str(j["ahead_other_queues"]),
+                safe(j["top_reason"] or "-"),
+            )
+        con.print(t)
