@@ -99,12 +99,12 @@ def test_a_restart_keeps_a_retry_delay_by_the_injected_clock(env: Env) -> None:
     env.tick_after(1.0)
     env.clock.advance(50.0)
     env.restart()
-    assert a in env.loop.backoff  # 50 s of 100 left: still waiting
+    assert a in env.loop.mirror.backoff  # 50 s of 100 left: still waiting
     env.loop.tick()
     assert len(env.ex.launched) == 1
     env.clock.advance(50.0)  # the delay is over while the service is down
     env.restart()
-    assert a not in env.loop.backoff
+    assert a not in env.loop.mirror.backoff
     env.loop.tick()
     assert env.job(a)["state"] == "running" and env.ex.launched[-1].attempt == 2
 
@@ -122,7 +122,7 @@ def test_a_failed_victim_search_backs_off_by_the_clock(db_url: str, tmp_path: Pa
         env.loop.tick()
         head = env.submit(gpus=4, priority_class="production", name="head")
         env.loop.tick()
-        job = env.loop.jobs[head]
+        job = env.loop.mirror.jobs[head]
         waits = [job.preempt_backoff_s]
         for _ in range(5):
             env.tick_after(1.0)

@@ -23,7 +23,6 @@ from cortex.control.clock import SYSTEM, Clock
 from cortex.control.envcrypt import EnvBox
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
-from cortex.control.recovery import recover, register_node
 from cortex.control.settings import Settings
 from cortex.executors.local.users import scrub_environ
 
@@ -131,9 +130,9 @@ class Service:
         self.loop.env_box = self.env_box
         with self.sessions.begin() as s:
             repair_queues(s)
-            register_node(s, self.loop, inventory.kind)
+            self.loop.register_node(s, inventory.kind)
             self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
-        self.recovered = recover(self.loop)
+        self.recovered = self.loop.recover()
         # Read once above; no child may inherit them (see exec_users.scrub_environ).
         scrub_environ()
         self.loop.on_error = self._resync
@@ -151,7 +150,7 @@ class Service:
         with self.sessions.begin() as s:
             if repair_queues(s):
                 self.loop.queues_dirty = True
-        recover(self.loop)
+        self.loop.recover()
 
     def _job_counts(self) -> list[tuple[str, str, int]]:
         with self.sessions() as s:

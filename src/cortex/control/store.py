@@ -7,13 +7,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.control.auth import Principal, hash_token, new_token
 from cortex.control.envcrypt import EnvBox
 from cortex.control.schemas import JobOut, SubmitRequest, Transition
+from cortex.drive import runs
 from cortex.errors import InputError
 from cortex.workload.states import JobState, check_transition
 
@@ -298,3 +299,135 @@ def job_counts(s: Session) -> list[tuple[str, str, int]]:
         select(m.Job.team, m.Job.state, func.count()).group_by(m.Job.team, m.Job.state)
     ).all()
     return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+# ---- the scheduler loop's reads and writes ------------------------------------------------------
+def unseen_jobs(r: Session) -> Sequence[Any]:
+    """Jobs the loop has not read yet (new submissions), oldest first: the columns it needs."""
+    return r.execute(
+        select(
+            m.Job.id,
+            m.Job.state,
+            m.Job.spec,
+            m.Job.submitted_at,
+            m.Job.failures,
+            m.Job.preemptions,
+        )
+        .where(m.Job.seen.is_(False))
+        .order_by(m.Job.id)
+    ).all()
+
+
+def mark_seen(s: Session, ids: list[int]) -> None:
+    s.execute(update(m.Job).where(m.Job.id.in_(ids)).values(seen=True))
+
+
+def mark_seen_unless_queued(s: Session) -> None:
+    """Recovery: jobs recorded unseen in any state but `queued` need no intake."""
+    s.execute(update(m.Job).where(m.Job.seen.is_(False), m.Job.state != "queued").values(seen=True))
+
+
+def cancel_candidates(r: Session, only: list[int] | None) -> list[int]:
+    """Unfinished jobs with a cancel request not yet acted on; among `only` if given."""
+    q = select(m.Job.id).where(
+        m.Job.cancel_requested.is_(True),
+        m.Job.state.in_(runs.UNFINISHED_VALUES),
+        or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
+    )
+    if only is not None:
+        q = q.where(m.Job.id.in_(sorted(only)))
+    return list(r.scalars(q).all())
+
+
+def jobs_by_id(s: Session, ids: list[int]) -> Sequence[m.Job]:
+    return s.scalars(select(m.Job).where(m.Job.id.in_(ids))).all()
+
+
+def unfinished_jobs(s: Session) -> Sequence[m.Job]:
+    return s.scalars(
+        select(m.Job).where(m.Job.state.in_(runs.UNFINISHED_VALUES)).order_by(m.Job.id)
+    ).all()
+
+
+def last_transition_at(s: Session, job_id: int) -> float | None:
+    at = s.scalar(select(func.max(m.JobTransition.at)).where(m.JobTransition.job_id == job_id))
+    return None if at is None else float(at)
+
+
+def count_requeues(s: Session, job_id: int, reason_prefix: str) -> int:
+    """How often this job was requeued with a reason starting with `reason_prefix`."""
+    n = s.scalar(
+        select(func.count())
+        .select_from(m.JobTransition)
+        .where(
+            m.JobTransition.job_id == job_id,
+            m.JobTransition.dst == JobState.REQUEUED.value,
+            m.JobTransition.reason.startswith(reason_prefix),
+        )
+    )
+    return int(n or 0)
+
+
+def close_allocations(s: Session, job_id: int, at: float) -> None:
+    """The job's active allocation rows end now."""
+    s.execute(
+        update(m.Allocation)
+        .where(m.Allocation.job_id == job_id, m.Allocation.active.is_(True))
+        .values(active=False, released_at=at)
+    )
+
+
+def close_leaked_allocations(s: Session, holding: set[int], at: float) -> int:
+    """Recovery: active allocation rows of jobs that hold nothing end now; how many."""
+    res = s.execute(
+        update(m.Allocation)
+        .where(m.Allocation.active.is_(True), m.Allocation.job_id.not_in(holding or {-1}))
+        .values(active=False, released_at=at)
+    )
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+def set_handle(s: Session, job_id: int, attempt: int, handle: dict[str, Any]) -> None:
+    s.execute(
+        update(m.Allocation)
+        .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
+        .values(handle=handle)
+    )
+
+
+def node_heartbeat(s: Session, node_id: int, at: float) -> bool:
+    """The node is alive now; returns whether it may take new work (an operator may drain it)."""
+    s.execute(update(m.Node).where(m.Node.id == node_id).values(last_seen=at, healthy=True))
+    node = s.get(m.Node, node_id)
+    return bool(node.schedulable) if node is not None else True
+
+
+def register_node(
+    s: Session, name: str, flavor: str, devices: list[int], kind: str, at: float
+) -> m.Node:
+    """The node's row, created (with an event) or refreshed, and a row per accelerator."""
+    node = s.scalar(select(m.Node).where(m.Node.name == name))
+    count = len(devices)
+    if node is None:
+        node = m.Node(
+            name=name,
+            flavor=flavor,
+            gpus=count,
+            kind=kind,
+            healthy=True,
+            schedulable=True,
+            last_seen=at,
+        )
+        s.add(node)
+        s.flush()
+        event(s, "node", f"node {name} registered: {count} x {flavor}", at=at)
+    else:
+        node.flavor, node.gpus, node.kind = flavor, count, kind
+        node.healthy, node.last_seen = True, at
+    have = {
+        a.index for a in s.scalars(select(m.Accelerator).where(m.Accelerator.node_id == node.id))
+    }
+    for d in devices:
+        if d not in have:
+            s.add(m.Accelerator(node_id=node.id, index=d, flavor=flavor))
+    return node

@@ -60,7 +60,7 @@ def _power(svc: Svc, team: str | None = None) -> PowerOut:
         jobs=[
             PowerJobOut(job_id=j, cap_level=lv, modelled_w=w, devices=list(devs))
             for j, (lv, w, devs) in sorted(snap.jobs.items())
-            if team is None or getattr(svc.loop.jobs.get(j), "team", None) == team
+            if team is None or getattr(svc.loop.mirror.jobs.get(j), "team", None) == team
         ],
     )
 
