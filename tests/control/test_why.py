@@ -142,7 +142,7 @@ def test_a_job_in_its_retry_delay_says_until_when(env: Env) -> None:
     got = env.why(a)
     top = got["blockers"][0]
     assert top["code"] == "RetryBackoff"
-    assert top["message"] == f"waiting out a retry delay until t={loop.backoff[a]:.0f}"
+    assert top["message"] == f"waiting out a retry delay until t={loop.mirror.backoff[a]:.0f}"
 
 
 def test_a_job_rejected_as_never_fitting_says_never(env: Env) -> None:

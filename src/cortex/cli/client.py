@@ -223,6 +223,10 @@ def job(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "
     for h in data.get("history") or []:
         t.add_row(_ts(h["at"]), safe(h["src"] or "-"), safe(h["dst"]), safe(h["reason"]))
     con.print(t)
+    from cortex.cli.why import print_preemptions, print_progress  # it imports this module
+
+    print_progress(con, data.get("progress"))
+    print_preemptions(con, data.get("preemption_records") or [])
 
 
 def cancel(

@@ -91,3 +91,41 @@ def queue(
                 safe(j["top_reason"] or "-"),
             )
         con.print(t)
+
+
+def print_progress(con: Console, p: dict[str, Any] | None) -> None:
+    """`cortex job`: the current attempt's progress line."""
+    if not p:
+        return
+    parts = [f"attempt {p['attempt']}" if p.get("attempt") else "", f"step {_num(p.get('step'))}"]
+    if p.get("loss") is not None:
+        parts.append(f"loss {p['loss']:.4g}")
+    if p.get("samples_per_s") is not None:
+        parts.append(f"{p['samples_per_s']:.1f} samples/s")
+    if p.get("reported_at"):
+        parts.append(f"at {_ts(p['reported_at'])}")
+    if p.get("checkpoint_at"):
+        step = _num(p.get("checkpoint_step"))
+        parts.append(f"last checkpoint step {step} at {_ts(p['checkpoint_at'])}")
+    con.print("progress: " + ", ".join(safe(x) for x in parts if x))
+
+
+def print_preemptions(con: Console, recs: list[dict[str, Any]]) -> None:
+    """`cortex job`: each preemption, newest first."""
+    if not recs:
+        return
+    t = Table(
+        "time", "attempt", "by", "rule", "min since checkpoint", "requeue by",
+        title="preemptions",
+    )  # fmt: skip
+    for r in recs:
+        lost = r.get("since_checkpoint_s")
+        t.add_row(
+            _ts(r["at"]),
+            str(r["attempt"]),
+            f"job {r['preemptor_id']}" if r.get("preemptor_id") is not None else "power",
+            safe(r["rule"]),
+            "-" if lost is None else f"{lost / 60:.1f}",
+            _ts(r["requeue_by"]),
+        )
+    con.print(t)

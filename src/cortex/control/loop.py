@@ -41,6 +41,7 @@ from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
+from cortex.control.progress import ProgressBook
 from cortex.control.recovery import RecoveryMixin
 from cortex.control.why import WhyBook
 from cortex.drive import intake, runs
@@ -164,6 +165,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
         self.lock = threading.Lock()
         self.view = LoopView()
         self.why = WhyBook()  # the last pass's blockers, for GET /v1/jobs/{id}/why
+        self.progress = ProgressBook(executor)  # metrics files and API reports
         self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
         self.queues_dirty = True

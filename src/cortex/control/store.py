@@ -431,3 +431,39 @@ def register_node(
         if d not in have:
             s.add(m.Accelerator(node_id=node.id, index=d, flavor=flavor))
     return node
+
+
+# ---- why, progress, preemption records (issue 14) ------------------------------------------------
+def job_briefs(s: Session, ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+    """(name, GPUs) of the given jobs."""
+    if not ids:
+        return {}
+    rows = s.execute(select(m.Job.id, m.Job.name, m.Job.gpus).where(m.Job.id.in_(ids))).all()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def attempt_started_at(s: Session, job_id: int, attempt: int) -> float | None:
+    """When an attempt's allocation was made (its admission): lines a job wrote before that
+    belong to an earlier attempt."""
+    return s.scalar(
+        select(m.Allocation.created_at)
+        .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
+        .order_by(m.Allocation.id.desc())
+        .limit(1)
+    )
+
+
+def add_preemption(s: Session, rec: m.Preemption, message: str, team: str) -> None:
+    """A preemption record and its event (`cortex events` shows the message)."""
+    s.add(rec)
+    event(s, "preempt", message, job_id=rec.job_id, team=team, at=rec.at)
+
+
+def preemptions_of(s: Session, job_id: int, limit: int = 100) -> Sequence[m.Preemption]:
+    """A job's newest preemption records first."""
+    return s.scalars(
+        select(m.Preemption)
+        .where(m.Preemption.job_id == job_id)
+        .order_by(m.Preemption.id.desc())
+        .limit(limit)
+    ).all()

@@ -33,6 +33,9 @@ class RunOptions:
     metrics_file: Path | None
     device: str = "auto"  # auto | cpu | cuda
     deterministic: bool | None = None  # None: on for CPU, off for GPU (cuDNN autotuning)
+    # Also checkpoint when this many seconds have passed since the last one (the control
+    # plane's CORTEX_CHECKPOINT_INTERVAL_S), whatever the step count; None: steps only.
+    checkpoint_interval_s: float | None = None
 
 
 def lr_lambda(warmup: int, total: int) -> Any:
@@ -99,7 +102,12 @@ def _train(
     ckpt_dir = _checkpoint_dir(opts, info)
     metrics = MetricsWriter(
         opts.metrics_file if info.is_main else None,
-        {"job_id": os.environ.get(jobproto.ENV_JOB_ID), "workload": wl.name, "config": cfg.name},
+        {
+            "job_id": os.environ.get(jobproto.ENV_JOB_ID),
+            "attempt": _attempt(),
+            "workload": wl.name,
+            "config": cfg.name,
+        },
     )
     power = GpuPower(info.device.index if cuda else None)
 
@@ -144,9 +152,11 @@ def _train(
     if cuda:
         torch.cuda.reset_peak_memory_stats(info.device)
     step = start
+    timer = CheckpointTimer(opts.checkpoint_interval_s)
     try:
+        stop_now = dist.any_rank(stop.requested, info)
         while step < t.steps:
-            if dist.any_rank(stop.requested, info):
+            if stop_now:
                 save(step)
                 metrics.write(event="preempted", step=step, signal=stop.signal_name or "SIGTERM")
                 return jobproto.EXIT_PREEMPTED
@@ -164,23 +174,55 @@ def _train(
             window.add(losses, baseline.score(batch))
             testhooks.pause_at_step(step, stop)
             if step % t.log_every == 0 or step == t.steps:
+                line = window.flush(global_batch)
+                if info.is_main:  # what `cortex logs -f` shows
+                    print(
+                        f"step {step}/{t.steps} loss {line['loss']:.4f} "
+                        f"samples/s {line['samples_per_s']:.1f}",
+                        flush=True,
+                    )
                 metrics.write(
                     step=step,
-                    **window.flush(global_batch),
+                    **line,
                     lr=sched.get_last_lr()[0],
                     samples_seen=step * global_batch,
                     world_size=info.world_size,
                     gpu_power_w=power.read_w(),
                     gpu_mem_peak_gb=_mem_peak_gb(info.device) if cuda else None,
                 )
-            if step % t.checkpoint_every == 0 and step < t.steps:
+            # One collective per step for both: the stop (acted on at the top of the next
+            # iteration, which saves anyway) and the checkpoint interval, measured after the
+            # step so that a checkpoint is due as soon as the interval has passed.
+            stop_now, time_due = dist.any_ranks((stop.requested, timer.due()), info)
+            periodic = step % t.checkpoint_every == 0 or time_due
+            if periodic and step < t.steps and not stop_now:
                 save(step)
+                timer.reset()
         save(step)
         testhooks.dump_params(model, info.rank)
         metrics.write(event="done", step=step)
         return jobproto.EXIT_OK
     finally:
         metrics.close()
+
+
+class CheckpointTimer:
+    """Due once `interval_s` has passed since the last checkpoint (or the start)."""
+
+    def __init__(self, interval_s: float | None) -> None:
+        self.interval_s = interval_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.interval_s is not None and time.monotonic() - self.last >= self.interval_s
+
+
+def _attempt() -> int | None:
+    raw = os.environ.get(jobproto.ENV_ATTEMPT, "")
+    return int(raw) if raw.isdigit() else None
 
 
 def _wrap(model: nn.Module, info: dist.DistInfo, cuda: bool) -> nn.Module:

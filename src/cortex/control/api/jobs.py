@@ -8,8 +8,9 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
 from cortex.control import models as m
-from cortex.control import store
+from cortex.control import preemptions, store
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
+from cortex.control.api.progress import progress_of
 from cortex.control.auth import Principal
 from cortex.control.schemas import JobList, JobOut
 from cortex.control.service import Service
@@ -62,7 +63,10 @@ def list_jobs(
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")
 def get_job(job_id: JobId, who: Who, svc: Svc) -> JobOut:
     with svc.sessions() as s:
-        return job_out(svc, s, visible(s, who, job_id), with_history=True)
+        out = job_out(svc, s, visible(s, who, job_id), with_history=True)
+        out.preemption_records = [preemptions.to_dict(p) for p in store.preemptions_of(s, job_id)]
+    out.progress = progress_of(svc, job_id, out.attempt)
+    return out
 
 
 @router.post(

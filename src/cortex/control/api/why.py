@@ -10,9 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from cortex.control import models as m
+from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.api.jobs import visible
 from cortex.control.why import WAITING_FOR_DEVICES, never_reason
@@ -71,7 +70,7 @@ def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut
     book = svc.loop.why
     if state in ("queued", "requeued"):
         # One dict read of the loop's retry delays (atomic; no lock, no waiting for a tick).
-        got = book.explain(job_id, team, svc.loop.backoff.get(job_id))
+        got = book.explain(job_id, team, svc.loop.mirror.backoff.get(job_id))
         blockers = [BlockerOut(**b) for b in got["blockers"]]
         top = blockers[0]
         return WhyOut(
@@ -164,7 +163,7 @@ def queue(
         team = who.team
     if team is not None and team not in names:
         with svc.sessions() as s:
-            known = s.scalar(select(m.Queue.id).where(m.Queue.name == team)) is not None
+            known = store.has_queue(s, team)
         if not known:
             raise HTTPException(404, f"team {team} not found")
     places = rec.places()
@@ -175,13 +174,8 @@ def queue(
         ids = [jid for _, jid in rec.queues[qi]] if qi is not None else []
         entries.append((qname, len(ids), ids[:limit]))
     wanted = [jid for _, _, ids in entries for jid in ids]
-    rows: dict[int, tuple[str, int]] = {}
-    if wanted:
-        with svc.sessions() as s:
-            for r in s.execute(
-                select(m.Job.id, m.Job.name, m.Job.gpus).where(m.Job.id.in_(wanted))
-            ).all():
-                rows[r.id] = (r.name, r.gpus)
+    with svc.sessions() as s:
+        rows = store.job_briefs(s, wanted)
     out = []
     for qname, n, ids in entries:
         jobs = []
