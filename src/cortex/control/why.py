@@ -16,7 +16,6 @@ fair-share merge may interleave them differently as usage changes).
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -116,41 +115,60 @@ class WhyRecord:
     blockers: Mapping[int, Sequence[Reason]] = field(default_factory=dict)
     rest: Reason | None = None
     queue_names: tuple[str, ...] = ()
-    queues: tuple[tuple[tuple[Any, int], ...], ...] = ()  # per queue: (ordering key, job id)
+    # Per queue, its pending list as the pass saw it: (ordering key, Job), the jobs in
+    # `started` excluded when read (a copy at C speed; the filtering is the reader's).
+    queues: tuple[tuple[tuple[Any, Any], ...], ...] = ()
+    started: frozenset[int] = frozenset()
     backoff: Mapping[int, float] = field(default_factory=dict)
     flavors: tuple[FlavorFree, ...] = ()
     quota_room: tuple[tuple[int | None, ...], ...] = ()  # per queue, per flavor; None: no limit
     cohort_free: tuple[int, ...] = ()
     power_headroom_mw: float | None = None
-    _places: dict[int, Place] | None = None
+    _places: dict[int, tuple[int, int, int]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def places(self) -> dict[int, Place]:
+    def places(self) -> dict[int, tuple[int, int, int]]:
+        """Job id to (queue index, jobs ahead in its queue, jobs ahead in all queues)."""
         if self._places is None:
             with self._lock:
                 if self._places is None:
                     self._places = _places(self)
         return self._places
 
+    def place(self, job_id: int) -> Place | None:
+        got = self.places().get(job_id)
+        if got is None:
+            return None
+        qi, ahead_q, ahead = got
+        return Place(self.queue_names[qi], ahead_q + 1, ahead_q, ahead)
 
-def _places(rec: WhyRecord) -> dict[int, Place]:
-    """Every waiting job's place, in O(n log q): see the module's note on queue order."""
+
+def _places(rec: WhyRecord) -> dict[int, tuple[int, int, int]]:
+    """Every waiting job's (queue index, jobs ahead in its queue, jobs ahead in all), in
+    O(n log n): see the module's note on queue order. Plain tuples: this runs over every
+    waiting job once per pass, and an object per job would cost most of it."""
     walk = {jid: i for i, jid in enumerate(rec.blockers)}
     n_walk = len(walk)
-    keys = [[k for k, _ in q] for q in rec.queues]
-    # The pass examines a prefix of each queue (it pops each queue's head in order).
-    walked = [sum(1 for _, jid in q if jid in walk) for q in rec.queues]
-    out: dict[int, Place] = {}
+    started = rec.started
+    out: dict[int, tuple[int, int, int]] = {}
+    rest: list[tuple[Any, int, int, int]] = []  # jobs the pass did not walk
     for qi, q in enumerate(rec.queues):
-        name = rec.queue_names[qi]
-        for i, (key, jid) in enumerate(q):
-            if jid in walk:
-                total = walk[jid]
+        i = 0
+        for key, job in q:
+            jid = job.id
+            if jid in started:
+                continue
+            w = walk.get(jid)
+            if w is None:
+                rest.append((key, jid, qi, i))
             else:
-                total = n_walk + sum(
-                    max(0, bisect_left(ks, key) - walked[r]) for r, ks in enumerate(keys)
-                )
-            out[jid] = Place(name, i + 1, i, total)
+                out[jid] = (qi, i, w)
+            i += 1
+    # Keys end with the job id, so they are unique and the order is total; the queues' runs
+    # are each sorted already, which timsort merges in about linear time.
+    rest.sort()
+    for rank, (_, jid, qi, i) in enumerate(rest, n_walk):
+        out[jid] = (qi, i, rank)
     return out
 
 
@@ -163,10 +181,8 @@ class WhyBook:
     def record(self, snap: Snapshot, plan: Plan, backoff: Mapping[int, float]) -> None:
         """Called by the loop right after `schedule`, before it applies the plan."""
         st = snap.state
-        started = {s.job.id for s in plan.starts}
-        queues = tuple(
-            tuple((k, j.id) for k, j in lst if j.id not in started) for lst in snap.pending.lists
-        )
+        started = frozenset(s.job.id for s in plan.starts)
+        queues = tuple(tuple(lst) for lst in snap.pending.lists)
         flavors = tuple(
             FlavorFree(
                 name,
@@ -196,6 +212,7 @@ class WhyBook:
             rest=plan.rest_reason,
             queue_names=st.queues.names,
             queues=queues,
+            started=started,
             backoff=dict(backoff),
             flavors=flavors,
             quota_room=tuple(room),
@@ -224,7 +241,7 @@ class WhyBook:
         rec = self.current
         if backoff_until is None:
             backoff_until = rec.backoff.get(job_id)
-        place = rec.places().get(job_id)
+        place = rec.place(job_id)
         ahead = place.ahead_total if place is not None else None
         qi = rec.queue_names.index(queue) if queue in rec.queue_names else None
         if job_id in rec.blockers:

@@ -166,12 +166,11 @@ def queue(
             known = store.has_queue(s, team)
         if not known:
             raise HTTPException(404, f"team {team} not found")
-    places = rec.places()
     shown = [team] if team is not None else list(names)
     entries = []
     for qname in shown:
         qi = names.index(qname) if qname in names else None
-        ids = [jid for _, jid in rec.queues[qi]] if qi is not None else []
+        ids = [j.id for _, j in rec.queues[qi] if j.id not in rec.started] if qi is not None else []
         entries.append((qname, len(ids), ids[:limit]))
     wanted = [jid for _, _, ids in entries for jid in ids]
     with svc.sessions() as s:
@@ -180,7 +179,8 @@ def queue(
     for qname, n, ids in entries:
         jobs = []
         for jid in ids:
-            p = places[jid]
+            p = rec.place(jid)
+            assert p is not None  # every job of rec.queues has a place
             name, gpus = rows.get(jid, ("", 0))
             jobs.append(
                 QueuedJob(
