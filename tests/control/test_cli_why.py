@@ -74,5 +74,15 @@ def test_why_queue_and_reason_column(server: LiveServer, tmp_path: Path) -> None
     assert code == 1 and "404: team fsd not found" in err
     code, _, err = _run(server, fsd, "why", "0")
     assert code == 2
+    # Fair share: the holder's one slot is fsd's; red sees only its own row.
+    code, out, _ = _run(server, fsd, "share", "--json")
+    [row] = json.loads(out)["teams"]
+    assert (row["team"], row["flavors"][0]["used"]) == ("fsd", 1)
+    code, out, _ = _run(server, fsd, "share")
+    assert code == 0 and "dominant share" in out
+    code, _, err = _run(server, red, "share", "--team", "fsd")
+    assert code == 1 and "404: team fsd not found" in err
+    code, _, err = _run(server, fsd, "share", "--team", "Bad Name")
+    assert code == 2 and err.startswith("error: query.team:")
     for jid in (holder, waiter):
         _run(server, fsd, "cancel", str(jid))

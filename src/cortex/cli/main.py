@@ -33,6 +33,7 @@ for _name in ("submit", "jobs", "job", "cancel", "logs", "queues", "nodes", "eve
 app.add_typer(client_cmd.token_app, name="token")
 app.command("why")(why_cmd.why)
 app.command("queue")(why_cmd.queue)
+app.command("share")(why_cmd.share)
 
 
 def main() -> None:

@@ -129,3 +129,40 @@ def print_preemptions(con: Console, recs: list[dict[str, Any]]) -> None:
             _ts(r["requeue_by"]),
         )
     con.print(t)
+
+
+def share(
+    team: str | None = typer.Option(None, "--team", help="one team (admin: any)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fair share per team and flavor (like sshare): guaranteed, used, borrowed, idle and lent
+    GPUs, and the weighted dominant share that orders the queues (lowest first)."""
+    params = {"team": team} if team else {}
+    data = _call("GET", "/v1/share", params=params)
+    if as_json:
+        _print_json(data)
+        return
+    t = Table(
+        "team", "flavor", "guaranteed", "limit", "used", "borrowed", "idle", "lent", "weight",
+        "dominant share",
+    )  # fmt: skip
+    for row in data["teams"]:
+        for f in row["flavors"]:
+            t.add_row(
+                safe(row["team"]),
+                safe(f["flavor"]),
+                str(f["guaranteed"]),
+                _num(f["borrowing_limit"]) if f["borrowing_limit"] is not None else "none",
+                str(f["used"]),
+                str(f["borrowed"]),
+                str(f["idle"]),
+                str(f["lent"]),
+                f"{row['weight']:g}",
+                f"{row['dominant_share']:.3f}",
+            )
+    for c in data["cohort"]:
+        t.add_row(
+            "(cohort)", safe(c["flavor"]), str(c["total"]), "-", str(c["used"]),
+            str(c["borrowed"]), "-", "-", "-", "-",
+        )  # fmt: skip
+    Console(highlight=False).print(t)

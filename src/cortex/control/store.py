@@ -467,3 +467,15 @@ def preemptions_of(s: Session, job_id: int, limit: int = 100) -> Sequence[m.Pree
         .order_by(m.Preemption.id.desc())
         .limit(limit)
     ).all()
+
+
+def used_by_team(s: Session) -> dict[tuple[str, str], int]:
+    """GPUs held now by (team, flavor): the active allocations (running jobs, and admitted
+    ones waiting for their devices)."""
+    rows = s.execute(
+        select(m.Job.team, m.Allocation.flavor, func.sum(m.Allocation.gpus))
+        .join(m.Job, m.Job.id == m.Allocation.job_id)
+        .where(m.Allocation.active.is_(True))
+        .group_by(m.Job.team, m.Allocation.flavor)
+    ).all()
+    return {(r[0], r[1]): int(r[2] or 0) for r in rows}
