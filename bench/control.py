@@ -296,7 +296,7 @@ def bench_store_insert(url: str) -> dict[str, Any]:
     engine = db.make_engine(url)
     sessions = db.sessions(engine)
     with sessions.begin() as s:
-        store.ensure_team(s, "fsd")
+        store.ensure_team(s, "fsd", time.time())
     req = SubmitRequest.model_validate({**BODY, "team": "fsd"})
     n = CLIENT_PROCS * SUBMITS_PER_CLIENT // 2
 
@@ -387,7 +387,7 @@ def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
     with sessions.begin() as s:
         loop.register_node(s, "gpu")
         for team in ("fsd", "optimus", "research"):
-            store.ensure_team(s, team)
+            store.ensure_team(s, team, time.time())
     loop.recover()
     rng = random.Random(0)
 

@@ -80,5 +80,5 @@ def put_power(body: PowerUpdate, who: Admin, svc: Svc) -> PowerOut:
     except ValueError as e:
         raise err(422, ["body", "site_cap_kw"], str(e).removeprefix("site_cap_kw: ")) from None
     with svc.sessions.begin() as s:
-        store.event(s, "power", f"site cap set to {body.site_cap_kw:g} kW")
+        store.event(s, "power", f"site cap set to {body.site_cap_kw:g} kW", at=svc.clock.time())
     return out.model_copy(update={"site_cap_kw": body.site_cap_kw})
