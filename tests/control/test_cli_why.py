@@ -74,6 +74,15 @@ def test_why_queue_and_reason_column(server: LiveServer, tmp_path: Path) -> None
     assert code == 1 and "404: team fsd not found" in err
     code, _, err = _run(server, fsd, "why", "0")
     assert code == 2
+    # Start: the holder was admitted and started in one tick, estimated to run 60 s; the
+    # waiter starts when it ends.
+    listed = json.loads(_run(server, fsd, "jobs", "--start", "--json")[1])
+    by_id = {j["id"]: j for j in listed}
+    assert by_id[waiter]["start_estimate"]["start_s"] == by_id[holder]["started_at"] + 60
+    code, out, _ = _run(server, fsd, "jobs", "--start")
+    assert code == 0 and "start (band)" in out
+    code, out, _ = _run(server, fsd, "why", str(waiter), "--start")
+    assert code == 0 and "estimated start:" in out
     # Fair share: the holder's one slot is fsd's; red sees only its own row.
     code, out, _ = _run(server, fsd, "share", "--json")
     [row] = json.loads(out)["teams"]

@@ -106,11 +106,21 @@ def _age(since: float | None, until: float | None = None) -> str:
     return f"{d}-{text}" if d else text
 
 
-def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
+def _start(e: dict[str, Any] | None) -> str:
+    """A start estimate as `HH:MM:SS (HH:MM:SS-HH:MM:SS)`, or `-`."""
+    if not e or e.get("start_s") is None:
+        return "-" if not e else "later"
+    band = f" ({_ts(e['low_s'])}-{_ts(e['high_s'])})" if e.get("low_s") is not None else ""
+    return _ts(e["start_s"]) + band
+
+
+def _jobs_table(jobs: list[dict[str, Any]], start: bool = False) -> Table:
     t = Table(
         "id", "team", "name", "state", "prio", "gpus", "attempt", "submitted", "age", "elapsed",
         "reason",
     )  # fmt: skip
+    if start:
+        t.add_column("start (band)")
     for j in jobs:
         # A waiting job's reason is its first blocker (like squeue's REASON), else the last
         # transition's.
@@ -127,6 +137,7 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
             _age(j["submitted_at"], j.get("ended_at")),
             _age(j.get("started_at"), j.get("ended_at")),
             safe(reason[:60]),
+            *([_start(j.get("start_estimate"))] if start else []),
         )
     return t
 
@@ -197,6 +208,9 @@ def jobs(
     state: str | None = typer.Option(None, "--state"),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
     as_json: bool = typer.Option(False, "--json"),
+    start: bool = typer.Option(
+        False, "--start", help="waiting jobs' start estimates (like squeue --start)"
+    ),
 ) -> None:
     """List jobs, newest first."""
     params: dict[str, Any] = {"limit": limit}
@@ -204,11 +218,13 @@ def jobs(
         params["team"] = team
     if state:
         params["state"] = state
+    if start:
+        params["start"] = True
     data = _call("GET", "/v1/jobs", params=params)["jobs"]
     if as_json:
         _print_json(data)
     else:
-        Console().print(_jobs_table(data))
+        Console().print(_jobs_table(data, start))
 
 
 def job(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:

@@ -20,10 +20,11 @@ def _num(v: Any) -> str:
 def why(
     job_id: int = typer.Argument(..., min=1, help="the job's id"),
     as_json: bool = typer.Option(False, "--json"),
+    start: bool = typer.Option(False, "--start", help="also estimate when it starts"),
 ) -> None:
     """Why a job is not running: every blocker from the last scheduling pass, ranked, with its
     numbers and a hint; whether it can ever run; its place in the queue."""
-    data = _call("GET", f"/v1/jobs/{job_id}/why")
+    data = _call("GET", f"/v1/jobs/{job_id}/why", params={"start": True} if start else {})
     if as_json:
         _print_json(data)
         return
@@ -38,6 +39,10 @@ def why(
             f"{place['ahead_total']} jobs ahead in all queues "
             f"({place['ahead_in_queue']} in its own)"
         )
+    if data.get("start_estimate"):
+        from cortex.cli.client import _start
+
+        con.print(f"estimated start: {_start(data['start_estimate'])}")
     if data.get("as_of"):
         con.print(f"as of the scheduling pass at {_ts(data['as_of'])}")
     if not data["blockers"]:

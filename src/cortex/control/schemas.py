@@ -107,6 +107,8 @@ class JobOut(BaseModel):
     progress: dict[str, Any] | None = None
     # GET /v1/jobs/{id}: its preemptions, newest first (cortex.control.preemptions).
     preemption_records: list[dict[str, Any]] | None = None
+    # With ?start=true, a waiting job's start estimate (control/estimate.py).
+    start_estimate: dict[str, Any] | None = None
 
 
 class JobList(BaseModel):

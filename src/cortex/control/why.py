@@ -124,6 +124,10 @@ class WhyRecord:
     quota_room: tuple[tuple[int | None, ...], ...] = ()  # per queue, per flavor; None: no limit
     cohort_free: tuple[int, ...] = ()
     power_headroom_mw: float | None = None
+    # What held capacity when the pass ran, for start estimates (control/estimate.py).
+    running_jobs: Mapping[int, Any] = field(default_factory=dict)
+    allocations: tuple[tuple[int, Any], ...] = ()
+    _estimates: dict[int, Any] | None = None
     _places: dict[int, tuple[int, int, int]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -134,6 +138,20 @@ class WhyRecord:
                 if self._places is None:
                     self._places = _places(self)
         return self._places
+
+    @property
+    def running(self) -> list[tuple[Any, int, Any]]:
+        """(job, flavor, placement) of every job holding capacity."""
+        jobs = self.running_jobs
+        return [(jobs[j], a.flavor, a.placement) for j, a in self.allocations if j in jobs]
+
+    def estimates(self, compute: Any) -> dict[int, Any]:
+        """Every waiting job's start estimate, computed by `compute(self)` once per record."""
+        if self._estimates is None:
+            with self._lock:
+                if self._estimates is None:
+                    self._estimates = compute(self)
+        return self._estimates
 
     def place(self, job_id: int) -> Place | None:
         got = self.places().get(job_id)
@@ -218,6 +236,8 @@ class WhyBook:
             quota_room=tuple(room),
             cohort_free=cohort_free,
             power_headroom_mw=None if power is None else power.site_headroom_w / 1e6,
+            running_jobs=dict(st.running),
+            allocations=tuple(st.allocations.items()),
         )
 
     # ---- read side ------------------------------------------------------------------------

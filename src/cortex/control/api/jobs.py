@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from cortex.control import estimate, preemptions, store
 from cortex.control import models as m
-from cortex.control import preemptions, store
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.api.progress import progress_of
 from cortex.control.auth import Principal
@@ -45,6 +45,7 @@ def list_jobs(
     team: TeamName | None = None,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    start: bool = Query(False, description="add waiting jobs' start estimates (slower)"),
 ) -> JobList:
     if not who.admin:
         if team is not None and team != who.team:
@@ -52,7 +53,13 @@ def list_jobs(
         team = who.team
     st = state.value if state is not None else None
     with svc.sessions() as s:
-        return JobList(jobs=[job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)])
+        out = [job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)]
+    if start and any(j.state in WAITING for j in out):
+        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop))
+        for j in out:
+            if j.state in WAITING:
+                j.start_estimate = estimate.to_dict(got.get(j.id))
+    return JobList(jobs=out)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")

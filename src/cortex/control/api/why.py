@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from cortex.control import store
+from cortex.control import estimate, store
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.api.jobs import visible
 from cortex.control.why import WAITING_FOR_DEVICES, never_reason
@@ -52,6 +52,7 @@ class WhyOut(BaseModel):
     place: PlaceOut | None
     blockers: list[BlockerOut]
     summary: str
+    start_estimate: dict[str, float | int | None] | None = None  # with ?start=true
 
 
 @router.get(
@@ -59,11 +60,20 @@ class WhyOut(BaseModel):
     response_model=WhyOut,
     summary="Why a job is not running: its blockers ranked, with numbers and hints",
 )
-def why(job_id: JobId, who: Who, svc: Svc) -> WhyOut:
+def why(
+    job_id: JobId,
+    who: Who,
+    svc: Svc,
+    start: bool = Query(False, description="add its start estimate (slower)"),
+) -> WhyOut:
     with svc.sessions() as s:
         job = visible(s, who, job_id)
         state, reason, team = job.state, job.reason, job.team
-    return explain(svc, job_id, state, reason, team)
+    out = explain(svc, job_id, state, reason, team)
+    if start and state in ("queued", "requeued"):
+        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop))
+        out.start_estimate = estimate.to_dict(got.get(job_id))
+    return out
 
 
 def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut:
