@@ -6,7 +6,10 @@ target: an answer in <= 50 ms). Timed in CPU seconds of this process, in one run
   capacity and quota room);
 - places: the first reader's index of every waiting job's place (once per pass);
 - explain: one job's ranked blockers and place, after that (the steady state of the API);
-- first why: places + explain, the worst case of one request.
+- first why: places + explain, the worst case of one request;
+- estimate: a start estimate for one waiting job (the 100th in queue order), the state run
+  forward with `schedule()` (5 runs: the point estimate and 4 with runtime errors), bounded
+  by MAX_PASSES passes per run.
 
     python bench/why.py            # about a minute on 2 cores
 """
@@ -18,6 +21,7 @@ import random
 import statistics
 import time
 
+from cortex.control import estimate as est
 from cortex.control.why import WhyBook
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
@@ -108,6 +112,14 @@ def main() -> None:
         got = book.explain(jid, None)
     explain_ms = (time.process_time() - t0) * 1e3 / len(sample)
     assert got["blockers"]
+    rec = book.current
+    order = sorted(rec.places().items(), key=lambda kv: kv[1][2])
+    target = order[99][0]
+    t0 = time.process_time()
+    got_est = est.estimate(
+        rec, snap.state.topo, snap.state.queues, pol, snap.estimate_s, snap.speed, {target}
+    )[target]
+    estimate_s = time.process_time() - t0
     out = {
         "fleet_gpus": snap.state.topo.total_gpus,
         "busy_gpus": sum(snap.state.busy_gpus),
@@ -119,6 +131,10 @@ def main() -> None:
         "explain_ms_mean": round(explain_ms, 4),
         "first_why_ms_median": round(statistics.median(first), 2),
         "first_why_ms_max": round(max(first), 2),
+        "estimate_target_ahead": order[99][1][2],
+        "estimate_s": round(estimate_s, 2),
+        "estimate_start_s": got_est.start_s,
+        "estimate_band_s": [got_est.low_s, got_est.high_s],
     }
     print(json.dumps(out, indent=2))
 
