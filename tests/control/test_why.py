@@ -216,3 +216,16 @@ def test_queue_counts_other_teams_jobs_ahead_without_naming_them(env: Env) -> No
     assert sorted(q["queue"] for q in everyone["queues"]) == ["fsd", "red"]
     red = next(q for q in everyone["queues"] if q["queue"] == "red")
     assert [x["id"] for x in red["jobs"]] == [theirs]
+
+
+def test_a_failure_to_record_never_stops_scheduling(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_a: object) -> None:
+        raise RuntimeError("a bug in why")
+
+    monkeypatch.setattr(env.svc.loop.why, "_record", broken)
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    assert env.state(a) == "running"
+    assert env.svc.loop.tick_failures == 0

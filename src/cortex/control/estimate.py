@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import heapq
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ RUNS = 5  # the point estimate and four runs with drawn runtime errors
 # width, not a measurement (a job's real error depends on who wrote its duration_s).
 RUNTIME_SIGMA = 0.3
 MAX_PASSES = 2_000  # scheduling passes per run: bounds the work of one estimate
+BUDGET_S = 2.0  # seconds per run (monotonic clock); what has not started by then is "later"
 HORIZON_S = 30 * 86_400.0  # a job not started within this is reported as not started
 
 
@@ -77,7 +79,10 @@ def _simulate(
         pq.add(copy.copy(job))
     starts: dict[int, float] = {}
     t = now
+    deadline = time.monotonic() + BUDGET_S
     for _ in range(MAX_PASSES):
+        if time.monotonic() > deadline:
+            break
         plan = schedule(Snapshot(t, st, pq, speed, estimate_s), pol, deep=True)
         for p in plan.preemptions:
             v, began, end = live.pop(p.job.id)
@@ -162,17 +167,14 @@ def estimate(
     return out
 
 
-def for_loop(loop: Any) -> Callable[[Any], dict[int, StartEstimate]]:
+def for_loop(loop: Any) -> Callable[[Any, set[int]], dict[int, StartEstimate]]:
     """The estimator of a scheduler loop's records: its fleet, policies and runtime model."""
 
-    def compute(rec: Any) -> dict[int, StartEstimate]:
-        return estimate(rec, loop.topo, rec_queues(loop), loop.pol, loop.estimate_s, loop.speed)
+    def compute(rec: Any, targets: set[int]) -> dict[int, StartEstimate]:
+        queues = rec.queue_config
+        return estimate(rec, loop.topo, queues, loop.pol, loop.estimate_s, loop.speed, targets)
 
     return compute
-
-
-def rec_queues(loop: Any) -> QueueConfig:
-    return loop.mirror.queues  # replaced whole by the loop, never mutated
 
 
 def to_dict(e: StartEstimate | None) -> dict[str, Any] | None:

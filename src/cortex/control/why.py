@@ -15,6 +15,7 @@ fair-share merge may interleave them differently as usage changes).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,8 @@ from typing import Any
 
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Plan, Snapshot
+
+log = logging.getLogger("cortex.control")
 
 # Codes the control plane adds to the scheduler's: a waiting job the last pass did not see.
 RETRY_BACKOFF = "RetryBackoff"
@@ -125,6 +128,7 @@ class WhyRecord:
     cohort_free: tuple[int, ...] = ()
     power_headroom_mw: float | None = None
     # What held capacity when the pass ran, for start estimates (control/estimate.py).
+    queue_config: Any = None  # the pass's QueueConfig (the jobs' queue indices refer to it)
     running_jobs: Mapping[int, Any] = field(default_factory=dict)
     allocations: tuple[tuple[int, Any], ...] = ()
     _estimates: dict[int, Any] | None = None
@@ -145,13 +149,16 @@ class WhyRecord:
         jobs = self.running_jobs
         return [(jobs[j], a.flavor, a.placement) for j, a in self.allocations if j in jobs]
 
-    def estimates(self, compute: Any) -> dict[int, Any]:
-        """Every waiting job's start estimate, computed by `compute(self)` once per record."""
-        if self._estimates is None:
-            with self._lock:
-                if self._estimates is None:
-                    self._estimates = compute(self)
-        return self._estimates
+    def estimates(self, compute: Any, ids: set[int]) -> dict[int, Any]:
+        """Start estimates of `ids`: `compute(self, missing)` for those this record has not
+        estimated yet, once (one computation at a time: each is bounded in time)."""
+        with self._lock:
+            cache = self._estimates if self._estimates is not None else {}
+            missing = ids - cache.keys()
+            if missing:
+                cache.update(compute(self, missing))
+                self._estimates = cache
+            return {i: cache.get(i) for i in ids}
 
     def place(self, job_id: int) -> Place | None:
         got = self.places().get(job_id)
@@ -197,7 +204,14 @@ class WhyBook:
         self.current = WhyRecord()
 
     def record(self, snap: Snapshot, plan: Plan, backoff: Mapping[int, float]) -> None:
-        """Called by the loop right after `schedule`, before it applies the plan."""
+        """Called by the loop right after `schedule`, before it applies the plan. A failure
+        here is logged and leaves the last record: explaining must never stop scheduling."""
+        try:
+            self._record(snap, plan, backoff)
+        except Exception:
+            log.exception("recording why jobs wait failed; the last record stays")
+
+    def _record(self, snap: Snapshot, plan: Plan, backoff: Mapping[int, float]) -> None:
         st = snap.state
         started = frozenset(s.job.id for s in plan.starts)
         queues = tuple(tuple(lst) for lst in snap.pending.lists)
@@ -236,6 +250,7 @@ class WhyBook:
             quota_room=tuple(room),
             cohort_free=cohort_free,
             power_headroom_mw=None if power is None else power.site_headroom_w / 1e6,
+            queue_config=st.queues,
             running_jobs=dict(st.running),
             allocations=tuple(st.allocations.items()),
         )

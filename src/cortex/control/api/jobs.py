@@ -54,8 +54,9 @@ def list_jobs(
     st = state.value if state is not None else None
     with svc.sessions() as s:
         out = [job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)]
-    if start and any(j.state in WAITING for j in out):
-        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop))
+    waiting = {j.id for j in out if j.state in WAITING}
+    if start and waiting:
+        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), waiting)
         for j in out:
             if j.state in WAITING:
                 j.start_estimate = estimate.to_dict(got.get(j.id))

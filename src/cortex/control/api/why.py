@@ -71,7 +71,7 @@ def why(
         state, reason, team = job.state, job.reason, job.team
     out = explain(svc, job_id, state, reason, team)
     if start and state in ("queued", "requeued"):
-        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop))
+        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), {job_id})
         out.start_estimate = estimate.to_dict(got.get(job_id))
     return out
 
