@@ -188,3 +188,5 @@ def test_a_preemption_is_recorded_on_its_victim(env: Env) -> None:
     assert msg.startswith(f"preempted by job {high} (rule {loop.pol.preemption.name})")
     assert "2.0 min since its last checkpoint (step 40)" in msg
     assert env.job(high)["preemption_records"] == []
+    text = env.client.get("/metrics").text
+    assert f'cortex_preemptions_total{{rule="{loop.pol.preemption.name}"}} 1.0' in text

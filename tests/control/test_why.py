@@ -69,6 +69,8 @@ def test_insufficient_capacity_names_its_numbers_and_the_list_shows_it(env: Env)
     listed = env.client.get("/v1/jobs", headers=env.h).json()["jobs"]
     reasons = {j["id"]: j["pending_reason"] for j in listed}
     assert reasons == {b: "InsufficientCapacity", a: None}
+    text = env.client.get("/metrics").text
+    assert 'cortex_pending_jobs{queue="fsd",reason="InsufficientCapacity"} 1.0' in text
 
 
 def test_borrowing_limit_counts_what_the_queue_may_still_take(env: Env) -> None:

@@ -547,3 +547,8 @@ def used_by_team(s: Session) -> dict[tuple[str, str], int]:
         .group_by(m.Job.team, m.Allocation.flavor)
     ).all()
     return {(r[0], r[1]): int(r[2] or 0) for r in rows}
+
+
+def preemptions_by_rule(s: Session) -> dict[str, int]:
+    rows = s.execute(select(m.Preemption.rule, func.count()).group_by(m.Preemption.rule)).all()
+    return {r[0]: int(r[1]) for r in rows}

@@ -46,6 +46,7 @@ def build_app(svc: Service) -> FastAPI:
         openapi_url=None,
     )
     app.state.service = svc
+    why.register_metrics(svc)
     for module in (submit, jobs, logs, admin, cluster, ops, power, why, progress, share):
         app.include_router(module.router)
     assets = ops.swagger_assets_dir()

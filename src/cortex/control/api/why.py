@@ -15,6 +15,7 @@ from cortex.control import estimate, store
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.api.jobs import visible
 from cortex.control.why import WAITING_FOR_DEVICES, never_reason
+from cortex.control.why_metrics import WhyCollector
 from cortex.drive.runs import is_final
 
 router = APIRouter(prefix="/v1")
@@ -205,3 +206,13 @@ def queue(
             )
         out.append(QueueEntry(queue=qname, pending=n, jobs=jobs))
     return QueueOut(as_of=rec.at or None, queues=out)
+
+
+def register_metrics(svc: Any) -> None:
+    """`cortex_pending_jobs{queue,reason}` and `cortex_preemptions_total{rule}` on /metrics."""
+
+    def preemptions() -> dict[str, int]:
+        with svc.sessions() as s:
+            return store.preemptions_by_rule(s)
+
+    svc.metrics.registry.register(WhyCollector(svc.loop.why, preemptions))
