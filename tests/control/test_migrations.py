@@ -21,6 +21,7 @@ TABLES = {
     "allocations",
     "events",
     "idempotency_keys",
+    "preemptions",
 }
 
 

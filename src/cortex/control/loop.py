@@ -41,7 +41,9 @@ from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
+from cortex.control.progress import ProgressBook
 from cortex.control.recovery import RecoveryMixin
+from cortex.control.why import WhyBook
 from cortex.drive import intake, runs
 from cortex.drive.allocation import Allocation
 from cortex.executors.base import Executor
@@ -164,6 +166,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
         self.tick_lock = threading.RLock()
         self.lock = threading.Lock()
         self.view = LoopView()
+        self.why = WhyBook()  # the last pass's blockers, for GET /v1/jobs/{id}/why
+        self.progress = ProgressBook(executor)  # metrics files and API reports
         self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
         self.queues_dirty = True
@@ -372,6 +376,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
+        self.why.record(snap, plan, mi.backoff)
         if self.power is not None:
             self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)
