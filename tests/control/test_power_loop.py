@@ -426,3 +426,39 @@ def test_bad_power_updates_name_the_field(env: Env, body: dict[str, Any], field:
     assert r.status_code == 422, r.text
     assert field in json.dumps(r.json()["detail"])
     assert env.client.get("/v1/power", headers=env.h).json()["outdoor_temp_c"] == 20.0
+
+
+def _power_now(env: Env) -> dict[str, Any]:
+    return dict(env.client.get("/v1/power", headers=ADMIN_H).json())
+
+
+def test_an_operators_cap_and_temperature_survive_a_restart(env: Env) -> None:
+    """PUT /v1/power is stored with the configured value of the time: a restart with the same
+    configuration keeps the operator's cap (5.95 kW over the configured 5.65) and a fresh
+    temperature reading; a stale reading (over an hour old) is dropped."""
+    r = env.client.put(
+        "/v1/power", json={"site_cap_kw": 5.95, "outdoor_temp_c": 30}, headers=ADMIN_H
+    )
+    assert r.status_code == 200, r.text
+    env.restart(5.65)
+    p = _power_now(env)
+    assert (p["site_cap_kw"], p["outdoor_temp_c"]) == (5.95, 30.0)
+    # slope at 30 C: 1.2 - 0.03 + 0.004 x 10 = 1.21; budget (5,950 - 165) / 1.21 - 3,688
+    assert p["it_budget_over_idle_w"] == pytest.approx((5950 - 165) / 1.21 - 3688)
+    from sqlalchemy import update
+
+    from cortex.control import models as m
+
+    with env.svc.sessions.begin() as s:  # the feed went quiet two hours ago
+        s.execute(update(m.SiteSetting).values(set_at=m.SiteSetting.set_at - 7200))
+    env.restart(5.65)
+    p = _power_now(env)
+    assert (p["site_cap_kw"], p["outdoor_temp_c"]) == (5.95, 20.0)
+
+
+def test_a_changed_configuration_wins_over_a_stored_cap(env: Env) -> None:
+    assert env.set_cap(5.95) == 200
+    env.restart(5.80)  # the operator changed --site-cap-kw since the PUT: the flag wins
+    assert _power_now(env)["site_cap_kw"] == 5.80
+    env.restart(5.65)  # back to the value stored with the PUT: the PUT's cap again
+    assert _power_now(env)["site_cap_kw"] == 5.95

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,9 @@ RAISE_EVERY_S = 5.0
 # most this often (the twin's shortage_resolve_s, on the wall clock): each one may move every
 # running job's limits.
 SHORTAGE_RESOLVE_S = 30.0
+# A temperature an operator's feed sent before a restart is used after it only this fresh (a
+# feed that stopped must not hold the site at an old reading; the configuration takes over).
+TEMP_READING_MAX_AGE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,31 @@ class LivePower:
             self.requested_cap_w = cap_kw * 1e3
         self.loop.dirty = True
         self.loop.wake()
+
+    def restore(self, stored: Mapping[str, Any], now: float) -> list[str]:
+        """At start: what an operator set through PUT /v1/power before the restart (rows of
+        store.site_settings), unless the service's configuration has changed since (then the
+        configuration wins); a temperature only while its reading is fresh. Returns what was
+        applied or dropped, for the log."""
+        st, b, said = self.loop.settings, self.books, []
+        cap = stored.get("site_cap_kw")
+        if cap is not None and cap.configured == st.site_cap_kw:
+            if cap.value * 1e3 >= b.idle_facility_w():
+                b.site_cap_w = cap.value * 1e3
+                said.append(f"site cap {cap.value:g} kW kept from PUT /v1/power")
+            else:
+                said.append(f"stored site cap {cap.value:g} kW dropped: below the idle fleet")
+        elif cap is not None:
+            said.append(f"stored site cap {cap.value:g} kW dropped: the configuration changed")
+        temp = stored.get("outdoor_temp_c")
+        if temp is not None and temp.configured == st.outdoor_temp_c:
+            if now - temp.set_at <= TEMP_READING_MAX_AGE_S:
+                b.temperature_c = temp.value
+                said.append(f"outdoor temperature {temp.value:g} C kept from PUT /v1/power")
+            else:
+                said.append("stored outdoor temperature dropped: older than an hour")
+        self.snapshot = self._snapshot(now)
+        return said
 
     def request_temp_c(self, temp_c: float) -> None:
         """The outdoor temperature now (API thread: a weather or building-management feed):

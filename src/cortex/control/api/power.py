@@ -1,6 +1,7 @@
 """The site's power: GET /v1/power (any token), PUT /v1/power (admin: a new facility cap, for a
 demand-response call or a lost feeder, and the outdoor temperature, from a weather or
-building-management feed; applied by the next tick)."""
+building-management feed; applied by the next tick, and kept across restarts unless the
+service's configuration changes)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,13 @@ def put_power(body: PowerUpdate, who: Admin, svc: Svc) -> PowerOut:
         power.request_temp_c(body.outdoor_temp_c)  # bounded by the body's schema
         out = out.model_copy(update={"outdoor_temp_c": body.outdoor_temp_c})
         said.append(f"outdoor temperature {body.outdoor_temp_c:g} C")
-    with svc.sessions.begin() as s:
-        store.event(s, "power", "; ".join(said), at=svc.clock.time())
+    now = svc.clock.time()
+    with svc.sessions.begin() as s:  # kept across restarts (LivePower.restore)
+        if body.site_cap_kw is not None:
+            conf = svc.settings.site_cap_kw
+            store.put_site_setting(s, "site_cap_kw", body.site_cap_kw, conf, now)
+        if body.outdoor_temp_c is not None:
+            conf = svc.settings.outdoor_temp_c
+            store.put_site_setting(s, "outdoor_temp_c", body.outdoor_temp_c, conf, now)
+        store.event(s, "power", "; ".join(said), at=now)
     return out
