@@ -75,6 +75,11 @@ def serve(
         rack_cap_kw=rack_cap_kw,
         outdoor_temp_c=outdoor_temp_c,
     )
+    _run(settings)
+
+
+def _run(settings: Settings) -> None:
+    """Start the service on these settings and serve until stopped."""
     import uvicorn
 
     from cortex.control.httpcap import capped_protocol
