@@ -462,3 +462,36 @@ def test_a_changed_configuration_wins_over_a_stored_cap(env: Env) -> None:
     assert _power_now(env)["site_cap_kw"] == 5.80
     env.restart(5.65)  # back to the value stored with the PUT: the PUT's cap again
     assert _power_now(env)["site_cap_kw"] == 5.95
+
+
+class _HotMeter(_Meter):
+    """Devices that draw their full 700 W TDP (more than the draw table's 546 W for a `generic`
+    job), or their cap where one is set, as a capped device does."""
+
+    def __init__(self) -> None:
+        self.caps: dict[int, float | None] = {}
+
+    def set_cap_w(self, device: int, watts: float | None) -> None:
+        self.caps[device] = watts
+
+    def draw_w(self, device: int) -> float | None:
+        cap = self.caps.get(device)
+        return 700.0 if cap is None else min(700.0, cap)
+
+
+def test_measured_draw_above_the_booking_is_reserved(env: Env) -> None:
+    """Job a is booked at 450 W over idle but its GPU draws 700 W: 700 - 96 idle = 604 W, 154 W
+    over its booking, which the next cycle reserves. Job b then sees 1,000.03 - 450 - 154 =
+    396 W: it starts capped at level 7 (359 W, a 455 W limit) instead of uncapped, as it would
+    on the model alone (two jobs at 450 W fit in 1,000 W)."""
+    meter = _HotMeter()
+    env.svc.loop.power.actuator = meter  # type: ignore[union-attr]
+    a = env.submit(name="a")
+    env.svc.loop.tick()
+    b = env.submit(name="b")
+    env.svc.loop.tick()
+    assert [env.state(j) for j in (a, b)] == ["running", "running"]
+    assert meter.caps[env.devices(b)[0]] == 455.0
+    p = env.client.get("/v1/power", headers=ADMIN_H).json()
+    assert p["it_measured_over_booked_w"] == pytest.approx(700 - 96 - 450)
+    assert {j["job_id"]: j["cap_level"] for j in p["jobs"]}[b] == 7

@@ -30,6 +30,7 @@ class PowerOut(BaseModel):
     it_budget_over_idle_w: float
     it_booked_over_idle_w: float
     it_draining_over_idle_w: float
+    it_measured_over_booked_w: float  # NVML: running jobs' draw above their booking
     paused: int
     solves: int
     cap_failures: int
@@ -63,6 +64,7 @@ def _power(svc: Svc, team: str | None = None) -> PowerOut:
         it_budget_over_idle_w=snap.site_budget_it_w,
         it_booked_over_idle_w=snap.booked_it_w,
         it_draining_over_idle_w=snap.draining_it_w,
+        it_measured_over_booked_w=snap.overdraw_it_w,
         paused=snap.paused,
         solves=snap.solves,
         cap_failures=snap.cap_failures,
