@@ -59,19 +59,19 @@ MUTMUT = [sys.executable, "-m", "mutmut"]
 KILLED = {"killed", "timeout", "caught by type check"}
 # (name, file, original, mutant): each removes or weakens one team filter.
 ISOLATION_MUTANTS = [
-    ("list_jobs: no team filter", "src/cortex/control/api.py",
-     "        if not who.admin:\n            if team is not None and team != who.team:\n"
-     "                return JobList(jobs=[])\n            team = who.team\n", ""),
-    ("list_jobs: ?team= of another team honoured", "src/cortex/control/api.py",
-     "            if team is not None and team != who.team:\n"
-     "                return JobList(jobs=[])\n            team = who.team",
-     "            team = team if team is not None else who.team"),
+    ("list_jobs: no team filter", "src/cortex/control/api/jobs.py",
+     "    if not who.admin:\n        if team is not None and team != who.team:\n"
+     "            return JobList(jobs=[])\n        team = who.team\n", ""),
+    ("list_jobs: ?team= of another team honoured", "src/cortex/control/api/jobs.py",
+     "        if team is not None and team != who.team:\n"
+     "            return JobList(jobs=[])\n        team = who.team",
+     "        team = team if team is not None else who.team"),
     ("visible_job: no team check", "src/cortex/control/store.py",
      "if job is None or (not who.admin and job.team != who.team):", "if job is None:"),
-    ("list_queues: every queue", "src/cortex/control/api.py",
+    ("list_queues: every queue", "src/cortex/control/api/admin.py",
      "if who.admin or q.name == who.team", ""),
-    ("list_events: no team filter", "src/cortex/control/api.py",
-     "        if not who.admin:\n            q = q.where(m.Event.team == who.team)\n", ""),
+    ("list_events: no team filter", "src/cortex/control/api/cluster.py",
+     "    if not who.admin:\n        q = q.where(m.Event.team == who.team)\n", ""),
 ]  # fmt: skip
 
 
@@ -88,10 +88,17 @@ def _config() -> dict:
         raise  # unreachable; for the type checker
 
 
-def _preflight(cfg: dict) -> None:
-    """mutmut importable, every file it will mutate parseable: else one line and exit 2."""
+def _preflight(cfg: dict, patterns: list[str]) -> None:
+    """mutmut importable, every file it will mutate parseable, every selected test file and
+    every --only module present: else one line and exit 2."""
     if importlib.util.find_spec("mutmut") is None:
         _fail("mutmut is not installed (pip install mutmut==3.8.1)")
+    for test in cfg.get("pytest_add_cli_args_test_selection", []):
+        if not (ROOT / test).exists():
+            _fail(f"pyproject.toml: pytest_add_cli_args_test_selection: {test}: no such file")
+    for p in patterns:
+        if _source_of(p) is None:
+            _fail(f"--only: {p}: no such module under src/")
     for pattern in cfg.get("only_mutate", []):
         files = sorted(ROOT.glob(pattern)) if "*" in pattern else [ROOT / pattern]
         for f in files:
@@ -103,12 +110,33 @@ def _preflight(cfg: dict) -> None:
                 _fail(f"{f.relative_to(ROOT)}: cannot parse: {err}")
 
 
+def _source_of(pattern: str) -> Path | None:
+    """The source file a module prefix names (cortex.control.store.x_visible_job is in
+    src/cortex/control/store.py), or None."""
+    parts = pattern.rstrip("*").split(".")
+    while parts:
+        f = ROOT / "src" / Path(*parts).with_suffix(".py")
+        if f.is_file():
+            return f
+        parts.pop()
+    return None
+
+
 def _run_mutmut(patterns: list[str], children: int) -> None:
     cmd = ["nice", "-n", "10", *MUTMUT, "run", "--max-children", str(children)]
     cmd += [p if p.endswith("*") else p + "*" for p in patterns]
     print("running:", " ".join(cmd), flush=True)
-    # mutmut's progress line is noise in a log; its verdicts are read back from its own files.
-    subprocess.run(cmd, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+    # mutmut's progress line is noise on a terminal; it goes to a log, and the verdicts are
+    # read back from mutmut's own files.
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    log = OUT.parent / "mutmut-run.log"
+    with log.open("w") as fh:
+        rc = subprocess.run(cmd, cwd=ROOT, check=False, stdout=fh, stderr=subprocess.STDOUT)
+    if rc.returncode != 0:
+        # The clean run or the stats run failed: the results on disk are an older run's.
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        last = lines[-1][-200:] if lines else "no output"
+        _fail(f"mutmut run exited {rc.returncode} ({last}); see {log.relative_to(ROOT)}")
 
 
 def _statuses() -> dict[str, str]:
@@ -197,13 +225,18 @@ def print_report(rep: dict) -> None:
 
 
 def isolation() -> int:
-    """Each hand-written filter mutant must fail tests/control/test_isolation.py."""
+    """Each hand-written filter mutant must fail tests/control/test_isolation.py. A mutant
+    whose original text is gone (the code moved) stops the run before anything runs."""
+    for name, rel, old, _ in ISOLATION_MUTANTS:
+        try:
+            found = (ROOT / rel).read_text().count(old)
+        except OSError as err:
+            _fail(f"isolation mutant {name!r}: {rel}: {err.strerror}")
+        if found != 1:
+            _fail(f"isolation mutant {name!r}: {rel}: original text found {found} times, not once")
     killed = 0
     for name, rel, old, new in ISOLATION_MUTANTS:
         src = (ROOT / rel).read_text()
-        if src.count(old) != 1:
-            print(f"{name}: original text not found once in {rel}: not run (update the mutant)")
-            continue
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(ROOT / "src", Path(tmp) / "src")
             (Path(tmp) / rel).write_text(src.replace(old, new))
@@ -231,8 +264,8 @@ def main() -> int:
     if args.isolation:
         return isolation()
     cfg = _config()
-    _preflight(cfg)
     patterns = args.only or CORE
+    _preflight(cfg, patterns)
     if not args.report_only:
         _run_mutmut(patterns, args.children)
     rep = report(patterns)
