@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import importlib.util
 import json
 import os
@@ -122,10 +123,23 @@ def _source_of(pattern: str) -> Path | None:
     return None
 
 
-def _run_mutmut(patterns: list[str], children: int) -> None:
+def _glob(pattern: str) -> str:
+    """mutmut's name pattern for a module (its mutants only: cortex.scheduler.state is not
+    cortex.scheduler.statement) or for one function (cortex.control.store.x_visible_job)."""
+    if pattern.endswith("*"):
+        return pattern
+    module_file = ROOT / "src" / Path(*pattern.split(".")).with_suffix(".py")
+    return pattern + (".*" if module_file.is_file() else "__mutmut_*")
+
+
+def _selected(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, _glob(p)) for p in patterns)
+
+
+def _run_mutmut(patterns: list[str], children: int, names: list[str] | None = None) -> None:
     cmd = ["nice", "-n", "10", *MUTMUT, "run", "--max-children", str(children)]
-    cmd += [p if p.endswith("*") else p + "*" for p in patterns]
-    print("running:", " ".join(cmd), flush=True)
+    cmd += names if names is not None else [_glob(p) for p in patterns]
+    print("running:", " ".join(cmd[:8]), "..." if len(cmd) > 8 else "", flush=True)
     # mutmut's progress line is noise on a terminal; it goes to a log, and the verdicts are
     # read back from mutmut's own files.
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -174,9 +188,35 @@ def _module(name: str) -> str:
     return name.split(".x", maxsplit=1)[0] if ".x" in name else name.rsplit(".", 1)[0]
 
 
-def report(patterns: list[str]) -> dict:
-    prefixes = [p.rstrip("*") for p in patterns]
-    statuses = {k: v for k, v in _statuses().items() if k.startswith(tuple(prefixes))}
+def _read_baseline(path: Path, patterns: list[str]) -> dict[str, str]:
+    """An earlier run's verdicts (`mutmut results --all true` output) of the selected modules."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        _fail(f"--baseline: {path}: {err.strerror}")
+    got = {}
+    for line in text.splitlines():
+        m = re.match(r"\s+(\S+): (.+)$", line)
+        if m and _selected(m.group(1), patterns):
+            got[m.group(1)] = m.group(2).strip()
+    if not got:
+        _fail(f"--baseline: {path}: no verdicts for the selected modules")
+    return got
+
+
+def _merge_baseline(statuses: dict[str, str], base: dict[str, str], patterns: list[str]) -> dict:
+    """A baseline killed verdict stands (tests were only added since); every other mutant
+    takes this run's verdict. The baseline must be of the same source: the same mutants."""
+    mine = {k for k in statuses if _selected(k, patterns)}
+    if mine != set(base):
+        extra = sorted(mine ^ set(base))[:3]
+        _fail(f"--baseline: mutants differ from this source's (e.g. {', '.join(extra)})")
+    return {k: base[k] if base[k] in KILLED else statuses[k] for k in mine}
+
+
+def report(patterns: list[str], statuses: dict[str, str] | None = None) -> dict:
+    statuses = statuses if statuses is not None else _statuses()
+    statuses = {k: v for k, v in statuses.items() if _selected(k, patterns)}
     equiv = _equivalent()
     rows = {}
     for mod in sorted({_module(k) for k in statuses}):
@@ -260,15 +300,33 @@ def main() -> int:
     ap.add_argument("--children", type=int, default=1, help="mutmut workers (default 1)")
     ap.add_argument("--report-only", action="store_true", help="read the last run's results")
     ap.add_argument("--isolation", action="store_true", help="the API filter mutants")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="an earlier run's `mutmut results --all true` output, same source: rerun only\n"
+        "its mutants that were not killed; its killed verdicts stand",
+    )
     args = ap.parse_args()
     if args.isolation:
         return isolation()
     cfg = _config()
     patterns = args.only or CORE
     _preflight(cfg, patterns)
+    base = _read_baseline(args.baseline, patterns) if args.baseline else None
     if not args.report_only:
-        _run_mutmut(patterns, args.children)
-    rep = report(patterns)
+        # Reasoned equivalents are reported apart whatever they do: not rerun.
+        equiv = _equivalent()
+        rerun = (
+            sorted(k for k, v in base.items() if v not in KILLED and k not in equiv)
+            if base
+            else None
+        )
+        if rerun == []:
+            print("every mutant of the baseline was killed: nothing to rerun")
+        else:
+            _run_mutmut(patterns, args.children, rerun)
+    statuses = _statuses()
+    rep = report(patterns, _merge_baseline(statuses, base, patterns) if base else statuses)
     print_report(rep)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rep, indent=1) + "\n")

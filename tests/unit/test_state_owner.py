@@ -144,3 +144,13 @@ def test_a_down_node_counts_its_gpus_idle_but_not_free() -> None:
     assert st.node_free[5] == 8 and st.free_gpus == [56] and not st.np_up[5]
     st.set_up(5)
     assert st.node_free[5] == 8 and st.free_gpus == [64] and st.np_up[5]
+
+
+def test_a_node_summary_skips_gpus_of_jobs_not_running() -> None:
+    st = _state()
+    # 4 GPUs of node 3 taken for job 50, which is not running (a committed start the driver
+    # has not adopted yet), then a running job 60 of priority 100 on the other 4.
+    st.take(50, 0, ((3, 4),))
+    testkit.running_job(st, 60, ((3, 4),), prio=100)
+    # The summary counts running jobs only: 4 GPUs used, top priority 100.
+    assert st.np_used[3] == 4 and st.np_max_prio[3] == 100
