@@ -154,3 +154,32 @@ def test_every_unit_test_of_a_mutated_module_is_in_the_selection(test_file: str)
     cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]
     selected = set(cfg["pytest_add_cli_args_test_selection"])
     assert test_file in selected or test_file in NOT_SELECTED
+
+
+def test_a_baseline_keeps_its_kills_and_takes_this_runs_other_verdicts(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    # The earlier run killed both; this run's results (the stand-in's) say _1 killed and _2
+    # survived. The baseline's kill of _2 stands: 2 / 2 = 100.0%.
+    base = root / "base.txt"
+    base.write_text("    cortex.mod.x_f__mutmut_1: killed\n    cortex.mod.x_f__mutmut_2: killed\n")
+    r = _run(root, "--only", "cortex.mod", "--baseline", str(base), "--report-only")
+    assert r.returncode == 0, r.stderr
+    assert "| cortex.mod | 2 | 0 | 0 | 0 | 0 | 100.0% |" in r.stdout
+    # Survivors of the baseline keep this run's verdict: 1 killed, 1 survived -> 50.0%.
+    lines = [f"    cortex.mod.x_f__mutmut_{i}: survived" for i in (1, 2)]
+    base.write_text("\n".join(lines) + "\n")
+    r = _run(root, "--only", "cortex.mod", "--baseline", str(base), "--report-only")
+    assert "| cortex.mod | 1 | 1 | 0 | 0 | 0 | 50.0% |" in r.stdout
+
+
+def test_a_baseline_of_other_source_or_missing_is_refused(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    base = root / "base.txt"
+    base.write_text("    cortex.mod.x_f__mutmut_1: killed\n    cortex.mod.x_g__mutmut_1: killed\n")
+    r = _run(root, "--only", "cortex.mod", "--baseline", str(base), "--report-only")
+    _one_error_line(r, "--baseline: mutants differ from this source's")
+    r = _run(root, "--only", "cortex.mod", "--baseline", str(root / "nope.txt"), "--report-only")
+    _one_error_line(r, "--baseline:", "nope.txt")
+    base.write_text("    cortex.other.x_f__mutmut_1: killed\n")
+    r = _run(root, "--only", "cortex.mod", "--baseline", str(base), "--report-only")
+    _one_error_line(r, "no verdicts for the selected modules")
