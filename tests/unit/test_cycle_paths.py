@@ -117,3 +117,29 @@ def test_an_elastic_job_held_back_at_full_size_starts_at_its_minimum_behind_a_he
     # At its minimum 16 <= 24: starts, on 2 whole nodes.
     (s,) = plan.starts
     assert (s.job.id, s.gang_gpus, s.alloc_gpus) == (2, 16, 16)
+
+
+def test_jobs_behind_a_head_that_fail_on_topology_share_one_answer_per_size() -> None:
+    st, pend, pol = tc._setup()
+    tc._run(st, 100, tuple((n, 8) for n in range(4)), end=1000.0)  # pod 0 busy until 1000
+    for n in range(4, 8):  # pod 1: 4 GPUs of each node busy until 5000: 16 free, no node whole
+        tc._run(st, 97 + n, ((n, 4),), end=5000.0)
+    tc._pend(pend, 1, 40, 10.0)  # the head: 40 > 16 free; at 1000, 16 + 32 = 48 >= 40
+    tc._pend(pend, 2, 12, 500.0)  # 2 whole nodes (16 GPUs); ends at 500, before the head
+    tc._pend(pend, 3, 16, 500.0)  # 2 whole nodes
+    tc._pend(pend, 4, 12, 500.0)  # as job 2
+    tc._pend(pend, 5, 8, 500.0)  # one whole node
+    plan = schedule(tc._snap(st, pend), pol)
+    assert plan.starts == []
+    # Jobs 2-4 need 16 GPUs as 2 whole nodes: 16 are free, but no node is whole, so the
+    # largest block of whole nodes in a pod is 0 GPUs. Nothing changes between them, so each
+    # gets the same answer (computed once per size and state).
+    for jid in (2, 3, 4):
+        (r,) = plan.blockers[jid]
+        assert r.code is Code.TOPOLOGY_UNAVAILABLE
+        assert r.detail == {"need": 16, "flavor": "H100-SXM5", "free": 16,
+                            "largest_block": 0, "block": "pod"}  # fmt: skip
+    # Job 5 needs one node's 8 GPUs: the largest free block on a node is 4.
+    (r5,) = plan.blockers[5]
+    assert r5.code is Code.TOPOLOGY_UNAVAILABLE
+    assert (r5.detail["need"], r5.detail["largest_block"], r5.detail["block"]) == (8, 4, "node")

@@ -154,3 +154,18 @@ def test_a_node_summary_skips_gpus_of_jobs_not_running() -> None:
     testkit.running_job(st, 60, ((3, 4),), prio=100)
     # The summary counts running jobs only: 4 GPUs used, top priority 100.
     assert st.np_used[3] == 4 and st.np_max_prio[3] == 100
+
+
+def test_summaries_of_multi_node_gangs_that_do_not_fill_their_nodes() -> None:
+    st = _state()
+    # Job 70 alone on nodes 0 and 1 with 4 GPUs each; job 71 alone on nodes 2 and 3 with 2
+    # each (4 in all: as many as 8 / 2). Job 72 on node 4 and 73 on node 5 (4 each), then
+    # gang 74 on both with 4 each: it starts last, so its entry decides those nodes.
+    testkit.running_job(st, 70, ((0, 4), (1, 4)), prio=10)
+    testkit.running_job(st, 71, ((2, 2), (3, 2)), prio=20)
+    testkit.running_job(st, 72, ((4, 4),), prio=30)
+    testkit.running_job(st, 73, ((5, 4),), prio=40)
+    testkit.running_job(st, 74, ((4, 4), (5, 4)), prio=50)
+    # GPUs used per node: 4, 4, 2, 2, then 4 + 4 = 8 on nodes 4 and 5; 0 on 6 and 7.
+    assert st.np_used.tolist() == [4, 4, 2, 2, 8, 8, 0, 0]
+    assert st.np_max_prio[:6].tolist() == [10, 10, 20, 20, 50, 50]
