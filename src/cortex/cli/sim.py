@@ -42,7 +42,7 @@ _FAILURE_DATA = typer.Option(
 _QUARANTINE = typer.Option(
     False,
     help="lemon quarantine: a node that fails repeatedly leaves for repair and burn-in "
-    "(sim/data/quarantine.csv)",
+    "(drive/data/quarantine.csv)",
 )
 _HOT_SPARES = typer.Option(
     0,

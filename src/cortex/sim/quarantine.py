@@ -8,55 +8,36 @@ min(1, 1 / old multiplier), on a random stream of its own (a run without quarant
 nothing from it, and its reports stay as they were). Thinning a Poisson process by a constant
 probability gives a Poisson process at the thinned rate, so the repaired node's failures are
 what a fresh draw at its new rate would give.
-The parameters are rows of sim/data/quarantine.csv with their sources.
+The strike rule is the driver kit's (drive/node_health.py), its parameters rows of
+drive/data/quarantine.csv with their sources.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-from collections import deque
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 
 import numpy as np
 
+from cortex.drive.node_health import QuarantineRules, Strikes
 
-@dataclass(frozen=True)
-class QuarantineRules:
-    strikes: int
-    window_s: float
-    burn_in_s: float
-
-    def __post_init__(self) -> None:
-        if self.strikes < 1:
-            raise ValueError(f"quarantine strikes: must be at least 1, got {self.strikes}")
-        for name in ("window_s", "burn_in_s"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"quarantine {name}: must be a finite number >= 0, got {v}")
-
-    @classmethod
-    @cache
-    def load(cls) -> QuarantineRules:
-        text = resources.files("cortex.sim").joinpath("data/quarantine.csv").read_text()
-        v = {row["name"]: float(row["value"]) for row in csv.DictReader(text.splitlines())}
-        return cls(int(v["strikes"]), v["window_s"], v["burn_in_s"])
+__all__ = ["LEMON_MULT", "Quarantine", "QuarantineRules"]
 
 
 @dataclass
 class Quarantine:
-    """Per-node strike counts and the thinning of repaired nodes' failures."""
+    """Per-node strikes and the thinning of repaired nodes' failures."""
 
     rules: QuarantineRules
     node_mult: np.ndarray  # the nodes' failure-rate multipliers (sim/failures.py)
     rng: np.random.Generator
-    recent: dict[int, deque[float]] = field(default_factory=dict)
     keep: dict[int, float] = field(default_factory=dict)  # repaired node: P(keep a failure)
     quarantined: int = 0
     lemons_caught: int = 0  # quarantined nodes whose multiplier marks them as lemons
     out_gpu_s: float = 0.0  # GPU-seconds held out for burn-in beyond the repair itself
+    strikes: Strikes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.strikes = Strikes(self.rules)
 
     def happens(self, node: int) -> bool:
         """Whether a drawn failure of this node happens (a repaired node's are thinned)."""
@@ -65,13 +46,8 @@ class Quarantine:
 
     def strike(self, node: int, now: float) -> bool:
         """Record a failure; True when it is the strike that quarantines the node."""
-        times = self.recent.setdefault(node, deque())
-        times.append(now)
-        while times and times[0] <= now - self.rules.window_s:
-            times.popleft()
-        if len(times) < self.rules.strikes:
+        if not self.strikes.strike(node, now):
             return False
-        times.clear()
         self.quarantined += 1
         mult = float(self.node_mult[node])
         self.lemons_caught += mult > LEMON_MULT
