@@ -91,3 +91,14 @@ def test_quarantine_holds_nodes_out_and_thins_their_failures() -> None:
     # Failures landing on a node held out (or thinned after repair) do not count: fewer node
     # failures happen than were drawn, and fewer than without quarantine.
     assert on.metrics.failures_total < off.metrics.failures_total
+
+
+def test_strikes_count_only_the_window_and_key_nodes_by_any_name() -> None:
+    from cortex.drive.node_health import Strikes
+
+    s = Strikes(QuarantineRules(3, 10.0, 0.0))
+    assert not s.strike("node-a", 0.0) and not s.strike("node-a", 5.0)
+    assert s.count("node-a", 9.0) == 2 and s.count("node-a", 10.0) == 1  # 0.0 left at 10.0
+    assert s.count("node-b", 9.0) == 0
+    assert s.strike("node-a", 9.0)  # three within 10 s
+    assert s.count("node-a", 9.0) == 0  # starts over
