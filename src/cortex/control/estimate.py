@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import heapq
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +32,8 @@ from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
+
+log = logging.getLogger("cortex.control")
 
 RUNS = 5  # the point estimate and four runs with drawn runtime errors
 # The spread of runtime errors, as a log-normal sigma: an assumption that sets the band's
@@ -180,7 +183,13 @@ def for_loop(loop: Any) -> Callable[[Any, set[int]], dict[int, StartEstimate]]:
 
     def compute(rec: Any, targets: set[int]) -> dict[int, StartEstimate]:
         queues = rec.queue_config
-        return estimate(rec, loop.topo, queues, loop.pol, loop.estimate_s, loop.speed, targets)
+        try:
+            return estimate(rec, loop.topo, queues, loop.pol, loop.estimate_s, loop.speed, targets)
+        except Exception:
+            # The live jobs it reads may have moved on (a queue rebuild re-indexes them while
+            # this runs): no estimate this time, rather than a failed request.
+            log.exception("start estimate failed; answering none")
+            return {}
 
     return compute
 
