@@ -22,6 +22,7 @@ TABLES = {
     "events",
     "idempotency_keys",
     "preemptions",
+    "site_settings",
 }
 
 

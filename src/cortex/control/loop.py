@@ -45,6 +45,7 @@ from cortex.control.progress import ProgressBook
 from cortex.control.recovery import RecoveryMixin
 from cortex.control.why import WhyBook
 from cortex.drive import intake, runs
+from cortex.drive.allocation import Allocation
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
@@ -156,6 +157,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
             QueueConfig.build(queues_spec([], settings.min_runtime_s), self.topo),
             self.pol.ordering.key,
         )
+        self.allocation = Allocation()  # the allocator's periodic solve (hetero profile)
         self.node_id = 0
         self.schedulable = True
         # Held by the scheduler thread for a whole tick (and by recovery): never taken by a
@@ -338,6 +340,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
             if self.power is not None:  # pauses when the power budget shrinks
                 stops += self._persist(s, self.power.rebalance(now), now)
             launches = self._claim_launches(s, now)
+            # Published before the commit: a reader that sees a job `running` in the store
+            # then finds its devices in the view (the API shows them only for running jobs).
+            self.publish()
         self._new_alloc.clear()
         for jid, attempt, why in stops:
             self._terminate(jid, attempt, why)
@@ -366,7 +371,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
         mi = self.mirror
-        snap = Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
+        snap = self.allocation.snapshot(
+            self.pol, Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
+        )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
         self.why.record(snap, plan, mi.backoff)

@@ -170,3 +170,15 @@ class Preemption(Base):
     since_checkpoint_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     checkpoint_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     requeue_by: Mapped[float] = mapped_column(Float)
+
+
+class SiteSetting(Base):
+    """A setting an operator changed through the API (migration 0004_site_settings), with the
+    value the service was configured with at the time: a restart keeps the operator's value
+    unless the configuration has changed since."""
+
+    __tablename__ = "site_settings"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    configured: Mapped[float | None] = mapped_column(Float, nullable=True)
+    set_at: Mapped[float] = mapped_column(Float)

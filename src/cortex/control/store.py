@@ -552,3 +552,18 @@ def used_by_team(s: Session) -> dict[tuple[str, str], int]:
 def preemptions_by_rule(s: Session) -> dict[str, int]:
     rows = s.execute(select(m.Preemption.rule, func.count()).group_by(m.Preemption.rule)).all()
     return {r[0]: int(r[1]) for r in rows}
+
+
+# ---- site settings (PUT /v1/power) ---------------------------------------------------------------
+def site_settings(s: Session) -> dict[str, m.SiteSetting]:
+    return {r.name: r for r in s.scalars(select(m.SiteSetting)).all()}
+
+
+def put_site_setting(
+    s: Session, name: str, value: float, configured: float | None, at: float
+) -> None:
+    row = s.get(m.SiteSetting, name)
+    if row is None:
+        s.add(m.SiteSetting(name=name, value=value, configured=configured, set_at=at))
+    else:
+        row.value, row.configured, row.set_at = value, configured, at

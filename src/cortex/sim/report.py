@@ -70,6 +70,7 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
         "preemptions": m.preemptions,
         "blockers": dict(sorted(m.blocked.items())),
         "large_jobs": _large_jobs(tw),
+        **({"quarantine": tw.quarantine.report()} if tw.quarantine is not None else {}),
         "energy_mwh": _r(m.energy_j / 3.6e9),
         "peak_facility_mw": _r(m.peak_facility_w / 1e6),
         "mean_facility_mw": _r(m.energy_j / horizon / 1e6) if horizon else 0.0,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cortex.drive import intake, runs
+from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
@@ -46,6 +47,7 @@ from cortex.sim.failures import draw_failures, load_defaults, node_multipliers, 
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
+from cortex.sim.quarantine import Quarantine, QuarantineRules
 from cortex.sim.runs import RunBooks
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
@@ -75,6 +77,7 @@ class SimConfig:
     backfill_interval_s: float | None = None  # deep-pass interval; None: sim/data/defaults.csv
     power: PowerConfig | None = None  # None: the basic busy/idle accounting, no power policy
     failure_data: str | None = None  # job-failure causes CSV; None: sim/data/job_failures.csv
+    quarantine: bool = False  # lemon quarantine (sim/quarantine.py)
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -130,6 +133,10 @@ class Twin(RunBooks):
         self.rng = np.random.default_rng(cfg.seed)
         self.job_rng = np.random.default_rng((cfg.seed, 2))  # job failures: their own stream
         self.node_mult = node_multipliers(np.random.default_rng((cfg.seed, 3)), topo.n_nodes)
+        self.quarantine: Quarantine | None = None
+        if cfg.quarantine and cfg.failures:
+            rng = np.random.default_rng((cfg.seed, 4))  # its own stream: others stay as they were
+            self.quarantine = Quarantine(QuarantineRules.load(), self.node_mult, rng)
         self.engine = EventHeap()
         self.now = 0.0
         self.rejected: list[tuple[Job, Reason]] = []
@@ -146,8 +153,7 @@ class Twin(RunBooks):
         self.pw: PowerRuntime | None = None
         self._power_retry = False
         self._power_next_try_s = 0.0
-        self._targets: Any = None  # the allocator's last solve (hetero profile), and when it is due
-        self._solve_due = 0.0
+        self._allocation = Allocation()  # the allocator's periodic solve (hetero profile)
         self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
         self._clock_k: list[float] = []
         if cfg.power is not None:
@@ -276,7 +282,8 @@ class Twin(RunBooks):
 
     def _failure(self, node: int, cause_idx: int) -> None:
         st = self.state
-        if not st.node_up[node]:
+        q = self.quarantine
+        if not st.node_up[node] or (q is not None and not q.happens(node)):
             return
         cause = self.causes[cause_idx]
         self.metrics.failures_total += 1
@@ -290,9 +297,15 @@ class Twin(RunBooks):
             )
             self.metrics.interrupt(self.now, cause_idx)
             job.interruptions += 1
-        if cause.repair_s > 0:
+        down_s = cause.repair_s
+        if q is not None and q.strike(node, self.now):
+            down_s = max(down_s, q.rules.burn_in_s)
+            h = self.horizon_s
+            extra_s = min(self.now + down_s, h) - min(self.now + cause.repair_s, h)
+            q.out_gpu_s += extra_s * st.gpn[self.topo.node_flavor[node]]
+        if down_s > 0:
             st.set_down(node)
-            self._push(self.now + cause.repair_s, REPAIR, REPAIR, node)
+            self._push(self.now + down_s, REPAIR, REPAIR, node)
         self._changed()
 
     def _repair(self, node: int, _b: int) -> None:
@@ -446,14 +459,9 @@ class Twin(RunBooks):
         view = None
         if self.pw is not None and self.pw.policy is not None:
             view = self.pw.view(self.now, self.state)
-        alloc = self.pol.allocator
-        if alloc is not None and self.now >= self._solve_due:
-            self._targets = alloc.solve(
-                Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
-            )
-            self._solve_due = self.now + alloc.interval_s
-        snap = Snapshot(
-            self.now, self.state, self.pending, self._speed, self._estimate_s, view, self._targets
+        snap = self._allocation.snapshot(
+            self.pol,
+            Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view),
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=deep, commit=True)
