@@ -231,3 +231,18 @@ def test_a_failure_to_record_never_stops_scheduling(
     env.svc.loop.tick()
     assert env.state(a) == "running"
     assert env.svc.loop.tick_failures == 0
+
+
+def test_a_cordoned_node_comes_first(env: Env) -> None:
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    b = env.submit(gpus=4)
+    env.svc.loop.tick()
+    r = env.client.patch("/v1/nodes/node-test?schedulable=false", headers=ADMIN_H)
+    assert r.status_code == 200
+    got = env.why(b)["blockers"]
+    assert [x["code"] for x in got] == ["NodeCordoned", "InsufficientCapacity"]
+    assert [x["rank"] for x in got] == [1, 2]
+    env.client.patch("/v1/nodes/node-test?schedulable=true", headers=ADMIN_H)
+    assert env.why(b)["blockers"][0]["code"] == "InsufficientCapacity"
+    assert env.state(a) == "running"

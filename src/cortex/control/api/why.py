@@ -38,6 +38,14 @@ class BlockerOut(BaseModel):
     detail: dict[str, Scalar] = {}
 
 
+CORDONED = BlockerOut(
+    rank=1,
+    code="NodeCordoned",
+    message="the node is cordoned (schedulable=false): nothing starts on it",
+    hint="an admin uncordons it: PATCH /v1/nodes/{name}?schedulable=true",
+)
+
+
 class PlaceOut(BaseModel):
     queue: str
     position: int
@@ -83,6 +91,10 @@ def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut
         # One dict read of the loop's retry delays (atomic; no lock, no waiting for a tick).
         got = book.explain(job_id, team, svc.loop.mirror.backoff.get(job_id))
         blockers = [BlockerOut(**b) for b in got["blockers"]]
+        if not svc.loop.schedulable:  # a cordoned node: no pass runs, whatever else holds
+            blockers.insert(0, CORDONED)
+            for i, b in enumerate(blockers, 1):
+                b.rank = i
         top = blockers[0]
         return WhyOut(
             job_id=job_id,
