@@ -55,6 +55,7 @@ def test_why_queue_and_reason_column(server: LiveServer, tmp_path: Path) -> None
     code, out, _ = _run(server, fsd, "why", str(waiter))
     assert code == 0
     assert "InsufficientCapacity" in out and "position 1" in out and "hint" in out
+    assert "ordered by priority: class normal (100), its queue's dominant share 1.000" in out
     listed = json.loads(_run(server, fsd, "jobs", "--json")[1])
     assert {j["id"]: j["pending_reason"] for j in listed} == {
         waiter: "InsufficientCapacity",

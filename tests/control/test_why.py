@@ -65,6 +65,14 @@ def test_insufficient_capacity_names_its_numbers_and_the_list_shows_it(env: Env)
     assert (top["free_in_quota"], top["largest_block_gpus"], top["jobs_ahead"]) == (1, 1, 0)
     assert top["message"] == "needs 2 CPU-SLOT, 1 free"
     assert "at most 1 starts now" in top["hint"]
+    # Its ordering factors: class normal (100); fsd holds 3 of the 4 slots, weight 1: 0.75.
+    assert got["priority"] == {
+        "ordering": "priority",
+        "priority_class": "normal",
+        "priority": 100,
+        "queue_dominant_share": 0.75,
+        "submitted_at": got["priority"]["submitted_at"],
+    }
     assert got["place"] == {"queue": "fsd", "position": 1, "ahead_in_queue": 0, "ahead_total": 0}
     listed = env.client.get("/v1/jobs", headers=env.h).json()["jobs"]
     reasons = {j["id"]: j["pending_reason"] for j in listed}

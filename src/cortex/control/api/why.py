@@ -53,6 +53,18 @@ class PlaceOut(BaseModel):
     ahead_total: int
 
 
+class PriorityOut(BaseModel):
+    """What orders a waiting job (like sprio), for the profile's ordering policy `ordering`.
+    Under `priority`: the class's value first (higher first), then its queue's weighted
+    dominant share (lower first), then submission (earlier first)."""
+
+    ordering: str
+    priority_class: str
+    priority: int | None
+    queue_dominant_share: float
+    submitted_at: float
+
+
 class WhyOut(BaseModel):
     job_id: int
     state: str
@@ -62,6 +74,7 @@ class WhyOut(BaseModel):
     blockers: list[BlockerOut]
     summary: str
     start_estimate: dict[str, float | int | None] | None = None  # with ?start=true
+    priority: PriorityOut | None = None  # a waiting job's ordering factors
 
 
 @router.get(
@@ -78,11 +91,37 @@ def why(
     with svc.sessions() as s:
         job = visible(s, who, job_id)
         state, reason, team = job.state, job.reason, job.team
+        pclass, submitted = job.priority_class, job.submitted_at
+        used = store.used_by_team(s) if state in ("queued", "requeued") else {}
     out = explain(svc, job_id, state, reason, team)
+    if state in ("queued", "requeued"):
+        out.priority = _priority(svc, team, pclass, submitted, used)
     if start and state in ("queued", "requeued"):
         got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), {job_id})
         out.start_estimate = estimate.to_dict(got.get(job_id))
     return out
+
+
+def _priority(
+    svc: Any, team: str, pclass: str, submitted: float, used: dict[tuple[str, str], int]
+) -> PriorityOut:
+    queues = svc.loop.mirror.queues  # replaced whole by the loop, never mutated
+    topo = svc.loop.topo
+    weight = next((q.weight for q in queues.queues if q.name == team), 1.0)
+    share = max(
+        (
+            used.get((team, f), 0) / max(t, 1)
+            for f, t in zip(topo.flavors, topo.flavor_gpus(), strict=True)
+        ),
+        default=0.0,
+    )
+    return PriorityOut(
+        ordering=svc.loop.pol.ordering.name,
+        priority_class=pclass,
+        priority=queues.priority_classes.get(pclass),
+        queue_dominant_share=share / weight,
+        submitted_at=submitted,
+    )
 
 
 def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut:
