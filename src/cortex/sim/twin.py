@@ -29,7 +29,7 @@ from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot, Start
-from cortex.scheduler.state import ClusterState
+from cortex.scheduler.state import ClusterState, Placement
 from cortex.sim import checkpoint as ckpt
 from cortex.sim.engine import (
     ARRIVAL,
@@ -43,12 +43,19 @@ from cortex.sim.engine import (
     TICK,
     EventHeap,
 )
-from cortex.sim.failures import draw_failures, load_defaults, node_multipliers, rate_per_gpu_s
+from cortex.sim.failures import (
+    Cause,
+    draw_failures,
+    load_defaults,
+    node_multipliers,
+    rate_per_gpu_s,
+)
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.sim.quarantine import Quarantine, QuarantineRules
 from cortex.sim.runs import RunBooks
+from cortex.sim.spares import SparePool, swap_speedup
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
@@ -78,6 +85,7 @@ class SimConfig:
     power: PowerConfig | None = None  # None: the basic busy/idle accounting, no power policy
     failure_data: str | None = None  # job-failure causes CSV; None: sim/data/job_failures.csv
     quarantine: bool = False  # lemon quarantine (sim/quarantine.py)
+    hot_spares_per_pod: int = 0  # hot spares (sim/spares.py)
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -86,6 +94,8 @@ class SimConfig:
             raise ValueError(f"n_bins must be at least 1, got {self.n_bins}")
         if self.failure_scale < 0:
             raise ValueError(f"failure_scale must not be negative, got {self.failure_scale}")
+        if self.hot_spares_per_pod < 0:
+            raise ValueError(f"hot_spares_per_pod must be >= 0, got {self.hot_spares_per_pod}")
 
     @property
     def horizon_s(self) -> float:
@@ -137,6 +147,14 @@ class Twin(RunBooks):
         if cfg.quarantine and cfg.failures:
             rng = np.random.default_rng((cfg.seed, 4))  # its own stream: others stay as they were
             self.quarantine = Quarantine(QuarantineRules.load(), self.node_mult, rng)
+        self.spares: SparePool | None = None
+        if cfg.hot_spares_per_pod > 0:
+            self.spares = SparePool(cfg.hot_spares_per_pod, topo)
+            self.spares.hold(self.state)
+        # Gangs hit by a node failure: when it happened; on their next start, the time they
+        # took to recover (the queue wait plus the overhead owed) joins gang_recover_s.
+        self._failed_at: dict[int, float] = {}
+        self.gang_recover_s: list[float] = []
         self.engine = EventHeap()
         self.now = 0.0
         self.rejected: list[tuple[Job, Reason]] = []
@@ -211,6 +229,8 @@ class Twin(RunBooks):
         )
         self._advance(horizon)
         self._close_running()
+        if self.spares is not None:
+            self.spares.close(horizon)
         self.wall_s = time.perf_counter() - wall0
         if on_progress is not None:
             on_progress(horizon)
@@ -289,7 +309,8 @@ class Twin(RunBooks):
         self.metrics.failures_total += 1
         for job_id in st.jobs_on(node):
             job = st.running[job_id]
-            self._interrupt(
+            shape = (job.run_flavor, job.run_gpus, st.allocations[job_id].gpus, self._level(job))
+            placement, _ = self._interrupt(
                 job,
                 cause.detect_s + cause.recover_s + self.restart_overhead_s,
                 JobState.FAILED,
@@ -297,6 +318,10 @@ class Twin(RunBooks):
             )
             self.metrics.interrupt(self.now, cause_idx)
             job.interruptions += 1
+            if len(placement) > 1:
+                self._failed_at[job_id] = self.now
+                if self.spares is not None:
+                    self._swap_in(job, placement, node, cause, shape)
         down_s = cause.repair_s
         if q is not None and q.strike(node, self.now):
             down_s = max(down_s, q.rules.burn_in_s)
@@ -309,8 +334,29 @@ class Twin(RunBooks):
         self._changed()
 
     def _repair(self, node: int, _b: int) -> None:
-        self.state.set_up(node)
+        if self.spares is not None:
+            self.spares.repaired(self.state, node, self.now)
+        else:
+            self.state.set_up(node)
         self._changed()
+
+    def _level(self, job: Job) -> int:
+        jp = self.pw.jobs.get(job.id) if self.pw is not None else None
+        return jp.level if jp is not None else 0
+
+    def _swap_in(
+        self, job: Job, placement: Placement, failed: int, cause: Cause, shape: tuple[int, ...]
+    ) -> None:
+        """A gang that lost a node restarts at once with a hot spare of that pod in its place
+        (sim/spares.py), owing its recovery and restart overhead over the standby speed-up."""
+        assert self.spares is not None
+        new = self.spares.swap(self.state, placement, failed, self.now)
+        if new is None:
+            return
+        flavor, gang, alloc, level = shape
+        slow = cause.recover_s + self.restart_overhead_s
+        job.owed_overhead_s = cause.detect_s + slow / swap_speedup()
+        self._start(Start(job, flavor, new, gang, alloc, level))
 
     def _tick(self, _a: object, _b: int) -> None:
         self._ticks.discard(self.now)
@@ -405,6 +451,9 @@ class Twin(RunBooks):
         job.epoch += 1
         if job.first_start_s < 0:
             job.first_start_s = self.now
+        failed_at = self._failed_at.pop(job.id, None)
+        if failed_at is not None:
+            self.gang_recover_s.append(self.now - failed_at + job.run_overhead_s)
         if committed:
             self.state.adopt(job)
         else:

@@ -1,11 +1,12 @@
-"""Lemon quarantine in the twin: how much it cuts the interruptions of large jobs, and what the
-burn-in costs. Runs `cortex sim` with and without `--quarantine` on the same seeds (same jobs,
-same drawn failures) and compares, per seed and summed.
+"""Node health in the twin: lemon quarantine (`--quarantine`) and hot spares (`--hot-spares`)
+against a run with neither, on the same seeds (same jobs, same drawn failures): what they do
+to large jobs' interruptions, recovery and effective training time, and what they cost.
 
-    python bench/quarantine.py                  # cortex-2024, 30 days, seeds 1-3 (~5 min)
-    python bench/quarantine.py --days 7 --seeds 1
+    python bench/node_health.py                                  # quarantine, seeds 1-3
+    python bench/node_health.py --variants spares --seeds 1      # 1 hot spare per pod
+    python bench/node_health.py --days 7 --seeds 1 --variants quarantine,spares,both
 
-Writes bench/out/quarantine.json.
+Writes bench/out/node_health.json.
 """
 
 from __future__ import annotations
@@ -21,12 +22,20 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 
 
-def run(fleet: str, days: float, seed: int, quarantine: bool) -> dict:
+VARIANTS = {
+    "off": [],
+    "quarantine": ["--quarantine"],
+    "spares": ["--hot-spares", "1"],
+    "both": ["--quarantine", "--hot-spares", "1"],
+}
+
+
+def run(fleet: str, days: float, seed: int, flags: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "r.json"
         cmd = [sys.executable, "-m", "cortex.cli.main", "sim", "--fleet", fleet]
         cmd += ["--days", str(days), "--seed", str(seed), "--quiet", "--json", str(path)]
-        cmd += ["--quarantine"] if quarantine else []
+        cmd += flags
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         return json.loads(path.read_text())
 
@@ -39,6 +48,8 @@ def summary(r: dict) -> dict:
         "large_jobs": len(large),
         "large_jobs_interrupted": hit,
         "large_interruptions": sum(j["interruptions"] for j in large),
+        "gang_recovered": r["gang_recovery"]["recovered"],
+        "gang_mean_recover_s": r["gang_recovery"]["mean_s"],
         "large_mean_effective_training_time": (
             sum(j["effective_training_time"] for j in large) / len(large) if large else 0.0
         ),
@@ -49,6 +60,7 @@ def summary(r: dict) -> dict:
         "restart_overhead_gpu_h": gh["restart_overhead"],
         "down_gpu_h": gh["down"],
         "quarantine": r.get("quarantine"),
+        "hot_spares": r.get("hot_spares"),
     }
 
 
@@ -69,20 +81,28 @@ def main() -> None:
     ap.add_argument("--fleet", default="cortex-2024")
     ap.add_argument("--days", type=float, default=30.0)
     ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--variants", default="quarantine", help=f"of {', '.join(VARIANTS)}")
     a = ap.parse_args()
+    sides = ["off", *[v for v in a.variants.split(",") if v != "off"]]
+    unknown = [v for v in sides if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"error: --variants: unknown {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     rows = []
     for seed in [int(s) for s in a.seeds.split(",")]:
-        off, on = (summary(run(a.fleet, a.days, seed, q)) for q in (False, True))
-        rows.append({"seed": seed, "off": off, "on": on})
-        print(json.dumps(rows[-1]), flush=True)
-    tot = {side: {k: sum(r[side][k] for r in rows) for k in SUMMED} for side in ("off", "on")}
+        row = {"seed": seed}
+        for v in sides:
+            row[v] = summary(run(a.fleet, a.days, seed, VARIANTS[v]))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    tot = {v: {k: sum(r[v][k] for r in rows) for k in SUMMED} for v in sides}
     ratios = {
-        f"{k}_on_over_off": tot["on"][k] / max(tot["off"][k], 1e-9)
+        f"{k}_{v}_over_off": tot[v][k] / max(tot["off"][k], 1e-9)
+        for v in sides[1:]
         for k in ("large_interruptions", "unexpected_interruptions", "productive_gpu_h")
     }
     out = {"fleet": a.fleet, "days": a.days, "per_seed": rows, "total": tot, "ratios": ratios}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "quarantine.json").write_text(json.dumps(out, indent=2))
+    (OUT / "node_health.json").write_text(json.dumps(out, indent=2))
     print(json.dumps({"total": tot, "ratios": ratios}, indent=2))
 
 
