@@ -55,6 +55,7 @@ def test_why_queue_and_reason_column(server: LiveServer, tmp_path: Path) -> None
     code, out, _ = _run(server, fsd, "why", str(waiter))
     assert code == 0
     assert "InsufficientCapacity" in out and "position 1" in out and "hint" in out
+    assert "ordered by priority: class normal (100), its queue's dominant share 1.000" in out
     listed = json.loads(_run(server, fsd, "jobs", "--json")[1])
     assert {j["id"]: j["pending_reason"] for j in listed} == {
         waiter: "InsufficientCapacity",
@@ -83,6 +84,10 @@ def test_why_queue_and_reason_column(server: LiveServer, tmp_path: Path) -> None
     assert code == 0 and "start (band)" in out
     code, out, _ = _run(server, fsd, "why", str(waiter), "--start")
     assert code == 0 and "estimated start:" in out
+    code, out, _ = _run(server, fsd, "job", str(waiter), "--start")
+    assert code == 0 and "waiting: InsufficientCapacity" in out and "estimated start:" in out
+    shown = json.loads(_run(server, fsd, "job", str(waiter), "--json")[1])["why"]
+    assert shown["place"]["position"] == 1 and shown["start_estimate"] is None
     # Fair share: the holder's one slot is fsd's; red sees only its own row.
     code, out, _ = _run(server, fsd, "share", "--json")
     [row] = json.loads(out)["teams"]

@@ -71,3 +71,22 @@ def test_a_start_past_the_horizon_is_not_guessed(env: Env) -> None:
     env.svc.loop.tick()
     got = env.client.get(f"/v1/jobs/{b}/why?start=true", headers=env.h).json()
     assert got["start_estimate"] == {"start_s": None, "low_s": None, "high_s": None, "runs": 5}
+
+
+def test_estimating_never_changes_the_live_jobs(env: Env) -> None:
+    env.submit(gpus=4, duration_s=100, priority_class="preemptible")
+    env.svc.loop.tick()
+    env.clock.advance(10)
+    ids = [env.submit(gpus=g, duration_s=30) for g in (4, 2, 1)]
+    env.svc.loop.tick()
+    jobs = env.svc.loop.mirror.jobs
+    fields = ("key", "est_end_s", "run_start_s", "done_s", "state", "queue_idx")
+
+    def seen() -> dict[int, tuple]:
+        return {j: tuple(getattr(jobs[j], f) for f in fields) for j in jobs}
+
+    before = seen()
+    r = env.client.get("/v1/jobs?start=true", headers=env.h).json()["jobs"]
+    waiting = [j for j in r if j["id"] in ids and j["state"] == "queued"]
+    assert waiting and all(j["start_estimate"]["start_s"] is not None for j in waiting)
+    assert seen() == before

@@ -65,6 +65,14 @@ def test_insufficient_capacity_names_its_numbers_and_the_list_shows_it(env: Env)
     assert (top["free_in_quota"], top["largest_block_gpus"], top["jobs_ahead"]) == (1, 1, 0)
     assert top["message"] == "needs 2 CPU-SLOT, 1 free"
     assert "at most 1 starts now" in top["hint"]
+    # Its ordering factors: class normal (100); fsd holds 3 of the 4 slots, weight 1: 0.75.
+    assert got["priority"] == {
+        "ordering": "priority",
+        "priority_class": "normal",
+        "priority": 100,
+        "queue_dominant_share": 0.75,
+        "submitted_at": got["priority"]["submitted_at"],
+    }
     assert got["place"] == {"queue": "fsd", "position": 1, "ahead_in_queue": 0, "ahead_total": 0}
     listed = env.client.get("/v1/jobs", headers=env.h).json()["jobs"]
     reasons = {j["id"]: j["pending_reason"] for j in listed}
@@ -231,3 +239,18 @@ def test_a_failure_to_record_never_stops_scheduling(
     env.svc.loop.tick()
     assert env.state(a) == "running"
     assert env.svc.loop.tick_failures == 0
+
+
+def test_a_cordoned_node_comes_first(env: Env) -> None:
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    b = env.submit(gpus=4)
+    env.svc.loop.tick()
+    r = env.client.patch("/v1/nodes/node-test?schedulable=false", headers=ADMIN_H)
+    assert r.status_code == 200
+    got = env.why(b)["blockers"]
+    assert [x["code"] for x in got] == ["NodeCordoned", "InsufficientCapacity"]
+    assert [x["rank"] for x in got] == [1, 2]
+    env.client.patch("/v1/nodes/node-test?schedulable=true", headers=ADMIN_H)
+    assert env.why(b)["blockers"][0]["code"] == "InsufficientCapacity"
+    assert env.state(a) == "running"

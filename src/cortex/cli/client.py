@@ -227,9 +227,17 @@ def jobs(
         Console().print(_jobs_table(data, start))
 
 
-def job(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
-    """One job and its state history."""
+def job(
+    job_id: int = typer.Argument(...),
+    as_json: bool = typer.Option(False, "--json"),
+    start: bool = typer.Option(False, "--start", help="a waiting job's start estimate too"),
+) -> None:
+    """One job: its state history, progress, preemptions and, while it waits, why."""
     data = _call("GET", f"/v1/jobs/{job_id}")
+    waiting = data["state"] in ("queued", "requeued")
+    if waiting:
+        why = _call("GET", f"/v1/jobs/{job_id}/why", params={"start": True} if start else {})
+        data["why"] = {k: why[k] for k in ("summary", "place", "start_estimate")}
     if as_json:
         _print_json(data)
         return
@@ -243,6 +251,11 @@ def job(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "
 
     print_progress(con, data.get("progress"))
     print_preemptions(con, data.get("preemption_records") or [])
+    if waiting:
+        w = data["why"]
+        con.print(f"waiting: {safe(w['summary'])} (cortex why {job_id})")
+        if w.get("start_estimate"):
+            con.print(f"estimated start: {_start(w['start_estimate'])}")
 
 
 def cancel(

@@ -39,6 +39,13 @@ def why(
             f"{place['ahead_total']} jobs ahead in all queues "
             f"({place['ahead_in_queue']} in its own)"
         )
+    pr = data.get("priority")
+    if pr:
+        con.print(
+            f"ordered by {safe(pr['ordering'])}: class {safe(pr['priority_class'])} "
+            f"({_num(pr['priority'])}), its queue's dominant share "
+            f"{pr['queue_dominant_share']:.3f}, submitted {_ts(pr['submitted_at'])}"
+        )
     if data.get("start_estimate"):
         from cortex.cli.client import _start
 

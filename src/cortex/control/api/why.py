@@ -38,11 +38,31 @@ class BlockerOut(BaseModel):
     detail: dict[str, Scalar] = {}
 
 
+CORDONED = BlockerOut(
+    rank=1,
+    code="NodeCordoned",
+    message="the node is cordoned (schedulable=false): nothing starts on it",
+    hint="an admin uncordons it: PATCH /v1/nodes/{name}?schedulable=true",
+)
+
+
 class PlaceOut(BaseModel):
     queue: str
     position: int
     ahead_in_queue: int
     ahead_total: int
+
+
+class PriorityOut(BaseModel):
+    """What orders a waiting job (like sprio), for the profile's ordering policy `ordering`.
+    Under `priority`: the class's value first (higher first), then its queue's weighted
+    dominant share (lower first), then submission (earlier first)."""
+
+    ordering: str
+    priority_class: str
+    priority: int | None
+    queue_dominant_share: float
+    submitted_at: float
 
 
 class WhyOut(BaseModel):
@@ -54,6 +74,7 @@ class WhyOut(BaseModel):
     blockers: list[BlockerOut]
     summary: str
     start_estimate: dict[str, float | int | None] | None = None  # with ?start=true
+    priority: PriorityOut | None = None  # a waiting job's ordering factors
 
 
 @router.get(
@@ -70,11 +91,37 @@ def why(
     with svc.sessions() as s:
         job = visible(s, who, job_id)
         state, reason, team = job.state, job.reason, job.team
+        pclass, submitted = job.priority_class, job.submitted_at
+        used = store.used_by_team(s) if state in ("queued", "requeued") else {}
     out = explain(svc, job_id, state, reason, team)
+    if state in ("queued", "requeued"):
+        out.priority = _priority(svc, team, pclass, submitted, used)
     if start and state in ("queued", "requeued"):
         got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), {job_id})
         out.start_estimate = estimate.to_dict(got.get(job_id))
     return out
+
+
+def _priority(
+    svc: Any, team: str, pclass: str, submitted: float, used: dict[tuple[str, str], int]
+) -> PriorityOut:
+    queues = svc.loop.mirror.queues  # replaced whole by the loop, never mutated
+    topo = svc.loop.topo
+    weight = next((q.weight for q in queues.queues if q.name == team), 1.0)
+    share = max(
+        (
+            used.get((team, f), 0) / max(t, 1)
+            for f, t in zip(topo.flavors, topo.flavor_gpus(), strict=True)
+        ),
+        default=0.0,
+    )
+    return PriorityOut(
+        ordering=svc.loop.pol.ordering.name,
+        priority_class=pclass,
+        priority=queues.priority_classes.get(pclass),
+        queue_dominant_share=share / weight,
+        submitted_at=submitted,
+    )
 
 
 def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut:
@@ -83,6 +130,10 @@ def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut
         # One dict read of the loop's retry delays (atomic; no lock, no waiting for a tick).
         got = book.explain(job_id, team, svc.loop.mirror.backoff.get(job_id))
         blockers = [BlockerOut(**b) for b in got["blockers"]]
+        if not svc.loop.schedulable:  # a cordoned node: no pass runs, whatever else holds
+            blockers.insert(0, CORDONED)
+            for i, b in enumerate(blockers, 1):
+                b.rank = i
         top = blockers[0]
         return WhyOut(
             job_id=job_id,
