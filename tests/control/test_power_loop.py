@@ -291,7 +291,15 @@ def test_a_cap_below_the_idle_fleet_is_refused(env: Env, tmp_path: Path) -> None
     # idle facility 4,479.96 W (module docstring)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "site_cap_kw"]
-    assert r.json()["detail"][0]["msg"] == "4.4 kW is below the idle fleet's 4.480 kW facility draw"
+    msg = "4.4 kW is below the idle fleet's 4.480 kW facility draw at 20 C"
+    assert r.json()["detail"][0]["msg"] == msg
+    # At 45 C in the same request, idle is 3,688 x 1.27 + 165 = 4,848.8 W: a 4.8 kW cap that
+    # fits at 20 C is refused (checked at the temperature the request leaves in force).
+    r = env.client.put(
+        "/v1/power", json={"site_cap_kw": 4.8, "outdoor_temp_c": 45}, headers=ADMIN_H
+    )
+    assert r.status_code == 422 and "4.849 kW facility draw at 45 C" in r.text
+    assert _power_now(env)["outdoor_temp_c"] == 20.0  # nothing of a refused request applies
     team = {"Authorization": env.h["Authorization"]}
     assert env.client.put("/v1/power", json={"site_cap_kw": 9}, headers=team).status_code == 403
     with pytest.raises(
@@ -495,3 +503,60 @@ def test_measured_draw_above_the_booking_is_reserved(env: Env) -> None:
     p = env.client.get("/v1/power", headers=ADMIN_H).json()
     assert p["it_measured_over_booked_w"] == pytest.approx(700 - 96 - 450)
     assert {j["job_id"]: j["cap_level"] for j in p["jobs"]}[b] == 7
+
+
+class _Obeys(_Meter):
+    """Devices that draw 546 W (the model's figure) until `hot`, then 700 W; a capped device
+    draws at most its cap."""
+
+    def __init__(self) -> None:
+        self.hot = False
+        self.caps: dict[int, float | None] = {}
+
+    def set_cap_w(self, device: int, watts: float | None) -> None:
+        self.caps[device] = watts
+
+    def draw_w(self, device: int) -> float | None:
+        cap, w = self.caps.get(device), (700.0 if self.hot else 546.0)
+        return w if cap is None else min(w, cap)
+
+
+def test_overdraw_that_takes_the_site_over_budget_is_capped_and_stays_so(tmp_path: Path) -> None:
+    """Found by review. Two uncapped jobs booked at 450 W each (900 of 1,000.03 W) start to
+    draw 700 W: 154 W over booking each, 1,208 W in all. The overdraw must start a solve (it did
+    not: the trigger ignored it), and the caps must then hold (a reservation dropped once the
+    lower cap brought the draw down let the next solve raise them again, every few seconds).
+    With 308 W reserved, 692 W are left: both at the floor (2 x 324 = 648 W), then the older
+    one up to level 7 (359 + 324 = 683 W); both at level 7 would need 718 W."""
+    from fakeclock import FakeClock
+
+    clock = FakeClock()
+    home = tmp_path
+    svc = fake_service(
+        f"sqlite:///{home / 'cortex.db'}", home, slots=3, executor=FakeExecutor(home / "runs"),
+        clock=clock, power_policy="cap", site_cap_kw=5.65,
+        power_actuator=f"record:{home / 'caps.jsonl'}", power_model_flavor=MODEL,
+    )  # fmt: skip
+    try:
+        client = TestClient(svc.app)
+        tok = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        meter = _Obeys()
+        svc.loop.power.actuator = meter
+        for i in range(2):
+            r = client.post("/v1/jobs", json=job_body(name=f"j{i}"), headers=h)
+            assert r.status_code == 201
+        svc.loop.tick()
+        meter.hot = True
+        levels = []
+        for _ in range(30):
+            clock.advance(2.0)
+            svc.loop.tick()
+            p = client.get("/v1/power", headers=ADMIN_H).json()
+            levels.append(tuple(j["cap_level"] for j in p["jobs"]))
+            drawn = p["it_booked_over_idle_w"] + p["it_measured_over_booked_w"]
+        assert drawn <= p["it_budget_over_idle_w"] + 1e-6
+        assert p["it_measured_over_booked_w"] == pytest.approx(2 * (700 - 96 - 450))
+        assert set(levels[2:]) == {(7, 8)}  # from the first solve on, no flapping
+    finally:
+        svc.close()

@@ -102,3 +102,17 @@ def test_strikes_count_only_the_window_and_key_nodes_by_any_name() -> None:
     assert s.count("node-b", 9.0) == 0
     assert s.strike("node-a", 9.0)  # three within 10 s
     assert s.count("node-a", 9.0) == 0  # starts over
+
+
+def test_a_second_quarantine_keeps_a_typical_rate() -> None:
+    # Found by review: the thinning compounded (1/60, then 1/3,600).
+    q = Quarantine(QuarantineRules(2, 100.0, 10.0), np.array([60.0]), np.random.default_rng(0))
+    assert not q.strike(0, 0.0) and q.strike(0, 1.0)
+    assert not q.strike(0, 500.0) and q.strike(0, 501.0)
+    assert q.keep[0] == 1 / 60
+    assert (q.quarantined, len(q.nodes), q.lemons_caught) == (2, 1, 1)  # one node, counted once
+
+
+def test_a_zero_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="window_s"):
+        QuarantineRules(1, 0.0, 10.0)

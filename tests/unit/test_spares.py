@@ -83,3 +83,19 @@ def test_a_gang_swaps_in_a_spare_instead_of_waiting_for_the_repair() -> None:
 def test_negative_spares_name_the_field() -> None:
     with pytest.raises(ValueError, match="hot_spares_per_pod"):
         SimConfig(days=1, hot_spares_per_pod=-1)
+
+
+def test_a_failure_that_leaves_the_node_in_service_takes_no_spare() -> None:
+    """A software bug (repair_s 0) leaves its node in service: the gang requeues and restarts
+    on the same nodes, and the pod keeps its spare (found by review: the spare was spent and
+    the pool stayed short for good)."""
+    causes = load_causes()
+    sw = next(i for i, c in enumerate(causes) if c.name.startswith("Software bug"))
+    assert causes[sw].repair_s == 0
+    job = Job(0, "gang", "t", 16, 10_000.0)
+    tw = Twin(_topo(3), [job], SimConfig(days=1, failures=False, hot_spares_per_pod=1))
+    tw.engine.add(1000.0, FAILURE, FAILURE, 0, sw)
+    tw.run()
+    assert tw.spares is not None and tw.spares.swaps == 0 and tw.spares.spares[0] == {2}
+    # Requeued, restarted by the next pass owing detect + recover + 600 s (60 + 60 + 600).
+    assert job.end_s == pytest.approx(1000.0 + 720.0 + 10_000.0)

@@ -160,16 +160,26 @@ class LivePower:
         loop.metrics.registry.register(_PowerCollector(power))
         return power
 
-    def request_cap_kw(self, cap_kw: float) -> None:
-        """An operator's new facility cap (API thread): checked here, applied by the next tick."""
+    def check_cap_kw(self, cap_kw: float, temp_c: float | None = None) -> None:
+        """ValueError naming site_cap_kw for a cap the idle fleet alone would pass, at `temp_c`
+        (else a temperature requested and not yet applied, else the current one)."""
         if not (math.isfinite(cap_kw) and cap_kw > 0):
             raise ValueError("site_cap_kw: must be a positive number")
-        idle = self.books.idle_facility_w()
+        b = self.books
+        if temp_c is None:
+            with self._request_lock:
+                temp_c = self.requested_temp_c
+        temp = b.hottest_temp_c() if temp_c is None else temp_c
+        idle = b.cooling.facility_w(b.base_all_w, b.nameplate_it_w, temp)
         if cap_kw * 1e3 < idle:
             raise ValueError(
                 f"site_cap_kw: {cap_kw:g} kW is below the idle fleet's "
-                f"{idle / 1e3:.3f} kW facility draw"
+                f"{idle / 1e3:.3f} kW facility draw at {temp:g} C"
             )
+
+    def request_cap_kw(self, cap_kw: float, temp_c: float | None = None) -> None:
+        """An operator's new facility cap (API thread): checked here, applied by the next tick."""
+        self.check_cap_kw(cap_kw, temp_c)
         with self._request_lock:
             self.requested_cap_w = cap_kw * 1e3
         self.loop.dirty = True
@@ -242,11 +252,15 @@ class LivePower:
         b = self.books
         plan = Plan()
         cap: CapPlan | None = None
-        if b.policy is not None and b.jobs and b.needs_solve(now):
+        # The running jobs' measured excess counts in the trigger; the watts of jobs still
+        # exiting do not: a pause already answered those, and counting them would pause more
+        # jobs during every grace period.
+        with self._draining_reserved(draining=False):
+            need = b.policy is not None and bool(b.jobs) and b.needs_solve(now)
             over = b.inc_total_w > b.site_budget_w(now)
-            if over or now - self._last_solve >= RAISE_EVERY_S:
-                self._last_solve = now
-                cap = self._solve(now)
+        if need and (over or now - self._last_solve >= RAISE_EVERY_S):
+            self._last_solve = now
+            cap = self._solve(now)
         short = self._short_head
         if cap is None and short is not None and b.jobs and now >= self._next_shortage_s:
             self._next_shortage_s = now + SHORTAGE_RESOLVE_S
@@ -272,8 +286,10 @@ class LivePower:
             b.temperature_c = temp
         for jid in [j for j in b.jobs if j not in loop.mirror.placement]:
             jp = b.jobs[jid]
+            extra_w = self.overdraw.pop(jid, (0.0, {}))[0]  # it draws that until it is gone
             if jid in loop.mirror.stopping:
-                self.draining[jid] = (jp.inc_w, {h: jp.inc_w * s for h, s in jp.halls.items()})
+                w = jp.inc_w + extra_w
+                self.draining[jid] = (w, {h: w * s for h, s in jp.halls.items()})
             b.stop(jid)
         for jid in [j for j in self.draining if j not in loop.mirror.stopping]:
             del self.draining[jid]
@@ -290,7 +306,10 @@ class LivePower:
         """Where the actuator measures (NVML), a running job whose GPUs draw more than the books
         say (a kind the draw table underrates, a cap the device did not take) has the excess
         reserved, so admission and the solve divide only what is really left. A job drawing
-        less keeps its booking: the books stay the conservative side."""
+        less keeps its booking: the books stay the conservative side. The largest excess seen
+        stays reserved for the rest of the run, even once a lower cap brings the draw down: a
+        reservation dropped then would let the next solve raise the cap back to the level that
+        overdraws (caps flapping every few seconds, the site over budget each time)."""
         act, b = self.actuator, self.books
         if act is None:
             return
@@ -301,7 +320,7 @@ class LivePower:
         if now < self._next_measure_s and drawing == self._measured:
             return  # a job that just started is measured at once, the rest once a second
         self._next_measure_s, self._measured = now + MEASURE_EVERY_S, drawing
-        self.overdraw = {}
+        self.overdraw = {j: w for j, w in self.overdraw.items() if j in b.jobs}
         for jid, jp in b.jobs.items():
             job = self.loop.mirror.jobs.get(jid)
             devs = devices.get(jid)
@@ -312,7 +331,8 @@ class LivePower:
                 continue
             idle = b.topo.accelerators[max(job.run_flavor, 0)].idle_w
             excess = sum(w - idle for w in draws if w is not None) - jp.inc_w
-            if excess > max(OVERDRAW_TOLERANCE * jp.inc_w, OVERDRAW_MIN_W):
+            held = self.overdraw.get(jid, (0.0, {}))[0]
+            if excess > max(OVERDRAW_TOLERANCE * jp.inc_w, OVERDRAW_MIN_W, held):
                 self.overdraw[jid] = (excess, {h: excess * s for h, s in jp.halls.items()})
 
     def _speeds(self, jobs: list[Job]) -> dict[tuple[str, int], float]:
@@ -324,11 +344,12 @@ class LivePower:
             return self.books.solve(running, self._speeds(list(running.values())), now)
 
     @contextlib.contextmanager
-    def _draining_reserved(self) -> Iterator[None]:
-        """Paused or preempted jobs still exiting draw their watts: a solve divides only what
-        is left (the books' budgets less theirs), as the cycle's view() does."""
+    def _draining_reserved(self, draining: bool = True) -> Iterator[None]:
+        """Paused or preempted jobs still exiting draw their watts, and running jobs measured
+        above their booking draw the excess: a solve divides only what is left (the books'
+        budgets less theirs), as the cycle's view() does."""
         b = self.books
-        held = [*self.draining.values(), *self.overdraw.values()]
+        held = [*(self.draining.values() if draining else ()), *self.overdraw.values()]
         b.reserved_w = sum(w for w, _ in held)
         halls: dict[int, float] = {}
         for _, by_hall in held:

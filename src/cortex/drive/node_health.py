@@ -22,10 +22,14 @@ class QuarantineRules:
     def __post_init__(self) -> None:
         if self.strikes < 1:
             raise ValueError(f"quarantine strikes: must be at least 1, got {self.strikes}")
-        for name in ("window_s", "burn_in_s"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"quarantine {name}: must be a finite number >= 0, got {v}")
+        if not (math.isfinite(self.window_s) and self.window_s > 0):
+            raise ValueError(
+                f"quarantine window_s: must be a finite number > 0, got {self.window_s}"
+            )
+        if not (math.isfinite(self.burn_in_s) and self.burn_in_s >= 0):
+            raise ValueError(
+                f"quarantine burn_in_s: must be a finite number >= 0, got {self.burn_in_s}"
+            )
 
     @classmethod
     @cache

@@ -31,8 +31,9 @@ class Quarantine:
     node_mult: np.ndarray  # the nodes' failure-rate multipliers (sim/failures.py)
     rng: np.random.Generator
     keep: dict[int, float] = field(default_factory=dict)  # repaired node: P(keep a failure)
-    quarantined: int = 0
-    lemons_caught: int = 0  # quarantined nodes whose multiplier marks them as lemons
+    quarantined: int = 0  # quarantines (a node may be quarantined more than once)
+    nodes: set[int] = field(default_factory=set)  # nodes quarantined at least once
+    lemons_caught: int = 0  # of those, the ones whose multiplier marks them as lemons
     out_gpu_s: float = 0.0  # GPU-seconds held out for burn-in beyond the repair itself
     strikes: Strikes = field(init=False)
 
@@ -50,10 +51,13 @@ class Quarantine:
             return False
         self.quarantined += 1
         mult = float(self.node_mult[node])
-        self.lemons_caught += mult > LEMON_MULT
-        # Repaired: a typical node's rate from now on; a node that was not worse than typical
-        # keeps its own.
-        self.keep[node] = min(1.0, self.keep.get(node, 1.0) / mult) if mult > 0 else 1.0
+        if node not in self.keep:  # counted once per node, however often it is quarantined
+            self.lemons_caught += mult > LEMON_MULT
+            self.nodes.add(node)
+        # Repaired: a typical node's rate from now on (its drawn failures were drawn at its
+        # old multiplier, so a second quarantine keeps the same thinning); a node that was not
+        # worse than typical keeps its own.
+        self.keep[node] = min(1.0, 1.0 / mult) if mult > 0 else 1.0
         return True
 
     def report(self) -> dict[str, float | int]:
@@ -62,7 +66,8 @@ class Quarantine:
             "strikes": self.rules.strikes,
             "window_s": self.rules.window_s,
             "burn_in_s": self.rules.burn_in_s,
-            "nodes_quarantined": self.quarantined,
+            "quarantines": self.quarantined,
+            "nodes_quarantined": len(self.nodes),
             "lemons_caught": self.lemons_caught,
             "lemon_nodes": lemons,
             "burn_in_gpu_h": round(self.out_gpu_s / 3600.0, 3),

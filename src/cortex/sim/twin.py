@@ -307,6 +307,12 @@ class Twin(RunBooks):
             return
         cause = self.causes[cause_idx]
         self.metrics.failures_total += 1
+        down_s = cause.repair_s
+        if q is not None and q.strike(node, self.now):
+            down_s = max(down_s, q.rules.burn_in_s)
+            h = self.horizon_s
+            extra_s = min(self.now + down_s, h) - min(self.now + cause.repair_s, h)
+            q.out_gpu_s += extra_s * st.gpn[self.topo.node_flavor[node]]
         for job_id in st.jobs_on(node):
             job = st.running[job_id]
             shape = (job.run_flavor, job.run_gpus, st.allocations[job_id].gpus, self._level(job))
@@ -320,14 +326,8 @@ class Twin(RunBooks):
             job.interruptions += 1
             if len(placement) > 1:
                 self._failed_at[job_id] = self.now
-                if self.spares is not None:
+                if self.spares is not None and down_s > 0:  # a node left in service: requeue
                     self._swap_in(job, placement, node, cause, shape)
-        down_s = cause.repair_s
-        if q is not None and q.strike(node, self.now):
-            down_s = max(down_s, q.rules.burn_in_s)
-            h = self.horizon_s
-            extra_s = min(self.now + down_s, h) - min(self.now + cause.repair_s, h)
-            q.out_gpu_s += extra_s * st.gpn[self.topo.node_flavor[node]]
         if down_s > 0:
             st.set_down(node)
             self._push(self.now + down_s, REPAIR, REPAIR, node)

@@ -5,6 +5,7 @@ service's configuration changes)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
@@ -14,6 +15,7 @@ from cortex.control import store
 from cortex.control.api.deps import Admin, Svc, Who, err
 
 router = APIRouter(prefix="/v1")
+_PUT_LOCK = threading.Lock()  # PUT /v1/power: store and apply in one order
 
 
 class PowerJobOut(BaseModel):
@@ -86,29 +88,35 @@ def get_power(who: Who, svc: Svc) -> PowerOut:
     "/power", response_model=PowerOut, summary="Set the facility cap or outdoor temperature (admin)"
 )
 def put_power(body: PowerUpdate, who: Admin, svc: Svc) -> PowerOut:
-    out = _power(svc)
     power = svc.loop.power
-    assert power is not None
-    said = []
-    if body.site_cap_kw is not None:
-        try:
-            power.request_cap_kw(body.site_cap_kw)
+    if power is None:
+        raise HTTPException(404, "no power policy: start the service with --power-policy")
+    temp, cap = body.outdoor_temp_c, body.site_cap_kw
+    if cap is not None:
+        try:  # against the idle fleet at the temperature this request leaves in force
+            power.check_cap_kw(cap, temp)
         except ValueError as e:
-            msg = str(e).removeprefix("site_cap_kw: ")
-            raise err(422, ["body", "site_cap_kw"], msg) from None
-        out = out.model_copy(update={"site_cap_kw": body.site_cap_kw})
-        said.append(f"site cap set to {body.site_cap_kw:g} kW")
-    if body.outdoor_temp_c is not None:
-        power.request_temp_c(body.outdoor_temp_c)  # bounded by the body's schema
-        out = out.model_copy(update={"outdoor_temp_c": body.outdoor_temp_c})
-        said.append(f"outdoor temperature {body.outdoor_temp_c:g} C")
-    now = svc.clock.time()
-    with svc.sessions.begin() as s:  # kept across restarts (LivePower.restore)
-        if body.site_cap_kw is not None:
-            conf = svc.settings.site_cap_kw
-            store.put_site_setting(s, "site_cap_kw", body.site_cap_kw, conf, now)
-        if body.outdoor_temp_c is not None:
-            conf = svc.settings.outdoor_temp_c
-            store.put_site_setting(s, "outdoor_temp_c", body.outdoor_temp_c, conf, now)
-        store.event(s, "power", "; ".join(said), at=now)
+            raise err(422, ["body", "site_cap_kw"], str(e).removeprefix("site_cap_kw: ")) from None
+    said = [f"site cap set to {cap:g} kW"] if cap is not None else []
+    said += [f"outdoor temperature {temp:g} C"] if temp is not None else []
+    # Stored, then applied, one request at a time: what a restart restores (LivePower.restore)
+    # is what was last applied, and a failed write applies nothing.
+    with _PUT_LOCK:
+        now = svc.clock.time()
+        with svc.sessions.begin() as s:
+            if cap is not None:
+                store.put_site_setting(s, "site_cap_kw", cap, svc.settings.site_cap_kw, now)
+            if temp is not None:
+                conf = svc.settings.outdoor_temp_c
+                store.put_site_setting(s, "outdoor_temp_c", temp, conf, now)
+            store.event(s, "power", "; ".join(said), at=now)
+        if temp is not None:
+            power.request_temp_c(temp)  # bounded by the body's schema
+        if cap is not None:
+            power.request_cap_kw(cap, temp)
+    out = _power(svc)
+    if cap is not None:
+        out = out.model_copy(update={"site_cap_kw": cap})
+    if temp is not None:
+        out = out.model_copy(update={"outdoor_temp_c": temp})
     return out

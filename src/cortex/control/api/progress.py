@@ -4,7 +4,6 @@ given a credential; see cortex.control.progress)."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException
@@ -67,7 +66,9 @@ def report(job_id: JobId, body: ProgressIn, who: Who, svc: Svc) -> ProgressOut:
             "conflict",
         )
     now = svc.loop.clock.time()
-    wait_s = svc.loop.progress.post(job_id, from_report(body.model_dump(), now), time.monotonic())
+    wait_s = svc.loop.progress.post(
+        job_id, from_report(body.model_dump(), now), svc.loop.clock.monotonic()
+    )
     if wait_s > 0:
         raise HTTPException(
             429,
