@@ -211,7 +211,14 @@ def _merge_baseline(statuses: dict[str, str], base: dict[str, str], patterns: li
     if mine != set(base):
         extra = sorted(mine ^ set(base))[:3]
         _fail(f"--baseline: mutants differ from this source's (e.g. {', '.join(extra)})")
-    return {k: base[k] if base[k] in KILLED else statuses[k] for k in mine}
+    # A reasoned equivalent that was not rerun keeps its baseline verdict too.
+    equiv = _equivalent()
+    return {
+        k: base[k]
+        if base[k] in KILLED or (k in equiv and statuses[k] == "not checked")
+        else statuses[k]
+        for k in mine
+    }
 
 
 def report(patterns: list[str], statuses: dict[str, str] | None = None) -> dict:
@@ -303,8 +310,9 @@ def main() -> int:
     ap.add_argument(
         "--baseline",
         type=Path,
-        help="an earlier run's `mutmut results --all true` output, same source: rerun only\n"
-        "its mutants that were not killed; its killed verdicts stand",
+        action="append",
+        help="an earlier run's `mutmut results --all true` output, same source (repeatable):\n"
+        "rerun only the mutants none of them killed; their killed verdicts stand",
     )
     args = ap.parse_args()
     if args.isolation:
@@ -312,7 +320,13 @@ def main() -> int:
     cfg = _config()
     patterns = args.only or CORE
     _preflight(cfg, patterns)
-    base = _read_baseline(args.baseline, patterns) if args.baseline else None
+    base = None
+    for path in args.baseline or []:
+        got = _read_baseline(path, patterns)
+        if base is not None and set(got) != set(base):
+            _fail(f"--baseline: {path}: not the mutants of the other baselines")
+        # A kill in any baseline stands; otherwise the latest baseline's verdict.
+        base = {k: v if base is None or base[k] not in KILLED else base[k] for k, v in got.items()}
     if not args.report_only:
         # Reasoned equivalents are reported apart whatever they do: not rerun.
         equiv = _equivalent()

@@ -5,10 +5,15 @@ expectation is derived by hand in its comments."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import test_cycle as tc
 
-from cortex.scheduler.cycle import schedule
-from cortex.scheduler.reasons import Code
+from cortex.scheduler.cycle import _power_blocks, schedule
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.snapshot import Plan
+from cortex.workload.job import Job
 
 
 def test_a_pass_with_no_free_gpus_goes_on_while_it_may_still_preempt() -> None:
@@ -143,3 +148,54 @@ def test_jobs_behind_a_head_that_fail_on_topology_share_one_answer_per_size() ->
     (r5,) = plan.blockers[5]
     assert r5.code is Code.TOPOLOGY_UNAVAILABLE
     assert (r5.detail["need"], r5.detail["largest_block"], r5.detail["block"]) == (8, 4, "node")
+
+
+# ---- watts, not GPUs: cycle._power_blocks -----------------------------------------------------
+# When watts block a job and nothing behind it may start: the first power reason about the site
+# decides (hall budgets do not hold back the site), and only if the job would fit the site once
+# running work frees watts. Reasons and budgets by hand (MW in reasons, W in budgets).
+
+
+def _blocks(reasons: list[Reason], site_budget_w: float) -> tuple[bool, Plan]:
+    snap: Any = SimpleNamespace(power=SimpleNamespace(site_budget_w=site_budget_w))
+    plan = Plan()
+    return _power_blocks(snap, plan, Job(7, "j", "a", 8, 10.0), reasons), plan
+
+
+def test_a_site_power_reason_within_the_budget_blocks_the_rest() -> None:
+    cap = Reason(Code.POWER_CAP, domain="site", need_mw=2.0)
+    # 2.0 MW = 2,000,000 W <= a 2,000,000 W site budget: exactly at the budget, it fits once
+    # running work frees watts, so it blocks the rest; the plan says why, naming job 7.
+    got, plan = _blocks([cap], 2e6)
+    assert got is True
+    assert plan.rest_reason is not None and plan.rest_reason.code is Code.POWER_CAP
+    assert plan.rest_reason.detail == {"job": 7, "domain": "site", "need_mw": 2.0}
+
+
+def test_a_job_over_the_whole_site_budget_blocks_nothing() -> None:
+    # 3.0 MW = 3,000,000 W > 2,000,000 W: it could never fit; the rest may go on.
+    got, plan = _blocks([Reason(Code.POWER_RAMP, domain="site", need_mw=3.0)], 2e6)
+    assert got is False and plan.rest_reason is None
+
+
+def test_a_site_reason_without_a_need_counts_as_needing_nothing() -> None:
+    # No need_mw: 0 W <= 500,000 W, and no domain: the site.
+    got, plan = _blocks([Reason(Code.POWER_CAP)], 5e5)
+    assert got is True and plan.rest_reason is not None
+    assert plan.rest_reason.detail == {"job": 7}
+
+
+def test_the_first_site_power_reason_decides_and_hall_reasons_are_passed_over() -> None:
+    capacity = Reason(Code.INSUFFICIENT_CAPACITY, need=16, flavor="H100-SXM5", free=8)
+    hall = Reason(Code.POWER_CAP, domain="hall", need_mw=3.0)
+    site = Reason(Code.POWER_CAP, domain="site", need_mw=1.0)
+    # The capacity reason is not a power reason, and a hall's budget does not hold back the
+    # site (its 3.0 MW would not fit the 2.0 MW site either): the site reason decides, and
+    # 1.0 MW = 1,000,000 W <= 2,000,000 W blocks the rest.
+    got, plan = _blocks([capacity, hall, site], 2e6)
+    assert got is True and plan.rest_reason is not None
+    assert plan.rest_reason.detail == {"job": 7, "domain": "site", "need_mw": 1.0}
+    # A hall reason alone, or no power reason at all: nothing blocked.
+    for reasons in ([hall], [capacity]):
+        got, plan = _blocks(reasons, 2e6)
+        assert got is False and plan.rest_reason is None
