@@ -150,6 +150,56 @@ def test_jobs_behind_a_head_that_fail_on_topology_share_one_answer_per_size() ->
     assert (r5.detail["need"], r5.detail["largest_block"], r5.detail["block"]) == (8, 4, "node")
 
 
+def test_a_job_in_its_preemption_backoff_waits_and_is_reported() -> None:
+    st, pend, pol = tc._setup()
+    tc._run(st, 101, tuple((n, 8) for n in range(7)), prio=1000)  # nodes 0-6: production
+    tc._run(st, 102, ((7, 8),), prio=10)  # node 7: preemptible
+    job = tc._pend(pend, 1, 8, 100.0, prio=1000)
+    job.next_preempt_try_s = 50.0  # an earlier search failed: no new one before t = 50
+    plan = schedule(tc._snap(st, pend, now=0.0), pol)
+    # At t = 0 < 50 it may not preempt: it stays blocked by capacity (8 > 0 free) and reserves.
+    assert plan.starts == [] and plan.preemptions == []
+    (r,) = plan.blockers[1]
+    assert (r.code, r.detail["need"], r.detail["free"]) == (Code.INSUFFICIENT_CAPACITY, 8, 0)
+    # At t = 50 the backoff is over: job 102 (priority 10) goes, node 7 is the job's.
+    plan = schedule(tc._snap(st, pend, now=50.0), pol)
+    assert [p.job.id for p in plan.preemptions] == [102]
+    assert [(s.job.id, s.placement) for s in plan.starts] == [(1, ((7, 8),))]
+
+
+def test_a_pass_out_of_preemption_tries_preempts_no_more_even_with_gpus_free() -> None:
+    st, pend, pol = tc._setup()  # 2 preemption tries per pass
+    tc._run(st, 101, ((0, 8), (1, 8), (2, 8), (3, 8)), prio=1000)
+    for n in (4, 5, 6):  # preemptible jobs 102, 103, 104 on nodes 4, 5, 6
+        tc._run(st, 98 + n, ((n, 8),), prio=10)
+    tc._run(st, 105, ((7, 4),), prio=1000)  # node 7: 4 GPUs busy, 4 free
+    for jid in (1, 2, 3):
+        tc._pend(pend, jid, 8, 100.0, prio=1000)
+    plan = schedule(tc._snap(st, pend), pol)
+    # Jobs 1 and 2 each evict the cheapest victim (102 on node 4, then 103 on node 5): both
+    # tries spent. 4 GPUs stay free, so the pass goes on to job 3, which needs 8 > 4 and may
+    # not search again: it waits, and 104 keeps running.
+    assert [p.job.id for p in plan.preemptions] == [102, 103]
+    assert [s.job.id for s in plan.starts] == [1, 2]
+    (r3,) = plan.blockers[3]
+    assert (r3.code, r3.detail["need"], r3.detail["free"]) == (Code.INSUFFICIENT_CAPACITY, 8, 4)
+
+
+def test_a_flavor_with_nothing_to_evict_does_not_end_the_search_on_the_next() -> None:
+    st, pend, pol = tc._setup(tc.TWO_FLAVORS)
+    h200, h100 = (tc.TWO_FLAVORS.flavors.index(f) for f in ("H200-SXM", "H100-SXM5"))
+    tc._run(st, 101, tuple((n, 8) for n in range(4)), prio=1000)  # H200 nodes 0-3: production
+    tc._run(st, 102, tuple((n, 8) for n in range(4, 7)), prio=1000)  # H100 nodes 4-6
+    tc._run(st, 103, ((7, 8),), prio=10)  # H100 node 7: preemptible
+    job = tc._pend(pend, 1, 8, 100.0, prio=1000)
+    job.flavor_ids = (h200, h100)
+    plan = schedule(tc._snap(st, pend), pol)
+    # Both flavors are full. H200 holds nothing below production: no search there. H100 does:
+    # job 103 goes and the job takes node 7.
+    assert [p.job.id for p in plan.preemptions] == [103]
+    assert [(s.job.id, s.flavor, s.placement) for s in plan.starts] == [(1, h100, ((7, 8),))]
+
+
 # ---- watts, not GPUs: cycle._power_blocks -----------------------------------------------------
 # When watts block a job and nothing behind it may start: the first power reason about the site
 # decides (hall budgets do not hold back the site), and only if the job would fit the site once
