@@ -164,7 +164,11 @@ def test_a_job_in_its_preemption_backoff_waits_and_is_reported() -> None:
     # At t = 50 the backoff is over: job 102 (priority 10) goes, node 7 is the job's.
     plan = schedule(tc._snap(st, pend, now=50.0), pol)
     assert [p.job.id for p in plan.preemptions] == [102]
-    assert [(s.job.id, s.placement) for s in plan.starts] == [(1, ((7, 8),))]
+    # The eviction's reason names the preemptor and the policy (PriorityReclaim: "priority").
+    (p,) = plan.preemptions
+    assert p.reason.code is Code.PREEMPTED and p.reason.detail == {"by": 1, "why": "priority"}
+    # No power policy: the start is uncapped (cap level 0).
+    assert [(s.job.id, s.placement, s.cap_level) for s in plan.starts] == [(1, ((7, 8),), 0)]
 
 
 def test_a_pass_out_of_preemption_tries_preempts_no_more_even_with_gpus_free() -> None:
