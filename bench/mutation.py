@@ -206,17 +206,16 @@ def _read_baseline(path: Path, patterns: list[str]) -> dict[str, str]:
 
 def _merge_baseline(statuses: dict[str, str], base: dict[str, str], patterns: list[str]) -> dict:
     """A baseline killed verdict stands (tests were only added since); every other mutant
-    takes this run's verdict. The baseline must be of the same source: the same mutants."""
+    takes this run's verdict if it ran, else keeps the baseline's. The baseline must be of the
+    same source: the same mutants."""
     mine = {k for k in statuses if _selected(k, patterns)}
     if mine != set(base):
         extra = sorted(mine ^ set(base))[:3]
         _fail(f"--baseline: mutants differ from this source's (e.g. {', '.join(extra)})")
-    # A reasoned equivalent that was not rerun keeps its baseline verdict too.
-    equiv = _equivalent()
+    # A mutant this run did not check keeps its baseline verdict (a survivor stays one: the
+    # rate is never computed without it).
     return {
-        k: base[k]
-        if base[k] in KILLED or (k in equiv and statuses[k] == "not checked")
-        else statuses[k]
+        k: base[k] if base[k] in KILLED or statuses[k] == "not checked" else statuses[k]
         for k in mine
     }
 
