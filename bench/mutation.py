@@ -324,8 +324,11 @@ def main() -> int:
         got = _read_baseline(path, patterns)
         if base is not None and set(got) != set(base):
             _fail(f"--baseline: {path}: not the mutants of the other baselines")
-        # A kill in any baseline stands; otherwise the latest baseline's verdict.
-        base = {k: v if base is None or base[k] not in KILLED else base[k] for k, v in got.items()}
+        # A kill in any baseline stands; otherwise the latest verdict actually measured.
+        base = {
+            k: base[k] if base and (base[k] in KILLED or v == "not checked") else v
+            for k, v in got.items()
+        }
     if not args.report_only:
         # Reasoned equivalents are reported apart whatever they do: not rerun.
         equiv = _equivalent()
