@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import select
 
+from cortex.control import estimate, preemptions, store
 from cortex.control import models as m
-from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
+from cortex.control.api.progress import progress_of
 from cortex.control.auth import Principal
 from cortex.control.schemas import JobList, JobOut
 from cortex.control.service import Service
@@ -17,13 +17,17 @@ from cortex.drive.runs import is_final  # logs.py imports it from here
 from cortex.workload.states import JobState
 
 router = APIRouter(prefix="/v1")
+WAITING = (JobState.QUEUED.value, JobState.REQUEUED.value)
 
 
 def job_out(svc: Service, s: Any, job: m.Job, with_history: bool = False) -> JobOut:
     devices = svc.loop.devices_of(job.id) if job.state == "running" else None
-    return store.job_out(
+    out = store.job_out(
         job, devices=devices, hist=store.history(s, job.id) if with_history else None
     )
+    if job.state in WAITING:
+        out.pending_reason = svc.loop.why.top(job.id)
+    return out
 
 
 def visible(s: Any, who: Principal, job_id: int) -> m.Job:
@@ -41,24 +45,31 @@ def list_jobs(
     team: TeamName | None = None,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    start: bool = Query(False, description="add waiting jobs' start estimates (slower)"),
 ) -> JobList:
-    q = select(m.Job).order_by(m.Job.id.desc()).limit(limit)
     if not who.admin:
         if team is not None and team != who.team:
             return JobList(jobs=[])
         team = who.team
-    if team is not None:
-        q = q.where(m.Job.team == team)
-    if state is not None:
-        q = q.where(m.Job.state == state.value)
+    st = state.value if state is not None else None
     with svc.sessions() as s:
-        return JobList(jobs=[job_out(svc, s, j) for j in s.scalars(q).all()])
+        out = [job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)]
+    waiting = {j.id for j in out if j.state in WAITING}
+    if start and waiting:
+        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), waiting)
+        for j in out:
+            if j.state in WAITING:
+                j.start_estimate = estimate.to_dict(got.get(j.id))
+    return JobList(jobs=out)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")
 def get_job(job_id: JobId, who: Who, svc: Svc) -> JobOut:
     with svc.sessions() as s:
-        return job_out(svc, s, visible(s, who, job_id), with_history=True)
+        out = job_out(svc, s, visible(s, who, job_id), with_history=True)
+        out.preemption_records = [preemptions.to_dict(p) for p in store.preemptions_of(s, job_id)]
+    out.progress = progress_of(svc, job_id, out.attempt)
+    return out
 
 
 @router.post(
@@ -71,7 +82,7 @@ def cancel(job_id: JobId, who: Who, svc: Svc) -> JobOut:
     with svc.sessions.begin() as s:
         job = visible(s, who, job_id)
         if not is_final(job.state) and not job.cancel_requested:
-            store.request_cancel(s, job)
+            store.request_cancel(s, job, svc.clock.time())
     # Outside the write transaction: the loop's lock (taken for the devices) is never waited
     # for while holding the store's write lock, which the tick takes under the loop's lock.
     svc.loop.request_cancel(job_id)
