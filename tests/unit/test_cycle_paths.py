@@ -204,6 +204,32 @@ def test_a_flavor_with_nothing_to_evict_does_not_end_the_search_on_the_next() ->
     assert [(s.job.id, s.flavor, s.placement) for s in plan.starts] == [(1, h100, ((7, 8),))]
 
 
+def test_a_search_that_finds_no_victim_is_recorded_and_its_job_reserves() -> None:
+    st, pend, pol = tc._setup()
+    # Nodes 0-3 production; node 4 preemptible job 102; node 5 preemptible job 103 that
+    # started 100 s ago, under the 600 s minimum runtime; node 6 job 104 of priority 50;
+    # node 7 half busy (4 GPUs free).
+    tc._run(st, 101, tuple((n, 8) for n in range(4)), prio=1000)
+    tc._run(st, 102, ((4, 8),), prio=10)
+    tc._run(st, 103, ((5, 8),), prio=10, start=-100.0)
+    tc._run(st, 104, ((6, 8),), prio=50)
+    tc._run(st, 105, ((7, 4),), prio=1000)
+    tc._pend(pend, 1, 8, 100.0, prio=1000)
+    tc._pend(pend, 2, 8, 100.0, prio=40)
+    tc._pend(pend, 3, 8, 100.0, prio=1000)
+    plan = schedule(tc._snap(st, pend), pol)
+    # Job 1 evicts the cheapest victim, 102 (priority 10). Job 2 (priority 40) may only evict
+    # below 40: node 5's job 103 counts for the cheap check, so a search runs, but 103 is
+    # under its minimum runtime: the search fails and is recorded, and job 2, the head now,
+    # reserves the flavor. Job 3 could evict 104 (priority 50 < 1000) but is behind the head.
+    assert [p.job.id for p in plan.preemptions] == [102]
+    assert [s.job.id for s in plan.starts] == [1]
+    assert plan.preempt_failed == [2]
+    assert plan.blockers[2][0].code is Code.INSUFFICIENT_CAPACITY
+    (r3,) = plan.blockers[3]
+    assert r3.code is Code.INSUFFICIENT_CAPACITY and r3.detail["free"] == 4
+
+
 # ---- watts, not GPUs: cycle._power_blocks -----------------------------------------------------
 # When watts block a job and nothing behind it may start: the first power reason about the site
 # decides (hall budgets do not hold back the site), and only if the job would fit the site once
