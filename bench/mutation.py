@@ -206,12 +206,18 @@ def _read_baseline(path: Path, patterns: list[str]) -> dict[str, str]:
 
 def _merge_baseline(statuses: dict[str, str], base: dict[str, str], patterns: list[str]) -> dict:
     """A baseline killed verdict stands (tests were only added since); every other mutant
-    takes this run's verdict. The baseline must be of the same source: the same mutants."""
+    takes this run's verdict if it ran, else keeps the baseline's. The baseline must be of the
+    same source: the same mutants."""
     mine = {k for k in statuses if _selected(k, patterns)}
     if mine != set(base):
         extra = sorted(mine ^ set(base))[:3]
         _fail(f"--baseline: mutants differ from this source's (e.g. {', '.join(extra)})")
-    return {k: base[k] if base[k] in KILLED else statuses[k] for k in mine}
+    # A mutant this run did not check keeps its baseline verdict (a survivor stays one: the
+    # rate is never computed without it).
+    return {
+        k: base[k] if base[k] in KILLED or statuses[k] == "not checked" else statuses[k]
+        for k in mine
+    }
 
 
 def report(patterns: list[str], statuses: dict[str, str] | None = None) -> dict:
@@ -303,8 +309,9 @@ def main() -> int:
     ap.add_argument(
         "--baseline",
         type=Path,
-        help="an earlier run's `mutmut results --all true` output, same source: rerun only\n"
-        "its mutants that were not killed; its killed verdicts stand",
+        action="append",
+        help="an earlier run's `mutmut results --all true` output, same source (repeatable):\n"
+        "rerun only the mutants none of them killed; their killed verdicts stand",
     )
     args = ap.parse_args()
     if args.isolation:
@@ -312,7 +319,16 @@ def main() -> int:
     cfg = _config()
     patterns = args.only or CORE
     _preflight(cfg, patterns)
-    base = _read_baseline(args.baseline, patterns) if args.baseline else None
+    base = None
+    for path in args.baseline or []:
+        got = _read_baseline(path, patterns)
+        if base is not None and set(got) != set(base):
+            _fail(f"--baseline: {path}: not the mutants of the other baselines")
+        # A kill in any baseline stands; otherwise the latest verdict actually measured.
+        base = {
+            k: base[k] if base and (base[k] in KILLED or v == "not checked") else v
+            for k, v in got.items()
+        }
     if not args.report_only:
         # Reasoned equivalents are reported apart whatever they do: not rerun.
         equiv = _equivalent()

@@ -5,10 +5,15 @@ expectation is derived by hand in its comments."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import test_cycle as tc
 
-from cortex.scheduler.cycle import schedule
-from cortex.scheduler.reasons import Code
+from cortex.scheduler.cycle import _power_blocks, schedule
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.snapshot import Plan
+from cortex.workload.job import Job
 
 
 def test_a_pass_with_no_free_gpus_goes_on_while_it_may_still_preempt() -> None:
@@ -143,3 +148,134 @@ def test_jobs_behind_a_head_that_fail_on_topology_share_one_answer_per_size() ->
     (r5,) = plan.blockers[5]
     assert r5.code is Code.TOPOLOGY_UNAVAILABLE
     assert (r5.detail["need"], r5.detail["largest_block"], r5.detail["block"]) == (8, 4, "node")
+
+
+def test_a_job_in_its_preemption_backoff_waits_and_is_reported() -> None:
+    st, pend, pol = tc._setup()
+    tc._run(st, 101, tuple((n, 8) for n in range(7)), prio=1000)  # nodes 0-6: production
+    tc._run(st, 102, ((7, 8),), prio=10)  # node 7: preemptible
+    job = tc._pend(pend, 1, 8, 100.0, prio=1000)
+    job.next_preempt_try_s = 50.0  # an earlier search failed: no new one before t = 50
+    plan = schedule(tc._snap(st, pend, now=0.0), pol)
+    # At t = 0 < 50 it may not preempt: it stays blocked by capacity (8 > 0 free) and reserves.
+    assert plan.starts == [] and plan.preemptions == []
+    (r,) = plan.blockers[1]
+    assert (r.code, r.detail["need"], r.detail["free"]) == (Code.INSUFFICIENT_CAPACITY, 8, 0)
+    # At t = 50 the backoff is over: job 102 (priority 10) goes, node 7 is the job's.
+    plan = schedule(tc._snap(st, pend, now=50.0), pol)
+    assert [p.job.id for p in plan.preemptions] == [102]
+    # The eviction's reason names the preemptor and the policy (PriorityReclaim: "priority").
+    (p,) = plan.preemptions
+    assert p.reason.code is Code.PREEMPTED and p.reason.detail == {"by": 1, "why": "priority"}
+    # No power policy: the start is uncapped (cap level 0).
+    assert [(s.job.id, s.placement, s.cap_level) for s in plan.starts] == [(1, ((7, 8),), 0)]
+
+
+def test_a_pass_out_of_preemption_tries_preempts_no_more_even_with_gpus_free() -> None:
+    st, pend, pol = tc._setup()  # 2 preemption tries per pass
+    tc._run(st, 101, ((0, 8), (1, 8), (2, 8), (3, 8)), prio=1000)
+    for n in (4, 5, 6):  # preemptible jobs 102, 103, 104 on nodes 4, 5, 6
+        tc._run(st, 98 + n, ((n, 8),), prio=10)
+    tc._run(st, 105, ((7, 4),), prio=1000)  # node 7: 4 GPUs busy, 4 free
+    for jid in (1, 2, 3):
+        tc._pend(pend, jid, 8, 100.0, prio=1000)
+    plan = schedule(tc._snap(st, pend), pol)
+    # Jobs 1 and 2 each evict the cheapest victim (102 on node 4, then 103 on node 5): both
+    # tries spent. 4 GPUs stay free, so the pass goes on to job 3, which needs 8 > 4 and may
+    # not search again: it waits, and 104 keeps running.
+    assert [p.job.id for p in plan.preemptions] == [102, 103]
+    assert [s.job.id for s in plan.starts] == [1, 2]
+    (r3,) = plan.blockers[3]
+    assert (r3.code, r3.detail["need"], r3.detail["free"]) == (Code.INSUFFICIENT_CAPACITY, 8, 4)
+
+
+def test_a_flavor_with_nothing_to_evict_does_not_end_the_search_on_the_next() -> None:
+    st, pend, pol = tc._setup(tc.TWO_FLAVORS)
+    h200, h100 = (tc.TWO_FLAVORS.flavors.index(f) for f in ("H200-SXM", "H100-SXM5"))
+    tc._run(st, 101, tuple((n, 8) for n in range(4)), prio=1000)  # H200 nodes 0-3: production
+    tc._run(st, 102, tuple((n, 8) for n in range(4, 7)), prio=1000)  # H100 nodes 4-6
+    tc._run(st, 103, ((7, 8),), prio=10)  # H100 node 7: preemptible
+    job = tc._pend(pend, 1, 8, 100.0, prio=1000)
+    job.flavor_ids = (h200, h100)
+    plan = schedule(tc._snap(st, pend), pol)
+    # Both flavors are full. H200 holds nothing below production: no search there. H100 does:
+    # job 103 goes and the job takes node 7.
+    assert [p.job.id for p in plan.preemptions] == [103]
+    assert [(s.job.id, s.flavor, s.placement) for s in plan.starts] == [(1, h100, ((7, 8),))]
+
+
+def test_a_search_that_finds_no_victim_is_recorded_and_its_job_reserves() -> None:
+    st, pend, pol = tc._setup()
+    # Nodes 0-3 production; node 4 preemptible job 102; node 5 preemptible job 103 that
+    # started 100 s ago, under the 600 s minimum runtime; node 6 job 104 of priority 50;
+    # node 7 half busy (4 GPUs free).
+    tc._run(st, 101, tuple((n, 8) for n in range(4)), prio=1000)
+    tc._run(st, 102, ((4, 8),), prio=10)
+    tc._run(st, 103, ((5, 8),), prio=10, start=-100.0)
+    tc._run(st, 104, ((6, 8),), prio=50)
+    tc._run(st, 105, ((7, 4),), prio=1000)
+    tc._pend(pend, 1, 8, 100.0, prio=1000)
+    tc._pend(pend, 2, 8, 100.0, prio=40)
+    tc._pend(pend, 3, 8, 100.0, prio=1000)
+    plan = schedule(tc._snap(st, pend), pol)
+    # Job 1 evicts the cheapest victim, 102 (priority 10). Job 2 (priority 40) may only evict
+    # below 40: node 5's job 103 counts for the cheap check, so a search runs, but 103 is
+    # under its minimum runtime: the search fails and is recorded, and job 2, the head now,
+    # reserves the flavor. Job 3 could evict 104 (priority 50 < 1000) but is behind the head.
+    assert [p.job.id for p in plan.preemptions] == [102]
+    assert [s.job.id for s in plan.starts] == [1]
+    assert plan.preempt_failed == [2]
+    assert plan.blockers[2][0].code is Code.INSUFFICIENT_CAPACITY
+    (r3,) = plan.blockers[3]
+    assert r3.code is Code.INSUFFICIENT_CAPACITY and r3.detail["free"] == 4
+
+
+# ---- watts, not GPUs: cycle._power_blocks -----------------------------------------------------
+# When watts block a job and nothing behind it may start: the first power reason about the site
+# decides (hall budgets do not hold back the site), and only if the job would fit the site once
+# running work frees watts. Reasons and budgets by hand (MW in reasons, W in budgets).
+
+
+def _blocks(reasons: list[Reason], site_budget_w: float) -> tuple[bool, Plan]:
+    snap: Any = SimpleNamespace(power=SimpleNamespace(site_budget_w=site_budget_w))
+    plan = Plan()
+    return _power_blocks(snap, plan, Job(7, "j", "a", 8, 10.0), reasons), plan
+
+
+def test_a_site_power_reason_within_the_budget_blocks_the_rest() -> None:
+    cap = Reason(Code.POWER_CAP, domain="site", need_mw=2.0)
+    # 2.0 MW = 2,000,000 W <= a 2,000,000 W site budget: exactly at the budget, it fits once
+    # running work frees watts, so it blocks the rest; the plan says why, naming job 7.
+    got, plan = _blocks([cap], 2e6)
+    assert got is True
+    assert plan.rest_reason is not None and plan.rest_reason.code is Code.POWER_CAP
+    assert plan.rest_reason.detail == {"job": 7, "domain": "site", "need_mw": 2.0}
+
+
+def test_a_job_over_the_whole_site_budget_blocks_nothing() -> None:
+    # 3.0 MW = 3,000,000 W > 2,000,000 W: it could never fit; the rest may go on.
+    got, plan = _blocks([Reason(Code.POWER_RAMP, domain="site", need_mw=3.0)], 2e6)
+    assert got is False and plan.rest_reason is None
+
+
+def test_a_site_reason_without_a_need_counts_as_needing_nothing() -> None:
+    # No need_mw: 0 W <= 500,000 W, and no domain: the site.
+    got, plan = _blocks([Reason(Code.POWER_CAP)], 5e5)
+    assert got is True and plan.rest_reason is not None
+    assert plan.rest_reason.detail == {"job": 7}
+
+
+def test_the_first_site_power_reason_decides_and_hall_reasons_are_passed_over() -> None:
+    capacity = Reason(Code.INSUFFICIENT_CAPACITY, need=16, flavor="H100-SXM5", free=8)
+    hall = Reason(Code.POWER_CAP, domain="hall", need_mw=3.0)
+    site = Reason(Code.POWER_CAP, domain="site", need_mw=1.0)
+    # The capacity reason is not a power reason, and a hall's budget does not hold back the
+    # site (its 3.0 MW would not fit the 2.0 MW site either): the site reason decides, and
+    # 1.0 MW = 1,000,000 W <= 2,000,000 W blocks the rest.
+    got, plan = _blocks([capacity, hall, site], 2e6)
+    assert got is True and plan.rest_reason is not None
+    assert plan.rest_reason.detail == {"job": 7, "domain": "site", "need_mw": 1.0}
+    # A hall reason alone, or no power reason at all: nothing blocked.
+    for reasons in ([hall], [capacity]):
+        got, plan = _blocks(reasons, 2e6)
+        assert got is False and plan.rest_reason is None

@@ -184,3 +184,21 @@ def test_a_baseline_of_other_source_or_missing_is_refused(tmp_path: Path) -> Non
     base.write_text("    cortex.other.x_f__mutmut_1: killed\n")
     r = _run(root, "--only", "cortex.mod", "--baseline", str(base), "--report-only")
     _one_error_line(r, "no verdicts for the selected modules")
+
+
+def test_baselines_combine_a_kill_in_any_of_them_stands(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    first, second = root / "a.txt", root / "b.txt"
+    # _2 killed in the first baseline only; _1 killed in neither, so this run's verdict
+    # (the stand-in's: killed) counts: 2 killed of 2 = 100.0%.
+    first.write_text(
+        "    cortex.mod.x_f__mutmut_1: survived\n    cortex.mod.x_f__mutmut_2: killed\n"
+    )
+    second.write_text(
+        "    cortex.mod.x_f__mutmut_1: survived\n    cortex.mod.x_f__mutmut_2: survived\n"
+    )
+    args = ["--only", "cortex.mod", "--report-only", "--baseline", str(first)]
+    r = _run(root, *args, "--baseline", str(second))
+    assert "| cortex.mod | 2 | 0 | 0 | 0 | 0 | 100.0% |" in r.stdout, r.stdout
+    second.write_text("    cortex.mod.x_f__mutmut_1: survived\n")
+    _one_error_line(_run(root, *args, "--baseline", str(second)), "not the mutants of the other")

@@ -169,3 +169,16 @@ def test_summaries_of_multi_node_gangs_that_do_not_fill_their_nodes() -> None:
     # GPUs used per node: 4, 4, 2, 2, then 4 + 4 = 8 on nodes 4 and 5; 0 on 6 and 7.
     assert st.np_used.tolist() == [4, 4, 2, 2, 8, 8, 0, 0]
     assert st.np_max_prio[:6].tolist() == [10, 10, 20, 20, 50, 50]
+
+
+def test_busy_nodes_by_top_priority_are_kept_per_flavor() -> None:
+    st = _state(MIXED)
+    h100, h200 = (MIXED.flavors.index(f) for f in ("H100-SXM5", "H200-SXM"))
+    n200 = st.flavor_node_ids[h200][0]  # an H200 node (4 GPUs)
+    testkit.running_job(st, 80, ((n200, 4),), prio=100)
+    # One busy H200 node whose top priority is 100; no busy H100 node.
+    assert st.nodes_by_top_prio[h200] == {100: 1}
+    assert st.nodes_by_top_prio[h100] == {}
+    n100 = st.flavor_node_ids[h100][0]
+    testkit.running_job(st, 81, ((n100, 8),), prio=10)
+    assert st.nodes_by_top_prio[h100] == {10: 1} and st.nodes_by_top_prio[h200] == {100: 1}
