@@ -296,7 +296,7 @@ def bench_store_insert(url: str) -> dict[str, Any]:
     engine = db.make_engine(url)
     sessions = db.sessions(engine)
     with sessions.begin() as s:
-        store.ensure_team(s, "fsd")
+        store.ensure_team(s, "fsd", time.time())
     req = SubmitRequest.model_validate({**BODY, "team": "fsd"})
     n = CLIENT_PROCS * SUBMITS_PER_CLIENT // 2
 
@@ -353,7 +353,6 @@ def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
     from cortex.control import db, store
     from cortex.control.config import Settings
     from cortex.control.loop import SchedulerLoop
-    from cortex.control.recovery import recover, register_node
     from cortex.control.schemas import SubmitRequest
     from cortex.fleet.spec import FleetSpec, HallSpec, NodeGroup
     from cortex.scheduler.cycle import schedule
@@ -386,10 +385,10 @@ def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
         handle_from_dict=lambda d: d,
     )
     with sessions.begin() as s:
-        register_node(s, loop, "gpu")
+        loop.register_node(s, "gpu")
         for team in ("fsd", "optimus", "research"):
-            store.ensure_team(s, team)
-    recover(loop)
+            store.ensure_team(s, team, time.time())
+    loop.recover()
     rng = random.Random(0)
 
     def submit(k: int, gpus: int) -> None:
@@ -410,18 +409,22 @@ def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
     submit(TICK_GPUS // 8, 8)  # fill the fleet: 125 jobs of 8 GPUs
     loop.tick()
     # Full, unless a power cap holds some of them back.
-    assert settings_kw or len(loop.placement) == TICK_GPUS // 8, len(loop.placement)
-    placed = len(loop.placement)
+    assert settings_kw or len(loop.mirror.placement) == TICK_GPUS // 8, len(loop.mirror.placement)
+    placed = len(loop.mirror.placement)
     submit(TICK_QUEUED, 0)
     loop.tick()  # ingest the queue
-    running = sorted(loop.attempt)
+    running = sorted(loop.mirror.attempt)
     ticks, cores = [], []
     for i in range(TICK_ROUNDS):
         # One running job exits (8 GPUs free up) and one job arrives: a busy tick.
         jid = running[i]
         ex.exits.append(
             SimpleNamespace(
-                job_id=jid, attempt=loop.attempt[jid], outcome="completed", exit_code=0, detail=""
+                job_id=jid,
+                attempt=loop.mirror.attempt[jid],
+                outcome="completed",
+                exit_code=0,
+                detail="",
             )
         )
         submit(1, 0)
@@ -429,11 +432,13 @@ def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
         loop.tick()
         ticks.append(time.perf_counter() - t0)
         view = loop.power.view(time.time()) if loop.power is not None else None
-        snap = Snapshot(time.time(), loop.state, loop.pending, loop.speed, loop.estimate_s, view)
+        snap = Snapshot(
+            time.time(), loop.mirror.state, loop.mirror.pending, loop.speed, loop.estimate_s, view
+        )
         t0 = time.perf_counter()
         schedule(snap, loop.pol, deep=True)
         cores.append(time.perf_counter() - t0)
-    queued = len(loop.pending)
+    queued = len(loop.mirror.pending)
     engine.dispose()
     return {
         "queued_jobs": queued,

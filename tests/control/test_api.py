@@ -204,9 +204,9 @@ def test_queue_quota_admin(client: TestClient, svc: Service) -> None:
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "nominal_share"]
     assert client.put("/v1/queues/nope", json={}, headers=ADMIN_H).status_code == 404
     svc.loop.tick()
-    names = {q.name for q in svc.loop.queues.queues}
+    names = {q.name for q in svc.loop.mirror.queues.queues}
     assert names == {"fsd", "optimus"}
-    assert svc.loop.queues.queues[0].nominal == (3,)  # 0.75 of 4 slots
+    assert svc.loop.mirror.queues.queues[0].nominal == (3,)  # 0.75 of 4 slots
 
 
 def test_nodes_events_health_metrics(client: TestClient, svc: Service) -> None:

@@ -41,7 +41,7 @@ def test_a_run_that_finished_while_the_service_was_down_is_not_run_again(
     marker = tmp_path / "ran"
     cmd = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
     with svc.sessions.begin() as s:
-        store.ensure_team(s, "fsd")
+        store.ensure_team(s, "fsd", time.time())
         [job] = store.insert_jobs(
             s,
             [SubmitRequest(team="fsd", name="once", gpus=1, duration_s=1, command=cmd)],

@@ -267,12 +267,12 @@ def test_a_failed_tick_resynchronizes_from_the_store(env: Env) -> None:
     loop._persist = broken  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         loop.tick()  # b was admitted in memory; the transaction rolled back
-    assert b in loop.placement and env.job(b)["state"] == "queued"
+    assert b in loop.mirror.placement and env.job(b)["state"] == "queued"
     loop._persist = real_persist  # type: ignore[method-assign]
     env.ex.adoptable = {(a, 1)}
     assert loop.on_error is not None
     loop.on_error()
-    assert b not in loop.placement and env.job(a)["state"] == "running"
+    assert b not in loop.mirror.placement and env.job(a)["state"] == "running"
     loop.tick()
     assert env.job(b)["state"] == "running"
     assert sorted(d for s in env.ex.launched for d in s.devices) == [0, 1, 2, 3]
@@ -324,9 +324,9 @@ def test_a_quota_change_committed_during_a_rebuild_is_applied_next_tick(
     monkeypatch.setattr(store, "queues", racing)
     loop.queues_dirty = True
     loop.tick()
-    assert raced and loop.queues.queues[0].nominal == (0,)  # this tick read the old quota
+    assert raced and loop.mirror.queues.queues[0].nominal == (0,)  # this tick read the old quota
     loop.tick()
-    assert loop.queues.queues[0].nominal == (2,)  # 0.5 of 4 slots
+    assert loop.mirror.queues.queues[0].nominal == (2,)  # 0.5 of 4 slots
 
 
 def test_a_long_exit_detail_does_not_break_the_tick(env: Env) -> None:
@@ -405,7 +405,7 @@ def test_a_failed_run_waits_out_its_retry_backoff(env: Env) -> None:
     loop.tick()
     loop.tick()
     assert len(env.ex.launched) == 1  # still waiting: not relaunched at once
-    loop.backoff[a] = 0.0  # the delay is over
+    loop.mirror.backoff[a] = 0.0  # the delay is over
     loop.tick()
     assert env.job(a)["state"] == "running" and env.ex.launched[-1].attempt == 2
 
@@ -437,7 +437,7 @@ def test_a_restart_keeps_a_retry_delay(env: Env) -> None:
     env.svc.loop.tick()
     assert "retry in 100 s" in env.job(a)["reason"]
     env.restart()
-    assert a in env.svc.loop.backoff  # still waiting, not back in the queue at once
+    assert a in env.svc.loop.mirror.backoff  # still waiting, not back in the queue at once
     env.svc.loop.tick()
     assert len(env.ex.launched) == 1
 

@@ -99,12 +99,12 @@ def test_a_restart_keeps_a_retry_delay_by_the_injected_clock(env: Env) -> None:
     env.tick_after(1.0)
     env.clock.advance(50.0)
     env.restart()
-    assert a in env.loop.backoff  # 50 s of 100 left: still waiting
+    assert a in env.loop.mirror.backoff  # 50 s of 100 left: still waiting
     env.loop.tick()
     assert len(env.ex.launched) == 1
     env.clock.advance(50.0)  # the delay is over while the service is down
     env.restart()
-    assert a not in env.loop.backoff
+    assert a not in env.loop.mirror.backoff
     env.loop.tick()
     assert env.job(a)["state"] == "running" and env.ex.launched[-1].attempt == 2
 
@@ -122,7 +122,7 @@ def test_a_failed_victim_search_backs_off_by_the_clock(db_url: str, tmp_path: Pa
         env.loop.tick()
         head = env.submit(gpus=4, priority_class="production", name="head")
         env.loop.tick()
-        job = env.loop.jobs[head]
+        job = env.loop.mirror.jobs[head]
         waits = [job.preempt_backoff_s]
         for _ in range(5):
             env.tick_after(1.0)
@@ -184,3 +184,30 @@ def test_a_launch_that_raises_is_recorded_at_the_ticks_now(env: Env) -> None:
     hist = env.job(a)["history"]
     assert [h["dst"] for h in hist] == ["queued", "admitted", "running", "failed", "requeued"]
     assert {h["at"] for h in hist[1:]} == {t}  # the launch's commit follows the tick's own
+
+
+def test_the_api_stamps_rows_and_judges_tokens_by_the_service_clock(env: Env) -> None:
+    """Every row the API writes carries the injected clock's time, and a token's expiry is
+    judged by it: stamps from the machine's clock (the old store.now_s and the auth
+    dependency's time.time) would be 5,000 s off."""
+    env.clock.advance(5000.0)
+    t = env.clock.time()
+    r = env.client.post("/v1/tokens", json={"team": "optimus", "expires_in_s": 60}, headers=ADMIN_H)
+    assert r.status_code == 201, r.text
+    short = {"Authorization": f"Bearer {r.json()['token']}"}
+    assert r.json()["expires_at"] == t + 60
+    a = env.submit()
+    assert env.client.post(f"/v1/jobs/{a}/cancel", headers=env.h).status_code == 202
+    r = env.client.put("/v1/queues/fsd", json={"weight": 2}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    with env.svc.sessions() as s:
+        team = s.scalar(select(m.Team).where(m.Team.name == "optimus"))
+        assert team is not None and team.created_at == t
+        kinds = ("team", "token", "cancel", "queue")
+        stamps = s.execute(
+            select(m.Event.kind, m.Event.at).where(m.Event.kind.in_(kinds), m.Event.at >= t - 1)
+        ).all()
+    assert {k for k, _ in stamps} == set(kinds) and {at for _, at in stamps} == {t}
+    assert env.client.get("/v1/jobs", headers=short).status_code == 200
+    env.clock.advance(61.0)  # past the token's 60 s on the service clock, not the machine's
+    assert env.client.get("/v1/jobs", headers=short).status_code == 401

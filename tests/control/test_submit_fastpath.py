@@ -6,6 +6,7 @@ fast path switched off), against services with the same tokens and the same stor
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def test_the_fast_path_answers_as_the_fastapi_route_does(
         service = fake_service(f"sqlite:///{home / 'fp.db'}", home)
         try:
             with service.sessions.begin() as s:  # the same team token in both services
-                store.create_token(s, "fsd", secret=TEAM_TOKEN)
+                store.create_token(s, "fsd", at=time.time(), secret=TEAM_TOKEN)
             answers.append(_answers(service, monkeypatch, fast))
         finally:
             service.close()

@@ -19,7 +19,6 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -137,8 +136,8 @@ class SubmitBatcher:
             self._commit(batch)
 
     def _commit(self, batch: list[_Item]) -> None:
-        if time.monotonic() >= self._next_prune:  # before the batch: its answers come after
-            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        if self.clock.monotonic() >= self._next_prune:  # before the batch: answers come after
+            self._next_prune = self.clock.monotonic() + PRUNE_EVERY_S
             self._prune()
         try:
             with self.sessions.begin() as s:
@@ -160,11 +159,7 @@ class SubmitBatcher:
     def _prune(self) -> None:
         try:
             with self.sessions.begin() as s:
-                s.execute(
-                    delete(m.IdempotencyKey).where(
-                        m.IdempotencyKey.created_at < time.time() - IDEMPOTENCY_KEEP_S
-                    )
-                )
+                store.prune_idempotency_keys(s, self.clock.time() - IDEMPOTENCY_KEEP_S)
         except Exception:
             log.exception("pruning idempotency keys failed")
 
@@ -203,15 +198,7 @@ def _insert(
     s: Session, batch: list[_Item], at: float, box: EnvBox | None = None
 ) -> list[Submitted | Exception | None]:
     """Insert the batch's new groups; replay or refuse the ones whose key was seen."""
-    keyed = {(i.idem.team, i.idem.key) for i in batch if i.idem is not None}
-    seen: dict[tuple[str, str], m.IdempotencyKey] = {}
-    if keyed:
-        rows = s.scalars(
-            select(m.IdempotencyKey).where(
-                tuple_(m.IdempotencyKey.team, m.IdempotencyKey.key).in_(list(keyed))
-            )
-        ).all()
-        seen = {(r.team, r.key): r for r in rows}
+    seen = store.idempotency_keys(s, {(i.idem.team, i.idem.key) for i in batch if i.idem})
     results: list[Submitted | Exception | None] = [None] * len(batch)
     fresh: list[int] = []
     first_of: dict[tuple[str, str], int] = {}  # a key twice in one batch: the first inserts
@@ -256,10 +243,5 @@ def _insert(
         if prior_hash != item.idem.request_hash:
             results[n] = IdempotencyConflictError(item.idem.key)
         else:
-            results[n] = Submitted(_jobs_by_id(s, ids), replayed=True)
+            results[n] = Submitted(store.job_outs(s, ids), replayed=True)
     return results
-
-
-def _jobs_by_id(s: Session, ids: list[int]) -> list[JobOut]:
-    rows = {j.id: j for j in s.scalars(select(m.Job).where(m.Job.id.in_(ids))).all()}
-    return [store.job_out(rows[i]) for i in ids if i in rows]

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -41,20 +40,20 @@ from cortex.control.loop_exits import (
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
+from cortex.control.mirror import Mirror
+from cortex.control.recovery import RecoveryMixin
 from cortex.drive import intake, runs
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.cycle import schedule
-from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Reason
 from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot
-from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 from cortex.workload.spec import JobSpec
-from cortex.workload.states import PENDING, JobState
+from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
 
 log = logging.getLogger("cortex.control")
@@ -93,9 +92,10 @@ def _speeds(flavor: str) -> dict[str, float]:
     return speeds
 
 
-class SchedulerLoop(LaunchMixin, ExitsMixin):
-    """Holds the in-memory mirror (ClusterState, PendingQueues, Job objects) of what the store
-    says, rebuilt from the store at start by `cortex.control.recovery`."""
+class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
+    """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
+    what the store says (control/mirror.py), rebuilt from the store by `recover()`
+    (control/recovery.py)."""
 
     def __init__(
         self,
@@ -148,18 +148,12 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             self.all_devices = [d for ds in self.node_devices for d in ds]
         self.pol = build_policies(settings.policy)
         self.speeds = _speeds(flavor)
-        self.queues: QueueConfig = QueueConfig.build(
-            queues_spec([], settings.min_runtime_s), self.topo
+        self.mirror = Mirror(
+            self.topo,
+            self.node_devices,
+            QueueConfig.build(queues_spec([], settings.min_runtime_s), self.topo),
+            self.pol.ordering.key,
         )
-        self.state = ClusterState(self.topo, self.queues)
-        self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
-        self.jobs: dict[int, Job] = {}  # every job not yet final
-        self.placement: dict[int, Placement] = {}  # jobs holding capacity in self.state
-        self.admitted: dict[int, Job] = {}  # placed, waiting for their devices to free up
-        self.stopping: set[int] = set()  # preempted, process still exiting; not in self.state
-        self.attempt: dict[int, int] = {}  # running jobs: current attempt
-        self.owner: dict[int, int] = {}  # device -> job id holding it now
-        self.backoff: dict[int, float] = {}  # requeued, waiting out a retry delay
         self.node_id = 0
         self.schedulable = True
         # Held by the scheduler thread for a whole tick (and by recovery): never taken by a
@@ -261,13 +255,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
 
     def reset(self) -> None:
         """Forget the in-memory mirror (recovery rebuilds it from the store)."""
-        self.jobs.clear()
-        self.placement.clear()
-        self.admitted.clear()
-        self.stopping.clear()
-        self.attempt.clear()
-        self.owner.clear()
-        self.backoff.clear()
+        self.mirror.reset()
         self._new_alloc.clear()
         self.queues_dirty = True
         self._last_cancel_scan = 0.0  # hints taken by a failed tick: the next tick scans all
@@ -291,27 +279,18 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
     def _resolve(self, job: Job) -> Reason | None:
         """Set the queue index, priority and eligible flavors; why the job can never be queued
         (drive/intake.py, as the twin and the API decide it), if so."""
-        st = self.state
-        return intake.admit(job, self.queues, self.topo.flavors, st.gpn, st.total_gpus)
+        mi = self.mirror
+        return intake.admit(job, mi.queues, self.topo.flavors, mi.state.gpn, mi.state.total_gpus)
 
     def rebuild(self, s: Session) -> None:
         """Rebuild the cluster state after the queues changed (their count sizes the state)."""
         # Cleared before the read: a change the API commits after this read sets it again, and
         # the next tick rebuilds (cleared after, that change would wait for another one).
         self.queues_dirty = False
-        self.queues = QueueConfig.build(
+        queues = QueueConfig.build(
             queues_spec(store.queues(s), self.settings.min_runtime_s), self.topo
         )
-        self.state = ClusterState(self.topo, self.queues)
-        self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
-        for job in self.jobs.values():
-            self._resolve(job)
-        for jid, pl in self.placement.items():
-            job = self.jobs[jid]
-            self.state.start(job, job.queue_idx, 0, pl)
-        for job in self.jobs.values():
-            if job.state in PENDING and job.queue_idx >= 0 and job.id not in self.backoff:
-                self.pending.add(job)
+        self.mirror.rebuild(queues, self._resolve)
         self.dirty = True
 
     # ---- the tick -------------------------------------------------------------------------
@@ -331,18 +310,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
         # Read new submissions and cancel requests without the write lock: only this loop
         # changes a submitted job's state, so what it reads here cannot change under it.
         with self.sessions() as r:
-            unseen = r.execute(
-                select(
-                    m.Job.id,
-                    m.Job.state,
-                    m.Job.spec,
-                    m.Job.submitted_at,
-                    m.Job.failures,
-                    m.Job.preemptions,
-                )
-                .where(m.Job.seen.is_(False))
-                .order_by(m.Job.id)
-            ).all()
+            unseen = store.unseen_jobs(r)
             cancels = self._cancel_candidates(r, now)
         new = [(row, self.mem_job(row)) for row in unseen if row.state == "queued"]
         exits = self.executor.poll()
@@ -358,9 +326,10 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             stops += self._cancels(s, cancels, now)
             for e in exits:
                 self._exit(s, e, now)
-            self._release_backoff(now)
-            due = self.pending and now - self._last_cycle >= IDLE_CYCLE_S
-            if self.schedulable and (self.dirty or due) and self.pending:
+            if self.mirror.due(now):
+                self.dirty = True  # a retry delay ended
+            due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S
+            if self.schedulable and (self.dirty or due) and self.mirror.pending:
                 stops += self._persist(s, self._schedule(now), now)
             if self.power is not None:  # pauses when the power budget shrinks
                 stops += self._persist(s, self.power.rebalance(now), now)
@@ -374,7 +343,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
             self._heartbeat(now)
 
     def _ingest(self, s: Session, ids: list[int], new: list[tuple[Any, Job]], now: float) -> None:
-        s.execute(update(m.Job).where(m.Job.id.in_(ids)).values(seen=True))
+        store.mark_seen(s, ids)
         for _row, job in new:
             reason = self._resolve(job)
             if reason is not None:
@@ -387,13 +356,13 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
                 row.ended_at = now
                 store.event(s, "rejected", why, job_id=row.id, team=row.team, at=now)
                 continue
-            self.jobs[job.id] = job
-            self.pending.add(job)
+            self.mirror.enqueue(job)
         self.dirty = True
 
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
-        snap = Snapshot(now, self.state, self.pending, self.speed, self.estimate_s, view)
+        mi = self.mirror
+        snap = Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
         if self.power is not None:
@@ -405,27 +374,17 @@ class SchedulerLoop(LaunchMixin, ExitsMixin):
 
     def _heartbeat(self, now: float) -> None:
         with self.sessions.begin() as s:
-            s.execute(
-                update(m.Node).where(m.Node.id == self.node_id).values(last_seen=now, healthy=True)
-            )
-            node = s.get(m.Node, self.node_id)
-            self.schedulable = bool(node.schedulable) if node is not None else True
+            self.schedulable = store.node_heartbeat(s, self.node_id, now)
         self._last_beat = now
 
     # ---- read side (API, metrics): the published view, no lock ------------------------------
     def publish(self) -> None:
         """Replace the view other threads read (called by the scheduler thread)."""
-        devices: dict[int, list[int]] = {}
-        for d, j in self.owner.items():
-            devices.setdefault(j, []).append(d)
-        usage = {
-            q.name: (sum(self.state.usage[q.index]), len(self.pending.lists[q.index]))
-            for q in self.queues.queues
-        }
+        mi = self.mirror
         self.view = LoopView(
-            devices={j: tuple(sorted(ds)) for j, ds in devices.items()},
-            usage=usage,
-            gpus_used=len(self.owner),
+            devices=mi.devices_by_job(),
+            usage=mi.usage(),
+            gpus_used=len(mi.owner),
             ticks=self.ticks,
         )
 

@@ -8,17 +8,15 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.config import Settings
+from cortex.control.mirror import Mirror
 from cortex.drive import runs
-from cortex.scheduler.pending import PendingQueues
-from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
-from cortex.workload.states import PENDING, JobState
+from cortex.workload.states import JobState
 
 log = logging.getLogger("cortex.control")
 
@@ -28,17 +26,9 @@ CANCEL_SCAN_S = 30.0
 class ExitsMixin:
     # Owned by SchedulerLoop (declared here for the type checker).
     settings: Settings
-    jobs: dict[int, Job]
-    placement: dict[int, Placement]
-    admitted: dict[int, Job]
-    stopping: set[int]
-    attempt: dict[int, int]
-    owner: dict[int, int]
-    state: ClusterState
-    pending: PendingQueues
+    mirror: Mirror
     dirty: bool
     executor: Any
-    backoff: dict[int, float]  # requeued job id -> wall time it may be scheduled again
     retry_backoff_base_s: float
     retry_backoff_max_s: float
     max_exit75_requeues: int
@@ -66,26 +56,16 @@ class ExitsMixin:
         tick instead of being cleared unread."""
         with self._hint_lock:
             hint, self.cancel_hint = self.cancel_hint, set()
-        q = select(m.Job.id).where(
-            m.Job.cancel_requested.is_(True),
-            m.Job.state.in_(runs.UNFINISHED_VALUES),
-            or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
-        )
         if now - self._last_cancel_scan >= CANCEL_SCAN_S:
             self._last_cancel_scan = now
-        elif hint:
-            q = q.where(m.Job.id.in_(sorted(hint)))
-        else:
-            return []
-        return list(r.scalars(q).all())
+            return store.cancel_candidates(r, None)
+        return store.cancel_candidates(r, sorted(hint)) if hint else []
 
     def _cancels(self, s: Session, ids: list[int], now: float) -> list[tuple[int, int, str]]:
         if not ids:
             return []
-        rows = s.scalars(select(m.Job).where(m.Job.id.in_(ids))).all()
         stops = []
-        for row in rows:
-            job = self.jobs.get(row.id)
+        for row in store.jobs_by_id(s, ids):
             if row.state == JobState.RUNNING.value:
                 row.stopping = "cancel"
                 stops.append((row.id, row.attempt, "cancel"))
@@ -93,16 +73,10 @@ class ExitsMixin:
                 continue
             if not runs.unfinished(row.state):
                 continue
-            if row.id in self.backoff:
-                del self.backoff[row.id]
-            elif job is not None and job.state in PENDING:
-                self.pending.remove(job)
-            elif job is not None and row.id in self.admitted:
-                self._release(s, row.id, now)
-                del self.admitted[row.id]
+            if self.mirror.withdraw(row.id):  # it held capacity: close its allocation too
+                store.close_allocations(s, row.id, now)
             store.move(s, row, JobState.CANCELLED, "cancelled before it ran", now)
             row.ended_at = now
-            self.jobs.pop(row.id, None)
             self.dirty = True
         return stops
 
@@ -115,19 +89,8 @@ class ExitsMixin:
     # ---- release and requeue ------------------------------------------------------------------
     def _release(self, s: Session, job_id: int, now: float) -> None:
         """Give back capacity and devices and close the allocation rows."""
-        job = self.jobs.get(job_id)
-        if job_id in self.placement and job is not None:
-            self.state.stop(job, job.queue_idx)
-            del self.placement[job_id]
-        self.stopping.discard(job_id)
-        self.attempt.pop(job_id, None)
-        for d in [d for d, j in self.owner.items() if j == job_id]:
-            del self.owner[d]
-        s.execute(
-            update(m.Allocation)
-            .where(and_(m.Allocation.job_id == job_id, m.Allocation.active.is_(True)))
-            .values(active=False, released_at=now)
-        )
+        self.mirror.release(job_id)
+        store.close_allocations(s, job_id, now)
         self.dirty = True
 
     def _requeue(
@@ -141,19 +104,7 @@ class ExitsMixin:
         if job is not None:
             job.state = JobState.REQUEUED
             runs.requeued(job)
-            if delay_s > 0:
-                self.backoff[job.id] = now + delay_s
-            else:
-                self.pending.add(job)
-
-    def _release_backoff(self, now: float) -> None:
-        """Jobs whose retry delay is over join the pending queues."""
-        for jid in [j for j, at in self.backoff.items() if at <= now]:
-            del self.backoff[jid]
-            job = self.jobs.get(jid)
-            if job is not None and job.state in PENDING and job.queue_idx >= 0:
-                self.pending.add(job)
-                self.dirty = True
+            self.mirror.requeue(job, now + delay_s if delay_s > 0 else None)
 
     # ---- exits -----------------------------------------------------------------------------
     def _exit(self, s: Session, e: Any, now: float) -> None:
@@ -161,7 +112,7 @@ class ExitsMixin:
         if row is None or row.attempt != e.attempt or row.state != JobState.RUNNING.value:
             log.info("stale exit %s", e)
             return
-        job = self.jobs.get(row.id)
+        job = self.mirror.jobs.get(row.id)
         self._release(s, row.id, now)
         row.exit_code = e.exit_code
         detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
@@ -172,7 +123,7 @@ class ExitsMixin:
         if runs.unasked_exit75(e.outcome, row.stopping, bool(row.cancel_requested)):
             # Exit 75 that no one asked for: the job requeues itself. Bounded, or a job that
             # always exits 75 would be relaunched forever.
-            self_requeues = 1 + self._self_requeues(s, row.id)
+            self_requeues = 1 + store.count_requeues(s, row.id, runs.SELF_REQUEUE)
         limits = runs.RetryLimits(
             self.settings.max_retries,
             self.retry_backoff_base_s,
@@ -193,21 +144,7 @@ class ExitsMixin:
         row.stopping = None
         if v.final:
             row.ended_at = now
-            self.jobs.pop(row.id, None)
+            self.mirror.forget(row.id)
         else:
             assert v.requeue is not None
             self._requeue(s, row, job, v.requeue, now, v.delay_s)
-
-    @staticmethod
-    def _self_requeues(s: Session, job_id: int) -> int:
-        """Earlier requeues of this job after an exit 75 that no stop request asked for."""
-        n = s.scalar(
-            select(func.count())
-            .select_from(m.JobTransition)
-            .where(
-                m.JobTransition.job_id == job_id,
-                m.JobTransition.dst == JobState.REQUEUED.value,
-                m.JobTransition.reason.startswith(runs.SELF_REQUEUE),
-            )
-        )
-        return int(n or 0)

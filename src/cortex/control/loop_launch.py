@@ -9,7 +9,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -18,12 +17,10 @@ from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
 from cortex.control.metrics import Metrics
+from cortex.control.mirror import Mirror
 from cortex.drive import runs
 from cortex.fleet.topology import Topology
-from cortex.scheduler.pending import PendingQueues
-from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.snapshot import Plan
-from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 
@@ -37,17 +34,8 @@ class LaunchMixin:
     executor: Any
     metrics: Metrics
     topo: Topology
-    jobs: dict[int, Job]
-    placement: dict[int, Placement]
-    admitted: dict[int, Job]
-    stopping: set[int]
-    attempt: dict[int, int]
-    owner: dict[int, int]
-    state: ClusterState
-    pending: PendingQueues
-    queues: QueueConfig
+    mirror: Mirror
     rules: runs.RunRules
-    node_devices: list[list[int]]
     node_id: int
     node_name: str
     uses_gpus: bool
@@ -74,18 +62,18 @@ class LaunchMixin:
     def _persist(self, s: Session, plan: Plan, now: float) -> list[tuple[int, int, str]]:
         """Record the plan's intents; return the SIGTERMs to send once they are durable."""
         stops = []
+        mi = self.mirror
         for job_id in plan.preempt_failed:
             runs.preempt_backoff(
-                self.jobs[job_id], now, self.queues.min_runtime_s, self.settings.tick_s, self.rules
+                mi.jobs[job_id], now, mi.queues.min_runtime_s, self.settings.tick_s, self.rules
             )
         for p in plan.preemptions:
             job = p.job
             row = s.get(m.Job, job.id)
             assert row is not None
-            if job.id in self.admitted:
+            if mi.was_admitted(job.id):
                 # Admitted but not launched (waiting for an earlier victim's devices): there is
                 # no process to stop, so it goes straight back to the queue.
-                del self.admitted[job.id]
                 self._new_alloc.pop(job.id, None)
                 self._release(s, job.id, now)
                 self._requeue(s, row, job, f"preempted before launch ({p.reason.code.value})", now)
@@ -100,10 +88,8 @@ class LaunchMixin:
                 at=now,
             )
             # The preemptor is admitted onto these GPUs now; the victim's devices stay
-            # taken (self.owner) until its process has exited.
-            self.state.stop(job, job.queue_idx)
-            del self.placement[job.id]
-            self.stopping.add(job.id)
+            # taken (mirror.owner) until its process has exited.
+            mi.stop(job)
             stops.append((job.id, row.attempt, "preempt"))
         for st in plan.starts:
             self._admit(s, st, now)
@@ -113,14 +99,12 @@ class LaunchMixin:
         job = st.job
         row = s.get(m.Job, job.id)
         assert row is not None
-        self.pending.remove(job)
+        self.mirror.dequeue(job)
         store.move(s, row, JobState.ADMITTED, "quota reserved", now)
         job.state = JobState.ADMITTED
         end = now + self.estimate_s(job, st.flavor, st.gang_gpus)
         runs.begin(job, now, st.flavor, st.gang_gpus, st.alloc_gpus, end)
-        self.state.start(job, job.queue_idx, st.flavor, st.placement)
-        self.placement[job.id] = st.placement
-        self.admitted[job.id] = job
+        self.mirror.admit(job, st.flavor, st.placement)
         self._new_alloc[job.id] = alloc = m.Allocation(
             job_id=job.id,
             attempt=row.attempt + 1,
@@ -139,16 +123,11 @@ class LaunchMixin:
         their devices, in the caller's transaction; returns (job id, attempt, launch spec) to
         launch once that is committed."""
         out = []
-        for job_id in sorted(self.admitted, key=lambda j: self.admitted[j].key):
-            job = self.admitted[job_id]
-            devices: list[int] = []
-            for node, k in self.placement[job_id]:
-                free = [d for d in self.node_devices[node] if d not in self.owner]
-                if len(free) < k:
-                    break  # preempted jobs still hold these devices
-                devices += free[:k]
-            else:
-                out.append(self._claim(s, job, devices, now))
+        admitted = self.mirror.admitted
+        for job_id in sorted(admitted, key=lambda j: admitted[j].key):
+            devices = self.mirror.free_devices(job_id)
+            if devices is not None:  # else preempted jobs still hold some of them
+                out.append(self._claim(s, admitted[job_id], devices, now))
         return out
 
     def _claim(self, s: Session, job: Job, devices: list[int], now: float) -> tuple[int, int, Any]:
@@ -183,11 +162,7 @@ class LaunchMixin:
             checkpoint_dir=None,  # the executor's per-job directory, kept across attempts
             team=row.team,
         )
-        job.state = JobState.RUNNING
-        del self.admitted[job.id]
-        self.attempt[job.id] = row.attempt
-        for d in devices:
-            self.owner[d] = job.id
+        self.mirror.claim(job, row.attempt, devices)
         return job.id, row.attempt, spec
 
     def _launch(self, launches: list[tuple[int, int, Any]]) -> None:
@@ -205,11 +180,7 @@ class LaunchMixin:
                 failed.append(LaunchFailure(job_id, attempt, str(err)))
         with self.sessions.begin() as s:
             for job_id, attempt, handle in handles:
-                s.execute(
-                    update(m.Allocation)
-                    .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
-                    .values(handle=handle)
-                )
+                store.set_handle(s, job_id, attempt, handle)
             for f in failed:
                 self._exit(s, f, now)
 

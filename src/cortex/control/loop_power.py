@@ -211,16 +211,16 @@ class LivePower:
             requested, self.requested_cap_w = self.requested_cap_w, None
         if requested is not None:
             b.site_cap_w = requested
-        for jid in [j for j in b.jobs if j not in loop.placement]:
+        for jid in [j for j in b.jobs if j not in loop.mirror.placement]:
             jp = b.jobs[jid]
-            if jid in loop.stopping:
+            if jid in loop.mirror.stopping:
                 self.draining[jid] = (jp.inc_w, {h: jp.inc_w * s for h, s in jp.halls.items()})
             b.stop(jid)
-        for jid in [j for j in self.draining if j not in loop.stopping]:
+        for jid in [j for j in self.draining if j not in loop.mirror.stopping]:
             del self.draining[jid]
-        for jid, pl in loop.placement.items():
-            if jid not in b.jobs and jid in loop.jobs:
-                job = loop.jobs[jid]
+        for jid, pl in loop.mirror.placement.items():
+            if jid not in b.jobs and jid in loop.mirror.jobs:
+                job = loop.mirror.jobs[jid]
                 if job.run_flavor < 0 or job.run_gpus <= 0:  # recovered: the placement's shape
                     job.run_flavor, job.run_gpus = 0, sum(k for _, k in pl)
                 b.start(job, job.run_flavor, job.run_gpus, pl, 0, now)
@@ -230,7 +230,7 @@ class LivePower:
         return {(j.kind, f): self.loop.speed(j.kind, f) for j in jobs for f in (j.run_flavor, 0)}
 
     def _solve(self, now: float) -> CapPlan:
-        running = {jid: self.loop.jobs[jid] for jid in self.books.jobs}
+        running = {jid: self.loop.mirror.jobs[jid] for jid in self.books.jobs}
         with self._draining_reserved():
             return self.books.solve(running, self._speeds(list(running.values())), now)
 
@@ -254,10 +254,10 @@ class LivePower:
         """The twin's shortage re-solve: a job short of watts that outranks running work gets a
         solve with itself as a member (lower priorities are capped, then paused)."""
         loop = self.loop
-        head = loop.jobs.get(head_id)
-        if head is None or head_id in loop.placement:
+        head = loop.mirror.jobs.get(head_id)
+        if head is None or head_id in loop.mirror.placement:
             return None
-        running = {jid: loop.jobs[jid] for jid in self.books.jobs}
+        running = {jid: loop.mirror.jobs[jid] for jid in self.books.jobs}
         speed = self._speeds([*running.values(), head])
         for f in head.flavor_ids:
             speed[(head.kind, f)] = loop.speed(head.kind, f)
@@ -271,10 +271,10 @@ class LivePower:
         b.target = cap.target
         paused = list(cap.paused)
         devices = self._devices()
-        moves = b.cap_moves(cap.levels, self.loop.jobs)
+        moves = b.cap_moves(cap.levels, self.loop.mirror.jobs)
         lower_failed = False
         for jid, level in moves:
-            job = self.loop.jobs[jid]
+            job = self.loop.mirror.jobs[jid]
             raise_ = level < b.jobs[jid].level  # a lower level index is a higher cap
             if raise_ and lower_failed:
                 # The raises were sized on the watts the lowers free; one lower failed and its
@@ -297,9 +297,9 @@ class LivePower:
         b.paused += len(paused)
         out = []
         for jid in paused:
-            if jid in self.loop.placement:
+            if jid in self.loop.mirror.placement:
                 why = Reason(Code.POWER_CAP, need_mw=0.0, headroom_mw=0.0, domain="site")
-                out.append(Preemption(self.loop.jobs[jid], why))
+                out.append(Preemption(self.loop.mirror.jobs[jid], why))
         return out
 
     def _set_caps(self, job: Job, devices: tuple[int, ...] | list[int], level: int) -> None:
@@ -330,14 +330,14 @@ class LivePower:
         if jp is None or self.actuator is None or self.books.policy is None:
             return  # `none` reports only: it never touches a device
         try:
-            self._set_caps(self.loop.jobs[job_id], devices, jp.level)
+            self._set_caps(self.loop.mirror.jobs[job_id], devices, jp.level)
         except PowerCapError:
             self.cap_failures += 1
             raise
 
     def _devices(self) -> dict[int, tuple[int, ...]]:
         out: dict[int, list[int]] = {}
-        for d, j in self.loop.owner.items():
+        for d, j in self.loop.mirror.owner.items():
             out.setdefault(j, []).append(d)
         return {j: tuple(sorted(ds)) for j, ds in out.items()}
 

@@ -12,18 +12,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cortex.control import db, store
-from cortex.control import models as m
 from cortex.control.auth import TokenCache
 from cortex.control.batcher import SubmitBatcher
 from cortex.control.clock import SYSTEM, Clock
 from cortex.control.envcrypt import EnvBox
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
-from cortex.control.recovery import recover, register_node
 from cortex.control.settings import Settings
 from cortex.executors.local.users import scrub_environ
 
@@ -34,7 +31,7 @@ def _bad_share(x: float | None, top: float) -> bool:
     return x is not None and not (math.isfinite(x) and 0.0 <= x <= top)
 
 
-def repair_queues(s: Session) -> int:
+def repair_queues(s: Session, at: float) -> int:
     """Reset quota values no tick can use (infinite, NaN, out of range: written before the API
     bounded them, or by hand) to the defaults, with a warning and an event, so that one bad
     row cannot keep the service from starting. Returns how many rows were repaired."""
@@ -51,7 +48,7 @@ def repair_queues(s: Session) -> int:
             fixed += 1
             msg = f"queue {q.name}: unusable {', '.join(bad)} reset to the default"
             log.warning(msg)
-            store.event(s, "queue", msg, team=q.name)
+            store.event(s, "queue", msg, team=q.name, at=at)
     return fixed
 
 
@@ -130,10 +127,10 @@ class Service:
         )
         self.loop.env_box = self.env_box
         with self.sessions.begin() as s:
-            repair_queues(s)
-            register_node(s, self.loop, inventory.kind)
-            self.new_admin_token = store.bootstrap_admin(s, settings.admin_token)
-        self.recovered = recover(self.loop)
+            repair_queues(s, clock.time())
+            self.loop.register_node(s, inventory.kind)
+            self.new_admin_token = store.bootstrap_admin(s, settings.admin_token, clock.time())
+        self.recovered = self.loop.recover()
         # Read once above; no child may inherit them (see exec_users.scrub_environ).
         scrub_environ()
         self.loop.on_error = self._resync
@@ -149,9 +146,9 @@ class Service:
         """After a failed tick: repair quota rows no tick can use (a hand edit while running),
         then rebuild the loop's mirror from the store."""
         with self.sessions.begin() as s:
-            if repair_queues(s):
+            if repair_queues(s, self.clock.time()):
                 self.loop.queues_dirty = True
-        recover(self.loop)
+        self.loop.recover()
 
     def _job_counts(self) -> list[tuple[str, str, int]]:
         with self.sessions() as s:
@@ -159,7 +156,7 @@ class Service:
 
     def _node_health(self) -> list[tuple[str, bool]]:
         with self.sessions() as s:
-            return [(n.name, n.healthy) for n in s.scalars(select(m.Node)).all()]
+            return [(n.name, n.healthy) for n in store.nodes(s)]
 
     @asynccontextmanager
     async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:

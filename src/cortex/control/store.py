@@ -3,30 +3,28 @@ checks the twin's transition table and writes the history row in the caller's tr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.control.auth import Principal, hash_token, new_token
 from cortex.control.envcrypt import EnvBox
 from cortex.control.schemas import JobOut, SubmitRequest, Transition
+from cortex.drive import runs
 from cortex.errors import InputError
 from cortex.workload.states import JobState, check_transition
-
-
-def now_s() -> float:
-    return time.time()
-
 
 REASON_MAX = 500  # the reason columns' width (PostgreSQL refuses a longer value)
 
 
 def move(s: Session, job: m.Job, dst: JobState, reason: str, at: float) -> None:
-    """Change a job's state through the transition table and record it."""
+    """Change a job's state through the transition table and record it.
+
+    Every write here takes its time from the caller (`at`): the service's injected clock, and in the
+    scheduler loop its one `now` per tick, so that a transition and its event carry one time."""
     check_transition(job.id, JobState(job.state), dst, reason)
     # Reasons quote exit details, which may quote a command line of any length.
     if len(reason) > REASON_MAX:
@@ -43,24 +41,23 @@ def event(
     *,
     job_id: int | None = None,
     team: str | None = None,
-    at: float | None = None,
+    at: float,
 ) -> None:
-    """Record an event; `at` the caller's clock (the loop's tick `now`), else the system's."""
-    when = now_s() if at is None else at
-    s.add(m.Event(at=when, kind=kind, job_id=job_id, team=team, message=message[:1000]))
+    """Record an event at the caller's clock reading (the loop's tick `now`)."""
+    s.add(m.Event(at=at, kind=kind, job_id=job_id, team=team, message=message[:1000]))
 
 
 # ---- teams, queues, tokens ----------------------------------------------------------------------
-def ensure_team(s: Session, name: str) -> m.Team:
+def ensure_team(s: Session, name: str, at: float) -> m.Team:
     """The team, created with a queue (no nominal share, unlimited borrowing) if new."""
     team = s.scalar(select(m.Team).where(m.Team.name == name))
     if team is None:
-        team = m.Team(name=name, created_at=now_s())
+        team = m.Team(name=name, created_at=at)
         s.add(team)
         if s.scalar(select(m.Queue).where(m.Queue.name == name)) is None:
             s.add(m.Queue(name=name, nominal_share=0.0, borrowing_limit_share=None, weight=1.0))
         s.flush()
-        event(s, "team", f"team {name} created", team=name)
+        event(s, "team", f"team {name} created", team=name, at=at)
     return team
 
 
@@ -68,6 +65,7 @@ def create_token(
     s: Session,
     team: str | None,
     *,
+    at: float,
     admin: bool = False,
     label: str = "",
     secret: str | None = None,
@@ -75,25 +73,25 @@ def create_token(
 ) -> tuple[str, m.Token]:
     """Store a token's hash; return the secret (shown once, never stored) and the row."""
     secret = secret or new_token()
-    team_id = ensure_team(s, team).id if team else None
+    team_id = ensure_team(s, team, at).id if team else None
     row = m.Token(
         team_id=team_id,
         admin=admin,
         token_hash=hash_token(secret),
         label=label,
-        created_at=now_s(),
+        created_at=at,
         expires_at=expires_at,
     )
     s.add(row)
     s.flush()
-    event(s, "token", f"token {row.id} created for {'admin' if admin else team}", team=team)
+    event(s, "token", f"token {row.id} created for {'admin' if admin else team}", team=team, at=at)
     return secret, row
 
 
 ADMIN_ENV_LABEL = "CORTEX_ADMIN_TOKEN"
 
 
-def bootstrap_admin(s: Session, configured: str | None) -> str | None:
+def bootstrap_admin(s: Session, configured: str | None, at: float) -> str | None:
     """Make sure there is an admin token. With CORTEX_ADMIN_TOKEN set, that value is the admin
     token and every other admin token is revoked (so changing the variable rotates it); else,
     at first start, a new one is returned for the caller to print once."""
@@ -101,7 +99,7 @@ def bootstrap_admin(s: Session, configured: str | None) -> str | None:
         key = hash_token(configured)
         row = s.scalar(select(m.Token).where(m.Token.token_hash == key))
         if row is None:
-            create_token(s, None, admin=True, label=ADMIN_ENV_LABEL, secret=configured)
+            create_token(s, None, at=at, admin=True, label=ADMIN_ENV_LABEL, secret=configured)
         elif not row.admin or row.revoked_at is not None:
             # A configured admin secret that is a team's token, or was revoked, is not reused.
             raise InputError(ADMIN_ENV_LABEL, "value", "names a revoked or non-admin token")
@@ -111,13 +109,13 @@ def bootstrap_admin(s: Session, configured: str | None) -> str | None:
             )
         ).all()
         for t in others:
-            t.revoked_at = now_s()
-            event(s, "token", f"admin token {t.id} revoked: CORTEX_ADMIN_TOKEN changed")
+            t.revoked_at = at
+            event(s, "token", f"admin token {t.id} revoked: CORTEX_ADMIN_TOKEN changed", at=at)
         return None
     live = select(m.Token.id).where(m.Token.admin.is_(True), m.Token.revoked_at.is_(None))
     if s.scalar(live.limit(1)) is not None:
         return None
-    return create_token(s, None, admin=True, label="first start")[0]
+    return create_token(s, None, at=at, admin=True, label="first start")[0]
 
 
 def principal_for(s: Session, secret: str, at: float) -> tuple[Principal, float | None] | None:
@@ -142,13 +140,13 @@ def tokens(s: Session) -> list[tuple[m.Token, str | None]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def revoke_token(s: Session, token_id: int) -> m.Token | None:
+def revoke_token(s: Session, token_id: int, at: float) -> m.Token | None:
     row = s.get(m.Token, token_id)
     if row is None:
         return None
     if row.revoked_at is None:
-        row.revoked_at = now_s()
-        event(s, "token", f"token {token_id} revoked")
+        row.revoked_at = at
+        event(s, "token", f"token {token_id} revoked", at=at)
     return row
 
 
@@ -244,10 +242,10 @@ def visible_job(s: Session, who: Principal, job_id: int) -> m.Job | None:
     return job
 
 
-def request_cancel(s: Session, job: m.Job) -> None:
+def request_cancel(s: Session, job: m.Job, at: float) -> None:
     s.execute(update(m.Job).where(m.Job.id == job.id).values(cancel_requested=True))
     job.cancel_requested = True
-    event(s, "cancel", "cancel requested", job_id=job.id, team=job.team)
+    event(s, "cancel", "cancel requested", job_id=job.id, team=job.team, at=at)
 
 
 def history(s: Session, job_id: int) -> list[Transition]:
@@ -298,3 +296,206 @@ def job_counts(s: Session) -> list[tuple[str, str, int]]:
         select(m.Job.team, m.Job.state, func.count()).group_by(m.Job.team, m.Job.state)
     ).all()
     return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+# ---- the scheduler loop's reads and writes ------------------------------------------------------
+def unseen_jobs(r: Session) -> Sequence[Any]:
+    """Jobs the loop has not read yet (new submissions), oldest first: the columns it needs."""
+    return r.execute(
+        select(
+            m.Job.id,
+            m.Job.state,
+            m.Job.spec,
+            m.Job.submitted_at,
+            m.Job.failures,
+            m.Job.preemptions,
+        )
+        .where(m.Job.seen.is_(False))
+        .order_by(m.Job.id)
+    ).all()
+
+
+def mark_seen(s: Session, ids: list[int]) -> None:
+    s.execute(update(m.Job).where(m.Job.id.in_(ids)).values(seen=True))
+
+
+def mark_seen_unless_queued(s: Session) -> None:
+    """Recovery: jobs recorded unseen in any state but `queued` need no intake."""
+    s.execute(update(m.Job).where(m.Job.seen.is_(False), m.Job.state != "queued").values(seen=True))
+
+
+def cancel_candidates(r: Session, only: list[int] | None) -> list[int]:
+    """Unfinished jobs with a cancel request not yet acted on; among `only` if given."""
+    q = select(m.Job.id).where(
+        m.Job.cancel_requested.is_(True),
+        m.Job.state.in_(runs.UNFINISHED_VALUES),
+        or_(m.Job.stopping.is_(None), m.Job.stopping != "cancel"),
+    )
+    if only is not None:
+        q = q.where(m.Job.id.in_(sorted(only)))
+    return list(r.scalars(q).all())
+
+
+def jobs_by_id(s: Session, ids: list[int]) -> Sequence[m.Job]:
+    return s.scalars(select(m.Job).where(m.Job.id.in_(ids))).all()
+
+
+def unfinished_jobs(s: Session) -> Sequence[m.Job]:
+    return s.scalars(
+        select(m.Job).where(m.Job.state.in_(runs.UNFINISHED_VALUES)).order_by(m.Job.id)
+    ).all()
+
+
+def last_transition_at(s: Session, job_id: int) -> float | None:
+    at = s.scalar(select(func.max(m.JobTransition.at)).where(m.JobTransition.job_id == job_id))
+    return None if at is None else float(at)
+
+
+def count_requeues(s: Session, job_id: int, reason_prefix: str) -> int:
+    """How often this job was requeued with a reason starting with `reason_prefix`."""
+    n = s.scalar(
+        select(func.count())
+        .select_from(m.JobTransition)
+        .where(
+            m.JobTransition.job_id == job_id,
+            m.JobTransition.dst == JobState.REQUEUED.value,
+            m.JobTransition.reason.startswith(reason_prefix),
+        )
+    )
+    return int(n or 0)
+
+
+def close_allocations(s: Session, job_id: int, at: float) -> None:
+    """The job's active allocation rows end now."""
+    s.execute(
+        update(m.Allocation)
+        .where(m.Allocation.job_id == job_id, m.Allocation.active.is_(True))
+        .values(active=False, released_at=at)
+    )
+
+
+def close_leaked_allocations(s: Session, holding: set[int], at: float) -> int:
+    """Recovery: active allocation rows of jobs that hold nothing end now; how many."""
+    res = s.execute(
+        update(m.Allocation)
+        .where(m.Allocation.active.is_(True), m.Allocation.job_id.not_in(holding or {-1}))
+        .values(active=False, released_at=at)
+    )
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+def set_handle(s: Session, job_id: int, attempt: int, handle: dict[str, Any]) -> None:
+    s.execute(
+        update(m.Allocation)
+        .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
+        .values(handle=handle)
+    )
+
+
+def node_heartbeat(s: Session, node_id: int, at: float) -> bool:
+    """The node is alive now; returns whether it may take new work (an operator may drain it)."""
+    s.execute(update(m.Node).where(m.Node.id == node_id).values(last_seen=at, healthy=True))
+    node = s.get(m.Node, node_id)
+    return bool(node.schedulable) if node is not None else True
+
+
+def register_node(
+    s: Session, name: str, flavor: str, devices: list[int], kind: str, at: float
+) -> m.Node:
+    """The node's row, created (with an event) or refreshed, and a row per accelerator."""
+    node = s.scalar(select(m.Node).where(m.Node.name == name))
+    count = len(devices)
+    if node is None:
+        node = m.Node(
+            name=name,
+            flavor=flavor,
+            gpus=count,
+            kind=kind,
+            healthy=True,
+            schedulable=True,
+            last_seen=at,
+        )
+        s.add(node)
+        s.flush()
+        event(s, "node", f"node {name} registered: {count} x {flavor}", at=at)
+    else:
+        node.flavor, node.gpus, node.kind = flavor, count, kind
+        node.healthy, node.last_seen = True, at
+    have = {
+        a.index for a in s.scalars(select(m.Accelerator).where(m.Accelerator.node_id == node.id))
+    }
+    for d in devices:
+        if d not in have:
+            s.add(m.Accelerator(node_id=node.id, index=d, flavor=flavor))
+    return node
+
+
+# ---- the API's reads ----------------------------------------------------------------------------
+def queue_named(s: Session, name: str) -> m.Queue | None:
+    return s.scalar(select(m.Queue).where(m.Queue.name == name))
+
+
+def team_name(s: Session, team_id: int | None) -> str | None:
+    if team_id is None:
+        return None
+    return s.scalar(select(m.Team.name).where(m.Team.id == team_id))
+
+
+def nodes(s: Session) -> Sequence[m.Node]:
+    return s.scalars(select(m.Node).order_by(m.Node.name)).all()
+
+
+def node_named(s: Session, name: str) -> m.Node | None:
+    return s.scalar(select(m.Node).where(m.Node.name == name))
+
+
+def recent_jobs(s: Session, team: str | None, state: str | None, limit: int) -> Sequence[m.Job]:
+    """Newest first; `team` None means every team's (the caller decides who may ask)."""
+    q = select(m.Job).order_by(m.Job.id.desc()).limit(limit)
+    if team is not None:
+        q = q.where(m.Job.team == team)
+    if state is not None:
+        q = q.where(m.Job.state == state)
+    return s.scalars(q).all()
+
+
+def recent_events(
+    s: Session, team: str | None, job_id: int | None, limit: int
+) -> Sequence[m.Event]:
+    """Newest first; `team` None means every team's and the service's own events."""
+    q = select(m.Event).order_by(m.Event.id.desc()).limit(limit)
+    if team is not None:
+        q = q.where(m.Event.team == team)
+    if job_id is not None:
+        q = q.where(m.Event.job_id == job_id)
+    return s.scalars(q).all()
+
+
+def ping(s: Session) -> None:
+    """A round trip to the database (readiness)."""
+    s.execute(text("SELECT 1"))
+
+
+# ---- idempotency keys (the submission batcher) ---------------------------------------------------
+def idempotency_keys(
+    s: Session, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], m.IdempotencyKey]:
+    """The stored (team, key) rows among `keys`."""
+    if not keys:
+        return {}
+    rows = s.scalars(
+        select(m.IdempotencyKey).where(
+            tuple_(m.IdempotencyKey.team, m.IdempotencyKey.key).in_(list(keys))
+        )
+    ).all()
+    return {(r.team, r.key): r for r in rows}
+
+
+def prune_idempotency_keys(s: Session, before: float) -> None:
+    s.execute(delete(m.IdempotencyKey).where(m.IdempotencyKey.created_at < before))
+
+
+def job_outs(s: Session, ids: list[int]) -> list[JobOut]:
+    """The jobs in the order of `ids` (missing ones left out)."""
+    rows = {j.id: j for j in jobs_by_id(s, ids)}
+    return [job_out(rows[i]) for i in ids if i in rows]

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
-from sqlalchemy import select
 
-from cortex.control import models as m
 from cortex.control import store
 from cortex.control.api.deps import MAX_ID, NO_NUL, Admin, Svc, Who, err
 from cortex.control.schemas import QueueOut, QueueUpdate, TokenCreate, TokenInfo, TokenOut
@@ -42,7 +40,7 @@ def put_queue(
     svc: Svc,
 ) -> QueueOut:
     with svc.sessions.begin() as s:
-        q = s.scalar(select(m.Queue).where(m.Queue.name == name))
+        q = store.queue_named(s, name)
         if q is None:
             raise HTTPException(404, f"queue {name} not found")
         share = body.nominal_share if body.nominal_share is not None else q.nominal_share
@@ -58,7 +56,9 @@ def put_queue(
             q.borrowing_limit_share = body.borrowing_limit_share
         if body.weight is not None:
             q.weight = body.weight
-        store.event(s, "queue", f"queue {name} quota set: share {share}", team=name)
+        store.event(
+            s, "queue", f"queue {name} quota set: share {share}", team=name, at=svc.clock.time()
+        )
         out = QueueOut(
             name=q.name,
             nominal_share=q.nominal_share,
@@ -81,7 +81,9 @@ def create_token(body: TokenCreate, who: Admin, svc: Svc) -> TokenOut:
     ttl = min(ttl, svc.settings.max_token_ttl_s)
     expires_at = svc.clock.time() + ttl
     with svc.sessions.begin() as s:
-        secret, row = store.create_token(s, body.team, label=body.label, expires_at=expires_at)
+        secret, row = store.create_token(
+            s, body.team, at=svc.clock.time(), label=body.label, expires_at=expires_at
+        )
         token_id = row.id
     svc.loop.queues_dirty = True
     svc.loop.wake()
@@ -114,10 +116,10 @@ def revoke_token(token_id: TokenId, who: Admin, svc: Svc) -> TokenInfo:
     if token_id == who.token_id:
         raise err(422, ["path", "token_id"], "the token making the request cannot revoke itself")
     with svc.sessions.begin() as s:
-        t = store.revoke_token(s, token_id)
+        t = store.revoke_token(s, token_id, svc.clock.time())
         if t is None:
             raise HTTPException(404, f"token {token_id} not found")
-        team = s.scalar(select(m.Team.name).where(m.Team.id == t.team_id)) if t.team_id else None
+        team = store.team_name(s, t.team_id)
         out = TokenInfo(
             id=t.id,
             team=team,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from sqlalchemy import select
 
 from cortex.control import models as m
 from cortex.control import store
@@ -32,7 +31,7 @@ def _node_out(n: m.Node, allocated: int) -> NodeOut:
 def list_nodes(who: Who, svc: Svc) -> list[NodeOut]:
     used, _ = svc.loop.gpus_by_flavor().get(svc.loop.flavor, (0, 0))
     with svc.sessions() as s:
-        rows = s.scalars(select(m.Node).order_by(m.Node.name)).all()
+        rows = store.nodes(s)
         return [_node_out(n, used if n.id == svc.loop.node_id else 0) for n in rows]
 
 
@@ -48,11 +47,11 @@ def patch_node(
     svc: Svc,
 ) -> NodeOut:
     with svc.sessions.begin() as s:
-        n = s.scalar(select(m.Node).where(m.Node.name == name))
+        n = store.node_named(s, name)
         if n is None:
             raise HTTPException(404, f"node {name} not found")
         n.schedulable = schedulable
-        store.event(s, "node", f"node {name} schedulable={schedulable}")
+        store.event(s, "node", f"node {name} schedulable={schedulable}", at=svc.clock.time())
         out = _node_out(n, 0)
         node_id = n.id
     with svc.loop.lock:
@@ -69,13 +68,9 @@ def list_events(
     job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
-    q = select(m.Event).order_by(m.Event.id.desc()).limit(limit)
-    if not who.admin:
-        q = q.where(m.Event.team == who.team)
-    if job_id is not None:
-        q = q.where(m.Event.job_id == job_id)
+    team = None if who.admin else who.team
     with svc.sessions() as s:
         return [
             EventOut(id=e.id, at=e.at, kind=e.kind, job_id=e.job_id, team=e.team, message=e.message)
-            for e in s.scalars(q).all()
+            for e in store.recent_events(s, team, job_id, limit)
         ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -41,11 +40,11 @@ def _cached(svc: Service, header: str | None) -> tuple[Principal | None, str, st
     if secret is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     key = hash_token(secret)
-    return svc.token_cache.get(key, time.monotonic(), time.time()), key, secret
+    return svc.token_cache.get(key, svc.clock.monotonic(), svc.clock.time()), key, secret
 
 
 def _lookup(svc: Service, key: str, secret: str) -> Principal:
-    now_s, now_mono = time.time(), time.monotonic()
+    now_s, now_mono = svc.clock.time(), svc.clock.monotonic()
     with svc.sessions() as s:
         found = store.principal_for(s, secret, now_s)
     if found is None:

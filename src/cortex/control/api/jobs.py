@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import select
 
 from cortex.control import models as m
 from cortex.control import store
@@ -42,17 +41,13 @@ def list_jobs(
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobList:
-    q = select(m.Job).order_by(m.Job.id.desc()).limit(limit)
     if not who.admin:
         if team is not None and team != who.team:
             return JobList(jobs=[])
         team = who.team
-    if team is not None:
-        q = q.where(m.Job.team == team)
-    if state is not None:
-        q = q.where(m.Job.state == state.value)
+    st = state.value if state is not None else None
     with svc.sessions() as s:
-        return JobList(jobs=[job_out(svc, s, j) for j in s.scalars(q).all()])
+        return JobList(jobs=[job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")
@@ -71,7 +66,7 @@ def cancel(job_id: JobId, who: Who, svc: Svc) -> JobOut:
     with svc.sessions.begin() as s:
         job = visible(s, who, job_id)
         if not is_final(job.state) and not job.cancel_requested:
-            store.request_cancel(s, job)
+            store.request_cancel(s, job, svc.clock.time())
     # Outside the write transaction: the loop's lock (taken for the devices) is never waited
     # for while holding the store's write lock, which the tick takes under the loop's lock.
     svc.loop.request_cancel(job_id)

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
+from cortex.control import store
 from cortex.control.api.deps import Svc, resolve
 from cortex.control.service import Service
 
@@ -59,7 +59,7 @@ def readyz(svc: Svc) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         with svc.sessions() as s:
-            s.execute(text("SELECT 1"))
+            store.ping(s)
         checks["store"] = "ok"
     except Exception as e:  # any driver error means not ready; the reason is the answer
         checks["store"] = f"error: {type(e).__name__}"

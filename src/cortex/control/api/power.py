@@ -60,7 +60,7 @@ def _power(svc: Svc, team: str | None = None) -> PowerOut:
         jobs=[
             PowerJobOut(job_id=j, cap_level=lv, modelled_w=w, devices=list(devs))
             for j, (lv, w, devs) in sorted(snap.jobs.items())
-            if team is None or getattr(svc.loop.jobs.get(j), "team", None) == team
+            if team is None or getattr(svc.loop.mirror.jobs.get(j), "team", None) == team
         ],
     )
 
@@ -80,5 +80,5 @@ def put_power(body: PowerUpdate, who: Admin, svc: Svc) -> PowerOut:
     except ValueError as e:
         raise err(422, ["body", "site_cap_kw"], str(e).removeprefix("site_cap_kw: ")) from None
     with svc.sessions.begin() as s:
-        store.event(s, "power", f"site cap set to {body.site_cap_kw:g} kW")
+        store.event(s, "power", f"site cap set to {body.site_cap_kw:g} kW", at=svc.clock.time())
     return out.model_copy(update={"site_cap_kw": body.site_cap_kw})

@@ -175,7 +175,7 @@ def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> N
     # No lock: the loop replaces `queues` and `state` whole (never mutates what is read here),
     # and a handler on the event loop must not wait out a tick.
     loop = svc.loop
-    queues, topo, state = loop.queues, loop.topo, loop.state
+    queues, topo, state = loop.mirror.queues, loop.topo, loop.mirror.state
     queue = None
     if req.team in queues.names:
         queue = queues.queues[queues.index(req.team)]
