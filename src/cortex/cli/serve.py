@@ -49,6 +49,12 @@ def serve(
     site_cap_kw: float | None = typer.Option(
         None, "--site-cap-kw", help="facility power cap in kW (needed by admit and cap)"
     ),
+    executor: str | None = typer.Option(
+        None, "--executor", help="local (this machine, default) or ray (a Ray cluster)"
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="the Ray cluster to join (--executor ray), e.g. HOST:6379"
+    ),
 ) -> None:
     """Start the control plane. At first start it prints the admin token once (or takes
     $CORTEX_ADMIN_TOKEN; changing that variable revokes the previous admin token)."""
@@ -66,6 +72,8 @@ def serve(
         allow_same_user=allow_same_user,
         power_policy=power_policy,
         site_cap_kw=site_cap_kw,
+        executor=executor,
+        ray_address=ray_address,
     )
     import uvicorn
 

@@ -33,6 +33,13 @@ class ExecutorFleet:
     def names(self) -> list[str]:
         return [n.name for n in self.nodes]
 
+    kind = "gpu"  # an executor's fleet offers GPUs (as the local Inventory's `kind`)
+
+    @property
+    def devices(self) -> list[int]:
+        """The loop's device ids: node n's GPUs follow node n-1's."""
+        return list(range(sum(n.gpus for n in self.nodes)))
+
     @property
     def flavor(self) -> str:
         """The most common flavor (the loop's throughput table is per one flavor)."""
