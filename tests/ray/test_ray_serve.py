@@ -65,6 +65,7 @@ def server(
         yield srv
     finally:
         srv.stop()
+        srv.cleanup_runs()  # closes the test's HTTP clients
 
 
 @pytest.fixture(scope="module")

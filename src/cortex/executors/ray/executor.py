@@ -62,6 +62,7 @@ FLEET_EVERY_S = 0.5  # node_changes() reads the cluster at most this often
 CALL_TIMEOUT_S = 10.0  # a blocking call to an agent (adoption only)
 # From a placed group to its agents answering: a Ray worker process per agent has to start.
 START_TIMEOUT_S = 120.0
+LOST_HOLD_S = 30.0  # see RayExecutor._lost
 
 
 class RayExecutor:
@@ -89,6 +90,13 @@ class RayExecutor:
         self.default_flavor = default_flavor
         self._gangs: dict[tuple[int, int], Gang] = {}
         self._alive: dict[str, bool] = {}  # node name -> last seen alive
+        self._ray_ids: dict[str, str] = {}  # node name -> its Ray node id at the last read
+        # Nodes a gang lost, with the Ray id they had: down at once, and up again only under a
+        # new Ray id (Ray marks a node dead seconds after its actors died with it).
+        # An actor can also die alone (its worker killed): after LOST_HOLD_S with Ray still
+        # calling the same node alive, the node is taken back.
+        self._lost: dict[str, tuple[str | None, float]] = {}
+        self._changes: list[tuple[str, bool]] = []
         self._fleet_read = 0.0
         self._ignored = IgnoredLog()
         self._agent_cls = ray.remote(NodeAgent)
@@ -115,6 +123,7 @@ class RayExecutor:
         self._ignored.report(view.ignored)
         live = [n for n in view.nodes.values() if n.alive]
         self._alive = {n.name: True for n in live}
+        self._ray_ids = dict(view.ray_ids)
         self._fleet_read = time.monotonic()
         return build_fleet(live, name="ray")
 
@@ -123,22 +132,41 @@ class RayExecutor:
         A node that rejoins keeps its label (and so its place in the fleet) under a new Ray
         id. A label the fleet did not have at start is logged and left out."""
         now = time.monotonic()
+        changes, self._changes = self._changes, []
         if not force and now - self._fleet_read < FLEET_EVERY_S:
-            return []
+            return changes
         self._fleet_read = now
         view = read_nodes(ray.nodes(), self.default_flavor)
         self._ignored.report(view.ignored)
-        changes = []
         for name, node in view.nodes.items():
+            alive = node.alive
+            if name in self._lost:
+                ray_id, since = self._lost[name]
+                same = view.ray_ids.get(name) == ray_id and now - since < LOST_HOLD_S
+                if alive and same:
+                    alive = False  # the very node we lost: Ray has not noticed yet
+                elif alive:
+                    del self._lost[name]  # back under a new Ray id
+            if alive:
+                self._ray_ids[name] = view.ray_ids.get(name, "")
             if name not in self._alive:
-                if node.alive:
+                if alive:
                     self._alive[name] = True
                     log.warning("Ray node %s joined; it joins the fleet at the next restart", name)
                 continue
-            if self._alive[name] != node.alive:
-                self._alive[name] = node.alive
-                changes.append((name, node.alive))
+            if self._alive[name] != alive:
+                self._alive[name] = alive
+                changes.append((name, alive))
         return changes
+
+    def _node_lost(self, name: str) -> None:
+        """A gang's agent died with its node: the node is down from now, not from when Ray's
+        health checks mark it dead, so the loop does not place the requeued job on it."""
+        if name not in self._lost:
+            self._lost[name] = (self._ray_ids.get(name), time.monotonic())
+        if self._alive.get(name, False):
+            self._alive[name] = False
+            self._changes.append((name, False))
 
     # -- paths -----------------------------------------------------------------------------
     def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]:
@@ -349,6 +377,7 @@ class RayExecutor:
                 gang.verdicts[i] = saved
             else:
                 gang.lost[i] = f"node {gang.parts[i].node} lost: {short(e)}"
+                self._node_lost(gang.parts[i].node)
             return
         if verdict is None:  # the wait timed out with the ranks still running: wait again
             gang.wait_refs[i] = gang.agents[i].wait.remote(WAIT_S)
