@@ -4,6 +4,7 @@ new executor, node loss. The node-loss test changes the cluster, so it runs last
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -193,6 +194,31 @@ def test_kill_removes_a_gang_without_a_record(ex: RayExecutor) -> None:
     ex.kill(h)
     assert ex.poll() == []
     wait_for(lambda: ex.live_handles() == [], 30)
+
+
+def test_sixteen_ranks_train_fsd_with_ddp_on_gloo_across_two_nodes(ex: RayExecutor) -> None:
+    pytest.importorskip("torch", reason="the train extra (torch) is not installed")
+    import json
+
+    # Each rank says where it runs, then becomes the tiny fsd workload (DDP over gloo: the
+    # CPU build sees no CUDA, whatever CUDA_VISIBLE_DEVICES the node's bundle has).
+    train = (
+        'echo "rank=$RANK node=$CORTEX_NODE local=$LOCAL_RANK"; exec "$0" -m cortex.training.fsd '
+        "--config tiny --steps 4 --log-every 2 --checkpoint-every 2 --num-workers 0 --device cpu"
+    )
+    ex.launch(dataclasses.replace(spec(10, ""), command=["sh", "-c", train, sys.executable]))
+    rec = ended(ex, 600)
+    assert (rec.outcome, rec.exit_code) == ("completed", 0), rec
+    for rank in range(16):
+        first = ex.rank_log_paths(10, 1, rank)[0].read_text().splitlines()[0]
+        # The placement: ranks 0-7 on node-a, 8-15 on node-b, LOCAL_RANK within the node.
+        node = "node-a" if rank < 8 else "node-b"
+        assert first == f"rank={rank} node={node} local={rank % 8}", first
+    lines = [json.loads(x) for x in ex.metrics_file(10).read_text().splitlines() if x.strip()]
+    steps = [d for d in lines if "loss" in d]
+    assert [d["world_size"] for d in steps] == [16, 16]
+    assert steps[-1]["samples_seen"] == 4 * 16 * 8  # steps x ranks x per-rank batch (tiny: 8)
+    assert (ex.checkpoint_dir(10) / "ckpt-00000004.pt").exists()
 
 
 def test_node_loss_fails_the_gang_naming_the_node(

@@ -32,7 +32,7 @@ if step:
     print(f"resumed from step {step}", flush=True)
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(75))
 limit = int(sys.argv[1])
-pace = float(sys.argv[2]) if os.environ["CORTEX_ATTEMPT"] == "1" else 0.01
+pace = float(sys.argv[2]) if os.environ["CORTEX_ATTEMPT"] == "1" else 0.002
 while step < limit:
     step += 1
     if rank == "0":
@@ -109,7 +109,7 @@ def test_a_gang_spans_both_nodes_and_each_rank_logs_apart(server: LiveServer) ->
 
 def test_preemption_checkpoints_the_low_gang_which_resumes(server: LiveServer, script: str) -> None:
     c = server.client(server.team_token("fsd"))
-    low = _submit(c, priority_class="preemptible", command=[sys.executable, script, "3000", "0.1"])
+    low = _submit(c, priority_class="preemptible", command=[sys.executable, script, "600", "0.1"])
     wait_for(lambda: "step 3" in _log(c, low), "the low gang to step", 120)
     high = _submit(
         c,
@@ -124,7 +124,7 @@ def test_preemption_checkpoints_the_low_gang_which_resumes(server: LiveServer, s
     assert final["state"] == "completed", final
     assert (final["attempt"], final["preemptions"]) == (2, 1)
     out = _log(c, low)
-    assert "resumed from step" in out and "done at step 3000" in out
+    assert "resumed from step" in out and "done at step 600" in out
 
 
 def test_kill9_of_the_service_adopts_the_running_gang(server: LiveServer, script: str) -> None:
