@@ -244,6 +244,9 @@ class RayExecutor:
             bundle_label_selector=[{LABEL_NODE: p.node} for p in parts],
         )
         gang = Gang(handle=handle, parts=parts, pg=pg, spec=spec, env=env)
+        # Requested now, not once the group exists: Ray starts them (a worker process each,
+        # the slow part of a gang start) as soon as their bundles are there.
+        self._create_agents(gang)
         self._gangs[gang.key] = gang
         log.info("job %s attempt %s: placement group on %s", *gang.key, [p.node for p in parts])
         return handle
@@ -278,9 +281,11 @@ class RayExecutor:
 
     def _placing(self, gang: Gang, now: float) -> ExitRecord | None:
         assert gang.pg is not None
-        ready, _ = ray.wait([gang.pg.ready()], timeout=0)
-        if ready:
-            self._create_agents(gang)
+        # The GCS's word, not pg.ready(): that runs a task in the group, which needs a worker
+        # process of its own (seconds to start) and a new one per call.
+        state = ray.util.placement_group_table(gang.pg).get("state")
+        if state == "CREATED":
+            gang.phase, gang.since = "starting", now
             return None
         if gang.stop is not None:
             return self._end(gang, None, "stopped before the job started")
@@ -313,7 +318,6 @@ class RayExecutor:
                 ),
             ).remote(h.job_id, h.attempt, p.index, p.node, list(p.ranks), h.run_dir)
         gang.master_ref = gang.agents[0].master.remote()
-        gang.phase, gang.since = "starting", time.monotonic()
 
     def _starting(self, gang: Gang, now: float) -> ExitRecord | None:
         ready, _ = ray.wait([gang.master_ref], timeout=0)
