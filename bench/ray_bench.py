@@ -11,6 +11,10 @@ bench/out/ray.json (summarized by hand in bench/RESULTS.md).
 2. node death -> requeue: a running 16-rank gang, one node killed (no graceful drain), to the
    ExitRecord that the loop turns into a requeue in the same tick (poll() called every 50 ms,
    as a busy loop ticks). With fast health checks (RAY_health_check_*; see tests/ray/raykit.py).
+3. `--fleet-nodes N`: a modelled N-node fleet in memory (node records shaped as `ray.nodes()`
+   gives them, 8 GPUs each, 32 nodes per pod; no Ray cluster): reading it by label, building
+   the FleetSpec and the loop's topology (start), and one re-read with one node down (the
+   fleet sync `node_changes()` does every 0.5 s, less the GCS call).
 Timings are medians; the machine is shared, so compare with the baseline of the same run.
 """
 
@@ -101,10 +105,44 @@ def node_death(ex: RayExecutor, cluster: LoopbackCluster, job_id: int) -> float:
     return took
 
 
+def modelled_fleet(n: int) -> dict[str, float]:
+    from cortex.executors.nodes import build_fleet
+    from cortex.executors.ray.fleet import read_nodes
+    from cortex.fleet.topology import build
+
+    def raw(i: int, alive: bool = True) -> dict[str, object]:
+        labels = {
+            "cortex.node": f"n{i:05d}",
+            "cortex.pod": f"p{i // 32}",
+            "cortex.rack": f"r{i // 4}",
+        }
+        res = {"CPU": 64.0, "GPU": 8.0} if alive else {}
+        return {"NodeID": f"id{i}", "Alive": alive, "Resources": res, "Labels": labels}
+
+    nodes = [raw(i) for i in range(n)]
+    t0 = time.perf_counter()
+    view = read_nodes(nodes, "H100-SXM5")
+    fleet = build_fleet(list(view.nodes.values()))
+    topo = build(fleet.spec)
+    start_s = time.perf_counter() - t0
+    assert topo.n_nodes == n
+    nodes[n // 2] = raw(n // 2, alive=False)
+    t0 = time.perf_counter()
+    again = read_nodes(nodes, "H100-SXM5")
+    down = [k for k, v in again.nodes.items() if not v.alive]
+    sync_s = time.perf_counter() - t0
+    assert down == [f"n{n // 2:05d}"]
+    return {"nodes": n, "start_read_build_s": start_s, "sync_read_s": sync_s}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--fleet-nodes", type=int, default=0, help="only the modelled fleet")
     args = ap.parse_args()
+    if args.fleet_nodes:
+        print(json.dumps(modelled_fleet(args.fleet_nodes), indent=2))
+        return
     cluster = LoopbackCluster()
     try:
         cluster.add("node-a")
