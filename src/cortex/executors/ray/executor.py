@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,7 @@ class RayExecutor:
     # -- connection and fleet --------------------------------------------------------------
     def connect(self) -> None:
         """Join the cluster as a driver (raises ConnectionError when it is unreachable)."""
+        _probe(self.address)
         if ray.is_initialized():
             return
         ray.init(
@@ -591,3 +593,17 @@ class RayExecutor:
             gang.kill_at = time.monotonic() + max(0.0, remaining)
         gang.phase, gang.running_at = "running", time.monotonic()
         return True
+
+
+def _probe(address: str | None, timeout_s: float = 3.0) -> None:
+    """ConnectionError, at once, when nothing answers at a HOST:PORT address: `ray.init` would
+    retry for minutes, logging as it goes, instead of failing."""
+    if not address or "://" in address or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectionError(f"ray_address: expected HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConnectionError(f"cannot connect to {address}: {err.strerror or err}") from None
