@@ -5,13 +5,14 @@ new executor, node loss. The node-loss test changes the cluster, so it runs last
 from __future__ import annotations
 
 import dataclasses
+import socket
 import sys
 import time
 
 import pytest
+import ray
 from raykit import LoopbackCluster, wait_for
 
-import ray
 from cortex.executors.ray.executor import RayExecutor
 from cortex.executors.spec import ExitRecord, LaunchSpec
 
@@ -194,6 +195,37 @@ def test_kill_removes_a_gang_without_a_record(ex: RayExecutor) -> None:
     ex.kill(h)
     assert ex.poll() == []
     wait_for(lambda: ex.live_handles() == [], 30)
+
+
+def test_an_unreachable_cluster_serves_the_last_fleet_down_and_checks_adoptions_later(
+    ex: RayExecutor, cluster: LoopbackCluster
+) -> None:
+    ex.discover()  # saves the fleet in the run root
+    h = ex.launch(spec(11, CHECKPOINTING, nprocs=2))
+    up(ex, 11, 2)
+    ex._gangs.clear()  # the service that started it is gone
+    # A restart that cannot reach the cluster (nothing listens at this address).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    off = RayExecutor(ex.root, dead, grace_s=2.0, connect=False)
+    fleet = off.start_offline()
+    assert fleet is not None and fleet.names == ["node-a", "node-b"]
+    assert all(not n.alive for n in fleet.nodes)
+    assert off.poll() == [] and off.node_changes() == [] and off.live_handles() == []
+    with pytest.raises(ConnectionError, match="not connected"):
+        off.launch(spec(12, REPORT))
+    assert off.adopt(h) is True  # on trust: requeuing it now could run it twice
+    # The cluster answers again (here: at the address it really has).
+    off.address = cluster.address
+    off._backoff.next_at = 0.0
+    assert off.poll() == [] and off.connected
+    changes: list[tuple[str, bool]] = []
+    wait_for(lambda: changes.extend(off.node_changes(force=True)) or changes, 10, 0.2)
+    assert sorted(changes) == [("node-a", True), ("node-b", True)]
+    assert off.terminate(11, 1, "preempt") is True  # the adopted gang was found running
+    rec = ended(off)
+    assert (rec.outcome, rec.exit_code) == ("preempted", 75), rec
 
 
 def test_sixteen_ranks_train_fsd_with_ddp_on_gloo_across_two_nodes(ex: RayExecutor) -> None:

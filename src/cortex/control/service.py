@@ -77,23 +77,40 @@ def local_executor(settings: Settings) -> tuple[Any, Any]:
 
 def ray_executor(settings: Settings) -> tuple[Any, Any]:
     """The Ray executor and its fleet, read from the cluster's node labels. A cluster that
-    cannot be reached, or that has no labelled GPU node yet, is one line in the log and a
-    retry, with backoff (1 s doubling to 30 s), until it can."""
+    cannot be reached is one line in the log. With a fleet saved by an earlier start, the
+    service serves at once with every node of it down (jobs stay queued; adopted gangs are
+    checked once Ray answers) and the executor reconnects in the background of its polls;
+    without one, it retries here, with backoff (1 s doubling to 30 s), until it can."""
     from cortex.executors.ray.executor import RayExecutor
+
+    def make(connect: bool) -> Any:
+        return RayExecutor(
+            settings.run_dir,
+            settings.ray_address,
+            grace_s=settings.grace_s,
+            pg_timeout_s=settings.ray_pg_timeout_s,
+            connect=connect,
+        )
 
     delay = RAY_RETRY_FIRST_S
     while True:
         try:
-            executor = RayExecutor(
-                settings.run_dir,
-                settings.ray_address,
-                grace_s=settings.grace_s,
-                pg_timeout_s=settings.ray_pg_timeout_s,
-            )
+            executor = make(True)
             return executor, executor.discover()
         except (ConnectionError, ValueError, RuntimeError) as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             where = settings.ray_address or "auto"
+            offline = make(False)
+            fleet = offline.start_offline()
+            if fleet is not None:
+                log.error(
+                    "ray: cluster %s not usable: %s; serving with the last fleet (%d nodes) "
+                    "down, reconnecting in the background",
+                    where,
+                    first,
+                    len(fleet.nodes),
+                )
+                return offline, fleet
             log.error("ray: cluster %s not usable: %s; retrying in %g s", where, first, delay)
             time.sleep(delay)
             delay = min(delay * 2, RAY_RETRY_MAX_S)

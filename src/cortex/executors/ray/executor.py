@@ -25,23 +25,24 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
+import ray
+from ray.exceptions import RayActorError, RayError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-import ray
-from cortex.executors.local.rundir import job_dir, read_json, run_dir, write_json_atomic
+from cortex.executors.local.rundir import job_dir, run_dir, write_json_atomic
 from cortex.executors.local.users import DEFAULT_PATH, INHERITED_ENV
 from cortex.executors.nodes import ExecutorFleet, build_fleet
 from cortex.executors.ray import gang as g
+from cortex.executors.ray.adoption import AdoptionMixin
 from cortex.executors.ray.agent import NodeAgent, rank_log_paths
 from cortex.executors.ray.fleet import DEFAULT_FLAVOR, LABEL_NODE, IgnoredLog, read_nodes
-from cortex.executors.ray.runs import Gang, adopted, named_pg, read_verdict, short
+from cortex.executors.ray.offline import Backoff, load_fleet, save_fleet
+from cortex.executors.ray.runs import Gang, named_pg, probe, read_verdict, short
 from cortex.executors.spec import (
     ExitRecord,
     GangHandle,
@@ -66,7 +67,7 @@ START_TIMEOUT_S = 120.0
 LOST_HOLD_S = 30.0  # see RayExecutor._lost
 
 
-class RayExecutor:
+class RayExecutor(AdoptionMixin):
     def __init__(
         self,
         root_dir: Path,
@@ -98,24 +99,64 @@ class RayExecutor:
         # calling the same node alive, the node is taken back.
         self._lost: dict[str, tuple[str | None, float]] = {}
         self._changes: list[tuple[str, bool]] = []
+        # Adopted while the cluster was unreachable: checked once it is back (see adopt()).
+        self._unverified: dict[tuple[int, int], Gang] = {}
         self._fleet_read = 0.0
         self._ignored = IgnoredLog()
         self._agent_cls = ray.remote(NodeAgent)
+        self.connected = False
+        self._backoff = Backoff()
         if connect:
             self.connect()
 
     # -- connection and fleet --------------------------------------------------------------
     def connect(self) -> None:
         """Join the cluster as a driver (raises ConnectionError when it is unreachable)."""
-        _probe(self.address)
-        if ray.is_initialized():
-            return
-        ray.init(
-            address=self.address,
-            namespace=self.namespace,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
+        probe(self.address)
+        if not ray.is_initialized():
+            ray.init(
+                address=self.address,
+                namespace=self.namespace,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        self.connected = True
+
+    def start_offline(self) -> ExecutorFleet | None:
+        """The cluster cannot be reached now: the last fleet read, every node down, and
+        reconnection attempts from poll() on (the nodes come up through node_changes()).
+        None without a saved fleet."""
+        nodes = load_fleet(self.root)
+        if nodes is None:
+            return None
+        self._alive = {n.name: False for n in nodes}
+        return build_fleet(nodes, name="ray")
+
+    def _reconnect(self) -> bool:
+        if self.connected or not self._backoff.due():
+            return self.connected
+        try:
+            self.connect()
+        except (ConnectionError, RuntimeError) as err:
+            self._backoff.failed(self.address, err)
+            return False
+        log.warning("ray: connected to %s", self.address or "auto")
+        self._fleet_read = 0.0  # read the nodes at the next node_changes()
+        return True
+
+    def _verify_adopted(self) -> list[ExitRecord]:
+        """Gangs adopted while the cluster was unreachable: watched if they still run (or left
+        their verdicts), else torn down and reported failed, so the loop requeues them."""
+        out = []
+        for key, gang in list(self._unverified.items()):
+            del self._unverified[key]
+            if self._reattach(gang):
+                self._gangs[key] = gang
+                continue
+            self._teardown(gang.handle)
+            why = "lost while the Ray cluster was unreachable"
+            out.append(ExitRecord(key[0], key[1], outcome_for(gang.stop, None), None, why))
+        return out
 
     def discover(self) -> ExecutorFleet:
         """The fleet: every live node with a `cortex.node` label (see fleet.py for the
@@ -127,12 +168,16 @@ class RayExecutor:
         self._alive = {n.name: True for n in live}
         self._ray_ids = dict(view.ray_ids)
         self._fleet_read = time.monotonic()
-        return build_fleet(live, name="ray")
+        fleet = build_fleet(live, name="ray")
+        save_fleet(self.root, list(fleet.nodes))
+        return fleet
 
     def node_changes(self, *, force: bool = False) -> list[tuple[str, bool]]:
         """Nodes of the fleet that went down or came back since the last call: (name, alive).
         A node that rejoins keeps its label (and so its place in the fleet) under a new Ray
         id. A label the fleet did not have at start is logged and left out."""
+        if not self.connected:
+            return []
         now = time.monotonic()
         changes, self._changes = self._changes, []
         if not force and now - self._fleet_read < FLEET_EVERY_S:
@@ -189,6 +234,8 @@ class RayExecutor:
         """Request the placement group and return the durable handle; poll() starts the ranks
         once Ray has placed it. An attempt is launched once (its run dir is made exclusively)."""
         spec.validate()
+        if not self.connected:
+            raise ConnectionError(f"ray: cluster {self.address or 'auto'} not connected")
         parts = g.split(spec.nodes, spec.nprocs)
         key = (spec.job_id, spec.attempt)
         if key in self._gangs:
@@ -260,8 +307,11 @@ class RayExecutor:
 
     # -- watching --------------------------------------------------------------------------
     def poll(self) -> list[ExitRecord]:
-        """Runs that ended since the last call, each once; moves every gang on, never blocks."""
-        out = []
+        """Runs that ended since the last call, each once; moves every gang on, never blocks
+        (but for a reconnection attempt while the cluster is unreachable)."""
+        if not self._reconnect():
+            return []
+        out = self._verify_adopted() if self._unverified else []
         for key, gang in list(self._gangs.items()):
             try:
                 rec = self._advance(gang)
@@ -460,7 +510,7 @@ class RayExecutor:
         grace = self.grace_s if grace_s is None else float(grace_s)
         if grace < 0:
             raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
-        gang = self._gangs.get((job_id, attempt))
+        gang = self._gangs.get((job_id, attempt)) or self._unverified.get((job_id, attempt))
         if gang is None:
             return False
         gang.stop = "cancel" if "cancel" in (reason, gang.stop) else "preempt"
@@ -480,6 +530,10 @@ class RayExecutor:
     def kill(self, h: Any) -> None:
         """Kill a run now and forget it (a run the store does not want); no ExitRecord."""
         self._gangs.pop((h.job_id, h.attempt), None)
+        self._unverified.pop((h.job_id, h.attempt), None)
+        if not self.connected:
+            log.warning("ray: cannot kill job %s attempt %s: not connected", h.job_id, h.attempt)
+            return
         self._teardown(h)
 
     def _teardown(self, h: GangHandle) -> None:
@@ -506,104 +560,3 @@ class RayExecutor:
                 remove_placement_group(pg)
             except RayError as e:
                 log.warning("removing placement group of job %s: %s", h.job_id, short(e))
-
-    # -- after a restart -------------------------------------------------------------------
-    def find_run(self, job_id: int, attempt: int) -> GangHandle | None:
-        """The handle in this attempt's run dir (written before anything was asked of Ray)."""
-        try:
-            data = read_json(run_dir(self.root, job_id, attempt) / "handle.json")
-            h = GangHandle.from_dict(data) if data is not None else None
-        except ValueError:
-            return None
-        if h is None or h.kind != KIND or (h.job_id, h.attempt) != (job_id, attempt):
-            return None
-        return h
-
-    def live_handles(self) -> list[GangHandle]:
-        """Every gang of ours Ray still holds (named agents or placement groups), whether or
-        not the store knows it: adopt() those it wants, kill() the rest."""
-        keys: set[tuple[int, int]] = set()
-        for name in ray.util.list_named_actors():
-            parsed = g.parse_name(name)
-            if parsed is not None:
-                keys.add(parsed[:2])
-        for info in ray.util.placement_group_table().values():
-            parsed = g.parse_name(str(info.get("name", "")))
-            if parsed is not None and info.get("state") != "REMOVED":
-                keys.add(parsed[:2])
-        out = []
-        for job_id, attempt in sorted(keys):
-            h = self.find_run(job_id, attempt) or self._bare_handle(job_id, attempt)
-            out.append(h)
-        return out
-
-    def _bare_handle(self, job_id: int, attempt: int) -> GangHandle:
-        """A handle from names alone (its run dir lost): enough to kill the gang."""
-        rdir = run_dir(self.root, job_id, attempt)
-        out, err = rank_log_paths(rdir, 0)
-        names = [
-            n
-            for n in ray.util.list_named_actors()
-            if (g.parse_name(n) or (0, 0))[:2] == (job_id, attempt)
-        ]
-        payload = {"namespace": self.namespace, "pg": g.pg_name(job_id, attempt), "agents": names}
-        return GangHandle(job_id, attempt, KIND, str(rdir), str(out), str(err), (), payload)
-
-    def adopt(self, h: Any) -> bool:
-        """Watch a gang an earlier service started. True when every node's agent still runs
-        its ranks (or left its verdict): poll() reports its end. False otherwise: whatever is
-        left of it is killed first, so the requeued job cannot run beside it (a gang whose
-        ranks had not all started is never started now: the job's env is not kept)."""
-        if not isinstance(h, GangHandle) or h.kind != KIND:
-            return False
-        key = (h.job_id, h.attempt)
-        if key in self._gangs:
-            return True
-        gang = adopted(h)
-        if gang is None or not self._reattach(gang):
-            self._teardown(h)
-            return False
-        self._gangs[key] = gang
-        return True
-
-    def _reattach(self, gang: Gang) -> bool:
-        h = gang.handle
-        ns = str(h.payload.get("namespace", self.namespace))
-        for p in gang.parts:
-            saved = read_verdict(gang, p.index)
-            if saved is not None:
-                gang.verdicts[p.index] = saved
-                continue
-            try:
-                agent = ray.get_actor(g.agent_name(h.job_id, h.attempt, p.index), namespace=ns)
-                status: Any = ray.get(agent.status.remote(), timeout=CALL_TIMEOUT_S)
-            except (ValueError, RayError, GetTimeoutError):
-                return False
-            if not status.get("started"):
-                return False
-            gang.agents[p.index] = agent
-            gang.wait_refs[p.index] = agent.wait.remote(WAIT_S)
-        try:
-            req = read_json(Path(h.run_dir) / "terminate.json")
-        except ValueError:
-            req = None
-        if req is not None and req.get("reason") in ("preempt", "cancel"):
-            gang.stop = req["reason"]
-            remaining = float(req.get("kill_at_wall", 0.0)) - time.time()
-            gang.kill_at = time.monotonic() + max(0.0, remaining)
-        gang.phase, gang.running_at = "running", time.monotonic()
-        return True
-
-
-def _probe(address: str | None, timeout_s: float = 3.0) -> None:
-    """ConnectionError, at once, when nothing answers at a HOST:PORT address: `ray.init` would
-    retry for minutes, logging as it goes, instead of failing."""
-    if not address or "://" in address or address == "auto":
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConnectionError(f"ray_address: expected HOST:PORT, got {address!r}")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as err:
-        raise ConnectionError(f"cannot connect to {address}: {err.strerror or err}") from None

@@ -1,7 +1,9 @@
-"""One gang's state in the Ray executor, and the helpers that rebuild it after a restart."""
+"""One gang's state in the Ray executor, the helpers that rebuild it after a restart, and the
+probe of a cluster address."""
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,3 +73,17 @@ def read_verdict(gang: Gang, index: int) -> dict[str, Any] | None:
 def short(e: BaseException) -> str:
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     return (lines[0] if lines else type(e).__name__)[:300]
+
+
+def probe(address: str | None, timeout_s: float = 3.0) -> None:
+    """ConnectionError, at once, when nothing answers at a HOST:PORT address: `ray.init` would
+    retry for minutes, logging as it goes, instead of failing."""
+    if not address or "://" in address or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectionError(f"ray_address: expected HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise ConnectionError(f"cannot connect to {address}: {err.strerror or err}") from None
