@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import importlib.util
 import json
 import os
@@ -59,19 +60,19 @@ MUTMUT = [sys.executable, "-m", "mutmut"]
 KILLED = {"killed", "timeout", "caught by type check"}
 # (name, file, original, mutant): each removes or weakens one team filter.
 ISOLATION_MUTANTS = [
-    ("list_jobs: no team filter", "src/cortex/control/api.py",
-     "        if not who.admin:\n            if team is not None and team != who.team:\n"
-     "                return JobList(jobs=[])\n            team = who.team\n", ""),
-    ("list_jobs: ?team= of another team honoured", "src/cortex/control/api.py",
-     "            if team is not None and team != who.team:\n"
-     "                return JobList(jobs=[])\n            team = who.team",
-     "            team = team if team is not None else who.team"),
+    ("list_jobs: no team filter", "src/cortex/control/api/jobs.py",
+     "    if not who.admin:\n        if team is not None and team != who.team:\n"
+     "            return JobList(jobs=[])\n        team = who.team\n", ""),
+    ("list_jobs: ?team= of another team honoured", "src/cortex/control/api/jobs.py",
+     "        if team is not None and team != who.team:\n"
+     "            return JobList(jobs=[])\n        team = who.team",
+     "        team = team if team is not None else who.team"),
     ("visible_job: no team check", "src/cortex/control/store.py",
      "if job is None or (not who.admin and job.team != who.team):", "if job is None:"),
-    ("list_queues: every queue", "src/cortex/control/api.py",
+    ("list_queues: every queue", "src/cortex/control/api/admin.py",
      "if who.admin or q.name == who.team", ""),
-    ("list_events: no team filter", "src/cortex/control/api.py",
-     "        if not who.admin:\n            q = q.where(m.Event.team == who.team)\n", ""),
+    ("list_events: no team filter", "src/cortex/control/api/cluster.py",
+     "    team = None if who.admin else who.team\n", "    team = None\n"),
 ]  # fmt: skip
 
 
@@ -88,10 +89,17 @@ def _config() -> dict:
         raise  # unreachable; for the type checker
 
 
-def _preflight(cfg: dict) -> None:
-    """mutmut importable, every file it will mutate parseable: else one line and exit 2."""
+def _preflight(cfg: dict, patterns: list[str]) -> None:
+    """mutmut importable, every file it will mutate parseable, every selected test file and
+    every --only module present: else one line and exit 2."""
     if importlib.util.find_spec("mutmut") is None:
         _fail("mutmut is not installed (pip install mutmut==3.8.1)")
+    for test in cfg.get("pytest_add_cli_args_test_selection", []):
+        if not (ROOT / test).exists():
+            _fail(f"pyproject.toml: pytest_add_cli_args_test_selection: {test}: no such file")
+    for p in patterns:
+        if _source_of(p) is None:
+            _fail(f"--only: {p}: no such module under src/")
     for pattern in cfg.get("only_mutate", []):
         files = sorted(ROOT.glob(pattern)) if "*" in pattern else [ROOT / pattern]
         for f in files:
@@ -103,12 +111,46 @@ def _preflight(cfg: dict) -> None:
                 _fail(f"{f.relative_to(ROOT)}: cannot parse: {err}")
 
 
-def _run_mutmut(patterns: list[str], children: int) -> None:
+def _source_of(pattern: str) -> Path | None:
+    """The source file a module prefix names (cortex.control.store.x_visible_job is in
+    src/cortex/control/store.py), or None."""
+    parts = pattern.rstrip("*").split(".")
+    while parts:
+        f = ROOT / "src" / Path(*parts).with_suffix(".py")
+        if f.is_file():
+            return f
+        parts.pop()
+    return None
+
+
+def _glob(pattern: str) -> str:
+    """mutmut's name pattern for a module (its mutants only: cortex.scheduler.state is not
+    cortex.scheduler.statement) or for one function (cortex.control.store.x_visible_job)."""
+    if pattern.endswith("*"):
+        return pattern
+    module_file = ROOT / "src" / Path(*pattern.split(".")).with_suffix(".py")
+    return pattern + (".*" if module_file.is_file() else "__mutmut_*")
+
+
+def _selected(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, _glob(p)) for p in patterns)
+
+
+def _run_mutmut(patterns: list[str], children: int, names: list[str] | None = None) -> None:
     cmd = ["nice", "-n", "10", *MUTMUT, "run", "--max-children", str(children)]
-    cmd += [p if p.endswith("*") else p + "*" for p in patterns]
-    print("running:", " ".join(cmd), flush=True)
-    # mutmut's progress line is noise in a log; its verdicts are read back from its own files.
-    subprocess.run(cmd, cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+    cmd += names if names is not None else [_glob(p) for p in patterns]
+    print("running:", " ".join(cmd[:8]), "..." if len(cmd) > 8 else "", flush=True)
+    # mutmut's progress line is noise on a terminal; it goes to a log, and the verdicts are
+    # read back from mutmut's own files.
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    log = OUT.parent / "mutmut-run.log"
+    with log.open("w") as fh:
+        rc = subprocess.run(cmd, cwd=ROOT, check=False, stdout=fh, stderr=subprocess.STDOUT)
+    if rc.returncode != 0:
+        # The clean run or the stats run failed: the results on disk are an older run's.
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+        last = lines[-1][-200:] if lines else "no output"
+        _fail(f"mutmut run exited {rc.returncode} ({last}); see {log.relative_to(ROOT)}")
 
 
 def _statuses() -> dict[str, str]:
@@ -146,9 +188,35 @@ def _module(name: str) -> str:
     return name.split(".x", maxsplit=1)[0] if ".x" in name else name.rsplit(".", 1)[0]
 
 
-def report(patterns: list[str]) -> dict:
-    prefixes = [p.rstrip("*") for p in patterns]
-    statuses = {k: v for k, v in _statuses().items() if k.startswith(tuple(prefixes))}
+def _read_baseline(path: Path, patterns: list[str]) -> dict[str, str]:
+    """An earlier run's verdicts (`mutmut results --all true` output) of the selected modules."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        _fail(f"--baseline: {path}: {err.strerror}")
+    got = {}
+    for line in text.splitlines():
+        m = re.match(r"\s+(\S+): (.+)$", line)
+        if m and _selected(m.group(1), patterns):
+            got[m.group(1)] = m.group(2).strip()
+    if not got:
+        _fail(f"--baseline: {path}: no verdicts for the selected modules")
+    return got
+
+
+def _merge_baseline(statuses: dict[str, str], base: dict[str, str], patterns: list[str]) -> dict:
+    """A baseline killed verdict stands (tests were only added since); every other mutant
+    takes this run's verdict. The baseline must be of the same source: the same mutants."""
+    mine = {k for k in statuses if _selected(k, patterns)}
+    if mine != set(base):
+        extra = sorted(mine ^ set(base))[:3]
+        _fail(f"--baseline: mutants differ from this source's (e.g. {', '.join(extra)})")
+    return {k: base[k] if base[k] in KILLED else statuses[k] for k in mine}
+
+
+def report(patterns: list[str], statuses: dict[str, str] | None = None) -> dict:
+    statuses = statuses if statuses is not None else _statuses()
+    statuses = {k: v for k, v in statuses.items() if _selected(k, patterns)}
     equiv = _equivalent()
     rows = {}
     for mod in sorted({_module(k) for k in statuses}):
@@ -197,13 +265,18 @@ def print_report(rep: dict) -> None:
 
 
 def isolation() -> int:
-    """Each hand-written filter mutant must fail tests/control/test_isolation.py."""
+    """Each hand-written filter mutant must fail tests/control/test_isolation.py. A mutant
+    whose original text is gone (the code moved) stops the run before anything runs."""
+    for name, rel, old, _ in ISOLATION_MUTANTS:
+        try:
+            found = (ROOT / rel).read_text().count(old)
+        except OSError as err:
+            _fail(f"isolation mutant {name!r}: {rel}: {err.strerror}")
+        if found != 1:
+            _fail(f"isolation mutant {name!r}: {rel}: original text found {found} times, not once")
     killed = 0
     for name, rel, old, new in ISOLATION_MUTANTS:
         src = (ROOT / rel).read_text()
-        if src.count(old) != 1:
-            print(f"{name}: original text not found once in {rel}: not run (update the mutant)")
-            continue
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copytree(ROOT / "src", Path(tmp) / "src")
             (Path(tmp) / rel).write_text(src.replace(old, new))
@@ -227,15 +300,33 @@ def main() -> int:
     ap.add_argument("--children", type=int, default=1, help="mutmut workers (default 1)")
     ap.add_argument("--report-only", action="store_true", help="read the last run's results")
     ap.add_argument("--isolation", action="store_true", help="the API filter mutants")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="an earlier run's `mutmut results --all true` output, same source: rerun only\n"
+        "its mutants that were not killed; its killed verdicts stand",
+    )
     args = ap.parse_args()
     if args.isolation:
         return isolation()
     cfg = _config()
-    _preflight(cfg)
     patterns = args.only or CORE
+    _preflight(cfg, patterns)
+    base = _read_baseline(args.baseline, patterns) if args.baseline else None
     if not args.report_only:
-        _run_mutmut(patterns, args.children)
-    rep = report(patterns)
+        # Reasoned equivalents are reported apart whatever they do: not rerun.
+        equiv = _equivalent()
+        rerun = (
+            sorted(k for k, v in base.items() if v not in KILLED and k not in equiv)
+            if base
+            else None
+        )
+        if rerun == []:
+            print("every mutant of the baseline was killed: nothing to rerun")
+        else:
+            _run_mutmut(patterns, args.children, rerun)
+    statuses = _statuses()
+    rep = report(patterns, _merge_baseline(statuses, base, patterns) if base else statuses)
     print_report(rep)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rep, indent=1) + "\n")

@@ -211,3 +211,51 @@ def test_the_api_stamps_rows_and_judges_tokens_by_the_service_clock(env: Env) ->
     assert env.client.get("/v1/jobs", headers=short).status_code == 200
     env.clock.advance(61.0)  # past the token's 60 s on the service clock, not the machine's
     assert env.client.get("/v1/jobs", headers=short).status_code == 401
+
+
+@pytest.fixture
+def hetero_env(db_url: str, tmp_path: Path) -> Iterator[Env]:
+    e = Env(db_url, tmp_path, policy="hetero")
+    yield e
+    e.svc.close()
+
+
+def test_the_hetero_profile_solves_its_targets_on_the_loops_clock(hetero_env: Env) -> None:
+    """`--policy hetero` in the control plane runs the same periodic throughput solve as the
+    twin (drive/allocation.py), every allocator interval (1,800 s) of the service's clock."""
+    env = hetero_env
+    alloc = env.loop.allocation
+    assert env.loop.pol.allocator is not None and alloc.solves == 0
+    a = env.submit()
+    env.tick_after(1.0)
+    assert env.job(a)["state"] == "running" and alloc.solves == 1
+    assert alloc.targets is not None
+    env.submit()
+    env.tick_after(600.0)  # inside the interval: the last targets are reused
+    assert alloc.solves == 1
+    env.submit()
+    env.tick_after(1200.0)  # 1,801 s after the first solve
+    assert alloc.solves == 2
+
+
+def test_a_running_job_has_its_devices_in_the_view_when_its_state_commits(env: Env) -> None:
+    """The API shows a job's devices from the loop's published view, and only for a running
+    job: the view must name them by the time `running` is committed, or a reader between the
+    commit and the end of the tick sees a running job on no devices (a flaky live test found
+    it)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    seen: list[tuple[int, bool]] = []
+
+    def check(_s: Session) -> None:
+        for jid in env.loop.mirror.attempt:
+            seen.append((jid, jid in env.loop.view.devices))
+
+    a = env.submit()
+    event.listen(Session, "after_commit", check)
+    try:
+        env.loop.tick()
+    finally:
+        event.remove(Session, "after_commit", check)
+    assert (a, True) in seen and all(ok for _, ok in seen)

@@ -21,6 +21,8 @@ TABLES = {
     "allocations",
     "events",
     "idempotency_keys",
+    "preemptions",
+    "site_settings",
 }
 
 

@@ -382,3 +382,116 @@ def test_a_team_sees_only_its_own_jobs_in_the_power_report(env: Env) -> None:
     assert env.client.get("/v1/power", headers=other).json()["jobs"] == []
     assert [j["job_id"] for j in env.client.get("/v1/power", headers=env.h).json()["jobs"]] == [a]
     assert [j["job_id"] for j in env.client.get("/v1/power", headers=ADMIN_H).json()["jobs"]] == [a]
+
+
+def test_a_hotter_day_shrinks_the_budget_and_pauses_work(env: Env) -> None:
+    """A weather feed's PUT /v1/power {"outdoor_temp_c"} moves the cooling model's slope.
+    At 45 C: slope 1.2 - 0.03 + 0.004 x (45 - 20) = 1.27, so the 5.65 kW cap leaves
+    (5,650 - 165) / 1.27 - 3,688 = 630.9 W over idle (1,000.03 W at 20 C). Two jobs at their
+    floor need 2 x 324 = 648 W: the later one is paused, the other keeps 450 W uncapped."""
+    a = env.submit(name="a")
+    env.svc.loop.tick()
+    b = env.submit(name="b")  # started a tick later: the more recent start
+    env.svc.loop.tick()
+    assert [env.state(j) for j in (a, b)] == ["running", "running"]
+    assert env.client.get("/v1/power", headers=env.h).json()["outdoor_temp_c"] == 20.0
+    r = env.client.put("/v1/power", json={"outdoor_temp_c": 45}, headers=ADMIN_H)
+    assert r.status_code == 200 and r.json()["outdoor_temp_c"] == 45
+    env.svc.loop.tick()
+    assert env.ex.terminated == [(b, 1, "preempt")]
+    power = env.client.get("/v1/power", headers=ADMIN_H).json()
+    assert power["outdoor_temp_c"] == 45.0
+    assert power["it_budget_over_idle_w"] == pytest.approx((5650 - 165) / 1.27 - 3688)
+    # Back to 20 C: the budget returns, and b starts again once it has exited.
+    assert (
+        env.client.put("/v1/power", json={"outdoor_temp_c": 20}, headers=ADMIN_H).status_code == 200
+    )
+    env.ex.finish(b, "preempted", 75)
+    for _ in range(3):
+        env.svc.loop.tick()
+    assert env.state(b) == "running"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "body"),
+        ({"outdoor_temp_c": 71}, "outdoor_temp_c"),
+        ({"outdoor_temp_c": "hot"}, "outdoor_temp_c"),
+        ({"site_cap_kw": 6, "wind_mps": 3}, "wind_mps"),
+    ],
+)
+def test_bad_power_updates_name_the_field(env: Env, body: dict[str, Any], field: str) -> None:
+    r = env.client.put("/v1/power", json=body, headers=ADMIN_H)
+    assert r.status_code == 422, r.text
+    assert field in json.dumps(r.json()["detail"])
+    assert env.client.get("/v1/power", headers=env.h).json()["outdoor_temp_c"] == 20.0
+
+
+def _power_now(env: Env) -> dict[str, Any]:
+    return dict(env.client.get("/v1/power", headers=ADMIN_H).json())
+
+
+def test_an_operators_cap_and_temperature_survive_a_restart(env: Env) -> None:
+    """PUT /v1/power is stored with the configured value of the time: a restart with the same
+    configuration keeps the operator's cap (5.95 kW over the configured 5.65) and a fresh
+    temperature reading; a stale reading (over an hour old) is dropped."""
+    r = env.client.put(
+        "/v1/power", json={"site_cap_kw": 5.95, "outdoor_temp_c": 30}, headers=ADMIN_H
+    )
+    assert r.status_code == 200, r.text
+    env.restart(5.65)
+    p = _power_now(env)
+    assert (p["site_cap_kw"], p["outdoor_temp_c"]) == (5.95, 30.0)
+    # slope at 30 C: 1.2 - 0.03 + 0.004 x 10 = 1.21; budget (5,950 - 165) / 1.21 - 3,688
+    assert p["it_budget_over_idle_w"] == pytest.approx((5950 - 165) / 1.21 - 3688)
+    from sqlalchemy import update
+
+    from cortex.control import models as m
+
+    with env.svc.sessions.begin() as s:  # the feed went quiet two hours ago
+        s.execute(update(m.SiteSetting).values(set_at=m.SiteSetting.set_at - 7200))
+    env.restart(5.65)
+    p = _power_now(env)
+    assert (p["site_cap_kw"], p["outdoor_temp_c"]) == (5.95, 20.0)
+
+
+def test_a_changed_configuration_wins_over_a_stored_cap(env: Env) -> None:
+    assert env.set_cap(5.95) == 200
+    env.restart(5.80)  # the operator changed --site-cap-kw since the PUT: the flag wins
+    assert _power_now(env)["site_cap_kw"] == 5.80
+    env.restart(5.65)  # back to the value stored with the PUT: the PUT's cap again
+    assert _power_now(env)["site_cap_kw"] == 5.95
+
+
+class _HotMeter(_Meter):
+    """Devices that draw their full 700 W TDP (more than the draw table's 546 W for a `generic`
+    job), or their cap where one is set, as a capped device does."""
+
+    def __init__(self) -> None:
+        self.caps: dict[int, float | None] = {}
+
+    def set_cap_w(self, device: int, watts: float | None) -> None:
+        self.caps[device] = watts
+
+    def draw_w(self, device: int) -> float | None:
+        cap = self.caps.get(device)
+        return 700.0 if cap is None else min(700.0, cap)
+
+
+def test_measured_draw_above_the_booking_is_reserved(env: Env) -> None:
+    """Job a is booked at 450 W over idle but its GPU draws 700 W: 700 - 96 idle = 604 W, 154 W
+    over its booking, which the next cycle reserves. Job b then sees 1,000.03 - 450 - 154 =
+    396 W: it starts capped at level 7 (359 W, a 455 W limit) instead of uncapped, as it would
+    on the model alone (two jobs at 450 W fit in 1,000 W)."""
+    meter = _HotMeter()
+    env.svc.loop.power.actuator = meter  # type: ignore[union-attr]
+    a = env.submit(name="a")
+    env.svc.loop.tick()
+    b = env.submit(name="b")
+    env.svc.loop.tick()
+    assert [env.state(j) for j in (a, b)] == ["running", "running"]
+    assert meter.caps[env.devices(b)[0]] == 455.0
+    p = env.client.get("/v1/power", headers=ADMIN_H).json()
+    assert p["it_measured_over_booked_w"] == pytest.approx(700 - 96 - 450)
+    assert {j["job_id"]: j["cap_level"] for j in p["jobs"]}[b] == 7

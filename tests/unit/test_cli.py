@@ -271,6 +271,10 @@ def test_bad_fleet_file_in_a_fresh_process(tmp_path: Path) -> None:
 SIM = ["sim", "--days", "1", "--quiet"]
 # (id, args, regexes the one stderr line must match)
 BAD_OPTIONS = [
+    (
+        "quarantine-no-failures", [*SIM, "--fleet", "tiny", "--quarantine", "--no-failures"],
+        ["--quarantine", "needs failures"],
+    ),
     ("unknown-preset", [*SIM, "--fleet", "no-such-preset"], ["no-such-preset", "preset"]),
     ("show-unknown-preset", ["fleet", "show", "no-such-preset"], ["no-such-preset", "preset"]),
     (

@@ -96,9 +96,35 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
 
 
-def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    t = Table("id", "team", "name", "state", "prio", "gpus", "attempt", "submitted", "reason")
+def _age(since: float | None, until: float | None = None) -> str:
+    """A duration as squeue prints TIME: [d-]hh:mm:ss."""
+    if not since:
+        return "-"
+    s = max(0, int((until or time.time()) - since))
+    d, s = divmod(s, 86400)
+    text = f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{d}-{text}" if d else text
+
+
+def _start(e: dict[str, Any] | None) -> str:
+    """A start estimate as `HH:MM:SS (HH:MM:SS-HH:MM:SS)`, or `-`."""
+    if not e or e.get("start_s") is None:
+        return "-" if not e else "later"
+    band = f" ({_ts(e['low_s'])}-{_ts(e['high_s'])})" if e.get("low_s") is not None else ""
+    return _ts(e["start_s"]) + band
+
+
+def _jobs_table(jobs: list[dict[str, Any]], start: bool = False) -> Table:
+    t = Table(
+        "id", "team", "name", "state", "prio", "gpus", "attempt", "submitted", "age", "elapsed",
+        "reason",
+    )  # fmt: skip
+    if start:
+        t.add_column("start (band)")
     for j in jobs:
+        # A waiting job's reason is its first blocker (like squeue's REASON), else the last
+        # transition's.
+        reason = j.get("pending_reason") or j["reason"]
         t.add_row(
             str(j["id"]),
             safe(j["team"]),
@@ -108,7 +134,10 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
             str(j["gpus"]),
             str(j["attempt"]),
             _ts(j["submitted_at"]),
-            safe(j["reason"][:60]),
+            _age(j["submitted_at"], j.get("ended_at")),
+            _age(j.get("started_at"), j.get("ended_at")),
+            safe(reason[:60]),
+            *([_start(j.get("start_estimate"))] if start else []),
         )
     return t
 
@@ -179,6 +208,9 @@ def jobs(
     state: str | None = typer.Option(None, "--state"),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
     as_json: bool = typer.Option(False, "--json"),
+    start: bool = typer.Option(
+        False, "--start", help="waiting jobs' start estimates (like squeue --start)"
+    ),
 ) -> None:
     """List jobs, newest first."""
     params: dict[str, Any] = {"limit": limit}
@@ -186,11 +218,13 @@ def jobs(
         params["team"] = team
     if state:
         params["state"] = state
+    if start:
+        params["start"] = True
     data = _call("GET", "/v1/jobs", params=params)["jobs"]
     if as_json:
         _print_json(data)
     else:
-        Console().print(_jobs_table(data))
+        Console().print(_jobs_table(data, start))
 
 
 def job(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
@@ -205,6 +239,10 @@ def job(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "
     for h in data.get("history") or []:
         t.add_row(_ts(h["at"]), safe(h["src"] or "-"), safe(h["dst"]), safe(h["reason"]))
     con.print(t)
+    from cortex.cli.why import print_preemptions, print_progress  # it imports this module
+
+    print_progress(con, data.get("progress"))
+    print_preemptions(con, data.get("preemption_records") or [])
 
 
 def cancel(

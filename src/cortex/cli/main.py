@@ -13,6 +13,7 @@ from cortex.cli import power as power_cmd
 from cortex.cli import serve as serve_cmd
 from cortex.cli import sim as sim_cmd
 from cortex.cli import trace as trace_cmd
+from cortex.cli import why as why_cmd
 from cortex.errors import InputError
 
 app = typer.Typer(
@@ -30,6 +31,9 @@ app.command("plan")(plan_cmd.plan)
 for _name in ("submit", "jobs", "job", "cancel", "logs", "queues", "nodes", "events"):
     app.command(_name)(getattr(client_cmd, _name))
 app.add_typer(client_cmd.token_app, name="token")
+app.command("why")(why_cmd.why)
+app.command("queue")(why_cmd.queue)
+app.command("share")(why_cmd.share)
 
 
 def main() -> None:

@@ -49,6 +49,12 @@ def serve(
     site_cap_kw: float | None = typer.Option(
         None, "--site-cap-kw", help="facility power cap in kW (needed by admit and cap)"
     ),
+    rack_cap_kw: float | None = typer.Option(
+        None, "--rack-cap-kw", help="IT power cap per rack in kW (bounds each GPU's limit)"
+    ),
+    outdoor_temp_c: float | None = typer.Option(
+        None, "--outdoor-temp-c", help="outdoor temperature at start (PUT /v1/power updates it)"
+    ),
     executor: str | None = typer.Option(
         None, "--executor", help="local (this machine, default) or ray (a Ray cluster)"
     ),
@@ -72,9 +78,16 @@ def serve(
         allow_same_user=allow_same_user,
         power_policy=power_policy,
         site_cap_kw=site_cap_kw,
+        rack_cap_kw=rack_cap_kw,
+        outdoor_temp_c=outdoor_temp_c,
         executor=executor,
         ray_address=ray_address,
     )
+    _run(settings)
+
+
+def _run(settings: Settings) -> None:
+    """Start the service on these settings and serve until stopped."""
     import uvicorn
 
     from cortex.control.httpcap import capped_protocol

@@ -39,6 +39,18 @@ _FAILURES = typer.Option(
 _FAILURE_DATA = typer.Option(
     None, help="job-failure causes CSV (default: sim/data/job_failures.csv)"
 )
+_QUARANTINE = typer.Option(
+    False,
+    help="lemon quarantine: a node that fails repeatedly leaves for repair and burn-in "
+    "(sim/data/quarantine.csv)",
+)
+_HOT_SPARES = typer.Option(
+    0,
+    min=0,
+    max=64,
+    help="hot spare nodes held per pod: a gang that loses a node swaps one in "
+    "instead of requeueing (sim/spares.py)",
+)
 _CHECKPOINT_INTERVAL_S = typer.Option(
     None, min=1.0, help="fixed checkpoint interval (default: Young/Daly per job)"
 )
@@ -82,6 +94,8 @@ def sim(
     failures: bool = _FAILURES,
     failure_scale: float = typer.Option(1.0, min=0.0, help="multiply all failure rates"),
     failure_data: Path | None = _FAILURE_DATA,
+    quarantine: bool = _QUARANTINE,
+    hot_spares: int = _HOT_SPARES,
     checkpoint_interval_s: float | None = _CHECKPOINT_INTERVAL_S,
     checkpoint_write_s: float | None = _CHECKPOINT_WRITE_S,
     backfill_interval_s: float | None = _BACKFILL_INTERVAL_S,
@@ -108,6 +122,8 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
+    if quarantine and not failures:
+        raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
     if failure_data is not None:
         load_job_causes(failure_data)  # a bad file fails here, before any workload is built
     topo, jobs, label = _workload(fleet, trace, workload, days, seed, load, warm_start)
@@ -119,6 +135,8 @@ def sim(
         failures=failures,
         failure_scale=failure_scale,
         failure_data=str(failure_data) if failure_data is not None else None,
+        quarantine=quarantine,
+        hot_spares_per_pod=hot_spares,
         checkpoint_interval_s=checkpoint_interval_s,
         default_checkpoint_write_s=checkpoint_write_s,
         backfill_interval_s=backfill_interval_s,

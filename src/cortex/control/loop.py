@@ -42,8 +42,11 @@ from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
+from cortex.control.progress import ProgressBook
 from cortex.control.recovery import RecoveryMixin
+from cortex.control.why import WhyBook
 from cortex.drive import intake, runs
+from cortex.drive.allocation import Allocation
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
@@ -161,6 +164,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
             QueueConfig.build(queues_spec([], settings.min_runtime_s), self.topo),
             self.pol.ordering.key,
         )
+        self.allocation = Allocation()  # the allocator's periodic solve (hetero profile)
         self.node_id = 0
         self.schedulable = True
         # Held by the scheduler thread for a whole tick (and by recovery): never taken by a
@@ -169,6 +173,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         self.tick_lock = threading.RLock()
         self.lock = threading.Lock()
         self.view = LoopView()
+        self.why = WhyBook()  # the last pass's blockers, for GET /v1/jobs/{id}/why
+        self.progress = ProgressBook(executor)  # metrics files and API reports
         self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
         self.queues_dirty = True
@@ -342,6 +348,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
             if self.power is not None:  # pauses when the power budget shrinks
                 stops += self._persist(s, self.power.rebalance(now), now)
             launches = self._claim_launches(s, now)
+            # Published before the commit: a reader that sees a job `running` in the store
+            # then finds its devices in the view (the API shows them only for running jobs).
+            self.publish()
         self._new_alloc.clear()
         for jid, attempt, why in stops:
             self._terminate(jid, attempt, why)
@@ -370,9 +379,12 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
         mi = self.mirror
-        snap = Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
+        snap = self.allocation.snapshot(
+            self.pol, Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
+        )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
+        self.why.record(snap, plan, mi.backoff)
         if self.power is not None:
             self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
-from cortex.control import store
+from cortex.control import preemptions, store
 from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
+from cortex.control.progress import ProgressBook, protocol_env
 from cortex.drive import runs
 from cortex.fleet.topology import Topology
 from cortex.scheduler.snapshot import Plan
@@ -42,6 +43,7 @@ class LaunchMixin:
     launch_spec: Callable[..., Any]
     _new_alloc: dict[int, m.Allocation]
     env_box: EnvBox | None
+    progress: ProgressBook
     tick_now: float
 
     if TYPE_CHECKING:  # SchedulerLoop's, ExitsMixin's and FleetMixin's
@@ -73,7 +75,12 @@ class LaunchMixin:
             job = p.job
             row = s.get(m.Job, job.id)
             assert row is not None
-            if mi.was_admitted(job.id):
+            launched = not mi.was_admitted(job.id)
+            preemptions.on_preempt(
+                s, row, p.reason, now, launched=launched, grace_s=self.settings.grace_s,
+                progress=self.progress,
+            )  # fmt: skip
+            if not launched:
                 # Admitted but not launched (waiting for an earlier victim's devices): there is
                 # no process to stop, so it goes straight back to the queue.
                 self._new_alloc.pop(job.id, None)
@@ -156,7 +163,9 @@ class LaunchMixin:
             job_id=row.id,
             attempt=row.attempt,
             command=list(row.command),
-            env=dict(row.env or {}),  # still sealed: opened in _launch, where a failure is a run's
+            # Still sealed: opened in _launch, where a failure is a run's. The protocol's
+            # variables from the spec are plain (open() passes unsealed values through).
+            env={**(row.env or {}), **protocol_env(row.spec)},
             working_dir=row.working_dir,
             devices=devices,
             nprocs=row.nprocs,

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,15 @@ RAISE_EVERY_S = 5.0
 # most this often (the twin's shortage_resolve_s, on the wall clock): each one may move every
 # running job's limits.
 SHORTAGE_RESOLVE_S = 30.0
+# A temperature an operator's feed sent before a restart is used after it only this fresh (a
+# feed that stopped must not hold the site at an old reading; the configuration takes over).
+TEMP_READING_MAX_AGE_S = 3600.0
+# Measured draw is read at most this often (NVML answers in about a millisecond per device).
+MEASURE_EVERY_S = 1.0
+# A job drawing less than this over its booking (a fraction of it, or watts) is within the
+# model's error: only a larger excess is reserved.
+OVERDRAW_TOLERANCE = 0.05
+OVERDRAW_MIN_W = 10.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class PowerSnapshot:
     site_budget_it_w: float  # IT watts over idle the site may add
     booked_it_w: float  # what running and admitted jobs are booked at, over idle
     draining_it_w: float  # paused or preempted jobs still exiting
+    overdraw_it_w: float  # running jobs' measured draw above their booking
     idle_it_w: float
     books: dict[int, tuple[int, float, float]]  # job: (level, per-GPU W, IT W over idle)
     facility_w: float = 0.0  # modelled facility draw now (filled in by `report`)
@@ -76,6 +86,7 @@ class PowerSnapshot:
     paused: int = 0
     solves: int = 0
     cap_failures: int = 0
+    outdoor_temp_c: float = 20.0
 
 
 class LivePower:
@@ -87,7 +98,12 @@ class LivePower:
         self.actuator = actuator
         self.policy = policy
         self.draining: dict[int, tuple[float, dict[int, float]]] = {}
+        # Running jobs whose GPUs draw more than their booking (measured): the excess, per hall.
+        self.overdraw: dict[int, tuple[float, dict[int, float]]] = {}
+        self._next_measure_s = -math.inf
+        self._measured: frozenset[int] = frozenset()  # the jobs drawing at the last reading
         self.requested_cap_w: float | None = None  # set by the API; applied by the next tick
+        self.requested_temp_c: float | None = None  # likewise (a weather feed)
         self._request_lock = threading.Lock()  # an API thread sets it, the loop takes it
         self.cap_failures = 0
         self._last_solve = -math.inf
@@ -113,10 +129,13 @@ class LivePower:
             except (KeyError, ValueError) as err:
                 raise InputError("serve", "power_model_flavor", str(err)) from None
         cap_kw = st.site_cap_kw
-        args = PowerBooks.fleet_args(
-            topo, cap_mw=cap_kw / 1e3 if cap_kw is not None else None, profile=profile
+        args = PowerBooks.fleet_args(  # a rack cap below the floor raises, naming the flag
+            topo,
+            cap_mw=cap_kw / 1e3 if cap_kw is not None else None,
+            profile=profile,
+            rack_cap_kw=st.rack_cap_kw,
         )
-        books = PowerBooks(**args)
+        books = PowerBooks(**args, temperature_c=st.outdoor_temp_c)
         idle = books.idle_facility_w()
         if cap_kw is not None and cap_kw * 1e3 < idle:
             raise InputError(
@@ -153,6 +172,43 @@ class LivePower:
             )
         with self._request_lock:
             self.requested_cap_w = cap_kw * 1e3
+        self.loop.dirty = True
+        self.loop.wake()
+
+    def restore(self, stored: Mapping[str, Any], now: float) -> list[str]:
+        """At start: what an operator set through PUT /v1/power before the restart (rows of
+        store.site_settings), unless the service's configuration has changed since (then the
+        configuration wins); a temperature only while its reading is fresh. Returns what was
+        applied or dropped, for the log."""
+        st, b, said = self.loop.settings, self.books, []
+        cap = stored.get("site_cap_kw")
+        if cap is not None and cap.configured == st.site_cap_kw:
+            if cap.value * 1e3 >= b.idle_facility_w():
+                b.site_cap_w = cap.value * 1e3
+                said.append(f"site cap {cap.value:g} kW kept from PUT /v1/power")
+            else:
+                said.append(f"stored site cap {cap.value:g} kW dropped: below the idle fleet")
+        elif cap is not None:
+            said.append(f"stored site cap {cap.value:g} kW dropped: the configuration changed")
+        temp = stored.get("outdoor_temp_c")
+        if temp is not None and temp.configured == st.outdoor_temp_c:
+            if now - temp.set_at <= TEMP_READING_MAX_AGE_S:
+                b.temperature_c = temp.value
+                said.append(f"outdoor temperature {temp.value:g} C kept from PUT /v1/power")
+            else:
+                said.append("stored outdoor temperature dropped: older than an hour")
+        self.snapshot = self._snapshot(now)
+        return said
+
+    def request_temp_c(self, temp_c: float) -> None:
+        """The outdoor temperature now (API thread: a weather or building-management feed):
+        the cooling model's slope and the halls' heat rejection follow it from the next tick.
+        A temperature at which the idle fleet alone would pass the cap is taken all the same
+        (it is a measurement): the solve then pauses what it must."""
+        if not (math.isfinite(temp_c) and -60.0 <= temp_c <= 70.0):
+            raise ValueError("outdoor_temp_c: must be between -60 and 70")
+        with self._request_lock:
+            self.requested_temp_c = temp_c
         self.loop.dirty = True  # a dirty flag and a wake: the loop's non-blocking commands
         self.loop.wake()
 
@@ -163,7 +219,7 @@ class LivePower:
         if self.books.policy is None:
             return None
         view = self.books.view(now)
-        for w, halls in self.draining.values():
+        for w, halls in [*self.draining.values(), *self.overdraw.values()]:
             view.site_headroom_w -= w
             for h, x in halls.items():
                 view.hall_headroom_w[h] -= x
@@ -209,8 +265,11 @@ class LivePower:
         loop, b = self.loop, self.books
         with self._request_lock:
             requested, self.requested_cap_w = self.requested_cap_w, None
+            temp, self.requested_temp_c = self.requested_temp_c, None
         if requested is not None:
             b.site_cap_w = requested
+        if temp is not None:
+            b.temperature_c = temp
         for jid in [j for j in b.jobs if j not in loop.mirror.placement]:
             jp = b.jobs[jid]
             if jid in loop.mirror.stopping:
@@ -225,6 +284,36 @@ class LivePower:
                     job.run_flavor, job.run_gpus = 0, sum(k for _, k in pl)
                 b.start(job, job.run_flavor, job.run_gpus, pl, 0, now)
                 b.fill(jid)
+        self._measure(now)
+
+    def _measure(self, now: float) -> None:
+        """Where the actuator measures (NVML), a running job whose GPUs draw more than the books
+        say (a kind the draw table underrates, a cap the device did not take) has the excess
+        reserved, so admission and the solve divide only what is really left. A job drawing
+        less keeps its booking: the books stay the conservative side."""
+        act, b = self.actuator, self.books
+        if act is None:
+            return
+        devices: dict[int, list[int]] = {}
+        for d, j in self.loop.mirror.owner.items():
+            devices.setdefault(j, []).append(d)
+        drawing = frozenset(devices)
+        if now < self._next_measure_s and drawing == self._measured:
+            return  # a job that just started is measured at once, the rest once a second
+        self._next_measure_s, self._measured = now + MEASURE_EVERY_S, drawing
+        self.overdraw = {}
+        for jid, jp in b.jobs.items():
+            job = self.loop.mirror.jobs.get(jid)
+            devs = devices.get(jid)
+            if job is None or not devs:
+                continue  # admitted, not launched: nothing draws yet
+            draws = [act.draw_w(d) for d in devs]
+            if any(w is None for w in draws):
+                continue
+            idle = b.topo.accelerators[max(job.run_flavor, 0)].idle_w
+            excess = sum(w - idle for w in draws if w is not None) - jp.inc_w
+            if excess > max(OVERDRAW_TOLERANCE * jp.inc_w, OVERDRAW_MIN_W):
+                self.overdraw[jid] = (excess, {h: excess * s for h, s in jp.halls.items()})
 
     def _speeds(self, jobs: list[Job]) -> dict[tuple[str, int], float]:
         return {(j.kind, f): self.loop.speed(j.kind, f) for j in jobs for f in (j.run_flavor, 0)}
@@ -239,9 +328,10 @@ class LivePower:
         """Paused or preempted jobs still exiting draw their watts: a solve divides only what
         is left (the books' budgets less theirs), as the cycle's view() does."""
         b = self.books
-        b.reserved_w = sum(w for w, _ in self.draining.values())
+        held = [*self.draining.values(), *self.overdraw.values()]
+        b.reserved_w = sum(w for w, _ in held)
         halls: dict[int, float] = {}
-        for _, by_hall in self.draining.values():
+        for _, by_hall in held:
             for h, x in by_hall.items():
                 halls[h] = halls.get(h, 0.0) + x
         b.reserved_hall_w = halls
@@ -349,11 +439,13 @@ class LivePower:
             site_budget_it_w=b.site_budget_w(now),
             booked_it_w=b.inc_total_w,
             draining_it_w=sum(w for w, _ in self.draining.values()),
+            overdraw_it_w=sum(w for w, _ in self.overdraw.values()),
             idle_it_w=b.base_all_w,
             books={jid: (jp.level, jp.per_gpu_w, jp.actual_w) for jid, jp in b.jobs.items()},
             paused=b.paused,
             solves=b.solves,
             cap_failures=self.cap_failures,
+            outdoor_temp_c=b.temp_c(now),
         )
 
     def report(self) -> PowerSnapshot:
@@ -366,7 +458,7 @@ class LivePower:
             jid: (lv, per * len(devices.get(jid, ())), tuple(devices.get(jid, ())))
             for jid, (lv, per, _) in snap.books.items()
         }
-        it = snap.idle_it_w + snap.draining_it_w
+        it = snap.idle_it_w + snap.draining_it_w + snap.overdraw_it_w
         it += sum(w for jid, (_, _, w) in snap.books.items() if devices.get(jid))
         facility = b.cooling.facility_w(it, b.nameplate_it_w, b.temp_c(0.0))
         return dataclasses.replace(snap, jobs=jobs, facility_w=facility)
@@ -417,6 +509,7 @@ class _PowerCollector(Collector):
         site.add_metric(["it_budget_over_idle"], snap.site_budget_it_w)
         site.add_metric(["it_booked_over_idle"], snap.booked_it_w)
         site.add_metric(["it_draining_over_idle"], snap.draining_it_w)
+        site.add_metric(["it_measured_over_booked"], snap.overdraw_it_w)
         yield site
         job_w = GaugeMetricFamily(
             "cortex_power_job_watts",

@@ -152,3 +152,33 @@ class Event(Base):
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     team: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     message: Mapped[str] = mapped_column(String(1000), default="")
+
+
+class Preemption(Base):
+    """One preemption of a job (migration 0003_preemptions): who took its devices, under which
+    rule, how much work since its last checkpoint was at stake, and by when it is back in the
+    queue (its grace period: it is requeued when its process exits, at the latest when the
+    SIGKILL lands)."""
+
+    __tablename__ = "preemptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[float] = mapped_column(Float)
+    preemptor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    since_checkpoint_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    checkpoint_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    requeue_by: Mapped[float] = mapped_column(Float)
+
+
+class SiteSetting(Base):
+    """A setting an operator changed through the API (migration 0004_site_settings), with the
+    value the service was configured with at the time: a restart keeps the operator's value
+    unless the configuration has changed since."""
+
+    __tablename__ = "site_settings"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    configured: Mapped[float | None] = mapped_column(Float, nullable=True)
+    set_at: Mapped[float] = mapped_column(Float)

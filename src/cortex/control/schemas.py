@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -101,6 +101,14 @@ class JobOut(BaseModel):
     cancel_requested: bool
     devices: list[int] | None = None
     history: list[Transition] | None = None
+    # A waiting job's first blocker from the last scheduling pass (GET /v1/jobs/{id}/why).
+    pending_reason: str | None = None
+    # GET /v1/jobs/{id}: the current attempt's progress (cortex.control.progress).
+    progress: dict[str, Any] | None = None
+    # GET /v1/jobs/{id}: its preemptions, newest first (cortex.control.preemptions).
+    preemption_records: list[dict[str, Any]] | None = None
+    # With ?start=true, a waiting job's start estimate (control/estimate.py).
+    start_estimate: dict[str, Any] | None = None
 
 
 class JobList(BaseModel):

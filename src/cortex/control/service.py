@@ -179,6 +179,9 @@ class Service:
             repair_queues(s, clock.time())
             self.loop.register_node(s, inventory.kind)
             self.new_admin_token = store.bootstrap_admin(s, settings.admin_token, clock.time())
+            if self.loop.power is not None:
+                for line in self.loop.power.restore(store.site_settings(s), clock.time()):
+                    log.info("power: %s", line)
         self.recovered = self.loop.recover()
         # Read once above; no child may inherit them (see exec_users.scrub_environ).
         scrub_environ()

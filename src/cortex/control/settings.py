@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     power_actuator: Annotated[str, Field(min_length=1, max_length=4096)] = "auto"
     # CPU slots draw nothing in the catalog: model each slot as one GPU of this flavor.
     power_model_flavor: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    # IT power cap per rack (bounds every GPU's limit on a node of that rack), as in the twin.
+    rack_cap_kw: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    # Outdoor temperature the cooling model starts at (None: its design temperature); a weather
+    # or building-management feed updates it through PUT /v1/power.
+    outdoor_temp_c: Annotated[float, Field(ge=-60, le=70)] | None = None
 
     @field_validator("power_policy")
     @classmethod

@@ -499,3 +499,71 @@ def job_outs(s: Session, ids: list[int]) -> list[JobOut]:
     """The jobs in the order of `ids` (missing ones left out)."""
     rows = {j.id: j for j in jobs_by_id(s, ids)}
     return [job_out(rows[i]) for i in ids if i in rows]
+
+
+# ---- why, progress, preemption records (issue 14) ------------------------------------------------
+def job_briefs(s: Session, ids: Sequence[int]) -> dict[int, tuple[str, int]]:
+    """(name, GPUs) of the given jobs."""
+    if not ids:
+        return {}
+    rows = s.execute(select(m.Job.id, m.Job.name, m.Job.gpus).where(m.Job.id.in_(ids))).all()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def attempt_started_at(s: Session, job_id: int, attempt: int) -> float | None:
+    """When an attempt's allocation was made (its admission): lines a job wrote before that
+    belong to an earlier attempt."""
+    return s.scalar(
+        select(m.Allocation.created_at)
+        .where(m.Allocation.job_id == job_id, m.Allocation.attempt == attempt)
+        .order_by(m.Allocation.id.desc())
+        .limit(1)
+    )
+
+
+def add_preemption(s: Session, rec: m.Preemption, message: str, team: str) -> None:
+    """A preemption record and its event (`cortex events` shows the message)."""
+    s.add(rec)
+    event(s, "preempt", message, job_id=rec.job_id, team=team, at=rec.at)
+
+
+def preemptions_of(s: Session, job_id: int, limit: int = 100) -> Sequence[m.Preemption]:
+    """A job's newest preemption records first."""
+    return s.scalars(
+        select(m.Preemption)
+        .where(m.Preemption.job_id == job_id)
+        .order_by(m.Preemption.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def used_by_team(s: Session) -> dict[tuple[str, str], int]:
+    """GPUs held now by (team, flavor): the active allocations (running jobs, and admitted
+    ones waiting for their devices)."""
+    rows = s.execute(
+        select(m.Job.team, m.Allocation.flavor, func.sum(m.Allocation.gpus))
+        .join(m.Job, m.Job.id == m.Allocation.job_id)
+        .where(m.Allocation.active.is_(True))
+        .group_by(m.Job.team, m.Allocation.flavor)
+    ).all()
+    return {(r[0], r[1]): int(r[2] or 0) for r in rows}
+
+
+def preemptions_by_rule(s: Session) -> dict[str, int]:
+    rows = s.execute(select(m.Preemption.rule, func.count()).group_by(m.Preemption.rule)).all()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+# ---- site settings (PUT /v1/power) ---------------------------------------------------------------
+def site_settings(s: Session) -> dict[str, m.SiteSetting]:
+    return {r.name: r for r in s.scalars(select(m.SiteSetting)).all()}
+
+
+def put_site_setting(
+    s: Session, name: str, value: float, configured: float | None, at: float
+) -> None:
+    row = s.get(m.SiteSetting, name)
+    if row is None:
+        s.add(m.SiteSetting(name=name, value=value, configured=configured, set_at=at))
+    else:
+        row.value, row.configured, row.set_at = value, configured, at

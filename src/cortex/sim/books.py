@@ -45,5 +45,13 @@ def books_gpu_s(tw: Twin) -> dict[str, float]:
         "idle": up - m.alloc_gpu_s - m.unallocated_write_gpu_s,
         "down": installed - up,
     }
+    if tw.spares is not None:  # held out of service as down nodes are, but on purpose
+        out["hot_spare"] = tw.spares.gpu_s
+        out["down"] -= tw.spares.gpu_s
     out["installed"] = installed
     return out
+
+
+def categories(tw: Twin) -> tuple[str, ...]:
+    """The run's categories: CATEGORIES, and `hot_spare` when it keeps spares."""
+    return CATEGORIES + (("hot_spare",) if tw.spares is not None else ())

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cortex import __version__
-from cortex.sim.books import CATEGORIES, books_gpu_s
+from cortex.sim.books import books_gpu_s, categories
 from cortex.sim.power_report import power_section
 from cortex.sim.twin import Twin
 from cortex.workload.states import JobState
@@ -70,6 +70,9 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
         "preemptions": m.preemptions,
         "blockers": dict(sorted(m.blocked.items())),
         "large_jobs": _large_jobs(tw),
+        **({"quarantine": tw.quarantine.report()} if tw.quarantine is not None else {}),
+        "gang_recovery": _gang_recovery(tw),
+        **({"hot_spares": tw.spares.report()} if tw.spares is not None else {}),
         "energy_mwh": _r(m.energy_j / 3.6e9),
         "peak_facility_mw": _r(m.peak_facility_w / 1e6),
         "mean_facility_mw": _r(m.energy_j / horizon / 1e6) if horizon else 0.0,
@@ -192,13 +195,24 @@ def _timing(tw: Twin) -> dict[str, Any]:
     }
 
 
+def _gang_recovery(tw: Twin) -> dict[str, Any]:
+    """Multi-node gangs hit by a node failure and running again: how long each took, from the
+    failure to its restart's overhead paid (queue wait included)."""
+    rec = sorted(tw.gang_recover_s)
+    return {
+        "recovered": len(rec),
+        "mean_s": _r(sum(rec) / len(rec)) if rec else 0.0,
+        "p50_s": _r(rec[len(rec) // 2]) if rec else 0.0,
+    }
+
+
 def _gpu_hours(tw: Twin) -> dict[str, float]:
     """The books (sim/books.py): installed = the sum of the categories; `allocated` and
     `in_progress_at_end` (productive work not yet checkpointed) are memo lines."""
     b = books_gpu_s(tw)
     gh = 1.0 / 3600.0
     out = {"installed": _r(b["installed"] * gh)}
-    out.update({c: _r(b[c] * gh) for c in CATEGORIES})
+    out.update({c: _r(b[c] * gh) for c in categories(tw)})
     out["allocated"] = _r(tw.metrics.alloc_gpu_s * gh)
     out["in_progress_at_end"] = _r(tw.metrics.in_progress_gpu_s * gh)
     return out

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cortex.drive import intake, runs
+from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
@@ -28,7 +29,7 @@ from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot, Start
-from cortex.scheduler.state import ClusterState
+from cortex.scheduler.state import ClusterState, Placement
 from cortex.sim import checkpoint as ckpt
 from cortex.sim.engine import (
     ARRIVAL,
@@ -42,11 +43,19 @@ from cortex.sim.engine import (
     TICK,
     EventHeap,
 )
-from cortex.sim.failures import draw_failures, load_defaults, node_multipliers, rate_per_gpu_s
+from cortex.sim.failures import (
+    Cause,
+    draw_failures,
+    load_defaults,
+    node_multipliers,
+    rate_per_gpu_s,
+)
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
+from cortex.sim.quarantine import Quarantine, QuarantineRules
 from cortex.sim.runs import RunBooks
+from cortex.sim.spares import SparePool, swap_speedup
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
@@ -75,6 +84,8 @@ class SimConfig:
     backfill_interval_s: float | None = None  # deep-pass interval; None: sim/data/defaults.csv
     power: PowerConfig | None = None  # None: the basic busy/idle accounting, no power policy
     failure_data: str | None = None  # job-failure causes CSV; None: sim/data/job_failures.csv
+    quarantine: bool = False  # lemon quarantine (sim/quarantine.py)
+    hot_spares_per_pod: int = 0  # hot spares (sim/spares.py)
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -83,6 +94,8 @@ class SimConfig:
             raise ValueError(f"n_bins must be at least 1, got {self.n_bins}")
         if self.failure_scale < 0:
             raise ValueError(f"failure_scale must not be negative, got {self.failure_scale}")
+        if self.hot_spares_per_pod < 0:
+            raise ValueError(f"hot_spares_per_pod must be >= 0, got {self.hot_spares_per_pod}")
 
     @property
     def horizon_s(self) -> float:
@@ -130,6 +143,18 @@ class Twin(RunBooks):
         self.rng = np.random.default_rng(cfg.seed)
         self.job_rng = np.random.default_rng((cfg.seed, 2))  # job failures: their own stream
         self.node_mult = node_multipliers(np.random.default_rng((cfg.seed, 3)), topo.n_nodes)
+        self.quarantine: Quarantine | None = None
+        if cfg.quarantine and cfg.failures:
+            rng = np.random.default_rng((cfg.seed, 4))  # its own stream: others stay as they were
+            self.quarantine = Quarantine(QuarantineRules.load(), self.node_mult, rng)
+        self.spares: SparePool | None = None
+        if cfg.hot_spares_per_pod > 0:
+            self.spares = SparePool(cfg.hot_spares_per_pod, topo)
+            self.spares.hold(self.state)
+        # Gangs hit by a node failure: when it happened; on their next start, the time they
+        # took to recover (the queue wait plus the overhead owed) joins gang_recover_s.
+        self._failed_at: dict[int, float] = {}
+        self.gang_recover_s: list[float] = []
         self.engine = EventHeap()
         self.now = 0.0
         self.rejected: list[tuple[Job, Reason]] = []
@@ -146,8 +171,7 @@ class Twin(RunBooks):
         self.pw: PowerRuntime | None = None
         self._power_retry = False
         self._power_next_try_s = 0.0
-        self._targets: Any = None  # the allocator's last solve (hetero profile), and when it is due
-        self._solve_due = 0.0
+        self._allocation = Allocation()  # the allocator's periodic solve (hetero profile)
         self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
         self._clock_k: list[float] = []
         if cfg.power is not None:
@@ -205,6 +229,8 @@ class Twin(RunBooks):
         )
         self._advance(horizon)
         self._close_running()
+        if self.spares is not None:
+            self.spares.close(horizon)
         self.wall_s = time.perf_counter() - wall0
         if on_progress is not None:
             on_progress(horizon)
@@ -276,13 +302,15 @@ class Twin(RunBooks):
 
     def _failure(self, node: int, cause_idx: int) -> None:
         st = self.state
-        if not st.node_up[node]:
+        q = self.quarantine
+        if not st.node_up[node] or (q is not None and not q.happens(node)):
             return
         cause = self.causes[cause_idx]
         self.metrics.failures_total += 1
         for job_id in st.jobs_on(node):
             job = st.running[job_id]
-            self._interrupt(
+            shape = (job.run_flavor, job.run_gpus, st.allocations[job_id].gpus, self._level(job))
+            placement, _ = self._interrupt(
                 job,
                 cause.detect_s + cause.recover_s + self.restart_overhead_s,
                 JobState.FAILED,
@@ -290,14 +318,45 @@ class Twin(RunBooks):
             )
             self.metrics.interrupt(self.now, cause_idx)
             job.interruptions += 1
-        if cause.repair_s > 0:
+            if len(placement) > 1:
+                self._failed_at[job_id] = self.now
+                if self.spares is not None:
+                    self._swap_in(job, placement, node, cause, shape)
+        down_s = cause.repair_s
+        if q is not None and q.strike(node, self.now):
+            down_s = max(down_s, q.rules.burn_in_s)
+            h = self.horizon_s
+            extra_s = min(self.now + down_s, h) - min(self.now + cause.repair_s, h)
+            q.out_gpu_s += extra_s * st.gpn[self.topo.node_flavor[node]]
+        if down_s > 0:
             st.set_down(node)
-            self._push(self.now + cause.repair_s, REPAIR, REPAIR, node)
+            self._push(self.now + down_s, REPAIR, REPAIR, node)
         self._changed()
 
     def _repair(self, node: int, _b: int) -> None:
-        self.state.set_up(node)
+        if self.spares is not None:
+            self.spares.repaired(self.state, node, self.now)
+        else:
+            self.state.set_up(node)
         self._changed()
+
+    def _level(self, job: Job) -> int:
+        jp = self.pw.jobs.get(job.id) if self.pw is not None else None
+        return jp.level if jp is not None else 0
+
+    def _swap_in(
+        self, job: Job, placement: Placement, failed: int, cause: Cause, shape: tuple[int, ...]
+    ) -> None:
+        """A gang that lost a node restarts at once with a hot spare of that pod in its place
+        (sim/spares.py), owing its recovery and restart overhead over the standby speed-up."""
+        assert self.spares is not None
+        new = self.spares.swap(self.state, placement, failed, self.now)
+        if new is None:
+            return
+        flavor, gang, alloc, level = shape
+        slow = cause.recover_s + self.restart_overhead_s
+        job.owed_overhead_s = cause.detect_s + slow / swap_speedup()
+        self._start(Start(job, flavor, new, gang, alloc, level))
 
     def _tick(self, _a: object, _b: int) -> None:
         self._ticks.discard(self.now)
@@ -392,6 +451,9 @@ class Twin(RunBooks):
         job.epoch += 1
         if job.first_start_s < 0:
             job.first_start_s = self.now
+        failed_at = self._failed_at.pop(job.id, None)
+        if failed_at is not None:
+            self.gang_recover_s.append(self.now - failed_at + job.run_overhead_s)
         if committed:
             self.state.adopt(job)
         else:
@@ -446,14 +508,9 @@ class Twin(RunBooks):
         view = None
         if self.pw is not None and self.pw.policy is not None:
             view = self.pw.view(self.now, self.state)
-        alloc = self.pol.allocator
-        if alloc is not None and self.now >= self._solve_due:
-            self._targets = alloc.solve(
-                Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view)
-            )
-            self._solve_due = self.now + alloc.interval_s
-        snap = Snapshot(
-            self.now, self.state, self.pending, self._speed, self._estimate_s, view, self._targets
+        snap = self._allocation.snapshot(
+            self.pol,
+            Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view),
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=deep, commit=True)

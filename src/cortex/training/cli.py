@@ -6,6 +6,7 @@ line `error: ...` and exits 2; torch is imported only after the arguments are va
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -62,6 +63,11 @@ def parser(workload: str) -> argparse.ArgumentParser:
         type=Path,
         help=f"JSON lines; default ${jobproto.ENV_METRICS_FILE}; neither: none",
     )
+    p.add_argument(
+        "--checkpoint-interval-s",
+        type=float,
+        help=f"also checkpoint this often; default ${jobproto.ENV_CHECKPOINT_INTERVAL_S}",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument(
         "--deterministic",
@@ -77,6 +83,25 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _interval(flag: float | None) -> float | str | None:
+    """The time between checkpoints: the flag, else the control plane's variable; a message
+    naming the source when it is not a positive, finite number of seconds."""
+    name = jobproto.ENV_CHECKPOINT_INTERVAL_S
+    if flag is not None:
+        source, raw = "--checkpoint-interval-s", str(flag)
+    elif os.environ.get(name):
+        source, raw = name, os.environ[name]
+    else:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 1e9):
+        return f"{source}: must be a number of seconds in (0, 1e9], got {raw[:40]!r}"
+    return value
+
+
 def main(workload: str, argv: list[str] | None = None) -> int:
     args = parser(workload).parse_args(argv)
     overrides = {k: getattr(args, k) for k in _OVERRIDES}
@@ -89,6 +114,10 @@ def main(workload: str, argv: list[str] | None = None) -> int:
             print(f"error: {field}: {err.reason}", file=sys.stderr)
         else:
             print(f"error: --config {args.config}: {err.reason}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    interval_s = _interval(args.checkpoint_interval_s)
+    if isinstance(interval_s, str):
+        print(f"error: {interval_s}", file=sys.stderr)
         return EXIT_BAD_INPUT
     metrics_file = args.metrics_file or _env_path(jobproto.ENV_METRICS_FILE)
     if metrics_file is not None:
@@ -116,6 +145,7 @@ def main(workload: str, argv: list[str] | None = None) -> int:
         metrics_file=metrics_file,
         device=args.device,
         deterministic=args.deterministic,
+        checkpoint_interval_s=interval_s,
     )
     try:
         return train(WORKLOADS[workload], cfg, opts)

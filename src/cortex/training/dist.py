@@ -61,6 +61,16 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     return bool(t.item() > 0)
 
 
+def any_ranks(flags: tuple[bool, ...], info: DistInfo) -> tuple[bool, ...]:
+    """`any_rank` for several flags in one all-reduce (one collective per step, not one per
+    flag)."""
+    if not info.distributed:
+        return flags
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=info.device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MAX)
+    return tuple(bool(x > 0) for x in t.tolist())
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         torch_dist.barrier()

@@ -33,6 +33,9 @@ class RunOptions:
     metrics_file: Path | None
     device: str = "auto"  # auto | cpu | cuda
     deterministic: bool | None = None  # None: on for CPU, off for GPU (cuDNN autotuning)
+    # Also checkpoint when this many seconds have passed since the last one (the control
+    # plane's CORTEX_CHECKPOINT_INTERVAL_S), whatever the step count; None: steps only.
+    checkpoint_interval_s: float | None = None
 
 
 def lr_lambda(warmup: int, total: int) -> Any:
@@ -97,24 +100,14 @@ def _train(
     _seed(t.seed, cuda, opts.deterministic)
 
     ckpt_dir = _checkpoint_dir(opts, info)
-    metrics = MetricsWriter(
-        opts.metrics_file if info.is_main else None,
-        {"job_id": os.environ.get(jobproto.ENV_JOB_ID), "workload": wl.name, "config": cfg.name},
-    )
+    metrics = _metrics_writer(opts, info, wl.name, cfg.name)
     power = GpuPower(info.device.index if cuda else None)
 
     model = wl.build_model(cfg.model).to(info.device)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(t.warmup_steps, t.steps))
     start = _resume(wl, cfg, ckpt_dir, model, opt, sched, metrics)
-    if info.is_main:
-        params = sum(p.numel() for p in model.parameters())
-        print(
-            f"{wl.name} --config {cfg.name}: {params:,} parameters, device {info.device}, "
-            f"world {info.world_size}, steps {start}..{t.steps}",
-            file=sys.stderr,
-            flush=True,
-        )
+    _announce(wl.name, cfg.name, model, info, start, t.steps)
     net = _wrap(model, info, cuda)
 
     global_batch = t.batch_size * info.world_size
@@ -144,9 +137,11 @@ def _train(
     if cuda:
         torch.cuda.reset_peak_memory_stats(info.device)
     step = start
+    timer = CheckpointTimer(opts.checkpoint_interval_s)
     try:
+        stop_now = dist.any_rank(stop.requested, info)
         while step < t.steps:
-            if dist.any_rank(stop.requested, info):
+            if stop_now:
                 save(step)
                 metrics.write(event="preempted", step=step, signal=stop.signal_name or "SIGTERM")
                 return jobproto.EXIT_PREEMPTED
@@ -164,23 +159,95 @@ def _train(
             window.add(losses, baseline.score(batch))
             testhooks.pause_at_step(step, stop)
             if step % t.log_every == 0 or step == t.steps:
-                metrics.write(
-                    step=step,
-                    **window.flush(global_batch),
+                _log_step(
+                    metrics,
+                    window.flush(global_batch),
+                    step,
+                    t.steps,
+                    info,
                     lr=sched.get_last_lr()[0],
                     samples_seen=step * global_batch,
                     world_size=info.world_size,
                     gpu_power_w=power.read_w(),
                     gpu_mem_peak_gb=_mem_peak_gb(info.device) if cuda else None,
                 )
-            if step % t.checkpoint_every == 0 and step < t.steps:
+            # One collective for the stop (acted on at the top of the next iteration, which
+            # saves anyway) and the interval, measured after the step.
+            stop_now, time_due = dist.any_ranks((stop.requested, timer.due()), info)
+            periodic = step % t.checkpoint_every == 0 or time_due
+            if periodic and step < t.steps and not stop_now:
                 save(step)
+                timer.reset()
         save(step)
         testhooks.dump_params(model, info.rank)
         metrics.write(event="done", step=step)
         return jobproto.EXIT_OK
     finally:
         metrics.close()
+
+
+def _announce(
+    workload: str, config: str, model: nn.Module, info: dist.DistInfo, start: int, steps: int
+) -> None:
+    if info.is_main:
+        params = sum(p.numel() for p in model.parameters())
+        print(
+            f"{workload} --config {config}: {params:,} parameters, device {info.device}, "
+            f"world {info.world_size}, steps {start}..{steps}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _metrics_writer(
+    opts: RunOptions, info: dist.DistInfo, workload: str, config: str
+) -> MetricsWriter:
+    """The metrics file's writer (main rank only); every line names the job and its attempt,
+    which the control plane reads to keep attempts apart."""
+    common = {
+        "job_id": os.environ.get(jobproto.ENV_JOB_ID),
+        "attempt": _attempt(),
+        "workload": workload,
+        "config": config,
+    }
+    return MetricsWriter(opts.metrics_file if info.is_main else None, common)
+
+
+def _log_step(
+    metrics: MetricsWriter,
+    line: dict[str, float],
+    step: int,
+    steps: int,
+    info: dist.DistInfo,
+    **extra: Any,
+) -> None:
+    """A logged step: a metrics line, and on the main rank one line on stdout (what `cortex
+    logs -f` shows)."""
+    if info.is_main:
+        print(
+            f"step {step}/{steps} loss {line['loss']:.4f} samples/s {line['samples_per_s']:.1f}",
+            flush=True,
+        )
+    metrics.write(step=step, **line, **extra)
+
+
+class CheckpointTimer:
+    """Due once `interval_s` has passed since the last checkpoint (or the start)."""
+
+    def __init__(self, interval_s: float | None) -> None:
+        self.interval_s = interval_s
+        self.reset()
+
+    def reset(self) -> None:
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.interval_s is not None and time.monotonic() - self.last >= self.interval_s
+
+
+def _attempt() -> int | None:
+    raw = os.environ.get(jobproto.ENV_ATTEMPT, "")
+    return int(raw) if raw.isdigit() else None
 
 
 def _wrap(model: nn.Module, info: dist.DistInfo, cuda: bool) -> nn.Module:

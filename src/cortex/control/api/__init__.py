@@ -14,7 +14,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from cortex.control.api import admin, cluster, jobs, logs, ops, power, submit
+from cortex.control.api import (
+    admin,
+    cluster,
+    jobs,
+    logs,
+    ops,
+    power,
+    progress,
+    share,
+    submit,
+    why,
+)
 from cortex.control.api.fastpath import SubmitFastPath
 from cortex.control.api.guard import RequestGuard
 from cortex.control.schemas import SubmitRequest
@@ -35,7 +46,8 @@ def build_app(svc: Service) -> FastAPI:
         openapi_url=None,
     )
     app.state.service = svc
-    for module in (submit, jobs, logs, admin, cluster, ops, power):
+    why.register_metrics(svc)
+    for module in (submit, jobs, logs, admin, cluster, ops, power, why, progress, share):
         app.include_router(module.router)
     assets = ops.swagger_assets_dir()
     if assets is not None:

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
+from cortex.control import estimate, preemptions, store
 from cortex.control import models as m
-from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
+from cortex.control.api.progress import progress_of
 from cortex.control.auth import Principal
 from cortex.control.schemas import JobList, JobOut
 from cortex.control.service import Service
@@ -16,13 +17,17 @@ from cortex.drive.runs import is_final  # logs.py imports it from here
 from cortex.workload.states import JobState
 
 router = APIRouter(prefix="/v1")
+WAITING = (JobState.QUEUED.value, JobState.REQUEUED.value)
 
 
 def job_out(svc: Service, s: Any, job: m.Job, with_history: bool = False) -> JobOut:
     devices = svc.loop.devices_of(job.id) if job.state == "running" else None
-    return store.job_out(
+    out = store.job_out(
         job, devices=devices, hist=store.history(s, job.id) if with_history else None
     )
+    if job.state in WAITING:
+        out.pending_reason = svc.loop.why.top(job.id)
+    return out
 
 
 def visible(s: Any, who: Principal, job_id: int) -> m.Job:
@@ -40,6 +45,7 @@ def list_jobs(
     team: TeamName | None = None,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    start: bool = Query(False, description="add waiting jobs' start estimates (slower)"),
 ) -> JobList:
     if not who.admin:
         if team is not None and team != who.team:
@@ -47,13 +53,23 @@ def list_jobs(
         team = who.team
     st = state.value if state is not None else None
     with svc.sessions() as s:
-        return JobList(jobs=[job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)])
+        out = [job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)]
+    waiting = {j.id for j in out if j.state in WAITING}
+    if start and waiting:
+        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), waiting)
+        for j in out:
+            if j.state in WAITING:
+                j.start_estimate = estimate.to_dict(got.get(j.id))
+    return JobList(jobs=out)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")
 def get_job(job_id: JobId, who: Who, svc: Svc) -> JobOut:
     with svc.sessions() as s:
-        return job_out(svc, s, visible(s, who, job_id), with_history=True)
+        out = job_out(svc, s, visible(s, who, job_id), with_history=True)
+        out.preemption_records = [preemptions.to_dict(p) for p in store.preemptions_of(s, job_id)]
+    out.progress = progress_of(svc, job_id, out.attempt)
+    return out
 
 
 @router.post(

@@ -1,0 +1,89 @@
+"""POST /v1/jobs/{id}/progress: a progress report from tooling outside the job, with the team's
+own token (the training workloads report through their metrics file instead: a job is never
+given a credential; see cortex.control.progress)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from cortex.control import store
+from cortex.control.api.deps import MAX_ID, JobId, Svc, Who, err
+from cortex.control.progress import MAX_LOSS, MAX_RATE, MAX_STEP, from_report
+
+router = APIRouter(prefix="/v1")
+
+Step = Annotated[int, Field(ge=0, le=MAX_STEP, strict=True)]
+
+
+class ProgressIn(BaseModel):
+    """One report. Every field is bounded; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    attempt: Annotated[int, Field(ge=1, le=MAX_ID, strict=True)] = Field(
+        description="the job's current attempt (CORTEX_ATTEMPT); a report for another is a 409"
+    )
+    step: Step
+    loss: Annotated[float, Field(ge=-MAX_LOSS, le=MAX_LOSS)] | None = None
+    samples_per_s: Annotated[float, Field(ge=0, le=MAX_RATE)] | None = None
+    checkpoint_step: Step | None = None
+    checkpoint_at: Annotated[float, Field(ge=0, le=1e11)] | None = Field(
+        default=None, description="Unix seconds of the last checkpoint"
+    )
+
+
+class ProgressOut(BaseModel):
+    attempt: int | None
+    step: int | None
+    loss: float | None
+    samples_per_s: float | None
+    reported_at: float | None
+    checkpoint_step: int | None
+    checkpoint_at: float | None
+    source: str
+
+
+@router.post(
+    "/jobs/{job_id}/progress",
+    response_model=ProgressOut,
+    status_code=202,
+    summary="Report a running job's progress (team token; one report per job per second)",
+)
+def report(job_id: JobId, body: ProgressIn, who: Who, svc: Svc) -> ProgressOut:
+    with svc.sessions() as s:
+        job = store.visible_job(s, who, job_id)
+        if job is None:  # another team's job reads as a missing one (api/jobs.py's rule)
+            raise HTTPException(404, f"job {job_id} not found")
+        state, attempt = job.state, job.attempt
+    if state != "running" or body.attempt != attempt:
+        # A report from an earlier attempt (or for a job not running) is ignored, and says so.
+        raise err(
+            409,
+            ["body", "attempt"],
+            f"job {job_id} is {state}, attempt {attempt}: not the attempt reported",
+            "conflict",
+        )
+    now = svc.loop.clock.time()
+    wait_s = svc.loop.progress.post(job_id, from_report(body.model_dump(), now), time.monotonic())
+    if wait_s > 0:
+        raise HTTPException(
+            429,
+            f"at most one progress report per job per second; retry in {wait_s:.2f} s",
+            headers={"Retry-After": str(max(1, round(wait_s)))},
+        )
+    got = progress_of(svc, job_id, attempt, now)
+    assert got is not None
+    return ProgressOut(**got)
+
+
+def progress_of(svc: Any, job_id: int, attempt: int, now: float | None = None) -> dict | None:
+    """A job's progress in its current attempt, from its metrics file and API reports."""
+    if attempt < 1:
+        return None
+    with svc.sessions() as s:
+        start = store.attempt_started_at(s, job_id, attempt)
+    p = svc.loop.progress.current(job_id, attempt, start or 0.0, now)
+    return None if p is None else p.to_dict()

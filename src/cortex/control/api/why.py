@@ -1,0 +1,218 @@
+"""Why a job waits and where it stands: GET /v1/jobs/{id}/why and GET /v1/queue.
+
+Both read the loop's last scheduling record (`cortex.control.why`) and the store; neither waits
+for a tick. Team isolation is the job routes': another team's job or queue is a 404, worded as
+a missing one, and another team's jobs ahead are counted, never named."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from cortex.control import estimate, store
+from cortex.control.api.deps import JobId, Svc, TeamName, Who
+from cortex.control.api.jobs import visible
+from cortex.control.why import WAITING_FOR_DEVICES, never_reason
+from cortex.control.why_metrics import WhyCollector
+from cortex.drive.runs import is_final
+
+router = APIRouter(prefix="/v1")
+
+Scalar = int | float | str | bool
+
+
+class BlockerOut(BaseModel):
+    rank: int
+    code: str
+    message: str
+    hint: str
+    requested_gpus: int | None = None
+    flavor: str | None = None
+    free_gpus: int | None = None
+    free_in_quota: int | None = None
+    largest_block_gpus: int | None = None
+    power_headroom_mw: float | None = None
+    jobs_ahead: int | None = None
+    detail: dict[str, Scalar] = {}
+
+
+class PlaceOut(BaseModel):
+    queue: str
+    position: int
+    ahead_in_queue: int
+    ahead_total: int
+
+
+class WhyOut(BaseModel):
+    job_id: int
+    state: str
+    never: bool  # it can never run under the fleet and quotas it was judged against
+    as_of: float | None  # when the scheduling pass this answer reads ran
+    place: PlaceOut | None
+    blockers: list[BlockerOut]
+    summary: str
+    start_estimate: dict[str, float | int | None] | None = None  # with ?start=true
+
+
+@router.get(
+    "/jobs/{job_id}/why",
+    response_model=WhyOut,
+    summary="Why a job is not running: its blockers ranked, with numbers and hints",
+)
+def why(
+    job_id: JobId,
+    who: Who,
+    svc: Svc,
+    start: bool = Query(False, description="add its start estimate (slower)"),
+) -> WhyOut:
+    with svc.sessions() as s:
+        job = visible(s, who, job_id)
+        state, reason, team = job.state, job.reason, job.team
+    out = explain(svc, job_id, state, reason, team)
+    if start and state in ("queued", "requeued"):
+        got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), {job_id})
+        out.start_estimate = estimate.to_dict(got.get(job_id))
+    return out
+
+
+def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut:
+    book = svc.loop.why
+    if state in ("queued", "requeued"):
+        # One dict read of the loop's retry delays (atomic; no lock, no waiting for a tick).
+        got = book.explain(job_id, team, svc.loop.mirror.backoff.get(job_id))
+        blockers = [BlockerOut(**b) for b in got["blockers"]]
+        top = blockers[0]
+        return WhyOut(
+            job_id=job_id,
+            state=state,
+            never=False,
+            as_of=got["as_of"] or None,
+            place=got["place"],
+            blockers=blockers,
+            summary=f"{top.code}: {top.message}",
+        )
+    if state == "rejected":
+        never = never_reason(reason)
+        blockers = [BlockerOut(**never)] if never else []
+        return WhyOut(
+            job_id=job_id,
+            state=state,
+            never=True,
+            as_of=None,
+            place=None,
+            blockers=blockers,
+            summary=f"can never run: {reason}",
+        )
+    if state == "admitted":
+        wait = BlockerOut(
+            rank=1,
+            code=WAITING_FOR_DEVICES,
+            message="capacity reserved; waiting for the devices of a preempted job to free up",
+            hint="nothing: it starts as soon as they do",
+        )
+        return WhyOut(
+            job_id=job_id,
+            state=state,
+            never=False,
+            as_of=None,
+            place=None,
+            blockers=[wait],
+            summary=f"{wait.code}: {wait.message}",
+        )
+    summary = "finished" if is_final(state) else state
+    return WhyOut(
+        job_id=job_id,
+        state=state,
+        never=False,
+        as_of=None,
+        place=None,
+        blockers=[],
+        summary=f"{summary}: {reason}",
+    )
+
+
+class QueuedJob(BaseModel):
+    id: int
+    name: str
+    gpus: int
+    position: int
+    ahead_in_queue: int
+    ahead_other_queues: int  # counted, never named
+    top_reason: str | None
+
+
+class QueueEntry(BaseModel):
+    queue: str
+    pending: int
+    jobs: list[QueuedJob]
+
+
+class QueueOut(BaseModel):
+    as_of: float | None
+    queues: list[QueueEntry]
+
+
+@router.get(
+    "/queue",
+    response_model=QueueOut,
+    summary="Waiting jobs in queue order per cluster queue, with the jobs ahead of each",
+)
+def queue(
+    who: Who,
+    svc: Svc,
+    team: TeamName | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> QueueOut:
+    book = svc.loop.why
+    rec = book.current
+    names = rec.queue_names
+    if not who.admin:
+        if team is not None and team != who.team:
+            raise HTTPException(404, f"team {team} not found")
+        team = who.team
+    if team is not None and team not in names:
+        with svc.sessions() as s:
+            known = store.has_queue(s, team)
+        if not known:
+            raise HTTPException(404, f"team {team} not found")
+    shown = [team] if team is not None else list(names)
+    entries = []
+    for qname in shown:
+        qi = names.index(qname) if qname in names else None
+        ids = [j.id for _, j in rec.queues[qi] if j.id not in rec.started] if qi is not None else []
+        entries.append((qname, len(ids), ids[:limit]))
+    wanted = [jid for _, _, ids in entries for jid in ids]
+    with svc.sessions() as s:
+        rows = store.job_briefs(s, wanted)
+    out = []
+    for qname, n, ids in entries:
+        jobs = []
+        for jid in ids:
+            p = rec.place(jid)
+            assert p is not None  # every job of rec.queues has a place
+            name, gpus = rows.get(jid, ("", 0))
+            jobs.append(
+                QueuedJob(
+                    id=jid,
+                    name=name,
+                    gpus=gpus,
+                    position=p.position,
+                    ahead_in_queue=p.ahead_in_queue,
+                    ahead_other_queues=p.ahead_total - p.ahead_in_queue,
+                    top_reason=book.top(jid),
+                )
+            )
+        out.append(QueueEntry(queue=qname, pending=n, jobs=jobs))
+    return QueueOut(as_of=rec.at or None, queues=out)
+
+
+def register_metrics(svc: Any) -> None:
+    """`cortex_pending_jobs{queue,reason}` and `cortex_preemptions_total{rule}` on /metrics."""
+
+    def preemptions() -> dict[str, int]:
+        with svc.sessions() as s:
+            return store.preemptions_by_rule(s)
+
+    svc.metrics.registry.register(WhyCollector(svc.loop.why, preemptions))

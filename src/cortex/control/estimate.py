@@ -1,0 +1,183 @@
+"""When will a waiting job start? Run the scheduler forward from the live state, the way the
+twin runs it: the same `schedule()` and policies, the running jobs ending at their estimated
+ends, each start's runtime from the submitter's estimate. A few more runs with runtime errors
+drawn per job (seeded) give a band around the point estimate.
+
+The state is the last scheduling pass's (`WhyRecord`: its pending lists and the allocations
+it saw), copied: the live mirror is never touched, so this runs on a request thread. Jobs are
+shallow copies (`copy.copy`), changed only here.
+
+What it leaves out, so the estimate is optimistic: failures and repairs, jobs submitted later
+(a higher priority arriving jumps the queue), preempted jobs' grace periods, and runtime
+estimates that are wrong on average (the band models an error around them, not a bias).
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cortex.fleet.topology import Topology
+from cortex.scheduler.cycle import Policies, schedule
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.queues import QueueConfig
+from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import ClusterState
+from cortex.workload.job import Job
+
+RUNS = 5  # the point estimate and four runs with drawn runtime errors
+# The spread of runtime errors, as a log-normal sigma: an assumption that sets the band's
+# width, not a measurement (a job's real error depends on who wrote its duration_s).
+RUNTIME_SIGMA = 0.3
+MAX_PASSES = 2_000  # scheduling passes per run: bounds the work of one estimate
+BUDGET_S = 2.0  # seconds per run (monotonic clock); what has not started by then is "later"
+HORIZON_S = 30 * 86_400.0  # a job not started within this is reported as not started
+
+
+@dataclass(frozen=True)
+class StartEstimate:
+    start_s: float | None  # the point estimate (runtimes as estimated); None: past the horizon
+    low_s: float | None  # earliest and latest over the runs (None: some run never started it)
+    high_s: float | None
+    runs: int
+
+
+Estimator = Callable[[Job, int, int], float]
+
+
+def _simulate(
+    topo: Topology,
+    queues: QueueConfig,
+    pol: Policies,
+    now: float,
+    running: Iterable[tuple[Job, int, Any]],
+    pending: Iterable[Job],
+    estimate_s: Estimator,
+    speed: Callable[[str, int], float],
+    factor: Callable[[int], float],
+    targets: set[int] | None,
+) -> dict[int, float]:
+    """Start times of the waiting jobs in one forward run (those that start in it)."""
+    st = ClusterState(topo, queues)
+    pq = PendingQueues(len(queues.queues), pol.ordering.key)
+    ends: list[tuple[float, int]] = []
+    live: dict[int, tuple[Job, float, float]] = {}  # id: (job, start, end)
+    for job, flavor, placement in running:
+        j = copy.copy(job)
+        j.est_end_s = now + max(0.0, job.est_end_s - now) * factor(j.id)
+        st.start(j, j.queue_idx, flavor, placement)
+        live[j.id] = (j, now, j.est_end_s)
+        heapq.heappush(ends, (j.est_end_s, j.id))
+    for job in pending:
+        pq.add(copy.copy(job))
+    starts: dict[int, float] = {}
+    t = now
+    deadline = time.monotonic() + BUDGET_S
+    for _ in range(MAX_PASSES):
+        if time.monotonic() > deadline:
+            break
+        plan = schedule(Snapshot(t, st, pq, speed, estimate_s), pol, deep=True)
+        for p in plan.preemptions:
+            v, began, end = live.pop(p.job.id)
+            st.stop(v, v.queue_idx)
+            # It keeps the work done so far (the training workloads checkpoint on SIGTERM).
+            done = (t - began) / (end - began) if end > began else 1.0
+            v.done_s += min(1.0, done) * v.remaining_s
+            pq.add(v)
+        for s in plan.starts:
+            j = s.job
+            pq.remove(j)
+            j.run_start_s = t
+            j.est_end_s = t + estimate_s(j, s.flavor, s.gang_gpus) * factor(j.id)
+            st.start(j, j.queue_idx, s.flavor, s.placement)
+            live[j.id] = (j, t, j.est_end_s)
+            heapq.heappush(ends, (j.est_end_s, j.id))
+            starts.setdefault(j.id, t)
+        if not len(pq) or (targets is not None and targets <= starts.keys()):
+            break
+        # Jump to the next end (entries of preempted runs are stale: skipped).
+        while ends and (ends[0][1] not in live or live[ends[0][1]][2] != ends[0][0]):
+            heapq.heappop(ends)
+        if not ends or ends[0][0] - now > HORIZON_S:
+            break
+        t = ends[0][0]
+        while ends and ends[0][0] <= t:
+            _, jid = heapq.heappop(ends)
+            got = live.get(jid)
+            if got is not None and got[2] <= t:
+                del live[jid]
+                st.stop(got[0], got[0].queue_idx)
+    return starts
+
+
+def estimate(
+    rec: Any,
+    topo: Topology,
+    queues: QueueConfig,
+    pol: Policies,
+    estimate_s: Estimator,
+    speed: Callable[[str, int], float],
+    targets: set[int] | None = None,
+    *,
+    runs: int = RUNS,
+    seed: int = 0,
+) -> dict[int, StartEstimate]:
+    """Start estimates for the waiting jobs of a `WhyRecord` (all, or `targets`)."""
+    running = list(rec.running)
+    pending = [job for q in rec.queues for _, job in q]
+    waiting = {j.id for j in pending} - set(rec.started)
+    want = waiting if targets is None else targets & waiting
+    results: list[dict[int, float]] = []
+    for run in range(runs):
+        rng = np.random.default_rng([seed, run])
+        drawn: dict[int, float] = {}
+
+        def factor(
+            jid: int, rng: Any = rng, drawn: dict[int, float] = drawn, run: int = run
+        ) -> float:
+            if run == 0:
+                return 1.0
+            if jid not in drawn:
+                drawn[jid] = float(math.exp(rng.normal(0.0, RUNTIME_SIGMA)))
+            return drawn[jid]
+
+        results.append(
+            _simulate(
+                topo, queues, pol, rec.at, running, pending, estimate_s, speed, factor, targets
+            )
+        )
+    out = {}
+    for jid in want:
+        got = [r.get(jid) for r in results]
+        seen = [x for x in got if x is not None]
+        full = len(seen) == len(got)
+        out[jid] = StartEstimate(
+            start_s=got[0],
+            low_s=min(seen) if full else None,
+            high_s=max(seen) if full else None,
+            runs=runs,
+        )
+    return out
+
+
+def for_loop(loop: Any) -> Callable[[Any, set[int]], dict[int, StartEstimate]]:
+    """The estimator of a scheduler loop's records: its fleet, policies and runtime model."""
+
+    def compute(rec: Any, targets: set[int]) -> dict[int, StartEstimate]:
+        queues = rec.queue_config
+        return estimate(rec, loop.topo, queues, loop.pol, loop.estimate_s, loop.speed, targets)
+
+    return compute
+
+
+def to_dict(e: StartEstimate | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"start_s": e.start_s, "low_s": e.low_s, "high_s": e.high_s, "runs": e.runs}

@@ -1,0 +1,268 @@
+"""A running job's progress: step, loss, samples/s and its last checkpoint.
+
+Two sources, one answer:
+
+- **The metrics file** (`CORTEX_METRICS_FILE`, JSON lines, written by `cortex.training` and by
+  any script that follows the job protocol). The executor made it for the job; the service reads
+  it. This is how the training workloads report, and the design an operator can trust: the job
+  holds no credential at all (no token to leak, nothing to scope), and a job that lies can only
+  lie about its own progress. The file is hostile input: it is opened without following links
+  and without blocking (a FIFO never stalls a reader), must be a regular file, is read from
+  where the last read stopped and at most `READ_MAX_BYTES` at a time, and each line is
+  bounded, parsed on its own and its fields range-checked (a bad field is dropped, not the
+  line). Lines name their `attempt` (the training workloads write it); a line without one
+  counts only when stamped after the current attempt began.
+- **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
+  wrapper, a notebook): the job's current attempt must be named, and one report per job per
+  `MIN_INTERVAL_S` is taken (429 otherwise). Kept in memory, bounded to `MAX_JOBS` jobs.
+
+The newer report wins; the last checkpoint is the newest either source names (the job's resume
+point, whichever attempt wrote it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cortex import jobproto
+
+READ_MAX_BYTES = 1 << 20  # per read; a file that grew more than this is read from its tail
+LINE_MAX_BYTES = 4096  # the training workloads write about 300 bytes a line
+MAX_JOBS = 10_000  # jobs whose file position or reported progress is kept
+MIN_INTERVAL_S = 1.0  # API reports per job
+MAX_STEP = 2**53  # exact in a float: JSON numbers past it are not steps anyone counts
+MAX_LOSS = 1e30
+MAX_RATE = 1e12
+FUTURE_SLACK_S = 300.0  # clock skew tolerated on a line's `ts`
+
+
+@dataclass(frozen=True)
+class Progress:
+    attempt: int | None = None
+    step: int | None = None
+    loss: float | None = None
+    samples_per_s: float | None = None
+    reported_at: float | None = None
+    checkpoint_step: int | None = None
+    checkpoint_at: float | None = None
+    source: str = "file"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _int(v: Any, hi: int = MAX_STEP) -> int | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    if isinstance(v, float) and (not math.isfinite(v) or v != int(v)):
+        return None
+    return int(v) if 0 <= v <= hi else None
+
+
+def _float(v: Any, lo: float, hi: float) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) and lo <= f <= hi else None
+
+
+@dataclass
+class _FileState:
+    inode: int = -1
+    offset: int = 0
+    partial: bytes = b""
+    progress: Progress = Progress()
+
+
+def parse_line(raw: bytes, now: float) -> dict[str, Any] | None:
+    """The protocol's fields of one line, range-checked; None for a line that is not a JSON
+    object. Unknown or out-of-range fields are left out."""
+    if len(raw) > LINE_MAX_BYTES:
+        return None
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict):
+        return None
+    out: dict[str, Any] = {
+        "ts": _float(obj.get("ts"), 0.0, now + FUTURE_SLACK_S),
+        "attempt": _int(obj.get("attempt"), 2**31 - 1),
+        "step": _int(obj.get("step")),
+        "event": obj.get("event") if isinstance(obj.get("event"), str) else None,
+        "loss": _float(obj.get("loss"), -MAX_LOSS, MAX_LOSS),
+        "samples_per_s": _float(obj.get("samples_per_s"), 0.0, MAX_RATE),
+    }
+    return out
+
+
+def fold(p: Progress, line: dict[str, Any], attempt: int, attempt_start_s: float) -> Progress:
+    """`p` updated by one parsed line of the job whose current attempt is `attempt`."""
+    ts = line["ts"]
+    is_checkpoint = line["event"] == "checkpoint" and line["step"] is not None
+    if is_checkpoint and ts is not None and (p.checkpoint_at is None or ts >= p.checkpoint_at):
+        p = replace(p, checkpoint_step=line["step"], checkpoint_at=ts)
+    # A line of an earlier attempt (named, or unnamed and stamped before this one began).
+    if line["attempt"] is not None and line["attempt"] != attempt:
+        return p
+    if line["attempt"] is None and (ts is None or ts < attempt_start_s):
+        return p
+    if line["step"] is None:
+        return p
+    if line["event"] is None and line["loss"] is None and line["samples_per_s"] is None:
+        return p
+    return replace(
+        p,
+        attempt=attempt,
+        step=line["step"],
+        loss=line["loss"] if line["loss"] is not None else p.loss,
+        samples_per_s=line["samples_per_s"],
+        reported_at=ts,
+        source="file",
+    )
+
+
+def _open_regular(path: Path) -> int | None:
+    """A read-only descriptor of `path` if it is a regular file, never following a link and
+    never blocking on a FIFO; None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+class ProgressBook:
+    """Progress per job from both sources; safe to call from any thread (one short lock, held
+    for at most one bounded read)."""
+
+    def __init__(self, executor: Any = None) -> None:
+        # Executors that keep a per-job metrics file on this host expose `metrics_file(job_id)`
+        # (the local executor does); for others only the API reports.
+        self._metrics_file = getattr(executor, "metrics_file", None)
+        self._lock = threading.Lock()
+        self._files: OrderedDict[int, _FileState] = OrderedDict()
+        self._posted: OrderedDict[int, Progress] = OrderedDict()
+        self._last_post: dict[int, float] = {}
+
+    def current(
+        self, job_id: int, attempt: int, attempt_start_s: float, now: float | None = None
+    ) -> Progress | None:
+        """The job's progress in its current `attempt` (begun at `attempt_start_s`), or None
+        when nothing has been reported."""
+        now = time.time() if now is None else now
+        with self._lock:
+            from_file = self._read_file(job_id, attempt, attempt_start_s, now)
+            posted = self._posted.get(job_id)
+        if posted is not None and posted.attempt != attempt:
+            posted = None
+        return merge(from_file, posted)
+
+    def post(self, job_id: int, p: Progress, now_mono: float) -> float:
+        """Take an API report; returns 0, or the seconds to wait before the next one."""
+        with self._lock:
+            last = self._last_post.get(job_id)
+            if last is not None and now_mono - last < MIN_INTERVAL_S:
+                return MIN_INTERVAL_S - (now_mono - last)
+            self._last_post[job_id] = now_mono
+            self._posted[job_id] = p
+            self._posted.move_to_end(job_id)
+            while len(self._posted) > MAX_JOBS:
+                old, _ = self._posted.popitem(last=False)
+                self._last_post.pop(old, None)
+        return 0.0
+
+    def _read_file(
+        self, job_id: int, attempt: int, attempt_start_s: float, now: float
+    ) -> Progress | None:
+        if self._metrics_file is None:
+            return None
+        path = Path(self._metrics_file(job_id))
+        st = self._files.pop(job_id, None) or _FileState()
+        self._files[job_id] = st  # most recently used last
+        while len(self._files) > MAX_JOBS:
+            self._files.popitem(last=False)
+        fd = _open_regular(path)
+        if fd is None:
+            return None
+        try:
+            info = os.fstat(fd)
+            if info.st_ino != st.inode or info.st_size < st.offset:
+                # A new or truncated file: start over from (at most READ_MAX_BYTES of) its end.
+                st.inode, st.partial, st.progress = info.st_ino, b"", Progress()
+                st.offset = max(0, info.st_size - READ_MAX_BYTES)
+                st.partial = b"" if st.offset == 0 else b"\0"  # drop the first, cut line
+            if info.st_size - st.offset > READ_MAX_BYTES:
+                st.offset, st.partial = info.st_size - READ_MAX_BYTES, b"\0"
+            data = os.pread(fd, min(READ_MAX_BYTES, info.st_size - st.offset), st.offset)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        st.offset += len(data)
+        if st.progress.attempt is not None and st.progress.attempt != attempt:
+            # A new attempt: its step starts over; the checkpoint is the job's, kept.
+            ck = st.progress
+            st.progress = Progress(
+                checkpoint_step=ck.checkpoint_step, checkpoint_at=ck.checkpoint_at
+            )
+        lines = (st.partial + data).split(b"\n")
+        st.partial = lines.pop()  # an unfinished last line waits for the next read
+        if len(st.partial) > LINE_MAX_BYTES:
+            st.partial = b"\0"
+        for raw in lines:
+            if raw.startswith(b"\0"):
+                continue  # the cut first line of a tail read
+            line = parse_line(raw, now)
+            if line is not None:
+                st.progress = fold(st.progress, line, attempt, attempt_start_s)
+        p = st.progress
+        return p if p.step is not None or p.checkpoint_at is not None else None
+
+
+def merge(a: Progress | None, b: Progress | None) -> Progress | None:
+    """The newer report, with the newest checkpoint either names."""
+    if a is None or b is None:
+        return a or b
+    newer = a if (a.reported_at or 0) >= (b.reported_at or 0) else b
+    ck = a if (a.checkpoint_at or 0) >= (b.checkpoint_at or 0) else b
+    return replace(newer, checkpoint_step=ck.checkpoint_step, checkpoint_at=ck.checkpoint_at)
+
+
+def from_report(body: Mapping[str, Any], now: float) -> Progress:
+    """An API report (already validated by its schema) as a Progress."""
+    return Progress(
+        attempt=body["attempt"],
+        step=body["step"],
+        loss=body.get("loss"),
+        samples_per_s=body.get("samples_per_s"),
+        reported_at=now,
+        checkpoint_step=body.get("checkpoint_step"),
+        checkpoint_at=body.get("checkpoint_at"),
+        source="api",
+    )
+
+
+def protocol_env(spec: Mapping[str, Any]) -> dict[str, str]:
+    """What the job protocol passes from a job's spec to its processes: its
+    `checkpoint_interval_s` as CORTEX_CHECKPOINT_INTERVAL_S (over any value of the user's own)."""
+    interval = spec.get("checkpoint_interval_s")
+    if interval is None:
+        return {}
+    return {jobproto.ENV_CHECKPOINT_INTERVAL_S: f"{float(interval):g}"}

@@ -1,0 +1,182 @@
+"""The progress book (control/progress.py): the metrics file read as hostile input (bounded
+lines, range-checked fields, no links, no FIFOs, incremental and tail-bounded reads), attempts
+kept apart, API reports rate-limited; and the work-at-stake arithmetic of preemption records."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cortex.control import progress as pg
+from cortex.control.preemptions import since_checkpoint_s
+from cortex.control.progress import Progress, ProgressBook, fold, merge, parse_line
+
+NOW = 1_000_000.0
+
+
+class Exec:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def metrics_file(self, job_id: int) -> Path:
+        return self.root / f"{job_id}.jsonl"
+
+
+def line(**kw: Any) -> str:
+    return json.dumps({"ts": NOW - 10, **kw}) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "want"),
+    [
+        (b'{"step": 5}', "step", 5),
+        (b'{"step": 5.0}', "step", 5),
+        (b'{"step": 5.5}', "step", None),
+        (b'{"step": -1}', "step", None),
+        (b'{"step": true}', "step", None),
+        (b'{"step": 9007199254740993}', "step", None),  # past 2**53
+        (b'{"loss": NaN}', "loss", None),
+        (b'{"loss": Infinity}', "loss", None),
+        (b'{"loss": 1e400}', "loss", None),
+        (b'{"loss": 2.5}', "loss", 2.5),
+        (b'{"samples_per_s": -3}', "samples_per_s", None),
+        (b'{"ts": 1000299.5}', "ts", 1000299.5),  # NOW + 299.5: within 300 s of skew
+        (b'{"ts": 1000300.5}', "ts", None),  # NOW + 300.5
+        (b'{"attempt": "1"}', "attempt", None),
+        (b'{"event": 7}', "event", None),
+    ],
+)
+def test_fields_are_range_checked_one_by_one(raw: bytes, field: str, want: object) -> None:
+    got = parse_line(raw, NOW)
+    assert got is not None and got[field] == want
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[1, 2]", b"not json", b'"x"', b"[" * 3000 + b"]" * 3000, b'{"a": "' + b"x" * 5000 + b'"}'],
+)
+def test_lines_that_are_not_small_objects_are_skipped(raw: bytes) -> None:
+    assert parse_line(raw, NOW) is None
+
+
+def _fold(*lines: bytes, attempt: int = 2, start: float = NOW - 100) -> Progress:
+    p = Progress()
+    for raw in lines:
+        got = parse_line(raw, NOW)
+        assert got is not None
+        p = fold(p, got, attempt, start)
+    return p
+
+
+def test_an_earlier_attempts_lines_are_ignored_but_its_checkpoint_kept() -> None:
+    p = _fold(
+        line(attempt=1, step=40, loss=1.0).encode(),
+        line(attempt=1, event="checkpoint", step=40).encode(),
+        json.dumps({"ts": NOW - 200, "step": 41, "loss": 0.9}).encode(),  # unnamed, before start
+    )
+    assert (p.step, p.checkpoint_step, p.checkpoint_at) == (None, 40, NOW - 10)
+    p = _fold(line(attempt=2, step=45, loss=0.5, samples_per_s=12.0).encode())
+    assert (p.attempt, p.step, p.loss, p.samples_per_s) == (2, 45, 0.5, 12.0)
+
+
+def test_the_file_is_read_incrementally_and_a_cut_line_waits(tmp_path: Path) -> None:
+    book = ProgressBook(Exec(tmp_path))
+    f = tmp_path / "7.jsonl"
+    f.write_text(line(attempt=1, step=10, loss=2.0))
+    assert book.current(7, 1, 0.0, NOW).step == 10  # type: ignore[union-attr]
+    whole = line(attempt=1, step=20, loss=1.5)
+    with f.open("a") as out:
+        out.write(whole[:15])
+    assert book.current(7, 1, 0.0, NOW).step == 10  # type: ignore[union-attr]
+    with f.open("a") as out:
+        out.write(whole[15:] + line(attempt=1, event="checkpoint", step=20))
+    got = book.current(7, 1, 0.0, NOW)
+    assert got is not None and (got.step, got.loss, got.checkpoint_step) == (20, 1.5, 20)
+    # The next attempt: its steps start over, the job's checkpoint stays.
+    got = book.current(7, 2, 0.0, NOW)
+    assert got is not None and (got.step, got.checkpoint_step) == (None, 20)
+
+
+def test_truncated_or_replaced_files_are_read_again(tmp_path: Path) -> None:
+    book = ProgressBook(Exec(tmp_path))
+    f = tmp_path / "7.jsonl"
+    f.write_text(line(attempt=1, step=10, loss=2.0) * 3)
+    assert book.current(7, 1, 0.0, NOW).step == 10  # type: ignore[union-attr]
+    f.write_text(line(attempt=1, step=3, loss=2.0))  # shorter than the offset read
+    assert book.current(7, 1, 0.0, NOW).step == 3  # type: ignore[union-attr]
+    new = tmp_path / "new"
+    new.write_text(line(attempt=1, step=4, loss=2.0) * 5)
+    os.replace(new, f)  # another inode
+    assert book.current(7, 1, 0.0, NOW).step == 4  # type: ignore[union-attr]
+
+
+def test_a_large_file_is_read_from_its_tail_only(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(pg, "READ_MAX_BYTES", 200)
+    one = line(attempt=1, step=1, loss=2.0)
+    f = tmp_path / "7.jsonl"
+    # 40 lines of about 60 bytes: a checkpoint first, step 9 last. 200 bytes hold about 3
+    # lines, the first of them cut (and dropped): the checkpoint is out of reach.
+    first = line(attempt=1, event="checkpoint", step=1)
+    f.write_text(first + one * 38 + line(attempt=1, step=9, loss=1.0))
+    got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
+    assert got is not None and (got.step, got.checkpoint_step) == (9, None)
+
+
+def test_links_and_fifos_are_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "other-team.jsonl"
+    secret.write_text(line(attempt=1, step=99, loss=0.1))
+    (tmp_path / "7.jsonl").symlink_to(secret)
+    os.mkfifo(tmp_path / "8.jsonl")
+    book = ProgressBook(Exec(tmp_path))
+    done = threading.Event()
+
+    def read() -> None:
+        assert book.current(7, 1, 0.0, NOW) is None
+        assert book.current(8, 1, 0.0, NOW) is None  # a FIFO must not block the reader
+        done.set()
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(10)
+    assert done.is_set()
+
+
+def test_api_reports_are_rate_limited_and_bounded(monkeypatch: Any) -> None:
+    book = ProgressBook(None)
+    p = Progress(attempt=1, step=1, reported_at=NOW, source="api")
+    assert book.post(1, p, 10.0) == 0.0
+    assert book.post(1, p, 10.25) == pytest.approx(0.75)  # 1 s - 0.25 s
+    assert book.post(1, p, 11.0) == 0.0
+    monkeypatch.setattr(pg, "MAX_JOBS", 2)
+    book.post(2, p, 20.0)
+    book.post(3, p, 20.0)  # three jobs for two places: the oldest report goes
+    assert book.current(1, 1, 0.0, NOW) is None
+    assert book.current(3, 1, 0.0, NOW) == p
+    assert book.current(3, 2, 0.0, NOW) is None  # another attempt's report is not its
+
+
+def test_merge_takes_the_newer_report_and_the_newest_checkpoint() -> None:
+    a = Progress(attempt=1, step=10, reported_at=5.0, checkpoint_step=8, checkpoint_at=4.0)
+    b = Progress(attempt=1, step=9, reported_at=3.0, checkpoint_step=9, checkpoint_at=4.5)
+    got = merge(a, b)
+    assert got is not None and (got.step, got.checkpoint_step) == (10, 9)
+    assert merge(None, b) == b
+
+
+@pytest.mark.parametrize(
+    ("start", "ckpt", "want"),
+    [
+        (400.0, 700.0, 300.0),  # 1000 - 700: since this run's checkpoint
+        (400.0, 300.0, 600.0),  # an earlier attempt's checkpoint: since the run began
+        (400.0, None, 600.0),
+        (None, None, None),
+    ],
+)
+def test_work_at_stake(start: float | None, ckpt: float | None, want: float | None) -> None:
+    p = None if ckpt is None else Progress(checkpoint_at=ckpt, checkpoint_step=1)
+    assert since_checkpoint_s(1000.0, start, p) == want
