@@ -11,7 +11,10 @@ bench/out/ray.json (summarized by hand in bench/RESULTS.md).
 2. node death -> requeue: a running 16-rank gang, one node killed (no graceful drain), to the
    ExitRecord that the loop turns into a requeue in the same tick (poll() called every 50 ms,
    as a busy loop ticks). With fast health checks (RAY_health_check_*; see tests/ray/raykit.py).
-3. `--fleet-nodes N`: a modelled N-node fleet in memory (node records shaped as `ray.nodes()`
+3. per-tick overhead: what the loop's tick calls on the executor when nothing changes,
+   `poll()` (no gang) plus `node_changes(force=True)` (one `ray.nodes()` GCS read; in the loop
+   it runs at most every 0.5 s), against the local executor's `poll()` with no run.
+4. `--fleet-nodes N`: a modelled N-node fleet in memory (node records shaped as `ray.nodes()`
    gives them, 8 GPUs each, 32 nodes per pod; no Ray cluster): reading it by label, building
    the FleetSpec and the loop's topology (start), and one re-read with one node down (the
    fleet sync `node_changes()` does every 0.5 s, less the GCS call).
@@ -135,6 +138,26 @@ def modelled_fleet(n: int) -> dict[str, float]:
     return {"nodes": n, "start_read_build_s": start_s, "sync_read_s": sync_s}
 
 
+def tick_overhead(ex: RayExecutor, root: Path, n: int = 200) -> dict[str, float]:
+    from cortex.executors.local.executor import LocalExecutor
+
+    local = LocalExecutor(root / "local")
+
+    def median_ms(fn: object) -> float:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    return {
+        "ray_poll_ms": median_ms(ex.poll),
+        "ray_node_changes_ms": median_ms(lambda: ex.node_changes(force=True)),
+        "local_poll_ms": median_ms(local.poll),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -153,6 +176,7 @@ def main() -> None:
             starts = [gang_start(ex, j) for j in range(1, args.runs + 1)]
             base = [baseline_start() for _ in range(args.runs)]
             deaths = [node_death(ex, cluster, 100 + j) for j in range(args.runs)]
+            overhead = tick_overhead(ex, Path(root))
     finally:
         cluster.shutdown()
     out = {
@@ -161,6 +185,7 @@ def main() -> None:
         "gang_start_all_first_line_s": statistics.median(f for _, f in starts),
         "baseline_16_local_processes_first_line_s": statistics.median(base),
         "node_death_to_exit_record_s": statistics.median(deaths),
+        "tick_overhead": overhead,
         "raw": {"starts": starts, "baseline": base, "deaths": deaths},
     }
     Path("bench/out").mkdir(parents=True, exist_ok=True)
