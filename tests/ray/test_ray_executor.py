@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import socket
 import sys
-import time
 
 import pytest
 import ray
@@ -117,11 +116,10 @@ def test_a_failing_rank_fails_the_gang_and_stops_the_other_node(ex: RayExecutor)
     # would sleep for 10 minutes unless stopped.
     code = "import os, sys, time; sys.exit(7) if os.environ['RANK'] == '3' else time.sleep(600)"
     ex.launch(spec(2, code, nprocs=4))
-    t0 = time.monotonic()
+    # Ends within ended()'s 90 s, so the 600 s sleepers on both nodes were stopped.
     rec = ended(ex)
     assert (rec.outcome, rec.exit_code) == ("failed", 7), rec
-    assert "node node-b: rank 3 exited with code 7" in rec.detail
-    assert time.monotonic() - t0 < 60  # the sleepers were stopped, not waited for
+    assert rec.detail == "node node-b: rank 3 exited with code 7; stopped the other ranks"
 
 
 def test_exit_75_from_every_rank_is_preempted(ex: RayExecutor) -> None:

@@ -427,7 +427,7 @@ class RayExecutor(AdoptionMixin):
     def _collect(self, gang: Gang, i: int, ref: Any) -> None:
         try:
             verdict = ray.get(ref)
-        except RayActorError as e:
+        except RayError as e:  # the agent died (with its node, mostly) or its call broke
             saved = read_verdict(gang, i)  # written just before the node went, perhaps
             if saved is not None:
                 gang.verdicts[i] = saved
