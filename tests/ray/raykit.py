@@ -26,6 +26,8 @@ GPUS_PER_NODE = 8
 
 class LoopbackCluster:
     def __init__(self) -> None:
+        # Restored at shutdown: later tests of the session must not inherit them.
+        self._saved = {k: os.environ.get(k) for k in (*RAY_ENV, "RAY_TMPDIR")}
         os.environ.update(RAY_ENV)
         # Short: Ray puts Unix sockets under it (108-byte limit); private: several engineers
         # run clusters on this machine, and Ray's default /tmp/ray would be shared.
@@ -79,6 +81,11 @@ class LoopbackCluster:
         with contextlib.suppress(Exception):
             self.cluster.shutdown()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for k, v in self._saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def wait_for(pred: Callable[[], Any], timeout_s: float = 60.0, every_s: float = 0.05) -> Any:
