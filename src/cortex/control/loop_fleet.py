@@ -28,16 +28,23 @@ class FleetMixin:
     node_names: list[str]
     nodes_down: set[int]
     dirty: bool
+    _device_at: dict[int, tuple[int, int]]  # device -> (node, index on it), built on first use
 
     def _nodes_of(self, devices: list[int]) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """The launch's placement node by node: (node name, indices of its devices on that
-        node), in node order."""
-        out = []
-        for n, node_devs in enumerate(self.mirror.node_devices):
-            here = tuple(i for i, d in enumerate(node_devs) if d in set(devices))
-            if here:
-                out.append((self.node_names[n], here))
-        return tuple(out)
+        node), in node order. O(len(devices)): a launch on a 100k-GPU modelled fleet must not
+        scan every node."""
+        where = getattr(self, "_device_at", None)
+        if where is None:  # built once: the loop's devices never change
+            where = {
+                d: (n, i) for n, ds in enumerate(self.mirror.node_devices) for i, d in enumerate(ds)
+            }
+            self._device_at = where
+        by_node: dict[int, list[int]] = {}
+        for d in devices:
+            n, i = where[d]
+            by_node.setdefault(n, []).append(i)
+        return tuple((self.node_names[n], tuple(sorted(ix))) for n, ix in sorted(by_node.items()))
 
     def _sync_fleet(self, s: Session, now: float) -> None:
         """Apply the executor's node changes; keep down nodes down across state rebuilds."""
