@@ -102,3 +102,4 @@ class Spec:
     uses_gpus: bool
     checkpoint_dir: Path | None
     team: str | None = None
+    nodes: tuple[tuple[str, tuple[int, ...]], ...] = ()

@@ -276,10 +276,22 @@ def logs(
     ),
     stderr: bool = typer.Option(False, "--stderr", help="show stderr instead of stdout"),
     tail: int = typer.Option(0, "--tail", min=0, help="last N lines only (0: all)"),
+    rank: int = typer.Option(
+        0,
+        "--rank",
+        min=0,
+        help="this rank's output (rank 0's by default; on the local "
+        "executor all ranks share one log)",
+    ),
 ) -> None:
     """Print a job's output (its current attempt's, or with -f every attempt's until the job
     is final: exit 0 only then)."""
-    params = {"stream": "stderr" if stderr else "stdout", "tail": tail, "follow": follow}
+    params = {
+        "stream": "stderr" if stderr else "stdout",
+        "tail": tail,
+        "follow": follow,
+        "rank": rank,
+    }
     if not follow:
         try:
             with _client() as c:

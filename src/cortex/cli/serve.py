@@ -55,6 +55,12 @@ def serve(
     outdoor_temp_c: float | None = typer.Option(
         None, "--outdoor-temp-c", help="outdoor temperature at start (PUT /v1/power updates it)"
     ),
+    executor: str | None = typer.Option(
+        None, "--executor", help="local (this machine, default) or ray (a Ray cluster)"
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="the Ray cluster to join (--executor ray), e.g. HOST:6379"
+    ),
 ) -> None:
     """Start the control plane. At first start it prints the admin token once (or takes
     $CORTEX_ADMIN_TOKEN; changing that variable revokes the previous admin token)."""
@@ -74,6 +80,8 @@ def serve(
         site_cap_kw=site_cap_kw,
         rack_cap_kw=rack_cap_kw,
         outdoor_temp_c=outdoor_temp_c,
+        executor=executor,
+        ray_address=ray_address,
     )
     _run(settings)
 

@@ -37,6 +37,7 @@ from cortex.control.fleet import local_fleet, queues_spec
 from cortex.control.loop_exits import (
     ExitsMixin,
 )
+from cortex.control.loop_fleet import FleetMixin
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
@@ -95,7 +96,7 @@ def _speeds(flavor: str) -> dict[str, float]:
     return speeds
 
 
-class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
+class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
     """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
     what the store says (control/mirror.py), rebuilt from the store by `recover()`
     (control/recovery.py)."""
@@ -114,6 +115,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
         launch_spec: Callable[..., Any] | None = None,
         handle_from_dict: Callable[[dict[str, Any]], Any] | None = None,
         fleet: FleetSpec | None = None,
+        node_names: list[str] | None = None,
         retry_backoff_base_s: float | None = None,
         retry_backoff_max_s: float | None = None,
         max_exit75_requeues: int | None = None,
@@ -131,10 +133,11 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
         self.node_name = node_name
         self.metrics = metrics or Metrics()
         if launch_spec is None or handle_from_dict is None:
-            from cortex.executors.spec import Handle, LaunchSpec
+            from cortex.executors.spec import LaunchSpec
+            from cortex.executors.spec import handle_from_dict as from_dict
 
             launch_spec = launch_spec or LaunchSpec
-            handle_from_dict = handle_from_dict or Handle.from_dict
+            handle_from_dict = handle_from_dict or from_dict
         self.launch_spec = launch_spec
         self.handle_from_dict = handle_from_dict
         # The local machine is one node; benchmarks pass a modelled multi-node `fleet` whose
@@ -149,6 +152,10 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
                 self.node_devices.append(list(range(first, first + gpn[f])))
                 first += gpn[f]
             self.all_devices = [d for ds in self.node_devices for d in ds]
+        # An executor's fleet names its nodes (LaunchSpec.nodes); a modelled one is numbered.
+        numbered = [f"{node_name}-{n}" for n in range(self.topo.n_nodes)]
+        self.node_names = [node_name] if fleet is None else list(node_names or numbered)
+        self.nodes_down: set[int] = set()  # nodes the executor lost (loop_fleet.py)
         self.pol = build_policies(settings.policy)
         self.speeds = _speeds(flavor)
         self.mirror = Mirror(
@@ -332,6 +339,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin):
             stops += self._cancels(s, cancels, now)
             for e in exits:
                 self._exit(s, e, now)
+            self._sync_fleet(s, now)
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S

@@ -46,7 +46,9 @@ class LaunchMixin:
     progress: ProgressBook
     tick_now: float
 
-    if TYPE_CHECKING:  # SchedulerLoop's and ExitsMixin's
+    if TYPE_CHECKING:  # SchedulerLoop's, ExitsMixin's and FleetMixin's
+
+        def _nodes_of(self, devices: list[int]) -> tuple[tuple[str, tuple[int, ...]], ...]: ...
 
         def estimate_s(self, job: Job, flavor: int, gang: int) -> float: ...
         def _release(self, s: Session, job_id: int, now: float) -> None: ...
@@ -170,6 +172,7 @@ class LaunchMixin:
             uses_gpus=self.uses_gpus,
             checkpoint_dir=None,  # the executor's per-job directory, kept across attempts
             team=row.team,
+            nodes=self._nodes_of(devices),
         )
         self.mirror.claim(job, row.attempt, devices)
         return job.id, row.attempt, spec

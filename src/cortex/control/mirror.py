@@ -178,9 +178,21 @@ class Mirror:
         if exiting:
             self.stopping.add(job.id)
         else:
-            placement = ((0, gpus),)
+            placement = self._placement_of(devices) or ((0, gpus),)
             self.state.start(job, job.queue_idx, 0, placement)
             self.placement[job.id] = placement
+
+    def _placement_of(self, devices: list[int]) -> tuple[tuple[int, int], ...]:
+        """(node, GPUs) of the nodes holding these devices: a multi-node run adopted after a
+        restart holds capacity on the nodes it really runs on."""
+        if len(self.node_devices) == 1:
+            return ()
+        held = set(devices)
+        return tuple(
+            (n, k)
+            for n, ds in enumerate(self.node_devices)
+            if (k := sum(1 for d in ds if d in held))
+        )
 
     # ---- reads ----------------------------------------------------------------------------
     def devices_by_job(self) -> Mapping[int, tuple[int, ...]]:

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,8 @@ from cortex.control.settings import Settings
 from cortex.executors.local.users import scrub_environ
 
 log = logging.getLogger("cortex.control")
+RAY_RETRY_FIRST_S = 1.0
+RAY_RETRY_MAX_S = 30.0
 
 
 def _bad_share(x: float | None, top: float) -> bool:
@@ -72,6 +75,47 @@ def local_executor(settings: Settings) -> tuple[Any, Any]:
     return executor, LocalExecutor.discover(slots=settings.slots)
 
 
+def ray_executor(settings: Settings) -> tuple[Any, Any]:
+    """The Ray executor and its fleet, read from the cluster's node labels. A cluster that
+    cannot be reached is one line in the log. With a fleet saved by an earlier start, the
+    service serves at once with every node of it down (jobs stay queued; adopted gangs are
+    checked once Ray answers) and the executor reconnects in the background of its polls;
+    without one, it retries here, with backoff (1 s doubling to 30 s), until it can."""
+    from cortex.executors.ray.executor import RayExecutor
+
+    def make(connect: bool) -> Any:
+        return RayExecutor(
+            settings.run_dir,
+            settings.ray_address,
+            grace_s=settings.grace_s,
+            pg_timeout_s=settings.ray_pg_timeout_s,
+            connect=connect,
+        )
+
+    delay = RAY_RETRY_FIRST_S
+    while True:
+        try:
+            executor = make(True)
+            return executor, executor.discover()
+        except (ConnectionError, ValueError, RuntimeError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            where = settings.ray_address or "auto"
+            offline = make(False)
+            fleet = offline.start_offline()
+            if fleet is not None:
+                log.error(
+                    "ray: cluster %s not usable: %s; serving with the last fleet (%d nodes) "
+                    "down, reconnecting in the background",
+                    where,
+                    first,
+                    len(fleet.nodes),
+                )
+                return offline, fleet
+            log.error("ray: cluster %s not usable: %s; retrying in %g s", where, first, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, RAY_RETRY_MAX_S)
+
+
 def loop_options(settings: Settings) -> dict[str, Any]:
     """The loop's retry parameters the settings model sets (the loop's defaults otherwise)."""
     names = ("retry_backoff_base_s", "retry_backoff_max_s", "max_exit75_requeues")
@@ -98,7 +142,9 @@ class Service:
         # dirs, spec files holding job env (issue 9, defect 1).
         os.umask(0o077)
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if executor is None:
+        if executor is None and settings.executor == "ray":
+            executor, inventory = ray_executor(settings)
+        elif executor is None:
             executor, inventory = local_executor(settings)
         # Jobs of other users traverse (never list) CORTEX_HOME to their checkpoint dirs.
         users = getattr(executor, "users", None)
@@ -122,6 +168,9 @@ class Service:
             metrics=self.metrics,
             launch_spec=launch_spec,
             handle_from_dict=handle_from_dict,
+            # A multi-node executor's fleet (the Ray executor's); None: this machine alone.
+            fleet=getattr(inventory, "spec", None),
+            node_names=getattr(inventory, "names", None),
             clock=clock,
             **loop_options(settings),
         )

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # Jobs as the service's own user. None: allowed, with a warning, only for a non-root
     # service with no run_as mapping (a laptop); refused otherwise (exec_users).
     allow_same_user: bool | None = None
+    # ---- the executor: local (this machine, the default) or ray (a Ray cluster whose nodes
+    # carry cortex.node labels; docs/executor.md, "The Ray executor")
+    executor: Literal["local", "ray"] = "local"
+    # None: Ray's own default (RAY_ADDRESS, else a cluster started on this machine).
+    ray_address: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    # A placement group Ray has not created by then is removed and the job requeued.
+    ray_pg_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
     # ---- the API's edge
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024

@@ -39,3 +39,21 @@ class Executor(Protocol):
     def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]:
         """Where an attempt's stdout and stderr are (the API's log route reads them)."""
         ...
+
+
+# Optional, for an executor whose ranks log apart and whose fleet is its own (the Ray
+# executor): `rank_log_paths(job_id, attempt, rank)`, `discover()` giving an
+# `executors.nodes.ExecutorFleet`, and `node_changes()` giving [(node name, alive)] since the
+# last call (control/loop_fleet.py). `find_run(job_id, attempt)` (both executors) gives the
+# handle an attempt left on disk, for recovery.
+
+
+def rank_log_paths(executor: object, job_id: int, attempt: int, rank: int) -> tuple[Path, Path]:
+    """One rank's stdout and stderr: its own files where the executor keeps them apart, else
+    the attempt's (the local executor's ranks share them)."""
+    per_rank = getattr(executor, "rank_log_paths", None)
+    if per_rank is not None:
+        out, err = per_rank(job_id, attempt, rank)
+        return Path(out), Path(err)
+    out, err = executor.log_paths(job_id, attempt)  # type: ignore[attr-defined]
+    return Path(out), Path(err)

@@ -5,7 +5,7 @@ executor (executors/local/) and the Ray executor share it; the interface is exec
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +69,9 @@ class LaunchSpec:
     uses_gpus: bool = False
     checkpoint_dir: Path | None = None
     team: str | None = None  # whose job: decides the Unix user it runs as
+    # Where the gang runs, node by node: (node name, that node's device indices). Empty: one
+    # machine (the local executor ignores it); a multi-node executor needs it.
+    nodes: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def validate(self) -> None:
         """ValueError naming the field, for what would otherwise fail later inside the runner."""
@@ -100,6 +103,21 @@ class LaunchSpec:
             raise ValueError(f"devices: listed twice in {self.devices!r}")
         if self.working_dir is not None and not Path(self.working_dir).is_dir():
             raise ValueError(f"working_dir: {self.working_dir!r} is not a directory")
+        self._validate_nodes()
+
+    def _validate_nodes(self) -> None:
+        names: set[str] = set()
+        for entry in self.nodes:
+            if not (isinstance(entry, tuple | list) and len(entry) == 2):
+                raise ValueError(f"nodes: expected (name, devices) pairs, got {entry!r}")
+            name, devs = entry
+            if not isinstance(name, str) or not 0 < len(name) <= 253 or name in names:
+                raise ValueError(f"nodes: bad or repeated node name {name!r}")
+            names.add(name)
+            if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devs):
+                raise ValueError(f"nodes: {name}: devices must be non-negative integers")
+        if self.nodes and sum(len(d) for _, d in self.nodes) != len(self.devices):
+            raise ValueError("nodes: the per-node devices do not add up to `devices`")
 
 
 @dataclass(frozen=True)
@@ -145,6 +163,66 @@ class Handle:
             **{k: d[k] for k in (*ints, *strs)},
             devices=tuple(devices),
         )
+
+
+@dataclass(frozen=True)
+class GangHandle:
+    """A run of an executor other than the local one: the common fields, the executor's `kind`
+    ("ray") and what that executor needs to find the run again (`payload`: JSON values, e.g.
+    the names of its placement group and actors). Stored as JSON like `Handle`;
+    `handle_from_dict` tells the two apart (a dict without `kind` is a local handle, as every
+    handle stored before this class existed)."""
+
+    job_id: int
+    attempt: int
+    kind: str
+    run_dir: str
+    stdout_path: str
+    stderr_path: str
+    devices: tuple[int, ...] = ()
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["devices"] = list(self.devices)
+        d["payload"] = dict(self.payload)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> GangHandle:
+        for k in ("job_id", "attempt"):
+            if not isinstance(d.get(k), int) or isinstance(d.get(k), bool):
+                raise ValueError(f"handle.{k}: expected an integer, got {d.get(k)!r}")
+        for k in ("kind", "run_dir", "stdout_path", "stderr_path"):
+            if not isinstance(d.get(k), str):
+                raise ValueError(f"handle.{k}: expected a string, got {d.get(k)!r}")
+        devices = d.get("devices", [])
+        if not isinstance(devices, list | tuple) or not all(
+            isinstance(x, int) and not isinstance(x, bool) for x in devices
+        ):
+            raise ValueError(f"handle.devices: expected a list of integers, got {devices!r}")
+        payload = d.get("payload", {})
+        if not isinstance(payload, Mapping):
+            raise ValueError(f"handle.payload: expected an object, got {payload!r}")
+        return cls(
+            job_id=d["job_id"],
+            attempt=d["attempt"],
+            kind=d["kind"],
+            run_dir=d["run_dir"],
+            stdout_path=d["stdout_path"],
+            stderr_path=d["stderr_path"],
+            devices=tuple(devices),
+            payload=dict(payload),
+        )
+
+
+def handle_from_dict(d: Mapping[str, Any]) -> Handle | GangHandle:
+    """A stored handle of any executor: `kind` absent or "local" is the local executor's."""
+    if not isinstance(d, Mapping):
+        raise ValueError(f"handle: expected an object, got {type(d).__name__}")
+    if d.get("kind", "local") == "local":
+        return Handle.from_dict(d)
+    return GangHandle.from_dict(d)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from cortex.control import models as m
 from cortex.control.api.deps import JobId, Svc, Who
 from cortex.control.api.jobs import is_final, visible
 from cortex.control.service import Service
+from cortex.executors.base import rank_log_paths
 
 router = APIRouter(prefix="/v1")
 FOLLOW_POLL_S = 0.2
@@ -43,20 +44,25 @@ def logs(
     stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
     tail: Annotated[int, Query(ge=0, le=100000)] = 0,
     follow: bool = False,
+    rank: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     with svc.sessions() as s:
         attempt = visible(s, who, job_id).attempt
     if not follow:
-        text, skipped = read_tail(_path(svc, job_id, attempt, stream), tail)
+        text, skipped = read_tail(_path(svc, job_id, attempt, stream, rank), tail)
         headers = {TRUNCATED_HEADER: str(skipped), ATTEMPT_HEADER: str(attempt)}
         return PlainTextResponse(text, headers=headers)
-    return StreamingResponse(follow_job(svc, job_id, stream, tail), media_type="text/plain")
+    body = follow_job(svc, job_id, stream, tail, rank)
+    return StreamingResponse(body, media_type="text/plain")
 
 
-def _path(svc: Service, job_id: int, attempt: int, stream: str) -> Path | None:
+def _path(svc: Service, job_id: int, attempt: int, stream: str, rank: int = 0) -> Path | None:
     if attempt == 0:
         return None
-    paths = svc.executor.log_paths(job_id, attempt)
+    if rank:  # one rank's own files, where the executor keeps ranks apart (Ray)
+        paths = rank_log_paths(svc.executor, job_id, attempt, rank)
+    else:
+        paths = svc.executor.log_paths(job_id, attempt)
     return Path(paths[0] if stream == "stdout" else paths[1])
 
 
@@ -147,7 +153,9 @@ def _job_state(svc: Service, job_id: int) -> tuple[str, int]:
         return (job.state, job.attempt) if job is not None else ("completed", 0)
 
 
-async def follow_job(svc: Service, job_id: int, stream: str, tail: int) -> AsyncIterator[bytes]:
+async def follow_job(
+    svc: Service, job_id: int, stream: str, tail: int, rank: int = 0
+) -> AsyncIterator[bytes]:
     """Yield each attempt's output as it grows, attempt after attempt, until the job is final
     and the last file is drained. Async, so that a client that hangs up cancels it at the next
     wait (a sync generator would keep a thread polling a queued job's log)."""
@@ -163,7 +171,7 @@ async def follow_job(svc: Service, job_id: int, stream: str, tail: int) -> Async
                 follower.close()
                 # The tail applies to the first attempt seen, not to later ones.
                 follower = LogFollower(
-                    _path(svc, job_id, current, stream), tail if not attempt else 0
+                    _path(svc, job_id, current, stream, rank), tail if not attempt else 0
                 )
                 attempt = current
             data = await asyncio.to_thread(follower.read)

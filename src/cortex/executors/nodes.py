@@ -1,0 +1,79 @@
+"""An executor's fleet in the twin's vocabulary: the nodes an executor offers (name, flavor, GPU
+count, pod, rack, up or not) and the FleetSpec the scheduler loop builds its topology from.
+Executor-neutral: the Ray executor fills it from node labels; any multi-node executor can."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from itertools import groupby
+
+from cortex.fleet.spec import FleetSpec, HallSpec, NodeGroup
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str  # the stable name (a label), never the executor's own id, which can change
+    flavor: str  # fleet catalog name, e.g. "H100-SXM5"
+    gpus: int
+    pod: str
+    rack: str
+    alive: bool = True
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class ExecutorFleet:
+    """The nodes in topology order (node index n of the loop's topology is `nodes[n]`)."""
+
+    spec: FleetSpec
+    nodes: tuple[NodeInfo, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    kind = "gpu"  # an executor's fleet offers GPUs (as the local Inventory's `kind`)
+
+    @property
+    def devices(self) -> list[int]:
+        """The loop's device ids: node n's GPUs follow node n-1's."""
+        return list(range(sum(n.gpus for n in self.nodes)))
+
+    @property
+    def flavor(self) -> str:
+        """The most common flavor (the loop's throughput table is per one flavor)."""
+        return Counter(n.flavor for n in self.nodes).most_common(1)[0][0]
+
+
+def _per(labels: list[str]) -> int:
+    """Nodes per pod (or rack) for a group: the largest label's count. `topology.build` cuts a
+    group into equal pods in order, so this is exact when the pods are equal-sized (a
+    partial last pod included); otherwise pods are approximated by order."""
+    return max(Counter(labels).values())
+
+
+def build_fleet(nodes: list[NodeInfo], name: str = "executor") -> ExecutorFleet:
+    """Group identical nodes (flavor, GPUs per node) in a stable order: sorted by flavor, GPU
+    count, pod, rack and name, so the same nodes give the same node indices every time."""
+    if not nodes:
+        raise ValueError("fleet: the executor offers no usable node")
+    ordered = sorted(nodes, key=lambda n: (n.flavor, n.gpus, n.pod, n.rack, n.name))
+    groups = []
+    for (flavor, gpus), members in groupby(ordered, key=lambda n: (n.flavor, n.gpus)):
+        ms = list(members)
+        groups.append(
+            NodeGroup(
+                flavor=flavor,
+                nodes=len(ms),
+                gpus_per_node=gpus,
+                nodes_per_pod=_per([n.pod for n in ms]),
+                nodes_per_rack=_per([f"{n.pod}/{n.rack}" for n in ms]),
+            )
+        )
+    spec = FleetSpec(
+        name=name,
+        description=f"{len(ordered)} nodes from the executor",
+        halls=[HallSpec(name=name, groups=groups)],
+    )
+    return ExecutorFleet(spec=spec, nodes=tuple(ordered))

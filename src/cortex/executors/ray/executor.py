@@ -1,0 +1,562 @@
+"""The Ray executor: the executor interface (executors/base.py) on a Ray cluster.
+
+A launch is a detached, named placement group with one bundle per node of the scheduler's
+placement, pinned by the `cortex.node` label; once Ray has created it, one detached, named
+agent actor per bundle (agent.py) starts that node's ranks. Nothing here blocks on Ray: launch()
+returns once the handle is on disk and the placement group is requested; poll() moves each gang
+on (placing -> starting -> running -> ended) with non-blocking waits, so a slow or full cluster
+never stalls the scheduler loop.
+
+- A placement group Ray has not created within `pg_timeout_s` is removed and the run reported
+  failed with that reason (Ray itself would leave it pending forever); the loop requeues it.
+- terminate(): every agent SIGTERMs its ranks and SIGKILLs them after the grace period (the
+  agent enforces it, so it holds while the service is down); poll() then kills the actors and
+  removes the placement group. Exit 75 from the ranks is "checkpointed": preempted.
+- A lost node (its agent dies with it) ends the run as failed, naming the node.
+- Names carry job id and attempt (gang.py), so after a kill -9 of the service, live_handles()
+  and adopt() find the gangs by name; the run dir is created exclusively, so an attempt is
+  launched once.
+
+The run dirs (logs, checkpoints, verdicts) must be on a file system every Ray node shares, as
+a job's checkpoints must be for it to resume on another node."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from cortex.executors.local.rundir import job_dir, run_dir, write_json_atomic
+from cortex.executors.local.users import DEFAULT_PATH, INHERITED_ENV
+from cortex.executors.nodes import ExecutorFleet, build_fleet
+from cortex.executors.ray import gang as g
+from cortex.executors.ray.adoption import AdoptionMixin
+from cortex.executors.ray.agent import NodeAgent, rank_log_paths
+from cortex.executors.ray.fleet import DEFAULT_FLAVOR, LABEL_NODE, IgnoredLog, read_nodes
+from cortex.executors.ray.offline import Backoff, load_fleet, save_fleet
+from cortex.executors.ray.runs import Gang, named_pg, probe, read_verdict, short
+from cortex.executors.spec import (
+    ExitRecord,
+    GangHandle,
+    LaunchSpec,
+    StopReason,
+    job_env,
+    outcome_for,
+)
+from cortex.jobproto import EXIT_OK, EXIT_PREEMPTED
+
+log = logging.getLogger(__name__)
+
+KIND = "ray"
+NAMESPACE = "cortex"
+PG_TIMEOUT_S = 30.0
+BACKSTOP_S = 1.0  # poll() kills the actors this long after the agents should have
+WAIT_S = 3600.0  # one agent.wait() call; re-issued while the ranks run
+FLEET_EVERY_S = 0.5  # node_changes() reads the cluster at most this often
+CALL_TIMEOUT_S = 10.0  # a blocking call to an agent (adoption only)
+# From a placed group to its agents answering: a Ray worker process per agent has to start.
+START_TIMEOUT_S = 120.0
+LOST_HOLD_S = 30.0  # see RayExecutor._lost
+
+
+class RayExecutor(AdoptionMixin):
+    def __init__(
+        self,
+        root_dir: Path,
+        address: str | None,
+        *,
+        grace_s: float = 30.0,
+        pg_timeout_s: float = PG_TIMEOUT_S,
+        namespace: str = NAMESPACE,
+        default_flavor: str = DEFAULT_FLAVOR,
+        connect: bool = True,
+    ) -> None:
+        if grace_s < 0:
+            raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
+        if pg_timeout_s <= 0:
+            raise ValueError(f"pg_timeout_s: must be > 0, got {pg_timeout_s}")
+        self.root = Path(root_dir).resolve()
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.address = address
+        self.grace_s = float(grace_s)
+        self.pg_timeout_s = float(pg_timeout_s)
+        self.namespace = namespace
+        self.default_flavor = default_flavor
+        self._gangs: dict[tuple[int, int], Gang] = {}
+        self._alive: dict[str, bool] = {}  # node name -> last seen alive
+        self._ray_ids: dict[str, str] = {}  # node name -> its Ray node id at the last read
+        # Nodes a gang lost, with the Ray id they had: down at once, and up again only under a
+        # new Ray id (Ray marks a node dead seconds after its actors died with it).
+        # An actor can also die alone (its worker killed): after LOST_HOLD_S with Ray still
+        # calling the same node alive, the node is taken back.
+        self._lost: dict[str, tuple[str | None, float]] = {}
+        self._changes: list[tuple[str, bool]] = []
+        # Adopted while the cluster was unreachable: checked once it is back (see adopt()).
+        self._unverified: dict[tuple[int, int], Gang] = {}
+        self._fleet_read = 0.0
+        self._ignored = IgnoredLog()
+        self._agent_cls = ray.remote(NodeAgent)
+        self.connected = False
+        self._backoff = Backoff()
+        if connect:
+            self.connect()
+
+    # -- connection and fleet --------------------------------------------------------------
+    def connect(self) -> None:
+        """Join the cluster as a driver (raises ConnectionError when it is unreachable)."""
+        probe(self.address)
+        if not ray.is_initialized():
+            ray.init(
+                address=self.address,
+                namespace=self.namespace,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        self.connected = True
+
+    def start_offline(self) -> ExecutorFleet | None:
+        """The cluster cannot be reached now: the last fleet read, every node down, and
+        reconnection attempts from poll() on (the nodes come up through node_changes()).
+        None without a saved fleet."""
+        nodes = load_fleet(self.root)
+        if nodes is None:
+            return None
+        self._alive = {n.name: False for n in nodes}
+        return build_fleet(nodes, name="ray")
+
+    def _reconnect(self) -> bool:
+        if self.connected or not self._backoff.due():
+            return self.connected
+        try:
+            self.connect()
+        except (ConnectionError, RuntimeError) as err:
+            self._backoff.failed(self.address, err)
+            return False
+        log.warning("ray: connected to %s", self.address or "auto")
+        self._fleet_read = 0.0  # read the nodes at the next node_changes()
+        return True
+
+    def _verify_adopted(self) -> list[ExitRecord]:
+        """Gangs adopted while the cluster was unreachable: watched if they still run (or left
+        their verdicts), else torn down and reported failed, so the loop requeues them."""
+        out = []
+        for key, gang in list(self._unverified.items()):
+            del self._unverified[key]
+            if self._reattach(gang):
+                self._gangs[key] = gang
+                continue
+            self._teardown(gang.handle)
+            why = "lost while the Ray cluster was unreachable"
+            out.append(ExitRecord(key[0], key[1], outcome_for(gang.stop, None), None, why))
+        return out
+
+    def discover(self) -> ExecutorFleet:
+        """The fleet: every live node with a `cortex.node` label (see fleet.py for the
+        defaults and for the nodes left out). A node dead at start is not in it: Ray no
+        longer says what it held."""
+        view = read_nodes(ray.nodes(), self.default_flavor)
+        self._ignored.report(view.ignored)
+        live = [n for n in view.nodes.values() if n.alive]
+        self._alive = {n.name: True for n in live}
+        self._ray_ids = dict(view.ray_ids)
+        self._fleet_read = time.monotonic()
+        fleet = build_fleet(live, name="ray")
+        save_fleet(self.root, list(fleet.nodes))
+        return fleet
+
+    def node_changes(self, *, force: bool = False) -> list[tuple[str, bool]]:
+        """Nodes of the fleet that went down or came back since the last call: (name, alive).
+        A node that rejoins keeps its label (and so its place in the fleet) under a new Ray
+        id. A label the fleet did not have at start is logged and left out."""
+        if not self.connected:
+            return []
+        now = time.monotonic()
+        changes, self._changes = self._changes, []
+        if not force and now - self._fleet_read < FLEET_EVERY_S:
+            return changes
+        self._fleet_read = now
+        view = read_nodes(ray.nodes(), self.default_flavor)
+        self._ignored.report(view.ignored)
+        for name, node in view.nodes.items():
+            alive = node.alive
+            if name in self._lost:
+                ray_id, since = self._lost[name]
+                same = view.ray_ids.get(name) == ray_id and now - since < LOST_HOLD_S
+                if alive and same:
+                    alive = False  # the very node we lost: Ray has not noticed yet
+                elif alive:
+                    del self._lost[name]  # back under a new Ray id
+            if alive:
+                self._ray_ids[name] = view.ray_ids.get(name, "")
+            if name not in self._alive:
+                if alive:
+                    self._alive[name] = True
+                    log.warning("Ray node %s joined; it joins the fleet at the next restart", name)
+                continue
+            if self._alive[name] != alive:
+                self._alive[name] = alive
+                changes.append((name, alive))
+        return changes
+
+    def _node_lost(self, name: str) -> None:
+        """A gang's agent died with its node: the node is down from now, not from when Ray's
+        health checks mark it dead, so the loop does not place the requeued job on it."""
+        if name not in self._lost:
+            self._lost[name] = (self._ray_ids.get(name), time.monotonic())
+        if self._alive.get(name, False):
+            self._alive[name] = False
+            self._changes.append((name, False))
+
+    # -- paths -----------------------------------------------------------------------------
+    def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]:
+        """Rank 0's stdout and stderr (rank_log_paths for the others)."""
+        return rank_log_paths(run_dir(self.root, job_id, attempt), 0)
+
+    def rank_log_paths(self, job_id: int, attempt: int, rank: int) -> tuple[Path, Path]:
+        return rank_log_paths(run_dir(self.root, job_id, attempt), rank)
+
+    def checkpoint_dir(self, job_id: int) -> Path:
+        return job_dir(self.root, job_id) / "checkpoints"
+
+    def metrics_file(self, job_id: int) -> Path:
+        return job_dir(self.root, job_id) / "metrics.jsonl"
+
+    # -- launch ----------------------------------------------------------------------------
+    def launch(self, spec: LaunchSpec) -> GangHandle:
+        """Request the placement group and return the durable handle; poll() starts the ranks
+        once Ray has placed it. An attempt is launched once (its run dir is made exclusively)."""
+        spec.validate()
+        if not self.connected:
+            raise ConnectionError(f"ray: cluster {self.address or 'auto'} not connected")
+        parts = g.split(spec.nodes, spec.nprocs)
+        key = (spec.job_id, spec.attempt)
+        if key in self._gangs:
+            raise ValueError(f"attempt: job {spec.job_id} attempt {spec.attempt} is running")
+        rdir = run_dir(self.root, spec.job_id, spec.attempt)
+        rdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            rdir.mkdir(mode=0o700)
+        except FileExistsError:
+            raise ValueError(
+                f"attempt: job {spec.job_id} attempt {spec.attempt} was already launched "
+                f"({rdir} exists); use a new attempt number"
+            ) from None
+        try:
+            return self._launch_in(rdir, spec, parts)
+        except BaseException:
+            shutil.rmtree(rdir, ignore_errors=True)
+            raise
+
+    def _launch_in(self, rdir: Path, spec: LaunchSpec, parts: list[g.NodePart]) -> GangHandle:
+        ckpt = Path(spec.checkpoint_dir or self.checkpoint_dir(spec.job_id))
+        ckpt.mkdir(parents=True, exist_ok=True, mode=0o700)
+        metrics = self.metrics_file(spec.job_id)
+        metrics.touch(mode=0o600)
+        base = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        base.setdefault("PATH", DEFAULT_PATH)
+        env = job_env(spec, base=base, checkpoint_dir=ckpt.resolve(), metrics_file=metrics)
+        out, err = rank_log_paths(rdir, 0)
+        for r in range(spec.nprocs):
+            for p in rank_log_paths(rdir, r):
+                p.touch(mode=0o600)
+        handle = GangHandle(
+            job_id=spec.job_id,
+            attempt=spec.attempt,
+            kind=KIND,
+            run_dir=str(rdir),
+            stdout_path=str(out),
+            stderr_path=str(err),
+            devices=tuple(spec.devices),
+            payload={
+                "namespace": self.namespace,
+                "pg": g.pg_name(spec.job_id, spec.attempt),
+                "agents": [g.agent_name(spec.job_id, spec.attempt, p.index) for p in parts],
+                "nodes": [[p.node, list(p.devices), list(p.ranks)] for p in parts],
+                "uses_gpus": spec.uses_gpus,
+            },
+        )
+        # Durable before anything exists on Ray: a service killed after this finds the run.
+        write_json_atomic(rdir / "handle.json", handle.to_dict(), durable=False)
+        pg = placement_group(
+            [p.bundle(spec.uses_gpus) for p in parts],
+            strategy="PACK",
+            name=g.pg_name(spec.job_id, spec.attempt),
+            lifetime="detached",
+            bundle_label_selector=[{LABEL_NODE: p.node} for p in parts],
+        )
+        gang = Gang(handle=handle, parts=parts, pg=pg, spec=spec, env=env)
+        # Requested now, not once the group exists: Ray starts them (a worker process each,
+        # the slow part of a gang start) as soon as their bundles are there.
+        self._create_agents(gang)
+        self._gangs[gang.key] = gang
+        log.info("job %s attempt %s: placement group on %s", *gang.key, [p.node for p in parts])
+        return handle
+
+    def is_running(self, job_id: int, attempt: int) -> bool:
+        """Every rank of the run has started (benchmarks and tests)."""
+        gang = self._gangs.get((job_id, attempt))
+        return gang is not None and gang.running_at is not None
+
+    # -- watching --------------------------------------------------------------------------
+    def poll(self) -> list[ExitRecord]:
+        """Runs that ended since the last call, each once; moves every gang on, never blocks
+        (but for a reconnection attempt while the cluster is unreachable)."""
+        if not self._reconnect():
+            return []
+        out = self._verify_adopted() if self._unverified else []
+        for key, gang in list(self._gangs.items()):
+            try:
+                rec = self._advance(gang)
+            except RayError as e:  # the cluster itself failing: the next poll retries
+                log.warning("job %s attempt %s: Ray: %s", *key, str(e).splitlines()[0][:200])
+                rec = None
+            if rec is not None:
+                del self._gangs[key]
+                out.append(rec)
+        return out
+
+    def _advance(self, gang: Gang) -> ExitRecord | None:
+        now = time.monotonic()
+        if gang.phase == "placing":
+            return self._placing(gang, now)
+        if gang.phase == "starting":
+            return self._starting(gang, now)
+        return self._running(gang, now)
+
+    def _placing(self, gang: Gang, now: float) -> ExitRecord | None:
+        assert gang.pg is not None
+        # The GCS's word, not pg.ready(): that runs a task in the group, which needs a worker
+        # process of its own (seconds to start) and a new one per call.
+        state = ray.util.placement_group_table(gang.pg).get("state")
+        if state == "CREATED":
+            gang.phase, gang.since = "starting", now
+            return None
+        if gang.stop is not None:
+            return self._end(gang, None, "stopped before the job started")
+        if now - gang.since < self.pg_timeout_s:
+            return None
+        nodes = ", ".join(p.node for p in gang.parts)
+        return self._end(
+            gang,
+            None,
+            f"placement group not created within {self.pg_timeout_s:g} s on {nodes}: "
+            "Ray cannot place it (a node full, gone or short of resources); removed",
+        )
+
+    def _create_agents(self, gang: Gang) -> None:
+        h, pg = gang.handle, gang.pg
+        assert pg is not None
+        uses_gpus = bool(h.payload.get("uses_gpus"))
+        for p in gang.parts:
+            gpus = float(len(p.devices)) if uses_gpus else 0.0
+            gang.agents[p.index] = self._agent_cls.options(
+                name=g.agent_name(h.job_id, h.attempt, p.index),
+                namespace=self.namespace,
+                lifetime="detached",
+                num_cpus=g.CPU_PER_RANK * len(p.ranks),
+                num_gpus=gpus,
+                max_concurrency=8,
+                max_restarts=0,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    pg, placement_group_bundle_index=p.index
+                ),
+            ).remote(h.job_id, h.attempt, p.index, p.node, list(p.ranks), h.run_dir)
+        gang.master_ref = gang.agents[0].master.remote()
+
+    def _starting(self, gang: Gang, now: float) -> ExitRecord | None:
+        ready, _ = ray.wait([gang.master_ref], timeout=0)
+        if not ready:
+            if gang.stop is not None or now - gang.since > START_TIMEOUT_S:
+                why = "stopped before the job started" if gang.stop else "agents did not start"
+                return self._end(gang, None, f"{why} (within {now - gang.since:.1f} s)")
+            return None
+        try:
+            addr, port = ray.get(gang.master_ref)
+        except RayActorError as e:
+            return self._end(gang, None, f"node {gang.parts[0].node} lost before start: {short(e)}")
+        if gang.stop is not None:
+            return self._end(gang, None, "stopped before the job started")
+        spec, env = gang.spec, gang.env
+        assert spec is not None and env is not None
+        rdv = {
+            "master_addr": addr,
+            "master_port": port,
+            "world_size": spec.nprocs,
+            "grace_s": self.grace_s,
+        }
+        for i, agent in gang.agents.items():
+            gang.start_refs[i] = agent.start.remote(list(spec.command), env, spec.working_dir, rdv)
+            gang.wait_refs[i] = agent.wait.remote(WAIT_S)
+        gang.spec = gang.env = None  # the job's secrets are the agents' now
+        gang.phase = "running"
+        return None
+
+    def _running(self, gang: Gang, now: float) -> ExitRecord | None:
+        if gang.running_at is None and gang.start_refs:
+            ready, _ = ray.wait(
+                list(gang.start_refs.values()), timeout=0, num_returns=len(gang.start_refs)
+            )
+            if len(ready) == len(gang.start_refs):
+                gang.running_at = now
+        pending = {
+            i: r for i, r in gang.wait_refs.items() if i not in gang.verdicts and i not in gang.lost
+        }
+        if pending:
+            ready, _ = ray.wait(list(pending.values()), timeout=0, num_returns=len(pending))
+            done = set(ready)
+            for i, ref in pending.items():
+                if ref in done:
+                    self._collect(gang, i, ref)
+        self._gang_rule(gang, now)
+        if gang.kill_at is not None and now >= gang.kill_at:
+            for i in gang.wait_refs:
+                if i not in gang.verdicts and i not in gang.lost:
+                    gang.lost[i] = "still running after the grace period: killed"
+        if len(gang.verdicts) + len(gang.lost) == len(gang.parts):
+            return self._finish(gang)
+        return None
+
+    def _collect(self, gang: Gang, i: int, ref: Any) -> None:
+        try:
+            verdict = ray.get(ref)
+        except RayError as e:  # the agent died (with its node, mostly) or its call broke
+            saved = read_verdict(gang, i)  # written just before the node went, perhaps
+            if saved is not None:
+                gang.verdicts[i] = saved
+            else:
+                gang.lost[i] = f"node {gang.parts[i].node} lost: {short(e)}"
+                self._node_lost(gang.parts[i].node)
+            return
+        if verdict is None:  # the wait timed out with the ranks still running: wait again
+            gang.wait_refs[i] = gang.agents[i].wait.remote(WAIT_S)
+        else:
+            gang.verdicts[i] = verdict
+
+    def _gang_rule(self, gang: Gang, now: float) -> None:
+        """A node whose ranks failed, or that is gone, ends the gang: the other nodes' ranks
+        are stopped (SIGTERM, grace, SIGKILL), as the local runner does for a failed rank."""
+        if gang.gang_stopped or gang.stop is not None:
+            return
+        failed = bool(gang.lost) or any(
+            v.get("exit_code") not in (EXIT_OK, EXIT_PREEMPTED) for v in gang.verdicts.values()
+        )
+        if not failed:
+            return
+        gang.gang_stopped = True
+        for i, agent in gang.agents.items():
+            if i not in gang.verdicts and i not in gang.lost:
+                agent.stop_gang.remote(self.grace_s)
+        gang.kill_at = now + self.grace_s + BACKSTOP_S
+
+    def _finish(self, gang: Gang) -> ExitRecord:
+        codes = [v.get("exit_code") for v in gang.verdicts.values()]
+        if gang.lost:  # the first loss is the cause; later ones follow from it
+            return self._end(gang, None, next(iter(gang.lost.values())))
+        bad = [
+            v for v in gang.verdicts.values() if v.get("exit_code") not in (EXIT_OK, EXIT_PREEMPTED)
+        ]
+        if bad:
+            # The node whose rank failed on its own, not one stopped because of it.
+            own = [v for v in bad if v.get("failed_rank") is not None]
+            first = min(own or bad, key=lambda v: int(v.get("index", 0)))
+            detail = f"node {first.get('node')}: {first.get('detail')}"
+            return self._end(gang, first.get("exit_code"), detail)
+        code = EXIT_OK if all(c == EXIT_OK for c in codes) else EXIT_PREEMPTED
+        stop = gang.stop
+        stopped = any(v.get("stop_signal") is not None for v in gang.verdicts.values())
+        if stop == "preempt" and code == EXIT_OK and not stopped:
+            stop = None  # finished before the SIGTERM reached it: do not run it again
+        detail = "" if code == EXIT_OK else "checkpointed (exit 75)"
+        return self._end(gang, code, detail, stop=stop, own_stop=True)
+
+    def _end(
+        self,
+        gang: Gang,
+        code: int | None,
+        detail: str,
+        *,
+        stop: StopReason | None = None,
+        own_stop: bool = False,
+    ) -> ExitRecord:
+        """Tear the gang down and say how it ended; the stop request decides (outcome_for),
+        unless `own_stop` gives the stop that counts."""
+        self._teardown(gang.handle)
+        if not own_stop:
+            stop = gang.stop
+        if gang.stop is not None:
+            detail = f"{gang.stop} requested; {detail}"
+        outcome = outcome_for(stop, code)
+        job_id, attempt = gang.key
+        log.info("job %s attempt %s: %s (%s)", job_id, attempt, outcome, detail)
+        return ExitRecord(job_id, attempt, outcome, code, detail)
+
+    # -- stopping --------------------------------------------------------------------------
+    def terminate(
+        self, job_id: int, attempt: int, reason: str, *, grace_s: float | None = None
+    ) -> bool:
+        """SIGTERM every rank (each agent once), SIGKILL after the grace period. A cancel after
+        a preempt makes it a cancel; a later request never extends the deadline. False when
+        there is nothing to stop under this executor."""
+        if reason not in ("preempt", "cancel"):
+            raise ValueError(f"reason: must be 'preempt' or 'cancel', got {reason!r}")
+        grace = self.grace_s if grace_s is None else float(grace_s)
+        if grace < 0:
+            raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
+        gang = self._gangs.get((job_id, attempt)) or self._unverified.get((job_id, attempt))
+        if gang is None:
+            return False
+        gang.stop = "cancel" if "cancel" in (reason, gang.stop) else "preempt"
+        kill_at = time.monotonic() + grace + BACKSTOP_S
+        gang.kill_at = kill_at if gang.kill_at is None else min(gang.kill_at, kill_at)
+        write_json_atomic(
+            Path(gang.handle.run_dir) / "terminate.json",
+            {"reason": gang.stop, "kill_at_wall": time.time() + (gang.kill_at - time.monotonic())},
+            durable=False,
+        )
+        for i, agent in gang.agents.items():
+            if i not in gang.verdicts and i not in gang.lost:
+                agent.stop.remote(grace)
+        log.info("job %s attempt %s: %s, grace %g s", job_id, attempt, gang.stop, grace)
+        return True
+
+    def kill(self, h: Any) -> None:
+        """Kill a run now and forget it (a run the store does not want); no ExitRecord."""
+        self._gangs.pop((h.job_id, h.attempt), None)
+        self._unverified.pop((h.job_id, h.attempt), None)
+        if not self.connected:
+            log.warning("ray: cannot kill job %s attempt %s: not connected", h.job_id, h.attempt)
+            return
+        self._teardown(h)
+
+    def _teardown(self, h: GangHandle) -> None:
+        """SIGKILL the ranks, kill the agents, remove the placement group; what is already
+        gone is skipped."""
+        payload = h.payload if isinstance(h, GangHandle) else {}
+        ns = str(payload.get("namespace", self.namespace))
+        agents = []
+        for name in payload.get("agents", []):
+            try:
+                agents.append(ray.get_actor(name, namespace=ns))
+            except ValueError:
+                continue
+        for a in agents:
+            a.kill.remote()  # the ranks die with their agent too (PDEATHSIG); this is quicker
+        for a in agents:
+            try:
+                ray.kill(a, no_restart=True)
+            except RayError:
+                continue
+        pg = named_pg(str(payload.get("pg", g.pg_name(h.job_id, h.attempt))))
+        if pg is not None:
+            try:
+                remove_placement_group(pg)
+            except RayError as e:
+                log.warning("removing placement group of job %s: %s", h.job_id, short(e))

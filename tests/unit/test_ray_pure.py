@@ -1,0 +1,145 @@
+"""The Ray executor's pure parts, without Ray: the fleet read from node labels (hostile and
+odd input included), the rank split over nodes, names, and the executor-neutral handle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cortex.executors.nodes import NodeInfo, build_fleet
+from cortex.executors.ray import gang as g
+from cortex.executors.ray.fleet import read_nodes
+from cortex.executors.spec import GangHandle, Handle, LaunchSpec, handle_from_dict
+
+
+def raw(node_id: str, alive: bool = True, gpus: Any = 8, **labels: str) -> dict[str, Any]:
+    return {
+        "NodeID": node_id,
+        "Alive": alive,
+        "NodeManagerAddress": "127.0.0.9",
+        "Resources": {"CPU": 4.0, "GPU": gpus} if gpus is not None else {"CPU": 4.0},
+        "Labels": {"ray.io/node-id": node_id, **labels},
+    }
+
+
+def test_nodes_are_keyed_on_their_label_and_odd_ones_left_out_with_a_reason() -> None:
+    view = read_nodes(
+        [
+            raw("h", gpus=None),  # the head: no label, no GPUs
+            raw("a", **{"cortex.node": "n1", "cortex.pod": "p", "cortex.rack": "r"}),
+            raw("b", gpus=2.5, **{"cortex.node": "n2"}),  # fractional GPUs
+            raw("c", **{"cortex.node": "n3", "cortex.flavor": "TPU-v9"}),  # not in the catalog
+            raw("d", gpus=4, **{"cortex.node": "n4"}),  # 4 GPUs; H100-SXM5 nodes have 8 here
+            raw("e", **{"cortex.node": "x" * 300}),
+            {"NodeID": "f", "Labels": None, "Resources": None},  # nothing at all
+        ],
+        "H100-SXM5",
+    )
+    assert list(view.nodes) == ["n1"]
+    assert view.nodes["n1"] == NodeInfo("n1", "H100-SXM5", 8, "p", "r", True, "127.0.0.9")
+    why = view.ignored
+    assert why["h"] == "no cortex.node label" and why["f"] == "no cortex.node label"
+    assert "no whole GPUs" in why["b"] and "not in the fleet catalog" in why["c"]
+    assert why["d"] == "node n4: 4 GPUs, but its flavor H100-SXM5 has 8"
+    assert "longer than 253" in why["e"]
+
+
+def test_defaults_and_accelerator_type_flavor() -> None:
+    node = raw("a", **{"cortex.node": "n1"})
+    node["Resources"]["accelerator_type:H200"] = 1.0
+    view = read_nodes([node], "H100-SXM5")
+    # No pod or rack label: pod "default", a rack of its own; flavor from Ray's resource.
+    assert view.nodes["n1"] == NodeInfo("n1", "H200-SXM", 8, "default", "n1", True, "127.0.0.9")
+
+
+def test_a_rejoined_node_is_the_same_node_under_a_new_ray_id() -> None:
+    view = read_nodes(
+        [
+            raw("old", alive=False, gpus=None, **{"cortex.node": "n1"}),
+            raw("new", **{"cortex.node": "n1"}),
+        ],
+        "H100-SXM5",
+    )
+    assert view.ray_ids == {"n1": "new"} and view.nodes["n1"].alive
+    down = read_nodes([raw("old", alive=False, gpus=None, **{"cortex.node": "n1"})], "H100-SXM5")
+    assert down.nodes["n1"].alive is False
+
+
+def test_fleet_groups_nodes_in_a_stable_order() -> None:
+    def n(name: str, pod: str) -> NodeInfo:
+        return NodeInfo(name, "H100-SXM5", 8, pod, name, True)
+
+    fleet = build_fleet([n("b2", "p2"), n("a1", "p1"), n("b1", "p2"), n("a2", "p1")])
+    assert fleet.names == ["a1", "a2", "b1", "b2"]  # by pod, then name
+    (group,) = fleet.spec.halls[0].groups
+    assert (group.nodes, group.nodes_per_pod, group.nodes_per_rack) == (4, 2, 1)
+    with pytest.raises(ValueError, match="no usable node"):
+        build_fleet([])
+
+
+@pytest.mark.parametrize(
+    ("devices", "nprocs", "ranks"),
+    [
+        ((8, 8), 16, [(0, 1, 2, 3, 4, 5, 6, 7), (8, 9, 10, 11, 12, 13, 14, 15)]),
+        ((8, 8), 4, [(0, 1), (2, 3)]),
+        # 3 ranks over 8 + 8: 1.5 each, the tie goes to the first node.
+        ((8, 8), 3, [(0, 1), (2,)]),
+        # 6 ranks over 2 + 4 devices: 2 and 4.
+        ((2, 4), 6, [(0, 1), (2, 3, 4, 5)]),
+        # 2 ranks over 1 + 7 devices: every node gets one, though 7/8 of 2 rounds to 2.
+        ((1, 7), 2, [(0,), (1,)]),
+    ],
+)
+def test_ranks_split_over_nodes_by_devices(
+    devices: tuple[int, ...], nprocs: int, ranks: list[tuple[int, ...]]
+) -> None:
+    nodes = tuple((f"n{i}", tuple(range(k))) for i, k in enumerate(devices))
+    parts = g.split(nodes, nprocs)
+    assert [p.ranks for p in parts] == ranks
+    assert [p.node for p in parts] == [f"n{i}" for i in range(len(devices))]
+
+
+def test_split_refuses_what_it_cannot_place() -> None:
+    with pytest.raises(ValueError, match="nodes:"):
+        g.split((), 4)
+    with pytest.raises(ValueError, match="nprocs: 1 ranks cannot cover 2 nodes"):
+        g.split((("a", (0,)), ("b", (0,))), 1)
+
+
+def test_names_round_trip_and_foreign_names_are_not_ours() -> None:
+    assert g.parse_name(g.pg_name(12, 3)) == (12, 3, None)
+    assert g.parse_name(g.agent_name(12, 3, 1)) == (12, 3, 1)
+    for name in ("cortex-1", "other-1-2", "cortex-1-2-x", "cortex--1-2", ""):
+        assert g.parse_name(name) is None
+
+
+def test_handles_of_both_kinds_come_back_from_their_dicts() -> None:
+    local = Handle(1, 2, 100, 100, 5, "boot", "/r", "/r/o", "/r/e", (0, 1))
+    stored = local.to_dict()
+    assert "kind" not in stored  # as every handle stored before the Ray executor
+    assert handle_from_dict(stored) == local
+    gang = GangHandle(1, 2, "ray", "/r", "/r/o", "/r/e", (0, 1), {"pg": "cortex-1-2"})
+    assert handle_from_dict(gang.to_dict()) == gang
+    with pytest.raises(ValueError, match=r"handle\.payload"):
+        handle_from_dict({**gang.to_dict(), "payload": [1]})
+    with pytest.raises(ValueError, match=r"handle\.job_id"):
+        handle_from_dict({**gang.to_dict(), "job_id": True})
+    with pytest.raises(ValueError, match="handle:"):
+        handle_from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def _spec(nodes: Any, devices: list[int]) -> LaunchSpec:
+    return LaunchSpec(1, 1, ["true"], {}, None, devices, nprocs=2, nodes=nodes)
+
+
+def test_launch_spec_checks_its_nodes() -> None:
+    _spec((("a", (0,)), ("b", (0,))), [0, 1]).validate()
+    with pytest.raises(ValueError, match="do not add up"):
+        _spec((("a", (0,)),), [0, 1]).validate()
+    with pytest.raises(ValueError, match="repeated node name"):
+        _spec((("a", (0,)), ("a", (1,))), [0, 1]).validate()
+    with pytest.raises(ValueError, match="non-negative"):
+        _spec((("a", (-1,)), ("b", (0,))), [0, 1]).validate()
+    with pytest.raises(ValueError, match="pairs"):
+        _spec(("a",), [0]).validate()
