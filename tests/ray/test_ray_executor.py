@@ -210,6 +210,9 @@ def test_an_unreachable_cluster_serves_the_last_fleet_down_and_checks_adoptions_
     fleet = off.start_offline()
     assert fleet is not None and fleet.names == ["node-a", "node-b"]
     assert all(not n.alive for n in fleet.nodes)
+    # Down for the loop too (found by review: reported nothing, so the loop placed jobs on
+    # them and every launch failed against the jobs' retries).
+    assert sorted(off.node_changes()) == [("node-a", False), ("node-b", False)]
     assert off.poll() == [] and off.node_changes() == [] and off.live_handles() == []
     with pytest.raises(ConnectionError, match="not connected"):
         off.launch(spec(12, REPORT))

@@ -3,6 +3,7 @@ odd input included), the rank split over nodes, names, and the executor-neutral 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,43 @@ def test_launch_spec_checks_its_nodes() -> None:
         _spec((("a", (-1,)), ("b", (0,))), [0, 1]).validate()
     with pytest.raises(ValueError, match="pairs"):
         _spec(("a",), [0]).validate()
+
+
+@pytest.mark.parametrize("name", ["!node-a", "a b/../c", "-lead", "x" * 64, "n\n1"])
+def test_a_label_outside_rays_value_syntax_is_left_out(name: str) -> None:
+    """Found by review: JSON labels skip Ray's own check, and "!node-a" in a bundle's label
+    selector means "not node-a" (the bundle could land on any node)."""
+    view = read_nodes([raw("a", **{"cortex.node": name})], "H100-SXM5")
+    assert view.nodes == {} and "not a valid label value" in view.ignored["a"]
+
+
+@pytest.mark.parametrize("gpus", [float("nan"), float("inf")])
+def test_a_non_finite_gpu_count_is_left_out(gpus: float) -> None:
+    view = read_nodes([raw("a", gpus=gpus, **{"cortex.node": "n1"})], "H100-SXM5")
+    assert view.nodes == {} and "no whole GPUs" in view.ignored["a"]
+
+
+def test_a_stop_that_overtakes_the_start_starts_no_rank(tmp_path: Path) -> None:
+    """Found by review: an actor runs concurrent calls in any order; a stop that came first
+    set the kill deadline, then start spawned the ranks, SIGKILLed after the grace period with
+    no SIGTERM (no checkpoint). Now no rank starts and the node reports exit 75."""
+    from cortex.executors.ray.agent import NodeAgent
+
+    agent = NodeAgent(1, 1, 0, "n1", [0, 1], str(tmp_path))
+    agent.stop(5.0)
+    assert agent.start(["sleep", "60"], {}, None, {"grace_s": 5.0}) == []
+    verdict = agent.wait(5.0)
+    assert verdict is not None and verdict["exit_code"] == 75 and agent.procs == {}
+
+
+def test_a_node_that_cannot_open_its_logs_reports_a_failure(tmp_path: Path) -> None:
+    """Found by review: a run dir the node cannot write (not on a shared file system) killed
+    the watcher thread before any verdict: the gang stayed 'running' for good."""
+    from cortex.executors.ray.agent import NodeAgent
+
+    (tmp_path / "file").write_text("")
+    agent = NodeAgent(1, 1, 0, "n1", [0, 1], str(tmp_path / "file" / "run"))
+    agent.start(["true"], {}, None, {"grace_s": 1.0})
+    verdict = agent.wait(10.0)
+    assert verdict is not None and verdict["exit_code"] == 127
+    assert verdict["failed_rank"] == 0

@@ -125,5 +125,11 @@ class AdoptionMixin:
             gang.stop = req["reason"]
             remaining = float(req.get("kill_at_wall", 0.0)) - time.time()
             gang.kill_at = time.monotonic() + max(0.0, remaining)
+            # The stop may never have reached the agents (asked while the cluster was away):
+            # sent again, it is a no-op for an agent that had it (SIGTERM once, the deadline
+            # never extended), and a SIGTERM with its grace for one that had not.
+            for i, agent in gang.agents.items():
+                if i not in gang.verdicts:
+                    agent.stop.remote(max(0.0, remaining))
         gang.phase, gang.running_at = "running", time.monotonic()
         return True

@@ -121,7 +121,13 @@ class NodeAgent:
     ) -> list[int]:
         """Start this node's ranks (once: a second call returns the same pids)."""
         with self.lock:
-            if not self.started.is_set():
+            if not self.started.is_set() and self.stop_at is not None:
+                # A stop overtook the start (an actor runs concurrent calls in any order): no
+                # rank starts, and the node reports a checkpointed exit (75), none lost.
+                self.codes = dict.fromkeys(self.ranks, EXIT_PREEMPTED)
+                self._finish()
+                self.started.set()
+            elif not self.started.is_set():
                 ready = threading.Event()
                 args = (command, env, cwd, rendezvous, ready)
                 threading.Thread(target=self._watch, args=args, daemon=True).start()
@@ -151,7 +157,13 @@ class NodeAgent:
     def _spawn(self, command: list[str], env: dict[str, str], cwd: str | None, rdv: Any) -> None:
         for local, rank in enumerate(self.ranks):
             out, err = rank_log_paths(self.run_dir, rank)
-            with out.open("ab") as fo, err.open("ab") as fe:
+            try:  # the log files too: a run dir this node cannot write fails the rank
+                fo, fe = out.open("ab"), err.open("ab")
+            except OSError:
+                self.codes[rank] = 127
+                self.failed_first = rank if self.failed_first is None else self.failed_first
+                continue
+            with fo, fe:
                 try:
                     self.procs[rank] = subprocess.Popen(
                         command,
@@ -178,9 +190,20 @@ class NodeAgent:
         ready: threading.Event,
     ) -> None:
         try:
-            self._spawn(command, env, cwd, rdv)
+            try:
+                self._spawn(command, env, cwd, rdv)
+            finally:
+                ready.set()
+            self._reap(rdv)
         finally:
-            ready.set()
+            if not self.done.is_set():  # whatever went wrong, the node reports a verdict
+                self._signal(signal.SIGKILL)  # and leaves no rank behind
+                for rank in self.ranks:
+                    self.codes.setdefault(rank, None)
+                self._finish()
+
+    def _reap(self, rdv: Any) -> None:
+        """Collect the ranks' exits; a rank failing on its own stops the node's others."""
         if self.failed_first is not None:
             self.stop(float(rdv.get("grace_s", 30.0)), gang=True)
         while len(self.codes) < len(self.ranks):
@@ -196,7 +219,6 @@ class NodeAgent:
             if self.kill_at is not None and time.monotonic() >= self.kill_at:
                 self._signal(signal.SIGKILL)
             time.sleep(POLL_S)
-        self._finish()
 
     def _finish(self) -> None:
         code, detail = summarize(self.codes, self.failed_first)

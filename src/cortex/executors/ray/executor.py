@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import RayError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -130,6 +130,9 @@ class RayExecutor(AdoptionMixin):
         if nodes is None:
             return None
         self._alive = {n.name: False for n in nodes}
+        # Down for the loop as well, at its first sync: else it would place jobs on them and
+        # every launch would fail (and count against the job's retries) until Ray answers.
+        self._changes = [(n.name, False) for n in nodes]
         return build_fleet(nodes, name="ray")
 
     def _reconnect(self) -> bool:
@@ -176,10 +179,10 @@ class RayExecutor(AdoptionMixin):
         """Nodes of the fleet that went down or came back since the last call: (name, alive).
         A node that rejoins keeps its label (and so its place in the fleet) under a new Ray
         id. A label the fleet did not have at start is logged and left out."""
-        if not self.connected:
-            return []
         now = time.monotonic()
         changes, self._changes = self._changes, []
+        if not self.connected:
+            return changes
         if not force and now - self._fleet_read < FLEET_EVERY_S:
             return changes
         self._fleet_read = now
@@ -252,6 +255,12 @@ class RayExecutor(AdoptionMixin):
         try:
             return self._launch_in(rdir, spec, parts)
         except BaseException:
+            # Whatever Ray already holds for this attempt goes (a detached placement group and
+            # agents would hold their GPUs until the next restart), then its run dir.
+            try:
+                self._teardown(self._handle_of(spec, rdir, parts))
+            except Exception:
+                log.exception("job %s attempt %s: teardown after a failed launch", *key)
             shutil.rmtree(rdir, ignore_errors=True)
             raise
 
@@ -263,26 +272,10 @@ class RayExecutor(AdoptionMixin):
         base = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
         base.setdefault("PATH", DEFAULT_PATH)
         env = job_env(spec, base=base, checkpoint_dir=ckpt.resolve(), metrics_file=metrics)
-        out, err = rank_log_paths(rdir, 0)
         for r in range(spec.nprocs):
             for p in rank_log_paths(rdir, r):
                 p.touch(mode=0o600)
-        handle = GangHandle(
-            job_id=spec.job_id,
-            attempt=spec.attempt,
-            kind=KIND,
-            run_dir=str(rdir),
-            stdout_path=str(out),
-            stderr_path=str(err),
-            devices=tuple(spec.devices),
-            payload={
-                "namespace": self.namespace,
-                "pg": g.pg_name(spec.job_id, spec.attempt),
-                "agents": [g.agent_name(spec.job_id, spec.attempt, p.index) for p in parts],
-                "nodes": [[p.node, list(p.devices), list(p.ranks)] for p in parts],
-                "uses_gpus": spec.uses_gpus,
-            },
-        )
+        handle = self._handle_of(spec, rdir, parts)
         # Durable before anything exists on Ray: a service killed after this finds the run.
         write_json_atomic(rdir / "handle.json", handle.to_dict(), durable=False)
         pg = placement_group(
@@ -299,6 +292,25 @@ class RayExecutor(AdoptionMixin):
         self._gangs[gang.key] = gang
         log.info("job %s attempt %s: placement group on %s", *gang.key, [p.node for p in parts])
         return handle
+
+    def _handle_of(self, spec: LaunchSpec, rdir: Path, parts: list[g.NodePart]) -> GangHandle:
+        out, err = rank_log_paths(rdir, 0)
+        return GangHandle(
+            job_id=spec.job_id,
+            attempt=spec.attempt,
+            kind=KIND,
+            run_dir=str(rdir),
+            stdout_path=str(out),
+            stderr_path=str(err),
+            devices=tuple(spec.devices),
+            payload={
+                "namespace": self.namespace,
+                "pg": g.pg_name(spec.job_id, spec.attempt),
+                "agents": [g.agent_name(spec.job_id, spec.attempt, p.index) for p in parts],
+                "nodes": [[p.node, list(p.devices), list(p.ranks)] for p in parts],
+                "uses_gpus": spec.uses_gpus,
+            },
+        )
 
     def is_running(self, job_id: int, attempt: int) -> bool:
         """Every rank of the run has started (benchmarks and tests)."""
@@ -380,7 +392,7 @@ class RayExecutor(AdoptionMixin):
             return None
         try:
             addr, port = ray.get(gang.master_ref)
-        except RayActorError as e:
+        except RayError as e:  # the agent died with its node, or the call broke
             return self._end(gang, None, f"node {gang.parts[0].node} lost before start: {short(e)}")
         if gang.stop is not None:
             return self._end(gang, None, "stopped before the job started")

@@ -10,6 +10,8 @@ the other labels: `cortex.pod` "default", `cortex.rack` the node's name (a rack 
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +32,9 @@ DEFAULT_FLAVOR = "H100-SXM5"
 ACCELERATOR_FLAVORS = {"H100": "H100-SXM5", "H200": "H200-SXM", "B200": "B200-HGX"}
 ACCELERATOR_FLAVORS["GB200"] = "B200-GB200"
 MAX_LABEL = 253
+# Ray's label values: up to 63 letters, digits, "-", "_" and ".", starting and ending with a
+# letter or digit (the Kubernetes rule Ray follows).
+LABEL_VALUE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
 
 
 @dataclass
@@ -61,11 +66,21 @@ def _one(raw: Mapping[str, Any], default_flavor: str, catalog: set[str]) -> Node
         return f"no {LABEL_NODE} label"
     if len(name) > MAX_LABEL:
         return f"{LABEL_NODE} label longer than {MAX_LABEL} characters"
+    if not LABEL_VALUE.fullmatch(name):
+        # Ray's own label-value syntax. A node started with JSON labels skips Ray's check, and
+        # a value like "!node-a" would read as "not node-a" in a bundle's label selector: the
+        # bundle could land on any node.
+        return f"{LABEL_NODE} label {name[:80]!r} is not a valid label value"
     if not raw.get("Alive"):
         # Ray lists a dead node with no resources: known by its label, down, nothing more.
         return NodeInfo(name=name, flavor="", gpus=0, pod="", rack="", alive=False)
     gpus = resources.get("GPU", 0)
-    if not isinstance(gpus, int | float) or gpus < 1 or gpus != int(gpus):
+    if (
+        not isinstance(gpus, int | float)
+        or not math.isfinite(gpus)
+        or gpus < 1
+        or gpus != int(gpus)
+    ):
         return f"node {name}: no whole GPUs ({gpus!r})"
     flavor = _flavor(labels, resources, default_flavor)
     if flavor not in catalog:
