@@ -560,3 +560,30 @@ def test_overdraw_that_takes_the_site_over_budget_is_capped_and_stays_so(tmp_pat
         assert set(levels[2:]) == {(7, 8)}  # from the first solve on, no flapping
     finally:
         svc.close()
+
+
+@pytest.mark.parametrize(
+    ("cap_kw", "temp_c"),
+    # (SQLite stores NaN as NULL, which the NOT NULL column refuses: not reachable there.)
+    [(float("inf"), 1e6), (-3.0, float("-inf")), (1e12, 80.0)],
+)
+def test_stored_settings_the_api_never_writes_are_dropped(
+    env: Env, cap_kw: float, temp_c: float
+) -> None:
+    """A hand-edited site_settings row: an infinite cap would have left the site uncapped at
+    the next start (the old code applied it), an absurd temperature would have moved every
+    budget. The configured values stay in force."""
+    from sqlalchemy import update
+
+    from cortex.control import models as m
+
+    r = env.client.put(
+        "/v1/power", json={"site_cap_kw": 5.95, "outdoor_temp_c": 30}, headers=ADMIN_H
+    )
+    assert r.status_code == 200
+    with env.svc.sessions.begin() as s:
+        for name, value in (("site_cap_kw", cap_kw), ("outdoor_temp_c", temp_c)):
+            s.execute(update(m.SiteSetting).where(m.SiteSetting.name == name).values(value=value))
+    env.restart(5.65)
+    p = _power_now(env)
+    assert p["site_cap_kw"] == pytest.approx(5.65) and p["outdoor_temp_c"] == 20.0

@@ -89,6 +89,11 @@ class PowerSnapshot:
     outdoor_temp_c: float = 20.0
 
 
+def _within(x: float, lo: float, hi: float, *, low_open: bool = False) -> bool:
+    """A finite number in [lo, hi] (or (lo, hi] with `low_open`)."""
+    return math.isfinite(x) and (x > lo if low_open else x >= lo) and x <= hi
+
+
 class LivePower:
     def __init__(
         self, loop: SchedulerLoop, books: PowerBooks, actuator: CapActuator | None, policy: str
@@ -192,7 +197,11 @@ class LivePower:
         applied or dropped, for the log."""
         st, b, said = self.loop.settings, self.books, []
         cap = stored.get("site_cap_kw")
-        if cap is not None and cap.configured == st.site_cap_kw:
+        if cap is not None and not _within(cap.value, 0.0, 1e9, low_open=True):
+            # Rows the API never writes (a hand edit, another tool): an infinite cap would
+            # leave the site uncapped, a NaN would poison every budget.
+            said.append(f"stored site cap {cap.value!r} kW dropped: not a usable cap")
+        elif cap is not None and cap.configured == st.site_cap_kw:
             if cap.value * 1e3 >= b.idle_facility_w():
                 b.site_cap_w = cap.value * 1e3
                 said.append(f"site cap {cap.value:g} kW kept from PUT /v1/power")
@@ -201,7 +210,9 @@ class LivePower:
         elif cap is not None:
             said.append(f"stored site cap {cap.value:g} kW dropped: the configuration changed")
         temp = stored.get("outdoor_temp_c")
-        if temp is not None and temp.configured == st.outdoor_temp_c:
+        if temp is not None and not _within(temp.value, -60.0, 70.0):
+            said.append(f"stored outdoor temperature {temp.value!r} C dropped: out of range")
+        elif temp is not None and temp.configured == st.outdoor_temp_c:
             if now - temp.set_at <= TEMP_READING_MAX_AGE_S:
                 b.temperature_c = temp.value
                 said.append(f"outdoor temperature {temp.value:g} C kept from PUT /v1/power")
@@ -313,9 +324,7 @@ class LivePower:
         act, b = self.actuator, self.books
         if act is None:
             return
-        devices: dict[int, list[int]] = {}
-        for d, j in self.loop.mirror.owner.items():
-            devices.setdefault(j, []).append(d)
+        devices = self.loop.mirror.devices_by_job()
         drawing = frozenset(devices)
         if now < self._next_measure_s and drawing == self._measured:
             return  # a job that just started is measured at once, the rest once a second
@@ -381,7 +390,7 @@ class LivePower:
         b = self.books
         b.target = cap.target
         paused = list(cap.paused)
-        devices = self._devices()
+        devices = self.loop.mirror.devices_by_job()
         moves = b.cap_moves(cap.levels, self.loop.mirror.jobs)
         lower_failed = False
         for jid, level in moves:
@@ -445,12 +454,6 @@ class LivePower:
         except PowerCapError:
             self.cap_failures += 1
             raise
-
-    def _devices(self) -> dict[int, tuple[int, ...]]:
-        out: dict[int, list[int]] = {}
-        for d, j in self.loop.mirror.owner.items():
-            out.setdefault(j, []).append(d)
-        return {j: tuple(sorted(ds)) for j, ds in out.items()}
 
     def _snapshot(self, now: float) -> PowerSnapshot:
         b = self.books
