@@ -62,6 +62,8 @@ class Plan:
     examined: int = 0
     preempt_failed: list[int] = field(default_factory=list)  # victim searches that found none
     committed: bool = False  # the starts' GPUs are already taken on the state (see schedule)
+    # Site IT watts over idle left after the starts (None: no power policy ran).
+    power_headroom_w: float | None = None
 
     def reasons_for(self, job_id: int) -> list[Reason]:
         """Blockers of a job this cycle did not start ([] if it started)."""
