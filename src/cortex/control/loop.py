@@ -287,6 +287,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         job.submit_s = row.submitted_at
         job.state = JobState(row.state)
         job.restarts = row.failures + row.preemptions
+        job.preemptions = row.preemptions  # its queue's preemption budget counts these
         return job
 
     def _resolve(self, job: Job) -> Reason | None:
