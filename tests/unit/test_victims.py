@@ -391,3 +391,13 @@ def test_equally_cheap_victims_in_a_pod_go_by_node_not_by_job_id() -> None:
     _run(st, 170, ((6, 8),), prio=LOW)
     got = _victims(st, pend, 16)
     assert got is not None and sorted(got) == [150, 200]
+
+
+def test_gang_across_pods_with_exactly_as_many_candidates_as_it_needs() -> None:
+    # A production gang of 3 nodes; the only candidates are node 0 (free), node 1 (job 10)
+    # and node 4 (job 11), preemptible: 3 nodes, exactly the need, 2 in pod 0 and 1 in pod 1,
+    # so no pod holds the gang. Across pods, the walk takes all three: both jobs go.
+    st, pend = _state({0, 1, 4})
+    _run(st, 10, ((1, 8),), prio=LOW)
+    _run(st, 11, ((4, 8),), prio=LOW)
+    assert _victims(st, pend, 24) == [10, 11]
