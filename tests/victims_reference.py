@@ -29,6 +29,9 @@ from cortex.workload.job import Job
 # Single-node gangs: how many feasible nodes to compare exactly, and how many candidate nodes to
 # look at in all (most of them may hold jobs that cannot be evicted).
 SINGLE_NODE_TRIES = 16
+# With victims costed by lost work, which no node summary orders by, more feasible nodes are
+# compared exactly: the cheapest of the 64 likeliest (lowest top priority, fewest GPUs in use).
+SINGLE_NODE_TRIES_LOST = 64
 NODE_SCAN_MAX = 1024
 # Gangs that fit in one pod: how many feasible pods to compare exactly. Pods are visited by a
 # lower bound on their cost, so the search usually stops long before.
@@ -50,7 +53,10 @@ class _Judge:
 
     def lost_gpu_s(self, v: Job, gpus: int) -> float:
         lost_s = self.snap.lost_s
-        return 0.0 if lost_s is None else gpus * max(lost_s(v), 0.0)
+        if lost_s is None:
+            return 0.0
+        lost = lost_s(v)
+        return gpus * (lost if lost > 0.0 else 0.0)
 
     def victim(self, jid: int) -> Job | None:
         """The running job `jid` if it may be evicted, else None (also for a job started
@@ -92,6 +98,7 @@ def _single_node(st: ClusterState, judge: _Judge, gang: int, nodes: np.ndarray) 
     order = nodes[np.lexsort((nodes, st.np_used[nodes], st.np_max_prio[nodes]))]
     best: tuple[Cost, list[int]] | None = None
     tries = 0
+    limit = SINGLE_NODE_TRIES if judge.snap.lost_s is None else SINGLE_NODE_TRIES_LOST
     for n in order[:NODE_SCAN_MAX].tolist():
         got = _free_on_node(st, judge, n, gang)
         if got is None:
@@ -99,7 +106,7 @@ def _single_node(st: ClusterState, judge: _Judge, gang: int, nodes: np.ndarray) 
         if best is None or got[0] < best[0]:
             best = got
         tries += 1
-        if tries == SINGLE_NODE_TRIES:
+        if tries == limit:
             break
     return None if best is None else best[1]
 

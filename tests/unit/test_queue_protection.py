@@ -54,7 +54,7 @@ def _state() -> ClusterState:
 def _running(st: ClusterState, jid: int, queue: int, node: int, start: float, pre: int = 0) -> Job:
     job = Job(jid, f"r{jid}", st.queues.queues[queue].name, 8, 1e6)
     job.queue_idx, job.priority, job.run_start_s = queue, 10, start
-    job.run_flavor, job.state, job.preemptions = 0, JobState.RUNNING, pre
+    job.run_flavor, job.state, job.evictions = 0, JobState.RUNNING, pre
     job.alloc_gpus = job.run_gpus = 8
     st.start(job, queue, 0, ((node, 8),))
     return job
@@ -79,7 +79,7 @@ def test_the_queues_resolve_their_own_protection() -> None:
         # slow: started 3,600 s ago is just settled (10,000 - 3,600 = 6,400); 1 s later is not.
         (0, 6_400.0, 0, False),
         (0, 6_401.0, 0, True),
-        # slow: budget 2, so a job preempted twice is no longer a victim; once, it still is.
+        # slow: budget 2, so a job evicted twice is no longer a victim; once, it still is.
         (0, 0.0, 1, False),
         (0, 0.0, 2, True),
         # fast: the fleet's 600 s (settled at 9,400) and no budget.

@@ -23,6 +23,11 @@ def _snap(st, lost: dict[int, float] | None) -> Snapshot:  # type: ignore[no-unt
     return Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 1.0, lost_s=fn)
 
 
+def _snap_fn(st, fn) -> Snapshot:  # type: ignore[no-untyped-def]
+    _, pend, _ = testkit.setup_cycle(st.topo)
+    return Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 1.0, lost_s=fn)
+
+
 def _preemptor(gpus: int) -> Job:
     job = Job(99, "p", "a", gpus, 10.0)
     job.queue_idx, job.priority = 0, 1000
@@ -67,16 +72,20 @@ def test_in_a_pod_the_gang_that_just_checkpointed_goes_first() -> None:
 @pytest.mark.parametrize(
     ("done", "saved", "on_signal", "want"),
     [
-        # Checkpoints on the signal within the 30 s grace: only the 20 s write, plus restart 60.
-        (1000.0, 400.0, True, 20.0 + 60.0),
-        # Cannot: the 600 s since the checkpoint are lost, plus restart.
-        (1000.0, 400.0, False, 600.0 + 60.0),
-        # Nothing new since the checkpoint: only the restart.
-        (400.0, 400.0, True, 60.0),
+        # Checkpoints on the signal within the 30 s grace: only the 20 s write.
+        (1000.0, 400.0, True, 20.0),
+        # Cannot: the 600 s since the checkpoint are lost.
+        (1000.0, 400.0, False, 600.0),
+        # Nothing new since the checkpoint: nothing.
+        (400.0, 400.0, True, 0.0),
+        # A 40 s write that outlasts the 30 s grace: SIGKILL mid-write, the 600 s are lost and
+        # the devices were held the whole grace.
+        (1000.0, 400.0, True, 600.0 + 30.0),
     ],
 )
 def test_the_cost_rule(done: float, saved: float, on_signal: bool, want: float) -> None:
-    assert cost_s(done, saved, 20.0, 30.0, on_signal, 60.0) == want
+    write = 40.0 if want == 630.0 else 20.0
+    assert cost_s(done, saved, write, 30.0, on_signal) == want
 
 
 def test_the_control_planes_cost_reads_the_newest_checkpoint_of_this_run() -> None:
@@ -92,3 +101,75 @@ def test_the_control_planes_cost_reads_the_newest_checkpoint_of_this_run() -> No
     job.ckpt_on_signal = True
     assert lost_s(job, 2_000.0, 1_500.0, 30.0) == 530.0
     assert lost_s(job, 2_000.0, 1_500.0, 60.0) == 40.0
+
+
+def test_the_twin_and_the_control_plane_cost_a_victim_alike() -> None:
+    # Node 0 (full): job 1 holds 2 GPUs with 100 s unsaved, job 2 holds 6 with 10 s unsaved;
+    # both checkpoint every 1,000 s (a 20 s write), neither on SIGTERM. The twin (its run
+    # clock) and the control plane (the checkpoint time from the metrics file) must both cost
+    # 2 x 100 = 200 against 6 x 10 = 60 GPU-s and evict job 2.
+    from types import SimpleNamespace
+
+    from cortex.sim.failures import load_defaults
+    from cortex.sim.runs import RunBooks
+
+    st, _, _ = testkit.setup_cycle()
+    for n in range(1, 8):
+        testkit.running_job(st, 10 + n, ((n, 8),), prio=1000)
+    testkit.running_job(st, 1, ((0, 2),), prio=10)
+    testkit.running_job(st, 2, ((0, 6),), prio=10)
+    elapsed = {1: 1_000 + 20 + 100.0, 2: 1_000 + 20 + 10.0}  # one period and its write, then
+    for jid in (1, 2):
+        v = st.running[jid]
+        v.ckpt_on_signal, v.ckpt_write_s, v.run_tau_s, v.run_overhead_s = False, 20.0, 1000.0, 0.0
+        v.run_start_s = NOW - elapsed[jid]
+    grace_s = load_defaults()["preempt_grace_s"]
+    books = SimpleNamespace(_run_elapsed=lambda j: elapsed[j.id], grace_s=grace_s)
+
+    def twin(j: Job) -> float:
+        return RunBooks._lost_s(books, j)  # type: ignore[arg-type]
+
+    def control(j: Job) -> float:
+        return lost_s(j, NOW, j.run_start_s + 1_020.0, grace_s)
+
+    assert [twin(st.running[j]) for j in (1, 2)] == [100.0, 10.0]
+    assert [control(st.running[j]) for j in (1, 2)] == [100.0, 10.0]
+    pol = PriorityReclaim()
+    for fn in (twin, control):
+        assert find_victims(_snap_fn(st, fn), pol, 2, 0, _preemptor(2)) == [2]
+
+
+def test_the_cheapest_victim_is_found_past_the_first_16_candidate_nodes() -> None:
+    # 20 full nodes, one 8-GPU job each, one priority: jobs 0-18 have an hour unsaved, job 19
+    # checkpointed a moment ago. Node summaries cannot tell them apart (same priority, same
+    # GPUs in use), so the search must compare more than the 16 nodes it compares without a
+    # lost-work cost.
+    from cortex.fleet.spec import parse_fleet
+    from cortex.fleet.topology import build
+
+    topo = build(
+        parse_fleet(
+            {
+                "name": "twenty",
+                "halls": [{"name": "h", "groups": [{"flavor": "H100-SXM5", "nodes": 20}]}],
+            },
+            "test",
+        )
+    )
+    st, _, _ = testkit.setup_cycle(topo)
+    for n in range(20):
+        testkit.running_job(st, n, ((n, 8),), prio=10)
+    lost = dict.fromkeys(range(19), 3600.0) | {19: 0.0}
+    got = find_victims(_snap_fn(st, lambda j: lost[j.id]), PriorityReclaim(), 8, 0, _preemptor(8))
+    assert got == [19]
+
+
+def test_a_nan_cost_counts_as_nothing_lost_and_does_not_break_the_order() -> None:
+    st, _, _ = testkit.setup_cycle()
+    for n in range(1, 8):
+        testkit.running_job(st, 10 + n, ((n, 8),), prio=1000)
+    testkit.running_job(st, 1, ((0, 4),), prio=10)
+    testkit.running_job(st, 2, ((0, 4),), prio=10)
+    lost = {1: float("nan"), 2: 10.0}
+    got = find_victims(_snap_fn(st, lambda j: lost[j.id]), PriorityReclaim(), 4, 0, _preemptor(4))
+    assert got == [1]  # NaN -> 0 GPU-s, under 4 x 10

@@ -18,6 +18,7 @@ loop while holding the store's write lock.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +66,10 @@ log = logging.getLogger("cortex.control")
 # A deep pass also runs without events this often while jobs wait: preemption floors and
 # backfill reservations depend on time passing.
 IDLE_CYCLE_S = 1.0
+# Progress files read before a pass, for the victim search's cost: each running job's at most
+# this often, and at most this many a tick (a bounded read each: control/progress.py).
+CHECKPOINT_READ_S = 30.0
+CHECKPOINT_READS = 64
 HEARTBEAT_S = 5.0
 MIN_TICK_S = 0.01
 # A tick that raises is retried after tick_s, 2 tick_s, 4 tick_s ... up to this; after
@@ -175,6 +180,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         self.view = LoopView()
         self.why = WhyBook()  # the last pass's blockers, for GET /v1/jobs/{id}/why
         self.progress = ProgressBook(executor)  # metrics files and API reports
+        self._ckpt_read: dict[int, float] = {}  # job id -> when its progress file was read
         self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
         self.queues_dirty = True
@@ -287,7 +293,6 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         job.submit_s = row.submitted_at
         job.state = JobState(row.state)
         job.restarts = row.failures + row.preemptions
-        job.preemptions = row.preemptions  # its queue's preemption budget counts these
         return job
 
     def _resolve(self, job: Job) -> Reason | None:
@@ -345,6 +350,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S
             if self.schedulable and (self.dirty or due) and self.mirror.pending:
+                self._refresh_checkpoints(now)
                 stops += self._persist(s, self._schedule(now), now)
             if self.power is not None:  # pauses when the power budget shrinks
                 stops += self._persist(s, self.power.rebalance(now), now)
@@ -398,6 +404,28 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         self._last_cycle = now
         self.dirty = False
         return plan
+
+    def _refresh_checkpoints(self, now: float) -> None:
+        """Before a pass: read the progress files of the running jobs whose preemption cost is
+        the work since their last checkpoint (they do not checkpoint on SIGTERM within the
+        grace period), each at most every CHECKPOINT_READ_S and at most CHECKPOINT_READS a
+        tick, so that the victim search compares what they would lose, not whatever someone
+        last looked at."""
+        mi, grace_s = self.mirror, self.settings.grace_s
+        due: list[tuple[int, int, float]] = []
+        for jid, attempt in mi.attempt.items():
+            job = mi.jobs.get(jid)
+            if job is None or (job.ckpt_on_signal and (job.ckpt_write_s or 0.0) <= grace_s):
+                continue
+            if now - self._ckpt_read.get(jid, -math.inf) >= CHECKPOINT_READ_S:
+                due.append((jid, attempt, job.run_start_s))
+                if len(due) == CHECKPOINT_READS:
+                    break
+        for jid, _, _ in due:
+            self._ckpt_read[jid] = now
+        if len(self._ckpt_read) > 4 * max(len(mi.attempt), 256):
+            self._ckpt_read = {j: t for j, t in self._ckpt_read.items() if j in mi.attempt}
+        self.progress.refresh(due, now)
 
     def _heartbeat(self, now: float) -> None:
         with self.sessions.begin() as s:

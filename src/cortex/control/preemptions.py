@@ -37,7 +37,7 @@ def lost_s(job: Job, now: float, checkpoint_at: float | None, grace_s: float) ->
     done = max(0.0, now - job.run_start_s)
     saved = 0.0 if checkpoint_at is None else min(max(0.0, checkpoint_at - job.run_start_s), done)
     write = job.ckpt_write_s or 0.0
-    return cost_s(done, saved, write, grace_s, job.ckpt_on_signal, 0.0)
+    return cost_s(done, saved, write, grace_s, job.ckpt_on_signal)
 
 
 def record(

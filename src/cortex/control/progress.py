@@ -177,16 +177,26 @@ class ProgressBook:
     def known_checkpoint_at(self, job_id: int) -> float | None:
         """The newest checkpoint time already seen for the job (API reports, and its metrics
         file as far as earlier reads went), without reading anything: the scheduler's victim
-        cost asks for every candidate inside a cycle, where no I/O belongs."""
-        with self._lock:
-            f = self._files.get(job_id)
-            posted = self._posted.get(job_id)
+        cost asks for every candidate inside a cycle, where no I/O belongs. No lock either:
+        `current` holds it through a file read, and a cycle must not wait on an API thread's
+        I/O; a dict lookup and an attribute read are atomic under the GIL, and a report a
+        moment stale only makes the cost a moment stale. The loop keeps the files that matter
+        read (`refresh`)."""
+        f = self._files.get(job_id)
+        posted = self._posted.get(job_id)
         marks = [
             p.checkpoint_at
             for p in (f.progress if f is not None else None, posted)
             if p is not None and p.checkpoint_at is not None
         ]
         return max(marks) if marks else None
+
+    def refresh(self, runs: list[tuple[int, int, float]], now: float) -> None:
+        """Read the metrics files of these runs (job id, attempt, start) so that their newest
+        checkpoints are known to `known_checkpoint_at` (the loop calls it outside the cycle,
+        for the running jobs whose preemption cost depends on it)."""
+        for job_id, attempt, start_s in runs:
+            self.current(job_id, attempt, start_s, now)
 
     def post(self, job_id: int, p: Progress, now_mono: float) -> float:
         """Take an API report; returns 0, or the seconds to wait before the next one."""

@@ -184,9 +184,11 @@ class RecoveryMixin:
             self.rebuild(s)
             holding: set[int] = set()
             live = {(h.job_id, h.attempt): h for h in self._live_handles()}
+            evictions = store.evictions_by_job(s)
             for row in store.unfinished_jobs(s):
                 row.seen = True
                 job = self.mem_job(row)
+                job.evictions = evictions.get(row.id, 0)
                 reason = self._resolve(job)
                 why = None if reason is None else intake.describe(reason)
                 if why is not None and row.state == JobState.QUEUED.value:

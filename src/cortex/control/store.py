@@ -537,6 +537,18 @@ def preemptions_of(s: Session, job_id: int, limit: int = 100) -> Sequence[m.Pree
     ).all()
 
 
+def evictions_by_job(s: Session) -> dict[int, int]:
+    """Per unfinished job, how often another job's start evicted it (preemption records with a
+    preemptor; pauses for power have none): what its queue's preemption budget counts."""
+    rows = s.execute(
+        select(m.Preemption.job_id, func.count())
+        .join(m.Job, m.Job.id == m.Preemption.job_id)
+        .where(m.Preemption.preemptor_id.is_not(None), m.Job.ended_at.is_(None))
+        .group_by(m.Preemption.job_id)
+    ).all()
+    return {int(j): int(n) for j, n in rows}
+
+
 def used_by_team(s: Session) -> dict[tuple[str, str], int]:
     """GPUs held now by (team, flavor): the active allocations (running jobs, and admitted
     ones waiting for their devices)."""

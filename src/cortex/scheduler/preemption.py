@@ -50,12 +50,13 @@ def _settled(snap: Snapshot) -> np.ndarray:
 
 def protected(snap: Snapshot, victim: Job) -> bool:
     """Whether the victim's queue shields it now: it has run less than the queue's minimum
-    runtime, or it was preempted as often as the queue's preemption budget allows (so two
-    queues cannot trade the same GPUs back and forth without end)."""
+    runtime, or another job's start evicted it as often as the queue's preemption budget
+    allows (so two queues cannot trade the same GPUs back and forth without end; pauses for
+    power and the job's own requeues do not count)."""
     q = snap.state.queues.queues[victim.queue_idx]
     if victim.run_start_s > snap.now_s - q.min_runtime_s:
         return True
-    return q.preemption_budget is not None and victim.preemptions >= q.preemption_budget
+    return q.preemption_budget is not None and victim.evictions >= q.preemption_budget
 
 
 class PriorityReclaim:

@@ -29,6 +29,9 @@ from cortex.workload.job import Job
 # Single-node gangs: how many feasible nodes to compare exactly, and how many candidate nodes to
 # look at in all (most of them may hold jobs that cannot be evicted).
 SINGLE_NODE_TRIES = 16
+# With victims costed by lost work, which no node summary orders by, more feasible nodes are
+# compared exactly: the cheapest of the 64 likeliest (lowest top priority, fewest GPUs in use).
+SINGLE_NODE_TRIES_LOST = 64
 NODE_SCAN_MAX = 1024
 # Gangs that fit in one pod: how many feasible pods to compare exactly. Pods are visited by a
 # lower bound on their cost, so the search usually stops long before.
@@ -58,7 +61,9 @@ class _Judge:
             return 0.0
         got = self._lost.get(v.id)
         if got is None:
-            got = self._lost[v.id] = gpus * max(self.lost_s(v), 0.0)
+            lost = self.lost_s(v)
+            # Not `max(lost, 0.0)`: NaN would pass it and break the sort; NaN counts as 0.
+            got = self._lost[v.id] = gpus * (lost if lost > 0.0 else 0.0)
         return got
 
     def victim(self, jid: int) -> Job | None:
@@ -118,6 +123,7 @@ def _single_node(st: ClusterState, judge: _Judge, gang: int, nodes: np.ndarray) 
     order = nodes[np.lexsort((nodes, st.np_used[nodes], st.np_max_prio[nodes]))]
     best: tuple[Cost, list[int]] | None = None
     tries = 0
+    limit = SINGLE_NODE_TRIES if judge.snap.lost_s is None else SINGLE_NODE_TRIES_LOST
     for n in order[:NODE_SCAN_MAX].tolist():
         got = _free_on_node(st, judge, n, gang)
         if got is None:
@@ -125,7 +131,7 @@ def _single_node(st: ClusterState, judge: _Judge, gang: int, nodes: np.ndarray) 
         if best is None or got[0] < best[0]:
             best = got
         tries += 1
-        if tries == SINGLE_NODE_TRIES:
+        if tries == limit:
             break
     return None if best is None else best[1]
 

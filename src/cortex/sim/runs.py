@@ -88,9 +88,7 @@ class RunBooks:
         done_f, saved_f = ckpt.progress(
             self._run_elapsed(job), job.run_overhead_s, job.run_tau_s, write
         )
-        return cost_s(
-            done_f, saved_f, write, self.grace_s, job.ckpt_on_signal, self.preempt_overhead_s
-        )
+        return cost_s(done_f, saved_f, write, self.grace_s, job.ckpt_on_signal)
 
     def _end_time(self, job: Job) -> float:
         left = job.run_dur_s - job.run_vacc

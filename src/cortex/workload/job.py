@@ -26,6 +26,7 @@ class Job:
         "epoch",
         "est_cache",
         "est_end_s",
+        "evictions",
         "first_start_s",
         "flavor_ids",
         "flavors",
@@ -130,6 +131,9 @@ class Job:
         self.attained_gpu_s = 0.0
         self.restarts = 0
         self.preemptions = 0
+        # Preemptions by another job's start (the scheduler's rule), not power pauses: what a
+        # queue's preemption budget counts.
+        self.evictions = 0
         self.interruptions = 0
         self.key: tuple = ()
         self.next_preempt_try_s = 0.0  # backoff after a failed victim search

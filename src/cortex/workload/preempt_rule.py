@@ -45,15 +45,11 @@ def on_preempt(
 
 
 def cost_s(
-    done_s: float,
-    saved_s: float,
-    write_s: float,
-    grace_s: float,
-    checkpoint_on_signal: bool,
-    restart_s: float,
+    done_s: float, saved_s: float, write_s: float, grace_s: float, checkpoint_on_signal: bool
 ) -> float:
-    """Seconds of its gang's time a preemption now costs a job: the compute it would not keep,
-    its devices' hold for a write on the signal, and the restart. Victims are chosen by GPUs
-    times this (scheduler/victims.py), in both drivers."""
+    """Seconds of its gang's time a preemption now costs a job: the compute it would not keep
+    and its devices' hold for a write on the signal. Victims are chosen by GPUs times this
+    (scheduler/victims.py), in both drivers. The restart is left out: every victim pays it per
+    GPU, so the GPUs (the search's next term) already rank it."""
     stop = on_preempt(done_s, saved_s, write_s, grace_s, checkpoint_on_signal)
-    return done_s - stop.kept_s + stop.hold_s + restart_s
+    return done_s - stop.kept_s + stop.hold_s
