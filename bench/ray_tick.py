@@ -88,7 +88,6 @@ def make_loop(home: Path, executor: Any, fleet: Any, queued: int = QUEUED) -> An
     from cortex.control import db, store
     from cortex.control.config import Settings
     from cortex.control.loop import SchedulerLoop
-    from cortex.control.schemas import SubmitRequest
 
     url = f"sqlite:///{home / 'c.db'}"
     db.upgrade(url)
@@ -107,27 +106,38 @@ def make_loop(home: Path, executor: Any, fleet: Any, queued: int = QUEUED) -> An
         launch_spec=None,
         handle_from_dict=lambda d: d,
     )
-    rng = random.Random(0)
     with sessions.begin() as s:
         loop.register_node(s, "gpu")
         for team in ("fsd", "optimus", "research"):
             store.ensure_team(s, team, time.time())
-        reqs = [
-            SubmitRequest.model_validate(
-                {
-                    "name": "j",
-                    "team": rng.choice(["fsd", "optimus", "research"]),
-                    "gpus": rng.choice(SIZES),
-                    "nprocs": 1,
-                    "duration_s": 600,
-                    "command": ["sleep", f"{RUN_S:g}"],
-                }
-            )
-            for _ in range(queued)
-        ]
-        store.insert_jobs(s, reqs, time.time())
+    submit(loop, queued)
     loop.recover()
     return loop
+
+
+def submit(loop: Any, n: int, gpus: int = 0, seed: int = 0) -> None:
+    """n jobs of `gpus` GPUs (0: sizes drawn from SIZES), as the API stores them."""
+    from cortex.control import store
+    from cortex.control.schemas import SubmitRequest
+
+    if n == 0:
+        return
+    rng = random.Random(seed)
+    reqs = [
+        SubmitRequest.model_validate(
+            {
+                "name": "j",
+                "team": rng.choice(["fsd", "optimus", "research"]),
+                "gpus": gpus or rng.choice(SIZES),
+                "nprocs": 1,
+                "duration_s": 600,
+                "command": ["sleep", f"{RUN_S:g}"],
+            }
+        )
+        for _ in range(n)
+    ]
+    with loop.sessions.begin() as s:
+        store.insert_jobs(s, reqs, time.time())
 
 
 def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
@@ -216,18 +226,25 @@ def bench_fleet(n: int) -> dict[str, Any]:
             ex.connected = True  # ray.nodes() is scripted; no address: no head to probe
             stand = StandIn()
             ex.launch = stand.launch  # type: ignore[method-assign]
-            ex.poll = stand.poll  # type: ignore[method-assign]
+            ex.poll = list  # type: ignore[method-assign]  # the runs never end here
+            ex.live_handles = list  # type: ignore[method-assign]  # recovery: nothing runs
             t0 = time.perf_counter()
             fleet = ex.discover()
             discover_s = time.perf_counter() - t0
-            loop = make_loop(root, ex, fleet)
-            loop.tick()  # ingest 1,000 jobs, start what fits
+            loop = make_loop(root, ex, fleet, queued=0)
+            submit(loop, n, gpus=8)  # a full fleet: one 8-GPU job per node
+            for _ in range(20):  # a pass starts a bounded number of jobs
+                loop.tick()
+                if len(loop.mirror.attempt) == n:
+                    break
+            submit(loop, QUEUED, seed=1)
+            loop.tick()  # ingest the queue (it waits: the fleet is full)
             nodes[n // 2] = raw(n // 2, alive=False)  # a node lost
             t0 = time.perf_counter()
             ex._fleet_read = float("-inf")
             loop.tick()
             lost_s = time.perf_counter() - t0
-            assert not loop.mirror.state.node_up[n // 2]
+            assert not loop.mirror.state.node_up[loop.node_names.index(f"n{n // 2:05d}")]
             nodes.append(raw(n))  # a node joins
             ex._fleet_read = float("-inf")
             loop.tick()  # the executor reads it; the loop takes the grown fleet next tick
@@ -240,7 +257,8 @@ def bench_fleet(n: int) -> dict[str, Any]:
     return {
         "nodes": n,
         "gpus": n * 8,
-        "queued": QUEUED,
+        "queued": len(loop.mirror.pending),
+        "running": len(loop.mirror.attempt),
         "discover_s": round(discover_s, 4),
         "node_lost_sync_and_tick_s": round(lost_s, 4),
         "node_joined_rebuild_and_tick_s": round(joined_s, 4),

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from cortex.control import models as m
 from cortex.control import store
 from cortex.control.mirror import Mirror
+from cortex.control.store_fleet import grow_node
 from cortex.errors import InputError
 from cortex.fleet.topology import Topology, build
 
@@ -90,6 +91,7 @@ class FleetMixin:
     sessions: Any
     clock: Any
     node_name: str
+    node_id: int
     fleet_pending: bool
     fleet_version: int | None
     fleet_view: FleetView
@@ -191,7 +193,8 @@ class FleetMixin:
     def _record_nodes(self, names: list[str], why: str) -> None:
         now = self.clock.time()
         with self.sessions.begin() as s:
-            store.register_node(s, self.node_name, self.flavor, self.all_devices, "gpu", now)
+            # Device ids only grow (joined nodes come last): their rows are appended in bulk.
+            grow_node(s, self.node_id, self.flavor, self.all_devices, now)
             for name in names:
                 store.event(s, "node", f"node {name}: {why}, in service", at=now)
         log.info("fleet: %d nodes, %d GPUs (%s: %s)", len(self.node_names),
