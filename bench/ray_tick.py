@@ -123,18 +123,19 @@ def submit(loop: Any, n: int, gpus: int = 0, seed: int = 0) -> None:
     if n == 0:
         return
     rng = random.Random(seed)
+    sizes = [gpus or rng.choice(SIZES) for _ in range(n)]
     reqs = [
         SubmitRequest.model_validate(
             {
                 "name": "j",
                 "team": rng.choice(["fsd", "optimus", "research"]),
-                "gpus": gpus or rng.choice(SIZES),
-                "nprocs": 1,
+                "gpus": g,
+                "nprocs": max(1, g // 8),  # a rank per node: a gang over two nodes has two
                 "duration_s": 600,
                 "command": ["sleep", f"{RUN_S:g}"],
             }
         )
-        for _ in range(n)
+        for g in sizes
     ]
     with loop.sessions.begin() as s:
         store.insert_jobs(s, reqs, time.time())
@@ -228,6 +229,9 @@ def bench_fleet(n: int) -> dict[str, Any]:
             ex.launch = stand.launch  # type: ignore[method-assign]
             ex.poll = list  # type: ignore[method-assign]  # the runs never end here
             ex.live_handles = list  # type: ignore[method-assign]  # recovery: nothing runs
+            # Each tick reads the (scripted) nodes itself: with Ray, a reader thread fetches
+            # them and the tick parses its last answer, the part measured here.
+            ex.node_changes = lambda: RayExecutor.node_changes(ex, force=True)  # type: ignore[method-assign]
             t0 = time.perf_counter()
             fleet = ex.discover()
             discover_s = time.perf_counter() - t0

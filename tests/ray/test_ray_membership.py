@@ -140,3 +140,32 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
     assert ex.poll() == [] and ex.connected
     assert torn == [handle]  # what Ray may have kept of the failed attempt goes first
     assert sorted(ex.node_changes(force=True)) == [("n1", True), ("n2", True)]
+
+
+def test_the_tick_never_waits_for_the_node_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    ray = Cluster(monkeypatch)
+    ray.nodes = [raw("r1", "n1"), raw("r2", "n2")]
+    ex = executor(tmp_path)
+    ex.discover()
+    callers: list[str] = []
+    scripted = membership.ray.nodes
+
+    def nodes() -> list[dict[str, Any]]:
+        callers.append(threading.current_thread().name)
+        return scripted()  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(membership.ray, "nodes", nodes)
+    monkeypatch.setattr(membership.ray, "is_initialized", lambda: True)
+    ray.nodes[1] = raw("r2", "n2", alive=False)
+    got: list[tuple[str, bool]] = []
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        got = ex.node_changes()  # as the loop calls it, each tick
+        time.sleep(0.05)
+    ex.connected = False  # ends the reader thread
+    assert got == [("n2", False)]
+    assert callers and set(callers) == {"ray-nodes"}  # never the caller's thread
