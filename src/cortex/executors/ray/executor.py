@@ -294,14 +294,24 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
 
     def _placing(self, gang: Gang, now: float) -> ExitRecord | None:
         assert gang.pg is not None
+        if gang.master_ref is not None:
+            # Agent 0 answers once the group is placed and its worker runs: a local check.
+            # The GCS is asked for the group's state only when the timeout is up (a read per
+            # placing gang per tick held the loop 10+ ms each; RESULTS section 28).
+            ready, _ = ray.wait([gang.master_ref], timeout=0)
+            if ready:
+                gang.phase, gang.since = "starting", now
+                return self._starting(gang, now)
+        if gang.stop is not None:
+            return self._end(gang, None, "stopped before the job started")
+        if gang.master_ref is not None and now - gang.since < self.pg_timeout_s:
+            return None
         # The GCS's word, not pg.ready(): that runs a task in the group, which needs a worker
         # process of its own (seconds to start) and a new one per call.
         state = ray.util.placement_group_table(gang.pg).get("state")
-        if state == "CREATED":
+        if state == "CREATED":  # placed; its agents are slow to start (START_TIMEOUT_S)
             gang.phase, gang.since = "starting", now
             return None
-        if gang.stop is not None:
-            return self._end(gang, None, "stopped before the job started")
         if now - gang.since < self.pg_timeout_s:
             return None
         nodes = ", ".join(p.node for p in gang.parts)
