@@ -1,6 +1,8 @@
 """The loop with an executor that owns a multi-node fleet (as the Ray executor does), against
-the in-test fake executor: launches carry the placement node by node, and a node the executor
-loses goes down through the twin's failure transition and comes back through repair."""
+the in-test fake executor: launches carry the placement node by node; a node the executor
+loses goes down through the twin's failure transition at once (its free GPUs unschedulable)
+and comes back through repair; nodes that join are added; with no fleet yet (a cluster
+unreachable at the very first start) the API serves and jobs stay queued."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from helpers import ADMIN, job_body
 
 from cortex.control.service import Service
 from cortex.control.settings import Settings
-from cortex.executors.nodes import NodeInfo, build_fleet
+from cortex.executors.nodes import ExecutorFleet, NodeInfo, build_fleet, pending_fleet
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
@@ -26,6 +28,48 @@ class FleetExecutor(FakeExecutor):
     def node_changes(self) -> list[tuple[str, bool]]:
         out, self.changes = self.changes, []
         return out
+
+
+class GrowingExecutor(FleetExecutor):
+    """Also a fleet that grows as the test says (the Ray executor's fleet_version and
+    current_fleet, membership.py): None until the first node."""
+
+    fleet_version = 0
+    nodes: list[NodeInfo]
+    polls = 0
+
+    def join(self, *names: str) -> None:
+        self.nodes = [*self.nodes, *(NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in names)]
+        self.fleet_version += 1
+
+    def current_fleet(self) -> ExecutorFleet | None:
+        return build_fleet(self.nodes, name="ray", keep_order=True) if self.nodes else None
+
+    def poll(self) -> list[Any]:
+        self.polls += 1
+        return super().poll()
+
+
+def _service(tmp_path: Path, ex: Any, fleet: Any) -> tuple[Service, TestClient, dict[str, str]]:
+    settings = Settings(
+        home=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'c.db'}",
+        admin_token=ADMIN,
+        min_runtime_s=0.0,
+        max_retries=1,
+    )
+    svc = Service(
+        settings,
+        executor=ex,
+        inventory=fleet,
+        node_name="ray",
+        launch_spec=Spec,
+        handle_from_dict=lambda d: d,
+    )
+    svc.loop.retry_backoff_base_s = 0.0
+    client = TestClient(svc.app)
+    token = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    return svc, client, {"Authorization": f"Bearer {token}"}
 
 
 def test_nodes_go_down_and_come_back_through_the_loop(tmp_path: Path) -> None:
@@ -73,4 +117,90 @@ def test_nodes_go_down_and_come_back_through_the_loop(tmp_path: Path) -> None:
     svc.loop.tick()
     assert list(svc.loop.mirror.state.node_up) == [True, True]
     assert (job(jid)["state"], job(jid)["attempt"]) == ("running", 2)
+    svc.close()
+
+
+def test_with_no_fleet_yet_the_api_serves_and_jobs_wait_for_the_first_nodes(
+    tmp_path: Path,
+) -> None:
+    ex = GrowingExecutor(tmp_path / "runs")
+    ex.changes, ex.nodes = [], []
+    svc, client, h = _service(tmp_path, ex, pending_fleet("H100-SXM5", "ray"))
+    assert svc.loop.fleet_pending and svc.loop.all_devices == []
+    # 16 GPUs: nothing is known of the fleet, so the API cannot say it never fits; it takes it.
+    r = client.post("/v1/jobs", json=job_body(gpus=16, nprocs=2), headers=h)
+    assert r.status_code == 201, r.text
+    jid = int(r.json()["id"])
+    for _ in range(3):
+        svc.loop.tick()
+    assert ex.polls == 3  # each tick polls the executor, which reconnects (with its backoff)
+    assert client.get(f"/v1/jobs/{jid}", headers=h).json()["state"] == "queued"
+    assert ex.launched == [] and client.get("/healthz").status_code == 200
+    ex.join("node-b")  # the cluster answers; its nodes come up one by one
+    svc.loop.tick()
+    assert svc.loop.fleet_pending  # not taken before it has settled (5 s without growing)
+    svc.loop.first_fleet_settle_s = 0.0
+    ex.join("node-a")  # its first fleet, in the executor's order
+    svc.loop.tick()
+    assert not svc.loop.fleet_pending and svc.loop.node_names == ["node-b", "node-a"]
+    assert len(svc.loop.all_devices) == 16
+    assert ex.launched[-1].nodes == (("node-b", tuple(range(8))), ("node-a", tuple(range(8))))
+    assert client.get(f"/v1/jobs/{jid}", headers=h).json()["state"] == "running"
+    svc.close()
+
+
+def test_a_node_that_joins_is_added_and_used(tmp_path: Path) -> None:
+    ex = GrowingExecutor(tmp_path / "runs")
+    ex.changes, ex.nodes = [], []
+    ex.join("node-a")
+    svc, client, h = _service(tmp_path, ex, ex.current_fleet())
+    first = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    second = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    svc.loop.tick()
+    assert [s.job_id for s in ex.launched] == [first]  # one 8-GPU node: the second waits
+    ex.join("node-b")
+    svc.loop.tick()
+    svc.loop.tick()
+    assert svc.loop.node_names == ["node-a", "node-b"]  # appended: node-a keeps devices 0-7
+    assert [s.job_id for s in ex.launched] == [first, second]
+    assert ex.launched[-1].nodes == (("node-b", tuple(range(8))),)
+    assert list(ex.launched[-1].devices) == list(range(8, 16))
+    # The joined node is a node like any other: lost, it goes down; back, up again.
+    ex.changes = [("node-b", False)]
+    svc.loop.tick()
+    assert list(svc.loop.mirror.state.node_up) == [True, False]
+    events = client.get("/v1/events", headers=ADMIN_H).json()
+    assert any(e["message"] == "node node-b: joined, in service" for e in events)
+    # `cortex nodes`: a row per node of the fleet (not one for the service), with its use.
+    rows = [
+        (n["name"], n["gpus"], n["allocated_gpus"], n["healthy"], n["schedulable"])
+        for n in client.get("/v1/nodes", headers=h).json()
+    ]
+    # node-b's job still holds its 8 devices until the executor reports it ended.
+    assert rows == [("node-a", 8, 8, True, True), ("node-b", 8, 8, False, False)]
+    svc.close()
+
+
+def test_a_lost_nodes_free_gpus_are_not_scheduled_while_its_job_ends(tmp_path: Path) -> None:
+    ex = FleetExecutor(tmp_path / "runs")
+    ex.changes = []
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet)
+    a = int(client.post("/v1/jobs", json=job_body(gpus=4), headers=h).json()["id"])
+    svc.loop.tick()
+    (on,) = ex.launched[-1].nodes
+    # The executor says the node is lost; the job's run is still ending (its other ranks get
+    # their grace period), so no exit yet.
+    ex.changes = [(on[0], False)]
+    svc.loop.tick()
+    lost = svc.loop.node_names.index(on[0])
+    assert svc.loop.mirror.state.node_up[lost] is False  # down now, not when the job ends
+    b = int(client.post("/v1/jobs", json=job_body(gpus=4), headers=h).json()["id"])
+    svc.loop.tick()
+    # 4 GPUs were free on the lost node; the new job goes to the other one.
+    assert ex.launched[-1].job_id == b and ex.launched[-1].nodes[0][0] != on[0]
+    ex.finish(a, "failed", None)
+    svc.loop.tick()
+    assert client.get(f"/v1/jobs/{a}", headers=h).json()["state"] in ("requeued", "running")
+    assert svc.loop.mirror.state.node_up[lost] is False
     svc.close()

@@ -25,7 +25,7 @@ GPUS_PER_NODE = 8
 
 
 class LoopbackCluster:
-    def __init__(self) -> None:
+    def __init__(self, gcs_port: int | None = None) -> None:
         # Restored at shutdown: later tests of the session must not inherit them.
         self._saved = {k: os.environ.get(k) for k in (*RAY_ENV, "RAY_TMPDIR")}
         os.environ.update(RAY_ENV)
@@ -38,15 +38,15 @@ class LoopbackCluster:
 
         self._next_ip = 3
         self.nodes: dict[str, Any] = {}
-        self.cluster = Cluster(
-            initialize_head=True,
-            head_node_args={
-                "num_cpus": 1,
-                "num_gpus": 0,
-                "node_ip_address": "127.0.0.2",
-                "include_dashboard": False,
-            },
-        )
+        head: dict[str, Any] = {
+            "num_cpus": 1,
+            "num_gpus": 0,
+            "node_ip_address": "127.0.0.2",
+            "include_dashboard": False,
+        }
+        if gcs_port is not None:  # a head that comes back where the service looks for it
+            head["gcs_server_port"] = gcs_port
+        self.cluster = Cluster(initialize_head=True, head_node_args=head)
 
     @property
     def address(self) -> str:
@@ -72,6 +72,14 @@ class LoopbackCluster:
     def kill(self, name: str) -> None:
         """Lose a node at once (no graceful drain), as a machine that dies."""
         self.cluster.remove_node(self.nodes.pop(name), allow_graceful=False)
+
+    def kill_all(self) -> None:
+        """Lose the whole cluster at once, head included (no graceful drain)."""
+        for node in list(self.cluster.worker_nodes):
+            self.cluster.remove_node(node, allow_graceful=False)
+        self.nodes.clear()
+        if self.cluster.head_node is not None:
+            self.cluster.remove_node(self.cluster.head_node, allow_graceful=False)
 
     def shutdown(self) -> None:
         import ray

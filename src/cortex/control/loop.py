@@ -38,7 +38,7 @@ from cortex.control.fleet import local_fleet, queues_spec
 from cortex.control.loop_exits import (
     ExitsMixin,
 )
-from cortex.control.loop_fleet import FleetMixin
+from cortex.control.loop_fleet import FleetMixin, FleetView, node_devices_of
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
@@ -151,16 +151,19 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         if fleet is None:
             self.node_devices = [list(devices)]
         else:
-            gpn = self.topo.flavor_gpus_per_node
-            self.node_devices, first = [], 0
-            for f in self.topo.node_flavor:
-                self.node_devices.append(list(range(first, first + gpn[f])))
-                first += gpn[f]
+            self.node_devices = node_devices_of(self.topo)
             self.all_devices = [d for ds in self.node_devices for d in ds]
         # An executor's fleet names its nodes (LaunchSpec.nodes); a modelled one is numbered.
         numbered = [f"{node_name}-{n}" for n in range(self.topo.n_nodes)]
         self.node_names = [node_name] if fleet is None else list(node_names or numbered)
         self.nodes_down: set[int] = set()  # nodes the executor lost (loop_fleet.py)
+        # An executor's fleet with no node yet (loop_fleet.py): a placeholder topology, never
+        # scheduled on, until the executor's first fleet replaces it.
+        self.fleet_pending = fleet is not None and node_names is not None and not node_names
+        if self.fleet_pending:
+            self.node_names, self.all_devices = [], []
+        self.fleet_version: int | None = getattr(executor, "fleet_version", None)
+        self.fleet_view = FleetView()  # published by _sync_fleet (GET /v1/nodes reads it)
         self.pol = build_policies(settings.policy)
         self.speeds = _speeds(flavor)
         self.mirror = Mirror(
@@ -206,7 +209,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
             "Scheduler ticks that raised",
             registry=self.metrics.registry,
         )
-        self.power = LivePower.attach(self)  # None without a power policy (loop_power.py)
+        # None without a power policy (loop_power.py); attached at the first fleet if pending.
+        self.power = None if self.fleet_pending else LivePower.attach(self)
 
     def _set_retry(self, base_s: float | None, max_s: float | None, exit75: int | None) -> None:
         """The retry parameters: drive/data/run_rules.csv's, unless the settings give them."""
@@ -323,6 +327,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
 
     def _tick(self) -> None:
         self.ticks += 1
+        if not self._fleet_ready():  # no fleet yet (loop_fleet.py): jobs stay queued
+            return
         # The one `now` of this tick: every row it writes carries it.
         now = self.tick_now = self.clock.time()
         stops: list[tuple[int, int, str]] = []

@@ -1,41 +1,114 @@
 """The scheduler loop's fleet side, for executors that own a multi-node fleet (the Ray
-executor): the per-node placement a launch carries, and nodes that leave or come back. A mixin
-of `cortex.control.loop.SchedulerLoop`.
+executor): the per-node placement a launch carries, nodes that leave or come back, and nodes
+that join. A mixin of `cortex.control.loop.SchedulerLoop`.
 
-A node that goes down leaves service through the same transition as a node failure in the
-twin (`ClusterState.set_down`) once the jobs on it have ended (the executor reports them
-failed by that node, and the loop requeues them); a node that comes back is repaired
-(`set_up`). An executor without `node_changes` (the local one: one machine) has a fixed fleet.
+- A node that goes down leaves service at once: the jobs on it give their capacity back (as a
+  preemption victim does; their devices stay taken until the executor reports them ended),
+  an admitted job not yet launched there is requeued, and the node goes through the twin's
+  failure transition (`ClusterState.set_down`), so none of its GPUs can be scheduled. A node
+  that comes back is repaired (`set_up`).
+- A node that joins (the executor's `fleet_version` moves) is added: the executor's fleet
+  keeps every known node in its place and appends the new ones, so device ids and stored
+  allocations stay valid; the topology and the cluster state are rebuilt around them.
+- An executor that has seen no node yet (a Ray cluster unreachable at the very first start)
+  gives a pending fleet: the loop serves the API, leaves submitted jobs queued, and only polls
+  the executor (which reconnects with backoff) until the first fleet comes; recovery runs then.
+An executor without `node_changes` (the local one: one machine) has a fixed fleet.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from bisect import bisect_right
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from cortex.control import models as m
 from cortex.control import store
 from cortex.control.mirror import Mirror
+from cortex.control.store_fleet import grow_node
+from cortex.errors import InputError
+from cortex.fleet.topology import Topology, build
 
 log = logging.getLogger("cortex.control")
 
+FIRST_FLEET_SETTLE_S = 5.0  # see _fleet_ready
+
+
+def node_devices_of(topo: Topology) -> list[list[int]]:
+    """Device ids per node: node n's GPUs follow node n-1's (so appending nodes keeps ids)."""
+    gpn = topo.flavor_gpus_per_node
+    out, first = [], 0
+    for f in topo.node_flavor:
+        out.append(list(range(first, first + gpn[f])))
+        first += gpn[f]
+    return out
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """The executor fleet's nodes as the last tick left them, for other threads (the API's
+    GET /v1/nodes): immutable, replaced whole."""
+
+    names: tuple[str, ...] = ()
+    flavors: tuple[str, ...] = ()
+    gpus: tuple[int, ...] = ()
+    first_device: tuple[int, ...] = ()  # node n's device ids start here
+    down: frozenset[int] = frozenset()
+
+    def rows(self, devices_by_job: Any) -> list[tuple[str, str, int, bool, int]]:
+        """(name, flavor, GPUs, up, GPUs allocated) per node, in fleet order."""
+        used = [0] * len(self.names)
+        for devs in devices_by_job.values():
+            for d in devs:
+                n = bisect_right(self.first_device, d) - 1
+                if 0 <= n < len(used):
+                    used[n] += 1
+        return [
+            (name, self.flavors[n], self.gpus[n], n not in self.down, used[n])
+            for n, name in enumerate(self.names)
+        ]
+
 
 class FleetMixin:
+    first_fleet_settle_s = FIRST_FLEET_SETTLE_S
+    _first_seen: tuple[int, float] | None = None  # (fleet version, when first seen)
     # Owned by SchedulerLoop (declared here for the type checker).
     executor: Any
     mirror: Mirror
+    topo: Topology
     node_names: list[str]
+    node_devices: list[list[int]]
+    all_devices: list[int]
     nodes_down: set[int]
     dirty: bool
-    _device_at: dict[int, tuple[int, int]]  # device -> (node, index on it), built on first use
+    queues_dirty: bool
+    flavor: str
+    speeds: dict[str, float]
+    power: Any
+    sessions: Any
+    clock: Any
+    node_name: str
+    node_id: int
+    fleet_pending: bool
+    fleet_version: int | None
+    fleet_view: FleetView
+    _new_alloc: dict[int, m.Allocation]
+
+    if TYPE_CHECKING:  # SchedulerLoop's and its mixins'
+
+        def recover(self) -> dict[str, int]: ...
+        def _release(self, s: Session, job_id: int, now: float) -> None: ...
+        def _requeue(self, s: Session, row: m.Job, job: Any, reason: str, now: float) -> None: ...
 
     def _nodes_of(self, devices: list[int]) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """The launch's placement node by node: (node name, indices of its devices on that
         node), in node order. O(len(devices)): a launch on a 100k-GPU modelled fleet must not
         scan every node."""
         where = getattr(self, "_device_at", None)
-        if where is None:  # built once: the loop's devices never change
+        if where is None:  # built once per fleet
             where = {
                 d: (n, i) for n, ds in enumerate(self.mirror.node_devices) for i, d in enumerate(ds)
             }
@@ -46,6 +119,88 @@ class FleetMixin:
             by_node.setdefault(n, []).append(i)
         return tuple((self.node_names[n], tuple(sorted(ix))) for n, ix in sorted(by_node.items()))
 
+    # ---- nodes that join ------------------------------------------------------------------
+    def _fleet_ready(self) -> bool:
+        """Before a tick: take the executor's fleet if it grew (or came at last). False while
+        there is none yet: the tick does nothing else (jobs stay queued)."""
+        version = getattr(self.executor, "fleet_version", None)
+        if version is None or (version == self.fleet_version and not self.fleet_pending):
+            return True
+        if self.fleet_pending:
+            self.executor.poll()  # reconnects, with backoff; no run exists before a fleet
+        fleet = self.executor.current_fleet()
+        if fleet is None:
+            return not self.fleet_pending
+        if self.fleet_pending:
+            # A cluster's nodes come up one by one: the first fleet is taken once it has not
+            # grown for a while, or jobs queued meanwhile would be judged on its first node.
+            now, seen = self.clock.monotonic(), self.executor.fleet_version
+            if self._first_seen is None or self._first_seen[0] != seen:
+                self._first_seen = (seen, now)
+            if now - self._first_seen[1] < self.first_fleet_settle_s:
+                return False
+            self.fleet_version = seen
+            return self._first_fleet(fleet)
+        self.fleet_version = self.executor.fleet_version
+        self._grow(fleet)
+        return True
+
+    def _first_fleet(self, fleet: Any) -> bool:
+        from cortex.control.loop_power import LivePower  # imports the loop's modules
+
+        self._set_topology(fleet)
+        self.fleet_pending = False
+        try:
+            self.power = LivePower.attach(self)  # type: ignore[arg-type]  # the loop itself
+        except (ValueError, InputError) as err:  # a cap the fleet cannot meet, say
+            log.error("serve: power policy on the first fleet: %s; not scheduling", err)
+            self.fleet_pending, self.fleet_version = True, None
+            return False
+        self._record_nodes(fleet.names, "first fleet")
+        if self.power is not None:
+            with self.sessions.begin() as s:
+                for line in self.power.restore(store.site_settings(s), self.clock.time()):
+                    log.info("power: %s", line)
+        self.recover()  # deferred until now: device ids mean nothing without a fleet
+        return True
+
+    def _grow(self, fleet: Any) -> None:
+        names = list(fleet.names)
+        n = len(self.node_names)
+        if names[:n] != self.node_names:
+            log.error("executor fleet reordered (%s...); nodes not added", names[:3])
+            return
+        if self.power is not None:
+            # The power books (racks, halls, caps) are built for the fleet at start.
+            log.warning("nodes %s joined: in service after a restart (power policy)", names[n:])
+            return
+        self._set_topology(fleet)
+        self.queues_dirty = True  # the tick rebuilds the cluster state on the new topology
+        self._record_nodes(names[n:], "joined")
+
+    def _set_topology(self, fleet: Any) -> None:
+        from cortex.control.loop import _speeds
+
+        self.topo = build(fleet.spec)
+        self.node_devices = node_devices_of(self.topo)
+        self.all_devices = [d for ds in self.node_devices for d in ds]
+        self.node_names = list(fleet.names)
+        self.flavor = fleet.flavor
+        self.speeds = _speeds(self.flavor)
+        self.mirror.topo, self.mirror.node_devices = self.topo, self.node_devices
+        self.__dict__.pop("_device_at", None)
+
+    def _record_nodes(self, names: list[str], why: str) -> None:
+        now = self.clock.time()
+        with self.sessions.begin() as s:
+            # Device ids only grow (joined nodes come last): their rows are appended in bulk.
+            grow_node(s, self.node_id, self.flavor, self.all_devices, now)
+            for name in names:
+                store.event(s, "node", f"node {name}: {why}, in service", at=now)
+        log.info("fleet: %d nodes, %d GPUs (%s: %s)", len(self.node_names),
+                 len(self.all_devices), why, ", ".join(names[:5]))  # fmt: skip
+
+    # ---- nodes that leave or come back ----------------------------------------------------
     def _sync_fleet(self, s: Session, now: float) -> None:
         """Apply the executor's node changes; keep down nodes down across state rebuilds."""
         changes = getattr(self.executor, "node_changes", None)
@@ -58,7 +213,7 @@ class FleetMixin:
         for name, alive in got:
             n = index.get(name)
             if n is None:
-                continue  # not in the fleet the loop was built with (the executor logs it)
+                continue  # not in the loop's fleet (yet: it joins at the next tick)
             if alive and n in self.nodes_down:
                 self.nodes_down.discard(n)
                 self.mirror.state.set_up(n)
@@ -68,9 +223,36 @@ class FleetMixin:
                 self.nodes_down.add(n)
                 self.dirty = True
                 store.event(s, "node", f"node {name} lost: out of service", at=now)
-        st = self.mirror.state
         for n in self.nodes_down:
-            # Once the jobs on it have ended (set_down needs the node empty); idempotent.
-            if st.node_up[n] and not st.jobs_on(n):
-                st.set_down(n)
-                self.dirty = True
+            if self.mirror.state.node_up[n]:  # idempotent: also after a state rebuild
+                self._drain(s, n, now)
+        if got or len(self.fleet_view.names) != len(self.node_names):
+            self._publish_fleet()
+
+    def _publish_fleet(self) -> None:
+        topo = self.topo
+        self.fleet_view = FleetView(
+            names=tuple(self.node_names),
+            flavors=tuple(topo.flavors[f] for f in topo.node_flavor),
+            gpus=tuple(len(ds) for ds in self.node_devices),
+            first_device=tuple(ds[0] if ds else 0 for ds in self.node_devices),
+            down=frozenset(self.nodes_down),
+        )
+
+    def _drain(self, s: Session, n: int, now: float) -> None:
+        """Node n leaves service now: what holds capacity on it lets go, then set_down."""
+        mi, name = self.mirror, self.node_names[n]
+        for jid in mi.state.jobs_on(n):
+            job = mi.jobs[jid]
+            if mi.was_admitted(jid):  # never launched: back to the queue
+                row = s.get(m.Job, jid)
+                assert row is not None
+                self._new_alloc.pop(jid, None)
+                self._release(s, jid, now)
+                self._requeue(s, row, job, f"node {name} lost before launch", now)
+            else:
+                # Running there: its run is failing (the executor reports it); its capacity
+                # comes back now, its devices when it has ended, as a preemption victim's.
+                mi.stop(job)
+        mi.state.set_down(n)
+        self.dirty = True

@@ -177,6 +177,10 @@ class RecoveryMixin:
     def recover(self) -> dict[str, int]:
         """Rebuild the mirror from the store and reconcile running jobs with the machine."""
         counts = {"pending": 0, "adopted": 0, "lost": 0, "unlaunched": 0, "leaks": 0}
+        if getattr(self, "fleet_pending", False):
+            # No fleet yet (loop_fleet.py): stored devices name nothing; runs at the first one.
+            log.info("recovery: deferred until the executor's first fleet")
+            return counts
         now = self.clock.time()
         resend: list[tuple[int, int, str]] = []
         with self.tick_lock, self.sessions.begin() as s:

@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,8 +25,6 @@ from cortex.control.settings import Settings
 from cortex.executors.local.users import scrub_environ
 
 log = logging.getLogger("cortex.control")
-RAY_RETRY_FIRST_S = 1.0
-RAY_RETRY_MAX_S = 30.0
 
 
 def _bad_share(x: float | None, top: float) -> bool:
@@ -76,44 +73,59 @@ def local_executor(settings: Settings) -> tuple[Any, Any]:
 
 
 def ray_executor(settings: Settings) -> tuple[Any, Any]:
-    """The Ray executor and its fleet, read from the cluster's node labels. A cluster that
-    cannot be reached is one line in the log. With a fleet saved by an earlier start, the
-    service serves at once with every node of it down (jobs stay queued; adopted gangs are
-    checked once Ray answers) and the executor reconnects in the background of its polls;
-    without one, it retries here, with backoff (1 s doubling to 30 s), until it can."""
+    """The Ray executor and its fleet, read from the cluster's node labels. The service
+    serves at once either way: a cluster that cannot be reached is one line in the log, and
+    the executor reconnects from its polls with backoff (1 s doubling to 30 s, a line per
+    try). Meanwhile the fleet saved by an earlier start stands in with every node down
+    (adopted gangs are checked once Ray answers); without one, the fleet is pending: jobs
+    stay queued until the first node is seen (control/loop_fleet.py)."""
+    from cortex.executors.local.users import PrivilegeError
+    from cortex.executors.nodes import pending_fleet
     from cortex.executors.ray.executor import RayExecutor
 
-    def make(connect: bool) -> Any:
-        return RayExecutor(
-            settings.run_dir,
-            settings.ray_address,
-            grace_s=settings.grace_s,
-            pg_timeout_s=settings.ray_pg_timeout_s,
-            connect=connect,
+    if getattr(settings, "run_as", None):
+        # Ranks run as the Ray workers' user: a mapping silently dropped would run every
+        # team's jobs as one user that the operator believes is split.
+        raise PrivilegeError(
+            "run_as: not applied by the Ray executor (ranks run as the Ray workers' user); "
+            "drop --run-as, or use the local executor"
         )
 
-    delay = RAY_RETRY_FIRST_S
-    while True:
-        try:
-            executor = make(True)
-            return executor, executor.discover()
-        except (ConnectionError, ValueError, RuntimeError) as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            where = settings.ray_address or "auto"
-            offline = make(False)
-            fleet = offline.start_offline()
-            if fleet is not None:
-                log.error(
-                    "ray: cluster %s not usable: %s; serving with the last fleet (%d nodes) "
-                    "down, reconnecting in the background",
-                    where,
-                    first,
-                    len(fleet.nodes),
-                )
-                return offline, fleet
-            log.error("ray: cluster %s not usable: %s; retrying in %g s", where, first, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, RAY_RETRY_MAX_S)
+    executor = RayExecutor(
+        settings.run_dir,
+        settings.ray_address,
+        grace_s=settings.grace_s,
+        pg_timeout_s=settings.ray_pg_timeout_s,
+        connect=False,
+    )
+    where = settings.ray_address or "auto"
+    try:
+        executor.connect()
+    except (ConnectionError, RuntimeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        executor.retry_later()
+        fleet = executor.start_offline()
+        if fleet is not None:
+            log.error(
+                "ray: cluster %s not usable: %s; serving with the last fleet (%d nodes) down, "
+                "reconnecting in the background",
+                where,
+                first,
+                len(fleet.nodes),
+            )
+            return executor, fleet
+        log.error(
+            "ray: cluster %s not usable: %s; serving with no fleet yet (jobs stay queued), "
+            "reconnecting in the background",
+            where,
+            first,
+        )
+        return executor, pending_fleet(executor.default_flavor, "ray")
+    fleet = executor.current_fleet()
+    if fleet is None:
+        log.error("ray: cluster %s has no usable node yet; jobs stay queued until one joins", where)
+        return executor, pending_fleet(executor.default_flavor, "ray")
+    return executor, fleet
 
 
 def loop_options(settings: Settings) -> dict[str, Any]:

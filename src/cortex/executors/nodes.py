@@ -43,7 +43,14 @@ class ExecutorFleet:
     @property
     def flavor(self) -> str:
         """The most common flavor (the loop's throughput table is per one flavor)."""
+        if not self.nodes:  # a pending fleet: its placeholder's flavor
+            return self.spec.halls[0].groups[0].flavor
         return Counter(n.flavor for n in self.nodes).most_common(1)[0][0]
+
+    @property
+    def pending(self) -> bool:
+        """No node seen yet (see pending_fleet)."""
+        return not self.nodes
 
 
 def _per(labels: list[str]) -> int:
@@ -53,12 +60,25 @@ def _per(labels: list[str]) -> int:
     return max(Counter(labels).values())
 
 
-def build_fleet(nodes: list[NodeInfo], name: str = "executor") -> ExecutorFleet:
-    """Group identical nodes (flavor, GPUs per node) in a stable order: sorted by flavor, GPU
-    count, pod, rack and name, so the same nodes give the same node indices every time."""
+def node_order(n: NodeInfo) -> tuple[str, int, str, str, str]:
+    """The order of nodes new to a fleet: by flavor, GPU count, pod, rack and name."""
+    return (n.flavor, n.gpus, n.pod, n.rack, n.name)
+
+
+def build_fleet(
+    nodes: list[NodeInfo], name: str = "executor", *, keep_order: bool = False
+) -> ExecutorFleet:
+    """Group identical nodes (flavor, GPUs per node) in a stable order: sorted (node_order),
+    so the same nodes give the same node indices every time; with `keep_order`, in the order
+    given (a fleet that grew: its nodes keep their indices, joined ones come after), each run
+    of identical nodes a group of its own."""
     if not nodes:
         raise ValueError("fleet: the executor offers no usable node")
-    ordered = sorted(nodes, key=lambda n: (n.flavor, n.gpus, n.pod, n.rack, n.name))
+    gpn: dict[str, int] = {}
+    for n in nodes:  # the topology has one GPU count per flavor
+        if gpn.setdefault(n.flavor, n.gpus) != n.gpus:
+            raise ValueError(f"fleet: node {n.name}: {n.gpus} GPUs, its flavor has {gpn[n.flavor]}")
+    ordered = list(nodes) if keep_order else sorted(nodes, key=node_order)
     groups = []
     for (flavor, gpus), members in groupby(ordered, key=lambda n: (n.flavor, n.gpus)):
         ms = list(members)
@@ -77,3 +97,16 @@ def build_fleet(nodes: list[NodeInfo], name: str = "executor") -> ExecutorFleet:
         halls=[HallSpec(name=name, groups=groups)],
     )
     return ExecutorFleet(spec=spec, nodes=tuple(ordered))
+
+
+def pending_fleet(flavor: str, name: str = "executor") -> ExecutorFleet:
+    """No node seen yet (a cluster unreachable at the very first start): no node, and a
+    one-node placeholder spec the loop builds its structures on but never schedules on
+    (`SchedulerLoop.fleet_pending`); the executor's first fleet replaces it."""
+    group = NodeGroup(flavor=flavor, nodes=1, gpus_per_node=1, nodes_per_pod=1, nodes_per_rack=1)
+    spec = FleetSpec(
+        name=name,
+        description="no node yet (placeholder)",
+        halls=[HallSpec(name=name, groups=[group])],
+    )
+    return ExecutorFleet(spec=spec, nodes=())

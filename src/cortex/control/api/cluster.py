@@ -29,10 +29,36 @@ def _node_out(n: m.Node, allocated: int) -> NodeOut:
 
 @router.get("/nodes", response_model=list[NodeOut], summary="Nodes and their health")
 def list_nodes(who: Who, svc: Svc) -> list[NodeOut]:
+    if svc.loop.fleet_version is not None:  # an executor's fleet (Ray): a row per node
+        return _fleet_nodes(svc)
     used, _ = svc.loop.gpus_by_flavor().get(svc.loop.flavor, (0, 0))
     with svc.sessions() as s:
         rows = store.nodes(s)
         return [_node_out(n, used if n.id == svc.loop.node_id else 0) for n in rows]
+
+
+def _fleet_nodes(svc: Svc) -> list[NodeOut]:
+    """One row per node of the executor's fleet, from the loop's last tick: healthy while the
+    executor has it up; schedulable follows the service's own node row (a cordon is for the
+    whole service: nodes of an executor's fleet are not cordoned one by one)."""
+    loop = svc.loop
+    with svc.sessions() as s:
+        own = next((n for n in store.nodes(s) if n.id == loop.node_id), None)
+    seen = own.last_seen if own is not None else 0.0
+    schedulable = own.schedulable if own is not None else True
+    return [
+        NodeOut(
+            name=name,
+            flavor=flavor,
+            kind="gpu",
+            gpus=gpus,
+            healthy=up,
+            schedulable=schedulable and up,
+            last_seen=seen,
+            allocated_gpus=used,
+        )
+        for name, flavor, gpus, up, used in loop.fleet_view.rows(loop.view.devices)
+    ]
 
 
 @router.patch(

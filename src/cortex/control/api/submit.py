@@ -186,6 +186,8 @@ def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> N
     prio = intake.priority_of(queues, req.priority_class)
     if isinstance(prio, Reason):
         _refuse(prio, prefix)
+    if loop.fleet_pending:  # no fleet yet: the loop judges the job when one comes
+        return
     ids = intake.flavor_ids(topo.flavors, req.flavors or ())
     if isinstance(ids, Reason):
         _refuse(ids, prefix, hint=f" (it has {', '.join(topo.flavors)})")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,14 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from cortex.executors.local.rundir import job_dir, run_dir, write_json_atomic
 from cortex.executors.local.users import DEFAULT_PATH, INHERITED_ENV
-from cortex.executors.nodes import ExecutorFleet, build_fleet
+from cortex.executors.nodes import NodeInfo
 from cortex.executors.ray import gang as g
 from cortex.executors.ray.adoption import AdoptionMixin
 from cortex.executors.ray.agent import NodeAgent, rank_log_paths
-from cortex.executors.ray.fleet import DEFAULT_FLAVOR, LABEL_NODE, IgnoredLog, read_nodes
-from cortex.executors.ray.offline import Backoff, load_fleet, save_fleet
+from cortex.executors.ray.fleet import DEFAULT_FLAVOR, LABEL_NODE, IgnoredLog
+from cortex.executors.ray.headloss import HEAD_EVERY_S, HeadMixin
+from cortex.executors.ray.membership import MembershipMixin
+from cortex.executors.ray.offline import Backoff
 from cortex.executors.ray.runs import Gang, named_pg, probe, read_verdict, short
 from cortex.executors.spec import (
     ExitRecord,
@@ -60,14 +63,12 @@ NAMESPACE = "cortex"
 PG_TIMEOUT_S = 30.0
 BACKSTOP_S = 1.0  # poll() kills the actors this long after the agents should have
 WAIT_S = 3600.0  # one agent.wait() call; re-issued while the ranks run
-FLEET_EVERY_S = 0.5  # node_changes() reads the cluster at most this often
 CALL_TIMEOUT_S = 10.0  # a blocking call to an agent (adoption only)
 # From a placed group to its agents answering: a Ray worker process per agent has to start.
 START_TIMEOUT_S = 120.0
-LOST_HOLD_S = 30.0  # see RayExecutor._lost
 
 
-class RayExecutor(AdoptionMixin):
+class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
     def __init__(
         self,
         root_dir: Path,
@@ -101,7 +102,13 @@ class RayExecutor(AdoptionMixin):
         self._changes: list[tuple[str, bool]] = []
         # Adopted while the cluster was unreachable: checked once it is back (see adopt()).
         self._unverified: dict[tuple[int, int], Gang] = {}
-        self._fleet_read = 0.0
+        self._fleet: list[NodeInfo] | None = None  # membership.py; None: no node seen yet
+        self.fleet_version = 0
+        self._fleet_read = float("-inf")
+        self._head_probed = float("-inf")
+        self._orphans: list[GangHandle] = []  # failed by a head loss; torn down on reconnection
+        self._lost_exits: list[ExitRecord] = []  # their records, for the next poll()
+        self._shutdown: threading.Thread | None = None
         self._ignored = IgnoredLog()
         self._agent_cls = ray.remote(NodeAgent)
         self.connected = False
@@ -122,21 +129,12 @@ class RayExecutor(AdoptionMixin):
             )
         self.connected = True
 
-    def start_offline(self) -> ExecutorFleet | None:
-        """The cluster cannot be reached now: the last fleet read, every node down, and
-        reconnection attempts from poll() on (the nodes come up through node_changes()).
-        None without a saved fleet."""
-        nodes = load_fleet(self.root)
-        if nodes is None:
-            return None
-        self._alive = {n.name: False for n in nodes}
-        # Down for the loop as well, at its first sync: else it would place jobs on them and
-        # every launch would fail (and count against the job's retries) until Ray answers.
-        self._changes = [(n.name, False) for n in nodes]
-        return build_fleet(nodes, name="ray")
+    def retry_later(self) -> None:
+        """connect() failed (the caller logged it): poll() tries again after the backoff."""
+        self._backoff.later()
 
     def _reconnect(self) -> bool:
-        if self.connected or not self._backoff.due():
+        if self.connected or not self._backoff.due() or self._shutting_down():
             return self.connected
         try:
             self.connect()
@@ -144,7 +142,9 @@ class RayExecutor(AdoptionMixin):
             self._backoff.failed(self.address, err)
             return False
         log.warning("ray: connected to %s", self.address or "auto")
-        self._fleet_read = 0.0  # read the nodes at the next node_changes()
+        self._backoff = Backoff()  # a later loss starts again from the first delay
+        self._clear_orphans()
+        self._fleet_read = float("-inf")  # read the nodes at the next node_changes()
         return True
 
     def _verify_adopted(self) -> list[ExitRecord]:
@@ -160,63 +160,6 @@ class RayExecutor(AdoptionMixin):
             why = "lost while the Ray cluster was unreachable"
             out.append(ExitRecord(key[0], key[1], outcome_for(gang.stop, None), None, why))
         return out
-
-    def discover(self) -> ExecutorFleet:
-        """The fleet: every live node with a `cortex.node` label (see fleet.py for the
-        defaults and for the nodes left out). A node dead at start is not in it: Ray no
-        longer says what it held."""
-        view = read_nodes(ray.nodes(), self.default_flavor)
-        self._ignored.report(view.ignored)
-        live = [n for n in view.nodes.values() if n.alive]
-        self._alive = {n.name: True for n in live}
-        self._ray_ids = dict(view.ray_ids)
-        self._fleet_read = time.monotonic()
-        fleet = build_fleet(live, name="ray")
-        save_fleet(self.root, list(fleet.nodes))
-        return fleet
-
-    def node_changes(self, *, force: bool = False) -> list[tuple[str, bool]]:
-        """Nodes of the fleet that went down or came back since the last call: (name, alive).
-        A node that rejoins keeps its label (and so its place in the fleet) under a new Ray
-        id. A label the fleet did not have at start is logged and left out."""
-        now = time.monotonic()
-        changes, self._changes = self._changes, []
-        if not self.connected:
-            return changes
-        if not force and now - self._fleet_read < FLEET_EVERY_S:
-            return changes
-        self._fleet_read = now
-        view = read_nodes(ray.nodes(), self.default_flavor)
-        self._ignored.report(view.ignored)
-        for name, node in view.nodes.items():
-            alive = node.alive
-            if name in self._lost:
-                ray_id, since = self._lost[name]
-                same = view.ray_ids.get(name) == ray_id and now - since < LOST_HOLD_S
-                if alive and same:
-                    alive = False  # the very node we lost: Ray has not noticed yet
-                elif alive:
-                    del self._lost[name]  # back under a new Ray id
-            if alive:
-                self._ray_ids[name] = view.ray_ids.get(name, "")
-            if name not in self._alive:
-                if alive:
-                    self._alive[name] = True
-                    log.warning("Ray node %s joined; it joins the fleet at the next restart", name)
-                continue
-            if self._alive[name] != alive:
-                self._alive[name] = alive
-                changes.append((name, alive))
-        return changes
-
-    def _node_lost(self, name: str) -> None:
-        """A gang's agent died with its node: the node is down from now, not from when Ray's
-        health checks mark it dead, so the loop does not place the requeued job on it."""
-        if name not in self._lost:
-            self._lost[name] = (self._ray_ids.get(name), time.monotonic())
-        if self._alive.get(name, False):
-            self._alive[name] = False
-            self._changes.append((name, False))
 
     # -- paths -----------------------------------------------------------------------------
     def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]:
@@ -321,9 +264,15 @@ class RayExecutor(AdoptionMixin):
     def poll(self) -> list[ExitRecord]:
         """Runs that ended since the last call, each once; moves every gang on, never blocks
         (but for a reconnection attempt while the cluster is unreachable)."""
+        if self._gangs or self._unverified:
+            gone = self._head_gone(every_s=HEAD_EVERY_S)
+            if gone is not None:
+                self._head_lost(gone)
+        out, self._lost_exits = self._lost_exits, []  # failed by a head loss (headloss.py)
         if not self._reconnect():
-            return []
-        out = self._verify_adopted() if self._unverified else []
+            return out
+        if self._unverified:
+            out += self._verify_adopted()
         for key, gang in list(self._gangs.items()):
             try:
                 rec = self._advance(gang)
@@ -345,14 +294,24 @@ class RayExecutor(AdoptionMixin):
 
     def _placing(self, gang: Gang, now: float) -> ExitRecord | None:
         assert gang.pg is not None
+        if gang.master_ref is not None:
+            # Agent 0 answers once the group is placed and its worker runs: a local check.
+            # The GCS is asked for the group's state only when the timeout is up (a read per
+            # placing gang per tick held the loop 10+ ms each; RESULTS section 28).
+            ready, _ = ray.wait([gang.master_ref], timeout=0)
+            if ready:
+                gang.phase, gang.since = "starting", now
+                return self._starting(gang, now)
+        if gang.stop is not None:
+            return self._end(gang, None, "stopped before the job started")
+        if gang.master_ref is not None and now - gang.since < self.pg_timeout_s:
+            return None
         # The GCS's word, not pg.ready(): that runs a task in the group, which needs a worker
         # process of its own (seconds to start) and a new one per call.
         state = ray.util.placement_group_table(gang.pg).get("state")
-        if state == "CREATED":
+        if state == "CREATED":  # placed; its agents are slow to start (START_TIMEOUT_S)
             gang.phase, gang.since = "starting", now
             return None
-        if gang.stop is not None:
-            return self._end(gang, None, "stopped before the job started")
         if now - gang.since < self.pg_timeout_s:
             return None
         nodes = ", ".join(p.node for p in gang.parts)

@@ -45,8 +45,12 @@ class Backoff:
     def due(self) -> bool:
         return time.monotonic() >= self.next_at
 
+    def later(self) -> None:
+        """The next attempt after the current delay (the caller said why, once)."""
+        self.next_at = time.monotonic() + self.delay
+        self.delay = min(self.delay * 2, MAX_S)
+
     def failed(self, address: str | None, err: BaseException) -> None:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
         log.error("ray: cluster %s not usable: %s; retrying in %g s", address, first, self.delay)
-        self.next_at = time.monotonic() + self.delay
-        self.delay = min(self.delay * 2, MAX_S)
+        self.later()

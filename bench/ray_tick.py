@@ -1,0 +1,290 @@
+"""Scheduling ticks with the Ray executor in the loop, results in bench/out/ray_tick.json
+(summarized by hand in bench/RESULTS.md).
+
+    python bench/ray_tick.py                  # about 3 minutes on 2 shared cores
+    python bench/ray_tick.py --seconds 20 --fleet-nodes 1000
+
+1. `ticks`: the scheduler loop (SchedulerLoop, a SQLite store) with 1,000 jobs queued, over a
+   real loopback Ray cluster (head + two nodes with 8 fake GPUs each: the loop's fleet is what
+   the executor discovers, 16 GPUs). Jobs run `sleep 3` (1, 2, 4, 8 or 16 GPUs, so gangs of
+   one or two nodes); the loop ticks every 0.2 s for `--seconds`, starting and ending gangs as
+   they finish. Compared with the same loop, fleet, queue and job lengths where the executor
+   is a stand-in that launches nothing and reports each job ended 3 s after its launch (the
+   loop's own cost: what the local executor's tick adds on top, process spawns, is left out,
+   so the ratio is an upper bound for Ray against local). Wall time per tick (p50, p99) and
+   the tick thread's CPU time (the machine is shared: wall time includes waiting for a core,
+   which Ray's own worker processes starting on the same two cores make longer).
+2. `fleet`: a modelled N-node Ray fleet (`--fleet-nodes`, 8 fake GPUs each, 32 nodes per pod):
+   `ray.nodes()` answers with N node records (this machine cannot hold N raylets), read by the
+   real RayExecutor membership code; the loop is built on the executor's fleet, with 1,000
+   jobs queued. Measured: the fleet sync (one node lost: `node_changes()` -> the loop's
+   `_sync_fleet`, the node drained and set down) plus one tick (schedule, persist, launch),
+   and one node joining (the fleet grows, the loop rebuilds its topology and state) plus a
+   tick. Launches go to a stand-in (no cluster to place them on); part 1 measures real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ray"))
+
+QUEUED = 1000
+RUN_S = 3.0
+TICK_EVERY_S = 0.2
+SIZES = (1, 1, 2, 4, 8, 16)
+
+
+def pct(xs: list[float], q: float) -> float:
+    ys = sorted(xs)
+    return ys[min(len(ys) - 1, round(q / 100 * (len(ys) - 1)))]
+
+
+class StandIn:
+    """Launches nothing; each run ends RUN_S after its launch (as `sleep 3` does on Ray)."""
+
+    def __init__(self) -> None:
+        self.started: dict[tuple[int, int], float] = {}
+
+    def launch(self, spec: Any) -> Any:
+        self.started[(spec.job_id, spec.attempt)] = time.monotonic()
+        return SimpleNamespace(to_dict=lambda: {"job_id": spec.job_id, "attempt": spec.attempt})
+
+    def poll(self) -> list[Any]:
+        now, out = time.monotonic(), []
+        for (jid, att), t in list(self.started.items()):
+            if now - t >= RUN_S:
+                del self.started[(jid, att)]
+                out.append(SimpleNamespace(job_id=jid, attempt=att, outcome="completed",
+                                           exit_code=0, detail=""))  # fmt: skip
+        return out
+
+    def terminate(self, job_id: int, attempt: int, reason: str = "preempt", **_: Any) -> bool:
+        return True
+
+    def adopt(self, handle: Any) -> bool:
+        return True
+
+    def kill(self, handle: Any) -> None:
+        pass
+
+    def live_handles(self) -> list[Any]:
+        return []
+
+    def log_paths(self, job_id: int, attempt: int) -> tuple[Path, Path]:
+        return Path("/dev/null"), Path("/dev/null")
+
+
+def make_loop(home: Path, executor: Any, fleet: Any, queued: int = QUEUED) -> Any:
+    from cortex.control import db, store
+    from cortex.control.config import Settings
+    from cortex.control.loop import SchedulerLoop
+
+    url = f"sqlite:///{home / 'c.db'}"
+    db.upgrade(url)
+    sessions = db.sessions(db.make_engine(url))
+    settings = Settings(home=home, database_url=url, min_runtime_s=3600)
+    loop = SchedulerLoop(
+        settings,
+        sessions,
+        executor,
+        flavor=fleet.flavor,
+        devices=fleet.devices,
+        uses_gpus=True,
+        node_name="bench",
+        fleet=fleet.spec,
+        node_names=fleet.names,
+        launch_spec=None,
+        handle_from_dict=lambda d: d,
+    )
+    with sessions.begin() as s:
+        loop.register_node(s, "gpu")
+        for team in ("fsd", "optimus", "research"):
+            store.ensure_team(s, team, time.time())
+    submit(loop, queued)
+    loop.recover()
+    return loop
+
+
+def submit(loop: Any, n: int, gpus: int = 0, seed: int = 0) -> None:
+    """n jobs of `gpus` GPUs (0: sizes drawn from SIZES), as the API stores them."""
+    from cortex.control import store
+    from cortex.control.schemas import SubmitRequest
+
+    if n == 0:
+        return
+    rng = random.Random(seed)
+    sizes = [gpus or rng.choice(SIZES) for _ in range(n)]
+    reqs = [
+        SubmitRequest.model_validate(
+            {
+                "name": "j",
+                "team": rng.choice(["fsd", "optimus", "research"]),
+                "gpus": g,
+                "nprocs": max(1, g // 8),  # a rank per node: a gang over two nodes has two
+                "duration_s": 600,
+                "command": ["sleep", f"{RUN_S:g}"],
+            }
+        )
+        for g in sizes
+    ]
+    with loop.sessions.begin() as s:
+        store.insert_jobs(s, reqs, time.time())
+
+
+def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
+    loop.tick()  # ingest the queue (not timed: the same one-off cost for both)
+    walls, cpus, launches = [], [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        before = len(loop.mirror.attempt)
+        t0, c0 = time.perf_counter(), time.thread_time()
+        loop.tick()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.thread_time() - c0)
+        launches += max(0, len(loop.mirror.attempt) - before)
+        time.sleep(TICK_EVERY_S)
+    return {
+        "ticks": len(walls),
+        "queued_at_end": len(loop.mirror.pending),
+        "wall_ms": {"p50": round(pct(walls, 50) * 1e3, 2), "p99": round(pct(walls, 99) * 1e3, 2)},
+        "cpu_ms": {"p50": round(pct(cpus, 50) * 1e3, 2), "p99": round(pct(cpus, 99) * 1e3, 2)},
+    }
+
+
+def bench_ticks(seconds: float) -> dict[str, Any]:
+    from raykit import LoopbackCluster
+
+    from cortex.executors.ray.executor import RayExecutor
+
+    cluster = LoopbackCluster()
+    try:
+        cluster.add("node-a", **{"cortex.pod": "p1"})
+        cluster.add("node-b", **{"cortex.pod": "p1"})
+        cluster.cluster.wait_for_nodes()
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            ex = RayExecutor(root / "ray" / "runs", cluster.address, grace_s=1.0)
+            fleet = ex.discover()
+            (root / "standin").mkdir()
+            base = run_ticks(make_loop(root / "standin", StandIn(), fleet), seconds)
+            (root / "ray").mkdir(exist_ok=True)
+            ray_loop = make_loop(root / "ray", ex, fleet)
+            on_ray = run_ticks(ray_loop, seconds)
+            for jid, att in list(ray_loop.mirror.attempt.items()):
+                ex.terminate(jid, att, "cancel", grace_s=0)
+            deadline = time.monotonic() + 30
+            while ex._gangs and time.monotonic() < deadline:
+                ex.poll()
+                time.sleep(0.1)
+            base2 = run_ticks(make_loop(root / "standin2", StandIn(), fleet), seconds)
+    finally:
+        cluster.shutdown()
+    b50 = statistics.median([base["wall_ms"]["p50"], base2["wall_ms"]["p50"]])
+    bc50 = statistics.median([base["cpu_ms"]["p50"], base2["cpu_ms"]["p50"]])
+    return {
+        "queued": QUEUED,
+        "fleet": "loopback Ray: 2 nodes x 8 fake GPUs",
+        "standin_before": base,
+        "ray": on_ray,
+        "standin_after": base2,
+        "ratio_wall_p50": round(on_ray["wall_ms"]["p50"] / b50, 2),
+        "ratio_cpu_p50": round(on_ray["cpu_ms"]["p50"] / bc50, 2),
+    }
+
+
+def bench_fleet(n: int) -> dict[str, Any]:
+    import ray
+
+    from cortex.executors.ray import membership
+    from cortex.executors.ray.executor import RayExecutor
+
+    def raw(i: int, alive: bool = True) -> dict[str, Any]:
+        labels = {
+            "cortex.node": f"n{i:05d}",
+            "cortex.pod": f"p{i // 32}",
+            "cortex.rack": f"r{i // 4}",
+        }
+        res = {"CPU": 64.0, "GPU": 8.0} if alive else {}
+        return {"NodeID": f"id{i}", "Alive": alive, "Resources": res, "Labels": labels}
+
+    nodes = [raw(i) for i in range(n)]
+    real_nodes = ray.nodes
+    membership.ray.nodes = lambda: list(nodes)  # type: ignore[attr-defined]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            ex = RayExecutor(root / "runs", None, connect=False)
+            ex.connected = True  # ray.nodes() is scripted; no address: no head to probe
+            stand = StandIn()
+            ex.launch = stand.launch  # type: ignore[method-assign]
+            ex.poll = list  # type: ignore[method-assign]  # the runs never end here
+            ex.live_handles = list  # type: ignore[method-assign]  # recovery: nothing runs
+            # Each tick reads the (scripted) nodes itself: with Ray, a reader thread fetches
+            # them and the tick parses its last answer, the part measured here.
+            ex.node_changes = lambda: RayExecutor.node_changes(ex, force=True)  # type: ignore[method-assign]
+            t0 = time.perf_counter()
+            fleet = ex.discover()
+            discover_s = time.perf_counter() - t0
+            loop = make_loop(root, ex, fleet, queued=0)
+            submit(loop, n, gpus=8)  # a full fleet: one 8-GPU job per node
+            for _ in range(20):  # a pass starts a bounded number of jobs
+                loop.tick()
+                if len(loop.mirror.attempt) == n:
+                    break
+            submit(loop, QUEUED, seed=1)
+            loop.tick()  # ingest the queue (it waits: the fleet is full)
+            nodes[n // 2] = raw(n // 2, alive=False)  # a node lost
+            t0 = time.perf_counter()
+            ex._fleet_read = float("-inf")
+            loop.tick()
+            lost_s = time.perf_counter() - t0
+            assert not loop.mirror.state.node_up[loop.node_names.index(f"n{n // 2:05d}")]
+            nodes.append(raw(n))  # a node joins
+            ex._fleet_read = float("-inf")
+            loop.tick()  # the executor reads it; the loop takes the grown fleet next tick
+            t0 = time.perf_counter()
+            loop.tick()
+            joined_s = time.perf_counter() - t0
+            assert loop.topo.n_nodes == n + 1
+    finally:
+        membership.ray.nodes = real_nodes  # type: ignore[attr-defined]
+    return {
+        "nodes": n,
+        "gpus": n * 8,
+        "queued": len(loop.mirror.pending),
+        "running": len(loop.mirror.attempt),
+        "discover_s": round(discover_s, 4),
+        "node_lost_sync_and_tick_s": round(lost_s, 4),
+        "node_joined_rebuild_and_tick_s": round(joined_s, 4),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=30.0, help="ticking time per loop")
+    ap.add_argument("--fleet-nodes", type=int, default=1000)
+    ap.add_argument("--only", default="fleet,ticks")
+    args = ap.parse_args()
+    out: dict[str, Any] = {}
+    if "fleet" in args.only:
+        out["fleet"] = bench_fleet(args.fleet_nodes)
+        print(json.dumps(out["fleet"], indent=2), flush=True)
+    if "ticks" in args.only:
+        out["ticks"] = bench_ticks(args.seconds)
+        print(json.dumps(out["ticks"], indent=2), flush=True)
+    Path("bench/out").mkdir(parents=True, exist_ok=True)
+    Path("bench/out/ray_tick.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

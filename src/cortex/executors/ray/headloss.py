@@ -1,0 +1,102 @@
+"""The Ray executor when the cluster's head goes away mid-run: a mixin of `RayExecutor`.
+
+Without GCS fault tolerance (an external Redis), a Ray cluster does not outlive its head: the
+raylets give up on it after `gcs_rpc_server_reconnect_timeout_s` (60 s) and take their
+workers with them (our agents, and so the ranks, by PR_SET_PDEATHSIG), and a driver still
+connected by then is ended by Ray itself (the whole `cortex serve` process). So the executor
+watches the head (a TCP probe of its GCS port, before it reads the nodes and while gangs run)
+and, once it stops answering:
+- every gang is reported failed ("Ray head lost") in that poll, so the loop requeues it
+  (a failure: it counts against the job's retries, as a node loss does);
+- every node of the fleet is down for the loop, so nothing is placed until Ray is back;
+- the driver disconnects (`ray.shutdown()`, on a thread of its own: it takes seconds with the
+  head gone) and poll() reconnects with backoff; once connected, the nodes come back through
+  node_changes() and what is left of the failed gangs (with GCS fault tolerance, Ray may have
+  kept them) is torn down before anything is launched again: an attempt never runs twice.
+A head lost in the middle of a blocking Ray call (a node read) is caught at the next probe if
+Ray returns; the probe comes first to make that rare.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import ray
+
+from cortex.executors.ray.runs import Gang, probe
+from cortex.executors.spec import ExitRecord, GangHandle, outcome_for
+
+log = logging.getLogger(__name__)
+
+HEAD_EVERY_S = 0.25  # poll() probes the head at most this often while gangs run
+
+
+class HeadMixin:
+    # Owned by RayExecutor (declared here for the type checker).
+    address: str | None
+    connected: bool
+    _gangs: dict[tuple[int, int], Gang]
+    _unverified: dict[tuple[int, int], Gang]
+    _head_probed: float
+    _orphans: list[GangHandle]
+    _lost_exits: list[ExitRecord]
+    _shutdown: threading.Thread | None
+
+    if TYPE_CHECKING:
+
+        def _all_down(self, why: str) -> None: ...
+        def _teardown(self, h: GangHandle) -> None: ...
+        def retry_later(self) -> None: ...
+
+    def _head_gone(self, *, every_s: float = 0.0) -> str | None:
+        """Why the head does not answer (None while it does, or was probed < every_s ago)."""
+        now = time.monotonic()
+        if not self.connected or now - self._head_probed < every_s:
+            return None
+        self._head_probed = now
+        try:
+            probe(self.address, timeout_s=1.0)
+        except ConnectionError as err:
+            return str(err)
+        return None
+
+    def _head_lost(self, why: str) -> None:
+        """Every gang failed (its record for the next poll()), every node down, the driver
+        disconnected (see the module)."""
+        why = f"Ray head lost ({why})"
+        log.error("ray: %s: failing %d gangs, reconnecting with backoff", why, len(self._gangs))
+        gangs = {**self._unverified, **self._gangs}
+        self._gangs.clear()
+        self._unverified.clear()
+        for (job_id, attempt), gang in sorted(gangs.items()):
+            self._orphans.append(gang.handle)
+            detail = f"{gang.stop} requested; {why}" if gang.stop else why
+            rec = ExitRecord(job_id, attempt, outcome_for(gang.stop, None), None, detail)
+            self._lost_exits.append(rec)
+        self._all_down(why)
+        self.connected = False
+        self.retry_later()
+        self._shutdown = threading.Thread(target=_shutdown, name="ray-shutdown", daemon=True)
+        self._shutdown.start()
+
+    def _shutting_down(self) -> bool:
+        return self._shutdown is not None and self._shutdown.is_alive()
+
+    def _clear_orphans(self) -> None:
+        """Reconnected: what is left of the gangs failed by the head's loss goes."""
+        orphans, self._orphans = self._orphans, []
+        for h in orphans:
+            try:
+                self._teardown(h)
+            except Exception:  # gone with the old cluster, mostly
+                log.debug("job %s attempt %s: nothing left to tear down", h.job_id, h.attempt)
+
+
+def _shutdown() -> None:
+    try:
+        ray.shutdown()
+    except Exception:
+        log.exception("ray.shutdown() after the head was lost")

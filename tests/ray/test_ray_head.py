@@ -1,0 +1,142 @@
+"""The Ray cluster's head away, end to end: the real `cortex serve --executor ray` (a
+subprocess) started before any cluster exists, then a loopback cluster that comes, goes whole
+(head lost mid-run) and comes back at the same address.
+
+- At the very first start, with no cluster and no saved fleet, the API serves at once, a
+  submitted job stays queued, and the log says so in one line; the job runs once Ray is up.
+- The head lost mid-run: the executor fails the gang ("Ray head lost"), the job is requeued,
+  the service lives on, and once Ray is back the job resumes from its checkpoint and
+  completes. No accepted job is lost."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from raykit import LoopbackCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "control"))
+from live import LiveServer, wait_for
+
+from cortex.control import models as m
+
+# Counts steps, rank 0 saving each (a resumed attempt starts from it); the first attempt slowly.
+STEPPER = """
+import os, sys, time
+ckpt = os.path.join(os.environ["CORTEX_CHECKPOINT_DIR"], "step.txt")
+step = int(open(ckpt).read()) if os.path.exists(ckpt) else 0
+if step:
+    print(f"resumed from step {step}", flush=True)
+pace = 0.2 if os.environ["CORTEX_ATTEMPT"] == "1" else 0.002
+while step < int(sys.argv[1]):
+    step += 1
+    if os.environ["RANK"] == "0":
+        with open(ckpt + ".tmp", "w") as f:
+            f.write(str(step))
+        os.replace(ckpt + ".tmp", ckpt)
+    print(f"step {step}", flush=True)
+    time.sleep(pace)
+print(f"done at step {step}", flush=True)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        return int(s.getsockname()[1])
+
+
+def _cluster(port: int) -> LoopbackCluster:
+    c = LoopbackCluster(gcs_port=port)
+    c.add("node-a", **{"cortex.pod": "p1", "cortex.rack": "r1"})
+    c.add("node-b", **{"cortex.pod": "p1", "cortex.rack": "r2"})
+    c.cluster.wait_for_nodes()
+    return c
+
+
+@pytest.fixture
+def port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def server(port: int, tmp_path: Path) -> Iterator[LiveServer]:
+    srv = LiveServer(tmp_path / "home", f"sqlite:///{tmp_path / 'cortex.db'}", grace_s=5.0)
+    srv.home.mkdir()
+    srv.extra_env = {
+        "CORTEX_EXECUTOR": "ray",
+        "CORTEX_RAY_ADDRESS": f"127.0.0.2:{port}",
+        "CORTEX_RAY_PG_TIMEOUT_S": "20",
+        "CORTEX_RETRY_BACKOFF_BASE_S": "0",
+        "CORTEX_RETRY_BACKOFF_MAX_S": "0",
+    }
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        for c in srv._clients:
+            c.close()
+
+
+def _job(c: httpx.Client, jid: int) -> dict[str, Any]:
+    r = c.get(f"/v1/jobs/{jid}")
+    r.raise_for_status()
+    return dict(r.json())
+
+
+def _state(c: httpx.Client, jid: int, *states: str) -> dict[str, Any] | None:
+    j = _job(c, jid)
+    return j if j["state"] in states else None
+
+
+def _log(c: httpx.Client, jid: int) -> str:
+    return c.get(f"/v1/jobs/{jid}/logs", params={"rank": 0}).text
+
+
+def test_serves_before_ray_then_survives_the_head_lost_mid_run(
+    server: LiveServer, port: int, tmp_path: Path
+) -> None:
+    c = server.client(server.team_token("fsd"))
+    script = tmp_path / "stepper.py"
+    script.write_text(textwrap.dedent(STEPPER))
+    # 8 GPUs, one rank: whichever node comes up first runs it (gangs over nodes: elsewhere).
+    body = {"name": "ray", "gpus": 8, "nprocs": 1, "duration_s": 60}
+    r = c.post("/v1/jobs", json={**body, "command": [sys.executable, str(script), "300"]})
+    assert r.status_code == 201, r.text  # no fleet known yet: taken, judged once there is one
+    jid = int(r.json()["id"])
+    time.sleep(2.0)  # a few ticks (0.1 s each) and a reconnection attempt or two
+    assert _job(c, jid)["state"] == "queued"
+    log = server.log.read_text()
+    assert log.count("serving with no fleet yet (jobs stay queued)") == 1, log[-2000:]
+    first = _cluster(port)
+    try:
+        wait_for(lambda: "step 5" in _log(c, jid), "the job to run once Ray is up", 180)
+        first.kill_all()  # the head (and with it the whole cluster) lost mid-run
+        requeued = wait_for(lambda: _state(c, jid, "requeued", "queued"), "the requeue", 60)
+        assert requeued["attempt"] == 1 and server.proc is not None
+        msgs = [e.message for e in server.rows(m.Event, m.Event.job_id == jid)]
+        assert any("Ray head lost" in msg for msg in msgs), msgs
+        # Past Ray's own 60 s limit for a driver without its head: the service still serves.
+        time.sleep(65)
+        assert server.proc.poll() is None
+        assert c.get("/healthz").status_code == 200
+        assert _job(c, jid)["state"] in ("requeued", "queued")
+    finally:
+        first.shutdown()
+    second = _cluster(port)
+    try:
+        job = wait_for(lambda: _state(c, jid, "completed", "failed"), "the resumed job", 240)
+        assert (job["state"], job["attempt"]) == ("completed", 2), job
+        out = _log(c, jid)
+        resumed = int(out.split("resumed from step ")[1].split()[0])
+        assert resumed >= 5 and "done at step 300" in out
+    finally:
+        second.shutdown()
