@@ -1,0 +1,90 @@
+"""The dashboard's query parameters, bounded like the API's: a fragment endpoint answers 422
+naming the field, a page shows the same message in the page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cortex.control.api.deps import MAX_ID
+from cortex.workload.states import JobState
+
+WAITING = (JobState.QUEUED.value, JobState.REQUEUED.value)
+FINISHED = (
+    JobState.COMPLETED.value,
+    JobState.FAILED.value,
+    JobState.CANCELLED.value,
+    JobState.REJECTED.value,
+)
+StateFilter = Literal[
+    "all",
+    "waiting",
+    "active",
+    "finished",
+    "queued",
+    "requeued",
+    "admitted",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "rejected",
+]
+STATE_CHOICES: tuple[str, ...] = get_args(StateFilter)
+GROUPS: dict[str, tuple[str, ...]] = {
+    "waiting": WAITING,
+    "active": (*WAITING, JobState.ADMITTED.value, JobState.RUNNING.value),
+    "finished": FINISHED,
+}
+Team = Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class JobFilter(BaseModel):
+    """GET /ui/jobs and /ui/fragments/jobs. Unknown parameters are refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
+    state: StateFilter = "active"
+    team: Team | None = None
+    page: Annotated[int, Field(ge=1, le=100_000)] = 1
+    per_page: Annotated[int, Field(ge=1, le=200)] = 50
+
+    def states(self) -> tuple[str, ...] | None:
+        if self.state == "all":
+            return None
+        return GROUPS.get(self.state, (self.state,))
+
+    def query(self, **change: object) -> str:
+        """This filter as a query string, with `change` applied (pager links)."""
+        d = {**self.model_dump(exclude_none=True), **change}
+        return "&".join(f"{k}={v}" for k, v in d.items())
+
+
+class NodeQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    index: Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class StreamQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
+
+
+class EmptyQuery(BaseModel):
+    """Endpoints that take no parameter still refuse unknown ones by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class WhyQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: bool = False
+
+
+def messages(err: ValidationError) -> list[str]:
+    """One line per bad field: `state: Input should be 'all', 'waiting', ...`."""
+    out = []
+    for e in err.errors():
+        field = ".".join(str(x) for x in e.get("loc", ())) or "query"
+        out.append(f"{field}: {e.get('msg', 'invalid')}")
+    return out

@@ -1,0 +1,119 @@
+// The fleet heatmap: one canvas, one cell per node, colored by the state byte the server sends
+// (/ui/heatmap.bin: one byte per node, in topology order). A node under the mouse is found by
+// arithmetic (row * cols + col), never by searching drawn shapes. Hand-written: no charting
+// library draws 50,000 cells and resolves a hover in constant time.
+"use strict";
+(function () {
+  // RGB per state byte (views.STATE_NAMES): idle, partly used, full, down, cordoned.
+  var COLORS = [[46, 125, 50], [249, 168, 37], [30, 136, 229], [229, 57, 53], [117, 117, 117]];
+  var GAP = [17, 19, 24];
+  var MAX_WIDTH = 960, REFRESH_MS = 5000;
+  var canvas = document.getElementById("heatmap");
+  if (!canvas) return;
+  var tip = document.getElementById("heat-tip");
+  var info = document.getElementById("heatmap-info");
+  var api = { layout: null, states: null, meta: null, lastDrawMs: null, draws: 0 };
+  window.cortexHeatmap = api;
+
+  function packed(rgb) {  // ImageData as Uint32 on a little-endian machine: 0xAABBGGRR
+    return (255 << 24 | rgb[2] << 16 | rgb[1] << 8 | rgb[0]) >>> 0;
+  }
+  var PACKED = COLORS.map(packed), PACKED_GAP = packed(GAP);
+
+  function layout(n) {
+    var cols = Math.max(1, Math.min(200, Math.ceil(Math.sqrt(n * 2.5))));
+    cols = Math.min(cols, Math.max(1, n));
+    var cell = Math.max(4, Math.min(40, Math.floor(MAX_WIDTH / cols)));
+    var rows = Math.max(1, Math.ceil(n / cols));
+    return { n: n, cols: cols, rows: rows, cell: cell, width: cols * cell, height: rows * cell };
+  }
+
+  function draw() {
+    var t0 = performance.now();
+    var L = api.layout, s = api.states;
+    if (canvas.width !== L.width || canvas.height !== L.height) {
+      canvas.width = L.width; canvas.height = L.height;
+    }
+    var ctx = canvas.getContext("2d", { willReadFrequently: true });
+    var img = ctx.createImageData(L.width, L.height);
+    var px = new Uint32Array(img.data.buffer);
+    px.fill(PACKED_GAP);
+    var c = L.cell, inner = c - 1, W = L.width;
+    for (var i = 0; i < L.n; i++) {
+      var color = PACKED[s[i]] !== undefined ? PACKED[s[i]] : PACKED_GAP;
+      var x0 = (i % L.cols) * c, y0 = Math.floor(i / L.cols) * c;
+      for (var y = 0; y < inner; y++) {
+        var row = (y0 + y) * W + x0;
+        px.fill(color, row, row + inner);
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+    api.lastDrawMs = performance.now() - t0;
+    api.draws += 1;
+    canvas.dataset.drawn = String(api.draws);
+    if (api.draws === 1 && performance.mark) performance.mark("heatmap-drawn");
+    return api.lastDrawMs;
+  }
+  api.redraw = draw;
+
+  function pod(i) {  // the last pod start <= i (pod_start is sorted): bisection
+    var a = api.meta.pod_start, lo = 0, hi = a.length - 1;
+    while (lo < hi) { var mid = (lo + hi + 1) >> 1; if (a[mid] <= i) lo = mid; else hi = mid - 1; }
+    return lo;
+  }
+
+  function nodeAt(ev) {
+    var L = api.layout;
+    if (!L) return -1;
+    var r = canvas.getBoundingClientRect();
+    var x = (ev.clientX - r.left) * canvas.width / r.width;
+    var y = (ev.clientY - r.top) * canvas.height / r.height;
+    var col = Math.floor(x / L.cell), row = Math.floor(y / L.cell);
+    if (col < 0 || col >= L.cols || row < 0) return -1;
+    var i = row * L.cols + col;
+    return i < L.n ? i : -1;
+  }
+  api.nodeAt = nodeAt;
+
+  canvas.addEventListener("mousemove", function (ev) {
+    var i = nodeAt(ev);
+    if (i < 0) { tip.hidden = true; return; }
+    tip.textContent = "node #" + i + " · pod " + pod(i) + " · " + api.meta.states[api.states[i]];
+    tip.style.left = (ev.offsetX + 12) + "px";
+    tip.style.top = (ev.offsetY + 12) + "px";
+    tip.hidden = false;
+  });
+  canvas.addEventListener("mouseleave", function () { tip.hidden = true; });
+  canvas.addEventListener("click", function (ev) {
+    var i = nodeAt(ev);
+    if (i >= 0) htmx.ajax("GET", "/ui/fragments/node?index=" + i, { target: "#node-detail", swap: "innerHTML" });
+  });
+
+  function get(url, kind) {
+    return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
+      if (!r.ok) throw new Error(url + ": " + r.status);
+      return kind === "json" ? r.json() : r.arrayBuffer();
+    });
+  }
+
+  function refresh() {
+    var needMeta = !api.meta;
+    return Promise.all([needMeta ? get(canvas.dataset.meta, "json") : api.meta, get(canvas.dataset.bin, "bin")])
+      .then(function (got) {
+        var meta = got[0], states = new Uint8Array(got[1]);
+        if (states.length !== meta.nodes) { api.meta = null; return refresh(); }  // fleet changed
+        api.meta = meta; api.states = states;
+        if (!api.layout || api.layout.n !== meta.nodes) api.layout = layout(meta.nodes);
+        draw();
+        if (info) info.textContent = meta.nodes.toLocaleString() + " nodes";
+      })
+      .catch(function (e) {
+        var box = document.getElementById("error");
+        if (box && String(e.message) !== "signed out") { box.textContent = "heatmap: " + e.message; box.hidden = false; }
+      });
+  }
+  api.refresh = refresh;
+  api.ready = refresh();
+  setInterval(refresh, REFRESH_MS);
+})();
