@@ -49,10 +49,40 @@ class FleetExecutor(FakeExecutor):
     """The fake executor, plus the multi-node executor's node reports (loop_fleet.py)."""
 
     changes: list[tuple[str, bool]] = field(default_factory=list)
+    # The browser tests script exits from the test's thread while the live loop polls.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def node_changes(self) -> list[tuple[str, bool]]:
-        out, self.changes = self.changes, []
+        with self.lock:
+            out, self.changes = self.changes, []
         return out
+
+    def report(self, node: str, alive: bool) -> None:
+        with self.lock:
+            self.changes.append((node, alive))
+
+    def launch(self, spec: Any) -> Any:
+        with self.lock:
+            return super().launch(spec)
+
+    def terminate(self, job_id: int, attempt: int, reason: str = "preempt") -> None:
+        """The process exits on SIGTERM at once (a preempted one checkpointed)."""
+        with self.lock:
+            super().terminate(job_id, attempt, reason)
+            outcome = "preempted" if reason == "preempt" else "cancelled"
+            super().finish(job_id, outcome, None)
+
+    def finish(self, job_id: int, outcome: str = "completed", code: int | None = 0) -> None:
+        with self.lock:
+            super().finish(job_id, outcome, code)
+
+    def poll(self) -> list[Any]:
+        with self.lock:
+            return super().poll()
+
+    def is_alive(self, job_id: int) -> bool:
+        with self.lock:
+            return any(jid == job_id for jid, _ in self.alive)
 
 
 def fleet(nodes: int = NODES, gpn: int = GPN, per_pod: int = 4) -> FleetSpec:
@@ -214,6 +244,12 @@ class Page:
 
     def assert_clean(self) -> None:
         assert self.errors == [], self.errors
+
+    def assert_clean_except_status(self, *status: int) -> None:
+        """No console error but the browser's own line for a page answered with one of
+        `status` (a refused login is a 401, a bad filter a 422: meant, and shown in the page)."""
+        other = [e for e in self.errors if not any(f"status of {s} " in e for s in status)]
+        assert other == [], other
 
     def close(self) -> None:
         self.ctx.close()

@@ -1,0 +1,168 @@
+"""The dashboard in a real browser (Debian's Chromium through Playwright): each view renders
+with no console error, a submitted job appears and cancelling it from the page works, heatmap
+pixels match node states, an incident arrives over SSE, hover and click find the node by
+arithmetic. One browser and one live server for the module; screenshots go to
+tmp/artifacts/ui."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from uikit import ADMIN, LiveUi, Page, UiEnv
+
+# The legend's colors (static/app.css .s0-.s4, static/heatmap.js COLORS), written out here
+# by hand: idle, partly used, full, down, cordoned.
+RGB = {
+    "idle": (46, 125, 50),
+    "partly used": (249, 168, 37),
+    "full": (30, 136, 229),
+    "down": (229, 57, 53),
+    "cordoned": (117, 117, 117),
+}
+WAIT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[LiveUi]:
+    home: Path = tmp_path_factory.mktemp("ui-live")
+    env = UiEnv(f"sqlite:///{home / 'cortex.db'}", home)
+    srv = LiveUi(env)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        env.svc.close()
+
+
+@pytest.fixture
+def page(browser: Any, live: LiveUi) -> Iterator[Page]:
+    p = Page(browser, live.base)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_login_overview_and_every_view_render_without_console_errors(
+    page: Page, live: LiveUi
+) -> None:
+    page.goto("/ui/")  # not signed in: the login page
+    assert page.page.url.startswith(live.base + "/ui/login")
+    page.page.fill("#token", "ctx_wrong")
+    page.page.click("button[type=submit]")
+    assert "invalid, expired or revoked" in page.page.inner_text("#login-error")
+    page.login(live.env.fsd)
+    assert page.page.inner_text("#who") == "team fsd"
+    page.page.wait_for_selector("#heatmap[data-drawn]")
+    # The cookie is out of the page's scripts' reach.
+    assert page.page.evaluate("document.cookie") == ""
+    page.shot("overview")
+    for path, sel in (
+        ("/ui/jobs", "#jobs"),
+        ("/ui/quotas", "#quotas"),
+        ("/ui/incidents", "#feed"),
+    ):
+        page.goto(path)
+        page.page.wait_for_selector(sel, state="attached")
+        page.shot(path.strip("/").replace("/", "-"))
+    page.goto("/ui/jobs?state=bogus")
+    assert "state: Input should be" in page.page.inner_text("#filter-errors")
+    page.assert_clean_except_status(401, 422)
+
+
+def test_a_submitted_job_appears_and_is_cancelled_from_the_page(page: Page, live: LiveUi) -> None:
+    env = live.env
+    page.login(env.fsd)
+    page.goto("/ui/jobs?state=all")
+    page.page.wait_for_selector("#jobs")
+    # 64 GPUs on a 64-GPU fleet: it waits while anything else runs, or runs alone.
+    jid = env.submit(env.fsd, gpus=64, name="from-the-api")
+    row = page.page.wait_for_selector(f"#job-{jid}", timeout=WAIT_MS)  # the 3 s poll
+    assert row is not None and "from-the-api" in row.inner_text()
+    page.page.click(f"#job-{jid} button.danger")
+    page.page.wait_for_function(
+        "(id) => { const r = document.getElementById('job-' + id);"
+        " return r && /cancel/.test(r.innerText); }",
+        arg=jid,
+        timeout=WAIT_MS,
+    )
+    page.shot("jobs-cancelled")
+    job = env.client.get(f"/v1/jobs/{jid}", headers=env.api(ADMIN)).json()
+    assert job["cancel_requested"] is True
+    page.assert_clean()
+
+
+def _pixel(page: Page, index: int) -> tuple[int, int, int]:
+    """The color at the middle of node `index`'s cell, read back from the canvas."""
+    return tuple(
+        page.page.evaluate(
+            """(i) => {
+                const L = window.cortexHeatmap.layout, c = document.getElementById('heatmap');
+                const x = (i % L.cols) * L.cell + Math.floor(L.cell / 2);
+                const y = Math.floor(i / L.cols) * L.cell + Math.floor(L.cell / 2);
+                const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
+                return [d[0], d[1], d[2]];
+            }""",
+            index,
+        )
+    )
+
+
+def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
+    page: Page, live: LiveUi
+) -> None:
+    env = live.env
+    loop = env.svc.loop
+    jid = env.submit(env.fsd, gpus=8, name="fills-a-node")
+    page.login(env.fsd)
+    env.ex.report("gpu-00006", False)  # the executor loses node 6
+    page.page.wait_for_function(
+        "() => { const h = window.cortexHeatmap;"
+        " return h && h.states && h.states[6] === 3 && Array.from(h.states).includes(2); }",
+        timeout=WAIT_MS,
+    )
+    st = loop.mirror.state
+    full = next(n for n in range(8) if jid in st.node_jobs[n])
+    assert _pixel(page, 6) == RGB["down"]
+    assert _pixel(page, full) == RGB["full"]
+    idle = next(n for n in range(8) if n not in (6, full) and not st.node_jobs[n])
+    assert _pixel(page, idle) == RGB["idle"]
+    # Hover and click at the middle of node 6's cell: the tooltip and the detail name it.
+    box = page.page.evaluate(
+        """() => { const L = window.cortexHeatmap.layout;
+                   const r = document.getElementById('heatmap').getBoundingClientRect();
+                   return [r.left, r.top, L.cols, L.cell]; }"""
+    )
+    left, top, cols, cell = box
+    x, y = left + (6 % cols) * cell + cell / 2, top + (6 // cols) * cell + cell / 2
+    page.page.mouse.move(x, y)
+    assert "node #6" in page.page.inner_text("#heat-tip") and "down" in page.page.inner_text(
+        "#heat-tip"
+    )
+    page.page.mouse.click(x, y)
+    card = page.page.wait_for_selector("#node-card[data-index='6']", timeout=WAIT_MS)
+    assert card is not None and "gpu-00006" in card.inner_text()
+    page.shot("heatmap")
+    env.ex.report("gpu-00006", True)
+    page.assert_clean()
+
+
+def test_an_incident_arrives_over_sse(page: Page, live: LiveUi) -> None:
+    env = live.env
+    page.login(env.fsd)
+    page.goto("/ui/incidents")
+    page.page.wait_for_selector("#feed", state="attached")
+    page.page.wait_for_timeout(500)  # the stream connects
+    jid = env.submit(env.fsd, gpus=1, name="will-fail")
+    for _ in range(150):  # the live loop launches it
+        if env.ex.is_alive(jid):
+            break
+        page.page.wait_for_timeout(100)
+    env.ex.finish(jid, outcome="failed", code=7)
+    item = page.page.wait_for_selector(f"#feed li:has-text('job {jid} ')", timeout=WAIT_MS)
+    assert item is not None and "failed" in item.inner_text()
+    page.shot("incidents-live")
+    page.assert_clean()
