@@ -4,7 +4,10 @@ bytes, the overview's figures and the quota arithmetic, each derived by hand."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from fastapi.testclient import TestClient
 from uikit import ADMIN, UiEnv
 
 from cortex.control.ui import stream
@@ -199,3 +202,39 @@ def test_paging_and_filters_on_the_server(ui_env: UiEnv) -> None:
 def test_sse_messages_carry_multiline_html_line_by_line() -> None:
     msg = stream.sse_message(7, "incident", "<li>a\nb</li>")
     assert msg == "id: 7\nevent: incident\ndata: <li>a\ndata: b</li>\n\n"
+
+
+def test_the_overview_shows_facility_power_against_the_cap(tmp_path: Path) -> None:
+    """tests/control/test_power_loop.py's machine: 3 CPU slots modelled as H100s. Idle, the
+    facility draws 3,688 W x 1.17 + 165 W = 4,479.96 W (4.5 kW); one `generic` job adds
+    450 W of IT over idle, x 1.17 = 526.5 W: 5,006.46 W (5.0 kW). Cap 10 kW."""
+    from helpers import ADMIN as CONTROL_ADMIN
+    from helpers import fake_service, job_body
+
+    from cortex.control.ui.session import COOKIE
+
+    svc = fake_service(
+        f"sqlite:///{tmp_path / 'c.db'}",
+        tmp_path,
+        slots=3,
+        power_policy="cap",
+        site_cap_kw=10.0,
+        power_actuator=f"record:{tmp_path / 'caps.jsonl'}",
+        power_model_flavor="H100-SXM5",
+    )
+    try:
+        c = TestClient(svc.app, base_url="https://testserver")
+        svc.loop.tick()
+        assert c.post("/ui/login", data={"token": CONTROL_ADMIN}).status_code == 200
+        assert COOKIE in c.cookies
+        page = c.get("/ui/fragments/overview").text
+        assert '<p class="big" id="power-mw">4.5 kW</p>' in page
+        assert '<p id="power-cap">of a 10.0 kW cap</p>' in page
+        h = {"Authorization": f"Bearer {CONTROL_ADMIN}"}
+        fsd = c.post("/v1/tokens", json={"team": "fsd"}, headers=h).json()["token"]
+        r = c.post("/v1/jobs", json=job_body(), headers={"Authorization": f"Bearer {fsd}"})
+        assert r.status_code == 201, r.text
+        svc.loop.tick()
+        assert '<p class="big" id="power-mw">5.0 kW</p>' in c.get("/ui/fragments/overview").text
+    finally:
+        svc.close()

@@ -44,12 +44,18 @@ def _num(x: float, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
+def _watts(w: float) -> str:
+    """Facility power in the unit that suits it: MW at site scale, kW below a megawatt."""
+    return f"{w / 1e6:,.2f} MW" if w >= 1e6 else f"{w / 1e3:,.1f} kW"
+
+
 def _utc(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
 
 
 TEMPLATES.env.filters["age"] = _age
 TEMPLATES.env.filters["utc"] = _utc
+TEMPLATES.env.filters["watts"] = _watts
 TEMPLATES.env.filters["num"] = _num
 
 

@@ -42,7 +42,7 @@ class Overview:
     gpus_total: int
     gpus_by_state: dict[str, int]
     nodes_by_state: dict[str, int]
-    power: dict[str, float] | None  # facility_mw, cap_mw; None without a power policy
+    power: dict[str, float] | None  # facility_w, cap_w; None without a power policy
     pending_gpu_h: float  # the caller's (every team's for the admin)
     fleet_pending_gpu_h: float
     jobs: dict[str, int]  # the caller's jobs by state
@@ -99,7 +99,7 @@ def _power(loop: Any) -> dict[str, float] | None:
     if loop.power is None:
         return None
     rep = loop.power.report()
-    return {"facility_mw": rep.facility_w / 1e6, "cap_mw": rep.site_cap_w / 1e6}
+    return {"facility_w": rep.facility_w, "cap_w": rep.site_cap_w}
 
 
 @dataclass
