@@ -73,15 +73,22 @@ def test_login_overview_and_every_view_render_without_console_errors(
     page.assert_clean_except_status(401, 422)
 
 
-def test_a_submitted_job_appears_and_is_cancelled_from_the_page(page: Page, live: LiveUi) -> None:
+def test_a_submitted_job_appears_says_why_it_waits_and_is_cancelled_from_the_page(
+    page: Page, live: LiveUi
+) -> None:
     env = live.env
     page.login(env.fsd)
     page.goto("/ui/jobs?state=all")
     page.page.wait_for_selector("#jobs")
-    # 64 GPUs on a 64-GPU fleet: it waits while anything else runs, or runs alone.
-    jid = env.submit(env.fsd, gpus=64, name="from-the-api")
+    # 64 GPUs fill the 64-GPU fleet; the 8-GPU job submitted after it waits.
+    blocker = env.submit(env.fsd, gpus=64, name="fills-the-fleet")
+    jid = env.submit(env.fsd, gpus=8, name="from-the-api")
     row = page.page.wait_for_selector(f"#job-{jid}", timeout=WAIT_MS)  # the 3 s poll
     assert row is not None and "from-the-api" in row.inner_text()
+    page.page.wait_for_selector(f"#job-{jid}.state-queued button.link", timeout=WAIT_MS)
+    page.page.click(f"#job-{jid} button.link >> text=why")
+    why = page.page.wait_for_selector(f"#why-{jid}", timeout=WAIT_MS)
+    assert why is not None and "Insufficient" in why.inner_text()
     page.page.click(f"#job-{jid} button.danger")
     page.page.wait_for_function(
         "(id) => { const r = document.getElementById('job-' + id);"
@@ -92,21 +99,24 @@ def test_a_submitted_job_appears_and_is_cancelled_from_the_page(page: Page, live
     page.shot("jobs-cancelled")
     job = env.client.get(f"/v1/jobs/{jid}", headers=env.api(ADMIN)).json()
     assert job["cancel_requested"] is True
+    env.client.post(f"/v1/jobs/{blocker}/cancel", headers=env.api(ADMIN))
     page.assert_clean()
 
 
-def _pixel(page: Page, index: int) -> tuple[int, int, int]:
-    """The color at the middle of node `index`'s cell, read back from the canvas."""
+def _pixel(page: Page, index: int, corner: bool = False) -> tuple[int, int, int]:
+    """The color at the middle (or the top-left corner) of node `index`'s cell, read back
+    from the canvas."""
     return tuple(
         page.page.evaluate(
-            """(i) => {
+            """([i, corner]) => {
                 const L = window.cortexHeatmap.layout, c = document.getElementById('heatmap');
-                const x = (i % L.cols) * L.cell + Math.floor(L.cell / 2);
-                const y = Math.floor(i / L.cols) * L.cell + Math.floor(L.cell / 2);
+                const off = corner ? 0 : Math.floor(L.cell / 2);
+                const x = (i % L.cols) * L.cell + off;
+                const y = Math.floor(i / L.cols) * L.cell + off;
                 const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
                 return [d[0], d[1], d[2]];
             }""",
-            index,
+            [index, corner],
         )
     )
 
@@ -119,9 +129,10 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     jid = env.submit(env.fsd, gpus=8, name="fills-a-node")
     page.login(env.fsd)
     env.ex.report("gpu-00006", False)  # the executor loses node 6
-    page.page.wait_for_function(
-        "() => { const h = window.cortexHeatmap;"
+    page.page.wait_for_function(  # asks for a fresh snapshot every 300 ms until it shows
+        "() => { const h = window.cortexHeatmap; if (h && h.refresh) h.refresh();"
         " return h && h.states && h.states[6] === 3 && Array.from(h.states).includes(2); }",
+        polling=300,
         timeout=WAIT_MS,
     )
     st = loop.mirror.state
@@ -146,6 +157,13 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     card = page.page.wait_for_selector("#node-card[data-index='6']", timeout=WAIT_MS)
     assert card is not None and "gpu-00006" in card.inner_text()
     page.shot("heatmap")
+    # The job's page outlines its node: the cell's corner white, its middle still "full".
+    page.goto(f"/ui/jobs/{jid}")
+    page.page.wait_for_selector("#heatmap[data-drawn]")
+    assert _pixel(page, full) == RGB["full"]
+    assert _pixel(page, full, corner=True) == (255, 255, 255)
+    assert _pixel(page, 6, corner=True) == RGB["down"]
+    page.shot("job")
     env.ex.report("gpu-00006", True)
     page.assert_clean()
 

@@ -83,6 +83,8 @@ def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env: UiEnv) -> None:
         "/ui/fragments/quotas",
         "/ui/incidents",
         f"/ui/fragments/node?index={red_nodes[0]}",
+        f"/ui/jobs/{ids['red_run']}",
+        f"/ui/jobs/{ids['red_wait']}",
     ]
     fsd, admin = ui_env.login(ui_env.fsd), ui_env.login(ADMIN)
     for path in paths:
@@ -92,6 +94,9 @@ def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env: UiEnv) -> None:
     # The same pages show them to the admin, so the check above can fail.
     assert "red-secret-job" in admin.get("/ui/jobs?state=all").text
     assert "red-secret-job" in admin.get(f"/ui/fragments/node?index={red_nodes[0]}").text
+    assert "red-secret-job" in admin.get(f"/ui/jobs/{ids['red_run']}").text
+    missing = fsd.get(f"/ui/jobs/{ids['red_run']}")
+    assert missing.status_code == 404 and f"job {ids['red_run']} not found" in missing.text
     assert f"job {ids['red_fail']}" in admin.get("/ui/incidents").text
     # Another team's job through the job routes: 404, worded as a missing one; not cancelled.
     assert fsd.get(f"/ui/fragments/why/{ids['red_wait']}").status_code == 404
@@ -238,3 +243,21 @@ def test_the_overview_shows_facility_power_against_the_cap(tmp_path: Path) -> No
         assert '<p class="big" id="power-mw">5.0 kW</p>' in c.get("/ui/fragments/overview").text
     finally:
         svc.close()
+
+
+def test_a_job_page_shows_its_history_and_its_nodes(ui_env: UiEnv) -> None:
+    ids = _run_everything(ui_env)
+    st = ui_env.svc.loop.mirror.state
+    node = next(n for n in range(8) if ids["fsd_run"] in st.node_jobs[n])
+    c = ui_env.login(ui_env.fsd)
+    page = c.get(f"/ui/jobs/{ids['fsd_run']}").text
+    # Node names are the inventory's, gpu-00000 ... gpu-00007; one 8-GPU node, outlined.
+    assert f"<td>gpu-{node:05d}</td><td>{node}</td><td>8</td>" in page
+    assert f'data-highlight="{node}"' in page
+    # The history: submitted, quota reserved, launched.
+    assert "<td>queued</td><td>admitted</td><td>quota reserved</td>" in page
+    assert "<td>admitted</td><td>running</td>" in page
+    waiting = ui_env.login(ui_env.red).get(f"/ui/jobs/{ids['red_wait']}").text
+    assert f'hx-get="/ui/fragments/why/{ids["red_wait"]}"' in waiting
+    assert "data-highlight" not in waiting
+    assert c.get("/ui/jobs/0").status_code == 422

@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from cortex.control import store_ui
-from cortex.control.api.deps import Svc
+from cortex.control.api.deps import JobId, Svc
 from cortex.control.ui import filters, views
 from cortex.control.ui.render import render
 from cortex.control.ui.session import (
@@ -125,6 +125,32 @@ def jobs_context(svc: Svc, who: Viewer, f: filters.JobFilter) -> dict[str, objec
         "states": filters.STATE_CHOICES,
         "now": svc.clock.time(),
     }
+
+
+@router.get("/jobs/{job_id}")
+def job_page(request: Request, job_id: JobId, who: Viewer, svc: Svc) -> Response:
+    """One job: the API's own answer (GET /v1/jobs/{id}: state history, preemptions,
+    progress), its place on the heatmap, and its why while it waits."""
+    from cortex.control.api.jobs import WAITING, get_job
+
+    try:
+        job = get_job(job_id, who, svc)
+    except HTTPException as e:
+        ctx = {"who": who, "page": "jobs", "message": str(e.detail)}
+        return render(request, "missing.html", ctx, status=e.status_code)
+    placed = svc.loop.mirror.placement.get(job_id) if job.state == "running" else None
+    nodes = [(n, k, svc.loop.node_names[n]) for n, k in placed or ()]
+    ctx = {
+        "who": who,
+        "page": "jobs",
+        "j": job,
+        "nodes": nodes,
+        "highlight": ",".join(str(n) for n, _, _ in nodes),
+        "waiting": WAITING,
+        "legend": _legend(),
+        "now": svc.clock.time(),
+    }
+    return render(request, "job.html", ctx)
 
 
 @router.get("/quotas")

@@ -12,13 +12,18 @@
   if (!canvas) return;
   var tip = document.getElementById("heat-tip");
   var info = document.getElementById("heatmap-info");
-  var api = { layout: null, states: null, meta: null, lastDrawMs: null, draws: 0 };
+  var api = { layout: null, states: null, meta: null, lastDrawMs: null, draws: 0, marked: null };
   window.cortexHeatmap = api;
 
   function packed(rgb) {  // ImageData as Uint32 on a little-endian machine: 0xAABBGGRR
     return (255 << 24 | rgb[2] << 16 | rgb[1] << 8 | rgb[0]) >>> 0;
   }
-  var PACKED = COLORS.map(packed), PACKED_GAP = packed(GAP);
+  var PACKED = COLORS.map(packed), PACKED_GAP = packed(GAP), PACKED_MARK = packed([255, 255, 255]);
+  // Nodes to outline (a job's placement on its page): the ring of the cell, white; the middle
+  // keeps the state's color.
+  var marked = (canvas.dataset.highlight || "").split(",").filter(function (x) { return x !== ""; })
+    .map(Number).filter(function (x) { return x >= 0; });
+  api.marked = marked;
 
   function layout(n) {
     var cols = Math.max(1, Math.min(200, Math.ceil(Math.sqrt(n * 2.5))));
@@ -45,6 +50,17 @@
       for (var y = 0; y < inner; y++) {
         var row = (y0 + y) * W + x0;
         px.fill(color, row, row + inner);
+      }
+    }
+    for (var m = 0; m < marked.length; m++) {
+      var k = marked[m];
+      if (k >= L.n) continue;
+      var mx = (k % L.cols) * c, my = Math.floor(k / L.cols) * c;
+      px.fill(PACKED_MARK, my * W + mx, my * W + mx + inner);
+      px.fill(PACKED_MARK, (my + inner - 1) * W + mx, (my + inner - 1) * W + mx + inner);
+      for (var yy = 1; yy < inner - 1; yy++) {
+        px[(my + yy) * W + mx] = PACKED_MARK;
+        px[(my + yy) * W + mx + inner - 1] = PACKED_MARK;
       }
     }
     ctx.putImageData(img, 0, 0);
