@@ -62,7 +62,7 @@ def test_login_overview_and_every_view_render_without_console_errors(
     page.shot("overview")
     for path, sel in (
         ("/ui/jobs", "#jobs"),
-        ("/ui/quotas", "#quotas"),
+        ("/ui/quotas", "#quota-chart[data-drawn] canvas"),  # uPlot drew the history
         ("/ui/incidents", "#feed"),
     ):
         page.goto(path)

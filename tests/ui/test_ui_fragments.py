@@ -28,6 +28,10 @@ BAD = [
     ("/ui/fragments/node?index=8", "index"),  # the fleet has nodes 0..7
     ("/ui/fragments/node?index=abc", "index"),
     ("/ui/heatmap.bin?full=1", "full"),
+    ("/ui/quotas/history?hours=0", "hours"),
+    ("/ui/quotas/history?hours=nan", "hours"),
+    ("/ui/quotas/history?points=1", "points"),
+    ("/ui/quotas/history?points=100000", "points"),
     ("/ui/heatmap/meta?x=1", "x"),
     ("/ui/incidents/stream?after=-5", "after"),
     ("/ui/incidents/stream?after=99999999999", "after"),
@@ -91,6 +95,8 @@ def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env: UiEnv) -> None:
         text = fsd.get(path).text
         assert "red-secret" not in text, path
         assert f"job {ids['red_fail']}" not in text, path
+    history = "/ui/quotas/history?hours=1"
+    assert '"red"' not in fsd.get(history).text and '"red"' in admin.get(history).text
     # The same pages show them to the admin, so the check above can fail.
     assert "red-secret-job" in admin.get("/ui/jobs?state=all").text
     assert "red-secret-job" in admin.get(f"/ui/fragments/node?index={red_nodes[0]}").text
@@ -261,3 +267,34 @@ def test_a_job_page_shows_its_history_and_its_nodes(ui_env: UiEnv) -> None:
     assert f'hx-get="/ui/fragments/why/{ids["red_wait"]}"' in waiting
     assert "data-highlight" not in waiting
     assert c.get("/ui/jobs/0").status_code == 422
+
+
+def test_quota_history_from_the_allocations(tmp_path: Path) -> None:
+    """On a fake clock from t0: fsd's 8-GPU job runs from t0 to t0 + 3,600 s, red's 16-GPU
+    job from t0 + 1,800 s on; asked at t0 + 5,400 s for 1.5 h in 4 points, the times are t0,
+    t0 + 1,800, t0 + 3,600, t0 + 5,400 and an allocation counts from its start to before its
+    end: fsd 8, 8, 0, 0; red 0, 16, 16, 16."""
+    from fakeclock import FakeClock
+
+    clock = FakeClock()
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        t0 = clock.time()
+        a = env.submit(env.fsd, gpus=8)
+        env.svc.loop.tick()
+        clock.advance(1800)
+        env.submit(env.red, gpus=16)
+        env.svc.loop.tick()
+        clock.advance(1800)
+        env.ex.finish(a)
+        env.svc.loop.tick()
+        clock.advance(1800)
+        q = "/ui/quotas/history?hours=1.5&points=4"
+        admin = env.login(ADMIN).get(q).json()
+        assert admin["t"] == [t0, t0 + 1800, t0 + 3600, t0 + 5400]
+        assert admin["series"] == {"fsd": [8, 8, 0, 0], "red": [0, 16, 16, 16]}
+        fsd = env.login(env.fsd).get(q).json()
+        assert fsd["series"] == {"fsd": [8, 8, 0, 0], "(other teams)": [0, 16, 16, 16]}
+        assert list(fsd["series"]) == ["fsd", "(other teams)"]  # the caller's first
+    finally:
+        env.svc.close()

@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "control"))
 from fakeexec import FakeExecutor, Spec
 
 from cortex.control import store
+from cortex.control.clock import SYSTEM, Clock
 from cortex.control.config import Settings
 from cortex.control.service import Service
 from cortex.fleet.spec import FleetSpec, HallSpec, NodeGroup
@@ -105,7 +106,9 @@ def fleet(nodes: int = NODES, gpn: int = GPN, per_pod: int = 4) -> FleetSpec:
     )
 
 
-def make_service(url: str, home: Path, spec: FleetSpec, **kw: Any) -> tuple[Service, Any]:
+def make_service(
+    url: str, home: Path, spec: FleetSpec, clock: Clock = SYSTEM, **kw: Any
+) -> tuple[Service, Any]:
     n = sum(g.nodes for h in spec.halls for g in h.groups)
     gpn = spec.halls[0].groups[0].gpus_per_node
     inv = SimpleNamespace(
@@ -133,6 +136,7 @@ def make_service(url: str, home: Path, spec: FleetSpec, **kw: Any) -> tuple[Serv
         node_name="ui",
         launch_spec=Spec,
         handle_from_dict=lambda d: d,
+        clock=clock,
     )
     svc.loop.retry_backoff_base_s = 0.0
     return svc, ex
@@ -142,10 +146,12 @@ class UiEnv:
     """A service with teams `fsd` and `red` (half the fleet guaranteed to fsd, a quarter to
     red), their tokens, and a TestClient over HTTPS (the cookie is Secure)."""
 
-    def __init__(self, url: str, home: Path, spec: FleetSpec | None = None) -> None:
-        self.svc, self.ex = make_service(url, home, spec or fleet())
+    def __init__(
+        self, url: str, home: Path, spec: FleetSpec | None = None, clock: Clock = SYSTEM
+    ) -> None:
+        self.svc, self.ex = make_service(url, home, spec or fleet(), clock)
         self.client = TestClient(self.svc.app, base_url="https://testserver")
-        now = time.time()
+        now = clock.time()
         with self.svc.sessions.begin() as s:
             self.fsd, _ = store.create_token(s, "fsd", at=now)
             self.red, _ = store.create_token(s, "red", at=now)

@@ -85,3 +85,22 @@ def running_preemptible_gpus(s: Session, classes: Sequence[str]) -> dict[str, in
         .group_by(m.Job.team)
     )
     return {str(t): int(n or 0) for t, n in s.execute(q).all()}
+
+
+def allocations_between(
+    s: Session, since: float, until: float
+) -> list[tuple[str, int, float, float | None]]:
+    """(team, GPUs, from, to or None while held) of every allocation that overlaps
+    [since, until]: the quota history's raw material."""
+    q = (
+        select(m.Job.team, m.Allocation.gpus, m.Allocation.created_at, m.Allocation.released_at)
+        .join(m.Job, m.Job.id == m.Allocation.job_id)
+        .where(
+            m.Allocation.created_at < until,
+            or_(m.Allocation.released_at.is_(None), m.Allocation.released_at > since),
+        )
+    )
+    return [
+        (str(t), int(g), float(a), None if b is None else float(b))
+        for t, g, a, b in s.execute(q).all()
+    ]

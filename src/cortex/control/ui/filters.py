@@ -88,3 +88,9 @@ def messages(err: ValidationError) -> list[str]:
         field = ".".join(str(x) for x in e.get("loc", ())) or "query"
         out.append(f"{field}: {e.get('msg', 'invalid')}")
     return out
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 24.0
+    points: Annotated[int, Field(ge=2, le=2000)] = 145  # every 10 minutes over a day

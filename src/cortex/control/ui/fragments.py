@@ -71,6 +71,14 @@ def quotas_fragment(
     return render(request, "_quotas.html", {"who": who, "rows": rows, "rest": rest})
 
 
+@router.get("/quotas/history")
+def quotas_history(q: Annotated[filters.HistoryQuery, Query()], who: Viewer, svc: Svc) -> Response:
+    """GPUs held per team over time (the quota page's chart): JSON for uPlot."""
+    with svc.sessions() as s:
+        body = views.quota_history(svc, who, s, q.hours, q.points)
+    return JSONResponse(body, headers=SECURITY_HEADERS)
+
+
 # ---- the heatmap ----------------------------------------------------------------------------
 @router.get("/heatmap/meta")
 def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc) -> Response:

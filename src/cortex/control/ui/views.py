@@ -168,3 +168,36 @@ def quotas(svc: Any, who: Principal, s: Any) -> tuple[list[QuotaRow], QuotaRow |
         pending=sum(r.pending for r in others),
     )
     return own, rest
+
+
+OTHERS = "(other teams)"
+
+
+def quota_history(svc: Any, who: Principal, s: Any, hours: float, points: int) -> dict[str, Any]:
+    """GPUs each team held at `points` evenly spaced times over the last `hours`, from the
+    allocation rows (the store's record of who held what, when). A team gets its own series
+    and the other teams' summed in one, never another team by name."""
+    now = svc.clock.time()
+    since = now - hours * 3600.0
+    rows = store_ui.allocations_between(s, since, now)
+    t = np.linspace(since, now, points)
+    series: dict[str, np.ndarray] = {}
+    if rows:
+        teams = [r[0] if who.admin or r[0] == who.team else OTHERS for r in rows]
+        gpus = np.array([r[1] for r in rows], dtype=np.int64)
+        start = np.array([r[2] for r in rows])
+        end = np.array([np.inf if r[3] is None else r[3] for r in rows])
+        held = (start[:, None] <= t[None, :]) & (t[None, :] < end[:, None])  # rows x points
+        for name in sorted(set(teams)):
+            mask = np.array([x == name for x in teams])
+            series[name] = (gpus[mask, None] * held[mask]).sum(axis=0)
+    if not who.admin and who.team is not None:
+        series.setdefault(who.team, np.zeros(points, dtype=np.int64))
+    return {
+        "t": [round(float(x), 1) for x in t],
+        "series": {k: [int(v) for v in series[k]] for k in sorted(series, key=_own_first(who))},
+    }
+
+
+def _own_first(who: Principal) -> Any:
+    return lambda name: (name != who.team, name == OTHERS, name)
