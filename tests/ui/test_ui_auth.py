@@ -128,3 +128,24 @@ def test_logout_clears_the_cookie(ui_env: UiEnv) -> None:
     r = c.post("/ui/logout", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/ui/login?why=out"
     assert c.get("/ui/", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"a=1&b=2&c=3&d=4&e=5&token=x",  # more fields than the form has
+        b"token=%ff%fe",  # not UTF-8
+        b"\x00\x01\x02",
+        b"token=" + b"A" * 10_000,  # past the part of the body that is read
+    ],
+)
+def test_a_malformed_login_body_is_the_login_page_not_a_500(ui_env: UiEnv, body: bytes) -> None:
+    c = TestClient(ui_env.svc.app, base_url="https://testserver")
+    r = c.post(
+        "/ui/login",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 401, r.text[:300]
+    assert 'id="login-error"' in r.text

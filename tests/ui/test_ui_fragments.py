@@ -298,3 +298,36 @@ def test_quota_history_from_the_allocations(tmp_path: Path) -> None:
         assert list(fsd["series"]) == ["fsd", "(other teams)"]  # the caller's first
     finally:
         env.svc.close()
+
+
+FRAGMENTS = (
+    "/ui/fragments/jobs",
+    "/ui/fragments/node",
+    "/ui/fragments/overview",
+    "/ui/quotas/history",
+    "/ui/heatmap.bin",
+    "/ui/jobs",
+)
+PARAMS = ("state", "team", "page", "per_page", "index", "hours", "points", "start", "x")
+
+
+def test_hostile_query_strings_get_a_page_or_a_422_never_a_500(ui_env: UiEnv) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    c = ui_env.login(ui_env.fsd)
+    value = st.one_of(
+        st.text(max_size=40),
+        st.integers(min_value=-(2**70), max_value=2**70).map(str),
+        st.sampled_from(["nan", "inf", "-inf", "1e400", "", "waiting", "fsd", "3"]),
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(FRAGMENTS), st.dictionaries(st.sampled_from(PARAMS), value, max_size=3))
+    def check(path: str, params: dict[str, str]) -> None:
+        r = c.get(path, params=params)
+        assert r.status_code in (200, 422), (path, params, r.status_code, r.text[:200])
+        if r.status_code == 422 and not path.endswith("/ui/jobs"):
+            assert r.json()["detail"][0]["loc"][0] == "query"
+
+    check()

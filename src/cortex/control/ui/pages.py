@@ -8,6 +8,7 @@ from typing import Literal
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -47,11 +48,12 @@ def login_page(request: Request, why: Literal["new", "expired", "out"] = "new") 
 async def login(request: Request, svc: Svc) -> Response:
     """A form post of the token: checked by the API's auth, then kept in the cookie."""
     body = await request.body()
-    fields = parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"), max_num_fields=4)
+    try:
+        fields = parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"), max_num_fields=4)
+    except ValueError:  # more fields than a login form has
+        fields = {}
     token = (fields.get("token") or [""])[0]
     try:
-        from fastapi.concurrency import run_in_threadpool
-
         await run_in_threadpool(check_token, svc, token)
     except LoginNeededError as e:
         ctx = {"message": "", "error": f"token: {e.reason}"}
