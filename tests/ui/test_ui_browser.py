@@ -157,6 +157,14 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     card = page.page.wait_for_selector("#node-card[data-index='6']", timeout=WAIT_MS)
     assert card is not None and "gpu-00006" in card.inner_text()
     page.shot("heatmap")
+    # Colored by GPUs in use (the ramp's ends, static/heatmap.js): all in use yellow, none
+    # dark slate; down stays red.
+    page.page.select_option("#heat-color", "used")
+    page.page.wait_for_function("() => window.cortexHeatmap.dataMode === 'used'", timeout=WAIT_MS)
+    assert _pixel(page, full) == (255, 235, 59)
+    assert _pixel(page, idle) == (38, 50, 56)
+    assert _pixel(page, 6) == RGB["down"]
+    page.shot("heatmap-used")
     # The job's page outlines its node: the cell's corner white, its middle still "full".
     page.goto(f"/ui/jobs/{jid}")
     page.page.wait_for_selector("#heatmap[data-drawn]")

@@ -138,6 +138,12 @@ def test_the_heatmap_snapshot_is_one_byte_per_node_state(ui_env: UiEnv) -> None:
     want = [IDLE] * 8
     want[full], want[part], want[7] = FULL, PARTIAL, DOWN
     assert got == want
+    # Colored by GPUs in use: 8 of 8 -> 200, 4 of 8 (red's 4-GPU job; its 1-GPU job failed)
+    # -> 100, down -> 255, the rest 0.
+    used = [0] * 8
+    used[full], used[part], used[7] = 200, 100, 255
+    assert list(c.get("/ui/heatmap.bin?color=used").content) == used
+    assert c.get("/ui/heatmap.bin?color=power").status_code == 422
     # A cordon (PATCH /v1/nodes/ui?schedulable=false) greys every node not full.
     p = ui_env.client.patch("/v1/nodes/ui?schedulable=false", headers=ui_env.api(ADMIN))
     assert p.status_code == 200, p.text

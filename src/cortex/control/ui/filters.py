@@ -94,3 +94,11 @@ class HistoryQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 24.0
     points: Annotated[int, Field(ge=2, le=2000)] = 145  # every 10 minutes over a day
+
+
+class HeatmapQuery(BaseModel):
+    """`state`: one byte per node, its state (views.STATE_NAMES); `used`: the share of its
+    GPUs in use, 0-200, 255 when down."""
+
+    model_config = ConfigDict(extra="forbid")
+    color: Literal["state", "used"] = "state"

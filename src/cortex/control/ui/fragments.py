@@ -100,10 +100,11 @@ def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Sv
 
 
 @router.get("/heatmap.bin")
-def heatmap_bin(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc) -> Response:
-    """One byte per node (views.STATE_NAMES), in topology order: 12,500 bytes for a
-    100k-GPU fleet, never a JSON dump of nodes."""
-    data = views.node_states(svc.loop).tobytes()
+def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: Svc) -> Response:
+    """One byte per node in topology order (its state, or the share of its GPUs in use):
+    12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes."""
+    snap = views.node_states if q.color == "state" else views.node_used
+    data = snap(svc.loop).tobytes()
     headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data))}
     return Response(data, media_type="application/octet-stream", headers=headers)
 

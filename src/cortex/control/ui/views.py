@@ -37,6 +37,21 @@ def node_states(loop: Any) -> np.ndarray:
     return out
 
 
+USED_MAX = 200  # "used" snapshot: share of a node's GPUs in use, 0..200
+USED_DOWN = 255  # "used" snapshot: the node is down
+
+
+def node_used(loop: Any) -> np.ndarray:
+    """The heatmap's other snapshot: per node, the share of its GPUs in use scaled to
+    0..USED_MAX (rounded), USED_DOWN for a node that is down."""
+    st = loop.mirror.state
+    free = np.array(list(st.node_free), dtype=np.int64)
+    gpn = np.asarray(st.gpn, dtype=np.int64)[np.asarray(st.node_flavor, dtype=np.int64)]
+    out = np.rint((gpn - free) * USED_MAX / gpn).astype(np.uint8)
+    out[node_states(loop) == DOWN] = USED_DOWN
+    return out
+
+
 @dataclass
 class Overview:
     gpus_total: int

@@ -19,6 +19,20 @@
     return (255 << 24 | rgb[2] << 16 | rgb[1] << 8 | rgb[0]) >>> 0;
   }
   var PACKED = COLORS.map(packed), PACKED_GAP = packed(GAP), PACKED_MARK = packed([255, 255, 255]);
+  // "used" mode: the byte is the share of the node's GPUs in use, 0..200 (255: down), on a
+  // ramp from dark slate (none) through teal (half) to yellow (all).
+  var USED_MAX = 200, USED_DOWN = 255, STOPS = [[38, 50, 56], [0, 150, 136], [255, 235, 59]];
+  var RAMP = [];
+  for (var v = 0; v < 256; v++) {
+    if (v === USED_DOWN) { RAMP.push(PACKED[3]); continue; }
+    if (v > USED_MAX) { RAMP.push(PACKED_GAP); continue; }
+    var f = v / USED_MAX * 2, lo = Math.min(1, Math.floor(f)), w = f - lo;
+    RAMP.push(packed([0, 1, 2].map(function (ch) {
+      return Math.round(STOPS[lo][ch] + (STOPS[lo + 1][ch] - STOPS[lo][ch]) * w);
+    })));
+  }
+  var select = document.getElementById("heat-color");
+  api.mode = select ? select.value : "state";
   // Nodes to outline (a job's placement on its page): the ring of the cell, white; the middle
   // keeps the state's color.
   var marked = (canvas.dataset.highlight || "").split(",").filter(function (x) { return x !== ""; })
@@ -44,8 +58,9 @@
     var px = new Uint32Array(img.data.buffer);
     px.fill(PACKED_GAP);
     var c = L.cell, inner = c - 1, W = L.width;
+    var table = api.dataMode === "used" ? RAMP : PACKED;
     for (var i = 0; i < L.n; i++) {
-      var color = PACKED[s[i]] !== undefined ? PACKED[s[i]] : PACKED_GAP;
+      var color = table[s[i]] !== undefined ? table[s[i]] : PACKED_GAP;
       var x0 = (i % L.cols) * c, y0 = Math.floor(i / L.cols) * c;
       for (var y = 0; y < inner; y++) {
         var row = (y0 + y) * W + x0;
@@ -94,7 +109,11 @@
   canvas.addEventListener("mousemove", function (ev) {
     var i = nodeAt(ev);
     if (i < 0) { tip.hidden = true; return; }
-    tip.textContent = "node #" + i + " · pod " + pod(i) + " · " + api.meta.states[api.states[i]];
+    var b = api.states[i];
+    var what = api.dataMode === "used"
+      ? (b === USED_DOWN ? "down" : Math.round(b / USED_MAX * 100) + "% of GPUs in use")
+      : api.meta.states[b];
+    tip.textContent = "node #" + i + " · pod " + pod(i) + " · " + what;
     tip.style.left = (ev.offsetX + 12) + "px";
     tip.style.top = (ev.offsetY + 12) + "px";
     tip.hidden = false;
@@ -115,11 +134,14 @@
 
   function refresh() {
     var needMeta = !api.meta;
-    return Promise.all([needMeta ? get(canvas.dataset.meta, "json") : api.meta, get(canvas.dataset.bin, "bin")])
+    var mode = api.mode;  // the bytes are read in the mode they were asked in
+    var bin = canvas.dataset.bin + "?color=" + mode;
+    return Promise.all([needMeta ? get(canvas.dataset.meta, "json") : api.meta, get(bin, "bin")])
       .then(function (got) {
         var meta = got[0], states = new Uint8Array(got[1]);
         if (states.length !== meta.nodes) { api.meta = null; return refresh(); }  // fleet changed
-        api.meta = meta; api.states = states;
+        if (mode !== api.mode) return;  // the mode changed meanwhile: its own refresh draws
+        api.meta = meta; api.states = states; api.dataMode = mode;
         if (!api.layout || api.layout.n !== meta.nodes) api.layout = layout(meta.nodes);
         draw();
         if (info) info.textContent = meta.nodes.toLocaleString() + " nodes";
@@ -130,6 +152,15 @@
       });
   }
   api.refresh = refresh;
+  if (select) {
+    select.addEventListener("change", function () {
+      api.mode = select.value;
+      document.querySelectorAll(".legend[data-mode]").forEach(function (el) {
+        el.hidden = el.dataset.mode !== api.mode;
+      });
+      refresh();
+    });
+  }
   api.ready = refresh();
   setInterval(refresh, REFRESH_MS);
 })();
