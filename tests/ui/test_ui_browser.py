@@ -105,20 +105,30 @@ def test_a_submitted_job_appears_says_why_it_waits_and_is_cancelled_from_the_pag
 
 def _pixel(page: Page, index: int, corner: bool = False) -> tuple[int, int, int]:
     """The color at the middle (or the top-left corner) of node `index`'s cell, read back
-    from the canvas."""
+    from the canvas (`cortexHeatmap.origin`: the cell's top-left pixel in the layout drawn)."""
     return tuple(
         page.page.evaluate(
             """([i, corner]) => {
-                const L = window.cortexHeatmap.layout, c = document.getElementById('heatmap');
-                const off = corner ? 0 : Math.floor(L.cell / 2);
-                const x = (i % L.cols) * L.cell + off;
-                const y = Math.floor(i / L.cols) * L.cell + off;
-                const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
+                const h = window.cortexHeatmap, c = document.getElementById('heatmap');
+                const off = corner ? 0 : Math.floor(h.layout.cell / 2);
+                const [x, y] = h.origin(i);
+                const d = c.getContext('2d').getImageData(x + off, y + off, 1, 1).data;
                 return [d[0], d[1], d[2]];
             }""",
             [index, corner],
         )
     )
+
+
+def _screen(page: Page, index: int) -> tuple[float, float]:
+    """Where on the screen the middle of node `index`'s cell is."""
+    x, y = page.page.evaluate(
+        """(i) => { const h = window.cortexHeatmap, [x, y] = h.origin(i);
+                    const r = document.getElementById('heatmap').getBoundingClientRect();
+                    return [r.left + x + h.layout.cell / 2, r.top + y + h.layout.cell / 2]; }""",
+        index,
+    )
+    return float(x), float(y)
 
 
 def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
@@ -142,13 +152,7 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     idle = next(n for n in range(8) if n not in (6, full) and not st.node_jobs[n])
     assert _pixel(page, idle) == RGB["idle"]
     # Hover and click at the middle of node 6's cell: the tooltip and the detail name it.
-    box = page.page.evaluate(
-        """() => { const L = window.cortexHeatmap.layout;
-                   const r = document.getElementById('heatmap').getBoundingClientRect();
-                   return [r.left, r.top, L.cols, L.cell]; }"""
-    )
-    left, top, cols, cell = box
-    x, y = left + (6 % cols) * cell + cell / 2, top + (6 // cols) * cell + cell / 2
+    x, y = _screen(page, 6)
     page.page.mouse.move(x, y)
     assert "node #6" in page.page.inner_text("#heat-tip") and "down" in page.page.inner_text(
         "#heat-tip"
@@ -165,6 +169,21 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     assert _pixel(page, idle) == (38, 50, 56)
     assert _pixel(page, 6) == RGB["down"]
     page.shot("heatmap-used")
+    # Grouped by pod (2 pods of 4 nodes here): each node's cell maps back to the node, and a
+    # click on node 5 (the second pod) still finds it.
+    page.page.select_option("#heat-layout", "pods")
+    page.page.wait_for_function("() => window.cortexHeatmap.layout.how === 'pods'")
+    assert page.page.evaluate(
+        """() => { const L = window.cortexHeatmap.layout, out = [];
+                   for (let i = 0; i < L.n; i++) {
+                       const [c, r] = L.origin(i); out.push(L.at(c, r)); }
+                   return out; }"""
+    ) == list(range(8))
+    assert _pixel(page, full) == (255, 235, 59) and _pixel(page, 6) == RGB["down"]
+    x5, y5 = _screen(page, 5)
+    page.page.mouse.click(x5, y5)
+    page.page.wait_for_selector("#node-card[data-index='5']", timeout=WAIT_MS)
+    page.shot("heatmap-pods")
     # The job's page outlines its node: the cell's corner white, its middle still "full".
     page.goto(f"/ui/jobs/{jid}")
     page.page.wait_for_selector("#heatmap[data-drawn]")

@@ -33,19 +33,68 @@
   }
   var select = document.getElementById("heat-color");
   api.mode = select ? select.value : "state";
+  var grouping = document.getElementById("heat-layout");
+  api.how = grouping ? grouping.value : "nodes";
   // Nodes to outline (a job's placement on its page): the ring of the cell, white; the middle
   // keeps the state's color.
   var marked = (canvas.dataset.highlight || "").split(",").filter(function (x) { return x !== ""; })
     .map(Number).filter(function (x) { return x >= 0; });
   api.marked = marked;
 
-  function layout(n) {
-    var cols = Math.max(1, Math.min(200, Math.ceil(Math.sqrt(n * 2.5))));
-    cols = Math.min(cols, Math.max(1, n));
-    var cell = Math.max(4, Math.min(40, Math.floor(MAX_WIDTH / cols)));
+  // Two layouts, each a pair of inverse functions in cell units: origin(i) gives node i's
+  // cell, at(col, row) the node in a cell (-1: none). "nodes": row-major over the topology
+  // order. "pods": each pod a block of bw x bh cells, blocks in rows with a one-cell gap.
+  function flat(n) {
+    var cols = Math.max(1, Math.min(200, Math.ceil(Math.sqrt(n * 2.5)), n));
     var rows = Math.max(1, Math.ceil(n / cols));
-    return { n: n, cols: cols, rows: rows, cell: cell, width: cols * cell, height: rows * cell };
+    return {
+      n: n, cols: cols, rows: rows,
+      origin: function (i) { return [i % cols, Math.floor(i / cols)]; },
+      at: function (col, row) {
+        var i = row * cols + col;
+        return col >= 0 && col < cols && row >= 0 && i < n ? i : -1;
+      },
+    };
   }
+
+  function pods(n, starts) {
+    var P = starts.length, size = [], biggest = 1;
+    for (var p = 0; p < P; p++) {
+      size.push((p + 1 < P ? starts[p + 1] : n) - starts[p]);
+      biggest = Math.max(biggest, size[p]);
+    }
+    var bw = Math.max(1, Math.ceil(Math.sqrt(biggest * 2))), bh = Math.ceil(biggest / bw);
+    var perRow = Math.max(1, Math.min(P, Math.floor((200 + 1) / (bw + 1))));
+    var cols = perRow * (bw + 1) - 1, rows = Math.ceil(P / perRow) * (bh + 1) - 1;
+    var podOf = new Int32Array(n);
+    for (var q = 0; q < P; q++) podOf.fill(q, starts[q], starts[q] + size[q]);
+    return {
+      n: n, cols: cols, rows: rows,
+      origin: function (i) {
+        var p = podOf[i], o = i - starts[p];
+        return [(p % perRow) * (bw + 1) + o % bw, Math.floor(p / perRow) * (bh + 1) + Math.floor(o / bw)];
+      },
+      at: function (col, row) {
+        if (col < 0 || row < 0 || col >= cols) return -1;
+        var ox = col % (bw + 1), oy = row % (bh + 1);
+        if (ox === bw || oy === bh) return -1;  // the gap between pods
+        var p = Math.floor(row / (bh + 1)) * perRow + Math.floor(col / (bw + 1)), o = oy * bw + ox;
+        return p < P && o < size[p] ? starts[p] + o : -1;
+      },
+    };
+  }
+
+  function layout(meta, how) {
+    var L = how === "pods" && meta.pod_start.length > 1 ? pods(meta.nodes, meta.pod_start) : flat(meta.nodes);
+    L.how = how;
+    L.cell = Math.max(4, Math.min(40, Math.floor(MAX_WIDTH / L.cols)));
+    L.width = L.cols * L.cell; L.height = L.rows * L.cell;
+    return L;
+  }
+  api.origin = function (i) {  // node i's cell's top-left pixel (tests, benchmarks)
+    var o = api.layout.origin(i);
+    return [o[0] * api.layout.cell, o[1] * api.layout.cell];
+  };
 
   function draw() {
     var t0 = performance.now();
@@ -61,7 +110,7 @@
     var table = api.dataMode === "used" ? RAMP : PACKED;
     for (var i = 0; i < L.n; i++) {
       var color = table[s[i]] !== undefined ? table[s[i]] : PACKED_GAP;
-      var x0 = (i % L.cols) * c, y0 = Math.floor(i / L.cols) * c;
+      var o = L.origin(i), x0 = o[0] * c, y0 = o[1] * c;
       for (var y = 0; y < inner; y++) {
         var row = (y0 + y) * W + x0;
         px.fill(color, row, row + inner);
@@ -70,7 +119,7 @@
     for (var m = 0; m < marked.length; m++) {
       var k = marked[m];
       if (k >= L.n) continue;
-      var mx = (k % L.cols) * c, my = Math.floor(k / L.cols) * c;
+      var mo = L.origin(k), mx = mo[0] * c, my = mo[1] * c;
       px.fill(PACKED_MARK, my * W + mx, my * W + mx + inner);
       px.fill(PACKED_MARK, (my + inner - 1) * W + mx, (my + inner - 1) * W + mx + inner);
       for (var yy = 1; yy < inner - 1; yy++) {
@@ -99,10 +148,7 @@
     var r = canvas.getBoundingClientRect();
     var x = (ev.clientX - r.left) * canvas.width / r.width;
     var y = (ev.clientY - r.top) * canvas.height / r.height;
-    var col = Math.floor(x / L.cell), row = Math.floor(y / L.cell);
-    if (col < 0 || col >= L.cols || row < 0) return -1;
-    var i = row * L.cols + col;
-    return i < L.n ? i : -1;
+    return L.at(Math.floor(x / L.cell), Math.floor(y / L.cell));
   }
   api.nodeAt = nodeAt;
 
@@ -142,7 +188,9 @@
         if (states.length !== meta.nodes) { api.meta = null; return refresh(); }  // fleet changed
         if (mode !== api.mode) return;  // the mode changed meanwhile: its own refresh draws
         api.meta = meta; api.states = states; api.dataMode = mode;
-        if (!api.layout || api.layout.n !== meta.nodes) api.layout = layout(meta.nodes);
+        if (!api.layout || api.layout.n !== meta.nodes || api.layout.how !== api.how) {
+          api.layout = layout(meta, api.how);
+        }
         draw();
         if (info) info.textContent = meta.nodes.toLocaleString() + " nodes";
       })
@@ -152,6 +200,12 @@
       });
   }
   api.refresh = refresh;
+  if (grouping) {
+    grouping.addEventListener("change", function () {
+      api.how = grouping.value;
+      if (api.meta) { api.layout = layout(api.meta, api.how); draw(); }
+    });
+  }
   if (select) {
     select.addEventListener("change", function () {
       api.mode = select.value;
