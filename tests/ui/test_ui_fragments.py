@@ -71,7 +71,8 @@ def _run_everything(env: UiEnv) -> dict[str, int]:
     return ids
 
 
-def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env: UiEnv) -> None:
+def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env_any: UiEnv) -> None:
+    ui_env = ui_env_any
     ids = _run_everything(ui_env)
     st = ui_env.svc.loop.mirror.state
     red_nodes = [n for n in range(st.topo.n_nodes) if ids["red_run"] in st.node_jobs[n]]
@@ -153,7 +154,8 @@ def test_the_heatmap_snapshot_is_one_byte_per_node_state(ui_env: UiEnv) -> None:
     assert got == want2
 
 
-def test_the_overview_counts(ui_env: UiEnv) -> None:
+def test_the_overview_counts(ui_env_any: UiEnv) -> None:
+    ui_env = ui_env_any
     _run_everything(ui_env)
     ui_env.ex.changes.append(("gpu-00007", False))
     ui_env.svc.loop.tick()
@@ -181,7 +183,8 @@ def test_the_overview_counts(ui_env: UiEnv) -> None:
     assert admin.incidents_open == 2 and fsd.incidents_open == 1
 
 
-def test_quotas_in_a_stable_order_with_borrowed_and_lent(ui_env: UiEnv) -> None:
+def test_quotas_in_a_stable_order_with_borrowed_and_lent(ui_env_any: UiEnv) -> None:
+    ui_env = ui_env_any
     # 64 GPUs: fsd guaranteed 32 (0.5), red 16 (0.25), 16 guaranteed to no one. fsd runs 8,
     # red 5 x 8 = 40 (preemptible): red borrows 40 - 16 = 24, of which 16 come from the
     # unguaranteed GPUs and 8 from idle guarantees; fsd's idle guarantee is 32 - 8 = 24,
@@ -205,7 +208,8 @@ def test_quotas_in_a_stable_order_with_borrowed_and_lent(ui_env: UiEnv) -> None:
     assert 'data-queue="red"' not in team and 'data-queue="(other teams)"' in team
 
 
-def test_paging_and_filters_on_the_server(ui_env: UiEnv) -> None:
+def test_paging_and_filters_on_the_server(ui_env_any: UiEnv) -> None:
+    ui_env = ui_env_any
     for i in range(5):
         ui_env.submit(ui_env.fsd, gpus=64, name=f"wait-{i}")  # none fits while another waits
     c = ui_env.login(ui_env.fsd)
