@@ -64,10 +64,34 @@ def test_login_overview_and_every_view_render_without_console_errors(
         ("/ui/jobs", "#jobs"),
         ("/ui/quotas", "#quota-chart[data-drawn] canvas"),  # uPlot drew the history
         ("/ui/incidents", "#feed"),
+        ("/ui/timeline", "#timeline[data-drawn]"),
     ):
         page.goto(path)
         page.page.wait_for_selector(sel, state="attached")
         page.shot(path.strip("/").replace("/", "-"))
+    # The timeline: a job's run is drawn in its team's color (fsd's only team: PALETTE[0]).
+    env = live.env
+    jid = env.submit(env.fsd, gpus=1, name="on-the-timeline")
+    for _ in range(150):  # the live loop launches it
+        if env.ex.is_alive(jid):
+            break
+        page.page.wait_for_timeout(100)
+    page.goto("/ui/timeline")
+    page.page.wait_for_selector("#timeline[data-drawn]")
+    rgb = page.page.evaluate(
+        """() => { const t = window.cortexTimeline, r = t.rows[0];
+                   if (!r) return null;
+                   const x = Math.floor(t.x(r.job.runs[0][0]));  // the run's first pixel
+                   const d = document.getElementById('timeline').getContext('2d')
+                       .getImageData(x, r.top + Math.floor(r.h / 2), 1, 1).data;
+                   return [d[0], d[1], d[2]]; }"""
+    )
+    assert rgb == [91, 155, 213]  # #5b9bd5
+    env.client.post(f"/v1/jobs/{jid}/cancel", headers=env.api(ADMIN))
+    for _ in range(150):  # its GPU free again before the next test
+        if env.client.get(f"/v1/jobs/{jid}", headers=env.api(ADMIN)).json()["state"] == "cancelled":
+            break
+        page.page.wait_for_timeout(100)
     page.goto("/ui/jobs?state=bogus")
     assert "state: Input should be" in page.page.inner_text("#filter-errors")
     page.assert_clean_except_status(401, 422)

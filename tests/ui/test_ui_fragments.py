@@ -90,6 +90,9 @@ def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env_any: UiEnv) -> N
         f"/ui/fragments/node?index={red_nodes[0]}",
         f"/ui/jobs/{ids['red_run']}",
         f"/ui/jobs/{ids['red_wait']}",
+        "/ui/timeline",
+        "/ui/timeline.json?hours=1",
+        "/ui/quotas/history?hours=1",
     ]
     fsd, admin = ui_env.login(ui_env.fsd), ui_env.login(ADMIN)
     for path in paths:
@@ -102,6 +105,7 @@ def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env_any: UiEnv) -> N
     assert "red-secret-job" in admin.get("/ui/jobs?state=all").text
     assert "red-secret-job" in admin.get(f"/ui/fragments/node?index={red_nodes[0]}").text
     assert "red-secret-job" in admin.get(f"/ui/jobs/{ids['red_run']}").text
+    assert "red-secret-job" in admin.get("/ui/timeline.json?hours=1").text
     missing = fsd.get(f"/ui/jobs/{ids['red_run']}")
     assert missing.status_code == 404 and f"job {ids['red_run']} not found" in missing.text
     assert f"job {ids['red_fail']}" in admin.get("/ui/incidents").text
@@ -341,3 +345,52 @@ def test_hostile_query_strings_get_a_page_or_a_422_never_a_500(ui_env: UiEnv) ->
             assert r.json()["detail"][0]["loc"][0] == "query"
 
     check()
+
+
+def test_the_timeline_has_runs_and_failure_marks_of_the_callers_jobs_only(
+    tmp_path: Path,
+) -> None:
+    """On a fake clock from t0: fsd's 8-GPU job runs from t0 and fails at t0 + 600 s (no
+    retries); red's 16-GPU job runs from t0 + 600 s on. Asked at t0 + 1,200 s for the last
+    hour (from t0 - 2,400 s): fsd's one run [t0, t0 + 600] with a failure mark at t0 + 600,
+    red's run open-ended; lanes in team order. fsd sees its own job only."""
+    from fakeclock import FakeClock
+
+    clock = FakeClock()
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        t0 = clock.time()
+        a = env.submit(env.fsd, gpus=8, name="fsd-a")
+        env.svc.loop.tick()
+        clock.advance(600)
+        env.ex.finish(a, outcome="failed", code=1)
+        b = env.submit(env.red, gpus=16, name="red-b")
+        env.svc.loop.tick()
+        clock.advance(600)
+        admin = env.login(ADMIN).get("/ui/timeline.json?hours=1").json()
+        assert admin["since"] == t0 - 2400 and admin["now"] == t0 + 1200
+        assert admin["teams"] == ["fsd", "red"]
+        assert admin["jobs"] == [
+            {
+                "id": a,
+                "team": "fsd",
+                "name": "fsd-a",
+                "gpus": 8,
+                "runs": [[t0, t0 + 600]],
+                "marks": [[t0 + 600, "failed"]],
+            },
+            {
+                "id": b,
+                "team": "red",
+                "name": "red-b",
+                "gpus": 16,
+                "runs": [[t0 + 600, None]],
+                "marks": [],
+            },
+        ]
+        fsd = env.login(env.fsd).get("/ui/timeline.json?hours=1").json()
+        assert [j["id"] for j in fsd["jobs"]] == [a] and fsd["teams"] == ["fsd"]
+        assert env.login(env.fsd).get("/ui/timeline.json?hours=0").status_code == 422
+        assert env.login(env.fsd).get("/ui/timeline.json?limit=0").status_code == 422
+    finally:
+        env.svc.close()

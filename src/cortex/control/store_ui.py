@@ -104,3 +104,48 @@ def allocations_between(
         (str(t), int(g), float(a), None if b is None else float(b))
         for t, g, a, b in s.execute(q).all()
     ]
+
+
+def runs_between(
+    s: Session, team: str | None, since: float, until: float, limit: int
+) -> tuple[list[tuple[int, str, str, int, float, float | None]], list[tuple[int, float, str]]]:
+    """The timeline's raw material: the runs (allocations) of the `limit` newest jobs that
+    held GPUs in [since, until] as (job, team, name, GPUs, from, to or None), and their marks
+    in the window as (job, at, "preempted" or "failed")."""
+    overlap = and_(
+        m.Allocation.created_at < until,
+        or_(m.Allocation.released_at.is_(None), m.Allocation.released_at > since),
+    )
+    jobs = select(m.Allocation.job_id).join(m.Job, m.Job.id == m.Allocation.job_id).where(overlap)
+    if team is not None:
+        jobs = jobs.where(m.Job.team == team)
+    ids = list(s.scalars(jobs.distinct().order_by(m.Allocation.job_id.desc()).limit(limit)).all())
+    if not ids:
+        return [], []
+    q = (
+        select(
+            m.Job.id, m.Job.team, m.Job.name, m.Allocation.gpus, m.Allocation.created_at,
+            m.Allocation.released_at,
+        )
+        .join(m.Allocation, m.Allocation.job_id == m.Job.id)
+        .where(m.Job.id.in_(ids), overlap)
+        .order_by(m.Job.id, m.Allocation.created_at)
+    )  # fmt: skip
+    runs = [
+        (int(j), str(t), str(n), int(g), float(a), None if b is None else float(b))
+        for j, t, n, g, a, b in s.execute(q).all()
+    ]
+    pre = select(m.Preemption.job_id, m.Preemption.at).where(
+        m.Preemption.job_id.in_(ids), m.Preemption.at >= since
+    )
+    failed = select(m.Event.job_id, m.Event.at).where(
+        m.Event.job_id.in_(ids),
+        m.Event.at >= since,
+        m.Event.kind == "exit",
+        not_(m.Event.message.like("% completed%")),
+        not_(m.Event.message.like("% cancelled%")),
+        not_(m.Event.message.like("% preempted%")),
+    )
+    marks = [(int(j), float(a), "preempted") for j, a in s.execute(pre).all()]
+    marks += [(int(j), float(a), "failed") for j, a in s.execute(failed).all() if j is not None]
+    return runs, sorted(marks)

@@ -102,3 +102,9 @@ class HeatmapQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     color: Literal["state", "used"] = "state"
+
+
+class TimelineQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 6.0
+    limit: Annotated[int, Field(ge=1, le=2000)] = 500

@@ -79,6 +79,14 @@ def quotas_history(q: Annotated[filters.HistoryQuery, Query()], who: Viewer, svc
     return JSONResponse(body, headers=SECURITY_HEADERS)
 
 
+@router.get("/timeline.json")
+def timeline_data(q: Annotated[filters.TimelineQuery, Query()], who: Viewer, svc: Svc) -> Response:
+    """The job timeline's runs and marks (the caller's jobs only; the admin's: all)."""
+    with svc.sessions() as s:
+        body = views.timeline(svc, who, s, q.hours, q.limit)
+    return JSONResponse(body, headers=SECURITY_HEADERS)
+
+
 # ---- the heatmap ----------------------------------------------------------------------------
 @router.get("/heatmap/meta")
 def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc) -> Response:

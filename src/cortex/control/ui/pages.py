@@ -164,6 +164,11 @@ def quotas_page(request: Request, who: Viewer, svc: Svc) -> Response:
     )
 
 
+@router.get("/timeline")
+def timeline_page(request: Request, who: Viewer) -> Response:
+    return render(request, "timeline.html", {"who": who, "page": "timeline"})
+
+
 @router.get("/incidents")
 def incidents_page(request: Request, who: Viewer, svc: Svc) -> Response:
     team = None if who.admin else who.team

@@ -216,3 +216,29 @@ def quota_history(svc: Any, who: Principal, s: Any, hours: float, points: int) -
 
 def _own_first(who: Principal) -> Any:
     return lambda name: (name != who.team, name == OTHERS, name)
+
+
+def timeline(svc: Any, who: Principal, s: Any, hours: float, limit: int) -> dict[str, Any]:
+    """The Gantt view's data: the caller's jobs (every team's for the admin) that held GPUs in
+    the last `hours`, newest `limit`, grouped in lanes by team; each with its runs and its
+    preemption and failure marks. Times in seconds since the epoch."""
+    now = svc.clock.time()
+    since = now - hours * 3600.0
+    team = None if who.admin else who.team
+    runs, marks = store_ui.runs_between(s, team, since, now, limit)
+    jobs: dict[int, dict[str, Any]] = {}
+    for jid, t, name, gpus, a, b in runs:
+        j = jobs.setdefault(
+            jid, {"id": jid, "team": t, "name": name, "gpus": gpus, "runs": [], "marks": []}
+        )
+        j["runs"].append([a, b])
+    for jid, at, what in marks:
+        if jid in jobs:
+            jobs[jid]["marks"].append([at, what])
+    ordered = sorted(jobs.values(), key=lambda j: (j["team"], j["id"]))
+    return {
+        "since": since,
+        "now": now,
+        "teams": sorted({j["team"] for j in ordered}),
+        "jobs": ordered,
+    }
