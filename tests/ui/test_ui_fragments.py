@@ -394,3 +394,27 @@ def test_the_timeline_has_runs_and_failure_marks_of_the_callers_jobs_only(
         assert env.login(env.fsd).get("/ui/timeline.json?limit=0").status_code == 422
     finally:
         env.svc.close()
+
+
+def test_markup_in_a_job_name_is_escaped_everywhere(ui_env: UiEnv) -> None:
+    """A team names its job; the admin's pages show it as text, never as markup (stored XSS).
+    The CSP would also stop an inline handler, but escaping comes first."""
+    from cortex.control.ui import stream
+
+    evil = '<img src=x onerror="alert(1)">'
+    jid = ui_env.submit(ui_env.fsd, gpus=1, name=evil)
+    ui_env.svc.loop.tick()
+    from fakeexec import FakeExit
+
+    with ui_env.ex.lock:  # the run fails with markup in its exit detail (an incident)
+        del ui_env.ex.alive[(jid, 1)]
+        ui_env.ex.exits.append(FakeExit(jid, 1, "failed", 1, detail=evil))
+    ui_env.svc.loop.tick()
+    admin = ui_env.login(ADMIN)
+    for path in ("/ui/jobs?state=all", f"/ui/jobs/{jid}", "/ui/fragments/jobs?state=all"):
+        text = admin.get(path).text
+        assert "&lt;img src=x" in text and "<img src=x" not in text, path
+    sent = " ".join(html for _, html in stream._fetch(ui_env.svc, _principal(ui_env, ADMIN), 0))
+    assert "&lt;img src=x" in sent and "<img" not in sent
+    feed = admin.get("/ui/incidents").text
+    assert "&lt;img src=x" in feed and "<img src=x" not in feed
