@@ -149,3 +149,36 @@ def test_a_malformed_login_body_is_the_login_page_not_a_500(ui_env: UiEnv, body:
     )
     assert r.status_code == 401, r.text[:300]
     assert 'id="login-error"' in r.text
+
+
+def test_an_open_event_stream_ends_once_its_token_is_revoked(
+    ui_env: UiEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream re-checks the token every RECHECK_EVERY polls: revoked, it ends (well before
+    its lifetime, made long here so that only the re-check can end it)."""
+    import httpx
+    from uikit import LiveUi
+
+    from cortex.control.ui import stream
+
+    monkeypatch.setattr(stream, "POLL_S", 0.05)
+    monkeypatch.setattr(stream, "STREAM_MAX_S", 600.0)
+    live = LiveUi(ui_env)
+    try:
+        tokens = ui_env.client.get("/v1/tokens", headers=ui_env.api(ADMIN)).json()
+        fsd_id = next(t["id"] for t in tokens if t["team"] == "fsd")
+        headers = {"Cookie": f"{COOKIE}={ui_env.fsd}"}
+        with (
+            httpx.Client(base_url=live.base, timeout=60) as c,
+            c.stream("GET", "/ui/incidents/stream", headers=headers) as r,
+        ):
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert next(lines).startswith("retry:")
+            revoked = ui_env.client.delete(f"/v1/tokens/{fsd_id}", headers=ui_env.api(ADMIN))
+            assert revoked.status_code == 200
+            ui_env.svc.token_cache.clear()
+            rest = list(lines)  # returns only when the server ends the stream
+        assert all(not x.startswith("event:") for x in rest)
+    finally:
+        live.stop()
