@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     )
     # /metrics and /docs: "auto" is open when listening on loopback only, else token-protected.
     ops_access: Literal["auto", "open", "token"] = "auto"
+    # The dashboard's login cookie is Secure (HTTPS, or http://127.0.0.1 and localhost); off
+    # only to serve it over plain HTTP off loopback, which sends the token in the clear.
+    ui_cookie_secure: bool = True
     # ---- power (docs/power.md, "Power in the live cluster")
     # none | admit | cap: the twin's policies (scheduler/registry.py POWER_PROFILES), run on
     # the machine's modelled or measured draw against a facility cap of site_cap_kw.

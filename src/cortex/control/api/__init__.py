@@ -52,6 +52,9 @@ def build_app(svc: Service) -> FastAPI:
     assets = ops.swagger_assets_dir()
     if assets is not None:
         app.mount(ops.ASSETS_PATH, StaticFiles(directory=assets), name="docs-assets")
+    from cortex.control import ui  # the web dashboard at /ui (docs/dashboard.md)
+
+    ui.mount(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     settings = svc.settings
