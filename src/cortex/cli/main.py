@@ -8,6 +8,7 @@ import typer
 
 from cortex.cli import client as client_cmd
 from cortex.cli import fleet as fleet_cmd
+from cortex.cli import goodput as goodput_cmd
 from cortex.cli import plan as plan_cmd
 from cortex.cli import power as power_cmd
 from cortex.cli import serve as serve_cmd
@@ -34,6 +35,7 @@ app.add_typer(client_cmd.token_app, name="token")
 app.command("why")(why_cmd.why)
 app.command("queue")(why_cmd.queue)
 app.command("share")(why_cmd.share)
+app.command("goodput")(goodput_cmd.goodput)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from cortex.control.loop_exits import (
     ExitsMixin,
 )
 from cortex.control.loop_fleet import FleetMixin
+from cortex.control.loop_health import HealthMixin
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
@@ -96,7 +97,7 @@ def _speeds(flavor: str) -> dict[str, float]:
     return speeds
 
 
-class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
+class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMixin):
     """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
     what the store says (control/mirror.py), rebuilt from the store by `recover()`
     (control/recovery.py)."""

@@ -39,6 +39,7 @@ class ExitsMixin:
     if TYPE_CHECKING:  # SchedulerLoop's
 
         def wake(self) -> None: ...
+        def _attempt_ended(self, s: Session, row: m.Job, e: Any, now: float) -> None: ...
 
     # ---- cancel ---------------------------------------------------------------------------
     def request_cancel(self, job_id: int) -> None:
@@ -113,6 +114,7 @@ class ExitsMixin:
             log.info("stale exit %s", e)
             return
         job = self.mirror.jobs.get(row.id)
+        self._attempt_ended(s, row, e, now)  # goodput and node health (loop_health.py)
         self._release(s, row.id, now)
         row.exit_code = e.exit_code
         detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
