@@ -185,10 +185,10 @@ def test_cortex_goodput_prints_the_books_and_a_jobs_attempts(
     code, out, err = _cli(env, monkeypatch, "--since", "1d", "--large-gpus", "2")
     assert code == 0, err
     # 480 of 800 GPU-s productive; 800 GPU-s = 0.22 GPU-h
-    assert "goodput 60.0% of 0.22 allocated GPU-h" in out
+    assert "goodput 60.0% of 0.22 allocated GPU-h" in " ".join(out.split())
     assert "rework_after_failures" in out and "secret-name" in out
     code, out, _ = _cli(env, monkeypatch, "--job", str(a))
-    assert code == 0 and "effective training time 60.0%" in out
+    assert code == 0 and "effective training time 60.0%" in " ".join(out.split())
     code, out, _ = _cli(env, monkeypatch, "--json", "--job", str(a))
     assert json.loads(out)["goodput"] == 0.6
 

@@ -43,6 +43,7 @@ from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
+from cortex.control.node_health import HealthView, NodeHealth
 from cortex.control.progress import ProgressBook
 from cortex.control.recovery import RecoveryMixin
 from cortex.control.why import WhyBook
@@ -157,6 +158,11 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
         numbered = [f"{node_name}-{n}" for n in range(self.topo.n_nodes)]
         self.node_names = [node_name] if fleet is None else list(node_names or numbered)
         self.nodes_down: set[int] = set()  # nodes the executor lost (loop_fleet.py)
+        self.health = NodeHealth()  # strikes and drains (loop_health.py)
+        self.health_view = HealthView()
+        self._seen_down: frozenset[str] = frozenset()
+        self._drained_out: set[int] = set()
+        self._node_index: dict[str, int] = {}
         self.pol = build_policies(settings.policy)
         self.speeds = _speeds(flavor)
         self.mirror = Mirror(
@@ -341,6 +347,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
             for e in exits:
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
+            self._sync_health(s, now)
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S

@@ -207,8 +207,9 @@ class AttemptRecord(Base):
 
 
 class NodeFailure(Base):
-    """A job failure attributed to a node (control/node_health.py). `strike` is whether it
-    counts toward draining the node (the node was lost, or the executor named it)."""
+    """A job failure attributed to a node (control/node_health.py). `strike` is whether it is
+    a node failure, which counts toward draining the node (the node was lost, or the executor
+    named it)."""
 
     __tablename__ = "node_failures"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -217,6 +218,8 @@ class NodeFailure(Base):
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
     strike: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A strike the rule has spent on a drain (the count starts over, as in the twin).
+    spent: Mapped[bool] = mapped_column(Boolean, default=False)
     detail: Mapped[str] = mapped_column(String(500), default="")
 
 

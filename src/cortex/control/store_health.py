@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -77,6 +77,15 @@ def jobs_for(s: Session, ids: set[int], team: str | None, since: float) -> Seque
 # ---- node failures and drains -------------------------------------------------------------------
 def add_node_failure(s: Session, rec: m.NodeFailure) -> None:
     s.add(rec)
+
+
+def spend_strikes(s: Session, node: str) -> None:
+    """The node's strikes so far drained it: they no longer count toward the next drain."""
+    s.execute(
+        update(m.NodeFailure)
+        .where(m.NodeFailure.node == node, m.NodeFailure.strike.is_(True))
+        .values(spent=True)
+    )
 
 
 def node_failures_since(s: Session, since: float) -> Sequence[m.NodeFailure]:

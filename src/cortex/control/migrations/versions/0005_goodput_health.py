@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("job_id", sa.Integer(), nullable=True),
         sa.Column("attempt", sa.Integer(), nullable=True),
         sa.Column("strike", sa.Boolean(), nullable=False),
+        sa.Column("spent", sa.Boolean(), nullable=False),
         sa.Column("detail", sa.String(length=500), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
