@@ -49,6 +49,7 @@ from cortex.control.recovery import RecoveryMixin
 from cortex.control.why import WhyBook
 from cortex.drive import intake, runs
 from cortex.drive.allocation import Allocation
+from cortex.drive.spares import SparePool
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
 from cortex.fleet.topology import Topology, build
@@ -162,7 +163,9 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
         self.health_view = HealthView()
         self._seen_down: frozenset[str] = frozenset()
         self._drained_out: set[int] = set()
-        self._node_index: dict[str, int] = {}
+        self._node_index = {name: n for n, name in enumerate(self.node_names)}
+        self.spares = SparePool(settings.hot_spares, self.topo) if settings.hot_spares else None
+        self._swaps: dict[int, tuple[int, Any]] = {}  # job: (failed node, its placement)
         self.pol = build_policies(settings.policy)
         self.speeds = _speeds(flavor)
         self.mirror = Mirror(
@@ -208,6 +211,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
             registry=self.metrics.registry,
         )
         self.power = LivePower.attach(self)  # None without a power policy (loop_power.py)
+        if self.spares is not None:
+            self.spares.hold(self.mirror.state)
 
     def _set_retry(self, base_s: float | None, max_s: float | None, exit75: int | None) -> None:
         """The retry parameters: drive/data/run_rules.csv's, unless the settings give them."""

@@ -6,7 +6,12 @@ A mixin of `cortex.control.loop.SchedulerLoop`.
 Drained nodes leave service through the twin's transition (`ClusterState.set_down`, once the
 jobs on them have ended) and come back through repair (`set_up`), as lost nodes do in
 loop_fleet.py; this step runs after that one in each tick, so a drained node that the executor
-reports alive again stays out until its burn-in ends."""
+reports alive again stays out until its burn-in ends.
+
+Hot spares (`--hot-spares N`, drive/spares.py, the twin's pool): a multi-node gang whose failure
+is pinned on one node (lost, or named by the executor) is readmitted in the same tick on its
+old nodes and a spare of that node's pod, bypassing the queue and the retry backoff; a repaired
+node refills its pod's pool when it is short."""
 
 from __future__ import annotations
 
@@ -15,11 +20,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cortex.control import goodput
+from cortex.control import goodput, store
 from cortex.control import models as m
 from cortex.control.mirror import Mirror
-from cortex.control.node_health import KIND_LOST, HealthView, NodeHealth
+from cortex.control.node_health import KIND_JOB, KIND_LOST, HealthView, NodeHealth
 from cortex.control.node_health import blame as blame_exit
+from cortex.drive.spares import SparePool
+from cortex.scheduler.snapshot import Start
+from cortex.workload.job import Job
 
 log = logging.getLogger("cortex.control")
 
@@ -37,9 +45,14 @@ class HealthMixin:
     _seen_down: frozenset[str]
     _drained_out: set[int]
     _node_index: dict[str, int]
+    spares: SparePool | None
+    _swaps: dict[int, tuple[int, Any]]
 
     def _nodes_of(self, devices: list[int]) -> tuple[tuple[str, tuple[int, ...]], ...]:
         raise NotImplementedError  # FleetMixin's
+
+    def _admit(self, s: Session, st: Any, now: float) -> None:
+        raise NotImplementedError  # LaunchMixin's
 
     def _attempt_ended(self, s: Session, row: m.Job, e: Any, now: float) -> None:
         """An attempt of `row` ended with exit record `e` (before the job's state moves on)."""
@@ -53,7 +66,37 @@ class HealthMixin:
                     s, n, now, strike=strike, kind=kind, job_id=row.id, attempt=row.attempt
                 )
             node = nodes[0] if len(nodes) == 1 else None
+            if node is not None and kind != KIND_JOB and self.spares is not None:
+                self._plan_swap(row.id, node)
         goodput.record_end(s, row, str(e.outcome), now, self.progress, node=node)
+
+    def _plan_swap(self, job_id: int, node: str) -> None:
+        """Note a spare for the gang if it spans several nodes, one of them `node`: the exit
+        side swaps it in once the run is judged and requeued (loop_exits.py)."""
+        placement = self.mirror.placement.get(job_id)
+        failed = self._node_index.get(node)
+        if placement and len(placement) > 1 and any(n == failed for n, _ in placement):
+            assert failed is not None
+            self._swaps[job_id] = (failed, placement)
+
+    def _swap_in(self, s: Session, row: m.Job, job: Job, swap: tuple[int, Any], now: float) -> None:
+        """Readmit a requeued gang on its old nodes and a spare of the failed node's pod; with
+        none left in that pod it waits in the queue, as without spares."""
+        assert self.spares is not None
+        failed, placement = swap
+        new = self.spares.swap(self.mirror.state, placement, failed, now)
+        name = self.node_names[failed]
+        if new is None:
+            store.event(s, "spare", f"no hot spare left for node {name}'s pod", job_id=row.id,
+                        team=row.team, at=now)  # fmt: skip
+            return
+        spare = next(n for (n, _), (o, _) in zip(new, placement, strict=True) if n != o)
+        self._admit(s, Start(job, job.run_flavor, new, job.run_gpus, job.alloc_gpus), now)
+        store.event(
+            s, "spare", f"node {name} replaced by hot spare {self.node_names[spare]}",
+            job_id=row.id, team=row.team, at=now,
+        )  # fmt: skip
+        self.dirty = True
 
     def _sync_health(self, s: Session, now: float) -> None:
         """Strike new node losses, end burn-ins, keep drained nodes out of service."""
@@ -64,13 +107,17 @@ class HealthMixin:
         down = frozenset(names[n] for n in self.nodes_down)
         for name in sorted(down - self._seen_down):
             h.failure(s, name, now, strike=True, kind=KIND_LOST)
+        back = self._seen_down - down
         self._seen_down = down
         for name in h.due(now):
             h.returned(s, name, now)
         index = self._node_index
-        if len(index) != len(names):  # built once: the loop's fleet never changes
-            index.update((name, n) for n, name in enumerate(names))
         st = self.mirror.state
+        if self.spares is not None:
+            for name in sorted(back):  # repaired: refills its pod's pool if it is short
+                self.spares.repaired(st, index[name], now)
+            if self.spares.keep_out(st):
+                self.dirty = True
         drained = {index[d] for d in h.drains if d in index}
         for n in sorted(drained):
             if st.node_up[n] and not st.jobs_on(n):  # set_down needs the node empty
