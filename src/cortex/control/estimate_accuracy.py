@@ -96,6 +96,7 @@ class _Observer:
     """Predicts sampled arrivals at the first pass that sees them."""
 
     every: int
+    min_gpus: int
     max_predictions: int
     warmup_s: float
     requested_over_actual: float
@@ -104,8 +105,9 @@ class _Observer:
     cpu_s: float = 0.0
 
     def __call__(self, tw: Twin) -> None:
-        new = [j.id for lst in tw.pending.lists for _, j in lst if j.id not in self.seen]
-        self.seen.update(new)
+        arrived = [j for lst in tw.pending.lists for _, j in lst if j.id not in self.seen]
+        self.seen.update(j.id for j in arrived)
+        new = [j.id for j in arrived if j.gpus >= self.min_gpus]
         if tw.now < self.warmup_s or len(self.preds) >= self.max_predictions:
             return
         targets = sorted(i for i in new if i % self.every == 0)
@@ -159,17 +161,19 @@ def measure(
     *,
     warmup_s: float,
     every: int = 3,
+    min_gpus: int = 1,
     max_predictions: int = 300,
     min_wait_s: float = 60.0,
     requested_over_actual: float = REQUESTED_OVER_ACTUAL,
     details: bool = False,
 ) -> dict[str, Any]:
-    """Run the twin on `jobs`, predicting every `every`-th arrival after `warmup_s`, and score
+    """Run the twin on `jobs`, predicting every `every`-th arrival of `min_gpus` GPUs or more
+    (ids in arrival order) after `warmup_s`, and score
     the predictions against the run's own starts. `details`: also each prediction, as
     [job id, made at, cortex, slurm-style, actual start]."""
     if every < 1 or max_predictions < 0 or min_wait_s < 0 or requested_over_actual <= 0:
         raise ValueError("every >= 1, max_predictions >= 0, min_wait_s >= 0, factor > 0")
-    obs = _Observer(every, max_predictions, warmup_s, requested_over_actual)
+    obs = _Observer(every, min_gpus, max_predictions, warmup_s, requested_over_actual)
     tw = _ObservedTwin(topo, jobs, cfg)
     tw.observer = obs
     tw.run()
@@ -177,6 +181,7 @@ def measure(
     out = score(obs.preds, starts, min_wait_s)
     out["prediction_cpu_s"] = round(obs.cpu_s, 2)
     out["backfill_interval_s"] = tw.backfill_interval_s
+    out["min_gpus"] = min_gpus
     if details:
         out["predictions"] = [
             [p.job_id, p.at_s, p.cortex_s, p.slurm_s, starts.get(p.job_id)] for p in obs.preds

@@ -30,20 +30,24 @@ from cortex.control import store_health as sh
 from cortex.drive.node_health import QuarantineRules, Strikes
 
 NODE_LOST = re.compile(r"\bnode (\S+?):? lost\b")
+NODE_RANK = re.compile(r"^node (\S+?): ")  # the Ray executor: the node whose rank failed first
 KIND_LOST, KIND_NAMED, KIND_JOB = "node lost", "named by the executor", "job failed"
 
 
 def blame(e: Any, ran_on: list[str]) -> tuple[list[str], bool, str]:
     """The nodes a failed exit is attributed to, whether it is a strike against them, and
     why: the node the executor names (a strike); a node the exit says was lost (not a strike
-    here: the node's loss is, once, when the executor reports it down); else every node it ran
-    on (a job failure)."""
+    here: the node's loss is, once, when the executor reports it down); the node whose rank
+    failed first, or else every node it ran on (a job failure)."""
     named = getattr(e, "node", None)
     if isinstance(named, str) and named:
         return [named[:200]], True, KIND_NAMED
     lost = [n for n in NODE_LOST.findall(str(getattr(e, "detail", "") or "")) if n in ran_on]
     if lost:
         return sorted(set(lost)), False, KIND_LOST
+    rank = NODE_RANK.match(str(getattr(e, "detail", "") or ""))
+    if rank and rank.group(1) in ran_on:
+        return [rank.group(1)], False, KIND_JOB
     return list(ran_on), False, KIND_JOB
 
 
