@@ -199,3 +199,25 @@ def test_a_bad_since_exits_2_naming_the_option(
 ) -> None:
     code, _, err = _cli(env, monkeypatch, "--since", since)
     assert code == 2 and err.startswith("error: --since: ")
+
+
+def test_an_attempt_lost_while_the_service_was_down_is_booked_failed(
+    db_url: str, tmp_path: Path
+) -> None:
+    first = Env(db_url, tmp_path)
+    a = first.submit(gpus=2)
+    first.svc.loop.tick()  # running from t0, attempt 1
+    first.svc.close()
+    first.clock.advance(120.0)
+    # A new service on the same store and clock; the run is gone (nothing to adopt).
+    ex = MetricsExecutor(tmp_path / "runs2")
+    ex.root.mkdir(parents=True)
+    svc = fake_service(db_url, tmp_path, slots=4, executor=ex, clock=first.clock)
+    try:
+        c = TestClient(svc.app)  # recovery ran in the constructor
+        (one,) = c.get(f"/v1/jobs/{a}/goodput", headers=first.h).json()["attempts"][:1]
+        # Booked at the restart, 120 s after it began, all of it lost (no progress reported).
+        assert (one["outcome"], one["ended_at"] - one["started_at"]) == ("failed", 120.0)
+        assert one["seconds"]["rework_after_failures"] == 120.0
+    finally:
+        svc.close()

@@ -55,7 +55,7 @@ def record_end(
         return None
     p: Progress | None = None
     try:
-        p = progress.current(row.id, row.attempt, started, now)
+        p = progress.current(row.id, row.attempt, started, now) if progress is not None else None
     except Exception:  # a progress file that cannot be read costs the figures, not the exit
         p = None
     rec = m.AttemptRecord(
