@@ -152,3 +152,18 @@ def test_hot_spares_is_bounded() -> None:
         Settings(hot_spares=-1)
     with pytest.raises(ValueError, match="hot_spares"):
         Settings(hot_spares=10**6)
+
+
+def test_a_spare_that_died_is_not_swapped_in_and_refills_the_pool_once_back(make: Any) -> None:
+    env = make(1)
+    gang = env.submit(16)
+    env.svc.loop.tick()
+    env.ex.changes = [("node-c", False)]  # the idle spare dies
+    env.svc.loop.tick()
+    env.lose_node_of(gang, "node-b")
+    env.svc.loop.tick()
+    assert env.job(gang)["state"] == "requeued"  # not relaunched onto the dead spare
+    assert env.up() == [True, False, False]
+    env.ex.changes = [("node-c", True)]  # back: it refills the empty pool, held out
+    env.svc.loop.tick()
+    assert env.up() == [True, False, False] and env.job(gang)["state"] == "requeued"

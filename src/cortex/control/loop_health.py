@@ -98,6 +98,18 @@ class HealthMixin:
         )  # fmt: skip
         self.dirty = True
 
+    def _sync_spares(self, back: set[int], drained: set[int], now: float) -> None:
+        """A spare lost or drained leaves its pool (it must not stand in for a failed node); a
+        node repaired refills its pod's pool if it is short; the pool stays out of service."""
+        assert self.spares is not None
+        st = self.mirror.state
+        for n in sorted(self.nodes_down | drained):
+            self.spares.drop(n, now)
+        for n in sorted(back):
+            self.spares.repaired(st, n, now)
+        if self.spares.keep_out(st):
+            self.dirty = True
+
     def _sync_health(self, s: Session, now: float) -> None:
         """Strike new node losses, end burn-ins, keep drained nodes out of service."""
         h = self.health
@@ -113,12 +125,9 @@ class HealthMixin:
             h.returned(s, name, now)
         index = self._node_index
         st = self.mirror.state
-        if self.spares is not None:
-            for name in sorted(back):  # repaired: refills its pod's pool if it is short
-                self.spares.repaired(st, index[name], now)
-            if self.spares.keep_out(st):
-                self.dirty = True
         drained = {index[d] for d in h.drains if d in index}
+        if self.spares is not None:
+            self._sync_spares({index[n] for n in back} - drained, drained, now)
         for n in sorted(drained):
             if st.node_up[n] and not st.jobs_on(n):  # set_down needs the node empty
                 st.set_down(n)

@@ -69,6 +69,20 @@ class SparePool:
         else:
             state.set_up(node)
 
+    def drop(self, node: int, now: float) -> bool:
+        """Take a node out of its pod's pool (a spare that failed or was drained cannot stand
+        in; once repaired it refills the pool through `repaired`). True if it was a spare."""
+        pool = self.spares.get(self.topo.node_pod[node])
+        if not pool or node not in pool:
+            return False
+        self._book(now)
+        pool.remove(node)
+        self._gpus -= self._gpn(node)
+        return True
+
+    def _gpn(self, node: int) -> int:
+        return int(self.topo.flavor_gpus_per_node[self.topo.node_flavor[node]])
+
     def keep_out(self, state: ClusterState) -> bool:
         """Hold the pool's nodes out of service again (a driver that rebuilds its state brings
         every node back up); True if any was up."""
