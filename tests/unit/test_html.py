@@ -26,6 +26,20 @@ def _cdf(scale_s: float) -> list[float]:
     return [scale_s * (1 + q / 10) for q in range(101)]
 
 
+_CONFIG = {
+    "fleet": "tiny-fleet",
+    "days": 2,
+    "seed": 7,
+    "policy": "fifo",
+    "backfill": True,
+    "failures": True,
+    "failure_scale": 1.0,
+    "workload": "",
+    "checkpoint_interval_s": 1800,
+}
+_FLEET = {"name": "tiny-fleet", "gpus": 1024, "nodes": 128, "pods": 2, "racks": 16, "halls": 1}
+
+
 def fake_report(
     teams: dict[str, float] | None = None,
     n_bins: int = 48,
@@ -51,26 +65,8 @@ def fake_report(
         interrupts[(7 * i) % max(n_bins, 1)] += n if n_bins else 0
     return {
         "cortex_version": "0.1.0",
-        "config": {
-            "fleet": "tiny-fleet",
-            "days": 2,
-            "seed": 7,
-            "policy": "fifo",
-            "backfill": True,
-            "failures": True,
-            "failure_scale": 1.0,
-            "workload": "",
-            "checkpoint_interval_s": 1800,
-        },
-        "fleet": {
-            "name": "tiny-fleet",
-            "gpus": 1024,
-            "nodes": 128,
-            "pods": 2,
-            "racks": 16,
-            "halls": 1,
-            "gpus_by_flavor": {"H100": 1024},
-        },
+        "config": dict(_CONFIG),
+        "fleet": {**_FLEET, "gpus_by_flavor": {"H100": 1024}},
         "jobs": {
             "submitted": 25,
             "rejected": 1,
