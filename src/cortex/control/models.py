@@ -187,7 +187,7 @@ class SiteSetting(Base):
     set_at: Mapped[float] = mapped_column(Float)
 
 
-# ---- goodput and node health (migration 0005_goodput_health) ------------------------------------
+# ---- goodput and node health (migration 0006_goodput_health) ------------------------------------
 class AttemptRecord(Base):
     """One ended attempt of a job, as measured (control/goodput.py): when it ran, how it ended,
     its first progress report and checkpoints, and the node its failure is blamed on."""

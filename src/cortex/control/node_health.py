@@ -81,6 +81,9 @@ class NodeHealth:
 
     def load(self, s: Session, now: float) -> None:
         """The drains from the store; at the first load also the strikes still in the window."""
+        # Cleared before the read: a drain the API commits after it sets the flag again and
+        # the next tick reloads (cleared after, that change would wait for another one).
+        self.dirty = False
         self.drains = {
             n: Drain(d.reason, d.by, d.drained_at, d.return_at) for n, d in sh.drains(s).items()
         }
@@ -89,7 +92,6 @@ class NodeHealth:
                 if f.strike and not f.spent:  # oldest first, as Strikes keeps them
                     self.strikes.recent.setdefault(f.node, deque()).append(f.at)
             self.loaded = True
-        self.dirty = False
 
     def failure(
         self, s: Session, node: str, at: float, *, strike: bool, kind: str,

@@ -1,7 +1,7 @@
 """goodput and node health: measured attempts, job failures attributed to nodes, node drains
 
-Revision ID: 0005_goodput_health
-Revises: 0004_site_settings
+Revision ID: 0006_goodput_health
+Revises: 0005_queue_protection
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_goodput_health"
-down_revision = "0004_site_settings"
+revision = "0006_goodput_health"
+down_revision = "0005_queue_protection"
 branch_labels = None
 depends_on = None
 
