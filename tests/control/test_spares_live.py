@@ -101,6 +101,8 @@ def make(db_url: str, tmp_path: Path) -> Any:
 def test_a_gang_that_loses_a_node_restarts_at_once_on_the_spare(make: Any) -> None:
     env = make(1)
     assert env.up() == [True, True, False]  # node-c: the pod's spare, out of scheduling
+    h = env.client.get("/v1/nodes/health", headers=env.h).json()
+    assert [n["state"] for n in h] == ["up", "up", "spare"]
     gang = env.submit(16)
     env.svc.loop.tick()
     other = env.submit(8)  # cannot take the spare: it waits with the gang running
@@ -112,6 +114,8 @@ def test_a_gang_that_loses_a_node_restarts_at_once_on_the_spare(make: Any) -> No
     assert took == 0.0  # the same tick: no queue, no backoff
     assert [n for n, _ in env.ex.launched[-1].nodes] == ["node-a", "node-c"]
     assert env.up() == [True, False, True]  # node-b down, node-c in service
+    h = env.client.get("/v1/nodes/health", headers=env.h).json()
+    assert [n["state"] for n in h] == ["up", "down", "up"]
     events = env.client.get("/v1/events", params={"job_id": gang}, headers=env.h).json()
     assert any(e["message"] == "node node-b replaced by hot spare node-c" for e in events)
     # node-b is repaired: the pool was short, so it becomes the spare (held out).

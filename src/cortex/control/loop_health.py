@@ -139,5 +139,8 @@ class HealthMixin:
                 st.set_up(n)
                 self.dirty = True
         out = frozenset(names[n] for n in drained if not st.node_up[n])
-        if out != self.health_view.out or down != self.health_view.down:
-            self.health_view = HealthView(down=down, out=out)
+        pool = self.spares.spares.values() if self.spares is not None else ()
+        spares = frozenset(names[n] for p in pool for n in p)
+        v = self.health_view
+        if (out, down, spares) != (v.out, v.down, v.spares):
+            self.health_view = HealthView(down=down, out=out, spares=spares)

@@ -65,6 +65,7 @@ class HealthView:
 
     down: frozenset[str] = frozenset()  # lost nodes (the executor's)
     out: frozenset[str] = frozenset()  # drained nodes already out of service
+    spares: frozenset[str] = frozenset()  # nodes held as hot spares
 
 
 @dataclass

@@ -22,7 +22,7 @@ MAX_BURN_IN_S = 30 * 86400.0
 
 class NodeHealthOut(BaseModel):
     name: str
-    state: str  # up, down (lost), draining (drained, jobs still on it), drained
+    state: str  # up, spare, down (lost), draining (drained, jobs still on it), drained
     score: float
     node_failures: int  # node failures (lost, or named by the executor) within the window
     strikes: int  # of those, the ones counting toward a drain (not spent on one yet)
@@ -69,10 +69,12 @@ def health(who: Who, svc: Svc, unhealthy: bool = False) -> list[NodeHealthOut]:
             reason = d.reason
         elif name in view.down:
             state, reason = "down", "lost: the executor reports it down"
+        elif name in view.spares:
+            state, reason = "spare", "held as a hot spare (--hot-spares)"
         else:
             state = "up"
             reason = f"{k} node failures, {j} job failures within {rules.window_s / 86400:g} d"
-        if unhealthy and state == "up" and not (k or j):
+        if unhealthy and state in ("up", "spare") and not (k or j):
             continue
         out.append(
             NodeHealthOut(
