@@ -193,7 +193,7 @@ def fleet_goodput(
     running = {job.id: at for job, at in sh.running_jobs(s, team)}
     total = gp.Books()
     large = []
-    jobs = sh.jobs_for(s, set(by_job) | set(running), team, since)
+    jobs = sh.jobs_for(s, team, since)  # running jobs are unfinished: among them
     for job in sorted(jobs, key=lambda j: j.id):
         jb = book_job(job, by_job.get(job.id, []), running.get(job.id), progress, now)
         total.merge(jb.books)

@@ -62,12 +62,16 @@ def running_jobs(s: Session, team: str | None) -> list[tuple[m.Job, float]]:
     return list(seen.values())
 
 
-def jobs_for(s: Session, ids: set[int], team: str | None, since: float) -> Sequence[m.Job]:
-    """The jobs a fleet answer books: those named (they had attempts in the window), those
-    still waiting or running, and those submitted since `since`."""
-    cond: list[Any] = [m.Job.state.in_(runs.UNFINISHED_VALUES), m.Job.submitted_at >= since]
-    if ids:
-        cond.append(m.Job.id.in_(sorted(ids)))
+def jobs_for(s: Session, team: str | None, since: float) -> Sequence[m.Job]:
+    """The jobs a fleet answer books: those with attempts that ended since `since`, those
+    still waiting or running, and those submitted since then. (A subquery, not a list of ids,
+    which could run to MAX_ROWS bound parameters.)"""
+    ended = select(m.AttemptRecord.job_id).where(m.AttemptRecord.ended_at >= since)
+    cond: list[Any] = [
+        m.Job.state.in_(runs.UNFINISHED_VALUES),
+        m.Job.submitted_at >= since,
+        m.Job.id.in_(ended),
+    ]
     q = select(m.Job).where(or_(*cond))
     if team is not None:
         q = q.where(m.Job.team == team)
