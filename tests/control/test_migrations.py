@@ -23,6 +23,9 @@ TABLES = {
     "idempotency_keys",
     "preemptions",
     "site_settings",
+    "attempt_records",
+    "node_failures",
+    "node_drains",
 }
 
 

@@ -8,6 +8,8 @@ import typer
 
 from cortex.cli import client as client_cmd
 from cortex.cli import fleet as fleet_cmd
+from cortex.cli import goodput as goodput_cmd
+from cortex.cli import nodes as nodes_cmd
 from cortex.cli import plan as plan_cmd
 from cortex.cli import power as power_cmd
 from cortex.cli import serve as serve_cmd
@@ -28,12 +30,15 @@ app.add_typer(trace_cmd.app, name="trace")
 app.add_typer(power_cmd.app, name="power")
 app.command("serve")(serve_cmd.serve)
 app.command("plan")(plan_cmd.plan)
-for _name in ("submit", "jobs", "job", "cancel", "logs", "queues", "nodes", "events"):
+for _name in ("submit", "jobs", "job", "cancel", "logs", "queues", "events"):
     app.command(_name)(getattr(client_cmd, _name))
 app.add_typer(client_cmd.token_app, name="token")
 app.command("why")(why_cmd.why)
 app.command("queue")(why_cmd.queue)
 app.command("share")(why_cmd.share)
+app.command("goodput")(goodput_cmd.goodput)
+for _name in ("nodes", "drain", "undrain"):  # node health (cli/nodes.py)
+    app.command(_name)(getattr(nodes_cmd, _name))
 
 
 def main() -> None:

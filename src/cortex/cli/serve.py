@@ -61,6 +61,9 @@ def serve(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="the Ray cluster to join (--executor ray), e.g. HOST:6379"
     ),
+    hot_spares: int | None = typer.Option(
+        None, "--hot-spares", help="nodes per pod held as hot spares for gangs that lose one (0)"
+    ),
 ) -> None:
     """Start the control plane. At first start it prints the admin token once (or takes
     $CORTEX_ADMIN_TOKEN; changing that variable revokes the previous admin token)."""
@@ -82,6 +85,7 @@ def serve(
         outdoor_temp_c=outdoor_temp_c,
         executor=executor,
         ray_address=ray_address,
+        hot_spares=hot_spares,
     )
     _run(settings)
 

@@ -39,6 +39,7 @@ from cortex.control.loop_exits import (
     ExitsMixin,
 )
 from cortex.control.loop_fleet import FleetMixin, FleetView, node_devices_of
+from cortex.control.loop_health import HealthMixin
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
@@ -101,7 +102,18 @@ def _speeds(flavor: str) -> dict[str, float]:
     return speeds
 
 
-class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
+def _spec_types(
+    launch_spec: Callable[..., Any] | None,
+    handle_from_dict: Callable[[dict[str, Any]], Any] | None,
+) -> tuple[Callable[..., Any], Callable[[dict[str, Any]], Any]]:
+    """The executor's launch spec and handle reader, the executor interface's by default."""
+    from cortex.executors.spec import LaunchSpec
+    from cortex.executors.spec import handle_from_dict as from_dict
+
+    return launch_spec or LaunchSpec, handle_from_dict or from_dict
+
+
+class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMixin):
     """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
     what the store says (control/mirror.py), rebuilt from the store by `recover()`
     (control/recovery.py)."""
@@ -137,14 +149,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         self.uses_gpus = uses_gpus
         self.node_name = node_name
         self.metrics = metrics or Metrics()
-        if launch_spec is None or handle_from_dict is None:
-            from cortex.executors.spec import LaunchSpec
-            from cortex.executors.spec import handle_from_dict as from_dict
-
-            launch_spec = launch_spec or LaunchSpec
-            handle_from_dict = handle_from_dict or from_dict
-        self.launch_spec = launch_spec
-        self.handle_from_dict = handle_from_dict
+        self.launch_spec, self.handle_from_dict = _spec_types(launch_spec, handle_from_dict)
         # The local machine is one node; benchmarks pass a modelled multi-node `fleet` whose
         # node n owns device ids n*g .. n*g+g-1.
         self.topo: Topology = build(fleet or local_fleet(flavor, len(devices), node_name))
@@ -164,6 +169,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
             self.node_names, self.all_devices = [], []
         self.fleet_version: int | None = getattr(executor, "fleet_version", None)
         self.fleet_view = FleetView()  # published by _sync_fleet (GET /v1/nodes reads it)
+        self._init_health(settings.hot_spares)  # strikes, drains, hot spares (loop_health.py)
         self.pol = build_policies(settings.policy)
         self.speeds = _speeds(flavor)
         self.mirror = Mirror(
@@ -199,8 +205,15 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
-        # Liveness, for /healthz: when the last tick finished, and how many ticks in a row
-        # have raised since.
+        self._init_liveness()
+        # None without a power policy (loop_power.py); attached at the first fleet if pending.
+        self.power = None if self.fleet_pending else LivePower.attach(self)
+        if self.spares is not None:
+            self.spares.hold(self.mirror.state)
+
+    def _init_liveness(self) -> None:
+        """Liveness, for /healthz: when the last tick finished, and how many ticks in a row
+        have raised since."""
         self.last_tick_monotonic = self.clock.monotonic()
         self.tick_failures = 0
         self.healthy = True
@@ -209,8 +222,6 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
             "Scheduler ticks that raised",
             registry=self.metrics.registry,
         )
-        # None without a power policy (loop_power.py); attached at the first fleet if pending.
-        self.power = None if self.fleet_pending else LivePower.attach(self)
 
     def _set_retry(self, base_s: float | None, max_s: float | None, exit75: int | None) -> None:
         """The retry parameters: drive/data/run_rules.csv's, unless the settings give them."""
@@ -352,6 +363,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
             for e in exits:
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
+            self._sync_health(s, now)
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S

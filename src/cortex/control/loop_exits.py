@@ -35,10 +35,15 @@ class ExitsMixin:
     cancel_hint: set[int]
     _hint_lock: threading.Lock
     _last_cancel_scan: float
+    _swaps: dict[int, tuple[int, Any]]
 
     if TYPE_CHECKING:  # SchedulerLoop's
 
         def wake(self) -> None: ...
+        def _attempt_ended(self, s: Session, row: m.Job, e: Any, now: float) -> None: ...
+        def _swap_in(
+            self, s: Session, row: m.Job, job: Job, swap: tuple[int, Any], now: float
+        ) -> None: ...
 
     # ---- cancel ---------------------------------------------------------------------------
     def request_cancel(self, job_id: int) -> None:
@@ -113,6 +118,7 @@ class ExitsMixin:
             log.info("stale exit %s", e)
             return
         job = self.mirror.jobs.get(row.id)
+        self._attempt_ended(s, row, e, now)  # goodput and node health (loop_health.py)
         self._release(s, row.id, now)
         row.exit_code = e.exit_code
         detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
@@ -147,4 +153,8 @@ class ExitsMixin:
             self.mirror.forget(row.id)
         else:
             assert v.requeue is not None
-            self._requeue(s, row, job, v.requeue, now, v.delay_s)
+            swap = self._swaps.pop(row.id, None)  # a gang that lost a node (loop_health.py)
+            self._requeue(s, row, job, v.requeue, now, 0.0 if swap else v.delay_s)
+            if swap is not None and job is not None:
+                self._swap_in(s, row, job, swap, now)
+        self._swaps.pop(row.id, None)

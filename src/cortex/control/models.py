@@ -185,3 +185,54 @@ class SiteSetting(Base):
     value: Mapped[float] = mapped_column(Float)
     configured: Mapped[float | None] = mapped_column(Float, nullable=True)
     set_at: Mapped[float] = mapped_column(Float)
+
+
+# ---- goodput and node health (migration 0006_goodput_health) ------------------------------------
+class AttemptRecord(Base):
+    """One ended attempt of a job, as measured (control/goodput.py): when it ran, how it ended,
+    its first progress report and checkpoints, and the node its failure is blamed on."""
+
+    __tablename__ = "attempt_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float] = mapped_column(Float, index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    first_step_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    checkpoint_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    checkpoints: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint_write_s: Mapped[float] = mapped_column(Float, default=0.0)
+    node: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    __table_args__ = (UniqueConstraint("job_id", "attempt", name="uq_attempt_records_job"),)
+
+
+class NodeFailure(Base):
+    """A job failure attributed to a node (control/node_health.py). `strike` is whether it is
+    a node failure, which counts toward draining the node (the node was lost, or the executor
+    named it)."""
+
+    __tablename__ = "node_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(200), index=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    strike: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A strike the rule has spent on a drain (the count starts over, as in the twin).
+    spent: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[str] = mapped_column(String(500), default="")
+
+
+class NodeDrain(Base):
+    """A node out of service on purpose (`sinfo -R`): drained by the strike rule or an admin,
+    back after its burn-in (`return_at`; None: until an admin undrains it)."""
+
+    __tablename__ = "node_drains"
+    node: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    by: Mapped[str] = mapped_column(String(16))
+    drained_at: Mapped[float] = mapped_column(Float)
+    return_at: Mapped[float | None] = mapped_column(Float, nullable=True)

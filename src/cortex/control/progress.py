@@ -56,6 +56,10 @@ class Progress:
     checkpoint_step: int | None = None
     checkpoint_at: float | None = None
     source: str = "file"
+    # For goodput (control/goodput.py): the attempt's first report (its startup ends there)
+    # and the checkpoints it wrote.
+    first_at: float | None = None
+    checkpoints: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +123,10 @@ def fold(p: Progress, line: dict[str, Any], attempt: int, attempt_start_s: float
         return p
     if line["step"] is None:
         return p
+    if is_checkpoint:
+        p = replace(p, checkpoints=p.checkpoints + 1)
+    if p.first_at is None and ts is not None:
+        p = replace(p, first_at=ts)
     if line["event"] is None and line["loss"] is None and line["samples_per_s"] is None:
         return p
     return replace(
@@ -266,7 +274,14 @@ def merge(a: Progress | None, b: Progress | None) -> Progress | None:
         return a or b
     newer = a if (a.reported_at or 0) >= (b.reported_at or 0) else b
     ck = a if (a.checkpoint_at or 0) >= (b.checkpoint_at or 0) else b
-    return replace(newer, checkpoint_step=ck.checkpoint_step, checkpoint_at=ck.checkpoint_at)
+    firsts = [t for t in (a.first_at, b.first_at) if t is not None]
+    return replace(
+        newer,
+        checkpoint_step=ck.checkpoint_step,
+        checkpoint_at=ck.checkpoint_at,
+        first_at=min(firsts) if firsts else None,
+        checkpoints=max(a.checkpoints, b.checkpoints),
+    )
 
 
 def from_report(body: Mapping[str, Any], now: float) -> Progress:
@@ -280,6 +295,7 @@ def from_report(body: Mapping[str, Any], now: float) -> Progress:
         checkpoint_step=body.get("checkpoint_step"),
         checkpoint_at=body.get("checkpoint_at"),
         source="api",
+        first_at=now,
     )
 
 

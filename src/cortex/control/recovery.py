@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from cortex.control import goodput, store
 from cortex.control import models as m
-from cortex.control import store
 from cortex.control.clock import Clock
 from cortex.control.db import Sessions
 from cortex.control.mirror import Mirror
@@ -141,6 +141,8 @@ class RecoveryMixin:
         """A run the service lost: kill what is left of it and fail it; then cancel the job if
         that was asked, else requeue it. Returns whether it was requeued."""
         self._kill_handle(alloc.handle if alloc is not None else None)
+        # Booked as failed at the restart (when it died is unknown): control/goodput.py.
+        goodput.record_end(s, row, "failed", now, getattr(self, "progress", None))
         store.close_allocations(s, row.id, now)
         detail = "process lost while the service was down"
         store.move(s, row, JobState.FAILED, detail, now)

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     policy: Annotated[str, Field(min_length=1, max_length=64)] = "priority"
     min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = 60.0  # preemption floor
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 2  # failed runs requeued at most
+    # Nodes of each pod held as hot spares (drive/spares.py): a gang that loses a node takes one.
+    hot_spares: Annotated[int, Field(ge=0, le=1024)] = 0
     # Defaults: drive/data/run_rules.csv, with their sources.
     retry_backoff_base_s: Annotated[float, Field(ge=0, le=86400)] = _RULES.retry_backoff_base_s
     retry_backoff_max_s: Annotated[float, Field(ge=0, le=7 * 86400)] = _RULES.retry_backoff_max_s

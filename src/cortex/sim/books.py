@@ -10,21 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cortex.drive.goodput import CATEGORIES
+
 if TYPE_CHECKING:
     from cortex.sim.twin import Twin
-
-CATEGORIES = (
-    "productive",
-    "rework_after_failures",
-    "rework_after_preemptions",
-    "restart_overhead",
-    "checkpoint_writes",
-    "lost_to_power_caps",
-    "lost_to_heat",
-    "gang_rounding",
-    "idle",
-    "down",
-)
 
 
 def books_gpu_s(tw: Twin) -> dict[str, float]:

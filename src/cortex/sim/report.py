@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from cortex import __version__
+from cortex.drive.goodput import effective_training_time
 from cortex.sim.books import books_gpu_s, categories
 from cortex.sim.power_report import power_section
 from cortex.sim.twin import Twin
@@ -151,7 +152,6 @@ def _large_jobs(tw: Twin) -> list[dict[str, Any]]:
     for j in tw.jobs:
         if j.gpus >= tw.large_job_gpus and j.first_start_s >= 0:
             end = j.end_s if j.end_s >= 0 else horizon
-            span = end - j.first_start_s
             prod = tw.large_productive_s.get(j.id, 0.0)
             large.append(
                 {
@@ -162,7 +162,9 @@ def _large_jobs(tw: Twin) -> list[dict[str, Any]]:
                     "completed": j.state is JobState.COMPLETED,
                     "interruptions": j.interruptions,
                     "preemptions": j.preemptions,
-                    "effective_training_time": _r(prod / span) if span > 0 else 0.0,
+                    "effective_training_time": _r(
+                        effective_training_time(prod, j.first_start_s, end)
+                    ),
                 }
             )
     return large

@@ -17,8 +17,10 @@ from fastapi.staticfiles import StaticFiles
 from cortex.control.api import (
     admin,
     cluster,
+    goodput,
     jobs,
     logs,
+    node_health,
     ops,
     power,
     progress,
@@ -47,7 +49,20 @@ def build_app(svc: Service) -> FastAPI:
     )
     app.state.service = svc
     why.register_metrics(svc)
-    for module in (submit, jobs, logs, admin, cluster, ops, power, why, progress, share):
+    for module in (
+        submit,
+        jobs,
+        logs,
+        admin,
+        cluster,
+        ops,
+        power,
+        why,
+        progress,
+        share,
+        goodput,
+        node_health,
+    ):
         app.include_router(module.router)
     assets = ops.swagger_assets_dir()
     if assets is not None:

@@ -1,0 +1,65 @@
+"""`cortex nodes [--unhealthy]` (like `sinfo -R`: nodes out of service or failing, with
+reasons), `cortex drain NODE --reason R [--burn-in-s S]` and `cortex undrain NODE` (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cortex.cli import client
+from cortex.cli.client import _call, _print_json, _ts, safe
+
+
+def nodes(
+    unhealthy: bool = typer.Option(
+        False, "--unhealthy", help="only nodes down, drained or with failures, with reasons"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Nodes, their accelerators and health; --unhealthy lists the failing ones and why."""
+    if not unhealthy:
+        client.nodes(as_json=as_json)
+        return
+    data = _call("GET", "/v1/nodes/health", params={"unhealthy": True})
+    if as_json:
+        _print_json(data)
+        return
+    t = Table("node", "state", "score", "node failures", "job failures", "since", "back at",
+              "reason")  # fmt: skip
+    for n in data:
+        t.add_row(
+            safe(n["name"]), safe(n["state"]), f"{n['score']:.2f}", str(n["node_failures"]),
+            str(n["job_failures"]), _ts(n["since"]),
+            _ts(n["return_at"]) if n["return_at"] else "-", safe(n["reason"]),
+        )  # fmt: skip
+    Console(highlight=False).print(t)
+
+
+def drain(
+    node: str = typer.Argument(..., help="the node's name"),
+    reason: str = typer.Option(..., "--reason", help="why (shown by cortex nodes --unhealthy)"),
+    burn_in_s: float | None = typer.Option(
+        None, "--burn-in-s", min=0, help="back in service after this long (default: undrain)"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Take a node out of service (admin): its jobs finish, nothing new starts there."""
+    body: dict[str, Any] = {"reason": reason}
+    if burn_in_s is not None:
+        body["burn_in_s"] = burn_in_s
+    data = _call("POST", f"/v1/nodes/{quote(node, safe='')}/drain", json=body, source="--reason")
+    if as_json:
+        _print_json(data)
+        return
+    back = data.get("return_at")
+    print(f"node {safe(node)} drained" + (f"; back at {_ts(back)}" if back else ""))
+
+
+def undrain(node: str = typer.Argument(..., help="the node's name")) -> None:
+    """Return a drained node to service (admin)."""
+    _call("POST", f"/v1/nodes/{quote(node, safe='')}/undrain")
+    print(f"node {safe(node)} undrained")
