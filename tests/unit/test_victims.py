@@ -466,3 +466,47 @@ def test_across_pods_finds_nothing_when_too_few_candidates_may_go() -> None:
     # One hall, a gang of 5 nodes: 6 candidates (0-5), but only 4 may go (2-5): short, and
     # without the two that may not, 4 < 5 candidates are left. No victims (not the 4 it has).
     assert _reclaim_victims(halls=1, gang=40) is None
+
+
+@pytest.mark.parametrize(("gang", "victims"), [(16, [71]), (24, [71, 70])])
+def test_pod_units_of_two_equal_multi_node_jobs_go_by_their_first_node(
+    gang: int, victims: list[int]
+) -> None:
+    # Pod 0: preemptible 2-node jobs 71 (nodes 0, 1) and 70 (nodes 2, 3), both cost (10, 16).
+    # The tie goes to the unit on the lower node: 71. Two nodes: 71 alone; three: 71 then
+    # 70 (71's 2 nodes are not enough), and 71 is still needed (4 - 2 = 2 < 3).
+    st, pend = _pod0({0: (71, LOW), 1: (71, LOW), 2: (70, LOW), 3: (70, LOW)})
+    assert _victims(st, pend, gang) == victims
+
+
+@pytest.mark.parametrize(
+    ("layout", "victims"),
+    [
+        ({1: (50, 5), 2: (0, LOW), 3: (0, LOW)}, [0]),
+        ({0: (50, LOW), 2: (1, LOW), 3: (1, LOW)}, [1]),
+    ],
+)
+def test_pod_units_of_one_node_and_of_a_multi_node_job_stay_apart(
+    layout: dict[int, tuple[int, int]], victims: list[int]
+) -> None:
+    # Pod 0 holds one free node, a 2-node preemptible job with a small id (0 or 1) and an
+    # 8-GPU job 50 (priority 5 or 10). A 24-GPU gang needs 3 nodes, 2 beyond the free one:
+    # 50 (lower priority, or equal and cheaper: 8 GPUs) is taken first, then the 2-node job
+    # (16); then 50 is needless (3 - 1 = 2 >= 2). A node's unit and a job's unit are apart
+    # whatever the job's id and the node's number.
+    st, pend = _pod0(layout)
+    assert _victims(st, pend, 24) == victims
+
+
+def test_pod_drops_every_unit_a_later_larger_one_made_needless() -> None:
+    # One pod of 8 nodes: preemptible 80 (node 0) and 81 (node 1), a normal 3-node job 82
+    # (nodes 2-4), production on 5-7. A production gang of 3 nodes: 80 (1 node), 81 (2),
+    # then 82 (5 >= 3). Newest first, 81 is needless (5 - 1 = 4 >= 3), then 80 too
+    # (4 - 1 = 3 >= 3): 82 alone.
+    st, pend, _ = testkit.setup_cycle(_wide(8))
+    _run(st, 80, ((0, 8),), prio=LOW)
+    _run(st, 81, ((1, 8),), prio=LOW)
+    _run(st, 82, ((2, 8), (3, 8), (4, 8)), prio=NORMAL)
+    for n in range(5, 8):
+        _run(st, 900 + n, ((n, 8),), prio=PROD)
+    assert _victims(st, pend, 24) == [82]
