@@ -510,3 +510,23 @@ def test_pod_drops_every_unit_a_later_larger_one_made_needless() -> None:
     for n in range(5, 8):
         _run(st, 900 + n, ((n, 8),), prio=PROD)
     assert _victims(st, pend, 24) == [82]
+
+
+def test_pod_search_compares_exactly_the_first_8_feasible_pods() -> None:
+    # 21 pods of 2 nodes. Pods 0-8: each held by one preemptible job (200 + i) whose other
+    # nodes lie in later pods: 3 more nodes for jobs 200-206 (cost 5 x 8 = 40 GPUs), 2 for
+    # 207 (32), none for 208 (16). Nodes 18-40 hold those extra nodes, two per pod (each such
+    # pod would cost two jobs, 80 GPUs or more); node 41 runs production. A production gang
+    # of 2 nodes: every pod's lower bound is (10, 16), below every cost, so pods are visited
+    # by index and none stops the visit. The first 8 compared are pods 0-7: 207 (32) beats
+    # 200-206 (40), and the search stops there; 208, cheaper still, is the 9th, not looked at.
+    group = {"flavor": "H100-SXM5", "nodes": 42, "nodes_per_pod": 2}
+    fleet = build(parse_fleet({"name": "pods", "halls": [{"name": "h", "groups": [group]}]}, "t"))
+    st, pend, _ = testkit.setup_cycle(fleet)
+    extra = iter(range(18, 41))
+    for i in range(9):
+        k = 3 if i < 7 else 2 if i == 7 else 0
+        nodes = [2 * i, 2 * i + 1, *(next(extra) for _ in range(k))]
+        _run(st, 200 + i, tuple((n, 8) for n in nodes), prio=LOW)
+    _run(st, 900, ((41, 8),), prio=PROD)
+    assert _victims(st, pend, 16) == [207]
