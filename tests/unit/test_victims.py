@@ -530,3 +530,23 @@ def test_pod_search_compares_exactly_the_first_8_feasible_pods() -> None:
         _run(st, 200 + i, tuple((n, 8) for n in nodes), prio=LOW)
     _run(st, 900, ((41, 8),), prio=PROD)
     assert _victims(st, pend, 16) == [207]
+
+
+def test_gang_across_halls_takes_tied_halls_in_hall_order() -> None:
+    # 16 halls: halls 0, 3, 6, 9, 12 and 15 hold 2 nodes (one pod), the others 1; every node
+    # runs a preemptible job (300 + node). A production gang of 13 nodes fits no hall: halls
+    # go by candidate count, ties by hall index: the six 2-node halls (12 nodes), then hall 1
+    # (node 2), not hall 2 (node 3) or any later one.
+    halls = [
+        {"name": f"h{i}", "groups": [
+            {"flavor": "H100-SXM5", "nodes": 2 if i % 3 == 0 else 1, "nodes_per_pod": 2}]}
+        for i in range(16)
+    ]  # fmt: skip
+    fleet = build(parse_fleet({"name": "halls", "halls": halls}, "t"))
+    st, pend, _ = testkit.setup_cycle(fleet)
+    for n in range(len(fleet.node_flavor)):
+        _run(st, 300 + n, ((n, 8),), prio=LOW)
+    first_nodes = [n for n in range(len(fleet.node_hall)) if fleet.node_hall[n] % 3 == 0]
+    assert len(first_nodes) == 12 and fleet.node_hall[2] == 1
+    got = _victims(st, pend, 13 * 8)
+    assert got is not None and sorted(got) == sorted([300 + n for n in first_nodes] + [302])
