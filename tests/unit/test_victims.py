@@ -466,3 +466,87 @@ def test_across_pods_finds_nothing_when_too_few_candidates_may_go() -> None:
     # One hall, a gang of 5 nodes: 6 candidates (0-5), but only 4 may go (2-5): short, and
     # without the two that may not, 4 < 5 candidates are left. No victims (not the 4 it has).
     assert _reclaim_victims(halls=1, gang=40) is None
+
+
+@pytest.mark.parametrize(("gang", "victims"), [(16, [71]), (24, [71, 70])])
+def test_pod_units_of_two_equal_multi_node_jobs_go_by_their_first_node(
+    gang: int, victims: list[int]
+) -> None:
+    # Pod 0: preemptible 2-node jobs 71 (nodes 0, 1) and 70 (nodes 2, 3), both cost (10, 16).
+    # The tie goes to the unit on the lower node: 71. Two nodes: 71 alone; three: 71 then
+    # 70 (71's 2 nodes are not enough), and 71 is still needed (4 - 2 = 2 < 3).
+    st, pend = _pod0({0: (71, LOW), 1: (71, LOW), 2: (70, LOW), 3: (70, LOW)})
+    assert _victims(st, pend, gang) == victims
+
+
+@pytest.mark.parametrize(
+    ("layout", "victims"),
+    [
+        ({1: (50, 5), 2: (0, LOW), 3: (0, LOW)}, [0]),
+        ({0: (50, LOW), 2: (1, LOW), 3: (1, LOW)}, [1]),
+    ],
+)
+def test_pod_units_of_one_node_and_of_a_multi_node_job_stay_apart(
+    layout: dict[int, tuple[int, int]], victims: list[int]
+) -> None:
+    # Pod 0 holds one free node, a 2-node preemptible job with a small id (0 or 1) and an
+    # 8-GPU job 50 (priority 5 or 10). A 24-GPU gang needs 3 nodes, 2 beyond the free one:
+    # 50 (lower priority, or equal and cheaper: 8 GPUs) is taken first, then the 2-node job
+    # (16); then 50 is needless (3 - 1 = 2 >= 2). A node's unit and a job's unit are apart
+    # whatever the job's id and the node's number.
+    st, pend = _pod0(layout)
+    assert _victims(st, pend, 24) == victims
+
+
+def test_pod_drops_every_unit_a_later_larger_one_made_needless() -> None:
+    # One pod of 8 nodes: preemptible 80 (node 0) and 81 (node 1), a normal 3-node job 82
+    # (nodes 2-4), production on 5-7. A production gang of 3 nodes: 80 (1 node), 81 (2),
+    # then 82 (5 >= 3). Newest first, 81 is needless (5 - 1 = 4 >= 3), then 80 too
+    # (4 - 1 = 3 >= 3): 82 alone.
+    st, pend, _ = testkit.setup_cycle(_wide(8))
+    _run(st, 80, ((0, 8),), prio=LOW)
+    _run(st, 81, ((1, 8),), prio=LOW)
+    _run(st, 82, ((2, 8), (3, 8), (4, 8)), prio=NORMAL)
+    for n in range(5, 8):
+        _run(st, 900 + n, ((n, 8),), prio=PROD)
+    assert _victims(st, pend, 24) == [82]
+
+
+def test_pod_search_compares_exactly_the_first_8_feasible_pods() -> None:
+    # 21 pods of 2 nodes. Pods 0-8: each held by one preemptible job (200 + i) whose other
+    # nodes lie in later pods: 3 more nodes for jobs 200-206 (cost 5 x 8 = 40 GPUs), 2 for
+    # 207 (32), none for 208 (16). Nodes 18-40 hold those extra nodes, two per pod (each such
+    # pod would cost two jobs, 80 GPUs or more); node 41 runs production. A production gang
+    # of 2 nodes: every pod's lower bound is (10, 16), below every cost, so pods are visited
+    # by index and none stops the visit. The first 8 compared are pods 0-7: 207 (32) beats
+    # 200-206 (40), and the search stops there; 208, cheaper still, is the 9th, not looked at.
+    group = {"flavor": "H100-SXM5", "nodes": 42, "nodes_per_pod": 2}
+    fleet = build(parse_fleet({"name": "pods", "halls": [{"name": "h", "groups": [group]}]}, "t"))
+    st, pend, _ = testkit.setup_cycle(fleet)
+    extra = iter(range(18, 41))
+    for i in range(9):
+        k = 3 if i < 7 else 2 if i == 7 else 0
+        nodes = [2 * i, 2 * i + 1, *(next(extra) for _ in range(k))]
+        _run(st, 200 + i, tuple((n, 8) for n in nodes), prio=LOW)
+    _run(st, 900, ((41, 8),), prio=PROD)
+    assert _victims(st, pend, 16) == [207]
+
+
+def test_gang_across_halls_takes_tied_halls_in_hall_order() -> None:
+    # 16 halls: halls 0, 3, 6, 9, 12 and 15 hold 2 nodes (one pod), the others 1; every node
+    # runs a preemptible job (300 + node). A production gang of 13 nodes fits no hall: halls
+    # go by candidate count, ties by hall index: the six 2-node halls (12 nodes), then hall 1
+    # (node 2), not hall 2 (node 3) or any later one.
+    halls = [
+        {"name": f"h{i}", "groups": [
+            {"flavor": "H100-SXM5", "nodes": 2 if i % 3 == 0 else 1, "nodes_per_pod": 2}]}
+        for i in range(16)
+    ]  # fmt: skip
+    fleet = build(parse_fleet({"name": "halls", "halls": halls}, "t"))
+    st, pend, _ = testkit.setup_cycle(fleet)
+    for n in range(len(fleet.node_flavor)):
+        _run(st, 300 + n, ((n, 8),), prio=LOW)
+    first_nodes = [n for n in range(len(fleet.node_hall)) if fleet.node_hall[n] % 3 == 0]
+    assert len(first_nodes) == 12 and fleet.node_hall[2] == 1
+    got = _victims(st, pend, 13 * 8)
+    assert got is not None and sorted(got) == sorted([300 + n for n in first_nodes] + [302])
