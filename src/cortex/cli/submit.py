@@ -1,0 +1,234 @@
+"""`cortex submit`: a YAML job file, or a one-off command after `--` (like `sbatch --wrap` and
+`ray job submit -- CMD`); `--wait` follows the jobs to their end and exits as they did."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import typer
+from typer.core import TyperCommand
+
+from cortex.cli.client import FINAL_STATES, _base_url, _call, _fail, job_cols
+from cortex.cli.output import CONTROL, JSON, JSON_FILE, OUTPUT, Out, bad_option
+
+SUBMIT_TRIES = 4  # a connection error is retried with the same idempotency key
+WAIT_POLL_S = (0.5, 1.0, 2.0, 5.0)  # --wait polls fast first, then every 5 s
+SOURCE = "cortex submit"
+
+
+class SubmitCommand(TyperCommand):
+    """Remembers how many arguments came after `--`: those are the one-off command, the one
+    before them (if any) the job file. Click drops the `--` itself, so this is the only place
+    that can tell `submit job.yaml` from `submit -- job.yaml`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta["cortex.after_dashdash"] = len(args) - args.index("--") - 1 if "--" in args else 0
+        return super().parse_args(ctx, args)
+
+
+def _refuse(field: str, reason: str) -> NoReturn:
+    bad_option(SOURCE, field, reason)
+
+
+def _job_file(file: Path) -> tuple[Any, int]:
+    """The file's jobs as a request body (one job, or `{jobs: [...]}`) and their count; one
+    line and exit 2 for anything unreadable."""
+    from cortex.control.bodies import BodyError, load_yaml  # PyYAML: only for a file
+
+    try:
+        raw = file.read_bytes()
+    except OSError as err:
+        _fail(f"{file}: <file>: {err.strerror or err}", 2)
+    try:
+        data = load_yaml(raw)
+    except BodyError as err:
+        _fail(f"{file}: <yaml>: {err}", 2)
+    items = data.get("jobs") if isinstance(data, dict) and "jobs" in data else data
+    if isinstance(items, list):
+        if not items:
+            _fail(f"{file}: jobs: no jobs in file", 2)
+        return {"jobs": items}, len(items)
+    if not isinstance(items, dict):
+        _fail(f"{file}: <root>: expected a job mapping or a list of jobs", 2)
+    return items, 1
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for p in pairs:
+        name, eq, value = p.partition("=")
+        if not eq or not name:
+            _refuse("--env", f"{p!r}: expected NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def _one_off(cmd: list[str], opts: dict[str, Any]) -> dict[str, Any]:
+    """A job body for a command line given after `--`: the options given and a name from the
+    program. No working directory unless asked (the service's run directory: the caller's
+    own directory may lie outside the team's allowed roots, or on another machine)."""
+    job: dict[str, Any] = {
+        "name": opts["name"] or Path(cmd[0]).name[:64] or "job",
+        "gpus": opts["gpus"],
+        "command": cmd,
+    }
+    if opts["working_dir"]:
+        job["working_dir"] = os.path.abspath(opts["working_dir"])
+    for key in ("team", "priority_class", "duration_s", "nprocs"):
+        if opts[key] is not None:
+            job[key] = opts[key]
+    if opts["flavor"]:
+        job["flavors"] = opts["flavor"]
+    if opts["env"]:
+        job["env"] = _env(opts["env"])
+    return job
+
+
+def _post(body: Any, payload: bytes, key: str, source: str) -> Any:
+    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
+    for attempt in range(SUBMIT_TRIES):
+        try:
+            return _call(
+                "POST", "/v1/jobs", content=payload, headers=headers, retry=True, source=source
+            )
+        except httpx.TransportError as err:
+            if attempt == SUBMIT_TRIES - 1:
+                _fail(f"cannot reach {_base_url()}: {err} (idempotency key {key})")
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def exit_code_of(jobs: list[dict[str, Any]]) -> int:
+    """`--wait`'s exit status, as `sbatch --wait` gives it for several jobs: the highest of
+    theirs. Completed is 0; failed is the job's own exit code when it has one in 1..255, else
+    1; cancelled and rejected are 1 (no process exit code says why)."""
+    worst = 0
+    for j in jobs:
+        if j["state"] == "completed":
+            code = 0
+        elif (
+            j["state"] == "failed"
+            and isinstance(j.get("exit_code"), int)
+            and (1 <= j["exit_code"] <= 255)
+        ):
+            code = j["exit_code"]
+        else:
+            code = 1
+        worst = max(worst, code)
+    return worst
+
+
+def wait_for_jobs(ids: list[int], timeout_s: float) -> list[dict[str, Any]]:
+    """Poll until every job is final; their last answers. Past `timeout_s` (0: no limit):
+    one line and exit 1."""
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    polls = 0
+    final: dict[int, dict[str, Any]] = {}
+    while True:
+        for jid in ids:
+            if jid not in final:
+                j = _call("GET", f"/v1/jobs/{jid}")
+                if j["state"] in FINAL_STATES:
+                    final[jid] = j
+        if len(final) == len(ids):
+            return [final[j] for j in ids]
+        if deadline is not None and time.monotonic() > deadline:
+            left = [str(j) for j in ids if j not in final]
+            _fail(f"--wait: timed out after {timeout_s:g} s; still running: {', '.join(left)}")
+        time.sleep(WAIT_POLL_S[min(polls, len(WAIT_POLL_S) - 1)])
+        polls += 1
+
+
+def submit(
+    ctx: typer.Context,
+    args: list[str] = typer.Argument(
+        None,
+        help="a job YAML (one job, a list, or a list under `jobs:`), or `-- CMD ARGS` to run "
+        "one command",
+        show_default=False,
+    ),
+    name: str | None = typer.Option(None, "--name", help="one-off: the job's name"),
+    gpus: int = typer.Option(1, "--gpus", min=1, max=2**31 - 1, help="one-off: GPUs"),
+    team: str | None = typer.Option(None, "--team", help="one-off: team (admin token only)"),
+    priority_class: str | None = typer.Option(None, "--priority-class", help="one-off"),
+    flavor: list[str] = typer.Option([], "--flavor", help="one-off: acceptable flavor (repeat)"),
+    duration_s: float | None = typer.Option(
+        None, "--duration-s", min=0.001, max=1e9, help="one-off: runtime estimate"
+    ),
+    nprocs: int | None = typer.Option(None, "--nprocs", min=1, max=1024, help="one-off: ranks"),
+    env: list[str] = typer.Option([], "--env", help="one-off: NAME=VALUE (repeat)"),
+    working_dir: str | None = typer.Option(
+        None, "--working-dir", help="one-off: where it runs (`.`: this directory)"
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="wait until every job is final; exit as they did (0: completed)"
+    ),
+    wait_timeout_s: float = typer.Option(
+        0.0, "--wait-timeout-s", min=0, max=1e9, help="give up waiting after this (0: never)"
+    ),
+    idempotency_key: str | None = typer.Option(
+        None,
+        "--idempotency-key",
+        help="submit at most once under this key (default: a new key, reused by this "
+        "command's own retries after a connection error)",
+    ),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = typer.Option(
+        False, "--parsable", help="print only the job ids, one a line (like sbatch --parsable)"
+    ),
+) -> None:
+    """Submit the jobs in a YAML file (JobSpec fields plus command, env, working_dir; several
+    jobs are stored all or nothing), or one command: `cortex submit --gpus 2 -- python x.py`."""
+    out = Out.pick(SOURCE, output, as_json, json_file, parsable)
+    args = list(args or [])
+    n_cmd = int(ctx.meta.get("cortex.after_dashdash", 0))
+    cmd, before = (args[len(args) - n_cmd :], args[: len(args) - n_cmd]) if n_cmd else ([], args)
+    if cmd and before:
+        _refuse("FILE", "give a job file or a command after `--`, not both")
+    if not cmd and len(before) != 1:
+        _refuse("FILE", "expected one job file, or a command after `--`")
+    if cmd:
+        opts = {
+            "name": name, "gpus": gpus, "team": team, "priority_class": priority_class,
+            "flavor": flavor, "duration_s": duration_s, "nprocs": nprocs, "env": env,
+            "working_dir": working_dir,
+        }  # fmt: skip
+        body: Any = _one_off(cmd, opts)
+        count, source = 1, SOURCE
+    else:
+        body, count = _job_file(Path(before[0]))
+        source = before[0]
+    try:
+        # YAML takes values JSON has no form for (!!binary, !!set): refused here, by name.
+        payload = json.dumps(body, allow_nan=True).encode()
+    except (TypeError, ValueError) as err:
+        _fail(f"{source}: <yaml>: {err}", 2)
+    key = idempotency_key or f"cli-{uuid.uuid4()}"
+    data = _post(body, payload, key, source)
+    created = data["jobs"] if "jobs" in body else [data]
+    if out.fmt == "parsable":
+        for j in created:
+            print(j["id"])
+    elif out.fmt == "table":
+        out.emit(created)
+        for j in created:
+            print(f"submitted job {j['id']} ({CONTROL.sub('?', j['name'])})")
+    else:
+        out.rows(created, created, job_cols())
+    if len(created) != count:
+        _fail(f"{source}: expected {count} jobs back, got {len(created)}")
+    if wait:
+        done = wait_for_jobs([j["id"] for j in created], wait_timeout_s)
+        if out.fmt == "table":
+            for j in done:
+                code = j.get("exit_code")
+                print(f"job {j['id']} {j['state']}" + (f" (exit {code})" if code else ""))
+        raise typer.Exit(exit_code_of(done))
