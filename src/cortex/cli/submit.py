@@ -14,7 +14,7 @@ import httpx
 import typer
 from typer.core import TyperCommand
 
-from cortex.cli.client import FINAL_STATES, _base_url, _call, _fail, job_cols
+from cortex.cli.client import FINAL_STATES, _base_url, _call, _fail, _start, job_cols
 from cortex.cli.output import CONTROL, JSON, JSON_FILE, OUTPUT, Out, bad_option
 
 SUBMIT_TRIES = 4  # a connection error is retried with the same idempotency key
@@ -145,6 +145,35 @@ def wait_for_jobs(ids: list[int], timeout_s: float) -> list[dict[str, Any]]:
         polls += 1
 
 
+def _dry_run(out: Out, body: Any, payload: bytes, source: str) -> None:
+    if "jobs" in body:
+        _refuse("--dry-run", "takes one job; this file has a list")
+    got = _call(
+        "POST", "/v1/jobs/dry-run", content=payload, source=source,
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    if out.emit(got):
+        return
+    if out.fmt == "parsable":
+        print("start_s|low_s|high_s|flavor|nodes|never|reason")
+        nodes = ",".join(f"{n['node']}:{n['gpus']}" for n in got.get("nodes") or [])
+        cells = [got.get(k) for k in ("start_s", "low_s", "high_s", "flavor")]
+        cells += [nodes, got.get("never"), got.get("reason")]
+        print("|".join("" if c is None else CONTROL.sub("?", str(c)) for c in cells))
+        return
+    if got.get("never"):
+        print(f"it would never start: {CONTROL.sub('?', str(got['reason']))}")
+    elif got.get("start_s") is None:
+        why = got.get("reason") or "not within the estimate's horizon (30 days)"
+        print(f"no start estimate: {CONTROL.sub('?', str(why))}")
+    else:
+        where = ", ".join(f"{CONTROL.sub('?', n['node'])} ({n['gpus']})" for n in got["nodes"])
+        print(
+            f"it would start at {_start(got)} in queue {CONTROL.sub('?', got['queue'])}, on "
+            f"{CONTROL.sub('?', got['flavor'])}: {where} (nothing submitted)"
+        )
+
+
 def submit(
     ctx: typer.Context,
     args: list[str] = typer.Argument(
@@ -165,6 +194,9 @@ def submit(
     env: list[str] = typer.Option([], "--env", help="one-off: NAME=VALUE (repeat)"),
     working_dir: str | None = typer.Option(
         None, "--working-dir", help="one-off: where it runs (`.`: this directory)"
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="where and when it would start; submit nothing (one job)"
     ),
     wait: bool = typer.Option(
         False, "--wait", help="wait until every job is final; exit as they did (0: completed)"
@@ -211,6 +243,9 @@ def submit(
         payload = json.dumps(body, allow_nan=True).encode()
     except (TypeError, ValueError) as err:
         _fail(f"{source}: <yaml>: {err}", 2)
+    if dry_run:
+        _dry_run(out, body, payload, source)
+        return
     key = idempotency_key or f"cli-{uuid.uuid4()}"
     data = _post(body, payload, key, source)
     created = data["jobs"] if "jobs" in body else [data]

@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from cortex.control.api import (
     admin,
     cluster,
+    dryrun,
     jobs,
     logs,
     ops,
@@ -47,7 +48,7 @@ def build_app(svc: Service) -> FastAPI:
     )
     app.state.service = svc
     why.register_metrics(svc)
-    for module in (submit, jobs, logs, admin, cluster, ops, power, why, progress, share):
+    for module in (submit, jobs, logs, admin, cluster, ops, power, why, progress, share, dryrun):
         app.include_router(module.router)
     assets = ops.swagger_assets_dir()
     if assets is not None:
