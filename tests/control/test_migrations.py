@@ -23,6 +23,7 @@ TABLES = {
     "idempotency_keys",
     "preemptions",
     "site_settings",
+    "job_gates",
 }
 
 

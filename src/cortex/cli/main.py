@@ -29,6 +29,8 @@ LAZY: dict[str, tuple[str, str, str | None, str]] = {
     "jobs": ("cortex.cli.client", "jobs", None, "List jobs, newest first."),
     "job": ("cortex.cli.client", "job", None, "One job: history, progress, why it waits."),
     "cancel": ("cortex.cli.client", "cancel", None, "Cancel jobs."),
+    "hold": ("cortex.cli.holds", "hold", None, "Hold waiting jobs."),
+    "release": ("cortex.cli.holds", "release", None, "Release held jobs."),
     "logs": ("cortex.cli.client", "logs", None, "Print a job's output."),
     "queues": ("cortex.cli.client", "queues", None, "Queues, quotas and usage."),
     "nodes": ("cortex.cli.client", "nodes", None, "Nodes, their accelerators and health."),

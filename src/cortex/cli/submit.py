@@ -69,6 +69,38 @@ def _env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def parse_dependency(text: str) -> list[int]:
+    """`afterok:ID[:ID...]`, several joined by commas (Slurm's syntax): the job ids."""
+    ids: list[int] = []
+    for clause in text.split(","):
+        kind, _, rest = clause.strip().partition(":")
+        if kind != "afterok":
+            _refuse("--dependency", f"{clause!r}: only afterok:ID[:ID] is supported")
+        for part in rest.split(":"):
+            if not part.isdigit() or not 1 <= int(part) <= 2**31 - 1:
+                _refuse("--dependency", f"{clause!r}: {part!r} is not a job id")
+            ids.append(int(part))
+    if len(ids) > 64:
+        _refuse("--dependency", "at most 64 dependencies")
+    return ids
+
+
+def _with_gates(body: Any, hold: bool, dependency: str | None, array: str | None) -> Any:
+    """The gate options applied to every job of the body."""
+    extra: dict[str, Any] = {}
+    if hold:
+        extra["hold"] = True
+    if dependency:
+        extra["after_ok"] = parse_dependency(dependency)
+    if array:
+        extra["array"] = array
+    if not extra:
+        return body
+    if "jobs" in body:
+        return {"jobs": [{**j, **extra} if isinstance(j, dict) else j for j in body["jobs"]]}
+    return {**body, **extra}
+
+
 def _one_off(cmd: list[str], opts: dict[str, Any]) -> dict[str, Any]:
     """A job body for a command line given after `--`: the options given and a name from the
     program. No working directory unless asked (the service's run directory: the caller's
@@ -195,6 +227,16 @@ def submit(
     working_dir: str | None = typer.Option(
         None, "--working-dir", help="one-off: where it runs (`.`: this directory)"
     ),
+    hold: bool = typer.Option(False, "--hold", help="submit held (cortex release ID runs it)"),
+    dependency: str | None = typer.Option(
+        None, "--dependency", "-d", help="afterok:ID[:ID]: start only after these completed"
+    ),
+    array: str | None = typer.Option(
+        None,
+        "--array",
+        help="a job array, e.g. 0-99%8: one job per index (CORTEX_ARRAY_INDEX), "
+        "at most 8 running at once",
+    ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="where and when it would start; submit nothing (one job)"
     ),
@@ -238,6 +280,7 @@ def submit(
     else:
         body, count = _job_file(Path(before[0]))
         source = before[0]
+    body = _with_gates(body, hold, dependency, array)
     try:
         # YAML takes values JSON has no form for (!!binary, !!set): refused here, by name.
         payload = json.dumps(body, allow_nan=True).encode()
@@ -248,7 +291,7 @@ def submit(
         return
     key = idempotency_key or f"cli-{uuid.uuid4()}"
     data = _post(body, payload, key, source)
-    created = data["jobs"] if "jobs" in body else [data]
+    created = data["jobs"] if "jobs" in data and isinstance(data["jobs"], list) else [data]
     if out.fmt == "parsable":
         for j in created:
             print(j["id"])
@@ -258,7 +301,7 @@ def submit(
             print(f"submitted job {j['id']} ({CONTROL.sub('?', j['name'])})")
     else:
         out.rows(created, created, job_cols())
-    if len(created) != count:
+    if len(created) != count and not array:
         _fail(f"{source}: expected {count} jobs back, got {len(created)}")
     if wait:
         done = wait_for_jobs([j["id"] for j in created], wait_timeout_s)

@@ -38,6 +38,7 @@ from cortex.control.loop_exits import (
     ExitsMixin,
 )
 from cortex.control.loop_fleet import FleetMixin
+from cortex.control.loop_gates import GatesMixin
 from cortex.control.loop_launch import LaunchMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
@@ -96,7 +97,7 @@ def _speeds(flavor: str) -> dict[str, float]:
     return speeds
 
 
-class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
+class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, GatesMixin):
     """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
     what the store says (control/mirror.py), rebuilt from the store by `recover()`
     (control/recovery.py)."""
@@ -179,6 +180,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
         self.wake_event = threading.Event()
         self.queues_dirty = True
         self.dirty = True
+        self.init_gates()
         self.tick_now = 0.0  # the running tick's clock reading (one per tick)
         self._last_cycle = 0.0
         self._last_beat = 0.0
@@ -269,6 +271,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
     def reset(self) -> None:
         """Forget the in-memory mirror (recovery rebuilds it from the store)."""
         self.mirror.reset()
+        self.parked.clear()
         self._new_alloc.clear()
         self.queues_dirty = True
         self._last_cancel_scan = 0.0  # hints taken by a failed tick: the next tick scans all
@@ -340,6 +343,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
             for e in exits:
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
+            self.run_gates(s, now, bool(exits or cancels))
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S
@@ -361,6 +365,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
 
     def _ingest(self, s: Session, ids: list[int], new: list[tuple[Any, Job]], now: float) -> None:
         store.mark_seen(s, ids)
+        gated = self.park_gated(s, [job for _, job in new])
         for _row, job in new:
             reason = self._resolve(job)
             if reason is not None:
@@ -373,7 +378,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin):
                 row.ended_at = now
                 store.event(s, "rejected", why, job_id=row.id, team=row.team, at=now)
                 continue
-            self.mirror.enqueue(job)
+            if job.id not in gated:
+                self.mirror.enqueue(job)
         self.dirty = True
 
     def _schedule(self, now: float) -> Plan:

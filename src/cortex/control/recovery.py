@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
-from cortex.control import store
+from cortex.control import store, store_gates
 from cortex.control.clock import Clock
 from cortex.control.db import Sessions
 from cortex.control.mirror import Mirror
 from cortex.drive import intake, runs
 from cortex.scheduler.reasons import Reason
 from cortex.workload.job import Job
-from cortex.workload.states import JobState
+from cortex.workload.states import PENDING, JobState
 
 log = logging.getLogger("cortex.control")
 
@@ -70,6 +70,8 @@ class RecoveryMixin:
     schedulable: bool
     dirty: bool
     tick_lock: Any
+    parked: dict[int, Job]
+    gates_dirty: bool
 
     if TYPE_CHECKING:  # SchedulerLoop's and its mixins'
 
@@ -184,6 +186,7 @@ class RecoveryMixin:
             self.rebuild(s)
             holding: set[int] = set()
             live = {(h.job_id, h.attempt): h for h in self._live_handles()}
+            gated = store_gates.gated_ids(s)  # parked again, not queued (loop_gates.py)
             for row in store.unfinished_jobs(s):
                 row.seen = True
                 job = self.mem_job(row)
@@ -212,6 +215,10 @@ class RecoveryMixin:
                         continue
                     counts["lost"] += 1
                 if why is not None:
+                    continue
+                if row.id in gated and JobState(row.state) in PENDING:
+                    self.parked[row.id] = job
+                    self.gates_dirty = True
                     continue
                 until = _retry_until(s, row)
                 # A restart does not cut a retry delay short.

@@ -18,6 +18,7 @@ from cortex.control.api import (
     admin,
     cluster,
     dryrun,
+    holds,
     jobs,
     logs,
     ops,
@@ -48,7 +49,20 @@ def build_app(svc: Service) -> FastAPI:
     )
     app.state.service = svc
     why.register_metrics(svc)
-    for module in (submit, jobs, logs, admin, cluster, ops, power, why, progress, share, dryrun):
+    for module in (
+        submit,
+        jobs,
+        logs,
+        admin,
+        cluster,
+        ops,
+        power,
+        why,
+        progress,
+        share,
+        dryrun,
+        holds,
+    ):
         app.include_router(module.router)
     assets = ops.swagger_assets_dir()
     if assets is not None:

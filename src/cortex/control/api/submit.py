@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from cortex.control import store
+from cortex.control import gates, store
 from cortex.control.api.deps import err, principal, pydantic_detail
 from cortex.control.auth import Principal
 from cortex.control.batcher import IdemKey, IdempotencyConflictError, Submitted
@@ -144,7 +144,27 @@ def parse_submission(
     if len(teams) > 1:
         # One key, one team: a replay is looked up under the submission's team.
         raise err(422, ["body", "jobs"], "all jobs of one submission must be one team's")
-    return reqs, many
+    return check_gates(svc, reqs, many, who)
+
+
+def check_gates(
+    svc: Service, reqs: list[SubmitRequest], many: bool, who: Principal
+) -> tuple[list[SubmitRequest], bool]:
+    """Dependencies checked, arrays expanded (control/gates.py); 422 naming the field."""
+
+    def refuse(n: int, field: str, msg: str) -> NoReturn:
+        raise err(422, ["body", "jobs", n, field] if many else ["body", field], msg)
+
+    if any(r.after_ok for r in reqs):
+        with svc.sessions() as s:
+            gates.check_dependencies(s, reqs, lambda a, b: who.admin or a == b, refuse)
+    if not any(r.array for r in reqs):
+        return reqs, many
+    try:
+        out, _ = gates.expand(reqs, svc.settings.max_jobs_per_submit)
+    except gates.GateError as e:
+        refuse(e.index, e.field, str(e))
+    return out, True
 
 
 def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> SubmitRequest:

@@ -1,0 +1,141 @@
+"""Job gates in the scheduler loop: a queued job with a gate (control/store_gates.py) is parked
+here instead of joining the scheduler's queues, so the scheduler never sees it, and joins
+them when every gate is open:
+- held (`cortex hold`) until released;
+- `after_ok`: until every dependency completed; a dependency that failed, was cancelled or
+  rejected can never complete, so the job is cancelled, with that reason;
+- a job array's limit: at most `array_limit` of its members queued or running at once,
+  released in index order.
+
+Gates are judged again only when something could have opened one (a gated job arrived, a job
+ended or was cancelled, a hold or release was asked), not every tick."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from cortex.control import models as m
+from cortex.control import store, store_gates
+from cortex.drive import intake
+from cortex.workload.job import Job
+from cortex.workload.states import PENDING, JobState
+
+
+class GatesMixin:
+    # Provided by the loop.
+    mirror: Any
+    dirty: bool
+
+    def _resolve(self, job: Job) -> Any: ...
+    def wake(self) -> None: ...
+
+    def init_gates(self) -> None:
+        self.parked: dict[int, Job] = {}
+        self.gates_dirty = False
+        self._hold_asked: set[int] = set()
+        self._hold_lock = threading.Lock()
+
+    def request_gates(self, hold_job: int | None = None) -> None:
+        """The API changed a gate (a hold of `hold_job`, or a release): judge them again."""
+        if hold_job is not None:
+            with self._hold_lock:
+                self._hold_asked.add(hold_job)
+        self.gates_dirty = True
+        self.wake()
+
+    def park_gated(self, s: Session, jobs: list[Job]) -> set[int]:
+        """The ids among newly seen jobs that have a gate: parked (not queued)."""
+        ids = store_gates.gated_ids(s, [j.id for j in jobs])
+        for j in jobs:
+            if j.id in ids:
+                self.parked[j.id] = j
+        if ids:
+            self.gates_dirty = True
+        return ids
+
+    def run_gates(self, s: Session, now: float, changed: bool) -> None:
+        """Park newly held jobs; queue parked jobs whose gates opened; cancel those whose
+        dependency can never complete. `changed`: a job ended or was cancelled this tick."""
+        with self._hold_lock:
+            asked, self._hold_asked = self._hold_asked, set()
+        if not (self.gates_dirty or asked or (changed and self.parked)):
+            return
+        self.gates_dirty = False
+        for jid in sorted(asked):
+            job = self.mirror.jobs.get(jid)
+            # Only a job still waiting: one admitted meanwhile runs (the hold came too late).
+            if job is not None and job.state in PENDING and self.mirror.withdraw(jid) is False:
+                self.parked[jid] = job
+                self.dirty = True
+        if self.parked:
+            self._judge(s, now)
+
+    def _judge(self, s: Session, now: float) -> None:
+        # The tick runs without autoflush: this tick's exits must be visible to the queries.
+        s.flush()
+        ids = sorted(self.parked)  # array members go in index (submission) order
+        rows = {r.id: r for r in store.jobs_by_id(s, ids)}
+        gates = store_gates.gates(s, ids)
+        deps = store_gates.states(s, {d for g in gates.values() for d in g.after_ok or []})
+        active: dict[str, int] = {}
+        for jid in ids:
+            row, gate = rows.get(jid), gates.get(jid)
+            if row is None or row.state not in (JobState.QUEUED.value, JobState.REQUEUED.value):
+                del self.parked[jid]  # cancelled while parked, or gone
+                continue
+            wait = self._waits(s, row, gate, deps, active, now) if gate is not None else None
+            if wait == "cancelled":
+                del self.parked[jid]
+            elif wait is not None:
+                if row.reason != wait:
+                    row.reason = wait
+            else:
+                self._unpark(s, row, now)
+
+    def _waits(
+        self,
+        s: Session,
+        row: m.Job,
+        gate: m.JobGate,
+        deps: dict[int, tuple[str, str]],
+        active: dict[str, int],
+        now: float,
+    ) -> str | None:
+        """Why the job must still wait (None: it may be queued; "cancelled": it was)."""
+        if gate.held:
+            return f"held (cortex release {row.id})"
+        for d in gate.after_ok or []:
+            state = deps.get(d, ("missing", ""))[0]
+            if state in store_gates.FINAL_NOT_OK or state == "missing":
+                why = f"dependency afterok:{d} can never be satisfied (job {d} {state})"
+                store.move(s, row, JobState.CANCELLED, why, now)
+                row.ended_at = now
+                store.event(s, "cancel", why, job_id=row.id, team=row.team, at=now)
+                return "cancelled"
+        waiting = [d for d in gate.after_ok or [] if deps[d][0] != JobState.COMPLETED.value]
+        if waiting:
+            return "waiting for dependencies: afterok:" + ":".join(map(str, waiting))
+        key, limit = gate.array_key, gate.array_limit
+        if key is not None and limit is not None:
+            if key not in active:
+                active[key] = store_gates.array_active(s, key, self.parked)
+            if active[key] >= limit:
+                return f"job array limit: {limit} at once"
+            active[key] += 1
+        return None
+
+    def _unpark(self, s: Session, row: m.Job, now: float) -> None:
+        job = self.parked.pop(row.id)
+        reason = self._resolve(job)  # the queues may have changed while it was parked
+        if reason is not None:
+            why = intake.describe(reason)
+            store.move(s, row, JobState.REJECTED, why, now)
+            row.ended_at = now
+            store.event(s, "rejected", why, job_id=row.id, team=row.team, at=now)
+            return
+        row.reason = "gates open: queued"
+        self.mirror.enqueue(job)
+        self.dirty = True

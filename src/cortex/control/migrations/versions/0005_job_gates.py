@@ -1,0 +1,35 @@
+"""job gates: holds, afterok dependencies and job-array limits
+
+Revision ID: 0005_job_gates
+Revises: 0004_site_settings
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005_job_gates"
+down_revision = "0004_site_settings"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "job_gates",
+        sa.Column("job_id", sa.Integer(), nullable=False),
+        sa.Column("held", sa.Boolean(), nullable=False),
+        sa.Column("after_ok", sa.JSON(), nullable=False),
+        sa.Column("array_key", sa.String(length=64), nullable=True),
+        sa.Column("array_index", sa.Integer(), nullable=True),
+        sa.Column("array_limit", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"]),
+        sa.PrimaryKeyConstraint("job_id"),
+    )
+    op.create_index("ix_job_gates_array_key", "job_gates", ["array_key"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_job_gates_array_key", table_name="job_gates")
+    op.drop_table("job_gates")

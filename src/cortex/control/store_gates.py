@@ -1,0 +1,95 @@
+"""The store's queries for job gates (holds, afterok dependencies, job-array limits): kept
+apart from store.py, which is near its size limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cortex.control import models as m
+from cortex.workload.states import JobState
+
+# A job left failed has no retry left (a retried run is requeued in the same step).
+FINAL_NOT_OK = (JobState.FAILED.value, JobState.CANCELLED.value, JobState.REJECTED.value)
+FINAL = (JobState.COMPLETED.value, *FINAL_NOT_OK)
+
+
+def insert_gates(s: Session, reqs: Sequence[Any], outs: Sequence[Any]) -> None:
+    """Gate rows for the submissions that have any (`outs` are their jobs, in order)."""
+    for req, out in zip(reqs, outs, strict=True):
+        member = req._array_member
+        if not (req.hold or req.after_ok or member):
+            continue
+        key, index, limit = member if member else (None, None, None)
+        s.add(
+            m.JobGate(
+                job_id=out.id,
+                held=req.hold,
+                after_ok=sorted(set(req.after_ok)),
+                array_key=key,
+                array_index=index,
+                array_limit=limit,
+            )
+        )
+
+
+def gated_ids(s: Session, ids: Iterable[int] | None = None) -> set[int]:
+    """Which of these jobs (all unfinished jobs, with None) have a gate row."""
+    q = select(m.JobGate.job_id)
+    if ids is not None:
+        ids = list(ids)
+        if not ids:
+            return set()
+        q = q.where(m.JobGate.job_id.in_(ids))
+    else:
+        q = q.join(m.Job, m.Job.id == m.JobGate.job_id).where(m.Job.state.not_in(FINAL))
+    return set(s.scalars(q))
+
+
+def gates(s: Session, ids: Iterable[int]) -> dict[int, m.JobGate]:
+    ids = list(ids)
+    if not ids:
+        return {}
+    return {g.job_id: g for g in s.scalars(select(m.JobGate).where(m.JobGate.job_id.in_(ids)))}
+
+
+def gate(s: Session, job_id: int) -> m.JobGate | None:
+    return s.get(m.JobGate, job_id)
+
+
+def states(s: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Job id: (state, team) for these ids (missing ones left out)."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    rows = s.execute(select(m.Job.id, m.Job.state, m.Job.team).where(m.Job.id.in_(ids)))
+    return {jid: (state, team) for jid, state, team in rows}
+
+
+def array_active(s: Session, key: str, exclude: Iterable[int]) -> int:
+    """Members of a job array that are neither final nor among `exclude` (the parked)."""
+    q = (
+        select(func.count())
+        .select_from(m.JobGate)
+        .join(m.Job, m.Job.id == m.JobGate.job_id)
+        .where(m.JobGate.array_key == key, m.Job.state.not_in(FINAL))
+    )
+    excl = list(exclude)
+    if excl:
+        q = q.where(m.JobGate.job_id.not_in(excl))
+    return int(s.scalar(q) or 0)
+
+
+def to_dict(g: m.JobGate | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    return {
+        "held": g.held,
+        "after_ok": list(g.after_ok or []),
+        "array_key": g.array_key,
+        "array_index": g.array_index,
+        "array_limit": g.array_limit,
+    }
