@@ -59,8 +59,8 @@ def test_job_file_named_after_dashdash_is_a_command(env: CliEnv, tmp_path: Path)
          "after `--`, not both\n"),
         (["--env", "NOEQUALS", "--duration-s", "5", "--", "ls"],
          "error: cortex submit: --env: 'NOEQUALS': expected NAME=VALUE\n"),
-        (["--", "ls"], "error: cortex submit: body: Value error, give exactly one of "
-         "work_gpu_hours or duration_s\n"),
+        (["--time-limit-s", "nan", "--", "ls"], "error: cortex submit: --time-limit-s: "
+         "must be a finite number of seconds, at most 1e9\n"),
         (["--gpus", "99", "--duration-s", "5", "--", "ls"],
          "error: cortex submit: gpus: NeverFits: needs 99 GPUs; the most any acceptable "
          "flavor could give is 2\n"),

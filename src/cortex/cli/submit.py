@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -112,7 +113,7 @@ def _one_off(cmd: list[str], opts: dict[str, Any]) -> dict[str, Any]:
     }
     if opts["working_dir"]:
         job["working_dir"] = os.path.abspath(opts["working_dir"])
-    for key in ("team", "priority_class", "duration_s", "nprocs"):
+    for key in ("team", "priority_class", "duration_s", "time_limit_s", "nprocs"):
         if opts[key] is not None:
             job[key] = opts[key]
     if opts["flavor"]:
@@ -220,7 +221,14 @@ def submit(
     priority_class: str | None = typer.Option(None, "--priority-class", help="one-off"),
     flavor: list[str] = typer.Option([], "--flavor", help="one-off: acceptable flavor (repeat)"),
     duration_s: float | None = typer.Option(
-        None, "--duration-s", min=0.001, max=1e9, help="one-off: runtime estimate"
+        None,
+        "--duration-s",
+        min=0.001,
+        max=1e9,
+        help="one-off: runtime estimate (default: the time limit, else the queue's default)",
+    ),
+    time_limit_s: float | None = typer.Option(
+        None, "--time-limit-s", help="one-off: stop it past this (failed, not retried)"
     ),
     nprocs: int | None = typer.Option(None, "--nprocs", min=1, max=1024, help="one-off: ranks"),
     env: list[str] = typer.Option([], "--env", help="one-off: NAME=VALUE (repeat)"),
@@ -269,11 +277,13 @@ def submit(
         _refuse("FILE", "give a job file or a command after `--`, not both")
     if not cmd and len(before) != 1:
         _refuse("FILE", "expected one job file, or a command after `--`")
+    if time_limit_s is not None and not (math.isfinite(time_limit_s) and 0 < time_limit_s <= 1e9):
+        _refuse("--time-limit-s", "must be a finite number of seconds, at most 1e9")
     if cmd:
         opts = {
             "name": name, "gpus": gpus, "team": team, "priority_class": priority_class,
             "flavor": flavor, "duration_s": duration_s, "nprocs": nprocs, "env": env,
-            "working_dir": working_dir,
+            "working_dir": working_dir, "time_limit_s": time_limit_s,
         }  # fmt: skip
         body: Any = _one_off(cmd, opts)
         count, source = 1, SOURCE

@@ -40,6 +40,7 @@ from cortex.control.loop_exits import (
 from cortex.control.loop_fleet import FleetMixin
 from cortex.control.loop_gates import GatesMixin
 from cortex.control.loop_launch import LaunchMixin
+from cortex.control.loop_limits import LimitsMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
@@ -97,7 +98,7 @@ def _speeds(flavor: str) -> dict[str, float]:
     return speeds
 
 
-class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, GatesMixin):
+class SchedulerLoop(LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, GatesMixin):
     """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
     what the store says (control/mirror.py), rebuilt from the store by `recover()`
     (control/recovery.py)."""
@@ -181,6 +182,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, GatesMix
         self.queues_dirty = True
         self.dirty = True
         self.init_gates()
+        self.init_limits()
         self.tick_now = 0.0  # the running tick's clock reading (one per tick)
         self._last_cycle = 0.0
         self._last_beat = 0.0
@@ -344,6 +346,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, GatesMix
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
             self.run_gates(s, now, bool(exits or cancels))
+            stops += self.run_limits(s, now)
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S

@@ -28,6 +28,7 @@ class GatesMixin:
     # Provided by the loop.
     mirror: Any
     dirty: bool
+    time_limits: dict[int, float]
 
     def _resolve(self, job: Job) -> Any: ...
     def wake(self) -> None: ...
@@ -47,11 +48,19 @@ class GatesMixin:
         self.wake()
 
     def park_gated(self, s: Session, jobs: list[Job]) -> set[int]:
-        """The ids among newly seen jobs that have a gate: parked (not queued)."""
-        ids = store_gates.gated_ids(s, [j.id for j in jobs])
-        for j in jobs:
-            if j.id in ids:
-                self.parked[j.id] = j
+        """The ids among newly seen jobs that have a gate: parked (not queued). Their time
+        limits are noted too (control/loop_limits.py)."""
+        rows = store_gates.gated(s, [j.id for j in jobs])
+        return self.park_rows(rows, {j.id: j for j in jobs})
+
+    def park_rows(self, rows: dict[int, m.JobGate], jobs: dict[int, Job]) -> set[int]:
+        ids = set()
+        for jid, g in rows.items():
+            if g.time_limit_s is not None:
+                self.time_limits[jid] = g.time_limit_s
+            if store_gates.is_gated(g) and jid in jobs:
+                self.parked[jid] = jobs[jid]
+                ids.add(jid)
         if ids:
             self.gates_dirty = True
         return ids

@@ -187,7 +187,8 @@ class SiteSetting(Base):
 class JobGate(Base):
     """What keeps a queued job out of the scheduler's queues (control/loop_gates.py): a hold
     (`cortex hold`), dependencies that must complete first (`afterok`), and its job array's
-    limit on members running at once. Only gated jobs have a row."""
+    limit on members running at once; and its time limit (control/loop_limits.py). Only jobs
+    with one of these have a row."""
 
     __tablename__ = "job_gates"
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
@@ -196,3 +197,4 @@ class JobGate(Base):
     array_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     array_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     array_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    time_limit_s: Mapped[float | None] = mapped_column(Float, nullable=True)

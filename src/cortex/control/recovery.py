@@ -70,8 +70,6 @@ class RecoveryMixin:
     schedulable: bool
     dirty: bool
     tick_lock: Any
-    parked: dict[int, Job]
-    gates_dirty: bool
 
     if TYPE_CHECKING:  # SchedulerLoop's and its mixins'
 
@@ -82,6 +80,7 @@ class RecoveryMixin:
         def _resolve(self, job: Job) -> Reason | None: ...
         def estimate_s(self, job: Job, flavor: int, gang: int) -> float: ...
         def _terminate(self, job_id: int, attempt: int, why: str) -> None: ...
+        def park_rows(self, rows: dict[int, Any], jobs: dict[int, Job]) -> set[int]: ...
 
     def register_node(self, s: Session, kind: str) -> None:
         node = store.register_node(
@@ -186,7 +185,8 @@ class RecoveryMixin:
             self.rebuild(s)
             holding: set[int] = set()
             live = {(h.job_id, h.attempt): h for h in self._live_handles()}
-            gated = store_gates.gated_ids(s)  # parked again, not queued (loop_gates.py)
+            gates = store_gates.gated(s)  # parked again, not queued (loop_gates.py)
+            self.park_rows(gates, {})  # every time limit noted, running jobs' included
             for row in store.unfinished_jobs(s):
                 row.seen = True
                 job = self.mem_job(row)
@@ -216,10 +216,10 @@ class RecoveryMixin:
                     counts["lost"] += 1
                 if why is not None:
                     continue
-                if row.id in gated and JobState(row.state) in PENDING:
-                    self.parked[row.id] = job
-                    self.gates_dirty = True
-                    continue
+                if row.id in gates:
+                    waiting = JobState(row.state) in PENDING
+                    if self.park_rows({row.id: gates[row.id]}, {row.id: job} if waiting else {}):
+                        continue
                 until = _retry_until(s, row)
                 # A restart does not cut a retry delay short.
                 self.mirror.enqueue(job, until if until is not None and until > now else None)

@@ -64,6 +64,12 @@ class SubmitRequest(JobSpec):
     nprocs: Annotated[int, Field(ge=1, le=1024, strict=True)] = Field(
         default=1, description="processes to start (torchrun ranks); at most `gpus`"
     )
+    # Strict: a YAML `true` is not one second.
+    time_limit_s: Annotated[float, Field(gt=0, le=MAX_SECONDS, strict=True)] | None = Field(
+        default=None,
+        description="the run is stopped past this many seconds (then failed, not retried); "
+        "separate from the runtime estimate duration_s",
+    )
     # Gates (control/loop_gates.py): what keeps the job out of the queues until it may run.
     hold: bool = Field(default=False, description="submit held: never scheduled until released")
     after_ok: Annotated[list[Annotated[int, Field(ge=1, le=INT4_MAX)]], Field(max_length=64)] = (
@@ -90,7 +96,7 @@ class SubmitRequest(JobSpec):
 
     # What the scheduler's JobSpec does not take: the process, and the gates.
     PROCESS_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"command", "env", "working_dir", "nprocs", "hold", "after_ok", "array"}
+        {"command", "env", "working_dir", "nprocs", "hold", "after_ok", "array", "time_limit_s"}
     )
 
     def job_spec(self) -> JobSpec:

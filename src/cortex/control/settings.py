@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     workdir_roots: dict[TeamKey, list[RootDir]] = Field(
         default_factory=lambda: {"*": ["{home}/work/{team}"]}
     )
+    # The runtime estimate of a job submitted with neither duration_s nor work_gpu_hours (nor a
+    # time_limit_s, which is used first, as Slurm does): queue (team) -> seconds, "*" for every
+    # queue. So a quick job needs no estimate; backfill then trusts this guess.
+    default_duration_s: dict[TeamKey, Annotated[float, Field(gt=0, le=1e9)]] = Field(
+        default_factory=lambda: {"*": 3600.0}
+    )
     # /metrics and /docs: "auto" is open when listening on loopback only, else token-protected.
     ops_access: Literal["auto", "open", "token"] = "auto"
     # ---- power (docs/power.md, "Power in the live cluster")

@@ -21,7 +21,7 @@ def insert_gates(s: Session, reqs: Sequence[Any], outs: Sequence[Any]) -> None:
     """Gate rows for the submissions that have any (`outs` are their jobs, in order)."""
     for req, out in zip(reqs, outs, strict=True):
         member = req._array_member
-        if not (req.hold or req.after_ok or member):
+        if not (req.hold or req.after_ok or member or req.time_limit_s):
             continue
         key, index, limit = member if member else (None, None, None)
         s.add(
@@ -32,21 +32,27 @@ def insert_gates(s: Session, reqs: Sequence[Any], outs: Sequence[Any]) -> None:
                 array_key=key,
                 array_index=index,
                 array_limit=limit,
+                time_limit_s=req.time_limit_s,
             )
         )
 
 
-def gated_ids(s: Session, ids: Iterable[int] | None = None) -> set[int]:
-    """Which of these jobs (all unfinished jobs, with None) have a gate row."""
-    q = select(m.JobGate.job_id)
+def is_gated(g: m.JobGate) -> bool:
+    """Does the row keep its job out of the queues (a time limit alone does not)?"""
+    return bool(g.held or g.after_ok or g.array_key)
+
+
+def gated(s: Session, ids: Iterable[int] | None = None) -> dict[int, m.JobGate]:
+    """The gate rows of these jobs (of all unfinished jobs, with None)."""
+    q = select(m.JobGate)
     if ids is not None:
         ids = list(ids)
         if not ids:
-            return set()
+            return {}
         q = q.where(m.JobGate.job_id.in_(ids))
     else:
         q = q.join(m.Job, m.Job.id == m.JobGate.job_id).where(m.Job.state.not_in(FINAL))
-    return set(s.scalars(q))
+    return {g.job_id: g for g in s.scalars(q)}
 
 
 def gates(s: Session, ids: Iterable[int]) -> dict[int, m.JobGate]:
@@ -92,4 +98,5 @@ def to_dict(g: m.JobGate | None) -> dict[str, Any] | None:
         "array_key": g.array_key,
         "array_index": g.array_index,
         "array_limit": g.array_limit,
+        "time_limit_s": g.time_limit_s,
     }

@@ -179,6 +179,7 @@ def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> Su
             raise err(422, [*prefix, "team"], f"must be your token's team ({who.team})")
     elif "team" not in data:
         raise err(422, [*prefix, "team"], "the admin token must name the team")
+    _default_estimate(svc, data)
     try:
         req = SubmitRequest.model_validate(data)
     except ValidationError as e:
@@ -187,6 +188,22 @@ def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> Su
     _check_fleet(svc, req, prefix)
     _check_workdir(svc, req, prefix)
     return req
+
+
+def _default_estimate(svc: Service, data: dict[str, Any]) -> None:
+    """A job with no runtime estimate gets one: its time limit (an upper bound, as Slurm's
+    backfill uses it), else its queue's default (`default_duration_s`)."""
+    if data.get("duration_s") is not None or data.get("work_gpu_hours") is not None:
+        return
+    limit = data.get("time_limit_s")
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and 0 < limit <= 1e9:
+        data["duration_s"] = limit
+        return
+    defaults = svc.settings.default_duration_s
+    team = data.get("team")
+    got = defaults.get(team, defaults.get("*")) if isinstance(team, str) else defaults.get("*")
+    if got is not None:
+        data["duration_s"] = got
 
 
 def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> None:

@@ -1,4 +1,4 @@
-"""job gates: holds, afterok dependencies and job-array limits
+"""job gates: holds, afterok dependencies, job-array limits and time limits
 
 Revision ID: 0005_job_gates
 Revises: 0004_site_settings
@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("array_key", sa.String(length=64), nullable=True),
         sa.Column("array_index", sa.Integer(), nullable=True),
         sa.Column("array_limit", sa.Integer(), nullable=True),
+        sa.Column("time_limit_s", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"]),
         sa.PrimaryKeyConstraint("job_id"),
     )
