@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line (control/logfmt.py)
     # ---- the scheduler loop and the executor
     slots: Annotated[int, Field(ge=1, le=4096)] | None = None  # CPU slots on a GPU-less machine
     grace_s: Annotated[float, Field(ge=0, le=86400)] = 30.0  # SIGTERM -> SIGKILL
