@@ -35,6 +35,7 @@ class GatesMixin:
 
     def init_gates(self) -> None:
         self.parked: dict[int, Job] = {}
+        self.parked_why: dict[int, str] = {}  # the last reason judged (for /metrics)
         self.gates_dirty = False
         self._hold_asked: set[int] = set()
         self._hold_lock = threading.Lock()
@@ -99,10 +100,13 @@ class GatesMixin:
             if wait == "cancelled":
                 del self.parked[jid]
             elif wait is not None:
+                self.parked_why[jid] = wait
                 if row.reason != wait:
                     row.reason = wait
             else:
                 self._unpark(s, row, now)
+        for jid in [j for j in self.parked_why if j not in self.parked]:
+            del self.parked_why[jid]
 
     def _waits(
         self,

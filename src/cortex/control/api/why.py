@@ -266,4 +266,11 @@ def register_metrics(svc: Any) -> None:
         with svc.sessions() as s:
             return store.preemptions_by_rule(s)
 
-    svc.metrics.registry.register(WhyCollector(svc.loop.why, preemptions))
+    from cortex.control import dcgm_metrics, queue_metrics
+
+    loop = svc.loop
+    reg = svc.metrics.registry
+    reg.register(WhyCollector(loop.why, preemptions, lambda: queue_metrics.parked_counts(loop)))
+    reg.register(queue_metrics.QuotaCollector(loop))
+    svc.dcgm = dcgm_metrics.DcgmCollector(loop)  # tests give it a reader of their own
+    reg.register(svc.dcgm)
