@@ -18,6 +18,12 @@ import time
 CORTEX = [sys.executable, "-c", "from cortex.cli.main import main; main()"]
 CASES = {
     "python -c pass": [sys.executable, "-c", "pass"],
+    # The floor any Typer + httpx + Rich client pays before its own code runs.
+    "import typer, httpx, rich (floor)": [
+        sys.executable,
+        "-c",
+        "import typer, typer._adapters, httpx, rich.console, rich.table",
+    ],
     "cortex --version": [*CORTEX, "--version"],
     "cortex jobs": [*CORTEX, "jobs"],
     "cortex job 1 -o json": [*CORTEX, "job", "1", "-o", "json"],

@@ -5,6 +5,7 @@ job arrays (`--array 0-5%2`: one job per index, CORTEX_ARRAY_INDEX set, at most 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -214,3 +215,21 @@ def test_the_array_limit_binds_below_free_capacity(
 def test_bad_arrays_are_refused(env: CliEnv, spec: str, reason: str) -> None:
     code, out, err = env.run("submit", "--array", spec, "--duration-s", "5", "--", "ls")
     assert (code, out, err) == (2, "", f"error: cortex submit: array: {reason}\n")
+
+
+def test_why_and_job_name_the_gate(env: CliEnv) -> None:
+    [a] = _submit(env, "--", "python3", "-V")
+    [b] = _submit(env, "--hold", "--time-limit-s", "90", "-d", f"afterok:{a}", "--", "ls")
+    _ticks(env, 2)
+    code, out, _ = env.run("why", str(b), "--json")
+    got = json.loads(out)
+    assert [(x["code"], x["hint"]) for x in got["blockers"]] == [
+        ("JobHeldUser", "cortex release JOB")
+    ]
+    assert got["summary"] == f"JobHeldUser: held (cortex release {b})"
+    code, out, _ = env.run("job", str(b))
+    assert code == 0 and f"gates: held, afterok:{a}, time limit 90 s" in out
+    env.run("release", str(b))
+    _ticks(env, 1)
+    got = json.loads(env.run("why", str(b), "--json")[1])
+    assert got["blockers"][0]["code"] == "Dependency"

@@ -243,6 +243,17 @@ def _show_job(out: Out, job_id: int, data: dict[str, Any], start: bool) -> None:
 
     print_progress(con, data.get("progress"))
     print_preemptions(con, data.get("preemption_records") or [])
+    gates = data.get("gates")
+    if gates:
+        parts = ["held"] if gates.get("held") else []
+        if gates.get("after_ok"):
+            parts.append("afterok:" + ":".join(map(str, gates["after_ok"])))
+        if gates.get("array_key"):
+            limit = gates.get("array_limit")
+            parts.append(f"array index {gates['array_index']}" + (f" (%{limit})" if limit else ""))
+        if gates.get("time_limit_s"):
+            parts.append(f"time limit {gates['time_limit_s']:g} s")
+        con.print("gates: " + ", ".join(safe(p) for p in parts))
     if waiting:
         w = data["why"]
         con.print(f"waiting: {safe(w['summary'])} (cortex why {job_id})")
