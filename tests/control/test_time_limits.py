@@ -94,3 +94,15 @@ def test_bad_time_limits_are_422(env: CliEnv, bad: object) -> None:
         return
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "time_limit_s"]
+
+
+def test_a_run_that_completes_in_its_grace_period_is_completed(env: CliEnv) -> None:
+    jid = _submit(env, "--time-limit-s", "10", "--", "sleep", "1000")
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    env.clock.advance(11)  # type: ignore[attr-defined]
+    env.svc.loop.tick()
+    assert env.ex.terminated == [(jid, 1, "cancel")]
+    env.ex.finish(jid, "completed", 0)  # it wrote its last checkpoint and exited 0 in time
+    env.svc.loop.tick()
+    assert env.state(jid) == "completed"

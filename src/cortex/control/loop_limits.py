@@ -63,7 +63,7 @@ class LimitsMixin:
         key = (e.job_id, e.attempt)
         self._deadline.pop(key, None)
         limit = self._timed_out.pop(key, None)
-        if limit is None:
+        if limit is None or e.outcome == "completed":  # it finished within the grace period
             super()._exit(s, e, now)  # type: ignore[misc]
             return
         row = s.get(m.Job, e.job_id)
