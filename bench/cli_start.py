@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,16 +38,25 @@ def main() -> None:
     runs = ap.parse_args().runs
     env = {**os.environ, "CORTEX_URL": "http://127.0.0.1:9"}
     times: dict[str, list[float]] = {k: [] for k in CASES}
+    cpu: dict[str, list[float]] = {k: [] for k in CASES}
     for _ in range(runs):  # interleaved, so load changes hit every case alike
         for name, cmd in CASES.items():
+            r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             subprocess.run(cmd, env=env, capture_output=True, check=False, timeout=120)
             times[name].append(time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[name].append(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
     base = statistics.median(times["python -c pass"])
-    print(f"load average {os.getloadavg()[0]:.1f}; median of {runs} runs")
+    print(f"load average {os.getloadavg()[0]:.1f}; median of {runs} runs (wall, and CPU: less")
+    print("moved by other work on the machine)")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"{name:42s} {med * 1000:7.0f} ms  (+{(med - base) * 1000:5.0f} ms over python)")
+        c = statistics.median(cpu[name])
+        print(
+            f"{name:42s} wall {med * 1000:6.0f} ms (+{(med - base) * 1000:5.0f} over python)"
+            f"  CPU {c * 1000:5.0f} ms"
+        )
 
 
 if __name__ == "__main__":

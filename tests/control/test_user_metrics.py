@@ -18,10 +18,10 @@ ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
 
 class Env:
-    def __init__(self, url: str, home: Path) -> None:
+    def __init__(self, url: str, home: Path, **kw: object) -> None:
         self.clock = FakeClock()
         self.ex = FakeExecutor(home / "runs")
-        self.svc = fake_service(url, home, slots=4, executor=self.ex, clock=self.clock)
+        self.svc = fake_service(url, home, slots=4, executor=self.ex, clock=self.clock, **kw)
         self.c = TestClient(self.svc.app, headers=ADMIN_H)
         assert self.c.post("/v1/tokens", json={"team": "fsd"}).status_code in (200, 201)
         self.svc.loop.tick()
@@ -40,9 +40,9 @@ class Env:
         return out
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(f"sqlite:///{tmp_path / 'm.db'}", tmp_path)
+@pytest.fixture(params=[False, True], ids=["no-job-label", "job-label"])
+def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
+    e = Env(f"sqlite:///{tmp_path / 'm.db'}", tmp_path, metrics_job_label=request.param)
     yield e
     e.svc.close()
 
@@ -114,12 +114,13 @@ def test_dcgm_metrics_name_the_job_holding_each_gpu(env: Env) -> None:
     devices = env.c.get(f"/v1/jobs/{jid}").json()["devices"]
     assert sorted(devices) == [0, 1]
 
+    with_job = env.svc.settings.metrics_job_label
+
     def labels(d: int, held: bool) -> tuple[tuple[str, str], ...]:
         job, team = (str(jid), "fsd") if held else ("", "")
-        return tuple(sorted({
-            "gpu": str(d), "UUID": f"GPU-{d:04d}", "Hostname": "node-test", "job": job,
-            "team": team, "queue": team,
-        }.items()))  # fmt: skip
+        got = {"gpu": str(d), "UUID": f"GPU-{d:04d}", "Hostname": "node-test", "team": team}
+        got |= {"queue": team, **({"job": job} if with_job else {})}
+        return tuple(sorted(got.items()))
 
     power = {k[1]: v for k, v in got.items() if k[0] == "DCGM_FI_DEV_POWER_USAGE"}
     util = {k[1]: v for k, v in got.items() if k[0] == "DCGM_FI_DEV_GPU_UTIL"}

@@ -1,8 +1,9 @@
 """Per-GPU metrics under the names NVIDIA's DCGM exporter gives them, so the dashboards and
 alerts users already have work unchanged: `DCGM_FI_DEV_POWER_USAGE` (W) and
 `DCGM_FI_DEV_GPU_UTIL` (%), labelled `gpu` and `UUID` as the exporter labels them, plus the
-`job`, `team` and `queue` that hold the GPU now (the exporter maps GPUs to pods; Cortex maps
-them to jobs). Read through NVML at scrape time; absent on a machine without GPUs."""
+`team` and `queue` that hold the GPU now and, with `metrics_job_label`, the `job` (the
+exporter maps GPUs to pods; Cortex maps them to jobs). Read through NVML at scrape time;
+absent on a machine without GPUs."""
 
 from __future__ import annotations
 
@@ -52,9 +53,10 @@ class NvmlReader:
 
 
 class DcgmCollector(Collector):
-    def __init__(self, loop: Any, reader: GpuReader | None = None) -> None:
+    def __init__(self, loop: Any, reader: GpuReader | None = None, job_label: bool = False) -> None:
         self._loop = loop
         self.reader = reader
+        self.job_label = job_label
         self._failed = False
 
     def _get_reader(self) -> GpuReader | None:
@@ -75,7 +77,7 @@ class DcgmCollector(Collector):
             return
         owner = {d: jid for jid, devs in loop.view.devices.items() for d in devs}
         jobs = loop.mirror.jobs
-        labels = ["gpu", "UUID", "Hostname", "job", "team", "queue"]
+        labels = ["gpu", "UUID", "Hostname", "team", "queue", *(["job"] if self.job_label else [])]
         power = GaugeMetricFamily(
             "DCGM_FI_DEV_POWER_USAGE",
             "Power draw (in W), and the job holding the GPU",
@@ -95,7 +97,9 @@ class DcgmCollector(Collector):
             job = jobs.get(jid) if jid is not None else None
             team = job.team if job is not None else ""
             # A queue per team (control/fleet.py): the queue is named for its team.
-            key = [str(d), uuid, loop.node_name, "" if jid is None else str(jid), team, team]
+            key = [str(d), uuid, loop.node_name, team, team]
+            if self.job_label:
+                key.append("" if jid is None else str(jid))
             if watts is not None:
                 power.add_metric(key, watts)
             if pct is not None:

@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     default_duration_s: dict[TeamKey, Annotated[float, Field(gt=0, le=1e9)]] = Field(
         default_factory=lambda: {"*": 3600.0}
     )
+    # DCGM-style per-GPU metrics name the job holding each GPU (a `job` label). Off by default:
+    # /metrics may be open without a token, and a job id there tells every reader which job
+    # runs where (tests/control/test_isolation.py); on where the scrape endpoint is protected.
+    metrics_job_label: bool = False
     # /metrics and /docs: "auto" is open when listening on loopback only, else token-protected.
     ops_access: Literal["auto", "open", "token"] = "auto"
     # ---- power (docs/power.md, "Power in the live cluster")

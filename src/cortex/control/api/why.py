@@ -290,5 +290,6 @@ def register_metrics(svc: Any) -> None:
     reg = svc.metrics.registry
     reg.register(WhyCollector(loop.why, preemptions, lambda: queue_metrics.parked_counts(loop)))
     reg.register(queue_metrics.QuotaCollector(loop))
-    svc.dcgm = dcgm_metrics.DcgmCollector(loop)  # tests give it a reader of their own
+    # Tests give it a reader of their own.
+    svc.dcgm = dcgm_metrics.DcgmCollector(loop, job_label=svc.settings.metrics_job_label)
     reg.register(svc.dcgm)
