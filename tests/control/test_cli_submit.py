@@ -207,3 +207,16 @@ def test_dry_run_api_refuses_as_submit_does(env: CliEnv) -> None:
     r = env.client.post("/v1/jobs/dry-run", json=body, headers={"Authorization": "Bearer x"})
     assert r.status_code == 401
     assert _jobs(env) == []
+
+
+def test_one_dry_run_at_a_time(env: CliEnv) -> None:
+    from cortex.control.api import dryrun
+
+    body = {"name": "a", "gpus": 1, "duration_s": 5, "command": ["ls"]}
+    assert dryrun._ONE.acquire(blocking=False)  # another dry run holds it
+    try:
+        r = env.client.post("/v1/jobs/dry-run", json=body)
+        assert (r.status_code, r.headers.get("retry-after")) == (429, "1")
+    finally:
+        dryrun._ONE.release()
+    assert env.client.post("/v1/jobs/dry-run", json=body).status_code == 200
