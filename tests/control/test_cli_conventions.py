@@ -126,3 +126,12 @@ def test_version_and_shell_completion() -> None:
     )
     assert r.exit_code == 0
     assert set(r.stdout.split()) == {"job", "jobs"}
+
+
+def test_bad_filters_and_files_are_one_line_exit_2(env: CliEnv, tmp_path: Path) -> None:
+    code, out, err = env.run("jobs", "--state", "sleeping")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: cortex jobs: --state: unknown state 'sleeping'; one of queued,")
+    nowhere = tmp_path / "no" / "such" / "dir" / "out.json"
+    code, _, err = env.run("jobs", "--json-file", str(nowhere))
+    assert (code, err) == (2, f"error: {nowhere}: <file>: No such file or directory\n")
