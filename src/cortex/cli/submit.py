@@ -178,6 +178,30 @@ def wait_for_jobs(ids: list[int], timeout_s: float) -> list[dict[str, Any]]:
         polls += 1
 
 
+def _report(out: Out, created: list[dict[str, Any]]) -> None:
+    if out.fmt == "parsable":
+        for j in created:
+            print(j["id"])
+    elif out.fmt == "table":
+        out.emit(created)
+        for j in created:
+            print(f"submitted job {j['id']} ({CONTROL.sub('?', j['name'])})")
+    else:
+        out.rows(created, created, job_cols())
+
+
+def _split(ctx: typer.Context, args: list[str] | None) -> tuple[list[str], str | None]:
+    """The command after `--` and the job file before it (one of the two)."""
+    args = list(args or [])
+    n_cmd = int(ctx.meta.get("cortex.after_dashdash", 0))
+    cmd, before = (args[len(args) - n_cmd :], args[: len(args) - n_cmd]) if n_cmd else ([], args)
+    if cmd and before:
+        _refuse("FILE", "give a job file or a command after `--`, not both")
+    if not cmd and len(before) != 1:
+        _refuse("FILE", "expected one job file, or a command after `--`")
+    return cmd, before[0] if before else None
+
+
 def _dry_run(out: Out, body: Any, payload: bytes, source: str) -> None:
     if "jobs" in body:
         _refuse("--dry-run", "takes one job; this file has a list")
@@ -270,13 +294,7 @@ def submit(
     """Submit the jobs in a YAML file (JobSpec fields plus command, env, working_dir; several
     jobs are stored all or nothing), or one command: `cortex submit --gpus 2 -- python x.py`."""
     out = Out.pick(SOURCE, output, as_json, json_file, parsable)
-    args = list(args or [])
-    n_cmd = int(ctx.meta.get("cortex.after_dashdash", 0))
-    cmd, before = (args[len(args) - n_cmd :], args[: len(args) - n_cmd]) if n_cmd else ([], args)
-    if cmd and before:
-        _refuse("FILE", "give a job file or a command after `--`, not both")
-    if not cmd and len(before) != 1:
-        _refuse("FILE", "expected one job file, or a command after `--`")
+    cmd, file = _split(ctx, args)
     if time_limit_s is not None and not (math.isfinite(time_limit_s) and 0 < time_limit_s <= 1e9):
         _refuse("--time-limit-s", "must be a finite number of seconds, at most 1e9")
     if cmd:
@@ -288,8 +306,9 @@ def submit(
         body: Any = _one_off(cmd, opts)
         count, source = 1, SOURCE
     else:
-        body, count = _job_file(Path(before[0]))
-        source = before[0]
+        assert file is not None
+        body, count = _job_file(Path(file))
+        source = file
     body = _with_gates(body, hold, dependency, array)
     try:
         # YAML takes values JSON has no form for (!!binary, !!set): refused here, by name.
@@ -302,15 +321,7 @@ def submit(
     key = idempotency_key or f"cli-{uuid.uuid4()}"
     data = _post(body, payload, key, source)
     created = data["jobs"] if "jobs" in data and isinstance(data["jobs"], list) else [data]
-    if out.fmt == "parsable":
-        for j in created:
-            print(j["id"])
-    elif out.fmt == "table":
-        out.emit(created)
-        for j in created:
-            print(f"submitted job {j['id']} ({CONTROL.sub('?', j['name'])})")
-    else:
-        out.rows(created, created, job_cols())
+    _report(out, created)
     if len(created) != count and not array:
         _fail(f"{source}: expected {count} jobs back, got {len(created)}")
     if wait:

@@ -179,10 +179,8 @@ class SchedulerLoop(LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMi
         self.progress = ProgressBook(executor)  # metrics files and API reports
         self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
-        self.queues_dirty = True
-        self.dirty = True
-        self.init_gates()
-        self.init_limits()
+        self.queues_dirty = self.dirty = True
+        self._init_gates_and_limits()
         self.tick_now = 0.0  # the running tick's clock reading (one per tick)
         self._last_cycle = 0.0
         self._last_beat = 0.0
@@ -269,6 +267,10 @@ class SchedulerLoop(LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMi
                 self.on_error()
             except Exception:
                 log.exception("resynchronization failed")
+
+    def _init_gates_and_limits(self) -> None:
+        self.init_gates()  # loop_gates.py: holds, dependencies, arrays
+        self.init_limits()  # loop_limits.py: time limits
 
     def reset(self) -> None:
         """Forget the in-memory mirror (recovery rebuilds it from the store)."""
