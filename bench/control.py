@@ -346,17 +346,13 @@ class _StandIn:
         return Path("/dev/null"), Path("/dev/null")
 
 
-def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
-    """`settings_kw`: extra settings (bench/control_power.py passes a power policy and cap)."""
-    import random
-
+def _tick_loop(url: str, home: Path, settings_kw: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """A scheduler loop on a modelled TICK_GPUS fleet with the executor stand-in: (loop,
+    executor, sessions, engine)."""
     from cortex.control import db, store
     from cortex.control.config import Settings
     from cortex.control.loop import SchedulerLoop
-    from cortex.control.schemas import SubmitRequest
     from cortex.fleet.spec import FleetSpec, HallSpec, NodeGroup
-    from cortex.scheduler.cycle import schedule
-    from cortex.scheduler.snapshot import Snapshot
 
     db.upgrade(url)
     engine = db.make_engine(url)
@@ -389,6 +385,19 @@ def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
         for team in ("fsd", "optimus", "research"):
             store.ensure_team(s, team, time.time())
     loop.recover()
+    return loop, ex, sessions, engine
+
+
+def bench_tick(url: str, home: Path, **settings_kw: Any) -> dict[str, Any]:
+    """`settings_kw`: extra settings (bench/control_power.py passes a power policy and cap)."""
+    import random
+
+    from cortex.control import store
+    from cortex.control.schemas import SubmitRequest
+    from cortex.scheduler.cycle import schedule
+    from cortex.scheduler.snapshot import Snapshot
+
+    loop, ex, sessions, engine = _tick_loop(url, home, settings_kw)
     rng = random.Random(0)
 
     def submit(k: int, gpus: int) -> None:

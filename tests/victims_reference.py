@@ -1,5 +1,7 @@
-"""The victim search as it was before its fast paths (commit 877b9b9), kept verbatim as the
-oracle of tests/unit/test_victims_fast.py: the fast search must choose exactly what this one does.
+"""The victim search as it was before its fast paths (commit 877b9b9), kept as the oracle of
+tests/unit/test_victims_fast.py: the fast search must choose exactly what this one does. Its
+cost has since gained the work the victims lose (GPUs x `Snapshot.lost_s`) between priority
+and GPUs, as victims.py did; nothing else changed.
 
 Victim search: the cheapest set of eligible running jobs whose nodes would hold a gang.
 
@@ -32,7 +34,7 @@ NODE_SCAN_MAX = 1024
 # lower bound on their cost, so the search usually stops long before.
 POD_TRIES = 8
 
-Cost = tuple[int, int]  # (highest victim priority, GPUs of the victims' whole allocations)
+Cost = tuple[int, float, int]  # (highest victim priority, GPU-seconds lost, GPUs)
 
 
 class _Judge:
@@ -45,6 +47,10 @@ class _Judge:
         self.policy = policy
         self.job = job
         self.seen: dict[int, Job | None] = {}
+
+    def lost_gpu_s(self, v: Job, gpus: int) -> float:
+        lost_s = self.snap.lost_s
+        return 0.0 if lost_s is None else gpus * max(lost_s(v), 0.0)
 
     def victim(self, jid: int) -> Job | None:
         """The running job `jid` if it may be evicted, else None (also for a job started
@@ -108,22 +114,23 @@ def _free_on_node(
     for jid, k in st.node_jobs[n].items():
         v = judge.victim(jid)
         if v is not None:
-            cands.append((v.priority, st.allocations[jid].gpus, jid, k))
+            gpus = st.allocations[jid].gpus
+            cands.append((v.priority, judge.lost_gpu_s(v, gpus), gpus, jid, k))
     cands.sort()
     chosen = []
     for c in cands:
         if free >= gang:
             break
         chosen.append(c)
-        free += c[3]
+        free += c[4]
     if free < gang or not chosen:
         return None
     for c in reversed(chosen[:-1]):
-        if free - c[3] >= gang:
+        if free - c[4] >= gang:
             chosen.remove(c)
-            free -= c[3]
-    cost = (max(c[0] for c in chosen), sum(c[1] for c in chosen))
-    return cost, [c[2] for c in chosen]
+            free -= c[4]
+    cost = (max(c[0] for c in chosen), sum(c[1] for c in chosen), sum(c[2] for c in chosen))
+    return cost, [c[3] for c in chosen]
 
 
 # ---- gangs of whole nodes --------------------------------------------------------------------
@@ -161,7 +168,7 @@ def _in_one_pod(st: ClusterState, judge: _Judge, idx: np.ndarray, need: int) -> 
     best: tuple[Cost, list[int]] | None = None
     tries = 0
     for i in np.lexsort((ok, bound_used, bound_prio)).tolist():
-        if best is not None and (int(bound_prio[i]), int(bound_used[i])) >= best[0]:
+        if best is not None and (int(bound_prio[i]), 0.0, int(bound_used[i])) >= best[0]:
             break
         b = int(ok[i])
         got = _choose_in_pod(st, judge, idx[starts[b] : starts[b] + counts[b]].tolist(), need)
@@ -185,7 +192,7 @@ def _choose_in_pod(
     go. Units are taken lowest priority first, then cheapest, and units that a later, larger one
     made needless are dropped."""
     free = 0
-    units: dict[int, tuple[int, int, list[int], list[int]]] = {}
+    units: dict[int, tuple[int, float, int, list[int], list[int]]] = {}
     for n in nodes:
         jobs = st.node_jobs[n]
         if not jobs:
@@ -197,30 +204,32 @@ def _choose_in_pod(
         victims = [v for v in vs if v is not None]
         allocs = [st.allocations[v.id] for v in victims]
         if len(victims) == 1 and len(allocs[0].placement) > 1:
-            vid = victims[0].id
-            units.setdefault(vid, (victims[0].priority, allocs[0].gpus, [], [vid]))[2].append(n)
+            v, a = victims[0], allocs[0]
+            unit = (v.priority, judge.lost_gpu_s(v, a.gpus), a.gpus, [], [v.id])
+            units.setdefault(v.id, unit)[3].append(n)
         else:
             prio = max(v.priority for v in victims)
-            units[-1 - n] = (prio, sum(a.gpus for a in allocs), [n], [v.id for v in victims])
+            lost = sum(judge.lost_gpu_s(v, a.gpus) for v, a in zip(victims, allocs, strict=True))
+            units[-1 - n] = (prio, lost, sum(a.gpus for a in allocs), [n], [v.id for v in victims])
     short = need - free
     if short <= 0:
-        return (EMPTY_PRIO, 0), []
-    ranked = sorted(units.values(), key=lambda u: (u[0], u[1], u[2][0]))
+        return (EMPTY_PRIO, 0.0, 0), []
+    ranked = sorted(units.values(), key=lambda u: (u[0], u[1], u[2], u[3][0]))
     taken = []
     got = 0
     for u in ranked:
         if got >= short:
             break
         taken.append(u)
-        got += len(u[2])
+        got += len(u[3])
     if got < short:
         return None
     for u in reversed(taken[:-1]):
-        if got - len(u[2]) >= short:
+        if got - len(u[3]) >= short:
             taken.remove(u)
-            got -= len(u[2])
-    cost = (max(u[0] for u in taken), sum(u[1] for u in taken))
-    return cost, [jid for u in taken for jid in u[3]]
+            got -= len(u[3])
+    cost = (max(u[0] for u in taken), sum(u[1] for u in taken), sum(u[2] for u in taken))
+    return cost, [jid for u in taken for jid in u[4]]
 
 
 def _node_ok(st: ClusterState, judge: _Judge, n: int) -> bool:

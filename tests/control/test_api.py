@@ -210,6 +210,38 @@ def test_queue_quota_admin(client: TestClient, svc: Service) -> None:
     assert svc.loop.mirror.queues.queues[0].nominal == (3,)  # 0.75 of 4 slots
 
 
+def test_queue_protection_reaches_the_scheduler_and_bad_values_name_the_field(
+    client: TestClient, svc: Service
+) -> None:
+    team_headers(client, "fsd")
+    body = {"min_runtime_s": 7200, "preemption_budget": 3}
+    r = client.put("/v1/queues/fsd", json=body, headers=ADMIN_H)
+    assert r.status_code == 200 and (r.json()["min_runtime_s"], r.json()["preemption_budget"]) == (
+        7200,
+        3,
+    )
+    for bad, field in (
+        ({"min_runtime_s": -1}, "min_runtime_s"),
+        ({"min_runtime_s": 1e12}, "min_runtime_s"),
+        ({"preemption_budget": -1}, "preemption_budget"),
+        ({"preemption_budget": 2.5}, "preemption_budget"),
+        ({"preemption_budget": "3"}, "preemption_budget"),
+    ):
+        r = client.put("/v1/queues/fsd", json=bad, headers=ADMIN_H)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], bad
+    svc.loop.tick()
+    q = svc.loop.mirror.queues.queues[0]
+    assert (q.name, q.min_runtime_s, q.preemption_budget) == ("fsd", 7200, 3)
+    listed = client.get("/v1/queues", headers=ADMIN_H).json()
+    assert (listed[0]["min_runtime_s"], listed[0]["preemption_budget"]) == (7200, 3)
+    # null resets to the service's default runtime and no budget.
+    body = {"min_runtime_s": None, "preemption_budget": None}
+    assert client.put("/v1/queues/fsd", json=body, headers=ADMIN_H).status_code == 200
+    svc.loop.tick()
+    q = svc.loop.mirror.queues.queues[0]
+    assert (q.min_runtime_s, q.preemption_budget) == (svc.settings.min_runtime_s, None)
+
+
 def test_nodes_events_health_metrics(client: TestClient, svc: Service) -> None:
     fsd = team_headers(client, "fsd")
     svc.loop.tick()

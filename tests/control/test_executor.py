@@ -8,100 +8,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from exec_kit import (
+    STUBBORN_JOB,
+    gone,
+    put_fn,
+    py,
+    read_pid,
+    same_user_executor,
+    sleeper,
+    spec,
+    wait_exits,
+    wait_for,
+)
 
 from cortex.executors.local.executor import (
-    ExitRecord,
-    Handle,
-    LaunchSpec,
     LocalExecutor,
 )
-from cortex.executors.local.procfs import boot_id, proc_stat, same_process
-
-PY = sys.executable
-TIMEOUT_S = 20.0
-
-
-def same_user_executor(root: Path, **kw: object) -> LocalExecutor:
-    """Jobs run as the test's own user here (tests/control/test_privileges.py runs them as
-    others), which the executor refuses unless told."""
-    return LocalExecutor(root, allow_same_user=True, **kw)  # type: ignore[arg-type]
-
-
-def py(code: str) -> list[str]:
-    return [PY, "-c", textwrap.dedent(code)]
-
-
-def spec(job_id: int, cmd: list[str], attempt: int = 1, **kw: object) -> LaunchSpec:
-    args: dict[str, object] = {
-        "job_id": job_id,
-        "attempt": attempt,
-        "command": cmd,
-        "env": {},
-        "working_dir": None,
-        "devices": [0],
-    }
-    args.update(kw)
-    return LaunchSpec(**args)  # type: ignore[arg-type]
-
-
-def wait_for(pred: Callable[[], bool], what: str, timeout_s: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def wait_exits(ex: LocalExecutor, n: int, timeout_s: float = TIMEOUT_S) -> list[ExitRecord]:
-    """Exactly n exits, then nothing more: each exit is reported once."""
-    got: list[ExitRecord] = []
-    deadline = time.monotonic() + timeout_s
-    while len(got) < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {len(got)} of {n} exits: {got}")
-        got.extend(ex.poll())
-        time.sleep(0.02)
-    time.sleep(0.1)
-    assert ex.poll() == []
-    assert len(got) == n, got
-    return got
-
-
-def gone(pid: int, start_ticks: int) -> bool:
-    st = same_process(pid, start_ticks)
-    return st is None or st.finished
-
-
-def read_pid(path: Path) -> tuple[int, int]:
-    """A pid a job wrote, with its start time, so a later check cannot be fooled by reuse."""
-    wait_for(path.exists, f"{path.name}")
-    pid = int(path.read_text())
-    st = proc_stat(pid)
-    assert st is not None, f"process {pid} already gone"
-    return pid, st.start_ticks
-
-
-def put_fn(path: Path) -> str:
-    """Python source of `put(text)` for a job: write `path` via a rename, so the test never reads
-    a half-written file. Needs `os`."""
-    p = str(path)
-    return (
-        f"lambda text: (open({p!r} + '.tmp', 'w').write(text), os.replace({p!r} + '.tmp', {p!r}))"
-    )
-
-
-def sleeper(pidfile: Path) -> list[str]:
-    """A job that writes its pid and sleeps far longer than any test waits."""
-    return py(f"import os, time\nput = {put_fn(pidfile)}\nput(str(os.getpid()))\ntime.sleep(60)")
+from cortex.executors.local.procfs import proc_stat
 
 
 @pytest.fixture
@@ -259,17 +186,6 @@ def test_preempt_checkpoints_and_the_next_attempt_resumes(ex: LocalExecutor) -> 
     assert ex.log_paths(31, 2)[0].read_text() == "resumed from 42 attempt 2\n"
 
 
-STUBBORN_JOB = """
-    import os, signal, subprocess, sys, time
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    child = subprocess.Popen([sys.executable, "-c",
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
-    put = {put}
-    put(str(child.pid))
-    time.sleep(60)
-"""
-
-
 def test_preempt_of_a_job_ignoring_sigterm_kills_the_whole_group(tmp_path: Path) -> None:
     ex = same_user_executor(tmp_path / "root", grace_s=0.5)
     grandchild = tmp_path / "grandchild.pid"
@@ -413,116 +329,6 @@ def test_a_failing_rank_stops_the_rest_of_the_gang(ex: LocalExecutor, tmp_path: 
     assert "rank 1 failed" in ex.log_paths(52, 1)[1].read_text()
 
 
-def test_adopt_after_the_service_died(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    go = tmp_path / "go"
-    ex = same_user_executor(root)
-    waiter = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)"
-    h = ex.launch(spec(61, py(waiter)))
-    stored = json.dumps(h.to_dict())  # what the store keeps
-    del ex  # the service dies; the job does not
-    ex2 = same_user_executor(root)
-    assert ex2.poll() == []
-    handle = Handle.from_dict(json.loads(stored))
-    assert handle == h
-    assert ex2.adopt(handle)
-    assert ex2.adopt(handle)  # idempotent: still one run
-    assert ex2.poll() == []  # still running
-    go.touch()
-    (rec,) = wait_exits(ex2, 1)
-    assert (rec.job_id, rec.outcome) == (61, "completed")
-
-
-def test_adopt_reports_an_exit_recorded_while_down(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    ex = same_user_executor(root)
-    h = ex.launch(spec(62, py("import sys; sys.exit(4)")))
-    del ex
-    wait_for(Path(h.run_dir, "exit.json").exists, "the runner's verdict")
-    ex2 = same_user_executor(root)
-    assert ex2.adopt(h)
-    (rec,) = wait_exits(ex2, 1)
-    assert (rec.outcome, rec.exit_code) == ("failed", 4)
-
-
-def test_stop_requested_before_the_service_died_is_carried_out(tmp_path: Path) -> None:
-    """The runner enforces the grace period itself, and the request's reason is on disk."""
-    root = tmp_path / "root"
-    ex = same_user_executor(root, grace_s=0.3)
-    marker = tmp_path / "grandchild.pid"
-    h = ex.launch(spec(63, py(STUBBORN_JOB.format(put=put_fn(marker)))))
-    gpid, gticks = read_pid(marker)
-    assert ex.terminate(63, 1, "cancel")
-    del ex
-    wait_for(Path(h.run_dir, "exit.json").exists, "the runner to kill the job after its grace")
-    assert gone(gpid, gticks)
-    ex2 = same_user_executor(root)
-    assert ex2.adopt(h)
-    (rec,) = wait_exits(ex2, 1)
-    assert rec.outcome == "cancelled", rec
-    assert "SIGKILL" in rec.detail
-
-
-def test_adopt_refuses_a_reused_pid(tmp_path: Path) -> None:
-    """A live process with the handle's pid but another start time is not the job, and is left
-    alone."""
-    other = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    try:
-        st = proc_stat(other.pid)
-        assert st is not None
-        run_dir = tmp_path / "root" / "jobs" / "71" / "attempts" / "1"
-        run_dir.mkdir(parents=True)
-        fake = Handle(
-            job_id=71,
-            attempt=1,
-            pid=other.pid,
-            pgid=other.pid,
-            start_ticks=st.start_ticks - 1,
-            boot_id=boot_id(),
-            run_dir=str(run_dir),
-            stdout_path=str(run_dir / "stdout.log"),
-            stderr_path=str(run_dir / "stderr.log"),
-        )
-        ex = same_user_executor(tmp_path / "root")
-        assert not ex.adopt(fake)
-        ex.kill(fake)  # an orphan by that pid: must not touch the unrelated process either
-        time.sleep(0.1)
-        assert other.poll() is None
-    finally:
-        other.kill()
-        other.wait(timeout=10)
-
-
-def test_adopt_of_a_run_whose_runner_vanished_kills_its_job(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    pidfile = tmp_path / "job.pid"
-    ex = same_user_executor(root)
-    h = ex.launch(spec(72, sleeper(pidfile)))
-    pid, ticks = read_pid(pidfile)
-    os.kill(h.pid, signal.SIGKILL)  # the runner alone dies (say, the OOM killer)
-    wait_for(lambda: gone(h.pid, h.start_ticks), "the runner to die")
-    del ex
-    ex2 = same_user_executor(root)
-    assert not ex2.adopt(h)
-    wait_for(lambda: gone(pid, ticks), "the job left without its runner to be killed")
-
-
-def test_live_handles_finds_runs_the_store_lost_and_kill_stops_them(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    pidfile = tmp_path / "job.pid"
-    ex = same_user_executor(root)
-    h = ex.launch(spec(81, sleeper(pidfile)))
-    pid, ticks = read_pid(pidfile)
-    del ex  # died before the store committed the handle
-    ex2 = same_user_executor(root)
-    assert ex2.live_handles() == [h]
-    ex2.kill(h)
-    wait_for(lambda: gone(pid, ticks) and gone(h.pid, h.start_ticks), "the orphan to die")
-    ex2.poll()  # reaps
-    assert ex2.live_handles() == []
-    assert ex2.poll() == []  # killed orphans are not reported
-
-
 def test_command_not_found_fails_with_a_message(ex: LocalExecutor) -> None:
     ex.launch(spec(91, ["/nonexistent/cortex-no-such-program", "x"]))
     (rec,) = wait_exits(ex, 1)
@@ -558,144 +364,3 @@ def test_an_attempt_runs_at_most_once(ex: LocalExecutor) -> None:
     wait_exits(ex, 1)
     with pytest.raises(ValueError, match="already launched"):
         same_user_executor(ex.root).launch(spec(92, py("pass")))
-
-
-def test_runner_starts_nothing_until_the_launch_is_recorded(tmp_path: Path) -> None:
-    """A service killed between spawning the runner and writing handle.json leaves a run no
-    one knows about; it must not start the job."""
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    marker = tmp_path / "ran"
-    (run_dir / "spec.json").write_text(
-        json.dumps(
-            {
-                "command": py(f"open({str(marker)!r}, 'w')"),
-                "working_dir": None,
-                "nprocs": 1,
-                "grace_s": 1.0,
-                "confirm_timeout_s": 0.2,
-            }
-        )
-    )
-    proc = subprocess.run(
-        [PY, "-m", "cortex.executors.local.runner", str(run_dir)],
-        input=json.dumps(dict(os.environ)).encode(),
-        timeout=30,
-        capture_output=True,
-        check=False,
-    )
-    assert proc.returncode == 1, proc.stderr
-    assert not marker.exists()
-    assert "not confirmed" in json.loads((run_dir / "exit.json").read_text())["detail"]
-
-
-def test_runner_starts_nothing_on_a_torn_env(tmp_path: Path) -> None:
-    """The env arrives through the runner's stdin; a service killed mid-write leaves it torn,
-    and a job must not start with half its env (its handle never came either)."""
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    marker = tmp_path / "ran"
-    (run_dir / "spec.json").write_text(
-        json.dumps(
-            {
-                "command": py(f"open({str(marker)!r}, 'w')"),
-                "working_dir": None,
-                "nprocs": 1,
-                "grace_s": 1.0,
-                "confirm_timeout_s": 0.2,
-            }
-        )
-    )
-    proc = subprocess.run(
-        [PY, "-m", "cortex.executors.local.runner", str(run_dir)],
-        input=b'{"PATH": "/usr/bin", "TOK',
-        timeout=30,
-        capture_output=True,
-        check=False,
-    )
-    assert proc.returncode == 1, proc.stderr
-    assert not marker.exists()
-    assert "env did not arrive" in json.loads((run_dir / "exit.json").read_text())["detail"]
-
-
-def test_logs_are_capped_per_attempt_and_rotated(tmp_path: Path) -> None:
-    """Issue 9: logs had no size cap. 40 lines of 100 bytes (4,000 bytes) into a 1,024-byte
-    cap keeping 1 rotated part: stdout.log and stdout.log.1 hold at most 1,024 bytes each,
-    the newest lines are in stdout.log, and nothing older than one part survives."""
-    ex = same_user_executor(tmp_path / "root", log_cap_bytes=1024, log_keep=1)
-    code = """
-        import sys
-        for i in range(40):
-            sys.stdout.write(f"{i:03d} " + "x" * 95 + "\\n")
-            sys.stdout.flush()
-    """
-    ex.launch(spec(95, py(code)))
-    (rec,) = wait_exits(ex, 1)
-    assert rec.outcome == "completed", rec
-    out, _ = ex.log_paths(95, 1)
-    parts = sorted(out.parent.glob("stdout.log*"))
-    assert [p.name for p in parts] == ["stdout.log", "stdout.log.1"]
-    for p in parts:
-        assert 0 < p.stat().st_size <= 1024, (p, p.stat().st_size)
-    assert out.read_text().splitlines()[-1].startswith("039 ")
-    assert out.with_name("stdout.log.1").read_text().splitlines()[0] > "000 "
-
-
-def test_log_parts_do_not_depend_on_how_writes_were_batched(tmp_path: Path) -> None:
-    """The capped-log test failed under load: the job's 40 lines arrived in one read, and a
-    read larger than the cap kept only its tail, so no rotated part existed. One 4,000-byte
-    read into a 1,024-byte cap keeping 1 part must leave the same parts as 40 small reads."""
-    from cortex.executors.local.runner import copy_capped
-
-    payload = b"".join(f"{i:03d} ".encode() + b"x" * 95 + b"\n" for i in range(40))
-    for name, chunks in (
-        ("one", [payload]),
-        ("many", [payload[i : i + 100] for i in range(0, 4000, 100)]),
-    ):
-        rd, wr = os.pipe()
-        path = tmp_path / name / "stdout.log"
-        path.parent.mkdir()
-        for c in chunks:
-            os.write(wr, c)
-        os.close(wr)
-        copy_capped(rd, path, 1024, 1)
-        assert path.read_bytes() == payload[3072:]
-        assert path.with_name("stdout.log.1").read_bytes() == payload[2048:3072]
-        assert not path.with_name("stdout.log.2").exists()
-
-
-def test_a_job_that_ended_before_the_preemption_signal_is_completed(tmp_path: Path) -> None:
-    """Found by the crash benchmark (bench/control_faults.py): a job that exited 0 an instant
-    before a preemption's SIGTERM reached its runner was counted as preempted and run again.
-    The runner notes which ranks had already exited (reaped or zombie) when the first stop
-    signal arrived; all of them with 0 is a completion."""
-    from cortex.executors.local.rundir import RunFiles
-    from cortex.executors.local.runner import Runner, _Rank
-
-    files = RunFiles(tmp_path / "run")
-    files.dir.mkdir()
-    proc = subprocess.Popen([PY, "-c", "pass"])
-    wait_for(lambda: (st := proc_stat(proc.pid)) is not None and st.finished, "a zombie rank")
-    runner = Runner(files)
-    runner.ranks = [_Rank(rank=0, pid=proc.pid, proc=proc)]
-    runner._on_stop_signal(signal.SIGTERM, None)  # the preemption arrives after the exit
-    runner._reap()
-    runner._write_exit(runner.verdict(1.0))
-    v = json.loads(files.exit.read_text())
-    assert v["exit_code"] == 0 and v["stop_signal"] == signal.SIGTERM
-    assert v["ended_before_stop"] is True
-
-    # The executor, told it preempted this run, reads that verdict as a completion.
-    root = tmp_path / "root"
-    ex = same_user_executor(root)
-    h = ex.launch(spec(48, py("pass")))
-    wait_exits(ex, 1)
-    exit_json = Path(h.run_dir) / "exit.json"
-    exit_json.write_text(json.dumps(v))
-    (Path(h.run_dir) / "terminate.json").write_text(
-        json.dumps({"reason": "preempt", "grace_s": 5, "kill_at_wall": 0, "signalled_at": 1})
-    )
-    ex2 = same_user_executor(root)
-    assert ex2.adopt(h)
-    (rec,) = wait_exits(ex2, 1)
-    assert (rec.outcome, rec.exit_code) == ("completed", 0), rec

@@ -206,7 +206,8 @@ def test_battery_spec_rejects_bad_fields() -> None:
 
 
 def test_preemption_credit_counts_only_in_the_victims_halls() -> None:
-    from cortex.scheduler.power import CapToFit, PowerView
+    from cortex.scheduler.power import CapToFit, Grant, PowerView, Watts
+    from cortex.scheduler.reasons import Reason
     from cortex.workload.job import Job
 
     # Two halls; hall 1 has no headroom. Victims free 10 kW in hall 0 only.
@@ -224,13 +225,17 @@ def test_preemption_credit_counts_only_in_the_victims_halls() -> None:
     )
     job = Job(1, "j", "a", 8, 100.0)
     victim = Job(7, "v", "a", 8, 100.0)
-    credit = view.credit([victim])
+    room = Watts.of(view)
+    credit = room.credit(view, [victim])
     assert credit == (10_000.0, {0: 10_000.0})
     # 8 GPUs x 500 W = 4 kW: fits in hall 0 with the credit, not in hall 1.
-    _ok, r0 = CapToFit().admit(view, job, 0, 8, ((0, 8),), credit)
-    assert r0 is None
-    _, r1 = CapToFit().admit(view, job, 0, 8, ((1, 8),), credit)
-    assert r1 is not None and r1.detail["domain"] == "hall 1"
+    g0 = CapToFit().admit(view, room, job, 0, 8, ((0, 8),), credit)
+    assert g0 == Grant(0, 4_000.0, {0: 4_000.0})
+    r1 = CapToFit().admit(view, room, job, 0, 8, ((1, 8),), credit)
+    assert isinstance(r1, Reason) and r1.detail["domain"] == "hall 1"
+    # A victim whose watts this cycle already gave back gives nothing a second time.
+    room.released.add(7)
+    assert room.credit(view, [victim]) == (0.0, {})
 
 
 def test_ladder_is_concave_for_every_kind() -> None:

@@ -234,10 +234,12 @@ def test_fair_share_is_counted_in_h100_equivalents() -> None:
 
 
 def test_the_site_power_cap_bounds_the_targets() -> None:
-    # One H100 node (8 GPUs) under a 9 kW site cap at PUE 1.2: 7,500 W of IT, less 8 idle
-    # GPUs at 96 W (768 W) and the node's 3,400 W overhead, leaves 3,332 W over idle. A busy
-    # GPU adds 546 - 96 = 450 W (catalog's measured training draw), so the solve targets
-    # 3,332 / 450 = 7.404 GPUs, not the 8 the job asks for.
+    # One H100 node (8 GPUs) under a 9 kW site cap at PUE 1.2, through the facility model
+    # (power/data/cooling.csv: fixed 3% of nameplate, slope 1.2 - 0.03 = 1.17 at the design
+    # temperature). Nameplate 8 x 700 + 3,400 = 9,000 W, so IT may reach (9,000 - 270) / 1.17
+    # = 7,461.54 W; less 8 idle GPUs at 96 W (768 W) and the node's 3,400 W overhead leaves
+    # 3,293.54 W over idle. A busy GPU adds 546 - 96 = 450 W (catalog's measured training
+    # draw), so the solve targets 3,293.54 / 450 = 7.319 GPUs, not the 8 the job asks for.
     topo = build(
         parse_fleet(
             {
@@ -253,7 +255,7 @@ def test_the_site_power_cap_bounds_the_targets() -> None:
     w.pend(1, "lang", 8, 0.0)
     assert w.pol.allocator is not None
     t = w.pol.allocator.solve(w.snapshot())
-    assert t.queue_gpus[0][0] == pytest.approx(3332 / 450, rel=1e-6)
+    assert t.queue_gpus[0][0] == pytest.approx((8730 / 1.17 - 4168) / 450, rel=1e-6)
 
 
 def test_the_twin_runs_the_solve_and_places_by_it() -> None:
@@ -276,3 +278,35 @@ def test_the_twin_runs_the_solve_and_places_by_it() -> None:
     }
     assert jobs[1].end_s == pytest.approx(1e5 / 1.082, rel=1e-6)
     assert jobs[0].end_s == pytest.approx(1e5 / 0.293, rel=1e-6)
+
+
+def test_the_solve_and_the_power_books_see_one_site_budget() -> None:
+    # One facility model: without a power policy the solve's site watts over idle are the power
+    # books' at the design temperature (drive/power_books.py), on a two-flavor fleet of two
+    # halls, with nodes down (down nodes keep their idle budget in both).
+    from cortex.drive.power_books import PowerBooks
+    from cortex.scheduler.hetero import power_rows
+    from cortex.scheduler.registry import power_profile
+
+    topo = build(
+        parse_fleet(
+            {
+                "name": "two",
+                "site": {"power_cap_mw": 0.2, "pue": 1.3},
+                "halls": [
+                    {"name": "h1", "groups": [{"flavor": "H100-SXM5", "nodes": 6}]},
+                    {"name": "h2", "groups": [{"flavor": "H200-SXM", "nodes": 4}]},
+                ],
+                "queues": {"cluster_queues": [{"name": "lang", "nominal_share": 1.0}]},
+            },
+            "test",
+        )
+    )
+    w = World(topo, "hetero")
+    w.st.set_down(0)
+    books = PowerBooks(
+        **PowerBooks.fleet_args(topo, cap_mw=0.2, profile=power_profile("admit", live=True))
+    )
+    _, budget_w = power_rows(w.snapshot(), ["llm"])
+    assert budget_w == pytest.approx(books.site_budget_w(0.0), rel=1e-12)
+    assert 0 < budget_w < 0.2e6 / 1.3  # a real bound, under the cap over its PUE

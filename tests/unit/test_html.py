@@ -26,6 +26,20 @@ def _cdf(scale_s: float) -> list[float]:
     return [scale_s * (1 + q / 10) for q in range(101)]
 
 
+_CONFIG = {
+    "fleet": "tiny-fleet",
+    "days": 2,
+    "seed": 7,
+    "policy": "fifo",
+    "backfill": True,
+    "failures": True,
+    "failure_scale": 1.0,
+    "workload": "",
+    "checkpoint_interval_s": 1800,
+}
+_FLEET = {"name": "tiny-fleet", "gpus": 1024, "nodes": 128, "pods": 2, "racks": 16, "halls": 1}
+
+
 def fake_report(
     teams: dict[str, float] | None = None,
     n_bins: int = 48,
@@ -51,26 +65,8 @@ def fake_report(
         interrupts[(7 * i) % max(n_bins, 1)] += n if n_bins else 0
     return {
         "cortex_version": "0.1.0",
-        "config": {
-            "fleet": "tiny-fleet",
-            "days": 2,
-            "seed": 7,
-            "policy": "fifo",
-            "backfill": True,
-            "failures": True,
-            "failure_scale": 1.0,
-            "workload": "",
-            "checkpoint_interval_s": 1800,
-        },
-        "fleet": {
-            "name": "tiny-fleet",
-            "gpus": 1024,
-            "nodes": 128,
-            "pods": 2,
-            "racks": 16,
-            "halls": 1,
-            "gpus_by_flavor": {"H100": 1024},
-        },
+        "config": dict(_CONFIG),
+        "fleet": {**_FLEET, "gpus_by_flavor": {"H100": 1024}},
         "jobs": {
             "submitted": 25,
             "rejected": 1,
@@ -156,7 +152,7 @@ def test_header_and_summary_numbers() -> None:
     assert "81.2%" in page and "92.3%" in page
     assert "2.00 / 1.50 / 10.00" in page  # JCT mean / p50 / p99 in hours
     assert "39,000" in page  # GPU-hours as plain thousands, not 3.9e+04
-    assert "rework_after_failures" in page and "NO_CAPACITY" in page
+    assert "<td>rework after failures</td>" in page and "NO_CAPACITY" in page
     assert "big-run" in page and "87.5%" in page
 
 
@@ -212,6 +208,7 @@ def test_power_section_plots_cap_ramps_and_battery_from_a_real_run() -> None:
         ramp_limit_mw_per_min=0.004,
         battery=BatterySpec(0.01, 0.03, 0.9),
         cap_events=(CapEvent(3600.0, 3600.0, 0.06),),
+        heat_waves=((7200.0, 1800.0, 5.0),),
     )
     report = build_report(Twin(TINY, jobs, SimConfig(days=0.5, failures=False, power=pc)).run())
     power = report["power"]
@@ -221,6 +218,21 @@ def test_power_section_plots_cap_ramps_and_battery_from_a_real_run() -> None:
     page = render_html(report)
     assert page.count("<img") == 4  # the power plot replaces the plain facility plot
     assert "Battery state of charge" not in page  # titles are drawn into the PNG, not the HTML
-    for label in ("minutes_over_cap", "battery soc_min_mwh", "cost_per_useful_gpu_h_usd"):
-        assert label in page
+    # Tables name figures as a reader would, with units; no report key, no Python None.
+    for label in (
+        "time over the cap (min)",
+        "battery lowest charge (MWh)",
+        "electricity per useful GPU-h (USD)",
+        "rework after failures",
+    ):
+        assert f"<td>{label}</td>" in page
+    text = re.sub(r'src="data:[^"]*"', "", page)
+    assert not re.search(r"<td>[a-z]+(_[a-z]+)+</td>", text), "a snake_case key in a table"
+    assert "None" not in text
+    # The run's cap event and heat wave are listed (and shaded on the plots): 1 h for 1 h at
+    # 0.06 MW; 2 h for 0.5 h at +5 C.
+    assert power["cap_events_h"] == [[1.0, 1.0, 0.06]]
+    assert power["heat_waves_h"] == [[2.0, 0.5, 5.0]]
+    assert '<td>cap event at 1 h for 1 h (MW)</td><td class="n">0.06</td>' in page
+    assert '<td>heat wave at 2 h for 0.5 h (+C)</td><td class="n">5</td>' in page
     assert plt.get_fignums() == []

@@ -391,3 +391,78 @@ def test_equally_cheap_victims_in_a_pod_go_by_node_not_by_job_id() -> None:
     _run(st, 170, ((6, 8),), prio=LOW)
     got = _victims(st, pend, 16)
     assert got is not None and sorted(got) == [150, 200]
+
+
+def test_gang_across_pods_with_exactly_as_many_candidates_as_it_needs() -> None:
+    # A production gang of 3 nodes; the only candidates are node 0 (free), node 1 (job 10)
+    # and node 4 (job 11), preemptible: 3 nodes, exactly the need, 2 in pod 0 and 1 in pod 1,
+    # so no pod holds the gang. Across pods, the walk takes all three: both jobs go.
+    st, pend = _state({0, 1, 4})
+    _run(st, 10, ((1, 8),), prio=LOW)
+    _run(st, 11, ((4, 8),), prio=LOW)
+    assert _victims(st, pend, 24) == [10, 11]
+
+
+def test_reclaim_passes_over_a_candidate_node_it_may_not_empty() -> None:
+    # Queues a (nominal 32, borrowing), b (16), c (16). Queue a borrows: 48 in use (job 101
+    # on nodes 0-3, started 100 s ago, and 102 on nodes 5 and 6, settled). Queue c holds 16,
+    # its nominal, in 103 (node 4) and 104 (node 7). In reclaim mode every node of normal
+    # priority is a candidate; visited by id (equal priority and use): node 4's 103 may not
+    # go (c is within its quota), which ends nothing: node 5's 102 may (a borrows, and b's
+    # 0 + 4 <= 16). It costs 102's whole 16 GPUs; node 6 costs the same; node 7 refuses.
+    quota = build(parse_fleet({"name": "quota", "halls": [{"name": "h", "groups": [
+        {"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}]}], "queues": {
+        "cluster_queues": [{"name": "a", "nominal_share": 0.5, "borrowing_limit_share": 0.25},
+                           {"name": "b", "nominal_share": 0.25, "borrowing_limit_share": 0.0},
+                           {"name": "c", "nominal_share": 0.25}]}}, "test"))  # fmt: skip
+    st, pend, _ = testkit.setup_cycle(quota, teams=("a", "b", "c"))
+    _run(st, 101, tuple((n, 8) for n in range(4)), prio=NORMAL, start=-100.0)
+    _run(st, 102, ((5, 8), (6, 8)), prio=NORMAL)
+    _run(st, 103, ((4, 8),), prio=NORMAL, team=2)
+    _run(st, 104, ((7, 8),), prio=NORMAL, team=2)
+    job = Job(1, "p", "b", 4, 100.0)
+    job.queue_idx, job.priority = 1, NORMAL
+    snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    assert find_victims(snap, PriorityReclaim(), 4, 0, job) == [102]
+
+
+def _reclaim_fleet(halls: int) -> Topology:
+    """8 nodes in pods of 2 (in `halls` halls); queues a (nominal 8), b (40), c (16). Used in
+    reclaim mode: equal-priority nodes pass the filter, the exact rule decides."""
+    groups = [{"flavor": "H100-SXM5", "nodes": 8 // halls, "nodes_per_pod": 2}]
+    return build(parse_fleet({"name": "reclaim", "halls": [
+        {"name": f"h{i}", "groups": groups} for i in range(halls)], "queues": {
+        "cluster_queues": [{"name": "a", "nominal_share": 0.125},
+                           {"name": "b", "nominal_share": 0.625},
+                           {"name": "c", "nominal_share": 0.25}]}}, "test"))  # fmt: skip
+
+
+def _reclaim_victims(halls: int, gang: int) -> list[int] | None:
+    # Nodes 0 and 1: queue c's jobs 103, 104 (its nominal 16: they may not go). Nodes 2-5:
+    # queue a's 8-GPU jobs 105-108, settled; nodes 6 and 7 a's job 101, started 100 s ago.
+    # Queue a uses 48 > 8: it borrows, so its settled jobs may go to a normal job of queue
+    # b (0 + gang <= 40). A gang of 3 or 5 whole nodes: more than any pod of 2 holds.
+    st, pend, _ = testkit.setup_cycle(_reclaim_fleet(halls), teams=("a", "b", "c"))
+    _run(st, 103, ((0, 8),), prio=NORMAL, team=2)
+    _run(st, 104, ((1, 8),), prio=NORMAL, team=2)
+    for n in range(2, 6):
+        _run(st, 103 + n, ((n, 8),), prio=NORMAL)
+    _run(st, 101, ((6, 8), (7, 8)), prio=NORMAL, start=-100.0)
+    job = Job(1, "p", "b", gang, 100.0)
+    job.queue_idx, job.priority = 1, NORMAL
+    snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    return find_victims(snap, PriorityReclaim(), gang, 0, job)
+
+
+def test_across_pods_drops_the_nodes_it_may_not_empty_and_walks_the_next_hall() -> None:
+    # Two halls: nodes 0-3 (pods {0,1}, {2,3}) and 4-7. Candidates: 0-5 (6, 7 unsettled).
+    # Hall 0 has 4 >= 3 of them, so the walk stays there: pod 0's nodes 0 and 1 are c's (may
+    # not go), pod 1's 2 and 3 are good: 2 < 3, short. Without nodes 0 and 1 no hall has 3
+    # candidates (2 each): both halls, hall 0 first: nodes 2, 3, then hall 1's node 4.
+    assert _reclaim_victims(halls=2, gang=24) == [105, 106, 107]
+
+
+def test_across_pods_finds_nothing_when_too_few_candidates_may_go() -> None:
+    # One hall, a gang of 5 nodes: 6 candidates (0-5), but only 4 may go (2-5): short, and
+    # without the two that may not, 4 < 5 candidates are left. No victims (not the 4 it has).
+    assert _reclaim_victims(halls=1, gang=40) is None

@@ -75,7 +75,22 @@ def test_fast_search_chooses_what_the_reference_search_chose(seed: int) -> None:
     for n in rng.sample(range(len(st.node_free)), rng.randint(0, 3)):
         st.set_down(n)
     jobs = _fill(st, rng, 0, 30)
-    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    # Half the seeds cost victims by the work they would lose: a value per job from the seed,
+    # with ties (0 s: just checkpointed) and spread, so the lost term reorders GPUs.
+    salt = rng.randrange(1 << 16)
+    spread = (0.0, 0.0, 60.0, 1800.0, 2700.0, 3599.0)
+
+    def lost_s(j: Job) -> float:
+        return spread[(j.id * 2654435761 + salt) % len(spread)]  # fixed per job and seed
+
+    snap = Snapshot(
+        NOW,
+        st,
+        pend,
+        lambda k, f: 1.0,
+        lambda j, f, g: 100.0,
+        lost_s=lost_s if rng.random() < 0.5 else None,
+    )
     for cycle in range(3):  # cycles, with the driver stopping and starting jobs between them
         stmt = Statement(st)
         if jobs and rng.random() < 0.5:

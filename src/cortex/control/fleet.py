@@ -39,6 +39,8 @@ def queues_spec(rows: Iterable[m.Queue], min_runtime_s: float) -> QueuesSpec:
             nominal_share=q.nominal_share,
             borrowing_limit_share=q.borrowing_limit_share,
             weight=q.weight,
+            min_runtime_s=q.min_runtime_s,
+            preemption_budget=q.preemption_budget,
         )
         for q in rows
     ] or [ClusterQueueSpec(name=PLACEHOLDER_QUEUE)]

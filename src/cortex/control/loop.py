@@ -28,7 +28,7 @@ from prometheus_client import Counter
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
-from cortex.control import store
+from cortex.control import preemptions, store
 from cortex.control.clock import SYSTEM, Clock
 from cortex.control.config import Settings
 from cortex.control.db import Sessions
@@ -294,6 +294,7 @@ class SchedulerLoop(LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMi
         job.submit_s = row.submitted_at
         job.state = JobState(row.state)
         job.restarts = row.failures + row.preemptions
+        job.preemptions = row.preemptions  # its queue's preemption budget counts these
         return job
 
     def _resolve(self, job: Job) -> Reason | None:
@@ -390,8 +391,14 @@ class SchedulerLoop(LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMi
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
         mi = self.mirror
+        progress, grace_s = self.progress, self.settings.grace_s
+
+        def lost_s(job: Job) -> float:
+            return preemptions.lost_s(job, now, progress.known_checkpoint_at(job.id), grace_s)
+
         snap = self.allocation.snapshot(
-            self.pol, Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view)
+            self.pol,
+            Snapshot(now, mi.state, mi.pending, self.speed, self.estimate_s, view, lost_s=lost_s),
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)

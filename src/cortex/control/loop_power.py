@@ -240,11 +240,16 @@ class LivePower:
         if self.books.policy is None:
             return None
         view = self.books.view(now)
-        for w, halls in [*self.draining.values(), *self.overdraw.values()]:
-            view.site_headroom_w -= w
+        held = [*self.draining.values(), *self.overdraw.values()]
+        if not held:
+            return view
+        site_w = view.site_headroom_w
+        hall_w = list(view.hall_headroom_w)
+        for w, halls in held:
+            site_w -= w
             for h, x in halls.items():
-                view.hall_headroom_w[h] -= x
-        return view
+                hall_w[h] -= x
+        return dataclasses.replace(view, site_headroom_w=site_w, hall_headroom_w=hall_w)
 
     def booked(self, plan: Plan, now: float) -> None:
         """Book the plan's starts at the levels the policy chose (victims leave at `_sync`)."""

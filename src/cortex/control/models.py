@@ -59,6 +59,9 @@ class Queue(Base):
     nominal_share: Mapped[float] = mapped_column(Float, default=0.0)
     borrowing_limit_share: Mapped[float | None] = mapped_column(Float, nullable=True)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
+    # Preemption protection (None: the service's min_runtime_s; no budget).
+    min_runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    preemption_budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Job(Base):

@@ -14,6 +14,8 @@ from cortex.control import models as m
 from cortex.control import store
 from cortex.control.progress import Progress
 from cortex.scheduler.reasons import Reason
+from cortex.workload.job import Job
+from cortex.workload.preempt_rule import cost_s
 
 
 def since_checkpoint_s(
@@ -25,6 +27,17 @@ def since_checkpoint_s(
     checkpoint_at = progress.checkpoint_at if progress is not None else None
     marks = [t for t in (attempt_start_s, checkpoint_at) if t is not None]
     return max(0.0, now - max(marks)) if marks else None
+
+
+def lost_s(job: Job, now: float, checkpoint_at: float | None, grace_s: float) -> float:
+    """What preempting a running job now costs it (seconds of its gang), by the twin's rule
+    (workload/preempt_rule.py): the work since its newest checkpoint in this run, unless it
+    checkpoints on the signal within the grace period, when only that write. A job that has
+    reported no checkpoint in this run has kept nothing of it."""
+    done = max(0.0, now - job.run_start_s)
+    saved = 0.0 if checkpoint_at is None else min(max(0.0, checkpoint_at - job.run_start_s), done)
+    write = job.ckpt_write_s or 0.0
+    return cost_s(done, saved, write, grace_s, job.ckpt_on_signal, 0.0)
 
 
 def record(

@@ -174,6 +174,20 @@ class ProgressBook:
             posted = None
         return merge(from_file, posted)
 
+    def known_checkpoint_at(self, job_id: int) -> float | None:
+        """The newest checkpoint time already seen for the job (API reports, and its metrics
+        file as far as earlier reads went), without reading anything: the scheduler's victim
+        cost asks for every candidate inside a cycle, where no I/O belongs."""
+        with self._lock:
+            f = self._files.get(job_id)
+            posted = self._posted.get(job_id)
+        marks = [
+            p.checkpoint_at
+            for p in (f.progress if f is not None else None, posted)
+            if p is not None and p.checkpoint_at is not None
+        ]
+        return max(marks) if marks else None
+
     def post(self, job_id: int, p: Progress, now_mono: float) -> float:
         """Take an API report; returns 0, or the seconds to wait before the next one."""
         with self._lock:

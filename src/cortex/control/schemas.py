@@ -160,6 +160,8 @@ class QueueOut(BaseModel):
     nominal_share: float
     borrowing_limit_share: float | None
     weight: float
+    min_runtime_s: float | None = None  # None: the service's default
+    preemption_budget: int | None = None  # None: no limit
     running_gpus: int = 0
     pending_jobs: int = 0
 
@@ -172,6 +174,9 @@ class QueueUpdate(BaseModel):
     # A share of each flavor's GPUs: past 1 it means nothing more than 1.
     borrowing_limit_share: Annotated[float, Field(ge=0, le=1)] | None = None
     weight: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    # Preemption protection; null resets to the default (the service's runtime; no budget).
+    min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] | None = None
+    preemption_budget: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] | None = None
 
 
 class NodeOut(BaseModel):

@@ -237,7 +237,7 @@ class WhyBook:
         cohort_free = tuple(
             max(0, st.queues.cohort_nominal[f] - st.cohort_usage[f]) for f in range(len(flavors))
         )
-        power = snap.power
+        left_w = plan.power_headroom_w
         self.current = WhyRecord(
             at=snap.now_s,
             blockers=dict(plan.blockers),
@@ -249,7 +249,7 @@ class WhyBook:
             flavors=flavors,
             quota_room=tuple(room),
             cohort_free=cohort_free,
-            power_headroom_mw=None if power is None else power.site_headroom_w / 1e6,
+            power_headroom_mw=None if left_w is None else left_w / 1e6,
             queue_config=st.queues,
             running_jobs=dict(st.running),
             allocations=tuple(st.allocations.items()),

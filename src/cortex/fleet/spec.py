@@ -90,6 +90,16 @@ class ClusterQueueSpec(_Strict):
     flavor_quotas: dict[str, FlavorQuotaSpec] = Field(
         default_factory=dict, description="per-flavor nominal quota and borrowing limit"
     )
+    min_runtime_s: NonNegFloat | None = Field(
+        default=None,
+        description="a job of this queue runs at least this long before it may be preempted "
+        "(None: the queues' min_runtime_s)",
+    )
+    preemption_budget: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] | None = Field(
+        default=None,
+        description="the most times one job of this queue may be preempted (None: no limit); "
+        "past it the job is no longer a victim",
+    )
 
 
 class QueuesSpec(_Strict):

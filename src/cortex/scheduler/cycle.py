@@ -200,7 +200,7 @@ class _Cycle:
         self.pol = pol
         self.deep = deep
         self.st = snap.state
-        self.stmt = Statement(snap.state)
+        self.stmt = Statement(snap.state, snap.power if pol.power is not None else None)
         self.plan = Plan()
         self.reserved: dict[int, _Reservation] = {}
         self.tries = pol.max_preemption_tries
@@ -293,9 +293,10 @@ class _Cycle:
         # 4. A cheap power bound first: placement is the expensive step, and under a binding
         #    power budget most jobs fail on watts, not GPUs.
         power = self.pol.power if snap.power is not None else None
+        room = self.stmt.watts
         if power is not None:
-            assert snap.power is not None
-            r = snap.power.lower_bound_reason(job, f, gang)
+            assert snap.power is not None and room is not None
+            r = snap.power.lower_bound_reason(room, job, f, gang)
             if r is not None:
                 reasons.append(r)
                 return False
@@ -309,11 +310,13 @@ class _Cycle:
         # 6. Power: the projected draw must fit the site, hall and ramp budgets (maybe capped).
         cap_level = 0
         if power is not None:
-            assert snap.power is not None
-            cap_level, r = power.admit(snap.power, job, f, gang, placement)
-            if r is not None:
-                reasons.append(r)
+            assert snap.power is not None and room is not None
+            got = power.admit(snap.power, room, job, f, gang, placement)
+            if isinstance(got, Reason):
+                reasons.append(got)
                 return False
+            self.stmt.spend_w(got.inc_w, got.halls_w)
+            cap_level = got.level
         held = self.stmt.allocate(job, f, placement)
         if use_extra and res is not None:
             res.extra_gpus -= held
@@ -332,11 +335,12 @@ class _Cycle:
             return False
         searched = False
         view = self.snap.power if self.pol.power is not None else None
-        if view is not None and view.ramp_headroom_w < view.ramp_limit_w:
+        room = self.stmt.watts
+        if view is not None and room is not None and room.ramp_w < view.ramp_limit_w:
             # The ramp window is partly spent: a preemptor that would not fit in what is left
             # would evict its victims for nothing (the search is the costly part of a pass).
             need = min(view.floor_inc_w(job, f, job.gpus) for f in short)
-            if need > view.ramp_headroom_w:
+            if need > room.ramp_w:
                 return False
         for f in short:
             mark = self.stmt.mark()
@@ -347,18 +351,17 @@ class _Cycle:
             self.tries -= 1
             placement, victims = got
             cap_level = 0
-            if view is not None and self.pol.power is not None:
+            if view is not None and room is not None and self.pol.power is not None:
                 # The victims' watts come back with their GPUs.
-                credit = view.credit(victims)
-                cap_level, r = self.pol.power.admit(view, job, f, job.gpus, placement, credit)
-                if r is not None:
+                credit = room.credit(view, victims)
+                grant = self.pol.power.admit(view, room, job, f, job.gpus, placement, credit)
+                if isinstance(grant, Reason):
                     self.stmt.rollback(mark)
                     searched = True
                     continue
-                view.site_headroom_w += credit[0]
-                for h, w in credit[1].items():
-                    view.hall_headroom_w[h] += w
-                view.released.update(v.id for v in victims)
+                self.stmt.spend_w(grant.inc_w, grant.halls_w)
+                self.stmt.credit_w(victims, credit)
+                cap_level = grant.level
             held = self.stmt.allocate(job, f, placement)
             self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_level))
             why = self.pol.preemption.name
@@ -419,6 +422,8 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool =
         c.stmt.rollback()
         raise
     plan = c.plan
+    if c.stmt.watts is not None:
+        plan.power_headroom_w = c.stmt.watts.site_w
     # Every eviction a pass tries (kept or rolled back) follows a victim search, and every
     # search spends one of the pass's tries: tries untouched means allocations only.
     if commit and c.tries == pol.max_preemption_tries and not plan.preemptions:

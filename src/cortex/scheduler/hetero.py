@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cortex.fleet.power import PowerModel
+from cortex.power.cooling import CoolingModel
 from cortex.scheduler import hetero_lp
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Snapshot
@@ -70,8 +72,10 @@ def power_rows(snap: Snapshot, kinds: list[str]) -> tuple[np.ndarray, float]:
     """Incremental IT watts per busy GPU [kind, flavor] and the site's watts over idle.
 
     With a PowerView (a power policy runs) its per-kind draw and budget are used; otherwise
-    the catalog's measured training draw and the fleet's site cap through its PUE, less what
-    idle GPUs and node overheads draw (all nodes counted: a conservative bound)."""
+    the catalog's measured training draw and the site cap turned into IT watts by the one
+    facility model (`CoolingModel.it_budget_w` at the design temperature, as the power books
+    do), less what every GPU idle and every node's overhead draw (down nodes keep their idle
+    budget, as in the books, so a repair never pushes the site over)."""
     st = snap.state
     n_f = len(st.gpn)
     view = snap.power
@@ -84,15 +88,12 @@ def power_rows(snap: Snapshot, kinds: list[str]) -> tuple[np.ndarray, float]:
     site = topo.spec.site
     if site.power_cap_mw is None:
         return w, math.inf
-    flavors = topo.flavors
-    overhead_w = 0.0
-    for hall in topo.spec.halls:
-        for g in hall.groups:
-            a = topo.accelerators[flavors.index(g.flavor)]
-            per_node = g.node_overhead_w if g.node_overhead_w is not None else a.node_overhead_w
-            overhead_w += g.nodes * per_node
-    idle_w = sum(a.idle_w * u for a, u in zip(topo.accelerators, st.up_gpus, strict=True))
-    return w, site.power_cap_mw * 1e6 / site.pue - idle_w - overhead_w
+    pm = PowerModel.for_topology(topo)
+    gpus = topo.flavor_gpus()
+    cooling = CoolingModel.for_pue(site.pue)
+    it_w = cooling.it_budget_w(site.power_cap_mw * 1e6, pm.peak_it_w(gpus), cooling.design_temp_c)
+    idle_w = sum(i * g for i, g in zip(pm.idle_w, gpus, strict=True)) + sum(pm.flavor_overhead_w)
+    return w, it_w - idle_w
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Power-aware admission and per-job power caps: pure policy code over a PowerView.
 
 The driver hands the cycle a PowerView: IT watts left under the site, hall and ramp budgets, the
-allowed per-GPU cap levels and each class's current level. A power policy admits a start only if
-its projected draw fits, and chooses its per-GPU cap. Outside the cycle, `solve_caps` re-divides
+allowed per-GPU cap levels and each class's current level. The view is the driver's, frozen; what
+a cycle has left to spend is a `Watts` ledger that the cycle's Statement owns, as it owns the GPUs
+and the quota, so a rollback gives the watts back with the GPUs. A power policy decides only: it
+admits a start if its projected draw fits what is left, and chooses its per-GPU cap; the cycle
+spends through the Statement. Outside the cycle, `solve_caps` re-divides
 the site budget among the running jobs (raise caps when watts are free, lower them, then pause
 the lowest priorities, when the budget shrinks). Watts here are IT watts: the driver converts the
 facility cap through the temperature-dependent PUE before it builds the view.
@@ -30,13 +33,13 @@ POWER_CODES = (Code.POWER_CAP, Code.POWER_RAMP)
 ClassKey = tuple[str, int, int, int]
 
 
-@dataclass
+@dataclass(frozen=True)
 class PowerView:
-    """What a cycle may spend, in IT watts. Built fresh by the driver for each cycle; the
-    policy spends from it as it admits starts (it is the cycle's scratch, never the driver's)."""
+    """What a cycle may spend, in IT watts, as the driver saw it before the cycle: built fresh by
+    the driver for each cycle and never changed by it (the cycle spends from a `Watts`)."""
 
     site_headroom_w: float
-    hall_headroom_w: list[float]
+    hall_headroom_w: Sequence[float]
     levels: tuple[float, ...]  # allowed caps as fractions of TDP, descending, levels[0] = 1.0
     floor: int  # index of the lowest level a start may take
     draw_w: Callable[[str, int], float]  # uncapped mean draw per GPU (kind, flavor)
@@ -49,40 +52,24 @@ class PowerView:
     min_node_cap_w: float = math.inf  # the lowest per-GPU cap any rack imposes
     ladder_w: Callable[[str, int, int, float], float] | None = None
     ramp_limit_w: float = math.inf  # the whole window's allowance
-    # Running jobs' site increments (the driver's books, read-only here); `released` are those a
-    # preemption in this cycle already gave back.
+    # Running jobs' site increments (the driver's books, read-only here).
     job_inc_w: Callable[[int], tuple[float, dict[int, float]]] = lambda _job_id: (0.0, {})
-    released: set[int] = field(default_factory=set)
     site_budget_w: float = math.inf  # the whole site budget over idle (headroom + running)
-
-    def inc_of(self, job_id: int) -> tuple[float, dict[int, float]]:
-        return (0.0, {}) if job_id in self.released else self.job_inc_w(job_id)
-
-    def credit(self, victims: Sequence[Job]) -> tuple[float, dict[int, float]]:
-        """Watts that evicting `victims` gives back, site-wide and per hall."""
-        site = 0.0
-        halls: dict[int, float] = {}
-        for v in victims:
-            w, hw = self.inc_of(v.id)
-            site += w
-            for h, x in hw.items():
-                halls[h] = halls.get(h, 0.0) + x
-        return site, halls
 
     def floor_inc_w(self, job: Job, flavor: int, gang: int) -> float:
         """The least a start could add: at the floor, on the least-capped nodes."""
         per = min(self.levels[self.floor] * self.tdp_w[flavor], self.draw_w(job.kind, flavor))
         return gang * (min(per, self.min_node_cap_w) - self.idle_w[flavor])
 
-    def lower_bound_reason(self, job: Job, flavor: int, gang: int) -> Reason | None:
-        """Could the job fit the site budget even at the floor, on the least-capped nodes? A
-        necessary condition, checked before placement."""
+    def lower_bound_reason(self, room: Watts, job: Job, flavor: int, gang: int) -> Reason | None:
+        """Could the job fit what is left of the site budget even at the floor, on the
+        least-capped nodes? A necessary condition, checked before placement."""
         inc = self.floor_inc_w(job, flavor, gang)
-        if inc > self.site_headroom_w:
+        if inc > room.site_w:
             return Reason(
                 Code.POWER_CAP,
                 need_mw=inc / 1e6,
-                headroom_mw=max(self.site_headroom_w, 0.0) / 1e6,
+                headroom_mw=max(room.site_w, 0.0) / 1e6,
                 domain="site",
             )
         return None
@@ -94,6 +81,35 @@ class PowerView:
             return self.ladder_w(kind, flavor, level, node_cap_w)
         cap = self.levels[level] * self.tdp_w[flavor]
         return min(cap, self.draw_w(kind, flavor), node_cap_w)
+
+
+@dataclass(slots=True)
+class Watts:
+    """What is left to spend in one cycle (site, per hall, this ramp window) and the running
+    jobs whose watts a preemption in it already gave back. Owned by the cycle's Statement, which
+    changes it only through logged steps (`spend_w`, `credit_w`) so that a rollback restores it."""
+
+    site_w: float
+    hall_w: list[float]
+    ramp_w: float
+    released: set[int]
+
+    @classmethod
+    def of(cls, view: PowerView) -> Watts:
+        return cls(view.site_headroom_w, list(view.hall_headroom_w), view.ramp_headroom_w, set())
+
+    def credit(self, view: PowerView, victims: Sequence[Job]) -> tuple[float, dict[int, float]]:
+        """Watts that evicting `victims` gives back, site-wide and per hall (none twice)."""
+        site = 0.0
+        halls: dict[int, float] = {}
+        for v in victims:
+            if v.id in self.released:
+                continue
+            w, hw = view.job_inc_w(v.id)
+            site += w
+            for h, x in hw.items():
+                halls[h] = halls.get(h, 0.0) + x
+        return site, halls
 
 
 def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int]:
@@ -116,21 +132,33 @@ def _node_cap(view: PowerView, placement: Placement) -> float:
     return min(caps[n] for n, _ in placement)
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A start a power policy admits: its cap level (an index into the view's levels; 0:
+    uncapped) and the IT watts over idle it adds, site-wide and per hall, for the cycle to spend
+    through its Statement."""
+
+    level: int
+    inc_w: float
+    halls_w: dict[int, float]
+
+
 class PowerPolicy(Protocol):
-    """Chooses a start's cap level (an index into the view's levels; 0: uncapped) or the Reason
-    it may not start (then the level is 0 and means nothing)."""
+    """Decides a start's Grant, or the Reason it may not start, from the driver's view and what
+    the cycle has left (`room`); it changes neither."""
 
     name: str
 
     def admit(
         self,
         view: PowerView,
+        room: Watts,
         job: Job,
         flavor: int,
         gang: int,
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
-    ) -> tuple[int, Reason | None]: ...
+    ) -> Grant | Reason: ...
 
 
 Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
@@ -144,6 +172,7 @@ def _shape(view: PowerView, placement: Placement) -> Shape:
 
 def _fits(
     view: PowerView,
+    room: Watts,
     job: Job,
     f: int,
     gang: int,
@@ -157,52 +186,45 @@ def _fits(
     inc = gang * (per_gpu - view.idle_w[f])
     halls = {h: inc * k / held for h, k in shares.items()}
     credit_w, credit_halls = credit
-    if inc > view.site_headroom_w + credit_w:
+    if inc > room.site_w + credit_w:
         return (
             inc,
             halls,
             Reason(
                 Code.POWER_CAP,
                 need_mw=inc / 1e6,
-                headroom_mw=max(view.site_headroom_w + credit_w, 0.0) / 1e6,
+                headroom_mw=max(room.site_w + credit_w, 0.0) / 1e6,
                 domain="site",
             ),
         )
     for h, w in halls.items():
-        room = view.hall_headroom_w[h] + credit_halls.get(h, 0.0)
-        if w > room:
+        left = room.hall_w[h] + credit_halls.get(h, 0.0)
+        if w > left:
             return (
                 inc,
                 halls,
                 Reason(
                     Code.POWER_CAP,
                     need_mw=w / 1e6,
-                    headroom_mw=max(room, 0.0) / 1e6,
+                    headroom_mw=max(left, 0.0) / 1e6,
                     domain=f"hall {h}",
                 ),
             )
     # A start larger than a whole window is allowed alone, into a clear window: the driver then
     # staggers its gang in waves of one window's allowance.
-    window_clear = view.ramp_headroom_w >= view.ramp_limit_w
-    if inc > view.ramp_headroom_w and not window_clear:
+    window_clear = room.ramp_w >= view.ramp_limit_w
+    if inc > room.ramp_w and not window_clear:
         return (
             inc,
             halls,
             Reason(
                 Code.POWER_RAMP,
                 need_mw=inc / 1e6,
-                headroom_mw=max(view.ramp_headroom_w, 0.0) / 1e6,
+                headroom_mw=max(room.ramp_w, 0.0) / 1e6,
                 limit_mw=view.ramp_limit_w / 1e6,
             ),
         )
     return inc, halls, None
-
-
-def _spend(view: PowerView, job: Job, inc: float, halls: dict[int, float]) -> None:
-    view.site_headroom_w -= inc
-    for h, w in halls.items():
-        view.hall_headroom_w[h] -= w
-    view.ramp_headroom_w = max(view.ramp_headroom_w - inc, 0.0)
 
 
 class AdmitUncapped:
@@ -213,17 +235,15 @@ class AdmitUncapped:
     def admit(
         self,
         view: PowerView,
+        room: Watts,
         job: Job,
         flavor: int,
         gang: int,
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
-    ) -> tuple[int, Reason | None]:
-        inc, halls, r = _fits(view, job, flavor, gang, _shape(view, placement), 0, credit)
-        if r is not None:
-            return 0, r
-        _spend(view, job, inc, halls)
-        return 0, None
+    ) -> Grant | Reason:
+        inc, halls, r = _fits(view, room, job, flavor, gang, _shape(view, placement), 0, credit)
+        return Grant(0, inc, halls) if r is None else r
 
 
 class CapToFit:
@@ -235,24 +255,25 @@ class CapToFit:
     def admit(
         self,
         view: PowerView,
+        room: Watts,
         job: Job,
         flavor: int,
         gang: int,
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
-    ) -> tuple[int, Reason | None]:
+    ) -> Grant | Reason:
         key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
         first = view.target.get(key, 0)
         reason: Reason | None = None
         shape = _shape(view, placement)
         for level in range(min(first, view.floor), view.floor + 1):
-            inc, halls, reason = _fits(view, job, flavor, gang, shape, level, credit)
+            inc, halls, reason = _fits(view, room, job, flavor, gang, shape, level, credit)
             if reason is None:
-                _spend(view, job, inc, halls)
-                return level, None
+                return Grant(level, inc, halls)
             if reason.code is Code.POWER_RAMP:
                 break  # a lower cap would still be a step too many this window
-        return 0, reason
+        assert reason is not None  # the floor is a level: the loop ran at least once
+        return reason
 
 
 # ---- the cap solver ---------------------------------------------------------------------------

@@ -42,14 +42,26 @@ def _enough_nodes(snap: Snapshot, job: Job, flavor: int, alloc_gpus: int, or_equ
 
 
 def _settled(snap: Snapshot) -> np.ndarray:
+    """Nodes whose jobs all started before the shortest queue protection (a necessary
+    condition; `protected` judges each victim by its own queue)."""
     st = snap.state
-    return st.np_last_start <= snap.now_s - st.queues.min_runtime_s
+    return st.np_last_start <= snap.now_s - st.queues.least_min_runtime_s
+
+
+def protected(snap: Snapshot, victim: Job) -> bool:
+    """Whether the victim's queue shields it now: it has run less than the queue's minimum
+    runtime, or it was preempted as often as the queue's preemption budget allows (so two
+    queues cannot trade the same GPUs back and forth without end)."""
+    q = snap.state.queues.queues[victim.queue_idx]
+    if victim.run_start_s > snap.now_s - q.min_runtime_s:
+        return True
+    return q.preemption_budget is not None and victim.preemptions >= q.preemption_budget
 
 
 class PriorityReclaim:
     """A job may preempt jobs of a lower priority class, and, while its queue stays within its
     nominal quota, same-priority jobs of queues that borrow beyond theirs (reclaim). Victims must
-    have run at least the queue config's min_runtime_s."""
+    are not `protected` by their queue (minimum runtime, preemption budget)."""
 
     name = "priority"
 
@@ -75,7 +87,7 @@ class PriorityReclaim:
         return top & _settled(snap)
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
-        if victim.run_start_s > snap.now_s - snap.state.queues.min_runtime_s:
+        if protected(snap, victim):
             return False
         if victim.priority < job.priority:
             return True
@@ -109,9 +121,7 @@ class LasDemotion:
         return (snap.state.np_max_prio <= job.priority) & _settled(snap)
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
-        if victim.priority > job.priority:
-            return False
-        if victim.run_start_s > snap.now_s - snap.state.queues.min_runtime_s:
+        if victim.priority > job.priority or protected(snap, victim):
             return False
         attained = victim.attained_gpu_s + victim.alloc_gpus * (snap.now_s - victim.run_start_s)
         return self.ordering.level(attained) > self.ordering.level(job.attained_gpu_s)

@@ -20,6 +20,8 @@ class ClusterQueue:
     nominal: tuple[int, ...]
     borrowing_limit: tuple[int | None, ...]
     weight: float
+    min_runtime_s: float = 0.0  # a job runs this long before it may be a victim
+    preemption_budget: int | None = None  # the most preemptions of one job; None: no limit
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,12 @@ class QueueConfig:
     cohort: str
     cohort_nominal: tuple[int, ...]
     priority_classes: dict[str, int]
-    min_runtime_s: float
+    min_runtime_s: float  # the default of the queues' min_runtime_s
+
+    @property
+    def least_min_runtime_s(self) -> float:
+        """The shortest protection any queue gives (node filters: a necessary condition)."""
+        return min(q.min_runtime_s for q in self.queues)
 
     def index(self, team: str) -> int:
         """Index of a team's queue; KeyError if the team has none."""
@@ -64,7 +71,17 @@ class QueueConfig:
                 nom, lim = _flavor_quota(q, name, flavor_gpus[f])
                 nominal.append(nom)
                 limit.append(lim)
-            queues.append(ClusterQueue(q.name, i, tuple(nominal), tuple(limit), q.weight))
+            queues.append(
+                ClusterQueue(
+                    q.name,
+                    i,
+                    tuple(nominal),
+                    tuple(limit),
+                    q.weight,
+                    spec.min_runtime_s if q.min_runtime_s is None else q.min_runtime_s,
+                    q.preemption_budget,
+                )
+            )
         # Shares are rounded down per queue; the cohort owns the whole fleet so the remainder
         # is borrowable rather than lost.
         return cls(

@@ -29,6 +29,10 @@ class Snapshot:
     estimate_s: Callable[[Job, int, int], float]
     power: PowerView | None = None  # budgets for a power policy; None: power not modelled
     targets: Targets | None = None  # the last allocation solve (hetero profile); None: none
+    # Seconds of a running job's work a preemption now would cost it (driver's rule: time since
+    # its last checkpoint, or the write on the signal); victims are chosen by GPUs x this.
+    # None: every job costs the same per GPU.
+    lost_s: Callable[[Job], float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,8 @@ class Plan:
     examined: int = 0
     preempt_failed: list[int] = field(default_factory=list)  # victim searches that found none
     committed: bool = False  # the starts' GPUs are already taken on the state (see schedule)
+    # Site IT watts over idle left after the starts (None: no power policy ran).
+    power_headroom_w: float | None = None
 
     def reasons_for(self, job_id: int) -> list[Reason]:
         """Blockers of a job this cycle did not start ([] if it started)."""

@@ -1,4 +1,4 @@
-"""Statement: tentative allocations and evictions within one cycle, rolled back at its end
+"""Statement: tentative allocations, evictions and watts within one cycle, rolled back at its end
 (KAI-Scheduler's Statement). Policies try placements on the live indices without copying the
 fleet, and the state is exactly as before once the cycle returns, down to the iteration order of
 its indices: placement breaks ties by that order, so a rollback that re-inserted keys at the end
@@ -6,20 +6,29 @@ would make a second call on one snapshot place the same gang elsewhere."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
+from cortex.scheduler.power import PowerView, Watts
 from cortex.scheduler.state import Allocation, ClusterState, Placement
 from cortex.workload.job import Job
 
-_ALLOCATE, _EVICT = 0, 1  # kinds of log entries
+_ALLOCATE, _EVICT, _WATTS = 0, 1, 2  # kinds of log entries
+# A watts entry holds what it changed as it was before: site, {hall: watts}, ramp, and the jobs
+# it marked released. Restoring saved values, not subtracting again, keeps a rollback exact.
+_WattsUndo = tuple[float, dict[int, float], float, tuple[int, ...]]
 
 
 class Statement:
     """An undo log over a ClusterState."""
 
-    __slots__ = ("_log", "_saved", "_seen", "evicted", "state")
+    __slots__ = ("_log", "_saved", "_seen", "evicted", "state", "watts")
 
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: ClusterState, power: PowerView | None = None) -> None:
         self.state = state
-        self._log: list[tuple[int, int, int, Allocation]] = []
+        # What the cycle has left to spend under a power policy (None: no policy runs).
+        self.watts = Watts.of(power) if power is not None else None
+        self._log: list[tuple[int, int, int, Allocation | _WattsUndo]] = []
         self.evicted: set[int] = set()
         # Undoing an insertion (a delete) keeps the order of the other keys; undoing a deletion
         # (a re-insert) would put the key last. So each dict that is about to lose a key has
@@ -91,6 +100,30 @@ class Statement:
         self._log.append((_EVICT, job.id, job.queue_idx, alloc))
         return alloc
 
+    def spend_w(self, inc_w: float, halls_w: dict[int, float]) -> None:
+        """Spend a granted start's watts: site, its halls and the ramp window."""
+        w = self.watts
+        assert w is not None, "spend_w without a power view"
+        undo: _WattsUndo = (w.site_w, {h: w.hall_w[h] for h in halls_w}, w.ramp_w, ())
+        self._log.append((_WATTS, 0, 0, undo))
+        w.site_w -= inc_w
+        for h, x in halls_w.items():
+            w.hall_w[h] -= x
+        w.ramp_w = max(w.ramp_w - inc_w, 0.0)
+
+    def credit_w(self, victims: Sequence[Job], credit: tuple[float, dict[int, float]]) -> None:
+        """Give back the watts of evicted victims (`credit`, from `Watts.credit`), once each."""
+        w = self.watts
+        assert w is not None, "credit_w without a power view"
+        site_w, halls_w = credit
+        new = tuple(v.id for v in victims if v.id not in w.released)
+        undo: _WattsUndo = (w.site_w, {h: w.hall_w[h] for h in halls_w}, w.ramp_w, new)
+        self._log.append((_WATTS, 0, 0, undo))
+        w.site_w += site_w
+        for h, x in halls_w.items():
+            w.hall_w[h] += x
+        w.released.update(new)
+
     def mark(self) -> int:
         self._seen.clear()
         return len(self._log)
@@ -100,7 +133,12 @@ class Statement:
         st = self.state
         log = self._log
         while len(log) > mark:
-            kind, job_id, team, alloc = log.pop()
+            kind, job_id, team, entry = log.pop()
+            if kind == _WATTS:
+                assert self.watts is not None
+                self._undo_watts(self.watts, cast(_WattsUndo, entry))
+                continue
+            alloc = cast(Allocation, entry)  # the kind says which; no isinstance in this loop
             if kind == _ALLOCATE:
                 st.give(job_id)
                 st.add_usage(team, alloc.flavor, -alloc.gpus)
@@ -125,3 +163,12 @@ class Statement:
                 d.update(items)
         del saved[i:]
         self._seen.clear()
+
+    @staticmethod
+    def _undo_watts(w: Watts, undo: _WattsUndo) -> None:
+        site_w, halls_w, ramp_w, released = undo
+        w.site_w = site_w
+        for h, x in halls_w.items():
+            w.hall_w[h] = x
+        w.ramp_w = ramp_w
+        w.released.difference_update(released)

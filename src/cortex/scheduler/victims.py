@@ -8,8 +8,13 @@ search.
 
 Cost, compared in this order (Kueue and KAI evict the lowest priority first):
 1. the highest priority among the victims;
-2. the GPUs of the victims' whole allocations: evicting one node of a 4-node gang costs the
-   gang's 32 GPUs, not the 8 on that node, because the whole gang stops and loses its work.
+2. the work they lose: GPU-seconds of the victims' whole allocations times what a preemption
+   now costs each (`Snapshot.lost_s`: the time since its last checkpoint, or only the write of
+   one on the signal). A gang that checkpointed a minute ago is cheaper to stop than a smaller
+   one that has not for an hour;
+3. the GPUs of the victims' whole allocations: evicting one node of a 4-node gang costs the
+   gang's 32 GPUs, not the 8 on that node, because the whole gang stops.
+Without `lost_s` the second term is 0 for every job and the GPUs decide.
 """
 
 from __future__ import annotations
@@ -29,19 +34,32 @@ NODE_SCAN_MAX = 1024
 # lower bound on their cost, so the search usually stops long before.
 POD_TRIES = 8
 
-Cost = tuple[int, int]  # (highest victim priority, GPUs of the victims' whole allocations)
+# (highest victim priority, GPU-seconds the victims lose, GPUs of their whole allocations)
+Cost = tuple[int, float, int]
+_Unit = tuple[int, float, int, list[int], list[int]]  # a cost's three terms, nodes, victim ids
 
 
 class _Judge:
     """The policy's exact rule per running job, asked once per job in one search."""
 
-    __slots__ = ("job", "policy", "seen", "snap")
+    __slots__ = ("_lost", "job", "lost_s", "policy", "seen", "snap")
 
     def __init__(self, snap: Snapshot, policy: PreemptionPolicy, job: Job) -> None:
         self.snap = snap
         self.policy = policy
         self.job = job
         self.seen: dict[int, Job | None] = {}
+        self.lost_s = snap.lost_s
+        self._lost: dict[int, float] = {}
+
+    def lost_gpu_s(self, v: Job, gpus: int) -> float:
+        """GPU-seconds a preemption now costs victim v holding `gpus` (0 without a rule)."""
+        if self.lost_s is None:
+            return 0.0
+        got = self._lost.get(v.id)
+        if got is None:
+            got = self._lost[v.id] = gpus * max(self.lost_s(v), 0.0)
+        return got
 
     def victim(self, jid: int) -> Job | None:
         """The running job `jid` if it may be evicted, else None (also for a job started
@@ -122,22 +140,23 @@ def _free_on_node(
     for jid, k in st.node_jobs[n].items():
         v = judge.victim(jid)
         if v is not None:
-            cands.append((v.priority, st.allocations[jid].gpus, jid, k))
+            gpus = st.allocations[jid].gpus
+            cands.append((v.priority, judge.lost_gpu_s(v, gpus), gpus, jid, k))
     cands.sort()
     chosen = []
     for c in cands:
         if free >= gang:
             break
         chosen.append(c)
-        free += c[3]
+        free += c[4]
     if free < gang or not chosen:
         return None
     for c in reversed(chosen[:-1]):
-        if free - c[3] >= gang:
+        if free - c[4] >= gang:
             chosen.remove(c)
-            free -= c[3]
-    cost = (max(c[0] for c in chosen), sum(c[1] for c in chosen))
-    return cost, [c[2] for c in chosen]
+            free -= c[4]
+    cost = (max(c[0] for c in chosen), sum(c[1] for c in chosen), sum(c[2] for c in chosen))
+    return cost, [c[3] for c in chosen]
 
 
 # ---- gangs of whole nodes --------------------------------------------------------------------
@@ -187,7 +206,8 @@ def _in_one_pod(
     best: tuple[Cost, list[int]] | None = None
     tries = 0
     for i in visit.tolist():
-        if best is not None and (int(bound_prio[i]), int(bound_used[i])) >= best[0]:
+        # No victim loses less than nothing: 0 bounds the work lost from below.
+        if best is not None and (int(bound_prio[i]), 0.0, int(bound_used[i])) >= best[0]:
             break
         b = int(ok[i])
         got = _choose_in_pod(st, judge, idx[starts[b] : starts[b] + counts[b]].tolist(), need)
@@ -211,7 +231,8 @@ def _choose_in_pod(
     go. Units are taken lowest priority first, then cheapest, and units that a later, larger one
     made needless are dropped."""
     free = 0
-    units: dict[int, tuple[int, int, list[int], list[int]]] = {}
+    # unit: (top priority, GPU-seconds lost, GPUs, nodes it frees, victim ids)
+    units: dict[int, _Unit] = {}
     for n in nodes:
         jobs = st.node_jobs[n]
         if not jobs:
@@ -223,30 +244,33 @@ def _choose_in_pod(
         victims = [v for v in vs if v is not None]
         allocs = [st.allocations[v.id] for v in victims]
         if len(victims) == 1 and len(allocs[0].placement) > 1:
-            vid = victims[0].id
-            units.setdefault(vid, (victims[0].priority, allocs[0].gpus, [], [vid]))[2].append(n)
+            v, a = victims[0], allocs[0]
+            unit: _Unit = (v.priority, judge.lost_gpu_s(v, a.gpus), a.gpus, [], [v.id])
+            units.setdefault(v.id, unit)[3].append(n)
         else:
             prio = max(v.priority for v in victims)
-            units[-1 - n] = (prio, sum(a.gpus for a in allocs), [n], [v.id for v in victims])
+            lost = sum(judge.lost_gpu_s(v, a.gpus) for v, a in zip(victims, allocs, strict=True))
+            gpus = sum(a.gpus for a in allocs)
+            units[-1 - n] = (prio, lost, gpus, [n], [v.id for v in victims])
     short = need - free
     if short <= 0:
-        return (EMPTY_PRIO, 0), []
-    ranked = sorted(units.values(), key=lambda u: (u[0], u[1], u[2][0]))
+        return (EMPTY_PRIO, 0.0, 0), []
+    ranked = sorted(units.values(), key=lambda u: (u[0], u[1], u[2], u[3][0]))
     taken = []
     got = 0
     for u in ranked:
         if got >= short:
             break
         taken.append(u)
-        got += len(u[2])
+        got += len(u[3])
     if got < short:
         return None
     for u in reversed(taken[:-1]):
-        if got - len(u[2]) >= short:
+        if got - len(u[3]) >= short:
             taken.remove(u)
-            got -= len(u[2])
-    cost = (max(u[0] for u in taken), sum(u[1] for u in taken))
-    return cost, [jid for u in taken for jid in u[3]]
+            got -= len(u[3])
+    cost = (max(u[0] for u in taken), sum(u[1] for u in taken), sum(u[2] for u in taken))
+    return cost, [jid for u in taken for jid in u[4]]
 
 
 def _node_ok(st: ClusterState, judge: _Judge, n: int) -> bool:

@@ -38,8 +38,49 @@ def _esc(value: object) -> str:
     return html.escape(str(value))
 
 
+# Report keys as a reader names them (units in parentheses); a key missing here is shown with
+# its underscores as spaces.
+_LABELS = {
+    "policy": "power policy",
+    "cap_mw": "site cap (MW)",
+    "peak_facility_mw": "peak facility (MW)",
+    "minutes_over_cap": "time over the cap (min)",
+    "max_over_cap_mw": "most over the cap (MW)",
+    "max_ramp_mw_per_min": "steepest grid ramp (MW/min)",
+    "ramp_limit_mw_per_min": "ramp limit (MW/min)",
+    "energy_mwh": "energy (MWh)",
+    "throughput_lost_to_caps_gpu_h": "throughput lost to caps (GPU-h)",
+    "throughput_lost_to_heat_gpu_h": "throughput lost to heat (GPU-h)",
+    "paused_for_power": "jobs paused for power",
+    "electricity_cost_usd": "electricity cost (USD)",
+    "cost_per_useful_gpu_h_usd": "electricity per useful GPU-h (USD)",
+    "power_mw": "power (MW)",
+    "smallest_megapack_units": "smallest Megapack count",
+    "soc_min_mwh": "lowest charge (MWh)",
+    "soc_max_mwh": "highest charge (MWh)",
+    "charged_mwh": "charged (MWh)",
+    "discharged_mwh": "discharged (MWh)",
+    "losses_mwh": "round-trip losses (MWh)",
+    "ramp_violations": "ramp-limit violations",
+    "rework_after_failures": "rework after failures",
+    "rework_after_preemptions": "rework after preemptions",
+    "restart_overhead": "restart overhead",
+    "checkpoint_writes": "checkpoint writes",
+    "lost_to_power_caps": "lost to power caps",
+    "lost_to_heat": "lost to heat",
+    "gang_rounding": "gang rounding (held, unused)",
+    "in_progress_at_end": "in progress at the end",
+}
+
+
+def _label(key: object) -> str:
+    return _LABELS.get(str(key), str(key).replace("_", " "))
+
+
 def _num(value: object, nd: int = 4) -> str:
-    """Format a number compactly; pass other values through `str`."""
+    """Format a number compactly; None is a dash (not applicable); others through `str`."""
+    if value is None:
+        return "\u2013"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int):
@@ -60,7 +101,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
         cells = "".join(
             f'<td class="n">{_esc(_num(c))}</td>'
             if isinstance(c, int | float) and not isinstance(c, bool)
-            else f"<td>{_esc(c)}</td>"
+            else f"<td>{_esc(_num(c))}</td>"
             for c in row
         )
         body.append(f"<tr>{cells}</tr>")
@@ -104,9 +145,23 @@ def _time(series: dict[str, Any], key: str) -> tuple[list[float], list[float], s
     return t, y, "hours"
 
 
-def _plot_util(series: dict[str, Any]) -> str:
+def _marks(ax: Axes, power: dict[str, Any] | None, unit: str) -> None:
+    """Shade the cap events and heat waves the run was given, so a dip reads as their effect."""
+    if not power:
+        return
+    per = 24.0 if unit == "days" else 1.0
+    for key, color, what in (
+        ("cap_events_h", "tab:red", "cap event"),
+        ("heat_waves_h", "tab:orange", "heat wave"),
+    ):
+        for i, (start_h, hours, _) in enumerate(power.get(key) or []):
+            a, b = float(start_h) / per, (float(start_h) + float(hours)) / per
+            ax.axvspan(a, b, color=color, alpha=0.12, lw=0, label=what if i == 0 else None)
+
+
+def _plot_util(series: dict[str, Any], power: dict[str, Any] | None = None) -> str:
     """Allocated fraction and queue length over time, two stacked panels."""
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, layout="constrained")
     x, y, unit = _time(series, "allocated_frac")
     _line(a1, x, [v * 100 for v in y], "tab:blue")
     a1.set_ylabel("allocated %")
@@ -116,12 +171,24 @@ def _plot_util(series: dict[str, Any]) -> str:
     a2.set_ylabel("queued jobs")
     a2.set_xlabel(f"time ({unit})")
     a1.set_title("Utilization and queue length")
+    _marks(a1, power, unit)
+    _marks(a2, power, unit)
+    if a1.get_legend_handles_labels()[0]:
+        a1.legend(loc="lower right", fontsize=8)
     return _img(fig, "utilization and queue length over time")
 
 
 def _plot_interruptions(series: dict[str, Any], by_cause: dict[str, int]) -> str:
     """Interruptions per bin over time, and a horizontal bar chart by cause."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, max(3.5, 0.3 * len(by_cause) + 1.5)))
+    # Cause names are long: the bar chart gets the wider half and constrained layout makes room
+    # for its labels instead of letting them run into the chart beside it.
+    fig, (a1, a2) = plt.subplots(
+        1,
+        2,
+        figsize=(11, max(3.5, 0.3 * len(by_cause) + 1.5)),
+        layout="constrained",
+        width_ratios=(1.0, 1.2),
+    )
     x, y, unit = _time(series, "interruptions")
     if x and any(y):
         a1.plot(x, y, color="tab:red", lw=1, drawstyle="steps-mid")
@@ -133,12 +200,16 @@ def _plot_interruptions(series: dict[str, Any], by_cause: dict[str, int]) -> str
     if by_cause:
         items = sorted(by_cause.items(), key=lambda kv: kv[1])
         a2.barh(range(len(items)), [v for _, v in items], color="tab:red")
-        a2.set_yticks(range(len(items)), [str(k) for k, _ in items])
+        a2.set_yticks(range(len(items)), [_short(str(k)) for k, _ in items])
     else:
         _empty(a2, "no interruptions")
     a2.set_xlabel("interruptions")
     a2.set_title("By cause")
     return _img(fig, "interruptions over time and by cause")
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def _plot_jct(by_team: dict[str, Any]) -> str:
@@ -186,9 +257,14 @@ def _plot_power(power: dict[str, Any]) -> str:
     if x and x[-1] > 72:
         x, unit = [v / 24 for v in x], "days"
     soc = [float(v) for v in ps.get("soc_mwh", [])]
-    fig, axes = plt.subplots(1 + bool(soc), 2, figsize=(11, 3.4 * (1 + bool(soc))), squeeze=False)
+    fig, axes = plt.subplots(
+        1 + bool(soc), 2, figsize=(11, 3.4 * (1 + bool(soc))), squeeze=False, layout="constrained"
+    )
     a1, a2 = axes[0]
-    _line(a1, x, load, "tab:green")
+    if x:
+        a1.plot(x, load, color="tab:green", lw=1, label="facility")
+    else:
+        _empty(a1, "no data")
     cap = [float(v) for v in ps.get("cap_mw", [])][: len(x)]
     if cap:
         a1.plot(x[: len(cap)], cap, color="tab:red", lw=1, ls="--", label="cap")
@@ -198,7 +274,8 @@ def _plot_power(power: dict[str, Any]) -> str:
     a1.set_xlabel(f"time ({unit})")
     a1.set_ylabel("MW")
     a1.set_title("Facility power against the site cap")
-    if cap:
+    _marks(a1, power, unit)
+    if x:
         a1.legend(loc="lower right", fontsize=8)
     hist = ps.get("ramp_hist_mw_per_min", {})
     edges = [float(e) for e in hist.get("edges", [])]
@@ -246,9 +323,13 @@ def _power_rows(power: dict[str, Any]) -> list[tuple[str, object]]:
         "electricity_cost_usd",
         "cost_per_useful_gpu_h_usd",
     )
-    rows: list[tuple[str, object]] = [(k, power.get(k, "")) for k in keys]
+    rows: list[tuple[str, object]] = [(_label(k), power.get(k)) for k in keys]
     battery = power.get("battery") or {}
-    rows += [(f"battery {k}", v) for k, v in battery.items()]
+    rows += [("battery " + _label(k), v) for k, v in battery.items()]
+    for start_h, hours, cap_mw in power.get("cap_events_h") or []:
+        rows.append((f"cap event at {_num(start_h)} h for {_num(hours)} h (MW)", cap_mw))
+    for start_h, hours, delta_c in power.get("heat_waves_h") or []:
+        rows.append((f"heat wave at {_num(start_h)} h for {_num(hours)} h (+C)", delta_c))
     return rows
 
 
@@ -318,7 +399,7 @@ def render_html(report: dict[str, Any]) -> str:
         '<h2 id="summary">Summary</h2>',
         _summary(report),
         '<h2 id="utilization">Utilization and queue</h2>',
-        _plot_util(series),
+        _plot_util(series, report.get("power")),
         '<h2 id="interruptions">Interruptions</h2>',
         _plot_interruptions(series, by_cause),
         '<h2 id="jct">Job completion time</h2>',
@@ -334,7 +415,10 @@ def render_html(report: dict[str, Any]) -> str:
             else [_plot_facility(series)]
         ),
         '<h2 id="gpu-hours">GPU-hours by category</h2>',
-        _table(["category", "GPU-hours"], report.get("gpu_hours", {}).items()),
+        _table(
+            ["category", "GPU-hours"],
+            [(_label(k), v) for k, v in report.get("gpu_hours", {}).items()],
+        ),
         '<h2 id="blockers">Scheduling blockers</h2>',
         _table(["code", "count"], report.get("blockers", {}).items()),
         '<h2 id="large-jobs">Large jobs</h2>',

@@ -80,6 +80,13 @@ def power_section(tw: Twin, n_bins: int) -> dict[str, Any] | None:
         "electricity_cost_usd": _r(cost, 0) if cost is not None else None,
         "cost_per_useful_gpu_h_usd": _r(cost / useful_gpu_h, 4) if cost and useful_gpu_h else None,
         "temperature_c": {"min": _r(pw.temps.min(), 1), "max": _r(pw.temps.max(), 1)},
+        # What the run was told to live through, for the report's marks: (start h, hours, MW)
+        # and (start h, hours, +C).
+        "cap_events_h": [
+            [_r(ev.start_s / 3600), _r(ev.duration_s / 3600), _r(ev.cap_mw)]
+            for ev in cfg.cap_events
+        ],
+        "heat_waves_h": [[_r(a / 3600), _r(d / 3600), _r(c, 1)] for a, d, c in cfg.heat_waves],
         "series": {
             "bin_s": _r(per * STEP_S),
             "facility_mw": binned(load),

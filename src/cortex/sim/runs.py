@@ -17,7 +17,7 @@ from cortex.drive.runs import requeued
 from cortex.sim import checkpoint as ckpt
 from cortex.sim.engine import FAILURE, FINISH, JOBFAIL
 from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
-from cortex.workload.preempt_rule import on_preempt
+from cortex.workload.preempt_rule import cost_s, on_preempt
 from cortex.workload.states import JobState
 
 if TYPE_CHECKING:
@@ -80,6 +80,17 @@ class RunBooks:
     def _run_elapsed(self, job: Job) -> float:
         """Seconds of the run's own clock done by now."""
         return job.run_vacc + job.run_k * (self._clock(self.now) - job.run_vmark)
+
+    def _lost_s(self, job: Job) -> float:
+        """What preempting a running job now costs it, in seconds of its gang (the victim
+        search's cost; workload/preempt_rule.py, as `_interrupt` applies it)."""
+        write = job.ckpt_write_s or 0.0
+        done_f, saved_f = ckpt.progress(
+            self._run_elapsed(job), job.run_overhead_s, job.run_tau_s, write
+        )
+        return cost_s(
+            done_f, saved_f, write, self.grace_s, job.ckpt_on_signal, self.preempt_overhead_s
+        )
 
     def _end_time(self, job: Job) -> float:
         left = job.run_dur_s - job.run_vacc

@@ -510,7 +510,15 @@ class Twin(RunBooks):
             view = self.pw.view(self.now, self.state)
         snap = self._allocation.snapshot(
             self.pol,
-            Snapshot(self.now, self.state, self.pending, self._speed, self._estimate_s, view),
+            Snapshot(
+                self.now,
+                self.state,
+                self.pending,
+                self._speed,
+                self._estimate_s,
+                view,
+                lost_s=self._lost_s,
+            ),
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=deep, commit=True)

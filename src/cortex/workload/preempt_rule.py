@@ -42,3 +42,18 @@ def on_preempt(
     if write_s <= grace_s:
         return SignalStop(done_s, write_s, write_s)
     return SignalStop(saved_s, grace_s, 0.0)  # SIGKILL lands mid-write
+
+
+def cost_s(
+    done_s: float,
+    saved_s: float,
+    write_s: float,
+    grace_s: float,
+    checkpoint_on_signal: bool,
+    restart_s: float,
+) -> float:
+    """Seconds of its gang's time a preemption now costs a job: the compute it would not keep,
+    its devices' hold for a write on the signal, and the restart. Victims are chosen by GPUs
+    times this (scheduler/victims.py), in both drivers."""
+    stop = on_preempt(done_s, saved_s, write_s, grace_s, checkpoint_on_signal)
+    return done_s - stop.kept_s + stop.hold_s + restart_s

@@ -24,6 +24,8 @@ def list_queues(who: Who, svc: Svc) -> list[QueueOut]:
                 nominal_share=q.nominal_share,
                 borrowing_limit_share=q.borrowing_limit_share,
                 weight=q.weight,
+                min_runtime_s=q.min_runtime_s,
+                preemption_budget=q.preemption_budget,
                 running_gpus=usage.get(q.name, (0, 0))[0],
                 pending_jobs=usage.get(q.name, (0, 0))[1],
             )
@@ -56,6 +58,9 @@ def put_queue(
             q.borrowing_limit_share = body.borrowing_limit_share
         if body.weight is not None:
             q.weight = body.weight
+        for field in ("min_runtime_s", "preemption_budget"):
+            if field in body.model_fields_set:
+                setattr(q, field, getattr(body, field))
         store.event(
             s, "queue", f"queue {name} quota set: share {share}", team=name, at=svc.clock.time()
         )
@@ -64,6 +69,8 @@ def put_queue(
             nominal_share=q.nominal_share,
             borrowing_limit_share=q.borrowing_limit_share,
             weight=q.weight,
+            min_runtime_s=q.min_runtime_s,
+            preemption_budget=q.preemption_budget,
         )
     svc.loop.queues_dirty = True
     svc.loop.wake()

@@ -1,0 +1,216 @@
+"""Preemption under a power policy, in the cycle: the ramp window checked before a victim search,
+the victims' watts credited back to the preemptor and to the jobs after it, a power refusal
+that undoes the evictions and moves on to the next flavor, and the cap level a preemptor starts
+at. Fast unit scenarios on the tiny fleets (tests/power runs whole twins); the watts are derived
+by hand in the comments and pinned through what the cycle decides, not through the view.
+
+Per-GPU watts in these views: TDP 700 W, idle 100 W, levels 1.0 / 0.8 / 0.6 of TDP (the floor
+is the last), uncapped mean draw 600 W. A GPU at level 0 draws min(700, 600) = 600 W, 500 W
+over idle; at level 1 min(560, 600) = 560, 460 over idle; at level 2 min(420, 600) = 420, 320
+over idle. An 8-GPU gang: 4000 W, 3680 W, 2560 W."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import test_cycle as tc
+
+from cortex.scheduler.cycle import Policies, schedule
+from cortex.scheduler.ordering import Fifo
+from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.power import CapToFit, PowerView
+from cortex.scheduler.reasons import Code
+from cortex.scheduler.snapshot import Plan, Snapshot
+from cortex.scheduler.state import ClusterState
+
+BIG = 1e9  # a budget that never binds
+
+
+def _view(
+    *,
+    site_w: float = BIG,
+    hall_w: float = BIG,
+    inc_w: dict[int, float] | None = None,
+    ramp_w: float = math.inf,
+    ramp_limit_w: float = math.inf,
+    draw_w: float = 600.0,
+    flavors: int = 1,
+) -> PowerView:
+    """One hall (node_hall all 0), no rack caps, CapToFit's levels; `inc_w` is each running
+    job's watts over idle, all in hall 0 (what its eviction gives back)."""
+    inc = inc_w or {}
+    return PowerView(
+        site_headroom_w=site_w,
+        hall_headroom_w=[hall_w],
+        levels=(1.0, 0.8, 0.6),
+        floor=2,
+        draw_w=lambda _kind, _f: draw_w,
+        idle_w=[100.0] * flavors,
+        tdp_w=[700.0] * flavors,
+        node_hall=[0] * 8,
+        node_max_cap_w=[math.inf] * 8,
+        ramp_headroom_w=ramp_w,
+        ramp_limit_w=ramp_limit_w,
+        job_inc_w=lambda jid: (inc[jid], {0: inc[jid]}) if jid in inc else (0.0, {}),
+    )
+
+
+def _snap(st: ClusterState, pend: PendingQueues, view: PowerView | None) -> Snapshot:
+    return Snapshot(0.0, st, pend, lambda kind, f: 1.0, lambda job, f, gang: job.work_s, view)
+
+
+def _cap() -> Policies:
+    return Policies(ordering=Fifo(), power=CapToFit())
+
+
+def _tiny_one_victim(free_on_6: int = 0) -> tuple[ClusterState, PendingQueues]:
+    """TINY: nodes 0-5 production; node 6 production but for `free_on_6` GPUs; node 7 job 107,
+    preemptible (priority 10)."""
+    st, pend, _ = tc._setup()
+    tc._run(st, 100, tuple((n, 8) for n in range(6)), prio=1000)
+    if free_on_6 < 8:
+        tc._run(st, 106, ((6, 8 - free_on_6),), prio=1000)
+    tc._run(st, 107, ((7, 8),), prio=10)
+    return st, pend
+
+
+def _starts(plan: Plan) -> list[tuple[int, int, tuple, int]]:
+    return [(s.job.id, s.flavor, s.placement, s.cap_level) for s in plan.starts]
+
+
+# ---- the victims' watts ----------------------------------------------------------------------
+@pytest.mark.parametrize("domain", ["site", "hall"])
+def test_the_victims_watts_come_back_to_the_preemptor_and_to_the_jobs_after_it(
+    domain: str,
+) -> None:
+    st, pend = _tiny_one_victim(free_on_6=5)
+    tc._pend(pend, 1, 8, 100.0, prio=1000)
+    tc._pend(pend, 2, 1, 100.0)
+    tc._pend(pend, 3, 4, 100.0)
+    # 1 kW left in the binding domain (the site or the hall); job 107 runs at 4000 W.
+    binding = {"site_w": 1000.0} if domain == "site" else {"hall_w": 1000.0}
+    plan = schedule(_snap(st, pend, _view(inc_w={107: 4000.0}, **binding)), _cap())
+    # Job 1: 8 > 5 free, so it evicts 107 and takes node 7. At level 0 it needs 4000 W; what
+    # is left is 1000 + 4000 given back = 5000 >= 4000: it starts uncapped, and leaves
+    # 1000 - 4000 + 4000 = 1000 W. Job 2 (1 GPU, 500 W) starts on node 6: 500 W left. Job 3
+    # (4 GPUs) needs 2000, 1840 or 1280 W at levels 0, 1, 2: none fits 500, so it waits.
+    assert _starts(plan) == [(1, 0, ((7, 8),), 0), (2, 0, ((6, 1),), 0)]
+    assert [p.job.id for p in plan.preemptions] == [107]
+    (r3,) = plan.blockers[3]
+    assert r3.code is Code.POWER_CAP
+    assert r3.detail["domain"] == ("site" if domain == "site" else "hall 0")
+    assert r3.detail["need_mw"] == pytest.approx(1280 / 1e6)
+    assert r3.detail["headroom_mw"] == pytest.approx(500 / 1e6)
+
+
+def test_a_preemptor_starts_at_the_cap_level_the_credit_affords() -> None:
+    st, pend = _tiny_one_victim()
+    tc._pend(pend, 1, 8, 100.0, prio=1000)
+    plan = schedule(_snap(st, pend, _view(site_w=0.0, inc_w={107: 3000.0})), _cap())
+    # Nothing is left but what 107 gives back, 3000 W: 4000 and 3680 W (levels 0 and 1) do
+    # not fit, 2560 W (level 2, the floor) does.
+    assert _starts(plan) == [(1, 0, ((7, 8),), 2)]
+    assert [p.job.id for p in plan.preemptions] == [107]
+
+
+def test_a_power_refusal_undoes_the_evictions_and_tries_the_next_flavor() -> None:
+    st, pend, _ = tc._setup(tc.TWO_FLAVORS)
+    h200, h100 = (tc.TWO_FLAVORS.flavors.index(f) for f in ("H200-SXM", "H100-SXM5"))
+    tc._run(st, 100, tuple((n, 8) for n in range(3)), prio=1000)  # H200 nodes 0-2
+    tc._run(st, 103, ((3, 8),), prio=10)  # H200 node 3: 1000 W
+    tc._run(st, 104, tuple((n, 8) for n in range(4, 7)), prio=1000)  # H100 nodes 4-6
+    tc._run(st, 107, ((7, 8),), prio=10)  # H100 node 7: 4000 W
+    tc._pend(pend, 1, 8, 100.0, prio=1000).flavor_ids = (h200, h100)
+    view = _view(site_w=0.0, inc_w={103: 1000.0, 107: 4000.0}, flavors=2)
+    plan = schedule(_snap(st, pend, view), _cap())
+    # Both flavors are full. On H200, evicting 103 gives back 1000 W: even the floor's 2560 W
+    # does not fit, so the eviction is undone. On H100, 107 gives back 4000 W: level 0 fits.
+    assert _starts(plan) == [(1, h100, ((7, 8),), 0)]
+    assert [p.job.id for p in plan.preemptions] == [107]
+    assert plan.preempt_failed == []
+
+
+def test_a_power_refusal_on_every_flavor_is_a_failed_search() -> None:
+    st, pend = _tiny_one_victim()
+    job = tc._pend(pend, 1, 8, 100.0, prio=1000)
+    plan = schedule(_snap(st, pend, _view(site_w=0.0, inc_w={107: 1000.0})), _cap())
+    # 1000 W back < 2560 W at the floor: the eviction is undone, and the search, which ran,
+    # is recorded (the driver backs the job off); the job waits, short of GPUs.
+    assert plan.starts == [] and plan.preemptions == []
+    assert plan.preempt_failed == [job.id]
+    (r,) = plan.blockers[1]
+    assert (r.code, r.detail["need"], r.detail["free"]) == (Code.INSUFFICIENT_CAPACITY, 8, 0)
+
+
+# ---- the ramp window -------------------------------------------------------------------------
+# Mean draw 400 W here, under every cap: 300 W over idle per GPU at any level, 2400 W for 8.
+@pytest.mark.parametrize(("ramp_w", "searched"), [(2400.0, True), (2399.0, False)])
+def test_a_partly_spent_ramp_window_searches_only_if_the_preemptor_fits_what_is_left(
+    ramp_w: float, searched: bool
+) -> None:
+    st, pend = _tiny_one_victim()
+    tc._pend(pend, 1, 8, 100.0, prio=1000)
+    view = _view(inc_w={107: 2400.0}, ramp_w=ramp_w, ramp_limit_w=10_000.0, draw_w=400.0)
+    plan = schedule(_snap(st, pend, view), _cap())
+    # The window allows 10 kW and ramp_w is left. Job 1's least step is 2400 W: with 2400
+    # left it searches, evicts 107 and starts; with 2399 it does not search at all (no
+    # eviction for nothing, no failed search recorded), and it waits, short of GPUs.
+    if searched:
+        assert _starts(plan) == [(1, 0, ((7, 8),), 0)]
+        assert [p.job.id for p in plan.preemptions] == [107]
+    else:
+        assert plan.starts == [] and plan.preemptions == [] and plan.preempt_failed == []
+        (r,) = plan.blockers[1]
+        assert r.code is Code.INSUFFICIENT_CAPACITY
+
+
+def test_a_clear_window_lets_a_preemptor_larger_than_the_window_start_alone() -> None:
+    st, pend = _tiny_one_victim()
+    tc._pend(pend, 1, 8, 100.0, prio=1000)
+    view = _view(inc_w={107: 2400.0}, ramp_w=2000.0, ramp_limit_w=2000.0, draw_w=400.0)
+    plan = schedule(_snap(st, pend, view), _cap())
+    # 2400 W > the whole 2000 W window, but the window is clear (nothing spent): the start is
+    # allowed alone (the driver staggers it), so the search runs and 107 goes.
+    assert _starts(plan) == [(1, 0, ((7, 8),), 0)]
+    assert [p.job.id for p in plan.preemptions] == [107]
+
+
+def test_budgets_without_a_power_policy_do_not_hold_a_preemption_back() -> None:
+    st, pend = _tiny_one_victim()
+    tc._pend(pend, 1, 8, 100.0, prio=1000)
+    view = _view(site_w=0.0, ramp_w=0.0, ramp_limit_w=10_000.0)
+    plan = schedule(_snap(st, pend, view), Policies(ordering=Fifo()))
+    # The snapshot carries budgets, all spent, but the profile has no power policy: watts
+    # are not the cycle's to check, and job 1 preempts as it would without them.
+    assert _starts(plan) == [(1, 0, ((7, 8),), 0)]
+    assert [p.job.id for p in plan.preemptions] == [107]
+
+
+def test_a_power_policy_without_budgets_starts_and_preempts_uncapped() -> None:
+    st, pend = _tiny_one_victim(free_on_6=4)
+    tc._pend(pend, 1, 4, 100.0)
+    tc._pend(pend, 2, 8, 100.0, prio=1000)
+    plan = schedule(_snap(st, pend, None), _cap())
+    # The profile has a power policy but the driver models no power (no view): job 1 starts
+    # on node 6's 4 free GPUs, job 2 evicts 107, both uncapped.
+    assert _starts(plan) == [(1, 0, ((6, 4),), 0), (2, 0, ((7, 8),), 0)]
+    assert [p.job.id for p in plan.preemptions] == [107]
+
+
+def test_watts_short_on_a_fragmented_flavor_is_the_reason_not_topology() -> None:
+    st, pend, _ = tc._setup()
+    for n in range(8):  # 7 GPUs of each node busy: 8 free, one per node
+        tc._run(st, 100 + n, ((n, 7),))
+    tc._pend(pend, 1, 8, 100.0)
+    tc._pend(pend, 2, 1, 100.0)
+    plan = schedule(_snap(st, pend, _view(site_w=0.0)), _cap())
+    # Job 1: 8 GPUs are free, in pieces. No watts are left: even at the floor it needs
+    # 2560 W. That is its reason (not the topology, which placement would have said), and
+    # since watts, not GPUs, hold it back and it fits the site budget, nothing behind it may
+    # take the next watts freed: the pass stops there.
+    (r,) = plan.blockers[1]
+    assert r.code is Code.POWER_CAP and r.detail["domain"] == "site"
+    assert r.detail["need_mw"] == pytest.approx(2560 / 1e6)
+    assert plan.starts == [] and 2 not in plan.blockers
+    assert plan.rest_reason is not None and plan.rest_reason.code is Code.POWER_CAP

@@ -1,0 +1,116 @@
+"""The Statement owns a cycle's watts as it owns its GPUs and quota: the driver's PowerView is
+never changed by a cycle, what is left is the Statement's `Watts`, and a rollback restores it
+exactly (saved values, not a second subtraction)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+import testkit
+from cortex.scheduler.cycle import Policies, schedule
+from cortex.scheduler.ordering import Fifo
+from cortex.scheduler.power import CapToFit, PowerView
+from cortex.scheduler.reasons import Code
+from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.statement import Statement
+from cortex.workload.job import Job
+
+
+def _view(site_w: float, **kw: object) -> PowerView:
+    # TINY: 8 nodes of 8 GPUs in one hall. Draw 600 W a GPU, idle 100 W, TDP 700 W; caps at
+    # 100% and 50% of TDP. Uncapped, a GPU adds 600 - 100 = 500 W; at 50% min(350, 600) - 100
+    # = 250 W.
+    args: dict = {
+        "site_headroom_w": site_w,
+        "hall_headroom_w": [site_w],
+        "levels": (1.0, 0.5),
+        "floor": 1,
+        "draw_w": lambda _k, _f: 600.0,
+        "idle_w": [100.0],
+        "tdp_w": [700.0],
+        "node_hall": [0] * 8,
+        "node_max_cap_w": [math.inf] * 8,
+    }
+    args.update(kw)
+    return PowerView(**args)
+
+
+def _job(jid: int, gpus: int) -> Job:
+    job = Job(jid, f"p{jid}", "a", gpus, 100.0)
+    job.queue_idx = 0
+    return job
+
+
+def test_a_cycle_spends_from_its_statement_and_leaves_the_drivers_view_unchanged() -> None:
+    st, pend, _ = testkit.setup_cycle()
+    for jid in (1, 2, 3, 4):
+        pend.add(_job(jid, 8))
+    view = _view(10_000.0)
+    before = dataclasses.asdict(view)
+    snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0, view)
+    plan = schedule(snap, Policies(ordering=Fifo(), power=CapToFit()), deep=True)
+    # Jobs 1 and 2 start uncapped: 8 x 500 = 4,000 W each, 2,000 W left. Job 3 does not fit
+    # uncapped (4,000 > 2,000) and starts at 50%: 8 x 250 = 2,000 W, 0 W left. Job 4's least
+    # (2,000 W at the floor) is over the 0 W left.
+    assert [(s.job.id, s.cap_level) for s in plan.starts] == [(1, 0), (2, 0), (3, 1)]
+    assert plan.blockers[4][0].code is Code.POWER_CAP
+    assert plan.blockers[4][0].detail["headroom_mw"] == 0.0
+    assert plan.power_headroom_w == 0.0
+    # The view is as the driver built it: running the same snapshot again plans the same.
+    assert dataclasses.asdict(view) == before
+    again = schedule(snap, Policies(ordering=Fifo(), power=CapToFit()), deep=True)
+    assert [(s.job.id, s.cap_level) for s in again.starts] == [(1, 0), (2, 0), (3, 1)]
+
+
+def test_a_cycle_without_a_power_policy_reports_no_headroom() -> None:
+    st, pend, _ = testkit.setup_cycle()
+    pend.add(_job(1, 8))
+    snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0, _view(1.0))
+    plan = schedule(snap, Policies(ordering=Fifo()), deep=True)
+    assert [s.job.id for s in plan.starts] == [1] and plan.power_headroom_w is None
+
+
+def test_rollback_to_a_mark_restores_spent_and_credited_watts_exactly() -> None:
+    st, _, _ = testkit.setup_cycle()
+    victim = testkit.running_job(st, 7, ((0, 8),))
+    view = _view(1_000.0, job_inc_w=lambda j: (4_000.0, {0: 4_000.0}) if j == 7 else (0.0, {}))
+    stmt = Statement(st, view)
+    w = stmt.watts
+    assert w is not None
+    stmt.spend_w(0.1, {0: 0.1})
+    mark = stmt.mark()
+    credit = w.credit(view, [victim])
+    assert credit == (4_000.0, {0: 4_000.0})
+    stmt.evict(victim)
+    stmt.spend_w(4_500.0, {0: 4_500.0})
+    stmt.credit_w([victim], credit)
+    # 1,000 - 0.1 - 4,500 + 4,000 = 499.9; the ramp window is unlimited here.
+    assert w.site_w == pytest.approx(499.9) and w.released == {7}
+    assert w.credit(view, [victim]) == (0.0, {})  # its watts come back once
+    stmt.rollback(mark)
+    assert (w.site_w, w.hall_w, w.released) == (1_000.0 - 0.1, [1_000.0 - 0.1], set())
+    assert w.ramp_w == math.inf
+    stmt.rollback()
+    assert (w.site_w, w.hall_w, w.ramp_w) == (1_000.0, [1_000.0], math.inf)
+
+
+def test_the_ramp_window_spends_down_to_zero_and_comes_back_on_rollback() -> None:
+    st, _, _ = testkit.setup_cycle()
+    stmt = Statement(st, _view(10_000.0, ramp_headroom_w=3_000.0, ramp_limit_w=5_000.0))
+    w = stmt.watts
+    assert w is not None
+    stmt.spend_w(4_000.0, {0: 4_000.0})
+    assert (w.site_w, w.ramp_w) == (6_000.0, 0.0)  # max(3,000 - 4,000, 0)
+    stmt.rollback()
+    assert (w.site_w, w.ramp_w) == (10_000.0, 3_000.0)
+
+
+def test_a_statement_without_a_view_has_no_watts_to_spend() -> None:
+    st, _, _ = testkit.setup_cycle()
+    stmt = Statement(st)
+    assert stmt.watts is None
+    with pytest.raises(AssertionError, match="without a power view"):
+        stmt.spend_w(1.0, {})
