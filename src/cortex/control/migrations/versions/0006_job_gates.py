@@ -1,7 +1,7 @@
 """job gates: holds, afterok dependencies, job-array limits and time limits
 
-Revision ID: 0005_job_gates
-Revises: 0004_site_settings
+Revision ID: 0006_job_gates
+Revises: 0005_queue_protection
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_job_gates"
-down_revision = "0004_site_settings"
+revision = "0006_job_gates"
+down_revision = "0005_queue_protection"
 branch_labels = None
 depends_on = None
 
