@@ -233,3 +233,24 @@ def test_why_and_job_name_the_gate(env: CliEnv) -> None:
     _ticks(env, 1)
     got = json.loads(env.run("why", str(b), "--json")[1])
     assert got["blockers"][0]["code"] == "Dependency"
+
+
+def test_gates_read_in_chunks_judge_alike(env: CliEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite takes at most 32,766 parameters a statement: the parked jobs' ids are read in
+    chunks. With chunks of 2, an array of 7 at %3 behaves as with one chunk."""
+    from cortex.control import store_gates
+
+    monkeypatch.setattr(store_gates, "CHUNK", 2)
+    ids = _submit(env, "--array", "0-6%3", "--", "python3", "-V")
+    [dep] = _submit(env, "-d", ":".join(["afterok", *map(str, ids[:5])]), "--", "ls")
+    _ticks(env, 2)
+    # 2 slots: two members run; the limit of 3 counts the queued third too.
+    assert [env.state(j) for j in ids] == ["running", "running", "queued", *["queued"] * 4]
+    assert [_job(env, j)["reason"] for j in ids[3:]] == ["job array limit: 3 at once"] * 4
+    for _ in range(12):
+        for j in ids:
+            if env.state(j) == "running":
+                env.ex.finish(j)
+        _ticks(env, 1)
+    assert [env.state(j) for j in ids] == ["completed"] * 7
+    assert env.state(dep) in ("running", "completed")

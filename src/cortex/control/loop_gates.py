@@ -23,6 +23,8 @@ from cortex.drive import intake
 from cortex.workload.job import Job
 from cortex.workload.states import PENDING, JobState
 
+WAITING = (JobState.QUEUED.value, JobState.REQUEUED.value)
+
 
 class GatesMixin:
     # Provided by the loop.
@@ -87,13 +89,20 @@ class GatesMixin:
         # The tick runs without autoflush: this tick's exits must be visible to the queries.
         s.flush()
         ids = sorted(self.parked)  # array members go in index (submission) order
-        rows = {r.id: r for r in store.jobs_by_id(s, ids)}
+        rows = store_gates.jobs(s, ids)
         gates = store_gates.gates(s, ids)
         deps = store_gates.states(s, {d for g in gates.values() for d in g.after_ok or []})
+        # Per array, its parked members still waiting: what the store counts unfinished less
+        # these is what is queued or running now (the limit's measure).
+        self._parked_members: dict[str, int] = {}
+        for jid, g in gates.items():
+            row = rows.get(jid)
+            if g.array_key and row is not None and row.state in WAITING:
+                self._parked_members[g.array_key] = self._parked_members.get(g.array_key, 0) + 1
         active: dict[str, int] = {}
         for jid in ids:
             row, gate = rows.get(jid), gates.get(jid)
-            if row is None or row.state not in (JobState.QUEUED.value, JobState.REQUEUED.value):
+            if row is None or row.state not in WAITING:
                 del self.parked[jid]  # cancelled while parked, or gone
                 continue
             wait = self._waits(s, row, gate, deps, active, now) if gate is not None else None
@@ -134,7 +143,8 @@ class GatesMixin:
         key, limit = gate.array_key, gate.array_limit
         if key is not None and limit is not None:
             if key not in active:
-                active[key] = store_gates.array_active(s, key, self.parked)
+                parked = self._parked_members.get(key, 0)
+                active[key] = store_gates.array_unfinished(s, key) - parked
             if active[key] >= limit:
                 return f"job array limit: {limit} at once"
             active[key] += 1

@@ -3,7 +3,7 @@ apart from store.py, which is near its size limit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,6 +11,17 @@ from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.workload.states import JobState
+
+# Ids per IN (...) list: SQLite takes at most 32,766 bound parameters a statement, and many
+# arrays can park more jobs than that.
+CHUNK = 5_000
+
+
+def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    ids = list(ids)
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i : i + CHUNK]
+
 
 # A job left failed has no retry left (a retried run is requeued in the same step).
 FINAL_NOT_OK = (JobState.FAILED.value, JobState.CANCELLED.value, JobState.REJECTED.value)
@@ -44,22 +55,26 @@ def is_gated(g: m.JobGate) -> bool:
 
 def gated(s: Session, ids: Iterable[int] | None = None) -> dict[int, m.JobGate]:
     """The gate rows of these jobs (of all unfinished jobs, with None)."""
-    q = select(m.JobGate)
     if ids is not None:
-        ids = list(ids)
-        if not ids:
-            return {}
-        q = q.where(m.JobGate.job_id.in_(ids))
-    else:
-        q = q.join(m.Job, m.Job.id == m.JobGate.job_id).where(m.Job.state.not_in(FINAL))
-    return {g.job_id: g for g in s.scalars(q)}
+        return gates(s, ids)
+    q = select(m.JobGate).join(m.Job, m.Job.id == m.JobGate.job_id)
+    return {g.job_id: g for g in s.scalars(q.where(m.Job.state.not_in(FINAL)))}
 
 
 def gates(s: Session, ids: Iterable[int]) -> dict[int, m.JobGate]:
-    ids = list(ids)
-    if not ids:
-        return {}
-    return {g.job_id: g for g in s.scalars(select(m.JobGate).where(m.JobGate.job_id.in_(ids)))}
+    out: dict[int, m.JobGate] = {}
+    for part in _chunks(ids):
+        out.update(
+            (g.job_id, g) for g in s.scalars(select(m.JobGate).where(m.JobGate.job_id.in_(part)))
+        )
+    return out
+
+
+def jobs(s: Session, ids: Iterable[int]) -> dict[int, m.Job]:
+    out: dict[int, m.Job] = {}
+    for part in _chunks(ids):
+        out.update((j.id, j) for j in s.scalars(select(m.Job).where(m.Job.id.in_(part))))
+    return out
 
 
 def gate(s: Session, job_id: int) -> m.JobGate | None:
@@ -68,24 +83,21 @@ def gate(s: Session, job_id: int) -> m.JobGate | None:
 
 def states(s: Session, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     """Job id: (state, team) for these ids (missing ones left out)."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    rows = s.execute(select(m.Job.id, m.Job.state, m.Job.team).where(m.Job.id.in_(ids)))
-    return {jid: (state, team) for jid, state, team in rows}
+    out: dict[int, tuple[str, str]] = {}
+    for part in _chunks(ids):
+        q = select(m.Job.id, m.Job.state, m.Job.team).where(m.Job.id.in_(part))
+        out.update((jid, (state, team)) for jid, state, team in s.execute(q))
+    return out
 
 
-def array_active(s: Session, key: str, exclude: Iterable[int]) -> int:
-    """Members of a job array that are neither final nor among `exclude` (the parked)."""
+def array_unfinished(s: Session, key: str) -> int:
+    """Members of a job array not final (queued, parked or not, admitted or running)."""
     q = (
         select(func.count())
         .select_from(m.JobGate)
         .join(m.Job, m.Job.id == m.JobGate.job_id)
         .where(m.JobGate.array_key == key, m.Job.state.not_in(FINAL))
     )
-    excl = list(exclude)
-    if excl:
-        q = q.where(m.JobGate.job_id.not_in(excl))
     return int(s.scalar(q) or 0)
 
 
