@@ -89,53 +89,60 @@ class GatesMixin:
         # The tick runs without autoflush: this tick's exits must be visible to the queries.
         s.flush()
         ids = sorted(self.parked)  # array members go in index (submission) order
-        rows = store_gates.jobs(s, ids)
-        gates = store_gates.gates(s, ids)
+        rows = store_gates.waiting(s, ids)
+        gates = store_gates.gate_rows(s, ids)
         deps = store_gates.states(s, {d for g in gates.values() for d in g.after_ok or []})
         # Per array, its parked members still waiting: what the store counts unfinished less
         # these is what is queued or running now (the limit's measure).
         self._parked_members: dict[str, int] = {}
         for jid, g in gates.items():
-            row = rows.get(jid)
-            if g.array_key and row is not None and row.state in WAITING:
+            got = rows.get(jid)
+            if g.array_key and got is not None and got[0] in WAITING:
                 self._parked_members[g.array_key] = self._parked_members.get(g.array_key, 0) + 1
         active: dict[str, int] = {}
         for jid in ids:
-            row, gate = rows.get(jid), gates.get(jid)
-            if row is None or row.state not in WAITING:
+            got, gate = rows.get(jid), gates.get(jid)
+            if got is None or got[0] not in WAITING:
                 del self.parked[jid]  # cancelled while parked, or gone
                 continue
-            wait = self._waits(s, row, gate, deps, active, now) if gate is not None else None
+            wait = self._waits(s, jid, gate, deps, active, now) if gate is not None else None
             if wait == "cancelled":
                 del self.parked[jid]
             elif wait is not None:
                 self.parked_why[jid] = wait
-                if row.reason != wait:
-                    row.reason = wait
+                if got[1] != wait:
+                    self._row(s, jid).reason = wait
             else:
-                self._unpark(s, row, now)
+                self._unpark(s, self._row(s, jid), now)
         for jid in [j for j in self.parked_why if j not in self.parked]:
             del self.parked_why[jid]
+
+    @staticmethod
+    def _row(s: Session, jid: int) -> m.Job:
+        row = s.get(m.Job, jid)
+        assert row is not None  # read in this transaction
+        return row
 
     def _waits(
         self,
         s: Session,
-        row: m.Job,
-        gate: m.JobGate,
+        jid: int,
+        gate: Any,
         deps: dict[int, tuple[str, str]],
         active: dict[str, int],
         now: float,
     ) -> str | None:
         """Why the job must still wait (None: it may be queued; "cancelled": it was)."""
         if gate.held:
-            return f"held (cortex release {row.id})"
+            return f"held (cortex release {jid})"
         for d in gate.after_ok or []:
             state = deps.get(d, ("missing", ""))[0]
             if state in store_gates.FINAL_NOT_OK or state == "missing":
                 why = f"dependency afterok:{d} can never be satisfied (job {d} {state})"
+                row = self._row(s, jid)
                 store.move(s, row, JobState.CANCELLED, why, now)
                 row.ended_at = now
-                store.event(s, "cancel", why, job_id=row.id, team=row.team, at=now)
+                store.event(s, "cancel", why, job_id=jid, team=row.team, at=now)
                 return "cancelled"
         waiting = [d for d in gate.after_ok or [] if deps[d][0] != JobState.COMPLETED.value]
         if waiting:
