@@ -348,7 +348,7 @@ class SchedulerLoop(LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMi
             for e in exits:
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
-            self.run_gates(s, now, bool(exits or cancels))
+            self.run_gates(s, now, [e.job_id for e in exits] + cancels)
             stops += self.run_limits(s, now)
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended

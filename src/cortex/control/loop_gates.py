@@ -41,6 +41,9 @@ class GatesMixin:
         self.gates_dirty = False
         self._hold_asked: set[int] = set()
         self._hold_lock = threading.Lock()
+        # What a job ending can open: the parked jobs that depend on it, and its array's.
+        self._after: dict[int, frozenset[int]] = {}  # parked job -> its dependencies
+        self._array_of: dict[int, str] = {}  # every unfinished array member -> array key
 
     def request_gates(self, hold_job: int | None = None) -> None:
         """The API changed a gate (a hold of `hold_job`, or a release): judge them again."""
@@ -61,6 +64,10 @@ class GatesMixin:
         for jid, g in rows.items():
             if g.time_limit_s is not None:
                 self.time_limits[jid] = g.time_limit_s
+            if g.array_key:
+                self._array_of[jid] = g.array_key
+            if g.after_ok:
+                self._after[jid] = frozenset(g.after_ok)
             if store_gates.is_gated(g) and jid in jobs:
                 self.parked[jid] = jobs[jid]
                 ids.add(jid)
@@ -68,12 +75,16 @@ class GatesMixin:
             self.gates_dirty = True
         return ids
 
-    def run_gates(self, s: Session, now: float, changed: bool) -> None:
+    def run_gates(self, s: Session, now: float, ended: list[int]) -> None:
         """Park newly held jobs; queue parked jobs whose gates opened; cancel those whose
-        dependency can never complete. `changed`: a job ended or was cancelled this tick."""
+        dependency can never complete. `ended`: jobs that ended or were cancelled this tick:
+        only their dependents and their arrays' parked members are judged again (a hold, a
+        release or a new gated job judges every parked job)."""
         with self._hold_lock:
             asked, self._hold_asked = self._hold_asked, set()
-        if not (self.gates_dirty or asked or (changed and self.parked)):
+        full = self.gates_dirty or bool(asked)
+        if not (full or (ended and self.parked)):
+            self._forget(ended)
             return
         self.gates_dirty = False
         for jid in sorted(asked):
@@ -82,13 +93,33 @@ class GatesMixin:
             if job is not None and job.state in PENDING and self.mirror.withdraw(jid) is False:
                 self.parked[jid] = job
                 self.dirty = True
-        if self.parked:
-            self._judge(s, now)
+        if full:
+            ids = sorted(self.parked)
+        else:
+            gone = set(ended)
+            keys = {self._array_of[j] for j in ended if j in self._array_of}
+            ids = sorted(
+                p
+                for p in self.parked
+                if p in gone
+                or self._after.get(p, frozenset()) & gone
+                or self._array_of.get(p) in keys
+            )
+        if ids:
+            self._judge(s, now, ids)
+        self._forget(ended)
 
-    def _judge(self, s: Session, now: float) -> None:
+    def _forget(self, ended: list[int]) -> None:
+        for j in ended:
+            if j not in self.parked:
+                self._array_of.pop(j, None)
+                self._after.pop(j, None)
+
+    def _judge(self, s: Session, now: float, ids: list[int]) -> None:
+        """Judge these parked jobs (sorted: array members go in index order). Every parked
+        member of an array judged here must be among them (the limit counts them)."""
         # The tick runs without autoflush: this tick's exits must be visible to the queries.
         s.flush()
-        ids = sorted(self.parked)  # array members go in index (submission) order
         rows = store_gates.waiting(s, ids)
         gates = store_gates.gate_rows(s, ids)
         deps = store_gates.states(s, {d for g in gates.values() for d in g.after_ok or []})
@@ -116,6 +147,8 @@ class GatesMixin:
                 self._unpark(s, self._row(s, jid), now)
         for jid in [j for j in self.parked_why if j not in self.parked]:
             del self.parked_why[jid]
+        for jid in [j for j in self._after if j not in self.parked]:
+            del self._after[jid]
 
     @staticmethod
     def _row(s: Session, jid: int) -> m.Job:
