@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module; pydantic is the server's and the twin's
+    from pydantic import ValidationError
 
 
 class InputError(Exception):

@@ -147,7 +147,8 @@ BAD = [
         "must lie under",
     ),
     (
-        json.dumps({k: v for k, v in job_body().items() if k != "duration_s"}).encode(),
+        # Neither is now given a default (the queue's default_duration_s): both is refused.
+        json.dumps(job_body(work_gpu_hours=1.0)).encode(),
         "application/json",
         "body",
         "exactly one of work_gpu_hours or duration_s",

@@ -161,7 +161,10 @@ def test_metrics_carry_counts_by_team_and_no_job_details(world: World) -> None:
             labels |= set(s.labels)
             if fam.name == "cortex_jobs" and s.value:
                 teams.add(s.labels["team"])
-    assert labels <= {"state", "team", "flavor", "node", "le"}, labels
+    # A queue is a team's (named for it); gpu, UUID and Hostname name devices (DCGM-style
+    # metrics, where GPUs exist), not jobs: the `job` label is off by default.
+    allowed = {"state", "team", "queue", "flavor", "node", "le", "gpu", "UUID", "Hostname"}
+    assert labels <= allowed, labels
     assert teams == {"fsd", "optimus"}
     for leak in ("fsd-secret-name", "fsd-secret-output", "opt-visible", sys.executable):
         assert leak not in text

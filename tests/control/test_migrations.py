@@ -26,6 +26,7 @@ TABLES = {
     "attempt_records",
     "node_failures",
     "node_drains",
+    "job_gates",
 }
 
 

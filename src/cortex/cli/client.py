@@ -6,10 +6,9 @@ from __future__ import annotations
 import codecs
 import json
 import os
-import re
 import sys
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,15 +18,31 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cortex.control.bodies import BodyError, load_yaml
+from cortex.cli.output import (
+    CONTROL,
+    JSON,
+    JSON_FILE,
+    OUTPUT,
+    PARSABLE,
+    Col,
+    Out,
+    bad_option,
+    state_code,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 token_app = typer.Typer(help="Team tokens (admin).", no_args_is_help=True)
-SUBMIT_TRIES = 4  # a connection error is retried with the same idempotency key
-FINAL_STATES = {"completed", "failed", "cancelled"}
-# C0 and C1 control characters and DEL: a job name must not move the cursor, recolour or
-# retitle the terminal of whoever lists it.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+FINAL_STATES = {"completed", "failed", "cancelled", "rejected"}
+STATES = (
+    "queued", "admitted", "running", "preempted", "failed", "requeued", "completed",
+    "rejected", "cancelled",
+)  # fmt: skip
+MAX_IDS = 1000  # ids per `cancel`, `hold` or `release`
+_CONTROL = CONTROL
+
+
+class CallError(Exception):
+    """A refused request, raised instead of ending the command (`_call(keep_going=True)`)."""
 
 
 def safe(text: Any) -> str:
@@ -66,9 +81,18 @@ def _base_url() -> str:
     return os.environ.get("CORTEX_URL", DEFAULT_URL)
 
 
-def _call(method: str, path: str, *, retry: bool = False, source: str = "", **kw: Any) -> Any:
+def _call(
+    method: str,
+    path: str,
+    *,
+    retry: bool = False,
+    source: str = "",
+    keep_going: bool = False,
+    **kw: Any,
+) -> Any:
     """One request; errors end the command with one line (exit 2 for refused input). With
-    `retry`, a transport error is raised for the caller to retry."""
+    `retry`, a transport error is raised for the caller to retry; with `keep_going`, an HTTP
+    refusal is raised as CallError (a command acting on several ids tries them all)."""
     try:
         with _client() as c:
             resp = c.request(method, path, **kw)
@@ -80,6 +104,8 @@ def _call(method: str, path: str, *, retry: bool = False, source: str = "", **kw
         _fail(f"cannot reach {_base_url()}: {err}")
     if resp.status_code == 401:
         _fail(f"unauthorized ({_detail(resp)}); set CORTEX_TOKEN")
+    if keep_going and resp.status_code >= 400:
+        raise CallError(f"{resp.status_code}: {_detail(resp)}")
     if resp.status_code in (409, 413, 422, 431):
         _fail(f"{source}: {_detail(resp)}" if source else _detail(resp), 2)
     if resp.status_code >= 400:
@@ -114,105 +140,51 @@ def _start(e: dict[str, Any] | None) -> str:
     return _ts(e["start_s"]) + band
 
 
-def _jobs_table(jobs: list[dict[str, Any]], start: bool = False) -> Table:
-    t = Table(
-        "id", "team", "name", "state", "prio", "gpus", "attempt", "submitted", "age", "elapsed",
-        "reason",
-    )  # fmt: skip
+def job_cols(start: bool = False) -> list[Col]:
+    """`cortex jobs` columns, squeue's habits: ST beside the state, a waiting job's reason is
+    its first blocker (else the last transition's), TIME-like age and elapsed."""
+    cols = [
+        Col("id", lambda j: j["id"]),
+        Col("team", lambda j: j["team"]),
+        Col("name", lambda j: j["name"]),
+        Col("st", state_code),
+        Col("state", lambda j: j["state"]),
+        Col("prio", lambda j: j["priority_class"]),
+        Col("gpus", lambda j: j["gpus"]),
+        Col("attempt", lambda j: j["attempt"], wide=True),
+        Col("submitted", lambda j: _ts(j["submitted_at"]), wide=True),
+        Col("age", lambda j: _age(j["submitted_at"], j.get("ended_at"))),
+        Col("elapsed", lambda j: _age(j.get("started_at"), j.get("ended_at"))),
+        Col("reason", lambda j: (j.get("pending_reason") or j["reason"])[:60]),
+        Col("exit", lambda j: j.get("exit_code"), wide=True),
+        Col("failures", lambda j: j.get("failures"), wide=True),
+        Col("preemptions", lambda j: j.get("preemptions"), wide=True),
+        Col("devices", lambda j: ",".join(map(str, j.get("devices") or [])) or None, wide=True),
+        Col("command", lambda j: " ".join(j.get("command") or [])[:80], wide=True),
+    ]
     if start:
-        t.add_column("start (band)")
-    for j in jobs:
-        # A waiting job's reason is its first blocker (like squeue's REASON), else the last
-        # transition's.
-        reason = j.get("pending_reason") or j["reason"]
-        t.add_row(
-            str(j["id"]),
-            safe(j["team"]),
-            safe(j["name"]),
-            safe(j["state"]),
-            safe(j["priority_class"]),
-            str(j["gpus"]),
-            str(j["attempt"]),
-            _ts(j["submitted_at"]),
-            _age(j["submitted_at"], j.get("ended_at")),
-            _age(j.get("started_at"), j.get("ended_at")),
-            safe(reason[:60]),
-            *([_start(j.get("start_estimate"))] if start else []),
-        )
-    return t
-
-
-def _job_file(file: Path) -> tuple[Any, int]:
-    """The file's jobs as a request body (one job, or `{jobs: [...]}`) and their count; one
-    line and exit 2 for anything unreadable."""
-    try:
-        raw = file.read_bytes()
-    except OSError as err:
-        _fail(f"{file}: <file>: {err.strerror or err}", 2)
-    try:
-        data = load_yaml(raw)
-    except BodyError as err:
-        _fail(f"{file}: <yaml>: {err}", 2)
-    items = data.get("jobs") if isinstance(data, dict) and "jobs" in data else data
-    if isinstance(items, list):
-        if not items:
-            _fail(f"{file}: jobs: no jobs in file", 2)
-        return {"jobs": items}, len(items)
-    if not isinstance(items, dict):
-        _fail(f"{file}: <root>: expected a job mapping or a list of jobs", 2)
-    return items, 1
-
-
-def submit(
-    file: Path = typer.Argument(..., help="job YAML: one job, a list, or a list under `jobs:`"),
-    as_json: bool = typer.Option(False, "--json", help="print the created jobs as JSON"),
-    idempotency_key: str | None = typer.Option(
-        None,
-        "--idempotency-key",
-        help="submit at most once under this key (default: a new key, reused by this "
-        "command's own retries after a connection error)",
-    ),
-) -> None:
-    """Submit the jobs in a YAML file (JobSpec fields plus command, env, working_dir). A file
-    of several jobs is stored all or nothing."""
-    body, count = _job_file(file)
-    try:
-        # YAML takes values JSON has no form for (!!binary, !!set): refused here, by name.
-        payload = json.dumps(body, allow_nan=True).encode()
-    except (TypeError, ValueError) as err:
-        _fail(f"{file}: <yaml>: {err}", 2)
-    key = idempotency_key or f"cli-{uuid.uuid4()}"
-    headers = {"Content-Type": "application/json", "Idempotency-Key": key}
-    for attempt in range(SUBMIT_TRIES):
-        try:
-            data = _call(
-                "POST", "/v1/jobs", content=payload, headers=headers, retry=True, source=str(file)
-            )
-            break
-        except httpx.TransportError as err:
-            if attempt == SUBMIT_TRIES - 1:
-                _fail(f"cannot reach {_base_url()}: {err} (idempotency key {key})")
-            time.sleep(0.5 * 2**attempt)
-    created = data["jobs"] if "jobs" in body else [data]
-    if as_json:
-        _print_json(created)
-    else:
-        for j in created:
-            print(f"submitted job {j['id']} ({_CONTROL.sub('?', j['name'])})")
-    if len(created) != count:
-        _fail(f"{file}: expected {count} jobs back, got {len(created)}")
+        cols.append(Col("start (band)", lambda j: _start(j.get("start_estimate"))))
+    return cols
 
 
 def jobs(
     team: str | None = typer.Option(None, "--team"),
     state: str | None = typer.Option(None, "--state"),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
-    as_json: bool = typer.Option(False, "--json"),
     start: bool = typer.Option(
         False, "--start", help="waiting jobs' start estimates (like squeue --start)"
     ),
+    watch: bool = typer.Option(False, "--watch", "-w", help="redraw every --interval seconds"),
+    interval_s: float = typer.Option(2.0, "--interval", min=0.5, max=3600, help="--watch period"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
     """List jobs, newest first."""
+    out = Out.pick("cortex jobs", output, as_json, json_file, parsable)
+    if state is not None and state not in STATES:
+        bad_option("cortex jobs", "--state", f"unknown state {state!r}; one of {', '.join(STATES)}")
     params: dict[str, Any] = {"limit": limit}
     if team:
         params["team"] = team
@@ -220,29 +192,49 @@ def jobs(
         params["state"] = state
     if start:
         params["start"] = True
-    data = _call("GET", "/v1/jobs", params=params)["jobs"]
-    if as_json:
-        _print_json(data)
-    else:
-        Console().print(_jobs_table(data, start))
+
+    def once() -> bool:
+        data = _call("GET", "/v1/jobs", params=params)["jobs"]
+        out.rows(data, data, job_cols(start))
+        return False
+
+    watch_loop(once, watch, interval_s)
 
 
 def job(
     job_id: int = typer.Argument(...),
-    as_json: bool = typer.Option(False, "--json"),
     start: bool = typer.Option(False, "--start", help="a waiting job's start estimate too"),
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="redraw every --interval seconds until the job is final"
+    ),
+    interval_s: float = typer.Option(2.0, "--interval", min=0.5, max=3600, help="--watch period"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
     """One job: its state history, progress, preemptions and, while it waits, why."""
-    data = _call("GET", f"/v1/jobs/{job_id}")
+    out = Out.pick("cortex job", output, as_json, json_file, parsable)
+
+    def once() -> bool:
+        data = _call("GET", f"/v1/jobs/{job_id}")
+        _show_job(out, job_id, data, start)
+        return data["state"] in FINAL_STATES
+
+    watch_loop(once, watch, interval_s)
+
+
+def _show_job(out: Out, job_id: int, data: dict[str, Any], start: bool) -> None:
     waiting = data["state"] in ("queued", "requeued")
     if waiting:
         why = _call("GET", f"/v1/jobs/{job_id}/why", params={"start": True} if start else {})
         data["why"] = {k: why[k] for k in ("summary", "place", "start_estimate")}
-    if as_json:
-        _print_json(data)
+    if out.fmt not in ("table", "wide"):
+        out.rows(data, [data], job_cols())
         return
+    out.emit(data)  # --json-file
+    out.rows(None, [data], job_cols())
     con = Console()
-    con.print(_jobs_table([data]))
     t = Table("time", "from", "to", "reason", title="history")
     for h in data.get("history") or []:
         t.add_row(_ts(h["at"]), safe(h["src"] or "-"), safe(h["dst"]), safe(h["reason"]))
@@ -251,6 +243,17 @@ def job(
 
     print_progress(con, data.get("progress"))
     print_preemptions(con, data.get("preemption_records") or [])
+    gates = data.get("gates")
+    if gates:
+        parts = ["held"] if gates.get("held") else []
+        if gates.get("after_ok"):
+            parts.append("afterok:" + ":".join(map(str, gates["after_ok"])))
+        if gates.get("array_key"):
+            limit = gates.get("array_limit")
+            parts.append(f"array index {gates['array_index']}" + (f" (%{limit})" if limit else ""))
+        if gates.get("time_limit_s"):
+            parts.append(f"time limit {gates['time_limit_s']:g} s")
+        con.print("gates: " + ", ".join(safe(p) for p in parts))
     if waiting:
         w = data["why"]
         con.print(f"waiting: {safe(w['summary'])} (cortex why {job_id})")
@@ -258,15 +261,54 @@ def job(
             con.print(f"estimated start: {_start(w['start_estimate'])}")
 
 
+def watch_loop(once: Callable[[], bool], watch: bool, interval_s: float) -> None:
+    """Run `once` (True: nothing more to watch), and with --watch again every interval, the
+    screen cleared between, like `watch squeue`; Ctrl-C ends it with exit 0."""
+    if not watch:
+        once()
+        return
+    try:
+        while True:
+            if sys.stdout.isatty():
+                sys.stdout.write("\x1b[H\x1b[2J")
+            print(f"every {interval_s:g}s: {time.strftime('%H:%M:%S')}")
+            if once():
+                return
+            sys.stdout.flush()
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        return
+
+
 def cancel(
-    job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")
+    job_ids: list[int] = typer.Argument(..., help="one or more job ids"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
-    """Cancel a job (a running one gets SIGTERM, then SIGKILL after the grace period)."""
-    data = _call("POST", f"/v1/jobs/{job_id}/cancel")
-    if as_json:
-        _print_json(data)
+    """Cancel jobs (a running one gets SIGTERM, then SIGKILL after the grace period). Every id
+    is tried; exit 1 if any could not be cancelled."""
+    out = Out.pick("cortex cancel", output, as_json, json_file, parsable)
+    if len(job_ids) > MAX_IDS:
+        bad_option("cortex cancel", "JOB_IDS", f"at most {MAX_IDS} ids at once")
+    done, failed = [], []
+    for jid in dict.fromkeys(job_ids):  # each id once, in the order given
+        if jid < 1:
+            bad_option("cortex cancel", "JOB_IDS", f"{jid}: a job id is a positive integer")
+    for jid in dict.fromkeys(job_ids):
+        try:
+            done.append(_call("POST", f"/v1/jobs/{jid}/cancel", keep_going=True))
+        except CallError as err:
+            failed.append({"id": jid, "error": str(err)})
+            print(f"error: job {jid}: {CONTROL.sub('?', str(err))}", file=sys.stderr)
+    if out.fmt == "table" and not out.json_file:
+        for j in done:
+            print(f"cancel requested for job {j['id']} (state {j['state']})")
     else:
-        print(f"cancel requested for job {job_id} (state {data['state']})")
+        out.rows(done, done, job_cols())
+    if failed:
+        raise typer.Exit(1)
 
 
 def logs(
@@ -326,70 +368,75 @@ def logs(
         _fail(f"log stream ended while job {job_id} is {state}")
 
 
-def queues(as_json: bool = typer.Option(False, "--json")) -> None:
+def queues(
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
+) -> None:
     """Queues, quotas and usage."""
+    out = Out.pick("cortex queues", output, as_json, json_file, parsable)
     data = _call("GET", "/v1/queues")
-    if as_json:
-        _print_json(data)
-        return
-    t = Table("queue", "nominal share", "borrowing limit", "weight", "running gpus", "pending")
-    for q in data:
-        limit = q["borrowing_limit_share"]
-        t.add_row(
-            safe(q["name"]),
-            f"{q['nominal_share']:.2f}",
-            "-" if limit is None else f"{limit:.2f}",
-            f"{q['weight']:g}",
-            str(q["running_gpus"]),
-            str(q["pending_jobs"]),
-        )
-    Console().print(t)
+    cols = [
+        Col("queue", lambda q: q["name"]),
+        Col("nominal share", lambda q: f"{q['nominal_share']:.2f}"),
+        Col(
+            "borrowing limit",
+            lambda q: (
+                None if q["borrowing_limit_share"] is None else f"{q['borrowing_limit_share']:.2f}"
+            ),
+        ),
+        Col("weight", lambda q: f"{q['weight']:g}"),
+        Col("running gpus", lambda q: q["running_gpus"]),
+        Col("pending", lambda q: q["pending_jobs"]),
+    ]
+    out.rows(data, data, cols)
 
 
-def nodes(as_json: bool = typer.Option(False, "--json")) -> None:
+def nodes(
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
+) -> None:
     """Nodes, their accelerators and health."""
+    out = Out.pick("cortex nodes", output, as_json, json_file, parsable)
     data = _call("GET", "/v1/nodes")
-    if as_json:
-        _print_json(data)
-        return
-    t = Table("node", "flavor", "kind", "gpus", "allocated", "healthy", "schedulable", "seen")
-    for n in data:
-        t.add_row(
-            safe(n["name"]),
-            safe(n["flavor"]),
-            safe(n["kind"]),
-            str(n["gpus"]),
-            str(n["allocated_gpus"]),
-            "yes" if n["healthy"] else "no",
-            "yes" if n["schedulable"] else "no",
-            _ts(n["last_seen"]),
-        )
-    Console().print(t)
+    cols = [
+        Col("node", lambda n: n["name"]),
+        Col("flavor", lambda n: n["flavor"]),
+        Col("kind", lambda n: n["kind"]),
+        Col("gpus", lambda n: n["gpus"]),
+        Col("allocated", lambda n: n["allocated_gpus"]),
+        Col("healthy", lambda n: bool(n["healthy"])),
+        Col("schedulable", lambda n: bool(n["schedulable"])),
+        Col("seen", lambda n: _ts(n["last_seen"])),
+    ]
+    out.rows(data, data, cols)
 
 
 def events(
     job_id: int | None = typer.Option(None, "--job"),
     limit: int = typer.Option(50, "--limit", min=1, max=1000),
-    as_json: bool = typer.Option(False, "--json"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
     """Recent events, newest first."""
+    out = Out.pick("cortex events", output, as_json, json_file, parsable)
     params: dict[str, Any] = {"limit": limit}
     if job_id is not None:
         params["job_id"] = job_id
     data = _call("GET", "/v1/events", params=params)
-    if as_json:
-        _print_json(data)
-        return
-    t = Table("time", "kind", "job", "team", "message")
-    for e in data:
-        t.add_row(
-            _ts(e["at"]),
-            safe(e["kind"]),
-            str(e["job_id"] or "-"),
-            safe(e["team"] or "-"),
-            safe(e["message"]),
-        )
-    Console().print(t)
+    cols = [
+        Col("time", lambda e: _ts(e["at"])),
+        Col("kind", lambda e: e["kind"]),
+        Col("job", lambda e: e["job_id"]),
+        Col("team", lambda e: e["team"]),
+        Col("message", lambda e: e["message"]),
+    ]
+    out.rows(data, data, cols)
 
 
 @token_app.command("create")
@@ -399,38 +446,40 @@ def token_create(
     expires_in_s: float | None = typer.Option(
         None, "--expires-in-s", min=1, help="seconds until it stops working (default: a year)"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
 ) -> None:
     """Create a team token and print it once (needs the admin token in CORTEX_TOKEN)."""
+    out = Out.pick("cortex token create", output, as_json, json_file)
     body: dict[str, Any] = {"team": team, "label": label}
     if expires_in_s is not None:
         body["expires_in_s"] = expires_in_s
     data = _call("POST", "/v1/tokens", json=body)
-    if as_json:
-        _print_json(data)
-    else:
+    if not out.emit(data):
         print(data["token"])
 
 
 @token_app.command("list")
-def token_list(as_json: bool = typer.Option(False, "--json")) -> None:
+def token_list(
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
+) -> None:
     """Every token (never its secret): team, label, expiry, revocation."""
+    out = Out.pick("cortex token list", output, as_json, json_file, parsable)
     data = _call("GET", "/v1/tokens")
-    if as_json:
-        _print_json(data)
-        return
-    t = Table("id", "team", "admin", "label", "created", "expires", "revoked")
-    for k in data:
-        t.add_row(
-            str(k["id"]),
-            safe(k["team"] or "-"),
-            "yes" if k["admin"] else "no",
-            safe(k["label"]),
-            _day(k["created_at"]),
-            _day(k["expires_at"]),
-            _day(k["revoked_at"]),
-        )
-    Console().print(t)
+    cols = [
+        Col("id", lambda k: k["id"]),
+        Col("team", lambda k: k["team"]),
+        Col("admin", lambda k: bool(k["admin"])),
+        Col("label", lambda k: k["label"]),
+        Col("created", lambda k: _day(k["created_at"])),
+        Col("expires", lambda k: _day(k["expires_at"])),
+        Col("revoked", lambda k: _day(k["revoked_at"])),
+    ]
+    out.rows(data, data, cols)
 
 
 @token_app.command("revoke")

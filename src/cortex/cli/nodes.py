@@ -3,40 +3,43 @@ reasons), `cortex drain NODE --reason R [--burn-in-s S]` and `cortex undrain NOD
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from cortex.cli import client
 from cortex.cli.client import _call, _print_json, _ts, safe
+from cortex.cli.output import JSON, JSON_FILE, OUTPUT, PARSABLE, Col, Out
 
 
 def nodes(
     unhealthy: bool = typer.Option(
         False, "--unhealthy", help="only nodes down, drained or with failures, with reasons"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
     """Nodes, their accelerators and health; --unhealthy lists the failing ones and why."""
     if not unhealthy:
-        client.nodes(as_json=as_json)
+        client.nodes(output, as_json, json_file, parsable)
         return
+    out = Out.pick("cortex nodes", output, as_json, json_file, parsable)
     data = _call("GET", "/v1/nodes/health", params={"unhealthy": True})
-    if as_json:
-        _print_json(data)
-        return
-    t = Table("node", "state", "score", "node failures", "job failures", "since", "back at",
-              "reason")  # fmt: skip
-    for n in data:
-        t.add_row(
-            safe(n["name"]), safe(n["state"]), f"{n['score']:.2f}", str(n["node_failures"]),
-            str(n["job_failures"]), _ts(n["since"]),
-            _ts(n["return_at"]) if n["return_at"] else "-", safe(n["reason"]),
-        )  # fmt: skip
-    Console(highlight=False).print(t)
+    cols = [
+        Col("node", lambda n: n["name"]),
+        Col("state", lambda n: n["state"]),
+        Col("score", lambda n: f"{n['score']:.2f}"),
+        Col("node failures", lambda n: n["node_failures"]),
+        Col("job failures", lambda n: n["job_failures"]),
+        Col("since", lambda n: _ts(n["since"])),
+        Col("back at", lambda n: _ts(n["return_at"]) if n["return_at"] else "-"),
+        Col("reason", lambda n: n["reason"]),
+    ]
+    out.rows(data, data, cols)
 
 
 def drain(

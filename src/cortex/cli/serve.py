@@ -3,7 +3,6 @@ Every flag is also a CORTEX_<NAME> variable (see cortex.control.settings); flags
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -33,7 +32,12 @@ def serve(
     ),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate: serve HTTPS"),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key of --tls-cert"),
-    log_level: str | None = typer.Option(None, "--log-level", help="log level (info)"),
+    log_level: str | None = typer.Option(
+        None, "--log-level", help="critical, error, warning, info (default) or debug"
+    ),
+    log_format: str | None = typer.Option(
+        None, "--log-format", help="text (default) or json (one object a line)"
+    ),
     run_as: str | None = typer.Option(
         None, "--run-as", help='team -> Unix user of its jobs: "team=user,*=user" (root service)'
     ),
@@ -77,6 +81,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         log_level=log_level.lower() if log_level else None,
+        log_format=log_format.lower() if log_format else None,
         run_as=run_as,
         allow_same_user=allow_same_user,
         power_policy=power_policy,
@@ -94,11 +99,12 @@ def _run(settings: Settings) -> None:
     """Start the service on these settings and serve until stopped."""
     import uvicorn
 
+    from cortex.control import logfmt
     from cortex.control.httpcap import capped_protocol
     from cortex.control.service import Service
     from cortex.executors.local.users import PrivilegeError
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    logfmt.configure(settings.log_level, settings.log_format)
     from sqlalchemy.exc import OperationalError
 
     try:
@@ -127,6 +133,7 @@ def _run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's loggers go through ours (text or JSON)
         access_log=False,
         # Not behind a proxy by default, and nothing reads the client address: the middleware
         # that rewrites it from X-Forwarded-* headers is a cost on every request for nothing.

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cortex.cli.client import _call, _print_json, _ts, safe
+from cortex.cli.client import _call, _ts, safe
+from cortex.cli.output import JSON, JSON_FILE, OUTPUT, PARSABLE, Col, Out
+
+BLOCKER_COLS = [
+    Col("rank", lambda b: b["rank"]),
+    Col("code", lambda b: b["code"]),
+    Col("requested", lambda b: b.get("requested_gpus")),
+    Col("free", lambda b: b.get("free_gpus")),
+    Col("free in quota", lambda b: b.get("free_in_quota")),
+    Col("largest block", lambda b: b.get("largest_block_gpus")),
+    Col("power MW", lambda b: b.get("power_headroom_mw")),
+    Col("message", lambda b: b["message"]),
+    Col("hint", lambda b: b.get("hint")),
+]
 
 
 def _num(v: Any) -> str:
@@ -19,15 +33,20 @@ def _num(v: Any) -> str:
 
 def why(
     job_id: int = typer.Argument(..., min=1, help="the job's id"),
-    as_json: bool = typer.Option(False, "--json"),
     start: bool = typer.Option(False, "--start", help="also estimate when it starts"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
     """Why a job is not running: every blocker from the last scheduling pass, ranked, with its
     numbers and a hint; whether it can ever run; its place in the queue."""
+    out = Out.pick("cortex why", output, as_json, json_file, parsable)
     data = _call("GET", f"/v1/jobs/{job_id}/why", params={"start": True} if start else {})
-    if as_json:
-        _print_json(data)
+    if out.fmt == "parsable" or out.structured:
+        out.rows(data, data["blockers"], BLOCKER_COLS)
         return
+    out.emit(data)
     con = Console(highlight=False)
     con.print(f"job {data['job_id']} is {safe(data['state'])}: {safe(data['summary'])}")
     if data["never"]:
@@ -75,17 +94,23 @@ def why(
 def queue(
     team: str | None = typer.Option(None, "--team", help="one team's queue (admin: any)"),
     limit: int = typer.Option(100, "--limit", min=1, max=1000, help="jobs shown per queue"),
-    as_json: bool = typer.Option(False, "--json"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
     """Waiting jobs per cluster queue in queue order, with the jobs ahead of each (other
     teams' jobs are counted, not named)."""
+    out = Out.pick("cortex queue", output, as_json, json_file, parsable)
     params: dict[str, Any] = {"limit": limit}
     if team:
         params["team"] = team
     data = _call("GET", "/v1/queue", params=params)
-    if as_json:
-        _print_json(data)
+    if out.fmt == "parsable" or out.structured:
+        rows = [{**j, "queue": q["queue"]} for q in data["queues"] for j in q["jobs"]]
+        out.rows(data, rows, QUEUE_COLS)
         return
+    out.emit(data)
     con = Console(highlight=False)
     for q in data["queues"]:
         t = Table(
@@ -103,6 +128,18 @@ def queue(
                 safe(j["top_reason"] or "-"),
             )
         con.print(t)
+
+
+QUEUE_COLS = [
+    Col("queue", lambda j: j["queue"]),
+    Col("pos", lambda j: j["position"]),
+    Col("id", lambda j: j["id"]),
+    Col("name", lambda j: j["name"]),
+    Col("gpus", lambda j: j["gpus"]),
+    Col("ahead (own)", lambda j: j["ahead_in_queue"]),
+    Col("ahead (others)", lambda j: j["ahead_other_queues"]),
+    Col("reason", lambda j: j["top_reason"]),
+]
 
 
 def print_progress(con: Console, p: dict[str, Any] | None) -> None:
@@ -145,15 +182,25 @@ def print_preemptions(con: Console, recs: list[dict[str, Any]]) -> None:
 
 def share(
     team: str | None = typer.Option(None, "--team", help="one team (admin: any)"),
-    as_json: bool = typer.Option(False, "--json"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
     """Fair share per team and flavor (like sshare): guaranteed, used, borrowed, idle and lent
     GPUs, and the weighted dominant share that orders the queues (lowest first)."""
+    out = Out.pick("cortex share", output, as_json, json_file, parsable)
     params = {"team": team} if team else {}
     data = _call("GET", "/v1/share", params=params)
-    if as_json:
-        _print_json(data)
+    if out.fmt == "parsable" or out.structured:
+        rows = [
+            {**f, "team": r["team"], "weight": r["weight"], "dominant_share": r["dominant_share"]}
+            for r in data["teams"]
+            for f in r["flavors"]
+        ]
+        out.rows(data, rows, SHARE_COLS)
         return
+    out.emit(data)
     t = Table(
         "team", "flavor", "guaranteed", "limit", "used", "borrowed", "idle", "lent", "weight",
         "dominant share",
@@ -178,3 +225,17 @@ def share(
             str(c["borrowed"]), "-", "-", "-", "-",
         )  # fmt: skip
     Console(highlight=False).print(t)
+
+
+SHARE_COLS = [
+    Col("team", lambda f: f["team"]),
+    Col("flavor", lambda f: f["flavor"]),
+    Col("guaranteed", lambda f: f["guaranteed"]),
+    Col("limit", lambda f: f["borrowing_limit"]),
+    Col("used", lambda f: f["used"]),
+    Col("borrowed", lambda f: f["borrowed"]),
+    Col("idle", lambda f: f["idle"]),
+    Col("lent", lambda f: f["lent"]),
+    Col("weight", lambda f: f["weight"]),
+    Col("dominant share", lambda f: f"{f['dominant_share']:.3f}"),
+]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
-from cortex.control import store
+from cortex.control import store, store_gates
 from cortex.control.clock import SYSTEM, Clock
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
@@ -213,6 +213,7 @@ def _insert(
         fresh.append(n)
     new_reqs = [r for n in fresh for r in batch[n].reqs]
     outs = store.insert_jobs(s, new_reqs, at, box=box) if new_reqs else []
+    store_gates.insert_gates(s, new_reqs, outs)
     pos = 0
     for n in fresh:
         item = batch[n]

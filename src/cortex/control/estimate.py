@@ -67,6 +67,7 @@ def _simulate(
     speed: Callable[[str, int], float],
     factor: Callable[[int], float],
     targets: set[int] | None,
+    where: dict[int, tuple[int, int, Any]] | None = None,
 ) -> dict[int, float]:
     """Start times of the waiting jobs in one forward run (those that start in it). Jobs this
     run changes (running, started, preempted) are its own shallow copies; the live ones are
@@ -114,6 +115,8 @@ def _simulate(
             live[j.id] = (j, t, j.est_end_s)
             heapq.heappush(ends, (j.est_end_s, j.id))
             starts.setdefault(j.id, t)
+            if where is not None:
+                where.setdefault(j.id, (s.flavor, s.gang_gpus, s.placement))
         if not len(pq) or (targets is not None and targets <= starts.keys()):
             break
         # Jump to the next end (entries of preempted runs are stale: skipped).
@@ -142,8 +145,10 @@ def estimate(
     *,
     runs: int = RUNS,
     seed: int = 0,
+    where: dict[int, tuple[int, int, Any]] | None = None,
 ) -> dict[int, StartEstimate]:
-    """Start estimates for the waiting jobs of a `WhyRecord` (all, or `targets`)."""
+    """Start estimates for the waiting jobs of a `WhyRecord` (all, or `targets`); `where`, if
+    given, receives each start's (flavor, gang GPUs, placement) in the point-estimate run."""
     running = list(rec.running)
     pending = [job for q in rec.queues for _, job in q]
     waiting = {j.id for j in pending} - set(rec.started)
@@ -164,7 +169,17 @@ def estimate(
 
         results.append(
             _simulate(
-                topo, queues, pol, rec.at, running, pending, estimate_s, speed, factor, targets
+                topo,
+                queues,
+                pol,
+                rec.at,
+                running,
+                pending,
+                estimate_s,
+                speed,
+                factor,
+                targets,
+                where if run == 0 else None,
             )
         )
     out = {}

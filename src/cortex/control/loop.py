@@ -39,8 +39,10 @@ from cortex.control.loop_exits import (
     ExitsMixin,
 )
 from cortex.control.loop_fleet import FleetMixin, FleetView, node_devices_of
+from cortex.control.loop_gates import GatesMixin
 from cortex.control.loop_health import HealthMixin
 from cortex.control.loop_launch import LaunchMixin
+from cortex.control.loop_limits import LimitsMixin
 from cortex.control.loop_power import LivePower
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
@@ -113,7 +115,9 @@ def _spec_types(
     return launch_spec or LaunchSpec, handle_from_dict or from_dict
 
 
-class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMixin):
+class SchedulerLoop(
+    LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMixin, GatesMixin
+):
     """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
     what the store says (control/mirror.py), rebuilt from the store by `recover()`
     (control/recovery.py)."""
@@ -192,8 +196,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
         self._ckpt_read: dict[int, float] = {}  # job id -> when its progress file was read
         self.env_box: EnvBox | None = None  # set by the service: env values are stored sealed
         self.wake_event = threading.Event()
-        self.queues_dirty = True
-        self.dirty = True
+        self.queues_dirty = self.dirty = True
+        self._init_gates_and_limits()
         self.tick_now = 0.0  # the running tick's clock reading (one per tick)
         self._last_cycle = 0.0
         self._last_beat = 0.0
@@ -287,9 +291,14 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
             except Exception:
                 log.exception("resynchronization failed")
 
+    def _init_gates_and_limits(self) -> None:
+        self.init_gates()  # loop_gates.py: holds, dependencies, arrays
+        self.init_limits()  # loop_limits.py: time limits
+
     def reset(self) -> None:
         """Forget the in-memory mirror (recovery rebuilds it from the store)."""
         self.mirror.reset()
+        self.parked.clear()
         self._new_alloc.clear()
         self.queues_dirty = True
         self._last_cancel_scan = 0.0  # hints taken by a failed tick: the next tick scans all
@@ -364,6 +373,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
             self._sync_health(s, now)
+            self.run_gates(s, now, [e.job_id for e in exits] + cancels)
+            stops += self.run_limits(s, now)
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S
@@ -386,6 +397,7 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
 
     def _ingest(self, s: Session, ids: list[int], new: list[tuple[Any, Job]], now: float) -> None:
         store.mark_seen(s, ids)
+        gated = self.park_gated(s, [job for _, job in new])
         for _row, job in new:
             reason = self._resolve(job)
             if reason is not None:
@@ -398,7 +410,8 @@ class SchedulerLoop(LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMi
                 row.ended_at = now
                 store.event(s, "rejected", why, job_id=row.id, team=row.team, at=now)
                 continue
-            self.mirror.enqueue(job)
+            if job.id not in gated:
+                self.mirror.enqueue(job)
         self.dirty = True
 
     def _schedule(self, now: float) -> Plan:

@@ -154,6 +154,7 @@ class LaunchMixin:
         if row.started_at is None:
             row.started_at = now
             self.metrics.queue_wait.observe(now - row.submitted_at)
+            self.metrics.admission_wait.labels(row.team).observe(now - row.submitted_at)
         store.event(
             s,
             "start",

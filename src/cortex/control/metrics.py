@@ -32,8 +32,9 @@ class _Live(Collector):
         alloc = GaugeMetricFamily(
             "cortex_gpus_allocated", "GPUs (or CPU slots) allocated, by flavor", labels=["flavor"]
         )
+        # Not `_total`: that suffix is for counters (Prometheus' naming rules).
         total = GaugeMetricFamily(
-            "cortex_gpus_total", "GPUs (or CPU slots) in the fleet, by flavor", labels=["flavor"]
+            "cortex_gpus_capacity", "GPUs (or CPU slots) in the fleet, by flavor", labels=["flavor"]
         )
         for flavor, (used, all_) in self._gpus().items():
             alloc.add_metric([flavor], used)
@@ -54,6 +55,14 @@ class Metrics:
         self.queue_wait = Histogram(
             "cortex_queue_wait_seconds",
             "Submit to first start",
+            buckets=WAIT_BUCKETS_S,
+            registry=self.registry,
+        )
+        # Kueue's kueue_admission_wait_time_seconds{cluster_queue}: submission to first start.
+        self.admission_wait = Histogram(
+            "cortex_admission_wait_time_seconds",
+            "Submit to first start, by queue",
+            ["queue"],
             buckets=WAIT_BUCKETS_S,
             registry=self.registry,
         )

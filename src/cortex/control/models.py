@@ -236,3 +236,19 @@ class NodeDrain(Base):
     by: Mapped[str] = mapped_column(String(16))
     drained_at: Mapped[float] = mapped_column(Float)
     return_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class JobGate(Base):
+    """What keeps a queued job out of the scheduler's queues (control/loop_gates.py): a hold
+    (`cortex hold`), dependencies that must complete first (`afterok`), and its job array's
+    limit on members running at once; and its time limit (control/loop_limits.py). Only jobs
+    with one of these have a row."""
+
+    __tablename__ = "job_gates"
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    after_ok: Mapped[list[int]] = mapped_column(JSON, default=list)
+    array_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    array_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    array_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    time_limit_s: Mapped[float | None] = mapped_column(Float, nullable=True)

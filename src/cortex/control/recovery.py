@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from cortex.control import goodput, store
+from cortex.control import goodput, store, store_gates
 from cortex.control import models as m
 from cortex.control.clock import Clock
 from cortex.control.db import Sessions
@@ -34,7 +34,7 @@ from cortex.control.mirror import Mirror
 from cortex.drive import intake, runs
 from cortex.scheduler.reasons import Reason
 from cortex.workload.job import Job
-from cortex.workload.states import JobState
+from cortex.workload.states import PENDING, JobState
 
 log = logging.getLogger("cortex.control")
 
@@ -80,6 +80,7 @@ class RecoveryMixin:
         def _resolve(self, job: Job) -> Reason | None: ...
         def estimate_s(self, job: Job, flavor: int, gang: int) -> float: ...
         def _terminate(self, job_id: int, attempt: int, why: str) -> None: ...
+        def park_rows(self, rows: dict[int, Any], jobs: dict[int, Job]) -> set[int]: ...
 
     def register_node(self, s: Session, kind: str) -> None:
         node = store.register_node(
@@ -191,6 +192,8 @@ class RecoveryMixin:
             holding: set[int] = set()
             live = {(h.job_id, h.attempt): h for h in self._live_handles()}
             evictions = store.evictions_by_job(s)
+            gates = store_gates.gated(s)  # parked again, not queued (loop_gates.py)
+            self.park_rows(gates, {})  # every time limit noted, running jobs' included
             for row in store.unfinished_jobs(s):
                 row.seen = True
                 job = self.mem_job(row)
@@ -221,6 +224,10 @@ class RecoveryMixin:
                     counts["lost"] += 1
                 if why is not None:
                     continue
+                if row.id in gates:
+                    waiting = JobState(row.state) in PENDING
+                    if self.park_rows({row.id: gates[row.id]}, {row.id: job} if waiting else {}):
+                        continue
                 until = _retry_until(s, row)
                 # A restart does not cut a retry delay short.
                 self.mirror.enqueue(job, until if until is not None and until > now else None)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
 
 from cortex.workload.spec import ElasticRange, JobSpec
 
@@ -57,6 +64,26 @@ class SubmitRequest(JobSpec):
     nprocs: Annotated[int, Field(ge=1, le=1024, strict=True)] = Field(
         default=1, description="processes to start (torchrun ranks); at most `gpus`"
     )
+    # Strict: a YAML `true` is not one second.
+    time_limit_s: Annotated[float, Field(gt=0, le=MAX_SECONDS, strict=True)] | None = Field(
+        default=None,
+        description="the run is stopped past this many seconds (then failed, not retried); "
+        "separate from the runtime estimate duration_s",
+    )
+    # Gates (control/loop_gates.py): what keeps the job out of the queues until it may run.
+    hold: bool = Field(default=False, description="submit held: never scheduled until released")
+    after_ok: Annotated[list[Annotated[int, Field(ge=1, le=INT4_MAX)]], Field(max_length=64)] = (
+        Field(
+            default_factory=list,
+            description="job ids that must complete first (Slurm's afterok); one that fails "
+            "or is cancelled cancels this job",
+        )
+    )
+    array: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        default=None,
+        description="a job array, `FIRST-LAST[%LIMIT]` or `N[%LIMIT]`: one job per index with "
+        "CORTEX_ARRAY_INDEX set, at most LIMIT running at once",
+    )
 
     @model_validator(mode="after")
     def _nprocs_fit(self) -> SubmitRequest:
@@ -64,8 +91,12 @@ class SubmitRequest(JobSpec):
             raise ValueError("nprocs must not exceed gpus")
         return self
 
+    # Set when the API expands `array` (control/gates.py): (array key, index, limit).
+    _array_member: tuple[str, int, int | None] | None = PrivateAttr(default=None)
+
+    # What the scheduler's JobSpec does not take: the process, and the gates.
     PROCESS_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"command", "env", "working_dir", "nprocs"}
+        {"command", "env", "working_dir", "nprocs", "hold", "after_ok", "array", "time_limit_s"}
     )
 
     def job_spec(self) -> JobSpec:
@@ -109,6 +140,8 @@ class JobOut(BaseModel):
     preemption_records: list[dict[str, Any]] | None = None
     # With ?start=true, a waiting job's start estimate (control/estimate.py).
     start_estimate: dict[str, Any] | None = None
+    # GET /v1/jobs/{id}: its gates, if any (held, after_ok, array key, index and limit).
+    gates: dict[str, Any] | None = None
 
 
 class JobList(BaseModel):

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line (control/logfmt.py)
     # ---- the scheduler loop and the executor
     slots: Annotated[int, Field(ge=1, le=4096)] | None = None  # CPU slots on a GPU-less machine
     grace_s: Annotated[float, Field(ge=0, le=86400)] = 30.0  # SIGTERM -> SIGKILL
@@ -121,6 +122,16 @@ class Settings(BaseSettings):
     workdir_roots: dict[TeamKey, list[RootDir]] = Field(
         default_factory=lambda: {"*": ["{home}/work/{team}"]}
     )
+    # The runtime estimate of a job submitted with neither duration_s nor work_gpu_hours (nor a
+    # time_limit_s, which is used first, as Slurm does): queue (team) -> seconds, "*" for every
+    # queue. So a quick job needs no estimate; backfill then trusts this guess.
+    default_duration_s: dict[TeamKey, Annotated[float, Field(gt=0, le=1e9)]] = Field(
+        default_factory=lambda: {"*": 3600.0}
+    )
+    # DCGM-style per-GPU metrics name the job holding each GPU (a `job` label). Off by default:
+    # /metrics may be open without a token, and a job id there tells every reader which job
+    # runs where (tests/control/test_isolation.py); on where the scrape endpoint is protected.
+    metrics_job_label: bool = False
     # /metrics and /docs: "auto" is open when listening on loopback only, else token-protected.
     ops_access: Literal["auto", "open", "token"] = "auto"
     # The dashboard's login cookie is Secure (HTTPS, or http://127.0.0.1 and localhost); off

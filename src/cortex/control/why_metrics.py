@@ -14,9 +14,15 @@ from cortex.control.why import WhyBook
 
 
 class WhyCollector(Collector):
-    def __init__(self, book: WhyBook, preemptions: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        book: WhyBook,
+        preemptions: Callable[[], dict[str, int]],
+        parked: Callable[[], Counter[tuple[str, str]]] | None = None,
+    ) -> None:
         self._book = book
         self._preemptions = preemptions
+        self._parked = parked  # jobs the gates keep out of the queues (queue_metrics.py)
 
     def collect(self) -> Iterator[Metric]:
         book = self._book
@@ -29,6 +35,8 @@ class WhyCollector(Collector):
         counts: Counter[tuple[str, str]] = Counter()
         for jid, (qi, _, _) in rec.places().items():
             counts[(rec.queue_names[qi], book.top(jid) or "Unknown")] += 1
+        if self._parked is not None:
+            counts.update(self._parked())
         for (queue, reason), n in sorted(counts.items()):
             pending.add_metric([queue, reason], n)
         yield pending

@@ -17,7 +17,9 @@ from fastapi.staticfiles import StaticFiles
 from cortex.control.api import (
     admin,
     cluster,
+    dryrun,
     goodput,
+    holds,
     jobs,
     logs,
     node_health,
@@ -62,6 +64,8 @@ def build_app(svc: Service) -> FastAPI:
         share,
         goodput,
         node_health,
+        dryrun,
+        holds,
     ):
         app.include_router(module.router)
     assets = ops.swagger_assets_dir()
@@ -93,8 +97,28 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
         comps["SubmitRequest"] = _SUBMIT_SCHEMA
         comps.update(_SUBMIT_DEFS)
+        _bearer(schema)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+PUBLIC_PATHS = ("/healthz", "/readyz")  # probes: no token (ops.py)
+
+
+def _bearer(schema: dict[str, Any]) -> None:
+    """Declare the bearer scheme every route but the probes needs, so Swagger's Authorize
+    button and generated clients send `Authorization: Bearer <token>`."""
+    schema["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "a team token (`cortex token create --team T`) or the admin token",
+        }
+    }
+    schema["security"] = [{"bearer": []}]
+    for path in PUBLIC_PATHS:
+        for op in schema.get("paths", {}).get(path, {}).values():
+            op["security"] = []
 
 
 async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

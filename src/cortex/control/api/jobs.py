@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from cortex.control import estimate, preemptions, store
+from cortex.control import estimate, preemptions, store, store_gates
 from cortex.control import models as m
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.api.progress import progress_of
@@ -68,6 +68,7 @@ def get_job(job_id: JobId, who: Who, svc: Svc) -> JobOut:
     with svc.sessions() as s:
         out = job_out(svc, s, visible(s, who, job_id), with_history=True)
         out.preemption_records = [preemptions.to_dict(p) for p in store.preemptions_of(s, job_id)]
+        out.gates = store_gates.to_dict(store_gates.gate(s, job_id))
     out.progress = progress_of(svc, job_id, out.attempt)
     return out
 

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from cortex.control import store
+from cortex.control import gates, store
 from cortex.control.api.deps import err, principal, pydantic_detail
 from cortex.control.auth import Principal
 from cortex.control.batcher import IdemKey, IdempotencyConflictError, Submitted
@@ -144,7 +144,27 @@ def parse_submission(
     if len(teams) > 1:
         # One key, one team: a replay is looked up under the submission's team.
         raise err(422, ["body", "jobs"], "all jobs of one submission must be one team's")
-    return reqs, many
+    return check_gates(svc, reqs, many, who)
+
+
+def check_gates(
+    svc: Service, reqs: list[SubmitRequest], many: bool, who: Principal
+) -> tuple[list[SubmitRequest], bool]:
+    """Dependencies checked, arrays expanded (control/gates.py); 422 naming the field."""
+
+    def refuse(n: int, field: str, msg: str) -> NoReturn:
+        raise err(422, ["body", "jobs", n, field] if many else ["body", field], msg)
+
+    if any(r.after_ok for r in reqs):
+        with svc.sessions() as s:
+            gates.check_dependencies(s, reqs, lambda a, b: who.admin or a == b, refuse)
+    if not any(r.array for r in reqs):
+        return reqs, many
+    try:
+        out, _ = gates.expand(reqs, svc.settings.max_jobs_per_submit)
+    except gates.GateError as e:
+        refuse(e.index, e.field, str(e))
+    return out, True
 
 
 def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> SubmitRequest:
@@ -159,6 +179,7 @@ def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> Su
             raise err(422, [*prefix, "team"], f"must be your token's team ({who.team})")
     elif "team" not in data:
         raise err(422, [*prefix, "team"], "the admin token must name the team")
+    _default_estimate(svc, data)
     try:
         req = SubmitRequest.model_validate(data)
     except ValidationError as e:
@@ -167,6 +188,22 @@ def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> Su
     _check_fleet(svc, req, prefix)
     _check_workdir(svc, req, prefix)
     return req
+
+
+def _default_estimate(svc: Service, data: dict[str, Any]) -> None:
+    """A job with no runtime estimate gets one: its time limit (an upper bound, as Slurm's
+    backfill uses it), else its queue's default (`default_duration_s`)."""
+    if data.get("duration_s") is not None or data.get("work_gpu_hours") is not None:
+        return
+    limit = data.get("time_limit_s")
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and 0 < limit <= 1e9:
+        data["duration_s"] = limit
+        return
+    defaults = svc.settings.default_duration_s
+    team = data.get("team")
+    got = defaults.get(team, defaults.get("*")) if isinstance(team, str) else defaults.get("*")
+    if got is not None:
+        data["duration_s"] = got
 
 
 def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> None:

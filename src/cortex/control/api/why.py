@@ -46,6 +46,22 @@ CORDONED = BlockerOut(
 )
 
 
+GATE_HINTS = {
+    "JobHeldUser": "cortex release JOB",
+    "Dependency": "nothing: it joins its queue when its dependencies complete",
+    "JobArrayTaskLimit": "nothing: it starts as other members of its array end",
+}
+
+
+def gate_blocker(reason: str) -> BlockerOut:
+    """A parked job's one blocker: its gate, as the loop last judged it (the row's reason)."""
+    from cortex.control.queue_metrics import parked_reason
+
+    code = parked_reason(reason)
+    hint = GATE_HINTS.get(code, "nothing: its gates are judged again when a job ends")
+    return BlockerOut(rank=1, code=code, message=reason, hint=hint)
+
+
 class PlaceOut(BaseModel):
     queue: str
     position: int
@@ -134,6 +150,8 @@ def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut
             blockers.insert(0, CORDONED)
             for i, b in enumerate(blockers, 1):
                 b.rank = i
+        if job_id in svc.loop.parked:  # a gate keeps it out of the queues (loop_gates.py)
+            blockers = [gate_blocker(reason)]
         top = blockers[0]
         return WhyOut(
             job_id=job_id,
@@ -266,4 +284,12 @@ def register_metrics(svc: Any) -> None:
         with svc.sessions() as s:
             return store.preemptions_by_rule(s)
 
-    svc.metrics.registry.register(WhyCollector(svc.loop.why, preemptions))
+    from cortex.control import dcgm_metrics, queue_metrics
+
+    loop = svc.loop
+    reg = svc.metrics.registry
+    reg.register(WhyCollector(loop.why, preemptions, lambda: queue_metrics.parked_counts(loop)))
+    reg.register(queue_metrics.QuotaCollector(loop))
+    # Tests give it a reader of their own.
+    svc.dcgm = dcgm_metrics.DcgmCollector(loop, job_label=svc.settings.metrics_job_label)
+    reg.register(svc.dcgm)
