@@ -59,8 +59,10 @@ class LazyGroup(TyperGroup):
         module_name, attr, cls_name, _ = LAZY[cmd_name]
         module = importlib.import_module(module_name)
         obj = getattr(module, attr)
+        cmd: Command
         if isinstance(obj, typer.Typer):
-            cmd = typer.main.get_command(obj)
+            # A group even with one command (`power swing`): get_command would collapse it.
+            cmd = typer.main.get_group(obj)
         else:
             sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
             cls = getattr(module, cls_name) if cls_name else None
