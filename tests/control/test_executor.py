@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from exec_kit import (
 from cortex.executors.local.executor import (
     LocalExecutor,
 )
-from cortex.executors.local.procfs import proc_stat
+from cortex.executors.local.procfs import job_running, proc_stat
 
 
 @pytest.fixture
@@ -259,6 +260,33 @@ def test_preempt_that_came_too_late_does_not_undo_a_completion(tmp_path: Path) -
     assert ex2.adopt(h)
     (rec,) = wait_exits(ex2, 1)
     assert (rec.outcome, rec.exit_code) == ("completed", 0), rec
+
+
+def test_a_job_that_exits_on_the_sigterm_before_its_runner_looks_is_preempted(
+    tmp_path: Path,
+) -> None:
+    """The group's SIGTERM reaches the job and its runner together. A job that traps it and exits
+    0 before the runner's handler runs looked, to the runner, like one that had finished before
+    the stop: a preempted job was recorded completed (it failed CI once, by chance). Stopping the
+    runner makes that order certain here."""
+    ex = same_user_executor(tmp_path / "root")
+    graceful = "import signal, sys, time, os\n" + (
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        "open(os.path.join(os.environ['CORTEX_CHECKPOINT_DIR'], 'ready'), 'w').close()\n"
+        "time.sleep(60)"
+    )
+    h = ex.launch(spec(48, py(graceful)))
+    wait_for((ex.checkpoint_dir(48) / "ready").exists, "the job to trap SIGTERM")
+    os.kill(h.pid, signal.SIGSTOP)  # the runner's handler cannot run until SIGCONT
+    try:
+        assert ex.terminate(48, 1, "preempt")
+        wait_for(lambda: not job_running(h.pid, h.pgid), "the job to exit on its SIGTERM")
+    finally:
+        os.kill(h.pid, signal.SIGCONT)
+    (rec,) = wait_exits(ex, 1)
+    assert (rec.outcome, rec.exit_code) == ("preempted", 0), rec
+    verdict = json.loads((Path(h.run_dir) / "exit.json").read_text())
+    assert verdict["ended_before_stop"] is True  # what the runner saw, and why this was a defect
 
 
 def test_processes_that_left_the_group_get_the_sigterm_too(ex: LocalExecutor) -> None:

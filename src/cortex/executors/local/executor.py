@@ -23,15 +23,15 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cortex
 from cortex.executors.local import gpus as gpu_discovery
-from cortex.executors.local.procfs import boot_id, proc_stat, same_process
+from cortex.executors.local.procfs import boot_id, job_running, proc_stat, same_process
 from cortex.executors.local.rundir import (
     RunFiles,
+    RunState,
     job_dir,
     read_json,
     run_dir,
@@ -81,19 +81,6 @@ LOG_KEEP = 2  # rotated parts kept: stdout.log.1, stdout.log.2
 CONFIRM_TIMEOUT_S = 30.0  # a runner whose launch is not confirmed by then starts nothing
 
 
-@dataclass
-class _Run:
-    handle: Handle
-    files: RunFiles
-    stop: StopReason | None = None
-    kill_at: float | None = None  # monotonic; backstop SIGKILL time
-    runner_status: int | None = None  # the runner's own wait status, when we reaped it
-    dead: bool = False  # the runner has exited (and was reaped, if it was ours)
-    signalled_at: float | None = None  # wall time the SIGTERM was sent
-    verdict_seen_at: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
 class LocalExecutor:
     def __init__(
         self,
@@ -125,7 +112,7 @@ class LocalExecutor:
         self._dir_mode = 0o711 if self.users.isolated else 0o700
         os.chmod(self.root, self._dir_mode)
         self.grace_s = float(grace_s)
-        self._runs: dict[tuple[int, int], _Run] = {}
+        self._runs: dict[tuple[int, int], RunState] = {}
         self._zombies: dict[int, int] = {}  # pid -> start_ticks: killed orphans still to reap
         _scrub_old_specs(self.root)
 
@@ -261,7 +248,7 @@ class LocalExecutor:
                 os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             raise
-        self._runs[(spec.job_id, spec.attempt)] = _Run(handle=handle, files=files)
+        self._runs[(spec.job_id, spec.attempt)] = RunState(handle=handle, files=files)
         log.info("launched job %s attempt %s: runner pid %s", spec.job_id, spec.attempt, pid)
         return handle
 
@@ -358,6 +345,7 @@ class LocalExecutor:
         # service reads the reason, the deadline and whether the SIGTERM went out.
         self._write_stop(run, grace, now_wall + (kill_at - now))
         if run.signalled_at is None:
+            run.job_running = job_running(run.handle.pid, run.handle.pgid)
             self._signal_group(run.handle, signal.SIGTERM)
             run.signalled_at = time.time()
             self._write_stop(run, grace, now_wall + (kill_at - now))
@@ -365,7 +353,7 @@ class LocalExecutor:
         return True
 
     @staticmethod
-    def _write_stop(run: _Run, grace_s: float, kill_at_wall: float) -> None:
+    def _write_stop(run: RunState, grace_s: float, kill_at_wall: float) -> None:
         write_json_atomic(
             run.files.terminate,
             durable=False,
@@ -374,6 +362,7 @@ class LocalExecutor:
                 "grace_s": grace_s,
                 "kill_at_wall": kill_at_wall,
                 "signalled_at": run.signalled_at,
+                "job_running": run.job_running,
             },
         )
 
@@ -430,7 +419,7 @@ class LocalExecutor:
         """Handles of the runs this executor watches (launched or adopted, exit not reported)."""
         return [r.handle for r in self._runs.values()]
 
-    def _alive(self, run: _Run) -> bool:
+    def _alive(self, run: RunState) -> bool:
         """Is the runner still running? Reaps it if it is our exited child. The start time is
         checked first: waitpid() on a reused pid could reap a different child of ours."""
         if run.dead:
@@ -447,7 +436,7 @@ class LocalExecutor:
         run.dead = True
         return False
 
-    def _check(self, run: _Run, now: float) -> ExitRecord | None:
+    def _check(self, run: RunState, now: float) -> ExitRecord | None:
         verdict = self._read_verdict(run)
         alive = self._alive(run)
         if alive:
@@ -479,16 +468,23 @@ class LocalExecutor:
             return self._record(run, None, how, stop=run.stop)
         exit_code = verdict.get("exit_code")
         stop = run.stop
-        late = verdict.get("stop_signal") is None or verdict.get("ended_before_stop") is True
-        if stop == "preempt" and exit_code == EXIT_OK and late:
+        # The runner sees which ranks had exited when its handler ran, which can be after a
+        # rank that trapped the same group signal exited 0 on it: what we saw just before
+        # signalling decides over that.
+        ended = verdict.get("ended_before_stop") is True and run.job_running is not True
+        if (
+            stop == "preempt"
+            and exit_code == EXIT_OK
+            and (verdict.get("stop_signal") is None or ended)
+        ):
             # The runner, in the same process group, never got the SIGTERM, or every rank had
-            # already exited 0 when it came: the job had finished before the preemption reached
+            # exited 0 before it was sent: the job had finished before the preemption reached
             # it. Rerunning it would run it twice. (A cancel stays a cancel: the user asked.)
             stop = None
         return self._record(run, exit_code, str(verdict.get("detail", "")), stop=stop)
 
     def _record(
-        self, run: _Run, exit_code: int | None, detail: str, *, stop: StopReason | None
+        self, run: RunState, exit_code: int | None, detail: str, *, stop: StopReason | None
     ) -> ExitRecord:
         h = run.handle
         if run.stop is not None:
@@ -498,7 +494,7 @@ class LocalExecutor:
         return ExitRecord(h.job_id, h.attempt, outcome, exit_code, detail)
 
     @staticmethod
-    def _read_verdict(run: _Run) -> dict[str, Any] | None:
+    def _read_verdict(run: RunState) -> dict[str, Any] | None:
         try:
             return read_json(run.files.exit)
         except ValueError as e:  # not a verdict we wrote; report it rather than crash the loop
@@ -524,14 +520,14 @@ class LocalExecutor:
         if key in self._runs:
             return True
         files = RunFiles(Path(h.run_dir))
-        run = _Run(handle=h, files=files)
+        run = RunState(handle=h, files=files)
         try:
             req = read_json(files.terminate)
         except ValueError:
             req = None
         if req is not None and req.get("reason") in ("preempt", "cancel"):
             run.stop = req["reason"]
-            run.signalled_at = req.get("signalled_at")
+            run.signalled_at, run.job_running = req.get("signalled_at"), req.get("job_running")
             if run.signalled_at is not None:
                 # Not before: the grace period starts when the SIGTERM goes out (terminate()).
                 remaining = float(req.get("kill_at_wall", 0.0)) - time.time()

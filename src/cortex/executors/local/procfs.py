@@ -82,3 +82,13 @@ def all_stats() -> list[ProcStat]:
             if st is not None:
                 out.append(st)
     return out
+
+
+def job_running(runner_pid: int, pgid: int) -> bool:
+    """Whether a run's job has a process still running: one below its runner or in its process
+    group, the runner itself apart. Asked just before a stop is signalled, so that a job which
+    exits because of the signal is never taken for one that had finished before it."""
+    return any(
+        not s.finished and s.pid != runner_pid and (s.ppid == runner_pid or s.pgrp == pgid)
+        for s in all_stats()
+    )

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cortex.executors.spec import Handle, StopReason
 
 
 def job_dir(root: Path, job_id: int) -> Path:
@@ -78,3 +81,19 @@ def read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data
+
+
+@dataclass
+class RunState:
+    """What the executor knows of one run it watches, beyond what the run dir holds."""
+
+    handle: Handle
+    files: RunFiles
+    stop: StopReason | None = None
+    kill_at: float | None = None  # monotonic; backstop SIGKILL time
+    runner_status: int | None = None  # the runner's own wait status, when we reaped it
+    dead: bool = False  # the runner has exited (and was reaped, if it was ours)
+    signalled_at: float | None = None  # wall time the SIGTERM was sent
+    job_running: bool | None = None  # whether the job still ran just before it was signalled
+    verdict_seen_at: float | None = None
+    notes: list[str] = field(default_factory=list)
