@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
+from cortex.drive import runs
 from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.queues import QueueConfig
-from cortex.scheduler.reasons import Code
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
@@ -99,8 +99,7 @@ def _simulate(
         for p in plan.preemptions:
             v, began, end = live.pop(p.job.id)
             st.stop(v, v.queue_idx)
-            if p.reason.code is Code.PREEMPTED:
-                v.evictions += 1  # its copy: the queue's preemption budget holds here too
+            runs.evicted(v, p.reason.code)  # its copy: the queue's budget holds here too
             # It keeps the work done so far (the training workloads checkpoint on SIGTERM).
             done = (t - began) / (end - began) if end > began else 1.0
             v.done_s += min(1.0, done) * v.remaining_s
