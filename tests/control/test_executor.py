@@ -336,19 +336,25 @@ def test_gang_gets_torchrun_variables(ex: LocalExecutor, tmp_path: Path) -> None
 
 
 def test_a_failing_rank_stops_the_rest_of_the_gang(ex: LocalExecutor, tmp_path: Path) -> None:
-    pidfile = tmp_path / "rank0.pid"
+    """Rank 1 fails only once the test has seen rank 0 running (the go file): a fixed head start
+    for rank 0 (it was 0.3 s) lost to a slow interpreter start on a loaded machine, and rank 0
+    was stopped before it wrote its pid."""
+    pidfile, go = tmp_path / "rank0.pid", tmp_path / "go"
     code = f"""
         import os, sys, time
         if os.environ["RANK"] == "1":
-            time.sleep(0.3)
+            end = time.monotonic() + 120  # bounded: a failed test leaves nothing spinning
+            while not os.path.exists({str(go)!r}) and time.monotonic() < end:
+                time.sleep(0.01)
             sys.exit(7)
         open({str(pidfile)!r} + ".tmp", "w").write(str(os.getpid()))
         os.replace({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
         time.sleep(60)
     """
-    t0 = time.monotonic()
     ex.launch(spec(52, py(code), nprocs=2, devices=[0, 1]))
     pid0, ticks0 = read_pid(pidfile)
+    t0 = time.monotonic()
+    go.touch()
     (rec,) = wait_exits(ex, 1)
     assert time.monotonic() - t0 < 30  # not the 60 s rank 0 would have slept
     assert (rec.outcome, rec.exit_code) == ("failed", 7), rec
