@@ -99,7 +99,8 @@ def preempt_backoff(
 ) -> float:
     """A victim search for `job` found none: wait before the next one. The wait doubles from
     the driver's pass interval (or a share of the minimum runtime that protects victims, if
-    longer) up to the driver's cap. Returns when the next search may run."""
+    longer: the shortest of the queues', as a victim of that queue is free soonest) up to the
+    driver's cap. Returns when the next search may run."""
     job.preempt_backoff_s = min(
         max(
             job.preempt_backoff_s * 2,

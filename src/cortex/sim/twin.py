@@ -570,7 +570,7 @@ class Twin(RunBooks):
         for job_id in plan.preempt_failed:
             job = self._by_id[job_id]
             next_try = runs.preempt_backoff(
-                job, self.now, self.queues.min_runtime_s, self.backfill_interval_s, self.rules
+                job, self.now, self.queues.least_min_runtime_s, self.backfill_interval_s, self.rules
             )
             self._wake(next_try)
         for p in plan.preemptions:
