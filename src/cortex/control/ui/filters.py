@@ -108,3 +108,12 @@ class TimelineQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 6.0
     limit: Annotated[int, Field(ge=1, le=2000)] = 500
+
+
+class GoodputQuery(BaseModel):
+    """GET /ui/goodput and its fragment: the window (hours back from now) and, for the
+    admin, one team."""
+
+    model_config = ConfigDict(extra="forbid")
+    hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 24.0
+    team: Team | None = None

@@ -13,6 +13,8 @@ from cortex.control.api import jobs as api_jobs
 from cortex.control.api import why as api_why
 from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters, views
+from cortex.control.ui.blocking import blast, blocking
+from cortex.control.ui.filters import WAITING
 from cortex.control.ui.pages import jobs_context
 from cortex.control.ui.render import SECURITY_HEADERS, render
 from cortex.control.ui.session import SameOrigin, Viewer
@@ -48,7 +50,8 @@ def why_fragment(
     """The job's ranked blockers, its place, and with ?start=true the start estimate: the
     API's own answer (GET /v1/jobs/{id}/why), rendered."""
     out = api_why.why(job_id, who, svc, start=q.start)
-    return render(request, "_why.html", {"why": out, "job_id": job_id})
+    rows = blocking(svc.loop.why.current, job_id, who) if out.state in WAITING else []
+    return render(request, "_why.html", {"why": out, "job_id": job_id, "blocking": rows})
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[SameOrigin])
@@ -152,4 +155,6 @@ def node_fragment(
         "free": st.node_free[n] if st.node_up[n] else 0,
         "state": state,
     }
-    return render(request, "_node.html", {"node": node, "mine": mine, "others": others})
+    hits = blast(loop, n, who, svc.clock.time(), svc.settings.grace_s)
+    ctx = {"node": node, "mine": mine, "others": others, "hits": hits}
+    return render(request, "_node.html", ctx)

@@ -1,0 +1,69 @@
+"""The operator's pages: power (site and halls against their caps, the ramp, the caps in force,
+what power holds back) and goodput (where the held GPU-time went, by team, the jobs that lost
+the most). Each page renders its content on the server; htmx refreshes it through the
+fragment of the same name. Parameters are bounded (ui/filters.py): a page shows a bad one in
+the page (422), a fragment answers 422 naming the field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from cortex.control.api.deps import Svc
+from cortex.control.ui import filters
+from cortex.control.ui.goodput_view import goodput_page
+from cortex.control.ui.power_view import power_page
+from cortex.control.ui.render import render
+from cortex.control.ui.session import Viewer
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+@router.get("/power")
+def power(
+    request: Request, q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc
+) -> Response:
+    ctx = {"who": who, "page": "power", "p": power_page(svc, who)}
+    return render(request, "power.html", ctx)
+
+
+@router.get("/fragments/power")
+def power_fragment(
+    request: Request, q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc
+) -> Response:
+    return render(request, "_power.html", {"who": who, "p": power_page(svc, who)})
+
+
+def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
+    """The team rule of the jobs page: a team asking for another team's books gets a note."""
+    team, note = f.team, ""
+    if not who.admin:
+        if team is not None and team != who.team:
+            note = f"team {team}: you can see only your own team's goodput ({who.team})"
+        team = who.team
+    g = None
+    if not note:
+        with svc.sessions() as s:
+            g = goodput_page(svc, s, team, f.hours)
+    return {"f": f, "g": g, "note": note, "team": team}
+
+
+@router.get("/goodput")
+def goodput(request: Request, who: Viewer, svc: Svc) -> Response:
+    try:
+        f = filters.GoodputQuery.model_validate(dict(request.query_params))
+        errors: list[str] = []
+    except ValidationError as e:
+        f, errors = filters.GoodputQuery(), filters.messages(e)
+    ctx = {"who": who, "page": "goodput", "errors": errors, **_goodput_ctx(svc, who, f)}
+    return render(request, "goodput.html", ctx, status=422 if errors else 200)
+
+
+@router.get("/fragments/goodput")
+def goodput_fragment(
+    request: Request, f: Annotated[filters.GoodputQuery, Query()], who: Viewer, svc: Svc
+) -> Response:
+    return render(request, "_goodput.html", {"who": who, **_goodput_ctx(svc, who, f)})

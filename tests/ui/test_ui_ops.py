@@ -1,0 +1,231 @@
+"""The operator's views through the server (no browser): power (site and halls against their
+caps, what power holds back), goodput (the books by team, the jobs that lost the most), the
+jobs blocking a waiting job and a node's blast radius. Each test builds the cluster state it
+reads, on a fake clock where time matters, and derives what the page must show by hand."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from fakeclock import FakeClock
+from uikit import ADMIN, UiEnv, fleet
+
+POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
+
+
+def _hall(text: str, hall: str, cls: str) -> float:
+    row = re.search(rf'<tr data-hall="{hall}">(.*?)</tr>', text, re.S)
+    assert row is not None, hall
+    got = re.search(rf'class="{cls}" data-w="([^"]+)"', row.group(1))
+    assert got is not None, (hall, cls)
+    return float(got.group(1))
+
+
+def _by_id(text: str, el: str) -> str:
+    got = re.search(rf'id="{el}"[^>]*>(.*?)</', text, re.S)
+    assert got is not None, el
+    return got.group(1).strip()
+
+
+def _power_env(tmp_path: Path) -> UiEnv:
+    # Two halls of 8 nodes x 8 GPUs; the second capped at 0.05 MW of IT power, no cooling limit.
+    spec = fleet(halls=2, power_cap_mw=0.05)
+    return UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, spec, FakeClock(), **POWER)
+
+
+def test_power_page_shows_each_hall_against_its_cap_and_the_jobs_power_holds_back(
+    tmp_path: Path,
+) -> None:
+    env = _power_env(tmp_path)
+    try:
+        admin = env.login(ADMIN)
+        idle = admin.get("/ui/power").text
+        # Same shape, nothing running: the halls book the same idle base.
+        base = _hall(idle, "h1", "booked")
+        assert base > 0 and _hall(idle, "h2", "booked") == pytest.approx(base)
+        assert 'data-hall="h1"><td>h1</td><td>8</td><td>64</td>' in idle
+        # h1 has no limit; h2's is its IT cap, 0.05 MW = 50,000 W, and its headroom the rest.
+        assert _hall(idle, "h1", "limit") == float("inf")
+        assert _hall(idle, "h2", "limit") == pytest.approx(50_000.0)
+        assert "(IT cap)" in idle
+        assert _hall(idle, "h2", "headroom") == pytest.approx(50_000.0 - base)
+
+        a = env.submit(env.fsd, gpus=8, name="fsd-runs")
+        env.svc.loop.tick()
+        loop = env.svc.loop
+        (node, _), *_ = loop.mirror.placement[a]
+        hall = f"h{loop.topo.node_hall[node] + 1}"
+        other = "h2" if hall == "h1" else "h1"
+        site = env.client.get("/v1/power", headers=env.api(ADMIN)).json()
+        job_w = site["it_booked_over_idle_w"]  # the one job's increment over idle
+        assert job_w > 0
+        text = admin.get("/ui/power").text
+        # The job's hall books its increment over the idle base; the other hall does not.
+        assert _hall(text, hall, "booked") == pytest.approx(base + job_w)
+        assert _hall(text, other, "booked") == pytest.approx(base)
+        facility_w = site["facility_kw"] * 1e3
+        assert float(re.search(r'id="site-facility" data-w="([^"]+)"', text).group(1)) == (  # type: ignore[union-attr]
+            pytest.approx(facility_w)
+        )
+        assert 'data-level="0"><td>0</td><td>100%</td><td>1</td><td>8</td>' in text
+        assert _by_id(text, "held-jobs") == "0 jobs"
+
+        # The cap cut to 0.5 kW above today's draw: no other 8-GPU job fits (its increment
+        # is the job's above, job_w, times the cooling model's slope, well over 500 W).
+        cap_kw = site["facility_kw"] + 0.5
+        r = env.client.put("/v1/power", json={"site_cap_kw": cap_kw}, headers=env.api(ADMIN))
+        assert r.status_code == 200, r.text
+        b = env.submit(env.red, gpus=8, name="red-waits-for-watts")
+        loop.tick()
+        loop.tick()
+        text = admin.get("/ui/power").text
+        assert _by_id(text, "held-jobs") == "1 jobs"
+        assert "8 GPUs, " in _by_id(text, "held-gpus")
+        held = re.search(r'id="held">(.*?)</table>', text, re.S).group(1)  # type: ignore[union-attr]
+        assert f'href="/ui/jobs/{b}"' in held and "red-waits-for-watts" in held
+        assert "<code>PowerCap</code>" in held
+        # fsd sees the waiting job counted, never named.
+        mine = env.login(env.fsd).get("/ui/fragments/power").text
+        assert _by_id(mine, "held-jobs") == "1 jobs"
+        assert "another team's job" in mine
+        assert "red-waits-for-watts" not in mine and f"/ui/jobs/{b}" not in mine
+    finally:
+        env.svc.close()
+
+
+def test_power_page_without_a_policy_says_how_to_start_one(ui_env: UiEnv) -> None:
+    c = ui_env.login(ui_env.fsd)
+    text = c.get("/ui/power").text
+    assert "--power-policy" in _by_id(text, "no-power")
+    r = c.get("/ui/fragments/power?cap=1")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "cap"]
+    assert c.get("/ui/power?x=1").status_code == 422
+
+
+def test_goodput_page_books_by_team_and_lists_the_jobs_that_lost_the_most(
+    tmp_path: Path,
+) -> None:
+    """On a fake clock from t0: fsd's 8-GPU job runs from t0, reports its first step and a
+    checkpoint at t0 + 200, fails at t0 + 600 (no retries): 200 s of startup and 400 s of
+    rework, x 8 GPUs = 1,600 + 3,200 GPU-s, nothing productive. red's 16-GPU job runs from
+    t0 + 600 and completes at t0 + 1,200 with no report: 600 s x 16 = 9,600 GPU-s productive.
+    Asked at t0 + 1,200 for the last hour: held 14,400 GPU-s = 4.00 GPU-h, goodput
+    9,600 / 14,400 = 66.7%, lost 4,800 GPU-s = 1.33 GPU-h; the bar is 600 px wide, so
+    productive 400 px, startup 66.67, rework 133.33."""
+    clock = FakeClock()
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        t0 = clock.time()
+        a = env.submit(env.fsd, gpus=8, name="fsd-fails")
+        env.svc.loop.tick()
+        clock.advance(200)
+        body = {"attempt": 1, "step": 10, "checkpoint_at": t0 + 200}
+        r = env.client.post(f"/v1/jobs/{a}/progress", json=body, headers=env.api(env.fsd))
+        assert r.status_code == 202, r.text
+        clock.advance(400)
+        env.ex.finish(a, outcome="failed", code=1)
+        b = env.submit(env.red, gpus=16, name="red-completes")
+        env.svc.loop.tick()
+        clock.advance(600)
+        env.ex.finish(b)
+        env.svc.loop.tick()
+        text = env.login(ADMIN).get("/ui/goodput?hours=1").text
+        assert _by_id(text, "goodput-total") == "66.7%"
+        assert _by_id(text, "goodput-held") == "4.0 GPU-h"
+        assert _by_id(text, "goodput-lost") == "1.3 GPU-h"
+        fleet_bar = text[text.index("Where the GPU-time went") : text.index("By team")]
+        rect = r'<rect data-k="(\w+)" x="[^"]+" y="0" width="([^"]+)"'
+        bar = {k: float(w) for k, w in re.findall(rect, fleet_bar)}
+        assert bar["productive"] == pytest.approx(400.0)
+        assert bar["startup"] == pytest.approx(66.67)
+        assert bar["rework_after_failures"] == pytest.approx(133.33)
+        teams = dict(
+            re.findall(r'<tr data-team="(\w+)"><td>\w+</td><td class="gp">([^<]+)</td>', text)
+        )
+        assert teams == {"fsd": "0.0%", "red": "100.0%"}
+        worst = re.search(r'id="goodput-worst">(.*?)</table>', text, re.S).group(1)  # type: ignore[union-attr]
+        assert f'data-job="{a}"' in worst and f'data-job="{b}"' not in worst
+        assert '<td class="lost">1.33 GPU-h</td>' in worst and "rework after failures" in worst
+
+        fsd = env.login(env.fsd)
+        mine = fsd.get("/ui/goodput?hours=1").text
+        assert _by_id(mine, "goodput-held") == "1.3 GPU-h"  # its own 4,800 GPU-s
+        assert _by_id(mine, "goodput-total") == "0.0%"
+        assert "red-completes" not in mine
+        other = fsd.get("/ui/fragments/goodput?team=red").text
+        assert "only your own team" in _by_id(other, "goodput-note")
+        r = fsd.get("/ui/fragments/goodput?hours=0")
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "hours"]
+        page = fsd.get("/ui/goodput?hours=nan")
+        assert page.status_code == 422 and "hours:" in _by_id(page.text, "filter-errors")
+    finally:
+        env.svc.close()
+
+
+def test_the_why_panel_lists_the_jobs_blocking_a_waiting_job(ui_env: UiEnv) -> None:
+    """64 GPUs: fsd's 40-GPU job (3,600 s) and 8-GPU job (7,200 s) and red's 16-GPU job
+    (600 s) fill the fleet. fsd's 16-GPU job then waits for capacity: the soonest-ending
+    running job frees the 16 GPUs it needs, so red's job alone blocks it; fsd's next 8-GPU
+    job also has that 16-GPU job ahead of it in its queue."""
+    env = ui_env
+    big = env.submit(env.fsd, gpus=40, duration_s=3600, name="fsd-big")
+    long = env.submit(env.fsd, gpus=8, duration_s=7200, name="fsd-long")
+    red = env.submit(env.red, gpus=16, duration_s=600, name="red-short")
+    env.svc.loop.tick()
+    assert set(env.svc.loop.mirror.placement) == {big, long, red}
+    wait = env.submit(env.fsd, gpus=16, duration_s=600, name="fsd-waits")
+    env.svc.loop.tick()
+    admin = env.login(ADMIN).get(f"/ui/fragments/why/{wait}").text
+    table = re.search(rf'id="blocking-{wait}">(.*?)</table>', admin, re.S).group(1)  # type: ignore[union-attr]
+    assert re.findall(r'data-job="(\d+)"', table) == [str(red)]
+    assert "red-short" in table
+    mine = env.login(env.fsd).get(f"/ui/fragments/why/{wait}").text
+    table = re.search(rf'id="blocking-{wait}">(.*?)</table>', mine, re.S).group(1)  # type: ignore[union-attr]
+    assert "another team's job" in table and "<td>16</td>" in table
+    assert "red-short" not in table and f"/ui/jobs/{red}" not in table
+    nxt = env.submit(env.fsd, gpus=8, duration_s=600, name="fsd-next")
+    env.svc.loop.tick()
+    text = env.login(env.fsd).get(f"/ui/fragments/why/{nxt}").text
+    table = re.search(rf'id="blocking-{nxt}">(.*?)</table>', text, re.S).group(1)  # type: ignore[union-attr]
+    assert f'data-job="{wait}"' in table and "ahead of it in its queue" in table
+
+
+def test_a_nodes_blast_radius_is_every_gang_on_it_and_the_work_it_would_lose(
+    tmp_path: Path,
+) -> None:
+    """On a fake clock from t0: fsd's 16-GPU job spans two 8-GPU nodes and reports a
+    checkpoint at t0 + 400; asked at t0 + 1,000, either of its nodes failing loses the gang's
+    600 s since then: 16 x 600 / 3,600 = 2.67 GPU-h; a drain nothing (it checkpoints on
+    SIGTERM, the default, and declared no write time). red's 8-GPU job, with no checkpoint and
+    checkpoint_on_signal false, loses its whole 1,000 s either way: 8 x 1,000 / 3,600 =
+    2.22 GPU-h."""
+    clock = FakeClock()
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        t0 = clock.time()
+        a = env.submit(env.fsd, gpus=16, name="fsd-gang")
+        b = env.submit(env.red, gpus=8, name="red-single", checkpoint_on_signal=False)
+        env.svc.loop.tick()
+        placed = env.svc.loop.mirror.placement
+        assert sorted(k for _, k in placed[a]) == [8, 8]
+        clock.advance(400)
+        body = {"attempt": 1, "step": 5, "checkpoint_at": t0 + 400}
+        r = env.client.post(f"/v1/jobs/{a}/progress", json=body, headers=env.api(env.fsd))
+        assert r.status_code == 202, r.text
+        clock.advance(600)
+        node = placed[a][0][0]
+        text = env.login(env.fsd).get(f"/ui/fragments/node?index={node}").text
+        row = re.search(rf'<tr data-job="{a}">(.*?)</tr>', text, re.S).group(1)  # type: ignore[union-attr]
+        assert "<td>16</td><td>2</td>" in row  # the whole gang, on 2 nodes
+        assert '<td class="fail">2.67 GPU-h</td><td class="drain">0.00 GPU-h</td>' in row
+        assert _by_id(text, "blast-total").startswith("1 jobs, 16 GPUs")
+        red_node = placed[b][0][0]
+        theirs = env.login(env.fsd).get(f"/ui/fragments/node?index={red_node}").text
+        assert "another team's job" in theirs and "red-single" not in theirs
+        assert '<td class="fail">2.22 GPU-h</td><td class="drain">2.22 GPU-h</td>' in theirs
+        empty = next(n for n in range(8) if n not in {x for x, _ in placed[a]} | {red_node})
+        assert "blast" not in env.login(env.fsd).get(f"/ui/fragments/node?index={empty}").text
+    finally:
+        env.svc.close()
