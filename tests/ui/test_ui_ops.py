@@ -229,3 +229,16 @@ def test_a_nodes_blast_radius_is_every_gang_on_it_and_the_work_it_would_lose(
         assert "blast" not in env.login(env.fsd).get(f"/ui/fragments/node?index={empty}").text
     finally:
         env.svc.close()
+
+
+def test_the_admins_empty_team_box_means_every_team(ui_env: UiEnv) -> None:
+    """The jobs and goodput forms send the admin's team box even when empty (`team=`): that
+    filters nothing. It was a 422, so the admin's Filter button did nothing at all."""
+    a = ui_env.submit(ui_env.fsd, gpus=1, name="fsd-job")
+    b = ui_env.submit(ui_env.red, gpus=1, name="red-job")
+    admin = ui_env.login(ADMIN)
+    r = admin.get("/ui/fragments/jobs?state=all&team=&per_page=50")
+    assert r.status_code == 200 and f'id="job-{a}"' in r.text and f'id="job-{b}"' in r.text
+    r = admin.get("/ui/fragments/goodput?hours=6&team=")
+    assert r.status_code == 200 and "all teams" in r.text
+    assert admin.get("/ui/fragments/jobs?team=Bad!").status_code == 422

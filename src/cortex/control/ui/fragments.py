@@ -16,6 +16,7 @@ from cortex.control.ui import filters, views
 from cortex.control.ui.blocking import blast, blocking
 from cortex.control.ui.filters import WAITING
 from cortex.control.ui.pages import jobs_context
+from cortex.control.ui.power_view import node_power
 from cortex.control.ui.render import SECURITY_HEADERS, render
 from cortex.control.ui.session import SameOrigin, Viewer
 
@@ -106,6 +107,7 @@ def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Sv
         "hall_start": hall_start,
         "halls": [topo.hall_names[halls[n]] for n in hall_start],
         "states": list(views.STATE_NAMES),
+        "power": svc.loop.power is not None,
     }
     return JSONResponse(body, headers=SECURITY_HEADERS)
 
@@ -114,8 +116,13 @@ def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Sv
 def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: Svc) -> Response:
     """One byte per node in topology order (its state, or the share of its GPUs in use):
     12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes."""
-    snap = views.node_states if q.color == "state" else views.node_used
-    data = snap(svc.loop).tobytes()
+    loop = svc.loop
+    if q.color == "power":
+        if loop.power is None:
+            raise err(422, ["query", "color"], "power: the service runs no power policy")
+        data = node_power(loop, views.node_states(loop) == views.DOWN).tobytes()
+    else:
+        data = (views.node_states if q.color == "state" else views.node_used)(loop).tobytes()
     headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data))}
     return Response(data, media_type="application/octet-stream", headers=headers)
 

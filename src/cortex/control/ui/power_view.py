@@ -208,3 +208,28 @@ def _held(page: PowerPage, svc: Any, who: Principal) -> None:
                     message=hit.message,
                 )
             )
+
+
+def node_power(loop: Any, down: np.ndarray) -> np.ndarray:
+    """The heatmap's power snapshot: per node, its modelled GPU draw (the running jobs' booked
+    per-GPU watts, idle watts on its free GPUs) as a share of its GPUs' TDP, 0..USED_MAX;
+    USED_DOWN where `down`. The books' per-job watts come from the loop's published report."""
+    from cortex.control.ui.views import USED_DOWN, USED_MAX
+
+    topo = loop.topo
+    books = loop.power.report().books
+    flavor = np.asarray(topo.node_flavor, dtype=np.int64)
+    gpn = np.asarray(topo.flavor_gpus_per_node, dtype=np.float64)[flavor]
+    idle = np.array([a.idle_w for a in topo.accelerators])[flavor]
+    tdp = np.array([a.tdp_w for a in topo.accelerators])[flavor]
+    free = np.array(list(loop.mirror.state.node_free), dtype=np.float64)
+    watts = idle * np.clip(free, 0, None)
+    for jid, placed in list(loop.mirror.placement.items()):
+        got = books.get(jid)
+        if got is None:  # admitted, not booked yet
+            continue
+        for n, k in placed:
+            watts[n] += got[1] * k
+    out = np.rint(np.clip(watts / (gpn * tdp), 0.0, 1.0) * USED_MAX).astype(np.uint8)
+    out[down] = USED_DOWN
+    return out
