@@ -71,6 +71,11 @@ def test_power_page_shows_each_hall_against_its_cap_and_the_jobs_power_holds_bac
         )
         assert 'data-level="0"><td>0</td><td>100%</td><td>1</td><td>8</td>' in text
         assert _by_id(text, "held-jobs") == "0 jobs"
+        # The job's page: its cap level and modelled draw (GET /v1/power's figure, in kW).
+        job = env.login(env.fsd).get(f"/ui/jobs/{a}").text
+        assert _by_id(job, "job-cap-level") == "0 (100% of TDP: uncapped)"
+        watts = site["jobs"][0]["modelled_w"]
+        assert _by_id(job, "job-watts") == f"{watts / 1e3:,.1f} kW over 8 GPUs"
 
         # The cap cut to 0.5 kW above today's draw: no other 8-GPU job fits (its increment
         # is the job's above, job_w, times the cooling model's slope, well over 500 W).
@@ -148,6 +153,13 @@ def test_goodput_page_books_by_team_and_lists_the_jobs_that_lost_the_most(
         worst = re.search(r'id="goodput-worst">(.*?)</table>', text, re.S).group(1)  # type: ignore[union-attr]
         assert f'data-job="{a}"' in worst and f'data-job="{b}"' not in worst
         assert '<td class="lost">1.33 GPU-h</td>' in worst and "rework after failures" in worst
+
+        # Each job's page: its own books, attempt by attempt.
+        page = env.login(ADMIN).get(f"/ui/jobs/{a}").text
+        assert _by_id(page, "job-goodput-total") == "0.0%"
+        row = re.search(r'<tr data-attempt="1">(.*?)</tr>', page, re.S).group(1)  # type: ignore[union-attr]
+        assert "<td>failed</td>" in row and "<td>1.33 GPU-h</td>" in row
+        assert _by_id(env.login(ADMIN).get(f"/ui/jobs/{b}").text, "job-goodput-total") == "100.0%"
 
         fsd = env.login(env.fsd)
         mine = fsd.get("/ui/goodput?hours=1").text
@@ -242,3 +254,31 @@ def test_the_admins_empty_team_box_means_every_team(ui_env: UiEnv) -> None:
     r = admin.get("/ui/fragments/goodput?hours=6&team=")
     assert r.status_code == 200 and "all teams" in r.text
     assert admin.get("/ui/fragments/jobs?team=Bad!").status_code == 422
+
+
+def test_the_goodput_page_books_what_the_goodput_api_books(ui_env_any: UiEnv) -> None:
+    """The page reads the jobs as plain rows (store_ui.goodput_jobs), the API as ORM objects
+    (store_health.jobs_for): on either backend, the same jobs give the same figures. Finished
+    jobs and one that waits (its wait is the only figure `now` moves between the two calls)."""
+    env = ui_env_any
+    a = env.submit(env.fsd, gpus=8, name="fails", checkpoint_write_s=30)
+    b = env.submit(env.red, gpus=16, name="completes")
+    env.svc.loop.tick()
+    env.ex.finish(a, outcome="failed", code=1)
+    env.ex.finish(b)
+    env.svc.loop.tick()
+    env.submit(env.fsd, gpus=4, name="waits")  # queued, no tick: only its wait is booked
+    api = env.client.get("/v1/goodput?since=0", headers=env.api(ADMIN)).json()
+    assert api["attempts"] == 2
+    text = env.login(ADMIN).get("/ui/fragments/goodput?hours=744").text
+
+    def v(el: str) -> float:
+        got = re.search(rf'id="{el}" data-v="([^"]+)"', text)
+        assert got is not None, el
+        return float(got.group(1))
+
+    assert v("goodput-total") == pytest.approx(api["goodput"], rel=1e-5)
+    assert v("goodput-held") * 3600 == pytest.approx(api["allocated_gpu_s"], rel=1e-5)
+    assert v("goodput-lost") * 3600 == pytest.approx(api["badput_gpu_s"], rel=1e-5, abs=1e-6)
+    # The wait grows with the clock: the two answers were a moment apart.
+    assert v("goodput-queueing") * 3600 == pytest.approx(api["queueing_s"], abs=5.0)

@@ -7,13 +7,36 @@ page's totals are that answer's."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from cortex.control import goodput
+from cortex.control import goodput, store_ui
 from cortex.control import store_health as sh
 from cortex.drive import goodput as gp
+from cortex.drive import runs
 
 WORST_SHOWN = 20  # jobs listed by GPU-hours lost
+# How the pages draw the categories (templates/_split.html): a color and words for each.
+LOOK: dict[str, Any] = {
+    "categories": gp.ATTEMPT_CATEGORIES,
+    "colors": {
+        "productive": "#2e7d32",
+        "startup": "#8e99a8",
+        "restart_overhead": "#f9a825",
+        "checkpoint_writes": "#5b9bd5",
+        "rework_after_failures": "#e53935",
+        "rework_after_preemptions": "#ab47bc",
+        "in_progress": "#37474f",
+    },
+    "labels": {
+        "productive": "productive",
+        "startup": "startup",
+        "restart_overhead": "restart overhead",
+        "checkpoint_writes": "checkpoint writes",
+        "rework_after_failures": "rework after failures",
+        "rework_after_preemptions": "rework after preemptions",
+        "in_progress": "in progress, not checkpointed yet",
+    },
+}
 
 
 @dataclass
@@ -30,14 +53,21 @@ class Split:
 
     @classmethod
     def of(cls, books: gp.Books, jobs: int) -> Split:
-        gpu_h = {k: v / 3600.0 for k, v in books.gpu_s.items()}
+        return cls.from_gpu_s(books.gpu_s, books.queueing_s, books.attempts, jobs)
+
+    @classmethod
+    def from_gpu_s(
+        cls, gpu_s: dict[str, float], queueing_s: float, attempts: int, jobs: int
+    ) -> Split:
+        gpu_h = {k: gpu_s.get(k, 0.0) / 3600.0 for k in gp.ATTEMPT_CATEGORIES}
+        held = sum(gpu_h.values())
         return cls(
             gpu_h=gpu_h,
-            allocated_gpu_h=books.allocated_gpu_s / 3600.0,
+            allocated_gpu_h=held,
             lost_gpu_h=sum(gpu_h[k] for k in gp.LOSSES),
-            goodput=books.goodput(),
-            queueing_h=books.queueing_s / 3600.0,
-            attempts=books.attempts,
+            goodput=gpu_h["productive"] / held if held > 0 else 0.0,
+            queueing_h=queueing_s / 3600.0,
+            attempts=attempts,
             jobs=jobs,
         )
 
@@ -70,6 +100,21 @@ class GoodputPage:
     losses: tuple[str, ...] = gp.LOSSES
 
 
+class _Row:
+    """A job as the books read it (control/goodput.book_job): its row's columns, and its spec
+    reduced to the one key they read."""
+
+    __slots__ = (
+        "attempt", "ended_at", "gpus", "id", "name", "spec", "state", "submitted_at", "team",
+    )  # fmt: skip
+
+    def __init__(self, r: Any) -> None:
+        self.id, self.team, self.name, self.state = r.id, r.team, r.name, r.state
+        self.gpus, self.submitted_at, self.ended_at = r.gpus, r.submitted_at, r.ended_at
+        self.attempt = r.attempt
+        self.spec = {} if r.write_s is None else {"checkpoint_write_s": r.write_s}
+
+
 def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPage:
     """`team` None: every team's (the caller has checked who may ask)."""
     now = svc.clock.time()
@@ -78,17 +123,27 @@ def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPag
     by_job: dict[int, list[Any]] = {}
     for r in sh.attempts_since(s, team, since):
         by_job.setdefault(r.job_id, []).append(r)
-    running = {job.id: at for job, at in sh.running_jobs(s, team)}
+    running = store_ui.running_starts(s, team)
     total = gp.Books()
     teams: dict[str, tuple[gp.Books, int]] = {}
     losses: list[JobLoss] = []
-    jobs = sh.jobs_for(s, team, since)
+    jobs = [_Row(r) for r in store_ui.goodput_jobs(s, team, since, sh.MAX_ROWS)]
     for job in sorted(jobs, key=lambda j: j.id):
-        jb = goodput.book_job(job, by_job.get(job.id, []), running.get(job.id), progress, now)
-        total.merge(jb.books)
         tb, n = teams.get(job.team, (gp.Books(), 0))
-        tb.merge(jb.books)
         teams[job.team] = (tb, n + 1)
+        records = by_job.get(job.id)
+        if not records and job.id not in running:
+            # Never held GPUs in the window (most of a long queue): only its wait counts, as
+            # book_job would count it, without building its books.
+            waiting = runs.unfinished(job.state) and job.state not in ("running", "admitted")
+            q = gp.queueing_s(job.submitted_at, [], now, waiting)
+            total.queueing_s += q
+            tb.queueing_s += q
+            continue
+        row = cast(Any, job)  # the books read only the columns _Row has
+        jb = goodput.book_job(row, records or [], running.get(job.id), progress, now)
+        total.merge(jb.books)
+        tb.merge(jb.books)
         lost = {k: jb.books.gpu_s[k] for k in gp.LOSSES}
         lost_s = sum(lost.values())
         if lost_s > 0:
@@ -132,7 +187,7 @@ def job_split(svc: Any, s: Any, job: Any) -> tuple[Split, list[dict[str, Any]]]:
             "started_at": a.started_at,
             "ended_at": a.ended_at,
             "node": node,
-            "gpu_h": {k: v * a.gpus / 3600.0 for k, v in sp.items()},
+            "split": Split.from_gpu_s({k: v * a.gpus for k, v in sp.items()}, 0.0, 1, 1),
         }
         for (a, node), sp in zip(jb.attempts, jb.splits, strict=True)
     ]

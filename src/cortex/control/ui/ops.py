@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from cortex.control.api.deps import Svc
 from cortex.control.ui import filters
-from cortex.control.ui.goodput_view import goodput_page
+from cortex.control.ui.goodput_view import LOOK, goodput_page
 from cortex.control.ui.power_view import power_page
 from cortex.control.ui.render import render
 from cortex.control.ui.session import Viewer
@@ -48,7 +48,7 @@ def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
     if not note:
         with svc.sessions() as s:
             g = goodput_page(svc, s, team, f.hours)
-    return {"f": f, "g": g, "note": note, "team": team}
+    return {"f": f, "g": g, "note": note, "team": team, **LOOK}
 
 
 @router.get("/goodput")
