@@ -107,6 +107,9 @@ def test_power_page_without_a_policy_says_how_to_start_one(ui_env: UiEnv) -> Non
     r = c.get("/ui/fragments/power?cap=1")
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "cap"]
     assert c.get("/ui/power?x=1").status_code == 422
+    r = c.get("/ui/heatmap.bin?color=power")  # no power policy: nothing to color by
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "color"]
+    assert 'value="power"' not in c.get("/ui/").text  # nor is it offered
 
 
 def test_goodput_page_books_by_team_and_lists_the_jobs_that_lost_the_most(
@@ -282,3 +285,74 @@ def test_the_goodput_page_books_what_the_goodput_api_books(ui_env_any: UiEnv) ->
     assert v("goodput-lost") * 3600 == pytest.approx(api["badput_gpu_s"], rel=1e-5, abs=1e-6)
     # The wait grows with the clock: the two answers were a moment apart.
     assert v("goodput-queueing") * 3600 == pytest.approx(api["queueing_s"], abs=5.0)
+
+
+def test_the_job_pages_progress_chart_reads_its_attempts_lines_of_the_metrics_file(
+    tmp_path: Path,
+) -> None:
+    """On a fake clock from t0, fsd's job runs attempt 1 from t0. Its metrics file holds, in
+    order: a line of attempt 0 (left out), an unnamed line stamped before t0 (an earlier run:
+    left out), three lines of attempt 1 at t0 + 10, + 20 (no loss) and + 30, a line that is not
+    JSON and one over the line limit (both dropped), and an unnamed line at t0 + 40 (counted).
+    Thinned to 2 points: the first and the newest."""
+    import json
+
+    clock = FakeClock()
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        t0 = clock.time()
+        a = env.submit(env.fsd, gpus=1, name="learns")
+        env.svc.loop.tick()
+        clock.advance(60)
+        lines = [
+            {"ts": t0 + 5, "attempt": 0, "step": 99, "loss": 9.0},
+            {"ts": t0 - 50, "step": 98, "loss": 9.5},
+            {"ts": t0 + 10, "attempt": 1, "step": 1, "loss": 4.0},
+            {"ts": t0 + 20, "attempt": 1, "step": 2},
+            {"ts": t0 + 30, "attempt": 1, "step": 3, "loss": 3.0},
+        ]
+        text = "\n".join(json.dumps(x) for x in lines)
+        text += "\nnot json\n" + json.dumps({"ts": t0 + 35, "step": 4, "pad": "x" * 5000})
+        text += "\n" + json.dumps({"ts": t0 + 40, "step": 5, "loss": 2.5}) + "\n"
+        env.ex.metrics_file(a).parent.mkdir(parents=True, exist_ok=True)
+        env.ex.metrics_file(a).write_text(text)
+        c = env.login(env.fsd)
+        got = c.get(f"/ui/jobs/{a}/progress.json").json()
+        assert got["attempt"] == 1
+        assert got["t"] == [t0 + 10, t0 + 20, t0 + 30, t0 + 40]
+        assert got["step"] == [1, 2, 3, 5] and got["loss"] == [4.0, None, 3.0, 2.5]
+        thin = c.get(f"/ui/jobs/{a}/progress.json?points=2").json()
+        assert thin["step"] == [1, 5]
+        assert f'data-src="/ui/jobs/{a}/progress.json"' in c.get(f"/ui/jobs/{a}").text
+        red = env.login(env.red).get(f"/ui/jobs/{a}/progress.json")
+        assert red.status_code == 404 and "learns" not in red.text
+        r = c.get(f"/ui/jobs/{a}/progress.json?points=1")
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "points"]
+        # A link where the file should be is not followed (the job could point it anywhere).
+        path = env.ex.metrics_file(a)
+        path.unlink()
+        path.symlink_to(tmp_path / "c.db")
+        assert c.get(f"/ui/jobs/{a}/progress.json").json()["t"] == []
+    finally:
+        env.svc.close()
+
+
+def test_goodput_books_are_reused_for_five_seconds_then_recomputed(tmp_path: Path) -> None:
+    """The page's books are cached per team and window for CACHE_S = 5 s of the service's
+    monotonic clock: a job that ends in between shows after that, not before."""
+    clock = FakeClock()
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        c = env.login(env.fsd)
+        assert _by_id(c.get("/ui/goodput?hours=1").text, "goodput-held") == "0.0 GPU-h"
+        a = env.submit(env.fsd, gpus=8)
+        env.svc.loop.tick()
+        clock.advance(4.5)  # 8 GPUs x 4.5 s: not shown yet, the books are 4.5 s old
+        env.ex.finish(a)
+        env.svc.loop.tick()
+        assert _by_id(c.get("/ui/goodput?hours=1").text, "goodput-held") == "0.0 GPU-h"
+        clock.advance(0.5)  # 5 s old: booked again, 8 x 4.5 / 3,600 = 0.01 GPU-h
+        got = re.search(r'id="goodput-held" data-v="([^"]+)"', c.get("/ui/goodput?hours=1").text)
+        assert got is not None and float(got.group(1)) == pytest.approx(8 * 4.5 / 3600)
+    finally:
+        env.svc.close()

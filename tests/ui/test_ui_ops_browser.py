@@ -165,3 +165,26 @@ def test_the_why_panel_names_the_jobs_that_block(page: Page, live: LiveUi) -> No
     for j in (jid, *fillers):
         env.client.post(f"/v1/jobs/{j}/cancel", headers=env.api(ADMIN))
     page.assert_clean()
+
+
+def test_the_job_page_charts_its_progress(page: Page, live: LiveUi) -> None:
+    import json
+    import time
+
+    env = live.env
+    jid = env.submit(env.fsd, gpus=1, name="learns")
+    _running(page, env, jid)
+    now = time.time()
+    lines = [{"ts": now + i, "attempt": 1, "step": 10 * i, "loss": 5.0 - i} for i in range(4)]
+    path = env.ex.metrics_file(jid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    page.login(env.fsd)
+    page.goto(f"/ui/jobs/{jid}")
+    page.page.wait_for_selector("#progress-chart[data-drawn='4'] canvas", timeout=WAIT_MS)
+    assert page.page.is_hidden("#progress-empty")
+    assert "loss" in page.page.inner_text("#progress-chart")  # uPlot's legend
+    page.shot("job-progress")
+    env.client.post(f"/v1/jobs/{jid}/cancel", headers=env.api(ADMIN))
+    _until(page, env, jid, "cancelled")
+    page.assert_clean()

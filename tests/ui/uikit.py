@@ -81,6 +81,11 @@ class FleetExecutor(FakeExecutor):
         with self.lock:
             return super().poll()
 
+    def metrics_file(self, job_id: int) -> Path:
+        """Where a job's metrics lines go (the local executor's CORTEX_METRICS_FILE): tests
+        write them as the job would."""
+        return Path(self.root) / f"metrics-{job_id}.jsonl"
+
     def is_alive(self, job_id: int) -> bool:
         with self.lock:
             return any(jid == job_id for jid, _ in self.alive)

@@ -128,3 +128,8 @@ class GoodputQuery(BaseModel):
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if v == "" else v  # the form's empty team box: every team
+
+
+class ChartQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    points: Annotated[int, Field(ge=2, le=2000)] = 500

@@ -6,6 +6,8 @@ page's totals are that answer's."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -168,6 +170,34 @@ def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPag
         teams=[(t, Split.of(b, n)) for t, (b, n) in sorted(teams.items())],
         worst=losses[:WORST_SHOWN],
     )
+
+
+CACHE_S = 5.0  # a page's books are reused this long (monotonic clock) for the same question
+CACHE_MAX = 64
+# Per service (weakly held: a closed service's entries go with it), per (team, window).
+_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, float], tuple[float, GoodputPage]]]
+_cache = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def cached_goodput(svc: Any, team: str | None, hours: float) -> GoodputPage:
+    """`goodput_page`, computed at most once per CACHE_S for the same service, team and window:
+    the fragment refreshes every 15 s in every open page, and booking 100k GPUs' jobs takes a
+    few hundred milliseconds of the GIL the scheduler shares. The page shows its `as_of`."""
+    key = (team, hours)
+    now = svc.clock.monotonic()
+    with _cache_lock:
+        got = _cache.get(svc, {}).get(key)
+    if got is not None and 0 <= now - got[0] < CACHE_S:
+        return got[1]
+    with svc.sessions() as s:
+        page = goodput_page(svc, s, team, hours)
+    with _cache_lock:
+        mine = _cache.setdefault(svc, {})
+        if len(mine) >= CACHE_MAX:
+            mine.clear()
+        mine[key] = (now, page)
+    return page
 
 
 def job_split(svc: Any, s: Any, job: Any) -> tuple[Split, list[dict[str, Any]]]:

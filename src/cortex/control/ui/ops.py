@@ -9,14 +9,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from cortex.control.api.deps import Svc
+from cortex.control import store
+from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters
-from cortex.control.ui.goodput_view import LOOK, goodput_page
+from cortex.control.ui.goodput_view import LOOK, cached_goodput
 from cortex.control.ui.power_view import power_page
-from cortex.control.ui.render import render
+from cortex.control.ui.progress_chart import series
+from cortex.control.ui.render import SECURITY_HEADERS, render
 from cortex.control.ui.session import Viewer
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -46,8 +48,7 @@ def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
         team = who.team
     g = None
     if not note:
-        with svc.sessions() as s:
-            g = goodput_page(svc, s, team, f.hours)
+        g = cached_goodput(svc, team, f.hours)
     return {"f": f, "g": g, "note": note, "team": team, **LOOK}
 
 
@@ -67,3 +68,21 @@ def goodput_fragment(
     request: Request, f: Annotated[filters.GoodputQuery, Query()], who: Viewer, svc: Svc
 ) -> Response:
     return render(request, "_goodput.html", {"who": who, **_goodput_ctx(svc, who, f)})
+
+
+@router.get("/jobs/{job_id}/progress.json")
+def progress_data(
+    job_id: JobId, q: Annotated[filters.ChartQuery, Query()], who: Viewer, svc: Svc
+) -> Response:
+    """The job page's progress chart: step and loss over time in its current attempt. Another
+    team's job is a 404, as a missing one."""
+    with svc.sessions() as s:
+        row = store.visible_job(s, who, job_id)
+        if row is None:
+            raise err(404, ["path", "job_id"], f"job {job_id} not found", "not_found")
+        attempt = row.attempt
+        start = store.attempt_started_at(s, job_id, attempt) if attempt >= 1 else None
+    body: dict[str, Any] = {"t": [], "step": [], "loss": []}
+    if start is not None:
+        body = series(svc.loop.progress, job_id, attempt, start, svc.clock.time(), q.points)
+    return JSONResponse({"job_id": job_id, "attempt": attempt, **body}, headers=SECURITY_HEADERS)
