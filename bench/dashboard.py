@@ -240,8 +240,9 @@ def measure(base: str) -> dict[str, Any]:
         page.screenshot(path=str(OUT / "dashboard-halls-power.png"), full_page=True)
         views: dict[str, list[float]] = {"/ui/power": [], "/ui/goodput": []}
         for path, xs in views.items():
-            for _ in range(LOADS):
-                page.goto(base + path)
+            for i in range(LOADS):
+                # Each goodput load asks another window: its books are never the cached ones.
+                page.goto(base + path + (f"?hours={24 - i}" if "goodput" in path else ""))
                 page.wait_for_function(
                     "() => performance.getEntriesByName('first-contentful-paint').length"
                 )
@@ -270,7 +271,7 @@ def measure(base: str) -> dict[str, Any]:
         "redraw_grouped_by_pod_ms": _stats(pods),
         "redraw_by_hall_power_ms": _stats(halls),
         "power_page_fcp_ms": _stats(views["/ui/power"]),
-        "goodput_page_fcp_ms": _stats(views["/ui/goodput"]),
+        "goodput_page_fcp_ms": _stats(views["/ui/goodput"]),  # uncached: a new window each
         "largest_response": max(sizes.items(), key=lambda kv: kv[1]),
         "responses_bytes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:8]),
     }
@@ -289,7 +290,16 @@ def server_ms(base: str, svc: Any) -> dict[str, dict[str, float]]:
     paths += ["/ui/power", "/ui/goodput", "/ui/heatmap.bin?color=power"]
     paths += [f"/ui/fragments/node?index={busy}"]
     paths += [f"/ui/fragments/why/{waiting}"] if waiting is not None else []
+    from cortex.control.ui.goodput_view import goodput_page
+
     out = {}
+    books = []
+    for _ in range(LOADS):  # the goodput page's booking itself, never cached
+        with svc.sessions() as s:
+            t0 = time.perf_counter()
+            goodput_page(svc, s, None, 24.0)
+            books.append((time.perf_counter() - t0) * 1e3)
+    out["goodput books (in process, uncached)"] = _stats(books)
     with httpx.Client(base_url=base, timeout=30) as c:
         c.post("/ui/login", data={"token": ADMIN})
         cookie = {"Cookie": f"cortex_ui_token={ADMIN}"}  # Secure: httpx keeps it for HTTPS
