@@ -356,3 +356,52 @@ def test_goodput_books_are_reused_for_five_seconds_then_recomputed(tmp_path: Pat
         assert got is not None and float(got.group(1)) == pytest.approx(8 * 4.5 / 3600)
     finally:
         env.svc.close()
+
+
+def test_incidents_show_their_blast_radius(tmp_path: Path) -> None:
+    """On a fake clock from t0: fsd's 8-GPU job reports a checkpoint at t0 + 200 and fails at
+    t0 + 600: it lost its 400 s since then, 8 x 400 / 3,600 = 0.89 GPU-h. Its node is lost at
+    t0 + 590 and the failure is attributed to it at t0 + 600: the node's row counts one job, 8
+    GPUs, 0.89 GPU-h. Another node lost with no failure after it says so."""
+    from cortex.control import models as m
+    from cortex.control import store
+    from cortex.control import store_health as sh
+    from cortex.control.ui import stream
+
+    clock = FakeClock()
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        t0 = clock.time()
+        a = env.submit(env.fsd, gpus=8, name="dies")
+        env.svc.loop.tick()
+        clock.advance(200)
+        body = {"attempt": 1, "step": 10, "checkpoint_at": t0 + 200}
+        r = env.client.post(f"/v1/jobs/{a}/progress", json=body, headers=env.api(env.fsd))
+        assert r.status_code == 202, r.text
+        clock.advance(400)
+        env.ex.finish(a, outcome="failed", code=1)
+        env.svc.loop.tick()
+        with env.svc.sessions.begin() as s:
+            store.event(s, "node", "node gpu-00003 lost: out of service", at=t0 + 590)
+            store.event(s, "node", "node gpu-00005 lost: out of service", at=t0 + 595)
+            rec = m.NodeFailure(node="gpu-00003", at=t0 + 600, job_id=a, attempt=1, strike=True)
+            sh.add_node_failure(s, rec)
+        text = env.login(env.fsd).get("/ui/incidents").text
+        exit_row = re.search(
+            rf'<li class="inc kind-exit"[^>]*>[^<]*<time>.*? job {a} .*?</li>', text
+        )
+        assert exit_row is not None and "lost 0.89 GPU-h of its 8 GPUs" in exit_row.group(0)
+        lost = 'node gpu-00003 lost: out of service <span class="blast">· 1 job failed on it'
+        assert f"{lost} (8 GPUs), 0.89 GPU-h lost" in text
+        assert 'node gpu-00005 lost: out of service <span class="blast">· no job failure' in text
+        # The live feed's rows carry the same line.
+        sent = " ".join(html for _, html in stream._fetch(env.svc, _who(env, env.fsd), 0))  # type: ignore[arg-type]
+        assert "lost 0.89 GPU-h" in sent and "1 job failed on it" in sent
+    finally:
+        env.svc.close()
+
+
+def _who(env: UiEnv, token: str) -> object:
+    from cortex.control.api.deps import resolve
+
+    return resolve(env.svc, f"Bearer {token}")

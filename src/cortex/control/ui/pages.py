@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from cortex.control import store, store_ui
 from cortex.control.api.deps import JobId, Svc
-from cortex.control.ui import filters, goodput_view, views
+from cortex.control.ui import filters, goodput_view, incident_blast, views
 from cortex.control.ui.render import render
 from cortex.control.ui.session import (
     LoginNeededError,
@@ -194,6 +194,7 @@ def incidents_page(request: Request, who: Viewer, svc: Svc) -> Response:
     team = None if who.admin else who.team
     with svc.sessions() as s:
         rows = store_ui.latest_incidents(s, team, FEED_FIRST)
+        blasts = incident_blast.blast(s, rows)
     after = rows[0].id if rows else 0
-    ctx = {"who": who, "page": "incidents", "rows": rows, "after": after}
+    ctx = {"who": who, "page": "incidents", "rows": rows, "after": after, "blasts": blasts}
     return render(request, "incidents.html", ctx)
