@@ -129,6 +129,22 @@ def test_heatmap_grouped_by_hall_colored_by_power_and_a_nodes_blast_radius(
         page.page.mouse.move(x, y)
         assert f"node #{node} · {hall} ·" in page.page.inner_text("#heat-tip")
     page.shot("heatmap-halls-power")
+    # Grouped by rack (2 nodes a rack here: 8 racks): the layout maps back, and nodes 0 and 1
+    # (rack 0) sit in one block, node 2 (rack 1) in the next one, a gap column between.
+    page.page.select_option("#heat-layout", "racks")
+    page.page.wait_for_function("() => window.cortexHeatmap.layout.how === 'racks'")
+    cells = page.page.evaluate(
+        """() => { const L = window.cortexHeatmap.layout, out = [];
+                   for (let i = 0; i < L.n; i++) {
+                       const [c, r] = L.origin(i); out.push([c, r, L.at(c, r)]); }
+                   return out; }"""
+    )
+    assert [x[2] for x in cells] == list(range(16))
+    (c0, r0, _), (c1, r1, _), (c2, _, _) = cells[:3]
+    assert r0 == r1 and c1 == c0 + 1  # one block of 2 x 1 cells
+    assert c2 == c1 + 2  # the next block, after a one-cell gap
+    page.page.select_option("#heat-layout", "halls")
+    page.page.wait_for_function("() => window.cortexHeatmap.layout.how === 'halls'")
     x, y = _screen(page, full)
     page.page.mouse.click(x, y)
     row = page.page.wait_for_selector(f"#blast tr[data-job='{jid}']", timeout=WAIT_MS)

@@ -94,17 +94,21 @@ def timeline_data(q: Annotated[filters.TimelineQuery, Query()], who: Viewer, svc
 # ---- the heatmap ----------------------------------------------------------------------------
 @router.get("/heatmap/meta")
 def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc) -> Response:
-    """The fleet's shape, fetched once per page: node count, where each pod and hall starts
-    (the page finds a node's pod by bisection), and the state names of the snapshot's bytes."""
+    """The fleet's shape, fetched once per page: node count, where each pod, hall and rack
+    starts (the page finds a node's pod and hall by bisection), and the state names of the
+    snapshot's bytes."""
     topo = svc.loop.topo
     pods = topo.node_pod
     pod_start = [0] + [n for n in range(1, len(pods)) if pods[n] != pods[n - 1]]
     halls = topo.node_hall
     hall_start = [0] + [n for n in range(1, len(halls)) if halls[n] != halls[n - 1]]
+    racks = topo.node_rack
+    rack_start = [0] + [n for n in range(1, len(racks)) if racks[n] != racks[n - 1]]
     body = {
         "nodes": topo.n_nodes,
         "pod_start": pod_start,
         "hall_start": hall_start,
+        "rack_start": rack_start,
         "halls": [topo.hall_names[halls[n]] for n in hall_start],
         "states": list(views.STATE_NAMES),
         "power": svc.loop.power is not None,

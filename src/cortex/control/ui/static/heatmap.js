@@ -96,7 +96,7 @@
 
   function layout(meta, how) {
     // Halls are blocks like pods, one per hall (the topology order keeps a hall's nodes together).
-    var starts = how === "pods" ? meta.pod_start : how === "halls" ? meta.hall_start : null;
+    var starts = { pods: meta.pod_start, halls: meta.hall_start, racks: meta.rack_start }[how] || null;
     var L = starts && starts.length > 1 ? pods(meta.nodes, starts) : flat(meta.nodes);
     L.how = how;
     L.cell = Math.max(4, Math.min(40, Math.floor(MAX_WIDTH / L.cols)));
