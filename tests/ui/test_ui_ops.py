@@ -405,3 +405,26 @@ def _who(env: UiEnv, token: str) -> object:
     from cortex.control.api.deps import resolve
 
     return resolve(env.svc, f"Bearer {token}")
+
+
+def test_the_timeline_lanes_by_pod(ui_env: UiEnv) -> None:
+    """2 pods of 4 nodes x 8 GPUs: two 32-GPU jobs each fill one pod, so by pod they sit in
+    two lanes, each job in the pod of its nodes, the lanes in pod order."""
+    env = ui_env
+    a = env.submit(env.fsd, gpus=32, name="pod-a")
+    b = env.submit(env.red, gpus=32, name="pod-b")
+    env.svc.loop.tick()
+    loop = env.svc.loop
+    pod = {j: {loop.topo.node_pod[n] for n, _ in loop.mirror.placement[j]} for j in (a, b)}
+    assert len(pod[a]) == 1 and len(pod[b]) == 1 and pod[a] != pod[b]
+    got = env.login(ADMIN).get("/ui/timeline.json?hours=1&by=pod").json()
+    assert got["by"] == "pod"
+    assert [(j["id"], j["pod"]) for j in got["jobs"]] == sorted(
+        [(a, *pod[a]), (b, *pod[b])], key=lambda x: x[1]
+    )
+    by_team = env.login(ADMIN).get("/ui/timeline.json?hours=1").json()
+    assert [j["team"] for j in by_team["jobs"]] == ["fsd", "red"] and "pod" not in by_team["jobs"][
+        0
+    ]
+    r = env.login(env.fsd).get("/ui/timeline.json?by=rack")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "by"]

@@ -204,3 +204,25 @@ def test_the_job_page_charts_its_progress(page: Page, live: LiveUi) -> None:
     env.client.post(f"/v1/jobs/{jid}/cancel", headers=env.api(ADMIN))
     _until(page, env, jid, "cancelled")
     page.assert_clean()
+
+
+def test_the_timeline_lanes_by_pod_in_the_browser(page: Page, live: LiveUi) -> None:
+    env = live.env
+    jid = env.submit(env.fsd, gpus=8, name="in-a-pod")
+    _running(page, env, jid)
+    pod = env.svc.loop.topo.node_pod[env.svc.loop.mirror.placement[jid][0][0]]
+    page.login(env.fsd)
+    page.goto("/ui/timeline")
+    page.page.wait_for_selector("#timeline[data-drawn]")
+    page.page.select_option("#timeline-by", "pod")
+    page.page.wait_for_function("() => window.cortexTimeline.data.by === 'pod'", timeout=WAIT_MS)
+    lanes = page.page.evaluate(
+        "(id) => { const t = window.cortexTimeline;"
+        " return t.rows.filter(r => r.job.id === id).map(r => t.laneOf(r.job)); }",
+        jid,
+    )
+    assert lanes == [f"pod {pod}"]
+    page.shot("timeline-pods")
+    env.client.post(f"/v1/jobs/{jid}/cancel", headers=env.api(ADMIN))
+    _until(page, env, jid, "cancelled")
+    page.assert_clean()

@@ -195,3 +195,19 @@ def running_starts(s: Session, team: str | None) -> dict[int, float]:
     if team is not None:
         q = q.where(m.Job.team == team)
     return {int(j): float(at) for j, at in s.execute(q).all()}
+
+
+def last_devices(s: Session, ids: Sequence[int]) -> dict[int, list[int]]:
+    """Each job's devices in its newest allocation (the timeline's lanes per pod)."""
+    if not ids:
+        return {}
+    q = (
+        select(m.Allocation.job_id, m.Allocation.devices)
+        .where(m.Allocation.job_id.in_(list(ids)))
+        .order_by(m.Allocation.job_id, m.Allocation.created_at, m.Allocation.id)
+    )
+    out: dict[int, list[int]] = {}
+    for j, devs in s.execute(q).all():
+        if devs:
+            out[int(j)] = list(devs)
+    return out

@@ -114,6 +114,7 @@ class TimelineQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 6.0
     limit: Annotated[int, Field(ge=1, le=2000)] = 500
+    by: Literal["team", "pod"] = "team"  # the lanes
 
 
 class GoodputQuery(BaseModel):

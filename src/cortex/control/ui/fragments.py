@@ -87,7 +87,7 @@ def quotas_history(q: Annotated[filters.HistoryQuery, Query()], who: Viewer, svc
 def timeline_data(q: Annotated[filters.TimelineQuery, Query()], who: Viewer, svc: Svc) -> Response:
     """The job timeline's runs and marks (the caller's jobs only; the admin's: all)."""
     with svc.sessions() as s:
-        body = views.timeline(svc, who, s, q.hours, q.limit)
+        body = views.timeline(svc, who, s, q.hours, q.limit, q.by)
     return JSONResponse(body, headers=SECURITY_HEADERS)
 
 
