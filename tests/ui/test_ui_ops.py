@@ -91,6 +91,8 @@ def test_power_page_shows_each_hall_against_its_cap_and_the_jobs_power_holds_bac
         held = re.search(r'id="held">(.*?)</table>', text, re.S).group(1)  # type: ignore[union-attr]
         assert f'href="/ui/jobs/{b}"' in held and "red-waits-for-watts" in held
         assert "<code>PowerCap</code>" in held
+        changes = re.search(r'id="power-changes">(.*?)</table>', text, re.S).group(1)  # type: ignore[union-attr]
+        assert f"site cap set to {cap_kw:g} kW" in changes
         # fsd sees the waiting job counted, never named.
         mine = env.login(env.fsd).get("/ui/fragments/power").text
         assert _by_id(mine, "held-jobs") == "1 jobs"

@@ -211,3 +211,10 @@ def last_devices(s: Session, ids: Sequence[int]) -> dict[int, list[int]]:
         if devs:
             out[int(j)] = list(devs)
     return out
+
+
+def power_events(s: Session, limit: int) -> Sequence[m.Event]:
+    """The newest `limit` changes an operator or a feed made to the site's power (PUT
+    /v1/power: a new cap, an outdoor temperature), newest first. Fleet-wide: no team's."""
+    q = select(m.Event).where(m.Event.kind == "power").order_by(m.Event.id.desc()).limit(limit)
+    return s.scalars(q).all()

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cortex.control import store_ui
 from cortex.control.auth import Principal
 from cortex.scheduler.reasons import Code
 
@@ -77,6 +78,10 @@ class PowerPage:
     held_by_code: dict[str, int] = field(default_factory=dict)
     rest_code: str | None = None  # the pass stopped walking the queue at a power blocker
     as_of: float = 0.0
+    changes: list[tuple[float, str]] = field(default_factory=list)  # (at, what), newest first
+
+
+CHANGES_SHOWN = 20
 
 
 def power_page(svc: Any, who: Principal) -> PowerPage | None:
@@ -114,6 +119,8 @@ def power_page(svc: Any, who: Principal) -> PowerPage | None:
     if b.ramp_mw_per_min is not None:
         _ramp(page, b, now)
     _held(page, svc, who)
+    with svc.sessions() as s:
+        page.changes = [(e.at, e.message) for e in store_ui.power_events(s, CHANGES_SHOWN)]
     return page
 
 
