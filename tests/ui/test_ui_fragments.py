@@ -328,6 +328,7 @@ FRAGMENTS = (
     "/ui/heatmap.bin",
     "/ui/fragments/power",
     "/ui/fragments/goodput",
+    "/ui/fragments/goodput-card",
     "/ui/jobs",
     "/ui/goodput",
 )

@@ -159,6 +159,10 @@ def test_goodput_page_books_by_team_and_lists_the_jobs_that_lost_the_most(
         assert f'data-job="{a}"' in worst and f'data-job="{b}"' not in worst
         assert '<td class="lost">1.33 GPU-h</td>' in worst and "rework after failures" in worst
 
+        # The overview's card: the same books over the last day (66.7% for the admin).
+        card = env.login(ADMIN).get("/ui/fragments/goodput-card").text
+        assert _by_id(card, "overview-goodput") == "66.7%"
+        assert 'hx-get="/ui/fragments/goodput-card"' in env.login(ADMIN).get("/ui/").text
         # Each job's page: its own books, attempt by attempt.
         page = env.login(ADMIN).get(f"/ui/jobs/{a}").text
         assert _by_id(page, "job-goodput-total") == "0.0%"

@@ -77,6 +77,8 @@ def test_power_and_goodput_pages_render_refresh_and_filter(page: Page, live: Liv
     page.shot("power")
     env.ex.finish(jid)  # completes with no progress report: all of its held time productive
     _until(page, env, jid, "completed")
+    page.goto("/ui/")  # the overview's goodput card loads after the page
+    page.page.wait_for_selector("#overview-goodput", timeout=WAIT_MS)
     page.goto("/ui/goodput?hours=1")
     assert page.page.inner_text("#goodput-total") == "100.0%"
     width = page.page.get_attribute("#goodput svg.split rect[data-k='productive']", "width")

@@ -180,7 +180,9 @@ _cache = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
-def cached_goodput(svc: Any, team: str | None, hours: float) -> GoodputPage:
+def cached_goodput(
+    svc: Any, team: str | None, hours: float, max_age_s: float = CACHE_S
+) -> GoodputPage:
     """`goodput_page`, computed at most once per CACHE_S for the same service, team and window:
     the fragment refreshes every 15 s in every open page, and booking 100k GPUs' jobs takes a
     few hundred milliseconds of the GIL the scheduler shares. The page shows its `as_of`."""
@@ -188,7 +190,7 @@ def cached_goodput(svc: Any, team: str | None, hours: float) -> GoodputPage:
     now = svc.clock.monotonic()
     with _cache_lock:
         got = _cache.get(svc, {}).get(key)
-    if got is not None and 0 <= now - got[0] < CACHE_S:
+    if got is not None and 0 <= now - got[0] < max_age_s:
         return got[1]
     with svc.sessions() as s:
         page = goodput_page(svc, s, team, hours)

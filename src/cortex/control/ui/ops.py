@@ -86,3 +86,18 @@ def progress_data(
     if start is not None:
         body = series(svc.loop.progress, job_id, attempt, start, svc.clock.time(), q.points)
     return JSONResponse({"job_id": job_id, "attempt": attempt, **body}, headers=SECURITY_HEADERS)
+
+
+CARD_HOURS = 24.0
+CARD_MAX_AGE_S = 30.0  # the overview's card: the same books, kept longer (it refreshes every 30 s)
+
+
+@router.get("/fragments/goodput-card")
+def goodput_card(
+    request: Request, q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc
+) -> Response:
+    """The overview's goodput card (the caller's jobs, every team's for the admin, last day).
+    Loaded after the page, so booking the jobs never holds the overview's first paint."""
+    team = None if who.admin else who.team
+    g = cached_goodput(svc, team, CARD_HOURS, CARD_MAX_AGE_S)
+    return render(request, "_goodput_card.html", {"who": who, "g": g, "hours": CARD_HOURS})
