@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+from cortex.scheduler.reasons import Code
 from cortex.workload.job import Job
 from cortex.workload.states import PENDING, TERMINAL, JobState
 
@@ -76,6 +77,13 @@ def begin(job: Job, now: float, flavor: int, gang: int, alloc: int, est_end_s: f
     job.est_end_s = est_end_s
     job.preempt_backoff_s = 0.0
     job.next_preempt_try_s = 0.0
+
+
+def evicted(job: Job, code: Code) -> None:
+    """A plan takes the job's run away. Only a preemption for a more important job counts
+    toward its queue's preemption budget; a stop for power or a drain does not."""
+    if code is Code.PREEMPTED:
+        job.evictions += 1
 
 
 def requeued(job: Job) -> None:

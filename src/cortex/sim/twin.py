@@ -574,8 +574,7 @@ class Twin(RunBooks):
             )
             self._wake(next_try)
         for p in plan.preemptions:
-            if p.reason.code is Code.PREEMPTED:
-                p.job.evictions += 1
+            runs.evicted(p.job, p.reason.code)
             self._preempt(p.job, p.reason.code.value)
         for s in plan.starts:
             self._start(s, plan.committed)
