@@ -15,7 +15,7 @@ import pytest
 from test_ui_browser import _pixel, _screen
 from uikit import ADMIN, LiveUi, Page, UiEnv, fleet
 
-WAIT_MS = 15_000
+WAIT_MS = 60_000  # generous: see uikit.Page
 POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
 
 
@@ -42,7 +42,7 @@ def page(browser: Any, live: LiveUi) -> Iterator[Page]:
 
 
 def _running(page: Page, env: UiEnv, jid: int) -> None:
-    for _ in range(150):  # the live loop launches it
+    for _ in range(600):  # the live loop launches it (at most 60 s on a loaded machine)
         if env.ex.is_alive(jid):
             return
         page.page.wait_for_timeout(100)
@@ -54,7 +54,7 @@ def _state(env: UiEnv, jid: int) -> str:
 
 
 def _until(page: Page, env: UiEnv, jid: int, state: str) -> None:
-    for _ in range(150):
+    for _ in range(600):
         if _state(env, jid) == state:
             return
         page.page.wait_for_timeout(100)

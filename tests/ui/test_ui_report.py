@@ -125,6 +125,7 @@ def test_the_report_opens_from_a_file_url_and_shades_the_cap_event(
     path = tmp_path / "report.html"
     write_report(_report(), path)
     ctx = chromium.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(60_000)  # generous: see uikit.Page
     page = ctx.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else 0)
