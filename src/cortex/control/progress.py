@@ -182,6 +182,11 @@ class ProgressBook:
             posted = None
         return merge(from_file, posted)
 
+    def metrics_path(self, job_id: int) -> Path | None:
+        """The job's metrics file (None where the executor keeps none on this host): the
+        dashboard reads its tail for the job page's chart (control/ui/progress_chart.py)."""
+        return None if self._metrics_file is None else Path(self._metrics_file(job_id))
+
     def known_checkpoint_at(self, job_id: int) -> float | None:
         """The newest checkpoint time already seen for the job (API reports, and its metrics
         file as far as earlier reads went), without reading anything: the scheduler's victim
