@@ -334,10 +334,13 @@ def test_the_job_pages_progress_chart_reads_its_attempts_lines_of_the_metrics_fi
         assert red.status_code == 404 and "learns" not in red.text
         r = c.get(f"/ui/jobs/{a}/progress.json?points=1")
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "points"]
-        # A link where the file should be is not followed (the job could point it anywhere).
+        # A link where the file should be is not followed (the job could point it anywhere):
+        # its target holds valid lines of attempt 1, which a followed link would chart.
+        target = tmp_path / "elsewhere.jsonl"
+        target.write_text(text)
         path = env.ex.metrics_file(a)
         path.unlink()
-        path.symlink_to(tmp_path / "c.db")
+        path.symlink_to(target)
         assert c.get(f"/ui/jobs/{a}/progress.json").json()["t"] == []
     finally:
         env.svc.close()
@@ -434,3 +437,29 @@ def test_the_timeline_lanes_by_pod(ui_env: UiEnv) -> None:
     ]
     r = env.login(env.fsd).get("/ui/timeline.json?by=rack")
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "by"]
+
+
+def test_windows_that_differ_by_a_fraction_of_an_hour_share_one_booking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: the cache was keyed by the window as given, so hours=1.0001, 1.0002,
+    ... each forced a booking of every job (hundreds of ms of the scheduler's GIL at 100k
+    GPUs). Windows are rounded up to whole hours: those are one booking, of 2 hours."""
+    from cortex.control.ui import goodput_view
+
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=FakeClock())
+    booked: list[float] = []
+    page = goodput_view.goodput_page
+
+    def counting(svc: object, s: object, team: str | None, hours: float) -> object:
+        booked.append(hours)
+        return page(svc, s, team, hours)
+
+    monkeypatch.setattr(goodput_view, "goodput_page", counting)
+    try:
+        c = env.login(env.fsd)
+        for h in ("1.0001", "1.0002", "1.5", "2"):
+            assert c.get(f"/ui/goodput?hours={h}").status_code == 200
+        assert booked == [2.0], booked
+    finally:
+        env.svc.close()

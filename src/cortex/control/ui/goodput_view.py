@@ -6,6 +6,7 @@ page's totals are that answer's."""
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -178,6 +179,9 @@ CACHE_MAX = 64
 _cache: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, float], tuple[float, GoodputPage]]]
 _cache = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
+# One booking at a time: page views that all miss the cache (an entry just expired, or a
+# viewer stepping through windows) wait for it instead of each taking the GIL for as long.
+_compute_lock = threading.Lock()
 
 
 def cached_goodput(
@@ -185,20 +189,32 @@ def cached_goodput(
 ) -> GoodputPage:
     """`goodput_page`, computed at most once per CACHE_S for the same service, team and window:
     the fragment refreshes every 15 s in every open page, and booking 100k GPUs' jobs takes a
-    few hundred milliseconds of the GIL the scheduler shares. The page shows its `as_of`."""
+    few hundred milliseconds of the GIL the scheduler shares. The page shows its `as_of`. The
+    window is rounded up to whole hours, so that `hours=1.0001`, `1.0002`, ... cannot each
+    force a booking past the cache."""
+    hours = float(math.ceil(hours))
     key = (team, hours)
-    now = svc.clock.monotonic()
-    with _cache_lock:
-        got = _cache.get(svc, {}).get(key)
-    if got is not None and 0 <= now - got[0] < max_age_s:
-        return got[1]
-    with svc.sessions() as s:
-        page = goodput_page(svc, s, team, hours)
-    with _cache_lock:
-        mine = _cache.setdefault(svc, {})
-        if len(mine) >= CACHE_MAX:
-            mine.clear()
-        mine[key] = (now, page)
+
+    def cached(now: float) -> GoodputPage | None:
+        with _cache_lock:
+            got = _cache.get(svc, {}).get(key)
+        return got[1] if got is not None and 0 <= now - got[0] < max_age_s else None
+
+    page = cached(svc.clock.monotonic())
+    if page is not None:
+        return page
+    with _compute_lock:
+        page = cached(svc.clock.monotonic())  # booked while this one waited
+        if page is not None:
+            return page
+        now = svc.clock.monotonic()
+        with svc.sessions() as s:
+            page = goodput_page(svc, s, team, hours)
+        with _cache_lock:
+            mine = _cache.setdefault(svc, {})
+            if len(mine) >= CACHE_MAX:
+                mine.clear()
+            mine[key] = (now, page)
     return page
 
 
