@@ -218,7 +218,7 @@ class ProgressBook:
             if last is not None and now_mono - last < MIN_INTERVAL_S:
                 return MIN_INTERVAL_S - (now_mono - last)
             self._last_post[job_id] = now_mono
-            self._posted[job_id] = p
+            self._posted[job_id] = _after(self._posted.get(job_id), p)
             self._posted.move_to_end(job_id)
             while len(self._posted) > MAX_JOBS:
                 old, _ = self._posted.popitem(last=False)
@@ -286,6 +286,24 @@ def merge(a: Progress | None, b: Progress | None) -> Progress | None:
         checkpoint_at=ck.checkpoint_at,
         first_at=min(firsts) if firsts else None,
         checkpoints=max(a.checkpoints, b.checkpoints),
+    )
+
+
+def _after(prev: Progress | None, p: Progress) -> Progress:
+    """A new API report of a job, keeping what the attempt's earlier reports established: its
+    first report (where its startup ended, for goodput) and the checkpoints it has named, each
+    new `checkpoint_at` counted once. A report replaced whole moved the end of startup to the
+    latest report, booking the whole run as startup."""
+    if prev is None or prev.attempt != p.attempt:
+        return replace(p, checkpoints=1 if p.checkpoint_at is not None else 0)
+    newer_ckpt = p.checkpoint_at is not None and p.checkpoint_at > (prev.checkpoint_at or -math.inf)
+    firsts = [t for t in (prev.first_at, p.first_at) if t is not None]
+    return replace(
+        p,
+        first_at=min(firsts) if firsts else None,
+        checkpoint_step=p.checkpoint_step if newer_ckpt else prev.checkpoint_step,
+        checkpoint_at=p.checkpoint_at if newer_ckpt else prev.checkpoint_at,
+        checkpoints=prev.checkpoints + (1 if newer_ckpt else 0),
     )
 
 
