@@ -58,6 +58,9 @@ class ClusterState:
         self.pod_hall = topo.pod_hall
         self.node_free = [self.gpn[f] for f in topo.node_flavor]
         self.node_up = [True] * topo.n_nodes
+        # Cordoned nodes (a drain waiting for its jobs to end): node -> its free GPUs, held out
+        # of the free indices (node_free says 0) so that no new work lands there.
+        self.cordoned: dict[int, int] = {}
         self.node_jobs: list[dict[int, int]] = [{} for _ in range(topo.n_nodes)]
         self.part: list[list[dict[int, None]]] = [[{} for _ in range(g)] for g in self.gpn]
         self.pod_whole: list[dict[int, None]] = [dict.fromkeys(ns) for ns in topo.pod_nodes]
@@ -165,8 +168,15 @@ class ClusterState:
         pod_whole = self.pod_whole
         node_jobs = self.node_jobs
         touched: dict[int, int] = {}
-        total = 0
+        total = held_out = 0
+        cordoned = self.cordoned
         for n, k in placement:
+            if cordoned and n in cordoned:  # a Statement's rollback puts a victim back there
+                cordoned[n] -= k
+                node_jobs[n][job_id] = k
+                total += k
+                held_out += k
+                continue
             old = node_free[n]
             if old == g:
                 p = node_pod[n]
@@ -187,7 +197,7 @@ class ClusterState:
             if c_new:
                 buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] -= cnt
-        self.free_gpus[flavor] -= total
+        self.free_gpus[flavor] -= total - held_out
         self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
@@ -215,8 +225,14 @@ class ClusterState:
         pod_whole = self.pod_whole
         node_jobs = self.node_jobs
         touched: dict[int, int] = {}
+        held_out = 0
+        cordoned = self.cordoned
         for n, k in alloc.placement:
             del node_jobs[n][job_id]
+            if cordoned and n in cordoned:  # stays out of service until the drain ends
+                cordoned[n] += k
+                held_out += k
+                continue
             old = node_free[n]
             if old:
                 del part[old][n]
@@ -236,7 +252,7 @@ class ClusterState:
                 del buckets[c_old][p]
             buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] += cnt
-        self.free_gpus[flavor] += alloc.gpus
+        self.free_gpus[flavor] += alloc.gpus - held_out
         self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
         # Noted for np_owner: whole nodes a job held are free now.
@@ -432,12 +448,36 @@ class ClusterState:
         """Ids of jobs holding GPUs on node n."""
         return list(self.node_jobs[n])
 
+    def cordon(self, n: int) -> None:
+        """Driver: node n takes no new work (placements, or victims evicted to make room on
+        it); its jobs run on, and what they free stays out of service until `uncordon` or
+        `set_down`."""
+        if n in self.cordoned or not self.node_up[n]:
+            return
+        free = self.node_free[n]
+        self._set_free(n, 0)
+        self.cordoned[n] = free
+        self.free_gpus[self.node_flavor[n]] -= free
+        self.np_up[n] = False
+        self.version += 1
+
+    def uncordon(self, n: int) -> None:
+        """Driver: node n takes work again."""
+        free = self.cordoned.pop(n, None)
+        if free is None:
+            return
+        self._set_free(n, free)
+        self.free_gpus[self.node_flavor[n]] += free
+        self.np_up[n] = True
+        self.version += 1
+
     def set_down(self, n: int) -> None:
         """Driver: node n leaves service. Jobs on it must be stopped first."""
         if not self.node_up[n]:
             return
         if self.node_jobs[n]:
             raise RuntimeError(f"node {n} still runs jobs {list(self.node_jobs[n])}")
+        self.uncordon(n)
         f = self.node_flavor[n]
         self._set_free(n, 0)
         self.node_free[n] = self.gpn[f]  # all GPUs idle but unusable while down
