@@ -381,13 +381,14 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     `--power-policy full`, and the bare loop on the same jobs (warm ones included) including
     generating them; interleaved `repeats` times, medians and ratios within the run, of wall
     and of CPU seconds (on a shared machine CPU is the steadier one). BENCH_BASE_SRC=path adds
-    the same sim run on another checkout's sources (`sim_base`)."""
+    the same sim run on another checkout's sources (`sim_base`); BENCH_REPEATS=n."""
     sim = [PY, "-m", "cortex.cli.main", "sim", "--fleet", "cortex-2024", "--days", str(days)]
     cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "bare": ([PY, "-c", MONTH_BARE.format(days=days)], None),
         "sim": ([*sim, "--quiet"], None),
         "sim_full": ([*sim, "--quiet", "--power-policy", "full"], None),
     }
+    repeats = int(os.environ.get("BENCH_REPEATS", repeats))
     base = os.environ.get("BENCH_BASE_SRC")
     if base:
         cmds["sim_base"] = ([*sim, "--quiet"], {**os.environ, "PYTHONPATH": base})
