@@ -112,6 +112,12 @@ class ClusterState:
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
         # (job, placement) started or stopped on since the summaries were last read
         self._stale: list[tuple[int, Placement]] = []
+        # Per flavor: priority -> nodes in the placements of running jobs of that priority
+        # (a node shared by k jobs counts k times). Kept at every start and stop, so it bounds
+        # nodes_by_top_prio from above without a flush: a node whose top priority is q runs
+        # a job of priority q. `_prio_nodes_of`: job -> (flavor, priority, nodes) as counted.
+        self.prio_nodes: list[dict[int, int]] = [{} for _ in range(nf)]
+        self._prio_nodes_of: dict[int, tuple[int, int, int]] = {}
         # Who holds each node now, tentative moves included: the one job if exactly one does,
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
@@ -275,6 +281,7 @@ class ClusterState:
         self.running[job.id] = job
         self.ends[flavor].add((job.est_end_s, job.id, gpus))
         self._stale.append((job.id, placement))
+        self._count_prio_nodes(job, flavor, len(placement))
         return gpus
 
     def adopt(self, job: Job) -> None:
@@ -283,6 +290,7 @@ class ClusterState:
         self.running[job.id] = job
         self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
         self._stale.append((job.id, alloc.placement))
+        self._count_prio_nodes(job, alloc.flavor, len(alloc.placement))
 
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
@@ -291,7 +299,19 @@ class ClusterState:
         del self.running[job.id]
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
         self._stale.append((job.id, alloc.placement))
+        f, prio, nodes = self._prio_nodes_of.pop(job.id)
+        hist = self.prio_nodes[f]
+        left = hist[prio] - nodes
+        if left:
+            hist[prio] = left
+        else:
+            del hist[prio]
         return alloc
+
+    def _count_prio_nodes(self, job: Job, flavor: int, nodes: int) -> None:
+        self._prio_nodes_of[job.id] = (flavor, job.priority, nodes)
+        hist = self.prio_nodes[flavor]
+        hist[job.priority] = hist.get(job.priority, 0) + nodes
 
     # ---- per-node summaries (victim search) --------------------------------------------------
     @property
