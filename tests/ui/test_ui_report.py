@@ -101,7 +101,7 @@ def test_sim_writes_the_dashboard_report(tmp_path: Path) -> None:
     from cortex.cli.main import app
 
     out = tmp_path / "dash.html"
-    args = ["sim", "--fleet", "tiny", "--days", "1", "--quiet", "--dashboard-html", str(out)]
+    args = ["sim", "--fleet", "tiny", "--days", "1", "--quiet", "--html", str(out)]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     text = out.read_text()

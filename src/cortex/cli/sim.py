@@ -113,9 +113,11 @@ def sim(
     temperature_c: float | None = _TEMPERATURE_C,
     cap_curve: Path | None = typer.Option(None, help="throughput-vs-cap curve CSV"),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
-    html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
-    dash_path: Path | None = typer.Option(
-        None, "--dashboard-html", help="write the report on the dashboard's templates here"
+    html_path: Path | None = typer.Option(
+        None, "--html", help="write the report here, on the dashboard's templates and charts"
+    ),
+    static_path: Path | None = typer.Option(
+        None, "--html-static", help="write a report with no scripts at all here (PNG plots)"
     ),
     debug: bool = typer.Option(False, help="check invariants after every event (slow)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -166,13 +168,13 @@ def sim(
     if json_path is not None:
         _write(json_path, "--json", lambda p: write_json(report, p))
     if html_path is not None:
-        from cortex.sim.html import write_html
-
-        _write(html_path, "--html", lambda p: write_html(report, p))
-    if dash_path is not None:
         from cortex.control.ui.report import write_report
 
-        _write(dash_path, "--dashboard-html", lambda p: write_report(report, p))
+        _write(html_path, "--html", lambda p: write_report(report, p))
+    if static_path is not None:
+        from cortex.sim.html import write_html
+
+        _write(static_path, "--html-static", lambda p: write_html(report, p))
 
 
 def _workload(

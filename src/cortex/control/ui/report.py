@@ -1,4 +1,4 @@
-"""The twin's report (`cortex sim --dashboard-html`) on the dashboard's templates and charts, as
+"""The twin's report (`cortex sim --html`) on the dashboard's templates and charts, as
 one self-contained file: the dashboard's stylesheet, uPlot and the chart script inlined, the
 series as a JSON block, so a what-if opens from `file://` (no server, no network) and looks like
 the live cluster: the same cards, tables, the GPU-time bar of the goodput page
