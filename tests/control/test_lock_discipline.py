@@ -17,7 +17,7 @@ from helpers import ADMIN, fake_service, job_body
 from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
-HANG_S = 20.0  # a request that has not answered by then is hung (they answer in ms)
+HANG_S = 60.0  # a request that has not answered by then is hung (they answer in ms; generous)
 
 
 class BlockingPoll(FakeExecutor):
