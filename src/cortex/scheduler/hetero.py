@@ -198,7 +198,12 @@ class TargetShareCheck:
     """Keeps each queue near its target on each flavor. A start is admitted when the queue
     stays within half a gang of its target, or when the gang fits in free GPUs that no other
     waiting queue is owed (its target minus its usage); otherwise it waits. Jobs of the top
-    priority class are not held back."""
+    priority class are not held back.
+
+    Targets are per queue, but the LP sets them per (queue, kind): a kind the solve gave none
+    of a flavor may not spend its queue's target there, which the solve meant for the queue's
+    other kinds (an llm job of a queue whose Dojo target is for its fsd-video work): for it the
+    queue's own room under target counts as owed too."""
 
     name = "target-share"
 
@@ -212,9 +217,11 @@ class TargetShareCheck:
         q = job.queue_idx
         target = t.queue_gpus[q][flavor]
         used = st.usage[q][flavor]
-        if used + alloc_gpus / 2 <= target:
+        share = t.class_share.get((q, job.kind))
+        mine = share is None or share[flavor] > 0
+        if mine and used + alloc_gpus / 2 <= target:
             return None
-        owed = 0.0
+        owed = 0.0 if mine else max(target - used, 0.0)
         pending = snap.pending.lists
         for q2, row in enumerate(t.queue_gpus):
             if q2 != q and pending[q2]:
