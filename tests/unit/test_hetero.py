@@ -66,23 +66,18 @@ class World:
         self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
         self.jobs: dict[int, Job] = {}
 
-    def job(
-        self, jid: int, team: str, gpus: int, submit_s: float = 0.0, kind: str | None = None
-    ) -> Job:
-        kind = kind or KIND[team]
-        job = Job(jid, f"{team}-{jid}", team, gpus, 1e5, kind=kind, submit_s=submit_s)
+    def job(self, jid: int, team: str, gpus: int, submit_s: float = 0.0) -> Job:
+        job = Job(jid, f"{team}-{jid}", team, gpus, 1e5, kind=KIND[team], submit_s=submit_s)
         job.queue_idx = self.queues.index(team)
         job.priority = 100
         self.jobs[jid] = job
         return job
 
-    def pend(
-        self, jid: int, team: str, gpus: int, submit_s: float, kind: str | None = None
-    ) -> None:
-        self.pending.add(self.job(jid, team, gpus, submit_s, kind))
+    def pend(self, jid: int, team: str, gpus: int, submit_s: float) -> None:
+        self.pending.add(self.job(jid, team, gpus, submit_s))
 
-    def run(self, jid: int, team: str, node: int, gpus: int, kind: str | None = None) -> None:
-        job = self.job(jid, team, gpus, kind=kind)
+    def run(self, jid: int, team: str, node: int, gpus: int) -> None:
+        job = self.job(jid, team, gpus)
         job.state = JobState.RUNNING
         job.run_flavor = self.topo.node_flavor[node]
         job.alloc_gpus = job.run_gpus = gpus
@@ -130,12 +125,6 @@ def _dojo_listed_first(w: World) -> None:
     w.pend(1, "lang", 8, 0.0)
 
 
-def _kind_leak(w: World) -> None:
-    w.run(10, "vision", 0, 8, kind="llm")  # vision's llm work holds the H200 node
-    w.pend(1, "vision", 8, 0.0, kind="llm")
-    w.pend(2, "vision", 8, 1.0)
-
-
 # (id, fleet, setup, priority's placements and H100-eq, hetero's placements and H100-eq)
 SCENARIOS = [
     # Both queues want 8 GPUs. Flavor order: vision (first) takes H200, lang gets Dojo:
@@ -166,17 +155,6 @@ SCENARIOS = [
     ("dojo-listed-first", DOJO_FIRST, _dojo_listed_first,
      {"lang-1": "Dojo-D1"}, 1.168,
      {"lang-1": "H200-SXM"}, 8.656),
-    # One queue, two kinds: vision's llm work runs 8 on H200 and waits for 8 more (submitted
-    # first), its fsd-video job waits for 8. Flavor order: the llm job finds H200 full and
-    # takes Dojo: 8 * 1.082 + 8 * 0.146 = 9.824. Hetero: the LP (classes (vision, llm) 16 GPUs,
-    # (vision, fsd-video) 8; lang has no demand, so no floor binds) gives llm the 8 H200
-    # (1.082 - 0.146 per GPU over Dojo beats fsd-video's 1.118 - 0.293) and fsd-video the 8
-    # Dojo: queue target H200 8, Dojo 8. The llm job's class has no Dojo share, so the queue's
-    # room there (8) is owed to its fsd-video work: refused; fsd-video starts on Dojo:
-    # 8 * 1.082 + 8 * 0.293 = 11.0.
-    ("kind-leak", H200_FIRST, _kind_leak,
-     {"vision-1": "Dojo-D1"}, 9.824,
-     {"vision-2": "Dojo-D1"}, 11.0),
 ]  # fmt: skip
 
 

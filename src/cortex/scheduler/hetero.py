@@ -211,10 +211,9 @@ class TargetShareCheck:
     waiting queue is owed (its target minus its usage); otherwise it waits. Jobs of the top
     priority class are not held back.
 
-    Targets are per queue, but the LP sets them per (queue, kind): a kind the solve gave none
-    of a flavor may not spend its queue's target there, which the solve meant for the queue's
-    other kinds (an llm job of a queue whose Dojo target is for its fsd-video work): for it the
-    queue's own room under target counts as owed too.
+    Targets are per queue, though the LP sets them per (queue, kind): any kind of a queue may
+    use the queue's room. Holding a kind off a flavor the solve gave it none of was measured
+    (bench/RESULTS.md, hetero2): it cut research's work by a fifth and gained nothing.
 
     A queue is owed at most what its waiting jobs of the classes given the flavor asked for at
     the solve: room under a target that no waiting job of the queue can fill (its big runs
@@ -232,11 +231,9 @@ class TargetShareCheck:
         q = job.queue_idx
         target = t.queue_gpus[q][flavor]
         used = st.usage[q][flavor]
-        share = t.class_share.get((q, job.kind))
-        mine = share is None or share[flavor] > 0
-        if mine and used + alloc_gpus / 2 <= target:
+        if used + alloc_gpus / 2 <= target:
             return None
-        owed = 0.0 if mine else _room(t, st.usage, q, flavor)
+        owed = 0.0
         pending = snap.pending.lists
         for q2 in range(len(t.queue_gpus)):
             if q2 != q and pending[q2]:
