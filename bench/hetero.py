@@ -3,6 +3,7 @@
     python bench/hetero.py                 # solve timing, both twin runs, the comparison
     python bench/hetero.py --only twin --policies hetero   # one run (runs may go in parallel)
     python bench/hetero.py --only report --append          # compare, add to bench/RESULTS.md
+    python bench/hetero.py --only bound --days 30          # the steady-state ceiling, no twin
 
 1. `solve`: the allocation solve (HeteroAllocator.solve: class aggregation + two HiGHS LPs) on
    a snapshot of about 100,000 GPUs (cortex-2026's mix scaled down) holding 50,000 jobs
@@ -16,6 +17,11 @@
      quota of every flavor: the LP's entitlement with the offered GPU rate as demand);
    - the fluid bound: the most effective throughput (H100-eq) any placement could sustain on
      this fleet for this offered mix (an LP with each class capped at its offered work).
+   The job stream starts warm (`generate(warm=True)`, unless --cold) and the window figures
+   (`window_*`: work done, H100-eq held per flavor and kind, sampled hourly) start after
+   --warmup-days, so that a saturated fleet is measured, not its filling.
+3. `bound`: the steady-state ceiling without a twin: the best placement of the offered mix
+   against the worst one that keeps every GPU busy, and the same ignoring the mix.
 Timings are wall clock on a shared machine; the throughput figures do not depend on it.
 """
 
@@ -274,6 +280,54 @@ print(json.dumps(out))
 """
 
 
+BOUND = r"""
+import json
+from collections import defaultdict
+import numpy as np
+from scipy.optimize import linprog
+from cortex.fleet.spec import load_fleet_spec, parse_fleet
+from cortex.fleet.topology import build
+from cortex.workload.synthetic import generate
+from cortex.workload.throughput import ThroughputTable
+
+days = {days}
+spec = load_fleet_spec("{fleet}").model_dump()
+for hall in spec["halls"]:
+    for g in hall["groups"]:
+        g["nodes"] = max(1, round(g["nodes"] * {fleet_scale}))
+topo = build(parse_fleet(spec, "{fleet} x {fleet_scale}"))
+jobs = generate(days=days, seed={seed}, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
+table = ThroughputTable.load()
+nf = len(topo.flavors)
+cap = np.array(topo.flavor_gpus(), dtype=float)
+offered = defaultdict(float)  # H100-eq per second offered per (kind, acceptable flavors)
+for j in jobs:
+    ids = tuple(topo.flavors.index(f) for f in j.flavors) or tuple(range(nf))
+    offered[(j.kind, ids)] += j.gpus * j.work_s / (days * 86400)
+keys = sorted(offered)
+ci, fi, s = [], [], []
+for c, (k, ids) in enumerate(keys):
+    for f in ids:
+        ci.append(c); fi.append(f); s.append(table.speed(k, topo.flavors[f]))
+ci, fi, s = np.array(ci), np.array(fi), np.array(s)
+rows = [(fi == f).astype(float) for f in range(nf)] + [np.where(ci == c, s, 0.0)
+                                                        for c in range(len(keys))]
+b = list(cap) + [offered[k] for k in keys]
+best = linprog(-s, A_ub=np.array(rows), b_ub=b, method="highs")
+fill = linprog(-np.ones_like(s), A_ub=np.array(rows), b_ub=b, method="highs")
+worst = linprog(s, A_ub=np.array(rows), b_ub=b, A_eq=np.ones((1, len(s))), b_eq=[-fill.fun],
+                method="highs")
+kinds = sorted({{k for k, _ in keys}})
+hi = sum(cap[f] * max(table.speed(k, topo.flavors[f]) for k in kinds) for f in range(nf))
+lo = sum(cap[f] * min(table.speed(k, topo.flavors[f]) for k in kinds) for f in range(nf))
+print(json.dumps({{
+    "offered_eq": sum(offered.values()), "busy_gpus": -fill.fun, "gpus": float(cap.sum()),
+    "best_eq": -best.fun, "worst_busy_eq": worst.fun, "best_over_worst": -best.fun / worst.fun,
+    "any_mix_best_eq": hi, "any_mix_worst_eq": lo, "any_mix_ratio": hi / lo,
+}}))
+"""
+
+
 def _child(code: str, timeout_s: float) -> dict:
     proc = subprocess.run(
         [PY, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=timeout_s, check=False
@@ -425,6 +479,13 @@ def main() -> None:
         res["solve"] = bench_solve(args.solve_scale, args.solve_jobs, args.repeats)
         (OUT / "hetero-solve.json").write_text(json.dumps(res["solve"], indent=1))
         print(json.dumps({"solve": res["solve"]}), flush=True)
+    if "bound" in only:
+        # The ceiling (no twin): the best placement of the offered mix over the worst that keeps
+        # every GPU busy, for the stream alone (no warm jobs).
+        code = BOUND.format(days=args.days, fleet=args.fleet, seed=args.seed,
+                            fleet_scale=args.fleet_scale)  # fmt: skip
+        res["bound"] = _child(code, 1800)
+        print(json.dumps({"bound": res["bound"]}), flush=True)
     if "twin" in only:
         bench_twin(
             args.fleet,
