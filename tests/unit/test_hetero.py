@@ -310,3 +310,52 @@ def test_the_solve_and_the_power_books_see_one_site_budget() -> None:
     _, budget_w = power_rows(w.snapshot(), ["llm"])
     assert budget_w == pytest.approx(books.site_budget_w(0.0), rel=1e-12)
     assert 0 < budget_w < 0.2e6 / 1.3  # a real bound, under the cap over its PUE
+
+
+def _stale_targets(waiting: tuple[tuple[float, ...], ...]) -> Targets:
+    # As a solve leaves them just after vision's fsd-video job on Dojo ended: vision's target
+    # is the 8 Dojo GPUs that job held, lang's the 8 H200 GPUs its llm work holds.
+    return Targets(
+        solved_at_s=0.0,
+        queue_gpus=((0.0, 8.0), (8.0, 0.0)),
+        class_share={(0, "fsd-video"): (0.0, 1.0), (1, "llm"): (1.0, 0.0)},
+        queue_speed=((1.118, 0.293), (1.082, 0.146)),
+        entitlement_eq=(5.644, 4.912),
+        throughput_eq=(2.344, 8.656),
+        fair_level=0.415,
+        total_eq=11.0,
+        classes=2,
+        waiting_gpus=waiting,
+    )
+
+
+@pytest.mark.parametrize(
+    ("waiting", "started"),
+    [
+        # Without the solve's waiting figures, vision is owed its whole room on Dojo (8 - 0):
+        # spare 8 - 8 = 0, lang's 8-GPU job may not start there and Dojo idles.
+        ((), []),
+        # Vision's only waiting job lists H200 alone (a big run's flavors), so at the solve it
+        # waited for 0 GPUs of a class given Dojo: owed min(8, 0) = 0; lang's own room there is
+        # min(0 - 0, 0) = 0 (its llm class has no Dojo share): spare 8, lang starts on Dojo.
+        (((8.0, 0.0), (0.0, 0.0)), ["lang-2"]),
+    ],
+)
+def test_room_no_waiting_job_can_fill_is_not_held_idle(
+    waiting: tuple[tuple[float, ...], ...], started: list[str]
+) -> None:
+    w = World(H200_FIRST, "hetero")
+    w.run(10, "lang", 0, 8)  # H200 is full
+    w.pend(1, "vision", 8, 0.0)
+    w.jobs[1].flavor_ids = (0,)  # H200 only
+    w.pend(2, "lang", 8, 1.0)
+    plan = schedule(w.snapshot(_stale_targets(waiting)), w.pol, deep=False)
+    assert [s.job.name for s in plan.starts] == started
+    assert all(w.topo.flavors[s.flavor] == "Dojo-D1" for s in plan.starts)
+    if not started:
+        last = plan.blockers[2][-1]  # Dojo, tried after H200 (faster)
+        assert (last.code, last.detail["flavor"], last.detail["spare"]) == (
+            Code.OVER_TARGET,
+            "Dojo-D1",
+            0,
+        )
