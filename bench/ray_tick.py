@@ -1,15 +1,17 @@
 """Scheduling ticks with the Ray executor in the loop, results in bench/out/ray_tick.json
 (summarized by hand in bench/RESULTS.md).
 
-    python bench/ray_tick.py                  # about 3 minutes on 2 shared cores
+    python bench/ray_tick.py                  # about 4 minutes on 2 shared cores
     python bench/ray_tick.py --seconds 20 --fleet-nodes 1000
 
 1. `ticks`: the scheduler loop (SchedulerLoop, a SQLite store) with 1,000 jobs queued, over a
    real loopback Ray cluster (head + two nodes with 8 fake GPUs each: the loop's fleet is what
    the executor discovers, 16 GPUs). Jobs run `sleep 3` (1, 2, 4, 8 or 16 GPUs, so gangs of
    one or two nodes); the loop ticks every 0.2 s for `--seconds`, starting and ending gangs as
-   they finish. Compared with the same loop, fleet, queue and job lengths where the executor
-   is a stand-in that launches nothing and reports each job ended 3 s after its launch (the
+   they finish. Twice: with the executor's GCS calls (a launch's placement group and agents,
+   a gang's teardown) in the tick (`inline_calls`, as before branch ray3) and on its worker
+   thread (the default). Compared with the same loop, fleet, queue and job lengths where the
+   executor is a stand-in that launches nothing and reports each job ended 3 s after its launch (the
    loop's own cost: what the local executor's tick adds on top, process spawns, is left out,
    so the ratio is an upper bound for Ray against local). Wall time per tick (p50, p99) and
    the tick thread's CPU time (the machine is shared: wall time includes waiting for a core,
@@ -156,50 +158,72 @@ def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
     return {
         "ticks": len(walls),
         "queued_at_end": len(loop.mirror.pending),
+        "launches": launches,
         "wall_ms": {"p50": round(pct(walls, 50) * 1e3, 2), "p99": round(pct(walls, 99) * 1e3, 2)},
         "cpu_ms": {"p50": round(pct(cpus, 50) * 1e3, 2), "p99": round(pct(cpus, 99) * 1e3, 2)},
     }
 
 
+def stop_all(ex: Any, loop: Any) -> None:
+    """Cancel the loop's gangs and wait until Ray holds nothing of them (the next run reuses
+    the placement groups' names: its store numbers jobs from 1 again)."""
+    for jid, att in list(loop.mirror.attempt.items()):
+        ex.terminate(jid, att, "cancel", grace_s=0)
+    deadline = time.monotonic() + 60
+    while ex._gangs and time.monotonic() < deadline:
+        ex.poll()
+        time.sleep(0.1)
+    ex.drain(60)
+
+
 def bench_ticks(seconds: float) -> dict[str, Any]:
+    """Stand-in, Ray with its GCS calls in the tick (inline: before), Ray with them on the
+    worker thread (after), stand-in again: one cluster, one run."""
     from raykit import LoopbackCluster
 
     from cortex.executors.ray.executor import RayExecutor
 
     cluster = LoopbackCluster()
+    runs: dict[str, dict[str, Any]] = {}
     try:
         cluster.add("node-a", **{"cortex.pod": "p1"})
         cluster.add("node-b", **{"cortex.pod": "p1"})
         cluster.cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            ex = RayExecutor(root / "ray" / "runs", cluster.address, grace_s=1.0)
-            fleet = ex.discover()
-            (root / "standin").mkdir()
-            base = run_ticks(make_loop(root / "standin", StandIn(), fleet), seconds)
-            (root / "ray").mkdir(exist_ok=True)
-            ray_loop = make_loop(root / "ray", ex, fleet)
-            on_ray = run_ticks(ray_loop, seconds)
-            for jid, att in list(ray_loop.mirror.attempt.items()):
-                ex.terminate(jid, att, "cancel", grace_s=0)
-            deadline = time.monotonic() + 30
-            while ex._gangs and time.monotonic() < deadline:
-                ex.poll()
-                time.sleep(0.1)
-            base2 = run_ticks(make_loop(root / "standin2", StandIn(), fleet), seconds)
+            execs = {
+                name: RayExecutor(
+                    root / name / "runs",
+                    cluster.address,
+                    grace_s=1.0,
+                    inline_calls=name == "ray_inline",
+                )
+                for name in ("ray_inline", "ray_worker")
+            }
+            fleet = execs["ray_inline"].discover()
+            for name in ("standin_before", "ray_inline", "ray_worker", "standin_after"):
+                home = root / name
+                home.mkdir(exist_ok=True)
+                ex = execs.get(name)
+                if ex is None:
+                    runs[name] = run_ticks(make_loop(home, StandIn(), fleet), seconds)
+                else:
+                    ex.discover()  # its own saved fleet: the same nodes in the same order
+                    loop = make_loop(home, ex, fleet)
+                    runs[name] = run_ticks(loop, seconds)
+                    stop_all(ex, loop)
+                print(name, json.dumps(runs[name]), flush=True)
     finally:
         cluster.shutdown()
-    b50 = statistics.median([base["wall_ms"]["p50"], base2["wall_ms"]["p50"]])
-    bc50 = statistics.median([base["cpu_ms"]["p50"], base2["cpu_ms"]["p50"]])
-    return {
-        "queued": QUEUED,
-        "fleet": "loopback Ray: 2 nodes x 8 fake GPUs",
-        "standin_before": base,
-        "ray": on_ray,
-        "standin_after": base2,
-        "ratio_wall_p50": round(on_ray["wall_ms"]["p50"] / b50, 2),
-        "ratio_cpu_p50": round(on_ray["cpu_ms"]["p50"] / bc50, 2),
-    }
+    base = [runs["standin_before"], runs["standin_after"]]
+    b50 = statistics.median([r["wall_ms"]["p50"] for r in base])
+    bc50 = statistics.median([r["cpu_ms"]["p50"] for r in base])
+    out: dict[str, Any] = {"queued": QUEUED, "fleet": "loopback Ray: 2 nodes x 8 fake GPUs"}
+    out.update(runs)
+    for name in ("ray_inline", "ray_worker"):
+        out[f"{name}_ratio_wall_p50"] = round(runs[name]["wall_ms"]["p50"] / b50, 2)
+        out[f"{name}_ratio_cpu_p50"] = round(runs[name]["cpu_ms"]["p50"] / bc50, 2)
+    return out
 
 
 def bench_fleet(n: int) -> dict[str, Any]:

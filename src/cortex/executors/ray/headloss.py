@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import ray
 
 from cortex.executors.ray.runs import Gang, probe
+from cortex.executors.ray.worker import RayWorker
 from cortex.executors.spec import ExitRecord, GangHandle, outcome_for
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class HeadMixin:
     _orphans: list[GangHandle]
     _lost_exits: list[ExitRecord]
     _shutdown: threading.Thread | None
+    _worker: RayWorker
 
     if TYPE_CHECKING:
 
@@ -77,6 +79,9 @@ class HeadMixin:
             rec = ExitRecord(job_id, attempt, outcome_for(gang.stop, None), None, detail)
             self._lost_exits.append(rec)
         self._all_down(why)
+        # Queued launches and teardowns would hang on the lost head or act on the cluster
+        # that comes back: dropped (the failed gangs' leftovers go at reconnection).
+        self._worker.drop()
         self.connected = False
         self.retry_later()
         self._shutdown = threading.Thread(target=_shutdown, name="ray-shutdown", daemon=True)

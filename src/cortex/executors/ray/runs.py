@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ class Gang:
     handle: GangHandle
     parts: list[g.NodePart]
     pg: PlacementGroup | None
-    phase: str = "placing"  # placing, starting, running
+    phase: str = "placing"  # launching, placing, starting, running
+    launch: Future[Any] | None = None  # the worker's creation while launching (launching.py)
     since: float = field(default_factory=time.monotonic)
     spec: LaunchSpec | None = None  # until the ranks start (its env holds the job's secrets)
     env: dict[str, str] | None = None

@@ -1,0 +1,197 @@
+"""The Ray executor's launches off the caller's thread (launching.py, worker.py), over scripted
+Ray calls, no cluster: launch() returns before Ray is asked anything, the creation's outcome
+comes through poll() (started, or failed with the reason), stops that arrive while a launch
+is queued or being created are honoured, and teardowns run after the creation they undo."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cortex.executors.ray import executor as exmod
+from cortex.executors.ray import launching
+from cortex.executors.ray.executor import RayExecutor
+from cortex.executors.spec import ExitRecord, LaunchSpec
+
+TWO_NODES = (("node-a", tuple(range(8))), ("node-b", tuple(range(8))))
+
+
+def spec(job_id: int, attempt: int = 1) -> LaunchSpec:
+    return LaunchSpec(
+        job_id=job_id,
+        attempt=attempt,
+        command=[sys.executable, "-c", "pass"],
+        env={},
+        working_dir=None,
+        devices=list(range(16)),
+        nprocs=2,
+        uses_gpus=True,
+        nodes=TWO_NODES,
+    )
+
+
+class ScriptedRay:
+    """placement_group, the agents and the teardown, recorded as (call, job, thread); a
+    placement group for a job in `hold` waits until the test sets `release`; one for a job in
+    `fail` raises."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, ex: RayExecutor) -> None:
+        self.calls: list[tuple[str, int, str]] = []
+        self.hold: set[int] = set()
+        self.fail: dict[int, str] = {}
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        monkeypatch.setattr(launching, "placement_group", self.placement_group)
+        monkeypatch.setattr(ex, "_agent_cls", Agents())
+        monkeypatch.setattr(ex, "_teardown_now", self.teardown)
+        # A placed group's agent 0 answers through ray.wait: never here (the gang stays
+        # placing), so a stop decides how a created gang ends.
+        monkeypatch.setattr(exmod.ray, "wait", lambda refs, **_: ([], refs))
+
+    def placement_group(self, bundles: Any, *, name: str, **_: Any) -> str:
+        job = int(name.split("-")[1])
+        self.calls.append(("create", job, threading.current_thread().name))
+        if job in self.hold:
+            self.entered.set()
+            assert self.release.wait(10)
+        if job in self.fail:
+            raise RuntimeError(self.fail[job])
+        return f"pg-{job}"
+
+    def teardown(self, h: Any) -> None:
+        self.calls.append(("teardown", h.job_id, threading.current_thread().name))
+
+
+class Agents:
+    """ray.remote(NodeAgent) as far as _create_agents uses it."""
+
+    def options(self, **_: Any) -> Agents:
+        return self
+
+    def remote(self, *args: Any) -> Any:
+        master = type("M", (), {"remote": staticmethod(lambda: "master-ref")})
+        return type("A", (), {"master": master})()
+
+
+def executor(root: Path) -> RayExecutor:
+    ex = RayExecutor(root, None, connect=False, pg_timeout_s=60.0)
+    ex.connected = True  # every Ray call the tests reach is scripted
+    return ex
+
+
+def polled(ex: RayExecutor, timeout_s: float = 10.0) -> list[ExitRecord]:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        got = ex.poll()
+        if got:
+            return got
+        time.sleep(0.01)
+    raise AssertionError("no exit record")
+
+
+def test_launch_returns_before_ray_is_asked_and_the_worker_creates_the_gang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(1)
+    h = ex.launch(spec(1))  # returns while the placement group's creation is held
+    assert ray.entered.wait(10)
+    # The handle is durable before anything exists on Ray (what a restart finds).
+    assert ex.find_run(1, 1) == h
+    assert ex._gangs[(1, 1)].phase == "launching" and ex.poll() == []
+    ray.release.set()
+    assert ex.drain(10)
+    assert ex.poll() == []
+    assert ex._gangs[(1, 1)].phase == "placing"
+    # Only the worker called Ray (the old launch() called it on the caller's thread).
+    assert ray.calls == [("create", 1, "ray-launch")]
+
+
+def test_a_launch_that_fails_on_ray_is_reported_failed_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.fail[2] = "bundle_label_selector: bad label"
+    ex.launch(spec(2))
+    (rec,) = polled(ex)
+    assert (rec.job_id, rec.attempt, rec.outcome, rec.exit_code) == (2, 1, "failed", None)
+    assert rec.detail == "launch failed: bundle_label_selector: bad label"
+    assert ex.drain(10)
+    # What the creation may have made is removed on the worker before the failure is
+    # reported, and once more from poll() (by name: a no-op if nothing is left).
+    assert ray.calls == [
+        ("create", 2, "ray-launch"),
+        ("teardown", 2, "ray-launch"),
+        ("teardown", 2, "ray-launch"),
+    ]
+    assert ex._gangs == {}
+
+
+def test_a_cancel_while_the_launch_is_queued_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(1)
+    ex.launch(spec(1))
+    assert ray.entered.wait(10)  # the worker is busy with job 1: job 3 waits in its queue
+    ex.launch(spec(3))
+    assert ex.terminate(3, 1, "cancel") is True
+    ray.release.set()
+    (rec,) = polled(ex)
+    assert (rec.job_id, rec.outcome, rec.exit_code) == (3, "cancelled", None)
+    assert rec.detail == "cancel requested; stopped before the job started"
+    assert ex.drain(10)
+    assert ("create", 3, "ray-launch") not in ray.calls
+
+
+def test_a_preempt_while_the_gang_is_being_created_tears_it_down_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(4)
+    ex.launch(spec(4))
+    assert ray.entered.wait(10)  # inside the placement group's creation
+    assert ex.terminate(4, 1, "preempt") is True
+    assert ex.poll() == []  # not reported while Ray may still be making it
+    ray.release.set()
+    (rec,) = polled(ex)
+    # Preempted before any rank ran: the loop requeues it (no exit code, nothing to resume).
+    assert (rec.job_id, rec.outcome, rec.exit_code) == (4, "preempted", None)
+    assert rec.detail == "preempt requested; stopped before the job started"
+    assert ex.drain(10)
+    assert ray.calls == [("create", 4, "ray-launch"), ("teardown", 4, "ray-launch")]
+
+
+def test_a_kill_while_launching_removes_what_the_creation_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(5)
+    h = ex.launch(spec(5))
+    assert ray.entered.wait(10)
+    ex.kill(h)
+    ray.release.set()
+    assert ex.drain(10)
+    assert ex.poll() == []  # a kill reports nothing
+    # The teardown ran after the creation it undoes (one thread, in order).
+    assert ray.calls == [("create", 5, "ray-launch"), ("teardown", 5, "ray-launch")]
+
+
+def test_inline_calls_block_in_launch_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = RayExecutor(tmp_path, None, connect=False, inline_calls=True)
+    ex.connected = True
+    ray = ScriptedRay(monkeypatch, ex)
+    ex.launch(spec(6))
+    assert ray.calls == [("create", 6, threading.current_thread().name)]
