@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cortex.executors.ray import executor as exmod
 from cortex.executors.ray import launching
 from cortex.executors.ray.executor import RayExecutor
 from cortex.executors.spec import ExitRecord, LaunchSpec
@@ -49,9 +49,6 @@ class ScriptedRay:
         monkeypatch.setattr(launching, "placement_group", self.placement_group)
         monkeypatch.setattr(ex, "_agent_cls", Agents())
         monkeypatch.setattr(ex, "_teardown_now", self.teardown)
-        # A placed group's agent 0 answers through ray.wait: never here (the gang stays
-        # placing), so a stop decides how a created gang ends.
-        monkeypatch.setattr(exmod.ray, "wait", lambda refs, **_: ([], refs))
 
     def placement_group(self, bundles: Any, *, name: str, **_: Any) -> str:
         job = int(name.split("-")[1])
@@ -74,8 +71,17 @@ class Agents:
         return self
 
     def remote(self, *args: Any) -> Any:
-        master = type("M", (), {"remote": staticmethod(lambda: "master-ref")})
-        return type("A", (), {"master": master})()
+        return Agent()
+
+
+class Agent:
+    """A created agent: its rendezvous address never comes here (the gang stays placing), so
+    a stop decides how a created gang ends."""
+
+    class master:  # noqa: N801  (the actor method's name)
+        @staticmethod
+        def remote() -> Any:
+            return type("Ref", (), {"future": staticmethod(Future)})()
 
 
 def executor(root: Path) -> RayExecutor:
@@ -195,3 +201,47 @@ def test_inline_calls_block_in_launch_as_before(
     ray = ScriptedRay(monkeypatch, ex)
     ex.launch(spec(6))
     assert ray.calls == [("create", 6, threading.current_thread().name)]
+
+
+def test_poll_asks_ray_nothing_for_running_gangs_and_never_probes_the_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cortex.executors.ray import executor as exmod
+    from cortex.executors.ray import headloss
+
+    ex = executor(tmp_path)
+    ex.address = "127.0.0.1:1"  # a head to probe
+    ray = ScriptedRay(monkeypatch, ex)
+    probes: list[str] = []
+    monkeypatch.setattr(headloss, "probe", lambda *a, **k: probes.append(_thread()))
+
+    def no_call(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the tick called into Ray")
+
+    monkeypatch.setattr(exmod.ray, "wait", no_call)
+    monkeypatch.setattr(exmod.ray, "get", no_call)
+    ex.launch(spec(7))
+    assert ex.drain(10)
+    ex.poll()
+    gang = ex._gangs[(7, 1)]
+    # As _starting leaves a gang: each agent's start() and wait() as Futures Ray completes.
+    gang.phase = "running"
+    gang.started = {0: Future(), 1: Future()}
+    gang.waits = {0: Future(), 1: Future()}
+    for i in (0, 1):
+        gang.started[i].set_result(None)
+    assert ex.poll() == [] and ex.is_running(7, 1)
+    for i in (0, 1):
+        gang.waits[i].set_result({"index": i, "exit_code": 0, "node": f"node-{i}"})
+    (rec,) = ex.poll()
+    assert (rec.job_id, rec.outcome, rec.exit_code) == (7, "completed", 0)
+    assert ex.drain(10)
+    assert ray.calls[-1] == ("teardown", 7, "ray-launch")
+    end = time.monotonic() + 10
+    while not probes and time.monotonic() < end:
+        time.sleep(0.01)
+    assert probes and set(probes) == {"ray-head"}  # the watcher's, never the tick's
+
+
+def _thread() -> str:
+    return threading.current_thread().name

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from cortex.executors.ray import membership
 from cortex.executors.ray.executor import RayExecutor
 from cortex.executors.ray.runs import Gang
-from cortex.executors.spec import GangHandle
+from cortex.executors.spec import ExitRecord, GangHandle
 
 
 def raw(node_id: str, name: str | None, alive: bool = True, gpus: float = 8) -> dict[str, Any]:
@@ -122,9 +123,15 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
     ex.discover()
     ex.address = f"127.0.0.1:{_closed_port()}"  # the head's GCS port, closed: the head is gone
     handle = GangHandle(7, 2, "ray", "/r", "/r/o", "/r/e", (0,), {"agents": [], "pg": "x"})
-    ex._gangs[(7, 2)] = Gang(handle=handle, parts=[], pg=None)
-    ex._head_probed = float("-inf")  # the last probe is older than HEAD_EVERY_S
-    (rec,) = ex.poll()
+    # A gang whose launch is still on the executor's worker thread (never done here).
+    ex._gangs[(7, 2)] = Gang(handle=handle, parts=[], pg=None, phase="launching", launch=Future())
+    # poll() starts the head's watcher thread; its verdict comes at a later poll().
+    got: list[ExitRecord] = []
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        got = ex.poll()
+        time.sleep(0.02)
+    (rec,) = got
     assert (rec.job_id, rec.attempt, rec.outcome) == (7, 2, "failed")
     assert rec.detail.startswith(f"Ray head lost (cannot connect to {ex.address}")
     assert not ex.connected and ex._gangs == {}

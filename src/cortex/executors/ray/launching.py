@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 
 KIND = "ray"
 # What the worker makes for a gang: its placement group, its agents by bundle index, and the
-# reference to agent 0's rendezvous address. None: a stop came first, nothing was made.
-Created = tuple[PlacementGroup, dict[int, Any], Any] | None
+# Future of agent 0's rendezvous address. None: a stop came first, nothing was made.
+Created = tuple[PlacementGroup, dict[int, Any], "Future[Any]"] | None
 
 
 class LaunchMixin:
@@ -156,7 +157,7 @@ class LaunchMixin:
             # Requested now, not once the group exists: Ray starts them (a worker process
             # each, the slow part of a gang start) as soon as their bundles are there.
             agents = self._create_agents(h, parts, pg)
-            master_ref = agents[0].master.remote()
+            master = agents[0].master.remote().future()
         except BaseException:
             # A detached group or agent left behind would hold its GPUs until a restart.
             try:
@@ -166,7 +167,7 @@ class LaunchMixin:
             raise
         log.info("job %s attempt %s: placement group on %s", h.job_id, h.attempt,
                  [p.node for p in parts])  # fmt: skip
-        return pg, agents, master_ref
+        return pg, agents, master
 
     def _create_agents(
         self, h: GangHandle, parts: list[g.NodePart], pg: PlacementGroup
@@ -207,7 +208,7 @@ class LaunchMixin:
         created = fut.result()
         if created is None:
             return self._end(gang, None, "stopped before the job started")
-        gang.pg, gang.agents, gang.master_ref = created
+        gang.pg, gang.agents, gang.master = created
         gang.phase, gang.since = "placing", now
         return self._placing(gang, now)
 

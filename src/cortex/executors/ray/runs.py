@@ -30,9 +30,11 @@ class Gang:
     spec: LaunchSpec | None = None  # until the ranks start (its env holds the job's secrets)
     env: dict[str, str] | None = None
     agents: dict[int, Any] = field(default_factory=dict)
-    master_ref: Any = None
-    start_refs: dict[int, Any] = field(default_factory=dict)
-    wait_refs: dict[int, Any] = field(default_factory=dict)
+    # Agent 0's rendezvous address, each agent's start() and its current wait(): Futures
+    # that Ray completes from its own threads (ObjectRef.future()), so poll() asks Ray nothing.
+    master: Future[Any] | None = None
+    started: dict[int, Future[Any]] = field(default_factory=dict)
+    waits: dict[int, Future[Any]] = field(default_factory=dict)
     verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
     lost: dict[int, str] = field(default_factory=dict)
     stop: StopReason | None = None
