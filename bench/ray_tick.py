@@ -1,7 +1,7 @@
 """Scheduling ticks with the Ray executor in the loop, results in bench/out/ray_tick.json
 (summarized by hand in bench/RESULTS.md).
 
-    python bench/ray_tick.py                  # about 4 minutes on 2 shared cores
+    python bench/ray_tick.py                  # about 5 minutes on 2 shared cores
     python bench/ray_tick.py --seconds 20 --fleet-nodes 1000
 
 1. `ticks`: the scheduler loop (SchedulerLoop, a SQLite store) with 1,000 jobs queued, over a
@@ -180,12 +180,17 @@ def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
     spent = timed(loop.executor)
     names = ("wall", "cpu", "runq", "wall_less_runq", "executor", "blocked")
     rows: dict[str, list[float]] = {k: [] for k in names}
+    launch_walls: list[float] = []  # ticks that launched at least one gang
     launches0 = spent[1]
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        t0, c0, q0, e0 = time.perf_counter(), time.thread_time(), runq_s(), spent[0]
+        q0, l0 = runq_s(), spent[1]
+        t0, c0, e0 = time.perf_counter(), time.thread_time(), spent[0]
         loop.tick()
-        wall, cpu, runq = time.perf_counter() - t0, time.thread_time() - c0, runq_s() - q0
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        runq = runq_s() - q0
+        if spent[1] > l0:
+            launch_walls.append(wall)
         rows["wall"].append(wall)
         rows["cpu"].append(cpu)
         rows["runq"].append(runq)
@@ -198,8 +203,10 @@ def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
         "queued_at_end": len(loop.mirror.pending),
         "launches": int(spent[1] - launches0),
     }
-    for k, xs in rows.items():
-        out[f"{k}_ms"] = {"p50": round(pct(xs, 50) * 1e3, 2), "p99": round(pct(xs, 99) * 1e3, 2)}
+    for k, xs in {**rows, "launch_tick_wall": launch_walls}.items():
+        if xs:
+            out[f"{k}_ms"] = {"p50": round(pct(xs, 50) * 1e3, 2), "max": round(max(xs) * 1e3, 2)}
+            out[f"{k}_ms"]["p99"] = round(pct(xs, 99) * 1e3, 2)
     return out
 
 
@@ -215,9 +222,10 @@ def stop_all(ex: Any, loop: Any) -> None:
     ex.drain(60)
 
 
-def bench_ticks(seconds: float) -> dict[str, Any]:
+def bench_ticks(seconds: float, rounds: int = 2) -> dict[str, Any]:
     """Stand-in, Ray with its GCS calls in the tick (inline: before), Ray with them on the
-    worker thread (after), stand-in again: one cluster, one run."""
+    worker thread (after), with `rounds` 2 the two Ray runs again in the other order, then
+    the stand-in again: one cluster, one run."""
     from raykit import LoopbackCluster
 
     from cortex.executors.ray.executor import RayExecutor
@@ -230,17 +238,22 @@ def bench_ticks(seconds: float) -> dict[str, Any]:
         cluster.cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
+            order = ["standin_before", "ray_inline_1", "ray_worker_1"]
+            if rounds > 1:  # ABBA: load that drifts over the run weighs on both alike
+                order += ["ray_worker_2", "ray_inline_2"]
+            order.append("standin_after")
             execs = {
                 name: RayExecutor(
                     root / name / "runs",
                     cluster.address,
                     grace_s=1.0,
-                    inline_calls=name == "ray_inline",
+                    inline_calls=name.startswith("ray_inline"),
                 )
-                for name in ("ray_inline", "ray_worker")
+                for name in order
+                if name.startswith("ray")
             }
-            fleet = execs["ray_inline"].discover()
-            for name in ("standin_before", "ray_inline", "ray_worker", "standin_after"):
+            fleet = execs["ray_inline_1"].discover()
+            for name in order:
                 home = root / name
                 home.mkdir(exist_ok=True)
                 ex = execs.get(name)
@@ -254,13 +267,13 @@ def bench_ticks(seconds: float) -> dict[str, Any]:
                 print(name, json.dumps(runs[name]), flush=True)
     finally:
         cluster.shutdown()
-    base = [runs["standin_before"], runs["standin_after"]]
     out: dict[str, Any] = {"queued": QUEUED, "fleet": "loopback Ray: 2 nodes x 8 fake GPUs"}
     out.update(runs)
-    for k in ("wall", "cpu", "wall_less_runq"):
-        b50 = statistics.median([r[f"{k}_ms"]["p50"] for r in base])
-        for name in ("ray_inline", "ray_worker"):
-            out[f"{name}_ratio_{k}_p50"] = round(runs[name][f"{k}_ms"]["p50"] / b50, 2)
+    for k in ("wall", "cpu"):
+        b50 = statistics.median([runs[n][f"{k}_ms"]["p50"] for n in order if "standin" in n])
+        for kind in ("ray_inline", "ray_worker"):
+            mine = [runs[n][f"{k}_ms"]["p50"] for n in order if n.startswith(kind)]
+            out[f"{kind}_ratio_{k}_p50"] = [round(x / b50, 2) for x in mine]
     return out
 
 
@@ -336,13 +349,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0, help="ticking time per loop")
     ap.add_argument("--fleet-nodes", type=int, default=1000)
     ap.add_argument("--only", default="fleet,ticks")
+    ap.add_argument("--rounds", type=int, default=2, help="1: inline, worker; 2: ABBA")
     args = ap.parse_args()
     out: dict[str, Any] = {}
     if "fleet" in args.only:
         out["fleet"] = bench_fleet(args.fleet_nodes)
         print(json.dumps(out["fleet"], indent=2), flush=True)
     if "ticks" in args.only:
-        out["ticks"] = bench_ticks(args.seconds)
+        out["ticks"] = bench_ticks(args.seconds, args.rounds)
         print(json.dumps(out["ticks"], indent=2), flush=True)
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/ray_tick.json").write_text(json.dumps(out, indent=2))
