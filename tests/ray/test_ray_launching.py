@@ -193,6 +193,25 @@ def test_a_kill_while_launching_removes_what_the_creation_made(
     assert ray.calls == [("create", 5, "ray-launch"), ("teardown", 5, "ray-launch")]
 
 
+def test_a_launch_ray_does_not_answer_fails_in_time_and_is_undone_once_it_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ex.pg_timeout_s = 0.2
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(8)
+    ex.launch(spec(8))
+    assert ray.entered.wait(10)  # the GCS call hangs
+    (rec,) = polled(ex)
+    assert (rec.job_id, rec.outcome) == (8, "failed")
+    assert rec.detail == "launch failed: Ray did not answer within 0.2 s"
+    ray.release.set()
+    assert ex.drain(10)
+    # The teardown was queued behind the creation: whatever it made once Ray answered goes.
+    assert ray.calls == [("create", 8, "ray-launch"), ("teardown", 8, "ray-launch")]
+    assert ex.poll() == []
+
+
 def test_inline_calls_block_in_launch_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
