@@ -254,3 +254,49 @@ def test_gates_read_in_chunks_judge_alike(env: CliEnv, monkeypatch: pytest.Monke
         _ticks(env, 1)
     assert [env.state(j) for j in ids] == ["completed"] * 7
     assert env.state(dep) in ("running", "completed")
+
+
+def test_a_hold_committed_while_the_loop_reads_new_jobs_still_parks_the_job(
+    env: CliEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop reads new jobs (with whether each has a gate) before its write transaction. A
+    hold that commits just after that read, while its route has not yet told the loop, must
+    still keep the job from starting in that tick (the intake looks the gate up again)."""
+    import threading
+
+    from cortex.control import store, store_gates
+    from cortex.control.loop import SchedulerLoop
+
+    [a] = _submit(env, "--", "python3", "-V")
+    committed, tick_done = threading.Event(), threading.Event()
+    ask = SchedulerLoop.request_gates
+
+    def request_gates(self: SchedulerLoop, hold_job: int | None = None) -> None:
+        with env.svc.sessions() as r:
+            visible = store_gates.gate(r, a) is not None
+        if visible and not committed.is_set():  # the route told the loop after its commit:
+            committed.set()  # held back until the tick ends
+            tick_done.wait(30)
+        ask(self, hold_job)
+
+    monkeypatch.setattr(SchedulerLoop, "request_gates", request_gates)
+    read = store.unseen_jobs
+    holder = threading.Thread(target=lambda: env.admin.post(f"/v1/jobs/{a}/hold"))
+
+    def unseen_then_hold(r: object) -> object:
+        rows = read(r)  # type: ignore[arg-type]
+        holder.start()
+        assert committed.wait(30), "the hold route did not commit"
+        return rows
+
+    monkeypatch.setattr(store, "unseen_jobs", unseen_then_hold)
+    try:
+        env.svc.loop.tick()
+    finally:
+        tick_done.set()
+        holder.join(30)
+    monkeypatch.setattr(store, "unseen_jobs", read)
+    _ticks(env, 2)
+    got = _job(env, a)
+    assert (got["state"], got["gates"]["held"]) == ("queued", True), got
+    assert env.ex.launched == []

@@ -47,10 +47,14 @@ def record_end(
     now: float,
     progress: Any,
     node: str | None = None,
+    started: float | None = None,
 ) -> m.AttemptRecord | None:
     """Record the current attempt of `row`, ending now (before the job's state moves on).
-    `progress` is the loop's ProgressBook. None for an attempt with no allocation (never ran)."""
-    started = store.attempt_started_at(s, row.id, row.attempt)
+    `progress` is the loop's ProgressBook; `started`, when the caller knows it, is when the
+    attempt's allocation was made (else it is looked up). None for an attempt with no
+    allocation (never ran)."""
+    if started is None:
+        started = store.attempt_started_at(s, row.id, row.attempt)
     if started is None or row.attempt < 1:
         return None
     p: Progress | None = None

@@ -397,7 +397,9 @@ class SchedulerLoop(
 
     def _ingest(self, s: Session, ids: list[int], new: list[tuple[Any, Job]], now: float) -> None:
         store.mark_seen(s, ids)
-        gated = self.park_gated(s, [job for _, job in new])
+        # Only jobs with a gate row need the lookup. A hold whose row came after `unseen` was
+        # read was asked for before its commit (api/holds.py): run_gates parks the job.
+        gated = self.park_gated(s, [job for row, job in new if row.gated])
         for _row, job in new:
             reason = self._resolve(job)
             if reason is not None:

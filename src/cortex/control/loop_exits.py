@@ -40,7 +40,9 @@ class ExitsMixin:
     if TYPE_CHECKING:  # SchedulerLoop's
 
         def wake(self) -> None: ...
-        def _attempt_ended(self, s: Session, row: m.Job, e: Any, now: float) -> None: ...
+        def _attempt_ended(
+            self, s: Session, row: m.Job, e: Any, now: float, started: float | None = None
+        ) -> None: ...
         def _swap_in(
             self, s: Session, row: m.Job, job: Job, swap: tuple[int, Any], now: float
         ) -> None: ...
@@ -118,8 +120,13 @@ class ExitsMixin:
             log.info("stale exit %s", e)
             return
         job = self.mirror.jobs.get(row.id)
-        self._attempt_ended(s, row, e, now)  # goodput and node health (loop_health.py)
-        self._release(s, row.id, now)
+        # Goodput and node health (loop_health.py) before the mirror lets the job's placement
+        # go (a hot-spare swap reads it); closing the allocation rows first tells it when the
+        # attempt started.
+        started = store.close_allocations(s, row.id, now).get(row.attempt)
+        self._attempt_ended(s, row, e, now, started)
+        self.mirror.release(row.id)
+        self.dirty = True
         row.exit_code = e.exit_code
         detail = f"{e.outcome}: {e.detail}" if e.detail else e.outcome
         store.event(

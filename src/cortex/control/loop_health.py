@@ -79,8 +79,11 @@ class HealthMixin:
     def _admit(self, s: Session, st: Any, now: float) -> None:
         raise NotImplementedError  # LaunchMixin's
 
-    def _attempt_ended(self, s: Session, row: m.Job, e: Any, now: float) -> None:
-        """An attempt of `row` ended with exit record `e` (before the job's state moves on)."""
+    def _attempt_ended(
+        self, s: Session, row: m.Job, e: Any, now: float, started: float | None = None
+    ) -> None:
+        """An attempt of `row` ended with exit record `e` (before the job's state moves on);
+        `started`: when its allocation was made, if the caller knows."""
         node = None
         if str(e.outcome) == "failed":
             devs = self.view.devices.get(row.id) or ()
@@ -93,7 +96,7 @@ class HealthMixin:
             node = nodes[0] if len(nodes) == 1 else None
             if node is not None and kind != KIND_JOB and self.spares is not None:
                 self._plan_swap(row.id, node)
-        goodput.record_end(s, row, str(e.outcome), now, self.progress, node=node)
+        goodput.record_end(s, row, str(e.outcome), now, self.progress, node=node, started=started)
 
     def _plan_swap(self, job_id: int, node: str) -> None:
         """Note a spare for the gang if it spans several nodes, one of them `node`: the exit

@@ -43,6 +43,9 @@ class Mirror:
         self.stopping: set[int] = set()  # preempted, process still exiting; not in self.state
         self.attempt: dict[int, int] = {}  # running jobs: current attempt
         self.owner: dict[int, int] = {}  # device -> job id holding it now
+        # The same, by job (sorted devices): kept beside `owner` because the loop publishes it
+        # twice a tick and a release would otherwise scan every device.
+        self.held: dict[int, tuple[int, ...]] = {}
         self.backoff: dict[int, float] = {}  # requeued, waiting out a retry delay until then
 
     # ---- whole-mirror changes -------------------------------------------------------------
@@ -54,6 +57,7 @@ class Mirror:
         self.stopping.clear()
         self.attempt.clear()
         self.owner.clear()
+        self.held.clear()
         self.backoff.clear()
 
     def rebuild(self, queues: QueueConfig, resolve: Callable[[Job], object]) -> None:
@@ -105,8 +109,7 @@ class Mirror:
         job.state = JobState.RUNNING
         del self.admitted[job.id]
         self.attempt[job.id] = attempt
-        for d in devices:
-            self.owner[d] = job.id
+        self._hold(job.id, devices)
 
     def was_admitted(self, job_id: int) -> bool:
         """Take an admitted (never launched) job out of `admitted`; whether it was there."""
@@ -126,8 +129,21 @@ class Mirror:
             del self.placement[job_id]
         self.stopping.discard(job_id)
         self.attempt.pop(job_id, None)
-        for d in [d for d, j in self.owner.items() if j == job_id]:
+        for d in self.held.pop(job_id, ()):
             del self.owner[d]
+
+    def _hold(self, job_id: int, devices: list[int]) -> None:
+        for d in devices:
+            prev = self.owner.get(d)
+            if prev is not None and prev != job_id:  # recovery: two runs named one device
+                rest = tuple(x for x in self.held[prev] if x != d)
+                if rest:
+                    self.held[prev] = rest
+                else:
+                    del self.held[prev]
+            self.owner[d] = job_id
+        if devices:
+            self.held[job_id] = tuple(sorted({*self.held.get(job_id, ()), *devices}))
 
     def requeue(self, job: Job, until: float | None) -> None:
         """Back to the queue, or, with `until`, waiting out a retry delay first."""
@@ -173,8 +189,7 @@ class Mirror:
         preemption victim still exiting."""
         self.jobs[job.id] = job
         self.attempt[job.id] = attempt
-        for d in devices:
-            self.owner[d] = job.id
+        self._hold(job.id, devices)
         if exiting:
             self.stopping.add(job.id)
         else:
@@ -196,10 +211,7 @@ class Mirror:
 
     # ---- reads ----------------------------------------------------------------------------
     def devices_by_job(self) -> Mapping[int, tuple[int, ...]]:
-        out: dict[int, list[int]] = {}
-        for d, j in self.owner.items():
-            out.setdefault(j, []).append(d)
-        return {j: tuple(sorted(ds)) for j, ds in out.items()}
+        return dict(self.held)
 
     def usage(self) -> dict[str, tuple[int, int]]:
         """Per queue name: (GPUs held, jobs pending)."""

@@ -300,7 +300,8 @@ def job_counts(s: Session) -> list[tuple[str, str, int]]:
 
 # ---- the scheduler loop's reads and writes ------------------------------------------------------
 def unseen_jobs(r: Session) -> Sequence[Any]:
-    """Jobs the loop has not read yet (new submissions), oldest first: the columns it needs."""
+    """Jobs the loop has not read yet (new submissions), oldest first: the columns it needs,
+    and `gated`: whether the job has a gate row (only those need the loop's gate lookup)."""
     return r.execute(
         select(
             m.Job.id,
@@ -309,7 +310,9 @@ def unseen_jobs(r: Session) -> Sequence[Any]:
             m.Job.submitted_at,
             m.Job.failures,
             m.Job.preemptions,
+            m.JobGate.job_id.is_not(None).label("gated"),
         )
+        .outerjoin(m.JobGate, m.JobGate.job_id == m.Job.id)
         .where(m.Job.seen.is_(False))
         .order_by(m.Job.id)
     ).all()
@@ -365,13 +368,16 @@ def count_requeues(s: Session, job_id: int, reason_prefix: str) -> int:
     return int(n or 0)
 
 
-def close_allocations(s: Session, job_id: int, at: float) -> None:
-    """The job's active allocation rows end now."""
-    s.execute(
+def close_allocations(s: Session, job_id: int, at: float) -> dict[int, float]:
+    """The job's active allocation rows end now. Returns, per attempt among them, when its
+    latest one was made (attempt_started_at's answer, without a second query)."""
+    rows = s.execute(
         update(m.Allocation)
         .where(m.Allocation.job_id == job_id, m.Allocation.active.is_(True))
         .values(active=False, released_at=at)
-    )
+        .returning(m.Allocation.id, m.Allocation.attempt, m.Allocation.created_at)
+    ).all()
+    return {attempt: created for _, attempt, created in sorted(rows)}
 
 
 def close_leaked_allocations(s: Session, holding: set[int], at: float) -> int:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -19,14 +21,21 @@ MAX_ROWS = 100_000  # attempt records one fleet answer reads (newest first)
 # ---- attempts -----------------------------------------------------------------------------------
 def add_attempt(s: Session, rec: m.AttemptRecord) -> None:
     """One ended attempt; a second record of the same attempt (an exit seen twice across a
-    restart) is ignored."""
-    got = s.scalar(
-        select(m.AttemptRecord.id).where(
-            m.AttemptRecord.job_id == rec.job_id, m.AttemptRecord.attempt == rec.attempt
-        )
-    )
-    if got is None:
-        s.add(rec)
+    restart) is ignored: one INSERT ... ON CONFLICT DO NOTHING on the (job, attempt) key, not a
+    lookup and an insert, as every exit pays for it inside the scheduler's tick."""
+    values = {c.key: getattr(rec, c.key) for c in m.AttemptRecord.__table__.columns}
+    del values["id"]
+    values["checkpoints"] = values["checkpoints"] or 0
+    values["checkpoint_write_s"] = values["checkpoint_write_s"] or 0.0
+    dialect = s.get_bind().dialect.name
+    if dialect == "sqlite":
+        s.execute(sqlite_insert(m.AttemptRecord).values(**values).on_conflict_do_nothing())
+    elif dialect == "postgresql":
+        s.execute(pg_insert(m.AttemptRecord).values(**values).on_conflict_do_nothing())
+    else:  # another database: look first
+        key = (m.AttemptRecord.job_id == rec.job_id, m.AttemptRecord.attempt == rec.attempt)
+        if s.scalar(select(m.AttemptRecord.id).where(*key)) is None:
+            s.add(rec)
 
 
 def attempts_of(s: Session, job_id: int) -> Sequence[m.AttemptRecord]:

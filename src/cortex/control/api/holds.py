@@ -26,6 +26,9 @@ def hold(job_id: JobId, who: Who, svc: Svc) -> JobOut:
         else:
             gate.held = True
         job.reason = f"held (cortex release {job_id})"
+        # Asked before the commit as well: the loop may have read the job as ungated a moment
+        # ago, and must park it in the tick that follows, not wait for the ask below.
+        svc.loop.request_gates(hold_job=job_id)
     svc.loop.request_gates(hold_job=job_id)
     with svc.sessions() as s:
         out = job_out(svc, s, visible(s, who, job_id))
