@@ -212,6 +212,25 @@ def test_a_launch_ray_does_not_answer_fails_in_time_and_is_undone_once_it_does(
     assert ex.poll() == []
 
 
+def test_a_launch_waiting_in_the_queue_is_not_timed_only_its_creation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ex.pg_timeout_s = 0.3
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(9)
+    ex.launch(spec(9))
+    assert ray.entered.wait(10)
+    ex.launch(spec(10))  # queued behind job 9's creation, which hangs
+    (rec,) = polled(ex)
+    assert (rec.job_id, rec.detail) == (9, "launch failed: Ray did not answer within 0.3 s")
+    time.sleep(0.4)  # job 10 has now waited longer than the timeout, in the queue
+    assert ex.poll() == []
+    ray.release.set()
+    assert ex.drain(10)
+    assert ex.poll() == [] and ex._gangs[(10, 1)].phase == "placing"  # created in time
+
+
 def test_inline_calls_block_in_launch_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,8 +14,9 @@ next poll() that finds the worker done:
 - a stop (preempt or cancel) that came while it was queued: the worker creates nothing, and
   poll() reports the gang stopped before it started; one that came while it was being created
   is honoured once it is (the gang is torn down before any rank starts);
-- the worker still busy after `pg_timeout_s` (the GCS not answering): reported failed, the
-  teardown queued behind the creation."""
+- the worker still busy with it `pg_timeout_s` after it began (the GCS not answering):
+  reported failed, the teardown queued behind the creation. A launch waiting in the worker's
+  queue is not timed (a burst of launches queues)."""
 
 from __future__ import annotations
 
@@ -195,13 +196,23 @@ class LaunchMixin:
         fut = gang.launch
         assert fut is not None
         if not fut.done():
-            if now - gang.since < self.pg_timeout_s:
+            # Timed from when the worker took it up, not from launch(): a burst of launches
+            # queues (40-90 ms each here), and the last of a few hundred would time out while
+            # Ray answers every call. A queued launch waits for the call before it, which
+            # either ends or times out itself (a lost head drops the queue: headloss.py).
+            if not fut.running():
+                return None
+            if gang.created_at is None:
+                gang.created_at = now
+            if now - gang.created_at < self.pg_timeout_s:
                 return None
             gang.launch = None  # its teardown is queued behind it, so runs once it is done
             return self._end(
                 gang, None, f"launch failed: Ray did not answer within {self.pg_timeout_s:g} s"
             )
         gang.launch = None
+        if fut.cancelled():  # dropped from the worker's queue (a lost head fails it first)
+            return self._end(gang, None, "launch failed: dropped before Ray was asked")
         err = fut.exception()
         if err is not None:
             return self._end(gang, None, f"launch failed: {short(err)}")
