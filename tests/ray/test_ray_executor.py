@@ -239,7 +239,8 @@ def test_an_unreachable_cluster_serves_the_last_fleet_down_and_checks_adoptions_
     # The cluster answers again (here: at the address it really has).
     off.address = cluster.address
     off._backoff.next_at = 0.0
-    assert off.poll() == [] and off.connected
+    # Joined on a thread (ray.init never runs in the tick): connected a few polls later.
+    wait_for(lambda: off.poll() == [] and off.connected, 30, 0.05)
     changes: list[tuple[str, bool]] = []
     wait_for(lambda: changes.extend(off.node_changes(force=True)) or changes, 10, 0.2)
     assert sorted(changes) == [("node-a", True), ("node-b", True)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -139,12 +140,18 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
     assert ex.poll() == []  # reported once
     torn: list[GangHandle] = []
     monkeypatch.setattr(ex, "_teardown", torn.append)
-    monkeypatch.setattr(ex, "connect", lambda: setattr(ex, "connected", True))
+    joined: list[str] = []
+    monkeypatch.setattr(ex, "_join", lambda: joined.append(threading.current_thread().name))
     assert ex._shutdown is not None
     ex._shutdown.join(30)
     ex._backoff.next_at = time.monotonic()  # the backoff's first delay (1 s) is over
     ex.address = None  # the head answers again
-    assert ex.poll() == [] and ex.connected
+    deadline = time.monotonic() + 10
+    while not ex.connected and time.monotonic() < deadline:
+        assert ex.poll() == []
+        time.sleep(0.02)
+    assert ex.connected
+    assert joined == ["ray-connect"]  # ray.init's part ran on a thread, never the tick's
     assert torn == [handle]  # what Ray may have kept of the failed attempt goes first
     assert sorted(ex.node_changes(force=True)) == [("n1", True), ("n2", True)]
 
@@ -152,7 +159,6 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
 def test_the_tick_never_waits_for_the_node_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
 
     ray = Cluster(monkeypatch)
     ray.nodes = [raw("r1", "n1"), raw("r2", "n2")]

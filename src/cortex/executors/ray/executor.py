@@ -117,12 +117,17 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
         self._worker = RayWorker(inline=inline_calls)
         self.connected = False
         self._backoff = Backoff()
+        self._joining: Future[None] | None = None  # ray.init on its thread (_reconnect)
         if connect:
             self.connect()
 
     # -- connection and fleet --------------------------------------------------------------
     def connect(self) -> None:
         """Join the cluster as a driver (raises ConnectionError when it is unreachable)."""
+        self._join()
+        self.connected = True
+
+    def _join(self) -> None:
         probe(self.address)
         if not ray.is_initialized():
             ray.init(
@@ -131,20 +136,35 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
                 log_to_driver=False,
                 logging_level=logging.WARNING,
             )
-        self.connected = True
 
     def retry_later(self) -> None:
         """connect() failed (the caller logged it): poll() tries again after the backoff."""
         self._backoff.later()
 
     def _reconnect(self) -> bool:
-        if self.connected or not self._backoff.due() or self._shutting_down():
+        """Connected, or a reconnection attempt moved on (with backoff). The probe runs here (it
+        fails at once while nothing listens); `ray.init` runs on a thread of its own once the
+        head answers: it held the tick 30-36 s while a cluster was still starting."""
+        if self.connected or self._shutting_down():
             return self.connected
-        try:
-            self.connect()
-        except (ConnectionError, RuntimeError) as err:
-            self._backoff.failed(self.address, err)
+        joining = self._joining
+        if joining is None:
+            if not self._backoff.due():
+                return False
+            try:
+                probe(self.address)
+            except ConnectionError as err:
+                self._backoff.failed(self.address, err)
+                return False
+            self._joining = joining = RayWorker(name="ray-connect").submit(self._join)
+        if not joining.done():
             return False
+        self._joining = None
+        failure = joining.exception()
+        if failure is not None:  # whatever it was: tried again after the backoff
+            self._backoff.failed(self.address, failure)
+            return False
+        self.connected = True
         log.warning("ray: connected to %s", self.address or "auto")
         self._backoff = Backoff()  # a later loss starts again from the first delay
         self._clear_orphans()

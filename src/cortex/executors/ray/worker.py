@@ -28,10 +28,11 @@ _Item = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]]
 
 
 class RayWorker:
-    def __init__(self, *, inline: bool = False) -> None:
+    def __init__(self, *, inline: bool = False, name: str = "ray-launch") -> None:
         # inline: every call runs in submit() (the old, blocking behaviour): the benchmark's
         # before/after in one run, and a way to rule the thread out when debugging.
         self.inline = inline
+        self.name = name
         self._q: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -48,7 +49,7 @@ class RayWorker:
             self._q.put((fut, fn, args))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
-                    target=self._loop, args=(self._q,), name="ray-launch", daemon=True
+                    target=self._loop, args=(self._q,), name=self.name, daemon=True
                 )
                 self._thread.start()
         return fut
