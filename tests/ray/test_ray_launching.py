@@ -174,7 +174,12 @@ def test_a_preempt_while_the_gang_is_being_created_tears_it_down_after(
     assert (rec.job_id, rec.outcome, rec.exit_code) == (4, "preempted", None)
     assert rec.detail == "preempt requested; stopped before the job started"
     assert ex.drain(10)
-    assert ray.calls == [("create", 4, "ray-launch"), ("teardown", 4, "ray-launch")]
+    # Undone by the creation itself once it returns, and again (by name: a no-op) from poll().
+    assert ray.calls == [
+        ("create", 4, "ray-launch"),
+        ("teardown", 4, "ray-launch"),
+        ("teardown", 4, "ray-launch"),
+    ]
 
 
 def test_a_kill_while_launching_removes_what_the_creation_made(
@@ -189,8 +194,12 @@ def test_a_kill_while_launching_removes_what_the_creation_made(
     ray.release.set()
     assert ex.drain(10)
     assert ex.poll() == []  # a kill reports nothing
-    # The teardown ran after the creation it undoes (one thread, in order).
-    assert ray.calls == [("create", 5, "ray-launch"), ("teardown", 5, "ray-launch")]
+    # Undone by the creation itself, then by the kill's teardown (one thread, in order).
+    assert ray.calls == [
+        ("create", 5, "ray-launch"),
+        ("teardown", 5, "ray-launch"),
+        ("teardown", 5, "ray-launch"),
+    ]
 
 
 def test_a_launch_ray_does_not_answer_fails_in_time_and_is_undone_once_it_does(
@@ -207,8 +216,12 @@ def test_a_launch_ray_does_not_answer_fails_in_time_and_is_undone_once_it_does(
     assert rec.detail == "launch failed: Ray did not answer within 0.2 s"
     ray.release.set()
     assert ex.drain(10)
-    # The teardown was queued behind the creation: whatever it made once Ray answered goes.
-    assert ray.calls == [("create", 8, "ray-launch"), ("teardown", 8, "ray-launch")]
+    # The creation, once Ray answered, undid itself; the teardown queued behind it again.
+    assert ray.calls == [
+        ("create", 8, "ray-launch"),
+        ("teardown", 8, "ray-launch"),
+        ("teardown", 8, "ray-launch"),
+    ]
     assert ex.poll() == []
 
 

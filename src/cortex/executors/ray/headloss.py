@@ -104,6 +104,7 @@ class HeadMixin:
         self._gangs.clear()
         self._unverified.clear()
         for (job_id, attempt), gang in sorted(gangs.items()):
+            gang.abandoned = True  # a creation still running on the worker undoes itself
             self._orphans.append(gang.handle)
             detail = f"{gang.stop} requested; {why}" if gang.stop else why
             rec = ExitRecord(job_id, attempt, outcome_for(gang.stop, None), None, detail)

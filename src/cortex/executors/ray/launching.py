@@ -166,6 +166,11 @@ class LaunchMixin:
             except Exception:
                 log.exception("job %s attempt %s: teardown after a failed launch", *g_key(h))
             raise
+        if stopped():
+            # Given up while Ray was making it (a stop, a kill, a lost head, the launch timed
+            # out): undone here at once, before anything could start on it.
+            self._teardown_now(h)
+            return None
         log.info("job %s attempt %s: placement group on %s", h.job_id, h.attempt,
                  [p.node for p in parts])  # fmt: skip
         return pg, agents, master
@@ -207,6 +212,7 @@ class LaunchMixin:
             if now - gang.created_at < self.pg_timeout_s:
                 return None
             gang.launch = None  # its teardown is queued behind it, so runs once it is done
+            gang.abandoned = True  # and the creation undoes itself if it ever returns
             return self._end(
                 gang, None, f"launch failed: Ray did not answer within {self.pg_timeout_s:g} s"
             )
@@ -229,5 +235,5 @@ def g_key(h: GangHandle) -> tuple[int, int]:
 
 
 def _stopped(gang: Gang) -> Callable[[], bool]:
-    # Read on the worker thread: one attribute, set once by terminate() on the tick thread.
-    return lambda: gang.stop is not None
+    # Read on the worker thread: attributes set once on the tick thread.
+    return lambda: gang.stop is not None or gang.abandoned

@@ -27,6 +27,7 @@ class Gang:
     phase: str = "placing"  # launching, placing, starting, running
     launch: Future[Any] | None = None  # the worker's creation while launching (launching.py)
     created_at: float | None = None  # monotonic: when the worker began creating it
+    abandoned: bool = False  # the executor gave it up (lost head, launch timed out)
     since: float = field(default_factory=time.monotonic)
     spec: LaunchSpec | None = None  # until the ranks start (its env holds the job's secrets)
     env: dict[str, str] | None = None
