@@ -244,6 +244,29 @@ def test_a_launch_waiting_in_the_queue_is_not_timed_only_its_creation(
     assert ex.poll() == [] and ex._gangs[(10, 1)].phase == "placing"  # created in time
 
 
+def test_a_launch_queued_behind_a_stuck_call_fails_and_is_never_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ex.pg_timeout_s = 0.05  # queued: failed after 10 x 0.05 = 0.5 s
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(11)
+    ex.launch(spec(11))
+    assert ray.entered.wait(10)
+    ex.launch(spec(12))
+    got: list[ExitRecord] = []
+    end = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < end:
+        got += ex.poll()
+        time.sleep(0.01)
+    by_job = {r.job_id: r.detail for r in got}
+    assert by_job[11] == "launch failed: Ray did not answer within 0.05 s"
+    assert by_job[12].startswith("launch failed: still queued after")
+    ray.release.set()
+    assert ex.drain(10)
+    assert ("create", 12, "ray-launch") not in ray.calls  # its turn came: nothing made
+
+
 def test_inline_calls_block_in_launch_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ next poll() that finds the worker done:
   is honoured once it is (the gang is torn down before any rank starts);
 - the worker still busy with it `pg_timeout_s` after it began (the GCS not answering):
   reported failed, the teardown queued behind the creation. A launch waiting in the worker's
-  queue is not timed (a burst of launches queues)."""
+  queue is timed only against a stuck worker (QUEUED_TIMEOUTS): a burst of launches queues."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ from cortex.executors.spec import ExitRecord, GangHandle, LaunchSpec, StopReason
 log = logging.getLogger(__name__)
 
 KIND = "ray"
+QUEUED_TIMEOUTS = 10  # a launch may wait this many pg_timeout_s in the worker's queue
 # What the worker makes for a gang: its placement group, its agents by bundle index, and the
 # Future of agent 0's rendezvous address. None: a stop came first, nothing was made.
 Created = tuple[PlacementGroup, dict[int, Any], "Future[Any]"] | None
@@ -203,10 +204,17 @@ class LaunchMixin:
         if not fut.done():
             # Timed from when the worker took it up, not from launch(): a burst of launches
             # queues (40-90 ms each here), and the last of a few hundred would time out while
-            # Ray answers every call. A queued launch waits for the call before it, which
-            # either ends or times out itself (a lost head drops the queue: headloss.py).
+            # Ray answers every call. A queued one is bounded only against a worker stuck on
+            # an earlier call (a lost head drops the queue first: headloss.py).
             if not fut.running():
-                return None
+                if now - gang.since < QUEUED_TIMEOUTS * self.pg_timeout_s:
+                    return None
+                gang.launch, gang.abandoned = None, True  # never created when its turn comes
+                waited = now - gang.since
+                return self._end(
+                    gang, None, f"launch failed: still queued after {waited:.0f} s (the "
+                    "executor's worker thread is held by an earlier Ray call)"
+                )  # fmt: skip
             if gang.created_at is None:
                 gang.created_at = now
             if now - gang.created_at < self.pg_timeout_s:
