@@ -49,7 +49,7 @@ def main() -> None:
         for _ in range(a.repeats):
             with svc.sessions.begin() as s:
                 t0 = time.perf_counter()
-                svc.loop.gates_dirty = True  # every parked job, as after a hold or release
+                svc.loop.gates_dirty = True  # every parked job, as after a restart
                 svc.loop.run_gates(s, svc.clock.time(), [])
                 judge.append(time.perf_counter() - t0)
         # A member of one array ends: only that array's parked members are judged again.
@@ -63,11 +63,21 @@ def main() -> None:
                 one.append(time.perf_counter() - t0)
                 s.rollback()  # judged again, from the same state, next repeat
             svc.loop._array_of[member] = key  # forgotten as ended: put back for the next one
+        # A hold or release of one parked member: that job and its array's parked members
+        # (before issue 14's second pass, every parked job).
+        released = []
+        for _ in range(a.repeats):
+            with svc.sessions.begin() as s:
+                t0 = time.perf_counter()
+                svc.loop.request_gates(job=member + 1)  # what POST /v1/jobs/{id}/release asks
+                svc.loop.run_gates(s, svc.clock.time(), [])
+                released.append(time.perf_counter() - t0)
         svc.close()
     print(f"{parked} parked jobs ({a.arrays} arrays of {a.size}, %1), median of {a.repeats}:")
     print(f"  idle tick (nothing parked)         {statistics.median(idle) * 1000:8.1f} ms")
     print(f"  one judgement of every parked job  {statistics.median(judge) * 1000:8.1f} ms")
     print(f"  a member of one array ends         {statistics.median(one) * 1000:8.1f} ms")
+    print(f"  a hold or release of one job       {statistics.median(released) * 1000:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from cortex.executors.local.executor import (
 from cortex.executors.local.procfs import proc_stat, same_process
 
 PY = sys.executable
-TIMEOUT_S = 20.0
+TIMEOUT_S = 60.0  # generous: a loaded 2-core CI machine starts interpreters slowly
 
 
 def same_user_executor(root: Path, **kw: object) -> LocalExecutor:
@@ -91,15 +91,15 @@ def put_fn(path: Path) -> str:
 
 def sleeper(pidfile: Path) -> list[str]:
     """A job that writes its pid and sleeps far longer than any test waits."""
-    return py(f"import os, time\nput = {put_fn(pidfile)}\nput(str(os.getpid()))\ntime.sleep(60)")
+    return py(f"import os, time\nput = {put_fn(pidfile)}\nput(str(os.getpid()))\ntime.sleep(600)")
 
 
 STUBBORN_JOB = """
     import os, signal, subprocess, sys, time
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     child = subprocess.Popen([sys.executable, "-c",
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
     put = {put}
     put(str(child.pid))
-    time.sleep(60)
+    time.sleep(600)
 """

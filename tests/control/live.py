@@ -123,13 +123,13 @@ class LiveServer:
     # ---- API helpers ---------------------------------------------------------------------
     def client(self, token: str = ADMIN) -> httpx.Client:
         c = httpx.Client(
-            base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=10
+            base_url=self.base, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
         self._clients.append(c)
         return c
 
     def team_token(self, team: str) -> str:
-        with httpx.Client(base_url=self.base, timeout=10) as c:
+        with httpx.Client(base_url=self.base, timeout=30) as c:
             r = c.post(
                 "/v1/tokens", json={"team": team}, headers={"Authorization": f"Bearer {ADMIN}"}
             )

@@ -107,11 +107,11 @@ class _Worker:
             with self.lock:
                 self.res.hung.append(f"follow {url}: {e!r}")
 
-    def run(self, tokens: dict[str, str], deadline: float) -> None:
+    def run(self, tokens: dict[str, str], stop: threading.Event) -> None:
         team = self.rng.choice(TEAMS)
         user = self.srv.client(tokens[team])
         admin = self.srv.client(ADMIN)
-        while time.monotonic() < deadline:
+        while not stop.is_set():
             op = self.rng.random()
             if op < 0.35:
                 body = {
@@ -144,6 +144,9 @@ class _Worker:
             time.sleep(self.rng.uniform(0, 0.05))
 
 
+KINDS = ("submit", "cancel", "follow", "queue", "read")
+
+
 def lock_stress(
     srv: LiveServer,
     duration_s: float,
@@ -151,15 +154,29 @@ def lock_stress(
     seed: int = 0,
     workers: int = 8,
     request_timeout_s: float = 10.0,
+    min_each: int = 0,
+    max_s: float | None = None,
 ) -> StressResult:
+    """Load for `duration_s`, then on until every kind of request has answered `min_each`
+    times (at most `max_s` in all): how many a fixed time holds depends on the machine's load
+    (a follow of a quiet job waits out its read timeout), and a test counting them must not
+    fail by chance."""
     res = StressResult()
     lock = threading.Lock()
     tokens = {t: srv.team_token(t) for t in TEAMS}
-    deadline = time.monotonic() + duration_s
+    start = time.monotonic()
+    deadline, last = start + duration_s, start + max(duration_s, max_s or 0.0)
+    stop = threading.Event()
+
+    def done(now: float) -> bool:
+        with lock:
+            enough = all(res.by_kind.get(k, 0) >= min_each for k in KINDS)
+        return now >= last or (now >= deadline and enough)
+
     threads = [
         threading.Thread(
             target=_Worker(srv, res, lock, seed * 1000 + i, request_timeout_s).run,
-            args=(tokens, deadline),
+            args=(tokens, stop),
             daemon=True,
         )
         for i in range(workers)
@@ -167,7 +184,7 @@ def lock_stress(
     for t in threads:
         t.start()
     with httpx.Client(base_url=srv.base) as mon:
-        while time.monotonic() < deadline:
+        while not done(time.monotonic()):
             try:
                 ticks = int(mon.get("/healthz", timeout=request_timeout_s).json()["ticks"])
             except (httpx.HTTPError, ValueError, KeyError) as e:
@@ -176,6 +193,7 @@ def lock_stress(
                 ticks = res.tick_samples[-1][1] if res.tick_samples else 0
             res.tick_samples.append((time.monotonic(), ticks))
             time.sleep(0.25)
+    stop.set()
     for t in threads:
         # Each worker's last request may take up to the timeout, and a follow one more second.
         t.join(request_timeout_s + 5)

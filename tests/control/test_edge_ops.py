@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,29 @@ from helpers import ADMIN, fake_service, job_body
 from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
+
+
+class _Follower:
+    """What a `logs --follow` stream has delivered so far, for a thread that writes the logs
+    to wait on: a fixed sleep for the follower to catch up lost to a loaded machine now and
+    then (the follower had not read attempt 1, or the part before a rotation, in time)."""
+
+    WAIT_S = 60.0  # generous; on a timeout the writer goes on and the test's assert fails
+
+    def __init__(self) -> None:
+        self.got = b""
+        self.changed = threading.Condition()
+
+    def read_all(self, r: Any) -> bytes:
+        for chunk in r.iter_bytes():
+            with self.changed:
+                self.got += chunk
+                self.changed.notify_all()
+        return self.got
+
+    def until(self, prefix: bytes) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.got.startswith(prefix), timeout=self.WAIT_S)
 
 
 def sqlite_service(tmp_path: Path, **kw: object) -> Service:
@@ -129,17 +153,19 @@ def test_logs_follow_crosses_attempts_until_the_job_is_final(svc: Service) -> No
     def attempt_now() -> int:
         return int(c.get(f"/v1/jobs/{job_id}", headers=h).json()["attempt"])
 
+    follower = _Follower()
+
     def drive() -> None:
         svc.loop.tick()  # attempt 1 starts
         write(1, "one\n")
-        time.sleep(0.5)  # let the follower read attempt 1 while it runs
+        follower.until(b"one\n")  # the follower reads attempt 1 while it runs
         ex.finish(job_id, "preempted", 75)  # requeued: the job is not final
         for _ in range(50):  # a bounded number of ticks until attempt 2 runs
             svc.loop.tick()
             if attempt_now() == 2:
                 break
         write(2, "two\n")
-        time.sleep(0.5)
+        follower.until(b"one\ntwo\n")
         ex.finish(job_id, "completed", 0)
         svc.loop.tick()
 
@@ -147,9 +173,9 @@ def test_logs_follow_crosses_attempts_until_the_job_is_final(svc: Service) -> No
     t.start()
     try:
         with c.stream("GET", f"/v1/jobs/{job_id}/logs", params={"follow": True}, headers=h) as r:
-            text = r.read().decode()
+            text = follower.read_all(r).decode()
     finally:
-        t.join(timeout=60)
+        t.join(timeout=180)
     assert text == "one\ntwo\n"  # the old follow ended with attempt 1
     assert c.get(f"/v1/jobs/{job_id}", headers=h).json()["state"] == "completed"
 
@@ -231,17 +257,19 @@ def test_logs_follow_restarts_at_0_after_the_log_is_rotated(svc: Service) -> Non
     job_id = c.post("/v1/jobs", json=job_body(), headers=h).json()["id"]
     ex = svc.executor
 
+    follower = _Follower()
+
     def drive() -> None:
         svc.loop.tick()  # attempt 1 starts
         out, _ = ex.log_paths(job_id, 1)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"A" * 100)
-        time.sleep(0.6)  # the follower reads the 100 bytes (it polls every 0.2 s)
+        follower.until(b"A" * 100)  # the follower is at offset 100 of the old part
         with out.open("ab") as f:
             f.write(b"B" * 20)  # written to the old part just before the cap
         _rotate(out, 2)  # what the runner's copier does at the cap
         out.write_bytes(b"C" * 300)
-        time.sleep(0.6)
+        follower.until(b"A" * 100 + b"B" * 20 + b"C" * 300)  # read while the job runs
         ex.finish(job_id, "completed", 0)
         svc.loop.tick()
 
@@ -249,9 +277,9 @@ def test_logs_follow_restarts_at_0_after_the_log_is_rotated(svc: Service) -> Non
     t.start()
     try:
         with c.stream("GET", f"/v1/jobs/{job_id}/logs", params={"follow": True}, headers=h) as r:
-            got = r.read()
+            got = follower.read_all(r)
     finally:
-        t.join(timeout=60)
+        t.join(timeout=180)
     assert got == b"A" * 100 + b"B" * 20 + b"C" * 300
 
 

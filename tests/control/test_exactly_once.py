@@ -20,7 +20,7 @@ from cortex.control.schemas import SubmitRequest
 from cortex.control.service import Service
 from cortex.executors.local.executor import LocalExecutor
 
-WAIT_S = 30.0
+WAIT_S = 60.0  # generous: a loaded 2-core CI machine
 
 
 def _service(url: str, home: Path) -> Service:

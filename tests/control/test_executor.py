@@ -148,7 +148,7 @@ def test_cancel(ex: LocalExecutor, tmp_path: Path) -> None:
 def test_stop_right_after_launch_still_gets_a_verdict(ex: LocalExecutor) -> None:
     """The SIGTERM reaches the runner while its interpreter is still starting: it must be held
     until the runner can record it, not kill the runner silently."""
-    h = ex.launch(spec(22, py("import time; time.sleep(60)")))
+    h = ex.launch(spec(22, py("import time; time.sleep(600)")))
     assert ex.terminate(22, 1, "cancel")
     (rec,) = wait_exits(ex, 1)
     assert rec.outcome == "cancelled"
@@ -171,7 +171,7 @@ CHECKPOINTING_JOB = """
     signal.signal(signal.SIGTERM, on_term)
     step = 42
     open(os.path.join(os.environ["CORTEX_CHECKPOINT_DIR"], "ready"), "w").close()
-    time.sleep(60)
+    time.sleep(600)
 """
 
 
@@ -241,7 +241,7 @@ def test_preempt_that_came_too_late_does_not_undo_a_completion(tmp_path: Path) -
     graceful = "import signal, sys, time, os\n" + (
         "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
         "open(os.path.join(os.environ['CORTEX_CHECKPOINT_DIR'], 'ready'), 'w').close()\n"
-        "time.sleep(60)"
+        "time.sleep(600)"
     )
     ex.launch(spec(46, py(graceful)))
     wait_for((ex.checkpoint_dir(46) / "ready").exists, "the job to trap SIGTERM")
@@ -273,7 +273,7 @@ def test_a_job_that_exits_on_the_sigterm_before_its_runner_looks_is_preempted(
     graceful = "import signal, sys, time, os\n" + (
         "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
         "open(os.path.join(os.environ['CORTEX_CHECKPOINT_DIR'], 'ready'), 'w').close()\n"
-        "time.sleep(60)"
+        "time.sleep(600)"
     )
     h = ex.launch(spec(48, py(graceful)))
     wait_for((ex.checkpoint_dir(48) / "ready").exists, "the job to trap SIGTERM")
@@ -300,7 +300,7 @@ def test_processes_that_left_the_group_get_the_sigterm_too(ex: LocalExecutor) ->
         "    sys.exit(75)\n"
         "signal.signal(signal.SIGTERM, on_term)\n"
         "open(os.path.join(d, 'ready'), 'w').close()\n"
-        "time.sleep(60)\n"
+        "time.sleep(600)\n"
     )
     wrapper = f"""
         import signal, subprocess, sys
@@ -336,21 +336,27 @@ def test_gang_gets_torchrun_variables(ex: LocalExecutor, tmp_path: Path) -> None
 
 
 def test_a_failing_rank_stops_the_rest_of_the_gang(ex: LocalExecutor, tmp_path: Path) -> None:
-    pidfile = tmp_path / "rank0.pid"
+    """Rank 1 fails only once the test has seen rank 0 running (the go file): a fixed head start
+    for rank 0 (it was 0.3 s) lost to a slow interpreter start on a loaded machine, and rank 0
+    was stopped before it wrote its pid."""
+    pidfile, go = tmp_path / "rank0.pid", tmp_path / "go"
     code = f"""
         import os, sys, time
         if os.environ["RANK"] == "1":
-            time.sleep(0.3)
+            end = time.monotonic() + 120  # bounded: a failed test leaves nothing spinning
+            while not os.path.exists({str(go)!r}) and time.monotonic() < end:
+                time.sleep(0.01)
             sys.exit(7)
         open({str(pidfile)!r} + ".tmp", "w").write(str(os.getpid()))
         os.replace({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
-        time.sleep(60)
+        time.sleep(600)
     """
-    t0 = time.monotonic()
     ex.launch(spec(52, py(code), nprocs=2, devices=[0, 1]))
     pid0, ticks0 = read_pid(pidfile)
+    t0 = time.monotonic()
+    go.touch()
     (rec,) = wait_exits(ex, 1)
-    assert time.monotonic() - t0 < 30  # not the 60 s rank 0 would have slept
+    assert time.monotonic() - t0 < 120  # not the 600 s rank 0 would have slept
     assert (rec.outcome, rec.exit_code) == ("failed", 7), rec
     assert "rank 1" in rec.detail
     assert gone(pid0, ticks0)

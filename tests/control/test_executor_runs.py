@@ -288,3 +288,54 @@ def test_a_job_that_ended_before_the_preemption_signal_is_completed(tmp_path: Pa
     assert ex2.adopt(h)
     (rec,) = wait_exits(ex2, 1)
     assert (rec.outcome, rec.exit_code) == ("completed", 0), rec
+
+
+# A runner whose stop arrives after it checked for one and before it forked the rank: the
+# executor's SIGTERM to the process group came while the rank was not yet in it.
+LATE_STOP_RUNNER = """
+import json, os, signal, subprocess, sys
+from pathlib import Path
+from cortex.executors.local import runner
+run_dir = Path(sys.argv[1])
+(run_dir / "handle.json").write_text(json.dumps({"pid": os.getpid()}))
+real_popen = subprocess.Popen
+def stopped_then_popen(*args, **kw):
+    os.killpg(0, signal.SIGTERM)  # the handler runs here, before the fork below
+    return real_popen(*args, **kw)
+subprocess.Popen = stopped_then_popen
+sys.exit(runner.main([str(run_dir)]))
+"""
+
+
+def test_a_stop_that_arrives_while_a_rank_is_being_started_reaches_the_rank(
+    tmp_path: Path,
+) -> None:
+    """The runner checked for a stop, then started the rank; a SIGTERM to the group in between
+    reached the runner alone, and the rank ran on until the SIGKILL at the end of the grace
+    period (no chance to checkpoint; a test waiting less than the grace timed out). Forced
+    here: the runner's own group gets the SIGTERM just before Popen forks."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "spec.json").write_text(
+        json.dumps(
+            {
+                "command": py("import time; time.sleep(600)"),
+                "working_dir": None,
+                "nprocs": 1,
+                "grace_s": 60.0,  # the old runner SIGKILLed only after this
+                "confirm_timeout_s": 30.0,
+            }
+        )
+    )
+    proc = subprocess.run(
+        [PY, "-c", LATE_STOP_RUNNER, str(run_dir)],
+        input=json.dumps(dict(os.environ)).encode(),
+        timeout=300,
+        capture_output=True,
+        check=False,
+        start_new_session=True,  # the runner's killpg(0) reaches it alone
+    )
+    assert proc.returncode == 0, proc.stderr
+    verdict = json.loads((run_dir / "exit.json").read_text())
+    assert verdict["stop_signal"] == signal.SIGTERM, verdict
+    assert (verdict["signal"], verdict["killed_after_grace"]) == (signal.SIGTERM, False), verdict

@@ -221,3 +221,32 @@ def test_an_attempt_lost_while_the_service_was_down_is_booked_failed(
         assert one["seconds"]["rework_after_failures"] == 120.0
     finally:
         svc.close()
+
+
+def test_cortex_goodput_takes_the_shared_output_formats(
+    env: Env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    a = _fail_then_complete(env)
+    code, out, err = _cli(env, monkeypatch, "--since", "1d", "--parsable")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "category|gpu_hours"
+    books = {k: float(v) for k, v in (line.split("|") for line in lines[1:])}
+    # 480 of the 800 allocated GPU-s were productive (the case above): 480 / 3,600 GPU-h.
+    assert books["productive"] == pytest.approx(480 / 3600, abs=1e-6)
+    assert sum(books.values()) == pytest.approx(800 / 3600, abs=1e-5)
+    code, out, _ = _cli(env, monkeypatch, "--job", str(a), "--parsable")
+    head, *rows = out.splitlines()
+    cols = head.split("|")
+    assert code == 0 and cols[:2] == ["attempt", "outcome"] and "productive_s" in cols
+    assert [r.split("|")[:2] for r in rows] == [["1", "failed"], ["2", "completed"]]
+    code, out, _ = _cli(env, monkeypatch, "--job", str(a), "-o", "yaml")
+    assert code == 0 and f"job_id: {a}" in out
+    path = tmp_path / "g.json"
+    code, out, _ = _cli(env, monkeypatch, "--json-file", str(path))
+    assert code == 0 and "goodput 60.0%" in " ".join(out.split())  # the table stays
+    assert json.loads(path.read_text())["goodput"] == 0.6
+    code, _, err = _cli(env, monkeypatch, "-o", "xml")
+    assert code == 2 and err.startswith("error: cortex goodput: --output: unknown format")
+    code, _, err = _cli(env, monkeypatch, "--json", "--parsable")
+    assert code == 2 and "--output: choose one of" in err

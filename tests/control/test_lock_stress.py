@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pytest
 from live import LiveServer
-from stress import lock_stress
+from stress import KINDS, lock_stress
 
-DURATION_S = 12.0
-STALL_S = 10.0  # ticks run every 0.1 s; standing still this long means the loop is stuck
+DURATION_S = 12.0  # at least; on until every kind of request ran MIN_EACH times
+MIN_EACH, MAX_S = 5, 120.0
+# Ticks run every 0.1 s; standing still this long means the loop is stuck. Generous, as is the
+# request timeout: a deadlock never ends, and a loaded CI machine must not pass for one.
+STALL_S = 30.0
+REQUEST_TIMEOUT_S = 30.0
 STOP_S = 30.0  # SIGTERM -> exit bound: the service's grace period plus start-up slack
 
 
@@ -31,12 +35,19 @@ def server(db_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 
 
 def test_concurrent_requests_never_hang_and_ticks_advance(server: LiveServer) -> None:
-    res = lock_stress(server, DURATION_S, seed=9)
+    res = lock_stress(
+        server,
+        DURATION_S,
+        seed=9,
+        request_timeout_s=REQUEST_TIMEOUT_S,
+        min_each=MIN_EACH,
+        max_s=MAX_S,
+    )
     assert res.hung == [], res.hung[:5]
     assert res.server_errors == [], res.server_errors[:5]
     # Every kind of request ran, many times over (so a lost race had its chances).
-    for kind in ("submit", "cancel", "follow", "queue", "read"):
-        assert res.by_kind.get(kind, 0) >= 5, res.by_kind
+    for kind in KINDS:
+        assert res.by_kind.get(kind, 0) >= MIN_EACH, res.by_kind
     first, last = res.tick_samples[0][1], res.tick_samples[-1][1]
     assert last > first
     assert res.longest_stall_s() < STALL_S, res.tick_samples

@@ -211,7 +211,7 @@ def test_kill_removes_a_gang_without_a_record(ex: RayExecutor) -> None:
     up(ex, 8, 2)
     ex.kill(h)
     assert ex.poll() == []
-    wait_for(lambda: ex.live_handles() == [], 30)
+    wait_for(lambda: ex.live_handles() == [], 90)
 
 
 def test_an_unreachable_cluster_serves_the_last_fleet_down_and_checks_adoptions_later(
@@ -242,7 +242,7 @@ def test_an_unreachable_cluster_serves_the_last_fleet_down_and_checks_adoptions_
     # Joined on a thread (ray.init never runs in the tick): connected a few polls later.
     wait_for(lambda: off.poll() == [] and off.connected, 30, 0.05)
     changes: list[tuple[str, bool]] = []
-    wait_for(lambda: changes.extend(off.node_changes(force=True)) or changes, 10, 0.2)
+    wait_for(lambda: changes.extend(off.node_changes(force=True)) or changes, 60, 0.2)
     assert sorted(changes) == [("node-a", True), ("node-b", True)]
     assert off.terminate(11, 1, "preempt") is True  # the adopted gang was found running
     rec = ended(off)
@@ -281,12 +281,12 @@ def test_node_loss_fails_the_gang_naming_the_node(
     ex.launch(spec(9, CHECKPOINTING, nprocs=4))
     up(ex, 9, 4)
     cluster.kill("node-b")
-    rec = ended(ex, 60)
+    rec = ended(ex, 120)
     assert rec.outcome == "failed" and rec.exit_code is None
     assert "node node-b lost" in rec.detail, rec
     changes: list[tuple[str, bool]] = []
-    wait_for(lambda: changes.extend(ex.node_changes(force=True)) or changes, 30, 0.2)
+    wait_for(lambda: changes.extend(ex.node_changes(force=True)) or changes, 90, 0.2)
     assert changes == [("node-b", False)]
     cluster.add("node-b", **{"cortex.pod": "p1", "cortex.rack": "r2"})  # the machine rejoins
-    wait_for(lambda: changes.extend(ex.node_changes(force=True)) or len(changes) > 1, 60, 0.2)
+    wait_for(lambda: changes.extend(ex.node_changes(force=True)) or len(changes) > 1, 120, 0.2)
     assert changes == [("node-b", False), ("node-b", True)]

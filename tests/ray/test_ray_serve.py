@@ -56,7 +56,7 @@ def server(
     srv.extra_env = {
         "CORTEX_EXECUTOR": "ray",
         "CORTEX_RAY_ADDRESS": cluster.address,
-        "CORTEX_RAY_PG_TIMEOUT_S": "20",
+        "CORTEX_RAY_PG_TIMEOUT_S": "120",  # generous: a timeout here is a new attempt
         "CORTEX_RETRY_BACKOFF_BASE_S": "0",
         "CORTEX_RETRY_BACKOFF_MAX_S": "0",
     }

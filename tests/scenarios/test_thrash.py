@@ -69,3 +69,27 @@ def test_a_preemption_budget_and_a_minimum_runtime_stop_the_thrash() -> None:
     assert 0 < runtime <= 5 and end_runtime < end_free
     none, _ = _run({"preemption_budget": 0})
     assert none == 0
+
+
+def test_a_failed_victim_search_waits_by_the_shortest_queue_protection(monkeypatch) -> None:
+    """The backoff after a failed victim search has a floor of half the minimum runtime that
+    shields victims. The research queue's own minimum is 0 under the fleet's 600 s, so a victim
+    there is free soonest: the first wait is the twin's 60 s pass interval, max(0, 0 x 0.5, 60),
+    not half the fleet default (300 s), as it was. Its budget of 0 makes every search fail."""
+    from cortex.drive import runs
+
+    topo = _fleet({"min_runtime_s": 0, "preemption_budget": 0})
+    research = Job(0, "long", "research", 16, 3000.0)
+    prod = Job(1, "p", "prod", 16, 600.0, priority_class="production", submit_s=100.0)
+    waits: list[tuple[float, float]] = []
+    backoff = runs.preempt_backoff
+
+    def spy(job: Job, now: float, *args: object) -> float:
+        out = backoff(job, now, *args)
+        waits.append((now, job.preempt_backoff_s))
+        return out
+
+    monkeypatch.setattr(runs, "preempt_backoff", spy)
+    Twin(topo, [research, prod], SimConfig(days=1, policy="priority", failures=False)).run()
+    assert research.preemptions == 0 and prod.end_s == 3000.0 + 600.0
+    assert waits[:3] == [(100.0, 60.0), (180.0, 120.0), (300.0, 240.0)], waits

@@ -4,7 +4,6 @@ stack trace); state changes refuse other origins."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -69,27 +68,36 @@ def test_a_wrong_token_shows_the_login_page_with_a_message(ui_env: UiEnv, token:
 
 
 def test_an_expired_token_goes_to_the_login_page_and_its_cookie_is_cleared(
-    ui_env: UiEnv,
+    tmp_path: Path,
 ) -> None:
-    now = time.time()
-    with ui_env.svc.sessions.begin() as s:
-        short, _ = store.create_token(s, "fsd", at=now, expires_at=now + 0.5)
-    c = ui_env.login(short)
-    assert c.get("/ui/").status_code == 200
-    time.sleep(0.6)
-    ui_env.svc.token_cache.clear()
-    r = c.get("/ui/jobs", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/ui/login?why=expired"
-    assert f'{COOKIE}=""' in _cookie_header(r) or "max-age=0" in _cookie_header(r).lower()
-    login = c.get("/ui/login?why=expired")
-    assert "Your session ended" in login.text
-    # htmx fragments are told where to go (a login form swapped into a table cell would not
-    # do); the heatmap's binary snapshot and the event stream answer 401.
-    c.cookies.set(COOKIE, short, domain="testserver.local", path="/ui")
-    frag = c.get("/ui/fragments/overview", headers={"HX-Request": "true"})
-    assert frag.status_code == 200 and frag.headers["hx-redirect"] == "/ui/login"
-    assert c.get("/ui/heatmap.bin").status_code == 401
-    assert c.get("/ui/incidents/stream").status_code == 401
+    """On a fake clock: a token that expired in real time (0.5 s) could lapse before the login
+    on a loaded machine, and fail the test by chance."""
+    from fakeclock import FakeClock  # tests/control's, on the path uikit set
+
+    clock = FakeClock()
+    ui_env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    try:
+        now = clock.time()
+        with ui_env.svc.sessions.begin() as s:
+            short, _ = store.create_token(s, "fsd", at=now, expires_at=now + 0.5)
+        c = ui_env.login(short)
+        assert c.get("/ui/").status_code == 200
+        clock.advance(0.6)
+        ui_env.svc.token_cache.clear()
+        r = c.get("/ui/jobs", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/ui/login?why=expired"
+        assert f'{COOKIE}=""' in _cookie_header(r) or "max-age=0" in _cookie_header(r).lower()
+        login = c.get("/ui/login?why=expired")
+        assert "Your session ended" in login.text
+        # htmx fragments are told where to go (a login form swapped into a table cell would not
+        # do); the heatmap's binary snapshot and the event stream answer 401.
+        c.cookies.set(COOKIE, short, domain="testserver.local", path="/ui")
+        frag = c.get("/ui/fragments/overview", headers={"HX-Request": "true"})
+        assert frag.status_code == 200 and frag.headers["hx-redirect"] == "/ui/login"
+        assert c.get("/ui/heatmap.bin").status_code == 401
+        assert c.get("/ui/incidents/stream").status_code == 401
+    finally:
+        ui_env.svc.close()
 
 
 def test_a_revoked_token_stops_working_on_the_next_request(ui_env: UiEnv) -> None:

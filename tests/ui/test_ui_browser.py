@@ -22,7 +22,7 @@ RGB = {
     "down": (229, 57, 53),
     "cordoned": (117, 117, 117),
 }
-WAIT_MS = 15_000
+WAIT_MS = 60_000  # generous: see uikit.Page
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_login_overview_and_every_view_render_without_console_errors(
     # The timeline: a job's run is drawn in its team's color (fsd's only team: PALETTE[0]).
     env = live.env
     jid = env.submit(env.fsd, gpus=1, name="on-the-timeline")
-    for _ in range(150):  # the live loop launches it
+    for _ in range(600):  # the live loop launches it
         if env.ex.is_alive(jid):
             break
         page.page.wait_for_timeout(100)
@@ -88,7 +88,7 @@ def test_login_overview_and_every_view_render_without_console_errors(
     )
     assert rgb == [91, 155, 213]  # #5b9bd5
     env.client.post(f"/v1/jobs/{jid}/cancel", headers=env.api(ADMIN))
-    for _ in range(150):  # its GPU free again before the next test
+    for _ in range(600):  # its GPU free again before the next test
         if env.client.get(f"/v1/jobs/{jid}", headers=env.api(ADMIN)).json()["state"] == "cancelled":
             break
         page.page.wait_for_timeout(100)
@@ -226,7 +226,7 @@ def test_an_incident_arrives_over_sse(page: Page, live: LiveUi) -> None:
     page.page.wait_for_selector("#feed", state="attached")
     page.page.wait_for_timeout(500)  # the stream connects
     jid = env.submit(env.fsd, gpus=1, name="will-fail")
-    for _ in range(150):  # the live loop launches it
+    for _ in range(600):  # the live loop launches it
         if env.ex.is_alive(jid):
             break
         page.page.wait_for_timeout(100)

@@ -34,8 +34,8 @@ def test_cortex_serve_serves_the_dashboard(served: LiveServer) -> None:
     )
     assert r.status_code == 201, r.text
     for path in ("/ui/static/vendor/htmx.min.js", "/ui/static/heatmap.js", "/ui/static/app.css"):
-        assert httpx.get(served.base + path, timeout=10).status_code == 200, path
-    with httpx.Client(base_url=served.base, timeout=10) as c:
+        assert httpx.get(served.base + path, timeout=30).status_code == 200, path
+    with httpx.Client(base_url=served.base, timeout=30) as c:
         login = c.post("/ui/login", data={"token": token})
         assert login.status_code == 303
         # httpx, unlike a browser, sends a Secure cookie only over HTTPS: carry it by hand.

@@ -227,6 +227,9 @@ class Page:
 
     def __init__(self, browser: Any, base: str) -> None:
         self.ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        # Generous waits (Playwright's default is 30 s): Chromium beside the suite on a loaded
+        # 2-core machine; failing slowly is fine, failing by chance is not.
+        self.ctx.set_default_timeout(60_000)
         self.page = self.ctx.new_page()
         self.base = base
         self.errors: list[str] = []

@@ -102,3 +102,13 @@ def test_finality() -> None:
         JobState.ADMITTED,
         JobState.RUNNING,
     }
+
+
+def test_only_a_preemption_for_another_job_counts_toward_the_budget() -> None:
+    """The one eviction rule the twin, the loop and the start estimator share."""
+    from cortex.scheduler.reasons import Code
+
+    job = _job()
+    for code in (Code.PREEMPTED, Code.POWER_CAP, Code.PREEMPTED, Code.POWER_RAMP):
+        runs.evicted(job, code)
+    assert job.evictions == 2

@@ -8,13 +8,15 @@ import math
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from cortex.cli.client import _call, _print_json, _ts, safe
+from cortex.cli.client import _call, _ts, safe
+from cortex.cli.output import JSON, JSON_FILE, OUTPUT, PARSABLE, Col, Out
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^(\d{1,9}(?:\.\d{1,6})?)([smhd])$")
@@ -56,18 +58,23 @@ def goodput(
     large_gpus: int | None = typer.Option(
         None, "--large-gpus", min=1, help="jobs this large get a line (default: the twin's)"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    output: str = OUTPUT,
+    as_json: bool = JSON,
+    json_file: Path | None = JSON_FILE,
+    parsable: bool = PARSABLE,
 ) -> None:
-    """Goodput and its losses (like a sacct report of where the time went)."""
+    """Goodput and its losses (like a sacct report of where the time went). `--parsable`
+    lists the GPU-hours by category (with `--job`: the attempts), one row each."""
+    out = Out.pick("cortex goodput", output, as_json, json_file, parsable)
     params: dict[str, Any] = {}
     if large_gpus is not None:
         params["large_gpus"] = large_gpus
     if job is not None:
         data = _call("GET", f"/v1/jobs/{job}/goodput", params=params)
-        if as_json:
-            _print_json(data)
-            return
-        _print_job(data)
+        if out.fmt == "parsable":
+            out.rows(data, *_attempt_rows(data))
+        elif not out.emit(data):
+            _print_job(data)
         return
     if since is not None:
         try:
@@ -78,8 +85,11 @@ def goodput(
     if team:
         params["team"] = team
     data = _call("GET", "/v1/goodput", params=params)
-    if as_json:
-        _print_json(data)
+    if out.fmt == "parsable":
+        books = [{"category": k, "gpu_s": v} for k, v in data["gpu_s"].items()]
+        out.rows(data, books, BOOK_COLS)
+        return
+    if out.emit(data):
         return
     con = Console(highlight=False)
     who = f"team {safe(data['team'])}" if data.get("team") else "the fleet"
@@ -98,6 +108,27 @@ def goodput(
                       safe(j["state"]), f"{j['goodput']:.1%}",
                       "-" if ett is None else f"{ett:.1%}")  # fmt: skip
         con.print(t)
+
+
+BOOK_COLS = (
+    Col("category", lambda b: b["category"]),
+    Col("gpu_hours", lambda b: f"{b['gpu_s'] / 3600.0:.6f}"),
+)
+
+
+def _attempt_rows(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Col]]:
+    """The attempts flattened, one column per category of seconds (as the API names them)."""
+    rows = [
+        {**{k: a[k] for k in ("attempt", "outcome", "started_at", "ended_at", "node")},
+         **{f"{k}_s": v for k, v in a["seconds"].items()}}
+        for a in data["attempts"]
+    ]  # fmt: skip
+    keys = list(rows[0]) if rows else ["attempt", "outcome", "started_at", "ended_at", "node"]
+    return rows, [Col(k, _getter(k)) for k in keys]
+
+
+def _getter(key: str) -> Any:
+    return lambda row: row[key]
 
 
 def _print_job(data: dict[str, Any]) -> None:

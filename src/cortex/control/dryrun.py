@@ -63,7 +63,7 @@ def dry_run(loop: Any, spec: JobSpec, now: float) -> dict[str, Any]:
     try:
         got = estimate.estimate(
             trial, loop.topo, queues, loop.pol, loop.estimate_s, loop.speed, {DRY_ID},
-            where=where,
+            where=where, lost=estimate.lost_work(loop),
         )  # fmt: skip
     except Exception:
         log.exception("dry run failed")

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from cortex.control import preemptions
+from cortex.drive import runs
 from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.queues import QueueConfig
-from cortex.scheduler.reasons import Code
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
@@ -54,6 +55,7 @@ class StartEstimate:
 
 
 Estimator = Callable[[Job, int, int], float]
+LostWork = Callable[[Job, float], float]  # (running job, time) -> seconds a preemption costs it
 
 
 def _simulate(
@@ -68,6 +70,7 @@ def _simulate(
     factor: Callable[[int], float],
     targets: set[int] | None,
     where: dict[int, tuple[int, int, Any]] | None = None,
+    lost: LostWork | None = None,
 ) -> dict[int, float]:
     """Start times of the waiting jobs in one forward run (those that start in it). Jobs this
     run changes (running, started, preempted) are its own shallow copies; the live ones are
@@ -95,12 +98,13 @@ def _simulate(
     for _ in range(MAX_PASSES):
         if time.monotonic() > deadline:
             break
-        plan = schedule(Snapshot(t, st, pq, speed, estimate_s), pol, deep=True)
+        # Victims are costed as the loop costs them: by the work they would lose at t.
+        lost_s = None if lost is None else (lambda j, t=t: lost(j, t))
+        plan = schedule(Snapshot(t, st, pq, speed, estimate_s, lost_s=lost_s), pol, deep=True)
         for p in plan.preemptions:
             v, began, end = live.pop(p.job.id)
             st.stop(v, v.queue_idx)
-            if p.reason.code is Code.PREEMPTED:
-                v.evictions += 1  # its copy: the queue's preemption budget holds here too
+            runs.evicted(v, p.reason.code)  # its copy: the queue's budget holds here too
             # It keeps the work done so far (the training workloads checkpoint on SIGTERM).
             done = (t - began) / (end - began) if end > began else 1.0
             v.done_s += min(1.0, done) * v.remaining_s
@@ -146,9 +150,11 @@ def estimate(
     runs: int = RUNS,
     seed: int = 0,
     where: dict[int, tuple[int, int, Any]] | None = None,
+    lost: LostWork | None = None,
 ) -> dict[int, StartEstimate]:
     """Start estimates for the waiting jobs of a `WhyRecord` (all, or `targets`); `where`, if
-    given, receives each start's (flavor, gang GPUs, placement) in the point-estimate run."""
+    given, receives each start's (flavor, gang GPUs, placement) in the point-estimate run;
+    `lost`, if given, costs preemption victims by lost work (else by their GPUs)."""
     running = list(rec.running)
     pending = [job for q in rec.queues for _, job in q]
     waiting = {j.id for j in pending} - set(rec.started)
@@ -180,6 +186,7 @@ def estimate(
                 factor,
                 targets,
                 where if run == 0 else None,
+                lost,
             )
         )
     out = {}
@@ -202,7 +209,10 @@ def for_loop(loop: Any) -> Callable[[Any, set[int]], dict[int, StartEstimate]]:
     def compute(rec: Any, targets: set[int]) -> dict[int, StartEstimate]:
         queues = rec.queue_config
         try:
-            return estimate(rec, loop.topo, queues, loop.pol, loop.estimate_s, loop.speed, targets)
+            return estimate(
+                rec, loop.topo, queues, loop.pol, loop.estimate_s, loop.speed, targets,
+                lost=lost_work(loop),
+            )  # fmt: skip
         except Exception:
             # The live jobs it reads may have moved on (a queue rebuild re-indexes them while
             # this runs): no estimate this time, rather than a failed request.
@@ -210,6 +220,18 @@ def for_loop(loop: Any) -> Callable[[Any, set[int]], dict[int, StartEstimate]]:
             return {}
 
     return compute
+
+
+def lost_work(loop: Any) -> LostWork:
+    """The loop's victim cost (control/loop.py `_schedule`) at any time of a forward run: the
+    newest checkpoint already known of a job still counts; a run the forward run started has
+    none, so its cost is all its work there unless it checkpoints on the signal."""
+    progress, grace_s = loop.progress, loop.settings.grace_s
+
+    def lost(job: Job, t: float) -> float:
+        return preemptions.lost_s(job, t, progress.known_checkpoint_at(job.id), grace_s)
+
+    return lost
 
 
 def to_dict(e: StartEstimate | None) -> dict[str, Any] | None:

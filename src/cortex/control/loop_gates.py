@@ -7,8 +7,10 @@ them when every gate is open:
 - a job array's limit: at most `array_limit` of its members queued or running at once,
   released in index order.
 
-Gates are judged again only when something could have opened one (a gated job arrived, a job
-ended or was cancelled, a hold or release was asked), not every tick."""
+Gates are judged again only when something could have opened one, and only the jobs it could
+have opened: a gated job arrived, or a hold or release was asked (that job and its array's
+parked members); a job ended or was cancelled (its parked dependents and its array's parked
+members). Every parked job is judged only after a restart or a request naming no job."""
 
 from __future__ import annotations
 
@@ -40,17 +42,22 @@ class GatesMixin:
         self.parked_why: dict[int, str] = {}  # the last reason judged (for /metrics)
         self.gates_dirty = False
         self._hold_asked: set[int] = set()
+        self._gate_asked: set[int] = set()  # jobs whose gates changed (released, new)
         self._hold_lock = threading.Lock()
         # What a job ending can open: the parked jobs that depend on it, and its array's.
         self._after: dict[int, frozenset[int]] = {}  # parked job -> its dependencies
         self._array_of: dict[int, str] = {}  # every unfinished array member -> array key
 
-    def request_gates(self, hold_job: int | None = None) -> None:
-        """The API changed a gate (a hold of `hold_job`, or a release): judge them again."""
-        if hold_job is not None:
-            with self._hold_lock:
+    def request_gates(self, hold_job: int | None = None, job: int | None = None) -> None:
+        """The API changed a gate: a hold of `hold_job`, a release of `job` (those and their
+        arrays are judged again), or, naming neither, anything (every parked job is)."""
+        with self._hold_lock:
+            if hold_job is not None:
                 self._hold_asked.add(hold_job)
-        self.gates_dirty = True
+            if job is not None:
+                self._gate_asked.add(job)
+        if hold_job is None and job is None:
+            self.gates_dirty = True
         self.wake()
 
     def park_gated(self, s: Session, jobs: list[Job]) -> set[int]:
@@ -72,7 +79,8 @@ class GatesMixin:
                 self.parked[jid] = jobs[jid]
                 ids.add(jid)
         if ids:
-            self.gates_dirty = True
+            with self._hold_lock:
+                self._gate_asked |= ids
         return ids
 
     def run_gates(self, s: Session, now: float, ended: list[int]) -> None:
@@ -82,8 +90,9 @@ class GatesMixin:
         release or a new gated job judges every parked job)."""
         with self._hold_lock:
             asked, self._hold_asked = self._hold_asked, set()
-        full = self.gates_dirty or bool(asked)
-        if not (full or (ended and self.parked)):
+            changed, self._gate_asked = self._gate_asked, set()
+        full = self.gates_dirty
+        if not (full or asked or changed or (ended and self.parked)):
             self._forget(ended)
             return
         self.gates_dirty = False
@@ -96,12 +105,13 @@ class GatesMixin:
         if full:
             ids = sorted(self.parked)
         else:
-            gone = set(ended)
-            keys = {self._array_of[j] for j in ended if j in self._array_of}
+            gone, named = set(ended), asked | changed
+            keys = {self._array_of[j] for j in (*ended, *named) if j in self._array_of}
             ids = sorted(
                 p
                 for p in self.parked
                 if p in gone
+                or p in named
                 or self._after.get(p, frozenset()) & gone
                 or self._array_of.get(p) in keys
             )

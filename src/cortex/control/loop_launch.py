@@ -21,7 +21,6 @@ from cortex.control.mirror import Mirror
 from cortex.control.progress import ProgressBook, protocol_env
 from cortex.drive import runs
 from cortex.fleet.topology import Topology
-from cortex.scheduler.reasons import Code
 from cortex.scheduler.snapshot import Plan
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
@@ -70,15 +69,14 @@ class LaunchMixin:
         mi = self.mirror
         for job_id in plan.preempt_failed:
             runs.preempt_backoff(
-                mi.jobs[job_id], now, mi.queues.min_runtime_s, self.settings.tick_s, self.rules
+                mi.jobs[job_id], now, mi.queues.least_min_runtime_s, self.settings.tick_s, self.rules
             )
         for p in plan.preemptions:
             job = p.job
             row = s.get(m.Job, job.id)
             assert row is not None
             launched = not mi.was_admitted(job.id)
-            if p.reason.code is Code.PREEMPTED:
-                job.evictions += 1  # its queue's preemption budget counts these
+            runs.evicted(job, p.reason.code)  # its queue's preemption budget counts these
             preemptions.on_preempt(
                 s, row, p.reason, now, launched=launched, grace_s=self.settings.grace_s,
                 progress=self.progress,

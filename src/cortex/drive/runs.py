@@ -13,6 +13,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+from cortex.scheduler.reasons import Code
 from cortex.workload.job import Job
 from cortex.workload.states import PENDING, TERMINAL, JobState
 
@@ -78,6 +79,13 @@ def begin(job: Job, now: float, flavor: int, gang: int, alloc: int, est_end_s: f
     job.next_preempt_try_s = 0.0
 
 
+def evicted(job: Job, code: Code) -> None:
+    """A plan takes the job's run away. Only a preemption for a more important job counts
+    toward its queue's preemption budget; a stop for power or a drain does not."""
+    if code is Code.PREEMPTED:
+        job.evictions += 1
+
+
 def requeued(job: Job) -> None:
     """A run ended and the job waits again: one restart more, and estimates made for its old
     remaining work are stale."""
@@ -91,7 +99,8 @@ def preempt_backoff(
 ) -> float:
     """A victim search for `job` found none: wait before the next one. The wait doubles from
     the driver's pass interval (or a share of the minimum runtime that protects victims, if
-    longer) up to the driver's cap. Returns when the next search may run."""
+    longer: the shortest of the queues', as a victim of that queue is free soonest) up to the
+    driver's cap. Returns when the next search may run."""
     job.preempt_backoff_s = min(
         max(
             job.preempt_backoff_s * 2,

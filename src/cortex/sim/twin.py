@@ -570,12 +570,11 @@ class Twin(RunBooks):
         for job_id in plan.preempt_failed:
             job = self._by_id[job_id]
             next_try = runs.preempt_backoff(
-                job, self.now, self.queues.min_runtime_s, self.backfill_interval_s, self.rules
+                job, self.now, self.queues.least_min_runtime_s, self.backfill_interval_s, self.rules
             )
             self._wake(next_try)
         for p in plan.preemptions:
-            if p.reason.code is Code.PREEMPTED:
-                p.job.evictions += 1
+            runs.evicted(p.job, p.reason.code)
             self._preempt(p.job, p.reason.code.value)
         for s in plan.starts:
             self._start(s, plan.committed)

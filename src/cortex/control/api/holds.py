@@ -46,7 +46,7 @@ def release(job_id: JobId, who: Who, svc: Svc) -> JobOut:
         gate.held = False
         if job.state in WAITING:
             job.reason = "released"
-    svc.loop.request_gates()
+    svc.loop.request_gates(job=job_id)
     with svc.sessions() as s:
         out = job_out(svc, s, visible(s, who, job_id))
         out.gates = store_gates.to_dict(store_gates.gate(s, job_id))

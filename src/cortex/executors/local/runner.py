@@ -252,7 +252,22 @@ class Runner:
                     self._stop_gang(float(spec["grace_s"]))
                     return
                 self.ranks.append(_Rank(rank=rank, pid=proc.pid, proc=proc))
+                if self.stop_signals:
+                    self._pass_on_missed_stop(rank, proc.pid)
+                    return
         self.log(f"started {nprocs} rank(s): pids {[r.pid for r in self.ranks]}")
+
+    def _pass_on_missed_stop(self, rank: int, pid: int) -> None:
+        """A stop arrived while this rank was being started, after the check above. Sent to the
+        group before the fork, it reached us and not the rank, which would run on until the
+        SIGKILL at the end of the grace period: pass it on. Sent after the fork, the rank got
+        it already, in all likelihood before it could install a handler of its own (Popen
+        returns at the rank's exec), so this second one changes nothing; only a rank that set
+        up its handler while this runner was descheduled right here gets it twice."""
+        sig = self.stop_signals[0][0]
+        self.log(f"{signal_name(sig)} arrived while rank {rank} was starting: passed on to it")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
 
     def _capped_log(self, path: Path, cap_bytes: int, keep: int) -> int:
         """A pipe whose read end a thread copies into `path`; returns the write end."""
