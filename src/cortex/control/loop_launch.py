@@ -69,7 +69,11 @@ class LaunchMixin:
         mi = self.mirror
         for job_id in plan.preempt_failed:
             runs.preempt_backoff(
-                mi.jobs[job_id], now, mi.queues.least_min_runtime_s, self.settings.tick_s, self.rules
+                mi.jobs[job_id],
+                now,
+                mi.queues.least_min_runtime_s,
+                self.settings.tick_s,
+                self.rules,
             )
         for p in plan.preemptions:
             job = p.job
