@@ -229,15 +229,15 @@ def test_a_launch_waiting_in_the_queue_is_not_timed_only_its_creation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ex = executor(tmp_path)
-    ex.pg_timeout_s = 0.3
+    ex.pg_timeout_s = 1.0  # a queued launch is failed only after 10 x 1 s: margin enough
     ray = ScriptedRay(monkeypatch, ex)
     ray.hold.add(9)
     ex.launch(spec(9))
     assert ray.entered.wait(10)
     ex.launch(spec(10))  # queued behind job 9's creation, which hangs
     (rec,) = polled(ex)
-    assert (rec.job_id, rec.detail) == (9, "launch failed: Ray did not answer within 0.3 s")
-    time.sleep(0.4)  # job 10 has now waited longer than the timeout, in the queue
+    assert (rec.job_id, rec.detail) == (9, "launch failed: Ray did not answer within 1 s")
+    time.sleep(0.2)  # job 10 has now waited longer than the timeout (1 s), in the queue
     assert ex.poll() == []
     ray.release.set()
     assert ex.drain(10)
