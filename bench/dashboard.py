@@ -11,6 +11,10 @@ served by uvicorn on 127.0.0.1 and loaded in headless Chromium (Debian's, via Pl
   bytes, nodes in order and grouped by pod; target <= 100 ms.
 - largest response: every response the pages load, plus the biggest fragment pages (200 jobs
   a page); target <= 1 MB.
+- the operator's views (the `cap` power policy under the fleet's 130 MW site cap): the power
+  and goodput pages' first contentful paint, the heatmap redrawn grouped by hall and colored
+  by power, and the server's time for them, the why panel with its blocking jobs and a busy
+  node's detail with its blast radius.
 
     python bench/dashboard.py          # about a minute on 2 cores; bench/out/dashboard.json
 """
@@ -108,8 +112,15 @@ def build_service(home: Path) -> Any:
         spec=spec,
         names=names,
     )
+    assert spec.site.power_cap_mw is not None
     settings = Settings(
-        home=home, database_url=f"sqlite:///{home / 'cortex.db'}", admin_token=ADMIN, tick_s=1.0
+        home=home,
+        database_url=f"sqlite:///{home / 'cortex.db'}",
+        admin_token=ADMIN,
+        tick_s=1.0,
+        power_policy="cap",
+        site_cap_kw=spec.site.power_cap_mw * 1e3,
+        power_actuator="none",
     )
     svc = Service(settings, executor=StandIn(lost), inventory=inv, node_name="bench")
 
@@ -221,6 +232,24 @@ def measure(base: str) -> dict[str, Any]:
         page.wait_for_function("() => window.cortexHeatmap.layout.how === 'pods'")
         pods = [page.evaluate("() => window.cortexHeatmap.redraw()") for _ in range(REDRAWS)]
         page.screenshot(path=str(OUT / "dashboard-pods.png"), full_page=True)
+        page.select_option("#heat-layout", "halls")
+        page.wait_for_function("() => window.cortexHeatmap.layout.how === 'halls'")
+        page.select_option("#heat-color", "power")
+        page.wait_for_function("() => window.cortexHeatmap.dataMode === 'power'")
+        halls = [page.evaluate("() => window.cortexHeatmap.redraw()") for _ in range(REDRAWS)]
+        page.screenshot(path=str(OUT / "dashboard-halls-power.png"), full_page=True)
+        views: dict[str, list[float]] = {"/ui/power": [], "/ui/goodput": []}
+        for path, xs in views.items():
+            for i in range(LOADS):
+                # Each goodput load asks another window: its books are never the cached ones.
+                page.goto(base + path + (f"?hours={24 - i}" if "goodput" in path else ""))
+                page.wait_for_function(
+                    "() => performance.getEntriesByName('first-contentful-paint').length"
+                )
+                xs.append(paint_ms(page)["fcp"])
+            page.screenshot(
+                path=str(OUT / f"dashboard{path.replace('/', '-')}.png"), full_page=True
+            )
         for path in (
             "/ui/jobs?state=all&per_page=200",
             "/ui/fragments/jobs?state=waiting&per_page=200",
@@ -240,28 +269,48 @@ def measure(base: str) -> dict[str, Any]:
         ),
         "redraw_ms": _stats(redraws),
         "redraw_grouped_by_pod_ms": _stats(pods),
+        "redraw_by_hall_power_ms": _stats(halls),
+        "power_page_fcp_ms": _stats(views["/ui/power"]),
+        "goodput_page_fcp_ms": _stats(views["/ui/goodput"]),  # uncached: a new window each
         "largest_response": max(sizes.items(), key=lambda kv: kv[1]),
         "responses_bytes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:8]),
     }
 
 
-def server_ms(base: str) -> dict[str, dict[str, float]]:
+def server_ms(base: str, svc: Any) -> dict[str, dict[str, float]]:
     """Time to a whole response for the first paint's own requests (no browser), so a slow
-    first paint can be told apart from a slow server (the scheduler loop shares the GIL)."""
+    first paint can be told apart from a slow server (the scheduler loop shares the GIL); and
+    for the operator's views, with their sizes."""
     import httpx
 
+    loop = svc.loop
+    waiting = next(iter(loop.why.current.blockers), None)
+    busy = next(n for n, jobs in enumerate(list(loop.mirror.state.node_jobs)) if jobs)
+    paths = ["/ui/", "/ui/heatmap/meta", "/ui/heatmap.bin", "/ui/static/heatmap.js"]
+    paths += ["/ui/power", "/ui/goodput", "/ui/heatmap.bin?color=power"]
+    paths += [f"/ui/fragments/node?index={busy}"]
+    paths += [f"/ui/fragments/why/{waiting}"] if waiting is not None else []
+    from cortex.control.ui.goodput_view import goodput_page
+
     out = {}
+    books = []
+    for _ in range(LOADS):  # the goodput page's booking itself, never cached
+        with svc.sessions() as s:
+            t0 = time.perf_counter()
+            goodput_page(svc, s, None, 24.0)
+            books.append((time.perf_counter() - t0) * 1e3)
+    out["goodput books (in process, uncached)"] = _stats(books)
     with httpx.Client(base_url=base, timeout=30) as c:
         c.post("/ui/login", data={"token": ADMIN})
         cookie = {"Cookie": f"cortex_ui_token={ADMIN}"}  # Secure: httpx keeps it for HTTPS
-        for path in ("/ui/", "/ui/heatmap/meta", "/ui/heatmap.bin", "/ui/static/heatmap.js"):
+        for path in paths:
             xs = []
             for _ in range(LOADS * 2):
                 t0 = time.perf_counter()
                 r = c.get(path, headers=cookie)
                 xs.append((time.perf_counter() - t0) * 1e3)
                 assert r.status_code == 200, (path, r.status_code)
-            out[path] = _stats(xs)
+            out[path] = {**_stats(xs), "bytes": len(r.content)}
     return out
 
 
@@ -273,7 +322,7 @@ def main() -> None:
     server, th, base = serve(svc)
     try:
         res = measure(base)
-        res["server_ms"] = server_ms(base)
+        res["server_ms"] = server_ms(base, svc)
     finally:
         server.should_exit = True
         th.join(timeout=10)

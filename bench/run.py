@@ -353,51 +353,75 @@ from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
 from cortex.workload.synthetic import generate
 topo = build(load_fleet_spec('cortex-2024'))
-jobs = generate(days={days}, seed=0, fleet_gpus=topo.total_gpus, flavors=topo.flavors)
+jobs = generate(
+    days={days}, seed=0, fleet_gpus=topo.total_gpus, flavors=topo.flavors, warm=True
+)
 bare_loop(topo, jobs, {days} * 86400.0)
 """
 
 
-def _whole(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one whole process."""
+def _whole(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one whole process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise RuntimeError(f"{cmd} exited {proc.returncode}")
-    return round(wall, 2), round(usage.ru_maxrss / 1024, 1)
+    cpu = usage.ru_utime + usage.ru_stime
+    return round(wall, 2), round(cpu, 2), round(usage.ru_maxrss / 1024, 1)
 
 
 def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     """Issue 11's headline, as a user runs it: whole processes of `cortex sim --fleet
-    cortex-2024 --days 30` (defaults: power `none`), the same with `--power-policy full`, and
-    the bare loop on the same jobs including generating them; interleaved `repeats` times,
-    medians and ratios within the run."""
+    cortex-2024 --days 30` (defaults: power `none`, warm start), the same with
+    `--power-policy full`, and the bare loop on the same jobs (warm ones included) including
+    generating them; interleaved `repeats` times, medians and ratios within the run, of wall
+    and of CPU seconds (on a shared machine CPU is the steadier one). BENCH_BASE_SRC=path adds
+    the same sim run on another checkout's sources (`sim_base`); BENCH_REPEATS=n."""
     sim = [PY, "-m", "cortex.cli.main", "sim", "--fleet", "cortex-2024", "--days", str(days)]
-    cmds = {
-        "bare": [PY, "-c", MONTH_BARE.format(days=days)],
-        "sim": [*sim, "--quiet"],
-        "sim_full": [*sim, "--quiet", "--power-policy", "full"],
+    cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
+        "bare": ([PY, "-c", MONTH_BARE.format(days=days)], None),
+        "sim": ([*sim, "--quiet"], None),
+        "sim_full": ([*sim, "--quiet", "--power-policy", "full"], None),
     }
+    repeats = int(os.environ.get("BENCH_REPEATS", repeats))
+    base = os.environ.get("BENCH_BASE_SRC")
+    if base:
+        cmds["sim_base"] = ([*sim, "--quiet"], {**os.environ, "PYTHONPATH": base})
     walls: dict[str, list[float]] = {k: [] for k in cmds}
+    cpus: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, float] = {}
+    loads = [round(os.getloadavg()[0], 1)]
     for _ in range(repeats):
-        for name, cmd in cmds.items():
-            wall, mib = _whole(cmd)
+        for name, (cmd, env) in cmds.items():
+            wall, cpu, mib = _whole(cmd, env)
             walls[name].append(wall)
+            cpus[name].append(cpu)
             rss[name] = max(rss.get(name, 0.0), mib)
-            print(f"  {name}: {wall:.1f} s", flush=True)
+            print(f"  {name}: {wall:.1f} s wall, {cpu:.1f} s CPU", flush=True)
+        loads.append(round(os.getloadavg()[0], 1))
     med = {k: statistics.median(v) for k, v in walls.items()}
-    return {
+    med_cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    out = {
         "days": days,
+        "load_avg_1m": loads,
         "wall_s": walls,
+        "cpu_s": cpus,
         "median_wall_s": med,
+        "median_cpu_s": med_cpu,
         "peak_rss_mib": rss,
         "sim_vs_bare": round(med["sim"] / med["bare"], 2),
+        "sim_vs_bare_cpu": round(med_cpu["sim"] / med_cpu["bare"], 2),
         "full_vs_none": round(med["sim_full"] / med["sim"], 2),
+        "full_vs_none_cpu": round(med_cpu["sim_full"] / med_cpu["sim"], 2),
     }
+    if base:
+        out["sim_vs_base_cpu"] = round(med_cpu["sim"] / med_cpu["sim_base"], 2)
+    return out
 
 
 BENCHES = {

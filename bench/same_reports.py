@@ -1,6 +1,6 @@
 """Seeded reports before and after a speed change must be byte-identical (timings aside).
 
-    python bench/same_reports.py run OUT [--src SRC]   # OUT/<name>.json for every config
+    python bench/same_reports.py run OUT [--src SRC] [--month]  # OUT/<name>.json per config
     python bench/same_reports.py compare A B            # exit 1 if any report differs
 
 `--src` runs another checkout's sources (e.g. `git archive BASE | tar -x -C /tmp/base`, then
@@ -42,14 +42,17 @@ CONFIGS: dict[str, list[str]] = {
     "philly_las": ["--fleet", "philly-48x4", "--days", "10", *CONTENDED, "--policy", "las"],
 }
 VOLATILE = ("wall_s", "timing")
+# `run --month`: the issue's headline run too (about 30 s CPU; compared when both sides have it)
+MONTH: dict[str, list[str]] = {"c2024_month": ["--fleet", "cortex-2024", "--days", "30"]}
 
 
-def run(out: Path, src: str | None) -> None:
+def run(out: Path, src: str | None, month: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
-    for name, args in CONFIGS.items():
+    configs = {**CONFIGS, **MONTH} if month else CONFIGS
+    for name, args in configs.items():
         cmd = [sys.executable, "-m", "cortex.cli.main", "sim", *args, "--quiet"]
         cmd += ["--json", str(out / f"{name}.json")]
         subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -58,7 +61,9 @@ def run(out: Path, src: str | None) -> None:
 
 def compare(a: Path, b: Path) -> int:
     bad = 0
-    for name in CONFIGS:
+    names = [n for n in CONFIGS if (a / f"{n}.json").exists() or (b / f"{n}.json").exists()]
+    names += [n for n in MONTH if (a / f"{n}.json").exists() and (b / f"{n}.json").exists()]
+    for name in names:
         x = json.loads((a / f"{name}.json").read_text())
         y = json.loads((b / f"{name}.json").read_text())
         for d in (x, y):
@@ -78,12 +83,13 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("out", type=Path)
     r.add_argument("--src", default=None)
+    r.add_argument("--month", action="store_true", help="also the 30-day cortex-2024 default")
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
     args = ap.parse_args()
     if args.cmd == "run":
-        run(args.out, args.src)
+        run(args.out, args.src, args.month)
     else:
         sys.exit(compare(args.a, args.b))
 

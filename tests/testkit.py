@@ -91,4 +91,5 @@ def state_contents(st: ClusterState) -> tuple:
         st.np_max_prio.tolist(),
         st.np_last_start.tolist(),
         st.np_up.tolist(),
+        list(st.cordoned.items()),
     )

@@ -269,3 +269,30 @@ def test_cortex_nodes_unhealthy_drain_and_undrain(
     assert code == 1 and "404" in err  # one path segment: never routed to another resource
     code, _, err = _cli(env, monkeypatch, ADMIN_H, "drain", "node-a", "--reason", "")
     assert code == 2 and err.startswith("error: --reason: ")
+
+
+def test_a_draining_node_takes_no_new_work_while_its_jobs_finish(env: Env) -> None:
+    """#14's gap: a node drained while it ran a job still took new work on its free GPUs until
+    it emptied, so a drain could last forever on a busy fleet. Now it is cordoned: the job
+    runs on, the free half stays unused, and an undrain gives it back at once."""
+    env.ticks()
+    a = env.submit(4)
+    env.ticks(1)
+    (node,) = {s.nodes[0][0] for s in env.ex.launched}
+    other = "node-b" if node == "node-a" else "node-a"
+    filler = env.submit(8)  # fills the other node
+    env.ticks(1)
+    r = env.client.post(f"/v1/nodes/{node}/drain", json={"reason": "fan"}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    env.ticks(1)
+    assert env.health()[node]["state"] == "draining"
+    b = env.submit(4)  # would fit on the draining node's 4 free GPUs
+    env.ticks(2)
+    assert env.client.get(f"/v1/jobs/{b}", headers=env.h).json()["state"] == "queued"
+    launched = {s.job_id: s.nodes[0][0] for s in env.ex.launched}
+    assert (launched[a], launched[filler]) == (node, other) and b not in launched
+    # Undrained while still busy: it takes work again in the next pass.
+    assert env.client.post(f"/v1/nodes/{node}/undrain", headers=ADMIN_H).status_code == 200
+    env.ticks(2)
+    launched = {s.job_id: s.nodes[0][0] for s in env.ex.launched}
+    assert launched.get(b) == node

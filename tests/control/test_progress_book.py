@@ -180,3 +180,26 @@ def test_merge_takes_the_newer_report_and_the_newest_checkpoint() -> None:
 def test_work_at_stake(start: float | None, ckpt: float | None, want: float | None) -> None:
     p = None if ckpt is None else Progress(checkpoint_at=ckpt, checkpoint_step=1)
     assert since_checkpoint_s(1000.0, start, p) == want
+
+
+def test_api_reports_keep_the_attempts_first_report_and_count_its_checkpoints() -> None:
+    """dash2's finding: a report replaced the job's last one whole, so the end of startup (the
+    attempt's first report) moved to the newest report: posts at 1,060 and 1,120 gave 1,120,
+    and goodput booked the run up to its last report as startup."""
+    book = ProgressBook(None)
+    reports = [  # (time, checkpoint_at): the second names a checkpoint, the third the same one
+        (1060.0, None),
+        (1120.0, 1100.0),
+        (1180.0, 1100.0),
+        (1240.0, 1230.0),
+    ]
+    for i, (t, ck) in enumerate(reports):
+        p = Progress(attempt=1, step=i, reported_at=t, source="api", first_at=t, checkpoint_at=ck)
+        assert book.post(7, p, float(i)) == 0.0
+    got = book.current(7, 1, 1000.0, 1300.0)
+    assert got is not None and (got.step, got.first_at) == (3, 1060.0)
+    assert (got.checkpoint_at, got.checkpoints) == (1230.0, 2)  # 1,100 counted once
+    # A new attempt starts its own books.
+    book.post(7, Progress(attempt=2, step=0, reported_at=1400.0, first_at=1400.0), 9.0)
+    got = book.current(7, 2, 1390.0, 1410.0)
+    assert got is not None and (got.first_at, got.checkpoints) == (1400.0, 0)

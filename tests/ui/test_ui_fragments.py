@@ -93,6 +93,11 @@ def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env_any: UiEnv) -> N
         "/ui/timeline",
         "/ui/timeline.json?hours=1",
         "/ui/quotas/history?hours=1",
+        "/ui/power",
+        "/ui/goodput?hours=1",
+        "/ui/goodput?hours=1&team=red",
+        "/ui/fragments/goodput?hours=1",
+        f"/ui/jobs/{ids['red_run']}/progress.json",
     ]
     fsd, admin = ui_env.login(ui_env.fsd), ui_env.login(ADMIN)
     for path in paths:
@@ -106,6 +111,7 @@ def test_a_team_sees_none_of_another_teams_jobs_anywhere(ui_env_any: UiEnv) -> N
     assert "red-secret-job" in admin.get(f"/ui/fragments/node?index={red_nodes[0]}").text
     assert "red-secret-job" in admin.get(f"/ui/jobs/{ids['red_run']}").text
     assert "red-secret-job" in admin.get("/ui/timeline.json?hours=1").text
+    assert "red-secret-failing" in admin.get("/ui/goodput?hours=1").text  # it lost GPU-time
     missing = fsd.get(f"/ui/jobs/{ids['red_run']}")
     assert missing.status_code == 404 and f"job {ids['red_run']} not found" in missing.text
     assert f"job {ids['red_fail']}" in admin.get("/ui/incidents").text
@@ -320,7 +326,11 @@ FRAGMENTS = (
     "/ui/fragments/overview",
     "/ui/quotas/history",
     "/ui/heatmap.bin",
+    "/ui/fragments/power",
+    "/ui/fragments/goodput",
+    "/ui/fragments/goodput-card",
     "/ui/jobs",
+    "/ui/goodput",
 )
 PARAMS = ("state", "team", "page", "per_page", "index", "hours", "points", "start", "x")
 
@@ -341,7 +351,7 @@ def test_hostile_query_strings_get_a_page_or_a_422_never_a_500(ui_env: UiEnv) ->
     def check(path: str, params: dict[str, str]) -> None:
         r = c.get(path, params=params)
         assert r.status_code in (200, 422), (path, params, r.status_code, r.text[:200])
-        if r.status_code == 422 and not path.endswith("/ui/jobs"):
+        if r.status_code == 422 and not path.endswith(("/ui/jobs", "/ui/goodput")):
             assert r.json()["detail"][0]["loc"][0] == "query"
 
     check()

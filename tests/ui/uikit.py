@@ -81,17 +81,26 @@ class FleetExecutor(FakeExecutor):
         with self.lock:
             return super().poll()
 
+    def metrics_file(self, job_id: int) -> Path:
+        """Where a job's metrics lines go (the local executor's CORTEX_METRICS_FILE): tests
+        write them as the job would."""
+        return Path(self.root) / f"metrics-{job_id}.jsonl"
+
     def is_alive(self, job_id: int) -> bool:
         with self.lock:
             return any(jid == job_id for jid, _ in self.alive)
 
 
-def fleet(nodes: int = NODES, gpn: int = GPN, per_pod: int = 4) -> FleetSpec:
+def fleet(
+    nodes: int = NODES, gpn: int = GPN, per_pod: int = 4, halls: int = 1, **hall: Any
+) -> FleetSpec:
+    """`halls` halls of `nodes` nodes each (named h1, h2, ...); `hall`: the last hall's
+    HallSpec fields (power_cap_mw, cooling_mw)."""
     return FleetSpec(
         name="ui-test",
         halls=[
             HallSpec(
-                name="h1",
+                name=f"h{i + 1}",
                 groups=[
                     NodeGroup(
                         flavor=FLAVOR,
@@ -101,7 +110,9 @@ def fleet(nodes: int = NODES, gpn: int = GPN, per_pod: int = 4) -> FleetSpec:
                         nodes_per_rack=2,
                     )
                 ],
+                **(hall if i == halls - 1 else {}),
             )
+            for i in range(halls)
         ],
     )
 
@@ -147,9 +158,14 @@ class UiEnv:
     red), their tokens, and a TestClient over HTTPS (the cookie is Secure)."""
 
     def __init__(
-        self, url: str, home: Path, spec: FleetSpec | None = None, clock: Clock = SYSTEM
+        self,
+        url: str,
+        home: Path,
+        spec: FleetSpec | None = None,
+        clock: Clock = SYSTEM,
+        **settings: Any,
     ) -> None:
-        self.svc, self.ex = make_service(url, home, spec or fleet(), clock)
+        self.svc, self.ex = make_service(url, home, spec or fleet(), clock, **settings)
         self.client = TestClient(self.svc.app, base_url="https://testserver")
         now = clock.time()
         with self.svc.sessions.begin() as s:

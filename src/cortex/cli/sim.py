@@ -114,6 +114,9 @@ def sim(
     cap_curve: Path | None = typer.Option(None, help="throughput-vs-cap curve CSV"),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
     html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
+    dash_path: Path | None = typer.Option(
+        None, "--dashboard-html", help="write the report on the dashboard's templates here"
+    ),
     debug: bool = typer.Option(False, help="check invariants after every event (slow)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
@@ -166,6 +169,10 @@ def sim(
         from cortex.sim.html import write_html
 
         _write(html_path, "--html", lambda p: write_html(report, p))
+    if dash_path is not None:
+        from cortex.control.ui.report import write_report
+
+        _write(dash_path, "--dashboard-html", lambda p: write_report(report, p))
 
 
 def _workload(

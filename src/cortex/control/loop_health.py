@@ -3,8 +3,9 @@
 strikes; repeat offenders are drained and return after their burn-in (control/node_health.py).
 A mixin of `cortex.control.loop.SchedulerLoop`.
 
-Drained nodes leave service through the twin's transition (`ClusterState.set_down`, once the
-jobs on them have ended) and come back through repair (`set_up`), as lost nodes do in
+Drained nodes take no new work at once (`ClusterState.cordon`: their jobs run on), leave
+service through the twin's transition (`ClusterState.set_down`, once the jobs on them have
+ended) and come back through repair (`set_up`), as lost nodes do in
 loop_fleet.py; this step runs after that one in each tick, so a drained node that the executor
 reports alive again stays out until its burn-in ends.
 
@@ -161,6 +162,11 @@ class HealthMixin:
                 st.set_down(n)
                 self._drained_out.add(n)
                 self.dirty = True
+            elif st.node_up[n] and n not in st.cordoned:  # draining: no new work meanwhile
+                st.cordon(n)
+        for n in [n for n in st.cordoned if n not in drained]:  # undrained while draining
+            st.uncordon(n)
+            self.dirty = True
         for n in sorted(self._drained_out - drained):  # burn-in over, or undrained
             self._drained_out.discard(n)
             if n not in self.nodes_down and not st.node_up[n]:

@@ -182,6 +182,11 @@ class ProgressBook:
             posted = None
         return merge(from_file, posted)
 
+    def metrics_path(self, job_id: int) -> Path | None:
+        """The job's metrics file (None where the executor keeps none on this host): the
+        dashboard reads its tail for the job page's chart (control/ui/progress_chart.py)."""
+        return None if self._metrics_file is None else Path(self._metrics_file(job_id))
+
     def known_checkpoint_at(self, job_id: int) -> float | None:
         """The newest checkpoint time already seen for the job (API reports, and its metrics
         file as far as earlier reads went), without reading anything: the scheduler's victim
@@ -213,7 +218,7 @@ class ProgressBook:
             if last is not None and now_mono - last < MIN_INTERVAL_S:
                 return MIN_INTERVAL_S - (now_mono - last)
             self._last_post[job_id] = now_mono
-            self._posted[job_id] = p
+            self._posted[job_id] = _after(self._posted.get(job_id), p)
             self._posted.move_to_end(job_id)
             while len(self._posted) > MAX_JOBS:
                 old, _ = self._posted.popitem(last=False)
@@ -281,6 +286,24 @@ def merge(a: Progress | None, b: Progress | None) -> Progress | None:
         checkpoint_at=ck.checkpoint_at,
         first_at=min(firsts) if firsts else None,
         checkpoints=max(a.checkpoints, b.checkpoints),
+    )
+
+
+def _after(prev: Progress | None, p: Progress) -> Progress:
+    """A new API report of a job, keeping what the attempt's earlier reports established: its
+    first report (where its startup ended, for goodput) and the checkpoints it has named, each
+    new `checkpoint_at` counted once. A report replaced whole moved the end of startup to the
+    latest report, booking the whole run as startup."""
+    if prev is None or prev.attempt != p.attempt:
+        return replace(p, checkpoints=1 if p.checkpoint_at is not None else 0)
+    newer_ckpt = p.checkpoint_at is not None and p.checkpoint_at > (prev.checkpoint_at or -math.inf)
+    firsts = [t for t in (prev.first_at, p.first_at) if t is not None]
+    return replace(
+        p,
+        first_at=min(firsts) if firsts else None,
+        checkpoint_step=p.checkpoint_step if newer_ckpt else prev.checkpoint_step,
+        checkpoint_at=p.checkpoint_at if newer_ckpt else prev.checkpoint_at,
+        checkpoints=prev.checkpoints + (1 if newer_ckpt else 0),
     )
 
 

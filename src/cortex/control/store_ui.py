@@ -5,11 +5,13 @@ apart from store.py, which is near the 600-line limit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
+from cortex.drive import runs
 
 # Event kinds the incident feed shows: a node lost, back or cordoned (not its registration), a
 # run that ended in anything but success (exit events of completed runs are left out below), a
@@ -149,3 +151,70 @@ def runs_between(
     marks = [(int(j), float(a), "preempted") for j, a in s.execute(pre).all()]
     marks += [(int(j), float(a), "failed") for j, a in s.execute(failed).all() if j is not None]
     return runs, sorted(marks)
+
+
+# ---- the goodput page ---------------------------------------------------------------------------
+def goodput_jobs(s: Session, team: str | None, since: float, limit: int) -> list[Any]:
+    """The jobs `store_health.jobs_for` books, as plain rows with only the columns the books
+    read (id, team, name, state, gpus, submitted_at, ended_at, attempt, and the spec's
+    checkpoint_write_s as `write_s`): the page books thousands of jobs, and decoding each
+    one's three JSON columns into an ORM object cost most of its time."""
+    ended = select(m.AttemptRecord.job_id).where(m.AttemptRecord.ended_at >= since)
+    q = select(
+        m.Job.id,
+        m.Job.team,
+        m.Job.name,
+        m.Job.state,
+        m.Job.gpus,
+        m.Job.submitted_at,
+        m.Job.ended_at,
+        m.Job.attempt,
+        m.Job.spec["checkpoint_write_s"].as_float().label("write_s"),
+    ).where(
+        or_(
+            m.Job.state.in_(runs.UNFINISHED_VALUES),
+            m.Job.submitted_at >= since,
+            m.Job.id.in_(ended),
+        )
+    )
+    if team is not None:
+        q = q.where(m.Job.team == team)
+    return list(s.execute(q.limit(limit)).all())
+
+
+def running_starts(s: Session, team: str | None) -> dict[int, float]:
+    """Running jobs: when their current attempt's first allocation was made
+    (`store_health.running_jobs`, without loading the jobs)."""
+    q = (
+        select(m.Allocation.job_id, func.min(m.Allocation.created_at))
+        .join(m.Job, m.Job.id == m.Allocation.job_id)
+        .where(m.Job.state == "running", m.Allocation.active.is_(True))
+        .where(m.Allocation.attempt == m.Job.attempt)
+        .group_by(m.Allocation.job_id)
+    )
+    if team is not None:
+        q = q.where(m.Job.team == team)
+    return {int(j): float(at) for j, at in s.execute(q).all()}
+
+
+def last_devices(s: Session, ids: Sequence[int]) -> dict[int, list[int]]:
+    """Each job's devices in its newest allocation (the timeline's lanes per pod)."""
+    if not ids:
+        return {}
+    q = (
+        select(m.Allocation.job_id, m.Allocation.devices)
+        .where(m.Allocation.job_id.in_(list(ids)))
+        .order_by(m.Allocation.job_id, m.Allocation.created_at, m.Allocation.id)
+    )
+    out: dict[int, list[int]] = {}
+    for j, devs in s.execute(q).all():
+        if devs:
+            out[int(j)] = list(devs)
+    return out
+
+
+def power_events(s: Session, limit: int) -> Sequence[m.Event]:
+    """The newest `limit` changes an operator or a feed made to the site's power (PUT
+    /v1/power: a new cap, an outdoor temperature), newest first. Fleet-wide: no team's."""
+    q = select(m.Event).where(m.Event.kind == "power").order_by(m.Event.id.desc()).limit(limit)
+    return s.scalars(q).all()

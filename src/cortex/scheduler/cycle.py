@@ -403,7 +403,9 @@ def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -
     return False
 
 
-def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool = False) -> Plan:
+def schedule(
+    snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool = False, explain: bool = True
+) -> Plan:
     """One cycle: order the pending jobs, admit, place, preempt, backfill; explain the rest.
 
     A quick pass (`deep=False`, Slurm's main scheduler) stops once every flavor has a blocked
@@ -414,10 +416,14 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool =
     The state is left as it was, unless `commit` is set and the plan only starts jobs (no
     evictions were tried): then the starts' GPUs and usage stay taken and `plan.committed` says
     so; the driver records the runs (`ClusterState.adopt`) instead of taking them again. Undoing
-    and redoing the same allocations leaves every index exactly as committing them does."""
+    and redoing the same allocations leaves every index exactly as committing them does.
+
+    `explain=False` (the twin, which counts blockers by their first reason's code): a job that
+    needs more GPUs than any flavor has free once every flavor has a reserved head is counted
+    in `plan.capacity_blocked` and left out of `plan.blockers`; every decision is the same."""
     c = _Cycle(snap, pol, deep)
     try:
-        _walk(c, snap, pol, deep)
+        _walk(c, snap, pol, deep, explain)
     except BaseException:
         c.stmt.rollback()
         raise
@@ -434,7 +440,7 @@ def schedule(snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool =
     return plan
 
 
-def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
+def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = True) -> None:
     """Steps 1-6 over the pending jobs, into c.plan, with tentative moves on c.stmt."""
     plan = c.plan
     st = c.st
@@ -463,6 +469,9 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool) -> None:
         gpus = job.gpus
         emin = job.elastic_min
         smallest = emin or gpus
+        if not explain and len(reserved) == n_flavors and smallest > max(free):
+            plan.capacity_blocked += 1  # the branch below, without the reason
+            continue
         flavors: Sequence[int] = (
             job.flavor_ids or every_flavor
             if flavor_order is None

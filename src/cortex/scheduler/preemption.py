@@ -10,6 +10,7 @@ import numpy as np
 
 from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
 
@@ -32,10 +33,24 @@ def _enough_nodes(snap: Snapshot, job: Job, flavor: int, alloc_gpus: int, or_equ
     """Could free nodes plus nodes running only lower-priority work (or equal, for reclaim and
     LAS) hold the gang? A necessary condition, from counters."""
     st = snap.state
+    # First from an upper bound kept at every start and stop (prio_nodes): when even that is
+    # too few, so is the exact count, which needs the lazily kept summaries flushed.
+    return _enough(st, st.prio_nodes, job, flavor, alloc_gpus, or_equal) and _enough(
+        st, st.nodes_by_top_prio, job, flavor, alloc_gpus, or_equal
+    )
+
+
+def _enough(
+    st: ClusterState,
+    busy_by_prio: list[dict[int, int]],
+    job: Job,
+    flavor: int,
+    alloc_gpus: int,
+    or_equal: bool,
+) -> bool:
     g = st.gpn[flavor]
-    hist = st.nodes_by_top_prio[flavor]
     p = job.priority
-    busy = sum(c for q, c in hist.items() if q < p or (or_equal and q == p))
+    busy = sum(c for q, c in busy_by_prio[flavor].items() if q < p or (or_equal and q == p))
     if alloc_gpus <= g:
         return busy > 0
     return st.free_whole_nodes(flavor) + busy >= alloc_gpus // g

@@ -68,6 +68,10 @@ class Plan:
     committed: bool = False  # the starts' GPUs are already taken on the state (see schedule)
     # Site IT watts over idle left after the starts (None: no power policy ran).
     power_headroom_w: float | None = None
+    # A pass run with explain=False: jobs blocked for GPUs once every flavor had a reserved
+    # head, counted here instead of listed in `blockers` (each one's first reason would have
+    # been INSUFFICIENT_CAPACITY).
+    capacity_blocked: int = 0
 
     def reasons_for(self, job_id: int) -> list[Reason]:
         """Blockers of a job this cycle did not start ([] if it started)."""

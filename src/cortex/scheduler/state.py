@@ -58,6 +58,9 @@ class ClusterState:
         self.pod_hall = topo.pod_hall
         self.node_free = [self.gpn[f] for f in topo.node_flavor]
         self.node_up = [True] * topo.n_nodes
+        # Cordoned nodes (a drain waiting for its jobs to end): node -> its free GPUs, held out
+        # of the free indices (node_free says 0) so that no new work lands there.
+        self.cordoned: dict[int, int] = {}
         self.node_jobs: list[dict[int, int]] = [{} for _ in range(topo.n_nodes)]
         self.part: list[list[dict[int, None]]] = [[{} for _ in range(g)] for g in self.gpn]
         self.pod_whole: list[dict[int, None]] = [dict.fromkeys(ns) for ns in topo.pod_nodes]
@@ -109,6 +112,12 @@ class ClusterState:
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
         # (job, placement) started or stopped on since the summaries were last read
         self._stale: list[tuple[int, Placement]] = []
+        # Per flavor: priority -> nodes in the placements of running jobs of that priority
+        # (a node shared by k jobs counts k times). Kept at every start and stop, so it bounds
+        # nodes_by_top_prio from above without a flush: a node whose top priority is q runs
+        # a job of priority q. `_prio_nodes_of`: job -> (flavor, priority, nodes) as counted.
+        self.prio_nodes: list[dict[int, int]] = [{} for _ in range(nf)]
+        self._prio_nodes_of: dict[int, tuple[int, int, int]] = {}
         # Who holds each node now, tentative moves included: the one job if exactly one does,
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
@@ -165,8 +174,15 @@ class ClusterState:
         pod_whole = self.pod_whole
         node_jobs = self.node_jobs
         touched: dict[int, int] = {}
-        total = 0
+        total = held_out = 0
+        cordoned = self.cordoned
         for n, k in placement:
+            if cordoned and n in cordoned:  # a Statement's rollback puts a victim back there
+                cordoned[n] -= k
+                node_jobs[n][job_id] = k
+                total += k
+                held_out += k
+                continue
             old = node_free[n]
             if old == g:
                 p = node_pod[n]
@@ -187,7 +203,7 @@ class ClusterState:
             if c_new:
                 buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] -= cnt
-        self.free_gpus[flavor] -= total
+        self.free_gpus[flavor] -= total - held_out
         self.version += 1
         self.busy_gpus[flavor] += total
         self.allocations[job_id] = Allocation(flavor, placement, total)
@@ -215,8 +231,14 @@ class ClusterState:
         pod_whole = self.pod_whole
         node_jobs = self.node_jobs
         touched: dict[int, int] = {}
+        held_out = 0
+        cordoned = self.cordoned
         for n, k in alloc.placement:
             del node_jobs[n][job_id]
+            if cordoned and n in cordoned:  # stays out of service until the drain ends
+                cordoned[n] += k
+                held_out += k
+                continue
             old = node_free[n]
             if old:
                 del part[old][n]
@@ -236,7 +258,7 @@ class ClusterState:
                 del buckets[c_old][p]
             buckets[c_new][p] = None
             self.hall_whole[self.pod_hall[p]][flavor] += cnt
-        self.free_gpus[flavor] += alloc.gpus
+        self.free_gpus[flavor] += alloc.gpus - held_out
         self.version += 1
         self.busy_gpus[flavor] -= alloc.gpus
         # Noted for np_owner: whole nodes a job held are free now.
@@ -259,6 +281,7 @@ class ClusterState:
         self.running[job.id] = job
         self.ends[flavor].add((job.est_end_s, job.id, gpus))
         self._stale.append((job.id, placement))
+        self._count_prio_nodes(job, flavor, len(placement))
         return gpus
 
     def adopt(self, job: Job) -> None:
@@ -267,6 +290,7 @@ class ClusterState:
         self.running[job.id] = job
         self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
         self._stale.append((job.id, alloc.placement))
+        self._count_prio_nodes(job, alloc.flavor, len(alloc.placement))
 
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
@@ -275,7 +299,19 @@ class ClusterState:
         del self.running[job.id]
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
         self._stale.append((job.id, alloc.placement))
+        f, prio, nodes = self._prio_nodes_of.pop(job.id)
+        hist = self.prio_nodes[f]
+        left = hist[prio] - nodes
+        if left:
+            hist[prio] = left
+        else:
+            del hist[prio]
         return alloc
+
+    def _count_prio_nodes(self, job: Job, flavor: int, nodes: int) -> None:
+        self._prio_nodes_of[job.id] = (flavor, job.priority, nodes)
+        hist = self.prio_nodes[flavor]
+        hist[job.priority] = hist.get(job.priority, 0) + nodes
 
     # ---- per-node summaries (victim search) --------------------------------------------------
     @property
@@ -432,12 +468,36 @@ class ClusterState:
         """Ids of jobs holding GPUs on node n."""
         return list(self.node_jobs[n])
 
+    def cordon(self, n: int) -> None:
+        """Driver: node n takes no new work (placements, or victims evicted to make room on
+        it); its jobs run on, and what they free stays out of service until `uncordon` or
+        `set_down`."""
+        if n in self.cordoned or not self.node_up[n]:
+            return
+        free = self.node_free[n]
+        self._set_free(n, 0)
+        self.cordoned[n] = free
+        self.free_gpus[self.node_flavor[n]] -= free
+        self.np_up[n] = False
+        self.version += 1
+
+    def uncordon(self, n: int) -> None:
+        """Driver: node n takes work again."""
+        free = self.cordoned.pop(n, None)
+        if free is None:
+            return
+        self._set_free(n, free)
+        self.free_gpus[self.node_flavor[n]] += free
+        self.np_up[n] = True
+        self.version += 1
+
     def set_down(self, n: int) -> None:
         """Driver: node n leaves service. Jobs on it must be stopped first."""
         if not self.node_up[n]:
             return
         if self.node_jobs[n]:
             raise RuntimeError(f"node {n} still runs jobs {list(self.node_jobs[n])}")
+        self.uncordon(n)
         f = self.node_flavor[n]
         self._set_free(n, 0)
         self.node_free[n] = self.gpn[f]  # all GPUs idle but unusable while down

@@ -25,7 +25,7 @@ def check_invariants(twin: Twin) -> None:
         used = sum(jobs.values())
         if not st.node_up[n] and jobs:
             raise InvariantError(f"node {n} is down but runs jobs {list(jobs)}")
-        if st.node_up[n] and used + st.node_free[n] != g:
+        if st.node_up[n] and used + st.node_free[n] + st.cordoned.get(n, 0) != g:
             raise InvariantError(f"node {n}: {used} used + {st.node_free[n]} free != {g}")
         for j, k in jobs.items():
             held[j] = held.get(j, 0) + k

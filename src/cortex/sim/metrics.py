@@ -12,10 +12,12 @@ class Metrics:
         self.horizon_s = horizon_s
         self.n_bins = n_bins
         self.bin_s = horizon_s / n_bins
-        self.alloc_bins = np.zeros(n_bins)  # GPU-seconds allocated
-        self.up_bins = np.zeros(n_bins)  # GPU-seconds in service
-        self.queue_bins = np.zeros(n_bins)  # job-seconds pending
-        self.energy_bins = np.zeros(n_bins)  # facility joules
+        # Python lists while the run adds to them (an add to a numpy element costs several
+        # times a list's, on every event; float64 sums are the same), arrays when read.
+        self._alloc = [0.0] * n_bins  # GPU-seconds allocated
+        self._up = [0.0] * n_bins  # GPU-seconds in service
+        self._queue = [0.0] * n_bins  # job-seconds pending
+        self._energy = [0.0] * n_bins  # facility joules
         self.interrupt_bins = np.zeros(n_bins, dtype=np.int64)
         self.interrupts_by_cause = [0] * n_causes
         self.failures_total = 0
@@ -42,6 +44,22 @@ class Metrics:
         self.cycle_s: list[float] = []
         self.blocked: dict[str, int] = {}
 
+    @property
+    def alloc_bins(self) -> np.ndarray:
+        return np.array(self._alloc)
+
+    @property
+    def up_bins(self) -> np.ndarray:
+        return np.array(self._up)
+
+    @property
+    def queue_bins(self) -> np.ndarray:
+        return np.array(self._queue)
+
+    @property
+    def energy_bins(self) -> np.ndarray:
+        return np.array(self._energy)
+
     def advance(self, t: float, alloc: int, up: int, queued: int, facility_w: float) -> None:
         """Integrate constant rates over [now, t)."""
         t0 = self.now_s
@@ -50,23 +68,25 @@ class Metrics:
         dt = t - t0
         self.alloc_gpu_s += alloc * dt
         self.energy_j += facility_w * dt
-        b0 = int(t0 / self.bin_s)
-        b1 = int(t / self.bin_s)
-        if b0 == b1 or (b1 >= self.n_bins and b0 >= self.n_bins - 1):
-            b = min(b0, self.n_bins - 1)
-            self.alloc_bins[b] += alloc * dt
-            self.up_bins[b] += up * dt
-            self.queue_bins[b] += queued * dt
-            self.energy_bins[b] += facility_w * dt
+        bin_s = self.bin_s
+        n_bins = self.n_bins
+        b0 = int(t0 / bin_s)
+        b1 = int(t / bin_s)
+        if b0 == b1 or (b1 >= n_bins and b0 >= n_bins - 1):
+            b = min(b0, n_bins - 1)
+            self._alloc[b] += alloc * dt
+            self._up[b] += up * dt
+            self._queue[b] += queued * dt
+            self._energy[b] += facility_w * dt
         else:
             edge = t0
-            for b in range(b0, min(b1, self.n_bins - 1) + 1):
-                end = min((b + 1) * self.bin_s, t) if b < self.n_bins - 1 else t
+            for b in range(b0, min(b1, n_bins - 1) + 1):
+                end = min((b + 1) * bin_s, t) if b < n_bins - 1 else t
                 d = end - edge
-                self.alloc_bins[b] += alloc * d
-                self.up_bins[b] += up * d
-                self.queue_bins[b] += queued * d
-                self.energy_bins[b] += facility_w * d
+                self._alloc[b] += alloc * d
+                self._up[b] += up * d
+                self._queue[b] += queued * d
+                self._energy[b] += facility_w * d
                 edge = end
         self.now_s = t
 

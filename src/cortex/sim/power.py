@@ -114,6 +114,9 @@ class PowerRuntime(PowerBooks):
     series_t: list[float] = field(default_factory=list)
     series_w: list[float] = field(default_factory=list)
     series_cap_w: list[float] = field(default_factory=list)
+    # temps as Python floats: read at every instant the fleet's draw changes, where a numpy
+    # element read costs several times a list's (the same values)
+    _temps_list: list[float] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
     def build(cls, topo: Topology, cfg: PowerConfig, horizon_s: float) -> PowerRuntime:
@@ -150,7 +153,10 @@ class PowerRuntime(PowerBooks):
         return min(int(t / self.cfg.tick_s), len(self.temps) - 1)
 
     def temp_c(self, t: float) -> float:
-        return float(self.temps[self._tick(t)])
+        temps = self._temps_list
+        if len(temps) != len(self.temps):
+            temps = self._temps_list = self.temps.tolist()
+        return temps[min(int(t / self.cfg.tick_s), len(temps) - 1)]
 
     def coolest_temp_c(self) -> float:
         return float(self.temps.min())

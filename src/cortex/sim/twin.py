@@ -521,7 +521,7 @@ class Twin(RunBooks):
             ),
         )
         t0 = time.perf_counter()
-        plan = schedule(snap, self.pol, deep=deep, commit=True)
+        plan = schedule(snap, self.pol, deep=deep, commit=True, explain=False)
         self.metrics.cycle_s.append(time.perf_counter() - t0)
         self.metrics.cycles += 1
         self._apply(plan)
@@ -567,6 +567,9 @@ class Twin(RunBooks):
             if reasons:
                 code = _CODE_VALUE[reasons[0].code]  # an enum's .value is slow, and this is hot
                 blocked[code] = blocked.get(code, 0) + 1
+        if plan.capacity_blocked:
+            code = _CODE_VALUE[Code.INSUFFICIENT_CAPACITY]
+            blocked[code] = blocked.get(code, 0) + plan.capacity_blocked
         for job_id in plan.preempt_failed:
             job = self._by_id[job_id]
             next_try = runs.preempt_backoff(

@@ -8,14 +8,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from cortex.control.ui import fragments, pages, stream
+from cortex.control.ui import fragments, ops, pages, stream
 from cortex.control.ui.render import HERE
 from cortex.control.ui.session import CrossSiteError, LoginNeededError, to_login
 
 
 def mount(app: FastAPI) -> None:
     """Add the dashboard to the API's app (called by control/api/build_app)."""
-    for module in (pages, fragments, stream):
+    for module in (pages, fragments, ops, stream):
         app.include_router(module.router)
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="ui-static")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cortex.control.api.deps import MAX_ID
 from cortex.workload.states import JobState
@@ -48,6 +48,11 @@ class JobFilter(BaseModel):
     team: Team | None = None
     page: Annotated[int, Field(ge=1, le=100_000)] = 1
     per_page: Annotated[int, Field(ge=1, le=200)] = 50
+
+    @field_validator("team", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: object) -> object:
+        return None if v == "" else v  # the admin's empty team box: every team
 
     def states(self) -> tuple[str, ...] | None:
         if self.state == "all":
@@ -98,13 +103,34 @@ class HistoryQuery(BaseModel):
 
 class HeatmapQuery(BaseModel):
     """`state`: one byte per node, its state (views.STATE_NAMES); `used`: the share of its
-    GPUs in use, 0-200, 255 when down."""
+    GPUs in use, 0-200, 255 when down; `power` (with a power policy): its modelled GPU draw
+    as a share of their TDP, likewise."""
 
     model_config = ConfigDict(extra="forbid")
-    color: Literal["state", "used"] = "state"
+    color: Literal["state", "used", "power"] = "state"
 
 
 class TimelineQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 6.0
     limit: Annotated[int, Field(ge=1, le=2000)] = 500
+    by: Literal["team", "pod"] = "team"  # the lanes
+
+
+class GoodputQuery(BaseModel):
+    """GET /ui/goodput and its fragment: the window (hours back from now) and, for the
+    admin, one team."""
+
+    model_config = ConfigDict(extra="forbid")
+    hours: Annotated[float, Field(gt=0, le=24 * 31, allow_inf_nan=False)] = 24.0
+    team: Team | None = None
+
+    @field_validator("team", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: object) -> object:
+        return None if v == "" else v  # the form's empty team box: every team
+
+
+class ChartQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    points: Annotated[int, Field(ge=2, le=2000)] = 500

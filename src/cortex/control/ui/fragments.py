@@ -13,7 +13,10 @@ from cortex.control.api import jobs as api_jobs
 from cortex.control.api import why as api_why
 from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters, views
+from cortex.control.ui.blocking import blast, blocking
+from cortex.control.ui.filters import WAITING
 from cortex.control.ui.pages import jobs_context
+from cortex.control.ui.power_view import node_power
 from cortex.control.ui.render import SECURITY_HEADERS, render
 from cortex.control.ui.session import SameOrigin, Viewer
 
@@ -48,7 +51,8 @@ def why_fragment(
     """The job's ranked blockers, its place, and with ?start=true the start estimate: the
     API's own answer (GET /v1/jobs/{id}/why), rendered."""
     out = api_why.why(job_id, who, svc, start=q.start)
-    return render(request, "_why.html", {"why": out, "job_id": job_id})
+    rows = blocking(svc.loop.why.current, job_id, who) if out.state in WAITING else []
+    return render(request, "_why.html", {"why": out, "job_id": job_id, "blocking": rows})
 
 
 @router.post("/jobs/{job_id}/cancel", dependencies=[SameOrigin])
@@ -83,26 +87,31 @@ def quotas_history(q: Annotated[filters.HistoryQuery, Query()], who: Viewer, svc
 def timeline_data(q: Annotated[filters.TimelineQuery, Query()], who: Viewer, svc: Svc) -> Response:
     """The job timeline's runs and marks (the caller's jobs only; the admin's: all)."""
     with svc.sessions() as s:
-        body = views.timeline(svc, who, s, q.hours, q.limit)
+        body = views.timeline(svc, who, s, q.hours, q.limit, q.by)
     return JSONResponse(body, headers=SECURITY_HEADERS)
 
 
 # ---- the heatmap ----------------------------------------------------------------------------
 @router.get("/heatmap/meta")
 def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc) -> Response:
-    """The fleet's shape, fetched once per page: node count, where each pod and hall starts
-    (the page finds a node's pod by bisection), and the state names of the snapshot's bytes."""
+    """The fleet's shape, fetched once per page: node count, where each pod, hall and rack
+    starts (the page finds a node's pod and hall by bisection), and the state names of the
+    snapshot's bytes."""
     topo = svc.loop.topo
     pods = topo.node_pod
     pod_start = [0] + [n for n in range(1, len(pods)) if pods[n] != pods[n - 1]]
     halls = topo.node_hall
     hall_start = [0] + [n for n in range(1, len(halls)) if halls[n] != halls[n - 1]]
+    racks = topo.node_rack
+    rack_start = [0] + [n for n in range(1, len(racks)) if racks[n] != racks[n - 1]]
     body = {
         "nodes": topo.n_nodes,
         "pod_start": pod_start,
         "hall_start": hall_start,
+        "rack_start": rack_start,
         "halls": [topo.hall_names[halls[n]] for n in hall_start],
         "states": list(views.STATE_NAMES),
+        "power": svc.loop.power is not None,
     }
     return JSONResponse(body, headers=SECURITY_HEADERS)
 
@@ -111,8 +120,13 @@ def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Sv
 def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: Svc) -> Response:
     """One byte per node in topology order (its state, or the share of its GPUs in use):
     12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes."""
-    snap = views.node_states if q.color == "state" else views.node_used
-    data = snap(svc.loop).tobytes()
+    loop = svc.loop
+    if q.color == "power":
+        if loop.power is None:
+            raise err(422, ["query", "color"], "power: the service runs no power policy")
+        data = node_power(loop, views.node_states(loop) == views.DOWN).tobytes()
+    else:
+        data = (views.node_states if q.color == "state" else views.node_used)(loop).tobytes()
     headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data))}
     return Response(data, media_type="application/octet-stream", headers=headers)
 
@@ -152,4 +166,6 @@ def node_fragment(
         "free": st.node_free[n] if st.node_up[n] else 0,
         "state": state,
     }
-    return render(request, "_node.html", {"node": node, "mine": mine, "others": others})
+    hits = blast(loop, n, who, svc.clock.time(), svc.settings.grace_s)
+    ctx = {"node": node, "mine": mine, "others": others, "hits": hits}
+    return render(request, "_node.html", ctx)

@@ -12,9 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from cortex.control import store_ui
+from cortex.control import store, store_ui
 from cortex.control.api.deps import JobId, Svc
-from cortex.control.ui import filters, views
+from cortex.control.ui import filters, goodput_view, incident_blast, views
 from cortex.control.ui.render import render
 from cortex.control.ui.session import (
     LoginNeededError,
@@ -142,6 +142,9 @@ def job_page(request: Request, job_id: JobId, who: Viewer, svc: Svc) -> Response
         return render(request, "missing.html", ctx, status=e.status_code)
     placed = svc.loop.mirror.placement.get(job_id) if job.state == "running" else None
     nodes = [(n, k, svc.loop.node_names[n]) for n, k in placed or ()]
+    with svc.sessions() as s:
+        row = store.visible_job(s, who, job_id)
+        books = goodput_view.job_split(svc, s, row) if row is not None else None
     ctx = {
         "who": who,
         "page": "jobs",
@@ -151,8 +154,25 @@ def job_page(request: Request, job_id: JobId, who: Viewer, svc: Svc) -> Response
         "waiting": WAITING,
         "legend": _legend(),
         "now": svc.clock.time(),
+        "books": books,
+        "power": _job_power(svc, job_id),
+        **goodput_view.LOOK,
     }
     return render(request, "job.html", ctx)
+
+
+def _job_power(svc: Svc, job_id: int) -> dict[str, float] | None:
+    """A running job's cap level and modelled draw (the loop's published power report)."""
+    if svc.loop.power is None:
+        return None
+    got = svc.loop.power.report().jobs.get(job_id)
+    if got is None:
+        return None
+    level, watts, devices = got
+    share = (
+        svc.loop.power.books.levels[level] if 0 <= level < len(svc.loop.power.books.levels) else 1.0
+    )
+    return {"level": level, "watts": watts, "devices": len(devices), "share": share}
 
 
 @router.get("/quotas")
@@ -174,6 +194,7 @@ def incidents_page(request: Request, who: Viewer, svc: Svc) -> Response:
     team = None if who.admin else who.team
     with svc.sessions() as s:
         rows = store_ui.latest_incidents(s, team, FEED_FIRST)
+        blasts = incident_blast.blast(s, rows)
     after = rows[0].id if rows else 0
-    ctx = {"who": who, "page": "incidents", "rows": rows, "after": after}
+    ctx = {"who": who, "page": "incidents", "rows": rows, "after": after, "blasts": blasts}
     return render(request, "incidents.html", ctx)

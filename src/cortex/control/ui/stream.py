@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from cortex.control import store_ui
 from cortex.control.api.deps import MAX_ID, Svc
 from cortex.control.auth import Principal
-from cortex.control.ui import filters
+from cortex.control.ui import filters, incident_blast
 from cortex.control.ui.render import SECURITY_HEADERS, TEMPLATES
 from cortex.control.ui.session import LoginNeededError, Viewer, ui_principal
 
@@ -52,7 +52,7 @@ def _fetch(svc: Any, who: Principal, last: int) -> list[tuple[int, str]]:
     with svc.sessions() as s:
         rows = store_ui.incidents(s, team, last, BATCH)
         tpl = TEMPLATES.get_template("_incident.html")
-        return [(e.id, tpl.render(e=e)) for e in rows]
+        return incident_blast.rendered(s, rows, tpl)
 
 
 @router.get("/incidents/stream")

@@ -218,7 +218,9 @@ def _own_first(who: Principal) -> Any:
     return lambda name: (name != who.team, name == OTHERS, name)
 
 
-def timeline(svc: Any, who: Principal, s: Any, hours: float, limit: int) -> dict[str, Any]:
+def timeline(
+    svc: Any, who: Principal, s: Any, hours: float, limit: int, by: str = "team"
+) -> dict[str, Any]:
     """The Gantt view's data: the caller's jobs (every team's for the admin) that held GPUs in
     the last `hours`, newest `limit`, grouped in lanes by team; each with its runs and its
     preemption and failure marks. Times in seconds since the epoch."""
@@ -235,10 +237,35 @@ def timeline(svc: Any, who: Principal, s: Any, hours: float, limit: int) -> dict
     for jid, at, what in marks:
         if jid in jobs:
             jobs[jid]["marks"].append([at, what])
-    ordered = sorted(jobs.values(), key=lambda j: (j["team"], j["id"]))
+    if by == "pod":
+        pods = _pods_of(svc.loop, store_ui.last_devices(s, list(jobs)))
+        for jid, j in jobs.items():
+            j["pod"] = pods.get(jid)
+        ordered = sorted(jobs.values(), key=lambda j: (j["pod"] is None, j["pod"] or 0, j["id"]))
+    else:
+        ordered = sorted(jobs.values(), key=lambda j: (j["team"], j["id"]))
     return {
         "since": since,
         "now": now,
+        "by": by,
         "teams": sorted({j["team"] for j in ordered}),
         "jobs": ordered,
     }
+
+
+_device_pod: dict[int, tuple[Any, int, dict[int, int]]] = {}
+
+
+def _pods_of(loop: Any, devices: dict[int, list[int]]) -> dict[int, int]:
+    """Job -> the pod of its first device (a gang spans pods only when no pod could hold it).
+    The device -> pod map is built once per fleet, again when its node list is replaced or
+    grows (nodes join at the end)."""
+    nd = loop.mirror.node_devices
+    got = _device_pod.get(id(loop))
+    if got is None or got[0] is not nd or got[1] != len(nd):
+        pod = loop.topo.node_pod
+        nodes = list(nd)
+        got = (nd, len(nodes), {d: pod[n] for n, ds in enumerate(nodes) for d in ds})
+        _device_pod[id(loop)] = got
+    where = got[2]
+    return {j: where[ds[0]] for j, ds in devices.items() if ds and ds[0] in where}

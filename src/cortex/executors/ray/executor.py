@@ -298,7 +298,7 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
     def _running(self, gang: Gang, now: float) -> ExitRecord | None:
         # Futures Ray completes from its own threads: no call into Ray from the tick here
         # (a ray.wait per gang per tick waited for Ray's event loop, 2.5 ms at p90 on the
-        # loaded machine; RESULTS section 35).
+        # loaded machine; RESULTS section 37).
         started = gang.started.values()
         if gang.running_at is None and started and all(f.done() for f in started):
             gang.running_at = now

@@ -72,7 +72,7 @@ class HeadMixin:
         """Why the head stopped answering, as the watcher thread found it (started here while
         gangs run); None while it answers. poll() asks this rather than probing the head
         itself: a TCP connect in every tick cost it 0.2 ms at p50, 2.4 ms at p90 on the
-        loaded machine (RESULTS section 35)."""
+        loaded machine (RESULTS section 37)."""
         if not self.connected:
             return None
         got, self._head_down = self._head_down, None

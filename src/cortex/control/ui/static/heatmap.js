@@ -31,6 +31,16 @@
       return Math.round(STOPS[lo][ch] + (STOPS[lo + 1][ch] - STOPS[lo][ch]) * w);
     })));
   }
+  // "power" mode: the byte is the node's modelled GPU draw as a share of TDP, same scale, on
+  // a ramp from dark indigo (idle) through purple to orange (at TDP).
+  var PSTOPS = [[26, 35, 126], [156, 39, 176], [255, 112, 67]];
+  var POWER_RAMP = RAMP.map(function (c, v) {
+    if (v > USED_MAX) return c;
+    var f = v / USED_MAX * 2, lo = Math.min(1, Math.floor(f)), w = f - lo;
+    return packed([0, 1, 2].map(function (ch) {
+      return Math.round(PSTOPS[lo][ch] + (PSTOPS[lo + 1][ch] - PSTOPS[lo][ch]) * w);
+    }));
+  });
   var select = document.getElementById("heat-color");
   api.mode = select ? select.value : "state";
   var grouping = document.getElementById("heat-layout");
@@ -85,7 +95,9 @@
   }
 
   function layout(meta, how) {
-    var L = how === "pods" && meta.pod_start.length > 1 ? pods(meta.nodes, meta.pod_start) : flat(meta.nodes);
+    // Halls are blocks like pods, one per hall (the topology order keeps a hall's nodes together).
+    var starts = { pods: meta.pod_start, halls: meta.hall_start, racks: meta.rack_start }[how] || null;
+    var L = starts && starts.length > 1 ? pods(meta.nodes, starts) : flat(meta.nodes);
     L.how = how;
     L.cell = Math.max(4, Math.min(40, Math.floor(MAX_WIDTH / L.cols)));
     L.width = L.cols * L.cell; L.height = L.rows * L.cell;
@@ -107,7 +119,7 @@
     var px = new Uint32Array(img.data.buffer);
     px.fill(PACKED_GAP);
     var c = L.cell, inner = c - 1, W = L.width;
-    var table = api.dataMode === "used" ? RAMP : PACKED;
+    var table = api.dataMode === "used" ? RAMP : api.dataMode === "power" ? POWER_RAMP : PACKED;
     for (var i = 0; i < L.n; i++) {
       var color = table[s[i]] !== undefined ? table[s[i]] : PACKED_GAP;
       var o = L.origin(i), x0 = o[0] * c, y0 = o[1] * c;
@@ -136,8 +148,8 @@
   }
   api.redraw = draw;
 
-  function pod(i) {  // the last pod start <= i (pod_start is sorted): bisection
-    var a = api.meta.pod_start, lo = 0, hi = a.length - 1;
+  function pod(i, starts) {  // the last start <= i (pod_start, hall_start: sorted): bisection
+    var a = starts || api.meta.pod_start, lo = 0, hi = a.length - 1;
     while (lo < hi) { var mid = (lo + hi + 1) >> 1; if (a[mid] <= i) lo = mid; else hi = mid - 1; }
     return lo;
   }
@@ -156,10 +168,13 @@
     var i = nodeAt(ev);
     if (i < 0) { tip.hidden = true; return; }
     var b = api.states[i];
-    var what = api.dataMode === "used"
-      ? (b === USED_DOWN ? "down" : Math.round(b / USED_MAX * 100) + "% of GPUs in use")
+    var share = Math.round(b / USED_MAX * 100);
+    var what = b === USED_DOWN && api.dataMode !== "state" ? "down"
+      : api.dataMode === "used" ? share + "% of GPUs in use"
+      : api.dataMode === "power" ? share + "% of TDP drawn (modelled)"
       : api.meta.states[b];
-    tip.textContent = "node #" + i + " · pod " + pod(i) + " · " + what;
+    var hall = api.meta.halls ? api.meta.halls[pod(i, api.meta.hall_start)] : "";
+    tip.textContent = "node #" + i + " · " + hall + " · pod " + pod(i) + " · " + what;
     tip.style.left = (ev.offsetX + 12) + "px";
     tip.style.top = (ev.offsetY + 12) + "px";
     tip.hidden = false;

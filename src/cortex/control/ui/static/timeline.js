@@ -9,6 +9,7 @@
   var tip = document.getElementById("timeline-tip");
   var info = document.getElementById("timeline-info");
   var hoursSel = document.getElementById("timeline-hours");
+  var bySel = document.getElementById("timeline-by");
   var PALETTE = ["#5b9bd5", "#f9a825", "#66bb6a", "#ab47bc", "#26c6da", "#ff7043", "#bdbdbd", "#8d6e63"];
   var LABEL_W = 120, LANE_GAP = 14, MAX_H = 2000;
   var api = { data: null, rows: [], draws: 0 };
@@ -20,12 +21,19 @@
   }
   api.x = x;
 
+  function laneOf(j) {  // lanes per team, or per pod (?by=pod; the server orders the jobs so)
+    if (api.data.by !== "pod") return j.team;
+    return j.pod === null || j.pod === undefined ? "no pod" : "pod " + j.pod;
+  }
+  api.laneOf = laneOf;
+
   function draw() {
-    var d = api.data, jobs = d.jobs;
-    var rowh = Math.max(3, Math.min(14, Math.floor((MAX_H - LANE_GAP * d.teams.length) / Math.max(1, jobs.length))));
+    var d = api.data, jobs = d.jobs, lanes = {};
+    jobs.forEach(function (j) { lanes[laneOf(j)] = 1; });
+    var rowh = Math.max(3, Math.min(14, Math.floor((MAX_H - LANE_GAP * Object.keys(lanes).length) / Math.max(1, jobs.length))));
     var rows = [], y = 0, lane = null;
     for (var i = 0; i < jobs.length; i++) {
-      if (jobs[i].team !== lane) { lane = jobs[i].team; y += LANE_GAP; }
+      if (laneOf(jobs[i]) !== lane) { lane = laneOf(jobs[i]); y += LANE_GAP; }
       rows.push({ top: y, h: rowh, job: jobs[i] });
       y += rowh;
     }
@@ -39,10 +47,10 @@
     lane = null;
     for (var k = 0; k < rows.length; k++) {
       var r = rows[k], j = r.job, color = PALETTE[d.teams.indexOf(j.team) % PALETTE.length];
-      if (j.team !== lane) {
-        lane = j.team;
+      if (laneOf(j) !== lane) {
+        lane = laneOf(j);
         ctx.fillStyle = "#9aa0aa";
-        ctx.fillText(j.team, 4, r.top - 3);
+        ctx.fillText(lane, 4, r.top - 3);
       }
       ctx.fillStyle = color;
       for (var n = 0; n < j.runs.length; n++) {
@@ -86,7 +94,8 @@
 
   function refresh() {
     var hours = hoursSel ? hoursSel.value : "6";
-    return fetch(canvas.dataset.src + "?hours=" + hours, { credentials: "same-origin", cache: "no-store" })
+    var by = bySel ? bySel.value : "team";
+    return fetch(canvas.dataset.src + "?hours=" + hours + "&by=" + by, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) {
         if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
         if (!r.ok) throw new Error("timeline: " + r.status);
@@ -100,6 +109,7 @@
   }
   api.refresh = refresh;
   if (hoursSel) hoursSel.addEventListener("change", refresh);
+  if (bySel) bySel.addEventListener("change", refresh);
   refresh();
   setInterval(refresh, 30000);
 })();

@@ -1,0 +1,242 @@
+"""The goodput page's figures: where the held GPU-time went (control/goodput.py books each
+attempt; drive/goodput.py names the categories), for the caller's jobs (every team's for the
+admin) over a window, split by team, with the jobs that lost the most. One pass over the
+jobs, booked the way `goodput.fleet_goodput` books them (the API's GET /v1/goodput), so the
+page's totals are that answer's."""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from cortex.control import goodput, store_ui
+from cortex.control import store_health as sh
+from cortex.drive import goodput as gp
+from cortex.drive import runs
+
+WORST_SHOWN = 20  # jobs listed by GPU-hours lost
+# How the pages draw the categories (templates/_split.html): a color and words for each.
+LOOK: dict[str, Any] = {
+    "categories": gp.ATTEMPT_CATEGORIES,
+    "colors": {
+        "productive": "#2e7d32",
+        "startup": "#8e99a8",
+        "restart_overhead": "#f9a825",
+        "checkpoint_writes": "#5b9bd5",
+        "rework_after_failures": "#e53935",
+        "rework_after_preemptions": "#ab47bc",
+        "in_progress": "#37474f",
+    },
+    "labels": {
+        "productive": "productive",
+        "startup": "startup",
+        "restart_overhead": "restart overhead",
+        "checkpoint_writes": "checkpoint writes",
+        "rework_after_failures": "rework after failures",
+        "rework_after_preemptions": "rework after preemptions",
+        "in_progress": "in progress, not checkpointed yet",
+    },
+}
+
+
+@dataclass
+class Split:
+    """GPU-hours per category (drive/goodput.ATTEMPT_CATEGORIES) and goodput."""
+
+    gpu_h: dict[str, float]
+    allocated_gpu_h: float
+    lost_gpu_h: float
+    goodput: float
+    queueing_h: float
+    attempts: int
+    jobs: int
+
+    @classmethod
+    def of(cls, books: gp.Books, jobs: int) -> Split:
+        return cls.from_gpu_s(books.gpu_s, books.queueing_s, books.attempts, jobs)
+
+    @classmethod
+    def from_gpu_s(
+        cls, gpu_s: dict[str, float], queueing_s: float, attempts: int, jobs: int
+    ) -> Split:
+        gpu_h = {k: gpu_s.get(k, 0.0) / 3600.0 for k in gp.ATTEMPT_CATEGORIES}
+        held = sum(gpu_h.values())
+        return cls(
+            gpu_h=gpu_h,
+            allocated_gpu_h=held,
+            lost_gpu_h=sum(gpu_h[k] for k in gp.LOSSES),
+            goodput=gpu_h["productive"] / held if held > 0 else 0.0,
+            queueing_h=queueing_s / 3600.0,
+            attempts=attempts,
+            jobs=jobs,
+        )
+
+    def share(self, key: str) -> float:
+        """A category's share of the allocated GPU-time (0..1)."""
+        return self.gpu_h[key] / self.allocated_gpu_h if self.allocated_gpu_h > 0 else 0.0
+
+
+@dataclass
+class JobLoss:
+    id: int
+    name: str
+    team: str
+    state: str
+    gpus: int
+    allocated_gpu_h: float
+    lost_gpu_h: float
+    goodput: float
+    worst: str  # the category that lost it the most
+
+
+@dataclass
+class GoodputPage:
+    since: float
+    as_of: float
+    total: Split
+    teams: list[tuple[str, Split]]
+    worst: list[JobLoss] = field(default_factory=list)
+    categories: tuple[str, ...] = gp.ATTEMPT_CATEGORIES
+    losses: tuple[str, ...] = gp.LOSSES
+
+
+class _Row:
+    """A job as the books read it (control/goodput.book_job): its row's columns, and its spec
+    reduced to the one key they read."""
+
+    __slots__ = (
+        "attempt", "ended_at", "gpus", "id", "name", "spec", "state", "submitted_at", "team",
+    )  # fmt: skip
+
+    def __init__(self, r: Any) -> None:
+        self.id, self.team, self.name, self.state = r.id, r.team, r.name, r.state
+        self.gpus, self.submitted_at, self.ended_at = r.gpus, r.submitted_at, r.ended_at
+        self.attempt = r.attempt
+        self.spec = {} if r.write_s is None else {"checkpoint_write_s": r.write_s}
+
+
+def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPage:
+    """`team` None: every team's (the caller has checked who may ask)."""
+    now = svc.clock.time()
+    since = now - hours * 3600.0
+    progress = svc.loop.progress
+    by_job: dict[int, list[Any]] = {}
+    for r in sh.attempts_since(s, team, since):
+        by_job.setdefault(r.job_id, []).append(r)
+    running = store_ui.running_starts(s, team)
+    total = gp.Books()
+    teams: dict[str, tuple[gp.Books, int]] = {}
+    losses: list[JobLoss] = []
+    jobs = [_Row(r) for r in store_ui.goodput_jobs(s, team, since, sh.MAX_ROWS)]
+    for job in sorted(jobs, key=lambda j: j.id):
+        tb, n = teams.get(job.team, (gp.Books(), 0))
+        teams[job.team] = (tb, n + 1)
+        records = by_job.get(job.id)
+        if not records and job.id not in running:
+            # Never held GPUs in the window (most of a long queue): only its wait counts, as
+            # book_job would count it, without building its books.
+            waiting = runs.unfinished(job.state) and job.state not in ("running", "admitted")
+            q = gp.queueing_s(job.submitted_at, [], now, waiting)
+            total.queueing_s += q
+            tb.queueing_s += q
+            continue
+        row = cast(Any, job)  # the books read only the columns _Row has
+        jb = goodput.book_job(row, records or [], running.get(job.id), progress, now)
+        total.merge(jb.books)
+        tb.merge(jb.books)
+        lost = {k: jb.books.gpu_s[k] for k in gp.LOSSES}
+        lost_s = sum(lost.values())
+        if lost_s > 0:
+            losses.append(
+                JobLoss(
+                    id=job.id,
+                    name=job.name,
+                    team=job.team,
+                    state=job.state,
+                    gpus=job.gpus,
+                    allocated_gpu_h=jb.books.allocated_gpu_s / 3600.0,
+                    lost_gpu_h=lost_s / 3600.0,
+                    goodput=jb.books.goodput(),
+                    worst=max(lost, key=lambda k: lost[k]),
+                )
+            )
+    losses.sort(key=lambda j: (-j.lost_gpu_h, j.id))
+    return GoodputPage(
+        since=since,
+        as_of=now,
+        total=Split.of(total, len(jobs)),
+        teams=[(t, Split.of(b, n)) for t, (b, n) in sorted(teams.items())],
+        worst=losses[:WORST_SHOWN],
+    )
+
+
+CACHE_S = 5.0  # a page's books are reused this long (monotonic clock) for the same question
+CACHE_MAX = 64
+# Per service (weakly held: a closed service's entries go with it), per (team, window).
+_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str | None, float], tuple[float, GoodputPage]]]
+_cache = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+# One booking at a time: page views that all miss the cache (an entry just expired, or a
+# viewer stepping through windows) wait for it instead of each taking the GIL for as long.
+_compute_lock = threading.Lock()
+
+
+def cached_goodput(
+    svc: Any, team: str | None, hours: float, max_age_s: float = CACHE_S
+) -> GoodputPage:
+    """`goodput_page`, computed at most once per CACHE_S for the same service, team and window:
+    the fragment refreshes every 15 s in every open page, and booking 100k GPUs' jobs takes a
+    few hundred milliseconds of the GIL the scheduler shares. The page shows its `as_of`. The
+    window is rounded up to whole hours, so that `hours=1.0001`, `1.0002`, ... cannot each
+    force a booking past the cache."""
+    hours = float(math.ceil(hours))
+    key = (team, hours)
+
+    def cached(now: float) -> GoodputPage | None:
+        with _cache_lock:
+            got = _cache.get(svc, {}).get(key)
+        return got[1] if got is not None and 0 <= now - got[0] < max_age_s else None
+
+    page = cached(svc.clock.monotonic())
+    if page is not None:
+        return page
+    with _compute_lock:
+        page = cached(svc.clock.monotonic())  # booked while this one waited
+        if page is not None:
+            return page
+        now = svc.clock.monotonic()
+        with svc.sessions() as s:
+            page = goodput_page(svc, s, team, hours)
+        with _cache_lock:
+            mine = _cache.setdefault(svc, {})
+            if len(mine) >= CACHE_MAX:
+                mine.clear()
+            mine[key] = (now, page)
+    return page
+
+
+def job_split(svc: Any, s: Any, job: Any) -> tuple[Split, list[dict[str, Any]]]:
+    """One job's books and its attempts (the API's GET /v1/jobs/{id}/goodput)."""
+    from cortex.control import store
+
+    now = svc.clock.time()
+    start = None
+    if job.state == "running":
+        alloc = store.active_allocation(s, job.id)
+        start = alloc.created_at if alloc is not None else None
+    jb = goodput.book_job(job, list(sh.attempts_of(s, job.id)), start, svc.loop.progress, now)
+    attempts = [
+        {
+            "attempt": a.number,
+            "outcome": a.outcome,
+            "started_at": a.started_at,
+            "ended_at": a.ended_at,
+            "node": node,
+            "split": Split.from_gpu_s({k: v * a.gpus for k, v in sp.items()}, 0.0, 1, 1),
+        }
+        for (a, node), sp in zip(jb.attempts, jb.splits, strict=True)
+    ]
+    return Split.of(jb.books, 1), attempts

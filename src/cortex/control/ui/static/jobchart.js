@@ -1,0 +1,47 @@
+// The job page's progress chart: step and loss over time in the job's current attempt (GET
+// /ui/jobs/{id}/progress.json, from the tail of its metrics file), drawn by uPlot.
+"use strict";
+(function () {
+  var el = document.getElementById("progress-chart");
+  if (!el || typeof uPlot === "undefined") return;
+  var chart = null;
+  var api = { points: 0 };
+  window.cortexJobChart = api;
+
+  function draw(body) {
+    api.points = body.t.length;
+    var note = document.getElementById("progress-empty");
+    if (note) note.hidden = body.t.length > 0;
+    if (!body.t.length) return;
+    var data = [body.t, body.loss, body.step];
+    if (chart) { chart.setData(data); el.dataset.drawn = String(api.points); return; }
+    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    chart = new uPlot({
+      width: Math.min(960, el.clientWidth || 960),
+      height: 240,
+      scales: { x: { time: true }, loss: {}, step: {} },
+      axes: [axis, Object.assign({ label: "loss", scale: "loss" }, axis),
+             Object.assign({ label: "step", scale: "step", side: 1, grid: { show: false } }, axis)],
+      series: [{}, { label: "loss", scale: "loss", stroke: "#f9a825", width: 1.5 },
+               { label: "step", scale: "step", stroke: "#5b9bd5", width: 1.5 }],
+    }, data, el);
+    el.dataset.drawn = String(api.points);
+  }
+
+  function refresh() {
+    fetch(el.dataset.src, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
+        if (!r.ok) throw new Error("progress: " + r.status);
+        return r.json();
+      })
+      .then(draw)
+      .catch(function (e) {
+        var box = document.getElementById("error");
+        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
+      });
+  }
+  api.refresh = refresh;
+  refresh();
+  setInterval(refresh, 15000);
+})();

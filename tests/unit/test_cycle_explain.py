@@ -1,0 +1,80 @@
+"""`schedule(..., explain=False)` (the twin's pass): the same decisions as a pass that explains
+every job; only jobs blocked for GPUs behind reserved heads on every flavor are counted in
+`plan.capacity_blocked` instead of listed, and each of them would have been listed with
+INSUFFICIENT_CAPACITY first."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import test_cycle as tc
+
+from cortex.scheduler.cycle import schedule
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.snapshot import Plan
+
+
+def _decisions(plan: Plan) -> tuple:
+    return (
+        [(s.job.id, s.flavor, s.placement, s.gang_gpus, s.alloc_gpus) for s in plan.starts],
+        [(p.job.id, p.reason.code) for p in plan.preemptions],
+        plan.preempt_failed,
+        None if plan.rest_reason is None else plan.rest_reason.to_dict(),
+        plan.examined,
+        plan.committed,
+    )
+
+
+def _as_dicts(reasons: list[Reason]) -> list[dict]:
+    return [r.to_dict() for r in reasons]
+
+
+def _first_codes(plan: Plan) -> Counter:
+    return Counter(r[0].code for r in plan.blockers.values() if r)
+
+
+@pytest.mark.parametrize("profile", sorted(tc.PROFILES))
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "quick"])
+def test_a_pass_that_does_not_explain_decides_the_same(profile: str, deep: bool) -> None:
+    pol = tc.PROFILES[profile]
+    counted = 0
+    for seed in range(40):
+        st_a, pend_a, _ = tc._random_cluster(seed, pol)
+        st_b, pend_b, _ = tc._random_cluster(seed, pol)
+        full = schedule(tc._snap(st_a, pend_a), pol, deep=deep, commit=True)
+        lean = schedule(tc._snap(st_b, pend_b), pol, deep=deep, commit=True, explain=False)
+        assert _decisions(lean) == _decisions(full), seed
+        assert full.capacity_blocked == 0
+        # What the lean pass lists, it lists as the full one does; what it leaves out was
+        # blocked for GPUs.
+        assert all(_as_dicts(full.blockers[j]) == _as_dicts(r) for j, r in lean.blockers.items())
+        left_out = [full.blockers[j] for j in full.blockers if j not in lean.blockers]
+        assert len(left_out) == lean.capacity_blocked
+        assert all(r[0].code is Code.INSUFFICIENT_CAPACITY for r in left_out)
+        want = _first_codes(lean)
+        want[Code.INSUFFICIENT_CAPACITY] += lean.capacity_blocked
+        assert +want == _first_codes(full)
+        counted += lean.capacity_blocked
+    if deep:
+        assert counted > 0  # the seeds do reach the counted branch (else this proves nothing)
+
+
+def test_jobs_too_large_for_what_is_free_behind_the_head_are_counted() -> None:
+    # 7 of 8 nodes busy until 1000: 8 GPUs free. Head 1 (40) reserves the only flavor with
+    # shadow 1000 (8 + 56 freed >= 40, extra 24). Jobs 2 (16) and 3 (24) need more than the
+    # 8 free: counted, not listed. Job 4 (8, ends at 10 <= 1000) backfills on node 7; job 5 (8)
+    # then finds 0 free: counted too. So 3 counted, head listed, one start.
+    st, pend, pol = tc._setup()
+    tc._run(st, 100, tuple((n, 8) for n in range(7)), end=1000.0)
+    tc._pend(pend, 1, 40, 10.0)
+    tc._pend(pend, 2, 16, 10.0)
+    tc._pend(pend, 3, 24, 10.0)
+    tc._pend(pend, 4, 8, 10.0)
+    tc._pend(pend, 5, 8, 10.0)
+    plan = schedule(tc._snap(st, pend), pol, explain=False)
+    assert [(s.job.id, s.placement) for s in plan.starts] == [(4, ((7, 8),))]
+    assert list(plan.blockers) == [1]
+    assert plan.blockers[1][0].code is Code.INSUFFICIENT_CAPACITY
+    assert plan.capacity_blocked == 3
+    assert plan.examined == 5
