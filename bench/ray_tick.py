@@ -1,15 +1,17 @@
 """Scheduling ticks with the Ray executor in the loop, results in bench/out/ray_tick.json
 (summarized by hand in bench/RESULTS.md).
 
-    python bench/ray_tick.py                  # about 3 minutes on 2 shared cores
+    python bench/ray_tick.py                  # about 5 minutes on 2 shared cores
     python bench/ray_tick.py --seconds 20 --fleet-nodes 1000
 
 1. `ticks`: the scheduler loop (SchedulerLoop, a SQLite store) with 1,000 jobs queued, over a
    real loopback Ray cluster (head + two nodes with 8 fake GPUs each: the loop's fleet is what
    the executor discovers, 16 GPUs). Jobs run `sleep 3` (1, 2, 4, 8 or 16 GPUs, so gangs of
    one or two nodes); the loop ticks every 0.2 s for `--seconds`, starting and ending gangs as
-   they finish. Compared with the same loop, fleet, queue and job lengths where the executor
-   is a stand-in that launches nothing and reports each job ended 3 s after its launch (the
+   they finish. Twice: with the executor's GCS calls (a launch's placement group and agents,
+   a gang's teardown) in the tick (`inline_calls`, as before branch ray3) and on its worker
+   thread (the default). Compared with the same loop, fleet, queue and job lengths where the
+   executor is a stand-in that launches nothing and reports each job ended 3 s after its launch (the
    loop's own cost: what the local executor's tick adds on top, process spawns, is left out,
    so the ratio is an upper bound for Ray against local). Wall time per tick (p50, p99) and
    the tick thread's CPU time (the machine is shared: wall time includes waiting for a core,
@@ -141,65 +143,138 @@ def submit(loop: Any, n: int, gpus: int = 0, seed: int = 0) -> None:
         store.insert_jobs(s, reqs, time.time())
 
 
+def runq_s() -> float:
+    """This thread's time waiting for a core so far (Linux schedstat; 0 elsewhere)."""
+    try:
+        return int(Path("/proc/thread-self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def timed(ex: Any) -> list[float]:
+    """Wrap the executor's methods the loop calls in a tick; returns [seconds in them,
+    launch() calls], running totals."""
+    spent = [0.0, 0.0]
+    for name in ("launch", "poll", "node_changes", "terminate", "kill", "current_fleet"):
+        fn = getattr(ex, name, None)
+        if fn is None:
+            continue
+
+        def wrap(*a: Any, _fn: Any = fn, _launch: bool = name == "launch", **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - t0
+                spent[1] += _launch
+
+        setattr(ex, name, wrap)
+    return spent
+
+
 def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
+    """Ticks every TICK_EVERY_S for `seconds`: per tick, its wall time, the tick thread's CPU
+    time, its wait for a core (runq), the time spent in executor calls, and what is left
+    (blocked: the GIL, I/O)."""
     loop.tick()  # ingest the queue (not timed: the same one-off cost for both)
-    walls, cpus, launches = [], [], 0
+    spent = timed(loop.executor)
+    names = ("wall", "cpu", "runq", "wall_less_runq", "executor", "blocked")
+    rows: dict[str, list[float]] = {k: [] for k in names}
+    launch_walls: list[float] = []  # ticks that launched at least one gang
+    launches0 = spent[1]
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        before = len(loop.mirror.attempt)
-        t0, c0 = time.perf_counter(), time.thread_time()
+        q0, l0 = runq_s(), spent[1]
+        t0, c0, e0 = time.perf_counter(), time.thread_time(), spent[0]
         loop.tick()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.thread_time() - c0)
-        launches += max(0, len(loop.mirror.attempt) - before)
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        runq = runq_s() - q0
+        if spent[1] > l0:
+            launch_walls.append(wall)
+        rows["wall"].append(wall)
+        rows["cpu"].append(cpu)
+        rows["runq"].append(runq)
+        rows["wall_less_runq"].append(wall - runq)
+        rows["executor"].append(spent[0] - e0)
+        rows["blocked"].append(max(0.0, wall - cpu - runq))
         time.sleep(TICK_EVERY_S)
-    return {
-        "ticks": len(walls),
+    out: dict[str, Any] = {
+        "ticks": len(rows["wall"]),
         "queued_at_end": len(loop.mirror.pending),
-        "wall_ms": {"p50": round(pct(walls, 50) * 1e3, 2), "p99": round(pct(walls, 99) * 1e3, 2)},
-        "cpu_ms": {"p50": round(pct(cpus, 50) * 1e3, 2), "p99": round(pct(cpus, 99) * 1e3, 2)},
+        "launches": int(spent[1] - launches0),
     }
+    for k, xs in {**rows, "launch_tick_wall": launch_walls}.items():
+        if xs:
+            out[f"{k}_ms"] = {"p50": round(pct(xs, 50) * 1e3, 2), "max": round(max(xs) * 1e3, 2)}
+            out[f"{k}_ms"]["p99"] = round(pct(xs, 99) * 1e3, 2)
+    return out
 
 
-def bench_ticks(seconds: float) -> dict[str, Any]:
+def stop_all(ex: Any, loop: Any) -> None:
+    """Cancel the loop's gangs and wait until Ray holds nothing of them (the next run reuses
+    the placement groups' names: its store numbers jobs from 1 again)."""
+    for jid, att in list(loop.mirror.attempt.items()):
+        ex.terminate(jid, att, "cancel", grace_s=0)
+    deadline = time.monotonic() + 60
+    while ex._gangs and time.monotonic() < deadline:
+        ex.poll()
+        time.sleep(0.1)
+    ex.drain(60)
+
+
+def bench_ticks(seconds: float, rounds: int = 2) -> dict[str, Any]:
+    """Stand-in, Ray with its GCS calls in the tick (inline: before), Ray with them on the
+    worker thread (after), with `rounds` 2 the two Ray runs again in the other order, then
+    the stand-in again: one cluster, one run."""
     from raykit import LoopbackCluster
 
     from cortex.executors.ray.executor import RayExecutor
 
     cluster = LoopbackCluster()
+    runs: dict[str, dict[str, Any]] = {}
     try:
         cluster.add("node-a", **{"cortex.pod": "p1"})
         cluster.add("node-b", **{"cortex.pod": "p1"})
         cluster.cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            ex = RayExecutor(root / "ray" / "runs", cluster.address, grace_s=1.0)
-            fleet = ex.discover()
-            (root / "standin").mkdir()
-            base = run_ticks(make_loop(root / "standin", StandIn(), fleet), seconds)
-            (root / "ray").mkdir(exist_ok=True)
-            ray_loop = make_loop(root / "ray", ex, fleet)
-            on_ray = run_ticks(ray_loop, seconds)
-            for jid, att in list(ray_loop.mirror.attempt.items()):
-                ex.terminate(jid, att, "cancel", grace_s=0)
-            deadline = time.monotonic() + 30
-            while ex._gangs and time.monotonic() < deadline:
-                ex.poll()
-                time.sleep(0.1)
-            base2 = run_ticks(make_loop(root / "standin2", StandIn(), fleet), seconds)
+            order = ["standin_before", "ray_inline_1", "ray_worker_1"]
+            if rounds > 1:  # ABBA: load that drifts over the run weighs on both alike
+                order += ["ray_worker_2", "ray_inline_2"]
+            order.append("standin_after")
+            execs = {
+                name: RayExecutor(
+                    root / name / "runs",
+                    cluster.address,
+                    grace_s=1.0,
+                    inline_calls=name.startswith("ray_inline"),
+                )
+                for name in order
+                if name.startswith("ray")
+            }
+            fleet = execs["ray_inline_1"].discover()
+            for name in order:
+                home = root / name
+                home.mkdir(exist_ok=True)
+                ex = execs.get(name)
+                if ex is None:
+                    runs[name] = run_ticks(make_loop(home, StandIn(), fleet), seconds)
+                else:
+                    ex.discover()  # its own saved fleet: the same nodes in the same order
+                    loop = make_loop(home, ex, fleet)
+                    runs[name] = run_ticks(loop, seconds)
+                    stop_all(ex, loop)
+                print(name, json.dumps(runs[name]), flush=True)
     finally:
         cluster.shutdown()
-    b50 = statistics.median([base["wall_ms"]["p50"], base2["wall_ms"]["p50"]])
-    bc50 = statistics.median([base["cpu_ms"]["p50"], base2["cpu_ms"]["p50"]])
-    return {
-        "queued": QUEUED,
-        "fleet": "loopback Ray: 2 nodes x 8 fake GPUs",
-        "standin_before": base,
-        "ray": on_ray,
-        "standin_after": base2,
-        "ratio_wall_p50": round(on_ray["wall_ms"]["p50"] / b50, 2),
-        "ratio_cpu_p50": round(on_ray["cpu_ms"]["p50"] / bc50, 2),
-    }
+    out: dict[str, Any] = {"queued": QUEUED, "fleet": "loopback Ray: 2 nodes x 8 fake GPUs"}
+    out.update(runs)
+    for k in ("wall", "cpu"):
+        b50 = statistics.median([runs[n][f"{k}_ms"]["p50"] for n in order if "standin" in n])
+        for kind in ("ray_inline", "ray_worker"):
+            mine = [runs[n][f"{k}_ms"]["p50"] for n in order if n.startswith(kind)]
+            out[f"{kind}_ratio_{k}_p50"] = [round(x / b50, 2) for x in mine]
+    return out
 
 
 def bench_fleet(n: int) -> dict[str, Any]:
@@ -274,13 +349,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0, help="ticking time per loop")
     ap.add_argument("--fleet-nodes", type=int, default=1000)
     ap.add_argument("--only", default="fleet,ticks")
+    ap.add_argument("--rounds", type=int, default=2, help="1: inline, worker; 2: ABBA")
     args = ap.parse_args()
     out: dict[str, Any] = {}
     if "fleet" in args.only:
         out["fleet"] = bench_fleet(args.fleet_nodes)
         print(json.dumps(out["fleet"], indent=2), flush=True)
     if "ticks" in args.only:
-        out["ticks"] = bench_ticks(args.seconds)
+        out["ticks"] = bench_ticks(args.seconds, args.rounds)
         print(json.dumps(out["ticks"], indent=2), flush=True)
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/ray_tick.json").write_text(json.dumps(out, indent=2))

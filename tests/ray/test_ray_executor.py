@@ -104,7 +104,9 @@ def test_sixteen_ranks_on_two_nodes_get_torchrun_variables(ex: RayExecutor) -> N
         assert row[5] == "127.0.0.3"  # rank 0's node (node-a, the first added)
         assert row[6:] == ["8", "0" if rank < 8 else "1"]
     assert ex.log_paths(1, 1) == ex.rank_log_paths(1, 1, 0)
-    # Torn down: no actor or placement group of the run is left.
+    # Torn down (on the executor's worker thread: drain() waits for it): no actor or
+    # placement group of the run is left.
+    assert ex.drain(30)
     assert [n for n in ray.util.list_named_actors() if n.startswith("cortex-1-1")] == []
     assert ex.live_handles() == []
     with pytest.raises(ValueError, match="already launched"):
@@ -159,6 +161,7 @@ def test_unsatisfiable_placement_is_removed_and_reported(ex: RayExecutor) -> Non
     rec = ended(short)
     assert rec.outcome == "failed" and rec.exit_code is None
     assert "placement group not created within 3 s on node-c" in rec.detail
+    assert short.drain(30)
     states = {v["name"]: v["state"] for v in ray.util.placement_group_table().values()}
     assert states["cortex-6-1"] == "REMOVED"
 
@@ -180,11 +183,27 @@ def test_a_new_executor_adopts_a_running_gang(
     assert again.terminate(7, 1, "preempt") is True
     rec = ended(again)
     assert (rec.outcome, rec.exit_code) == ("preempted", 75), rec
+    assert again.drain(30)
     assert again.live_handles() == []
     # Adopted once more (a service that died before committing that exit): the verdicts the
     # agents left in the run dir say how it ended, and it is reported again, the same.
     assert again.adopt(live[0]) is True
     assert ended(again) == rec
+
+
+def test_a_cancel_right_after_launch_starts_no_rank_and_leaves_nothing(
+    ex: RayExecutor,
+) -> None:
+    # launch() returns before Ray is asked anything (the worker thread creates the gang), so
+    # this cancel arrives while the launch is queued or being created.
+    ex.launch(spec(13, REPORT, nprocs=2))  # a rank that ran would print a line
+    assert ex.terminate(13, 1, "cancel") is True
+    rec = ended(ex)
+    assert (rec.outcome, rec.exit_code) == ("cancelled", None), rec
+    assert rec.detail == "cancel requested; stopped before the job started"
+    assert ex.drain(30)
+    assert [h for h in ex.live_handles() if h.job_id == 13] == []
+    assert all(ex.rank_log_paths(13, 1, r)[0].read_text() == "" for r in range(2))
 
 
 def test_kill_removes_a_gang_without_a_record(ex: RayExecutor) -> None:
@@ -220,7 +239,8 @@ def test_an_unreachable_cluster_serves_the_last_fleet_down_and_checks_adoptions_
     # The cluster answers again (here: at the address it really has).
     off.address = cluster.address
     off._backoff.next_at = 0.0
-    assert off.poll() == [] and off.connected
+    # Joined on a thread (ray.init never runs in the tick): connected a few polls later.
+    wait_for(lambda: off.poll() == [] and off.connected, 30, 0.05)
     changes: list[tuple[str, bool]] = []
     wait_for(lambda: changes.extend(off.node_changes(force=True)) or changes, 60, 0.2)
     assert sorted(changes) == [("node-a", True), ("node-b", True)]

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import pytest
 from cortex.executors.ray import membership
 from cortex.executors.ray.executor import RayExecutor
 from cortex.executors.ray.runs import Gang
-from cortex.executors.spec import GangHandle
+from cortex.executors.spec import ExitRecord, GangHandle
 
 
 def raw(node_id: str, name: str | None, alive: bool = True, gpus: float = 8) -> dict[str, Any]:
@@ -122,9 +124,15 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
     ex.discover()
     ex.address = f"127.0.0.1:{_closed_port()}"  # the head's GCS port, closed: the head is gone
     handle = GangHandle(7, 2, "ray", "/r", "/r/o", "/r/e", (0,), {"agents": [], "pg": "x"})
-    ex._gangs[(7, 2)] = Gang(handle=handle, parts=[], pg=None)
-    ex._head_probed = float("-inf")  # the last probe is older than HEAD_EVERY_S
-    (rec,) = ex.poll()
+    # A gang whose launch is still on the executor's worker thread (never done here).
+    ex._gangs[(7, 2)] = Gang(handle=handle, parts=[], pg=None, phase="launching", launch=Future())
+    # poll() starts the head's watcher thread; its verdict comes at a later poll().
+    got: list[ExitRecord] = []
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        got = ex.poll()
+        time.sleep(0.02)
+    (rec,) = got
     assert (rec.job_id, rec.attempt, rec.outcome) == (7, 2, "failed")
     assert rec.detail.startswith(f"Ray head lost (cannot connect to {ex.address}")
     assert not ex.connected and ex._gangs == {}
@@ -132,12 +140,18 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
     assert ex.poll() == []  # reported once
     torn: list[GangHandle] = []
     monkeypatch.setattr(ex, "_teardown", torn.append)
-    monkeypatch.setattr(ex, "connect", lambda: setattr(ex, "connected", True))
+    joined: list[str] = []
+    monkeypatch.setattr(ex, "_join", lambda: joined.append(threading.current_thread().name))
     assert ex._shutdown is not None
     ex._shutdown.join(30)
     ex._backoff.next_at = time.monotonic()  # the backoff's first delay (1 s) is over
     ex.address = None  # the head answers again
-    assert ex.poll() == [] and ex.connected
+    deadline = time.monotonic() + 10
+    while not ex.connected and time.monotonic() < deadline:
+        assert ex.poll() == []
+        time.sleep(0.02)
+    assert ex.connected
+    assert joined == ["ray-connect"]  # ray.init's part ran on a thread, never the tick's
     assert torn == [handle]  # what Ray may have kept of the failed attempt goes first
     assert sorted(ex.node_changes(force=True)) == [("n1", True), ("n2", True)]
 
@@ -145,7 +159,6 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
 def test_the_tick_never_waits_for_the_node_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
 
     ray = Cluster(monkeypatch)
     ray.nodes = [raw("r1", "n1"), raw("r2", "n2")]

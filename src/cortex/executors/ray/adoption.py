@@ -116,7 +116,7 @@ class AdoptionMixin:
             if not status.get("started"):
                 return False
             gang.agents[p.index] = agent
-            gang.wait_refs[p.index] = agent.wait.remote(WAIT_S)
+            gang.waits[p.index] = agent.wait.remote(WAIT_S).future()
         try:
             req = read_json(Path(h.run_dir) / "terminate.json")
         except ValueError:

@@ -2,16 +2,19 @@
 
 A launch is a detached, named placement group with one bundle per node of the scheduler's
 placement, pinned by the `cortex.node` label; once Ray has created it, one detached, named
-agent actor per bundle (agent.py) starts that node's ranks. Nothing here blocks on Ray: launch()
-returns once the handle is on disk and the placement group is requested; poll() moves each gang
-on (placing -> starting -> running -> ended) with non-blocking waits, so a slow or full cluster
-never stalls the scheduler loop.
+agent actor per bundle (agent.py) starts that node's ranks. Nothing here blocks on Ray:
+launch() returns once the handle is on disk, and the calls that wait for the GCS (creating
+the group and agents, tearing a gang down) run on a worker thread (worker.py, launching.py);
+poll() moves each gang on (launching -> placing -> starting -> running -> ended) with
+non-blocking waits, so a slow or full cluster never stalls the scheduler loop.
 
 - A placement group Ray has not created within `pg_timeout_s` is removed and the run reported
   failed with that reason (Ray itself would leave it pending forever); the loop requeues it.
+  A launch whose Ray calls raised is reported failed the same way ("launch failed: ...").
 - terminate(): every agent SIGTERMs its ranks and SIGKILLs them after the grace period (the
   agent enforces it, so it holds while the service is down); poll() then kills the actors and
-  removes the placement group. Exit 75 from the ranks is "checkpointed": preempted.
+  removes the placement group. Exit 75 from the ranks is "checkpointed": preempted. A gang
+  stopped while it is still launching is torn down before any rank starts.
 - A lost node (its agent dies with it) ends the run as failed, naming the node.
 - Names carry job id and attempt (gang.py), so after a kill -9 of the service, live_handles()
   and adopt() find the gangs by name; the run dir is created exclusively, so an attempt is
@@ -23,35 +26,32 @@ a job's checkpoints must be for it to resume on another node."""
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import ray
 from ray.exceptions import RayError
-from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray.util.placement_group import remove_placement_group
 
 from cortex.executors.local.rundir import job_dir, run_dir, write_json_atomic
-from cortex.executors.local.users import DEFAULT_PATH, INHERITED_ENV
 from cortex.executors.nodes import NodeInfo
 from cortex.executors.ray import gang as g
 from cortex.executors.ray.adoption import AdoptionMixin
 from cortex.executors.ray.agent import NodeAgent, rank_log_paths
-from cortex.executors.ray.fleet import DEFAULT_FLAVOR, LABEL_NODE, IgnoredLog
-from cortex.executors.ray.headloss import HEAD_EVERY_S, HeadMixin
+from cortex.executors.ray.fleet import DEFAULT_FLAVOR, IgnoredLog
+from cortex.executors.ray.headloss import HeadMixin
+from cortex.executors.ray.launching import LaunchMixin
 from cortex.executors.ray.membership import MembershipMixin
 from cortex.executors.ray.offline import Backoff
 from cortex.executors.ray.runs import Gang, named_pg, probe, read_verdict, short
+from cortex.executors.ray.worker import RayWorker
 from cortex.executors.spec import (
     ExitRecord,
     GangHandle,
-    LaunchSpec,
     StopReason,
-    job_env,
     outcome_for,
 )
 from cortex.jobproto import EXIT_OK, EXIT_PREEMPTED
@@ -68,7 +68,7 @@ CALL_TIMEOUT_S = 10.0  # a blocking call to an agent (adoption only)
 START_TIMEOUT_S = 120.0
 
 
-class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
+class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
     def __init__(
         self,
         root_dir: Path,
@@ -79,6 +79,7 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
         namespace: str = NAMESPACE,
         default_flavor: str = DEFAULT_FLAVOR,
         connect: bool = True,
+        inline_calls: bool = False,
     ) -> None:
         if grace_s < 0:
             raise ValueError(f"grace_s: must be >= 0, got {grace_s}")
@@ -111,14 +112,22 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
         self._shutdown: threading.Thread | None = None
         self._ignored = IgnoredLog()
         self._agent_cls = ray.remote(NodeAgent)
+        # The GCS calls of launches and teardowns (worker.py); inline_calls makes them block
+        # in launch() and poll() as they did before (benchmarks' before/after).
+        self._worker = RayWorker(inline=inline_calls)
         self.connected = False
         self._backoff = Backoff()
+        self._joining: Future[None] | None = None  # ray.init on its thread (_reconnect)
         if connect:
             self.connect()
 
     # -- connection and fleet --------------------------------------------------------------
     def connect(self) -> None:
         """Join the cluster as a driver (raises ConnectionError when it is unreachable)."""
+        self._join()
+        self.connected = True
+
+    def _join(self) -> None:
         probe(self.address)
         if not ray.is_initialized():
             ray.init(
@@ -127,20 +136,35 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
                 log_to_driver=False,
                 logging_level=logging.WARNING,
             )
-        self.connected = True
 
     def retry_later(self) -> None:
         """connect() failed (the caller logged it): poll() tries again after the backoff."""
         self._backoff.later()
 
     def _reconnect(self) -> bool:
-        if self.connected or not self._backoff.due() or self._shutting_down():
+        """Connected, or a reconnection attempt moved on (with backoff). The probe runs here (it
+        fails at once while nothing listens); `ray.init` runs on a thread of its own once the
+        head answers: it held the tick 30-36 s while a cluster was still starting."""
+        if self.connected or self._shutting_down():
             return self.connected
-        try:
-            self.connect()
-        except (ConnectionError, RuntimeError) as err:
-            self._backoff.failed(self.address, err)
+        joining = self._joining
+        if joining is None:
+            if not self._backoff.due():
+                return False
+            try:
+                probe(self.address)
+            except ConnectionError as err:
+                self._backoff.failed(self.address, err)
+                return False
+            self._joining = joining = RayWorker(name="ray-connect").submit(self._join)
+        if not joining.done():
             return False
+        self._joining = None
+        failure = joining.exception()
+        if failure is not None:  # whatever it was: tried again after the backoff
+            self._backoff.failed(self.address, failure)
+            return False
+        self.connected = True
         log.warning("ray: connected to %s", self.address or "auto")
         self._backoff = Backoff()  # a later loss starts again from the first delay
         self._clear_orphans()
@@ -175,86 +199,6 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
     def metrics_file(self, job_id: int) -> Path:
         return job_dir(self.root, job_id) / "metrics.jsonl"
 
-    # -- launch ----------------------------------------------------------------------------
-    def launch(self, spec: LaunchSpec) -> GangHandle:
-        """Request the placement group and return the durable handle; poll() starts the ranks
-        once Ray has placed it. An attempt is launched once (its run dir is made exclusively)."""
-        spec.validate()
-        if not self.connected:
-            raise ConnectionError(f"ray: cluster {self.address or 'auto'} not connected")
-        parts = g.split(spec.nodes, spec.nprocs)
-        key = (spec.job_id, spec.attempt)
-        if key in self._gangs:
-            raise ValueError(f"attempt: job {spec.job_id} attempt {spec.attempt} is running")
-        rdir = run_dir(self.root, spec.job_id, spec.attempt)
-        rdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            rdir.mkdir(mode=0o700)
-        except FileExistsError:
-            raise ValueError(
-                f"attempt: job {spec.job_id} attempt {spec.attempt} was already launched "
-                f"({rdir} exists); use a new attempt number"
-            ) from None
-        try:
-            return self._launch_in(rdir, spec, parts)
-        except BaseException:
-            # Whatever Ray already holds for this attempt goes (a detached placement group and
-            # agents would hold their GPUs until the next restart), then its run dir.
-            try:
-                self._teardown(self._handle_of(spec, rdir, parts))
-            except Exception:
-                log.exception("job %s attempt %s: teardown after a failed launch", *key)
-            shutil.rmtree(rdir, ignore_errors=True)
-            raise
-
-    def _launch_in(self, rdir: Path, spec: LaunchSpec, parts: list[g.NodePart]) -> GangHandle:
-        ckpt = Path(spec.checkpoint_dir or self.checkpoint_dir(spec.job_id))
-        ckpt.mkdir(parents=True, exist_ok=True, mode=0o700)
-        metrics = self.metrics_file(spec.job_id)
-        metrics.touch(mode=0o600)
-        base = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        base.setdefault("PATH", DEFAULT_PATH)
-        env = job_env(spec, base=base, checkpoint_dir=ckpt.resolve(), metrics_file=metrics)
-        for r in range(spec.nprocs):
-            for p in rank_log_paths(rdir, r):
-                p.touch(mode=0o600)
-        handle = self._handle_of(spec, rdir, parts)
-        # Durable before anything exists on Ray: a service killed after this finds the run.
-        write_json_atomic(rdir / "handle.json", handle.to_dict(), durable=False)
-        pg = placement_group(
-            [p.bundle(spec.uses_gpus) for p in parts],
-            strategy="PACK",
-            name=g.pg_name(spec.job_id, spec.attempt),
-            lifetime="detached",
-            bundle_label_selector=[{LABEL_NODE: p.node} for p in parts],
-        )
-        gang = Gang(handle=handle, parts=parts, pg=pg, spec=spec, env=env)
-        # Requested now, not once the group exists: Ray starts them (a worker process each,
-        # the slow part of a gang start) as soon as their bundles are there.
-        self._create_agents(gang)
-        self._gangs[gang.key] = gang
-        log.info("job %s attempt %s: placement group on %s", *gang.key, [p.node for p in parts])
-        return handle
-
-    def _handle_of(self, spec: LaunchSpec, rdir: Path, parts: list[g.NodePart]) -> GangHandle:
-        out, err = rank_log_paths(rdir, 0)
-        return GangHandle(
-            job_id=spec.job_id,
-            attempt=spec.attempt,
-            kind=KIND,
-            run_dir=str(rdir),
-            stdout_path=str(out),
-            stderr_path=str(err),
-            devices=tuple(spec.devices),
-            payload={
-                "namespace": self.namespace,
-                "pg": g.pg_name(spec.job_id, spec.attempt),
-                "agents": [g.agent_name(spec.job_id, spec.attempt, p.index) for p in parts],
-                "nodes": [[p.node, list(p.devices), list(p.ranks)] for p in parts],
-                "uses_gpus": spec.uses_gpus,
-            },
-        )
-
     def is_running(self, job_id: int, attempt: int) -> bool:
         """Every rank of the run has started (benchmarks and tests)."""
         gang = self._gangs.get((job_id, attempt))
@@ -265,7 +209,7 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
         """Runs that ended since the last call, each once; moves every gang on, never blocks
         (but for a reconnection attempt while the cluster is unreachable)."""
         if self._gangs or self._unverified:
-            gone = self._head_gone(every_s=HEAD_EVERY_S)
+            gone = self._head_verdict()
             if gone is not None:
                 self._head_lost(gone)
         out, self._lost_exits = self._lost_exits, []  # failed by a head loss (headloss.py)
@@ -286,6 +230,8 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
 
     def _advance(self, gang: Gang) -> ExitRecord | None:
         now = time.monotonic()
+        if gang.phase == "launching":
+            return self._launching(gang, now)
         if gang.phase == "placing":
             return self._placing(gang, now)
         if gang.phase == "starting":
@@ -294,17 +240,15 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
 
     def _placing(self, gang: Gang, now: float) -> ExitRecord | None:
         assert gang.pg is not None
-        if gang.master_ref is not None:
-            # Agent 0 answers once the group is placed and its worker runs: a local check.
-            # The GCS is asked for the group's state only when the timeout is up (a read per
-            # placing gang per tick held the loop 10+ ms each; RESULTS section 28).
-            ready, _ = ray.wait([gang.master_ref], timeout=0)
-            if ready:
-                gang.phase, gang.since = "starting", now
-                return self._starting(gang, now)
+        # Agent 0 answers once the group is placed and its worker runs: a local check.
+        # The GCS is asked for the group's state only when the timeout is up (a read per
+        # placing gang per tick held the loop 10+ ms each; RESULTS section 28).
+        if gang.master is not None and gang.master.done():
+            gang.phase, gang.since = "starting", now
+            return self._starting(gang, now)
         if gang.stop is not None:
             return self._end(gang, None, "stopped before the job started")
-        if gang.master_ref is not None and now - gang.since < self.pg_timeout_s:
+        if gang.master is not None and now - gang.since < self.pg_timeout_s:
             return None
         # The GCS's word, not pg.ready(): that runs a task in the group, which needs a worker
         # process of its own (seconds to start) and a new one per call.
@@ -322,35 +266,15 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
             "Ray cannot place it (a node full, gone or short of resources); removed",
         )
 
-    def _create_agents(self, gang: Gang) -> None:
-        h, pg = gang.handle, gang.pg
-        assert pg is not None
-        uses_gpus = bool(h.payload.get("uses_gpus"))
-        for p in gang.parts:
-            gpus = float(len(p.devices)) if uses_gpus else 0.0
-            gang.agents[p.index] = self._agent_cls.options(
-                name=g.agent_name(h.job_id, h.attempt, p.index),
-                namespace=self.namespace,
-                lifetime="detached",
-                num_cpus=g.CPU_PER_RANK * len(p.ranks),
-                num_gpus=gpus,
-                max_concurrency=8,
-                max_restarts=0,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    pg, placement_group_bundle_index=p.index
-                ),
-            ).remote(h.job_id, h.attempt, p.index, p.node, list(p.ranks), h.run_dir)
-        gang.master_ref = gang.agents[0].master.remote()
-
     def _starting(self, gang: Gang, now: float) -> ExitRecord | None:
-        ready, _ = ray.wait([gang.master_ref], timeout=0)
-        if not ready:
+        assert gang.master is not None
+        if not gang.master.done():
             if gang.stop is not None or now - gang.since > START_TIMEOUT_S:
                 why = "stopped before the job started" if gang.stop else "agents did not start"
                 return self._end(gang, None, f"{why} (within {now - gang.since:.1f} s)")
             return None
         try:
-            addr, port = ray.get(gang.master_ref)
+            addr, port = gang.master.result()
         except RayError as e:  # the agent died with its node, or the call broke
             return self._end(gang, None, f"node {gang.parts[0].node} lost before start: {short(e)}")
         if gang.stop is not None:
@@ -364,40 +288,35 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
             "grace_s": self.grace_s,
         }
         for i, agent in gang.agents.items():
-            gang.start_refs[i] = agent.start.remote(list(spec.command), env, spec.working_dir, rdv)
-            gang.wait_refs[i] = agent.wait.remote(WAIT_S)
+            start = agent.start.remote(list(spec.command), env, spec.working_dir, rdv)
+            gang.started[i] = start.future()
+            gang.waits[i] = agent.wait.remote(WAIT_S).future()
         gang.spec = gang.env = None  # the job's secrets are the agents' now
         gang.phase = "running"
         return None
 
     def _running(self, gang: Gang, now: float) -> ExitRecord | None:
-        if gang.running_at is None and gang.start_refs:
-            ready, _ = ray.wait(
-                list(gang.start_refs.values()), timeout=0, num_returns=len(gang.start_refs)
-            )
-            if len(ready) == len(gang.start_refs):
-                gang.running_at = now
-        pending = {
-            i: r for i, r in gang.wait_refs.items() if i not in gang.verdicts and i not in gang.lost
-        }
-        if pending:
-            ready, _ = ray.wait(list(pending.values()), timeout=0, num_returns=len(pending))
-            done = set(ready)
-            for i, ref in pending.items():
-                if ref in done:
-                    self._collect(gang, i, ref)
+        # Futures Ray completes from its own threads: no call into Ray from the tick here
+        # (a ray.wait per gang per tick waited for Ray's event loop, 2.5 ms at p90 on the
+        # loaded machine; RESULTS section 37).
+        started = gang.started.values()
+        if gang.running_at is None and started and all(f.done() for f in started):
+            gang.running_at = now
+        for i, fut in list(gang.waits.items()):
+            if i not in gang.verdicts and i not in gang.lost and fut.done():
+                self._collect(gang, i, fut)
         self._gang_rule(gang, now)
         if gang.kill_at is not None and now >= gang.kill_at:
-            for i in gang.wait_refs:
+            for i in gang.waits:
                 if i not in gang.verdicts and i not in gang.lost:
                     gang.lost[i] = "still running after the grace period: killed"
         if len(gang.verdicts) + len(gang.lost) == len(gang.parts):
             return self._finish(gang)
         return None
 
-    def _collect(self, gang: Gang, i: int, ref: Any) -> None:
+    def _collect(self, gang: Gang, i: int, fut: Future[Any]) -> None:
         try:
-            verdict = ray.get(ref)
+            verdict = fut.result()
         except RayError as e:  # the agent died (with its node, mostly) or its call broke
             saved = read_verdict(gang, i)  # written just before the node went, perhaps
             if saved is not None:
@@ -407,7 +326,7 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
                 self._node_lost(gang.parts[i].node)
             return
         if verdict is None:  # the wait timed out with the ranks still running: wait again
-            gang.wait_refs[i] = gang.agents[i].wait.remote(WAIT_S)
+            gang.waits[i] = gang.agents[i].wait.remote(WAIT_S).future()
         else:
             gang.verdicts[i] = verdict
 
@@ -500,14 +419,31 @@ class RayExecutor(AdoptionMixin, MembershipMixin, HeadMixin):
 
     def kill(self, h: Any) -> None:
         """Kill a run now and forget it (a run the store does not want); no ExitRecord."""
-        self._gangs.pop((h.job_id, h.attempt), None)
+        gang = self._gangs.pop((h.job_id, h.attempt), None)
+        if gang is not None and gang.stop is None:
+            gang.stop = "cancel"  # a launch still queued on the worker creates nothing
         self._unverified.pop((h.job_id, h.attempt), None)
         if not self.connected:
             log.warning("ray: cannot kill job %s attempt %s: not connected", h.job_id, h.attempt)
             return
         self._teardown(h)
 
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until the launches and teardowns handed to the worker so far have run."""
+        return self._worker.drain(timeout_s)
+
     def _teardown(self, h: GangHandle) -> None:
+        """_teardown_now on the worker thread, after whatever was queued before (a gang's
+        creation, so nothing it makes is left behind)."""
+        self._worker.submit(self._teardown_logged, h)
+
+    def _teardown_logged(self, h: GangHandle) -> None:
+        try:
+            self._teardown_now(h)
+        except Exception:
+            log.exception("job %s attempt %s: teardown", h.job_id, h.attempt)
+
+    def _teardown_now(self, h: GangHandle) -> None:
         """SIGKILL the ranks, kill the agents, remove the placement group; what is already
         gone is skipped."""
         payload = h.payload if isinstance(h, GangHandle) else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,19 @@ class Gang:
     handle: GangHandle
     parts: list[g.NodePart]
     pg: PlacementGroup | None
-    phase: str = "placing"  # placing, starting, running
+    phase: str = "placing"  # launching, placing, starting, running
+    launch: Future[Any] | None = None  # the worker's creation while launching (launching.py)
+    created_at: float | None = None  # monotonic: when the worker began creating it
+    abandoned: bool = False  # the executor gave it up (lost head, launch timed out)
     since: float = field(default_factory=time.monotonic)
     spec: LaunchSpec | None = None  # until the ranks start (its env holds the job's secrets)
     env: dict[str, str] | None = None
     agents: dict[int, Any] = field(default_factory=dict)
-    master_ref: Any = None
-    start_refs: dict[int, Any] = field(default_factory=dict)
-    wait_refs: dict[int, Any] = field(default_factory=dict)
+    # Agent 0's rendezvous address, each agent's start() and its current wait(): Futures
+    # that Ray completes from its own threads (ObjectRef.future()), so poll() asks Ray nothing.
+    master: Future[Any] | None = None
+    started: dict[int, Future[Any]] = field(default_factory=dict)
+    waits: dict[int, Future[Any]] = field(default_factory=dict)
     verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
     lost: dict[int, str] = field(default_factory=dict)
     stop: StopReason | None = None

@@ -1,0 +1,106 @@
+"""The Ray executor's blocking calls, off the scheduler's tick: one thread runs them in order.
+
+Creating a detached placement group and named detached actors registers them with the GCS
+before `.remote()` returns, and removing them (looking them up by name, killing, removing)
+asks the GCS too: 40-90 ms a launch or a teardown on a loaded machine (bench/RESULTS.md
+section 28), most of a tick's wall time with Ray in the loop. The executor hands these calls
+to this worker and learns their outcome from a Future at its next poll().
+
+One thread, first in first out: a gang's teardown queued after its creation runs after it
+(so a gang stopped or killed while it was being created leaves nothing behind), and a
+requeued job's new gang is created after its old one's teardown was sent. A hand-written
+queue rather than concurrent.futures.ThreadPoolExecutor: that pool's thread is joined at
+interpreter exit, so a Ray call that hangs (a head that went away) would hang the service's
+exit; this thread is a daemon, and `drop()` forgets what is queued (a lost head)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_Item = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]]
+
+
+class RayWorker:
+    def __init__(self, *, inline: bool = False, name: str = "ray-launch") -> None:
+        # inline: every call runs in submit() (the old, blocking behaviour): the benchmark's
+        # before/after in one run, and a way to rule the thread out when debugging.
+        self.inline = inline
+        self.name = name
+        self._q: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._queued = 0
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """fn(*args) on the worker; its result (or exception) in the Future."""
+        fut: Future[Any] = Future()
+        if self.inline:
+            _run(fut, fn, args)
+            return fut
+        with self._lock:
+            self._queued += 1
+            self._q.put((fut, fn, args))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._loop, args=(self._q,), name=self.name, daemon=True
+                )
+                self._thread.start()
+        return fut
+
+    def pending(self) -> int:
+        """Calls queued or running."""
+        return self._queued
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until what was queued before this call has run (tests, benchmarks)."""
+        try:
+            self.submit(lambda: None).result(timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def drop(self) -> list[Future[Any]]:
+        """Cancel what is queued and not yet running (the head is lost: those calls would
+        hang or act on a cluster that is gone); a call already running finishes on its own.
+        The next submit() runs on a fresh thread."""
+        cancelled = []
+        with self._lock:
+            while True:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None and item[0].cancel():
+                    cancelled.append(item[0])
+                    self._queued -= 1
+            self._q.put(None)  # the old thread ends after its current call
+            self._q = queue.SimpleQueue()
+            self._thread = None
+        return cancelled
+
+    def _loop(self, q: queue.SimpleQueue[_Item | None]) -> None:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            try:
+                _run(*item)
+            finally:
+                with self._lock:
+                    self._queued -= 1
+
+
+def _run(fut: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    if not fut.set_running_or_notify_cancel():
+        return
+    try:
+        fut.set_result(fn(*args))
+    except BaseException as err:  # the caller reads it from the Future
+        fut.set_exception(err)
