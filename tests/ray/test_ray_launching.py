@@ -319,3 +319,47 @@ def test_poll_asks_ray_nothing_for_running_gangs_and_never_probes_the_head(
 
 def _thread() -> str:
     return threading.current_thread().name
+
+
+def test_a_head_loss_keeps_the_teardowns_it_drops_for_the_reconnection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: the head's loss dropped every queued call, teardowns of gangs already
+    ended or killed included, and nothing redid them: with GCS fault tolerance their groups
+    and agents kept their GPUs. They join the orphans torn down at reconnection."""
+    from cortex.executors.ray import headloss
+
+    monkeypatch.setattr(headloss, "_shutdown", lambda: None)  # no driver to shut down
+    ex = executor(tmp_path)
+    ray = ScriptedRay(monkeypatch, ex)
+    ray.hold.add(21)
+    ex.launch(spec(21))
+    assert ray.entered.wait(10)  # the worker is busy creating 21
+    h22 = ex.launch(spec(22))  # queued behind it
+    ex.kill(h22)  # its teardown is queued too
+    done = threading.Event()
+    drained: list[bool] = []
+    t = threading.Thread(target=lambda: (drained.append(ex.drain(10)), done.set()))
+    t.start()
+    end = time.monotonic() + 10
+    while ex._worker.pending() < 4 and time.monotonic() < end:  # create 21, 22, teardown, drain
+        time.sleep(0.01)
+    ex._head_lost("test")
+    assert done.wait(10) and drained == [False]  # its marker was dropped: False, not a raise
+    assert [h.job_id for h in ex._orphans].count(22) == 1
+    ray.release.set()
+
+
+def test_a_head_down_verdict_left_from_an_old_blip_is_probed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review finding: the watcher's verdict, set during a blip while no gang ran, was acted on
+    whenever gangs next ran, hours later: every gang failed and the driver was shut down."""
+    from cortex.executors.ray import headloss
+
+    ex = executor(tmp_path)
+    monkeypatch.setattr(headloss, "probe", lambda *a, **k: None)  # the head answers now
+    ex._head_down = (ex._head_gen, "refused", time.monotonic() - 3600.0)
+    assert ex._head_verdict() is None
+    ex._head_down = (ex._head_gen, "refused", time.monotonic())
+    assert ex._head_verdict() == "refused"  # a fresh one still counts

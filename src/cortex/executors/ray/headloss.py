@@ -33,6 +33,7 @@ from cortex.executors.spec import ExitRecord, GangHandle, outcome_for
 log = logging.getLogger(__name__)
 
 HEAD_EVERY_S = 0.25  # the watcher probes the head this often while gangs run
+VERDICT_FRESH_S = 5.0  # a "head down" older than this is probed again before it is acted on
 
 
 class HeadMixin:
@@ -47,13 +48,15 @@ class HeadMixin:
     _shutdown: threading.Thread | None
     _worker: RayWorker
     _watcher: threading.Thread | None = None
-    _head_down: tuple[int, str] | None = None  # (generation, why): the watcher's verdict
+    # (generation, why, monotonic time): the watcher's verdict
+    _head_down: tuple[int, str, float] | None = None
     _head_gen = 0  # one more per head loss: a verdict from before it is stale
 
     if TYPE_CHECKING:
 
         def _all_down(self, why: str) -> None: ...
         def _teardown(self, h: GangHandle) -> None: ...
+        def _teardown_logged(self, h: GangHandle) -> None: ...
         def retry_later(self) -> None: ...
 
     def _head_gone(self, *, every_s: float = 0.0) -> str | None:
@@ -76,7 +79,10 @@ class HeadMixin:
         if not self.connected:
             return None
         got, self._head_down = self._head_down, None
-        if got is not None and got[0] == self._head_gen:
+        # A verdict left from a blip while no gang ran (poll() asks only while gangs run) is
+        # stale: the watcher started below probes again within HEAD_EVERY_S.
+        fresh = got is not None and time.monotonic() - got[2] <= VERDICT_FRESH_S
+        if got is not None and got[0] == self._head_gen and fresh:
             return got[1]
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(
@@ -90,7 +96,7 @@ class HeadMixin:
         while self.connected and gen == self._head_gen:
             why = self._head_gone()
             if why is not None:
-                self._head_down = (gen, why)
+                self._head_down = (gen, why, time.monotonic())
                 return
             time.sleep(HEAD_EVERY_S)
 
@@ -111,8 +117,12 @@ class HeadMixin:
             self._lost_exits.append(rec)
         self._all_down(why)
         # Queued launches and teardowns would hang on the lost head or act on the cluster
-        # that comes back: dropped (the failed gangs' leftovers go at reconnection).
-        self._worker.drop()
+        # that comes back: dropped. The failed gangs' leftovers go at reconnection, and so do
+        # those of gangs that had ended or been killed with their teardown still queued (with
+        # GCS fault tolerance their groups and agents outlive the outage).
+        for _fut, fn, args in self._worker.drop():
+            if fn == self._teardown_logged:
+                self._orphans.append(args[0])
         self.connected = False
         self.retry_later()
         self._shutdown = threading.Thread(target=_shutdown, name="ray-shutdown", daemon=True)

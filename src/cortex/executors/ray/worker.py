@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -59,18 +59,20 @@ class RayWorker:
         return self._queued
 
     def drain(self, timeout_s: float) -> bool:
-        """Wait until what was queued before this call has run (tests, benchmarks)."""
+        """Wait until what was queued before this call has run (tests, benchmarks); False if
+        it has not by then, or was dropped."""
         try:
             self.submit(lambda: None).result(timeout=timeout_s)
-        except TimeoutError:
+        except (TimeoutError, CancelledError):
             return False
         return True
 
-    def drop(self) -> list[Future[Any]]:
+    def drop(self) -> list[_Item]:
         """Cancel what is queued and not yet running (the head is lost: those calls would
         hang or act on a cluster that is gone); a call already running finishes on its own.
-        The next submit() runs on a fresh thread."""
-        cancelled = []
+        Returns the calls cancelled (the caller redoes the teardowns among them later). The
+        next submit() runs on a fresh thread."""
+        cancelled: list[_Item] = []
         with self._lock:
             while True:
                 try:
@@ -78,7 +80,7 @@ class RayWorker:
                 except queue.Empty:
                     break
                 if item is not None and item[0].cancel():
-                    cancelled.append(item[0])
+                    cancelled.append(item)
                     self._queued -= 1
             self._q.put(None)  # the old thread ends after its current call
             self._q = queue.SimpleQueue()
