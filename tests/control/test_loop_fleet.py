@@ -204,3 +204,25 @@ def test_a_lost_nodes_free_gpus_are_not_scheduled_while_its_job_ends(tmp_path: P
     assert client.get(f"/v1/jobs/{a}", headers=h).json()["state"] in ("requeued", "running")
     assert svc.loop.mirror.state.node_up[lost] is False
     svc.close()
+
+
+def test_stopping_the_loop_waits_for_the_executors_queued_calls(tmp_path: Path) -> None:
+    """The Ray executor queues teardowns on a worker thread (review finding): a service that
+    stopped right after a tick tore gangs down left their placement groups and agents behind.
+    Stopping the loop drains the executor's queue, up to DRAIN_S."""
+    from helpers import fake_service
+
+    from cortex.control import loop as loop_mod
+
+    drained: list[float] = []
+
+    class Queued(FakeExecutor):
+        def drain(self, timeout_s: float) -> bool:
+            drained.append(timeout_s)
+            return True
+
+    ex = Queued(tmp_path / "runs")
+    svc = fake_service(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, executor=ex)
+    svc.loop.start()
+    svc.close()
+    assert drained == [loop_mod.DRAIN_S]

@@ -79,6 +79,7 @@ MIN_TICK_S = 0.01
 # UNHEALTHY_AFTER failures in a row the loop reports itself unhealthy (/healthz reads it).
 FAIL_BACKOFF_MAX_S = 30.0
 UNHEALTHY_AFTER = 5
+DRAIN_S = 10.0  # at stop, the longest wait for the executor's queued calls (Ray teardowns)
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,12 @@ class SchedulerLoop(
         self.wake_event.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        # An executor that queues work off the tick (the Ray executor's teardowns) finishes it
+        # before the service exits: a gang torn down by the last tick would otherwise keep its
+        # placement group and agents until the next start's sweep, or for good.
+        drain = getattr(self.executor, "drain", None)
+        if callable(drain):
+            drain(DRAIN_S)
 
     def _run(self) -> None:
         while not self._stop.is_set():
