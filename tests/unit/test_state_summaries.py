@@ -66,3 +66,21 @@ def test_a_restarted_gang_and_a_shared_multi_node_placement_are_summarized_as_th
     assert st.np_last_start.tolist()[1:7] == [9.0, 9.0, 9.0, float("-inf"), 2.0, 4.0]
     # Nodes by top priority: 3 at 100 (1-3), 1 at 10 (5), 1 at 1000 (6).
     assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {100: 3, 10: 1, 1000: 1}
+
+
+def test_a_gang_read_then_stopped_clears_its_nodes_in_every_summary() -> None:
+    """The gang path's clearing branch (issue 16: `_summarize_gang`'s last writes survived
+    mutation): nodes a read gang held go back to idle in all three arrays and the histogram,
+    exactly as a fresh state's are."""
+    st, _, _ = testkit.setup_cycle()
+    fresh, _, _ = testkit.setup_cycle()
+    gang = testkit.running_job(st, 1, ((0, 8), (1, 8), (2, 8)), prio=100, start=4.0)
+    assert st.np_used.tolist()[:3] == [8, 8, 8]  # read: summarized through the gang path
+    assert st.np_max_prio.tolist()[:3] == [100, 100, 100]
+    assert st.np_last_start.tolist()[:3] == [4.0, 4.0, 4.0]
+    st.stop(gang, 0)
+    assert st.np_used.tolist() == fresh.np_used.tolist()
+    assert st.np_max_prio.tolist() == fresh.np_max_prio.tolist() == [EMPTY_PRIO] * 8
+    assert st.np_last_start.tolist() == [float("-inf")] * 8
+    assert st.np_used.dtype == fresh.np_used.dtype == "int64"  # counts, compared exactly
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {}
