@@ -86,8 +86,8 @@ class GatesMixin:
     def run_gates(self, s: Session, now: float, ended: list[int]) -> None:
         """Park newly held jobs; queue parked jobs whose gates opened; cancel those whose
         dependency can never complete. `ended`: jobs that ended or were cancelled this tick:
-        only their dependents and their arrays' parked members are judged again (a hold, a
-        release or a new gated job judges every parked job)."""
+        only their dependents and their arrays' parked members are judged again, as are the
+        jobs held, released or newly gated and their arrays' (see the module)."""
         with self._hold_lock:
             asked, self._hold_asked = self._hold_asked, set()
             changed, self._gate_asked = self._gate_asked, set()
