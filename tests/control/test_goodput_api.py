@@ -10,39 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeclock import FakeClock
-from fakeexec import FakeExecutor
 from fastapi.testclient import TestClient
-from helpers import ADMIN, fake_service, job_body
-
-ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-class MetricsExecutor(FakeExecutor):
-    def metrics_file(self, job_id: int) -> Path:
-        return self.root / f"metrics-{job_id}.jsonl"
+from helpers import fake_service
+from test_progress_api import ADMIN_H, MetricsExecutor
+from test_progress_api import Env as ProgressEnv
 
 
-class Env:
+class Env(ProgressEnv):
+    """The progress tests' service, with offsets from t0 for lines and the clock."""
+
     def __init__(self, url: str, home: Path) -> None:
-        self.clock = FakeClock()
-        self.ex = MetricsExecutor(home / "runs")
-        self.ex.root.mkdir(parents=True)
-        self.svc = fake_service(url, home, slots=4, executor=self.ex, clock=self.clock)
-        self.client = TestClient(self.svc.app)
-        self.h = self.token("fsd")
-        self.red = self.token("red")
-        self.svc.loop.tick()
+        super().__init__(url, home)
         self.t0 = self.clock.time()
-
-    def token(self, team: str) -> dict[str, str]:
-        r = self.client.post("/v1/tokens", json={"team": team}, headers=ADMIN_H)
-        return {"Authorization": f"Bearer {r.json()['token']}"}
-
-    def submit(self, **kw: object) -> int:
-        r = self.client.post("/v1/jobs", json=job_body(**kw), headers=self.h)
-        assert r.status_code == 201, r.text
-        return int(r.json()["id"])
 
     def lines(self, job_id: int, *rows: dict[str, Any]) -> None:
         with open(self.ex.metrics_file(job_id), "a") as f:
