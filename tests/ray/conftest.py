@@ -3,10 +3,15 @@ installed (`pip install -e '.[ray]'`; .ci/run installs it, so CI runs them)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+# Before Ray's import, as cortex.executors.ray sets it (it may come later): a Ray call that
+# outlives a test's cluster or its scripted Ray must fail, never start a local cluster in the
+# pytest process (its driver ends the whole run with os._exit(1) when that cluster goes).
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
 
 from raykit import LoopbackCluster

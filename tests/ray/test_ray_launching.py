@@ -5,6 +5,8 @@ is queued or being created are honoured, and teardowns run after the creation th
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -348,6 +350,10 @@ def test_a_head_loss_keeps_the_teardowns_it_drops_for_the_reconnection(
     assert done.wait(10) and drained == [False]  # its marker was dropped: False, not a raise
     assert [h.job_id for h in ex._orphans].count(22) == 1
     ray.release.set()
+    # The creation of 21, abandoned by the loss, undoes itself on the worker once it returns.
+    # Waited for here: after the test its teardown would be Ray's real one, on no cluster.
+    assert ex.drain(10)
+    assert ("teardown", 21, "ray-launch") in ray.calls
 
 
 def test_a_head_down_verdict_left_from_an_old_blip_is_probed_again(
@@ -363,3 +369,24 @@ def test_a_head_down_verdict_left_from_an_old_blip_is_probed_again(
     assert ex._head_verdict() is None
     ex._head_down = (ex._head_gen, "refused", time.monotonic())
     assert ex._head_verdict() == "refused"  # a fresh one still counts
+
+
+def test_a_ray_call_without_a_driver_fails_instead_of_starting_a_local_cluster() -> None:
+    """A teardown that outlived its test's scripted Ray once called Ray's real get_actor on no
+    cluster: Ray started a private local cluster inside pytest, and ended the whole run with
+    os._exit(1) a minute after that cluster went. Importing the executor turns that off, in
+    the control plane as in tests. A fresh interpreter: Ray reads the setting at its import."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_AUTO_CONNECT"}
+    code = (
+        "import cortex.executors.ray.executor, ray\n"
+        "try:\n"
+        "    ray.get_actor('cortex-1-1-n0', namespace='cortex')\n"
+        "except Exception as err:\n"
+        "    print(type(err).__name__, err)\n"
+        "print('initialized', ray.is_initialized())\n"
+    )
+    argv = [sys.executable, "-c", code]
+    out = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RaySystemError" in out.stdout and "Ray has not been started" in out.stdout, out.stdout
+    assert "initialized False" in out.stdout
