@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakeexec import FakeExecutor, Spec
 from fastapi.testclient import TestClient
 from helpers import ADMIN, job_body
@@ -50,13 +51,16 @@ class GrowingExecutor(FleetExecutor):
         return super().poll()
 
 
-def _service(tmp_path: Path, ex: Any, fleet: Any) -> tuple[Service, TestClient, dict[str, str]]:
+def _service(
+    tmp_path: Path, ex: Any, fleet: Any, **settings_kw: Any
+) -> tuple[Service, TestClient, dict[str, str]]:
     settings = Settings(
         home=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'c.db'}",
         admin_token=ADMIN,
         min_runtime_s=0.0,
         max_retries=1,
+        **settings_kw,
     )
     svc = Service(
         settings,
@@ -178,6 +182,54 @@ def test_a_node_that_joins_is_added_and_used(tmp_path: Path) -> None:
     ]
     # node-b's job still holds its 8 devices until the executor reports it ended.
     assert rows == [("node-a", 8, 8, True, True), ("node-b", 8, 8, False, False)]
+    svc.close()
+
+
+def test_a_node_that_joins_under_a_power_policy_is_booked_and_used_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Before: the power books were built for the fleet at start, so a joined node stayed out
+    of service until the next restart. Now the books grow with the fleet and keep what they
+    hold: the running job's booking and the cap an operator set."""
+    ex = GrowingExecutor(tmp_path / "runs")
+    ex.changes, ex.nodes = [], []
+    ex.join("node-a")
+    caps = tmp_path / "caps.jsonl"  # the recording actuator: no NVML here
+    svc, client, h = _service(
+        tmp_path,
+        ex,
+        ex.current_fleet(),
+        power_policy="cap",
+        site_cap_kw=200.0,
+        power_actuator=f"record:{caps}",
+    )
+    first = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    second = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    r = client.put("/v1/power", json={"site_cap_kw": 150.0}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    svc.loop.tick()
+    assert [s.job_id for s in ex.launched] == [first]
+    power = svc.loop.power
+    assert power is not None
+    idle_one_w = power.books.base_all_w
+    before = client.get("/v1/power", headers=ADMIN_H).json()
+    (booked,) = [(j["job_id"], j["cap_level"], j["modelled_w"]) for j in before["jobs"]]
+    ex.join("node-b")
+    svc.loop.tick()
+    svc.loop.tick()
+    assert [s.job_id for s in ex.launched] == [first, second]
+    assert ex.launched[-1].nodes == (("node-b", tuple(range(8))),)
+    # Two identical nodes: twice one node's idle draw (node overhead and 8 idle GPUs).
+    assert power.books.base_all_w == 2 * idle_one_w
+    assert len(power.books.node_max_cap_w) == 2
+    # The halls' sums hold both jobs, the one booked before the growth included.
+    assert sum(power.books.hall_inc_w) == pytest.approx(power.books.inc_total_w)
+    after = client.get("/v1/power", headers=ADMIN_H).json()
+    assert after["site_cap_kw"] == 150.0  # the operator's cap, not the configured 200 kW
+    jobs = {j["job_id"]: (j["job_id"], j["cap_level"], j["modelled_w"]) for j in after["jobs"]}
+    assert jobs[first] == booked and set(jobs) == {first, second}
+    # Both jobs are the same kind on the same flavor: booked alike, each on its own node.
+    assert after["it_booked_over_idle_w"] == 2 * before["it_booked_over_idle_w"]
     svc.close()
 
 

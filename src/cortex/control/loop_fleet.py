@@ -170,18 +170,21 @@ class FleetMixin:
         if names[:n] != self.node_names:
             log.error("executor fleet reordered (%s...); nodes not added", names[:3])
             return
-        if self.power is not None:
-            # The power books (racks, halls, caps) are built for the fleet at start.
-            log.warning("nodes %s joined: in service after a restart (power policy)", names[n:])
-            return
-        self._set_topology(fleet)
+        topo = build(fleet.spec)
+        if self.power is not None:  # the power books cover the joined nodes from now
+            try:
+                self.power.regrow(topo, self.clock.time())
+            except (ValueError, InputError) as err:  # a rack cap below a joined node's floor
+                log.error("nodes %s joined, not added: %s", names[n:], err)
+                return
+        self._set_topology(fleet, topo)
         self.queues_dirty = True  # the tick rebuilds the cluster state on the new topology
         self._record_nodes(names[n:], "joined")
 
-    def _set_topology(self, fleet: Any) -> None:
+    def _set_topology(self, fleet: Any, topo: Topology | None = None) -> None:
         from cortex.control.loop import _speeds
 
-        self.topo = build(fleet.spec)
+        self.topo = topo if topo is not None else build(fleet.spec)
         self.node_devices = node_devices_of(self.topo)
         self.all_devices = [d for ds in self.node_devices for d in ds]
         self.node_names = list(fleet.names)
