@@ -13,7 +13,9 @@ import pytest
 from fakeexec import FakeExecutor, Spec
 from fastapi.testclient import TestClient
 from helpers import ADMIN, job_body
+from sqlalchemy import select
 
+from cortex.control import models as m
 from cortex.control.service import Service
 from cortex.control.settings import Settings
 from cortex.executors.nodes import ExecutorFleet, NodeInfo, build_fleet, pending_fleet
@@ -230,6 +232,59 @@ def test_a_node_that_joins_under_a_power_policy_is_booked_and_used_without_a_res
     assert jobs[first] == booked and set(jobs) == {first, second}
     # Both jobs are the same kind on the same flavor: booked alike, each on its own node.
     assert after["it_booked_over_idle_w"] == 2 * before["it_booked_over_idle_w"]
+    svc.close()
+
+
+class PlannedExecutor(FleetExecutor):
+    """Also the nodes Ray drains or that left on purpose (membership.py's planned_removals)."""
+
+    planned: dict[str, str]
+
+    def planned_removals(self) -> dict[str, str]:
+        return dict(self.planned)
+
+
+def test_a_node_ray_drains_takes_no_new_work_and_its_removal_is_no_strike(
+    tmp_path: Path,
+) -> None:
+    ex = PlannedExecutor(tmp_path / "runs")
+    ex.changes, ex.planned = [], {}
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet)
+
+    def strikes() -> list[tuple[str, bool]]:
+        with svc.loop.sessions() as s:
+            return [(f.node, f.strike) for f in s.scalars(select(m.NodeFailure)).all()]
+
+    def messages() -> list[str]:
+        return [e["message"] for e in client.get("/v1/events", headers=ADMIN_H).json()]
+
+    ex.planned = {"node-a": "being drained by Ray (no deadline)"}
+    svc.loop.tick()
+    first = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    second = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    svc.loop.tick()
+    # node-a is free, but Ray is draining it: the first job goes to node-b, the second waits.
+    assert [(sp.job_id, sp.nodes[0][0]) for sp in ex.launched] == [(first, "node-b")]
+    assert "node node-a: being drained by Ray (no deadline): no new work" in messages()
+    # Ray removes it: out of service with Ray's reason, and no strike against its health.
+    ex.planned = {"node-a": "drained by Ray (preemption): rack maintenance"}
+    ex.changes = [("node-a", False)]
+    svc.loop.tick()
+    assert (
+        "node node-a left (drained by Ray (preemption): rack maintenance): out of service"
+        in messages()
+    )
+    assert strikes() == []
+    # It comes back, drained no more: the waiting job runs there.
+    ex.planned, ex.changes = {}, [("node-a", True)]
+    svc.loop.tick()
+    svc.loop.tick()
+    assert [(sp.job_id, sp.nodes[0][0]) for sp in ex.launched][-1] == (second, "node-a")
+    # A node lost without a plan is a strike, as before.
+    ex.changes = [("node-b", False)]
+    svc.loop.tick()
+    assert strikes() == [("node-b", True)]
     svc.close()
 
 
