@@ -145,6 +145,43 @@ def test_nodes_ray_drains_or_that_left_on_purpose_are_planned_removals(
     assert ex.planned_removals() == {}
 
 
+def test_a_node_ray_drains_is_a_planned_removal_on_a_real_cluster(tmp_path: Path) -> None:
+    """The draining table is read through an API Ray does not make public: checked here on a
+    real one-node loopback cluster. The node is kept busy (an actor on it): Ray ends an idle
+    node at once when it is drained."""
+    import ray as real_ray
+    from ray.core.generated.autoscaler_pb2 import DrainNodeReason
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from raykit import LoopbackCluster
+
+    class Busy:  # local: pickled by value (the workers cannot import this test module)
+        def ping(self) -> int:
+            return 1
+
+    c = LoopbackCluster()
+    try:
+        c.add("node-a")
+        c.cluster.wait_for_nodes()
+        ex = RayExecutor(tmp_path, c.address)
+        ex.discover()
+        (ray_id,) = [n["NodeID"] for n in real_ray.nodes() if n["Labels"].get("cortex.node")]
+        busy = real_ray.remote(num_cpus=1)(Busy).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray_id, soft=False)
+        )
+        actor = busy.remote()
+        assert real_ray.get(actor.ping.remote(), timeout=60) == 1
+        deadline_ms = 1_893_456_000_000  # 2030-01-01T00:00:00Z
+        gcs = real_ray._raylet.GcsClient(address=c.address)
+        reason = DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
+        assert gcs.drain_node(ray_id, reason, "rack maintenance", deadline_ms) == (True, "")
+        assert ex.node_changes(force=True) == []  # still up: its actor runs on
+        assert ex.planned_removals() == {
+            "node-a": "being drained by Ray (deadline 2030-01-01T00:00:00Z)"
+        }
+    finally:
+        c.shutdown()
+
+
 def test_the_planned_death_reasons_are_rays() -> None:
     from ray.core.generated.common_pb2 import NodeDeathInfo
 
