@@ -6,6 +6,7 @@ unreachable at the very first start) the API serves and jobs stay queued."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -239,9 +240,13 @@ class PlannedExecutor(FleetExecutor):
     """Also the nodes Ray drains or that left on purpose (membership.py's planned_removals)."""
 
     planned: dict[str, str]
+    deadlines: dict[str, float] = {}  # noqa: RUF012  (replaced whole by the tests)
 
     def planned_removals(self) -> dict[str, str]:
         return dict(self.planned)
+
+    def drain_deadlines(self) -> dict[str, float]:
+        return dict(self.deadlines)
 
 
 def test_a_node_ray_drains_takes_no_new_work_and_its_removal_is_no_strike(
@@ -285,6 +290,39 @@ def test_a_node_ray_drains_takes_no_new_work_and_its_removal_is_no_strike(
     ex.changes = [("node-b", False)]
     svc.loop.tick()
     assert strikes() == [("node-b", True)]
+    svc.close()
+
+
+def test_jobs_on_a_node_drained_with_a_deadline_checkpoint_before_it(tmp_path: Path) -> None:
+    ex = PlannedExecutor(tmp_path / "runs")
+    ex.changes, ex.planned = [], {}
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet)
+    jid = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    svc.loop.tick()
+    (on,) = ex.launched[-1].nodes
+    # Ray drains its node; the deadline is an hour away: the job runs on, no new work there.
+    lead_s = svc.settings.grace_s + 30.0  # loop_fleet.DRAIN_LEAD_S
+    ex.planned = {on[0]: "being drained by Ray (deadline ...)"}
+    ex.deadlines = {on[0]: time.time() + 3600.0}
+    svc.loop.tick()
+    assert ex.terminated == []
+    # Within the grace period and the lead of the deadline: stopped with a checkpoint, once.
+    ex.deadlines = {on[0]: time.time() + lead_s - 5.0}
+    svc.loop.tick()
+    svc.loop.tick()
+    assert ex.terminated == [(jid, 1, "preempt")]
+    row = client.get(f"/v1/jobs/{jid}", headers=h).json()
+    assert row["state"] == "running"  # until its process has exited
+    (rec,) = row["preemption_records"]
+    assert (rec["rule"], rec["preemptor_id"]) == ("NodeDraining", None)
+    ex.finish(jid, "preempted", 75)  # checkpointed
+    svc.loop.tick()
+    svc.loop.tick()
+    # Requeued and started again on the other node; not counted against its preemption budget.
+    other = "node-b" if on[0] == "node-a" else "node-a"
+    assert (ex.launched[-1].job_id, ex.launched[-1].nodes[0][0]) == (jid, other)
+    assert svc.loop.mirror.jobs[jid].evictions == 0
     svc.close()
 
 

@@ -126,6 +126,7 @@ def test_nodes_ray_drains_or_that_left_on_purpose_are_planned_removals(
         "n1": "being drained by Ray (no deadline)",
         "n2": "being drained by Ray (deadline 2030-01-01T00:00:00Z)",
     }
+    assert ex.drain_deadlines() == {"n2": 1_893_456_000.0}  # n1's drain has no deadline
     # n1 goes (drained, Ray's reason 3), n3 crashes (reason 2): only n1 left on purpose.
     draining.clear()
     ray.nodes[0] = {**raw("r1", "n1", alive=False), "DeathReason": 3, "DeathReasonMessage": "m"}
@@ -178,6 +179,7 @@ def test_a_node_ray_drains_is_a_planned_removal_on_a_real_cluster(tmp_path: Path
         assert ex.planned_removals() == {
             "node-a": "being drained by Ray (deadline 2030-01-01T00:00:00Z)"
         }
+        assert ex.drain_deadlines() == {"node-a": deadline_ms / 1e3}
     finally:
         c.shutdown()
 

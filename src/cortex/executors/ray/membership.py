@@ -117,6 +117,7 @@ class MembershipMixin:
     # and the fleet's nodes being drained or gone on purpose, with why (planned_removals()).
     _draining_ids: dict[str, int] = {}  # noqa: RUF012  (replaced whole, never mutated)
     _planned: dict[str, str] = {}  # noqa: RUF012  (likewise)
+    _deadlines: dict[str, float] = {}  # noqa: RUF012  (likewise; drain_deadlines())
 
     if TYPE_CHECKING:  # RayExecutor's (headloss.py)
 
@@ -207,9 +208,19 @@ class MembershipMixin:
             for rid, deadline_ms in self._draining_ids.items()
             if rid in names and view.nodes[names[rid]].alive
         }
+        self._deadlines = {
+            names[rid]: deadline_ms / 1e3
+            for rid, deadline_ms in self._draining_ids.items()
+            if rid in names and view.nodes[names[rid]].alive and deadline_ms > 0
+        }
         planned.update(view.planned)
         kept = {n: w for n, w in self._planned.items() if not self._alive.get(n, False)}
         self._planned = {**kept, **planned}
+
+    def drain_deadlines(self) -> dict[str, float]:
+        """The fleet's nodes Ray drains with a deadline: name -> the deadline (seconds since
+        the epoch), when Ray's caller may end the node; the loop checkpoints their jobs first."""
+        return dict(self._deadlines)
 
     def planned_removals(self) -> dict[str, str]:
         """The fleet's nodes Ray is draining, or that left on purpose (stopped by an operator,
