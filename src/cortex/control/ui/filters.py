@@ -134,3 +134,11 @@ class GoodputQuery(BaseModel):
 class ChartQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: Annotated[int, Field(ge=2, le=2000)] = 500
+
+
+class ForecastQuery(BaseModel):
+    """The power page's forecast: hours ahead of now, and samples over them."""
+
+    model_config = ConfigDict(extra="forbid")
+    hours: Annotated[float, Field(gt=0, le=24 * 7, allow_inf_nan=False)] = 24.0
+    points: Annotated[int, Field(ge=2, le=1000)] = 289  # every 5 minutes over a day

@@ -16,6 +16,7 @@ from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters
 from cortex.control.ui.goodput_view import LOOK, cached_goodput
+from cortex.control.ui.power_forecast import forecast
 from cortex.control.ui.power_view import power_page
 from cortex.control.ui.progress_chart import series
 from cortex.control.ui.render import SECURITY_HEADERS, render
@@ -37,6 +38,15 @@ def power_fragment(
     request: Request, q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc
 ) -> Response:
     return render(request, "_power.html", {"who": who, "p": power_page(svc, who)})
+
+
+@router.get("/power/forecast.json")
+def power_forecast(q: Annotated[filters.ForecastQuery, Query()], who: Viewer, svc: Svc) -> Response:
+    """Site-wide watts only (no job is named): every signed-in viewer sees the site's draw."""
+    got = forecast(svc, q.hours, q.points)
+    if got is None:
+        raise err(404, ["path"], "the service runs no power policy", "not_found")
+    return JSONResponse(got.to_dict(), headers=SECURITY_HEADERS)
 
 
 def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
