@@ -4,6 +4,7 @@ parameters; no battery figure where the control plane has no battery."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,53 @@ def test_without_a_power_policy_there_is_no_forecast_to_chart(ui_env: UiEnv) -> 
     # Signed out: no figures.
     r = ui_env.client.get("/ui/power/forecast.json", follow_redirects=False)
     assert r.status_code in (303, 401)
+
+
+def _hall_w(text: str, hall: str, cls: str) -> float:
+    row = re.search(rf'<tr data-hall="{hall}">(.*?)</tr>', text, re.S)
+    assert row is not None, hall
+    got = re.search(rf'class="{cls}" data-w="([^"]+)"', row.group(1))
+    assert got is not None, (hall, cls)
+    return float(got.group(1))
+
+
+def test_the_heatmap_colors_each_node_by_its_halls_modelled_cooling_load(tmp_path: Path) -> None:
+    """Two halls of 8 nodes x 8 GPUs; h2 has 0.1 MW of rated cooling, h1 none. Idle, a hall
+    draws what it books (the power page's `booked`). At the design temperature (20 C, under
+    the plant's 35 C rating: power/data/cooling.csv) h2's plant rejects its full 100,000 W, so
+    its nodes' byte is booked / 100,000 x 200. At 45 C it derates 1% per C over 35: 10% less,
+    90,000 W (the power page's limit for h2, by cooling). h1's nodes have no figure: 254."""
+    spec = fleet(halls=2, cooling_mw=0.1)
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, spec, **POWER)
+    try:
+        fsd, admin = env.login(env.fsd), env.login(ADMIN)
+        booked = _hall_w(admin.get("/ui/power").text, "h2", "booked")
+        r = fsd.get("/ui/heatmap.bin?color=cooling")
+        assert r.status_code == 200 and len(r.content) == 16
+        assert r.headers["X-Cortex-Outdoor-C"] == "20.0"
+        assert list(r.content[:8]) == [254] * 8
+        assert list(r.content[8:]) == [round(booked / 100_000 * 200)] * 8
+        assert 0 < r.content[8] < 200
+
+        put = env.client.put("/v1/power", json={"outdoor_temp_c": 45}, headers=env.api(ADMIN))
+        assert put.status_code == 200, put.text
+        env.svc.loop.tick()
+        page = admin.get("/ui/power").text
+        assert _hall_w(page, "h2", "limit") == pytest.approx(90_000.0)
+        booked = _hall_w(page, "h2", "booked")
+        r = fsd.get("/ui/heatmap.bin?color=cooling")
+        assert r.headers["X-Cortex-Outdoor-C"] == "45.0"
+        assert list(r.content[8:]) == [round(booked / 90_000 * 200)] * 8
+        overview = fsd.get("/ui/").text
+        assert 'value="cooling"' in overview and "No node temperature is measured" in overview
+        bad = fsd.get("/ui/heatmap.bin?color=temperature")
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "color"]
+    finally:
+        env.svc.close()
+
+
+def test_cooling_colors_need_a_power_policy(ui_env: UiEnv) -> None:
+    c = ui_env.login(ui_env.fsd)
+    r = c.get("/ui/heatmap.bin?color=cooling")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "color"]
+    assert 'value="cooling"' not in c.get("/ui/").text

@@ -104,10 +104,12 @@ class HistoryQuery(BaseModel):
 class HeatmapQuery(BaseModel):
     """`state`: one byte per node, its state (views.STATE_NAMES); `used`: the share of its
     GPUs in use, 0-200, 255 when down; `power` (with a power policy): its modelled GPU draw
-    as a share of their TDP, likewise."""
+    as a share of their TDP, likewise; `cooling` (likewise): its hall's modelled heat as a
+    share of what its cooling rejects at the outdoor temperature (ui/heat_view.py: no node
+    temperature is measured), 254 for a hall without rated cooling."""
 
     model_config = ConfigDict(extra="forbid")
-    color: Literal["state", "used", "power"] = "state"
+    color: Literal["state", "used", "power", "cooling"] = "state"
 
 
 class TimelineQuery(BaseModel):
