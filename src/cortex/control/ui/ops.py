@@ -92,7 +92,7 @@ def progress_data(
             raise err(404, ["path", "job_id"], f"job {job_id} not found", "not_found")
         attempt = row.attempt
         start = store.attempt_started_at(s, job_id, attempt) if attempt >= 1 else None
-    body: dict[str, Any] = {"t": [], "step": [], "loss": []}
+    body: dict[str, Any] = {"t": [], "step": [], "loss": [], "samples_per_s": []}
     if start is not None:
         body = series(svc.loop.progress, job_id, attempt, start, svc.clock.time(), q.points)
     return JSONResponse({"job_id": job_id, "attempt": attempt, **body}, headers=SECURITY_HEADERS)
