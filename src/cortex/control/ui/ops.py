@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters
-from cortex.control.ui.goodput_view import LOOK, cached_goodput
+from cortex.control.ui.goodput_view import LOOK, cached_goodput, peek_goodput
 from cortex.control.ui.power_forecast import forecast
 from cortex.control.ui.power_view import power_page
 from cortex.control.ui.progress_chart import series
@@ -49,8 +49,12 @@ def power_forecast(q: Annotated[filters.ForecastQuery, Query()], who: Viewer, sv
     return JSONResponse(got.to_dict(), headers=SECURITY_HEADERS)
 
 
-def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
-    """The team rule of the jobs page: a team asking for another team's books gets a note."""
+def _goodput_ctx(
+    svc: Any, who: Any, f: filters.GoodputQuery, *, wait: bool = True
+) -> dict[str, Any]:
+    """The team rule of the jobs page: a team asking for another team's books gets a note.
+    `wait` False (the page): books not already cached are left to the fragment, which the
+    page then loads after its first paint (`pending`)."""
     team, note = f.team, ""
     if not who.admin:
         if team is not None and team != who.team:
@@ -58,8 +62,9 @@ def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
         team = who.team
     g = None
     if not note:
-        g = cached_goodput(svc, team, f.hours)
-    return {"f": f, "g": g, "note": note, "team": team, **LOOK}
+        g = cached_goodput(svc, team, f.hours) if wait else peek_goodput(svc, team, f.hours)
+    pending = g is None and not note
+    return {"f": f, "g": g, "note": note, "team": team, "pending": pending, **LOOK}
 
 
 @router.get("/goodput")
@@ -69,7 +74,12 @@ def goodput(request: Request, who: Viewer, svc: Svc) -> Response:
         errors: list[str] = []
     except ValidationError as e:
         f, errors = filters.GoodputQuery(), filters.messages(e)
-    ctx = {"who": who, "page": "goodput", "errors": errors, **_goodput_ctx(svc, who, f)}
+    ctx = {
+        "who": who,
+        "page": "goodput",
+        "errors": errors,
+        **_goodput_ctx(svc, who, f, wait=False),
+    }
     return render(request, "goodput.html", ctx, status=422 if errors else 200)
 
 
