@@ -109,6 +109,52 @@ def test_no_usable_node_is_no_fleet_yet(tmp_path: Path, monkeypatch: pytest.Monk
     assert fleet is not None and fleet.names == ["n1"] and ex.fleet_version == 1
 
 
+def test_nodes_ray_drains_or_that_left_on_purpose_are_planned_removals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = Cluster(monkeypatch)
+    draining: dict[str, int] = {}
+    monkeypatch.setattr(membership, "_draining_nodes", lambda: dict(draining))
+    ray.nodes = [raw("r1", "n1"), raw("r2", "n2"), raw("r3", "n3")]
+    ex = executor(tmp_path)
+    ex.discover()
+    assert ex.planned_removals() == {}
+    # Ray drains n1 (no deadline) and n2 (2030-01-01T00:00:00Z), by Ray node id.
+    draining.update({"r1": 0, "r2": 1_893_456_000_000, "r-gone": 0})
+    assert ex.node_changes(force=True) == []  # draining nodes are still up
+    assert ex.planned_removals() == {
+        "n1": "being drained by Ray (no deadline)",
+        "n2": "being drained by Ray (deadline 2030-01-01T00:00:00Z)",
+    }
+    # n1 goes (drained, Ray's reason 3), n3 crashes (reason 2): only n1 left on purpose.
+    draining.clear()
+    ray.nodes[0] = {**raw("r1", "n1", alive=False), "DeathReason": 3, "DeathReasonMessage": "m"}
+    ray.nodes[2] = {**raw("r3", "n3", alive=False), "DeathReason": 2}
+    assert sorted(ex.node_changes(force=True)) == [("n1", False), ("n3", False)]
+    assert ex.planned_removals() == {"n1": "drained by Ray (preemption): m"}
+    # n2 was draining when it died with no reason of Ray's: it keeps the drain's reason.
+    draining["r2"] = 0
+    ex.node_changes(force=True)
+    draining.clear()
+    ray.nodes[1] = raw("r2", "n2", alive=False)
+    ex.node_changes(force=True)
+    assert ex.planned_removals()["n2"] == "being drained by Ray (no deadline)"
+    # Back under new ids and drained no more: nothing planned.
+    ray.nodes = [raw("r7", "n1"), raw("r8", "n2"), raw("r9", "n3")]
+    ex.node_changes(force=True)
+    assert ex.planned_removals() == {}
+
+
+def test_the_planned_death_reasons_are_rays() -> None:
+    from ray.core.generated.common_pb2 import NodeDeathInfo
+
+    from cortex.executors.ray.fleet import PLANNED_DEATHS
+
+    names = {"EXPECTED_TERMINATION", "AUTOSCALER_DRAIN_PREEMPTED", "AUTOSCALER_DRAIN_IDLE"}
+    assert set(PLANNED_DEATHS) == {NodeDeathInfo.Reason.Value(n) for n in names}
+    assert "preemption" in PLANNED_DEATHS[NodeDeathInfo.Reason.Value("AUTOSCALER_DRAIN_PREEMPTED")]
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -75,6 +75,9 @@ class FleetView:
 class FleetMixin:
     first_fleet_settle_s = FIRST_FLEET_SETTLE_S
     _first_seen: tuple[int, float] | None = None  # (fleet version, when first seen)
+    # Nodes the executor drains or that left on purpose, with why (read each tick by
+    # _sync_fleet; loop_health.py keeps new work off them and strikes none of them).
+    planned_now: dict[str, str] = {}  # noqa: RUF012  (replaced whole each tick)
     # Owned by SchedulerLoop (declared here for the type checker).
     executor: Any
     mirror: Mirror
@@ -170,18 +173,21 @@ class FleetMixin:
         if names[:n] != self.node_names:
             log.error("executor fleet reordered (%s...); nodes not added", names[:3])
             return
-        if self.power is not None:
-            # The power books (racks, halls, caps) are built for the fleet at start.
-            log.warning("nodes %s joined: in service after a restart (power policy)", names[n:])
-            return
-        self._set_topology(fleet)
+        topo = build(fleet.spec)
+        if self.power is not None:  # the power books cover the joined nodes from now
+            try:
+                self.power.regrow(topo, self.clock.time())
+            except (ValueError, InputError) as err:  # a rack cap below a joined node's floor
+                log.error("nodes %s joined, not added: %s", names[n:], err)
+                return
+        self._set_topology(fleet, topo)
         self.queues_dirty = True  # the tick rebuilds the cluster state on the new topology
         self._record_nodes(names[n:], "joined")
 
-    def _set_topology(self, fleet: Any) -> None:
+    def _set_topology(self, fleet: Any, topo: Topology | None = None) -> None:
         from cortex.control.loop import _speeds
 
-        self.topo = build(fleet.spec)
+        self.topo = topo if topo is not None else build(fleet.spec)
         self.node_devices = node_devices_of(self.topo)
         self.all_devices = [d for ds in self.node_devices for d in ds]
         self.node_names = list(fleet.names)
@@ -209,6 +215,11 @@ class FleetMixin:
         except Exception:
             log.exception("reading the executor's nodes failed")
             got = []
+        planned = getattr(self.executor, "planned_removals", None)
+        try:
+            self.planned_now = dict(planned()) if planned is not None else {}
+        except Exception:
+            log.exception("reading the executor's planned node removals failed")
         index = {name: n for n, name in enumerate(self.node_names)}
         for name, alive in got:
             n = index.get(name)
@@ -222,7 +233,9 @@ class FleetMixin:
             elif not alive and n not in self.nodes_down:
                 self.nodes_down.add(n)
                 self.dirty = True
-                store.event(s, "node", f"node {name} lost: out of service", at=now)
+                why = self.planned_now.get(name)
+                said = f"left ({why})" if why else "lost"
+                store.event(s, "node", f"node {name} {said}: out of service"[:1000], at=now)
         for n in self.nodes_down:
             if self.mirror.state.node_up[n]:  # idempotent: also after a state rebuild
                 self._drain(s, n, now)
