@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
@@ -68,7 +68,7 @@ def _goodput_ctx(
 
 
 @router.get("/goodput")
-def goodput(request: Request, who: Viewer, svc: Svc) -> Response:
+def goodput(request: Request, who: Viewer, svc: Svc, later: BackgroundTasks) -> Response:
     try:
         f = filters.GoodputQuery.model_validate(dict(request.query_params))
         errors: list[str] = []
@@ -80,6 +80,11 @@ def goodput(request: Request, who: Viewer, svc: Svc) -> Response:
         "errors": errors,
         **_goodput_ctx(svc, who, f, wait=False),
     }
+    if ctx["pending"] and not errors:
+        # Booked once the page is sent, while the browser paints it and loads its scripts:
+        # the fragment it then asks for finds the books cached, or waits for this booking
+        # (cached_goodput books one question at a time) instead of starting its own.
+        later.add_task(cached_goodput, svc, ctx["team"], f.hours)
     return render(request, "goodput.html", ctx, status=422 if errors else 200)
 
 
