@@ -12,9 +12,13 @@ served by uvicorn on 127.0.0.1 and loaded in headless Chromium (Debian's, via Pl
 - largest response: every response the pages load, plus the biggest fragment pages (200 jobs
   a page); target <= 1 MB.
 - the operator's views (the `cap` power policy under the fleet's 130 MW site cap): the power
-  and goodput pages' first contentful paint, the heatmap redrawn grouped by hall and colored
-  by power, and the server's time for them, the why panel with its blocking jobs and a busy
-  node's detail with its blast radius.
+  and goodput pages' first contentful paint (and the goodput page's books on screen), the
+  heatmap redrawn grouped by hall and colored by power, and the server's time for them, the
+  why panel with its blocking jobs and a busy node's detail with its blast radius, the power
+  forecast, the heatmap's cooling snapshot and a running job's page with its efficiency.
+
+To compare with an older tree in the same session, run this file against its source:
+`PYTHONPATH=/path/to/old/src python bench/dashboard.py` (views it lacks are left out).
 
     python bench/dashboard.py          # about a minute on 2 cores; bench/out/dashboard.json
 """
@@ -212,6 +216,16 @@ def measure(base: str) -> dict[str, Any]:
                 sizes[path] = max(sizes.get(path, 0), len(resp.body()))
 
         page.on("response", sized)
+        # When the goodput page's books first show (rendered with the page or swapped in by
+        # its fragment), taken in the page itself: a Playwright round trip after the wait
+        # would add its own latency.
+        page.add_init_script(
+            """new MutationObserver((_, obs) => {
+                if (document.getElementById('goodput-total')) {
+                    window.__goodputShown = performance.now(); obs.disconnect();
+                }
+            }).observe(document, {childList: true, subtree: true});"""
+        )
         login_fcp = []
         for _ in range(LOADS):
             page.goto(base + "/ui/login")
@@ -239,6 +253,7 @@ def measure(base: str) -> dict[str, Any]:
         halls = [page.evaluate("() => window.cortexHeatmap.redraw()") for _ in range(REDRAWS)]
         page.screenshot(path=str(OUT / "dashboard-halls-power.png"), full_page=True)
         views: dict[str, list[float]] = {"/ui/power": [], "/ui/goodput": []}
+        figures: list[float] = []  # the goodput page's books on screen, not only its shell
         for path, xs in views.items():
             for i in range(LOADS):
                 # Each goodput load asks another window: its books are never the cached ones.
@@ -247,6 +262,9 @@ def measure(base: str) -> dict[str, Any]:
                     "() => performance.getEntriesByName('first-contentful-paint').length"
                 )
                 xs.append(paint_ms(page)["fcp"])
+                if "goodput" in path:
+                    page.wait_for_function("() => window.__goodputShown", timeout=60_000)
+                    figures.append(page.evaluate("() => window.__goodputShown"))
             page.screenshot(
                 path=str(OUT / f"dashboard{path.replace('/', '-')}.png"), full_page=True
             )
@@ -272,6 +290,7 @@ def measure(base: str) -> dict[str, Any]:
         "redraw_by_hall_power_ms": _stats(halls),
         "power_page_fcp_ms": _stats(views["/ui/power"]),
         "goodput_page_fcp_ms": _stats(views["/ui/goodput"]),  # uncached: a new window each
+        "goodput_figures_shown_ms": _stats(figures),  # navigation start to the books shown
         "largest_response": max(sizes.items(), key=lambda kv: kv[1]),
         "responses_bytes": dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:8]),
     }
@@ -288,6 +307,9 @@ def server_ms(base: str, svc: Any) -> dict[str, dict[str, float]]:
     busy = next(n for n, jobs in enumerate(list(loop.mirror.state.node_jobs)) if jobs)
     paths = ["/ui/", "/ui/heatmap/meta", "/ui/heatmap.bin", "/ui/static/heatmap.js"]
     paths += ["/ui/power", "/ui/goodput", "/ui/heatmap.bin?color=power"]
+    paths += ["/ui/power/forecast.json", "/ui/heatmap.bin?color=cooling"]
+    running = next(iter(loop.mirror.placement), None)
+    paths += [f"/ui/jobs/{running}"] if running is not None else []
     paths += [f"/ui/fragments/node?index={busy}"]
     paths += [f"/ui/fragments/why/{waiting}"] if waiting is not None else []
     from cortex.control.ui.goodput_view import goodput_page
@@ -309,8 +331,11 @@ def server_ms(base: str, svc: Any) -> dict[str, dict[str, float]]:
                 t0 = time.perf_counter()
                 r = c.get(path, headers=cookie)
                 xs.append((time.perf_counter() - t0) * 1e3)
+                if r.status_code in (404, 422):  # a view the code measured does not have
+                    break
                 assert r.status_code == 200, (path, r.status_code)
-            out[path] = {**_stats(xs), "bytes": len(r.content)}
+            if r.status_code == 200:
+                out[path] = {**_stats(xs), "bytes": len(r.content)}
     return out
 
 

@@ -141,7 +141,15 @@ def test_goodput_page_books_by_team_and_lists_the_jobs_that_lost_the_most(
         clock.advance(600)
         env.ex.finish(b)
         env.svc.loop.tick()
-        text = env.login(ADMIN).get("/ui/goodput?hours=1").text
+        admin = env.login(ADMIN)
+        # Not booked yet: the page paints without the books and its fragment books them
+        # after the first paint; booked, the page has them at once.
+        cold = admin.get("/ui/goodput?hours=1").text
+        assert 'id="goodput-pending"' in cold and 'hx-trigger="load, every 15s"' in cold
+        assert 'id="goodput-total"' not in cold
+        text = admin.get("/ui/fragments/goodput?hours=1").text
+        warm = admin.get("/ui/goodput?hours=1").text
+        assert _by_id(warm, "goodput-total") == "66.7%" and 'id="goodput-pending"' not in warm
         assert _by_id(text, "goodput-total") == "66.7%"
         assert _by_id(text, "goodput-held") == "4.0 GPU-h"
         assert _by_id(text, "goodput-lost") == "1.3 GPU-h"
@@ -171,7 +179,7 @@ def test_goodput_page_books_by_team_and_lists_the_jobs_that_lost_the_most(
         assert _by_id(env.login(ADMIN).get(f"/ui/jobs/{b}").text, "job-goodput-total") == "100.0%"
 
         fsd = env.login(env.fsd)
-        mine = fsd.get("/ui/goodput?hours=1").text
+        mine = fsd.get("/ui/fragments/goodput?hours=1").text
         assert _by_id(mine, "goodput-held") == "1.3 GPU-h"  # its own 4,800 GPU-s
         assert _by_id(mine, "goodput-total") == "0.0%"
         assert "red-completes" not in mine
@@ -348,20 +356,27 @@ def test_the_job_pages_progress_chart_reads_its_attempts_lines_of_the_metrics_fi
 
 def test_goodput_books_are_reused_for_five_seconds_then_recomputed(tmp_path: Path) -> None:
     """The page's books are cached per team and window for CACHE_S = 5 s of the service's
-    monotonic clock: a job that ends in between shows after that, not before."""
+    monotonic clock: a job that ends in between shows after that, not before. The page
+    itself renders cached books only; once they are 5 s old it paints without them (and
+    books them once sent, for its fragment)."""
     clock = FakeClock()
     env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock)
+    frag, page = "/ui/fragments/goodput?hours=1", "/ui/goodput?hours=1"
     try:
         c = env.login(env.fsd)
-        assert _by_id(c.get("/ui/goodput?hours=1").text, "goodput-held") == "0.0 GPU-h"
+        assert _by_id(c.get(frag).text, "goodput-held") == "0.0 GPU-h"
         a = env.submit(env.fsd, gpus=8)
         env.svc.loop.tick()
         clock.advance(4.5)  # 8 GPUs x 4.5 s: not shown yet, the books are 4.5 s old
         env.ex.finish(a)
         env.svc.loop.tick()
-        assert _by_id(c.get("/ui/goodput?hours=1").text, "goodput-held") == "0.0 GPU-h"
+        assert _by_id(c.get(frag).text, "goodput-held") == "0.0 GPU-h"
+        assert _by_id(c.get(page).text, "goodput-held") == "0.0 GPU-h"
         clock.advance(0.5)  # 5 s old: booked again, 8 x 4.5 / 3,600 = 0.01 GPU-h
-        got = re.search(r'id="goodput-held" data-v="([^"]+)"', c.get("/ui/goodput?hours=1").text)
+        assert 'id="goodput-pending"' in c.get(page).text  # the page does not wait
+        got = re.search(r'id="goodput-held" data-v="([^"]+)"', c.get(frag).text)
+        assert got is not None and float(got.group(1)) == pytest.approx(8 * 4.5 / 3600)
+        got = re.search(r'id="goodput-held" data-v="([^"]+)"', c.get(page).text)
         assert got is not None and float(got.group(1)) == pytest.approx(8 * 4.5 / 3600)
     finally:
         env.svc.close()
@@ -459,7 +474,37 @@ def test_windows_that_differ_by_a_fraction_of_an_hour_share_one_booking(
     try:
         c = env.login(env.fsd)
         for h in ("1.0001", "1.0002", "1.5", "2"):
-            assert c.get(f"/ui/goodput?hours={h}").status_code == 200
+            assert c.get(f"/ui/fragments/goodput?hours={h}").status_code == 200
+            assert c.get(f"/ui/goodput?hours={h}").status_code == 200  # never books itself
         assert booked == [2.0], booked
+    finally:
+        env.svc.close()
+
+
+def test_a_cold_goodput_page_books_after_it_is_sent_and_its_fragment_reuses_that(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page paints without books it has not cached, then books them once sent (a
+    background task: the test client runs it before returning), so the fragment the page
+    loads next finds them cached: one booking for the two requests."""
+    from cortex.control.ui import goodput_view
+
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=FakeClock())
+    booked: list[tuple[str | None, float]] = []
+    page = goodput_view.goodput_page
+
+    def counting(svc: object, s: object, team: str | None, hours: float) -> object:
+        booked.append((team, hours))
+        return page(svc, s, team, hours)
+
+    monkeypatch.setattr(goodput_view, "goodput_page", counting)
+    try:
+        c = env.login(env.fsd)
+        assert 'id="goodput-pending"' in c.get("/ui/goodput?hours=3").text
+        assert booked == [("fsd", 3.0)]
+        assert 'id="goodput-total"' in c.get("/ui/fragments/goodput?hours=3").text
+        assert booked == [("fsd", 3.0)]
+        assert c.get("/ui/goodput?hours=nan").status_code == 422  # a bad window books nothing
+        assert booked == [("fsd", 3.0)]
     finally:
         env.svc.close()

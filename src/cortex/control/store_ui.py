@@ -157,8 +157,9 @@ def runs_between(
 def goodput_jobs(s: Session, team: str | None, since: float, limit: int) -> list[Any]:
     """The jobs `store_health.jobs_for` books, as plain rows with only the columns the books
     read (id, team, name, state, gpus, submitted_at, ended_at, attempt, and the spec's
-    checkpoint_write_s as `write_s`): the page books thousands of jobs, and decoding each
-    one's three JSON columns into an ORM object cost most of its time."""
+    checkpoint_write_s as `write_s`), in this order (goodput_view._Row unpacks them): the
+    page books thousands of jobs, and decoding each one's three JSON columns into an ORM
+    object cost most of its time."""
     ended = select(m.AttemptRecord.job_id).where(m.AttemptRecord.ended_at >= since)
     q = select(
         m.Job.id,

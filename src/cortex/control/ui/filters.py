@@ -104,10 +104,12 @@ class HistoryQuery(BaseModel):
 class HeatmapQuery(BaseModel):
     """`state`: one byte per node, its state (views.STATE_NAMES); `used`: the share of its
     GPUs in use, 0-200, 255 when down; `power` (with a power policy): its modelled GPU draw
-    as a share of their TDP, likewise."""
+    as a share of their TDP, likewise; `cooling` (likewise): its hall's modelled heat as a
+    share of what its cooling rejects at the outdoor temperature (ui/heat_view.py: no node
+    temperature is measured), 254 for a hall without rated cooling."""
 
     model_config = ConfigDict(extra="forbid")
-    color: Literal["state", "used", "power"] = "state"
+    color: Literal["state", "used", "power", "cooling"] = "state"
 
 
 class TimelineQuery(BaseModel):
@@ -134,3 +136,11 @@ class GoodputQuery(BaseModel):
 class ChartQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: Annotated[int, Field(ge=2, le=2000)] = 500
+
+
+class ForecastQuery(BaseModel):
+    """The power page's forecast: hours ahead of now, and samples over them."""
+
+    model_config = ConfigDict(extra="forbid")
+    hours: Annotated[float, Field(gt=0, le=24 * 7, allow_inf_nan=False)] = 24.0
+    points: Annotated[int, Field(ge=2, le=1000)] = 289  # every 5 minutes over a day

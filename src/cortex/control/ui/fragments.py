@@ -15,6 +15,7 @@ from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters, views
 from cortex.control.ui.blocking import blast, blocking
 from cortex.control.ui.filters import WAITING
+from cortex.control.ui.heat_view import node_cooling
 from cortex.control.ui.pages import jobs_context
 from cortex.control.ui.power_view import node_power
 from cortex.control.ui.render import SECURITY_HEADERS, render
@@ -121,13 +122,20 @@ def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: S
     """One byte per node in topology order (its state, or the share of its GPUs in use):
     12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes."""
     loop = svc.loop
+    extra: dict[str, str] = {}
     if q.color == "power":
         if loop.power is None:
             raise err(422, ["query", "color"], "power: the service runs no power policy")
         data = node_power(loop, views.node_states(loop) == views.DOWN).tobytes()
+    elif q.color == "cooling":
+        if loop.power is None:
+            raise err(422, ["query", "color"], "cooling: the service runs no power policy")
+        got, temp = node_cooling(loop, views.node_states(loop) == views.DOWN)
+        data = got.tobytes()
+        extra["X-Cortex-Outdoor-C"] = f"{temp:.1f}"
     else:
         data = (views.node_states if q.color == "state" else views.node_used)(loop).tobytes()
-    headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data))}
+    headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data)), **extra}
     return Response(data, media_type="application/octet-stream", headers=headers)
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters
-from cortex.control.ui.goodput_view import LOOK, cached_goodput
+from cortex.control.ui.goodput_view import LOOK, cached_goodput, peek_goodput
+from cortex.control.ui.power_forecast import forecast
 from cortex.control.ui.power_view import power_page
 from cortex.control.ui.progress_chart import series
 from cortex.control.ui.render import SECURITY_HEADERS, render
@@ -39,8 +40,21 @@ def power_fragment(
     return render(request, "_power.html", {"who": who, "p": power_page(svc, who)})
 
 
-def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
-    """The team rule of the jobs page: a team asking for another team's books gets a note."""
+@router.get("/power/forecast.json")
+def power_forecast(q: Annotated[filters.ForecastQuery, Query()], who: Viewer, svc: Svc) -> Response:
+    """Site-wide watts only (no job is named): every signed-in viewer sees the site's draw."""
+    got = forecast(svc, q.hours, q.points)
+    if got is None:
+        raise err(404, ["path"], "the service runs no power policy", "not_found")
+    return JSONResponse(got.to_dict(), headers=SECURITY_HEADERS)
+
+
+def _goodput_ctx(
+    svc: Any, who: Any, f: filters.GoodputQuery, *, wait: bool = True
+) -> dict[str, Any]:
+    """The team rule of the jobs page: a team asking for another team's books gets a note.
+    `wait` False (the page): books not already cached are left to the fragment, which the
+    page then loads after its first paint (`pending`)."""
     team, note = f.team, ""
     if not who.admin:
         if team is not None and team != who.team:
@@ -48,18 +62,29 @@ def _goodput_ctx(svc: Any, who: Any, f: filters.GoodputQuery) -> dict[str, Any]:
         team = who.team
     g = None
     if not note:
-        g = cached_goodput(svc, team, f.hours)
-    return {"f": f, "g": g, "note": note, "team": team, **LOOK}
+        g = cached_goodput(svc, team, f.hours) if wait else peek_goodput(svc, team, f.hours)
+    pending = g is None and not note
+    return {"f": f, "g": g, "note": note, "team": team, "pending": pending, **LOOK}
 
 
 @router.get("/goodput")
-def goodput(request: Request, who: Viewer, svc: Svc) -> Response:
+def goodput(request: Request, who: Viewer, svc: Svc, later: BackgroundTasks) -> Response:
     try:
         f = filters.GoodputQuery.model_validate(dict(request.query_params))
         errors: list[str] = []
     except ValidationError as e:
         f, errors = filters.GoodputQuery(), filters.messages(e)
-    ctx = {"who": who, "page": "goodput", "errors": errors, **_goodput_ctx(svc, who, f)}
+    ctx = {
+        "who": who,
+        "page": "goodput",
+        "errors": errors,
+        **_goodput_ctx(svc, who, f, wait=False),
+    }
+    if ctx["pending"] and not errors:
+        # Booked once the page is sent, while the browser paints it and loads its scripts:
+        # the fragment it then asks for finds the books cached, or waits for this booking
+        # (cached_goodput books one question at a time) instead of starting its own.
+        later.add_task(cached_goodput, svc, ctx["team"], f.hours)
     return render(request, "goodput.html", ctx, status=422 if errors else 200)
 
 
@@ -82,7 +107,7 @@ def progress_data(
             raise err(404, ["path", "job_id"], f"job {job_id} not found", "not_found")
         attempt = row.attempt
         start = store.attempt_started_at(s, job_id, attempt) if attempt >= 1 else None
-    body: dict[str, Any] = {"t": [], "step": [], "loss": []}
+    body: dict[str, Any] = {"t": [], "step": [], "loss": [], "samples_per_s": []}
     if start is not None:
         body = series(svc.loop.progress, job_id, attempt, start, svc.clock.time(), q.points)
     return JSONResponse({"job_id": job_id, "attempt": attempt, **body}, headers=SECURITY_HEADERS)

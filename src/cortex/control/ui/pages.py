@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from cortex.control import store, store_ui
 from cortex.control.api.deps import JobId, Svc
 from cortex.control.ui import filters, goodput_view, incident_blast, views
+from cortex.control.ui.job_efficiency import efficiency
 from cortex.control.ui.render import render
 from cortex.control.ui.session import (
     LoginNeededError,
@@ -145,6 +146,7 @@ def job_page(request: Request, job_id: JobId, who: Viewer, svc: Svc) -> Response
     with svc.sessions() as s:
         row = store.visible_job(s, who, job_id)
         books = goodput_view.job_split(svc, s, row) if row is not None else None
+    power = _job_power(svc, job_id)
     ctx = {
         "who": who,
         "page": "jobs",
@@ -155,7 +157,8 @@ def job_page(request: Request, job_id: JobId, who: Viewer, svc: Svc) -> Response
         "legend": _legend(),
         "now": svc.clock.time(),
         "books": books,
-        "power": _job_power(svc, job_id),
+        "power": power,
+        "eff": efficiency(svc, job_id, job.progress, power) if placed else None,
         **goodput_view.LOOK,
     }
     return render(request, "job.html", ctx)

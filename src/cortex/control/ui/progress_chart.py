@@ -18,9 +18,9 @@ TAIL_BYTES = 1 << 20  # about 3,000 lines of the training workloads' 300 bytes
 
 
 def series(book: Any, job_id: int, attempt: int, start_s: float, now: float, points: int) -> dict:
-    """{"t": [...], "step": [...], "loss": [...]} (loss None where a line has none), at most
-    `points` of them, evenly thinned, the newest always kept."""
-    out: dict[str, list[Any]] = {"t": [], "step": [], "loss": []}
+    """{"t": [...], "step": [...], "loss": [...], "samples_per_s": [...]} (None where a line
+    has none), at most `points` of them, evenly thinned, the newest always kept."""
+    out: dict[str, list[Any]] = {"t": [], "step": [], "loss": [], "samples_per_s": []}
     path = book.metrics_path(job_id)
     fd = _open_regular(path) if path is not None else None
     if fd is None:
@@ -45,13 +45,14 @@ def series(book: Any, job_id: int, attempt: int, start_s: float, now: float, poi
             continue
         if line["attempt"] is None and line["ts"] < start_s:
             continue
-        rows.append((line["ts"], line["step"], line["loss"]))
+        rows.append((line["ts"], line["step"], line["loss"], line["samples_per_s"]))
     rows.sort(key=lambda r: r[0])  # uPlot wants time ascending; a clock step may not be
     if len(rows) > points:
         stride = len(rows) / (points - 1)
         rows = [rows[int(i * stride)] for i in range(points - 1)] + [rows[-1]]
-    for t, step, loss in rows:
+    for t, step, loss, rate in rows:
         out["t"].append(t)
         out["step"].append(step)
         out["loss"].append(loss)
+        out["samples_per_s"].append(rate)
     return out

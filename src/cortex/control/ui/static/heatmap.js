@@ -41,6 +41,19 @@
       return Math.round(PSTOPS[lo][ch] + (PSTOPS[lo + 1][ch] - PSTOPS[lo][ch]) * w);
     }));
   });
+  // "cooling" mode: the byte is the node's hall's modelled heat as a share of what its cooling
+  // rejects at the outdoor temperature, same scale, from blue through sand to red; 254: the
+  // hall has no rated cooling (ui/heat_view.py).
+  var CSTOPS = [[49, 54, 149], [254, 224, 144], [215, 48, 39]], NO_COOLING = 254;
+  var COOL_RAMP = RAMP.map(function (c, v) {
+    if (v === NO_COOLING) return packed([66, 66, 66]);
+    if (v > USED_MAX) return c;
+    var f = v / USED_MAX * 2, lo = Math.min(1, Math.floor(f)), w = f - lo;
+    return packed([0, 1, 2].map(function (ch) {
+      return Math.round(CSTOPS[lo][ch] + (CSTOPS[lo + 1][ch] - CSTOPS[lo][ch]) * w);
+    }));
+  });
+  var TABLES = { used: RAMP, power: POWER_RAMP, cooling: COOL_RAMP };
   var select = document.getElementById("heat-color");
   api.mode = select ? select.value : "state";
   var grouping = document.getElementById("heat-layout");
@@ -119,7 +132,7 @@
     var px = new Uint32Array(img.data.buffer);
     px.fill(PACKED_GAP);
     var c = L.cell, inner = c - 1, W = L.width;
-    var table = api.dataMode === "used" ? RAMP : api.dataMode === "power" ? POWER_RAMP : PACKED;
+    var table = TABLES[api.dataMode] || PACKED;
     for (var i = 0; i < L.n; i++) {
       var color = table[s[i]] !== undefined ? table[s[i]] : PACKED_GAP;
       var o = L.origin(i), x0 = o[0] * c, y0 = o[1] * c;
@@ -172,6 +185,8 @@
     var what = b === USED_DOWN && api.dataMode !== "state" ? "down"
       : api.dataMode === "used" ? share + "% of GPUs in use"
       : api.dataMode === "power" ? share + "% of TDP drawn (modelled)"
+      : api.dataMode === "cooling" ? (b === NO_COOLING ? "hall has no rated cooling"
+        : "hall cooling at " + share + "% of capacity at " + api.outdoorC + " °C outdoor (modelled)")
       : api.meta.states[b];
     var hall = api.meta.halls ? api.meta.halls[pod(i, api.meta.hall_start)] : "";
     tip.textContent = "node #" + i + " · " + hall + " · pod " + pod(i) + " · " + what;
@@ -189,6 +204,12 @@
     return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
       if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
       if (!r.ok) throw new Error(url + ": " + r.status);
+      var c = r.headers.get("X-Cortex-Outdoor-C");
+      if (c !== null) {
+        api.outdoorC = c;
+        var out = document.getElementById("outdoor-c");
+        if (out) out.textContent = c;
+      }
       return kind === "json" ? r.json() : r.arrayBuffer();
     });
   }

@@ -1,0 +1,49 @@
+"""The heatmap's temperature coloring, from the one model the control plane has. No node or
+GPU temperature reaches the control plane (no telemetry feed; NVML is read for power and
+utilization only), so nothing here is a measured temperature. What the cooling model
+(power/cooling.py) does say, per hall, is how much of its plant's heat rejection the hall
+uses at the outdoor temperature in force: its modelled IT draw (idle base, the running jobs'
+increments and the jobs still exiting, as the power page books them) over
+`CoolingModel.cooling_capacity_w(rated, outdoor)`, which derates as it gets hotter. Each node
+shows its hall's figure; a hall with no rated cooling has none (NO_LIMIT)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from cortex.control.ui.power_view import _halls
+from cortex.control.ui.views import USED_DOWN, USED_MAX
+
+NO_LIMIT = 254  # the node's hall has no rated cooling in the fleet spec
+
+
+def hall_cooling_share(loop: Any) -> tuple[list[float], float]:
+    """Per hall, its modelled heat over what its plant rejects now (nan: no rated cooling),
+    and the outdoor temperature used."""
+    power = loop.power
+    b = power.books
+    temp = power.report().outdoor_temp_c
+    rows = _halls(loop.topo, b, temp, dict(power.draining))
+    out = []
+    for h, row in enumerate(rows):
+        cap = b.cooling.cooling_capacity_w(b.hall_cooling_w[h], temp)
+        heat = row.drawing_w + row.draining_w
+        out.append(heat / cap if 0 < cap < math.inf else math.nan)
+    return out, temp
+
+
+def node_cooling(loop: Any, down: np.ndarray) -> tuple[np.ndarray, float]:
+    """One byte per node: its hall's cooling share, 0..USED_MAX (at or over capacity:
+    USED_MAX), NO_LIMIT without rated cooling, USED_DOWN where `down`; and the outdoor
+    temperature."""
+    share, temp = hall_cooling_share(loop)
+    per_hall = np.array(
+        [NO_LIMIT if math.isnan(s) else round(min(max(s, 0.0), 1.0) * USED_MAX) for s in share],
+        dtype=np.uint8,
+    )
+    out = per_hall[np.asarray(loop.topo.node_hall, dtype=np.int64)]
+    out[down] = USED_DOWN
+    return out, temp

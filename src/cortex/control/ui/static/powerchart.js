@@ -1,0 +1,58 @@
+// The power page's forecast (GET /ui/power/forecast.json): the site's facility draw as the
+// running jobs end, against the cap in force, drawn by uPlot.
+"use strict";
+(function () {
+  var el = document.getElementById("forecast-chart");
+  var hours = document.getElementById("forecast-hours");
+  if (!el || typeof uPlot === "undefined") return;
+  var chart = null;
+  var api = { points: 0, body: null };
+  window.cortexPowerChart = api;
+
+  function mw(w) { return (w / 1e6).toFixed(3) + " MW"; }
+
+  function draw(body) {
+    api.points = body.t.length;
+    api.body = body;
+    var cap = body.t.map(function () { return body.cap_w / 1e6; });
+    var fac = body.facility_w.map(function (w) { return w / 1e6; });
+    var data = [body.t, fac, cap];
+    var sum = document.getElementById("forecast-summary");
+    if (sum) {
+      sum.textContent = body.jobs + " running jobs in it (" + body.overdue + " past their estimate); " +
+        body.waiting + " waiting jobs (" + body.waiting_gpus + " GPUs) not in it; now " +
+        mw(body.facility_w[0]) + ", at the end " + mw(body.facility_w[body.t.length - 1]) +
+        ", cap " + mw(body.cap_w) + ", outdoor " + body.temp_c.toFixed(1) + " °C";
+    }
+    if (chart) { chart.setData(data); el.dataset.drawn = String(api.points); return; }
+    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    chart = new uPlot({
+      width: Math.min(960, el.clientWidth || 960),
+      height: 240,
+      scales: { x: { time: true }, mw: {} },
+      axes: [axis, Object.assign({ label: "MW", scale: "mw" }, axis)],
+      series: [{}, { label: "facility (forecast)", scale: "mw", stroke: "#5b9bd5", width: 1.5, paths: uPlot.paths.stepped({ align: 1 }) },
+               { label: "cap", scale: "mw", stroke: "#e53935", width: 1, dash: [6, 4] }],
+    }, data, el);
+    el.dataset.drawn = String(api.points);
+  }
+
+  function refresh() {
+    var url = el.dataset.src + "?hours=" + encodeURIComponent(hours ? hours.value : "24");
+    fetch(url, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
+        if (!r.ok) throw new Error("forecast: " + r.status);
+        return r.json();
+      })
+      .then(draw)
+      .catch(function (e) {
+        var box = document.getElementById("error");
+        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
+      });
+  }
+  api.refresh = refresh;
+  if (hours) hours.addEventListener("change", refresh);
+  refresh();
+  setInterval(refresh, 30000);
+})();
