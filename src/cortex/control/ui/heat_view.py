@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cortex.control.ui.power_view import _halls
+from cortex.control.ui.power_view import hall_rows
 from cortex.control.ui.views import USED_DOWN, USED_MAX
 
 NO_LIMIT = 254  # the node's hall has no rated cooling in the fleet spec
@@ -26,7 +26,7 @@ def hall_cooling_share(loop: Any) -> tuple[list[float], float]:
     power = loop.power
     b = power.books
     temp = power.report().outdoor_temp_c
-    rows = _halls(loop.topo, b, temp, dict(power.draining))
+    rows = hall_rows(loop.topo, b, temp, dict(power.draining))
     out = []
     for h, row in enumerate(rows):
         cap = b.cooling.cooling_capacity_w(b.hall_cooling_w[h], temp)

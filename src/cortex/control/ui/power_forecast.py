@@ -78,14 +78,12 @@ def forecast(svc: Any, hours: float, points: int) -> Forecast | None:
     first = np.searchsorted(end, t, side="right")
     first[0] = 0
     it = snap.idle_it_w + after[first]
-    slope = b.cooling.slope(temp)
-    fixed = b.cooling.fixed_frac * b.nameplate_it_w
-    facility = it * slope + fixed  # CoolingModel.facility_w, over the array
+    facility = [b.cooling.facility_w(float(x), b.nameplate_it_w, temp) for x in it]
     waiting = [j for j in jobs.values() if j.state in PENDING]
     return Forecast(
         now=now,
         t=[float(x) for x in t],
-        facility_w=[float(x) for x in facility],
+        facility_w=facility,
         it_w=[float(x) for x in it],
         cap_w=snap.site_cap_w,
         temp_c=temp,

@@ -106,7 +106,7 @@ def power_page(svc: Any, who: Principal) -> PowerPage | None:
         it_overdraw_w=snap.overdraw_it_w,
         it_headroom_w=it_head,
         outdoor_temp_c=temp,
-        halls=_halls(svc.loop.topo, b, temp, draining),
+        halls=hall_rows(svc.loop.topo, b, temp, draining),
         ramp_limit_mw_per_min=b.ramp_mw_per_min,
         ramp_headroom_w=None,
         ramp_clear_s=None,
@@ -124,7 +124,7 @@ def power_page(svc: Any, who: Principal) -> PowerPage | None:
     return page
 
 
-def _halls(topo: Any, b: Any, temp: float, draining: dict[int, Any]) -> list[HallRow]:
+def hall_rows(topo: Any, b: Any, temp: float, draining: dict[int, Any]) -> list[HallRow]:
     base = list(b.hall_base_w)
     inc = list(b.hall_inc_w)
     actual = list(b.hall_actual_w)
