@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from typing import TYPE_CHECKING
 
 import typer
 from typer.core import TyperGroup
+
+from cortex.cli import fastparams
 
 if TYPE_CHECKING:  # Typer's own Click (vendored); `import click` would load a second one
     from typer._click import Command, Context, HelpFormatter
@@ -49,12 +52,18 @@ class LazyGroup(TyperGroup):
     """Commands registered eagerly (`app.command`) work as before; those in LAZY are imported
     on first use and turned into Click commands the way Typer would."""
 
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        fastparams.install(self, ctx)  # the root's own options (--version, --help, completion)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY})
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         got = super().get_command(ctx, cmd_name)
         if got is not None or cmd_name not in LAZY:
+            if got is not None:
+                fastparams.install(got, ctx)
             return got
         module_name, attr, cls_name, _ = LAZY[cmd_name]
         module = importlib.import_module(module_name)
@@ -69,6 +78,7 @@ class LazyGroup(TyperGroup):
             sub.command(cmd_name, **({"cls": cls} if cls else {}))(obj)
             cmd = typer.main.get_command(sub)
         cmd.name = cmd_name
+        fastparams.install(cmd, ctx)
         self.commands[cmd_name] = cmd
         return cmd
 
@@ -110,11 +120,31 @@ def _root(
     """Cortex: the operating layer for AI training superclusters."""
 
 
+def _httpx_without_its_cli() -> None:
+    """`import httpx` imports httpx's own command line (click, pygments, Rich's syntax and
+    progress modules) whenever those are installed, as they are here: about a quarter of a
+    client command's start. Its module is stood in for by one that loads it only if its
+    `main` is ever called; nothing in `cortex` calls it. Only in the `cortex` process, only
+    before httpx is first imported."""
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    stand_in = types.ModuleType("httpx._main")
+
+    def httpx_main(*args: object, **kwargs: object) -> object:
+        del sys.modules["httpx._main"]
+        real = importlib.import_module("httpx._main")
+        return real.main(*args, **kwargs)
+
+    stand_in.main = httpx_main  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = stand_in
+
+
 def main() -> None:
     """Entry point. Typer reports bad options itself (usage, exit 2); input files that fail
     validation raise InputError, printed here on one line with exit code 2."""
     from cortex.errors import InputError
 
+    _httpx_without_its_cli()
     try:
         app()
     except InputError as err:
