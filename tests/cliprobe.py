@@ -11,15 +11,17 @@ import subprocess
 import sys
 
 # What a client command must not load: the server stack and the twin (seconds of imports),
-# and what only a library's unused path brings: pydantic through Typer's per-option adapters,
-# click through httpx's own command line.
+# pydantic (Typer builds an adapter per option; cli/fastparams.py answers plain values) and
+# httpx (plain HTTP goes through the standard library: cli/http.py).
 SERVER_STACK = (
     "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "numpy", "scipy", "highspy",
     "prometheus_client", "pydantic_settings", "cortex.scheduler", "cortex.sim", "cortex.fleet",
     "cortex.workload", "cortex.drive", "cortex.control.service", "cortex.control.store",
     "cortex.control.api", "cortex.executors", "cortex.power", "cortex.planner",
 )  # fmt: skip
-CLIENT_FLOOR = ("pydantic", "pydantic_core", "typer._adapters", "click")
+CLIENT_FLOOR = (
+    "pydantic", "pydantic_core", "typer._adapters", "click", "httpx", "httpcore", "h11", "anyio",
+)  # fmt: skip
 
 PROBE = r"""
 import json, sys

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import types
 from typing import TYPE_CHECKING
 
 import typer
@@ -120,31 +119,11 @@ def _root(
     """Cortex: the operating layer for AI training superclusters."""
 
 
-def _httpx_without_its_cli() -> None:
-    """`import httpx` imports httpx's own command line (click, pygments, Rich's syntax and
-    progress modules) whenever those are installed, as they are here: about a quarter of a
-    client command's start. Its module is stood in for by one that loads it only if its
-    `main` is ever called; nothing in `cortex` calls it. Only in the `cortex` process, only
-    before httpx is first imported."""
-    if "httpx" in sys.modules or "httpx._main" in sys.modules:
-        return
-    stand_in = types.ModuleType("httpx._main")
-
-    def httpx_main(*args: object, **kwargs: object) -> object:
-        del sys.modules["httpx._main"]
-        real = importlib.import_module("httpx._main")
-        return real.main(*args, **kwargs)
-
-    stand_in.main = httpx_main  # type: ignore[attr-defined]
-    sys.modules["httpx._main"] = stand_in
-
-
 def main() -> None:
     """Entry point. Typer reports bad options itself (usage, exit 2); input files that fail
     validation raise InputError, printed here on one line with exit code 2."""
     from cortex.errors import InputError
 
-    _httpx_without_its_cli()
     try:
         app()
     except InputError as err:
