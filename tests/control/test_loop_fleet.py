@@ -6,13 +6,17 @@ unreachable at the very first start) the API serves and jobs stay queued."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fakeexec import FakeExecutor, Spec
 from fastapi.testclient import TestClient
 from helpers import ADMIN, job_body
+from sqlalchemy import select
 
+from cortex.control import models as m
 from cortex.control.service import Service
 from cortex.control.settings import Settings
 from cortex.executors.nodes import ExecutorFleet, NodeInfo, build_fleet, pending_fleet
@@ -50,13 +54,16 @@ class GrowingExecutor(FleetExecutor):
         return super().poll()
 
 
-def _service(tmp_path: Path, ex: Any, fleet: Any) -> tuple[Service, TestClient, dict[str, str]]:
+def _service(
+    tmp_path: Path, ex: Any, fleet: Any, **settings_kw: Any
+) -> tuple[Service, TestClient, dict[str, str]]:
     settings = Settings(
         home=tmp_path,
         database_url=f"sqlite:///{tmp_path / 'c.db'}",
         admin_token=ADMIN,
         min_runtime_s=0.0,
         max_retries=1,
+        **settings_kw,
     )
     svc = Service(
         settings,
@@ -178,6 +185,144 @@ def test_a_node_that_joins_is_added_and_used(tmp_path: Path) -> None:
     ]
     # node-b's job still holds its 8 devices until the executor reports it ended.
     assert rows == [("node-a", 8, 8, True, True), ("node-b", 8, 8, False, False)]
+    svc.close()
+
+
+def test_a_node_that_joins_under_a_power_policy_is_booked_and_used_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Before: the power books were built for the fleet at start, so a joined node stayed out
+    of service until the next restart. Now the books grow with the fleet and keep what they
+    hold: the running job's booking and the cap an operator set."""
+    ex = GrowingExecutor(tmp_path / "runs")
+    ex.changes, ex.nodes = [], []
+    ex.join("node-a")
+    caps = tmp_path / "caps.jsonl"  # the recording actuator: no NVML here
+    svc, client, h = _service(
+        tmp_path,
+        ex,
+        ex.current_fleet(),
+        power_policy="cap",
+        site_cap_kw=200.0,
+        power_actuator=f"record:{caps}",
+    )
+    first = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    second = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    r = client.put("/v1/power", json={"site_cap_kw": 150.0}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    svc.loop.tick()
+    assert [s.job_id for s in ex.launched] == [first]
+    power = svc.loop.power
+    assert power is not None
+    idle_one_w = power.books.base_all_w
+    before = client.get("/v1/power", headers=ADMIN_H).json()
+    (booked,) = [(j["job_id"], j["cap_level"], j["modelled_w"]) for j in before["jobs"]]
+    ex.join("node-b")
+    svc.loop.tick()
+    svc.loop.tick()
+    assert [s.job_id for s in ex.launched] == [first, second]
+    assert ex.launched[-1].nodes == (("node-b", tuple(range(8))),)
+    # Two identical nodes: twice one node's idle draw (node overhead and 8 idle GPUs).
+    assert power.books.base_all_w == 2 * idle_one_w
+    assert len(power.books.node_max_cap_w) == 2
+    # The halls' sums hold both jobs, the one booked before the growth included.
+    assert sum(power.books.hall_inc_w) == pytest.approx(power.books.inc_total_w)
+    after = client.get("/v1/power", headers=ADMIN_H).json()
+    assert after["site_cap_kw"] == 150.0  # the operator's cap, not the configured 200 kW
+    jobs = {j["job_id"]: (j["job_id"], j["cap_level"], j["modelled_w"]) for j in after["jobs"]}
+    assert jobs[first] == booked and set(jobs) == {first, second}
+    # Both jobs are the same kind on the same flavor: booked alike, each on its own node.
+    assert after["it_booked_over_idle_w"] == 2 * before["it_booked_over_idle_w"]
+    svc.close()
+
+
+class PlannedExecutor(FleetExecutor):
+    """Also the nodes Ray drains or that left on purpose (membership.py's planned_removals)."""
+
+    planned: dict[str, str]
+    deadlines: dict[str, float] = {}  # noqa: RUF012  (replaced whole by the tests)
+
+    def planned_removals(self) -> dict[str, str]:
+        return dict(self.planned)
+
+    def drain_deadlines(self) -> dict[str, float]:
+        return dict(self.deadlines)
+
+
+def test_a_node_ray_drains_takes_no_new_work_and_its_removal_is_no_strike(
+    tmp_path: Path,
+) -> None:
+    ex = PlannedExecutor(tmp_path / "runs")
+    ex.changes, ex.planned = [], {}
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet)
+
+    def strikes() -> list[tuple[str, bool]]:
+        with svc.loop.sessions() as s:
+            return [(f.node, f.strike) for f in s.scalars(select(m.NodeFailure)).all()]
+
+    def messages() -> list[str]:
+        return [e["message"] for e in client.get("/v1/events", headers=ADMIN_H).json()]
+
+    ex.planned = {"node-a": "being drained by Ray (no deadline)"}
+    svc.loop.tick()
+    first = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    second = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    svc.loop.tick()
+    # node-a is free, but Ray is draining it: the first job goes to node-b, the second waits.
+    assert [(sp.job_id, sp.nodes[0][0]) for sp in ex.launched] == [(first, "node-b")]
+    assert "node node-a: being drained by Ray (no deadline): no new work" in messages()
+    # Ray removes it: out of service with Ray's reason, and no strike against its health.
+    ex.planned = {"node-a": "drained by Ray (preemption): rack maintenance"}
+    ex.changes = [("node-a", False)]
+    svc.loop.tick()
+    assert (
+        "node node-a left (drained by Ray (preemption): rack maintenance): out of service"
+        in messages()
+    )
+    assert strikes() == []
+    # It comes back, drained no more: the waiting job runs there.
+    ex.planned, ex.changes = {}, [("node-a", True)]
+    svc.loop.tick()
+    svc.loop.tick()
+    assert [(sp.job_id, sp.nodes[0][0]) for sp in ex.launched][-1] == (second, "node-a")
+    # A node lost without a plan is a strike, as before.
+    ex.changes = [("node-b", False)]
+    svc.loop.tick()
+    assert strikes() == [("node-b", True)]
+    svc.close()
+
+
+def test_jobs_on_a_node_drained_with_a_deadline_checkpoint_before_it(tmp_path: Path) -> None:
+    ex = PlannedExecutor(tmp_path / "runs")
+    ex.changes, ex.planned = [], {}
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet)
+    jid = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    svc.loop.tick()
+    (on,) = ex.launched[-1].nodes
+    # Ray drains its node; the deadline is an hour away: the job runs on, no new work there.
+    lead_s = svc.settings.grace_s + 30.0  # loop_fleet.DRAIN_LEAD_S
+    ex.planned = {on[0]: "being drained by Ray (deadline ...)"}
+    ex.deadlines = {on[0]: time.time() + 3600.0}
+    svc.loop.tick()
+    assert ex.terminated == []
+    # Within the grace period and the lead of the deadline: stopped with a checkpoint, once.
+    ex.deadlines = {on[0]: time.time() + lead_s - 5.0}
+    svc.loop.tick()
+    svc.loop.tick()
+    assert ex.terminated == [(jid, 1, "preempt")]
+    row = client.get(f"/v1/jobs/{jid}", headers=h).json()
+    assert row["state"] == "running"  # until its process has exited
+    (rec,) = row["preemption_records"]
+    assert (rec["rule"], rec["preemptor_id"]) == ("NodeDraining", None)
+    ex.finish(jid, "preempted", 75)  # checkpointed
+    svc.loop.tick()
+    svc.loop.tick()
+    # Requeued and started again on the other node; not counted against its preemption budget.
+    other = "node-b" if on[0] == "node-a" else "node-a"
+    assert (ex.launched[-1].job_id, ex.launched[-1].nodes[0][0]) == (jid, other)
+    assert svc.loop.mirror.jobs[jid].evictions == 0
     svc.close()
 
 

@@ -109,6 +109,91 @@ def test_no_usable_node_is_no_fleet_yet(tmp_path: Path, monkeypatch: pytest.Monk
     assert fleet is not None and fleet.names == ["n1"] and ex.fleet_version == 1
 
 
+def test_nodes_ray_drains_or_that_left_on_purpose_are_planned_removals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ray = Cluster(monkeypatch)
+    draining: dict[str, int] = {}
+    monkeypatch.setattr(membership, "_draining_nodes", lambda: dict(draining))
+    ray.nodes = [raw("r1", "n1"), raw("r2", "n2"), raw("r3", "n3")]
+    ex = executor(tmp_path)
+    ex.discover()
+    assert ex.planned_removals() == {}
+    # Ray drains n1 (no deadline) and n2 (2030-01-01T00:00:00Z), by Ray node id.
+    draining.update({"r1": 0, "r2": 1_893_456_000_000, "r-gone": 0})
+    assert ex.node_changes(force=True) == []  # draining nodes are still up
+    assert ex.planned_removals() == {
+        "n1": "being drained by Ray (no deadline)",
+        "n2": "being drained by Ray (deadline 2030-01-01T00:00:00Z)",
+    }
+    assert ex.drain_deadlines() == {"n2": 1_893_456_000.0}  # n1's drain has no deadline
+    # n1 goes (drained, Ray's reason 3), n3 crashes (reason 2): only n1 left on purpose.
+    draining.clear()
+    ray.nodes[0] = {**raw("r1", "n1", alive=False), "DeathReason": 3, "DeathReasonMessage": "m"}
+    ray.nodes[2] = {**raw("r3", "n3", alive=False), "DeathReason": 2}
+    assert sorted(ex.node_changes(force=True)) == [("n1", False), ("n3", False)]
+    assert ex.planned_removals() == {"n1": "drained by Ray (preemption): m"}
+    # n2 was draining when it died with no reason of Ray's: it keeps the drain's reason.
+    draining["r2"] = 0
+    ex.node_changes(force=True)
+    draining.clear()
+    ray.nodes[1] = raw("r2", "n2", alive=False)
+    ex.node_changes(force=True)
+    assert ex.planned_removals()["n2"] == "being drained by Ray (no deadline)"
+    # Back under new ids and drained no more: nothing planned.
+    ray.nodes = [raw("r7", "n1"), raw("r8", "n2"), raw("r9", "n3")]
+    ex.node_changes(force=True)
+    assert ex.planned_removals() == {}
+
+
+def test_a_node_ray_drains_is_a_planned_removal_on_a_real_cluster(tmp_path: Path) -> None:
+    """The draining table is read through an API Ray does not make public: checked here on a
+    real one-node loopback cluster. The node is kept busy (an actor on it): Ray ends an idle
+    node at once when it is drained."""
+    import ray as real_ray
+    from ray.core.generated.autoscaler_pb2 import DrainNodeReason
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from raykit import LoopbackCluster
+
+    class Busy:  # local: pickled by value (the workers cannot import this test module)
+        def ping(self) -> int:
+            return 1
+
+    c = LoopbackCluster()
+    try:
+        c.add("node-a")
+        c.cluster.wait_for_nodes()
+        ex = RayExecutor(tmp_path, c.address)
+        ex.discover()
+        (ray_id,) = [n["NodeID"] for n in real_ray.nodes() if n["Labels"].get("cortex.node")]
+        busy = real_ray.remote(num_cpus=1)(Busy).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(ray_id, soft=False)
+        )
+        actor = busy.remote()
+        assert real_ray.get(actor.ping.remote(), timeout=60) == 1
+        deadline_ms = 1_893_456_000_000  # 2030-01-01T00:00:00Z
+        gcs = real_ray._raylet.GcsClient(address=c.address)
+        reason = DrainNodeReason.Value("DRAIN_NODE_REASON_PREEMPTION")
+        assert gcs.drain_node(ray_id, reason, "rack maintenance", deadline_ms) == (True, "")
+        assert ex.node_changes(force=True) == []  # still up: its actor runs on
+        assert ex.planned_removals() == {
+            "node-a": "being drained by Ray (deadline 2030-01-01T00:00:00Z)"
+        }
+        assert ex.drain_deadlines() == {"node-a": deadline_ms / 1e3}
+    finally:
+        c.shutdown()
+
+
+def test_the_planned_death_reasons_are_rays() -> None:
+    from ray.core.generated.common_pb2 import NodeDeathInfo
+
+    from cortex.executors.ray.fleet import PLANNED_DEATHS
+
+    names = {"EXPECTED_TERMINATION", "AUTOSCALER_DRAIN_PREEMPTED", "AUTOSCALER_DRAIN_IDLE"}
+    assert set(PLANNED_DEATHS) == {NodeDeathInfo.Reason.Value(n) for n in names}
+    assert "preemption" in PLANNED_DEATHS[NodeDeathInfo.Reason.Value("AUTOSCALER_DRAIN_PREEMPTED")]
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -67,6 +67,34 @@ def test_a_rejoined_node_is_the_same_node_under_a_new_ray_id() -> None:
     assert down.nodes["n1"].alive is False
 
 
+def dead(node_id: str, name: str, reason: Any, message: str = "") -> dict[str, Any]:
+    r = raw(node_id, alive=False, gpus=None, **{"cortex.node": name})
+    return {**r, "DeathReason": reason, "DeathReasonMessage": message}
+
+
+def test_a_node_that_left_on_purpose_is_told_from_one_that_failed() -> None:
+    # Ray's NodeDeathInfo.Reason: 1 expected termination, 2 unexpected, 3 drained for
+    # preemption, 4 drained as idle (tests/ray checks the numbers against Ray).
+    view = read_nodes(
+        [
+            dead("a", "n1", 3, "rack maintenance"),
+            dead("b", "n2", 2, "raylet crashed"),
+            dead("c", "n3", 4),
+            dead("d", "n4", 1, "x" * 500),
+            dead("e", "n5", [3]),  # not a number: no reason, never a crash
+            dead("f", "n6", 3, "drained"),
+            raw("g", **{"cortex.node": "n6"}),  # back under a new id: nothing planned now
+        ],
+        "H100-SXM5",
+    )
+    assert view.planned == {
+        "n1": "drained by Ray (preemption): rack maintenance",
+        "n3": "drained by Ray (idle)",
+        "n4": "stopped by its operator: " + "x" * 200,  # the message is bounded
+    }
+    assert not view.nodes["n2"].alive and view.nodes["n6"].alive
+
+
 def test_fleet_groups_nodes_in_a_stable_order() -> None:
     def n(name: str, pod: str) -> NodeInfo:
         return NodeInfo(name, "H100-SXM5", 8, pod, name, True)

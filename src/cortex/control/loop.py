@@ -380,6 +380,7 @@ class SchedulerLoop(
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
             self._sync_health(s, now)
+            stops += self._persist(s, self._evacuate(now), now)
             self.run_gates(s, now, [e.job_id for e in exits] + cancels)
             stops += self.run_limits(s, now)
             if self.mirror.due(now):

@@ -19,6 +19,7 @@ An executor without `node_changes` (the local one: one machine) has a fixed flee
 from __future__ import annotations
 
 import logging
+import time
 from bisect import bisect_right
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,10 +32,16 @@ from cortex.control.mirror import Mirror
 from cortex.control.store_fleet import grow_node
 from cortex.errors import InputError
 from cortex.fleet.topology import Topology, build
+from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.snapshot import Plan, Preemption
 
 log = logging.getLogger("cortex.control")
 
 FIRST_FLEET_SETTLE_S = 5.0  # see _fleet_ready
+# A job on a node drained with a deadline is stopped (SIGTERM, checkpoint, requeue) this long
+# plus the grace period before the deadline: time for the SIGTERM to reach it and for the
+# exit to be seen before the node may be ended.
+DRAIN_LEAD_S = 30.0
 
 
 def node_devices_of(topo: Topology) -> list[list[int]]:
@@ -75,6 +82,10 @@ class FleetView:
 class FleetMixin:
     first_fleet_settle_s = FIRST_FLEET_SETTLE_S
     _first_seen: tuple[int, float] | None = None  # (fleet version, when first seen)
+    # Nodes the executor drains or that left on purpose, with why (read each tick by
+    # _sync_fleet; loop_health.py keeps new work off them and strikes none of them).
+    planned_now: dict[str, str] = {}  # noqa: RUF012  (replaced whole each tick)
+    drain_deadlines_now: dict[str, float] = {}  # noqa: RUF012  (likewise: name -> epoch s)
     # Owned by SchedulerLoop (declared here for the type checker).
     executor: Any
     mirror: Mirror
@@ -96,6 +107,7 @@ class FleetMixin:
     fleet_version: int | None
     fleet_view: FleetView
     _new_alloc: dict[int, m.Allocation]
+    settings: Any
 
     if TYPE_CHECKING:  # SchedulerLoop's and its mixins'
 
@@ -170,18 +182,21 @@ class FleetMixin:
         if names[:n] != self.node_names:
             log.error("executor fleet reordered (%s...); nodes not added", names[:3])
             return
-        if self.power is not None:
-            # The power books (racks, halls, caps) are built for the fleet at start.
-            log.warning("nodes %s joined: in service after a restart (power policy)", names[n:])
-            return
-        self._set_topology(fleet)
+        topo = build(fleet.spec)
+        if self.power is not None:  # the power books cover the joined nodes from now
+            try:
+                self.power.regrow(topo, self.clock.time())
+            except (ValueError, InputError) as err:  # a rack cap below a joined node's floor
+                log.error("nodes %s joined, not added: %s", names[n:], err)
+                return
+        self._set_topology(fleet, topo)
         self.queues_dirty = True  # the tick rebuilds the cluster state on the new topology
         self._record_nodes(names[n:], "joined")
 
-    def _set_topology(self, fleet: Any) -> None:
+    def _set_topology(self, fleet: Any, topo: Topology | None = None) -> None:
         from cortex.control.loop import _speeds
 
-        self.topo = build(fleet.spec)
+        self.topo = topo if topo is not None else build(fleet.spec)
         self.node_devices = node_devices_of(self.topo)
         self.all_devices = [d for ds in self.node_devices for d in ds]
         self.node_names = list(fleet.names)
@@ -209,6 +224,13 @@ class FleetMixin:
         except Exception:
             log.exception("reading the executor's nodes failed")
             got = []
+        planned = getattr(self.executor, "planned_removals", None)
+        deadlines = getattr(self.executor, "drain_deadlines", None)
+        try:
+            self.planned_now = dict(planned()) if planned is not None else {}
+            self.drain_deadlines_now = dict(deadlines()) if deadlines is not None else {}
+        except Exception:
+            log.exception("reading the executor's planned node removals failed")
         index = {name: n for n, name in enumerate(self.node_names)}
         for name, alive in got:
             n = index.get(name)
@@ -222,12 +244,34 @@ class FleetMixin:
             elif not alive and n not in self.nodes_down:
                 self.nodes_down.add(n)
                 self.dirty = True
-                store.event(s, "node", f"node {name} lost: out of service", at=now)
+                why = self.planned_now.get(name)
+                said = f"left ({why})" if why else "lost"
+                store.event(s, "node", f"node {name} {said}: out of service"[:1000], at=now)
         for n in self.nodes_down:
             if self.mirror.state.node_up[n]:  # idempotent: also after a state rebuild
                 self._drain(s, n, now)
         if got or len(self.fleet_view.names) != len(self.node_names):
             self._publish_fleet()
+
+    def _evacuate(self, now: float) -> Plan:
+        """Jobs on nodes the executor drains with a deadline, once the deadline is near: stopped
+        as preemption victims are (SIGTERM, checkpoint, requeue elsewhere; the node takes no
+        new work meanwhile, loop_health.py), rather than lost with the node at the deadline.
+        Not a preemption for another job: the queue's preemption budget does not count it."""
+        plan = Plan()
+        deadlines = self.drain_deadlines_now
+        if not deadlines:
+            return plan
+        mi, lead_s = self.mirror, self.settings.grace_s + DRAIN_LEAD_S
+        index = {name: n for n, name in enumerate(self.node_names)}
+        for name, deadline_s in sorted(deadlines.items()):
+            n = index.get(name)
+            if n is None or n in self.nodes_down or now < deadline_s - lead_s:
+                continue
+            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline_s))
+            why = Reason(Code.NODE_DRAINING, node=name, deadline=at)
+            plan.preemptions.extend(Preemption(mi.jobs[j], why) for j in mi.state.jobs_on(n))
+        return plan
 
     def _publish_fleet(self) -> None:
         topo = self.topo

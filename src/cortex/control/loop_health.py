@@ -51,6 +51,7 @@ class HealthMixin:
     _swaps: dict[int, tuple[int, Any]]
     topo: Any
     fleet_pending: bool
+    planned_now: dict[str, str]  # FleetMixin's: nodes the executor drains or that left
 
     def _init_health(self, hot_spares: int) -> None:
         """Strikes and drains, and the hot-spare pool. Hot spares need the fleet: an executor's
@@ -59,6 +60,7 @@ class HealthMixin:
         self.health_view = HealthView()
         self._seen_down = frozenset()
         self._drained_out = set()
+        self._planned_seen: set[int] = set()
         self._node_index = {}
         self._indexed: list[str] | None = None
         self.spares = (
@@ -146,8 +148,10 @@ class HealthMixin:
             h.load(s, now)
         names = self.node_names
         down = frozenset(names[n] for n in self.nodes_down)
+        planned = self.planned_now
         for name in sorted(down - self._seen_down):
-            h.failure(s, name, now, strike=True, kind=KIND_LOST)
+            if name not in planned:  # one that left on purpose did not fail
+                h.failure(s, name, now, strike=True, kind=KIND_LOST)
         back = self._seen_down - down
         self._seen_down = down
         for name in h.due(now):
@@ -155,6 +159,13 @@ class HealthMixin:
         index = self._index()
         st = self.mirror.state
         drained = {index[d] for d in h.drains if d in index}
+        draining = {index[d] for d in planned if d in index} - drained
+        for n in sorted(draining - self._planned_seen):
+            if st.node_up[n]:
+                msg = f"node {names[n]}: {planned[names[n]]}: no new work"
+                store.event(s, "node", msg[:1000], at=now)
+        self._planned_seen = draining
+        drained |= draining  # no new work now, out of service once empty
         if self.spares is not None:
             self._sync_spares({index[n] for n in back} - drained, drained, now)
         for n in sorted(drained):

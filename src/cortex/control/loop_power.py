@@ -31,10 +31,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
 from cortex.control.fleet import local_fleet
+from cortex.control.power_metrics import PowerCollector
 from cortex.drive.power_books import PowerBooks
 from cortex.errors import InputError
 from cortex.executors.local.power_caps import CapActuator, PowerCapError, actuator_from_spec
@@ -47,6 +45,7 @@ from cortex.workload.job import Job
 
 if TYPE_CHECKING:
     from cortex.control.loop import SchedulerLoop
+    from cortex.fleet.topology import Topology
 
 log = logging.getLogger("cortex.control")
 
@@ -162,8 +161,56 @@ class LivePower:
         if books.policy is not None:
             loop.pol = dataclasses.replace(loop.pol, power=books.policy)
         loop.executor = CappingExecutor(loop.executor, power)
-        loop.metrics.registry.register(_PowerCollector(power))
+        loop.metrics.registry.register(PowerCollector(power))
         return power
+
+    def regrow(self, topo: Topology, now: float) -> None:
+        """Nodes joined the fleet (`topo`, the grown one): the books' fleet-derived parts are
+        rebuilt for it; what they hold is kept (InputError, nothing changed, for a rack cap
+        the joined nodes cannot meet). The jobs' bookings,
+        their cap levels (so the cap ladder too: a level indexes it, and the actuator set the
+        caps from it), the ramp window, the site cap an operator set and the temperature are
+        the running site's, not the fleet's. Joined nodes only append, so node and hall
+        indices already booked keep their meaning."""
+        b, st = self.books, self.loop.settings
+        args = PowerBooks.fleet_args(
+            topo,
+            cap_mw=st.site_cap_kw / 1e3 if st.site_cap_kw is not None else None,
+            profile=power_profile(st.power_policy, live=True),
+            rack_cap_kw=st.rack_cap_kw,
+        )
+        grown = dataclasses.replace(  # __post_init__ zeroes the halls' sums
+            b,
+            topo=args["topo"],
+            nameplate_it_w=args["nameplate_it_w"],
+            base_all_w=args["base_all_w"],
+            hall_base_w=args["hall_base_w"],
+            hall_limit_w=args["hall_limit_w"],
+            hall_cooling_w=args["hall_cooling_w"],
+            node_base_w=args["node_base_w"],
+            flavor_overhead_w=args["flavor_overhead_w"],
+            node_max_cap_w=args["node_max_cap_w"],
+            # Computed from the old fleet's budgets and nodes.
+            _ladders={},
+            _budget_cache={},
+            _per_cache={},
+            _draw_cache={},
+            _never_cache={},
+        )
+        for jp in grown.jobs.values():
+            for h, share in jp.halls.items():
+                grown.hall_inc_w[h] += jp.inc_w * share
+                grown.hall_actual_w[h] += jp.actual_w * share
+        self.books = grown
+        if grown.site_cap_w < grown.idle_facility_w():
+            log.error(
+                "power: the site cap %.1f kW is below the grown fleet's idle %.1f kW: "
+                "running work is paused until the cap is raised",
+                grown.site_cap_w / 1e3,
+                grown.idle_facility_w() / 1e3,
+            )
+        self.loop.dirty = True
+        self.snapshot = self._snapshot(now)
 
     def check_cap_kw(self, cap_kw: float, temp_c: float | None = None) -> None:
         """ValueError naming site_cap_kw for a cap the idle fleet alone would pass, at `temp_c`
@@ -508,58 +555,3 @@ class CappingExecutor:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
-
-
-class _PowerCollector(Collector):
-    """Site and per-job watts: measured (NVML) where the actuator can, else modelled."""
-
-    def __init__(self, power: LivePower) -> None:
-        self._power = power
-
-    def collect(self) -> Iterator[Metric]:
-        snap = self._power.report()
-        act = self._power.actuator
-        measured: dict[int, float] = {}
-        if act is not None:  # every device, busy or idle: NVML answers in about a millisecond
-            for d in self._power.loop.all_devices:
-                w = act.draw_w(d)
-                if w is not None:
-                    measured[d] = w
-        site = GaugeMetricFamily(
-            "cortex_power_site_watts",
-            "Site power: facility, cap and budgets modelled from the books; the GPUs' measured "
-            "draw (NVML) where every device can be read",
-            labels=["what"],
-        )
-        site.add_metric(["facility"], snap.facility_w)
-        if measured and len(measured) == len(self._power.loop.all_devices):
-            site.add_metric(["gpus_measured"], sum(measured.values()))
-        site.add_metric(["cap"], snap.site_cap_w)
-        site.add_metric(["it_budget_over_idle"], snap.site_budget_it_w)
-        site.add_metric(["it_booked_over_idle"], snap.booked_it_w)
-        site.add_metric(["it_draining_over_idle"], snap.draining_it_w)
-        site.add_metric(["it_measured_over_booked"], snap.overdraw_it_w)
-        yield site
-        job_w = GaugeMetricFamily(
-            "cortex_power_job_watts",
-            "A running job's GPU power: measured through NVML where available, else modelled",
-            labels=["job", "source"],
-        )
-        level = GaugeMetricFamily(
-            "cortex_power_job_cap_level", "A running job's cap level (0: uncapped)", labels=["job"]
-        )
-        for jid, (lv, modelled_w, devs) in snap.jobs.items():
-            if devs and all(d in measured for d in devs):
-                job_w.add_metric([str(jid), "nvml"], sum(measured[d] for d in devs))
-            else:
-                job_w.add_metric([str(jid), "model"], modelled_w)
-            level.add_metric([str(jid)], lv)
-        yield job_w
-        yield level
-        counts = GaugeMetricFamily(
-            "cortex_power_actions", "Power actions since start", labels=["what"]
-        )
-        counts.add_metric(["paused"], snap.paused)
-        counts.add_metric(["solves"], snap.solves)
-        counts.add_metric(["cap_failures"], snap.cap_failures)
-        yield counts

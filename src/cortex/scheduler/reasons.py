@@ -24,6 +24,7 @@ class Code(StrEnum):
     UNKNOWN_PRIORITY_CLASS = "UnknownPriorityClass"
     PREEMPTED = "Preempted"
     OVER_TARGET = "OverTargetShare"
+    NODE_DRAINING = "NodeDraining"  # stopped with a checkpoint before its node's drain deadline
 
 
 _TEMPLATES = {
@@ -54,6 +55,7 @@ _TEMPLATES = {
     Code.UNKNOWN_QUEUE: "team {team} has no cluster queue",
     Code.UNKNOWN_PRIORITY_CLASS: "priority class {priority_class} is not one of {known}",
     Code.PREEMPTED: "preempted by job {by} ({why})",
+    Code.NODE_DRAINING: "its node {node} is being drained (deadline {deadline})",
     Code.OVER_TARGET: (
         "needs {need} {flavor}; queue {queue} holds {usage} of its target {target} and "
         "{spare} are spare"

@@ -35,6 +35,16 @@ MAX_LABEL = 253
 # Ray's label values: up to 63 letters, digits, "-", "_" and ".", starting and ending with a
 # letter or digit (the Kubernetes rule Ray follows).
 LABEL_VALUE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
+# A dead node's DeathReason when it left on purpose: stopped by its operator, or drained (`ray
+# drain-node`, the autoscaler). Not a failure of the machine: no strike against its health
+# (control/loop_health.py). The numbers are Ray's NodeDeathInfo.Reason (common.proto; its
+# generated module has no type stubs): EXPECTED_TERMINATION, AUTOSCALER_DRAIN_PREEMPTED,
+# AUTOSCALER_DRAIN_IDLE; tests/ray checks them against the installed Ray.
+PLANNED_DEATHS = {
+    1: "stopped by its operator",
+    3: "drained by Ray (preemption)",
+    4: "drained by Ray (idle)",
+}
 
 
 @dataclass
@@ -45,6 +55,7 @@ class NodeView:
     nodes: dict[str, NodeInfo] = field(default_factory=dict)
     ray_ids: dict[str, str] = field(default_factory=dict)  # name -> current Ray node id
     ignored: dict[str, str] = field(default_factory=dict)
+    planned: dict[str, str] = field(default_factory=dict)  # dead nodes that left on purpose: why
 
 
 def _flavor(labels: Mapping[str, str], resources: Mapping[str, float], default: str) -> str:
@@ -111,6 +122,12 @@ def read_nodes(raw_nodes: Iterable[Mapping[str, Any]], default_flavor: str) -> N
         if old is None or (got.alive and not old.alive):
             view.nodes[got.name] = got
             view.ray_ids[got.name] = ray_id
+            view.planned.pop(got.name, None)
+            reason = raw.get("DeathReason", 0)
+            why = PLANNED_DEATHS.get(reason) if isinstance(reason, int) else None
+            if why is not None and not got.alive:
+                said = str(raw.get("DeathReasonMessage") or "")[:200]
+                view.planned[got.name] = f"{why}: {said}" if said else why
         elif got.alive and old.alive and view.ray_ids[got.name] != ray_id:
             view.ignored[ray_id] = f"node {got.name}: label already taken by a live node"
     _same_size(view)

@@ -72,6 +72,27 @@ def merge_fleet(old: list[NodeInfo], view: NodeView) -> tuple[list[NodeInfo], di
     return out, why
 
 
+def _draining_nodes() -> dict[str, int]:
+    """Ray's nodes being drained: hex node id -> deadline in ms since the epoch (0: none). A
+    GCS call with no public API in Ray 2.60 (its autoscaler reads the same table); {} when it
+    fails, so a Ray without it only loses the early notice, never the fleet read."""
+    try:
+        from ray._private.state import state
+
+        got = state.get_draining_nodes()
+        return {str(k): int(v) for k, v in got.items()}
+    except Exception as err:
+        log.debug("draining nodes: %s", err)
+        return {}
+
+
+def _drain_why(deadline_ms: int) -> str:
+    if deadline_ms <= 0:
+        return "being drained by Ray (no deadline)"
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline_ms / 1e3))
+    return f"being drained by Ray (deadline {at})"
+
+
 def _with_alive(n: NodeInfo, alive: bool) -> NodeInfo:
     return NodeInfo(n.name, n.flavor, n.gpus, n.pod, n.rack, alive, n.address)
 
@@ -92,6 +113,11 @@ class MembershipMixin:
     address: str | None
     _reader: threading.Thread | None = None
     _last_fetched: Fetched | None = None
+    # Ray's draining nodes at the last read (hex id -> deadline, ms since the epoch, 0: none),
+    # and the fleet's nodes being drained or gone on purpose, with why (planned_removals()).
+    _draining_ids: dict[str, int] = {}  # noqa: RUF012  (replaced whole, never mutated)
+    _planned: dict[str, str] = {}  # noqa: RUF012  (likewise)
+    _deadlines: dict[str, float] = {}  # noqa: RUF012  (likewise; drain_deadlines())
 
     if TYPE_CHECKING:  # RayExecutor's (headloss.py)
 
@@ -148,6 +174,7 @@ class MembershipMixin:
             fetched = (None, self._head_gone())
             if fetched[1] is None:
                 fetched = (ray.nodes(), None)
+                self._draining_ids = _draining_nodes()
         raw, gone = fetched
         if gone is not None or raw is None:
             self._head_lost(gone or "no answer")
@@ -170,6 +197,36 @@ class MembershipMixin:
                 log.info("ray: fleet of %d nodes, %d GPUs", len(nodes), sum(n.gpus for n in nodes))
         for n, was in zip(nodes[: len(old)], old, strict=True):
             self._update(n.name, n.alive and _shape(n) == _shape(was), view, now)
+        self._note_planned(view)
+
+    def _note_planned(self, view: NodeView) -> None:
+        """Nodes Ray drains (alive, no new work for them) or that left on purpose (Ray's death
+        reason); a node that was draining when it died keeps that reason while it is down."""
+        names = {rid: name for name, rid in view.ray_ids.items()}
+        planned = {
+            names[rid]: _drain_why(deadline_ms)
+            for rid, deadline_ms in self._draining_ids.items()
+            if rid in names and view.nodes[names[rid]].alive
+        }
+        self._deadlines = {
+            names[rid]: deadline_ms / 1e3
+            for rid, deadline_ms in self._draining_ids.items()
+            if rid in names and view.nodes[names[rid]].alive and deadline_ms > 0
+        }
+        planned.update(view.planned)
+        kept = {n: w for n, w in self._planned.items() if not self._alive.get(n, False)}
+        self._planned = {**kept, **planned}
+
+    def drain_deadlines(self) -> dict[str, float]:
+        """The fleet's nodes Ray drains with a deadline: name -> the deadline (seconds since
+        the epoch), when Ray's caller may end the node; the loop checkpoints their jobs first."""
+        return dict(self._deadlines)
+
+    def planned_removals(self) -> dict[str, str]:
+        """The fleet's nodes Ray is draining, or that left on purpose (stopped by an operator,
+        drained), with why: the loop keeps new work off them and counts no strike against
+        their health when they go (control/loop_health.py)."""
+        return dict(self._planned)
 
     def _update(self, name: str, alive: bool, view: NodeView, now: float) -> None:
         if name in self._lost:
@@ -218,7 +275,9 @@ class MembershipMixin:
                 self._last_fetched = (None, str(err))
                 return
             try:
-                self._last_fetched = (ray.nodes(), None)
+                raw = ray.nodes()
+                self._draining_ids = _draining_nodes()
+                self._last_fetched = (raw, None)
             except Exception as err:  # a call racing a disconnection: the next one tells
                 log.debug("ray.nodes(): %s", err)
             time.sleep(FLEET_EVERY_S)
