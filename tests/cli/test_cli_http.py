@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,22 +167,3 @@ def test_client_picks_the_standard_library_for_plain_http(monkeypatch: pytest.Mo
     monkeypatch.setenv("CORTEX_URL", "https://127.0.0.1:8443")
     with client._client() as c:
         assert isinstance(c, httpx.Client)
-
-
-HTTPX_PROBE = r"""
-import sys
-from cortex.cli.http import import_httpx
-httpx = import_httpx()
-assert "click" not in sys.modules and "pygments" not in sys.modules, "httpx's CLI was imported"
-assert httpx.Client and httpx.ConnectError
-httpx.main(["--help"], standalone_mode=False)  # httpx's own CLI still works when asked for
-assert "click" in sys.modules
-"""
-
-
-def test_import_httpx_leaves_out_its_cli_until_asked() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", HTTPX_PROBE], capture_output=True, text=True, timeout=99, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "Usage" in proc.stdout  # httpx's help, printed by the real module

@@ -17,7 +17,6 @@ import importlib
 import json as jsonlib
 import os
 import sys
-import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -47,19 +46,7 @@ def http_errors() -> tuple[type[BaseException], ...]:
 
 
 def import_httpx() -> Any:
-    """httpx, without its own command line: `import httpx` imports that (click, pygments, Rich's
-    syntax and progress modules) whenever they are installed, as they are here, about a third
-    of httpx's import. A stand-in module loads it only if its `main` is ever called; nothing in
-    `cortex` calls it."""
-    if "httpx" not in sys.modules and "httpx._main" not in sys.modules:
-        stand_in = types.ModuleType("httpx._main")
-
-        def httpx_main(*args: object, **kwargs: object) -> object:
-            del sys.modules["httpx._main"]
-            return importlib.import_module("httpx._main").main(*args, **kwargs)
-
-        stand_in.main = httpx_main  # type: ignore[attr-defined]
-        sys.modules["httpx._main"] = stand_in
+    """httpx, imported when a command needs it (TLS or a proxy): most commands never do."""
     return importlib.import_module("httpx")
 
 

@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from cortex.cli import fastparams
+try:  # built on Typer 0.29's internals; with another Typer, plain Typer (only slower)
+    from cortex.cli import fastparams
+except ImportError:  # pragma: no cover - the Typer the project installs has them
+    fastparams = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # Typer's own Click (vendored); `import click` would load a second one
     from typer._click import Command, Context, HelpFormatter
@@ -52,7 +55,8 @@ class LazyGroup(TyperGroup):
     on first use and turned into Click commands the way Typer would."""
 
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
-        fastparams.install(self, ctx)  # the root's own options (--version, --help, completion)
+        if fastparams is not None:  # the root's own options (--version, --help, completion)
+            fastparams.install(self, ctx)
         return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: Context) -> list[str]:
@@ -61,7 +65,7 @@ class LazyGroup(TyperGroup):
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         got = super().get_command(ctx, cmd_name)
         if got is not None or cmd_name not in LAZY:
-            if got is not None:
+            if got is not None and fastparams is not None:
                 fastparams.install(got, ctx)
             return got
         module_name, attr, cls_name, _ = LAZY[cmd_name]
@@ -77,7 +81,8 @@ class LazyGroup(TyperGroup):
             sub.command(cmd_name, **({"cls": cls} if cls else {}))(obj)
             cmd = typer.main.get_command(sub)
         cmd.name = cmd_name
-        fastparams.install(cmd, ctx)
+        if fastparams is not None:
+            fastparams.install(cmd, ctx)
         self.commands[cmd_name] = cmd
         return cmd
 
