@@ -10,14 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cortex.cli import http
 from cortex.cli.output import (
     CONTROL,
     JSON,
@@ -29,6 +29,9 @@ from cortex.cli.output import (
     bad_option,
     state_code,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 token_app = typer.Typer(help="Team tokens (admin).", no_args_is_help=True)
@@ -56,14 +59,19 @@ def _fail(msg: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _client(timeout: float | None = 30.0) -> httpx.Client:
+def _client(timeout: float | None = 30.0) -> http.Client | httpx.Client:
+    """The standard library's client for plain HTTP (cli/http.py: a fraction of httpx's start),
+    httpx for TLS or a proxy."""
     url = os.environ.get("CORTEX_URL", DEFAULT_URL).rstrip("/")
     token = os.environ.get("CORTEX_TOKEN", "")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=timeout)
+    if http.plain(url):
+        return http.Client(base_url=url, headers=headers, timeout=timeout)
+    httpx_client: type[httpx.Client] = http.import_httpx().Client
+    return httpx_client(base_url=url, headers=headers, timeout=timeout)
 
 
-def _detail(resp: httpx.Response) -> str:
+def _detail(resp: Any) -> str:
     try:
         detail = resp.json().get("detail")
     except ValueError:
@@ -96,11 +104,11 @@ def _call(
     try:
         with _client() as c:
             resp = c.request(method, path, **kw)
-    except httpx.TransportError:
+    except http.transport_errors():
         if retry:
             raise
         _fail(f"cannot reach {_base_url()}")
-    except httpx.HTTPError as err:
+    except http.http_errors() as err:
         _fail(f"cannot reach {_base_url()}: {err}")
     if resp.status_code == 401:
         _fail(f"unauthorized ({_detail(resp)}); set CORTEX_TOKEN")
@@ -338,7 +346,7 @@ def logs(
         try:
             with _client() as c:
                 resp = c.get(f"/v1/jobs/{job_id}/logs", params=params)
-        except httpx.HTTPError as err:
+        except http.http_errors() as err:
             _fail(f"cannot reach {_base_url()}: {err}")
         if resp.status_code >= 400:
             _fail(f"{resp.status_code}: {_detail(resp)}")
@@ -361,7 +369,7 @@ def logs(
                 sys.stdout.write(text.decode(chunk))
                 sys.stdout.flush()
             sys.stdout.write(text.decode(b"", final=True))
-    except httpx.HTTPError as err:
+    except http.http_errors() as err:
         _fail(f"log stream ended: {err}")
     state = _call("GET", f"/v1/jobs/{job_id}")["state"]
     if state not in FINAL_STATES:

@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
+try:  # built on Typer 0.29's internals; with another Typer, plain Typer (only slower)
+    from cortex.cli import fastparams
+except ImportError:  # pragma: no cover - the Typer the project installs has them
+    fastparams = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:  # Typer's own Click (vendored); `import click` would load a second one
     from typer._click import Command, Context, HelpFormatter
 
@@ -49,12 +54,19 @@ class LazyGroup(TyperGroup):
     """Commands registered eagerly (`app.command`) work as before; those in LAZY are imported
     on first use and turned into Click commands the way Typer would."""
 
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        if fastparams is not None:  # the root's own options (--version, --help, completion)
+            fastparams.install(self, ctx)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY})
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         got = super().get_command(ctx, cmd_name)
         if got is not None or cmd_name not in LAZY:
+            if got is not None and fastparams is not None:
+                fastparams.install(got, ctx)
             return got
         module_name, attr, cls_name, _ = LAZY[cmd_name]
         module = importlib.import_module(module_name)
@@ -69,6 +81,8 @@ class LazyGroup(TyperGroup):
             sub.command(cmd_name, **({"cls": cls} if cls else {}))(obj)
             cmd = typer.main.get_command(sub)
         cmd.name = cmd_name
+        if fastparams is not None:
+            fastparams.install(cmd, ctx)
         self.commands[cmd_name] = cmd
         return cmd
 

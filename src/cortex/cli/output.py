@@ -3,7 +3,7 @@ expect it: `-o table|wide|json|yaml`, `--json` (the same as `-o json`), `--json-
 JSON into a file, the table still on the terminal) and `--parsable` (`|`-separated, one header
 line, every column: for scripts, like `sacct --parsable2`).
 
-Light on purpose: a client command imports this, httpx and Rich, never the server stack (the
+Light on purpose: a client command imports this, http.client and Rich, never the server stack (the
 CLI must start in well under 300 ms; tests/cli/test_lazy_imports.py checks the module list)."""
 
 from __future__ import annotations

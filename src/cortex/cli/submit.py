@@ -11,10 +11,10 @@ import uuid
 from pathlib import Path
 from typing import Any, NoReturn
 
-import httpx
 import typer
 from typer.core import TyperCommand
 
+from cortex.cli import http
 from cortex.cli.client import FINAL_STATES, _base_url, _call, _fail, _start, job_cols
 from cortex.cli.output import CONTROL, JSON, JSON_FILE, OUTPUT, Out, bad_option
 
@@ -130,7 +130,7 @@ def _post(body: Any, payload: bytes, key: str, source: str) -> Any:
             return _call(
                 "POST", "/v1/jobs", content=payload, headers=headers, retry=True, source=source
             )
-        except httpx.TransportError as err:
+        except http.transport_errors() as err:
             if attempt == SUBMIT_TRIES - 1:
                 _fail(f"cannot reach {_base_url()}: {err} (idempotency key {key})")
             time.sleep(0.5 * 2**attempt)
