@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from raykit import LoopbackCluster
+from rayserve import ray_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "control"))
 from live import LiveServer, wait_for
@@ -68,16 +69,7 @@ def port() -> int:
 
 @pytest.fixture
 def server(port: int, tmp_path: Path) -> Iterator[LiveServer]:
-    srv = LiveServer(tmp_path / "home", f"sqlite:///{tmp_path / 'cortex.db'}", grace_s=5.0)
-    srv.home.mkdir()
-    srv.extra_env = {
-        "CORTEX_EXECUTOR": "ray",
-        "CORTEX_RAY_ADDRESS": f"127.0.0.2:{port}",
-        "CORTEX_RAY_PG_TIMEOUT_S": "120",  # generous: a timeout here is a new attempt
-        "CORTEX_RETRY_BACKOFF_BASE_S": "0",
-        "CORTEX_RETRY_BACKOFF_MAX_S": "0",
-    }
-    srv.start()
+    srv = ray_server(tmp_path, f"127.0.0.2:{port}")
     try:
         yield srv
     finally:

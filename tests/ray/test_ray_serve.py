@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from raykit import LoopbackCluster
+from rayserve import ray_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "control"))
 from live import LiveServer, wait_for
@@ -50,17 +51,7 @@ WHERE = "import os; print(os.environ['RANK'], os.environ['CORTEX_NODE'], os.envi
 def server(
     cluster: LoopbackCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    home = tmp_path_factory.mktemp("rayserve")
-    srv = LiveServer(home / "home", f"sqlite:///{home / 'cortex.db'}", grace_s=5.0)
-    srv.home.mkdir()
-    srv.extra_env = {
-        "CORTEX_EXECUTOR": "ray",
-        "CORTEX_RAY_ADDRESS": cluster.address,
-        "CORTEX_RAY_PG_TIMEOUT_S": "120",  # generous: a timeout here is a new attempt
-        "CORTEX_RETRY_BACKOFF_BASE_S": "0",
-        "CORTEX_RETRY_BACKOFF_MAX_S": "0",
-    }
-    srv.start()
+    srv = ray_server(tmp_path_factory.mktemp("rayserve"), cluster.address)
     try:
         yield srv
     finally:
