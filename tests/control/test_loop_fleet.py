@@ -326,6 +326,26 @@ def test_jobs_on_a_node_drained_with_a_deadline_checkpoint_before_it(tmp_path: P
     svc.close()
 
 
+def test_a_gang_on_two_nodes_drained_with_deadlines_is_stopped_once(tmp_path: Path) -> None:
+    ex = PlannedExecutor(tmp_path / "runs")
+    ex.changes, ex.planned = [], {}
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet)
+    body = job_body(gpus=16, nprocs=2)
+    jid = int(client.post("/v1/jobs", json=body, headers=h).json()["id"])
+    svc.loop.tick()
+    assert [n for n, _ in ex.launched[-1].nodes] == ["node-a", "node-b"]
+    soon = time.time() + 10.0  # inside the grace period: stop now
+    ex.planned = dict.fromkeys(("node-a", "node-b"), "being drained by Ray (deadline ...)")
+    ex.deadlines = {"node-a": soon, "node-b": soon}
+    svc.loop.tick()
+    svc.loop.tick()
+    assert ex.terminated == [(jid, 1, "preempt")]
+    (rec,) = client.get(f"/v1/jobs/{jid}", headers=h).json()["preemption_records"]
+    assert rec["rule"] == "NodeDraining"
+    svc.close()
+
+
 def test_a_lost_nodes_free_gpus_are_not_scheduled_while_its_job_ends(tmp_path: Path) -> None:
     ex = FleetExecutor(tmp_path / "runs")
     ex.changes = []

@@ -112,6 +112,7 @@ class FleetMixin:
     if TYPE_CHECKING:  # SchedulerLoop's and its mixins'
 
         def recover(self) -> dict[str, int]: ...
+        def _index(self) -> dict[str, int]: ...
         def _release(self, s: Session, job_id: int, now: float) -> None: ...
         def _requeue(self, s: Session, row: m.Job, job: Any, reason: str, now: float) -> None: ...
 
@@ -263,14 +264,17 @@ class FleetMixin:
         if not deadlines:
             return plan
         mi, lead_s = self.mirror, self.settings.grace_s + DRAIN_LEAD_S
-        index = {name: n for n, name in enumerate(self.node_names)}
+        index = self._index()
+        stopped: set[int] = set()  # a gang on two draining nodes is stopped once
         for name, deadline_s in sorted(deadlines.items()):
             n = index.get(name)
             if n is None or n in self.nodes_down or now < deadline_s - lead_s:
                 continue
             at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline_s))
             why = Reason(Code.NODE_DRAINING, node=name, deadline=at)
-            plan.preemptions.extend(Preemption(mi.jobs[j], why) for j in mi.state.jobs_on(n))
+            for j in sorted(set(mi.state.jobs_on(n)) - stopped):
+                plan.preemptions.append(Preemption(mi.jobs[j], why))
+                stopped.add(j)
         return plan
 
     def _publish_fleet(self) -> None:
