@@ -66,3 +66,18 @@ def test_no_job_starts_on_a_cordoned_node_and_no_victim_there_is_evicted() -> No
     st.uncordon(4)  # the control: the same passes start job 2 on node 4's free half
     plan = schedule(tc._snap(st, pend, now=700.0), pol)
     assert [(s.job.id, s.placement) for s in plan.starts][:1] == [(2, ((4, 4),))]
+
+
+def test_a_second_cordon_and_a_cordon_of_a_down_node_change_nothing() -> None:
+    """cordon's guard (issue 16: `or` -> `and` survived): a node already cordoned keeps the
+    GPUs it held out, and a node out of service is not cordoned."""
+    st, _, _ = testkit.setup_cycle()  # tiny: 8 nodes of 8 GPUs, 64 free
+    testkit.running_job(st, 1, ((0, 4),))
+    st.cordon(0)
+    st.cordon(0)  # again: node 0's 4 free GPUs stay held out, not 0
+    assert (st.free_gpus[0], st.cordoned) == (64 - 4 - 4, {0: 4})
+    st.set_down(3)  # idle node 3 leaves service: 56 - 8 = 48 free
+    st.cordon(3)  # a down node has nothing to hold out: no entry, no GPUs taken twice
+    assert (st.free_gpus[0], st.cordoned, bool(st.np_up[3])) == (48, {0: 4}, False)
+    st.set_up(3)  # back: 48 + 8 = 56, and node 3 takes work (whole and free)
+    assert (st.free_gpus[0], st.node_free[3], st.cordoned) == (56, 8, {0: 4})
