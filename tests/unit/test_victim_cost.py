@@ -173,3 +173,40 @@ def test_a_nan_cost_counts_as_nothing_lost_and_does_not_break_the_order() -> Non
     lost = {1: float("nan"), 2: 10.0}
     got = find_victims(_snap_fn(st, lambda j: lost[j.id]), PriorityReclaim(), 4, 0, _preemptor(4))
     assert got == [1]  # NaN -> 0 GPU-s, under 4 x 10
+
+
+def test_nan_and_negative_costs_count_as_nothing_lost_in_either_node_order() -> None:
+    """lost_gpu_s clamps at 0 (issue 16: `lost if lost > 0.0 else 0.0` -> `lost` survived, as
+    the NaN job came first on its node, where an unsorted list is already in order)."""
+    st, _, _ = testkit.setup_cycle()
+    for n in range(2, 8):
+        testkit.running_job(st, 10 + n, ((n, 8),), prio=1000)
+    # Node 0: job 2 (4 GPUs, 10 s unsaved: 4 x 10 = 40 GPU-s) placed before job 1 (NaN -> 0).
+    testkit.running_job(st, 2, ((0, 4),), prio=10)
+    testkit.running_job(st, 1, ((0, 4),), prio=10)
+    # Node 1: job 3 (4 GPUs, -50 s: a checkpoint stamped after now -> 0) and job 4 (2 GPUs,
+    # 0 s), 2 GPUs free. A 4-GPU job there needs one of them: both lose 0, the 2 GPUs decide.
+    testkit.running_job(st, 3, ((1, 4),), prio=10)
+    testkit.running_job(st, 4, ((1, 2),), prio=10)
+    lost = {1: float("nan"), 2: 10.0, 3: -50.0, 4: 0.0}
+    snap = _snap_fn(st, lambda j: lost[j.id])
+    # Node 0: (10, 0, 4) for job 1; node 1: (10, 0, 2) for job 4: node 1's is cheaper.
+    assert find_victims(snap, PriorityReclaim(), 4, 0, _preemptor(4)) == [4]
+    # An 8-GPU job: node 0 loses both, (10, 0 + 40, 8); node 1 loses job 4 (2 free + 2 = 4 < 8)
+    # and job 3 (8), (10, 0, 6): node 1 still loses less.
+    assert find_victims(snap, PriorityReclaim(), 8, 0, _preemptor(8)) == [4, 3]
+
+
+def test_a_second_unsaved_counts_and_an_unknown_cost_is_zero_not_one() -> None:
+    """The clamp's bounds (issue 16: `lost > 1.0` and `else 1.0` survived)."""
+    st, _, _ = testkit.setup_cycle()
+    for n in range(1, 8):
+        testkit.running_job(st, 10 + n, ((n, 8),), prio=1000)
+    testkit.running_job(st, 1, ((0, 4),), prio=10)  # node 0: 4 + 2 held, 2 free: a 4-GPU job
+    testkit.running_job(st, 2, ((0, 2),), prio=10)  # needs one of them gone
+    # Job 1: 4 x 0 = 0 GPU-s; job 2: 2 x 1 s = 2 GPU-s: job 1 goes, though larger.
+    snap = _snap_fn(st, lambda j: {1: 0.0, 2: 1.0}[j.id])
+    assert find_victims(snap, PriorityReclaim(), 4, 0, _preemptor(4)) == [1]
+    # Job 1's cost unknown (NaN): 0, not 4 x 1 = 4, so still under job 2's 2 GPU-s.
+    snap = _snap_fn(st, lambda j: {1: float("nan"), 2: 1.0}[j.id])
+    assert find_victims(snap, PriorityReclaim(), 4, 0, _preemptor(4)) == [1]
