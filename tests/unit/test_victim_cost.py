@@ -210,3 +210,39 @@ def test_a_second_unsaved_counts_and_an_unknown_cost_is_zero_not_one() -> None:
     # Job 1's cost unknown (NaN): 0, not 4 x 1 = 4, so still under job 2's 2 GPU-s.
     snap = _snap_fn(st, lambda j: {1: float("nan"), 2: 1.0}[j.id])
     assert find_victims(snap, PriorityReclaim(), 4, 0, _preemptor(4)) == [1]
+
+
+def test_a_pods_bound_sums_only_the_need_least_used_nodes() -> None:
+    """_in_one_pod's lower bound on GPUs (issue 16: `rank < need` -> `<=` survived): one node
+    too many in the sum lifts a cheap pod's bound to the best so far, and the visit ends
+    before it."""
+    st, _, _ = testkit.setup_cycle()  # tiny: pods of nodes 0-3 and 4-7, 8 GPUs a node
+    for n in (2, 3, 7):
+        st.set_down(n)  # out of service: pod 0 has candidates 0, 1; pod 1 has 4, 5, 6
+    testkit.running_job(st, 20, ((0, 8),), prio=10)
+    testkit.running_job(st, 21, ((1, 8),), prio=10)
+    testkit.running_job(st, 24, ((4, 4),), prio=10)
+    testkit.running_job(st, 25, ((5, 4),), prio=10)
+    testkit.running_job(st, 26, ((6, 8),), prio=10)
+    # A 16-GPU job needs 2 whole nodes of one pod. Pod 0: evict 20 and 21, cost (10, 0, 16),
+    # bound 8 + 8 = 16. Pod 1: evict 24 and 25, cost (10, 0, 8), bound 4 + 4 = 8 (not
+    # 4 + 4 + 8 = 16, which would tie pod 0 and let pod 0, first in order, end the visit).
+    snap = _snap_fn(st, None)
+    assert find_victims(snap, PriorityReclaim(), 16, 0, _preemptor(16)) == [24, 25]
+
+
+def test_of_two_pods_that_cost_the_same_the_first_in_order_is_kept() -> None:
+    """_in_one_pod's bound on priority is the need-th lowest top priority of a pod (issue 16:
+    the (need - 1)-th survived): a lower bound visits pod 1 first and keeps it on the tie."""
+    st, _, _ = testkit.setup_cycle()  # tiny: pods of nodes 0-3 and 4-7
+    for n in (2, 3, 6, 7):
+        st.set_down(n)
+    testkit.running_job(st, 30, ((0, 8),), prio=100)
+    testkit.running_job(st, 31, ((1, 8),), prio=100)
+    testkit.running_job(st, 34, ((4, 8),), prio=10)
+    testkit.running_job(st, 35, ((5, 8),), prio=100)
+    # Both pods cost (100, 0, 16) and bound at (100, 16): the 2nd lowest top priority of
+    # [100, 100] and of [10, 100] is 100. Pod 0 is visited first and pod 1's equal bound ends
+    # the visit (only a strictly lower cost replaces the best).
+    snap = _snap_fn(st, None)
+    assert find_victims(snap, PriorityReclaim(), 16, 0, _preemptor(16)) == [30, 31]
