@@ -81,3 +81,17 @@ def test_a_second_cordon_and_a_cordon_of_a_down_node_change_nothing() -> None:
     assert (st.free_gpus[0], st.cordoned, bool(st.np_up[3])) == (48, {0: 4}, False)
     st.set_up(3)  # back: 48 + 8 = 56, and node 3 takes work (whole and free)
     assert (st.free_gpus[0], st.node_free[3], st.cordoned) == (56, 8, {0: 4})
+
+
+def test_a_gang_stopping_on_two_cordoned_nodes_frees_nothing_until_they_are_uncordoned() -> None:
+    """give sums what it holds out over every cordoned node (issue 16: `held_out += k` -> `=`
+    survived: no test stopped a job on two cordoned nodes)."""
+    st, _, _ = testkit.setup_cycle()  # tiny: 8 nodes of 8 GPUs, 64 free
+    job = testkit.running_job(st, 1, ((0, 4), (1, 4)))  # 64 - 8 = 56 free
+    st.cordon(0)
+    st.cordon(1)  # 4 + 4 free held out: 48
+    st.stop(job, 0)  # its 4 + 4 stay out too: still 48
+    assert (st.free_gpus[0], st.cordoned) == (48, {0: 8, 1: 8})
+    st.uncordon(0)
+    st.uncordon(1)
+    assert (st.free_gpus[0], st.free_whole_nodes(0)) == (64, 8)
