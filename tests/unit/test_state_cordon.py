@@ -95,3 +95,20 @@ def test_a_gang_stopping_on_two_cordoned_nodes_frees_nothing_until_they_are_unco
     st.uncordon(0)
     st.uncordon(1)
     assert (st.free_gpus[0], st.free_whole_nodes(0)) == (64, 8)
+
+
+def test_a_rolled_back_eviction_of_a_gang_on_two_cordoned_nodes_restores_each_count() -> None:
+    """take on cordoned nodes (a rollback putting a victim back; issue 16: `cordoned[n] -= k`,
+    `total += k` and `held_out += k` with `=` survived: the victim above spans one cordoned
+    node whose held-out count equals its GPUs there)."""
+    st, _, _ = testkit.setup_cycle()  # tiny: 64 GPUs
+    job = testkit.running_job(st, 1, ((0, 2), (1, 8)))  # 64 - 10 = 54 free
+    st.cordon(0)  # node 0's 6 free held out: 48
+    st.cordon(1)  # node 1 has none free
+    before = testkit.state_contents(st)
+    stmt = Statement(st)
+    stmt.evict(job)  # node 0 holds out 6 + 2 = 8, node 1 8; still 48 free
+    assert (st.cordoned, st.free_gpus[0]) == ({0: 8, 1: 8}, 48)
+    stmt.rollback()  # 2 + 8 = 10 GPUs taken back, all from held-out GPUs: 48 free
+    assert (st.cordoned, st.free_gpus[0], st.allocations[1].gpus) == ({0: 6, 1: 0}, 48, 10)
+    assert testkit.state_contents(st) == before

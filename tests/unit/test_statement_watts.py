@@ -114,8 +114,12 @@ def test_a_statement_without_a_view_has_no_watts_to_spend() -> None:
     assert stmt.watts is None
     with pytest.raises(AssertionError, match="spend_w without a power view"):
         stmt.spend_w(1.0, {})
+
+
+def test_a_statement_without_a_view_has_no_watts_to_credit() -> None:
+    st, _, _ = testkit.setup_cycle()
     with pytest.raises(AssertionError, match="credit_w without a power view"):
-        stmt.credit_w([], (1.0, {}))
+        Statement(st).credit_w([], (1.0, {}))
 
 
 def test_credit_skips_a_victim_already_released_and_sums_the_rest_per_hall() -> None:
