@@ -66,3 +66,49 @@ def test_no_job_starts_on_a_cordoned_node_and_no_victim_there_is_evicted() -> No
     st.uncordon(4)  # the control: the same passes start job 2 on node 4's free half
     plan = schedule(tc._snap(st, pend, now=700.0), pol)
     assert [(s.job.id, s.placement) for s in plan.starts][:1] == [(2, ((4, 4),))]
+
+
+def test_a_second_cordon_and_a_cordon_of_a_down_node_change_nothing() -> None:
+    """cordon's guard (issue 16: `or` -> `and` survived): a node already cordoned keeps the
+    GPUs it held out, and a node out of service is not cordoned."""
+    st, _, _ = testkit.setup_cycle()  # tiny: 8 nodes of 8 GPUs, 64 free
+    testkit.running_job(st, 1, ((0, 4),))
+    st.cordon(0)
+    st.cordon(0)  # again: node 0's 4 free GPUs stay held out, not 0
+    assert (st.free_gpus[0], st.cordoned) == (64 - 4 - 4, {0: 4})
+    st.set_down(3)  # idle node 3 leaves service: 56 - 8 = 48 free
+    st.cordon(3)  # a down node has nothing to hold out: no entry, no GPUs taken twice
+    assert (st.free_gpus[0], st.cordoned, bool(st.np_up[3])) == (48, {0: 4}, False)
+    st.set_up(3)  # back: 48 + 8 = 56, and node 3 takes work (whole and free)
+    assert (st.free_gpus[0], st.node_free[3], st.cordoned) == (56, 8, {0: 4})
+
+
+def test_a_gang_stopping_on_two_cordoned_nodes_frees_nothing_until_they_are_uncordoned() -> None:
+    """give sums what it holds out over every cordoned node (issue 16: `held_out += k` -> `=`
+    survived: no test stopped a job on two cordoned nodes)."""
+    st, _, _ = testkit.setup_cycle()  # tiny: 8 nodes of 8 GPUs, 64 free
+    job = testkit.running_job(st, 1, ((0, 4), (1, 4)))  # 64 - 8 = 56 free
+    st.cordon(0)
+    st.cordon(1)  # 4 + 4 free held out: 48
+    st.stop(job, 0)  # its 4 + 4 stay out too: still 48
+    assert (st.free_gpus[0], st.cordoned) == (48, {0: 8, 1: 8})
+    st.uncordon(0)
+    st.uncordon(1)
+    assert (st.free_gpus[0], st.free_whole_nodes(0)) == (64, 8)
+
+
+def test_a_rolled_back_eviction_of_a_gang_on_two_cordoned_nodes_restores_each_count() -> None:
+    """take on cordoned nodes (a rollback putting a victim back; issue 16: `cordoned[n] -= k`,
+    `total += k` and `held_out += k` with `=` survived: the victim above spans one cordoned
+    node whose held-out count equals its GPUs there)."""
+    st, _, _ = testkit.setup_cycle()  # tiny: 64 GPUs
+    job = testkit.running_job(st, 1, ((0, 2), (1, 8)))  # 64 - 10 = 54 free
+    st.cordon(0)  # node 0's 6 free held out: 48
+    st.cordon(1)  # node 1 has none free
+    before = testkit.state_contents(st)
+    stmt = Statement(st)
+    stmt.evict(job)  # node 0 holds out 6 + 2 = 8, node 1 8; still 48 free
+    assert (st.cordoned, st.free_gpus[0]) == ({0: 8, 1: 8}, 48)
+    stmt.rollback()  # 2 + 8 = 10 GPUs taken back, all from held-out GPUs: 48 free
+    assert (st.cordoned, st.free_gpus[0], st.allocations[1].gpus) == ({0: 6, 1: 0}, 48, 10)
+    assert testkit.state_contents(st) == before

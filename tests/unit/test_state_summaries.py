@@ -84,3 +84,38 @@ def test_a_gang_read_then_stopped_clears_its_nodes_in_every_summary() -> None:
     assert st.np_last_start.tolist() == [float("-inf")] * 8
     assert st.np_used.dtype == fresh.np_used.dtype == "int64"  # counts, compared exactly
     assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {}
+
+
+def test_a_partial_gang_that_stops_leaves_the_jobs_sharing_its_nodes_summarized() -> None:
+    """The gang path's clearing branch declines when its nodes are not free (issue 16:
+    `_summarize_gang` 27-29 survived): the jobs left on them are summarized node by node."""
+    st, _, _ = testkit.setup_cycle()
+    testkit.running_job(st, 2, ((0, 4),), prio=10, start=2.0)
+    testkit.running_job(st, 3, ((1, 4),), prio=1000, start=3.0)
+    assert st.np_used.tolist()[:2] == [4, 4]  # read: job 2 and job 3 summarized
+    gang = testkit.running_job(st, 1, ((0, 4), (1, 4)), prio=100, start=5.0)
+    # 4 + 4 GPUs on each node; top priorities max(10, 100) = 100 and max(1000, 100) = 1000.
+    assert st.np_used.tolist()[:2] == [8, 8]
+    assert st.np_max_prio.tolist()[:2] == [100, 1000]
+    st.stop(gang, 0)
+    # Back to what jobs 2 and 3 hold: 4 GPUs each, priorities 10 and 1000, started at 2 and 3.
+    assert st.np_used.tolist()[:2] == [4, 4]
+    assert st.np_max_prio.tolist()[:2] == [10, 1000]
+    assert st.np_last_start.tolist()[:2] == [2.0, 3.0]
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {10: 1, 1000: 1}
+
+
+def test_a_gang_taken_again_but_not_yet_adopted_is_not_summarized() -> None:
+    """A stopped gang whose nodes a committed cycle took again (the driver has not adopted the
+    start yet) is not running: its nodes read idle until `adopt` (issue 16: `_summarize_gang` 7,
+    `and` -> `or`, survived)."""
+    st, _, _ = testkit.setup_cycle()
+    gang = testkit.running_job(st, 1, ((0, 8), (1, 8)), prio=100, start=4.0)
+    assert st.np_used.tolist()[:2] == [8, 8]
+    st.stop(gang, 0)
+    st.take(gang.id, 0, ((0, 8), (1, 8)))  # the committed cycle's start, same nodes
+    assert st.np_used.tolist()[:2] == [0, 0]  # running jobs only: none on nodes 0 and 1
+    assert st.np_max_prio.tolist()[:2] == [EMPTY_PRIO, EMPTY_PRIO]
+    st.adopt(gang)
+    assert st.np_used.tolist()[:2] == [8, 8]  # 2 whole nodes of 8 GPUs at priority 100
+    assert st.np_max_prio.tolist()[:2] == [100, 100]

@@ -12,7 +12,7 @@ import pytest
 import testkit
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo
-from cortex.scheduler.power import CapToFit, PowerView
+from cortex.scheduler.power import CapToFit, PowerView, Watts
 from cortex.scheduler.reasons import Code
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.statement import Statement
@@ -112,5 +112,27 @@ def test_a_statement_without_a_view_has_no_watts_to_spend() -> None:
     st, _, _ = testkit.setup_cycle()
     stmt = Statement(st)
     assert stmt.watts is None
-    with pytest.raises(AssertionError, match="without a power view"):
+    with pytest.raises(AssertionError, match="spend_w without a power view"):
         stmt.spend_w(1.0, {})
+
+
+def test_a_statement_without_a_view_has_no_watts_to_credit() -> None:
+    st, _, _ = testkit.setup_cycle()
+    with pytest.raises(AssertionError, match="credit_w without a power view"):
+        Statement(st).credit_w([], (1.0, {}))
+
+
+def test_credit_skips_a_victim_already_released_and_sums_the_rest_per_hall() -> None:
+    """Watts.credit (issue 16: `continue` -> `break`, `site += w` -> `=`, and a hall's running
+    sum read from the wrong key survived: no test credited more than one victim)."""
+    inc = {
+        1: (1_000.0, {0: 1_000.0}),
+        2: (4_000.0, {0: 3_000.0, 1: 1_000.0}),
+        3: (2_000.0, {0: 2_000.0}),
+    }
+    view = _view(10_000.0, hall_headroom_w=[10_000.0, 10_000.0], job_inc_w=lambda j: inc[j])
+    w = Watts.of(view)
+    w.released.add(1)  # job 1's watts came back earlier in this cycle
+    # Jobs 2 and 3 only: site 4,000 + 2,000 = 6,000 W; hall 0 3,000 + 2,000 = 5,000; hall 1 1,000.
+    got = w.credit(view, [_job(1, 8), _job(2, 8), _job(3, 8)])
+    assert got == (6_000.0, {0: 5_000.0, 1: 1_000.0})

@@ -173,3 +173,76 @@ def test_a_nan_cost_counts_as_nothing_lost_and_does_not_break_the_order() -> Non
     lost = {1: float("nan"), 2: 10.0}
     got = find_victims(_snap_fn(st, lambda j: lost[j.id]), PriorityReclaim(), 4, 0, _preemptor(4))
     assert got == [1]  # NaN -> 0 GPU-s, under 4 x 10
+
+
+def test_nan_and_negative_costs_count_as_nothing_lost_in_either_node_order() -> None:
+    """lost_gpu_s clamps at 0 (issue 16: `lost if lost > 0.0 else 0.0` -> `lost` survived, as
+    the NaN job came first on its node, where an unsorted list is already in order)."""
+    st, _, _ = testkit.setup_cycle()
+    for n in range(2, 8):
+        testkit.running_job(st, 10 + n, ((n, 8),), prio=1000)
+    # Node 0: job 2 (4 GPUs, 10 s unsaved: 4 x 10 = 40 GPU-s) placed before job 1 (NaN -> 0).
+    testkit.running_job(st, 2, ((0, 4),), prio=10)
+    testkit.running_job(st, 1, ((0, 4),), prio=10)
+    # Node 1: job 3 (4 GPUs, -50 s: a checkpoint stamped after now -> 0) and job 4 (2 GPUs,
+    # 0 s), 2 GPUs free. A 4-GPU job there needs one of them: both lose 0, the 2 GPUs decide.
+    testkit.running_job(st, 3, ((1, 4),), prio=10)
+    testkit.running_job(st, 4, ((1, 2),), prio=10)
+    lost = {1: float("nan"), 2: 10.0, 3: -50.0, 4: 0.0}
+    snap = _snap_fn(st, lambda j: lost[j.id])
+    # Node 0: (10, 0, 4) for job 1; node 1: (10, 0, 2) for job 4: node 1's is cheaper.
+    assert find_victims(snap, PriorityReclaim(), 4, 0, _preemptor(4)) == [4]
+    # An 8-GPU job: node 0 loses both, (10, 0 + 40, 8); node 1 loses job 4 (2 free + 2 = 4 < 8)
+    # and job 3 (8), (10, 0, 6): node 1 still loses less.
+    assert find_victims(snap, PriorityReclaim(), 8, 0, _preemptor(8)) == [4, 3]
+
+
+def test_a_second_unsaved_counts_and_an_unknown_cost_is_zero_not_one() -> None:
+    """The clamp's bounds (issue 16: `lost > 1.0` and `else 1.0` survived)."""
+    st, _, _ = testkit.setup_cycle()
+    for n in range(1, 8):
+        testkit.running_job(st, 10 + n, ((n, 8),), prio=1000)
+    testkit.running_job(st, 1, ((0, 4),), prio=10)  # node 0: 4 + 2 held, 2 free: a 4-GPU job
+    testkit.running_job(st, 2, ((0, 2),), prio=10)  # needs one of them gone
+    # Job 1: 4 x 0 = 0 GPU-s; job 2: 2 x 1 s = 2 GPU-s: job 1 goes, though larger.
+    snap = _snap_fn(st, lambda j: {1: 0.0, 2: 1.0}[j.id])
+    assert find_victims(snap, PriorityReclaim(), 4, 0, _preemptor(4)) == [1]
+    # Job 1's cost unknown (NaN): 0, not 4 x 1 = 4, so still under job 2's 2 GPU-s.
+    snap = _snap_fn(st, lambda j: {1: float("nan"), 2: 1.0}[j.id])
+    assert find_victims(snap, PriorityReclaim(), 4, 0, _preemptor(4)) == [1]
+
+
+def test_a_pods_bound_sums_only_the_need_least_used_nodes() -> None:
+    """_in_one_pod's lower bound on GPUs (issue 16: `rank < need` -> `<=` survived): one node
+    too many in the sum lifts a cheap pod's bound to the best so far, and the visit ends
+    before it."""
+    st, _, _ = testkit.setup_cycle()  # tiny: pods of nodes 0-3 and 4-7, 8 GPUs a node
+    for n in (2, 3, 7):
+        st.set_down(n)  # out of service: pod 0 has candidates 0, 1; pod 1 has 4, 5, 6
+    testkit.running_job(st, 20, ((0, 8),), prio=10)
+    testkit.running_job(st, 21, ((1, 8),), prio=10)
+    testkit.running_job(st, 24, ((4, 4),), prio=10)
+    testkit.running_job(st, 25, ((5, 4),), prio=10)
+    testkit.running_job(st, 26, ((6, 8),), prio=10)
+    # A 16-GPU job needs 2 whole nodes of one pod. Pod 0: evict 20 and 21, cost (10, 0, 16),
+    # bound 8 + 8 = 16. Pod 1: evict 24 and 25, cost (10, 0, 8), bound 4 + 4 = 8 (not
+    # 4 + 4 + 8 = 16, which would tie pod 0 and let pod 0, first in order, end the visit).
+    snap = _snap_fn(st, None)
+    assert find_victims(snap, PriorityReclaim(), 16, 0, _preemptor(16)) == [24, 25]
+
+
+def test_of_two_pods_that_cost_the_same_the_first_in_order_is_kept() -> None:
+    """_in_one_pod's bound on priority is the need-th lowest top priority of a pod (issue 16:
+    the (need - 1)-th survived): a lower bound visits pod 1 first and keeps it on the tie."""
+    st, _, _ = testkit.setup_cycle()  # tiny: pods of nodes 0-3 and 4-7
+    for n in (2, 3, 6, 7):
+        st.set_down(n)
+    testkit.running_job(st, 30, ((0, 8),), prio=100)
+    testkit.running_job(st, 31, ((1, 8),), prio=100)
+    testkit.running_job(st, 34, ((4, 8),), prio=10)
+    testkit.running_job(st, 35, ((5, 8),), prio=100)
+    # Both pods cost (100, 0, 16) and bound at (100, 16): the 2nd lowest top priority of
+    # [100, 100] and of [10, 100] is 100. Pod 0 is visited first and pod 1's equal bound ends
+    # the visit (only a strictly lower cost replaces the best).
+    snap = _snap_fn(st, None)
+    assert find_victims(snap, PriorityReclaim(), 16, 0, _preemptor(16)) == [30, 31]

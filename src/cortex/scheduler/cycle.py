@@ -334,7 +334,9 @@ class _Cycle:
         if not short:
             return False
         searched = False
-        view = self.snap.power if self.pol.power is not None else None
+        # The statement holds watts only when a power policy runs with the driver's view
+        # (__init__), so `room` decides whether power is in play; `view` is then set.
+        view = self.snap.power
         room = self.stmt.watts
         if view is not None and room is not None and room.ramp_w < view.ramp_limit_w:
             # The ramp window is partly spent: a preemptor that would not fit in what is left
