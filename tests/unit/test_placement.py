@@ -219,3 +219,78 @@ def test_random_states_placement_is_valid_and_best_fit(topo: Topology, seed: int
                 continue
             _check_placement(st, f, gpus, POLICY.place(st, f, gpus))
     assert _fingerprint(st) == before
+
+
+def _first(d: dict[int, None], k: int) -> list[int]:
+    out = []
+    for n in d:
+        out.append(n)
+        if len(out) == k:
+            break
+    return out
+
+
+def _reference_place(st: ClusterState, f: int, gpus: int) -> tuple | None:
+    """TopologyBestFit.place for gangs of whole nodes before its node walks used islice/zip:
+    the same nodes in the same order is what a seeded twin run needs."""
+    g = st.gpn[f]
+    need = -(-gpus // g)
+    if need * g > st.free_gpus[f] or need > st.free_whole_nodes(f):
+        return None
+    buckets = st.pod_bucket[f]
+    for c in range(need, len(buckets)):
+        if buckets[c]:
+            pod = next(iter(buckets[c]))
+            return tuple((n, g) for n in _first(st.pod_whole[pod], need))
+    halls = [(st.hall_whole[h][f], h) for h in range(len(st.hall_whole))]
+    fitting = sorted(x for x in halls if x[0] >= need)
+    chosen = [fitting[0][1]] if fitting else [h for _, h in sorted(halls, reverse=True)]
+    if sum(st.hall_whole[h][f] for h in chosen) < need:
+        return None
+    out: list[tuple[int, int]] = []
+    for h in chosen:
+        for c in range(len(buckets) - 1, 0, -1):
+            for p in sorted(p for p in buckets[c] if st.pod_hall[p] == h):
+                for n in _first(st.pod_whole[p], need - len(out)):
+                    out.append((n, g))
+                if len(out) == need:
+                    return tuple(out)
+    return None
+
+
+@pytest.mark.parametrize("topo", [TINY, HALLS, MIXED], ids=["tiny", "halls", "mixed"])
+@pytest.mark.parametrize("seed", range(20))
+def test_multi_node_gangs_take_the_same_nodes_in_the_same_order(topo: Topology, seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    tried = 0
+    for _ in range(4):  # four states a case: on tiny one of them alone may fit no such gang
+        st = _scrambled_state(topo, rng)
+        for f in range(len(topo.flavors)):
+            g = st.gpn[f]
+            for need in range(2, topo.n_nodes + 1):
+                want = _reference_place(st, f, need * g)
+                assert POLICY.place(st, f, need * g) == want
+                assert POLICY.place(st, f, need * g - 1) == want  # a gang that rounds up
+                tried += want is not None
+    assert tried > 0
+
+
+def _scrambled_state(topo: Topology, rng: random.Random) -> ClusterState:
+    """Free nodes in a scrambled order within their pods (a stop re-inserts a node last), so
+    that "the pod's first free nodes" is not the sorted order; about half the nodes stay whole
+    and free, so that gangs of several nodes fit."""
+    st = ClusterState(topo, QueueConfig.build(None, topo, ["a"]))
+    order = list(range(topo.n_nodes))
+    rng.shuffle(order)
+    for jid, n in enumerate(order, start=1):
+        f = topo.node_flavor[n]
+        g = st.gpn[f]
+        r = rng.random()
+        if r < 0.05:
+            st.set_down(n)
+        elif r < 0.5:
+            st.take(jid, f, ((n, g if r < 0.3 else rng.randint(1, g - 1)),))
+        elif r < 0.8:
+            st.take(jid, f, ((n, g),))
+            st.give(jid)
+    return st

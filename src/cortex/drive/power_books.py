@@ -279,10 +279,15 @@ class PowerBooks(JobPowerBooks):
         return mw * 1e6 / self.cooling.slope(self.temp_c(t))
 
     def view(self, t: float, state: ClusterState | None = None) -> PowerView:
-        hb = self.hall_budget_w(t)
+        # The twin builds one per cycle: the budgets are read once and the ramp limit computed
+        # once (the same values site_budget_w, hall_budget_w and ramp_headroom_it_w give).
+        site_w, hb = self._budgets(t)
+        site_w -= self.reserved_w
+        if self.reserved_hall_w:
+            hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
         limit = self.ramp_limit_it_w(t)
         return PowerView(
-            site_headroom_w=self.site_budget_w(t) - self.inc_total_w,
+            site_headroom_w=site_w - self.inc_total_w,
             hall_headroom_w=[b - w for b, w in zip(hb, self.hall_inc_w, strict=True)],
             levels=self.levels,
             floor=len(self.levels) - 1,
@@ -292,8 +297,8 @@ class PowerBooks(JobPowerBooks):
             node_hall=self.topo.node_hall,
             node_max_cap_w=self.node_max_cap_w,
             target=self.target,  # read-only to policies; the solver replaces it whole
-            ramp_headroom_w=self.ramp_headroom_it_w(t),
-            site_budget_w=self.site_budget_w(t),
+            ramp_headroom_w=self._ramp_headroom(t, limit),
+            site_budget_w=site_w,
             ramp_limit_w=limit,
             min_node_cap_w=self.min_node_cap_w,
             ladder_w=self._ladder_w,
@@ -308,7 +313,9 @@ class PowerBooks(JobPowerBooks):
             self.window.popleft()
 
     def ramp_headroom_it_w(self, t: float) -> float:
-        limit = self.ramp_limit_it_w(t)
+        return self._ramp_headroom(t, self.ramp_limit_it_w(t))
+
+    def _ramp_headroom(self, t: float, limit: float) -> float:
         if limit == math.inf:
             return math.inf
         return max(limit - sum(w for ts, w in self.window if t - 60.0 < ts), 0.0)

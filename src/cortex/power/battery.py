@@ -99,8 +99,11 @@ def dispatch(
     ramp_mw_per_min: float | None,
     battery: BatterySpec | None,
     debug: bool = False,
+    stop_at_violation: bool = False,
 ) -> GridResult:
-    """Grid and battery per step for a load sampled every `step_s`."""
+    """Grid and battery per step for a load sampled every `step_s`. `stop_at_violation`: return
+    at the first step that breaks the ramp limit (violations 1, the rest of the result is of
+    the steps up to it): enough for a search that asks only whether a battery is big enough."""
     n = len(load_mw)
     if battery is None or ramp_mw_per_min is None or n == 0:
         grid = np.asarray(load_mw, float).copy()
@@ -139,6 +142,12 @@ def dispatch(
         g_real = load - b
         if abs(g_real - g) > max_step + 1e-9:
             violations += 1
+            if stop_at_violation:
+                n = i + 1
+                grid, socs = grid[:n], socs[:n]
+                grid[i], socs[i] = g_real, soc
+                ramp = max_ramp_mw_per_min(grid, step_s)
+                return GridResult(step_s, grid, socs, ramp, violations, charged, discharged, losses)
         g = g_real
         grid[i] = g
         socs[i] = soc
@@ -171,12 +180,15 @@ def smallest_battery(
     load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, max_units: int = 4096
 ) -> tuple[int, GridResult | None]:
     """Fewest Megapack units that keep the grid within the ramp limit (bisection: more units
-    never hurt, since the dispatch is the same until a smaller battery saturates)."""
+    never hurt, since the dispatch is the same until a smaller battery saturates). A size that
+    fails is dispatched only up to its first violation: the search reads nothing else of it."""
     if dispatch(load_mw, step_s, None, None).max_ramp_mw_per_min <= ramp_mw_per_min + 1e-9:
         return 0, None
     lo, hi = 0, 1
     while True:
-        res = dispatch(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi))
+        res = dispatch(
+            load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi), stop_at_violation=True
+        )
         if res.violations == 0:
             break
         lo, hi = hi, hi * 2
@@ -185,7 +197,8 @@ def smallest_battery(
     best = res
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        r = dispatch(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(mid))
+        battery = BatterySpec.megapacks(mid)
+        r = dispatch(load_mw, step_s, ramp_mw_per_min, battery, stop_at_violation=True)
         if r.violations == 0:
             hi, best = mid, r
         else:

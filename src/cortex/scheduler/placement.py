@@ -8,6 +8,7 @@ else across halls. Searches walk the bucketed indices of ClusterState, never all
 
 from __future__ import annotations
 
+from itertools import islice, repeat
 from typing import Protocol
 
 from cortex.fleet.topology import alloc_size
@@ -45,18 +46,8 @@ class TopologyBestFit:
         for c in range(need, len(buckets)):
             if buckets[c]:
                 pod = next(iter(buckets[c]))
-                nodes = _first(state.pod_whole[pod], need)
-                return tuple((n, g) for n in nodes)
+                return tuple(zip(islice(state.pod_whole[pod], need), repeat(g)))
         return _across_pods(state, flavor, need)
-
-
-def _first(d: dict[int, None], k: int) -> list[int]:
-    out = []
-    for n in d:
-        out.append(n)
-        if len(out) == k:
-            break
-    return out
 
 
 def _in_one_node(state: ClusterState, flavor: int, gpus: int) -> Placement | None:
@@ -93,8 +84,9 @@ def _across_pods(state: ClusterState, flavor: int, need: int) -> Placement | Non
             if not bucket:
                 continue
             for p in sorted(p for p in bucket if pod_hall[p] == h):
-                for n in _first(pod_whole[p], need - len(out)):
-                    out.append((n, g))
+                # The pod's first free nodes in its order, as (node, g): islice and zip walk
+                # them in C (a gang across pods takes hundreds of nodes).
+                out.extend(zip(islice(pod_whole[p], need - len(out)), repeat(g)))
                 if len(out) == need:
                     return tuple(out)
     return None

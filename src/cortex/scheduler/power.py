@@ -20,6 +20,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 import numpy as np
@@ -118,6 +119,11 @@ def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int
     h0 = nh[placement[0][0]]
     if nh[placement[-1][0]] == h0 and len(placement) <= 2:
         return {h0: sum(k for _, k in placement)}
+    # A gang of hundreds of nodes is read at every admission and start: one hall is answered
+    # by C-level maps (the same sum), several by the loop below.
+    halls = list(map(nh.__getitem__, map(itemgetter(0), placement)))
+    if halls.count(h0) == len(halls):
+        return {h0: sum(map(itemgetter(1), placement))}
     shares: dict[int, int] = {}
     for n, k in placement:
         h = nh[n]
@@ -166,8 +172,8 @@ Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, 
 
 def _shape(view: PowerView, placement: Placement) -> Shape:
     """What `_fits` reads of a placement, the same at every level it tries: computed once."""
-    held = sum(k for _, k in placement)
-    return _node_cap(view, placement), held, hall_shares(view.node_hall, placement)
+    shares = hall_shares(view.node_hall, placement)
+    return _node_cap(view, placement), sum(shares.values()), shares
 
 
 def _fits(

@@ -117,6 +117,8 @@ class PowerRuntime(PowerBooks):
     # temps as Python floats: read at every instant the fleet's draw changes, where a numpy
     # element read costs several times a list's (the same values)
     _temps_list: list[float] = field(default_factory=list, init=False, repr=False)
+    # (the temps array it was taken of, its minimum): never_fits reads it on every arrival
+    _coolest: tuple[np.ndarray, float] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, topo: Topology, cfg: PowerConfig, horizon_s: float) -> PowerRuntime:
@@ -159,7 +161,10 @@ class PowerRuntime(PowerBooks):
         return temps[min(int(t / self.cfg.tick_s), len(temps) - 1)]
 
     def coolest_temp_c(self) -> float:
-        return float(self.temps.min())
+        got = self._coolest
+        if got is None or got[0] is not self.temps:
+            got = self._coolest = (self.temps, float(self.temps.min()))
+        return got[1]
 
     def hottest_temp_c(self) -> float:
         return float(self.temps.max())

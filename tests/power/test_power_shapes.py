@@ -1,0 +1,86 @@
+"""What power admission reads of a placement (scheduler/power.py: hall_shares, _shape) and the
+twin's coolest temperature (sim/power.py) are computed on fast paths; each must equal the plain
+computation, kept here, exactly: same keys in the same order, same sums."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cortex.fleet.spec import load_fleet_spec
+from cortex.fleet.topology import build
+from cortex.scheduler.power import PowerView, _shape, hall_shares
+from cortex.sim.power import PowerConfig, PowerRuntime
+
+
+def _plain_shares(node_hall: list[int], placement: tuple[tuple[int, int], ...]) -> dict[int, int]:
+    shares: dict[int, int] = {}
+    for n, k in placement:
+        shares[node_hall[n]] = shares.get(node_hall[n], 0) + k
+    return shares
+
+
+# 60 nodes in three halls of uneven size; placements of distinct nodes, whole or partial.
+NODE_HALL = [0] * 24 + [1] * 20 + [2] * 16
+
+
+@st.composite
+def _placements(draw: st.DrawFn) -> tuple[tuple[int, int], ...]:
+    nodes = draw(st.lists(st.integers(0, 59), min_size=1, max_size=40, unique=True))
+    whole = draw(st.booleans())
+    return tuple((n, 8 if whole else draw(st.integers(1, 8))) for n in nodes)
+
+
+@given(_placements())
+@settings(max_examples=300, deadline=None)
+def test_hall_shares_equal_the_plain_count(placement: tuple[tuple[int, int], ...]) -> None:
+    got = hall_shares(NODE_HALL, placement)
+    want = _plain_shares(NODE_HALL, placement)
+    assert list(got.items()) == list(want.items())
+
+
+def test_hall_shares_by_hand() -> None:
+    # Three nodes of hall 1 (8 + 8 + 3 GPUs), then two of hall 0 (8 + 1): 19 and 9 GPUs, hall 1
+    # first because its node comes first; three whole nodes of hall 2 alone: 24 GPUs.
+    assert list(hall_shares(NODE_HALL, ((30, 8), (31, 8), (2, 8), (32, 3), (3, 1))).items()) == [
+        (1, 19),
+        (0, 9),
+    ]
+    assert hall_shares(NODE_HALL, ((50, 8), (51, 8), (59, 8))) == {2: 24}
+    # First and last node in hall 0, one in hall 2 between them: not one hall.
+    assert hall_shares(NODE_HALL, ((0, 8), (45, 8), (1, 8))) == {0: 16, 2: 8}
+
+
+@given(_placements())
+@settings(max_examples=100, deadline=None)
+def test_the_shape_holds_every_gpu_of_the_placement(
+    placement: tuple[tuple[int, int], ...],
+) -> None:
+    view = PowerView(
+        site_headroom_w=0.0,
+        hall_headroom_w=[0.0, 0.0, 0.0],
+        levels=(1.0,),
+        floor=0,
+        draw_w=lambda _k, _f: 500.0,
+        idle_w=[100.0],
+        tdp_w=[700.0],
+        node_hall=NODE_HALL,
+        node_max_cap_w=[math.inf] * 60,
+    )
+    node_cap, held, shares = _shape(view, placement)
+    assert node_cap == math.inf
+    assert held == sum(k for _, k in placement)
+    assert list(shares.items()) == list(_plain_shares(NODE_HALL, placement).items())
+
+
+def test_the_coolest_temperature_is_the_minimum_of_the_ticks() -> None:
+    topo = build(load_fleet_spec("tiny"))
+    pw = PowerRuntime.build(topo, PowerConfig("cap"), 5 * 86400.0)
+    assert pw.coolest_temp_c() == float(pw.temps.min())
+    assert pw.coolest_temp_c() == float(pw.temps.min())  # the remembered value
+    # New ticks (a driver rebuilding the weather) are read again, not the remembered minimum.
+    pw.temps = np.array([30.0, 12.5, 40.0])
+    assert pw.coolest_temp_c() == 12.5
