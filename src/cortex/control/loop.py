@@ -380,7 +380,9 @@ class SchedulerLoop(
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
             self._sync_health(s, now)
-            stops += self._persist(s, self._evacuate(now), now)
+            evacuate = self._evacuate(now)  # jobs on nodes drained with a near deadline
+            if evacuate.preemptions:
+                stops += self._persist(s, evacuate, now)
             self.run_gates(s, now, [e.job_id for e in exits] + cancels)
             stops += self.run_limits(s, now)
             if self.mirror.due(now):
