@@ -238,3 +238,30 @@ def test_burn_in_off_returns_the_node_when_its_hold_ends(db_url: str, tmp_path: 
         assert _up(svc) and _burn_ins(svc) == []
     finally:
         svc.close()
+
+
+def test_a_tick_that_fails_after_starting_a_burn_in_launches_nothing_of_it(
+    make: Callable[..., Service],
+) -> None:
+    """The tick's transaction rolls back its burn-in row; the next tick starts one afresh (no
+    recovery wired here: the loop alone must not launch the rolled-back run or wait for it)."""
+    svc = make()
+    loop = svc.loop
+    loop.on_error = None
+    _drain(svc)
+    loop.tick()  # the node goes out
+    real = loop._evacuate
+
+    def fail_once(now: float) -> Any:
+        loop._evacuate = real  # type: ignore[method-assign]
+        raise RuntimeError("injected: the tick fails after its health step")
+
+    loop._evacuate = fail_once  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="injected"):
+        loop.tick()
+    assert _burn_ins(svc) == []  # rolled back
+    _tick_until(svc, lambda: _final(svc), "the burn-in's verdict")
+    [b] = _burn_ins(svc)
+    assert b.state == "passed"
+    attempts = Path(svc.settings.run_dir) / "jobs" / "0" / "attempts"
+    assert sorted(p.name for p in attempts.iterdir()) == [str(b.id)]

@@ -108,6 +108,7 @@ class BurnInMixin:
     def _holds_ended(self, s: Session, due: list[str], now: float) -> None:
         """Drained nodes whose hold is over: back at once, or through a burn-in."""
         h = self.health
+        self._forget_failed_tick()
         if not self.settings.burn_in:
             for name in due:
                 h.returned(s, name, now)
@@ -119,18 +120,30 @@ class BurnInMixin:
             if name in busy or n is None or n not in self._drained_out or n in self.nodes_down:
                 continue  # running one, not in this fleet, still draining, or lost
             self._start_burn_in(s, name, n, now)
-        for rid, run in self._burn_runs.items():
+        for rid, run in list(self._burn_runs.items()):
             if run.stopping is not None:
                 continue
             why = "timeout" if now >= run.deadline else None
             if run.node not in h.drains:
                 why = "undrained"  # an admin returned the node meanwhile
-            if why is not None:
-                run.stopping = why
-                row = s.get(m.BurnIn, rid)
-                assert row is not None
-                row.stopping = why
-                self._burn_stop.append(rid)
+            if why is None:
+                continue
+            row = s.get(m.BurnIn, rid)
+            if row is None or row.state not in ACTIVE:  # a rolled-back tick's: never launched
+                del self._burn_runs[rid]
+                continue
+            run.stopping = row.stopping = why
+            self._burn_stop.append(rid)
+
+    def _forget_failed_tick(self) -> None:
+        """What the last tick queued and did not act on: it failed before its commit, so the
+        rows it wrote were rolled back (recovery, when the service wires it, also resets all)."""
+        for rid, _ in self._burn_launch:
+            self._burn_runs.pop(rid, None)
+        for rid in self._burn_stop:
+            if rid in self._burn_runs:
+                self._burn_runs[rid].stopping = None
+        self._burn_launch, self._burn_stop = [], []
 
     def _start_burn_in(self, s: Session, name: str, n: int, now: float) -> None:
         timeout_s = self.settings.burn_in_timeout_s
@@ -178,7 +191,8 @@ class BurnInMixin:
                 self._burn_failed(s, row, f"no verdict within its {limit:g} s limit", now)
             elif e.exit_code == 0 and str(e.outcome) == "completed":
                 self._burn_end(s, row, "passed", f"passed in {now - row.started_at:.1f} s", now)
-                if row.node in self.health.drains:
+                drain = self.health.drains.get(row.node)
+                if drain is not None and drain.drained_at <= row.started_at:  # not a newer one
                     self.health.returned(s, row.node, now)
             else:
                 why = last_line(Path(self.executor.log_paths(BURN_IN_JOB_ID, row.id)[1]))
@@ -208,13 +222,12 @@ class BurnInMixin:
         launch failures) in one commit."""
         stops, self._burn_stop = self._burn_stop, []
         for rid in stops:
-            try:
-                self.executor.terminate(BURN_IN_JOB_ID, rid, "cancel")
-            except Exception:
-                log.exception("stopping burn-in %s failed", rid)
+            self._stop_run(rid)
         launches, self._burn_launch = self._burn_launch, []
         if not launches:
             return
+        with self.sessions() as s:  # only rows committed (a failed tick's were rolled back)
+            launches = [(rid, spec) for rid, spec in launches if _unlaunched(s.get(m.BurnIn, rid))]
         done: list[tuple[int, dict[str, Any] | None, str]] = []
         for rid, spec in launches:
             try:
@@ -235,6 +248,12 @@ class BurnInMixin:
                     row.ended_at = now
                     self._burn_failed(s, row, error, now)
 
+    def _stop_run(self, rid: int) -> None:
+        try:
+            self.executor.terminate(BURN_IN_JOB_ID, rid, "cancel")
+        except Exception:
+            log.exception("stopping burn-in %s failed", rid)
+
     # ---- recovery -------------------------------------------------------------------------
     def _recover_burn_ins(self, s: Session, live: dict[tuple[int, int], Any], now: float) -> None:
         """Adopt the active runs (their handle, or the run dir a launch left before its handle
@@ -251,11 +270,15 @@ class BurnInMixin:
             if self._adopt(row.handle):
                 row.state = "running"
                 self._burn_runs[row.id] = BurnRun(row.node, row.deadline, row.stopping)
-                if row.stopping is not None:  # asked before the restart: asked again
-                    self._burn_stop.append(row.id)
+                if row.stopping is not None:  # asked before the restart (committed): again
+                    self._stop_run(row.id)
                 msg = f"node {row.node}: burn-in {row.id} adopted after restart"
                 store.event(s, "node", msg, at=now)
                 continue
             self._kill_handle(row.handle)
             row.ended_at = now
             self._burn_end(s, row, "lost", "lost while the service was down; run anew", now)
+
+
+def _unlaunched(row: m.BurnIn | None) -> bool:
+    return row is not None and row.state == "launching" and row.handle is None
