@@ -212,3 +212,24 @@ def test_a_node_that_cannot_open_its_logs_reports_a_failure(tmp_path: Path) -> N
     verdict = agent.wait(10.0)
     assert verdict is not None and verdict["exit_code"] == 127
     assert verdict["failed_rank"] == 0
+
+
+def test_drains_due_with_a_deadline_near_or_without_one_after_the_wait() -> None:
+    from cortex.control.loop_fleet import drains_due
+
+    deadlines = {"a": 10_000.0, "d": 20_000.0}
+    # b drained (no deadline) since t=1000, c since t=1500; d also in undated: its deadline wins.
+    undated = {"b": 1000.0, "c": 1500.0, "d": 0.0}
+    kw = {"lead_s": 60.0, "after_s": 500.0}
+    # t=1499: b's wait ends at 1000 + 500 = 1500, c's at 2000; a is due from 10000 - 60 = 9940.
+    assert drains_due(deadlines, undated, 1499.0, **kw) == {}
+    assert drains_due(deadlines, undated, 1500.0, **kw) == {"b": "none; stopped after 500 s"}
+    # 10,000 s after the epoch is 02:46:40 on 1970-01-01; d (due from 19940) is not yet.
+    assert drains_due(deadlines, undated, 9940.0, **kw) == {
+        "a": "1970-01-01T02:46:40Z",
+        "b": "none; stopped after 500 s",
+        "c": "none; stopped after 500 s",
+    }
+    assert drains_due({}, {"b": 1000.0}, 1000.0, lead_s=0.0, after_s=0.0) == {
+        "b": "none; stopped after 0 s"
+    }
