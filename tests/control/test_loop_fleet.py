@@ -43,8 +43,8 @@ class GrowingExecutor(FleetExecutor):
     nodes: list[NodeInfo]
     polls = 0
 
-    def join(self, *names: str) -> None:
-        self.nodes = [*self.nodes, *(NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in names)]
+    def join(self, *names: str, pod: str = "p1") -> None:
+        self.nodes = [*self.nodes, *(NodeInfo(n, "H100-SXM5", 8, pod, n) for n in names)]
         self.fleet_version += 1
 
     def current_fleet(self) -> ExecutorFleet | None:
@@ -187,6 +187,31 @@ def test_a_node_that_joins_is_added_and_used(tmp_path: Path) -> None:
     ]
     # node-b's job still holds its 8 devices until the executor reports it ended.
     assert rows == [("node-a", 8, 8, True, True), ("node-b", 8, 8, False, False)]
+    svc.close()
+
+
+def test_a_node_that_joins_with_a_pod_label_is_placed_with_that_pods_nodes(
+    tmp_path: Path,
+) -> None:
+    """Before: a joined node formed a pod of its own whatever its label, so a gang that one
+    labelled pod could hold was spread over two pods. Now it lands in the pod it names."""
+    ex = GrowingExecutor(tmp_path / "runs")
+    ex.changes, ex.nodes = [], []
+    ex.join("node-a", pod="p1")
+    ex.join("node-b", pod="p2")
+    svc, client, h = _service(tmp_path, ex, ex.current_fleet())
+    ex.join("node-c", pod="p1")  # appended after node-b (device ids 16-23), in pod p1
+    svc.loop.tick()
+    assert svc.loop.node_names == ["node-a", "node-b", "node-c"]
+    topo = svc.loop.topo
+    assert topo.node_pod[0] == topo.node_pod[2] != topo.node_pod[1]
+    jid = int(client.post("/v1/jobs", json=job_body(gpus=16, nprocs=2), headers=h).json()["id"])
+    svc.loop.tick()
+    # Two whole nodes: pod p1 holds them (node-a, node-c), so the gang stays inside it rather
+    # than spanning p1 and p2 (node-a, node-b: the first free nodes in fleet order).
+    assert ex.launched[-1].job_id == jid
+    assert [n for n, _ in ex.launched[-1].nodes] == ["node-a", "node-c"]
+    assert list(ex.launched[-1].devices) == [*range(8), *range(16, 24)]
     svc.close()
 
 

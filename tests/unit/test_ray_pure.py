@@ -3,6 +3,7 @@ odd input included), the rank split over nodes, names, and the executor-neutral 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,47 @@ def test_drains_due_with_a_deadline_near_or_without_one_after_the_wait() -> None
     assert drains_due({}, {"b": 1000.0}, 1000.0, lead_s=0.0, after_s=0.0) == {
         "b": "none; stopped after 0 s"
     }
+
+
+def _topo(nodes: list[NodeInfo]) -> Any:
+    from cortex.fleet.topology import build
+
+    return build(build_fleet(nodes, name="ray", keep_order=True).spec)
+
+
+def test_pods_and_racks_are_the_labelled_ones_and_a_joined_node_lands_in_its_pod() -> None:
+    h, b = "H100-SXM5", "B200-HGX"
+    first = [
+        NodeInfo("a", h, 8, "p1", "r1"),
+        NodeInfo("b", h, 8, "p1", "r2"),
+        NodeInfo("c", h, 8, "p2", "r1"),  # rack r1 of pod p2: not p1's r1
+        NodeInfo("d", b, 8, "p1", "r9"),  # another flavor: a pod of its own, though named p1
+    ]
+    t = _topo(first)
+    # Pods by first use: (H100, p1) 0, (H100, p2) 1, (B200, p1) 2; racks likewise.
+    assert (t.node_pod, t.node_rack, t.n_pods, t.n_racks) == ([0, 0, 1, 2], [0, 1, 2, 3], 3, 4)
+    assert t.pod_nodes == [(0, 1), (2,), (3,)] and t.pod_flavor == [0, 0, 1]
+    # e joins after d (a later group, as membership appends it) labelled p2/r1: with c, in
+    # pod 1 and rack 2; f names a new pod: pod 3, rack 4. Earlier ids unchanged.
+    grown = _topo([*first, NodeInfo("e", h, 8, "p2", "r1"), NodeInfo("f", h, 8, "p3", "r1")])
+    assert grown.node_pod == [0, 0, 1, 2, 1, 3] and grown.node_rack == [0, 1, 2, 3, 2, 4]
+    assert grown.pod_nodes == [(0, 1), (2, 4), (3,), (5,)]
+    assert grown.pod_flavor == [0, 0, 1, 0] and grown.n_racks == 5
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"pods": ["p1"]}, "give pods and racks together"),
+        ({"pods": ["p1"], "racks": ["r1", "r2"]}, "one name per node (1), got 1 and 2"),
+        ({"pods": [""], "racks": ["r"]}, "at least 1 character"),
+        ({"pods": ["p" * 254], "racks": ["r"]}, "at most 253 characters"),
+    ],
+)
+def test_pod_and_rack_labels_in_a_node_group_are_checked(extra: dict[str, Any], says: str) -> None:
+    from pydantic import ValidationError
+
+    from cortex.fleet.spec import NodeGroup
+
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        NodeGroup(flavor="H100-SXM5", nodes=1, **extra)
