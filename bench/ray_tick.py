@@ -238,7 +238,23 @@ def before_branch_ray4(ex: Any) -> Any:
     return ex
 
 
-def bench_ticks(seconds: float, rounds: int = 2, before: str = "calls") -> dict[str, Any]:
+def local_executor(home: Path) -> Any:
+    """The local executor (this machine; `sleep 3` needs no GPU), on the same 16-GPU fleet:
+    the loop places as it does for Ray, the executor spawns each gang's runner process."""
+    from cortex.executors.local.executor import LocalExecutor
+
+    return LocalExecutor(home / "runs", grace_s=1.0, allow_same_user=True)
+
+
+def stop_local(ex: Any) -> None:
+    """Stop what the local run left (its runners and their `sleep`s)."""
+    for h in ex.live_handles():
+        ex.kill(h)
+
+
+def bench_ticks(
+    seconds: float, rounds: int = 2, before: str = "calls", baseline: str = "standin"
+) -> dict[str, Any]:
     """Stand-in, Ray as before (`ray_inline`: see the module's doc for `before`), Ray as it
     is (`ray_worker`), with `rounds` 2 the two Ray runs again in the other order, then the
     stand-in again: one cluster, one run."""
@@ -254,10 +270,10 @@ def bench_ticks(seconds: float, rounds: int = 2, before: str = "calls") -> dict[
         cluster.cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            order = ["standin_before", "ray_inline_1", "ray_worker_1"]
+            order = [f"{baseline}_before", "ray_inline_1", "ray_worker_1"]
             if rounds > 1:  # ABBA: load that drifts over the run weighs on both alike
                 order += ["ray_worker_2", "ray_inline_2"]
-            order.append("standin_after")
+            order.append(f"{baseline}_after")
             execs = {
                 name: RayExecutor(
                     root / name / "runs",
@@ -277,7 +293,10 @@ def bench_ticks(seconds: float, rounds: int = 2, before: str = "calls") -> dict[
                 home.mkdir(exist_ok=True)
                 ex = execs.get(name)
                 if ex is None:
-                    runs[name] = run_ticks(make_loop(home, StandIn(), fleet), seconds)
+                    base = StandIn() if baseline == "standin" else local_executor(home)
+                    runs[name] = run_ticks(make_loop(home, base, fleet), seconds)
+                    if baseline == "local":
+                        stop_local(base)
                 else:
                     ex.discover()  # its own saved fleet: the same nodes in the same order
                     loop = make_loop(home, ex, fleet)
@@ -287,10 +306,11 @@ def bench_ticks(seconds: float, rounds: int = 2, before: str = "calls") -> dict[
     finally:
         cluster.shutdown()
     out: dict[str, Any] = {"queued": QUEUED, "fleet": "loopback Ray: 2 nodes x 8 fake GPUs"}
-    out["before"] = before
+    out["before"], out["baseline"] = before, baseline
     out.update(runs)
     for k in ("wall", "cpu"):
-        b50 = statistics.median([runs[n][f"{k}_ms"]["p50"] for n in order if "standin" in n])
+        base = [runs[n][f"{k}_ms"]["p50"] for n in order if n.startswith(baseline)]
+        b50 = statistics.median(base)
         for kind in ("ray_inline", "ray_worker"):
             mine = [runs[n][f"{k}_ms"]["p50"] for n in order if n.startswith(kind)]
             out[f"{kind}_ratio_{k}_p50"] = [round(x / b50, 2) for x in mine]
@@ -372,13 +392,15 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="1: inline, worker; 2: ABBA")
     what = "what the 'inline' runs keep in the tick (see the module's doc)"
     ap.add_argument("--before", choices=("calls", "gcs"), default="calls", help=what)
+    what = "the runs Ray is compared with: the stand-in, or the local executor"
+    ap.add_argument("--baseline", choices=("standin", "local"), default="standin", help=what)
     args = ap.parse_args()
     out: dict[str, Any] = {}
     if "fleet" in args.only:
         out["fleet"] = bench_fleet(args.fleet_nodes)
         print(json.dumps(out["fleet"], indent=2), flush=True)
     if "ticks" in args.only:
-        out["ticks"] = bench_ticks(args.seconds, args.rounds, args.before)
+        out["ticks"] = bench_ticks(args.seconds, args.rounds, args.before, args.baseline)
         print(json.dumps(out["ticks"], indent=2), flush=True)
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/ray_tick.json").write_text(json.dumps(out, indent=2))
