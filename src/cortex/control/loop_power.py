@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cortex.control.fleet import local_fleet
+from cortex.control.power_history import DrawHistory, record_draws
 from cortex.control.power_metrics import PowerCollector
 from cortex.drive.power_books import PowerBooks
 from cortex.errors import InputError
@@ -114,6 +115,7 @@ class LivePower:
         self._short_head: int | None = None  # the job the last cycle stopped at for watts
         self._next_shortage_s = -math.inf
         self.snapshot = self._snapshot(0.0)
+        self.history = DrawHistory()  # each job's draw over time (control/power_history.py)
 
     # ---- wiring ---------------------------------------------------------------------------
     @classmethod
@@ -332,6 +334,7 @@ class LivePower:
             plan.preemptions = self._apply(cap, now)
             self.loop.dirty = True  # watts moved: the next tick's cycle may start work
         self.snapshot = self._snapshot(now)
+        record_draws(self, now)
         return plan
 
     # ---- internals ------------------------------------------------------------------------
