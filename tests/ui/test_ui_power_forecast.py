@@ -58,7 +58,7 @@ def test_the_forecast_steps_down_as_the_running_jobs_reach_their_estimated_ends(
 
         page = fsd.get("/ui/power").text
         assert 'id="forecast-chart"' in page and "/ui/static/powerchart.js" in page
-        assert "no battery model" in page
+        assert '<p class="big" id="battery-none">none</p>' in page
     finally:
         env.svc.close()
 

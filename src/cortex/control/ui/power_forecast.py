@@ -1,6 +1,5 @@
 """The power page's forecast: the site's facility draw over the next hours if the jobs running
-now end at their estimated ends, against the cap in force, and what the live control plane
-knows of a battery (nothing: it has no battery model nor battery telemetry; the twin has one).
+now end at their estimated ends, against the cap in force.
 
 The ends are the ones the start estimator runs the scheduler forward from (control/estimate.py:
 each running job's `est_end_s`, one already past it ending now). Watts come from the power

@@ -79,6 +79,7 @@ class PowerPage:
     rest_code: str | None = None  # the pass stopped walking the queue at a power blocker
     as_of: float = 0.0
     changes: list[tuple[float, str]] = field(default_factory=list)  # (at, what), newest first
+    battery: Any = None  # control/live_battery.py's BatteryState; None: the site declares none
 
 
 CHANGES_SHOWN = 20
@@ -115,6 +116,7 @@ def power_page(svc: Any, who: Principal) -> PowerPage | None:
         solves=snap.solves,
         cap_failures=snap.cap_failures,
         as_of=now,
+        battery=power.battery.state if power.battery is not None else None,
     )
     if b.ramp_mw_per_min is not None:
         _ramp(page, b, now)
