@@ -133,7 +133,7 @@ def test_the_heatmap_colors_each_node_by_its_halls_modelled_cooling_load(tmp_pat
         assert r.headers["X-Cortex-Outdoor-C"] == "45.0"
         assert list(r.content[8:]) == [round(booked / 90_000 * 200)] * 8
         overview = fsd.get("/ui/").text
-        assert 'value="cooling"' in overview and "No node temperature is measured" in overview
+        assert 'value="cooling"' in overview and "hall's modelled heat" in overview
         bad = fsd.get("/ui/heatmap.bin?color=temperature")
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "color"]
     finally:
