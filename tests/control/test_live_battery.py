@@ -118,3 +118,10 @@ def test_bad_battery_settings_name_the_field(
         Settings.from_env(home=tmp_path, **given)
     # The flag where the value was given, else the variable that sets it.
     assert e.value.source in ("--" + field.replace("_", "-"), "CORTEX_" + field.upper())
+
+
+def test_the_draw_is_read_at_most_once_a_second() -> None:
+    b = _battery()
+    assert b.due(0.0)
+    b.advance(0.0, 0.1)
+    assert not b.due(0.5) and b.due(1.0)

@@ -25,6 +25,9 @@ from cortex.power.grid import grid_params
 # After a pause of the loop longer than this, the steps beyond it are not replayed: at a
 # constant load the charge has long settled back to its target (an hour's recharge horizon).
 MAX_CATCHUP_STEPS = 8640  # a day of 10-second steps
+# The facility draw is read at most this often (a read walks every running job's books); the
+# draw read holds until the next one.
+READ_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class LiveBattery:
         if ramp is None:
             ramp = grid_params()["ramp_limit_mw_per_min"]
         return cls(BatterySpec(st.battery_mwh, st.battery_mw, eff), ramp)
+
+    def due(self, now: float) -> bool:
+        return self._last_t is None or now - self._last_t >= READ_EVERY_S
 
     def advance(self, now: float, load_mw: float) -> None:
         """The facility draw now (scheduler thread): the draw given at the last call held

@@ -337,7 +337,7 @@ class LivePower:
             self.loop.dirty = True  # watts moved: the next tick's cycle may start work
         self.snapshot = self._snapshot(now)
         record_draws(self, now)
-        if self.battery is not None:  # its charge follows the modelled facility draw
+        if self.battery is not None and self.battery.due(now):  # it follows the facility draw
             self.battery.advance(now, self.report().facility_w / 1e6)
         return plan
 
