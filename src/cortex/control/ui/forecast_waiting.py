@@ -9,8 +9,12 @@ ignore the cap: where the waiting jobs would take the site past it, the forecast
 at the cap (the policy would hold back or cap them so) and counts those samples. The time the
 cap would delay them by is not in it: past a binding cap the tail of the forecast is early.
 
-One forward run is bounded (estimate.BUDGET_S, MAX_PASSES) and its result is reused for
-CACHE_S, so the page's 30 s refresh runs it at most once per refresh."""
+One forward run is bounded (BUDGET_S here, estimate.MAX_PASSES) and its result is reused for
+CACHE_S, so the page's 30 s refresh runs it at most once per refresh. At 100k GPUs with 2,000
+jobs queued the estimator's own 2 s budget ran out before the queue did (bench/RESULTS.md
+§45): the forecast takes a quarter of that, so it holds the GIL the scheduler shares for at
+most about half a second every 30 s; the jobs the run did not reach are not in the forecast
+(`waiting_in` counts those that are)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import Any
 from cortex.control.estimate import estimate, lost_work
 
 CACHE_S = 30.0
+BUDGET_S = 0.5  # seconds of forward run per forecast
 # The last service's (loop, when, starts): one service per process in practice. A weak
 # reference, so a later loop at the same address is never mistaken for it.
 _CACHE: list[tuple[weakref.ref[Any], float, list[tuple[float, float, float]]]] = []
@@ -47,7 +52,7 @@ def _starts(loop: Any) -> list[tuple[float, float, float]]:
     where: dict[int, tuple[int, int, Any]] = {}
     est = estimate(
         rec, loop.topo, rec.queue_config, loop.pol, loop.estimate_s, loop.speed,
-        runs=1, where=where, lost=lost_work(loop),
+        runs=1, where=where, lost=lost_work(loop), budget_s=BUDGET_S,
     )  # fmt: skip
     jobs = {job.id: job for q in rec.queues for _, job in q}
     books = loop.power.books
