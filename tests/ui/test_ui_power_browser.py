@@ -55,7 +55,7 @@ def test_the_power_page_charts_the_forecast_and_says_there_is_no_battery(
     )
     assert span == pytest.approx(24 * 3600)
     assert "0 running jobs in it" in page.page.inner_text("#forecast-summary")
-    assert "no battery model" in page.page.inner_text("#battery-none")
+    assert page.page.inner_text("#battery-none") == "none"
     page.page.select_option("#forecast-hours", "6")
     page.page.wait_for_function(
         "() => { const t = window.cortexPowerChart.body.t; return t.at(-1) - t[0] === 6 * 3600; }",

@@ -103,7 +103,7 @@ def _plain_help(cmd: Command) -> None:
     """Help in Click's plain layout, as the root's own (`rich_markup_mode=None`): Typer's Rich
     panels import typer.rich_utils, which loads rich.markdown (markdown-it) and rich.traceback
     (pygments) even when no Markdown is rendered, about 100 ms of CPU on every `CMD --help`
-    (bench/RESULTS.md §45). Same text, option by option: tests/cli/test_cli_help_plain.py."""
+    (bench/RESULTS.md §46). Same text, option by option: tests/cli/test_cli_help_plain.py."""
     cmd.rich_markup_mode = None  # type: ignore[attr-defined]
     for sub in getattr(cmd, "commands", {}).values():
         _plain_help(sub)

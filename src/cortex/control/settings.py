@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     ray_address: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     # A placement group Ray has not created by then is removed and the job requeued.
     ray_pg_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    # A node the executor drains with no deadline (Ray keeps it until it is idle): its jobs are
+    # checkpointed and requeued elsewhere this long after the drain is first seen (0: at once).
+    drain_evacuate_after_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 600.0
     # ---- the API's edge
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
@@ -159,6 +162,13 @@ class Settings(BaseSettings):
     # Outdoor temperature the cooling model starts at (None: its design temperature); a weather
     # or building-management feed updates it through PUT /v1/power.
     outdoor_temp_c: Annotated[float, Field(ge=-60, le=70)] | None = None
+    # A site battery (control/live_battery.py): its charge is modelled with the twin's dispatch
+    # on the live facility draw. Efficiency: power/data/battery_units.csv's Megapack unless
+    # given; the grid ramp limit it buffers: power/data/grid.csv's unless given.
+    battery_mwh: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    battery_mw: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    battery_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
+    grid_ramp_mw_per_min: Annotated[float, Field(gt=0, le=1e6)] | None = None
 
     @field_validator("power_policy")
     @classmethod
@@ -177,6 +187,20 @@ class Settings(BaseSettings):
 
         if power_profile(self.power_policy).needs_site_cap and self.site_cap_kw is None:
             raise ValueError(f"site_cap_kw: power policy {self.power_policy} needs a site cap")
+        return self
+
+    @model_validator(mode="after")
+    def _battery_whole(self) -> Settings:
+        from cortex.scheduler.registry import power_profile
+
+        if (self.battery_mwh is None) != (self.battery_mw is None):
+            raise ValueError("battery_mw: give battery_mwh and battery_mw together")
+        live = power_profile(self.power_policy).make is not None or self.site_cap_kw is not None
+        if self.battery_mwh is not None and not live:
+            raise ValueError(
+                "battery_mwh: a battery needs a power policy or site_cap_kw "
+                "(its charge follows the power books' facility draw)"
+            )
         return self
 
     @field_validator("workdir_roots")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, err
+from cortex.control.api.job_power import job_power
 from cortex.control.ui import filters
 from cortex.control.ui.goodput_view import LOOK, cached_goodput, peek_goodput
 from cortex.control.ui.power_forecast import forecast
@@ -111,6 +112,14 @@ def progress_data(
     if start is not None:
         body = series(svc.loop.progress, job_id, attempt, start, svc.clock.time(), q.points)
     return JSONResponse({"job_id": job_id, "attempt": attempt, **body}, headers=SECURITY_HEADERS)
+
+
+@router.get("/jobs/{job_id}/power.json")
+def job_power_data(
+    job_id: JobId, q: Annotated[filters.ChartQuery, Query()], who: Viewer, svc: Svc
+) -> Response:
+    """The job page's power chart: GET /v1/jobs/{id}/power's series, with its team rule."""
+    return JSONResponse(job_power(svc, who, job_id, q.points), headers=SECURITY_HEADERS)
 
 
 CARD_HOURS = 24.0
