@@ -4,18 +4,20 @@
     python bench/ray_tick.py                  # about 5 minutes on 2 shared cores
     python bench/ray_tick.py --seconds 20 --fleet-nodes 1000
 
-1. `ticks`: the scheduler loop (SchedulerLoop, a SQLite store) with 1,000 jobs queued, over a
-   real loopback Ray cluster (head + two nodes with 8 fake GPUs each: the loop's fleet is what
-   the executor discovers, 16 GPUs). Jobs run `sleep 3` (1, 2, 4, 8 or 16 GPUs, so gangs of
-   one or two nodes); the loop ticks every 0.2 s for `--seconds`, starting and ending gangs as
-   they finish. Twice: with the executor's GCS calls (a launch's placement group and agents,
-   a gang's teardown) in the tick (`inline_calls`, as before branch ray3) and on its worker
-   thread (the default). Compared with the same loop, fleet, queue and job lengths where the
-   executor is a stand-in that launches nothing and reports each job ended 3 s after its launch (the
-   loop's own cost: what the local executor's tick adds on top, process spawns, is left out,
-   so the ratio is an upper bound for Ray against local). Wall time per tick (p50, p99) and
-   the tick thread's CPU time (the machine is shared: wall time includes waiting for a core,
-   which Ray's own worker processes starting on the same two cores make longer).
+1. `ticks`: the scheduler loop (SchedulerLoop, a SQLite store) with 1,000 jobs queued, over a real
+   loopback Ray cluster (head + two nodes with 8 fake GPUs each: the loop's fleet is what the
+   executor discovers, 16 GPUs). Jobs run `sleep 3` (1, 2, 4, 8 or 16 GPUs, so gangs of one or two
+   nodes); the loop ticks every 0.2 s for `--seconds`, starting and ending gangs as they finish.
+   Twice: "before" and "after" (the default executor). `--before gcs`: the executor's GCS calls (a
+   launch's placement group and agents, a gang's teardown) and its calls to the agents in the tick
+   (`inline_calls`, as before branch ray3); `--before calls` (the default): only the calls to the
+   agents (start, wait, stop: as before branch ray4) and the placement group's state at its timeout
+   in the tick. Compared with the same loop, fleet, queue and job lengths where the executor is a
+   stand-in that launches nothing and reports each job ended 3 s after its launch (the loop's own
+   cost: what the local executor's tick adds on top, process spawns, is left out, so the ratio is an
+   upper bound for Ray against local). Wall time per tick (p50, p99) and the tick thread's CPU time
+   (the machine is shared: wall time includes waiting for a core, which Ray's own worker processes
+   starting on the same two cores make longer).
 2. `fleet`: a modelled N-node Ray fleet (`--fleet-nodes`, 8 fake GPUs each, 32 nodes per pod):
    `ray.nodes()` answers with N node records (this machine cannot hold N raylets), read by the
    real RayExecutor membership code; the loop is built on the executor's fleet, with 1,000
@@ -222,10 +224,40 @@ def stop_all(ex: Any, loop: Any) -> None:
     ex.drain(60)
 
 
-def bench_ticks(seconds: float, rounds: int = 2) -> dict[str, Any]:
-    """Stand-in, Ray with its GCS calls in the tick (inline: before), Ray with them on the
-    worker thread (after), with `rounds` 2 the two Ray runs again in the other order, then
-    the stand-in again: one cluster, one run."""
+def before_branch_ray4(ex: Any) -> Any:
+    """The executor as before branch ray4: its calls to the agents and the placement group's
+    state read at the timeout in the tick (the calls thread runs each call in submit())."""
+    from cortex.executors.ray.worker import RayWorker
+
+    ex._calls = RayWorker(inline=True, name="ray-calls")
+    real = ex._worker.submit
+    # The state read went on the worker with the calls (ray4): back on the caller's thread.
+    ex._worker.submit = lambda fn, *a: (  # the bench's own instance: nothing else shares it
+        RayWorker(inline=True).submit(fn, *a) if fn.__name__ == "_pg_state" else real(fn, *a)
+    )
+    return ex
+
+
+def local_executor(home: Path) -> Any:
+    """The local executor (this machine; `sleep 3` needs no GPU), on the same 16-GPU fleet:
+    the loop places as it does for Ray, the executor spawns each gang's runner process."""
+    from cortex.executors.local.executor import LocalExecutor
+
+    return LocalExecutor(home / "runs", grace_s=1.0, allow_same_user=True)
+
+
+def stop_local(ex: Any) -> None:
+    """Stop what the local run left (its runners and their `sleep`s)."""
+    for h in ex.live_handles():
+        ex.kill(h)
+
+
+def bench_ticks(
+    seconds: float, rounds: int = 2, before: str = "calls", baseline: str = "standin"
+) -> dict[str, Any]:
+    """Stand-in, Ray as before (`ray_inline`: see the module's doc for `before`), Ray as it
+    is (`ray_worker`), with `rounds` 2 the two Ray runs again in the other order, then the
+    stand-in again: one cluster, one run."""
     from raykit import LoopbackCluster
 
     from cortex.executors.ray.executor import RayExecutor
@@ -238,27 +270,33 @@ def bench_ticks(seconds: float, rounds: int = 2) -> dict[str, Any]:
         cluster.cluster.wait_for_nodes()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            order = ["standin_before", "ray_inline_1", "ray_worker_1"]
+            order = [f"{baseline}_before", "ray_inline_1", "ray_worker_1"]
             if rounds > 1:  # ABBA: load that drifts over the run weighs on both alike
                 order += ["ray_worker_2", "ray_inline_2"]
-            order.append("standin_after")
+            order.append(f"{baseline}_after")
             execs = {
                 name: RayExecutor(
                     root / name / "runs",
                     cluster.address,
                     grace_s=1.0,
-                    inline_calls=name.startswith("ray_inline"),
+                    inline_calls=name.startswith("ray_inline") and before == "gcs",
                 )
                 for name in order
                 if name.startswith("ray")
             }
+            for name, ex in execs.items():
+                if name.startswith("ray_inline") and before == "calls":
+                    before_branch_ray4(ex)
             fleet = execs["ray_inline_1"].discover()
             for name in order:
                 home = root / name
                 home.mkdir(exist_ok=True)
                 ex = execs.get(name)
                 if ex is None:
-                    runs[name] = run_ticks(make_loop(home, StandIn(), fleet), seconds)
+                    base = StandIn() if baseline == "standin" else local_executor(home)
+                    runs[name] = run_ticks(make_loop(home, base, fleet), seconds)
+                    if baseline == "local":
+                        stop_local(base)
                 else:
                     ex.discover()  # its own saved fleet: the same nodes in the same order
                     loop = make_loop(home, ex, fleet)
@@ -268,9 +306,11 @@ def bench_ticks(seconds: float, rounds: int = 2) -> dict[str, Any]:
     finally:
         cluster.shutdown()
     out: dict[str, Any] = {"queued": QUEUED, "fleet": "loopback Ray: 2 nodes x 8 fake GPUs"}
+    out["before"], out["baseline"] = before, baseline
     out.update(runs)
     for k in ("wall", "cpu"):
-        b50 = statistics.median([runs[n][f"{k}_ms"]["p50"] for n in order if "standin" in n])
+        base = [runs[n][f"{k}_ms"]["p50"] for n in order if n.startswith(baseline)]
+        b50 = statistics.median(base)
         for kind in ("ray_inline", "ray_worker"):
             mine = [runs[n][f"{k}_ms"]["p50"] for n in order if n.startswith(kind)]
             out[f"{kind}_ratio_{k}_p50"] = [round(x / b50, 2) for x in mine]
@@ -350,13 +390,17 @@ def main() -> None:
     ap.add_argument("--fleet-nodes", type=int, default=1000)
     ap.add_argument("--only", default="fleet,ticks")
     ap.add_argument("--rounds", type=int, default=2, help="1: inline, worker; 2: ABBA")
+    what = "what the 'inline' runs keep in the tick (see the module's doc)"
+    ap.add_argument("--before", choices=("calls", "gcs"), default="calls", help=what)
+    what = "the runs Ray is compared with: the stand-in, or the local executor"
+    ap.add_argument("--baseline", choices=("standin", "local"), default="standin", help=what)
     args = ap.parse_args()
     out: dict[str, Any] = {}
     if "fleet" in args.only:
         out["fleet"] = bench_fleet(args.fleet_nodes)
         print(json.dumps(out["fleet"], indent=2), flush=True)
     if "ticks" in args.only:
-        out["ticks"] = bench_ticks(args.seconds, args.rounds)
+        out["ticks"] = bench_ticks(args.seconds, args.rounds, args.before, args.baseline)
         print(json.dumps(out["ticks"], indent=2), flush=True)
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/ray_tick.json").write_text(json.dumps(out, indent=2))

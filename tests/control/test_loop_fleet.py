@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakeclock import FakeClock
 from fakeexec import FakeExecutor, Spec
 from fastapi.testclient import TestClient
 from helpers import ADMIN, job_body
@@ -42,8 +43,8 @@ class GrowingExecutor(FleetExecutor):
     nodes: list[NodeInfo]
     polls = 0
 
-    def join(self, *names: str) -> None:
-        self.nodes = [*self.nodes, *(NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in names)]
+    def join(self, *names: str, pod: str = "p1") -> None:
+        self.nodes = [*self.nodes, *(NodeInfo(n, "H100-SXM5", 8, pod, n) for n in names)]
         self.fleet_version += 1
 
     def current_fleet(self) -> ExecutorFleet | None:
@@ -55,7 +56,7 @@ class GrowingExecutor(FleetExecutor):
 
 
 def _service(
-    tmp_path: Path, ex: Any, fleet: Any, **settings_kw: Any
+    tmp_path: Path, ex: Any, fleet: Any, clock: Any = None, **settings_kw: Any
 ) -> tuple[Service, TestClient, dict[str, str]]:
     settings = Settings(
         home=tmp_path,
@@ -72,6 +73,7 @@ def _service(
         node_name="ray",
         launch_spec=Spec,
         handle_from_dict=lambda d: d,
+        **({"clock": clock} if clock is not None else {}),
     )
     svc.loop.retry_backoff_base_s = 0.0
     client = TestClient(svc.app)
@@ -185,6 +187,31 @@ def test_a_node_that_joins_is_added_and_used(tmp_path: Path) -> None:
     ]
     # node-b's job still holds its 8 devices until the executor reports it ended.
     assert rows == [("node-a", 8, 8, True, True), ("node-b", 8, 8, False, False)]
+    svc.close()
+
+
+def test_a_node_that_joins_with_a_pod_label_is_placed_with_that_pods_nodes(
+    tmp_path: Path,
+) -> None:
+    """Before: a joined node formed a pod of its own whatever its label, so a gang that one
+    labelled pod could hold was spread over two pods. Now it lands in the pod it names."""
+    ex = GrowingExecutor(tmp_path / "runs")
+    ex.changes, ex.nodes = [], []
+    ex.join("node-a", pod="p1")
+    ex.join("node-b", pod="p2")
+    svc, client, h = _service(tmp_path, ex, ex.current_fleet())
+    ex.join("node-c", pod="p1")  # appended after node-b (device ids 16-23), in pod p1
+    svc.loop.tick()
+    assert svc.loop.node_names == ["node-a", "node-b", "node-c"]
+    topo = svc.loop.topo
+    assert topo.node_pod[0] == topo.node_pod[2] != topo.node_pod[1]
+    jid = int(client.post("/v1/jobs", json=job_body(gpus=16, nprocs=2), headers=h).json()["id"])
+    svc.loop.tick()
+    # Two whole nodes: pod p1 holds them (node-a, node-c), so the gang stays inside it rather
+    # than spanning p1 and p2 (node-a, node-b: the first free nodes in fleet order).
+    assert ex.launched[-1].job_id == jid
+    assert [n for n, _ in ex.launched[-1].nodes] == ["node-a", "node-c"]
+    assert list(ex.launched[-1].devices) == [*range(8), *range(16, 24)]
     svc.close()
 
 
@@ -343,6 +370,69 @@ def test_a_gang_on_two_nodes_drained_with_deadlines_is_stopped_once(tmp_path: Pa
     assert ex.terminated == [(jid, 1, "preempt")]
     (rec,) = client.get(f"/v1/jobs/{jid}", headers=h).json()["preemption_records"]
     assert rec["rule"] == "NodeDraining"
+    svc.close()
+
+
+def test_jobs_on_a_node_drained_without_a_deadline_are_moved_after_a_bounded_wait(
+    tmp_path: Path,
+) -> None:
+    """Ray keeps a node drained with no deadline until it is idle, and the loop gives it no
+    new work: before, its jobs ran on forever. Now they are checkpointed and requeued once
+    drain_evacuate_after_s has passed since the drain was first seen."""
+    ex = PlannedExecutor(tmp_path / "runs")
+    ex.changes, ex.planned = [], {}
+    clock = FakeClock()
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet, clock=clock, drain_evacuate_after_s=600.0)
+    jid = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
+    svc.loop.tick()
+    (on,) = ex.launched[-1].nodes
+    ex.planned = {on[0]: "being drained by Ray (no deadline)"}
+    svc.loop.tick()  # the drain is first seen at this tick's time
+    clock.advance(599.0)
+    svc.loop.tick()
+    assert ex.terminated == []  # 599 s < 600 s: it runs on (no new work on its node)
+    clock.advance(1.0)
+    svc.loop.tick()
+    svc.loop.tick()
+    assert ex.terminated == [(jid, 1, "preempt")]  # once, though two ticks saw it due
+    (rec,) = client.get(f"/v1/jobs/{jid}", headers=h).json()["preemption_records"]
+    assert (rec["rule"], rec["preemptor_id"]) == ("NodeDraining", None)
+    ex.finish(jid, "preempted", 75)  # checkpointed
+    svc.loop.tick()
+    svc.loop.tick()
+    other = "node-b" if on[0] == "node-a" else "node-a"
+    assert (ex.launched[-1].job_id, ex.launched[-1].nodes[0][0]) == (jid, other)
+    assert svc.loop.mirror.jobs[jid].evictions == 0  # not counted against its budget
+    svc.close()
+
+
+def test_a_drain_without_a_deadline_that_ends_in_time_stops_nothing(tmp_path: Path) -> None:
+    """The wait is per drain: a node undrained and drained again waits the whole time again;
+    a gang on two such nodes is stopped once when the wait is over."""
+    ex = PlannedExecutor(tmp_path / "runs")
+    ex.changes, ex.planned = [], {}
+    clock = FakeClock()
+    fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
+    svc, client, h = _service(tmp_path, ex, fleet, clock=clock, drain_evacuate_after_s=60.0)
+    jid = int(client.post("/v1/jobs", json=job_body(gpus=16, nprocs=2), headers=h).json()["id"])
+    svc.loop.tick()
+    assert [n for n, _ in ex.launched[-1].nodes] == ["node-a", "node-b"]
+    both = dict.fromkeys(("node-a", "node-b"), "being drained by Ray (no deadline)")
+    ex.planned = both
+    svc.loop.tick()
+    clock.advance(50.0)
+    ex.planned = {}  # the drain is cancelled
+    svc.loop.tick()
+    ex.planned = both  # and asked again: its wait starts from here (50 + 50 < 60 + 50)
+    svc.loop.tick()
+    clock.advance(50.0)
+    svc.loop.tick()
+    assert ex.terminated == []
+    clock.advance(10.0)
+    svc.loop.tick()
+    svc.loop.tick()
+    assert ex.terminated == [(jid, 1, "preempt")]
     svc.close()
 
 

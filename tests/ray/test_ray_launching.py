@@ -390,3 +390,113 @@ def test_a_ray_call_without_a_driver_fails_instead_of_starting_a_local_cluster()
     assert out.returncode == 0, out.stderr[-2000:]
     assert "RaySystemError" in out.stdout and "Ray has not been started" in out.stdout, out.stdout
     assert "initialized False" in out.stdout
+
+
+class Method:
+    """One actor method of a scripted, live agent: each .remote() call is recorded with the
+    thread that made it; master() answers at once (the group is placed), the rest never."""
+
+    def __init__(self, calls: list[tuple[str, str]], name: str) -> None:
+        self.calls, self.name = calls, name
+
+    def remote(self, *args: Any) -> Any:
+        self.calls.append((self.name, _thread()))
+        fut: Future[Any] = Future()
+        if self.name == "master":
+            fut.set_result(("127.0.0.1", 29500))
+        return type("Ref", (), {"future": staticmethod(lambda: fut)})()
+
+
+class LiveAgents:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def options(self, **_: Any) -> LiveAgents:
+        return self
+
+    def remote(self, *args: Any) -> Any:
+        names = ("master", "start", "wait", "stop", "stop_gang")
+        return type("LiveAgent", (), {n: Method(self.calls, n) for n in names})()
+
+
+def _started(ex: RayExecutor, key: tuple[int, int]) -> None:
+    """Poll until the gang is running (its start handed to the calls thread)."""
+    end = time.monotonic() + 10
+    while ex._gangs[key].phase != "running" and time.monotonic() < end:
+        assert ex.poll() == []
+        ex.drain(10)
+
+
+def test_the_agents_start_and_stop_are_sent_from_the_calls_thread_not_the_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: poll() sent every agent its start() and wait(), and terminate() its stop(), on
+    the scheduler's tick (~1.5 ms a gang start). Now the ray-calls thread does, in order."""
+    ex = executor(tmp_path)
+    ScriptedRay(monkeypatch, ex)
+    agents = LiveAgents()
+    monkeypatch.setattr(ex, "_agent_cls", agents)
+    ex.launch(spec(30))
+    _started(ex, (30, 1))
+    assert ex.drain(10)
+    ex.poll()
+    gang = ex._gangs[(30, 1)]
+    assert sorted(gang.started) == [0, 1] and sorted(gang.waits) == [0, 1]
+    assert ex.terminate(30, 1, "preempt") is True
+    assert ex.drain(10)
+    sent = [c for c in agents.calls if c[0] != "master"]
+    # Two agents (one per node): start and wait each, then stop each, all on ray-calls.
+    assert [name for name, _ in sent] == ["start", "wait", "start", "wait", "stop", "stop"]
+    assert {thread for _, thread in sent} == {"ray-calls"}
+
+
+def test_a_stop_before_the_start_is_sent_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ex = executor(tmp_path)
+    ScriptedRay(monkeypatch, ex)
+    agents = LiveAgents()
+    monkeypatch.setattr(ex, "_agent_cls", agents)
+    held = threading.Event()
+    ex._calls.submit(held.wait, 10)  # the calls thread is busy: the start waits behind
+    ex.launch(spec(31))
+    end = time.monotonic() + 10
+    while ex._gangs[(31, 1)].phase != "running" and time.monotonic() < end:
+        assert ex.poll() == []
+        ex._worker.drain(10)
+    assert ex.terminate(31, 1, "preempt") is True
+    held.set()
+    (rec,) = polled(ex)
+    assert (rec.job_id, rec.outcome, rec.exit_code) == (31, "preempted", None)
+    assert rec.detail == "preempt requested; stopped before the job started"
+    assert ex.drain(10)
+    assert [n for n, _ in agents.calls if n in ("start", "wait")] == []
+
+
+def test_the_placement_groups_state_is_read_off_the_tick_at_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: at the placement timeout poll() read the group's state from the GCS on the
+    tick. Now the worker reads it; the gang fails (not created) or goes on (created)."""
+    from cortex.executors.ray import executor as exmod
+
+    ex = executor(tmp_path)
+    ex.pg_timeout_s = 0.05
+    ray = ScriptedRay(monkeypatch, ex)  # its agents never answer: the gangs stay placing
+    reads: list[tuple[str, str]] = []
+    states = {"pg-40": "PENDING", "pg-41": "CREATED"}
+
+    def table(pg: Any) -> dict[str, str]:
+        reads.append((pg, _thread()))
+        return {"state": states[pg]}
+
+    monkeypatch.setattr(exmod.ray.util, "placement_group_table", table)
+    ex.launch(spec(40))
+    ex.launch(spec(41))
+    (rec,) = polled(ex)
+    assert (rec.job_id, rec.outcome) == (40, "failed")
+    assert rec.detail.startswith("placement group not created within 0.05 s on node-a, node-b")
+    assert ex._gangs[(41, 1)].phase == "starting"  # placed: its agents are slow to start
+    assert sorted(reads) == [("pg-40", "ray-launch"), ("pg-41", "ray-launch")]
+    assert ex.drain(10)
+    assert ("teardown", 40, "ray-launch") in ray.calls

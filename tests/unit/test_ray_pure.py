@@ -3,6 +3,7 @@ odd input included), the rank split over nodes, names, and the executor-neutral 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +213,68 @@ def test_a_node_that_cannot_open_its_logs_reports_a_failure(tmp_path: Path) -> N
     verdict = agent.wait(10.0)
     assert verdict is not None and verdict["exit_code"] == 127
     assert verdict["failed_rank"] == 0
+
+
+def test_drains_due_with_a_deadline_near_or_without_one_after_the_wait() -> None:
+    from cortex.control.loop_fleet import drains_due
+
+    deadlines = {"a": 10_000.0, "d": 20_000.0}
+    # b drained (no deadline) since t=1000, c since t=1500; d also in undated: its deadline wins.
+    undated = {"b": 1000.0, "c": 1500.0, "d": 0.0}
+    kw = {"lead_s": 60.0, "after_s": 500.0}
+    # t=1499: b's wait ends at 1000 + 500 = 1500, c's at 2000; a is due from 10000 - 60 = 9940.
+    assert drains_due(deadlines, undated, 1499.0, **kw) == {}
+    assert drains_due(deadlines, undated, 1500.0, **kw) == {"b": "none; stopped after 500 s"}
+    # 10,000 s after the epoch is 02:46:40 on 1970-01-01; d (due from 19940) is not yet.
+    assert drains_due(deadlines, undated, 9940.0, **kw) == {
+        "a": "1970-01-01T02:46:40Z",
+        "b": "none; stopped after 500 s",
+        "c": "none; stopped after 500 s",
+    }
+    assert drains_due({}, {"b": 1000.0}, 1000.0, lead_s=0.0, after_s=0.0) == {
+        "b": "none; stopped after 0 s"
+    }
+
+
+def _topo(nodes: list[NodeInfo]) -> Any:
+    from cortex.fleet.topology import build
+
+    return build(build_fleet(nodes, name="ray", keep_order=True).spec)
+
+
+def test_pods_and_racks_are_the_labelled_ones_and_a_joined_node_lands_in_its_pod() -> None:
+    h, b = "H100-SXM5", "B200-HGX"
+    first = [
+        NodeInfo("a", h, 8, "p1", "r1"),
+        NodeInfo("b", h, 8, "p1", "r2"),
+        NodeInfo("c", h, 8, "p2", "r1"),  # rack r1 of pod p2: not p1's r1
+        NodeInfo("d", b, 8, "p1", "r9"),  # another flavor: a pod of its own, though named p1
+    ]
+    t = _topo(first)
+    # Pods by first use: (H100, p1) 0, (H100, p2) 1, (B200, p1) 2; racks likewise.
+    assert (t.node_pod, t.node_rack, t.n_pods, t.n_racks) == ([0, 0, 1, 2], [0, 1, 2, 3], 3, 4)
+    assert t.pod_nodes == [(0, 1), (2,), (3,)] and t.pod_flavor == [0, 0, 1]
+    # e joins after d (a later group, as membership appends it) labelled p2/r1: with c, in
+    # pod 1 and rack 2; f names a new pod: pod 3, rack 4. Earlier ids unchanged.
+    grown = _topo([*first, NodeInfo("e", h, 8, "p2", "r1"), NodeInfo("f", h, 8, "p3", "r1")])
+    assert grown.node_pod == [0, 0, 1, 2, 1, 3] and grown.node_rack == [0, 1, 2, 3, 2, 4]
+    assert grown.pod_nodes == [(0, 1), (2, 4), (3,), (5,)]
+    assert grown.pod_flavor == [0, 0, 1, 0] and grown.n_racks == 5
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"pods": ["p1"]}, "give pods and racks together"),
+        ({"pods": ["p1"], "racks": ["r1", "r2"]}, "one name per node (1), got 1 and 2"),
+        ({"pods": [""], "racks": ["r"]}, "at least 1 character"),
+        ({"pods": ["p" * 254], "racks": ["r"]}, "at most 253 characters"),
+    ],
+)
+def test_pod_and_rack_labels_in_a_node_group_are_checked(extra: dict[str, Any], says: str) -> None:
+    from pydantic import ValidationError
+
+    from cortex.fleet.spec import NodeGroup
+
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        NodeGroup(flavor="H100-SXM5", nodes=1, **extra)

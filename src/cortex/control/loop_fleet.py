@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from bisect import bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,28 @@ FIRST_FLEET_SETTLE_S = 5.0  # see _fleet_ready
 # plus the grace period before the deadline: time for the SIGTERM to reach it and for the
 # exit to be seen before the node may be ended.
 DRAIN_LEAD_S = 30.0
+
+
+def drains_due(
+    deadlines: Mapping[str, float],
+    undated_since: Mapping[str, float],
+    now: float,
+    *,
+    lead_s: float,
+    after_s: float,
+) -> dict[str, str]:
+    """Drained nodes whose jobs are to be stopped now: name -> the deadline their reason
+    shows. A node with a deadline (epoch s) once `now` is within `lead_s` of it; one without
+    (`undated_since`: when its drain was first seen) once `after_s` has passed since."""
+    due = {
+        name: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline_s))
+        for name, deadline_s in deadlines.items()
+        if now >= deadline_s - lead_s
+    }
+    for name, since_s in undated_since.items():
+        if name not in deadlines and now >= since_s + after_s:
+            due[name] = f"none; stopped after {after_s:.0f} s"
+    return due
 
 
 def node_devices_of(topo: Topology) -> list[list[int]]:
@@ -86,6 +109,8 @@ class FleetMixin:
     # _sync_fleet; loop_health.py keeps new work off them and strikes none of them).
     planned_now: dict[str, str] = {}  # noqa: RUF012  (replaced whole each tick)
     drain_deadlines_now: dict[str, float] = {}  # noqa: RUF012  (likewise: name -> epoch s)
+    # Nodes drained with no deadline: name -> when this process first saw the drain (_evacuate).
+    _undated_since: dict[str, float] = {}  # noqa: RUF012  (replaced whole each tick)
     # Owned by SchedulerLoop (declared here for the type checker).
     executor: Any
     mirror: Mirror
@@ -255,23 +280,34 @@ class FleetMixin:
             self._publish_fleet()
 
     def _evacuate(self, now: float) -> Plan:
-        """Jobs on nodes the executor drains with a deadline, once the deadline is near: stopped
-        as preemption victims are (SIGTERM, checkpoint, requeue elsewhere; the node takes no
-        new work meanwhile, loop_health.py), rather than lost with the node at the deadline.
+        """Jobs on nodes the executor drains, stopped as preemption victims are (SIGTERM,
+        checkpoint, requeue elsewhere; the node takes no new work meanwhile, loop_health.py):
+        with a deadline, once it is near, rather than lost with the node at the deadline;
+        without one (Ray keeps such a node until it is idle, and nothing new lands there), once
+        `drain_evacuate_after_s` has passed since the drain was first seen, rather than never.
         Not a preemption for another job: the queue's preemption budget does not count it."""
         plan = Plan()
         deadlines = self.drain_deadlines_now
-        if not deadlines:
-            return plan
-        mi, lead_s = self.mirror, self.settings.grace_s + DRAIN_LEAD_S
         index = self._index()
-        stopped: set[int] = set()  # a gang on two draining nodes is stopped once
-        for name, deadline_s in sorted(deadlines.items()):
+        # Planned removals still up with no deadline: drains Ray holds until the node is idle.
+        # First seen per drain by this process: a restart starts the wait again.
+        since = {}
+        for name in self.planned_now:
             n = index.get(name)
-            if n is None or n in self.nodes_down or now < deadline_s - lead_s:
+            if n is not None and n not in self.nodes_down and name not in deadlines:
+                since[name] = self._undated_since.get(name, now)
+        self._undated_since = undated = since
+        if not deadlines and not undated:
+            return plan
+        lead_s, after_s = self.settings.grace_s + DRAIN_LEAD_S, self.settings.drain_evacuate_after_s
+        due = drains_due(deadlines, undated, now, lead_s=lead_s, after_s=after_s)
+        mi = self.mirror
+        stopped: set[int] = set()  # a gang on two draining nodes is stopped once
+        for name, deadline in sorted(due.items()):
+            n = index.get(name)
+            if n is None or n in self.nodes_down:
                 continue
-            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(deadline_s))
-            why = Reason(Code.NODE_DRAINING, node=name, deadline=at)
+            why = Reason(Code.NODE_DRAINING, node=name, deadline=deadline)
             for j in sorted(set(mi.state.jobs_on(n)) - stopped):
                 plan.preemptions.append(Preemption(mi.jobs[j], why))
                 stopped.add(j)

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     ray_address: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     # A placement group Ray has not created by then is removed and the job requeued.
     ray_pg_timeout_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    # A node the executor drains with no deadline (Ray keeps it until it is idle): its jobs are
+    # checkpointed and requeued elsewhere this long after the drain is first seen (0: at once).
+    drain_evacuate_after_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 600.0
     # ---- the API's edge
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 256 * 1024
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024

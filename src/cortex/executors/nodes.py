@@ -54,9 +54,8 @@ class ExecutorFleet:
 
 
 def _per(labels: list[str]) -> int:
-    """Nodes per pod (or rack) for a group: the largest label's count. `topology.build` cuts a
-    group into equal pods in order, so this is exact when the pods are equal-sized (a
-    partial last pod included); otherwise pods are approximated by order."""
+    """Nodes per pod (or rack) for a group: the largest label's count (informative only: the
+    topology takes each node's pod and rack from its labels, NodeGroup.pods and racks)."""
     return max(Counter(labels).values())
 
 
@@ -71,7 +70,8 @@ def build_fleet(
     """Group identical nodes (flavor, GPUs per node) in a stable order: sorted (node_order),
     so the same nodes give the same node indices every time; with `keep_order`, in the order
     given (a fleet that grew: its nodes keep their indices, joined ones come after), each run
-    of identical nodes a group of its own."""
+    of identical nodes a group of its own. Pods and racks are the nodes' own (labels): nodes of
+    one flavor with the same pod label share a pod in the topology, whatever their order."""
     if not nodes:
         raise ValueError("fleet: the executor offers no usable node")
     gpn: dict[str, int] = {}
@@ -89,6 +89,10 @@ def build_fleet(
                 gpus_per_node=gpus,
                 nodes_per_pod=_per([n.pod for n in ms]),
                 nodes_per_rack=_per([f"{n.pod}/{n.rack}" for n in ms]),
+                # Exactly as labelled: a node that joined later lands in its pod (and rack)
+                # with the nodes labelled alike, though it comes in a later group.
+                pods=[n.pod for n in ms],
+                racks=[n.rack for n in ms],
             )
         )
     spec = FleetSpec(

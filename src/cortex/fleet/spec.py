@@ -18,6 +18,8 @@ from cortex.errors import InputError, from_validation_error
 from cortex.fleet.catalog import load_catalog
 
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]  # YAML `true` is not 1
+Label = Annotated[str, Field(min_length=1, max_length=253)]  # a pod or rack name
+MAX_LABELLED_NODES = 1_000_000
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
@@ -37,6 +39,24 @@ class NodeGroup(_Strict):
     node_overhead_w: NonNegFloat | None = Field(
         default=None, description="override the catalog's per-node overhead (CPUs, NICs, fans)"
     )
+    # An executor's fleet (node labels): each node's pod and rack, in order. Nodes of one
+    # flavor in a hall with the same pod name share a pod, whichever group lists them (a node
+    # that joined later comes in a later group), and a rack is named within its pod; the
+    # nodes_per_* cuts are then not used. None: cut into nodes_per_pod and nodes_per_rack.
+    pods: Annotated[list[Label], Field(max_length=MAX_LABELLED_NODES)] | None = None
+    racks: Annotated[list[Label], Field(max_length=MAX_LABELLED_NODES)] | None = None
+
+    @model_validator(mode="after")
+    def _one_label_per_node(self) -> NodeGroup:
+        if (self.pods is None) != (self.racks is None):
+            raise ValueError("give pods and racks together")
+        pods, racks = self.pods or [], self.racks or []
+        if self.pods is not None and {len(pods), len(racks)} != {self.nodes}:
+            raise ValueError(
+                f"pods and racks need one name per node ({self.nodes}), "
+                f"got {len(pods)} and {len(racks)}"
+            )
+        return self
 
 
 class HallSpec(_Strict):

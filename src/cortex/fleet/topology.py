@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cortex.fleet.catalog import Accelerator, load_catalog
-from cortex.fleet.spec import FleetSpec
+from cortex.fleet.spec import FleetSpec, NodeGroup
 
 
 @dataclass(frozen=True)
@@ -64,20 +64,77 @@ def alloc_size(gpus: int, gpus_per_node: int) -> int:
     return -(-gpus // gpus_per_node) * gpus_per_node
 
 
+class _Builder:
+    """The index arrays as build() fills them, group by group."""
+
+    def __init__(self) -> None:
+        self.node_flavor: list[int] = []
+        self.node_pod: list[int] = []
+        self.node_rack: list[int] = []
+        self.node_hall: list[int] = []
+        self.node_overhead: list[float] = []
+        self.pod_flavor: list[int] = []
+        self.pod_hall: list[int] = []
+        self.pod_nodes: list[list[int]] = []
+        self.racks = 0
+        # Labelled groups: (hall, flavor, pod name) -> pod; (pod, rack name) -> rack.
+        self.pod_named: dict[tuple[int, int, str], int] = {}
+        self.rack_named: dict[tuple[int, str], int] = {}
+
+    def node(self, f: int, p: int, r: int, h: int, overhead_w: float) -> None:
+        self.pod_nodes[p].append(len(self.node_flavor))
+        self.node_flavor.append(f)
+        self.node_pod.append(p)
+        self.node_rack.append(r)
+        self.node_hall.append(h)
+        self.node_overhead.append(overhead_w)
+
+    def pod(self, f: int, h: int) -> int:
+        self.pod_flavor.append(f)
+        self.pod_hall.append(h)
+        self.pod_nodes.append([])
+        return len(self.pod_flavor) - 1
+
+    def cut(self, grp: NodeGroup, f: int, h: int, overhead_w: float) -> None:
+        """A group cut into pods of nodes_per_pod in order (the last may be partial), each
+        cut into racks of nodes_per_rack."""
+        remaining = grp.nodes
+        while remaining > 0:
+            size = min(grp.nodes_per_pod, remaining)
+            remaining -= size
+            p = self.pod(f, h)
+            first = len(self.node_flavor)
+            self.pod_nodes[p].extend(range(first, first + size))
+            for i in range(size):
+                if i % grp.nodes_per_rack == 0:
+                    self.racks += 1
+                self.node_rack.append(self.racks - 1)
+            self.node_flavor.extend([f] * size)
+            self.node_pod.extend([p] * size)
+            self.node_hall.extend([h] * size)
+            self.node_overhead.extend([overhead_w] * size)
+
+    def labelled(self, grp: NodeGroup, f: int, h: int, overhead_w: float) -> None:
+        """A group whose nodes name their pod and rack: each joins the pod of that name (of
+        its flavor, in its hall), made when first named; pod and rack ids follow first use."""
+        assert grp.pods is not None and grp.racks is not None
+        for pod, rack in zip(grp.pods, grp.racks, strict=True):
+            p = self.pod_named.get((h, f, pod))
+            if p is None:
+                p = self.pod_named[h, f, pod] = self.pod(f, h)
+            r = self.rack_named.get((p, rack))
+            if r is None:
+                r = self.rack_named[p, rack] = self.racks
+                self.racks += 1
+            self.node(f, p, r, h, overhead_w)
+
+
 def build(spec: FleetSpec) -> Topology:
     """Expand a FleetSpec into index arrays."""
     catalog = load_catalog()
     flavors: list[str] = []
     gpn: list[int] = []
-    node_flavor: list[int] = []
-    node_pod: list[int] = []
-    node_rack: list[int] = []
-    node_hall: list[int] = []
-    node_overhead: list[float] = []
-    pod_flavor: list[int] = []
-    pod_hall: list[int] = []
-    pod_nodes: list[tuple[int, ...]] = []
-    rack = 0
+    b = _Builder()
     for h, hall in enumerate(spec.halls):
         for grp in hall.groups:
             if grp.flavor not in flavors:
@@ -89,36 +146,23 @@ def build(spec: FleetSpec) -> Topology:
                 if grp.node_overhead_w is not None
                 else catalog[grp.flavor].node_overhead_w
             )
-            remaining = grp.nodes
-            while remaining > 0:
-                size = min(grp.nodes_per_pod, remaining)
-                remaining -= size
-                p = len(pod_flavor)
-                first = len(node_flavor)
-                for i in range(size):
-                    if i % grp.nodes_per_rack == 0:
-                        rack += 1
-                    node_flavor.append(f)
-                    node_pod.append(p)
-                    node_rack.append(rack - 1)
-                    node_hall.append(h)
-                    node_overhead.append(overhead)
-                pod_flavor.append(f)
-                pod_hall.append(h)
-                pod_nodes.append(tuple(range(first, first + size)))
+            if grp.pods is None:
+                b.cut(grp, f, h, overhead)
+            else:
+                b.labelled(grp, f, h, overhead)
     return Topology(
         spec=spec,
         flavors=tuple(flavors),
         accelerators=tuple(catalog[f] for f in flavors),
         flavor_gpus_per_node=tuple(gpn),
         hall_names=tuple(h.name for h in spec.halls),
-        node_flavor=node_flavor,
-        node_pod=node_pod,
-        node_rack=node_rack,
-        node_hall=node_hall,
-        node_overhead_w=node_overhead,
-        pod_flavor=pod_flavor,
-        pod_hall=pod_hall,
-        pod_nodes=pod_nodes,
-        n_racks=rack,
+        node_flavor=b.node_flavor,
+        node_pod=b.node_pod,
+        node_rack=b.node_rack,
+        node_hall=b.node_hall,
+        node_overhead_w=b.node_overhead,
+        pod_flavor=b.pod_flavor,
+        pod_hall=b.pod_hall,
+        pod_nodes=[tuple(ns) for ns in b.pod_nodes],
+        n_racks=b.racks,
     )

@@ -4,9 +4,10 @@ A launch is a detached, named placement group with one bundle per node of the sc
 placement, pinned by the `cortex.node` label; once Ray has created it, one detached, named
 agent actor per bundle (agent.py) starts that node's ranks. Nothing here blocks on Ray:
 launch() returns once the handle is on disk, and the calls that wait for the GCS (creating
-the group and agents, tearing a gang down) run on a worker thread (worker.py, launching.py);
-poll() moves each gang on (launching -> placing -> starting -> running -> ended) with
-non-blocking waits, so a slow or full cluster never stalls the scheduler loop.
+the group and agents, tearing a gang down, the group's state at its placement timeout) run on
+a worker thread (worker.py, launching.py), the calls to the agents (start, wait, stop) on a
+thread of their own, in order; poll() moves each gang on (launching -> placing -> starting ->
+running -> ended) with non-blocking waits, so a slow or full cluster never stalls the loop.
 
 - A placement group Ray has not created within `pg_timeout_s` is removed and the run reported
   failed with that reason (Ray itself would leave it pending forever); the loop requeues it.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from cortex.executors.ray.adoption import AdoptionMixin
 from cortex.executors.ray.agent import NodeAgent, rank_log_paths
 from cortex.executors.ray.fleet import DEFAULT_FLAVOR, IgnoredLog
 from cortex.executors.ray.headloss import HeadMixin
-from cortex.executors.ray.launching import LaunchMixin
+from cortex.executors.ray.launching import LaunchMixin, stopped_check
 from cortex.executors.ray.membership import MembershipMixin
 from cortex.executors.ray.offline import Backoff
 from cortex.executors.ray.runs import Gang, named_pg, probe, read_verdict, short
@@ -115,6 +117,9 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
         # The GCS calls of launches and teardowns (worker.py); inline_calls makes them block
         # in launch() and poll() as they did before (benchmarks' before/after).
         self._worker = RayWorker(inline=inline_calls)
+        # The calls to the agents (start, wait, stop: task submissions, ~1.5 ms a gang start)
+        # on a thread of their own, in order: never behind a slow GCS call on the worker.
+        self._calls = RayWorker(inline=inline_calls, name="ray-calls")
         self.connected = False
         self._backoff = Backoff()
         self._joining: Future[None] | None = None  # ray.init on its thread (_reconnect)
@@ -248,15 +253,24 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
             return self._starting(gang, now)
         if gang.stop is not None:
             return self._end(gang, None, "stopped before the job started")
-        if gang.master is not None and now - gang.since < self.pg_timeout_s:
+        if now - gang.since < self.pg_timeout_s:
             return None
         # The GCS's word, not pg.ready(): that runs a task in the group, which needs a worker
-        # process of its own (seconds to start) and a new one per call.
-        state = ray.util.placement_group_table(gang.pg).get("state")
+        # process of its own (seconds to start) and a new one per call. Read on the worker,
+        # never on the tick; without an answer for another timeout, the group is given up.
+        asked = gang.pg_state
+        if asked is None:
+            gang.pg_state = self._worker.submit(_pg_state, gang.pg)
+            return None
+        late = now - gang.since >= 2 * self.pg_timeout_s
+        if not asked.done() and not late:
+            return None
+        gang.pg_state = None
+        state = _answer(asked)
         if state == "CREATED":  # placed; its agents are slow to start (START_TIMEOUT_S)
             gang.phase, gang.since = "starting", now
             return None
-        if now - gang.since < self.pg_timeout_s:
+        if state is None and not late:  # the read failed: asked again at the next poll
             return None
         nodes = ", ".join(p.node for p in gang.parts)
         return self._end(
@@ -287,18 +301,42 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
             "world_size": spec.nprocs,
             "grace_s": self.grace_s,
         }
-        for i, agent in gang.agents.items():
-            start = agent.start.remote(list(spec.command), env, spec.working_dir, rdv)
-            gang.started[i] = start.future()
-            gang.waits[i] = agent.wait.remote(WAIT_S).future()
+        call = (list(spec.command), env, spec.working_dir, rdv)
+        gang.sending = self._calls.submit(_send_start, dict(gang.agents), call, stopped_check(gang))
         gang.spec = gang.env = None  # the job's secrets are the agents' now
         gang.phase = "running"
+        return None
+
+    def _sent(self, gang: Gang, now: float) -> ExitRecord | None:
+        """The start calls went out (the agents' Futures are the gang's now), or why not."""
+        fut = gang.sending
+        assert fut is not None
+        if not fut.done():
+            if gang.kill_at is not None and now >= gang.kill_at:  # the calls thread is stuck
+                gang.sending = None
+                return self._end(gang, None, "stopped before the job started")
+            return None
+        gang.sending = None
+        if fut.cancelled():  # dropped with a lost head (which fails the gang first)
+            return self._end(gang, None, "ranks not started: the call was dropped")
+        err = fut.exception()
+        if err is not None:
+            return self._end(gang, None, f"ranks not started: {short(err)}")
+        sent = fut.result()
+        if sent is None:  # a stop came before the start was sent: nothing started
+            return self._end(gang, None, "stopped before the job started")
+        for i, (start, wait) in sent.items():
+            gang.started[i], gang.waits[i] = start, wait
         return None
 
     def _running(self, gang: Gang, now: float) -> ExitRecord | None:
         # Futures Ray completes from its own threads: no call into Ray from the tick here
         # (a ray.wait per gang per tick waited for Ray's event loop, 2.5 ms at p90 on the
         # loaded machine; RESULTS section 37).
+        if gang.sending is not None:
+            rec = self._sent(gang, now)
+            if rec is not None or gang.sending is not None:
+                return rec
         started = gang.started.values()
         if gang.running_at is None and started and all(f.done() for f in started):
             gang.running_at = now
@@ -341,9 +379,7 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
         if not failed:
             return
         gang.gang_stopped = True
-        for i, agent in gang.agents.items():
-            if i not in gang.verdicts and i not in gang.lost:
-                agent.stop_gang.remote(self.grace_s)
+        self._calls.submit(_send, _unfinished(gang), "stop_gang", self.grace_s)
         gang.kill_at = now + self.grace_s + BACKSTOP_S
 
     def _finish(self, gang: Gang) -> ExitRecord:
@@ -411,9 +447,9 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
             {"reason": gang.stop, "kill_at_wall": time.time() + (gang.kill_at - time.monotonic())},
             durable=False,
         )
-        for i, agent in gang.agents.items():
-            if i not in gang.verdicts and i not in gang.lost:
-                agent.stop.remote(grace)
+        # After the start on the calls thread (in order); an agent enforces its grace period
+        # from when the stop reaches it, the backstop above from now.
+        self._calls.submit(_send, _unfinished(gang), "stop", grace)
         log.info("job %s attempt %s: %s, grace %g s", job_id, attempt, gang.stop, grace)
         return True
 
@@ -429,8 +465,9 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
         self._teardown(h)
 
     def drain(self, timeout_s: float = 30.0) -> bool:
-        """Wait until the launches and teardowns handed to the worker so far have run."""
-        return self._worker.drain(timeout_s)
+        """Wait until the calls to the agents, launches and teardowns handed to the threads
+        so far have run."""
+        return self._calls.drain(timeout_s) and self._worker.drain(timeout_s)
 
     def _teardown(self, h: GangHandle) -> None:
         """_teardown_now on the worker thread, after whatever was queued before (a gang's
@@ -467,3 +504,41 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
                 remove_placement_group(pg)
             except RayError as e:
                 log.warning("removing placement group of job %s: %s", h.job_id, short(e))
+
+
+# -- on the calls thread and the worker: they touch only what they are given -----------------
+def _send_start(
+    agents: dict[int, Any], call: tuple[Any, ...], stopped: Callable[[], bool]
+) -> dict[int, tuple[Future[Any], Future[Any]]] | None:
+    """Each agent's start() and first wait(), as Futures; None (nothing sent) once stopped."""
+    if stopped():
+        return None
+    return {
+        i: (agent.start.remote(*call).future(), agent.wait.remote(WAIT_S).future())
+        for i, agent in agents.items()
+    }
+
+
+def _send(agents: list[Any], method: str, grace_s: float) -> None:
+    for agent in agents:
+        getattr(agent, method).remote(grace_s)
+
+
+def _pg_state(pg: Any) -> str | None:
+    return ray.util.placement_group_table(pg).get("state")
+
+
+def _answer(fut: Future[Any]) -> Any:
+    """A read's result, or None if it failed (logged) or was dropped."""
+    if fut.cancelled():
+        return None
+    err = fut.exception()
+    if err is not None:
+        log.warning("Ray: %s", short(err))
+        return None
+    return fut.result()
+
+
+def _unfinished(gang: Gang) -> list[Any]:
+    """The agents whose ranks have not reported their end."""
+    return [a for i, a in gang.agents.items() if i not in gang.verdicts and i not in gang.lost]

@@ -47,6 +47,7 @@ class HeadMixin:
     _lost_exits: list[ExitRecord]
     _shutdown: threading.Thread | None
     _worker: RayWorker
+    _calls: RayWorker
     _watcher: threading.Thread | None = None
     # (generation, why, monotonic time): the watcher's verdict
     _head_down: tuple[int, str, float] | None = None
@@ -123,6 +124,7 @@ class HeadMixin:
         for _fut, fn, args in self._worker.drop():
             if fn == self._teardown_logged:
                 self._orphans.append(args[0])
+        self._calls.drop()  # starts and stops of the gangs just failed
         self.connected = False
         self.retry_later()
         self._shutdown = threading.Thread(target=_shutdown, name="ray-shutdown", daemon=True)

@@ -102,7 +102,7 @@ class LaunchMixin:
         except BaseException:
             shutil.rmtree(rdir, ignore_errors=True)  # nothing was asked of Ray yet
             raise
-        stopped = _stopped(gang)
+        stopped = stopped_check(gang)
         gang.launch = self._worker.submit(self._create, gang.handle, parts, stopped)
         self._gangs[key] = gang
         return gang.handle
@@ -242,6 +242,6 @@ def g_key(h: GangHandle) -> tuple[int, int]:
     return h.job_id, h.attempt
 
 
-def _stopped(gang: Gang) -> Callable[[], bool]:
-    # Read on the worker thread: attributes set once on the tick thread.
+def stopped_check(gang: Gang) -> Callable[[], bool]:
+    # Read on the worker and calls threads: attributes set once on the tick thread.
     return lambda: gang.stop is not None or gang.abandoned

@@ -37,6 +37,11 @@ class Gang:
     master: Future[Any] | None = None
     started: dict[int, Future[Any]] = field(default_factory=dict)
     waits: dict[int, Future[Any]] = field(default_factory=dict)
+    # The calls thread's work for the gang (executor.py): sending the agents their start()
+    # and wait() (its result: those Futures, or None when a stop came first), and the GCS's
+    # word on the placement group once the placement timeout is up (on the worker).
+    sending: Future[Any] | None = None
+    pg_state: Future[Any] | None = None
     verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)
     lost: dict[int, str] = field(default_factory=dict)
     stop: StopReason | None = None
