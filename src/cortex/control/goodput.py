@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cortex.control import goodput_ledger as ledger
 from cortex.control import models as m
-from cortex.control import store
+from cortex.control import store, store_ui
 from cortex.control import store_health as sh
 from cortex.control.progress import Progress
 from cortex.drive import goodput as gp
@@ -36,8 +37,9 @@ def large_job_gpus() -> int:
 
 def write_s(spec: dict[str, Any]) -> float:
     """The job's declared seconds per checkpoint write (0 when it declared none)."""
-    v = spec.get("checkpoint_write_s") if isinstance(spec, dict) else None
-    return float(v) if isinstance(v, int | float) and v >= 0 else 0.0
+    return ledger.declared_write_s(
+        spec.get("checkpoint_write_s") if isinstance(spec, dict) else None
+    )
 
 
 def record_end(
@@ -189,28 +191,29 @@ def job_goodput(s: Session, job: m.Job, progress: Any, now: float, large_gpus: i
 def fleet_goodput(
     s: Session, team: str | None, since: float, progress: Any, now: float, large_gpus: int
 ) -> dict[str, Any]:
-    """The fleet's (or one team's) books since `since`, and each large job's line."""
-    recs = sh.attempts_since(s, team, since)
-    by_job: dict[int, list[m.AttemptRecord]] = {}
-    for r in recs:
-        by_job.setdefault(r.job_id, []).append(r)
-    running = {job.id: at for job, at in sh.running_jobs(s, team)}
+    """The fleet's (or one team's) books since `since`, and each large job's line: each job
+    booked as `book_job` books it, in one pass over plain rows (goodput_ledger.py)."""
+    by_job = ledger.attempts_by_job(s, team, since)
+    running = store_ui.running_starts(s, team)
+    rows = store_ui.goodput_jobs(s, team, since, sh.MAX_ROWS)  # running jobs are among them
     total = gp.Books()
     large = []
-    jobs = sh.jobs_for(s, team, since)  # running jobs are unfinished: among them
-    for job in sorted(jobs, key=lambda j: j.id):
-        jb = book_job(job, by_job.get(job.id, []), running.get(job.id), progress, now)
-        total.merge(jb.books)
-        if job.gpus >= large_gpus and jb.attempts:
-            a = job_answer(jb, large_gpus)
-            large.append({k: a[k] for k in ("job_id", "name", "team", "gpus", "state",
-                                           "goodput", "effective_training_time")})  # fmt: skip
+    for job, f in ledger.book_rows(rows, by_job, running, progress, now):
+        ledger.add_to(total, f)
+        jid, jteam, name, state, gpus, _sub, ended_at = job[:7]
+        if gpus >= large_gpus and f.attempts:
+            end = ended_at if ended_at is not None else now
+            assert f.first_start_s is not None  # it has attempts
+            ett = _r(gp.effective_training_time(f.productive_s, f.first_start_s, end))
+            large.append({"job_id": jid, "name": name, "team": jteam, "gpus": gpus,
+                          "state": state, "goodput": _r(f.goodput()),
+                          "effective_training_time": ett})  # fmt: skip
     losses = {k: _r(total.gpu_s[k]) for k in gp.LOSSES}
     return {
         "team": team,
         "since": since,
         "as_of": now,
-        "jobs": len(jobs),
+        "jobs": len(rows),
         "attempts": total.attempts,
         "gpu_s": {k: _r(v) for k, v in total.gpu_s.items()},
         "allocated_gpu_s": _r(total.allocated_gpu_s),

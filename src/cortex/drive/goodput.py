@@ -75,40 +75,71 @@ class Attempt:
     checkpoint_write_s: float = 0.0  # the job's declared time per checkpoint write
 
 
-def split_attempt(a: Attempt, now: float) -> dict[str, float]:
-    """Wall seconds of one attempt per ATTEMPT_CATEGORIES; they sum to its held time."""
-    end = now if a.ended_at is None else a.ended_at
-    held = max(0.0, end - a.started_at)
-    out = dict.fromkeys(ATTEMPT_CATEGORIES, 0.0)
-    work_from = a.started_at
-    if a.first_step_at is not None:
-        work_from = min(max(a.first_step_at, a.started_at), a.started_at + held)
-    overhead = work_from - a.started_at
-    out["startup" if a.number <= 1 else "restart_overhead"] = overhead
+# What a run that did not complete loses its unsaved work as (completed and cancelled runs keep
+# what they did).
+_LOST_AS = {
+    "failed": "rework_after_failures",
+    "preempted": "rework_after_preemptions",
+    "running": "in_progress",
+}
+_INDEX = {k: i for i, k in enumerate(ATTEMPT_CATEGORIES)}
+_LOST_AT = {outcome: _INDEX[k] for outcome, k in _LOST_AS.items()}
+_PRODUCTIVE, _STARTUP, _RESTART = (
+    _INDEX["productive"],
+    _INDEX["startup"],
+    _INDEX["restart_overhead"],
+)
+_WRITES = _INDEX["checkpoint_writes"]
+
+
+def split_values(
+    number: int, started_at: float, ended_at: float | None, outcome: str,
+    first_step_at: float | None, checkpoint_at: float | None, checkpoints: int,
+    checkpoint_write_s: float, now: float,
+) -> list[float]:  # fmt: skip
+    """`split_attempt` from an attempt's fields, as a list in ATTEMPT_CATEGORIES' order: the
+    books of thousands of jobs (control/goodput_ledger.py) build no Attempt and no dict per
+    attempt. The one rule: `split_attempt` calls this."""
+    end = now if ended_at is None else ended_at
+    held = max(0.0, end - started_at)
+    out = [0.0] * len(ATTEMPT_CATEGORIES)
+    work_from = started_at
+    if first_step_at is not None:
+        work_from = min(max(first_step_at, started_at), started_at + held)
+    overhead = work_from - started_at
+    out[_STARTUP if number <= 1 else _RESTART] = overhead
     rest = held - overhead
-    writes = min(rest, max(0, a.checkpoints) * max(0.0, a.checkpoint_write_s))
-    out["checkpoint_writes"] = writes
+    writes = min(rest, max(0, checkpoints) * max(0.0, checkpoint_write_s))
+    out[_WRITES] = writes
     rest -= writes
     # Work since the last checkpoint (since work began when the checkpoint is older, or none).
-    mark = work_from if a.checkpoint_at is None else max(work_from, a.checkpoint_at)
+    mark = work_from if checkpoint_at is None else max(work_from, checkpoint_at)
     unsaved = min(rest, max(0.0, end - mark))
-    lost_as = {
-        "failed": "rework_after_failures",
-        "preempted": "rework_after_preemptions",
-        "running": "in_progress",
-    }.get(a.outcome)
-    if lost_as is not None:  # completed and cancelled runs keep what they did
-        out[lost_as] = unsaved
+    lost_at = _LOST_AT.get(outcome)
+    if lost_at is not None:
+        out[lost_at] = unsaved
         rest -= unsaved
-    out["productive"] = rest
+    out[_PRODUCTIVE] = rest
     return out
+
+
+def split_attempt(a: Attempt, now: float) -> dict[str, float]:
+    """Wall seconds of one attempt per ATTEMPT_CATEGORIES; they sum to its held time."""
+    vals = split_values(
+        a.number, a.started_at, a.ended_at, a.outcome, a.first_step_at, a.checkpoint_at,
+        a.checkpoints, a.checkpoint_write_s, now,
+    )  # fmt: skip
+    return dict(zip(ATTEMPT_CATEGORIES, vals, strict=True))
+
+
+_ZERO = dict.fromkeys(ATTEMPT_CATEGORIES, 0.0)
 
 
 @dataclass
 class Books:
     """Seconds and GPU-seconds per category, summed over attempts (and jobs)."""
 
-    gpu_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ATTEMPT_CATEGORIES, 0.0))
+    gpu_s: dict[str, float] = field(default_factory=_ZERO.copy)
     queueing_s: float = 0.0
     attempts: int = 0
 
@@ -138,10 +169,18 @@ class Books:
 def queueing_s(submitted_at: float, attempts: list[Attempt], now: float, waiting: bool) -> float:
     """Time a job waited: before its first attempt, between attempts, and since its last one
     ended while it `waiting` still."""
+    spans = [(a.started_at, a.ended_at) for a in sorted(attempts, key=lambda x: x.number)]
+    return queueing_spans_s(submitted_at, spans, now, waiting)
+
+
+def queueing_spans_s(
+    submitted_at: float, spans: list[tuple[float, float | None]], now: float, waiting: bool
+) -> float:
+    """`queueing_s` from the attempts' (start, end or None) in attempt order."""
     total, since = 0.0, submitted_at
-    for a in sorted(attempts, key=lambda x: x.number):
-        total += max(0.0, a.started_at - since)
-        since = now if a.ended_at is None else a.ended_at
+    for started_at, ended_at in spans:
+        total += max(0.0, started_at - since)
+        since = now if ended_at is None else ended_at
     if waiting:
         total += max(0.0, now - since)
     return total
