@@ -172,6 +172,20 @@ def main() -> None:
                 t0 = time.process_time()
                 fn()
                 times.setdefault(f"{name}_{tag}", []).append((time.process_time() - t0) * 1e3)
+    # The new page's queries alone: what is left of its time is the booking loop.
+    from cortex.control import goodput_ledger
+
+    since = t_now - WINDOW_H * 3600
+    queries = {
+        "sql_attempts": lambda s: goodput_ledger.attempts_by_job(s, None, since),
+        "sql_jobs": lambda s: goodput_ledger.jobs_to_book(s, None, since),
+    }
+    for _ in range(REPEATS):
+        for name, q in queries.items():
+            with svc.sessions() as s:
+                t0 = time.process_time()
+                q(s)
+                times.setdefault(name, []).append((time.process_time() - t0) * 1e3)
     med = {k: round(statistics.median(v), 1) for k, v in times.items()}
     out = {
         "base_src": str(base_src),

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from cortex.control import goodput_ledger as ledger
 from cortex.control import models as m
-from cortex.control import store, store_ui
+from cortex.control import store
 from cortex.control import store_health as sh
 from cortex.control.progress import Progress
 from cortex.drive import goodput as gp
@@ -194,11 +194,10 @@ def fleet_goodput(
     """The fleet's (or one team's) books since `since`, and each large job's line: each job
     booked as `book_job` books it, in one pass over plain rows (goodput_ledger.py)."""
     by_job = ledger.attempts_by_job(s, team, since)
-    running = store_ui.running_starts(s, team)
-    rows = store_ui.goodput_jobs(s, team, since, sh.MAX_ROWS)  # running jobs are among them
+    rows = ledger.jobs_to_book(s, team, since)
     total = gp.Books()
     large = []
-    for job, f in ledger.book_rows(rows, by_job, running, progress, now):
+    for job, f in ledger.book_rows(rows, by_job, progress, now):
         ledger.add_to(total, f)
         jid, jteam, name, state, gpus, _sub, ended_at = job[:7]
         if gpus >= large_gpus and f.attempts:

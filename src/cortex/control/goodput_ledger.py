@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
@@ -52,6 +52,45 @@ def attempts_by_job(s: Session, team: str | None, since: float) -> dict[int, lis
     for job_id, *rest in s.execute(q.order_by(_A.ended_at.desc()).limit(sh.MAX_ROWS)):
         out.setdefault(job_id, []).append(tuple(rest))
     return out
+
+
+def jobs_to_book(s: Session, team: str | None, since: float) -> list[Any]:
+    """The jobs `store_health.jobs_for` books, in one query, as plain rows (id, team, name,
+    state, gpus, submitted_at, ended_at, attempt, write_s, run_start): only the columns the
+    books read, the spec reduced to its checkpoint_write_s (decoding each job's JSON columns
+    into an ORM object cost most of a booking), and for a running job when its current
+    attempt's first allocation was made (`store_ui.running_starts`, joined here rather than
+    asked apart), else None."""
+    a, j = m.Allocation, m.Job
+    starts = (
+        select(a.job_id, func.min(a.created_at).label("start"))
+        .join(j, j.id == a.job_id)
+        .where(j.state == "running", a.active.is_(True), a.attempt == j.attempt)
+        .group_by(a.job_id)
+    )
+    if team is not None:
+        starts = starts.where(j.team == team)
+    run = starts.subquery()
+    ended = select(_A.job_id).where(_A.ended_at >= since)
+    q = (
+        select(
+            j.id,
+            j.team,
+            j.name,
+            j.state,
+            j.gpus,
+            j.submitted_at,
+            j.ended_at,
+            j.attempt,
+            j.spec["checkpoint_write_s"].as_float().label("write_s"),
+            run.c.start,
+        )
+        .outerjoin(run, run.c.job_id == j.id)
+        .where(or_(j.state.in_(runs.UNFINISHED_VALUES), j.submitted_at >= since, j.id.in_(ended)))
+    )
+    if team is not None:
+        q = q.where(j.team == team)
+    return list(s.execute(q.limit(sh.MAX_ROWS)).all())
 
 
 @dataclass(slots=True)
@@ -116,15 +155,13 @@ def book(
 
 
 def book_rows(
-    rows: Iterable[Any], by_job: dict[int, list[AttemptRow]], running: dict[int, float],
-    progress: Any, now: float,
-) -> Iterator[tuple[Any, JobFigures]]:  # fmt: skip
-    """Each job row of `store_ui.goodput_jobs` (id, team, name, state, gpus, submitted_at,
-    ended_at, attempt, write_s), in id order, with its books."""
+    rows: Iterable[Any], by_job: dict[int, list[AttemptRow]], progress: Any, now: float
+) -> Iterator[tuple[Any, JobFigures]]:
+    """Each job row of `jobs_to_book`, in id order, with its books."""
     for r in sorted(rows, key=_by_number):
-        jid, _team, _name, state, gpus, submitted_at, _ended, attempt, w = r
+        jid, _team, _name, state, gpus, submitted_at, _ended, attempt, w, start = r
         yield r, book(jid, state, gpus, submitted_at, attempt, declared_write_s(w),
-                      by_job.get(jid, []), running.get(jid), progress, now)  # fmt: skip
+                      by_job.get(jid, []), start, progress, now)  # fmt: skip
 
 
 def add_to(books: gp.Books, f: JobFigures) -> None:

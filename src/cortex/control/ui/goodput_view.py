@@ -12,7 +12,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from cortex.control import goodput, store_ui
+from cortex.control import goodput
 from cortex.control import goodput_ledger as ledger
 from cortex.control import store_health as sh
 from cortex.drive import goodput as gp
@@ -108,11 +108,10 @@ def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPag
     now = svc.clock.time()
     since = now - hours * 3600.0
     by_job = ledger.attempts_by_job(s, team, since)
-    running = store_ui.running_starts(s, team)
     teams: dict[str, tuple[gp.Books, int]] = {}
     losses: list[JobLoss] = []
-    rows = store_ui.goodput_jobs(s, team, since, sh.MAX_ROWS)
-    for job, f in ledger.book_rows(rows, by_job, running, svc.loop.progress, now):
+    rows = ledger.jobs_to_book(s, team, since)
+    for job, f in ledger.book_rows(rows, by_job, svc.loop.progress, now):
         jid, jteam, name, state, gpus = job[:5]
         tb, n = teams.get(jteam, (gp.Books(), 0))
         teams[jteam] = (tb, n + 1)
