@@ -74,6 +74,25 @@ def _reference_page(jbs: list) -> tuple[goodput_view.Split, dict[str, goodput_vi
     return split.of(total, len(jbs)), {t: split.of(b, n) for t, (b, n) in teams.items()}
 
 
+def _reference_worst(jbs: list) -> list[goodput_view.JobLoss]:
+    """The page's list of the jobs that lost the most, as it was built: every job that lost
+    any GPU-time, sorted by (-lost GPU-hours, id)."""
+    out = []
+    for jb in jbs:
+        lost = {k: jb.books.gpu_s[k] for k in gp.LOSSES}
+        if jb.attempts and sum(lost.values()) > 0:
+            out.append(
+                goodput_view.JobLoss(
+                    id=jb.job.id, name=jb.job.name, team=jb.job.team, state=jb.job.state,
+                    gpus=jb.job.gpus, allocated_gpu_h=jb.books.allocated_gpu_s / 3600.0,
+                    lost_gpu_h=sum(lost.values()) / 3600.0, goodput=jb.books.goodput(),
+                    worst=max(lost, key=lambda k: lost[k]),
+                )
+            )  # fmt: skip
+    out.sort(key=lambda j: (-j.lost_gpu_h, j.id))
+    return out[: goodput_view.WORST_SHOWN]
+
+
 def _busy_cluster(env: Env) -> dict[str, int]:
     """a: failed at +300, completed at +400 (2 GPUs); from +400, b (2 GPUs, 10 s a write)
     runs, reporting its first step at +430 and a checkpoint at +500; e (red's, 1 GPU, no
@@ -140,6 +159,7 @@ def test_the_one_pass_books_are_the_per_job_books_exactly(env: Env) -> None:
             want_total, want_teams = _reference_page(ref)
             assert page.total == want_total, (since, team)
             assert dict(page.teams) == want_teams, (since, team)
+            assert page.worst == _reference_worst(ref), (since, team)
     # The window from +350 books a's second attempt only, and its 300 s wait before it.
     with svc.sessions() as s:
         late = goodput.fleet_goodput(s, "fsd", t0 + 350, progress, now, 2)

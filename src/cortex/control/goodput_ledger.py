@@ -116,6 +116,13 @@ class JobFigures:
     def lost_gpu_s(self) -> dict[str, float]:
         return {k: self.gpu_s[i] for k, i in _LOSS_AT}
 
+    def lost_total_gpu_s(self) -> float:
+        """sum(lost_gpu_s().values()), the same sum, without the dict."""
+        total = 0.0
+        for _, i in _LOSS_AT:
+            total += self.gpu_s[i]
+        return total
+
 
 def _running(job_id: int, number: int, gpus: int, start: float, write_s: float,
              progress: Any, now: float) -> AttemptRow:  # fmt: skip

@@ -6,6 +6,7 @@ page's totals are that answer's."""
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import weakref
@@ -103,38 +104,41 @@ class GoodputPage:
     losses: tuple[str, ...] = gp.LOSSES
 
 
+def _loss(job: Any, f: ledger.JobFigures) -> JobLoss:
+    jid, jteam, name, state, gpus = job[:5]
+    lost = f.lost_gpu_s()
+    return JobLoss(
+        id=jid,
+        name=name,
+        team=jteam,
+        state=state,
+        gpus=gpus,
+        allocated_gpu_h=f.allocated_gpu_s / 3600.0,
+        lost_gpu_h=sum(lost.values()) / 3600.0,
+        goodput=f.goodput(),
+        worst=max(lost, key=lambda k: lost[k]),
+    )
+
+
 def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPage:
     """`team` None: every team's (the caller has checked who may ask)."""
     now = svc.clock.time()
     since = now - hours * 3600.0
     by_job = ledger.attempts_by_job(s, team, since)
     teams: dict[str, tuple[gp.Books, int]] = {}
-    losses: list[JobLoss] = []
+    # Jobs that lost GPU-time, by (-lost GPU-hours, id): only the WORST_SHOWN first become
+    # JobLoss lines (thousands of jobs lose some).
+    lost: list[tuple[float, int, Any, ledger.JobFigures]] = []
     rows = ledger.jobs_to_book(s, team, since)
     for job, f in ledger.book_rows(rows, by_job, svc.loop.progress, now):
-        jid, jteam, name, state, gpus = job[:5]
-        tb, n = teams.get(jteam, (gp.Books(), 0))
-        teams[jteam] = (tb, n + 1)
+        tb, n = teams.get(job[1], (gp.Books(), 0))
+        teams[job[1]] = (tb, n + 1)
         ledger.add_to(tb, f)
-        if not f.attempts:  # never held GPUs in the window (most of a long queue)
-            continue
-        lost = f.lost_gpu_s()
-        lost_s = sum(lost.values())
-        if lost_s > 0:
-            losses.append(
-                JobLoss(
-                    id=jid,
-                    name=name,
-                    team=jteam,
-                    state=state,
-                    gpus=gpus,
-                    allocated_gpu_h=f.allocated_gpu_s / 3600.0,
-                    lost_gpu_h=lost_s / 3600.0,
-                    goodput=f.goodput(),
-                    worst=max(lost, key=lambda k: lost[k]),
-                )
-            )
-    losses.sort(key=lambda j: (-j.lost_gpu_h, j.id))
+        if f.attempts:  # else it never held GPUs in the window (most of a long queue)
+            lost_s = f.lost_total_gpu_s()
+            if lost_s > 0:
+                lost.append((-(lost_s / 3600.0), job[0], job, f))
+    worst = heapq.nsmallest(WORST_SHOWN, lost, key=lambda x: (x[0], x[1]))
     total = gp.Books()  # the teams' sums: one merge a team rather than one a job
     for tb, _ in teams.values():
         total.merge(tb)
@@ -143,7 +147,7 @@ def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPag
         as_of=now,
         total=Split.of(total, len(rows)),
         teams=[(t, Split.of(b, n)) for t, (b, n) in sorted(teams.items())],
-        worst=losses[:WORST_SHOWN],
+        worst=[_loss(job, f) for _, _, job, f in worst],
     )
 
 
