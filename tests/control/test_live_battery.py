@@ -125,3 +125,18 @@ def test_the_draw_is_read_at_most_once_a_second() -> None:
     assert b.due(0.0)
     b.advance(0.0, 0.1)
     assert not b.due(0.5) and b.due(1.0)
+
+
+def test_the_charge_history_keeps_a_point_a_minute_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps end every 10 s from 10 to 300 s: the first is kept, then one 60 s or more after
+    the last kept: 10, 70, 130, 190, 250. With room for 3, the oldest two go."""
+    b = _battery()
+    for i in range(31):
+        b.advance(10.0 * i, 0.0)
+    assert [t for t, _, _ in b.history] == [10.0, 70.0, 130.0, 190.0, 250.0]
+    assert all(soc == 0.5 for _, soc, _ in b.history)
+    monkeypatch.setattr("cortex.control.live_battery.HISTORY_POINTS", 3)
+    short = _battery()
+    for i in range(31):
+        short.advance(10.0 * i, 0.0)
+    assert [t for t, _, _ in short.history] == [130.0, 190.0, 250.0]

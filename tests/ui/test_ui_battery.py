@@ -33,6 +33,7 @@ def test_a_load_step_discharges_the_modelled_battery(tmp_path: Path) -> None:
     clock = FakeClock()
     env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock, **BATTERY)
     try:
+        t0 = clock.time()
         idle = _site_mw(env)
         got = env.client.get("/v1/power", headers=env.api(env.fsd)).json()["battery"]
         assert got["soc_fraction"] == 0.5 and got["source"] == "modelled"
@@ -58,6 +59,11 @@ def test_a_load_step_discharges_the_modelled_battery(tmp_path: Path) -> None:
         assert "discharging" in page
         frag = env.login(env.red).get("/ui/fragments/power").text
         assert 'id="battery-soc"' in frag  # site-wide: every team sees the site's battery
+        # The charge's history: the first step (ended at t0 + 10) is kept; the second, 10 s
+        # later, is not (one point a minute).
+        hist = env.login(env.red).get("/ui/power/battery.json").json()
+        assert hist["t"] == [t0 + 10] and hist["soc"] == [0.5]
+        assert 'id="battery-chart"' in page
     finally:
         env.svc.close()
 
@@ -72,6 +78,8 @@ def test_a_site_without_a_battery_reads_none(tmp_path: Path) -> None:
         assert "cortex_power_battery" not in metrics.text
         page = env.login(env.fsd).get("/ui/power").text
         assert '<p class="big" id="battery-none">none</p>' in page
-        assert 'id="battery-soc"' not in page
+        assert 'id="battery-soc"' not in page and 'id="battery-chart"' not in page
+        r = env.login(env.fsd).get("/ui/power/battery.json")
+        assert r.status_code == 404
     finally:
         env.svc.close()

@@ -86,3 +86,37 @@ def test_the_heatmap_colors_nodes_by_gpu_temperature(browser: Any, live: LiveUi)
         page.assert_clean()
     finally:
         page.close()
+
+
+@pytest.fixture
+def live_battery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveUi]:
+    from cortex.control import live_battery
+
+    monkeypatch.setattr(live_battery, "STEP_S", 0.5)  # the dispatch's step, so no wait here
+    battery = {"battery_mwh": 0.01, "battery_mw": 0.05}
+    env = UiEnv(f"sqlite:///{tmp_path / 'cortex.db'}", tmp_path, **POWER, **battery)
+    srv = LiveUi(env)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        env.svc.close()
+
+
+def test_the_power_page_shows_the_battery_and_charts_its_charge(
+    browser: Any, live_battery: LiveUi
+) -> None:
+    """Nothing runs and the idle draw is flat: the battery stays at its 50% target."""
+    page = Page(browser, live_battery.base)
+    try:
+        page.page.wait_for_timeout(1500)  # a few 0.5 s steps
+        page.login(live_battery.env.fsd)
+        page.goto("/ui/power")
+        assert page.page.inner_text("#battery-soc") == "50.0%"
+        page.page.wait_for_selector("#battery-chart[data-drawn]", timeout=WAIT_MS)
+        assert page.page.evaluate("() => window.cortexBatteryChart.points") >= 1
+        assert page.page.locator("#battery-chart canvas").count() >= 1
+        page.shot("power-battery")
+        page.assert_clean()
+    finally:
+        page.close()

@@ -14,6 +14,7 @@ at its target charge when the service starts (a restart forgets the charge).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,9 @@ MAX_CATCHUP_STEPS = 8640  # a day of 10-second steps
 # The facility draw is read at most this often (a read walks every running job's books); the
 # draw read holds until the next one.
 READ_EVERY_S = 1.0
+# The charge's history for the power page: one point a minute, the last day.
+HISTORY_EVERY_S = 60.0
+HISTORY_POINTS = 1440
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class LiveBattery:
         self._acc_s = 0.0  # ... and its length
         self._grid_mw: float | None = None
         soc = spec.initial_soc * spec.energy_mwh
+        # (end of step, state of charge as a fraction, battery MW): appended by the scheduler
+        # thread, copied whole by readers (a deque's append and list() are atomic in CPython).
+        self.history: deque[tuple[float, float, float]] = deque(maxlen=HISTORY_POINTS)
         self.state = BatteryState(
             spec.energy_mwh, spec.power_mw, spec.efficiency, ramp_mw_per_min, soc, 0.0, 0.0, 0.0
         )
@@ -148,3 +155,7 @@ class LiveBattery:
             steps=s.steps + len(loads),
             at=now - self._acc_s,
         )
+        b = self.state
+        assert b.at is not None
+        if not self.history or b.at - self.history[-1][0] >= HISTORY_EVERY_S - 1e-9:
+            self.history.append((b.at, b.soc_fraction, b.battery_mw))

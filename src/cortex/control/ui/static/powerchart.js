@@ -61,3 +61,57 @@
   refresh();
   setInterval(refresh, 30000);
 })();
+
+// The battery's modelled charge over the last day (GET /ui/power/battery.json), where the site
+// declares one.
+(function () {
+  var el = document.getElementById("battery-chart");
+  if (!el || typeof uPlot === "undefined") return;
+  var chart = null;
+  var api = { points: 0 };
+  window.cortexBatteryChart = api;
+
+  function draw(body) {
+    api.points = body.t.length;
+    var note = document.getElementById("battery-chart-empty");
+    if (note) note.hidden = body.t.length > 0;
+    if (!body.t.length) return;
+    var data = [body.t, body.soc.map(function (x) { return x * 100; })];
+    // At least an hour wide, ending at the newest point (one point alone has no span).
+    var last = body.t[body.t.length - 1];
+    var span = { min: Math.min(body.t[0], last - 3600), max: last };
+    if (chart) {
+      chart.setData(data, false);
+      chart.setScale("x", span);
+      el.dataset.drawn = String(api.points);
+      return;
+    }
+    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    chart = new uPlot({
+      width: Math.min(960, el.clientWidth || 960),
+      height: 160,
+      scales: { x: { time: true }, pct: { range: [0, 100] } },
+      axes: [axis, Object.assign({ label: "% charged", scale: "pct" }, axis)],
+      series: [{}, { label: "state of charge %", scale: "pct", stroke: "#f9a825", width: 1.5 }],
+    }, data, el);
+    chart.setScale("x", span);
+    el.dataset.drawn = String(api.points);
+  }
+
+  function refresh() {
+    fetch(el.dataset.src, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
+        if (!r.ok) throw new Error("battery: " + r.status);
+        return r.json();
+      })
+      .then(draw)
+      .catch(function (e) {
+        var box = document.getElementById("error");
+        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
+      });
+  }
+  api.refresh = refresh;
+  refresh();
+  setInterval(refresh, 60000);
+})();
