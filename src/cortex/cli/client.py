@@ -395,10 +395,23 @@ def queues(
             ),
         ),
         Col("weight", lambda q: f"{q['weight']:g}"),
+        Col("flavor quotas", lambda q: _flavor_quotas(q.get("flavor_quotas") or {})),
         Col("running gpus", lambda q: q["running_gpus"]),
         Col("pending", lambda q: q["pending_jobs"]),
     ]
     out.rows(data, data, cols)
+
+
+def _flavor_quotas(quotas: dict[str, dict[str, float]]) -> str | None:
+    """`H200-SXM: nominal 0.75 borrow 0.25; H100-SXM5: nominal 8`: what each entry sets (a share
+    of the flavor, or a GPU count); what it leaves out follows the queue's shares."""
+    parts = []
+    for flavor, fq in quotas.items():
+        nominal = fq.get("nominal_gpus", fq.get("nominal_share"))
+        limit = fq.get("borrowing_limit_gpus", fq.get("borrowing_limit_share"))
+        said = [f"{k} {v:g}" for k, v in (("nominal", nominal), ("borrow", limit)) if v is not None]
+        parts.append(" ".join([f"{flavor}:", *said]))
+    return "; ".join(parts) or None
 
 
 def nodes(

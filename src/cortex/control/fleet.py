@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cortex.control import models as m
-from cortex.fleet.spec import ClusterQueueSpec, FleetSpec, HallSpec, NodeGroup, QueuesSpec
+from cortex.fleet.spec import (
+    ClusterQueueSpec,
+    FlavorQuotaSpec,
+    FleetSpec,
+    HallSpec,
+    NodeGroup,
+    QueuesSpec,
+)
 
 PLACEHOLDER_QUEUE = "default"  # QueuesSpec needs one queue; no team owns this one
 
@@ -41,6 +48,9 @@ def queues_spec(rows: Iterable[m.Queue], min_runtime_s: float) -> QueuesSpec:
             weight=q.weight,
             min_runtime_s=q.min_runtime_s,
             preemption_budget=q.preemption_budget,
+            flavor_quotas={
+                fl: FlavorQuotaSpec.model_validate(fq) for fl, fq in (q.flavor_quotas or {}).items()
+            },
         )
         for q in rows
     ] or [ClusterQueueSpec(name=PLACEHOLDER_QUEUE)]

@@ -62,6 +62,8 @@ class Queue(Base):
     # Preemption protection (None: the service's min_runtime_s; no budget).
     min_runtime_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     preemption_budget: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Per-flavor quotas, {flavor: FlavorQuotaSpec fields}, as in a fleet file (None: none).
+    flavor_quotas: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Job(Base):

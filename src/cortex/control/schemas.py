@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 
+from cortex.fleet.spec import FlavorQuotaSpec
 from cortex.workload.spec import ElasticRange, JobSpec
 
 # Every number a client sends is finite and bounded: integers fit PostgreSQL's int4 (the
@@ -155,11 +156,27 @@ class SubmitMany(BaseModel):
     jobs: list[SubmitRequest]
 
 
+class FlavorQuotaIn(FlavorQuotaSpec):
+    """One flavor's quota in a queue, as in a fleet file's `flavor_quotas`, bounded: a
+    borrowing share past 1 means no more than 1, and counts fit the store's integers."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    nominal_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    nominal_gpus: Annotated[int, Field(ge=0, le=INT4_MAX, strict=True)] | None = None
+    borrowing_limit_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    borrowing_limit_gpus: Annotated[int, Field(ge=0, le=INT4_MAX, strict=True)] | None = None
+
+
+FlavorQuotas = Annotated[dict[Name64, FlavorQuotaIn], Field(max_length=64)]
+
+
 class QueueOut(BaseModel):
     name: str
     nominal_share: float
     borrowing_limit_share: float | None
     weight: float
+    # Per-flavor quotas (Kueue's resource-group flavors): they win over the shares there.
+    flavor_quotas: dict[str, dict[str, float | int]] = Field(default_factory=dict)
     min_runtime_s: float | None = None  # None: the service's default
     preemption_budget: int | None = None  # None: no limit
     running_gpus: int = 0
@@ -177,6 +194,8 @@ class QueueUpdate(BaseModel):
     # Preemption protection; null resets to the default (the service's runtime; no budget).
     min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] | None = None
     preemption_budget: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] | None = None
+    # The whole per-flavor map, replacing the stored one; {} or null clears it.
+    flavor_quotas: FlavorQuotas | None = None
 
 
 class NodeOut(BaseModel):

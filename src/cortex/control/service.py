@@ -21,6 +21,7 @@ from cortex.control.clock import SYSTEM, Clock
 from cortex.control.envcrypt import EnvBox
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
+from cortex.control.schemas import FlavorQuotaIn
 from cortex.control.settings import Settings
 from cortex.executors.local.users import scrub_environ
 
@@ -29,6 +30,17 @@ log = logging.getLogger("cortex.control")
 
 def _bad_share(x: float | None, top: float) -> bool:
     return x is not None and not (math.isfinite(x) and 0.0 <= x <= top)
+
+
+def _good_flavor_quotas(raw: object) -> bool:
+    if not isinstance(raw, dict):
+        return False
+    try:
+        for v in raw.values():
+            FlavorQuotaIn.model_validate(v)
+    except ValueError:  # pydantic's ValidationError is one
+        return False
+    return True
 
 
 def repair_queues(s: Session, at: float) -> int:
@@ -44,6 +56,8 @@ def repair_queues(s: Session, at: float) -> int:
             q.borrowing_limit_share, bad = None, [*bad, "borrowing_limit_share"]
         if _bad_share(q.weight, 1e6) or q.weight == 0:
             q.weight, bad = 1.0, [*bad, "weight"]
+        if q.flavor_quotas is not None and not _good_flavor_quotas(q.flavor_quotas):
+            q.flavor_quotas, bad = None, [*bad, "flavor_quotas"]
         if bad:
             fixed += 1
             msg = f"queue {q.name}: unusable {', '.join(bad)} reset to the default"

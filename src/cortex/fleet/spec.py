@@ -6,6 +6,7 @@ hall holds and how they are cut into pods (network blocks) and racks. `topology.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -216,13 +217,19 @@ def _flavor_gpus(spec: FleetSpec) -> dict[str, int]:
 
 
 def _check_flavor_shares(spec: FleetSpec, source: str) -> None:
+    assert spec.queues is not None
+    check_flavor_shares(spec.queues.cluster_queues, _flavor_gpus(spec), source)
+
+
+def check_flavor_shares(
+    queues: Sequence[ClusterQueueSpec], flavor_gpus: Mapping[str, int], source: str
+) -> None:
     """Per flavor that some queue gives a flavor quota, the queues' nominal quotas may not add
     up to more than the flavor holds. A queue's quota there is its flavor_quotas entry, else its
-    nominal_gpus entry, else its nominal_share."""
-    assert spec.queues is not None
-    queues = spec.queues.cluster_queues
-    for fl, total in _flavor_gpus(spec).items():
-        if not any(fl in q.flavor_quotas for q in queues):
+    nominal_gpus entry, else its nominal_share. The fleet files and the control plane's quota
+    edits both check through here."""
+    for fl, total in flavor_gpus.items():
+        if total <= 0 or not any(fl in q.flavor_quotas for q in queues):
             continue
         acc = 0.0
         for i, q in enumerate(queues):

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 
+from cortex.control import models as m
 from cortex.control import store
 from cortex.control.api.deps import MAX_ID, NO_NUL, Admin, Svc, Who, err
-from cortex.control.schemas import QueueOut, QueueUpdate, TokenCreate, TokenInfo, TokenOut
+from cortex.control.fleet import queues_spec
+from cortex.control.schemas import (
+    FlavorQuotas,
+    QueueOut,
+    QueueUpdate,
+    TokenCreate,
+    TokenInfo,
+    TokenOut,
+)
+from cortex.control.service import Service
+from cortex.errors import InputError
+from cortex.fleet.spec import check_flavor_shares
 
 router = APIRouter(prefix="/v1")
 TokenId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -19,19 +32,24 @@ def list_queues(who: Who, svc: Svc) -> list[QueueOut]:
     usage = svc.loop.usage()
     with svc.sessions() as s:
         return [
-            QueueOut(
-                name=q.name,
-                nominal_share=q.nominal_share,
-                borrowing_limit_share=q.borrowing_limit_share,
-                weight=q.weight,
-                min_runtime_s=q.min_runtime_s,
-                preemption_budget=q.preemption_budget,
-                running_gpus=usage.get(q.name, (0, 0))[0],
-                pending_jobs=usage.get(q.name, (0, 0))[1],
-            )
+            _out(q, usage.get(q.name, (0, 0)))
             for q in store.queues(s)
             if who.admin or q.name == who.team
         ]
+
+
+def _out(q: m.Queue, usage: tuple[int, int] = (0, 0)) -> QueueOut:
+    return QueueOut(
+        name=q.name,
+        nominal_share=q.nominal_share,
+        borrowing_limit_share=q.borrowing_limit_share,
+        weight=q.weight,
+        flavor_quotas=q.flavor_quotas or {},
+        min_runtime_s=q.min_runtime_s,
+        preemption_budget=q.preemption_budget,
+        running_gpus=usage[0],
+        pending_jobs=usage[1],
+    )
 
 
 @router.put("/queues/{name}", response_model=QueueOut, summary="Set a queue's quota (admin)")
@@ -61,20 +79,41 @@ def put_queue(
         for field in ("min_runtime_s", "preemption_budget"):
             if field in body.model_fields_set:
                 setattr(q, field, getattr(body, field))
+        if "flavor_quotas" in body.model_fields_set:
+            q.flavor_quotas = _flavor_quotas(svc, body.flavor_quotas or {})
+        _check_flavors_hold(svc, store.queues(s), name)
         store.event(
             s, "queue", f"queue {name} quota set: share {share}", team=name, at=svc.clock.time()
         )
-        out = QueueOut(
-            name=q.name,
-            nominal_share=q.nominal_share,
-            borrowing_limit_share=q.borrowing_limit_share,
-            weight=q.weight,
-            min_runtime_s=q.min_runtime_s,
-            preemption_budget=q.preemption_budget,
-        )
+        out = _out(q)
     svc.loop.queues_dirty = True
     svc.loop.wake()
     return out
+
+
+def _flavor_quotas(svc: Service, quotas: FlavorQuotas) -> dict[str, dict[str, Any]] | None:
+    """The stored form of a queue's per-flavor quotas; a flavor the fleet does not have now is
+    refused by name (a quota for it would silently do nothing)."""
+    flavors = svc.loop.topo.flavors
+    for fl in quotas:
+        if fl not in flavors:
+            raise err(
+                422,
+                ["body", "flavor_quotas", fl],
+                f"flavor {fl!r} is not in this fleet ({', '.join(flavors)})",
+            )
+    return {fl: fq.model_dump(exclude_none=True) for fl, fq in quotas.items()} or None
+
+
+def _check_flavors_hold(svc: Service, rows: Iterable[m.Queue], name: str) -> None:
+    """Every flavor's nominal quotas, with this edit, fit in the flavor: the fleet files'
+    rule (`check_flavor_shares`), on the fleet in service now."""
+    topo = svc.loop.topo
+    queues = queues_spec(rows, svc.settings.min_runtime_s).cluster_queues
+    try:
+        check_flavor_shares(queues, dict(zip(topo.flavors, topo.flavor_gpus(), strict=True)), name)
+    except InputError as e:
+        raise err(422, ["body", "flavor_quotas"], f"queue {name}'s edit: {e.reason}") from None
 
 
 @router.post(
