@@ -12,7 +12,8 @@ import sys
 
 # What a client command must not load: the server stack and the twin (seconds of imports),
 # pydantic (Typer builds an adapter per option; cli/fastparams.py answers plain values) and
-# httpx (plain HTTP goes through the standard library: cli/http.py).
+# httpx (plain HTTP goes through the standard library: cli/http.py), Typer's Rich help
+# (typer.rich_utils loads markdown-it and pygments: cli/main.py prints help in Click's layout).
 SERVER_STACK = (
     "fastapi", "starlette", "uvicorn", "sqlalchemy", "alembic", "numpy", "scipy", "highspy",
     "prometheus_client", "pydantic_settings", "cortex.scheduler", "cortex.sim", "cortex.fleet",
@@ -21,6 +22,7 @@ SERVER_STACK = (
 )  # fmt: skip
 CLIENT_FLOOR = (
     "pydantic", "pydantic_core", "typer._adapters", "click", "httpx", "httpcore", "h11", "anyio",
+    "typer.rich_utils", "markdown_it", "pygments",
 )  # fmt: skip
 
 PROBE = r"""

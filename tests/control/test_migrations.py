@@ -27,6 +27,7 @@ TABLES = {
     "node_failures",
     "node_drains",
     "job_gates",
+    "burn_ins",
 }
 
 

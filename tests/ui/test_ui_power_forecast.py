@@ -58,7 +58,7 @@ def test_the_forecast_steps_down_as_the_running_jobs_reach_their_estimated_ends(
 
         page = fsd.get("/ui/power").text
         assert 'id="forecast-chart"' in page and "/ui/static/powerchart.js" in page
-        assert "no battery model" in page
+        assert '<p class="big" id="battery-none">none</p>' in page
     finally:
         env.svc.close()
 
@@ -133,7 +133,7 @@ def test_the_heatmap_colors_each_node_by_its_halls_modelled_cooling_load(tmp_pat
         assert r.headers["X-Cortex-Outdoor-C"] == "45.0"
         assert list(r.content[8:]) == [round(booked / 90_000 * 200)] * 8
         overview = fsd.get("/ui/").text
-        assert 'value="cooling"' in overview and "No node temperature is measured" in overview
+        assert 'value="cooling"' in overview and "hall's modelled heat" in overview
         bad = fsd.get("/ui/heatmap.bin?color=temperature")
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "color"]
     finally:
@@ -145,3 +145,42 @@ def test_cooling_colors_need_a_power_policy(ui_env: UiEnv) -> None:
     r = c.get("/ui/heatmap.bin?color=cooling")
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "color"]
     assert 'value="cooling"' not in c.get("/ui/").text
+
+
+def test_the_forecast_adds_the_waiting_jobs_held_at_the_cap(tmp_path: Path) -> None:
+    """Policy `none` with a cap (watched, not enforced), one hall of 8 nodes x 8 H100. fsd's
+    32-GPU job A of 3,600 s runs from t0; its 64-GPU job B of 3,600 s waits for the whole fleet,
+    so the start estimator starts it when A ends, t0 + 1 h, until t0 + 2 h. Samples t0, +1 h,
+    +2 h, +3 h. The floor: A's draw now_w, then the idle fleet's idle_w. With B: at +1 h the
+    idle fleet plus B's increment, twice A's (64 GPUs against 32, booked alike uncapped; the
+    facility is linear in IT at one temperature): idle_w + 2 (now_w - idle_w); at +2 h B has
+    ended (an end at a sample is over). Then the cap is set to idle_w + 1.5 (now_w - idle_w):
+    +1 h is held at it, one sample capped, t0 (A alone, under the cap) unchanged."""
+    clock = FakeClock()
+    watch = {"power_policy": "none", "site_cap_kw": 1000.0, "power_actuator": "none"}
+    env = UiEnv(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, clock=clock, **watch)
+    try:
+        power = lambda: env.client.get("/v1/power", headers=env.api(ADMIN)).json()  # noqa: E731
+        idle_w = power()["facility_kw"] * 1e3
+        env.submit(env.fsd, gpus=32, duration_s=3600, name="a")
+        env.svc.loop.tick()
+        env.submit(env.fsd, gpus=64, duration_s=3600, name="b")
+        env.svc.loop.tick()
+        assert len(env.svc.loop.mirror.placement) == 1  # B waits
+        now_w = power()["facility_kw"] * 1e3
+        fsd = env.login(env.fsd)
+        body = fsd.get("/ui/power/forecast.json?hours=3&points=4").json()
+        assert body["facility_w"] == pytest.approx([now_w, idle_w, idle_w, idle_w])
+        want = [now_w, idle_w + 2 * (now_w - idle_w), idle_w, idle_w]
+        assert body["with_waiting_w"] == pytest.approx(want)
+        assert body["waiting"] == 1 and body["waiting_in"] == 1 and body["capped"] == 0
+
+        cap_w = idle_w + 1.5 * (now_w - idle_w)
+        r = env.client.put("/v1/power", json={"site_cap_kw": cap_w / 1e3}, headers=env.api(ADMIN))
+        assert r.status_code == 200, r.text
+        env.svc.loop.tick()
+        body = fsd.get("/ui/power/forecast.json?hours=3&points=4").json()
+        assert body["with_waiting_w"] == pytest.approx([now_w, cap_w, idle_w, idle_w])
+        assert body["capped"] == 1
+    finally:
+        env.svc.close()

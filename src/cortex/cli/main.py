@@ -81,6 +81,7 @@ class LazyGroup(TyperGroup):
             sub.command(cmd_name, **({"cls": cls} if cls else {}))(obj)
             cmd = typer.main.get_command(sub)
         cmd.name = cmd_name
+        _plain_help(cmd)
         if fastparams is not None:
             fastparams.install(cmd, ctx)
         self.commands[cmd_name] = cmd
@@ -96,6 +97,16 @@ class LazyGroup(TyperGroup):
         ]
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
+
+
+def _plain_help(cmd: Command) -> None:
+    """Help in Click's plain layout, as the root's own (`rich_markup_mode=None`): Typer's Rich
+    panels import typer.rich_utils, which loads rich.markdown (markdown-it) and rich.traceback
+    (pygments) even when no Markdown is rendered, about 100 ms of CPU on every `CMD --help`
+    (bench/RESULTS.md §46). Same text, option by option: tests/cli/test_cli_help_plain.py."""
+    cmd.rich_markup_mode = None  # type: ignore[attr-defined]
+    for sub in getattr(cmd, "commands", {}).values():
+        _plain_help(sub)
 
 
 def _version(value: bool) -> None:

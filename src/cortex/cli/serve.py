@@ -68,6 +68,14 @@ def serve(
     hot_spares: int | None = typer.Option(
         None, "--hot-spares", help="nodes per pod held as hot spares for gangs that lose one (0)"
     ),
+    burn_in: bool | None = typer.Option(
+        None,
+        "--burn-in/--no-burn-in",
+        help="a node back from a drain runs a diagnostic first, and returns only if it passes",
+    ),
+    burn_in_timeout_s: float | None = typer.Option(
+        None, "--burn-in-timeout-s", help="the diagnostic's time limit (300)"
+    ),
 ) -> None:
     """Start the control plane. At first start it prints the admin token once (or takes
     $CORTEX_ADMIN_TOKEN; changing that variable revokes the previous admin token)."""
@@ -91,6 +99,8 @@ def serve(
         executor=executor,
         ray_address=ray_address,
         hot_spares=hot_spares,
+        burn_in=burn_in,
+        burn_in_timeout_s=burn_in_timeout_s,
     )
     _run(settings)
 

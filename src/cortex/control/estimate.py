@@ -71,6 +71,7 @@ def _simulate(
     targets: set[int] | None,
     where: dict[int, tuple[int, int, Any]] | None = None,
     lost: LostWork | None = None,
+    budget_s: float = BUDGET_S,
 ) -> dict[int, float]:
     """Start times of the waiting jobs in one forward run (those that start in it). Jobs this
     run changes (running, started, preempted) are its own shallow copies; the live ones are
@@ -94,7 +95,7 @@ def _simulate(
     starts: dict[int, float] = {}
     copied = set(live)  # ids whose job objects here are this run's own copies
     t = now
-    deadline = time.monotonic() + BUDGET_S
+    deadline = time.monotonic() + budget_s
     for _ in range(MAX_PASSES):
         if time.monotonic() > deadline:
             break
@@ -151,10 +152,12 @@ def estimate(
     seed: int = 0,
     where: dict[int, tuple[int, int, Any]] | None = None,
     lost: LostWork | None = None,
+    budget_s: float = BUDGET_S,
 ) -> dict[int, StartEstimate]:
     """Start estimates for the waiting jobs of a `WhyRecord` (all, or `targets`); `where`, if
     given, receives each start's (flavor, gang GPUs, placement) in the point-estimate run;
-    `lost`, if given, costs preemption victims by lost work (else by their GPUs)."""
+    `lost`, if given, costs preemption victims by lost work (else by their GPUs); `budget_s`:
+    seconds per run (what has not started by then is "later")."""
     running = list(rec.running)
     pending = [job for q in rec.queues for _, job in q]
     waiting = {j.id for j in pending} - set(rec.started)
@@ -187,6 +190,7 @@ def estimate(
                 targets,
                 where if run == 0 else None,
                 lost,
+                budget_s,
             )
         )
     out = {}

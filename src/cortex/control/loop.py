@@ -35,6 +35,7 @@ from cortex.control.config import Settings
 from cortex.control.db import Sessions
 from cortex.control.envcrypt import EnvBox
 from cortex.control.fleet import local_fleet, queues_spec
+from cortex.control.loop_burnin import BurnInMixin
 from cortex.control.loop_exits import (
     ExitsMixin,
 )
@@ -117,8 +118,9 @@ def _spec_types(
 
 
 class SchedulerLoop(
-    LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMixin, GatesMixin
-):
+    LimitsMixin, LaunchMixin, ExitsMixin, RecoveryMixin, FleetMixin, HealthMixin, GatesMixin,
+    BurnInMixin,
+):  # fmt: skip
     """Drives the scheduler against the store and the executor. Holds the in-memory mirror of
     what the store says (control/mirror.py), rebuilt from the store by `recover()`
     (control/recovery.py)."""
@@ -175,6 +177,7 @@ class SchedulerLoop(
         self.fleet_version: int | None = getattr(executor, "fleet_version", None)
         self.fleet_view = FleetView()  # published by _sync_fleet (GET /v1/nodes reads it)
         self._init_health(settings.hot_spares)  # strikes, drains, hot spares (loop_health.py)
+        self._init_burn_in()  # diagnostic runs of nodes back from a drain (loop_burnin.py)
         self.pol = build_policies(settings.policy)
         self.speeds = _speeds(flavor)
         self.mirror = Mirror(
@@ -376,6 +379,7 @@ class SchedulerLoop(
             if unseen:
                 self._ingest(s, [row.id for row in unseen], new, now)
             stops += self._cancels(s, cancels, now)
+            exits = self._burn_in_exits(s, exits, now)  # the jobs' exits (loop_burnin.py)
             for e in exits:
                 self._exit(s, e, now)
             self._sync_fleet(s, now)
@@ -402,6 +406,7 @@ class SchedulerLoop(
             self._terminate(jid, attempt, why)
         if launches:
             self._launch(launches)
+        self._burn_in_act()
         if now - self._last_beat >= HEARTBEAT_S:
             self._heartbeat(now)
 

@@ -17,7 +17,7 @@ node refills its pod's pool when it is short."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -78,6 +78,10 @@ class HealthMixin:
 
     def _nodes_of(self, devices: list[int]) -> tuple[tuple[str, tuple[int, ...]], ...]:
         raise NotImplementedError  # FleetMixin's
+
+    if TYPE_CHECKING:  # BurnInMixin's
+
+        def _holds_ended(self, s: Session, due: list[str], now: float) -> None: ...
 
     def _admit(self, s: Session, st: Any, now: float) -> None:
         raise NotImplementedError  # LaunchMixin's
@@ -154,8 +158,7 @@ class HealthMixin:
                 h.failure(s, name, now, strike=True, kind=KIND_LOST)
         back = self._seen_down - down
         self._seen_down = down
-        for name in h.due(now):
-            h.returned(s, name, now)
+        self._holds_ended(s, h.due(now), now)  # back now, or after a burn-in (loop_burnin.py)
         index = self._index()
         st = self.mirror.state
         drained = {index[d] for d in h.drains if d in index}

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cortex.control.fleet import local_fleet
+from cortex.control.live_battery import LiveBattery
+from cortex.control.power_history import DrawHistory, record_draws
 from cortex.control.power_metrics import PowerCollector
 from cortex.drive.power_books import PowerBooks
 from cortex.errors import InputError
@@ -114,6 +116,8 @@ class LivePower:
         self._short_head: int | None = None  # the job the last cycle stopped at for watts
         self._next_shortage_s = -math.inf
         self.snapshot = self._snapshot(0.0)
+        self.history = DrawHistory()  # each job's draw over time (control/power_history.py)
+        self.battery = LiveBattery.from_settings(loop.settings)  # None: the site declares none
 
     # ---- wiring ---------------------------------------------------------------------------
     @classmethod
@@ -332,6 +336,9 @@ class LivePower:
             plan.preemptions = self._apply(cap, now)
             self.loop.dirty = True  # watts moved: the next tick's cycle may start work
         self.snapshot = self._snapshot(now)
+        record_draws(self, now)
+        if self.battery is not None and self.battery.due(now):  # it follows the facility draw
+            self.battery.advance(now, self.report().facility_w / 1e6)
         return plan
 
     # ---- internals ------------------------------------------------------------------------

@@ -254,3 +254,25 @@ class JobGate(Base):
     array_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     array_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
     time_limit_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+# ---- burn-in (migration 0009_burn_ins) -------------------------------------------------------
+class BurnIn(Base):
+    """One diagnostic run of a node back from a drain (control/loop_burnin.py). Its id is the
+    executor's attempt number under job id 0 (no job has id 0), so the run has a name for all
+    time, as a job's attempt has. `state`: launching (stored, maybe started), running (its
+    handle stored), passed, failed, lost (gone while the service was down), cancelled (the
+    node was undrained by hand meanwhile). `stopping`: a stop asked and why (timeout,
+    undrained)."""
+
+    __tablename__ = "burn_ins"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    node: Mapped[str] = mapped_column(String(200), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    deadline: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    handle: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    stopping: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str] = mapped_column(String(500), default="")

@@ -11,8 +11,8 @@ one machine would otherwise be drained by any crashing script.
 
 The store is the truth (node_failures, node_drains); the loop keeps the strikes and the drains
 in memory, reloads them at start and when the API changed a drain, and publishes an immutable
-view for the API. Burn-in here is a hold: the node stays out for `burn_in_s` (the twin's model),
-not a diagnostic run.
+view for the API. Burn-in here is a hold: the node stays out for `burn_in_s` (the twin's model);
+with the `burn_in` setting on, a diagnostic run then decides (control/loop_burnin.py).
 """
 
 from __future__ import annotations

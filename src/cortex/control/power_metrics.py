@@ -59,6 +59,20 @@ class PowerCollector(Collector):
             level.add_metric([str(jid)], lv)
         yield job_w
         yield level
+        bat = self._power.battery
+        if bat is not None:
+            b = bat.state
+            g = GaugeMetricFamily(
+                "cortex_power_battery",
+                "The site battery, modelled from the facility draw (the twin's dispatch)",
+                labels=["what"],
+            )
+            g.add_metric(["soc_fraction"], b.soc_fraction)
+            g.add_metric(["soc_mwh"], b.soc_mwh)
+            g.add_metric(["energy_mwh"], b.energy_mwh)
+            g.add_metric(["battery_mw"], b.battery_mw)
+            g.add_metric(["grid_mw"], b.grid_mw)
+            yield g
         counts = GaugeMetricFamily(
             "cortex_power_actions", "Power actions since start", labels=["what"]
         )

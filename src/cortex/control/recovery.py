@@ -81,6 +81,7 @@ class RecoveryMixin:
         def estimate_s(self, job: Job, flavor: int, gang: int) -> float: ...
         def _terminate(self, job_id: int, attempt: int, why: str) -> None: ...
         def park_rows(self, rows: dict[int, Any], jobs: dict[int, Job]) -> set[int]: ...
+        def _recover_burn_ins(self, s: Session, live: dict[Any, Any], now: float) -> None: ...
 
     def register_node(self, s: Session, kind: str) -> None:
         node = store.register_node(
@@ -232,6 +233,7 @@ class RecoveryMixin:
                 # A restart does not cut a retry delay short.
                 self.mirror.enqueue(job, until if until is not None and until > now else None)
                 counts["pending"] += 1
+            self._recover_burn_ins(s, live, now)  # loop_burnin.py: adopted, or lost
             counts["leaks"] = store.close_leaked_allocations(s, holding, now)
             store.mark_seen_unless_queued(s)
         self._kill_strays(live.values())

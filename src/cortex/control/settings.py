@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 2  # failed runs requeued at most
     # Nodes of each pod held as hot spares (drive/spares.py): a gang that loses a node takes one.
     hot_spares: Annotated[int, Field(ge=0, le=1024)] = 0
+    # Burn-in (control/loop_burnin.py): a node whose drain ends runs a diagnostic job first and
+    # returns only if it exits 0 within burn_in_timeout_s; off: it returns when its hold ends.
+    burn_in: bool = False
+    burn_in_timeout_s: Annotated[float, Field(ge=5, le=86400)] = 300.0
+    burn_in_check_s: Annotated[float, Field(gt=0, le=3600)] = 5.0  # the built-in check's load
+    # An operator's own diagnostic instead of the built-in (e.g. "dcgmi diag -r 2"): split as a
+    # shell splits words, run without a shell, as a job runs.
+    burn_in_command: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
     # Defaults: drive/data/run_rules.csv, with their sources.
     retry_backoff_base_s: Annotated[float, Field(ge=0, le=86400)] = _RULES.retry_backoff_base_s
     retry_backoff_max_s: Annotated[float, Field(ge=0, le=7 * 86400)] = _RULES.retry_backoff_max_s
@@ -154,6 +162,13 @@ class Settings(BaseSettings):
     # Outdoor temperature the cooling model starts at (None: its design temperature); a weather
     # or building-management feed updates it through PUT /v1/power.
     outdoor_temp_c: Annotated[float, Field(ge=-60, le=70)] | None = None
+    # A site battery (control/live_battery.py): its charge is modelled with the twin's dispatch
+    # on the live facility draw. Efficiency: power/data/battery_units.csv's Megapack unless
+    # given; the grid ramp limit it buffers: power/data/grid.csv's unless given.
+    battery_mwh: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    battery_mw: Annotated[float, Field(gt=0, le=1e6)] | None = None
+    battery_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
+    grid_ramp_mw_per_min: Annotated[float, Field(gt=0, le=1e6)] | None = None
 
     @field_validator("power_policy")
     @classmethod
@@ -172,6 +187,20 @@ class Settings(BaseSettings):
 
         if power_profile(self.power_policy).needs_site_cap and self.site_cap_kw is None:
             raise ValueError(f"site_cap_kw: power policy {self.power_policy} needs a site cap")
+        return self
+
+    @model_validator(mode="after")
+    def _battery_whole(self) -> Settings:
+        from cortex.scheduler.registry import power_profile
+
+        if (self.battery_mwh is None) != (self.battery_mw is None):
+            raise ValueError("battery_mw: give battery_mwh and battery_mw together")
+        live = power_profile(self.power_policy).make is not None or self.site_cap_kw is not None
+        if self.battery_mwh is not None and not live:
+            raise ValueError(
+                "battery_mwh: a battery needs a power policy or site_cap_kw "
+                "(its charge follows the power books' facility draw)"
+            )
         return self
 
     @field_validator("workdir_roots")
@@ -218,7 +247,23 @@ class Settings(BaseSettings):
             raise ValueError("give both tls_cert and tls_key, or neither")
         if self.retry_backoff_max_s < self.retry_backoff_base_s:
             raise ValueError("retry_backoff_max_s must not be below retry_backoff_base_s")
+        if self.burn_in_check_s >= self.burn_in_timeout_s:
+            raise ValueError("burn_in_check_s: must be below burn_in_timeout_s")
         return self
+
+    @field_validator("burn_in_command")
+    @classmethod
+    def _command_words(cls, v: str | None) -> str | None:
+        if v is not None:
+            import shlex
+
+            try:
+                words = shlex.split(v)
+            except ValueError as err:
+                raise ValueError(f"cannot split into words: {err}") from None
+            if not words or any("\x00" in w for w in words):
+                raise ValueError("must name a command, without NUL characters")
+        return v
 
     @property
     def url(self) -> str:

@@ -100,10 +100,14 @@ def dispatch(
     battery: BatterySpec | None,
     debug: bool = False,
     stop_at_violation: bool = False,
+    start: tuple[float, float] | None = None,
 ) -> GridResult:
     """Grid and battery per step for a load sampled every `step_s`. `stop_at_violation`: return
     at the first step that breaks the ramp limit (violations 1, the rest of the result is of
-    the steps up to it): enough for a search that asks only whether a battery is big enough."""
+    the steps up to it): enough for a search that asks only whether a battery is big enough.
+    `start`: (state of charge in MWh, grid MW) the previous step left, to carry a dispatch on
+    step by step (the live control plane: control/live_battery.py); else the battery starts at
+    its target charge and the grid at the first load."""
     n = len(load_mw)
     if battery is None or ramp_mw_per_min is None or n == 0:
         grid = np.asarray(load_mw, float).copy()
@@ -117,8 +121,9 @@ def dispatch(
     g_params = grid_params()
     bias_max = g_params["battery_bias_fraction"] * p_max
     horizon_h = g_params["battery_recharge_horizon_s"] / 3600.0
-    soc = target
-    g = float(load_mw[0])
+    soc = target if start is None else start[0]
+    soc0 = soc
+    g = float(load_mw[0]) if start is None else start[1]
     grid = np.empty(n)
     socs = np.empty(n)
     charged = discharged = losses = 0.0
@@ -156,7 +161,7 @@ def dispatch(
     if debug:
         # Energy conservation: grid + battery out = load + battery in; stored change = in*eta -
         # out/eta, i.e. losses close the balance.
-        stored = soc - target
+        stored = soc - soc0
         balance = charged - discharged - losses - stored
         if abs(balance) > 1e-6 * max(1.0, charged + discharged):
             raise AssertionError(f"battery energy not conserved: residual {balance} MWh")

@@ -20,6 +20,7 @@ from cortex.control.api import (
     dryrun,
     goodput,
     holds,
+    job_power,
     jobs,
     logs,
     node_health,
@@ -66,6 +67,7 @@ def build_app(svc: Service) -> FastAPI:
         node_health,
         dryrun,
         holds,
+        job_power,
     ):
         app.include_router(module.router)
     assets = ops.swagger_assets_dir()

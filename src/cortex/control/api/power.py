@@ -25,6 +25,27 @@ class PowerJobOut(BaseModel):
     devices: list[int]
 
 
+class BatteryOut(BaseModel):
+    """The site battery's state, modelled (control/live_battery.py): no telemetry reaches here."""
+
+    energy_mwh: float
+    power_mw: float
+    efficiency: float
+    ramp_mw_per_min: float
+    soc_mwh: float
+    soc_fraction: float
+    load_mw: float
+    grid_mw: float
+    battery_mw: float  # > 0: discharging, < 0: charging
+    charged_mwh: float
+    discharged_mwh: float
+    losses_mwh: float
+    violations: int
+    steps: int
+    at: float | None
+    source: str
+
+
 class PowerOut(BaseModel):
     policy: str
     site_cap_kw: float
@@ -38,6 +59,7 @@ class PowerOut(BaseModel):
     cap_failures: int
     outdoor_temp_c: float
     jobs: list[PowerJobOut]
+    battery: BatteryOut | None = None  # None: the site declares no battery
 
 
 class PowerUpdate(BaseModel):
@@ -71,6 +93,7 @@ def _power(svc: Svc, team: str | None = None) -> PowerOut:
         solves=snap.solves,
         cap_failures=snap.cap_failures,
         outdoor_temp_c=snap.outdoor_temp_c,
+        battery=BatteryOut(**power.battery.state.to_dict()) if power.battery is not None else None,
         jobs=[
             PowerJobOut(job_id=j, cap_level=lv, modelled_w=w, devices=list(devs))
             for j, (lv, w, devs) in sorted(snap.jobs.items())

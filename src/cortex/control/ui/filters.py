@@ -106,10 +106,12 @@ class HeatmapQuery(BaseModel):
     GPUs in use, 0-200, 255 when down; `power` (with a power policy): its modelled GPU draw
     as a share of their TDP, likewise; `cooling` (likewise): its hall's modelled heat as a
     share of what its cooling rejects at the outdoor temperature (ui/heat_view.py: no node
-    temperature is measured), 254 for a hall without rated cooling."""
+    temperature is measured), 254 for a hall without rated cooling; `temp` (likewise): its
+    GPUs' temperature in whole degrees C, measured where NVML reads it, else modelled from its
+    draw (control/node_temps.py)."""
 
     model_config = ConfigDict(extra="forbid")
-    color: Literal["state", "used", "power", "cooling"] = "state"
+    color: Literal["state", "used", "power", "cooling", "temp"] = "state"
 
 
 class TimelineQuery(BaseModel):

@@ -15,7 +15,7 @@ from cortex.control.api.deps import JobId, Svc, err
 from cortex.control.ui import filters, views
 from cortex.control.ui.blocking import blast, blocking
 from cortex.control.ui.filters import WAITING
-from cortex.control.ui.heat_view import node_cooling
+from cortex.control.ui.heat_view import node_cooling, node_temp
 from cortex.control.ui.pages import jobs_context
 from cortex.control.ui.power_view import node_power
 from cortex.control.ui.render import SECURITY_HEADERS, render
@@ -133,6 +133,12 @@ def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: S
         got, temp = node_cooling(loop, views.node_states(loop) == views.DOWN)
         data = got.tobytes()
         extra["X-Cortex-Outdoor-C"] = f"{temp:.1f}"
+    elif q.color == "temp":
+        if loop.power is None:
+            raise err(422, ["query", "color"], "temp: the service runs no power policy")
+        got, measured = node_temp(loop, views.node_states(loop) == views.DOWN)
+        data = got.tobytes()
+        extra["X-Cortex-Temp-Measured"] = str(measured)  # nodes measured; the rest modelled
     else:
         data = (views.node_states if q.color == "state" else views.node_used)(loop).tobytes()
     headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data)), **extra}

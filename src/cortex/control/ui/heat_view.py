@@ -1,6 +1,6 @@
-"""The heatmap's temperature coloring, from the one model the control plane has. No node or
-GPU temperature reaches the control plane (no telemetry feed; NVML is read for power and
-utilization only), so nothing here is a measured temperature. What the cooling model
+"""The heatmap's temperature colorings. `temp`: each node's GPU temperature (measured through
+NVML where the service reads its GPUs, else modelled from its draw: control/node_temps.py).
+`cooling`, from the facility model: what the cooling model
 (power/cooling.py) does say, per hall, is how much of its plant's heat rejection the hall
 uses at the outdoor temperature in force: its modelled IT draw (idle base, the running jobs'
 increments and the jobs still exiting, as the power page books them) over
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from cortex.control.ui.power_view import hall_rows
+from cortex.control.node_temps import node_temps_c
+from cortex.control.ui.power_view import hall_rows, node_gpu_w
 from cortex.control.ui.views import USED_DOWN, USED_MAX
 
 NO_LIMIT = 254  # the node's hall has no rated cooling in the fleet spec
@@ -47,3 +48,17 @@ def node_cooling(loop: Any, down: np.ndarray) -> tuple[np.ndarray, float]:
     out = per_hall[np.asarray(loop.topo.node_hall, dtype=np.int64)]
     out[down] = USED_DOWN
     return out, temp
+
+
+TEMP_MAX_C = 200  # the temperature snapshot's range: whole degrees C, 0..TEMP_MAX_C
+
+
+def node_temp(loop: Any, down: np.ndarray) -> tuple[np.ndarray, int]:
+    """One byte per node: its GPU temperature in whole degrees C (control/node_temps.py:
+    measured where NVML reads it, else modelled from its draw), USED_DOWN where `down`; and
+    how many nodes are measured."""
+    watts, gpn, _ = node_gpu_w(loop)
+    temps, measured = node_temps_c(loop, watts / gpn)
+    out = np.rint(np.clip(temps, 0.0, TEMP_MAX_C)).astype(np.uint8)
+    out[down] = USED_DOWN
+    return out, int(np.count_nonzero(measured & ~down))

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from cortex.control import store
 from cortex.control.api.deps import JobId, Svc, err
+from cortex.control.api.job_power import job_power
 from cortex.control.ui import filters
 from cortex.control.ui.goodput_view import LOOK, cached_goodput, peek_goodput
 from cortex.control.ui.power_forecast import forecast
@@ -29,7 +30,8 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 def power(
     request: Request, q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc
 ) -> Response:
-    ctx = {"who": who, "page": "power", "p": power_page(svc, who)}
+    p = power_page(svc, who)
+    ctx = {"who": who, "page": "power", "p": p, "battery": p is not None and p.battery is not None}
     return render(request, "power.html", ctx)
 
 
@@ -47,6 +49,23 @@ def power_forecast(q: Annotated[filters.ForecastQuery, Query()], who: Viewer, sv
     if got is None:
         raise err(404, ["path"], "the service runs no power policy", "not_found")
     return JSONResponse(got.to_dict(), headers=SECURITY_HEADERS)
+
+
+@router.get("/power/battery.json")
+def power_battery(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Svc) -> Response:
+    """The site battery's modelled charge over the last day (control/live_battery.py), one
+    point a minute; site-wide, like the forecast. 404 without a battery."""
+    power = svc.loop.power
+    if power is None or power.battery is None:
+        raise err(404, ["path"], "the site declares no battery", "not_found")
+    rows = list(power.battery.history)
+    body = {
+        "t": [r[0] for r in rows],
+        "soc": [r[1] for r in rows],
+        "battery_mw": [r[2] for r in rows],
+        "energy_mwh": power.battery.spec.energy_mwh,
+    }
+    return JSONResponse(body, headers=SECURITY_HEADERS)
 
 
 def _goodput_ctx(
@@ -111,6 +130,14 @@ def progress_data(
     if start is not None:
         body = series(svc.loop.progress, job_id, attempt, start, svc.clock.time(), q.points)
     return JSONResponse({"job_id": job_id, "attempt": attempt, **body}, headers=SECURITY_HEADERS)
+
+
+@router.get("/jobs/{job_id}/power.json")
+def job_power_data(
+    job_id: JobId, q: Annotated[filters.ChartQuery, Query()], who: Viewer, svc: Svc
+) -> Response:
+    """The job page's power chart: GET /v1/jobs/{id}/power's series, with its team rule."""
+    return JSONResponse(job_power(svc, who, job_id, q.points), headers=SECURITY_HEADERS)
 
 
 CARD_HOURS = 24.0

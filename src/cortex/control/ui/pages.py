@@ -158,6 +158,7 @@ def job_page(request: Request, job_id: JobId, who: Viewer, svc: Svc) -> Response
         "now": svc.clock.time(),
         "books": books,
         "power": power,
+        "power_chart": svc.loop.power is not None and job.attempt >= 1,
         "eff": efficiency(svc, job_id, job.progress, power) if placed else None,
         **goodput_view.LOOK,
     }

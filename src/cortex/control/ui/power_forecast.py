@@ -1,23 +1,23 @@
 """The power page's forecast: the site's facility draw over the next hours if the jobs running
-now end at their estimated ends, against the cap in force, and what the live control plane
-knows of a battery (nothing: it has no battery model nor battery telemetry; the twin has one).
+now end at their estimated ends, against the cap in force.
 
 The ends are the ones the start estimator runs the scheduler forward from (control/estimate.py:
 each running job's `est_end_s`, one already past it ending now). Watts come from the power
 books the loop publishes (`LivePower.report()`: each job's IT watts over idle) through the one
-facility model (power/cooling.py) at the outdoor temperature in force. What it leaves out, so
-it is a floor and not a prediction of the draw: the waiting jobs that will start as these end
-(their starts depend on the whole forward run and its power decisions), jobs still exiting and
-measured excess over the books (both short-lived), and changes of the cap or the temperature
-(no schedule of them exists)."""
+facility model (power/cooling.py) at the outdoor temperature in force. That line is the floor
+of the draw. A second line adds the waiting jobs at the estimator's starts, held at the cap
+(ui/forecast_waiting.py says what that leaves out). Neither has jobs still exiting, measured
+excess over the books (both short-lived), nor changes of the cap or the temperature (no
+schedule of them exists)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from cortex.control.ui.forecast_waiting import waiting_starts
 from cortex.workload.states import PENDING
 
 
@@ -31,8 +31,13 @@ class Forecast:
     temp_c: float
     jobs: int  # running jobs in the forecast (booked and drawing)
     overdue: int  # of them, past their estimated end (ending now, as the estimator has them)
-    waiting: int  # jobs waiting, not in the forecast
+    waiting: int  # jobs waiting
     waiting_gpus: int
+    # The draw with the waiting jobs at their estimated starts, held at the cap
+    # (ui/forecast_waiting.py); how many of them start in it; samples the cap held.
+    with_waiting_w: list[float] = field(default_factory=list)
+    waiting_in: int = 0
+    capped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +51,9 @@ class Forecast:
             "overdue": self.overdue,
             "waiting": self.waiting,
             "waiting_gpus": self.waiting_gpus,
+            "with_waiting_w": self.with_waiting_w,
+            "waiting_in": self.waiting_in,
+            "capped": self.capped,
         }
 
 
@@ -80,6 +88,14 @@ def forecast(svc: Any, hours: float, points: int) -> Forecast | None:
     it = snap.idle_it_w + after[first]
     facility = [b.cooling.facility_w(float(x), b.nameplate_it_w, temp) for x in it]
     waiting = [j for j in jobs.values() if j.state in PENDING]
+    starts = waiting_starts(svc.loop) if waiting else []
+    extra = np.zeros(len(t))
+    for s, e, w in starts:  # drawing from its start until its end (an end at a sample: over)
+        extra[(t >= s) & (t < e)] += w
+    # The cap holds back the waiting jobs, never what already runs (the floor).
+    raw = [b.cooling.facility_w(float(x), b.nameplate_it_w, temp) for x in it + extra]
+    with_waiting = [max(f0, min(f, snap.site_cap_w)) for f0, f in zip(facility, raw, strict=True)]
+    capped = sum(1 for f0, f in zip(facility, raw, strict=True) if f > max(f0, snap.site_cap_w))
     return Forecast(
         now=now,
         t=[float(x) for x in t],
@@ -91,4 +107,7 @@ def forecast(svc: Any, hours: float, points: int) -> Forecast | None:
         overdue=int(np.count_nonzero(end <= now)),
         waiting=len(waiting),
         waiting_gpus=sum(j.gpus for j in waiting),
+        with_waiting_w=with_waiting,
+        waiting_in=sum(1 for s, _, _ in starts if s <= t[-1]),
+        capped=capped,
     )

@@ -79,6 +79,7 @@ class PowerPage:
     rest_code: str | None = None  # the pass stopped walking the queue at a power blocker
     as_of: float = 0.0
     changes: list[tuple[float, str]] = field(default_factory=list)  # (at, what), newest first
+    battery: Any = None  # control/live_battery.py's BatteryState; None: the site declares none
 
 
 CHANGES_SHOWN = 20
@@ -115,6 +116,7 @@ def power_page(svc: Any, who: Principal) -> PowerPage | None:
         solves=snap.solves,
         cap_failures=snap.cap_failures,
         as_of=now,
+        battery=power.battery.state if power.battery is not None else None,
     )
     if b.ramp_mw_per_min is not None:
         _ramp(page, b, now)
@@ -217,12 +219,10 @@ def _held(page: PowerPage, svc: Any, who: Principal) -> None:
             )
 
 
-def node_power(loop: Any, down: np.ndarray) -> np.ndarray:
-    """The heatmap's power snapshot: per node, its modelled GPU draw (the running jobs' booked
-    per-GPU watts, idle watts on its free GPUs) as a share of its GPUs' TDP, 0..USED_MAX;
-    USED_DOWN where `down`. The books' per-job watts come from the loop's published report."""
-    from cortex.control.ui.views import USED_DOWN, USED_MAX
-
+def node_gpu_w(loop: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per node: its modelled GPU draw (the running jobs' booked per-GPU watts, idle watts on
+    its free GPUs), its GPUs and their TDP. The books' per-job watts come from the loop's
+    published report."""
     topo = loop.topo
     books = loop.power.report().books
     flavor = np.asarray(topo.node_flavor, dtype=np.int64)
@@ -237,6 +237,15 @@ def node_power(loop: Any, down: np.ndarray) -> np.ndarray:
             continue
         for n, k in placed:
             watts[n] += got[1] * k
+    return watts, gpn, tdp
+
+
+def node_power(loop: Any, down: np.ndarray) -> np.ndarray:
+    """The heatmap's power snapshot: per node, its modelled GPU draw (`node_gpu_w`) as a share
+    of its GPUs' TDP, 0..USED_MAX; USED_DOWN where `down`."""
+    from cortex.control.ui.views import USED_DOWN, USED_MAX
+
+    watts, gpn, tdp = node_gpu_w(loop)
     out = np.rint(np.clip(watts / (gpn * tdp), 0.0, 1.0) * USED_MAX).astype(np.uint8)
     out[down] = USED_DOWN
     return out

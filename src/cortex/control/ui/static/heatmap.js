@@ -53,7 +53,19 @@
       return Math.round(CSTOPS[lo][ch] + (CSTOPS[lo + 1][ch] - CSTOPS[lo][ch]) * w);
     }));
   });
-  var TABLES = { used: RAMP, power: POWER_RAMP, cooling: COOL_RAMP };
+  // "temp" mode: the byte is the node's GPU temperature in whole degrees C (measured through
+  // NVML where the server reads it, else modelled from its draw: control/node_temps.py), on
+  // the cooling ramp from TEMP_LO (blue) through sand to TEMP_HI (red) and beyond.
+  var TEMP_LO = 25, TEMP_HI = 85;
+  var TEMP_RAMP = RAMP.map(function (c, v) {
+    if (v > USED_MAX) return c;
+    var f = Math.min(Math.max((v - TEMP_LO) / (TEMP_HI - TEMP_LO), 0), 1) * 2;
+    var lo = Math.min(1, Math.floor(f)), w = f - lo;
+    return packed([0, 1, 2].map(function (ch) {
+      return Math.round(CSTOPS[lo][ch] + (CSTOPS[lo + 1][ch] - CSTOPS[lo][ch]) * w);
+    }));
+  });
+  var TABLES = { used: RAMP, power: POWER_RAMP, cooling: COOL_RAMP, temp: TEMP_RAMP };
   var select = document.getElementById("heat-color");
   api.mode = select ? select.value : "state";
   var grouping = document.getElementById("heat-layout");
@@ -187,6 +199,7 @@
       : api.dataMode === "power" ? share + "% of TDP drawn (modelled)"
       : api.dataMode === "cooling" ? (b === NO_COOLING ? "hall has no rated cooling"
         : "hall cooling at " + share + "% of capacity at " + api.outdoorC + " °C outdoor (modelled)")
+      : api.dataMode === "temp" ? "GPUs " + b + " °C" + (i < api.tempMeasured ? " (measured, NVML)" : " (modelled from draw)")
       : api.meta.states[b];
     var hall = api.meta.halls ? api.meta.halls[pod(i, api.meta.hall_start)] : "";
     tip.textContent = "node #" + i + " · " + hall + " · pod " + pod(i) + " · " + what;
@@ -204,6 +217,8 @@
     return fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
       if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
       if (!r.ok) throw new Error(url + ": " + r.status);
+      var m = r.headers.get("X-Cortex-Temp-Measured");
+      if (m !== null) api.tempMeasured = Number(m);
       var c = r.headers.get("X-Cortex-Outdoor-C");
       if (c !== null) {
         api.outdoorC = c;

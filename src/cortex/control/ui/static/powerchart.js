@@ -1,5 +1,6 @@
 // The power page's forecast (GET /ui/power/forecast.json): the site's facility draw as the
-// running jobs end, against the cap in force, drawn by uPlot.
+// running jobs end (the floor), and with the waiting jobs at their estimated starts held at the
+// cap, against the cap in force, drawn by uPlot.
 "use strict";
 (function () {
   var el = document.getElementById("forecast-chart");
@@ -16,11 +17,14 @@
     api.body = body;
     var cap = body.t.map(function () { return body.cap_w / 1e6; });
     var fac = body.facility_w.map(function (w) { return w / 1e6; });
-    var data = [body.t, fac, cap];
+    var ww = (body.with_waiting_w || body.facility_w).map(function (w) { return w / 1e6; });
+    var data = [body.t, fac, ww, cap];
     var sum = document.getElementById("forecast-summary");
     if (sum) {
       sum.textContent = body.jobs + " running jobs in it (" + body.overdue + " past their estimate); " +
-        body.waiting + " waiting jobs (" + body.waiting_gpus + " GPUs) not in it; now " +
+        body.waiting + " waiting jobs (" + body.waiting_gpus + " GPUs), " + body.waiting_in +
+        " of them starting within the horizon by the estimator" +
+        (body.capped ? ", the cap holding the draw at " + body.capped + " samples" : "") + "; now " +
         mw(body.facility_w[0]) + ", at the end " + mw(body.facility_w[body.t.length - 1]) +
         ", cap " + mw(body.cap_w) + ", outdoor " + body.temp_c.toFixed(1) + " °C";
     }
@@ -32,6 +36,7 @@
       scales: { x: { time: true }, mw: {} },
       axes: [axis, Object.assign({ label: "MW", scale: "mw" }, axis)],
       series: [{}, { label: "facility (forecast)", scale: "mw", stroke: "#5b9bd5", width: 1.5, paths: uPlot.paths.stepped({ align: 1 }) },
+               { label: "with waiting jobs (cap applied)", scale: "mw", stroke: "#66bb6a", width: 1.5, dash: [3, 3], paths: uPlot.paths.stepped({ align: 1 }) },
                { label: "cap", scale: "mw", stroke: "#e53935", width: 1, dash: [6, 4] }],
     }, data, el);
     el.dataset.drawn = String(api.points);
@@ -55,4 +60,58 @@
   if (hours) hours.addEventListener("change", refresh);
   refresh();
   setInterval(refresh, 30000);
+})();
+
+// The battery's modelled charge over the last day (GET /ui/power/battery.json), where the site
+// declares one.
+(function () {
+  var el = document.getElementById("battery-chart");
+  if (!el || typeof uPlot === "undefined") return;
+  var chart = null;
+  var api = { points: 0 };
+  window.cortexBatteryChart = api;
+
+  function draw(body) {
+    api.points = body.t.length;
+    var note = document.getElementById("battery-chart-empty");
+    if (note) note.hidden = body.t.length > 0;
+    if (!body.t.length) return;
+    var data = [body.t, body.soc.map(function (x) { return x * 100; })];
+    // At least an hour wide, ending at the newest point (one point alone has no span).
+    var last = body.t[body.t.length - 1];
+    var span = { min: Math.min(body.t[0], last - 3600), max: last };
+    if (chart) {
+      chart.setData(data, false);
+      chart.setScale("x", span);
+      el.dataset.drawn = String(api.points);
+      return;
+    }
+    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    chart = new uPlot({
+      width: Math.min(960, el.clientWidth || 960),
+      height: 160,
+      scales: { x: { time: true }, pct: { range: [0, 100] } },
+      axes: [axis, Object.assign({ label: "% charged", scale: "pct" }, axis)],
+      series: [{}, { label: "state of charge %", scale: "pct", stroke: "#f9a825", width: 1.5 }],
+    }, data, el);
+    chart.setScale("x", span);
+    el.dataset.drawn = String(api.points);
+  }
+
+  function refresh() {
+    fetch(el.dataset.src, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
+        if (!r.ok) throw new Error("battery: " + r.status);
+        return r.json();
+      })
+      .then(draw)
+      .catch(function (e) {
+        var box = document.getElementById("error");
+        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
+      });
+  }
+  api.refresh = refresh;
+  refresh();
+  setInterval(refresh, 60000);
 })();
