@@ -69,7 +69,8 @@ def compare(a: Path, b: Path) -> int:
         for d in (x, y):
             for k in VOLATILE:
                 d.pop(k, None)
-        if x == y:
+        # As text, not as objects: 3 == 3.0 in Python, but the report file says "3" or "3.0".
+        if json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True):
             print(f"same  {name}")
         else:
             bad += 1
