@@ -55,6 +55,8 @@ MODULES: tuple[str, ...] = (
     "cortex.drive.allocation",
     "cortex.drive.power_books",
     "cortex.drive.power_jobs",
+    "cortex.power.battery",
+    "cortex.power.cooling",
 )
 
 BUILD_ENTRIES = frozenset({compiled.MANIFEST, "build.log", "lib"})
