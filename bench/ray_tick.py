@@ -174,12 +174,36 @@ def timed(ex: Any) -> list[float]:
     return spent
 
 
+# The executor's steps that called Ray on the tick before branch ray4 (a gang's start sends
+# its agents' calls; a stop sends theirs): each call's wall time, by name.
+STEPS = ("_starting", "terminate")
+
+
+def timed_steps(ex: Any) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {name: [] for name in STEPS}
+    for name in STEPS:
+        fn = getattr(ex, name, None)
+        if fn is None or isinstance(ex, StandIn):
+            continue
+
+        def wrap(*a: Any, _fn: Any = fn, _to: list[float] = out[name], **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                _to.append(time.perf_counter() - t0)
+
+        setattr(ex, name, wrap)  # the instance's attribute: poll() calls self._starting
+    return out
+
+
 def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
     """Ticks every TICK_EVERY_S for `seconds`: per tick, its wall time, the tick thread's CPU
     time, its wait for a core (runq), the time spent in executor calls, and what is left
     (blocked: the GIL, I/O)."""
     loop.tick()  # ingest the queue (not timed: the same one-off cost for both)
     spent = timed(loop.executor)
+    steps = timed_steps(loop.executor)
     names = ("wall", "cpu", "runq", "wall_less_runq", "executor", "blocked")
     rows: dict[str, list[float]] = {k: [] for k in names}
     launch_walls: list[float] = []  # ticks that launched at least one gang
@@ -205,10 +229,11 @@ def run_ticks(loop: Any, seconds: float) -> dict[str, Any]:
         "queued_at_end": len(loop.mirror.pending),
         "launches": int(spent[1] - launches0),
     }
-    for k, xs in {**rows, "launch_tick_wall": launch_walls}.items():
+    for k, xs in {**rows, "launch_tick_wall": launch_walls, **steps}.items():
         if xs:
             out[f"{k}_ms"] = {"p50": round(pct(xs, 50) * 1e3, 2), "max": round(max(xs) * 1e3, 2)}
             out[f"{k}_ms"]["p99"] = round(pct(xs, 99) * 1e3, 2)
+            out[f"{k}_ms"]["n"] = len(xs)
     return out
 
 

@@ -381,17 +381,33 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     `--power-policy full`, and the bare loop on the same jobs (warm ones included) including
     generating them; interleaved `repeats` times, medians and ratios within the run, of wall
     and of CPU seconds (on a shared machine CPU is the steadier one). BENCH_BASE_SRC=path adds
-    the same sim run on another checkout's sources (`sim_base`); BENCH_REPEATS=n."""
+    the same sim run on another checkout's sources (`sim_base`); BENCH_REPEATS=n;
+    BENCH_DAYS=d. BENCH_COMPILED=1 adds both sim runs on the compiled core (`python -m
+    cortex.compile` first; refused unless that build is current), the pure ones then run with
+    CORTEX_COMPILED=0."""
+    days = float(os.environ.get("BENCH_DAYS", days))
     sim = [PY, "-m", "cortex.cli.main", "sim", "--fleet", "cortex-2024", "--days", str(days)]
+    with_compiled = os.environ.get("BENCH_COMPILED") == "1"
+    pure = {**os.environ, "CORTEX_COMPILED": "0"}
     cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
-        "bare": ([PY, "-c", MONTH_BARE.format(days=days)], None),
-        "sim": ([*sim, "--quiet"], None),
-        "sim_full": ([*sim, "--quiet", "--power-policy", "full"], None),
+        "bare": ([PY, "-c", MONTH_BARE.format(days=days)], pure),
+        "sim": ([*sim, "--quiet"], pure),
+        "sim_full": ([*sim, "--quiet", "--power-policy", "full"], pure),
     }
+    if with_compiled:
+        from cortex import compiled
+
+        found = compiled.read_manifest(compiled.build_dir())
+        why = found if isinstance(found, str) else compiled.stale_reason(found)
+        if why is not None:
+            raise SystemExit(f"BENCH_COMPILED=1: {why}; run python -m cortex.compile")
+        native = {**os.environ, "CORTEX_COMPILED": "1"}
+        cmds["sim_compiled"] = (cmds["sim"][0], native)
+        cmds["sim_full_compiled"] = (cmds["sim_full"][0], native)
     repeats = int(os.environ.get("BENCH_REPEATS", repeats))
     base = os.environ.get("BENCH_BASE_SRC")
     if base:
-        cmds["sim_base"] = ([*sim, "--quiet"], {**os.environ, "PYTHONPATH": base})
+        cmds["sim_base"] = ([*sim, "--quiet"], {**pure, "PYTHONPATH": base})
     walls: dict[str, list[float]] = {k: [] for k in cmds}
     cpus: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, float] = {}
@@ -421,6 +437,13 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     }
     if base:
         out["sim_vs_base_cpu"] = round(med_cpu["sim"] / med_cpu["sim_base"], 2)
+    if with_compiled:
+        for m, key in ((med, ""), (med_cpu, "_cpu")):
+            out["compiled_vs_bare" + key] = round(m["sim_compiled"] / m["bare"], 2)
+            out["compiled_vs_pure" + key] = round(m["sim_compiled"] / m["sim"], 2)
+            out["full_vs_none_compiled" + key] = round(
+                m["sim_full_compiled"] / m["sim_compiled"], 2
+            )
     return out
 
 

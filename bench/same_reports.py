@@ -5,7 +5,9 @@
 
 `--src` runs another checkout's sources (e.g. `git archive BASE | tar -x -C /tmp/base`, then
 `--src /tmp/base/src`) with this environment. The configurations cover every policy and power
-policy on fleets where jobs queue, get preempted and fail.
+policy on fleets where jobs queue, get preempted and fail. The compiled core against pure
+Python: `CORTEX_COMPILED=0 ... run P`, `CORTEX_COMPILED=1 ... run C`, `compare P C` (after
+`python -m cortex.compile`; a stale build prints why and runs pure).
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def compare(a: Path, b: Path) -> int:
         for d in (x, y):
             for k in VOLATILE:
                 d.pop(k, None)
-        if x == y:
+        # As text, not as objects: 3 == 3.0 in Python, but the report file says "3" or "3.0".
+        if json.dumps(x, sort_keys=True) == json.dumps(y, sort_keys=True):
             print(f"same  {name}")
         else:
             bad += 1

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from helpers import fake_service
 
 from cortex.control.devpg import ThrowawayPostgres, find_bin
+from cortex.control.service import Service
 
 _counter = itertools.count()
 
@@ -52,3 +55,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'cortex.db'}"
     return new_pg_database(request.getfixturevalue("pg_server"))
+
+
+@pytest.fixture
+def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
+    """A service on `db_url` whose executor is an in-test fake (helpers.fake_service)."""
+    service = fake_service(db_url, tmp_path)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def client(svc: Service) -> TestClient:
+    return TestClient(svc.app)

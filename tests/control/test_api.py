@@ -4,30 +4,17 @@ input (422/413 naming the field, nothing written), queues, tokens, nodes, events
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import ADMIN, fake_service, job_body
+from helpers import ADMIN, job_body
 from sqlalchemy import func, select
 
 from cortex.control import models as m
 from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-@pytest.fixture
-def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
-    service = fake_service(db_url, tmp_path)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def client(svc: Service) -> TestClient:
-    return TestClient(svc.app)
 
 
 def team_headers(client: TestClient, team: str) -> dict[str, str]:

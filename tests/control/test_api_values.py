@@ -4,25 +4,15 @@ of other submissions committed with them is not lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
-from helpers import ADMIN, fake_service, job_body
+from helpers import ADMIN, job_body
 from sqlalchemy import func, select
 
 from cortex.control import models as m
 from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-@pytest.fixture
-def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
-    service = fake_service(db_url, tmp_path)
-    yield service
-    service.close()
 
 
 def _jobs(svc: Service) -> int:

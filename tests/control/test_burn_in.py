@@ -265,3 +265,16 @@ def test_a_tick_that_fails_after_starting_a_burn_in_launches_nothing_of_it(
     assert b.state == "passed"
     attempts = Path(svc.settings.run_dir) / "jobs" / "0" / "attempts"
     assert sorted(p.name for p in attempts.iterdir()) == [str(b.id)]
+
+
+def test_the_reason_is_the_last_printable_line_never_through_a_link(tmp_path: Path) -> None:
+    from cortex.control.loop_burnin import last_line
+
+    log = tmp_path / "stderr.log"
+    log.write_bytes(b"x" * 10_000 + b"\nfirst\nGPU 3: \x1b[31mXid 79\x1b[0m fell off the bus\n\n")
+    assert last_line(log) == "GPU 3: [31mXid 79[0m fell off the bus"  # ESC dropped
+    secret = tmp_path / "secret"
+    secret.write_text("the service's secret\n")
+    link = tmp_path / "link.log"
+    link.symlink_to(secret)
+    assert last_line(link) == "" and last_line(tmp_path / "absent") == ""

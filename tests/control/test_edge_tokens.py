@@ -4,7 +4,6 @@ token rotation, and a submission right after its team's token was created."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,6 @@ from cortex.control import models as m
 from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
-
-
-@pytest.fixture
-def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
-    service = fake_service(db_url, tmp_path)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def client(svc: Service) -> TestClient:
-    return TestClient(svc.app)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,6 @@ from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 JSON_H = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
-    service = fake_service(db_url, tmp_path)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def client(svc: Service) -> TestClient:
-    return TestClient(svc.app)
 
 
 def team(client: TestClient, name: str = "fsd") -> dict[str, str]:

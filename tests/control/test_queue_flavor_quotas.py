@@ -6,13 +6,11 @@ CPU-SLOT slots."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import ADMIN, fake_service, job_body
+from helpers import ADMIN, job_body
 from sqlalchemy import update
 
 from cortex.control import models as m
@@ -20,18 +18,6 @@ from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 SLOT = "CPU-SLOT"
-
-
-@pytest.fixture
-def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
-    service = fake_service(db_url, tmp_path)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def client(svc: Service) -> TestClient:
-    return TestClient(svc.app)
 
 
 def team(client: TestClient, name: str) -> dict[str, str]:

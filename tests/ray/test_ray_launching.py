@@ -396,12 +396,13 @@ class Method:
     """One actor method of a scripted, live agent: each .remote() call is recorded with the
     thread that made it; master() answers at once (the group is placed), the rest never."""
 
-    def __init__(self, calls: list[tuple[str, str]], name: str) -> None:
-        self.calls, self.name = calls, name
+    def __init__(self, calls: list[tuple[str, str]], name: str, answers: list[Any]) -> None:
+        self.calls, self.name, self.answers = calls, name, answers
 
     def remote(self, *args: Any) -> Any:
         self.calls.append((self.name, _thread()))
         fut: Future[Any] = Future()
+        self.answers.append(fut)
         if self.name == "master":
             fut.set_result(("127.0.0.1", 29500))
         return type("Ref", (), {"future": staticmethod(lambda: fut)})()
@@ -410,13 +411,15 @@ class Method:
 class LiveAgents:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.answers: list[Future[Any]] = []  # each call's Future, in call order
 
     def options(self, **_: Any) -> LiveAgents:
         return self
 
     def remote(self, *args: Any) -> Any:
         names = ("master", "start", "wait", "stop", "stop_gang")
-        return type("LiveAgent", (), {n: Method(self.calls, n) for n in names})()
+        methods = {n: Method(self.calls, n, self.answers) for n in names}
+        return type("LiveAgent", (), methods)()
 
 
 def _started(ex: RayExecutor, key: tuple[int, int]) -> None:
@@ -500,3 +503,27 @@ def test_the_placement_groups_state_is_read_off_the_tick_at_the_timeout(
     assert sorted(reads) == [("pg-40", "ray-launch"), ("pg-41", "ray-launch")]
     assert ex.drain(10)
     assert ("teardown", 40, "ray-launch") in ray.calls
+
+
+def test_an_agents_wait_that_timed_out_is_sent_again_from_the_calls_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wait() returns None after WAIT_S (an hour) with the ranks still running: the next one
+    was sent from the tick; now from the calls thread, its answer read as before."""
+    ex = executor(tmp_path)
+    ScriptedRay(monkeypatch, ex)
+    agents = LiveAgents()
+    monkeypatch.setattr(ex, "_agent_cls", agents)
+    ex.launch(spec(32))
+    _started(ex, (32, 1))
+    assert ex.drain(10)
+    ex.poll()
+    gang = ex._gangs[(32, 1)]
+    gang.waits[0].set_result(None)  # an hour went by, the ranks run on
+    assert ex.poll() == []
+    assert ex.drain(10)
+    waits = [thread for name, thread in agents.calls if name == "wait"]
+    assert waits == ["ray-calls"] * 3  # one per agent at the start, then agent 0's again
+    assert not gang.waits[0].done()  # the new wait, pending like the agent's answer
+    agents.answers[-1].set_result({"index": 0, "exit_code": 0, "node": "node-a"})
+    assert gang.waits[0].result(timeout=5)["exit_code"] == 0  # the agent's answer, passed on

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import CHROMIUM, CHROMIUM_ARGS, UiEnv, require_chromium
+from uikit import CHROMIUM, CHROMIUM_ARGS, LiveUi, Page, UiEnv, browsing, require_chromium
 
 _counter = itertools.count()
 
@@ -19,6 +19,13 @@ def ui_env(tmp_path: Path) -> Iterator[UiEnv]:
     e = UiEnv(f"sqlite:///{tmp_path / 'cortex.db'}", tmp_path)
     yield e
     e.svc.close()
+
+
+@pytest.fixture
+def page(browser: Any, live: LiveUi) -> Iterator[Page]:
+    """A page on the module's `live` server (each browser test module defines `live`)."""
+    with browsing(browser, live.base) as p:
+        yield p
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import ADMIN, LiveUi, Page, UiEnv
+from uikit import ADMIN, LiveUi, Page, UiEnv, serving
 
 # The legend's colors (static/app.css .s0-.s4, static/heatmap.js COLORS), written out here
 # by hand: idle, partly used, full, down, cordoned.
@@ -29,21 +29,8 @@ WAIT_MS = 60_000  # generous: see uikit.Page
 def live(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[LiveUi]:
     home: Path = tmp_path_factory.mktemp("ui-live")
     env = UiEnv(f"sqlite:///{home / 'cortex.db'}", home)
-    srv = LiveUi(env)
-    try:
+    with serving(env) as srv:
         yield srv
-    finally:
-        srv.stop()
-        env.svc.close()
-
-
-@pytest.fixture
-def page(browser: Any, live: LiveUi) -> Iterator[Page]:
-    p = Page(browser, live.base)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def test_login_overview_and_every_view_render_without_console_errors(

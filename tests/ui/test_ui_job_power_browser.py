@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import LiveUi, Page, UiEnv
+from uikit import LiveUi, Page, UiEnv, serving
 
 from cortex.control import power_history
 
@@ -21,12 +21,8 @@ POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
 def live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveUi]:
     monkeypatch.setattr(power_history, "SAMPLE_S", 0.5)
     env = UiEnv(f"sqlite:///{tmp_path / 'cortex.db'}", tmp_path, **POWER)
-    srv = LiveUi(env)
-    try:
+    with serving(env) as srv:
         yield srv
-    finally:
-        srv.stop()
-        env.svc.close()
 
 
 def test_a_running_jobs_page_charts_its_draw_over_time(browser: Any, live: LiveUi) -> None:
@@ -60,7 +56,7 @@ def test_a_running_jobs_page_charts_its_draw_over_time(browser: Any, live: LiveU
         env.ex.finish(jid)
 
 
-def test_the_heatmap_colors_nodes_by_gpu_temperature(browser: Any, live: LiveUi) -> None:
+def test_the_heatmap_colors_nodes_by_gpu_temperature(page: Page) -> None:
     """Nothing runs: every H100 idles at 96 W, 28.0 + 0.0426 x 96 = 32.09 C, byte 32. On the
     temperature ramp (static/heatmap.js: 25 C (49, 54, 149) to 55 C (254, 224, 144)) that is
     (32 - 25) / 30 = 0.2333 of the way: (49 + 205 x 0.2333, 54 + 170 x 0.2333, 149 - 5 x
@@ -68,24 +64,18 @@ def test_the_heatmap_colors_nodes_by_gpu_temperature(browser: Any, live: LiveUi)
     from test_ui_browser import _pixel, _screen
     from uikit import ADMIN
 
-    page = Page(browser, live.base)
-    try:
-        page.login(ADMIN)
-        page.page.wait_for_selector("#heatmap[data-drawn]")
-        page.page.select_option("#heat-color", "temp")
-        page.page.wait_for_function(
-            "() => window.cortexHeatmap.dataMode === 'temp'", timeout=WAIT_MS
-        )
-        assert page.page.evaluate("() => Array.from(window.cortexHeatmap.states)") == [32] * 8
-        assert _pixel(page, 5) == (97, 94, 148)
-        assert page.page.is_visible(".legend[data-mode='temp']")
-        x, y = _screen(page, 5)
-        page.page.mouse.move(x, y)
-        assert "GPUs 32 °C (modelled from draw)" in page.page.inner_text("#heat-tip")
-        page.shot("heatmap-temp")
-        page.assert_clean()
-    finally:
-        page.close()
+    page.login(ADMIN)
+    page.page.wait_for_selector("#heatmap[data-drawn]")
+    page.page.select_option("#heat-color", "temp")
+    page.page.wait_for_function("() => window.cortexHeatmap.dataMode === 'temp'", timeout=WAIT_MS)
+    assert page.page.evaluate("() => Array.from(window.cortexHeatmap.states)") == [32] * 8
+    assert _pixel(page, 5) == (97, 94, 148)
+    assert page.page.is_visible(".legend[data-mode='temp']")
+    x, y = _screen(page, 5)
+    page.page.mouse.move(x, y)
+    assert "GPUs 32 °C (modelled from draw)" in page.page.inner_text("#heat-tip")
+    page.shot("heatmap-temp")
+    page.assert_clean()
 
 
 @pytest.fixture
@@ -95,12 +85,8 @@ def live_battery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Li
     monkeypatch.setattr(live_battery, "STEP_S", 0.5)  # the dispatch's step, so no wait here
     battery = {"battery_mwh": 0.01, "battery_mw": 0.05}
     env = UiEnv(f"sqlite:///{tmp_path / 'cortex.db'}", tmp_path, **POWER, **battery)
-    srv = LiveUi(env)
-    try:
+    with serving(env) as srv:
         yield srv
-    finally:
-        srv.stop()
-        env.svc.close()
 
 
 def test_the_power_page_shows_the_battery_and_charts_its_charge(

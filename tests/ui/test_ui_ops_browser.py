@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from test_ui_browser import _pixel, _screen
-from uikit import ADMIN, LiveUi, Page, UiEnv, fleet
+from uikit import ADMIN, LiveUi, Page, UiEnv, fleet, serving
 
 WAIT_MS = 60_000  # generous: see uikit.Page
 POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
@@ -24,21 +24,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Liv
     home: Path = tmp_path_factory.mktemp("ui-ops-live")
     spec = fleet(halls=2, power_cap_mw=0.05)
     env = UiEnv(f"sqlite:///{home / 'cortex.db'}", home, spec, **POWER)
-    srv = LiveUi(env)
-    try:
+    with serving(env) as srv:
         yield srv
-    finally:
-        srv.stop()
-        env.svc.close()
-
-
-@pytest.fixture
-def page(browser: Any, live: LiveUi) -> Iterator[Page]:
-    p = Page(browser, live.base)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def _running(page: Page, env: UiEnv, jid: int) -> None:

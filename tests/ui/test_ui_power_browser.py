@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from test_ui_browser import _pixel, _screen
-from uikit import ADMIN, LiveUi, Page, UiEnv, fleet
+from uikit import ADMIN, LiveUi, Page, UiEnv, fleet, serving
 
 WAIT_MS = 60_000  # generous: see uikit.Page
 POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
@@ -24,21 +24,8 @@ POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
 def live(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[LiveUi]:
     home: Path = tmp_path_factory.mktemp("ui-power-live")
     env = UiEnv(f"sqlite:///{home / 'cortex.db'}", home, fleet(halls=2, cooling_mw=0.1), **POWER)
-    srv = LiveUi(env)
-    try:
+    with serving(env) as srv:
         yield srv
-    finally:
-        srv.stop()
-        env.svc.close()
-
-
-@pytest.fixture
-def page(browser: Any, live: LiveUi) -> Iterator[Page]:
-    p = Page(browser, live.base)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def test_the_power_page_charts_the_forecast_and_says_there_is_no_battery(

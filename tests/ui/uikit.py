@@ -9,6 +9,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -278,3 +280,24 @@ class Page:
 
     def close(self) -> None:
         self.ctx.close()
+
+
+@contextmanager
+def serving(env: UiEnv) -> Iterator[LiveUi]:
+    """`env`'s service behind a live server; stopped, and the service closed, after."""
+    srv = LiveUi(env)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        env.svc.close()
+
+
+@contextmanager
+def browsing(browser: Any, base: str) -> Iterator[Page]:
+    """A fresh page on `base`, closed after."""
+    p = Page(browser, base)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -12,7 +12,6 @@ clients work alike. tests/cli/test_cli_http.py compares the two against a real s
 
 from __future__ import annotations
 
-import http.client
 import importlib
 import json as jsonlib
 import os
@@ -20,8 +19,11 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
+
+if TYPE_CHECKING:
+    import http.client
 
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy")
 
@@ -43,6 +45,14 @@ def transport_errors() -> tuple[type[BaseException], ...]:
 def http_errors() -> tuple[type[BaseException], ...]:
     httpx = sys.modules.get("httpx")
     return (HTTPError, httpx.HTTPError) if httpx else (HTTPError,)
+
+
+def _io_errors() -> tuple[type[BaseException], ...]:
+    """http.client's and the socket's errors. http.client (with the email parser under it) is
+    imported by the first request, not with this module: `CMD --help` makes none."""
+    import http.client
+
+    return (OSError, http.client.HTTPException)
 
 
 def import_httpx() -> Any:
@@ -82,7 +92,7 @@ class Response:
         if self._content is None:
             try:
                 self._content = self._raw.read()
-            except (OSError, http.client.HTTPException) as err:
+            except _io_errors() as err:
                 raise TransportError(str(err) or type(err).__name__) from err
         return self._content
 
@@ -105,7 +115,7 @@ class Response:
         while True:
             try:
                 chunk = self._raw.read1(65536)
-            except (OSError, http.client.HTTPException) as err:
+            except _io_errors() as err:
                 raise TransportError(str(err) or type(err).__name__) from err
             if not chunk:
                 return
@@ -150,11 +160,13 @@ class Client:
                 json, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode()
             sent["Content-Type"] = "application/json"
+        import http.client
+
         conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         try:
             conn.request(method, url, body=body, headers=sent)
             return Response(conn.getresponse(), conn)
-        except (OSError, http.client.HTTPException) as err:
+        except _io_errors() as err:
             conn.close()
             raise TransportError(str(err) or type(err).__name__) from err
 

@@ -21,6 +21,7 @@ service; it starts only once the node is empty and out (`_drained_out`) and not 
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from collections import deque
@@ -66,14 +67,19 @@ def command(settings: Settings) -> list[str]:
 
 def last_line(path: Path) -> str:
     """The last non-empty line of a log, printable characters only, at most 200."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - STDERR_TAIL_BYTES))
-            tail = f.read().decode("utf-8", "replace")
+    try:  # not through a link the diagnostic's user might have planted
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return ""
-    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    try:
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, STDERR_TAIL_BYTES, max(0, size - STDERR_TAIL_BYTES))
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+    text = tail.decode("utf-8", "replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     return "".join(c for c in lines[-1] if c.isprintable())[:200] if lines else ""
 
 
@@ -185,7 +191,7 @@ class BurnInMixin:
             self._burn_runs.pop(row.id, None)
             row.ended_at, row.exit_code = now, e.exit_code
             if row.stopping == "undrained":
-                self._burn_end(s, row, "cancelled", "the node was undrained by hand", now)
+                self._burn_end(s, row, "cancelled", "cancelled: the node was undrained", now)
             elif row.stopping == "timeout":
                 limit = row.deadline - row.started_at
                 self._burn_failed(s, row, f"no verdict within its {limit:g} s limit", now)

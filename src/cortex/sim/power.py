@@ -118,7 +118,10 @@ class PowerRuntime(PowerBooks):
     # element read costs several times a list's (the same values)
     _temps_list: list[float] = field(default_factory=list, init=False, repr=False)
     # (the temps array it was taken of, its minimum): never_fits reads it on every arrival
-    _coolest: tuple[np.ndarray, float] | None = field(default=None, init=False, repr=False)
+    # (a factory, not a default: compiled with mypyc, an init=False default is never set)
+    _coolest: tuple[np.ndarray, float] | None = field(
+        default_factory=lambda: None, init=False, repr=False
+    )
 
     @classmethod
     def build(cls, topo: Topology, cfg: PowerConfig, horizon_s: float) -> PowerRuntime:

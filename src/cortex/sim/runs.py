@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cortex.compiled import mypyc_attr
 from cortex.drive.runs import requeued
 from cortex.sim import checkpoint as ckpt
 from cortex.sim.engine import FAILURE, FINISH, JOBFAIL
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from cortex.workload.job import Job
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the twin's subclasses (sim/twin.py)
 class RunBooks:
     """Run clocks and the GPU-second books of runs (see Twin for the attributes)."""
 

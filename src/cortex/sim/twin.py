@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cortex.compiled import mypyc_attr
 from cortex.drive import intake, runs
 from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
@@ -102,6 +103,8 @@ class SimConfig:
         return self.days * 86400.0
 
 
+# control/estimate_accuracy.py subclasses the twin: the compiled core must allow it
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Twin(RunBooks):
     """Runs the scheduler on a modelled fleet. Build, `run()`, then read the attributes or
     `cortex.sim.report.build_report`."""

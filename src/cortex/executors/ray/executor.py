@@ -364,7 +364,9 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
                 self._node_lost(gang.parts[i].node)
             return
         if verdict is None:  # the wait timed out with the ranks still running: wait again
-            gang.waits[i] = gang.agents[i].wait.remote(WAIT_S).future()
+            again: Future[Any] = Future()
+            self._calls.submit(_send_wait, gang.agents[i], again)
+            gang.waits[i] = again
         else:
             gang.verdicts[i] = verdict
 
@@ -517,6 +519,27 @@ def _send_start(
         i: (agent.start.remote(*call).future(), agent.wait.remote(WAIT_S).future())
         for i, agent in agents.items()
     }
+
+
+def _send_wait(agent: Any, out: Future[Any]) -> None:
+    """agent.wait() sent from the calls thread; its answer (or failure) lands in `out`."""
+    try:
+        ref = agent.wait.remote(WAIT_S).future()
+    except BaseException as err:
+        out.set_exception(err)
+        raise
+    ref.add_done_callback(lambda done: _copy(done, out))
+
+
+def _copy(src: Future[Any], dst: Future[Any]) -> None:
+    if src.cancelled():  # read as a broken call (poll() catches RayError, not cancellation)
+        dst.set_exception(RayError("the agent's wait() was cancelled"))
+        return
+    err = src.exception()
+    if err is not None:
+        dst.set_exception(err)
+    else:
+        dst.set_result(src.result())
 
 
 def _send(agents: list[Any], method: str, grace_s: float) -> None:

@@ -17,3 +17,28 @@ document.addEventListener("htmx:responseError", function (ev) {
   box.textContent = text;
   box.hidden = false;
 });
+
+// What the pages' uPlot charts share: the axis style, and polling their JSON (a signed-out
+// session goes back to the login page; any other failure shows in the error banner). Returns
+// the refresh function, for the tests' and the page's own "now" hooks.
+window.cortexAxis = function (extra) {
+  return Object.assign({ stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } }, extra || {});
+};
+window.cortexPoll = function (what, url, draw, everyMs) {
+  function refresh() {
+    fetch(url(), { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
+        if (!r.ok) throw new Error(what + ": " + r.status);
+        return r.json();
+      })
+      .then(draw)
+      .catch(function (e) {
+        var box = document.getElementById("error");
+        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
+      });
+  }
+  refresh();
+  setInterval(refresh, everyMs);
+  return refresh;
+};

@@ -21,7 +21,7 @@
     var modelled = body.watts.map(function (w, i) { return body.measured[i] === false ? w : null; });
     var data = [body.t, modelled, measured];
     if (chart) { chart.setData(data); el.dataset.drawn = String(api.points); return; }
-    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    var axis = window.cortexAxis();
     chart = new uPlot({
       width: Math.min(960, el.clientWidth || 960),
       height: 200,
@@ -33,20 +33,5 @@
     el.dataset.drawn = String(api.points);
   }
 
-  function refresh() {
-    fetch(el.dataset.src, { credentials: "same-origin", cache: "no-store" })
-      .then(function (r) {
-        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
-        if (!r.ok) throw new Error("power: " + r.status);
-        return r.json();
-      })
-      .then(draw)
-      .catch(function (e) {
-        var box = document.getElementById("error");
-        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
-      });
-  }
-  api.refresh = refresh;
-  refresh();
-  setInterval(refresh, 15000);
+  api.refresh = window.cortexPoll("power", function () { return el.dataset.src; }, draw, 15000);
 })();

@@ -29,7 +29,7 @@
         ", cap " + mw(body.cap_w) + ", outdoor " + body.temp_c.toFixed(1) + " °C";
     }
     if (chart) { chart.setData(data); el.dataset.drawn = String(api.points); return; }
-    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    var axis = window.cortexAxis();
     chart = new uPlot({
       width: Math.min(960, el.clientWidth || 960),
       height: 240,
@@ -42,24 +42,8 @@
     el.dataset.drawn = String(api.points);
   }
 
-  function refresh() {
-    var url = el.dataset.src + "?hours=" + encodeURIComponent(hours ? hours.value : "24");
-    fetch(url, { credentials: "same-origin", cache: "no-store" })
-      .then(function (r) {
-        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
-        if (!r.ok) throw new Error("forecast: " + r.status);
-        return r.json();
-      })
-      .then(draw)
-      .catch(function (e) {
-        var box = document.getElementById("error");
-        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
-      });
-  }
-  api.refresh = refresh;
-  if (hours) hours.addEventListener("change", refresh);
-  refresh();
-  setInterval(refresh, 30000);
+  api.refresh = window.cortexPoll("forecast", function () { return el.dataset.src + "?hours=" + encodeURIComponent(hours ? hours.value : "24"); }, draw, 30000);
+  if (hours) hours.addEventListener("change", api.refresh);
 })();
 
 // The battery's modelled charge over the last day (GET /ui/power/battery.json), where the site
@@ -86,7 +70,7 @@
       el.dataset.drawn = String(api.points);
       return;
     }
-    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    var axis = window.cortexAxis();
     chart = new uPlot({
       width: Math.min(960, el.clientWidth || 960),
       height: 160,
@@ -98,20 +82,5 @@
     el.dataset.drawn = String(api.points);
   }
 
-  function refresh() {
-    fetch(el.dataset.src, { credentials: "same-origin", cache: "no-store" })
-      .then(function (r) {
-        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
-        if (!r.ok) throw new Error("battery: " + r.status);
-        return r.json();
-      })
-      .then(draw)
-      .catch(function (e) {
-        var box = document.getElementById("error");
-        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
-      });
-  }
-  api.refresh = refresh;
-  refresh();
-  setInterval(refresh, 60000);
+  api.refresh = window.cortexPoll("battery", function () { return el.dataset.src; }, draw, 60000);
 })();

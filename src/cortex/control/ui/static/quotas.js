@@ -16,7 +16,7 @@
     api.series = names;
     if (chart && chart.series.length === names.length + 1) { chart.setData(data); return; }
     if (chart) chart.destroy();
-    var axis = { stroke: "#9aa0aa", grid: { stroke: "#2a2f3a" }, ticks: { stroke: "#2a2f3a" } };
+    var axis = window.cortexAxis();
     chart = new uPlot({
       width: Math.min(960, el.clientWidth || 960),
       height: 260,
@@ -29,19 +29,5 @@
     el.dataset.drawn = "1";
   }
 
-  function refresh() {
-    fetch(el.dataset.src, { credentials: "same-origin", cache: "no-store" })
-      .then(function (r) {
-        if (r.status === 401) { window.location.href = "/ui/login?why=expired"; throw new Error("signed out"); }
-        if (!r.ok) throw new Error("history: " + r.status);
-        return r.json();
-      })
-      .then(draw)
-      .catch(function (e) {
-        var box = document.getElementById("error");
-        if (box && e.message !== "signed out") { box.textContent = e.message; box.hidden = false; }
-      });
-  }
-  refresh();
-  setInterval(refresh, 60000);
+  window.cortexPoll("history", function () { return el.dataset.src; }, draw, 60000);
 })();
