@@ -3,6 +3,7 @@ product, a GPU missing from CUDA's view, and its exit codes."""
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -59,7 +60,29 @@ def test_a_gpu_missing_from_cudas_view_fails(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_cpu_job_never_uses_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what the executor gives a CPU job
-    assert burnin._torch_with_gpus() is None
+    assert burnin._torch_with_gpus() == (None, None)
+
+
+def test_gpus_given_but_cuda_sees_none_fails_not_the_cpu_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A node whose driver is gone: the GPUs are named, torch imports, CUDA sees nothing. The
+    # CPU check would pass it; the burn-in must fail it.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    fake = SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: False))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    monkeypatch.setattr(burnin, "on_cpu", lambda s: pytest.fail("the CPU check ran"))
+    assert burnin.main(["--seconds", "0.01"]) == burnin.EXIT_FAULT
+    assert capsys.readouterr().err == "burn-in failed: CUDA sees 0 GPUs of the 2 given (2,3)\n"
+
+
+def test_gpus_given_without_torch_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    assert burnin._torch_with_gpus() == (
+        None,
+        "GPUs 0 given, but torch is not installed to check them",
+    )
 
 
 def test_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

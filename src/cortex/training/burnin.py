@@ -7,8 +7,8 @@ product computed once in integer arithmetic: each entry is a sum of at most n pr
 magnitude at most 3 x 2, so float32 and float64 hold it exactly and any difference is a fault
 (a bad GPU, bad memory, a flipped bit), not rounding. With torch and visible GPUs, every GPU
 the job was given runs it in float32 (TF32 off, which would round); it also fails when CUDA
-sees fewer GPUs than CUDA_VISIBLE_DEVICES names (one fell off the bus). Otherwise numpy runs
-it in float64 on the CPU.
+sees fewer GPUs than CUDA_VISIBLE_DEVICES names (one fell off the bus), when it sees none of
+them, or when torch is missing to check them. A CPU job (no GPUs given) is checked by numpy in float64 on the CPU.
 
 Exit 0: passed; 1: a fault, named on stderr's last line; 2: bad arguments."""
 
@@ -64,7 +64,7 @@ def on_cpu(seconds: float) -> str | None:
 
 
 def on_gpus(torch: Any, seconds: float) -> str | None:
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    visible = _visible_gpus()
     count = torch.cuda.device_count()
     if visible and count != len(visible):
         return f"CUDA sees {count} GPUs of the {len(visible)} given ({','.join(visible)})"
@@ -92,14 +92,24 @@ def on_gpus(torch: Any, seconds: float) -> str | None:
     return None
 
 
-def _torch_with_gpus() -> Any:
-    if not os.environ.get("CUDA_VISIBLE_DEVICES", "").strip():
-        return None  # a CPU job: the executor hid every GPU
+def _visible_gpus() -> list[str]:
+    return [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+
+
+def _torch_with_gpus() -> tuple[Any, str | None]:
+    """(torch, None) to check the GPUs; (None, None) for a CPU job (the executor hid every GPU);
+    (None, fault) when GPUs were given but cannot be checked: falling back to the CPU check
+    would pass a node whose GPUs are gone (driver lost, all off the bus)."""
+    given = _visible_gpus()
+    if not given:
+        return None, None
     try:
         import torch
     except ImportError:
-        return None
-    return torch if torch.cuda.is_available() else None
+        return None, f"GPUs {','.join(given)} given, but torch is not installed to check them"
+    if not torch.cuda.is_available():
+        return None, f"CUDA sees 0 GPUs of the {len(given)} given ({','.join(given)})"
+    return torch, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.seconds <= 3600:
         print("error: --seconds: must be in (0, 3600]", file=sys.stderr)
         return EXIT_BAD_INPUT
-    torch = _torch_with_gpus()
-    fault = on_gpus(torch, args.seconds) if torch is not None else on_cpu(args.seconds)
+    torch, fault = _torch_with_gpus()
+    if fault is None:
+        fault = on_gpus(torch, args.seconds) if torch is not None else on_cpu(args.seconds)
     if fault is not None:
         print(f"burn-in failed: {fault}", file=sys.stderr, flush=True)
         return EXIT_FAULT
