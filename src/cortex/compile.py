@@ -85,6 +85,10 @@ def missing_tools() -> str | None:
         import mypyc  # noqa: F401
     except ImportError:
         return "mypyc is not installed (pip install mypy)"
+    try:
+        import setuptools  # noqa: F401  (mypyc builds through it; venvs of 3.12+ lack it)
+    except ImportError:
+        return "setuptools is not installed (pip install setuptools)"
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return f"no C compiler ({cc}) on PATH"

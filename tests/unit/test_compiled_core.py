@@ -203,6 +203,21 @@ def test_status_names_what_keeps_a_build_from_use(tmp_path: Path) -> None:
     assert "stale, not used: cortex.alpha.one: source missing" in build_tool.status(build)
 
 
+def test_a_machine_without_setuptools_is_told_so_before_mypyc_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # mypyc builds through setuptools, which a venv of Python 3.12+ lacks: without this check
+    # the build died inside mypyc with a traceback instead of one line saying what to install.
+    monkeypatch.setitem(sys.modules, "setuptools", None)  # `import setuptools` raises
+    why = build_tool.missing_tools()
+    if why is not None and "mypyc" in why:
+        pytest.skip("no mypyc here")
+    assert why == "setuptools is not installed (pip install setuptools)"
+    assert build_tool.main(["--dir", str(tmp_path / "b")]) == 2
+    assert "setuptools is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 # Inputs the twin gives the checkpoint model (floats, inf, zero and negative spans).
 _CASES = """
 import math
