@@ -6,6 +6,7 @@ CPU-SLOT slots."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -146,3 +147,36 @@ def test_the_queues_table_says_what_each_flavor_quota_sets() -> None:
         "H200-SXM: nominal 0.75 borrow 0.25; H100-SXM5: nominal 8; B200-HGX: borrow 0"
     )
     assert _flavor_quotas({}) is None
+
+
+def test_two_quota_edits_at_once_cannot_overfill_a_flavor(
+    client: TestClient, svc: Service, db_url: str
+) -> None:
+    # PostgreSQL runs two edits of different queues at once (READ COMMITTED): each used to read
+    # the other's old quota, pass the sum check and commit, leaving 3 + 2 of 4 slots promised.
+    # SQLite's writers are serialized, so only PostgreSQL can show it.
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite serializes writers")
+    team(client, "fsd")
+    team(client, "optimus")
+    result: dict[str, Any] = {}
+    with svc.sessions.begin() as s:  # the first edit, written but not yet committed
+        s.execute(
+            update(m.Queue)
+            .where(m.Queue.name == "fsd")
+            .values(flavor_quotas={SLOT: {"nominal_gpus": 3}})
+        )
+        second = threading.Thread(
+            target=lambda: result.update(
+                r=put(client, "optimus", {"flavor_quotas": {SLOT: {"nominal_gpus": 2}}})
+            )
+        )
+        second.start()
+        second.join(timeout=1.0)
+        # The second edit waits on the first's locks; before the fix it had already answered.
+        assert second.is_alive() and "r" not in result
+    second.join(timeout=30.0)
+    assert not second.is_alive()
+    r = result["r"]
+    assert r.status_code == 422, r.text
+    assert stored(svc) == {"fsd": {SLOT: {"nominal_gpus": 3}}, "optimus": None}

@@ -158,6 +158,14 @@ def queues(s: Session) -> Sequence[m.Queue]:
     return s.scalars(select(m.Queue).order_by(m.Queue.name)).all()
 
 
+def lock_queues(s: Session) -> Sequence[m.Queue]:
+    """Every queue, locked for the rest of the transaction (FOR UPDATE on PostgreSQL; SQLite's
+    writers are serialized already). A quota edit checks a sum over all queues, so two edits of
+    different queues at once must not both read the old sum; rows are taken in name order so
+    two lockers never deadlock."""
+    return s.scalars(select(m.Queue).order_by(m.Queue.name).with_for_update()).all()
+
+
 # ---- jobs ---------------------------------------------------------------------------------------
 def insert_jobs(
     s: Session, reqs: list[SubmitRequest], at: float, *, box: EnvBox | None = None

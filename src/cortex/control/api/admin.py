@@ -60,11 +60,12 @@ def put_queue(
     svc: Svc,
 ) -> QueueOut:
     with svc.sessions.begin() as s:
-        q = store.queue_named(s, name)
+        rows = store.lock_queues(s)
+        q = next((x for x in rows if x.name == name), None)
         if q is None:
             raise HTTPException(404, f"queue {name} not found")
         share = body.nominal_share if body.nominal_share is not None else q.nominal_share
-        others = sum(x.nominal_share for x in store.queues(s) if x.name != name)
+        others = sum(x.nominal_share for x in rows if x.name != name)
         if share + others > 1.0 + 1e-9:
             raise err(
                 422,
@@ -81,7 +82,7 @@ def put_queue(
                 setattr(q, field, getattr(body, field))
         if "flavor_quotas" in body.model_fields_set:
             q.flavor_quotas = _flavor_quotas(svc, body.flavor_quotas or {})
-        _check_flavors_hold(svc, store.queues(s), name)
+        _check_flavors_hold(svc, rows, name)
         store.event(
             s, "queue", f"queue {name} quota set: share {share}", team=name, at=svc.clock.time()
         )
