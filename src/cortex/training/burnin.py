@@ -8,7 +8,8 @@ magnitude at most 3 x 2, so float32 and float64 hold it exactly and any differen
 (a bad GPU, bad memory, a flipped bit), not rounding. With torch and visible GPUs, every GPU
 the job was given runs it in float32 (TF32 off, which would round); it also fails when CUDA
 sees fewer GPUs than CUDA_VISIBLE_DEVICES names (one fell off the bus), when it sees none of
-them, or when torch is missing to check them. A CPU job (no GPUs given) is checked by numpy in float64 on the CPU.
+them, or when torch is missing to check them. A CPU job (no GPUs given) is checked by numpy
+in float64 on the CPU.
 
 Exit 0: passed; 1: a fault, named on stderr's last line; 2: bad arguments."""
 
