@@ -34,9 +34,8 @@ def _py(code: str) -> str:
 
 
 def _service(url: str, home: Path, **kw: Any) -> Service:
-    settings = Settings(
-        home=home, database_url=url, admin_token=ADMIN, burn_in=True, burn_in_check_s=0.2, **kw
-    )
+    kw = {"burn_in": True, "burn_in_check_s": 0.2, **kw}
+    settings = Settings(home=home, database_url=url, admin_token=ADMIN, **kw)
     return Service(
         settings,
         executor=LocalExecutor(home / "runs", grace_s=1.0, allow_same_user=True),
@@ -206,6 +205,36 @@ def test_a_restart_mid_burn_in_adopts_it_and_runs_it_once(
     assert ran.read_text() == "x"  # it ran once
     attempts = Path(svc2.settings.run_dir) / "jobs" / "0" / "attempts"
     assert sorted(p.name for p in attempts.iterdir()) == [str(b.id)]
+
+
+def test_a_run_adopted_with_burn_in_now_off_keeps_the_node_out_until_its_verdict(
+    make: Callable[..., Service], tmp_path: Path
+) -> None:
+    # Restarted with burn-in off while a diagnostic ran: the old code returned the node at the
+    # next tick, so jobs could land on devices the diagnostic was still loading.
+    go, ran = tmp_path / "go", tmp_path / "ran"
+    code = f"""
+        import os, time
+        open({str(ran)!r}, "a").write("x")
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.05)
+    """
+    svc = make(burn_in_command=_py(code))
+    _drain(svc)
+    _tick_until(svc, ran.exists, "the diagnostic to start")
+    svc.engine.dispose()
+
+    svc2 = make(burn_in=False)
+    [b] = _burn_ins(svc2)
+    assert f"node {NODE}: burn-in {b.id} adopted after restart" in _events(svc2)
+    for _ in range(3):
+        svc2.loop.tick()
+    assert not _up(svc2)
+    go.touch()
+    _tick_until(svc2, lambda: _final(svc2), "the adopted burn-in's verdict")
+    assert _burn_ins(svc2)[0].state == "passed"
+    svc2.loop.tick()
+    assert _up(svc2)
 
 
 def test_a_burn_in_lost_with_the_service_is_run_anew(make: Callable[..., Service]) -> None:

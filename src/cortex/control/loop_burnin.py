@@ -115,17 +115,20 @@ class BurnInMixin:
         """Drained nodes whose hold is over: back at once, or through a burn-in."""
         h = self.health
         self._forget_failed_tick()
-        if not self.settings.burn_in:
-            for name in due:
-                h.returned(s, name, now)
-            return
         busy = {r.node for r in self._burn_runs.values()}
-        index = self._index()
-        for name in due:
-            n = index.get(name)
-            if name in busy or n is None or n not in self._drained_out or n in self.nodes_down:
-                continue  # running one, not in this fleet, still draining, or lost
-            self._start_burn_in(s, name, n, now)
+        if not self.settings.burn_in:
+            # A run adopted at a restart (burn-in was on before it) keeps its node out until
+            # its verdict: the diagnostic still runs on the node's devices.
+            for name in due:
+                if name not in busy:
+                    h.returned(s, name, now)
+        else:
+            index = self._index()
+            for name in due:
+                n = index.get(name)
+                if name in busy or n is None or n not in self._drained_out or n in self.nodes_down:
+                    continue  # running one, not in this fleet, still draining, or lost
+                self._start_burn_in(s, name, n, now)
         for rid, run in list(self._burn_runs.items()):
             if run.stopping is not None:
                 continue
