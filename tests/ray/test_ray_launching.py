@@ -505,6 +505,41 @@ def test_the_placement_groups_state_is_read_off_the_tick_at_the_timeout(
     assert ("teardown", 40, "ray-launch") in ray.calls
 
 
+def test_a_placement_state_read_that_hangs_never_holds_the_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past twice the timeout the gang is given up without the read's answer; before, poll()
+    waited on the hung read (Future.exception() blocks), holding the tick as long as the GCS."""
+    from cortex.executors.ray import executor as exmod
+
+    ex = executor(tmp_path)
+    ex.pg_timeout_s = 0.05
+    ScriptedRay(monkeypatch, ex)
+    answer, released = threading.Event(), threading.Event()
+
+    def table(pg: Any) -> dict[str, str]:
+        answer.wait(30)
+        return {"state": "PENDING"}
+
+    def release() -> None:
+        released.set()
+        answer.set()
+
+    monkeypatch.setattr(exmod.ray.util, "placement_group_table", table)
+    timer = threading.Timer(8.0, release)  # only the old code is still waiting by then
+    timer.start()
+    try:
+        ex.launch(spec(42))
+        (rec,) = polled(ex)
+        assert not released.is_set()
+        assert (rec.job_id, rec.outcome) == (42, "failed")
+        assert rec.detail.startswith("placement group not created within 0.05 s")
+    finally:
+        release()
+        timer.cancel()
+    assert ex.drain(10)
+
+
 def test_an_agents_wait_that_timed_out_is_sent_again_from_the_calls_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -552,8 +552,9 @@ def _pg_state(pg: Any) -> str | None:
 
 
 def _answer(fut: Future[Any]) -> Any:
-    """A read's result, or None if it failed (logged) or was dropped."""
-    if fut.cancelled():
+    """A read's result, or None if it failed (logged), was dropped or has not answered: this
+    never waits (Future.exception() would, on a read the GCS left hanging)."""
+    if not fut.done() or fut.cancelled():
         return None
     err = fut.exception()
     if err is not None:
