@@ -33,6 +33,16 @@ def _py(code: str) -> str:
     return shlex.join([sys.executable, "-c", textwrap.dedent(code)])
 
 
+def _held_diagnostic(go: Path, ran: Path) -> str:
+    """A diagnostic that marks `ran` when it starts, then waits for `go` and passes."""
+    return _py(f"""
+        import os, time
+        open({str(ran)!r}, "a").write("x")
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.05)
+    """)
+
+
 def _service(url: str, home: Path, **kw: Any) -> Service:
     kw = {"burn_in": True, "burn_in_check_s": 0.2, **kw}
     settings = Settings(home=home, database_url=url, admin_token=ADMIN, **kw)
@@ -172,13 +182,8 @@ def test_a_restart_mid_burn_in_adopts_it_and_runs_it_once(
     make: Callable[..., Service], tmp_path: Path, handle_stored: bool
 ) -> None:
     go, ran = tmp_path / "go", tmp_path / "ran"
-    code = f"""
-        import os, time
-        open({str(ran)!r}, "a").write("x")
-        while not os.path.exists({str(go)!r}):
-            time.sleep(0.05)
-    """
-    svc = make(burn_in_command=_py(code))
+    code = _held_diagnostic(go, ran)
+    svc = make(burn_in_command=code)
     if not handle_stored:  # killed after the launch, before the handle's commit
         loop = svc.loop
 
@@ -194,7 +199,7 @@ def test_a_restart_mid_burn_in_adopts_it_and_runs_it_once(
     assert b.state == ("running" if handle_stored else "launching")
     svc.engine.dispose()  # the dead service: no close(), no poll()
 
-    svc2 = make(burn_in_command=_py(code))
+    svc2 = make(burn_in_command=code)
     assert f"node {NODE}: burn-in {b.id} adopted after restart" in _events(svc2)
     go.touch()
     _tick_until(svc2, lambda: _final(svc2), "the adopted burn-in's verdict")
@@ -213,13 +218,8 @@ def test_a_run_adopted_with_burn_in_now_off_keeps_the_node_out_until_its_verdict
     # Restarted with burn-in off while a diagnostic ran: the old code returned the node at the
     # next tick, so jobs could land on devices the diagnostic was still loading.
     go, ran = tmp_path / "go", tmp_path / "ran"
-    code = f"""
-        import os, time
-        open({str(ran)!r}, "a").write("x")
-        while not os.path.exists({str(go)!r}):
-            time.sleep(0.05)
-    """
-    svc = make(burn_in_command=_py(code))
+    code = _held_diagnostic(go, ran)
+    svc = make(burn_in_command=code)
     _drain(svc)
     _tick_until(svc, ran.exists, "the diagnostic to start")
     svc.engine.dispose()
