@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import ADMIN, LiveUi, Page, UiEnv, serving
+from uikit import ADMIN, LiveUi, Page, UiEnv, cell_pixel, cell_screen, serving
 
 # The legend's colors (static/app.css .s0-.s4, static/heatmap.js COLORS), written out here
 # by hand: idle, partly used, full, down, cordoned.
@@ -114,34 +114,6 @@ def test_a_submitted_job_appears_says_why_it_waits_and_is_cancelled_from_the_pag
     page.assert_clean()
 
 
-def _pixel(page: Page, index: int, corner: bool = False) -> tuple[int, int, int]:
-    """The color at the middle (or the top-left corner) of node `index`'s cell, read back
-    from the canvas (`cortexHeatmap.origin`: the cell's top-left pixel in the layout drawn)."""
-    return tuple(
-        page.page.evaluate(
-            """([i, corner]) => {
-                const h = window.cortexHeatmap, c = document.getElementById('heatmap');
-                const off = corner ? 0 : Math.floor(h.layout.cell / 2);
-                const [x, y] = h.origin(i);
-                const d = c.getContext('2d').getImageData(x + off, y + off, 1, 1).data;
-                return [d[0], d[1], d[2]];
-            }""",
-            [index, corner],
-        )
-    )
-
-
-def _screen(page: Page, index: int) -> tuple[float, float]:
-    """Where on the screen the middle of node `index`'s cell is."""
-    x, y = page.page.evaluate(
-        """(i) => { const h = window.cortexHeatmap, [x, y] = h.origin(i);
-                    const r = document.getElementById('heatmap').getBoundingClientRect();
-                    return [r.left + x + h.layout.cell / 2, r.top + y + h.layout.cell / 2]; }""",
-        index,
-    )
-    return float(x), float(y)
-
-
 def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     page: Page, live: LiveUi
 ) -> None:
@@ -158,12 +130,12 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     )
     st = loop.mirror.state
     full = next(n for n in range(8) if jid in st.node_jobs[n])
-    assert _pixel(page, 6) == RGB["down"]
-    assert _pixel(page, full) == RGB["full"]
+    assert cell_pixel(page, 6) == RGB["down"]
+    assert cell_pixel(page, full) == RGB["full"]
     idle = next(n for n in range(8) if n not in (6, full) and not st.node_jobs[n])
-    assert _pixel(page, idle) == RGB["idle"]
+    assert cell_pixel(page, idle) == RGB["idle"]
     # Hover and click at the middle of node 6's cell: the tooltip and the detail name it.
-    x, y = _screen(page, 6)
+    x, y = cell_screen(page, 6)
     page.page.mouse.move(x, y)
     assert "node #6" in page.page.inner_text("#heat-tip") and "down" in page.page.inner_text(
         "#heat-tip"
@@ -176,9 +148,9 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     # dark slate; down stays red.
     page.page.select_option("#heat-color", "used")
     page.page.wait_for_function("() => window.cortexHeatmap.dataMode === 'used'", timeout=WAIT_MS)
-    assert _pixel(page, full) == (255, 235, 59)
-    assert _pixel(page, idle) == (38, 50, 56)
-    assert _pixel(page, 6) == RGB["down"]
+    assert cell_pixel(page, full) == (255, 235, 59)
+    assert cell_pixel(page, idle) == (38, 50, 56)
+    assert cell_pixel(page, 6) == RGB["down"]
     page.shot("heatmap-used")
     # Grouped by pod (2 pods of 4 nodes here): each node's cell maps back to the node, and a
     # click on node 5 (the second pod) still finds it.
@@ -190,17 +162,17 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
                        const [c, r] = L.origin(i); out.push(L.at(c, r)); }
                    return out; }"""
     ) == list(range(8))
-    assert _pixel(page, full) == (255, 235, 59) and _pixel(page, 6) == RGB["down"]
-    x5, y5 = _screen(page, 5)
+    assert cell_pixel(page, full) == (255, 235, 59) and cell_pixel(page, 6) == RGB["down"]
+    x5, y5 = cell_screen(page, 5)
     page.page.mouse.click(x5, y5)
     page.page.wait_for_selector("#node-card[data-index='5']", timeout=WAIT_MS)
     page.shot("heatmap-pods")
     # The job's page outlines its node: the cell's corner white, its middle still "full".
     page.goto(f"/ui/jobs/{jid}")
     page.page.wait_for_selector("#heatmap[data-drawn]")
-    assert _pixel(page, full) == RGB["full"]
-    assert _pixel(page, full, corner=True) == (255, 255, 255)
-    assert _pixel(page, 6, corner=True) == RGB["down"]
+    assert cell_pixel(page, full) == RGB["full"]
+    assert cell_pixel(page, full, corner=True) == (255, 255, 255)
+    assert cell_pixel(page, 6, corner=True) == RGB["down"]
     page.shot("job")
     env.ex.report("gpu-00006", True)
     page.assert_clean()

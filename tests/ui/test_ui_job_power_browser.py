@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import LiveUi, Page, UiEnv, serving
+from uikit import ADMIN, LiveUi, Page, UiEnv, cell_pixel, cell_screen, serving
 
 from cortex.control import power_history
 
@@ -61,17 +61,14 @@ def test_the_heatmap_colors_nodes_by_gpu_temperature(page: Page) -> None:
     temperature ramp (static/heatmap.js: 25 C (49, 54, 149) to 55 C (254, 224, 144)) that is
     (32 - 25) / 30 = 0.2333 of the way: (49 + 205 x 0.2333, 54 + 170 x 0.2333, 149 - 5 x
     0.2333) = (96.8, 93.7, 147.8), rounded (97, 94, 148)."""
-    from test_ui_browser import _pixel, _screen
-    from uikit import ADMIN
-
     page.login(ADMIN)
     page.page.wait_for_selector("#heatmap[data-drawn]")
     page.page.select_option("#heat-color", "temp")
     page.page.wait_for_function("() => window.cortexHeatmap.dataMode === 'temp'", timeout=WAIT_MS)
     assert page.page.evaluate("() => Array.from(window.cortexHeatmap.states)") == [32] * 8
-    assert _pixel(page, 5) == (97, 94, 148)
+    assert cell_pixel(page, 5) == (97, 94, 148)
     assert page.page.is_visible(".legend[data-mode='temp']")
-    x, y = _screen(page, 5)
+    x, y = cell_screen(page, 5)
     page.page.mouse.move(x, y)
     assert "GPUs 32 °C (modelled from draw)" in page.page.inner_text("#heat-tip")
     page.shot("heatmap-temp")

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ui_browser import _pixel, _screen
-from uikit import ADMIN, LiveUi, Page, UiEnv, fleet, serving
+from uikit import ADMIN, LiveUi, Page, UiEnv, cell_pixel, cell_screen, fleet, serving
 
 WAIT_MS = 60_000  # generous: see uikit.Page
 POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
@@ -102,8 +101,8 @@ def test_heatmap_grouped_by_hall_colored_by_power_and_a_nodes_blast_radius(
     # The power ramp at 27 (static/heatmap.js: indigo (26, 35, 126) to purple (156, 39, 176)
     # over 0..100): 27 / 100 of the way, (26 + 130 x 0.27, 35 + 4 x 0.27, 126 + 50 x 0.27)
     # = (61.1, 36.1, 139.5), rounded (61, 36, 140).
-    assert _pixel(page, idle) == (61, 36, 140)
-    assert _pixel(page, full) != _pixel(page, idle)
+    assert cell_pixel(page, idle) == (61, 36, 140)
+    assert cell_pixel(page, full) != cell_pixel(page, idle)
     # Grouped by hall: every cell maps back to its node, and the tooltip names the hall.
     page.page.select_option("#heat-layout", "halls")
     page.page.wait_for_function("() => window.cortexHeatmap.layout.how === 'halls'")
@@ -114,7 +113,7 @@ def test_heatmap_grouped_by_hall_colored_by_power_and_a_nodes_blast_radius(
                    return out; }"""
     ) == list(range(16))
     for node, hall in ((0, "h1"), (8, "h2")):
-        x, y = _screen(page, node)
+        x, y = cell_screen(page, node)
         page.page.mouse.move(x, y)
         assert f"node #{node} · {hall} ·" in page.page.inner_text("#heat-tip")
     page.shot("heatmap-halls-power")
@@ -134,7 +133,7 @@ def test_heatmap_grouped_by_hall_colored_by_power_and_a_nodes_blast_radius(
     assert c2 == c1 + 2  # the next block, after a one-cell gap
     page.page.select_option("#heat-layout", "halls")
     page.page.wait_for_function("() => window.cortexHeatmap.layout.how === 'halls'")
-    x, y = _screen(page, full)
+    x, y = cell_screen(page, full)
     page.page.mouse.click(x, y)
     row = page.page.wait_for_selector(f"#blast tr[data-job='{jid}']", timeout=WAIT_MS)
     assert row is not None and "fills-a-node" in row.inner_text()

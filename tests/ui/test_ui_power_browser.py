@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ui_browser import _pixel, _screen
-from uikit import ADMIN, LiveUi, Page, UiEnv, fleet, serving
+from uikit import ADMIN, LiveUi, Page, UiEnv, cell_pixel, cell_screen, fleet, serving
 
 WAIT_MS = 60_000  # generous: see uikit.Page
 POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
@@ -72,11 +71,11 @@ def test_the_heatmap_colors_nodes_by_their_halls_modelled_cooling_load(
     )
     states = page.page.evaluate("() => Array.from(window.cortexHeatmap.states)")
     assert states == [254] * 8 + [67] * 8
-    assert _pixel(page, 3) == (66, 66, 66)
-    assert _pixel(page, 12) == (186, 168, 146)
+    assert cell_pixel(page, 3) == (66, 66, 66)
+    assert cell_pixel(page, 12) == (186, 168, 146)
     assert page.page.is_visible(".legend[data-mode='cooling']")
     assert page.page.inner_text("#outdoor-c") == "20.0"
-    x, y = _screen(page, 12)
+    x, y = cell_screen(page, 12)
     page.page.mouse.move(x, y)
     tip = page.page.inner_text("#heat-tip")
     assert "hall cooling at 34% of capacity at 20.0 °C outdoor (modelled)" in tip

@@ -282,6 +282,34 @@ class Page:
         self.ctx.close()
 
 
+def cell_pixel(page: Page, index: int, corner: bool = False) -> tuple[int, int, int]:
+    """The color at the middle (or the top-left corner) of node `index`'s cell, read back
+    from the canvas (`cortexHeatmap.origin`: the cell's top-left pixel in the layout drawn)."""
+    return tuple(
+        page.page.evaluate(
+            """([i, corner]) => {
+                const h = window.cortexHeatmap, c = document.getElementById('heatmap');
+                const off = corner ? 0 : Math.floor(h.layout.cell / 2);
+                const [x, y] = h.origin(i);
+                const d = c.getContext('2d').getImageData(x + off, y + off, 1, 1).data;
+                return [d[0], d[1], d[2]];
+            }""",
+            [index, corner],
+        )
+    )
+
+
+def cell_screen(page: Page, index: int) -> tuple[float, float]:
+    """Where on the screen the middle of node `index`'s heatmap cell is."""
+    x, y = page.page.evaluate(
+        """(i) => { const h = window.cortexHeatmap, [x, y] = h.origin(i);
+                    const r = document.getElementById('heatmap').getBoundingClientRect();
+                    return [r.left + x + h.layout.cell / 2, r.top + y + h.layout.cell / 2]; }""",
+        index,
+    )
+    return float(x), float(y)
+
+
 @contextmanager
 def serving(env: UiEnv) -> Iterator[LiveUi]:
     """`env`'s service behind a live server; stopped, and the service closed, after."""

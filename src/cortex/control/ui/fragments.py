@@ -99,48 +99,56 @@ def heatmap_meta(q: Annotated[filters.EmptyQuery, Query()], who: Viewer, svc: Sv
     starts (the page finds a node's pod and hall by bisection), and the state names of the
     snapshot's bytes."""
     topo = svc.loop.topo
-    pods = topo.node_pod
-    pod_start = [0] + [n for n in range(1, len(pods)) if pods[n] != pods[n - 1]]
-    halls = topo.node_hall
-    hall_start = [0] + [n for n in range(1, len(halls)) if halls[n] != halls[n - 1]]
-    racks = topo.node_rack
-    rack_start = [0] + [n for n in range(1, len(racks)) if racks[n] != racks[n - 1]]
+    order = views.display_order(topo)
+    pods, halls, racks = topo.node_pod, topo.node_hall, topo.node_rack
+    if order is not None:  # cells in `order`: the starts are positions in it
+        pods, halls, racks = ([a[n] for n in order.tolist()] for a in (pods, halls, racks))
+    hall_start = _starts(halls)
     body = {
         "nodes": topo.n_nodes,
-        "pod_start": pod_start,
+        "pod_start": _starts(pods),
         "hall_start": hall_start,
-        "rack_start": rack_start,
+        "rack_start": _starts(racks),
         "halls": [topo.hall_names[halls[n]] for n in hall_start],
         "states": list(views.STATE_NAMES),
         "power": svc.loop.power is not None,
+        # Position -> node index, only when the cells are not in node order (heatmap.bin's
+        # bytes are sent in this order; the page maps back for the tooltip and the click).
+        "order": None if order is None else order.tolist(),
     }
     return JSONResponse(body, headers=SECURITY_HEADERS)
+
+
+def _starts(a: list[int]) -> list[int]:
+    return [0] + [n for n in range(1, len(a)) if a[n] != a[n - 1]]
 
 
 @router.get("/heatmap.bin")
 def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: Svc) -> Response:
     """One byte per node in topology order (its state, or the share of its GPUs in use):
-    12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes."""
+    12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes. The order is the meta's
+    (`views.display_order`)."""
     loop = svc.loop
     extra: dict[str, str] = {}
     if q.color == "power":
         if loop.power is None:
             raise err(422, ["query", "color"], "power: the service runs no power policy")
-        data = node_power(loop, views.node_states(loop) == views.DOWN).tobytes()
+        got = node_power(loop, views.node_states(loop) == views.DOWN)
     elif q.color == "cooling":
         if loop.power is None:
             raise err(422, ["query", "color"], "cooling: the service runs no power policy")
         got, temp = node_cooling(loop, views.node_states(loop) == views.DOWN)
-        data = got.tobytes()
         extra["X-Cortex-Outdoor-C"] = f"{temp:.1f}"
     elif q.color == "temp":
         if loop.power is None:
             raise err(422, ["query", "color"], "temp: the service runs no power policy")
         got, measured = node_temp(loop, views.node_states(loop) == views.DOWN)
-        data = got.tobytes()
-        extra["X-Cortex-Temp-Measured"] = str(measured)  # nodes measured; the rest modelled
+        # The first `measured` node indices are measured; the rest modelled.
+        extra["X-Cortex-Temp-Measured"] = str(measured)
     else:
-        data = (views.node_states if q.color == "state" else views.node_used)(loop).tobytes()
+        got = (views.node_states if q.color == "state" else views.node_used)(loop)
+    order = views.display_order(loop.topo)
+    data = (got if order is None else got[order]).tobytes()
     headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data)), **extra}
     return Response(data, media_type="application/octet-stream", headers=headers)
 

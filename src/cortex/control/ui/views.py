@@ -37,6 +37,17 @@ def node_states(loop: Any) -> np.ndarray:
     return out
 
 
+def display_order(topo: Any) -> np.ndarray | None:
+    """The heatmap's cell order, position -> node index: by hall, pod and rack, then index; None
+    when that is the node order already (the common case: a fleet file's nodes are cut into
+    pods in order). A node that joins later (the Ray executor's, with a pod label) takes the
+    next index, after other pods' nodes; drawn in index order its pod would show as two blocks."""
+    idx = np.arange(topo.n_nodes, dtype=np.int64)
+    keys = (idx, np.asarray(topo.node_rack), np.asarray(topo.node_pod), np.asarray(topo.node_hall))
+    order = np.lexsort(keys)
+    return None if bool((order == idx).all()) else order
+
+
 USED_MAX = 200  # "used" snapshot: share of a node's GPUs in use, 0..200
 USED_DOWN = 255  # "used" snapshot: the node is down
 

@@ -128,8 +128,21 @@
     L.width = L.cols * L.cell; L.height = L.rows * L.cell;
     return L;
   }
+  // Cells are in the meta's order (by hall, pod, rack); `order` (position -> node index) comes
+  // only when that is not the node order (a node that joined later, into an earlier pod).
+  function nodeOf(pos) { var o = api.meta && api.meta.order; return o ? o[pos] : pos; }
+  function posOf(node) {
+    var o = api.meta && api.meta.order;
+    if (!o) return node;
+    if (!api.posOf || api.posOf.length !== o.length) {
+      api.posOf = new Int32Array(o.length);
+      for (var p = 0; p < o.length; p++) api.posOf[o[p]] = p;
+    }
+    return api.posOf[node];
+  }
+  api.nodeOf = nodeOf;
   api.origin = function (i) {  // node i's cell's top-left pixel (tests, benchmarks)
-    var o = api.layout.origin(i);
+    var o = api.layout.origin(posOf(i));
     return [o[0] * api.layout.cell, o[1] * api.layout.cell];
   };
 
@@ -156,7 +169,7 @@
     for (var m = 0; m < marked.length; m++) {
       var k = marked[m];
       if (k >= L.n) continue;
-      var mo = L.origin(k), mx = mo[0] * c, my = mo[1] * c;
+      var mo = L.origin(posOf(k)), mx = mo[0] * c, my = mo[1] * c;
       px.fill(PACKED_MARK, my * W + mx, my * W + mx + inner);
       px.fill(PACKED_MARK, (my + inner - 1) * W + mx, (my + inner - 1) * W + mx + inner);
       for (var yy = 1; yy < inner - 1; yy++) {
@@ -199,10 +212,10 @@
       : api.dataMode === "power" ? share + "% of TDP drawn (modelled)"
       : api.dataMode === "cooling" ? (b === NO_COOLING ? "hall has no rated cooling"
         : "hall cooling at " + share + "% of capacity at " + api.outdoorC + " °C outdoor (modelled)")
-      : api.dataMode === "temp" ? "GPUs " + b + " °C" + (i < api.tempMeasured ? " (measured, NVML)" : " (modelled from draw)")
+      : api.dataMode === "temp" ? "GPUs " + b + " °C" + (nodeOf(i) < api.tempMeasured ? " (measured, NVML)" : " (modelled from draw)")
       : api.meta.states[b];
     var hall = api.meta.halls ? api.meta.halls[pod(i, api.meta.hall_start)] : "";
-    tip.textContent = "node #" + i + " · " + hall + " · pod " + pod(i) + " · " + what;
+    tip.textContent = "node #" + nodeOf(i) + " · " + hall + " · pod " + pod(i) + " · " + what;
     tip.style.left = (ev.offsetX + 12) + "px";
     tip.style.top = (ev.offsetY + 12) + "px";
     tip.hidden = false;
@@ -210,7 +223,7 @@
   canvas.addEventListener("mouseleave", function () { tip.hidden = true; });
   canvas.addEventListener("click", function (ev) {
     var i = nodeAt(ev);
-    if (i >= 0) htmx.ajax("GET", "/ui/fragments/node?index=" + i, { target: "#node-detail", swap: "innerHTML" });
+    if (i >= 0) htmx.ajax("GET", "/ui/fragments/node?index=" + nodeOf(i), { target: "#node-detail", swap: "innerHTML" });
   });
 
   function get(url, kind) {
