@@ -1,8 +1,10 @@
 """Capacity planner benchmark: the MILP at 60 months x 6 SKUs x 3 sites (target <= 10 s) and
 the twin-in-the-loop refinement of examples/plan-cortex.yaml (target <= 5 minutes).
 
-Usage: python bench/planner.py [--no-twin] [--repeat N]
+Usage: python bench/planner.py [--no-milp] [--no-twin] [--repeat N] [--per-sku]
 The LP relaxation of the same model is timed in the same run as the yardstick (ratio MILP/LP).
+The twin loop runs the planned mixed fleet (the example's `twin.fleet`); `--per-sku` also runs
+each SKU's fleet alone, after it, and prints the factors of both side by side.
 """
 
 from __future__ import annotations
@@ -86,16 +88,28 @@ def load_spec_from(data: dict) -> PlanSpec:
     return parse_plan(data, "bench:60x6x3")
 
 
-def bench_twin() -> dict:
+def bench_twin(fleet: str | None = None) -> dict:
+    """The example's refinement; `fleet` overrides its `twin.fleet` (mixed or per_sku). Wall
+    time of the whole loop, and CPU seconds of this process and of the finished workers."""
+    import resource
+
     from cortex.planner.twin_loop import refine
 
     spec = load_spec(EXAMPLE)
+    if fleet is not None:
+        spec = spec.model_copy(update={"twin": spec.twin.model_copy(update={"fleet": fleet})})
     inp = resolve(spec, str(EXAMPLE))
-    t0 = time.perf_counter()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0, c0 = time.perf_counter(), time.process_time()
     _, rep = refine(spec, inp)
     wall = time.perf_counter() - t0
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers_cpu = kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime
     return {
+        "fleet": rep["fleet"],
         "wall_s": round(wall, 1),
+        "cpu_s_main": round(time.process_time() - c0, 1),
+        "cpu_s_workers": round(workers_cpu, 1),
         "iterations": rep["iterations"],
         "converged": rep["converged"],
         "policy": rep["policy"],
@@ -105,19 +119,45 @@ def bench_twin() -> dict:
             {k: h[k] for k in ("iteration", "new_runs", "order_lines_changed", "max_factor_change")}
             for h in rep["history"]
         ],
+        "measured_factors": rep["measured_factors"],
+        "final_factors": {k: round(v, 4) for k, v in rep["final_factors"].items()},
+        "by_flavor": rep["by_flavor"],
     }
+
+
+def compare(mixed: dict, per_sku: dict) -> list[str]:
+    """Lines: checkpoint, SKU, the factor measured in the mixed run and alone."""
+    lines = ["checkpoint  SKU      mixed   alone"]
+    for c, got in mixed["measured_factors"].items():
+        alone = per_sku["measured_factors"].get(c, {})
+        for k in sorted(set(got) | set(alone)):
+            a, b = got.get(k), alone.get(k)
+            fa = f"{a:.4f}" if a is not None else "  -   "
+            fb = f"{b:.4f}" if b is not None else "  -   "
+            lines.append(f"{c:>10}  {k:<7} {fa}  {fb}")
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--no-twin", action="store_true")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-milp", action="store_true", help="skip the MILP timing")
+    ap.add_argument("--no-twin", action="store_true", help="skip the twin-in-the-loop run")
+    ap.add_argument("--repeat", type=int, default=3, help="MILP solves to time (median)")
+    ap.add_argument(
+        "--per-sku", action="store_true", help="also refine with each SKU alone; compare factors"
+    )
     args = ap.parse_args()
-    out = {"milp_60x6x3": bench_milp(args.repeat)}
-    print(json.dumps(out, indent=1))
+    out: dict = {}
+    if not args.no_milp:
+        out["milp_60x6x3"] = bench_milp(args.repeat)
+        print(json.dumps(out, indent=1))
     if not args.no_twin:
         out["twin_loop_example"] = bench_twin()
         print(json.dumps(out["twin_loop_example"], indent=1))
+        if args.per_sku:
+            out["twin_loop_per_sku"] = bench_twin("per_sku")
+            print(json.dumps(out["twin_loop_per_sku"], indent=1))
+            print("\n".join(compare(out["twin_loop_example"], out["twin_loop_per_sku"])))
     dest = ROOT / "bench" / "out"
     dest.mkdir(exist_ok=True)
     (dest / "planner.json").write_text(json.dumps(out, indent=1) + "\n")
