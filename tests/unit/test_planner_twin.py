@@ -13,7 +13,7 @@ from cortex.planner.html import render_html
 from cortex.planner.inputs import load_plan
 from cortex.planner.report import _extra_lines, to_dict
 from cortex.planner.solve import solve
-from cortex.planner.twin_loop import mixed_fleet_dict, refine, run_twin
+from cortex.planner.twin_loop import _measured, mixed_fleet_dict, refine, run_twin
 
 # The toy (tests/unit/test_planner_toy.py) grown tenfold so that the scaled fleets get enough
 # jobs for both flavors to work: H100 supply (2 blocks a month) runs out, H200 makes up the rest.
@@ -54,7 +54,7 @@ def test_mixed_run_gives_goodput_by_flavor(tmp_path: Path) -> None:
         assert b["allocated_share"] > 0.5 and 0.0 < b["factor"] <= 1.0
         assert b["factor"] == pytest.approx(b["goodput"] * b["availability"], abs=1e-5)
     # From an empty fleet, a day of arrivals fits on the faster H200s: the H100s do too little
-    # work to measure, and their SKU keeps the factor it had.
+    # work to measure (their SKU takes the run's fleet factor, test below).
     cold = run_twin((fleet, 1.0, 0, "hetero", 2.0, "synthetic", False))["by_flavor"]
     assert cold["H100-SXM5"]["allocated_share"] < 0.01 and cold["H100-SXM5"]["factor"] is None
     assert cold["H200-SXM"]["factor"] is not None
@@ -90,3 +90,23 @@ def test_refine_runs_the_planned_mix_together(tmp_path: Path) -> None:
     assert "mixed fleet" in text and "month 3, mixed run by flavor" in text and "H200-SXM" in text
     page = render_html(to_dict(solve(new, diagnose=False), {"twin": rep}))
     assert "Mixed runs by flavor" in page
+
+
+def test_a_flavor_left_idle_takes_the_runs_fleet_factor(tmp_path: Path) -> None:
+    _, inp = _load(tmp_path, TOY)
+    shape = (("H100", 32), ("H200", 32))
+
+    def run(h100: float | None, h200: float | None, fleet: float) -> dict:
+        by = {"H100-SXM5": {"factor": h100}, "H200-SXM": {"factor": h200}}
+        return {"factor": fleet, "by_flavor": by}
+
+    runs = {
+        (3, "mixed", shape, 0): run(None, 0.8, 0.75),
+        (3, "mixed", shape, 1): run(None, 0.6, 0.65),
+        (4, "mixed", shape, 0): run(0.9, None, 0.7),
+        (4, "mixed", shape, 1): run(None, None, 0.5),
+    }
+    got = _measured(inp, runs)
+    # Measured in some seed: the mean of the seeds that measured it; in none: the fleet's.
+    assert got[("H200", 3)] == pytest.approx(0.7) and got[("H100", 3)] == pytest.approx(0.7)
+    assert got[("H100", 4)] == pytest.approx(0.9) and got[("H200", 4)] == pytest.approx(0.6)

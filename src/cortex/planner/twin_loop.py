@@ -29,7 +29,7 @@ Shape = tuple[tuple[str, int], ...]  # (SKU, scaled nodes) of each group of a ru
 Key = tuple[int, str, Shape, int]  # checkpoint month, run ("mixed", a SKU, "flagship:SKU"), seed
 MIXED = "mixed"
 # A flavor that held less than this share of its installed GPU-time in a run measured too
-# little to say its goodput: its SKUs keep the factor they had.
+# little to say its goodput: its SKUs take the run's fleet factor (_measured).
 MIN_ALLOCATED_SHARE = 0.01
 
 
@@ -211,9 +211,12 @@ def _wanted(spec: PlanSpec, inp: Inputs, res: PlanResult) -> dict[Key, Run]:
 
 def _measured(inp: Inputs, runs: dict[Key, dict[str, Any]]) -> dict[tuple[str, int], float]:
     """(SKU, checkpoint): the mean over seeds of the SKU's factor, from a mixed run's books
-    of its flavor or from its own run. A flavor that did too little work says nothing."""
+    of its flavor or from its own run. A flavor that did too little work in every seed's
+    mixed run takes the runs' fleet factor: the plan's first guess would favour exactly the
+    SKUs the profile leaves idle."""
     flavor = {k.name: k.flavor for k in inp.skus}
     sums: dict[tuple[str, int], list[float]] = {}
+    fleet: dict[tuple[str, int], list[float]] = {}
     for (c, name, shape, _seed), r in runs.items():
         if name.startswith("flagship:"):
             continue
@@ -221,7 +224,8 @@ def _measured(inp: Inputs, runs: dict[Key, dict[str, Any]]) -> dict[tuple[str, i
             v = r["by_flavor"][flavor[sku]]["factor"] if name == MIXED else r["factor"]
             if v is not None:
                 sums.setdefault((sku, c), []).append(v)
-    return {key: sum(vals) / len(vals) for key, vals in sums.items()}
+            fleet.setdefault((sku, c), []).append(r["factor"])
+    return {key: sum(v) / len(v) for key, v in ((k, sums.get(k) or fleet[k]) for k in fleet)}
 
 
 def _flavor_means(runs: dict[Key, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
