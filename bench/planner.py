@@ -125,6 +125,55 @@ def bench_twin(fleet: str | None = None) -> dict:
     }
 
 
+def factor_spread(seeds: int) -> dict:
+    """The base plan's fleet (the first solve of the example, before any refit) at each
+    checkpoint, run mixed and per SKU with `seeds` seeds each: every SKU's factor per seed, so
+    the mixed-versus-alone difference can be read against the seed-to-seed spread."""
+    import statistics as st
+    from concurrent.futures import ProcessPoolExecutor
+
+    from cortex.planner.twin_loop import (
+        _flavor_means,
+        _measured,
+        _wanted,
+        pick_policy,
+        run_twin,
+    )
+
+    spec = load_spec(EXAMPLE)
+    inp = resolve(spec, str(EXAMPLE))
+    res = solve(inp, diagnose=False)
+    policy, _ = pick_policy(None, spec)
+    out: dict = {}
+    with ProcessPoolExecutor(max_workers=spec.twin.workers) as pool:
+        for fleet in ("mixed", "per_sku"):
+            twin = spec.twin.model_copy(update={"fleet": fleet, "seeds": seeds})
+            wanted = _wanted(spec.model_copy(update={"twin": twin}), inp, res)
+            keys = [k for k in wanted if not k[1].startswith("flagship:")]
+            args = [
+                (wanted[k][0], twin.days, k[3], policy, float(twin.scale), wanted[k][1], True)
+                for k in keys
+            ]
+            runs = dict(zip(keys, pool.map(run_twin, args), strict=True))
+            if fleet == "mixed":
+                out["mixed_by_flavor"] = _flavor_means(runs)
+            per_seed: dict[str, list[float]] = {}
+            for s in range(twin.seed, twin.seed + seeds):
+                one = {k: r for k, r in runs.items() if k[3] == s}
+                for (sku, c), v in _measured(inp, one).items():
+                    per_seed.setdefault(f"{c}:{sku}", []).append(v)
+            out[fleet] = {
+                key: {
+                    "mean": round(st.mean(v), 4),
+                    "sd": round(st.stdev(v), 4) if len(v) > 1 else 0.0,
+                }
+                for key, v in sorted(
+                    per_seed.items(), key=lambda kv: (int(kv[0].split(":")[0]), kv[0])
+                )
+            }
+    return out
+
+
 def compare(mixed: dict, per_sku: dict) -> list[str]:
     """Lines: checkpoint, SKU, the factor measured in the mixed run and alone."""
     lines = ["checkpoint  SKU      mixed   alone"]
@@ -146,6 +195,12 @@ def main() -> None:
     ap.add_argument(
         "--per-sku", action="store_true", help="also refine with each SKU alone; compare factors"
     )
+    ap.add_argument(
+        "--factor-seeds",
+        type=int,
+        default=0,
+        help="also run the base plan's fleets mixed and per SKU with N seeds (mean, sd)",
+    )
     args = ap.parse_args()
     out: dict = {}
     if not args.no_milp:
@@ -158,6 +213,16 @@ def main() -> None:
             out["twin_loop_per_sku"] = bench_twin("per_sku")
             print(json.dumps(out["twin_loop_per_sku"], indent=1))
             print("\n".join(compare(out["twin_loop_example"], out["twin_loop_per_sku"])))
+    if args.factor_seeds:
+        out["factor_spread"] = factor_spread(args.factor_seeds)
+        spread = out["factor_spread"]
+        print("checkpoint:SKU   mixed mean (sd)   alone mean (sd)")
+        keys = spread["mixed"].keys() | spread["per_sku"].keys()
+        for key in sorted(keys, key=lambda k: (int(k.split(":")[0]), k)):
+            m, a = spread["mixed"].get(key), spread["per_sku"].get(key)
+            fm = f"{m['mean']:.3f} ({m['sd']:.3f})" if m else "-"
+            fa = f"{a['mean']:.3f} ({a['sd']:.3f})" if a else "-"
+            print(f"{key:<16} {fm:<17} {fa}")
     dest = ROOT / "bench" / "out"
     dest.mkdir(exist_ok=True)
     (dest / "planner.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -54,7 +54,7 @@ def test_mixed_run_gives_goodput_by_flavor(tmp_path: Path) -> None:
         assert b["allocated_share"] > 0.5 and 0.0 < b["factor"] <= 1.0
         assert b["factor"] == pytest.approx(b["goodput"] * b["availability"], abs=1e-5)
     # From an empty fleet, a day of arrivals fits on the faster H200s: the H100s do too little
-    # work to measure (their SKU takes the run's fleet factor, test below).
+    # work to measure (their SKU leans on the runs' fleet goodput, test below).
     cold = run_twin((fleet, 1.0, 0, "hetero", 2.0, "synthetic", False))["by_flavor"]
     assert cold["H100-SXM5"]["allocated_share"] < 0.01 and cold["H100-SXM5"]["factor"] is None
     assert cold["H200-SXM"]["factor"] is not None
@@ -75,9 +75,17 @@ def test_refine_runs_the_planned_mix_together(tmp_path: Path) -> None:
         assert set(r["by_flavor"]) == {"H100-SXM5", "H200-SXM"}
     at3 = [r for r in runs if r["checkpoint"] == 3]
     # Step 1 takes the measured factor whole: each SKU's, at the months nearest checkpoint 3,
-    # is the mean over seeds of its own flavor's factor in the mixed runs.
+    # is its own flavor's books in the mixed runs, pooled over the seeds, goodput weighted
+    # against the fleet's by 5% of the flavor's installed GPU-time.
+    fleet = sum(r["productive_gpu_h"] for r in at3) / sum(r["allocated_gpu_h"] for r in at3)
     for sku, flavor in (("H100", "H100-SXM5"), ("H200", "H200-SXM")):
-        want = sum(r["by_flavor"][flavor]["factor"] for r in at3) / len(at3)
+        bs = [r["by_flavor"][flavor] for r in at3]
+        installed = sum(b["installed_gpu_h"] for b in bs)
+        prior = 0.05 * installed
+        goodput = (sum(b["productive_gpu_h"] for b in bs) + prior * fleet) / (
+            sum(b["allocated_gpu_h"] for b in bs) + prior
+        )
+        want = goodput * sum(b["availability"] * b["installed_gpu_h"] for b in bs) / installed
         assert rep["measured_factors"]["3"][sku] == pytest.approx(want, abs=1e-4)
         assert new.goodput[(2, sku)] == pytest.approx(want, rel=1e-12)
     # The report gives the mixed runs' books by flavor: in the JSON, the table and the page.
@@ -92,21 +100,38 @@ def test_refine_runs_the_planned_mix_together(tmp_path: Path) -> None:
     assert "Mixed runs by flavor" in page
 
 
-def test_a_flavor_left_idle_takes_the_runs_fleet_factor(tmp_path: Path) -> None:
+def test_mixed_factor_pools_seeds_and_leans_on_the_fleet_when_idle(tmp_path: Path) -> None:
     _, inp = _load(tmp_path, TOY)
     shape = (("H100", 32), ("H200", 32))
 
-    def run(h100: float | None, h200: float | None, fleet: float) -> dict:
-        by = {"H100-SXM5": {"factor": h100}, "H200-SXM": {"factor": h200}}
-        return {"factor": fleet, "by_flavor": by}
+    def books(alloc: float, prod: float, avail: float) -> dict:
+        return {
+            "installed_gpu_h": 100.0,
+            "allocated_gpu_h": alloc,
+            "productive_gpu_h": prod,
+            "availability": avail,
+        }
+
+    def run(h100: dict, h200: dict) -> dict:  # the fleet: goodput 50 / 100
+        by = {"H100-SXM5": h100, "H200-SXM": h200}
+        return {"productive_gpu_h": 50.0, "allocated_gpu_h": 100.0, "by_flavor": by}
 
     runs = {
-        (3, "mixed", shape, 0): run(None, 0.8, 0.75),
-        (3, "mixed", shape, 1): run(None, 0.6, 0.65),
-        (4, "mixed", shape, 0): run(0.9, None, 0.7),
-        (4, "mixed", shape, 1): run(None, None, 0.5),
+        (3, "mixed", shape, 0): run(books(0, 0, 1.0), books(80, 60, 0.9)),
+        (3, "mixed", shape, 1): run(books(0, 0, 0.8), books(60, 40, 1.0)),
+        (3, "H100", (("H100", 32),), 0): {"factor": 0.8},
+        (3, "H100", (("H100", 32),), 1): {"factor": 0.6},
     }
     got = _measured(inp, runs)
-    # Measured in some seed: the mean of the seeds that measured it; in none: the fleet's.
-    assert got[("H200", 3)] == pytest.approx(0.7) and got[("H100", 3)] == pytest.approx(0.7)
-    assert got[("H100", 4)] == pytest.approx(0.9) and got[("H200", 4)] == pytest.approx(0.6)
+    # Seeds pooled: 200 installed GPU-h, a prior of 5% of it (10 GPU-h) at the fleet's 0.5.
+    # H200: (60 + 40 + 10 x 0.5) / (80 + 60 + 10) = 0.7, times availability 190 / 200.
+    assert got[("H200", 3)] == pytest.approx(0.7 * 0.95)
+    # The H100s did nothing: the fleet's goodput, times their availability 180 / 200. Alone,
+    # their factor is the mean over seeds of the runs' own.
+    del runs[(3, "H100", (("H100", 32),), 0)], runs[(3, "H100", (("H100", 32),), 1)]
+    assert _measured(inp, runs)[("H100", 3)] == pytest.approx(0.5 * 0.9)
+    solo = {
+        (3, "H100", (("H100", 32),), 0): {"factor": 0.8},
+        (3, "H100", (("H100", 32),), 1): {"factor": 0.6},
+    }
+    assert _measured(inp, solo)[("H100", 3)] == pytest.approx(0.7)

@@ -29,8 +29,15 @@ Shape = tuple[tuple[str, int], ...]  # (SKU, scaled nodes) of each group of a ru
 Key = tuple[int, str, Shape, int]  # checkpoint month, run ("mixed", a SKU, "flagship:SKU"), seed
 MIXED = "mixed"
 # A flavor that held less than this share of its installed GPU-time in a run measured too
-# little to say its goodput: its SKUs take the run's fleet factor (_measured).
+# little to say its goodput: the run's `by_flavor` shows none.
 MIN_ALLOCATED_SHARE = 0.01
+# In a SKU's factor from mixed runs, the flavor's goodput is weighted against the runs' fleet
+# goodput as if the fleet's figure had been measured on this share of the flavor's installed
+# GPU-time (credibility weighting): a flavor the profile keeps busy speaks for itself, one it
+# leaves nearly idle (a few jobs, so a single failure moves it by tenths) leans on the fleet,
+# and one it leaves idle takes the fleet's goodput, not the plan's first guess (which would
+# favour exactly the SKUs the profile does not use).
+PRIOR_SHARE = 0.05
 
 
 def pick_policy(wanted: str | None, spec: PlanSpec) -> tuple[str, str]:
@@ -114,6 +121,8 @@ def run_twin(args: tuple[Any, ...]) -> dict[str, Any]:
         "fleet": fleet["name"],
         "gpus": r["fleet"]["gpus"],
         "goodput": goodput,
+        "productive_gpu_h": r["gpu_hours"]["productive"],
+        "allocated_gpu_h": r["gpu_hours"]["allocated"],
         "availability": round(min(avail, 1.0), 6),
         "factor": round(goodput * min(avail, 1.0), 6),
         "interruptions": r["interruptions"]["unexpected"],
@@ -134,6 +143,9 @@ def _by_flavor(books: dict[str, dict[str, float]], gpus: dict[str, int]) -> dict
         goodput = b["productive"] / b["allocated"] if share >= MIN_ALLOCATED_SHARE else None
         out[f] = {
             "gpus": gpus[f],
+            "installed_gpu_h": round(installed / 3600.0, 3),
+            "allocated_gpu_h": round(b["allocated"] / 3600.0, 3),
+            "productive_gpu_h": round(b["productive"] / 3600.0, 3),
             "allocated_share": round(share, 6),
             "goodput": None if goodput is None else round(goodput, 6),
             "availability": round(avail, 6),
@@ -210,22 +222,39 @@ def _wanted(spec: PlanSpec, inp: Inputs, res: PlanResult) -> dict[Key, Run]:
 
 
 def _measured(inp: Inputs, runs: dict[Key, dict[str, Any]]) -> dict[tuple[str, int], float]:
-    """(SKU, checkpoint): the mean over seeds of the SKU's factor, from a mixed run's books
-    of its flavor or from its own run. A flavor that did too little work in every seed's
-    mixed run takes the runs' fleet factor: the plan's first guess would favour exactly the
-    SKUs the profile leaves idle."""
+    """(SKU, checkpoint): the SKU's factor. From its own runs: the mean over seeds. From mixed
+    runs: its flavor's books pooled over the seeds, goodput weighted against the runs' fleet
+    goodput by PRIOR_SHARE, times the flavor's availability."""
     flavor = {k.name: k.flavor for k in inp.skus}
-    sums: dict[tuple[str, int], list[float]] = {}
-    fleet: dict[tuple[str, int], list[float]] = {}
+    alone: dict[tuple[str, int], list[float]] = {}
+    mixed: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for (c, name, shape, _seed), r in runs.items():
         if name.startswith("flagship:"):
             continue
         for sku, _nodes in shape:
-            v = r["by_flavor"][flavor[sku]]["factor"] if name == MIXED else r["factor"]
-            if v is not None:
-                sums.setdefault((sku, c), []).append(v)
-            fleet.setdefault((sku, c), []).append(r["factor"])
-    return {key: sum(v) / len(v) for key, v in ((k, sums.get(k) or fleet[k]) for k in fleet)}
+            if name == MIXED:
+                mixed.setdefault((sku, c), []).append(r)
+            else:
+                alone.setdefault((sku, c), []).append(r["factor"])
+    out = {key: sum(v) / len(v) for key, v in alone.items()}
+    for (sku, c), rs in mixed.items():
+        out[(sku, c)] = _credible_factor([r["by_flavor"][flavor[sku]] for r in rs], rs)
+    return out
+
+
+def _credible_factor(books: list[dict[str, Any]], runs: list[dict[str, Any]]) -> float:
+    """One flavor's factor from its books in several runs (the seeds) and the runs' fleet
+    goodput (see PRIOR_SHARE)."""
+    fleet_alloc = sum(r["allocated_gpu_h"] for r in runs)
+    fleet = sum(r["productive_gpu_h"] for r in runs) / fleet_alloc if fleet_alloc > 0 else 1.0
+    installed = sum(b["installed_gpu_h"] for b in books)
+    prior = PRIOR_SHARE * installed
+    weight = sum(b["allocated_gpu_h"] for b in books) + prior
+    if weight <= 0:
+        return fleet
+    goodput = (sum(b["productive_gpu_h"] for b in books) + prior * fleet) / weight
+    up = sum(b["availability"] * b["installed_gpu_h"] for b in books)
+    return goodput * (up / installed if installed > 0 else 1.0)
 
 
 def _flavor_means(runs: dict[Key, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
