@@ -78,6 +78,7 @@ def test_refine_applies_twin_factors_and_converges(tmp_path: Path) -> None:
         "workers": 1,
         "max_iterations": 4,
         "policy": "priority",
+        "fleet": "per_sku",  # each SKU alone (test_planner_twin.py: the mixed fleet)
     }
     spec, inp = _load(tmp_path, {**TOY, "twin": twin})
     new, rep = refine(spec, inp)

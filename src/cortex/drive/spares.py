@@ -21,7 +21,9 @@ class SparePool:
     spares: dict[int, set[int]] = field(default_factory=dict)  # pod -> its spare nodes now
     gpu_s: float = 0.0  # GPU-seconds held as spares, up to `_since`
     swaps: int = 0
+    gpu_s_by_flavor: dict[int, float] = field(default_factory=dict)  # gpu_s split by flavor
     _gpus: int = 0  # GPUs in the pool now
+    _gpus_by_flavor: dict[int, int] = field(default_factory=dict)
     _since: float = 0.0
 
     def __post_init__(self) -> None:
@@ -36,11 +38,20 @@ class SparePool:
             for n in nodes[len(nodes) - k :]:
                 state.set_down(n)
                 self.spares.setdefault(p, set()).add(n)
-                self._gpus += state.gpn[self.topo.node_flavor[n]]
+                self._count(n, state.gpn[self.topo.node_flavor[n]])
 
     def _book(self, now: float) -> None:
-        self.gpu_s += self._gpus * (now - self._since)
+        dt = now - self._since
+        self.gpu_s += self._gpus * dt
+        for f, g in self._gpus_by_flavor.items():
+            self.gpu_s_by_flavor[f] = self.gpu_s_by_flavor.get(f, 0.0) + g * dt
         self._since = now
+
+    def _count(self, node: int, gpus: int) -> None:
+        """`gpus` more (or fewer) GPUs in the pool, on `node`'s flavor."""
+        self._gpus += gpus
+        f = int(self.topo.node_flavor[node])
+        self._gpus_by_flavor[f] = self._gpus_by_flavor.get(f, 0) + gpus
 
     def swap(
         self, state: ClusterState, placement: Placement, failed: int, now: float
@@ -53,7 +64,7 @@ class SparePool:
         self._book(now)
         spare = min(pool)  # the same choice in every run
         pool.remove(spare)
-        self._gpus -= state.gpn[self.topo.node_flavor[spare]]
+        self._count(spare, -state.gpn[self.topo.node_flavor[spare]])
         state.set_up(spare)
         self.swaps += 1
         return tuple((spare if n == failed else n, k) for n, k in placement)
@@ -65,7 +76,7 @@ class SparePool:
         if len(pool) < min(self.per_pod, len(self.topo.pod_nodes[p]) - 1):
             self._book(now)
             pool.add(node)
-            self._gpus += state.gpn[self.topo.node_flavor[node]]
+            self._count(node, state.gpn[self.topo.node_flavor[node]])
         else:
             state.set_up(node)
 
@@ -77,7 +88,7 @@ class SparePool:
             return False
         self._book(now)
         pool.remove(node)
-        self._gpus -= self._gpn(node)
+        self._count(node, -self._gpn(node))
         return True
 
     def _gpn(self, node: int) -> int:

@@ -191,7 +191,8 @@ def render_html(r: dict[str, Any]) -> str:
         parts.append(
             f"<h2>Twin in the loop</h2><p>policy {_esc(tw['policy'])} {_esc(tw['policy_note'])}; "
             f"{tw['iterations']} iteration(s), converged {tw['converged']}, {tw['wall_s']} s; "
-            f"fleets scaled 1/{tw['scale']}, {tw['days']} days per run</p>"
+            f"{_esc(tw.get('fleet', 'mixed'))} fleet scaled 1/{tw['scale']}, "
+            f"{tw['days']} days per run</p>"
         )
         parts.append(
             _table(
@@ -199,6 +200,17 @@ def render_html(r: dict[str, Any]) -> str:
                 [(k, round(v, 4)) for k, v in tw["final_factors"].items()],
             )
         )
+        rows = [
+            (c, f, b["gpus"], b["allocated_share"], b["goodput"], b["availability"], b["factor"])
+            for c, flavors in (tw.get("by_flavor") or {}).items()
+            for f, b in flavors.items()
+        ]
+        if rows:
+            head = ("month", "flavor", "GPUs (scaled)", "allocated share", "goodput")
+            parts.append(
+                "<h3>Mixed runs by flavor (mean over seeds)</h3>"
+                + _table((*head, "availability", "factor"), rows)
+            )
     body = "\n".join(parts)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>plan {_esc(r['plan'])}</title>"

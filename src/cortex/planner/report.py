@@ -188,10 +188,25 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
     tw = extra.get("twin")
     if tw:
         lines.append(
-            f"twin in the loop ({tw['policy']}): {tw['iterations']} iteration(s), "
+            f"twin in the loop ({tw['policy']}, {tw.get('fleet', 'mixed')} fleet): "
+            f"{tw['iterations']} iteration(s), "
             f"converged {tw['converged']}, {tw['wall_s']:.0f} s; factors "
             + ", ".join(f"{k} {v:.3f}" for k, v in tw["final_factors"].items())
         )
         if tw["policy_note"]:
             lines.append(f"  {tw['policy_note']}")
+        for c, flavors in (tw.get("by_flavor") or {}).items():
+            lines.append(
+                f"  month {c}, mixed run by flavor (allocated share, goodput x availability "
+                "= factor): " + "; ".join(_flavor_line(f, b) for f, b in flavors.items())
+            )
     return lines
+
+
+def _flavor_line(flavor: str, b: dict[str, Any]) -> str:
+    if b["factor"] is None:
+        return f"{flavor} {b['allocated_share']:.2f} (too little work to measure)"
+    return (
+        f"{flavor} {b['allocated_share']:.2f}, "
+        f"{b['goodput']:.3f} x {b['availability']:.3f} = {b['factor']:.3f}"
+    )

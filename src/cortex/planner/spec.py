@@ -130,6 +130,15 @@ class TwinLoop(_Strict):
         default=0.02, description="converged when no factor moves more than this"
     )
     policy: Annotated[str, Field(min_length=1, max_length=32)] = "hetero"
+    fleet: Literal["mixed", "per_sku"] = Field(
+        default="mixed",
+        description="mixed: one run per checkpoint of every planned SKU together (factors per "
+        "flavor); per_sku: one run per SKU alone",
+    )
+    warm_start: bool = Field(
+        default=True,
+        description="synthetic runs start in steady state, as `cortex sim` does by default",
+    )
     max_iterations: Annotated[int, Field(ge=1, le=20, strict=True)] = 6
     workers: Annotated[int, Field(ge=1, le=64, strict=True)] = 2
     seed: Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)] = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cortex.drive.goodput import CATEGORIES
+from cortex.sim.flavor_books import ALLOCATED, IN_PROGRESS, ROW_CATEGORY, UNALLOCATED_WRITE
 
 if TYPE_CHECKING:
     from cortex.sim.twin import Twin
@@ -44,3 +45,29 @@ def books_gpu_s(tw: Twin) -> dict[str, float]:
 def categories(tw: Twin) -> tuple[str, ...]:
     """The run's categories: CATEGORIES, and `hot_spare` when it keeps spares."""
     return CATEGORIES + (("hot_spare",) if tw.spares is not None else ())
+
+
+def books_gpu_s_by_flavor(tw: Twin) -> dict[str, dict[str, float]]:
+    """The books per flavor (sim/flavor_books.py): for each flavor, GPU-seconds per category
+    (the run's categories) plus `installed`, and the memo lines `allocated` and
+    `in_progress_at_end`. Each flavor's categories sum to its installed GPU-seconds, and each
+    category summed over the flavors is the fleet's, up to floating-point rounding."""
+    horizon = tw.cfg.horizon_s
+    fb = tw.flavor_books
+    up = fb.up_gpu_s(horizon)
+    spare = tw.spares.gpu_s_by_flavor if tw.spares is not None else {}
+    out: dict[str, dict[str, float]] = {}
+    for f, (name, gpus) in enumerate(zip(tw.topo.flavors, tw.topo.flavor_gpus(), strict=True)):
+        row = fb.rows[f]
+        installed = float(gpus) * horizon
+        b = {cat: row[i] for i, cat in ROW_CATEGORY}
+        b["idle"] = up[f] - row[ALLOCATED] - row[UNALLOCATED_WRITE]
+        b["down"] = installed - up[f]
+        if tw.spares is not None:
+            b["hot_spare"] = spare.get(f, 0.0)
+            b["down"] -= b["hot_spare"]
+        b["installed"] = installed
+        b["allocated"] = row[ALLOCATED]
+        b["in_progress_at_end"] = row[IN_PROGRESS]
+        out[name] = b
+    return out

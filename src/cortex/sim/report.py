@@ -11,7 +11,7 @@ import numpy as np
 
 from cortex import __version__
 from cortex.drive.goodput import effective_training_time
-from cortex.sim.books import books_gpu_s, categories
+from cortex.sim.books import books_gpu_s, books_gpu_s_by_flavor, categories
 from cortex.sim.power_report import power_section
 from cortex.sim.twin import Twin
 from cortex.workload.states import JobState
@@ -61,6 +61,7 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
         },
         "goodput": _r(m.productive_gpu_s / m.alloc_gpu_s) if m.alloc_gpu_s else 0.0,
         "gpu_hours": _gpu_hours(tw),
+        "gpu_hours_by_flavor": _gpu_hours_by_flavor(tw),
         "interruptions": {
             "unexpected": int(sum(m.interrupts_by_cause)),
             "node_failures": m.failures_total,
@@ -217,6 +218,17 @@ def _gpu_hours(tw: Twin) -> dict[str, float]:
     out.update({c: _r(b[c] * gh) for c in categories(tw)})
     out["allocated"] = _r(tw.metrics.alloc_gpu_s * gh)
     out["in_progress_at_end"] = _r(tw.metrics.in_progress_gpu_s * gh)
+    return out
+
+
+def _gpu_hours_by_flavor(tw: Twin) -> dict[str, dict[str, float]]:
+    """The books per flavor (sim/books.py), in the order of `gpu_hours`: each flavor's
+    categories sum to its `installed`; summed over the flavors, each line is the fleet's."""
+    gh = 1.0 / 3600.0
+    out = {}
+    for name, b in books_gpu_s_by_flavor(tw).items():
+        keys = ("installed", *categories(tw), "allocated", "in_progress_at_end")
+        out[name] = {k: _r(b[k] * gh) for k in keys}
     return out
 
 

@@ -18,12 +18,26 @@ from cortex.drive.runs import requeued
 from cortex.sim import checkpoint as ckpt
 from cortex.sim.engine import FAILURE, FINISH, JOBFAIL
 from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
+from cortex.sim.flavor_books import (
+    ALLOCATED,
+    CAP_LOSS,
+    CHECKPOINT,
+    GANG_ROUNDING,
+    HEAT_LOSS,
+    IN_PROGRESS,
+    PRODUCTIVE,
+    RESTART,
+    REWORK_FAILURE,
+    REWORK_PREEMPT,
+    UNALLOCATED_WRITE,
+)
 from cortex.workload.preempt_rule import cost_s, on_preempt
 from cortex.workload.states import JobState
 
 if TYPE_CHECKING:
     from cortex.scheduler.pending import PendingQueues
     from cortex.scheduler.state import ClusterState, Placement
+    from cortex.sim.flavor_books import FlavorBooks
     from cortex.sim.metrics import Metrics
     from cortex.sim.power import PowerRuntime
     from cortex.sim.twin import SimConfig
@@ -38,6 +52,7 @@ class RunBooks:
     state: ClusterState
     pending: PendingQueues
     metrics: Metrics
+    flavor_books: FlavorBooks
     pw: PowerRuntime | None
     large_job_gpus: int
     large_productive_s: dict[int, float]
@@ -113,8 +128,13 @@ class RunBooks:
         real = self.now - job.run_start_s
         uncapped = self._clock(self.now) - self._clock(job.run_start_s)
         m = self.metrics
-        m.cap_loss_gpu_s += job.run_gpus * max(uncapped - elapsed_v, 0.0)
-        m.heat_loss_gpu_s += job.run_gpus * max(real - uncapped, 0.0)
+        cap = job.run_gpus * max(uncapped - elapsed_v, 0.0)
+        heat = job.run_gpus * max(real - uncapped, 0.0)
+        m.cap_loss_gpu_s += cap
+        m.heat_loss_gpu_s += heat
+        row = self.flavor_books.rows[job.run_flavor]
+        row[CAP_LOSS] += cap
+        row[HEAT_LOSS] += heat
         if self.pw is not None and release:
             self.pw.stop(job.id)
 
@@ -144,17 +164,29 @@ class RunBooks:
         # this run held those GPUs meanwhile is not booked again.
         victims = job.run_wait_gpus * min(overhead, job.run_wait_s)
         writes = max(elapsed - overhead - done_f, 0.0)
-        m.fragment_gpu_s += (held - gang) * real
-        m.restart_gpu_s += gang * overhead - victims
+        rounding = (held - gang) * real
+        restart = gang * overhead - victims
+        m.fragment_gpu_s += rounding
+        m.restart_gpu_s += restart
         m.unallocated_write_gpu_s -= victims
         m.checkpoint_gpu_s += gang * writes
         m.productive_gpu_s += gang * saved_f
+        # The same lines for the flavor the run held (sim/flavor_books.py).
+        row = self.flavor_books.rows[job.run_flavor]
+        row[GANG_ROUNDING] += rounding
+        row[RESTART] += restart
+        row[UNALLOCATED_WRITE] -= victims
+        row[CHECKPOINT] += gang * writes
+        row[PRODUCTIVE] += gang * saved_f
+        row[ALLOCATED] += held * real
         if completed:
             pass
         elif preempted:
             m.rework_preempt_gpu_s += gang * (done_f - saved_f)
+            row[REWORK_PREEMPT] += gang * (done_f - saved_f)
         else:
             m.rework_failure_gpu_s += gang * (done_f - saved_f)
+            row[REWORK_FAILURE] += gang * (done_f - saved_f)
         job.attained_gpu_s += held * real
         if job.gpus >= self.large_job_gpus:
             self.large_productive_s[job.id] = self.large_productive_s.get(job.id, 0.0) + saved_f
@@ -198,6 +230,7 @@ class RunBooks:
         self.metrics.preemptions += 1
         job.preemptions += 1
         gang = job.run_gpus
+        flavor = job.run_flavor
         placement, hold = self._interrupt(job, self.preempt_overhead_s, JobState.PREEMPTED, why)
         hold = min(hold, self.horizon_s - self.now)
         if hold <= 0:
@@ -206,6 +239,9 @@ class RunBooks:
         m = self.metrics
         m.checkpoint_gpu_s += gang * hold
         m.unallocated_write_gpu_s += gang * hold
+        row = self.flavor_books.rows[flavor]
+        row[CHECKPOINT] += gang * hold
+        row[UNALLOCATED_WRITE] += gang * hold
         until = self.now + hold
         for n, k in placement:
             # The gang's writers spread over its nodes; rounding GPUs of a gang do not write.
@@ -317,3 +353,4 @@ class RunBooks:
                 job, done_f, done_f, elapsed, completed=True, real_s=self.now - job.run_start_s
             )
             m.in_progress_gpu_s += job.run_gpus * (done_f - saved_f)
+            self.flavor_books.rows[job.run_flavor][IN_PROGRESS] += job.run_gpus * (done_f - saved_f)

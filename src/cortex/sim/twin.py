@@ -51,6 +51,7 @@ from cortex.sim.failures import (
     node_multipliers,
     rate_per_gpu_s,
 )
+from cortex.sim.flavor_books import FlavorBooks
 from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
@@ -154,6 +155,7 @@ class Twin(RunBooks):
         if cfg.hot_spares_per_pod > 0:
             self.spares = SparePool(cfg.hot_spares_per_pod, topo)
             self.spares.hold(self.state)
+        self.flavor_books = FlavorBooks(self.state.up_gpus)  # after the spares leave service
         # Gangs hit by a node failure: when it happened; on their next start, the time they
         # took to recover (the queue wait plus the overhead owed) joins gang_recover_s.
         self._failed_at: dict[int, float] = {}
@@ -248,6 +250,8 @@ class Twin(RunBooks):
             check_invariants(self)
 
     def _advance(self, t: float) -> None:
+        if self.state.up_gpus != self.flavor_books.up_last:  # a node went down or came back
+            self.flavor_books.up_changed(self.now, self.state.up_gpus)
         if self._power_dirty and self.pw is not None:
             self._facility_w = self.pw.facility_w(self.pw.it_w(self.state), self.now)
             self.pw.record(self.now, self._facility_w)
