@@ -214,3 +214,43 @@ def test_watts_short_on_a_fragmented_flavor_is_the_reason_not_topology() -> None
     assert r.detail["need_mw"] == pytest.approx(2560 / 1e6)
     assert plan.starts == [] and 2 not in plan.blockers
     assert plan.rest_reason is not None and plan.rest_reason.code is Code.POWER_CAP
+
+
+# ---- a job short of watts on one flavor and of GPUs on another ---------------------------------
+@pytest.mark.parametrize("short_of", ["ramp", "site"])
+def test_watts_short_on_one_flavor_stop_the_pass_even_when_another_flavor_is_full(
+    short_of: str,
+) -> None:
+    """A large job that failed left its nodes free on its flavor, but its restart is one step
+    too many for the ramp window (or the site budget) right now; its other flavor is full.
+    Before, the full flavor made it a capacity blocker (it reserved that flavor) and the walk
+    went on: small jobs behind it took its freed GPUs and, in the ramp's case, kept the window
+    from ever clearing, so it waited for a quiet minute and then evicted the jobs that had
+    started in its own hole (on the 30-day `full` month: 3,833 of 15,686 victims)."""
+    st, pend, _ = tc._setup(tc.TWO_FLAVORS)
+    h200, h100 = (tc.TWO_FLAVORS.flavors.index(f) for f in ("H200-SXM", "H100-SXM5"))
+    tc._run(st, 104, tuple((n, 8) for n in range(4, 8)), prio=1000)  # H100 nodes 4-7: full
+    big = tc._pend(pend, 1, 16, 100.0, prio=1000)
+    big.flavor_ids = (h200, h100)
+    tc._pend(pend, 2, 1, 100.0)
+    # Mean draw 400 W under every cap: 300 W over idle per GPU at any level. Job 1 adds
+    # 16 x 300 = 4800 W; job 2, 300 W.
+    if short_of == "ramp":
+        # The window allows 4000 W a minute and 100 W of it is spent: 4800 W > 3900 W left,
+        # and the window is not clear, so job 1 may not start alone either.
+        view = _view(ramp_w=3900.0, ramp_limit_w=4000.0, draw_w=400.0, flavors=2)
+        code = Code.POWER_RAMP
+    else:
+        view = _view(site_w=4000.0, draw_w=400.0, flavors=2)  # 4800 W > 4000 W left
+        code = Code.POWER_CAP
+    plan = schedule(_snap(st, pend, view), _cap())
+    # Job 1: watts on H200 (32 GPUs free there), GPUs on H100 (0 free, and job 104 ranks as
+    # high: no victims). Watts block it, it fits the site budget once watts free, so the
+    # next watts are its own: job 2 (300 W, which would fit both what is left and H200's
+    # free GPUs) must not start. The old walk started job 2 on H200.
+    r_h200, r_h100 = plan.blockers[1]
+    assert r_h200.code is code and r_h200.detail["need_mw"] == pytest.approx(4800 / 1e6)
+    assert (r_h100.code, r_h100.detail["free"]) == (Code.INSUFFICIENT_CAPACITY, 0)
+    assert plan.starts == [] and plan.preemptions == [] and 2 not in plan.blockers
+    assert plan.rest_reason is not None
+    assert (plan.rest_reason.code, plan.rest_reason.detail["job"]) == (code, 1)

@@ -392,9 +392,11 @@ class _Cycle:
 
 
 def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:
-    """Watts, not GPUs, block this job (capacity did not), and it would fit once running work
-    frees them: the next watts freed are its own, so nothing behind it may take them (no
-    power backfill: it would starve large jobs). Sets the plan's rest reason when so."""
+    """Watts block this job on some flavor, and it would fit once running work frees them: the
+    next watts freed are its own, so nothing behind it may take them (no power backfill: it
+    would starve large jobs). Also when GPUs block it on another flavor: its reservation there
+    guards GPUs, not watts, and small starts behind it would take its freed GPUs and keep the
+    ramp window from clearing (bench/RESULTS.md, section 52). Sets the plan's rest reason."""
     assert snap.power is not None
     for r in reasons:
         if r.code in POWER_CODES and r.detail.get("domain", "site") == "site":
@@ -513,7 +515,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
         blockers[job.id] = reasons
         if short:
             c.reserve(job, short)
-        elif snap.power is not None and _power_blocks(snap, plan, job, reasons):
+        if snap.power is not None and _power_blocks(snap, plan, job, reasons):
             break
         if not deep and len(reserved) == n_flavors:
             plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
