@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from cortex.scheduler.admission import AdmissionCheck, QuotaCheck
 from cortex.scheduler.ordering import OrderingPolicy, PriorityFairShare
 from cortex.scheduler.placement import PlacementPolicy, TopologyBestFit, alloc_size
-from cortex.scheduler.power import POWER_CODES, PowerPolicy
+from cortex.scheduler.power import POWER_CODES, PowerPolicy, PowerView, Watts
 from cortex.scheduler.preemption import PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Plan, Preemption, Snapshot, Start
@@ -176,6 +176,13 @@ def _evict_and_place(
             return placement, victims, mark
     stmt.rollback(mark)
     return None
+
+
+def _ramp_refuses(
+    power: PowerPolicy, view: PowerView | None, room: Watts | None, job: Job, f: int
+) -> bool:
+    assert view is not None and room is not None
+    return power.ramp_refuses(view, room, job, f, job.gpus)
 
 
 class _Cycle:
@@ -344,19 +351,26 @@ class _Cycle:
             need = min(view.floor_inc_w(job, f, job.gpus) for f in short)
             if need > room.ramp_w:
                 return False
+        power = self.pol.power if view is not None and room is not None else None
         for f in short:
+            if power is not None and _ramp_refuses(power, view, room, job, f):
+                # Whatever the search found, admission would undo it: it counts as a search
+                # that ran (when the policy allows one here) without running it.
+                alloc = alloc_size(job.gpus, self.st.gpn[f])
+                searched = searched or self.pol.preemption.may_preempt(self.snap, job, f, alloc)
+                continue
             mark = self.stmt.mark()
             got = _try_preempt(self.snap, self.pol, self.stmt, job, f, job.gpus)
             if isinstance(got, bool):
                 searched = searched or got
                 continue
-            self.tries -= 1
             placement, victims = got
             cap_level = 0
-            if view is not None and room is not None and self.pol.power is not None:
+            if power is not None:
+                assert view is not None and room is not None
                 # The victims' watts come back with their GPUs.
                 credit = room.credit(view, victims)
-                grant = self.pol.power.admit(view, room, job, f, job.gpus, placement, credit)
+                grant = power.admit(view, room, job, f, job.gpus, placement, credit)
                 if isinstance(grant, Reason):
                     self.stmt.rollback(mark)
                     searched = True
@@ -364,6 +378,7 @@ class _Cycle:
                 self.stmt.spend_w(grant.inc_w, grant.halls_w)
                 self.stmt.credit_w(victims, credit)
                 cap_level = grant.level
+            self.tries -= 1  # one search, one try (a refused one counts below, once)
             held = self.stmt.allocate(job, f, placement)
             self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_level))
             why = self.pol.preemption.name
@@ -392,9 +407,11 @@ class _Cycle:
 
 
 def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:
-    """Watts, not GPUs, block this job (capacity did not), and it would fit once running work
-    frees them: the next watts freed are its own, so nothing behind it may take them (no
-    power backfill: it would starve large jobs). Sets the plan's rest reason when so."""
+    """Watts block this job on some flavor, and it would fit once running work frees them: the
+    next watts freed are its own, so nothing behind it may take them (no power backfill: it
+    would starve large jobs). Also when GPUs block it on another flavor: its reservation there
+    guards GPUs, not watts, and small starts behind it would take its freed GPUs and keep the
+    ramp window from clearing (bench/RESULTS.md, section 52). Sets the plan's rest reason."""
     assert snap.power is not None
     for r in reasons:
         if r.code in POWER_CODES and r.detail.get("domain", "site") == "site":
@@ -513,7 +530,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
         blockers[job.id] = reasons
         if short:
             c.reserve(job, short)
-        elif snap.power is not None and _power_blocks(snap, plan, job, reasons):
+        if snap.power is not None and _power_blocks(snap, plan, job, reasons):
             break
         if not deep and len(reserved) == n_flavors:
             plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")

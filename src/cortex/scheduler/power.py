@@ -166,6 +166,11 @@ class PowerPolicy(Protocol):
         credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> Grant | Reason: ...
 
+    def ramp_refuses(self, view: PowerView, room: Watts, job: Job, flavor: int, gang: int) -> bool:
+        """Whether `admit` would refuse this start on the ramp window whatever its placement
+        and whatever a preemption gave back (checked before a victim search)."""
+        ...
+
 
 Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
 
@@ -233,10 +238,33 @@ def _fits(
     return inc, halls, None
 
 
+def _ramp_refuses(
+    view: PowerView, room: Watts, job: Job, f: int, gang: int, firsts: set[int]
+) -> bool:
+    """Whether an admission that tries one of `firsts` first stops there on the ramp, whatever
+    the placement and the credit: at each such level the step is more than a window that is not
+    clear has left, even on the most capped racks, while the site and every hall take it, even
+    uncapped by racks and without credit, so the ramp check is reached (a credit, the victims'
+    watts over idle, is never negative; `_fits` checks site, halls, then the ramp)."""
+    if room.ramp_w >= view.ramp_limit_w:
+        return False  # a clear window takes any start alone
+    idle = view.idle_w[f]
+    hall_w = min(room.hall_w, default=math.inf)
+    for level in firsts:
+        low = gang * (view.per_gpu_w(job.kind, f, level, view.min_node_cap_w) - idle)
+        high = gang * (view.per_gpu_w(job.kind, f, level, math.inf) - idle)
+        if low <= room.ramp_w or high > room.site_w or high > hall_w:
+            return False
+    return True
+
+
 class AdmitUncapped:
     """Admission only: a job starts uncapped if its draw fits the budgets, else it waits."""
 
     name = "admit"
+
+    def ramp_refuses(self, view: PowerView, room: Watts, job: Job, flavor: int, gang: int) -> bool:
+        return _ramp_refuses(view, room, job, flavor, gang, {0})
 
     def admit(
         self,
@@ -257,6 +285,14 @@ class CapToFit:
     the budget is loose) or the highest lower level that fits, down to the floor."""
 
     name = "cap"
+
+    def ramp_refuses(self, view: PowerView, room: Watts, job: Job, flavor: int, gang: int) -> bool:
+        # The level tried first is the class's, and the class's hall is the placement's: any.
+        firsts = {
+            min(view.target.get((job.kind, flavor, job.priority, h), 0), view.floor)
+            for h in range(len(room.hall_w))
+        }
+        return _ramp_refuses(view, room, job, flavor, gang, firsts)
 
     def admit(
         self,
