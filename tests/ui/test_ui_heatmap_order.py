@@ -51,6 +51,38 @@ def test_cells_are_sent_in_pod_order_with_the_map_back_to_nodes(tmp_path: Path) 
         env.svc.close()
 
 
+def test_a_node_joining_while_the_bytes_are_read_does_not_fail_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loop's thread swaps in the grown topology while a request reads the nodes' states:
+    # the order taken after them covered the new node too and indexing the old states with it
+    # raised (a 500 on the dashboard). The bytes for the nodes read are sent; the page sees
+    # the count change at its next refresh.
+    env = _env(tmp_path)
+    loop = env.svc.loop
+    old = loop.topo
+    grown = FleetSpec(name="grown", halls=[HallSpec(name="h1", groups=[NodeGroup(
+        flavor=FLAVOR, nodes=10, gpus_per_node=GPN, nodes_per_pod=4, nodes_per_rack=4,
+        pods=[*PODS, "p1", "p2"], racks=[f"r-{p}" for p in [*PODS, "p1", "p2"]],
+    )])])  # fmt: skip
+    states = views.node_states
+
+    def joined_meanwhile(lp: object) -> object:
+        got = states(lp)
+        loop.topo = build(grown)
+        return got
+
+    monkeypatch.setattr(views, "node_states", joined_meanwhile)
+    try:
+        c = env.login(env.fsd)
+        r = c.get("/ui/heatmap.bin")
+        assert r.status_code == 200
+        assert list(r.content) == [views.IDLE] * 8
+    finally:
+        loop.topo = old
+        env.svc.close()
+
+
 def test_a_fleet_in_pod_order_sends_no_order() -> None:
     assert views.display_order(build(fleet())) is None
 

@@ -129,6 +129,9 @@ def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: S
     12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes. The order is the meta's
     (`views.display_order`)."""
     loop = svc.loop
+    # Taken before the states: the fleet only grows, so a node joining meanwhile leaves the
+    # order no longer than the states (taken after, it could index past them).
+    order = views.display_order(loop.topo)
     extra: dict[str, str] = {}
     if q.color == "power":
         if loop.power is None:
@@ -147,7 +150,6 @@ def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: S
         extra["X-Cortex-Temp-Measured"] = str(measured)
     else:
         got = (views.node_states if q.color == "state" else views.node_used)(loop)
-    order = views.display_order(loop.topo)
     data = (got if order is None else got[order]).tobytes()
     headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data)), **extra}
     return Response(data, media_type="application/octet-stream", headers=headers)
