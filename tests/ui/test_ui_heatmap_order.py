@@ -51,13 +51,15 @@ def test_cells_are_sent_in_pod_order_with_the_map_back_to_nodes(tmp_path: Path) 
         env.svc.close()
 
 
+@pytest.mark.parametrize("when", ["during", "before"])
 def test_a_node_joining_while_the_bytes_are_read_does_not_fail_the_request(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
 ) -> None:
-    # The loop's thread swaps in the grown topology while a request reads the nodes' states:
-    # the order taken after them covered the new node too and indexing the old states with it
-    # raised (a 500 on the dashboard). The bytes for the nodes read are sent; the page sees
-    # the count change at its next refresh.
+    # A join sets the loop's topology first and rebuilds the cluster state later in that tick,
+    # so a request can see the grown topology with the old states ("before"), or the loop can
+    # swap it in while the request reads the states ("during"). The order of the grown fleet
+    # then indexed past the states (IndexError, a 500 on the dashboard). The bytes of the nodes
+    # read are sent, in their order; the page sees the count change at its next refresh.
     env = _env(tmp_path)
     loop = env.svc.loop
     old = loop.topo
@@ -72,12 +74,17 @@ def test_a_node_joining_while_the_bytes_are_read_does_not_fail_the_request(
         loop.topo = build(grown)
         return got
 
-    monkeypatch.setattr(views, "node_states", joined_meanwhile)
     try:
+        env.ex.report("gpu-00003", False)  # node 3 lost: at position 5 of the cells
+        loop.tick()
         c = env.login(env.fsd)
+        if when == "during":
+            monkeypatch.setattr(views, "node_states", joined_meanwhile)
+        else:
+            loop.topo = build(grown)
         r = c.get("/ui/heatmap.bin")
         assert r.status_code == 200
-        assert list(r.content) == [views.IDLE] * 8
+        assert list(r.content) == [views.IDLE] * 5 + [views.DOWN] + [views.IDLE] * 2
     finally:
         loop.topo = old
         env.svc.close()
