@@ -15,7 +15,7 @@ from helpers import ADMIN, job_body
 from sqlalchemy import update
 
 from cortex.control import models as m
-from cortex.control.service import Service
+from cortex.control.service import Service, repair_queues
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 SLOT = "CPU-SLOT"
@@ -180,3 +180,30 @@ def test_two_quota_edits_at_once_cannot_overfill_a_flavor(
     r = result["r"]
     assert r.status_code == 422, r.text
     assert stored(svc) == {"fsd": {SLOT: {"nominal_gpus": 3}}, "optimus": None}
+
+
+def test_a_repair_at_once_with_an_edit_keeps_the_edit(
+    client: TestClient, svc: Service, db_url: str
+) -> None:
+    # repair_queues (at start and after a failed tick) read the rows unlocked: an admin's fix
+    # of an unusable value, committed meanwhile, was overwritten by the repair's default.
+    if db_url.startswith("sqlite"):
+        pytest.skip("SQLite serializes writers")
+    team(client, "fsd")
+    with svc.sessions.begin() as s:  # a hand edit no tick can use
+        s.execute(update(m.Queue).where(m.Queue.name == "fsd").values(weight=0.0))
+    with svc.sessions.begin() as s:  # the admin's fix, written but not yet committed
+        s.execute(update(m.Queue).where(m.Queue.name == "fsd").values(weight=5.0))
+
+        def repair() -> None:
+            with svc.sessions.begin() as r:
+                repair_queues(r, 0.0)
+
+        second = threading.Thread(target=repair)
+        second.start()
+        second.join(timeout=1.0)
+        assert second.is_alive()  # it waits on the edit's lock
+    second.join(timeout=30.0)
+    assert not second.is_alive()
+    with svc.sessions() as s:
+        assert s.query(m.Queue).filter_by(name="fsd").one().weight == 5.0

@@ -51,6 +51,45 @@ def test_cells_are_sent_in_pod_order_with_the_map_back_to_nodes(tmp_path: Path) 
         env.svc.close()
 
 
+@pytest.mark.parametrize("when", ["during", "before"])
+def test_a_node_joining_while_the_bytes_are_read_does_not_fail_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    # A join sets the loop's topology first and rebuilds the cluster state later in that tick,
+    # so a request can see the grown topology with the old states ("before"), or the loop can
+    # swap it in while the request reads the states ("during"). The order of the grown fleet
+    # then indexed past the states (IndexError, a 500 on the dashboard). The bytes of the nodes
+    # read are sent, in their order; the page sees the count change at its next refresh.
+    env = _env(tmp_path)
+    loop = env.svc.loop
+    old = loop.topo
+    grown = FleetSpec(name="grown", halls=[HallSpec(name="h1", groups=[NodeGroup(
+        flavor=FLAVOR, nodes=10, gpus_per_node=GPN, nodes_per_pod=4, nodes_per_rack=4,
+        pods=[*PODS, "p1", "p2"], racks=[f"r-{p}" for p in [*PODS, "p1", "p2"]],
+    )])])  # fmt: skip
+    states = views.node_states
+
+    def joined_meanwhile(lp: object) -> object:
+        got = states(lp)
+        loop.topo = build(grown)
+        return got
+
+    try:
+        env.ex.report("gpu-00003", False)  # node 3 lost: at position 5 of the cells
+        loop.tick()
+        c = env.login(env.fsd)
+        if when == "during":
+            monkeypatch.setattr(views, "node_states", joined_meanwhile)
+        else:
+            loop.topo = build(grown)
+        r = c.get("/ui/heatmap.bin")
+        assert r.status_code == 200
+        assert list(r.content) == [views.IDLE] * 5 + [views.DOWN] + [views.IDLE] * 2
+    finally:
+        loop.topo = old
+        env.svc.close()
+
+
 def test_a_fleet_in_pod_order_sends_no_order() -> None:
     assert views.display_order(build(fleet())) is None
 

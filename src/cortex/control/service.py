@@ -46,9 +46,10 @@ def _good_flavor_quotas(raw: object) -> bool:
 def repair_queues(s: Session, at: float) -> int:
     """Reset quota values no tick can use (infinite, NaN, out of range: written before the API
     bounded them, or by hand) to the defaults, with a warning and an event, so that one bad
-    row cannot keep the service from starting. Returns how many rows were repaired."""
+    row cannot keep the service from starting. Returns how many rows were repaired. The rows
+    are locked as a quota edit locks them: an edit committed meanwhile is read, not reset."""
     fixed = 0
-    for q in store.queues(s):
+    for q in store.lock_queues(s):
         bad: list[str] = []
         if _bad_share(q.nominal_share, 1.0):
             q.nominal_share, bad = 0.0, [*bad, "nominal_share"]

@@ -129,6 +129,10 @@ def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: S
     12,500 bytes for a 100k-GPU fleet, never a JSON dump of nodes. The order is the meta's
     (`views.display_order`)."""
     loop = svc.loop
+    # Taken before the states (a node joining meanwhile cannot lengthen it); a join sets the
+    # topology before the tick rebuilds the states, so it can still name nodes past them:
+    # those are left out (the fleet only grows, so the rest keep their order).
+    order = views.display_order(loop.topo)
     extra: dict[str, str] = {}
     if q.color == "power":
         if loop.power is None:
@@ -147,7 +151,8 @@ def heatmap_bin(q: Annotated[filters.HeatmapQuery, Query()], who: Viewer, svc: S
         extra["X-Cortex-Temp-Measured"] = str(measured)
     else:
         got = (views.node_states if q.color == "state" else views.node_used)(loop)
-    order = views.display_order(loop.topo)
+    if order is not None and len(order) > len(got):
+        order = order[order < len(got)]
     data = (got if order is None else got[order]).tobytes()
     headers = {**SECURITY_HEADERS, "X-Cortex-Nodes": str(len(data)), **extra}
     return Response(data, media_type="application/octet-stream", headers=headers)
