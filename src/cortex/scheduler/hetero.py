@@ -89,25 +89,40 @@ def demand_classes(
     speed where it runs, a pending job's at its speed on the fastest flavor it accepts (so on
     that flavor the work is its gang, as in GPUs; on a slower one it needs more GPUs)."""
     gpn = snap.state.gpn
+    n_f = len(gpn)
     speed = snap.speed
-    out: dict[ClassKey, float] = {}
-    work: dict[ClassKey, float] = {}
+    # Jobs are tallied by their raw traits first (one dict update each: 50,000 jobs), then each
+    # distinct set of traits is turned into its class once.
+    run: dict[tuple[int, str, tuple[int, ...], int, int], list[float]] = {}
     for job in snap.state.running.values():
-        key = class_key(job, gpn)
-        out[key] = out.get(key, 0.0) + job.alloc_gpus
-        work[key] = work.get(key, 0.0) + job.gpus * speed(job.kind, job.run_flavor)
-    waiting: dict[ClassKey, float] = {}
-    best: dict[tuple[str, tuple[int, ...]], float] = {}
+        raw = (job.queue_idx, job.kind, job.flavor_ids, job.gpus, job.run_flavor)
+        got = run.get(raw)
+        if got is None:
+            run[raw] = [1.0, job.alloc_gpus]
+        else:
+            got[0] += 1.0
+            got[1] += job.alloc_gpus
+    wait: dict[tuple[int, str, tuple[int, ...], int], int] = {}
     for lst in snap.pending.lists:
         for _, job in lst:
-            key = class_key(job, gpn)
-            allowed = key[2]
-            out[key] = out.get(key, 0.0) + job.gpus
-            waiting[key] = waiting.get(key, 0.0) + job.gpus
-            top = best.get((job.kind, allowed))
-            if top is None:
-                top = best[(job.kind, allowed)] = max(speed(job.kind, f) for f in allowed)
-            work[key] = work.get(key, 0.0) + job.gpus * top
+            raw2 = (job.queue_idx, job.kind, job.flavor_ids, job.gpus)
+            wait[raw2] = wait.get(raw2, 0) + 1
+    out: dict[ClassKey, float] = {}
+    work: dict[ClassKey, float] = {}
+    waiting: dict[ClassKey, float] = {}
+    every = tuple(range(n_f))
+    gpn_t = tuple(gpn)
+    for (q, kind, ids, gang, f), (n, held) in run.items():
+        key = (q, kind, ids or every, packing(gang, gpn_t))
+        out[key] = out.get(key, 0.0) + held
+        work[key] = work.get(key, 0.0) + n * gang * speed(kind, f)
+    for (q, kind, ids, gang), m in wait.items():
+        allowed = ids or every
+        key = (q, kind, allowed, packing(gang, gpn_t))
+        out[key] = out.get(key, 0.0) + m * gang
+        waiting[key] = waiting.get(key, 0.0) + m * gang
+        top = max(speed(kind, f) for f in allowed)
+        work[key] = work.get(key, 0.0) + m * gang * top
     return out, waiting, work
 
 
