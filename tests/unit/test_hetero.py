@@ -140,7 +140,8 @@ def _packing(w: World) -> None:
     w.pend(1, "vision", 32, 1.0)
 
 
-# (id, fleet, setup, priority's placements and H100-eq, hetero's placements and H100-eq)
+# (id, fleet, setup, priority's placements and H100-eq, hetero's placements and H100-eq; the
+# last two scenarios run hetero-class, the per-class planning)
 SCENARIOS = [
     # Both queues want 8 GPUs. Flavor order: vision (first) takes H200, lang gets Dojo:
     #   8 * 1.118 + 8 * 0.146 = 10.112.
@@ -177,7 +178,7 @@ SCENARIOS = [
     # of Dojo (11.288; the other way round gives 8.944). Per class the small job tries Dojo
     # first (per kind, both flavors were given and short, and H200 is faster):
     #   8 * 0.293 + 8 * 1.118 = 11.288.
-    ("own-big-run", H200_FIRST, _own_big_run,
+    ("own-big-run/class", H200_FIRST, _own_big_run,
      {"vision-2": "H200-SXM"}, 8.944,
      {"vision-2": "Dojo-D1", "vision-1": "H200-SXM"}, 11.288),
     # 32 H200 GPUs and four 25-chip Dojo nodes; vision wants 24 GPUs (first) and 32. Flavor
@@ -191,7 +192,7 @@ SCENARIOS = [
     # throughput on more GPUs, which the tie-break refuses. The 24 start on Dojo, the 32 on
     # H200: 24 * 0.293 + 32 * 1.118 = 42.808. (Without packing the two gangs are one class
     # given both flavors and the 24 take H200 first, as flavor order does.)
-    ("packing", PACKING, _packing,
+    ("packing/class", PACKING, _packing,
      {"vision-2": "H200-SXM", "vision-1": "Dojo-D1"}, 36.208,
      {"vision-2": "Dojo-D1", "vision-1": "H200-SXM"}, 42.808),
 ]  # fmt: skip
@@ -203,6 +204,7 @@ SCENARIOS = [
     ids=[s[0] for s in SCENARIOS],
 )
 def test_throughput_aware_choice_beats_flavor_order(
+    request: pytest.FixtureRequest,
     topo: Topology,
     setup: Any,
     prio_placed: dict[str, str],
@@ -215,7 +217,7 @@ def test_throughput_aware_choice_beats_flavor_order(
     plan = base.cycle()
     assert _placed(base, plan) == prio_placed
     assert base.effective(plan) == pytest.approx(prio_eq)
-    het = World(topo, "hetero")
+    het = World(topo, "hetero-class" if request.node.callspec.id.endswith("/class") else "hetero")
     setup(het)
     plan = het.cycle()
     assert _placed(het, plan) == het_placed
@@ -234,14 +236,31 @@ def test_hold_back_names_the_target_share() -> None:
 
 
 def test_targets_keep_every_queue_at_its_floor() -> None:
-    # The swap scenario's solve. Demand is work: each pending gang at its speed on its fastest
-    # flavor (H200), vision 8 * 1.118 = 8.944 and lang 8 * 1.082 = 8.656 H100-eq. Dojo earns
-    # vision 0.293 and lang 0.146, so Dojo is vision's (8 chips, 2.344, under its 8.944).
+    # The swap scenario's solve: vision at exactly its floor (0.95), lang above it:
+    # lang = 1.082 * 4.342 + 0.146 * 3.658 = 5.232 over 4.912 = 1.065.
+    w = World(H200_FIRST, "hetero")
+    _swap(w)
+    assert w.pol.allocator is not None
+    t = w.pol.allocator.solve(w.snapshot())
+    assert t.entitlement_eq == pytest.approx((5.644, 4.912))
+    norm = [a / b for a, b in zip(t.throughput_eq, t.entitlement_eq, strict=True)]
+    assert norm[0] == pytest.approx(0.95, abs=1e-4)
+    assert norm[1] == pytest.approx(1.065, abs=1e-3)
+    assert t.fair_level == pytest.approx(0.95, abs=1e-4)
+    assert t.queue_gpus[0] == pytest.approx((3.658, 4.342), abs=1e-3)
+    assert t.share_by_class == {}  # per (queue, kind) only
+
+
+def test_per_class_demand_is_work() -> None:
+    # The swap scenario's solve in hetero-class. Demand is work: each pending gang at its speed
+    # on its fastest flavor (H200), vision 8 * 1.118 = 8.944 and lang 8 * 1.082 = 8.656. Dojo
+    # earns vision 0.293 and lang 0.146, so Dojo is vision's (8 chips, 2.344, under its 8.944).
     # On H200 vision earns 1.118 and lang 1.082: total = 11.0 + 0.036 a for vision's a H200
     # GPUs, so a is as large as lang's floor 0.95 * 4.912 = 4.6664 allows (lang's cheapest on
     # H200): lang 4.6664 / 1.082 = 4.3128, a = 3.6872. Vision: 1.118 a + 2.344 = 6.4663 (under
-    # its work 8.944) over 5.644 = 1.1457; lang exactly at its floor.
-    w = World(H200_FIRST, "hetero")
+    # its work 8.944) over 5.644 = 1.1457; lang exactly at its floor. In GPUs (hetero) vision's
+    # demand of 8 GPUs capped it at 8 in all, so it had 3.658 H200 + 4.342 Dojo.
+    w = World(H200_FIRST, "hetero-class")
     _swap(w)
     assert w.pol.allocator is not None
     t = w.pol.allocator.solve(w.snapshot())
@@ -249,7 +268,6 @@ def test_targets_keep_every_queue_at_its_floor() -> None:
     norm = [a / b for a, b in zip(t.throughput_eq, t.entitlement_eq, strict=True)]
     assert norm[0] == pytest.approx(6.4663 / 5.644, abs=1e-4)
     assert norm[1] == pytest.approx(0.95, abs=1e-4)
-    assert t.fair_level == pytest.approx(0.95, abs=1e-4)
     assert t.queue_gpus[0] == pytest.approx((3.6872, 8.0), abs=1e-3)
     assert t.queue_gpus[1] == pytest.approx((4.3128, 0.0), abs=1e-3)
 

@@ -82,12 +82,13 @@ def class_key(job: Job, gpn: list[int]) -> ClassKey:
 
 
 def demand_classes(
-    snap: Snapshot,
+    snap: Snapshot, by_packing: bool = True
 ) -> tuple[dict[ClassKey, float], dict[ClassKey, float], dict[ClassKey, float]]:
     """Per class: GPUs wanted (running jobs hold theirs, pending jobs ask for their gang), the
     pending part alone, and the work wanted in H100-eq per second: a running job's gang at its
     speed where it runs, a pending job's at its speed on the fastest flavor it accepts (so on
-    that flavor the work is its gang, as in GPUs; on a slower one it needs more GPUs)."""
+    that flavor the work is its gang, as in GPUs; on a slower one it needs more GPUs).
+    Without `by_packing` every class's packing is 1 (gangs of all sizes in one class)."""
     gpn = snap.state.gpn
     n_f = len(gpn)
     speed = snap.speed
@@ -112,13 +113,14 @@ def demand_classes(
     waiting: dict[ClassKey, float] = {}
     every = tuple(range(n_f))
     gpn_t = tuple(gpn)
+    ones = (1.0,) * n_f
     for (q, kind, ids, gang, f), (n, held) in run.items():
-        key = (q, kind, ids or every, packing(gang, gpn_t))
+        key = (q, kind, ids or every, packing(gang, gpn_t) if by_packing else ones)
         out[key] = out.get(key, 0.0) + held
         work[key] = work.get(key, 0.0) + n * gang * speed(kind, f)
     for (q, kind, ids, gang), m in wait.items():
         allowed = ids or every
-        key = (q, kind, allowed, packing(gang, gpn_t))
+        key = (q, kind, allowed, packing(gang, gpn_t) if by_packing else ones)
         out[key] = out.get(key, 0.0) + m * gang
         waiting[key] = waiting.get(key, 0.0) + m * gang
         top = max(speed(kind, f) for f in allowed)
@@ -161,16 +163,18 @@ class HeteroAllocator:
 
     interval_s: float = 1800.0
     fairness: float = 0.95
-    # Demand counted as work (H100-eq per second, `demand_classes`) rather than GPUs: a class
-    # whose work runs on GB200 may be given the many more Dojo chips the same work needs.
-    demand_in_work: bool = True
+    # Per-class planning (docs/hetero.md, measured in bench/RESULTS.md section 53; off in the
+    # `hetero` profile, on in `hetero-class`): demand counted as work (H100-eq per second)
+    # rather than GPUs, classes split by gang packing, per-class shares for the cycle, and the
+    # LP's tie-break toward the plan holding fewest GPUs.
+    per_class: bool = False
 
     def solve(self, snap: Snapshot) -> Targets:
         """Targets for this snapshot: pure, no clock (`solved_at_s` is the snapshot's time)."""
         st = snap.state
         queues = st.queues.queues
         n_q, n_f = len(queues), len(st.gpn)
-        demand, waiting, work = demand_classes(snap)
+        demand, waiting, work = demand_classes(snap, self.per_class)
         keys = sorted(demand)
         kinds = sorted({k for _, k, _, _ in keys})
         kind_idx = {k: i for i, k in enumerate(kinds)}
@@ -196,14 +200,19 @@ class HeteroAllocator:
                 watts=watts,
                 power_budget_w=budget,
                 fairness=self.fairness,
-                demand_eq=np.array([work[k] for k in keys]) if self.demand_in_work else None,
+                demand_eq=np.array([work[k] for k in keys]) if self.per_class else None,
+                tie_break=hetero_lp.TIE_BREAK if self.per_class else 0.0,
             )
         )
-        return _targets(snap, keys, res, [waiting.get(k, 0.0) for k in keys])
+        return _targets(snap, keys, res, [waiting.get(k, 0.0) for k in keys], self.per_class)
 
 
 def _targets(
-    snap: Snapshot, keys: list[ClassKey], res: hetero_lp.LpResult, waiting: list[float]
+    snap: Snapshot,
+    keys: list[ClassKey],
+    res: hetero_lp.LpResult,
+    waiting: list[float],
+    per_class: bool,
 ) -> Targets:
     st = snap.state
     n_q, n_f = len(st.queues.queues), len(st.gpn)
@@ -227,7 +236,7 @@ def _targets(
     by_class = {
         key: tuple(float(v) for v in x / x.sum())
         for key, x in zip(keys, res.gpus, strict=True)
-        if x.sum() > 0
+        if per_class and x.sum() > 0
     }
     return Targets(
         solved_at_s=snap.now_s,
@@ -294,7 +303,9 @@ class TargetShareCheck:
         q = job.queue_idx
         target = t.queue_gpus[q][flavor]
         used = st.usage[q][flavor]
-        share = _class_share(t, job, st.gpn)
+        # Only with per-class shares (per_class); per (queue, kind) any kind may use its queue's
+        # room (hetero2 measured keeping a kind off a flavor: it cost research a fifth).
+        share = t.share_by_class.get(class_key(job, st.gpn)) if t.share_by_class else None
         given = share is None or share[flavor] > 0 or _slower_than_given(snap, job, share, flavor)
         if given and used + alloc_gpus / 2 <= target:
             return None
@@ -330,7 +341,7 @@ def _slower_than_given(snap: Snapshot, job: Job, share: tuple[float, ...], flavo
 
 def _class_share(t: Targets, job: Job, gpn: list[int]) -> tuple[float, ...] | None:
     """The share of each flavor the solve gave the job's class (None: a class it has not seen)."""
-    share = t.share_by_class.get(class_key(job, gpn))
+    share = t.share_by_class.get(class_key(job, gpn)) if t.share_by_class else None
     return share if share is not None else t.class_share.get((job.queue_idx, job.kind))
 
 

@@ -56,6 +56,9 @@ class LpInput:
     # [C] H100-eq per second the class's work asks for; when given it replaces demand_gpus
     # (`sum_f speed x <= demand_eq`): work may be met by more GPUs of a slower flavor.
     demand_eq: np.ndarray | None = None
+    # Cost per GPU held, as a fraction of the slowest speed (0: none): among plans of equal
+    # throughput the solve then takes the one holding the fewest GPUs.
+    tie_break: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class LpResult:
             return np.where(ent > 0, self.throughput_eq / ent, np.nan)
 
 
-TIE_BREAK = 1e-4  # per GPU held, as a fraction of the slowest speed
+TIE_BREAK = 1e-4  # the tie-break per GPU held that per-class planning uses (hetero.py)
 
 
 class LpError(RuntimeError):
@@ -113,7 +116,7 @@ def solve(p: LpInput) -> LpResult:
     # Among plans of the same throughput, the one holding the fewest GPUs (a tie-break worth
     # far less than any throughput): a job's work fits where it needs the fewest GPUs, which
     # settles the many ties of near-equal speeds instead of leaving them to the solver.
-    cost = np.append(-s + TIE_BREAK * float(s.min()), penalty)
+    cost = np.append(-s + p.tie_break * float(s.min()), penalty)
     sol = _lp(cost, rows, np.append(np.full(n_x, np.inf), p.fairness))
     x = sol[:n_x]
     gpus = np.zeros((n_c, n_f))
