@@ -246,8 +246,34 @@ worst = linprog(s, A_ub=np.array(rows), b_ub=np.array(b), A_eq=np.array(rows_eq)
 # Every GPU busy at the best speed any kind has on its flavor (ignores the mix entirely).
 best_any = sum(cap[f] * max(table.speed(k, topo.flavors[f]) for k in table.kinds())
                for f in range(nf))
+# Fairness in the window: each team's work done there over its entitlement, the best its work
+# offered in the window (jobs submitted in it, H100-eq per second) could get alone on its
+# nominal quota of every flavor (the LP's entitlement with demand counted as work).
+w0_s = {warmup_days} * 86400.0
+win = defaultdict(float)
+for j in jobs:
+    if w0_s <= j.submit_s < days * 86400:
+        ids = tuple(topo.flavors.index(f) for f in j.flavors) or tuple(range(nf))
+        win[(qc.index(j.team), j.kind, ids)] += j.gpus * j.work_s / (days * 86400 - w0_s)
+wkeys = sorted(win)
+wspeed = np.zeros((len(wkeys), nf))
+for c, (_, k, ids) in enumerate(wkeys):
+    for f in ids:
+        wspeed[c, f] = table.speed(k, topo.flavors[f])
+went = solve(LpInput(class_queue=np.array([q for q, _, _ in wkeys]),
+                     demand_gpus=np.full(len(wkeys), np.inf), speed=wspeed,
+                     capacity_gpus=np.array(topo.flavor_gpus(), dtype=float),
+                     nominal_gpus=nominal, max_gpus=np.full(nominal.shape, np.inf),
+                     watts=np.zeros(wspeed.shape), fairness=0.0,
+                     demand_eq=np.array([win[k] for k in wkeys]))).entitlement_eq
 names = qc.names
+window_ent = {{names[q]: float(went[q]) for q in range(len(names))}}
 out = {{
+    "window_offered_eq_by_team": {{names[q]: sum(v for k, v in win.items() if k[0] == q)
+                                   for q in range(len(names))}},
+    "window_entitlement_eq_by_team": window_ent,
+    "window_share_by_team": {{t: window_work.get(t, 0.0) / window_h / e
+                              for t, e in window_ent.items() if e > 0}},
     "policy": policy, "days": days, "wall_s": wall, "jobs": len(jobs),
     "completed": len(tw.completed), "pending_at_end": len(tw.pending),
     "work_eq_gpu_h": sum(work.values()),

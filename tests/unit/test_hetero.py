@@ -52,6 +52,10 @@ def _fleet(*groups: dict[str, Any]) -> Topology:
 
 H200_FIRST = _fleet(H200, DOJO)
 DOJO_FIRST = _fleet(DOJO, H200)
+# Whole Dojo nodes (25 chips): a 24-GPU gang fits one, a 32-GPU gang holds two (50 chips).
+PACKING = _fleet(
+    {"flavor": "H200-SXM", "nodes": 4}, {"flavor": "Dojo-D1", "nodes": 4, "gpus_per_node": 25}
+)
 KIND = {"vision": "fsd-video", "lang": "llm"}
 
 
@@ -125,7 +129,19 @@ def _dojo_listed_first(w: World) -> None:
     w.pend(1, "lang", 8, 0.0)
 
 
-# (id, fleet, setup, priority's placements and H100-eq, hetero's placements and H100-eq)
+def _own_big_run(w: World) -> None:
+    w.pend(2, "vision", 8, 0.0)  # a small job: any flavor
+    w.pend(1, "vision", 8, 1.0)  # a big run of the same kind: H200 only
+    w.jobs[1].flavor_ids = (0,)
+
+
+def _packing(w: World) -> None:
+    w.pend(2, "vision", 24, 0.0)
+    w.pend(1, "vision", 32, 1.0)
+
+
+# (id, fleet, setup, priority's placements and H100-eq, hetero's placements and H100-eq; the
+# last two scenarios run hetero-class, the per-class planning)
 SCENARIOS = [
     # Both queues want 8 GPUs. Flavor order: vision (first) takes H200, lang gets Dojo:
     #   8 * 1.118 + 8 * 0.146 = 10.112.
@@ -155,6 +171,30 @@ SCENARIOS = [
     ("dojo-listed-first", DOJO_FIRST, _dojo_listed_first,
      {"lang-1": "Dojo-D1"}, 1.168,
      {"lang-1": "H200-SXM"}, 8.656),
+    # One queue, one kind, two classes: vision's small job (any flavor, first in line) and its
+    # big run (H200 only). Flavor order: the small job takes H200, the big run waits:
+    # 8 * 1.118 = 8.944. Hetero: work 8.944 each; H200 earns both classes 1.118 but Dojo only
+    # the small job can use, so the solve gives the big run all of H200 and the small job all
+    # of Dojo (11.288; the other way round gives 8.944). Per class the small job tries Dojo
+    # first (per kind, both flavors were given and short, and H200 is faster):
+    #   8 * 0.293 + 8 * 1.118 = 11.288.
+    ("own-big-run/class", H200_FIRST, _own_big_run,
+     {"vision-2": "H200-SXM"}, 8.944,
+     {"vision-2": "Dojo-D1", "vision-1": "H200-SXM"}, 11.288),
+    # 32 H200 GPUs and four 25-chip Dojo nodes; vision wants 24 GPUs (first) and 32. Flavor
+    # order: the 24 take H200, the 32 fit only on Dojo, where they hold two nodes (50 chips):
+    #   24 * 1.118 + 32 * 0.293 = 36.208.
+    # Hetero: on Dojo the 24-GPU gang uses all it holds, the 32-GPU one 32 / 50 (0.64, 0.6 to
+    # the nearest tenth): 0.293 and 0.176 per chip held; on H200 both earn 1.118. Work: the
+    # 24 ask 24 * 1.118 = 26.83, the 32 ask 35.78. The 32 on H200 (35.78) and the 24 on 91.6
+    # Dojo chips (26.83) serve all the work, 62.61; each H200 GPU the 24 take instead moves
+    # 1.118 of the 32's work to Dojo at 0.176 (6.35 chips) and frees 3.8 of the 24's: the same
+    # throughput on more GPUs, which the tie-break refuses. The 24 start on Dojo, the 32 on
+    # H200: 24 * 0.293 + 32 * 1.118 = 42.808. (Without packing the two gangs are one class
+    # given both flavors and the 24 take H200 first, as flavor order does.)
+    ("packing/class", PACKING, _packing,
+     {"vision-2": "H200-SXM", "vision-1": "Dojo-D1"}, 36.208,
+     {"vision-2": "Dojo-D1", "vision-1": "H200-SXM"}, 42.808),
 ]  # fmt: skip
 
 
@@ -164,6 +204,7 @@ SCENARIOS = [
     ids=[s[0] for s in SCENARIOS],
 )
 def test_throughput_aware_choice_beats_flavor_order(
+    request: pytest.FixtureRequest,
     topo: Topology,
     setup: Any,
     prio_placed: dict[str, str],
@@ -176,7 +217,7 @@ def test_throughput_aware_choice_beats_flavor_order(
     plan = base.cycle()
     assert _placed(base, plan) == prio_placed
     assert base.effective(plan) == pytest.approx(prio_eq)
-    het = World(topo, "hetero")
+    het = World(topo, "hetero-class" if request.node.callspec.id.endswith("/class") else "hetero")
     setup(het)
     plan = het.cycle()
     assert _placed(het, plan) == het_placed
@@ -207,6 +248,28 @@ def test_targets_keep_every_queue_at_its_floor() -> None:
     assert norm[1] == pytest.approx(1.065, abs=1e-3)
     assert t.fair_level == pytest.approx(0.95, abs=1e-4)
     assert t.queue_gpus[0] == pytest.approx((3.658, 4.342), abs=1e-3)
+    assert t.share_by_class == {}  # per (queue, kind) only
+
+
+def test_per_class_demand_is_work() -> None:
+    # The swap scenario's solve in hetero-class. Demand is work: each pending gang at its speed
+    # on its fastest flavor (H200), vision 8 * 1.118 = 8.944 and lang 8 * 1.082 = 8.656. Dojo
+    # earns vision 0.293 and lang 0.146, so Dojo is vision's (8 chips, 2.344, under its 8.944).
+    # On H200 vision earns 1.118 and lang 1.082: total = 11.0 + 0.036 a for vision's a H200
+    # GPUs, so a is as large as lang's floor 0.95 * 4.912 = 4.6664 allows (lang's cheapest on
+    # H200): lang 4.6664 / 1.082 = 4.3128, a = 3.6872. Vision: 1.118 a + 2.344 = 6.4663 (under
+    # its work 8.944) over 5.644 = 1.1457; lang exactly at its floor. In GPUs (hetero) vision's
+    # demand of 8 GPUs capped it at 8 in all, so it had 3.658 H200 + 4.342 Dojo.
+    w = World(H200_FIRST, "hetero-class")
+    _swap(w)
+    assert w.pol.allocator is not None
+    t = w.pol.allocator.solve(w.snapshot())
+    assert t.entitlement_eq == pytest.approx((5.644, 4.912))
+    norm = [a / b for a, b in zip(t.throughput_eq, t.entitlement_eq, strict=True)]
+    assert norm[0] == pytest.approx(6.4663 / 5.644, abs=1e-4)
+    assert norm[1] == pytest.approx(0.95, abs=1e-4)
+    assert t.queue_gpus[0] == pytest.approx((3.6872, 8.0), abs=1e-3)
+    assert t.queue_gpus[1] == pytest.approx((4.3128, 0.0), abs=1e-3)
 
 
 def test_without_a_solve_the_hetero_profile_takes_the_fastest_flavor() -> None:

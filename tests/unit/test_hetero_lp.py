@@ -104,3 +104,21 @@ def test_no_classes() -> None:
     r = solve(_lp(class_queue=np.zeros(0, dtype=np.int64), demand_gpus=np.zeros(0),
                   speed=np.zeros((0, 2)), watts=np.zeros((0, 2))))  # fmt: skip
     assert r.total_eq == 0.0 and r.gpus.shape == (0, 2)
+
+
+def test_demand_as_work_fills_the_slow_flavor_with_what_loses_least_there() -> None:
+    # Class 0 runs at 2 / 1 (fast / slow), class 1 at 1 / 0.25. Class 0's jobs hold 5 GPUs of
+    # gang at speed 2: 10 H100-eq of work; class 1 has 20 of work (20 GPUs at speed 1).
+    # In GPUs (demand 5 and 20) class 0 may hold at most 5 GPUs: best on fast (10), class 1
+    # takes the other 5 fast and all 10 slow: 10 + 5 + 2.5 = 17.5.
+    gpus = solve(_lp(demand_gpus=np.array([5.0, 20.0])))
+    np.testing.assert_allclose(gpus.gpus, [[5.0, 0.0], [5.0, 10.0]], atol=1e-6)
+    assert gpus.total_eq == pytest.approx(17.5)
+    # In work, class 0's 10 H100-eq may run on 10 slow GPUs (it loses half there, class 1 three
+    # quarters), and class 1 gets all of fast: 10 + 10 = 20. Entitlements (alone on 5 + 5,
+    # capped by the work): class 0 = 5 fast * 2 = 10, class 1 = 5 + 1.25 = 6.25; both floors
+    # (0.9 x) hold.
+    work = solve(_lp(demand_gpus=np.full(2, INF), demand_eq=np.array([10.0, 20.0])))
+    np.testing.assert_allclose(work.gpus, [[0.0, 10.0], [10.0, 0.0]], atol=1e-6)
+    assert work.total_eq == pytest.approx(20.0)
+    np.testing.assert_allclose(work.entitlement_eq, [10.0, 6.25])

@@ -26,12 +26,17 @@ def test_the_hetero_profile_wiring() -> None:
         assert isinstance(p.flavor_order, TargetFlavorOrder)
         assert isinstance(p.allocator, HeteroAllocator)
         assert p.backfill is backfill
+        assert p.allocator.per_class is False
+    per_class = policies("hetero-class").allocator
+    assert isinstance(per_class, HeteroAllocator) and per_class.per_class
 
 
 def test_an_unknown_scheduling_policy_lists_the_known_ones() -> None:
     with pytest.raises(KeyError) as err:
         policies("lottery")
-    assert err.value.args == ("unknown policy 'lottery'; known: fifo, priority, las, hetero",)
+    assert err.value.args == (
+        "unknown policy 'lottery'; known: fifo, priority, las, hetero, hetero-class",
+    )
 
 
 def test_power_profiles_for_the_twin_include_its_studies() -> None:

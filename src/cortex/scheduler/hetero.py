@@ -18,13 +18,15 @@ All of it is pure: every function reads the snapshot and returns values.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cortex.fleet.power import PowerModel
+from cortex.fleet.topology import alloc_size
 from cortex.power.cooling import CoolingModel
 from cortex.scheduler import hetero_lp
 from cortex.scheduler.reasons import Code, Reason
@@ -33,6 +35,11 @@ from cortex.workload.job import Job
 
 # The kind whose speeds stand for a queue's work before any solve has seen its jobs.
 DEFAULT_KIND = "generic"
+
+
+# (queue, kind, acceptable flavors, packing): packing is, per flavor, the share of the GPUs a
+# gang holds that it uses (a 32-GPU gang on 25-chip Dojo nodes holds 50: 0.64).
+ClassKey = tuple[int, str, tuple[int, ...], tuple[float, ...]]
 
 
 @dataclass(frozen=True)
@@ -51,27 +58,74 @@ class Targets:
     # GPUs each queue's pending jobs asked for at the solve, counting only classes the solve
     # gave some of the flavor: the most of its room under target the queue can be owed there.
     waiting_gpus: tuple[tuple[float, ...], ...] = ()
+    # Per class (queue, kind, acceptable flavors): the share of each flavor. A queue's big runs
+    # and its small jobs of one kind are two classes; the solve may send them to different
+    # flavors (big runs to GB200, small ones to Dojo).
+    share_by_class: dict[ClassKey, tuple[float, ...]] = field(default_factory=dict)
 
 
-ClassKey = tuple[int, str, tuple[int, ...]]  # (queue, kind, acceptable flavors)
+@functools.lru_cache(maxsize=4096)
+def packing(gang: int, gpn: tuple[int, ...]) -> tuple[float, ...]:
+    """Per flavor, the share of the GPUs a gang of `gang` holds that it uses: a gang over one
+    node takes whole nodes, so on Dojo's 25-chip nodes a 32-GPU gang holds 50 (0.64)."""
+    return tuple(round(gang / alloc_size(gang, g), 1) for g in gpn)
 
 
-def demand_classes(snap: Snapshot) -> tuple[dict[ClassKey, float], dict[ClassKey, float]]:
-    """GPUs wanted per class (running jobs hold theirs, pending jobs ask for their gang), and
-    the pending part alone."""
-    n_f = len(snap.state.gpn)
-    every = tuple(range(n_f))
-    out: dict[ClassKey, float] = {}
+def class_key(job: Job, gpn: list[int]) -> ClassKey:
+    """The job's class: (queue, kind, acceptable flavors, packing)."""
+    return (
+        job.queue_idx,
+        job.kind,
+        job.flavor_ids or tuple(range(len(gpn))),
+        packing(job.gpus, tuple(gpn)),
+    )
+
+
+def demand_classes(
+    snap: Snapshot, by_packing: bool = True
+) -> tuple[dict[ClassKey, float], dict[ClassKey, float], dict[ClassKey, float]]:
+    """Per class: GPUs wanted (running jobs hold theirs, pending jobs ask for their gang), the
+    pending part alone, and the work wanted in H100-eq per second: a running job's gang at its
+    speed where it runs, a pending job's at its speed on the fastest flavor it accepts (so on
+    that flavor the work is its gang, as in GPUs; on a slower one it needs more GPUs).
+    Without `by_packing` every class's packing is 1 (gangs of all sizes in one class)."""
+    gpn = snap.state.gpn
+    n_f = len(gpn)
+    speed = snap.speed
+    # Jobs are tallied by their raw traits first (one dict update each: 50,000 jobs), then each
+    # distinct set of traits is turned into its class once.
+    run: dict[tuple[int, str, tuple[int, ...], int, int], list[float]] = {}
     for job in snap.state.running.values():
-        key = (job.queue_idx, job.kind, job.flavor_ids or every)
-        out[key] = out.get(key, 0.0) + job.alloc_gpus
-    waiting: dict[ClassKey, float] = {}
+        raw = (job.queue_idx, job.kind, job.flavor_ids, job.gpus, job.run_flavor)
+        got = run.get(raw)
+        if got is None:
+            run[raw] = [1.0, job.alloc_gpus]
+        else:
+            got[0] += 1.0
+            got[1] += job.alloc_gpus
+    wait: dict[tuple[int, str, tuple[int, ...], int], int] = {}
     for lst in snap.pending.lists:
         for _, job in lst:
-            key = (job.queue_idx, job.kind, job.flavor_ids or every)
-            out[key] = out.get(key, 0.0) + job.gpus
-            waiting[key] = waiting.get(key, 0.0) + job.gpus
-    return out, waiting
+            raw2 = (job.queue_idx, job.kind, job.flavor_ids, job.gpus)
+            wait[raw2] = wait.get(raw2, 0) + 1
+    out: dict[ClassKey, float] = {}
+    work: dict[ClassKey, float] = {}
+    waiting: dict[ClassKey, float] = {}
+    every = tuple(range(n_f))
+    gpn_t = tuple(gpn)
+    ones = (1.0,) * n_f
+    for (q, kind, ids, gang, f), (n, held) in run.items():
+        key = (q, kind, ids or every, packing(gang, gpn_t) if by_packing else ones)
+        out[key] = out.get(key, 0.0) + held
+        work[key] = work.get(key, 0.0) + n * gang * speed(kind, f)
+    for (q, kind, ids, gang), m in wait.items():
+        allowed = ids or every
+        key = (q, kind, allowed, packing(gang, gpn_t) if by_packing else ones)
+        out[key] = out.get(key, 0.0) + m * gang
+        waiting[key] = waiting.get(key, 0.0) + m * gang
+        top = max(speed(kind, f) for f in allowed)
+        work[key] = work.get(key, 0.0) + m * gang * top
+    return out, waiting, work
 
 
 def power_rows(snap: Snapshot, kinds: list[str]) -> tuple[np.ndarray, float]:
@@ -109,29 +163,35 @@ class HeteroAllocator:
 
     interval_s: float = 1800.0
     fairness: float = 0.95
+    # Per-class planning (docs/hetero.md, measured in bench/RESULTS.md section 53; off in the
+    # `hetero` profile, on in `hetero-class`): demand counted as work (H100-eq per second)
+    # rather than GPUs, classes split by gang packing, per-class shares for the cycle, and the
+    # LP's tie-break toward the plan holding fewest GPUs.
+    per_class: bool = False
 
     def solve(self, snap: Snapshot) -> Targets:
         """Targets for this snapshot: pure, no clock (`solved_at_s` is the snapshot's time)."""
         st = snap.state
         queues = st.queues.queues
         n_q, n_f = len(queues), len(st.gpn)
-        demand, waiting = demand_classes(snap)
+        demand, waiting, work = demand_classes(snap, self.per_class)
         keys = sorted(demand)
-        kinds = sorted({k for _, k, _ in keys})
+        kinds = sorted({k for _, k, _, _ in keys})
         kind_idx = {k: i for i, k in enumerate(kinds)}
         speed = np.zeros((len(keys), n_f))
-        for c, (_, kind, allowed) in enumerate(keys):
+        for c, (_, kind, allowed, pack) in enumerate(keys):
             for f in allowed:
-                speed[c, f] = snap.speed(kind, f)
+                # H100-eq per GPU held: a gang that leaves part of its nodes idle earns less.
+                speed[c, f] = snap.speed(kind, f) * pack[f]
         watts_k, budget = power_rows(snap, kinds)
-        watts = watts_k[[kind_idx[k] for _, k, _ in keys]] if keys else np.zeros((0, n_f))
+        watts = watts_k[[kind_idx[k] for _, k, _, _ in keys]] if keys else np.zeros((0, n_f))
         nominal = np.array([q.nominal for q in queues], dtype=float).reshape(n_q, n_f)
         limit = np.array(
             [[math.inf if b is None else b for b in q.borrowing_limit] for q in queues]
         ).reshape(n_q, n_f)
         res = hetero_lp.solve(
             hetero_lp.LpInput(
-                class_queue=np.array([q for q, _, _ in keys], dtype=np.int64),
+                class_queue=np.array([q for q, _, _, _ in keys], dtype=np.int64),
                 demand_gpus=np.array([demand[k] for k in keys], dtype=float),
                 speed=speed,
                 capacity_gpus=np.array(st.up_gpus, dtype=float),
@@ -140,13 +200,19 @@ class HeteroAllocator:
                 watts=watts,
                 power_budget_w=budget,
                 fairness=self.fairness,
+                demand_eq=np.array([work[k] for k in keys]) if self.per_class else None,
+                tie_break=hetero_lp.TIE_BREAK if self.per_class else 0.0,
             )
         )
-        return _targets(snap, keys, res, [waiting.get(k, 0.0) for k in keys])
+        return _targets(snap, keys, res, [waiting.get(k, 0.0) for k in keys], self.per_class)
 
 
 def _targets(
-    snap: Snapshot, keys: list[ClassKey], res: hetero_lp.LpResult, waiting: list[float]
+    snap: Snapshot,
+    keys: list[ClassKey],
+    res: hetero_lp.LpResult,
+    waiting: list[float],
+    per_class: bool,
 ) -> Targets:
     st = snap.state
     n_q, n_f = len(st.queues.queues), len(st.gpn)
@@ -154,11 +220,11 @@ def _targets(
     eq = np.zeros((n_q, n_f))
     wait = np.zeros((n_q, n_f))
     by_kind: dict[tuple[int, str], np.ndarray] = {}
-    for c, (q, kind, _) in enumerate(keys):
+    for c, (q, kind, _, pack) in enumerate(keys):
         x = res.gpus[c]
         qg[q] += x
         wait[q] += np.where(x > 0, waiting[c], 0.0)
-        eq[q] += x * np.array([snap.speed(kind, f) for f in range(n_f)])
+        eq[q] += x * np.array([snap.speed(kind, f) * pack[f] for f in range(n_f)])
         by_kind[(q, kind)] = by_kind.get((q, kind), np.zeros(n_f)) + x
     generic = [snap.speed(DEFAULT_KIND, f) for f in range(n_f)]
     qspeed = [
@@ -167,6 +233,11 @@ def _targets(
     ]
     norm = res.normalized()
     share = {key: tuple(float(v) for v in x / x.sum()) for key, x in by_kind.items() if x.sum() > 0}
+    by_class = {
+        key: tuple(float(v) for v in x / x.sum())
+        for key, x in zip(keys, res.gpus, strict=True)
+        if per_class and x.sum() > 0
+    }
     return Targets(
         solved_at_s=snap.now_s,
         queue_gpus=tuple(tuple(float(v) for v in row) for row in qg),
@@ -178,6 +249,7 @@ def _targets(
         total_eq=res.total_eq,
         classes=len(keys),
         waiting_gpus=tuple(tuple(float(v) for v in row) for row in wait),
+        share_by_class=by_class,
     )
 
 
@@ -192,7 +264,7 @@ class TargetFlavorOrder:
         allowed = job.flavor_ids or tuple(range(len(snap.state.gpn)))
         kind = job.kind
         t = snap.targets
-        share = t.class_share.get((job.queue_idx, kind)) if t is not None else None
+        share = _class_share(t, job, snap.state.gpn) if t is not None else None
         if t is None or share is None:
             return tuple(sorted(allowed, key=lambda f: (-snap.speed(kind, f), f)))
         target = t.queue_gpus[job.queue_idx]
@@ -231,12 +303,18 @@ class TargetShareCheck:
         q = job.queue_idx
         target = t.queue_gpus[q][flavor]
         used = st.usage[q][flavor]
-        if used + alloc_gpus / 2 <= target:
+        # Only with per-class shares (per_class); per (queue, kind) any kind may use its queue's
+        # room (hetero2 measured keeping a kind off a flavor: it cost research a fifth).
+        share = t.share_by_class.get(class_key(job, st.gpn)) if t.share_by_class else None
+        given = share is None or share[flavor] > 0 or _slower_than_given(snap, job, share, flavor)
+        if given and used + alloc_gpus / 2 <= target:
             return None
         owed = 0.0
         pending = snap.pending.lists
         for q2 in range(len(t.queue_gpus)):
-            if q2 != q and pending[q2]:
+            # A class the solve gave none of the flavor takes only what no waiting queue, its
+            # own included, is owed there.
+            if (q2 != q or not given) and pending[q2]:
                 owed += _room(t, st.usage, q2, flavor)
         spare = st.free_gpus[flavor] - owed
         if alloc_gpus <= spare:
@@ -250,6 +328,21 @@ class TargetShareCheck:
             target=round(target),
             spare=max(round(spare), 0),
         )
+
+
+def _slower_than_given(snap: Snapshot, job: Job, share: tuple[float, ...], flavor: int) -> bool:
+    """Whether `flavor` is slower for the job's kind than every flavor its class was given: a
+    fall-back the queue's own targets may admit (it costs this class, not a class the solve
+    sent there)."""
+    speed = snap.speed
+    s = speed(job.kind, flavor)
+    return all(s < speed(job.kind, f) for f, x in enumerate(share) if x > 0)
+
+
+def _class_share(t: Targets, job: Job, gpn: list[int]) -> tuple[float, ...] | None:
+    """The share of each flavor the solve gave the job's class (None: a class it has not seen)."""
+    share = t.share_by_class.get(class_key(job, gpn)) if t.share_by_class else None
+    return share if share is not None else t.class_share.get((job.queue_idx, job.kind))
 
 
 def _room(t: Targets, usage: list[list[int]], q: int, f: int) -> float:

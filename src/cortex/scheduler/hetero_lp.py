@@ -53,6 +53,12 @@ class LpInput:
     watts: np.ndarray  # [C, F]
     power_budget_w: float = math.inf
     fairness: float = 0.95  # each queue's floor, as a fraction of its entitlement
+    # [C] H100-eq per second the class's work asks for; when given it replaces demand_gpus
+    # (`sum_f speed x <= demand_eq`): work may be met by more GPUs of a slower flavor.
+    demand_eq: np.ndarray | None = None
+    # Cost per GPU held, as a fraction of the slowest speed (0: none): among plans of equal
+    # throughput the solve then takes the one holding the fewest GPUs.
+    tie_break: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,9 @@ class LpResult:
         ent = self.entitlement_eq
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(ent > 0, self.throughput_eq / ent, np.nan)
+
+
+TIE_BREAK = 1e-4  # the tie-break per GPU held that per-class planning uses (hetero.py)
 
 
 class LpError(RuntimeError):
@@ -92,8 +101,7 @@ def solve(p: LpInput) -> LpResult:
     rows = _Rows(n_v)
     for f in range(n_f):
         rows.add(np.nonzero(fi == f)[0], 1.0, float(p.capacity_gpus[f]))
-    for c in range(n_c):
-        rows.add(np.nonzero(ci == c)[0], 1.0, float(p.demand_gpus[c]))
+    _demand_rows(p, rows, ci, s)
     for q, f in zip(*np.nonzero(np.isfinite(p.max_gpus)), strict=True):
         rows.add(np.nonzero((qi == q) & (fi == f))[0], 1.0, float(p.max_gpus[q, f]))
     if math.isfinite(p.power_budget_w):
@@ -105,7 +113,10 @@ def solve(p: LpInput) -> LpResult:
     # u must cost more than any reallocation could earn: lowering u by d raises every floor by
     # d * ent_q, which costs the total at most max(s) / min(s) * sum(ent) * d.
     penalty = 10.0 * float(s.max() / s.min()) * max(float(ent.sum()), 1.0)
-    cost = np.append(-s, penalty)
+    # Among plans of the same throughput, the one holding the fewest GPUs (a tie-break worth
+    # far less than any throughput): a job's work fits where it needs the fewest GPUs, which
+    # settles the many ties of near-equal speeds instead of leaving them to the solver.
+    cost = np.append(-s + p.tie_break * float(s.min()), penalty)
     sol = _lp(cost, rows, np.append(np.full(n_x, np.inf), p.fairness))
     x = sol[:n_x]
     gpus = np.zeros((n_c, n_f))
@@ -123,10 +134,20 @@ def _entitlement(
     cap = np.minimum(p.nominal_gpus, p.capacity_gpus[None, :])
     for q, f in zip(*np.nonzero(np.ones(cap.shape, dtype=bool)), strict=True):
         rows.add(np.nonzero((qi == q) & (fi == f))[0], 1.0, float(cap[q, f]))
-    for c in range(p.speed.shape[0]):
-        rows.add(np.nonzero(ci == c)[0], 1.0, float(p.demand_gpus[c]))
+    _demand_rows(p, rows, ci, s)
     y = _lp(-s, rows)
     return np.bincount(qi, weights=s * y, minlength=p.nominal_gpus.shape[0])
+
+
+def _demand_rows(p: LpInput, rows: _Rows, ci: np.ndarray, s: np.ndarray) -> None:
+    """One row per class: its GPUs at most its demand in GPUs, or its H100-eq at most its
+    demand in work."""
+    for c in range(p.speed.shape[0]):
+        mine = np.nonzero(ci == c)[0]
+        if p.demand_eq is None:
+            rows.add(mine, 1.0, float(p.demand_gpus[c]))
+        else:
+            rows.add(mine, s[mine], float(p.demand_eq[c]))
 
 
 class _Rows:

@@ -32,26 +32,33 @@ def _las(backfill: bool) -> Policies:
     return Policies(ordering=las, preemption=LasDemotion(las), backfill=backfill)
 
 
-def _hetero(backfill: bool) -> Policies:
+def _hetero(backfill: bool, per_class: bool = False) -> Policies:
     return Policies(
         ordering=EqFairShare(),
         admission=(QuotaCheck(), TargetShareCheck()),
         preemption=PriorityReclaim(),
         backfill=backfill,
         flavor_order=TargetFlavorOrder(),
-        allocator=HeteroAllocator(),
+        allocator=HeteroAllocator(per_class=per_class),
     )
+
+
+def _hetero_class(backfill: bool) -> Policies:
+    return _hetero(backfill, per_class=True)
 
 
 #: fifo: arrival order, no preemption (the classic baseline); priority: priority classes, then
 #: weighted DRF between queues, with preemption of lower classes and reclaim of borrowed quota;
 #: las: Tiresias' discretized least-attained-service with demotion preemption; hetero: as
-#: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py).
+#: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py);
+#: hetero-class: hetero planning per class (demand as work, gang packing, per-class shares),
+#: measured in bench/RESULTS.md section 53 and not better than hetero there.
 PROFILES: dict[str, Callable[[bool], Policies]] = {
     "fifo": _fifo,
     "priority": _priority,
     "las": _las,
     "hetero": _hetero,
+    "hetero-class": _hetero_class,
 }
 
 
