@@ -171,6 +171,7 @@ class Twin(RunBooks):
         self._deep_due = 0.0
         self._ticks: set[float] = set()
         self._writes: dict[int, tuple[float, int]] = {}  # node: (victim's write ends, GPUs)
+        self._writes_until = 0.0  # the latest end among _writes
         self.pw: PowerRuntime | None = None
         self._power_retry = False
         self._power_next_try_s = 0.0

@@ -1,0 +1,65 @@
+"""The twin's hot paths, made cheaper, against the plain computations they replace (kept here
+verbatim): same answers, same books."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cortex.sim.runs import RunBooks
+
+
+class _Writes(RunBooks):
+    def __init__(self, writes: dict[int, tuple[float, int]]) -> None:
+        self._writes = writes
+        # as _preempt keeps it: the latest end of any write recorded
+        self._writes_until = max((u for u, _ in writes.values()), default=0.0)
+        self.now = 0.0
+
+
+def _victim_wait_reference(
+    writes: dict[int, tuple[float, int]], now: float, placement: tuple, gang: int
+) -> tuple[float, int]:
+    wait, gpus = 0.0, 0
+    if not writes:
+        return 0.0, 0
+    for n, k in placement:
+        got = writes.get(n)
+        if got is None:
+            continue
+        until, writers = got
+        if until <= now:
+            del writes[n]
+            continue
+        use = min(k, writers, gang - gpus)
+        if use > 0:
+            gpus += use
+            writes[n] = (until, writers - use)
+        wait = max(wait, until - now)
+    return wait, gpus
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_victim_wait_matches_the_node_by_node_lookup(seed: int) -> None:
+    """Once every victim's write has ended the table is dropped at once; before that, starts
+    wait and take writers exactly as the node-by-node lookup says."""
+    rng = random.Random(seed)
+    writes = {n: (rng.uniform(10, 100), rng.randint(1, 8)) for n in rng.sample(range(40), 12)}
+    ref = dict(writes)
+    books = _Writes(dict(writes))
+    for now in sorted(rng.uniform(0, 130) for _ in range(15)):
+        books.now = now
+        nodes = rng.sample(range(40), rng.randint(1, 6))
+        placement = tuple((n, rng.choice([1, 4, 8])) for n in nodes)
+        gang = sum(k for _, k in placement)
+        assert books._victim_wait(placement, gang) == _victim_wait_reference(
+            ref, now, placement, gang
+        )
+        # Entries still live are the same; expired ones may be gone from one side only.
+        assert {n: v for n, v in books._writes.items() if v[0] > now} == {
+            n: v for n, v in ref.items() if v[0] > now
+        }
+    books.now = 200.0
+    assert books._victim_wait(((0, 8),), 8) == (0.0, 0)
+    assert books._writes == {}
