@@ -519,10 +519,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                             r = capacity_reasons.get((f, alloc, free[f]))  # its cache
                             reasons.append(capacity_reason(f, alloc) if r is None else r)
                             continue
-                        if (
-                            alloc > res.extra_gpus
-                            and now + estimate_s(job, f, gang) > res.shadow_s
-                        ):
+                        if alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
                             reasons.append(res.reason or c.reserved_reason(f, res))
                             continue
                     if try_flavor(job, f, gang, reasons, short):
