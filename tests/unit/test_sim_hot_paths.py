@@ -94,3 +94,31 @@ def test_blocker_counts_in_one_count_match_one_add_per_job(seed: int) -> None:
             key = Code.INSUFFICIENT_CAPACITY.value
             want[key] = want.get(key, 0) + plan.capacity_blocked
         assert list(books.items()) == list(want.items())
+
+
+def test_the_collector_is_set_for_a_run_and_restored_after_it() -> None:
+    """During a run young objects are collected less often and the heap that existed is frozen;
+    after it (an error included) the caller's settings are back, and a caller that froze
+    objects of its own keeps them frozen."""
+    import gc
+
+    from cortex.sim.engine import GC_YOUNG_THRESHOLD, gc_for_the_run
+
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    with gc_for_the_run():
+        assert gc.get_threshold()[0] == max(before[0], GC_YOUNG_THRESHOLD)
+        assert gc.get_threshold()[1:] == before[1:]
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), gc_for_the_run():
+        raise RuntimeError("a failed run")
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_for_the_run():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -44,6 +44,7 @@ from cortex.sim.engine import (
     STAGGER,
     TICK,
     EventHeap,
+    gc_for_the_run,
 )
 from cortex.sim.failures import (
     Cause,
@@ -229,9 +230,10 @@ class Twin(RunBooks):
             STAGGER: self._stagger,
             JOBFAIL: self._job_failure,
         }
-        self.events += self.engine.run(
-            horizon, self.now, handlers, self._advance, self._instant_over, on_progress
-        )
+        with gc_for_the_run():
+            self.events += self.engine.run(
+                horizon, self.now, handlers, self._advance, self._instant_over, on_progress
+            )
         self._advance(horizon)
         self._close_running()
         if self.spares is not None:
