@@ -122,3 +122,21 @@ def test_the_collector_is_set_for_a_run_and_restored_after_it() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_runs_that_overlap_leave_the_collector_as_it_was_before_the_first() -> None:
+    """Two runs overlapping (threads of one process): the second one in changes nothing, and
+    the settings come back only when the last one is out."""
+    import gc
+
+    from cortex.sim.engine import GC_YOUNG_THRESHOLD, gc_for_the_run
+
+    before = gc.get_threshold()
+    first, second = gc_for_the_run(), gc_for_the_run()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first one ends while the second still runs
+    assert gc.get_threshold()[0] == max(before[0], GC_YOUNG_THRESHOLD)
+    assert gc.get_freeze_count() > 0
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,20 +30,34 @@ Event = tuple[float, float, int, int, Any, int]  # (time, priority, sequence, ki
 GC_YOUNG_THRESHOLD = 20000
 
 
+_gc_lock = threading.Lock()
+_gc_runs: list[tuple[tuple[int, ...], bool]] = []  # runs under way: (settings before, froze)
+
+
 @contextmanager
 def gc_for_the_run() -> Iterator[None]:
-    """The collector set for a run (above), and restored after it."""
-    before = gc.get_threshold()
-    freeze = gc.get_freeze_count() == 0  # a caller's own frozen objects stay as they are
-    if freeze:
-        gc.freeze()
-    gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+    """The collector set for a run (above), and restored after it. Runs in several threads at
+    once (the settings are the process's): the first one in sets them, the last one out puts
+    back what was there before the first."""
+    with _gc_lock:
+        if not _gc_runs:
+            before: tuple[int, ...] = gc.get_threshold()
+            freeze = gc.get_freeze_count() == 0  # a caller's own frozen objects stay so
+            if freeze:
+                gc.freeze()
+            gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+            _gc_runs.append((before, freeze))
+        else:
+            _gc_runs.append(_gc_runs[0])
     try:
         yield
     finally:
-        gc.set_threshold(*before)
-        if freeze:
-            gc.unfreeze()
+        with _gc_lock:
+            was, froze = _gc_runs.pop()
+            if not _gc_runs:
+                gc.set_threshold(*was)
+                if froze:
+                    gc.unfreeze()
 
 
 class EventHeap:
