@@ -69,24 +69,25 @@ def test_victim_wait_matches_the_node_by_node_lookup(seed: int) -> None:
 def test_blocker_counts_in_one_count_match_one_add_per_job(seed: int) -> None:
     """The twin counts each pass's blockers by their first reason's code: the same counts, and
     codes new to the books land in the order of their first job, as one add per job did."""
-    from types import SimpleNamespace
-
+    import testkit
     from cortex.scheduler.reasons import Code, Reason
     from cortex.scheduler.snapshot import Plan
-    from cortex.sim.twin import Twin
+    from cortex.sim.twin import SimConfig, Twin
 
     rng = random.Random(seed)
     codes = [Code.RESERVED_FOR_HEAD, Code.INSUFFICIENT_CAPACITY, Code.TOPOLOGY_UNAVAILABLE]
     codes += [Code.QUOTA_EXCEEDED]
-    books: dict[str, int] = {"ReservedForHead": 3} if seed % 2 else {}
+    twin = Twin(testkit.TINY, [], SimConfig(days=1.0, failures=False))
+    books = twin.metrics.blocked
+    if seed % 2:
+        books["ReservedForHead"] = 3
     want = dict(books)
-    twin = SimpleNamespace(metrics=SimpleNamespace(blocked=books), _power_dirty=False)
     for _ in range(4):
         plan = Plan()
         for j in range(rng.randint(0, 30)):
             plan.blockers[j] = [Reason(rng.choice(codes)) for _ in range(rng.randint(0, 2))]
         plan.capacity_blocked = rng.randint(0, 3)
-        Twin._apply(twin, plan)  # type: ignore[arg-type]
+        twin._apply(plan)
         for reasons in plan.blockers.values():  # the plain count, one add per job
             if reasons:
                 want[reasons[0].code.value] = want.get(reasons[0].code.value, 0) + 1
