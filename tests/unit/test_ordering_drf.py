@@ -77,3 +77,31 @@ def test_long_queue_order_matches_the_oracle_while_usage_moves(seed: int) -> Non
             # A tentative start (or a rolled-back one) moves one queue's usage.
             st.add_usage(rng.randrange(3), rng.randrange(2), rng.choice([8, 16, -8]))
     assert sorted(got) == list(range(n_jobs))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_order_with_one_or_two_live_queues_matches_the_oracle(seed: int) -> None:
+    """A queue left alone (from the start, or once the others run dry, in the head merge or
+    in the rest) is walked in its own order: the shortcut must not skip or repeat a job."""
+    rng = random.Random(100 + seed)
+    pol = PriorityFairShare()
+    st, _, _ = testkit.setup_cycle(THREE, None, ("a", "b", "c"))
+    pend = PendingQueues(3, pol.key)
+    used = rng.sample(range(3), 1 + seed % 2)
+    n_jobs = rng.choice([1, 3, MERGE_FIRST - 1, MERGE_FIRST, MERGE_FIRST + 1, 60])
+    for i in range(n_jobs):
+        job = Job(i, f"p{i}", "abc"[i % 3], 8, 100.0, submit_s=rng.uniform(0, 50))
+        # The second queue gets few jobs, so it runs dry early and one queue is left.
+        job.queue_idx = used[-1] if len(used) == 2 and rng.random() < 0.1 else used[0]
+        job.priority = rng.choice([10, 100, 1000])
+        pend.add(job)
+    waiting = [job for lst in pend.lists for _, job in lst]
+    snap = Snapshot(0.0, st, pend, lambda kind, f: 1.0, lambda job, f, gang: job.work_s)
+    got = []
+    for job in pol.order(snap):
+        assert job is _oracle_pick(st, waiting), len(got)
+        got.append(job.id)
+        waiting.remove(job)
+        if rng.random() < 0.3:
+            st.add_usage(rng.randrange(3), rng.randrange(2), rng.choice([8, 16, -8]))
+    assert sorted(got) == list(range(n_jobs))

@@ -141,3 +141,41 @@ def test_a_job_with_a_negative_id_never_reads_as_a_free_node() -> None:
     testkit.running_job(st, FREE, ((0, 8),))
     testkit.running_job(st, 5, ((1, 8),))
     assert st.np_owner[:3].tolist() == [SHARED, 5, FREE]
+
+
+@settings(max_examples=100, deadline=None)
+@given(hs.integers(0, 2**32 - 1))
+def test_small_flush_writes_what_the_array_flush_writes(seed: int) -> None:
+    """flush_summaries in plain Python (few placed nodes) and with arrays (many) leave the same
+    summaries and the same per-priority counts, key order and zero counts included."""
+    import cortex.scheduler.state as state_mod
+
+    rng = random.Random(seed)
+    both = []
+    for _ in range(2):
+        st, _, _ = testkit.setup_cycle(testkit.MIXED, None, ("a", "b"))
+        both.append((st, random.Random(seed)))
+    jobs: list[list[Job]] = [[], []]
+    original = state_mod.FLUSH_SMALL_NODES
+    try:
+        for cycle in range(6):
+            reads = []
+            for side, (st, r) in enumerate(both):
+                for job in r.sample(jobs[side], min(len(jobs[side]), r.randint(0, 4))):
+                    st.stop(job, job.queue_idx)
+                    jobs[side].remove(job)
+                jobs[side] += _fill(st, r, 100 * cycle, 6)
+                state_mod.FLUSH_SMALL_NODES = 10**9 if side == 0 else -1
+                reads.append(
+                    (
+                        st.np_used.tolist(),
+                        st.np_max_prio.tolist(),
+                        st.np_last_start.tolist(),
+                        [list(h.items()) for h in st.nodes_by_top_prio],
+                    )
+                )
+            assert reads[0] == reads[1], cycle
+            _check_summaries(both[0][0])
+            rng.random()
+    finally:
+        state_mod.FLUSH_SMALL_NODES = original

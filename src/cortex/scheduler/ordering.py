@@ -68,7 +68,10 @@ class PriorityFairShare:
         seen = [-1] * n
         live = [i for i in range(n) if heads[i] is not None]
         for _ in range(MERGE_FIRST):
-            if not live:
+            if len(live) <= 1:
+                # One queue left: its own order is the order (shares only rank queues).
+                if live:
+                    yield from _rest_of(heads[live[0]], iters[live[0]])
                 return
             best = None
             bi = -1
@@ -114,7 +117,7 @@ def _merged_rest(
     iters = {i: it for _, i, it in rest}
     seen: list[int] = []
     cands: dict[int, tuple] = {}
-    while heads:
+    while len(heads) > 1:
         if version != seen:
             seen = list(version)
             for i, (k, _) in heads.items():
@@ -128,6 +131,16 @@ def _merged_rest(
             k = nxt[0]
             heads[i] = nxt
             cands[i] = (k[0], cands[i][1], k, i)
+        yield job
+    for i, head in heads.items():  # one queue left: its own order is the order
+        yield from _rest_of(head, iters[i])
+
+
+def _rest_of(head: tuple | None, it: Iterator[tuple]) -> Iterator[Job]:
+    """A queue's jobs from `head` on (head and the rest of its sorted list)."""
+    if head is not None:
+        yield head[1]
+    for _, job in it:
         yield job
 
 

@@ -42,6 +42,8 @@ class Allocation:
 # Past this many placements noted since the last read of np_owner, the read recomputes every
 # node instead (bounds the list when no victim search runs for long).
 OWNER_STALE_MAX = 4096
+# A flush of at most this many placed nodes runs in plain Python (ClusterState._flush_small).
+FLUSH_SMALL_NODES = 1024
 
 
 class ClusterState:
@@ -388,6 +390,9 @@ class ClusterState:
         if not stale:
             return
         self._stale = []
+        if sum(len(placement) for _, placement in stale) <= FLUSH_SMALL_NODES:
+            self._flush_small(stale)
+            return
         lists = [[n for n, _ in placement] for _, placement in stale]
         flat = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64)
         entry = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
@@ -416,6 +421,52 @@ class ClusterState:
                 vals, counts = np.unique(tops[tops != EMPTY_PRIO], return_counts=True)
                 for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
                     hist[v] = hist.get(v, 0) + sign * c
+
+    def _flush_small(self, stale: list[tuple[int, Placement]]) -> None:
+        """flush_summaries for a few placements: the same steps in plain Python (the array
+        path's dozen numpy calls cost more than the work when a flush touches a few nodes, as
+        most flushes between two victim searches do). Same groups, same order, same counts."""
+        last: dict[int, int] = {}
+        for e, (_, placement) in enumerate(stale):
+            for n, _ in placement:
+                last[n] = e
+        touched = sorted(last)
+        old_top = self._np_max_prio[touched].tolist()
+        groups: dict[int, list[int]] = {}
+        for n in touched:  # each group's nodes ascending, as the array path splits them
+            e = last[n]
+            got = groups.get(e)
+            if got is None:
+                groups[e] = [n]
+            else:
+                got.append(n)
+        for e in sorted(groups):
+            nodes = groups[e]
+            jid, placement = stale[e]
+            if len(placement) > 1 and self._summarize_gang(
+                jid, placement, np.array(nodes, dtype=np.int64)
+            ):
+                continue
+            for n in nodes:
+                self._summarize_node(n)
+        new_top = self._np_max_prio[touched].tolist()
+        node_flavor = self.node_flavor
+        changed = [
+            (node_flavor[n], o, t)
+            for n, o, t in zip(touched, old_top, new_top, strict=True)
+            if o != t
+        ]
+        for f, hist in enumerate(self._nodes_by_top_prio):
+            sel = [(o, t) for g, o, t in changed if g == f]
+            if not sel:
+                continue
+            for tops, sign in (([o for o, _ in sel], -1), ([t for _, t in sel], 1)):
+                counts: dict[int, int] = {}
+                for v in tops:
+                    if v != EMPTY_PRIO:
+                        counts[v] = counts.get(v, 0) + 1
+                for v in sorted(counts):
+                    hist[v] = hist.get(v, 0) + sign * counts[v]
 
     def _summarize_gang(self, jid: int, placement: Placement, nodes: np.ndarray) -> bool:
         """A multi-node gang holds whole nodes alone: set or clear `nodes` (those of its

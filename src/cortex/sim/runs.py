@@ -60,6 +60,7 @@ class RunBooks:
     preempt_overhead_s: float
     horizon_s: float
     _writes: dict[int, tuple[float, int]]
+    _writes_until: float
     causes: tuple[Cause, ...]
     job_causes: tuple[JobCause, ...]
     _job_cause_ids: list[list[int]]
@@ -253,6 +254,7 @@ class RunBooks:
             else:
                 until_n = until
             self._writes[n] = (until_n, writers)
+        self._writes_until = max(self._writes_until, until)
 
     def _victim_wait(self, placement: Placement, gang: int) -> tuple[float, int]:
         """(seconds until the victims' writes on these nodes end, GPUs of the gang waiting on
@@ -260,6 +262,11 @@ class RunBooks:
         wait, gpus = 0.0, 0
         writes = self._writes
         if not writes:
+            return 0.0, 0
+        if self._writes_until <= self.now:
+            # Every write has ended: each entry would be dropped when met, so drop them all
+            # now rather than look each node of every later start up.
+            writes.clear()
             return 0.0, 0
         for n, k in placement:
             got = writes.get(n)

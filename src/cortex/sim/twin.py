@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ from cortex.sim.engine import (
     STAGGER,
     TICK,
     EventHeap,
+    gc_for_the_run,
 )
 from cortex.sim.failures import (
     Cause,
@@ -173,6 +175,7 @@ class Twin(RunBooks):
         self._deep_due = 0.0
         self._ticks: set[float] = set()
         self._writes: dict[int, tuple[float, int]] = {}  # node: (victim's write ends, GPUs)
+        self._writes_until = 0.0  # the latest end among _writes
         self.pw: PowerRuntime | None = None
         self._power_retry = False
         self._power_next_try_s = 0.0
@@ -229,9 +232,10 @@ class Twin(RunBooks):
             STAGGER: self._stagger,
             JOBFAIL: self._job_failure,
         }
-        self.events += self.engine.run(
-            horizon, self.now, handlers, self._advance, self._instant_over, on_progress
-        )
+        with gc_for_the_run():
+            self.events += self.engine.run(
+                horizon, self.now, handlers, self._advance, self._instant_over, on_progress
+            )
         self._advance(horizon)
         self._close_running()
         if self.spares is not None:
@@ -570,10 +574,13 @@ class Twin(RunBooks):
 
     def _apply(self, plan: Plan) -> None:
         blocked = self.metrics.blocked
-        for reasons in plan.blockers.values():
-            if reasons:
-                code = _CODE_VALUE[reasons[0].code]  # an enum's .value is slow, and this is hot
-                blocked[code] = blocked.get(code, 0) + 1
+        if plan.blockers:
+            # Counted in C (a deep pass lists hundreds of jobs); new codes land in `blocked`
+            # in the order they first appear, as one add per job would put them.
+            firsts = Counter([r[0].code for r in plan.blockers.values() if r])
+            for c, n in firsts.items():
+                code = _CODE_VALUE[c]  # an enum's .value is slow, and this is hot
+                blocked[code] = blocked.get(code, 0) + n
         if plan.capacity_blocked:
             code = _CODE_VALUE[Code.INSUFFICIENT_CAPACITY]
             blocked[code] = blocked.get(code, 0) + plan.capacity_blocked
