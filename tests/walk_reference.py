@@ -1,6 +1,6 @@
 """The cycle's walk over pending jobs as it was before it read free GPUs and reservations only
-after a job that moved them (scheduler/cycle.py, main 7f1d218, with full5's power stop), kept as the reference
-that tests/unit/test_walk_fast.py compares the walk with."""
+after a job that moved them (scheduler/cycle.py, main 7f1d218, with full5's power stop after
+a reservation), kept as the reference that tests/unit/test_walk_fast.py compares the walk with."""
 
 from __future__ import annotations
 
