@@ -484,7 +484,9 @@ def test_the_placement_groups_state_is_read_off_the_tick_at_the_timeout(
     from cortex.executors.ray import executor as exmod
 
     ex = executor(tmp_path)
-    ex.pg_timeout_s = 0.05
+    # A read unanswered for another timeout gives the gang up: 0.5 s leaves a loaded machine
+    # time to run the scripted reads (0.05 s did not, in one CI run).
+    ex.pg_timeout_s = 0.5
     ray = ScriptedRay(monkeypatch, ex)  # its agents never answer: the gangs stay placing
     reads: list[tuple[str, str]] = []
     states = {"pg-40": "PENDING", "pg-41": "CREATED"}
@@ -498,7 +500,12 @@ def test_the_placement_groups_state_is_read_off_the_tick_at_the_timeout(
     ex.launch(spec(41))
     (rec,) = polled(ex)
     assert (rec.job_id, rec.outcome) == (40, "failed")
-    assert rec.detail.startswith("placement group not created within 0.05 s on node-a, node-b")
+    assert rec.detail.startswith("placement group not created within 0.5 s on node-a, node-b")
+    # The two reads run one after the other on the worker: 41's may answer a poll later.
+    end = time.monotonic() + 10
+    while ex._gangs[(41, 1)].phase == "placing" and time.monotonic() < end:
+        assert ex.poll() == []
+        time.sleep(0.01)
     assert ex._gangs[(41, 1)].phase == "starting"  # placed: its agents are slow to start
     assert sorted(reads) == [("pg-40", "ray-launch"), ("pg-41", "ray-launch")]
     assert ex.drain(10)
