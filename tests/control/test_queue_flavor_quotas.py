@@ -7,6 +7,7 @@ CPU-SLOT slots."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -149,6 +150,22 @@ def test_the_queues_table_says_what_each_flavor_quota_sets() -> None:
     assert _flavor_quotas({}) is None
 
 
+def _waits_behind_an_open_write(
+    svc: Service, values: dict[str, Any], action: Callable[[], None]
+) -> None:
+    """Run `action` on a thread while another transaction holds queue fsd's row, written with
+    `values` and not committed: the action must still be waiting a second later, then finish
+    once that transaction commits."""
+    with svc.sessions.begin() as s:
+        s.execute(update(m.Queue).where(m.Queue.name == "fsd").values(**values))
+        second = threading.Thread(target=action)
+        second.start()
+        second.join(timeout=1.0)
+        assert second.is_alive()  # it waits on the open write's row lock
+    second.join(timeout=30.0)
+    assert not second.is_alive()
+
+
 def test_two_quota_edits_at_once_cannot_overfill_a_flavor(
     client: TestClient, svc: Service, db_url: str
 ) -> None:
@@ -160,23 +177,15 @@ def test_two_quota_edits_at_once_cannot_overfill_a_flavor(
     team(client, "fsd")
     team(client, "optimus")
     result: dict[str, Any] = {}
-    with svc.sessions.begin() as s:  # the first edit, written but not yet committed
-        s.execute(
-            update(m.Queue)
-            .where(m.Queue.name == "fsd")
-            .values(flavor_quotas={SLOT: {"nominal_gpus": 3}})
-        )
-        second = threading.Thread(
-            target=lambda: result.update(
-                r=put(client, "optimus", {"flavor_quotas": {SLOT: {"nominal_gpus": 2}}})
-            )
-        )
-        second.start()
-        second.join(timeout=1.0)
-        # The second edit waits on the first's locks; before the fix it had already answered.
-        assert second.is_alive() and "r" not in result
-    second.join(timeout=30.0)
-    assert not second.is_alive()
+    # The first edit, written but not yet committed; before the fix the second had already
+    # answered by the time the helper checks that it waits.
+    _waits_behind_an_open_write(
+        svc,
+        {"flavor_quotas": {SLOT: {"nominal_gpus": 3}}},
+        lambda: result.update(
+            r=put(client, "optimus", {"flavor_quotas": {SLOT: {"nominal_gpus": 2}}})
+        ),
+    )
     r = result["r"]
     assert r.status_code == 422, r.text
     assert stored(svc) == {"fsd": {SLOT: {"nominal_gpus": 3}}, "optimus": None}
@@ -192,18 +201,11 @@ def test_a_repair_at_once_with_an_edit_keeps_the_edit(
     team(client, "fsd")
     with svc.sessions.begin() as s:  # a hand edit no tick can use
         s.execute(update(m.Queue).where(m.Queue.name == "fsd").values(weight=0.0))
-    with svc.sessions.begin() as s:  # the admin's fix, written but not yet committed
-        s.execute(update(m.Queue).where(m.Queue.name == "fsd").values(weight=5.0))
 
-        def repair() -> None:
-            with svc.sessions.begin() as r:
-                repair_queues(r, 0.0)
+    def repair() -> None:
+        with svc.sessions.begin() as r:
+            repair_queues(r, 0.0)
 
-        second = threading.Thread(target=repair)
-        second.start()
-        second.join(timeout=1.0)
-        assert second.is_alive()  # it waits on the edit's lock
-    second.join(timeout=30.0)
-    assert not second.is_alive()
+    _waits_behind_an_open_write(svc, {"weight": 5.0}, repair)  # the admin's fix, uncommitted
     with svc.sessions() as s:
         assert s.query(m.Queue).filter_by(name="fsd").one().weight == 5.0
