@@ -177,6 +177,42 @@ def test_undrained_by_hand_during_its_burn_in(make: Callable[..., Service]) -> N
         assert s.scalars(select(m.NodeFailure)).all() == []  # no strike
 
 
+@pytest.mark.parametrize("why", ["undrained", "timeout"])
+def test_a_run_the_executor_no_longer_knows_ends_when_asked_to_stop(
+    make: Callable[..., Service], tmp_path: Path, why: str
+) -> None:
+    # The executor lost the run (its terminate: "nothing to stop", and no exit will come): the
+    # stop it was asked for ends the run on the next tick, as its exit would have, with the
+    # reason. It stayed active (and its node in its burn-in) until a restart.
+    go, ran = tmp_path / "go", tmp_path / "ran"
+    limit = {"burn_in_timeout_s": 5} if why == "timeout" else {}
+    svc = make(burn_in_command=_held_diagnostic(go, ran), **limit)
+    try:
+        _drain(svc)
+        _tick_until(svc, lambda: any(b.state == "running" for b in _burn_ins(svc)), "the launch")
+        [b] = _burn_ins(svc)
+        svc.loop.executor._runs.pop((0, b.id))  # forgotten by the executor
+        if why == "undrained":
+            r = TestClient(svc.app).post(f"/v1/nodes/{NODE}/undrain", headers=ADMIN_H)
+            assert r.status_code == 200, r.text
+        _tick_until(svc, lambda: _burn_ins(svc)[0].stopping is not None, "the stop")
+        svc.loop.tick()  # the next tick: no exit came
+        [b] = _burn_ins(svc)
+        lost = "the executor no longer knows the run"
+        if why == "undrained":
+            detail = f"the node was undrained ({lost})"
+            assert (b.state, b.detail) == ("cancelled", f"cancelled: {detail}")
+            assert _up(svc) and svc.loop.health.drains == {}
+        else:
+            detail = f"no verdict within its 5 s limit ({lost})"
+            assert (b.state, b.detail) == ("failed", f"failed: {detail}")
+            assert svc.loop.health.drains[NODE].reason == f"burn-in failed: {detail}"
+            assert not _up(svc)
+        assert b.ended_at is not None and svc.loop._burn_runs == {}
+    finally:
+        go.touch()  # the diagnostic's process ends
+
+
 @pytest.mark.parametrize("handle_stored", [True, False])
 def test_a_restart_mid_burn_in_adopts_it_and_runs_it_once(
     make: Callable[..., Service], tmp_path: Path, handle_stored: bool

@@ -501,13 +501,13 @@ def test_the_placement_groups_state_is_read_off_the_tick_at_the_timeout(
     (rec,) = polled(ex)
     assert (rec.job_id, rec.outcome) == (40, "failed")
     assert rec.detail.startswith("placement group not created within 0.5 s on node-a, node-b")
-    # The two reads run one after the other on the worker: 41's may answer a poll later.
+    # The two reads run one after the other on their thread: 41's may answer a poll later.
     end = time.monotonic() + 10
     while ex._gangs[(41, 1)].phase == "placing" and time.monotonic() < end:
         assert ex.poll() == []
         time.sleep(0.01)
     assert ex._gangs[(41, 1)].phase == "starting"  # placed: its agents are slow to start
-    assert sorted(reads) == [("pg-40", "ray-launch"), ("pg-41", "ray-launch")]
+    assert sorted(reads) == [("pg-40", "ray-reads"), ("pg-41", "ray-reads")]
     assert ex.drain(10)
     assert ("teardown", 40, "ray-launch") in ray.calls
 
@@ -569,3 +569,45 @@ def test_an_agents_wait_that_timed_out_is_sent_again_from_the_calls_thread(
     assert not gang.waits[0].done()  # the new wait, pending like the agent's answer
     agents.answers[-1].set_result({"index": 0, "exit_code": 0, "node": "node-a"})
     assert gang.waits[0].result(timeout=5)["exit_code"] == 0  # the agent's answer, passed on
+
+
+def test_a_hung_placement_state_read_holds_no_launch_or_teardown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group-state reads ran on the launch worker: one the GCS left hanging held every
+    later creation and teardown behind it (a launch failed 'still queued', a given-up group
+    stayed) until a head loss dropped the queue. Reads have a thread of their own."""
+    from cortex.executors.ray import executor as exmod
+
+    ex = executor(tmp_path)
+    ex.pg_timeout_s = 0.2  # a launch queued 10 x this fails unmade
+    ray = ScriptedRay(monkeypatch, ex)  # its agents never answer: the gangs stay placing
+    reading, answer = threading.Event(), threading.Event()
+
+    def table(pg: Any) -> dict[str, str]:
+        reading.set()
+        answer.wait(30)
+        return {"state": "PENDING"}
+
+    monkeypatch.setattr(exmod.ray.util, "placement_group_table", table)
+    try:
+        ex.launch(spec(50))
+        end = time.monotonic() + 10
+        while not reading.is_set() and time.monotonic() < end:
+            assert ex.poll() == []
+            time.sleep(0.01)
+        assert reading.is_set()  # 50's read hangs from here on
+        ex.launch(spec(51))
+        got: list[ExitRecord] = []
+        end = time.monotonic() + 10
+        while ("teardown", 50, "ray-launch") not in ray.calls and time.monotonic() < end:
+            got += ex.poll()
+            time.sleep(0.01)
+        assert ("create", 51, "ray-launch") in ray.calls  # created behind nothing
+        assert ("teardown", 50, "ray-launch") in ray.calls  # 50, given up, is torn down
+        assert not answer.is_set()
+        assert [r.job_id for r in got] == [50]
+        assert got[0].detail.startswith("placement group not created within 0.2 s")
+    finally:
+        answer.set()
+    assert ex.drain(10)

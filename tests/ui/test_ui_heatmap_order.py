@@ -20,6 +20,7 @@ WAIT_MS = 60_000  # generous: see uikit.Page
 # Nodes 0, 2, 4, 6 in pod p1; 1, 3, 5, 7 in pod p2.
 PODS = ["p1", "p2"] * 4
 ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+POWER = {"power_policy": "cap", "site_cap_kw": 1000.0, "power_actuator": "none"}
 
 
 def _spec() -> FleetSpec:
@@ -88,6 +89,52 @@ def test_a_node_joining_while_the_bytes_are_read_does_not_fail_the_request(
     finally:
         loop.topo = old
         env.svc.close()
+
+
+@pytest.mark.parametrize("when", ["during", "before"])
+@pytest.mark.parametrize("color", ["power", "temp", "cooling"])
+def test_a_node_joining_while_the_power_colors_are_read_does_not_fail_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str, color: str
+) -> None:
+    # The same gap for the colors computed from the power books: they sized arrays by the
+    # grown topology and mixed them with the old states (`idle[10] * free[8]`, `out[10][down[8]]`),
+    # a 500 until the tick rebuilt the states. The nodes the states cover are sent, as above.
+    env = UiEnv(f"sqlite:///{tmp_path / 'cortex.db'}", tmp_path, spec=_spec(), **POWER)
+    loop = env.svc.loop
+    old = loop.topo
+    states = views.node_states
+
+    def joined_meanwhile(lp: object) -> object:
+        got = states(lp)
+        loop.topo = build(_grown())
+        return got
+
+    try:
+        env.ex.report("gpu-00003", False)
+        loop.tick()
+        c = env.login(env.fsd)
+        want = c.get(f"/ui/heatmap.bin?color={color}")
+        assert want.status_code == 200 and len(want.content) == 8
+        if when == "during":
+            monkeypatch.setattr(views, "node_states", joined_meanwhile)
+        else:
+            loop.topo = build(_grown())
+        r = c.get(f"/ui/heatmap.bin?color={color}")
+        assert r.status_code == 200
+        assert r.content == want.content
+        assert r.content[5] == views.USED_DOWN
+    finally:
+        loop.topo = old
+        env.svc.close()
+
+
+def _grown() -> FleetSpec:
+    pods = [*PODS, "p1", "p2"]
+    group = NodeGroup(
+        flavor=FLAVOR, nodes=10, gpus_per_node=GPN, nodes_per_pod=4, nodes_per_rack=4,
+        pods=pods, racks=[f"r-{p}" for p in pods],
+    )  # fmt: skip
+    return FleetSpec(name="grown", halls=[HallSpec(name="h1", groups=[group])])
 
 
 def test_a_fleet_in_pod_order_sends_no_order() -> None:

@@ -109,6 +109,7 @@ class BurnInMixin:
         self._burn_runs: dict[int, BurnRun] = {}  # active runs by id
         self._burn_launch: list[tuple[int, Any]] = []  # (id, spec): to launch after the commit
         self._burn_stop: list[int] = []  # ids to stop after the commit
+        self._burn_unknown: set[int] = set()  # asked to stop, unknown to the executor
 
     # ---- in the tick's transaction ----------------------------------------------------------
     def _holds_ended(self, s: Session, due: list[str], now: float) -> None:
@@ -129,6 +130,7 @@ class BurnInMixin:
                 if name in busy or n is None or n not in self._drained_out or n in self.nodes_down:
                     continue  # running one, not in this fleet, still draining, or lost
                 self._start_burn_in(s, name, n, now)
+        self._burn_forgotten(s, now)
         for rid, run in list(self._burn_runs.items()):
             if run.stopping is not None:
                 continue
@@ -193,11 +195,8 @@ class BurnInMixin:
                 continue
             self._burn_runs.pop(row.id, None)
             row.ended_at, row.exit_code = now, e.exit_code
-            if row.stopping == "undrained":
-                self._burn_end(s, row, "cancelled", "cancelled: the node was undrained", now)
-            elif row.stopping == "timeout":
-                limit = row.deadline - row.started_at
-                self._burn_failed(s, row, f"no verdict within its {limit:g} s limit", now)
+            if row.stopping is not None:
+                self._burn_stopped(s, row, now, "")
             elif e.exit_code == 0 and str(e.outcome) == "completed":
                 self._burn_end(s, row, "passed", f"passed in {now - row.started_at:.1f} s", now)
                 drain = self.health.drains.get(row.node)
@@ -208,6 +207,28 @@ class BurnInMixin:
                 code = "a signal" if e.exit_code is None else f"exit {e.exit_code}"
                 self._burn_failed(s, row, f"{code}: {why or e.detail}", now)
         return jobs
+
+    def _burn_stopped(self, s: Session, row: m.BurnIn, now: float, note: str) -> None:
+        """The verdict of a run asked to stop (`row.stopping`), `note` added to the reason."""
+        if row.stopping == "undrained":
+            self._burn_end(s, row, "cancelled", f"cancelled: the node was undrained{note}", now)
+        else:  # "timeout"
+            limit = row.deadline - row.started_at
+            self._burn_failed(s, row, f"no verdict within its {limit:g} s limit{note}", now)
+
+    def _burn_forgotten(self, s: Session, now: float) -> None:
+        """Runs asked to stop that the executor did not know (its terminate found nothing to
+        stop): no exit will come, so the stop ends them now, as their exit would have. One poll
+        after the terminate first: an executor whose run had just ended reports it there."""
+        unknown, self._burn_unknown = self._burn_unknown, set()
+        for rid in sorted(unknown):
+            if self._burn_runs.pop(rid, None) is None:  # its exit came after all
+                continue
+            row = s.get(m.BurnIn, rid)
+            if row is None or row.state not in ACTIVE or row.stopping is None:
+                continue
+            row.ended_at = now
+            self._burn_stopped(s, row, now, " (the executor no longer knows the run)")
 
     def _burn_end(self, s: Session, row: m.BurnIn, state: str, detail: str, now: float) -> None:
         row.state, row.detail = state, detail[:500]
@@ -259,9 +280,13 @@ class BurnInMixin:
 
     def _stop_run(self, rid: int) -> None:
         try:
-            self.executor.terminate(BURN_IN_JOB_ID, rid, "cancel")
+            known = self.executor.terminate(BURN_IN_JOB_ID, rid, "cancel")
         except Exception:
             log.exception("stopping burn-in %s failed", rid)
+            return
+        if known is False:  # nothing to stop under this executor (None: it does not say)
+            log.warning("burn-in %s: the executor does not know the run; it ends", rid)
+            self._burn_unknown.add(rid)
 
     # ---- recovery -------------------------------------------------------------------------
     def _recover_burn_ins(self, s: Session, live: dict[tuple[int, int], Any], now: float) -> None:

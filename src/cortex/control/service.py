@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session
 
 from cortex.control import db, store
+from cortex.control import models as m
 from cortex.control.auth import TokenCache
 from cortex.control.batcher import SubmitBatcher
 from cortex.control.clock import SYSTEM, Clock
@@ -48,8 +49,13 @@ def repair_queues(s: Session, at: float) -> int:
     bounded them, or by hand) to the defaults, with a warning and an event, so that one bad
     row cannot keep the service from starting. Returns how many rows were repaired. The rows
     are locked as a quota edit locks them: an edit committed meanwhile is read, not reset."""
+    return repair_rows(s, store.lock_queues(s), at)
+
+
+def repair_rows(s: Session, rows: Iterable[m.Queue], at: float) -> int:
+    """`repair_queues` on rows the caller has locked (a quota edit repairs what it checks)."""
     fixed = 0
-    for q in store.lock_queues(s):
+    for q in rows:
         bad: list[str] = []
         if _bad_share(q.nominal_share, 1.0):
             q.nominal_share, bad = 0.0, [*bad, "nominal_share"]

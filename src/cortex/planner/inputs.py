@@ -126,6 +126,19 @@ def month_label(start: str, t: int) -> str:
     return f"{k // 12:04d}-{k % 12 + 1:02d}"
 
 
+class _PlanLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2's booleans: only true and false (any case PyYAML resolves);
+    YAML 1.1's yes, no, on and off stay strings, which a boolean field refuses by name."""
+
+
+def _bool_or_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    text = loader.construct_scalar(node)  # type: ignore[arg-type]
+    return {"true": True, "false": False}.get(str(text).lower(), text)
+
+
+_PlanLoader.add_constructor("tag:yaml.org,2002:bool", _bool_or_text)
+
+
 def load_plan(path: str | Path) -> tuple[PlanSpec, Inputs]:
     """Read, validate and resolve a plan file; bad input raises InputError naming the field."""
     spec = load_spec(path)
@@ -139,7 +152,7 @@ def load_spec(path: str | Path) -> PlanSpec:
     except OSError as err:
         raise InputError(source, "<file>", err.strerror or str(err)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PlanLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as err:
         raise InputError(source, "<yaml>", str(err).splitlines()[0]) from None
     return parse_plan(data, source)

@@ -12,6 +12,9 @@ NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Month = Annotated[int, Field(ge=0, le=600, strict=True)]
 Count = Annotated[int, Field(ge=0, le=10_000_000, strict=True)]
+# true or false only: a lax bool also takes "yes", "off" or 1 (the loader keeps YAML 1.1's
+# yes/no/on/off as strings, so they are refused here by name instead of read as a guess).
+Flag = Annotated[bool, Field(strict=True)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -58,7 +61,7 @@ class SiteSpec(_Strict):
         default=0.0, description="peak-minus-average swing the grid accepts without batteries"
     )
     max_halls_per_month: Annotated[int, Field(ge=0, le=100, strict=True)] = 2
-    allow_air_halls: bool = True
+    allow_air_halls: Flag = True
 
 
 class StartFleet(_Strict):
@@ -135,7 +138,7 @@ class TwinLoop(_Strict):
         description="mixed: one run per checkpoint of every planned SKU together (factors per "
         "flavor); per_sku: one run per SKU alone",
     )
-    warm_start: bool = Field(
+    warm_start: Flag = Field(
         default=True,
         description="synthetic runs start in steady state, as `cortex sim` does by default",
     )

@@ -19,7 +19,7 @@ from cortex.control.schemas import (
     TokenInfo,
     TokenOut,
 )
-from cortex.control.service import Service
+from cortex.control.service import Service, repair_rows
 from cortex.errors import InputError
 from cortex.fleet.spec import check_flavor_shares
 
@@ -61,6 +61,9 @@ def put_queue(
 ) -> QueueOut:
     with svc.sessions.begin() as s:
         rows = store.lock_queues(s)
+        # A value no tick can use, left in a row by hand (a NaN share made the sum NaN, which
+        # no bound refuses), is reset first, as the loop's repair_queues would (a share: 0).
+        repair_rows(s, rows, svc.clock.time())
         q = next((x for x in rows if x.name == name), None)
         if q is None:
             raise HTTPException(404, f"queue {name} not found")

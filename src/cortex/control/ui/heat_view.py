@@ -21,13 +21,13 @@ from cortex.control.ui.views import USED_DOWN, USED_MAX
 NO_LIMIT = 254  # the node's hall has no rated cooling in the fleet spec
 
 
-def hall_cooling_share(loop: Any) -> tuple[list[float], float]:
-    """Per hall, its modelled heat over what its plant rejects now (nan: no rated cooling),
-    and the outdoor temperature used."""
+def hall_cooling_share(loop: Any, topo: Any = None) -> tuple[list[float], float]:
+    """Per hall of `topo` (the loop's by default), its modelled heat over what its plant
+    rejects now (nan: no rated cooling), and the outdoor temperature used."""
     power = loop.power
     b = power.books
     temp = power.report().outdoor_temp_c
-    rows = hall_rows(loop.topo, b, temp, dict(power.draining))
+    rows = hall_rows(loop.topo if topo is None else topo, b, temp, dict(power.draining))
     out = []
     for h, row in enumerate(rows):
         cap = b.cooling.cooling_capacity_w(b.hall_cooling_w[h], temp)
@@ -40,13 +40,17 @@ def node_cooling(loop: Any, down: np.ndarray) -> tuple[np.ndarray, float]:
     """One byte per node: its hall's cooling share, 0..USED_MAX (at or over capacity:
     USED_MAX), NO_LIMIT without rated cooling, USED_DOWN where `down`; and the outdoor
     temperature."""
-    share, temp = hall_cooling_share(loop)
+    topo = loop.topo  # one topology for the halls and the nodes (a join may swap it)
+    share, temp = hall_cooling_share(loop, topo)
     per_hall = np.array(
         [NO_LIMIT if math.isnan(s) else round(min(max(s, 0.0), 1.0) * USED_MAX) for s in share],
         dtype=np.uint8,
     )
-    out = per_hall[np.asarray(loop.topo.node_hall, dtype=np.int64)]
-    out[down] = USED_DOWN
+    # A join sets the topology before the tick rebuilds the states (`down`): the nodes both
+    # cover (the fleet only grows, so they keep their indices).
+    size = min(topo.n_nodes, len(down))
+    out = per_hall[np.asarray(topo.node_hall, dtype=np.int64)[:size]]
+    out[down[:size]] = USED_DOWN
     return out, temp
 
 
@@ -58,7 +62,8 @@ def node_temp(loop: Any, down: np.ndarray) -> tuple[np.ndarray, int]:
     measured where NVML reads it, else modelled from its draw), USED_DOWN where `down`; and
     how many nodes are measured."""
     watts, gpn, _ = node_gpu_w(loop)
-    temps, measured = node_temps_c(loop, watts / gpn)
+    size = min(len(watts), len(down))  # a join between the reads: the nodes both cover
+    temps, measured = node_temps_c(loop, watts[:size] / gpn[:size])
     out = np.rint(np.clip(temps, 0.0, TEMP_MAX_C)).astype(np.uint8)
-    out[down] = USED_DOWN
-    return out, int(np.count_nonzero(measured & ~down))
+    out[down[:size]] = USED_DOWN
+    return out, int(np.count_nonzero(measured & ~down[:size]))

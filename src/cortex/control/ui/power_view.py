@@ -225,18 +225,22 @@ def node_gpu_w(loop: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     published report."""
     topo = loop.topo
     books = loop.power.report().books
-    flavor = np.asarray(topo.node_flavor, dtype=np.int64)
+    free = np.array(list(loop.mirror.state.node_free), dtype=np.float64)
+    # A join sets the topology before the tick rebuilds the states, and a request can straddle
+    # either swap: only the nodes both cover (the fleet only grows, so they keep their indices).
+    size = min(topo.n_nodes, len(free))
+    flavor = np.asarray(topo.node_flavor, dtype=np.int64)[:size]
     gpn = np.asarray(topo.flavor_gpus_per_node, dtype=np.float64)[flavor]
     idle = np.array([a.idle_w for a in topo.accelerators])[flavor]
     tdp = np.array([a.tdp_w for a in topo.accelerators])[flavor]
-    free = np.array(list(loop.mirror.state.node_free), dtype=np.float64)
-    watts = idle * np.clip(free, 0, None)
+    watts = idle * np.clip(free[:size], 0, None)
     for jid, placed in list(loop.mirror.placement.items()):
         got = books.get(jid)
         if got is None:  # admitted, not booked yet
             continue
         for n, k in placed:
-            watts[n] += got[1] * k
+            if n < size:
+                watts[n] += got[1] * k
     return watts, gpn, tdp
 
 
@@ -246,6 +250,7 @@ def node_power(loop: Any, down: np.ndarray) -> np.ndarray:
     from cortex.control.ui.views import USED_DOWN, USED_MAX
 
     watts, gpn, tdp = node_gpu_w(loop)
-    out = np.rint(np.clip(watts / (gpn * tdp), 0.0, 1.0) * USED_MAX).astype(np.uint8)
-    out[down] = USED_DOWN
+    size = min(len(watts), len(down))  # a join between the reads: the nodes both cover
+    out = np.rint(np.clip(watts / (gpn * tdp), 0.0, 1.0) * USED_MAX).astype(np.uint8)[:size]
+    out[down[:size]] = USED_DOWN
     return out

@@ -4,10 +4,11 @@ A launch is a detached, named placement group with one bundle per node of the sc
 placement, pinned by the `cortex.node` label; once Ray has created it, one detached, named
 agent actor per bundle (agent.py) starts that node's ranks. Nothing here blocks on Ray:
 launch() returns once the handle is on disk, and the calls that wait for the GCS (creating
-the group and agents, tearing a gang down, the group's state at its placement timeout) run on
-a worker thread (worker.py, launching.py), the calls to the agents (start, wait, stop) on a
-thread of their own, in order; poll() moves each gang on (launching -> placing -> starting ->
-running -> ended) with non-blocking waits, so a slow or full cluster never stalls the loop.
+the group and agents, tearing a gang down) run on a worker thread (worker.py, launching.py),
+the group's state at its placement timeout on a reads thread (a hung read holds no launch),
+the calls to the agents (start, wait, stop) on a thread of their own, in order; poll() moves
+each gang on (launching -> placing -> starting -> running -> ended) with non-blocking waits,
+so a slow or full cluster never stalls the loop.
 
 - A placement group Ray has not created within `pg_timeout_s` is removed and the run reported
   failed with that reason (Ray itself would leave it pending forever); the loop requeues it.
@@ -120,6 +121,9 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
         # The calls to the agents (start, wait, stop: task submissions, ~1.5 ms a gang start)
         # on a thread of their own, in order: never behind a slow GCS call on the worker.
         self._calls = RayWorker(inline=inline_calls, name="ray-calls")
+        # The GCS reads (a placing group's state) on a third: a read the GCS leaves hanging
+        # holds only the reads behind it, never a launch or a teardown.
+        self._reads = RayWorker(inline=inline_calls, name="ray-reads")
         self.connected = False
         self._backoff = Backoff()
         self._joining: Future[None] | None = None  # ray.init on its thread (_reconnect)
@@ -256,11 +260,12 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
         if now - gang.since < self.pg_timeout_s:
             return None
         # The GCS's word, not pg.ready(): that runs a task in the group, which needs a worker
-        # process of its own (seconds to start) and a new one per call. Read on the worker,
-        # never on the tick; without an answer for another timeout, the group is given up.
+        # process of its own (seconds to start) and a new one per call. Read on the reads
+        # thread, never on the tick nor ahead of launches; without an answer for another
+        # timeout, the group is given up.
         asked = gang.pg_state
         if asked is None:
-            gang.pg_state = self._worker.submit(_pg_state, gang.pg)
+            gang.pg_state = self._reads.submit(_pg_state, gang.pg)
             return None
         late = now - gang.since >= 2 * self.pg_timeout_s
         if not asked.done() and not late:

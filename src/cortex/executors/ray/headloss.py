@@ -48,6 +48,7 @@ class HeadMixin:
     _shutdown: threading.Thread | None
     _worker: RayWorker
     _calls: RayWorker
+    _reads: RayWorker
     _watcher: threading.Thread | None = None
     # (generation, why, monotonic time): the watcher's verdict
     _head_down: tuple[int, str, float] | None = None
@@ -125,6 +126,7 @@ class HeadMixin:
             if fn == self._teardown_logged:
                 self._orphans.append(args[0])
         self._calls.drop()  # starts and stops of the gangs just failed
+        self._reads.drop()  # their state reads
         self.connected = False
         self.retry_later()
         self._shutdown = threading.Thread(target=_shutdown, name="ray-shutdown", daemon=True)
