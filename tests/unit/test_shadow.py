@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st_
+from sortedcontainers import SortedList
+
 import testkit
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
-from cortex.scheduler.cycle import SHADOW_WALK_MAX, _shadow
+from cortex.scheduler.cycle import SHADOW_WALK_MAX, _shadow, _shadow_walk
 from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
 
@@ -86,3 +90,49 @@ def test_the_walk_stops_after_its_limit_and_takes_the_end_reached() -> None:
     for i in range(320):
         _run(st, 1000 + i, ((i // 8, 1),), float(i + 1))
     assert _shadow(st, Statement(st), 0, 320, 0.0) == (float(SHADOW_WALK_MAX + 1), 0)
+
+
+# ---- the C-level walk (`_shadow_walk`, RESULTS.md section 57) against the loop it replaced ----
+
+
+def _loop_reference(
+    ends: list[tuple[float, int, int]], acc: int, need: int, now: float, fragmented: bool
+) -> tuple[float, int]:
+    """`_shadow`'s loop as it was before section 57, nothing evicted, kept verbatim."""
+    for i, (end_s, _job_id, gpus) in enumerate(ends):
+        acc += gpus
+        if acc >= need:
+            return max(end_s, now), 0 if fragmented else acc - need
+        if i >= SHADOW_WALK_MAX:
+            return max(end_s, now), 0
+    return math.inf, 0
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    gpus=st_.lists(st_.integers(0, 64), max_size=2 * SHADOW_WALK_MAX + 10),
+    acc=st_.integers(0, 512),
+    need=st_.integers(0, 9000),
+    now=st_.sampled_from([0.0, 5.0, 50.0, 1e9]),
+    fragmented=st_.booleans(),
+)
+def test_the_c_level_walk_gives_the_loops_answer(
+    gpus: list[int], acc: int, need: int, now: float, fragmented: bool
+) -> None:
+    ends = [(float(i) * 0.5, 1000 + i, g) for i, g in enumerate(gpus)]
+    sl = SortedList(ends)
+    want = _loop_reference(ends, acc, need, now, fragmented)
+    assert _shadow_walk(sl, acc, need, now, fragmented) == want
+
+
+def test_the_c_level_walk_at_the_walk_limit_and_at_need_reached_by_the_last_end() -> None:
+    ends = [(float(i), i, 1) for i in range(SHADOW_WALK_MAX + 1)]
+    # reached exactly by the 257th end (index SHADOW_WALK_MAX): that end, with the extra
+    assert _shadow_walk(ends, 0, SHADOW_WALK_MAX + 1, 0.0, False) == (float(SHADOW_WALK_MAX), 0)
+    assert _shadow_walk(ends, 3, SHADOW_WALK_MAX + 1, 0.0, False) == (float(SHADOW_WALK_MAX - 3), 0)
+    # never reached: the 257th end, no extra; one end fewer: never
+    assert _shadow_walk(ends, 0, 10**6, 0.0, False) == (float(SHADOW_WALK_MAX), 0)
+    assert _shadow_walk(ends[:-1], 0, 10**6, 0.0, False) == (math.inf, 0)
+    # already enough before any end (fragmented within a node): the first end, no extra
+    assert _shadow_walk(ends, 9, 4, 0.0, True) == (0.0, 0)
+    assert _shadow_walk(ends, 9, 4, 0.0, False) == (0.0, 6)
