@@ -42,6 +42,8 @@ CONFIGS: dict[str, list[str]] = {
     ],
     "tiny_30d": ["--fleet", "tiny", "--days", "30", *CONTENDED],
     "philly_las": ["--fleet", "philly-48x4", "--days", "10", *CONTENDED, "--policy", "las"],
+    # 535k accelerators: a deep pass's reservations walk hundreds of ends (RESULTS.md, 57)
+    "c2026_2d": ["--fleet", "cortex-2026", "--days", "2"],
 }
 VOLATILE = ("wall_s", "timing")
 # `run --month`: the headline run too (about 30 s CPU; compared when both sides have it)

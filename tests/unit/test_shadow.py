@@ -7,6 +7,12 @@ Fleet `tiny` (8 nodes x 8 GPUs) unless a case says otherwise; `now` is 0.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st_
+from sortedcontainers import SortedList
 
 import testkit
 from cortex.fleet.spec import parse_fleet
@@ -86,3 +92,56 @@ def test_the_walk_stops_after_its_limit_and_takes_the_end_reached() -> None:
     for i in range(320):
         _run(st, 1000 + i, ((i // 8, 1),), float(i + 1))
     assert _shadow(st, Statement(st), 0, 320, 0.0) == (float(SHADOW_WALK_MAX + 1), 0)
+
+
+# ---- the memo of the last answer per flavor (RESULTS.md, section 57) ----
+
+
+def _loop_reference(st: Any, f: int, need: int, now: float) -> tuple[float, int]:
+    """`_shadow` as it was before section 57, nothing evicted, kept verbatim."""
+    acc = st.free_gpus[f]
+    fragmented = acc >= need
+    if fragmented and need > st.gpn[f]:
+        acc = 0
+    for i, (end_s, _job_id, gpus) in enumerate(st.ends[f]):
+        acc += gpus
+        if acc >= need:
+            return max(end_s, now), 0 if fragmented else acc - need
+        if i >= SHADOW_WALK_MAX:
+            return max(end_s, now), 0
+    return math.inf, 0
+
+
+_OP = st_.one_of(
+    st_.tuples(st_.just("add"), st_.integers(0, 40), st_.sampled_from([1, 4, 8, 16, 64])),
+    st_.tuples(st_.just("drop"), st_.integers(0, 10**6), st_.just(0)),
+    st_.tuples(st_.just("ask"), st_.integers(0, 3000), st_.integers(0, 64)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st_.integers(0, 300),
+    ops=st_.lists(st_.tuples(st_.integers(0, 1), _OP), max_size=60),
+)
+def test_the_memo_answers_as_the_walk_would_after_any_change(base: int, ops: list) -> None:
+    """Two flavors; ends added and removed (at the front, inside and past the walk limit), free
+    GPUs moved, and questions asked in between: every answer is the fresh walk's. Fails if
+    the memo ignores the ends, the free count or the need."""
+    st = SimpleNamespace(
+        free_gpus=[0, 0], gpn=[8, 8], ends=[SortedList(), SortedList()], shadow_memo={}
+    )
+    for i in range(base):  # enough ends that the walk limit binds
+        st.ends[i % 2].add((float(i), i, 8))
+    next_id = 10**6
+    stmt = SimpleNamespace(evicted=set())
+    for f, (op, a, b) in ops:
+        if op == "add":
+            next_id += 1
+            st.ends[f].add((float(a) * 7.5, next_id, b))
+        elif op == "drop" and st.ends[f]:
+            del st.ends[f][a % len(st.ends[f])]
+        elif op == "ask":
+            st.free_gpus[f] = b
+            for now in (0.0, 100.0):
+                assert _shadow(st, stmt, f, a, now) == _loop_reference(st, f, a, now)
