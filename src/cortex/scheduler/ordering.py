@@ -136,6 +136,13 @@ def _merged_rest(
             for i, (k, _) in heads.items():
                 cands[i] = (k[0], max(map(truediv, usage[i], totals)) / weights[i], k, i)
         i = min(cands.values())[3]
+        if skip:
+            assert req is not None
+            n, moved_on = _gallop(i, heads, cands, iters[i], skip, top)
+            req[2] += n
+            skip -= n
+            if moved_on:
+                continue  # queue i ran out, or another queue's head is first now
         job = heads[i][1]
         nxt = next(iters[i], None)
         if nxt is None:
@@ -156,6 +163,40 @@ def _merged_rest(
             top, skip = req[0], req[1]
     for i, head in heads.items():  # one queue left: its own order is the order
         yield from _rest_of(head, iters[i], req, skip, top)
+
+
+def _gallop(
+    i: int,
+    heads: dict[int, tuple],
+    cands: dict[int, tuple],
+    it: Iterator[tuple],
+    left: int,
+    top: int,
+) -> tuple[int, bool]:
+    """Pass over up to `left` heads of queue i, first in the merge, while they are wider than
+    `top` and stay first (nothing moves during a skip, so the other queues' candidates stand).
+    Returns how many it passed over, and True when it stopped because queue i ran out or
+    another queue's head is first; False at a head it did not pass over (it fits, or `left`
+    is reached): the caller yields that one."""
+    share = cands[i][1]
+    other = min(c for j, c in cands.items() if j != i)
+    head: tuple | None = heads[i]
+    n = 0
+    moved_on = False
+    while head is not None and n < left and (head[1].elastic_min or head[1].gpus) > top:
+        n += 1
+        head = next(it, None)
+        if head is None:
+            del heads[i], cands[i]
+            moved_on = True
+            break
+        k = head[0]
+        cand = cands[i] = (k[0], share, k, i)
+        heads[i] = head
+        if cand > other:
+            moved_on = True
+            break
+    return n, moved_on
 
 
 def _rest_of(
