@@ -29,9 +29,9 @@ def main() -> None:
     days = ap.parse_args().days
     samples: list[tuple[int, bool, float, int, int]] = []
 
-    def timed(snap, pol, deep=True, commit=False):  # type: ignore[no-untyped-def]
+    def timed(snap, pol, deep=True, commit=False, explain=True):  # type: ignore[no-untyped-def]
         t0 = time.process_time()
-        plan = schedule(snap, pol, deep=deep, commit=commit)
+        plan = schedule(snap, pol, deep=deep, commit=commit, explain=explain)
         dt = time.process_time() - t0
         samples.append((len(snap.pending), deep, dt, len(plan.starts), len(plan.preemptions)))
         return plan

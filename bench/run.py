@@ -207,9 +207,9 @@ from cortex.scheduler.cycle import schedule
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.synthetic import generate
 samples = []
-def timed(snap, pol, deep=True, commit=False):
+def timed(snap, pol, deep=True, commit=False, explain=True):
     t0 = time.perf_counter()
-    plan = schedule(snap, pol, deep=deep, commit=commit)
+    plan = schedule(snap, pol, deep=deep, commit=commit, explain=explain)
     samples.append((len(snap.pending), deep, time.perf_counter() - t0, len(plan.starts)))
     return plan
 twin_mod.schedule = timed

@@ -512,9 +512,21 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
     all_reserved = False
     moved = True
     examined = capacity_blocked = 0
+    # 1. Walk pending jobs in the ordering policy's order. A generator may be sent a skip
+    # request over jobs that are only counted (scheduler/ordering.py, "Skip requests"); the
+    # job it answers with is walked next.
+    order = iter(pol.ordering.order(snap))
+    send = getattr(order, "send", None)
+    req = [0, 0, 0]
+    ahead: Job | None = None
     try:
-        # 1. Walk pending jobs in the ordering policy's order.
-        for job in pol.ordering.order(snap):
+        while True:
+            if ahead is None:
+                job = next(order, None)
+                if job is None:
+                    break
+            else:
+                job, ahead = ahead, None
             if moved:
                 any_free = any(free)
                 top_free = max(free)
@@ -534,6 +546,18 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                 # Every flavor waits for its head and this job needs more than any has free.
                 if not explain:
                     capacity_blocked += 1  # counted, without the reason
+                    if send is not None:
+                        # Nothing moves while jobs are only counted: let the order pass over
+                        # the next ones that need more than top_free, up to the limit.
+                        req[0], req[1], req[2] = top_free, max_examined - examined, 0
+                        try:
+                            ahead = send(req)
+                        except StopIteration:
+                            ahead = None
+                        examined += req[2]
+                        capacity_blocked += req[2]
+                        if ahead is None:
+                            break
                     continue
                 f0 = (
                     job.flavor_ids or every_flavor

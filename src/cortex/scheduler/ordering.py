@@ -7,7 +7,8 @@ the cluster queues' lists into one order, which may depend on live usage (fair s
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+import itertools
+from collections.abc import Generator, Iterator
 from operator import truediv
 from typing import Protocol
 
@@ -98,6 +99,14 @@ class PriorityFairShare:
         yield from _merged_rest(rest, usage, version, totals, weights)
 
 
+# Skip requests. A pass walking jobs that cannot start (every flavor has a reserved head and each
+# job needs more GPUs than any flavor has free) changes nothing, so the order cannot change
+# under it: it may `send` the generator [top, limit, 0] instead of asking for the next job. The
+# generator then passes over up to `limit` jobs whose smallest gang (elastic_min or gpus) is
+# above `top`, counts them in the third item, and yields the first job it did not pass over.
+# A generator that ignores the request (the first MERGE_FIRST picks, other policies) counts 0
+# and yields the next job: the pass then walks it as usual. Either way, the same decisions.
+
 # Jobs a pass takes through the per-pick merge of queue heads before the leaner merge of the rest.
 MERGE_FIRST = 16
 
@@ -108,21 +117,32 @@ def _merged_rest(
     version: list[int],
     totals: list[int],
     weights: list[float],
-) -> Iterator[Job]:
+) -> Generator[Job, list[int] | None, None]:
     """The rest of PriorityFairShare's order: the queue heads merged by (key[0], share, key),
     every share recomputed when a start changes some usage. Within a queue keys are sorted and
     its share is common, so only heads compete; keys end with the job id, so there are no
-    ties. Lazy: a pass stops after a few hundred jobs of a queue that may hold thousands."""
+    ties. Lazy: a pass stops after a few hundred jobs of a queue that may hold thousands.
+
+    Takes a skip request ("Skip requests", above) at every job it yields."""
     heads: dict[int, tuple] = {i: head for head, i, _ in rest if head is not None}
     iters = {i: it for _, i, it in rest}
     seen: list[int] = []
     cands: dict[int, tuple] = {}
+    skip = top = 0
+    req: list[int] | None = None
     while len(heads) > 1:
         if version != seen:
             seen = list(version)
             for i, (k, _) in heads.items():
                 cands[i] = (k[0], max(map(truediv, usage[i], totals)) / weights[i], k, i)
         i = min(cands.values())[3]
+        if skip:
+            assert req is not None
+            n, moved_on = _gallop(i, heads, cands, iters[i], skip, top)
+            req[2] += n
+            skip -= n
+            if moved_on:
+                continue  # queue i ran out, or another queue's head is first now
         job = heads[i][1]
         nxt = next(iters[i], None)
         if nxt is None:
@@ -131,17 +151,75 @@ def _merged_rest(
             k = nxt[0]
             heads[i] = nxt
             cands[i] = (k[0], cands[i][1], k, i)
-        yield job
+        if skip:
+            if (job.elastic_min or job.gpus) > top:
+                assert req is not None
+                skip -= 1
+                req[2] += 1
+                continue
+            skip = 0
+        req = yield job
+        if req is not None:
+            top, skip = req[0], req[1]
     for i, head in heads.items():  # one queue left: its own order is the order
-        yield from _rest_of(head, iters[i])
+        yield from _rest_of(head, iters[i], req, skip, top)
 
 
-def _rest_of(head: tuple | None, it: Iterator[tuple]) -> Iterator[Job]:
-    """A queue's jobs from `head` on (head and the rest of its sorted list)."""
-    if head is not None:
-        yield head[1]
-    for _, job in it:
-        yield job
+def _gallop(
+    i: int,
+    heads: dict[int, tuple],
+    cands: dict[int, tuple],
+    it: Iterator[tuple],
+    left: int,
+    top: int,
+) -> tuple[int, bool]:
+    """Pass over up to `left` heads of queue i, first in the merge, while they are wider than
+    `top` and stay first (nothing moves during a skip, so the other queues' candidates stand).
+    Returns how many it passed over, and True when it stopped because queue i ran out or
+    another queue's head is first; False at a head it did not pass over (it fits, or `left`
+    is reached): the caller yields that one."""
+    share = cands[i][1]
+    other = min(c for j, c in cands.items() if j != i)
+    head: tuple | None = heads[i]
+    n = 0
+    moved_on = False
+    while head is not None and n < left and (head[1].elastic_min or head[1].gpus) > top:
+        n += 1
+        head = next(it, None)
+        if head is None:
+            del heads[i], cands[i]
+            moved_on = True
+            break
+        k = head[0]
+        cand = cands[i] = (k[0], share, k, i)
+        heads[i] = head
+        if cand > other:
+            moved_on = True
+            break
+    return n, moved_on
+
+
+def _rest_of(
+    head: tuple | None,
+    it: Iterator[tuple],
+    req: list[int] | None = None,
+    skip: int = 0,
+    top: int = 0,
+) -> Generator[Job, list[int] | None, None]:
+    """A queue's jobs from `head` on (head and the rest of its sorted list), taking skip
+    requests as `_merged_rest` does; `skip` jobs are left of one under way (`req`, `top`)
+    when the merge hands over."""
+    for _, job in it if head is None else itertools.chain((head,), it):
+        if skip:
+            if (job.elastic_min or job.gpus) > top:
+                assert req is not None
+                skip -= 1
+                req[2] += 1
+                continue
+            skip = 0
+        req = yield job
+        if req is not None:
+            top, skip = req[0], req[1]
 
 
 class LeastAttainedService:
