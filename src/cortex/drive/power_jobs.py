@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cortex.power.curve import draw_fractions
-from cortex.scheduler.power import CapJob, ClassKey, hall_shares
+from cortex.scheduler.power import CapJob, ClassKey, Shape, hall_shares
 from cortex.workload.calibration import CalibrationTable
 from cortex.workload.job import Job
 
@@ -127,18 +127,30 @@ class JobPowerBooks:
         return jp.inc_w, {h: jp.inc_w * s for h, s in jp.halls.items()}
 
     def start(
-        self, job: Job, flavor: int, gang: int, placement: Placement, level: int, t: float
+        self,
+        job: Job,
+        flavor: int,
+        gang: int,
+        placement: Placement,
+        level: int,
+        t: float,
+        shape: Shape | None = None,
     ) -> tuple[float, int]:
         """Book a start at the cap level its Start carries. Returns (throughput kept, waves): a
-        start larger than the ramp window's allowance draws in `waves` steps a minute apart."""
-        node_cap = (
-            min(self.node_max_cap_w[n] for n, _ in placement)
-            if self.min_node_cap_w < math.inf
-            else math.inf
-        )
+        start larger than the ramp window's allowance draws in `waves` steps a minute apart.
+        `shape`: the placement's (node cap, GPUs held, GPUs per hall) as power admission read
+        it from these books' view (Start.power_shape); None: read here."""
+        if shape is not None:
+            node_cap, held, shares = shape
+        else:
+            node_cap = (
+                min(self.node_max_cap_w[n] for n, _ in placement)
+                if self.min_node_cap_w < math.inf
+                else math.inf
+            )
+            shares = hall_shares(self.topo.node_hall, placement)
+            held = sum(shares.values())
         per, inc, kept = self.ladder(job, flavor, gang, node_cap)
-        shares = hall_shares(self.topo.node_hall, placement)
-        held = sum(shares.values())
         halls = {h: k / held for h, k in shares.items()}
         key = (job.kind, flavor, job.priority, self.topo.node_hall[placement[0][0]])
         jp = _JobPower(per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key)

@@ -11,6 +11,9 @@ Written by hand: a rate-limited tracker with a state-of-charge integrator is a f
 recurrence that no library provides in this form; numpy cannot vectorize the recurrence.
 """
 
+# The dispatch loop writes min/max as comparisons on purpose (see dispatch): not min()/max().
+# ruff: noqa: PLR1730
+
 from __future__ import annotations
 
 import math
@@ -124,40 +127,69 @@ def dispatch(
     soc = target if start is None else start[0]
     soc0 = soc
     g = float(load_mw[0]) if start is None else start[1]
-    grid = np.empty(n)
-    socs = np.empty(n)
+    grid_l: list[float] = []
+    socs_l: list[float] = []
     charged = discharged = losses = 0.0
     violations = 0
-    loads = load_mw.tolist()
-    for i, load in enumerate(loads):
+    # The recurrence runs once per 10-second step (a month: 259,200 steps, several times in
+    # the battery search): min/max/abs are written as comparisons and the results kept in
+    # lists, the same floating-point operations in the same order (and the same choice among
+    # equal values: min and max return their first argument on ties).
+    low_bias = -bias_max
+    tol = max_step + 1e-9
+    neg_p_max = -p_max
+    for load in load_mw.tolist():
         bias = (target - soc) / horizon_h
-        want = load + max(-bias_max, min(bias_max, bias))
-        g_new = min(max(want, g - max_step), g + max_step)
-        b = load - g_new  # > 0: the battery supplies; < 0: it absorbs
+        if bias_max < bias:
+            bias = bias_max
+        if low_bias > bias:
+            bias = low_bias
+        want = load + bias
+        lo = g - max_step
+        if lo > want:
+            want = lo
+        hi = g + max_step
+        if hi < want:
+            want = hi
+        b = load - want  # > 0: the battery supplies; < 0: it absorbs
         if b > 0:
-            b = min(b, p_max, soc * eta / h)
+            if p_max < b:
+                b = p_max
+            most = soc * eta / h
+            if most < b:
+                b = most
             soc -= b / eta * h
             losses += b / eta * h - b * h
             discharged += b * h
         elif b < 0:
-            b = max(b, -p_max, -(cap - soc) / eta / h)
+            if neg_p_max > b:
+                b = neg_p_max
+            most = -(cap - soc) / eta / h
+            if most > b:
+                b = most
             soc -= b * eta * h
             losses += -b * h * (1 - eta)
             charged += -b * h
         g_real = load - b
-        if abs(g_real - g) > max_step + 1e-9:
+        d = g_real - g
+        if d > tol or -d > tol:
             violations += 1
             if stop_at_violation:
-                n = i + 1
-                grid, socs = grid[:n], socs[:n]
-                grid[i], socs[i] = g_real, soc
-                ramp = max_ramp_mw_per_min(grid, step_s)
-                return GridResult(step_s, grid, socs, ramp, violations, charged, discharged, losses)
+                grid_l.append(g_real)
+                socs_l.append(soc)
+                grid_a = np.array(grid_l, dtype=float)
+                socs_a = np.array(socs_l, dtype=float)
+                ramp = max_ramp_mw_per_min(grid_a, step_s)
+                return GridResult(
+                    step_s, grid_a, socs_a, ramp, violations, charged, discharged, losses
+                )
         g = g_real
-        grid[i] = g
-        socs[i] = soc
+        grid_l.append(g)
+        socs_l.append(soc)
         if debug and not -1e-9 <= soc <= cap + 1e-9:
             raise AssertionError(f"battery state of charge {soc} outside [0, {cap}]")
+    grid_arr = np.array(grid_l, dtype=float)
+    socs_arr = np.array(socs_l, dtype=float)
     if debug:
         # Energy conservation: grid + battery out = load + battery in; stored change = in*eta -
         # out/eta, i.e. losses close the balance.
@@ -165,15 +197,15 @@ def dispatch(
         balance = charged - discharged - losses - stored
         if abs(balance) > 1e-6 * max(1.0, charged + discharged):
             raise AssertionError(f"battery energy not conserved: residual {balance} MWh")
-        supplied = float(np.sum(grid) * h) + discharged
+        supplied = float(np.sum(grid_arr) * h) + discharged
         used = float(np.sum(load_mw) * h) + charged
         if abs(supplied - used) > 1e-6 * max(1.0, used):
             raise AssertionError(f"site energy not conserved: {supplied} vs {used} MWh")
     return GridResult(
         step_s,
-        grid,
-        socs,
-        max_ramp_mw_per_min(grid, step_s),
+        grid_arr,
+        socs_arr,
+        max_ramp_mw_per_min(grid_arr, step_s),
         violations,
         charged,
         discharged,

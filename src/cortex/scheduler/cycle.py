@@ -344,6 +344,7 @@ class _Cycle:
             return False
         # 6. Power: the projected draw must fit the site, hall and ramp budgets (maybe capped).
         cap_level = 0
+        shape = None
         if power is not None:
             assert snap.power is not None and room is not None
             got = power.admit(snap.power, room, job, f, gang, placement)
@@ -351,11 +352,11 @@ class _Cycle:
                 reasons.append(got)
                 return False
             self.stmt.spend_w(got.inc_w, got.halls_w)
-            cap_level = got.level
+            cap_level, shape = got.level, got.shape
         held = self.stmt.allocate(job, f, placement)
         if use_extra and res is not None:
             res.extra_gpus -= held
-        self.plan.starts.append(Start(job, f, placement, gang, held, cap_level))
+        self.plan.starts.append(Start(job, f, placement, gang, held, cap_level, shape))
         return True
 
     def try_preempt(self, job: Job, short: list[int]) -> bool:
@@ -394,6 +395,7 @@ class _Cycle:
                 continue
             placement, victims = got
             cap_level = 0
+            shape = None
             if power is not None:
                 assert view is not None and room is not None
                 # The victims' watts come back with their GPUs.
@@ -405,10 +407,10 @@ class _Cycle:
                     continue
                 self.stmt.spend_w(grant.inc_w, grant.halls_w)
                 self.stmt.credit_w(victims, credit)
-                cap_level = grant.level
+                cap_level, shape = grant.level, grant.shape
             self.tries -= 1  # one search, one try (a refused one counts below, once)
             held = self.stmt.allocate(job, f, placement)
-            self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_level))
+            self.plan.starts.append(Start(job, f, placement, job.gpus, held, cap_level, shape))
             why = self.pol.preemption.name
             self.plan.preemptions.extend(
                 Preemption(v, Reason(Code.PREEMPTED, by=job.id, why=why)) for v in victims

@@ -20,6 +20,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Protocol
 
@@ -138,15 +139,20 @@ def _node_cap(view: PowerView, placement: Placement) -> float:
     return min(caps[n] for n, _ in placement)
 
 
+Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A start a power policy admits: its cap level (an index into the view's levels; 0:
     uncapped) and the IT watts over idle it adds, site-wide and per hall, for the cycle to spend
-    through its Statement."""
+    through its Statement. `shape`: what admission read of the placement, which the driver's
+    books read again when they book the start (the Start carries it, so it is computed once)."""
 
     level: int
     inc_w: float
     halls_w: dict[int, float]
+    shape: Shape | None = field(default=None, compare=False)  # carried, not decided
 
 
 class PowerPolicy(Protocol):
@@ -170,9 +176,6 @@ class PowerPolicy(Protocol):
         """Whether `admit` would refuse this start on the ramp window whatever its placement
         and whatever a preemption gave back (checked before a victim search)."""
         ...
-
-
-Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
 
 
 def _shape(view: PowerView, placement: Placement) -> Shape:
@@ -276,8 +279,9 @@ class AdmitUncapped:
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> Grant | Reason:
-        inc, halls, r = _fits(view, room, job, flavor, gang, _shape(view, placement), 0, credit)
-        return Grant(0, inc, halls) if r is None else r
+        shape = _shape(view, placement)
+        inc, halls, r = _fits(view, room, job, flavor, gang, shape, 0, credit)
+        return Grant(0, inc, halls, shape) if r is None else r
 
 
 class CapToFit:
@@ -311,7 +315,7 @@ class CapToFit:
         for level in range(min(first, view.floor), view.floor + 1):
             inc, halls, reason = _fits(view, room, job, flavor, gang, shape, level, credit)
             if reason is None:
-                return Grant(level, inc, halls)
+                return Grant(level, inc, halls, shape)
             if reason.code is Code.POWER_RAMP:
                 break  # a lower cap would still be a step too many this window
         assert reason is not None  # the floor is a level: the loop ran at least once
@@ -366,18 +370,24 @@ def solve_caps(
         return CapPlan(levels, paused, {})
     # Per-class sums over members, as arrays: the greedy loop then runs per class and level,
     # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes).
+    # (Built from flat lists: numpy reads a list of floats several times faster than a list of
+    # tuples or item by item; the same values.)
     keys: dict[ClassKey, int] = {}
-    cls = np.fromiter((keys.setdefault(j.key, len(keys)) for j in alive), np.int64, len(alive))
-    n_cls, n_halls = len(keys), len(hall_budget_w)
-    inc = np.array([j.inc_w for j in alive], dtype=float)  # jobs x levels
+    cls = np.array([keys.setdefault(j.key, len(keys)) for j in alive], dtype=np.int64)
+    n_cls, n_halls, n_jobs = len(keys), len(hall_budget_w), len(alive)
+    flat = chain.from_iterable
+    inc = np.array(list(flat(j.inc_w for j in alive)), dtype=float).reshape(n_jobs, n_levels)
     gk = (
-        np.array([j.kept for j in alive], dtype=float)
+        np.array(list(flat(j.kept for j in alive)), dtype=float).reshape(n_jobs, n_levels)
         * np.array([j.gpus * j.gain for j in alive], dtype=float)[:, None]
     )
-    shares = np.zeros((len(alive), n_halls))
-    for i, j in enumerate(alive):
+    rows = []
+    for j in alive:
+        row = [0.0] * n_halls
         for h, sh in j.halls:
-            shares[i, h] = sh
+            row[h] = sh
+        rows.append(row)
+    shares = np.array(rows, dtype=float).reshape(n_jobs, n_halls)
     c_inc = np.zeros((n_cls, n_levels))
     c_gk = np.zeros((n_cls, n_levels))
     c_hall = np.zeros((n_cls, n_halls, n_levels))
@@ -390,16 +400,22 @@ def solve_caps(
     for j in alive:
         prio[j.key] = j.priority
     key_of = list(keys)
-    budget_h = np.asarray(hall_budget_w, dtype=float)
-    halls_a = np.asarray(halls, dtype=float)
+    # The greedy loop reads single elements: as Python floats (the same IEEE doubles, the same
+    # sums and comparisons) it runs several times faster than on numpy scalars and slices.
+    inc_l = c_inc.tolist()
+    gk_l = c_gk.tolist()
+    hall_l = c_hall.tolist()  # [class][hall][level]
+    budget_h = [float(b) for b in hall_budget_w]
+    halls_a = [float(w) for w in halls]
+    hall_ids = range(n_halls)
     c_level = [floor] * n_cls
     heap: list[tuple[int, float, int, int]] = []
 
     def push(c: int, level: int) -> None:
         if level == 0:
             return
-        watts = c_inc[c, level - 1] - c_inc[c, level]
-        gain = c_gk[c, level - 1] - c_gk[c, level]
+        watts = inc_l[c][level - 1] - inc_l[c][level]
+        gain = gk_l[c][level - 1] - gk_l[c][level]
         ratio = gain / watts if watts > 0 else math.inf
         heapq.heappush(heap, (-prio[key_of[c]], -ratio, c, level))
 
@@ -408,21 +424,26 @@ def solve_caps(
     split: tuple[int, int] | None = None
     while heap:
         _, _, c, level = heapq.heappop(heap)
-        d_site = c_inc[c, level - 1] - c_inc[c, level]
-        d_halls = c_hall[c, :, level - 1] - c_hall[c, :, level]
-        if site + d_site <= site_budget_w and bool(np.all(halls_a + d_halls <= budget_h)):
+        d_site = inc_l[c][level - 1] - inc_l[c][level]
+        ch = hall_l[c]
+        d_halls = [ch[h][level - 1] - ch[h][level] for h in hall_ids]
+        if site + d_site <= site_budget_w and all(
+            halls_a[h] + d_halls[h] <= budget_h[h] for h in hall_ids
+        ):
             site += d_site
-            halls_a += d_halls
+            for h in hall_ids:
+                halls_a[h] += d_halls[h]
             c_level[c] = level - 1
             push(c, level - 1)
         elif split is None:
             split = (c, level)  # the first class that does not fit as a whole; it stops here
-    levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls.tolist(), strict=True)})
+    cls_l = cls.tolist()
+    levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls_l, strict=True)})
     if split is not None:
         # Move the split class's oldest members up one by one while they fit.
         c, level = split
         members = sorted(
-            (j for j, ci in zip(alive, cls.tolist(), strict=True) if ci == c),
+            (j for j, ci in zip(alive, cls_l, strict=True) if ci == c),
             key=lambda m: m.start_s,
         )
         for m in members:

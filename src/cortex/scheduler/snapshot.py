@@ -45,6 +45,10 @@ class Start:
     gang_gpus: int
     alloc_gpus: int
     cap_level: int = 0  # the power policy's cap level (index into PowerView.levels); 0: uncapped
+    # What power admission read of the placement (node cap, GPUs held, GPUs per hall), for the
+    # driver's books to book the start without reading the placement again; None: not admitted
+    # by a power policy (the books then read the placement).
+    power_shape: tuple[float, int, dict[int, int]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

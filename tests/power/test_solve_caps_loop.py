@@ -1,0 +1,159 @@
+"""The cap solver's inner loop (scheduler/power.py solve_caps) reads single elements as Python
+floats and builds its arrays from flat lists. It must decide exactly what the numpy version
+decided (kept here verbatim as the reference): the same levels in the same order, the same
+pauses and the same class targets, for any running set and budgets."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cortex.scheduler.power import CapJob, CapPlan, ClassKey, _pause_to_fit, solve_caps
+
+N_LEVELS = 5
+N_HALLS = 3
+
+
+def _reference_solve(
+    jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], n_levels: int
+) -> CapPlan:
+    """solve_caps before the rewrite, verbatim (docstring aside)."""
+    floor = n_levels - 1
+    levels, paused, site, halls = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
+    gone = set(paused)
+    alive = [j for j in jobs if j.id not in gone]
+    if not alive:
+        return CapPlan(levels, paused, {})
+    # Per-class sums over members, as arrays: the greedy loop then runs per class and level,
+    # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes).
+    keys: dict[ClassKey, int] = {}
+    cls = np.fromiter((keys.setdefault(j.key, len(keys)) for j in alive), np.int64, len(alive))
+    n_cls, n_halls = len(keys), len(hall_budget_w)
+    inc = np.array([j.inc_w for j in alive], dtype=float)  # jobs x levels
+    gk = (
+        np.array([j.kept for j in alive], dtype=float)
+        * np.array([j.gpus * j.gain for j in alive], dtype=float)[:, None]
+    )
+    shares = np.zeros((len(alive), n_halls))
+    for i, j in enumerate(alive):
+        for h, sh in j.halls:
+            shares[i, h] = sh
+    c_inc = np.zeros((n_cls, n_levels))
+    c_gk = np.zeros((n_cls, n_levels))
+    c_hall = np.zeros((n_cls, n_halls, n_levels))
+    for lv in range(n_levels):
+        c_inc[:, lv] = np.bincount(cls, weights=inc[:, lv], minlength=n_cls)
+        c_gk[:, lv] = np.bincount(cls, weights=gk[:, lv], minlength=n_cls)
+        for h in range(n_halls):
+            c_hall[:, h, lv] = np.bincount(cls, weights=inc[:, lv] * shares[:, h], minlength=n_cls)
+    prio = dict.fromkeys(keys, 0)
+    for j in alive:
+        prio[j.key] = j.priority
+    key_of = list(keys)
+    budget_h = np.asarray(hall_budget_w, dtype=float)
+    halls_a = np.asarray(halls, dtype=float)
+    c_level = [floor] * n_cls
+    heap: list[tuple[int, float, int, int]] = []
+
+    def push(c: int, level: int) -> None:
+        if level == 0:
+            return
+        watts = c_inc[c, level - 1] - c_inc[c, level]
+        gain = c_gk[c, level - 1] - c_gk[c, level]
+        ratio = gain / watts if watts > 0 else math.inf
+        heapq.heappush(heap, (-prio[key_of[c]], -ratio, c, level))
+
+    for c in range(n_cls):
+        push(c, floor)
+    split: tuple[int, int] | None = None
+    while heap:
+        _, _, c, level = heapq.heappop(heap)
+        d_site = c_inc[c, level - 1] - c_inc[c, level]
+        d_halls = c_hall[c, :, level - 1] - c_hall[c, :, level]
+        if site + d_site <= site_budget_w and bool(np.all(halls_a + d_halls <= budget_h)):
+            site += d_site
+            halls_a += d_halls
+            c_level[c] = level - 1
+            push(c, level - 1)
+        elif split is None:
+            split = (c, level)  # the first class that does not fit as a whole; it stops here
+    levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls.tolist(), strict=True)})
+    if split is not None:
+        # Move the split class's oldest members up one by one while they fit.
+        c, level = split
+        members = sorted(
+            (j for j, ci in zip(alive, cls.tolist(), strict=True) if ci == c),
+            key=lambda m: m.start_s,
+        )
+        for m in members:
+            d = m.inc_w[level - 1] - m.inc_w[level]
+            dh = [(h, d * sh) for h, sh in m.halls]
+            if site + d <= site_budget_w and all(halls_a[h] + x <= budget_h[h] for h, x in dh):
+                site += d
+                for h, x in dh:
+                    halls_a[h] += x
+                levels[m.id] = level - 1
+    target = {key_of[c]: c_level[c] for c in range(n_cls)}
+    return CapPlan(levels, paused, target)
+
+
+@st.composite
+def _jobs(draw: st.DrawFn) -> list[CapJob]:
+    n = draw(st.integers(1, 30))
+    out = []
+    for i in range(n):
+        kind = draw(st.sampled_from(["llm", "vision"]))
+        prio = draw(st.sampled_from([10, 100, 1000]))
+        hall = draw(st.integers(0, N_HALLS - 1))
+        gpus = draw(st.sampled_from([8, 16, 64, 512]))
+        per = draw(st.floats(300.0, 700.0))
+        # A concave-ish ladder: each lower level saves watts and keeps less.
+        steps = draw(st.lists(st.floats(0.0, 60.0), min_size=N_LEVELS - 1, max_size=N_LEVELS - 1))
+        pers = [per]
+        for s in steps:
+            pers.append(max(pers[-1] - s, 100.0))
+        kept = tuple(1.0 - 0.04 * lv * lv / N_LEVELS for lv in range(N_LEVELS))
+        split = draw(st.booleans())
+        halls = ((hall, 0.5), ((hall + 1) % N_HALLS, 0.5)) if split else ((hall, 1.0),)
+        out.append(
+            CapJob(
+                id=i,
+                key=(kind, 0, prio, hall),
+                priority=prio,
+                start_s=draw(st.floats(0.0, 1e5)),
+                gpus=gpus,
+                gain=draw(st.sampled_from([1.0, 1.3])),
+                kept=kept,
+                inc_w=tuple(gpus * (p - 90.0) for p in pers),
+                halls=halls,
+            )
+        )
+    return out
+
+
+def _same(a: CapPlan, b: CapPlan) -> bool:
+    return (
+        list(a.levels.items()) == list(b.levels.items())
+        and a.paused == b.paused
+        and list(a.target.items()) == list(b.target.items())
+    )
+
+
+@given(
+    _jobs(), st.floats(0.0, 1.0), st.lists(st.floats(0.0, 1.0), min_size=N_HALLS, max_size=N_HALLS)
+)
+@settings(max_examples=300, deadline=None)
+def test_the_solver_decides_what_the_numpy_loop_decided(
+    jobs: list[CapJob], site_frac: float, hall_fracs: list[float]
+) -> None:
+    top = sum(j.inc_w[0] for j in jobs)
+    site = site_frac * top * 1.1
+    halls = [f * top * 0.6 if f < 0.9 else math.inf for f in hall_fracs]
+    got = solve_caps(jobs, site, halls, N_LEVELS)
+    want = _reference_solve(jobs, site, halls, N_LEVELS)
+    assert _same(got, want)
