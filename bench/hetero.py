@@ -133,6 +133,21 @@ class MeteredTwin(Twin):
             (job.kind, job.run_flavor)]
         super()._account_stop(job, done_f, saved_f, elapsed, completed, preempted, real_s)
 
+    def _apply(self, plan):
+        # Who searched for victims and who evicted whom in the window: failed searches by
+        # (team, class); evictions by (preemptor team, class) -> (victim team, class, flavor).
+        if self.window_work0 is not None:
+            for jid in plan.preempt_failed:
+                j = self._by_id[jid]
+                key = (j.team, j.priority)
+                self.searches_failed[key] = self.searches_failed.get(key, 0) + 1
+            for p in plan.preemptions:
+                by = self._by_id[p.reason.detail["by"]]
+                v = p.job
+                key = (by.team, by.priority, v.team, v.priority, self.topo.flavors[v.run_flavor])
+                self.evictions[key] = self.evictions.get(key, 0) + 1
+        super()._apply(plan)
+
     def _preempt(self, job, why):
         # Preemptions in the window (victim's team, flavor, priority class): their count and
         # the GPUs the victims held (power pauses are counted apart).
@@ -216,6 +231,7 @@ tw.next_sample_s, tw.samples, tw.window_work0 = {warmup_days} * 86400.0, [], Non
 tw.held_by_kind = {{}}
 tw.held_by_team, tw.preempted = {{}}, {{}}
 tw.target_sum, tw.waiting_sum = {{}}, {{}}
+tw.searches_failed, tw.evictions = {{}}, {{}}
 work_start = work_now(tw)  # warm jobs arrive with work already done
 t0 = time.perf_counter()
 tw.run()
@@ -337,6 +353,10 @@ out = {{
     "window_preempted_jobs": sum(v[0] for v in tw.preempted.values()),
     "window_target_gpus_by_flavor_team": {{f"{{f}}/{{t}}": round(v / n_s)
                                            for (f, t), v in sorted(tw.target_sum.items())}},
+    "window_searches_failed": {{"/".join(map(str, k)): v
+                                for k, v in sorted(tw.searches_failed.items())}},
+    "window_evictions_by_preemptor": {{"/".join(map(str, k)): v
+                                       for k, v in sorted(tw.evictions.items())}},
     "window_waiting_gpus": {{"/".join(map(str, k)): round(v / n_s)
                              for k, v in sorted(tw.waiting_sum.items())}},
 }}
