@@ -150,16 +150,15 @@ def test_reclaim_is_per_flavor() -> None:
     assert _cycle(st2, 8, True, flavors=(H200,)) == ([], [])
 
 
-def test_equal_class_reclaim_keeps_the_borrower_at_its_nominal_under_any() -> None:
+def test_equal_class_reclaim_is_the_old_rule_under_any() -> None:
     # Both queues production class. prod holds a 3-node gang (100) and a 2-node gang (101): 40,
     # borrowing 8. res holds node 5 (8), nodes 6-7 are free; res asks for 24 (3 nodes): 8 + 24
-    # = 32, within its nominal; one more node is needed. The old same-class rule evicts the
-    # cheaper gang, 101 (16 GPUs), since prod borrows now; under Any prod would keep 40 - 16 =
-    # 24 < 32 (or 16 with 100): refused, the job waits.
-    st = _fleet([3, 2], 1, res_prio=HI)
-    assert _cycle(st, 24, False, prio=HI) == ([101], [1])
-    st2 = _fleet([3, 2], 1, res_prio=HI)
-    assert _cycle(st2, 24, True, prio=HI) == ([], [])
+    # = 32, within its nominal; one more node is needed. Same-class reclaim needs only that prod
+    # borrows now, in both modes: the cheaper gang, 101 (16 GPUs), goes, though prod then holds
+    # 24 < 32 (the no-thrash check is for cross-class reclaim only; bench/RESULTS.md s. 59).
+    for any_mode in (False, True):
+        st = _fleet([3, 2], 1, res_prio=HI)
+        assert _cycle(st, 24, any_mode, prio=HI) == ([101], [1])
 
 
 def test_hetero_profiles_reclaim_across_classes_and_priority_does_not() -> None:
