@@ -133,6 +133,31 @@ class MeteredTwin(Twin):
             (job.kind, job.run_flavor)]
         super()._account_stop(job, done_f, saved_f, elapsed, completed, preempted, real_s)
 
+    def _apply(self, plan):
+        # Who searched for victims and who evicted whom in the window: failed searches by
+        # (team, class); evictions by (preemptor team, class) -> (victim team, class, flavor).
+        if self.window_work0 is not None:
+            for jid in plan.preempt_failed:
+                j = self._by_id[jid]
+                key = (j.team, j.priority)
+                self.searches_failed[key] = self.searches_failed.get(key, 0) + 1
+            for p in plan.preemptions:
+                by = self._by_id[p.reason.detail["by"]]
+                v = p.job
+                key = (by.team, by.priority, v.team, v.priority, self.topo.flavors[v.run_flavor])
+                self.evictions[key] = self.evictions.get(key, 0) + 1
+        super()._apply(plan)
+
+    def _preempt(self, job, why):
+        # Preemptions in the window (victim's team, flavor, priority class): their count and
+        # the GPUs the victims held (power pauses are counted apart).
+        if self.window_work0 is not None:
+            key = (job.team, self.topo.flavors[job.run_flavor], job.priority, why)
+            got = self.preempted.setdefault(key, [0, 0])
+            got[0] += 1
+            got[1] += job.alloc_gpus
+        super()._preempt(job, why)
+
     def _advance(self, t):
         # Samples the running set at a fixed step once the warm-up is over (the state is
         # constant between events), and the work done at the window's start.
@@ -151,7 +176,23 @@ class MeteredTwin(Twin):
                 gk = by_kind.setdefault(key, [0.0, 0.0])
                 gk[0] += eq
                 gk[1] += j.alloc_gpus
+                tk = (key[0], j.team)
+                self.held_by_team[tk] = self.held_by_team.get(tk, 0) + j.alloc_gpus
             self.samples.append((held, busy, len(self.pending)))
+            # Why a team stays under its entitlement: the solve's targets (GPUs per team and
+            # flavor), and what its waiting jobs ask for (GPUs, by priority class and by
+            # whether they accept an NVIDIA flavor).
+            tg = self._allocation.targets
+            if tg is not None:
+                for q, row in enumerate(tg.queue_gpus):
+                    for f, v in enumerate(row):
+                        key = (self.topo.flavors[f], self.state.queues.queues[q].name)
+                        self.target_sum[key] = self.target_sum.get(key, 0.0) + v
+            for j in self.pending:
+                nv = not j.flavor_ids or any(self.topo.flavors[f] != "Dojo-D1"
+                                             for f in j.flavor_ids)
+                key = (j.team, j.priority, "nvidia-ok" if nv else "dojo-only")
+                self.waiting_sum[key] = self.waiting_sum.get(key, 0) + j.gpus
             self.next_sample_s += SAMPLE_S
         super()._advance(t)
 
@@ -188,6 +229,9 @@ tw = MeteredTwin(topo, jobs, SimConfig(days=days, seed={seed}, policy=policy))
 tw.eq_by_team, tw.eq_by_flavor = {{}}, {{}}
 tw.next_sample_s, tw.samples, tw.window_work0 = {warmup_days} * 86400.0, [], None
 tw.held_by_kind = {{}}
+tw.held_by_team, tw.preempted = {{}}, {{}}
+tw.target_sum, tw.waiting_sum = {{}}, {{}}
+tw.searches_failed, tw.evictions = {{}}, {{}}
 work_start = work_now(tw)  # warm jobs arrive with work already done
 t0 = time.perf_counter()
 tw.run()
@@ -301,6 +345,20 @@ out = {{
     "daily_busy_gpus": [round(sum(sum(x[1]) for x in day) / len(day)) for day in days_of(tw)],
     "daily_pending": [tw.samples[i][2] for i in range(0, len(tw.samples), 24)],
     "capacity_gpus": topo.flavor_gpus(),
+    "window_gpus_by_flavor_team": {{f"{{f}}/{{t}}": round(v / n_s)
+                                    for (f, t), v in sorted(tw.held_by_team.items())}},
+    "nominal_gpus_by_team": {{q.name: dict(zip(topo.flavors, q.nominal))
+                              for q in tw.state.queues.queues}},
+    "window_preemptions": {{"/".join(map(str, k)): v for k, v in sorted(tw.preempted.items())}},
+    "window_preempted_jobs": sum(v[0] for v in tw.preempted.values()),
+    "window_target_gpus_by_flavor_team": {{f"{{f}}/{{t}}": round(v / n_s)
+                                           for (f, t), v in sorted(tw.target_sum.items())}},
+    "window_searches_failed": {{"/".join(map(str, k)): v
+                                for k, v in sorted(tw.searches_failed.items())}},
+    "window_evictions_by_preemptor": {{"/".join(map(str, k)): v
+                                       for k, v in sorted(tw.evictions.items())}},
+    "window_waiting_gpus": {{"/".join(map(str, k)): round(v / n_s)
+                             for k, v in sorted(tw.waiting_sum.items())}},
 }}
 print(json.dumps(out))
 """

@@ -9,6 +9,7 @@ from typing import Protocol
 import numpy as np
 
 from cortex.scheduler.ordering import LeastAttainedService
+from cortex.scheduler.placement import alloc_size
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
@@ -26,6 +27,10 @@ class PreemptionPolicy(Protocol):
     def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
         """Nodes whose every job might be a victim: a necessary condition over node summaries,
         as a boolean array, checked exactly with `eligible` afterwards."""
+        ...
+
+    def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
+        """Whether the victims found (each `eligible`) may go together."""
         ...
 
 
@@ -76,13 +81,31 @@ def protected(snap: Snapshot, victim: Job) -> bool:
 
 class PriorityReclaim:
     """A job may preempt jobs of a lower priority class, and, while its queue stays within its
-    nominal quota, same-priority jobs of queues that borrow beyond theirs (reclaim). Victims must
-    are not `protected` by their queue (minimum runtime, preemption budget)."""
+    nominal quota, jobs of queues that borrow beyond theirs (reclaim). Victims must not be
+    `protected` by their queue (minimum runtime, preemption budget).
+
+    Reclaim comes in Kueue's two modes (`ClusterQueue.spec.preemption.reclaimWithinCohort`):
+    - `reclaim_any=False` (the `priority` profile): only SAME-priority jobs of a borrowing
+      queue, which need only be borrowing now;
+    - `reclaim_any=True` (`Any`, the `hetero` profiles): a queue's nominal quota is a guarantee
+      across priority classes. Besides same-class reclaim as above, a job whose queue stays
+      within its nominal quota of the flavor with the job's GPUs may evict jobs of a HIGHER
+      class of queues borrowing in that flavor, as long as every such victim's queue keeps at
+      least its own nominal quota there after the evictions (`admits` checks the whole set: no
+      thrash, the reclaimed queue is not pushed under its guarantee to be reclaimed back).
+      Counted in GPUs of the flavor, the unit quotas use. Same-class reclaim keeps the looser
+      rule: applying the no-thrash check to it too cut research's share on cortex-2026 from
+      0.68 to 0.53 (bench/RESULTS.md section 59)."""
 
     name = "priority"
 
+    def __init__(self, reclaim_any: bool = False) -> None:
+        self.reclaim_any = reclaim_any
+
     def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
         reclaim = self._reclaims(snap, job, flavor, alloc_gpus)
+        if reclaim and self.reclaim_any:
+            return _enough_any(snap, job, flavor, alloc_gpus)
         return _enough_nodes(snap, job, flavor, alloc_gpus, or_equal=reclaim)
 
     def _reclaims(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
@@ -100,6 +123,11 @@ class PriorityReclaim:
             for f in range(len(st.gpn))
         )
         top = st.np_max_prio <= job.priority if reclaim else st.np_max_prio < job.priority
+        if self.reclaim_any and reclaim:
+            # Nodes of a flavor the job's queue may reclaim in hold victims of any class.
+            flavors = [f for f in range(len(st.gpn)) if self._reclaims(snap, job, f, job.gpus)]
+            if flavors:
+                top = top | np.isin(st.np_node_flavor, flavors)
         return top & _settled(snap)
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
@@ -107,16 +135,67 @@ class PriorityReclaim:
             return False
         if victim.priority < job.priority:
             return True
-        if victim.priority > job.priority or victim.queue_idx == job.queue_idx:
+        if victim.queue_idx == job.queue_idx:
             return False
+        if not self.reclaim_any or victim.priority == job.priority:
+            return victim.priority == job.priority and _borrowing(snap, job, victim)
         st = snap.state
         f = victim.run_flavor
         q = st.queues.queues[victim.queue_idx]
         mine = st.queues.queues[job.queue_idx]
+        alloc = alloc_size(job.gpus, st.gpn[f])
         return (
-            st.usage[victim.queue_idx][f] > q.nominal[f]
-            and st.usage[job.queue_idx][f] + job.gpus <= mine.nominal[f]
+            st.usage[victim.queue_idx][f] - st.allocations[victim.id].gpus >= q.nominal[f]
+            and st.usage[job.queue_idx][f] + alloc <= mine.nominal[f]
         )
+
+    def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
+        """Whether evicting all of `victims` together is allowed: under `reclaim_any`, every
+        queue reclaimed from across classes (victims of a higher class, of other queues) keeps at
+        least its nominal quota of each flavor (each victim alone was checked by `eligible`;
+        several of one queue may not add up to more than it borrows)."""
+        if not self.reclaim_any:
+            return True
+        st = snap.state
+        taken: dict[tuple[int, int], int] = {}
+        for v in victims:
+            if v.priority > job.priority and v.queue_idx != job.queue_idx:
+                key = (v.queue_idx, v.run_flavor)
+                taken[key] = taken.get(key, 0) + st.allocations[v.id].gpus
+        queues = st.queues.queues
+        return all(st.usage[q][f] - gpus >= queues[q].nominal[f] for (q, f), gpus in taken.items())
+
+
+def _borrowing(snap: Snapshot, job: Job, victim: Job) -> bool:
+    """Same-class reclaim (Kueue's LowerPriority mode here): the victim's queue borrows in the
+    victim's flavor now, and the job's queue stays within its nominal quota there."""
+    st = snap.state
+    f = victim.run_flavor
+    q = st.queues.queues[victim.queue_idx]
+    mine = st.queues.queues[job.queue_idx]
+    return (
+        st.usage[victim.queue_idx][f] > q.nominal[f]
+        and st.usage[job.queue_idx][f] + job.gpus <= mine.nominal[f]
+    )
+
+
+def _enough_any(snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
+    """Cross-class reclaim: could free GPUs, nodes running only work of the job's class or
+    below, and what other queues borrow in the flavor (their most reclaimable) hold the gang?
+    A necessary condition, in GPUs."""
+    st = snap.state
+    g = st.gpn[flavor]
+    p = job.priority
+    low = min(
+        sum(c for q, c in counts[flavor].items() if q <= p)
+        for counts in (st.prio_nodes, st.nodes_by_top_prio)
+    )
+    borrowed = sum(
+        max(0, st.usage[q.index][flavor] - q.nominal[flavor])
+        for q in st.queues.queues
+        if q.index != job.queue_idx
+    )
+    return st.free_gpus[flavor] + low * g + borrowed >= alloc_gpus
 
 
 class LasDemotion:
@@ -142,6 +221,9 @@ class LasDemotion:
         attained = victim.attained_gpu_s + victim.alloc_gpus * (snap.now_s - victim.run_start_s)
         return self.ordering.level(attained) > self.ordering.level(job.attained_gpu_s)
 
+    def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
+        return True
+
 
 class NoPreemption:
     """Never preempts."""
@@ -156,3 +238,6 @@ class NoPreemption:
 
     def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
         return np.zeros(len(snap.state.node_free), dtype=bool)
+
+    def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
+        return False

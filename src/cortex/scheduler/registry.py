@@ -36,7 +36,9 @@ def _hetero(backfill: bool, per_class: bool = False) -> Policies:
     return Policies(
         ordering=EqFairShare(),
         admission=(QuotaCheck(), TargetShareCheck()),
-        preemption=PriorityReclaim(),
+        # A queue's nominal quota is a guarantee across priority classes (Kueue's
+        # reclaimWithinCohort: Any): bench/RESULTS.md section 59.
+        preemption=PriorityReclaim(reclaim_any=True),
         backfill=backfill,
         flavor_order=TargetFlavorOrder(),
         allocator=HeteroAllocator(per_class=per_class),
@@ -50,7 +52,9 @@ def _hetero_class(backfill: bool) -> Policies:
 #: fifo: arrival order, no preemption (the classic baseline); priority: priority classes, then
 #: weighted DRF between queues, with preemption of lower classes and reclaim of borrowed quota;
 #: las: Tiresias' discretized least-attained-service with demotion preemption; hetero: as
-#: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py);
+#: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py)
+#: and a queue within its nominal quota of a flavor reclaims borrowed GPUs there from any
+#: priority class (PriorityReclaim(reclaim_any=True));
 #: hetero-class: hetero planning per class (demand as work, gang packing, per-class shares),
 #: measured in bench/RESULTS.md section 53 and not better than hetero there.
 PROFILES: dict[str, Callable[[bool], Policies]] = {

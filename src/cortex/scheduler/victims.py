@@ -80,7 +80,17 @@ class _Judge:
 def find_victims(
     snap: Snapshot, policy: PreemptionPolicy, gang: int, flavor: int, job: Job
 ) -> list[int] | None:
-    """Ids of running jobs to evict so that a gang of `gang` GPUs fits on `flavor`, or None."""
+    """Ids of running jobs to evict so that a gang of `gang` GPUs fits on `flavor`, or None
+    (also when the set found may not go together: `PreemptionPolicy.admits`)."""
+    ids = _search(snap, policy, gang, flavor, job)
+    if ids and not policy.admits(snap, job, [snap.state.running[i] for i in ids]):
+        return None
+    return ids
+
+
+def _search(
+    snap: Snapshot, policy: PreemptionPolicy, gang: int, flavor: int, job: Job
+) -> list[int] | None:
     st = snap.state
     g = st.gpn[flavor]
     base = (st.np_node_flavor == flavor) & st.np_up
