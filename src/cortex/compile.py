@@ -36,6 +36,7 @@ MODULES: tuple[str, ...] = (
     "cortex.scheduler.preemption",
     "cortex.scheduler.queues",
     "cortex.scheduler.reasons",
+    "cortex.scheduler.shadow",
     "cortex.scheduler.snapshot",
     "cortex.scheduler.state",
     "cortex.scheduler.statement",

@@ -280,9 +280,7 @@ def test_a_search_the_ramp_would_undo_is_not_run_and_costs_one_try(
     tc._run(st, 107, ((7, 8),), prio=10)
     tc._pend(pend, 1, 8, 100.0, prio=1000).flavor_ids = (h200,)
     tc._pend(pend, 2, 8, 100.0, prio=1000, kind="eval").flavor_ids = (h100,)
-    view = _view(
-        inc_w={103: 2400.0, 107: 2400.0}, ramp_w=3000.0, ramp_limit_w=10_000.0, flavors=2
-    )
+    view = _view(inc_w={103: 2400.0, 107: 2400.0}, ramp_w=3000.0, ramp_limit_w=10_000.0, flavors=2)
     view = dataclasses.replace(view, draw_w=lambda kind, _f: 400.0 if kind == "eval" else 600.0)
     searched: list[int] = []
     real = cycle.find_victims

@@ -17,7 +17,8 @@ from sortedcontainers import SortedList
 import testkit
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
-from cortex.scheduler.cycle import SHADOW_WALK_MAX, _shadow
+from cortex.scheduler.shadow import SHADOW_WALK_MAX
+from cortex.scheduler.shadow import shadow as _shadow
 from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
 

@@ -94,7 +94,7 @@ class ClusterState:
         self.running: dict[int, Job] = {}
         # Running jobs by expected end, per flavor: the EASY-backfill shadow walks this.
         self.ends: list[SortedList] = [SortedList() for _ in range(nf)]
-        # cycle._shadow's last answer per flavor, with the soonest ends it read (it checks them)
+        # shadow.shadow's last answer per flavor, with the soonest ends it read (it checks them)
         self.shadow_memo: dict[int, tuple] = {}
         self.flavor_node_ids: list[list[int]] = [[] for _ in range(nf)]
         for n, f in enumerate(topo.node_flavor):

@@ -445,9 +445,8 @@ class Twin(RunBooks):
         job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
         if self.pw is not None:
-            kept, waves = self.pw.start(
-                job, f, s.gang_gpus, s.placement, s.cap_level, self.now, s.power_shape
-            )
+            pw_args = (s.gang_gpus, s.placement, s.cap_level, self.now, s.power_shape)
+            kept, waves = self.pw.start(job, f, *pw_args)
             # A staggered gang is not productive until its last wave is up.
             job.owed_overhead_s += 60.0 * (waves - 1)
         speed, tau, dur = self._run_shape(job, f, s.gang_gpus, s.alloc_gpus)
