@@ -19,7 +19,7 @@ from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo
-from cortex.scheduler.preemption import PriorityReclaim
+from cortex.scheduler.preemption import PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.registry import policies
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
@@ -60,14 +60,16 @@ def _fleet(
 
 
 def _cycle(st: ClusterState, gpus: int, any_mode: bool, flavors: tuple[int, ...] = (H100,),
-           prio: int = LO, team: int = RES) -> tuple[list[int], list[int]]:  # fmt: skip
+           prio: int = LO, team: int = RES,
+           pre: PreemptionPolicy | None = None) -> tuple[list[int], list[int]]:  # fmt: skip
     """One cycle with a pending job of `team` (res, research class by default); the ids
     preempted and the ids started."""
     _, pend, _ = testkit.setup_cycle(FLEET, teams=("prod", "res"))
     job = Job(1, "p1", ("prod", "res")[team], gpus, 1000.0)
     job.queue_idx, job.priority, job.flavor_ids = team, prio, flavors
     pend.add(job)
-    pol = Policies(ordering=Fifo(), preemption=PriorityReclaim(reclaim_any=any_mode))
+    pre = pre if pre is not None else PriorityReclaim(reclaim_any=any_mode)
+    pol = Policies(ordering=Fifo(), preemption=pre)
     snap = Snapshot(0.0, st, pend, lambda kind, f: 1.0, lambda j, f, g: j.work_s)
     plan = schedule(snap, pol)
     return sorted(p.job.id for p in plan.preemptions), [s.job.id for s in plan.starts]
@@ -161,9 +163,22 @@ def test_equal_class_reclaim_is_the_old_rule_under_any() -> None:
         assert _cycle(st, 24, any_mode, prio=HI) == ([101], [1])
 
 
-def test_hetero_profiles_reclaim_across_classes_and_priority_does_not() -> None:
-    for name in ("hetero", "hetero-class"):
+def test_the_profiles_leave_higher_classes_alone() -> None:
+    # The first scenario above, where cross-class reclaim evicts prod's job 100: no profile
+    # turns it on (see the next test for why), so res's job waits in each.
+    for name in ("priority", "hetero", "hetero-class"):
         pre = policies(name).preemption
-        assert isinstance(pre, PriorityReclaim) and pre.reclaim_any
-    pre = policies("priority").preemption
-    assert isinstance(pre, PriorityReclaim) and not pre.reclaim_any
+        assert _cycle(_fleet([1] * 6, 2), 8, True, pre=pre) == ([], []), name
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect, why no profile uses reclaim_any: the reclaimed queue's job evicts "
+    "the reclaimer's lower class back by priority (found in review, 2026-12-04)",
+)
+def test_cross_class_reclaim_does_not_flip_back_by_priority() -> None:
+    # res (within its nominal) reclaims 8 GPUs from prod (borrowing 16): job 100 goes.
+    assert _cycle(_fleet([1] * 6, 2), 8, True) == ([100], [1])
+    # prod's job comes back for 8 GPUs; prod still borrows (40 + 8 > 32), so it may not
+    # reclaim, and evicting res (24, within its nominal) by priority undoes the reclaim.
+    assert _cycle(_fleet([1] * 5, 3), 8, True, prio=HI, team=PROD) == ([], [])

@@ -87,15 +87,15 @@ class PriorityReclaim:
     Reclaim comes in Kueue's two modes (`ClusterQueue.spec.preemption.reclaimWithinCohort`):
     - `reclaim_any=False` (the `priority` profile): only SAME-priority jobs of a borrowing
       queue, which need only be borrowing now;
-    - `reclaim_any=True` (`Any`, the `hetero` profiles): a queue's nominal quota is a guarantee
-      across priority classes. Besides same-class reclaim as above, a job whose queue stays
-      within its nominal quota of the flavor with the job's GPUs may evict jobs of a HIGHER
-      class of queues borrowing in that flavor, as long as every such victim's queue keeps at
-      least its own nominal quota there after the evictions (`admits` checks the whole set: no
-      thrash, the reclaimed queue is not pushed under its guarantee to be reclaimed back).
-      Counted in GPUs of the flavor, the unit quotas use. Same-class reclaim keeps the looser
-      rule: applying the no-thrash check to it too cut research's share on cortex-2026 from
-      0.68 to 0.53 (bench/RESULTS.md section 59)."""
+    - `reclaim_any=True` (`Any`; no profile uses it, docs/hetero.md says why): a queue's nominal
+      quota is a guarantee across priority classes. Besides same-class reclaim as above, a job
+      whose queue stays within its nominal quota of the flavor with the job's GPUs may evict jobs
+      of a HIGHER class of queues borrowing in that flavor, as long as every such victim's queue
+      keeps at least its own nominal quota there after the evictions (`admits` checks the whole
+      set: the reclaimed queue is not pushed under its guarantee; the reclaimer is not guarded,
+      docs/hetero.md). Counted in GPUs of the flavor, the unit quotas use. Same-class reclaim
+      keeps the looser rule: applying the no-thrash check to it too cut research's share on
+      cortex-2026 from 0.68 to 0.53 (bench/RESULTS.md section 59)."""
 
     name = "priority"
 

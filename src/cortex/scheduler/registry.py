@@ -36,9 +36,10 @@ def _hetero(backfill: bool, per_class: bool = False) -> Policies:
     return Policies(
         ordering=EqFairShare(),
         admission=(QuotaCheck(), TargetShareCheck()),
-        # A queue's nominal quota is a guarantee across priority classes (Kueue's
-        # reclaimWithinCohort: Any): bench/RESULTS.md section 59.
-        preemption=PriorityReclaim(reclaim_any=True),
+        # Cross-class reclaim (reclaim_any) stays off: with it, a reclaimed production job
+        # evicts a lower class of the reclaiming queue back by priority, and the GPUs flip
+        # between the two every minimum runtime (tests/unit/test_reclaim_any.py; RESULTS 59).
+        preemption=PriorityReclaim(),
         backfill=backfill,
         flavor_order=TargetFlavorOrder(),
         allocator=HeteroAllocator(per_class=per_class),
@@ -53,8 +54,8 @@ def _hetero_class(backfill: bool) -> Policies:
 #: weighted DRF between queues, with preemption of lower classes and reclaim of borrowed quota;
 #: las: Tiresias' discretized least-attained-service with demotion preemption; hetero: as
 #: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py)
-#: and a queue within its nominal quota of a flavor reclaims borrowed GPUs there from any
-#: priority class (PriorityReclaim(reclaim_any=True));
+#: (cross-class reclaim, PriorityReclaim(reclaim_any=True), is off: it can flip GPUs back and
+#: forth with priority preemption);
 #: hetero-class: hetero planning per class (demand as work, gang packing, per-class shares),
 #: measured in bench/RESULTS.md section 53 and not better than hetero there.
 PROFILES: dict[str, Callable[[bool], Policies]] = {
