@@ -213,6 +213,43 @@ def test_a_run_the_executor_no_longer_knows_ends_when_asked_to_stop(
         go.touch()  # the diagnostic's process ends
 
 
+def test_a_failed_tick_keeps_the_end_of_a_run_the_executor_no_longer_knows(
+    make: Callable[..., Service], tmp_path: Path
+) -> None:
+    # The tick that ends a forgotten run fails after its health step: its end rolls back, and
+    # the next tick must end the run again. Before, the loop had already dropped it from memory,
+    # so the row stayed running (its node held) until a restart.
+    go, ran = tmp_path / "go", tmp_path / "ran"
+    svc = make(burn_in_command=_held_diagnostic(go, ran))
+    loop = svc.loop
+    loop.on_error = None
+    try:
+        _drain(svc)
+        _tick_until(svc, lambda: any(b.state == "running" for b in _burn_ins(svc)), "the launch")
+        [b] = _burn_ins(svc)
+        loop.executor._runs.pop((0, b.id))  # forgotten by the executor
+        r = TestClient(svc.app).post(f"/v1/nodes/{NODE}/undrain", headers=ADMIN_H)
+        assert r.status_code == 200, r.text
+        _tick_until(svc, lambda: _burn_ins(svc)[0].stopping is not None, "the stop")
+        real = loop._evacuate
+
+        def fail_once(now: float) -> Any:
+            loop._evacuate = real  # type: ignore[method-assign]
+            raise RuntimeError("injected: the tick fails after its health step")
+
+        loop._evacuate = fail_once  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="injected"):
+            loop.tick()
+        assert _burn_ins(svc)[0].state == "running"  # the end rolled back
+        loop.tick()
+        [b] = _burn_ins(svc)
+        lost = "the executor no longer knows the run"
+        assert (b.state, b.detail) == ("cancelled", f"cancelled: the node was undrained ({lost})")
+        assert b.ended_at is not None and loop._burn_runs == {}
+    finally:
+        go.touch()  # the diagnostic's process ends
+
+
 @pytest.mark.parametrize("handle_stored", [True, False])
 def test_a_restart_mid_burn_in_adopts_it_and_runs_it_once(
     make: Callable[..., Service], tmp_path: Path, handle_stored: bool

@@ -110,6 +110,7 @@ class BurnInMixin:
         self._burn_launch: list[tuple[int, Any]] = []  # (id, spec): to launch after the commit
         self._burn_stop: list[int] = []  # ids to stop after the commit
         self._burn_unknown: set[int] = set()  # asked to stop, unknown to the executor
+        self._burn_forgot: list[tuple[int, BurnRun]] = []  # ended by this tick: back if it fails
 
     # ---- in the tick's transaction ----------------------------------------------------------
     def _holds_ended(self, s: Session, due: list[str], now: float) -> None:
@@ -154,7 +155,10 @@ class BurnInMixin:
         for rid in self._burn_stop:
             if rid in self._burn_runs:
                 self._burn_runs[rid].stopping = None
-        self._burn_launch, self._burn_stop = [], []
+        for rid, run in self._burn_forgot:  # its end was rolled back: end it again
+            self._burn_runs[rid] = run
+            self._burn_unknown.add(rid)
+        self._burn_launch, self._burn_stop, self._burn_forgot = [], [], []
 
     def _start_burn_in(self, s: Session, name: str, n: int, now: float) -> None:
         timeout_s = self.settings.burn_in_timeout_s
@@ -222,8 +226,10 @@ class BurnInMixin:
         after the terminate first: an executor whose run had just ended reports it there."""
         unknown, self._burn_unknown = self._burn_unknown, set()
         for rid in sorted(unknown):
-            if self._burn_runs.pop(rid, None) is None:  # its exit came after all
+            run = self._burn_runs.pop(rid, None)
+            if run is None:  # its exit came after all
                 continue
+            self._burn_forgot.append((rid, run))
             row = s.get(m.BurnIn, rid)
             if row is None or row.state not in ACTIVE or row.stopping is None:
                 continue
@@ -250,7 +256,7 @@ class BurnInMixin:
     def _burn_in_act(self) -> None:
         """Stop the runs asked to stop; launch the new ones, then store their handles (or their
         launch failures) in one commit."""
-        stops, self._burn_stop = self._burn_stop, []
+        stops, self._burn_stop, self._burn_forgot = self._burn_stop, [], []
         for rid in stops:
             self._stop_run(rid)
         launches, self._burn_launch = self._burn_launch, []
