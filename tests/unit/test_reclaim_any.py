@@ -163,22 +163,75 @@ def test_equal_class_reclaim_is_the_old_rule_under_any() -> None:
         assert _cycle(st, 24, any_mode, prio=HI) == ([101], [1])
 
 
-def test_the_profiles_leave_higher_classes_alone() -> None:
-    # The first scenario above, where cross-class reclaim evicts prod's job 100: no profile
-    # turns it on (see the next test for why), so res's job waits in each.
-    for name in ("priority", "hetero", "hetero-class"):
+def test_the_profiles() -> None:
+    # The first scenario above, where cross-class reclaim evicts prod's job 100: the hetero
+    # profiles take it back (a queue's nominal quota is a guarantee there), priority does not.
+    for name, want in (("priority", ([], [])), ("hetero", ([100], [1])),
+                       ("hetero-class", ([100], [1]))):  # fmt: skip
         pre = policies(name).preemption
-        assert _cycle(_fleet([1] * 6, 2), 8, True, pre=pre) == ([], []), name
+        assert _cycle(_fleet([1] * 6, 2), 8, True, pre=pre) == want, name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, why no profile uses reclaim_any: the reclaimed queue's job evicts "
-    "the reclaimer's lower class back by priority (found in review, 2026-12-04)",
-)
 def test_cross_class_reclaim_does_not_flip_back_by_priority() -> None:
     # res (within its nominal) reclaims 8 GPUs from prod (borrowing 16): job 100 goes.
     assert _cycle(_fleet([1] * 6, 2), 8, True) == ([100], [1])
-    # prod's job comes back for 8 GPUs; prod still borrows (40 + 8 > 32), so it may not
-    # reclaim, and evicting res (24, within its nominal) by priority undoes the reclaim.
+    # prod's job comes back for 8 GPUs: prod 40 + 8 > 32 still borrows, so it may not reclaim;
+    # res holds 24, within its 32, so its jobs are no other queue's victims whatever their
+    # class (Kueue's cqIsBorrowing): the job waits and the reclaim stands.
     assert _cycle(_fleet([1] * 5, 3), 8, True, prio=HI, team=PROD) == ([], [])
+    # Without the guarantee (the priority profile's rule) it evicts res's job 200 back.
+    assert _cycle(_fleet([1] * 5, 3), 8, False, prio=HI, team=PROD) == ([200], [1])
+
+
+def test_a_queue_within_its_nominal_is_no_other_queues_victim() -> None:
+    # prod 4 single-node jobs (32, its nominal), res 4 (32, its nominal): full, nobody borrows.
+    # A production job of prod for 8 preempts no one under the guarantee, one res job (200,
+    # the lowest id of the equal cheapest) under the old rule.
+    st = _fleet([1] * 4, 4)
+    assert _cycle(st, 8, True, prio=HI, team=PROD) == ([], [])
+    assert _cycle(st, 8, False, prio=HI, team=PROD) == ([200], [1])
+    # res 5 (40, borrowing 8), prod 3, full: res borrows, so one of its jobs may go (200).
+    st2 = _fleet([1] * 3, 5)
+    assert _cycle(st2, 8, True, prio=HI, team=PROD) == ([200], [1])
+    # For 16 GPUs two res jobs would go: res borrows before the first (40 > 32) but not
+    # before the second (32): Kueue stops taking from a queue once it no longer borrows.
+    assert _cycle(st2, 16, True, prio=HI, team=PROD) == ([], [])
+    # prod's own lower class stays a victim: prod holds 3 research-class jobs, res 5.
+    st3, _, _ = testkit.setup_cycle(FLEET, teams=("prod", "res"))
+    for i in range(3):
+        _run(st3, 100 + i, [i], PROD, LO)
+    for i in range(5):
+        _run(st3, 200 + i, [3 + i], RES, LO)
+    assert _cycle(st3, 16, True, prio=HI, team=PROD) == ([100, 101], [1])
+
+
+def test_admits_lower_class_set() -> None:
+    # The set check for lower-class victims of another queue: res holds 5 nodes (40, nominal
+    # 32). Two of its 8-GPU jobs: 40 - 16 + 8 = 32, not borrowing before the second: refused;
+    # one: 40 - 8 + 8 = 40 > 32: allowed. A hand-made variant that checks after the last
+    # victim (40 - 8 = 32, not > 32) would refuse the single one too.
+    st = _fleet([1] * 3, 5)
+    pol = PriorityReclaim(reclaim_any=True)
+    snap = Snapshot(0.0, st, testkit.setup_cycle(FLEET, teams=("prod", "res"))[1],
+                    lambda kind, f: 1.0, lambda j, f, g: 1.0)  # fmt: skip
+    job = Job(1, "p1", "prod", 16, 1000.0)
+    job.queue_idx, job.priority = PROD, HI
+    a, b = st.running[200], st.running[201]
+    assert pol.eligible(snap, job, a) and pol.eligible(snap, job, b)
+    assert pol.admits(snap, job, [a]) and not pol.admits(snap, job, [a, b])
+    # prod's own jobs are not counted: a prod job with res's is judged by res's alone.
+    own = st.running[100]
+    own.priority = LO
+    assert pol.admits(snap, job, [own, a])
+
+
+def test_the_search_passes_over_a_guaranteed_queue() -> None:
+    # res holds nodes 0-3 (32, its nominal), prod nodes 4-7, all research class. prod's
+    # production job for 8 takes its own queue's job (100), not res's 200 on the first node:
+    # the search skips victims whose queue does not borrow, rather than finding a set the
+    # set check then refuses (the job would wait).
+    st, _, _ = testkit.setup_cycle(FLEET, teams=("prod", "res"))
+    for i in range(4):
+        _run(st, 200 + i, [i], RES, LO)
+        _run(st, 100 + i, [4 + i], PROD, LO)
+    assert _cycle(st, 8, True, prio=HI, team=PROD) == ([100], [1])

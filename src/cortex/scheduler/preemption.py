@@ -86,16 +86,22 @@ class PriorityReclaim:
 
     Reclaim comes in Kueue's two modes (`ClusterQueue.spec.preemption.reclaimWithinCohort`):
     - `reclaim_any=False` (the `priority` profile): only SAME-priority jobs of a borrowing
-      queue, which need only be borrowing now;
-    - `reclaim_any=True` (`Any`; no profile uses it, docs/hetero.md says why): a queue's nominal
-      quota is a guarantee across priority classes. Besides same-class reclaim as above, a job
-      whose queue stays within its nominal quota of the flavor with the job's GPUs may evict jobs
-      of a HIGHER class of queues borrowing in that flavor, as long as every such victim's queue
-      keeps at least its own nominal quota there after the evictions (`admits` checks the whole
-      set: the reclaimed queue is not pushed under its guarantee; the reclaimer is not guarded,
-      docs/hetero.md). Counted in GPUs of the flavor, the unit quotas use. Same-class reclaim
-      keeps the looser rule: applying the no-thrash check to it too cut research's share on
-      cortex-2026 from 0.68 to 0.53 (bench/RESULTS.md section 59)."""
+      queue, which need only be borrowing now; lower classes of any queue are victims;
+    - `reclaim_any=True` (the `hetero` profiles): a queue's nominal quota is a guarantee across
+      priority classes, both ways, as in Kueue with `reclaimWithinCohort: Any` and
+      `borrowWithinCohort: LowerPriority`:
+      * another queue's jobs are victims only while their queue borrows in the flavor (Kueue's
+        `cqIsBorrowing` filter in findCandidates), so a queue within its nominal quota is
+        never preempted by another queue's job, whatever the classes; `admits` checks the set
+        (each such queue still borrows before its last victim goes, as minimalPreemptions
+        re-checks before each removal); the job's own queue's lower classes stay victims;
+      * a job whose queue stays within its nominal quota of the flavor with the job's GPUs may
+        evict jobs of a HIGHER class of queues borrowing there, as long as every such victim's
+        queue keeps at least its own nominal quota after the evictions (`admits`; stricter
+        than Kueue, which lets the last victim take the queue under its nominal). Same-class
+        reclaim keeps the looser rule (bench/RESULTS.md section 59).
+      Without the first rule the second loops: the reclaimed queue's job evicted the
+      reclaimer's lower class back by priority once per minimum runtime (section 65)."""
 
     name = "priority"
 
@@ -133,6 +139,12 @@ class PriorityReclaim:
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
         if protected(snap, victim):
             return False
+        if (
+            self.reclaim_any
+            and victim.queue_idx != job.queue_idx
+            and not _queue_borrows(snap, victim)
+        ):
+            return False
         if victim.priority < job.priority:
             return True
         if victim.queue_idx == job.queue_idx:
@@ -152,18 +164,43 @@ class PriorityReclaim:
     def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
         """Whether evicting all of `victims` together is allowed: under `reclaim_any`, every
         queue reclaimed from across classes (victims of a higher class, of other queues) keeps at
-        least its nominal quota of each flavor (each victim alone was checked by `eligible`;
-        several of one queue may not add up to more than it borrows)."""
+        least its nominal quota of each flavor, and every other queue that loses jobs of a
+        lower or equal class still borrows before the last of them goes (each victim alone was
+        checked by `eligible`; several of one queue may not add up to more than it borrows)."""
         if not self.reclaim_any:
             return True
         st = snap.state
         taken: dict[tuple[int, int], int] = {}
+        lower: dict[tuple[int, int], list[int]] = {}  # [GPUs taken, the largest victim's]
         for v in victims:
-            if v.priority > job.priority and v.queue_idx != job.queue_idx:
-                key = (v.queue_idx, v.run_flavor)
-                taken[key] = taken.get(key, 0) + st.allocations[v.id].gpus
+            if v.queue_idx == job.queue_idx:
+                continue
+            key = (v.queue_idx, v.run_flavor)
+            gpus = st.allocations[v.id].gpus
+            if v.priority > job.priority:
+                taken[key] = taken.get(key, 0) + gpus
+            else:
+                got = lower.setdefault(key, [0, 0])
+                got[0] += gpus
+                got[1] = max(got[1], gpus)
         queues = st.queues.queues
-        return all(st.usage[q][f] - gpus >= queues[q].nominal[f] for (q, f), gpus in taken.items())
+        # A queue's lower-class victims: it still borrows before the last of them goes (the
+        # largest last, the order that allows the most).
+        return all(
+            st.usage[q][f] - gpus >= queues[q].nominal[f] for (q, f), gpus in taken.items()
+        ) and all(
+            st.usage[q][f] - gpus + last > queues[q].nominal[f]
+            for (q, f), (gpus, last) in lower.items()
+        )
+
+
+def _queue_borrows(snap: Snapshot, victim: Job) -> bool:
+    """Kueue's `cqIsBorrowing`: the victim's queue uses more than its nominal quota of the
+    flavor the victim runs on."""
+    f = victim.run_flavor
+    q = victim.queue_idx
+    st = snap.state
+    return st.usage[q][f] > st.queues.queues[q].nominal[f]
 
 
 def _borrowing(snap: Snapshot, job: Job, victim: Job) -> bool:

@@ -36,10 +36,10 @@ def _hetero(backfill: bool, per_class: bool = False) -> Policies:
     return Policies(
         ordering=EqFairShare(),
         admission=(QuotaCheck(), TargetShareCheck()),
-        # Cross-class reclaim (reclaim_any) stays off: with it, a reclaimed production job
-        # evicts a lower class of the reclaiming queue back by priority, and the GPUs flip
-        # between the two every minimum runtime (tests/unit/test_reclaim_any.py; RESULTS 59).
-        preemption=PriorityReclaim(),
+        # A queue's nominal quota is a guarantee across priority classes, as in Kueue: it
+        # reclaims from higher classes of borrowing queues, and while within its nominal no
+        # other queue's job preempts it (docs/hetero.md; bench/RESULTS.md section 65).
+        preemption=PriorityReclaim(reclaim_any=True),
         backfill=backfill,
         flavor_order=TargetFlavorOrder(),
         allocator=HeteroAllocator(per_class=per_class),
@@ -53,9 +53,9 @@ def _hetero_class(backfill: bool) -> Policies:
 #: fifo: arrival order, no preemption (the classic baseline); priority: priority classes, then
 #: weighted DRF between queues, with preemption of lower classes and reclaim of borrowed quota;
 #: las: Tiresias' discretized least-attained-service with demotion preemption; hetero: as
-#: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py)
-#: (cross-class reclaim, PriorityReclaim(reclaim_any=True), is off: it can flip GPUs back and
-#: forth with priority preemption);
+#: priority, but flavors and fair shares follow a periodic throughput LP (scheduler/hetero.py),
+#: and a queue's nominal quota is a guarantee across priority classes (Kueue's reclaim Any:
+#: PriorityReclaim(reclaim_any=True));
 #: hetero-class: hetero planning per class (demand as work, gang packing, per-class shares),
 #: measured in bench/RESULTS.md section 53 and not better than hetero there.
 PROFILES: dict[str, Callable[[bool], Policies]] = {
