@@ -16,7 +16,7 @@ import pytest
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.cycle import Policies, schedule
-from cortex.scheduler.hetero import Targets
+from cortex.scheduler.hetero import Targets, guarded_flavors
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code
@@ -422,3 +422,52 @@ def test_room_no_waiting_job_can_fill_is_not_held_idle(
             "Dojo-D1",
             0,
         )
+
+
+def _guarantee_world(profile: str) -> World:
+    """Vision's production run (class 1000, H200 only) holds the H200 node: 8 GPUs, 4 of
+    them borrowed (nominal 4 each). Lang's normal-class job wants 4 GPUs, either flavor."""
+    w = World(H200_FIRST, profile)
+    w.run(10, "vision", 0, 8)
+    w.jobs[10].priority = 1000
+    w.jobs[10].flavor_ids = (0,)
+    w.pend(1, "lang", 4, 0.0)
+    return w
+
+
+def test_guarded_flavors_are_where_other_queues_run_the_top_class() -> None:
+    w = _guarantee_world("hetero")
+    # Vision's class-1000 job accepts H200 only: lang is guarded there, nobody else anywhere.
+    assert guarded_flavors(w.snapshot()).tolist() == [[False, False], [True, False]]
+
+
+def test_a_queue_takes_its_guarantee_back_from_a_higher_class() -> None:
+    # priority: lang's job finds H200 full and starts on Dojo (4 x 0.146); nothing preempted.
+    base = _guarantee_world("priority")
+    plan = schedule(base.snapshot(), base.pol, deep=True)
+    assert _placed(base, plan) == {"lang-1": "Dojo-D1"} and plan.preemptions == []
+    # hetero: lang's entitlement plan (alone on 4 + 4, demand 4) is 4 H200 (1.082 > 0.146):
+    # H200 is guarded for lang, so its target there is 4 and vision's 4. Lang tries H200
+    # first (under target): full. Dojo has 8 spare, but lang may take its guarantee back on
+    # H200 (0 + 4 <= nominal 4 while vision borrows 4), so it does not spill there; the
+    # search evicts vision's run (vision borrows before it goes: 8 > 4) and lang starts on
+    # H200: 4 x 1.082.
+    w = _guarantee_world("hetero")
+    assert w.pol.allocator is not None
+    t = w.pol.allocator.solve(w.snapshot())
+    assert t.queue_gpus[1] == pytest.approx((4.0, 0.0), abs=1e-6)
+    plan = schedule(w.snapshot(t), w.pol, deep=True)
+    assert [p.job.id for p in plan.preemptions] == [10]
+    assert _placed(w, plan) == {"lang-1": "H200-SXM"}
+    # The next cycle: lang runs 4 on H200; vision's run is back, for 8 (H200 only), class
+    # 1000. Lang holds its nominal and borrows nothing, so it is no victim of vision's
+    # (priority preemption would take it back, and the GPUs would flip each minimum runtime):
+    # vision waits.
+    w2 = World(H200_FIRST, "hetero")
+    w2.run(1, "lang", 0, 4)
+    w2.pend(10, "vision", 8, 0.0)
+    w2.jobs[10].priority = 1000
+    w2.jobs[10].flavor_ids = (0,)
+    assert w2.pol.allocator is not None
+    plan2 = schedule(w2.snapshot(w2.pol.allocator.solve(w2.snapshot())), w2.pol, deep=True)
+    assert plan2.preemptions == [] and plan2.starts == []

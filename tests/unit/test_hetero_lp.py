@@ -122,3 +122,33 @@ def test_demand_as_work_fills_the_slow_flavor_with_what_loses_least_there() -> N
     np.testing.assert_allclose(work.gpus, [[0.0, 10.0], [10.0, 0.0]], atol=1e-6)
     assert work.total_eq == pytest.approx(20.0)
     np.testing.assert_allclose(work.entitlement_eq, [10.0, 6.25])
+
+
+def test_guarded_flavors_keep_the_entitlement_plan_there() -> None:
+    # The first test's instance, where q1 ends with 5.625 fast GPUs and none of the slow ones.
+    # Its entitlement plan (alone on 5 + 5) holds 5 fast (5 H100-eq) and 5 slow (1.25). With
+    # the slow flavor guarded for q1, q1 keeps 5 slow GPUs (1.25): b = 10 - 5 = 5, and q1's
+    # fairness floor 5.625 takes 5.625 - 1.25 = 4.375 fast GPUs: a = 5.625;
+    #   total = 12.5 + 5.625 + 0.75 * 5 = 21.875; q0 = 2 * 5.625 + 5 = 16.25.
+    guarded = np.array([[False, False], [False, True]])
+    r = solve(_lp(guarded=guarded))
+    np.testing.assert_allclose(r.gpus, [[5.625, 5.0], [4.375, 5.0]], atol=1e-6)
+    assert r.total_eq == pytest.approx(21.875)
+    # The fast flavor guarded for q1 binds nothing: 5.625 >= 5 there already.
+    r2 = solve(_lp(guarded=np.array([[False, False], [True, False]])))
+    np.testing.assert_allclose(r2.gpus, [[4.375, 10.0], [5.625, 0.0]], atol=1e-6)
+    # Everything guarded: each queue holds its entitlement plan, 5 + 5 each (no trade):
+    #   total = 5 * 2 + 5 * 1 + 5 * 1 + 5 * 0.25 = 21.25.
+    r3 = solve(_lp(guarded=np.ones((2, 2), dtype=bool)))
+    np.testing.assert_allclose(r3.gpus, [[5.0, 5.0], [5.0, 5.0]], atol=1e-6)
+    assert r3.total_eq == pytest.approx(21.25)
+
+
+def test_guarded_floors_give_way_evenly_when_capacity_is_short() -> None:
+    # Everything guarded, but only 5 slow GPUs in service: the floors on slow (5 GPUs for
+    # each queue in both entitlement plans, each queue alone on min(5, 5)) cannot both hold.
+    # One shortfall v, as a fraction of every floor: 10 (1 - v) <= 5, v = 0.5, and the slow
+    # GPUs split evenly, 2.5 each (a hand-made variant with one shortfall per floor may give
+    # all 5 to q0, whose floor is worth more there).
+    r = solve(_lp(capacity_gpus=np.array([10.0, 5.0]), guarded=np.ones((2, 2), dtype=bool)))
+    np.testing.assert_allclose(r.gpus[:, 1], [2.5, 2.5], atol=1e-6)

@@ -1,7 +1,9 @@
-"""Reclaim across priority classes (`PriorityReclaim(reclaim_any=True)`, Kueue's
-`reclaimWithinCohort: Any`, used by the `hetero` profiles): a queue within its nominal quota of a
-flavor takes back GPUs that another queue borrows there, whatever their priority class, as long
-as the borrower keeps its own nominal quota there. Whole cycles on a small two-flavor fleet,
+"""A queue's nominal quota as a guarantee across priority classes (`PriorityReclaim(
+reclaim_any=True)`, the `hetero` profiles; Kueue's `reclaimWithinCohort: Any` with
+`borrowWithinCohort: LowerPriority`): a queue within its nominal quota of a flavor takes back
+GPUs that another queue borrows there, whatever their priority class, and another queue's jobs
+are victims only while their queue borrows (before each of them goes), so a queue within its
+nominal is never preempted by another queue's job. Whole cycles on a small two-flavor fleet,
 with the outcomes worked out by hand below.
 
 Fleet: H100 8 nodes x 8 GPUs (nodes 0-7), H200 2 nodes x 8 (nodes 8-9). Two queues, half of each
@@ -80,7 +82,7 @@ def _cycle(st: ClusterState, gpus: int, any_mode: bool, flavors: tuple[int, ...]
     [
         # prod holds 6 single-node jobs (48 H100 = 32 nominal + 16 borrowed), res 2 (16), the
         # fleet is full. res asks for 8: 16 + 8 = 24 <= 32, within its nominal. Under Any it
-        # evicts one prod job (48 - 8 = 40 >= 32: prod keeps its nominal): the cheapest, all
+        # evicts one prod job (prod borrows before it goes: 48 > 32): the cheapest, all
         # equal, the lowest id (100) by the search's node order. The old rule never evicts a
         # higher class: the job waits.
         ([1] * 6, 2, 8, True, [100], [1]),
@@ -89,20 +91,21 @@ def _cycle(st: ClusterState, gpus: int, any_mode: bool, flavors: tuple[int, ...]
         # (3 nodes) with 16 held: 16 + 24 = 40 > 32, beyond its nominal: no reclaim.
         ([1] * 5, 2, 24, True, [], []),
         # res holds 1 (8), asks for 24: 8 + 24 = 32 <= 32. Free: 2 nodes (5 prod + 1 res of 8);
-        # one more node needed: one prod job, 40 - 8 = 32 >= 32. Allowed.
+        # one more node needed: one prod job (prod borrows: 40 > 32). Allowed.
         ([1] * 5, 1, 24, True, [100], [1]),
-        # Same, but prod's 40 is one 3-node gang (24) and one 2-node gang (16). Evicting
-        # either leaves prod at 16 or 24, below its 32: no thrash, so no preemption, and the
-        # job waits (it would be evicted back at once by prod reclaiming its nominal).
-        ([3, 2], 1, 24, True, [], []),
+        # Same, but prod's 40 is one 3-node gang (24) and one 2-node gang (16). prod borrows
+        # before the eviction (40 > 32), which is all Kueue asks of a victim's queue: the
+        # cheaper gang (101) goes, though prod then holds 24 < 32. Nothing flips back: prod's
+        # gang may not reclaim (24 + 16 > 32) and res (32) borrows nothing.
+        ([3, 2], 1, 24, True, [101], [1]),
         # res holds 1, asks for 32 (4 nodes): 8 + 32 = 40 > 32: beyond its nominal.
         ([1] * 5, 1, 32, True, [], []),
         # res holds 0, prod 6 single-node jobs (48), 2 nodes free; res asks for 32 (4 nodes):
-        # 0 + 32 <= 32; it needs 2 more nodes: two prod jobs, each alone leaves 40 >= 32, and
-        # together 48 - 16 = 32 >= 32: allowed, ids 100 and 101.
+        # 0 + 32 <= 32; it needs 2 more nodes: two prod jobs; prod borrows before each (48, then
+        # 40 > 32): allowed, ids 100 and 101.
         ([1] * 6, 0, 32, True, [100, 101], [1]),
         # prod 7 single-node jobs (56 = 32 + 24), 1 free, res 0 asks for 32 (4 nodes): three
-        # victims, 56 - 24 = 32 >= 32: allowed.
+        # victims; prod borrows before each (56, 48, 40 > 32): allowed.
         ([1] * 7, 0, 32, True, [100, 101, 102], [1]),
         # prod 5 single-node (40), 3 free; res 0 asks for 64? No: for 40 (5 nodes):
         # 0 + 40 > 32, beyond res's nominal.
@@ -119,12 +122,13 @@ def test_reclaim_any_scenarios(
 
 def test_each_victim_alone_allowed_but_not_together() -> None:
     # prod holds 5 single-node jobs (40 = 32 + 8). With res on nodes 5 and 6 (16) and node 7
-    # free, a res job for 16 needs one victim: 40 - 8 = 32 >= 32, allowed.
+    # free, a res job for 16 needs one victim: prod borrows before it goes (40 > 32), allowed.
     st = _fleet([1] * 5, 1)
     _run(st, 400, [6], RES, LO)
     assert _cycle(st, 16, True) == ([100], [1])
     # With res on node 5 only (8): a res job for 24 is within res's nominal (8 + 24 = 32);
-    # each prod job alone may go (40 - 8 = 32), two together may not (40 - 16 = 24 < 32).
+    # each prod job alone may go (prod borrows: 40 > 32), two together may not: after the
+    # first, prod holds 32 and no longer borrows (Kueue re-checks before each removal).
     st2 = _fleet([1] * 5, 1)
     pol = PriorityReclaim(reclaim_any=True)
     snap = Snapshot(0.0, st2, testkit.setup_cycle(FLEET, teams=("prod", "res"))[1],
@@ -142,7 +146,7 @@ def test_each_victim_alone_allowed_but_not_together() -> None:
 def test_reclaim_is_per_flavor() -> None:
     # prod borrows on H100 (6 nodes = 48 > 32) and holds both H200 nodes (16 = 8 + 8 borrowed).
     # res holds 2 H100 nodes and nothing on H200. A res job for 8 H200 GPUs: 0 + 8 <= 8, and
-    # prod would keep 16 - 8 = 8 >= 8 there: one H200 victim (300), none on H100.
+    # prod borrows there (16 > 8): one H200 victim (300), none on H100.
     st = _fleet([1] * 6, 2, prod_h200=2)
     assert _cycle(st, 8, True, flavors=(H200,)) == ([300], [1])
     # res already at its H200 nominal (one prod H200 node traded for a res one): 8 + 8 > 8,
@@ -156,8 +160,8 @@ def test_equal_class_reclaim_is_the_old_rule_under_any() -> None:
     # Both queues production class. prod holds a 3-node gang (100) and a 2-node gang (101): 40,
     # borrowing 8. res holds node 5 (8), nodes 6-7 are free; res asks for 24 (3 nodes): 8 + 24
     # = 32, within its nominal; one more node is needed. Same-class reclaim needs only that prod
-    # borrows now, in both modes: the cheaper gang, 101 (16 GPUs), goes, though prod then holds
-    # 24 < 32 (the no-thrash check is for cross-class reclaim only; bench/RESULTS.md s. 59).
+    # borrows before the eviction, in both modes: the cheaper gang, 101 (16 GPUs), goes,
+    # though prod then holds 24 < 32.
     for any_mode in (False, True):
         st = _fleet([3, 2], 1, res_prio=HI)
         assert _cycle(st, 24, any_mode, prio=HI) == ([101], [1])

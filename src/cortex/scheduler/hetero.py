@@ -156,6 +156,25 @@ def power_rows(snap: Snapshot, kinds: list[str]) -> tuple[np.ndarray, float]:
     return w, it_w - idle_w
 
 
+def guarded_flavors(snap: Snapshot) -> np.ndarray:
+    """[queue, flavor]: whether another queue has jobs of the top priority class (running or
+    waiting) that accept the flavor. No target holds those back (`TargetShareCheck`), so
+    there a queue's share must be a floor the solve keeps and reclaim enforces; elsewhere the
+    targets and the gate hold every class, and queues may trade flavors (Gavel's swaps)."""
+    st = snap.state
+    n_q, n_f = len(st.queues.queues), len(st.gpn)
+    top = max(st.queues.priority_classes.values(), default=0)
+    seen = {(j.queue_idx, j.flavor_ids) for j in st.running.values() if j.priority >= top}
+    for lst in snap.pending.lists:
+        seen.update((j.queue_idx, j.flavor_ids) for _, j in lst if j.priority >= top)
+    by_queue = np.zeros((n_q, n_f), dtype=bool)
+    for q, ids in seen:
+        by_queue[q, list(ids or range(n_f))] = True
+    # Guarded for q where any OTHER queue has such jobs.
+    others = by_queue.sum(axis=0)[None, :] - by_queue
+    return others > 0
+
+
 @dataclass(frozen=True)
 class HeteroAllocator:
     """The periodic solve. `interval_s`: how often a driver should call `solve`;
@@ -168,6 +187,10 @@ class HeteroAllocator:
     # rather than GPUs, classes split by gang packing, per-class shares for the cycle, and the
     # LP's tie-break toward the plan holding fewest GPUs.
     per_class: bool = False
+    # A queue's nominal quota as a guarantee (hetero_lp.LpInput.guarded): on each flavor that
+    # another queue's top-class jobs accept, targets at least what the queue's entitlement plan
+    # holds there (bench/RESULTS.md section 65).
+    guarantee: bool = True
 
     def solve(self, snap: Snapshot) -> Targets:
         """Targets for this snapshot: pure, no clock (`solved_at_s` is the snapshot's time)."""
@@ -202,6 +225,7 @@ class HeteroAllocator:
                 fairness=self.fairness,
                 demand_eq=np.array([work[k] for k in keys]) if self.per_class else None,
                 tie_break=hetero_lp.TIE_BREAK if self.per_class else 0.0,
+                guarded=guarded_flavors(snap) if self.guarantee else None,
             )
         )
         return _targets(snap, keys, res, [waiting.get(k, 0.0) for k in keys], self.per_class)
@@ -317,7 +341,7 @@ class TargetShareCheck:
             if (q2 != q or not given) and pending[q2]:
                 owed += _room(t, st.usage, q2, flavor)
         spare = st.free_gpus[flavor] - owed
-        if alloc_gpus <= spare:
+        if alloc_gpus <= spare and _reclaims_elsewhere(snap, t, job, flavor) is None:
             return None
         return Reason(
             Code.OVER_TARGET,
@@ -328,6 +352,31 @@ class TargetShareCheck:
             target=round(target),
             spare=max(round(spare), 0),
         )
+
+
+def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> int | None:
+    """A flavor faster than `flavor` for the job where its queue is under its target, would
+    stay within its nominal quota with the job, and another queue borrows: there the job can
+    take its queue's guarantee back (reclaim), so it does not spill onto spare GPUs of the
+    slower flavor past its queue's target (it waits and searches for victims instead, like
+    Kueue's `whenCanPreempt: Preempt`). None when there is no such flavor."""
+    st = snap.state
+    q = job.queue_idx
+    speed = snap.speed
+    here = speed(job.kind, flavor)
+    usage = st.usage
+    queues = st.queues.queues
+    for g in job.flavor_ids or range(len(st.gpn)):
+        if speed(job.kind, g) <= here:
+            continue
+        alloc = alloc_size(job.gpus, st.gpn[g])
+        if (
+            usage[q][g] + alloc <= queues[q].nominal[g]
+            and usage[q][g] + alloc / 2 <= t.queue_gpus[q][g]
+            and any(usage[o.index][g] > o.nominal[g] for o in queues if o.index != q)
+        ):
+            return g
+    return None
 
 
 def _slower_than_given(snap: Snapshot, job: Job, share: tuple[float, ...], flavor: int) -> bool:

@@ -15,7 +15,9 @@ H100-equivalents (the throughput table), so the fleet's effective throughput is
    entitlement, costs more than any reallocation can earn, so the floors hold whenever they
    can; when power or ceilings make that impossible, every queue keeps at least
    `(fairness - u) x entitlement` with u as small as it can be (max-min on normalized
-   throughput), and the rest goes to total throughput.
+   throughput), and the rest goes to total throughput. With `guarded`, a queue also has a
+   floor on each guarded flavor: the H100-eq its entitlement plan holds there (its nominal
+   quota as a guarantee), soft in the same way.
 
 Everything here is numbers in, numbers out: no scheduler types, no clock, no I/O.
 """
@@ -59,6 +61,10 @@ class LpInput:
     # Cost per GPU held, as a fraction of the slowest speed (0: none): among plans of equal
     # throughput the solve then takes the one holding the fewest GPUs.
     tie_break: float = 0.0
+    # [Q, F] bool, a queue's nominal quota as a guarantee: where True, a floor of the H100-eq
+    # the queue's own entitlement plan puts on the flavor (at most its nominal quota there, at
+    # most its demand). None: no such floors.
+    guarded: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -95,9 +101,11 @@ def solve(p: LpInput) -> LpResult:
     s = p.speed[ci, fi]
     qi = p.class_queue[ci]
     n_x = len(ci)
-    ent = _entitlement(p, ci, fi, s, qi)
+    ent, y = _entitlement(p, ci, fi, s, qi)
     floors = np.nonzero(ent > 0)[0]
-    n_v = n_x + 1  # x, then u: the common shortfall below the floors, as a fraction
+    # x, then u: the common shortfall below the fairness floors, as a fraction; then v: the
+    # common shortfall below the guarantee floors, as a fraction.
+    n_v = n_x + 2
     rows = _Rows(n_v)
     for f in range(n_f):
         rows.add(np.nonzero(fi == f)[0], 1.0, float(p.capacity_gpus[f]))
@@ -110,14 +118,25 @@ def solve(p: LpInput) -> LpResult:
         # -(throughput of q) - u * ent_q <= -fairness * ent_q
         mine = np.nonzero(qi == q)[0]
         rows.add(np.append(mine, n_x), np.append(-s[mine], -ent[q]), -p.fairness * ent[q])
+    if p.guarded is not None:
+        # Per queue and flavor, the H100-eq its entitlement plan holds there: the queue alone
+        # on its nominal slices, so at most min(demand, nominal) of the flavor, and all the
+        # floors together fit the fleet wherever the nominal quotas do. Soft like the
+        # fairness floors (capacity out of service, power): one shortfall v for all.
+        guard = np.zeros((n_q, n_f))
+        np.add.at(guard, (qi, fi), s * y)
+        for q, f in zip(*np.nonzero((guard > 0) & p.guarded), strict=True):
+            mine = np.nonzero((qi == q) & (fi == f))[0]
+            rows.add(np.append(mine, n_x + 1), np.append(-s[mine], -guard[q, f]), -guard[q, f])
     # u must cost more than any reallocation could earn: lowering u by d raises every floor by
     # d * ent_q, which costs the total at most max(s) / min(s) * sum(ent) * d.
     penalty = 10.0 * float(s.max() / s.min()) * max(float(ent.sum()), 1.0)
+    # The same bound holds for v: its floors add up to the entitlements.
     # Among plans of the same throughput, the one holding the fewest GPUs (a tie-break worth
     # far less than any throughput): a job's work fits where it needs the fewest GPUs, which
     # settles the many ties of near-equal speeds instead of leaving them to the solver.
-    cost = np.append(-s + p.tie_break * float(s.min()), penalty)
-    sol = _lp(cost, rows, np.append(np.full(n_x, np.inf), p.fairness))
+    cost = np.append(-s + p.tie_break * float(s.min()), [penalty, penalty])
+    sol = _lp(cost, rows, np.append(np.full(n_x, np.inf), [p.fairness, 1.0]))
     x = sol[:n_x]
     gpus = np.zeros((n_c, n_f))
     gpus[ci, fi] = x
@@ -127,16 +146,17 @@ def solve(p: LpInput) -> LpResult:
 
 def _entitlement(
     p: LpInput, ci: np.ndarray, fi: np.ndarray, s: np.ndarray, qi: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Best throughput of each queue alone on its nominal slice (capped by capacity in
-    service): one LP whose blocks are independent, so the sum's optimum is each block's."""
+    service): one LP whose blocks are independent, so the sum's optimum is each block's.
+    Also the plan itself (GPUs per variable)."""
     rows = _Rows(len(ci))
     cap = np.minimum(p.nominal_gpus, p.capacity_gpus[None, :])
     for q, f in zip(*np.nonzero(np.ones(cap.shape, dtype=bool)), strict=True):
         rows.add(np.nonzero((qi == q) & (fi == f))[0], 1.0, float(cap[q, f]))
     _demand_rows(p, rows, ci, s)
     y = _lp(-s, rows)
-    return np.bincount(qi, weights=s * y, minlength=p.nominal_gpus.shape[0])
+    return np.bincount(qi, weights=s * y, minlength=p.nominal_gpus.shape[0]), y
 
 
 def _demand_rows(p: LpInput, rows: _Rows, ci: np.ndarray, s: np.ndarray) -> None:

@@ -151,46 +151,33 @@ class PriorityReclaim:
             return False
         if not self.reclaim_any or victim.priority == job.priority:
             return victim.priority == job.priority and _borrowing(snap, job, victim)
+        # A higher class of a borrowing queue (checked above): the job's queue must stay within
+        # its nominal quota with the job (Kueue reclaims only while not borrowing).
         st = snap.state
         f = victim.run_flavor
-        q = st.queues.queues[victim.queue_idx]
-        mine = st.queues.queues[job.queue_idx]
         alloc = alloc_size(job.gpus, st.gpn[f])
-        return (
-            st.usage[victim.queue_idx][f] - st.allocations[victim.id].gpus >= q.nominal[f]
-            and st.usage[job.queue_idx][f] + alloc <= mine.nominal[f]
-        )
+        return st.usage[job.queue_idx][f] + alloc <= st.queues.queues[job.queue_idx].nominal[f]
 
     def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
         """Whether evicting all of `victims` together is allowed: under `reclaim_any`, every
-        queue reclaimed from across classes (victims of a higher class, of other queues) keeps at
-        least its nominal quota of each flavor, and every other queue that loses jobs of a
-        lower or equal class still borrows before the last of them goes (each victim alone was
-        checked by `eligible`; several of one queue may not add up to more than it borrows)."""
+        other queue that loses jobs still borrows in the flavor before the last of them goes,
+        as Kueue's minimalPreemptions re-checks before each removal (each victim alone was
+        checked by `eligible`; several of one queue may not add up to more than it borrows).
+        The largest goes last, the order that allows the most."""
         if not self.reclaim_any:
             return True
         st = snap.state
-        taken: dict[tuple[int, int], int] = {}
-        lower: dict[tuple[int, int], list[int]] = {}  # [GPUs taken, the largest victim's]
+        taken: dict[tuple[int, int], list[int]] = {}  # [GPUs taken, the largest victim's]
         for v in victims:
-            if v.queue_idx == job.queue_idx:
-                continue
-            key = (v.queue_idx, v.run_flavor)
-            gpus = st.allocations[v.id].gpus
-            if v.priority > job.priority:
-                taken[key] = taken.get(key, 0) + gpus
-            else:
-                got = lower.setdefault(key, [0, 0])
+            if v.queue_idx != job.queue_idx:
+                gpus = st.allocations[v.id].gpus
+                got = taken.setdefault((v.queue_idx, v.run_flavor), [0, 0])
                 got[0] += gpus
                 got[1] = max(got[1], gpus)
         queues = st.queues.queues
-        # A queue's lower-class victims: it still borrows before the last of them goes (the
-        # largest last, the order that allows the most).
         return all(
-            st.usage[q][f] - gpus >= queues[q].nominal[f] for (q, f), gpus in taken.items()
-        ) and all(
             st.usage[q][f] - gpus + last > queues[q].nominal[f]
-            for (q, f), (gpus, last) in lower.items()
+            for (q, f), (gpus, last) in taken.items()
         )
 
 
