@@ -96,12 +96,11 @@ class PriorityReclaim:
         (each such queue still borrows before its last victim goes, as minimalPreemptions
         re-checks before each removal); the job's own queue's lower classes stay victims;
       * a job whose queue stays within its nominal quota of the flavor with the job's GPUs may
-        evict jobs of a HIGHER class of queues borrowing there, as long as every such victim's
-        queue keeps at least its own nominal quota after the evictions (`admits`; stricter
-        than Kueue, which lets the last victim take the queue under its nominal). Same-class
-        reclaim keeps the looser rule (bench/RESULTS.md section 59).
+        also evict jobs of a HIGHER class of queues borrowing there (the same set check: the
+        last victim may take a queue under its nominal, as in Kueue).
       Without the first rule the second loops: the reclaimed queue's job evicted the
-      reclaimer's lower class back by priority once per minimum runtime (section 65)."""
+      reclaimer's lower class back by priority once per minimum runtime (bench/RESULTS.md
+      sections 59 and 65)."""
 
     name = "priority"
 
