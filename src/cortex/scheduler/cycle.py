@@ -314,6 +314,7 @@ class _Cycle:
         short = [f for f in short if f not in self.reserved]
         if not short:
             return False
+        self.stmt.keep_order = True  # evictions may follow: every move must be undoable
         searched = False
         # The statement holds watts only when a power policy runs with the driver's view
         # (__init__), so `room` decides whether power is in play; `view` is then set.
@@ -416,6 +417,11 @@ def schedule(
     needs more GPUs than any flavor has free once every flavor has a reserved head is counted
     in `plan.capacity_blocked` and left out of `plan.blockers`; every decision is the same."""
     c = _Cycle(snap, pol, deep)
+    if commit and (not deep or len(snap.pending) == 1):
+        # This pass commits whatever it starts: a quick pass never evicts, and a lone job that
+        # starts leaves nothing behind it that could (try_preempt turns the saves back on
+        # before it evicts). So its starts save no key orders for a rollback.
+        c.stmt.keep_order = False
     try:
         _walk(c, snap, pol, deep, explain)
     except BaseException:
