@@ -67,8 +67,9 @@ def test_victim_wait_matches_the_node_by_node_lookup(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(10))
 def test_blocker_counts_in_one_count_match_one_add_per_job(seed: int) -> None:
-    """The twin counts each pass's blockers by their first reason's code: the same counts, and
-    codes new to the books land in the order of their first job, as one add per job did."""
+    """The twin books each pass's blockers by their first reason's code (the pass counted them,
+    explain=False): the same counts, and codes new to the books land in the order of their
+    first job, as one add per job did."""
     import testkit
     from cortex.scheduler.reasons import Code, Reason
     from cortex.scheduler.snapshot import Plan
@@ -84,11 +85,14 @@ def test_blocker_counts_in_one_count_match_one_add_per_job(seed: int) -> None:
     want = dict(books)
     for _ in range(4):
         plan = Plan()
-        for j in range(rng.randint(0, 30)):
-            plan.blockers[j] = [Reason(rng.choice(codes)) for _ in range(rng.randint(0, 2))]
+        blocked = [[Reason(rng.choice(codes)) for _ in range(rng.randint(0, 2))] for _ in range(30)]
+        for reasons in blocked:  # as the walk counts them
+            if reasons:
+                c = reasons[0].code
+                plan.first_codes[c] = plan.first_codes.get(c, 0) + 1
         plan.capacity_blocked = rng.randint(0, 3)
         twin._apply(plan)
-        for reasons in plan.blockers.values():  # the plain count, one add per job
+        for reasons in blocked:  # the plain count, one add per job
             if reasons:
                 want[reasons[0].code.value] = want.get(reasons[0].code.value, 0) + 1
         if plan.capacity_blocked:

@@ -17,6 +17,7 @@ from cortex.scheduler.placement import PlacementPolicy, TopologyBestFit, alloc_s
 from cortex.scheduler.power import POWER_CODES, PowerPolicy, PowerView, Watts
 from cortex.scheduler.preemption import PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.shadow import PASSES, Reservation, first_blocked
 from cortex.scheduler.shadow import shadow as _shadow
 from cortex.scheduler.snapshot import Plan, Preemption, Snapshot, Start
 from cortex.scheduler.state import ClusterState, Placement
@@ -56,19 +57,6 @@ class Policies:
     allocator: Allocator | None = None
     max_examined: int = 512
     max_preemption_tries: int = 2
-
-
-class _Reservation:
-    """EASY backfill: the head blocked on a flavor starts at `shadow_s`; `extra_gpus` are free
-    then beyond its need, so jobs that end later may use only those."""
-
-    __slots__ = ("extra_gpus", "head", "reason", "shadow_s")
-
-    def __init__(self, head: int, shadow_s: float, extra_gpus: int) -> None:
-        self.head = head
-        self.shadow_s = shadow_s
-        self.extra_gpus = extra_gpus
-        self.reason: Reason | None = None  # shared by every job it holds back
 
 
 def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
@@ -182,7 +170,7 @@ class _Cycle:
         self.st = snap.state
         self.stmt = Statement(snap.state, snap.power if pol.power is not None else None)
         self.plan = Plan()
-        self.reserved: dict[int, _Reservation] = {}
+        self.reserved: dict[int, Reservation] = {}
         self.tries = pol.max_preemption_tries
         self.every_flavor = tuple(range(len(snap.state.gpn)))
         self.capacity_reasons: dict[tuple[int, int, int], Reason] = {}
@@ -198,7 +186,7 @@ class _Cycle:
             r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc)
         return r
 
-    def reserved_reason(self, f: int, res: _Reservation) -> Reason:
+    def reserved_reason(self, f: int, res: Reservation) -> Reason:
         """Shared by every job the reservation holds back."""
         if res.reason is None:
             res.reason = Reason(
@@ -314,6 +302,7 @@ class _Cycle:
         short = [f for f in short if f not in self.reserved]
         if not short:
             return False
+        self.stmt.keep_order = True  # evictions may follow: every move must be undoable
         searched = False
         # The statement holds watts only when a power policy runs with the driver's view
         # (__init__), so `room` decides whether power is in play; `view` is then set.
@@ -378,7 +367,7 @@ class _Cycle:
                 shadow, extra = _shadow(self.st, self.stmt, f, need, self.snap.now_s)
             else:
                 shadow, extra = self.snap.now_s, 0
-            self.reserved[f] = _Reservation(job.id, shadow, extra)
+            self.reserved[f] = Reservation(job.id, shadow, extra)
 
 
 def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:
@@ -416,6 +405,11 @@ def schedule(
     needs more GPUs than any flavor has free once every flavor has a reserved head is counted
     in `plan.capacity_blocked` and left out of `plan.blockers`; every decision is the same."""
     c = _Cycle(snap, pol, deep)
+    if commit and (not deep or len(snap.pending) == 1):
+        # This pass commits whatever it starts: a quick pass never evicts, and a lone job that
+        # starts leaves nothing behind it that could (try_preempt turns the saves back on
+        # before it evicts). So its starts save no key orders for a rollback.
+        c.stmt.keep_order = False
     try:
         _walk(c, snap, pol, deep, explain)
     except BaseException:
@@ -443,6 +437,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
     n_flavors = len(free)
     reserved = c.reserved
     blockers = plan.blockers
+    first_codes = plan.first_codes
     every_flavor = c.every_flavor
     max_examined = pol.max_examined
     try_flavor = c.try_flavor
@@ -513,13 +508,25 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                 )[0]
                 blockers[job.id] = [capacity_reason(f0, alloc_size(smallest, gpn[f0]))]
                 continue
-            moved = True
             flavors: Sequence[int] = (
                 job.flavor_ids or every_flavor
                 if flavor_order is None
                 else flavor_order.flavors(snap, job)
             )
             gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+            if all_reserved and not explain:
+                # Every flavor waits for its head: the two checks inlined below stop the job
+                # on each flavor and gang unless one passes, and then nothing moves. Only its
+                # first reason's code is counted, so no reasons are built for it.
+                first = first_blocked(job, flavors, gangs, free, gpn, reserved, estimate_s, now)
+                if first is not PASSES:
+                    if first is not None:
+                        first_codes[first] = first_codes.get(first, 0) + 1
+                    if not deep:
+                        plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
+                        break
+                    continue
+            moved = True
             reasons: list[Reason] = []
             short: list[int] = []  # flavors where capacity or topology blocked it
             started = False
@@ -545,7 +552,11 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                     break
             if started or (deep and short and c.try_preempt(job, short)):
                 continue
-            blockers[job.id] = reasons
+            if explain:
+                blockers[job.id] = reasons
+            elif reasons:
+                code = reasons[0].code
+                first_codes[code] = first_codes.get(code, 0) + 1
             if short:
                 c.reserve(job, short)
             if snap.power is not None and _power_blocks(snap, plan, job, reasons):

@@ -1,12 +1,16 @@
-"""EASY backfill's shadow time: when a blocked head's GPUs will be free if running jobs end as
-estimated. Split from cycle.py (which reserves with it) to keep modules small."""
+"""EASY backfill: the reservation a blocked head holds, its shadow time (when its GPUs will be
+free if running jobs end as estimated), and the checks that stop a job behind reserved heads.
+Split from cycle.py (which reserves with them) to keep modules small."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
+from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
+from cortex.workload.job import Job
 
 # The EASY shadow walks running jobs by expected end; past this many it stops and takes the end
 # reached so far, which only moves the reserved start earlier (stricter for backfill, never later
@@ -61,3 +65,50 @@ def walk_ends(
         if i >= SHADOW_WALK_MAX:
             return end_s, 0
     return math.inf, 0
+
+
+class Reservation:
+    """EASY backfill: the head blocked on a flavor starts at `shadow_s`; `extra_gpus` are free
+    then beyond its need, so jobs that end later may use only those."""
+
+    __slots__ = ("extra_gpus", "head", "reason", "shadow_s")
+
+    def __init__(self, head: int, shadow_s: float, extra_gpus: int) -> None:
+        self.head = head
+        self.shadow_s = shadow_s
+        self.extra_gpus = extra_gpus
+        self.reason: Reason | None = None  # shared by every job it holds back
+
+
+PASSES = Code.NOT_EXAMINED  # first_blocked's answer for a job the checks do not stop
+
+
+def first_blocked(
+    job: Job,
+    flavors: Sequence[int],
+    gangs: tuple[int, ...],
+    free: list[int],
+    gpn: list[int],
+    reserved: dict[int, Reservation],
+    estimate_s: Callable[[Job, int, int], float],
+    now: float,
+) -> Code | None:
+    """The code of the first reason the walk's inlined checks give a job whose every flavor is
+    reserved (INSUFFICIENT_CAPACITY: too few GPUs free; RESERVED_FOR_HEAD: it would delay the
+    head), None without flavors, or PASSES when some flavor and gang passes both checks."""
+    first = None
+    for f in flavors:
+        res = reserved[f]
+        fr = free[f]
+        g = gpn[f]
+        for gang in gangs:
+            alloc = gang if gang <= g else -(-gang // g) * g
+            if alloc > fr:
+                code = Code.INSUFFICIENT_CAPACITY
+            elif alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
+                code = Code.RESERVED_FOR_HEAD
+            else:
+                return PASSES
+            if first is None:
+                first = code
+    return first

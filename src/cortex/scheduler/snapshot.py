@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cortex.scheduler.pending import PendingQueues
-from cortex.scheduler.reasons import Reason
+from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 
@@ -76,6 +76,9 @@ class Plan:
     # head, counted here instead of listed in `blockers` (each one's first reason would have
     # been INSUFFICIENT_CAPACITY).
     capacity_blocked: int = 0
+    # A pass run with explain=False lists no blockers: it counts every other blocked job here
+    # by its first reason's code, codes in the order they first appeared (`blockers` empty).
+    first_codes: dict[Code, int] = field(default_factory=dict)
 
     def reasons_for(self, job_id: int) -> list[Reason]:
         """Blockers of a job this cycle did not start ([] if it started)."""

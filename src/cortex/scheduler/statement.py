@@ -22,7 +22,7 @@ _WattsUndo = tuple[float, dict[int, float], float, tuple[int, ...]]
 class Statement:
     """An undo log over a ClusterState."""
 
-    __slots__ = ("_log", "_saved", "_seen", "evicted", "state", "watts")
+    __slots__ = ("_log", "_saved", "_seen", "evicted", "keep_order", "state", "watts")
 
     def __init__(self, state: ClusterState, power: PowerView | None = None) -> None:
         self.state = state
@@ -35,6 +35,9 @@ class Statement:
         # its key order saved once per mark: (log position, dict, keys).
         self._saved: list[tuple[int, dict, list]] = []
         self._seen: set[int] = set()  # ids of the dicts saved since the last mark
+        # False while every allocation is sure to be committed, never undone (the cycle says
+        # when: scheduler/cycle.py, `schedule`): their key orders need no saving then.
+        self.keep_order = True
 
     def _save(self, d: dict) -> None:
         if id(d) not in self._seen:
@@ -83,7 +86,8 @@ class Statement:
     def allocate(self, job: Job, flavor: int, placement: Placement) -> int:
         """Tentatively start job on placement; returns GPUs held."""
         st = self.state
-        self._before_take(flavor, placement)
+        if self.keep_order:
+            self._before_take(flavor, placement)
         gpus = st.take(job.id, flavor, placement)
         st.add_usage(job.queue_idx, flavor, gpus)
         self._log.append((_ALLOCATE, job.id, job.queue_idx, st.allocations[job.id]))

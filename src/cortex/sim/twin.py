@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -575,13 +574,11 @@ class Twin(RunBooks):
 
     def _apply(self, plan: Plan) -> None:
         blocked = self.metrics.blocked
-        if plan.blockers:
-            # Counted in C (a deep pass lists hundreds of jobs); new codes land in `blocked`
-            # in the order they first appear, as one add per job would put them.
-            firsts = Counter([r[0].code for r in plan.blockers.values() if r])
-            for c, n in firsts.items():
-                code = _CODE_VALUE[c]  # an enum's .value is slow, and this is hot
-                blocked[code] = blocked.get(code, 0) + n
+        # The pass (explain=False) counted its blockers by first code; new codes land in
+        # `blocked` in the order they first appeared, as one add per job would put them.
+        for c, n in plan.first_codes.items():
+            code = _CODE_VALUE[c]  # an enum's .value is slow, and this is hot
+            blocked[code] = blocked.get(code, 0) + n
         if plan.capacity_blocked:
             code = _CODE_VALUE[Code.INSUFFICIENT_CAPACITY]
             blocked[code] = blocked.get(code, 0) + plan.capacity_blocked
