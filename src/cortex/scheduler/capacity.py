@@ -11,6 +11,8 @@ Indices, per flavor f with g GPUs per node:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 
 from cortex.fleet.topology import Topology
 
@@ -114,40 +116,62 @@ class Capacity:
             self.part[f][new][n] = None
         self.node_free[n] = new
 
+    def _none_cordoned(self, placement: Placement) -> bool:
+        cordoned = self.cordoned
+        return not cordoned or cordoned.keys().isdisjoint(map(itemgetter(0), placement))
+
     def take(self, job_id: int, flavor: int, placement: Placement) -> int:
         """Mark a placement's GPUs used by job_id; returns the GPUs taken.
 
         Whole nodes leaving a pod's free set update that pod's bucket and its hall's count once
         per pod, not once per node: a 32k-GPU gang touches 4,096 nodes but only ~128 pods."""
         g = self.gpn[flavor]
-        part = self.part[flavor]
         node_free = self.node_free
-        node_pod = self.node_pod
         pod_whole = self.pod_whole
         node_jobs = self.node_jobs
         touched: dict[int, int] = {}
-        total = held_out = 0
-        cordoned = self.cordoned
-        for n, k in placement:
-            if cordoned and n in cordoned:  # a Statement's rollback puts a victim back there
-                cordoned[n] -= k
+        held_out = 0
+        if len(placement) > 1:
+            # Each k <= g: the sum is g per node only if every node is taken whole.
+            total = sum(map(itemgetter(1), placement))
+            whole = total == g * len(placement) and self._none_cordoned(placement)
+        else:
+            total = placement[0][1]
+            whole = False
+        if whole:
+            # A multi-node gang (placement gives them whole nodes): every node was completely
+            # free, so it leaves its pod's free set and no partial bucket. Runs of one pod are
+            # counted once (the same counts, in the same first-seen order, as node by node).
+            for p, run in groupby(map(itemgetter(0), placement), self.node_pod.__getitem__):
+                pw = pod_whole[p]
+                before = len(pw)
+                for n in run:
+                    del pw[n]
+                    node_free[n] = 0
+                    node_jobs[n][job_id] = g
+                touched[p] = touched.get(p, 0) + before - len(pw)
+        else:
+            part = self.part[flavor]
+            node_pod = self.node_pod
+            cordoned = self.cordoned
+            for n, k in placement:
+                if cordoned and n in cordoned:  # a Statement's rollback puts a victim back there
+                    cordoned[n] -= k
+                    node_jobs[n][job_id] = k
+                    held_out += k
+                    continue
+                old = node_free[n]
+                if old == g:
+                    p = node_pod[n]
+                    del pod_whole[p][n]
+                    touched[p] = touched.get(p, 0) + 1
+                elif old:
+                    del part[old][n]
+                new = old - k
+                if new:
+                    part[new][n] = None
+                node_free[n] = new
                 node_jobs[n][job_id] = k
-                total += k
-                held_out += k
-                continue
-            old = node_free[n]
-            if old == g:
-                p = node_pod[n]
-                del pod_whole[p][n]
-                touched[p] = touched.get(p, 0) + 1
-            elif old:
-                del part[old][n]
-            new = old - k
-            if new:
-                part[new][n] = None
-            node_free[n] = new
-            node_jobs[n][job_id] = k
-            total += k
         buckets = self.pod_bucket[flavor]
         for p, cnt in touched.items():
             c_new = len(pod_whole[p])
@@ -176,32 +200,48 @@ class Capacity:
         under a job (drivers stop the job first), so every node here is healthy."""
         alloc = self.allocations.pop(job_id)
         flavor = alloc.flavor
+        placement = alloc.placement
         g = self.gpn[flavor]
-        part = self.part[flavor]
         node_free = self.node_free
-        node_pod = self.node_pod
         pod_whole = self.pod_whole
         node_jobs = self.node_jobs
         touched: dict[int, int] = {}
         held_out = 0
-        cordoned = self.cordoned
-        for n, k in alloc.placement:
-            del node_jobs[n][job_id]
-            if cordoned and n in cordoned:  # stays out of service until the drain ends
-                cordoned[n] += k
-                held_out += k
-                continue
-            old = node_free[n]
-            if old:
-                del part[old][n]
-            new = old + k
-            if new == g:
-                p = node_pod[n]
-                pod_whole[p][n] = None
-                touched[p] = touched.get(p, 0) + 1
-            else:
-                part[new][n] = None
-            node_free[n] = new
+        if (
+            len(placement) > 1
+            and alloc.gpus == g * len(placement)
+            and self._none_cordoned(placement)
+        ):
+            # Each node was held by this job alone (none free), so it becomes completely free.
+            for p, run in groupby(map(itemgetter(0), placement), self.node_pod.__getitem__):
+                pw = pod_whole[p]
+                before = len(pw)
+                for n in run:
+                    del node_jobs[n][job_id]
+                    node_free[n] = g
+                    pw[n] = None
+                touched[p] = touched.get(p, 0) + len(pw) - before
+        else:
+            part = self.part[flavor]
+            node_pod = self.node_pod
+            cordoned = self.cordoned
+            for n, k in placement:
+                del node_jobs[n][job_id]
+                if cordoned and n in cordoned:  # stays out of service until the drain ends
+                    cordoned[n] += k
+                    held_out += k
+                    continue
+                old = node_free[n]
+                if old:
+                    del part[old][n]
+                new = old + k
+                if new == g:
+                    p = node_pod[n]
+                    pod_whole[p][n] = None
+                    touched[p] = touched.get(p, 0) + 1
+                else:
+                    part[new][n] = None
+                node_free[n] = new
         buckets = self.pod_bucket[flavor]
         for p, cnt in touched.items():
             c_new = len(pod_whole[p])
@@ -215,7 +255,7 @@ class Capacity:
         self.busy_gpus[flavor] -= alloc.gpus
         # Noted for np_owner: whole nodes a job held are free now.
         stale = self._owner_stale
-        stale.append((FREE if alloc.gpus == g * len(alloc.placement) else None, alloc.placement))
+        stale.append((FREE if alloc.gpus == g * len(placement) else None, placement))
         if len(stale) > OWNER_STALE_MAX:
             self._all_owners_stale()
         return alloc
