@@ -28,6 +28,7 @@ from cortex import compiled
 # The typed hot paths of a twin run (bench/RESULTS.md: the scheduler cycle and the twin's loop).
 MODULES: tuple[str, ...] = (
     "cortex.scheduler.admission",
+    "cortex.scheduler.capacity",
     "cortex.scheduler.cycle",
     "cortex.scheduler.ordering",
     "cortex.scheduler.pending",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
-from cortex.scheduler.power import PowerView, _shape, hall_shares
+from cortex.scheduler.power import PowerView, _shape, hall_shares, placement_shape
 from cortex.sim.power import PowerConfig, PowerRuntime
 
 
@@ -74,6 +74,33 @@ def test_the_shape_holds_every_gpu_of_the_placement(
     assert node_cap == math.inf
     assert held == sum(k for _, k in placement)
     assert list(shares.items()) == list(_plain_shares(NODE_HALL, placement).items())
+
+
+@given(
+    _placements(),
+    st.lists(st.sampled_from([300.0, 450.0, 600.0, 700.0]), min_size=60, max_size=60),
+    st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_one_shape_for_admission_and_the_books(
+    placement: tuple[tuple[int, int], ...], caps: list[float], racks: bool
+) -> None:
+    """placement_shape (admission's _shape and the books' start both read it) against the plain
+    reads the books made before: the lowest rack cap over the nodes, every GPU, the halls in
+    the order their first node comes (a one-node start has its own path)."""
+    low = min(caps) if racks else math.inf
+    node_cap, held, shares = placement_shape(NODE_HALL, caps, low, placement)
+    assert node_cap == (min(caps[n] for n, _ in placement) if racks else math.inf)
+    assert held == sum(k for _, k in placement)
+    assert list(shares.items()) == list(_plain_shares(NODE_HALL, placement).items())
+
+
+def test_one_node_shape_by_hand() -> None:
+    caps = [700.0] * 60
+    caps[30] = 450.0
+    assert placement_shape(NODE_HALL, caps, 450.0, ((30, 5),)) == (450.0, 5, {1: 5})
+    assert placement_shape(NODE_HALL, caps, math.inf, ((30, 5),)) == (math.inf, 5, {1: 5})
+    assert placement_shape(NODE_HALL, caps, 450.0, ((2, 8), (30, 8))) == (450.0, 16, {0: 8, 1: 8})
 
 
 def test_the_coolest_temperature_is_the_minimum_of_the_ticks() -> None:

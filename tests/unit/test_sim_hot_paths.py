@@ -3,7 +3,9 @@ verbatim): same answers, same books."""
 
 from __future__ import annotations
 
+import bisect
 import random
+from types import SimpleNamespace
 
 import pytest
 
@@ -145,3 +147,48 @@ def test_runs_that_overlap_leave_the_collector_as_it_was_before_the_first() -> N
     assert gc.get_freeze_count() > 0
     second.__exit__(None, None, None)
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+class _Clock(RunBooks):
+    def __init__(self, v: list[float], k: list[float], tick_s: float | None) -> None:
+        self._clock_v, self._clock_k = v, k
+        # pw None: ticks of one second; else a stand-in with the power config's tick
+        self.pw = None if tick_s is None else SimpleNamespace(cfg=SimpleNamespace(tick_s=tick_s))
+
+
+def _clock_reference(c: _Clock, t: float) -> float:
+    if not c._clock_v:
+        return t
+    tick = c.pw.cfg.tick_s if c.pw is not None else 1.0
+    i = min(int(t / tick), len(c._clock_v) - 1)
+    return c._clock_v[i] + c._clock_k[i] * (t - i * tick)
+
+
+def _clock_inv_reference(c: _Clock, v: float) -> float:
+    if not c._clock_v:
+        return v
+    tick = c.pw.cfg.tick_s if c.pw is not None else 1.0
+    i = max(bisect.bisect_right(c._clock_v, v) - 1, 0)
+    return i * tick + (v - c._clock_v[i]) / c._clock_k[i]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_run_clock_and_its_inverse_equal_the_plain_formulas(seed: int) -> None:
+    """The clock at every start and stop: index clamps written as comparisons; times on tick
+    boundaries, past the last tick and before the first clock value read the same ticks."""
+    rng = random.Random(seed)
+    tick = rng.choice([None, 900.0, 60.0])
+    step = 1.0 if tick is None else tick
+    n = rng.randint(0, 40)
+    k = [rng.choice([1.0, 0.97, rng.uniform(0.8, 1.0)]) for _ in range(n)]
+    v, acc = [], rng.choice([0.0, 5.0])  # a first value above 0: some v fall before it
+    for kk in k:
+        v.append(acc)
+        acc += kk * step
+    c = _Clock(v, k, tick)
+    horizon = (n + 3) * step
+    ts = [rng.uniform(0.0, horizon) for _ in range(50)]
+    ts += [i * step for i in range(n + 3)] + [0.0, horizon * 2]
+    for t in ts:
+        assert c._clock(t) == _clock_reference(c, t)
+        assert c._clock_inv(t) == _clock_inv_reference(c, t)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cortex.power.curve import draw_fractions
-from cortex.scheduler.power import CapJob, ClassKey, Shape, hall_shares
+from cortex.scheduler.power import CapJob, ClassKey, Shape, placement_shape
 from cortex.workload.calibration import CalibrationTable
 from cortex.workload.job import Job
 
@@ -140,16 +140,11 @@ class JobPowerBooks:
         start larger than the ramp window's allowance draws in `waves` steps a minute apart.
         `shape`: the placement's (node cap, GPUs held, GPUs per hall) as power admission read
         it from these books' view (Start.power_shape); None: read here."""
-        if shape is not None:
-            node_cap, held, shares = shape
-        else:
-            node_cap = (
-                min(self.node_max_cap_w[n] for n, _ in placement)
-                if self.min_node_cap_w < math.inf
-                else math.inf
+        if shape is None:
+            shape = placement_shape(
+                self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
             )
-            shares = hall_shares(self.topo.node_hall, placement)
-            held = sum(shares.values())
+        node_cap, held, shares = shape
         per, inc, kept = self.ladder(job, flavor, gang, node_cap)
         halls = {h: k / held for h, k in shares.items()}
         key = (job.kind, flavor, job.priority, self.topo.node_hall[placement[0][0]])

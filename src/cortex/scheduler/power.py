@@ -132,13 +132,6 @@ def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int
     return shares
 
 
-def _node_cap(view: PowerView, placement: Placement) -> float:
-    if view.min_node_cap_w == math.inf:
-        return math.inf  # no rack caps
-    caps = view.node_max_cap_w
-    return min(caps[n] for n, _ in placement)
-
-
 Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
 
 
@@ -178,10 +171,30 @@ class PowerPolicy(Protocol):
         ...
 
 
+def placement_shape(
+    node_hall: Sequence[int],
+    node_max_cap_w: Sequence[float],
+    min_node_cap_w: float,
+    placement: Placement,
+) -> Shape:
+    """(node cap, GPUs held, GPUs per hall) of a placement: what power admission reads of it
+    and what the driver's books book a start from (drive/power_jobs.py) when admission did not
+    read it (no power policy). The node cap is the lowest rack cap over its nodes (inf: no rack
+    caps)."""
+    if len(placement) == 1:  # most starts: one node
+        n, k = placement[0]
+        return (node_max_cap_w[n] if min_node_cap_w < math.inf else math.inf), k, {node_hall[n]: k}
+    shares = hall_shares(node_hall, placement)
+    if min_node_cap_w < math.inf:
+        node_cap = min(map(node_max_cap_w.__getitem__, map(itemgetter(0), placement)))
+    else:
+        node_cap = math.inf
+    return node_cap, sum(shares.values()), shares
+
+
 def _shape(view: PowerView, placement: Placement) -> Shape:
     """What `_fits` reads of a placement, the same at every level it tries: computed once."""
-    shares = hall_shares(view.node_hall, placement)
-    return _node_cap(view, placement), sum(shares.values()), shares
+    return placement_shape(view.node_hall, view.node_max_cap_w, view.min_node_cap_w, placement)
 
 
 def _fits(

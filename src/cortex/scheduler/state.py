@@ -1,11 +1,7 @@
 """ClusterState: the mechanism both drivers share. Free capacity is kept as counters and
-bucketed indices so that placement never scans the list of all GPUs.
-
-Indices, per flavor f with g GPUs per node:
-- `part[f][k]`: healthy nodes with exactly k free GPUs, 0 < k < g (a dict used as an ordered set);
-- `pod_whole[p]`: healthy, completely free nodes of pod p;
-- `pod_bucket[f][c]`: pods of flavor f with exactly c completely free nodes (c >= 1);
-- `hall_whole[h][f]`: completely free nodes of flavor f in hall h.
+bucketed indices so that placement never scans the list of all GPUs (scheduler/capacity.py);
+this module adds per-queue usage, the running set, the ends the backfill shadow walks and the
+per-node summaries the victim search reads.
 
 Policies read this object through a Snapshot and never mutate it; tentative changes within a
 cycle go through a Statement (statement.py), which rolls them back.
@@ -16,78 +12,35 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 from sortedcontainers import SortedList
 
 from cortex.fleet.topology import Topology
+from cortex.scheduler.capacity import (
+    FREE,
+    SHARED,
+    Allocation,
+    Capacity,
+    Placement,
+)
 from cortex.scheduler.queues import QueueConfig
 from cortex.workload.job import Job
 
-Placement = tuple[tuple[int, int], ...]  # ((node, gpus), ...)
 EMPTY_PRIO = -(2**62)  # max priority on a node that runs nothing
-FREE, SHARED = -2, -1  # np_owner of a node nobody holds, and of one several jobs hold
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    """GPUs held by one job: one flavor, some nodes."""
-
-    flavor: int
-    placement: Placement
-    gpus: int
-
-
-# Past this many placements noted since the last read of np_owner, the read recomputes every
-# node instead (bounds the list when no victim search runs for long).
-OWNER_STALE_MAX = 4096
 # A flush of at most this many placed nodes runs in plain Python (ClusterState._flush_small).
 FLUSH_SMALL_NODES = 1024
 
 
-class ClusterState:
-    """Free capacity, allocations, per-queue usage and the running set."""
+class ClusterState(Capacity):
+    """Free capacity (scheduler/capacity.py), per-queue usage, the running set and the per-node
+    summaries."""
 
     def __init__(self, topo: Topology, queues: QueueConfig) -> None:
         self.topo = topo
         self.queues = queues
         nf = len(topo.flavors)
-        self.gpn = list(topo.flavor_gpus_per_node)
-        self.node_flavor = topo.node_flavor
-        self.node_pod = topo.node_pod
-        self.node_hall = topo.node_hall
-        self.pod_hall = topo.pod_hall
-        self.node_free = [self.gpn[f] for f in topo.node_flavor]
-        self.node_up = [True] * topo.n_nodes
-        # Cordoned nodes (a drain waiting for its jobs to end): node -> its free GPUs, held out
-        # of the free indices (node_free says 0) so that no new work lands there.
-        self.cordoned: dict[int, int] = {}
-        self.node_jobs: list[dict[int, int]] = [{} for _ in range(topo.n_nodes)]
-        self.part: list[list[dict[int, None]]] = [[{} for _ in range(g)] for g in self.gpn]
-        self.pod_whole: list[dict[int, None]] = [dict.fromkeys(ns) for ns in topo.pod_nodes]
-        self.max_pod_nodes = [0] * nf
-        for p, ns in enumerate(topo.pod_nodes):
-            f = topo.pod_flavor[p]
-            self.max_pod_nodes[f] = max(self.max_pod_nodes[f], len(ns))
-        self.pod_bucket: list[list[dict[int, None]]] = [
-            [{} for _ in range(m + 1)] for m in self.max_pod_nodes
-        ]
-        for p, ns in enumerate(topo.pod_nodes):
-            self.pod_bucket[topo.pod_flavor[p]][len(ns)][p] = None
-        self.hall_whole = [[0] * nf for _ in topo.hall_names]
-        for n, f in enumerate(topo.node_flavor):
-            self.hall_whole[topo.node_hall[n]][f] += 1
-        self.total_gpus = topo.flavor_gpus()
-        self.up_gpus = list(self.total_gpus)
-        self.up_nodes = topo.flavor_nodes()
-        self.total_nodes = list(self.up_nodes)
-        self.free_gpus = list(self.total_gpus)
-        # Bumps on every change to the capacity indices (membership or order): a cycle may reuse
-        # what placement answered while the version stays the same.
-        self.version = 0
-        self.busy_gpus = [0] * nf
-        self.allocations: dict[int, Allocation] = {}
+        super().__init__(topo)
         self.usage = [[0] * nf for _ in queues.queues]
         self.cohort_usage = [0] * nf
         self.usage_version = [0] * len(queues.queues)  # bumps on every usage change
@@ -126,151 +79,6 @@ class ClusterState:
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
         self._owner = np.full(nn, FREE, dtype=np.int64)
-        self._owner_stale: list[tuple[int | None, Placement]] = []
-        self._owner_all = False  # too many noted: the next read recomputes every node
-
-    # ---- capacity indices -------------------------------------------------------------------
-    def _whole_add(self, n: int) -> None:
-        p = self.node_pod[n]
-        pw = self.pod_whole[p]
-        c = len(pw)
-        buckets = self.pod_bucket[self.node_flavor[n]]
-        if c:
-            del buckets[c][p]
-        buckets[c + 1][p] = None
-        pw[n] = None
-        self.hall_whole[self.node_hall[n]][self.node_flavor[n]] += 1
-
-    def _whole_remove(self, n: int) -> None:
-        p = self.node_pod[n]
-        pw = self.pod_whole[p]
-        c = len(pw)
-        buckets = self.pod_bucket[self.node_flavor[n]]
-        del buckets[c][p]
-        if c > 1:
-            buckets[c - 1][p] = None
-        del pw[n]
-        self.hall_whole[self.node_hall[n]][self.node_flavor[n]] -= 1
-
-    def _set_free(self, n: int, new: int) -> None:
-        old = self.node_free[n]
-        f = self.node_flavor[n]
-        g = self.gpn[f]
-        if old == g:
-            self._whole_remove(n)
-        elif old:
-            del self.part[f][old][n]
-        if new == g:
-            self._whole_add(n)
-        elif new:
-            self.part[f][new][n] = None
-        self.node_free[n] = new
-
-    def take(self, job_id: int, flavor: int, placement: Placement) -> int:
-        """Mark a placement's GPUs used by job_id; returns the GPUs taken.
-
-        Whole nodes leaving a pod's free set update that pod's bucket and its hall's count once
-        per pod, not once per node: a 32k-GPU gang touches 4,096 nodes but only ~128 pods."""
-        g = self.gpn[flavor]
-        part = self.part[flavor]
-        node_free = self.node_free
-        node_pod = self.node_pod
-        pod_whole = self.pod_whole
-        node_jobs = self.node_jobs
-        touched: dict[int, int] = {}
-        total = held_out = 0
-        cordoned = self.cordoned
-        for n, k in placement:
-            if cordoned and n in cordoned:  # a Statement's rollback puts a victim back there
-                cordoned[n] -= k
-                node_jobs[n][job_id] = k
-                total += k
-                held_out += k
-                continue
-            old = node_free[n]
-            if old == g:
-                p = node_pod[n]
-                del pod_whole[p][n]
-                touched[p] = touched.get(p, 0) + 1
-            elif old:
-                del part[old][n]
-            new = old - k
-            if new:
-                part[new][n] = None
-            node_free[n] = new
-            node_jobs[n][job_id] = k
-            total += k
-        buckets = self.pod_bucket[flavor]
-        for p, cnt in touched.items():
-            c_new = len(pod_whole[p])
-            del buckets[c_new + cnt][p]
-            if c_new:
-                buckets[c_new][p] = None
-            self.hall_whole[self.pod_hall[p]][flavor] -= cnt
-        self.free_gpus[flavor] -= total - held_out
-        self.version += 1
-        self.busy_gpus[flavor] += total
-        self.allocations[job_id] = Allocation(flavor, placement, total)
-        # Noted for np_owner: a gang of whole nodes leaves each of them held by it alone.
-        stale = self._owner_stale
-        stale.append(
-            (
-                (job_id if job_id >= 0 else SHARED) if total == g * len(placement) else None,
-                placement,
-            )
-        )
-        if len(stale) > OWNER_STALE_MAX:
-            self._all_owners_stale()
-        return total
-
-    def give(self, job_id: int) -> Allocation:
-        """Return a job's GPUs to the free indices; returns what it held. Nodes never go down
-        under a job (drivers stop the job first), so every node here is healthy."""
-        alloc = self.allocations.pop(job_id)
-        flavor = alloc.flavor
-        g = self.gpn[flavor]
-        part = self.part[flavor]
-        node_free = self.node_free
-        node_pod = self.node_pod
-        pod_whole = self.pod_whole
-        node_jobs = self.node_jobs
-        touched: dict[int, int] = {}
-        held_out = 0
-        cordoned = self.cordoned
-        for n, k in alloc.placement:
-            del node_jobs[n][job_id]
-            if cordoned and n in cordoned:  # stays out of service until the drain ends
-                cordoned[n] += k
-                held_out += k
-                continue
-            old = node_free[n]
-            if old:
-                del part[old][n]
-            new = old + k
-            if new == g:
-                p = node_pod[n]
-                pod_whole[p][n] = None
-                touched[p] = touched.get(p, 0) + 1
-            else:
-                part[new][n] = None
-            node_free[n] = new
-        buckets = self.pod_bucket[flavor]
-        for p, cnt in touched.items():
-            c_new = len(pod_whole[p])
-            c_old = c_new - cnt
-            if c_old:
-                del buckets[c_old][p]
-            buckets[c_new][p] = None
-            self.hall_whole[self.pod_hall[p]][flavor] += cnt
-        self.free_gpus[flavor] += alloc.gpus - held_out
-        self.version += 1
-        self.busy_gpus[flavor] -= alloc.gpus
-        # Noted for np_owner: whole nodes a job held are free now.
-        stale = self._owner_stale
-        stale.append((FREE if alloc.gpus == g * len(alloc.placement) else None, alloc.placement))
-        if len(stale) > OWNER_STALE_MAX:
-            self._all_owners_stale()
-        return alloc
 
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
         self.usage[team][flavor] += gpus
@@ -376,10 +184,6 @@ class ClusterState:
                 )
             self._owner[list(final)] = list(final.values())
         return self._owner
-
-    def _all_owners_stale(self) -> None:
-        self._owner_stale.clear()
-        self._owner_all = True
 
     def flush_summaries(self) -> None:
         """Recompute the summaries of the nodes started or stopped on since the last read.

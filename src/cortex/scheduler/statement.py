@@ -7,6 +7,7 @@ would make a second call on one snapshot place the same gang elsewhere."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import cast
 
 from cortex.scheduler.power import PowerView, Watts
@@ -50,13 +51,18 @@ class Statement:
         st = self.state
         g = st.gpn[flavor]
         part = st.part[flavor]
-        pods: dict[int, None] = {}
-        for n, k in placement:
-            old = g if k == g else st.node_free[n]
-            if old == g:
-                pods[st.node_pod[n]] = None
-            elif old:
-                self._save(part[old])
+        pods: dict[int, None]
+        if len(placement) > 1 and sum(map(itemgetter(1), placement)) == g * len(placement):
+            # A gang of whole nodes (each k <= g): all its pods, first seen first, read in C.
+            pods = dict.fromkeys(map(st.node_pod.__getitem__, map(itemgetter(0), placement)))
+        else:
+            pods = {}
+            for n, k in placement:
+                old = g if k == g else st.node_free[n]
+                if old == g:
+                    pods[st.node_pod[n]] = None
+                elif old:
+                    self._save(part[old])
         buckets = st.pod_bucket[flavor]
         for p in pods:
             self._save(st.pod_whole[p])

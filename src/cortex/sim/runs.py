@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from bisect import bisect_right
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,18 +83,27 @@ class RunBooks:
     # ---- the run clock ----------------------------------------------------------------------
     def _clock(self, t: float) -> float:
         """The global run clock: wall time slowed by heat."""
-        if not self._clock_v:
+        cv = self._clock_v
+        if not cv:
             return t
-        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
-        i = min(int(t / tick), len(self._clock_v) - 1)
-        return self._clock_v[i] + self._clock_k[i] * (t - i * tick)
+        pw = self.pw
+        tick = pw.cfg.tick_s if pw is not None else 1.0
+        # Every start and stop reads the clock (twice for a stop): comparisons, not min/max.
+        i = int(t / tick)
+        if i >= len(cv):
+            i = len(cv) - 1
+        return cv[i] + self._clock_k[i] * (t - i * tick)
 
     def _clock_inv(self, v: float) -> float:
-        if not self._clock_v:
+        cv = self._clock_v
+        if not cv:
             return v
-        tick = self.pw.cfg.tick_s if self.pw is not None else 1.0
-        i = max(bisect.bisect_right(self._clock_v, v) - 1, 0)
-        return i * tick + (v - self._clock_v[i]) / self._clock_k[i]
+        pw = self.pw
+        tick = pw.cfg.tick_s if pw is not None else 1.0
+        i = bisect_right(cv, v) - 1
+        if i < 0:  # noqa: PLR1730 (a comparison costs less than max)
+            i = 0
+        return i * tick + (v - cv[i]) / self._clock_k[i]
 
     def _run_elapsed(self, job: Job) -> float:
         """Seconds of the run's own clock done by now."""
