@@ -11,7 +11,8 @@ import pytest
 import testkit
 from cortex.fleet.topology import Topology
 from cortex.scheduler.queues import QueueConfig
-from cortex.scheduler.state import FREE, OWNER_STALE_MAX, SHARED, ClusterState
+from cortex.scheduler.state import ClusterState
+from cortex.scheduler.summaries import FREE, OWNER_STALE_MAX, SHARED
 
 TINY = testkit.TINY  # 8 nodes of 8 GPUs, pods of 4
 MIXED = testkit.MIXED

@@ -17,8 +17,9 @@ from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.placement import TopologyBestFit
 from cortex.scheduler.preemption import LasDemotion, PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.snapshot import Snapshot
-from cortex.scheduler.state import EMPTY_PRIO, FREE, SHARED, ClusterState
+from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
+from cortex.scheduler.summaries import EMPTY_PRIO, FREE, SHARED
 from cortex.scheduler.victims import find_victims
 from cortex.workload.job import Job
 
@@ -148,7 +149,7 @@ def test_a_job_with_a_negative_id_never_reads_as_a_free_node() -> None:
 def test_small_flush_writes_what_the_array_flush_writes(seed: int) -> None:
     """flush_summaries in plain Python (few placed nodes) and with arrays (many) leave the same
     summaries and the same per-priority counts, key order and zero counts included."""
-    import cortex.scheduler.state as state_mod
+    import cortex.scheduler.summaries as state_mod
 
     rng = random.Random(seed)
     both = []
