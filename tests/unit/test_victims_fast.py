@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 import testkit
 import victims_reference
+from cortex.scheduler import victims
 from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.placement import TopologyBestFit
 from cortex.scheduler.preemption import LasDemotion, PreemptionPolicy, PriorityReclaim
@@ -180,3 +182,24 @@ def test_small_flush_writes_what_the_array_flush_writes(seed: int) -> None:
             rng.random()
     finally:
         state_mod.FLUSH_SMALL_NODES = original
+
+
+def test_two_interleaved_gangs_are_each_judged_on_all_their_nodes() -> None:
+    """Nodes held by one job are judged by runs of one holder along the candidates: a gang whose
+    nodes alternate with another's is good on all of them, the protected one on none. And a
+    gang needing every good node finds them, one more node finds nothing."""
+    st, pend, _ = testkit.setup_cycle()
+    g = st.gpn[0]
+    testkit.running_job(st, 7, ((0, g), (2, g), (4, g)), prio=10, start=0.0)
+    testkit.running_job(st, 3, ((1, g), (3, g)), prio=10, start=NOW - 60.0)  # too young
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, gg: 100.0)
+    job = Job(1000, "p", "a", g, 100.0)
+    job.queue_idx, job.priority = 0, 100
+    judge = victims._Judge(snap, PriorityReclaim(), job)
+    nodes = np.arange(6)
+    assert victims._good_nodes(st, judge, nodes).tolist() == [True, False, True, False, True, True]
+    free = sum(1 for n in st.flavor_node_ids[0] if st.node_jobs[n] == {} and st.node_up[n])
+    good = free + 3
+    got = find_victims(snap, PriorityReclaim(), good * g, 0, job)
+    assert got == [7]
+    assert find_victims(snap, PriorityReclaim(), (good + 1) * g, 0, job) is None

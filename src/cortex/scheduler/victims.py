@@ -104,6 +104,10 @@ def _search(
     if idx.size < need:
         return None
     good = _good_nodes(st, judge, idx)
+    # Both ways below free only good nodes, so with fewer than `need` they find nothing (most
+    # failed searches end here, before the pods are sorted).
+    if np.count_nonzero(good) < need:
+        return None
     found = _in_one_pod(st, judge, idx, good, need)
     if found is not None:
         return found
@@ -118,9 +122,14 @@ def _good_nodes(st: ClusterState, judge: _Judge, idx: np.ndarray) -> np.ndarray:
     good = owner == FREE
     sole = np.flatnonzero(owner >= 0)
     if sole.size:
-        jobs, inv = np.unique(owner[sole], return_inverse=True)
-        ok = [judge.victim(j) is not None for j in jobs.tolist()]
-        good[sole] = np.asarray(ok, dtype=bool)[inv]
+        # A gang's nodes lie side by side in idx: the distinct jobs come from the runs of one
+        # holder (a few hundred, not thousands of nodes to sort), in ascending id as before.
+        held = owner[sole]
+        starts = np.flatnonzero(np.r_[True, held[1:] != held[:-1]])
+        runs = held[starts]
+        jobs = np.unique(runs)
+        ok = np.asarray([judge.victim(j) is not None for j in jobs.tolist()], dtype=bool)
+        good[sole] = np.repeat(ok[np.searchsorted(jobs, runs)], np.diff(np.r_[starts, held.size]))
     for i in np.flatnonzero(owner == SHARED).tolist():
         good[i] = _node_ok(st, judge, int(idx[i]))
     return good
