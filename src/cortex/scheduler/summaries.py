@@ -88,6 +88,14 @@ class NodeSummaries:
             self.flush_summaries()
         return self._nodes_by_top_prio
 
+    def top_prio_as_flushed(self, f: int) -> tuple[dict[int, int], int]:
+        """`nodes_by_top_prio[f]` as of the last flush, without flushing, and how many placed
+        nodes of flavor f were noted since (with repeats): only those nodes can have changed
+        class, each by one node, so the two bound every class's count now from both sides."""
+        node_flavor = self.node_flavor
+        moved = sum(len(p) for _, p in self._stale if node_flavor[p[0][0]] == f)
+        return self._nodes_by_top_prio[f], moved
+
     @property
     def np_owner(self) -> np.ndarray:
         """Per node: the id of the one job holding GPUs on it, SHARED, or FREE. Unlike the
