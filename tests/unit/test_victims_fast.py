@@ -1,6 +1,7 @@
 """The victim search's fast paths (nodes judged per distinct owner, pods that cannot free enough
 nodes left out of the visit, the walk across pods laid out as arrays) choose exactly what the
-search chose before them (tests/victims_reference.py), on random small fleets: partial pods, two
+search chose before them (tests/victims_reference.py), also with nodes judged pod by pod as the
+visit of pods reaches them (large searches), on random small fleets: partial pods, two
 halls, two node sizes, shared nodes, multi-node gangs, nodes down, jobs too young to evict,
 equal-priority reclaim, and a cycle's tentative starts and evictions on the statement."""
 
@@ -67,6 +68,12 @@ def _searches(st: ClusterState, snap: Snapshot, rng: random.Random) -> None:
         before = testkit.state_contents(st)
         want = victims_reference.find_victims(snap, pol, gang, f, job)
         assert find_victims(snap, pol, gang, f, job) == want, (gang, f, job.priority)
+        original = victims.JUDGE_ALL_MAX
+        try:
+            victims.JUDGE_ALL_MAX = 0  # every gang search judges pods as the visit reaches them
+            assert find_victims(snap, pol, gang, f, job) == want, ("by pod", gang, f)
+        finally:
+            victims.JUDGE_ALL_MAX = original
         assert testkit.state_contents(st) == before
 
 
