@@ -23,7 +23,8 @@ import numpy as np
 
 from cortex.scheduler.preemption import PreemptionPolicy
 from cortex.scheduler.snapshot import Snapshot
-from cortex.scheduler.state import EMPTY_PRIO, ClusterState
+from cortex.scheduler.state import ClusterState
+from cortex.scheduler.summaries import EMPTY_PRIO
 from cortex.workload.job import Job
 
 # Single-node gangs: how many feasible nodes to compare exactly, and how many candidate nodes to

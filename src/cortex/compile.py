@@ -41,6 +41,7 @@ MODULES: tuple[str, ...] = (
     "cortex.scheduler.snapshot",
     "cortex.scheduler.state",
     "cortex.scheduler.statement",
+    "cortex.scheduler.summaries",
     "cortex.scheduler.victims",
     "cortex.sim.engine",
     "cortex.sim.twin",

@@ -12,7 +12,8 @@ import testkit
 from cortex.fleet.topology import Topology
 from cortex.scheduler.capacity import OWNER_STALE_MAX
 from cortex.scheduler.queues import QueueConfig
-from cortex.scheduler.state import FREE, SHARED, ClusterState
+from cortex.scheduler.state import ClusterState
+from cortex.scheduler.summaries import FREE, SHARED
 
 TINY = testkit.TINY  # 8 nodes of 8 GPUs, pods of 4
 MIXED = testkit.MIXED

@@ -5,8 +5,8 @@ tentative starts, and after earlier tentative evictions of the same cycle."""
 from __future__ import annotations
 
 import testkit
-from cortex.scheduler.state import EMPTY_PRIO
 from cortex.scheduler.statement import Statement
+from cortex.scheduler.summaries import EMPTY_PRIO
 from cortex.workload.job import Job
 
 

@@ -1,6 +1,7 @@
 """The victim search's fast paths (nodes judged per distinct owner, pods that cannot free enough
 nodes left out of the visit, the walk across pods laid out as arrays) choose exactly what the
-search chose before them (tests/victims_reference.py), on random small fleets: partial pods, two
+search chose before them (tests/victims_reference.py), also with nodes judged pod by pod as the
+visit of pods reaches them (large searches), on random small fleets: partial pods, two
 halls, two node sizes, shared nodes, multi-node gangs, nodes down, jobs too young to evict,
 equal-priority reclaim, and a cycle's tentative starts and evictions on the statement."""
 
@@ -8,17 +9,20 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 import testkit
 import victims_reference
+from cortex.scheduler import victims
 from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.placement import TopologyBestFit
 from cortex.scheduler.preemption import LasDemotion, PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.snapshot import Snapshot
-from cortex.scheduler.state import EMPTY_PRIO, FREE, SHARED, ClusterState
+from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
+from cortex.scheduler.summaries import EMPTY_PRIO, FREE, SHARED
 from cortex.scheduler.victims import find_victims
 from cortex.workload.job import Job
 
@@ -64,6 +68,12 @@ def _searches(st: ClusterState, snap: Snapshot, rng: random.Random) -> None:
         before = testkit.state_contents(st)
         want = victims_reference.find_victims(snap, pol, gang, f, job)
         assert find_victims(snap, pol, gang, f, job) == want, (gang, f, job.priority)
+        original = victims.JUDGE_ALL_MAX
+        try:
+            victims.JUDGE_ALL_MAX = 0  # every gang search judges pods as the visit reaches them
+            assert find_victims(snap, pol, gang, f, job) == want, ("by pod", gang, f)
+        finally:
+            victims.JUDGE_ALL_MAX = original
         assert testkit.state_contents(st) == before
 
 
@@ -148,7 +158,7 @@ def test_a_job_with_a_negative_id_never_reads_as_a_free_node() -> None:
 def test_small_flush_writes_what_the_array_flush_writes(seed: int) -> None:
     """flush_summaries in plain Python (few placed nodes) and with arrays (many) leave the same
     summaries and the same per-priority counts, key order and zero counts included."""
-    import cortex.scheduler.state as state_mod
+    import cortex.scheduler.summaries as state_mod
 
     rng = random.Random(seed)
     both = []
@@ -179,3 +189,24 @@ def test_small_flush_writes_what_the_array_flush_writes(seed: int) -> None:
             rng.random()
     finally:
         state_mod.FLUSH_SMALL_NODES = original
+
+
+def test_two_interleaved_gangs_are_each_judged_on_all_their_nodes() -> None:
+    """Nodes held by one job are judged by runs of one holder along the candidates: a gang whose
+    nodes alternate with another's is good on all of them, the protected one on none. And a
+    gang needing every good node finds them, one more node finds nothing."""
+    st, pend, _ = testkit.setup_cycle()
+    g = st.gpn[0]
+    testkit.running_job(st, 7, ((0, g), (2, g), (4, g)), prio=10, start=0.0)
+    testkit.running_job(st, 3, ((1, g), (3, g)), prio=10, start=NOW - 60.0)  # too young
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, gg: 100.0)
+    job = Job(1000, "p", "a", g, 100.0)
+    job.queue_idx, job.priority = 0, 100
+    judge = victims._Judge(snap, PriorityReclaim(), job)
+    nodes = np.arange(6)
+    assert victims._good_nodes(st, judge, nodes).tolist() == [True, False, True, False, True, True]
+    free = sum(1 for n in st.flavor_node_ids[0] if st.node_jobs[n] == {} and st.node_up[n])
+    good = free + 3
+    got = find_victims(snap, PriorityReclaim(), good * g, 0, job)
+    assert got == [7]
+    assert find_victims(snap, PriorityReclaim(), (good + 1) * g, 0, job) is None

@@ -38,24 +38,31 @@ def _enough_nodes(snap: Snapshot, job: Job, flavor: int, alloc_gpus: int, or_equ
     """Could free nodes plus nodes running only lower-priority work (or equal, for reclaim and
     LAS) hold the gang? A necessary condition, from counters."""
     st = snap.state
-    # First from an upper bound kept at every start and stop (prio_nodes): when even that is
-    # too few, so is the exact count, which needs the lazily kept summaries flushed.
-    return _enough(st, st.prio_nodes, job, flavor, alloc_gpus, or_equal) and _enough(
-        st, st.nodes_by_top_prio, job, flavor, alloc_gpus, or_equal
-    )
+    # First from upper bounds that need no flush of the lazily kept summaries: prio_nodes, kept
+    # at every start and stop, and the counts as last flushed plus every node noted since.
+    # When even one of them is too few, so is the exact count.
+    if not _enough(st, st.prio_nodes[flavor], 0, job, flavor, alloc_gpus, or_equal):
+        return False
+    as_flushed, moved = st.top_prio_as_flushed(flavor)
+    if not _enough(st, as_flushed, moved, job, flavor, alloc_gpus, or_equal):
+        return False
+    return _enough(st, st.nodes_by_top_prio[flavor], 0, job, flavor, alloc_gpus, or_equal)
 
 
 def _enough(
     st: ClusterState,
-    busy_by_prio: list[dict[int, int]],
+    busy_by_prio: dict[int, int],
+    more: int,
     job: Job,
     flavor: int,
     alloc_gpus: int,
     or_equal: bool,
 ) -> bool:
+    """Whether free whole nodes plus `more` plus the busy nodes below the job's class (or of it,
+    with `or_equal`) in `busy_by_prio` could hold the gang."""
     g = st.gpn[flavor]
     p = job.priority
-    busy = sum(c for q, c in busy_by_prio[flavor].items() if q < p or (or_equal and q == p))
+    busy = more + sum(c for q, c in busy_by_prio.items() if q < p or (or_equal and q == p))
     if alloc_gpus <= g:
         return busy > 0
     return st.free_whole_nodes(flavor) + busy >= alloc_gpus // g

@@ -1,0 +1,255 @@
+"""Per-node summaries of the running jobs, and who holds each node: the arrays victim searches
+filter the whole fleet with (moved out of state.py as it was; ClusterState inherits them).
+
+Both are kept lazily. `ClusterState.start`/`adopt`/`stop` note each placement in `_stale`, and
+the first read of a summary after them (a victim search, once in many events) brings the
+touched nodes up to date (`flush_summaries`); `take`/`give` note placements in `_owner_stale`
+for `np_owner`, which follows a Statement's tentative moves too. Statements never change the
+summaries (see flush_summaries).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from cortex.scheduler.capacity import FREE, SHARED, Allocation, Placement
+from cortex.workload.job import Job
+
+__all__ = ["EMPTY_PRIO", "FLUSH_SMALL_NODES", "FREE", "SHARED", "NodeSummaries"]
+
+EMPTY_PRIO = -(2**62)  # max priority on a node that runs nothing
+# A flush of at most this many placed nodes runs in plain Python (NodeSummaries._flush_small).
+FLUSH_SMALL_NODES = 1024
+
+
+class NodeSummaries:
+    """The per-node summaries part of ClusterState (its base class)."""
+
+    # Kept by ClusterState; read here.
+    gpn: list[int]
+    node_flavor: list[int]
+    np_node_flavor: np.ndarray
+    node_jobs: list[dict[int, int]]
+    running: dict[int, Job]
+    allocations: dict[int, Allocation]
+    # Kept by take/give (scheduler/capacity.py): placements noted since np_owner was last read.
+    _owner_stale: list[tuple[int | None, Placement]]
+    _owner_all: bool
+
+    def _init_summaries(self, nn: int, nf: int) -> None:
+        """Summaries of `nn` idle nodes in `nf` flavors."""
+        self._np_used = np.zeros(nn, dtype=np.int64)
+        self._np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
+        self._np_last_start = np.full(nn, -np.inf)
+        # Busy nodes per flavor by the highest priority running on them: a victim search for a
+        # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
+        self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
+        # (job, placement) started or stopped on since the summaries were last read
+        self._stale: list[tuple[int, Placement]] = []
+        # Who holds each node now, tentative moves included: the one job if exactly one does,
+        # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
+        # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
+        self._owner = np.full(nn, FREE, dtype=np.int64)
+
+    @property
+    def np_used(self) -> np.ndarray:
+        """GPUs held per node by running jobs."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_used
+
+    @property
+    def np_max_prio(self) -> np.ndarray:
+        """Highest priority running per node (EMPTY_PRIO on an idle node)."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_max_prio
+
+    @property
+    def np_last_start(self) -> np.ndarray:
+        """Latest start of a job running on each node (-inf on an idle node)."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_last_start
+
+    @property
+    def nodes_by_top_prio(self) -> list[dict[int, int]]:
+        """Per flavor: busy nodes by the highest priority running on them."""
+        if self._stale:
+            self.flush_summaries()
+        return self._nodes_by_top_prio
+
+    def top_prio_as_flushed(self, f: int) -> tuple[dict[int, int], int]:
+        """`nodes_by_top_prio[f]` as of the last flush, without flushing, and how many placed
+        nodes of flavor f were noted since (with repeats): only those nodes can have changed
+        class, each by one node, so the two bound every class's count now from both sides."""
+        node_flavor = self.node_flavor
+        moved = sum(len(p) for _, p in self._stale if node_flavor[p[0][0]] == f)
+        return self._nodes_by_top_prio[f], moved
+
+    @property
+    def np_owner(self) -> np.ndarray:
+        """Per node: the id of the one job holding GPUs on it, SHARED, or FREE. Unlike the
+        summaries above, this follows every take and give, a Statement's included. (A job with
+        a negative id counts as SHARED, so readers judge its node job by job.)"""
+        stale = self._owner_stale
+        if stale or self._owner_all:
+            # Whole-node notes say what they left, in order (the last one on a node wins);
+            # nodes with a partial note are read as they are now, which is always right.
+            final: dict[int, int] = {}
+            if self._owner_all:
+                live: Iterable[int] = range(len(self.node_jobs))
+            else:
+                live = []
+                for value, placement in stale:
+                    if value is None:
+                        live.extend(n for n, _ in placement)
+                    else:
+                        final.update({n: value for n, _ in placement})
+            self._owner_stale = []
+            self._owner_all = False
+            node_jobs = self.node_jobs
+            for n in live:
+                # The one holder's id (not if negative: it would read as FREE or SHARED)
+                d = node_jobs[n]
+                final[n] = (
+                    (jid if len(d) == 1 and (jid := next(iter(d))) >= 0 else SHARED) if d else FREE
+                )
+            self._owner[list(final)] = list(final.values())
+        return self._owner
+
+    def flush_summaries(self) -> None:
+        """Recompute the summaries of the nodes started or stopped on since the last read.
+
+        They describe running jobs only: a job a committed cycle took GPUs for but the driver
+        has not adopted yet, or a tentative start of a cycle, is not counted. A Statement calls
+        this before its first eviction, so a read later in that cycle still sees the fleet as
+        it was before the cycle, as it always has."""
+        stale = self._stale
+        if not stale:
+            return
+        self._stale = []
+        if sum(len(placement) for _, placement in stale) <= FLUSH_SMALL_NODES:
+            self._flush_small(stale)
+            return
+        lists = [[n for n, _ in placement] for _, placement in stale]
+        flat = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64)
+        entry = np.repeat(np.arange(len(lists)), [len(x) for x in lists])
+        # Only the last start or stop on a node decides its summary: keep each node once, with
+        # the last entry that touched it.
+        touched, rev_at = np.unique(flat[::-1], return_index=True)
+        last_entry = entry[::-1][rev_at]
+        old_top = self._np_max_prio[touched]
+        order = np.argsort(last_entry, kind="stable")
+        by_entry = np.split(touched[order], np.flatnonzero(np.diff(last_entry[order])) + 1)
+        owners = np.unique(last_entry)
+        for e, nodes_arr in zip(owners.tolist(), by_entry, strict=True):
+            jid, placement = stale[e]
+            if len(placement) > 1 and self._summarize_gang(jid, placement, nodes_arr):
+                continue
+            for n in nodes_arr.tolist():
+                self._summarize_node(n)
+        new_top = self._np_max_prio[touched]
+        changed = old_top != new_top
+        flavors = self.np_node_flavor[touched]
+        for f, hist in enumerate(self._nodes_by_top_prio):
+            sel = changed & (flavors == f)
+            if not sel.any():
+                continue
+            for tops, sign in ((old_top[sel], -1), (new_top[sel], 1)):
+                vals, counts = np.unique(tops[tops != EMPTY_PRIO], return_counts=True)
+                for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
+                    hist[v] = hist.get(v, 0) + sign * c
+
+    def _flush_small(self, stale: list[tuple[int, Placement]]) -> None:
+        """flush_summaries for a few placements: the same steps in plain Python (the array
+        path's dozen numpy calls cost more than the work when a flush touches a few nodes, as
+        most flushes between two victim searches do). Same groups, same order, same counts."""
+        last: dict[int, int] = {}
+        for e, (_, placement) in enumerate(stale):
+            for n, _ in placement:
+                last[n] = e
+        touched = sorted(last)
+        old_top = self._np_max_prio[touched].tolist()
+        groups: dict[int, list[int]] = {}
+        for n in touched:  # each group's nodes ascending, as the array path splits them
+            e = last[n]
+            got = groups.get(e)
+            if got is None:
+                groups[e] = [n]
+            else:
+                got.append(n)
+        for e in sorted(groups):
+            nodes = groups[e]
+            jid, placement = stale[e]
+            if len(placement) > 1 and self._summarize_gang(
+                jid, placement, np.array(nodes, dtype=np.int64)
+            ):
+                continue
+            for n in nodes:
+                self._summarize_node(n)
+        new_top = self._np_max_prio[touched].tolist()
+        node_flavor = self.node_flavor
+        changed = [
+            (node_flavor[n], o, t)
+            for n, o, t in zip(touched, old_top, new_top, strict=True)
+            if o != t
+        ]
+        for f, hist in enumerate(self._nodes_by_top_prio):
+            sel = [(o, t) for g, o, t in changed if g == f]
+            if not sel:
+                continue
+            for tops, sign in (([o for o, _ in sel], -1), ([t for _, t in sel], 1)):
+                counts: dict[int, int] = {}
+                for v in tops:
+                    if v != EMPTY_PRIO:
+                        counts[v] = counts.get(v, 0) + 1
+                for v in sorted(counts):
+                    hist[v] = hist.get(v, 0) + sign * counts[v]
+
+    def _summarize_gang(self, jid: int, placement: Placement, nodes: np.ndarray) -> bool:
+        """A multi-node gang holds whole nodes alone: set or clear `nodes` (those of its
+        placement that nothing touched later) with one array write each. False when a node is
+        shared after all (then each node is summarized alone). Who holds the nodes is read from
+        np_owner, which a victim search right after needs up to date anyway."""
+        owner = self.np_owner[nodes]
+        job = self.running.get(jid)
+        alloc = self.allocations.get(jid)
+        if job is not None and alloc is not None and alloc.placement == placement:
+            if jid < 0 or not (owner == jid).all():
+                return False
+            g = self.gpn[alloc.flavor]
+            if alloc.gpus == g * len(placement):
+                self._np_used[nodes] = g  # whole nodes, as placement gives multi-node gangs
+            else:
+                gpus = dict(placement)
+                self._np_used[nodes] = [gpus[n] for n in nodes.tolist()]
+            self._np_max_prio[nodes] = job.priority
+            self._np_last_start[nodes] = job.run_start_s
+            return True
+        if not (owner == FREE).all():
+            return False
+        self._np_used[nodes] = 0
+        self._np_max_prio[nodes] = EMPTY_PRIO
+        self._np_last_start[nodes] = -math.inf
+        return True
+
+    def _summarize_node(self, n: int) -> None:
+        running = self.running
+        used = 0
+        top = EMPTY_PRIO
+        last = -math.inf
+        for jid, k in self.node_jobs[n].items():
+            r = running.get(jid)
+            if r is None:
+                continue
+            used += k
+            top = max(top, r.priority)
+            last = max(last, r.run_start_s)
+        self._np_used[n] = used
+        self._np_max_prio[n] = top
+        self._np_last_start[n] = last
