@@ -318,7 +318,9 @@ class PowerBooks(JobPowerBooks):
     def _ramp_headroom(self, t: float, limit: float) -> float:
         if limit == math.inf:
             return math.inf
-        return max(limit - sum(w for ts, w in self.window if t - 60.0 < ts), 0.0)
+        # A list, not a generator: summed in the same order, the same doubles, faster.
+        cut = t - 60.0
+        return max(limit - sum([w for ts, w in self.window if cut < ts]), 0.0)
 
     def ramp_clear_at(self, t: float) -> float:
         """When the oldest step still in the window leaves it."""

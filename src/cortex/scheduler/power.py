@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -115,19 +116,28 @@ class Watts:
 
 
 def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int]:
-    """GPUs of a placement per hall (most placements lie in one pod, hence one hall)."""
+    """GPUs of a placement per hall (most placements lie in one pod, hence one hall), the
+    halls in the order the placement first names them."""
     nh = node_hall
-    h0 = nh[placement[0][0]]
-    if nh[placement[-1][0]] == h0 and len(placement) <= 2:
-        return {h0: sum(k for _, k in placement)}
+    n0, k0 = placement[0]
+    h0 = nh[n0]
+    if len(placement) == 1:
+        return {h0: k0}
+    if len(placement) == 2:
+        n1, k1 = placement[1]
+        h1 = nh[n1]
+        return {h0: k0 + k1} if h1 == h0 else {h0: k0, h1: k1}
     # A gang of hundreds of nodes is read at every admission and start: one hall is answered
-    # by C-level maps (the same sum), several by the loop below.
+    # by C-level maps (the same sum), several by a count of nodes per hall when every node
+    # holds as many GPUs (whole-node gangs), else by the loop below.
     halls = list(map(nh.__getitem__, map(itemgetter(0), placement)))
     if halls.count(h0) == len(halls):
         return {h0: sum(map(itemgetter(1), placement))}
+    gpus = list(map(itemgetter(1), placement))
+    if gpus.count(k0) == len(gpus):
+        return {h: n * k0 for h, n in Counter(halls).items()}
     shares: dict[int, int] = {}
-    for n, k in placement:
-        h = nh[n]
+    for h, k in zip(halls, gpus, strict=True):
         shares[h] = shares.get(h, 0) + k
     return shares
 
