@@ -1,6 +1,7 @@
 """What power admission reads of a placement (scheduler/power.py: hall_shares, _shape) and the
 twin's coolest temperature (sim/power.py) are computed on fast paths; each must equal the plain
-computation, kept here, exactly: same keys in the same order, same sums."""
+computation, kept here, exactly: same keys in the same order, same sums. So must the twin's ramp
+limit per weather tick (sim/power.py) against the shared books' formula."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cortex.drive.power_books import PowerBooks
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
 from cortex.scheduler.power import PowerView, _shape, hall_shares, placement_shape
@@ -52,6 +54,13 @@ def test_hall_shares_by_hand() -> None:
     assert hall_shares(NODE_HALL, ((50, 8), (51, 8), (59, 8))) == {2: 24}
     # First and last node in hall 0, one in hall 2 between them: not one hall.
     assert hall_shares(NODE_HALL, ((0, 8), (45, 8), (1, 8))) == {0: 16, 2: 8}
+    # Whole nodes in two halls, hall 2 named first: GPUs counted per hall in that order.
+    got = hall_shares(NODE_HALL, ((45, 8), (0, 8), (46, 8), (47, 8)))
+    assert list(got.items()) == [(2, 24), (0, 8)]
+    # Two nodes: in one hall, or in two (the first named first).
+    assert hall_shares(NODE_HALL, ((30, 3), (31, 5))) == {1: 8}
+    assert list(hall_shares(NODE_HALL, ((30, 3), (1, 5))).items()) == [(1, 3), (0, 5)]
+    assert hall_shares(NODE_HALL, ((59, 2),)) == {2: 2}
 
 
 @given(_placements())
@@ -111,3 +120,41 @@ def test_the_coolest_temperature_is_the_minimum_of_the_ticks() -> None:
     # New ticks (a driver rebuilding the weather) are read again, not the remembered minimum.
     pw.temps = np.array([30.0, 12.5, 40.0])
     assert pw.coolest_temp_c() == 12.5
+
+
+def test_the_ramp_limit_per_tick_is_the_books_formula() -> None:
+    # The twin reads the ramp limit from a list made once per weather; it must be what the
+    # shared books compute at that moment's temperature, tick by tick and past the last tick.
+    topo = build(load_fleet_spec("tiny"))
+    pw = PowerRuntime.build(topo, PowerConfig("full"), 2 * 86400.0)
+    assert pw.ramp_mw_per_min is not None
+    tick = pw.cfg.tick_s
+    for t in [0.0, 1.0, tick - 1e-9, tick, 7.5 * tick, 86400.0, 3 * 86400.0]:
+        assert pw.ramp_limit_it_w(t) == PowerBooks.ramp_limit_it_w(pw, t)
+    # New weather, or a new ramp rate, is read again.
+    pw.temps = np.array([10.0, 45.0])
+    assert pw.ramp_limit_it_w(tick) == PowerBooks.ramp_limit_it_w(pw, tick)
+    assert pw.ramp_limit_it_w(0.0) != pw.ramp_limit_it_w(tick)
+    pw.ramp_mw_per_min = 2.0 * pw.ramp_mw_per_min
+    assert pw.ramp_limit_it_w(tick) == PowerBooks.ramp_limit_it_w(pw, tick)
+    pw.ramp_mw_per_min = None
+    assert pw.ramp_limit_it_w(tick) == math.inf
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.0, 30.0, 40.0, 59.5, 60.0, 100.0]), st.floats(0.0, 5e6)),
+        max_size=30,
+    ),
+    st.sampled_from([60.0, 100.0, 119.5, 160.0]),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_ramp_headroom_sums_the_last_minute_as_before(
+    steps: list[tuple[float, float]], t: float
+) -> None:
+    topo = build(load_fleet_spec("tiny"))
+    pw = PowerRuntime.build(topo, PowerConfig("full"), 86400.0)
+    pw.window.extend(steps)
+    limit = 8e6
+    want = max(limit - sum(w for ts, w in steps if t - 60.0 < ts), 0.0)
+    assert pw._ramp_headroom(t, limit) == want

@@ -13,6 +13,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import sub
 
 from cortex.drive.power_jobs import JobPowerBooks, _JobPower
 from cortex.errors import InputError
@@ -288,7 +289,7 @@ class PowerBooks(JobPowerBooks):
         limit = self.ramp_limit_it_w(t)
         return PowerView(
             site_headroom_w=site_w - self.inc_total_w,
-            hall_headroom_w=[b - w for b, w in zip(hb, self.hall_inc_w, strict=True)],
+            hall_headroom_w=list(map(sub, hb, self.hall_inc_w)),  # one entry per hall in both
             levels=self.levels,
             floor=len(self.levels) - 1,
             draw_w=self.draw_w,
@@ -318,7 +319,9 @@ class PowerBooks(JobPowerBooks):
     def _ramp_headroom(self, t: float, limit: float) -> float:
         if limit == math.inf:
             return math.inf
-        return max(limit - sum(w for ts, w in self.window if t - 60.0 < ts), 0.0)
+        # A list, not a generator: summed in the same order, the same doubles, faster.
+        cut = t - 60.0
+        return max(limit - sum([w for ts, w in self.window if cut < ts]), 0.0)
 
     def ramp_clear_at(self, t: float) -> float:
         """When the oldest step still in the window leaves it."""

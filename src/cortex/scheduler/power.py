@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Protocol
 
 import numpy as np
@@ -115,19 +116,28 @@ class Watts:
 
 
 def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int]:
-    """GPUs of a placement per hall (most placements lie in one pod, hence one hall)."""
+    """GPUs of a placement per hall (most placements lie in one pod, hence one hall), the
+    halls in the order the placement first names them."""
     nh = node_hall
-    h0 = nh[placement[0][0]]
-    if nh[placement[-1][0]] == h0 and len(placement) <= 2:
-        return {h0: sum(k for _, k in placement)}
+    n0, k0 = placement[0]
+    h0 = nh[n0]
+    if len(placement) == 1:
+        return {h0: k0}
+    if len(placement) == 2:
+        n1, k1 = placement[1]
+        h1 = nh[n1]
+        return {h0: k0 + k1} if h1 == h0 else {h0: k0, h1: k1}
     # A gang of hundreds of nodes is read at every admission and start: one hall is answered
-    # by C-level maps (the same sum), several by the loop below.
+    # by C-level maps (the same sum), several by a count of nodes per hall when every node
+    # holds as many GPUs (whole-node gangs), else by the loop below.
     halls = list(map(nh.__getitem__, map(itemgetter(0), placement)))
     if halls.count(h0) == len(halls):
         return {h0: sum(map(itemgetter(1), placement))}
+    gpus = list(map(itemgetter(1), placement))
+    if gpus.count(k0) == len(gpus):
+        return {h: n * k0 for h, n in Counter(halls).items()}
     shares: dict[int, int] = {}
-    for n, k in placement:
-        h = nh[n]
+    for h, k in zip(halls, gpus, strict=True):
         shares[h] = shares.get(h, 0) + k
     return shares
 
@@ -382,45 +392,37 @@ def solve_caps(
     if not alive:
         return CapPlan(levels, paused, {})
     # Per-class sums over members, as arrays: the greedy loop then runs per class and level,
-    # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes).
-    # (Built from flat lists: numpy reads a list of floats several times faster than a list of
-    # tuples or item by item; the same values.)
+    # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes). np.bincount
+    # adds a class's members in order, as the numpy loop before did, so the sums are the same.
     keys: dict[ClassKey, int] = {}
-    cls = np.array([keys.setdefault(j.key, len(keys)) for j in alive], dtype=np.int64)
+    cls_l = [keys.setdefault(j.key, len(keys)) for j in alive]
+    cls = np.array(cls_l, dtype=np.int64)
     n_cls, n_halls, n_jobs = len(keys), len(hall_budget_w), len(alive)
     flat = chain.from_iterable
+    # (Built from flat lists: numpy reads a list of floats several times faster than a list of
+    # tuples or item by item; the same values.)
     inc = np.array(list(flat(j.inc_w for j in alive)), dtype=float).reshape(n_jobs, n_levels)
     gk = (
         np.array(list(flat(j.kept for j in alive)), dtype=float).reshape(n_jobs, n_levels)
         * np.array([j.gpus * j.gain for j in alive], dtype=float)[:, None]
     )
-    rows = []
-    for j in alive:
-        row = [0.0] * n_halls
-        for h, sh in j.halls:
-            row[h] = sh
-        rows.append(row)
-    shares = np.array(rows, dtype=float).reshape(n_jobs, n_halls)
-    c_inc = np.zeros((n_cls, n_levels))
-    c_gk = np.zeros((n_cls, n_levels))
-    c_hall = np.zeros((n_cls, n_halls, n_levels))
+    c_inc = np.empty((n_cls, n_levels))
+    c_gk = np.empty((n_cls, n_levels))
     for lv in range(n_levels):
         c_inc[:, lv] = np.bincount(cls, weights=inc[:, lv], minlength=n_cls)
         c_gk[:, lv] = np.bincount(cls, weights=gk[:, lv], minlength=n_cls)
-        for h in range(n_halls):
-            c_hall[:, h, lv] = np.bincount(cls, weights=inc[:, lv] * shares[:, h], minlength=n_cls)
-    prio = dict.fromkeys(keys, 0)
-    for j in alive:
-        prio[j.key] = j.priority
-    key_of = list(keys)
+    prio_of = {j.key: j.priority for j in alive}  # a class's last member's, as before
+    prio = [prio_of[k] for k in keys]
     # The greedy loop reads single elements: as Python floats (the same IEEE doubles, the same
     # sums and comparisons) it runs several times faster than on numpy scalars and slices.
     inc_l = c_inc.tolist()
     gk_l = c_gk.tolist()
-    hall_l = c_hall.tolist()  # [class][hall][level]
+    hall_l = _class_halls(alive, cls_l, inc_l, n_levels)
     budget_h = [float(b) for b in hall_budget_w]
     halls_a = [float(w) for w in halls]
-    hall_ids = range(n_halls)
+    # Halls over budget before any raise: a raise must bring each of them under (a class adds
+    # nothing to the halls it has no member in, so those stay as they are).
+    over = {h for h in range(n_halls) if not halls_a[h] <= budget_h[h]}
     c_level = [floor] * n_cls
     heap: list[tuple[int, float, int, int]] = []
 
@@ -430,7 +432,7 @@ def solve_caps(
         watts = inc_l[c][level - 1] - inc_l[c][level]
         gain = gk_l[c][level - 1] - gk_l[c][level]
         ratio = gain / watts if watts > 0 else math.inf
-        heapq.heappush(heap, (-prio[key_of[c]], -ratio, c, level))
+        heapq.heappush(heap, (-prio[c], -ratio, c, level))
 
     for c in range(n_cls):
         push(c, floor)
@@ -438,19 +440,21 @@ def solve_caps(
     while heap:
         _, _, c, level = heapq.heappop(heap)
         d_site = inc_l[c][level - 1] - inc_l[c][level]
-        ch = hall_l[c]
-        d_halls = [ch[h][level - 1] - ch[h][level] for h in hall_ids]
-        if site + d_site <= site_budget_w and all(
-            halls_a[h] + d_halls[h] <= budget_h[h] for h in hall_ids
+        d_halls = [(h, w[level - 1] - w[level]) for h, w in hall_l[c]]
+        if (
+            site + d_site <= site_budget_w
+            and all(halls_a[h] + d <= budget_h[h] for h, d in d_halls)
+            and (not over or over.issubset([h for h, _ in d_halls]))
         ):
             site += d_site
-            for h in hall_ids:
-                halls_a[h] += d_halls[h]
+            for h, d in d_halls:
+                halls_a[h] += d
+                over.discard(h)
             c_level[c] = level - 1
             push(c, level - 1)
         elif split is None:
             split = (c, level)  # the first class that does not fit as a whole; it stops here
-    cls_l = cls.tolist()
+    key_of = list(keys)
     levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls_l, strict=True)})
     if split is not None:
         # Move the split class's oldest members up one by one while they fit.
@@ -469,6 +473,42 @@ def solve_caps(
                 levels[m.id] = level - 1
     target = {key_of[c]: c_level[c] for c in range(n_cls)}
     return CapPlan(levels, paused, target)
+
+
+def _class_halls(
+    alive: Sequence[CapJob], cls_l: list[int], inc_l: list[list[float]], n_levels: int
+) -> list[list[tuple[int, list[float]]]]:
+    """Per class, its IT watts per level in each hall it has members in. A class whose members
+    all lie wholly in one hall (most: a class is a hall's) takes its site sums there (a share of
+    1.0 adds the same doubles); any other adds its members' shares in order, as np.bincount
+    did over every hall (a hall where a member has no share got 0.0 added: no change)."""
+    splits: dict[int, list[tuple[tuple[int, float], ...]]] = {}
+    for c, hs in set(zip(cls_l, map(_halls_of, alive), strict=True)):
+        splits.setdefault(c, []).append(hs)
+    out: list[list[tuple[int, list[float]]]] = []
+    mixed: dict[int, dict[int, list[float]]] = {}
+    for c in range(len(inc_l)):
+        (hs, *others) = splits[c]
+        if not others and len(hs) == 1 and hs[0][1] == 1.0:
+            out.append([(hs[0][0], inc_l[c])])
+        else:
+            out.append([])
+            mixed[c] = {}
+    if mixed:
+        for j, c in zip(alive, cls_l, strict=True):
+            sums = mixed.get(c)
+            if sums is None:
+                continue
+            for h, sh in j.halls:
+                acc = sums.setdefault(h, [0.0] * n_levels)
+                for lv in range(n_levels):
+                    acc[lv] += j.inc_w[lv] * sh
+        for c, sums in mixed.items():
+            out[c] = sorted(sums.items())
+    return out
+
+
+_halls_of = attrgetter("halls")
 
 
 def _pause_to_fit(

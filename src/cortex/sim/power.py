@@ -122,6 +122,11 @@ class PowerRuntime(PowerBooks):
     _coolest: tuple[np.ndarray, float] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
+    # (the temps array and ramp rate it was taken of, the ramp limit in IT W per tick): read at
+    # every cycle's view and every start
+    _ramp_ticks: tuple[np.ndarray, float, list[float]] | None = field(
+        default_factory=lambda: None, init=False, repr=False
+    )
 
     @classmethod
     def build(cls, topo: Topology, cfg: PowerConfig, horizon_s: float) -> PowerRuntime:
@@ -162,6 +167,19 @@ class PowerRuntime(PowerBooks):
         if len(temps) != len(self.temps):
             temps = self._temps_list = self.temps.tolist()
         return temps[min(int(t / self.cfg.tick_s), len(temps) - 1)]
+
+    def ramp_limit_it_w(self, t: float) -> float:
+        mw = self.ramp_mw_per_min
+        if mw is None:
+            return math.inf
+        got = self._ramp_ticks
+        if got is None or got[0] is not self.temps or got[1] != mw:
+            # The books' formula at each tick's temperature: the same doubles, computed once.
+            slope = self.cooling.slope
+            limits = [mw * 1e6 / slope(temp) for temp in self.temps.tolist()]
+            got = self._ramp_ticks = (self.temps, mw, limits)
+        limits = got[2]
+        return limits[min(int(t / self.cfg.tick_s), len(limits) - 1)]
 
     def coolest_temp_c(self) -> float:
         got = self._coolest
