@@ -7,8 +7,8 @@ an instant is over the twin runs its scheduling cycle (`instant_over`). Split ou
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cortex.gcscope import collector_scope
@@ -24,10 +24,16 @@ PROGRESS_EVERY = 20000  # events between two progress callbacks
 Event = tuple[float, float, int, int, Any, int]  # (time, priority, sequence, kind, a, b)
 
 
-def gc_for_the_run() -> AbstractContextManager[None]:
+@contextmanager
+def gc_for_the_run(prepare: Callable[[], None] | None = None) -> Iterator[None]:
     """The collector set for a run (cortex/gcscope.py: young objects collected rarely, the
-    heap the run starts with frozen), restored after it."""
-    return collector_scope(freeze=True)
+    heap the run starts with frozen), restored after it. `prepare` (the twin's seeding: ~90k
+    events) runs first with young collections rare, and what it builds is frozen too."""
+    if prepare is not None:
+        with collector_scope(freeze=False):
+            prepare()
+    with collector_scope(freeze=True):
+        yield
 
 
 class EventHeap:
