@@ -109,7 +109,8 @@ def test_the_collector_is_set_for_a_run_and_restored_after_it() -> None:
     objects of its own keeps them frozen."""
     import gc
 
-    from cortex.sim.engine import GC_YOUNG_THRESHOLD, gc_for_the_run
+    from cortex.gcscope import GC_YOUNG_THRESHOLD
+    from cortex.sim.engine import gc_for_the_run
 
     before = gc.get_threshold()
     assert gc.get_freeze_count() == 0
@@ -136,7 +137,8 @@ def test_runs_that_overlap_leave_the_collector_as_it_was_before_the_first() -> N
     the settings come back only when the last one is out."""
     import gc
 
-    from cortex.sim.engine import GC_YOUNG_THRESHOLD, gc_for_the_run
+    from cortex.gcscope import GC_YOUNG_THRESHOLD
+    from cortex.sim.engine import gc_for_the_run
 
     before = gc.get_threshold()
     first, second = gc_for_the_run(), gc_for_the_run()

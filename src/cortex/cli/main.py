@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
+from cortex.gcscope import collector_scope
+
 try:  # built on Typer 0.29's internals; with another Typer, plain Typer (only slower)
     from cortex.cli import fastparams
 except ImportError:  # pragma: no cover - the Typer the project installs has them
@@ -69,7 +71,10 @@ class LazyGroup(TyperGroup):
                 fastparams.install(got, ctx)
             return got
         module_name, attr, cls_name, _ = LAZY[cmd_name]
-        module = importlib.import_module(module_name)
+        # Importing a command's modules (the twin's: ~0.5 s) builds thousands of long-lived
+        # objects: young collections rare meanwhile (cortex/gcscope.py).
+        with collector_scope(freeze=False):
+            module = importlib.import_module(module_name)
         obj = getattr(module, attr)
         cmd: Command
         if isinstance(obj, typer.Typer):

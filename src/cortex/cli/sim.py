@@ -13,6 +13,7 @@ from rich.table import Table
 from cortex.errors import InputError
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import Topology, build
+from cortex.gcscope import collector_scope
 from cortex.power.battery import BatterySpec
 from cortex.power.curve import CapCurve
 from cortex.scheduler.registry import PROFILES
@@ -131,7 +132,10 @@ def sim(
         raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
     if failure_data is not None:
         load_job_causes(failure_data)  # a bad file fails here, before any workload is built
-    topo, jobs, label = _workload(fleet, trace, workload, days, seed, load, warm_start)
+    # The fleet, the jobs and the twin's indices are hundreds of thousands of long-lived
+    # objects: built with young collections rare (cortex/gcscope.py); the run freezes them.
+    with collector_scope(freeze=False):
+        topo, jobs, label = _workload(fleet, trace, workload, days, seed, load, warm_start)
     cfg = SimConfig(
         days=days,
         seed=seed,
@@ -162,7 +166,9 @@ def sim(
             cap_curve,
         ),
     )
-    twin = _run(Twin(topo, jobs, cfg), days, quiet)
+    with collector_scope(freeze=False):
+        twin = Twin(topo, jobs, cfg)
+    twin = _run(twin, days, quiet)
     report = build_report(twin, workload=label)
     print_summary(report)
     if json_path is not None:

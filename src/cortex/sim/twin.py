@@ -219,7 +219,6 @@ class Twin(RunBooks):
     def run(self, on_progress: Callable[[float], None] | None = None) -> Twin:
         """Simulate to the horizon."""
         wall0 = time.perf_counter()
-        self._seed_events()
         horizon = self.cfg.horizon_s
         handlers: dict[int, Callable[[Any, int], None]] = {
             ARRIVAL: self._arrival,
@@ -231,7 +230,7 @@ class Twin(RunBooks):
             STAGGER: self._stagger,
             JOBFAIL: self._job_failure,
         }
-        with gc_for_the_run():
+        with gc_for_the_run(prepare=self._seed_events):
             self.events += self.engine.run(
                 horizon, self.now, handlers, self._advance, self._instant_over, on_progress
             )

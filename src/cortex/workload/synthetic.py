@@ -27,6 +27,7 @@ import numpy as np
 
 from cortex.errors import InputError
 from cortex.fleet.catalog import load_catalog
+from cortex.gcscope import collector_scope
 from cortex.workload.job import Job
 from cortex.workload.throughput import ThroughputTable
 
@@ -188,14 +189,15 @@ def generate(
     ckpts = [None if math.isnan(c) else c for c in ckpt.tolist()]  # NaN: no checkpoint
     jobs: list[Job] = []
     append = jobs.append
-    for i, (t, g, w, tm, k, p, fl, c) in enumerate(
-        zip(submit.tolist(), gpus.tolist(), work.tolist(), team_names, kind_names, prio_names,
-            job_flavors, ckpts, strict=True)
-    ):  # fmt: skip
-        append(
-            Job(i, f"{tm}-{i:06d}", tm, g, w, priority_class=p, flavors=fl, kind=k, submit_s=t,
-                ckpt_write_s=c)
-        )  # fmt: skip
+    with collector_scope(freeze=False):  # tens of thousands of Jobs, all kept
+        for i, (t, g, w, tm, k, p, fl, c) in enumerate(
+            zip(submit.tolist(), gpus.tolist(), work.tolist(), team_names, kind_names,
+                prio_names, job_flavors, ckpts, strict=True)
+        ):  # fmt: skip
+            append(
+                Job(i, f"{tm}-{i:06d}", tm, g, w, priority_class=p, flavors=fl, kind=k,
+                    submit_s=t, ckpt_write_s=c)
+            )  # fmt: skip
     for job, d in zip(jobs, done.tolist(), strict=False):
         if d <= 0:
             break  # warm jobs come first
