@@ -29,6 +29,7 @@ from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import alloc_size
 from cortex.power.cooling import CoolingModel
 from cortex.scheduler import hetero_lp
+from cortex.scheduler.preemption import protected
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Snapshot
 from cortex.workload.job import Job
@@ -356,27 +357,58 @@ class TargetShareCheck:
 
 def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> int | None:
     """A flavor faster than `flavor` for the job where its queue is under its target, would
-    stay within its nominal quota with the job, and another queue borrows: there the job can
-    take its queue's guarantee back (reclaim), so it does not spill onto spare GPUs of the
-    slower flavor past its queue's target (it waits and searches for victims instead, like
-    Kueue's `whenCanPreempt: Preempt`). None when there is no such flavor."""
+    stay within its nominal quota with the job, and other queues borrow what the job could take
+    back (reclaim): the job does not spill onto spare GPUs of the slower flavor past its
+    queue's target, it waits for the queue head's search there (Kueue's `whenCanPreempt:
+    Preempt`). None when there is no such flavor.
+
+    The hold is bounded, so that GPUs do not idle behind a reclaim that cannot happen: only
+    while the free GPUs there plus what other queues borrow there in jobs that are not
+    protected cover the job's allocation, only while the job is not in backoff after a failed
+    search, and only while it has waited less than the run time it would lose on `flavor`."""
     st = snap.state
     q = job.queue_idx
+    now = snap.now_s
+    if now < job.next_preempt_try_s:
+        return None
     speed = snap.speed
     here = speed(job.kind, flavor)
+    waited_s = now - job.submit_s
     usage = st.usage
     queues = st.queues.queues
     for g in job.flavor_ids or range(len(st.gpn)):
         if speed(job.kind, g) <= here:
             continue
         alloc = alloc_size(job.gpus, st.gpn[g])
-        if (
+        if not (
             usage[q][g] + alloc <= queues[q].nominal[g]
             and usage[q][g] + alloc / 2 <= t.queue_gpus[q][g]
-            and any(usage[o.index][g] > o.nominal[g] for o in queues if o.index != q)
         ):
+            continue
+        slow_s = snap.estimate_s(job, flavor, job.gpus) - snap.estimate_s(job, g, job.gpus)
+        if waited_s < slow_s and _reclaimable(snap, q, g) + st.free_gpus[g] >= alloc:
             return g
     return None
+
+
+def _reclaimable(snap: Snapshot, q: int, g: int) -> int:
+    """GPUs that queues other than q borrow on flavor g in jobs their queue does not protect:
+    at most what a reclaim there can free."""
+    st = snap.state
+    queues = st.queues.queues
+    over = {
+        o.index: usage - o.nominal[g]
+        for o in queues
+        if (usage := st.usage[o.index][g]) > o.nominal[g]
+    }
+    over.pop(q, None)
+    if not over:
+        return 0
+    loose = dict.fromkeys(over, 0)
+    for v in st.running.values():
+        if v.queue_idx in loose and v.run_flavor == g and not protected(snap, v):
+            loose[v.queue_idx] += st.allocations[v.id].gpus
+    return sum(min(over[o], loose[o]) for o in over)
 
 
 def _slower_than_given(snap: Snapshot, job: Job, share: tuple[float, ...], flavor: int) -> bool:
