@@ -386,14 +386,15 @@ def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> in
         ):
             continue
         slow_s = snap.estimate_s(job, flavor, job.gpus) - snap.estimate_s(job, g, job.gpus)
-        if waited_s < slow_s and _reclaimable(snap, q, g) + st.free_gpus[g] >= alloc:
+        if waited_s < slow_s and _reclaimable(snap, g) + st.free_gpus[g] >= alloc:
             return g
     return None
 
 
-def _reclaimable(snap: Snapshot, q: int, g: int) -> int:
-    """GPUs that queues other than q borrow on flavor g in jobs their queue does not protect:
-    at most what a reclaim there can free."""
+def _reclaimable(snap: Snapshot, g: int) -> int:
+    """GPUs that queues borrow on flavor g in jobs their queue does not protect: at most what a
+    reclaim there can free. Queue q, within its nominal quota there (checked before), is not
+    among them."""
     st = snap.state
     queues = st.queues.queues
     over = {
@@ -401,7 +402,6 @@ def _reclaimable(snap: Snapshot, q: int, g: int) -> int:
         for o in queues
         if (usage := st.usage[o.index][g]) > o.nominal[g]
     }
-    over.pop(q, None)
     if not over:
         return 0
     loose = dict.fromkeys(over, 0)
