@@ -91,7 +91,7 @@ def test_free_gpus_count_toward_the_reclaim() -> None:
         w.run(10 + i, "vision", i, 8)
     w.pend(1, "lang", 16, 0.0)
     placed, preempted = _gate_cycle(w)
-    assert placed == {"lang-1": "H200-SXM"} and len(preempted) == 1
+    assert placed == {"lang-1": "H200-SXM", "lang-2": "H200-SXM"} and len(preempted) == 2
 
 
 @pytest.mark.parametrize(("target", "where"), [(8.0, "H200-SXM"), (7.9, "Dojo-D1")])
@@ -251,3 +251,17 @@ def test_a_queue_at_its_nominal_is_no_victim() -> None:
     pre = PriorityReclaim(reclaim_any=True)
     assert not pre.eligible(snap, job, st.running[200])
     assert pre.eligible(snap, job, st.running[300])
+
+
+def test_the_hold_after_an_eviction_in_the_same_pass() -> None:
+    # lang-1 (8) reclaims one of vision's nodes; then lang-2 (8) is asked about the hold while
+    # the evicted job, its GPUs given back on the statement, is still among the running ones
+    # (a KeyError before it was skipped). 8 + 8 <= 16 and vision still borrows 8: lang-2 is
+    # held off Dojo too, and reclaims vision's second node.
+    w2 = th.World(GATE, "hetero")
+    for i in range(4):
+        w2.run(10 + i, "vision", i, 8)
+    w2.pend(1, "lang", 8, 0.0)
+    w2.pend(2, "lang", 8, 1.0)
+    placed, preempted = _gate_cycle(w2)
+    assert placed == {"lang-1": "H200-SXM", "lang-2": "H200-SXM"} and len(preempted) == 2

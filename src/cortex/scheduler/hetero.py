@@ -405,9 +405,17 @@ def _reclaimable(snap: Snapshot, g: int) -> int:
     if not over:
         return 0
     loose = dict.fromkeys(over, 0)
+    allocations = st.allocations
     for v in st.running.values():
-        if v.queue_idx in loose and v.run_flavor == g and not protected(snap, v):
-            loose[v.queue_idx] += st.allocations[v.id].gpus
+        # A job evicted earlier in this pass has given its GPUs back (they count as free).
+        alloc = allocations.get(v.id)
+        if (
+            alloc is not None
+            and v.queue_idx in loose
+            and v.run_flavor == g
+            and not protected(snap, v)
+        ):
+            loose[v.queue_idx] += alloc.gpus
     return sum(min(over[o], loose[o]) for o in over)
 
 
