@@ -5,8 +5,7 @@ again. Outcomes worked out by hand below; each test fails on e3bec8c or on the v
 Gate world (`GATE`): H200 4 nodes x 8 (nodes 0-3), Dojo 2 x 8 (nodes 4-5); vision and lang
 nominal 16 H200 + 8 Dojo each. Vision's 8-GPU jobs hold the H200 nodes (borrowing), lang's
 16-GPU llm job waits (0 + 16 <= 16: it may reclaim on H200; llm runs 1.082 there, 0.146 on
-Dojo). The test world's estimate is 3600 s / speed, so Dojo costs the job 3600 / 0.146 -
-3600 / 1.082 = 21,330 s more than H200: the longest it is held.
+Dojo).
 """
 
 from __future__ import annotations
@@ -130,17 +129,6 @@ def test_no_hold_in_backoff() -> None:
     w.jobs[1].next_preempt_try_s = 60.0
     placed, preempted = _gate_cycle(w)
     assert placed == {"lang-1": "Dojo-D1"} and preempted == []
-
-
-@pytest.mark.parametrize(("now_s", "where"), [(21_000.0, "H200-SXM"), (21_400.0, "Dojo-D1")])
-def test_the_hold_ends_when_waiting_costs_more_than_the_slower_flavor(
-    now_s: float, where: str
-) -> None:
-    # Held while waited (now - submit 0) < 21,330 s, Dojo's extra run time; after, it spills.
-    w = _gate_world()
-    w.now_s = now_s
-    placed, _ = _gate_cycle(w)
-    assert placed == {"lang-1": where}
 
 
 def test_hetero_reclaims_from_two_queues(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -364,8 +364,9 @@ def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> in
 
     The hold is bounded, so that GPUs do not idle behind a reclaim that cannot happen: only
     while the free GPUs there plus what other queues borrow there in jobs that are not
-    protected cover the job's allocation, only while the job is not in backoff after a failed
-    search, and only while it has waited less than the run time it would lose on `flavor`."""
+    protected cover the job's allocation, and only while the job is not in backoff after a
+    failed search. (A bound by the time waited against the run time the slower flavor costs
+    cut cortex-2026's work by 7% on seed 0: bench/RESULTS.md section 65, after review.)"""
     st = snap.state
     q = job.queue_idx
     now = snap.now_s
@@ -373,7 +374,6 @@ def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> in
         return None
     speed = snap.speed
     here = speed(job.kind, flavor)
-    waited_s = now - job.submit_s
     usage = st.usage
     queues = st.queues.queues
     for g in job.flavor_ids or range(len(st.gpn)):
@@ -385,8 +385,7 @@ def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> in
             and usage[q][g] + alloc / 2 <= t.queue_gpus[q][g]
         ):
             continue
-        slow_s = snap.estimate_s(job, flavor, job.gpus) - snap.estimate_s(job, g, job.gpus)
-        if waited_s < slow_s and _reclaimable(snap, g) + st.free_gpus[g] >= alloc:
+        if _reclaimable(snap, g) + st.free_gpus[g] >= alloc:
             return g
     return None
 
