@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from cortex.scheduler import hetero_lp
 from cortex.scheduler.preemption import protected
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
 # The kind whose speeds stand for a queue's work before any solve has seen its jobs.
@@ -403,19 +405,39 @@ def _reclaimable(snap: Snapshot, g: int) -> int:
     }
     if not over:
         return 0
-    loose = dict.fromkeys(over, 0)
+    loose = _loose_gpus(snap, g)
+    return sum(min(over[o], loose.get(o, 0)) for o in over)
+
+
+# One pass asks for the same sums many times: the last ones per state (weakly: a state that
+# goes away takes them along), keyed by what they depend on (the instant, the flavor and every
+# queue's usage there; an eviction in the pass changes the usage).
+_LOOSE: weakref.WeakKeyDictionary[
+    ClusterState, dict[tuple[float, int, tuple[int, ...]], dict[int, int]]
+] = weakref.WeakKeyDictionary()
+
+
+def _loose_gpus(snap: Snapshot, g: int) -> dict[int, int]:
+    """GPUs per queue on flavor g in running jobs their queue does not protect."""
+    st = snap.state
+    cache = _LOOSE.get(st)
+    if cache is None:
+        cache = _LOOSE[st] = {}
+    key = (snap.now_s, g, tuple(u[g] for u in st.usage))
+    got = cache.get(key)
+    if got is not None:
+        return got
+    if len(cache) > 16:
+        cache.clear()
+    got = {}
     allocations = st.allocations
     for v in st.running.values():
         # A job evicted earlier in this pass has given its GPUs back (they count as free).
         alloc = allocations.get(v.id)
-        if (
-            alloc is not None
-            and v.queue_idx in loose
-            and v.run_flavor == g
-            and not protected(snap, v)
-        ):
-            loose[v.queue_idx] += alloc.gpus
-    return sum(min(over[o], loose[o]) for o in over)
+        if alloc is not None and v.run_flavor == g and not protected(snap, v):
+            got[v.queue_idx] = got.get(v.queue_idx, 0) + alloc.gpus
+    cache[key] = got
+    return got
 
 
 def _slower_than_given(snap: Snapshot, job: Job, share: tuple[float, ...], flavor: int) -> bool:
