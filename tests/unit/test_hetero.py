@@ -69,6 +69,7 @@ class World:
         self.st = ClusterState(topo, self.queues)
         self.pending = PendingQueues(len(self.queues.queues), self.pol.ordering.key)
         self.jobs: dict[int, Job] = {}
+        self.now_s = 0.0
 
     def job(self, jid: int, team: str, gpus: int, submit_s: float = 0.0) -> Job:
         job = Job(jid, f"{team}-{jid}", team, gpus, 1e5, kind=KIND[team], submit_s=submit_s)
@@ -93,8 +94,13 @@ class World:
 
     def snapshot(self, targets: Targets | None = None) -> Snapshot:
         return Snapshot(
-            0.0, self.st, self.pending, self.speed, lambda _j, _f, _g: 3600.0, targets=targets
+            self.now_s, self.st, self.pending, self.speed, self.estimate_s, targets=targets
         )
+
+    def estimate_s(self, job: Job, f: int, _gang: int) -> float:
+        """An hour on the reference flavor (the hold of `_reclaims_elsewhere` is bounded by
+        the run time a slower flavor costs)."""
+        return 3600.0 / self.speed(job.kind, f)
 
     def cycle(self, *, solve: bool = True) -> Plan:
         """A quick pass (no preemption: these scenarios are about placement), after the

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -29,8 +30,10 @@ from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import alloc_size
 from cortex.power.cooling import CoolingModel
 from cortex.scheduler import hetero_lp
+from cortex.scheduler.preemption import protected
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
 # The kind whose speeds stand for a queue's work before any solve has seen its jobs.
@@ -356,12 +359,21 @@ class TargetShareCheck:
 
 def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> int | None:
     """A flavor faster than `flavor` for the job where its queue is under its target, would
-    stay within its nominal quota with the job, and another queue borrows: there the job can
-    take its queue's guarantee back (reclaim), so it does not spill onto spare GPUs of the
-    slower flavor past its queue's target (it waits and searches for victims instead, like
-    Kueue's `whenCanPreempt: Preempt`). None when there is no such flavor."""
+    stay within its nominal quota with the job, and other queues borrow what the job could take
+    back (reclaim): the job does not spill onto spare GPUs of the slower flavor past its
+    queue's target, it waits for the queue head's search there (Kueue's `whenCanPreempt:
+    Preempt`). None when there is no such flavor.
+
+    The hold is bounded, so that GPUs do not idle behind a reclaim that cannot happen: only
+    while the free GPUs there plus what other queues borrow there in jobs that are not
+    protected cover the job's allocation, and only while the job is not in backoff after a
+    failed search. (A bound by the time waited against the run time the slower flavor costs
+    cut cortex-2026's work by 7% on seed 0: bench/RESULTS.md section 65, after review.)"""
     st = snap.state
     q = job.queue_idx
+    now = snap.now_s
+    if now < job.next_preempt_try_s:
+        return None
     speed = snap.speed
     here = speed(job.kind, flavor)
     usage = st.usage
@@ -370,13 +382,62 @@ def _reclaims_elsewhere(snap: Snapshot, t: Targets, job: Job, flavor: int) -> in
         if speed(job.kind, g) <= here:
             continue
         alloc = alloc_size(job.gpus, st.gpn[g])
-        if (
+        if not (
             usage[q][g] + alloc <= queues[q].nominal[g]
             and usage[q][g] + alloc / 2 <= t.queue_gpus[q][g]
-            and any(usage[o.index][g] > o.nominal[g] for o in queues if o.index != q)
         ):
+            continue
+        if _reclaimable(snap, g) + st.free_gpus[g] >= alloc:
             return g
     return None
+
+
+def _reclaimable(snap: Snapshot, g: int) -> int:
+    """GPUs that queues borrow on flavor g in jobs their queue does not protect: at most what a
+    reclaim there can free. Queue q, within its nominal quota there (checked before), is not
+    among them."""
+    st = snap.state
+    queues = st.queues.queues
+    over = {
+        o.index: usage - o.nominal[g]
+        for o in queues
+        if (usage := st.usage[o.index][g]) > o.nominal[g]
+    }
+    if not over:
+        return 0
+    loose = _loose_gpus(snap, g)
+    return sum(min(over[o], loose.get(o, 0)) for o in over)
+
+
+# One pass asks for the same sums many times: the last ones per state (weakly: a state that
+# goes away takes them along), keyed by what they depend on (the instant, the flavor and every
+# queue's usage there; an eviction in the pass changes the usage).
+_LOOSE: weakref.WeakKeyDictionary[
+    ClusterState, dict[tuple[float, int, tuple[int, ...]], dict[int, int]]
+] = weakref.WeakKeyDictionary()
+
+
+def _loose_gpus(snap: Snapshot, g: int) -> dict[int, int]:
+    """GPUs per queue on flavor g in running jobs their queue does not protect."""
+    st = snap.state
+    cache = _LOOSE.get(st)
+    if cache is None:
+        cache = _LOOSE[st] = {}
+    key = (snap.now_s, g, tuple(u[g] for u in st.usage))
+    got = cache.get(key)
+    if got is not None:
+        return got
+    if len(cache) > 16:
+        cache.clear()
+    got = {}
+    allocations = st.allocations
+    for v in st.running.values():
+        # A job evicted earlier in this pass has given its GPUs back (they count as free).
+        alloc = allocations.get(v.id)
+        if alloc is not None and v.run_flavor == g and not protected(snap, v):
+            got[v.queue_idx] = got.get(v.queue_idx, 0) + alloc.gpus
+    cache[key] = got
+    return got
 
 
 def _slower_than_given(snap: Snapshot, job: Job, share: tuple[float, ...], flavor: int) -> bool:

@@ -19,6 +19,8 @@ Without `lost_s` the second term is 0 for every job and the GPUs decide.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from cortex.scheduler.preemption import PreemptionPolicy
@@ -52,11 +54,14 @@ class _Judge:
 
     __slots__ = ("_lost", "job", "lost_s", "policy", "seen", "snap")
 
-    def __init__(self, snap: Snapshot, policy: PreemptionPolicy, job: Job) -> None:
+    def __init__(
+        self, snap: Snapshot, policy: PreemptionPolicy, job: Job, banned: Iterable[int] = ()
+    ) -> None:
         self.snap = snap
         self.policy = policy
         self.job = job
-        self.seen: dict[int, Job | None] = {}
+        # A banned job is judged not evictable without asking the policy.
+        self.seen: dict[int, Job | None] = dict.fromkeys(banned)
         self.lost_s = snap.lost_s
         self._lost: dict[int, float] = {}
 
@@ -82,25 +87,57 @@ class _Judge:
         return ok
 
 
+# Searches after a victim set `admits` refused (each bans at least one job).
+RESEARCH_MAX = 4
+
+
 def find_victims(
     snap: Snapshot, policy: PreemptionPolicy, gang: int, flavor: int, job: Job
 ) -> list[int] | None:
     """Ids of running jobs to evict so that a gang of `gang` GPUs fits on `flavor`, or None
-    (also when the set found may not go together: `PreemptionPolicy.admits`)."""
-    ids = _search(snap, policy, gang, flavor, job)
-    if ids and not policy.admits(snap, job, [snap.state.running[i] for i in ids]):
-        return None
-    return ids
+    (also when no set found may go together: `PreemptionPolicy.admits`).
+
+    A set the policy refuses takes more from some queue than that queue borrows: the victims
+    past what it can give are banned and the search runs again, as Kueue's minimalPreemptions
+    passes over a queue once it stops borrowing and takes the next candidate. Bounded by
+    RESEARCH_MAX rounds (each bans at least one job)."""
+    run = snap.state.running
+    banned: set[int] = set()
+    for _ in range(RESEARCH_MAX + 1):
+        ids = _search(snap, policy, gang, flavor, job, banned)
+        if not ids or policy.admits(snap, job, [run[i] for i in ids]):
+            return ids
+        before = len(banned)
+        kept: dict[int, list[Job]] = {}
+        # Largest first: `admits` lets the largest of a queue go last, so keeping the large
+        # ones keeps the most GPUs per victim.
+        for i in sorted(ids, key=lambda i: (-snap.state.allocations[i].gpus, i)):
+            v = run[i]
+            if v.queue_idx == job.queue_idx:
+                continue
+            keep = kept.setdefault(v.queue_idx, [])
+            if policy.admits(snap, job, [*keep, v]):
+                keep.append(v)
+            else:
+                banned.add(v.id)
+        if len(banned) == before:
+            return None
+    return None
 
 
 def _search(
-    snap: Snapshot, policy: PreemptionPolicy, gang: int, flavor: int, job: Job
+    snap: Snapshot,
+    policy: PreemptionPolicy,
+    gang: int,
+    flavor: int,
+    job: Job,
+    banned: set[int],
 ) -> list[int] | None:
     st = snap.state
     g = st.gpn[flavor]
     base = (st.np_node_flavor == flavor) & st.np_up
     evictable = base & (st.np_used > 0) & policy.node_filter(snap, job)
-    judge = _Judge(snap, policy, job)
+    judge = _Judge(snap, policy, job, banned)
     if gang <= g:
         return _single_node(st, judge, gang, np.flatnonzero(evictable))
     need = -(-gang // g)
