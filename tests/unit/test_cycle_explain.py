@@ -70,3 +70,18 @@ def test_jobs_too_large_for_what_is_free_behind_the_head_are_counted() -> None:
     assert plan.first_codes == {Code.INSUFFICIENT_CAPACITY: 1}  # the head
     assert plan.capacity_blocked == 3
     assert plan.examined == 5
+
+
+def test_a_plan_that_did_not_explain_refuses_to_give_reasons() -> None:
+    # Job 2 (16) is blocked behind head 1 on a busy cluster: the explained plan names its
+    # reason; the lean one has none listed and must say so rather than answer [] ("started").
+    st, pend, pol = tc._setup()
+    tc._run(st, 100, tuple((n, 8) for n in range(7)), end=1000.0)
+    tc._pend(pend, 1, 40, 10.0)
+    tc._pend(pend, 2, 16, 10.0)
+    full = schedule(tc._snap(st, pend), pol)
+    assert full.explained and full.reasons_for(2)
+    lean = schedule(tc._snap(st, pend), pol, explain=False)
+    assert not lean.explained
+    with pytest.raises(ValueError, match="explain=False"):
+        lean.reasons_for(2)

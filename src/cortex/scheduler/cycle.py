@@ -405,6 +405,7 @@ def schedule(
     needs more GPUs than any flavor has free once every flavor has a reserved head is counted
     in `plan.capacity_blocked` and left out of `plan.blockers`; every decision is the same."""
     c = _Cycle(snap, pol, deep)
+    c.plan.explained = explain
     if commit and (not deep or len(snap.pending) == 1):
         # This pass commits whatever it starts: a quick pass never evicts, and a lone job that
         # starts leaves nothing behind it that could (try_preempt turns the saves back on

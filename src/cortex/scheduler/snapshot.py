@@ -79,9 +79,15 @@ class Plan:
     # A pass run with explain=False lists no blockers: it counts every other blocked job here
     # by its first reason's code, codes in the order they first appeared (`blockers` empty).
     first_codes: dict[Code, int] = field(default_factory=dict)
+    explained: bool = True  # False: a pass run with explain=False (no blockers listed)
 
     def reasons_for(self, job_id: int) -> list[Reason]:
-        """Blockers of a job this cycle did not start ([] if it started)."""
+        """Blockers of a job this cycle did not start ([] if it started).
+
+        Only an explained plan has them: a lean plan (explain=False) lists no blockers, and
+        answering [] or `rest_reason` for its blocked jobs would be a wrong answer, not none."""
+        if not self.explained:
+            raise ValueError("this plan was made with explain=False: it lists no blockers")
         if job_id in self.blockers:
             return self.blockers[job_id]
         if any(s.job.id == job_id for s in self.starts):
