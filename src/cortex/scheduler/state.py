@@ -13,13 +13,13 @@ import numpy as np
 from sortedcontainers import SortedList
 
 from cortex.fleet.topology import Topology
-from cortex.scheduler.capacity import Allocation, Capacity, Placement
+from cortex.scheduler.capacity import Allocation, Placement
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.summaries import NodeSummaries
 from cortex.workload.job import Job
 
 
-class ClusterState(Capacity, NodeSummaries):
+class ClusterState(NodeSummaries):
     """Free capacity (scheduler/capacity.py), per-queue usage, the running set, and the per-node
     summaries (scheduler/summaries.py)."""
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from cortex.scheduler.capacity import FREE, SHARED, Allocation, Placement
+from cortex.scheduler.capacity import FREE, SHARED, Capacity, Placement
 from cortex.workload.job import Job
 
 __all__ = ["EMPTY_PRIO", "FLUSH_SMALL_NODES", "FREE", "SHARED", "NodeSummaries"]
@@ -26,19 +26,15 @@ EMPTY_PRIO = -(2**62)  # max priority on a node that runs nothing
 FLUSH_SMALL_NODES = 1024
 
 
-class NodeSummaries:
-    """The per-node summaries part of ClusterState (its base class)."""
+class NodeSummaries(Capacity):
+    """The per-node summaries part of ClusterState (its base class), over the free capacity.
+
+    A chain of single bases, not ClusterState(Capacity, NodeSummaries): the compiled core's
+    mypyc supports no multiple inheritance of native classes."""
 
     # Kept by ClusterState; read here.
-    gpn: list[int]
-    node_flavor: list[int]
     np_node_flavor: np.ndarray
-    node_jobs: list[dict[int, int]]
     running: dict[int, Job]
-    allocations: dict[int, Allocation]
-    # Kept by take/give (scheduler/capacity.py): placements noted since np_owner was last read.
-    _owner_stale: list[tuple[int | None, Placement]]
-    _owner_all: bool
 
     def _init_summaries(self, nn: int, nf: int) -> None:
         """Summaries of `nn` idle nodes in `nf` flavors."""
