@@ -2,6 +2,7 @@
 
     python -m cortex.compile            # compile (needs mypyc: pip install mypy, and a C compiler)
     python -m cortex.compile --status   # where the build is, and whether it would be used
+    python -m cortex.compile --check    # mypyc's checks and C generation only (no C compiler)
     python -m cortex.compile --clean    # remove it
     CORTEX_COMPILED=1 cortex sim ...    # use it (only while it matches the sources)
 
@@ -81,6 +82,16 @@ setup(
 )
 """
 
+# mypyc's front end alone: its type checks and the C it would compile, written to a scratch
+# directory; no setuptools, no C compiler. What mypyc refuses (a native class with two bases,
+# say) fails here in seconds, where `build` would fail only on a machine that compiles.
+_CHECK = """
+import sys
+from mypyc.build import mypycify
+paths, group, tmp = sys.argv[1].split(","), *sys.argv[2:4]
+mypycify([*paths, "--ignore-missing-imports"], opt_level="0", group_name=group, target_dir=tmp)
+"""
+
 
 def missing_tools() -> str | None:
     """Why this machine cannot compile, or None."""
@@ -132,6 +143,17 @@ def build(
     return directory
 
 
+def check(
+    modules: Sequence[str] = MODULES, package_dir: Path = compiled.PACKAGE_DIR
+) -> tuple[bool, str]:
+    """Whether mypyc accepts `modules` as one group, and what it printed (needs mypyc only)."""
+    sources = [str(compiled.module_source(m, package_dir)) for m in modules]
+    with tempfile.TemporaryDirectory(prefix="cortex-check-") as tmp:
+        cmd = [sys.executable, "-c", _CHECK, ",".join(sources), compiled.GROUP, tmp + "/c"]
+        done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
+    return done.returncode == 0, done.stdout + done.stderr
+
+
 def clean(directory: Path | None = None) -> bool:
     """Remove a build; True if there was one."""
     directory = directory or compiled.build_dir()
@@ -161,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--clean", action="store_true", help="remove the compiled core")
     group.add_argument("--status", action="store_true", help="say whether it would be used")
+    group.add_argument(
+        "--check", action="store_true", help="run mypyc's checks only (no C compiler, no build)"
+    )
     parser.add_argument(
         "--dir",
         type=Path,
@@ -180,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in modules:
             if not compiled.module_source(m).is_file():
                 raise ValueError(f"--modules: {m}: no such module")
+        if args.check:
+            return _check_main(modules)
         clean(where)  # before checking the tools: a failed build never leaves an old one
     except ValueError as exc:
         print(f"error: cortex.compile: {exc}", file=sys.stderr)
@@ -194,6 +221,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cortex.compile: mypyc failed (exit {exc.returncode})", file=sys.stderr)
         return 1
     print(f"compiled {len(modules)} modules into {where}; use them with {compiled.ENV}=1")
+    return 0
+
+
+def _check_main(modules: Sequence[str]) -> int:
+    try:
+        import mypyc  # noqa: F401
+    except ImportError:
+        print("error: cortex.compile: mypyc is not installed (pip install mypy)", file=sys.stderr)
+        return 2
+    ok, out = check(modules)
+    if not ok:
+        print(out.rstrip(), file=sys.stderr)
+        print(f"error: cortex.compile: mypyc refuses the {len(modules)} modules", file=sys.stderr)
+        return 1
+    print(f"mypyc accepts the {len(modules)} modules (nothing built)")
     return 0
 
 
