@@ -5,6 +5,9 @@ committed one as rolling back and then starting the plan's jobs does."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 import test_cycle as tc
 import test_cycle_commit as tcc
@@ -93,3 +96,56 @@ def test_a_start_then_an_eviction_rolls_back_to_the_bucket_order() -> None:
     assert [p.job.id for p in plan.preemptions] == [110]
     assert not plan.committed
     assert (tc._contents(st), tc._ordered(st)) == before
+
+
+class _FailsOnJob:
+    """An admission check that raises on one job (a policy's bug), admitting every other."""
+
+    name = "fails"
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+
+    def check(self, snap: Any, job: Any, flavor: int, alloc_gpus: int) -> None:
+        if job.id == self.job_id:
+            raise ZeroDivisionError("a policy's bug")
+
+
+def _two_pending_one_faulty() -> tuple[ClusterState, PendingQueues, Any]:
+    # Node 0 has 5 GPUs free, the others none: job 5 (2 GPUs) starts there, then job 6's
+    # admission check raises.
+    st, pend, pol = tc._setup()
+    for n in range(1, 8):
+        tc._run(st, 100 + n, ((n, 8),))
+    tc._run(st, 99, ((0, 3),))
+    tc._pend(pend, 5, 2, 10.0)
+    tc._pend(pend, 6, 1, 10.0)
+    return st, pend, dataclasses.replace(pol, admission=(_FailsOnJob(6),))
+
+
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "quick"])
+def test_a_pass_that_raised_without_saving_the_order_refuses_the_next_pass(deep: bool) -> None:
+    st, pend, pol = _two_pending_one_faulty()
+    before = tc._contents(st)
+    # A quick committing pass saves no key orders; so does a deep one only with one job
+    # pending, so the deep case commits nothing here and keeps the order (next test).
+    with pytest.raises(ZeroDivisionError):
+        schedule(tc._snap(st, pend), pol, deep=deep, commit=True)
+    assert tc._contents(st) == before  # the counts and members are back either way
+    if deep:
+        assert not st.order_lost
+        return
+    assert st.order_lost
+    with pytest.raises(RuntimeError, match="index order was lost"):
+        schedule(tc._snap(st, pend), tc.Policies(ordering=pol.ordering), deep=True)
+
+
+def test_a_pass_that_raised_with_its_saves_leaves_a_usable_state() -> None:
+    st, pend, pol = _two_pending_one_faulty()
+    before = (tc._contents(st), tc._ordered(st))
+    with pytest.raises(ZeroDivisionError):
+        schedule(tc._snap(st, pend), pol, deep=False)  # no commit: every move saved
+    assert (tc._contents(st), tc._ordered(st)) == before
+    assert not st.order_lost
+    plan = schedule(tc._snap(st, pend), tc.Policies(ordering=pol.ordering), deep=False)
+    assert [s.job.id for s in plan.starts] == [5, 6]

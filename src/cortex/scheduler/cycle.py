@@ -404,6 +404,11 @@ def schedule(
     `explain=False` (the twin, which counts blockers by their first reason's code): a job that
     needs more GPUs than any flavor has free once every flavor has a reserved head is counted
     in `plan.capacity_blocked` and left out of `plan.blockers`; every decision is the same."""
+    if snap.state.order_lost:
+        raise RuntimeError(
+            "the cluster state's index order was lost by a pass that failed without saving it"
+            " (schedule with commit=True raised): placement ties would differ; rebuild the state"
+        )
     c = _Cycle(snap, pol, deep)
     c.plan.explained = explain
     if commit and (not deep or len(snap.pending) == 1):
@@ -415,6 +420,11 @@ def schedule(
         _walk(c, snap, pol, deep, explain)
     except BaseException:
         c.stmt.rollback()
+        # The rollback restores every count and member, but without the saves not the order
+        # of the indices that placement breaks ties by: the next pass would place differently
+        # from a state that never saw this one. Say so to whoever schedules on it next.
+        if c.stmt.order_unsaved:
+            snap.state.order_lost = True
         raise
     plan = c.plan
     if c.stmt.watts is not None:
@@ -426,6 +436,8 @@ def schedule(
     else:
         # 7. Leave the state as it was; the driver applies the plan.
         c.stmt.rollback()
+        if c.stmt.order_unsaved:  # never, by the rule above; if it were, the order is lost
+            snap.state.order_lost = True
     return plan
 
 

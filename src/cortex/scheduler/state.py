@@ -51,6 +51,9 @@ class ClusterState(NodeSummaries):
         self.prio_nodes: list[dict[int, int]] = [{} for _ in range(nf)]
         self._prio_nodes_of: dict[int, tuple[int, int, int]] = {}
         self._init_summaries(nn, nf)  # the per-node summaries and owners (summaries.py)
+        # Set when a pass that saved no key orders raised (scheduler/cycle.py, `schedule`):
+        # its rollback restored the contents but not the indices' order; no pass runs on it.
+        self.order_lost = False
 
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
         self.usage[team][flavor] += gpus

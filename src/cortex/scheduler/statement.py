@@ -23,7 +23,16 @@ _WattsUndo = tuple[float, dict[int, float], float, tuple[int, ...]]
 class Statement:
     """An undo log over a ClusterState."""
 
-    __slots__ = ("_log", "_saved", "_seen", "evicted", "keep_order", "state", "watts")
+    __slots__ = (
+        "_log",
+        "_saved",
+        "_seen",
+        "evicted",
+        "keep_order",
+        "order_unsaved",
+        "state",
+        "watts",
+    )
 
     def __init__(self, state: ClusterState, power: PowerView | None = None) -> None:
         self.state = state
@@ -39,6 +48,7 @@ class Statement:
         # False while every allocation is sure to be committed, never undone (the cycle says
         # when: scheduler/cycle.py, `schedule`): their key orders need no saving then.
         self.keep_order = True
+        self.order_unsaved = False  # an allocation was made without its key orders saved
 
     def _save(self, d: dict) -> None:
         if id(d) not in self._seen:
@@ -94,6 +104,8 @@ class Statement:
         st = self.state
         if self.keep_order:
             self._before_take(flavor, placement)
+        else:
+            self.order_unsaved = True
         gpus = st.take(job.id, flavor, placement)
         st.add_usage(job.queue_idx, flavor, gpus)
         self._log.append((_ALLOCATE, job.id, job.queue_idx, st.allocations[job.id]))
