@@ -20,9 +20,10 @@ Placement = tuple[tuple[int, int], ...]  # ((node, gpus), ...)
 FREE, SHARED = -2, -1  # np_owner of a node nobody holds, and of one several jobs hold
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Allocation:
-    """GPUs held by one job: one flavor, some nodes."""
+    """GPUs held by one job: one flavor, some nodes. Not frozen: built at every take (see
+    scheduler/snapshot.py, Snapshot); nothing assigns to it."""
 
     flavor: int
     placement: Placement

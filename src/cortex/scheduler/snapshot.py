@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from cortex.scheduler.power import PowerView
 
 
-@dataclass(frozen=True, slots=True)
+# Snapshot, Start (and capacity.Allocation) are not frozen: a frozen dataclass's __init__ sets
+# each field through object.__setattr__, 5x the cost of a plain one (1.8 against 0.33 us for 8
+# fields), and the twin builds one Snapshot per pass and one Start per start, ~3% of its month.
+# Nothing assigns to them after construction (the layer rule: policies only read).
+@dataclass(slots=True)
 class Snapshot:
     """The cluster as a policy sees it. Policies read it and never mutate it; tentative moves go
     through a Statement. `speed(kind, flavor)` is the throughput table relative to the reference
@@ -35,7 +39,7 @@ class Snapshot:
     lost_s: Callable[[Job], float] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Start:
     """Start `job` with a gang of `gang_gpus` on `placement`, holding `alloc_gpus`."""
 
