@@ -36,7 +36,10 @@ POWER_CODES = (Code.POWER_CAP, Code.POWER_RAMP)
 ClassKey = tuple[str, int, int, int]
 
 
-@dataclass(frozen=True)
+# PowerView, Grant and CapJob are not frozen: built per pass, per admitted start and per running
+# job of a solve, and a frozen dataclass's __init__ costs 5x a plain one (scheduler/snapshot.py).
+# Nothing assigns to them after construction.
+@dataclass(slots=True)
 class PowerView:
     """What a cycle may spend, in IT watts, as the driver saw it before the cycle: built fresh by
     the driver for each cycle and never changed by it (the cycle spends from a `Watts`)."""
@@ -145,7 +148,7 @@ def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int
 Shape = tuple[float, int, dict[int, int]]  # a placement's node cap, GPUs held, GPUs per hall
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Grant:
     """A start a power policy admits: its cap level (an index into the view's levels; 0:
     uncapped) and the IT watts over idle it adds, site-wide and per hall, for the cycle to spend
@@ -346,7 +349,7 @@ class CapToFit:
 
 
 # ---- the cap solver ---------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CapJob:
     """A running job as the solver sees it. `gain` is its useful throughput per GPU at level 0
     (speed relative to the reference flavor); `kept[l]` the fraction kept at level l;
