@@ -37,7 +37,7 @@ ClassKey = tuple[str, int, int, int]
 
 
 # PowerView, Grant and CapJob are not frozen: built per pass, per admitted start and per running
-# job of a solve, and a frozen dataclass's __init__ costs 5x a plain one (scheduler/snapshot.py).
+# job of a solve, and a frozen dataclass's __init__ costs 3-4x a plain one (scheduler/snapshot.py).
 # Nothing assigns to them after construction.
 @dataclass(slots=True)
 class PowerView:
