@@ -4,6 +4,8 @@ tentative starts, and after earlier tentative evictions of the same cycle."""
 
 from __future__ import annotations
 
+import pytest
+
 import testkit
 from cortex.scheduler.statement import Statement
 from cortex.scheduler.summaries import EMPTY_PRIO
@@ -119,3 +121,25 @@ def test_a_gang_taken_again_but_not_yet_adopted_is_not_summarized() -> None:
     st.adopt(gang)
     assert st.np_used.tolist()[:2] == [8, 8]  # 2 whole nodes of 8 GPUs at priority 100
     assert st.np_max_prio.tolist()[:2] == [100, 100]
+
+
+@pytest.mark.parametrize("small_nodes", [10**9, -1])
+def test_a_stopped_gang_with_one_node_still_shared_is_summarized_node_by_node(
+    small_nodes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The array flush tests a group of nodes against its gang on every node (RESULTS.md,
+    section 69): a stopped gang whose first node still holds another job clears only the two
+    free nodes, in the plain-Python and the array flush alike."""
+    import cortex.scheduler.summaries as summaries_mod
+
+    monkeypatch.setattr(summaries_mod, "FLUSH_SMALL_NODES", small_nodes)
+    st, _, _ = testkit.setup_cycle()
+    testkit.running_job(st, 2, ((0, 4),), prio=10, start=2.0)
+    assert st.np_used.tolist()[:1] == [4]  # read: job 2 summarized
+    gang = testkit.running_job(st, 1, ((0, 4), (1, 8), (2, 8)), prio=100, start=5.0)
+    assert st.np_used.tolist()[:3] == [8, 8, 8]
+    st.stop(gang, 0)
+    assert st.np_used.tolist()[:3] == [4, 0, 0]
+    assert st.np_max_prio.tolist()[:3] == [10, EMPTY_PRIO, EMPTY_PRIO]
+    assert st.np_last_start.tolist()[:3] == [2.0, float("-inf"), float("-inf")]
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {10: 1}
