@@ -143,6 +143,9 @@ class Capacity:
             # A multi-node gang (placement gives them whole nodes): every node was completely
             # free, so it leaves its pod's free set and no partial bucket. Runs of one pod are
             # counted once (the same counts, in the same first-seen order, as node by node).
+            # The per-node writes stay a Python loop, here and in `give`: the same writes as
+            # map() over __setitem__/__delitem__ and dict.fromkeys were slower per node on
+            # 3.11 (bench/node_writes.py, RESULTS 71).
             for p, run in groupby(map(itemgetter(0), placement), self.node_pod.__getitem__):
                 pw = pod_whole[p]
                 before = len(pw)
