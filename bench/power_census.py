@@ -33,20 +33,21 @@ _event, _blocked, _levels, _apply = (
 )
 
 
-def power_event(self: Any, a: object, b: int) -> None:
-    source[0] = "tick"
-    try:
-        _event(self, a, b)
-    finally:
-        source[0] = "other"
+def _tagged(fn: Any, tag: str) -> Any:
+    """`fn` with cap moves made inside it booked to `tag` (a weather tick, a shortage)."""
+
+    def wrapper(*args: Any) -> None:
+        source[0] = tag
+        try:
+            fn(*args)
+        finally:
+            source[0] = "other"
+
+    return wrapper
 
 
-def power_blocked(self: Any, plan: Any, deep: bool) -> None:
-    source[0] = "shortage"
-    try:
-        _blocked(self, plan, deep)
-    finally:
-        source[0] = "other"
+power_event = _tagged(_event, "tick")
+power_blocked = _tagged(_blocked, "shortage")
 
 
 def apply_levels(self: Any, levels: dict[int, int]) -> None:
