@@ -15,6 +15,7 @@ every source last, so an interrupted build is never used.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -71,7 +72,8 @@ _SETUP = """
 import sys
 from setuptools import setup
 from mypyc.build import mypycify
-paths, group, lib, tmp, opt = sys.argv[1].split(","), *sys.argv[2:6]
+# The sources come last, one argument each: a checkout path may hold any character but NUL.
+group, lib, tmp, opt, *paths = sys.argv[1:]
 setup(
     name=group,
     ext_modules=mypycify(
@@ -88,17 +90,23 @@ setup(
 _CHECK = """
 import sys
 from mypyc.build import mypycify
-paths, group, tmp = sys.argv[1].split(","), *sys.argv[2:4]
+group, tmp, *paths = sys.argv[1:]
 mypycify([*paths, "--ignore-missing-imports"], opt_level="0", group_name=group, target_dir=tmp)
 """
 
 
+def missing_mypyc() -> str | None:
+    """Why mypyc cannot run here (all that `check` needs), or None."""
+    if importlib.util.find_spec("mypyc") is None:
+        return "mypyc is not installed (pip install mypy)"
+    return None
+
+
 def missing_tools() -> str | None:
     """Why this machine cannot compile, or None."""
-    try:
-        import mypyc  # noqa: F401
-    except ImportError:
-        return "mypyc is not installed (pip install mypy)"
+    why = missing_mypyc()
+    if why is not None:
+        return why
     try:
         import setuptools  # noqa: F401  (mypyc builds through it; venvs of 3.12+ lack it)
     except ImportError:
@@ -128,8 +136,8 @@ def build(
     # Hashed before compiling: a file edited during the build is then reported stale.
     hashes = {m: compiled.source_hash(s) for m, s in zip(modules, sources, strict=True)}
     with tempfile.TemporaryDirectory(prefix="cortex-compile-") as tmp:
-        cmd = [sys.executable, "-c", _SETUP, ",".join(map(str, sources)), compiled.GROUP]
-        cmd += [str(lib), tmp, opt_level]
+        cmd = [sys.executable, "-c", _SETUP, compiled.GROUP, str(lib), tmp, opt_level]
+        cmd += map(str, sources)
         with open(directory / "build.log", "w") as log:
             out = log if quiet else None
             subprocess.run(cmd, cwd=tmp, check=True, stdout=out, stderr=out)
@@ -149,7 +157,7 @@ def check(
     """Whether mypyc accepts `modules` as one group, and what it printed (needs mypyc only)."""
     sources = [str(compiled.module_source(m, package_dir)) for m in modules]
     with tempfile.TemporaryDirectory(prefix="cortex-check-") as tmp:
-        cmd = [sys.executable, "-c", _CHECK, ",".join(sources), compiled.GROUP, tmp + "/c"]
+        cmd = [sys.executable, "-c", _CHECK, compiled.GROUP, tmp + "/c", *sources]
         done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, check=False)
     return done.returncode == 0, done.stdout + done.stderr
 
@@ -225,10 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_main(modules: Sequence[str]) -> int:
-    try:
-        import mypyc  # noqa: F401
-    except ImportError:
-        print("error: cortex.compile: mypyc is not installed (pip install mypy)", file=sys.stderr)
+    why = missing_mypyc()
+    if why is not None:
+        print(f"error: cortex.compile: {why}", file=sys.stderr)
         return 2
     ok, out = check(modules)
     if not ok:

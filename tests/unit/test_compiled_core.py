@@ -259,15 +259,7 @@ def test_a_compiled_module_answers_as_the_pure_one_and_is_dropped_once_edited(
     assert "checkpoint.py changed since it was compiled" in stale.stderr
 
 
-def _has_mypyc() -> bool:
-    try:
-        import mypyc  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_mypyc(), reason="no mypyc")
+@pytest.mark.skipif(build_tool.missing_mypyc() is not None, reason="no mypyc")
 def test_mypyc_accepts_the_whole_core_and_refuses_two_native_bases(tmp_path: Path) -> None:
     # CI has mypyc (with mypy) but builds only one module: this keeps every module of the
     # compiled core compilable, which a full build would otherwise find out only by hand.
@@ -275,8 +267,12 @@ def test_mypyc_accepts_the_whole_core_and_refuses_two_native_bases(tmp_path: Pat
     assert ok, out
     # The same check on a copy with ClusterState given two native bases (what broke the build
     # once): refused, naming the line.
-    copy = tmp_path / "cortex"
+    # The copy lives under a directory whose name holds a comma and a space (the sources went
+    # to mypyc joined by commas once, and such a checkout could not be checked or built).
+    copy = tmp_path / "a, b" / "cortex"
     shutil.copytree(SRC / "cortex", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    ok, out = build_tool.check(["cortex.sim.checkpoint"], package_dir=copy)
+    assert ok, out
     state = copy / "scheduler" / "state.py"
     text = state.read_text()
     assert "class ClusterState(NodeSummaries):" in text
@@ -288,7 +284,7 @@ def test_mypyc_accepts_the_whole_core_and_refuses_two_native_bases(tmp_path: Pat
     assert "state.py" in out and "Multiple inheritance is not supported" in out
 
 
-@pytest.mark.skipif(not _has_mypyc(), reason="no mypyc")
+@pytest.mark.skipif(build_tool.missing_mypyc() is not None, reason="no mypyc")
 def test_check_says_what_it_did(capsys: pytest.CaptureFixture[str]) -> None:
     assert build_tool.main(["--check", "--modules", "cortex.sim.checkpoint"]) == 0
     assert "mypyc accepts the 1 modules (nothing built)" in capsys.readouterr().out
