@@ -22,7 +22,8 @@ from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
-from cortex.workload.sources import load_trace, load_workload
+from cortex.workload.sources import LOAD_BASES, load_trace, load_workload
+from cortex.workload.synthetic import fleet_capacity
 
 # Options whose help runs over a line, named here so that the command reads as a list.
 _WORKLOAD = typer.Option(
@@ -33,6 +34,12 @@ _WARM_START = typer.Option(
     "--warm-start/--cold-start",
     help="start the fleet in steady state (default for the synthetic workload) or empty "
     "(the default, and the only choice, for traces and job files)",
+)
+_LOAD_BASIS = typer.Option(
+    None,
+    help="what --load is a share of: gpus (the default: the fleet's GPUs in H100 work, as "
+    "calibrated) | "
+    "capacity (its H100-equivalent capacity: on a mixed fleet, the same busy share as on H100)",
 )
 _FAILURES = typer.Option(
     True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
@@ -90,6 +97,7 @@ def sim(
     policy: str = typer.Option("priority", help=f"scheduling profile: {' | '.join(PROFILES)}"),
     seed: int = typer.Option(0, help="seed for the workload and the failures"),
     load: float = typer.Option(0.85, min=0.01, max=2.0, help="synthetic offered load"),
+    load_basis: str | None = _LOAD_BASIS,
     warm_start: bool | None = _WARM_START,
     backfill: bool = typer.Option(True, help="EASY backfill"),
     failures: bool = _FAILURES,
@@ -128,6 +136,10 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
+    if load_basis is not None and load_basis not in LOAD_BASES:
+        raise InputError(
+            "--load-basis", "load_basis", f"expected {' or '.join(LOAD_BASES)}, got {load_basis!r}"
+        )
     if quarantine and not failures:
         raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
     if failure_data is not None:
@@ -135,7 +147,9 @@ def sim(
     # The fleet, the jobs and the twin's indices are hundreds of thousands of long-lived
     # objects: built with young collections rare (cortex/gcscope.py); the run freezes them.
     with collector_scope(freeze=False):
-        topo, jobs, label = _workload(fleet, trace, workload, days, seed, load, warm_start)
+        topo, jobs, label = _workload(
+            fleet, trace, workload, days, seed, (load, load_basis), warm_start
+        )
     cfg = SimConfig(
         days=days,
         seed=seed,
@@ -189,15 +203,22 @@ def _workload(
     workload: str,
     days: float,
     seed: int,
-    load: float,
+    load: tuple[float, str | None],
     warm_start: bool | None,
 ) -> tuple[Topology, list[Job], str]:
-    """The fleet, its jobs and the workload's label; warm by default for `synthetic` only."""
+    """The fleet, its jobs and the workload's label; warm by default for `synthetic` only.
+    `load`: the synthetic load and what it is a share of (--load, --load-basis)."""
     synthetic = trace is None and workload == "synthetic"
     if warm_start and not synthetic:
         given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
         raise InputError(
             "--warm-start", "warm_start", f"needs the synthetic workload; {given} starts cold"
+        )
+    share, basis = load
+    if basis is not None and not synthetic:
+        given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
+        raise InputError(
+            "--load-basis", "load_basis", f"needs the synthetic workload; {given} has no load"
         )
     warm = synthetic if warm_start is None else warm_start
     topo = build(load_fleet_spec(fleet))
@@ -205,13 +226,33 @@ def _workload(
         jobs = load_trace(trace, topo)
         label = f"trace:{trace.name}"
     else:
-        jobs = load_workload(workload, topo, days=days, seed=seed, load=load, warm=warm)
+        basis = basis or "gpus"
+        jobs = load_workload(
+            workload, topo, days=days, seed=seed, load=share, warm=warm, load_basis=basis
+        )
+        if synthetic and basis == "gpus":
+            _warn_overload(topo, share)
         label = (
             workload
             if workload in ("synthetic",) or workload.startswith("single:")
             else (Path(workload).name)
         )
     return topo, jobs, label
+
+
+def _warn_overload(topo: Topology, load: float) -> None:
+    """One line on stderr when the synthetic load offers more work than the fleet can do: on a
+    fleet of slow chips a share of its GPUs in H100 work exceeds its capacity, and the queue
+    grows for the whole run."""
+    capacity = fleet_capacity(topo.flavors, topo.flavor_gpus())
+    offered = load * topo.total_gpus
+    if offered > capacity:
+        typer.echo(
+            f"cortex sim: warning: --load {load:g} offers {offered / capacity:.2f}x the fleet's "
+            f"H100-equivalent capacity ({capacity:,.0f} GPUs); its queue grows for the whole "
+            f"run. --load-basis capacity reads --load as a share of that capacity.",
+            err=True,
+        )
 
 
 def _run(twin: Twin, days: float, quiet: bool) -> Twin:

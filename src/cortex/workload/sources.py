@@ -12,7 +12,7 @@ from cortex.errors import InputError
 from cortex.fleet.topology import Topology, alloc_size
 from cortex.workload.job import Job
 from cortex.workload.spec import load_jobs
-from cortex.workload.synthetic import _ckpt_write_s, generate
+from cortex.workload.synthetic import _ckpt_write_s, fleet_capacity, generate
 from cortex.workload.trace import read_trace
 
 # single:N runs one job for the whole horizon: its work is this many horizons long.
@@ -59,6 +59,10 @@ def _check_fits(jobs: list[Job], topo: Topology, source: str, row_label: str) ->
             )
 
 
+LOAD_BASES = ("gpus", "capacity")
+"""What a synthetic `--load` is a share of (load_workload)."""
+
+
 def load_workload(
     workload: str,
     topo: Topology,
@@ -67,9 +71,18 @@ def load_workload(
     seed: int,
     load: float = 0.85,
     warm: bool = False,
+    load_basis: str = "gpus",
 ) -> list[Job]:
     """Resolve a --workload value into jobs sorted by submit time. `warm` (synthetic only):
-    start the fleet in steady state (synthetic.warm_start)."""
+    start the fleet in steady state (synthetic.warm_start). `load_basis` (synthetic only):
+    `gpus`, the load is a share of the fleet's GPUs in H100 work (the calibrated meaning), or
+    `capacity`, a share of its H100-equivalent capacity (`synthetic.fleet_capacity`)."""
+    if load_basis not in LOAD_BASES:
+        raise InputError(
+            "--load-basis",
+            "load_basis",
+            f"expected {' or '.join(LOAD_BASES)}, got {load_basis!r}",
+        )
     horizon_s = days * 86400.0
     if workload == "synthetic":
         return generate(
@@ -79,6 +92,11 @@ def load_workload(
             load=load,
             flavors=topo.flavors,
             warm=warm,
+            capacity_gpus=(
+                fleet_capacity(topo.flavors, topo.flavor_gpus())
+                if load_basis == "capacity"
+                else None
+            ),
         )
     if workload.startswith("single:"):
         raw = workload.split(":", 1)[1]

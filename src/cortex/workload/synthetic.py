@@ -6,12 +6,13 @@ Three bands of jobs, each given a share of the offered GPU time:
 - mid: 64-2,048 GPUs (whole 8-GPU nodes), a day to weeks, fine-tuning and ablation runs;
 - big: 4,096-32,768 GPUs, days to weeks, FSD and Optimus training runs (`production`).
 
-Arrival rates follow from the arithmetic `rate = share * load * fleet_gpus / E[gpus * duration]`,
-so the offered GPU demand is about `load * fleet_gpus`. Small and mid jobs arrive as a Poisson
-process thinned by a sinusoidal daily rate peaking mid-afternoon (t = 0 is midnight); big runs
-are spread evenly over the horizon. Big-run sizes and durations are drawn by stratified
-sampling (one draw per quantile slot), so their few draws still follow the distribution and
-the GPU-time mix is stable from seed to seed.
+Arrival rates follow from the arithmetic `rate = share * load * capacity / E[gpus * duration]`,
+so the offered demand is about `load * capacity` GPUs of H100 work, where `capacity` is the
+fleet's capacity in H100-equivalent GPUs (`fleet_capacity`; its GPU count on a fleet of H100
+only). Small and mid jobs arrive as a Poisson process thinned by a sinusoidal daily rate peaking
+mid-afternoon (t = 0 is midnight); big runs are spread evenly over the horizon. Big-run sizes
+and durations are drawn by stratified sampling (one draw per quantile slot), so their few draws
+still follow the distribution and the GPU-time mix is stable from seed to seed.
 
 Every number below names its source. Tags as in shared/reference/README.md, plus [A]: an
 assumption of this model, chosen to meet the published bands; docs/calibration.md compares
@@ -21,6 +22,7 @@ the output with the published numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -133,10 +135,13 @@ def generate(
     load: float = 0.85,
     flavors: tuple[str, ...] = (),
     warm: bool = False,
+    capacity_gpus: float | None = None,
 ) -> list[Job]:
     """Generate jobs submitted over `days`, sorted by submit time, ids 0..n-1.
 
-    The offered GPU demand is about `load * fleet_gpus`; no gang exceeds `fleet_gpus // 2`
+    The offered demand is about `load * capacity_gpus` GPUs of H100 work, where
+    `capacity_gpus` is the fleet's capacity in H100-equivalent GPUs (`fleet_capacity`; default
+    `fleet_gpus`, as on a fleet of H100 only); no gang exceeds `fleet_gpus // 2`
     (rounded down to whole nodes when that is 8 or more). `flavors` names the fleet's flavors:
     big runs then accept those at least as fast as H100 for their kind, fastest first; other
     jobs accept any. `warm`: the fleet starts in steady state: jobs submitted at time 0 that
@@ -150,6 +155,10 @@ def generate(
         raise InputError(src, "fleet_gpus", f"must be at least 1, got {fleet_gpus}")
     if not (math.isfinite(load) and load > 0):
         raise InputError(src, "load", f"must be a positive number, got {load}")
+    if capacity_gpus is None:
+        capacity_gpus = float(fleet_gpus)
+    if not (math.isfinite(capacity_gpus) and capacity_gpus > 0):
+        raise InputError(src, "capacity_gpus", f"must be a positive number, got {capacity_gpus}")
     catalog = load_catalog()
     for f in flavors:
         if f not in catalog:
@@ -158,7 +167,7 @@ def generate(
     horizon_s = days * DAY_S
     cap = fleet_gpus // 2 if fleet_gpus >= 2 else 1
     cap = cap - cap % GPUS_PER_NODE if cap >= GPUS_PER_NODE else cap
-    demand_gpus = load * fleet_gpus
+    demand_gpus = load * capacity_gpus
     parts = [
         _small(rng, horizon_s, demand_gpus * SMALL_GPU_TIME_SHARE, cap),
         _mid(rng, horizon_s, demand_gpus * MID_GPU_TIME_SHARE, cap),
@@ -348,6 +357,46 @@ def _priorities(rng: np.random.Generator, team: np.ndarray, kind: np.ndarray) ->
 def _ckpt_write_s(gpus: np.ndarray) -> np.ndarray:
     """Blocking checkpoint time: a model of PARAMS_PER_GPU per GPU written at 2 TB/s."""
     return CKPT_FIXED_S + gpus * PARAMS_PER_GPU * CKPT_BYTES_PER_PARAM / CKPT_STORAGE_BPS
+
+
+def kind_work_shares() -> dict[str, float]:
+    """Each kind's expected share of the offered H100 work, from the band, team, eval and
+    research shares above. A team's share of a band's jobs is its share of the band's work
+    (sizes and durations are drawn independently of the team)."""
+    shares = dict.fromkeys(KINDS, 0.0)
+    for band_share, pmf, eval_share in (
+        (SMALL_GPU_TIME_SHARE, SMALL_TEAM_PMF, SMALL_EVAL_SHARE),
+        (MID_GPU_TIME_SHARE, MID_TEAM_PMF, 0.0),
+        (BIG_GPU_TIME_SHARE, BIG_TEAM_PMF, 0.0),
+    ):
+        shares["eval"] += band_share * eval_share
+        for team, p in pmf.items():
+            own = band_share * p * (1 - eval_share)
+            if team == "research":
+                shares["llm"] += own * RESEARCH_LLM_SHARE
+                shares["generic"] += own * (1 - RESEARCH_LLM_SHARE)
+            else:
+                shares[KINDS[_TEAM_KIND[TEAMS.index(team)]]] += own
+    return shares
+
+
+def fleet_capacity(flavors: Sequence[str], gpus: Sequence[int]) -> float:
+    """The fleet's capacity in H100-equivalent GPUs for the synthetic mix: each flavor's GPUs
+    times its speed on the mix, the work-weighted harmonic mean of its kinds' speeds (a flavor
+    given the mix spends sum(w_k / speed_k) GPU-seconds per second of H100 work). On a fleet of
+    H100 only this is exactly its GPU count; a flavor outside the throughput table counts at
+    1.0. An estimate, not the best placement's bound: it ignores that big
+    runs may not use flavors slower than H100 (docs/hetero.md, "The ceiling at steady state")."""
+    table = ThroughputTable.load()
+    shares = kind_work_shares()
+    weight = sum(shares.values())
+    capacity = 0.0
+    for flavor, n in zip(flavors, gpus, strict=True):
+        if flavor not in table.flavors():
+            capacity += n
+            continue
+        capacity += n * (weight / sum(w / table.speed(k, flavor) for k, w in shares.items()))
+    return capacity
 
 
 def _big_run_flavors(flavors: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
