@@ -104,6 +104,7 @@ def test_sim_writes_a_json_report_with_the_required_keys(tmp_path: Path) -> None
     assert r["energy_mwh"] > 0 and r["peak_facility_mw"] > 0
     assert r["events"] > 0 and r["wall_s"] >= 0
     assert r["config"]["days"] == 1 and r["config"]["workload"] == "synthetic"
+    assert r["config"]["load"] == 0.85 and r["config"]["load_basis"] == "gpus"
 
 
 def test_sim_writes_a_self_contained_html_page(tmp_path: Path) -> None:

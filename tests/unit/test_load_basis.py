@@ -109,7 +109,11 @@ def test_overload_warning_on_a_mixed_fleet_only(tmp_path: Path, dojo_nodes: int)
     capacity = 64 + chips * fleet_capacity(["Dojo-D1"], [1])
     assert float(found.group(1)) == pytest.approx(0.85 * (64 + chips) / capacity, abs=0.006)
     assert len(gpus.stderr.strip().splitlines()) == 1
-    for args in (("--fleet", "mixed.yaml", "--load-basis", "capacity"), ("--fleet", "tiny")):
+    for args in (
+        ("--fleet", "mixed.yaml", "--load-basis", "capacity"),
+        ("--fleet", "tiny"),
+        ("--fleet", "mixed.yaml", "--load", "1.5"),  # asks for an overload: nothing to say
+    ):
         quiet = cortex(*base, *args, cwd=tmp_path)
         assert quiet.returncode == 0, quiet.stderr
         assert "warning" not in quiet.stderr

@@ -184,6 +184,8 @@ def sim(
         twin = Twin(topo, jobs, cfg)
     twin = _run(twin, days, quiet)
     report = build_report(twin, workload=label)
+    if label == "synthetic":  # the twin sees jobs, not the load they were drawn at
+        report["config"].update(load=load, load_basis=load_basis or "gpus")
     print_summary(report)
     if json_path is not None:
         _write(json_path, "--json", lambda p: write_json(report, p))
@@ -241,12 +243,12 @@ def _workload(
 
 
 def _warn_overload(topo: Topology, load: float) -> None:
-    """One line on stderr when the synthetic load offers more work than the fleet can do: on a
-    fleet of slow chips a share of its GPUs in H100 work exceeds its capacity, and the queue
-    grows for the whole run."""
+    """One line on stderr when a load below 1 offers more work than the fleet can do: on a
+    fleet of slow chips a share of its GPUs in H100 work can exceed its capacity, and the queue
+    grows for the whole run. A load above 1 asks for that on any fleet: no warning."""
     capacity = fleet_capacity(topo.flavors, topo.flavor_gpus())
     offered = load * topo.total_gpus
-    if offered > capacity:
+    if load <= 1.0 < offered / capacity:
         typer.echo(
             f"cortex sim: warning: --load {load:g} offers {offered / capacity:.2f}x the fleet's "
             f"H100-equivalent capacity ({capacity:,.0f} GPUs); its queue grows for the whole "
