@@ -38,8 +38,8 @@ _WARM_START = typer.Option(
 _LOAD_BASIS = typer.Option(
     None,
     help="what --load is a share of: gpus (the default: the fleet's GPUs in H100 work, as "
-    "calibrated) | "
-    "capacity (its H100-equivalent capacity: on a mixed fleet, the same busy share as on H100)",
+    "calibrated) | capacity (its H100-equivalent capacity, an estimate: on a mixed fleet about "
+    "the busy share --load gives a fleet of H100)",
 )
 _FAILURES = typer.Option(
     True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
@@ -243,16 +243,17 @@ def _workload(
 
 
 def _warn_overload(topo: Topology, load: float) -> None:
-    """One line on stderr when a load below 1 offers more work than the fleet can do: on a
-    fleet of slow chips a share of its GPUs in H100 work can exceed its capacity, and the queue
-    grows for the whole run. A load above 1 asks for that on any fleet: no warning."""
+    """One line on stderr when the load offers the fleet more than it asked for: on a fleet of
+    slow chips a share of its GPUs in H100 work can exceed its capacity (`--load 0.85` on
+    cortex-2026 offers 1.39x), and the queue is likely to grow all run. A load above 1 asks for
+    an overload: the warning then comes only when the basis makes it larger than asked."""
     capacity = fleet_capacity(topo.flavors, topo.flavor_gpus())
-    offered = load * topo.total_gpus
-    if load <= 1.0 < offered / capacity:
+    ratio = load * topo.total_gpus / capacity
+    if ratio > max(1.0, load):
         typer.echo(
-            f"cortex sim: warning: --load {load:g} offers {offered / capacity:.2f}x the fleet's "
-            f"H100-equivalent capacity ({capacity:,.0f} GPUs); its queue grows for the whole "
-            f"run. --load-basis capacity reads --load as a share of that capacity.",
+            f"cortex sim: warning: --load {load:g} offers {ratio:.2f}x the fleet's capacity "
+            f"({capacity:,.0f} H100-eq for {topo.total_gpus:,} GPUs); its queue is likely to "
+            f"grow all run. --load-basis capacity reads --load as a share of that capacity.",
             err=True,
         )
 

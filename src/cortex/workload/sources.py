@@ -83,6 +83,10 @@ def load_workload(
             "load_basis",
             f"expected {' or '.join(LOAD_BASES)}, got {load_basis!r}",
         )
+    if load_basis != "gpus" and workload != "synthetic":
+        raise InputError(
+            "--load-basis", "load_basis", f"needs the synthetic workload; {workload!r} has no load"
+        )
     horizon_s = days * 86400.0
     if workload == "synthetic":
         return generate(
@@ -92,7 +96,7 @@ def load_workload(
             load=load,
             flavors=topo.flavors,
             warm=warm,
-            capacity_gpus=(
+            capacity_h100e=(
                 fleet_capacity(topo.flavors, topo.flavor_gpus())
                 if load_basis == "capacity"
                 else None

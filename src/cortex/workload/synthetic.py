@@ -135,12 +135,12 @@ def generate(
     load: float = 0.85,
     flavors: tuple[str, ...] = (),
     warm: bool = False,
-    capacity_gpus: float | None = None,
+    capacity_h100e: float | None = None,
 ) -> list[Job]:
     """Generate jobs submitted over `days`, sorted by submit time, ids 0..n-1.
 
-    The offered demand is about `load * capacity_gpus` GPUs of H100 work, where
-    `capacity_gpus` is the fleet's capacity in H100-equivalent GPUs (`fleet_capacity`; default
+    The offered demand is about `load * capacity_h100e` GPUs of H100 work, where
+    `capacity_h100e` is the fleet's capacity in H100-equivalent GPUs (`fleet_capacity`; default
     `fleet_gpus`, as on a fleet of H100 only); no gang exceeds `fleet_gpus // 2`
     (rounded down to whole nodes when that is 8 or more). `flavors` names the fleet's flavors:
     big runs then accept those at least as fast as H100 for their kind, fastest first; other
@@ -155,10 +155,10 @@ def generate(
         raise InputError(src, "fleet_gpus", f"must be at least 1, got {fleet_gpus}")
     if not (math.isfinite(load) and load > 0):
         raise InputError(src, "load", f"must be a positive number, got {load}")
-    if capacity_gpus is None:
-        capacity_gpus = float(fleet_gpus)
-    if not (math.isfinite(capacity_gpus) and capacity_gpus > 0):
-        raise InputError(src, "capacity_gpus", f"must be a positive number, got {capacity_gpus}")
+    if capacity_h100e is None:
+        capacity_h100e = float(fleet_gpus)
+    if not (math.isfinite(capacity_h100e) and capacity_h100e > 0):
+        raise InputError(src, "capacity_h100e", f"must be a positive number, got {capacity_h100e}")
     catalog = load_catalog()
     for f in flavors:
         if f not in catalog:
@@ -167,7 +167,7 @@ def generate(
     horizon_s = days * DAY_S
     cap = fleet_gpus // 2 if fleet_gpus >= 2 else 1
     cap = cap - cap % GPUS_PER_NODE if cap >= GPUS_PER_NODE else cap
-    demand_gpus = load * capacity_gpus
+    demand_gpus = load * capacity_h100e
     parts = [
         _small(rng, horizon_s, demand_gpus * SMALL_GPU_TIME_SHARE, cap),
         _mid(rng, horizon_s, demand_gpus * MID_GPU_TIME_SHARE, cap),
@@ -181,7 +181,10 @@ def generate(
     team, kind, prio, band = team[order], kind[order], prio[order], band[order]
     done = np.zeros(submit.size)
     if warm:
-        w = warm_start(np.random.default_rng((seed, 1)), demand_gpus, cap)
+        # In steady state the fleet holds `load` of its GPUs busy when the load is a share of
+        # its capacity (a slow chip holds its job longer): fill by GPUs held, not by H100
+        # work. On the default basis the two are the same number.
+        w = warm_start(np.random.default_rng((seed, 1)), load * fleet_gpus, cap)
         submit, gpus, work, team, kind, prio, band, done = (
             np.concatenate((a, b))
             for a, b in zip(w, (submit, gpus, work, team, kind, prio, band, done), strict=True)
