@@ -45,12 +45,29 @@ class NodeSummaries(Capacity):
         # Busy nodes per flavor by the highest priority running on them: a victim search for a
         # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
-        # (job, placement) started or stopped on since the summaries were last read
-        self._stale: list[tuple[int, Placement]] = []
+        # (job, placement) started or stopped on since the summaries were last read, keyed by
+        # the placement object (an allocation's, the same at its start and its stop) and in
+        # the order of each one's last note (see _note_start).
+        self._stale: dict[int, tuple[int, Placement]] = {}
         # Who holds each node now, tentative moves included: the one job if exactly one does,
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
         self._owner = np.full(nn, FREE, dtype=np.int64)
+
+    def _note_start(self, jid: int, placement: Placement) -> None:
+        """Driver start or adopt: the placement's nodes are to be summarized again. A placement
+        noted again moves to the end instead of being noted twice: its earlier note is the last
+        on none of its nodes, and the flush reads only each node's last note (RESULTS.md,
+        section 74: a third of cortex-2026's notes were such repeats)."""
+        stale = self._stale
+        key = id(placement)
+        if key in stale:
+            del stale[key]
+        stale[key] = (jid, placement)
+
+    def _note_stop(self, jid: int, placement: Placement) -> None:
+        """Driver stop: as _note_start."""
+        self._note_start(jid, placement)
 
     @property
     def np_used(self) -> np.ndarray:
@@ -85,7 +102,7 @@ class NodeSummaries(Capacity):
         nodes of flavor f were noted since (with repeats): only those nodes can have changed
         class, each by one node, so the two bound every class's count now from both sides."""
         node_flavor = self.node_flavor
-        moved = sum(len(p) for _, p in self._stale if node_flavor[p[0][0]] == f)
+        moved = sum(len(p) for _, p in self._stale.values() if node_flavor[p[0][0]] == f)
         return self._nodes_by_top_prio[f], moved
 
     @property
@@ -126,10 +143,10 @@ class NodeSummaries(Capacity):
         has not adopted yet, or a tentative start of a cycle, is not counted. A Statement calls
         this before its first eviction, so a read later in that cycle still sees the fleet as
         it was before the cycle, as it always has."""
-        stale = self._stale
-        if not stale:
+        if not self._stale:
             return
-        self._stale = []
+        stale = list(self._stale.values())
+        self._stale = {}
         if sum(len(placement) for _, placement in stale) <= FLUSH_SMALL_NODES:
             self._flush_small(stale)
             return
