@@ -168,6 +168,59 @@ def test_a_gang_restarted_elsewhere_before_a_read_clears_the_nodes_it_left() -> 
     assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {100: 3}
 
 
+def test_a_job_started_and_stopped_between_reads_leaves_no_note() -> None:
+    """A start and its stop between two reads cancel (RESULTS.md, section 74): nothing is left
+    to flush, and the nodes read what they held before, a partly shared node included."""
+    st, _, _ = testkit.setup_cycle()
+    testkit.running_job(st, 2, ((0, 4),), prio=10, start=2.0)
+    assert st.np_used.tolist()[:3] == [4, 0, 0]  # read
+    gang = testkit.running_job(st, 1, ((0, 4), (1, 8), (2, 8)), prio=100, start=5.0)
+    st.stop(gang, 0)
+    assert not st._stale
+    assert st.np_used.tolist()[:3] == [4, 0, 0]
+    assert st.np_max_prio.tolist()[:3] == [10, EMPTY_PRIO, EMPTY_PRIO]
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {10: 1}
+
+
+def test_a_stop_cancels_only_its_own_jobs_start() -> None:
+    """Two jobs on one placement object (half of node 0 each): job 3 starts after the read,
+    job 2 (read) stops. Job 3's start stays noted, so node 0 reads job 3 alone. (Cancelling
+    any first start of the placement leaves node 0 at job 2's priority 10.)"""
+    st, _, _ = testkit.setup_cycle()
+    half: Placement = ((0, 4),)
+    two = testkit.running_job(st, 2, half, prio=10, start=2.0)
+    assert st.np_max_prio.tolist()[:1] == [10]  # read
+    testkit.running_job(st, 3, half, prio=1000, start=6.0)
+    st.stop(two, 0)
+    assert st.np_used.tolist()[:1] == [4]
+    assert st.np_max_prio.tolist()[:1] == [1000]
+    assert st.np_last_start.tolist()[:1] == [6.0]
+
+
+@pytest.mark.parametrize("adopt", [False, True])
+def test_a_job_read_stopped_and_restarted_on_its_placement_then_stopped_clears_its_nodes(
+    adopt: bool,
+) -> None:
+    """A gang running at the last read stops and starts again on the same placement object
+    (by start, or by a committed cycle's take and the driver's adopt) and stops again: the
+    second stop does not cancel the restart alone, since the first stop's note was moved into
+    it. (Cancelling on the job alone, without the first-note flag, leaves nodes 0-1 at 100.)"""
+    st, _, _ = testkit.setup_cycle()
+    gang = testkit.running_job(st, 1, ((0, 8), (1, 8)), prio=100, start=1.0)
+    assert st.np_max_prio.tolist()[:2] == [100, 100]  # read
+    placement = st.allocations[gang.id].placement
+    st.stop(gang, 0)
+    if adopt:
+        st.take(gang.id, 0, placement)
+        st.adopt(gang)
+    else:
+        st.start(gang, 0, 0, placement)
+    st.stop(gang, 0)
+    assert st.np_used.tolist()[:2] == [0, 0]
+    assert st.np_max_prio.tolist()[:2] == [EMPTY_PRIO, EMPTY_PRIO]
+    assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {}
+
+
 def _recount(st: ClusterState) -> tuple[list[int], list[int], list[float], list[dict[int, int]]]:
     """The summaries and histograms from the running jobs, as a fresh flush would write them."""
     nn = len(st.node_jobs)

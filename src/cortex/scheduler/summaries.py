@@ -48,7 +48,7 @@ class NodeSummaries(Capacity):
         # (job, placement) started or stopped on since the summaries were last read, keyed by
         # the placement object (an allocation's, the same at its start and its stop) and in
         # the order of each one's last note (see _note_start).
-        self._stale: dict[int, tuple[int, Placement]] = {}
+        self._stale: dict[int, tuple[int, Placement, bool]] = {}
         # Who holds each node now, tentative moves included: the one job if exactly one does,
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
@@ -58,16 +58,27 @@ class NodeSummaries(Capacity):
         """Driver start or adopt: the placement's nodes are to be summarized again. A placement
         noted again moves to the end instead of being noted twice: its earlier note is the last
         on none of its nodes, and the flush reads only each node's last note (RESULTS.md,
-        section 74: a third of cortex-2026's notes were such repeats)."""
+        section 74: a third of cortex-2026's notes were such repeats). The flag says that this
+        start is the placement's first note since the last flush (see _note_stop)."""
         stale = self._stale
         key = id(placement)
-        if key in stale:
+        first = key not in stale
+        if not first:
             del stale[key]
-        stale[key] = (jid, placement)
+        stale[key] = (jid, placement, first)
 
     def _note_stop(self, jid: int, placement: Placement) -> None:
-        """Driver stop: as _note_start."""
-        self._note_start(jid, placement)
+        """Driver stop: as _note_start, except that a job that started on this placement after
+        the last flush, with no other note of it since, leaves no note at all: its nodes run
+        what they ran at that flush (every other start or stop on them has a note of its own),
+        so the flush would rewrite their summaries with what they hold already. On cortex-2026
+        most jobs start and stop between two flushes (section 74)."""
+        stale = self._stale
+        key = id(placement)
+        got = stale.pop(key, None)
+        if got is not None and got[2] and got[0] == jid:
+            return
+        stale[key] = (jid, placement, False)
 
     @property
     def np_used(self) -> np.ndarray:
@@ -102,7 +113,7 @@ class NodeSummaries(Capacity):
         nodes of flavor f were noted since (with repeats): only those nodes can have changed
         class, each by one node, so the two bound every class's count now from both sides."""
         node_flavor = self.node_flavor
-        moved = sum(len(p) for _, p in self._stale.values() if node_flavor[p[0][0]] == f)
+        moved = sum(len(p) for _, p, _ in self._stale.values() if node_flavor[p[0][0]] == f)
         return self._nodes_by_top_prio[f], moved
 
     @property
@@ -145,7 +156,7 @@ class NodeSummaries(Capacity):
         it was before the cycle, as it always has."""
         if not self._stale:
             return
-        stale = list(self._stale.values())
+        stale = [(jid, placement) for jid, placement, _ in self._stale.values()]
         self._stale = {}
         if sum(len(placement) for _, placement in stale) <= FLUSH_SMALL_NODES:
             self._flush_small(stale)
