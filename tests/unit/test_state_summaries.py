@@ -221,6 +221,23 @@ def test_a_job_read_stopped_and_restarted_on_its_placement_then_stopped_clears_i
     assert {p: c for p, c in st.nodes_by_top_prio[0].items() if c} == {}
 
 
+@pytest.mark.parametrize("small_nodes", [10**9, -1])
+def test_a_partial_gang_held_alone_is_summarized_with_the_gpus_it_holds(
+    small_nodes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rule (`_gang_writes`) says which notes both flushes write as a whole gang: a gang of
+    part nodes, held by it alone, is not one of them, and reads 4 GPUs on each node. (The
+    rule without its whole-node condition writes 8 in both flushes.)"""
+    import cortex.scheduler.summaries as summaries_mod
+
+    monkeypatch.setattr(summaries_mod, "FLUSH_SMALL_NODES", small_nodes)
+    st, _, _ = testkit.setup_cycle()
+    testkit.running_job(st, 1, ((0, 4), (1, 4)), prio=100, start=5.0)
+    assert st.np_used.tolist()[:3] == [4, 4, 0]
+    assert st.np_max_prio.tolist()[:2] == [100, 100]
+    assert st.np_last_start.tolist()[:2] == [5.0, 5.0]
+
+
 def _recount(st: ClusterState) -> tuple[list[int], list[int], list[float], list[dict[int, int]]]:
     """The summaries and histograms from the running jobs, as a fresh flush would write them."""
     nn = len(st.node_jobs)
