@@ -67,7 +67,7 @@ class ClusterState(NodeSummaries):
         self.add_usage(team, flavor, gpus)
         self.running[job.id] = job
         self.ends[flavor].add((job.est_end_s, job.id, gpus))
-        self._stale.append((job.id, placement))
+        self._note_start(job.id, placement)
         self._count_prio_nodes(job, flavor, len(placement))
         return gpus
 
@@ -76,7 +76,7 @@ class ClusterState(NodeSummaries):
         alloc = self.allocations[job.id]
         self.running[job.id] = job
         self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
-        self._stale.append((job.id, alloc.placement))
+        self._note_start(job.id, alloc.placement)
         self._count_prio_nodes(job, alloc.flavor, len(alloc.placement))
 
     def stop(self, job: Job, team: int) -> Allocation:
@@ -85,7 +85,7 @@ class ClusterState(NodeSummaries):
         self.add_usage(team, alloc.flavor, -alloc.gpus)
         del self.running[job.id]
         self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
-        self._stale.append((job.id, alloc.placement))
+        self._note_stop(job.id, alloc.placement)
         f, prio, nodes = self._prio_nodes_of.pop(job.id)
         hist = self.prio_nodes[f]
         left = hist[prio] - nodes

@@ -45,12 +45,40 @@ class NodeSummaries(Capacity):
         # Busy nodes per flavor by the highest priority running on them: a victim search for a
         # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
-        # (job, placement) started or stopped on since the summaries were last read
-        self._stale: list[tuple[int, Placement]] = []
+        # (job, placement) started or stopped on since the summaries were last read, keyed by
+        # the placement object (an allocation's, the same at its start and its stop) and in
+        # the order of each one's last note (see _note_start).
+        self._stale: dict[int, tuple[int, Placement, bool]] = {}
         # Who holds each node now, tentative moves included: the one job if exactly one does,
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
         self._owner = np.full(nn, FREE, dtype=np.int64)
+
+    def _note_start(self, jid: int, placement: Placement) -> None:
+        """Driver start or adopt: the placement's nodes are to be summarized again. A placement
+        noted again moves to the end instead of being noted twice: its earlier note is the last
+        on none of its nodes, and the flush reads only each node's last note (RESULTS.md,
+        section 74: a third of cortex-2026's notes were such repeats). The flag says that this
+        start is the placement's first note since the last flush (see _note_stop)."""
+        stale = self._stale
+        key = id(placement)
+        first = key not in stale
+        if not first:
+            del stale[key]
+        stale[key] = (jid, placement, first)
+
+    def _note_stop(self, jid: int, placement: Placement) -> None:
+        """Driver stop: as _note_start, except that a job that started on this placement after
+        the last flush, with no other note of it since, leaves no note at all: its nodes run
+        what they ran at that flush (every other start or stop on them has a note of its own),
+        so the flush would rewrite their summaries with what they hold already. On cortex-2026
+        most jobs start and stop between two flushes (section 74)."""
+        stale = self._stale
+        key = id(placement)
+        got = stale.pop(key, None)
+        if got is not None and got[2] and got[0] == jid:
+            return
+        stale[key] = (jid, placement, False)
 
     @property
     def np_used(self) -> np.ndarray:
@@ -85,7 +113,7 @@ class NodeSummaries(Capacity):
         nodes of flavor f were noted since (with repeats): only those nodes can have changed
         class, each by one node, so the two bound every class's count now from both sides."""
         node_flavor = self.node_flavor
-        moved = sum(len(p) for _, p in self._stale if node_flavor[p[0][0]] == f)
+        moved = sum(len(p) for _, p, _ in self._stale.values() if node_flavor[p[0][0]] == f)
         return self._nodes_by_top_prio[f], moved
 
     @property
@@ -126,10 +154,10 @@ class NodeSummaries(Capacity):
         has not adopted yet, or a tentative start of a cycle, is not counted. A Statement calls
         this before its first eviction, so a read later in that cycle still sees the fleet as
         it was before the cycle, as it always has."""
-        stale = self._stale
-        if not stale:
+        if not self._stale:
             return
-        self._stale = []
+        stale = [(jid, placement) for jid, placement, _ in self._stale.values()]
+        self._stale = {}
         if sum(len(placement) for _, placement in stale) <= FLUSH_SMALL_NODES:
             self._flush_small(stale)
             return
@@ -166,17 +194,15 @@ class NodeSummaries(Capacity):
         starts: np.ndarray,
     ) -> None:
         """The array flush's summaries: `nodes[starts[i]:starts[i + 1]]` are the nodes whose
-        last note is `stale[entries[i]]`. `_summarize_gang`'s test and writes for every group at
-        once (on cortex-2026 a flush meets ~1,400 groups, and one gang's five array calls cost
-        more than its nodes; RESULTS.md, section 69). The groups' nodes are disjoint and the
-        node path reads no summary, so the order of the writes cannot matter; a group that the
-        gang path would decline, or that is not a whole-node gang, goes node by node, which is
-        what the gang path writes anyway."""
+        last note is `stale[entries[i]]`. `_summarize_gang`'s test and writes, by the same rule
+        (`_gang_writes`), for every group at once (on cortex-2026 a flush meets ~1,400 groups,
+        and one gang's five array calls cost more than its nodes; RESULTS.md, section 69). The
+        groups' nodes are disjoint and the node path reads no summary, so the order of the
+        writes cannot matter; a group that the rule declines, or whose owners disagree on a
+        node, goes node by node, which is what the gang path writes anyway."""
         sizes = np.diff(np.r_[starts, len(nodes)])
-        running = self.running
-        allocations = self.allocations
-        gpn = self.gpn
-        # Per group: the owner the gang path wants on all its nodes (None: node by node), and
+        gang_writes = self._gang_writes
+        # Per group: the owner the gang rule wants on all its nodes (SHARED: node by node), and
         # what it writes there.
         want: list[int] = []
         used: list[int] = []
@@ -184,16 +210,7 @@ class NodeSummaries(Capacity):
         start_s: list[float] = []
         for e in entries:
             jid, placement = stale[e]
-            w, u, p, t = SHARED, 0, EMPTY_PRIO, -math.inf  # SHARED: no owner can match
-            if len(placement) > 1:
-                job = running.get(jid)
-                alloc = allocations.get(jid)
-                if job is not None and alloc is not None and alloc.placement == placement:
-                    g = gpn[alloc.flavor]
-                    if jid >= 0 and alloc.gpus == g * len(placement):
-                        w, u, p, t = jid, g, job.priority, job.run_start_s
-                else:
-                    w = FREE
+            w, u, p, t = gang_writes(jid, placement)
             want.append(w)
             used.append(u)
             prio.append(p)
@@ -233,9 +250,7 @@ class NodeSummaries(Capacity):
         for e in sorted(groups):
             nodes = groups[e]
             jid, placement = stale[e]
-            if len(placement) > 1 and self._summarize_gang(
-                jid, placement, np.array(nodes, dtype=np.int64)
-            ):
+            if self._summarize_gang(jid, placement, np.array(nodes, dtype=np.int64)):
                 continue
             for n in nodes:
                 self._summarize_node(n)
@@ -258,31 +273,35 @@ class NodeSummaries(Capacity):
                 for v in sorted(counts):
                     hist[v] = hist.get(v, 0) + sign * counts[v]
 
-    def _summarize_gang(self, jid: int, placement: Placement, nodes: np.ndarray) -> bool:
-        """A multi-node gang holds whole nodes alone: set or clear `nodes` (those of its
-        placement that nothing touched later) with one array write each. False when a node is
-        shared after all (then each node is summarized alone). Who holds the nodes is read from
-        np_owner, which a victim search right after needs up to date anyway."""
-        owner = self.np_owner[nodes]
-        job = self.running.get(jid)
-        alloc = self.allocations.get(jid)
-        if job is not None and alloc is not None and alloc.placement == placement:
-            if jid < 0 or not (owner == jid).all():
-                return False
+    def _gang_writes(self, jid: int, placement: Placement) -> tuple[int, int, int, float]:
+        """Which notes are written as a whole gang, the one rule of both flushes: the owner that
+        every node of the placement must have, and what each of them then gets. A running job
+        on exactly this placement of whole nodes (a multi-node gang, as placement gives them):
+        its id, the node's GPUs, its priority and start. A multi-node placement no job runs on
+        any more (stopped, restarted elsewhere, or taken again but not adopted): FREE, and an
+        idle node. SHARED, which no owner matches, otherwise (a single node, a partial gang, a
+        negative id): node by node. Wherever the owner matches, `_summarize_node` would write
+        the same (the nodes hold exactly that job's GPUs, or nothing)."""
+        if len(placement) > 1:
+            job = self.running.get(jid)
+            alloc = self.allocations.get(jid)
+            if job is None or alloc is None or alloc.placement != placement:
+                return FREE, 0, EMPTY_PRIO, -math.inf
             g = self.gpn[alloc.flavor]
-            if alloc.gpus == g * len(placement):
-                self._np_used[nodes] = g  # whole nodes, as placement gives multi-node gangs
-            else:
-                gpus = dict(placement)
-                self._np_used[nodes] = [gpus[n] for n in nodes.tolist()]
-            self._np_max_prio[nodes] = job.priority
-            self._np_last_start[nodes] = job.run_start_s
-            return True
-        if not (owner == FREE).all():
+            if jid >= 0 and alloc.gpus == g * len(placement):
+                return jid, g, job.priority, job.run_start_s
+        return SHARED, 0, EMPTY_PRIO, -math.inf
+
+    def _summarize_gang(self, jid: int, placement: Placement, nodes: np.ndarray) -> bool:
+        """Set or clear `nodes` (those of the placement that nothing touched later) with one
+        array write each, when `_gang_writes` allows it and np_owner agrees on every node (which
+        a victim search right after needs up to date anyway). False: summarize each node alone."""
+        want, used, prio, start_s = self._gang_writes(jid, placement)
+        if want == SHARED or not (self.np_owner[nodes] == want).all():
             return False
-        self._np_used[nodes] = 0
-        self._np_max_prio[nodes] = EMPTY_PRIO
-        self._np_last_start[nodes] = -math.inf
+        self._np_used[nodes] = used
+        self._np_max_prio[nodes] = prio
+        self._np_last_start[nodes] = start_s
         return True
 
     def _summarize_node(self, n: int) -> None:
