@@ -178,6 +178,7 @@ class MeteredTwin(Twin):
                 gk[1] += j.alloc_gpus
                 tk = (key[0], j.team)
                 self.held_by_team[tk] = self.held_by_team.get(tk, 0) + j.alloc_gpus
+                self.held_eq_by_team[j.team] = self.held_eq_by_team.get(j.team, 0.0) + eq
             self.samples.append((held, busy, len(self.pending)))
             # Why a team stays under its entitlement: the solve's targets (GPUs per team and
             # flavor), and what its waiting jobs ask for (GPUs, by priority class and by
@@ -230,6 +231,7 @@ tw.eq_by_team, tw.eq_by_flavor = {{}}, {{}}
 tw.next_sample_s, tw.samples, tw.window_work0 = {warmup_days} * 86400.0, [], None
 tw.held_by_kind = {{}}
 tw.held_by_team, tw.preempted = {{}}, {{}}
+tw.held_eq_by_team = {{}}
 tw.target_sum, tw.waiting_sum = {{}}, {{}}
 tw.searches_failed, tw.evictions = {{}}, {{}}
 work_start = work_now(tw)  # warm jobs arrive with work already done
@@ -318,6 +320,10 @@ out = {{
     "window_entitlement_eq_by_team": window_ent,
     "window_share_by_team": {{t: window_work.get(t, 0.0) / window_h / e
                               for t, e in window_ent.items() if e > 0}},
+    # The same entitlement against H100-eq held (gang GPUs x speed, hourly samples) instead
+    # of work done: no checkpoint writes, restarts or lost progress in it.
+    "window_held_share_by_team": {{t: tw.held_eq_by_team.get(t, 0.0) / n_s / e
+                                   for t, e in window_ent.items() if e > 0}},
     "policy": policy, "days": days, "wall_s": wall, "jobs": len(jobs),
     "completed": len(tw.completed), "pending_at_end": len(tw.pending),
     "work_eq_gpu_h": sum(work.values()),
