@@ -18,6 +18,7 @@ import test_hetero as th
 import testkit
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
+from cortex.scheduler import hetero
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo
 from cortex.scheduler.preemption import PriorityReclaim
@@ -253,3 +254,16 @@ def test_the_hold_after_an_eviction_in_the_same_pass() -> None:
     w2.pend(2, "lang", 8, 1.0)
     placed, preempted = _gate_cycle(w2)
     assert placed == {"lang-1": "H200-SXM", "lang-2": "H200-SXM"} and len(preempted) == 2
+
+
+@pytest.mark.parametrize(("budget_spent", "reclaimable"), [(False, 16), (True, 0)])
+def test_reclaimable_counts_the_flavors_own_unprotected_jobs(
+    budget_spent: bool, reclaimable: int
+) -> None:
+    # Vision holds all four H200 nodes (32: borrows 16) and one Dojo node in a job that is
+    # never protected. On H200 a reclaim can free what vision borrows there in jobs it does not
+    # protect: 16, or 0 once their budget is spent; its Dojo job is not on H200 (counting it
+    # would hold lang for 8 GPUs no reclaim on H200 can free).
+    w = _gate_world(budget_spent=budget_spent)
+    w.run(30, "vision", 4, 8)
+    assert hetero._reclaimable(w.snapshot(), 0) == reclaimable

@@ -405,7 +405,7 @@ def _reclaimable(snap: Snapshot, g: int) -> int:
     }
     if not over:
         return 0
-    loose = _loose_gpus(snap, g)
+    loose = _loose_gpus(snap, g, over)
     return sum(min(over[o], loose.get(o, 0)) for o in over)
 
 
@@ -417,8 +417,12 @@ _LOOSE: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
-def _loose_gpus(snap: Snapshot, g: int) -> dict[int, int]:
-    """GPUs per queue on flavor g in running jobs their queue does not protect."""
+def _loose_gpus(snap: Snapshot, g: int, over: dict[int, int]) -> dict[int, int]:
+    """GPUs per queue on flavor g in running jobs their queue does not protect, for the queues
+    in `over` (those borrowing on g: a function of the usage in the cache key, so every call
+    with one key asks for the same queues). Jobs on other flavors and of other queues are
+    skipped before any lookup: on cortex-2026 this loop over every running job was 45% of a
+    `hetero` run."""
     st = snap.state
     cache = _LOOSE.get(st)
     if cache is None:
@@ -432,9 +436,11 @@ def _loose_gpus(snap: Snapshot, g: int) -> dict[int, int]:
     got = {}
     allocations = st.allocations
     for v in st.running.values():
+        if v.run_flavor != g or v.queue_idx not in over:
+            continue
         # A job evicted earlier in this pass has given its GPUs back (they count as free).
         alloc = allocations.get(v.id)
-        if alloc is not None and v.run_flavor == g and not protected(snap, v):
+        if alloc is not None and not protected(snap, v):
             got[v.queue_idx] = got.get(v.queue_idx, 0) + alloc.gpus
     cache[key] = got
     return got
