@@ -22,7 +22,7 @@ from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
-from cortex.workload.sources import LOAD_BASES, load_trace, load_workload
+from cortex.workload.sources import load_trace, load_workload
 from cortex.workload.synthetic import fleet_capacity
 
 # Options whose help runs over a line, named here so that the command reads as a list.
@@ -136,10 +136,6 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
-    if load_basis is not None and load_basis not in LOAD_BASES:
-        raise InputError(
-            "--load-basis", "load_basis", f"expected {' or '.join(LOAD_BASES)}, got {load_basis!r}"
-        )
     if quarantine and not failures:
         raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
     if failure_data is not None:
@@ -217,6 +213,7 @@ def _workload(
             "--warm-start", "warm_start", f"needs the synthetic workload; {given} starts cold"
         )
     share, basis = load
+    # A trace never reaches load_workload, which checks the basis for the other workloads.
     if basis is not None and not synthetic:
         given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
         raise InputError(
