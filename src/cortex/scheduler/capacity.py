@@ -23,7 +23,8 @@ FREE, SHARED = -2, -1  # np_owner of a node nobody holds, and of one several job
 @dataclass(slots=True)
 class Allocation:
     """GPUs held by one job: one flavor, some nodes. Not frozen: built at every take (see
-    scheduler/snapshot.py, Snapshot); nothing assigns to it."""
+    scheduler/snapshot.py, Snapshot). Never assign to it (a Statement's rollback takes again
+    from the object it saved) and do not hash it (a plain dataclass with eq has no hash)."""
 
     flavor: int
     placement: Placement

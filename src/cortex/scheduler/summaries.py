@@ -110,8 +110,10 @@ class NodeSummaries(Capacity):
 
     def top_prio_as_flushed(self, f: int) -> tuple[dict[int, int], int]:
         """`nodes_by_top_prio[f]` as of the last flush, without flushing, and how many placed
-        nodes of flavor f were noted since (with repeats): only those nodes can have changed
-        class, each by one node, so the two bound every class's count now from both sides."""
+        nodes of flavor f were noted since (once per noted placement object; a start and stop
+        that cancelled left none, and changed no node's class): only those nodes can have
+        changed class, each by one node, so the two bound every class's count now from both
+        sides."""
         node_flavor = self.node_flavor
         moved = sum(len(p) for _, p, _ in self._stale.values() if node_flavor[p[0][0]] == f)
         return self._nodes_by_top_prio[f], moved
@@ -250,7 +252,10 @@ class NodeSummaries(Capacity):
         for e in sorted(groups):
             nodes = groups[e]
             jid, placement = stale[e]
-            if self._summarize_gang(jid, placement, np.array(nodes, dtype=np.int64)):
+            # A single node never goes the gang way (_gang_writes): skip building its array.
+            if len(placement) > 1 and self._summarize_gang(
+                jid, placement, np.array(nodes, dtype=np.int64)
+            ):
                 continue
             for n in nodes:
                 self._summarize_node(n)
