@@ -10,6 +10,12 @@ from torch import nn
 from cortex.training.config import FsdModel
 from cortex.training.data_fsd import bev_projection
 
+# Fused attention kernels put the batch of sequences in a CUDA grid dimension (at most 65,535
+# blocks), and `large` at batch 64 fuses 64 x 1,024 = 65,536 cells over time in one call: on an
+# H200 (torch 2.11) its backward failed (bench/RESULTS.md §79). Attention, norms and the MLP act
+# per sequence here, so splitting the batch computes the same function.
+_MAX_SEQUENCES = 32_768
+
 
 class FsdNet(nn.Module):
     cell_uv: torch.Tensor  # buffers, declared for the type checker
@@ -90,7 +96,10 @@ class FsdNet(nn.Module):
         bev = bev.unflatten(0, (b, t)) + self.time_emb[:, None]
         x = bev.transpose(1, 2).flatten(0, 1)  # (B*G*G, T, D): attention over time per cell
         for layer in self.temporal:
-            x = layer(x)
+            if x.shape[0] <= _MAX_SEQUENCES:
+                x = layer(x)
+            else:
+                x = torch.cat([layer(part) for part in x.split(_MAX_SEQUENCES)])
         cur = x[:, -1].unflatten(0, (b, m.bev_grid * m.bev_grid))  # (B, G*G, D)
         occ = self.occ_head(cur).squeeze(-1).unflatten(1, (m.bev_grid, m.bev_grid))
         pooled = cur.mean(dim=1) + self.speed_in(speed)
