@@ -15,7 +15,7 @@ from cortex.errors import InputError
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
 from cortex.workload.job import Job
-from cortex.workload.sources import load_workload
+from cortex.workload.sources import load_workload, resolve_load_basis
 from cortex.workload.synthetic import describe, fleet_capacity, generate, kind_work_shares
 from cortex.workload.throughput import ThroughputTable
 
@@ -80,6 +80,31 @@ def test_capacity_of_a_fleet_of_h100_is_its_gpu_count() -> None:
     assert [_key(j) for j in a] == [_key(j) for j in b]
 
 
+@pytest.mark.parametrize(
+    ("fleet", "resolved"),
+    [("tiny", "gpus"), ("cortex-2024", "gpus"), ("colossus-memphis", "gpus"),
+     ("cortex-2026", "capacity"), ("dojo-buffalo", "capacity")],
+)  # fmt: skip
+def test_auto_takes_the_capacity_only_on_fleets_slower_than_h100(fleet: str, resolved: str) -> None:
+    # cortex-2024 (half H200) is faster than its GPU count in H100 work: it keeps the calibrated
+    # basis and every calibrated figure; a fleet of H100 only is equal up to rounding
+    topo = build(load_fleet_spec(fleet))
+    assert resolve_load_basis("auto", topo) == resolved
+    for explicit in ("gpus", "capacity"):
+        assert resolve_load_basis(explicit, topo) == explicit
+
+
+def test_auto_draws_what_its_resolved_basis_draws(tmp_path: Path) -> None:
+    (tmp_path / "mixed.yaml").write_text(MIXED.format(dojo=24))
+    for fleet, basis in (("tiny", "gpus"), (tmp_path / "mixed.yaml", "capacity")):
+        topo = build(load_fleet_spec(fleet))
+        auto = load_workload("synthetic", topo, days=2, seed=3, load=0.7, load_basis="auto")
+        same = load_workload("synthetic", topo, days=2, seed=3, load=0.7, load_basis=basis)
+        assert [_key(j) for j in auto] == [_key(j) for j in same]
+    with pytest.raises(InputError, match="load_basis"):
+        load_workload("single:8", topo, days=1, seed=0, load_basis="auto")
+
+
 def test_cortex_2026_capacity_is_well_below_its_chip_count() -> None:
     topo = build(load_fleet_spec("cortex-2026"))
     capacity = fleet_capacity(topo.flavors, topo.flavor_gpus())
@@ -133,7 +158,9 @@ def test_report_names_the_load_and_its_basis(tmp_path: Path) -> None:
     runs = {}
     for name, args in (
         ("capacity", ("--fleet", "mixed.yaml", "--load", "0.5", "--load-basis", "capacity")),
-        ("gpus", ("--fleet", "mixed.yaml", "--load", "0.5")),
+        ("gpus", ("--fleet", "mixed.yaml", "--load", "0.5", "--load-basis", "gpus")),
+        ("default", ("--fleet", "mixed.yaml", "--load", "0.5")),
+        ("tiny", ("--fleet", "tiny", "--load", "0.5")),
         ("single", ("--fleet", "mixed.yaml", "--workload", "single:8")),
     ):
         proc = cortex("sim", "--days", "1", "--quiet", *args, "--json", f"{name}.json",
@@ -144,6 +171,10 @@ def test_report_names_the_load_and_its_basis(tmp_path: Path) -> None:
     assert runs["capacity"]["config"]["load_basis"] == "capacity"
     assert runs["gpus"]["config"]["load_basis"] == "gpus"
     assert runs["capacity"]["jobs"]["submitted"] < runs["gpus"]["jobs"]["submitted"] / 2
+    # the default names the basis it resolved to, and ran the jobs that basis draws
+    assert runs["default"]["config"]["load_basis"] == "capacity"
+    assert runs["default"]["jobs"] == runs["capacity"]["jobs"]
+    assert runs["tiny"]["config"]["load_basis"] == "gpus"
     assert "load" not in runs["single"]["config"]  # no synthetic draw, no load
     assert "load_basis" not in runs["single"]["config"]
 
@@ -156,7 +187,8 @@ def test_overload_warning_on_a_mixed_fleet_only(tmp_path: Path, dojo_nodes: int,
     # nodes, 1.08x with one; --load 1.5 asks for 1.5x and gets 4.8x
     (tmp_path / "mixed.yaml").write_text(MIXED.format(dojo=dojo_nodes))
     base = ["sim", "--days", "0.2", "--quiet"]
-    gpus = cortex(*base, "--fleet", "mixed.yaml", "--load", load, cwd=tmp_path)
+    gpus = cortex(*base, "--fleet", "mixed.yaml", "--load", load, "--load-basis", "gpus",
+                  cwd=tmp_path)  # fmt: skip
     assert gpus.returncode == 0, gpus.stderr
     found = WARNING.search(gpus.stderr)
     assert found, gpus.stderr
@@ -171,6 +203,8 @@ def test_overload_warning_on_a_mixed_fleet_only(tmp_path: Path, dojo_nodes: int,
     "args",
     [
         ("--fleet", "mixed.yaml", "--load-basis", "capacity"),
+        ("--fleet", "mixed.yaml"),  # the default resolves to capacity on a fleet slower than H100
+        ("--fleet", "mixed.yaml", "--load", "1.5"),
         ("--fleet", "tiny"),
         ("--fleet", "tiny", "--load", "2"),  # asks for 2x on H100 and gets it: nothing to say
     ],

@@ -22,7 +22,7 @@ from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
-from cortex.workload.sources import load_trace, load_workload
+from cortex.workload.sources import load_trace, load_workload, resolve_load_basis
 from cortex.workload.synthetic import fleet_capacity
 
 # Options whose help runs over a line, named here so that the command reads as a list.
@@ -37,9 +37,10 @@ _WARM_START = typer.Option(
 )
 _LOAD_BASIS = typer.Option(
     None,
-    help="what --load is a share of: gpus (the default: the fleet's GPUs in H100 work, as "
-    "calibrated) | capacity (its H100-equivalent capacity, an estimate: on a mixed fleet about "
-    "the busy share --load gives a fleet of H100)",
+    help="what --load is a share of: auto (the default: gpus, unless the fleet is slower than "
+    "H100, then capacity) | gpus (the fleet's GPUs in H100 work, as calibrated) | capacity (its "
+    "H100-equivalent capacity, an estimate: on a mixed fleet about the busy share --load gives "
+    "a fleet of H100)",
 )
 _FAILURES = typer.Option(
     True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
@@ -181,7 +182,10 @@ def sim(
     twin = _run(twin, days, quiet)
     report = build_report(twin, workload=label)
     if label == "synthetic":  # the twin sees jobs, not the load they were drawn at
-        report["config"].update(load=load, load_basis=load_basis or "gpus")
+        # the basis `auto` resolved to, so that the config re-runs the same jobs
+        report["config"].update(
+            load=load, load_basis=resolve_load_basis(load_basis or "auto", topo)
+        )
     print_summary(report)
     if json_path is not None:
         _write(json_path, "--json", lambda p: write_json(report, p))
@@ -225,11 +229,11 @@ def _workload(
         jobs = load_trace(trace, topo)
         label = f"trace:{trace.name}"
     else:
-        basis = basis or "gpus"
+        basis = basis or ("auto" if synthetic else "gpus")  # no load to take a basis of
         jobs = load_workload(
             workload, topo, days=days, seed=seed, load=share, warm=warm, load_basis=basis
         )
-        if synthetic and basis == "gpus":
+        if synthetic and resolve_load_basis(basis, topo) == "gpus":
             _warn_overload(topo, share)
         label = (
             workload

@@ -59,8 +59,22 @@ def _check_fits(jobs: list[Job], topo: Topology, source: str, row_label: str) ->
             )
 
 
-LOAD_BASES = ("gpus", "capacity")
-"""What a synthetic `--load` is a share of (load_workload)."""
+LOAD_BASES = ("auto", "gpus", "capacity")
+"""What a synthetic `--load` is a share of (load_workload, resolve_load_basis)."""
+
+
+def resolve_load_basis(load_basis: str, topo: Topology) -> str:
+    """`auto` resolved for this fleet: `gpus` (the calibrated meaning) unless the fleet's
+    H100-equivalent capacity is below its GPU count, then `capacity`. On a fleet slower than
+    H100 (Dojo), a share of its GPUs in H100 work offers more than it can do, so the default
+    would be an overload by construction (`cortex-2026` at 0.85: 1.39x, a queue that grows all
+    month); on fleets of H100 or faster it keeps the calibrated basis and every calibrated
+    figure (bench/RESULTS.md §82). An explicit basis is returned as given."""
+    if load_basis != "auto":
+        return load_basis
+    capacity_h100e = fleet_capacity(topo.flavors, topo.flavor_gpus())
+    # A relative margin: a fleet of H100 only has capacity == GPUs up to rounding.
+    return "capacity" if capacity_h100e < topo.total_gpus * (1.0 - 1e-9) else "gpus"
 
 
 def load_workload(
@@ -75,8 +89,10 @@ def load_workload(
 ) -> list[Job]:
     """Resolve a --workload value into jobs sorted by submit time. `warm` (synthetic only):
     start the fleet in steady state (synthetic.warm_start). `load_basis` (synthetic only):
-    `gpus`, the load is a share of the fleet's GPUs in H100 work (the calibrated meaning), or
-    `capacity`, a share of its H100-equivalent capacity (`synthetic.fleet_capacity`)."""
+    `gpus`, the load is a share of the fleet's GPUs in H100 work (the calibrated meaning),
+    `capacity`, a share of its H100-equivalent capacity (`synthetic.fleet_capacity`), or `auto`,
+    the first unless the fleet is slower than H100 (`resolve_load_basis`; `cortex sim`'s
+    default)."""
     if load_basis not in LOAD_BASES:
         raise InputError(
             "--load-basis",
@@ -87,6 +103,7 @@ def load_workload(
         raise InputError(
             "--load-basis", "load_basis", f"needs the synthetic workload; {workload!r} has no load"
         )
+    load_basis = resolve_load_basis(load_basis, topo) if workload == "synthetic" else load_basis
     horizon_s = days * 86400.0
     if workload == "synthetic":
         return generate(
