@@ -48,6 +48,22 @@ def test_torch_refusal_names_the_op() -> None:
     assert cli.nondeterministic_op(RuntimeError("CUDA out of memory")) is None
 
 
+@pytest.mark.parametrize(
+    "caller",
+    # torch's own callers of alert_not_deterministic (torch/_meta_registrations.py): the op is
+    # named in several words, and the last word alone ("output") names nothing
+    ["median CUDA with indices output", "_histc_cuda with floating point input", "kthvalue CUDA"],
+)
+def test_torch_refusal_names_a_caller_of_several_words(caller: str) -> None:
+    message = GRID_SAMPLE_REFUSAL.replace("grid_sampler_2d_backward_cuda", caller)
+    assert cli.nondeterministic_op(RuntimeError(message)) == caller
+    # as a DataLoader worker re-raises it: the original message after a traceback
+    wrapped = f"Caught RuntimeError in a worker.\nTraceback:\n  ...\nRuntimeError: {message}"
+    assert cli.nondeterministic_op(RuntimeError(wrapped)) == caller
+    nameless = RuntimeError(" does not have a deterministic implementation")  # re-raised as is
+    assert cli.nondeterministic_op(nameless) is None
+
+
 def test_deterministic_refused_by_an_op_exits_2_with_one_line(monkeypatch, capsys) -> None:
     from cortex.training import loop
 
