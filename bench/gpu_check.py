@@ -148,7 +148,9 @@ def check_fsd(tmp: Path, device: str) -> dict[str, Any]:
     # a traceback (1) or a hang means the refusal path did not hold on this device.
     last = err.strip().splitlines()[-1] if err.strip() else ""
     refused = rc == 2 and last.startswith("error: --deterministic: ")
-    res["ok"] = res["rc_interrupted"] == 75 and res["rc_resumed"] == 0 and (rc == 0 or refused)
+    resumed = ("resume", 13) in [tuple(e) for e in res["events"]]
+    res["ok"] = (res["rc_interrupted"] == 75 and resumed and res["rc_resumed"] == 0
+                 and (rc == 0 or refused))  # fmt: skip
     return res
 
 

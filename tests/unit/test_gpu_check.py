@@ -48,6 +48,17 @@ def test_fsd_check_fails_when_the_deterministic_run_does(
     assert gc.check_fsd(tmp_path, "cuda")["ok"] is ok
 
 
+def test_fsd_check_fails_when_the_run_did_not_resume_at_the_pause(
+    gc: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # no marker within the deadline: _interrupted sends SIGTERM anyway, and the run stops with
+    # 75 wherever it was; the check is of a stop after step 13 and a resume from it
+    stopped = {"rc_interrupted": 75, "rc_resumed": 0, "events": [("resume", 8)]}
+    monkeypatch.setattr(gc, "_interrupted", lambda *_a, **_k: dict(stopped))
+    monkeypatch.setattr(gc, "_train", lambda *_a, **_k: (0, ""))
+    assert gc.check_fsd(tmp_path, "cuda")["ok"] is False
+
+
 def _probe(gc: Any, monkeypatch: pytest.MonkeyPatch, found: dict[str, str]) -> dict[str, Any]:
     def run(*_a: object, **_k: object) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess([], 0, stdout=json.dumps(found) + "\n", stderr="")
