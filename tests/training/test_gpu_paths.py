@@ -96,12 +96,15 @@ def test_deterministic_refused_by_an_op_exits_2_with_one_line(monkeypatch, capsy
         raise RuntimeError(GRID_SAMPLE_REFUSAL)
 
     monkeypatch.setattr(loop, "train", refuse)
-    assert cli.main("fsd", ["--config", "tiny", "--deterministic", "--device", "cpu"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        "error: --deterministic: grid_sampler_2d_backward_cuda has no deterministic "
-        "implementation on cpu; run without --deterministic"
-    ]
+    # asked for, or on by default on CPU: dropping the flag does not turn it off there, so the
+    # line names the flag that does
+    for flags in (["--deterministic"], []):
+        assert cli.main("fsd", ["--config", "tiny", *flags, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            "error: --deterministic: grid_sampler_2d_backward_cuda has no deterministic "
+            "implementation on cpu; run with --no-deterministic"
+        ]
 
 
 def test_other_runtime_errors_still_raise(monkeypatch) -> None:

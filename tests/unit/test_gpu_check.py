@@ -15,7 +15,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "gpu_check.py"
 REFUSAL = (
     "error: --deterministic: grid_sampler_2d_backward_cuda has no deterministic implementation "
-    "on cuda; run without --deterministic"
+    "on cuda; run with --no-deterministic"
 )
 TRACEBACK = "Traceback (most recent call last):\n  ...\nRuntimeError: grid_sampler_2d_backward_cuda"
 

@@ -158,11 +158,13 @@ def main(workload: str, argv: list[str] | None = None) -> int:
         if op is None:
             raise
         # fsd's grid sample has no deterministic CUDA backward (seen on an H200): the request
-        # cannot be met on this device, which is a flag to change, not a crash to debug.
+        # cannot be met on this device, which is a flag to change, not a crash to debug. The
+        # setting is on by default on CPU, so the way out is --no-deterministic, not leaving
+        # out --deterministic.
         print(
             f"error: --deterministic: {op} has no deterministic implementation on "
-            f"{opts.device if opts.device != 'auto' else 'this device'}; run without "
-            "--deterministic",
+            f"{opts.device if opts.device != 'auto' else 'this device'}; run with "
+            "--no-deterministic",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
