@@ -72,7 +72,11 @@ def _interrupted(workload: str, args: tuple[str, ...], job: Path, at: int) -> di
         time.sleep(0.05)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
-    _, err1 = proc.communicate(timeout=120)
+    try:
+        _, err1 = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # it ignored SIGTERM: it must not hold the GPU after us
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err1 = proc.communicate()
     extra.pop("CORTEX_TEST_PAUSE_AT_STEP")
     rc2, err2 = _train(workload, *args, **extra)
     lines = [json.loads(x) for x in mfile.read_text().splitlines()] if mfile.exists() else []

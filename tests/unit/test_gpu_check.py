@@ -79,3 +79,37 @@ def test_attention_check_fails_when_a_shape_the_model_runs_fails(
     for shape in ("temporal_chunked/default", "lift/default"):
         broken = dict(found, **{shape: "RuntimeError: CUDA error: invalid argument"})
         assert _probe(gc, monkeypatch, broken)["ok"] is False, shape
+
+
+class _Stuck:
+    """A training run that ignores SIGTERM: its first wait times out, SIGKILL ends it."""
+
+    pid = 4242
+    returncode: int | None = None
+
+    def __init__(self, *_a: object, **_k: object) -> None:
+        self.waits = 0
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.waits += 1
+        if self.waits == 1:
+            raise subprocess.TimeoutExpired("train", timeout or 0)
+        self.returncode = -9
+        return "", "killed"
+
+
+def test_a_run_that_ignores_sigterm_is_killed_not_left_on_the_device(
+    gc: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # it would hold the GPU through every later check; the check reports it and goes on
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(gc.subprocess, "Popen", _Stuck)
+    monkeypatch.setattr(gc.os, "killpg", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(gc, "_train", lambda *_a, **_k: (0, ""))
+    (tmp_path / "job-at").write_text("13")  # the pause was reached
+    res = gc._interrupted("fsd", (), tmp_path / "job", 13)
+    assert [sig for _, sig in sent] == [gc.signal.SIGTERM, gc.signal.SIGKILL]
+    assert res["rc_interrupted"] == -9
