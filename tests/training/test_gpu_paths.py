@@ -41,11 +41,52 @@ def test_temporal_attention_in_chunks_computes_what_one_call_does(monkeypatch) -
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _fsd_gradients(batch_size: int) -> dict[str, torch.Tensor]:
+    """One training step's gradients (train mode: the layers' slow path, not the no-grad fast
+    path the forward test takes)."""
+    torch.manual_seed(0)
+    cfg = build_config("fsd", "tiny", {})
+    model = WORKLOADS["fsd"].build_model(cfg.model).train()
+    gen = WORKLOADS["fsd"].make_generator(cfg.model, 0)
+    samples = [gen.sample(i) for i in range(batch_size)]
+    batch = {k: torch.stack([torch.from_numpy(s[k]) for s in samples]) for k in samples[0]}
+    out = WORKLOADS["fsd"].forward(model, batch)
+    WORKLOADS["fsd"].losses(out, batch)["loss"].backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_temporal_attention_in_chunks_has_the_gradients_of_one_call(monkeypatch) -> None:
+    whole = _fsd_gradients(3)
+    monkeypatch.setattr(models_fsd, "_MAX_SEQUENCES", 50)
+    chunked = _fsd_gradients(3)
+    assert chunked.keys() == whole.keys()
+    assert any(k.startswith("temporal.") for k in whole)
+    for k, g in whole.items():
+        # each chunk's weight gradients are summed apart: equal up to the order of the sums
+        torch.testing.assert_close(chunked[k], g, rtol=1e-4, atol=1e-7, msg=k)
+
+
 def test_torch_refusal_names_the_op() -> None:
     assert cli.nondeterministic_op(RuntimeError(GRID_SAMPLE_REFUSAL)) == (
         "grid_sampler_2d_backward_cuda"
     )
     assert cli.nondeterministic_op(RuntimeError("CUDA out of memory")) is None
+
+
+@pytest.mark.parametrize(
+    "caller",
+    # torch's own callers of alert_not_deterministic (torch/_meta_registrations.py): the op is
+    # named in several words, and the last word alone ("output") names nothing
+    ["median CUDA with indices output", "_histc_cuda with floating point input", "kthvalue CUDA"],
+)
+def test_torch_refusal_names_a_caller_of_several_words(caller: str) -> None:
+    message = GRID_SAMPLE_REFUSAL.replace("grid_sampler_2d_backward_cuda", caller)
+    assert cli.nondeterministic_op(RuntimeError(message)) == caller
+    # as a DataLoader worker re-raises it: the original message after a traceback
+    wrapped = f"Caught RuntimeError in a worker.\nTraceback:\n  ...\nRuntimeError: {message}"
+    assert cli.nondeterministic_op(RuntimeError(wrapped)) == caller
+    nameless = RuntimeError(" does not have a deterministic implementation")  # re-raised as is
+    assert cli.nondeterministic_op(nameless) is None
 
 
 def test_deterministic_refused_by_an_op_exits_2_with_one_line(monkeypatch, capsys) -> None:
@@ -55,12 +96,15 @@ def test_deterministic_refused_by_an_op_exits_2_with_one_line(monkeypatch, capsy
         raise RuntimeError(GRID_SAMPLE_REFUSAL)
 
     monkeypatch.setattr(loop, "train", refuse)
-    assert cli.main("fsd", ["--config", "tiny", "--deterministic", "--device", "cpu"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [
-        "error: --deterministic: grid_sampler_2d_backward_cuda has no deterministic "
-        "implementation on cpu; run without --deterministic"
-    ]
+    # asked for, or on by default on CPU: dropping the flag does not turn it off there, so the
+    # line names the flag that does
+    for flags in (["--deterministic"], []):
+        assert cli.main("fsd", ["--config", "tiny", *flags, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            "error: --deterministic: grid_sampler_2d_backward_cuda has no deterministic "
+            "implementation on cpu; run with --no-deterministic"
+        ]
 
 
 def test_other_runtime_errors_still_raise(monkeypatch) -> None:

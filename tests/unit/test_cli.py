@@ -301,10 +301,10 @@ BAD_OPTIONS = [
         "warm-start-single", [*SIM, "--fleet", "tiny", "--workload", "single:8", "--warm-start"],
         ["^error: --warm-start: warm_start: ", "single:8"],
     ),
-    # --load-basis: one of two words, and only for the synthetic workload
+    # --load-basis: one of three words, and only for the synthetic workload
     (
         "load-basis-unknown", [*SIM, "--fleet", "tiny", "--load-basis", "h100"],
-        ["^error: --load-basis: load_basis: ", "'h100'", "gpus or capacity"],
+        ["^error: --load-basis: load_basis: ", "'h100'", "expected auto, gpus or capacity"],
     ),
     (
         "load-basis-trace", [*SIM, "--fleet", "tiny", "--trace", "t.csv", "--load-basis", "gpus"],

@@ -179,6 +179,23 @@ def test_report_names_the_load_and_its_basis(tmp_path: Path) -> None:
     assert "load_basis" not in runs["single"]["config"]
 
 
+def test_a_job_file_named_synthetic_has_no_load(tmp_path: Path) -> None:
+    # the report's label is a job file's name: a file named `synthetic` must not be reported as
+    # the synthetic workload drawn at a load on a basis
+    (tmp_path / "mixed.yaml").write_text(MIXED.format(dojo=24))
+    (tmp_path / "synthetic").write_text(
+        "jobs:\n  - {name: a, team: fsd, gpus: 8, duration_s: 3600}\n"
+    )
+    proc = cortex("sim", "--days", "0.2", "--quiet", "--fleet", "mixed.yaml", "--workload",
+                  "./synthetic", "--json", "r.json", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["jobs"]["submitted"] == 1
+    assert report["config"]["workload"] != "synthetic"
+    assert "load" not in report["config"]
+    assert "load_basis" not in report["config"]
+
+
 @pytest.mark.parametrize(
     ("dojo_nodes", "load"), [(24, "0.85"), (1, "0.85"), (24, "1"), (24, "1.5")]
 )

@@ -235,10 +235,10 @@ def _workload(
         )
         if synthetic and resolve_load_basis(basis, topo) == "gpus":
             _warn_overload(topo, share)
+        # a job file by its name, unless that names the synthetic workload (`./synthetic`)
+        name = Path(workload).name
         label = (
-            workload
-            if workload in ("synthetic",) or workload.startswith("single:")
-            else (Path(workload).name)
+            workload if synthetic or workload.startswith("single:") or name == "synthetic" else name
         )
     return topo, jobs, label
 

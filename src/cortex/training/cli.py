@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -157,20 +158,26 @@ def main(workload: str, argv: list[str] | None = None) -> int:
         if op is None:
             raise
         # fsd's grid sample has no deterministic CUDA backward (seen on an H200): the request
-        # cannot be met on this device, which is a flag to change, not a crash to debug.
+        # cannot be met on this device, which is a flag to change, not a crash to debug. The
+        # setting is on by default on CPU, so the way out is --no-deterministic, not leaving
+        # out --deterministic.
         print(
             f"error: --deterministic: {op} has no deterministic implementation on "
-            f"{opts.device if opts.device != 'auto' else 'this device'}; run without "
-            "--deterministic",
+            f"{opts.device if opts.device != 'auto' else 'this device'}; run with "
+            "--no-deterministic",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
 
 
 def nondeterministic_op(err: BaseException) -> str | None:
-    """The op named by torch's refusal under `use_deterministic_algorithms(True)`, else None."""
+    """The op named by torch's refusal under `use_deterministic_algorithms(True)`, else None.
+    torch names it in one or several words ("median CUDA with indices output"): the whole line
+    before the refusal, less an exception's name where the message was re-raised in another."""
     text = str(err)
     marker = " does not have a deterministic implementation"
     if marker not in text:
         return None
-    return text.split(marker, 1)[0].strip().split()[-1][:80]
+    lines = text.split(marker, 1)[0].strip().splitlines() or [""]
+    caller = re.sub(r"^\w+(Error|Exception): ", "", lines[-1].strip())
+    return caller[:80] or None

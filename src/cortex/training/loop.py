@@ -184,6 +184,10 @@ def _train(
         return jobproto.EXIT_OK
     finally:
         metrics.close()
+        # An error's traceback holds this frame, and with it the loader's workers, until the
+        # interpreter's exit SIGTERMs and joins them: they ignore SIGTERM (stream.py), so the
+        # process waited for ever. Dropping the iterator stops them the DataLoader's own way.
+        del batches
 
 
 def _announce(

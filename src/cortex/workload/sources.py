@@ -97,7 +97,7 @@ def load_workload(
         raise InputError(
             "--load-basis",
             "load_basis",
-            f"expected {' or '.join(LOAD_BASES)}, got {load_basis!r}",
+            f"expected {', '.join(LOAD_BASES[:-1])} or {LOAD_BASES[-1]}, got {load_basis!r}",
         )
     if load_basis != "gpus" and workload != "synthetic":
         raise InputError(
