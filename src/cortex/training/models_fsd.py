@@ -10,10 +10,10 @@ from torch import nn
 from cortex.training.config import FsdModel
 from cortex.training.data_fsd import bev_projection
 
-# Fused attention kernels put the batch of sequences in a CUDA grid dimension (at most 65,535
-# blocks), and `large` at batch 64 fuses 64 x 1,024 = 65,536 cells over time in one call: on an
-# H200 (torch 2.11) its backward failed (bench/RESULTS.md §81). Attention, norms and the MLP act
-# per sequence here, so splitting the batch computes the same function.
+# `large` at batch 64 fuses 64 x 1,024 = 65,536 cells over time in one attention call: on an
+# H200 (torch 2.11) the cuDNN and flash kernels refused it in backward, as a CUDA grid dimension
+# of at most 65,535 would, and ran at 32,768 (bench/RESULTS.md §81). Attention, norms and the
+# MLP act per sequence here, so splitting the batch computes the same function.
 _MAX_SEQUENCES = 32_768
 
 
