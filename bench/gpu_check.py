@@ -122,7 +122,7 @@ def check_calibration(out: Path, seconds: float, cpu: bool) -> dict[str, Any]:
         q = subprocess.run(retry, env=_env(), cwd=ROOT, capture_output=True, text=True,
                            timeout=420, check=False)  # fmt: skip
         res.update(retry_without_cudnn_sdp_rc=q.returncode, retry_stderr=q.stderr[-4000:],
-                   ok=q.returncode == 0)  # fmt: skip
+                   ok=q.returncode == 0 and (out / "cal" / "calibration.csv").exists())  # fmt: skip
     return res
 
 
