@@ -57,6 +57,9 @@ class Policies:
     allocator: Allocator | None = None
     max_examined: int = 512
     max_preemption_tries: int = 2
+    # A head blocked on several flavors reserves only the one where it starts first (deep
+    # passes; `_Cycle.reserve`). Off: it reserves every flavor it is short on.
+    reserve_earliest: bool = False
 
 
 def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
@@ -358,15 +361,25 @@ class _Cycle:
 
     def reserve(self, job: Job, short: list[int]) -> None:
         """6. The first job blocked by capacity on a flavor reserves it (EASY backfill); in a
-        quick pass, or with backfill off, nothing may pass it."""
+        quick pass, or with backfill off, nothing may pass it. With `reserve_earliest` a deep
+        pass reserves only the flavor where the job's shadow is earliest (the first in its
+        order on a tie), as Slurm starts a job listing several partitions in the one offering
+        the earliest start (`bf_one_resv_per_job`: one backfill reservation per job); the rest
+        stay open to the jobs behind it (bench/RESULTS.md section 79)."""
+        deep = self.pol.backfill and self.deep
+        got: list[tuple[float, int, int]] = []
         for f in short:
             if f in self.reserved:
                 continue
             need = alloc_size(job.gpus, self.st.gpn[f])
-            if self.pol.backfill and self.deep:
+            if deep:
                 shadow, extra = _shadow(self.st, self.stmt, f, need, self.snap.now_s)
             else:
                 shadow, extra = self.snap.now_s, 0
+            got.append((shadow, f, extra))
+        if self.pol.reserve_earliest and deep and len(got) > 1:
+            got = [min(got, key=lambda x: x[0])]  # min keeps the first of equal shadows
+        for shadow, f, extra in got:
             self.reserved[f] = Reservation(job.id, shadow, extra)
 
 
