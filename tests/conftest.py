@@ -19,6 +19,27 @@ settings.register_profile("dev", print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+@pytest.fixture
+def frozen_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's views (Snapshot, Start, Allocation, PowerView, Grant, CapJob) refuse a
+    field's re-assignment for the length of the test (tests/frozen_views.py)."""
+    import frozen_views  # here, not at the top: conftest would import the scheduler for every test
+
+    frozen_views.guard(monkeypatch)
+
+
+# CORTEX_FROZEN_VIEWS=1 guards the views in every test, to sweep a suite for writes
+# (`CORTEX_FROZEN_VIEWS=1 pytest tests/scenarios`); a test that builds or edits views itself may
+# then fail for its own writes, which the traceback tells apart from the code's.
+if os.environ.get("CORTEX_FROZEN_VIEWS"):
+
+    @pytest.fixture(autouse=True)
+    def _frozen_views_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+        import frozen_views
+
+        frozen_views.guard(monkeypatch)
+
+
 def _hypothesis_line(config: pytest.Config) -> str:
     s = settings()
     seed = config.getoption("hypothesis_seed", None)

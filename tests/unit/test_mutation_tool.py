@@ -134,6 +134,8 @@ NOT_SELECTED = {
     "tests/unit/test_intake.py": "drive/intake.py; reaches the scheduler only through the twin",
     "tests/unit/test_run_rules.py": "drive/runs.py; uses JobState names only",
     "tests/unit/test_twin.py": "whole twin runs: slow per mutant; the scenarios cover the cycle",
+    "tests/unit/test_frozen_views.py": "whole twin runs under the views' write guard: slow per "
+    "mutant, and a mutmut mutant changes a value, not whether a view is written",
     "tests/unit/test_spares.py": "sim/spares.py; uses ClusterState as the twin does",
     "tests/unit/test_mirror_devices.py": "control/mirror.py; builds a QueueConfig to exist",
 }
