@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 # Snapshot, Start (and capacity.Allocation) are not frozen: a frozen dataclass's __init__ sets
 # each field through object.__setattr__, 3-4x the cost of a plain one (Snapshot 1.19 against
 # 0.42 us), and the twin builds one Snapshot per pass and one Start per start: ~2% of its month.
-# Nothing assigns to them after construction (the layer rule: policies only read).
+# Nothing assigns to them after construction (the layer rule: policies only read); the tests
+# hold every driver and profile to it (tests/frozen_views.py refuses re-assignment).
 @dataclass(slots=True)
 class Snapshot:
     """The cluster as a policy sees it. Policies read it and never mutate it; tentative moves go
