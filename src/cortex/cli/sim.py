@@ -254,7 +254,8 @@ def _warn_overload(topo: Topology, load: float) -> None:
         typer.echo(
             f"cortex sim: warning: --load {load:g} offers {ratio:.2f}x the fleet's capacity "
             f"({capacity:,.0f} H100-eq for {topo.total_gpus:,} GPUs); its queue is likely to "
-            f"grow all run. --load-basis capacity reads --load as a share of that capacity.",
+            f"grow all run. --load-basis capacity (or auto, the default) reads --load as a "
+            "share of that capacity here.",
             err=True,
         )
 
