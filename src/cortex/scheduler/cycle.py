@@ -362,10 +362,10 @@ class _Cycle:
     def reserve(self, job: Job, short: list[int]) -> None:
         """6. The first job blocked by capacity on a flavor reserves it (EASY backfill); in a
         quick pass, or with backfill off, nothing may pass it. With `reserve_earliest` a deep
-        pass reserves only the flavor where the job's shadow is earliest (the first in its
-        order on a tie), as Slurm starts a job listing several partitions in the one offering
-        the earliest start (`bf_one_resv_per_job`: one backfill reservation per job); the rest
-        stay open to the jobs behind it (bench/RESULTS.md section 79)."""
+        pass reserves only the flavor where the reservation's shadow (a count walk, cut at
+        SHADOW_WALK_MAX ends: a heuristic, not an exact earliest start; docs/hetero.md) is
+        earliest, the first in flavor order on a tie; the rest stay open to the jobs behind it
+        (bench/RESULTS.md sections 79, 84)."""
         deep = self.pol.backfill and self.deep
         got: list[tuple[float, int, int]] = []
         for f in short:
