@@ -54,24 +54,7 @@ QUOTA = build(
         "test",
     )
 )
-# Two flavors: 4 H200 nodes (pod 0, nodes 0-3) and 4 H100 nodes (pod 1, nodes 4-7).
-TWO_FLAVORS = build(
-    parse_fleet(
-        {
-            "name": "two",
-            "halls": [
-                {
-                    "name": "h",
-                    "groups": [
-                        {"flavor": "H200-SXM", "nodes": 4, "nodes_per_pod": 4},
-                        {"flavor": "H100-SXM5", "nodes": 4, "nodes_per_pod": 4},
-                    ],
-                }
-            ],
-        },
-        "test",
-    )
-)
+TWO_FLAVORS = testkit.TWO_FLAVORS
 
 
 def _pend(

@@ -14,8 +14,6 @@ import dataclasses
 from typing import Any
 
 import testkit
-from cortex.fleet.spec import parse_fleet
-from cortex.fleet.topology import build
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo
 from cortex.scheduler.pending import PendingQueues
@@ -26,23 +24,7 @@ from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
-TWO = build(
-    parse_fleet(
-        {
-            "name": "two",
-            "halls": [
-                {
-                    "name": "h",
-                    "groups": [
-                        {"flavor": "H200-SXM", "nodes": 4, "nodes_per_pod": 4},
-                        {"flavor": "H100-SXM5", "nodes": 4, "nodes_per_pod": 4},
-                    ],
-                }
-            ],
-        },
-        "test",
-    )
-)
+TWO = testkit.TWO_FLAVORS
 H200, H100 = TWO.flavors.index("H200-SXM"), TWO.flavors.index("H100-SXM5")
 
 
