@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from fakeexec import FakeExecutor, Spec, inventory
+from fastapi.testclient import TestClient
 
 from cortex.control.clock import SYSTEM, Clock
 from cortex.control.config import Settings
 from cortex.control.service import Service
 
 ADMIN = "ctx_admin-secret-for-tests"
+ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def fake_service(
@@ -55,3 +57,24 @@ def job_body(**kw: Any) -> dict[str, Any]:
     }
     body.update(kw)
     return body
+
+
+class TeamService:
+    """A fake-executor service with one team's token (fsd), ticked once: the loop tests'
+    common start. `submit` posts a job as that team and returns its id."""
+
+    def __init__(self, url: str, home: Path, **kw: Any) -> None:
+        self.ex = FakeExecutor(home / "runs")
+        self.svc = fake_service(url, home, executor=self.ex, **kw)
+        self.client = TestClient(self.svc.app)
+        token = self.client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()
+        self.h = {"Authorization": f"Bearer {token['token']}"}
+        self.svc.loop.tick()
+
+    def submit(self, **kw: object) -> int:
+        r = self.client.post("/v1/jobs", json=job_body(**kw), headers=self.h)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def state(self, job_id: int) -> str:
+        return str(self.client.get(f"/v1/jobs/{job_id}", headers=self.h).json()["state"])

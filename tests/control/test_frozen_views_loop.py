@@ -12,32 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeexec import FakeExecutor
-from fastapi.testclient import TestClient
-from helpers import ADMIN, fake_service, job_body
+from helpers import ADMIN_H, TeamService
 
 from frozen_views import ViewWriteError, WritesSnapshot
 
-ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
-
-class Env:
+class Env(TeamService):
     def __init__(self, home: Path, **kw: Any) -> None:
-        self.ex = FakeExecutor(home / "runs")
-        url = f"sqlite:///{home / 'cortex.db'}"
-        self.svc = fake_service(url, home, executor=self.ex, **kw)
-        self.client = TestClient(self.svc.app)
-        token = self.client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()
-        self.h = {"Authorization": f"Bearer {token['token']}"}
-        self.svc.loop.tick()
-
-    def submit(self, **kw: object) -> int:
-        r = self.client.post("/v1/jobs", json=job_body(**kw), headers=self.h)
-        assert r.status_code == 201, r.text
-        return int(r.json()["id"])
-
-    def state(self, job_id: int) -> str:
-        return str(self.client.get(f"/v1/jobs/{job_id}", headers=self.h).json()["state"])
+        super().__init__(f"sqlite:///{home / 'cortex.db'}", home, **kw)
 
 
 @pytest.fixture

@@ -10,32 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeexec import FakeExecutor
 from fastapi.testclient import TestClient
-from helpers import ADMIN, fake_service, job_body
+from helpers import TeamService, fake_service
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
 from cortex.workload.states import TRANSITIONS, JobState
 
-ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
-
-class Env:
+class Env(TeamService):
     def __init__(self, url: str, home: Path, slots: int = 4) -> None:
         self.url, self.home, self.slots = url, home, slots
-        self.ex = FakeExecutor(home / "runs")
-        self.svc = fake_service(url, home, slots=slots, executor=self.ex)
-        self.client = TestClient(self.svc.app)
-        token = self.client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()
-        self.h = {"Authorization": f"Bearer {token['token']}"}
-        self.svc.loop.tick()
-
-    def submit(self, **kw: object) -> int:
-        r = self.client.post("/v1/jobs", json=job_body(**kw), headers=self.h)
-        assert r.status_code == 201, r.text
-        return int(r.json()["id"])
+        super().__init__(url, home, slots=slots)
 
     def job(self, job_id: int) -> dict:
         return self.client.get(f"/v1/jobs/{job_id}", headers=self.h).json()
