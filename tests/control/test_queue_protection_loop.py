@@ -4,7 +4,8 @@ exit 75 and pauses for power do not spend it, and a queue's own minimum runtime 
 
 from __future__ import annotations
 
-from test_loop import ADMIN_H, Env, env  # noqa: F401  (the loop's fixture)
+from helpers import ADMIN_H
+from test_loop import Env, env  # noqa: F401  (the loop's fixture)
 
 
 def _budget(env: Env, n: int) -> None:  # noqa: F811
