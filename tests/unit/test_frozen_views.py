@@ -131,3 +131,54 @@ def test_a_policy_that_writes_the_snapshot_fails_the_guarded_twin() -> None:
 def test_the_same_wrong_policy_runs_unguarded() -> None:
     # The guard is what fails it: without it the no-op write goes unseen.
     _run(TINY, _wrong(), None)
+
+
+class _WritesTarget:
+    """A wrong power policy: `inner`'s admission, after writing a solver level back into the
+    view's `target` (the driver's own dict; a no-op write, still a write)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def admit(self, view: PowerView, *args: object, **kw: object) -> object:
+        for key, level in list(view.target.items())[:1]:
+            self.writes += 1
+            view.target[key] = level  # type: ignore[index]
+        return self.inner.admit(view, *args, **kw)  # type: ignore[attr-defined]
+
+
+def _run_writing_target() -> _WritesTarget:
+    pc = PowerConfig("full", site_cap_mw=TIGHT_MW[TINY.name], temperature_c=30.0)
+    tw = Twin(TINY, _jobs(), SimConfig(days=DAYS, seed=1, failures=True, power=pc))
+    wrong = _WritesTarget(tw.pol.power)
+    tw.pol = dataclasses.replace(tw.pol, power=wrong)  # type: ignore[arg-type]
+    tw.run()
+    return wrong
+
+
+@pytest.mark.usefixtures("frozen_views")
+def test_a_power_policy_that_writes_the_solver_targets_fails_the_guarded_twin() -> None:
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        _run_writing_target()
+
+
+@pytest.mark.skipif(bool(os.environ.get("CORTEX_FROZEN_VIEWS")), reason="guarded everywhere")
+def test_the_same_target_write_runs_unguarded() -> None:
+    assert _run_writing_target().writes > 0  # it did write: only the guard sees it
+
+
+@pytest.mark.usefixtures("frozen_views")
+def test_the_guarded_view_reads_the_drivers_later_writes() -> None:
+    target: dict = {("a", 0, 0, 0): 1}
+    halls = [5.0, 6.0]
+    view = PowerView(0.0, halls, (1.0,), 0, lambda k, f: 0.0, [0.0], [0.0], [0], [0.0], target)
+    with pytest.raises(TypeError):
+        view.hall_headroom_w[0] = 1.0  # type: ignore[index]
+    target[("b", 0, 0, 0)] = 2  # the driver's books move on: the view is live, not a copy
+    halls[1] = 7.0
+    assert view.target[("b", 0, 0, 0)] == 2 and list(view.hall_headroom_w) == [5.0, 7.0]
+    assert view.hall_headroom_w[1:] == [7.0]
