@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports this module; pydantic is the server's and the twin's
@@ -30,3 +31,16 @@ def from_validation_error(source: str, err: ValidationError, prefix: str = "") -
         field = prefix or loc or "<root>"
     msg = str(first.get("msg", "invalid value"))
     return InputError(source, field, msg)
+
+
+def read_text(path: str | Path, source: str | None = None) -> str:
+    """A user's text file, or an InputError naming it: missing, a directory, unreadable, or
+    not UTF-8 (a binary file given by mistake raised UnicodeDecodeError, a traceback)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError(source or str(path), "<file>", err.strerror or str(err)) from None
+    except UnicodeDecodeError as err:
+        raise InputError(
+            source or str(path), "<file>", f"not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None

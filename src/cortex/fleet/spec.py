@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cortex.errors import InputError, from_validation_error
+from cortex.errors import InputError, from_validation_error, read_text
 from cortex.fleet.catalog import load_catalog
 
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]  # YAML `true` is not 1
@@ -278,10 +278,7 @@ def load_fleet_spec(preset_or_path: str | Path) -> FleetSpec:
             raise InputError(
                 name, "<file>", f"no such file, and not a preset ({', '.join(PRESETS)})"
             )
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise InputError(name, "<file>", err.strerror or str(err)) from None
+        text = read_text(path, name)
         source = name
     try:
         data = yaml.safe_load(text)

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cortex.errors import InputError, from_validation_error
+from cortex.errors import InputError, from_validation_error, read_text
 from cortex.planner.spec import PlanSpec, SiteSpec
 from cortex.workload.throughput import ThroughputTable
 
@@ -147,10 +147,7 @@ def load_plan(path: str | Path) -> tuple[PlanSpec, Inputs]:
 
 def load_spec(path: str | Path) -> PlanSpec:
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise InputError(source, "<file>", err.strerror or str(err)) from None
+    text = read_text(path, source)
     try:
         data = yaml.load(text, Loader=_PlanLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as err:

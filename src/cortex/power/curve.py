@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortex.errors import InputError
+from cortex.errors import InputError, read_text
 from cortex.power.datafile import read_rows
 
 
@@ -74,10 +74,7 @@ class CapCurve:
         if path is None:
             return _default_curve()
         p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as err:
-            raise InputError(str(p), "<file>", err.strerror or str(err)) from None
+        text = read_text(p)
         return cls.parse(text, str(p))
 
     def kept(self, flavor: str, cap_over_draw: float) -> float:

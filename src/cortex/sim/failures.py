@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortex.errors import InputError
+from cortex.errors import InputError, read_text
 
 GPUS_PER_NODE = 8  # the studies' node: 8 A100 (Meta RSC) or 8 H100 (Llama 3)
 
@@ -142,10 +142,7 @@ def load_job_causes(path: str | Path | None = None) -> tuple[JobCause, ...]:
         text = resources.files("cortex.sim").joinpath("data/job_failures.csv").read_text()
     else:
         src = str(path)
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError(src, "<file>", getattr(err, "strerror", None) or str(err)) from None
+        text = read_text(path, src)
     rows = list(csv.DictReader(text.splitlines()))
     need = ("cause", "category", "applies_to", "share", "detect_s", "recover_s")
     if not rows or any(c not in rows[0] for c in need):

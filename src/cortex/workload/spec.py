@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cortex.errors import InputError, from_validation_error
+from cortex.errors import InputError, from_validation_error, read_text
 
 
 class WorkloadKind(StrEnum):
@@ -122,10 +122,7 @@ def parse_jobs(data: Any, source: str) -> list[JobSpec]:
 def load_jobs(path: str | Path) -> list[JobSpec]:
     """Read a YAML job file (one job or many)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise InputError(str(p), "<file>", err.strerror or str(err)) from None
+    text = read_text(p)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

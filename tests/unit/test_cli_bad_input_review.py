@@ -1,0 +1,110 @@
+"""Bad input a demanding user tried on `cortex sim`, `cortex fleet show` and `cortex plan`
+(issues 11 and 12, "Bad input"): each exits 2 with no traceback, on one `error:` line naming
+the file or option and the field (or, for an option out of its range, Typer's usage message
+naming the option, as the README says). Every case here failed on the code before the fix
+beside it: a traceback, a hang, exit 0 with a meaningless report, or a line naming no field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from test_planner_toy import TOY
+
+from clikit import Run, cortex_batch
+
+SIM = ["sim", "--fleet", "tiny", "--days", "0.02", "--quiet"]
+JOBS_HDR = "cause,category,applies_to,share,detect_s,recover_s\n"
+FLEET = {
+    "name": "lab",
+    "site": {"name": "lab", "power_cap_mw": 2, "pue": 1.25},
+    "halls": [{"name": "a", "groups": [{"flavor": "H100-SXM5", "nodes": 8}]}],
+}
+
+
+def _fleet(**group: object) -> dict:
+    f = copy.deepcopy(FLEET)
+    f["halls"][0]["groups"][0].update(group)
+    return f
+
+
+def _plan(**top: object) -> dict:
+    return {**copy.deepcopy(TOY), **top}
+
+
+def _price(v: float) -> dict:
+    p = copy.deepcopy(TOY)
+    p["sku_overrides"]["H100"]["price_usd"] = v
+    return p
+
+
+NOT_UTF8 = b"\xff\xfename: x\n"
+
+# id -> (args, files to write {name: text or bytes or dict as YAML}, kind, what the message says)
+# kind "line": one stderr line `error: ...`; kind "usage": Typer's usage message, exit 2.
+CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
+    # tracebacks (UnicodeDecodeError)
+    "sim fleet not utf-8": (
+        ["sim", "--fleet", "{d}/f.yaml", "--days", "0.02", "--quiet"],
+        {"f.yaml": NOT_UTF8},
+        "line",
+        ["f.yaml", "<file>", "UTF-8"],
+    ),
+    "fleet show not utf-8": (
+        ["fleet", "show", "{d}/f.yaml"],
+        {"f.yaml": NOT_UTF8},
+        "line",
+        ["f.yaml", "UTF-8"],
+    ),
+    "sim job file not utf-8": (
+        [*SIM, "--workload", "{d}/j.yaml"],
+        {"j.yaml": NOT_UTF8},
+        "line",
+        ["j.yaml", "UTF-8"],
+    ),
+    "sim cap curve not utf-8": (
+        [*SIM, "--cap-curve", "{d}/c.csv"],
+        {"c.csv": NOT_UTF8},
+        "line",
+        ["c.csv", "UTF-8"],
+    ),
+    "plan not utf-8": (["plan", "{d}/p.yaml"], {"p.yaml": NOT_UTF8}, "line", ["p.yaml", "UTF-8"]),
+}
+
+
+def _write(d: Path, files: dict[str, object]) -> None:
+    for name, body in files.items():
+        if isinstance(body, bytes):
+            (d / name).write_bytes(body)
+        elif isinstance(body, dict):
+            (d / name).write_text(yaml.safe_dump(body))
+        else:
+            (d / name).write_text(str(body))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    calls = []
+    for i, (args, files, _, _) in enumerate(CASES.values()):
+        d = tmp_path_factory.mktemp(f"case{i}")
+        _write(d, files)
+        calls.append(([a.replace("{d}", str(d)) for a in args], d))
+    return dict(zip(CASES, cortex_batch(calls), strict=True))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_line(runs: dict[str, Run], case: str) -> None:
+    proc = runs[case]
+    _, _, kind, says = CASES[case]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    if kind == "line":
+        assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    else:
+        assert lines[0].startswith("Usage: cortex"), lines
+    for s in says:
+        assert s in proc.stderr, (s, proc.stderr)
+    assert proc.stdout == "", proc.stdout
