@@ -45,6 +45,18 @@ NOT_UTF8 = b"\xff\xfename: x\n"
 # id -> (args, files to write {name: text or bytes or dict as YAML}, kind, what the message says)
 # kind "line": one stderr line `error: ...`; kind "usage": Typer's usage message, exit 2.
 CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
+    # a traceback from numpy's SeedSequence
+    "sim seed negative": ([*SIM, "--seed", "-1"], {}, "usage", ["--seed"]),
+    # a traceback from rng.poisson (lam too large)
+    "sim failure scale inf": ([*SIM, "--failure-scale", "inf"], {}, "usage", ["--failure-scale"]),
+    "sim failure scale huge": (
+        [*SIM, "--failure-scale", "1e300"],
+        {},
+        "usage",
+        ["--failure-scale"],
+    ),
+    # generated a workload for a billion days (hung)
+    "sim days huge": (["sim", "--fleet", "tiny", "--days", "1e9"], {}, "usage", ["--days"]),
     # tracebacks (UnicodeDecodeError)
     "sim fleet not utf-8": (
         ["sim", "--fleet", "{d}/f.yaml", "--days", "0.02", "--quiet"],

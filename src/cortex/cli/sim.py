@@ -45,6 +45,9 @@ _LOAD_BASIS = typer.Option(
 _FAILURES = typer.Option(
     True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
 )
+# At 1,000x a node fails every few hours; far beyond, the failure draw itself breaks (numpy's
+# Poisson refuses its mean) and inf gave a traceback.
+_FAILURE_SCALE = typer.Option(1.0, min=0.0, max=1000.0, help="multiply all failure rates")
 _FAILURE_DATA = typer.Option(
     None, help="job-failure causes CSV (default: sim/data/job_failures.csv)"
 )
@@ -92,17 +95,17 @@ _TEMPERATURE_C = typer.Option(None, help="constant outdoor temperature instead o
 
 def sim(
     fleet: str = typer.Option("cortex-2024", help="preset name or fleet YAML file"),
-    days: float = typer.Option(30.0, min=0.001, help="simulated horizon in days"),
+    days: float = typer.Option(30.0, min=0.001, max=3650.0, help="simulated horizon in days"),
     workload: str = _WORKLOAD,
     trace: Path | None = typer.Option(None, help="replay a CSV trace (overrides --workload)"),
     policy: str = typer.Option("priority", help=f"scheduling profile: {' | '.join(PROFILES)}"),
-    seed: int = typer.Option(0, help="seed for the workload and the failures"),
+    seed: int = typer.Option(0, min=0, help="seed for the workload and the failures"),
     load: float = typer.Option(0.85, min=0.01, max=2.0, help="synthetic offered load"),
     load_basis: str | None = _LOAD_BASIS,
     warm_start: bool | None = _WARM_START,
     backfill: bool = typer.Option(True, help="EASY backfill"),
     failures: bool = _FAILURES,
-    failure_scale: float = typer.Option(1.0, min=0.0, help="multiply all failure rates"),
+    failure_scale: float = _FAILURE_SCALE,
     failure_data: Path | None = _FAILURE_DATA,
     quarantine: bool = _QUARANTINE,
     hot_spares: int = _HOT_SPARES,
