@@ -57,6 +57,38 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
     ),
     # generated a workload for a billion days (hung)
     "sim days huge": (["sim", "--fleet", "tiny", "--days", "1e9"], {}, "usage", ["--days"]),
+    # exit 0: NaN in the JSON report, or a productive utilization of 8,251%
+    "sim temperature nan": ([*SIM, "--temperature-c", "nan"], {}, "line", ["--temperature-c"]),
+    "sim temperature huge": ([*SIM, "--temperature-c", "1e300"], {}, "line", ["--temperature-c"]),
+    "sim temperature below absolute zero": (
+        [*SIM, "--temperature-c", "-300"],
+        {},
+        "line",
+        ["--temperature-c"],
+    ),
+    "sim heat wave to 1000 C": ([*SIM, "--heat-wave", "0:10:1000"], {}, "line", ["--heat-wave"]),
+    # exit 0: the event never took place
+    "sim cap event start nan": ([*SIM, "--cap-event", "nan:1:1"], {}, "line", ["start_h"]),
+    # the known policies listed as a Python tuple, without `off`
+    "sim power policy unknown": (
+        [*SIM, "--power-policy", "bogus"],
+        {},
+        "line",
+        ["power_policy", "off, none, static"],
+    ),
+    # exit 0, the option silently ignored
+    "sim power option with power off": (
+        [*SIM, "--power-policy", "off", "--site-cap-mw", "5"],
+        {},
+        "line",
+        ["--site-cap-mw", "off"],
+    ),
+    "sim heat wave with a constant temperature": (
+        [*SIM, "--temperature-c", "30", "--heat-wave", "1:1:5"],
+        {},
+        "line",
+        ["--heat-wave"],
+    ),
     # tracebacks (UnicodeDecodeError)
     "sim fleet not utf-8": (
         ["sim", "--fleet", "{d}/f.yaml", "--days", "0.02", "--quiet"],

@@ -18,7 +18,7 @@ from cortex.power.battery import BatterySpec
 from cortex.power.curve import CapCurve
 from cortex.scheduler.registry import PROFILES
 from cortex.sim.failures import load_job_causes
-from cortex.sim.power import CapEvent, PowerConfig
+from cortex.sim.power import POWER_POLICIES, CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
@@ -318,8 +318,27 @@ def _power_config(
     cap_curve: Path | None,
 ) -> PowerConfig | None:
     """Validate the power options into a PowerConfig (None for `off`)."""
+    if policy not in ("off", *POWER_POLICIES):
+        known = ", ".join(("off", *POWER_POLICIES))
+        raise InputError("--power-policy", "power_policy", f"unknown {policy!r}; known: {known}")
     if policy == "off":
+        given = {
+            "--site-cap-mw": site_cap_mw, "--static-cap": static_cap,
+            "--rack-cap-kw": rack_cap_kw, "--ramp-limit": ramp_limit,
+            "--battery-mwh": battery_mwh, "--battery-mw": battery_mw,
+            "--cap-event": cap_events or None, "--heat-wave": heat_waves or None,
+            "--temperature-c": temperature_c, "--cap-curve": cap_curve,
+        }  # fmt: skip
+        for option, value in given.items():
+            if value is not None:
+                raise InputError(
+                    option, option[2:].replace("-", "_"), "has no effect with --power-policy off"
+                )
         return None
+    if temperature_c is not None and heat_waves:
+        raise InputError(
+            "--heat-wave", "heat_wave", "has no effect with a constant --temperature-c"
+        )
     battery = None
     if battery_mwh is not None or battery_mw is not None:
         if battery_mwh is None or battery_mw is None:
