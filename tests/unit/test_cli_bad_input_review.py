@@ -89,6 +89,31 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["--heat-wave"],
     ),
+    "sim failure data with no failures": (
+        [*SIM, "--no-failures", "--failure-data", "{d}/f.csv"],
+        {"f.csv": JOBS_HDR + "A,user,research,1,60,600\n"},
+        "line",
+        ["--failure-data", "--no-failures"],
+    ),
+    "sim failure scale with no failures": (
+        [*SIM, "--no-failures", "--failure-scale", "2"],
+        {},
+        "line",
+        ["--failure-scale"],
+    ),
+    # exit 0: shares summing to 0 are not shares summing to 1 (the last cause took every failure)
+    "sim failure data shares sum to 0": (
+        [*SIM, "--failure-data", "{d}/zero.csv"],
+        {"zero.csv": JOBS_HDR + "A,user,research,0,60,600\nB,software,research,0,600,600\n"},
+        "line",
+        ["zero.csv", "share", "sum to 0"],
+    ),
+    "sim failure data infinite": (
+        [*SIM, "--failure-data", "{d}/inf.csv"],
+        {"inf.csv": JOBS_HDR + "A,user,research,1,1e400,600\n"},
+        "line",
+        ["inf.csv", "detect_s", "finite"],
+    ),
     # tracebacks (UnicodeDecodeError)
     "sim fleet not utf-8": (
         ["sim", "--fleet", "{d}/f.yaml", "--days", "0.02", "--quiet"],

@@ -140,8 +140,8 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
-    if quarantine and not failures:
-        raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
+    if not failures:
+        _needs_failures(quarantine, failure_data, failure_scale)
     if failure_data is not None:
         load_job_causes(failure_data)  # a bad file fails here, before any workload is built
     # The fleet, the jobs and the twin's indices are hundreds of thousands of long-lived
@@ -200,6 +200,16 @@ def sim(
         from cortex.sim.html import write_html
 
         _write(static_path, "--html-static", lambda p: write_html(report, p))
+
+
+def _needs_failures(quarantine: bool, failure_data: Path | None, failure_scale: float) -> None:
+    """Options that mean nothing with --no-failures exit 2 rather than be silently ignored."""
+    if quarantine:
+        raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
+    if failure_data is not None:
+        raise InputError("--failure-data", "failure_data", "needs failures (drop --no-failures)")
+    if failure_scale != 1.0:
+        raise InputError("--failure-scale", "failure_scale", "needs failures (drop --no-failures)")
 
 
 def _workload(
