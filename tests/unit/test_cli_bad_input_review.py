@@ -140,6 +140,20 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         ["c.csv", "UTF-8"],
     ),
     "plan not utf-8": (["plan", "{d}/p.yaml"], {"p.yaml": NOT_UTF8}, "line", ["p.yaml", "UTF-8"]),
+    # exit 0 with a power cap of infinity
+    "fleet infinite site cap": (
+        ["fleet", "show", "{d}/f.yaml"],
+        {"f.yaml": {**FLEET, "site": {"name": "lab", "power_cap_mw": float("inf")}}},
+        "line",
+        ["f.yaml", "site.power_cap_mw", "finite"],
+    ),
+    # built a trillion nodes (hung, then out of memory)
+    "fleet huge node count": (
+        ["fleet", "show", "{d}/f.yaml"],
+        {"f.yaml": _fleet(nodes=10**12)},
+        "line",
+        ["f.yaml", "halls[0].groups[0].nodes", "less than or equal"],
+    ),
 }
 
 
