@@ -154,6 +154,39 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["f.yaml", "halls[0].groups[0].nodes", "less than or equal"],
     ),
+    # exit 0: HiGHS could not load the model ("Empty") and the plan printed zeros
+    "plan price 1e308": (
+        ["plan", "{d}/p.yaml", "--no-scenarios", "--no-inhouse-cost"],
+        {"p.yaml": _price(1e308)},
+        "line",
+        ["p.yaml", "sku_overrides.H100.price_usd", "less than or equal"],
+    ),
+    # the line named `<root>`, not the field
+    "plan mix does not sum": (
+        ["plan", "{d}/p.yaml"],
+        {"p.yaml": _plan(workload_mix={"generic": 0.5})},
+        "line",
+        ["p.yaml: workload_mix:", "sum to 1"],
+    ),
+    "plan scenario probabilities": (
+        ["plan", "{d}/p.yaml"],
+        {"p.yaml": _plan(scenarios=[{"name": "a", "probability": 0.3}])},
+        "line",
+        ["p.yaml: scenarios:", "sum to 1"],
+    ),
+    "plan site names twice": (
+        ["plan", "{d}/p.yaml"],
+        {"p.yaml": _plan(sites=[TOY["sites"][0], TOY["sites"][0]])},
+        "line",
+        ["p.yaml: sites:", "unique"],
+    ),
+    # the line named the preset as the file, not the plan file and its field
+    "plan unknown start fleet": (
+        ["plan", "{d}/p.yaml"],
+        {"p.yaml": _plan(start_fleet={"preset": "nope", "site": "a"})},
+        "line",
+        ["p.yaml: start_fleet.preset:", "'nope'", "not a preset"],
+    ),
 }
 
 

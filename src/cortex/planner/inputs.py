@@ -292,7 +292,12 @@ def _start_fleet(spec: PlanSpec, skus: tuple[Sku, ...], source: str) -> dict[tup
     sf = spec.start_fleet
     if sf.site not in {s.name for s in spec.sites}:
         raise InputError(source, "start_fleet.site", f"no site named {sf.site!r}")
-    fleet = load_fleet_spec(sf.preset)
+    try:
+        fleet = load_fleet_spec(sf.preset)
+    except InputError as err:  # named as the plan's field, not as a file of its own
+        raise InputError(
+            source, "start_fleet.preset", f"{sf.preset!r}: {err.field}: {err.reason}"
+        ) from None
     by_name = {s.name: s for s in skus}
     gpus: dict[str, int] = {}
     for hall in fleet.halls:
