@@ -57,6 +57,26 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
     ),
     # generated a workload for a billion days (hung)
     "sim days huge": (["sim", "--fleet", "tiny", "--days", "1e9"], {}, "usage", ["--days"]),
+    # exit 0: NaN in the GPU-hour books (restart_overhead, checkpoint_writes, idle...) or
+    # Infinity in the JSON's config (not JSON)
+    "sim checkpoint write inf": (
+        [*SIM, "--checkpoint-write-s", "inf"],
+        {},
+        "line",
+        ["--checkpoint-write-s", "finite"],
+    ),
+    "sim checkpoint interval inf": (
+        [*SIM, "--checkpoint-interval-s", "inf"],
+        {},
+        "line",
+        ["--checkpoint-interval-s", "finite"],
+    ),
+    "sim backfill interval inf": (
+        [*SIM, "--backfill-interval-s", "inf"],
+        {},
+        "line",
+        ["--backfill-interval-s", "finite"],
+    ),
     # exit 0: NaN in the JSON report, or a productive utilization of 8,251%
     "sim temperature nan": ([*SIM, "--temperature-c", "nan"], {}, "line", ["--temperature-c"]),
     "sim temperature huge": ([*SIM, "--temperature-c", "1e300"], {}, "line", ["--temperature-c"]),

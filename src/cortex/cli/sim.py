@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -142,6 +143,13 @@ def sim(
         )
     if not failures:
         _needs_failures(quarantine, failure_data, failure_scale)
+    for option, value in (
+        ("--checkpoint-interval-s", checkpoint_interval_s),
+        ("--checkpoint-write-s", checkpoint_write_s),
+        ("--backfill-interval-s", backfill_interval_s),
+    ):  # Typer's range takes inf: NaN reached the GPU-hour books, Infinity the JSON config
+        if value is not None and not math.isfinite(value):
+            raise InputError(option, option[2:].replace("-", "_"), f"must be finite, got {value}")
     if failure_data is not None:
         load_job_causes(failure_data)  # a bad file fails here, before any workload is built
     # The fleet, the jobs and the twin's indices are hundreds of thousands of long-lived
