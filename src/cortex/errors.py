@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,3 +45,19 @@ def read_text(path: str | Path, source: str | None = None) -> str:
         raise InputError(
             source or str(path), "<file>", f"not UTF-8 text (byte {err.start}: {err.reason})"
         ) from None
+
+
+def check_output(path: str | Path, option: str) -> None:
+    """Refuse an output path that cannot be written before any work is done: an unwritable
+    --json found after a 40-s run lost the run, and with --json and --html given the JSON was
+    already written (half the outputs). A folder that does not exist yet is made at write."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(str(p), option, "is a directory")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(str(p), option, f"{parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(str(p), option, f"{parent} is not writable")

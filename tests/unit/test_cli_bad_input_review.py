@@ -244,3 +244,36 @@ def test_bad_input_exits_2_with_one_line(runs: dict[str, Run], case: str) -> Non
     for s in says:
         assert s in proc.stderr, (s, proc.stderr)
     assert proc.stdout == "", proc.stdout
+
+
+# ---- output paths: refused before the run, nothing written --------------------------------
+# An unwritable --json or --html was found after the whole run (40 s for a cortex-2024 month),
+# after the summary was printed and, with both given, after the JSON was written.
+@pytest.mark.parametrize(
+    ("cmd", "outputs"),
+    [
+        (["sim", "--fleet", "tiny", "--days", "0.02", "--quiet"], ("--json", "--html")),
+        (["sim", "--fleet", "tiny", "--days", "0.02", "--quiet"], ("--json", "--html-static")),
+        (["plan", "{plan}", "--no-scenarios", "--no-inhouse-cost"], ("--json", "--html")),
+    ],
+)
+def test_an_unwritable_output_is_refused_before_anything_runs(
+    tmp_path: Path, cmd: list[str], outputs: tuple[str, str]
+) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text(yaml.safe_dump(TOY))
+    (tmp_path / "a-file").write_text("")
+    good = tmp_path / "out" / "r.json"
+    args = [a.replace("{plan}", str(plan)) for a in cmd]
+    bad = {
+        "a directory": str(tmp_path),
+        "below a file": str(tmp_path / "a-file" / "r.html"),
+    }
+    calls = [([*args, outputs[0], str(good), outputs[1], b], tmp_path) for b in bad.values()]
+    for (why, path), proc in zip(bad.items(), cortex_batch(calls), strict=True):
+        assert proc.returncode == 2, (why, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {path}: {outputs[1]}: "), lines
+        assert "not a directory" in lines[0].lower() or "is a directory" in lines[0].lower(), lines
+        assert proc.stdout == "", (why, proc.stdout)
+        assert not good.exists(), why

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from cortex.errors import InputError
+from cortex.errors import InputError, check_output
 from cortex.planner.inputs import load_plan
 from cortex.planner.report import print_table, to_dict, write_json
 from cortex.planner.solve import solve
@@ -25,6 +25,9 @@ def plan(
     policy: str | None = typer.Option(None, help="twin scheduling profile (default: the plan's)"),
 ) -> None:
     """Plan accelerator orders, halls, generation and cash month by month (a HiGHS MILP)."""
+    for option, out in (("--json", json_path), ("--html", html_path)):
+        if out is not None:
+            check_output(out, option)
     spec, inp = load_plan(plan_file)
     extra: dict[str, Any] = {}
     if twin:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cortex.errors import InputError
+from cortex.errors import InputError, check_output
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import Topology, build
 from cortex.gcscope import collector_scope
@@ -141,6 +141,13 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
+    for option, out in (
+        ("--json", json_path),
+        ("--html", html_path),
+        ("--html-static", static_path),
+    ):
+        if out is not None:
+            check_output(out, option)
     if not failures:
         _needs_failures(quarantine, failure_data, failure_scale)
     for option, value in (
