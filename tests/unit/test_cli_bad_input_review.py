@@ -160,6 +160,44 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         ["c.csv", "UTF-8"],
     ),
     "plan not utf-8": (["plan", "{d}/p.yaml"], {"p.yaml": NOT_UTF8}, "line", ["p.yaml", "UTF-8"]),
+    # exit 0 (job files took .inf where traces refuse it): NaN in the GPU-hour books for an
+    # infinite checkpoint write, a job that never ends or never arrives
+    "sim job checkpoint write inf": (
+        [*SIM, "--workload", "{d}/j.yaml"],
+        {
+            "j.yaml": {
+                "name": "a",
+                "team": "t",
+                "gpus": 8,
+                "duration_s": 5,
+                "checkpoint_write_s": float("inf"),
+            }
+        },
+        "line",
+        ["j.yaml", "checkpoint_write_s", "finite"],
+    ),
+    "sim job duration inf": (
+        [*SIM, "--workload", "{d}/j.yaml"],
+        {"j.yaml": {"name": "a", "team": "t", "gpus": 8, "duration_s": float("inf")}},
+        "line",
+        ["j.yaml", "duration_s", "finite"],
+    ),
+    "fleet infinite borrowing limit": (
+        ["fleet", "show", "{d}/f.yaml"],
+        {
+            "f.yaml": {
+                **FLEET,
+                "queues": {
+                    "cohort": "c",
+                    "cluster_queues": [
+                        {"name": "a", "nominal_share": 1, "borrowing_limit_share": float("inf")}
+                    ],
+                },
+            }
+        },
+        "line",
+        ["f.yaml", "borrowing_limit_share", "finite"],
+    ),
     # exit 0 with a power cap of infinity
     "fleet infinite site cap": (
         ["fleet", "show", "{d}/f.yaml"],

@@ -27,7 +27,9 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number finite, as the control plane's models have it (a site cap or a borrowing
+    # limit of .inf was taken).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NodeGroup(_Strict):

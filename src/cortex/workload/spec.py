@@ -44,7 +44,9 @@ class JobSpec(BaseModel):
     """One gang-scheduled job. Work is given at the reference flavor (H100-SXM5) either as total
     GPU-hours or as the duration at the requested gang size."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number finite, as traces and the control plane's bodies have it: a job file's
+    # checkpoint_write_s of .inf put NaN in the twin's GPU-hour books.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     team: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
