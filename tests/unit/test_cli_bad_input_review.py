@@ -219,6 +219,34 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["p.yaml", "sku_overrides.H100.price_usd", "less than or equal"],
     ),
+    # exit 0: the unknown profile replaced by `priority` with a note under the table
+    "plan twin unknown policy": (
+        ["plan", "{d}/p.yaml", "--twin", "--policy", "nope", "--no-scenarios"],
+        {"p.yaml": _plan(twin={"checkpoints": [3]})},
+        "line",
+        ["--policy", "'nope'", "hetero"],
+    ),
+    "plan twin unknown policy in the file": (
+        ["plan", "{d}/p.yaml", "--twin", "--no-scenarios"],
+        {"p.yaml": _plan(twin={"checkpoints": [3], "policy": "nope"})},
+        "line",
+        ["p.yaml: twin.policy:", "'nope'"],
+    ),
+    # exit 0, the option ignored
+    "plan policy without twin": (
+        ["plan", "{d}/p.yaml", "--policy", "hetero", "--no-scenarios"],
+        {"p.yaml": TOY},
+        "line",
+        ["--policy", "--twin"],
+    ),
+    # exit 0: "converged True" with factors 1.000, and not one twin run (every checkpoint,
+    # the default 6, 18 and 30, at or past the toy's 6-month horizon)
+    "plan twin checkpoints past the horizon": (
+        ["plan", "{d}/p.yaml", "--twin", "--no-scenarios"],
+        {"p.yaml": TOY},
+        "line",
+        ["p.yaml: twin.checkpoints:", "6-month horizon"],
+    ),
     # the line named `<root>`, not the field
     "plan mix does not sum": (
         ["plan", "{d}/p.yaml"],

@@ -11,6 +11,7 @@ from cortex.errors import InputError, check_output
 from cortex.planner.inputs import load_plan
 from cortex.planner.report import print_table, to_dict, write_json
 from cortex.planner.solve import solve
+from cortex.planner.spec import PlanSpec
 
 
 def plan(
@@ -29,6 +30,7 @@ def plan(
         if out is not None:
             check_output(out, option)
     spec, inp = load_plan(plan_file)
+    _check_twin(spec, inp.months, str(plan_file), twin, policy)
     extra: dict[str, Any] = {}
     if twin:
         from cortex.planner.twin_loop import refine
@@ -59,6 +61,29 @@ def plan(
         from cortex.planner.html import write_html
 
         _write(html_path, "--html", lambda p: write_html(report, p))
+
+
+def _check_twin(spec: PlanSpec, months: int, source: str, twin: bool, policy: str | None) -> None:
+    """The twin's settings, before any solve: an unknown profile fell back to `priority` with a
+    note, --policy without --twin was ignored, and with every checkpoint past the horizon the
+    loop ran no twin at all and still reported "converged"."""
+    if not twin:
+        if policy is not None:
+            raise InputError("--policy", "policy", "has no effect without --twin")
+        return
+    from cortex.scheduler.registry import PROFILES
+
+    name = policy or spec.twin.policy
+    if name not in PROFILES:
+        src, field = ("--policy", "policy") if policy else (source, "twin.policy")
+        raise InputError(src, field, f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    if not any(c < months for c in spec.twin.checkpoints):
+        raise InputError(
+            source,
+            "twin.checkpoints",
+            f"none of {spec.twin.checkpoints} is within the {months}-month horizon: "
+            "the twin would run nothing",
+        )
 
 
 def _write(path: Path, option: str, writer: Any) -> None:
