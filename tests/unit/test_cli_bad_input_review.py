@@ -321,6 +321,21 @@ def test_bad_input_exits_2_with_one_line(runs: dict[str, Run], case: str) -> Non
         (["sim", "--fleet", "tiny", "--days", "0.02", "--quiet"], ("--json", "--html")),
         (["sim", "--fleet", "tiny", "--days", "0.02", "--quiet"], ("--json", "--html-static")),
         (["plan", "{plan}", "--no-scenarios", "--no-inhouse-cost"], ("--json", "--html")),
+        (
+            [
+                "power",
+                "swing",
+                "--gpus",
+                "64",
+                "--flavor",
+                "H100-SXM5",
+                "--iteration-s",
+                "8",
+                "--comm-fraction",
+                "0.3",
+            ],
+            ("--json", "--plot"),
+        ),
     ],
 )
 def test_an_unwritable_output_is_refused_before_anything_runs(
