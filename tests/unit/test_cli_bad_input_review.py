@@ -358,3 +358,13 @@ def test_an_unwritable_output_is_refused_before_anything_runs(
         assert "not a directory" in lines[0].lower() or "is a directory" in lines[0].lower(), lines
         assert proc.stdout == "", (why, proc.stdout)
         assert not good.exists(), why
+
+
+def test_plan_help_says_what_html_and_scenarios_do() -> None:
+    # --html also ran the frontier and the tornado (more solves) while their help said
+    # "default: no-frontier"; --scenarios said "two-stage", which docs/planner.md says it is not.
+    (proc,) = cortex_batch([(["plan", "--help"], Path.cwd())])
+    text = " ".join(proc.stdout.split())
+    assert "also runs --frontier and --tornado" in text
+    assert "(on with --html)" in text
+    assert "two-stage" not in text and "fix and recourse" in text

@@ -17,13 +17,23 @@ from cortex.planner.spec import PlanSpec
 def plan(
     plan_file: Path = typer.Argument(..., help="plan YAML (see examples/plan-cortex.yaml)"),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
-    html_path: Path | None = typer.Option(None, "--html", help="write the HTML report here"),
-    scenarios: bool = typer.Option(True, help="run the plan's scenarios (two-stage)"),
+    html_path: Path | None = typer.Option(
+        None, "--html", help="write the HTML report here (also runs --frontier and --tornado)"
+    ),
+    scenarios: bool = typer.Option(
+        True, help="re-solve each scenario with the first-stage orders fixed (fix and recourse)"
+    ),
     inhouse_cost: bool = typer.Option(True, help="re-solve without the in-house share"),
-    frontier: bool = typer.Option(False, help="sweep lambda for the cost/compute frontier"),
-    tornado: bool = typer.Option(False, help="one-at-a-time sensitivities (more solves)"),
+    frontier: bool = typer.Option(
+        False, help="sweep lambda for the cost/compute frontier (on with --html)"
+    ),
+    tornado: bool = typer.Option(
+        False, help="one-at-a-time sensitivities, more solves (on with --html)"
+    ),
     twin: bool = typer.Option(False, help="refit goodput factors from cortex sim runs"),
-    policy: str | None = typer.Option(None, help="twin scheduling profile (default: the plan's)"),
+    policy: str | None = typer.Option(
+        None, help="with --twin: the twin's scheduling profile (default: the plan's twin.policy)"
+    ),
 ) -> None:
     """Plan accelerator orders, halls, generation and cash month by month (a HiGHS MILP)."""
     for option, out in (("--json", json_path), ("--html", html_path)):
