@@ -198,6 +198,20 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["f.yaml", "borrowing_limit_share", "finite"],
     ),
+    # a KeyError traceback: no curve for the fleet's flavor and no "*" row to fall back on
+    "sim cap curve without a * row": (
+        [*SIM, "--cap-curve", "{d}/c.csv"],
+        {"c.csv": "flavor,cap_over_draw,throughput_kept\nH999,0.5,0.5\n"},
+        "line",
+        ["c.csv", "flavor", "'*'"],
+    ),
+    # exit 0: a breakpoint at NaN
+    "sim cap curve nan breakpoint": (
+        [*SIM, "--cap-curve", "{d}/c.csv"],
+        {"c.csv": "flavor,cap_over_draw,throughput_kept\n*,nan,0.5\n*,1,1\n"},
+        "line",
+        ["c.csv", "cap_over_draw", "finite"],
+    ),
     # exit 0 with a power cap of infinity
     "fleet infinite site cap": (
         ["fleet", "show", "{d}/f.yaml"],

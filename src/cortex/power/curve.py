@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -46,13 +47,19 @@ class CapCurve:
                 raise InputError(source, f"row {i + 1}.flavor", "missing")
             x = _float(source, f"row {i + 1}.cap_over_draw", row.get("cap_over_draw") or "")
             y = _float(source, f"row {i + 1}.throughput_kept", row.get("throughput_kept") or "")
-            if x <= 0:
-                raise InputError(source, f"row {i + 1}.cap_over_draw", "must be positive")
+            if not (math.isfinite(x) and x > 0):  # NaN passed `x <= 0`
+                raise InputError(
+                    source, f"row {i + 1}.cap_over_draw", f"must be finite and positive, got {x}"
+                )
             if not 0 <= y <= 1:
                 raise InputError(source, f"row {i + 1}.throughput_kept", "must be within [0, 1]")
             pts.setdefault(fl, []).append((x, y))
         if not pts:
             raise InputError(source, "<rows>", "no curve points")
+        if "*" not in pts:  # `kept` falls back on it for any flavor without rows (KeyError)
+            raise InputError(
+                source, "flavor", "no '*' rows: the curve for flavors without rows of their own"
+            )
         out: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
         for fl, p in pts.items():
             p.sort()
