@@ -36,9 +36,10 @@ def from_validation_error(source: str, err: ValidationError, prefix: str = "") -
 
 def read_text(path: str | Path, source: str | None = None) -> str:
     """A user's text file, or an InputError naming it: missing, a directory, unreadable, or
-    not UTF-8 (a binary file given by mistake raised UnicodeDecodeError, a traceback)."""
+    not UTF-8 (a binary file given by mistake raised UnicodeDecodeError, a traceback). A
+    leading byte-order mark (a spreadsheet's "CSV UTF-8") is dropped, not read as a column."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except OSError as err:
         raise InputError(source or str(path), "<file>", err.strerror or str(err)) from None
     except UnicodeDecodeError as err:

@@ -382,3 +382,17 @@ def test_plan_help_says_what_html_and_scenarios_do() -> None:
     assert "also runs --frontier and --tornado" in text
     assert "(on with --html)" in text
     assert "two-stage" not in text and "fix and recourse" in text
+
+
+def test_csv_files_saved_with_a_utf8_bom_are_read(tmp_path: Path) -> None:
+    # A spreadsheet's "CSV UTF-8" export starts with a byte-order mark, and its first column
+    # was not found: "row 1: submit_time_s: required column missing" with the column there.
+    bom = "\ufeff"
+    (tmp_path / "t.csv").write_text(bom + "submit_time_s,num_gpus,duration_s\n0,8,600\n")
+    (tmp_path / "f.csv").write_text(bom + JOBS_HDR + "A,user,research,1,60,600\n")
+    calls = [
+        ([*SIM, "--trace", str(tmp_path / "t.csv"), "--power-policy", "off"], tmp_path),
+        ([*SIM, "--failure-data", str(tmp_path / "f.csv"), "--power-policy", "off"], tmp_path),
+    ]
+    for proc in cortex_batch(calls):
+        assert proc.returncode == 0, proc.stderr

@@ -68,7 +68,7 @@ def read_trace(path: str | Path, *, default_team: str = "research") -> list[Job]
     src = str(p)
     rows: list[_Row] = []
     try:
-        with p.open(newline="") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's BOM: not a column
             reader = csv.DictReader(fh)
             header = reader.fieldnames
             if not header:
@@ -196,7 +196,7 @@ def convert_alibaba(pod_csv: str | Path, out_csv: str | Path) -> int:
     src = str(pod_csv)
     out: list[tuple[float, dict[str, str]]] = []
     try:
-        with Path(pod_csv).open(newline="") as fh:
+        with Path(pod_csv).open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
             for col in ALIBABA_COLUMNS:
