@@ -96,6 +96,19 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["power_policy", "off, none, static"],
     ),
+    # exit 0, the option silently ignored (--load-basis was already refused there)
+    "sim load with a trace": (
+        [*SIM, "--trace", "{d}/t.csv", "--load", "0.5"],
+        {"t.csv": "submit_time_s,num_gpus,duration_s\n0,8,600\n"},
+        "line",
+        ["--load", "needs the synthetic workload"],
+    ),
+    "sim load with one job": (
+        [*SIM, "--workload", "single:8", "--load", "0.5"],
+        {},
+        "line",
+        ["--load", "needs the synthetic workload"],
+    ),
     # exit 0, the option silently ignored
     "sim power option with power off": (
         [*SIM, "--power-policy", "off", "--site-cap-mw", "5"],

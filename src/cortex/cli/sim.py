@@ -36,6 +36,11 @@ _WARM_START = typer.Option(
     help="start the fleet in steady state (default for the synthetic workload) or empty "
     "(the default, and the only choice, for traces and job files)",
 )
+# None, not 0.85, so that --load given with a trace or a job file is seen (and refused).
+DEFAULT_LOAD = 0.85
+_LOAD = typer.Option(
+    None, min=0.01, max=2.0, help=f"synthetic offered load (default {DEFAULT_LOAD})"
+)
 _LOAD_BASIS = typer.Option(
     None,
     help="what --load is a share of: auto (the default: gpus, unless the fleet is slower than "
@@ -101,7 +106,7 @@ def sim(
     trace: Path | None = typer.Option(None, help="replay a CSV trace (overrides --workload)"),
     policy: str = typer.Option("priority", help=f"scheduling profile: {' | '.join(PROFILES)}"),
     seed: int = typer.Option(0, min=0, help="seed for the workload and the failures"),
-    load: float = typer.Option(0.85, min=0.01, max=2.0, help="synthetic offered load"),
+    load: float | None = _LOAD,
     load_basis: str | None = _LOAD_BASIS,
     warm_start: bool | None = _WARM_START,
     backfill: bool = typer.Option(True, help="EASY backfill"),
@@ -202,7 +207,8 @@ def sim(
     if label == "synthetic":  # the twin sees jobs, not the load they were drawn at
         # the basis `auto` resolved to, so that the config re-runs the same jobs
         report["config"].update(
-            load=load, load_basis=resolve_load_basis(load_basis or "auto", topo)
+            load=DEFAULT_LOAD if load is None else load,
+            load_basis=resolve_load_basis(load_basis or "auto", topo),
         )
     print_summary(report)
     if json_path is not None:
@@ -233,7 +239,7 @@ def _workload(
     workload: str,
     days: float,
     seed: int,
-    load: tuple[float, str | None],
+    load: tuple[float | None, str | None],
     warm_start: bool | None,
 ) -> tuple[Topology, list[Job], str]:
     """The fleet, its jobs and the workload's label; warm by default for `synthetic` only.
@@ -244,13 +250,16 @@ def _workload(
         raise InputError(
             "--warm-start", "warm_start", f"needs the synthetic workload; {given} starts cold"
         )
-    share, basis = load
+    given_share, basis = load
     # A trace never reaches load_workload, which checks the basis for the other workloads.
-    if basis is not None and not synthetic:
-        given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
-        raise InputError(
-            "--load-basis", "load_basis", f"needs the synthetic workload; {given} has no load"
-        )
+    for option, value in (("--load", given_share), ("--load-basis", basis)):
+        if value is not None and not synthetic:
+            given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
+            raise InputError(
+                option, option[2:].replace("-", "_"),
+                f"needs the synthetic workload; {given} has no load",
+            )  # fmt: skip
+    share = DEFAULT_LOAD if given_share is None else given_share
     warm = synthetic if warm_start is None else warm_start
     topo = build(load_fleet_spec(fleet))
     if trace is not None:
