@@ -232,6 +232,25 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["f.yaml", "site.power_cap_mw", "finite"],
     ),
+    # exit 0 with every job rejected (UnknownQueue) and 0% utilization: the synthetic
+    # workload's teams (fsd, optimus, research) have no queue in this fleet
+    "sim synthetic on a fleet with other queues": (
+        ["sim", "--fleet", "{d}/f.yaml", "--days", "0.2", "--quiet"],
+        {
+            "f.yaml": {
+                **FLEET,
+                "queues": {
+                    "cohort": "c",
+                    "cluster_queues": [
+                        {"name": "vision", "nominal_share": 0.5},
+                        {"name": "robots", "nominal_share": 0.5},
+                    ],
+                },
+            }
+        },
+        "line",
+        ["f.yaml", "queues", "fsd, optimus, research", "UnknownQueue"],
+    ),
     # built a trillion nodes (hung, then out of memory)
     "fleet huge node count": (
         ["fleet", "show", "{d}/f.yaml"],

@@ -24,7 +24,7 @@ from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
 from cortex.workload.sources import load_trace, load_workload, resolve_load_basis
-from cortex.workload.synthetic import fleet_capacity
+from cortex.workload.synthetic import TEAMS, fleet_capacity
 
 # Options whose help runs over a line, named here so that the command reads as a list.
 _WORKLOAD = typer.Option(
@@ -270,6 +270,8 @@ def _workload(
         jobs = load_workload(
             workload, topo, days=days, seed=seed, load=share, warm=warm, load_basis=basis
         )
+        if synthetic:
+            _check_teams_have_queues(topo, fleet)
         if synthetic and resolve_load_basis(basis, topo) == "gpus":
             _warn_overload(topo, share)
         # a job file by its name, unless that names the synthetic workload (`./synthetic`)
@@ -278,6 +280,24 @@ def _workload(
             workload if synthetic or workload.startswith("single:") or name == "synthetic" else name
         )
     return topo, jobs, label
+
+
+def _check_teams_have_queues(topo: Topology, fleet: str) -> None:
+    """A fleet whose queues name none of the synthetic workload's teams would reject every job
+    (UnknownQueue) and report an idle fleet: exit 2 instead. (A job file's teams are the
+    user's own, and its rejections are reported as usual.)"""
+    queues = topo.spec.queues
+    if queues is None:
+        return
+    teams = sorted(TEAMS)
+    names = [q.name for q in queues.cluster_queues]
+    if not set(names) & set(teams):
+        raise InputError(
+            fleet,
+            "queues.cluster_queues",
+            f"no queue for the synthetic workload's teams ({', '.join(teams)}; it has "
+            f"{', '.join(names)}): every job would be rejected as UnknownQueue",
+        )
 
 
 def _warn_overload(topo: Topology, load: float) -> None:
