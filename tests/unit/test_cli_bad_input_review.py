@@ -293,6 +293,27 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["p.yaml: twin.checkpoints:", "6-month horizon"],
     ),
+    # exit 0: the share never applied (power_target and flagship months past it were refused)
+    "plan in-house share past the horizon": (
+        ["plan", "{d}/p.yaml", "--no-scenarios"],
+        {"p.yaml": _plan(inhouse={"share": 0.5, "from_month": 60})},
+        "line",
+        ["p.yaml: inhouse.from_month:", "past the 6-month horizon"],
+    ),
+    # exit 0: the second rate silently won (a power ramp's month given twice was refused)
+    "plan budget month twice": (
+        ["plan", "{d}/p.yaml", "--no-scenarios"],
+        {
+            "p.yaml": _plan(
+                budget={
+                    "initial_usd": 1e9,
+                    "steps": [{"month": 0, "usd_per_month": 0}, {"month": 0, "usd_per_month": 5e6}],
+                }
+            )
+        },
+        "line",
+        ["p.yaml: budget.steps[1].month:", "given twice"],
+    ),
     # the line named `<root>`, not the field
     "plan mix does not sum": (
         ["plan", "{d}/p.yaml"],

@@ -345,10 +345,16 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
     for name, where, m in (
         ("power_target", "power_target.month", spec.power_target),
         ("flagship", "flagship.from_month", spec.flagship),
+        ("inhouse", "inhouse.from_month", spec.inhouse),
     ):
         month = getattr(m, "month", None) if name == "power_target" else getattr(m, "from_month", 0)
         if m is not None and month is not None and month >= n_months:
             raise InputError(source, where, f"month {month} is past the {n_months}-month horizon")
+    seen: set[int] = set()
+    for j, step in enumerate(spec.budget.steps):  # as for a power ramp: which rate was meant?
+        if step.month in seen:
+            raise InputError(source, f"budget.steps[{j}].month", f"month {step.month} given twice")
+        seen.add(step.month)
     for j, ct in enumerate(spec.compute_targets):
         if ct.month >= n_months:
             raise InputError(
