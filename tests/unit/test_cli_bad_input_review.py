@@ -449,3 +449,35 @@ def test_csv_files_saved_with_a_utf8_bom_are_read(tmp_path: Path) -> None:
     ]
     for proc in cortex_batch(calls):
         assert proc.returncode == 0, proc.stderr
+
+
+def test_no_plan_within_the_time_limit_is_an_error_not_a_table_of_zeros(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With `time_limit_s: 0.01` the example printed a plan of zeros ("Time limit reached ...
+    # within $nanM of the bound", "not met 500 MW within 18 months: 0.0 MW") and exited 0:
+    # HiGHS had no solution and the read-back filled in zeros. The solver's answer is faked
+    # here (a real one depends on the machine's speed).
+    import dataclasses
+    import math
+
+    from typer.testing import CliRunner
+
+    import cortex.cli.plan as cli_plan
+    from cortex.cli.main import app
+    from cortex.errors import InputError
+
+    real = cli_plan.solve
+
+    def no_solution(inp: object, **kw: object) -> object:
+        res = real(inp, **kw)  # type: ignore[arg-type]
+        return dataclasses.replace(res, status="Time limit reached", objective=math.inf)
+
+    monkeypatch.setattr(cli_plan, "solve", no_solution)
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(TOY))
+    r = CliRunner().invoke(app, ["plan", str(p), "--no-scenarios", "--no-inhouse-cost"])
+    assert isinstance(r.exception, InputError), r.output
+    assert (r.exception.source, r.exception.field) == (str(p), "time_limit_s")
+    assert "no plan" in r.exception.reason and "Time limit reached" in r.exception.reason
+    assert "quarter" not in r.output  # no table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ def plan(
 
         inp, extra["twin"] = refine(spec, inp, policy=policy)
     res = solve(inp)
+    if not math.isfinite(res.objective):  # no solution: the read-back is all zeros, not a plan
+        raise InputError(
+            str(plan_file),
+            "time_limit_s",
+            f"HiGHS found no plan within {inp.time_limit_s:g} s ({res.status}); give it more time",
+        )
     if inhouse_cost and inp.inhouse is not None:
         from cortex.planner.scenarios import inhouse_cost as _inh
 
