@@ -23,10 +23,11 @@ from cortex.power.grid import grid_params
 from cortex.scheduler.registry import POWER_PROFILES, power_profile
 
 POWER_POLICIES = tuple(POWER_PROFILES)
-# Outdoor air temperatures the cooling model is asked about: the recorded extremes on Earth
-# (-89 C, 57 C) with a margin. Far outside, its linear laws turn nonsense into numbers (at
-# 1e300 C a productive utilization of 8,251%; NaN reached the JSON report).
-TEMP_RANGE_C = (-90.0, 60.0)
+# Outdoor air temperatures the cooling model is asked about: the range the control plane takes
+# (`cortex serve --outdoor-temp-c`, PUT /v1/power: control/loop_power.py), so that the two
+# drivers agree. Far outside, its linear laws turn nonsense into numbers (at 1e300 C a
+# productive utilization of 8,251%; NaN reached the JSON report).
+TEMP_RANGE_C = (-60.0, 70.0)
 
 
 @dataclass(frozen=True)
