@@ -225,6 +225,14 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["c.csv", "cap_over_draw", "finite"],
     ),
+    # exit 0: the extra field dropped (csv.DictReader files it under None); a name holding an
+    # unquoted comma shifts every later column the same way
+    "sim trace row longer than its header": (
+        [*SIM, "--trace", "{d}/t.csv"],
+        {"t.csv": "submit_time_s,num_gpus,duration_s\n0,8,600,extra\n"},
+        "line",
+        ["t.csv", "row 2", "4 fields", "3 columns"],
+    ),
     # exit 0 with a power cap of infinity
     "fleet infinite site cap": (
         ["fleet", "show", "{d}/f.yaml"],

@@ -113,6 +113,10 @@ def _parse_row(
     def where(col: str) -> str:
         return f"row {line}: {col}"
 
+    if None in rec:  # csv.DictReader files a row's fields beyond the header under None
+        extra = rec[None]  # type: ignore[index]
+        n = len(rec) - 1 + (len(extra) if isinstance(extra, list) else 1)
+        raise InputError(src, f"row {line}", f"{n} fields, the header has {len(rec) - 1} columns")
     submit_s = _number(rec, "submit_time_s", src, where)
     gpus_f = _number(rec, "num_gpus", src, where)
     duration_s = _number(rec, "duration_s", src, where)
