@@ -1,8 +1,9 @@
-"""Bad input a demanding user tried on `cortex sim`, `cortex fleet show` and `cortex plan`
-(issues 11 and 12, "Bad input"): each exits 2 with no traceback, on one `error:` line naming
-the file or option and the field (or, for an option out of its range, Typer's usage message
-naming the option, as the README says). Every case here failed on the code before the fix
-beside it: a traceback, a hang, exit 0 with a meaningless report, or a line naming no field."""
+"""Bad input a demanding user tried on `cortex sim`, `cortex fleet show`, `cortex plan` and
+`cortex power swing` (issues 11 and 12, "Bad input"): each exits 2 with no traceback, on one
+`error:` line naming the file or option and the field (or, for an option out of its range,
+Typer's usage message naming the option, as the README says), with nothing printed or written.
+Every test here failed on the code before its fix (checked by running it there): a traceback,
+a hang, exit 0 with a meaningless report or an ignored option, or a line naming no field."""
 
 from __future__ import annotations
 
