@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports this module; pydantic is the server's and the twin's
@@ -30,3 +32,33 @@ def from_validation_error(source: str, err: ValidationError, prefix: str = "") -
         field = prefix or loc or "<root>"
     msg = str(first.get("msg", "invalid value"))
     return InputError(source, field, msg)
+
+
+def read_text(path: str | Path, source: str | None = None) -> str:
+    """A user's text file, or an InputError naming it: missing, a directory, unreadable, or
+    not UTF-8 (a binary file given by mistake raised UnicodeDecodeError, a traceback). A
+    leading byte-order mark (a spreadsheet's "CSV UTF-8") is dropped, not read as a column."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise InputError(source or str(path), "<file>", err.strerror or str(err)) from None
+    except UnicodeDecodeError as err:
+        raise InputError(
+            source or str(path), "<file>", f"not UTF-8 text (byte {err.start}: {err.reason})"
+        ) from None
+
+
+def check_output(path: str | Path, option: str) -> None:
+    """Refuse an output path that cannot be written before any work is done: an unwritable
+    --json found after a 40-s run lost the run, and with --json and --html given the JSON was
+    already written (half the outputs). A folder that does not exist yet is made at write."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(str(p), option, "is a directory")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(str(p), option, f"{parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(str(p), option, f"{parent} is not writable")

@@ -97,3 +97,12 @@ def test_budget_too_small_names_cash(tmp_path: Path) -> None:
     assert len(res.binding) == 1 and res.binding[0].startswith("cash:")
     # Needed (LP relaxation, as above): 2 x $10M + 0.668 x $12M = $28.0M of cash.
     assert "$10M of a $10M budget" in res.binding[0] and "needs $28M" in res.binding[0]
+
+
+def test_a_plan_with_no_start_fleet_gets_no_start_fact_check(tmp_path: Path) -> None:
+    # The seed's start (~100k H100-class GPUs at ~130 MW) was checked on every plan: the toy,
+    # which starts empty by design, printed "not met start: ~100k H100-class GPUs ...".
+    from cortex.planner.report import fact_check
+
+    _, inp = load_plan(_plan(tmp_path, TOY))
+    assert [c["check"] for c in fact_check(solve(inp))] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cortex.errors import InputError
+from cortex.errors import InputError, check_output
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import Topology, build
 from cortex.gcscope import collector_scope
@@ -18,12 +19,12 @@ from cortex.power.battery import BatterySpec
 from cortex.power.curve import CapCurve
 from cortex.scheduler.registry import PROFILES
 from cortex.sim.failures import load_job_causes
-from cortex.sim.power import CapEvent, PowerConfig
+from cortex.sim.power import POWER_POLICIES, CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
 from cortex.workload.sources import load_trace, load_workload, resolve_load_basis
-from cortex.workload.synthetic import fleet_capacity
+from cortex.workload.synthetic import TEAMS, fleet_capacity
 
 # Options whose help runs over a line, named here so that the command reads as a list.
 _WORKLOAD = typer.Option(
@@ -35,6 +36,11 @@ _WARM_START = typer.Option(
     help="start the fleet in steady state (default for the synthetic workload) or empty "
     "(the default, and the only choice, for traces and job files)",
 )
+# None, not 0.85, so that --load given with a trace or a job file is seen (and refused).
+DEFAULT_LOAD = 0.85
+_LOAD = typer.Option(
+    None, min=0.01, max=2.0, help=f"synthetic offered load (default {DEFAULT_LOAD})"
+)
 _LOAD_BASIS = typer.Option(
     None,
     help="what --load is a share of: auto (the default: gpus, unless the fleet is slower than "
@@ -45,6 +51,9 @@ _LOAD_BASIS = typer.Option(
 _FAILURES = typer.Option(
     True, help="model failures (Llama 3 census, lemon nodes, research jobs' own failures)"
 )
+# At 1,000x a node fails every few hours; far beyond, the failure draw itself breaks (numpy's
+# Poisson refuses its mean) and inf gave a traceback.
+_FAILURE_SCALE = typer.Option(1.0, min=0.0, max=1000.0, help="multiply all failure rates")
 _FAILURE_DATA = typer.Option(
     None, help="job-failure causes CSV (default: sim/data/job_failures.csv)"
 )
@@ -92,17 +101,17 @@ _TEMPERATURE_C = typer.Option(None, help="constant outdoor temperature instead o
 
 def sim(
     fleet: str = typer.Option("cortex-2024", help="preset name or fleet YAML file"),
-    days: float = typer.Option(30.0, min=0.001, help="simulated horizon in days"),
+    days: float = typer.Option(30.0, min=0.001, max=3650.0, help="simulated horizon in days"),
     workload: str = _WORKLOAD,
     trace: Path | None = typer.Option(None, help="replay a CSV trace (overrides --workload)"),
     policy: str = typer.Option("priority", help=f"scheduling profile: {' | '.join(PROFILES)}"),
-    seed: int = typer.Option(0, help="seed for the workload and the failures"),
-    load: float = typer.Option(0.85, min=0.01, max=2.0, help="synthetic offered load"),
+    seed: int = typer.Option(0, min=0, help="seed for the workload and the failures"),
+    load: float | None = _LOAD,
     load_basis: str | None = _LOAD_BASIS,
     warm_start: bool | None = _WARM_START,
     backfill: bool = typer.Option(True, help="EASY backfill"),
     failures: bool = _FAILURES,
-    failure_scale: float = typer.Option(1.0, min=0.0, help="multiply all failure rates"),
+    failure_scale: float = _FAILURE_SCALE,
     failure_data: Path | None = _FAILURE_DATA,
     quarantine: bool = _QUARANTINE,
     hot_spares: int = _HOT_SPARES,
@@ -137,8 +146,22 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
-    if quarantine and not failures:
-        raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
+    for option, out in (
+        ("--json", json_path),
+        ("--html", html_path),
+        ("--html-static", static_path),
+    ):
+        if out is not None:
+            check_output(out, option)
+    if not failures:
+        _needs_failures(quarantine, failure_data, failure_scale)
+    for option, value in (
+        ("--checkpoint-interval-s", checkpoint_interval_s),
+        ("--checkpoint-write-s", checkpoint_write_s),
+        ("--backfill-interval-s", backfill_interval_s),
+    ):  # Typer's range takes inf: NaN reached the GPU-hour books, Infinity the JSON config
+        if value is not None and not math.isfinite(value):
+            raise InputError(option, option[2:].replace("-", "_"), f"must be finite, got {value}")
     if failure_data is not None:
         load_job_causes(failure_data)  # a bad file fails here, before any workload is built
     # The fleet, the jobs and the twin's indices are hundreds of thousands of long-lived
@@ -147,6 +170,7 @@ def sim(
         topo, jobs, label = _workload(
             fleet, trace, workload, days, seed, (load, load_basis), warm_start
         )
+    _check_hot_spares(hot_spares, topo)
     cfg = SimConfig(
         days=days,
         seed=seed,
@@ -184,7 +208,8 @@ def sim(
     if label == "synthetic":  # the twin sees jobs, not the load they were drawn at
         # the basis `auto` resolved to, so that the config re-runs the same jobs
         report["config"].update(
-            load=load, load_basis=resolve_load_basis(load_basis or "auto", topo)
+            load=DEFAULT_LOAD if load is None else load,
+            load_basis=resolve_load_basis(load_basis or "auto", topo),
         )
     print_summary(report)
     if json_path is not None:
@@ -199,13 +224,36 @@ def sim(
         _write(static_path, "--html-static", lambda p: write_html(report, p))
 
 
+def _check_hot_spares(per_pod: int, topo: Topology) -> None:
+    """The pool keeps one node of every pod in service (drive/spares.py), so a count no pod can
+    hold was cut there in silence (64 on `tiny` held 6 of its 8 nodes): exit 2 instead."""
+    largest = max(len(nodes) for nodes in topo.pod_nodes)
+    if per_pod >= largest:
+        raise InputError(
+            "--hot-spares",
+            "hot_spares",
+            f"the largest pod here has {largest} nodes and keeps one in service: "
+            f"at most {largest - 1}, got {per_pod}",
+        )
+
+
+def _needs_failures(quarantine: bool, failure_data: Path | None, failure_scale: float) -> None:
+    """Options that mean nothing with --no-failures exit 2 rather than be silently ignored."""
+    if quarantine:
+        raise InputError("--quarantine", "quarantine", "needs failures (drop --no-failures)")
+    if failure_data is not None:
+        raise InputError("--failure-data", "failure_data", "needs failures (drop --no-failures)")
+    if failure_scale != 1.0:
+        raise InputError("--failure-scale", "failure_scale", "needs failures (drop --no-failures)")
+
+
 def _workload(
     fleet: str,
     trace: Path | None,
     workload: str,
     days: float,
     seed: int,
-    load: tuple[float, str | None],
+    load: tuple[float | None, str | None],
     warm_start: bool | None,
 ) -> tuple[Topology, list[Job], str]:
     """The fleet, its jobs and the workload's label; warm by default for `synthetic` only.
@@ -216,13 +264,16 @@ def _workload(
         raise InputError(
             "--warm-start", "warm_start", f"needs the synthetic workload; {given} starts cold"
         )
-    share, basis = load
+    given_share, basis = load
     # A trace never reaches load_workload, which checks the basis for the other workloads.
-    if basis is not None and not synthetic:
-        given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
-        raise InputError(
-            "--load-basis", "load_basis", f"needs the synthetic workload; {given} has no load"
-        )
+    for option, value in (("--load", given_share), ("--load-basis", basis)):
+        if value is not None and not synthetic:
+            given = f"--trace {trace}" if trace is not None else f"--workload {workload}"
+            raise InputError(
+                option, option[2:].replace("-", "_"),
+                f"needs the synthetic workload; {given} has no load",
+            )  # fmt: skip
+    share = DEFAULT_LOAD if given_share is None else given_share
     warm = synthetic if warm_start is None else warm_start
     topo = build(load_fleet_spec(fleet))
     if trace is not None:
@@ -233,6 +284,8 @@ def _workload(
         jobs = load_workload(
             workload, topo, days=days, seed=seed, load=share, warm=warm, load_basis=basis
         )
+        if synthetic:
+            _check_teams_have_queues(topo, fleet)
         if synthetic and resolve_load_basis(basis, topo) == "gpus":
             _warn_overload(topo, share)
         # a job file by its name, unless that names the synthetic workload (`./synthetic`)
@@ -241,6 +294,24 @@ def _workload(
             workload if synthetic or workload.startswith("single:") or name == "synthetic" else name
         )
     return topo, jobs, label
+
+
+def _check_teams_have_queues(topo: Topology, fleet: str) -> None:
+    """A fleet whose queues name none of the synthetic workload's teams would reject every job
+    (UnknownQueue) and report an idle fleet: exit 2 instead. (A job file's teams are the
+    user's own, and its rejections are reported as usual.)"""
+    queues = topo.spec.queues
+    if queues is None:
+        return
+    teams = sorted(TEAMS)
+    names = [q.name for q in queues.cluster_queues]
+    if not set(names) & set(teams):
+        raise InputError(
+            fleet,
+            "queues.cluster_queues",
+            f"no queue for the synthetic workload's teams ({', '.join(teams)}; it has "
+            f"{', '.join(names)}): every job would be rejected as UnknownQueue",
+        )
 
 
 def _warn_overload(topo: Topology, load: float) -> None:
@@ -315,8 +386,27 @@ def _power_config(
     cap_curve: Path | None,
 ) -> PowerConfig | None:
     """Validate the power options into a PowerConfig (None for `off`)."""
+    if policy not in ("off", *POWER_POLICIES):
+        known = ", ".join(("off", *POWER_POLICIES))
+        raise InputError("--power-policy", "power_policy", f"unknown {policy!r}; known: {known}")
     if policy == "off":
+        given = {
+            "--site-cap-mw": site_cap_mw, "--static-cap": static_cap,
+            "--rack-cap-kw": rack_cap_kw, "--ramp-limit": ramp_limit,
+            "--battery-mwh": battery_mwh, "--battery-mw": battery_mw,
+            "--cap-event": cap_events or None, "--heat-wave": heat_waves or None,
+            "--temperature-c": temperature_c, "--cap-curve": cap_curve,
+        }  # fmt: skip
+        for option, value in given.items():
+            if value is not None:
+                raise InputError(
+                    option, option[2:].replace("-", "_"), "has no effect with --power-policy off"
+                )
         return None
+    if temperature_c is not None and heat_waves:
+        raise InputError(
+            "--heat-wave", "heat_wave", "has no effect with a constant --temperature-c"
+        )
     battery = None
     if battery_mwh is not None or battery_mw is not None:
         if battery_mwh is None or battery_mw is None:

@@ -14,17 +14,22 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cortex.errors import InputError, from_validation_error
+from cortex.errors import InputError, from_validation_error, read_text
 from cortex.fleet.catalog import load_catalog
 
-PositiveInt = Annotated[int, Field(gt=0, strict=True)]  # YAML `true` is not 1
+# YAML `true` is not 1. At most a million: 10**12 nodes hung `cortex sim` building them.
+PositiveInt = Annotated[int, Field(gt=0, le=1_000_000, strict=True)]
+# A finite positive number (`.inf` for a site cap was taken, and modelled no cap at all).
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Label = Annotated[str, Field(min_length=1, max_length=253)]  # a pod or rack name
 MAX_LABELLED_NODES = 1_000_000
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number finite, as the control plane's models have it (a site cap or a borrowing
+    # limit of .inf was taken).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NodeGroup(_Strict):
@@ -63,8 +68,8 @@ class HallSpec(_Strict):
     """A hall: one power and cooling domain."""
 
     name: Annotated[str, Field(min_length=1)]
-    cooling_mw: Annotated[float, Field(gt=0)] | None = None
-    power_cap_mw: Annotated[float, Field(gt=0)] | None = None
+    cooling_mw: PositiveFloat | None = None
+    power_cap_mw: PositiveFloat | None = None
     groups: Annotated[list[NodeGroup], Field(min_length=1)]
 
 
@@ -72,8 +77,8 @@ class SiteSpec(_Strict):
     """The site: its name, power budget (enforced by power policies, later) and PUE."""
 
     name: str = "site"
-    power_cap_mw: Annotated[float, Field(gt=0)] | None = None
-    pue: Annotated[float, Field(ge=1.0)] = 1.2
+    power_cap_mw: PositiveFloat | None = None
+    pue: Annotated[float, Field(ge=1.0, allow_inf_nan=False)] = 1.2
     pue_source: str = ""
 
 
@@ -107,7 +112,7 @@ class ClusterQueueSpec(_Strict):
     nominal_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     nominal_gpus: dict[str, Annotated[int, Field(ge=0, strict=True)]] = Field(default_factory=dict)
     borrowing_limit_share: Annotated[float, Field(ge=0)] | None = None
-    weight: Annotated[float, Field(gt=0)] = 1.0
+    weight: PositiveFloat = 1.0
     flavor_quotas: dict[str, FlavorQuotaSpec] = Field(
         default_factory=dict, description="per-flavor nominal quota and borrowing limit"
     )
@@ -150,7 +155,7 @@ class FleetSpec(_Strict):
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
     site: SiteSpec = SiteSpec()
-    storage_write_gbps: Annotated[float, Field(gt=0)] = Field(
+    storage_write_gbps: PositiveFloat = Field(
         default=2000.0, description="checkpoint write bandwidth (Llama 3: 2 TB/s sustained)"
     )
     halls: Annotated[list[HallSpec], Field(min_length=1)]
@@ -278,10 +283,7 @@ def load_fleet_spec(preset_or_path: str | Path) -> FleetSpec:
             raise InputError(
                 name, "<file>", f"no such file, and not a preset ({', '.join(PRESETS)})"
             )
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise InputError(name, "<file>", err.strerror or str(err)) from None
+        text = read_text(path, name)
         source = name
     try:
         data = yaml.safe_load(text)

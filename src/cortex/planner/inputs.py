@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cortex.errors import InputError, from_validation_error
+from cortex.errors import InputError, from_validation_error, read_text
 from cortex.planner.spec import PlanSpec, SiteSpec
 from cortex.workload.throughput import ThroughputTable
 
@@ -147,10 +147,7 @@ def load_plan(path: str | Path) -> tuple[PlanSpec, Inputs]:
 
 def load_spec(path: str | Path) -> PlanSpec:
     source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise InputError(source, "<file>", err.strerror or str(err)) from None
+    text = read_text(path, source)
     try:
         data = yaml.load(text, Loader=_PlanLoader)  # a SafeLoader: plain data only
     except yaml.YAMLError as err:
@@ -295,7 +292,12 @@ def _start_fleet(spec: PlanSpec, skus: tuple[Sku, ...], source: str) -> dict[tup
     sf = spec.start_fleet
     if sf.site not in {s.name for s in spec.sites}:
         raise InputError(source, "start_fleet.site", f"no site named {sf.site!r}")
-    fleet = load_fleet_spec(sf.preset)
+    try:
+        fleet = load_fleet_spec(sf.preset)
+    except InputError as err:  # named as the plan's field, not as a file of its own
+        raise InputError(
+            source, "start_fleet.preset", f"{sf.preset!r}: {err.field}: {err.reason}"
+        ) from None
     by_name = {s.name: s for s in skus}
     gpus: dict[str, int] = {}
     for hall in fleet.halls:
@@ -343,10 +345,16 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
     for name, where, m in (
         ("power_target", "power_target.month", spec.power_target),
         ("flagship", "flagship.from_month", spec.flagship),
+        ("inhouse", "inhouse.from_month", spec.inhouse),
     ):
         month = getattr(m, "month", None) if name == "power_target" else getattr(m, "from_month", 0)
         if m is not None and month is not None and month >= n_months:
             raise InputError(source, where, f"month {month} is past the {n_months}-month horizon")
+    seen: set[int] = set()
+    for j, step in enumerate(spec.budget.steps):  # as for a power ramp: which rate was meant?
+        if step.month in seen:
+            raise InputError(source, f"budget.steps[{j}].month", f"month {step.month} given twice")
+        seen.add(step.month)
     for j, ct in enumerate(spec.compute_targets):
         if ct.month >= n_months:
             raise InputError(

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NonNeg = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Pos = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# At most 1e15 (dollars: ten times the world's yearly output; MW, H100e: far past any plan):
+# HiGHS reads a coefficient of 1e20 as infinite, and a price of 1e308 made it give up on the
+# model ("Empty") while the plan printed a table of zeros and exited 0.
+BIG = 1e15
+NonNeg = Annotated[float, Field(ge=0, le=BIG, allow_inf_nan=False)]
+Pos = Annotated[float, Field(gt=0, le=BIG, allow_inf_nan=False)]
 Month = Annotated[int, Field(ge=0, le=600, strict=True)]
 Count = Annotated[int, Field(ge=0, le=10_000_000, strict=True)]
 # true or false only: a lax bool also takes "yes", "off" or 1 (the loader keeps YAML 1.1's
@@ -183,15 +187,32 @@ class PlanSpec(_Strict):
         default=0.01, description="relative gap; also times the whole budget as an absolute gap"
     )
 
-    @model_validator(mode="after")
-    def _consistent(self) -> PlanSpec:
-        names = [s.name for s in self.sites]
+    # Field validators, not one model validator, so that the error names the field.
+    @field_validator("sites")
+    @classmethod
+    def _unique_sites(cls, sites: list[SiteSpec]) -> list[SiteSpec]:
+        names = [s.name for s in sites]
         if len(set(names)) != len(names):
             raise ValueError("site names must be unique")
+        return sites
+
+    @field_validator("workload_mix")
+    @classmethod
+    def _mix_sums_to_1(cls, mix: dict[str, float]) -> dict[str, float]:
+        if abs(sum(mix.values()) - 1.0) > 1e-6:
+            raise ValueError(f"shares must sum to 1, got {sum(mix.values()):g}")
+        return mix
+
+    @field_validator("scenarios")
+    @classmethod
+    def _probabilities_sum_to_1(cls, scenarios: list[Scenario]) -> list[Scenario]:
+        total = sum(s.probability for s in scenarios)
+        if scenarios and abs(total - 1.0) > 1e-6:
+            raise ValueError(f"probabilities must sum to 1, got {total:g}")
+        return scenarios
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlanSpec:
         if self.mode == "min_cost" and not (self.compute_targets or self.power_target):
             raise ValueError("min_cost needs compute_targets or a power_target")
-        if abs(sum(self.workload_mix.values()) - 1.0) > 1e-6:
-            raise ValueError("workload_mix shares must sum to 1")
-        if self.scenarios and abs(sum(s.probability for s in self.scenarios) - 1.0) > 1e-6:
-            raise ValueError("scenario probabilities must sum to 1")
         return self

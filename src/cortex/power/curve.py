@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortex.errors import InputError
+from cortex.errors import InputError, read_text
 from cortex.power.datafile import read_rows
 
 
@@ -46,13 +47,19 @@ class CapCurve:
                 raise InputError(source, f"row {i + 1}.flavor", "missing")
             x = _float(source, f"row {i + 1}.cap_over_draw", row.get("cap_over_draw") or "")
             y = _float(source, f"row {i + 1}.throughput_kept", row.get("throughput_kept") or "")
-            if x <= 0:
-                raise InputError(source, f"row {i + 1}.cap_over_draw", "must be positive")
+            if not (math.isfinite(x) and x > 0):  # NaN passed `x <= 0`
+                raise InputError(
+                    source, f"row {i + 1}.cap_over_draw", f"must be finite and positive, got {x}"
+                )
             if not 0 <= y <= 1:
                 raise InputError(source, f"row {i + 1}.throughput_kept", "must be within [0, 1]")
             pts.setdefault(fl, []).append((x, y))
         if not pts:
             raise InputError(source, "<rows>", "no curve points")
+        if "*" not in pts:  # `kept` falls back on it for any flavor without rows (KeyError)
+            raise InputError(
+                source, "flavor", "no '*' rows: the curve for flavors without rows of their own"
+            )
         out: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
         for fl, p in pts.items():
             p.sort()
@@ -74,10 +81,7 @@ class CapCurve:
         if path is None:
             return _default_curve()
         p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as err:
-            raise InputError(str(p), "<file>", err.strerror or str(err)) from None
+        text = read_text(p)
         return cls.parse(text, str(p))
 
     def kept(self, flavor: str, cap_over_draw: float) -> float:

@@ -6,7 +6,7 @@ import csv
 from importlib import resources
 from pathlib import Path
 
-from cortex.errors import InputError
+from cortex.errors import InputError, read_text
 
 
 def read_rows(name: str, path: Path | None = None) -> list[dict[str, str]]:
@@ -20,10 +20,7 @@ def read_rows(name: str, path: Path | None = None) -> list[dict[str, str]]:
         text = resources.files("cortex.power").joinpath(f"data/{name}").read_text()
     else:
         source = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise InputError(source, "<file>", err.strerror or str(err)) from None
+        text = read_text(path, source)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InputError(source, "<file>", "no header row")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortex.errors import InputError
+from cortex.errors import InputError, read_text
 
 GPUS_PER_NODE = 8  # the studies' node: 8 A100 (Meta RSC) or 8 H100 (Llama 3)
 
@@ -142,10 +142,7 @@ def load_job_causes(path: str | Path | None = None) -> tuple[JobCause, ...]:
         text = resources.files("cortex.sim").joinpath("data/job_failures.csv").read_text()
     else:
         src = str(path)
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError(src, "<file>", getattr(err, "strerror", None) or str(err)) from None
+        text = read_text(path, src)
     rows = list(csv.DictReader(text.splitlines()))
     need = ("cause", "category", "applies_to", "share", "detect_s", "recover_s")
     if not rows or any(c not in rows[0] for c in need):
@@ -159,7 +156,9 @@ def load_job_causes(path: str | Path | None = None) -> tuple[JobCause, ...]:
             except ValueError:
                 raise InputError(src, f"row {line}: {col}", f"not a number: {row[col]!r}") from None
             if not math.isfinite(vals[col]) or vals[col] < 0:
-                raise InputError(src, f"row {line}: {col}", f"must be >= 0, got {row[col]}")
+                raise InputError(
+                    src, f"row {line}: {col}", f"must be a finite number >= 0, got {row[col]}"
+                )
         if row["applies_to"] not in JOB_CLASSES:
             raise InputError(
                 src, f"row {line}: applies_to", f"{row['applies_to']!r} is not one of {JOB_CLASSES}"
@@ -171,8 +170,10 @@ def load_job_causes(path: str | Path | None = None) -> tuple[JobCause, ...]:
             )
         )  # fmt: skip
     for cls in JOB_CLASSES:
+        # A class with no rows has no causes of its own; one with rows must split them all
+        # (shares of 0 all round still sent every failure to the class's last cause).
         total = sum(c.share for c in out if c.applies_to == cls)
-        if total and abs(total - 1.0) > 1e-6:
+        if any(c.applies_to == cls for c in out) and abs(total - 1.0) > 1e-6:
             raise InputError(src, "share", f"the {cls} causes' shares sum to {total:g}, not 1")
     return tuple(out)
 

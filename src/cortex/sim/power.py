@@ -23,6 +23,11 @@ from cortex.power.grid import grid_params
 from cortex.scheduler.registry import POWER_PROFILES, power_profile
 
 POWER_POLICIES = tuple(POWER_PROFILES)
+# Outdoor air temperatures the cooling model is asked about: the range the control plane takes
+# (`cortex serve --outdoor-temp-c`, PUT /v1/power: control/loop_power.py), so that the two
+# drivers agree. Far outside, its linear laws turn nonsense into numbers (at 1e300 C a
+# productive utilization of 8,251%; NaN reached the JSON report).
+TEMP_RANGE_C = (-60.0, 70.0)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,8 @@ class CapEvent:
             raise InputError("--cap-event", "cap_mw", f"must be positive, got {self.cap_mw}")
         if not self.duration_s > 0:
             raise InputError("--cap-event", "duration_h", "must be positive")
-        if self.start_s < 0:
-            raise InputError("--cap-event", "start_h", "must not be negative")
+        if not (math.isfinite(self.start_s) and self.start_s >= 0):  # NaN: never took place
+            raise InputError("--cap-event", "start_h", f"must be >= 0, got {self.start_s / 3600:g}")
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,13 @@ class PowerConfig:
             raise InputError("--cap-levels", "levels", "must be positive")
         if not self.tick_s > 0:
             raise InputError("power", "tick_s", "must be positive")
+        lo, hi = TEMP_RANGE_C
+        if self.temperature_c is not None and not lo <= self.temperature_c <= hi:
+            raise InputError(
+                "--temperature-c",
+                "temperature_c",
+                f"must be within [{lo:g}, {hi:g}] C, got {self.temperature_c:g}",
+            )
 
     @property
     def ramp_mw_per_min(self) -> float | None:
@@ -239,4 +251,12 @@ def _temperatures(cfg: PowerConfig, n_ticks: int) -> np.ndarray:
     sub = 3
     t = (np.arange(n_ticks * sub) + 0.5) * (cfg.tick_s / sub)
     temps = np.asarray(climate.temperature_c(t, start_day_of_year=cfg.start_day_of_year), float)
+    lo, hi = TEMP_RANGE_C
+    if cfg.heat_waves and not lo <= temps.min() <= temps.max() <= hi:
+        worst = temps.max() if temps.max() > hi else temps.min()
+        raise InputError(
+            "--heat-wave",
+            "delta_c",
+            f"takes the outdoor temperature to {worst:.0f} C, outside [{lo:g}, {hi:g}] C",
+        )
     return temps.reshape(n_ticks, sub).max(axis=1)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cortex.errors import InputError, from_validation_error
+from cortex.errors import InputError, from_validation_error, read_text
 
 
 class WorkloadKind(StrEnum):
@@ -44,7 +44,9 @@ class JobSpec(BaseModel):
     """One gang-scheduled job. Work is given at the reference flavor (H100-SXM5) either as total
     GPU-hours or as the duration at the requested gang size."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number finite, as traces and the control plane's bodies have it: a job file's
+    # checkpoint_write_s of .inf put NaN in the twin's GPU-hour books.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     team: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
@@ -122,10 +124,7 @@ def parse_jobs(data: Any, source: str) -> list[JobSpec]:
 def load_jobs(path: str | Path) -> list[JobSpec]:
     """Read a YAML job file (one job or many)."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as err:
-        raise InputError(str(p), "<file>", err.strerror or str(err)) from None
+    text = read_text(p)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

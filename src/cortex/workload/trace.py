@@ -68,7 +68,7 @@ def read_trace(path: str | Path, *, default_team: str = "research") -> list[Job]
     src = str(p)
     rows: list[_Row] = []
     try:
-        with p.open(newline="") as fh:
+        with p.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's BOM: not a column
             reader = csv.DictReader(fh)
             header = reader.fieldnames
             if not header:
@@ -113,6 +113,10 @@ def _parse_row(
     def where(col: str) -> str:
         return f"row {line}: {col}"
 
+    if None in rec:  # csv.DictReader files a row's fields beyond the header under None
+        extra = rec[None]  # type: ignore[index]
+        n = len(rec) - 1 + (len(extra) if isinstance(extra, list) else 1)
+        raise InputError(src, f"row {line}", f"{n} fields, the header has {len(rec) - 1} columns")
     submit_s = _number(rec, "submit_time_s", src, where)
     gpus_f = _number(rec, "num_gpus", src, where)
     duration_s = _number(rec, "duration_s", src, where)
@@ -196,7 +200,7 @@ def convert_alibaba(pod_csv: str | Path, out_csv: str | Path) -> int:
     src = str(pod_csv)
     out: list[tuple[float, dict[str, str]]] = []
     try:
-        with Path(pod_csv).open(newline="") as fh:
+        with Path(pod_csv).open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
             for col in ALIBABA_COLUMNS:
