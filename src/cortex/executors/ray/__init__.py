@@ -12,3 +12,12 @@ import os
 # driver Ray ends with os._exit(1) once that cluster is gone. The executor always joins its
 # cluster explicitly, so such a call must fail instead. Ray reads this once, at its import.
 os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
+
+# Ray ends a driver whose head has not answered for `gcs_rpc_server_reconnect_timeout_s` (60 s
+# by default) with exit 1, and the driver here is the whole control plane. The executor lets go
+# of a lost head itself (headloss.py: `ray.shutdown()` on a thread, ~5 s here), but on a loaded
+# machine that once took past 60 s and the service died with its head (CI, stop 30). Ten
+# minutes for this process only: Ray reads it from the environment (a driver cannot pass a
+# system config), and an operator's own value wins.
+os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "600")
+
