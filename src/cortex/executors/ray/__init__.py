@@ -20,4 +20,3 @@ os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 # minutes for this process only: Ray reads it from the environment (a driver cannot pass a
 # system config), and an operator's own value wins.
 os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "600")
-
