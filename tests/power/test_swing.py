@@ -190,12 +190,19 @@ def test_units_needed() -> None:
         ({"checkpoint_stall_s": -1.0}, "checkpoint_stall_s"),
         ({"sample_hz": 0}, "sample_hz"),
         ({"seconds": 0}, "seconds"),
+        ({"iteration_s": 1e-9}, "iteration_s"),  # printed a 0.0005 MW target error
+        ({"iteration_s": 0.19, "sample_hz": 10}, "iteration_s"),  # under two samples
     ],
 )
 def test_bad_job_names_the_field(kw: dict, field: str) -> None:
     with pytest.raises(InputError) as err:
         _profile(**kw)
     assert err.value.field == field
+
+
+def test_an_iteration_of_two_samples_is_resolved() -> None:
+    prof = _profile(iteration_s=0.2, comm_fraction=0.5, sample_hz=10)
+    assert set(prof.phase[:10].tolist()) == {sw.COMPUTE, sw.COMM}
 
 
 def test_bad_remedy_names_the_field() -> None:

@@ -184,6 +184,13 @@ def job_profile(job: SwingJob, seconds: float = 120.0, sample_hz: int = 10) -> P
         raise InputError(SOURCE, "sample_hz", f"must be an integer >= 1, got {sample_hz}")
     if not (math.isfinite(seconds) and seconds >= 1 and float(seconds).is_integer()):
         raise InputError(SOURCE, "seconds", f"must be a whole number >= 1, got {seconds}")
+    if job.iteration_s < 2.0 / sample_hz:  # below two samples the phases alias into noise
+        raise InputError(
+            SOURCE,
+            "iteration_s",
+            f"{job.iteration_s:g} s is shorter than two samples at {sample_hz} Hz "
+            f"({2.0 / sample_hz:g} s): raise --sample-hz",
+        )
     n = int(seconds) * sample_hz
     t_s = np.arange(n) / sample_hz
     mid = t_s + 0.5 / sample_hz
