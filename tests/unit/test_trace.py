@@ -96,6 +96,7 @@ def test_sort_is_stable_and_names_default(tmp_path: Path) -> None:
         (f"{BASE},team\n0,1,10,Bad Team\n", "row 2: team", "team"),
         (f"{BASE},checkpoint_write_s\n0,1,10,-3\n", "row 2: checkpoint_write_s", "negative"),
         ("", "row 1", "empty"),
+        (f"{BASE}\n", "row 2", "no jobs"),  # ran an empty replay (a job file's `jobs: []` exits 2)
     ],
 )
 def test_bad_rows_raise_input_error_naming_row_and_column(

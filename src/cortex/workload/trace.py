@@ -83,6 +83,8 @@ def read_trace(path: str | Path, *, default_team: str = "research") -> list[Job]
         raise InputError(src, "<file>", err.strerror or str(err)) from None
     except (UnicodeDecodeError, csv.Error) as err:
         raise InputError(src, "<file>", f"not a readable CSV file: {err}") from None
+    if not rows:  # as a job file with `jobs: []` is: a replay of nothing is a mistake
+        raise InputError(src, "row 2", "no jobs: a header and no rows")
     order = sorted(range(len(rows)), key=lambda i: rows[i][0])  # sorted() is stable
     jobs: list[Job] = []
     for new_id, i in enumerate(order):
