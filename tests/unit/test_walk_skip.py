@@ -17,6 +17,7 @@ import walk_reference
 from cortex.scheduler.cycle import schedule
 from cortex.scheduler.ordering import MERGE_FIRST, PriorityFairShare, _merged_rest, _rest_of
 from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
@@ -179,3 +180,42 @@ def test_deep_passes_let_the_order_pass_over_what_first_blocked_stops(
         got = schedule(tc._snap(st_b, pend_b), pol, deep=True, commit=True, explain=False)
         assert twf._everything(got, False) == twf._everything(want, False), seed
     assert stopped > 20
+
+
+def test_the_judge_answers_and_counts_as_first_blocked() -> None:
+    """blocked_judge inlines first_blocked: random jobs (gangs that are not whole nodes,
+    elastic ones, two flavors) against random free counts, reservations and estimates:
+    it passes a job exactly when first_blocked says PASSES, else counts first_blocked's code."""
+    from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
+
+    rng = random.Random(7)
+    st, pend, _ = tc._setup(tc.TWO_FLAVORS, tc.PROFILES["priority"], ("a",))
+    codes_seen = set()
+    for _ in range(3000):
+        gpn = st.gpn
+        free = st.free_gpus
+        n_f = len(gpn)
+        reserved = {
+            f: Reservation(1, rng.choice([50.0, 100.0, 400.0]), rng.choice([0, 2, 8, 12]))
+            for f in range(n_f)
+        }
+        gpus = rng.choice([1, 3, 4, 8, 12, 16, 20, 40])
+        emin = rng.choice([None, 1, 2, 6, gpus])
+        job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)
+        sizes = (1, 2, 3, 4, 6, 8, 12, 16, 20, 40)
+        est = {(f, g): rng.choice([10.0, 60.0, 99.0, 300.0]) for f in range(n_f) for g in sizes}
+        snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g, e=est: e[(f, g)])
+        st.free_gpus = [rng.choice([0, 2, 4, 8, 12, 16, 24]) for _ in range(n_f)]
+        codes: dict = {}
+        judged = [0]
+        judge = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
+        gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+        want = first_blocked(
+            job, tuple(range(n_f)), gangs, st.free_gpus, gpn, reserved, snap.estimate_s, 0.0
+        )
+        assert judge(job) is (want is not PASSES)
+        assert codes == ({} if want is PASSES or want is None else {want: 1})
+        assert judged[0] == (0 if want is PASSES else 1)
+        codes_seen.add(want)
+        st.free_gpus = free
+    assert len(codes_seen) == 3  # each code and PASSES reached
