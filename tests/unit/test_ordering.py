@@ -55,3 +55,34 @@ def test_priority_profile_wiring() -> None:
     p = policies("priority")
     assert isinstance(p.ordering, PriorityFairShare) and isinstance(p.preemption, PriorityReclaim)
     assert p.backfill is True and policies("priority", backfill=False).backfill is False
+
+
+def test_one_pending_job_is_the_order_and_more_go_through_the_merge() -> None:
+    """The lone-job path (PendingQueues.lone, taken by PriorityFairShare, Fifo and LAS): one
+    job pending in either queue is the whole order; two or more, in one queue or both, are
+    all yielded in the merge's order; after a removal that leaves one, that one."""
+    from cortex.scheduler.ordering import LeastAttainedService
+    from cortex.scheduler.pending import PendingQueues
+
+    for q in (0, 1):
+        assert _order({}, [(7, q, 1.0)]) == [7]
+    assert _order({}, [(7, 1, 2.0), (8, 1, 1.0)]) == [8, 7]
+    assert _order({0: 8}, [(7, 0, 1.0), (8, 1, 2.0)]) == [8, 7]
+    for policy in (PriorityFairShare(), Fifo(), LeastAttainedService()):
+        pend = PendingQueues(2, policy.key)
+        jobs = []
+        for jid, q in ((5, 1), (6, 0)):
+            job = Job(jid, f"p{jid}", "a", 1, 10.0, submit_s=float(jid))
+            job.queue_idx, job.priority = q, 100
+            jobs.append(job)
+        assert pend.lone() is None
+        pend.add(jobs[0])
+        assert pend.lone() is jobs[0]
+        pend.add(jobs[1])
+        assert pend.lone() is None
+        st = testkit.setup_cycle(WEIGHTED, Policies(ordering=policy), ("a", "b"))[0]
+        snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 1.0)
+        assert sorted(j.id for j in policy.order(snap)) == [5, 6]
+        pend.remove(jobs[0])
+        assert pend.lone() is jobs[1]
+        assert [j.id for j in policy.order(snap)] == [6]

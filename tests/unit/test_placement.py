@@ -294,3 +294,22 @@ def _scrambled_state(topo: Topology, rng: random.Random) -> ClusterState:
             st.take(jid, f, ((n, g),))
             st.give(jid)
     return st
+
+
+def test_whole_node_pairs_carry_their_own_flavors_gpus() -> None:
+    """Gangs of whole nodes are built from ClusterState.whole_pair (one (node, GPUs) pair per
+    node, made once): on MIXED's 4-GPU flavor, in one pod and across pods, every pair holds the
+    node's 4 GPUs, and on its 8-GPU flavor 8; the same placements as pairs built afresh."""
+    topo = testkit.MIXED
+    st = ClusterState(topo, QueueConfig.build(topo.spec.queues, topo, ("a",)))
+    pol = TopologyBestFit()
+    for f in range(len(topo.flavors)):
+        g = st.gpn[f]
+        pods = [p for p in range(len(topo.pod_nodes)) if topo.pod_flavor[p] == f]
+        biggest = max(len(topo.pod_nodes[p]) for p in pods)
+        total = sum(len(topo.pod_nodes[p]) for p in pods)
+        for need in (2, biggest, biggest + 1, total):
+            got = pol.place(st, f, need * g)
+            assert got is not None and len(got) == need, (f, need)
+            assert all(k == g and topo.node_flavor[n] == f for n, k in got), (f, need)
+    assert sorted({st.gpn[f] for f in range(len(topo.flavors))}) == [4, 8]

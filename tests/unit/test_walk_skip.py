@@ -17,6 +17,7 @@ import walk_reference
 from cortex.scheduler.cycle import schedule
 from cortex.scheduler.ordering import MERGE_FIRST, PriorityFairShare, _merged_rest, _rest_of
 from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
@@ -115,3 +116,106 @@ def test_the_first_merge_picks_ignore_a_skip_request() -> None:
     req = [4, 100, 0]
     second = gen.send(req)  # type: ignore[attr-defined]
     assert req[2] == 0 and second.id != first.id
+
+
+def test_a_judge_passes_over_jobs_it_stops_and_is_asked_once_each() -> None:
+    """By hand, one queue left and two merged: top 4, the judge stops odd ids. Wide jobs are
+    passed over without asking it; each fitting job is asked once (also the one yielded), the
+    limit counts both kinds, and a job past the limit is not asked."""
+    asked: list[int] = []
+
+    def judge(job: Job) -> bool:
+        asked.append(job.id)
+        return job.id % 2 == 1
+
+    items = _jobs([(2, None), (8, None), (1, None), (2, None), (8, None), (3, None), (2, None)])
+    gen = _rest_of(items[0], iter(items[1:]))
+    assert next(gen).id == 0
+    req: list = [4, 10, 0, judge]
+    assert gen.send(req).id == 2 and req[2] == 1 and asked == [2]  # 1 wide, 2 judged: yield
+    req = [4, 10, 0, judge]
+    assert gen.send(req).id == 6 and req[2] == 3 and asked == [2, 3, 5, 6]  # 3, 4 (wide), 5
+    asked.clear()
+    q0 = _jobs([(2, None)] * 6)
+    q1 = [((-100, 0.5, 101), Job(101, "x", "b", 1, 10.0, submit_s=0.5))]
+    rest = [(q0[0], 0, iter(q0[1:])), (q1[0], 1, iter(q1[1:]))]
+    gen = _merged_rest(rest, [[0], [0]], [0, 0], [8], [1.0, 1.0])
+    assert next(gen).id == 0
+    req = [4, 10, 0, judge]
+    # 101 (judged, stopped) comes between 0 and 1 by key; 1, 3 stopped; 2 yielded.
+    assert gen.send(req).id == 2 and req[2] == 2 and asked == [101, 1, 2]
+    req = [4, 1, 0, judge]
+    assert gen.send(req).id == 4 and req[2] == 1 and asked == [101, 1, 2, 3]  # 4 not asked
+
+
+@pytest.mark.parametrize("profile", ["priority", "nopreempt"])
+def test_deep_passes_let_the_order_pass_over_what_first_blocked_stops(
+    profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seeds of the reference test above reach the judge (shadow.blocked_judge): jobs that
+    fit under the top free count but would delay a reserved head are passed over by the order,
+    and the pass still decides and counts what the reference walk did."""
+    stopped = 0
+    made = cycle_mod.blocked_judge
+
+    def spy(*args: object) -> object:
+        judge = made(*args)  # type: ignore[arg-type]
+
+        def counting(job: Job) -> bool:
+            nonlocal stopped
+            got = judge(job)
+            stopped += got
+            return got
+
+        return counting
+
+    monkeypatch.setattr(cycle_mod, "blocked_judge", spy)
+    pol = dataclasses.replace(tc.PROFILES[profile], max_examined=512)
+    for seed in range(60):
+        st_a, pend_a = _long_queue_cluster(seed, pol)
+        st_b, pend_b = _long_queue_cluster(seed, pol)
+        with monkeypatch.context() as m:
+            m.setattr(cycle_mod, "_walk", walk_reference._walk)
+            want = schedule(tc._snap(st_a, pend_a), pol, deep=True, commit=True, explain=False)
+        got = schedule(tc._snap(st_b, pend_b), pol, deep=True, commit=True, explain=False)
+        assert twf._everything(got, False) == twf._everything(want, False), seed
+    assert stopped > 20
+
+
+def test_the_judge_answers_and_counts_as_first_blocked() -> None:
+    """blocked_judge inlines first_blocked: random jobs (gangs that are not whole nodes,
+    elastic ones, two flavors) against random free counts, reservations and estimates:
+    it passes a job exactly when first_blocked says PASSES, else counts first_blocked's code."""
+    from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
+
+    rng = random.Random(7)
+    st, pend, _ = tc._setup(tc.TWO_FLAVORS, tc.PROFILES["priority"], ("a",))
+    codes_seen = set()
+    for _ in range(3000):
+        gpn = st.gpn
+        free = st.free_gpus
+        n_f = len(gpn)
+        reserved = {
+            f: Reservation(1, rng.choice([50.0, 100.0, 400.0]), rng.choice([0, 2, 8, 12]))
+            for f in range(n_f)
+        }
+        gpus = rng.choice([1, 3, 4, 8, 12, 16, 20, 40])
+        emin = rng.choice([None, 1, 2, 6, gpus])
+        job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)
+        sizes = (1, 2, 3, 4, 6, 8, 12, 16, 20, 40)
+        est = {(f, g): rng.choice([10.0, 60.0, 99.0, 300.0]) for f in range(n_f) for g in sizes}
+        snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g, e=est: e[(f, g)])
+        st.free_gpus = [rng.choice([0, 2, 4, 8, 12, 16, 24]) for _ in range(n_f)]
+        codes: dict = {}
+        judged = [0]
+        judge = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
+        gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+        want = first_blocked(
+            job, tuple(range(n_f)), gangs, st.free_gpus, gpn, reserved, snap.estimate_s, 0.0
+        )
+        assert judge(job) is (want is not PASSES)
+        assert codes == ({} if want is PASSES or want is None else {want: 1})
+        assert judged[0] == (0 if want is PASSES else 1)
+        codes_seen.add(want)
+        st.free_gpus = free
+    assert len(codes_seen) == 3  # each code and PASSES reached

@@ -5,10 +5,13 @@ and its last targets in between; a profile without one gets none."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from cortex.scheduler.cycle import Policies
-from cortex.scheduler.hetero import Targets
 from cortex.scheduler.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the solve's module is imported by the profiles that run one (registry.py)
+    from cortex.scheduler.hetero import Targets
 
 
 class Allocation:

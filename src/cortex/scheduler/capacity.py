@@ -47,6 +47,10 @@ class Capacity:
         self.node_hall = topo.node_hall
         self.pod_hall = topo.pod_hall
         self.node_free = [self.gpn[f] for f in topo.node_flavor]
+        # (node, GPUs per node): a whole node's entry in a placement, made once per node. A gang
+        # of thousands of whole nodes reuses them rather than build a pair per node at every
+        # placement (bench/RESULTS.md section 85).
+        self.whole_pair = [(n, self.gpn[f]) for n, f in enumerate(topo.node_flavor)]
         self.node_up = [True] * topo.n_nodes
         # Cordoned nodes (a drain waiting for its jobs to end): node -> its free GPUs, held out
         # of the free indices (node_free says 0) so that no new work lands there.

@@ -14,10 +14,11 @@ from typing import Any, Protocol
 from cortex.scheduler.admission import AdmissionCheck, QuotaCheck
 from cortex.scheduler.ordering import OrderingPolicy, PriorityFairShare
 from cortex.scheduler.placement import PlacementPolicy, TopologyBestFit, alloc_size
-from cortex.scheduler.power import POWER_CODES, PowerPolicy, PowerView, Watts
+from cortex.scheduler.power import PowerPolicy, PowerView, Watts
 from cortex.scheduler.preemption import PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.reasons import Code, Reason
-from cortex.scheduler.shadow import PASSES, Reservation, first_blocked
+from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
+from cortex.scheduler.shadow import power_blocks as _power_blocks
 from cortex.scheduler.shadow import shadow as _shadow
 from cortex.scheduler.snapshot import Plan, Preemption, Snapshot, Start
 from cortex.scheduler.state import ClusterState, Placement
@@ -383,22 +384,6 @@ class _Cycle:
             self.reserved[f] = Reservation(job.id, shadow, extra)
 
 
-def _power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:
-    """Watts block this job on some flavor, and it would fit once running work frees them: the
-    next watts freed are its own, so nothing behind it may take them (no power backfill: it
-    would starve large jobs). Also when GPUs block it on another flavor: its reservation there
-    guards GPUs, not watts, and small starts behind it would take its freed GPUs and keep the
-    ramp window from clearing (bench/RESULTS.md, section 52). Sets the plan's rest reason."""
-    assert snap.power is not None
-    for r in reasons:
-        if r.code in POWER_CODES and r.detail.get("domain", "site") == "site":
-            if r.detail.get("need_mw", 0.0) * 1e6 <= snap.power.site_budget_w:
-                plan.rest_reason = Reason(r.code, job=job.id, **r.detail)
-                return True
-            return False
-    return False
-
-
 def schedule(
     snap: Snapshot, pol: Policies, *, deep: bool = True, commit: bool = False, explain: bool = True
 ) -> Plan:
@@ -454,6 +439,23 @@ def schedule(
     return plan
 
 
+def _skip(c: _Cycle, send: Any, req: list, judged: list[int], top: int, left: int) -> Job | None:
+    """Send the order a skip request (scheduler/ordering.py; the walk sends them only without
+    `explain`); the job it answers with, or None at its end. A deep pass walks on behind
+    blocked heads (a quick one stops): its order may pass over what `first_blocked` stops too."""
+    if c.deep and len(req) == 3:
+        order = c.pol.flavor_order
+        codes = c.plan.first_codes
+        req.append(blocked_judge(c.snap, order, c.every_flavor, c.reserved, codes, judged))
+    req[0], req[1], req[2] = top, left, 0
+    judged[0] = 0
+    try:
+        job: Job = send(req)
+    except StopIteration:
+        return None
+    return job
+
+
 def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = True) -> None:
     """Steps 1-6 over the pending jobs, into c.plan, with tentative moves on c.stmt."""
     plan = c.plan
@@ -480,13 +482,13 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
     all_reserved = False
     moved = True
     examined = capacity_blocked = 0
-    # 1. Walk pending jobs in the ordering policy's order. A generator may be sent a skip
-    # request over jobs that are only counted (scheduler/ordering.py, "Skip requests"); the
-    # job it answers with is walked next.
+    # 1. Walk pending jobs in the ordering policy's order. A generator may be sent a skip request
+    # over jobs only counted (ordering.py, "Skip requests"); the job it answers is walked next.
     order = iter(pol.ordering.order(snap))
     send = getattr(order, "send", None)
-    req = [0, 0, 0]
+    req: list = [0, 0, 0]
     ahead: Job | None = None
+    judged = [0]  # jobs the order passed over on the judge's word (counted by their codes)
     try:
         while True:
             if ahead is None:
@@ -515,15 +517,11 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                 if not explain:
                     capacity_blocked += 1  # counted, without the reason
                     if send is not None:
-                        # Nothing moves while jobs are only counted: let the order pass over
-                        # the next ones that need more than top_free, up to the limit.
-                        req[0], req[1], req[2] = top_free, max_examined - examined, 0
-                        try:
-                            ahead = send(req)
-                        except StopIteration:
-                            ahead = None
+                        # Nothing moves while jobs are only counted: the order passes over
+                        # the next ones wider than top_free (a deep pass: or judged), to the limit.
+                        ahead = _skip(c, send, req, judged, top_free, max_examined - examined)
                         examined += req[2]
-                        capacity_blocked += req[2]
+                        capacity_blocked += req[2] - judged[0]
                         if ahead is None:
                             break
                     continue
@@ -551,6 +549,12 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                     if not deep:
                         plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
                         break
+                    if send is not None:  # as above
+                        ahead = _skip(c, send, req, judged, top_free, max_examined - examined)
+                        examined += req[2]
+                        capacity_blocked += req[2] - judged[0]
+                        if ahead is None:
+                            break
                     continue
             moved = True
             reasons: list[Reason] = []

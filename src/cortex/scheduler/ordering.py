@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from operator import truediv
 from typing import Protocol
 
@@ -27,6 +27,11 @@ class OrderingPolicy(Protocol):
 
 
 def _merge(snap: Snapshot) -> Iterator[Job]:
+    lone = snap.pending.lone()
+    return iter((lone,)) if lone is not None else _merged(snap)
+
+
+def _merged(snap: Snapshot) -> Iterator[Job]:
     for _, job in heapq.merge(*snap.pending.lists):
         yield job
 
@@ -53,9 +58,15 @@ class PriorityFairShare:
         return (-job.priority, job.submit_s, job.id)
 
     def order(self, snap: Snapshot) -> Iterator[Job]:
+        # Most passes find one job pending (an arrival that starts at once): the order is that
+        # job, without a generator (cheaper by ~1.5 us a pass, ~66k passes in a month).
+        lone = snap.pending.lone()
+        return iter((lone,)) if lone is not None else self._order(snap)
+
+    def _order(self, snap: Snapshot) -> Iterator[Job]:
         lists = snap.pending.lists
-        # Most passes find one queue with jobs (a short queue: one arrival, one start); its
-        # own order is the order, with none of the merge's set-up below.
+        # Many passes find one queue with jobs (a short queue); its own order is the order,
+        # with none of the merge's set-up below.
         live = [lst for lst in lists if lst]
         if len(live) <= 1:
             if live:
@@ -112,7 +123,11 @@ class PriorityFairShare:
 # under it: it may `send` the generator [top, limit, 0] instead of asking for the next job. The
 # generator then passes over up to `limit` jobs whose smallest gang (elastic_min or gpus) is
 # above `top`, counts them in the third item, and yields the first job it did not pass over.
-# A generator that ignores the request (the first MERGE_FIRST picks, other policies) counts 0
+# A request may carry a fourth item, a judge: a job whose smallest gang fits under `top` is
+# passed over (and counted) too when judge(job) is true; the judge is asked at most once per
+# job, only of jobs the generator would otherwise yield, and counts what it passes over itself
+# (the walk's `first_blocked` jobs: nothing moves while it says no either). A generator that
+# ignores the request, or its judge (the first MERGE_FIRST picks, other policies), counts 0
 # and yields the next job: the pass then walks it as usual. Either way, the same decisions.
 
 # Jobs a pass takes through the per-pick merge of queue heads before the leaner merge of the rest.
@@ -125,7 +140,7 @@ def _merged_rest(
     version: list[int],
     totals: list[int],
     weights: list[float],
-) -> Generator[Job, list[int] | None, None]:
+) -> Generator[Job, list | None, None]:
     """The rest of PriorityFairShare's order: the queue heads merged by (key[0], share, key),
     every share recomputed when a start changes some usage. Within a queue keys are sorted and
     its share is common, so only heads compete; keys end with the job id, so there are no
@@ -137,7 +152,8 @@ def _merged_rest(
     seen: list[int] = []
     cands: dict[int, tuple] = {}
     skip = top = 0
-    req: list[int] | None = None
+    req: list | None = None
+    judge: Callable[[Job], bool] | None = None
     while len(heads) > 1:
         if version != seen:
             seen = list(version)
@@ -146,11 +162,13 @@ def _merged_rest(
         i = min(cands.values())[3]
         if skip:
             assert req is not None
-            n, moved_on = _gallop(i, heads, cands, iters[i], skip, top)
+            n, moved_on = _gallop(i, heads, cands, iters[i], skip, top, judge)
             req[2] += n
-            skip -= n
             if moved_on:
+                skip -= n
                 continue  # queue i ran out, or another queue's head is first now
+            # The limit is reached, or the head is one not passed over (judged once): yield it.
+            skip = 0
         job = heads[i][1]
         nxt = next(iters[i], None)
         if nxt is None:
@@ -159,18 +177,12 @@ def _merged_rest(
             k = nxt[0]
             heads[i] = nxt
             cands[i] = (k[0], cands[i][1], k, i)
-        if skip:
-            if (job.elastic_min or job.gpus) > top:
-                assert req is not None
-                skip -= 1
-                req[2] += 1
-                continue
-            skip = 0
         req = yield job
         if req is not None:
             top, skip = req[0], req[1]
+            judge = req[3] if len(req) > 3 else None
     for i, head in heads.items():  # one queue left: its own order is the order
-        yield from _rest_of(head, iters[i], req, skip, top)
+        yield from _rest_of(head, iters[i], req, skip, top, judge)
 
 
 def _gallop(
@@ -180,46 +192,59 @@ def _gallop(
     it: Iterator[tuple],
     left: int,
     top: int,
+    judge: Callable[[Job], bool] | None = None,
 ) -> tuple[int, bool]:
     """Pass over up to `left` heads of queue i, first in the merge, while they are wider than
-    `top` and stay first (nothing moves during a skip, so the other queues' candidates stand).
-    Returns how many it passed over, and True when it stopped because queue i ran out or
-    another queue's head is first; False at a head it did not pass over (it fits, or `left`
-    is reached): the caller yields that one."""
+    `top` (or the request's judge passes them over) and stay first (nothing moves during a
+    skip, so the other queues' candidates stand). Returns how many it passed over, and True
+    when it stopped because queue i ran out or another queue's head is first (that head not
+    judged yet); False at a head it did not pass over (it fits, or `left` is reached): the
+    caller yields that one."""
     share = cands[i][1]
-    other = min(c for j, c in cands.items() if j != i)
+    o_prio, o_share, o_key, _ = min(c for j, c in cands.items() if j != i)
+    # Queue i's next candidate (k[0], share, k, i) comes after the other queues' first exactly
+    # when its key does, by this one test (keys are unique across queues): so no candidate is
+    # built per job passed over, only for the head where the gallop stops.
+    by_key = share == o_share
+    or_equal = share > o_share  # a larger share loses a tie of priority class
     head: tuple | None = heads[i]
     n = 0
-    moved_on = False
-    while head is not None and n < left and (head[1].elastic_min or head[1].gpus) > top:
+    while (
+        head is not None
+        and n < left
+        and ((head[1].elastic_min or head[1].gpus) > top or (judge is not None and judge(head[1])))
+    ):
         n += 1
         head = next(it, None)
         if head is None:
             del heads[i], cands[i]
-            moved_on = True
-            break
+            return n, True
         k = head[0]
-        cand = cands[i] = (k[0], share, k, i)
+        if k > o_key if by_key else (k[0] >= o_prio if or_equal else k[0] > o_prio):
+            heads[i] = head
+            cands[i] = (k[0], share, k, i)
+            return n, True
+    if n:
+        assert head is not None
         heads[i] = head
-        if cand > other:
-            moved_on = True
-            break
-    return n, moved_on
+        cands[i] = (head[0][0], share, head[0], i)
+    return n, False
 
 
 def _rest_of(
     head: tuple | None,
     it: Iterator[tuple],
-    req: list[int] | None = None,
+    req: list | None = None,
     skip: int = 0,
     top: int = 0,
-) -> Generator[Job, list[int] | None, None]:
+    judge: Callable[[Job], bool] | None = None,
+) -> Generator[Job, list | None, None]:
     """A queue's jobs from `head` on (head and the rest of its sorted list), taking skip
-    requests as `_merged_rest` does; `skip` jobs are left of one under way (`req`, `top`)
-    when the merge hands over."""
+    requests as `_merged_rest` does; `skip` jobs are left of one under way (`req`, `top`,
+    `judge`) when the merge hands over."""
     for _, job in it if head is None else itertools.chain((head,), it):
         if skip:
-            if (job.elastic_min or job.gpus) > top:
+            if (job.elastic_min or job.gpus) > top or (judge is not None and judge(job)):
                 assert req is not None
                 skip -= 1
                 req[2] += 1
@@ -228,6 +253,7 @@ def _rest_of(
         req = yield job
         if req is not None:
             top, skip = req[0], req[1]
+            judge = req[3] if len(req) > 3 else None
 
 
 class LeastAttainedService:

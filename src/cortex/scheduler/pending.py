@@ -32,6 +32,16 @@ class PendingQueues:
     def __len__(self) -> int:
         return self._n
 
+    def lone(self) -> Job | None:
+        """The one pending job when exactly one waits (most passes: an arrival), else None."""
+        if self._n != 1:
+            return None
+        for lst in self.lists:
+            if lst:
+                job: Job = lst[0][1]
+                return job
+        return None
+
     def __iter__(self) -> Iterator[Job]:
         for lst in self.lists:
             for _, job in lst:

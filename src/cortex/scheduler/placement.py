@@ -8,7 +8,7 @@ else across halls. Searches walk the bucketed indices of ClusterState, never all
 
 from __future__ import annotations
 
-from itertools import islice, repeat
+from itertools import islice
 from typing import Protocol
 
 from cortex.fleet.topology import alloc_size
@@ -46,7 +46,7 @@ class TopologyBestFit:
         for c in range(need, len(buckets)):
             if buckets[c]:
                 pod = next(iter(buckets[c]))
-                return tuple(zip(islice(state.pod_whole[pod], need), repeat(g)))
+                return tuple(map(state.whole_pair.__getitem__, islice(state.pod_whole[pod], need)))
         return _across_pods(state, flavor, need)
 
 
@@ -65,7 +65,6 @@ def _in_one_node(state: ClusterState, flavor: int, gpus: int) -> Placement | Non
 
 
 def _across_pods(state: ClusterState, flavor: int, need: int) -> Placement | None:
-    g = state.gpn[flavor]
     halls = [(state.hall_whole[h][flavor], h) for h in range(len(state.hall_whole))]
     fitting = sorted(x for x in halls if x[0] >= need)
     chosen = [fitting[0][1]] if fitting else [h for _, h in sorted(halls, reverse=True)]
@@ -77,6 +76,7 @@ def _across_pods(state: ClusterState, flavor: int, need: int) -> Placement | Non
     buckets = state.pod_bucket[flavor]
     pod_hall = state.pod_hall
     pod_whole = state.pod_whole
+    pair = state.whole_pair.__getitem__
     out: list[tuple[int, int]] = []
     for h in chosen:
         for c in range(len(buckets) - 1, 0, -1):
@@ -84,9 +84,9 @@ def _across_pods(state: ClusterState, flavor: int, need: int) -> Placement | Non
             if not bucket:
                 continue
             for p in sorted(p for p in bucket if pod_hall[p] == h):
-                # The pod's first free nodes in its order, as (node, g): islice and zip walk
-                # them in C (a gang across pods takes hundreds of nodes).
-                out.extend(zip(islice(pod_whole[p], need - len(out)), repeat(g)))
+                # The pod's first free nodes in its order, as (node, g): islice and map walk
+                # them in C (a gang across pods takes hundreds of nodes), the pairs made once.
+                out.extend(map(pair, islice(pod_whole[p], need - len(out))))
                 if len(out) == need:
                     return tuple(out)
     return None

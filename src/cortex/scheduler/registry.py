@@ -8,12 +8,6 @@ from dataclasses import dataclass
 
 from cortex.scheduler.admission import QuotaCheck
 from cortex.scheduler.cycle import Policies
-from cortex.scheduler.hetero import (
-    EqFairShare,
-    HeteroAllocator,
-    TargetFlavorOrder,
-    TargetShareCheck,
-)
 from cortex.scheduler.ordering import Fifo, LeastAttainedService, PriorityFairShare
 from cortex.scheduler.power import AdmitUncapped, CapToFit, PowerPolicy
 from cortex.scheduler.preemption import LasDemotion, NoPreemption, PriorityReclaim
@@ -33,6 +27,15 @@ def _las(backfill: bool) -> Policies:
 
 
 def _hetero(backfill: bool, per_class: bool = False) -> Policies:
+    # Imported here: the hetero profiles' module (and its LP's) is ~25 ms of every `cortex sim`
+    # start-up that does not run them (bench/RESULTS.md section 85).
+    from cortex.scheduler.hetero import (
+        EqFairShare,
+        HeteroAllocator,
+        TargetFlavorOrder,
+        TargetShareCheck,
+    )
+
     return Policies(
         ordering=EqFairShare(),
         admission=(QuotaCheck(), TargetShareCheck()),

@@ -1,13 +1,17 @@
 """EASY backfill: the reservation a blocked head holds, its shadow time (when its GPUs will be
 free if running jobs end as estimated), and the checks that stop a job behind reserved heads.
-Split from cycle.py (which reserves with them) to keep modules small."""
+Also the watts a blocked job holds back (`power_blocks`: no power backfill). Split from
+cycle.py (which reserves with them) to keep modules small."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from cortex.scheduler.power import POWER_CODES
 from cortex.scheduler.reasons import Code, Reason
+from cortex.scheduler.snapshot import Plan, Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
 from cortex.workload.job import Job
@@ -112,3 +116,73 @@ def first_blocked(
             if first is None:
                 first = code
     return first
+
+
+def blocked_judge(
+    snap: Snapshot,
+    flavor_order: Any,
+    every_flavor: tuple[int, ...],
+    reserved: dict[int, Reservation],
+    first_codes: dict[Code, int],
+    judged: list[int],
+) -> Callable[[Job], bool]:
+    """A skip request's judge (scheduler/ordering.py) for a deep pass whose every flavor has a
+    reserved head: what the walk does with a job that fits under the top free count, without
+    walking it. True when `first_blocked` stops the job (its first code counted in
+    `first_codes`, and one in `judged[0]`); False when it passes (the walk then takes it).
+    Nothing moves while it says True, so the free counts and reservations it reads stand."""
+    st = snap.state
+    free = st.free_gpus
+    gpn = st.gpn
+    estimate_s = snap.estimate_s
+    now = snap.now_s
+
+    insufficient = Code.INSUFFICIENT_CAPACITY
+    held_back = Code.RESERVED_FOR_HEAD
+
+    def judge(job: Job) -> bool:
+        # first_blocked, inlined (the month asks ~500k jobs): the same checks in the same order.
+        gpus = job.gpus
+        emin = job.elastic_min
+        gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+        first = None
+        for f in (
+            job.flavor_ids or every_flavor
+            if flavor_order is None
+            else flavor_order.flavors(snap, job)
+        ):
+            res = reserved[f]
+            fr = free[f]
+            g = gpn[f]
+            for gang in gangs:
+                alloc = gang if gang <= g else -(-gang // g) * g
+                if alloc > fr:
+                    code = insufficient
+                elif alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
+                    code = held_back
+                else:
+                    return False  # it passes: the walk takes it
+                if first is None:
+                    first = code
+        if first is not None:
+            first_codes[first] = first_codes.get(first, 0) + 1
+        judged[0] += 1
+        return True
+
+    return judge
+
+
+def power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:
+    """Watts block this job on some flavor, and it would fit once running work frees them: the
+    next watts freed are its own, so nothing behind it may take them (no power backfill: it
+    would starve large jobs). Also when GPUs block it on another flavor: its reservation there
+    guards GPUs, not watts, and small starts behind it would take its freed GPUs and keep the
+    ramp window from clearing (bench/RESULTS.md, section 52). Sets the plan's rest reason."""
+    assert snap.power is not None
+    for r in reasons:
+        if r.code in POWER_CODES and r.detail.get("domain", "site") == "site":
+            if r.detail.get("need_mw", 0.0) * 1e6 <= snap.power.site_budget_w:
+                plan.rest_reason = Reason(r.code, job=job.id, **r.detail)
+                return True
+            return False
+    return False
