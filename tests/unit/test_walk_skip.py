@@ -182,6 +182,13 @@ def test_deep_passes_let_the_order_pass_over_what_first_blocked_stops(
     assert stopped > 20
 
 
+class _Reversed:
+    """A flavor order: the job's flavors (all without a list) last to first."""
+
+    def flavors(self, snap: Snapshot, job: Job) -> tuple[int, ...]:
+        return tuple(reversed(job.flavor_ids or range(len(snap.state.gpn))))
+
+
 def test_the_judge_answers_and_counts_as_first_blocked() -> None:
     """blocked_judge inlines first_blocked: random jobs (gangs that are not whole nodes,
     elastic ones, two flavors) against random free counts, reservations and estimates:
@@ -203,16 +210,23 @@ def test_the_judge_answers_and_counts_as_first_blocked() -> None:
         emin = rng.choice([None, 1, 2, 6, gpus])
         job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)
         sizes = (1, 2, 3, 4, 6, 8, 12, 16, 20, 40)
-        est = {(f, g): rng.choice([10.0, 60.0, 99.0, 300.0]) for f in range(n_f) for g in sizes}
+        # Estimates on both sides of the shadows and equal to them: a job ending at its head's
+        # shadow does not delay it (the judge's > against first_blocked's, review13).
+        ests = [10.0, 50.0, 60.0, 99.0, 100.0, 300.0, 400.0]
+        est = {(f, g): rng.choice(ests) for f in range(n_f) for g in sizes}
         snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g, e=est: e[(f, g)])
         st.free_gpus = [rng.choice([0, 2, 4, 8, 12, 16, 24]) for _ in range(n_f)]
         codes: dict = {}
         judged = [0]
-        judge = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
+        # Half the jobs under a flavor order (hetero's hook) that reverses the flavors: the
+        # first code then comes from the last flavor (review13: a judge that ignored the
+        # order passed every test before).
+        order = _Reversed() if rng.random() < 0.5 else None
+        job.flavor_ids = rng.choice([(), (), (1,), (1, 0)])
+        flavors = (job.flavor_ids or tuple(range(n_f)))[:: -1 if order else 1]
+        judge = blocked_judge(snap, order, tuple(range(n_f)), reserved, codes, judged)
         gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
-        want = first_blocked(
-            job, tuple(range(n_f)), gangs, st.free_gpus, gpn, reserved, snap.estimate_s, 0.0
-        )
+        want = first_blocked(job, flavors, gangs, st.free_gpus, gpn, reserved, snap.estimate_s, 0.0)
         assert judge(job) is (want is not PASSES)
         assert codes == ({} if want is PASSES or want is None else {want: 1})
         assert judged[0] == (0 if want is PASSES else 1)
