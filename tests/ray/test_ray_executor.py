@@ -5,6 +5,7 @@ new executor, node loss. The node-loss test changes the cluster, so it runs last
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import sys
 
@@ -249,6 +250,16 @@ def test_an_unreachable_cluster_serves_the_last_fleet_down_and_checks_adoptions_
     assert (rec.outcome, rec.exit_code) == ("preempted", 75), rec
 
 
+def _failed_rank_log(ex: RayExecutor, rec: ExitRecord) -> str:
+    """The stderr tail of the rank a failed gang names (CI once saw a rank killed by SIGABRT,
+    with nothing else to go on)."""
+    found = re.search(r"rank (\d+)", rec.detail or "")
+    if found is None:
+        return ""
+    err = ex.rank_log_paths(rec.job_id, rec.attempt, int(found.group(1)))[1]
+    return err.read_text(errors="replace")[-3000:] if err.exists() else f"{err}: no log"
+
+
 def test_sixteen_ranks_train_fsd_with_ddp_on_gloo_across_two_nodes(ex: RayExecutor) -> None:
     pytest.importorskip("torch", reason="the train extra (torch) is not installed")
     import json
@@ -261,7 +272,7 @@ def test_sixteen_ranks_train_fsd_with_ddp_on_gloo_across_two_nodes(ex: RayExecut
     )
     ex.launch(dataclasses.replace(spec(10, ""), command=["sh", "-c", train, sys.executable]))
     rec = ended(ex, 600)
-    assert (rec.outcome, rec.exit_code) == ("completed", 0), rec
+    assert (rec.outcome, rec.exit_code) == ("completed", 0), (rec, _failed_rank_log(ex, rec))
     for rank in range(16):
         first = ex.rank_log_paths(10, 1, rank)[0].read_text().splitlines()[0]
         # The placement: ranks 0-7 on node-a, 8-15 on node-b, LOCAL_RANK within the node.
