@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from typing import Any
@@ -37,6 +38,9 @@ class RayWorker:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._queued = 0
+        # Threads let go of by drop() while a call of theirs still ran: drain() waits for that
+        # call too (an abandoned creation undoes itself there, after it returns).
+        self._retired: list[threading.Thread] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """fn(*args) on the worker; its result (or exception) in the Future."""
@@ -59,13 +63,21 @@ class RayWorker:
         return self._queued
 
     def drain(self, timeout_s: float) -> bool:
-        """Wait until what was queued before this call has run (tests, benchmarks); False if
-        it has not by then, or was dropped."""
+        """Wait until what was queued before this call has run, on this thread and on any
+        that drop() let go of mid-call (the service's exit, tests); False if it has not by
+        then, or was dropped."""
+        end = time.monotonic() + timeout_s
         try:
             self.submit(lambda: None).result(timeout=timeout_s)
         except (TimeoutError, CancelledError):
             return False
-        return True
+        with self._lock:
+            retired = list(self._retired)
+        for t in retired:
+            t.join(max(0.0, end - time.monotonic()))
+        with self._lock:
+            self._retired = [t for t in self._retired if t.is_alive()]
+            return not any(t in self._retired for t in retired)
 
     def drop(self) -> list[_Item]:
         """Cancel what is queued and not yet running (the head is lost: those calls would
@@ -83,6 +95,8 @@ class RayWorker:
                     cancelled.append(item)
                     self._queued -= 1
             self._q.put(None)  # the old thread ends after its current call
+            if self._thread is not None and self._thread.is_alive():
+                self._retired.append(self._thread)
             self._q = queue.SimpleQueue()
             self._thread = None
         return cancelled
