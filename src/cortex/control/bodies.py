@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from cortex.yamlfiles import Yaml12Loader
+
 DEFAULT_MAX_DEPTH = 32
 
 
@@ -23,10 +25,11 @@ class BodyError(ValueError):
         self.kind = kind
 
 
-class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader without aliases, with a depth cap, and timestamps kept as strings. The depth
-    is checked while composing, so a 5,000-deep document fails at the cap instead of recursing
-    through PyYAML's Python-level composer."""
+class _SafeLoader(Yaml12Loader):
+    """The files' loader (yamlfiles.py: YAML 1.2's booleans) without aliases, with a depth
+    cap, and timestamps kept as strings. The depth is checked while composing, so a
+    5,000-deep document fails at the cap instead of recursing through PyYAML's Python-level
+    composer."""
 
     max_depth = DEFAULT_MAX_DEPTH
 

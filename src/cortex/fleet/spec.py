@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cortex import yamlfiles
 from cortex.errors import InputError, from_validation_error, read_text
 from cortex.fleet.catalog import load_catalog
 
@@ -286,7 +287,7 @@ def load_fleet_spec(preset_or_path: str | Path) -> FleetSpec:
         text = read_text(path, name)
         source = name
     try:
-        data = yaml.safe_load(text)
+        data = yamlfiles.load(text)  # YAML 1.2's booleans: `on` is not True
     except yaml.YAMLError as err:
         raise InputError(source, "<yaml>", str(err).splitlines()[0]) from None
     return parse_fleet(data, source)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from cortex import yamlfiles
 from cortex.errors import InputError, from_validation_error, read_text
 from cortex.planner.spec import PlanSpec, SiteSpec
 from cortex.workload.throughput import ThroughputTable
@@ -126,19 +127,6 @@ def month_label(start: str, t: int) -> str:
     return f"{k // 12:04d}-{k % 12 + 1:02d}"
 
 
-class _PlanLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2's booleans: only true and false (any case PyYAML resolves);
-    YAML 1.1's yes, no, on and off stay strings, which a boolean field refuses by name."""
-
-
-def _bool_or_text(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    text = loader.construct_scalar(node)  # type: ignore[arg-type]
-    return {"true": True, "false": False}.get(str(text).lower(), text)
-
-
-_PlanLoader.add_constructor("tag:yaml.org,2002:bool", _bool_or_text)
-
-
 def load_plan(path: str | Path) -> tuple[PlanSpec, Inputs]:
     """Read, validate and resolve a plan file; bad input raises InputError naming the field."""
     spec = load_spec(path)
@@ -149,7 +137,7 @@ def load_spec(path: str | Path) -> PlanSpec:
     source = str(path)
     text = read_text(path, source)
     try:
-        data = yaml.load(text, Loader=_PlanLoader)  # a SafeLoader: plain data only
+        data = yamlfiles.load(text)  # YAML 1.2's booleans: `on` is not True
     except yaml.YAMLError as err:
         raise InputError(source, "<yaml>", str(err).splitlines()[0]) from None
     return parse_plan(data, source)

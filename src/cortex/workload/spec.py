@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cortex import yamlfiles
 from cortex.errors import InputError, from_validation_error, read_text
 
 
@@ -126,7 +127,7 @@ def load_jobs(path: str | Path) -> list[JobSpec]:
     p = Path(path)
     text = read_text(p)
     try:
-        data = yaml.safe_load(text)
+        data = yamlfiles.load(text)  # YAML 1.2's booleans: `on` is not True
     except yaml.YAMLError as err:
         raise InputError(str(p), "<yaml>", str(err).splitlines()[0]) from None
     return parse_jobs(data, str(p))
