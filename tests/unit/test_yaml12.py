@@ -33,9 +33,7 @@ def test_a_job_file_keeps_yes_no_on_off_as_text(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("flag", ["yes", "on", "off", "No"])
-def test_a_boolean_field_given_yaml_1_1_words_is_refused_by_name(
-    tmp_path: Path, flag: str
-) -> None:
+def test_a_boolean_field_given_yaml_1_1_words_is_refused_by_name(tmp_path: Path, flag: str) -> None:
     p = tmp_path / "job.yaml"
     p.write_text(JOB.format(flag=flag))
     with pytest.raises(InputError, match="checkpoint_on_signal") as err:
