@@ -41,6 +41,7 @@ STATES = (
     "rejected", "cancelled",
 )  # fmt: skip
 MAX_IDS = 1000  # ids per `cancel`, `hold` or `release`
+MAX_JOB_ID = 2**31 - 1  # the API's bound (PostgreSQL's int4)
 _CONTROL = CONTROL
 
 
@@ -89,6 +90,24 @@ def _base_url() -> str:
     return os.environ.get("CORTEX_URL", DEFAULT_URL)
 
 
+def check_ids(command: str, job_ids: list[int]) -> None:
+    """Several ids for one command: at most MAX_IDS, each one the API could name (exit 2 with
+    one line, as for any refused option, before any request)."""
+    if len(job_ids) > MAX_IDS:
+        bad_option(command, "JOB_IDS", f"at most {MAX_IDS} ids at once")
+    for jid in job_ids:
+        if not 1 <= jid <= MAX_JOB_ID:
+            bad_option(command, "JOB_IDS", f"{jid}: a job id is an integer from 1 to {MAX_JOB_ID}")
+
+
+def _refused(resp: Any, source: str = "") -> NoReturn:
+    """End the command for an HTTP refusal: exit 2 for refused input, else 1."""
+    code = 2 if resp.status_code in (409, 413, 422, 431) else 1
+    if code == 2:
+        _fail(f"{source}: {_detail(resp)}" if source else _detail(resp), 2)
+    _fail(f"{resp.status_code}: {_detail(resp)}")
+
+
 def _call(
     method: str,
     path: str,
@@ -114,10 +133,8 @@ def _call(
         _fail(f"unauthorized ({_detail(resp)}); set CORTEX_TOKEN")
     if keep_going and resp.status_code >= 400:
         raise CallError(f"{resp.status_code}: {_detail(resp)}")
-    if resp.status_code in (409, 413, 422, 431):
-        _fail(f"{source}: {_detail(resp)}" if source else _detail(resp), 2)
     if resp.status_code >= 400:
-        _fail(f"{resp.status_code}: {_detail(resp)}")
+        _refused(resp, source)
     ctype = resp.headers.get("content-type", "")
     return resp.json() if ctype.startswith("application/json") else resp.text
 
@@ -298,13 +315,9 @@ def cancel(
     """Cancel jobs (a running one gets SIGTERM, then SIGKILL after the grace period). Every id
     is tried; exit 1 if any could not be cancelled."""
     out = Out.pick("cortex cancel", output, as_json, json_file, parsable)
-    if len(job_ids) > MAX_IDS:
-        bad_option("cortex cancel", "JOB_IDS", f"at most {MAX_IDS} ids at once")
+    check_ids("cortex cancel", job_ids)
     done, failed = [], []
     for jid in dict.fromkeys(job_ids):  # each id once, in the order given
-        if jid < 1:
-            bad_option("cortex cancel", "JOB_IDS", f"{jid}: a job id is a positive integer")
-    for jid in dict.fromkeys(job_ids):
         try:
             done.append(_call("POST", f"/v1/jobs/{jid}/cancel", keep_going=True))
         except CallError as err:
@@ -312,7 +325,11 @@ def cancel(
             print(f"error: job {jid}: {CONTROL.sub('?', str(err))}", file=sys.stderr)
     if out.fmt == "table" and not out.json_file:
         for j in done:
-            print(f"cancel requested for job {j['id']} (state {j['state']})")
+            # The service answers 202 for a job already final too: nothing was asked of it.
+            if j["state"] in FINAL_STATES and not j.get("cancel_requested"):
+                print(f"job {j['id']} already {j['state']}: nothing to cancel")
+            else:
+                print(f"cancel requested for job {j['id']} (state {j['state']})")
     else:
         out.rows(done, done, job_cols())
     if failed:
@@ -349,7 +366,7 @@ def logs(
         except http.http_errors() as err:
             _fail(f"cannot reach {_base_url()}: {err}")
         if resp.status_code >= 400:
-            _fail(f"{resp.status_code}: {_detail(resp)}")
+            _refused(resp)
         skipped = int(resp.headers.get("x-cortex-log-truncated-bytes", "0") or 0)
         if skipped:
             print(f"(first {skipped} bytes of the log left out)", file=sys.stderr)
@@ -362,7 +379,7 @@ def logs(
         ):
             if resp.status_code >= 400:
                 resp.read()
-                _fail(f"{resp.status_code}: {_detail(resp)}")
+                _refused(resp)
             # One decoder for the stream: a character split across chunks stays whole.
             text = codecs.getincrementaldecoder("utf-8")(errors="replace")
             for chunk in resp.iter_bytes():

@@ -7,16 +7,12 @@ from pathlib import Path
 
 import typer
 
-from cortex.cli.client import MAX_IDS, CallError, _call, job_cols
-from cortex.cli.output import CONTROL, JSON, JSON_FILE, OUTPUT, PARSABLE, Out, bad_option
+from cortex.cli.client import CallError, _call, check_ids, job_cols
+from cortex.cli.output import CONTROL, JSON, JSON_FILE, OUTPUT, PARSABLE, Out
 
 
 def _each(command: str, action: str, job_ids: list[int], out: Out) -> None:
-    if len(job_ids) > MAX_IDS:
-        bad_option(command, "JOB_IDS", f"at most {MAX_IDS} ids at once")
-    for jid in job_ids:
-        if jid < 1:
-            bad_option(command, "JOB_IDS", f"{jid}: a job id is a positive integer")
+    check_ids(command, job_ids)
     done, failed = [], 0
     for jid in dict.fromkeys(job_ids):
         try:

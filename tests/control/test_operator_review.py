@@ -1,0 +1,76 @@
+"""An operator's and a training team's review of the control plane (user14): each test is a
+defect found by driving `cortex serve` and its CLI by hand, reduced to an in-process service
+on the fake executor (4 CPU slots)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clienv import CliEnv
+from helpers import ADMIN, fake_service
+
+from cortex.control.service import Service
+
+ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
+TOO_BIG = str(2**31)  # one past the largest job id the API takes
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliEnv]:
+    e = CliEnv(f"sqlite:///{tmp_path / 'cli.db'}", tmp_path, monkeypatch, slots=1)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
+    service = fake_service(db_url, tmp_path, slots=4)
+    yield service
+    service.close()
+
+
+def _submit(env: CliEnv) -> int:
+    code, out, err = env.run("submit", "--parsable", "--duration-s", "60", "--", "true")
+    assert code == 0, err
+    return int(out.strip())
+
+
+@pytest.mark.parametrize("command", ["cancel", "hold", "release"])
+def test_an_id_past_the_api_range_is_refused_like_zero(env: CliEnv, command: str) -> None:
+    # `cortex cancel 0` was exit 2 with one line, `cortex cancel 2147483648` exit 1 with the
+    # server's 422 prefixed by "job N: 422:", as if the request had failed on the service.
+    code, out, err = env.run(command, TOO_BIG)
+    assert (code, out) == (2, ""), err
+    assert err.startswith(f"error: cortex {command}: JOB_IDS: {TOO_BIG}: a job id is ")
+
+
+def test_logs_refused_input_is_exit_2_as_for_job(env: CliEnv) -> None:
+    # `cortex job 2147483648` is exit 2 (refused input); `cortex logs` answered the same 422
+    # with exit 1, and `--tail` past the service's bound likewise.
+    code, _, err = env.run("job", TOO_BIG)
+    assert code == 2, err
+    code, _, err = env.run("logs", TOO_BIG)
+    assert code == 2 and err.startswith("error: path.job_id:"), err
+    job = _submit(env)
+    code, _, err = env.run("logs", str(job), "--tail", "100001")
+    assert code == 2 and err.startswith("error: query.tail:"), err
+    code, _, err = env.run("logs", str(job), "--follow", "--tail", "100001")
+    assert code == 2 and err.startswith("error: query.tail:"), err
+    code, _, err = env.run("logs", "999")
+    assert (code, err) == (1, "error: 404: job 999 not found\n")
+
+
+def test_cancelling_a_finished_job_does_not_say_cancel_requested(env: CliEnv) -> None:
+    job = _submit(env)
+    env.svc.loop.tick()
+    env.ex.finish(job)
+    env.svc.loop.tick()
+    assert env.state(job) == "completed"
+    code, out, err = env.run("cancel", str(job))
+    assert code == 0, err
+    assert out == f"job {job} already completed: nothing to cancel\n"
+    waiting = _submit(env)
+    code, out, _ = env.run("cancel", str(waiting))
+    assert out == f"cancel requested for job {waiting} (state queued)\n"
