@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from clienv import CliEnv
 from helpers import ADMIN, fake_service
+from test_loop_clock import Env as ClockEnv
 
 from cortex.control.service import Service
 
@@ -74,3 +75,26 @@ def test_cancelling_a_finished_job_does_not_say_cancel_requested(env: CliEnv) ->
     waiting = _submit(env)
     code, out, _ = env.run("cancel", str(waiting))
     assert out == f"cancel requested for job {waiting} (state queued)\n"
+
+
+def test_a_victim_search_is_retried_when_a_victims_minimum_runtime_ends(
+    db_url: str, tmp_path: Path
+) -> None:
+    # Live: 4 preemptible jobs started at 00:30:03, a production job waited; the victims'
+    # 60 s of protection ended at 00:31:03 but the preemption came at 00:31:53, when the
+    # doubling victim-search backoff (0.2 s, 0.4 s, ... 51.2 s) next allowed a search. A
+    # failed search now retries at the latest when a running job's protection ends.
+    env = ClockEnv(db_url, tmp_path, min_runtime_s=60.0)
+    try:
+        low = env.submit(gpus=4, priority_class="preemptible", name="low")
+        env.loop.tick()
+        assert env.job(low)["state"] == "running"
+        high = env.submit(gpus=1, priority_class="production", name="high")
+        for _ in range(59):  # protected: each search finds no victim, the backoff doubles
+            env.tick_after(1.0)
+        assert env.ex.terminated == [] and env.job(high)["state"] == "queued"
+        env.tick_after(1.0)  # 60 s since low started: its protection is over
+        env.tick_after(1.0)
+        assert env.ex.terminated == [(low, 1, "preempt")], env.ex.terminated
+    finally:
+        env.svc.close()

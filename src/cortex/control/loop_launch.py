@@ -63,18 +63,33 @@ class LaunchMixin:
         ) -> None: ...
         def _exit(self, s: Session, e: Any, now: float) -> None: ...
 
+    def _protection_ends(self, now: float) -> float | None:
+        """The soonest time after `now` at which a running job's queue stops protecting it
+        (its `min_runtime_s`), or None: a victim search that found none is worth trying
+        again then."""
+        mi = self.mirror
+        queues = mi.queues.queues
+        ends = (
+            job.run_start_s + queues[job.queue_idx].min_runtime_s
+            for jid in mi.placement
+            if (job := mi.jobs.get(jid)) is not None
+        )
+        return min((t for t in ends if t > now), default=None)
+
     def _persist(self, s: Session, plan: Plan, now: float) -> list[tuple[int, int, str]]:
         """Record the plan's intents; return the SIGTERMs to send once they are durable."""
         stops = []
         mi = self.mirror
+        soonest = self._protection_ends(now) if plan.preempt_failed else None
         for job_id in plan.preempt_failed:
+            job = mi.jobs[job_id]
             runs.preempt_backoff(
-                mi.jobs[job_id],
-                now,
-                mi.queues.least_min_runtime_s,
-                self.settings.tick_s,
-                self.rules,
+                job, now, mi.queues.least_min_runtime_s, self.settings.tick_s, self.rules
             )
+            if soonest is not None:
+                # The doubling backoff knows nothing of when victims become eligible: without
+                # this, a job waited up to the backoff (300 s at most) past that moment.
+                job.next_preempt_try_s = min(job.next_preempt_try_s, soonest)
         for p in plan.preemptions:
             job = p.job
             row = s.get(m.Job, job.id)
