@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from clienv import CliEnv
-from helpers import ADMIN, fake_service
+from fastapi.testclient import TestClient
+from helpers import ADMIN, fake_service, job_body
 from test_loop_clock import Env as ClockEnv
 
 from cortex.control.service import Service
@@ -98,3 +99,21 @@ def test_a_victim_search_is_retried_when_a_victims_minimum_runtime_ends(
         assert env.ex.terminated == [(low, 1, "preempt")], env.ex.terminated
     finally:
         env.svc.close()
+
+
+def test_a_quota_edit_answers_the_queue_as_get_does(svc: Service) -> None:
+    # PUT /v1/queues/fsd answered running_gpus 0 and pending_jobs 0 while GET /v1/queues
+    # said 1 job was waiting: the edit's answer left its usage out.
+    client = TestClient(svc.app)
+    tok = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    h = {"Authorization": f"Bearer {tok}"}
+    svc.loop.tick()
+    for gpus in (3, 2):  # 4 slots: the first runs, the second waits
+        assert client.post("/v1/jobs", json=job_body(gpus=gpus), headers=h).status_code == 201
+        svc.loop.tick()
+    listed = {q["name"]: q for q in client.get("/v1/queues", headers=ADMIN_H).json()}
+    assert (listed["fsd"]["running_gpus"], listed["fsd"]["pending_jobs"]) == (3, 1)
+    r = client.put("/v1/queues/fsd", json={"weight": 2}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    assert r.json() == {**listed["fsd"], "weight": 2.0}
+

@@ -59,6 +59,7 @@ def put_queue(
     who: Admin,
     svc: Svc,
 ) -> QueueOut:
+    usage = svc.loop.usage().get(name, (0, 0))  # the loop's published view, as GET reads it
     with svc.sessions.begin() as s:
         rows = store.lock_queues(s)
         # A value no tick can use, left in a row by hand (a NaN share made the sum NaN, which
@@ -89,7 +90,7 @@ def put_queue(
         store.event(
             s, "queue", f"queue {name} quota set: share {share}", team=name, at=svc.clock.time()
         )
-        out = _out(q)
+        out = _out(q, usage)
     svc.loop.queues_dirty = True
     svc.loop.wake()
     return out
