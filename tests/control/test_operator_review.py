@@ -117,3 +117,22 @@ def test_a_quota_edit_answers_the_queue_as_get_does(svc: Service) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {**listed["fsd"], "weight": 2.0}
 
+
+def test_why_with_nothing_free_does_not_offer_a_gang_of_zero(svc: Service) -> None:
+    # The hint read "a gang of at most 0 starts now (or set elastic.min_gpus)".
+    client = TestClient(svc.app)
+    tok = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    h = {"Authorization": f"Bearer {tok}"}
+    svc.loop.tick()
+    ids = []
+    for gpus in (4, 1):
+        r = client.post("/v1/jobs", json=job_body(gpus=gpus), headers=h)
+        ids.append(r.json()["id"])
+        svc.loop.tick()
+    top = client.get(f"/v1/jobs/{ids[1]}/why", headers=h).json()["blockers"][0]
+    assert (top["code"], top["free_gpus"]) == ("InsufficientCapacity", 0)
+    assert "at most 0" not in top["hint"], top["hint"]
+    assert top["hint"] == (
+        "nothing is free now: it waits for running jobs to end, or list another flavor"
+    )
+

@@ -87,6 +87,27 @@ HINTS: dict[str, str] = {
     NOT_SCHEDULED_YET: "nothing: the next scheduling pass will consider it",
 }
 
+# The hint when the number its gang size comes from is 0 ("a gang of at most 0" helps no one).
+HINTS_AT_ZERO: dict[str, tuple[str, str]] = {
+    Code.BORROWING_LIMIT.value: (
+        "free_in_quota",
+        "queue {queue} has no room now: it waits for its jobs to end; or ask an admin to raise "
+        "its nominal share or borrowing limit",
+    ),
+    Code.QUOTA_EXCEEDED.value: (
+        "free_in_quota",
+        "the cohort's quota is used up now: it waits for its usage to drop",
+    ),
+    Code.INSUFFICIENT_CAPACITY.value: (
+        "free_gpus",
+        "nothing is free now: it waits for running jobs to end, or list another flavor",
+    ),
+    Code.TOPOLOGY_UNAVAILABLE.value: (
+        "largest_block_gpus",
+        "no block is free now: it waits for whole nodes to free up",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class FlavorFree:
@@ -354,10 +375,13 @@ def blocker(
         message = r.message
     else:
         message = code
+    template = HINTS.get(code, "")
+    if code in HINTS_AT_ZERO and numbers.get(HINTS_AT_ZERO[code][0]) == 0:
+        template = HINTS_AT_ZERO[code][1]
     try:
-        hint = HINTS.get(code, "").format(**{**d, **numbers})
+        hint = template.format(**{**d, **numbers})
     except (KeyError, ValueError, IndexError):
-        hint = HINTS.get(code, "")
+        hint = template
     return {
         "code": code,
         "message": message,
