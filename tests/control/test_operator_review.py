@@ -136,3 +136,17 @@ def test_why_with_nothing_free_does_not_offer_a_gang_of_zero(svc: Service) -> No
         "nothing is free now: it waits for running jobs to end, or list another flavor"
     )
 
+
+def test_a_flavor_quota_past_the_flavor_says_gpus_and_share(svc: Service) -> None:
+    # "nominal quotas of CPU-SLOT add up to 24999.750 of its 4 GPUs, more than 1" for 99999
+    # GPUs asked: a share printed as if it were GPUs.
+    client = TestClient(svc.app)
+    body = {"flavor_quotas": {"CPU-SLOT": {"nominal_gpus": 9}}}
+    client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H)
+    r = client.put("/v1/queues/fsd", json=body, headers=ADMIN_H)
+    assert r.status_code == 422
+    msg = r.json()["detail"][0]["msg"]
+    assert msg == (
+        "queue fsd's edit: nominal quotas of CPU-SLOT add up to 9 of its 4 GPUs (a share of "
+        "2.250), more than it holds"
+    ), msg

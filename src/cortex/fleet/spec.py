@@ -256,7 +256,8 @@ def check_flavor_shares(
                 raise InputError(
                     source,
                     f"queues.cluster_queues[{i}].{field}",
-                    f"nominal quotas of {fl} add up to {acc:.3f} of its {total} GPUs, more than 1",
+                    f"nominal quotas of {fl} add up to {acc * total:g} of its {total} GPUs "
+                    f"(a share of {acc:.3f}), more than it holds",
                 )
 
 
