@@ -150,3 +150,28 @@ def test_a_flavor_quota_past_the_flavor_says_gpus_and_share(svc: Service) -> Non
         "queue fsd's edit: nominal quotas of CPU-SLOT add up to 9 of its 4 GPUs (a share of "
         "2.250), more than it holds"
     ), msg
+
+
+def test_why_says_when_every_node_is_out_of_service(svc: Service) -> None:
+    # Live: after `cortex drain vm --reason "fan swap"` a new job's why read
+    # "InsufficientCapacity: needs 1 CPU-SLOT, 0 free ... it waits for running jobs to end"
+    # with no job running: nothing said the only node was drained, nor how it comes back.
+    client = TestClient(svc.app)
+    tok = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    h = {"Authorization": f"Bearer {tok}"}
+    svc.loop.tick()
+    r = client.post("/v1/nodes/node-test/drain", json={"reason": "fan swap"}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    svc.loop.tick()
+    job = client.post("/v1/jobs", json=job_body(), headers=h).json()["id"]
+    svc.loop.tick()
+    got = client.get(f"/v1/jobs/{job}/why", headers=h).json()
+    top = got["blockers"][0]
+    assert top["code"] == "NodesOutOfService", got
+    assert top["message"] == "no node is in service (node-test: drained: fan swap)"
+    assert top["hint"] == "an admin returns a drained node: cortex undrain NODE"
+    assert got["summary"].startswith("NodesOutOfService:")
+    assert client.post("/v1/nodes/node-test/undrain", headers=ADMIN_H).status_code == 200
+    svc.loop.tick()
+    svc.loop.tick()
+    assert client.get(f"/v1/jobs/{job}", headers=h).json()["state"] == "running"

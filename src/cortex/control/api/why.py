@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from cortex.control import estimate, store
+from cortex.control import estimate, store, store_health
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.api.jobs import visible
 from cortex.control.why import WAITING_FOR_DEVICES, never_reason
@@ -44,6 +44,31 @@ CORDONED = BlockerOut(
     message="the node is cordoned (schedulable=false): nothing starts on it",
     hint="an admin uncordons it: PATCH /v1/nodes/{name}?schedulable=true",
 )
+
+
+def out_of_service(svc: Any) -> BlockerOut | None:
+    """The first blocker when no node is in service (each drained out or down): no pass can
+    start anything, whatever the capacity figures say. None while one node still serves."""
+    loop = svc.loop
+    names = list(loop.node_names)
+    view = loop.health_view
+    if not names or any(n not in view.out and n not in view.down for n in names):
+        return None
+    with svc.sessions() as s:
+        drains = store_health.drains(s)
+    parts = []
+    for n in names[:3]:
+        d = drains.get(n)
+        parts.append(
+            f"{n}: drained: {d.reason}" if d is not None and n in view.out else f"{n}: down"
+        )
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return BlockerOut(
+        rank=1,
+        code="NodesOutOfService",
+        message=f"no node is in service ({'; '.join(parts)}{more})",
+        hint="an admin returns a drained node: cortex undrain NODE",
+    )
 
 
 GATE_HINTS = {
@@ -146,8 +171,10 @@ def explain(svc: Any, job_id: int, state: str, reason: str, team: str) -> WhyOut
         # One dict read of the loop's retry delays (atomic; no lock, no waiting for a tick).
         got = book.explain(job_id, team, svc.loop.mirror.backoff.get(job_id))
         blockers = [BlockerOut(**b) for b in got["blockers"]]
-        if not svc.loop.schedulable:  # a cordoned node: no pass runs, whatever else holds
-            blockers.insert(0, CORDONED)
+        # A cordon, or no node in service: no pass starts anything, whatever else holds.
+        first = CORDONED if not svc.loop.schedulable else out_of_service(svc)
+        if first is not None:
+            blockers.insert(0, first)
             for i, b in enumerate(blockers, 1):
                 b.rank = i
         if job_id in svc.loop.parked:  # a gate keeps it out of the queues (loop_gates.py)
