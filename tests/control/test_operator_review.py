@@ -12,7 +12,9 @@ from clienv import CliEnv
 from fastapi.testclient import TestClient
 from helpers import ADMIN, fake_service, job_body
 from test_loop_clock import Env as ClockEnv
+from typer.testing import CliRunner
 
+from cortex.cli.main import app
 from cortex.control.service import Service
 
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
@@ -175,3 +177,23 @@ def test_why_says_when_every_node_is_out_of_service(svc: Service) -> None:
     svc.loop.tick()
     svc.loop.tick()
     assert client.get(f"/v1/jobs/{job}", headers=h).json()["state"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["drain", "node-test", "--reason", "x", "--burn-in-s", "inf"], "--burn-in-s"),
+        (["drain", "node-test", "--reason", "x", "--burn-in-s", "1e309"], "--burn-in-s"),
+        (["token", "create", "--team", "zz", "--expires-in-s", "inf"], "--expires-in-s"),
+    ],
+)
+def test_an_infinite_float_option_is_refused_not_a_traceback(
+    env: CliEnv, args: list[str], option: str
+) -> None:
+    # `cortex drain vm --reason x --burn-in-s inf` printed a traceback ending "ValueError: Out
+    # of range float values are not JSON compliant" and exited 1; so did token create.
+    r = CliRunner().invoke(app, args, env={"CORTEX_TOKEN": ADMIN})
+    assert r.exit_code == 2, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert option in r.stderr
+    assert env.admin.get("/v1/nodes/health").json()[0]["state"] == "up"

@@ -482,7 +482,12 @@ def token_create(
     team: str = typer.Option(..., "--team", help="team name (created with its queue if new)"),
     label: str = typer.Option("", "--label"),
     expires_in_s: float | None = typer.Option(
-        None, "--expires-in-s", min=1, help="seconds until it stops working (default: a year)"
+        None,
+        "--expires-in-s",
+        min=1,
+        max=10 * 365 * 86400,  # the API's bound; the service caps it at CORTEX_MAX_TOKEN_TTL_S
+        help="seconds until it stops working (default and cap: the service's "
+        "CORTEX_MAX_TOKEN_TTL_S, a year)",
     ),
     output: str = OUTPUT,
     as_json: bool = JSON,

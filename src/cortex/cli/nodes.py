@@ -46,7 +46,11 @@ def drain(
     node: str = typer.Argument(..., help="the node's name"),
     reason: str = typer.Option(..., "--reason", help="why (shown by cortex nodes --unhealthy)"),
     burn_in_s: float | None = typer.Option(
-        None, "--burn-in-s", min=0, help="back in service after this long (default: undrain)"
+        None,
+        "--burn-in-s",
+        min=0,
+        max=30 * 86400,  # the API's bound (control/api/node_health.py MAX_BURN_IN_S)
+        help="back in service after this long (default: undrain)",
     ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
