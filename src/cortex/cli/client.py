@@ -193,8 +193,10 @@ def job_cols(start: bool = False) -> list[Col]:
 
 
 def jobs(
-    team: str | None = typer.Option(None, "--team"),
-    state: str | None = typer.Option(None, "--state"),
+    team: str | None = typer.Option(
+        None, "--team", help="one team's jobs (admin; a team token sees only its own)"
+    ),
+    state: str | None = typer.Option(None, "--state", help="one state (queued, running, ...)"),
     limit: int = typer.Option(100, "--limit", min=1, max=1000),
     start: bool = typer.Option(
         False, "--start", help="waiting jobs' start estimates (like squeue --start)"
