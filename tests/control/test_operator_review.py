@@ -4,8 +4,12 @@ on the fake executor (4 CPU slots)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from clienv import CliEnv
@@ -197,3 +201,64 @@ def test_an_infinite_float_option_is_refused_not_a_traceback(
     assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
     assert option in r.stderr
     assert env.admin.get("/v1/nodes/health").json()[0]["state"] == "up"
+
+
+async def _echo_length(scope: dict, receive: Any, send: Any) -> None:
+    """An ASGI app answering the length of the body it read."""
+    if scope["type"] != "http":
+        return
+    size, more = 0, True
+    while more:
+        msg = await receive()
+        size += len(msg.get("body", b""))
+        more = msg.get("more_body", False)
+    answer = str(size).encode()
+    headers = [(b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+def _ask(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with contextlib.suppress(OSError):  # the server may close before reading it all
+            sock.sendall(request)
+        return sock.recv(4096)
+
+
+def test_the_head_cap_counts_the_head_not_a_body_sent_with_it() -> None:
+    # Live: `cortex submit many.yaml` (200 jobs, 40 KB) answered "many.yaml: header: request
+    # head over the limit" from the service, whose body limit is 256 KiB: a client that writes
+    # head and body at once (http.client does) had its body counted as head in the first read.
+    import uvicorn
+
+    from cortex.control.devpg import free_port
+    from cortex.control.httpcap import capped_protocol
+
+    port = free_port()
+    config = uvicorn.Config(
+        _echo_length, host="127.0.0.1", port=port, http=capped_protocol(2048), log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3000):  # bounded: up to 30 s for the server to come up
+            if server.started:
+                break
+            threading.Event().wait(0.01)
+        assert server.started
+        body = b"x" * 40_000
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+        answer = _ask(port, head + body)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"40000"), answer
+        # The head itself stays capped, also when it arrives in pieces.
+        big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"y" * 10_000 + b"\r\n\r\n"
+        assert _ask(port, big).startswith(b"HTTP/1.1 431")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            with contextlib.suppress(OSError):
+                for i in range(0, len(big), 1000):
+                    sock.sendall(big[i : i + 1000])
+            assert sock.recv(4096).startswith(b"HTTP/1.1 431")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
