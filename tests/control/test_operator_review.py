@@ -262,3 +262,14 @@ def test_the_head_cap_counts_the_head_not_a_body_sent_with_it() -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_a_refusal_with_many_errors_prints_the_first_ten(env: CliEnv, tmp_path: Path) -> None:
+    # `cortex submit /etc/shadow` printed one line of 33 errors, each quoting a line of the
+    # file; a job file of 1,000 bad jobs would print 1,000.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("".join(f"field{i}: {i}\n" for i in range(30)))
+    code, _, err = env.run("submit", str(bad))
+    assert code == 2
+    assert err.count("Extra inputs are not permitted") == 7  # 3 missing fields come first
+    assert err.endswith("; and 23 more\n"), err

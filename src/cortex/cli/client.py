@@ -42,6 +42,7 @@ STATES = (
 )  # fmt: skip
 MAX_IDS = 1000  # ids per `cancel`, `hold` or `release`
 MAX_JOB_ID = 2**31 - 1  # the API's bound (PostgreSQL's int4)
+MAX_ERRORS = 10  # errors of one refusal printed on its line; the rest are counted
 _CONTROL = CONTROL
 
 
@@ -79,9 +80,11 @@ def _detail(resp: Any) -> str:
         return resp.text.strip() or resp.reason_phrase
     if isinstance(detail, list):
         parts = []
-        for d in detail:
+        for d in detail[:MAX_ERRORS]:
             loc = ".".join(str(x) for x in d.get("loc", []) if x != "body") or "body"
             parts.append(f"{loc}: {d.get('msg', '')}")
+        if len(detail) > MAX_ERRORS:  # one line stays readable for a file of 1,000 bad jobs
+            parts.append(f"and {len(detail) - MAX_ERRORS} more")
         return "; ".join(parts)
     return str(detail)
 
