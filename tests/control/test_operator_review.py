@@ -5,8 +5,10 @@ on the fake executor (4 CPU slots)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -273,3 +275,15 @@ def test_a_refusal_with_many_errors_prints_the_first_ten(env: CliEnv, tmp_path: 
     assert code == 2
     assert err.count("Extra inputs are not permitted") == 7  # 3 missing fields come first
     assert err.endswith("; and 23 more\n"), err
+
+
+def test_goodput_says_which_day_its_window_began(env: CliEnv) -> None:
+    # `cortex goodput` at 00:44:37 printed "team fsd since 00:44:37: ...": a week ago, at the
+    # same time of day, read as "since now".
+    code, out, err = env.run("goodput", "-o", "json")
+    assert code == 0, err
+    since = json.loads(out)["since"]
+    code, out, err = env.run("goodput")
+    assert code == 0, err
+    day = time.strftime("%Y-%m-%d %H:%M", time.localtime(since))
+    assert out.startswith(f"team fsd since {day}:"), out

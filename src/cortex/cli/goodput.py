@@ -94,7 +94,7 @@ def goodput(
     con = Console(highlight=False)
     who = f"team {safe(data['team'])}" if data.get("team") else "the fleet"
     con.print(
-        f"{who} since {_ts(data['since'])}: goodput {data['goodput']:.1%} of "
+        f"{who} since {_day(data['since'])}: goodput {data['goodput']:.1%} of "
         f"{_hours(data['allocated_gpu_s'])} allocated GPU-h, {data['jobs']} jobs, "
         f"{data['attempts']} attempts, {data['queueing_s'] / 3600:.2f} h queueing"
     )
@@ -108,6 +108,11 @@ def goodput(
                       safe(j["state"]), f"{j['goodput']:.1%}",
                       "-" if ett is None else f"{ett:.1%}")  # fmt: skip
         con.print(t)
+
+
+def _day(t: float) -> str:
+    """The window's start with its date: a week back, the time of day alone reads as now."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
 BOOK_COLS = (
