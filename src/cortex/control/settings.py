@@ -4,12 +4,13 @@ line naming the variable and exit 2, never a traceback or a service that misbeha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from cortex.drive.runs import rules
 from cortex.errors import InputError
@@ -170,6 +171,15 @@ class Settings(BaseSettings):
     battery_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
     grid_ramp_mw_per_min: Annotated[float, Field(gt=0, le=1e6)] | None = None
 
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, v: str) -> str:
+        from cortex.scheduler.registry import PROFILES
+
+        if v not in PROFILES:
+            raise ValueError(f"unknown policy {v!r}; known: {', '.join(PROFILES)}")
+        return v
+
     @field_validator("power_policy")
     @classmethod
     def _known_power_policy(cls, v: str) -> str:
@@ -305,6 +315,10 @@ class Settings(BaseSettings):
             return cls(**given)  # type: ignore[arg-type]
         except ValidationError as err:
             raise settings_error(err, given) from None
+        except SettingsError as err:  # a variable of JSON (a map) that does not parse
+            field = re.search(r'field "(\w+)"', str(err))
+            source = ENV_PREFIX + field.group(1).upper() if field else "settings"
+            raise InputError(source, "value", f"not valid JSON: {err.__cause__}") from None
 
 
 def settings_error(err: ValidationError, flags: dict[str, Any]) -> InputError:
