@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from test_loop_clock import Env as ClockEnv
 from typer.testing import CliRunner
 
 from cortex.cli.main import app
+from cortex.control.homelock import hold_home
 from cortex.control.service import Service
 from cortex.control.settings import Settings
 from cortex.errors import InputError
@@ -310,3 +312,22 @@ def test_a_bad_setting_is_one_line_naming_it_not_a_traceback(
         Settings.from_env(home=tmp_path)
     assert got.value.source == var
     assert words in got.value.reason, got.value.reason
+
+
+def test_a_second_serve_on_one_home_is_refused(tmp_path: Path) -> None:
+    # Live: `cortex serve --home H --port 18415` while another `cortex serve --home H` ran
+    # started a second scheduler loop on the same store and run dirs (migrations, recovery,
+    # ticks) and served; docs/control-plane.md, Limits: "One service process per store".
+    home = tmp_path / "home"
+    first = hold_home(home)
+    try:
+        with pytest.raises(InputError) as got:
+            hold_home(home)
+        assert got.value.source == "serve"
+        assert got.value.reason == (
+            f"another cortex serve (pid {os.getpid()}) holds {home}; one service per home"
+        )
+    finally:
+        os.close(first)
+    os.close(hold_home(home))  # released with its holder: a restart takes it again
+    assert (home / "serve.lock").stat().st_mode & 0o777 == 0o600

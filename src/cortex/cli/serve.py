@@ -3,6 +3,7 @@ Every flag is also a CORTEX_<NAME> variable (see cortex.control.settings); flags
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def _run(settings: Settings) -> None:
     logfmt.configure(settings.log_level, settings.log_format)
     from sqlalchemy.exc import OperationalError
 
+    from cortex.control.homelock import hold_home
+
+    lock = hold_home(settings.home)  # held until this process ends; InputError: exit 2
     try:
         svc = Service(settings)
     except OperationalError as err:
@@ -154,3 +158,4 @@ def _run(settings: Settings) -> None:
         # The head is capped as it arrives (the guard middleware checks the parsed headers too).
         http=capped_protocol(settings.max_header_bytes + 1024),
     )
+    os.close(lock)  # the service has shut down (uvicorn's lifespan closed it)
