@@ -331,3 +331,13 @@ def test_a_second_serve_on_one_home_is_refused(tmp_path: Path) -> None:
         os.close(first)
     os.close(hold_home(home))  # released with its holder: a restart takes it again
     assert (home / "serve.lock").stat().st_mode & 0o777 == 0o600
+
+
+def test_logs_of_a_job_that_never_ran_say_so(env: CliEnv) -> None:
+    # `cortex logs 238` of a held job printed nothing and exited 0: no way to tell "no output
+    # yet" from "it ran and printed nothing".
+    job = _submit(env)
+    env.run("hold", str(job))
+    code, out, err = env.run("logs", str(job))
+    assert (code, out) == (0, "")
+    assert err == f"(job {job} has not started: no output yet)\n"

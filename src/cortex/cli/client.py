@@ -375,6 +375,8 @@ def logs(
         skipped = int(resp.headers.get("x-cortex-log-truncated-bytes", "0") or 0)
         if skipped:
             print(f"(first {skipped} bytes of the log left out)", file=sys.stderr)
+        if resp.headers.get("x-cortex-log-attempt") == "0":  # else nothing tells "not yet"
+            print(f"(job {job_id} has not started: no output yet)", file=sys.stderr)
         sys.stdout.write(resp.text)
         return
     try:
