@@ -341,3 +341,15 @@ def test_logs_of_a_job_that_never_ran_say_so(env: CliEnv) -> None:
     code, out, err = env.run("logs", str(job))
     assert (code, out) == (0, "")
     assert err == f"(job {job} has not started: no output yet)\n"
+
+
+def test_times_of_another_day_carry_their_date() -> None:
+    # `cortex events` and a job's history printed HH:MM:SS only: after a weekend, Friday's
+    # 09:12:03 read as this morning's.
+    from cortex.cli.client import _ts
+
+    now = time.time()
+    assert _ts(now) == time.strftime("%H:%M:%S", time.localtime(now))
+    old = now - 3 * 86400
+    assert _ts(old) == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old))
+    assert _ts(None) == "-"

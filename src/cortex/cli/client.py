@@ -143,7 +143,12 @@ def _call(
 
 
 def _ts(t: float | None) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t)) if t else "-"
+    """A moment as its time of day, with its date when that is not today."""
+    if not t:
+        return "-"
+    at = time.localtime(t)
+    same_day = at[:3] == time.localtime()[:3]
+    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S", at)
 
 
 def _print_json(data: Any) -> None:
