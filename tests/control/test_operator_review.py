@@ -353,3 +353,29 @@ def test_times_of_another_day_carry_their_date() -> None:
     old = now - 3 * 86400
     assert _ts(old) == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(old))
     assert _ts(None) == "-"
+
+
+def test_a_drained_node_is_not_listed_as_schedulable(svc: Service) -> None:
+    # Live: after `cortex drain vm --reason "fan swap"`, `cortex nodes` still said
+    # "healthy yes, schedulable yes": nothing in the node list showed that no job would start.
+    client = TestClient(svc.app)
+    svc.loop.tick()
+    assert [n["schedulable"] for n in client.get("/v1/nodes", headers=ADMIN_H).json()] == [True]
+    r = client.post("/v1/nodes/node-test/drain", json={"reason": "fan swap"}, headers=ADMIN_H)
+    assert r.status_code == 200, r.text
+    svc.loop.tick()
+    assert [n["schedulable"] for n in client.get("/v1/nodes", headers=ADMIN_H).json()] == [False]
+    # A cordon's answer says the same, and counts what is allocated there as the list does.
+    r = client.patch("/v1/nodes/node-test?schedulable=true", headers=ADMIN_H)
+    assert r.status_code == 200 and r.json()["schedulable"] is False, r.text
+    assert client.post("/v1/nodes/node-test/undrain", headers=ADMIN_H).status_code == 200
+    svc.loop.tick()
+    assert [n["schedulable"] for n in client.get("/v1/nodes", headers=ADMIN_H).json()] == [True]
+    tok = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    client.post("/v1/jobs", json=job_body(gpus=3), headers={"Authorization": f"Bearer {tok}"})
+    svc.loop.tick()
+    svc.loop.tick()
+    listed = client.get("/v1/nodes", headers=ADMIN_H).json()[0]
+    assert listed["allocated_gpus"] == 3
+    r = client.patch("/v1/nodes/node-test?schedulable=true", headers=ADMIN_H)
+    assert r.json() == listed, r.text

@@ -7,21 +7,21 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from cortex.control import models as m
-from cortex.control import store
+from cortex.control import store, store_health
 from cortex.control.api.deps import MAX_ID, NO_NUL, Admin, Svc, Who
 from cortex.control.schemas import EventOut, NodeOut
 
 router = APIRouter(prefix="/v1")
 
 
-def _node_out(n: m.Node, allocated: int) -> NodeOut:
+def _node_out(n: m.Node, allocated: int, drained: bool = False) -> NodeOut:
     return NodeOut(
         name=n.name,
         flavor=n.flavor,
         kind=n.kind,
         gpus=n.gpus,
         healthy=n.healthy,
-        schedulable=n.schedulable,
+        schedulable=n.schedulable and not drained,  # a drain (draining too) starts nothing
         last_seen=n.last_seen,
         allocated_gpus=allocated,
     )
@@ -34,7 +34,10 @@ def list_nodes(who: Who, svc: Svc) -> list[NodeOut]:
     used, _ = svc.loop.gpus_by_flavor().get(svc.loop.flavor, (0, 0))
     with svc.sessions() as s:
         rows = store.nodes(s)
-        return [_node_out(n, used if n.id == svc.loop.node_id else 0) for n in rows]
+        drains = store_health.drains(s)
+        return [
+            _node_out(n, used if n.id == svc.loop.node_id else 0, n.name in drains) for n in rows
+        ]
 
 
 def _fleet_nodes(svc: Svc) -> list[NodeOut]:
@@ -44,6 +47,7 @@ def _fleet_nodes(svc: Svc) -> list[NodeOut]:
     loop = svc.loop
     with svc.sessions() as s:
         own = next((n for n in store.nodes(s) if n.id == loop.node_id), None)
+        drains = store_health.drains(s)
     seen = own.last_seen if own is not None else 0.0
     schedulable = own.schedulable if own is not None else True
     return [
@@ -53,7 +57,7 @@ def _fleet_nodes(svc: Svc) -> list[NodeOut]:
             kind="gpu",
             gpus=gpus,
             healthy=up,
-            schedulable=schedulable and up,
+            schedulable=schedulable and up and name not in drains,
             last_seen=seen,
             allocated_gpus=used,
         )
@@ -78,7 +82,9 @@ def patch_node(
             raise HTTPException(404, f"node {name} not found")
         n.schedulable = schedulable
         store.event(s, "node", f"node {name} schedulable={schedulable}", at=svc.clock.time())
-        out = _node_out(n, 0)
+        used, _ = svc.loop.gpus_by_flavor().get(svc.loop.flavor, (0, 0))
+        mine = n.id == svc.loop.node_id
+        out = _node_out(n, used if mine else 0, n.name in store_health.drains(s))
         node_id = n.id
     with svc.loop.lock:
         if node_id == svc.loop.node_id:
