@@ -379,3 +379,20 @@ def test_a_drained_node_is_not_listed_as_schedulable(svc: Service) -> None:
     assert listed["allocated_gpus"] == 3
     r = client.patch("/v1/nodes/node-test?schedulable=true", headers=ADMIN_H)
     assert r.json() == listed, r.text
+
+
+def test_a_listing_sent_to_a_pipe_is_not_cut_to_80_columns(env: CliEnv) -> None:
+    # `cortex jobs | grep running` found nothing: off a terminal Rich drew 80 columns, so the
+    # state read "runn…" and a row wrapped over several lines.
+    name = "fsd-e2e-v12-sweep-lr-3e-4-warmup-2000"
+    code, out, err = env.run("submit", "--parsable", "--name", name, "--", "true")
+    assert code == 0, err
+    job = int(out)
+    env.svc.loop.tick()
+    r = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": None, "NO_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    rows = [line for line in r.stdout.splitlines() if f" {job} " in line]
+    assert len(rows) == 1 and name in rows[0] and " running " in rows[0], r.stdout
+    # A terminal's COLUMNS still rules where it is set.
+    r = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": "60", "NO_COLOR": "1"})
+    assert max(len(line) for line in r.stdout.splitlines()) <= 60

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -27,6 +26,7 @@ from cortex.cli.output import (
     Col,
     Out,
     bad_option,
+    console,
     state_code,
 )
 
@@ -269,7 +269,7 @@ def _show_job(out: Out, job_id: int, data: dict[str, Any], start: bool) -> None:
         return
     out.emit(data)  # --json-file
     out.rows(None, [data], job_cols())
-    con = Console()
+    con = console()
     t = Table("time", "from", "to", "reason", title="history")
     for h in data.get("history") or []:
         t.add_row(_ts(h["at"]), safe(h["src"] or "-"), safe(h["dst"]), safe(h["reason"]))

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cortex.cli.client import _call, _ts, safe
-from cortex.cli.output import JSON, JSON_FILE, OUTPUT, PARSABLE, Col, Out
+from cortex.cli.output import JSON, JSON_FILE, OUTPUT, PARSABLE, Col, Out, console
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^(\d{1,9}(?:\.\d{1,6})?)([smhd])$")
@@ -91,7 +90,7 @@ def goodput(
         return
     if out.emit(data):
         return
-    con = Console(highlight=False)
+    con = console()
     who = f"team {safe(data['team'])}" if data.get("team") else "the fleet"
     con.print(
         f"{who} since {_day(data['since'])}: goodput {data['goodput']:.1%} of "
@@ -137,7 +136,7 @@ def _getter(key: str) -> Any:
 
 
 def _print_job(data: dict[str, Any]) -> None:
-    con = Console(highlight=False)
+    con = console()
     ett = data.get("effective_training_time")
     con.print(
         f"job {data['job_id']} ({safe(data['name'])}, {data['gpus']} GPUs) is "

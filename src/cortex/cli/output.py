@@ -9,14 +9,18 @@ CLI must start in well under 300 ms; tests/cli/test_lazy_imports.py checks the m
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 FORMATS = ("table", "wide", "json", "yaml")
 # C0 and C1 control characters and DEL: a server-provided string must not move the cursor,
@@ -134,7 +138,6 @@ class Out:
             for it in items:
                 print("|".join(_plain(c.get(it)).replace("|", "?") for c in cols))
             return
-        from rich.console import Console
         from rich.markup import escape
         from rich.table import Table
 
@@ -142,7 +145,20 @@ class Out:
         t = Table(*(c.header for c in shown))
         for it in items:
             t.add_row(*(escape(_plain(c.get(it))) for c in shown))
-        Console(highlight=False).print(t)
+        console().print(t)
+
+
+PIPE_WIDTH = 10_000  # columns for a table sent to a pipe or a file: in practice, no limit
+
+
+def console() -> Console:
+    """Rich's console for the client's tables and lines: a terminal's width; off a terminal
+    (`cortex jobs | grep running`) whole rows, not Rich's 80 columns that cut the state to
+    "runn…" and wrap a row over several lines, unless COLUMNS sets a width."""
+    from rich.console import Console
+
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(highlight=False, width=PIPE_WIDTH if piped else None)
 
 
 def _plain(v: Any) -> str:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cortex.cli.client import _call, _ts, safe
-from cortex.cli.output import JSON, JSON_FILE, OUTPUT, PARSABLE, Col, Out
+from cortex.cli.output import JSON, JSON_FILE, OUTPUT, PARSABLE, Col, Out, console
 
 BLOCKER_COLS = [
     Col("rank", lambda b: b["rank"]),
@@ -47,7 +47,7 @@ def why(
         out.rows(data, data["blockers"], BLOCKER_COLS)
         return
     out.emit(data)
-    con = Console(highlight=False)
+    con = console()
     con.print(f"job {data['job_id']} is {safe(data['state'])}: {safe(data['summary'])}")
     if data["never"]:
         con.print("it can never run under the fleet and quotas it was judged against")
@@ -111,7 +111,7 @@ def queue(
         out.rows(data, rows, QUEUE_COLS)
         return
     out.emit(data)
-    con = Console(highlight=False)
+    con = console()
     for q in data["queues"]:
         t = Table(
             "pos", "id", "name", "gpus", "ahead (own)", "ahead (others)", "reason",
@@ -224,7 +224,7 @@ def share(
             "(cohort)", safe(c["flavor"]), str(c["total"]), "-", str(c["used"]),
             str(c["borrowed"]), "-", "-", "-", "-",
         )  # fmt: skip
-    Console(highlight=False).print(t)
+    console().print(t)
 
 
 SHARE_COLS = [
