@@ -396,3 +396,23 @@ def test_a_listing_sent_to_a_pipe_is_not_cut_to_80_columns(env: CliEnv) -> None:
     # A terminal's COLUMNS still rules where it is set.
     r = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": "60", "NO_COLOR": "1"})
     assert max(len(line) for line in r.stdout.splitlines()) <= 60
+
+
+@pytest.mark.parametrize("policy", ["admit", "cap"])
+def test_a_power_policy_on_cpu_slots_schedules(db_url: str, tmp_path: Path, policy: str) -> None:
+    # Live: `cortex serve --slots 4 --power-policy admit --site-cap-kw 2` (no GPU, no
+    # CORTEX_POWER_MODEL_FLAVOR): the first submitted job made every tick fail with
+    # ZeroDivisionError in the power ladder (a CPU slot draws 0 W in the catalog), /healthz
+    # went "failing" and nothing was scheduled. docs/power.md: such slots "draw nothing".
+    svc = fake_service(db_url, tmp_path, slots=4, power_policy=policy, site_cap_kw=2.0)
+    try:
+        client = TestClient(svc.app)
+        tok = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+        h = {"Authorization": f"Bearer {tok}"}
+        svc.loop.tick()
+        job = client.post("/v1/jobs", json=job_body(), headers=h).json()["id"]
+        svc.loop.tick()
+        assert svc.loop.tick_failures == 0
+        assert client.get(f"/v1/jobs/{job}", headers=h).json()["state"] == "running"
+    finally:
+        svc.close()

@@ -83,6 +83,8 @@ class JobPowerBooks:
     def kept(self, flavor: int, cap_w: float, draw_w: float) -> float:
         """Throughput kept at a per-GPU cap, relative to the uncapped run (whose own peaks TDP
         already clips: a cap at TDP keeps exactly 1)."""
+        if draw_w <= 0:  # a device that draws nothing in the catalog (a CPU slot) loses nothing
+            return 1.0
         acc = self.topo.accelerators[flavor]
         name = acc.name
         cap = min(cap_w, acc.tdp_w)
