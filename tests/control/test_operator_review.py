@@ -416,3 +416,22 @@ def test_a_power_policy_on_cpu_slots_schedules(db_url: str, tmp_path: Path, poli
         assert client.get(f"/v1/jobs/{job}", headers=h).json()["state"] == "running"
     finally:
         svc.close()
+
+
+def test_a_dry_run_of_an_array_names_the_array(svc: Service) -> None:
+    # POST /v1/jobs/dry-run {"name": "a", ..., "array": "0-999"} answered loc ["body", "jobs"]
+    # "a dry run takes one job": a field the body does not have.
+    client = TestClient(svc.app)
+    tok = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    h = {"Authorization": f"Bearer {tok}"}
+    r = client.post("/v1/jobs/dry-run", json=job_body(array="0-9"), headers=h)
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {
+            "loc": ["body", "array"],
+            "msg": "a dry run takes one job; this array makes 10: dry-run one member",
+            "type": "type_error",
+        }
+    ]
+    r = client.post("/v1/jobs/dry-run", json={"jobs": [job_body(), job_body()]}, headers=h)
+    assert r.json()["detail"][0]["loc"] == ["body", "jobs"]

@@ -36,6 +36,10 @@ async def submit_dry_run(request: Request) -> dict[str, Any]:
         raise err(413, ["body"], "body is over the size limit", "too_large")
     is_yaml = "yaml" in request.headers.get("content-type", "")
     reqs, many = await run_in_threadpool(parse_submission, svc, body, is_yaml, who)
+    arrays = {(getattr(r, "_array_member", None) or (None,))[0] for r in reqs}
+    if many and len(arrays) == 1 and None not in arrays:  # one job's array (gates.expand)
+        msg = f"a dry run takes one job; this array makes {len(reqs)}: dry-run one member"
+        raise err(422, ["body", "array"], msg, "type_error")
     if many:
         raise err(422, ["body", "jobs"], "a dry run takes one job", "type_error")
     if not _ONE.acquire(blocking=False):
