@@ -178,7 +178,16 @@ def test_heatmap_pixels_match_node_states_and_a_click_finds_the_node(
     page.assert_clean()
 
 
-def test_an_incident_arrives_over_sse(page: Page, live: LiveUi) -> None:
+def test_an_incident_arrives_over_sse(
+    page: Page, live: LiveUi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cortex.control.ui import stream
+
+    # A stream ends after STREAM_MAX_S (25 s) by design and the EventSource reconnects, but
+    # htmx's SSE extension logs each end as a console error ('[object Event]'), which
+    # assert_clean() counts: on a machine loaded enough for this test to hold the page that
+    # long, it failed by chance. The end of a stream is not what this test checks.
+    monkeypatch.setattr(stream, "STREAM_MAX_S", 600.0)
     env = live.env
     page.login(env.fsd)
     page.goto("/ui/incidents")

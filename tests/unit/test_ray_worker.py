@@ -47,3 +47,21 @@ def test_calls_run_in_order_on_one_thread() -> None:
     assert w.drain(10) and w.pending() == 0
     assert [i for i, _ in seen] == list(range(20))
     assert {name for _, name in seen} == {"ray-launch"}
+
+
+def test_a_call_is_no_longer_pending_when_its_future_is_done() -> None:
+    """Before: the count went down after the Future was done, so a caller woken by it (drain()
+    in test_calls_run_in_order_on_one_thread) could read pending() == 1 if the worker thread
+    was switched out in between. A done-callback runs at that very point, on the worker."""
+    w = RayWorker()
+    entered, release = threading.Event(), threading.Event()
+    w.submit(lambda: (entered.set(), release.wait(10)))
+    assert entered.wait(10)  # the worker is busy: the calls below are queued, not yet done
+    seen: list[int] = []
+    last = threading.Event()
+    for fn in (lambda: 1, lambda: 1 / 0):  # a result and an exception
+        w.submit(fn).add_done_callback(lambda _f: seen.append(w.pending()))
+    w.submit(lambda: None).add_done_callback(lambda _f: last.set())
+    release.set()
+    assert last.wait(10)  # nothing else submitted meanwhile: the counts are the calls above
+    assert seen == [2, 1]  # the 2nd call and the last were still queued when the 1st was done

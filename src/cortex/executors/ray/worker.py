@@ -106,17 +106,29 @@ class RayWorker:
             item = q.get()
             if item is None:
                 return
-            try:
-                _run(*item)
-            finally:
-                with self._lock:
-                    self._queued -= 1
+            _run(*item, done=self._done)
+
+    def _done(self) -> None:
+        with self._lock:
+            self._queued -= 1
 
 
-def _run(fut: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _run(
+    fut: Future[Any],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    done: Callable[[], None] = lambda: None,
+) -> None:
+    # done() runs before the Future is: a caller woken by it (drain()) finds pending() no
+    # longer counting the call (counted after, a thread switch in between showed it as 1).
     if not fut.set_running_or_notify_cancel():
+        done()
         return
     try:
-        fut.set_result(fn(*args))
+        result = fn(*args)
     except BaseException as err:  # the caller reads it from the Future
+        done()
         fut.set_exception(err)
+    else:
+        done()
+        fut.set_result(result)
