@@ -435,3 +435,13 @@ def test_a_dry_run_of_an_array_names_the_array(svc: Service) -> None:
     ]
     r = client.post("/v1/jobs/dry-run", json={"jobs": [job_body(), job_body()]}, headers=h)
     assert r.json()["detail"][0]["loc"] == ["body", "jobs"]
+
+
+def test_logs_of_a_rank_the_job_does_not_have_are_refused_by_name(env: CliEnv) -> None:
+    # `cortex logs J --rank 99999` of a one-rank job printed rank 0's output as that rank's.
+    job = _submit(env)
+    code, _, err = env.run("logs", str(job), "--rank", "1")
+    assert code == 2 and err.startswith("error: query.rank:"), err
+    assert f"job {job} has 1 ranks (0 to 0)" in err
+    code, _, err = env.run("logs", str(job), "--rank", "0")
+    assert code == 0, err

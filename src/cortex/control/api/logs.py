@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from cortex.control import models as m
@@ -47,7 +48,15 @@ def logs(
     rank: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Response:
     with svc.sessions() as s:
-        attempt = visible(s, who, job_id).attempt
+        job = visible(s, who, job_id)
+        attempt, nprocs = job.attempt, job.nprocs
+    if rank >= nprocs:
+        # The local executor's ranks share one file: rank 99999 of a one-rank job answered
+        # rank 0's output as if it were that rank's.
+        raise RequestValidationError(
+            [{"loc": ("query", "rank"), "msg": f"job {job_id} has {nprocs} ranks (0 to "
+              f"{nprocs - 1})", "type": "value_error"}]
+        )  # fmt: skip
     if not follow:
         text, skipped = read_tail(_path(svc, job_id, attempt, stream, rank), tail)
         headers = {TRUNCATED_HEADER: str(skipped), ATTEMPT_HEADER: str(attempt)}
