@@ -242,6 +242,11 @@ def test_nodes_events_health_metrics(client: TestClient, svc: Service) -> None:
     assert client.get("/v1/nodes", headers=fsd).json()[0]["allocated_gpus"] == 3
     kinds = [e["kind"] for e in client.get(f"/v1/events?job_id={job_id}", headers=fsd).json()]
     assert "start" in kinds
+    # Another team's job's events are a 404 worded as a missing job's (they were `[]`).
+    research = team_headers(client, "research")
+    for jid in (job_id, job_id + 1000):
+        r = client.get(f"/v1/events?job_id={jid}", headers=research)
+        assert (r.status_code, r.json()["detail"]) == (404, f"job {jid} not found")
     assert client.get("/healthz").json()["status"] == "ok"
     text = client.get("/metrics").text
     assert 'cortex_jobs{state="running",team="fsd"} 1.0' in text

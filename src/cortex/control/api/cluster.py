@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from cortex.control import models as m
 from cortex.control import store, store_health
 from cortex.control.api.deps import MAX_ID, NO_NUL, Admin, Svc, Who
+from cortex.control.api.jobs import visible
 from cortex.control.schemas import EventOut, NodeOut
 
 router = APIRouter(prefix="/v1")
@@ -102,6 +103,10 @@ def list_events(
 ) -> list[EventOut]:
     team = None if who.admin else who.team
     with svc.sessions() as s:
+        if job_id is not None:
+            # 404 alike for another team's job and a missing one, as the job routes answer:
+            # an empty list read as "nothing happened to it" (user14).
+            visible(s, who, job_id)
         return [
             EventOut(id=e.id, at=e.at, kind=e.kind, job_id=e.job_id, team=e.team, message=e.message)
             for e in store.recent_events(s, team, job_id, limit)
