@@ -10,6 +10,11 @@ Counted (window only, i.e. after --warmup-days):
   (every running job's end) would pick, and whether the cut walk's shadow was the earlier;
 - per big head (4,096 GPUs or more) that held a reservation in the window: when it first
   reserved, how long it waited, where it started, how often its reserved flavor changed;
+  why it changed (section 89: `open`, its last flavor was still open to it and another was
+  chosen; `taken`, a head ahead of it in this pass had reserved its last flavor; `not_short`,
+  it no longer lacked GPUs there), and how far its last flavor's cut shadow was behind the
+  earliest one, in hours, at each multi-flavor reservation (`last_flavor_gap_h`, bins by
+  upper bound);
 - hourly: the free GPUs on flavors a head holds reserved against open ones, and, from one
   explained deep pass on the hour's state (not applied: `schedule(commit=False)`, with the
   allocator's last targets, no solve), the GPUs waiting by team, class, band and reasons, and
@@ -35,7 +40,7 @@ from cortex.scheduler.snapshot import Snapshot as _Snap
 
 G = dict(skip=False, cyc=None, win=False, calls=0, pairs=_C(), cut_early=_C(), heads={},
          free_res=_dd(float), free_open=_dd(float), holder=_dd(float), nsamp=0,
-         wait=_dd(float), wait_head=_dd(float))
+         wait=_dd(float), wait_head=_dd(float), gap=_C(), why=_C())
 _reserve = _cyc._Cycle.reserve
 _schedule = _cyc.schedule
 
@@ -70,12 +75,23 @@ def _counted_reserve(self, job, short):
             cut[f] = _sh.shadow(st, self.stmt, f, need, now)[0]
             full[f] = _uncut(st, self.stmt, f, need, now)
         cc = min(cand, key=lambda f: cut[f])
+        hd = G['heads'].get(job.id)
+        if (G['win'] and hd is not None and hd['last'] in cut and job.gpus >= 4096
+                and cut[cc] < _m.inf):
+            gap = (cut[hd['last']] - cut[cc]) / 3600
+            b = next(x for x in (0, 1, 4, 12, 24, 48, _m.inf) if gap <= x)
+            G['gap'][b] += 1
         ec = min(cand, key=lambda f: full[f])
         choice = (fl[cc], fl[ec])
         if G['win']:
             G['calls'] += 1
             G['pairs'][choice] += 1
             G['cut_early'][(fl[cc], cut[cc] < full[cc])] += 1
+    h0 = G['heads'].get(job.id)
+    why = None
+    if h0 is not None and h0['last'] is not None:
+        lf = h0['last']
+        why = 'open' if lf in cand else ('taken' if lf in self.reserved else 'not_short')
     _reserve(self, job, short)
     got = [f for f, r in self.reserved.items() if r.head == job.id]
     if not got or job.gpus < 4096:
@@ -90,6 +106,8 @@ def _counted_reserve(self, job, short):
         h['deep'][fl[got[0]]] += 1
         if h['last'] is not None and h['last'] != got[0]:
             h['flips'] += 1
+            if G['win']:
+                G['why'][why] += 1
         h['last'] = got[0]
 
 
@@ -160,6 +178,8 @@ print(json.dumps({"diag": {
                                        - h['first']) / 3600, 1),
                        started_on=h['at'], deep_passes_by_flavor=dict(h['deep']),
                        flips=h['flips']) for h in big],
+    "big_head_flips_by_cause": dict(G['why']),
+    "last_flavor_gap_h": {str(k): v for k, v in sorted(G['gap'].items())},
     "free_on_reserved_flavors": {k: round(v / n) for k, v in G['free_res'].items()},
     "free_on_open_flavors": {k: round(v / n) for k, v in G['free_open'].items()},
     "reserved_by_big_head_hours": {"/".join(map(str, k)): v
