@@ -74,7 +74,20 @@ def test_teams_see_and_cancel_only_their_own_jobs(client: TestClient, svc: Servi
             "99999", "N"
         )
     assert client.get("/v1/jobs", headers=opt).json()["jobs"] == []
-    assert client.get("/v1/jobs?team=fsd", headers=opt).json()["jobs"] == []
+    # Another team's list is a 404 as /v1/queue's and /v1/goodput's (it was an empty list),
+    # and so is an admin's unknown team (a typo listed nothing).
+    for r in (
+        client.get("/v1/jobs?team=fsd", headers=opt),
+        client.get("/v1/jobs?team=fsdd", headers=ADMIN_H),
+    ):
+        assert r.status_code == 404 and r.json()["detail"].startswith("team fsd")
+    assert [j["id"] for j in client.get("/v1/jobs?team=fsd", headers=ADMIN_H).json()["jobs"]] == [
+        job_id
+    ]
+    # A known team whose filter matches nothing lists nothing (not a 404).
+    for q in ("team=fsd&state=completed", "team=optimus"):
+        r = client.get(f"/v1/jobs?{q}", headers=ADMIN_H)
+        assert (r.status_code, r.json()["jobs"]) == (200, []), q
     assert [j["id"] for j in client.get("/v1/jobs", headers=fsd).json()["jobs"]] == [job_id]
     assert client.get(f"/v1/jobs/{job_id}", headers=ADMIN_H).status_code == 200
     with svc.sessions() as s:

@@ -97,7 +97,10 @@ def test_list_jobs_shows_only_the_callers_team(world: World) -> None:
         jobs = _get(w, token, "/v1/jobs").json()["jobs"]
         assert [j["id"] for j in jobs] == [own]
     # Asking for the other team by name, or filtering by state, reveals nothing more.
-    assert _get(w, w.opt, "/v1/jobs", team="fsd").json()["jobs"] == []
+    # (Another team's name is a 404 worded as an unknown team's, as on /v1/queue.)
+    for team in ("fsd", "nosuchteam"):
+        r = _get(w, w.opt, "/v1/jobs", team=team)
+        assert (r.status_code, r.json()) == (404, {"detail": f"team {team} not found"})
     done = _get(w, w.opt, "/v1/jobs", state="completed").json()["jobs"]
     assert [j["id"] for j in done] == [w.opt_job]
     # The admin sees both (the filter is per team, not a broken listing).
@@ -132,7 +135,10 @@ def test_events_show_only_the_callers_team(world: World) -> None:
     assert seen, "optimus has its own events (start, exit)"
     assert {e["team"] for e in seen} == {"optimus"}
     assert w.opt_job in {e["job_id"] for e in seen}
-    assert _get(w, w.opt, "/v1/events", job_id=w.fsd_job).json() == []
+    # Another team's job is a 404 worded as a missing job's.
+    for jid in (w.fsd_job, 99999):
+        r = _get(w, w.opt, "/v1/events", job_id=jid)
+        assert (r.status_code, r.json()) == (404, {"detail": f"job {jid} not found"})
     # fsd sees its job's events and the quota change on its queue.
     own = _get(w, w.fsd, "/v1/events", limit=1000).json()
     assert {e["team"] for e in own} == {"fsd"}
@@ -181,8 +187,8 @@ def test_cli_jobs_lists_only_the_callers_team(world: World) -> None:
     w = world
     code, out, _ = _cli(w, w.opt, "jobs", "--json")
     assert code == 0 and [j["id"] for j in json.loads(out)] == [w.opt_job]
-    code, out, _ = _cli(w, w.opt, "jobs", "--team", "fsd", "--json")
-    assert code == 0 and json.loads(out) == []
+    code, out, err = _cli(w, w.opt, "jobs", "--team", "fsd", "--json")
+    assert (code, out, err) == (1, "", "error: 404: team fsd not found\n")  # as `cortex queue`
     code, out, _ = _cli(w, w.opt, "jobs")  # the table
     assert code == 0 and "opt-visible" in out and SECRET not in out
     code, out, _ = _cli(w, w.fsd, "jobs")
@@ -227,8 +233,8 @@ def test_cli_events_and_queues_show_only_the_callers_team(world: World) -> None:
     code, out, _ = _cli(w, w.opt, "events", "--limit", "1000", "--json")
     events = json.loads(out)
     assert code == 0 and events and {e["team"] for e in events} == {"optimus"}
-    code, out, _ = _cli(w, w.opt, "events", "--job", str(w.fsd_job), "--json")
-    assert code == 0 and json.loads(out) == []
+    code, out, err = _cli(w, w.opt, "events", "--job", str(w.fsd_job), "--json")
+    assert (code, out, err) == (1, "", f"error: 404: job {w.fsd_job} not found\n")
     code, out, _ = _cli(w, w.opt, "events")  # the table
     assert code == 0 and "optimus" in out and "fsd" not in out
     code, out, _ = _cli(w, w.opt, "queues", "--json")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
 
-from cortex.control import estimate, preemptions, store, store_gates
+from cortex.control import estimate, preemptions, store, store_gates, store_health
 from cortex.control import models as m
 from cortex.control.api.deps import JobId, Svc, TeamName, Who
 from cortex.control.api.progress import progress_of
@@ -48,12 +49,15 @@ def list_jobs(
     start: bool = Query(False, description="add waiting jobs' start estimates (slower)"),
 ) -> JobList:
     if not who.admin:
-        if team is not None and team != who.team:
-            return JobList(jobs=[])
+        if team is not None and team != who.team:  # as /v1/queue, /v1/share, /v1/goodput
+            raise HTTPException(404, f"team {team} not found")
         team = who.team
     st = state.value if state is not None else None
     with svc.sessions() as s:
         out = [job_out(svc, s, j) for j in store.recent_jobs(s, team, st, limit)]
+        if not out and team is not None and not _known_team(s, team):
+            # An admin's typo (`cortex jobs --team fsdd`) listed nothing, as if fsdd had no jobs.
+            raise HTTPException(404, f"team {team} not found")
     waiting = {j.id for j in out if j.state in WAITING}
     if start and waiting:
         got = svc.loop.why.current.estimates(estimate.for_loop(svc.loop), waiting)
@@ -61,6 +65,13 @@ def list_jobs(
             if j.state in WAITING:
                 j.start_estimate = estimate.to_dict(got.get(j.id))
     return JobList(jobs=out)
+
+
+def _known_team(s: Any, team: str) -> bool:
+    """A team with a token, or with jobs (an admin may submit for a team that has no token)."""
+    if store_health.team_exists(s, team):
+        return True
+    return s.scalar(select(m.Job.id).where(m.Job.team == team).limit(1)) is not None
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its state history")
