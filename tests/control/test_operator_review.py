@@ -445,3 +445,24 @@ def test_logs_of_a_rank_the_job_does_not_have_are_refused_by_name(env: CliEnv) -
     assert f"job {job} has 1 ranks (0 to 0)" in err
     code, _, err = env.run("logs", str(job), "--rank", "0")
     assert code == 0, err
+
+
+def test_a_token_ttl_past_the_cap_is_cut_with_a_note(
+    env: CliEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cortex token create --expires-in-s` above the service's cap (a year) was cut to a year
+    # without a word.
+    import cortex.cli.client as client_mod
+
+    monkeypatch.setattr(
+        client_mod, "_client", lambda timeout=30.0: contextlib.nullcontext(env.admin)
+    )
+    two_years = str(2 * 365 * 86400)
+    code, out, err = env.run("token", "create", "--team", "red", "--expires-in-s", two_years)
+    assert code == 0 and out.startswith("ctx_") and len(out.split()) == 1, (out, err)
+    assert err == (
+        "note: cut to the service's cap (CORTEX_MAX_TOKEN_TTL_S): this token expires in "
+        "31536000 s (365 days), not 63072000 s\n"
+    )
+    code, out, err = env.run("token", "create", "--team", "red", "--expires-in-s", "3600")
+    assert (code, err) == (0, "") and out.startswith("ctx_")

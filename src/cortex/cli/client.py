@@ -511,6 +511,15 @@ def token_create(
     if expires_in_s is not None:
         body["expires_in_s"] = expires_in_s
     data = _call("POST", "/v1/tokens", json=body)
+    got_s = data.get("expires_in_s")
+    if expires_in_s is not None and got_s is not None and got_s < expires_in_s:
+        # The service cut it to its cap: said on stderr, so a script reading the token from
+        # stdout is unchanged (it was cut without a word).
+        print(
+            "note: cut to the service's cap (CORTEX_MAX_TOKEN_TTL_S): this token expires in "
+            f"{got_s:.0f} s ({got_s / 86400:.4g} days), not {expires_in_s:.0f} s",
+            file=sys.stderr,
+        )
     if not out.emit(data):
         print(data["token"])
 

@@ -223,6 +223,9 @@ class TokenOut(BaseModel):
     team: str
     token: str
     expires_at: float | None = None
+    expires_in_s: float | None = Field(
+        default=None, description="how long it lasts: the request's, cut at the service's cap"
+    )
 
 
 class TokenInfo(BaseModel):

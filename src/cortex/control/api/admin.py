@@ -138,7 +138,9 @@ def create_token(body: TokenCreate, who: Admin, svc: Svc) -> TokenOut:
         token_id = row.id
     svc.loop.queues_dirty = True
     svc.loop.wake()
-    return TokenOut(id=token_id, team=body.team, token=secret, expires_at=expires_at)
+    return TokenOut(
+        id=token_id, team=body.team, token=secret, expires_at=expires_at, expires_in_s=ttl
+    )
 
 
 @router.get("/tokens", response_model=list[TokenInfo], summary="Every token, no secrets (admin)")
