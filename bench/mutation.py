@@ -61,11 +61,12 @@ KILLED = {"killed", "timeout", "caught by type check"}
 # (name, file, original, mutant): each removes or weakens one team filter.
 ISOLATION_MUTANTS = [
     ("list_jobs: no team filter", "src/cortex/control/api/jobs.py",
-     "    if not who.admin:\n        if team is not None and team != who.team:\n"
-     "            return JobList(jobs=[])\n        team = who.team\n", ""),
+     "    if not who.admin:\n        if team is not None and team != who.team:  # as /v1/queue, "
+     "/v1/share, /v1/goodput\n            raise HTTPException(404, f\"team {team} not found\")\n"
+     "        team = who.team\n", ""),
     ("list_jobs: ?team= of another team honoured", "src/cortex/control/api/jobs.py",
-     "        if team is not None and team != who.team:\n"
-     "            return JobList(jobs=[])\n        team = who.team",
+     "        if team is not None and team != who.team:  # as /v1/queue, /v1/share, /v1/goodput\n"
+     "            raise HTTPException(404, f\"team {team} not found\")\n        team = who.team",
      "        team = team if team is not None else who.team"),
     ("visible_job: no team check", "src/cortex/control/store.py",
      "if job is None or (not who.admin and job.team != who.team):", "if job is None:"),
