@@ -33,6 +33,15 @@ def test_the_pass_interval_is_the_floor_when_the_minimum_runtime_share_is_shorte
     assert (job.preempt_backoff_s, job.next_preempt_try_s) == (0.2, 5.2)
 
 
+def test_a_protection_end_brings_the_next_search_forward_and_keeps_the_doubling() -> None:
+    job = _job()
+    # Backoff 150 s from t=100 would retry at 250; a victim's protection ends at 180.
+    assert runs.preempt_backoff(job, 100.0, 300.0, 60.0, RULES, retry_by_s=180.0) == 180.0
+    assert (job.preempt_backoff_s, job.next_preempt_try_s) == (150.0, 180.0)
+    # A protection ending after the backoff changes nothing; the doubling went on (300 s).
+    assert runs.preempt_backoff(job, 200.0, 300.0, 60.0, RULES, retry_by_s=900.0) == 500.0
+
+
 def test_beginning_a_run_clears_the_preempt_backoff() -> None:
     job = _job()
     runs.preempt_backoff(job, 0.0, 300.0, 60.0, RULES)

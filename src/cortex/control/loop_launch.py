@@ -84,12 +84,8 @@ class LaunchMixin:
         for job_id in plan.preempt_failed:
             job = mi.jobs[job_id]
             runs.preempt_backoff(
-                job, now, mi.queues.least_min_runtime_s, self.settings.tick_s, self.rules
+                job, now, mi.queues.least_min_runtime_s, self.settings.tick_s, self.rules, soonest
             )
-            if soonest is not None:
-                # The doubling backoff knows nothing of when victims become eligible: without
-                # this, a job waited up to the backoff (300 s at most) past that moment.
-                job.next_preempt_try_s = min(job.next_preempt_try_s, soonest)
         for p in plan.preemptions:
             job = p.job
             row = s.get(m.Job, job.id)

@@ -95,12 +95,21 @@ def requeued(job: Job) -> None:
 
 # ---- backoffs ----------------------------------------------------------------------------------
 def preempt_backoff(
-    job: Job, now: float, min_runtime_s: float, interval_s: float, r: RunRules
+    job: Job,
+    now: float,
+    min_runtime_s: float,
+    interval_s: float,
+    r: RunRules,
+    retry_by_s: float | None = None,
 ) -> float:
     """A victim search for `job` found none: wait before the next one. The wait doubles from
     the driver's pass interval (or a share of the minimum runtime that protects victims, if
     longer: the shortest of the queues', as a victim of that queue is free soonest) up to the
-    driver's cap. Returns when the next search may run."""
+    driver's cap, but the next search comes no later than `retry_by_s` when given (the soonest
+    end of a running job's protection: the doubling knows nothing of it, and a job waited up
+    to the cap past that moment). The control plane passes it; the twin does not yet (its
+    seeded reports would change: docs/ARCHITECTURE.md's driver kit). Returns when the next
+    search may run."""
     job.preempt_backoff_s = min(
         max(
             job.preempt_backoff_s * 2,
@@ -110,6 +119,8 @@ def preempt_backoff(
         r.preempt_backoff_max_s,
     )
     job.next_preempt_try_s = now + job.preempt_backoff_s
+    if retry_by_s is not None:
+        job.next_preempt_try_s = min(job.next_preempt_try_s, retry_by_s)
     return job.next_preempt_try_s
 
 

@@ -95,6 +95,7 @@ class RayWorker:
                     cancelled.append(item)
                     self._queued -= 1
             self._q.put(None)  # the old thread ends after its current call
+            self._retired = [t for t in self._retired if t.is_alive()]  # bounded without drains
             if self._thread is not None and self._thread.is_alive():
                 self._retired.append(self._thread)
             self._q = queue.SimpleQueue()
