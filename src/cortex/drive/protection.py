@@ -10,8 +10,8 @@ runs start (`ProtectionEnds`), so that it never scans its running jobs for them.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
+from heapq import heappop, heappush
 
 from cortex.scheduler.queues import QueueConfig
 from cortex.workload.job import Job
@@ -77,15 +77,18 @@ class ProtectionEnds:
     def _prune(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            heapq.heappop(heap)
+            heappop(heap)
 
     def started(self, job: Job, now: float) -> None:
-        """A run of `job` began at `now` (its `run_start_s`)."""
-        self._prune(now)
+        """A run of `job` began at `now` (its `run_start_s`). Once per start in the twin: the
+        pruning is written out here rather than called."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            heappop(heap)
         end = job.run_start_s + self._min_runtime_s[job.queue_idx]
         if end > now:
             self._seq += 1
-            heapq.heappush(self._heap, (end, self._seq, job, job.run_start_s))
+            heappush(heap, (end, self._seq, job, job.run_start_s))
 
     def protected(self, now: float) -> Protected:
         """As `protected(running, queues, now)` would list them."""
