@@ -57,6 +57,7 @@ MODULES: tuple[str, ...] = (
     "cortex.sim.quarantine",
     "cortex.drive.intake",
     "cortex.drive.runs",
+    "cortex.drive.protection",
     "cortex.drive.allocation",
     "cortex.drive.power_books",
     "cortex.drive.power_jobs",

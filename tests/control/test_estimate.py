@@ -15,9 +15,9 @@ ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
 
 
 class Env:
-    def __init__(self, url: str, home: Path) -> None:
+    def __init__(self, url: str, home: Path, **kw: object) -> None:
         self.clock = FakeClock()
-        self.svc = fake_service(url, home, slots=4, clock=self.clock)
+        self.svc = fake_service(url, home, slots=4, clock=self.clock, **kw)
         self.client = TestClient(self.svc.app)
         r = self.client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H)
         self.h = {"Authorization": f"Bearer {r.json()['token']}"}
@@ -62,6 +62,27 @@ def test_a_queue_behind_a_running_job_starts_when_it_is_estimated_to_end(env: En
     assert env.client.get(f"/v1/jobs/{c}/why", headers=env.h).json()["start_estimate"] is None
     theirs = env.client.get(f"/v1/jobs/{c}/why?start=true", headers=env.red)
     assert theirs.status_code == 404
+
+
+def test_a_job_waiting_on_a_protected_victim_is_estimated_at_the_protection_end(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The forward run stepped only from end to end: a production job whose only victim was
+    # inside its minimum runtime was estimated to start when the victim ended (t0 + 10,000),
+    # though the loop preempts it when its protection ends (drive/protection.py).
+    env = Env(db_url, tmp_path, min_runtime_s=600.0)
+    try:
+        t0 = env.clock.time()
+        low = env.submit(gpus=4, duration_s=10_000, priority_class="preemptible", name="low")
+        env.svc.loop.tick()
+        env.clock.advance(100)
+        high = env.submit(gpus=1, duration_s=50, priority_class="production", name="high")
+        env.svc.loop.tick()  # the search finds low protected until t0 + 600
+        assert env.client.get(f"/v1/jobs/{low}", headers=env.h).json()["state"] == "running"
+        why = env.client.get(f"/v1/jobs/{high}/why?start=true", headers=env.h).json()
+        assert why["start_estimate"]["start_s"] == t0 + 600
+    finally:
+        env.svc.close()
 
 
 def test_a_start_past_the_horizon_is_not_guessed(env: Env) -> None:

@@ -10,6 +10,7 @@ plus the restart overhead of 600 s after a preemption or failure).
 from __future__ import annotations
 
 import heapq
+from typing import Any
 
 import pytest
 from scenario_kit import (
@@ -26,6 +27,7 @@ from scenario_kit import (
     _use,
 )
 
+from cortex.drive import runs
 from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies
 from cortex.scheduler.ordering import Fifo
@@ -379,6 +381,40 @@ def test_production_job_preempts_once_victims_pass_min_runtime_without_other_eve
     assert jobs[2].first_start_s == 600.0
     assert jobs[2].end_s == 600.0 + 1000.0
     assert (jobs[0].preemptions, jobs[1].preemptions) == (1, 0)
+
+
+def test_a_failed_search_retries_when_the_only_victims_protection_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 11: the twin's doubling backoff ran past the victim's protection end (the control
+    # plane retried there). 1 (normal, 32 GPUs, pod 0; checkpoints every 200 s, 10 s writes,
+    # also on the signal) is the only possible victim: 2 is production. 3 (production, 32)
+    # arrives at 100, while 1 is protected (min_runtime_s 600, to t=600).
+    jobs = [
+        _job(1, 32, 10_000, 0, "normal", ckpt_write_s=10.0, ckpt_interval_s=200.0),
+        _job(2, 32, 10_000, 0, "production"),
+        _job(3, 32, 1000, 100, "production"),
+    ]
+    searches: list[float] = []  # when a search failed
+    backoff = runs.preempt_backoff
+
+    def spy(job: Job, now: float, *args: Any) -> float:
+        searches.append(now)
+        return backoff(job, now, *args)
+
+    monkeypatch.setattr(runs, "preempt_backoff", spy)
+    _twin(jobs)
+    j1, j2, j3 = jobs
+    # At 100 the search fails; the backoff, max(600 / 2, 60) = 300 s, is sooner than the
+    # protection end: next try 400, woken on the 60 s grid at 420. It fails again; the backoff
+    # doubles to 600 s (1020) but the protection ends at 600, so the next search is then. (The
+    # doubling alone started 3 at 1020.)
+    assert searches == [100.0, 420.0]
+    assert j3.first_start_s == 600.0 and j1.preemptions == 1 and j2.preemptions == 0
+    # 1 ran 2 periods of 210 s and 180 s more: its 10 s write on the signal fits the 30 s
+    # grace (580 s kept) and 3 waits for it: 600 + 10 + 1000.
+    assert j3.run_wait_s == 10.0 and j3.end_s == 1610.0
+    assert j1.run_start_s == 1610.0 and j1.done_s == 580.0
 
 
 def test_victim_of_equal_size_is_the_lowest_priority_one() -> None:

@@ -18,7 +18,12 @@ from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
 from cortex.scheduler.cycle import Policies, _evict_and_place
 from cortex.scheduler.ordering import LeastAttainedService
-from cortex.scheduler.preemption import LasDemotion, NoPreemption, PriorityReclaim
+from cortex.scheduler.preemption import (
+    LasDemotion,
+    NoPreemption,
+    PreemptionPolicy,
+    PriorityReclaim,
+)
 from cortex.scheduler.registry import policies
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
@@ -229,3 +234,45 @@ def test_priority_reclaim_may_preempt_counts_lower_nodes_and_reclaim_nodes() -> 
     st4, _ = _quota(5, 2)
     testkit.running_job(st4, 99, ((7, 8),), team=2, prio=1000)
     assert not pol.may_preempt(_snap(st4), _b_job(), 0, 8)
+
+
+# ---- may_evict: who could ever be a victim (the drivers' retry time after a failed search) ----
+@pytest.mark.parametrize(
+    ("pol", "victim", "job", "ok"),
+    [
+        # (victim class, victim queue), (job class, job queue)
+        (PriorityReclaim(), (10, 1), (100, 1), True),  # a lower class, any queue
+        (PriorityReclaim(), (100, 0), (100, 1), True),  # reclaim: the same class elsewhere
+        (PriorityReclaim(), (100, 1), (100, 1), False),  # the same class of its own queue
+        (PriorityReclaim(), (1000, 0), (100, 1), False),  # a higher class: only reclaim_any
+        (PriorityReclaim(reclaim_any=True), (1000, 0), (100, 1), True),
+        (PriorityReclaim(reclaim_any=True), (1000, 1), (100, 1), False),
+        (LasDemotion(LAS), (100, 1), (100, 1), True),  # LAS: the job's class or below
+        (LasDemotion(LAS), (1000, 0), (100, 1), False),
+        (NoPreemption(), (10, 0), (1000, 1), False),
+    ],
+)
+def test_may_evict_by_class_and_queue(
+    pol: PreemptionPolicy, victim: tuple[int, int], job: tuple[int, int], ok: bool
+) -> None:
+    v, j = Job(2, "v", "a", 8, 1.0), Job(1, "p", "b", 8, 1.0)
+    v.priority, v.queue_idx = victim
+    j.priority, j.queue_idx = job
+    assert pol.may_evict(j, v) is ok
+
+
+@pytest.mark.parametrize(
+    "pol", [PriorityReclaim(), PriorityReclaim(reclaim_any=True), LasDemotion(LAS)]
+)
+def test_every_eligible_victim_is_one_that_may_be_evicted(pol: PreemptionPolicy) -> None:
+    # may_evict is a necessary condition of eligible: a driver that skips the jobs it refuses
+    # never skips a victim. Every class of both queues, a borrowing (5 nodes) or not (3).
+    for a_nodes in (3, 5):
+        for team in (0, 1):
+            for vprio in (10, 100, 1000):
+                for prio in (10, 100, 1000):
+                    st, _ = _quota(a_nodes)
+                    v = testkit.running_job(st, 99, ((7, 8),), team=team, prio=vprio)
+                    job = _b_job(prio)
+                    if pol.eligible(_snap(st), job, v):
+                        assert pol.may_evict(job, v), (a_nodes, team, vprio, prio)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cortex.control import preemptions
-from cortex.drive import runs
+from cortex.drive import protection, runs
 from cortex.fleet.topology import Topology
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
@@ -94,6 +94,12 @@ def _simulate(
         pq._n += 1  # not PendingQueues.add: it would rewrite the live job's key
     starts: dict[int, float] = {}
     copied = set(live)  # ids whose job objects here are this run's own copies
+    # Besides the ends, the loop's victim searches: a job in its live backoff searches again
+    # when that expires, and one whose search here found none when the protected victims could
+    # hold it (drive/protection.py, the loop's rule; this run sets no backoff of its own: the
+    # pending jobs are the live ones). It used to wait for the next end, past the protection.
+    waiting = {job.id: job for q in pq.lists for _, job in q}
+    wakes = sorted({j.next_preempt_try_s for j in waiting.values() if j.next_preempt_try_s > now})
     t = now
     deadline = time.monotonic() + budget_s
     for _ in range(MAX_PASSES):
@@ -110,6 +116,7 @@ def _simulate(
             done = (t - began) / (end - began) if end > began else 1.0
             v.done_s += min(1.0, done) * v.remaining_s
             pq.add(v)
+            waiting[v.id] = v
         for s in plan.starts:
             pq.remove(s.job)
             j = s.job if s.job.id in copied else copy.copy(s.job)
@@ -124,12 +131,22 @@ def _simulate(
                 where.setdefault(j.id, (s.flavor, s.gang_gpus, s.placement))
         if not len(pq) or (targets is not None and targets <= starts.keys()):
             break
-        # Jump to the next end (entries of preempted runs are stale: skipped).
+        if plan.preempt_failed:
+            held = protection.protected((v for v, _, _ in live.values()), queues, t)
+            may = pol.preemption.may_evict
+            for jid in plan.preempt_failed:
+                by = protection.retry_by_s(waiting[jid], held, queues, may)
+                if by is not None:
+                    heapq.heappush(wakes, by)
+        while wakes and wakes[0] <= t:
+            heapq.heappop(wakes)
+        # Jump to the next end or search (entries of preempted runs are stale: skipped).
         while ends and (ends[0][1] not in live or live[ends[0][1]][2] != ends[0][0]):
             heapq.heappop(ends)
-        if not ends or ends[0][0] - now > HORIZON_S:
+        nxt = min(ends[0][0] if ends else math.inf, wakes[0] if wakes else math.inf)
+        if nxt - now > HORIZON_S:  # none (inf) included
             break
-        t = ends[0][0]
+        t = nxt
         while ends and ends[0][0] <= t:
             _, jid = heapq.heappop(ends)
             got = live.get(jid)

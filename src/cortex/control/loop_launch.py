@@ -19,8 +19,9 @@ from cortex.control.envcrypt import EnvBox
 from cortex.control.metrics import Metrics
 from cortex.control.mirror import Mirror
 from cortex.control.progress import ProgressBook, protocol_env
-from cortex.drive import runs
+from cortex.drive import protection, runs
 from cortex.fleet.topology import Topology
+from cortex.scheduler.cycle import Policies
 from cortex.scheduler.snapshot import Plan
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
@@ -37,6 +38,7 @@ class LaunchMixin:
     topo: Topology
     mirror: Mirror
     rules: runs.RunRules
+    pol: Policies
     node_id: int
     node_name: str
     uses_gpus: bool
@@ -63,29 +65,19 @@ class LaunchMixin:
         ) -> None: ...
         def _exit(self, s: Session, e: Any, now: float) -> None: ...
 
-    def _protection_ends(self, now: float) -> float | None:
-        """The soonest time after `now` at which a running job's queue stops protecting it
-        (its `min_runtime_s`), or None: a victim search that found none is worth trying
-        again then."""
-        mi = self.mirror
-        queues = mi.queues.queues
-        ends = (
-            job.run_start_s + queues[job.queue_idx].min_runtime_s
-            for jid in mi.placement
-            if (job := mi.jobs.get(jid)) is not None
-        )
-        return min((t for t in ends if t > now), default=None)
-
     def _persist(self, s: Session, plan: Plan, now: float) -> list[tuple[int, int, str]]:
         """Record the plan's intents; return the SIGTERMs to send once they are durable."""
         stops = []
         mi = self.mirror
-        soonest = self._protection_ends(now) if plan.preempt_failed else None
+        held: protection.Protected = []
+        if plan.preempt_failed:  # the jobs still protected, as the twin keeps them
+            placed = (job for jid in mi.placement if (job := mi.jobs.get(jid)) is not None)
+            held = protection.protected(placed, mi.queues, now)
         for job_id in plan.preempt_failed:
             job = mi.jobs[job_id]
-            runs.preempt_backoff(
-                job, now, mi.queues.least_min_runtime_s, self.settings.tick_s, self.rules, soonest
-            )
+            by = protection.retry_by_s(job, held, mi.queues, self.pol.preemption.may_evict)
+            least = mi.queues.least_min_runtime_s
+            runs.preempt_backoff(job, now, least, self.settings.tick_s, self.rules, by)
         for p in plan.preemptions:
             job = p.job
             row = s.get(m.Job, job.id)

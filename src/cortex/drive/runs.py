@@ -105,11 +105,10 @@ def preempt_backoff(
     """A victim search for `job` found none: wait before the next one. The wait doubles from
     the driver's pass interval (or a share of the minimum runtime that protects victims, if
     longer: the shortest of the queues', as a victim of that queue is free soonest) up to the
-    driver's cap, but the next search comes no later than `retry_by_s` when given (the soonest
-    end of a running job's protection: the doubling knows nothing of it, and a job waited up
-    to the cap past that moment). The control plane passes it; the twin does not yet (its
-    seeded reports would change: docs/ARCHITECTURE.md's driver kit). Returns when the next
-    search may run."""
+    driver's cap, but the next search comes no later than `retry_by_s` when given (when the
+    protected victims could hold the job: drive/protection.py's `retry_by_s`, which both
+    drivers pass; the doubling knows nothing of it, and a job waited up to the cap past that
+    moment). Returns when the next search may run."""
     job.preempt_backoff_s = min(
         max(
             job.preempt_backoff_s * 2,

@@ -24,6 +24,12 @@ class PreemptionPolicy(Protocol):
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool: ...
 
+    def may_evict(self, job: Job, victim: Job) -> bool:
+        """Whether `victim` could ever be `eligible` for `job` by class and queue alone (its
+        protection, the quotas and the snapshot aside): a necessary condition, by which the
+        drivers choose when a failed search is worth running again (drive/protection.py)."""
+        ...
+
     def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
         """Nodes whose every job might be a victim: a necessary condition over node summaries,
         as a boolean array, checked exactly with `eligible` afterwards."""
@@ -142,6 +148,14 @@ class PriorityReclaim:
                 top = top | np.isin(st.np_node_flavor, flavors)
         return top & _settled(snap)
 
+    def may_evict(self, job: Job, victim: Job) -> bool:
+        # A lower class; or reclaim from another queue: of any class (reclaim_any) or its own.
+        if victim.priority < job.priority:
+            return True
+        return victim.queue_idx != job.queue_idx and (
+            self.reclaim_any or victim.priority == job.priority
+        )
+
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
         if protected(snap, victim):
             return False
@@ -245,6 +259,9 @@ class LasDemotion:
     def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
         return (snap.state.np_max_prio <= job.priority) & _settled(snap)
 
+    def may_evict(self, job: Job, victim: Job) -> bool:
+        return victim.priority <= job.priority
+
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
         if victim.priority > job.priority or protected(snap, victim):
             return False
@@ -261,6 +278,9 @@ class NoPreemption:
     name = "none"
 
     def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
+        return False
+
+    def may_evict(self, job: Job, victim: Job) -> bool:
         return False
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from cortex.drive import protection
 from cortex.workload.states import JobState
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def check_invariants(twin: Twin) -> None:
         raise InvariantError("running set and node allocations disagree")
     _check_indices(twin)
     _check_power(twin)
+    _check_protection(twin)
     nf = len(gpn)
     for f in range(nf):
         free = sum(
@@ -111,6 +113,15 @@ def _check_indices(twin: Twin) -> None:
             raise InvariantError(f"pod {p}: {c} whole free nodes, indices disagree")
     if hall != st.hall_whole:
         raise InvariantError("hall whole-node counts disagree")
+
+
+def _check_protection(twin: Twin) -> None:
+    """The heap of protected runs (kept at each start) lists what a scan of the running jobs
+    finds: a start that bypassed it would retry failed searches late."""
+    kept = [(t, j.id) for t, j in twin._protection.protected(twin.now)]
+    scan = protection.protected(twin.state.running.values(), twin.queues, twin.now)
+    if kept != [(t, j.id) for t, j in scan]:
+        raise InvariantError(f"protected runs: heap {kept} != scan {[(t, j.id) for t, j in scan]}")
 
 
 def _check_power(twin: Twin) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cortex.compiled import mypyc_attr
-from cortex.drive import intake, runs
+from cortex.drive import intake, protection, runs
 from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
@@ -138,6 +138,7 @@ class Twin(RunBooks):
         self.backfill_interval_s = cfg.backfill_interval_s or defaults["backfill_interval_s"]
         self.fallback_tau_s = defaults["fallback_checkpoint_interval_s"]
         self.rules = runs.rules("twin")
+        self._protection = protection.ProtectionEnds(self.queues)  # when failed searches retry
         self.fail_rate = rate_per_gpu_s(cfg.failure_scale) if cfg.failures else 0.0
         table = ThroughputTable.load()
         kinds = {j.kind for j in jobs} | {"generic"}
@@ -458,6 +459,7 @@ class Twin(RunBooks):
         job.run_vmark = self._clock(self.now)
         end = self._end_time(job) if (kept != 1.0 or self._clock_v) else self.now + dur
         runs.begin(job, self.now, f, s.gang_gpus, s.alloc_gpus, end)
+        self._protection.started(job, self.now)
         job.epoch += 1
         if job.first_start_s < 0:
             job.first_start_s = self.now
@@ -581,12 +583,14 @@ class Twin(RunBooks):
         if plan.capacity_blocked:
             code = _CODE_VALUE[Code.INSUFFICIENT_CAPACITY]
             blocked[code] = blocked.get(code, 0) + plan.capacity_blocked
+        held = self._protection.protected(self.now) if plan.preempt_failed else []
         for job_id in plan.preempt_failed:
             job = self._by_id[job_id]
-            next_try = runs.preempt_backoff(
-                job, self.now, self.queues.least_min_runtime_s, self.backfill_interval_s, self.rules
+            by = protection.retry_by_s(job, held, self.queues, self.pol.preemption.may_evict)
+            least = self.queues.least_min_runtime_s
+            self._wake(
+                runs.preempt_backoff(job, self.now, least, self.backfill_interval_s, self.rules, by)
             )
-            self._wake(next_try)
         for p in plan.preemptions:
             runs.evicted(p.job, p.reason.code)
             self._preempt(p.job, p.reason.code.value)
