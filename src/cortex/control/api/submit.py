@@ -223,6 +223,17 @@ def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> N
     prio = intake.priority_of(queues, req.priority_class)
     if isinstance(prio, Reason):
         _refuse(prio, prefix)
+    allowed = svc.settings.priority_classes_for(req.team)
+    if allowed is not None and req.priority_class not in allowed:
+        # A permission, refused as the other field checks are (422 naming the field, exit 2
+        # in the CLI): the class exists, but not for this team (CORTEX_TEAM_PRIORITY_CLASSES).
+        raise err(
+            422,
+            [*prefix, "priority_class"],
+            f"team {req.team} may not use class {req.priority_class!r}; "
+            f"allowed: {', '.join(allowed)}",
+            "not_allowed",
+        )
     if loop.fleet_pending:  # no fleet yet: the loop judges the job when one comes
         return
     ids = intake.flavor_ids(topo.flavors, req.flavors or ())
