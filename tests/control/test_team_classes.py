@@ -28,9 +28,7 @@ def _token(client: TestClient, team: str) -> dict[str, str]:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    svc = fake_service(
-        f"sqlite:///{tmp_path / 'c.db'}", tmp_path, team_priority_classes=CLASSES
-    )
+    svc = fake_service(f"sqlite:///{tmp_path / 'c.db'}", tmp_path, team_priority_classes=CLASSES)
     try:
         yield TestClient(svc.app)
     finally:
@@ -52,8 +50,12 @@ def test_a_class_the_team_may_not_use_is_refused_naming_the_field(client: TestCl
     # One job of a list refused: the whole submission is, naming the job.
     two = {"jobs": [job_body(), job_body(priority_class="production")]}
     r = client.post("/v1/jobs", json=two, headers=fsd)
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:4] == ["body", "jobs", 1,
-                                                                            "priority_class"]
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][:4] == [
+        "body",
+        "jobs",
+        1,
+        "priority_class",
+    ]
     assert client.get("/v1/jobs", headers=fsd).json()["jobs"] == []  # nothing stored
     # Its own entry wins over "*"; an allowed class passes; the admin submitting for a team is
     # held to that team's classes (the job's team is what the setting is about).
