@@ -209,6 +209,7 @@ class SchedulerLoop(
         self.cancel_hint: set[int] = set()  # API threads add; the loop takes them all at once
         self._hint_lock = threading.Lock()
         self._new_alloc: dict[int, m.Allocation] = {}
+        self._starting: set[tuple[int, int]] = set()
         self.on_error: Callable[[], object] | None = None  # set by the service: recovery
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -382,6 +383,9 @@ class SchedulerLoop(
             exits = self._burn_in_exits(s, exits, now)  # the jobs' exits (loop_burnin.py)
             for e in exits:
                 self._exit(s, e, now)
+            if self._starting:
+                self._check_started(s)
+            self._tell_unattributed(s, now)
             self._sync_fleet(s, now)
             self._sync_health(s, now)
             evacuate = self._evacuate(now)  # jobs on nodes drained with a near deadline
@@ -431,6 +435,20 @@ class SchedulerLoop(
                 self.mirror.enqueue(job)
         self.dirty = True
 
+    def _tell_unattributed(self, s: Session, now: float) -> None:
+        """An event, once per job, for a metrics file whose lines name neither `ts` nor
+        `attempt`: they are ignored (control/progress.py), which went unsaid."""
+        for job_id, n in self.progress.take_unattributed().items():
+            row = s.get(m.Job, job_id)
+            if row is None:
+                continue
+            msg = (
+                f"progress: {n} line(s) of the metrics file name neither ts nor attempt and "
+                "are ignored; write attempt (from CORTEX_ATTEMPT) or ts (said once per job)"
+            )
+            store.event(s, "progress", msg, job_id=job_id, team=row.team, at=now)
+            self.metrics.progress_unattributed.inc()
+
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
         mi = self.mirror
@@ -445,7 +463,9 @@ class SchedulerLoop(
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
-        self.why.record(snap, plan, mi.backoff)
+        # The soonest protection end, as _persist hands it to preempt_backoff (retry_by_s).
+        protect_s = self._protection_ends(now) if plan.preempt_failed else None
+        self.why.record(snap, plan, mi.backoff, protect_s)
         if self.power is not None:
             self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)

@@ -152,6 +152,11 @@ class WhyRecord:
     queue_config: Any = None  # the pass's QueueConfig (the jobs' queue indices refer to it)
     running_jobs: Mapping[int, Any] = field(default_factory=dict)
     allocations: tuple[tuple[int, Any], ...] = ()
+    # Jobs whose victim search found none this pass, and the soonest end of a running job's
+    # protection (its queue's min_runtime_s): the `retry_by_s` the loop hands preempt_backoff
+    # (drive/runs.py), so why names the moment the next search may find a victim.
+    preempt_failed: frozenset[int] = frozenset()
+    protection_ends_s: float | None = None
     _estimates: dict[int, Any] | None = None
     _places: dict[int, tuple[int, int, int]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -224,15 +229,28 @@ class WhyBook:
     def __init__(self) -> None:
         self.current = WhyRecord()
 
-    def record(self, snap: Snapshot, plan: Plan, backoff: Mapping[int, float]) -> None:
+    def record(
+        self,
+        snap: Snapshot,
+        plan: Plan,
+        backoff: Mapping[int, float],
+        protection_ends_s: float | None = None,
+    ) -> None:
         """Called by the loop right after `schedule`, before it applies the plan. A failure
-        here is logged and leaves the last record: explaining must never stop scheduling."""
+        here is logged and leaves the last record: explaining must never stop scheduling.
+        `protection_ends_s`: the loop's retry_by_s for the pass's failed victim searches."""
         try:
-            self._record(snap, plan, backoff)
+            self._record(snap, plan, backoff, protection_ends_s)
         except Exception:
             log.exception("recording why jobs wait failed; the last record stays")
 
-    def _record(self, snap: Snapshot, plan: Plan, backoff: Mapping[int, float]) -> None:
+    def _record(
+        self,
+        snap: Snapshot,
+        plan: Plan,
+        backoff: Mapping[int, float],
+        protection_ends_s: float | None,
+    ) -> None:
         st = snap.state
         started = frozenset(s.job.id for s in plan.starts)
         queues = tuple(tuple(lst) for lst in snap.pending.lists)
@@ -274,6 +292,8 @@ class WhyBook:
             queue_config=st.queues,
             running_jobs=dict(st.running),
             allocations=tuple(st.allocations.items()),
+            preempt_failed=frozenset(plan.preempt_failed),
+            protection_ends_s=protection_ends_s,
         )
 
     # ---- read side ------------------------------------------------------------------------
@@ -378,6 +398,16 @@ def blocker(
     template = HINTS.get(code, "")
     if code in HINTS_AT_ZERO and numbers.get(HINTS_AT_ZERO[code][0]) == 0:
         template = HINTS_AT_ZERO[code][1]
+    preempt_at = preempt_at_s(rec, job_id) if code in WAITS_FOR_CAPACITY else None
+    numbers["preempt_at_s"] = preempt_at
+    if preempt_at is not None:
+        # Not "waits for running jobs to end": a preemption is coming, at a known time.
+        template = (
+            "the jobs it may preempt are protected now (their queue's min_runtime_s or "
+            f"preemption budget); the first protection ends at t={preempt_at:.0f} "
+            f"({max(0.0, preempt_at - rec.at):.0f} s after this pass), when it searches for "
+            "victims again"
+        )
     try:
         hint = template.format(**{**d, **numbers})
     except (KeyError, ValueError, IndexError):
@@ -389,6 +419,18 @@ def blocker(
         **numbers,
         "detail": {k: v for k, v in d.items() if isinstance(v, int | float | str | bool)},
     }
+
+
+# Blockers a preemption could clear: capacity that running jobs hold.
+WAITS_FOR_CAPACITY = frozenset({Code.INSUFFICIENT_CAPACITY.value, Code.TOPOLOGY_UNAVAILABLE.value})
+
+
+def preempt_at_s(rec: WhyRecord, job_id: int) -> float | None:
+    """When a job whose victim search found none this pass may find one: the soonest end of a
+    running job's protection, if the pass searched for it and one ends later."""
+    if job_id not in rec.preempt_failed or rec.protection_ends_s is None:
+        return None
+    return rec.protection_ends_s
 
 
 def never_reason(stored: str) -> dict[str, Any] | None:
