@@ -100,3 +100,11 @@ def test_why_names_when_the_protected_victims_may_be_preempted(env: Env) -> None
     env.svc.loop.tick()
     b = env.client.get(f"/v1/jobs/{same}/why", headers=env.h).json()["blockers"][0]
     assert b["preempt_at_s"] is None and "waits for running jobs to end" in b["hint"]
+    # A pass that skips its search (backing off) keeps saying it: the answer of the pass that
+    # searched stands until the protection ends or the job starts.
+    env.svc.loop.mirror.jobs[high].next_preempt_try_s = ends  # no search before then
+    env.svc.loop.dirty = True
+    env.svc.loop.tick()
+    again = env.client.get(f"/v1/jobs/{high}/why", headers=env.h).json()
+    assert again["as_of"] > got["as_of"]  # a later pass
+    assert again["blockers"][0]["preempt_at_s"] == pytest.approx(ends, abs=1)

@@ -210,6 +210,7 @@ class SchedulerLoop(
         self._hint_lock = threading.Lock()
         self._new_alloc: dict[int, m.Allocation] = {}
         self._starting: set[tuple[int, int]] = set()
+        self._preempt_wait: dict[int, float] = {}  # see _preempt_waits
         self.on_error: Callable[[], object] | None = None  # set by the service: recovery
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -449,6 +450,24 @@ class SchedulerLoop(
             store.event(s, "progress", msg, job_id=job_id, team=row.team, at=now)
             self.metrics.progress_unattributed.inc()
 
+    def _preempt_waits(self, plan: Plan, now: float) -> dict[int, float]:
+        """Waiting jobs whose last victim search found none -> the soonest end of a running
+        job's protection then (the retry_by_s _persist hands preempt_backoff), kept across the
+        passes that skip their search (backing off) until it passes or the job starts."""
+        waits = self._preempt_wait
+        if plan.preempt_failed:
+            soonest = self._protection_ends(now)
+            for jid in plan.preempt_failed:
+                if soonest is None:
+                    waits.pop(jid, None)
+                else:
+                    waits[jid] = soonest
+        started = {st.job.id for st in plan.starts}
+        jobs = self.mirror.jobs
+        for jid in [j for j, t in waits.items() if t <= now or j in started or j not in jobs]:
+            del waits[jid]
+        return dict(waits)
+
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
         mi = self.mirror
@@ -463,9 +482,7 @@ class SchedulerLoop(
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
-        # The soonest protection end, as _persist hands it to preempt_backoff (retry_by_s).
-        protect_s = self._protection_ends(now) if plan.preempt_failed else None
-        self.why.record(snap, plan, mi.backoff, protect_s)
+        self.why.record(snap, plan, mi.backoff, self._preempt_waits(plan, now))
         if self.power is not None:
             self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)

@@ -152,11 +152,10 @@ class WhyRecord:
     queue_config: Any = None  # the pass's QueueConfig (the jobs' queue indices refer to it)
     running_jobs: Mapping[int, Any] = field(default_factory=dict)
     allocations: tuple[tuple[int, Any], ...] = ()
-    # Jobs whose victim search found none this pass, and the soonest end of a running job's
-    # protection (its queue's min_runtime_s): the `retry_by_s` the loop hands preempt_backoff
-    # (drive/runs.py), so why names the moment the next search may find a victim.
-    preempt_failed: frozenset[int] = frozenset()
-    protection_ends_s: float | None = None
+    # Waiting jobs whose last victim search found none, and the soonest end of a running job's
+    # protection (its queue's min_runtime_s) then: the `retry_by_s` the loop handed
+    # preempt_backoff (drive/runs.py), so why names when the next search may find a victim.
+    preempt_at: Mapping[int, float] = field(default_factory=dict)
     _estimates: dict[int, Any] | None = None
     _places: dict[int, tuple[int, int, int]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -234,13 +233,13 @@ class WhyBook:
         snap: Snapshot,
         plan: Plan,
         backoff: Mapping[int, float],
-        protection_ends_s: float | None = None,
+        preempt_at: Mapping[int, float] | None = None,
     ) -> None:
         """Called by the loop right after `schedule`, before it applies the plan. A failure
         here is logged and leaves the last record: explaining must never stop scheduling.
-        `protection_ends_s`: the loop's retry_by_s for the pass's failed victim searches."""
+        `preempt_at`: the loop's retry_by_s of the jobs whose victim search failed."""
         try:
-            self._record(snap, plan, backoff, protection_ends_s)
+            self._record(snap, plan, backoff, preempt_at or {})
         except Exception:
             log.exception("recording why jobs wait failed; the last record stays")
 
@@ -249,7 +248,7 @@ class WhyBook:
         snap: Snapshot,
         plan: Plan,
         backoff: Mapping[int, float],
-        protection_ends_s: float | None,
+        preempt_at: Mapping[int, float],
     ) -> None:
         st = snap.state
         started = frozenset(s.job.id for s in plan.starts)
@@ -292,8 +291,7 @@ class WhyBook:
             queue_config=st.queues,
             running_jobs=dict(st.running),
             allocations=tuple(st.allocations.items()),
-            preempt_failed=frozenset(plan.preempt_failed),
-            protection_ends_s=protection_ends_s,
+            preempt_at=dict(preempt_at),
         )
 
     # ---- read side ------------------------------------------------------------------------
@@ -426,11 +424,10 @@ WAITS_FOR_CAPACITY = frozenset({Code.INSUFFICIENT_CAPACITY.value, Code.TOPOLOGY_
 
 
 def preempt_at_s(rec: WhyRecord, job_id: int) -> float | None:
-    """When a job whose victim search found none this pass may find one: the soonest end of a
-    running job's protection, if the pass searched for it and one ends later."""
-    if job_id not in rec.preempt_failed or rec.protection_ends_s is None:
-        return None
-    return rec.protection_ends_s
+    """When a job whose last victim search found none may find one: the soonest end of a
+    running job's protection then, while it lies after the pass."""
+    got = rec.preempt_at.get(job_id)
+    return got if got is not None and got > rec.at else None
 
 
 def never_reason(stored: str) -> dict[str, Any] | None:
