@@ -271,6 +271,7 @@ def test_a_restart_mid_burn_in_adopts_it_and_runs_it_once(
     [b] = _burn_ins(svc)
     assert b.state == ("running" if handle_stored else "launching")
     svc.engine.dispose()  # the dead service: no close(), no poll()
+    svc.release_database()  # its PostgreSQL lock ends with its connections, as at a death
 
     svc2 = make(burn_in_command=code)
     assert f"node {NODE}: burn-in {b.id} adopted after restart" in _events(svc2)
@@ -296,6 +297,7 @@ def test_a_run_adopted_with_burn_in_now_off_keeps_the_node_out_until_its_verdict
     _drain(svc)
     _tick_until(svc, ran.exists, "the diagnostic to start")
     svc.engine.dispose()
+    svc.release_database()  # as at its death (the lock goes with its connection)
 
     svc2 = make(burn_in=False)
     [b] = _burn_ins(svc2)
@@ -317,6 +319,7 @@ def test_a_burn_in_lost_with_the_service_is_run_anew(make: Callable[..., Service
     [b] = _burn_ins(svc)
     svc.loop.executor.kill(svc.loop.handle_from_dict(b.handle))  # gone with the machine
     svc.engine.dispose()
+    svc.release_database()  # as at its death (the lock goes with its connection)
     svc2 = make(burn_in_command=_py("pass"))
     _tick_until(svc2, lambda: any(x.state == "passed" for x in _burn_ins(svc2)), "a new run")
     lost, new = _burn_ins(svc2)

@@ -171,6 +171,16 @@ def test_token_list_and_revoke(cli: Any, svc: Service) -> None:
     assert code == 0 and f"token {tid} revoked" in out
     code, _, err = cli(token, "jobs")
     assert code == 1 and "unauthorized" in err
+    # Again: idempotent (exit 0), but it says so and when, instead of "revoked" once more.
+    first = TestClient(svc.app).get("/v1/tokens", headers={"Authorization": f"Bearer {ADMIN}"})
+    revoked_at = next(t["revoked_at"] for t in first.json() if t["id"] == tid)
+    code, out, _ = cli(ADMIN, "token", "revoke", str(tid))
+    assert code == 0 and out.startswith(f"token {tid} was already revoked at "), out
+    r = TestClient(svc.app).delete(
+        f"/v1/tokens/{tid}", headers={"Authorization": f"Bearer {ADMIN}"}
+    )
+    assert r.status_code == 200
+    assert (r.json()["already_revoked"], r.json()["revoked_at"]) == (True, revoked_at)
 
 
 def test_logs_say_when_they_were_cut(cli: Any, svc: Service) -> None:

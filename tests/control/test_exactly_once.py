@@ -67,6 +67,7 @@ def test_a_run_that_finished_while_the_service_was_down_is_not_run_again(
         [alloc] = s.scalars(select(m.Allocation).where(m.Allocation.job_id == job.id)).all()
         assert alloc.handle is None  # the store never heard where it ran
     svc.engine.dispose()  # the dead service: no close(), no poll()
+    svc.release_database()  # its PostgreSQL lock ends with its connections, as at a death
 
     svc2 = _service(db_url, home)
     try:

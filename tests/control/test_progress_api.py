@@ -190,3 +190,28 @@ def test_a_preemption_is_recorded_on_its_victim(env: Env) -> None:
     assert env.job(high)["preemption_records"] == []
     text = env.client.get("/metrics").text
     assert f'cortex_preemptions_total{{rule="{loop.pol.preemption.name}"}} 1.0' in text
+
+
+def test_lines_naming_neither_ts_nor_attempt_are_counted_and_said_once(env: Env) -> None:
+    # They were ignored without a word: a script writing {"step": N} saw no progress, ever.
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    t = env.clock.time()
+    path = env.ex.metrics_file(a)
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
+    assert env.job(a)["progress"] is None  # nothing it could place
+    with path.open("a") as f:
+        f.write(f'{{"ts": {t + 1}, "step": 3, "loss": 1.0}}\n{{"step": 4}}\n')
+    p = env.job(a)["progress"]
+    assert (p["step"], p["unattributed_lines"]) == (3, 3)
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    events = env.client.get("/v1/events", params={"job_id": a}, headers=env.h).json()
+    said = [e["message"] for e in events if e["kind"] == "progress"]
+    # Once per job, with the count when first seen (the first read found 2).
+    assert said == [
+        "progress: 2 line(s) of the metrics file name neither ts nor attempt and are ignored; "
+        "write attempt (from CORTEX_ATTEMPT) or ts (said once per job)"
+    ]
+    text = env.client.get("/metrics").text
+    assert "cortex_progress_unattributed_jobs_total 1.0" in text

@@ -550,9 +550,13 @@ def token_list(
 def token_revoke(
     token_id: int = typer.Argument(..., min=1, help="the token's id (see `cortex token list`)"),
 ) -> None:
-    """Revoke a token: it stops working at once."""
+    """Revoke a token: it stops working at once. Revoking one revoked already is no error:
+    it says when it was (exit 0)."""
     data = _call("DELETE", f"/v1/tokens/{token_id}")
-    print(f"token {data['id']} revoked")
+    if data.get("already_revoked"):
+        print(f"token {data['id']} was already revoked at {_ts(data['revoked_at'])}")
+    else:
+        print(f"token {data['id']} revoked")
 
 
 def _day(t: float | None) -> str:

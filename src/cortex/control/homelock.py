@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import socket
 from pathlib import Path
+from typing import Any
 
 from cortex.errors import InputError
 
@@ -35,3 +37,64 @@ def hold_home(home: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+# PostgreSQL: two services with different homes on one database pass the home lock. A session
+# advisory lock on a fixed key (per database: the key space is each database's own) is held
+# by a connection of its own for the service's life; the server releases it when that
+# connection ends, with the service or by its death (the kernel closes the socket).
+DB_LOCK_KEY = 0x636F7274  # "cort": below 2**31, so pg_locks shows it as objid, classid 0
+_HOLDER = (
+    "SELECT a.application_name, host(a.client_addr) FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = :key "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+class DatabaseLock:
+    """The held lock: `release()` ends its connection (and the lock with it)."""
+
+    def __init__(self, engine: Any, conn: Any) -> None:
+        self._engine, self._conn = engine, conn
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a connection already lost holds nothing
+                self._conn.close()
+            self._conn = None
+            self._engine.dispose()
+
+
+def hold_database(url: str) -> DatabaseLock | None:
+    """Take the database's service lock (PostgreSQL only; None for SQLite, whose file lies in
+    the home and is covered by its lock). InputError names the database and the holder."""
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    me = f"cortex serve pid {os.getpid()} on {socket.gethostname()}"[:63]
+    # Not the store's pool: a pooled connection is recycled, and the lock would go with it.
+    engine = create_engine(url, poolclass=NullPool, connect_args={"application_name": me})
+    conn = engine.connect()
+    try:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": DB_LOCK_KEY})
+        if got.scalar():
+            conn.commit()  # out of the implicit transaction; the session lock stays
+            return DatabaseLock(engine, conn)
+        holder = conn.execute(text(_HOLDER), {"key": DB_LOCK_KEY}).first()
+    except BaseException:
+        conn.close()
+        engine.dispose()
+        raise
+    conn.close()
+    engine.dispose()
+    who = "another cortex serve"
+    if holder is not None and holder[0]:
+        who += f" ({holder[0]}" + (f", from {holder[1]}" if holder[1] else "") + ")"
+    where = parsed.render_as_string(hide_password=True)
+    raise InputError(
+        "serve", "database", f"{who} holds {where}; one service per database"
+    ) from None

@@ -209,6 +209,8 @@ class SchedulerLoop(
         self.cancel_hint: set[int] = set()  # API threads add; the loop takes them all at once
         self._hint_lock = threading.Lock()
         self._new_alloc: dict[int, m.Allocation] = {}
+        self._starting: set[tuple[int, int]] = set()
+        self._preempt_wait: dict[int, float] = {}  # see _preempt_waits
         self.on_error: Callable[[], object] | None = None  # set by the service: recovery
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -382,6 +384,9 @@ class SchedulerLoop(
             exits = self._burn_in_exits(s, exits, now)  # the jobs' exits (loop_burnin.py)
             for e in exits:
                 self._exit(s, e, now)
+            if self._starting:
+                self._check_started(s)
+            self._tell_unattributed(s, now)
             self._sync_fleet(s, now)
             self._sync_health(s, now)
             evacuate = self._evacuate(now)  # jobs on nodes drained with a near deadline
@@ -431,6 +436,38 @@ class SchedulerLoop(
                 self.mirror.enqueue(job)
         self.dirty = True
 
+    def _tell_unattributed(self, s: Session, now: float) -> None:
+        """An event, once per job, for a metrics file whose lines name neither `ts` nor
+        `attempt`: they are ignored (control/progress.py), which went unsaid."""
+        for job_id, n in self.progress.take_unattributed().items():
+            row = s.get(m.Job, job_id)
+            if row is None:
+                continue
+            msg = (
+                f"progress: {n} line(s) of the metrics file name neither ts nor attempt and "
+                "are ignored; write attempt (from CORTEX_ATTEMPT) or ts (said once per job)"
+            )
+            store.event(s, "progress", msg, job_id=job_id, team=row.team, at=now)
+            self.metrics.progress_unattributed.inc()
+
+    def _preempt_waits(self, plan: Plan, now: float) -> dict[int, float]:
+        """Waiting jobs whose last victim search found none -> the soonest end of a running
+        job's protection then (the retry_by_s _persist hands preempt_backoff), kept across the
+        passes that skip their search (backing off) until it passes or the job starts."""
+        waits = self._preempt_wait
+        if plan.preempt_failed:
+            soonest = self._protection_ends(now)
+            for jid in plan.preempt_failed:
+                if soonest is None:
+                    waits.pop(jid, None)
+                else:
+                    waits[jid] = soonest
+        started = {st.job.id for st in plan.starts}
+        jobs = self.mirror.jobs
+        for jid in [j for j, t in waits.items() if t <= now or j in started or j not in jobs]:
+            del waits[jid]
+        return dict(waits)
+
     def _schedule(self, now: float) -> Plan:
         view = self.power.view(now) if self.power is not None else None
         mi = self.mirror
@@ -445,7 +482,7 @@ class SchedulerLoop(
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
-        self.why.record(snap, plan, mi.backoff)
+        self.why.record(snap, plan, mi.backoff, self._preempt_waits(plan, now))
         if self.power is not None:
             self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)

@@ -27,6 +27,8 @@ from cortex.workload.job import Job
 from cortex.workload.states import JobState
 
 log = logging.getLogger("cortex.control")
+# A running job's reason (the REASON column) from its claim until its processes run, then.
+LAUNCHING, RUNNING = "launching on ", "running on "
 
 
 class LaunchMixin:
@@ -47,6 +49,8 @@ class LaunchMixin:
     env_box: EnvBox | None
     progress: ProgressBook
     tick_now: float
+    # Launched runs whose executor has not yet said that they run (`is_running`).
+    _starting: set[tuple[int, int]]
 
     if TYPE_CHECKING:  # SchedulerLoop's, ExitsMixin's and FleetMixin's
 
@@ -155,7 +159,7 @@ class LaunchMixin:
         row.attempt += 1
         alloc.attempt = row.attempt
         alloc.devices = devices
-        store.move(s, row, JobState.RUNNING, f"launching on {self.node_name} {devices}", now)
+        store.move(s, row, JobState.RUNNING, f"{LAUNCHING}{self.node_name} {devices}", now)
         if row.started_at is None:
             row.started_at = now
             self.metrics.queue_wait.observe(now - row.submitted_at)
@@ -199,11 +203,43 @@ class LaunchMixin:
             except Exception as err:
                 log.exception("launch of job %s failed", job_id)
                 failed.append(LaunchFailure(job_id, attempt, str(err)))
+        # An executor whose runs start after launch returns (the Ray executor's gangs wait
+        # for their placement) says when they run; the local one has started them by now.
+        watch = hasattr(self.executor, "is_running")
         with self.sessions.begin() as s:
             for job_id, attempt, handle in handles:
                 store.set_handle(s, job_id, attempt, handle)
+                if watch:
+                    self._starting.add((job_id, attempt))
+                else:
+                    self._mark_running(s, job_id, attempt)
             for f in failed:
                 self._exit(s, f, now)
+
+    def _check_started(self, s: Session) -> None:
+        """Launched (or adopted) runs that run now get the reason "running on ..." (in the
+        tick's transaction); one that ended or moved on first is forgotten. An executor
+        without `is_running` started its runs when launch returned."""
+        running = getattr(self.executor, "is_running", None)
+        for key in list(self._starting):
+            job_id, attempt = key
+            if self.mirror.attempt.get(job_id) != attempt:
+                self._starting.discard(key)
+            elif running is None or running(job_id, attempt):
+                self._starting.discard(key)
+                self._mark_running(s, job_id, attempt)
+
+    def _mark_running(self, s: Session, job_id: int, attempt: int) -> None:
+        """The REASON column said "launching on ..." for a whole run: once its processes run
+        it says "running on ..." (not a state change: no transition row)."""
+        row = s.get(m.Job, job_id)
+        if (
+            row is not None
+            and row.state == JobState.RUNNING.value
+            and row.attempt == attempt
+            and row.reason.startswith(LAUNCHING)
+        ):
+            row.reason = RUNNING + row.reason.removeprefix(LAUNCHING)
 
 
 class LaunchFailure:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -64,6 +64,13 @@ class Metrics:
             "Submit to first start, by queue",
             ["queue"],
             buckets=WAIT_BUCKETS_S,
+            registry=self.registry,
+        )
+        # Jobs whose metrics file had lines naming neither ts nor attempt (ignored; an event
+        # says so once per job: control/progress.py).
+        self.progress_unattributed = Counter(
+            "cortex_progress_unattributed_jobs",
+            "Jobs whose progress lines named neither ts nor attempt (those lines are ignored)",
             registry=self.registry,
         )
         self.cycle = Histogram(

@@ -11,7 +11,9 @@ Two sources, one answer:
   where the last read stopped and at most `READ_MAX_BYTES` at a time, and each line is
   bounded, parsed on its own and its fields range-checked (a bad field is dropped, not the
   line). Lines name their `attempt` (the training workloads write it); a line without one
-  counts only when stamped after the current attempt began.
+  counts only when stamped after the current attempt began. A line with neither can never be
+  placed: it is counted (`Progress.unattributed_lines`), and the first such line of a job is
+  handed to the loop once (`take_unattributed`: an event and a metric), never silently.
 - **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
   wrapper, a notebook): the job's current attempt must be named, and one report per job per
   `MIN_INTERVAL_S` is taken (429 otherwise). Kept in memory, bounded to `MAX_JOBS` jobs.
@@ -60,6 +62,9 @@ class Progress:
     # and the checkpoints it wrote.
     first_at: float | None = None
     checkpoints: int = 0
+    # Lines of the metrics file with neither `ts` nor `attempt`: ignored, as no attempt can
+    # be told they are its (the job protocol writes `attempt`).
+    unattributed_lines: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +91,8 @@ class _FileState:
     offset: int = 0
     partial: bytes = b""
     progress: Progress = Progress()
+    unattributed: int = 0  # lines with neither ts nor attempt, over the job's life
+    told: bool = False  # the loop was handed the job's first such line
 
 
 def parse_line(raw: bytes, now: float) -> dict[str, Any] | None:
@@ -168,6 +175,16 @@ class ProgressBook:
         self._files: OrderedDict[int, _FileState] = OrderedDict()
         self._posted: OrderedDict[int, Progress] = OrderedDict()
         self._last_post: dict[int, float] = {}
+        # Jobs whose metrics file holds a line with neither `ts` nor `attempt`, each once:
+        # job id -> the lines counted when first seen (taken by the loop for an event).
+        self._untold: dict[int, int] = {}
+
+    def take_unattributed(self) -> dict[int, int]:
+        """Jobs newly found writing lines that name neither `ts` nor `attempt` (each job
+        once), with how many such lines each had then."""
+        with self._lock:
+            out, self._untold = self._untold, {}
+        return out
 
     def current(
         self, job_id: int, attempt: int, attempt_start_s: float, now: float | None = None
@@ -267,9 +284,18 @@ class ProgressBook:
             if raw.startswith(b"\0"):
                 continue  # the cut first line of a tail read
             line = parse_line(raw, now)
-            if line is not None:
-                st.progress = fold(st.progress, line, attempt, attempt_start_s)
+            if line is None:
+                continue
+            if line["ts"] is None and line["attempt"] is None:
+                st.unattributed += 1  # `fold` would drop it: say so, once per job
+                continue
+            st.progress = fold(st.progress, line, attempt, attempt_start_s)
+        if st.unattributed and not st.told:
+            st.told = True
+            self._untold[job_id] = st.unattributed
         p = st.progress
+        if st.unattributed:
+            p = replace(p, unattributed_lines=st.unattributed)
         return p if p.step is not None or p.checkpoint_at is not None else None
 
 
@@ -286,6 +312,7 @@ def merge(a: Progress | None, b: Progress | None) -> Progress | None:
         checkpoint_at=ck.checkpoint_at,
         first_at=min(firsts) if firsts else None,
         checkpoints=max(a.checkpoints, b.checkpoints),
+        unattributed_lines=max(a.unattributed_lines, b.unattributed_lines),
     )
 
 

@@ -30,6 +30,7 @@ from cortex.control import goodput, store, store_gates
 from cortex.control import models as m
 from cortex.control.clock import Clock
 from cortex.control.db import Sessions
+from cortex.control.loop_launch import LAUNCHING
 from cortex.control.mirror import Mirror
 from cortex.drive import intake, runs
 from cortex.scheduler.reasons import Reason
@@ -70,6 +71,7 @@ class RecoveryMixin:
     schedulable: bool
     dirty: bool
     tick_lock: Any
+    _starting: set[tuple[int, int]]
 
     if TYPE_CHECKING:  # SchedulerLoop's and its mixins'
 
@@ -136,6 +138,8 @@ class RecoveryMixin:
         self.mirror.take_back(job, row.attempt, alloc.gpus, list(alloc.devices or []), exiting)
         msg = f"attempt {row.attempt} adopted after restart"
         store.event(s, "adopt", msg, job_id=row.id, team=row.team, at=now)
+        if row.reason.startswith(LAUNCHING):  # not seen running before the restart
+            self._starting.add((row.id, row.attempt))
 
     def _lost(
         self, s: Session, row: m.Job, job: Job, alloc: m.Allocation | None, now: float

@@ -240,6 +240,13 @@ class TokenInfo(BaseModel):
     revoked_at: float | None
 
 
+class TokenRevoked(TokenInfo):
+    """DELETE /v1/tokens/{id}: idempotent; `already_revoked` when an earlier call did it (its
+    `revoked_at` is then that call's)."""
+
+    already_revoked: bool = False
+
+
 class EventOut(BaseModel):
     id: int
     at: float

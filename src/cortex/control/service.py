@@ -20,6 +20,7 @@ from cortex.control.auth import TokenCache
 from cortex.control.batcher import SubmitBatcher
 from cortex.control.clock import SYSTEM, Clock
 from cortex.control.envcrypt import EnvBox
+from cortex.control.homelock import hold_database
 from cortex.control.loop import SchedulerLoop
 from cortex.control.metrics import Metrics
 from cortex.control.schemas import FlavorQuotaIn
@@ -175,6 +176,25 @@ class Service:
         # dirs, spec files holding job env (issue 9, defect 1).
         os.umask(0o077)
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Before anything touches the store: a second service on the same PostgreSQL database
+        # (another home) stops here, naming the database (control/homelock.py).
+        self.db_lock = hold_database(settings.url)
+        try:
+            self._wire(settings, executor, inventory, node_name, launch_spec, handle_from_dict)
+        except BaseException:
+            self.release_database()
+            raise
+
+    def _wire(
+        self,
+        settings: Settings,
+        executor: Any,
+        inventory: Any,
+        node_name: str | None,
+        launch_spec: Any,
+        handle_from_dict: Any,
+    ) -> None:
+        clock = self.clock
         if executor is None and settings.executor == "ray":
             executor, inventory = ray_executor(settings)
         elif executor is None:
@@ -227,6 +247,11 @@ class Service:
 
         self.app: FastAPI = build_app(self)
 
+    def release_database(self) -> None:
+        """Let another service take this database (idempotent)."""
+        if self.db_lock is not None:
+            self.db_lock.release()
+
     def _resync(self) -> None:
         """After a failed tick: repair quota rows no tick can use (a hand edit while running),
         then rebuild the loop's mirror from the store."""
@@ -256,3 +281,4 @@ class Service:
         self.batcher.close()
         self.loop.stop()
         self.engine.dispose()
+        self.release_database()

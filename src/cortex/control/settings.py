@@ -20,6 +20,7 @@ ENV_PREFIX = "CORTEX_"
 INT4_MAX = 2**31 - 1
 TeamKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^(\*|[a-z0-9][a-z0-9_-]*)$")]
 RootDir = Annotated[str, Field(min_length=1, max_length=4096)]
+ClassName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 _RULES = rules("control")
 
 
@@ -140,6 +141,12 @@ class Settings(BaseSettings):
     default_duration_s: dict[TeamKey, Annotated[float, Field(gt=0, le=1e9)]] = Field(
         default_factory=lambda: {"*": 3600.0}
     )
+    # The priority classes each team may submit with (Slurm's QOS allowed per association):
+    # team -> classes, "*" for every team not named. A team with no entry (and no "*") may use
+    # every class the fleet defines: the default, so a first run needs no entry.
+    team_priority_classes: dict[
+        TeamKey, Annotated[list[ClassName], Field(min_length=1, max_length=64)]
+    ] = Field(default_factory=dict)
     # DCGM-style per-GPU metrics name the job holding each GPU (a `job` label). Off by default:
     # /metrics may be open without a token, and a job id there tells every reader which job
     # runs where (tests/control/test_isolation.py); on where the scrape endpoint is protected.
@@ -295,6 +302,11 @@ class Settings(BaseSettings):
             PurePosixPath(r.replace("{home}", str(self.home)).replace("{team}", team))
             for r in roots
         ]
+
+    def priority_classes_for(self, team: str) -> list[str] | None:
+        """The classes `team` may use; None: every class (no entry for it, nor a "*")."""
+        got = self.team_priority_classes
+        return got.get(team, got.get("*"))
 
     @property
     def job_users(self) -> dict[str, str]:

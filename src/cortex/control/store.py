@@ -140,14 +140,17 @@ def tokens(s: Session) -> list[tuple[m.Token, str | None]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def revoke_token(s: Session, token_id: int, at: float) -> m.Token | None:
-    row = s.get(m.Token, token_id)
+def revoke_token(s: Session, token_id: int, at: float) -> tuple[m.Token, bool] | None:
+    """The token, revoked (locked: of two revokes at once one revokes, one finds it done),
+    and whether it was revoked already (its `revoked_at` is then the first revocation's)."""
+    row = s.get(m.Token, token_id, with_for_update=True)
     if row is None:
         return None
-    if row.revoked_at is None:
-        row.revoked_at = at
-        event(s, "token", f"token {token_id} revoked", at=at)
-    return row
+    if row.revoked_at is not None:
+        return row, True
+    row.revoked_at = at
+    event(s, "token", f"token {token_id} revoked", at=at)
+    return row, False
 
 
 def has_queue(s: Session, name: str) -> bool:

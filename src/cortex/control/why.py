@@ -152,6 +152,10 @@ class WhyRecord:
     queue_config: Any = None  # the pass's QueueConfig (the jobs' queue indices refer to it)
     running_jobs: Mapping[int, Any] = field(default_factory=dict)
     allocations: tuple[tuple[int, Any], ...] = ()
+    # Waiting jobs whose last victim search found none, and the soonest end of a running job's
+    # protection (its queue's min_runtime_s) then: the `retry_by_s` the loop handed
+    # preempt_backoff (drive/runs.py), so why names when the next search may find a victim.
+    preempt_at: Mapping[int, float] = field(default_factory=dict)
     _estimates: dict[int, Any] | None = None
     _places: dict[int, tuple[int, int, int]] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -224,15 +228,28 @@ class WhyBook:
     def __init__(self) -> None:
         self.current = WhyRecord()
 
-    def record(self, snap: Snapshot, plan: Plan, backoff: Mapping[int, float]) -> None:
+    def record(
+        self,
+        snap: Snapshot,
+        plan: Plan,
+        backoff: Mapping[int, float],
+        preempt_at: Mapping[int, float] | None = None,
+    ) -> None:
         """Called by the loop right after `schedule`, before it applies the plan. A failure
-        here is logged and leaves the last record: explaining must never stop scheduling."""
+        here is logged and leaves the last record: explaining must never stop scheduling.
+        `preempt_at`: the loop's retry_by_s of the jobs whose victim search failed."""
         try:
-            self._record(snap, plan, backoff)
+            self._record(snap, plan, backoff, preempt_at or {})
         except Exception:
             log.exception("recording why jobs wait failed; the last record stays")
 
-    def _record(self, snap: Snapshot, plan: Plan, backoff: Mapping[int, float]) -> None:
+    def _record(
+        self,
+        snap: Snapshot,
+        plan: Plan,
+        backoff: Mapping[int, float],
+        preempt_at: Mapping[int, float],
+    ) -> None:
         st = snap.state
         started = frozenset(s.job.id for s in plan.starts)
         queues = tuple(tuple(lst) for lst in snap.pending.lists)
@@ -274,6 +291,7 @@ class WhyBook:
             queue_config=st.queues,
             running_jobs=dict(st.running),
             allocations=tuple(st.allocations.items()),
+            preempt_at=dict(preempt_at),
         )
 
     # ---- read side ------------------------------------------------------------------------
@@ -378,6 +396,16 @@ def blocker(
     template = HINTS.get(code, "")
     if code in HINTS_AT_ZERO and numbers.get(HINTS_AT_ZERO[code][0]) == 0:
         template = HINTS_AT_ZERO[code][1]
+    preempt_at = preempt_at_s(rec, job_id) if code in WAITS_FOR_CAPACITY else None
+    numbers["preempt_at_s"] = preempt_at
+    if preempt_at is not None:
+        # Not "waits for running jobs to end": a preemption is coming, at a known time.
+        template = (
+            "the jobs it may preempt are protected now (their queue's min_runtime_s or "
+            f"preemption budget); the first protection ends at t={preempt_at:.0f} "
+            f"({max(0.0, preempt_at - rec.at):.0f} s after this pass), when it searches for "
+            "victims again"
+        )
     try:
         hint = template.format(**{**d, **numbers})
     except (KeyError, ValueError, IndexError):
@@ -389,6 +417,17 @@ def blocker(
         **numbers,
         "detail": {k: v for k, v in d.items() if isinstance(v, int | float | str | bool)},
     }
+
+
+# Blockers a preemption could clear: capacity that running jobs hold.
+WAITS_FOR_CAPACITY = frozenset({Code.INSUFFICIENT_CAPACITY.value, Code.TOPOLOGY_UNAVAILABLE.value})
+
+
+def preempt_at_s(rec: WhyRecord, job_id: int) -> float | None:
+    """When a job whose last victim search found none may find one: the soonest end of a
+    running job's protection then, while it lies after the pass."""
+    got = rec.preempt_at.get(job_id)
+    return got if got is not None and got > rec.at else None
 
 
 def never_reason(stored: str) -> dict[str, Any] | None:

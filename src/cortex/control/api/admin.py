@@ -18,6 +18,7 @@ from cortex.control.schemas import (
     TokenCreate,
     TokenInfo,
     TokenOut,
+    TokenRevoked,
 )
 from cortex.control.service import Service, repair_rows
 from cortex.errors import InputError
@@ -162,18 +163,21 @@ def list_tokens(who: Admin, svc: Svc) -> list[TokenInfo]:
 
 @router.delete(
     "/tokens/{token_id}",
-    response_model=TokenInfo,
+    response_model=TokenRevoked,
     summary="Revoke a token (admin); it stops working at once",
+    description="Idempotent: a token revoked already answers 200 with `already_revoked: true` "
+    "and the first revocation's `revoked_at`.",
 )
-def revoke_token(token_id: TokenId, who: Admin, svc: Svc) -> TokenInfo:
+def revoke_token(token_id: TokenId, who: Admin, svc: Svc) -> TokenRevoked:
     if token_id == who.token_id:
         raise err(422, ["path", "token_id"], "the token making the request cannot revoke itself")
     with svc.sessions.begin() as s:
-        t = store.revoke_token(s, token_id, svc.clock.time())
-        if t is None:
+        got = store.revoke_token(s, token_id, svc.clock.time())
+        if got is None:
             raise HTTPException(404, f"token {token_id} not found")
+        t, already = got
         team = store.team_name(s, t.team_id)
-        out = TokenInfo(
+        out = TokenRevoked(
             id=t.id,
             team=team,
             admin=t.admin,
@@ -181,6 +185,7 @@ def revoke_token(token_id: TokenId, who: Admin, svc: Svc) -> TokenInfo:
             created_at=t.created_at,
             expires_at=t.expires_at,
             revoked_at=t.revoked_at,
+            already_revoked=already,
         )
     svc.token_cache.forget_token(token_id)
     return out

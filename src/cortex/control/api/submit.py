@@ -23,11 +23,17 @@ from cortex.control.bodies import BodyError, load_json, load_yaml, nul_path
 from cortex.control.schemas import JobList, SubmitRequest
 from cortex.control.service import Service
 from cortex.drive import intake
+from cortex.executors.spec import RESERVED_ENV
 from cortex.scheduler.reasons import Reason
 
 router = APIRouter(prefix="/v1")
 IDEM_HEADER = "idempotency-key"
 IDEM_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+RESERVED_WHY = {
+    "CUDA_VISIBLE_DEVICES": "the executor sets it to the devices the job is allocated "
+    "(ask for them with gpus and flavors)",
+    "CUDA_DEVICE_ORDER": "the executor sets PCI_BUS_ID, so CUDA's indices are NVML's",
+}
 
 _SUBMIT_SCHEMA = {
     "oneOf": [
@@ -185,9 +191,24 @@ def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> Su
     except ValidationError as e:
         detail = pydantic_detail(e.errors(include_url=False, include_input=False), prefix)
         raise HTTPException(422, detail=detail) from None
+    _check_env(req, prefix)
     _check_fleet(svc, req, prefix)
     _check_workdir(svc, req, prefix)
     return req
+
+
+def _check_env(req: SubmitRequest, prefix: list[str | int]) -> None:
+    """A variable the executor sets for every run (its allocation and the job protocol:
+    executors.spec.RESERVED_ENV) would be overridden without a word: refused, naming it."""
+    for name in sorted(req.env):
+        if name in RESERVED_ENV:
+            why = RESERVED_WHY.get(name, "the executor sets it for every run")
+            raise err(
+                422,
+                [*prefix, "env", name],
+                f"reserved: {why}, so a value here would be overridden",
+                "reserved",
+            )
 
 
 def _default_estimate(svc: Service, data: dict[str, Any]) -> None:
@@ -223,6 +244,17 @@ def _check_fleet(svc: Service, req: SubmitRequest, prefix: list[str | int]) -> N
     prio = intake.priority_of(queues, req.priority_class)
     if isinstance(prio, Reason):
         _refuse(prio, prefix)
+    allowed = svc.settings.priority_classes_for(req.team)
+    if allowed is not None and req.priority_class not in allowed:
+        # A permission, refused as the other field checks are (422 naming the field, exit 2
+        # in the CLI): the class exists, but not for this team (CORTEX_TEAM_PRIORITY_CLASSES).
+        raise err(
+            422,
+            [*prefix, "priority_class"],
+            f"team {req.team} may not use class {req.priority_class!r}; "
+            f"allowed: {', '.join(allowed)}",
+            "not_allowed",
+        )
     if loop.fleet_pending:  # no fleet yet: the loop judges the job when one comes
         return
     ids = intake.flavor_ids(topo.flavors, req.flavors or ())
