@@ -211,6 +211,7 @@ class SchedulerLoop(
         self._new_alloc: dict[int, m.Allocation] = {}
         self._starting: set[tuple[int, int]] = set()
         self._preempt_wait: dict[int, float] = {}  # see _preempt_waits
+        self._retry_memo: tuple[Plan, dict[int, float | None]] | None = None  # see _retry_by
         self.on_error: Callable[[], object] | None = None  # set by the service: recovery
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -451,17 +452,15 @@ class SchedulerLoop(
             self.metrics.progress_unattributed.inc()
 
     def _preempt_waits(self, plan: Plan, now: float) -> dict[int, float]:
-        """Waiting jobs whose last victim search found none -> the soonest end of a running
-        job's protection then (the retry_by_s _persist hands preempt_backoff), kept across the
+        """Waiting jobs whose last victim search found none -> when their protected possible
+        victims hold them (the retry_by_s _persist hands preempt_backoff), kept across the
         passes that skip their search (backing off) until it passes or the job starts."""
         waits = self._preempt_wait
-        if plan.preempt_failed:
-            soonest = self._protection_ends(now)
-            for jid in plan.preempt_failed:
-                if soonest is None:
-                    waits.pop(jid, None)
-                else:
-                    waits[jid] = soonest
+        for jid, by in self._retry_by(plan, now).items():
+            if by is None:
+                waits.pop(jid, None)
+            else:
+                waits[jid] = by
         started = {st.job.id for st in plan.starts}
         jobs = self.mirror.jobs
         for jid in [j for j, t in waits.items() if t <= now or j in started or j not in jobs]:

@@ -51,6 +51,7 @@ class LaunchMixin:
     tick_now: float
     # Launched runs whose executor has not yet said that they run (`is_running`).
     _starting: set[tuple[int, int]]
+    _retry_memo: tuple[Plan, dict[int, float | None]] | None
 
     if TYPE_CHECKING:  # SchedulerLoop's, ExitsMixin's and FleetMixin's
 
@@ -69,19 +70,35 @@ class LaunchMixin:
         ) -> None: ...
         def _exit(self, s: Session, e: Any, now: float) -> None: ...
 
+    def _retry_by(self, plan: Plan, now: float) -> dict[int, float | None]:
+        """Each job of the plan's failed victim searches -> protection.retry_by_s: the moment
+        the protected jobs it may evict hold its GPUs (None: none of them is protected). Kept
+        for the plan: the pass's why record (loop._preempt_waits) and _persist both read it."""
+        memo = self._retry_memo
+        if memo is not None and memo[0] is plan:
+            return memo[1]
+        mi = self.mirror
+        out: dict[int, float | None] = {}
+        if plan.preempt_failed:  # the jobs still protected, as the twin keeps them
+            placed = (job for jid in mi.placement if (job := mi.jobs.get(jid)) is not None)
+            held = protection.protected(placed, mi.queues, now)
+            may_evict = self.pol.preemption.may_evict
+            for job_id in plan.preempt_failed:
+                job = mi.jobs[job_id]
+                out[job_id] = protection.retry_by_s(job, held, mi.queues, may_evict)
+        self._retry_memo = (plan, out)
+        return out
+
     def _persist(self, s: Session, plan: Plan, now: float) -> list[tuple[int, int, str]]:
         """Record the plan's intents; return the SIGTERMs to send once they are durable."""
         stops = []
         mi = self.mirror
-        held: protection.Protected = []
-        if plan.preempt_failed:  # the jobs still protected, as the twin keeps them
-            placed = (job for jid in mi.placement if (job := mi.jobs.get(jid)) is not None)
-            held = protection.protected(placed, mi.queues, now)
+        retry_by = self._retry_by(plan, now)
         for job_id in plan.preempt_failed:
-            job = mi.jobs[job_id]
-            by = protection.retry_by_s(job, held, mi.queues, self.pol.preemption.may_evict)
             least = mi.queues.least_min_runtime_s
-            runs.preempt_backoff(job, now, least, self.settings.tick_s, self.rules, by)
+            runs.preempt_backoff(
+                mi.jobs[job_id], now, least, self.settings.tick_s, self.rules, retry_by[job_id]
+            )
         for p in plan.preemptions:
             job = p.job
             row = s.get(m.Job, job.id)

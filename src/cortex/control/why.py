@@ -152,8 +152,8 @@ class WhyRecord:
     queue_config: Any = None  # the pass's QueueConfig (the jobs' queue indices refer to it)
     running_jobs: Mapping[int, Any] = field(default_factory=dict)
     allocations: tuple[tuple[int, Any], ...] = ()
-    # Waiting jobs whose last victim search found none, and the soonest end of a running job's
-    # protection (its queue's min_runtime_s) then: the `retry_by_s` the loop handed
+    # Waiting jobs whose last victim search found none, and when the protected jobs they may
+    # evict hold them (their queues' min_runtime_s): the `retry_by_s` the loop handed
     # preempt_backoff (drive/runs.py), so why names when the next search may find a victim.
     preempt_at: Mapping[int, float] = field(default_factory=dict)
     _estimates: dict[int, Any] | None = None
@@ -402,9 +402,9 @@ def blocker(
         # Not "waits for running jobs to end": a preemption is coming, at a known time.
         template = (
             "the jobs it may preempt are protected now (their queue's min_runtime_s or "
-            f"preemption budget); the first protection ends at t={preempt_at:.0f} "
-            f"({max(0.0, preempt_at - rec.at):.0f} s after this pass), when it searches for "
-            "victims again"
+            f"preemption budget); by t={preempt_at:.0f} "
+            f"({max(0.0, preempt_at - rec.at):.0f} s after this pass) enough of their "
+            "protection has ended to hold it, and it searches for victims again"
         )
     try:
         hint = template.format(**{**d, **numbers})
@@ -424,8 +424,9 @@ WAITS_FOR_CAPACITY = frozenset({Code.INSUFFICIENT_CAPACITY.value, Code.TOPOLOGY_
 
 
 def preempt_at_s(rec: WhyRecord, job_id: int) -> float | None:
-    """When a job whose last victim search found none may find one: the soonest end of a
-    running job's protection then, while it lies after the pass."""
+    """When a job whose last victim search found none may find one: the moment the protected
+    jobs it may evict hold its GPUs (drive/protection.retry_by_s), while it lies after the
+    pass."""
     got = rec.preempt_at.get(job_id)
     return got if got is not None and got > rec.at else None
 

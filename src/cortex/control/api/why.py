@@ -35,8 +35,8 @@ class BlockerOut(BaseModel):
     largest_block_gpus: int | None = None
     power_headroom_mw: float | None = None
     jobs_ahead: int | None = None
-    # A capacity blocker of a job whose victims are still protected (min_runtime_s): when the
-    # first protection ends and it searches again (the loop's retry_by_s).
+    # A capacity blocker of a job whose victims are still protected (min_runtime_s): when
+    # enough of their protection has ended to hold it and it searches again (retry_by_s).
     preempt_at_s: float | None = None
     detail: dict[str, Scalar] = {}
 
