@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cortex.planner.report import shortfall_text
 from cortex.sim.html import _CSS, _esc, _img, _table
 
 
@@ -156,7 +157,7 @@ def render_html(r: dict[str, Any]) -> str:
         (
             s["name"],
             s["probability"],
-            round(s["shortfall"], 1),
+            shortfall_text(s["shortfall"]),
             round(s["goodput_h100e_months"]),
             round(s["cash_musd"]),
         )
@@ -175,8 +176,7 @@ def render_html(r: dict[str, Any]) -> str:
         _plot_capacity(r),
         _plot_cash(r),
         _plot_fan(r),
-        f"<p>expected shortfall: {sc.get('expected_shortfall', 'n/a')} "
-        f"({_esc(sc.get('shortfall_unit', ''))})</p>"
+        f"<p>expected shortfall: {_esc(shortfall_text(sc['expected_shortfall']))}</p>"
         if sc
         else "",
         _table(("scenario", "p", "shortfall", "goodput H100e-months", "cash $M"), sc_rows),

@@ -114,6 +114,24 @@ def facility_defaults() -> dict[str, float]:
     return {r["name"]: float(r["value"]) for r in _rows("facility.csv")}
 
 
+def facility_value_error(key: str, v: float) -> str:
+    """Why an override of facility.csv's `key` cannot be used, or "". The schema bounds every
+    value to [0, 1e15] only, and each kind of value needs more: a hall life of 0 divided by
+    zero (a traceback), a PUE of 0 drew no power, a unit of 0 MW bought nothing, and a build
+    or lead time of 2.5 months was cut to 2 in the model but read as 3 in the report."""
+    if key.endswith("_pue"):
+        return "" if 1.0 <= v <= 3.0 else f"a PUE is between 1 and 3, got {v:g}"
+    if key.endswith("_months"):
+        low = 1 if key.endswith("_life_months") else 0
+        if v != int(v) or not low <= v <= 600:
+            return f"whole months from {low} to 600, got {v:g}"
+    if key.endswith("_mw") and v <= 0:  # a hall's or a unit's size
+        return f"a size in MW above 0, got {v:g}"
+    if key == "discount_rate_per_year" and v > 1:
+        return f"a fraction per year (0.10 is 10%), at most 1, got {v:g}"
+    return ""
+
+
 def month_index(start: str, ym: str) -> int:
     """Months from `start` (YYYY-MM) to `ym` (YYYY-MM); negative when earlier."""
     y0, m0 = (int(x) for x in start.split("-"))
@@ -191,6 +209,17 @@ def _skus(spec: PlanSpec, source: str) -> tuple[Sku, ...]:
                 where,
                 f"lead time {lead} months is past the {spec.horizon_months}-month horizon",
             )
+        available = int(pick("available_month", avail))
+        in_start = spec.start_fleet is not None and name in spec.start_fleet.sku_by_flavor.values()
+        if available >= spec.horizon_months and not in_start:  # as a lead time past it: never
+            given = ov is not None and ov.available_month is not None
+            raise InputError(
+                source,
+                f"sku_overrides.{name}.available_month" if given else f"skus[{i}]",
+                f"first delivery at month {available} "
+                f"({month_label(spec.start, available)}) is past the "
+                f"{spec.horizon_months}-month horizon: no block could arrive",
+            )
         busy = float(pick("busy_kw", float(row["busy_kw"])))
         peak = float(pick("peak_kw", float(row["peak_kw"])))
         if peak < busy:
@@ -210,7 +239,7 @@ def _skus(spec: PlanSpec, source: str) -> tuple[Sku, ...]:
                 supply_per_month=int(
                     pick("supply_blocks_per_month", int(row["supply_blocks_per_month"]))
                 ),
-                available_month=int(pick("available_month", avail)),
+                available_month=available,
                 life_months=int(pick("life_months", int(row["life_months"]))),
                 fabric=row["fabric"],
                 inhouse=row["inhouse"] == "true",
@@ -298,6 +327,14 @@ def _start_fleet(spec: PlanSpec, skus: tuple[Sku, ...], source: str) -> dict[tup
                     f"flavor {g.flavor} of {sf.preset} maps to no SKU of this plan",
                 )
             gpus[sku] = gpus.get(sku, 0) + g.nodes * g.gpus_per_node
+    for k, n in gpus.items():  # rounded to whole blocks: under half a block was none at all
+        if round(n / by_name[k].gpus) == 0:
+            raise InputError(
+                source,
+                "start_fleet.preset",
+                f"{sf.preset}'s {n:,} GPUs of {k} are under half a {k} block "
+                f"({by_name[k].gpus} GPUs): the plan would start with none",
+            )
     return {(k, sf.site): round(n / by_name[k].gpus) for k, n in gpus.items()}
 
 
@@ -308,6 +345,9 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
     for key, v in spec.facility.items():
         if key not in fac:
             raise InputError(source, f"facility.{key}", f"unknown (known: {', '.join(fac)})")
+        bad = facility_value_error(key, v)
+        if bad:
+            raise InputError(source, f"facility.{key}", bad)
         fac[key] = v
     skus = _skus(spec, source)
     sites = []

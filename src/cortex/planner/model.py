@@ -45,6 +45,39 @@ class Built:
     spent: dict[int, int] = field(default_factory=dict)  # $M spent by the end of month t
     slack: dict[tuple[str, int, str], int] = field(default_factory=dict)  # (family, t, where)
     flag_z: dict[tuple[str, str], int] = field(default_factory=dict)
+    hard: dict[str, float] = field(default_factory=lambda: dict(HARD_PENALTY))
+
+
+def hard_penalties(inp: Inputs) -> dict[str, float]:
+    """$M per unit of each hard limit's slack: HARD_PENALTY, raised where a unit of the limit
+    could earn more than that in the plan's own terms. A block-month is worth at most its
+    H100e x $1M to a compute or flagship target (plus its value in max_compute), its MW to
+    the power target and to the in-house share; at a flat $1,000M per MW, a GB200 block
+    (1,291 H100e of llm at 0.88 MW) made breaking the power limit cheaper than missing a
+    compute target: a plan drew 3.4 MW on a 1 MW supply. Twice the best ratio of value to
+    use of the limit, over the SKUs, keeps every hard limit above any gain."""
+    pue_lo = min(min(s.liquid_pue, s.air_pue) for s in inp.sites)
+    pue_hi = max(max(s.liquid_pue, s.air_pue) for s in inp.sites)
+    per_h100e = max(SOFT_PENALTY["compute"], SOFT_PENALTY["flagship"])
+    per_h100e = per_h100e if inp.compute_targets or inp.flagship else 0.0
+    per_h100e += 1.0 / inp.lam if inp.mode == "max_compute" else 0.0
+    per_mw = (inp.inhouse[2] / 1e6 if inp.inhouse else 0.0) + (
+        SOFT_PENALTY["power_target"] * pue_hi if inp.power_target else 0.0
+    )
+    out = dict(HARD_PENALTY)
+    for k in inp.skus:
+        value = per_h100e * k.h100e + per_mw * k.busy_kw / 1000.0  # $M per block-month
+        uses = {
+            "power": k.busy_kw / 1000.0 * pue_lo,
+            "halls": k.peak_kw / 1000.0,
+            "swing": (k.peak_kw - k.busy_kw) / 1000.0 * pue_lo,
+            "supply": 1.0,
+            "cash": k.price_usd / 1e6,
+        }
+        for fam, use in uses.items():
+            if use > 0:
+                out[fam] = max(out[fam], 2.0 * value / use)
+    return out
 
 
 def discount(inp: Inputs, t: int) -> float:
@@ -71,7 +104,7 @@ def build(inp: Inputs, fixed: Fixed | None = None, relax_family: str = "") -> Bu
     arrives past the horizon) is skipped. `relax_family` zeroes one hard limit's penalty (to
     find which limit binds a target)."""
     maximize = inp.mode == "max_compute"
-    b = Built(inp, Model(maximize=maximize))
+    b = Built(inp, Model(maximize=maximize), hard=hard_penalties(inp))
     sign = -1.0 if maximize else 1.0  # costs and penalties lower a maximized objective
     _decisions(b, sign)
     _stock(b)
@@ -219,7 +252,7 @@ def _stock(b: Built) -> None:
 
 
 def _slack(b: Built, family: str, t: int, where: str, relax: str, per_unit: float = 0.0) -> int:
-    pen = 0.0 if family == relax else (per_unit or HARD_PENALTY.get(family, 0.0))
+    pen = 0.0 if family == relax else (per_unit or b.hard.get(family, 0.0))
     if family in SOFT_PENALTY and not per_unit:
         pen = SOFT_PENALTY[family]
     sign = -1.0 if b.model.maximize else 1.0
