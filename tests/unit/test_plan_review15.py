@@ -216,3 +216,59 @@ def test_a_dense_sku_does_not_buy_its_way_past_the_power_limit(tmp_path: Path) -
     ]
     assert not any(v.startswith("power") for v in res.violations), res.violations
     assert res.binding and res.binding[0].startswith("power: relaxing it closes 100%")
+
+
+# ---- cortex sim: options nothing reads, and inf/nan named by their option -----------------
+SIM_CASES: dict[str, tuple[list[str], list[str]]] = {
+    # ran, and the report was the one without them
+    "static cap under none": (["--static-cap", "0.5"], ["--static-cap", "no effect"]),
+    "static cap under cap": (
+        ["--power-policy", "cap", "--static-cap", "0.5"],
+        ["--static-cap", "--power-policy static"],
+    ),
+    "battery efficiency without a battery": (
+        ["--power-policy", "full", "--battery-efficiency", "0.5"],
+        ["--battery-efficiency", "without a battery"],
+    ),
+    "battery efficiency with power off": (
+        ["--power-policy", "off", "--battery-efficiency", "0.5"],
+        ["--battery-efficiency", "--power-policy off"],
+    ),
+    # `Infinity` in the JSON report
+    "ramp limit inf": (
+        ["--power-policy", "full", "--ramp-limit", "inf"],
+        ["--ramp-limit: ramp_limit_mw_per_min: must be finite"],
+    ),
+    "cap event lasting inf": (
+        ["--cap-event", "0:inf:0.5"],
+        ["--cap-event: duration_h: must be finite"],
+    ),
+    # named "prices: power_mw" and "climate: delta_c"
+    "battery energy inf": (
+        ["--power-policy", "full", "--battery-mwh", "inf", "--battery-mw", "1"],
+        ["--battery-mwh: battery_mwh: must be finite"],
+    ),
+    "heat wave nan": (["--heat-wave", "0:1:nan"], ["--heat-wave: delta_c: must be finite"]),
+    # a 190-digit temperature in the message
+    "heat wave 1e308": (["--heat-wave", "0:1:1e308"], ["to 9.83e+307 C"]),
+}
+
+
+@pytest.fixture(scope="module")
+def sim_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    d = tmp_path_factory.mktemp("sim")
+    calls = [([*SIM, *args, "--json", str(d / "r.json")], d) for args, _ in SIM_CASES.values()]
+    return dict(zip(SIM_CASES, cortex_batch(calls), strict=True))
+
+
+@pytest.mark.parametrize("case", list(SIM_CASES))
+def test_a_sim_option_nothing_reads_or_not_finite_exits_2(
+    sim_runs: dict[str, Run], case: str
+) -> None:
+    proc = sim_runs[case]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for s in SIM_CASES[case][1]:
+        assert s in lines[0], (s, lines[0])
