@@ -165,6 +165,9 @@ def test_a_start_fleet_the_site_cannot_hold_is_reported_retired(tmp_path: Path) 
         (0, "INHOUSE", 100.0, 30_000)
     ]
     assert to_dict(res)["retirements"] == res.retirements
+    from cortex.planner.html import render_html
+
+    assert "<h2>Early retirements</h2>" in render_html(to_dict(res))
     (line,) = retirement_lines(res)
     assert line.startswith("month 0 (2024-09) at a: INHOUSE 100.0 blocks (30,000 GPUs)")
     (start,) = fact_check(res)

@@ -187,6 +187,14 @@ def render_html(r: dict[str, Any]) -> str:
         "<h2>Orders</h2>",
         _table(("month", "SKU", "site", "blocks", "GPUs", "arrives (month)"), orders),
     ]
+    retired = [
+        (x["label"], x["sku"], x["site"], x["blocks"], x["gpus"]) for x in r.get("retirements", [])
+    ]
+    if retired:
+        parts += [
+            "<h2>Early retirements</h2>",
+            _table(("month", "SKU", "site", "blocks", "GPUs"), retired),
+        ]
     if tw:
         parts.append(
             f"<h2>Twin in the loop</h2><p>policy {_esc(tw['policy'])} {_esc(tw['policy_note'])}; "
