@@ -275,3 +275,28 @@ def test_a_sim_option_nothing_reads_or_not_finite_exits_2(
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     for s in SIM_CASES[case][1]:
         assert s in lines[0], (s, lines[0])
+
+
+def test_a_min_cost_tornado_is_sorted_by_cost(tmp_path: Path) -> None:
+    # The toy meets its 700 H100e at least cost whatever the input, so every goodput bar was
+    # flat but one; its cost is what moves: hardware at 0.8x and 1.2x is $12.8M and $19.2M
+    # against $16M (the toy's optimum, test_planner_toy.py).
+    from cortex.planner.scenarios import tornado
+
+    _, inp = _load(tmp_path, _plan())
+    rows = tornado(inp, solve(inp, diagnose=False), workers=1)
+    first = rows[0]
+    assert first["input"] == "hardware price"
+    assert first["base_cost_musd"] == pytest.approx(16.0)
+    assert (first["cost_low_musd"], first["cost_high_musd"]) == pytest.approx((12.8, 19.2))
+
+
+def test_the_html_quarters_end_with_the_last_month(tmp_path: Path) -> None:
+    # A 7-month plan: quarters end in months 2, 5 and 6; the page's [2::3] dropped month 6.
+    from cortex.planner.html import render_html
+    from cortex.planner.report import to_dict
+
+    _, inp = _load(tmp_path, _plan(horizon_months=7))
+    page = render_html(to_dict(solve(inp, diagnose=False)))
+    quarters = page.split("<h2>By quarter</h2>")[1].split("</table>")[0]
+    assert [lab in quarters for lab in ("2024-11", "2025-02", "2025-03")] == [True] * 3

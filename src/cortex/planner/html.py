@@ -97,26 +97,38 @@ def _plot_frontier(r: dict[str, Any]) -> str:
 
 def _plot_tornado(r: dict[str, Any]) -> str:
     rows = r.get("tornado", [])
+    # min_cost meets its targets whatever the input, so goodput barely moves: its tornado is
+    # the cost of meeting them.
+    cost = r["mode"] == "min_cost"
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(rows), 1)))
     if rows:
-        base = rows[0]["base"] / 1e6
+        keys = ("cost_low_musd", "cost_high_musd", "base_cost_musd", 1e3)
+        if not cost:
+            keys = ("goodput_low", "goodput_high", "base", 1e6)
+        base = rows[0][keys[2]] / keys[3]
         labels = [f"{t['input']} ({t['low']:g}x / {t['high']:g}x)" for t in rows][::-1]
-        lo = [t["goodput_low"] / 1e6 - base for t in rows][::-1]
-        hi = [t["goodput_high"] / 1e6 - base for t in rows][::-1]
+        lo = [t[keys[0]] / keys[3] - base for t in rows][::-1]
+        hi = [t[keys[1]] / keys[3] - base for t in rows][::-1]
         y = np.arange(len(rows))
         ax.barh(y, lo, color="#c44", label="low")
         ax.barh(y, hi, color="#48c", label="high")
         ax.set_yticks(y, labels, fontsize=8)
         ax.axvline(0, color="k", lw=0.8)
         ax.legend(fontsize=8)
-    ax.set_xlabel("change in goodput-compute, million H100e-months")
+    ax.set_xlabel(
+        "change in charged cost, $B" if cost else "change in goodput-compute, million H100e-months"
+    )
     ax.set_title("tornado: one input at a time")
     return _img(fig, "tornado")
 
 
 def _quarters(r: dict[str, Any]) -> str:
     rows = []
-    for m in r["by_month"][2::3]:
+    months = r["by_month"]
+    # Each quarter's last month, the last one even when the horizon ends mid-quarter (as the
+    # terminal table has it): [2::3] left a 7-month plan's month 6 out of the page.
+    ends = [min(q + 2, len(months) - 1) for q in range(0, len(months), 3)]
+    for m in (months[i] for i in ends):
         rows.append(
             (
                 m["label"],

@@ -188,7 +188,10 @@ TORNADO = (
 
 
 def tornado(inp: Inputs, base: PlanResult, workers: int = 2) -> list[dict[str, Any]]:
-    """Goodput-compute (H100e-months) with each input at its low and high value, others fixed."""
+    """Goodput-compute (H100e-months) and charged cost ($M) with each input at its low and high
+    value, others fixed; sorted by the goodput's swing, or in min_cost by the cost's (a plan
+    that meets its targets at least cost moves its cost, not its goodput: by goodput alone
+    the toy's tornado was flat but for the goodput factor)."""
     jobs: list[tuple[Inputs, Fixed | None]] = []
     for what, lo, hi in TORNADO:
         jobs.append((_scaled(inp, what, lo), None))
@@ -205,7 +208,13 @@ def tornado(inp: Inputs, base: PlanResult, workers: int = 2) -> list[dict[str, A
                 "goodput_low": runs[2 * i]["goodput_h100e_months"],
                 "goodput_high": runs[2 * i + 1]["goodput_h100e_months"],
                 "base": base_g,
+                "cost_low_musd": runs[2 * i]["charged_cost_musd"],
+                "cost_high_musd": runs[2 * i + 1]["charged_cost_musd"],
+                "base_cost_musd": base.totals["charged_cost_musd"],
             }
         )
-    out.sort(key=lambda r: -abs(r["goodput_high"] - r["goodput_low"]))
+    low, high = ("goodput_low", "goodput_high")
+    if inp.mode == "min_cost":
+        low, high = ("cost_low_musd", "cost_high_musd")
+    out.sort(key=lambda r: -abs(r[high] - r[low]))
     return out
