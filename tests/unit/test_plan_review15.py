@@ -300,3 +300,28 @@ def test_the_html_quarters_end_with_the_last_month(tmp_path: Path) -> None:
     page = render_html(to_dict(solve(inp, diagnose=False)))
     quarters = page.split("<h2>By quarter</h2>")[1].split("</table>")[0]
     assert [lab in quarters for lab in ("2024-11", "2025-02", "2025-03")] == [True] * 3
+
+
+def test_a_target_missed_for_want_of_supply_names_supply_with_numbers(tmp_path: Path) -> None:
+    # 5,000 H100e by month 3 from at most 2 H100 (lead 1) and 3 H200 (lead 2) a month: 3 x 2
+    # x 256 + 2 x 3 x 281.6 = 3,225.6 H100e arrive by then. The order variables kept the
+    # cap as a bound when "supply" was relaxed, so nothing moved and no limit was named.
+    _, inp = _load(tmp_path, _plan(compute_targets=[{"month": 3, "h100e": 5000}]))
+    res = solve(inp)
+    assert len(res.binding) == 1, res.binding
+    assert res.binding[0].startswith("supply: relaxing it closes 100% of the compute target's")
+    assert "H100 at its cap of 2 blocks a month in 3 of the 3 months" in res.binding[0]
+    assert "H200 at its cap of 3 blocks a month in 2 of the 2 months" in res.binding[0]
+
+
+def test_a_target_missed_for_want_of_halls_names_the_halls_size(tmp_path: Path) -> None:
+    # 0.5 MW of liquid hall and no air halls; a new hall takes 9 months, past the horizon. The
+    # line named the plan's busy IT draw as what the "halls hold".
+    site = {**TOY["sites"][0], "liquid_mw": 0.5, "allow_air_halls": False}
+    _, inp = _load(tmp_path, _plan(sites=[site]))
+    res = solve(inp)
+    (line,) = res.binding
+    assert line.startswith("halls: relaxing it closes 100% of the compute target's"), line
+    assert "halls online hold 0.5 MW of peak IT (liquid 0.5 + air 0.0)" in line
+    assert res.months[3]["hall_mw"] == {"liquid": 0.5, "air": 0.0}
+    assert res.months[3]["peak_it_mw"] <= 0.5 + 1e-6

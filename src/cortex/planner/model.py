@@ -106,8 +106,8 @@ def build(inp: Inputs, fixed: Fixed | None = None, relax_family: str = "") -> Bu
     maximize = inp.mode == "max_compute"
     b = Built(inp, Model(maximize=maximize), hard=hard_penalties(inp))
     sign = -1.0 if maximize else 1.0  # costs and penalties lower a maximized objective
-    _decisions(b, sign)
-    _stock(b)
+    _decisions(b, sign, relax_family)
+    _stock(b, relax_family)
     _cash(b, relax_family)
     _facilities(b, sign, relax_family)
     _targets(b, sign)
@@ -142,7 +142,7 @@ def _sku(inp: Inputs, name: str) -> Sku:
     raise KeyError(name)
 
 
-def _decisions(b: Built, sign: float) -> None:
+def _decisions(b: Built, sign: float, relax: str = "") -> None:
     inp, m = b.inp, b.model
     fac = inp.facility
     n_months = inp.months
@@ -157,7 +157,10 @@ def _decisions(b: Built, sign: float) -> None:
                     b.order[(t, k.name, s.name)] = m.var(
                         f"order[{t},{k.name},{s.name}]",
                         0,
-                        k.supply_per_month,
+                        # The supply cap is also the row below; relaxed, both go (with the
+                        # bound kept, relaxing "supply" lifted nothing and a target missed
+                        # for want of supply was diagnosed as bound by no limit at all).
+                        INF if relax == "supply" else k.supply_per_month,
                         c,
                         integer=True,
                         month=t,
@@ -217,7 +220,7 @@ def _decisions(b: Built, sign: float) -> None:
             b.e_turb[(t, s.name)] = m.var(f"e_turb[{t},{s.name}]", 0, INF, sign * d * fuel)
 
 
-def _stock(b: Built) -> None:
+def _stock(b: Built, relax: str = "") -> None:
     """n[t] = n[t-1] + arrivals - arrivals that reach their life - retirements, with the
     initial fleet leaving at its end of life. Month to month (not as sums from month 0) so each
     row has a handful of terms: the matrix stays sparse and the LPs fast."""
@@ -245,7 +248,7 @@ def _stock(b: Built) -> None:
         for t in range(inp.months):
             terms = {j: 1.0 for (tt, kk, _s), j in b.order.items() if tt == t and kk == k.name}
             if terms:
-                sl = _slack(b, "supply", t, k.name, relax="")
+                sl = _slack(b, "supply", t, k.name, relax=relax)
                 terms[sl] = -1.0
                 m.row(terms, ub=float(k.supply_per_month), name=f"supply[{t},{k.name}]")
                 m.caps.append(({j: 1.0 for j in terms if j != sl}, float(k.supply_per_month)))

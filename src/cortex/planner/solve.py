@@ -156,6 +156,20 @@ def _month(b: Built, x: np.ndarray, t: int) -> dict[str, Any]:
             for (tau, ss), j in b.batt.items()
             if ss == s.name and tau <= t - fac["battery_lead_months"]
         )
+    hall_mw = {"liquid": 0.0, "air": 0.0}  # hall IT capacity online (sized by peak IT)
+    peak_it = 0.0
+    for s in inp.sites:
+        hall_mw["liquid"] += s.liquid_mw + fac["liquid_hall_mw"] * sum(
+            x[j]
+            for (tau, ss), j in b.hall_l.items()
+            if ss == s.name and tau <= t - fac["liquid_hall_build_months"]
+        )
+        hall_mw["air"] += s.air_mw + fac["air_hall_mw"] * sum(
+            x[j]
+            for (tau, ss), j in b.hall_a.items()
+            if ss == s.name and tau <= t - fac["air_hall_build_months"]
+        )
+        peak_it += _val(x, it_terms(b, t, s.name, "peak_kw"))
     spent = sum(x[b.spend[tau]] for tau in range(t + 1))
     h100e = sum(blocks[k.name] * k.h100e for k in inp.skus)
     good = _val(x, goodput_terms(b, t))
@@ -165,6 +179,8 @@ def _month(b: Built, x: np.ndarray, t: int) -> dict[str, Any]:
         "blocks": blocks,
         "gpus": gpus,
         "it_mw": round(it_mw, 3),
+        "peak_it_mw": round(peak_it, 3),
+        "hall_mw": {k: round(v, 3) for k, v in hall_mw.items()},
         "facility_mw": round(facility_mw, 3),
         "supply_mw": round(supply, 3),
         "grid_mw": round(sum(s.grid_mw[t] for s in inp.sites), 3),
@@ -288,7 +304,7 @@ def _binding(inp: Inputs, res: PlanResult, fixed: Fixed | None) -> list[str]:
     if not base:
         return [
             "block sizes: the LP relaxation meets the targets, whole blocks, halls and "
-            "turbine units (or the solver's time limit: gap in the title) miss them by "
+            "turbine units (or the solver's stopping gap, in the title) miss them by "
             + _missed(shortfalls(res))
             + _tight_in_lp(inp, lp)
         ]
@@ -306,6 +322,12 @@ def _binding(inp: Inputs, res: PlanResult, fixed: Fixed | None) -> list[str]:
         if closes:
             closed = " and ".join(closes)
             out.append(f"{fam}: relaxing it closes {closed}; " + _tight(fam, res, r))
+    if not out:  # the report said nothing at all, as if no target were missed
+        out.append(
+            "no single limit: relaxing any one of "
+            + ", ".join(HARD_PENALTY)
+            + " alone closes under a tenth of each target's shortfall (several bind together)"
+        )
     return out
 
 
@@ -370,8 +392,33 @@ def _tight(fam: str, res: PlanResult, relaxed: PlanResult) -> str:
             f"{w['battery_mw']:,.1f} MW or more grid swing allowance"
         )
     if fam == "halls":
+        # Halls are sized by peak IT: the busy draw (it_mw) named here read as the halls' size.
+        halls = m["hall_mw"]["liquid"] + m["hall_mw"]["air"]
         return (
-            f"at {label} halls hold {m['it_mw']:,.1f} MW of busy IT; the targets need "
-            f"{w['it_mw']:,.1f} MW (hall build times and starts per month bind)"
+            f"at {label} halls online hold {halls:,.1f} MW of peak IT (liquid "
+            f"{m['hall_mw']['liquid']:,.1f} + air {m['hall_mw']['air']:,.1f}), the plan uses "
+            f"{m['peak_it_mw']:,.1f}; meeting the targets needs {w['peak_it_mw']:,.1f} MW "
+            "(hall build times and starts per month bind)"
         )
-    return f"supply caps per SKU bind before {label}"
+    return _tight_supply(res, due, label)
+
+
+def _tight_supply(res: PlanResult, due: int, label: str) -> str:
+    """The SKUs whose orders sit at their monthly supply cap in the months whose deliveries
+    can arrive by `due` (it said only "supply caps per SKU bind", with no number)."""
+    at_cap = []
+    for k in res.inp.skus:
+        months = range(max(0, k.available_month - k.lead_months), due - k.lead_months + 1)
+        if k.supply_per_month <= 0 or not months:
+            continue
+        placed = {t: 0 for t in months}
+        for o in res.orders:
+            if o["sku"] == k.name and o["month"] in placed:
+                placed[o["month"]] += o["blocks"]
+        full = sum(1 for v in placed.values() if v >= k.supply_per_month)
+        if full:
+            at_cap.append(
+                f"{k.name} at its cap of {k.supply_per_month} blocks a month in {full} of the "
+                f"{len(placed)} months whose orders arrive by then"
+            )
+    return f"supply caps bind before {label}: " + ("; ".join(at_cap) or "no SKU at its cap")
