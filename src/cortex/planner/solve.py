@@ -411,7 +411,7 @@ def _tight_supply(res: PlanResult, due: int, label: str) -> str:
         months = range(max(0, k.available_month - k.lead_months), due - k.lead_months + 1)
         if k.supply_per_month <= 0 or not months:
             continue
-        placed = {t: 0 for t in months}
+        placed = dict.fromkeys(months, 0)
         for o in res.orders:
             if o["sku"] == k.name and o["month"] in placed:
                 placed[o["month"]] += o["blocks"]
