@@ -179,7 +179,8 @@ def retirement_lines(res: PlanResult) -> list[str]:
     return [
         f"month {t} ({label}) at {site}: "
         + ", ".join(what)
-        + " (kept, they would break a limit (power, halls, swing, cash) or cost more than they give)"
+        + " (kept, they would break a limit: power, halls, swing or cash;"
+        + " or cost more than they give)"
         for (t, label, site), what in sorted(by.items())
     ]
 
