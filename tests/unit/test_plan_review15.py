@@ -100,6 +100,35 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
         {"p.yaml": _plan(start_fleet={"preset": "tiny", "site": "a"})},
         ["start_fleet.preset", "under half a H100 block"],
     ),
+    # 50,000 H100 became 167 Dojo cabinets; a flavor's typo was read by nothing
+    "start fleet mapped to another chip": (
+        PLAN,
+        {
+            "p.yaml": _plan(
+                skus=["H100", "H200", "INHOUSE"],
+                sku_overrides={"INHOUSE": {"lead_months": 1}},
+                start_fleet={
+                    "preset": "cortex-2024",
+                    "site": "a",
+                    "sku_by_flavor": {"H100-SXM5": "INHOUSE", "H200-SXM": "H200"},
+                },
+            )
+        },
+        ["start_fleet.sku_by_flavor.H100-SXM5", "INHOUSE is Dojo-D1 blocks, not H100-SXM5"],
+    ),
+    "start fleet flavor typo": (
+        PLAN,
+        {
+            "p.yaml": _plan(
+                start_fleet={
+                    "preset": "cortex-2024",
+                    "site": "a",
+                    "sku_by_flavor": {"H100-SXM5": "H100", "H200-SXM": "H200", "H20-SXM": "H200"},
+                }
+            )
+        },
+        ["start_fleet.sku_by_flavor.H20-SXM", "cortex-2024 has no H20-SXM GPUs"],
+    ),
 }
 
 
@@ -325,3 +354,21 @@ def test_a_target_missed_for_want_of_halls_names_the_halls_size(tmp_path: Path) 
     assert "halls online hold 0.5 MW of peak IT (liquid 0.5 + air 0.0)" in line
     assert res.months[3]["hall_mw"] == {"liquid": 0.5, "air": 0.0}
     assert res.months[3]["peak_it_mw"] <= 0.5 + 1e-6
+
+
+def test_the_in_house_price_says_more_or_less_cash() -> None:
+    # "costs 547,344 goodput H100e-months (3.6%) and -151 $M of cash": a cost of minus $151M
+    from cortex.planner.report import _extra_lines
+
+    inh = {
+        "share_target": 0.5,
+        "goodput_h100e_months_lost": 547_344.0,
+        "goodput_lost_fraction": 0.036,
+        "cost_delta_musd": -151.0,
+        "share_reached_end": 0.07,
+        "share_without_target_end": 0.0,
+    }
+    (line,) = _extra_lines({"inhouse_cost": inh})
+    assert "and $151M less cash against the plan without it" in line
+    (line,) = _extra_lines({"inhouse_cost": {**inh, "cost_delta_musd": 20.0}})
+    assert "and $20M more cash against" in line

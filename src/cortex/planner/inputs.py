@@ -316,6 +316,19 @@ def _start_fleet(spec: PlanSpec, skus: tuple[Sku, ...], source: str) -> dict[tup
             source, "start_fleet.preset", f"{sf.preset!r}: {err.field}: {err.reason}"
         ) from None
     by_name = {s.name: s for s in skus}
+    flavors = {g.flavor for hall in fleet.halls for g in hall.groups}
+    for flavor, sku in sf.sku_by_flavor.items():
+        where = f"start_fleet.sku_by_flavor.{flavor}"
+        # a mapping the file gives that nothing reads (a flavor's typo); the default names
+        # both Hopper flavors, for presets that have either
+        if flavor not in flavors and "sku_by_flavor" in sf.model_fields_set:
+            raise InputError(source, where, f"{sf.preset} has no {flavor} GPUs")
+        if flavor in flavors and sku in by_name and by_name[sku].flavor != flavor:
+            # 50,000 H100 mapped to INHOUSE became 167 cabinets of 300 Dojo D1: chips of one
+            # kind counted as another's
+            raise InputError(
+                source, where, f"SKU {sku} is {by_name[sku].flavor} blocks, not {flavor}"
+            )
     gpus: dict[str, int] = {}
     for hall in fleet.halls:
         for g in hall.groups:

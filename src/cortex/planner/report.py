@@ -125,7 +125,7 @@ def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
         f"within ${abs(res.bound - res.objective):,.0f}M of the bound"
     )
     for col in (
-        "quarter",
+        "quarter end",  # a row is the quarter's last month: "2024-11" is Sep-Nov 2024
         "orders (blocks)",
         "halls",
         "kGPU",
@@ -192,8 +192,9 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
         lines.append(
             f"in-house share {inh['share_target']:.0%}: costs "
             f"{inh['goodput_h100e_months_lost']:,.0f} goodput H100e-months "
-            f"({inh['goodput_lost_fraction']:.1%}) and {inh['cost_delta_musd']:+,.0f} $M of cash "
-            f"against the plan without it; share at the end {inh['share_reached_end']:.0%} "
+            f"({inh['goodput_lost_fraction']:.1%}) and "
+            + _cash_delta(inh["cost_delta_musd"])
+            + f" against the plan without it; share at the end {inh['share_reached_end']:.0%} "
             f"(without the target {inh['share_without_target_end']:.0%})"
         )
     sc = extra.get("scenarios")
@@ -243,6 +244,11 @@ def shortfall_text(short: dict[str, float]) -> str:
         )
         or "none"
     )
+
+
+def _cash_delta(musd: float) -> str:
+    """'$151M more cash' or '$151M less cash' ('costs ... -151 $M of cash' read as a gain)."""
+    return f"${abs(musd):,.0f}M {'more' if musd >= 0 else 'less'} cash"
 
 
 def _flavor_line(flavor: str, b: dict[str, Any]) -> str:
