@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,3 +63,14 @@ def check_output(path: str | Path, option: str) -> None:
         raise InputError(str(p), option, f"{parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(str(p), option, f"{parent} is not writable")
+
+
+def columns_once(header: Sequence[str] | None, source: str) -> None:
+    """Refuse a CSV header that names a column twice: csv.DictReader keeps the last one's
+    cells, so a trace with two `num_gpus` columns (or a cap curve with two `throughput_kept`)
+    was read from the second without a word."""
+    seen: set[str] = set()
+    for col in header or ():
+        if col in seen:
+            raise InputError(source, f"row 1: {col}", "column given twice")
+        seen.add(col)

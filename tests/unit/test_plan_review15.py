@@ -129,6 +129,25 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
         },
         ["start_fleet.sku_by_flavor.H20-SXM", "cortex-2024 has no H20-SXM GPUs"],
     ),
+    # csv.DictReader kept the last of two same-named columns' cells
+    "trace column given twice": (
+        ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--days", "0.02", "--quiet"],
+        {"t.csv": "submit_time_s,num_gpus,duration_s,num_gpus\n0,8,100,64\n"},
+        ["t.csv: row 1: num_gpus: column given twice"],
+    ),
+    "cap curve column given twice": (
+        [*SIM, "--power-policy", "cap", "--cap-curve", "{d}/c.csv"],
+        {"c.csv": "flavor,cap_over_draw,throughput_kept,throughput_kept\n*,0.5,0.5,0.9\n"},
+        ["c.csv: row 1: throughput_kept: column given twice"],
+    ),
+    "failure data column given twice": (
+        [*SIM, "--failure-data", "{d}/f.csv"],
+        {
+            "f.csv": "cause,category,applies_to,share,detect_s,recover_s,share\n"
+            "bug,software,research,1,60,60,0.5\n"
+        },
+        ["f.csv: row 1: share: column given twice"],
+    ),
 }
 
 
