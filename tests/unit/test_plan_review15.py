@@ -129,6 +129,18 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
         },
         ["start_fleet.sku_by_flavor.H20-SXM", "cortex-2024 has no H20-SXM GPUs"],
     ),
+    # no SKU could count toward the share, so the plan bought nothing at all
+    "in-house share with no in-house SKU": (
+        PLAN,
+        {"p.yaml": _plan(inhouse={"share": 0.5, "from_month": 3})},
+        ["inhouse.share", "none of this plan's skus is in-house"],
+    ),
+    # the larger of the two was kept, the other dropped
+    "compute target month twice": (
+        PLAN,
+        {"p.yaml": _plan(compute_targets=[{"month": 3, "h100e": 700}, {"month": 3, "h100e": 500}])},
+        ["compute_targets[1].month", "month 3 given twice"],
+    ),
     # csv.DictReader kept the last of two same-named columns' cells
     "trace column given twice": (
         ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--days", "0.02", "--quiet"],

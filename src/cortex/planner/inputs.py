@@ -396,11 +396,27 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
         if step.month in seen:
             raise InputError(source, f"budget.steps[{j}].month", f"month {step.month} given twice")
         seen.add(step.month)
+    months_given: set[int] = set()
     for j, ct in enumerate(spec.compute_targets):
         if ct.month >= n_months:
             raise InputError(
                 source, f"compute_targets[{j}].month", f"month {ct.month} is past the horizon"
             )
+        if ct.month in months_given:  # the model kept the larger and dropped the other
+            raise InputError(
+                source, f"compute_targets[{j}].month", f"month {ct.month} given twice"
+            )
+        months_given.add(ct.month)
+    if spec.inhouse is not None and spec.inhouse.share > 0 and not any(k.inhouse for k in skus):
+        # no block could count toward the share, so every block bought widened its gap: the
+        # plan bought nothing at all
+        inhouse = [name for name, row in sku_catalog().items() if row["inhouse"] == "true"]
+        raise InputError(
+            source,
+            "inhouse.share",
+            f"none of this plan's skus is in-house ({', '.join(inhouse)}): the share cannot "
+            "be met by anything",
+        )
     initial = _start_fleet(spec, skus, source)
     goodput = {(t, k.name): spec.goodput_factor for t in range(n_months) for k in skus}
     inh = spec.inhouse
