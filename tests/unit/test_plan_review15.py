@@ -403,3 +403,16 @@ def test_the_in_house_price_says_more_or_less_cash() -> None:
     assert "and $151M less cash against the plan without it" in line
     (line,) = _extra_lines({"inhouse_cost": {**inh, "cost_delta_musd": 20.0}})
     assert "and $20M more cash against" in line
+
+
+def test_a_twin_run_that_keeps_no_work_has_goodput_0(tmp_path: Path) -> None:
+    # The flagship job alone on one H100 pod at 1e5 times the failure rates (twin.scale may be
+    # 100,000 and failures are scaled by it): 0 productive GPU-h of 0.7 allocated, reported as
+    # a goodput of 1.0.
+    from cortex.planner.twin_loop import fleet_dict, run_twin
+
+    _, inp = _load(tmp_path, _plan())
+    h100 = inp.skus[0]
+    r = run_twin((fleet_dict(h100, h100.nodes_per_pod, 3), 0.5, 0, "priority", 1e5, "single:240"))
+    assert r["allocated_gpu_h"] > 0 and r["productive_gpu_h"] == 0
+    assert r["goodput"] == 0.0 and r["factor"] == 0.0

@@ -116,7 +116,10 @@ def run_twin(args: tuple[Any, ...]) -> dict[str, Any]:
     r = build_report(twin, workload=workload)
     alloc = r["utilization"]["allocated"]
     avail = r["utilization"]["allocated_of_installed"] / alloc if alloc > 0 else 1.0
-    goodput = r["goodput"] if r["goodput"] > 0 else 1.0
+    # No allocated time measures nothing (1.0, the fleet was idle); allocated time with no
+    # productive time is a goodput of 0: `goodput > 0 else 1.0` read the worst run, a
+    # flagship job that never kept any work, as the best.
+    goodput = r["goodput"] if r["gpu_hours"]["allocated"] > 0 else 1.0
     return {
         "fleet": fleet["name"],
         "gpus": r["fleet"]["gpus"],
