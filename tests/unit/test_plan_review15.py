@@ -230,8 +230,25 @@ def test_a_start_fleet_the_site_cannot_hold_is_reported_retired(tmp_path: Path) 
     assert "<h2>Early retirements</h2>" in render_html(to_dict(res))
     (line,) = retirement_lines(res)
     assert line.startswith("month 0 (2024-09) at a: INHOUSE 100.0 blocks (30,000 GPUs)")
+    # Not the seed's fleet: no "~100k H100-class GPUs at ~130 MW" check to fail ("not met"
+    # was printed for any start fleet).
+    assert fact_check(res) == []
+
+
+def test_the_start_check_counts_the_seed_fleet_retired_in_month_0(tmp_path: Path) -> None:
+    # cortex-2024 (390 blocks, 121.9 MW busy) on a site with 40 MW: most of it leaves in
+    # month 0, and the check said only how many GPUs were left.
+    from cortex.planner.report import fact_check
+
+    site = {**TOY["sites"][0], "liquid_mw": 200, "power_ramp": [{"month": 0, "grid_mw": 40}]}
+    data = _plan(sites=[site], start_fleet={"preset": "cortex-2024", "site": "a"})
+    _, inp = _load(tmp_path, data)
+    res = solve(inp, diagnose=False)
+    gone = sum(r["gpus"] for r in res.retirements if r["month"] == 0)
+    assert gone > 50_000
     (start,) = fact_check(res)
-    assert "30,000 GPUs of the start fleet retired in month 0" in start["value"]
+    assert f"({gone:,} GPUs of the start fleet retired in month 0)" in start["value"]
+    assert not start["ok"]
 
 
 def test_shortfalls_keep_their_units_and_each_target_is_diagnosed(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ class Inputs:
     notes: list[str] = field(default_factory=list)
     # month -> goodput factor of the flagship job (its own scale); empty: the SKUs' factors
     flagship_goodput: dict[int, float] = field(default_factory=dict)
+    start_preset: str = ""  # start_fleet.preset, "" without one
 
     def with_goodput(self, goodput: dict[tuple[int, str], float]) -> Inputs:
         return replace(self, goodput=goodput)
@@ -439,6 +440,7 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
         inhouse=(inh.share, inh.from_month, inh.penalty_usd_per_mw_month) if inh else None,
         flagship=(spec.flagship.h100e, spec.flagship.from_month) if spec.flagship else None,
         first_stage_months=spec.first_stage_months,
+        start_preset=spec.start_fleet.preset if spec.start_fleet else "",
         time_limit_s=spec.time_limit_s,
         mip_gap=spec.mip_gap,
     )
