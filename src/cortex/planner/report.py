@@ -12,7 +12,6 @@ from rich.table import Table
 from cortex.planner.inputs import Inputs
 from cortex.planner.solve import PlanResult
 
-
 SEED_PRESET = "cortex-2024"  # Cortex at Giga Texas, 2024: the fleet the start check is about
 
 
