@@ -141,6 +141,18 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
         {"p.yaml": _plan(compute_targets=[{"month": 3, "h100e": 700}, {"month": 3, "h100e": 500}])},
         ["compute_targets[1].month", "month 3 given twice"],
     ),
+    # 8 nodes of 1,000,000 GPUs ran for minutes on a 30-minute horizon; a PUE of 1e9 drew
+    # 62 million MW
+    "fleet node of a million GPUs": (
+        ["sim", "--fleet", "{d}/f.yaml", "--days", "0.02", "--quiet"],
+        {"f.yaml": FLEET.replace("nodes: 8}", "nodes: 8, gpus_per_node: 1000000}")},
+        ["f.yaml: halls[0].groups[0].gpus_per_node", "less than or equal to 1024"],
+    ),
+    "fleet pue 1e9": (
+        ["sim", "--fleet", "{d}/f.yaml", "--days", "0.02", "--quiet"],
+        {"f.yaml": FLEET.replace("pue: 1.25", "pue: 1.0e9")},
+        ["f.yaml: site.pue", "less than or equal to 3"],
+    ),
     # csv.DictReader kept the last of two same-named columns' cells
     "trace column given twice": (
         ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--days", "0.02", "--quiet"],
