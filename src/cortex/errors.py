@@ -65,6 +65,26 @@ def check_output(path: str | Path, option: str) -> None:
         raise InputError(str(p), option, f"{parent} is not writable")
 
 
+def check_outputs(
+    outputs: dict[str, str | Path | None], inputs: Sequence[str | Path | None] = ()
+) -> None:
+    """check_output for each output given, and refuse one that is an input file of the run
+    (`cortex plan p.yaml --json p.yaml` replaced the plan with its report) or the path of
+    another output (`--json r --html r`: the JSON was written, then overwritten)."""
+    given = {option: Path(out) for option, out in outputs.items() if out is not None}
+    files = [Path(i) for i in inputs if i is not None and Path(i).is_file()]
+    seen: dict[Path, str] = {}
+    for option, out in given.items():
+        check_output(out, option)
+        where = out.resolve()
+        for f in files:
+            if f.resolve() == where:
+                raise InputError(str(out), option, "is an input of this run: it would be replaced")
+        if where in seen:
+            raise InputError(str(out), option, f"is also the {seen[where]} path")
+        seen[where] = option
+
+
 def columns_once(header: Sequence[str] | None, source: str) -> None:
     """Refuse a CSV header that names a column twice: csv.DictReader keeps the last one's
     cells, so a trace with two `num_gpus` columns (or a cap curve with two `throughput_kept`)

@@ -153,6 +153,22 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
         {"f.yaml": FLEET.replace("pue: 1.25", "pue: 1.0e9")},
         ["f.yaml: site.pue", "less than or equal to 3"],
     ),
+    # the plan file was replaced by its report; the JSON written, then overwritten by the HTML
+    "plan --json onto the plan file": (
+        ["plan", "{d}/p.yaml", "--json", "{d}/p.yaml", "--no-scenarios"],
+        {"p.yaml": _plan()},
+        ["p.yaml: --json: is an input of this run"],
+    ),
+    "plan --json and --html on one path": (
+        [*PLAN, "--json", "{d}/r", "--html", "{d}/r"],
+        {"p.yaml": _plan()},
+        ["r: --html: is also the --json path"],
+    ),
+    "sim --json onto the trace": (
+        ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--json", "{d}/t.csv", "--quiet"],
+        {"t.csv": "submit_time_s,num_gpus,duration_s\n0,8,100\n"},
+        ["t.csv: --json: is an input of this run"],
+    ),
     # csv.DictReader kept the last of two same-named columns' cells
     "trace column given twice": (
         ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--days", "0.02", "--quiet"],

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cortex.errors import InputError, check_output
+from cortex.errors import InputError, check_outputs
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import Topology, build
 from cortex.gcscope import collector_scope
@@ -147,13 +147,10 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
-    for option, out in (
-        ("--json", json_path),
-        ("--html", html_path),
-        ("--html-static", static_path),
-    ):
-        if out is not None:
-            check_output(out, option)
+    check_outputs(
+        {"--json": json_path, "--html": html_path, "--html-static": static_path},
+        [fleet, workload, trace, failure_data, cap_curve],
+    )
     if not failures:
         _needs_failures(quarantine, failure_data, failure_scale)
     for option, value in (
