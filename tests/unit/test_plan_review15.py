@@ -169,6 +169,14 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
         {"t.csv": "submit_time_s,num_gpus,duration_s\n0,8,100\n"},
         ["t.csv: --json: is an input of this run"],
     ),
+    "power swing --json and --plot on one path": (
+        [
+            "power", "swing", "--gpus", "1024", "--flavor", "H100-SXM5", "--iteration-s", "10",
+            "--comm-fraction", "0.3", "--json", "{d}/s", "--plot", "{d}/s",
+        ],
+        {},
+        ["s: --plot: is also the --json path"],
+    ),  # fmt: skip
     # csv.DictReader kept the last of two same-named columns' cells
     "trace column given twice": (
         ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--days", "0.02", "--quiet"],
