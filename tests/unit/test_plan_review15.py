@@ -171,12 +171,24 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
     ),
     "power swing --json and --plot on one path": (
         [
-            "power", "swing", "--gpus", "1024", "--flavor", "H100-SXM5", "--iteration-s", "10",
-            "--comm-fraction", "0.3", "--json", "{d}/s", "--plot", "{d}/s",
+            "power",
+            "swing",
+            "--gpus",
+            "1024",
+            "--flavor",
+            "H100-SXM5",
+            "--iteration-s",
+            "10",
+            "--comm-fraction",
+            "0.3",
+            "--json",
+            "{d}/s",
+            "--plot",
+            "{d}/s",
         ],
         {},
         ["s: --plot: is also the --json path"],
-    ),  # fmt: skip
+    ),
     # csv.DictReader kept the last of two same-named columns' cells
     "trace column given twice": (
         ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--days", "0.02", "--quiet"],
