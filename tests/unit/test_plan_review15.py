@@ -189,6 +189,11 @@ CASES: dict[str, tuple[list[str], dict[str, object], list[str]]] = {
         {},
         ["s: --plot: is also the --json path"],
     ),
+    "plan --frontier with no lambdas": (
+        [*PLAN, "--frontier"],
+        {"p.yaml": _plan(frontier_lambdas=[])},
+        ["p.yaml: frontier_lambdas: empty: --frontier sweeps nothing"],
+    ),
     # csv.DictReader kept the last of two same-named columns' cells
     "trace column given twice": (
         ["sim", "--fleet", "tiny", "--trace", "{d}/t.csv", "--days", "0.02", "--quiet"],

@@ -39,6 +39,8 @@ def plan(
     """Plan accelerator orders, halls, generation and cash month by month (a HiGHS MILP)."""
     check_outputs({"--json": json_path, "--html": html_path}, [plan_file])
     spec, inp = load_plan(plan_file)
+    if frontier and not spec.frontier_lambdas:  # the sweep ran nothing and said nothing
+        raise InputError(str(plan_file), "frontier_lambdas", "empty: --frontier sweeps nothing")
     _check_twin(spec, inp.months, str(plan_file), twin, policy)
     extra: dict[str, Any] = {}
     if twin:
