@@ -318,17 +318,17 @@ def _start_fleet(spec: PlanSpec, skus: tuple[Sku, ...], source: str) -> dict[tup
         ) from None
     by_name = {s.name: s for s in skus}
     flavors = {g.flavor for hall in fleet.halls for g in hall.groups}
-    for flavor, sku in sf.sku_by_flavor.items():
+    for flavor, mapped in sf.sku_by_flavor.items():
         where = f"start_fleet.sku_by_flavor.{flavor}"
         # a mapping the file gives that nothing reads (a flavor's typo); the default names
         # both Hopper flavors, for presets that have either
         if flavor not in flavors and "sku_by_flavor" in sf.model_fields_set:
             raise InputError(source, where, f"{sf.preset} has no {flavor} GPUs")
-        if flavor in flavors and sku in by_name and by_name[sku].flavor != flavor:
+        if flavor in flavors and mapped in by_name and by_name[mapped].flavor != flavor:
             # 50,000 H100 mapped to INHOUSE became 167 cabinets of 300 Dojo D1: chips of one
             # kind counted as another's
             raise InputError(
-                source, where, f"SKU {sku} is {by_name[sku].flavor} blocks, not {flavor}"
+                source, where, f"SKU {mapped} is {by_name[mapped].flavor} blocks, not {flavor}"
             )
     gpus: dict[str, int] = {}
     for hall in fleet.halls:
@@ -404,9 +404,7 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
                 source, f"compute_targets[{j}].month", f"month {ct.month} is past the horizon"
             )
         if ct.month in months_given:  # the model kept the larger and dropped the other
-            raise InputError(
-                source, f"compute_targets[{j}].month", f"month {ct.month} given twice"
-            )
+            raise InputError(source, f"compute_targets[{j}].month", f"month {ct.month} given twice")
         months_given.add(ct.month)
     if spec.inhouse is not None and spec.inhouse.share > 0 and not any(k.inhouse for k in skus):
         # no block could count toward the share, so every block bought widened its gap: the

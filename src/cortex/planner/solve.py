@@ -304,8 +304,8 @@ def _binding(inp: Inputs, res: PlanResult, fixed: Fixed | None) -> list[str]:
     base = {k: v for k, v in shortfalls(lp).items() if v > SHORT_EPS}
     if not base:
         short = shortfalls(res)
-        fam = {k: f for f, k in SHORTFALL_KEYS.items()}
-        penalty = sum(v * SOFT_PENALTY[fam[k]] for k, v in short.items())
+        family_of = {k: f for f, k in SHORTFALL_KEYS.items()}
+        penalty = sum(v * SOFT_PENALTY[family_of[k]] for k, v in short.items())
         gap = abs(res.bound - res.objective)
         if penalty <= gap:
             # The MIP stopped within its gap (mip_gap x the budget: $438M on the example)
