@@ -525,3 +525,35 @@ def test_twin_convergence_is_judged_on_the_undamped_gap(tmp_path: Path) -> None:
     last = rep["history"][-1]
     tol = spec.twin.tolerance
     assert rep["converged"] == (last["order_lines_changed"] == 0 or last["max_measured_gap"] <= tol)
+
+
+def test_a_block_retired_early_does_not_leave_again_at_its_end_of_life(tmp_path: Path) -> None:
+    # cortex-2024 at 50 months of age (life 60: it leaves at month 10 anyway) on a site with
+    # 40 MW. The end of life was subtracted from the blocks in service, so a block retired in
+    # month 0 left again in month 10: the plan kept 180 of 390 blocks past the power, hall and
+    # swing limits and bought 210 more, over budget, to be retired at month 10.
+    site = {**TOY["sites"][0], "power_ramp": [{"month": 0, "grid_mw": 40}], "liquid_mw": 50}
+    start = {"preset": "cortex-2024", "site": "a", "age_months": 50}
+    data = _plan(horizon_months=12, sites=[site], start_fleet=start, mode="max_compute")
+    data.pop("compute_targets")
+    for ov in data["sku_overrides"].values():
+        ov["life_months"] = 60
+    _, inp = _load(tmp_path, data)
+    res = solve(inp, diagnose=False)
+    assert res.violations == [], res.violations
+    # What 40 MW holds stays (138 H200 blocks at 0.29 MW, the faster of the two), the rest
+    # leaves in month 0, all of it counted as early retirements.
+    assert res.months[0]["facility_mw"] <= 40.0 + 1e-6
+    assert {r["month"] for r in res.retirements} == {0}
+    gone = sum(r["blocks"] for r in res.retirements)
+    kept = sum(res.months[0]["blocks"].values())
+    assert gone + kept == pytest.approx(390.0)
+    # On a site that holds it, the fleet leaves at its end of life, not as an early retirement.
+    roomy = {**site, "power_ramp": [{"month": 0, "grid_mw": 200}], "liquid_mw": 200}
+    _, inp = _load(tmp_path, {**data, "sites": [roomy]})
+    res = solve(inp, diagnose=False)
+    assert res.retirements == [] and res.violations == []
+    for sku in ("H100", "H200"):
+        came = sum(o["blocks"] for o in res.orders if o["sku"] == sku and o["arrives"] == 10)
+        b9, b10 = res.months[9]["blocks"][sku], res.months[10]["blocks"][sku]
+        assert b10 == pytest.approx(b9 - 195 + came)

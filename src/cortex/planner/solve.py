@@ -93,7 +93,8 @@ def read(b: Built, sol: Solution) -> PlanResult:
             )
     retirements = []
     for (t, k, s), j in sorted(b.retire.items()):
-        if x[j] > EPS:
+        early = x[j] - _at_end_of_life(b, x, t, k, s)
+        if early > EPS:
             sku = next(q for q in inp.skus if q.name == k)
             retirements.append(
                 {
@@ -101,8 +102,8 @@ def read(b: Built, sol: Solution) -> PlanResult:
                     "label": month_label(inp.start, t),
                     "sku": k,
                     "site": s,
-                    "blocks": round(float(x[j]), 3),
-                    "gpus": round(float(x[j]) * sku.gpus),
+                    "blocks": round(float(early), 3),
+                    "gpus": round(float(early) * sku.gpus),
                 }
             )
     res = PlanResult(
@@ -123,6 +124,17 @@ def read(b: Built, sol: Solution) -> PlanResult:
     )
     res.totals = _totals(res)
     return res
+
+
+def _at_end_of_life(b: Built, x: np.ndarray, t: int, k: str, s: str) -> float:
+    """Blocks that must leave in month t because they reach their life: those in service
+    and arriving beyond what is still within its life (the oldest go first)."""
+    if t == 0:
+        return 0.0
+    sku = next(q for q in b.inp.skus if q.name == k)
+    j = b.order.get((t - sku.lead_months, k, s))
+    arriving = x[j] if j is not None else 0.0
+    return max(0.0, float(x[b.n[(t - 1, k, s)]] + arriving - x[b.alive[(t, k, s)]]))
 
 
 def _month(b: Built, x: np.ndarray, t: int) -> dict[str, Any]:
