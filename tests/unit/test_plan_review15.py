@@ -557,3 +557,21 @@ def test_a_block_retired_early_does_not_leave_again_at_its_end_of_life(tmp_path:
         came = sum(o["blocks"] for o in res.orders if o["sku"] == sku and o["arrives"] == 10)
         b9, b10 = res.months[9]["blocks"][sku], res.months[10]["blocks"][sku]
         assert b10 == pytest.approx(b9 - 195 + came)
+
+
+def test_the_swing_of_blocks_in_air_halls_is_at_the_air_pue(tmp_path: Path) -> None:
+    # Only air halls (PUE 1.4), no batteries, 0.25 MW of swing allowed: 0.25 / (76 kW x 1.4)
+    # = 2.35 blocks in service, 662 H100e at most (H200, 281.6 each), short of the toy's 700.
+    # The swing row used the liquid PUE (1.16) for every block: 2.84 blocks, target met. The
+    # power row charged the same blocks at 1.4.
+    site = {
+        **TOY["sites"][0],
+        "liquid_mw": 0,
+        "air_mw": 100,
+        "battery_max_mw": 0,
+        "swing_allowance_mw": 0.25,
+    }
+    _, inp = _load(tmp_path, _plan(sites=[site]))
+    res = solve(inp)
+    assert res.totals["target_shortfall"]["compute_h100e_months"] > 0
+    assert res.binding and res.binding[0].startswith("swing:"), res.binding

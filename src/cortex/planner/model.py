@@ -396,9 +396,10 @@ def _facilities(b: Built, sign: float, relax: str) -> None:
             m.row(row, lb=0.0, name=f"power[{t},{s.name}]")
             tr = {b.e_turb[(t, s.name)]: 1.0, turb_on[t]: -1.0}
             m.row(tr, ub=s.turbine_fixed_mw[t], name=f"turbine[{t},{s.name}]")
-            # Swing: peak minus busy, above what the grid accepts, is met by batteries.
-            sw = it_terms(b, t, s.name, "peak_kw", (s.liquid_pue, s.liquid_pue))
-            for j, a in it_terms(b, t, s.name, "busy_kw", (s.liquid_pue, s.liquid_pue)).items():
+            # Swing: peak minus busy, above what the grid accepts, is met by batteries; at each
+            # hall type's PUE, as the power row (air-placed blocks were at the liquid PUE).
+            sw = it_terms(b, t, s.name, "peak_kw", (s.liquid_pue, s.air_pue))
+            for j, a in it_terms(b, t, s.name, "busy_kw", (s.liquid_pue, s.air_pue)).items():
                 sw[j] = sw.get(j, 0.0) - a
             sw[batt_on[t]] = -1.0
             sw[_slack(b, "swing", t, s.name, relax)] = -1.0
