@@ -490,7 +490,7 @@ def test_a_twin_run_that_keeps_no_work_has_goodput_0(tmp_path: Path) -> None:
 
 def test_a_target_missed_within_the_solvers_gap_says_so(tmp_path: Path) -> None:
     # The example at a goodput factor of 0.8: the LP relaxation meets 500 MW at month 18, the
-    # MIP stops 1.1 MW short ($212M of the power target's penalty) within the $302M it may
+    # MIP stops 1.2 MW short ($240M of the power target's penalty) within the $337M it may
     # stop from the bound (mip_gap x the whole budget). The line blamed "block sizes".
     data = yaml.safe_load(Path("examples/plan-cortex.yaml").read_text())
     data.update(goodput_factor=0.8, scenarios=[])
