@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,3 +63,34 @@ def check_output(path: str | Path, option: str) -> None:
         raise InputError(str(p), option, f"{parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(str(p), option, f"{parent} is not writable")
+
+
+def check_outputs(
+    outputs: dict[str, str | Path | None], inputs: Sequence[str | Path | None] = ()
+) -> None:
+    """check_output for each output given, and refuse one that is an input file of the run
+    (`cortex plan p.yaml --json p.yaml` replaced the plan with its report) or the path of
+    another output (`--json r --html r`: the JSON was written, then overwritten)."""
+    given = {option: Path(out) for option, out in outputs.items() if out is not None}
+    files = [Path(i) for i in inputs if i is not None and Path(i).is_file()]
+    seen: dict[Path, str] = {}
+    for option, out in given.items():
+        check_output(out, option)
+        where = out.resolve()
+        for f in files:
+            if f.resolve() == where:
+                raise InputError(str(out), option, "is an input of this run: it would be replaced")
+        if where in seen:
+            raise InputError(str(out), option, f"is also the {seen[where]} path")
+        seen[where] = option
+
+
+def columns_once(header: Sequence[str] | None, source: str) -> None:
+    """Refuse a CSV header that names a column twice: csv.DictReader keeps the last one's
+    cells, so a trace with two `num_gpus` columns (or a cap curve with two `throughput_kept`)
+    was read from the second without a word."""
+    seen: set[str] = set()
+    for col in header or ():
+        if col in seen:
+            raise InputError(source, f"row 1: {col}", "column given twice")
+        seen.add(col)

@@ -40,9 +40,9 @@ def test_slip_with_first_stage_fixed_gives_hand_shortfall(tmp_path: Path) -> Non
     # H100e, months 4 and 5 have 793.6. Shortfall 700 in the slip, 0 in the base:
     # expected 0.5 x 0 + 0.5 x 700 = 350.
     runs = {r["name"]: r for r in out["runs"]}
-    assert abs(runs["base"]["shortfall"]) < 1e-6
-    assert abs(runs["slip"]["shortfall"] - 700.0) < 1e-3
-    assert abs(out["expected_shortfall"] - 350.0) < 1e-3
+    assert runs["base"]["shortfall"] == {"compute_h100e_months": 0.0}
+    assert abs(runs["slip"]["shortfall"]["compute_h100e_months"] - 700.0) < 1e-3
+    assert abs(out["expected_shortfall"]["compute_h100e_months"] - 350.0) < 1e-3
 
 
 def test_grid_delay_shifts_only_increases(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def test_power_never_arrives_names_power(tmp_path: Path) -> None:
     res = solve(inp)
     # Nothing can run: 700 H100e short in months 3, 4 and 5.
     assert res.orders == []
-    assert abs(res.totals["target_shortfall"] - 3 * 700) < 1e-3
+    assert abs(res.totals["target_shortfall"]["compute_h100e_months"] - 3 * 700) < 1e-3
     assert res.violations and res.violations[0].startswith("compute")
     assert len(res.binding) == 1 and res.binding[0].startswith("power:")
     # What the targets need comes from the LP relaxation with power lifted: 2 H100 (512 H100e)
@@ -93,7 +93,7 @@ def test_budget_too_small_names_cash(tmp_path: Path) -> None:
     res = solve(inp)
     # $10M buys one H100 block (paid in full on delivery): 256 H100e, 444 short each month.
     assert [(o["sku"], o["blocks"]) for o in res.orders] == [("H100", 1)]
-    assert abs(res.totals["target_shortfall"] - 3 * 444) < 1e-3
+    assert abs(res.totals["target_shortfall"]["compute_h100e_months"] - 3 * 444) < 1e-3
     assert len(res.binding) == 1 and res.binding[0].startswith("cash:")
     # Needed (LP relaxation, as above): 2 x $10M + 0.668 x $12M = $28.0M of cash.
     assert "$10M of a $10M budget" in res.binding[0] and "needs $28M" in res.binding[0]

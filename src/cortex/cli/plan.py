@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from cortex.errors import InputError, check_output
+from cortex.errors import InputError, check_outputs
 from cortex.planner.inputs import load_plan
 from cortex.planner.report import print_table, to_dict, write_json
 from cortex.planner.solve import solve
@@ -37,10 +37,10 @@ def plan(
     ),
 ) -> None:
     """Plan accelerator orders, halls, generation and cash month by month (a HiGHS MILP)."""
-    for option, out in (("--json", json_path), ("--html", html_path)):
-        if out is not None:
-            check_output(out, option)
+    check_outputs({"--json": json_path, "--html": html_path}, [plan_file])
     spec, inp = load_plan(plan_file)
+    if frontier and not spec.frontier_lambdas:  # the sweep ran nothing and said nothing
+        raise InputError(str(plan_file), "frontier_lambdas", "empty: --frontier sweeps nothing")
     _check_twin(spec, inp.months, str(plan_file), twin, policy)
     extra: dict[str, Any] = {}
     if twin:

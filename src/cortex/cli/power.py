@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cortex.errors import InputError, check_output
+from cortex.errors import InputError, check_outputs
 from cortex.fleet.spec import load_fleet_spec
 from cortex.power import swing as sw
 
@@ -63,9 +63,9 @@ def swing(
 ) -> None:
     """Compute the site power swing of one synchronous job, then filler work, a GPU power floor
     and a battery, each with its amplitude, mean, energy and throughput effect."""
-    for option, out in (("--json", json_path), ("--plot", plot_path)):
-        if out is not None:  # before the work: a bad --plot once came after --json was written
-            check_output(out, option)
+    # before the work: a bad --plot once came after --json was written; one path for both
+    # wrote the JSON, then the PNG over it
+    check_outputs({"--json": json_path, "--plot": plot_path})
     try:
         report, results = run_swing(
             gpus=gpus,

@@ -10,13 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cortex.errors import InputError, check_output
+from cortex.errors import InputError, check_outputs
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import Topology, build
 from cortex.gcscope import collector_scope
 from cortex.power.battery import BatterySpec
 from cortex.power.curve import CapCurve
-from cortex.scheduler.registry import PROFILES
+from cortex.scheduler.registry import PROFILES, power_profile
 from cortex.sim.failures import load_job_causes
 from cortex.sim.power import POWER_POLICIES, CapEvent, PowerConfig
 from cortex.sim.report import build_report, write_json
@@ -124,7 +124,9 @@ def sim(
     ramp_limit: float | None = _RAMP_LIMIT,
     battery_mwh: float | None = typer.Option(None, help="battery energy, MWh"),
     battery_mw: float | None = typer.Option(None, help="battery power, MW"),
-    battery_efficiency: float = typer.Option(0.9, help="battery round-trip efficiency"),
+    battery_efficiency: float | None = typer.Option(
+        None, help="battery round-trip efficiency (default 0.9; with --battery-mwh/--battery-mw)"
+    ),
     cap_event: list[str] = _CAP_EVENT,
     heat_wave: list[str] = _HEAT_WAVE,
     start_day: int = typer.Option(182, min=0, max=365, help="day of year the run starts"),
@@ -145,13 +147,10 @@ def sim(
         raise InputError(
             "--policy", "policy", f"unknown policy {policy!r}; known: {', '.join(PROFILES)}"
         )
-    for option, out in (
-        ("--json", json_path),
-        ("--html", html_path),
-        ("--html-static", static_path),
-    ):
-        if out is not None:
-            check_output(out, option)
+    check_outputs(
+        {"--json": json_path, "--html": html_path, "--html-static": static_path},
+        [fleet, workload, trace, failure_data, cap_curve],
+    )
     if not failures:
         _needs_failures(quarantine, failure_data, failure_scale)
     for option, value in (
@@ -356,7 +355,17 @@ def _cap_event(raw: str) -> CapEvent:
         start_h, dur_h, cap_mw = (float(x) for x in parts)
     except ValueError:
         raise InputError("--cap-event", "cap_event", f"{raw!r} has a non-number") from None
+    _finite("--cap-event", start_h=start_h, duration_h=dur_h, cap_mw=cap_mw)
     return CapEvent(start_h * 3600.0, dur_h * 3600.0, cap_mw)
+
+
+def _finite(option: str, **values: float | None) -> None:
+    """Refuse inf and nan by the option's name: a --ramp-limit or a --cap-event duration of inf
+    ran and wrote `Infinity` into the JSON report (not JSON), a --battery-mwh of inf failed as
+    "prices: power_mw", a --heat-wave's nan as "climate: delta_c"."""
+    for name, v in values.items():
+        if v is not None and not math.isfinite(v):
+            raise InputError(option, name, f"must be finite, got {v:g}")
 
 
 def _heat_wave(raw: str) -> tuple[float, float, float]:
@@ -367,6 +376,7 @@ def _heat_wave(raw: str) -> tuple[float, float, float]:
         raise InputError(
             "--heat-wave", "heat_wave", f"{raw!r} is not START_H:DURATION_H:DELTA_C"
         ) from None
+    _finite("--heat-wave", start_h=start_h, duration_h=dur_h, delta_c=delta_c)
     if not dur_h > 0:
         raise InputError("--heat-wave", "duration_h", f"must be positive, got {dur_h:g}")
     return start_h * 3600.0, dur_h * 3600.0, delta_c
@@ -380,7 +390,7 @@ def _power_config(
     ramp_limit: float | None,
     battery_mwh: float | None,
     battery_mw: float | None,
-    battery_efficiency: float,
+    battery_efficiency: float | None,
     cap_events: list[str],
     heat_waves: list[str],
     start_day: int,
@@ -396,6 +406,7 @@ def _power_config(
             "--site-cap-mw": site_cap_mw, "--static-cap": static_cap,
             "--rack-cap-kw": rack_cap_kw, "--ramp-limit": ramp_limit,
             "--battery-mwh": battery_mwh, "--battery-mw": battery_mw,
+            "--battery-efficiency": battery_efficiency,
             "--cap-event": cap_events or None, "--heat-wave": heat_waves or None,
             "--temperature-c": temperature_c, "--cap-curve": cap_curve,
         }  # fmt: skip
@@ -409,16 +420,33 @@ def _power_config(
         raise InputError(
             "--heat-wave", "heat_wave", "has no effect with a constant --temperature-c"
         )
+    # Options one policy or one other option reads, refused where nothing reads them: a
+    # --static-cap under `cap` or a --battery-efficiency with no battery (the smallest battery
+    # `full` sizes is Megapacks at their own efficiency) ran and reported as if never given.
+    if static_cap is not None and not power_profile(policy).static:
+        raise InputError(
+            "--static-cap", "static_cap", "has no effect without --power-policy static"
+        )
+    _finite("--ramp-limit", ramp_limit_mw_per_min=ramp_limit)
+    _finite("--battery-mwh", battery_mwh=battery_mwh)
+    _finite("--battery-mw", battery_mw=battery_mw)
+    if battery_efficiency is not None and not 0 < battery_efficiency <= 1:
+        raise InputError(
+            "--battery-efficiency",
+            "battery_efficiency",
+            f"must be within (0, 1], got {battery_efficiency:g}",
+        )
     battery = None
     if battery_mwh is not None or battery_mw is not None:
         if battery_mwh is None or battery_mw is None:
             raise InputError("--battery-mwh", "battery", "give both --battery-mwh and --battery-mw")
-        battery = BatterySpec(battery_mwh, battery_mw, battery_efficiency)
-    elif not 0 < battery_efficiency <= 1:
+        eff = 0.9 if battery_efficiency is None else battery_efficiency
+        battery = BatterySpec(battery_mwh, battery_mw, eff)
+    elif battery_efficiency is not None:
         raise InputError(
             "--battery-efficiency",
             "battery_efficiency",
-            f"must be within (0, 1], got {battery_efficiency}",
+            "has no effect without a battery (--battery-mwh and --battery-mw)",
         )
     cfg = PowerConfig(
         policy=policy,

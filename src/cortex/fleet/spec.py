@@ -39,7 +39,10 @@ class NodeGroup(_Strict):
 
     flavor: str
     nodes: PositiveInt
-    gpus_per_node: PositiveInt = 8
+    # At most 1,024 (a node here is an HGX board, an NVL72 tray of 4, a Dojo tile of 25): 8
+    # nodes of 1,000,000 GPUs ran for minutes on a 30-minute horizon (the twin's cost grows
+    # with the jobs one node holds) and a million was accepted.
+    gpus_per_node: Annotated[int, Field(gt=0, le=1024, strict=True)] = 8
     nodes_per_pod: PositiveInt = 32
     nodes_per_rack: PositiveInt = 4
     node_overhead_w: NonNegFloat | None = Field(
@@ -79,7 +82,8 @@ class SiteSpec(_Strict):
 
     name: str = "site"
     power_cap_mw: PositiveFloat | None = None
-    pue: Annotated[float, Field(ge=1.0, allow_inf_nan=False)] = 1.2
+    # At most 3, as a plan's halls take (planner/spec.py): a PUE of 1e9 drew 62 million MW.
+    pue: Annotated[float, Field(ge=1.0, le=3.0, allow_inf_nan=False)] = 1.2
     pue_source: str = ""
 
 

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cortex.planner.report import shortfall_text
 from cortex.sim.html import _CSS, _esc, _img, _table
 
 
@@ -96,26 +97,38 @@ def _plot_frontier(r: dict[str, Any]) -> str:
 
 def _plot_tornado(r: dict[str, Any]) -> str:
     rows = r.get("tornado", [])
+    # min_cost meets its targets whatever the input, so goodput barely moves: its tornado is
+    # the cost of meeting them.
+    cost = r["mode"] == "min_cost"
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * max(len(rows), 1)))
     if rows:
-        base = rows[0]["base"] / 1e6
+        keys = ("cost_low_musd", "cost_high_musd", "base_cost_musd", 1e3)
+        if not cost:
+            keys = ("goodput_low", "goodput_high", "base", 1e6)
+        base = rows[0][keys[2]] / keys[3]
         labels = [f"{t['input']} ({t['low']:g}x / {t['high']:g}x)" for t in rows][::-1]
-        lo = [t["goodput_low"] / 1e6 - base for t in rows][::-1]
-        hi = [t["goodput_high"] / 1e6 - base for t in rows][::-1]
+        lo = [t[keys[0]] / keys[3] - base for t in rows][::-1]
+        hi = [t[keys[1]] / keys[3] - base for t in rows][::-1]
         y = np.arange(len(rows))
         ax.barh(y, lo, color="#c44", label="low")
         ax.barh(y, hi, color="#48c", label="high")
         ax.set_yticks(y, labels, fontsize=8)
         ax.axvline(0, color="k", lw=0.8)
         ax.legend(fontsize=8)
-    ax.set_xlabel("change in goodput-compute, million H100e-months")
+    ax.set_xlabel(
+        "change in charged cost, $B" if cost else "change in goodput-compute, million H100e-months"
+    )
     ax.set_title("tornado: one input at a time")
     return _img(fig, "tornado")
 
 
 def _quarters(r: dict[str, Any]) -> str:
     rows = []
-    for m in r["by_month"][2::3]:
+    months = r["by_month"]
+    # Each quarter's last month, the last one even when the horizon ends mid-quarter (as the
+    # terminal table has it): [2::3] left a 7-month plan's month 6 out of the page.
+    ends = [min(q + 2, len(months) - 1) for q in range(0, len(months), 3)]
+    for m in (months[i] for i in ends):
         rows.append(
             (
                 m["label"],
@@ -156,7 +169,7 @@ def render_html(r: dict[str, Any]) -> str:
         (
             s["name"],
             s["probability"],
-            round(s["shortfall"], 1),
+            shortfall_text(s["shortfall"]),
             round(s["goodput_h100e_months"]),
             round(s["cash_musd"]),
         )
@@ -175,8 +188,7 @@ def render_html(r: dict[str, Any]) -> str:
         _plot_capacity(r),
         _plot_cash(r),
         _plot_fan(r),
-        f"<p>expected shortfall: {sc.get('expected_shortfall', 'n/a')} "
-        f"({_esc(sc.get('shortfall_unit', ''))})</p>"
+        f"<p>expected shortfall: {_esc(shortfall_text(sc['expected_shortfall']))}</p>"
         if sc
         else "",
         _table(("scenario", "p", "shortfall", "goodput H100e-months", "cash $M"), sc_rows),
@@ -187,6 +199,14 @@ def render_html(r: dict[str, Any]) -> str:
         "<h2>Orders</h2>",
         _table(("month", "SKU", "site", "blocks", "GPUs", "arrives (month)"), orders),
     ]
+    retired = [
+        (x["label"], x["sku"], x["site"], x["blocks"], x["gpus"]) for x in r.get("retirements", [])
+    ]
+    if retired:
+        parts += [
+            "<h2>Early retirements</h2>",
+            _table(("month", "SKU", "site", "blocks", "GPUs"), retired),
+        ]
     if tw:
         parts.append(
             f"<h2>Twin in the loop</h2><p>policy {_esc(tw['policy'])} {_esc(tw['policy_note'])}; "

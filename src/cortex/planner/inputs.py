@@ -91,6 +91,7 @@ class Inputs:
     notes: list[str] = field(default_factory=list)
     # month -> goodput factor of the flagship job (its own scale); empty: the SKUs' factors
     flagship_goodput: dict[int, float] = field(default_factory=dict)
+    start_preset: str = ""  # start_fleet.preset, "" without one
 
     def with_goodput(self, goodput: dict[tuple[int, str], float]) -> Inputs:
         return replace(self, goodput=goodput)
@@ -112,6 +113,24 @@ def sku_catalog() -> dict[str, dict[str, str]]:
 def facility_defaults() -> dict[str, float]:
     """planner/data/facility.csv as name -> value."""
     return {r["name"]: float(r["value"]) for r in _rows("facility.csv")}
+
+
+def facility_value_error(key: str, v: float) -> str:
+    """Why an override of facility.csv's `key` cannot be used, or "". The schema bounds every
+    value to [0, 1e15] only, and each kind of value needs more: a hall life of 0 divided by
+    zero (a traceback), a PUE of 0 drew no power, a unit of 0 MW bought nothing, and a build
+    or lead time of 2.5 months was cut to 2 in the model but read as 3 in the report."""
+    if key.endswith("_pue"):
+        return "" if 1.0 <= v <= 3.0 else f"a PUE is between 1 and 3, got {v:g}"
+    if key.endswith("_months"):
+        low = 1 if key.endswith("_life_months") else 0
+        if v != int(v) or not low <= v <= 600:
+            return f"whole months from {low} to 600, got {v:g}"
+    if key.endswith("_mw") and v <= 0:  # a hall's or a unit's size
+        return f"a size in MW above 0, got {v:g}"
+    if key == "discount_rate_per_year" and v > 1:
+        return f"a fraction per year (0.10 is 10%), at most 1, got {v:g}"
+    return ""
 
 
 def month_index(start: str, ym: str) -> int:
@@ -191,6 +210,17 @@ def _skus(spec: PlanSpec, source: str) -> tuple[Sku, ...]:
                 where,
                 f"lead time {lead} months is past the {spec.horizon_months}-month horizon",
             )
+        available = int(pick("available_month", avail))
+        in_start = spec.start_fleet is not None and name in spec.start_fleet.sku_by_flavor.values()
+        if available >= spec.horizon_months and not in_start:  # as a lead time past it: never
+            given = ov is not None and ov.available_month is not None
+            raise InputError(
+                source,
+                f"sku_overrides.{name}.available_month" if given else f"skus[{i}]",
+                f"first delivery at month {available} "
+                f"({month_label(spec.start, available)}) is past the "
+                f"{spec.horizon_months}-month horizon: no block could arrive",
+            )
         busy = float(pick("busy_kw", float(row["busy_kw"])))
         peak = float(pick("peak_kw", float(row["peak_kw"])))
         if peak < busy:
@@ -210,7 +240,7 @@ def _skus(spec: PlanSpec, source: str) -> tuple[Sku, ...]:
                 supply_per_month=int(
                     pick("supply_blocks_per_month", int(row["supply_blocks_per_month"]))
                 ),
-                available_month=int(pick("available_month", avail)),
+                available_month=available,
                 life_months=int(pick("life_months", int(row["life_months"]))),
                 fabric=row["fabric"],
                 inhouse=row["inhouse"] == "true",
@@ -287,6 +317,19 @@ def _start_fleet(spec: PlanSpec, skus: tuple[Sku, ...], source: str) -> dict[tup
             source, "start_fleet.preset", f"{sf.preset!r}: {err.field}: {err.reason}"
         ) from None
     by_name = {s.name: s for s in skus}
+    flavors = {g.flavor for hall in fleet.halls for g in hall.groups}
+    for flavor, mapped in sf.sku_by_flavor.items():
+        where = f"start_fleet.sku_by_flavor.{flavor}"
+        # a mapping the file gives that nothing reads (a flavor's typo); the default names
+        # both Hopper flavors, for presets that have either
+        if flavor not in flavors and "sku_by_flavor" in sf.model_fields_set:
+            raise InputError(source, where, f"{sf.preset} has no {flavor} GPUs")
+        if flavor in flavors and mapped in by_name and by_name[mapped].flavor != flavor:
+            # 50,000 H100 mapped to INHOUSE became 167 cabinets of 300 Dojo D1: chips of one
+            # kind counted as another's
+            raise InputError(
+                source, where, f"SKU {mapped} is {by_name[mapped].flavor} blocks, not {flavor}"
+            )
     gpus: dict[str, int] = {}
     for hall in fleet.halls:
         for g in hall.groups:
@@ -298,6 +341,14 @@ def _start_fleet(spec: PlanSpec, skus: tuple[Sku, ...], source: str) -> dict[tup
                     f"flavor {g.flavor} of {sf.preset} maps to no SKU of this plan",
                 )
             gpus[sku] = gpus.get(sku, 0) + g.nodes * g.gpus_per_node
+    for k, n in gpus.items():  # rounded to whole blocks: under half a block was none at all
+        if round(n / by_name[k].gpus) == 0:
+            raise InputError(
+                source,
+                "start_fleet.preset",
+                f"{sf.preset}'s {n:,} GPUs of {k} are under half a {k} block "
+                f"({by_name[k].gpus} GPUs): the plan would start with none",
+            )
     return {(k, sf.site): round(n / by_name[k].gpus) for k, n in gpus.items()}
 
 
@@ -308,6 +359,9 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
     for key, v in spec.facility.items():
         if key not in fac:
             raise InputError(source, f"facility.{key}", f"unknown (known: {', '.join(fac)})")
+        bad = facility_value_error(key, v)
+        if bad:
+            raise InputError(source, f"facility.{key}", bad)
         fac[key] = v
     skus = _skus(spec, source)
     sites = []
@@ -343,11 +397,25 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
         if step.month in seen:
             raise InputError(source, f"budget.steps[{j}].month", f"month {step.month} given twice")
         seen.add(step.month)
+    months_given: set[int] = set()
     for j, ct in enumerate(spec.compute_targets):
         if ct.month >= n_months:
             raise InputError(
                 source, f"compute_targets[{j}].month", f"month {ct.month} is past the horizon"
             )
+        if ct.month in months_given:  # the model kept the larger and dropped the other
+            raise InputError(source, f"compute_targets[{j}].month", f"month {ct.month} given twice")
+        months_given.add(ct.month)
+    if spec.inhouse is not None and spec.inhouse.share > 0 and not any(k.inhouse for k in skus):
+        # no block could count toward the share, so every block bought widened its gap: the
+        # plan bought nothing at all
+        inhouse = [name for name, row in sku_catalog().items() if row["inhouse"] == "true"]
+        raise InputError(
+            source,
+            "inhouse.share",
+            f"none of this plan's skus is in-house ({', '.join(inhouse)}): the share cannot "
+            "be met by anything",
+        )
     initial = _start_fleet(spec, skus, source)
     goodput = {(t, k.name): spec.goodput_factor for t in range(n_months) for k in skus}
     inh = spec.inhouse
@@ -370,6 +438,7 @@ def resolve(spec: PlanSpec, source: str) -> Inputs:
         inhouse=(inh.share, inh.from_month, inh.penalty_usd_per_mw_month) if inh else None,
         flagship=(spec.flagship.h100e, spec.flagship.from_month) if spec.flagship else None,
         first_stage_months=spec.first_stage_months,
+        start_preset=spec.start_fleet.preset if spec.start_fleet else "",
         time_limit_s=spec.time_limit_s,
         mip_gap=spec.mip_gap,
     )

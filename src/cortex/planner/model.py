@@ -34,6 +34,7 @@ class Built:
     order: dict[tuple[int, str, str], int] = field(default_factory=dict)
     retire: dict[tuple[int, str, str], int] = field(default_factory=dict)
     n: dict[tuple[int, str, str], int] = field(default_factory=dict)
+    alive: dict[tuple[int, str, str], int] = field(default_factory=dict)  # within their life
     air: dict[tuple[int, str, str], int] = field(default_factory=dict)
     hall_l: dict[tuple[int, str], int] = field(default_factory=dict)
     hall_a: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -45,6 +46,39 @@ class Built:
     spent: dict[int, int] = field(default_factory=dict)  # $M spent by the end of month t
     slack: dict[tuple[str, int, str], int] = field(default_factory=dict)  # (family, t, where)
     flag_z: dict[tuple[str, str], int] = field(default_factory=dict)
+    hard: dict[str, float] = field(default_factory=lambda: dict(HARD_PENALTY))
+
+
+def hard_penalties(inp: Inputs) -> dict[str, float]:
+    """$M per unit of each hard limit's slack: HARD_PENALTY, raised where a unit of the limit
+    could earn more than that in the plan's own terms. A block-month is worth at most its
+    H100e x $1M to a compute or flagship target (plus its value in max_compute), its MW to
+    the power target and to the in-house share; at a flat $1,000M per MW, a GB200 block
+    (1,291 H100e of llm at 0.88 MW) made breaking the power limit cheaper than missing a
+    compute target: a plan drew 3.4 MW on a 1 MW supply. Twice the best ratio of value to
+    use of the limit, over the SKUs, keeps every hard limit above any gain."""
+    pue_lo = min(min(s.liquid_pue, s.air_pue) for s in inp.sites)
+    pue_hi = max(max(s.liquid_pue, s.air_pue) for s in inp.sites)
+    per_h100e = max(SOFT_PENALTY["compute"], SOFT_PENALTY["flagship"])
+    per_h100e = per_h100e if inp.compute_targets or inp.flagship else 0.0
+    per_h100e += 1.0 / inp.lam if inp.mode == "max_compute" else 0.0
+    per_mw = (inp.inhouse[2] / 1e6 if inp.inhouse else 0.0) + (
+        SOFT_PENALTY["power_target"] * pue_hi if inp.power_target else 0.0
+    )
+    out = dict(HARD_PENALTY)
+    for k in inp.skus:
+        value = per_h100e * k.h100e + per_mw * k.busy_kw / 1000.0  # $M per block-month
+        uses = {
+            "power": k.busy_kw / 1000.0 * pue_lo,
+            "halls": k.peak_kw / 1000.0,
+            "swing": (k.peak_kw - k.busy_kw) / 1000.0 * pue_lo,
+            "supply": 1.0,
+            "cash": k.price_usd / 1e6,
+        }
+        for fam, use in uses.items():
+            if use > 0:
+                out[fam] = max(out[fam], 2.0 * value / use)
+    return out
 
 
 def discount(inp: Inputs, t: int) -> float:
@@ -71,10 +105,10 @@ def build(inp: Inputs, fixed: Fixed | None = None, relax_family: str = "") -> Bu
     arrives past the horizon) is skipped. `relax_family` zeroes one hard limit's penalty (to
     find which limit binds a target)."""
     maximize = inp.mode == "max_compute"
-    b = Built(inp, Model(maximize=maximize))
+    b = Built(inp, Model(maximize=maximize), hard=hard_penalties(inp))
     sign = -1.0 if maximize else 1.0  # costs and penalties lower a maximized objective
-    _decisions(b, sign)
-    _stock(b)
+    _decisions(b, sign, relax_family)
+    _stock(b, relax_family)
     _cash(b, relax_family)
     _facilities(b, sign, relax_family)
     _targets(b, sign)
@@ -109,7 +143,7 @@ def _sku(inp: Inputs, name: str) -> Sku:
     raise KeyError(name)
 
 
-def _decisions(b: Built, sign: float) -> None:
+def _decisions(b: Built, sign: float, relax: str = "") -> None:
     inp, m = b.inp, b.model
     fac = inp.facility
     n_months = inp.months
@@ -124,7 +158,10 @@ def _decisions(b: Built, sign: float) -> None:
                     b.order[(t, k.name, s.name)] = m.var(
                         f"order[{t},{k.name},{s.name}]",
                         0,
-                        k.supply_per_month,
+                        # The supply cap is also the row below; relaxed, both go (with the
+                        # bound kept, relaxing "supply" lifted nothing and a target missed
+                        # for want of supply was diagnosed as bound by no limit at all).
+                        INF if relax == "supply" else k.supply_per_month,
                         c,
                         integer=True,
                         month=t,
@@ -184,42 +221,57 @@ def _decisions(b: Built, sign: float) -> None:
             b.e_turb[(t, s.name)] = m.var(f"e_turb[{t},{s.name}]", 0, INF, sign * d * fuel)
 
 
-def _stock(b: Built) -> None:
-    """n[t] = n[t-1] + arrivals - arrivals that reach their life - retirements, with the
-    initial fleet leaving at its end of life. Month to month (not as sums from month 0) so each
-    row has a handful of terms: the matrix stays sparse and the LPs fast."""
+def _stock(b: Built, relax: str = "") -> None:
+    """Blocks in service n[t] = n[t-1] + arrivals - retirements, at most the blocks still
+    within their life, alive[t] = alive[t-1] + arrivals - arrivals that reach their life (the
+    initial fleet leaving at its end of life). A retirement is early or at the end of life,
+    oldest blocks first. Month to month (not as sums from month 0) so each row has a handful
+    of terms: the matrix stays sparse and the LPs fast.
+
+    The end of life was subtracted from n itself: a block retired early left again at its end
+    of life, so a start fleet the site could not power had to keep as many blocks as would
+    expire in the horizon (cortex-2024 at 50 months of age on 40 MW kept 180 of 390 blocks
+    past the power, hall and swing limits, and bought 210 more to be retired at month 10)."""
     inp, m = b.inp, b.model
     for k in inp.skus:
         for s in inp.sites:
             init = inp.initial.get((k.name, s.name), 0)
+            key = (k.name, s.name)
             for t in range(inp.months):
-                key = (k.name, s.name)
+                alive_var = m.var(f"alive[{t},{k.name},{s.name}]")
+                b.alive[(t, *key)] = alive_var
                 terms = {b.n[(t, *key)]: 1.0, b.retire[(t, *key)]: 1.0}
+                life = {alive_var: 1.0}
                 if t > 0:
                     terms[b.n[(t - 1, *key)]] = -1.0
+                    life[b.alive[(t - 1, *key)]] = -1.0
                 j = b.order.get((t - k.lead_months, *key))
                 if j is not None:
                     terms[j] = -1.0
+                    life[j] = -1.0
                 j = b.order.get((t - k.lead_months - k.life_months, *key))
                 if j is not None:
-                    terms[j] = 1.0
+                    life[j] = 1.0
                 alive = float(init) if alive_initial(inp, k, t) else 0.0
                 before = float(init) if t > 0 and alive_initial(inp, k, t - 1) else 0.0
-                m.row(terms, alive - before, alive - before, f"stock[{t},{k.name},{s.name}]")
+                first = alive if t == 0 else 0.0  # the start fleet enters once, at month 0
+                m.row(terms, first, first, f"stock[{t},{k.name},{s.name}]")
+                m.row(life, alive - before, alive - before, f"alive[{t},{k.name},{s.name}]")
+                m.row({b.n[(t, *key)]: 1.0, alive_var: -1.0}, ub=0.0, name=f"life[{t},{k.name}]")
                 ja = b.air.get((t, k.name, s.name))
                 if ja is not None:
                     m.row({ja: 1.0, b.n[(t, k.name, s.name)]: -1.0}, ub=0.0)
         for t in range(inp.months):
             terms = {j: 1.0 for (tt, kk, _s), j in b.order.items() if tt == t and kk == k.name}
             if terms:
-                sl = _slack(b, "supply", t, k.name, relax="")
+                sl = _slack(b, "supply", t, k.name, relax=relax)
                 terms[sl] = -1.0
                 m.row(terms, ub=float(k.supply_per_month), name=f"supply[{t},{k.name}]")
                 m.caps.append(({j: 1.0 for j in terms if j != sl}, float(k.supply_per_month)))
 
 
 def _slack(b: Built, family: str, t: int, where: str, relax: str, per_unit: float = 0.0) -> int:
-    pen = 0.0 if family == relax else (per_unit or HARD_PENALTY.get(family, 0.0))
+    pen = 0.0 if family == relax else (per_unit or b.hard.get(family, 0.0))
     if family in SOFT_PENALTY and not per_unit:
         pen = SOFT_PENALTY[family]
     sign = -1.0 if b.model.maximize else 1.0
@@ -344,9 +396,10 @@ def _facilities(b: Built, sign: float, relax: str) -> None:
             m.row(row, lb=0.0, name=f"power[{t},{s.name}]")
             tr = {b.e_turb[(t, s.name)]: 1.0, turb_on[t]: -1.0}
             m.row(tr, ub=s.turbine_fixed_mw[t], name=f"turbine[{t},{s.name}]")
-            # Swing: peak minus busy, above what the grid accepts, is met by batteries.
-            sw = it_terms(b, t, s.name, "peak_kw", (s.liquid_pue, s.liquid_pue))
-            for j, a in it_terms(b, t, s.name, "busy_kw", (s.liquid_pue, s.liquid_pue)).items():
+            # Swing: peak minus busy, above what the grid accepts, is met by batteries; at each
+            # hall type's PUE, as the power row (air-placed blocks were at the liquid PUE).
+            sw = it_terms(b, t, s.name, "peak_kw", (s.liquid_pue, s.air_pue))
+            for j, a in it_terms(b, t, s.name, "busy_kw", (s.liquid_pue, s.air_pue)).items():
                 sw[j] = sw.get(j, 0.0) - a
             sw[batt_on[t]] = -1.0
             sw[_slack(b, "swing", t, s.name, relax)] = -1.0

@@ -12,6 +12,8 @@ from rich.table import Table
 from cortex.planner.inputs import Inputs
 from cortex.planner.solve import PlanResult
 
+SEED_PRESET = "cortex-2024"  # Cortex at Giga Texas, 2024: the fleet the start check is about
+
 
 def fact_check(res: PlanResult) -> list[dict[str, Any]]:
     """The seed's case against cortex-facts.md: ~100k H100-class GPUs at ~130 MW at the start;
@@ -20,12 +22,16 @@ def fact_check(res: PlanResult) -> list[dict[str, Any]]:
     m0 = res.months[0]
     gpus0 = sum(m0["gpus"].values())
     out: list[dict[str, Any]] = []
-    if inp.initial:  # a plan that starts empty is not the seed's case: "not met" was noise
+    # Only the seed's case: a plan that starts empty, or from another preset (30,000 Dojo D1
+    # at Buffalo), is not ~100k H100-class GPUs at ~130 MW, and "not met" was noise.
+    if inp.initial and inp.start_preset == SEED_PRESET:
+        gone = sum(r["gpus"] for r in res.retirements if r["month"] == 0)
         out.append(
             {
                 "check": "start: ~100k H100-class GPUs at ~130 MW (cortex-facts.md)",
                 "value": f"{gpus0:,.0f} GPUs, {m0['facility_mw']:,.1f} MW facility draw, "
-                f"{m0['supply_mw']:,.1f} MW supply",
+                f"{m0['supply_mw']:,.1f} MW supply"
+                + (f" ({gone:,.0f} GPUs of the start fleet retired in month 0)" if gone else ""),
                 "ok": 90_000 <= gpus0 <= 110_000 and m0["facility_mw"] <= 1.05 * 130,
             }
         )
@@ -85,6 +91,7 @@ def to_dict(res: PlanResult, extra: dict[str, Any] | None = None) -> dict[str, A
         "binding": res.binding,
         "fact_check": fact_check(res),
         "orders": res.orders,
+        "retirements": res.retirements,
         "by_month": res.months,
     }
     if extra:
@@ -122,7 +129,7 @@ def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
         f"within ${abs(res.bound - res.objective):,.0f}M of the bound"
     )
     for col in (
-        "quarter",
+        "quarter end",  # a row is the quarter's last month: "2024-11" is Sep-Nov 2024
         "orders (blocks)",
         "halls",
         "kGPU",
@@ -156,12 +163,30 @@ def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
         console.print(f"{mark} {c['check']}: {c['value']}")
         for line in c.get("binding", []):
             console.print(f"   binding: {line}")
+    for line in retirement_lines(res):
+        console.print(f"[yellow]retired[/] {line}")
     for v in res.violations:
         console.print(f"[yellow]slack[/] {v}")
     for line in res.binding:
         console.print(f"[yellow]binding[/] {line}")
     for line in _extra_lines(extra or {}):
         console.print(line)
+
+
+def retirement_lines(res: PlanResult) -> list[str]:
+    """Early retirements by month and site: the model retires a block only for a reason (a
+    tie-break cost): a limit it would break, or energy it would cost for no value."""
+    by: dict[tuple[int, str, str], list[str]] = {}
+    for r in res.retirements:
+        key = (r["month"], r["label"], r["site"])
+        by.setdefault(key, []).append(f"{r['sku']} {r['blocks']:,.1f} blocks ({r['gpus']:,} GPUs)")
+    return [
+        f"month {t} ({label}) at {site}: "
+        + ", ".join(what)
+        + " (kept, they would break a limit: power, halls, swing or cash;"
+        + " or cost more than they give)"
+        for (t, label, site), what in sorted(by.items())
+    ]
 
 
 def _extra_lines(extra: dict[str, Any]) -> list[str]:
@@ -171,19 +196,21 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
         lines.append(
             f"in-house share {inh['share_target']:.0%}: costs "
             f"{inh['goodput_h100e_months_lost']:,.0f} goodput H100e-months "
-            f"({inh['goodput_lost_fraction']:.1%}) and {inh['cost_delta_musd']:+,.0f} $M of cash "
-            f"against the plan without it; share at the end {inh['share_reached_end']:.0%} "
+            f"({inh['goodput_lost_fraction']:.1%}) and "
+            + _cash_delta(inh["cost_delta_musd"])
+            + f" against the plan without it; share at the end {inh['share_reached_end']:.0%} "
             f"(without the target {inh['share_without_target_end']:.0%})"
         )
     sc = extra.get("scenarios")
     if sc:
         lines.append(
-            f"scenarios: expected shortfall {sc['expected_shortfall']:,.1f} "
-            f"({sc['shortfall_unit']}), first {sc['first_stage_months']} months of orders fixed"
+            f"scenarios: expected shortfall {shortfall_text(sc['expected_shortfall'])}, "
+            f"first {sc['first_stage_months']} months of orders fixed"
         )
         for s in sc["runs"]:
             lines.append(
-                f"  {s['name']} (p={s['probability']:.2f}): shortfall {s['shortfall']:,.1f}, "
+                f"  {s['name']} (p={s['probability']:.2f}): shortfall "
+                f"{shortfall_text(s['shortfall'])}, "
                 f"goodput {s['goodput_h100e_months']:,.0f} H100e-months, "
                 f"cash ${s['cash_musd']:,.0f}M"
             )
@@ -203,6 +230,29 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
                 "= factor): " + "; ".join(_flavor_line(f, b) for f, b in flavors.items())
             )
     return lines
+
+
+_SHORTFALL_WORDS = {
+    "power_target_mw": ("MW", "below the power target"),
+    "compute_h100e_months": ("H100e-months", "below the compute targets"),
+    "flagship_h100e_months": ("H100e-months", "below the flagship size"),
+    "goodput_below_base_h100e_months": ("H100e-months", "of goodput below the base plan"),
+}
+
+
+def shortfall_text(short: dict[str, float]) -> str:
+    """A shortfall by target, each in its unit: '0.4 MW below the power target, 0.0 ...'."""
+    return (
+        ", ".join(
+            f"{v:,.1f} {_SHORTFALL_WORDS[k][0]} {_SHORTFALL_WORDS[k][1]}" for k, v in short.items()
+        )
+        or "none"
+    )
+
+
+def _cash_delta(musd: float) -> str:
+    """'$151M more cash' or '$151M less cash' ('costs ... -151 $M of cash' read as a gain)."""
+    return f"${abs(musd):,.0f}M {'more' if musd >= 0 else 'less'} cash"
 
 
 def _flavor_line(flavor: str, b: dict[str, Any]) -> str:

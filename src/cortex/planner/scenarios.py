@@ -91,23 +91,26 @@ def run_scenarios(spec: PlanSpec, inp: Inputs, base: PlanResult) -> dict[str, An
     fixed = first_stage(base.built, base.x, inp.first_stage_months)
     cases = [apply_scenario(inp, sc) for sc in spec.scenarios]
     runs = _map([(c, fixed) for c in cases], spec.twin.workers)
-    has_targets = bool(inp.compute_targets or inp.power_target)
+    has_targets = bool(inp.compute_targets or inp.power_target or inp.flagship)
     base_g = np.asarray([m["goodput_h100e"] for m in base.months])
     out = []
     for sc, r in zip(spec.scenarios, runs, strict=True):
+        # By target, each in its unit (a MW and an H100e-month do not add); without targets,
+        # the goodput below the base plan's, month by month.
         if has_targets:
-            short = r["target_shortfall"]
+            short = dict(r["target_shortfall"])
         else:
-            short = float(np.clip(base_g - np.asarray(r["goodput_by_month"]), 0, None).sum())
+            below = float(np.clip(base_g - np.asarray(r["goodput_by_month"]), 0, None).sum())
+            short = {"goodput_below_base_h100e_months": below}
         out.append({"name": sc.name, "probability": sc.probability, "shortfall": short, **r})
-    expected = sum(o["probability"] * o["shortfall"] for o in out)
+    expected = {
+        key: round(sum(o["probability"] * o["shortfall"][key] for o in out), 3)
+        for key in (out[0]["shortfall"] if out else {})
+    }
     return {
         "first_stage_months": inp.first_stage_months,
         "first_stage_decisions": sum(1 for v in fixed.values() if v > 0),
-        "shortfall_unit": "target slack (H100e or MW)"
-        if has_targets
-        else "goodput H100e-months below the base plan",
-        "expected_shortfall": round(expected, 3),
+        "expected_shortfall": expected,
         "runs": out,
     }
 
@@ -185,7 +188,10 @@ TORNADO = (
 
 
 def tornado(inp: Inputs, base: PlanResult, workers: int = 2) -> list[dict[str, Any]]:
-    """Goodput-compute (H100e-months) with each input at its low and high value, others fixed."""
+    """Goodput-compute (H100e-months) and charged cost ($M) with each input at its low and high
+    value, others fixed; sorted by the goodput's swing, or in min_cost by the cost's (a plan
+    that meets its targets at least cost moves its cost, not its goodput: by goodput alone
+    the toy's tornado was flat but for the goodput factor)."""
     jobs: list[tuple[Inputs, Fixed | None]] = []
     for what, lo, hi in TORNADO:
         jobs.append((_scaled(inp, what, lo), None))
@@ -202,7 +208,13 @@ def tornado(inp: Inputs, base: PlanResult, workers: int = 2) -> list[dict[str, A
                 "goodput_low": runs[2 * i]["goodput_h100e_months"],
                 "goodput_high": runs[2 * i + 1]["goodput_h100e_months"],
                 "base": base_g,
+                "cost_low_musd": runs[2 * i]["charged_cost_musd"],
+                "cost_high_musd": runs[2 * i + 1]["charged_cost_musd"],
+                "base_cost_musd": base.totals["charged_cost_musd"],
             }
         )
-    out.sort(key=lambda r: -abs(r["goodput_high"] - r["goodput_low"]))
+    low, high = ("goodput_low", "goodput_high")
+    if inp.mode == "min_cost":
+        low, high = ("cost_low_musd", "cost_high_musd")
+    out.sort(key=lambda r: -abs(r[high] - r[low]))
     return out

@@ -13,6 +13,7 @@ from cortex.planner.lp import Solution
 from cortex.planner.model import (
     HARD_PENALTY,
     HOURS_PER_MONTH,
+    SOFT_PENALTY,
     Built,
     Fixed,
     build,
@@ -39,7 +40,11 @@ class PlanResult:
     orders: list[dict[str, Any]]
     violations: list[str]
     binding: list[str] = field(default_factory=list)
-    totals: dict[str, float] = field(default_factory=dict)
+    # Blocks retired early (the model retires only for a reason: a start fleet the site's
+    # power, halls or swing cannot hold leaves in month 0; in min_cost, blocks no target
+    # needs). They were in no table or JSON: a start fleet retired whole read "0 GPUs".
+    retirements: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
     x: np.ndarray | None = None
     built: Built | None = None
 
@@ -86,6 +91,21 @@ def read(b: Built, sol: Solution) -> PlanResult:
                     "gpus": round(x[j]) * sku.gpus,
                 }
             )
+    retirements = []
+    for (t, k, s), j in sorted(b.retire.items()):
+        early = x[j] - _at_end_of_life(b, x, t, k, s)
+        if early > EPS:
+            sku = next(q for q in inp.skus if q.name == k)
+            retirements.append(
+                {
+                    "month": t,
+                    "label": month_label(inp.start, t),
+                    "sku": k,
+                    "site": s,
+                    "blocks": round(float(early), 3),
+                    "gpus": round(float(early) * sku.gpus),
+                }
+            )
     res = PlanResult(
         inp=inp,
         status=sol.status,
@@ -98,11 +118,23 @@ def read(b: Built, sol: Solution) -> PlanResult:
         months=months,
         orders=orders,
         violations=_violations(b, x),
+        retirements=retirements,
         x=x,
         built=b,
     )
     res.totals = _totals(res)
     return res
+
+
+def _at_end_of_life(b: Built, x: np.ndarray, t: int, k: str, s: str) -> float:
+    """Blocks that must leave in month t because they reach their life: those in service
+    and arriving beyond what is still within its life (the oldest go first)."""
+    if t == 0:
+        return 0.0
+    sku = next(q for q in b.inp.skus if q.name == k)
+    j = b.order.get((t - sku.lead_months, k, s))
+    arriving = x[j] if j is not None else 0.0
+    return max(0.0, float(x[b.n[(t - 1, k, s)]] + arriving - x[b.alive[(t, k, s)]]))
 
 
 def _month(b: Built, x: np.ndarray, t: int) -> dict[str, Any]:
@@ -137,6 +169,20 @@ def _month(b: Built, x: np.ndarray, t: int) -> dict[str, Any]:
             for (tau, ss), j in b.batt.items()
             if ss == s.name and tau <= t - fac["battery_lead_months"]
         )
+    hall_mw = {"liquid": 0.0, "air": 0.0}  # hall IT capacity online (sized by peak IT)
+    peak_it = 0.0
+    for s in inp.sites:
+        hall_mw["liquid"] += s.liquid_mw + fac["liquid_hall_mw"] * sum(
+            x[j]
+            for (tau, ss), j in b.hall_l.items()
+            if ss == s.name and tau <= t - fac["liquid_hall_build_months"]
+        )
+        hall_mw["air"] += s.air_mw + fac["air_hall_mw"] * sum(
+            x[j]
+            for (tau, ss), j in b.hall_a.items()
+            if ss == s.name and tau <= t - fac["air_hall_build_months"]
+        )
+        peak_it += _val(x, it_terms(b, t, s.name, "peak_kw"))
     spent = sum(x[b.spend[tau]] for tau in range(t + 1))
     h100e = sum(blocks[k.name] * k.h100e for k in inp.skus)
     good = _val(x, goodput_terms(b, t))
@@ -146,6 +192,8 @@ def _month(b: Built, x: np.ndarray, t: int) -> dict[str, Any]:
         "blocks": blocks,
         "gpus": gpus,
         "it_mw": round(it_mw, 3),
+        "peak_it_mw": round(peak_it, 3),
+        "hall_mw": {k: round(v, 3) for k, v in hall_mw.items()},
         "facility_mw": round(facility_mw, 3),
         "supply_mw": round(supply, 3),
         "grid_mw": round(sum(s.grid_mw[t] for s in inp.sites), 3),
@@ -203,19 +251,43 @@ def _violations(b: Built, x: np.ndarray) -> list[str]:
     return out
 
 
-def _shortfall(res: PlanResult) -> float:
-    b = res.built
+# A missed target in its own unit: the power target in MW (one month), compute and flagship
+# targets in H100e-months (summed over the months they are due). They were added into one
+# "target slack (H100e or MW)": 132.7 of a scenario's expected shortfall could be MW or H100e.
+SHORTFALL_KEYS = {
+    "power_target": "power_target_mw",
+    "compute": "compute_h100e_months",
+    "flagship": "flagship_h100e_months",
+}
+_TARGET_NAMES = {
+    "power_target": "power target",
+    "compute": "compute target",
+    "flagship": "flagship",
+}
+
+
+def shortfalls(res: PlanResult) -> dict[str, float]:
+    """Each of the plan's targets' slack summed over months, keyed by SHORTFALL_KEYS."""
+    b, inp = res.built, res.inp
     assert b is not None and res.x is not None
-    return float(
-        sum(
-            res.x[j]
-            for (fam, _t, _w), j in b.slack.items()
-            if fam in ("power_target", "compute", "flagship")
-        )
-    )
+    has = {
+        "power_target": inp.power_target is not None,
+        "compute": bool(inp.compute_targets),
+        "flagship": inp.flagship is not None,
+    }
+    out = {SHORTFALL_KEYS[f]: 0.0 for f, present in has.items() if present}
+    for (fam, _t, _w), j in b.slack.items():
+        if fam in SHORTFALL_KEYS:
+            out[SHORTFALL_KEYS[fam]] += float(res.x[j])
+    return out
 
 
-def _totals(res: PlanResult) -> dict[str, float]:
+def _shortfall(res: PlanResult) -> float:
+    """The largest target's shortfall in its own unit (is any target missed?)."""
+    return max(shortfalls(res).values(), default=0.0)
+
+
+def _totals(res: PlanResult) -> dict[str, Any]:
     last = res.months[-1]
     b, x = res.built, res.x
     assert b is not None and x is not None
@@ -232,7 +304,7 @@ def _totals(res: PlanResult) -> dict[str, float]:
         "goodput_h100e_months": round(sum(m["goodput_h100e"] for m in res.months), 1),
         "final_facility_mw": last["facility_mw"],
         "final_h100e": last["h100e"],
-        "target_shortfall": round(_shortfall(res), 3),
+        "target_shortfall": {k: round(v, 3) for k, v in shortfalls(res).items()},
     }
 
 
@@ -241,23 +313,62 @@ def _binding(inp: Inputs, res: PlanResult, fixed: Fixed | None) -> list[str]:
     closes at least a tenth of the target shortfall; name their tightest month with numbers."""
     # Compare LP relaxations with each other: the MILP's own shortfall includes block rounding.
     lp = solve(inp, fixed=fixed, relax_integrality=True, diagnose=False)
-    base = _shortfall(lp)
-    if base <= SHORT_EPS:
+    base = {k: v for k, v in shortfalls(lp).items() if v > SHORT_EPS}
+    if not base:
+        short = shortfalls(res)
+        family_of = {k: f for f, k in SHORTFALL_KEYS.items()}
+        penalty = sum(v * SOFT_PENALTY[family_of[k]] for k, v in short.items())
+        gap = abs(res.bound - res.objective)
+        if penalty <= gap:
+            # The MIP stopped within its gap (mip_gap x the budget: $438M on the example)
+            # with the target short: "block sizes" was not what kept 0.6 MW of 500 out.
+            return [
+                f"the solver's stopping gap: the LP relaxation meets the targets, and the "
+                f"plan misses them by {_missed(short)}, ${penalty:,.0f}M of penalty within "
+                f"the ${gap:,.0f}M it may stop short of the bound (lower mip_gap or raise "
+                "time_limit_s)"
+            ]
         return [
             "block sizes: the LP relaxation meets the targets, whole blocks, halls and "
-            f"turbine units (or the solver's time limit: gap in the title) miss them by "
-            f"{_shortfall(res):,.1f}" + _tight_in_lp(inp, lp)
+            "turbine units miss them by " + _missed(short) + _tight_in_lp(inp, lp)
         ]
     out = []
     for fam in HARD_PENALTY:
         r = solve(inp, fixed=fixed, relax_family=fam, relax_integrality=True, diagnose=False)
-        gain = base - _shortfall(r)
-        if gain > 0.1 * base:
-            out.append(
-                f"{fam}: relaxing it closes {gain / base:.0%} of the shortfall; "
-                + _tight(fam, res, r)
-            )
+        after = shortfalls(r)
+        # Each target on its own: a relaxation that closes a 100 MW power target's gap but
+        # none of a 50,000 H100e-month flagship gap closed "0%" of their sum.
+        closes = [
+            f"{(v - after[k]) / v:.0%} of the {_name(k)}'s shortfall"
+            for k, v in base.items()
+            if v - after[k] > 0.1 * v
+        ]
+        if closes:
+            closed = " and ".join(closes)
+            out.append(f"{fam}: relaxing it closes {closed}; " + _tight(fam, res, r))
+    if not out:  # the report said nothing at all, as if no target were missed
+        out.append(
+            "no single limit: relaxing any one of "
+            + ", ".join(HARD_PENALTY)
+            + " alone closes under a tenth of each target's shortfall (several bind together)"
+        )
     return out
+
+
+def _name(key: str) -> str:
+    return next(_TARGET_NAMES[f] for f, k in SHORTFALL_KEYS.items() if k == key)
+
+
+def _missed(short: dict[str, float]) -> str:
+    units = {"power_target_mw": "MW", "compute_h100e_months": "H100e-months"}
+    return (
+        ", ".join(
+            f"{v:,.1f} {units.get(k, 'H100e-months')} ({_name(k)})"
+            for k, v in short.items()
+            if v > 0
+        )
+        or "0"
+    )
 
 
 def _tight_in_lp(inp: Inputs, lp: PlanResult) -> str:
@@ -305,8 +416,33 @@ def _tight(fam: str, res: PlanResult, relaxed: PlanResult) -> str:
             f"{w['battery_mw']:,.1f} MW or more grid swing allowance"
         )
     if fam == "halls":
+        # Halls are sized by peak IT: the busy draw (it_mw) named here read as the halls' size.
+        halls = m["hall_mw"]["liquid"] + m["hall_mw"]["air"]
         return (
-            f"at {label} halls hold {m['it_mw']:,.1f} MW of busy IT; the targets need "
-            f"{w['it_mw']:,.1f} MW (hall build times and starts per month bind)"
+            f"at {label} halls online hold {halls:,.1f} MW of peak IT (liquid "
+            f"{m['hall_mw']['liquid']:,.1f} + air {m['hall_mw']['air']:,.1f}), the plan uses "
+            f"{m['peak_it_mw']:,.1f}; meeting the targets needs {w['peak_it_mw']:,.1f} MW "
+            "(hall build times and starts per month bind)"
         )
-    return f"supply caps per SKU bind before {label}"
+    return _tight_supply(res, due, label)
+
+
+def _tight_supply(res: PlanResult, due: int, label: str) -> str:
+    """The SKUs whose orders sit at their monthly supply cap in the months whose deliveries
+    can arrive by `due` (it said only "supply caps per SKU bind", with no number)."""
+    at_cap = []
+    for k in res.inp.skus:
+        months = range(max(0, k.available_month - k.lead_months), due - k.lead_months + 1)
+        if k.supply_per_month <= 0 or not months:
+            continue
+        placed = dict.fromkeys(months, 0)
+        for o in res.orders:
+            if o["sku"] == k.name and o["month"] in placed:
+                placed[o["month"]] += o["blocks"]
+        full = sum(1 for v in placed.values() if v >= k.supply_per_month)
+        if full:
+            at_cap.append(
+                f"{k.name} at its cap of {k.supply_per_month} blocks a month in {full} of the "
+                f"{len(placed)} months whose orders arrive by then"
+            )
+    return f"supply caps bind before {label}: " + ("; ".join(at_cap) or "no SKU at its cap")

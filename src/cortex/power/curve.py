@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cortex.errors import InputError, read_text
+from cortex.errors import InputError, columns_once, read_text
 from cortex.power.datafile import read_rows
 
 
-def _rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+def _rows(text: str, source: str = "") -> list[dict[str, str]]:
+    reader = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    columns_once(reader.fieldnames, source)
+    return list(reader)
 
 
 def _float(source: str, field: str, raw: str) -> float:
@@ -41,7 +43,7 @@ class CapCurve:
     @classmethod
     def parse(cls, text: str, source: str) -> CapCurve:
         pts: dict[str, list[tuple[float, float]]] = {}
-        for i, row in enumerate(_rows(text)):
+        for i, row in enumerate(_rows(text, source)):
             fl = (row.get("flavor") or "").strip()
             if not fl:
                 raise InputError(source, f"row {i + 1}.flavor", "missing")

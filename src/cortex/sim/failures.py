@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cortex.errors import InputError, read_text
+from cortex.errors import InputError, columns_once, read_text
 
 GPUS_PER_NODE = 8  # the studies' node: 8 A100 (Meta RSC) or 8 H100 (Llama 3)
 
@@ -143,7 +143,9 @@ def load_job_causes(path: str | Path | None = None) -> tuple[JobCause, ...]:
     else:
         src = str(path)
         text = read_text(path, src)
-    rows = list(csv.DictReader(text.splitlines()))
+    reader = csv.DictReader(text.splitlines())
+    columns_once(reader.fieldnames, src)
+    rows = list(reader)
     need = ("cause", "category", "applies_to", "share", "detect_s", "recover_s")
     if not rows or any(c not in rows[0] for c in need):
         raise InputError(src, "row 1", f"expected columns {', '.join(need)}")

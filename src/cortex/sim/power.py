@@ -257,6 +257,6 @@ def _temperatures(cfg: PowerConfig, n_ticks: int) -> np.ndarray:
         raise InputError(
             "--heat-wave",
             "delta_c",
-            f"takes the outdoor temperature to {worst:.0f} C, outside [{lo:g}, {hi:g}] C",
+            f"takes the outdoor temperature to {worst:.4g} C, outside [{lo:g}, {hi:g}] C",
         )
     return temps.reshape(n_ticks, sub).max(axis=1)

@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from cortex.errors import InputError
+from cortex.errors import InputError, columns_once
 from cortex.fleet.catalog import load_catalog
 from cortex.workload.job import Job
 from cortex.workload.spec import WorkloadKind
@@ -73,6 +73,7 @@ def read_trace(path: str | Path, *, default_team: str = "research") -> list[Job]
             header = reader.fieldnames
             if not header:
                 raise InputError(src, "row 1", "empty file: expected a header row")
+            columns_once(header, src)
             for col in REQUIRED_COLUMNS:
                 if col not in header:
                     raise InputError(src, f"row 1: {col}", "required column missing")
@@ -205,6 +206,7 @@ def convert_alibaba(pod_csv: str | Path, out_csv: str | Path) -> int:
         with Path(pod_csv).open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             header = reader.fieldnames or []
+            columns_once(header, src)
             for col in ALIBABA_COLUMNS:
                 if col not in header:
                     raise InputError(src, f"row 1: {col}", "required column missing")
