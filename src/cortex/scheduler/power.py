@@ -21,7 +21,6 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Protocol
 
@@ -364,6 +363,22 @@ class CapJob:
     kept: tuple[float, ...]
     inc_w: tuple[float, ...]
     halls: tuple[tuple[int, float], ...]
+    # Derived once at construction for the solver, which reads them at every solve while the
+    # job runs (the books build a running job's CapJob once): `row`, its IT increment and its
+    # gain-weighted throughput per level as one array (numpy copies rows several times faster
+    # than it converts floats); `one_hall`, the hall it lies wholly in (-1: none, -2: several).
+    row: np.ndarray = field(init=False, repr=False, compare=False)
+    one_hall: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        g = float(self.gpus * self.gain)
+        # k * g: the product the solver's numpy multiply made, double by double.
+        self.row = np.array([*self.inc_w, *[k * g for k in self.kept]], dtype=float)
+        hs = self.halls
+        if len(hs) == 1 and hs[0][1] == 1.0:
+            self.one_hall = hs[0][0]
+        else:
+            self.one_hall = -1 if not hs else -2
 
 
 @dataclass(slots=True)
@@ -389,38 +404,48 @@ def solve_caps(
        moves its oldest jobs up one by one, so the last class may be split across two levels.
     """
     floor = n_levels - 1
-    levels, paused, site, halls = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
+    n_halls = len(hall_budget_w)
+    if not jobs:
+        return CapPlan({}, [], {})
+    rows = np.array([j.row for j in jobs], dtype=float)  # jobs x (inc_w, gain * kept) per level
+    if rows.shape[1] != 2 * n_levels:
+        raise ValueError(f"a CapJob's ladder has {rows.shape[1] // 2} levels, not {n_levels}")
+    # Step 1 (_pause_to_fit) when everyone fits at the floor, as it is at nearly every solve:
+    # the same sums (np.cumsum and np.bincount add in order, as its loops do), no pauses.
+    pairs = _hall_pairs(jobs)
+    at, hall, share = pairs
+    site = float(np.cumsum(rows[:, floor])[-1])
+    halls = np.bincount(hall, weights=rows[at, floor] * share, minlength=n_halls).tolist()
+    paused: list[int] = []
+    if site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True)):
+        _, paused, site, halls = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
     gone = set(paused)
-    alive = [j for j in jobs if j.id not in gone]
+    alive = [j for j in jobs if j.id not in gone] if gone else list(jobs)
     if not alive:
-        return CapPlan(levels, paused, {})
-    # Per-class sums over members, as arrays: the greedy loop then runs per class and level,
-    # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes). np.bincount
-    # adds a class's members in order, as the numpy loop before did, so the sums are the same.
+        return CapPlan({}, paused, {})
+    if gone:
+        rows = rows[[i for i, j in enumerate(jobs) if j.id not in gone]]
+        pairs = _hall_pairs(alive)
+    # Per-class sums over members: the greedy loop then runs per class and level, not per job
+    # (a 100k-GPU fleet runs thousands of jobs in a few dozen classes). np.bincount adds a
+    # class's members in order, as the per-level bincounts and the numpy loop before did, so
+    # the sums are the same (one call: bin = class x column).
     keys: dict[ClassKey, int] = {}
     cls_l = [keys.setdefault(j.key, len(keys)) for j in alive]
     cls = np.array(cls_l, dtype=np.int64)
-    n_cls, n_halls, n_jobs = len(keys), len(hall_budget_w), len(alive)
-    flat = chain.from_iterable
-    # (Built from flat lists: numpy reads a list of floats several times faster than a list of
-    # tuples or item by item; the same values.)
-    inc = np.array(list(flat(j.inc_w for j in alive)), dtype=float).reshape(n_jobs, n_levels)
-    gk = (
-        np.array(list(flat(j.kept for j in alive)), dtype=float).reshape(n_jobs, n_levels)
-        * np.array([j.gpus * j.gain for j in alive], dtype=float)[:, None]
-    )
-    c_inc = np.empty((n_cls, n_levels))
-    c_gk = np.empty((n_cls, n_levels))
-    for lv in range(n_levels):
-        c_inc[:, lv] = np.bincount(cls, weights=inc[:, lv], minlength=n_cls)
-        c_gk[:, lv] = np.bincount(cls, weights=gk[:, lv], minlength=n_cls)
-    prio_of = {j.key: j.priority for j in alive}  # a class's last member's, as before
-    prio = [prio_of[k] for k in keys]
+    n_cls, width = len(keys), 2 * n_levels
+    sums = np.bincount(
+        (cls[:, None] * width + np.arange(width)).ravel(),
+        weights=rows.ravel(),
+        minlength=n_cls * width,
+    ).reshape(n_cls, width)
+    prio_of = dict(zip(cls_l, map(_prio_of, alive), strict=True))  # a class's last member's
+    prio = [prio_of[c] for c in range(n_cls)]
     # The greedy loop reads single elements: as Python floats (the same IEEE doubles, the same
     # sums and comparisons) it runs several times faster than on numpy scalars and slices.
-    inc_l = c_inc.tolist()
-    gk_l = c_gk.tolist()
-    hall_l = _class_halls(alive, cls_l, inc_l, n_levels)
+    inc_l = sums[:, :n_levels].tolist()
+    gk_l = sums[:, n_levels:].tolist()
+    hall_l = _class_halls(alive, cls, rows[:, :n_levels], inc_l, n_halls, pairs)
     budget_h = [float(b) for b in hall_budget_w]
     halls_a = [float(w) for w in halls]
     # Halls over budget before any raise: a raise must bring each of them under (a class adds
@@ -443,7 +468,24 @@ def solve_caps(
     while heap:
         _, _, c, level = heapq.heappop(heap)
         d_site = inc_l[c][level - 1] - inc_l[c][level]
-        d_halls = [(h, w[level - 1] - w[level]) for h, w in hall_l[c]]
+        hc = hall_l[c]
+        if len(hc) == 1:  # a class in one hall (nearly all): the test below for that hall
+            h, w = hc[0]
+            d = w[level - 1] - w[level]
+            if (
+                site + d_site <= site_budget_w
+                and halls_a[h] + d <= budget_h[h]
+                and (not over or (len(over) == 1 and h in over))
+            ):
+                site += d_site
+                halls_a[h] += d
+                over.discard(h)
+                c_level[c] = level - 1
+                push(c, level - 1)
+            elif split is None:
+                split = (c, level)
+            continue
+        d_halls = [(h, w[level - 1] - w[level]) for h, w in hc]
         if (
             site + d_site <= site_budget_w
             and all(halls_a[h] + d <= budget_h[h] for h, d in d_halls)
@@ -458,7 +500,8 @@ def solve_caps(
         elif split is None:
             split = (c, level)  # the first class that does not fit as a whole; it stops here
     key_of = list(keys)
-    levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls_l, strict=True)})
+    # Every kept job in the order given (step 1's order less the paused), at its class's level.
+    levels = dict(zip(map(_id_of, alive), map(c_level.__getitem__, cls_l), strict=True))
     if split is not None:
         # Move the split class's oldest members up one by one while they fit.
         c, level = split
@@ -478,40 +521,79 @@ def solve_caps(
     return CapPlan(levels, paused, target)
 
 
+def _hall_pairs(jobs: Sequence[CapJob]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (job index, hall, share) of the jobs' halls in the order a loop over the jobs and
+    then their halls visits them: np.bincount over these adds each hall's watts in that order."""
+    one = np.array([j.one_hall for j in jobs], dtype=np.int64)
+    single = one >= 0
+    at = np.flatnonzero(single)
+    hall = one[single]
+    share = np.ones(len(at))
+    several = np.flatnonzero(one == -2).tolist()
+    if several:  # a gang across halls (few): its pairs in place, its halls in their order
+        m_at: list[int] = []
+        m_hall: list[int] = []
+        m_share: list[float] = []
+        for i in several:
+            for h, sh in jobs[i].halls:
+                m_at.append(i)
+                m_hall.append(h)
+                m_share.append(sh)
+        order = np.argsort(np.concatenate([at, m_at]), kind="stable")
+        at = np.concatenate([at, m_at]).astype(np.int64)[order]
+        hall = np.concatenate([hall, m_hall]).astype(np.int64)[order]
+        share = np.concatenate([share, np.array(m_share, dtype=float)])[order]
+    return at, hall, share
+
+
 def _class_halls(
-    alive: Sequence[CapJob], cls_l: list[int], inc_l: list[list[float]], n_levels: int
+    alive: Sequence[CapJob],
+    cls: np.ndarray,
+    inc: np.ndarray,
+    inc_l: list[list[float]],
+    n_halls: int,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> list[list[tuple[int, list[float]]]]:
     """Per class, its IT watts per level in each hall it has members in. A class whose members
     all lie wholly in one hall (most: a class is a hall's) takes its site sums there (a share of
-    1.0 adds the same doubles); any other adds its members' shares in order, as np.bincount
-    did over every hall (a hall where a member has no share got 0.0 added: no change)."""
-    splits: dict[int, list[tuple[tuple[int, float], ...]]] = {}
-    for c, hs in set(zip(cls_l, map(_halls_of, alive), strict=True)):
-        splits.setdefault(c, []).append(hs)
-    out: list[list[tuple[int, list[float]]]] = []
-    mixed: dict[int, dict[int, list[float]]] = {}
-    for c in range(len(inc_l)):
-        (hs, *others) = splits[c]
-        if not others and len(hs) == 1 and hs[0][1] == 1.0:
-            out.append([(hs[0][0], inc_l[c])])
-        else:
-            out.append([])
-            mixed[c] = {}
-    if mixed:
-        for j, c in zip(alive, cls_l, strict=True):
-            sums = mixed.get(c)
-            if sums is None:
-                continue
-            for h, sh in j.halls:
-                acc = sums.setdefault(h, [0.0] * n_levels)
-                for lv in range(n_levels):
-                    acc[lv] += j.inc_w[lv] * sh
-        for c, sums in mixed.items():
-            out[c] = sorted(sums.items())
+    1.0 adds the same doubles); any other adds its members' shares in order (`pairs`:
+    _hall_pairs of `alive`), as np.bincount did over every hall (a hall where a member has no
+    share got 0.0 added: no change)."""
+    n_cls = len(inc_l)
+    one = np.array([j.one_hall for j in alive], dtype=np.int64)
+    lo = np.full(n_cls, n_halls, dtype=np.int64)
+    hi = np.full(n_cls, -3, dtype=np.int64)
+    np.minimum.at(lo, cls, one)
+    np.maximum.at(hi, cls, one)
+    whole_a = (lo == hi) & (lo >= 0)
+    whole = whole_a.tolist()
+    lo_l = lo.tolist()
+    out: list[list[tuple[int, list[float]]]] = [
+        [(lo_l[c], inc_l[c])] if whole[c] else [] for c in range(n_cls)
+    ]
+    if all(whole):
+        return out
+    # The other classes' members, hall by hall, in order: one bin per (class, hall, level).
+    at, hall, share = pairs
+    keep = ~whole_a[cls[at]]
+    at, hall, share = at[keep], hall[keep], share[keep]
+    if not len(at):
+        return out
+    n_levels = inc.shape[1]
+    bins = cls[at] * n_halls + hall
+    per = np.bincount(
+        (bins[:, None] * n_levels + np.arange(n_levels)).ravel(),
+        weights=(inc[at] * share[:, None]).ravel(),
+        minlength=n_cls * n_halls * n_levels,
+    ).reshape(n_cls, n_halls, n_levels)
+    for bn in np.unique(bins).tolist():  # sorted: a class's halls in hall order
+        c, h = divmod(bn, n_halls)
+        out[c].append((h, per[c, h].tolist()))
     return out
 
 
-_halls_of = attrgetter("halls")
+_prio_of = attrgetter("priority")
+_id_of = attrgetter("id")
 
 
 def _pause_to_fit(
