@@ -20,14 +20,8 @@ from cortex.errors import InputError
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
 from cortex.power.curve import CapCurve
-from cortex.scheduler.power import (
-    CapPlan,
-    ClassKey,
-    PowerPolicy,
-    PowerView,
-    make_room,
-    solve_caps,
-)
+from cortex.scheduler.cap_solver import CapPlan, ClassKey, make_room, solve_caps
+from cortex.scheduler.power import PowerPolicy, PowerView
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import PowerProfile
 from cortex.scheduler.state import ClusterState
@@ -174,6 +168,11 @@ class PowerBooks(JobPowerBooks):
     _never_cache: dict = field(default_factory=dict)
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
+    # (budget key, reserved W, ramp rate, site W, hall W, ramp limit W) of the last view; not
+    # an init field, so that a copy (dataclasses.replace: the live loop's regrow) starts afresh
+    # (a factory, not a default: compiled with mypyc, an init=False default is never set)
+    _view_budgets: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
+    _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def fleet_args(
@@ -281,12 +280,32 @@ class PowerBooks(JobPowerBooks):
 
     def view(self, t: float, state: ClusterState | None = None) -> PowerView:
         # The twin builds one per cycle: the budgets are read once and the ramp limit computed
-        # once (the same values site_budget_w, hall_budget_w and ramp_headroom_it_w give).
-        site_w, hb = self._budgets(t)
-        site_w -= self.reserved_w
-        if self.reserved_hall_w:
-            hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
-        limit = self.ramp_limit_it_w(t)
+        # once (the same values site_budget_w, hall_budget_w and ramp_headroom_it_w give), and
+        # kept while the budgets' key (the twin: the weather tick and the cap) and what they
+        # depend on stay the same: most cycles of a tick then skip both (~115k cycles a month).
+        key = self._budget_key(t)
+        got = self._view_budgets
+        if (
+            got is None
+            or got[0] != key
+            or got[1] != self.reserved_w
+            or got[2] != self.ramp_mw_per_min
+            or self.reserved_hall_w
+        ):
+            site_w, hb = self._budgets(t)
+            site_w -= self.reserved_w
+            if self.reserved_hall_w:
+                hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
+            limit = self.ramp_limit_it_w(t)
+            got = self._view_budgets = (
+                key,
+                self.reserved_w,
+                self.ramp_mw_per_min,
+                site_w,
+                hb,
+                limit,
+            )
+        _, _, _, site_w, hb, limit = got
         return PowerView(
             site_headroom_w=site_w - self.inc_total_w,
             hall_headroom_w=list(map(sub, hb, self.hall_inc_w)),  # one entry per hall in both
@@ -304,7 +323,18 @@ class PowerBooks(JobPowerBooks):
             min_node_cap_w=self.min_node_cap_w,
             ladder_w=self._ladder_w,
             job_inc_w=self._inc_of,
+            floor_gpu_w=self._floor_gpu_w,
         )
+
+    def _floor_gpu_w(self, kind: str, flavor: int) -> float:
+        """Per GPU, over idle, at the floor level on the least-capped nodes: PowerView.floor_inc_w's
+        formula over the fields the view is given (memoized: the same doubles)."""
+        key = (kind, flavor)
+        got = self._floor_cache.get(key)
+        if got is None:
+            per = min(self.levels[-1] * self._tdp_w[flavor], self.draw_w(kind, flavor))
+            got = self._floor_cache[key] = min(per, self.min_node_cap_w) - self._idle_w[flavor]
+        return got
 
     # ---- the ramp window ----------------------------------------------------------------------
     def add_step(self, t: float, it_w: float) -> None:
@@ -380,7 +410,7 @@ class PowerBooks(JobPowerBooks):
         t: float,
     ) -> CapPlan | None:
         """The shortage re-solve: a pending job short of watts as a member of a solve (on its
-        first eligible flavor); None when it would not help (see scheduler.power.make_room)."""
+        first eligible flavor); None when it would not help (see scheduler.cap_solver.make_room)."""
         self.solves += 1
         f = (head.flavor_ids or (0,))[0]
         return make_room(
