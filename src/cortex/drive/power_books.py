@@ -168,10 +168,6 @@ class PowerBooks(JobPowerBooks):
     _never_cache: dict = field(default_factory=dict)
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
-    # (budget key, reserved W, ramp rate, site W, hall W, ramp limit W) of the last view; not
-    # an init field, so that a copy (dataclasses.replace: the live loop's regrow) starts afresh
-    # (a factory, not a default: compiled with mypyc, an init=False default is never set)
-    _view_budgets: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
     _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
@@ -280,32 +276,12 @@ class PowerBooks(JobPowerBooks):
 
     def view(self, t: float, state: ClusterState | None = None) -> PowerView:
         # The twin builds one per cycle: the budgets are read once and the ramp limit computed
-        # once (the same values site_budget_w, hall_budget_w and ramp_headroom_it_w give), and
-        # kept while the budgets' key (the twin: the weather tick and the cap) and what they
-        # depend on stay the same: most cycles of a tick then skip both (~115k cycles a month).
-        key = self._budget_key(t)
-        got = self._view_budgets
-        if (
-            got is None
-            or got[0] != key
-            or got[1] != self.reserved_w
-            or got[2] != self.ramp_mw_per_min
-            or self.reserved_hall_w
-        ):
-            site_w, hb = self._budgets(t)
-            site_w -= self.reserved_w
-            if self.reserved_hall_w:
-                hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
-            limit = self.ramp_limit_it_w(t)
-            got = self._view_budgets = (
-                key,
-                self.reserved_w,
-                self.ramp_mw_per_min,
-                site_w,
-                hb,
-                limit,
-            )
-        _, _, _, site_w, hb, limit = got
+        # once (the same values site_budget_w, hall_budget_w and ramp_headroom_it_w give).
+        site_w, hb = self._budgets(t)
+        site_w -= self.reserved_w
+        if self.reserved_hall_w:
+            hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
+        limit = self.ramp_limit_it_w(t)
         return PowerView(
             site_headroom_w=site_w - self.inc_total_w,
             hall_headroom_w=list(map(sub, hb, self.hall_inc_w)),  # one entry per hall in both
