@@ -40,7 +40,7 @@ import cortex.drive.power_books as pb
 import cortex.sim.power as sim_power
 import cortex.sim.twin as twin_mod
 from cortex.cli.main import main
-from cortex.scheduler.power import CapPlan
+from cortex.scheduler.cap_solver import CapPlan
 from cortex.sim import power_report, report
 
 Twin: Any = twin_mod.Twin

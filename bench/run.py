@@ -381,7 +381,8 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     `--power-policy full`, and the bare loop on the same jobs (warm ones included) including
     generating them; interleaved `repeats` times, medians and ratios within the run, of wall
     and of CPU seconds (on a shared machine CPU is the steadier one). BENCH_BASE_SRC=path adds
-    the same sim run on another checkout's sources (`sim_base`); BENCH_REPEATS=n;
+    the same sim runs on another checkout's sources (`sim_base`, `sim_full_base`: a lever's
+    effect on `none` and on `full`, and the base's own full/none); BENCH_REPEATS=n;
     BENCH_DAYS=d. BENCH_COMPILED=1 adds both sim runs on the compiled core (`python -m
     cortex.compile` first; refused unless that build is current), the pure ones then run with
     CORTEX_COMPILED=0."""
@@ -408,6 +409,7 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     base = os.environ.get("BENCH_BASE_SRC")
     if base:
         cmds["sim_base"] = ([*sim, "--quiet"], {**pure, "PYTHONPATH": base})
+        cmds["sim_full_base"] = (cmds["sim_full"][0], {**pure, "PYTHONPATH": base})
     walls: dict[str, list[float]] = {k: [] for k in cmds}
     cpus: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, float] = {}
@@ -437,6 +439,8 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     }
     if base:
         out["sim_vs_base_cpu"] = round(med_cpu["sim"] / med_cpu["sim_base"], 2)
+        out["full_vs_base_cpu"] = round(med_cpu["sim_full"] / med_cpu["sim_full_base"], 2)
+        out["full_vs_none_base_cpu"] = round(med_cpu["sim_full_base"] / med_cpu["sim_base"], 2)
     if with_compiled:
         for m, key in ((med, ""), (med_cpu, "_cpu")):
             out["compiled_vs_bare" + key] = round(m["sim_compiled"] / m["bare"], 2)

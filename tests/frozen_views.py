@@ -1,12 +1,13 @@
 """A test-time guard for the scheduler's read-only views.
 
 `Snapshot`, `Start` (scheduler/snapshot.py), `Allocation` (scheduler/capacity.py), `PowerView`,
-`Grant` and `CapJob` (scheduler/power.py) are plain `@dataclass(slots=True)`, not frozen: a frozen
-__init__ sets every field through object.__setattr__, 3-4x the cost, and the twin builds one
-Snapshot per pass and one Start per start. "Policies only read them" is a rule the code keeps,
-not one the type enforces; `guard` enforces it for the length of a test by giving each class a
-__setattr__ that refuses to re-assign a field already set (with slots a field is unset, so
-`hasattr` is False, until __init__ sets it) and a __delattr__ that refuses to delete one.
+`Grant` (scheduler/power.py) and `CapJob` (scheduler/cap_solver.py) are plain
+`@dataclass(slots=True)`, not frozen: a frozen __init__ sets every field through
+object.__setattr__, 3-4x the cost, and the twin builds one Snapshot per pass and one Start per
+start. "Policies only read them" is a rule the code keeps, not one the type enforces; `guard`
+enforces it for the length of a test by giving each class a __setattr__ that refuses to re-assign a
+field already set (with slots a field is unset, so `hasattr` is False, until __init__ sets it) and
+a __delattr__ that refuses to delete one.
 
 `PowerView`'s containers are the driver's own books handed over for reading (the solver's
 `target` levels, the per-hall and per-node budgets): under the guard each is wrapped at
@@ -26,7 +27,7 @@ from typing import Any, overload
 
 import pytest
 
-from cortex.scheduler import capacity, power, snapshot
+from cortex.scheduler import cap_solver, capacity, power, snapshot
 
 # Every view class, with the fields a driver may write after construction (none so far: the
 # runs listed in tests/unit/test_frozen_views.py assign nothing after __init__).
@@ -36,7 +37,7 @@ GUARDED: dict[type, frozenset[str]] = {
     capacity.Allocation: frozenset(),
     power.PowerView: frozenset(),
     power.Grant: frozenset(),
-    power.CapJob: frozenset(),
+    cap_solver.CapJob: frozenset(),
 }
 
 

@@ -36,6 +36,7 @@ MODULES: tuple[str, ...] = (
     "cortex.scheduler.pending",
     "cortex.scheduler.placement",
     "cortex.scheduler.power",
+    "cortex.scheduler.cap_solver",
     "cortex.scheduler.preemption",
     "cortex.scheduler.queues",
     "cortex.scheduler.reasons",

@@ -357,7 +357,7 @@ def test_no_cap_is_raised_while_a_failed_lower_still_draws(tmp_path: Path) -> No
     on raising b after a's lower failed, while a still drew its level-7 watts until its pause
     ended: 809 W booked against an 803 W budget at 5.42 kW (the figures of the test above). The
     raise must wait, and the next solve must count a's watts as still drawn."""
-    from cortex.scheduler.power import CapPlan
+    from cortex.scheduler.cap_solver import CapPlan
 
     e = Env(tmp_path, 5.42)
     try:

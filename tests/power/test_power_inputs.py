@@ -16,7 +16,7 @@ from clikit import cortex_batch
 from cortex.errors import InputError
 from cortex.power.battery import BatterySpec, dispatch, resample, smallest_battery
 from cortex.power.curve import CapCurve
-from cortex.scheduler.power import CapJob, solve_caps
+from cortex.scheduler.cap_solver import CapJob, solve_caps
 
 SIM = ["sim", "--fleet", "tiny", "--days", "0.05", "--quiet"]
 GOOD_CURVE = "flavor,cap_over_draw,throughput_kept\n*,0.5,0.6\n*,1.0,1.0\n"
@@ -275,7 +275,7 @@ def test_measured_calibration_overrides_the_draw_fraction(monkeypatch: pytest.Mo
 
 
 def test_make_room_for_a_higher_priority_head() -> None:
-    from cortex.scheduler.power import make_room
+    from cortex.scheduler.cap_solver import make_room
 
     low = [_cj(1, 10, 0.0), _cj(2, 10, 5.0)]
     # Both low jobs at 600 W/GPU use 9,600 W of a 9,600 W budget. A priority-100 head of 8 GPUs:

@@ -158,3 +158,31 @@ def test_the_ramp_headroom_sums_the_last_minute_as_before(
     limit = 8e6
     want = max(limit - sum(w for ts, w in steps if t - 60.0 < ts), 0.0)
     assert pw._ramp_headroom(t, limit) == want
+
+
+def test_the_books_floor_memo_is_the_views_formula() -> None:
+    # Admission's cheap bound reads the books' memo of the floor watts per GPU (PowerView.
+    # floor_gpu_w); it must be what the view's own formula gives from the fields it carries,
+    # for every kind and flavor, and a copy of the books (the live loop's regrow, here with a
+    # rack cap that lowers the least-capped node) must not read the original's memo.
+    import dataclasses
+
+    from cortex.workload.job import Job
+
+    topo = build(load_fleet_spec("tiny"))
+    pw = PowerRuntime.build(topo, PowerConfig("full"), 86400.0)
+    view = pw.view(0.0)
+    plain = dataclasses.replace(view, floor_gpu_w=None)
+    for kind in ("llm", "vision", "generic"):
+        job = Job(1, "j", "a", 8, 100.0, kind=kind)
+        for f in range(len(topo.flavors)):
+            assert view.floor_inc_w(job, f, 8) == plain.floor_inc_w(job, f, 8)
+    job = Job(1, "j", "a", 8, 100.0, kind="llm")
+    before = view.floor_inc_w(job, 0, 8)
+    caps = [0.5 * topo.accelerators[f].tdp_w for f in topo.node_flavor]
+    low = dataclasses.replace(pw, node_max_cap_w=caps)  # __post_init__: its own least cap
+    after = low.view(0.0)
+    assert after.floor_inc_w(job, 0, 8) == dataclasses.replace(after, floor_gpu_w=None).floor_inc_w(
+        job, 0, 8
+    )
+    assert after.floor_inc_w(job, 0, 8) < before

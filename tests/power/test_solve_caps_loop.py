@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cortex.scheduler.power import CapJob, CapPlan, ClassKey, _pause_to_fit, solve_caps
+from cortex.scheduler.cap_solver import CapJob, CapPlan, ClassKey, _pause_to_fit, solve_caps
 
 N_LEVELS = 5
 N_HALLS = 3

@@ -12,9 +12,10 @@ import os
 import pytest
 
 from cortex.fleet.topology import Topology
+from cortex.scheduler.cap_solver import CapJob
 from cortex.scheduler.capacity import Allocation
 from cortex.scheduler.cycle import Policies
-from cortex.scheduler.power import CapJob, Grant, PowerView
+from cortex.scheduler.power import Grant, PowerView
 from cortex.scheduler.registry import policies
 from cortex.scheduler.snapshot import Snapshot, Start
 from cortex.sim.power import PowerConfig

@@ -7,17 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cortex.scheduler.power import (
-    AdmitUncapped,
-    CapJob,
-    CapToFit,
-    Grant,
-    PowerView,
-    Watts,
-    _pause_to_fit,
-    make_room,
-    solve_caps,
-)
+from cortex.scheduler.cap_solver import CapJob, _pause_to_fit, make_room, solve_caps
+from cortex.scheduler.power import AdmitUncapped, CapToFit, Grant, PowerView, Watts
 from cortex.scheduler.reasons import Code, Reason
 from cortex.workload.job import Job
 

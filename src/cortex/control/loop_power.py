@@ -39,7 +39,8 @@ from cortex.drive.power_books import PowerBooks
 from cortex.errors import InputError
 from cortex.executors.local.power_caps import CapActuator, PowerCapError, actuator_from_spec
 from cortex.fleet.topology import build
-from cortex.scheduler.power import CapPlan, PowerView
+from cortex.scheduler.cap_solver import CapPlan
+from cortex.scheduler.power import PowerView
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import power_profile
 from cortex.scheduler.snapshot import Plan, Preemption

@@ -20,14 +20,8 @@ from cortex.errors import InputError
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
 from cortex.power.curve import CapCurve
-from cortex.scheduler.power import (
-    CapPlan,
-    ClassKey,
-    PowerPolicy,
-    PowerView,
-    make_room,
-    solve_caps,
-)
+from cortex.scheduler.cap_solver import CapPlan, ClassKey, make_room, solve_caps
+from cortex.scheduler.power import PowerPolicy, PowerView
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import PowerProfile
 from cortex.scheduler.state import ClusterState
@@ -174,6 +168,7 @@ class PowerBooks(JobPowerBooks):
     _never_cache: dict = field(default_factory=dict)
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
+    _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def fleet_args(
@@ -304,7 +299,18 @@ class PowerBooks(JobPowerBooks):
             min_node_cap_w=self.min_node_cap_w,
             ladder_w=self._ladder_w,
             job_inc_w=self._inc_of,
+            floor_gpu_w=self._floor_gpu_w,
         )
+
+    def _floor_gpu_w(self, kind: str, flavor: int) -> float:
+        """Per GPU, over idle, at the floor level on the least-capped nodes: PowerView.floor_inc_w's
+        formula over the fields the view is given (memoized: the same doubles)."""
+        key = (kind, flavor)
+        got = self._floor_cache.get(key)
+        if got is None:
+            per = min(self.levels[-1] * self._tdp_w[flavor], self.draw_w(kind, flavor))
+            got = self._floor_cache[key] = min(per, self.min_node_cap_w) - self._idle_w[flavor]
+        return got
 
     # ---- the ramp window ----------------------------------------------------------------------
     def add_step(self, t: float, it_w: float) -> None:
@@ -380,7 +386,7 @@ class PowerBooks(JobPowerBooks):
         t: float,
     ) -> CapPlan | None:
         """The shortage re-solve: a pending job short of watts as a member of a solve (on its
-        first eligible flavor); None when it would not help (see scheduler.power.make_room)."""
+        first eligible flavor); None when it would not help (see scheduler.cap_solver.make_room)."""
         self.solves += 1
         f = (head.flavor_ids or (0,))[0]
         return make_room(

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cortex.power.curve import draw_fractions
-from cortex.scheduler.power import CapJob, ClassKey, Shape, placement_shape
+from cortex.scheduler.cap_solver import CapJob, ClassKey
+from cortex.scheduler.power import Shape, placement_shape
 from cortex.workload.calibration import CalibrationTable
 from cortex.workload.job import Job
 

@@ -16,24 +16,19 @@ so under a binding budget more GPUs at a lower cap do more work than fewer at TD
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Protocol
 
-import numpy as np
-
+from cortex.scheduler.cap_solver import ClassKey
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import Placement
 from cortex.workload.job import Job
 
 POWER_CODES = (Code.POWER_CAP, Code.POWER_RAMP)
-# A class of running jobs shares one cap level: same kind, flavor, priority and main hall.
-ClassKey = tuple[str, int, int, int]
 
 
 # PowerView, Grant and CapJob are not frozen: built per pass, per admitted start and per running
@@ -61,9 +56,15 @@ class PowerView:
     # Running jobs' site increments (the driver's books, read-only here).
     job_inc_w: Callable[[int], tuple[float, dict[int, float]]] = lambda _job_id: (0.0, {})
     site_budget_w: float = math.inf  # the whole site budget over idle (headroom + running)
+    # The driver's memo of what floor_inc_w computes per GPU from the fields above for a (kind,
+    # flavor) (read for every job a pass examines before placement); None: computed here.
+    floor_gpu_w: Callable[[str, int], float] | None = None
 
     def floor_inc_w(self, job: Job, flavor: int, gang: int) -> float:
         """The least a start could add: at the floor, on the least-capped nodes."""
+        fw = self.floor_gpu_w
+        if fw is not None:
+            return gang * fw(job.kind, flavor)
         per = min(self.levels[self.floor] * self.tdp_w[flavor], self.draw_w(job.kind, flavor))
         return gang * (min(per, self.min_node_cap_w) - self.idle_w[flavor])
 
@@ -219,14 +220,20 @@ def _fits(
     shape: Shape,
     level: int,
     credit: tuple[float, dict[int, float]],
+    explain: bool = True,
 ) -> tuple[float, dict[int, float], Reason | None]:
-    """Site, hall and ramp check of a start at `level`: (increment, per-hall increments, reason)."""
+    """Site, hall and ramp check of a start at `level`: (increment, per-hall increments, reason).
+    `explain=False`: a refusal is one of two shared reasons without numbers (_SITE_MISS,
+    _RAMP_MISS), for a caller that tries a lower level next and reads only the code: most
+    refusals are discarded so, and a Reason's numbers cost more than the check."""
     node_cap, held, shares = shape
     per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
     inc = gang * (per_gpu - view.idle_w[f])
     halls = {h: inc * k / held for h, k in shares.items()}
     credit_w, credit_halls = credit
     if inc > room.site_w + credit_w:
+        if not explain:
+            return inc, halls, _SITE_MISS
         return (
             inc,
             halls,
@@ -240,6 +247,8 @@ def _fits(
     for h, w in halls.items():
         left = room.hall_w[h] + credit_halls.get(h, 0.0)
         if w > left:
+            if not explain:
+                return inc, halls, _SITE_MISS
             return (
                 inc,
                 halls,
@@ -254,6 +263,8 @@ def _fits(
     # staggers its gang in waves of one window's allowance.
     window_clear = room.ramp_w >= view.ramp_limit_w
     if inc > room.ramp_w and not window_clear:
+        if not explain:
+            return inc, halls, _RAMP_MISS
         return (
             inc,
             halls,
@@ -265,6 +276,11 @@ def _fits(
             ),
         )
     return inc, halls, None
+
+
+# What `_fits(explain=False)` refuses with: the code only (callers read nothing else of them).
+_SITE_MISS = Reason(Code.POWER_CAP)
+_RAMP_MISS = Reason(Code.POWER_RAMP)
 
 
 def _ramp_refuses(
@@ -336,237 +352,20 @@ class CapToFit:
     ) -> Grant | Reason:
         key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
         first = view.target.get(key, 0)
-        reason: Reason | None = None
         shape = _shape(view, placement)
-        for level in range(min(first, view.floor), view.floor + 1):
-            inc, halls, reason = _fits(view, room, job, flavor, gang, shape, level, credit)
+        floor = view.floor
+        level = min(first, floor)
+        while True:
+            # Above the floor a refusal is only read for its code (the next level is tried):
+            # the Reason with its numbers is built once, for the level that ends the search.
+            inc, halls, reason = _fits(
+                view, room, job, flavor, gang, shape, level, credit, level == floor
+            )
             if reason is None:
                 return Grant(level, inc, halls, shape)
+            if level == floor:
+                return reason
             if reason.code is Code.POWER_RAMP:
-                break  # a lower cap would still be a step too many this window
-        assert reason is not None  # the floor is a level: the loop ran at least once
-        return reason
-
-
-# ---- the cap solver ---------------------------------------------------------------------------
-@dataclass(slots=True)
-class CapJob:
-    """A running job as the solver sees it. `gain` is its useful throughput per GPU at level 0
-    (speed relative to the reference flavor); `kept[l]` the fraction kept at level l;
-    `inc_w[l]` its IT increment over idle at level l; `halls` its GPU share per hall."""
-
-    id: int
-    key: ClassKey
-    priority: int
-    start_s: float
-    gpus: int
-    gain: float
-    kept: tuple[float, ...]
-    inc_w: tuple[float, ...]
-    halls: tuple[tuple[int, float], ...]
-
-
-@dataclass(slots=True)
-class CapPlan:
-    levels: dict[int, int]  # job id -> level
-    paused: list[int]  # job ids to checkpoint and requeue (lowest priorities first)
-    target: dict[ClassKey, int]  # level per class, for the next starts
-
-
-def solve_caps(
-    jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], n_levels: int
-) -> CapPlan:
-    """Divide the IT budget (over idle) among running jobs.
-
-    1. Everyone at the floor (the last level). If that does not fit a budget, pause jobs, lowest
-       priority first and, within a priority, the most recently started (least sunk work since
-       their start) until it does.
-    2. Raise caps one level at a time, higher priorities first; within a priority, the move with
-       the most throughput per extra watt first. The curve is concave (marginal throughput per
-       watt falls as the cap rises, see data/cap_curve.csv), so this greedy order is the optimum
-       of the continuous relaxation (water-filling), and no LP solver is needed. Jobs of one
-       class (kind, flavor, priority, hall) move together; a class that does not fit as a whole
-       moves its oldest jobs up one by one, so the last class may be split across two levels.
-    """
-    floor = n_levels - 1
-    levels, paused, site, halls = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
-    gone = set(paused)
-    alive = [j for j in jobs if j.id not in gone]
-    if not alive:
-        return CapPlan(levels, paused, {})
-    # Per-class sums over members, as arrays: the greedy loop then runs per class and level,
-    # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes). np.bincount
-    # adds a class's members in order, as the numpy loop before did, so the sums are the same.
-    keys: dict[ClassKey, int] = {}
-    cls_l = [keys.setdefault(j.key, len(keys)) for j in alive]
-    cls = np.array(cls_l, dtype=np.int64)
-    n_cls, n_halls, n_jobs = len(keys), len(hall_budget_w), len(alive)
-    flat = chain.from_iterable
-    # (Built from flat lists: numpy reads a list of floats several times faster than a list of
-    # tuples or item by item; the same values.)
-    inc = np.array(list(flat(j.inc_w for j in alive)), dtype=float).reshape(n_jobs, n_levels)
-    gk = (
-        np.array(list(flat(j.kept for j in alive)), dtype=float).reshape(n_jobs, n_levels)
-        * np.array([j.gpus * j.gain for j in alive], dtype=float)[:, None]
-    )
-    c_inc = np.empty((n_cls, n_levels))
-    c_gk = np.empty((n_cls, n_levels))
-    for lv in range(n_levels):
-        c_inc[:, lv] = np.bincount(cls, weights=inc[:, lv], minlength=n_cls)
-        c_gk[:, lv] = np.bincount(cls, weights=gk[:, lv], minlength=n_cls)
-    prio_of = {j.key: j.priority for j in alive}  # a class's last member's, as before
-    prio = [prio_of[k] for k in keys]
-    # The greedy loop reads single elements: as Python floats (the same IEEE doubles, the same
-    # sums and comparisons) it runs several times faster than on numpy scalars and slices.
-    inc_l = c_inc.tolist()
-    gk_l = c_gk.tolist()
-    hall_l = _class_halls(alive, cls_l, inc_l, n_levels)
-    budget_h = [float(b) for b in hall_budget_w]
-    halls_a = [float(w) for w in halls]
-    # Halls over budget before any raise: a raise must bring each of them under (a class adds
-    # nothing to the halls it has no member in, so those stay as they are).
-    over = {h for h in range(n_halls) if not halls_a[h] <= budget_h[h]}
-    c_level = [floor] * n_cls
-    heap: list[tuple[int, float, int, int]] = []
-
-    def push(c: int, level: int) -> None:
-        if level == 0:
-            return
-        watts = inc_l[c][level - 1] - inc_l[c][level]
-        gain = gk_l[c][level - 1] - gk_l[c][level]
-        ratio = gain / watts if watts > 0 else math.inf
-        heapq.heappush(heap, (-prio[c], -ratio, c, level))
-
-    for c in range(n_cls):
-        push(c, floor)
-    split: tuple[int, int] | None = None
-    while heap:
-        _, _, c, level = heapq.heappop(heap)
-        d_site = inc_l[c][level - 1] - inc_l[c][level]
-        d_halls = [(h, w[level - 1] - w[level]) for h, w in hall_l[c]]
-        if (
-            site + d_site <= site_budget_w
-            and all(halls_a[h] + d <= budget_h[h] for h, d in d_halls)
-            and (not over or over.issubset([h for h, _ in d_halls]))
-        ):
-            site += d_site
-            for h, d in d_halls:
-                halls_a[h] += d
-                over.discard(h)
-            c_level[c] = level - 1
-            push(c, level - 1)
-        elif split is None:
-            split = (c, level)  # the first class that does not fit as a whole; it stops here
-    key_of = list(keys)
-    levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls_l, strict=True)})
-    if split is not None:
-        # Move the split class's oldest members up one by one while they fit.
-        c, level = split
-        members = sorted(
-            (j for j, ci in zip(alive, cls_l, strict=True) if ci == c),
-            key=lambda m: m.start_s,
-        )
-        for m in members:
-            d = m.inc_w[level - 1] - m.inc_w[level]
-            dh = [(h, d * sh) for h, sh in m.halls]
-            if site + d <= site_budget_w and all(halls_a[h] + x <= budget_h[h] for h, x in dh):
-                site += d
-                for h, x in dh:
-                    halls_a[h] += x
-                levels[m.id] = level - 1
-    target = {key_of[c]: c_level[c] for c in range(n_cls)}
-    return CapPlan(levels, paused, target)
-
-
-def _class_halls(
-    alive: Sequence[CapJob], cls_l: list[int], inc_l: list[list[float]], n_levels: int
-) -> list[list[tuple[int, list[float]]]]:
-    """Per class, its IT watts per level in each hall it has members in. A class whose members
-    all lie wholly in one hall (most: a class is a hall's) takes its site sums there (a share of
-    1.0 adds the same doubles); any other adds its members' shares in order, as np.bincount
-    did over every hall (a hall where a member has no share got 0.0 added: no change)."""
-    splits: dict[int, list[tuple[tuple[int, float], ...]]] = {}
-    for c, hs in set(zip(cls_l, map(_halls_of, alive), strict=True)):
-        splits.setdefault(c, []).append(hs)
-    out: list[list[tuple[int, list[float]]]] = []
-    mixed: dict[int, dict[int, list[float]]] = {}
-    for c in range(len(inc_l)):
-        (hs, *others) = splits[c]
-        if not others and len(hs) == 1 and hs[0][1] == 1.0:
-            out.append([(hs[0][0], inc_l[c])])
-        else:
-            out.append([])
-            mixed[c] = {}
-    if mixed:
-        for j, c in zip(alive, cls_l, strict=True):
-            sums = mixed.get(c)
-            if sums is None:
-                continue
-            for h, sh in j.halls:
-                acc = sums.setdefault(h, [0.0] * n_levels)
-                for lv in range(n_levels):
-                    acc[lv] += j.inc_w[lv] * sh
-        for c, sums in mixed.items():
-            out[c] = sorted(sums.items())
-    return out
-
-
-_halls_of = attrgetter("halls")
-
-
-def _pause_to_fit(
-    jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], floor: int
-) -> tuple[dict[int, int], list[int], float, list[float]]:
-    """Step 1 of solve_caps: everyone at the floor; pause until the site and every hall fit.
-    Returns the levels of the jobs kept, the paused ids, and the site and hall watts."""
-    levels = {j.id: floor for j in jobs}
-    site = sum(j.inc_w[floor] for j in jobs)
-    halls = [0.0] * len(hall_budget_w)
-    for j in jobs:
-        for h, share in j.halls:
-            halls[h] += j.inc_w[floor] * share
-    paused: list[int] = []
-    over = site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True))
-    if over:
-        for j in sorted(jobs, key=lambda j: (j.priority, -j.start_s)):
-            site_over = site > site_budget_w
-            halls_over = {
-                h for h, (w, b) in enumerate(zip(halls, hall_budget_w, strict=True)) if w > b
-            }
-            if not site_over and not halls_over:
-                break
-            if not site_over and not any(h in halls_over for h, _ in j.halls):
-                continue  # pausing it would not relieve the hall that is over
-            paused.append(j.id)
-            del levels[j.id]
-            site -= j.inc_w[floor]
-            for h, share in j.halls:
-                halls[h] -= j.inc_w[floor] * share
-    return levels, paused, site, halls
-
-
-def make_room(
-    running: Sequence[CapJob],
-    head: CapJob,
-    current: dict[int, int],
-    site_budget_w: float,
-    hall_budget_w: Sequence[float],
-    n_levels: int,
-    ramp_headroom_w: float = math.inf,
-) -> CapPlan | None:
-    """A pending job is short of watts. If it outranks some running work, re-divide the budget
-    with it as a member (lower priorities are capped, then paused, first). Returns the plan for
-    the running jobs (their levels and pauses), or None when the head would still not fit, when
-    the ramp window could not take it anyway, or when nothing would change. `current` is each
-    running job's level now."""
-    if not running or head.priority <= min(j.priority for j in running):
-        return None
-    if head.inc_w[-1] > ramp_headroom_w:
-        return None  # pausing others now would be waste: the ramp holds the head back
-    plan = solve_caps([*running, head], site_budget_w, hall_budget_w, n_levels)
-    if head.id in plan.paused:
-        return None
-    levels = {j: lv for j, lv in plan.levels.items() if j != head.id}
-    if not plan.paused and all(current.get(j) == lv for j, lv in levels.items()):
-        return None
-    return CapPlan(levels, plan.paused, plan.target)
+                # a lower cap would still be a step too many this window
+                return _fits(view, room, job, flavor, gang, shape, level, credit)[2] or reason
+            level += 1

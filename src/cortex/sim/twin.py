@@ -22,10 +22,10 @@ from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
+from cortex.scheduler.cap_solver import CapPlan
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.placement import alloc_size
-from cortex.scheduler.power import CapPlan
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
