@@ -220,6 +220,22 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("team_priority_classes")
+    @classmethod
+    def _known_classes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        # The control plane's classes are the fleet's defaults (control/fleet.queues_spec): a
+        # misspelt one here took away a team's class at every submit, with no word at start.
+        from cortex.scheduler.queues import DEFAULT_PRIORITY_CLASSES
+
+        for team, classes in v.items():
+            for c in classes:
+                if c not in DEFAULT_PRIORITY_CLASSES:
+                    raise ValueError(
+                        f"{team}: unknown priority class {c[:64]!r}; "
+                        f"known: {', '.join(DEFAULT_PRIORITY_CLASSES)}"
+                    )
+        return v
+
     @field_validator("workdir_roots")
     @classmethod
     def _absolute_roots(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
