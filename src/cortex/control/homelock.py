@@ -95,7 +95,7 @@ class DatabaseLock:
                 if self._conn.execute(text(_MINE), {"key": DB_LOCK_KEY}).scalar():
                     self._conn.commit()
                     return True
-            except Exception:  # noqa: S110 - the connection is gone: taken again below
+            except Exception:  # the connection is gone: taken again below
                 pass
             with contextlib.suppress(Exception):
                 self._conn.close()
@@ -106,7 +106,7 @@ class DatabaseLock:
             if conn.execute(text(_TRY), {"key": DB_LOCK_KEY}).scalar():
                 conn.commit()
                 self._conn = conn
-                log.warning("the database's service lock was lost (its connection ended); taken again")
+                log.warning("the database lock was lost with its connection; taken again")
                 return True
         except Exception:
             log.exception("the database's service lock was lost and cannot be taken again")
