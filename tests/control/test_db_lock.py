@@ -103,3 +103,65 @@ def test_the_lock_dies_with_its_holder(pg_url: str) -> None:
 
 def test_sqlite_takes_no_database_lock(db_url: str, tmp_path: Path) -> None:
     assert hold_database(f"sqlite:///{tmp_path / 'x.db'}") is None
+
+
+def _end_lock_session(pg_url: str) -> None:
+    """What a server restart, `idle_session_timeout` or an administrator does to the lock's
+    connection: its backend ends, and the server frees the lock."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    eng = create_engine(pg_url, poolclass=NullPool)
+    try:
+        with eng.begin() as c:
+            ended = c.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'cortex serve pid %' AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        assert ended, "no lock session to end"
+        for _ in range(200):  # the backend's exit is asynchronous (bounded retries)
+            with eng.connect() as c:
+                if not c.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                ).scalar():
+                    return
+            time.sleep(0.05)
+        pytest.fail("the ended session's lock stayed")
+    finally:
+        eng.dispose()
+
+
+def test_a_lock_lost_with_its_connection_is_taken_again(pg_url: str, tmp_path: Path) -> None:
+    """review15: the lock's connection ended (the service went on) and a second service on the
+    database started; each heartbeat now checks it and takes it again while free."""
+    first = fake_service(pg_url, tmp_path / "a")
+    try:
+        _end_lock_session(pg_url)
+        first.loop._heartbeat(first.clock.time())  # takes it again (the old code did not)
+        assert first.loop.schedulable is True
+        with pytest.raises(InputError, match="one service per database"):
+            fake_service(pg_url, tmp_path / "b")
+        assert first.db_lock is not None and first.db_lock.check()  # its own, a new connection
+    finally:
+        first.close()
+    assert not first.db_lock.check()  # released: not taken again
+
+
+def test_a_service_whose_lock_another_took_starts_no_job(pg_url: str, tmp_path: Path) -> None:
+    first = fake_service(pg_url, tmp_path / "a")
+    try:
+        _end_lock_session(pg_url)
+        other = hold_database(pg_url)  # another service took the database meanwhile
+        assert other is not None
+        try:
+            assert first.db_lock is not None and not first.db_lock.check()
+            first.loop._heartbeat(first.clock.time())
+            assert first.loop.schedulable is False
+        finally:
+            other.release()
+        first.loop._heartbeat(first.clock.time())  # free again: its own once more
+        assert first.loop.schedulable is True
+    finally:
+        first.close()

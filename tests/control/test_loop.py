@@ -443,3 +443,23 @@ def test_a_failing_tick_is_reported_counted_and_marks_the_loop_unhealthy(env: En
     before = loop.last_tick_monotonic
     loop.tick()
     assert loop.tick_failures == 0 and loop.healthy and loop.last_tick_monotonic > before
+
+
+def test_an_adopted_run_starts_when_its_attempt_did_not_its_first(env: Env) -> None:
+    """review15: recovery began an adopted run at the job's first start (`started_at`), not its
+    attempt's: after a restart, a run retried minutes ago had its queue's min_runtime_s
+    protection (and the attempt start its progress lines are placed by) from attempt 1."""
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    env.ex.finish(a, "failed", 3)
+    env.svc.loop.tick()  # requeued (max_retries=1) and launched again: attempt 2
+    assert env.job(a)["attempt"] == 2 and env.job(a)["state"] == "running"
+    [alloc] = env.active_allocations()
+    first = env.job(a)["started_at"]
+    assert alloc.attempt == 2 and alloc.created_at > first
+    before = env.svc.loop.mirror.jobs[a].run_start_s
+    assert before == alloc.created_at
+    env.ex.adoptable = {(a, 2)}
+    env.restart()
+    assert env.svc.recovered["adopted"] == 1
+    assert env.svc.loop.mirror.jobs[a].run_start_s == before  # not `first`

@@ -298,6 +298,8 @@ def test_goodput_says_which_day_its_window_began(env: CliEnv) -> None:
     [
         ("CORTEX_WORKDIR_ROOTS", "{bad", "not valid JSON"),
         ("CORTEX_DEFAULT_DURATION_S", "{bad", "not valid JSON"),
+        # Nested past json's depth: a RecursionError traceback, exit 1 (review15).
+        ("CORTEX_TEAM_PRIORITY_CLASSES", '{"a":' + "[" * 20000 + "]" * 20000 + "}", "deeply"),
         ("CORTEX_POLICY", "bogus", "unknown policy 'bogus'"),
     ],
 )

@@ -93,7 +93,9 @@ def test_why_names_when_the_protected_victims_may_be_preempted(env: Env) -> None
     ends = env.job(low)["started_at"] + 7200
     assert top["code"] == "InsufficientCapacity" and top["free_gpus"] == 0
     assert top["preempt_at_s"] == pytest.approx(ends, abs=1)
-    assert "protected now (their queue's min_runtime_s" in top["hint"]
+    # Their minimum runtime alone: a victim shielded by its preemption budget is never
+    # counted (protection.retry_by_s), its protection does not end (review15).
+    assert "protected now (their queue's min_runtime_s);" in top["hint"]
     assert f"t={ends:.0f}" in top["hint"] and "waits for running jobs to end" not in top["hint"]
     # A job no victim search ran for (same class: nothing it may preempt) keeps the old hint.
     same = env.submit(gpus=2, priority_class="preemptible", name="same")

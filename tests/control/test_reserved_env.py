@@ -48,3 +48,20 @@ def test_the_cli_says_it_with_exit_2(env: CliEnv) -> None:
     )
     assert code == 2
     assert "env.CUDA_VISIBLE_DEVICES" in err and "reserved" in err, err
+
+
+def test_a_variable_set_from_a_field_given_is_refused_with_it(env: CliEnv) -> None:
+    """CORTEX_ARRAY_INDEX with `array`, CORTEX_CHECKPOINT_INTERVAL_S with
+    `checkpoint_interval_s`: the control plane sets them over the user's value, which went
+    without a word as the executor's did (review15). Without the field, the variable passes."""
+    c: TestClient = env.client
+    for name, field in (
+        ("CORTEX_ARRAY_INDEX", {"array": "0-1"}),
+        ("CORTEX_CHECKPOINT_INTERVAL_S", {"checkpoint_interval_s": 60}),
+    ):
+        r = c.post("/v1/jobs", json=job_body(env={name: "7"}, **field))
+        assert r.status_code == 422, r.text
+        [d] = r.json()["detail"]
+        assert d["loc"] == ["body", "env", name] and d["type"] == "reserved", d
+        assert next(iter(field)) in d["msg"], d
+        assert c.post("/v1/jobs", json=job_body(env={name: "7"})).status_code == 201

@@ -115,3 +115,27 @@ def test_the_setting_is_bounded_and_named(monkeypatch: pytest.MonkeyPatch) -> No
     assert got.priority_classes_for("fsd") == ["normal", "preemptible"]
     monkeypatch.delenv("CORTEX_TEAM_PRIORITY_CLASSES")
     assert Settings().priority_classes_for("fsd") is None
+
+
+def test_an_unknown_class_in_the_setting_stops_the_start_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A misspelt class ('preemtible') took the class away from the team at every submit, and
+    nothing said so at start (review15)."""
+    monkeypatch.setenv("CORTEX_TEAM_PRIORITY_CLASSES", json.dumps({"fsd": ["preemtible"]}))
+    with pytest.raises(InputError) as e:
+        Settings.from_env()
+    assert e.value.source == "CORTEX_TEAM_PRIORITY_CLASSES"
+    assert "unknown priority class 'preemtible'" in str(e.value)
+    assert "known: production, normal, preemptible" in str(e.value)
+    # The classes checked are the control plane's own (its queues take the fleet's defaults).
+    monkeypatch.delenv("CORTEX_TEAM_PRIORITY_CLASSES")
+    svc = fake_service(f"sqlite:///{tmp_path / 'c.db'}", tmp_path)
+    try:
+        assert set(svc.loop.mirror.queues.priority_classes) == {
+            "production",
+            "normal",
+            "preemptible",
+        }
+    finally:
+        svc.close()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import socket
 from pathlib import Path
 from typing import Any
 
 from cortex.errors import InputError
+
+log = logging.getLogger("cortex.control")
 
 
 def hold_home(home: Path) -> int:
@@ -52,18 +55,65 @@ _HOLDER = (
 )
 
 
+_TRY = "SELECT pg_try_advisory_lock(:key)"
+# Whether this connection still holds it (a bigint key: classid its high half, objsubid 1).
+_MINE = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() "
+    "AND locktype = 'advisory' AND granted AND classid = 0 AND objid = :key AND objsubid = 1)"
+)
+
+
 class DatabaseLock:
-    """The held lock: `release()` ends its connection (and the lock with it)."""
+    """The held lock: `release()` ends its connection (and the lock with it); `check()` says
+    whether it is still held, taking it again if its connection was lost."""
 
     def __init__(self, engine: Any, conn: Any) -> None:
         self._engine, self._conn = engine, conn
+        self._released = False
 
     def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         if self._conn is not None:
             with contextlib.suppress(Exception):  # a connection already lost holds nothing
                 self._conn.close()
             self._conn = None
-            self._engine.dispose()
+        self._engine.dispose()
+
+    def check(self) -> bool:
+        """True while this service holds the database. Its connection can end under it (the
+        server restarted, `idle_session_timeout`, an administrator's pg_terminate_backend):
+        the server frees the lock, and a second service could then take the database. Lost,
+        it is taken again if free; False while another holds it (or the server is away)."""
+        from sqlalchemy import text
+
+        if self._released:
+            return False
+        if self._conn is not None:
+            try:
+                if self._conn.execute(text(_MINE), {"key": DB_LOCK_KEY}).scalar():
+                    self._conn.commit()
+                    return True
+            except Exception:  # the connection is gone: taken again below
+                pass
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+        conn = None
+        try:
+            conn = self._engine.connect()
+            if conn.execute(text(_TRY), {"key": DB_LOCK_KEY}).scalar():
+                conn.commit()
+                self._conn = conn
+                log.warning("the database lock was lost with its connection; taken again")
+                return True
+        except Exception:
+            log.exception("the database's service lock was lost and cannot be taken again")
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+        return False
 
 
 def hold_database(url: str) -> DatabaseLock | None:
@@ -80,7 +130,7 @@ def hold_database(url: str) -> DatabaseLock | None:
     engine = create_engine(url, poolclass=NullPool, connect_args={"application_name": me})
     conn = engine.connect()
     try:
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": DB_LOCK_KEY})
+        got = conn.execute(text(_TRY), {"key": DB_LOCK_KEY})
         if got.scalar():
             conn.commit()  # out of the implicit transaction; the session lock stays
             return DatabaseLock(engine, conn)

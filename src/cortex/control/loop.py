@@ -213,6 +213,7 @@ class SchedulerLoop(
         self._preempt_wait: dict[int, float] = {}  # see _preempt_waits
         self._retry_memo: tuple[Plan, dict[int, float | None]] | None = None  # see _retry_by
         self.on_error: Callable[[], object] | None = None  # set by the service: recovery
+        self.db_lock_check: Callable[[], bool] | None = None  # set by the service
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -515,6 +516,12 @@ class SchedulerLoop(
         with self.sessions.begin() as s:
             self.schedulable = store.node_heartbeat(s, self.node_id, now)
         self._last_beat = now
+        # One service per PostgreSQL database (control/homelock.py): its lock can be lost
+        # with its connection, and another service take the database; none of this one's
+        # starts then, until the lock is its own again (checked at each beat).
+        if self.db_lock_check is not None and not self.db_lock_check():
+            log.error("another service holds the database's lock: this one starts no job")
+            self.schedulable = False
 
     # ---- read side (API, metrics): the published view, no lock ------------------------------
     def publish(self) -> None:

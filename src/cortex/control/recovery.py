@@ -133,7 +133,9 @@ class RecoveryMixin:
         """An adopted run holds its devices and capacity in the mirror again (a victim still
         exiting holds its devices only, as in the loop)."""
         est = now + self.estimate_s(job, 0, job.gpus)
-        runs.begin(job, row.started_at or now, 0, alloc.gpus, alloc.gpus, est)
+        # The attempt's start (its allocation's claim, as the loop's runs.begin had it), not
+        # the job's first (`started_at`): the queue's min_runtime_s protection counts from it.
+        runs.begin(job, alloc.created_at, 0, alloc.gpus, alloc.gpus, est)
         exiting = row.stopping == "preempt"
         self.mirror.take_back(job, row.attempt, alloc.gpus, list(alloc.devices or []), exiting)
         msg = f"attempt {row.attempt} adopted after restart"

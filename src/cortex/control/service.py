@@ -239,6 +239,8 @@ class Service:
         # Read once above; no child may inherit them (see exec_users.scrub_environ).
         scrub_environ()
         self.loop.on_error = self._resync
+        if self.db_lock is not None:
+            self.loop.db_lock_check = self.db_lock.check
         self.metrics.attach(self._job_counts, self.loop.gpus_by_flavor, self._node_health)
         self.batcher = SubmitBatcher(
             self.sessions, self.loop.wake_event, box=self.env_box, clock=clock

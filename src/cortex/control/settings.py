@@ -220,6 +220,22 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("team_priority_classes")
+    @classmethod
+    def _known_classes(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        # The control plane's classes are the fleet's defaults (control/fleet.queues_spec): a
+        # misspelt one here took away a team's class at every submit, with no word at start.
+        from cortex.scheduler.queues import DEFAULT_PRIORITY_CLASSES
+
+        for team, classes in v.items():
+            for c in classes:
+                if c not in DEFAULT_PRIORITY_CLASSES:
+                    raise ValueError(
+                        f"{team}: unknown priority class {c[:64]!r}; "
+                        f"known: {', '.join(DEFAULT_PRIORITY_CLASSES)}"
+                    )
+        return v
+
     @field_validator("workdir_roots")
     @classmethod
     def _absolute_roots(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -331,6 +347,25 @@ class Settings(BaseSettings):
             field = re.search(r'field "(\w+)"', str(err))
             source = ENV_PREFIX + field.group(1).upper() if field else "settings"
             raise InputError(source, "value", f"not valid JSON: {err.__cause__}") from None
+        except RecursionError:  # JSON nested past the parser's depth: not a ValueError
+            raise InputError(_too_deep(), "value", "not valid JSON: nested too deeply") from None
+
+
+def _too_deep() -> str:
+    """The CORTEX_* variable whose JSON nests past the parser's depth (pydantic-settings lets
+    json.loads's RecursionError through, naming no field: it was a traceback, exit 1)."""
+    import json
+    import os
+
+    for name, value in sorted(os.environ.items()):
+        if name.startswith(ENV_PREFIX) and value.lstrip()[:1] in ("[", "{"):
+            try:
+                json.loads(value)
+            except RecursionError:
+                return name
+            except ValueError:
+                continue
+    return "settings"
 
 
 def settings_error(err: ValidationError, flags: dict[str, Any]) -> InputError:

@@ -401,8 +401,8 @@ def blocker(
     if preempt_at is not None:
         # Not "waits for running jobs to end": a preemption is coming, at a known time.
         template = (
-            "the jobs it may preempt are protected now (their queue's min_runtime_s or "
-            f"preemption budget); by t={preempt_at:.0f} "
+            "the jobs it may preempt are protected now (their queue's min_runtime_s); "
+            f"by t={preempt_at:.0f} "
             f"({max(0.0, preempt_at - rec.at):.0f} s after this pass) enough of their "
             "protection has ended to hold it, and it searches for victims again"
         )

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from cortex import jobproto
 from cortex.control import gates, store
 from cortex.control.api.deps import err, principal, pydantic_detail
 from cortex.control.auth import Principal
@@ -199,10 +200,17 @@ def _one(svc: Service, data: Any, prefix: list[str | int], who: Principal) -> Su
 
 def _check_env(req: SubmitRequest, prefix: list[str | int]) -> None:
     """A variable the executor sets for every run (its allocation and the job protocol:
-    executors.spec.RESERVED_ENV) would be overridden without a word: refused, naming it."""
+    executors.spec.RESERVED_ENV) would be overridden without a word: refused, naming it. So
+    are those the control plane sets from a field the request gives (array, the checkpoint
+    interval): over the user's value too (control/gates.py, progress.protocol_env)."""
+    given: dict[str, str] = {}
+    if req.array is not None:
+        given[gates.ARRAY_ENV] = "the API sets it to each array member's index (array)"
+    if req.checkpoint_interval_s is not None:
+        given[jobproto.ENV_CHECKPOINT_INTERVAL_S] = "it is set from checkpoint_interval_s"
     for name in sorted(req.env):
-        if name in RESERVED_ENV:
-            why = RESERVED_WHY.get(name, "the executor sets it for every run")
+        if name in RESERVED_ENV or name in given:
+            why = given.get(name) or RESERVED_WHY.get(name, "the executor sets it for every run")
             raise err(
                 422,
                 [*prefix, "env", name],
