@@ -51,6 +51,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "unknown-policy": [*SIM, "--power-policy", "maybe"],
         "cap-event": [*SIM, "--power-policy", "cap", "--cap-event", "1:2"],
         "cap-event-zero": [*SIM, "--power-policy", "cap", "--cap-event", "1:2:0"],
+        # --days 0.05 is 1.2 h: an event from 1.2 h on never took place, and exited 0
+        "cap-event-late": [*SIM, "--power-policy", "cap", "--cap-event", "1.2:2:1"],
+        "heat-wave-late": [*SIM, "--power-policy", "cap", "--heat-wave", "5:2:10"],
+        "late-ok": [*SIM, "--power-policy", "cap", "--cap-event", "1.1:2:1"],
         "ok": [*SIM, "--power-policy", "full", "--battery-mwh", "4", "--battery-mw", "2"],
     }  # fmt: skip
     procs = cortex_batch([(args, d) for args in cases.values()])
@@ -72,6 +76,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         ("unknown-policy", ["power_policy", "maybe"]),
         ("cap-event", ["cap_event", "START_H:DURATION_H:CAP_MW"]),
         ("cap-event-zero", ["cap_mw", "positive"]),
+        ("cap-event-late", ["--cap-event", "start_h", "horizon", r"1\.2 h"]),
+        ("heat-wave-late", ["--heat-wave", "start_h", "horizon"]),
     ],
 )
 def test_bad_power_input_exits_2_naming_the_field(
@@ -87,6 +93,8 @@ def test_bad_power_input_exits_2_naming_the_field(
 
 def test_good_power_options_run(runs: dict[str, object]) -> None:
     assert runs["ok"].returncode == 0, runs["ok"].stderr  # type: ignore[attr-defined]
+    # an event that starts before the horizon and runs past it is a real event
+    assert runs["late-ok"].returncode == 0, runs["late-ok"].stderr  # type: ignore[attr-defined]
 
 
 def test_curve_interpolates_and_clamps(tmp_path: Path) -> None:

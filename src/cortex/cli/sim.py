@@ -197,6 +197,7 @@ def sim(
             start_day,
             temperature_c,
             cap_curve,
+            days * 86400.0,
         ),
     )
     with collector_scope(freeze=False):
@@ -347,7 +348,20 @@ def _run(twin: Twin, days: float, quiet: bool) -> Twin:
         return twin.run(on_progress=lambda t: bar.update(task, completed=t / 86400.0))
 
 
-def _cap_event(raw: str) -> CapEvent:
+def _before_horizon(option: str, start_h: float, horizon_s: float) -> None:
+    """An event that starts at or after the horizon can never take place: it was accepted and
+    the run reported as if it had been lived through (its mark listed, nothing changed). In
+    seconds, as the twin compares (0.05 days is 1.2000000000000002 h but 4320.0 s)."""
+    if start_h * 3600.0 >= horizon_s:
+        raise InputError(
+            option,
+            "start_h",
+            f"{start_h:g} h is at or after the horizon ({horizon_s / 3600:g} h, --days): "
+            "it never starts",
+        )
+
+
+def _cap_event(raw: str, horizon_s: float) -> CapEvent:
     parts = raw.split(":")
     if len(parts) != 3:
         raise InputError("--cap-event", "cap_event", f"{raw!r} is not START_H:DURATION_H:CAP_MW")
@@ -356,7 +370,9 @@ def _cap_event(raw: str) -> CapEvent:
     except ValueError:
         raise InputError("--cap-event", "cap_event", f"{raw!r} has a non-number") from None
     _finite("--cap-event", start_h=start_h, duration_h=dur_h, cap_mw=cap_mw)
-    return CapEvent(start_h * 3600.0, dur_h * 3600.0, cap_mw)
+    event = CapEvent(start_h * 3600.0, dur_h * 3600.0, cap_mw)  # its own checks first
+    _before_horizon("--cap-event", start_h, horizon_s)
+    return event
 
 
 def _finite(option: str, **values: float | None) -> None:
@@ -368,7 +384,7 @@ def _finite(option: str, **values: float | None) -> None:
             raise InputError(option, name, f"must be finite, got {v:g}")
 
 
-def _heat_wave(raw: str) -> tuple[float, float, float]:
+def _heat_wave(raw: str, horizon_s: float) -> tuple[float, float, float]:
     parts = raw.split(":")
     try:
         start_h, dur_h, delta_c = (float(x) for x in parts)
@@ -379,6 +395,7 @@ def _heat_wave(raw: str) -> tuple[float, float, float]:
     _finite("--heat-wave", start_h=start_h, duration_h=dur_h, delta_c=delta_c)
     if not dur_h > 0:
         raise InputError("--heat-wave", "duration_h", f"must be positive, got {dur_h:g}")
+    _before_horizon("--heat-wave", start_h, horizon_s)
     return start_h * 3600.0, dur_h * 3600.0, delta_c
 
 
@@ -396,8 +413,10 @@ def _power_config(
     start_day: int,
     temperature_c: float | None,
     cap_curve: Path | None,
+    horizon_s: float,
 ) -> PowerConfig | None:
-    """Validate the power options into a PowerConfig (None for `off`)."""
+    """Validate the power options into a PowerConfig (None for `off`); events start before
+    `horizon_s`."""
     if policy not in ("off", *POWER_POLICIES):
         known = ", ".join(("off", *POWER_POLICIES))
         raise InputError("--power-policy", "power_policy", f"unknown {policy!r}; known: {known}")
@@ -455,8 +474,8 @@ def _power_config(
         rack_cap_kw=rack_cap_kw,
         ramp_limit_mw_per_min=ramp_limit,
         battery=battery,
-        cap_events=tuple(_cap_event(e) for e in cap_events),
-        heat_waves=tuple(_heat_wave(h) for h in heat_waves),
+        cap_events=tuple(_cap_event(e, horizon_s) for e in cap_events),
+        heat_waves=tuple(_heat_wave(h, horizon_s) for h in heat_waves),
         start_day_of_year=start_day,
         temperature_c=temperature_c,
         curve_path=str(cap_curve) if cap_curve is not None else None,
