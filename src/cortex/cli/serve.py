@@ -106,6 +106,21 @@ def serve(
     _run(settings)
 
 
+def _unreachable(settings: Settings, err: Exception) -> str:
+    """One line for a database the service could not use: which one (no password), what the
+    driver said, and for a timeout the setting that bounds the wait."""
+    from cortex.control.db import shown
+
+    orig = getattr(err, "orig", None) or err
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    line = f"{shown(settings.url)}: {first}"
+    if type(orig).__name__ == "ConnectionTimeout":  # psycopg's; no import for SQLite stores
+        line += (
+            f" (no answer within {settings.db_connect_timeout_s} s: CORTEX_DB_CONNECT_TIMEOUT_S)"
+        )
+    return line
+
+
 def _run(settings: Settings) -> None:
     """Start the service on these settings and serve until stopped."""
     import uvicorn
@@ -124,8 +139,7 @@ def _run(settings: Settings) -> None:
     try:
         svc = Service(settings)
     except OperationalError as err:
-        first = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
-        typer.echo(f"error: {settings.url.split('://')[0]}: database: {first}", err=True)
+        typer.echo(f"error: serve: database: {_unreachable(settings, err)}", err=True)
         raise typer.Exit(2) from None
     except PrivilegeError as err:
         typer.echo(f"error: serve: {err}", err=True)

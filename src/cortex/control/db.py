@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -68,6 +68,22 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+
+
+def with_connect_timeout(url: str, timeout_s: int) -> str:
+    """A PostgreSQL URL with libpq's `connect_timeout` (one the URL gives already wins); any
+    other URL as it is. psycopg takes the URL's query as connection parameters."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or "connect_timeout" in parsed.query:
+        return url
+    with_timeout = parsed.update_query_dict({"connect_timeout": str(int(timeout_s))})
+    return with_timeout.render_as_string(hide_password=False)
+
+
+def shown(url: str) -> str:
+    """The database a message names: its URL with the password hidden, without the timeout."""
+    parsed = make_url(url).difference_update_query(["connect_timeout"])
+    return parsed.render_as_string(hide_password=True)
 
 
 class Sessions(sessionmaker[Session]):

@@ -144,7 +144,9 @@ def hold_database(url: str) -> DatabaseLock | None:
     who = "another cortex serve"
     if holder is not None and holder[0]:
         who += f" ({holder[0]}" + (f", from {holder[1]}" if holder[1] else "") + ")"
-    where = parsed.render_as_string(hide_password=True)
+    from cortex.control.db import shown
+
+    where = shown(url)
     raise InputError(
         "serve", "database", f"{who} holds {where}; one service per database"
     ) from None

@@ -178,7 +178,7 @@ class Service:
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Before anything touches the store: a second service on the same PostgreSQL database
         # (another home) stops here, naming the database (control/homelock.py).
-        self.db_lock = hold_database(settings.url)
+        self.db_lock = hold_database(settings.connect_url)
         try:
             self._wire(settings, executor, inventory, node_name, launch_spec, handle_from_dict)
         except BaseException:
@@ -202,8 +202,8 @@ class Service:
         # Jobs of other users traverse (never list) CORTEX_HOME to their checkpoint dirs.
         users = getattr(executor, "users", None)
         db.secure_dir(settings.home, traversable=bool(getattr(users, "isolated", False)))
-        db.upgrade(settings.url)
-        self.engine = db.make_engine(settings.url)
+        db.upgrade(settings.connect_url)
+        self.engine = db.make_engine(settings.connect_url)
         self.sessions = db.sessions(self.engine)
         self.executor = executor
         self.env_box = EnvBox.at(settings.home)

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home, description="state dir (SQLite, runs)")
     database_url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    # The longest wait for a PostgreSQL connection (libpq's connect_timeout; a connect_timeout
+    # in the URL wins). Without it a service pointed at a host that never answers hung at start
+    # (psycopg's own limit is 130 s, libpq's none). A server on the network answers a connect
+    # in milliseconds; 10 s leaves room for a slow DNS answer or a loaded server. libpq's
+    # floor is 2 s.
+    db_connect_timeout_s: Annotated[int, Field(ge=2, le=3600)] = 10
     admin_token: Annotated[str, Field(min_length=12, max_length=512)] | None = Field(
         default=None,
         description="the admin token; when it changes, every other admin token is revoked",
@@ -303,6 +309,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.home / 'cortex.db'}"
+
+    @property
+    def connect_url(self) -> str:
+        """`url` with the connect timeout, for every connection the service opens."""
+        from cortex.control.db import with_connect_timeout
+
+        return with_connect_timeout(self.url, self.db_connect_timeout_s)
 
     @property
     def run_dir(self) -> Path:
