@@ -59,6 +59,36 @@ def test_each_driver_reads_its_own_named_rows_once() -> None:
     assert isinstance(control.max_exit75_requeues, int)
 
 
+def test_a_default_both_drivers_share_is_one_row_each_reads() -> None:
+    """The 30 s grace was written twice (sim/data/defaults.csv and control/settings.py): one
+    could change without the other, and the twin would no longer model the live cluster's
+    preemptions. Now one `both.` row that each driver and the settings read."""
+    from cortex.control.settings import Settings
+    from cortex.sim.failures import load_defaults
+
+    twin, control = runs.rules("twin"), runs.rules("control")
+    assert twin.preempt_grace_s == control.preempt_grace_s == Settings().grace_s == 30.0
+    assert "preempt_grace_s" not in load_defaults()  # no second copy
+
+
+def test_the_preemption_floors_differ_on_purpose_each_with_its_row() -> None:
+    """The control plane's 60 s floor is a row with its source and why; the fleet files' 600 s
+    (the twin's) stays in the fleet layer, which reads no driver's data: the row says why."""
+    import csv
+    from importlib import resources
+
+    from cortex.control.settings import Settings
+    from cortex.fleet.spec import QueuesSpec
+
+    assert Settings().min_runtime_s == runs.rules("control").min_runtime_s == 60.0
+    assert QueuesSpec.model_fields["min_runtime_s"].default == 600.0
+    text = resources.files("cortex.drive").joinpath("data/run_rules.csv").read_text()
+    rows = {r["name"]: r for r in csv.DictReader(text.splitlines())}
+    for name in ("both.preempt_grace_s", "control.min_runtime_s"):
+        assert rows[name]["source"] and rows[name]["why"], name
+    assert "600 s" in rows["control.min_runtime_s"]["source"]
+
+
 def test_retry_backoff_doubles_and_caps() -> None:
     assert [runs.retry_backoff_s(n, 1.0, 5.0) for n in range(5)] == [0.0, 1.0, 2.0, 4.0, 5.0]
     assert runs.retry_backoff_s(3, 0.0, 5.0) == 0.0  # base 0: retry at once

@@ -110,7 +110,7 @@ def test_the_twin_and_the_control_plane_cost_a_victim_alike() -> None:
     # 2 x 100 = 200 against 6 x 10 = 60 GPU-s and evict job 2.
     from types import SimpleNamespace
 
-    from cortex.sim.failures import load_defaults
+    from cortex.drive.runs import rules
     from cortex.sim.runs import RunBooks
 
     st, _, _ = testkit.setup_cycle()
@@ -123,7 +123,7 @@ def test_the_twin_and_the_control_plane_cost_a_victim_alike() -> None:
         v = st.running[jid]
         v.ckpt_on_signal, v.ckpt_write_s, v.run_tau_s, v.run_overhead_s = False, 20.0, 1000.0, 0.0
         v.run_start_s = NOW - elapsed[jid]
-    grace_s = load_defaults()["preempt_grace_s"]
+    grace_s = rules("twin").preempt_grace_s
     books = SimpleNamespace(_run_elapsed=lambda j: elapsed[j.id], grace_s=grace_s)
 
     def twin(j: Job) -> float:

@@ -92,10 +92,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one object a line (control/logfmt.py)
     # ---- the scheduler loop and the executor
     slots: Annotated[int, Field(ge=1, le=4096)] | None = None  # CPU slots on a GPU-less machine
-    grace_s: Annotated[float, Field(ge=0, le=86400)] = 30.0  # SIGTERM -> SIGKILL
+    # SIGTERM -> SIGKILL; the twin's grace too (drive/data/run_rules.csv, both.preempt_grace_s)
+    grace_s: Annotated[float, Field(ge=0, le=86400)] = _RULES.preempt_grace_s
     tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2  # fallback between event-driven ticks
     policy: Annotated[str, Field(min_length=1, max_length=64)] = "priority"
-    min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = 60.0  # preemption floor
+    # The preemption floor; not the fleet files' 600 s (run_rules.csv says why they differ).
+    min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = _RULES.min_runtime_s
     max_retries: Annotated[int, Field(ge=0, le=1000)] = 2  # failed runs requeued at most
     # Nodes of each pod held as hot spares (drive/spares.py): a gang that loses a node takes one.
     hot_spares: Annotated[int, Field(ge=0, le=1024)] = 0

@@ -1,8 +1,8 @@
 """Runs, written once for both drivers: beginning a run, requeueing a job, the backoffs between
 tries (a victim search that found none, a failed run), how a run's end is judged, and whether
 a job is final. The numbers are rows of `data/run_rules.csv`, loaded once; where the twin and
-the control plane differ they are two named rows (`twin.*`, `control.*`), never constants in
-code.
+the control plane differ they are two named rows (`twin.*`, `control.*`), where they share one
+a `both.*` row, never constants in code.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class RunRules:
     retry_backoff_base_s: float = 0.0
     retry_backoff_max_s: float = 0.0
     max_exit75_requeues: int = 0
+    preempt_grace_s: float = 0.0  # both.* (every driver's `rules()` has the file's)
+    min_runtime_s: float = 0.0  # control.* only: the twin's queues take their fleet file's
 
 
 @cache
@@ -48,7 +50,9 @@ def _table() -> dict[str, float]:
 @cache
 def rules(driver: Driver) -> RunRules:
     """The run rules of one driver, read once."""
-    rows = {k.split(".", 1)[1]: v for k, v in _table().items() if k.startswith(f"{driver}.")}
+    rows = {
+        k.split(".", 1)[1]: v for k, v in _table().items() if k.startswith((f"{driver}.", "both."))
+    }
     if "max_exit75_requeues" in rows:
         rows["max_exit75_requeues"] = int(rows["max_exit75_requeues"])
     return RunRules(**rows)  # type: ignore[arg-type]

@@ -140,6 +140,11 @@ class QueuesSpec(_Strict):
     priority_classes: dict[str, int] = Field(
         default_factory=lambda: {"production": 1000, "normal": 100, "preemptible": 10}
     )
+    # The twin's floor: ten minutes, the scale of a large gang's restart (sim/data/defaults.csv
+    # restart_overhead_s, 600 s), so a fleet of big jobs does not preempt one before its start
+    # has paid off. The control plane's default is 60 s (drive/data/run_rules.csv,
+    # control.min_runtime_s: small jobs that start in seconds, a user waiting on the preemptor);
+    # the fleet layer reads no driver's data, so the two are kept apart on purpose.
     min_runtime_s: NonNegFloat = 600.0
     cluster_queues: Annotated[list[ClusterQueueSpec], Field(min_length=1)]
 

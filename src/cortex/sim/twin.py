@@ -132,7 +132,7 @@ class Twin(RunBooks):
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
         self.preempt_overhead_s = defaults["preempt_restart_overhead_s"]
-        self.grace_s = defaults["preempt_grace_s"]
+        self.grace_s = runs.rules("twin").preempt_grace_s  # the control plane's default too
         self.horizon_s = cfg.horizon_s
         self.large_job_gpus = int(defaults["large_job_gpus"])
         self.backfill_interval_s = cfg.backfill_interval_s or defaults["backfill_interval_s"]
