@@ -88,6 +88,11 @@ def build_report(tw: Twin, workload: str = "") -> dict[str, Any]:
 
 
 def _config(tw: Twin, workload: str) -> dict[str, Any]:
+    """Every option of `cortex sim` that shapes the run, keyed by its name (`--hot-spares` is
+    `hot_spares`); None where the option was not given and its default is a rule rather than a
+    number (checkpoint_interval_s: Young/Daly per job; site_cap_mw: the fleet file's). A report
+    that left out --checkpoint-write-s, --failure-data and the power options could not say
+    how it was run. `cortex sim` adds load and load_basis for the synthetic workload."""
     cfg = tw.cfg
     return {
         "fleet": tw.topo.name,
@@ -100,6 +105,35 @@ def _config(tw: Twin, workload: str) -> dict[str, Any]:
         "workload": workload,
         "checkpoint_interval_s": cfg.checkpoint_interval_s,
         "warm_start": any(j.warm for j in tw.jobs),
+        "failure_data": cfg.failure_data,
+        "quarantine": cfg.quarantine,
+        "hot_spares": cfg.hot_spares_per_pod,
+        "checkpoint_write_s": cfg.default_checkpoint_write_s,
+        "backfill_interval_s": tw.backfill_interval_s,  # the default resolved (defaults.csv)
+        **_power_options(tw),
+    }
+
+
+def _power_options(tw: Twin) -> dict[str, Any]:
+    """The power options as `cortex sim` takes them (events as [start_h, duration_h, value])."""
+    pc = tw.cfg.power
+    battery = pc.battery if pc is not None else None
+    return {
+        "power_policy": pc.policy if pc is not None else "off",
+        "site_cap_mw": pc.site_cap_mw if pc else None,
+        "static_cap": pc.static_cap_frac if pc else None,
+        "rack_cap_kw": pc.rack_cap_kw if pc else None,
+        "ramp_limit": pc.ramp_limit_mw_per_min if pc else None,
+        "battery_mwh": battery.energy_mwh if battery else None,
+        "battery_mw": battery.power_mw if battery else None,
+        "battery_efficiency": battery.efficiency if battery else None,
+        "cap_event": [[e.start_s / 3600, e.duration_s / 3600, e.cap_mw] for e in pc.cap_events]
+        if pc
+        else [],
+        "heat_wave": [[a / 3600, d / 3600, c] for a, d, c in pc.heat_waves] if pc else [],
+        "start_day": pc.start_day_of_year if pc else None,
+        "temperature_c": pc.temperature_c if pc else None,
+        "cap_curve": pc.curve_path if pc else None,
     }
 
 
