@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from clienv import CliEnv
+from fakeexec import FakeExecutor
 from fastapi.testclient import TestClient
 from helpers import ADMIN, fake_service, job_body
 
+from cortex.control.service import Service
 from cortex.control.settings import Settings
 from cortex.errors import InputError
 
@@ -137,5 +139,81 @@ def test_an_unknown_class_in_the_setting_stops_the_start_naming_it(
             "normal",
             "preemptible",
         }
+    finally:
+        svc.close()
+
+
+def _svc(url: str, home: Path, ex: FakeExecutor, **kw: object) -> Service:
+    svc = fake_service(url, home, executor=ex, slots=1, **kw)
+    svc.loop.tick()
+    return svc
+
+
+def test_a_class_taken_away_across_a_restart_keeps_its_jobs_waiting_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """Jobs stored at a class the team could use, then a restart with a setting that no longer
+    allows it: they ran at the old class (nothing looked at them again). As Slurm keeps a job
+    whose QOS left its association pending with reason InvalidQOS, they wait, parked, with the
+    reason in REASON and in `why`; running jobs run on (Slurm's too), but one that comes back
+    to the queue waits with the rest; the setting given back, they run."""
+    url, ex = f"sqlite:///{tmp_path / 'r.db'}", FakeExecutor(tmp_path / "runs")
+    svc = _svc(url, tmp_path, ex)
+    client = TestClient(svc.app)
+    fsd = _token(client, "fsd")
+    ids = [
+        client.post("/v1/jobs", json=job_body(priority_class=c), headers=fsd).json()["id"]
+        for c in ("production", "production", "normal", "production")
+    ]
+    svc.loop.tick()
+    running = client.get(f"/v1/jobs/{ids[0]}", headers=fsd).json()
+    assert running["state"] == "running"  # one slot: the first runs, the others wait
+    ex.adoptable = {(ids[0], 1)}  # alive across the restart
+    svc.close()
+
+    svc = _svc(url, tmp_path, ex, team_priority_classes=CLASSES)
+    try:
+        client = TestClient(svc.app)
+        fsd = _token(client, "fsd")
+        why = "priority class 'production' not allowed for team fsd " + (
+            "(CORTEX_TEAM_PRIORITY_CLASSES allows normal, preemptible)"
+        )
+        for jid in ids[1], ids[3]:
+            got = client.get(f"/v1/jobs/{jid}", headers=fsd).json()
+            assert (got["state"], got["reason"]) == ("queued", why), got
+            w = client.get(f"/v1/jobs/{jid}/why", headers=fsd).json()
+            assert w["summary"] == f"InvalidPriorityClass: {why}", w
+            assert "CORTEX_TEAM_PRIORITY_CLASSES" in w["blockers"][0]["hint"]
+        assert svc.recovered["invalid_class"] == 2
+        # The running job runs on; when it ends the slot goes to the allowed class's job, not
+        # to a production one ahead of it in priority.
+        assert client.get(f"/v1/jobs/{ids[0]}", headers=fsd).json()["state"] == "running"
+        ex.finish(ids[0], "failed", 1)  # a failure: requeued (max_retries 1), then parked
+        for _ in range(3):
+            svc.loop.tick()
+        states = [client.get(f"/v1/jobs/{j}", headers=fsd).json() for j in ids]
+        assert [s["state"] for s in states] == ["requeued", "queued", "running", "queued"]
+        assert states[0]["reason"] == why
+        # A request that judges every parked job (a release naming none) keeps them parked.
+        svc.loop.request_gates()
+        svc.loop.tick()
+        assert client.get(f"/v1/jobs/{ids[1]}", headers=fsd).json()["reason"] == why
+        # Cancelling one is how its team lets it go.
+        assert client.post(f"/v1/jobs/{ids[3]}/cancel", headers=fsd).status_code == 202
+        ex.finish(ids[2])
+        for _ in range(3):
+            svc.loop.tick()
+        assert client.get(f"/v1/jobs/{ids[1]}", headers=fsd).json()["state"] == "queued"
+        assert client.get(f"/v1/jobs/{ids[3]}", headers=fsd).json()["state"] == "cancelled"
+    finally:
+        svc.close()
+
+    svc = _svc(url, tmp_path, ex)  # the class allowed again: they run, first to last
+    try:
+        assert svc.recovered["invalid_class"] == 0
+        client = TestClient(svc.app)
+        fsd = _token(client, "fsd")
+        got = [client.get(f"/v1/jobs/{j}", headers=fsd).json()["state"] for j in ids[:2]]
+        assert "running" in got, got
     finally:
         svc.close()

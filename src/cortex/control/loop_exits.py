@@ -40,6 +40,7 @@ class ExitsMixin:
     if TYPE_CHECKING:  # SchedulerLoop's
 
         def wake(self) -> None: ...
+        def park_refused_class(self, row: m.Job, job: Job) -> bool: ...
         def _attempt_ended(
             self, s: Session, row: m.Job, e: Any, now: float, started: float | None = None
         ) -> None: ...
@@ -111,7 +112,10 @@ class ExitsMixin:
         if job is not None:
             job.state = JobState.REQUEUED
             runs.requeued(job)
-            self.mirror.requeue(job, now + delay_s if delay_s > 0 else None)
+            if self.park_refused_class(row, job):  # loop_gates.py: not at a class taken away
+                self.mirror.forget(job.id)
+            else:
+                self.mirror.requeue(job, now + delay_s if delay_s > 0 else None)
 
     # ---- exits -----------------------------------------------------------------------------
     def _exit(self, s: Session, e: Any, now: float) -> None:

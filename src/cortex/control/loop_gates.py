@@ -5,7 +5,11 @@ them when every gate is open:
 - `after_ok`: until every dependency completed; a dependency that failed, was cancelled or
   rejected can never complete, so the job is cancelled, with that reason;
 - a job array's limit: at most `array_limit` of its members queued or running at once,
-  released in index order.
+  released in index order;
+- a priority class its team may no longer use (CORTEX_TEAM_PRIORITY_CLASSES changed across a
+  restart): parked with the reason, as Slurm keeps a job whose QOS left its association
+  pending with reason InvalidQOS, never run at the old class. Submission refuses the class;
+  this catches the jobs stored before the change, waiting at the restart or requeued later.
 
 Gates are judged again only when something could have opened one, and only the jobs it could
 have opened: a gated job arrived, or a hold or release was asked (that job and its array's
@@ -26,11 +30,14 @@ from cortex.workload.job import Job
 from cortex.workload.states import PENDING, JobState
 
 WAITING = (JobState.QUEUED.value, JobState.REQUEUED.value)
+# The reason's first words, which name the code (queue_metrics.PARKED_REASONS).
+CLASS_REFUSED = "priority class"
 
 
 class GatesMixin:
     # Provided by the loop.
     mirror: Any
+    settings: Any
     dirty: bool
     time_limits: dict[int, float]
 
@@ -47,6 +54,26 @@ class GatesMixin:
         # What a job ending can open: the parked jobs that depend on it, and its array's.
         self._after: dict[int, frozenset[int]] = {}  # parked job -> its dependencies
         self._array_of: dict[int, str] = {}  # every unfinished array member -> array key
+
+    def class_refused(self, job: Job) -> str | None:
+        """Why the job's team may not run it at its class now; None if it may."""
+        allowed = self.settings.priority_classes_for(job.team)
+        if allowed is None or job.priority_class in allowed:
+            return None
+        return (
+            f"{CLASS_REFUSED} {job.priority_class!r} not allowed for team {job.team} "
+            f"(CORTEX_TEAM_PRIORITY_CLASSES allows {', '.join(allowed)})"
+        )
+
+    def park_refused_class(self, row: m.Job, job: Job) -> bool:
+        """Park a waiting job whose class its team may no longer use; whether it was."""
+        why = self.class_refused(job)
+        if why is None:
+            return False
+        self.parked[job.id] = job
+        self.parked_why[job.id] = why
+        row.reason = why
+        return True
 
     def request_gates(self, hold_job: int | None = None, job: int | None = None) -> None:
         """The API changed a gate: a hold of `hold_job`, a release of `job` (those and their
@@ -146,7 +173,10 @@ class GatesMixin:
             if got is None or got[0] not in WAITING:
                 del self.parked[jid]  # cancelled while parked, or gone
                 continue
-            wait = self._waits(s, jid, gate, deps, active, now) if gate is not None else None
+            # A class the team may no longer use keeps the job parked whatever its gates say.
+            wait = self.class_refused(self.parked[jid]) or (
+                self._waits(s, jid, gate, deps, active, now) if gate is not None else None
+            )
             if wait == "cancelled":
                 del self.parked[jid]
             elif wait is not None:

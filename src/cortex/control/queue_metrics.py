@@ -21,6 +21,7 @@ PARKED_REASONS = (
     ("held", "JobHeldUser"),
     ("waiting for dependencies", "Dependency"),
     ("job array limit", "JobArrayTaskLimit"),
+    ("priority class", "InvalidPriorityClass"),  # Slurm's InvalidQOS (loop_gates.py)
 )
 
 

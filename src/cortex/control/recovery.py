@@ -83,6 +83,7 @@ class RecoveryMixin:
         def estimate_s(self, job: Job, flavor: int, gang: int) -> float: ...
         def _terminate(self, job_id: int, attempt: int, why: str) -> None: ...
         def park_rows(self, rows: dict[int, Any], jobs: dict[int, Job]) -> set[int]: ...
+        def park_refused_class(self, row: Any, job: Job) -> bool: ...
         def _recover_burn_ins(self, s: Session, live: dict[Any, Any], now: float) -> None: ...
 
     def register_node(self, s: Session, kind: str) -> None:
@@ -186,7 +187,9 @@ class RecoveryMixin:
     # ---- the whole store ------------------------------------------------------------------
     def recover(self) -> dict[str, int]:
         """Rebuild the mirror from the store and reconcile running jobs with the machine."""
-        counts = {"pending": 0, "adopted": 0, "lost": 0, "unlaunched": 0, "leaks": 0}
+        counts = {
+            "pending": 0, "adopted": 0, "lost": 0, "unlaunched": 0, "leaks": 0, "invalid_class": 0
+        }  # fmt: skip
         if getattr(self, "fleet_pending", False):
             # No fleet yet (loop_fleet.py): stored devices name nothing; runs at the first one.
             log.info("recovery: deferred until the executor's first fleet")
@@ -235,6 +238,9 @@ class RecoveryMixin:
                     waiting = JobState(row.state) in PENDING
                     if self.park_rows({row.id: gates[row.id]}, {row.id: job} if waiting else {}):
                         continue
+                if self.park_refused_class(row, job):  # loop_gates.py: its class was taken away
+                    counts["invalid_class"] += 1
+                    continue
                 until = _retry_until(s, row)
                 # A restart does not cut a retry delay short.
                 self.mirror.enqueue(job, until if until is not None and until > now else None)

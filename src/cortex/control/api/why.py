@@ -78,6 +78,8 @@ GATE_HINTS = {
     "JobHeldUser": "cortex release JOB",
     "Dependency": "nothing: it joins its queue when its dependencies complete",
     "JobArrayTaskLimit": "nothing: it starts as other members of its array end",
+    "InvalidPriorityClass": "cancel it and submit it again at an allowed class, or an admin "
+    "allows the class again (CORTEX_TEAM_PRIORITY_CLASSES) and restarts the service",
 }
 
 
