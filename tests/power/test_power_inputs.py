@@ -55,6 +55,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "cap-event-late": [*SIM, "--power-policy", "cap", "--cap-event", "1.2:2:1"],
         "heat-wave-late": [*SIM, "--power-policy", "cap", "--heat-wave", "5:2:10"],
         "late-ok": [*SIM, "--power-policy", "cap", "--cap-event", "1.1:2:1"],
+        # the climate's start day with no power model: ignored in silence, exit 0
+        "start-day-off": [*SIM, "--power-policy", "off", "--start-day", "10"],
         "ok": [*SIM, "--power-policy", "full", "--battery-mwh", "4", "--battery-mw", "2"],
     }  # fmt: skip
     procs = cortex_batch([(args, d) for args in cases.values()])
@@ -78,6 +80,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         ("cap-event-zero", ["cap_mw", "positive"]),
         ("cap-event-late", ["--cap-event", "start_h", "horizon", r"1\.2 h"]),
         ("heat-wave-late", ["--heat-wave", "start_h", "horizon"]),
+        ("start-day-off", ["--start-day", "start_day", "--power-policy off"]),
     ],
 )
 def test_bad_power_input_exits_2_naming_the_field(

@@ -95,6 +95,10 @@ _CAP_EVENT = typer.Option(
 _HEAT_WAVE = typer.Option(
     [], help="outdoor temperature + DELTA_C from START_H for DURATION_H (repeatable)"
 )
+# None, not 182, so that --start-day given with --power-policy off is seen (and refused).
+_START_DAY = typer.Option(
+    None, min=0, max=365, help="day of year the run starts (default 182, July 1; power model)"
+)
 _TEMPERATURE_C = typer.Option(None, help="constant outdoor temperature instead of Austin's climate")
 
 
@@ -129,7 +133,7 @@ def sim(
     ),
     cap_event: list[str] = _CAP_EVENT,
     heat_wave: list[str] = _HEAT_WAVE,
-    start_day: int = typer.Option(182, min=0, max=365, help="day of year the run starts"),
+    start_day: int | None = _START_DAY,
     temperature_c: float | None = _TEMPERATURE_C,
     cap_curve: Path | None = typer.Option(None, help="throughput-vs-cap curve CSV"),
     json_path: Path | None = typer.Option(None, "--json", help="write the JSON report here"),
@@ -410,7 +414,7 @@ def _power_config(
     battery_efficiency: float | None,
     cap_events: list[str],
     heat_waves: list[str],
-    start_day: int,
+    start_day: int | None,
     temperature_c: float | None,
     cap_curve: Path | None,
     horizon_s: float,
@@ -427,7 +431,8 @@ def _power_config(
             "--battery-mwh": battery_mwh, "--battery-mw": battery_mw,
             "--battery-efficiency": battery_efficiency,
             "--cap-event": cap_events or None, "--heat-wave": heat_waves or None,
-            "--temperature-c": temperature_c, "--cap-curve": cap_curve,
+            "--start-day": start_day, "--temperature-c": temperature_c,
+            "--cap-curve": cap_curve,
         }  # fmt: skip
         for option, value in given.items():
             if value is not None:
@@ -476,7 +481,7 @@ def _power_config(
         battery=battery,
         cap_events=tuple(_cap_event(e, horizon_s) for e in cap_events),
         heat_waves=tuple(_heat_wave(h, horizon_s) for h in heat_waves),
-        start_day_of_year=start_day,
+        start_day_of_year=PowerConfig.start_day_of_year if start_day is None else start_day,
         temperature_c=temperature_c,
         curve_path=str(cap_curve) if cap_curve is not None else None,
     )
