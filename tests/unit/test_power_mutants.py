@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cortex.scheduler.cap_solver import CapJob, _pause_to_fit, make_room, solve_caps
 from cortex.scheduler.power import AdmitUncapped, CapToFit, Grant, PowerView, Watts
 from cortex.scheduler.reasons import Code, Reason
@@ -217,6 +219,30 @@ def test_a_split_class_raises_its_oldest_members_while_each_hall_fits() -> None:
     ]
     plan = solve_caps(ms, 1e9, (350.0, 1e9), 2)
     assert (plan.levels, plan.target) == ({1: 0, 2: 0, 3: 1}, {("t", 0, 0, 0): 1})
+
+
+def test_the_solver_with_no_job_hands_back_an_empty_plan() -> None:
+    # cap_solver mutants 6-11 (mend16): the early return's empty levels, pauses and targets.
+    plan = solve_caps([], 1e9, (1e9,), 2)
+    assert (plan.levels, plan.paused, plan.target) == ({}, [], {})
+    assert type(plan.levels) is dict and type(plan.paused) is list and type(plan.target) is dict
+
+
+def test_a_ladder_of_the_wrong_length_is_refused_naming_both_counts() -> None:
+    # cap_solver mutants 21-24 (mend16): a job with 2 levels given to a 3-level solve.
+    job = _cj(1, 1.0, (1.0, 0.5), (300.0, 100.0))
+    with pytest.raises(ValueError, match=r"^a CapJob's ladder has 2 levels, not 3$"):
+        solve_caps([job], 1e9, (1e9,), 3)
+
+
+def test_a_gang_across_two_halls_counts_its_share_in_each_before_any_raise() -> None:
+    # cap_solver mutant 40 (mend16): the floor's hall watts are the job's watts times its
+    # share (60 W x 0.5 = 30 W a hall), not divided by it (120 W a hall, still under 130 W,
+    # so no pause would recompute them): the 40 W step adds 20 W a hall, 50 <= 130.
+    half = ((0, 0.5), (1, 0.5))
+    job = _cj(1, 1.0, (1.0, 0.5), (100.0, 60.0), halls=half)
+    plan = solve_caps([job], 1e9, (130.0, 130.0), 2)
+    assert (plan.levels, plan.paused) == ({1: 0}, [])
 
 
 def _room_case() -> tuple[CapJob, CapJob]:
