@@ -245,6 +245,13 @@ def test_a_gang_across_two_halls_counts_its_share_in_each_before_any_raise() -> 
     assert (plan.levels, plan.paused) == ({1: 0}, [])
 
 
+def test_a_hall_with_no_job_is_booked_at_zero() -> None:
+    # cap_solver mutant 39 (mend16): the floor's hall sums hold one entry per hall budget, jobs
+    # in it or not (only a hypothesis example with an empty hall killed it, by chance).
+    a = _cj(1, 1.0, (1.0, 0.5), (300.0, 100.0))
+    assert solve_caps([a], 1e9, (300.0, 50.0), 2).levels == {1: 0}
+
+
 def _room_case() -> tuple[CapJob, CapJob]:
     # running r (priority 0) and the head h (priority 1): 300/200/100 W at levels 0/1/2
     r = _cj(1, 1.0, (1.0, 0.9, 0.8), (300.0, 200.0, 100.0))
