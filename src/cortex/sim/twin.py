@@ -519,7 +519,7 @@ class Twin(RunBooks):
         deep = self.now >= self._deep_due or len(self.pending) <= SHORT_QUEUE
         view = None
         if self.pw is not None and self.pw.policy is not None:
-            view = self.pw.view(self.now, self.state)
+            view = self.pw.pass_view(self.now)
         snap = self._allocation.snapshot(
             self.pol,
             Snapshot(
