@@ -291,13 +291,25 @@ def smallest_battery(
         lo, hi = hi, hi * 2
         if hi > max_units:
             return -1, None
+    best: GridResult | None = None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if fails(mid):
+        if hi - lo == 2:
+            # The last size tried: if it passes it is the answer, so it is dispatched whole
+            # (the same call the report's dispatch below would make) and not run again.
+            r = dispatch(
+                load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(mid), stop_at_violation=True
+            )
+            if r.violations == 0:
+                hi, best = mid, r
+            else:
+                lo = mid
+        elif fails(mid):
             lo = mid
         else:
             hi = mid
-    best = dispatch(
-        load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi), stop_at_violation=True
-    )
+    if best is None:
+        best = dispatch(
+            load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi), stop_at_violation=True
+        )
     return hi, best
