@@ -317,10 +317,15 @@ class PowerBooks(JobPowerBooks):
         return got
 
     # ---- the ramp window ----------------------------------------------------------------------
-    def add_step(self, t: float, it_w: float) -> None:
-        """An upward step at t counts against the ramp window."""
+    def add_step(self, t: float, it_w: float, now: float | None = None) -> None:
+        """An upward step at t counts against the ramp window. `now`: the decision time (t when
+        None). Old steps are dropped relative to now, not to t: a staggered start books its
+        later waves at t + 60 s, t + 120 s, ..., and pruning by those would drop steps that
+        are still inside the window when the next decision is made (its own first wave and any
+        start of the last minute)."""
         self.window.append((t, it_w))
-        while self.window and self.window[0][0] <= t - 120.0:
+        cut = (t if now is None else now) - 120.0
+        while self.window and self.window[0][0] <= cut:
             self.window.popleft()
 
     def ramp_headroom_it_w(self, t: float) -> float:
