@@ -8,7 +8,9 @@ of the last minute left the window at once)."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
+from cortex.control.ui.power_view import _ramp
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
 from cortex.sim.power import PowerConfig, PowerRuntime
@@ -59,7 +61,8 @@ def test_a_staggered_start_keeps_every_wave_and_the_last_minutes_steps() -> None
     assert waves == 3
     wave = inc / 3
     # At T the window holds the raise 10 s ago and all three waves (T, T+60, T+120).
-    assert [ts for ts, _ in pw.window if T - 60.0 < ts] == [T - 10.0, T, T + 60.0, T + 120.0]
+    assert [ts for ts, _ in pw.window if ts > T - 60.0] == [T - 10.0, T, T + 60.0, T + 120.0]
+    assert [w for ts, w in pw.window if ts >= T] == [wave, wave, wave]
     assert math.isclose(_counted_w(pw, T), 0.1 * limit + inc)
     assert pw.ramp_headroom_it_w(T) == 0.0
     # The oldest step that counts at T is the raise: it leaves the window at T - 10 + 60.
@@ -88,3 +91,16 @@ def test_the_window_after_a_staggered_start_minute_by_minute() -> None:
     # A later step prunes by its own time (its decision time): the first wave is gone.
     pw.add_step(T + 130.0, 1.0)
     assert [ts for ts, _ in pw.window] == [T + 60.0, T + 120.0, T + 130.0]
+
+
+def test_the_power_page_reads_the_same_window() -> None:
+    # The control plane's power page (control/ui/power_view.py) reads these books' window: with
+    # the raise at T-10 and the three waves booked, nothing is left and the window clears in
+    # 50 s (the old pruning left only the two future waves: "clears in 0 s" with no room).
+    pw, job, _ = _books_and_start()
+    pw.add_step(T - 10.0, 0.1 * pw.ramp_limit_it_w(T))
+    pw.start(job, 0, 32, PLACEMENT, 0, T)
+    page = SimpleNamespace(ramp_headroom_w=None, ramp_clear_s=None)
+    _ramp(page, pw, T)  # type: ignore[arg-type]
+    assert page.ramp_headroom_w == 0.0
+    assert page.ramp_clear_s == 50.0
