@@ -8,7 +8,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cortex.power.battery import BatterySpec, GridResult, dispatch, smallest_battery
+from cortex.power.battery import (
+    BatterySpec,
+    GridResult,
+    dispatch,
+    first_violation,
+    smallest_battery,
+)
 
 
 def _reference_smallest(
@@ -96,6 +102,44 @@ def test_a_stopped_dispatch_is_the_full_one_up_to_its_first_violation(
     assert stopped.soc_mwh.tolist() == full.soc_mwh[:n].tolist()
 
 
+@given(_loads, st.integers(1, 40))
+@settings(max_examples=80, deadline=None)
+def test_the_searchs_question_is_answered_as_dispatch_answers_it(case: tuple, units: int) -> None:
+    # The search asks each size only where it first breaks the limit (first_violation: the
+    # state-of-charge and grid recurrence alone). It must be the step a stopped dispatch ends on
+    # (its last kept step), or -1 exactly when a whole dispatch breaks nothing.
+    levels, width, seed, ramp = case
+    rng = np.random.default_rng(seed)
+    load = np.repeat(np.asarray(levels), width) + rng.normal(0.0, 0.5, len(levels) * width)
+    bat = BatterySpec.megapacks(units)
+    stopped = dispatch(load, 10.0, ramp, bat, stop_at_violation=True)
+    at = first_violation(load, 10.0, ramp, bat)
+    if stopped.violations == 0:
+        assert at == -1
+    else:
+        assert at == len(stopped.grid_mw) - 1
+
+
+@given(
+    st.floats(0.2, 3.0),
+    st.sampled_from([-1.0, 1.0]),
+    st.sampled_from([0.003, 0.006, 0.02]),
+    st.integers(1, 3),
+)
+@settings(max_examples=40, deadline=None)
+def test_the_searchs_question_where_a_battery_runs_empty_or_full(
+    step_mw: float, sign: float, ramp: float, units: int
+) -> None:
+    # A step the battery's power covers, held for hours against a very slow ramp: the battery
+    # runs empty (a step up) or full (a step down) before the grid catches up, so the limits
+    # on its charge, not on its power, end the dispatch.
+    load = np.concatenate([np.full(6, 50.0), np.full(3000, 50.0 + sign * step_mw)])
+    bat = BatterySpec.megapacks(units)
+    stopped = dispatch(load, 10.0, ramp, bat, stop_at_violation=True)
+    at = first_violation(load, 10.0, ramp, bat)
+    assert at == (len(stopped.grid_mw) - 1 if stopped.violations else -1)
+
+
 def test_a_hand_made_step_stops_where_the_grid_breaks_the_limit() -> None:
     # 50 MW for 6 steps, then 100 MW, against 6 MW/min (1 MW per 10 s step) and one Megapack
     # (1.9 MW here per data/battery_units.csv: far less than the 50 MW step). The grid may move
@@ -111,3 +155,5 @@ def test_a_hand_made_step_stops_where_the_grid_breaks_the_limit() -> None:
     assert stopped.grid_mw[-1] == 100.0 - bat.power_mw
     full = dispatch(load, 10.0, 6.0, bat)
     assert (len(full.grid_mw), full.violations) == (36, 1)
+    assert first_violation(load, 10.0, 6.0, bat) == 6
+    assert first_violation(load, 10.0, 6.0, BatterySpec.megapacks(64)) == -1

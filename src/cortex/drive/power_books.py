@@ -169,6 +169,10 @@ class PowerBooks(JobPowerBooks):
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
     _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
+    # ((site cap, coolest temperature), the site budget over idle then): never_fits's bound
+    _never_best: tuple[tuple[float, float], float] | None = field(
+        default_factory=lambda: None, init=False, repr=False
+    )
 
     @classmethod
     def fleet_args(
@@ -313,10 +317,15 @@ class PowerBooks(JobPowerBooks):
         return got
 
     # ---- the ramp window ----------------------------------------------------------------------
-    def add_step(self, t: float, it_w: float) -> None:
-        """An upward step at t counts against the ramp window."""
+    def add_step(self, t: float, it_w: float, now: float | None = None) -> None:
+        """An upward step at t counts against the ramp window. `now`: the decision time (t when
+        None). Old steps are dropped relative to now, not to t: a staggered start books its
+        later waves at t + 60 s, t + 120 s, ..., and pruning by those would drop steps that
+        are still inside the window when the next decision is made (its own first wave and any
+        start of the last minute)."""
         self.window.append((t, it_w))
-        while self.window and self.window[0][0] <= t - 120.0:
+        cut = (t if now is None else now) - 120.0
+        while self.window and self.window[0][0] <= cut:
             self.window.popleft()
 
     def ramp_headroom_it_w(self, t: float) -> float:
@@ -340,15 +349,22 @@ class PowerBooks(JobPowerBooks):
         the site budget on the coolest moment can never start."""
         if self.policy is None:
             return None
-        best = (
-            max(
-                self.cooling.it_budget_w(
-                    self.site_cap_w, self.nameplate_it_w, self.coolest_temp_c()
-                ),
-                0.0,
+        # Read on every arrival: kept for the site cap and coolest temperature it was made of.
+        memo_key = (self.site_cap_w, self.coolest_temp_c())
+        memo = self._never_best
+        if memo is not None and memo[0] == memo_key:
+            best = memo[1]
+        else:
+            best = (
+                max(
+                    self.cooling.it_budget_w(
+                        self.site_cap_w, self.nameplate_it_w, self.coolest_temp_c()
+                    ),
+                    0.0,
+                )
+                - self.base_all_w
             )
-            - self.base_all_w
-        )
+            self._never_best = (memo_key, best)
         gang = job.elastic_min or job.gpus
         key = (job.kind, gang, flavors)
         if key in self._never_cache:

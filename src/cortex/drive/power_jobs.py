@@ -61,7 +61,7 @@ class JobPowerBooks:
     def ramp_limit_it_w(self, t: float) -> float:
         raise NotImplementedError
 
-    def add_step(self, t: float, it_w: float) -> None:
+    def add_step(self, t: float, it_w: float, now: float | None = None) -> None:
         raise NotImplementedError
 
     def draw_w(self, kind: str, flavor: int) -> float:
@@ -164,7 +164,7 @@ class JobPowerBooks:
             self.staggered += 1
         jp.waves = waves
         for i in range(waves):
-            self.add_step(t + 60.0 * i, jp.inc_w / waves)
+            self.add_step(t + 60.0 * i, jp.inc_w / waves, now=t)
         return jp.kept, waves
 
     def fill(self, job_id: int) -> None:

@@ -213,31 +213,103 @@ def dispatch(
     )
 
 
+def first_violation(
+    load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, battery: BatterySpec
+) -> int:
+    """The first step at which `dispatch` (from its own start) breaks the ramp limit, or -1 when
+    it never does: the search's question, answered by dispatch's recurrence for the state of
+    charge and the grid alone (the same operations in the same order, so the same doubles and
+    the same answer), without the energy sums and the per-step records that only the answer's
+    report reads. tests/power/test_battery_search.py holds it to `dispatch`."""
+    if len(load_mw) == 0:
+        return -1
+    eta = math.sqrt(battery.efficiency)
+    cap = battery.energy_mwh
+    target = battery.initial_soc * cap
+    p_max = battery.power_mw
+    h = step_s / 3600.0
+    max_step = ramp_mw_per_min * step_s / 60.0
+    g_params = grid_params()
+    bias_max = g_params["battery_bias_fraction"] * p_max
+    horizon_h = g_params["battery_recharge_horizon_s"] / 3600.0
+    soc = target
+    g = float(load_mw[0])
+    low_bias = -bias_max
+    tol = max_step + 1e-9
+    neg_p_max = -p_max
+    for i, load in enumerate(load_mw.tolist()):
+        bias = (target - soc) / horizon_h
+        if bias_max < bias:
+            bias = bias_max
+        if low_bias > bias:
+            bias = low_bias
+        want = load + bias
+        lo = g - max_step
+        if lo > want:
+            want = lo
+        hi = g + max_step
+        if hi < want:
+            want = hi
+        b = load - want
+        if b > 0:
+            if p_max < b:
+                b = p_max
+            most = soc * eta / h
+            if most < b:
+                b = most
+            soc -= b / eta * h
+        elif b < 0:
+            if neg_p_max > b:
+                b = neg_p_max
+            most = -(cap - soc) / eta / h
+            if most > b:
+                b = most
+            soc -= b * eta * h
+        g_real = load - b
+        d = g_real - g
+        if d > tol or -d > tol:
+            return i
+        g = g_real
+    return -1
+
+
 def smallest_battery(
     load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, max_units: int = 4096
 ) -> tuple[int, GridResult | None]:
     """Fewest Megapack units that keep the grid within the ramp limit (bisection: more units
-    never hurt, since the dispatch is the same until a smaller battery saturates). A size that
-    fails is dispatched only up to its first violation: the search reads nothing else of it."""
+    never hurt, since the dispatch is the same until a smaller battery saturates). Each size
+    tried is asked only whether it breaks the limit (`first_violation`, up to the first step
+    that does); the answer's whole dispatch is run once, at the end, for the report."""
     if dispatch(load_mw, step_s, None, None).max_ramp_mw_per_min <= ramp_mw_per_min + 1e-9:
         return 0, None
+
+    def fails(units: int) -> bool:
+        return first_violation(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(units)) >= 0
+
     lo, hi = 0, 1
-    while True:
-        res = dispatch(
-            load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi), stop_at_violation=True
-        )
-        if res.violations == 0:
-            break
+    while fails(hi):
         lo, hi = hi, hi * 2
         if hi > max_units:
             return -1, None
-    best = res
+    best: GridResult | None = None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        battery = BatterySpec.megapacks(mid)
-        r = dispatch(load_mw, step_s, ramp_mw_per_min, battery, stop_at_violation=True)
-        if r.violations == 0:
-            hi, best = mid, r
-        else:
+        if hi - lo == 2:
+            # The last size tried: if it passes it is the answer, so it is dispatched whole
+            # (the same call the report's dispatch below would make) and not run again.
+            r = dispatch(
+                load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(mid), stop_at_violation=True
+            )
+            if r.violations == 0:
+                hi, best = mid, r
+            else:
+                lo = mid
+        elif fails(mid):
             lo = mid
+        else:
+            hi = mid
+    if best is None:
+        best = dispatch(
+            load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi), stop_at_violation=True
+        )
     return hi, best

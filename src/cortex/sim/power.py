@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from operator import sub
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from cortex.errors import InputError
 from cortex.fleet.topology import Topology
 from cortex.power.battery import BatterySpec
 from cortex.power.grid import grid_params
+from cortex.scheduler.power import PowerView
 from cortex.scheduler.registry import POWER_PROFILES, power_profile
 
 POWER_POLICIES = tuple(POWER_PROFILES)
@@ -139,6 +141,12 @@ class PowerRuntime(PowerBooks):
     _ramp_ticks: tuple[np.ndarray, float, list[float]] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
+    # The view fields pass_view takes once from the books (None: not yet)
+    _pass_const: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
+    # (tick, the temps and site cap read, site budget, hall budgets, ramp limit): pass_view's
+    _pass_memo: tuple[int, np.ndarray, float, float, list[float], float] | None = field(
+        default_factory=lambda: None, init=False, repr=False
+    )
 
     @classmethod
     def build(cls, topo: Topology, cfg: PowerConfig, horizon_s: float) -> PowerRuntime:
@@ -192,6 +200,65 @@ class PowerRuntime(PowerBooks):
             got = self._ramp_ticks = (self.temps, mw, limits)
         limits = got[2]
         return limits[min(int(t / self.cfg.tick_s), len(limits) - 1)]
+
+    def pass_view(self, t: float) -> PowerView:
+        """The view for one of the twin's scheduling passes: what `view(t)` builds, built with
+        less work. The twin builds one per pass (115k in a month); 12 of its 18 fields are the
+        books' own and never change during a run (the ladder, the books' methods, the fleet's
+        idle, TDP, halls and rack caps: taken once), and the budgets and ramp limit change only
+        with the tick (the weather), the site cap, a cap event or what a driver reserves (kept
+        per tick, with the temperatures and the cap they were read from, when there are no cap
+        events and nothing is reserved, as in the twin)."""
+        const = self._pass_const
+        if const is None:
+            v = self.view(t)
+            const = self._pass_const = (
+                v.levels, v.floor, v.draw_w, v.idle_w, v.tdp_w, v.node_hall, v.node_max_cap_w,
+                v.min_node_cap_w, v.ladder_w, v.job_inc_w, v.floor_gpu_w,
+            )  # fmt: skip
+        i = min(int(t / self.cfg.tick_s), len(self.temps) - 1)
+        memo = self._pass_memo
+        if (
+            memo is None
+            or memo[0] != i
+            or memo[1] is not self.temps
+            or memo[2] != self.site_cap_w
+            or self.cfg.cap_events
+            or self.reserved_w
+            or self.reserved_hall_w
+        ):
+            site_w, hb = self._budgets(t)
+            site_w -= self.reserved_w
+            if self.reserved_hall_w:
+                hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
+            memo = (i, self.temps, self.site_cap_w, site_w, hb, self.ramp_limit_it_w(t))
+            if not (self.cfg.cap_events or self.reserved_w or self.reserved_hall_w):
+                self._pass_memo = memo
+            else:
+                self._pass_memo = None
+        _, _, _, site_w, hb, limit = memo
+        levels, floor, draw, idle, tdp, node_hall, node_cap, min_cap, ladder, job_inc, fl = const
+        # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
+        # field to view's): a call with keywords costs a quarter more, and this is per pass.
+        return PowerView(
+            site_w - self.inc_total_w,
+            list(map(sub, hb, self.hall_inc_w)),
+            levels,
+            floor,
+            draw,
+            idle,
+            tdp,
+            node_hall,
+            node_cap,
+            self.target,
+            self._ramp_headroom(t, limit),
+            min_cap,
+            ladder,
+            limit,
+            job_inc,
+            site_w,
+            fl,
+        )
 
     def coolest_temp_c(self) -> float:
         got = self._coolest

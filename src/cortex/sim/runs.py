@@ -122,10 +122,14 @@ class RunBooks:
         left = job.run_dur_s - job.run_vacc
         return max(self._clock_inv(job.run_vmark + left / job.run_k), self.now)
 
-    def _set_rate(self, job: Job, k: float) -> None:
-        """A running job's cap changed: keep its progress, move its end."""
-        job.run_vacc = self._run_elapsed(job)
-        job.run_vmark = self._clock(self.now)
+    def _set_rate(self, job: Job, k: float, clock: float | None = None) -> None:
+        """A running job's cap changed: keep its progress, move its end. `clock`: the run clock
+        now, when the caller has read it (a solve moves hundreds of jobs at one instant)."""
+        if clock is None:
+            clock = self._clock(self.now)
+        # _run_elapsed's sum, with the clock read once
+        job.run_vacc = job.run_vacc + job.run_k * (clock - job.run_vmark)
+        job.run_vmark = clock
         job.run_k = k
         ends = self.state.ends[job.run_flavor]
         ends.remove((job.est_end_s, job.id, job.alloc_gpus))

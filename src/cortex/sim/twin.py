@@ -413,19 +413,19 @@ class Twin(RunBooks):
         pw = self.pw
         assert pw is not None
         running = self.state.running
-        moves = pw.cap_moves(levels, running)
         room = pw.ramp_headroom_it_w(self.now)
-        for job_id, level in moves:
+        clock = self._clock(self.now)  # every move reads the run clock at this instant
+        for job_id, level in pw.cap_moves(levels, running):
             job = running[job_id]
-            before = pw.jobs[job_id].inc_w
-            if level < pw.jobs[job_id].level:
-                _, inc, _ = pw.ladder(job, job.run_flavor, job.run_gpus, pw.jobs[job_id].node_cap_w)
-                step = inc[level] - before
+            jp = pw.jobs[job_id]
+            if level < jp.level:
+                _, inc, _ = pw.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+                step = inc[level] - jp.inc_w
                 if step > room:
                     continue  # the next tick raises it
                 room -= step
                 pw.add_step(self.now, step)
-            self._set_rate(job, pw.relevel(job, level))
+            self._set_rate(job, pw.relevel(job, level), clock)
 
     def _stagger(self, job: Job, run: int) -> None:
         if job.state is JobState.RUNNING and job.restarts == run and self.pw is not None:
@@ -519,7 +519,7 @@ class Twin(RunBooks):
         deep = self.now >= self._deep_due or len(self.pending) <= SHORT_QUEUE
         view = None
         if self.pw is not None and self.pw.policy is not None:
-            view = self.pw.view(self.now, self.state)
+            view = self.pw.pass_view(self.now)
         snap = self._allocation.snapshot(
             self.pol,
             Snapshot(

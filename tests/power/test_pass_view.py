@@ -1,0 +1,93 @@
+"""The twin's per-pass view (PowerRuntime.pass_view, sim/power.py): the books' own fields taken
+once, the budgets and ramp limit kept per tick. Every field must be what a fresh `view` says at
+that moment, whatever moved since the last pass: the tick, the ramp window, the books' watts,
+the solver's target, the temperatures, the site cap, what a driver reserves, cap events."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from test_power_stress import FLEET as STRESS
+from test_power_view import FLEET, HORIZON_S
+
+from cortex.scheduler.power import PowerView
+from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.synthetic import generate
+
+
+def _fields(v: PowerView) -> dict:
+    out = {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
+    out["hall_headroom_w"] = list(out["hall_headroom_w"])
+    return out
+
+
+def _same(pw: PowerRuntime, t: float) -> None:
+    got = _fields(pw.pass_view(t))
+    want = _fields(pw.view(t))
+    assert got == want, t
+
+
+def test_the_pass_view_is_the_view_whatever_moved() -> None:
+    pw = PowerRuntime.build(FLEET, PowerConfig("full"), HORIZON_S)
+    tick = pw.cfg.tick_s
+    _same(pw, 10.0)
+    for k, t in enumerate([20.0, 50.0, tick - 1.0, tick, 3.5 * tick, 3.6 * tick, 90 * tick]):
+        pw.add_step(t - 30.0, 1000.0 * (k + 1))  # counts against this pass's window
+        pw.inc_total_w += 5000.0
+        pw.hall_inc_w = [w + 1000.0 * (h + 1) for h, w in enumerate(pw.hall_inc_w)]
+        _same(pw, t)
+    pw.target = {("llm", 0, 1, 0): 3}  # the solver replaces it whole
+    _same(pw, 90 * tick)
+    pw.temps = np.asarray(pw.temps) + 7.5  # a driver replaces the weather: new budgets, limit
+    _same(pw, 90 * tick)
+    pw.site_cap_w *= 0.9  # the same tick, a lower site cap
+    _same(pw, 90 * tick)
+    pw.reserved_w = 1234.5
+    pw.reserved_hall_w = {0: 777.25}
+    _same(pw, 90 * tick)
+    pw.reserved_w = 0.0
+    pw.reserved_hall_w = {}
+    _same(pw, 90 * tick)  # back to nothing reserved, within the tick last read with some
+    _same(pw, 10.0)  # an earlier tick
+
+
+def test_the_pass_view_follows_cap_events_within_a_tick() -> None:
+    ev = CapEvent(start_s=1000.0, duration_s=300.0, cap_mw=1.0)
+    pw = PowerRuntime.build(FLEET, PowerConfig("full", cap_events=(ev,)), HORIZON_S)
+    for t in (950.0, 999.0, 1000.0, 1200.0, 1299.0, 1300.0, 1350.0):  # all in one 900 s tick
+        _same(pw, t)
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_every_pass_of_a_run_reads_what_a_fresh_view_says(events: bool) -> None:
+    # Two capped days of a small two-hall fleet under `full` (test_power_stress.py's), with
+    # and without a cap event: the twin's passes, each compared as it runs.
+    jobs = generate(
+        days=2.0, seed=1, fleet_gpus=STRESS.total_gpus, flavors=STRESS.flavors, load=1.3
+    )
+    pc = PowerConfig(
+        "full",
+        rack_cap_kw=40.0,
+        ramp_limit_mw_per_min=0.05,
+        cap_events=(CapEvent(20 * 3600.0, 6 * 3600.0, 0.22),) if events else (),
+    )
+    tw = Twin(STRESS, jobs, SimConfig(days=2.0, seed=1, power=pc))
+    pw = tw.pw
+    assert pw is not None
+    real = pw.pass_view
+    seen = []
+
+    def checked(t: float) -> PowerView:
+        want = _fields(pw.view(t))
+        got = real(t)
+        assert _fields(got) == want, t
+        seen.append(t)
+        return got
+
+    pw.pass_view = checked  # type: ignore[method-assign]
+    tw.run()
+    assert len(seen) > 10
+    assert pw.solves > 0

@@ -1,0 +1,106 @@
+"""The ramp window (drive/power_books.py) is judged at the decision time: at `now`, every
+upward step booked in (now - 60 s, now] counts against the limit, and so do a staggered start's
+waves booked for later minutes. A staggered start books its waves at t, t + 60 s, t + 120 s, ...
+in one go; the window must not drop steps relative to the newest wave's time (it once pruned by
+the added step's time, so from the third wave on the start's own first wave and any other step
+of the last minute left the window at once)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+from cortex.control.ui.power_view import _ramp
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import build
+from cortex.sim.power import PowerConfig, PowerRuntime
+from cortex.workload.job import Job
+
+# One hall of four 8-GPU nodes at a fixed temperature, so that the ramp limit is constant.
+FLEET = build(
+    parse_fleet(
+        {
+            "name": "ramp",
+            "site": {"name": "lab", "power_cap_mw": 1.0, "pue": 1.2},
+            "halls": [
+                {
+                    "name": "h1",
+                    "groups": [{"flavor": "H100-SXM5", "nodes": 4, "nodes_per_pod": 4}],
+                }
+            ],
+        },
+        "test",
+    )
+)
+T = 7200.0
+PLACEMENT = ((0, 8), (1, 8), (2, 8), (3, 8))
+
+
+def _books_and_start() -> tuple[PowerRuntime, Job, float]:
+    """Books whose ramp limit is 2/5 of a 32-GPU start's increment: the start needs
+    ceil(5/2) = 3 waves. Returns the books, the job and its increment (IT W over idle)."""
+    pw = PowerRuntime.build(FLEET, PowerConfig("full", temperature_c=25.0), 86400.0)
+    job = Job(1, "j", "a", 32, 3600.0, kind="llm")
+    inc = pw.ladder(job, 0, 32, math.inf)[1][0]
+    # limit = ramp MW/min * 1e6 / slope(T): pick the MW/min that makes it inc / 2.5.
+    pw.ramp_mw_per_min = inc / 2.5 * pw.cooling.slope(pw.temp_c(T)) / 1e6
+    return pw, job, inc
+
+
+def _counted_w(pw: PowerRuntime, now: float) -> float:
+    return sum(w for ts, w in pw.window if now - 60.0 < ts)
+
+
+def test_a_staggered_start_keeps_every_wave_and_the_last_minutes_steps() -> None:
+    pw, job, inc = _books_and_start()
+    limit = pw.ramp_limit_it_w(T)
+    assert math.isclose(limit, inc / 2.5)
+    pw.add_step(T - 10.0, 0.1 * limit)  # a cap raise 10 s before the decision: counts to T+50
+    pw.add_step(T - 70.0, 0.2 * limit)  # one 70 s before: no longer counts at T
+    _, waves = pw.start(job, 0, 32, PLACEMENT, 0, T)
+    assert waves == 3
+    wave = inc / 3
+    # At T the window holds the raise 10 s ago and all three waves (T, T+60, T+120).
+    assert [ts for ts, _ in pw.window if ts > T - 60.0] == [T - 10.0, T, T + 60.0, T + 120.0]
+    assert [w for ts, w in pw.window if ts >= T] == [wave, wave, wave]
+    assert math.isclose(_counted_w(pw, T), 0.1 * limit + inc)
+    assert pw.ramp_headroom_it_w(T) == 0.0
+    # The oldest step that counts at T is the raise: it leaves the window at T - 10 + 60.
+    assert pw.ramp_clear_at(T) == T + 50.0
+    # 40 s on (T+40), the raise still counts; at T+50 it has left and the first wave leads.
+    assert math.isclose(_counted_w(pw, T + 40.0), 0.1 * limit + inc)
+    assert pw.ramp_clear_at(T + 50.0) == T + 60.0
+    assert math.isclose(_counted_w(pw, T + 50.0), inc)
+
+
+def test_the_window_after_a_staggered_start_minute_by_minute() -> None:
+    # Into a clear window (the only way admission lets a staggered start in): at T, T+30 all
+    # three waves count (5/2 of the limit: no room); from T+60 the last two (5/3 of it: none);
+    # from T+120 the last one (inc / 3 = 5/6 of the limit: 1/6 left); from T+180 none.
+    pw, job, inc = _books_and_start()
+    limit = pw.ramp_limit_it_w(T)
+    pw.start(job, 0, 32, PLACEMENT, 0, T)
+    assert math.isclose(_counted_w(pw, T), inc)
+    assert pw.ramp_clear_at(T) == T + 60.0  # the first wave (booked at T) leaves first
+    assert math.isclose(_counted_w(pw, T + 30.0), inc)
+    assert pw.ramp_headroom_it_w(T + 30.0) == 0.0
+    assert math.isclose(_counted_w(pw, T + 60.0), 2 * inc / 3)
+    assert pw.ramp_headroom_it_w(T + 60.0) == 0.0
+    assert math.isclose(pw.ramp_headroom_it_w(T + 120.0), limit - inc / 3)
+    assert pw.ramp_headroom_it_w(T + 180.0) == limit
+    # A later step prunes by its own time (its decision time): the first wave is gone.
+    pw.add_step(T + 130.0, 1.0)
+    assert [ts for ts, _ in pw.window] == [T + 60.0, T + 120.0, T + 130.0]
+
+
+def test_the_power_page_reads_the_same_window() -> None:
+    # The control plane's power page (control/ui/power_view.py) reads these books' window: with
+    # the raise at T-10 and the three waves booked, nothing is left and the window clears in
+    # 50 s (the old pruning left only the two future waves: "clears in 0 s" with no room).
+    pw, job, _ = _books_and_start()
+    pw.add_step(T - 10.0, 0.1 * pw.ramp_limit_it_w(T))
+    pw.start(job, 0, 32, PLACEMENT, 0, T)
+    page = SimpleNamespace(ramp_headroom_w=None, ramp_clear_s=None)
+    _ramp(page, pw, T)  # type: ignore[arg-type]
+    assert page.ramp_headroom_w == 0.0
+    assert page.ramp_clear_s == 50.0
