@@ -57,6 +57,11 @@ def test_each_driver_reads_its_own_named_rows_once() -> None:
     assert twin.preempt_backoff_max_s != control.preempt_backoff_max_s
     assert control.retry_backoff_base_s <= control.retry_backoff_max_s
     assert isinstance(control.max_exit75_requeues, int)
+    # The retry rule's numbers are shared rows: one default for both drivers.
+    assert (twin.max_retries, twin.retry_backoff_base_s, twin.retry_backoff_max_s) == (
+        control.max_retries, control.retry_backoff_base_s, control.retry_backoff_max_s
+    )  # fmt: skip
+    assert isinstance(twin.max_retries, int) and twin.max_retries >= 1
 
 
 def test_retry_backoff_doubles_and_caps() -> None:
@@ -64,6 +69,7 @@ def test_retry_backoff_doubles_and_caps() -> None:
     assert runs.retry_backoff_s(3, 0.0, 5.0) == 0.0  # base 0: retry at once
 
 
+NODE = runs.NODE_FAILURE_REQUEUE
 LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3)
 
 
@@ -81,23 +87,30 @@ LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3
         # The 3rd unasked exit 75 waits 10 * 2^2 = 40 s; the 4th is over the limit of 3.
         ("preempted", {"self_requeues": 3}, JobState.PREEMPTED, f"{runs.SELF_REQUEUE} (3)", 40.0),
         ("preempted", {"self_requeues": 4}, JobState.FAILED, None, 0.0),
+        # Blamed on a node: requeued at once, however many retries were spent, none spent.
+        ("failed", {"blame": "node"}, JobState.FAILED, runs.NODE_FAILURE_REQUEUE, 0.0),
+        ("failed", {"failures": 2, "blame": "node"}, JobState.FAILED, NODE, 0.0),
+        ("failed", {"blame": "node", "cancel_requested": True}, JobState.CANCELLED, None, 0.0),
     ],
 )
 def test_judging_a_runs_end(
     outcome: str, kw: dict, state: JobState, requeue: str | None, delay: float
 ) -> None:
-    args = {"cancel_requested": False, "self_requeues": 0, "failures": 0, **kw}
+    args = {"cancel_requested": False, "self_requeues": 0, "failures": 0, "blame": "job", **kw}
     v = runs.judge_exit(outcome, "detail", limits=LIMITS, **args)
     assert (v.state, v.requeue, v.delay_s) == (state, requeue, delay)
-    assert v.count_failure == (outcome == "failed" and not kw.get("cancel_requested"))
+    # Only the job's own failure spends a retry.
+    spends = outcome == "failed" and not kw.get("cancel_requested") and args["blame"] == "job"
+    assert v.count_failure == spends
     assert v.final == (requeue is None)
     assert runs.is_final(v.state) or not v.final  # a final verdict leaves a final state
 
 
 def test_over_the_exit75_limit_the_detail_says_so_and_no_retry_is_counted() -> None:
     v = runs.judge_exit(
-        "preempted", "exit 75", cancel_requested=False, self_requeues=4, failures=0, limits=LIMITS
-    )
+        "preempted", "exit 75", cancel_requested=False, self_requeues=4, failures=0,
+        limits=LIMITS, blame="job",
+    )  # fmt: skip
     assert v.detail == f"exit 75 ({runs.SELF_REQUEUE} 4 times; limit 3)"
     assert not v.count_failure and not v.count_preemption
 

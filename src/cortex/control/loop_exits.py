@@ -42,7 +42,7 @@ class ExitsMixin:
         def wake(self) -> None: ...
         def _attempt_ended(
             self, s: Session, row: m.Job, e: Any, now: float, started: float | None = None
-        ) -> None: ...
+        ) -> runs.Blame: ...
         def _swap_in(
             self, s: Session, row: m.Job, job: Job, swap: tuple[int, Any], now: float
         ) -> None: ...
@@ -124,7 +124,7 @@ class ExitsMixin:
         # go (a hot-spare swap reads it); closing the allocation rows first tells it when the
         # attempt started.
         started = store.close_allocations(s, row.id, now).get(row.attempt)
-        self._attempt_ended(s, row, e, now, started)
+        blame = self._attempt_ended(s, row, e, now, started)
         self.mirror.release(row.id)
         self.dirty = True
         row.exit_code = e.exit_code
@@ -150,10 +150,11 @@ class ExitsMixin:
             self_requeues=self_requeues,
             failures=row.failures,
             limits=limits,
+            blame=blame,  # a node's failure spends no retry and waits no backoff
         )
         store.move(s, row, v.state, v.detail, now)
         row.preemptions += v.count_preemption
-        row.failures += v.count_failure
+        row.failures += v.count_failure  # the job's own failures: the retries it spent
         row.stopping = None
         if v.final:
             row.ended_at = now

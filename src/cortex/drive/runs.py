@@ -1,8 +1,8 @@
 """Runs, written once for both drivers: beginning a run, requeueing a job, the backoffs between
 tries (a victim search that found none, a failed run), how a run's end is judged, and whether
-a job is final. The numbers are rows of `data/run_rules.csv`, loaded once; where the twin and
-the control plane differ they are two named rows (`twin.*`, `control.*`), never constants in
-code.
+a job is final. The numbers are rows of `data/run_rules.csv`, loaded once: `shared.*` rows hold
+for both drivers; where the twin and the control plane differ they are two named rows
+(`twin.*`, `control.*`), never constants in code.
 """
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ from cortex.workload.job import Job
 from cortex.workload.states import PENDING, TERMINAL, JobState
 
 Driver = Literal["twin", "control"]
+# Whom a failed run is blamed on: a node (lost, or named by the executor: infrastructure) or the
+# job itself (its own code, its software stack). judge_exit charges only the job's own failures.
+Blame = Literal["node", "job"]
+NODE_FAILURE_REQUEUE = "requeued after a node failure (no retry spent)"
+# The bound on max_retries, for CORTEX_MAX_RETRIES and `cortex sim --max-retries` alike.
+MAX_RETRIES_LIMIT = 1000
 
 #: States a job leaves without anyone asking (waiting, placed, running).
 UNFINISHED: frozenset[JobState] = PENDING | {JobState.ADMITTED, JobState.RUNNING}
@@ -37,6 +43,7 @@ class RunRules:
     retry_backoff_base_s: float = 0.0
     retry_backoff_max_s: float = 0.0
     max_exit75_requeues: int = 0
+    max_retries: int = 0
 
 
 @cache
@@ -47,10 +54,13 @@ def _table() -> dict[str, float]:
 
 @cache
 def rules(driver: Driver) -> RunRules:
-    """The run rules of one driver, read once."""
-    rows = {k.split(".", 1)[1]: v for k, v in _table().items() if k.startswith(f"{driver}.")}
-    if "max_exit75_requeues" in rows:
-        rows["max_exit75_requeues"] = int(rows["max_exit75_requeues"])
+    """The run rules of one driver (the shared rows, then its own), read once."""
+    rows: dict[str, float | int] = {}
+    for prefix in ("shared.", f"{driver}."):
+        rows |= {k.split(".", 1)[1]: v for k, v in _table().items() if k.startswith(prefix)}
+    for count in ("max_exit75_requeues", "max_retries"):
+        if count in rows:
+            rows[count] = int(rows[count])
     return RunRules(**rows)  # type: ignore[arg-type]
 
 
@@ -133,7 +143,8 @@ def retry_backoff_s(n: int, base_s: float, max_s: float) -> float:
 # ---- how a run's end is judged ----------------------------------------------------------------
 @dataclass(frozen=True)
 class RetryLimits:
-    """The control plane's retry settings (data/run_rules.csv's defaults, settings override)."""
+    """A driver's retry settings (data/run_rules.csv's shared defaults; the control plane's
+    settings and `cortex sim --max-retries` override)."""
 
     max_retries: int
     base_s: float
@@ -151,7 +162,7 @@ class Verdict:
     requeue: str | None = None
     delay_s: float = 0.0
     count_preemption: bool = False
-    count_failure: bool = False
+    count_failure: bool = False  # the run spends one of the job's retries (its own failure)
 
     @property
     def final(self) -> bool:
@@ -171,10 +182,23 @@ def judge_exit(
     self_requeues: int,
     failures: int,
     limits: RetryLimits,
+    blame: Blame,
 ) -> Verdict:
     """Judge a run's end. `self_requeues` counts this exit if it is an unasked exit 75 (0
-    otherwise); `failures` the failed runs before this one. Self-requeues over the limit fail
-    the job for good, however many ordinary retries are left."""
+    otherwise); `failures` the failed runs charged to the job before this one. Self-requeues
+    over the limit fail the job for good, however many ordinary retries are left.
+
+    A failed run blamed on a node (`blame` "node": the node was lost, or the executor named
+    it) is requeued at once and spends no retry: the job did nothing wrong, and a node that
+    keeps failing is drained by node health, not charged to the jobs it ran. Kubernetes does
+    the same with a Job's podFailurePolicy rule `action: Ignore` on the DisruptionTarget pod
+    condition: "the counter towards the .backoffLimit is not incremented and a replacement pod
+    is created" (the batch/v1 PodFailurePolicyRule API reference;
+    kubernetes.io/docs/tasks/job/pod-failure-policy shows the rule), and Slurm
+    requeues a batch job whose node failed (NODE_FAIL) unless it was submitted with
+    --no-requeue (slurm.schedmd.com/sbatch.html, `--requeue`; JobRequeue in slurm.conf). A
+    failure of the job itself (`blame` "job") spends one retry and waits the retry backoff;
+    past `max_retries` the job fails for good, as a Kubernetes Job past its backoffLimit."""
     if self_requeues > limits.max_exit75:
         detail = f"{detail} ({SELF_REQUEUE} {self_requeues} times; limit {limits.max_exit75})"
         return Verdict(JobState.FAILED, detail)
@@ -189,6 +213,8 @@ def judge_exit(
             return Verdict(JobState.PREEMPTED, detail, why, delay, count_preemption=True)
         why = "back to queue after preemption"
         return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True)
+    if blame == "node":
+        return Verdict(JobState.FAILED, detail, NODE_FAILURE_REQUEUE)
     n = failures + 1
     if n <= limits.max_retries:
         delay = retry_backoff_s(n, limits.base_s, limits.max_s)
