@@ -134,3 +134,14 @@ def test_only_a_preemption_for_another_job_counts_toward_the_budget() -> None:
     for code in (Code.PREEMPTED, Code.POWER_CAP, Code.PREEMPTED, Code.POWER_RAMP):
         runs.evicted(job, code)
     assert job.evictions == 2
+
+
+def test_the_control_planes_max_retries_is_the_shared_row_and_the_variable_overrides_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cortex.control.settings import Settings
+
+    monkeypatch.delenv("CORTEX_MAX_RETRIES", raising=False)
+    assert Settings().max_retries == runs.rules("twin").max_retries == 2
+    monkeypatch.setenv("CORTEX_MAX_RETRIES", "7")
+    assert Settings().max_retries == 7
