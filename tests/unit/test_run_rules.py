@@ -115,6 +115,39 @@ def test_over_the_exit75_limit_the_detail_says_so_and_no_retry_is_counted() -> N
     assert not v.count_failure and not v.count_preemption
 
 
+def test_a_run_that_kept_work_resets_the_failures_in_a_row_before_it_is_judged() -> None:
+    """`failures` is the count in a row: a checkpoint later than the run's start sets it to 0
+    first, so the job's own failure after such a run is retry 1 again; a checkpoint from
+    before the run (an earlier attempt's), at its start, or none, keeps it, and the count
+    past max_retries (2) fails the job."""
+    args = {"cancel_requested": False, "self_requeues": 0, "failures": 2, "blame": "job"}
+    kept = runs.judge_exit(
+        "failed", "d", limits=LIMITS, run_start_s=100.0, last_checkpoint_s=100.5, **args
+    )
+    assert (kept.requeue, kept.delay_s, kept.in_a_row, kept.count_failure) == (
+        "retry 1 of 2", 10.0, 1, True,
+    )  # fmt: skip
+    for ckpt in (None, 50.0, 100.0):
+        v = runs.judge_exit("failed", "d", limits=LIMITS, run_start_s=100.0,
+                            last_checkpoint_s=ckpt, **args)  # fmt: skip
+        assert (v.final, v.in_a_row) == (True, 3)
+    # Unknown start: nothing proves progress.
+    v = runs.judge_exit("failed", "d", limits=LIMITS, last_checkpoint_s=1e9, **args)
+    assert v.final
+    # A run blamed on a node, or preempted, spends none but its progress still resets it.
+    for outcome, blame in (("failed", "node"), ("preempted", "job")):
+        a = {**args, "blame": blame}
+        v = runs.judge_exit(
+            outcome, "d", limits=LIMITS, run_start_s=0.0, last_checkpoint_s=1.0, **a
+        )
+        assert (v.final, v.in_a_row, v.count_failure) == (False, 0, False)
+        v = runs.judge_exit(outcome, "d", limits=LIMITS, run_start_s=0.0, **a)
+        assert (v.final, v.in_a_row) == (False, 2)
+    assert runs.failures_in_a_row(5, 10.0, 11.0) == 0
+    assert runs.failures_in_a_row(5, 10.0, 10.0) == 5
+    assert runs.failures_in_a_row(5, None, 11.0) == 5
+
+
 def test_finality() -> None:
     final = {s for s in JobState if runs.is_final(s)}
     assert final == {JobState.COMPLETED, JobState.REJECTED, JobState.CANCELLED, JobState.FAILED}

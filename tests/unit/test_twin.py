@@ -166,7 +166,8 @@ def _check_job_accounting(tw: Twin) -> None:
         elif j.id in pending:
             assert j.state in (JobState.QUEUED, JobState.REQUEUED)
         elif j.id in failed:
-            assert j.state is JobState.FAILED and j.failures == tw.cfg.max_retries + 1
+            assert j.state is JobState.FAILED and j.failures_in_a_row == tw.cfg.max_retries + 1
+            assert j.failures >= j.failures_in_a_row
         else:
             assert j.state in TERMINAL
         assert 0.0 <= j.done_s <= j.work_s
@@ -274,6 +275,43 @@ def test_a_job_failing_by_its_own_code_is_retried_with_the_backoff_then_fails_fo
     assert (tw.retry_limits.max_retries, tw.retry_limits.base_s) == (2, 1.0)  # the shared rows
     books = books_gpu_s(tw)
     assert sum(books[c] for c in CATEGORIES) == pytest.approx(books["installed"], rel=1e-9)
+    _check_job_accounting(tw)
+
+
+def test_retries_are_failures_in_a_row_without_a_checkpoint() -> None:
+    """Issue 11's follow-up: a run that kept work (a checkpoint after its start) resets the
+    job's count before its end is judged (drive/runs.py judge_exit, max_retries 2, backoff 1 s
+    doubling). Both jobs: 5,000 s of work, a 10 s checkpoint every 100 s (a period of 110 s);
+    a failure of their own owes 60 + 600 + 600 = 1,260 s of restart. Job c fails at 1,000
+    (9 checkpoints: 900 s kept), 1,001 + 1,260 + 500 = 2,761 (4: 400 s) and 2,762 + 1,260 +
+    300 = 4,322 (2: 200 s): each after a checkpoint, each is retry 1 of 2 and waits 1 s; its
+    last run starts at 4,323 owing 1,260 s with 3,500 s left, 34 writes: it completes at
+    4,323 + 1,260 + 3,500 + 340 = 9,423, 3 failures charged. retry16 counted its whole life:
+    the 3rd failure ended it at 4,322. Job d fails 50 s into each run, before its first
+    checkpoint (at 110 s): at 50 (retry 1, waits 1 s), 51 + 1,260 + 50 = 1,361 (retry 2,
+    waits 2 s) and 1,363 + 1,310 = 2,673, where none is left: failed for good."""
+    c = Job(1, "c", "c", 8, 5_000.0, ckpt_write_s=10.0, ckpt_interval_s=100.0)
+    d = Job(2, "d", "d", 8, 5_000.0, ckpt_write_s=10.0, ckpt_interval_s=100.0)
+    tw = Twin(TWO, [c, d], SimConfig(days=0.2, failures=False, debug=True, keep_history=True))
+    user = len(tw.causes) - len(tw.job_causes)
+    user += next(k for k, jc in enumerate(tw.job_causes) if jc.name == "User program error")
+    for run, t in enumerate((1000.0, 2761.0, 4322.0)):
+        tw._push(t, FAILURE, JOBFAIL, (c, user), run)
+    for run, t in enumerate((50.0, 1361.0, 2673.0)):
+        tw._push(t, FAILURE, JOBFAIL, (d, user), run)
+    tw.run()
+    assert c.history is not None and d.history is not None
+    assert [t for t, st, _ in c.history if st is JobState.RUNNING] == [0.0, 1001.0, 2762.0, 4323.0]
+    assert [why for _, st, why in c.history if st is JobState.REQUEUED] == ["retry 1 of 2"] * 3
+    assert (c.state, c.failures, c.failures_in_a_row) == (JobState.COMPLETED, 3, 1)
+    assert c.end_s == pytest.approx(9423.0)
+    assert [t for t, st, _ in d.history if st is JobState.RUNNING] == [0.0, 51.0, 1363.0]
+    reasons = [why for _, st, why in d.history if st is JobState.REQUEUED]
+    assert reasons == ["retry 1 of 2", "retry 2 of 2"]
+    assert (d.state, d.end_s, d.failures, d.failures_in_a_row) == (JobState.FAILED, 2673.0, 3, 3)
+    assert tw.failed == [d] and tw.completed == [c]
+    books = books_gpu_s(tw)
+    assert sum(books[k] for k in CATEGORIES) == pytest.approx(books["installed"], rel=1e-9)
     _check_job_accounting(tw)
 
 

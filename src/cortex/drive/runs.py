@@ -163,6 +163,9 @@ class Verdict:
     delay_s: float = 0.0
     count_preemption: bool = False
     count_failure: bool = False  # the run spends one of the job's retries (its own failure)
+    # The job's failures in a row without progress after this run (`failures_in_a_row`): the
+    # retries it has spent; the driver stores it beside its total of failures.
+    in_a_row: int = 0
 
     @property
     def final(self) -> bool:
@@ -174,6 +177,24 @@ def unasked_exit75(outcome: str, stop: str | None, cancel_requested: bool) -> bo
     return outcome == "preempted" and stop != "preempt" and not cancel_requested
 
 
+def kept_work(run_start_s: float | None, last_checkpoint_s: float | None) -> bool:
+    """Did the run keep work: is the job's last known checkpoint later than the run's start?
+    An unknown start or no checkpoint proves nothing, so it is not progress."""
+    if run_start_s is None or last_checkpoint_s is None:
+        return False
+    return last_checkpoint_s > run_start_s
+
+
+def failures_in_a_row(
+    count: int, run_start_s: float | None, last_checkpoint_s: float | None
+) -> int:
+    """The job's failures in a row without progress as a run ends, before its end is judged:
+    `count` (those before the run), or 0 when the run kept work (`kept_work`). Both drivers
+    call it, through judge_exit or, for a run ended without a verdict (the twin's
+    preemptions), directly."""
+    return 0 if kept_work(run_start_s, last_checkpoint_s) else count
+
+
 def judge_exit(
     outcome: str,
     detail: str,
@@ -183,10 +204,29 @@ def judge_exit(
     failures: int,
     limits: RetryLimits,
     blame: Blame,
+    run_start_s: float | None = None,
+    last_checkpoint_s: float | None = None,
 ) -> Verdict:
     """Judge a run's end. `self_requeues` counts this exit if it is an unasked exit 75 (0
-    otherwise); `failures` the failed runs charged to the job before this one. Self-requeues
-    over the limit fail the job for good, however many ordinary retries are left.
+    otherwise); `failures` the job's failures IN A ROW WITHOUT PROGRESS before this run (not
+    its total): a run that kept work (its job's last checkpoint, `last_checkpoint_s`, is later
+    than the run's start, `run_start_s`) sets that count to 0 before its end is judged, so a
+    failure of the job's own after such a run is retry 1 again (`Verdict.in_a_row` is the
+    count after this run). Self-requeues over the limit fail the job for good, however many
+    ordinary retries are left.
+
+    Why in a row: a training job that crashes once a day after writing checkpoints is not
+    broken; one that crashes `max_retries` + 1 times without keeping any work is. A retry
+    budget over the job's whole life ends most multi-day runs of a large gang (bench/RESULTS.md
+    section 94). The kubelet resets a container's restart back-off the same way: "Once a
+    container has executed for 10 minutes without any problems, the kubelet resets the restart
+    backoff timer for that container" (kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle,
+    "Container restart policy"); progress here is a checkpoint, not ten minutes, as a run that
+    keeps nothing has gained nothing however long it ran. A Kubernetes Job's backoffLimit does
+    not reset: it counts the job's failed pods ("The number of Pods with .status.phase =
+    Failed", kubernetes.io/docs/concepts/workloads/controllers/job, "Pod backoff failure
+    policy"), which is why long training jobs on Kubernetes set it high or run under a
+    restart controller.
 
     A failed run blamed on a node (`blame` "node": the node was lost, or the executor named
     it) is requeued at once and spends no retry: the job did nothing wrong, and a node that
@@ -198,26 +238,30 @@ def judge_exit(
     requeues a batch job whose node failed (NODE_FAIL) unless it was submitted with
     --no-requeue (slurm.schedmd.com/sbatch.html, `--requeue`; JobRequeue in slurm.conf). A
     failure of the job itself (`blame` "job") spends one retry and waits the retry backoff;
-    past `max_retries` the job fails for good, as a Kubernetes Job past its backoffLimit."""
+    past `max_retries` failures in a row the job fails for good, as a Kubernetes Job past its
+    backoffLimit."""
+    k = failures_in_a_row(failures, run_start_s, last_checkpoint_s)
     if self_requeues > limits.max_exit75:
         detail = f"{detail} ({SELF_REQUEUE} {self_requeues} times; limit {limits.max_exit75})"
-        return Verdict(JobState.FAILED, detail)
+        return Verdict(JobState.FAILED, detail, in_a_row=k)
     if cancel_requested or outcome == "cancelled":
-        return Verdict(JobState.CANCELLED, detail)
+        return Verdict(JobState.CANCELLED, detail, in_a_row=k)
     if outcome == "completed":
-        return Verdict(JobState.COMPLETED, detail)
+        return Verdict(JobState.COMPLETED, detail, in_a_row=k)
     if outcome == "preempted":
         if self_requeues:
             delay = retry_backoff_s(self_requeues, limits.base_s, limits.max_s)
             why = f"{SELF_REQUEUE} ({self_requeues})"
-            return Verdict(JobState.PREEMPTED, detail, why, delay, count_preemption=True)
+            return Verdict(
+                JobState.PREEMPTED, detail, why, delay, count_preemption=True, in_a_row=k
+            )
         why = "back to queue after preemption"
-        return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True)
+        return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True, in_a_row=k)
     if blame == "node":
-        return Verdict(JobState.FAILED, detail, NODE_FAILURE_REQUEUE)
-    n = failures + 1
+        return Verdict(JobState.FAILED, detail, NODE_FAILURE_REQUEUE, in_a_row=k)
+    n = k + 1
     if n <= limits.max_retries:
         delay = retry_backoff_s(n, limits.base_s, limits.max_s)
         why = f"retry {n} of {limits.max_retries}"
-        return Verdict(JobState.FAILED, detail, why, delay, count_failure=True)
-    return Verdict(JobState.FAILED, detail, count_failure=True)
+        return Verdict(JobState.FAILED, detail, why, delay, count_failure=True, in_a_row=n)
+    return Verdict(JobState.FAILED, detail, count_failure=True, in_a_row=n)

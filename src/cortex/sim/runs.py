@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cortex.compiled import mypyc_attr
-from cortex.drive.runs import Blame, RetryLimits, judge_exit, requeued, rules
+from cortex.drive.runs import (
+    Blame,
+    RetryLimits,
+    failures_in_a_row,
+    judge_exit,
+    requeued,
+    rules,
+)
 from cortex.sim import checkpoint as ckpt
 from cortex.sim.engine import ARRIVAL, FAILURE, FINISH, JOBFAIL, RETRY
 from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
@@ -227,6 +234,11 @@ class RunBooks:
         if via is JobState.PREEMPTED:
             stop = on_preempt(done_f, saved_f, write, self.grace_s, job.ckpt_on_signal)
             saved_f, hold = stop.kept_s, stop.hold_s
+            # A preemption spends no retry, but a run that kept work (a periodic checkpoint,
+            # or one written on the signal) ends a run of failures, as judge_exit's would.
+            job.failures_in_a_row = failures_in_a_row(
+                job.failures_in_a_row, job.run_start_s, self._last_checkpoint_s(job, saved_f)
+            )
         self._power_stop(job, elapsed)
         self._account_stop(
             job,
@@ -329,11 +341,16 @@ class RunBooks:
         spends one and waits the retry backoff, and past max_retries the job fails for good.
         Returns where it ran."""
         cause = self.causes[cause_idx]
+        _, saved_f = ckpt.progress(
+            self._run_elapsed(job), job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
+        )
         v = judge_exit(
             "failed", cause.name, cancel_requested=False, self_requeues=0,
-            failures=job.failures, limits=self.retry_limits, blame=blame,
+            failures=job.failures_in_a_row, limits=self.retry_limits, blame=blame,
+            run_start_s=job.run_start_s, last_checkpoint_s=self._last_checkpoint_s(job, saved_f),
         )  # fmt: skip
         job.failures += v.count_failure
+        job.failures_in_a_row = v.in_a_row
         owed = cause.detect_s + cause.recover_s + self.restart_overhead_s
         requeue_in = None if v.requeue is None else v.delay_s
         placement, _ = self._interrupt(
@@ -342,6 +359,17 @@ class RunBooks:
         self.metrics.interrupt(self.now, cause_idx)
         job.interruptions += 1
         return placement
+
+    @staticmethod
+    def _last_checkpoint_s(job: Job, kept_f: float) -> float | None:
+        """When the running job's last checkpoint of this run was written, None if it kept
+        nothing (`kept_f`, the compute its checkpoints saved). Checkpoints are analytic, so
+        this is the earliest it can have been: after the restart overhead and the compute it
+        saved, on the run's own clock, which never runs ahead of the wall clock. It is later
+        than the run's start exactly when the run kept work, which is all judge_exit asks."""
+        if kept_f <= 0:
+            return None
+        return job.run_start_s + job.run_overhead_s + kept_f
 
     def _retry(self, job: Job, run: int) -> None:
         """A failed job's retry backoff is over: it queues again."""
