@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2  # fallback between event-driven ticks
     policy: Annotated[str, Field(min_length=1, max_length=64)] = "priority"
     min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = 60.0  # preemption floor
-    # Failed runs of the job's own requeued at most (drive/runs.py judge_exit: a failure blamed
-    # on a node spends none); the default is drive/data/run_rules.csv's, shared with the twin.
+    # Failed runs of the job's own requeued at most, in a row without a checkpoint (drive/runs.py
+    # judge_exit: a failure blamed on a node spends none); the default is
+    # drive/data/run_rules.csv's, shared with the twin.
     max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES_LIMIT)] = _RULES.max_retries
     # Nodes of each pod held as hot spares (drive/spares.py): a gang that loses a node takes one.
     hot_spares: Annotated[int, Field(ge=0, le=1024)] = 0
