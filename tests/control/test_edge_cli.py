@@ -205,6 +205,7 @@ def test_logs_say_when_they_were_cut(cli: Any, svc: Service) -> None:
         ("CORTEX_SLOTS", "abc", (), "CORTEX_SLOTS"),
         ("CORTEX_GRACE_S", "nan", (), "CORTEX_GRACE_S"),
         ("CORTEX_PORT", "99999", (), "CORTEX_PORT"),
+        ("CORTEX_MAX_RETRIES", "1001", (), "CORTEX_MAX_RETRIES"),  # the bound --max-retries takes
         ("CORTEX_WORKDIR_ROOTS", '{"fsd": ["relative/dir"]}', (), "CORTEX_WORKDIR_ROOTS"),
         ("CORTEX_RUN_AS", "fsd=root; rm", (), "CORTEX_RUN_AS"),
         ("CORTEX_LOG_LEVEL", "info", ("--slots", "0"), "--slots"),

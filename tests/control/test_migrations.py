@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from cortex.control import db
 from cortex.control.models import Base
@@ -58,3 +58,26 @@ def test_migrated_schema_matches_models(db_url: str) -> None:
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_0010_gives_a_job_in_flight_its_total_as_its_failures_in_a_row(db_url: str) -> None:
+    """A job judged by its total failures before the upgrade keeps no retry more than the old
+    rule allowed (drive/runs.py judge_exit): its count in a row starts at its total."""
+    db.upgrade(db_url, "0009_burn_ins")
+    engine = db.make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, team, name, state, priority_class, gpus, spec, command,"
+                    " env, nprocs, submitted_at, attempt, failures, preemptions, reason,"
+                    " cancel_requested, seen) VALUES (7, 't', 'j', 'requeued', 'normal', 1, '{}',"
+                    " '[]', '{}', 1, 0, 2, 1, 0, '', false, true)"
+                )
+            )
+        db.upgrade(db_url)
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT failures, failures_in_a_row FROM jobs")).one()
+    finally:
+        engine.dispose()
+    assert tuple(got) == (1, 1)

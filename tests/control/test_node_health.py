@@ -34,15 +34,18 @@ class FleetExecutor(FakeExecutor):
 
 
 class Env:
-    def __init__(self, url: str, home: Path, clock: FakeClock | None = None) -> None:
+    def __init__(
+        self, url: str, home: Path, clock: FakeClock | None = None, max_retries: int = 5
+    ) -> None:
         self.home, self.url = home, url
         self.clock = clock or FakeClock()
         self.ex = FleetExecutor(home / "runs")
         self.ex.changes = []
         fleet = build_fleet([NodeInfo(n, "H100-SXM5", 8, "p1", n) for n in ("node-a", "node-b")])
         settings = Settings(
-            home=home, database_url=url, admin_token=ADMIN, min_runtime_s=0.0, max_retries=5
-        )
+            home=home, database_url=url, admin_token=ADMIN, min_runtime_s=0.0,
+            max_retries=max_retries,
+        )  # fmt: skip
         self.svc = Service(
             settings, executor=self.ex, inventory=fleet, node_name="ray", launch_spec=Spec,
             handle_from_dict=lambda d: d, clock=self.clock,
@@ -171,6 +174,37 @@ def test_an_exit_that_names_its_node_is_a_strike_and_a_busy_node_drains_once_emp
     env.ticks(1)
     assert env.health()[bad]["state"] == "drained"
     assert env.up()[["node-a", "node-b"].index(bad)] is False
+
+
+def test_a_failure_blamed_on_a_node_spends_no_retry_and_waits_no_backoff(
+    db_url: str, tmp_path: Path
+) -> None:
+    """drive/runs.py judge_exit, issue 11: with no retry at all (max_retries 0) and a backoff of
+    100 s, a run lost with its node (one the executor names, one lost) is requeued and
+    relaunched at once, its retries untouched; the job's own failure then ends it for good.
+    Before, every failed run spent a retry: the first node failure failed the job."""
+    env = Env(db_url, tmp_path, max_retries=0)
+    env.svc.loop.retry_backoff_base_s = 100.0
+    try:
+        env.ticks()
+        jid = env.submit(8)
+        env.ticks(1)
+        for attempt, named in ((1, True), (2, False)):
+            node = env.ex.launched[-1].nodes[0][0]
+            env.ex.alive.clear()
+            rec = FakeExit(jid, attempt, "failed", 1, "" if named else f"node {node} lost: gone")
+            if named:
+                rec.node = node  # type: ignore[attr-defined]
+            env.ex.exits.append(rec)
+            env.ticks(1)  # judged, requeued and launched again in the same tick: no backoff
+            got = env.client.get(f"/v1/jobs/{jid}", headers=env.h).json()
+            assert (got["state"], got["attempt"], got["failures"]) == ("running", attempt + 1, 0)
+        env.ex.finish(jid, "failed", 1)  # the job's own failure: no retry left
+        env.ticks(1)
+        got = env.client.get(f"/v1/jobs/{jid}", headers=env.h).json()
+        assert (got["state"], got["attempt"], got["failures"]) == ("failed", 3, 1)
+    finally:
+        env.svc.close()
 
 
 def test_admin_drain_and_undrain(env: Env) -> None:

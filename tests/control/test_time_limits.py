@@ -54,6 +54,31 @@ def test_a_run_past_its_time_limit_is_stopped_and_fails(env: CliEnv) -> None:
     assert "time limit of 60 s reached: stopping" in kinds
 
 
+def test_a_run_past_its_time_limit_fails_for_good_though_it_checkpointed(env: CliEnv) -> None:
+    """A checkpoint after the run's start resets the job's failures in a row (drive/runs.py
+    judge_exit), but not for a time limit: the limit is the job's budget, not a failure to
+    retry (loop_limits.py marks the exit no_retry)."""
+    from cortex.control.progress import Progress
+
+    jid = _submit(env, "--time-limit-s", "60", "--duration-s", "30", "--", "sleep", "1000")
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    clock = env.clock  # type: ignore[attr-defined]
+    clock.advance(30)
+    ckpt = Progress(attempt=1, step=10, checkpoint_step=10, checkpoint_at=clock.time())
+    assert env.svc.loop.progress.post(jid, ckpt, clock.monotonic()) == 0.0
+    assert env.svc.loop.progress.known_checkpoint_at(jid) == clock.time()
+    clock.advance(31)
+    env.svc.loop.tick()
+    assert env.ex.terminated == [(jid, 1, "cancel")]
+    env.ex.finish(jid, "cancelled", -15)
+    env.svc.loop.tick()
+    got = env.admin.get(f"/v1/jobs/{jid}").json()
+    assert (got["state"], got["reason"], got["failures"]) == (
+        "failed", "failed: time limit of 60 s reached", 1,
+    )  # fmt: skip
+
+
 def test_a_job_within_its_limit_is_left_alone(env: CliEnv) -> None:
     jid = _submit(env, "--time-limit-s", "60", "--", "sleep", "1")
     env.svc.loop.tick()

@@ -54,6 +54,7 @@ def summarize() -> dict[str, Any]:
         "jobs": {
             "submitted": j["submitted"],
             "completed": j["completed"],
+            "failed": j["failed"],
             "rejected": j["rejected"],
             "running_at_end": j["running_at_end"],
             "pending_at_end": j["pending_at_end"],

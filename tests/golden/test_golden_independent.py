@@ -87,8 +87,11 @@ def test_jobs_are_conserved_from_the_workload(run: Any) -> None:
     assert report["jobs"]["rejected"] == counts.get(X, 0)
     assert report["jobs"]["running_at_end"] == counts.get(R, 0)
     assert report["jobs"]["pending_at_end"] == counts.get(Q, 0) + counts.get(RQ, 0)
+    # A history that ends `failed`: the job's own failures spent every retry (judge_exit).
+    assert report["jobs"]["failed"] == counts.get(F, 0)
     j = report["jobs"]
-    assert j["completed"] + j["rejected"] + j["running_at_end"] + j["pending_at_end"] == len(jobs)
+    ended = j["completed"] + j["failed"] + j["rejected"]
+    assert ended + j["running_at_end"] + j["pending_at_end"] == len(jobs)
 
 
 def test_every_history_is_a_twin_path_in_time_order(run: Any) -> None:
@@ -164,4 +167,5 @@ def test_golden_file_agrees_with_the_independent_figures(run: Any) -> None:
     assert want["interruptions"]["unexpected"] == moves.count(F)
     final = [j.history[-1][1] for j in jobs if j.history]
     assert want["jobs"]["completed"] == final.count(C)
+    assert want["jobs"]["failed"] == final.count(F)
     assert report["jobs"]["submitted"] == want["jobs"]["submitted"]

@@ -25,6 +25,7 @@ def _report() -> dict[str, Any]:
         "jobs": {
             "submitted": 25,
             "completed": 20,
+            "failed": 2,
             "rejected": 1,
             "jct_s": {"mean": 7200.0, "p50": 5400.0, "p99": 36000.0},
             "by_team": {
@@ -72,6 +73,7 @@ def _report() -> dict[str, Any]:
 def test_the_report_shows_the_books_in_words_with_the_pages_bar(tmp_path: Path) -> None:
     text = render_report(_report())
     assert "None" not in text and "<b>vision</b>" not in text and "&lt;b&gt;vision" in text
+    assert "2 failed for good, 1 rejected" in text
     # Figures from the dict: goodput 0.8 -> 80.0%, JCT p50 5,400 s -> 1.50 h.
     assert re.search(r'id="goodput">80.0%<', text) and re.search(r'id="jct-p50">1.50 h<', text)
     table = re.search(r'id="gpu-hours">(.*?)</table>', text, re.S).group(1)  # type: ignore[union-attr]

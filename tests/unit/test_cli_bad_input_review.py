@@ -242,6 +242,15 @@ CASES: dict[str, tuple[list[str], dict[str, object], str, list[str]]] = {
         "line",
         ["--hot-spares", "at most 3"],
     ),
+    # --max-retries (issue 11): bounded as CORTEX_MAX_RETRIES is
+    "sim max retries negative": ([*SIM, "--max-retries", "-1"], {}, "usage", ["--max-retries"]),
+    "sim max retries huge": ([*SIM, "--max-retries", "1001"], {}, "usage", ["--max-retries"]),
+    "sim max retries not a number": (
+        [*SIM, "--max-retries", "two"],
+        {},
+        "usage",
+        ["--max-retries"],
+    ),
     # exit 0 with a power cap of infinity
     "fleet infinite site cap": (
         ["fleet", "show", "{d}/f.yaml"],

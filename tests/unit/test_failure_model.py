@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cortex.drive.runs import MAX_RETRIES_LIMIT
 from cortex.errors import InputError
 from cortex.fleet.spec import load_fleet_spec, parse_fleet
 from cortex.fleet.topology import Topology, build
@@ -77,7 +78,9 @@ def _mttf_h(gpus: int, n_jobs: int, days: float, seed: int) -> tuple[float, int]
     jobs = [
         Job(i, f"r{i}", "research", gpus, 10 * days * 86_400.0, kind="llm") for i in range(n_jobs)
     ]
-    Twin(topo, jobs, SimConfig(days=days, seed=seed)).run()
+    # Retries without limit: this measures the failure rate over a run's held hours, and a job
+    # failed for good after its 3rd failure (max_retries 2) would stop its exposure early.
+    Twin(topo, jobs, SimConfig(days=days, seed=seed, max_retries=MAX_RETRIES_LIMIT)).run()
     held_h = sum(j.attained_gpu_s / j.gpus for j in jobs) / 3600.0
     failures = sum(j.interruptions for j in jobs)
     return held_h / failures, failures

@@ -72,6 +72,7 @@ def fake_report(
             "rejected": 1,
             "rejected_by_reason": {"TOO_BIG": 1},
             "completed": 10 * len(teams),
+            "failed": 4,
             "running_at_end": 3,
             "pending_at_end": 1,
             "jct_s": {"mean": 7200.0, "p50": 5400.0, "p99": 36000.0},
@@ -154,6 +155,7 @@ def test_header_and_summary_numbers() -> None:
     assert "39,000" in page  # GPU-hours as plain thousands, not 3.9e+04
     assert "<td>rework after failures</td>" in page and "NO_CAPACITY" in page
     assert "big-run" in page and "87.5%" in page
+    assert '<td>jobs failed for good</td><td class="n">4</td>' in page
 
 
 def test_team_names_present_and_escaped() -> None:

@@ -30,7 +30,9 @@ def _check(r: dict) -> None:
     assert gh["allocated"] > 0 and gh["rework_after_failures"] + gh["rework_after_preemptions"] > 0
     spent = gh["installed"] - gh["idle"] - gh["down"]
     assert sum(gh[k] for k in PARTS) == pytest.approx(spent, rel=1e-5)
-    assert gh["allocated"] <= spent * (1 + 1e-6)
+    # Each line is rounded to 6 significant digits: `spent` comes from installed - idle - down,
+    # whose rounding (idle ~2,000 h: up to 0.005 h) is up to ~5e-6 of ~900 h spent.
+    assert gh["allocated"] <= spent * (1 + 1e-5)
     assert 0 < gh["in_progress_at_end"] <= gh["productive"]
     assert r["goodput"] == pytest.approx(gh["productive"] / gh["allocated"], rel=1e-5)
 

@@ -57,6 +57,11 @@ def test_each_driver_reads_its_own_named_rows_once() -> None:
     assert twin.preempt_backoff_max_s != control.preempt_backoff_max_s
     assert control.retry_backoff_base_s <= control.retry_backoff_max_s
     assert isinstance(control.max_exit75_requeues, int)
+    # The retry rule's numbers are shared rows: one default for both drivers.
+    assert (twin.max_retries, twin.retry_backoff_base_s, twin.retry_backoff_max_s) == (
+        control.max_retries, control.retry_backoff_base_s, control.retry_backoff_max_s
+    )  # fmt: skip
+    assert isinstance(twin.max_retries, int) and twin.max_retries >= 1
 
 
 def test_a_default_both_drivers_share_is_one_row_each_reads() -> None:
@@ -84,7 +89,7 @@ def test_the_preemption_floors_differ_on_purpose_each_with_its_row() -> None:
     assert QueuesSpec.model_fields["min_runtime_s"].default == 600.0
     text = resources.files("cortex.drive").joinpath("data/run_rules.csv").read_text()
     rows = {r["name"]: r for r in csv.DictReader(text.splitlines())}
-    for name in ("both.preempt_grace_s", "control.min_runtime_s"):
+    for name in ("shared.preempt_grace_s", "control.min_runtime_s"):
         assert rows[name]["source"] and rows[name]["why"], name
     assert "600 s" in rows["control.min_runtime_s"]["source"]
 
@@ -94,6 +99,7 @@ def test_retry_backoff_doubles_and_caps() -> None:
     assert runs.retry_backoff_s(3, 0.0, 5.0) == 0.0  # base 0: retry at once
 
 
+NODE = runs.NODE_FAILURE_REQUEUE
 LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3)
 
 
@@ -111,25 +117,65 @@ LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3
         # The 3rd unasked exit 75 waits 10 * 2^2 = 40 s; the 4th is over the limit of 3.
         ("preempted", {"self_requeues": 3}, JobState.PREEMPTED, f"{runs.SELF_REQUEUE} (3)", 40.0),
         ("preempted", {"self_requeues": 4}, JobState.FAILED, None, 0.0),
+        # Blamed on a node: requeued at once, however many retries were spent, none spent.
+        ("failed", {"blame": "node"}, JobState.FAILED, runs.NODE_FAILURE_REQUEUE, 0.0),
+        ("failed", {"failures": 2, "blame": "node"}, JobState.FAILED, NODE, 0.0),
+        ("failed", {"blame": "node", "cancel_requested": True}, JobState.CANCELLED, None, 0.0),
     ],
 )
 def test_judging_a_runs_end(
     outcome: str, kw: dict, state: JobState, requeue: str | None, delay: float
 ) -> None:
-    args = {"cancel_requested": False, "self_requeues": 0, "failures": 0, **kw}
+    args = {"cancel_requested": False, "self_requeues": 0, "failures": 0, "blame": "job", **kw}
     v = runs.judge_exit(outcome, "detail", limits=LIMITS, **args)
     assert (v.state, v.requeue, v.delay_s) == (state, requeue, delay)
-    assert v.count_failure == (outcome == "failed" and not kw.get("cancel_requested"))
+    # Only the job's own failure spends a retry.
+    spends = outcome == "failed" and not kw.get("cancel_requested") and args["blame"] == "job"
+    assert v.count_failure == spends
     assert v.final == (requeue is None)
     assert runs.is_final(v.state) or not v.final  # a final verdict leaves a final state
 
 
 def test_over_the_exit75_limit_the_detail_says_so_and_no_retry_is_counted() -> None:
     v = runs.judge_exit(
-        "preempted", "exit 75", cancel_requested=False, self_requeues=4, failures=0, limits=LIMITS
-    )
+        "preempted", "exit 75", cancel_requested=False, self_requeues=4, failures=0,
+        limits=LIMITS, blame="job",
+    )  # fmt: skip
     assert v.detail == f"exit 75 ({runs.SELF_REQUEUE} 4 times; limit 3)"
     assert not v.count_failure and not v.count_preemption
+
+
+def test_a_run_that_kept_work_resets_the_failures_in_a_row_before_it_is_judged() -> None:
+    """`failures` is the count in a row: a checkpoint later than the run's start sets it to 0
+    first, so the job's own failure after such a run is retry 1 again; a checkpoint from
+    before the run (an earlier attempt's), at its start, or none, keeps it, and the count
+    past max_retries (2) fails the job."""
+    args = {"cancel_requested": False, "self_requeues": 0, "failures": 2, "blame": "job"}
+    kept = runs.judge_exit(
+        "failed", "d", limits=LIMITS, run_start_s=100.0, last_checkpoint_s=100.5, **args
+    )
+    assert (kept.requeue, kept.delay_s, kept.in_a_row, kept.count_failure) == (
+        "retry 1 of 2", 10.0, 1, True,
+    )  # fmt: skip
+    for ckpt in (None, 50.0, 100.0):
+        v = runs.judge_exit("failed", "d", limits=LIMITS, run_start_s=100.0,
+                            last_checkpoint_s=ckpt, **args)  # fmt: skip
+        assert (v.final, v.in_a_row) == (True, 3)
+    # Unknown start: nothing proves progress.
+    v = runs.judge_exit("failed", "d", limits=LIMITS, last_checkpoint_s=1e9, **args)
+    assert v.final
+    # A run blamed on a node, or preempted, spends none but its progress still resets it.
+    for outcome, blame in (("failed", "node"), ("preempted", "job")):
+        a = {**args, "blame": blame}
+        v = runs.judge_exit(
+            outcome, "d", limits=LIMITS, run_start_s=0.0, last_checkpoint_s=1.0, **a
+        )
+        assert (v.final, v.in_a_row, v.count_failure) == (False, 0, False)
+        v = runs.judge_exit(outcome, "d", limits=LIMITS, run_start_s=0.0, **a)
+        assert (v.final, v.in_a_row) == (False, 2)
+    assert runs.failures_in_a_row(5, 10.0, 11.0) == 0
+    assert runs.failures_in_a_row(5, 10.0, 10.0) == 5
+    assert runs.failures_in_a_row(5, None, 11.0) == 5
 
 
 def test_finality() -> None:
@@ -151,3 +197,14 @@ def test_only_a_preemption_for_another_job_counts_toward_the_budget() -> None:
     for code in (Code.PREEMPTED, Code.POWER_CAP, Code.PREEMPTED, Code.POWER_RAMP):
         runs.evicted(job, code)
     assert job.evictions == 2
+
+
+def test_the_control_planes_max_retries_is_the_shared_row_and_the_variable_overrides_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cortex.control.settings import Settings
+
+    monkeypatch.delenv("CORTEX_MAX_RETRIES", raising=False)
+    assert Settings().max_retries == runs.rules("twin").max_retries == 2
+    monkeypatch.setenv("CORTEX_MAX_RETRIES", "7")
+    assert Settings().max_retries == 7

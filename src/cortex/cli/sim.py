@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cortex.drive.runs import MAX_RETRIES_LIMIT, rules
 from cortex.errors import InputError, check_outputs
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import Topology, build
@@ -68,6 +69,15 @@ _HOT_SPARES = typer.Option(
     help="hot spare nodes held per pod: a gang that loses a node swaps one in "
     "instead of requeueing (sim/spares.py)",
 )
+_MAX_RETRIES = typer.Option(
+    rules("twin").max_retries,
+    min=0,
+    max=MAX_RETRIES_LIMIT,
+    help="failed runs of a job's own (user code, system software) requeued at most, after "
+    "the retry backoff; then it fails for good. A node's failure spends none "
+    "(drive/runs.py judge_exit; the default is drive/data/run_rules.csv's, the control "
+    "plane's too)",
+)
 _CHECKPOINT_INTERVAL_S = typer.Option(
     None, min=1.0, help="fixed checkpoint interval (default: Young/Daly per job)"
 )
@@ -118,6 +128,7 @@ def sim(
     failure_data: Path | None = _FAILURE_DATA,
     quarantine: bool = _QUARANTINE,
     hot_spares: int = _HOT_SPARES,
+    max_retries: int = _MAX_RETRIES,
     checkpoint_interval_s: float | None = _CHECKPOINT_INTERVAL_S,
     checkpoint_write_s: float | None = _CHECKPOINT_WRITE_S,
     backfill_interval_s: float | None = _BACKFILL_INTERVAL_S,
@@ -183,6 +194,7 @@ def sim(
         failure_data=str(failure_data) if failure_data is not None else None,
         quarantine=quarantine,
         hot_spares_per_pod=hot_spares,
+        max_retries=max_retries,
         checkpoint_interval_s=checkpoint_interval_s,
         default_checkpoint_write_s=checkpoint_write_s,
         backfill_interval_s=backfill_interval_s,
@@ -510,8 +522,8 @@ def print_summary(r: dict) -> None:
     rows = [
         ("GPUs / nodes", f"{r['fleet']['gpus']:,} / {r['fleet']['nodes']:,}"),
         (
-            "jobs submitted / completed / rejected",
-            f"{j['submitted']:,} / {j['completed']:,} / {j['rejected']:,}",
+            "jobs submitted / completed / failed / rejected",
+            f"{j['submitted']:,} / {j['completed']:,} / {j['failed']:,} / {j['rejected']:,}",
         ),
         ("jobs running / pending at end", f"{j['running_at_end']:,} / {j['pending_at_end']:,}"),
         (

@@ -36,6 +36,7 @@ class ExitsMixin:
     _hint_lock: threading.Lock
     _last_cancel_scan: float
     _swaps: dict[int, tuple[int, Any]]
+    progress: Any  # ProgressBook (loop.py)
 
     if TYPE_CHECKING:  # SchedulerLoop's
 
@@ -43,7 +44,7 @@ class ExitsMixin:
         def park_refused_class(self, row: m.Job, job: Job) -> bool: ...
         def _attempt_ended(
             self, s: Session, row: m.Job, e: Any, now: float, started: float | None = None
-        ) -> None: ...
+        ) -> runs.Blame: ...
         def _swap_in(
             self, s: Session, row: m.Job, job: Job, swap: tuple[int, Any], now: float
         ) -> None: ...
@@ -128,7 +129,7 @@ class ExitsMixin:
         # go (a hot-spare swap reads it); closing the allocation rows first tells it when the
         # attempt started.
         started = store.close_allocations(s, row.id, now).get(row.attempt)
-        self._attempt_ended(s, row, e, now, started)
+        blame = self._attempt_ended(s, row, e, now, started)
         self.mirror.release(row.id)
         self.dirty = True
         row.exit_code = e.exit_code
@@ -147,17 +148,27 @@ class ExitsMixin:
             self.retry_backoff_max_s,
             self.max_exit75_requeues,
         )
+        # Did the attempt keep work? The job's newest checkpoint known to progress.py (its
+        # metrics file was read up to the exit by goodput's record above; API reports too),
+        # against when the attempt started. An exit that may not retry (a time limit,
+        # loop_limits.py) says so, and keeps no work for this rule.
+        no_retry = getattr(e, "no_retry", False)
+        ckpt = None if no_retry else self.progress.known_checkpoint_at(row.id)
         v = runs.judge_exit(
             e.outcome,
             detail,
             cancel_requested=bool(row.cancel_requested),
             self_requeues=self_requeues,
-            failures=row.failures,
+            failures=row.failures_in_a_row,
             limits=limits,
+            blame=blame,  # a node's failure spends no retry and waits no backoff
+            run_start_s=started,
+            last_checkpoint_s=ckpt,
         )
         store.move(s, row, v.state, v.detail, now)
         row.preemptions += v.count_preemption
-        row.failures += v.count_failure
+        row.failures += v.count_failure  # every failure of the job's own, shown to users
+        row.failures_in_a_row = v.in_a_row  # those since its last progress: the retries spent
         row.stopping = None
         if v.final:
             row.ended_at = now

@@ -11,8 +11,9 @@ reports alive again stays out until its burn-in ends.
 
 Hot spares (`--hot-spares N`, drive/spares.py, the twin's pool): a multi-node gang whose failure
 is pinned on one node (lost, or named by the executor) is readmitted in the same tick on its
-old nodes and a spare of that node's pod, bypassing the queue and the retry backoff; a repaired
-node refills its pod's pool when it is short."""
+old nodes and a spare of that node's pod, bypassing the queue (a failure blamed on a node waits
+no retry backoff and spends no retry: drive/runs.py judge_exit); a repaired node refills its
+pod's pool when it is short."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from cortex.control import models as m
 from cortex.control.mirror import Mirror
 from cortex.control.node_health import KIND_JOB, KIND_LOST, HealthView, NodeHealth
 from cortex.control.node_health import blame as blame_exit
+from cortex.drive.runs import Blame
 from cortex.drive.spares import SparePool
 from cortex.scheduler.snapshot import Start
 from cortex.workload.job import Job
@@ -88,10 +90,13 @@ class HealthMixin:
 
     def _attempt_ended(
         self, s: Session, row: m.Job, e: Any, now: float, started: float | None = None
-    ) -> None:
+    ) -> Blame:
         """An attempt of `row` ended with exit record `e` (before the job's state moves on);
-        `started`: when its allocation was made, if the caller knows."""
+        `started`: when its allocation was made, if the caller knows. Returns whom a failure
+        is blamed on, for the exit's verdict (drive/runs.py judge_exit): a node lost or named
+        by the executor, else the job."""
         node = None
+        blame: Blame = "job"
         if str(e.outcome) == "failed":
             devs = self.view.devices.get(row.id) or ()
             ran_on = [name for name, _ in self._nodes_of(list(devs))] if devs else []
@@ -101,9 +106,12 @@ class HealthMixin:
                     s, n, now, strike=strike, kind=kind, job_id=row.id, attempt=row.attempt
                 )
             node = nodes[0] if len(nodes) == 1 else None
+            if kind != KIND_JOB and nodes:
+                blame = "node"
             if node is not None and kind != KIND_JOB and self.spares is not None:
                 self._plan_swap(row.id, node)
         goodput.record_end(s, row, str(e.outcome), now, self.progress, node=node, started=started)
+        return blame
 
     def _plan_swap(self, job_id: int, node: str) -> None:
         """Note a spare for the gang if it spans several nodes, one of them `node`: the exit

@@ -67,14 +67,11 @@ class LimitsMixin:
             super()._exit(s, e, now)  # type: ignore[misc]
             return
         row = s.get(m.Job, e.job_id)
-        failures = row.failures if row is not None else 0
         if row is not None:
-            row.failures = self.settings.max_retries  # judged with no retry left
+            row.failures_in_a_row = self.settings.max_retries  # judged with no retry left
         detail = f"time limit of {limit:g} s reached"
         timed_out = SimpleNamespace(
             job_id=e.job_id, attempt=e.attempt, outcome="failed", exit_code=e.exit_code,
-            detail=detail,
+            detail=detail, no_retry=True,  # its checkpoints reset no count: it ran its time
         )  # fmt: skip
         super()._exit(s, timed_out, now)  # type: ignore[misc]
-        if row is not None:
-            row.failures = failures + 1

@@ -84,6 +84,9 @@ class Job(Base):
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The job's own failures since its last run that kept work (a checkpoint after the run's
+    # start): the retries it has spent (drive/runs.py judge_exit); `failures` is the total.
+    failures_in_a_row: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(String(500), default="")

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PlainValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
-from cortex.drive.runs import rules
+from cortex.drive.runs import MAX_RETRIES_LIMIT, rules
 from cortex.errors import InputError
 
 ENV_PREFIX = "CORTEX_"
@@ -92,13 +92,16 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one object a line (control/logfmt.py)
     # ---- the scheduler loop and the executor
     slots: Annotated[int, Field(ge=1, le=4096)] | None = None  # CPU slots on a GPU-less machine
-    # SIGTERM -> SIGKILL; the twin's grace too (drive/data/run_rules.csv, both.preempt_grace_s)
+    # SIGTERM -> SIGKILL; the twin's grace too (drive/data/run_rules.csv, shared.preempt_grace_s)
     grace_s: Annotated[float, Field(ge=0, le=86400)] = _RULES.preempt_grace_s
     tick_s: Annotated[float, Field(gt=0, le=60)] = 0.2  # fallback between event-driven ticks
     policy: Annotated[str, Field(min_length=1, max_length=64)] = "priority"
     # The preemption floor; not the fleet files' 600 s (run_rules.csv says why they differ).
     min_runtime_s: Annotated[float, Field(ge=0, le=365 * 86400)] = _RULES.min_runtime_s
-    max_retries: Annotated[int, Field(ge=0, le=1000)] = 2  # failed runs requeued at most
+    # Failed runs of the job's own requeued at most, in a row without a checkpoint (drive/runs.py
+    # judge_exit: a failure blamed on a node spends none); the default is
+    # drive/data/run_rules.csv's, shared with the twin.
+    max_retries: Annotated[int, Field(ge=0, le=MAX_RETRIES_LIMIT)] = _RULES.max_retries
     # Nodes of each pod held as hot spares (drive/spares.py): a gang that loses a node takes one.
     hot_spares: Annotated[int, Field(ge=0, le=1024)] = 0
     # Burn-in (control/loop_burnin.py): a node whose drain ends runs a diagnostic job first and

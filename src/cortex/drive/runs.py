@@ -1,8 +1,8 @@
 """Runs, written once for both drivers: beginning a run, requeueing a job, the backoffs between
 tries (a victim search that found none, a failed run), how a run's end is judged, and whether
-a job is final. The numbers are rows of `data/run_rules.csv`, loaded once; where the twin and
-the control plane differ they are two named rows (`twin.*`, `control.*`), where they share one
-a `both.*` row, never constants in code.
+a job is final. The numbers are rows of `data/run_rules.csv`, loaded once: `shared.*` rows hold
+for both drivers; where the twin and the control plane differ they are two named rows
+(`twin.*`, `control.*`), never constants in code.
 """
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ from cortex.workload.job import Job
 from cortex.workload.states import PENDING, TERMINAL, JobState
 
 Driver = Literal["twin", "control"]
+# Whom a failed run is blamed on: a node (lost, or named by the executor: infrastructure) or the
+# job itself (its own code, its software stack). judge_exit charges only the job's own failures.
+Blame = Literal["node", "job"]
+NODE_FAILURE_REQUEUE = "requeued after a node failure (no retry spent)"
+# The bound on max_retries, for CORTEX_MAX_RETRIES and `cortex sim --max-retries` alike.
+MAX_RETRIES_LIMIT = 1000
 
 #: States a job leaves without anyone asking (waiting, placed, running).
 UNFINISHED: frozenset[JobState] = PENDING | {JobState.ADMITTED, JobState.RUNNING}
@@ -37,8 +43,9 @@ class RunRules:
     retry_backoff_base_s: float = 0.0
     retry_backoff_max_s: float = 0.0
     max_exit75_requeues: int = 0
-    preempt_grace_s: float = 0.0  # both.* (every driver's `rules()` has the file's)
+    preempt_grace_s: float = 0.0  # shared.* (every driver's `rules()` has the file's)
     min_runtime_s: float = 0.0  # control.* only: the twin's queues take their fleet file's
+    max_retries: int = 0
 
 
 @cache
@@ -49,12 +56,13 @@ def _table() -> dict[str, float]:
 
 @cache
 def rules(driver: Driver) -> RunRules:
-    """The run rules of one driver, read once."""
-    rows = {
-        k.split(".", 1)[1]: v for k, v in _table().items() if k.startswith((f"{driver}.", "both."))
-    }
-    if "max_exit75_requeues" in rows:
-        rows["max_exit75_requeues"] = int(rows["max_exit75_requeues"])
+    """The run rules of one driver (the shared rows, then its own), read once."""
+    rows: dict[str, float | int] = {}
+    for prefix in ("shared.", f"{driver}."):
+        rows |= {k.split(".", 1)[1]: v for k, v in _table().items() if k.startswith(prefix)}
+    for count in ("max_exit75_requeues", "max_retries"):
+        if count in rows:
+            rows[count] = int(rows[count])
     return RunRules(**rows)  # type: ignore[arg-type]
 
 
@@ -137,7 +145,8 @@ def retry_backoff_s(n: int, base_s: float, max_s: float) -> float:
 # ---- how a run's end is judged ----------------------------------------------------------------
 @dataclass(frozen=True)
 class RetryLimits:
-    """The control plane's retry settings (data/run_rules.csv's defaults, settings override)."""
+    """A driver's retry settings (data/run_rules.csv's shared defaults; the control plane's
+    settings and `cortex sim --max-retries` override)."""
 
     max_retries: int
     base_s: float
@@ -155,7 +164,10 @@ class Verdict:
     requeue: str | None = None
     delay_s: float = 0.0
     count_preemption: bool = False
-    count_failure: bool = False
+    count_failure: bool = False  # the run spends one of the job's retries (its own failure)
+    # The job's failures in a row without progress after this run (`failures_in_a_row`): the
+    # retries it has spent; the driver stores it beside its total of failures.
+    in_a_row: int = 0
 
     @property
     def final(self) -> bool:
@@ -167,6 +179,24 @@ def unasked_exit75(outcome: str, stop: str | None, cancel_requested: bool) -> bo
     return outcome == "preempted" and stop != "preempt" and not cancel_requested
 
 
+def kept_work(run_start_s: float | None, last_checkpoint_s: float | None) -> bool:
+    """Did the run keep work: is the job's last known checkpoint later than the run's start?
+    An unknown start or no checkpoint proves nothing, so it is not progress."""
+    if run_start_s is None or last_checkpoint_s is None:
+        return False
+    return last_checkpoint_s > run_start_s
+
+
+def failures_in_a_row(
+    count: int, run_start_s: float | None, last_checkpoint_s: float | None
+) -> int:
+    """The job's failures in a row without progress as a run ends, before its end is judged:
+    `count` (those before the run), or 0 when the run kept work (`kept_work`). Both drivers
+    call it, through judge_exit or, for a run ended without a verdict (the twin's
+    preemptions), directly."""
+    return 0 if kept_work(run_start_s, last_checkpoint_s) else count
+
+
 def judge_exit(
     outcome: str,
     detail: str,
@@ -175,27 +205,65 @@ def judge_exit(
     self_requeues: int,
     failures: int,
     limits: RetryLimits,
+    blame: Blame,
+    run_start_s: float | None = None,
+    last_checkpoint_s: float | None = None,
 ) -> Verdict:
     """Judge a run's end. `self_requeues` counts this exit if it is an unasked exit 75 (0
-    otherwise); `failures` the failed runs before this one. Self-requeues over the limit fail
-    the job for good, however many ordinary retries are left."""
+    otherwise); `failures` the job's failures IN A ROW WITHOUT PROGRESS before this run (not
+    its total): a run that kept work (its job's last checkpoint, `last_checkpoint_s`, is later
+    than the run's start, `run_start_s`) sets that count to 0 before its end is judged, so a
+    failure of the job's own after such a run is retry 1 again (`Verdict.in_a_row` is the
+    count after this run). Self-requeues over the limit fail the job for good, however many
+    ordinary retries are left.
+
+    Why in a row: a training job that crashes once a day after writing checkpoints is not
+    broken; one that crashes `max_retries` + 1 times without keeping any work is. A retry
+    budget over the job's whole life ends most multi-day runs of a large gang (bench/RESULTS.md
+    section 94). The kubelet resets a container's restart back-off the same way: "Once a
+    container has executed for 10 minutes without any problems, the kubelet resets the restart
+    backoff timer for that container" (kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle,
+    "Container restart policy"); progress here is a checkpoint, not ten minutes, as a run that
+    keeps nothing has gained nothing however long it ran. A Kubernetes Job's backoffLimit does
+    not reset: it counts the job's failed pods ("The number of Pods with .status.phase =
+    Failed", kubernetes.io/docs/concepts/workloads/controllers/job, "Pod backoff failure
+    policy"), which is why long training jobs on Kubernetes set it high or run under a
+    restart controller.
+
+    A failed run blamed on a node (`blame` "node": the node was lost, or the executor named
+    it) is requeued at once and spends no retry: the job did nothing wrong, and a node that
+    keeps failing is drained by node health, not charged to the jobs it ran. Kubernetes does
+    the same with a Job's podFailurePolicy rule `action: Ignore` on the DisruptionTarget pod
+    condition: "the counter towards the .backoffLimit is not incremented and a replacement pod
+    is created" (the batch/v1 PodFailurePolicyRule API reference;
+    kubernetes.io/docs/tasks/job/pod-failure-policy shows the rule), and Slurm
+    requeues a batch job whose node failed (NODE_FAIL) unless it was submitted with
+    --no-requeue (slurm.schedmd.com/sbatch.html, `--requeue`; JobRequeue in slurm.conf). A
+    failure of the job itself (`blame` "job") spends one retry and waits the retry backoff;
+    past `max_retries` failures in a row the job fails for good, as a Kubernetes Job past its
+    backoffLimit."""
+    k = failures_in_a_row(failures, run_start_s, last_checkpoint_s)
     if self_requeues > limits.max_exit75:
         detail = f"{detail} ({SELF_REQUEUE} {self_requeues} times; limit {limits.max_exit75})"
-        return Verdict(JobState.FAILED, detail)
+        return Verdict(JobState.FAILED, detail, in_a_row=k)
     if cancel_requested or outcome == "cancelled":
-        return Verdict(JobState.CANCELLED, detail)
+        return Verdict(JobState.CANCELLED, detail, in_a_row=k)
     if outcome == "completed":
-        return Verdict(JobState.COMPLETED, detail)
+        return Verdict(JobState.COMPLETED, detail, in_a_row=k)
     if outcome == "preempted":
         if self_requeues:
             delay = retry_backoff_s(self_requeues, limits.base_s, limits.max_s)
             why = f"{SELF_REQUEUE} ({self_requeues})"
-            return Verdict(JobState.PREEMPTED, detail, why, delay, count_preemption=True)
+            return Verdict(
+                JobState.PREEMPTED, detail, why, delay, count_preemption=True, in_a_row=k
+            )
         why = "back to queue after preemption"
-        return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True)
-    n = failures + 1
+        return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True, in_a_row=k)
+    if blame == "node":
+        return Verdict(JobState.FAILED, detail, NODE_FAILURE_REQUEUE, in_a_row=k)
+    n = k + 1
     if n <= limits.max_retries:
         delay = retry_backoff_s(n, limits.base_s, limits.max_s)
         why = f"retry {n} of {limits.max_retries}"
-        return Verdict(JobState.FAILED, detail, why, delay, count_failure=True)
-    return Verdict(JobState.FAILED, detail, count_failure=True)
+        return Verdict(JobState.FAILED, detail, why, delay, count_failure=True, in_a_row=n)
+    return Verdict(JobState.FAILED, detail, count_failure=True, in_a_row=n)

@@ -18,6 +18,7 @@ REPAIR, FINISH, FAILURE, ARRIVAL, TICK = 0, 1, 2, 3, 4
 # Budget changes (weather ticks, cap events) land before arrivals; staggered waves with them.
 POWER, STAGGER = 5, 6
 JOBFAIL = 7  # a job's failure of its own (sim/failures.py), at FAILURE's priority
+RETRY = 8  # a failed job's retry backoff is over (drive/runs.py judge_exit), at ARRIVAL's
 POWER_PRIO = 2.5
 PROGRESS_EVERY = 20000  # events between two progress callbacks
 

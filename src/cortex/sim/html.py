@@ -343,6 +343,7 @@ def _summary(r: dict[str, Any]) -> str:
         ("nodes", fleet.get("nodes", "")),
         ("jobs submitted", jobs.get("submitted", "")),
         ("jobs completed", jobs.get("completed", "")),
+        ("jobs failed for good", jobs.get("failed", 0)),  # reports before issue 11 have none
         ("jobs rejected", jobs.get("rejected", "")),
         (
             "JCT mean / p50 / p99 (h)",

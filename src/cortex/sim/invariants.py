@@ -72,6 +72,12 @@ def check_invariants(twin: Twin) -> None:
     for job in twin.pending:
         if job.state not in (JobState.QUEUED, JobState.REQUEUED) or job.id in st.allocations:
             raise InvariantError(f"pending job {job.id} in state {job.state.value}")
+    for job in twin.waiting.values():  # out of the queues until their retry backoff is over
+        if job.state is not JobState.REQUEUED or job.id in st.allocations:
+            raise InvariantError(f"job {job.id} waits out a retry in state {job.state.value}")
+    for job in twin.failed:
+        if job.state is not JobState.FAILED or job.id in twin.waiting:
+            raise InvariantError(f"job {job.id} failed for good in state {job.state.value}")
 
 
 def _check_indices(twin: Twin) -> None:

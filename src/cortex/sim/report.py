@@ -104,6 +104,7 @@ def _config(tw: Twin, workload: str) -> dict[str, Any]:
         "failure_scale": cfg.failure_scale,
         "workload": workload,
         "checkpoint_interval_s": cfg.checkpoint_interval_s,
+        "max_retries": cfg.max_retries,
         "warm_start": any(j.warm for j in tw.jobs),
         "failure_data": cfg.failure_data,
         "quarantine": cfg.quarantine,
@@ -173,8 +174,10 @@ def _jobs(tw: Twin) -> dict[str, Any]:
         "rejected": len(tw.rejected),
         "rejected_by_reason": dict(sorted(rejected.items())),
         "completed": len(tw.completed),
+        # Failed for good: their own failures spent every retry (drive/runs.py judge_exit).
+        "failed": len(tw.failed),
         "running_at_end": len(tw.state.running),
-        "pending_at_end": len(tw.pending),
+        "pending_at_end": len(tw.pending) + len(tw.waiting),  # with those waiting out a retry
         "jct_s": _stats(all_jct),
         "queue_delay_s": _stats(all_wait),
         "by_team": by_team,
@@ -268,12 +271,12 @@ def _gpu_hours_by_flavor(tw: Twin) -> dict[str, dict[str, float]]:
 
 def _completion(tw: Twin) -> dict[str, float | None]:
     """`last_completion_s`: when the last job completed (None: none did). `makespan_s`: from
-    the first submission to the last completion, when every submitted job completed or was
-    rejected by the horizon (None otherwise: the run ended with work left)."""
+    the first submission to the last completion, when every submitted job completed, failed
+    for good or was rejected by the horizon (None otherwise: the run ended with work left)."""
     horizon = tw.cfg.horizon_s
     submits = [j.submit_s for j in tw.jobs if j.submit_s < horizon]
     last = max((j.end_s for j in tw.completed), default=None)
-    done = len(tw.completed) + len(tw.rejected) == len(submits)
+    done = len(tw.completed) + len(tw.failed) + len(tw.rejected) == len(submits)
     makespan = None
     if done and last is not None and submits:
         makespan = _r(last - min(submits))

@@ -15,9 +15,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cortex.compiled import mypyc_attr
-from cortex.drive.runs import requeued
+from cortex.drive.runs import (
+    Blame,
+    RetryLimits,
+    failures_in_a_row,
+    judge_exit,
+    requeued,
+    rules,
+)
 from cortex.sim import checkpoint as ckpt
-from cortex.sim.engine import FAILURE, FINISH, JOBFAIL
+from cortex.sim.engine import ARRIVAL, FAILURE, FINISH, JOBFAIL, RETRY
 from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
 from cortex.sim.flavor_books import (
     ALLOCATED,
@@ -72,7 +79,11 @@ class RunBooks:
     _clock_v: list[float]
     _clock_k: list[float]
     _power_dirty: bool
+    _dirty: bool
     cfg: SimConfig
+    retry_limits: RetryLimits
+    failed: list[Job]  # failed for good: no retry left
+    waiting: dict[int, Job]  # requeued, waiting out a retry backoff before they queue
 
     def _push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
         raise NotImplementedError
@@ -207,11 +218,19 @@ class RunBooks:
             self.large_productive_s[job.id] = self.large_productive_s.get(job.id, 0.0) + saved_f
 
     def _interrupt(
-        self, job: Job, owed_s: float, via: JobState, why: str
+        self,
+        job: Job,
+        owed_s: float,
+        via: JobState,
+        why: str,
+        requeue_in_s: float | None = 0.0,
+        requeue_why: str = "back to queue",
     ) -> tuple[Placement, float]:
-        """Stop a running job and requeue it. A failed job keeps its checkpointed work; a
-        preempted one what workload.preempt_rule says. Returns where it ran and how long its
-        devices stay busy with its checkpoint write after the stop."""
+        """Stop a running job and requeue it, after `requeue_in_s` (a retry backoff: it waits
+        out of the queues until a RETRY event), or, with None, leave it failed for good. A
+        failed job keeps its checkpointed work; a preempted one what workload.preempt_rule
+        says. Returns where it ran and how long its devices stay busy with its checkpoint
+        write after the stop."""
         elapsed = self._run_elapsed(job)
         write = job.ckpt_write_s or 0.0
         done_f, saved_f = ckpt.progress(elapsed, job.run_overhead_s, job.run_tau_s, write)
@@ -219,6 +238,11 @@ class RunBooks:
         if via is JobState.PREEMPTED:
             stop = on_preempt(done_f, saved_f, write, self.grace_s, job.ckpt_on_signal)
             saved_f, hold = stop.kept_s, stop.hold_s
+            # A preemption spends no retry, but a run that kept work (a periodic checkpoint,
+            # or one written on the signal) ends a run of failures, as judge_exit's would.
+            job.failures_in_a_row = failures_in_a_row(
+                job.failures_in_a_row, job.run_start_s, self._last_checkpoint_s(job, saved_f)
+            )
         self._power_stop(job, elapsed)
         self._account_stop(
             job,
@@ -231,11 +255,19 @@ class RunBooks:
         job.done_s = min(job.done_s + saved_f * job.run_speed, job.work_s)
         alloc = self.state.stop(job, job.queue_idx)
         job.move(via, self.now, why)
-        job.move(JobState.REQUEUED, self.now, "back to queue")
+        self._power_dirty = True
+        if requeue_in_s is None:  # no retry left: its books are closed as any failed run's
+            job.end_s = self.now
+            self.failed.append(job)
+            return alloc.placement, hold
+        job.move(JobState.REQUEUED, self.now, requeue_why)
         job.owed_overhead_s = owed_s
         requeued(job)
-        self.pending.add(job)
-        self._power_dirty = True
+        if requeue_in_s > 0:
+            self.waiting[job.id] = job
+            self._push(self.now + requeue_in_s, ARRIVAL, RETRY, job, job.restarts)
+        else:
+            self.pending.add(job)
         return alloc.placement, hold
 
     def _preempt(self, job: Job, why: str) -> None:
@@ -297,6 +329,59 @@ class RunBooks:
             wait = max(wait, until - self.now)
         return wait, gpus
 
+    # ---- failed runs: the control plane's rule (drive/runs.py judge_exit) -------------------
+    def _init_retries(self, max_retries: int) -> None:
+        """The retry rule's numbers: data/run_rules.csv's shared rows, `max_retries` given."""
+        r = rules("twin")
+        self.retry_limits = RetryLimits(
+            max_retries, r.retry_backoff_base_s, r.retry_backoff_max_s, r.max_exit75_requeues
+        )
+        self.failed = []
+        self.waiting = {}
+
+    def _fail_run(self, job: Job, cause_idx: int, blame: Blame) -> Placement:
+        """A running job's run failed for `cause_idx`: judged as the control plane judges an
+        exit. Blamed on a node it is requeued at once and spends no retry; a failure of its own
+        spends one and waits the retry backoff, and past max_retries the job fails for good.
+        Returns where it ran."""
+        cause = self.causes[cause_idx]
+        _, saved_f = ckpt.progress(
+            self._run_elapsed(job), job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
+        )
+        v = judge_exit(
+            "failed", cause.name, cancel_requested=False, self_requeues=0,
+            failures=job.failures_in_a_row, limits=self.retry_limits, blame=blame,
+            run_start_s=job.run_start_s, last_checkpoint_s=self._last_checkpoint_s(job, saved_f),
+        )  # fmt: skip
+        job.failures += v.count_failure
+        job.failures_in_a_row = v.in_a_row
+        owed = cause.detect_s + cause.recover_s + self.restart_overhead_s
+        requeue_in = None if v.requeue is None else v.delay_s
+        placement, _ = self._interrupt(
+            job, owed, JobState.FAILED, cause.name, requeue_in, v.requeue or ""
+        )
+        self.metrics.interrupt(self.now, cause_idx)
+        job.interruptions += 1
+        return placement
+
+    @staticmethod
+    def _last_checkpoint_s(job: Job, kept_f: float) -> float | None:
+        """When the running job's last checkpoint of this run was written, None if it kept
+        nothing (`kept_f`, the compute its checkpoints saved). Checkpoints are analytic, so
+        this is the earliest it can have been: after the restart overhead and the compute it
+        saved, on the run's own clock, which never runs ahead of the wall clock. It is later
+        than the run's start exactly when the run kept work, which is all judge_exit asks."""
+        if kept_f <= 0:
+            return None
+        return job.run_start_s + job.run_overhead_s + kept_f
+
+    def _retry(self, job: Job, run: int) -> None:
+        """A failed job's retry backoff is over: it queues again."""
+        if job.restarts != run or self.waiting.pop(job.id, None) is None:
+            return
+        self.pending.add(job)
+        self._dirty = True
+
     # ---- job failures of their own ----------------------------------------------------------
     def _init_causes(self, failure_data: str | None) -> None:
         """Node causes (the census), then job causes of their own (sim/failures.py)."""
@@ -350,13 +435,7 @@ class RunBooks:
         job, cause_idx = a
         if job.state is not JobState.RUNNING or job.restarts != run:
             return  # that run already ended
-        cause = self.causes[cause_idx]
-        self._interrupt(
-            job, cause.detect_s + cause.recover_s + self.restart_overhead_s, JobState.FAILED,
-            cause.name,
-        )  # fmt: skip
-        self.metrics.interrupt(self.now, cause_idx)
-        job.interruptions += 1
+        self._fail_run(job, cause_idx, "job")  # the job's own code or software: no node's fault
         self._changed()
 
     def _close_running(self) -> None:

@@ -40,6 +40,7 @@ from cortex.sim.engine import (
     POWER,
     POWER_PRIO,
     REPAIR,
+    RETRY,
     STAGGER,
     TICK,
     EventHeap,
@@ -89,6 +90,7 @@ class SimConfig:
     failure_data: str | None = None  # job-failure causes CSV; None: sim/data/job_failures.csv
     quarantine: bool = False  # lemon quarantine (sim/quarantine.py)
     hot_spares_per_pod: int = 0  # hot spares (sim/spares.py)
+    max_retries: int = runs.rules("twin").max_retries  # a job's own failures requeued at most
 
     def __post_init__(self) -> None:
         if not self.days > 0:
@@ -99,6 +101,8 @@ class SimConfig:
             raise ValueError(f"failure_scale must not be negative, got {self.failure_scale}")
         if self.hot_spares_per_pod < 0:
             raise ValueError(f"hot_spares_per_pod must be >= 0, got {self.hot_spares_per_pod}")
+        if not 0 <= self.max_retries <= runs.MAX_RETRIES_LIMIT:
+            raise ValueError(f"max_retries must be in 0..{runs.MAX_RETRIES_LIMIT}")
 
     @property
     def horizon_s(self) -> float:
@@ -129,6 +133,7 @@ class Twin(RunBooks):
         self._cooling = CoolingModel.for_pue(topo.spec.site.pue)
         self._nameplate_w = self.power.peak_it_w(topo.flavor_gpus())
         self._init_causes(cfg.failure_data)
+        self._init_retries(cfg.max_retries)
         defaults = load_defaults()
         self.restart_overhead_s = defaults["restart_overhead_s"]
         self.preempt_overhead_s = defaults["preempt_restart_overhead_s"]
@@ -230,6 +235,7 @@ class Twin(RunBooks):
             POWER: self._power_event,
             STAGGER: self._stagger,
             JOBFAIL: self._job_failure,
+            RETRY: self._retry,
         }
         with gc_for_the_run(prepare=self._seed_events):
             self.events += self.engine.run(
@@ -326,14 +332,7 @@ class Twin(RunBooks):
         for job_id in st.jobs_on(node):
             job = st.running[job_id]
             shape = (job.run_flavor, job.run_gpus, st.allocations[job_id].gpus, self._level(job))
-            placement, _ = self._interrupt(
-                job,
-                cause.detect_s + cause.recover_s + self.restart_overhead_s,
-                JobState.FAILED,
-                cause.name,
-            )
-            self.metrics.interrupt(self.now, cause_idx)
-            job.interruptions += 1
+            placement = self._fail_run(job, cause_idx, "node")  # requeued at once, no retry spent
             if len(placement) > 1:
                 self._failed_at[job_id] = self.now
                 if self.spares is not None and down_s > 0:  # a node left in service: requeue

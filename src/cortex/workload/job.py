@@ -27,6 +27,8 @@ class Job:
         "est_cache",
         "est_end_s",
         "evictions",
+        "failures",
+        "failures_in_a_row",
         "first_start_s",
         "flavor_ids",
         "flavors",
@@ -135,6 +137,8 @@ class Job:
         # queue's preemption budget counts.
         self.evictions = 0
         self.interruptions = 0
+        self.failures = 0  # failed runs charged to the job (drive/runs.judge_exit), in all
+        self.failures_in_a_row = 0  # those since its last run that kept work: retries spent
         self.key: tuple = ()
         self.next_preempt_try_s = 0.0  # backoff after a failed victim search
         self.preempt_backoff_s = 0.0
