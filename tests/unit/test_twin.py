@@ -382,3 +382,26 @@ def test_a_job_waiting_out_its_retry_backoff_counts_in_the_queue_series() -> Non
               if 1000.0 + bin_s <= t * 3600.0 <= 1100.0 - bin_s]  # fmt: skip
     assert inside and all(q == pytest.approx(1.0) for q in inside)
     assert a.state is JobState.RUNNING and a.restarts == 1
+
+
+def test_the_books_add_up_with_a_job_waiting_its_backoff_or_failed_at_the_horizon() -> None:
+    """Guards the books at the horizon: job b fails by its own code half a second before it,
+    with retries left (it waits its 1 s backoff past the horizon: pending at the end, holding
+    no GPU) or none (failed for good); a holds the other node to the end."""
+    days = 0.01
+    horizon = days * 86_400
+    for max_retries, waiting, failed in ((2, [2], []), (0, [], [2])):
+        a, b = Job(1, "a", "a", 8, 50_000.0), Job(2, "b", "b", 8, 50_000.0)
+        cfg = SimConfig(days=days, failures=False, debug=True, max_retries=max_retries)
+        tw = Twin(TWO, [a, b], cfg)
+        user = len(tw.causes) - len(tw.job_causes)
+        tw._push(horizon - 0.5, FAILURE, JOBFAIL, (b, user), 0)
+        tw.run()
+        assert (list(tw.waiting), [j.id for j in tw.failed]) == (waiting, failed)
+        books = books_gpu_s(tw)
+        assert sum(books[c] for c in CATEGORIES) == pytest.approx(books["installed"], rel=1e-9)
+        j = build_report(tw)["jobs"]
+        assert (j["running_at_end"], j["pending_at_end"], j["failed"]) == (
+            1, len(waiting), len(failed),
+        )  # fmt: skip
+        _check_job_accounting(tw)
