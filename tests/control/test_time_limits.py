@@ -131,3 +131,37 @@ def test_a_run_that_completes_in_its_grace_period_is_completed(env: CliEnv) -> N
     env.ex.finish(jid, "completed", 0)  # it wrote its last checkpoint and exited 0 in time
     env.svc.loop.tick()
     assert env.state(jid) == "completed"
+
+
+def test_a_time_limit_stop_still_fails_the_job_after_a_restart(
+    env: CliEnv, db_url: str, tmp_path: Path
+) -> None:
+    """The service is killed after it sent the time limit's SIGTERM (committed as the row's
+    `stopping`) and before the run's exit: the new service knows nothing of the stop it sent
+    (loop_limits.py's `_timed_out` lived in memory), adopts the run, and its exit, a stop
+    outcome ("cancelled"), comes in the first tick, before the limits are looked at. The
+    job never asked to be cancelled: it fails for its time limit, as without the restart
+    (before: it ended cancelled, its reason `cancelled`)."""
+    from fastapi.testclient import TestClient
+    from helpers import fake_service
+
+    jid = _submit(env, "--time-limit-s", "60", "--duration-s", "30", "--", "sleep", "1000")
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    env.clock.advance(61)  # type: ignore[attr-defined]
+    env.svc.loop.tick()
+    assert env.ex.terminated == [(jid, 1, "cancel")]
+    env.svc.close()
+    ex = env.ex
+    ex.adoptable.add((jid, 1))
+    svc = fake_service(db_url, tmp_path, slots=2, executor=ex, clock=env.clock)  # type: ignore[attr-defined]
+    try:
+        ex.finish(jid, "cancelled", -15)
+        svc.loop.tick()
+        got = TestClient(svc.app, headers=env.admin.headers).get(f"/v1/jobs/{jid}").json()
+        assert (got["state"], got["reason"], got["failures"]) == (
+            "failed", "failed: time limit of 60 s reached", 1,
+        )  # fmt: skip
+    finally:
+        svc.close()
+        env.svc = svc  # closed once more by the fixture: closing twice must be harmless

@@ -208,3 +208,19 @@ def test_the_control_planes_max_retries_is_the_shared_row_and_the_variable_overr
     assert Settings().max_retries == runs.rules("twin").max_retries == 2
     monkeypatch.setenv("CORTEX_MAX_RETRIES", "7")
     assert Settings().max_retries == 7
+
+
+def test_a_checkpoint_stamped_after_the_runs_end_is_no_progress() -> None:
+    """A checkpoint later than the run's end (a job's clock ahead, a bogus report) is not
+    this run's work: it would stay the newest checkpoint known and reset the count at every
+    later failure. Within [start, end] it still resets it; at the end itself too."""
+    args = {"cancel_requested": False, "self_requeues": 0, "failures": 2, "blame": "job"}
+    for ckpt, final in ((100.5, False), (200.0, False), (200.5, True), (1e11, True)):
+        v = runs.judge_exit(
+            "failed", "d", limits=LIMITS, run_start_s=100.0, last_checkpoint_s=ckpt,
+            run_end_s=200.0, **args,
+        )  # fmt: skip
+        assert v.final is final, ckpt
+    assert runs.failures_in_a_row(5, 10.0, 11.0, 12.0) == 0
+    assert runs.failures_in_a_row(5, 10.0, 13.0, 12.0) == 5
+    assert not runs.kept_work(10.0, 13.0, 12.0) and runs.kept_work(10.0, 13.0)

@@ -361,3 +361,47 @@ def test_invariant_checker_catches_corrupted_indices(corrupt: Any, message: str)
     corrupt(tw.state)
     with pytest.raises(InvariantError, match=message):
         check_invariants(tw)
+
+
+def test_a_job_waiting_out_its_retry_backoff_counts_in_the_queue_series() -> None:
+    """The report's `queue_len` (mean pending jobs per bin) counts a job waiting out a retry
+    backoff, as `pending_at_end` does: it waits to run again, out of the queues only so that
+    the scheduler does not place it early. A user failure at 1,000 s with a 100 s backoff:
+    the bins between hold one waiting job (before: none)."""
+    from cortex.drive.runs import RetryLimits
+
+    a = Job(1, "a", "a", 8, 50_000.0)
+    tw = Twin(TWO, [a], SimConfig(days=0.2, failures=False, debug=True))
+    tw.retry_limits = RetryLimits(2, 100.0, 300.0, 20)
+    user = len(tw.causes) - len(tw.job_causes)
+    tw._push(1000.0, FAILURE, JOBFAIL, (a, user), 0)
+    tw.run()
+    series = build_report(tw)["series"]
+    bin_s = series["bin_s"]
+    inside = [q for t, q in zip(series["t_h"], series["queue_len"], strict=True)
+              if 1000.0 + bin_s <= t * 3600.0 <= 1100.0 - bin_s]  # fmt: skip
+    assert inside and all(q == pytest.approx(1.0) for q in inside)
+    assert a.state is JobState.RUNNING and a.restarts == 1
+
+
+def test_the_books_add_up_with_a_job_waiting_its_backoff_or_failed_at_the_horizon() -> None:
+    """Guards the books at the horizon: job b fails by its own code half a second before it,
+    with retries left (it waits its 1 s backoff past the horizon: pending at the end, holding
+    no GPU) or none (failed for good); a holds the other node to the end."""
+    days = 0.01
+    horizon = days * 86_400
+    for max_retries, waiting, failed in ((2, [2], []), (0, [], [2])):
+        a, b = Job(1, "a", "a", 8, 50_000.0), Job(2, "b", "b", 8, 50_000.0)
+        cfg = SimConfig(days=days, failures=False, debug=True, max_retries=max_retries)
+        tw = Twin(TWO, [a, b], cfg)
+        user = len(tw.causes) - len(tw.job_causes)
+        tw._push(horizon - 0.5, FAILURE, JOBFAIL, (b, user), 0)
+        tw.run()
+        assert (list(tw.waiting), [j.id for j in tw.failed]) == (waiting, failed)
+        books = books_gpu_s(tw)
+        assert sum(books[c] for c in CATEGORIES) == pytest.approx(books["installed"], rel=1e-9)
+        j = build_report(tw)["jobs"]
+        assert (j["running_at_end"], j["pending_at_end"], j["failed"]) == (
+            1, len(waiting), len(failed),
+        )  # fmt: skip
+        _check_job_accounting(tw)

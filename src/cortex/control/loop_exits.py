@@ -164,6 +164,7 @@ class ExitsMixin:
             blame=blame,  # a node's failure spends no retry and waits no backoff
             run_start_s=started,
             last_checkpoint_s=ckpt,
+            run_end_s=now,  # a checkpoint stamped later is no work of this run's
         )
         store.move(s, row, v.state, v.detail, now)
         row.preemptions += v.count_preemption

@@ -4,7 +4,9 @@ not retried: the limit is the submitter's own budget, apart from the runtime est
 (`duration_s`) that backfill plans with.
 
 The clock starts when the loop first sees the attempt running (within a tick of its launch),
-or, after a restart, at the attempt's last transition in the store."""
+or, after a restart, at the attempt's last transition in the store. A stop sent before a
+restart is known again from the store (the row's `stopping` with no cancel request), so the
+run's exit still fails the job for its limit rather than cancelling it."""
 
 from __future__ import annotations
 
@@ -63,10 +65,12 @@ class LimitsMixin:
         key = (e.job_id, e.attempt)
         self._deadline.pop(key, None)
         limit = self._timed_out.pop(key, None)
+        row = s.get(m.Job, e.job_id)
+        if limit is None and row is not None and self._stopped_for_limit(row, e.attempt):
+            limit = self.time_limits.get(row.id)
         if limit is None or e.outcome == "completed":  # it finished within the grace period
             super()._exit(s, e, now)  # type: ignore[misc]
             return
-        row = s.get(m.Job, e.job_id)
         if row is not None:
             row.failures_in_a_row = self.settings.max_retries  # judged with no retry left
         detail = f"time limit of {limit:g} s reached"
@@ -75,3 +79,16 @@ class LimitsMixin:
             detail=detail, no_retry=True,  # its checkpoints reset no count: it ran its time
         )  # fmt: skip
         super()._exit(s, timed_out, now)  # type: ignore[misc]
+
+    @staticmethod
+    def _stopped_for_limit(row: m.Job, attempt: int) -> bool:
+        """Was this running attempt stopped for its time limit by a service before a restart?
+        `_timed_out` lived in that service's memory; the store holds the stop (run_limits sets
+        `stopping` "cancel", which only a user's cancel request sets otherwise), and the exit
+        can come in the first tick after the restart, before run_limits looks again."""
+        return (
+            row.state == JobState.RUNNING.value
+            and row.attempt == attempt
+            and row.stopping == "cancel"
+            and not row.cancel_requested
+        )

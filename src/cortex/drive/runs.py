@@ -179,22 +179,34 @@ def unasked_exit75(outcome: str, stop: str | None, cancel_requested: bool) -> bo
     return outcome == "preempted" and stop != "preempt" and not cancel_requested
 
 
-def kept_work(run_start_s: float | None, last_checkpoint_s: float | None) -> bool:
-    """Did the run keep work: is the job's last known checkpoint later than the run's start?
-    An unknown start or no checkpoint proves nothing, so it is not progress."""
+def kept_work(
+    run_start_s: float | None, last_checkpoint_s: float | None, run_end_s: float | None = None
+) -> bool:
+    """Did the run keep work: is the job's last known checkpoint later than the run's start,
+    and no later than its end (`run_end_s`, when the run's end is judged)? An unknown start or
+    no checkpoint proves nothing, so it is not progress; nor does a checkpoint stamped after
+    the run ended: the job's own clock or report says so (a progress line may be stamped up
+    to control/progress.py's FUTURE_SLACK_S ahead, an API report's `checkpoint_at` up to
+    1e11), and as the newest checkpoint known it would reset the count at every later
+    failure, a job retried without end."""
     if run_start_s is None or last_checkpoint_s is None:
+        return False
+    if run_end_s is not None and last_checkpoint_s > run_end_s:
         return False
     return last_checkpoint_s > run_start_s
 
 
 def failures_in_a_row(
-    count: int, run_start_s: float | None, last_checkpoint_s: float | None
+    count: int,
+    run_start_s: float | None,
+    last_checkpoint_s: float | None,
+    run_end_s: float | None = None,
 ) -> int:
     """The job's failures in a row without progress as a run ends, before its end is judged:
     `count` (those before the run), or 0 when the run kept work (`kept_work`). Both drivers
     call it, through judge_exit or, for a run ended without a verdict (the twin's
     preemptions), directly."""
-    return 0 if kept_work(run_start_s, last_checkpoint_s) else count
+    return 0 if kept_work(run_start_s, last_checkpoint_s, run_end_s) else count
 
 
 def judge_exit(
@@ -208,11 +220,13 @@ def judge_exit(
     blame: Blame,
     run_start_s: float | None = None,
     last_checkpoint_s: float | None = None,
+    run_end_s: float | None = None,
 ) -> Verdict:
     """Judge a run's end. `self_requeues` counts this exit if it is an unasked exit 75 (0
     otherwise); `failures` the job's failures IN A ROW WITHOUT PROGRESS before this run (not
     its total): a run that kept work (its job's last checkpoint, `last_checkpoint_s`, is later
-    than the run's start, `run_start_s`) sets that count to 0 before its end is judged, so a
+    than the run's start, `run_start_s`, and no later than its end, `run_end_s`: both drivers
+    pass the moment they judge it) sets that count to 0 before its end is judged, so a
     failure of the job's own after such a run is retry 1 again (`Verdict.in_a_row` is the
     count after this run). Self-requeues over the limit fail the job for good, however many
     ordinary retries are left.
@@ -242,7 +256,7 @@ def judge_exit(
     failure of the job itself (`blame` "job") spends one retry and waits the retry backoff;
     past `max_retries` failures in a row the job fails for good, as a Kubernetes Job past its
     backoffLimit."""
-    k = failures_in_a_row(failures, run_start_s, last_checkpoint_s)
+    k = failures_in_a_row(failures, run_start_s, last_checkpoint_s, run_end_s)
     if self_requeues > limits.max_exit75:
         detail = f"{detail} ({SELF_REQUEUE} {self_requeues} times; limit {limits.max_exit75})"
         return Verdict(JobState.FAILED, detail, in_a_row=k)

@@ -241,7 +241,10 @@ class RunBooks:
             # A preemption spends no retry, but a run that kept work (a periodic checkpoint,
             # or one written on the signal) ends a run of failures, as judge_exit's would.
             job.failures_in_a_row = failures_in_a_row(
-                job.failures_in_a_row, job.run_start_s, self._last_checkpoint_s(job, saved_f)
+                job.failures_in_a_row,
+                job.run_start_s,
+                self._last_checkpoint_s(job, saved_f),
+                self.now,
             )
         self._power_stop(job, elapsed)
         self._account_stop(
@@ -352,6 +355,7 @@ class RunBooks:
             "failed", cause.name, cancel_requested=False, self_requeues=0,
             failures=job.failures_in_a_row, limits=self.retry_limits, blame=blame,
             run_start_s=job.run_start_s, last_checkpoint_s=self._last_checkpoint_s(job, saved_f),
+            run_end_s=self.now,
         )  # fmt: skip
         job.failures += v.count_failure
         job.failures_in_a_row = v.in_a_row
@@ -364,16 +368,17 @@ class RunBooks:
         job.interruptions += 1
         return placement
 
-    @staticmethod
-    def _last_checkpoint_s(job: Job, kept_f: float) -> float | None:
+    def _last_checkpoint_s(self, job: Job, kept_f: float) -> float | None:
         """When the running job's last checkpoint of this run was written, None if it kept
         nothing (`kept_f`, the compute its checkpoints saved). Checkpoints are analytic, so
         this is the earliest it can have been: after the restart overhead and the compute it
-        saved, on the run's own clock, which never runs ahead of the wall clock. It is later
-        than the run's start exactly when the run kept work, which is all judge_exit asks."""
+        saved, on the run's own clock, which never runs ahead of the wall clock (nor past
+        now, which a rounding of the sum must not undo: judge_exit takes a checkpoint after
+        the run's end for none). It is later than the run's start exactly when the run kept
+        work, which is all judge_exit asks."""
         if kept_f <= 0:
             return None
-        return job.run_start_s + job.run_overhead_s + kept_f
+        return min(job.run_start_s + job.run_overhead_s + kept_f, self.now)
 
     def _retry(self, job: Job, run: int) -> None:
         """A failed job's retry backoff is over: it queues again."""

@@ -277,9 +277,8 @@ class Twin(RunBooks):
             self.metrics.peak(self._facility_w)
             self._power_dirty = False
         st = self.state
-        self.metrics.advance(
-            t, sum(st.busy_gpus), sum(st.up_gpus), len(self.pending), self._facility_w
-        )
+        waiting = len(self.pending) + len(self.waiting)  # a retry's backoff is a wait too
+        self.metrics.advance(t, sum(st.busy_gpus), sum(st.up_gpus), waiting, self._facility_w)
         self.now = t
 
     # ---- handlers ---------------------------------------------------------------------------

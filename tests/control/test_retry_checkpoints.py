@@ -1,0 +1,77 @@
+"""A checkpoint resets a job's failures in a row only when it falls inside the run judged
+(drive/runs.py kept_work): one stamped after the run's end (an API report's `checkpoint_at`
+may be up to 1e11, a metrics line up to FUTURE_SLACK_S ahead) stays the newest checkpoint known
+and reset the count at every later failure, a job retried without end. On a fake clock, fake
+executor (max_retries 1, no backoff: tests/control/helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clienv import CliEnv
+from fakeclock import FakeClock
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliEnv]:
+    clock = FakeClock()
+    e = CliEnv(db_url, tmp_path, monkeypatch, slots=1, clock=clock)
+    e.clock = clock  # type: ignore[attr-defined]
+    yield e
+    e.close()
+
+
+def _submit(env: CliEnv) -> int:
+    code, out, err = env.run("submit", "--parsable", "--duration-s", "600", "--", "sleep", "1")
+    assert code == 0, err
+    return int(out)
+
+
+def test_a_checkpoint_stamped_in_the_future_does_not_reset_the_count(env: CliEnv) -> None:
+    jid = _submit(env)
+    env.svc.loop.tick()
+    assert env.state(jid) == "running"
+    # The team's tooling reports a checkpoint far in the future: within the API's bounds.
+    r = env.client.post(
+        f"/v1/jobs/{jid}/progress", json={"attempt": 1, "step": 5, "checkpoint_at": 9.9e10}
+    )
+    assert r.status_code == 202, r.text
+    for _ in range(4):
+        env.clock.advance(10)  # type: ignore[attr-defined]
+        env.ex.finish(jid, "failed", 1)
+        env.svc.loop.tick()
+        if env.state(jid) == "failed":
+            break
+        env.svc.loop.tick()
+        assert env.state(jid) == "running"
+    got = env.admin.get(f"/v1/jobs/{jid}").json()
+    reasons = [h["reason"] for h in got["history"] if h["dst"] == "requeued"]
+    # Attempt 1 kept nothing the report can prove (its checkpoint is after its end): retry 1
+    # of 1, and attempt 2's failure is the second in a row. Before, each was retry 1 again.
+    assert [r.split(";")[0] for r in reasons] == ["retry 1 of 1"]
+    assert (got["state"], got["attempt"], got["failures"]) == ("failed", 2, 2)
+
+
+def test_a_checkpoint_within_the_run_still_resets_the_count(env: CliEnv) -> None:
+    """The reset the bound must keep: a report of a checkpoint written during the run."""
+    jid = _submit(env)
+    env.svc.loop.tick()
+    for attempt in (1, 2, 3):
+        env.clock.advance(10)  # type: ignore[attr-defined]
+        at = env.clock.time()  # type: ignore[attr-defined]
+        r = env.client.post(
+            f"/v1/jobs/{jid}/progress",
+            json={"attempt": attempt, "step": attempt, "checkpoint_at": at},
+        )
+        assert r.status_code == 202, r.text
+        env.clock.advance(10)  # type: ignore[attr-defined]
+        env.ex.finish(jid, "failed", 1)
+        env.svc.loop.tick()
+        env.svc.loop.tick()
+        assert env.state(jid) == "running"
+    got = env.admin.get(f"/v1/jobs/{jid}").json()
+    reasons = [h["reason"] for h in got["history"] if h["dst"] == "requeued"]
+    assert [r.split(";")[0] for r in reasons] == ["retry 1 of 1"] * 3
+    assert (got["attempt"], got["failures"]) == (4, 3)
