@@ -220,7 +220,9 @@ def first_violation(
     it never does: the search's question, answered by dispatch's recurrence for the state of
     charge and the grid alone (the same operations in the same order, so the same doubles and
     the same answer), without the energy sums and the per-step records that only the answer's
-    report reads. tests/power/test_battery_search.py holds it to `dispatch`."""
+    report reads. The recurrence is written twice on purpose: it runs 259,200 steps per probe,
+    and a flag tested inside `dispatch`'s loop would cost every probe what this saves (bench/
+    RESULTS.md section 93); tests/power/test_battery_stop.py holds the two equal."""
     if len(load_mw) == 0:
         return -1
     eta = math.sqrt(battery.efficiency)
