@@ -60,8 +60,10 @@ def test_training_progress_and_a_preemption_record(server: LiveServer) -> None:
 
     def progress(attempt: int) -> dict[str, Any] | None:
         p = c.get(f"/v1/jobs/{low}").json()["progress"]
+        # A loss too: on a slow machine the first checkpoint by time (1 s) can be read before
+        # the first loss line (every 2 steps), and the record then holds no loss yet.
         ok = p and p["attempt"] == attempt and p["step"] and p["checkpoint_at"]
-        return p if ok else None
+        return p if ok and p["loss"] is not None else None
 
     # Checkpoints every second by time alone (never by its 100,000-step count).
     p1 = wait_for(lambda: progress(1), "attempt 1 to report a step and a checkpoint")
