@@ -231,12 +231,23 @@ def _stock(b: Built, relax: str = "") -> None:
     The end of life was subtracted from n itself: a block retired early left again at its end
     of life, so a start fleet the site could not power had to keep as many blocks as would
     expire in the horizon (cortex-2024 at 50 months of age on 40 MW kept 180 of 390 blocks
-    past the power, hall and swing limits, and bought 210 more to be retired at month 10)."""
+    past the power, hall and swing limits, and bought 210 more to be retired at month 10).
+
+    Only the start fleet may leave before its end of life: n >= alive - the start fleet
+    still alive. Capital is charged for the part of a block's life inside the horizon, which
+    keeps the rest of its value at the horizon's end; a block bought and retired early loses
+    that rest, and the model has no resale price to net against it (no sourced figure for used
+    accelerators, none at all for in-house silicon), so it scored the loss as free: the
+    example bought 254 Dojo cabinets by month 18 and retired 102 of them at months 28-30 for
+    GB200 power. With the whole horizon in view, a planner does not buy what it will throw
+    away within its life. The start fleet's capital is sunk (not charged), so retiring it for
+    power, halls or newer hardware is a real choice, and the report lists it."""
     inp, m = b.inp, b.model
     for k in inp.skus:
         for s in inp.sites:
             init = inp.initial.get((k.name, s.name), 0)
             key = (k.name, s.name)
+            bought = False  # a block bought in the plan has arrived by month t
             for t in range(inp.months):
                 alive_var = m.var(f"alive[{t},{k.name},{s.name}]")
                 b.alive[(t, *key)] = alive_var
@@ -249,6 +260,7 @@ def _stock(b: Built, relax: str = "") -> None:
                 if j is not None:
                     terms[j] = -1.0
                     life[j] = -1.0
+                    bought = True
                 j = b.order.get((t - k.lead_months - k.life_months, *key))
                 if j is not None:
                     life[j] = 1.0
@@ -257,7 +269,11 @@ def _stock(b: Built, relax: str = "") -> None:
                 first = alive if t == 0 else 0.0  # the start fleet enters once, at month 0
                 m.row(terms, first, first, f"stock[{t},{k.name},{s.name}]")
                 m.row(life, alive - before, alive - before, f"alive[{t},{k.name},{s.name}]")
-                m.row({b.n[(t, *key)]: 1.0, alive_var: -1.0}, ub=0.0, name=f"life[{t},{k.name}]")
+                # At most the blocks within their life; once the plan's own blocks have
+                # arrived, at least those (only the start fleet may leave early, see above).
+                keep = -alive if bought else -INF
+                life_row = {b.n[(t, *key)]: 1.0, alive_var: -1.0}
+                m.row(life_row, lb=keep, ub=0.0, name=f"life[{t},{k.name}]")
                 ja = b.air.get((t, k.name, s.name))
                 if ja is not None:
                     m.row({ja: 1.0, b.n[(t, k.name, s.name)]: -1.0}, ub=0.0)

@@ -174,8 +174,9 @@ def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
 
 
 def retirement_lines(res: PlanResult) -> list[str]:
-    """Early retirements by month and site: the model retires a block only for a reason (a
-    tie-break cost): a limit it would break, or energy it would cost for no value."""
+    """Early retirements by month and site: only the start fleet's (blocks bought in the plan
+    stay to their end of life, model._stock), and only for a reason (a tie-break cost): a
+    limit it would break, or power, halls or cash that newer blocks use better."""
     by: dict[tuple[int, str, str], list[str]] = {}
     for r in res.retirements:
         key = (r["month"], r["label"], r["site"])
@@ -183,8 +184,8 @@ def retirement_lines(res: PlanResult) -> list[str]:
     return [
         f"month {t} ({label}) at {site}: "
         + ", ".join(what)
-        + " (kept, they would break a limit: power, halls, swing or cash;"
-        + " or cost more than they give)"
+        + " of the start fleet (kept, they would break a limit: power, halls, swing or"
+        + " cash; or hold power, halls or cash that newer blocks use better)"
         for (t, label, site), what in sorted(by.items())
     ]
 
