@@ -64,3 +64,30 @@ def test_blocks_bought_in_the_plan_stay_to_their_end_of_life(tmp_path: Path) -> 
     for o in res.orders:
         bought[o["sku"]] = bought.get(o["sku"], 0) + o["blocks"]
     assert bought and all(res.months[-1]["blocks"][k] == n for k, n in bought.items())
+
+
+def test_a_scenario_parks_first_stage_deliveries_its_power_cannot_hold(tmp_path: Path) -> None:
+    # The toy's 700 H100e by month 3, on a grid of 0.1 MW until month 2 and 100 MW after; the
+    # scenario delays the grid 3 months, after the first 6 months of orders are fixed. The
+    # delivered blocks cannot be powered until month 5: they are parked (named, as few block-
+    # months as the limit needs), not kept against the power limit, and the recourse buys
+    # nothing it then retires. The base plan itself retires nothing.
+    from cortex.planner.model import first_stage
+    from cortex.planner.scenarios import apply_scenario
+    from cortex.planner.spec import Scenario
+
+    data = copy.deepcopy(TOY)
+    data["sites"][0]["power_ramp"] = [{"month": 0, "grid_mw": 0.1}, {"month": 2, "grid_mw": 100}]
+    data["first_stage_months"] = 6
+    inp = _load(tmp_path, data)
+    base = solve(inp)
+    assert base.retirements == [] and base.violations == []
+    assert base.built is not None and base.x is not None
+    fixed = first_stage(base.built, base.x, 6)
+    late = apply_scenario(inp, Scenario(name="grid-late", probability=1.0, grid_delay_months=3))
+    res = solve(late, fixed=fixed, diagnose=False)
+    parked = [v for v in res.violations if v.startswith("park (a/")]
+    assert parked, res.violations
+    assert not [v for v in res.violations if v.startswith(("power ", "swing ", "halls "))]
+    same = solve(inp, fixed=fixed, diagnose=False)  # no surprise: nothing parked
+    assert not [v for v in same.violations if v.startswith("park")]

@@ -23,6 +23,11 @@ HARD_PENALTY = {"power": 1e3, "swing": 1e3, "halls": 1e3, "supply": 1e3, "cash":
 # an H100e ~$0.05M), below the hard limits.
 RETIRE_TIE_BREAK = 1e-4  # $M per block retired
 SOFT_PENALTY = {"power_target": 2e2, "compute": 1.0, "flagship": 1.0}
+# $M per H100e-month of a scenario's first-stage deliveries kept out of service ("park", see
+# _stock), solved with the hard limits (solve._solve_lexicographic): a scenario parks blocks
+# when a limit or a target needs it, the least compute first (at a flat price per block it
+# parked the GB300s, the fewest blocks per MW), never for a better mix.
+PARK_PER_H100E = 1e-3
 
 
 @dataclass
@@ -108,7 +113,7 @@ def build(inp: Inputs, fixed: Fixed | None = None, relax_family: str = "") -> Bu
     b = Built(inp, Model(maximize=maximize), hard=hard_penalties(inp))
     sign = -1.0 if maximize else 1.0  # costs and penalties lower a maximized objective
     _decisions(b, sign, relax_family)
-    _stock(b, relax_family)
+    _stock(b, relax_family, fixed or {})
     _cash(b, relax_family)
     _facilities(b, sign, relax_family)
     _targets(b, sign)
@@ -221,7 +226,7 @@ def _decisions(b: Built, sign: float, relax: str = "") -> None:
             b.e_turb[(t, s.name)] = m.var(f"e_turb[{t},{s.name}]", 0, INF, sign * d * fuel)
 
 
-def _stock(b: Built, relax: str = "") -> None:
+def _stock(b: Built, relax: str = "", fixed: Fixed | None = None) -> None:
     """Blocks in service n[t] = n[t-1] + arrivals - retirements, at most the blocks still
     within their life, alive[t] = alive[t-1] + arrivals - arrivals that reach their life (the
     initial fleet leaving at its end of life). A retirement is early or at the end of life,
@@ -241,7 +246,12 @@ def _stock(b: Built, relax: str = "") -> None:
     example bought 254 Dojo cabinets by month 18 and retired 102 of them at months 28-30 for
     GB200 power. With the whole horizon in view, a planner does not buy what it will throw
     away within its life. The start fleet's capital is sunk (not charged), so retiring it for
-    power, halls or newer hardware is a real choice, and the report lists it."""
+    power, halls or newer hardware is a real choice, and the report lists it. In a scenario's
+    recourse, the `fixed` first-stage orders' blocks may leave early too, at a "park" penalty
+    per block-month: the scenario is a surprise those orders did not see, and a delivered
+    block its power cannot hold is parked (a violation line names it) rather than reported as
+    broken power; the blocks the recourse itself buys stay (with no rule for them, the base
+    scenario retired 236 blocks; with a free park, 58 of the first stage's)."""
     inp, m = b.inp, b.model
     for k in inp.skus:
         for s in inp.sites:
@@ -271,9 +281,14 @@ def _stock(b: Built, relax: str = "") -> None:
                 m.row(life, alive - before, alive - before, f"alive[{t},{k.name},{s.name}]")
                 # At most the blocks within their life; once the plan's own blocks have
                 # arrived, at least those (only the start fleet may leave early, see above).
-                keep = -alive if bought else -INF
+                least = -alive if bought else -INF
                 life_row = {b.n[(t, *key)]: 1.0, alive_var: -1.0}
-                m.row(life_row, lb=keep, ub=0.0, name=f"life[{t},{k.name}]")
+                parkable = _fixed_alive(k, s.name, t, fixed) if bought else 0.0
+                if parkable > 0:
+                    j = _slack(b, "park", t, f"{s.name}/{k.name}", relax, PARK_PER_H100E * k.h100e)
+                    m.ub[j] = parkable
+                    life_row[j] = 1.0
+                m.row(life_row, lb=least, ub=0.0, name=f"life[{t},{k.name}]")
                 ja = b.air.get((t, k.name, s.name))
                 if ja is not None:
                     m.row({ja: 1.0, b.n[(t, k.name, s.name)]: -1.0}, ub=0.0)
@@ -284,6 +299,16 @@ def _stock(b: Built, relax: str = "") -> None:
                 terms[sl] = -1.0
                 m.row(terms, ub=float(k.supply_per_month), name=f"supply[{t},{k.name}]")
                 m.caps.append(({j: 1.0 for j in terms if j != sl}, float(k.supply_per_month)))
+
+
+def _fixed_alive(k: Sku, site: str, t: int, fixed: Fixed | None) -> float:
+    """Blocks of fixed (first-stage) orders of SKU k at the site within their life in month t."""
+    total = 0.0
+    for (fam, key), v in (fixed or {}).items():
+        if fam == "order" and key[1] == k.name and key[2] == site:
+            arrive = key[0] + k.lead_months
+            total += v if arrive <= t < arrive + k.life_months else 0.0
+    return total
 
 
 def _slack(b: Built, family: str, t: int, where: str, relax: str, per_unit: float = 0.0) -> int:

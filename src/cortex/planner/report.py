@@ -214,6 +214,12 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
                 f"{shortfall_text(s['shortfall'])}, "
                 f"goodput {s['goodput_h100e_months']:,.0f} H100e-months, "
                 f"cash ${s['cash_musd']:,.0f}M"
+                + (
+                    f", {s['retired_early_blocks']:,.1f} blocks out of service early "
+                    "(start fleet retired, first-stage deliveries parked)"
+                    if s.get("retired_early_blocks", 0) > 0.05
+                    else ""
+                )
             )
     tw = extra.get("twin")
     if tw:
