@@ -23,6 +23,7 @@ class Solution:
     bound: float  # the dual bound (the LP's own objective when relaxed)
     wall_s: float
     optimal: bool
+    feasible: bool = True  # HiGHS holds a feasible solution (x is one)
 
 
 @cache
@@ -75,6 +76,11 @@ def _relax_and_fix(
 
     def run() -> np.ndarray | None:
         h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            # From the last basis, a re-solve can end "Unknown" (seen on the 60-month bench
+            # once blocks bought had to stay); from scratch it solves.
+            h.clearSolver()
+            h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         return np.asarray(h.getSolution().col_value, dtype=float)
@@ -337,4 +343,5 @@ class Model:
             bound=float(info.mip_dual_bound) if gap else float(info.objective_function_value),
             wall_s=time.perf_counter() - t0,  # with the warm start, not only HiGHS's run
             optimal=status == highspy.HighsModelStatus.kOptimal,
+            feasible=relax or info.primal_solution_status == 2,
         )
