@@ -118,11 +118,14 @@ def _solve_lexicographic(b: Built, abs_gap: float) -> tuple[Solution, str]:
         if not pen:
             continue
         gap = eps * min(pen.values())
-        level = _penalties_only(m, pen)
-        s = level.solve(limit / 2, 1e-4, abs_gap=gap, start=(x, 0.0), windows_abs_gap=gap)
-        status = s.status
-        if s.feasible and _cost(pen, s.x) <= _cost(pen, x) + 1e-9:
-            x = s.x  # else HiGHS lost its start (no feasible plan in time): keep the start
+        if _cost(pen, x) <= gap:  # the start already meets this level (penalties are >= 0)
+            status = "Optimal"
+        else:
+            level = _penalties_only(m, pen)
+            s = level.solve(limit / 2, 1e-4, abs_gap=gap, start=(x, 0.0), windows_abs_gap=gap)
+            status = s.status
+            if s.feasible and _cost(pen, s.x) <= _cost(pen, x) + 1e-9:
+                x = s.x  # else HiGHS lost its start (no feasible plan in time): keep it
         row = {j: p for j, p in pen.items() if j in keep}
         held = _cost(row, x)
         # The plan this level returns meets the row: a tolerance for rounding, not a shortfall.
