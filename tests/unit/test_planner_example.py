@@ -35,6 +35,13 @@ def test_example_checks_against_the_facts() -> None:
     # No physical limit is broken to get there.
     hard = ("power ", "swing ", "halls ", "supply ", "cash ")
     assert not [v for v in res.violations if v.startswith(hard)]
+    # Nothing bought in the plan is retired within its life: only the start fleet may leave
+    # early (the plan bought 254 Dojo cabinets and retired 102 of them at months 28-30).
+    retired: dict[str, float] = {}
+    for r in res.retirements:
+        retired[r["sku"]] = retired.get(r["sku"], 0.0) + r["blocks"]
+    start_blocks = {k: n for (k, _site), n in inp.initial.items()}
+    assert all(n <= start_blocks.get(k, 0) + 1e-6 for k, n in retired.items()), retired
 
 
 def test_cli_writes_json_and_self_contained_html(tmp_path: Path) -> None:

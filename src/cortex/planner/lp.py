@@ -23,6 +23,7 @@ class Solution:
     bound: float  # the dual bound (the LP's own objective when relaxed)
     wall_s: float
     optimal: bool
+    feasible: bool = True  # HiGHS holds a feasible solution (x is one)
 
 
 @cache
@@ -75,6 +76,11 @@ def _relax_and_fix(
 
     def run() -> np.ndarray | None:
         h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            # From the last basis, a re-solve can end "Unknown" (seen on the 60-month bench
+            # once blocks bought had to stay); from scratch it solves.
+            h.clearSolver()
+            h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         return np.asarray(h.getSolution().col_value, dtype=float)
@@ -134,11 +140,19 @@ def _relax_and_fix(
     return None if x is None else (x, lp_bound)
 
 
-def _fix_and_optimize(model: Model, x: np.ndarray, deadline: float, window: int = 6) -> np.ndarray:
+def _fix_and_optimize(
+    model: Model,
+    x: np.ndarray,
+    deadline: float,
+    window: int = 6,
+    abs_gap: float = 0.0,
+    changed_from: np.ndarray | None = None,
+) -> np.ndarray:
     """Improve a start window by window: free the integer columns of `window` months, keep the
     rest at the start's values, solve that small MIP from the start, keep what it finds. The
     rounding of relax-and-fix costs most where cash or power is tight; a window MIP repairs
-    it locally, where the full branch and bound stalls."""
+    it locally, where the full branch and bound stalls. `abs_gap`: each window's absolute gap;
+    `changed_from`: only the windows whose integer columns differ from these values."""
     ints = np.flatnonzero(np.asarray(model.integer))
     months = np.asarray(model.month)[ints]
     last = int(months.max()) if months.size else -1
@@ -147,8 +161,11 @@ def _fix_and_optimize(model: Model, x: np.ndarray, deadline: float, window: int 
         left = deadline - time.perf_counter()
         if left <= 0.2:
             break
+        inside = ints[(months >= w0) & (months < w0 + window)]
+        if changed_from is not None and np.allclose(x[inside], changed_from[inside]):
+            continue
         frozen = ints[(months < w0) | (months >= w0 + window)]
-        h = model.highs(False, min(left, 2.0), 0.001)
+        h = model.highs(False, min(left, 2.0), 0.001, abs_gap)
         vals = np.round(best[frozen])
         h.changeColsBounds(int(frozen.size), frozen.astype(np.int32), vals, vals)
         h.setSolution(model.n_vars, np.arange(model.n_vars, dtype=np.int32), best)
@@ -234,35 +251,47 @@ class Model:
         self,
         time_limit_s: float = 20.0,
         mip_gap: float = 0.005,
+        *,
         relax: bool = False,
         abs_gap: float = 0.0,
+        start: tuple[np.ndarray, float] | None = None,
+        windows_abs_gap: float = 0.0,
+        changed_from: np.ndarray | None = None,
     ) -> Solution:
         """Solve; `relax` drops integrality (the LP relaxation, for fast what-ifs). `abs_gap`
         stops the search once the bound is that close in objective units: a plan's objective
-        (value minus cost) can sit near zero, where a relative gap never closes."""
+        (value minus cost) can sit near zero, where a relative gap never closes. `start`: a
+        start and its LP bound (from `warm_start`) instead of building one here;
+        `windows_abs_gap`: each fix-and-optimize window's absolute gap; `changed_from`: only
+        the windows where the start differs from these values."""
         t0 = time.perf_counter()
-        start: np.ndarray | None = None
-        found: tuple[np.ndarray, float] | None = None
-        lp_bound = float("nan")
-        if not relax and any(self.integer):
+        found = start
+        if found is None and not relax and any(self.integer):
             # The start is what makes the answer good (see _relax_and_fix), so it is not cut at
             # the time limit (only at 5x it, a runaway guard); branch and bound gets the rest,
             # and at least a tenth of the limit.
-            found = _relax_and_fix(self, time_limit_s)
-            if found is not None:
-                start, lp_bound = found
-                # Windows only when the start is further from the LP bound than the gap asked.
-                if abs(lp_bound - float(np.dot(self.cost, start))) > max(abs_gap, 1e-9):
-                    start = _fix_and_optimize(self, start, t0 + 0.7 * time_limit_s)
+            found = self.warm_start(time_limit_s)
+        x0: np.ndarray | None = None
+        lp_bound = float("nan")
+        if found is not None:
+            x0, lp_bound = found
+            # Windows only when the start is further from the LP bound than the gap asked.
+            if abs(lp_bound - float(np.dot(self.cost, x0))) > max(abs_gap, 1e-9):
+                deadline = t0 + 0.7 * time_limit_s
+                x0 = _fix_and_optimize(self, x0, deadline, 6, windows_abs_gap, changed_from)
         left = max(time_limit_s - (time.perf_counter() - t0), 0.1 * time_limit_s)
         h = self.highs(relax, left, mip_gap, abs_gap)
-        if start is not None:
-            h.setSolution(self.n_vars, np.arange(self.n_vars, dtype=np.int32), start)
+        if x0 is not None:
+            h.setSolution(self.n_vars, np.arange(self.n_vars, dtype=np.int32), x0)
         h.run()
         sol = self._read(h, relax, t0)
         if found is not None and not np.isfinite(sol.bound):
             sol.bound = lp_bound  # branch and bound ran too briefly to report its own
         return sol
+
+    def warm_start(self, time_limit_s: float) -> tuple[np.ndarray, float] | None:
+        """The relax-and-fix start for this objective and its LP bound (None: no start)."""
+        return _relax_and_fix(self, time_limit_s)
 
     def highs(
         self, relax: bool, time_limit_s: float, mip_gap: float = 0.01, abs_gap: float = 0.0
@@ -314,4 +343,5 @@ class Model:
             bound=float(info.mip_dual_bound) if gap else float(info.objective_function_value),
             wall_s=time.perf_counter() - t0,  # with the warm start, not only HiGHS's run
             optimal=status == highspy.HighsModelStatus.kOptimal,
+            feasible=relax or info.primal_solution_status == 2,
         )

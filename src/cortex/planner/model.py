@@ -23,6 +23,11 @@ HARD_PENALTY = {"power": 1e3, "swing": 1e3, "halls": 1e3, "supply": 1e3, "cash":
 # an H100e ~$0.05M), below the hard limits.
 RETIRE_TIE_BREAK = 1e-4  # $M per block retired
 SOFT_PENALTY = {"power_target": 2e2, "compute": 1.0, "flagship": 1.0}
+# $M per H100e-month of a scenario's first-stage deliveries kept out of service ("park", see
+# _stock), solved with the hard limits (solve._solve_lexicographic): a scenario parks blocks
+# when a limit or a target needs it, the least compute first (at a flat price per block it
+# parked the GB300s, the fewest blocks per MW), never for a better mix.
+PARK_PER_H100E = 1e-3
 
 
 @dataclass
@@ -108,7 +113,7 @@ def build(inp: Inputs, fixed: Fixed | None = None, relax_family: str = "") -> Bu
     b = Built(inp, Model(maximize=maximize), hard=hard_penalties(inp))
     sign = -1.0 if maximize else 1.0  # costs and penalties lower a maximized objective
     _decisions(b, sign, relax_family)
-    _stock(b, relax_family)
+    _stock(b, relax_family, fixed or {})
     _cash(b, relax_family)
     _facilities(b, sign, relax_family)
     _targets(b, sign)
@@ -221,7 +226,7 @@ def _decisions(b: Built, sign: float, relax: str = "") -> None:
             b.e_turb[(t, s.name)] = m.var(f"e_turb[{t},{s.name}]", 0, INF, sign * d * fuel)
 
 
-def _stock(b: Built, relax: str = "") -> None:
+def _stock(b: Built, relax: str = "", fixed: Fixed | None = None) -> None:
     """Blocks in service n[t] = n[t-1] + arrivals - retirements, at most the blocks still
     within their life, alive[t] = alive[t-1] + arrivals - arrivals that reach their life (the
     initial fleet leaving at its end of life). A retirement is early or at the end of life,
@@ -231,12 +236,28 @@ def _stock(b: Built, relax: str = "") -> None:
     The end of life was subtracted from n itself: a block retired early left again at its end
     of life, so a start fleet the site could not power had to keep as many blocks as would
     expire in the horizon (cortex-2024 at 50 months of age on 40 MW kept 180 of 390 blocks
-    past the power, hall and swing limits, and bought 210 more to be retired at month 10)."""
+    past the power, hall and swing limits, and bought 210 more to be retired at month 10).
+
+    Only the start fleet may leave before its end of life: n >= alive - the start fleet
+    still alive. Capital is charged for the part of a block's life inside the horizon, which
+    keeps the rest of its value at the horizon's end; a block bought and retired early loses
+    that rest, and the model has no resale price to net against it (no sourced figure for used
+    accelerators, none at all for in-house silicon), so it scored the loss as free: the
+    example bought 254 Dojo cabinets by month 18 and retired 102 of them at months 28-30 for
+    GB200 power. With the whole horizon in view, a planner does not buy what it will throw
+    away within its life. The start fleet's capital is sunk (not charged), so retiring it for
+    power, halls or newer hardware is a real choice, and the report lists it. In a scenario's
+    recourse, the `fixed` first-stage orders' blocks may leave early too, at a "park" penalty
+    per block-month: the scenario is a surprise those orders did not see, and a delivered
+    block its power cannot hold is parked (a violation line names it) rather than reported as
+    broken power; the blocks the recourse itself buys stay (with no rule for them, the base
+    scenario retired 236 blocks; with a free park, 58 of the first stage's)."""
     inp, m = b.inp, b.model
     for k in inp.skus:
         for s in inp.sites:
             init = inp.initial.get((k.name, s.name), 0)
             key = (k.name, s.name)
+            bought = False  # a block bought in the plan has arrived by month t
             for t in range(inp.months):
                 alive_var = m.var(f"alive[{t},{k.name},{s.name}]")
                 b.alive[(t, *key)] = alive_var
@@ -249,6 +270,7 @@ def _stock(b: Built, relax: str = "") -> None:
                 if j is not None:
                     terms[j] = -1.0
                     life[j] = -1.0
+                    bought = True
                 j = b.order.get((t - k.lead_months - k.life_months, *key))
                 if j is not None:
                     life[j] = 1.0
@@ -257,7 +279,16 @@ def _stock(b: Built, relax: str = "") -> None:
                 first = alive if t == 0 else 0.0  # the start fleet enters once, at month 0
                 m.row(terms, first, first, f"stock[{t},{k.name},{s.name}]")
                 m.row(life, alive - before, alive - before, f"alive[{t},{k.name},{s.name}]")
-                m.row({b.n[(t, *key)]: 1.0, alive_var: -1.0}, ub=0.0, name=f"life[{t},{k.name}]")
+                # At most the blocks within their life; once the plan's own blocks have
+                # arrived, at least those (only the start fleet may leave early, see above).
+                least = -alive if bought else -INF
+                life_row = {b.n[(t, *key)]: 1.0, alive_var: -1.0}
+                parkable = _fixed_alive(k, s.name, t, fixed) if bought else 0.0
+                if parkable > 0:
+                    j = _slack(b, "park", t, f"{s.name}/{k.name}", relax, PARK_PER_H100E * k.h100e)
+                    m.ub[j] = parkable
+                    life_row[j] = 1.0
+                m.row(life_row, lb=least, ub=0.0, name=f"life[{t},{k.name}]")
                 ja = b.air.get((t, k.name, s.name))
                 if ja is not None:
                     m.row({ja: 1.0, b.n[(t, k.name, s.name)]: -1.0}, ub=0.0)
@@ -268,6 +299,16 @@ def _stock(b: Built, relax: str = "") -> None:
                 terms[sl] = -1.0
                 m.row(terms, ub=float(k.supply_per_month), name=f"supply[{t},{k.name}]")
                 m.caps.append(({j: 1.0 for j in terms if j != sl}, float(k.supply_per_month)))
+
+
+def _fixed_alive(k: Sku, site: str, t: int, fixed: Fixed | None) -> float:
+    """Blocks of fixed (first-stage) orders of SKU k at the site within their life in month t."""
+    total = 0.0
+    for (fam, key), v in (fixed or {}).items():
+        if fam == "order" and key[1] == k.name and key[2] == site:
+            arrive = key[0] + k.lead_months
+            total += v if arrive <= t < arrive + k.life_months else 0.0
+    return total
 
 
 def _slack(b: Built, family: str, t: int, where: str, relax: str, per_unit: float = 0.0) -> int:

@@ -174,8 +174,9 @@ def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
 
 
 def retirement_lines(res: PlanResult) -> list[str]:
-    """Early retirements by month and site: the model retires a block only for a reason (a
-    tie-break cost): a limit it would break, or energy it would cost for no value."""
+    """Early retirements by month and site: only the start fleet's (blocks bought in the plan
+    stay to their end of life, model._stock), and only for a reason (a tie-break cost): a
+    limit it would break, or power, halls or cash that newer blocks use better."""
     by: dict[tuple[int, str, str], list[str]] = {}
     for r in res.retirements:
         key = (r["month"], r["label"], r["site"])
@@ -183,8 +184,8 @@ def retirement_lines(res: PlanResult) -> list[str]:
     return [
         f"month {t} ({label}) at {site}: "
         + ", ".join(what)
-        + " (kept, they would break a limit: power, halls, swing or cash;"
-        + " or cost more than they give)"
+        + " of the start fleet (kept, they would break a limit: power, halls, swing or"
+        + " cash; or hold power, halls or cash that newer blocks use better)"
         for (t, label, site), what in sorted(by.items())
     ]
 
@@ -213,6 +214,12 @@ def _extra_lines(extra: dict[str, Any]) -> list[str]:
                 f"{shortfall_text(s['shortfall'])}, "
                 f"goodput {s['goodput_h100e_months']:,.0f} H100e-months, "
                 f"cash ${s['cash_musd']:,.0f}M"
+                + (
+                    f", {s['retired_early_blocks']:,.1f} blocks out of service early "
+                    "(start fleet retired, first-stage deliveries parked)"
+                    if s.get("retired_early_blocks", 0) > 0.05
+                    else ""
+                )
             )
     tw = extra.get("twin")
     if tw:

@@ -67,6 +67,9 @@ def summary(res: PlanResult) -> dict[str, Any]:
         "facility_mw_by_month": [m["facility_mw"] for m in res.months],
         "target_shortfall": res.totals["target_shortfall"],
         "violations": res.violations,
+        # Blocks the scenario takes out of service early (first-stage deliveries its power,
+        # halls or cash cannot hold are parked; in the base plan only the start fleet leaves).
+        "retired_early_blocks": round(sum(r["blocks"] for r in res.retirements), 3),
         "wall_s": res.wall_s,
     }
 
