@@ -204,8 +204,13 @@ class RecoveryMixin:
             evictions = store.evictions_by_job(s)
             gates = store_gates.gated(s)  # parked again, not queued (loop_gates.py)
             self.park_rows(gates, {})  # every time limit noted, running jobs' included
+            progress = getattr(self, "progress", None)
             for row in store.unfinished_jobs(s):
                 row.seen = True
+                if progress is not None and row.checkpoint_reported_at is not None:
+                    # An API report of a checkpoint (memory) before the restart: judge_exit
+                    # still sees that the running attempt kept work.
+                    progress.restore(row.id, row.checkpoint_reported_at)
                 job = self.mem_job(row)
                 job.evictions = evictions.get(row.id, 0)
                 reason = self._resolve(job)
