@@ -220,6 +220,7 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
     (rec,) = got
     assert (rec.job_id, rec.attempt, rec.outcome) == (7, 2, "failed")
     assert rec.detail.startswith(f"Ray head lost (cannot connect to {ex.address}")
+    assert rec.cluster_lost  # blamed on the cluster: no retry spent (drive/runs.py judge_exit)
     assert not ex.connected and ex._gangs == {}
     assert sorted(ex.node_changes()) == [("n1", False), ("n2", False)]
     assert ex.poll() == []  # reported once

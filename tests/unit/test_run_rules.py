@@ -100,6 +100,7 @@ def test_retry_backoff_doubles_and_caps() -> None:
 
 
 NODE = runs.NODE_FAILURE_REQUEUE
+CLUSTER = runs.CLUSTER_FAILURE_REQUEUE
 LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3)
 
 
@@ -121,6 +122,10 @@ LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3
         ("failed", {"blame": "node"}, JobState.FAILED, runs.NODE_FAILURE_REQUEUE, 0.0),
         ("failed", {"failures": 2, "blame": "node"}, JobState.FAILED, NODE, 0.0),
         ("failed", {"blame": "node", "cancel_requested": True}, JobState.CANCELLED, None, 0.0),
+        # The executor's cluster lost the run (the Ray head): the same, naming no node.
+        ("failed", {"blame": "cluster"}, JobState.FAILED, runs.CLUSTER_FAILURE_REQUEUE, 0.0),
+        ("failed", {"failures": 2, "blame": "cluster"}, JobState.FAILED, CLUSTER, 0.0),
+        ("failed", {"blame": "cluster", "cancel_requested": True}, JobState.CANCELLED, None, 0),
     ],
 )
 def test_judging_a_runs_end(
@@ -164,8 +169,8 @@ def test_a_run_that_kept_work_resets_the_failures_in_a_row_before_it_is_judged()
     # Unknown start: nothing proves progress.
     v = runs.judge_exit("failed", "d", limits=LIMITS, last_checkpoint_s=1e9, **args)
     assert v.final
-    # A run blamed on a node, or preempted, spends none but its progress still resets it.
-    for outcome, blame in (("failed", "node"), ("preempted", "job")):
+    # A run blamed on a node or the cluster, or preempted, spends none but its progress still resets it.
+    for outcome, blame in (("failed", "node"), ("failed", "cluster"), ("preempted", "job")):
         a = {**args, "blame": blame}
         v = runs.judge_exit(
             outcome, "d", limits=LIMITS, run_start_s=0.0, last_checkpoint_s=1.0, **a

@@ -18,10 +18,12 @@ from cortex.workload.job import Job
 from cortex.workload.states import PENDING, TERMINAL, JobState
 
 Driver = Literal["twin", "control"]
-# Whom a failed run is blamed on: a node (lost, or named by the executor: infrastructure) or the
-# job itself (its own code, its software stack). judge_exit charges only the job's own failures.
-Blame = Literal["node", "job"]
+# Whom a failed run is blamed on: a node (lost, or named by the executor: infrastructure), the
+# executor's cluster as a whole (the Ray head lost: infrastructure naming no node) or the job
+# itself (its own code, its software stack). judge_exit charges only the job's own failures.
+Blame = Literal["node", "cluster", "job"]
 NODE_FAILURE_REQUEUE = "requeued after a node failure (no retry spent)"
+CLUSTER_FAILURE_REQUEUE = "requeued after a cluster failure (no retry spent)"
 # The bound on max_retries, for CORTEX_MAX_RETRIES and `cortex sim --max-retries` alike.
 MAX_RETRIES_LIMIT = 1000
 
@@ -246,7 +248,10 @@ def judge_exit(
 
     A failed run blamed on a node (`blame` "node": the node was lost, or the executor named
     it) is requeued at once and spends no retry: the job did nothing wrong, and a node that
-    keeps failing is drained by node health, not charged to the jobs it ran. Kubernetes does
+    keeps failing is drained by node health, not charged to the jobs it ran. A run the
+    executor's cluster lost as a whole (`blame` "cluster": the Ray head gone, and every gang
+    with it) is requeued the same way, naming no node and striking none: infrastructure, not
+    the job, whose retries would otherwise go one per outage. Kubernetes does
     the same with a Job's podFailurePolicy rule `action: Ignore` on the DisruptionTarget pod
     condition: "the counter towards the .backoffLimit is not incremented and a replacement pod
     is created" (the batch/v1 PodFailurePolicyRule API reference;
@@ -275,6 +280,8 @@ def judge_exit(
         return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True, in_a_row=k)
     if blame == "node":
         return Verdict(JobState.FAILED, detail, NODE_FAILURE_REQUEUE, in_a_row=k)
+    if blame == "cluster":
+        return Verdict(JobState.FAILED, detail, CLUSTER_FAILURE_REQUEUE, in_a_row=k)
     n = k + 1
     if n <= limits.max_retries:
         delay = retry_backoff_s(n, limits.base_s, limits.max_s)
