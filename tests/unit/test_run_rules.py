@@ -229,3 +229,26 @@ def test_a_checkpoint_stamped_after_the_runs_end_is_no_progress() -> None:
     assert runs.failures_in_a_row(5, 10.0, 11.0, 12.0) == 0
     assert runs.failures_in_a_row(5, 10.0, 13.0, 12.0) == 5
     assert not runs.kept_work(10.0, 13.0, 12.0) and runs.kept_work(10.0, 13.0)
+
+
+@pytest.mark.parametrize(
+    ("why", "delay_s", "reason", "read_back"),
+    [
+        ("retry 1 of 2", 1.0, "retry 1 of 2; retry in 1 s", 1.0),
+        ("retry 2 of 2", 300.0, "retry 2 of 2; retry in 300 s", 300.0),
+        ("retry 1 of 2", 0.25, "retry 1 of 2; retry in 0.25 s", 0.25),
+        (runs.NODE_FAILURE_REQUEUE, 0.0, runs.NODE_FAILURE_REQUEUE, None),  # at once: no delay
+    ],
+)
+def test_a_requeues_reason_names_its_delay_in_one_wording_read_back_by_recovery(
+    why: str, delay_s: float, reason: str, read_back: float | None
+) -> None:
+    """Both drivers record a requeue with requeue_reason; the control plane's recovery reads
+    the delay back with retry_delay_s (a restart does not cut it short)."""
+    assert runs.requeue_reason(why, delay_s) == reason
+    assert runs.retry_delay_s(reason) == read_back
+
+
+@pytest.mark.parametrize("reason", ["", "retry in 5 s", "x; retry in s", "x; retry in 1e+- s"])
+def test_a_reason_naming_no_delay_reads_as_none(reason: str) -> None:
+    assert runs.retry_delay_s(reason) is None

@@ -106,9 +106,7 @@ class ExitsMixin:
         self, s: Session, row: m.Job, job: Job | None, reason: str, now: float, delay_s: float = 0
     ) -> None:
         """Back to the queue; with a delay, the job waits it out before it is scheduled."""
-        if delay_s > 0:
-            reason = f"{reason}; retry in {delay_s:g} s"
-        store.move(s, row, JobState.REQUEUED, reason, now)
+        store.move(s, row, JobState.REQUEUED, runs.requeue_reason(reason, delay_s), now)
         row.stopping = None
         if job is not None:
             job.state = JobState.REQUEUED

@@ -8,6 +8,7 @@ for both drivers; where the twin and the control plane differ they are two named
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -135,6 +136,28 @@ def preempt_backoff(
     if retry_by_s is not None:
         job.next_preempt_try_s = min(job.next_preempt_try_s, retry_by_s)
     return job.next_preempt_try_s
+
+
+# How a requeue's reason says its delay, for users and for the control plane's recovery (which
+# reads it back from the job's last transition, so a restart does not cut the delay short).
+_RETRY_IN = re.compile(r"; retry in ([0-9][0-9.e+-]*) s$")
+
+
+def requeue_reason(why: str, delay_s: float) -> str:
+    """The reason a requeue is recorded with, in both drivers: the verdict's (`Verdict.requeue`)
+    and, when the job waits a delay first, "; retry in X s"."""
+    return f"{why}; retry in {delay_s:g} s" if delay_s > 0 else why
+
+
+def retry_delay_s(reason: str) -> float | None:
+    """The delay a requeue's reason names (`requeue_reason`), or None if it names none."""
+    found = _RETRY_IN.search(reason)
+    if found is None:
+        return None
+    try:
+        return float(found.group(1))
+    except ValueError:  # "1e+-" and the like: the pattern is loose
+        return None
 
 
 def retry_backoff_s(n: int, base_s: float, max_s: float) -> float:

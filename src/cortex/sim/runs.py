@@ -20,6 +20,7 @@ from cortex.drive.runs import (
     RetryLimits,
     failures_in_a_row,
     judge_exit,
+    requeue_reason,
     requeued,
     rules,
 )
@@ -263,7 +264,7 @@ class RunBooks:
             job.end_s = self.now
             self.failed.append(job)
             return alloc.placement, hold
-        job.move(JobState.REQUEUED, self.now, requeue_why)
+        job.move(JobState.REQUEUED, self.now, requeue_reason(requeue_why, requeue_in_s))
         job.owed_overhead_s = owed_s
         requeued(job)
         if requeue_in_s > 0:
