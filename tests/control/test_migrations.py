@@ -120,8 +120,10 @@ def test_0011_gives_a_job_in_flight_its_self_requeues_so_far_as_its_count_in_a_r
         db.upgrade(db_url)
         with engine.connect() as conn:
             got = conn.execute(
-                text("SELECT id, self_requeues_in_a_row, checkpoint_reported_at FROM jobs"
-                     " ORDER BY id")  # fmt: skip
+                text(
+                    "SELECT id, self_requeues_in_a_row, checkpoint_reported_at FROM jobs"
+                    " ORDER BY id"
+                )
             ).all()
     finally:
         engine.dispose()

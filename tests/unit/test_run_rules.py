@@ -121,7 +121,7 @@ LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3
         ("preempted", {**U75, "self_requeues": 2}, JobState.PREEMPTED, f"{SELF} (3)", 40.0),
         ("preempted", {**U75, "self_requeues": 3}, JobState.FAILED, None, 0.0),
         # Only an unasked exit 75 counts, and the count before it alone is no verdict.
-        ("preempted", {"self_requeues": 3}, JobState.PREEMPTED, "back to queue after preemption", 0),
+        ("preempted", {"self_requeues": 3}, JobState.PREEMPTED, runs.BACK_AFTER_PREEMPTION, 0),
         # Blamed on a node: requeued at once, however many retries were spent, none spent.
         ("failed", {"blame": "node"}, JobState.FAILED, runs.NODE_FAILURE_REQUEUE, 0.0),
         ("failed", {"failures": 2, "blame": "node"}, JobState.FAILED, NODE, 0.0),
@@ -174,7 +174,7 @@ def test_a_run_that_kept_work_resets_the_failures_in_a_row_before_it_is_judged()
     # Unknown start: nothing proves progress.
     v = runs.judge_exit("failed", "d", limits=LIMITS, last_checkpoint_s=1e9, **args)
     assert v.final
-    # A run blamed on a node or the cluster, or preempted, spends none but its progress still resets it.
+    # A run blamed on a node or the cluster, or preempted, spends none; its progress resets.
     for outcome, blame in (("failed", "node"), ("failed", "cluster"), ("preempted", "job")):
         a = {**args, "blame": blame}
         v = runs.judge_exit(
@@ -264,11 +264,27 @@ def test_self_requeues_are_counted_in_a_row_and_reset_by_a_run_that_kept_work() 
     counted over the job's life); without one it adds to the count, and over the limit (3)
     the job fails for good. A failure or a node's in between neither adds nor resets."""
     a = {"cancel_requested": False, "failures": 0, "blame": "job", "limits": LIMITS}
-    kept = runs.judge_exit("preempted", "d", exit75_unasked=True, self_requeues=3,
-                           run_start_s=10.0, last_checkpoint_s=11.0, run_end_s=20.0, **a)
+    kept = runs.judge_exit(
+        "preempted",
+        "d",
+        exit75_unasked=True,
+        self_requeues=3,
+        run_start_s=10.0,
+        last_checkpoint_s=11.0,
+        run_end_s=20.0,
+        **a,
+    )
     assert (kept.final, kept.requeue, kept.self_requeues) == (False, f"{SELF} (1)", 1)
-    kept_none = runs.judge_exit("preempted", "d", exit75_unasked=True, self_requeues=3,
-                                run_start_s=10.0, last_checkpoint_s=9.0, run_end_s=20.0, **a)
+    kept_none = runs.judge_exit(
+        "preempted",
+        "d",
+        exit75_unasked=True,
+        self_requeues=3,
+        run_start_s=10.0,
+        last_checkpoint_s=9.0,
+        run_end_s=20.0,
+        **a,
+    )
     assert (kept_none.final, kept_none.self_requeues) == (True, 4)
     for outcome, blame in (("failed", "job"), ("failed", "node"), ("completed", "job")):
         v = runs.judge_exit(outcome, "d", self_requeues=2, **{**a, "blame": blame})

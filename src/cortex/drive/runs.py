@@ -24,6 +24,7 @@ Driver = Literal["twin", "control"]
 # itself (its own code, its software stack). judge_exit charges only the job's own failures.
 Blame = Literal["node", "cluster", "job"]
 NODE_FAILURE_REQUEUE = "requeued after a node failure (no retry spent)"
+BACK_AFTER_PREEMPTION = "back to queue after preemption"
 CLUSTER_FAILURE_REQUEUE = "requeued after a cluster failure (no retry spent)"
 # The bound on max_retries, for CORTEX_MAX_RETRIES and `cortex sim --max-retries` alike.
 MAX_RETRIES_LIMIT = 1000
@@ -250,15 +251,16 @@ def judge_exit(
     self_requeues: int = 0,
 ) -> Verdict:
     """Judge a run's end. `failures` is the job's failures IN A ROW WITHOUT PROGRESS before
-    this run (not its total): a run that kept work (its job's last checkpoint, `last_checkpoint_s`, is later
-    than the run's start, `run_start_s`, and no later than its end, `run_end_s`: both drivers
-    pass the moment they judge it) sets that count to 0 before its end is judged, so a
-    failure of the job's own after such a run is retry 1 again (`Verdict.in_a_row` is the
-    count after this run). `exit75_unasked`: the run ended with an exit 75 that no stop
-    request asked for (`unasked_exit75`), a self-requeue; `self_requeues` the job's
-    self-requeues in a row without progress before this run, reset by the same progress
-    (`Verdict.self_requeues` is the count after it). Self-requeues over `max_exit75` fail the
-    job for good, however many ordinary retries are left.
+    this run (not its total): a run that kept work (its job's last checkpoint,
+    `last_checkpoint_s`, is later than the run's start, `run_start_s`, and no later than its
+    end, `run_end_s`: both drivers pass the moment they judge it) sets that count to 0
+    before its end is judged, so a failure of the job's own after such a run is retry 1
+    again (`Verdict.in_a_row` is the count after this run). `exit75_unasked`: the run ended
+    with an exit 75 that no stop request asked for (`unasked_exit75`), a self-requeue;
+    `self_requeues`: the job's self-requeues in a row without progress before this run,
+    reset by the same progress (`Verdict.self_requeues` is the count after it).
+    Self-requeues over `max_exit75` fail the job for good, however many ordinary retries
+    are left.
 
     Why self-requeues in a row too (mend17; they counted over the job's life): an exit 75
     after a checkpoint is the job protocol working, a job yielding with its work saved (to
@@ -313,7 +315,7 @@ def judge_exit(
     if outcome == "completed":
         return Verdict(JobState.COMPLETED, detail, in_a_row=k, self_requeues=s)
     if outcome == "preempted":
-        why, delay = "back to queue after preemption", 0.0
+        why, delay = BACK_AFTER_PREEMPTION, 0.0
         if exit75_unasked:
             delay = retry_backoff_s(s, limits.base_s, limits.max_s)
             why = f"{SELF_REQUEUE} ({s})"
