@@ -111,3 +111,34 @@ def test_estimating_never_changes_the_live_jobs(env: Env) -> None:
     waiting = [j for j in r if j["id"] in ids and j["state"] == "queued"]
     assert waiting and all(j["start_estimate"]["start_s"] is not None for j in waiting)
     assert seen() == before
+
+
+def test_a_job_waiting_out_a_retry_backoff_is_estimated_no_earlier_than_its_end(
+    env: Env,
+) -> None:
+    """A failed job's retry backoff keeps it out of the pending queues; the estimate left it
+    out and gave it none. It now joins the forward run's queues when its backoff ends, as the
+    twin's RETRY event puts it back (sim/runs.py `_retry`)."""
+    env.svc.loop.retry_backoff_base_s = 100.0  # retry 1 of 1 waits 100 s
+    t0 = env.clock.time()
+    x = env.submit(gpus=4, duration_s=600, name="x")
+    env.svc.loop.tick()
+    env.clock.advance(10)
+    env.svc.loop.executor.finish(x, "failed", 1)
+    env.svc.loop.tick()
+    got = env.client.get(f"/v1/jobs/{x}", headers=env.h).json()
+    assert got["state"] == "requeued" and got["reason"].endswith("; retry in 100 s")
+
+    def start() -> dict:
+        r = env.client.get(f"/v1/jobs/{x}/why?start=true", headers=env.h).json()
+        return r["start_estimate"]
+
+    # An empty machine: it starts when its backoff ends (the clock has not moved).
+    est = start()
+    assert est is not None and est["start_s"] == est["low_s"] == est["high_s"] == t0 + 110
+    # A job submitted now takes the slots it left; x starts when that one ends.
+    env.submit(gpus=4, duration_s=1000, name="a")
+    env.svc.loop.tick()
+    est = start()
+    assert est is not None and est["start_s"] == t0 + 1010
+    assert t0 + 110 <= est["low_s"] <= est["start_s"] <= est["high_s"]

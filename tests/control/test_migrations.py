@@ -81,3 +81,50 @@ def test_0010_gives_a_job_in_flight_its_total_as_its_failures_in_a_row(db_url: s
     finally:
         engine.dispose()
     assert tuple(got) == (1, 1)
+
+
+def test_0011_gives_a_job_in_flight_its_self_requeues_so_far_as_its_count_in_a_row(
+    db_url: str,
+) -> None:
+    """Self-requeues were counted over the job's life from its history: a job stored before
+    the upgrade starts with all of them in a row (no more than the old rule allowed), and no
+    reported checkpoint (the reports were memory)."""
+    db.upgrade(db_url, "0010_failures_in_a_row")
+    engine = db.make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, team, name, state, priority_class, gpus, spec, command,"
+                    " env, nprocs, submitted_at, attempt, failures, failures_in_a_row,"
+                    " preemptions, reason, cancel_requested, seen) VALUES (7, 't', 'j',"
+                    " 'requeued', 'normal', 1, '{}', '[]', '{}', 1, 0, 3, 0, 0, 2, '', false,"
+                    " true), (8, 't', 'k', 'queued', 'normal', 1, '{}', '[]', '{}', 1, 0, 0, 0,"
+                    " 0, 0, '', false, true)"
+                )
+            )
+            for i, reason in enumerate(
+                [
+                    "exited 75 without a stop request (1); retry in 1 s",
+                    "back to queue after preemption",
+                    "exited 75 without a stop request (2); retry in 2 s",
+                ]
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO job_transitions (job_id, src, dst, reason, at)"
+                        " VALUES (7, 'preempted', 'requeued', :r, :at)"
+                    ),
+                    {"r": reason, "at": float(i)},
+                )
+        db.upgrade(db_url)
+        with engine.connect() as conn:
+            got = conn.execute(
+                text(
+                    "SELECT id, self_requeues_in_a_row, checkpoint_reported_at FROM jobs"
+                    " ORDER BY id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in got] == [(7, 2, None), (8, 0, None)]

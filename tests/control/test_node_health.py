@@ -180,21 +180,25 @@ def test_a_failure_blamed_on_a_node_spends_no_retry_and_waits_no_backoff(
     db_url: str, tmp_path: Path
 ) -> None:
     """drive/runs.py judge_exit, issue 11: with no retry at all (max_retries 0) and a backoff of
-    100 s, a run lost with its node (one the executor names, one lost) is requeued and
-    relaunched at once, its retries untouched; the job's own failure then ends it for good.
-    Before, every failed run spent a retry: the first node failure failed the job."""
+    100 s, a run lost with its node (one the executor names, one lost) or with the executor's
+    cluster (the Ray head lost: `cluster_lost`) is requeued and relaunched at once, its
+    retries untouched; the job's own failure then ends it for good. Before, every failed run
+    spent a retry: the first node failure failed the job (and, until mend17, a head loss)."""
     env = Env(db_url, tmp_path, max_retries=0)
     env.svc.loop.retry_backoff_base_s = 100.0
     try:
         env.ticks()
         jid = env.submit(8)
         env.ticks(1)
-        for attempt, named in ((1, True), (2, False)):
+        for attempt, how in ((1, "named"), (2, "lost"), (3, "cluster")):
             node = env.ex.launched[-1].nodes[0][0]
             env.ex.alive.clear()
-            rec = FakeExit(jid, attempt, "failed", 1, "" if named else f"node {node} lost: gone")
-            if named:
+            detail = {"named": "", "lost": f"node {node} lost: gone"}.get(how, "Ray head lost")
+            rec = FakeExit(jid, attempt, "failed", 1, detail)
+            if how == "named":
                 rec.node = node  # type: ignore[attr-defined]
+            if how == "cluster":
+                rec.cluster_lost = True  # type: ignore[attr-defined]
             env.ex.exits.append(rec)
             env.ticks(1)  # judged, requeued and launched again in the same tick: no backoff
             got = env.client.get(f"/v1/jobs/{jid}", headers=env.h).json()
@@ -202,7 +206,7 @@ def test_a_failure_blamed_on_a_node_spends_no_retry_and_waits_no_backoff(
         env.ex.finish(jid, "failed", 1)  # the job's own failure: no retry left
         env.ticks(1)
         got = env.client.get(f"/v1/jobs/{jid}", headers=env.h).json()
-        assert (got["state"], got["attempt"], got["failures"]) == ("failed", 3, 1)
+        assert (got["state"], got["attempt"], got["failures"]) == ("failed", 4, 1)
     finally:
         env.svc.close()
 

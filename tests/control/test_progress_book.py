@@ -203,3 +203,24 @@ def test_api_reports_keep_the_attempts_first_report_and_count_its_checkpoints() 
     book.post(7, Progress(attempt=2, step=0, reported_at=1400.0, first_at=1400.0), 9.0)
     got = book.current(7, 2, 1390.0, 1410.0)
     assert got is not None and (got.first_at, got.checkpoints) == (1400.0, 0)
+
+
+def test_a_restored_checkpoint_is_known_with_the_newest_of_the_others_and_bounded(
+    monkeypatch: Any,
+) -> None:
+    """Recovery hands back the checkpoint times API reports named before a restart (the job
+    rows'): known_checkpoint_at is the newest of those and of what is reported since."""
+    monkeypatch.setattr(pg, "MAX_JOBS", 2)
+    book = ProgressBook()
+    assert book.known_checkpoint_at(1) is None
+    book.restore(1, 100.0)
+    book.restore(1, 50.0)  # an older one (a second recovery after a failed tick) keeps 100
+    assert book.known_checkpoint_at(1) == 100.0
+    book.post(1, Progress(attempt=2, step=3, checkpoint_at=90.0), 0.0)
+    assert book.known_checkpoint_at(1) == 100.0
+    book.post(1, Progress(attempt=2, step=4, checkpoint_at=120.0), 5.0)
+    assert book.known_checkpoint_at(1) == 120.0
+    book.restore(2, 1.0)
+    book.restore(3, 1.0)  # past MAX_JOBS the oldest goes
+    assert book.known_checkpoint_at(2) == book.known_checkpoint_at(3) == 1.0
+    assert 1 not in book._restored

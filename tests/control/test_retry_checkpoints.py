@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from clienv import CliEnv
 from fakeclock import FakeClock
+from fakeexec import FakeExecutor, FakeExit
+from fastapi.testclient import TestClient
+from helpers import fake_service
 
 
 @pytest.fixture
@@ -75,3 +78,78 @@ def test_a_checkpoint_within_the_run_still_resets_the_count(env: CliEnv) -> None
     reasons = [h["reason"] for h in got["history"] if h["dst"] == "requeued"]
     assert [r.split(";")[0] for r in reasons] == ["retry 1 of 1"] * 3
     assert (got["attempt"], got["failures"]) == (4, 3)
+
+
+def test_a_checkpoint_reported_before_a_restart_still_resets_the_count(
+    env: CliEnv, db_url: str, tmp_path: Path
+) -> None:
+    """An API report is the only sign of progress a job on an executor without a metrics file
+    gives. It used to live in memory only: after a restart the adopted attempt's failure did
+    not see the checkpoint it had reported, counted as the second failure in a row, and failed
+    the job for good (max_retries 1). The job row keeps it (`checkpoint_reported_at`)."""
+    clock: FakeClock = env.clock  # type: ignore[attr-defined]
+    jid = _submit(env)
+    env.svc.loop.tick()
+    clock.advance(10)
+    env.ex.finish(jid, "failed", 1)  # attempt 1 keeps nothing: retry 1 of 1
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    assert env.state(jid) == "running"
+    clock.advance(10)
+    r = env.client.post(
+        f"/v1/jobs/{jid}/progress",
+        json={"attempt": 2, "step": 7, "checkpoint_at": clock.time()},
+    )
+    assert r.status_code == 202, r.text
+    clock.advance(10)
+    env.svc.close()  # the control plane goes; attempt 2 runs on
+    ex = FakeExecutor(tmp_path / "runs2")
+    ex.adoptable.add((jid, 2))
+    svc = fake_service(db_url, tmp_path, slots=1, executor=ex, clock=clock)
+    env.svc = svc  # closed by the fixture
+    admin = TestClient(svc.app, headers=env.admin.headers)
+    svc.loop.tick()
+    assert admin.get(f"/v1/jobs/{jid}").json()["state"] == "running"  # adopted
+    clock.advance(10)
+    ex.exits.append(FakeExit(jid, 2, "failed", 1))
+    svc.loop.tick()
+    svc.loop.tick()
+    got = admin.get(f"/v1/jobs/{jid}").json()
+    reasons = [h["reason"] for h in got["history"] if h["dst"] == "requeued"]
+    # Attempt 2 kept work before the restart: its failure is retry 1 again, not the job's end.
+    assert [r.split(";")[0] for r in reasons] == ["retry 1 of 1"] * 2
+    assert (got["state"], got["attempt"], got["failures"]) == ("running", 3, 2)
+
+
+def test_self_requeues_are_counted_in_a_row_without_a_checkpoint(env: CliEnv) -> None:
+    """An unasked exit 75 after a checkpoint is the job protocol at work (the job yields with
+    its work saved): like a failure, it is counted in a row without progress (drive/runs.py
+    judge_exit). With a limit of 2, three self-requeues that each kept work are each the 1st;
+    then two that keep nothing are the 2nd and the 3rd, which is over the limit. Before,
+    every self-requeue of the job's life counted: the 3rd failed the job."""
+    env.svc.loop.max_exit75_requeues = 2
+    jid = _submit(env)
+    env.svc.loop.tick()
+    for attempt in (1, 2, 3, 4, 5):
+        env.clock.advance(10)  # type: ignore[attr-defined]
+        if attempt <= 3:
+            at = env.clock.time()  # type: ignore[attr-defined]
+            r = env.client.post(
+                f"/v1/jobs/{jid}/progress",
+                json={"attempt": attempt, "step": attempt, "checkpoint_at": at},
+            )
+            assert r.status_code == 202, r.text
+        env.clock.advance(10)  # type: ignore[attr-defined]
+        env.ex.finish(jid, "preempted", 75)
+        env.svc.loop.tick()
+        env.svc.loop.tick()
+        if env.state(jid) == "failed":
+            break
+    got = env.admin.get(f"/v1/jobs/{jid}").json()
+    reasons = [h["reason"] for h in got["history"] if h["dst"] == "requeued"]
+    assert [r.split(";")[0] for r in reasons] == [
+        "exited 75 without a stop request (1)", "exited 75 without a stop request (1)",
+        "exited 75 without a stop request (1)", "exited 75 without a stop request (2)",
+    ]  # fmt: skip
+    assert (got["state"], got["attempt"], got["failures"]) == ("failed", 5, 0)
+    assert "3 times in a row without a checkpoint; limit 2" in got["reason"]

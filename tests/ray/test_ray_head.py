@@ -135,6 +135,7 @@ def test_serves_before_ray_then_survives_the_head_lost_mid_run(
     try:
         job = wait_for(lambda: _state(c, jid, "completed", "failed"), "the resumed job", 240)
         assert (job["state"], job["attempt"]) == ("completed", 2), job
+        assert job["failures"] == 0, job  # the head's loss is the cluster's: no retry spent
         out = _log(c, jid)
         resumed = int(out.split("resumed from step ")[1].split()[0])
         assert resumed >= 5 and "done at step 300" in out

@@ -220,6 +220,7 @@ def test_a_lost_head_fails_every_gang_downs_every_node_and_reconnects(
     (rec,) = got
     assert (rec.job_id, rec.attempt, rec.outcome) == (7, 2, "failed")
     assert rec.detail.startswith(f"Ray head lost (cannot connect to {ex.address}")
+    assert rec.cluster_lost  # blamed on the cluster: no retry spent (drive/runs.py judge_exit)
     assert not ex.connected and ex._gangs == {}
     assert sorted(ex.node_changes()) == [("n1", False), ("n2", False)]
     assert ex.poll() == []  # reported once
@@ -267,3 +268,22 @@ def test_the_tick_never_waits_for_the_node_read(
     ex.connected = False  # ends the reader thread
     assert got == [("n2", False)]
     assert callers and set(callers) == {"ray-nodes"}  # never the caller's thread
+
+
+def test_a_gang_adopted_while_unreachable_and_gone_since_is_the_clusters_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gang adopted on trust at a restart (the cluster unreachable) that the cluster no
+    longer holds, with no verdict left, is reported failed as the cluster's loss
+    (`cluster_lost`): no retry of the job's is spent (drive/runs.py judge_exit, mend17)."""
+    Cluster(monkeypatch)
+    ex = executor(tmp_path)
+    handle = GangHandle(9, 1, "ray", "/r", "/r/o", "/r/e", (0,), {"agents": [], "pg": "x"})
+    ex._unverified[(9, 1)] = Gang(handle=handle, parts=[], pg=None, phase="running")
+    monkeypatch.setattr(ex, "_reattach", lambda gang: False)
+    torn: list[GangHandle] = []
+    monkeypatch.setattr(ex, "_teardown", torn.append)
+    (rec,) = ex._verify_adopted()
+    assert (rec.job_id, rec.attempt, rec.outcome) == (9, 1, "failed")
+    assert rec.cluster_lost and rec.detail == "lost while the Ray cluster was unreachable"
+    assert torn == [handle] and ex._unverified == {}

@@ -7,7 +7,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from cortex.control.node_health import KIND_JOB, KIND_LOST, KIND_NAMED, blame, score
+from cortex.control.node_health import (
+    KIND_CLUSTER,
+    KIND_JOB,
+    KIND_LOST,
+    KIND_NAMED,
+    blame,
+    score,
+)
 from cortex.drive.node_health import QuarantineRules
 
 RAN_ON = ["n1", "n2"]
@@ -30,6 +37,13 @@ RAN_ON = ["n1", "n2"]
         ({"detail": "node ../etc: x"}, (["n1", "n2"], False, KIND_JOB)),
         ({"detail": None}, (["n1", "n2"], False, KIND_JOB)),
         ({"node": "", "detail": ""}, (["n1", "n2"], False, KIND_JOB)),
+        # The Ray head lost (executors/ray/headloss.py): the cluster, no node, no strike, and
+        # no job failure (drive/runs.py blame "cluster"), whatever node the detail names.
+        ({"cluster_lost": True, "detail": "Ray head lost (x)"}, ([], False, KIND_CLUSTER)),
+        ({"cluster_lost": True, "node": "n2", "detail": "node n2 lost"}, ([], False, KIND_CLUSTER)),
+        # Only the executor's flag says so: text a job could write does not, nor a truthy value.
+        ({"detail": "Ray head lost (x)"}, (["n1", "n2"], False, KIND_JOB)),
+        ({"cluster_lost": "yes", "detail": ""}, (["n1", "n2"], False, KIND_JOB)),
     ],
 )
 def test_blame(exit_rec: dict, want: tuple) -> None:

@@ -100,6 +100,9 @@ def test_retry_backoff_doubles_and_caps() -> None:
 
 
 NODE = runs.NODE_FAILURE_REQUEUE
+SELF = runs.SELF_REQUEUE
+U75 = {"exit75_unasked": True}
+CLUSTER = runs.CLUSTER_FAILURE_REQUEUE
 LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3)
 
 
@@ -114,19 +117,25 @@ LIMITS = runs.RetryLimits(max_retries=2, base_s=10.0, max_s=1000.0, max_exit75=3
         ("failed", {"failures": 1}, JobState.FAILED, "retry 2 of 2", 20.0),
         ("failed", {"failures": 2}, JobState.FAILED, None, 0.0),
         ("preempted", {}, JobState.PREEMPTED, "back to queue after preemption", 0.0),
-        # The 3rd unasked exit 75 waits 10 * 2^2 = 40 s; the 4th is over the limit of 3.
-        ("preempted", {"self_requeues": 3}, JobState.PREEMPTED, f"{runs.SELF_REQUEUE} (3)", 40.0),
-        ("preempted", {"self_requeues": 4}, JobState.FAILED, None, 0.0),
+        # The 3rd unasked exit 75 in a row waits 10 * 2^2 = 40 s; the 4th is over the limit of 3.
+        ("preempted", {**U75, "self_requeues": 2}, JobState.PREEMPTED, f"{SELF} (3)", 40.0),
+        ("preempted", {**U75, "self_requeues": 3}, JobState.FAILED, None, 0.0),
+        # Only an unasked exit 75 counts, and the count before it alone is no verdict.
+        ("preempted", {"self_requeues": 3}, JobState.PREEMPTED, runs.BACK_AFTER_PREEMPTION, 0),
         # Blamed on a node: requeued at once, however many retries were spent, none spent.
         ("failed", {"blame": "node"}, JobState.FAILED, runs.NODE_FAILURE_REQUEUE, 0.0),
         ("failed", {"failures": 2, "blame": "node"}, JobState.FAILED, NODE, 0.0),
         ("failed", {"blame": "node", "cancel_requested": True}, JobState.CANCELLED, None, 0.0),
+        # The executor's cluster lost the run (the Ray head): the same, naming no node.
+        ("failed", {"blame": "cluster"}, JobState.FAILED, runs.CLUSTER_FAILURE_REQUEUE, 0.0),
+        ("failed", {"failures": 2, "blame": "cluster"}, JobState.FAILED, CLUSTER, 0.0),
+        ("failed", {"blame": "cluster", "cancel_requested": True}, JobState.CANCELLED, None, 0),
     ],
 )
 def test_judging_a_runs_end(
     outcome: str, kw: dict, state: JobState, requeue: str | None, delay: float
 ) -> None:
-    args = {"cancel_requested": False, "self_requeues": 0, "failures": 0, "blame": "job", **kw}
+    args = {"cancel_requested": False, "failures": 0, "blame": "job", **kw}
     v = runs.judge_exit(outcome, "detail", limits=LIMITS, **args)
     assert (v.state, v.requeue, v.delay_s) == (state, requeue, delay)
     # Only the job's own failure spends a retry.
@@ -138,10 +147,11 @@ def test_judging_a_runs_end(
 
 def test_over_the_exit75_limit_the_detail_says_so_and_no_retry_is_counted() -> None:
     v = runs.judge_exit(
-        "preempted", "exit 75", cancel_requested=False, self_requeues=4, failures=0,
-        limits=LIMITS, blame="job",
+        "preempted", "exit 75", cancel_requested=False, exit75_unasked=True, self_requeues=3,
+        failures=0, limits=LIMITS, blame="job",
     )  # fmt: skip
-    assert v.detail == f"exit 75 ({runs.SELF_REQUEUE} 4 times; limit 3)"
+    assert v.detail == f"exit 75 ({SELF} 4 times in a row without a checkpoint; limit 3)"
+    assert v.final and v.self_requeues == 4
     assert not v.count_failure and not v.count_preemption
 
 
@@ -150,7 +160,7 @@ def test_a_run_that_kept_work_resets_the_failures_in_a_row_before_it_is_judged()
     first, so the job's own failure after such a run is retry 1 again; a checkpoint from
     before the run (an earlier attempt's), at its start, or none, keeps it, and the count
     past max_retries (2) fails the job."""
-    args = {"cancel_requested": False, "self_requeues": 0, "failures": 2, "blame": "job"}
+    args = {"cancel_requested": False, "failures": 2, "blame": "job"}
     kept = runs.judge_exit(
         "failed", "d", limits=LIMITS, run_start_s=100.0, last_checkpoint_s=100.5, **args
     )
@@ -164,8 +174,8 @@ def test_a_run_that_kept_work_resets_the_failures_in_a_row_before_it_is_judged()
     # Unknown start: nothing proves progress.
     v = runs.judge_exit("failed", "d", limits=LIMITS, last_checkpoint_s=1e9, **args)
     assert v.final
-    # A run blamed on a node, or preempted, spends none but its progress still resets it.
-    for outcome, blame in (("failed", "node"), ("preempted", "job")):
+    # A run blamed on a node or the cluster, or preempted, spends none; its progress resets.
+    for outcome, blame in (("failed", "node"), ("failed", "cluster"), ("preempted", "job")):
         a = {**args, "blame": blame}
         v = runs.judge_exit(
             outcome, "d", limits=LIMITS, run_start_s=0.0, last_checkpoint_s=1.0, **a
@@ -214,7 +224,7 @@ def test_a_checkpoint_stamped_after_the_runs_end_is_no_progress() -> None:
     """A checkpoint later than the run's end (a job's clock ahead, a bogus report) is not
     this run's work: it would stay the newest checkpoint known and reset the count at every
     later failure. Within [start, end] it still resets it; at the end itself too."""
-    args = {"cancel_requested": False, "self_requeues": 0, "failures": 2, "blame": "job"}
+    args = {"cancel_requested": False, "failures": 2, "blame": "job"}
     for ckpt, final in ((100.5, False), (200.0, False), (200.5, True), (1e11, True)):
         v = runs.judge_exit(
             "failed", "d", limits=LIMITS, run_start_s=100.0, last_checkpoint_s=ckpt,
@@ -224,3 +234,61 @@ def test_a_checkpoint_stamped_after_the_runs_end_is_no_progress() -> None:
     assert runs.failures_in_a_row(5, 10.0, 11.0, 12.0) == 0
     assert runs.failures_in_a_row(5, 10.0, 13.0, 12.0) == 5
     assert not runs.kept_work(10.0, 13.0, 12.0) and runs.kept_work(10.0, 13.0)
+
+
+@pytest.mark.parametrize(
+    ("why", "delay_s", "reason", "read_back"),
+    [
+        ("retry 1 of 2", 1.0, "retry 1 of 2; retry in 1 s", 1.0),
+        ("retry 2 of 2", 300.0, "retry 2 of 2; retry in 300 s", 300.0),
+        ("retry 1 of 2", 0.25, "retry 1 of 2; retry in 0.25 s", 0.25),
+        (runs.NODE_FAILURE_REQUEUE, 0.0, runs.NODE_FAILURE_REQUEUE, None),  # at once: no delay
+    ],
+)
+def test_a_requeues_reason_names_its_delay_in_one_wording_read_back_by_recovery(
+    why: str, delay_s: float, reason: str, read_back: float | None
+) -> None:
+    """Both drivers record a requeue with requeue_reason; the control plane's recovery reads
+    the delay back with retry_delay_s (a restart does not cut it short)."""
+    assert runs.requeue_reason(why, delay_s) == reason
+    assert runs.retry_delay_s(reason) == read_back
+
+
+@pytest.mark.parametrize("reason", ["", "retry in 5 s", "x; retry in s", "x; retry in 1e+- s"])
+def test_a_reason_naming_no_delay_reads_as_none(reason: str) -> None:
+    assert runs.retry_delay_s(reason) is None
+
+
+def test_self_requeues_are_counted_in_a_row_and_reset_by_a_run_that_kept_work() -> None:
+    """An unasked exit 75 after a checkpoint within the run is the 1st again (mend17: they
+    counted over the job's life); without one it adds to the count, and over the limit (3)
+    the job fails for good. A failure or a node's in between neither adds nor resets."""
+    a = {"cancel_requested": False, "failures": 0, "blame": "job", "limits": LIMITS}
+    kept = runs.judge_exit(
+        "preempted",
+        "d",
+        exit75_unasked=True,
+        self_requeues=3,
+        run_start_s=10.0,
+        last_checkpoint_s=11.0,
+        run_end_s=20.0,
+        **a,
+    )
+    assert (kept.final, kept.requeue, kept.self_requeues) == (False, f"{SELF} (1)", 1)
+    kept_none = runs.judge_exit(
+        "preempted",
+        "d",
+        exit75_unasked=True,
+        self_requeues=3,
+        run_start_s=10.0,
+        last_checkpoint_s=9.0,
+        run_end_s=20.0,
+        **a,
+    )
+    assert (kept_none.final, kept_none.self_requeues) == (True, 4)
+    for outcome, blame in (("failed", "job"), ("failed", "node"), ("completed", "job")):
+        v = runs.judge_exit(outcome, "d", self_requeues=2, **{**a, "blame": blame})
+        assert v.self_requeues == 2
+    v = runs.judge_exit("failed", "d", self_requeues=2, run_start_s=0.0, last_checkpoint_s=1.0,
+                        **a)  # fmt: skip
+    assert v.self_requeues == 0

@@ -258,7 +258,8 @@ def test_a_job_failing_by_its_own_code_is_retried_with_the_backoff_then_fails_fo
     starts = [t for t, st, _ in a.history if st is JobState.RUNNING]
     assert starts == [10.0, 1001.0, 2002.0]
     reasons = [why for _, st, why in a.history if st is JobState.REQUEUED]
-    assert reasons == ["retry 1 of 2", "retry 2 of 2"]
+    # The control plane's wording, from drive/runs.py requeue_reason (the twin's lacked the delay).
+    assert reasons == ["retry 1 of 2; retry in 1 s", "retry 2 of 2; retry in 2 s"]
     assert (a.state, a.end_s, a.failures, a.interruptions) == (JobState.FAILED, 3000.0, 3, 3)
     assert tw.failed == [a] and not tw.waiting
     assert [t for t, st, _ in b.history if st is JobState.RUNNING] == [
@@ -302,12 +303,13 @@ def test_retries_are_failures_in_a_row_without_a_checkpoint() -> None:
     tw.run()
     assert c.history is not None and d.history is not None
     assert [t for t, st, _ in c.history if st is JobState.RUNNING] == [0.0, 1001.0, 2762.0, 4323.0]
-    assert [why for _, st, why in c.history if st is JobState.REQUEUED] == ["retry 1 of 2"] * 3
+    c_why = [why for _, st, why in c.history if st is JobState.REQUEUED]
+    assert c_why == ["retry 1 of 2; retry in 1 s"] * 3
     assert (c.state, c.failures, c.failures_in_a_row) == (JobState.COMPLETED, 3, 1)
     assert c.end_s == pytest.approx(9423.0)
     assert [t for t, st, _ in d.history if st is JobState.RUNNING] == [0.0, 51.0, 1363.0]
     reasons = [why for _, st, why in d.history if st is JobState.REQUEUED]
-    assert reasons == ["retry 1 of 2", "retry 2 of 2"]
+    assert reasons == ["retry 1 of 2; retry in 1 s", "retry 2 of 2; retry in 2 s"]
     assert (d.state, d.end_s, d.failures, d.failures_in_a_row) == (JobState.FAILED, 2673.0, 3, 3)
     assert tw.failed == [d] and tw.completed == [c]
     books = books_gpu_s(tw)

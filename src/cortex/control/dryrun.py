@@ -38,6 +38,8 @@ def live_record(loop: Any, now: float, job: Job) -> WhyRecord | Reason:
         running = dict(st.running)
         allocations = tuple(st.allocations.items())
         queues = st.queues
+        backoff = dict(mi.backoff)  # they queue again when it ends (control/estimate.py)
+        backoff_jobs = {j: mi.jobs[j] for j in backoff if j in mi.jobs}
     lists[job.queue_idx].append((job.key, job))
     lists[job.queue_idx].sort(key=lambda kj: kj[0])
     return WhyRecord(
@@ -47,6 +49,8 @@ def live_record(loop: Any, now: float, job: Job) -> WhyRecord | Reason:
         queue_config=queues,
         running_jobs=running,
         allocations=allocations,
+        backoff=backoff,
+        backoff_jobs=backoff_jobs,
     )
 
 

@@ -7,6 +7,10 @@ The state is the last scheduling pass's (`WhyRecord`: its pending lists and the 
 it saw), copied: the live mirror is never touched, so this runs on a request thread. A job
 this changes is a shallow copy (`copy.copy`) of the live one; the others are only read.
 
+A job waiting out a retry backoff (drive/runs.py judge_exit) joins the pending queues when its
+backoff ends, as the twin's RETRY event puts it back (sim/runs.py `_retry`): its estimate is
+never earlier than that end.
+
 What it leaves out, so the estimate is optimistic: failures and repairs, jobs submitted later
 (a higher priority arriving jumps the queue), preempted jobs' grace periods, and runtime
 estimates that are wrong on average (the band models an error around them, not a bias).
@@ -72,10 +76,12 @@ def _simulate(
     where: dict[int, tuple[int, int, Any]] | None = None,
     lost: LostWork | None = None,
     budget_s: float = BUDGET_S,
+    backoff: Iterable[tuple[Job, float]] = (),
 ) -> dict[int, float]:
     """Start times of the waiting jobs in one forward run (those that start in it). Jobs this
-    run changes (running, started, preempted) are its own shallow copies; the live ones are
-    only read."""
+    run changes (running, started, preempted, queued after a backoff) are its own shallow
+    copies; the live ones are only read. `backoff`: (job, when its retry backoff ends), each
+    queued then."""
     st = ClusterState(topo, queues)
     pq = PendingQueues(len(queues.queues), pol.ordering.key)
     ends: list[tuple[float, int]] = []
@@ -100,11 +106,21 @@ def _simulate(
     # pending jobs are the live ones). It used to wait for the next end, past the protection.
     waiting = {job.id: job for q in pq.lists for _, job in q}
     wakes = sorted({j.next_preempt_try_s for j in waiting.values() if j.next_preempt_try_s > now})
+    # Jobs in a retry backoff queue when it ends: a pass then (the twin's RETRY event).
+    retries = sorted((max(until, now), job.id, job) for job, until in backoff)
+    for until, _, _ in retries:
+        heapq.heappush(wakes, until)
     t = now
     deadline = time.monotonic() + budget_s
     for _ in range(MAX_PASSES):
         if time.monotonic() > deadline:
             break
+        while retries and retries[0][0] <= t:
+            _, _, job = heapq.heappop(retries)
+            j = copy.copy(job)  # `add` writes its key: never to the live job
+            copied.add(j.id)
+            pq.add(j)
+            waiting[j.id] = j
         # Victims are costed as the loop costs them: by the work they would lose at t.
         lost_s = None if lost is None else (lambda j, t=t: lost(j, t))
         plan = schedule(Snapshot(t, st, pq, speed, estimate_s, lost_s=lost_s), pol, deep=True)
@@ -129,7 +145,7 @@ def _simulate(
             starts.setdefault(j.id, t)
             if where is not None:
                 where.setdefault(j.id, (s.flavor, s.gang_gpus, s.placement))
-        if not len(pq) or (targets is not None and targets <= starts.keys()):
+        if (not len(pq) and not retries) or (targets is not None and targets <= starts.keys()):
             break
         if plan.preempt_failed:
             held = protection.protected((v for v, _, _ in live.values()), queues, t)
@@ -177,7 +193,9 @@ def estimate(
     seconds per run (what has not started by then is "later")."""
     running = list(rec.running)
     pending = [job for q in rec.queues for _, job in q]
-    waiting = {j.id for j in pending} - set(rec.started)
+    until = getattr(rec, "backoff", {})
+    backoff = [(j, until[i]) for i, j in getattr(rec, "backoff_jobs", {}).items() if i in until]
+    waiting = ({j.id for j in pending} - set(rec.started)) | {j.id for j, _ in backoff}
     want = waiting if targets is None else targets & waiting
     results: list[dict[int, float]] = []
     for run in range(runs):
@@ -208,6 +226,7 @@ def estimate(
                 where if run == 0 else None,
                 lost,
                 budget_s,
+                backoff,
             )
         )
     out = {}

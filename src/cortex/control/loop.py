@@ -399,7 +399,10 @@ class SchedulerLoop(
             if self.mirror.due(now):
                 self.dirty = True  # a retry delay ended
             due = self.mirror.pending and now - self._last_cycle >= IDLE_CYCLE_S
-            if self.schedulable and (self.dirty or due) and self.mirror.pending:
+            # A pass also when the only waiting jobs wait out a retry backoff: it starts
+            # nothing, but its record is what their start estimates are made from.
+            waits = self.mirror.pending or self.mirror.backoff
+            if self.schedulable and (self.dirty or due) and waits:
                 self._refresh_checkpoints(now)
                 stops += self._persist(s, self._schedule(now), now)
             if self.power is not None:  # pauses when the power budget shrinks
@@ -482,7 +485,8 @@ class SchedulerLoop(
         )
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=True)
-        self.why.record(snap, plan, mi.backoff, self._preempt_waits(plan, now))
+        waits = {j: mi.jobs[j] for j in mi.backoff if j in mi.jobs}  # for start estimates
+        self.why.record(snap, plan, mi.backoff, self._preempt_waits(plan, now), waits)
         if self.power is not None:
             self.power.booked(plan, now)
         self.metrics.cycle.observe(time.perf_counter() - t0)

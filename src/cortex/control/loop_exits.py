@@ -106,9 +106,7 @@ class ExitsMixin:
         self, s: Session, row: m.Job, job: Job | None, reason: str, now: float, delay_s: float = 0
     ) -> None:
         """Back to the queue; with a delay, the job waits it out before it is scheduled."""
-        if delay_s > 0:
-            reason = f"{reason}; retry in {delay_s:g} s"
-        store.move(s, row, JobState.REQUEUED, reason, now)
+        store.move(s, row, JobState.REQUEUED, runs.requeue_reason(reason, delay_s), now)
         row.stopping = None
         if job is not None:
             job.state = JobState.REQUEUED
@@ -137,11 +135,9 @@ class ExitsMixin:
         store.event(
             s, "exit", f"attempt {e.attempt} {detail}", job_id=row.id, team=row.team, at=now
         )
-        self_requeues = 0
-        if runs.unasked_exit75(e.outcome, row.stopping, bool(row.cancel_requested)):
-            # Exit 75 that no one asked for: the job requeues itself. Bounded, or a job that
-            # always exits 75 would be relaunched forever.
-            self_requeues = 1 + store.count_requeues(s, row.id, runs.SELF_REQUEUE)
+        # Exit 75 that no one asked for: the job requeues itself. Bounded (in a row without
+        # progress, as failures), or a job that always exits 75 would be relaunched forever.
+        unasked = runs.unasked_exit75(e.outcome, row.stopping, bool(row.cancel_requested))
         limits = runs.RetryLimits(
             self.settings.max_retries,
             self.retry_backoff_base_s,
@@ -158,7 +154,8 @@ class ExitsMixin:
             e.outcome,
             detail,
             cancel_requested=bool(row.cancel_requested),
-            self_requeues=self_requeues,
+            exit75_unasked=unasked,
+            self_requeues=row.self_requeues_in_a_row,
             failures=row.failures_in_a_row,
             limits=limits,
             blame=blame,  # a node's failure spends no retry and waits no backoff
@@ -170,6 +167,7 @@ class ExitsMixin:
         row.preemptions += v.count_preemption
         row.failures += v.count_failure  # every failure of the job's own, shown to users
         row.failures_in_a_row = v.in_a_row  # those since its last progress: the retries spent
+        row.self_requeues_in_a_row = v.self_requeues
         row.stopping = None
         if v.final:
             row.ended_at = now

@@ -25,7 +25,13 @@ from sqlalchemy.orm import Session
 from cortex.control import goodput, store
 from cortex.control import models as m
 from cortex.control.mirror import Mirror
-from cortex.control.node_health import KIND_JOB, KIND_LOST, HealthView, NodeHealth
+from cortex.control.node_health import (
+    KIND_CLUSTER,
+    KIND_JOB,
+    KIND_LOST,
+    HealthView,
+    NodeHealth,
+)
 from cortex.control.node_health import blame as blame_exit
 from cortex.drive.runs import Blame
 from cortex.drive.spares import SparePool
@@ -94,7 +100,7 @@ class HealthMixin:
         """An attempt of `row` ended with exit record `e` (before the job's state moves on);
         `started`: when its allocation was made, if the caller knows. Returns whom a failure
         is blamed on, for the exit's verdict (drive/runs.py judge_exit): a node lost or named
-        by the executor, else the job."""
+        by the executor, the executor's cluster (the Ray head lost), else the job."""
         node = None
         blame: Blame = "job"
         if str(e.outcome) == "failed":
@@ -108,6 +114,8 @@ class HealthMixin:
             node = nodes[0] if len(nodes) == 1 else None
             if kind != KIND_JOB and nodes:
                 blame = "node"
+            elif kind == KIND_CLUSTER:
+                blame = "cluster"
             if node is not None and kind != KIND_JOB and self.spares is not None:
                 self._plan_swap(row.id, node)
         goodput.record_end(s, row, str(e.outcome), now, self.progress, node=node, started=started)

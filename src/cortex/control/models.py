@@ -87,6 +87,13 @@ class Job(Base):
     # The job's own failures since its last run that kept work (a checkpoint after the run's
     # start): the retries it has spent (drive/runs.py judge_exit); `failures` is the total.
     failures_in_a_row: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The newest checkpoint time the job's tooling reported through the API (migration 0011):
+    # judge_exit reads it to tell a run that kept work, and an API report lives in memory
+    # (control/progress.py), so without the row a restart forgot it. A metrics file is on disk.
+    checkpoint_reported_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Its exits 75 that no stop request asked for since its last run that kept work (migration
+    # 0011; judge_exit bounds them by max_exit75_requeues).
+    self_requeues_in_a_row: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(String(500), default="")

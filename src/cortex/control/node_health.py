@@ -32,13 +32,17 @@ from cortex.drive.node_health import QuarantineRules, Strikes
 NODE_LOST = re.compile(r"\bnode (\S+?):? lost\b")
 NODE_RANK = re.compile(r"^node (\S+?): ")  # the Ray executor: the node whose rank failed first
 KIND_LOST, KIND_NAMED, KIND_JOB = "node lost", "named by the executor", "job failed"
+KIND_CLUSTER = "cluster lost"  # the executor's cluster (the Ray head): no node, not the job
 
 
 def blame(e: Any, ran_on: list[str]) -> tuple[list[str], bool, str]:
     """The nodes a failed exit is attributed to, whether it is a strike against them, and
     why: the node the executor names (a strike); a node the exit says was lost (not a strike
     here: the node's loss is, once, when the executor reports it down); the node whose rank
-    failed first, or else every node it ran on (a job failure)."""
+    failed first, or else every node it ran on (a job failure). A run the executor's cluster
+    lost (`cluster_lost`: the Ray head gone) is blamed on no node and is no job failure."""
+    if getattr(e, "cluster_lost", False) is True:
+        return [], False, KIND_CLUSTER
     named = getattr(e, "node", None)
     if isinstance(named, str) and named:
         return [named[:200]], True, KIND_NAMED

@@ -16,7 +16,9 @@ Two sources, one answer:
   handed to the loop once (`take_unattributed`: an event and a metric), never silently.
 - **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
   wrapper, a notebook): the job's current attempt must be named, and one report per job per
-  `MIN_INTERVAL_S` is taken (429 otherwise). Kept in memory, bounded to `MAX_JOBS` jobs.
+  `MIN_INTERVAL_S` is taken (429 otherwise). Kept in memory, bounded to `MAX_JOBS` jobs; the
+  newest checkpoint time reported is also kept on the job row, and recovery hands it back
+  (`restore`), so a restart does not forget that a running attempt kept work.
 
 The newer report wins; the last checkpoint is the newest either source names (the job's resume
 point, whichever attempt wrote it).
@@ -175,6 +177,9 @@ class ProgressBook:
         self._files: OrderedDict[int, _FileState] = OrderedDict()
         self._posted: OrderedDict[int, Progress] = OrderedDict()
         self._last_post: dict[int, float] = {}
+        # Checkpoint times reported through the API before a restart, read back from the job
+        # rows (`restore`): the reports themselves were memory.
+        self._restored: OrderedDict[int, float] = OrderedDict()
         # Jobs whose metrics file holds a line with neither `ts` nor `attempt`, each once:
         # job id -> the lines counted when first seen (taken by the loop for an event).
         self._untold: dict[int, int] = {}
@@ -219,7 +224,20 @@ class ProgressBook:
             for p in (f.progress if f is not None else None, posted)
             if p is not None and p.checkpoint_at is not None
         ]
+        restored = self._restored.get(job_id)
+        if restored is not None:
+            marks.append(restored)
         return max(marks) if marks else None
+
+    def restore(self, job_id: int, checkpoint_at: float) -> None:
+        """A checkpoint time the job's tooling reported through the API before a restart (the
+        job row's `checkpoint_reported_at`, kept by the API as it took the report): recovery
+        hands it back so that `known_checkpoint_at` still knows it."""
+        with self._lock:
+            old = self._restored.pop(job_id, None)
+            self._restored[job_id] = checkpoint_at if old is None else max(old, checkpoint_at)
+            while len(self._restored) > MAX_JOBS:
+                self._restored.popitem(last=False)
 
     def refresh(self, runs: list[tuple[int, int, float]], now: float) -> None:
         """Read the metrics files of these runs (job id, attempt, start) so that their newest

@@ -21,7 +21,6 @@ mirror (control/mirror.py) and reads and writes the store only through control/s
 from __future__ import annotations
 
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -39,22 +38,17 @@ from cortex.workload.states import PENDING, JobState
 
 log = logging.getLogger("cortex.control")
 
-_RETRY_IN = re.compile(r"; retry in ([0-9][0-9.e+-]*) s$")
-
 
 def _retry_until(s: Session, row: m.Job) -> float | None:
     """When a requeued job's retry delay ends: its last move's reason says how long it was
     (loop_exits._requeue), the transition's time when it started."""
     if row.state != JobState.REQUEUED.value or not row.reason:
         return None
-    found = _RETRY_IN.search(row.reason)
-    if found is None:
+    delay_s = runs.retry_delay_s(row.reason)
+    if delay_s is None:
         return None
     at = store.last_transition_at(s, row.id)
-    try:
-        return at + float(found.group(1)) if at is not None else None
-    except ValueError:
-        return None
+    return at + delay_s if at is not None else None
 
 
 class RecoveryMixin:
@@ -204,8 +198,13 @@ class RecoveryMixin:
             evictions = store.evictions_by_job(s)
             gates = store_gates.gated(s)  # parked again, not queued (loop_gates.py)
             self.park_rows(gates, {})  # every time limit noted, running jobs' included
+            progress = getattr(self, "progress", None)
             for row in store.unfinished_jobs(s):
                 row.seen = True
+                if progress is not None and row.checkpoint_reported_at is not None:
+                    # An API report of a checkpoint (memory) before the restart: judge_exit
+                    # still sees that the running attempt kept work.
+                    progress.restore(row.id, row.checkpoint_reported_at)
                 job = self.mem_job(row)
                 job.evictions = evictions.get(row.id, 0)
                 reason = self._resolve(job)

@@ -365,20 +365,6 @@ def last_transition_at(s: Session, job_id: int) -> float | None:
     return None if at is None else float(at)
 
 
-def count_requeues(s: Session, job_id: int, reason_prefix: str) -> int:
-    """How often this job was requeued with a reason starting with `reason_prefix`."""
-    n = s.scalar(
-        select(func.count())
-        .select_from(m.JobTransition)
-        .where(
-            m.JobTransition.job_id == job_id,
-            m.JobTransition.dst == JobState.REQUEUED.value,
-            m.JobTransition.reason.startswith(reason_prefix),
-        )
-    )
-    return int(n or 0)
-
-
 def close_allocations(s: Session, job_id: int, at: float) -> dict[int, float]:
     """The job's active allocation rows end now. Returns, per attempt among them, when its
     latest one was made (attempt_started_at's answer, without a second query)."""

@@ -18,6 +18,19 @@ from cortex.drive import runs
 MAX_ROWS = 100_000  # attempt records one fleet answer reads (newest first)
 
 
+# ---- progress -----------------------------------------------------------------------------------
+def note_checkpoint(s: Session, job_id: int, at: float) -> None:
+    """Keep a checkpoint time the job's tooling reported through the API, if it is the job's
+    newest (one conditional UPDATE: reports of one job may race): what control/progress.py
+    holds in memory, for `restore` after a restart."""
+    col = m.Job.checkpoint_reported_at
+    s.execute(
+        update(m.Job)
+        .where(m.Job.id == job_id, or_(col.is_(None), col < at))
+        .values(checkpoint_reported_at=at)
+    )
+
+
 # ---- attempts -----------------------------------------------------------------------------------
 def add_attempt(s: Session, rec: m.AttemptRecord) -> None:
     """One ended attempt; a second record of the same attempt (an exit seen twice across a

@@ -144,6 +144,9 @@ class WhyRecord:
     queues: tuple[tuple[tuple[Any, Any], ...], ...] = ()
     started: frozenset[int] = frozenset()
     backoff: Mapping[int, float] = field(default_factory=dict)
+    # The jobs waiting out a retry backoff (the live objects, only read), for start estimates:
+    # they join the pending queues when their backoff ends, as the twin's RETRY event.
+    backoff_jobs: Mapping[int, Any] = field(default_factory=dict)
     flavors: tuple[FlavorFree, ...] = ()
     quota_room: tuple[tuple[int | None, ...], ...] = ()  # per queue, per flavor; None: no limit
     cohort_free: tuple[int, ...] = ()
@@ -234,12 +237,14 @@ class WhyBook:
         plan: Plan,
         backoff: Mapping[int, float],
         preempt_at: Mapping[int, float] | None = None,
+        backoff_jobs: Mapping[int, Any] | None = None,
     ) -> None:
         """Called by the loop right after `schedule`, before it applies the plan. A failure
         here is logged and leaves the last record: explaining must never stop scheduling.
-        `preempt_at`: the loop's retry_by_s of the jobs whose victim search failed."""
+        `preempt_at`: the loop's retry_by_s of the jobs whose victim search failed;
+        `backoff_jobs`: the jobs of `backoff` (id to job), for start estimates."""
         try:
-            self._record(snap, plan, backoff, preempt_at or {})
+            self._record(snap, plan, backoff, preempt_at or {}, backoff_jobs or {})
         except Exception:
             log.exception("recording why jobs wait failed; the last record stays")
 
@@ -249,6 +254,7 @@ class WhyBook:
         plan: Plan,
         backoff: Mapping[int, float],
         preempt_at: Mapping[int, float],
+        backoff_jobs: Mapping[int, Any],
     ) -> None:
         st = snap.state
         started = frozenset(s.job.id for s in plan.starts)
@@ -284,6 +290,7 @@ class WhyBook:
             queues=queues,
             started=started,
             backoff=dict(backoff),
+            backoff_jobs=dict(backoff_jobs),
             flavors=flavors,
             quota_room=tuple(room),
             cohort_free=cohort_free,

@@ -8,6 +8,7 @@ for both drivers; where the twin and the control plane differ they are two named
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -18,10 +19,13 @@ from cortex.workload.job import Job
 from cortex.workload.states import PENDING, TERMINAL, JobState
 
 Driver = Literal["twin", "control"]
-# Whom a failed run is blamed on: a node (lost, or named by the executor: infrastructure) or the
-# job itself (its own code, its software stack). judge_exit charges only the job's own failures.
-Blame = Literal["node", "job"]
+# Whom a failed run is blamed on: a node (lost, or named by the executor: infrastructure), the
+# executor's cluster as a whole (the Ray head lost: infrastructure naming no node) or the job
+# itself (its own code, its software stack). judge_exit charges only the job's own failures.
+Blame = Literal["node", "cluster", "job"]
 NODE_FAILURE_REQUEUE = "requeued after a node failure (no retry spent)"
+BACK_AFTER_PREEMPTION = "back to queue after preemption"
+CLUSTER_FAILURE_REQUEUE = "requeued after a cluster failure (no retry spent)"
 # The bound on max_retries, for CORTEX_MAX_RETRIES and `cortex sim --max-retries` alike.
 MAX_RETRIES_LIMIT = 1000
 
@@ -29,8 +33,7 @@ MAX_RETRIES_LIMIT = 1000
 UNFINISHED: frozenset[JobState] = PENDING | {JobState.ADMITTED, JobState.RUNNING}
 UNFINISHED_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in UNFINISHED))
 
-# The reason recorded for an exit 75 that no stop request asked for; counting these rows in a
-# job's history is what bounds such requeues across service restarts.
+# The reason recorded for an exit 75 that no stop request asked for (a self-requeue).
 SELF_REQUEUE = "exited 75 without a stop request"
 
 
@@ -135,6 +138,28 @@ def preempt_backoff(
     return job.next_preempt_try_s
 
 
+# How a requeue's reason says its delay, for users and for the control plane's recovery (which
+# reads it back from the job's last transition, so a restart does not cut the delay short).
+_RETRY_IN = re.compile(r"; retry in ([0-9][0-9.e+-]*) s$")
+
+
+def requeue_reason(why: str, delay_s: float) -> str:
+    """The reason a requeue is recorded with, in both drivers: the verdict's (`Verdict.requeue`)
+    and, when the job waits a delay first, "; retry in X s"."""
+    return f"{why}; retry in {delay_s:g} s" if delay_s > 0 else why
+
+
+def retry_delay_s(reason: str) -> float | None:
+    """The delay a requeue's reason names (`requeue_reason`), or None if it names none."""
+    found = _RETRY_IN.search(reason)
+    if found is None:
+        return None
+    try:
+        return float(found.group(1))
+    except ValueError:  # "1e+-" and the like: the pattern is loose
+        return None
+
+
 def retry_backoff_s(n: int, base_s: float, max_s: float) -> float:
     """Delay before the n-th retry (n >= 1): base, 2 base, 4 base, ... capped at max_s."""
     if n < 1 or base_s <= 0:
@@ -168,6 +193,8 @@ class Verdict:
     # The job's failures in a row without progress after this run (`failures_in_a_row`): the
     # retries it has spent; the driver stores it beside its total of failures.
     in_a_row: int = 0
+    # Its self-requeues (unasked exits 75) in a row without progress after this run.
+    self_requeues: int = 0
 
     @property
     def final(self) -> bool:
@@ -214,22 +241,38 @@ def judge_exit(
     detail: str,
     *,
     cancel_requested: bool,
-    self_requeues: int,
     failures: int,
     limits: RetryLimits,
     blame: Blame,
     run_start_s: float | None = None,
     last_checkpoint_s: float | None = None,
     run_end_s: float | None = None,
+    exit75_unasked: bool = False,
+    self_requeues: int = 0,
 ) -> Verdict:
-    """Judge a run's end. `self_requeues` counts this exit if it is an unasked exit 75 (0
-    otherwise); `failures` the job's failures IN A ROW WITHOUT PROGRESS before this run (not
-    its total): a run that kept work (its job's last checkpoint, `last_checkpoint_s`, is later
-    than the run's start, `run_start_s`, and no later than its end, `run_end_s`: both drivers
-    pass the moment they judge it) sets that count to 0 before its end is judged, so a
-    failure of the job's own after such a run is retry 1 again (`Verdict.in_a_row` is the
-    count after this run). Self-requeues over the limit fail the job for good, however many
-    ordinary retries are left.
+    """Judge a run's end. `failures` is the job's failures IN A ROW WITHOUT PROGRESS before
+    this run (not its total): a run that kept work (its job's last checkpoint,
+    `last_checkpoint_s`, is later than the run's start, `run_start_s`, and no later than its
+    end, `run_end_s`: both drivers pass the moment they judge it) sets that count to 0
+    before its end is judged, so a failure of the job's own after such a run is retry 1
+    again (`Verdict.in_a_row` is the count after this run). `exit75_unasked`: the run ended
+    with an exit 75 that no stop request asked for (`unasked_exit75`), a self-requeue;
+    `self_requeues`: the job's self-requeues in a row without progress before this run,
+    reset by the same progress (`Verdict.self_requeues` is the count after it).
+    Self-requeues over `max_exit75` fail the job for good, however many ordinary retries
+    are left.
+
+    Why self-requeues in a row too (mend17; they counted over the job's life): an exit 75
+    after a checkpoint is the job protocol working, a job yielding with its work saved (to
+    split a long run into chunks, or to leave a node it finds unfit), and a life limit ended
+    such a job after `max_exit75` chunks however much it did. The limit is there for a job
+    that exits 75 without doing anything, which keeps no work, so it still meets it. Slurm
+    bounds a batch job's automatic requeues over its life (MaxBatchRequeue, 5 by default,
+    "before being marked as JobHeldAdmin": held for an administrator, not failed;
+    slurm.schedmd.com/slurm.conf.html), and a Kubernetes Job may exempt an exit code from its
+    backoffLimit altogether (a podFailurePolicy rule `onExitCodes` with `action: Ignore`, the
+    batch/v1 PodFailurePolicyRule reference): the rule here is between the two, bounded
+    unless the job shows progress.
 
     Why in a row: a training job that crashes once a day after writing checkpoints is not
     broken; one that crashes `max_retries` + 1 times without keeping any work is. A retry
@@ -246,7 +289,10 @@ def judge_exit(
 
     A failed run blamed on a node (`blame` "node": the node was lost, or the executor named
     it) is requeued at once and spends no retry: the job did nothing wrong, and a node that
-    keeps failing is drained by node health, not charged to the jobs it ran. Kubernetes does
+    keeps failing is drained by node health, not charged to the jobs it ran. A run the
+    executor's cluster lost as a whole (`blame` "cluster": the Ray head gone, and every gang
+    with it) is requeued the same way, naming no node and striking none: infrastructure, not
+    the job, whose retries would otherwise go one per outage. Kubernetes does
     the same with a Job's podFailurePolicy rule `action: Ignore` on the DisruptionTarget pod
     condition: "the counter towards the .backoffLimit is not incremented and a replacement pod
     is created" (the batch/v1 PodFailurePolicyRule API reference;
@@ -257,27 +303,36 @@ def judge_exit(
     past `max_retries` failures in a row the job fails for good, as a Kubernetes Job past its
     backoffLimit."""
     k = failures_in_a_row(failures, run_start_s, last_checkpoint_s, run_end_s)
-    if self_requeues > limits.max_exit75:
-        detail = f"{detail} ({SELF_REQUEUE} {self_requeues} times; limit {limits.max_exit75})"
-        return Verdict(JobState.FAILED, detail, in_a_row=k)
+    s = failures_in_a_row(self_requeues, run_start_s, last_checkpoint_s, run_end_s)
+    if exit75_unasked:
+        s += 1
+    if exit75_unasked and s > limits.max_exit75:
+        over = f"{SELF_REQUEUE} {s} times in a row without a checkpoint"
+        detail = f"{detail} ({over}; limit {limits.max_exit75})"
+        return Verdict(JobState.FAILED, detail, in_a_row=k, self_requeues=s)
     if cancel_requested or outcome == "cancelled":
-        return Verdict(JobState.CANCELLED, detail, in_a_row=k)
+        return Verdict(JobState.CANCELLED, detail, in_a_row=k, self_requeues=s)
     if outcome == "completed":
-        return Verdict(JobState.COMPLETED, detail, in_a_row=k)
+        return Verdict(JobState.COMPLETED, detail, in_a_row=k, self_requeues=s)
     if outcome == "preempted":
-        if self_requeues:
-            delay = retry_backoff_s(self_requeues, limits.base_s, limits.max_s)
-            why = f"{SELF_REQUEUE} ({self_requeues})"
-            return Verdict(
-                JobState.PREEMPTED, detail, why, delay, count_preemption=True, in_a_row=k
-            )
-        why = "back to queue after preemption"
-        return Verdict(JobState.PREEMPTED, detail, why, count_preemption=True, in_a_row=k)
+        why, delay = BACK_AFTER_PREEMPTION, 0.0
+        if exit75_unasked:
+            delay = retry_backoff_s(s, limits.base_s, limits.max_s)
+            why = f"{SELF_REQUEUE} ({s})"
+        return Verdict(
+            JobState.PREEMPTED, detail, why, delay, count_preemption=True, in_a_row=k,
+            self_requeues=s,
+        )  # fmt: skip
     if blame == "node":
-        return Verdict(JobState.FAILED, detail, NODE_FAILURE_REQUEUE, in_a_row=k)
+        return Verdict(JobState.FAILED, detail, NODE_FAILURE_REQUEUE, in_a_row=k, self_requeues=s)
+    if blame == "cluster":
+        why = CLUSTER_FAILURE_REQUEUE
+        return Verdict(JobState.FAILED, detail, why, in_a_row=k, self_requeues=s)
     n = k + 1
     if n <= limits.max_retries:
         delay = retry_backoff_s(n, limits.base_s, limits.max_s)
         why = f"retry {n} of {limits.max_retries}"
-        return Verdict(JobState.FAILED, detail, why, delay, count_failure=True, in_a_row=n)
-    return Verdict(JobState.FAILED, detail, count_failure=True, in_a_row=n)
+        return Verdict(
+            JobState.FAILED, detail, why, delay, count_failure=True, in_a_row=n, self_requeues=s
+        )
+    return Verdict(JobState.FAILED, detail, count_failure=True, in_a_row=n, self_requeues=s)

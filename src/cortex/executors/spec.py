@@ -232,6 +232,9 @@ class ExitRecord:
     outcome: Outcome
     exit_code: int | None  # None: killed by a signal, or no verdict (detail says which)
     detail: str
+    # The executor's cluster ended the run, not a node of it nor the job (the Ray head lost,
+    # executors/ray/headloss.py): blamed like a lost node, no retry spent (drive/runs.py).
+    cluster_lost: bool = False
 
 
 def outcome_for(stop: StopReason | None, exit_code: int | None) -> Outcome:

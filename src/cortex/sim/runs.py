@@ -20,6 +20,7 @@ from cortex.drive.runs import (
     RetryLimits,
     failures_in_a_row,
     judge_exit,
+    requeue_reason,
     requeued,
     rules,
 )
@@ -263,7 +264,7 @@ class RunBooks:
             job.end_s = self.now
             self.failed.append(job)
             return alloc.placement, hold
-        job.move(JobState.REQUEUED, self.now, requeue_why)
+        job.move(JobState.REQUEUED, self.now, requeue_reason(requeue_why, requeue_in_s))
         job.owed_overhead_s = owed_s
         requeued(job)
         if requeue_in_s > 0:
@@ -352,7 +353,7 @@ class RunBooks:
             self._run_elapsed(job), job.run_overhead_s, job.run_tau_s, job.ckpt_write_s or 0.0
         )
         v = judge_exit(
-            "failed", cause.name, cancel_requested=False, self_requeues=0,
+            "failed", cause.name, cancel_requested=False,
             failures=job.failures_in_a_row, limits=self.retry_limits, blame=blame,
             run_start_s=job.run_start_s, last_checkpoint_s=self._last_checkpoint_s(job, saved_f),
             run_end_s=self.now,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from cortex.control import store
+from cortex.control import store_health as sh
 from cortex.control.api.deps import MAX_ID, JobId, Svc, Who, err
 from cortex.control.progress import MAX_LOSS, MAX_RATE, MAX_STEP, from_report
 
@@ -75,6 +76,11 @@ def report(job_id: JobId, body: ProgressIn, who: Who, svc: Svc) -> ProgressOut:
             f"at most one progress report per job per second; retry in {wait_s:.2f} s",
             headers={"Retry-After": str(max(1, round(wait_s)))},
         )
+    if body.checkpoint_at is not None:
+        # Kept on the job row too: the loop's book is memory, and a restart must not forget
+        # that the running attempt kept work (drive/runs.py judge_exit reads it at its exit).
+        with svc.sessions.begin() as s:
+            sh.note_checkpoint(s, job_id, body.checkpoint_at)
     got = progress_of(svc, job_id, attempt, now)
     assert got is not None
     return ProgressOut(**got)

@@ -54,7 +54,7 @@ def _starts(loop: Any) -> list[tuple[float, float, float]]:
         rec, loop.topo, rec.queue_config, loop.pol, loop.estimate_s, loop.speed,
         runs=1, where=where, lost=lost_work(loop), budget_s=BUDGET_S,
     )  # fmt: skip
-    jobs = {job.id: job for q in rec.queues for _, job in q}
+    jobs = {job.id: job for q in rec.queues for _, job in q} | dict(rec.backoff_jobs)
     books = loop.power.books
     accs = books.topo.accelerators
     out = []

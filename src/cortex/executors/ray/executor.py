@@ -191,7 +191,9 @@ class RayExecutor(LaunchMixin, AdoptionMixin, MembershipMixin, HeadMixin):
                 continue
             self._teardown(gang.handle)
             why = "lost while the Ray cluster was unreachable"
-            out.append(ExitRecord(key[0], key[1], outcome_for(gang.stop, None), None, why))
+            # The cluster lost it (no verdict left): not the job's failure, as a head loss.
+            rec = ExitRecord(key[0], key[1], outcome_for(gang.stop, None), None, why, True)
+            out.append(rec)
         return out
 
     # -- paths -----------------------------------------------------------------------------

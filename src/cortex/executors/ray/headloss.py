@@ -6,8 +6,9 @@ workers with them (our agents, and so the ranks, by PR_SET_PDEATHSIG), and a dri
 connected by then is ended by Ray itself (the whole `cortex serve` process). So the executor
 watches the head (a TCP probe of its GCS port, before it reads the nodes and while gangs run)
 and, once it stops answering:
-- every gang is reported failed ("Ray head lost") in that poll, so the loop requeues it
-  (a failure: it counts against the job's retries, as a node loss does);
+- every gang is reported failed ("Ray head lost", `cluster_lost`) in that poll, so the loop
+  requeues it at once and spends none of the job's retries, as for a lost node: the cluster
+  failed, not the job (drive/runs.py judge_exit, blame "cluster");
 - every node of the fleet is down for the loop, so nothing is placed until Ray is back;
 - the driver disconnects (`ray.shutdown()`, on a thread of its own: it takes seconds with the
   head gone) and poll() reconnects with backoff; once connected, the nodes come back through
@@ -115,7 +116,9 @@ class HeadMixin:
             gang.abandoned = True  # a creation still running on the worker undoes itself
             self._orphans.append(gang.handle)
             detail = f"{gang.stop} requested; {why}" if gang.stop else why
-            rec = ExitRecord(job_id, attempt, outcome_for(gang.stop, None), None, detail)
+            rec = ExitRecord(
+                job_id, attempt, outcome_for(gang.stop, None), None, detail, cluster_lost=True
+            )
             self._lost_exits.append(rec)
         self._all_down(why)
         # Queued launches and teardowns would hang on the lost head or act on the cluster
