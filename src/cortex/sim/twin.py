@@ -540,14 +540,16 @@ class Twin(RunBooks):
             self._wake(self._deep_due)
 
     def _power_blocked(self, plan: Plan, deep: bool) -> None:
-        """A pass stopped on watts. On the ramp: wake when the window clears. On the site
+        """A pass stopped on watts. On the ramp: wake when the window has room for it. On the site
         budget, in a deep pass: if the blocked job outranks running work, re-divide the budget
         with it as a member (lower priorities are capped or paused first), then run again."""
         pw = self.pw
         assert pw is not None and plan.rest_reason is not None
         code = plan.rest_reason.code
         if code is Code.POWER_RAMP:
-            self._wake(pw.ramp_clear_at(self.now))
+            # Wake when the window has room for the blocked head's step (or is clear).
+            need_w = plan.rest_reason.detail.get("need_mw", math.inf) * 1e6
+            self._wake(pw.ramp_clear_at(self.now, need_w))
             return
         if code is not Code.POWER_CAP or not deep or pw.policy is None:
             return
