@@ -58,6 +58,7 @@ MODULES: tuple[str, ...] = (
     "cortex.sim.quarantine",
     "cortex.drive.intake",
     "cortex.drive.runs",
+    "cortex.drive.run_estimate",
     "cortex.drive.protection",
     "cortex.drive.allocation",
     "cortex.drive.power_books",

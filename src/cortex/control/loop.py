@@ -50,7 +50,7 @@ from cortex.control.mirror import Mirror
 from cortex.control.progress import ProgressBook
 from cortex.control.recovery import RecoveryMixin
 from cortex.control.why import WhyBook
-from cortex.drive import intake, runs
+from cortex.drive import intake, run_estimate, runs
 from cortex.drive.allocation import Allocation
 from cortex.executors.base import Executor
 from cortex.fleet.spec import FleetSpec
@@ -322,7 +322,13 @@ class SchedulerLoop(
         return self.speeds.get(kind, 1.0)
 
     def estimate_s(self, job: Job, flavor: int, gang: int) -> float:
-        return job.remaining_s * job.gpus / gang / self.speed(job.kind, flavor)
+        """Backfill's runtime estimate, by the twin's rule (drive/run_estimate.py): the job's
+        spec gives its work, checkpoint writes and interval; the loop books no work done or
+        overhead owed, and models no failures, so a job without an interval of its own
+        checkpoints at the shared fallback interval."""
+        speed = run_estimate.run_speed(job, self.speed(job.kind, flavor), gang)
+        tau = run_estimate.interval_s(job, None, None, self.rules.fallback_checkpoint_interval_s)
+        return run_estimate.estimate_s(job, speed, tau)
 
     def mem_job(self, row: Any) -> Job:
         """A scheduler Job from a jobs row (an ORM object or a Row with the same columns)."""

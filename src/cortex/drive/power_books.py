@@ -338,10 +338,21 @@ class PowerBooks(JobPowerBooks):
         cut = t - 60.0
         return max(limit - sum([w for ts, w in self.window if cut < ts]), 0.0)
 
-    def ramp_clear_at(self, t: float) -> float:
-        """When the oldest step still in the window leaves it."""
-        recent = [ts for ts, _ in self.window if ts > t - 60.0]
-        return min(recent) + 60.0 if recent else t
+    def ramp_clear_at(self, t: float, need_w: float = math.inf) -> float:
+        """The first instant from `t` at which the window has `need_w` IT watts of headroom
+        again, or is clear (a clear window takes a start of any size alone: scheduler/power.py
+        `_fits`); `need_w` left out: when it is clear. Headroom rises only as counted steps
+        leave, each 60 s after its time, so the instants to try are `t` and those; each is
+        judged by the headroom and limit admission will read there. Not simply when the oldest
+        step leaves: after a staggered start of k waves (t, t+60, ..., t+60(k-1)) the window
+        has room only from t+60(k-1), beside the last wave, or t+60k (bench/RESULTS.md §99)."""
+        leaving = sorted({ts + 60.0 for ts, _ in self.window if ts > t - 60.0})
+        for x in (t, *leaving):
+            limit = self.ramp_limit_it_w(x)
+            room = self._ramp_headroom(x, limit)
+            if room >= need_w or room >= limit:
+                return x
+        return t  # not reached: from the last step's leaving on, the window is clear
 
     # ---- decisions the driver asks for --------------------------------------------------------
     def never_fits(self, job: Job, flavors: tuple[int, ...]) -> Reason | None:

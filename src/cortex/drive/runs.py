@@ -49,6 +49,7 @@ class RunRules:
     preempt_grace_s: float = 0.0  # shared.* (every driver's `rules()` has the file's)
     min_runtime_s: float = 0.0  # control.* only: the twin's queues take their fleet file's
     max_retries: int = 0
+    fallback_checkpoint_interval_s: float = 0.0  # shared.*: drive/run_estimate.interval_s
 
 
 @cache

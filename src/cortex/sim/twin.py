@@ -12,12 +12,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from cortex.compiled import mypyc_attr
-from cortex.drive import intake, protection, runs
+from cortex.drive import intake, protection, run_estimate, runs
 from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
@@ -31,7 +32,6 @@ from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import policies as build_policies
 from cortex.scheduler.snapshot import Plan, Snapshot, Start
 from cortex.scheduler.state import ClusterState, Placement
-from cortex.sim import checkpoint as ckpt
 from cortex.sim.engine import (
     ARRIVAL,
     FAILURE,
@@ -141,8 +141,8 @@ class Twin(RunBooks):
         self.horizon_s = cfg.horizon_s
         self.large_job_gpus = int(defaults["large_job_gpus"])
         self.backfill_interval_s = cfg.backfill_interval_s or defaults["backfill_interval_s"]
-        self.fallback_tau_s = defaults["fallback_checkpoint_interval_s"]
         self.rules = runs.rules("twin")
+        self.fallback_tau_s = self.rules.fallback_checkpoint_interval_s
         self._protection = protection.ProtectionEnds(self.queues)  # when failed searches retry
         self.fail_rate = rate_per_gpu_s(cfg.failure_scale) if cfg.failures else 0.0
         table = ThroughputTable.load()
@@ -479,23 +479,19 @@ class Twin(RunBooks):
     def _run_shape(
         self, job: Job, flavor: int, gang: int, alloc: int
     ) -> tuple[float, float, float]:
-        """(speed, checkpoint interval, wall duration) of a run that starts now."""
-        speed = self.speeds[(job.kind, flavor)] * gang / job.gpus
-        write = job.ckpt_write_s or 0.0
-        fixed = job.ckpt_interval_s
-        if fixed is None:
-            fixed = self.cfg.checkpoint_interval_s
-        if not write:
-            tau = math.inf  # no checkpoint cost given: the job does not checkpoint
-        elif fixed is not None:
-            tau = float(fixed)
-        elif self.fail_rate > 0:
-            rate = self.fail_rate * alloc + self._job_rate(job, gang)
-            tau = ckpt.daly_interval_s(write, 1.0 / rate)
-        else:
-            tau = self.fallback_tau_s
-        dur = ckpt.run_duration_s(job.remaining_s / speed, job.owed_overhead_s, tau, write)
-        return speed, tau, dur
+        """(speed, checkpoint interval, wall duration) of a run that starts now: the rule the
+        control plane's backfill estimate follows too (drive/run_estimate.py)."""
+        speed = run_estimate.run_speed(job, self.speeds[(job.kind, flavor)], gang)
+        # Young/Daly's failure rate, summed only when the job's interval is not given.
+        rate = partial(self._run_rate, job, gang, alloc) if self.fail_rate > 0 else None
+        tau = run_estimate.interval_s(
+            job, self.cfg.checkpoint_interval_s, rate, self.fallback_tau_s
+        )
+        return speed, tau, run_estimate.estimate_s(job, speed, tau)
+
+    def _run_rate(self, job: Job, gang: int, alloc: int) -> float:
+        """Failures per second of a run: its allocation's nodes' and the job's own causes."""
+        return self.fail_rate * alloc + self._job_rate(job, gang)
 
     def _estimate_s(self, job: Job, flavor: int, gang: int) -> float:
         cache = job.est_cache
@@ -544,14 +540,16 @@ class Twin(RunBooks):
             self._wake(self._deep_due)
 
     def _power_blocked(self, plan: Plan, deep: bool) -> None:
-        """A pass stopped on watts. On the ramp: wake when the window clears. On the site
+        """A pass stopped on watts. On the ramp: wake when the window has room for it. On the site
         budget, in a deep pass: if the blocked job outranks running work, re-divide the budget
         with it as a member (lower priorities are capped or paused first), then run again."""
         pw = self.pw
         assert pw is not None and plan.rest_reason is not None
         code = plan.rest_reason.code
         if code is Code.POWER_RAMP:
-            self._wake(pw.ramp_clear_at(self.now))
+            # Wake when the window has room for the blocked head's step (or is clear).
+            need_w = plan.rest_reason.detail.get("need_mw", math.inf) * 1e6
+            self._wake(pw.ramp_clear_at(self.now, need_w))
             return
         if code is not Code.POWER_CAP or not deep or pw.policy is None:
             return

@@ -1,0 +1,127 @@
+"""Backfill's runtime estimate is one rule for both drivers (drive/run_estimate.py): the twin's
+and the control plane's estimates of the same job agree, checkpoint writes included, and the
+API's start estimates follow it. The control plane's estimate used to leave out the writes
+(remaining work over speed), so a checkpointing job was estimated to end before the twin said.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeclock import FakeClock
+from fastapi.testclient import TestClient
+from helpers import ADMIN_H, fake_service, job_body
+
+from cortex.control.service import Service
+from cortex.drive import run_estimate, runs
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.job import Job
+from cortex.workload.spec import JobSpec
+from testkit import TINY
+
+FALLBACK_S = runs.rules("control").fallback_checkpoint_interval_s
+
+
+@pytest.fixture
+def svc(db_url: str, tmp_path: Path) -> Iterator[Service]:
+    s = fake_service(db_url, tmp_path, slots=8, clock=FakeClock())
+    yield s
+    s.close()
+
+
+def _job(job_id: int, **kw: object) -> Job:
+    spec = JobSpec.model_validate({"name": "j", "team": "fsd", "gpus": 4, **kw})
+    return Job.from_spec(job_id, spec, 0, spec.checkpoint_write_s)
+
+
+# (spec fields, gang, wall seconds derived by hand); generic work at speed 1.0 on both sides.
+CASES = [
+    # 3,600 s in 600 s chunks: 6 chunks, a 60 s write after each but the last: 3,600 + 300.
+    ({"duration_s": 3600, "checkpoint_write_s": 60, "checkpoint_interval_s": 600}, 4, 3900.0),
+    # No interval given, no failure rate: the shared fallback interval (3,600 s) over 7,200 s
+    # of work is 2 chunks, one write.
+    ({"duration_s": 7200, "checkpoint_write_s": 60}, 4, 7200.0 + 60.0),
+    # An elastic job on half its gang runs twice as long: 7,200 s in 600 s chunks, 11 writes.
+    (
+        {
+            "duration_s": 3600,
+            "checkpoint_write_s": 30,
+            "checkpoint_interval_s": 600,
+            "elastic": {"min_gpus": 2, "max_gpus": 4},
+        },
+        2,
+        7200.0 + 11 * 30.0,
+    ),
+    # No write time: the job does not checkpoint, its work alone.
+    ({"duration_s": 500}, 4, 500.0),
+]
+
+
+@pytest.mark.parametrize(("fields", "gang", "want"), CASES)
+def test_the_twin_and_the_control_plane_estimate_the_same_job_alike(
+    svc: Service, fields: dict[str, object], gang: int, want: float
+) -> None:
+    tw = Twin(TINY, [], SimConfig(days=1, failures=False))
+    loop = svc.loop
+    assert tw.fallback_tau_s == FALLBACK_S == 3600.0
+    # The same speed for the job on both sides (generic work: 1.0 on H100, and on a device
+    # the throughput table does not know), so the estimates must be equal, not just close.
+    assert tw.speeds[("generic", 0)] == loop.speed("generic", 0) == 1.0
+    live = loop.estimate_s(_job(1, **fields), 0, gang)
+    twin = tw._estimate_s(_job(1, **fields), 0, gang)
+    assert live == twin == pytest.approx(want, abs=1e-9)
+
+
+def test_restart_overhead_owed_and_work_done_count_in_both_drivers(svc: Service) -> None:
+    """What a job's progress says moves both estimates alike (the twin books it; the rule
+    takes it from either driver): 1,800 s done of 3,600, 600 s of restart owed."""
+    tw = Twin(TINY, [], SimConfig(days=1, failures=False))
+    jobs = []
+    for _ in range(2):
+        j = _job(2, duration_s=3600, checkpoint_write_s=60, checkpoint_interval_s=600)
+        j.done_s, j.owed_overhead_s = 1800.0, 600.0
+        jobs.append(j)
+    # 1,800 s left in 600 s chunks: 3 chunks, 2 writes, after 600 s of restart.
+    want = 600.0 + 1800.0 + 2 * 60.0
+    assert svc.loop.estimate_s(jobs[0], 0, 4) == tw._estimate_s(jobs[1], 0, 4) == want
+
+
+def test_a_driver_without_a_failure_rate_takes_the_fallback_interval() -> None:
+    job = _job(3, duration_s=100, checkpoint_write_s=10)
+    assert run_estimate.interval_s(job, None, None, 1234.0) == 1234.0
+    assert run_estimate.interval_s(job, 50.0, None, 1234.0) == 50.0  # the driver's default
+    # Young/Daly over the rate, asked only when no interval is given: sqrt(2 * 10 * 1000) - 10.
+    assert run_estimate.interval_s(job, None, lambda: 1e-3, 0.0) == pytest.approx(
+        math.sqrt(2 * 10 * 1000) - 10
+    )
+    fixed = _job(4, duration_s=100, checkpoint_write_s=10, checkpoint_interval_s=70)
+
+    def never() -> float:
+        raise AssertionError("the rate is summed only when no interval is given")
+
+    assert run_estimate.interval_s(fixed, None, never, 0.0) == 70.0
+    none = _job(5, duration_s=100)
+    assert run_estimate.interval_s(none, 50.0, never, 1.0) == math.inf
+
+
+def test_the_api_start_estimate_counts_the_running_jobs_checkpoint_writes(svc: Service) -> None:
+    """8 slots: a 8-GPU job of 3,600 s writing a 60 s checkpoint every 600 s runs from t0; the
+    one behind it starts when it ends, t0 + 3,900 (the old estimate said t0 + 3,600)."""
+    client = TestClient(svc.app)
+    token = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    h = {"Authorization": f"Bearer {token}"}
+    svc.loop.tick()
+    t0 = svc.clock.time()
+    body = job_body(
+        gpus=8, duration_s=3600, checkpoint_write_s=60, checkpoint_interval_s=600, name="a"
+    )
+    assert client.post("/v1/jobs", json=body, headers=h).status_code == 201
+    svc.loop.tick()
+    r = client.post("/v1/jobs", json=job_body(gpus=8, duration_s=50, name="b"), headers=h)
+    b = int(r.json()["id"])
+    svc.loop.tick()
+    got = client.get(f"/v1/jobs/{b}/why?start=true", headers=h).json()["start_estimate"]
+    assert got["start_s"] == t0 + 3900.0
