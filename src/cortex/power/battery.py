@@ -323,9 +323,10 @@ def smallest_battery(
     charge strayed from the target. A battery that never saturates dispatches alike at any size
     (the bias toward the target saturates at a fraction of the power limit), so the size those
     extremes need is the likely answer: the size below it is tried, then it; a guess proven
-    wrong gives way to bisection. Every probe but the answer runs a month here (answers fail
-    late, 75% in), so the count is what costs: 8 probes before (doubling from 1, then bisection:
-    1, 2, 4, 8, 16, 12, 10, 9 for 10 units), 3 now (bench/RESULTS.md section 97)."""
+    too many gives way to bisection, one proven too few to doubling from it, then bisection.
+    Every probe but the answer runs a month here (answers fail late, 75% in), so the count is
+    what costs: 8 probes before (doubling from 1, then bisection: 1, 2, 4, 8, 16, 12, 10, 9
+    for 10 units), 3 now (bench/RESULTS.md section 97)."""
     if dispatch(load_mw, step_s, None, None).max_ramp_mw_per_min <= ramp_mw_per_min + 1e-9:
         return 0, None
     top = probe(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(max_units))
@@ -334,14 +335,17 @@ def smallest_battery(
     guess: int | None = min(max(_units_for(top), 1), max_units)
     lo, hi = 0, max_units  # the largest size known to fail, the smallest known to pass
     best: GridResult | None = None
+    grow = False  # a guess proven too few: double from it (as the search from 1 did), then bisect
     while hi - lo > 1:
         if guess is not None and lo < guess - 1:
             mid = guess - 1  # expected to fail
         elif guess is not None and lo == guess - 1 and guess < hi:
             mid = guess  # expected to pass: the answer
         else:
-            guess = None
-            mid = (lo + hi) // 2
+            if guess is not None:
+                grow = lo >= guess
+                guess = None
+            mid = 2 * lo if grow and lo < 2 * lo < hi else (lo + hi) // 2
         if mid == lo + 1:
             # If it passes it is the answer: dispatched whole (the report's call), not run again.
             r = dispatch(
@@ -355,6 +359,7 @@ def smallest_battery(
             passes = seen.violation < 0
         if passes:
             hi = mid
+            grow = False
             if guess is not None and mid < guess:
                 guess = None  # too many (too few: the next round's tests above drop it)
         else:
