@@ -186,3 +186,35 @@ def test_the_books_floor_memo_is_the_views_formula() -> None:
         job, 0, 8
     )
     assert after.floor_inc_w(job, 0, 8) < before
+
+
+def test_the_books_shape_memo_gives_each_placement_its_own_shape() -> None:
+    # Admission reads a placement's shape through the books' memo (PowerView.shape_of), which
+    # keeps large placements' shapes: an equal placement gets the kept shape, and any other one,
+    # even of the same length, first and last nodes (the memo's key), its own: always what
+    # placement_shape reads. (Placements are tuples: the one kept cannot change after.)
+    from cortex.drive.power_books import SHAPE_MEMO_NODES
+
+    topo = build(load_fleet_spec("cortex-2024"))
+    pw = PowerRuntime.build(topo, PowerConfig("full", rack_cap_kw=100.0), 86400.0)
+    view = pw.view(0.0)
+    assert view.shape_of is not None
+    assert pw.pass_view(0.0).shape_of == view.shape_of
+    assert len(set(topo.node_hall)) > 1 and min(pw.node_max_cap_w) < math.inf
+
+    def plain(placement: tuple[tuple[int, int], ...]) -> tuple:
+        return placement_shape(topo.node_hall, pw.node_max_cap_w, pw.min_node_cap_w, placement)
+
+    n = SHAPE_MEMO_NODES + 1
+    # Across the boundary between the first two halls
+    first_of_hall_1 = topo.node_hall.index(1)
+    a = tuple((first_of_hall_1 - n // 2 + i, 8) for i in range(n))
+    assert _shape(view, a) == plain(a)
+    assert _shape(view, a[:1] + a[1:]) == plain(a)  # an equal placement: the kept shape
+    b = (a[0], *((m + 2000, k) for m, k in a[1:-1]), a[-1])  # same key, other nodes
+    assert (len(b), b[0], b[-1]) == (len(a), a[0], a[-1])
+    assert plain(b) != plain(a)
+    assert _shape(view, b) == plain(b)
+    assert _shape(view, a) == plain(a)
+    small = a[:SHAPE_MEMO_NODES]
+    assert _shape(view, small) == plain(small)

@@ -21,13 +21,15 @@ from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
 from cortex.power.curve import CapCurve
 from cortex.scheduler.cap_solver import CapPlan, ClassKey, make_room, solve_caps
-from cortex.scheduler.power import PowerPolicy, PowerView
+from cortex.scheduler.power import PowerPolicy, PowerView, Shape, placement_shape
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import PowerProfile
-from cortex.scheduler.state import ClusterState
+from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
 
 RAISE_SPARE_FRAC = 0.01
+# Placements of more nodes than this have their shape kept (PowerBooks._shape_of).
+SHAPE_MEMO_NODES = 64
 DEFAULT_LEVELS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)
 
 
@@ -169,6 +171,8 @@ class PowerBooks(JobPowerBooks):
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
     _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
+    # (placement's length, first and last entries) -> (the placement, its shape): _shape_of's
+    _shape_memo: dict = field(default_factory=dict, init=False, repr=False)
     # ((site cap, coolest temperature), the site budget over idle then): never_fits's bound
     _never_best: tuple[tuple[float, float], float] | None = field(
         default_factory=lambda: None, init=False, repr=False
@@ -304,7 +308,33 @@ class PowerBooks(JobPowerBooks):
             ladder_w=self._ladder_w,
             job_inc_w=self._inc_of,
             floor_gpu_w=self._floor_gpu_w,
+            shape_of=self._shape_of,
         )
+
+    def _shape_of(self, placement: Placement) -> Shape:
+        """`placement_shape` over these books' fleet (PowerView.shape_of). A gang of hundreds of
+        nodes that the budget holds back is placed again, the same way, at every pass until the
+        watts come (the month's `full`: 884 of 1,836 admissions of more than 64 nodes find the
+        placement kept), and its shape costs ~0.5 ms for 1,667 nodes (a C-level map per node),
+        against ~8 us to compare the placement with the one kept: a large placement's shape is
+        kept with it and given again for an equal one (the same values: the fleet's halls and
+        rack caps never change in a book). The month's shapes: 0.91 -> 0.65 s."""
+        if len(placement) <= SHAPE_MEMO_NODES:
+            return placement_shape(
+                self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
+            )
+        key = (len(placement), placement[0], placement[-1])
+        memo = self._shape_memo
+        got = memo.get(key)
+        if got is not None and got[0] == placement:
+            return got[1]
+        shape = placement_shape(
+            self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
+        )
+        if len(memo) >= 16:
+            memo.clear()
+        memo[key] = (placement, shape)  # a tuple: what is kept cannot change after
+        return shape
 
     def _floor_gpu_w(self, kind: str, flavor: int) -> float:
         """Per GPU, over idle, at the floor level on the least-capped nodes: PowerView.floor_inc_w's

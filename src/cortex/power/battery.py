@@ -223,8 +223,30 @@ def first_violation(
     report reads. The recurrence is written twice on purpose: it runs 259,200 steps per probe,
     and a flag tested inside `dispatch`'s loop would cost every probe what this saves (bench/
     RESULTS.md section 93); tests/power/test_battery_stop.py holds the two equal."""
+    return probe(load_mw, step_s, ramp_mw_per_min, battery).violation
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one probe of the search saw, up to its first violation (the whole series when none):
+    that step (-1: none), the most the battery supplied and absorbed in a step (MW, both >= 0),
+    and how far its state of charge went below and above its target (MWh, both >= 0)."""
+
+    violation: int
+    discharge_mw: float
+    charge_mw: float
+    below_mwh: float
+    above_mwh: float
+
+
+def probe(
+    load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, battery: BatterySpec
+) -> Probe:
+    """`first_violation`'s answer and the extremes the search guesses the next size from (two
+    comparisons a step, in the branches that move them: the state of charge falls only while
+    the battery supplies and rises only while it absorbs)."""
     if len(load_mw) == 0:
-        return -1
+        return Probe(-1, 0.0, 0.0, 0.0, 0.0)
     eta = math.sqrt(battery.efficiency)
     cap = battery.energy_mwh
     target = battery.initial_soc * cap
@@ -239,6 +261,8 @@ def first_violation(
     low_bias = -bias_max
     tol = max_step + 1e-9
     neg_p_max = -p_max
+    b_hi = b_lo = 0.0  # the most supplied, the most absorbed (negative)
+    soc_lo = soc_hi = soc
     for i, load in enumerate(load_mw.tolist()):
         bias = (target - soc) / horizon_h
         if bias_max < bias:
@@ -260,6 +284,10 @@ def first_violation(
             if most < b:
                 b = most
             soc -= b / eta * h
+            if b > b_hi:
+                b_hi = b
+            if soc < soc_lo:
+                soc_lo = soc
         elif b < 0:
             if neg_p_max > b:
                 b = neg_p_max
@@ -267,51 +295,94 @@ def first_violation(
             if most > b:
                 b = most
             soc -= b * eta * h
+            if b < b_lo:
+                b_lo = b
+            if soc > soc_hi:
+                soc_hi = soc
         g_real = load - b
         d = g_real - g
         if d > tol or -d > tol:
-            return i
+            return Probe(i, b_hi, -b_lo, target - soc_lo, soc_hi - target)
         g = g_real
-    return -1
+    return Probe(-1, b_hi, -b_lo, target - soc_lo, soc_hi - target)
 
 
 def smallest_battery(
     load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, max_units: int = 4096
 ) -> tuple[int, GridResult | None]:
-    """Fewest Megapack units that keep the grid within the ramp limit (bisection: more units
-    never hurt, since the dispatch is the same until a smaller battery saturates). Each size
-    tried is asked only whether it breaks the limit (`first_violation`, up to the first step
-    that does); the answer's whole dispatch is run once, at the end, for the report."""
+    """Fewest Megapack units that keep the grid within the ramp limit. More units never hurt
+    (the dispatch is the same until a smaller battery saturates), so the answer is the one size
+    that passes with the size below it failing, and any order of sizes tried that narrows
+    (largest failing, smallest passing) to neighbours finds it; the order only sets the cost.
+    Each size is asked only whether it breaks the limit (`probe`, up to the first step that
+    does), and a size whose passing would make it the answer is dispatched whole at once, for
+    the report (the same call as a dispatch afterwards).
+
+    The order: first `max_units` (if it fails, none is enough), whose probe also says how hard
+    its battery was worked: the most power it supplied or absorbed in a step and how far its
+    charge strayed from the target. A battery that never saturates dispatches alike at any size
+    (the bias toward the target saturates at a fraction of the power limit), so the size those
+    extremes need is the likely answer: the size below it is tried, then it; a guess proven
+    too many gives way to bisection, one proven too few to doubling from it, then bisection.
+    Every probe but the answer runs a month here (answers fail late, 75% in), so the count is
+    what costs: 8 probes before (doubling from 1, then bisection: 1, 2, 4, 8, 16, 12, 10, 9
+    for 10 units), 3 now (bench/RESULTS.md section 97)."""
     if dispatch(load_mw, step_s, None, None).max_ramp_mw_per_min <= ramp_mw_per_min + 1e-9:
         return 0, None
-
-    def fails(units: int) -> bool:
-        return first_violation(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(units)) >= 0
-
-    lo, hi = 0, 1
-    while fails(hi):
-        lo, hi = hi, hi * 2
-        if hi > max_units:
-            return -1, None
+    top = probe(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(max_units))
+    if top.violation >= 0:
+        return -1, None
+    guess: int | None = min(max(_units_for(top), 1), max_units)
+    lo, hi = 0, max_units  # the largest size known to fail, the smallest known to pass
     best: GridResult | None = None
+    grow = False  # a guess proven too few: double from it (as the search from 1 did), then bisect
     while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if hi - lo == 2:
-            # The last size tried: if it passes it is the answer, so it is dispatched whole
-            # (the same call the report's dispatch below would make) and not run again.
+        if guess is not None and lo < guess - 1:
+            mid = guess - 1  # expected to fail
+        elif guess is not None and lo == guess - 1 and guess < hi:
+            mid = guess  # expected to pass: the answer
+        else:
+            if guess is not None:
+                grow = lo >= guess
+                guess = None
+            mid = 2 * lo if grow and lo < 2 * lo < hi else (lo + hi) // 2
+        if mid == lo + 1:
+            # If it passes it is the answer: dispatched whole (the report's call), not run again.
             r = dispatch(
                 load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(mid), stop_at_violation=True
             )
-            if r.violations == 0:
-                hi, best = mid, r
-            else:
-                lo = mid
-        elif fails(mid):
-            lo = mid
+            passes = r.violations == 0
+            if passes:
+                best = r
         else:
+            seen = probe(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(mid))
+            passes = seen.violation < 0
+        if passes:
             hi = mid
+            grow = False
+            if guess is not None and mid < guess:
+                guess = None  # too many (too few: the next round's tests above drop it)
+        else:
+            lo = mid
     if best is None:
         best = dispatch(
             load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi), stop_at_violation=True
         )
     return hi, best
+
+
+def _units_for(seen: Probe) -> int:
+    """The Megapack units a battery worked as `seen` needs: its power for the largest step
+    supplied or absorbed, its energy for the charge's excursions on either side of the target
+    (the target is `initial_soc` of the energy). A guess (the bias differs below saturation,
+    and losses are ignored); the search checks it."""
+    from cortex.power.swing import megapack
+
+    unit = megapack()
+    soc0 = BatterySpec.megapacks(1).initial_soc
+    need = max(seen.discharge_mw, seen.charge_mw) / unit.power_mw
+    if soc0 > 0:
+        need = max(need, seen.below_mwh / (soc0 * unit.energy_mwh))
+    if soc0 < 1:
+        need = max(need, seen.above_mwh / ((1 - soc0) * unit.energy_mwh))
+    return math.ceil(need) if math.isfinite(need) else 1

@@ -59,6 +59,9 @@ class PowerView:
     # The driver's memo of what floor_inc_w computes per GPU from the fields above for a (kind,
     # flavor) (read for every job a pass examines before placement); None: computed here.
     floor_gpu_w: Callable[[str, int], float] | None = None
+    # The driver's memo of `placement_shape` over node_hall, node_max_cap_w and min_node_cap_w
+    # (read at every admission); None: computed here.
+    shape_of: Callable[[Placement], Shape] | None = None
 
     def floor_inc_w(self, job: Job, flavor: int, gang: int) -> float:
         """The least a start could add: at the floor, on the least-capped nodes."""
@@ -207,7 +210,11 @@ def placement_shape(
 
 
 def _shape(view: PowerView, placement: Placement) -> Shape:
-    """What `_fits` reads of a placement, the same at every level it tries: computed once."""
+    """What `_fits` reads of a placement, the same at every level it tries: computed once (by
+    the driver's memo when the view carries one)."""
+    shape_of = view.shape_of
+    if shape_of is not None:
+        return shape_of(placement)
     return placement_shape(view.node_hall, view.node_max_cap_w, view.min_node_cap_w, placement)
 
 

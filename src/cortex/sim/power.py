@@ -214,7 +214,7 @@ class PowerRuntime(PowerBooks):
             v = self.view(t)
             const = self._pass_const = (
                 v.levels, v.floor, v.draw_w, v.idle_w, v.tdp_w, v.node_hall, v.node_max_cap_w,
-                v.min_node_cap_w, v.ladder_w, v.job_inc_w, v.floor_gpu_w,
+                v.min_node_cap_w, v.ladder_w, v.job_inc_w, v.floor_gpu_w, v.shape_of,
             )  # fmt: skip
         i = min(int(t / self.cfg.tick_s), len(self.temps) - 1)
         memo = self._pass_memo
@@ -237,7 +237,7 @@ class PowerRuntime(PowerBooks):
             else:
                 self._pass_memo = None
         _, _, _, site_w, hb, limit = memo
-        levels, floor, draw, idle, tdp, node_hall, node_cap, min_cap, ladder, job_inc, fl = const
+        levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp = const
         # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
         # field to view's): a call with keywords costs a quarter more, and this is per pass.
         return PowerView(
@@ -248,7 +248,7 @@ class PowerRuntime(PowerBooks):
             draw,
             idle,
             tdp,
-            node_hall,
+            halls,
             node_cap,
             self.target,
             self._ramp_headroom(t, limit),
@@ -258,6 +258,7 @@ class PowerRuntime(PowerBooks):
             job_inc,
             site_w,
             fl,
+            shp,
         )
 
     def coolest_temp_c(self) -> float:
