@@ -62,14 +62,12 @@ class _Class:
     in the class's hall and are counted per ladder (gang, node cap); the rest by id."""
 
     members: dict[int, None] = field(default_factory=dict)  # in start order
-    whole: dict[tuple[int, float], int] = field(default_factory=dict)
+    whole: dict[tuple[int, float], int] = field(default_factory=dict)  # no zero counts
     split: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)
-    # The sums as a solve last read them: [gain, ladder sums, hall sums in hall order, steps]
-    # (kept_classes), and the whole members come (+1) or gone (-1) since, per ladder: the next
-    # solve adds those in. None: made again from the members (a split member came or went, the
-    # class's hall gained or lost its whole members, or the gain moved).
+    # The sums as a solve last read them (kept_classes): [gain, ladder sums, hall sums in hall
+    # order, steps, `whole` then]; the next solve adds in the ladders whose counts moved since.
+    # None: made again from the members (a split member came or went; a new class).
     made: list | None = None
-    delta: dict[tuple[int, float], int] = field(default_factory=dict)
 
 
 class JobPowerBooks:
@@ -93,6 +91,7 @@ class JobPowerBooks:
     _classes: dict[ClassKey, _Class]
     _qcache: dict
     _seq: int
+    policy: object  # None: power is modelled, never managed (no solve reads the classes)
 
     def ramp_limit_it_w(self, t: float) -> float:
         raise NotImplementedError
@@ -223,40 +222,38 @@ class JobPowerBooks:
             self.hall_actual_w[h] += d * s
 
     def _join(self, job_id: int, jp: _JobPower) -> None:
+        if self.policy is None:
+            return
         cls = self._classes.get(jp.key)
         if cls is None:
             cls = self._classes[jp.key] = _Class()
         cls.members[job_id] = None
         hs = jp.halls
         if len(hs) == 1 and hs.get(jp.key[3]) == 1.0:
+            w = cls.whole
             lk = (jp.gang, jp.node_cap_w)
-            if not cls.whole:
-                cls.made = None
-            cls.whole[lk] = cls.whole.get(lk, 0) + 1
-            if cls.made is not None:
-                cls.delta[lk] = cls.delta.get(lk, 0) + 1
+            w[lk] = w.get(lk, 0) + 1
         else:
             cls.split[job_id] = tuple(hs.items())
             cls.made = None
 
     def _leave(self, job_id: int, jp: _JobPower) -> None:
+        if self.policy is None:
+            return
         cls = self._classes[jp.key]
         del cls.members[job_id]
-        if cls.split.pop(job_id, None) is None:
-            lk = (jp.gang, jp.node_cap_w)
-            n = cls.whole[lk] - 1
-            if n:
-                cls.whole[lk] = n
-            else:
-                del cls.whole[lk]
-            if cls.made is not None:
-                cls.delta[lk] = cls.delta.get(lk, 0) - 1
-            if not cls.whole:
-                cls.made = None
-        else:
-            cls.made = None
         if not cls.members:
             del self._classes[jp.key]
+        elif cls.split.pop(job_id, None) is not None:
+            cls.made = None
+        else:
+            w = cls.whole
+            lk = (jp.gang, jp.node_cap_w)
+            n = w[lk] - 1
+            if n:
+                w[lk] = n
+            else:
+                del w[lk]
 
     def stop(self, job_id: int) -> None:
         jp = self.jobs.pop(job_id)
@@ -334,20 +331,24 @@ class JobPowerBooks:
             kind, flavor, prio, hall = key
             gain = speed[(kind, flavor)]
             made = cls.made
-            if made is None or made[0] != gain:
+            hq = None
+            if made is not None and made[0] == gain and cls.whole != made[4]:
+                # A split member always has GPUs in its class's hall, so the hall's sums exist
+                # whenever the class has members; the look-up only guards that.
+                hq = dict(made[2]).get(hall)
+            if made is None or made[0] != gain or (hq is None and cls.whole != made[4]):
                 made = cls.made = self._make_class(key, cls, gain)
-                cls.delta.clear()
-            elif cls.delta:
-                q, hq = made[1], dict(made[2])[hall]
-                for lk, k in cls.delta.items():
+            elif hq is not None:
+                q, was, now = made[1], made[4], cls.whole
+                for lk in was.keys() | now.keys():
+                    k = now.get(lk, 0) - was.get(lk, 0)
                     if k:
                         v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
                         for i in range(2 * n):
                             q[i] += k * v[i]
                         for i in range(n):
                             hq[i] += k * v[i]
-                cls.delta.clear()
-                made[3] = None
+                made[3], made[4] = None, now.copy()
             if made[3] is None:
                 made[3] = class_steps(made[1], made[2], n)
             out.append(
@@ -390,7 +391,7 @@ class JobPowerBooks:
                 w = v[:n] if sh == 1.0 else hall_ladder(inc, sh)
                 got = halls.get(h)
                 halls[h] = list(w) if got is None else list(map(add, got, w))
-        return [gain, q, sorted(halls.items()), None]
+        return [gain, q, sorted(halls.items()), None, cls.whole.copy()]
 
     def solve_kept(
         self,
@@ -409,7 +410,12 @@ class JobPowerBooks:
             classes.append(hc[0])
         sb, hb = site_budget_w * W_UNIT, [b * W_UNIT for b in hall_budget_w]
         site, halls = floor_sums(classes, len(hb), n - 1)
-        if not classes or site > sb or any(w > b for w, b in zip(halls, hb, strict=True)):
+        if (
+            self.policy is None  # no classes kept
+            or not classes
+            or site > sb
+            or any(w > b for w, b in zip(halls, hb, strict=True))
+        ):
             jobs = self.cap_jobs(running, speed)
             return solve_caps([*jobs, head] if head else jobs, site_budget_w, hall_budget_w, n)
         c_level, moved = raise_classes(classes, site, halls, sb, hb, n)
