@@ -29,7 +29,7 @@ from cortex.scheduler.cap_solver import (
     raise_classes,
     solve_caps,
 )
-from cortex.scheduler.power import Shape, placement_shape
+from cortex.scheduler.power import PowerPolicy, Shape, placement_shape
 from cortex.workload.calibration import CalibrationTable
 from cortex.workload.job import Job
 
@@ -91,7 +91,7 @@ class JobPowerBooks:
     _classes: dict[ClassKey, _Class]
     _qcache: dict
     _seq: int
-    policy: object  # None: power is modelled, never managed (no solve reads the classes)
+    policy: PowerPolicy | None  # None: power is modelled, never managed (no solve reads classes)
 
     def ramp_limit_it_w(self, t: float) -> float:
         raise NotImplementedError
