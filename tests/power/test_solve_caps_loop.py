@@ -1,8 +1,8 @@
-"""The cap solver's inner loop (scheduler/power.py solve_caps) reads single elements as Python
-floats, builds its arrays from flat lists, and sums a class's watts per hall only in the halls it
-has members in (a class wholly in one hall takes its site sums). It must decide exactly what
-the numpy version decided (kept here verbatim as the reference): the same levels in the same
-order, the same pauses and the same class targets, for any running set and budgets."""
+"""The cap solver (scheduler/cap_solver.py solve_caps) sums each class once, steps per class and
+level, and sums a class's watts per hall only in the halls it has members in. It must decide
+exactly what a plain per-job, per-hall version decides (its first numpy version, kept here as the
+reference, with its sums made the same exact integers): the same levels in the same order, the
+same pauses and the same class targets, for any running set and budgets."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cortex.scheduler.cap_solver import CapJob, CapPlan, ClassKey, _pause_to_fit, solve_caps
+from cortex.scheduler.cap_solver import (
+    W_UNIT,
+    CapJob,
+    CapPlan,
+    ClassKey,
+    _pause_to_fit,
+    hall_ladder,
+    quantize,
+    solve_caps,
+)
 
 N_LEVELS = 5
 N_HALLS = 3
@@ -23,41 +32,35 @@ N_HALLS = 3
 def _reference_solve(
     jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], n_levels: int
 ) -> CapPlan:
-    """solve_caps before the rewrite, verbatim (docstring aside)."""
+    """solve_caps's first numpy version, with its float sums made exact integers in the
+    solver's units (cap_solver.quantize; object arrays of Python ints) as solve_caps now adds
+    them: per job, per level, per hall, no class sums kept, no short cuts."""
     floor = n_levels - 1
-    levels, paused, site, halls = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
+    levels, paused, _, _ = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
     gone = set(paused)
     alive = [j for j in jobs if j.id not in gone]
     if not alive:
         return CapPlan(levels, paused, {})
-    # Per-class sums over members, as arrays: the greedy loop then runs per class and level,
-    # not per job (a 100k-GPU fleet runs thousands of jobs in a few dozen classes).
     keys: dict[ClassKey, int] = {}
-    cls = np.fromiter((keys.setdefault(j.key, len(keys)) for j in alive), np.int64, len(alive))
+    cls = [keys.setdefault(j.key, len(keys)) for j in alive]
     n_cls, n_halls = len(keys), len(hall_budget_w)
-    inc = np.array([j.inc_w for j in alive], dtype=float)  # jobs x levels
-    gk = (
-        np.array([j.kept for j in alive], dtype=float)
-        * np.array([j.gpus * j.gain for j in alive], dtype=float)[:, None]
-    )
-    shares = np.zeros((len(alive), n_halls))
-    for i, j in enumerate(alive):
+    c_inc = np.zeros((n_cls, n_levels), dtype=object)
+    c_gk = np.zeros((n_cls, n_levels), dtype=object)
+    c_hall = np.zeros((n_cls, n_halls, n_levels), dtype=object)
+    for j, c in zip(alive, cls, strict=True):
+        q = quantize(j.inc_w, j.kept, float(j.gpus * j.gain))
+        c_inc[c] += np.array(q[:n_levels], dtype=object)
+        c_gk[c] += np.array(q[n_levels:], dtype=object)
         for h, sh in j.halls:
-            shares[i, h] = sh
-    c_inc = np.zeros((n_cls, n_levels))
-    c_gk = np.zeros((n_cls, n_levels))
-    c_hall = np.zeros((n_cls, n_halls, n_levels))
-    for lv in range(n_levels):
-        c_inc[:, lv] = np.bincount(cls, weights=inc[:, lv], minlength=n_cls)
-        c_gk[:, lv] = np.bincount(cls, weights=gk[:, lv], minlength=n_cls)
-        for h in range(n_halls):
-            c_hall[:, h, lv] = np.bincount(cls, weights=inc[:, lv] * shares[:, h], minlength=n_cls)
+            c_hall[c, h] += np.array(hall_ladder(j.inc_w, sh), dtype=object)
     prio = dict.fromkeys(keys, 0)
     for j in alive:
         prio[j.key] = j.priority
     key_of = list(keys)
-    budget_h = np.asarray(hall_budget_w, dtype=float)
-    halls_a = np.asarray(halls, dtype=float)
+    site_b = site_budget_w * W_UNIT
+    budget_h = [b * W_UNIT for b in hall_budget_w]
+    site = sum(c_inc[:, floor])
+    halls_a = [sum(c_hall[:, h, floor]) for h in range(n_halls)]
     c_level = [floor] * n_cls
     heap: list[tuple[int, float, int, int]] = []
 
@@ -75,26 +78,33 @@ def _reference_solve(
     while heap:
         _, _, c, level = heapq.heappop(heap)
         d_site = c_inc[c, level - 1] - c_inc[c, level]
-        d_halls = c_hall[c, :, level - 1] - c_hall[c, :, level]
-        if site + d_site <= site_budget_w and bool(np.all(halls_a + d_halls <= budget_h)):
+        d_halls = [c_hall[c, h, level - 1] - c_hall[c, h, level] for h in range(n_halls)]
+        if site + d_site <= site_b and all(
+            halls_a[h] + d_halls[h] <= budget_h[h] for h in range(n_halls)
+        ):
             site += d_site
-            halls_a += d_halls
+            for h in range(n_halls):
+                halls_a[h] += d_halls[h]
             c_level[c] = level - 1
             push(c, level - 1)
         elif split is None:
             split = (c, level)  # the first class that does not fit as a whole; it stops here
-    levels.update({j.id: c_level[ci] for j, ci in zip(alive, cls.tolist(), strict=True)})
+    levels = {j.id: c_level[ci] for j, ci in zip(alive, cls, strict=True)}
     if split is not None:
         # Move the split class's oldest members up one by one while they fit.
         c, level = split
         members = sorted(
-            (j for j, ci in zip(alive, cls.tolist(), strict=True) if ci == c),
+            (j for j, ci in zip(alive, cls, strict=True) if ci == c),
             key=lambda m: m.start_s,
         )
         for m in members:
-            d = m.inc_w[level - 1] - m.inc_w[level]
-            dh = [(h, d * sh) for h, sh in m.halls]
-            if site + d <= site_budget_w and all(halls_a[h] + x <= budget_h[h] for h, x in dh):
+            q = quantize(m.inc_w, m.kept, 1.0)
+            d = q[level - 1] - q[level]
+            dh = [
+                (h, hall_ladder(m.inc_w, sh)[level - 1] - hall_ladder(m.inc_w, sh)[level])
+                for h, sh in m.halls
+            ]
+            if site + d <= site_b and all(halls_a[h] + x <= budget_h[h] for h, x in dh):
                 site += d
                 for h, x in dh:
                     halls_a[h] += x

@@ -20,7 +20,7 @@ from cortex.errors import InputError
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
 from cortex.power.curve import CapCurve
-from cortex.scheduler.cap_solver import CapPlan, ClassKey, make_room, solve_caps
+from cortex.scheduler.cap_solver import CapPlan, ClassKey, make_room_with
 from cortex.scheduler.power import PowerPolicy, PowerView, Shape, placement_shape
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import PowerProfile
@@ -168,6 +168,11 @@ class PowerBooks(JobPowerBooks):
     _per_cache: dict = field(default_factory=dict)
     _draw_cache: dict = field(default_factory=dict)
     _never_cache: dict = field(default_factory=dict)
+    # The solver's class sums kept as jobs start and stop (drive/power_jobs.py), with `jobs`
+    # (a copy of the books shares both), and the count of starts that orders them.
+    _classes: dict = field(default_factory=dict)
+    _seq: int = 0
+    _qcache: dict = field(default_factory=dict, init=False, repr=False)
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
     _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
@@ -432,8 +437,7 @@ class PowerBooks(JobPowerBooks):
     ) -> CapPlan:
         """Re-divide the budget at t among the booked jobs (`running`: their Job objects)."""
         self.solves += 1
-        jobs = self.cap_jobs(running, speed)
-        return solve_caps(jobs, self.site_budget_w(t), self.hall_budget_w(t), len(self.levels))
+        return self.solve_kept(running, speed, self.site_budget_w(t), self.hall_budget_w(t))
 
     def make_room_for(
         self,
@@ -445,15 +449,17 @@ class PowerBooks(JobPowerBooks):
         """The shortage re-solve: a pending job short of watts as a member of a solve (on its
         first eligible flavor); None when it would not help (see scheduler.cap_solver.make_room)."""
         self.solves += 1
+        if not self.jobs:
+            return None
         f = (head.flavor_ids or (0,))[0]
-        return make_room(
-            self.cap_jobs(running, speed),
-            self.head_cap_job(head, f, speed[(head.kind, f)], t),
+        cj = self.head_cap_job(head, f, speed[(head.kind, f)], t)
+        site_w, halls_w = self.site_budget_w(t), self.hall_budget_w(t)
+        return make_room_with(
+            min(k[2] for k in self._classes),
+            cj,
             {j: jp.level for j, jp in self.jobs.items()},
-            self.site_budget_w(t),
-            self.hall_budget_w(t),
-            len(self.levels),
             self.ramp_headroom_it_w(t),
+            lambda: self.solve_kept(running, speed, site_w, halls_w, cj),
         )
 
     def needs_solve(self, t: float) -> bool:

@@ -8,13 +8,28 @@ per-job books; it reads the books' fields and keeps no state of its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from operator import add
 from typing import TYPE_CHECKING
 
 from cortex.power.curve import draw_fractions
-from cortex.scheduler.cap_solver import CapJob, ClassKey
-from cortex.scheduler.power import Shape, placement_shape
+from cortex.scheduler.cap_solver import (
+    W_UNIT,
+    CapClass,
+    CapJob,
+    CapPlan,
+    ClassKey,
+    cap_classes,
+    class_steps,
+    floor_sums,
+    hall_ladder,
+    quantize,
+    raise_classes,
+    solve_caps,
+)
+from cortex.scheduler.power import PowerPolicy, Shape, placement_shape
 from cortex.workload.calibration import CalibrationTable
 from cortex.workload.job import Job
 
@@ -37,6 +52,22 @@ class _JobPower:
     waves: int = 1  # a staggered start draws in `waves` equal steps a minute apart
     waves_done: int = 0
     capjob: CapJob | None = None
+    gang: int = 0
+    seq: int = 0  # the books' count of starts when it started: the order of self.jobs
+
+
+@dataclass(slots=True)
+class _Class:
+    """A class's members as the solver reads them, kept as they start and stop: most lie wholly
+    in the class's hall and are counted per ladder (gang, node cap); the rest by id."""
+
+    members: dict[int, None] = field(default_factory=dict)  # in start order
+    whole: dict[tuple[int, float], int] = field(default_factory=dict)  # no zero counts
+    split: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    # The sums as a solve last read them (kept_classes): [gain, ladder sums, hall sums in hall
+    # order, steps, `whole` then]; the next solve adds in the ladders whose counts moved since.
+    # None: made again from the members (a split member came or went; a new class).
+    made: list | None = None
 
 
 class JobPowerBooks:
@@ -57,6 +88,10 @@ class JobPowerBooks:
     _ladders: dict
     _per_cache: dict
     _draw_cache: dict
+    _classes: dict[ClassKey, _Class]
+    _qcache: dict
+    _seq: int
+    policy: PowerPolicy | None  # None: power is modelled, never managed (no solve reads classes)
 
     def ramp_limit_it_w(self, t: float) -> float:
         raise NotImplementedError
@@ -152,7 +187,11 @@ class JobPowerBooks:
         halls = {h: k / held for h, k in shares.items()}
         key = (job.kind, flavor, job.priority, self.topo.node_hall[placement[0][0]])
         jp = _JobPower(per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key)
+        jp.gang = gang
+        self._seq += 1
+        jp.seq = self._seq
         self.jobs[job.id] = jp
+        self._join(job.id, jp)
         self.n_capped += level > 0
         self.inc_total_w += jp.inc_w
         for h, s in halls.items():
@@ -182,8 +221,43 @@ class JobPowerBooks:
         for h, s in jp.halls.items():
             self.hall_actual_w[h] += d * s
 
+    def _join(self, job_id: int, jp: _JobPower) -> None:
+        if self.policy is None:
+            return
+        cls = self._classes.get(jp.key)
+        if cls is None:
+            cls = self._classes[jp.key] = _Class()
+        cls.members[job_id] = None
+        hs = jp.halls
+        if len(hs) == 1 and hs.get(jp.key[3]) == 1.0:
+            w = cls.whole
+            lk = (jp.gang, jp.node_cap_w)
+            w[lk] = w.get(lk, 0) + 1
+        else:
+            cls.split[job_id] = tuple(hs.items())
+            cls.made = None
+
+    def _leave(self, job_id: int, jp: _JobPower) -> None:
+        if self.policy is None:
+            return
+        cls = self._classes[jp.key]
+        del cls.members[job_id]
+        if not cls.members:
+            del self._classes[jp.key]
+        elif cls.split.pop(job_id, None) is not None:
+            cls.made = None
+        else:
+            w = cls.whole
+            lk = (jp.gang, jp.node_cap_w)
+            n = w[lk] - 1
+            if n:
+                w[lk] = n
+            else:
+                del w[lk]
+
     def stop(self, job_id: int) -> None:
         jp = self.jobs.pop(job_id)
+        self._leave(job_id, jp)
         self.n_capped -= jp.level > 0
         self.inc_total_w -= jp.inc_w
         self.actual_total_w -= jp.actual_w
@@ -208,25 +282,149 @@ class JobPowerBooks:
     def cap_jobs(
         self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float]
     ) -> list[CapJob]:
+        return [self._cap_job(jid, jp, running, speed) for jid, jp in self.jobs.items()]
+
+    def _cap_job(
+        self,
+        jid: int,
+        jp: _JobPower,
+        running: Mapping[int, Job],
+        speed: Mapping[tuple[str, int], float],
+    ) -> CapJob:
+        cj = jp.capjob
+        if cj is None:  # built once per run: a run's ladder and class never change
+            job = running[jid]
+            _, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+            cj = jp.capjob = CapJob(
+                id=jid,
+                key=jp.key,
+                priority=job.priority,
+                start_s=job.run_start_s,
+                gpus=job.run_gpus,
+                gain=speed[(job.kind, job.run_flavor)],
+                kept=kept,
+                inc_w=inc,
+                halls=tuple(jp.halls.items()),
+            )
+        return cj
+
+    def _q_of(self, kind: str, flavor: int, gang: int, node_cap_w: float, gain: float) -> tuple:
+        """A ladder in the solver's units (cap_solver.quantize), as a member's CapJob has it."""
+        key = (kind, flavor, gang, node_cap_w, gain)
+        got = self._qcache.get(key)
+        if got is None:
+            _, inc, kept = self._ladders[(kind, flavor, gang, node_cap_w)]
+            got = self._qcache[key] = (quantize(inc, kept, float(gang * gain)), inc)
+        return got
+
+    def kept_classes(
+        self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float]
+    ) -> list[CapClass]:
+        """The running jobs' classes from the sums kept as they start and stop: equal to
+        cap_classes(self.cap_jobs(...)) (exact integers, classes in the order of their first
+        members), without reading every job."""
+        n = len(self.levels)
         out = []
-        for jid, jp in self.jobs.items():
-            cj = jp.capjob
-            if cj is None:  # built once per run: a run's ladder and class never change
-                job = running[jid]
-                _, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
-                cj = jp.capjob = CapJob(
-                    id=jid,
-                    key=jp.key,
-                    priority=job.priority,
-                    start_s=job.run_start_s,
-                    gpus=job.run_gpus,
-                    gain=speed[(job.kind, job.run_flavor)],
-                    kept=kept,
-                    inc_w=inc,
-                    halls=tuple(jp.halls.items()),
+        for key, cls in sorted(
+            self._classes.items(), key=lambda kc: self.jobs[next(iter(kc[1].members))].seq
+        ):
+            kind, flavor, prio, hall = key
+            gain = speed[(kind, flavor)]
+            made = cls.made
+            hq = None
+            if made is not None and made[0] == gain and cls.whole != made[4]:
+                # A split member always has GPUs in its class's hall, so the hall's sums exist
+                # whenever the class has members; the look-up only guards that.
+                hq = dict(made[2]).get(hall)
+            if made is None or made[0] != gain or (hq is None and cls.whole != made[4]):
+                made = cls.made = self._make_class(key, cls, gain)
+            elif hq is not None:
+                q, was, now = made[1], made[4], cls.whole
+                for lk in was.keys() | now.keys():
+                    k = now.get(lk, 0) - was.get(lk, 0)
+                    if k:
+                        v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
+                        for i in range(2 * n):
+                            q[i] += k * v[i]
+                        for i in range(n):
+                            hq[i] += k * v[i]
+                made[3], made[4] = None, now.copy()
+            if made[3] is None:
+                made[3] = class_steps(made[1], made[2], n)
+            out.append(
+                CapClass(
+                    key,
+                    prio,
+                    made[1],
+                    made[2],
+                    partial(self._members, cls.members, running, speed),
+                    made[3],
                 )
-            out.append(cj)
+            )
         return out
+
+    def _members(
+        self,
+        ids: Mapping[int, None],
+        running: Mapping[int, Job],
+        speed: Mapping[tuple[str, int], float],
+    ) -> list[CapJob]:
+        """A class's members as CapJobs, in start order (for the class a solve stops in)."""
+        return [self._cap_job(j, self.jobs[j], running, speed) for j in ids]
+
+    def _make_class(self, key: ClassKey, cls: _Class, gain: float) -> list:
+        """A class's sums from its members (kept_classes' `made`)."""
+        kind, flavor, _, hall = key
+        n = len(self.levels)
+        q = [0] * (2 * n)
+        for (gang, cap), count in cls.whole.items():
+            v = self._q_of(kind, flavor, gang, cap, gain)[0]
+            q = [a + count * b for a, b in zip(q, v, strict=True)]
+        halls: dict[int, list[int]] = {}
+        if cls.whole:
+            halls[hall] = q[:n]
+        for jid, hs in cls.split.items():
+            jp = self.jobs[jid]
+            v, inc = self._q_of(kind, flavor, jp.gang, jp.node_cap_w, gain)
+            q = list(map(add, q, v))
+            for h, sh in hs:
+                w = v[:n] if sh == 1.0 else hall_ladder(inc, sh)
+                got = halls.get(h)
+                halls[h] = list(w) if got is None else list(map(add, got, w))
+        return [gain, q, sorted(halls.items()), None, cls.whole.copy()]
+
+    def solve_kept(
+        self,
+        running: Mapping[int, Job],
+        speed: Mapping[tuple[str, int], float],
+        site_budget_w: float,
+        hall_budget_w: Sequence[float],
+        head: CapJob | None = None,
+    ) -> CapPlan:
+        """solve_caps(self.cap_jobs(...) + [head]) read from the kept class sums: the same plan.
+        A floor that does not fit (step 1 pauses, job by job) goes to solve_caps itself."""
+        n = len(self.levels)
+        classes = self.kept_classes(running, speed)
+        if head is not None:
+            hc, _ = cap_classes([head])
+            classes.append(hc[0])
+        sb, hb = site_budget_w * W_UNIT, [b * W_UNIT for b in hall_budget_w]
+        site, halls = floor_sums(classes, len(hb), n - 1)
+        if (
+            self.policy is None  # no classes kept
+            or not classes
+            or site > sb
+            or any(w > b for w, b in zip(halls, hb, strict=True))
+        ):
+            jobs = self.cap_jobs(running, speed)
+            return solve_caps([*jobs, head] if head else jobs, site_budget_w, hall_budget_w, n)
+        c_level, moved = raise_classes(classes, site, halls, sb, hb, n)
+        at = {c.key: lv for c, lv in zip(classes, c_level, strict=True)}
+        levels = {jid: at[jp.key] for jid, jp in self.jobs.items()}
+        if head is not None:
+            levels[head.id] = c_level[-1]
+        levels.update(moved)
+        return CapPlan(levels, [], at)
 
     def head_cap_job(self, job: Job, flavor: int, gain: float, t: float) -> CapJob:
         """A pending job as a member of a solve (its hall is not known before placement)."""

@@ -10,14 +10,35 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
-
-import numpy as np
+from operator import add, attrgetter
 
 # A class of running jobs shares one cap level: same kind, flavor, priority and main hall.
 ClassKey = tuple[str, int, int, int]
+
+
+# The solver adds watts and throughputs as integers: a job's IT increment in units of 2**-30 W
+# (about a nanowatt) and its gain-weighted throughput in units of 2**-60. Integer sums are exact
+# in any order, so the books can keep each class's sums as its jobs start and stop
+# (drive/power_jobs.py) and a solve reads them instead of adding every running job again: a
+# float sum kept under removals would differ in its last bits from one over the running set.
+# x * 2**k is exact for a double, so rounding to the unit is the only rounding (under 1e-9 W
+# and 1e-18 GPU per job), and a comparison of an integer with a budget scaled the same way is
+# exact (Python compares int and float exactly).
+W_UNIT = 2**30
+G_UNIT = 2**60
+
+
+def quantize(inc_w: Sequence[float], kept: Sequence[float], g: float) -> tuple[int, ...]:
+    """A ladder in the solver's units: the IT increment per level, then the throughput per level
+    (fraction kept x `g`, the job's GPUs x gain)."""
+    return (*[round(x * W_UNIT) for x in inc_w], *[round(k * g * G_UNIT) for k in kept])
+
+
+def hall_ladder(inc_w: Sequence[float], share: float) -> tuple[int, ...]:
+    """The IT increment per level that a job with `share` of its GPUs in a hall adds there."""
+    return tuple(round(x * share * W_UNIT) for x in inc_w)
 
 
 @dataclass(slots=True)
@@ -35,22 +56,61 @@ class CapJob:
     kept: tuple[float, ...]
     inc_w: tuple[float, ...]
     halls: tuple[tuple[int, float], ...]
-    # Derived once at construction for the solver, which reads them at every solve while the
-    # job runs (the books build a running job's CapJob once): `row`, its IT increment and its
-    # gain-weighted throughput per level as one array (numpy copies rows several times faster
-    # than it converts floats); `one_hall`, the hall it lies wholly in (-1: none, -2: several).
-    row: np.ndarray = field(init=False, repr=False, compare=False)
-    one_hall: int = field(init=False, repr=False, compare=False)
+    # In the solver's units, derived once (the books build a running job's CapJob once): `q`,
+    # its ladder (quantize); `qh`, its IT increment per level in each of its halls.
+    q: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    qh: tuple[tuple[int, tuple[int, ...]], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        g = float(self.gpus * self.gain)
-        # k * g: the product the solver's numpy multiply made, double by double.
-        self.row = np.array([*self.inc_w, *[k * g for k in self.kept]], dtype=float)
-        hs = self.halls
-        if len(hs) == 1 and hs[0][1] == 1.0:
-            self.one_hall = hs[0][0]
-        else:
-            self.one_hall = -1 if not hs else -2
+        self.q = quantize(self.inc_w, self.kept, float(self.gpus * self.gain))
+        n = len(self.inc_w)
+        self.qh = tuple(
+            (h, self.q[:n] if sh == 1.0 else hall_ladder(self.inc_w, sh)) for h, sh in self.halls
+        )
+
+
+@dataclass(slots=True)
+class CapClass:
+    """A class of running jobs as the solver sees it: `q`, its members' ladders summed
+    (quantize's layout and units); `halls`, their IT increments per level summed per hall they
+    have GPUs in (hall order); `members`, the members in order (read only for the class the
+    greedy loop stops in). The books keep these as jobs start and stop; `cap_classes` makes
+    them from a list of jobs: the same integers."""
+
+    key: ClassKey
+    priority: int
+    q: list[int]
+    halls: list[tuple[int, list[int]]]
+    members: Callable[[], Sequence[CapJob]]
+    steps: Steps | None = None  # class_steps(q, halls), where the maker keeps it
+
+
+# Per level l (index l, 1..n-1) of a class: the site watts a raise from l to l-1 adds, minus its
+# throughput per watt (the heap's order), and the watts it adds in each of the class's halls.
+Steps = tuple[list[int], list[float], list[list[tuple[int, int]]]]
+
+
+def class_steps(q: Sequence[int], halls: Sequence[tuple[int, Sequence[int]]], n: int) -> Steps:
+    d_site = [0] * n
+    neg_ratio = [0.0] * n
+    d_halls: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for lv in range(1, n):
+        watts = q[lv - 1] - q[lv]
+        gain = q[n + lv - 1] - q[n + lv]
+        d_site[lv] = watts
+        neg_ratio[lv] = -(gain / watts) if watts > 0 else -math.inf
+        d_halls[lv] = [(h, w[lv - 1] - w[lv]) for h, w in halls]
+    return d_site, neg_ratio, d_halls
+
+
+def _int_budget(b: float) -> int:
+    """A budget in the solver's units as an integer bound: for an integer x, x <= b exactly when
+    x <= _int_budget(b) (an infinite budget: a bound no sum reaches)."""
+    if b == math.inf:
+        return 1 << 400
+    if b == -math.inf:
+        return -(1 << 400)
+    return math.floor(b)
 
 
 @dataclass(slots=True)
@@ -58,6 +118,38 @@ class CapPlan:
     levels: dict[int, int]  # job id -> level
     paused: list[int]  # job ids to checkpoint and requeue (lowest priorities first)
     target: dict[ClassKey, int]  # level per class, for the next starts
+
+
+def cap_classes(jobs: Sequence[CapJob]) -> tuple[list[CapClass], list[int]]:
+    """The jobs' classes in the order of their first members, and each job's class index. A
+    class's priority is its last member's."""
+    keys: dict[ClassKey, int] = {}
+    cls = [keys.setdefault(j.key, len(keys)) for j in jobs]
+    members: list[list[CapJob]] = [[] for _ in keys]
+    for j, c in zip(jobs, cls, strict=True):
+        members[c].append(j)
+    out = []
+    for key, ms in zip(keys, members, strict=True):
+        q = list(ms[0].q)
+        halls: dict[int, list[int]] = {}
+        for m in ms[1:]:
+            q = list(map(add, q, m.q))
+        for m in ms:
+            for h, w in m.qh:
+                got = halls.get(h)
+                halls[h] = list(w) if got is None else list(map(add, got, w))
+        out.append(CapClass(key, ms[-1].priority, q, sorted(halls.items()), ms.copy))
+    return out, cls
+
+
+def floor_sums(classes: Sequence[CapClass], n_halls: int, floor: int) -> tuple[int, list[int]]:
+    """Site and hall IT increments (solver units) with every class at the floor."""
+    site = sum(c.q[floor] for c in classes)
+    halls = [0] * n_halls
+    for c in classes:
+        for h, w in c.halls:
+            halls[h] += w[floor]
+    return site, halls
 
 
 def solve_caps(
@@ -74,229 +166,143 @@ def solve_caps(
        of the continuous relaxation (water-filling), and no LP solver is needed. Jobs of one
        class (kind, flavor, priority, hall) move together; a class that does not fit as a whole
        moves its oldest jobs up one by one, so the last class may be split across two levels.
+    Sums and comparisons are exact integers (quantize's units).
     """
     floor = n_levels - 1
-    n_halls = len(hall_budget_w)
     if not jobs:
         return CapPlan({}, [], {})
-    rows = np.array([j.row for j in jobs], dtype=float)  # jobs x (inc_w, gain * kept) per level
-    if rows.shape[1] != 2 * n_levels:
-        raise ValueError(f"a CapJob's ladder has {rows.shape[1] // 2} levels, not {n_levels}")
-    # Step 1 (_pause_to_fit) when everyone fits at the floor, as it is at nearly every solve:
-    # the same sums (np.cumsum and np.bincount add in order, as its loops do), no pauses.
-    pairs = _hall_pairs(jobs)
-    at, hall, share = pairs
-    site = float(np.cumsum(rows[:, floor])[-1])
-    halls = np.bincount(hall, weights=rows[at, floor] * share, minlength=n_halls).tolist()
+    for j in jobs:
+        if len(j.q) != 2 * n_levels:
+            raise ValueError(f"a CapJob's ladder has {len(j.q) // 2} levels, not {n_levels}")
+    sb, hb = site_budget_w * W_UNIT, [b * W_UNIT for b in hall_budget_w]
+    classes, cls = cap_classes(jobs)
+    site, halls = floor_sums(classes, len(hb), floor)
     paused: list[int] = []
-    if site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True)):
-        _, paused, site, halls = _pause_to_fit(jobs, site_budget_w, hall_budget_w, floor)
-    gone = set(paused)
-    alive = [j for j in jobs if j.id not in gone] if gone else list(jobs)
-    if not alive:
-        return CapPlan({}, paused, {})
-    if gone:
-        rows = rows[[i for i, j in enumerate(jobs) if j.id not in gone]]
-        pairs = _hall_pairs(alive)
-    # Per-class sums over members: the greedy loop then runs per class and level, not per job
-    # (a 100k-GPU fleet runs thousands of jobs in a few dozen classes). np.bincount adds a
-    # class's members in order, as the per-level bincounts and the numpy loop before did, so
-    # the sums are the same (one call: bin = class x column).
-    keys: dict[ClassKey, int] = {}
-    cls_l = [keys.setdefault(j.key, len(keys)) for j in alive]
-    cls = np.array(cls_l, dtype=np.int64)
-    n_cls, width = len(keys), 2 * n_levels
-    sums = np.bincount(
-        (cls[:, None] * width + np.arange(width)).ravel(),
-        weights=rows.ravel(),
-        minlength=n_cls * width,
-    ).reshape(n_cls, width)
-    prio_of = dict(zip(cls_l, map(_prio_of, alive), strict=True))  # a class's last member's
-    prio = [prio_of[c] for c in range(n_cls)]
-    # The greedy loop reads single elements: as Python floats (the same IEEE doubles, the same
-    # sums and comparisons) it runs several times faster than on numpy scalars and slices.
-    inc_l = sums[:, :n_levels].tolist()
-    gk_l = sums[:, n_levels:].tolist()
-    hall_l = _class_halls(alive, cls, rows[:, :n_levels], inc_l, n_halls, pairs)
-    budget_h = [float(b) for b in hall_budget_w]
-    halls_a = [float(w) for w in halls]
+    alive = jobs
+    if site > sb or any(w > b for w, b in zip(halls, hb, strict=True)):
+        paused, site, halls = _pause_q(jobs, sb, hb, floor)
+        gone = set(paused)
+        alive = [j for j in jobs if j.id not in gone]
+        if not alive:
+            return CapPlan({}, paused, {})
+        classes, cls = cap_classes(alive)
+    c_level, moved = raise_classes(classes, site, halls, sb, hb, n_levels)
+    levels = dict(zip(map(_id_of, alive), map(c_level.__getitem__, cls), strict=True))
+    levels.update(moved)
+    return CapPlan(levels, paused, {c.key: lv for c, lv in zip(classes, c_level, strict=True)})
+
+
+def raise_classes(
+    classes: Sequence[CapClass],
+    site: int,
+    halls: Sequence[int],
+    sb: float,
+    hb: Sequence[float],
+    n_levels: int,
+) -> tuple[list[int], dict[int, int]]:
+    """Step 2 of solve_caps from the floor (`site`, `halls`: the classes' floor sums; `sb`,
+    `hb`: the budgets times W_UNIT). Returns each class's level and the split class's members
+    moved one level above it."""
+    floor = n_levels - 1
+    n_cls, n_halls = len(classes), len(hb)
+    sbi, hbi = _int_budget(sb), [_int_budget(b) for b in hb]
+    steps = [
+        c.steps if c.steps is not None else class_steps(c.q, c.halls, n_levels) for c in classes
+    ]
+    prio = [-c.priority for c in classes]
+    halls_a = list(halls)
     # Halls over budget before any raise: a raise must bring each of them under (a class adds
     # nothing to the halls it has no member in, so those stay as they are).
-    over = {h for h in range(n_halls) if not halls_a[h] <= budget_h[h]}
+    over = {h for h in range(n_halls) if not halls_a[h] <= hbi[h]}
     c_level = [floor] * n_cls
-    heap: list[tuple[int, float, int, int]] = []
-
-    def push(c: int, level: int) -> None:
-        if level == 0:
-            return
-        watts = inc_l[c][level - 1] - inc_l[c][level]
-        gain = gk_l[c][level - 1] - gk_l[c][level]
-        ratio = gain / watts if watts > 0 else math.inf
-        heapq.heappush(heap, (-prio[c], -ratio, c, level))
-
-    for c in range(n_cls):
-        push(c, floor)
+    # (-priority, -throughput per watt, class, level): every entry differs in (class, level),
+    # so the pops come in one order however the heap was built.
+    heap = [(prio[c], steps[c][1][floor], c, floor) for c in range(n_cls)] if floor else []
+    heapq.heapify(heap)
     split: tuple[int, int] | None = None
     while heap:
         _, _, c, level = heapq.heappop(heap)
-        d_site = inc_l[c][level - 1] - inc_l[c][level]
-        hc = hall_l[c]
-        if len(hc) == 1:  # a class in one hall (nearly all): the test below for that hall
-            h, w = hc[0]
-            d = w[level - 1] - w[level]
-            if (
-                site + d_site <= site_budget_w
-                and halls_a[h] + d <= budget_h[h]
+        d_site_l, neg_ratio, d_halls_l = steps[c]
+        d_site = d_site_l[level]
+        d_halls = d_halls_l[level]
+        if len(d_halls) == 1:  # a class in one hall (nearly all): the test below for that hall
+            h, d = d_halls[0]
+            fits = (
+                site + d_site <= sbi
+                and halls_a[h] + d <= hbi[h]
                 and (not over or (len(over) == 1 and h in over))
-            ):
-                site += d_site
-                halls_a[h] += d
-                over.discard(h)
-                c_level[c] = level - 1
-                push(c, level - 1)
-            elif split is None:
-                split = (c, level)
-            continue
-        d_halls = [(h, w[level - 1] - w[level]) for h, w in hc]
-        if (
-            site + d_site <= site_budget_w
-            and all(halls_a[h] + d <= budget_h[h] for h, d in d_halls)
-            and (not over or over.issubset([h for h, _ in d_halls]))
-        ):
+            )
+        else:
+            fits = (
+                site + d_site <= sbi
+                and all(halls_a[h] + d <= hbi[h] for h, d in d_halls)
+                and (not over or over.issubset([h for h, _ in d_halls]))
+            )
+        if fits:
             site += d_site
             for h, d in d_halls:
                 halls_a[h] += d
                 over.discard(h)
             c_level[c] = level - 1
-            push(c, level - 1)
+            if level > 1:
+                heapq.heappush(heap, (prio[c], neg_ratio[level - 1], c, level - 1))
         elif split is None:
             split = (c, level)  # the first class that does not fit as a whole; it stops here
-    key_of = list(keys)
-    # Every kept job in the order given (step 1's order less the paused), at its class's level.
-    levels = dict(zip(map(_id_of, alive), map(c_level.__getitem__, cls_l), strict=True))
+    moved: dict[int, int] = {}
     if split is not None:
         # Move the split class's oldest members up one by one while they fit.
         c, level = split
-        members = sorted(
-            (j for j, ci in zip(alive, cls_l, strict=True) if ci == c),
-            key=lambda m: m.start_s,
-        )
-        for m in members:
-            d = m.inc_w[level - 1] - m.inc_w[level]
-            dh = [(h, d * sh) for h, sh in m.halls]
-            if site + d <= site_budget_w and all(halls_a[h] + x <= budget_h[h] for h, x in dh):
+        for m in sorted(classes[c].members(), key=_start_of):
+            d = m.q[level - 1] - m.q[level]
+            dh = [(h, w[level - 1] - w[level]) for h, w in m.qh]
+            if site + d <= sbi and all(halls_a[h] + x <= hbi[h] for h, x in dh):
                 site += d
                 for h, x in dh:
                     halls_a[h] += x
-                levels[m.id] = level - 1
-    target = {key_of[c]: c_level[c] for c in range(n_cls)}
-    return CapPlan(levels, paused, target)
+                moved[m.id] = level - 1
+    return c_level, moved
 
 
-def _hall_pairs(jobs: Sequence[CapJob]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (job index, hall, share) of the jobs' halls in the order a loop over the jobs and
-    then their halls visits them: np.bincount over these adds each hall's watts in that order."""
-    one = np.array([j.one_hall for j in jobs], dtype=np.int64)
-    single = one >= 0
-    at = np.flatnonzero(single)
-    hall = one[single]
-    share = np.ones(len(at))
-    several = np.flatnonzero(one == -2).tolist()
-    if several:  # a gang across halls (few): its pairs in place, its halls in their order
-        m_at: list[int] = []
-        m_hall: list[int] = []
-        m_share: list[float] = []
-        for i in several:
-            for h, sh in jobs[i].halls:
-                m_at.append(i)
-                m_hall.append(h)
-                m_share.append(sh)
-        order = np.argsort(np.concatenate([at, m_at]), kind="stable")
-        at = np.concatenate([at, m_at]).astype(np.int64)[order]
-        hall = np.concatenate([hall, m_hall]).astype(np.int64)[order]
-        share = np.concatenate([share, np.array(m_share, dtype=float)])[order]
-    return at, hall, share
-
-
-def _class_halls(
-    alive: Sequence[CapJob],
-    cls: np.ndarray,
-    inc: np.ndarray,
-    inc_l: list[list[float]],
-    n_halls: int,
-    pairs: tuple[np.ndarray, np.ndarray, np.ndarray],
-) -> list[list[tuple[int, list[float]]]]:
-    """Per class, its IT watts per level in each hall it has members in. A class whose members
-    all lie wholly in one hall (most: a class is a hall's) takes its site sums there (a share of
-    1.0 adds the same doubles); any other adds its members' shares in order (`pairs`:
-    _hall_pairs of `alive`), as np.bincount did over every hall (a hall where a member has no
-    share got 0.0 added: no change)."""
-    n_cls = len(inc_l)
-    one = np.array([j.one_hall for j in alive], dtype=np.int64)
-    lo = np.full(n_cls, n_halls, dtype=np.int64)
-    hi = np.full(n_cls, -3, dtype=np.int64)
-    np.minimum.at(lo, cls, one)
-    np.maximum.at(hi, cls, one)
-    whole_a = (lo == hi) & (lo >= 0)
-    whole = whole_a.tolist()
-    lo_l = lo.tolist()
-    out: list[list[tuple[int, list[float]]]] = [
-        [(lo_l[c], inc_l[c])] if whole[c] else [] for c in range(n_cls)
-    ]
-    if all(whole):
-        return out
-    # The other classes' members, hall by hall, in order: one bin per (class, hall, level).
-    at, hall, share = pairs
-    keep = ~whole_a[cls[at]]
-    at, hall, share = at[keep], hall[keep], share[keep]
-    if not len(at):
-        return out
-    n_levels = inc.shape[1]
-    bins = cls[at] * n_halls + hall
-    per = np.bincount(
-        (bins[:, None] * n_levels + np.arange(n_levels)).ravel(),
-        weights=(inc[at] * share[:, None]).ravel(),
-        minlength=n_cls * n_halls * n_levels,
-    ).reshape(n_cls, n_halls, n_levels)
-    for bn in np.unique(bins).tolist():  # sorted: a class's halls in hall order
-        c, h = divmod(bn, n_halls)
-        out[c].append((h, per[c, h].tolist()))
-    return out
-
-
-_prio_of = attrgetter("priority")
 _id_of = attrgetter("id")
+_start_of = attrgetter("start_s")
 
 
-def _pause_to_fit(
-    jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], floor: int
-) -> tuple[dict[int, int], list[int], float, list[float]]:
+def _pause_q(
+    jobs: Sequence[CapJob], sb: float, hb: Sequence[float], floor: int
+) -> tuple[list[int], int, list[int]]:
     """Step 1 of solve_caps: everyone at the floor; pause until the site and every hall fit.
-    Returns the levels of the jobs kept, the paused ids, and the site and hall watts."""
-    levels = {j.id: floor for j in jobs}
-    site = sum(j.inc_w[floor] for j in jobs)
-    halls = [0.0] * len(hall_budget_w)
+    Returns the paused ids and the kept jobs' site and hall increments (solver units)."""
+    site = sum(j.q[floor] for j in jobs)
+    halls = [0] * len(hb)
     for j in jobs:
-        for h, share in j.halls:
-            halls[h] += j.inc_w[floor] * share
+        for h, w in j.qh:
+            halls[h] += w[floor]
     paused: list[int] = []
-    over = site > site_budget_w or any(w > b for w, b in zip(halls, hall_budget_w, strict=True))
+    over = site > sb or any(w > b for w, b in zip(halls, hb, strict=True))
     if over:
         for j in sorted(jobs, key=lambda j: (j.priority, -j.start_s)):
-            site_over = site > site_budget_w
-            halls_over = {
-                h for h, (w, b) in enumerate(zip(halls, hall_budget_w, strict=True)) if w > b
-            }
+            site_over = site > sb
+            halls_over = {h for h, (w, b) in enumerate(zip(halls, hb, strict=True)) if w > b}
             if not site_over and not halls_over:
                 break
             if not site_over and not any(h in halls_over for h, _ in j.halls):
                 continue  # pausing it would not relieve the hall that is over
             paused.append(j.id)
-            del levels[j.id]
-            site -= j.inc_w[floor]
-            for h, share in j.halls:
-                halls[h] -= j.inc_w[floor] * share
-    return levels, paused, site, halls
+            site -= j.q[floor]
+            for h, w in j.qh:
+                halls[h] -= w[floor]
+    return paused, site, halls
+
+
+def _pause_to_fit(
+    jobs: Sequence[CapJob], site_budget_w: float, hall_budget_w: Sequence[float], floor: int
+) -> tuple[dict[int, int], list[int], float, list[float]]:
+    """_pause_q in watts: the levels of the jobs kept, the paused ids, the site and hall watts."""
+    hb = [b * W_UNIT for b in hall_budget_w]
+    paused, site, halls = _pause_q(jobs, site_budget_w * W_UNIT, hb, floor)
+    gone = set(paused)
+    levels = {j.id: floor for j in jobs if j.id not in gone}
+    return levels, paused, site / W_UNIT, [w / W_UNIT for w in halls]
 
 
 def make_room(
@@ -313,11 +319,31 @@ def make_room(
     the running jobs (their levels and pauses), or None when the head would still not fit, when
     the ramp window could not take it anyway, or when nothing would change. `current` is each
     running job's level now."""
-    if not running or head.priority <= min(j.priority for j in running):
+    if not running:
+        return None
+    return make_room_with(
+        min(j.priority for j in running),
+        head,
+        current,
+        ramp_headroom_w,
+        lambda: solve_caps([*running, head], site_budget_w, hall_budget_w, n_levels),
+    )
+
+
+def make_room_with(
+    lowest_priority: int,
+    head: CapJob,
+    current: dict[int, int],
+    ramp_headroom_w: float,
+    solve: Callable[[], CapPlan],
+) -> CapPlan | None:
+    """make_room's rule over a solve given as `solve` (solve_caps of the running jobs and the
+    head, last): the books call it with their kept class sums, the same integers."""
+    if head.priority <= lowest_priority:
         return None
     if head.inc_w[-1] > ramp_headroom_w:
         return None  # pausing others now would be waste: the ramp holds the head back
-    plan = solve_caps([*running, head], site_budget_w, hall_budget_w, n_levels)
+    plan = solve()
     if head.id in plan.paused:
         return None
     levels = {j: lv for j, lv in plan.levels.items() if j != head.id}

@@ -413,6 +413,7 @@ class Twin(RunBooks):
         running = self.state.running
         room = pw.ramp_headroom_it_w(self.now)
         clock = self._clock(self.now)  # every move reads the run clock at this instant
+        moved: list[tuple[int, tuple, tuple]] = []
         for job_id, level in pw.cap_moves(levels, running):
             job = running[job_id]
             jp = pw.jobs[job_id]
@@ -423,7 +424,8 @@ class Twin(RunBooks):
                     continue  # the next tick raises it
                 room -= step
                 pw.add_step(self.now, step)
-            self._set_rate(job, pw.relevel(job, level), clock)
+            self._set_rate(job, pw.relevel(job, level), clock, moved)
+        self._move_ends(moved)
 
     def _stagger(self, job: Job, run: int) -> None:
         if job.state is JobState.RUNNING and job.restarts == run and self.pw is not None:

@@ -1,0 +1,88 @@
+"""A solve's level moves re-key the moved runs' ends all at once (sim/runs.py _move_ends): one by
+one where they are few among a flavor's ends, else the list rebuilt. Either way each flavor's
+ends must be what removing and adding them one by one leaves, and a moved end that is not there
+must be refused as remove() refuses it."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+from sortedcontainers import SortedList
+
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import build
+from cortex.sim.power import CapEvent, PowerConfig
+from cortex.sim.runs import RunBooks
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.synthetic import generate
+
+
+@pytest.mark.parametrize("n_moved", [1, 5, 40, 200])
+def test_moved_ends_are_the_one_by_one_ends(n_moved: int) -> None:
+    rng = random.Random(n_moved)
+    ends = [(rng.uniform(0.0, 1e5), i, rng.choice([1, 8])) for i in range(200)]
+    moved = []
+    for was in rng.sample(ends, n_moved):
+        moved.append((0, was, (rng.uniform(0.0, 1e5), was[1], was[2])))
+    want = SortedList(ends)
+    for _, was, now in moved:
+        want.remove(was)
+        want.add(now)
+    books = SimpleNamespace(state=SimpleNamespace(ends=[SortedList(ends), SortedList()]))
+    RunBooks._move_ends(books, moved)  # type: ignore[arg-type]
+    assert list(books.state.ends[0]) == list(want)
+    assert list(books.state.ends[1]) == []
+
+
+def test_a_moved_end_that_is_not_there_is_refused() -> None:
+    ends = [(float(i), i, 8) for i in range(10)]
+    books = SimpleNamespace(state=SimpleNamespace(ends=[SortedList(ends)]))
+    moved = [(0, (99.0, 99, 8), (1.0, 99, 8))] + [(0, e, (e[0] + 0.5, e[1], 8)) for e in ends[:5]]
+    with pytest.raises(ValueError):
+        RunBooks._move_ends(books, moved)  # type: ignore[arg-type]
+
+
+def test_after_every_solve_the_ends_are_the_running_jobs_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen = {"moves": 0}
+    apply = Twin._apply_levels
+
+    def spy(self: Twin, levels: dict[int, int]) -> None:
+        apply(self, levels)
+        for f, ends in enumerate(self.state.ends):
+            want = sorted(
+                (j.est_end_s, j.id, j.alloc_gpus)
+                for j in self.state.running.values()
+                if j.run_flavor == f
+            )
+            assert list(ends) == want
+        seen["moves"] += len(levels)
+
+    monkeypatch.setattr(Twin, "_apply_levels", spy)
+    fleet = build(
+        parse_fleet(
+            {
+                "name": "stress",
+                "site": {"power_cap_mw": 0.3, "pue": 1.25},
+                "halls": [
+                    {"name": "a", "cooling_mw": 0.12,
+                     "groups": [{"flavor": "H100-SXM5", "nodes": 16, "nodes_per_pod": 8}]},
+                    {"name": "b", "power_cap_mw": 0.1,
+                     "groups": [{"flavor": "H200-SXM", "nodes": 16, "nodes_per_pod": 8}]},
+                ],
+            },
+            "stress",
+        )
+    )  # fmt: skip
+    jobs = generate(days=2.0, seed=1, fleet_gpus=fleet.total_gpus, flavors=fleet.flavors, load=1.3)
+    pc = PowerConfig(
+        "full",
+        rack_cap_kw=40.0,
+        cap_events=(CapEvent(20 * 3600.0, 6 * 3600.0, 0.22),),
+        heat_waves=((30 * 3600.0, 10 * 3600.0, 8.0),),
+    )
+    Twin(fleet, jobs, SimConfig(days=2.0, seed=1, power=pc, debug=True)).run()
+    assert seen["moves"] > 50
