@@ -91,15 +91,18 @@ def test_the_window_after_a_staggered_start_minute_by_minute() -> None:
 
 def test_the_power_page_reads_the_same_window() -> None:
     # The control plane's power page (control/ui/power_view.py) reads these books' window: with
-    # the raise at T-10 and the three waves booked, nothing is left and the window clears in
-    # 50 s (the old pruning left only the two future waves: "clears in 0 s" with no room).
+    # the raise at T-10 and the three waves booked (T, T+60, T+120), nothing is left and the
+    # window clears when the last wave leaves, in 180 s, the time `ramp_clear_at` gives the
+    # scheduler (the old pruning left only the two future waves: "clears in 0 s" with no room;
+    # the page's own copy of the rule then said 50 s, when the raise leaves and the waves stay).
     pw, job, _ = _books_and_start()
     pw.add_step(T - 10.0, 0.1 * pw.ramp_limit_it_w(T))
     pw.start(job, 0, 32, PLACEMENT, 0, T)
     page = SimpleNamespace(ramp_headroom_w=None, ramp_clear_s=None)
     _ramp(page, pw, T)  # type: ignore[arg-type]
     assert page.ramp_headroom_w == 0.0
-    assert page.ramp_clear_s == 50.0
+    assert page.ramp_clear_s == 180.0
+    assert page.ramp_clear_s == pw.ramp_clear_at(T) - T
 
 
 def test_the_window_has_room_again_when_the_steps_ahead_of_it_have_left() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import sub
 
@@ -367,11 +367,7 @@ class PowerBooks(JobPowerBooks):
         return self._ramp_headroom(t, self.ramp_limit_it_w(t))
 
     def _ramp_headroom(self, t: float, limit: float) -> float:
-        if limit == math.inf:
-            return math.inf
-        # A list, not a generator: summed in the same order, the same doubles, faster.
-        cut = t - 60.0
-        return max(limit - sum([w for ts, w in self.window if cut < ts]), 0.0)
+        return window_headroom_w(self.window, t, limit)
 
     def ramp_clear_at(self, t: float, need_w: float = math.inf) -> float:
         """The first instant from `t` at which the window has `need_w` IT watts of headroom
@@ -381,13 +377,7 @@ class PowerBooks(JobPowerBooks):
         judged by the headroom and limit admission will read there. Not simply when the oldest
         step leaves: after a staggered start of k waves (t, t+60, ..., t+60(k-1)) the window
         has room only from t+60(k-1), beside the last wave, or t+60k (bench/RESULTS.md §99)."""
-        leaving = sorted({ts + 60.0 for ts, _ in self.window if ts > t - 60.0})
-        for x in (t, *leaving):
-            limit = self.ramp_limit_it_w(x)
-            room = self._ramp_headroom(x, limit)
-            if room >= need_w or room >= limit:
-                return x
-        return t  # not reached: from the last step's leaving on, the window is clear
+        return window_clear_at(self.window, t, self.ramp_limit_it_w, need_w)
 
     # ---- decisions the driver asks for --------------------------------------------------------
     def never_fits(self, job: Job, flavors: tuple[int, ...]) -> Reason | None:
@@ -491,6 +481,33 @@ class PowerBooks(JobPowerBooks):
     def facility_w(self, it_w: float, t: float) -> float:
         """The one facility model (power/cooling.py) at this moment's temperature."""
         return self.cooling.facility_w(it_w, self.nameplate_it_w, self.temp_c(t))
+
+
+def window_headroom_w(steps: Iterable[tuple[float, float]], t: float, limit: float) -> float:
+    """IT watts the site may still step up at `t` under `limit`: the limit less the steps of the
+    last minute (`PowerBooks.window`, or the power page's copy of it)."""
+    if limit == math.inf:
+        return math.inf
+    # A list, not a generator: summed in the same order, the same doubles, faster.
+    cut = t - 60.0
+    return max(limit - sum([w for ts, w in steps if cut < ts]), 0.0)
+
+
+def window_clear_at(
+    steps: Sequence[tuple[float, float]],
+    t: float,
+    limit_at: Callable[[float], float],
+    need_w: float = math.inf,
+) -> float:
+    """`PowerBooks.ramp_clear_at` over a given window: one rule for the scheduler's wake-ups and
+    the control plane's power page ("clears in"), which reads a copy of the books' window."""
+    leaving = sorted({ts + 60.0 for ts, _ in steps if ts > t - 60.0})
+    for x in (t, *leaving):
+        limit = limit_at(x)
+        room = window_headroom_w(steps, x, limit)
+        if room >= need_w or room >= limit:
+            return x
+    return t  # not reached: from the last step's leaving on, the window is clear
 
 
 def _static_frac(

@@ -17,11 +17,11 @@ import numpy as np
 
 from cortex.control import store_ui
 from cortex.control.auth import Principal
+from cortex.drive.power_books import window_clear_at, window_headroom_w
 from cortex.scheduler.reasons import Code
 
 POWER_CODES = (Code.POWER_CAP.value, Code.POWER_RAMP.value, Code.NEVER_FITS_POWER.value)
 HELD_SHOWN = 50  # waiting jobs listed by name on the page; the rest are counted
-RAMP_WINDOW_S = 60.0  # the books' ramp window (PowerBooks.ramp_headroom_it_w)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class PowerPage:
     halls: list[HallRow]
     ramp_limit_mw_per_min: float | None
     ramp_headroom_w: float | None  # IT watts the site may still step up this minute
-    ramp_clear_s: float | None  # seconds until the oldest step leaves the window
+    ramp_clear_s: float | None  # seconds until the window is clear (drive/power_books.py)
     levels: list[tuple[int, float, int, int]]  # (level, share of TDP, jobs, GPUs)
     paused: int
     solves: int
@@ -165,12 +165,10 @@ def hall_rows(topo: Any, b: Any, temp: float, draining: dict[int, Any]) -> list[
 
 
 def _ramp(page: PowerPage, b: Any, now: float) -> None:
-    limit = b.ramp_limit_it_w(now)
     steps = list(b.window)  # the scheduler appends and pops: copied whole first
-    recent = [(t, w) for t, w in steps if now - RAMP_WINDOW_S < t]
-    page.ramp_headroom_w = max(limit - sum(w for _, w in recent), 0.0)
-    past = [t for t, _ in recent if t <= now]
-    page.ramp_clear_s = max(0.0, min(past) + RAMP_WINDOW_S - now) if past else 0.0
+    page.ramp_headroom_w = window_headroom_w(steps, now, b.ramp_limit_it_w(now))
+    # The books' rule (when the window is clear), not a copy: the scheduler wakes by it.
+    page.ramp_clear_s = max(0.0, window_clear_at(steps, now, b.ramp_limit_it_w) - now)
 
 
 def _levels(b: Any, snap: Any) -> list[tuple[int, float, int, int]]:
