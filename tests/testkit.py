@@ -113,3 +113,24 @@ def state_contents(st: ClusterState) -> tuple:
         st.np_up.tolist(),
         list(st.cordoned.items()),
     )
+
+
+def stress_power_fleet(queues: bool = False) -> Topology:
+    """The power stress fleet: two halls of 16 nodes (one cooling-bound, one under an IT cap)
+    under a 0.3 MW site cap that binds; with `queues`, three teams with nominal shares."""
+    spec: dict = {
+        "name": "stress",
+        "site": {"power_cap_mw": 0.3, "pue": 1.25},
+        "halls": [
+            {"name": "a", "cooling_mw": 0.12,
+             "groups": [{"flavor": "H100-SXM5", "nodes": 16, "nodes_per_pod": 8}]},
+            {"name": "b", "power_cap_mw": 0.1,
+             "groups": [{"flavor": "H200-SXM", "nodes": 16, "nodes_per_pod": 8}]},
+        ],
+    }  # fmt: skip
+    if queues:
+        spec["queues"] = {"cluster_queues": [
+            {"name": "fsd", "nominal_share": 0.5}, {"name": "optimus", "nominal_share": 0.3},
+            {"name": "research", "nominal_share": 0.2},
+        ]}  # fmt: skip
+    return build(parse_fleet(spec, "stress"))

@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+import testkit
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
 from cortex.scheduler.cap_solver import CapJob, CapPlan, solve_caps
@@ -120,21 +121,7 @@ def test_every_solve_of_a_twin_run_reads_the_kept_sums(monkeypatch: pytest.Monke
         return got
 
     monkeypatch.setattr(PowerRuntime, "solve_kept", spy)
-    fleet = build(
-        parse_fleet(
-            {
-                "name": "stress",
-                "site": {"power_cap_mw": 0.3, "pue": 1.25},
-                "halls": [
-                    {"name": "a", "cooling_mw": 0.12,
-                     "groups": [{"flavor": "H100-SXM5", "nodes": 16, "nodes_per_pod": 8}]},
-                    {"name": "b", "power_cap_mw": 0.1,
-                     "groups": [{"flavor": "H200-SXM", "nodes": 16, "nodes_per_pod": 8}]},
-                ],
-            },
-            "stress",
-        )
-    )  # fmt: skip
+    fleet = testkit.stress_power_fleet()
     jobs = generate(days=2.0, seed=1, fleet_gpus=fleet.total_gpus, flavors=fleet.flavors, load=1.3)
     pc = PowerConfig(
         "full",

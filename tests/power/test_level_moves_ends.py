@@ -11,8 +11,7 @@ from types import SimpleNamespace
 import pytest
 from sortedcontainers import SortedList
 
-from cortex.fleet.spec import parse_fleet
-from cortex.fleet.topology import build
+import testkit
 from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.runs import RunBooks
 from cortex.sim.twin import SimConfig, Twin
@@ -62,21 +61,7 @@ def test_after_every_solve_the_ends_are_the_running_jobs_ends(
         seen["moves"] += len(levels)
 
     monkeypatch.setattr(Twin, "_apply_levels", spy)
-    fleet = build(
-        parse_fleet(
-            {
-                "name": "stress",
-                "site": {"power_cap_mw": 0.3, "pue": 1.25},
-                "halls": [
-                    {"name": "a", "cooling_mw": 0.12,
-                     "groups": [{"flavor": "H100-SXM5", "nodes": 16, "nodes_per_pod": 8}]},
-                    {"name": "b", "power_cap_mw": 0.1,
-                     "groups": [{"flavor": "H200-SXM", "nodes": 16, "nodes_per_pod": 8}]},
-                ],
-            },
-            "stress",
-        )
-    )  # fmt: skip
+    fleet = testkit.stress_power_fleet()
     jobs = generate(days=2.0, seed=1, fleet_gpus=fleet.total_gpus, flavors=fleet.flavors, load=1.3)
     pc = PowerConfig(
         "full",

@@ -5,31 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from cortex.fleet.spec import parse_fleet
-from cortex.fleet.topology import build
+import testkit
 from cortex.sim.power import CapEvent, PowerConfig
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.synthetic import generate
 
-FLEET = build(
-    parse_fleet(
-        {
-            "name": "stress",
-            "site": {"power_cap_mw": 0.3, "pue": 1.25},
-            "halls": [
-                {"name": "a", "cooling_mw": 0.12,
-                 "groups": [{"flavor": "H100-SXM5", "nodes": 16, "nodes_per_pod": 8}]},
-                {"name": "b", "power_cap_mw": 0.1,
-                 "groups": [{"flavor": "H200-SXM", "nodes": 16, "nodes_per_pod": 8}]},
-            ],
-            "queues": {"cluster_queues": [
-                {"name": "fsd", "nominal_share": 0.5}, {"name": "optimus", "nominal_share": 0.3},
-                {"name": "research", "nominal_share": 0.2},
-            ]},
-        },
-        "stress",
-    )
-)  # fmt: skip
+FLEET = testkit.stress_power_fleet(queues=True)
 
 
 @pytest.mark.parametrize("policy", ["admit", "cap", "full"])
