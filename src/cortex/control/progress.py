@@ -16,7 +16,9 @@ Two sources, one answer:
   handed to the loop once (`take_unattributed`: an event and a metric), never silently.
 - **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
   wrapper, a notebook): the job's current attempt must be named, and one report per job per
-  `MIN_INTERVAL_S` is taken (429 otherwise). Kept in memory, bounded to `MAX_JOBS` jobs; the
+  `MIN_INTERVAL_S` is taken (429 otherwise); a `checkpoint_at` more than `FUTURE_SLACK_S`
+  after the service's clock is refused (422: the newest checkpoint known, it would hide every
+  real one after it from the retry rule). Kept in memory, bounded to `MAX_JOBS` jobs; the
   newest checkpoint time reported is also kept on the job row, and recovery hands it back
   (`restore`), so a restart does not forget that a running attempt kept work.
 
@@ -47,7 +49,7 @@ MIN_INTERVAL_S = 1.0  # API reports per job
 MAX_STEP = 2**53  # exact in a float: JSON numbers past it are not steps anyone counts
 MAX_LOSS = 1e30
 MAX_RATE = 1e12
-FUTURE_SLACK_S = 300.0  # clock skew tolerated on a line's `ts`
+FUTURE_SLACK_S = 300.0  # clock skew tolerated on a line's `ts` and an API report's checkpoint_at
 
 
 @dataclass(frozen=True)
