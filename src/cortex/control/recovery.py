@@ -79,6 +79,15 @@ class RecoveryMixin:
         def park_rows(self, rows: dict[int, Any], jobs: dict[int, Job]) -> set[int]: ...
         def park_refused_class(self, row: Any, job: Job) -> bool: ...
         def _recover_burn_ins(self, s: Session, live: dict[Any, Any], now: float) -> None: ...
+        def _book_run(
+            self,
+            row: m.Job,
+            job: Job,
+            started: float | None,
+            gang: int,
+            now: float,
+            last_checkpoint_s: float | None,
+        ) -> None: ...
 
     def register_node(self, s: Session, kind: str) -> None:
         node = store.register_node(
@@ -155,6 +164,11 @@ class RecoveryMixin:
             store.move(s, row, JobState.CANCELLED, "cancel requested", now)
             row.ended_at = now
             return False
+        progress = getattr(self, "progress", None)
+        if progress is not None and alloc is not None:
+            # What the run kept and its startup, as for a run whose exit was seen (loop_exits.py).
+            ckpt = progress.known_checkpoint_at(row.id)
+            self._book_run(row, job, alloc.created_at, alloc.gpus, now, ckpt)
         # The service, not the job, lost this run: it does not count as a retry.
         store.move(s, row, JobState.REQUEUED, "requeued after service restart", now)
         row.stopping = None
