@@ -178,6 +178,51 @@ def test_a_checkpoint_reported_before_a_restart_still_resets_the_count(
     assert (got["state"], got["attempt"], got["failures"]) == ("running", 3, 2)
 
 
+def test_a_future_checkpoint_stored_before_the_bound_is_not_restored_and_is_replaced(
+    env: CliEnv, db_url: str, tmp_path: Path
+) -> None:
+    """A job row may hold a reported checkpoint far in the future, taken before the API refused
+    those. Restored after a restart, it was the newest checkpoint known and hid the attempt's
+    real one: its failure counted in a row and failed the job (max_retries 1); and the row kept
+    it, as a later report was never newer. Now recovery leaves it unrestored (the row keeps
+    it) and the next report replaces it."""
+    clock: FakeClock = env.clock  # type: ignore[attr-defined]
+    jid = _submit(env)
+    env.svc.loop.tick()
+    clock.advance(10)
+    env.ex.finish(jid, "failed", 1)  # attempt 1 keeps nothing: retry 1 of 1
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    assert env.state(jid) == "running"
+    with env.svc.sessions.begin() as s:
+        row = s.get(m.Job, jid)
+        assert row is not None
+        row.checkpoint_reported_at = 9.9e10
+    env.svc.close()
+    ex = FakeExecutor(tmp_path / "runs2")
+    ex.adoptable.add((jid, 2))
+    svc = fake_service(db_url, tmp_path, slots=1, executor=ex, clock=clock)
+    env.svc = svc  # closed by the fixture
+    client = TestClient(svc.app, headers=env.client.headers)
+    admin = TestClient(svc.app, headers=env.admin.headers)
+    svc.loop.tick()
+    assert admin.get(f"/v1/jobs/{jid}").json()["state"] == "running"  # adopted
+    clock.advance(10)
+    at = clock.time()
+    r = client.post(f"/v1/jobs/{jid}/progress", json={"attempt": 2, "step": 7, "checkpoint_at": at})
+    assert r.status_code == 202, r.text
+    with svc.sessions() as s:
+        assert s.scalar(select(m.Job.checkpoint_reported_at).where(m.Job.id == jid)) == at
+    clock.advance(10)
+    ex.exits.append(FakeExit(jid, 2, "failed", 1))
+    svc.loop.tick()
+    svc.loop.tick()
+    got = admin.get(f"/v1/jobs/{jid}").json()
+    reasons = [h["reason"] for h in got["history"] if h["dst"] == "requeued"]
+    assert [r.split(";")[0] for r in reasons] == ["retry 1 of 1"] * 2
+    assert (got["state"], got["attempt"], got["failures"]) == ("running", 3, 2)
+
+
 def test_self_requeues_are_counted_in_a_row_without_a_checkpoint(env: CliEnv) -> None:
     """An unasked exit 75 after a checkpoint is the job protocol at work (the job yields with
     its work saved): like a failure, it is counted in a row without progress (drive/runs.py

@@ -31,6 +31,7 @@ from cortex.control.clock import Clock
 from cortex.control.db import Sessions
 from cortex.control.loop_launch import LAUNCHING
 from cortex.control.mirror import Mirror
+from cortex.control.progress import FUTURE_SLACK_S
 from cortex.drive import intake, runs
 from cortex.scheduler.reasons import Reason
 from cortex.workload.job import Job
@@ -215,10 +216,19 @@ class RecoveryMixin:
             progress = getattr(self, "progress", None)
             for row in store.unfinished_jobs(s):
                 row.seen = True
-                if progress is not None and row.checkpoint_reported_at is not None:
+                reported = row.checkpoint_reported_at
+                if progress is not None and reported is not None:
                     # An API report of a checkpoint (memory) before the restart: judge_exit
-                    # still sees that the running attempt kept work.
-                    progress.restore(row.id, row.checkpoint_reported_at)
+                    # still sees that the running attempt kept work. One dated past the clock
+                    # (stored before the API refused those) is no checkpoint: as the newest
+                    # known it would hide every real one; the row keeps it until a report
+                    # replaces it (store_health.note_checkpoint).
+                    if reported <= now + FUTURE_SLACK_S:
+                        progress.restore(row.id, reported)
+                    else:
+                        log.warning(
+                            "job %s: reported checkpoint %s is in the future", row.id, reported
+                        )
                 job = self.mem_job(row)
                 job.evictions = evictions.get(row.id, 0)
                 reason = self._resolve(job)

@@ -93,7 +93,7 @@ def report(job_id: JobId, body: ProgressIn, who: Who, svc: Svc) -> ProgressOut:
         # Kept on the job row too: the loop's book is memory, and a restart must not forget
         # that the running attempt kept work (drive/runs.py judge_exit reads it at its exit).
         with svc.sessions.begin() as s:
-            sh.note_checkpoint(s, job_id, body.checkpoint_at)
+            sh.note_checkpoint(s, job_id, body.checkpoint_at, now)
     got = progress_of(svc, job_id, attempt, now)
     assert got is not None
     return ProgressOut(**got)
