@@ -128,3 +128,27 @@ def test_0011_gives_a_job_in_flight_its_self_requeues_so_far_as_its_count_in_a_r
     finally:
         engine.dispose()
     assert [tuple(r) for r in got] == [(7, 2, None), (8, 0, None)]
+
+
+def test_0012_gives_a_job_in_flight_no_work_done_and_nothing_owed(db_url: str) -> None:
+    """A job stored before the upgrade starts from the estimate the old rule gave it: no work
+    done, no restart owed (the loop books both as its next run ends)."""
+    db.upgrade(db_url, "0011_progress_in_a_row")
+    engine = db.make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, team, name, state, priority_class, gpus, spec, command,"
+                    " env, nprocs, submitted_at, attempt, failures, failures_in_a_row,"
+                    " self_requeues_in_a_row, preemptions, reason, cancel_requested, seen)"
+                    " VALUES (7, 't', 'j', 'requeued', 'normal', 1, '{}', '[]', '{}', 1, 0, 2,"
+                    " 1, 1, 0, 0, '', false, true)"
+                )
+            )
+        db.upgrade(db_url)
+        with engine.connect() as conn:
+            got = conn.execute(text("SELECT work_done_s, restart_owed_s FROM jobs")).one()
+    finally:
+        engine.dispose()
+    assert tuple(got) == (0.0, 0.0)

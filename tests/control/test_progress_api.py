@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fakeclock import FakeClock
-from fakeexec import FakeExecutor
+from fakeexec import FakeExecutor, FakeExit
 from fastapi.testclient import TestClient
 from helpers import ADMIN, fake_service, job_body
 
@@ -27,6 +27,7 @@ class MetricsExecutor(FakeExecutor):
 
 class Env:
     def __init__(self, url: str, home: Path) -> None:
+        self.url, self.home = url, home
         self.clock = FakeClock()
         self.ex = MetricsExecutor(home / "runs")
         self.ex.root.mkdir(parents=True)
@@ -102,6 +103,8 @@ def test_a_report_of_an_earlier_attempt_is_refused_by_name(env: Env) -> None:
         ({"attempt": 1, "step": 1, "loss": 1e31}, ["body", "loss"]),
         ({"attempt": 1, "step": 1, "samples_per_s": -1}, ["body", "samples_per_s"]),
         ({"attempt": 1, "step": 1, "checkpoint_at": 1e12}, ["body", "checkpoint_at"]),
+        # Past the service's clock plus its skew allowance (api/progress.py).
+        ({"attempt": 1, "step": 1, "checkpoint_at": 9.9e10}, ["body", "checkpoint_at"]),
         ({"attempt": 1, "step": 1, "token": "x"}, ["body", "token"]),
         ({"attempt": 1}, ["body", "step"]),
     ],
@@ -148,6 +151,45 @@ def test_the_metrics_file_is_the_jobs_progress(env: Env) -> None:
     assert (p["step"], p["loss"], p["checkpoint_step"], p["source"]) == (50, 1.25, 50, "file")
     # The list never reads files: one job's page of 100 would be 100 reads.
     assert env.client.get("/v1/jobs", headers=env.h).json()["jobs"][0]["progress"] is None
+
+
+def test_a_checkpoint_deep_in_a_large_metrics_file_is_found_after_a_restart(env: Env) -> None:
+    """The service restarts while attempt 2 runs; its metrics file holds a checkpoint of
+    attempt 2 and, after it, over 1 MiB of step lines. The first read after the restart used
+    to take only the file's last MiB: the checkpoint was missed, attempt 2's failure counted as
+    the second in a row, and the job failed for good (max_retries 1). It is found (the bytes
+    before the tail are searched from their end) and the failure is retry 1 again."""
+    a = env.submit(gpus=1)
+    env.svc.loop.tick()
+    env.ex.finish(a, "failed", 1)  # attempt 1 keeps nothing: retry 1 of 1
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    assert env.job(a)["attempt"] == 2
+    env.clock.advance(10)
+    t = env.clock.time()
+    step = f'{{"ts": {t}, "attempt": 2, "step": 7, "loss": 1.5, "samples_per_s": 3.0}}\n'
+    with env.ex.metrics_file(a).open("w") as f:
+        f.write(f'{{"ts": {t}, "attempt": 2, "event": "checkpoint", "step": 6}}\n')
+        f.write(step * ((1 << 20) // len(step) + 100))
+    assert env.ex.metrics_file(a).stat().st_size > 1 << 20
+    env.clock.advance(10)
+    env.svc.close()  # the control plane goes; attempt 2 runs on
+    ex = MetricsExecutor(env.ex.root)
+    ex.adoptable.add((a, 2))
+    env.svc = fake_service(env.url, env.home, slots=4, executor=ex, clock=env.clock)
+    env.client = TestClient(env.svc.app)
+    env.svc.loop.tick()
+    assert env.job(a)["state"] == "running"  # adopted
+    p = env.job(a)["progress"]
+    assert (p["step"], p["checkpoint_step"], p["checkpoint_at"]) == (7, 6, t)
+    env.clock.advance(10)
+    ex.exits.append(FakeExit(a, 2, "failed", 1))
+    env.svc.loop.tick()
+    env.svc.loop.tick()
+    got = env.job(a)
+    reasons = [h["reason"] for h in got["history"] if h["dst"] == "requeued"]
+    assert [r.split(";")[0] for r in reasons] == ["retry 1 of 1"] * 2
+    assert (got["state"], got["attempt"], got["failures"]) == ("running", 3, 2)
 
 
 def test_checkpoint_interval_reaches_the_launch_env(env: Env) -> None:

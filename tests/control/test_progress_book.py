@@ -115,16 +115,53 @@ def test_truncated_or_replaced_files_are_read_again(tmp_path: Path) -> None:
     assert book.current(7, 1, 0.0, NOW).step == 4  # type: ignore[union-attr]
 
 
-def test_a_large_file_is_read_from_its_tail_only(tmp_path: Path, monkeypatch: Any) -> None:
+def test_a_large_file_is_read_from_its_tail_and_its_last_checkpoint_found(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Progress comes from the tail; the newest checkpoint is searched for in the bytes skipped,
+    from their end, READ_MAX_BYTES at a time. Before, a checkpoint older than the tail was out
+    of reach, as for the first read after a restart of any file over 1 MiB."""
     monkeypatch.setattr(pg, "READ_MAX_BYTES", 200)
     one = line(attempt=1, step=1, loss=2.0)
     f = tmp_path / "7.jsonl"
-    # 40 lines of about 60 bytes: a checkpoint first, step 9 last. 200 bytes hold about 3
-    # lines, the first of them cut (and dropped): the checkpoint is out of reach.
-    first = line(attempt=1, event="checkpoint", step=1)
-    f.write_text(first + one * 38 + line(attempt=1, step=9, loss=1.0))
+    # 40 lines of about 60 bytes: checkpoints first, step 9 last. 200 bytes hold about 3
+    # lines, the first of them cut (and dropped from the tail's read).
+    first = line(attempt=1, event="checkpoint", step=1) + line(
+        attempt=1, event="checkpoint", step=2
+    )
+    f.write_text(first + one * 37 + line(attempt=1, step=9, loss=1.0))
+    reads: list[int] = []
+    real = os.pread
+    monkeypatch.setattr(pg.os, "pread", lambda fd, n, at: reads.append(n) or real(fd, n, at))
     got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
-    assert got is not None and (got.step, got.checkpoint_step) == (9, None)
+    assert got is not None and (got.step, got.checkpoint_step) == (9, 2)
+    assert max(reads) <= 200  # memory stays bounded: no read past READ_MAX_BYTES
+
+
+@pytest.mark.parametrize("where", ["cut", "grown", "overlong"])
+def test_a_checkpoint_in_the_bytes_a_read_skips_is_found(
+    tmp_path: Path, monkeypatch: Any, where: str
+) -> None:
+    """cut: the checkpoint is the tail's first, cut line (dropped from the tail's read).
+    grown: the file grew past READ_MAX_BYTES between two reads, the checkpoint in the middle.
+    overlong: an overlong line (never parsed) spans chunks before the checkpoint is reached."""
+    monkeypatch.setattr(pg, "READ_MAX_BYTES", 200)
+    one = line(attempt=1, step=1, loss=2.0)
+    ck = line(attempt=1, event="checkpoint", step=5)
+    f = tmp_path / "7.jsonl"
+    book = ProgressBook(Exec(tmp_path))
+    if where == "cut":
+        # The last 200 bytes begin in the middle of the checkpoint line.
+        f.write_text(one * 20 + ck + "x" * (200 - len(ck) // 2 - 1) + "\n")
+    elif where == "grown":
+        f.write_text(one * 2)
+        assert book.current(7, 1, 0.0, NOW).checkpoint_step is None  # type: ignore[union-attr]
+        with f.open("a") as out:
+            out.write(one * 5 + ck + one * 10)
+    else:
+        f.write_text(ck + "y" * 5000 + "\n" + one * 10)
+    got = book.current(7, 1, 0.0, NOW)
+    assert got is not None and got.checkpoint_step == 5
 
 
 def test_links_and_fifos_are_not_read(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from helpers import ADMIN_H, fake_service, job_body
 
 from cortex.control.service import Service
 from cortex.drive import run_estimate, runs
+from cortex.sim import checkpoint as ckpt
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
 from cortex.workload.spec import JobSpec
@@ -125,3 +126,91 @@ def test_the_api_start_estimate_counts_the_running_jobs_checkpoint_writes(svc: S
     svc.loop.tick()
     got = client.get(f"/v1/jobs/{b}/why?start=true", headers=h).json()["start_estimate"]
     assert got["start_s"] == t0 + 3900.0
+
+
+def _team(svc: Service) -> tuple[TestClient, dict[str, str]]:
+    client = TestClient(svc.app)
+    token = client.post("/v1/tokens", json={"team": "fsd"}, headers=ADMIN_H).json()["token"]
+    return client, {"Authorization": f"Bearer {token}"}
+
+
+def test_a_checkpoint_size_is_a_write_time_in_both_drivers(svc: Service) -> None:
+    """A job that gives its checkpoint's size, not its write time: the twin writes it at the
+    fleet's storage bandwidth (workload/spec.py JobSpec.write_s), and so does the control plane
+    now. It used to book no writes at all for such a job (its write time was None)."""
+    client, h = _team(svc)
+    svc.loop.tick()
+    fields = {"duration_s": 3600, "checkpoint_size_gb": 120_000, "checkpoint_interval_s": 600}
+    r = client.post("/v1/jobs", json=job_body(gpus=8, **fields), headers=h)
+    assert r.status_code == 201, r.text
+    svc.loop.tick()
+    live = svc.loop.mirror.jobs[int(r.json()["id"])]
+    # 120,000 GB at 2,000 GB/s; 3,600 s in 600 s chunks, a 60 s write after each but the last.
+    assert (live.ckpt_write_s, svc.loop.estimate_s(live, 0, 8)) == (60.0, 3900.0)
+    tw = Twin(TINY, [], SimConfig(days=1, failures=False))
+    storage = tw.topo.spec.storage_write_gbps
+    assert storage == svc.loop.topo.spec.storage_write_gbps == 2000.0  # the fleet default
+    spec = JobSpec.model_validate({"name": "j", "team": "fsd", "gpus": 8, **fields})
+    twin_job = Job.from_spec(1, spec, 0, spec.write_s(storage))
+    assert twin_job.ckpt_write_s == 60.0
+    assert svc.loop.estimate_s(live, 0, 8) == tw._estimate_s(twin_job, 0, 8) == 3900.0
+
+
+def test_a_requeued_job_is_estimated_from_its_kept_work_and_owed_startup(
+    svc: Service, db_url: str, tmp_path: Path
+) -> None:
+    """Attempt 1 reports its first step 100 s after it starts and a checkpoint at 760 s (one
+    600 s chunk and its 60 s write), then fails at 800 s. The control plane books what the twin
+    books for such a run (drive/run_estimate.py): 600 s of work kept, and the run's 100 s of
+    startup owed at the next start; the estimate of the requeued job is the twin's for the same
+    job, and a restart keeps both (jobs.work_done_s, restart_owed_s). It used to estimate the
+    requeued job from its whole duration_s again (3,900 s)."""
+    client, h = _team(svc)
+    svc.loop.tick()
+    clock = svc.clock
+    fields = {"duration_s": 3600, "checkpoint_write_s": 60, "checkpoint_interval_s": 600}
+    r = client.post("/v1/jobs", json=job_body(gpus=8, **fields), headers=h)
+    jid = int(r.json()["id"])
+    svc.loop.tick()
+    start = clock.time()
+    assert client.get(f"/v1/jobs/{jid}", headers=h).json()["state"] == "running"
+    clock.advance(100)
+    url = f"/v1/jobs/{jid}/progress"
+    assert client.post(url, json={"attempt": 1, "step": 1}, headers=h).status_code == 202
+    clock.advance(660)
+    body = {"attempt": 1, "step": 2, "checkpoint_step": 2, "checkpoint_at": start + 760}
+    assert client.post(url, json=body, headers=h).status_code == 202
+    clock.advance(40)
+    svc.loop.executor.finish(jid, "failed", 1)
+    svc.loop.tick()  # requeued: retry 1 of 1, no backoff in these tests
+    live = svc.loop.mirror.jobs[jid]
+    assert (live.done_s, live.owed_overhead_s) == (600.0, 100.0)
+    tw = Twin(TINY, [], SimConfig(days=1, failures=False))
+    twin_job = _job(jid, gpus=8, **fields)
+    twin_job.done_s, twin_job.owed_overhead_s = 600.0, 100.0
+    # 100 s of startup, then 3,000 s left in 600 s chunks: 5 chunks, 4 writes.
+    want = 100.0 + 3000.0 + 4 * 60.0
+    assert svc.loop.estimate_s(live, 0, 8) == tw._estimate_s(twin_job, 0, 8) == want
+    svc.close()  # a restart reads both back from the job's row
+    again = fake_service(db_url, tmp_path, slots=8, clock=clock)
+    try:
+        job = again.loop.mirror.jobs[jid]
+        assert (job.done_s, job.owed_overhead_s) == (600.0, 100.0)
+        assert again.loop.estimate_s(job, 0, 8) == want
+    finally:
+        again.close()
+
+
+@pytest.mark.parametrize(("overhead", "tau", "write", "chunks"), [(100, 600, 60, 1), (0, 50, 5, 7)])
+def test_a_measured_run_keeps_what_the_twins_model_saves(
+    overhead: float, tau: float, write: float, chunks: int
+) -> None:
+    """A run that goes as the twin models it (startup, then chunks each followed by a write),
+    measured at its last checkpoint, keeps what sim/checkpoint.progress says it saved."""
+    start = 1000.0
+    at = start + overhead + chunks * (tau + write)
+    measured = run_estimate.kept_compute_s(start, start + overhead, at, chunks, write)
+    assert measured == ckpt.progress(at - start, overhead, tau, write)[1] == chunks * tau
+    # No checkpoint in the run (none, or one before it began): nothing kept.
+    assert run_estimate.kept_compute_s(start, start + overhead, None, 0, write) == 0.0
+    assert run_estimate.kept_compute_s(start, None, start - 1, 1, write) == 0.0

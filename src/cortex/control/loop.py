@@ -323,20 +323,25 @@ class SchedulerLoop(
 
     def estimate_s(self, job: Job, flavor: int, gang: int) -> float:
         """Backfill's runtime estimate, by the twin's rule (drive/run_estimate.py): the job's
-        spec gives its work, checkpoint writes and interval; the loop books no work done or
-        overhead owed, and models no failures, so a job without an interval of its own
-        checkpoints at the shared fallback interval."""
+        spec gives its work, checkpoint writes (or its checkpoint's size over the fleet's
+        bandwidth: `mem_job`) and interval; its ended runs the work they kept and the restart
+        overhead it owes (booked as each ends, loop_exits.py `_book_run`). The loop models no
+        failures, so a job without an interval of its own checkpoints at the shared fallback
+        interval."""
         speed = run_estimate.run_speed(job, self.speed(job.kind, flavor), gang)
         tau = run_estimate.interval_s(job, None, None, self.rules.fallback_checkpoint_interval_s)
         return run_estimate.estimate_s(job, speed, tau)
 
     def mem_job(self, row: Any) -> Job:
-        """A scheduler Job from a jobs row (an ORM object or a Row with the same columns)."""
+        """A scheduler Job from a jobs row (an ORM object or a Row with the same columns; a new
+        submission's row names no work done or overhead owed: none yet)."""
         spec = JobSpec.model_validate(row.spec)
-        job = Job.from_spec(row.id, spec, 0, spec.checkpoint_write_s)
+        job = Job.from_spec(row.id, spec, 0, spec.write_s(self.topo.spec.storage_write_gbps))
         job.submit_s = row.submitted_at
         job.state = JobState(row.state)
         job.restarts = row.failures + row.preemptions
+        job.done_s = min(getattr(row, "work_done_s", 0.0) or 0.0, job.work_s)
+        job.owed_overhead_s = getattr(row, "restart_owed_s", 0.0) or 0.0
         return job
 
     def _resolve(self, job: Job) -> Reason | None:

@@ -14,7 +14,7 @@ from cortex.control import models as m
 from cortex.control import store
 from cortex.control.config import Settings
 from cortex.control.mirror import Mirror
-from cortex.drive import runs
+from cortex.drive import run_estimate, runs
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 
@@ -48,6 +48,7 @@ class ExitsMixin:
         def _swap_in(
             self, s: Session, row: m.Job, job: Job, swap: tuple[int, Any], now: float
         ) -> None: ...
+        def speed(self, kind: str, _flavor: int) -> float: ...
 
     # ---- cancel ---------------------------------------------------------------------------
     def request_cancel(self, job_id: int) -> None:
@@ -116,6 +117,37 @@ class ExitsMixin:
             else:
                 self.mirror.requeue(job, now + delay_s if delay_s > 0 else None)
 
+    def _book_run(
+        self,
+        row: m.Job,
+        job: Job,
+        started: float | None,
+        gang: int,
+        now: float,
+        last_checkpoint_s: float | None,
+    ) -> None:
+        """A run of `row` ended (begun at `started` on `gang` GPUs) and the job waits again:
+        book what backfill's estimate starts from next, as the twin books a run it stops
+        (drive/run_estimate.py): the compute the run kept by its last checkpoint (when it kept
+        work by judge_exit's rule, `runs.kept_work`) as work done, and its measured startup
+        (start to first reported step) as the restart overhead owed at the next start (a run
+        that reported no step leaves the last one owed). Kept on the row too, for a restart."""
+        if started is None:
+            return
+        p = self.progress.current(row.id, row.attempt, started, now)
+        first = p.first_at if p is not None else None
+        kept = 0.0
+        if runs.kept_work(started, last_checkpoint_s, now):
+            assert last_checkpoint_s is not None
+            writes = p.checkpoints if p is not None else 0
+            write = job.ckpt_write_s or 0.0
+            kept = run_estimate.kept_compute_s(started, first, last_checkpoint_s, writes, write)
+        speed = run_estimate.run_speed(job, self.speed(job.kind, job.run_flavor), gang or job.gpus)
+        run_estimate.book_kept(job, kept, speed)
+        if first is not None and first >= started:
+            job.owed_overhead_s = first - started
+        row.work_done_s, row.restart_owed_s = job.done_s, job.owed_overhead_s
+
     # ---- exits -----------------------------------------------------------------------------
     def _exit(self, s: Session, e: Any, now: float) -> None:
         row = s.get(m.Job, e.job_id)
@@ -174,6 +206,8 @@ class ExitsMixin:
             self.mirror.forget(row.id)
         else:
             assert v.requeue is not None
+            if job is not None:
+                self._book_run(row, job, started, job.run_gpus, now, ckpt)
             swap = self._swaps.pop(row.id, None)  # a gang that lost a node (loop_health.py)
             self._requeue(s, row, job, v.requeue, now, 0.0 if swap else v.delay_s)
             if swap is not None and job is not None:

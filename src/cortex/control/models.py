@@ -94,6 +94,12 @@ class Job(Base):
     # Its exits 75 that no stop request asked for since its last run that kept work (migration
     # 0011; judge_exit bounds them by max_exit75_requeues).
     self_requeues_in_a_row: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Backfill's runtime estimate starts from these (migration 0012; drive/run_estimate.py):
+    # the work its runs kept by their last checkpoints, in reference seconds, and the restart
+    # overhead it owes at its next start (its last run's measured startup), booked as a run
+    # ends (control/loop_exits.py) so that a restart keeps them.
+    work_done_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    restart_owed_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(String(500), default="")

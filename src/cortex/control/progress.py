@@ -8,7 +8,9 @@ Two sources, one answer:
   holds no credential at all (no token to leak, nothing to scope), and a job that lies can only
   lie about its own progress. The file is hostile input: it is opened without following links
   and without blocking (a FIFO never stalls a reader), must be a regular file, is read from
-  where the last read stopped and at most `READ_MAX_BYTES` at a time, and each line is
+  where the last read stopped and at most `READ_MAX_BYTES` at a time (a file that grew more,
+  or is over that at the first read after a restart, from its tail, the bytes skipped searched
+  from their end for the last checkpoint line: `_last_checkpoint`), and each line is
   bounded, parsed on its own and its fields range-checked (a bad field is dropped, not the
   line). Lines name their `attempt` (the training workloads write it); a line without one
   counts only when stamped after the current attempt began. A line with neither can never be
@@ -16,7 +18,9 @@ Two sources, one answer:
   handed to the loop once (`take_unattributed`: an event and a metric), never silently.
 - **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
   wrapper, a notebook): the job's current attempt must be named, and one report per job per
-  `MIN_INTERVAL_S` is taken (429 otherwise). Kept in memory, bounded to `MAX_JOBS` jobs; the
+  `MIN_INTERVAL_S` is taken (429 otherwise); a `checkpoint_at` more than `FUTURE_SLACK_S`
+  after the service's clock is refused (422: the newest checkpoint known, it would hide every
+  real one after it from the retry rule). Kept in memory, bounded to `MAX_JOBS` jobs; the
   newest checkpoint time reported is also kept on the job row, and recovery hands it back
   (`restore`), so a restart does not forget that a running attempt kept work.
 
@@ -40,14 +44,14 @@ from typing import Any
 
 from cortex import jobproto
 
-READ_MAX_BYTES = 1 << 20  # per read; a file that grew more than this is read from its tail
+READ_MAX_BYTES = 1 << 20  # per read; a file that grew more is read from its tail (see above)
 LINE_MAX_BYTES = 4096  # the training workloads write about 300 bytes a line
 MAX_JOBS = 10_000  # jobs whose file position or reported progress is kept
 MIN_INTERVAL_S = 1.0  # API reports per job
 MAX_STEP = 2**53  # exact in a float: JSON numbers past it are not steps anyone counts
 MAX_LOSS = 1e30
 MAX_RATE = 1e12
-FUTURE_SLACK_S = 300.0  # clock skew tolerated on a line's `ts`
+FUTURE_SLACK_S = 300.0  # clock skew tolerated on a line's `ts` and an API report's checkpoint_at
 
 
 @dataclass(frozen=True)
@@ -276,24 +280,37 @@ class ProgressBook:
         try:
             info = os.fstat(fd)
             if info.st_ino != st.inode or info.st_size < st.offset:
-                # A new or truncated file: start over from (at most READ_MAX_BYTES of) its end.
+                # A new or truncated file (or the first read since a restart): from its start.
                 st.inode, st.partial, st.progress = info.st_ino, b"", Progress()
-                st.offset = max(0, info.st_size - READ_MAX_BYTES)
-                st.partial = b"" if st.offset == 0 else b"\0"  # drop the first, cut line
+                st.offset = 0
+            skip_from, skip_head = st.offset, st.partial
             if info.st_size - st.offset > READ_MAX_BYTES:
+                # Progress is read from the tail, its first (cut) line dropped.
                 st.offset, st.partial = info.st_size - READ_MAX_BYTES, b"\0"
-            data = os.pread(fd, min(READ_MAX_BYTES, info.st_size - st.offset), st.offset)
+            start = st.offset
+            data = os.pread(fd, min(READ_MAX_BYTES, info.st_size - start), start)
+            skipped = None
+            if start > skip_from:
+                # The bytes skipped, through the end of the tail's cut line, may hold the job's
+                # newest checkpoint (its resume point, and the retry rule's proof of kept work,
+                # after a restart as much as before): searched from their end, 1 MiB at a time.
+                cut = data.find(b"\n") + 1
+                skipped = _last_checkpoint(fd, skip_from, start + cut, skip_head, now)
         except OSError:
             return None
         finally:
             os.close(fd)
-        st.offset += len(data)
+        st.offset = start + len(data)
         if st.progress.attempt is not None and st.progress.attempt != attempt:
             # A new attempt: its step starts over; the checkpoint is the job's, kept.
             ck = st.progress
             st.progress = Progress(
                 checkpoint_step=ck.checkpoint_step, checkpoint_at=ck.checkpoint_at
             )
+        if skipped is not None and (
+            st.progress.checkpoint_at is None or skipped[1] >= st.progress.checkpoint_at
+        ):
+            st.progress = replace(st.progress, checkpoint_step=skipped[0], checkpoint_at=skipped[1])
         lines = (st.partial + data).split(b"\n")
         st.partial = lines.pop()  # an unfinished last line waits for the next read
         if len(st.partial) > LINE_MAX_BYTES:
@@ -315,6 +332,45 @@ class ProgressBook:
         if st.unattributed:
             p = replace(p, unattributed_lines=st.unattributed)
         return p if p.step is not None or p.checkpoint_at is not None else None
+
+
+def _last_checkpoint(
+    fd: int, lo: int, hi: int, head: bytes, now: float
+) -> tuple[int, float] | None:
+    """(step, ts) of the last checkpoint line in bytes [lo, hi) of the file, which end at a line
+    end (or at `lo`); `head` is the start of the line cut at `lo` (b"" when `lo` starts a line;
+    b"\0..." when that line was dropped). Read backwards READ_MAX_BYTES at a time, so memory is
+    bounded whatever the file's size, and stops at the first such line found from the end;
+    only lines naming a checkpoint are parsed."""
+    pos, carry = hi, b""  # carry: the end of a line the chunk before may begin
+    overlong = False  # the line `carry` ends is overlong (never parsed): its bytes are not kept
+    while pos > lo:
+        n = min(READ_MAX_BYTES, pos - lo)
+        pos -= n
+        lines = (os.pread(fd, n, pos) + carry).split(b"\n")
+        if overlong and len(lines) > 1:
+            lines[-1], overlong = b"", False  # the overlong line began in this chunk
+        carry = lines[0]
+        if len(carry) > LINE_MAX_BYTES or (overlong and len(lines) == 1):
+            carry, overlong = b"", True
+        for raw in reversed(lines[1:]):
+            got = _checkpoint_of(raw, now)
+            if got is not None:
+                return got
+    if overlong or head.startswith(b"\0"):
+        return None
+    return _checkpoint_of(head + carry, now)
+
+
+def _checkpoint_of(raw: bytes, now: float) -> tuple[int, float] | None:
+    if b"checkpoint" not in raw:
+        return None  # most lines: not parsed
+    line = parse_line(raw, now)
+    if line is None or line["event"] != "checkpoint":
+        return None
+    if line["step"] is None or line["ts"] is None:
+        return None
+    return line["step"], line["ts"]
 
 
 def merge(a: Progress | None, b: Progress | None) -> Progress | None:

@@ -31,6 +31,7 @@ from cortex.control.clock import Clock
 from cortex.control.db import Sessions
 from cortex.control.loop_launch import LAUNCHING
 from cortex.control.mirror import Mirror
+from cortex.control.progress import FUTURE_SLACK_S
 from cortex.drive import intake, runs
 from cortex.scheduler.reasons import Reason
 from cortex.workload.job import Job
@@ -79,6 +80,15 @@ class RecoveryMixin:
         def park_rows(self, rows: dict[int, Any], jobs: dict[int, Job]) -> set[int]: ...
         def park_refused_class(self, row: Any, job: Job) -> bool: ...
         def _recover_burn_ins(self, s: Session, live: dict[Any, Any], now: float) -> None: ...
+        def _book_run(
+            self,
+            row: m.Job,
+            job: Job,
+            started: float | None,
+            gang: int,
+            now: float,
+            last_checkpoint_s: float | None,
+        ) -> None: ...
 
     def register_node(self, s: Session, kind: str) -> None:
         node = store.register_node(
@@ -155,6 +165,11 @@ class RecoveryMixin:
             store.move(s, row, JobState.CANCELLED, "cancel requested", now)
             row.ended_at = now
             return False
+        progress = getattr(self, "progress", None)
+        if progress is not None and alloc is not None:
+            # What the run kept and its startup, as for a run whose exit was seen (loop_exits.py).
+            ckpt = progress.known_checkpoint_at(row.id)
+            self._book_run(row, job, alloc.created_at, alloc.gpus, now, ckpt)
         # The service, not the job, lost this run: it does not count as a retry.
         store.move(s, row, JobState.REQUEUED, "requeued after service restart", now)
         row.stopping = None
@@ -201,10 +216,19 @@ class RecoveryMixin:
             progress = getattr(self, "progress", None)
             for row in store.unfinished_jobs(s):
                 row.seen = True
-                if progress is not None and row.checkpoint_reported_at is not None:
+                reported = row.checkpoint_reported_at
+                if progress is not None and reported is not None:
                     # An API report of a checkpoint (memory) before the restart: judge_exit
-                    # still sees that the running attempt kept work.
-                    progress.restore(row.id, row.checkpoint_reported_at)
+                    # still sees that the running attempt kept work. One dated past the clock
+                    # (stored before the API refused those) is no checkpoint: as the newest
+                    # known it would hide every real one; the row keeps it until a report
+                    # replaces it (store_health.note_checkpoint).
+                    if reported <= now + FUTURE_SLACK_S:
+                        progress.restore(row.id, reported)
+                    else:
+                        log.warning(
+                            "job %s: reported checkpoint %s is in the future", row.id, reported
+                        )
                 job = self.mem_job(row)
                 job.evictions = evictions.get(row.id, 0)
                 reason = self._resolve(job)

@@ -13,20 +13,23 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
+from cortex.control.progress import FUTURE_SLACK_S
 from cortex.drive import runs
 
 MAX_ROWS = 100_000  # attempt records one fleet answer reads (newest first)
 
 
 # ---- progress -----------------------------------------------------------------------------------
-def note_checkpoint(s: Session, job_id: int, at: float) -> None:
+def note_checkpoint(s: Session, job_id: int, at: float, now: float) -> None:
     """Keep a checkpoint time the job's tooling reported through the API, if it is the job's
     newest (one conditional UPDATE: reports of one job may race): what control/progress.py
-    holds in memory, for `restore` after a restart."""
+    holds in memory, for `restore` after a restart. A stored time past the service's clock by
+    more than FUTURE_SLACK_S (taken before the API refused such reports) is no checkpoint: the
+    report replaces it, or it would hide every real one after it."""
     col = m.Job.checkpoint_reported_at
     s.execute(
         update(m.Job)
-        .where(m.Job.id == job_id, or_(col.is_(None), col < at))
+        .where(m.Job.id == job_id, or_(col.is_(None), col < at, col > now + FUTURE_SLACK_S))
         .values(checkpoint_reported_at=at)
     )
 

@@ -5,9 +5,13 @@ starts.
 
 A run pays the restart overhead its job owes, then computes what remains of its work at its
 speed, stopping every checkpoint interval to write a checkpoint (none after the last chunk).
-Each driver says what it knows: the job's spec gives the work, the checkpoint write time and
-any interval of its own; its progress gives the work done and the overhead it owes (the twin
-books both; the control plane books neither yet, so a live job is estimated from its spec).
+Each driver says what it knows: the job's spec gives the work, the checkpoint write time (given,
+or its size over the fleet's storage bandwidth: workload/spec.py `JobSpec.write_s`) and any
+interval of its own; its progress gives the work done and the overhead it owes, booked when a
+run ends (`book_kept`).
+The twin books what its model says a run saved and the overhead its cause costs; the control
+plane what it measured: the compute a run kept by its last checkpoint (`kept_compute_s`) and
+the run's own startup, from its start to its first reported step, owed again at the next.
 Only the twin models failures, so only it can pick Young/Daly's interval; a driver without a
 failure rate takes the shared fallback interval (`data/run_rules.csv`).
 """
@@ -18,6 +22,31 @@ import math
 from collections.abc import Callable
 
 from cortex.workload.job import Job
+
+
+def kept_compute_s(
+    run_start_s: float,
+    first_step_s: float | None,
+    checkpoint_s: float | None,
+    checkpoints: int,
+    write_s: float,
+) -> float:
+    """Seconds of compute a run kept, measured: from its first step (its start, when it
+    reported none before) to its last checkpoint, less the `checkpoints` writes it made by
+    then. 0 without a checkpoint after the run's start (drive/runs.py kept_work decides which
+    checkpoint is the run's). The twin's `sim/checkpoint.progress` models the same quantity."""
+    if checkpoint_s is None or checkpoint_s <= run_start_s:
+        return 0.0
+    began = (
+        run_start_s if first_step_s is None else min(max(first_step_s, run_start_s), checkpoint_s)
+    )
+    return max(0.0, checkpoint_s - began - checkpoints * write_s)
+
+
+def book_kept(job: Job, compute_s: float, speed: float) -> None:
+    """A run ends having kept `compute_s` seconds of compute at `speed` (`run_speed`): the
+    job's work done, in reference seconds, never past its work."""
+    job.done_s = min(job.done_s + compute_s * speed, job.work_s)
 
 
 def daly_interval_s(write_s: float, mtbf_s: float) -> float:

@@ -214,9 +214,9 @@ def kept_work(
     and no later than its end (`run_end_s`, when the run's end is judged)? An unknown start or
     no checkpoint proves nothing, so it is not progress; nor does a checkpoint stamped after
     the run ended: the job's own clock or report says so (a progress line may be stamped up
-    to control/progress.py's FUTURE_SLACK_S ahead, an API report's `checkpoint_at` up to
-    1e11), and as the newest checkpoint known it would reset the count at every later
-    failure, a job retried without end."""
+    to control/progress.py's FUTURE_SLACK_S ahead of the service's clock, and so may an API
+    report's `checkpoint_at`), and as the newest checkpoint known it would reset the count at
+    every later failure, a job retried without end."""
     if run_start_s is None or last_checkpoint_s is None:
         return False
     if run_end_s is not None and last_checkpoint_s > run_end_s:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cortex.compiled import mypyc_attr
+from cortex.drive import run_estimate
 from cortex.drive.runs import (
     Blame,
     RetryLimits,
@@ -290,7 +291,7 @@ class RunBooks:
             preempted=via is JobState.PREEMPTED,
             real_s=self.now - job.run_start_s,
         )
-        job.done_s = min(job.done_s + saved_f * job.run_speed, job.work_s)
+        run_estimate.book_kept(job, saved_f, job.run_speed)  # the control plane's rule too
         alloc = self.state.stop(job, job.queue_idx)
         job.move(via, self.now, why)
         self._power_dirty = True

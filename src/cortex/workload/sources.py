@@ -135,10 +135,7 @@ def load_workload(
     storage = topo.spec.storage_write_gbps
     jobs = []
     for i, spec in enumerate(specs):
-        write = spec.checkpoint_write_s
-        if write is None and spec.checkpoint_size_gb is not None:
-            write = spec.checkpoint_size_gb / storage
-        jobs.append(Job.from_spec(i, spec, priority=0, ckpt_write_s=write))
+        jobs.append(Job.from_spec(i, spec, priority=0, ckpt_write_s=spec.write_s(storage)))
     _check_fits(jobs, topo, str(path), "jobs")
     jobs.sort(key=lambda j: (j.submit_s, j.id))
     return jobs

@@ -81,6 +81,14 @@ class JobSpec(BaseModel):
             raise ValueError("gpus must lie within elastic.min_gpus..elastic.max_gpus")
         return self
 
+    def write_s(self, storage_write_gbps: float) -> float | None:
+        """Seconds per checkpoint write: `checkpoint_write_s`, else `checkpoint_size_gb` over
+        the fleet's checkpoint write bandwidth; None when neither is given (no checkpoints).
+        Both drivers' rule (the twin's job files, the control plane's jobs)."""
+        if self.checkpoint_write_s is None and self.checkpoint_size_gb is not None:
+            return self.checkpoint_size_gb / storage_write_gbps
+        return self.checkpoint_write_s
+
     @property
     def reference_duration_s(self) -> float:
         """Seconds this job runs at the reference flavor on its requested gang."""

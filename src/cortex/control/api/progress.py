@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cortex.control import store
 from cortex.control import store_health as sh
 from cortex.control.api.deps import MAX_ID, JobId, Svc, Who, err
-from cortex.control.progress import MAX_LOSS, MAX_RATE, MAX_STEP, from_report
+from cortex.control.progress import FUTURE_SLACK_S, MAX_LOSS, MAX_RATE, MAX_STEP, from_report
 
 router = APIRouter(prefix="/v1")
 
@@ -31,7 +31,9 @@ class ProgressIn(BaseModel):
     samples_per_s: Annotated[float, Field(ge=0, le=MAX_RATE)] | None = None
     checkpoint_step: Step | None = None
     checkpoint_at: Annotated[float, Field(ge=0, le=1e11)] | None = Field(
-        default=None, description="Unix seconds of the last checkpoint"
+        default=None,
+        description="Unix seconds of the last checkpoint; no later than the service's clock"
+        f" plus {FUTURE_SLACK_S:g} s of skew (422 otherwise)",
     )
 
 
@@ -53,6 +55,18 @@ class ProgressOut(BaseModel):
     summary="Report a running job's progress (team token; one report per job per second)",
 )
 def report(job_id: JobId, body: ProgressIn, who: Who, svc: Svc) -> ProgressOut:
+    now = svc.loop.clock.time()
+    if body.checkpoint_at is not None and body.checkpoint_at > now + FUTURE_SLACK_S:
+        # Refused, not clamped: a checkpoint no clock has reached yet is a wrong clock or a
+        # wrong unit (ms), and clamping would make it "now", a checkpoint the job may never
+        # have written. Taken, it stayed the newest checkpoint known (here and on the job row)
+        # and hid every real one after it from the retry rule. Nothing is stored before this.
+        raise err(
+            422,
+            ["body", "checkpoint_at"],
+            f"checkpoint_at {body.checkpoint_at:.0f} is {body.checkpoint_at - now:.0f} s after"
+            f" the service's clock ({now:.0f}); at most {FUTURE_SLACK_S:g} s ahead is taken",
+        )
     with svc.sessions() as s:
         job = store.visible_job(s, who, job_id)
         if job is None:  # another team's job reads as a missing one (api/jobs.py's rule)
@@ -66,7 +80,6 @@ def report(job_id: JobId, body: ProgressIn, who: Who, svc: Svc) -> ProgressOut:
             f"job {job_id} is {state}, attempt {attempt}: not the attempt reported",
             "conflict",
         )
-    now = svc.loop.clock.time()
     wait_s = svc.loop.progress.post(
         job_id, from_report(body.model_dump(), now), svc.loop.clock.monotonic()
     )
@@ -80,7 +93,7 @@ def report(job_id: JobId, body: ProgressIn, who: Who, svc: Svc) -> ProgressOut:
         # Kept on the job row too: the loop's book is memory, and a restart must not forget
         # that the running attempt kept work (drive/runs.py judge_exit reads it at its exit).
         with svc.sessions.begin() as s:
-            sh.note_checkpoint(s, job_id, body.checkpoint_at)
+            sh.note_checkpoint(s, job_id, body.checkpoint_at, now)
     got = progress_of(svc, job_id, attempt, now)
     assert got is not None
     return ProgressOut(**got)
