@@ -118,21 +118,30 @@ def _solve_lexicographic(b: Built, abs_gap: float) -> tuple[Solution, str]:
         if not pen:
             continue
         gap = eps * min(pen.values())
-        if _cost(pen, x) <= gap:  # the start already meets this level (penalties are >= 0)
+        row = {j: p for j, p in pen.items() if j in keep}
+        if _cost(row, x) <= gap:  # the start already meets this level (penalties are >= 0)
             status = "Optimal"
         else:
             level = _penalties_only(m, pen)
-            s = level.solve(limit / 2, 1e-4, abs_gap=gap, start=(x, 0.0), windows_abs_gap=gap)
+            s = level.solve(
+                limit / 2, 1e-4, abs_gap=gap, start=(x, 0.0), windows_abs_gap=gap, proven_bound=True
+            )
             status = s.status
             if s.feasible and _cost(pen, s.x) <= _cost(pen, x) + 1e-9:
                 x = s.x  # else HiGHS lost its start (no feasible plan in time): keep it
-        row = {j: p for j, p in pen.items() if j in keep}
         held = _cost(row, x)
         # The plan this level returns meets the row: a tolerance for rounding, not a shortfall.
         m.row(row, ub=held + 1e-6 * max(1.0, held), name="penalties_held")
     left = max(limit - (time.perf_counter() - t0), 0.5 * limit)
     # The levels moved only the windows that met more; repair those windows' cost.
-    sol = m.solve(left, inp.mip_gap, abs_gap=abs_gap, start=(x, start[1]), changed_from=start[0])
+    sol = m.solve(
+        left,
+        inp.mip_gap,
+        abs_gap=abs_gap,
+        start=(x, start[1]),
+        changed_from=start[0],
+        windows_abs_gap=abs_gap / 2,
+    )
     if not sol.feasible:  # no plan in time, not even the levels' start back: keep that
         sol.x, sol.objective = x, float(np.dot(m.cost, x))
     sol.wall_s = time.perf_counter() - t0
