@@ -141,6 +141,7 @@ def _solve_lexicographic(b: Built, abs_gap: float) -> tuple[Solution, str]:
         start=(x, start[1]),
         changed_from=start[0],
         windows_abs_gap=abs_gap / 2,
+        proven_bound=True,  # the LP bound without the held rows bounds this model too
     )
     if not sol.feasible:  # no plan in time, not even the levels' start back: keep that
         sol.x, sol.objective = x, float(np.dot(m.cost, x))
