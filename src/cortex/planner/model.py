@@ -177,14 +177,17 @@ def _decisions(b: Built, sign: float, relax: str = "") -> None:
                 # and continuous, it retired 0.05 of an H100 block ("0.0 blocks (12 GPUs)")
                 # to fit a limit to the last kW. Elsewhere a retirement is the end of life of
                 # whole blocks bought, whole already. The warm start rounds them up (capacity
-                # freed: a limit still holds), by running total (model.sequences).
+                # freed: a limit still holds), by running total (model.sequences), with the
+                # capacity; month -1 keeps them out of the fix-and-optimize windows (freed
+                # there, they made a window MIP stop at its time limit: 7 s and $160M less
+                # value at a goodput factor of 0.8); branch and bound may still move them.
                 whole = (k.name, s.name) in inp.initial
                 b.retire[(t, k.name, s.name)] = m.var(
                     f"retire[{t},{k.name},{s.name}]",
                     cost=sign * RETIRE_TIE_BREAK,
                     integer=whole,
                     round_up=whole,
-                    month=t if whole else -1,
+                    month=-1,
                 )
                 b.n[(t, k.name, s.name)] = m.var(f"n[{t},{k.name},{s.name}]")
                 if not k.liquid_only:
