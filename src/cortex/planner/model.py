@@ -171,23 +171,10 @@ def _decisions(b: Built, sign: float, relax: str = "") -> None:
                         integer=True,
                         month=t,
                     )
+                # Continuous: blocks are bought whole but retired node by node.
                 # A tie-break cost: retire only for a reason (power, halls), never for nothing.
-                # Whole blocks, as they are bought and counted (the block is the unit of every
-                # row: its kW, its hall space, its H100e): only the start fleet retires early,
-                # and continuous, it retired 0.05 of an H100 block ("0.0 blocks (12 GPUs)")
-                # to fit a limit to the last kW. Elsewhere a retirement is the end of life of
-                # whole blocks bought, whole already. The warm start rounds them up (capacity
-                # freed: a limit still holds), by running total (model.sequences), with the
-                # capacity; month -1 keeps them out of the fix-and-optimize windows (freed
-                # there, they made a window MIP stop at its time limit: 7 s and $160M less
-                # value at a goodput factor of 0.8); branch and bound may still move them.
-                whole = (k.name, s.name) in inp.initial
                 b.retire[(t, k.name, s.name)] = m.var(
-                    f"retire[{t},{k.name},{s.name}]",
-                    cost=sign * RETIRE_TIE_BREAK,
-                    integer=whole,
-                    round_up=whole,
-                    month=-1,
+                    f"retire[{t},{k.name},{s.name}]", cost=sign * RETIRE_TIE_BREAK
                 )
                 b.n[(t, k.name, s.name)] = m.var(f"n[{t},{k.name},{s.name}]")
                 if not k.liquid_only:
@@ -474,8 +461,6 @@ def _facilities(b: Built, sign: float, relax: str) -> None:
             ]
             if seq:
                 m.sequences.append(seq)
-            if (k.name, s.name) in inp.initial:  # the start fleet's whole-block retirements
-                m.sequences.append([b.retire[(t, k.name, s.name)] for t in range(inp.months)])
         if turb_total:
             m.row(turb_total, ub=s.turbine_max_mw, name=f"turbine_permit[{s.name}]")
             m.caps.append((turb_total, s.turbine_max_mw))

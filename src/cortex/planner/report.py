@@ -194,7 +194,7 @@ def retirement_lines(res: PlanResult) -> list[str]:
     by: dict[tuple[int, str, str], list[str]] = {}
     for r in res.retirements:
         key = (r["month"], r["label"], r["site"])
-        by.setdefault(key, []).append(f"{r['sku']} {r['blocks']:,.1f} blocks ({r['gpus']:,} GPUs)")
+        by.setdefault(key, []).append(f"{r['sku']} {_blocks(r['blocks'])} ({r['gpus']:,} GPUs)")
     return [
         f"month {t} ({label}) at {site}: "
         + ", ".join(what)
@@ -202,6 +202,15 @@ def retirement_lines(res: PlanResult) -> list[str]:
         + " cash; or hold power, halls or cash that newer blocks use better)"
         for (t, label, site), what in sorted(by.items())
     ]
+
+
+def _blocks(n: float) -> str:
+    """Blocks retired: whole ones as such, a part of one with its three decimals (nodes of a
+    start-fleet block powered down to fit a limit to the last kW). With one decimal, 0.047 of
+    an H100 block printed "0.0 blocks (12 GPUs)", a retirement of nothing."""
+    if abs(n - round(n)) < 1e-9:
+        return f"{n:,.1f} blocks"
+    return f"{n:,.3f} of a block" if n < 1 else f"{n:,.3f} blocks"
 
 
 def _extra_lines(extra: dict[str, Any]) -> list[str]:
