@@ -206,7 +206,7 @@ def retirement_lines(res: PlanResult) -> list[str]:
 
 def _blocks(n: float) -> str:
     """Blocks retired: whole ones as such, a part of one with its three decimals (nodes of a
-    start-fleet block powered down to fit a limit to the last kW). With one decimal, 0.047 of
+    start-fleet block powered down to fit a limit to the last kW). With one decimal, 0.049 of
     an H100 block printed "0.0 blocks (12 GPUs)", a retirement of nothing."""
     if abs(n - round(n)) < 1e-9:
         return f"{n:,.1f} blocks"
