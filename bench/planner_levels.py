@@ -1,7 +1,7 @@
 """Does the example's 500 MW answer move with solver settings, and what do the planner's levels
 (limits, then targets, then value and cost; docs/planner.md "Solving") cost in solve time?
 
-Usage: python bench/planner_levels.py [--repeat N] [--goodput 0.9,0.8]
+Usage: python bench/planner_levels.py [--repeat N] [--goodput 0.9,0.8] [--levels-only] [--out F]
 Solves examples/plan-cortex.yaml (scenarios off) at each goodput factor, each `mip_gap` in
 0.005 and 0.01 and HiGHS `random_seed` 0 and 1, with the levels and with one solve of the
 weighted objective (`solve(levels=False)`, the code before the levels), interleaved, in this
@@ -71,9 +71,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=1, help="rounds over all settings")
     ap.add_argument("--goodput", default="0.9,0.8", help="goodput factors, comma-separated")
+    ap.add_argument(
+        "--levels-only", action="store_true", help="not the one weighted solve (planner_speed.py)"
+    )
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "planner_levels.json"))
     args = ap.parse_args()
     has_levels = "levels" in inspect.signature(solve).parameters
-    modes: list[bool | None] = [True, False] if has_levels else [None]
+    modes: list[bool | None] = [None]
+    if has_levels:
+        modes = [True] if args.levels_only else [True, False]
     rows = []
     for _ in range(args.repeat):
         for g in (float(x) for x in args.goodput.split(",")):
@@ -104,9 +110,9 @@ def main() -> None:
             for k in ("wall_s_median", "cpu_s_median")
         }
     print(json.dumps(summary, indent=1))
-    dest = ROOT / "bench" / "out"
-    dest.mkdir(exist_ok=True)
-    (dest / "planner_levels.json").write_text(json.dumps({"rows": rows, **summary}, indent=1))
+    dest = Path(args.out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps({"rows": rows, **summary}, indent=1))
 
 
 if __name__ == "__main__":

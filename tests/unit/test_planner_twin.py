@@ -21,7 +21,10 @@ BIG = {
     **TOY,
     "sku_overrides": {
         **TOY["sku_overrides"],
-        "H200": {**TOY["sku_overrides"]["H200"], "supply_blocks_per_month": 30},
+        # 12 a month: 24 H200 (6,758 H100e) arrive by month 3, so the 7,000 H100e need H100s
+        # too, and the mixed runs hold both. At 30 a month the plan's mix was the solver's
+        # pick within its gap: 24 H200 + 1 H100 ($149M) or 25 H200 ($150M, both "Optimal").
+        "H200": {**TOY["sku_overrides"]["H200"], "supply_blocks_per_month": 12},
     },
     "compute_targets": [{"month": 3, "h100e": 7000}],
 }

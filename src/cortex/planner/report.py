@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,10 @@ def to_dict(res: PlanResult, extra: dict[str, Any] | None = None) -> dict[str, A
         "solver": {
             "status": res.status,
             "objective": round(res.objective, 6),
-            "mip_gap": round(res.mip_gap, 6),
-            "bound": round(res.bound, 6),
-            "gap_musd": round(abs(res.bound - res.objective), 3),
+            # None where no bound is proven (JSON has no NaN or Infinity)
+            "mip_gap": _finite(res.mip_gap, 6),
+            "bound": _finite(res.bound, 6),
+            "gap_musd": _finite(abs(res.bound - res.objective), 3),
             "wall_s": round(res.wall_s, 3),
             "variables": res.n_vars,
             "rows": res.n_rows,
@@ -103,6 +105,19 @@ def write_json(report: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(report, indent=1) + "\n")
 
 
+def _finite(v: float, digits: int) -> float | None:
+    return round(float(v), digits) if math.isfinite(v) else None
+
+
+def bound_text(res: PlanResult) -> str:
+    """How far the plan is from a proven bound, or that there is none (HiGHS stopped before
+    it had one and no LP relaxation was solved: "within $nanM of the bound")."""
+    gap = abs(res.bound - res.objective)
+    if not math.isfinite(gap):
+        return "no proven bound"
+    return f"within ${gap:,.0f}M of the bound"
+
+
 def quarters(res: PlanResult) -> list[dict[str, Any]]:
     """End-of-quarter snapshots plus the orders placed within each quarter."""
     out = []
@@ -125,8 +140,7 @@ def print_table(res: PlanResult, extra: dict[str, Any] | None = None) -> None:
     console = Console(width=max(Console().width, 130))
     t = Table(
         title=f"plan {res.inp.name} · {res.inp.months} months from {res.inp.start} · "
-        f"{res.inp.mode} · {res.status} in {res.wall_s:.2f} s, "
-        f"within ${abs(res.bound - res.objective):,.0f}M of the bound"
+        f"{res.inp.mode} · {res.status} in {res.wall_s:.2f} s, " + bound_text(res)
     )
     for col in (
         "quarter end",  # a row is the quarter's last month: "2024-11" is Sep-Nov 2024
@@ -180,7 +194,7 @@ def retirement_lines(res: PlanResult) -> list[str]:
     by: dict[tuple[int, str, str], list[str]] = {}
     for r in res.retirements:
         key = (r["month"], r["label"], r["site"])
-        by.setdefault(key, []).append(f"{r['sku']} {r['blocks']:,.1f} blocks ({r['gpus']:,} GPUs)")
+        by.setdefault(key, []).append(f"{r['sku']} {_blocks(r['blocks'])} ({r['gpus']:,} GPUs)")
     return [
         f"month {t} ({label}) at {site}: "
         + ", ".join(what)
@@ -188,6 +202,15 @@ def retirement_lines(res: PlanResult) -> list[str]:
         + " cash; or hold power, halls or cash that newer blocks use better)"
         for (t, label, site), what in sorted(by.items())
     ]
+
+
+def _blocks(n: float) -> str:
+    """Blocks retired: whole ones as such, a part of one with its three decimals (nodes of a
+    start-fleet block powered down to fit a limit to the last kW). With one decimal, 0.049 of
+    an H100 block printed "0.0 blocks (12 GPUs)", a retirement of nothing."""
+    if abs(n - round(n)) < 1e-9:
+        return f"{n:,.1f} blocks"
+    return f"{n:,.3f} of a block" if n < 1 else f"{n:,.3f} blocks"
 
 
 def _extra_lines(extra: dict[str, Any]) -> list[str]:
