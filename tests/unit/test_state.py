@@ -276,3 +276,43 @@ def test_node_summaries_follow_start_stop_and_repairs(seed: int) -> None:
                 st.set_up(n)
         _check_node_summaries(st)
         _brute_check(st)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_ends_read_at_any_point_match_the_running_jobs(seed: int) -> None:
+    """`ends` applies the starts and stops noted since it was last read (a run that starts and
+    stops between two reads is never applied): every read shows the running jobs' ends sorted,
+    whatever the mix of starts, adopted starts, stops, restarts with the same end, and reads."""
+    rng = random.Random(seed)
+    st = _state(MIXED)
+    live: dict[int, tuple[Job, int]] = {}
+    next_id = 0
+    for _ in range(300):
+        op = rng.random()
+        if op < 0.4:
+            f = rng.randrange(len(st.gpn))
+            nodes = [n for n in st.flavor_node_ids[f] if st.node_free[n] == st.gpn[f]]
+            if not nodes:
+                continue
+            next_id += 1
+            job = _running(next_id, rng.randint(0, 3), float(rng.randint(0, 9)), rng.randrange(2))
+            if rng.random() < 0.5:
+                st.start(job, job.queue_idx, f, ((rng.choice(nodes), st.gpn[f]),))
+            else:  # a committed pass's take, then the driver's adopt
+                st.take(job.id, f, ((rng.choice(nodes), st.gpn[f]),))
+                st.add_usage(job.queue_idx, f, st.gpn[f])
+                st.adopt(job)
+            live[job.id] = (job, f)
+        elif op < 0.75 and live:
+            job, f = live.pop(rng.choice(sorted(live)))
+            alloc = st.stop(job, job.queue_idx)
+            if rng.random() < 0.3:  # restarted at once on the same nodes, with the same end
+                st.start(job, job.queue_idx, alloc.flavor, alloc.placement)
+                live[job.id] = (job, f)
+        elif op < 0.9:
+            for f in range(len(st.gpn)):
+                want = sorted((j.est_end_s, j.id, st.gpn[f]) for j, g in live.values() if g == f)
+                assert list(st.ends[f]) == want
+    for f in range(len(st.gpn)):
+        want = sorted((j.est_end_s, j.id, st.gpn[f]) for j, g in live.values() if g == f)
+        assert list(st.ends[f]) == want

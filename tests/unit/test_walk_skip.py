@@ -233,3 +233,38 @@ def test_the_judge_answers_and_counts_as_first_blocked() -> None:
         codes_seen.add(want)
         st.free_gpus = free
     assert len(codes_seen) == 3  # each code and PASSES reached
+
+
+def test_the_one_flavor_judge_answers_and_counts_as_first_blocked() -> None:
+    """On a one-flavor fleet the judge takes a path without loops (shadow.blocked_judge's
+    judge_one): random jobs (part-node and multi-node gangs, elastic ones, the flavor named or
+    not) against random free counts, reservations and estimates, as first_blocked answers."""
+    from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
+
+    rng = random.Random(11)
+    st, pend, _ = tc._setup(tc.TINY, tc.PROFILES["priority"], ("a",))
+    assert len(st.gpn) == 1
+    g = st.gpn[0]
+    codes_seen = set()
+    for _ in range(3000):
+        res = Reservation(1, rng.choice([50.0, 100.0, 400.0]), rng.choice([0, 2, g, 2 * g]))
+        gpus = rng.choice([1, 3, g - 1, g, g + 1, 2 * g, 3 * g])
+        emin = rng.choice([None, 1, 2, g, g + 1, gpus])
+        job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)
+        job.flavor_ids = rng.choice([(), (0,)])
+        ests = [10.0, 50.0, 60.0, 99.0, 100.0, 300.0, 400.0]
+        est = {k: rng.choice(ests) for k in range(1, 4 * g)}
+        snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, n, e=est: e[n])
+        free = st.free_gpus
+        st.free_gpus = [rng.choice([0, 1, 2, g, 2 * g, 3 * g])]
+        codes: dict = {}
+        judged = [0]
+        judge = blocked_judge(snap, None, (0,), {0: res}, codes, judged)
+        gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+        want = first_blocked(job, (0,), gangs, st.free_gpus, st.gpn, {0: res}, snap.estimate_s, 0.0)
+        assert judge(job) is (want is not PASSES)
+        assert codes == ({} if want is PASSES else {want: 1})
+        assert judged[0] == (0 if want is PASSES else 1)
+        codes_seen.add(want)
+        st.free_gpus = free
+    assert len(codes_seen) == 3  # each code and PASSES reached

@@ -169,7 +169,40 @@ def blocked_judge(
         judged[0] += 1
         return True
 
-    return judge
+    if flavor_order is not None or len(every_flavor) != 1:
+        return judge
+    # One flavor (cortex-2024): the same checks without the loops over flavors and gangs. Its
+    # reservation stays this object for the pass; its extra GPUs and the free count are read at
+    # each call (a job the judge passes may start and spend them).
+    res0 = reserved[0]
+    g0 = gpn[0]
+    one = (0,)
+
+    def judge_one(job: Job) -> bool:
+        flavors = job.flavor_ids
+        if flavors and flavors != one:
+            return judge(job)
+        gpus = job.gpus
+        fr = free[0]
+        alloc = gpus if gpus <= g0 else -(-gpus // g0) * g0
+        if alloc > fr:
+            code = insufficient
+        elif alloc > res0.extra_gpus and now + estimate_s(job, 0, gpus) > res0.shadow_s:
+            code = held_back
+        else:
+            return False  # it passes: the walk takes it
+        emin = job.elastic_min
+        if emin is not None and emin < gpus:
+            alloc = emin if emin <= g0 else -(-emin // g0) * g0
+            if alloc <= fr and (
+                alloc <= res0.extra_gpus or not now + estimate_s(job, 0, emin) > res0.shadow_s
+            ):
+                return False  # its smaller gang passes
+        first_codes[code] = first_codes.get(code, 0) + 1
+        judged[0] += 1
+        return True
+
+    return judge_one
 
 
 def power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:

@@ -32,8 +32,13 @@ class ClusterState(NodeSummaries):
         self.cohort_usage = [0] * nf
         self.usage_version = [0] * len(queues.queues)  # bumps on every usage change
         self.running: dict[int, Job] = {}
-        # Running jobs by expected end, per flavor: the EASY-backfill shadow walks this.
-        self.ends: list[SortedList] = [SortedList() for _ in range(nf)]
+        # Running jobs by expected end, per flavor: the EASY-backfill shadow walks this (`ends`).
+        # Starts and stops are noted and applied when it is read: only deep passes read it, and
+        # most runs of a month start and end between two reads (a sorted list's add and remove
+        # cost several microseconds each; bench/RESULTS.md section 103).
+        self._ends: list[SortedList] = [SortedList() for _ in range(nf)]
+        self._ends_new: dict[tuple[float, int, int], int] = {}  # added since: entry -> flavor
+        self._ends_gone: list[tuple[int, tuple[float, int, int]]] = []  # (flavor, entry) left
         # shadow.shadow's last answer per flavor, with the soonest ends it read (it checks them)
         self.shadow_memo: dict[int, tuple] = {}
         self.flavor_node_ids: list[list[int]] = [[] for _ in range(nf)]
@@ -55,6 +60,30 @@ class ClusterState(NodeSummaries):
         # its rollback restored the contents but not the indices' order; no pass runs on it.
         self.order_lost = False
 
+    @property
+    def ends(self) -> list[SortedList]:
+        """Per flavor, the running jobs' (expected end, id, GPUs), sorted."""
+        if self._ends_new or self._ends_gone:
+            self._settle_ends()
+        return self._ends
+
+    def _settle_ends(self) -> None:
+        ends = self._ends
+        for f, entry in self._ends_gone:
+            ends[f].remove(entry)
+        self._ends_gone.clear()
+        for entry, f in self._ends_new.items():
+            ends[f].add(entry)
+        self._ends_new.clear()
+
+    def _end_added(self, flavor: int, entry: tuple[float, int, int]) -> None:
+        self._ends_new[entry] = flavor
+
+    def _end_removed(self, flavor: int, entry: tuple[float, int, int]) -> None:
+        # An entry added since the last read is dropped from the notes: it was never applied.
+        if self._ends_new.pop(entry, None) is None:
+            self._ends_gone.append((flavor, entry))
+
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
         self.usage[team][flavor] += gpus
         self.cohort_usage[flavor] += gpus
@@ -66,7 +95,7 @@ class ClusterState(NodeSummaries):
         gpus = self.take(job.id, flavor, placement)
         self.add_usage(team, flavor, gpus)
         self.running[job.id] = job
-        self.ends[flavor].add((job.est_end_s, job.id, gpus))
+        self._end_added(flavor, (job.est_end_s, job.id, gpus))
         self._note_start(job.id, placement)
         self._count_prio_nodes(job, flavor, len(placement))
         return gpus
@@ -75,7 +104,7 @@ class ClusterState(NodeSummaries):
         """Driver: a job whose GPUs a committed cycle already took starts running on them."""
         alloc = self.allocations[job.id]
         self.running[job.id] = job
-        self.ends[alloc.flavor].add((job.est_end_s, job.id, alloc.gpus))
+        self._end_added(alloc.flavor, (job.est_end_s, job.id, alloc.gpus))
         self._note_start(job.id, alloc.placement)
         self._count_prio_nodes(job, alloc.flavor, len(alloc.placement))
 
@@ -84,7 +113,7 @@ class ClusterState(NodeSummaries):
         alloc = self.give(job.id)
         self.add_usage(team, alloc.flavor, -alloc.gpus)
         del self.running[job.id]
-        self.ends[alloc.flavor].remove((job.est_end_s, job.id, alloc.gpus))
+        self._end_removed(alloc.flavor, (job.est_end_s, job.id, alloc.gpus))
         self._note_stop(job.id, alloc.placement)
         f, prio, nodes = self._prio_nodes_of.pop(job.id)
         hist = self.prio_nodes[f]

@@ -262,9 +262,11 @@ class Twin(RunBooks):
         if self.state.up_gpus != self.flavor_books.up_last:  # a node went down or came back
             self.flavor_books.up_changed(self.now, self.state.up_gpus)
         if self._power_dirty and self.pw is not None:
-            self._facility_w = self.pw.facility_w(self.pw.it_w(self.state), self.now)
-            self.pw.record(self.now, self._facility_w)
-            self.metrics.peak(self._facility_w)
+            fw = self._facility_w = self.pw.facility_w(self.pw.it_w(self.state), self.now)
+            self.pw.record(self.now, fw)
+            m = self.metrics
+            if fw > m.peak_facility_w:  # noqa: PLR1730 (Metrics.peak inlined; most instants)
+                m.peak_facility_w = fw
             self._power_dirty = False
         elif self._power_dirty:
             st = self.state
@@ -291,7 +293,7 @@ class Twin(RunBooks):
             job.history = [(self.now, JobState.QUEUED, "submitted")]
         st = self.state
         reason = intake.admit(job, self.queues, self.topo.flavors, st.gpn, st.total_gpus)
-        if reason is None and self.pw is not None:
+        if reason is None and self.pw is not None and self.pw.policy is not None:
             reason = self.pw.never_fits(job, job.flavor_ids or tuple(range(len(self.topo.flavors))))
         if reason is not None:
             self._reject(job, reason)
