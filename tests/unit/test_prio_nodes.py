@@ -97,3 +97,74 @@ def test_the_counts_as_flushed_plus_the_nodes_noted_since_answer_no_as_the_exact
         want = _enough(st, st.nodes_by_top_prio[0], 0, head, 0, alloc, or_equal)
         assert got == want, step
     assert unflushed_no > 0
+
+
+def test_the_counts_as_flushed_less_the_nodes_noted_since_answer_yes_as_the_exact_count() -> None:
+    """The same counts bound the exact one from below (each noted node can have left a class
+    the job may take, by one node): `_enough_nodes` says yes from them without flushing when
+    even that is enough (a head the ramp window refuses asks only this; RESULTS.md, section
+    102), and answers as the exact count, over runs that pile up stops of lower classes (the
+    nodes that leave a counted class) as well as starts."""
+    rng = random.Random(23)
+    st, pend, _ = testkit.setup_cycle()  # tiny: 8 nodes of 8 GPUs, one flavor
+    running: list[Job] = []
+    jid = 0
+    unflushed_yes = 0
+    flushed_yes = 0
+    for step in range(2000):
+        free = [n for n in range(8) if st.node_free[n]]
+        if free and (not running or rng.random() < 0.5):
+            n = rng.choice(free)
+            k = rng.randint(1, st.node_free[n])
+            whole = [m for m in free if st.node_free[m] == 8 and m != n]
+            placement = ((n, k),) if k < 8 or not whole else ((n, 8), (whole[0], 8))
+            jid += 1
+            running.append(testkit.running_job(st, jid, placement, prio=rng.choice([10, 100])))
+        elif running:
+            job = running.pop(rng.randrange(len(running)))
+            st.stop(job, job.queue_idx)
+        if rng.random() < 0.8:
+            continue  # several starts and stops between reads
+        snap = Snapshot(0.0, st, pend, lambda kind, f: 1.0, lambda job, f, gang: 1.0)
+        p = rng.choice([100, 1000])
+        or_equal = rng.random() < 0.5
+        alloc = rng.choice([4, 8, 16, 24, 32, 40])
+        head = Job(-1, "h", "a", alloc, 1.0)
+        head.priority = p
+        noted = bool(st._stale)
+        got = _enough_nodes(snap, head, 0, alloc, or_equal)
+        kept = noted and bool(st._stale)
+        unflushed_yes += kept and got
+        flushed_yes += noted and not kept and got
+        want = _enough(st, st.nodes_by_top_prio[0], 0, head, 0, alloc, or_equal)
+        assert got == want, step
+    assert unflushed_yes > 0
+    assert flushed_yes > 0  # and the bound alone was not always enough
+
+
+def test_the_lower_bound_takes_off_every_noted_node() -> None:
+    """Four whole nodes of a low class, two shared by a low and a high job, two of the high
+    class, flushed; two whole low jobs stop. The counts as flushed still hold four low nodes,
+    and the two freed nodes are counted as free too: the exact count is 2 free + 2 low = 4
+    nodes. Four are enough without a flush; five are not, which neither upper bound says
+    (`prio_nodes` counts the shared nodes as low) and only the exact count (a flush) can."""
+    st, pend, _ = testkit.setup_cycle()  # tiny: 8 nodes of 8 GPUs, one flavor
+    low = [testkit.running_job(st, n + 1, ((n, 8),), prio=10) for n in range(4)]
+    for n in (4, 5):
+        testkit.running_job(st, 10 + n, ((n, 4),), prio=10)
+        testkit.running_job(st, 20 + n, ((n, 4),), prio=1000)
+    for n in (6, 7):
+        testkit.running_job(st, 20 + n, ((n, 8),), prio=1000)
+    assert st.nodes_by_top_prio[0] == {10: 4, 1000: 4}  # read: flushed
+    for job in low[:2]:
+        st.stop(job, job.queue_idx)
+    snap = Snapshot(0.0, st, pend, lambda kind, f: 1.0, lambda job, f, gang: 1.0)
+    head = Job(-1, "h", "a", 32, 1.0)
+    head.priority = 100
+    assert _enough_nodes(snap, head, 0, 32, False)
+    assert st._stale  # answered from the bound: nothing flushed
+    head = Job(-2, "h", "a", 40, 1.0)
+    head.priority = 100
+    assert not _enough_nodes(snap, head, 0, 40, False)
+    assert not st._stale
+    assert st.nodes_by_top_prio[0] == {10: 2, 1000: 4}
