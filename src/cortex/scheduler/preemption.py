@@ -58,6 +58,12 @@ def _enough_nodes(snap: Snapshot, job: Job, flavor: int, alloc_gpus: int, or_equ
     # the month's `full`, 118 of its 130 asks answered here: RESULTS.md, section 102.)
     if not moved or _enough(st, as_flushed, -moved, job, flavor, alloc_gpus, or_equal):
         return True
+    # Tighter, by what each noted placement is (a start or a stop, and the start's class).
+    came, left = st.top_prio_moved(flavor, job.priority, or_equal)
+    if not _enough(st, as_flushed, came, job, flavor, alloc_gpus, or_equal):
+        return False
+    if _enough(st, as_flushed, -left, job, flavor, alloc_gpus, or_equal):
+        return True
     return _enough(st, st.nodes_by_top_prio[flavor], 0, job, flavor, alloc_gpus, or_equal)
 
 
