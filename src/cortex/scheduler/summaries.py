@@ -118,6 +118,31 @@ class NodeSummaries(Capacity):
         moved = sum(len(p) for _, p, _ in self._stale.values() if node_flavor[p[0][0]] == f)
         return self._nodes_by_top_prio[f], moved
 
+    def top_prio_moved(self, f: int, p: int, or_equal: bool) -> tuple[int, int]:
+        """Tighter than `moved` (top_prio_as_flushed) for a job of priority `p` (or_equal: the
+        classes up to p count, else below it): how many noted nodes of flavor f can have come
+        into the counted classes or free whole nodes' count, and how many can have left them
+        or be counted twice (freed). A node comes in by a stop (its top falls) or a counted
+        class's start (on a free node: free now, so not as free); it leaves, or is freed, by a
+        stop or a start above the counted classes. A note whose job does not run on its
+        placement now is taken for a stop: counted both ways, which is always safe."""
+        node_flavor = self.node_flavor
+        running = self.running
+        allocations = self.allocations
+        stops = low = high = 0
+        for jid, placement, _ in self._stale.values():
+            if node_flavor[placement[0][0]] != f:
+                continue
+            job = running.get(jid)
+            alloc = allocations.get(jid)
+            if job is None or alloc is None or alloc.placement is not placement:
+                stops += len(placement)
+            elif job.priority < p or (or_equal and job.priority == p):
+                low += len(placement)
+            else:
+                high += len(placement)
+        return stops + low, stops + high
+
     @property
     def np_owner(self) -> np.ndarray:
         """Per node: the id of the one job holding GPUs on it, SHARED, or FREE. Unlike the
