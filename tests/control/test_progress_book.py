@@ -261,3 +261,30 @@ def test_a_restored_checkpoint_is_known_with_the_newest_of_the_others_and_bounde
     book.restore(3, 1.0)  # past MAX_JOBS the oldest goes
     assert book.known_checkpoint_at(2) == book.known_checkpoint_at(3) == 1.0
     assert 1 not in book._restored
+
+
+def test_the_search_for_a_skipped_checkpoint_is_bounded(tmp_path: Path, monkeypatch: Any) -> None:
+    """A hostile file: one `truncate` makes it a sparse terabyte of zeros. The bytes a tail read
+    skips are searched back for a checkpoint at most SEARCH_MAX_BYTES (a line cut there is
+    dropped); before, the whole file was read, under the book's lock (and recovery's)."""
+    monkeypatch.setattr(pg, "READ_MAX_BYTES", 200)
+    monkeypatch.setattr(pg, "SEARCH_MAX_BYTES", 1000)
+    one = line(attempt=1, step=1, loss=2.0)
+    ck = line(attempt=1, event="checkpoint", step=5)
+    f = tmp_path / "7.jsonl"
+    f.write_text(ck)
+    with f.open("r+b") as out:
+        out.truncate(len(ck) + 50_000)  # a hole of zeros, no line end in it
+        out.seek(0, os.SEEK_END)
+        out.write(("\n" + one * 10).encode())
+    reads: list[int] = []
+    real = os.pread
+    monkeypatch.setattr(pg.os, "pread", lambda fd, n, at: reads.append(n) or real(fd, n, at))
+    got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
+    assert got is not None and got.step == 1
+    assert got.checkpoint_step is None  # 50 kB back: past the search, so not found
+    assert sum(reads) <= 200 + 1000
+    # One within the bound is still found, the line cut at the bound's edge dropped.
+    f.write_text(one * 30 + ck + one * 10)
+    got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
+    assert got is not None and got.checkpoint_step == 5

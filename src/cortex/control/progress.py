@@ -10,10 +10,11 @@ Two sources, one answer:
   and without blocking (a FIFO never stalls a reader), must be a regular file, is read from
   where the last read stopped and at most `READ_MAX_BYTES` at a time (a file that grew more,
   or is over that at the first read after a restart, from its tail, the bytes skipped searched
-  from their end for the last checkpoint line: `_last_checkpoint`), and each line is
-  bounded, parsed on its own and its fields range-checked (a bad field is dropped, not the
-  line). Lines name their `attempt` (the training workloads write it); a line without one
-  counts only when stamped after the current attempt began. A line with neither can never be
+  from their end for the last checkpoint line, at most `SEARCH_MAX_BYTES` of them:
+  `_last_checkpoint`), and each line is bounded, parsed on its own and its fields
+  range-checked (a bad field is dropped, not the line). Lines name their `attempt` (the
+  training workloads write it); a line without one counts only when stamped after the current
+  attempt began. A line with neither can never be
   placed: it is counted (`Progress.unattributed_lines`), and the first such line of a job is
   handed to the loop once (`take_unattributed`: an event and a metric), never silently.
 - **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
@@ -45,6 +46,11 @@ from typing import Any
 from cortex import jobproto
 
 READ_MAX_BYTES = 1 << 20  # per read; a file that grew more is read from its tail (see above)
+# The bytes skipped searched back for the last checkpoint line, at most, per read: a hostile
+# file (a sparse one, 1 TB of zeros from one `truncate`) must not hold the book's lock, and
+# recovery's, for a read of its whole length. 16 MiB is ~50,000 lines of the training
+# workloads' ~300 bytes back from the tail, far more than they write between checkpoints.
+SEARCH_MAX_BYTES = 16 << 20
 LINE_MAX_BYTES = 4096  # the training workloads write about 300 bytes a line
 MAX_JOBS = 10_000  # jobs whose file position or reported progress is kept
 MIN_INTERVAL_S = 1.0  # API reports per job
@@ -341,7 +347,10 @@ def _last_checkpoint(
     end (or at `lo`); `head` is the start of the line cut at `lo` (b"" when `lo` starts a line;
     b"\0..." when that line was dropped). Read backwards READ_MAX_BYTES at a time, so memory is
     bounded whatever the file's size, and stops at the first such line found from the end;
-    only lines naming a checkpoint are parsed."""
+    only lines naming a checkpoint are parsed. At most SEARCH_MAX_BYTES before `hi` are
+    searched (the line cut there is dropped, as a tail read drops its first)."""
+    if hi - lo > SEARCH_MAX_BYTES:
+        lo, head = hi - SEARCH_MAX_BYTES, b"\0"
     pos, carry = hi, b""  # carry: the end of a line the chunk before may begin
     overlong = False  # the line `carry` ends is overlong (never parsed): its bytes are not kept
     while pos > lo:
