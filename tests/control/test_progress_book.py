@@ -288,3 +288,38 @@ def test_the_search_for_a_skipped_checkpoint_is_bounded(tmp_path: Path, monkeypa
     f.write_text(one * 30 + ck + one * 10)
     got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
     assert got is not None and got.checkpoint_step == 5
+
+
+def test_an_attempt_whose_first_lines_a_tail_read_skipped_has_no_first_step_known(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The attempt's first step (its startup's end, for goodput and the restart overhead the
+    loop books as owed) is unknown when its first lines lie in bytes a tail read skipped; it
+    was the first line of the tail, read as a startup of most of the run. When the tail begins
+    with an earlier attempt's line, all of this attempt's lines are in it: its first is known."""
+    monkeypatch.setattr(pg, "READ_MAX_BYTES", 400)
+    f = tmp_path / "7.jsonl"
+    early = [
+        json.dumps({"ts": NOW - 900 + i, "attempt": 1, "step": i, "loss": 1.0}) + "\n"
+        for i in range(40)
+    ]
+    f.write_text("".join(early))
+    book = ProgressBook(Exec(tmp_path))
+    got = book.current(7, 1, NOW - 1000, NOW)
+    assert got is not None and got.step == 39 and got.first_at is None
+    with f.open("a") as out:  # later reads, none skipping: still unknown, never a later line
+        out.write(json.dumps({"ts": NOW - 5, "attempt": 1, "step": 40, "loss": 1.0}) + "\n")
+    got = book.current(7, 1, NOW - 1000, NOW)
+    assert got is not None and got.step == 40 and got.first_at is None
+    # A small file read whole knows it.
+    small = ProgressBook(Exec(tmp_path))
+    f.write_text("".join(early[:3]))
+    assert small.current(7, 1, NOW - 1000, NOW).first_at == NOW - 900  # type: ignore[union-attr]
+    # Attempt 2's lines all in the tail, after attempt 1's: its first step is its own.
+    later = [
+        json.dumps({"ts": NOW - 50 + i, "attempt": 2, "step": i, "loss": 1.0}) + "\n"
+        for i in range(3)
+    ]
+    f.write_text("".join(early) + "".join(later))
+    got = ProgressBook(Exec(tmp_path)).current(7, 2, NOW - 60, NOW)
+    assert got is not None and got.step == 2 and got.first_at == NOW - 50

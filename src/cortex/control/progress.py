@@ -105,6 +105,9 @@ class _FileState:
     progress: Progress = Progress()
     unattributed: int = 0  # lines with neither ts nor attempt, over the job's life
     told: bool = False  # the loop was handed the job's first such line
+    # The current attempt's first lines may lie in bytes a tail read skipped: its first line
+    # read is not its first step, so `first_at` is unknown (None), not that later line's time.
+    first_cut: bool = False
 
 
 def parse_line(raw: bytes, now: float) -> dict[str, Any] | None:
@@ -313,6 +316,12 @@ class ProgressBook:
             st.progress = Progress(
                 checkpoint_step=ck.checkpoint_step, checkpoint_at=ck.checkpoint_at
             )
+            st.first_cut = False
+        # Bytes skipped before any line of this attempt was read: unless the tail's first line
+        # is an earlier attempt's (then all of this one's are in the tail), its start was cut.
+        check_first = start > skip_from and st.progress.first_at is None
+        if check_first:
+            st.first_cut = True
         if skipped is not None and (
             st.progress.checkpoint_at is None or skipped[1] >= st.progress.checkpoint_at
         ):
@@ -330,6 +339,9 @@ class ProgressBook:
             if line["ts"] is None and line["attempt"] is None:
                 st.unattributed += 1  # `fold` would drop it: say so, once per job
                 continue
+            if check_first:
+                check_first = False
+                st.first_cut = _of_attempt(line, attempt, attempt_start_s)
             st.progress = fold(st.progress, line, attempt, attempt_start_s)
         if st.unattributed and not st.told:
             st.told = True
@@ -337,6 +349,10 @@ class ProgressBook:
         p = st.progress
         if st.unattributed:
             p = replace(p, unattributed_lines=st.unattributed)
+        if st.first_cut:
+            # Its startup would read as most of the run (goodput's startup, and the restart
+            # overhead loop_exits.py books as owed): unknown instead, its start as its first step.
+            p = replace(p, first_at=None)
         return p if p.step is not None or p.checkpoint_at is not None else None
 
 
@@ -369,6 +385,14 @@ def _last_checkpoint(
     if overlong or head.startswith(b"\0"):
         return None
     return _checkpoint_of(head + carry, now)
+
+
+def _of_attempt(line: dict[str, Any], attempt: int, attempt_start_s: float) -> bool:
+    """Whether a parsed line may be the current attempt's (`fold`'s rule, a line without a
+    time or an attempt counted as its)."""
+    if line["attempt"] is not None:
+        return bool(line["attempt"] == attempt)
+    return line["ts"] is None or line["ts"] >= attempt_start_s
 
 
 def _checkpoint_of(raw: bytes, now: float) -> tuple[int, float] | None:
