@@ -323,3 +323,17 @@ def test_an_attempt_whose_first_lines_a_tail_read_skipped_has_no_first_step_know
     f.write_text("".join(early) + "".join(later))
     got = ProgressBook(Exec(tmp_path)).current(7, 2, NOW - 60, NOW)
     assert got is not None and got.step == 2 and got.first_at == NOW - 50
+
+
+def test_a_new_attempt_starts_over_after_one_of_step_only_lines(tmp_path: Path) -> None:
+    """Attempt 1 wrote step-only lines (no loss, rate or event: its progress never named its
+    attempt), so attempt 2 was not seen as a new one: it kept attempt 1's first step (its own
+    startup read as none, for goodput and the restart overhead owed)."""
+    f = tmp_path / "7.jsonl"
+    f.write_text(json.dumps({"ts": NOW - 900, "attempt": 1, "step": 1}) + "\n")
+    book = ProgressBook(Exec(tmp_path))
+    assert book.current(7, 1, NOW - 1000, NOW) is None  # no step shown without a loss
+    with f.open("a") as out:
+        out.write(line(ts=NOW - 100, attempt=2, step=3, loss=1.0))
+    got = book.current(7, 2, NOW - 200, NOW)
+    assert got is not None and (got.step, got.first_at) == (3, NOW - 100)

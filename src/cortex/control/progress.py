@@ -108,6 +108,7 @@ class _FileState:
     # The current attempt's first lines may lie in bytes a tail read skipped: its first line
     # read is not its first step, so `first_at` is unknown (None), not that later line's time.
     first_cut: bool = False
+    attempt: int | None = None  # the attempt of the last read
 
 
 def parse_line(raw: bytes, now: float) -> dict[str, Any] | None:
@@ -310,8 +311,14 @@ class ProgressBook:
         finally:
             os.close(fd)
         st.offset = start + len(data)
-        if st.progress.attempt is not None and st.progress.attempt != attempt:
-            # A new attempt: its step starts over; the checkpoint is the job's, kept.
+        # The attempt the state was folded for: its progress names it once a line with a loss,
+        # rate or event was read; before that (step-only lines), the last read's.
+        was = st.progress.attempt if st.progress.attempt is not None else st.attempt
+        st.attempt = attempt
+        if was is not None and was != attempt:
+            # A new attempt: its step starts over; the checkpoint is the job's, kept. (Keyed on
+            # the progress's attempt alone, an attempt of step-only lines kept its first step
+            # and checkpoint count for the next attempt: that one's startup read as none.)
             ck = st.progress
             st.progress = Progress(
                 checkpoint_step=ck.checkpoint_step, checkpoint_at=ck.checkpoint_at
