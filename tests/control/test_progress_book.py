@@ -261,3 +261,79 @@ def test_a_restored_checkpoint_is_known_with_the_newest_of_the_others_and_bounde
     book.restore(3, 1.0)  # past MAX_JOBS the oldest goes
     assert book.known_checkpoint_at(2) == book.known_checkpoint_at(3) == 1.0
     assert 1 not in book._restored
+
+
+def test_the_search_for_a_skipped_checkpoint_is_bounded(tmp_path: Path, monkeypatch: Any) -> None:
+    """A hostile file: one `truncate` makes it a sparse terabyte of zeros. The bytes a tail read
+    skips are searched back for a checkpoint at most SEARCH_MAX_BYTES (a line cut there is
+    dropped); before, the whole file was read, under the book's lock (and recovery's)."""
+    monkeypatch.setattr(pg, "READ_MAX_BYTES", 200)
+    monkeypatch.setattr(pg, "SEARCH_MAX_BYTES", 1000)
+    one = line(attempt=1, step=1, loss=2.0)
+    ck = line(attempt=1, event="checkpoint", step=5)
+    f = tmp_path / "7.jsonl"
+    f.write_text(ck)
+    with f.open("r+b") as out:
+        out.truncate(len(ck) + 50_000)  # a hole of zeros, no line end in it
+        out.seek(0, os.SEEK_END)
+        out.write(("\n" + one * 10).encode())
+    reads: list[int] = []
+    real = os.pread
+    monkeypatch.setattr(pg.os, "pread", lambda fd, n, at: reads.append(n) or real(fd, n, at))
+    got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
+    assert got is not None and got.step == 1
+    assert got.checkpoint_step is None  # 50 kB back: past the search, so not found
+    assert sum(reads) <= 200 + 1000
+    # One within the bound is still found, the line cut at the bound's edge dropped.
+    f.write_text(one * 30 + ck + one * 10)
+    got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
+    assert got is not None and got.checkpoint_step == 5
+
+
+def test_an_attempt_whose_first_lines_a_tail_read_skipped_has_no_first_step_known(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The attempt's first step (its startup's end, for goodput and the restart overhead the
+    loop books as owed) is unknown when its first lines lie in bytes a tail read skipped; it
+    was the first line of the tail, read as a startup of most of the run. When the tail begins
+    with an earlier attempt's line, all of this attempt's lines are in it: its first is known."""
+    monkeypatch.setattr(pg, "READ_MAX_BYTES", 400)
+    f = tmp_path / "7.jsonl"
+    early = [
+        json.dumps({"ts": NOW - 900 + i, "attempt": 1, "step": i, "loss": 1.0}) + "\n"
+        for i in range(40)
+    ]
+    f.write_text("".join(early))
+    book = ProgressBook(Exec(tmp_path))
+    got = book.current(7, 1, NOW - 1000, NOW)
+    assert got is not None and got.step == 39 and got.first_at is None
+    with f.open("a") as out:  # later reads, none skipping: still unknown, never a later line
+        out.write(json.dumps({"ts": NOW - 5, "attempt": 1, "step": 40, "loss": 1.0}) + "\n")
+    got = book.current(7, 1, NOW - 1000, NOW)
+    assert got is not None and got.step == 40 and got.first_at is None
+    # A small file read whole knows it.
+    small = ProgressBook(Exec(tmp_path))
+    f.write_text("".join(early[:3]))
+    assert small.current(7, 1, NOW - 1000, NOW).first_at == NOW - 900  # type: ignore[union-attr]
+    # Attempt 2's lines all in the tail, after attempt 1's: its first step is its own.
+    later = [
+        json.dumps({"ts": NOW - 50 + i, "attempt": 2, "step": i, "loss": 1.0}) + "\n"
+        for i in range(3)
+    ]
+    f.write_text("".join(early) + "".join(later))
+    got = ProgressBook(Exec(tmp_path)).current(7, 2, NOW - 60, NOW)
+    assert got is not None and got.step == 2 and got.first_at == NOW - 50
+
+
+def test_a_new_attempt_starts_over_after_one_of_step_only_lines(tmp_path: Path) -> None:
+    """Attempt 1 wrote step-only lines (no loss, rate or event: its progress never named its
+    attempt), so attempt 2 was not seen as a new one: it kept attempt 1's first step (its own
+    startup read as none, for goodput and the restart overhead owed)."""
+    f = tmp_path / "7.jsonl"
+    f.write_text(json.dumps({"ts": NOW - 900, "attempt": 1, "step": 1}) + "\n")
+    book = ProgressBook(Exec(tmp_path))
+    assert book.current(7, 1, NOW - 1000, NOW) is None  # no step shown without a loss
+    with f.open("a") as out:
+        out.write(line(ts=NOW - 100, attempt=2, step=3, loss=1.0))
+    got = book.current(7, 2, NOW - 200, NOW)
+    assert got is not None and (got.step, got.first_at) == (3, NOW - 100)

@@ -6,15 +6,18 @@ API's start estimates follow it. The control plane's estimate used to leave out 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakeclock import FakeClock
+from fakeexec import FakeExecutor
 from fastapi.testclient import TestClient
 from helpers import ADMIN_H, fake_service, job_body
 
+from cortex.control import progress
 from cortex.control.service import Service
 from cortex.drive import run_estimate, runs
 from cortex.sim import checkpoint as ckpt
@@ -214,3 +217,44 @@ def test_a_measured_run_keeps_what_the_twins_model_saves(
     # No checkpoint in the run (none, or one before it began): nothing kept.
     assert run_estimate.kept_compute_s(start, start + overhead, None, 0, write) == 0.0
     assert run_estimate.kept_compute_s(start, None, start - 1, 1, write) == 0.0
+
+
+class _MetricsExecutor(FakeExecutor):
+    """The fake executor with the local executor's per-job metrics file."""
+
+    def metrics_file(self, job_id: int) -> Path:
+        return self.root / f"metrics-{job_id}.jsonl"
+
+
+def test_a_run_whose_metrics_file_is_read_from_its_tail_owes_no_startup_it_did_not_measure(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 writes its first step 100 s after it starts, a step a second to 760 s, a
+    checkpoint there, and fails at 800 s; its metrics file, first read at its exit, is longer
+    than one read, so it is read from its tail. Its first step is then unknown: no startup is
+    booked as owed, and its kept work counts from its start (600 s + its 100 s of startup).
+    The tail's first line used to be taken as its first step: ~700 s of startup owed (a run of
+    hours owed hours) and almost none of its work kept."""
+    monkeypatch.setattr(progress, "READ_MAX_BYTES", 4096)
+    ex = _MetricsExecutor(tmp_path / "runs")
+    ex.root.mkdir(parents=True)
+    svc = fake_service(db_url, tmp_path, slots=8, executor=ex, clock=FakeClock())
+    try:
+        client, h = _team(svc)
+        svc.loop.tick()
+        fields = {"duration_s": 3600, "checkpoint_write_s": 60, "checkpoint_interval_s": 600}
+        r = client.post("/v1/jobs", json=job_body(gpus=8, **fields), headers=h)
+        jid = int(r.json()["id"])
+        svc.loop.tick()
+        start = svc.clock.time()
+        lines = [{"ts": start + t, "attempt": 1, "step": t, "loss": 1.0} for t in range(100, 760)]
+        lines.append({"ts": start + 760, "attempt": 1, "step": 760, "event": "checkpoint"})
+        ex.metrics_file(jid).write_text("".join(json.dumps(x) + "\n" for x in lines))
+        assert ex.metrics_file(jid).stat().st_size > 4 * 4096
+        svc.clock.advance(800)  # type: ignore[attr-defined]
+        ex.finish(jid, "failed", 1)
+        svc.loop.tick()
+        live = svc.loop.mirror.jobs[jid]
+        assert (live.done_s, live.owed_overhead_s) == (700.0, 0.0)
+    finally:
+        svc.close()

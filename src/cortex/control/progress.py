@@ -10,10 +10,11 @@ Two sources, one answer:
   and without blocking (a FIFO never stalls a reader), must be a regular file, is read from
   where the last read stopped and at most `READ_MAX_BYTES` at a time (a file that grew more,
   or is over that at the first read after a restart, from its tail, the bytes skipped searched
-  from their end for the last checkpoint line: `_last_checkpoint`), and each line is
-  bounded, parsed on its own and its fields range-checked (a bad field is dropped, not the
-  line). Lines name their `attempt` (the training workloads write it); a line without one
-  counts only when stamped after the current attempt began. A line with neither can never be
+  from their end for the last checkpoint line, at most `SEARCH_MAX_BYTES` of them:
+  `_last_checkpoint`), and each line is bounded, parsed on its own and its fields
+  range-checked (a bad field is dropped, not the line). Lines name their `attempt` (the
+  training workloads write it); a line without one counts only when stamped after the current
+  attempt began. A line with neither can never be
   placed: it is counted (`Progress.unattributed_lines`), and the first such line of a job is
   handed to the loop once (`take_unattributed`: an event and a metric), never silently.
 - **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
@@ -45,6 +46,11 @@ from typing import Any
 from cortex import jobproto
 
 READ_MAX_BYTES = 1 << 20  # per read; a file that grew more is read from its tail (see above)
+# The bytes skipped searched back for the last checkpoint line, at most, per read: a hostile
+# file (a sparse one, 1 TB of zeros from one `truncate`) must not hold the book's lock, and
+# recovery's, for a read of its whole length. 16 MiB is ~50,000 lines of the training
+# workloads' ~300 bytes back from the tail, far more than they write between checkpoints.
+SEARCH_MAX_BYTES = 16 << 20
 LINE_MAX_BYTES = 4096  # the training workloads write about 300 bytes a line
 MAX_JOBS = 10_000  # jobs whose file position or reported progress is kept
 MIN_INTERVAL_S = 1.0  # API reports per job
@@ -99,6 +105,10 @@ class _FileState:
     progress: Progress = Progress()
     unattributed: int = 0  # lines with neither ts nor attempt, over the job's life
     told: bool = False  # the loop was handed the job's first such line
+    # The current attempt's first lines may lie in bytes a tail read skipped: its first line
+    # read is not its first step, so `first_at` is unknown (None), not that later line's time.
+    first_cut: bool = False
+    attempt: int | None = None  # the attempt of the last read
 
 
 def parse_line(raw: bytes, now: float) -> dict[str, Any] | None:
@@ -301,12 +311,24 @@ class ProgressBook:
         finally:
             os.close(fd)
         st.offset = start + len(data)
-        if st.progress.attempt is not None and st.progress.attempt != attempt:
-            # A new attempt: its step starts over; the checkpoint is the job's, kept.
+        # The attempt the state was folded for: its progress names it once a line with a loss,
+        # rate or event was read; before that (step-only lines), the last read's.
+        was = st.progress.attempt if st.progress.attempt is not None else st.attempt
+        st.attempt = attempt
+        if was is not None and was != attempt:
+            # A new attempt: its step starts over; the checkpoint is the job's, kept. (Keyed on
+            # the progress's attempt alone, an attempt of step-only lines kept its first step
+            # and checkpoint count for the next attempt: that one's startup read as none.)
             ck = st.progress
             st.progress = Progress(
                 checkpoint_step=ck.checkpoint_step, checkpoint_at=ck.checkpoint_at
             )
+            st.first_cut = False
+        # Bytes skipped before any line of this attempt was read: unless the tail's first line
+        # is an earlier attempt's (then all of this one's are in the tail), its start was cut.
+        check_first = start > skip_from and st.progress.first_at is None
+        if check_first:
+            st.first_cut = True
         if skipped is not None and (
             st.progress.checkpoint_at is None or skipped[1] >= st.progress.checkpoint_at
         ):
@@ -324,6 +346,9 @@ class ProgressBook:
             if line["ts"] is None and line["attempt"] is None:
                 st.unattributed += 1  # `fold` would drop it: say so, once per job
                 continue
+            if check_first:
+                check_first = False
+                st.first_cut = _of_attempt(line, attempt, attempt_start_s)
             st.progress = fold(st.progress, line, attempt, attempt_start_s)
         if st.unattributed and not st.told:
             st.told = True
@@ -331,6 +356,10 @@ class ProgressBook:
         p = st.progress
         if st.unattributed:
             p = replace(p, unattributed_lines=st.unattributed)
+        if st.first_cut:
+            # Its startup would read as most of the run (goodput's startup, and the restart
+            # overhead loop_exits.py books as owed): unknown instead, its start as its first step.
+            p = replace(p, first_at=None)
         return p if p.step is not None or p.checkpoint_at is not None else None
 
 
@@ -341,7 +370,10 @@ def _last_checkpoint(
     end (or at `lo`); `head` is the start of the line cut at `lo` (b"" when `lo` starts a line;
     b"\0..." when that line was dropped). Read backwards READ_MAX_BYTES at a time, so memory is
     bounded whatever the file's size, and stops at the first such line found from the end;
-    only lines naming a checkpoint are parsed."""
+    only lines naming a checkpoint are parsed. At most SEARCH_MAX_BYTES before `hi` are
+    searched (the line cut there is dropped, as a tail read drops its first)."""
+    if hi - lo > SEARCH_MAX_BYTES:
+        lo, head = hi - SEARCH_MAX_BYTES, b"\0"
     pos, carry = hi, b""  # carry: the end of a line the chunk before may begin
     overlong = False  # the line `carry` ends is overlong (never parsed): its bytes are not kept
     while pos > lo:
@@ -360,6 +392,14 @@ def _last_checkpoint(
     if overlong or head.startswith(b"\0"):
         return None
     return _checkpoint_of(head + carry, now)
+
+
+def _of_attempt(line: dict[str, Any], attempt: int, attempt_start_s: float) -> bool:
+    """Whether a parsed line may be the current attempt's (`fold`'s rule, a line without a
+    time or an attempt counted as its)."""
+    if line["attempt"] is not None:
+        return bool(line["attempt"] == attempt)
+    return line["ts"] is None or line["ts"] >= attempt_start_s
 
 
 def _checkpoint_of(raw: bytes, now: float) -> tuple[int, float] | None:
