@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import json
 import os
 import random
@@ -137,6 +138,7 @@ def main() -> None:
     svc = build_service(home)
     add_history(svc)
     progress, large = svc.loop.progress, goodput.large_job_gpus()
+    gbps = svc.loop.topo.spec.storage_write_gbps
 
     def page(view: Any) -> Any:
         with svc.sessions() as s:
@@ -145,7 +147,11 @@ def main() -> None:
     def fleet(ctl: Any) -> Any:
         now = svc.clock.time()
         with svc.sessions() as s:
-            return ctl.fleet_goodput(s, None, now - WINDOW_H * 3600, progress, now, large)
+            # A base from before the fleet's bandwidth priced a declared checkpoint size
+            # takes no storage_write_gbps.
+            params = inspect.signature(ctl.fleet_goodput).parameters
+            kw = {"storage_write_gbps": gbps} if "storage_write_gbps" in params else {}
+            return ctl.fleet_goodput(s, None, now - WINDOW_H * 3600, progress, now, large, **kw)
 
     if "--profile" in sys.argv:
         import cProfile

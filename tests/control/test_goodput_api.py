@@ -110,6 +110,32 @@ def test_the_fleet_sums_its_jobs_and_counts_the_waits(env: Env) -> None:
     assert a not in [j["job_id"] for j in late["large_jobs"]]
 
 
+def test_a_declared_checkpoint_size_is_booked_at_the_fleets_write_bandwidth(env: Env) -> None:
+    """A job that declares its checkpoint's size, not its write's seconds, writes for the size
+    over the fleet's storage_write_gbps, the estimate's rule (JobSpec.write_s): 5 s a write
+    here, booked while it runs (the job's and the fleet's books) and when it has ended."""
+    gbps = env.svc.loop.topo.spec.storage_write_gbps
+    a = env.submit(gpus=2, checkpoint_size_gb=5.0 * gbps)
+    env.svc.loop.tick()  # launched at t0
+    env.lines(
+        a,
+        {"ts": 30, "attempt": 1, "step": 0, "event": "start"},
+        {"ts": 100, "attempt": 1, "step": 100, "event": "checkpoint"},
+        {"ts": 200, "attempt": 1, "step": 200, "event": "checkpoint"},
+        {"ts": 250, "attempt": 1, "step": 250, "loss": 1.5},
+    )
+    env.at(260)
+    (running,) = env.get(f"/v1/jobs/{a}/goodput").json()["attempts"]
+    assert running["outcome"] == "running" and running["seconds"]["checkpoint_writes"] == 10.0
+    fleet = env.get("/v1/goodput", since=env.t0 - 1).json()
+    assert fleet["gpu_s"]["checkpoint_writes"] == 20.0  # 2 writes x 5 s x 2 GPUs
+    env.at(300)
+    env.ex.finish(a, "failed", 1)
+    env.svc.loop.tick()
+    ended = env.get(f"/v1/jobs/{a}/goodput").json()["attempts"][0]
+    assert ended["outcome"] == "failed" and ended["seconds"]["checkpoint_writes"] == 10.0
+
+
 def test_another_teams_job_and_books_are_a_404_without_a_leak(env: Env) -> None:
     a = _fail_then_complete(env)
     r = env.get(f"/v1/jobs/{a}/goodput", h=env.red)

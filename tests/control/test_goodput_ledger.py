@@ -26,7 +26,9 @@ def env(db_url: str, tmp_path: Path) -> Iterator[Env]:
     e.svc.close()
 
 
-def _reference_books(s: Any, team: str | None, since: float, progress: Any, now: float) -> list:
+def _reference_books(
+    s: Any, team: str | None, since: float, progress: Any, now: float, gbps: float
+) -> list:
     """Each job's books the way fleet_goodput booked them before the ledger: ORM rows,
     `book_job` per job, in id order."""
     by_job: dict[int, list[Any]] = {}
@@ -35,7 +37,8 @@ def _reference_books(s: Any, team: str | None, since: float, progress: Any, now:
     running = {job.id: at for job, at in sh.running_jobs(s, team)}
     jobs = sorted(sh.jobs_for(s, team, since), key=lambda j: j.id)
     return [
-        goodput.book_job(j, by_job.get(j.id, []), running.get(j.id), progress, now) for j in jobs
+        goodput.book_job(j, by_job.get(j.id, []), running.get(j.id), progress, now, gbps)
+        for j in jobs
     ]
 
 
@@ -123,8 +126,9 @@ def test_the_one_pass_books_are_the_per_job_books_exactly(env: Env) -> None:
     svc, t0 = env.svc, env.t0
     now = svc.clock.time()
     progress = svc.loop.progress
+    gbps = svc.loop.topo.spec.storage_write_gbps
     with svc.sessions() as s:
-        whole = _reference_books(s, None, t0 - 1, progress, now)
+        whole = _reference_books(s, None, t0 - 1, progress, now, gbps)
     total = gp.Books()
     for jb in whole:
         total.merge(jb.books)
@@ -150,8 +154,8 @@ def test_the_one_pass_books_are_the_per_job_books_exactly(env: Env) -> None:
     for since in (t0 - 1, t0 + 350, t0 + 450, t0 + 650):
         for team in (None, "fsd", "red"):
             with svc.sessions() as s:
-                ref = _reference_books(s, team, since, progress, now)
-                got = goodput.fleet_goodput(s, team, since, progress, now, 2)
+                ref = _reference_books(s, team, since, progress, now, gbps)
+                got = goodput.fleet_goodput(s, team, since, progress, now, 2, gbps)
             assert got == _reference_fleet(ref, team, since, now), (since, team)
             hours = (now - since) / 3600.0
             with svc.sessions() as s:
@@ -162,7 +166,7 @@ def test_the_one_pass_books_are_the_per_job_books_exactly(env: Env) -> None:
             assert page.worst == _reference_worst(ref), (since, team)
     # The window from +350 books a's second attempt only, and its 300 s wait before it.
     with svc.sessions() as s:
-        late = goodput.fleet_goodput(s, "fsd", t0 + 350, progress, now, 2)
+        late = goodput.fleet_goodput(s, "fsd", t0 + 350, progress, now, 2, gbps)
     a_line = next(j for j in late["large_jobs"] if j["job_id"] == jobs["a"])
     # a's attempt 2: held 100 s, restart overhead 20, productive 80: 80 / 100 on 2 GPUs.
     assert a_line["goodput"] == 0.8

@@ -290,6 +290,40 @@ def test_the_search_for_a_skipped_checkpoint_is_bounded(tmp_path: Path, monkeypa
     assert got is not None and got.checkpoint_step == 5
 
 
+@pytest.mark.parametrize(
+    ("junk", "found"),
+    [
+        (b'{"x":"checkpoint"}\n', True),  # names a checkpoint, not of its shape: never parsed
+        (b'{"event":"checkpoint"}\n', False),  # of its shape, no step: SEARCH_MAX_PARSES
+    ],
+)
+def test_the_search_for_a_skipped_checkpoint_parses_few_lines_of_a_hostile_file(
+    tmp_path: Path, monkeypatch: Any, junk: bytes, found: bool
+) -> None:
+    """Thousands of tiny lines that name a checkpoint between the tail and a real checkpoint:
+    before, each was parsed (16 MiB of them, ~800,000 JSON parses under the book's lock). Now
+    a line is parsed only if it has a checkpoint's `"event": "checkpoint"`, and at most
+    SEARCH_MAX_PARSES of those that are not one; a real line past the first kind is found,
+    whatever spaces its writer puts around the colon."""
+    monkeypatch.setattr(pg, "READ_MAX_BYTES", 200)
+    monkeypatch.setattr(pg, "SEARCH_MAX_PARSES", 10)
+    one = line(attempt=1, step=1, loss=2.0)
+    parsed: list[bytes] = []
+    real = pg.parse_line
+    monkeypatch.setattr(pg, "parse_line", lambda raw, now: parsed.append(raw) or real(raw, now))
+    for sep in (": ", ":", " : "):
+        ck = json.dumps({"ts": NOW - 10, "attempt": 1, "event": "checkpoint", "step": 5})
+        f = tmp_path / "7.jsonl"
+        f.write_bytes(
+            ck.replace('": ', '"' + sep).encode() + b"\n" + junk * 5000 + one.encode() * 5
+        )
+        parsed.clear()
+        got = ProgressBook(Exec(tmp_path)).current(7, 1, 0.0, NOW)
+        assert got is not None and got.step == 1
+        assert got.checkpoint_step == (5 if found else None), sep
+        assert len(parsed) <= 5 + 10 + 1, len(parsed)  # the tail's lines, the cap, the real one
+
+
 def test_an_attempt_whose_first_lines_a_tail_read_skipped_has_no_first_step_known(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -111,6 +111,25 @@ def test_a_part_of_a_block_retired_is_printed_as_such(tmp_path: Path) -> None:
     assert " 0.0 blocks" not in text
 
 
+def test_a_retirement_of_under_one_gpu_is_not_printed_as_none() -> None:
+    # A retirement of 0.001 to 0.002 of a block (the least solve reports, over its EPS) rounds
+    # to 0 GPUs of a 256-GPU block: it printed "0.001 of a block (0 GPUs)".
+    from types import SimpleNamespace
+
+    from cortex.planner.report import retirement_lines
+
+    def retired(blocks: float, gpus: int) -> dict[str, Any]:
+        return {"month": 3, "label": "2026-04", "sku": "H100", "site": "a", "blocks": blocks,
+                "gpus": gpus}  # fmt: skip
+
+    rows = [retired(0.001, 0), retired(0.004, 1), retired(2.0, 512)]
+    text = " ".join(retirement_lines(SimpleNamespace(retirements=rows)))
+    assert "0 GPUs" not in text and "(1 GPUs)" not in text, text
+    assert "H100 0.001 of a block (under 1 GPU)" in text
+    assert "H100 0.004 of a block (1 GPU)" in text
+    assert "H100 2.0 blocks (512 GPUs)" in text
+
+
 def test_bounds_are_the_tighter_proven_one_or_none() -> None:
     # Stopped early, HiGHS's dual bound can be the presolve's loose one (23,397 $M on the
     # example, against an LP relaxation of 4,605 solved to optimality): the tighter proven

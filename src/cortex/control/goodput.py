@@ -35,11 +35,14 @@ def large_job_gpus() -> int:
     return int(float(rows["large_job_gpus"]))
 
 
-def write_s(spec: dict[str, Any]) -> float:
-    """The job's declared seconds per checkpoint write (0 when it declared none)."""
-    return ledger.declared_write_s(
-        spec.get("checkpoint_write_s") if isinstance(spec, dict) else None
-    )
+def write_s(spec: dict[str, Any], storage_write_gbps: float) -> float:
+    """The job's seconds per checkpoint write, by the estimate's rule (`JobSpec.write_s`: its
+    `checkpoint_write_s`, else its `checkpoint_size_gb` over the fleet's write bandwidth);
+    0 when it declared neither."""
+    if not isinstance(spec, dict):
+        return 0.0
+    w, size = spec.get("checkpoint_write_s"), spec.get("checkpoint_size_gb")
+    return ledger.declared_write_s(w, size, storage_write_gbps)
 
 
 def record_end(
@@ -50,11 +53,14 @@ def record_end(
     progress: Any,
     node: str | None = None,
     started: float | None = None,
+    *,
+    storage_write_gbps: float,
 ) -> m.AttemptRecord | None:
     """Record the current attempt of `row`, ending now (before the job's state moves on).
     `progress` is the loop's ProgressBook; `started`, when the caller knows it, is when the
-    attempt's allocation was made (else it is looked up). None for an attempt with no
-    allocation (never ran)."""
+    attempt's allocation was made (else it is looked up); `storage_write_gbps` the fleet's
+    (its checkpoint writes' seconds, `write_s`). None for an attempt with no allocation
+    (never ran)."""
     if started is None:
         started = store.attempt_started_at(s, row.id, row.attempt)
     if started is None or row.attempt < 1:
@@ -75,7 +81,7 @@ def record_end(
         first_step_at=p.first_at if p is not None else None,
         checkpoint_at=p.checkpoint_at if p is not None else None,
         checkpoints=p.checkpoints if p is not None else 0,
-        checkpoint_write_s=write_s(row.spec),
+        checkpoint_write_s=write_s(row.spec, storage_write_gbps),
         node=node,
     )
     sh.add_attempt(s, rec)
@@ -96,7 +102,9 @@ def _ended(r: m.AttemptRecord) -> gp.Attempt:
     )
 
 
-def _running(job: m.Job, started: float, progress: Any, now: float) -> gp.Attempt:
+def _running(
+    job: m.Job, started: float, progress: Any, now: float, storage_write_gbps: float
+) -> gp.Attempt:
     p: Progress | None = None
     try:
         p = progress.current(job.id, job.attempt, started, now) if progress is not None else None
@@ -111,7 +119,7 @@ def _running(job: m.Job, started: float, progress: Any, now: float) -> gp.Attemp
         first_step_at=p.first_at if p is not None else None,
         checkpoint_at=p.checkpoint_at if p is not None else None,
         checkpoints=p.checkpoints if p is not None else 0,
-        checkpoint_write_s=write_s(job.spec),
+        checkpoint_write_s=write_s(job.spec, storage_write_gbps),
     )
 
 
@@ -127,11 +135,12 @@ class JobBooks:
 
 def book_job(
     job: m.Job, records: list[m.AttemptRecord], running_start: float | None, progress: Any,
-    now: float,
+    now: float, storage_write_gbps: float,
 ) -> JobBooks:  # fmt: skip
     atts: list[tuple[gp.Attempt, str | None]] = [(_ended(r), r.node) for r in records]
     if running_start is not None and all(a.number != job.attempt for a, _ in atts):
-        atts.append((_running(job, running_start, progress, now), None))
+        run = _running(job, running_start, progress, now, storage_write_gbps)
+        atts.append((run, None))
     atts.sort(key=lambda x: x[0].number)
     books = gp.Books()
     splits = [books.add(a, now) for a, _ in atts]
@@ -179,25 +188,29 @@ def job_answer(jb: JobBooks, large_gpus: int) -> dict[str, Any]:
     }
 
 
-def job_goodput(s: Session, job: m.Job, progress: Any, now: float, large_gpus: int) -> dict:
+def job_goodput(
+    s: Session, job: m.Job, progress: Any, now: float, large_gpus: int, storage_write_gbps: float
+) -> dict:
     recs = list(sh.attempts_of(s, job.id))
     start = None
     if job.state == "running":
         alloc = store.active_allocation(s, job.id)
         start = alloc.created_at if alloc is not None else None
-    return job_answer(book_job(job, recs, start, progress, now), large_gpus)
+    return job_answer(book_job(job, recs, start, progress, now, storage_write_gbps), large_gpus)
 
 
 def fleet_goodput(
-    s: Session, team: str | None, since: float, progress: Any, now: float, large_gpus: int
-) -> dict[str, Any]:
+    s: Session, team: str | None, since: float, progress: Any, now: float, large_gpus: int,
+    storage_write_gbps: float,
+) -> dict[str, Any]:  # fmt: skip
     """The fleet's (or one team's) books since `since`, and each large job's line: each job
-    booked as `book_job` books it, in one pass over plain rows (goodput_ledger.py)."""
+    booked as `book_job` books it, in one pass over plain rows (goodput_ledger.py); the
+    fleet's `storage_write_gbps` prices a running job's declared checkpoint size."""
     by_job = ledger.attempts_by_job(s, team, since)
     rows = ledger.jobs_to_book(s, team, since)
     total = gp.Books()
     large = []
-    for job, f in ledger.book_rows(rows, by_job, progress, now):
+    for job, f in ledger.book_rows(rows, by_job, progress, now, storage_write_gbps):
         ledger.add_to(total, f)
         jid, jteam, name, state, gpus, _sub, ended_at = job[:7]
         if gpus >= large_gpus and f.attempts:

@@ -22,6 +22,7 @@ from cortex.control import models as m
 from cortex.control import store_health as sh
 from cortex.drive import goodput as gp
 from cortex.drive import runs
+from cortex.workload.spec import write_s_of
 
 _A = m.AttemptRecord
 # An attempt as booked: (number, gpus, started_at, ended_at or None, outcome, first_step_at,
@@ -33,10 +34,16 @@ _by_number = itemgetter(0)
 _LOSS_AT = tuple((k, gp.ATTEMPT_CATEGORIES.index(k)) for k in gp.LOSSES)
 
 
-def declared_write_s(v: object) -> float:
-    """A job's declared seconds per checkpoint write from its spec's value (0 when none or
-    not a number >= 0): goodput.write_s's rule, for a value read by the query."""
-    return float(v) if isinstance(v, int | float) and v >= 0 else 0.0
+def _declared(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) and v >= 0 else None
+
+
+def declared_write_s(w: object, size_gb: object, storage_write_gbps: float) -> float:
+    """A job's seconds per checkpoint write from its spec's `checkpoint_write_s` and
+    `checkpoint_size_gb` values, by the estimate's rule (`JobSpec.write_s`: the size over the
+    fleet's write bandwidth when no seconds are given); 0 when it declared neither (a value
+    not a number >= 0 counts as none). goodput.write_s's rule, for values read by the query."""
+    return write_s_of(_declared(w), _declared(size_gb), storage_write_gbps) or 0.0
 
 
 def attempts_by_job(s: Session, team: str | None, since: float) -> dict[int, list[AttemptRow]]:
@@ -56,8 +63,9 @@ def attempts_by_job(s: Session, team: str | None, since: float) -> dict[int, lis
 
 def jobs_to_book(s: Session, team: str | None, since: float) -> list[Any]:
     """The jobs `store_health.jobs_for` books, in one query, as plain rows (id, team, name,
-    state, gpus, submitted_at, ended_at, attempt, write_s, run_start): only the columns the
-    books read, the spec reduced to its checkpoint_write_s (decoding each job's JSON columns
+    state, gpus, submitted_at, ended_at, attempt, write_s, size_gb, run_start): only the
+    columns the books read, the spec reduced to its checkpoint_write_s and checkpoint_size_gb
+    (`declared_write_s` makes them one figure; decoding each job's JSON columns
     into an ORM object cost most of a booking), and for a running job when its current
     attempt's first allocation was made (`store_ui.running_starts`, joined here rather than
     asked apart), else None."""
@@ -83,6 +91,7 @@ def jobs_to_book(s: Session, team: str | None, since: float) -> list[Any]:
             j.ended_at,
             j.attempt,
             j.spec["checkpoint_write_s"].as_float().label("write_s"),
+            j.spec["checkpoint_size_gb"].as_float().label("size_gb"),
             run.c.start,
         )
         .outerjoin(run, run.c.job_id == j.id)
@@ -162,13 +171,16 @@ def book(
 
 
 def book_rows(
-    rows: Iterable[Any], by_job: dict[int, list[AttemptRow]], progress: Any, now: float
-) -> Iterator[tuple[Any, JobFigures]]:
-    """Each job row of `jobs_to_book`, in id order, with its books."""
+    rows: Iterable[Any], by_job: dict[int, list[AttemptRow]], progress: Any, now: float,
+    storage_write_gbps: float,
+) -> Iterator[tuple[Any, JobFigures]]:  # fmt: skip
+    """Each job row of `jobs_to_book`, in id order, with its books (a running attempt's
+    checkpoint writes at the fleet's `storage_write_gbps` for a job that declared a size)."""
     for r in sorted(rows, key=_by_number):
-        jid, _team, _name, state, gpus, submitted_at, _ended, attempt, w, start = r
-        yield r, book(jid, state, gpus, submitted_at, attempt, declared_write_s(w),
-                      by_job.get(jid, []), start, progress, now)  # fmt: skip
+        jid, _team, _name, state, gpus, submitted_at, _ended, attempt, w, size, start = r
+        write = declared_write_s(w, size, storage_write_gbps)
+        yield r, book(jid, state, gpus, submitted_at, attempt, write, by_job.get(jid, []),
+                      start, progress, now)  # fmt: skip
 
 
 def add_to(books: gp.Books, f: JobFigures) -> None:

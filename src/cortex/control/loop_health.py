@@ -118,7 +118,11 @@ class HealthMixin:
                 blame = "cluster"
             if node is not None and kind != KIND_JOB and self.spares is not None:
                 self._plan_swap(row.id, node)
-        goodput.record_end(s, row, str(e.outcome), now, self.progress, node=node, started=started)
+        gbps = self.topo.spec.storage_write_gbps
+        goodput.record_end(
+            s, row, str(e.outcome), now, self.progress, node=node, started=started,
+            storage_write_gbps=gbps,
+        )  # fmt: skip
         return blame
 
     def _plan_swap(self, job_id: int, node: str) -> None:

@@ -10,12 +10,12 @@ Two sources, one answer:
   and without blocking (a FIFO never stalls a reader), must be a regular file, is read from
   where the last read stopped and at most `READ_MAX_BYTES` at a time (a file that grew more,
   or is over that at the first read after a restart, from its tail, the bytes skipped searched
-  from their end for the last checkpoint line, at most `SEARCH_MAX_BYTES` of them:
-  `_last_checkpoint`), and each line is bounded, parsed on its own and its fields
-  range-checked (a bad field is dropped, not the line). Lines name their `attempt` (the
-  training workloads write it); a line without one counts only when stamped after the current
-  attempt began. A line with neither can never be
-  placed: it is counted (`Progress.unattributed_lines`), and the first such line of a job is
+  from their end for the last checkpoint line, at most `SEARCH_MAX_BYTES` of them and
+  `SEARCH_MAX_PARSES` lines parsed: `_last_checkpoint`), and each line is bounded, parsed on
+  its own and its fields range-checked (a bad field is dropped, not the line). Lines name
+  their `attempt` (the training workloads write it); a line without one counts only when
+  stamped after the current attempt began. A line with neither can never be placed: it is
+  counted (`Progress.unattributed_lines`), and the first such line of a job is
   handed to the loop once (`take_unattributed`: an event and a metric), never silently.
 - **`POST /v1/jobs/{id}/progress`** with the team's own token, for tooling outside the job (a
   wrapper, a notebook): the job's current attempt must be named, and one report per job per
@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 import threading
 import time
@@ -51,6 +52,15 @@ READ_MAX_BYTES = 1 << 20  # per read; a file that grew more is read from its tai
 # recovery's, for a read of its whole length. 16 MiB is ~50,000 lines of the training
 # workloads' ~300 bytes back from the tail, far more than they write between checkpoints.
 SEARCH_MAX_BYTES = 16 << 20
+# Lines parsed in that search, at most, that were not a checkpoint it can take: only lines of a
+# checkpoint's shape (`_CHECKPOINT_SHAPE`) are parsed, and the first good one ends the search,
+# so a real file parses one or a few; a hostile 16 MiB of `{"event":"checkpoint"}` lines (no
+# step) was ~700,000 JSON parses, seconds under the book's lock.
+SEARCH_MAX_PARSES = 256
+# A checkpoint line's `"event": "checkpoint"` as JSON writers spell it (any spaces around the
+# colon): a line without it is never parsed by the search (a 16 MiB of `{"x":"checkpoint"}`
+# lines was ~850,000 parses); a chunk without it is not split into lines.
+_CHECKPOINT_SHAPE = re.compile(rb'"event"\s*:\s*"checkpoint"')
 LINE_MAX_BYTES = 4096  # the training workloads write about 300 bytes a line
 MAX_JOBS = 10_000  # jobs whose file position or reported progress is kept
 MIN_INTERVAL_S = 1.0  # API reports per job
@@ -370,28 +380,47 @@ def _last_checkpoint(
     end (or at `lo`); `head` is the start of the line cut at `lo` (b"" when `lo` starts a line;
     b"\0..." when that line was dropped). Read backwards READ_MAX_BYTES at a time, so memory is
     bounded whatever the file's size, and stops at the first such line found from the end;
-    only lines naming a checkpoint are parsed. At most SEARCH_MAX_BYTES before `hi` are
-    searched (the line cut there is dropped, as a tail read drops its first)."""
+    only lines of a checkpoint's shape (`_CHECKPOINT_SHAPE`) are parsed, SEARCH_MAX_PARSES of
+    them at most. At most SEARCH_MAX_BYTES before `hi` are searched (the line cut there is
+    dropped, as a tail read drops its first)."""
     if hi - lo > SEARCH_MAX_BYTES:
         lo, head = hi - SEARCH_MAX_BYTES, b"\0"
     pos, carry = hi, b""  # carry: the end of a line the chunk before may begin
     overlong = False  # the line `carry` ends is overlong (never parsed): its bytes are not kept
+    parses = 0
     while pos > lo:
         n = min(READ_MAX_BYTES, pos - lo)
         pos -= n
-        lines = (os.pread(fd, n, pos) + carry).split(b"\n")
+        chunk = os.pread(fd, n, pos) + carry
+        if _CHECKPOINT_SHAPE.search(chunk) is None:
+            # No checkpoint line ends in it: only its first (cut) line is carried on, as below.
+            cut = chunk.find(b"\n")
+            if cut < 0:
+                carry = b"" if overlong else chunk
+            else:
+                carry, overlong = chunk[:cut], False
+            if len(carry) > LINE_MAX_BYTES:
+                carry, overlong = b"", True
+            continue
+        lines = chunk.split(b"\n")
         if overlong and len(lines) > 1:
             lines[-1], overlong = b"", False  # the overlong line began in this chunk
         carry = lines[0]
         if len(carry) > LINE_MAX_BYTES or (overlong and len(lines) == 1):
             carry, overlong = b"", True
         for raw in reversed(lines[1:]):
+            if _CHECKPOINT_SHAPE.search(raw) is None:
+                continue  # most lines: not parsed
             got = _checkpoint_of(raw, now)
             if got is not None:
                 return got
+            parses += 1
+            if parses >= SEARCH_MAX_PARSES:
+                return None
     if overlong or head.startswith(b"\0"):
         return None
-    return _checkpoint_of(head + carry, now)
+    last = head + carry
+    return _checkpoint_of(last, now) if _CHECKPOINT_SHAPE.search(last) else None
 
 
 def _of_attempt(line: dict[str, Any], attempt: int, attempt_start_s: float) -> bool:
@@ -403,8 +432,6 @@ def _of_attempt(line: dict[str, Any], attempt: int, attempt_start_s: float) -> b
 
 
 def _checkpoint_of(raw: bytes, now: float) -> tuple[int, float] | None:
-    if b"checkpoint" not in raw:
-        return None  # most lines: not parsed
     line = parse_line(raw, now)
     if line is None or line["event"] != "checkpoint":
         return None

@@ -56,6 +56,7 @@ class RecoveryMixin:
     # Owned by SchedulerLoop (declared here for the type checker).
     mirror: Mirror
     executor: Any
+    topo: Any
     sessions: Sessions
     clock: Clock
     handle_from_dict: Any
@@ -155,7 +156,10 @@ class RecoveryMixin:
         that was asked, else requeue it. Returns whether it was requeued."""
         self._kill_handle(alloc.handle if alloc is not None else None)
         # Booked as failed at the restart (when it died is unknown): control/goodput.py.
-        goodput.record_end(s, row, "failed", now, getattr(self, "progress", None))
+        gbps = self.topo.spec.storage_write_gbps
+        goodput.record_end(
+            s, row, "failed", now, getattr(self, "progress", None), storage_write_gbps=gbps
+        )
         store.close_allocations(s, row.id, now)
         detail = "process lost while the service was down"
         store.move(s, row, JobState.FAILED, detail, now)

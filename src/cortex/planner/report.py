@@ -194,7 +194,7 @@ def retirement_lines(res: PlanResult) -> list[str]:
     by: dict[tuple[int, str, str], list[str]] = {}
     for r in res.retirements:
         key = (r["month"], r["label"], r["site"])
-        by.setdefault(key, []).append(f"{r['sku']} {_blocks(r['blocks'])} ({r['gpus']:,} GPUs)")
+        by.setdefault(key, []).append(f"{r['sku']} {_blocks(r['blocks'])} ({_gpus(r['gpus'])})")
     return [
         f"month {t} ({label}) at {site}: "
         + ", ".join(what)
@@ -211,6 +211,15 @@ def _blocks(n: float) -> str:
     if abs(n - round(n)) < 1e-9:
         return f"{n:,.1f} blocks"
     return f"{n:,.3f} of a block" if n < 1 else f"{n:,.3f} blocks"
+
+
+def _gpus(n: int) -> str:
+    """A retirement's GPUs (rounded to whole ones): one of 0.001 to 0.002 of a block, the
+    least the plan reports (solve.EPS), is under half a GPU of a 256-GPU block, and printed
+    "0.001 of a block (0 GPUs)", a part of a block that held none."""
+    if n < 1:
+        return "under 1 GPU"
+    return "1 GPU" if n == 1 else f"{n:,} GPUs"
 
 
 def _extra_lines(extra: dict[str, Any]) -> list[str]:

@@ -41,6 +41,16 @@ class ElasticRange(BaseModel):
         return self
 
 
+def write_s_of(
+    checkpoint_write_s: float | None, checkpoint_size_gb: float | None, storage_write_gbps: float
+) -> float | None:
+    """`JobSpec.write_s`'s rule on its two fields' values: also the control plane's goodput's
+    (control/goodput_ledger.py, from a stored spec's values)."""
+    if checkpoint_write_s is None and checkpoint_size_gb is not None:
+        return checkpoint_size_gb / storage_write_gbps
+    return checkpoint_write_s
+
+
 class JobSpec(BaseModel):
     """One gang-scheduled job. Work is given at the reference flavor (H100-SXM5) either as total
     GPU-hours or as the duration at the requested gang size."""
@@ -85,9 +95,7 @@ class JobSpec(BaseModel):
         """Seconds per checkpoint write: `checkpoint_write_s`, else `checkpoint_size_gb` over
         the fleet's checkpoint write bandwidth; None when neither is given (no checkpoints).
         Both drivers' rule (the twin's job files, the control plane's jobs)."""
-        if self.checkpoint_write_s is None and self.checkpoint_size_gb is not None:
-            return self.checkpoint_size_gb / storage_write_gbps
-        return self.checkpoint_write_s
+        return write_s_of(self.checkpoint_write_s, self.checkpoint_size_gb, storage_write_gbps)
 
     @property
     def reference_duration_s(self) -> float:

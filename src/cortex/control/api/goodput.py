@@ -32,20 +32,22 @@ def fleet(
             raise HTTPException(404, f"team {team} not found")
         team = who.team
     now = svc.clock.time()
+    gbps = svc.loop.topo.spec.storage_write_gbps  # prices a declared checkpoint size
     start = now - DEFAULT_WINDOW_S if since is None else since
     large = large_gpus or goodput.large_job_gpus()
     with svc.sessions() as s:
         if team is not None and not sh.team_exists(s, team):
             raise HTTPException(404, f"team {team} not found")
-        return goodput.fleet_goodput(s, team, start, svc.loop.progress, now, large)
+        return goodput.fleet_goodput(s, team, start, svc.loop.progress, now, large, gbps)
 
 
 @router.get("/jobs/{job_id}/goodput", summary="One job's goodput, attempt by attempt")
 def job(job_id: JobId, who: Who, svc: Svc, large_gpus: LargeGpus = None) -> dict[str, Any]:
     now = svc.clock.time()
+    gbps = svc.loop.topo.spec.storage_write_gbps  # prices a declared checkpoint size
     large = large_gpus or goodput.large_job_gpus()
     with svc.sessions() as s:
         row = store.visible_job(s, who, job_id)
         if row is None:  # another team's job reads as a missing one
             raise HTTPException(404, f"job {job_id} not found")
-        return goodput.job_goodput(s, row, svc.loop.progress, now, large)
+        return goodput.job_goodput(s, row, svc.loop.progress, now, large, gbps)

@@ -123,6 +123,7 @@ def _loss(job: Any, f: ledger.JobFigures) -> JobLoss:
 def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPage:
     """`team` None: every team's (the caller has checked who may ask)."""
     now = svc.clock.time()
+    gbps = svc.loop.topo.spec.storage_write_gbps  # prices a declared checkpoint size
     since = now - hours * 3600.0
     by_job = ledger.attempts_by_job(s, team, since)
     teams: dict[str, tuple[gp.Books, int]] = {}
@@ -130,7 +131,7 @@ def goodput_page(svc: Any, s: Any, team: str | None, hours: float) -> GoodputPag
     # JobLoss lines (thousands of jobs lose some).
     lost: list[tuple[float, int, Any, ledger.JobFigures]] = []
     rows = ledger.jobs_to_book(s, team, since)
-    for job, f in ledger.book_rows(rows, by_job, svc.loop.progress, now):
+    for job, f in ledger.book_rows(rows, by_job, svc.loop.progress, now, gbps):
         tb, n = teams.get(job[1], (gp.Books(), 0))
         teams[job[1]] = (tb, n + 1)
         ledger.add_to(tb, f)
@@ -217,7 +218,9 @@ def job_split(svc: Any, s: Any, job: Any) -> tuple[Split, list[dict[str, Any]]]:
     if job.state == "running":
         alloc = store.active_allocation(s, job.id)
         start = alloc.created_at if alloc is not None else None
-    jb = goodput.book_job(job, list(sh.attempts_of(s, job.id)), start, svc.loop.progress, now)
+    gbps = svc.loop.topo.spec.storage_write_gbps  # prices a declared checkpoint size
+    recs = list(sh.attempts_of(s, job.id))
+    jb = goodput.book_job(job, recs, start, svc.loop.progress, now, gbps)
     attempts = [
         {
             "attempt": a.number,
