@@ -56,7 +56,8 @@ def live_record(loop: Any, now: float, job: Job) -> WhyRecord | Reason:
 
 def dry_run(loop: Any, spec: JobSpec, now: float) -> dict[str, Any]:
     """The answer of POST /v1/jobs/dry-run for one validated job."""
-    job = Job.from_spec(DRY_ID, spec, 0, spec.checkpoint_write_s)
+    # The loop's rule for the job it schedules (loop.mem_job): a declared size writes too.
+    job = Job.from_spec(DRY_ID, spec, 0, spec.write_s(loop.topo.spec.storage_write_gbps))
     job.submit_s = now
     rec = live_record(loop, now, job)
     if isinstance(rec, Reason):
