@@ -274,7 +274,7 @@ def test_the_admins_empty_team_box_means_every_team(ui_env: UiEnv) -> None:
 
 
 def test_the_goodput_page_books_what_the_goodput_api_books(ui_env_any: UiEnv) -> None:
-    """The page reads the jobs as plain rows (store_ui.goodput_jobs), the API as ORM objects
+    """The page reads the jobs as plain rows (goodput_ledger.jobs_to_book), the API as ORM objects
     (store_health.jobs_for): on either backend, the same jobs give the same figures. Finished
     jobs and one that waits (its wait is the only figure `now` moves between the two calls)."""
     env = ui_env_any

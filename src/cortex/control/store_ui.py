@@ -5,13 +5,11 @@ apart from store.py, which is near the 600-line limit."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from cortex.control import models as m
-from cortex.drive import runs
 
 # Event kinds the incident feed shows: a node lost, back or cordoned (not its registration), a
 # run that ended in anything but success (exit events of completed runs are left out below), a
@@ -151,36 +149,6 @@ def runs_between(
     marks = [(int(j), float(a), "preempted") for j, a in s.execute(pre).all()]
     marks += [(int(j), float(a), "failed") for j, a in s.execute(failed).all() if j is not None]
     return runs, sorted(marks)
-
-
-# ---- the goodput page ---------------------------------------------------------------------------
-def goodput_jobs(s: Session, team: str | None, since: float, limit: int) -> list[Any]:
-    """The jobs `store_health.jobs_for` books, as plain rows with only the columns the books
-    read (id, team, name, state, gpus, submitted_at, ended_at, attempt, and the spec's
-    checkpoint_write_s as `write_s`), in this order (goodput_view._Row unpacks them): the
-    page books thousands of jobs, and decoding each one's three JSON columns into an ORM
-    object cost most of its time."""
-    ended = select(m.AttemptRecord.job_id).where(m.AttemptRecord.ended_at >= since)
-    q = select(
-        m.Job.id,
-        m.Job.team,
-        m.Job.name,
-        m.Job.state,
-        m.Job.gpus,
-        m.Job.submitted_at,
-        m.Job.ended_at,
-        m.Job.attempt,
-        m.Job.spec["checkpoint_write_s"].as_float().label("write_s"),
-    ).where(
-        or_(
-            m.Job.state.in_(runs.UNFINISHED_VALUES),
-            m.Job.submitted_at >= since,
-            m.Job.id.in_(ended),
-        )
-    )
-    if team is not None:
-        q = q.where(m.Job.team == team)
-    return list(s.execute(q.limit(limit)).all())
 
 
 def running_starts(s: Session, team: str | None) -> dict[int, float]:
