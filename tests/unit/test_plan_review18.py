@@ -183,3 +183,20 @@ def test_a_level_at_zero_is_proven_without_branch_and_bound() -> None:
     sol = m.solve(5.0, 1e-4, abs_gap=0.5, start=(x0, 0.0), proven_bound=True)
     assert sol.optimal and sol.status == "Optimal"
     assert list(sol.x) == [3.0, 0.0] and sol.bound == 0.0
+
+
+def test_the_html_retirements_table_prints_a_part_under_one_gpu_as_such(tmp_path: Path) -> None:
+    # The page's table printed the raw GPU count: "0.001" blocks beside "0" GPUs, a retirement
+    # of nothing (the text report says "under 1 GPU" since tidy18).
+    from cortex.planner.html import render_html
+
+    report = _parked(tmp_path)
+    report["retirements"] = [
+        {"month": 3, "label": "2026-04", "sku": "H100", "site": "a", "blocks": 0.001, "gpus": 0},
+        {"month": 3, "label": "2026-04", "sku": "H200", "site": "a", "blocks": 2.0, "gpus": 512},
+    ]
+    page = render_html(report)
+    table = page.split("<h2>Early retirements</h2>")[1].split("</table>")[0]
+    assert "<td>under 1 GPU</td>" in table, table
+    assert '<td class="n">0</td>' not in table, table
+    assert "<td>512 GPUs</td>" in table

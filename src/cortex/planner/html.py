@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cortex.planner.report import shortfall_text
+from cortex.planner.report import gpus_text, shortfall_text
 from cortex.sim.html import _CSS, _esc, _img, _table
 
 
@@ -211,8 +211,11 @@ def render_html(r: dict[str, Any]) -> str:
         "<h2>Orders</h2>",
         _table(("month", "SKU", "site", "blocks", "GPUs", "arrives (month)"), orders),
     ]
+    # GPUs as the text report prints them: a part of a block under half a GPU rounds to 0 and
+    # read as a retirement of nothing beside its 0.001 blocks.
     retired = [
-        (x["label"], x["sku"], x["site"], x["blocks"], x["gpus"]) for x in r.get("retirements", [])
+        (x["label"], x["sku"], x["site"], x["blocks"], gpus_text(x["gpus"]))
+        for x in r.get("retirements", [])
     ]
     if retired:
         parts += [

@@ -194,7 +194,7 @@ def retirement_lines(res: PlanResult) -> list[str]:
     by: dict[tuple[int, str, str], list[str]] = {}
     for r in res.retirements:
         key = (r["month"], r["label"], r["site"])
-        by.setdefault(key, []).append(f"{r['sku']} {_blocks(r['blocks'])} ({_gpus(r['gpus'])})")
+        by.setdefault(key, []).append(f"{r['sku']} {_blocks(r['blocks'])} ({gpus_text(r['gpus'])})")
     return [
         f"month {t} ({label}) at {site}: "
         + ", ".join(what)
@@ -213,7 +213,7 @@ def _blocks(n: float) -> str:
     return f"{n:,.3f} of a block" if n < 1 else f"{n:,.3f} blocks"
 
 
-def _gpus(n: int) -> str:
+def gpus_text(n: int) -> str:
     """A retirement's GPUs (rounded to whole ones): one of 0.001 to 0.002 of a block, the
     least the plan reports (solve.EPS), is under half a GPU of a 256-GPU block, and printed
     "0.001 of a block (0 GPUs)", a part of a block that held none."""
