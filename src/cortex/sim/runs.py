@@ -76,6 +76,7 @@ class RunBooks:
     _job_cause_ids: list[list[int]]
     _job_cause_cum: list[list[float]]
     _job_pools: list[list[float]]
+    _job_rates: dict[tuple[int, str], float]  # _job_rate's, by (gang, priority class)
     job_rng: np.random.Generator
     restart_overhead_s: float
     _clock_v: list[float]
@@ -439,12 +440,19 @@ class RunBooks:
             for ids in self._job_cause_ids
         ]
         self._job_pools = [[], []]
+        self._job_rates = {}
 
     def _job_rate(self, job: Job, gang: int) -> float:
-        """Failures per second of a run for causes of the job's own (0 with failures off)."""
-        if not self.cfg.failures:
-            return 0.0
-        return job_rate_per_s(gang, job.priority_class, self.cfg.failure_scale)
+        """Failures per second of a run for causes of the job's own (0 with failures off). Read
+        at every start (twice: the draw and the checkpoint interval) and every estimate: kept
+        per (gang, class), the same double (the config is frozen and never replaced)."""
+        key = (gang, job.priority_class)
+        got = self._job_rates.get(key)
+        if got is None:
+            cfg = self.cfg
+            got = job_rate_per_s(gang, key[1], cfg.failure_scale) if cfg.failures else 0.0
+            self._job_rates[key] = got
+        return got
 
     def _arm_job_failure(self, job: Job) -> None:
         """Draw when this run fails for a cause of its own; push it if that is before the
