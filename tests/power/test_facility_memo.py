@@ -66,3 +66,21 @@ def test_the_kept_draw_is_the_formula_under_random_sequences() -> None:
             assert it == _it_w(pw, st)
             want = pw.cooling.facility_w(it, pw.nameplate_it_w, pw.temp_c(t))
             assert pw.facility_w(it, t) == want
+
+
+def test_the_temperature_is_the_ticks_under_new_weather_and_ticks() -> None:
+    """PowerRuntime.temp_c reads a list kept of the temps array: it must follow a new array
+    (of the same length too) and a new tick length, and hold the last tick past the horizon."""
+    rng = random.Random(7)
+    pw = PowerRuntime.build(FLEET, PowerConfig("none"), HORIZON_S)
+    for _ in range(3000):
+        r = rng.random()
+        if r < 0.02:
+            pw.temps = pw.temps + rng.uniform(-5.0, 5.0)  # the same length, other values
+        elif r < 0.03:
+            pw.cfg = dataclasses.replace(pw.cfg, tick_s=rng.choice([300.0, 900.0, 3600.0]))
+        n = len(pw.temps)
+        edge = (n + rng.choice([-1, 0, 1])) * pw.cfg.tick_s  # the last tick and just past
+        t = rng.choice([0.0, rng.uniform(0.0, 1.2 * HORIZON_S), edge + rng.uniform(0.0, 5e2)])
+        assert pw.temp_c(t) == float(pw.temps[min(int(t / pw.cfg.tick_s), n - 1)])
+    assert pw.temp_c(10 * HORIZON_S) == float(pw.temps[-1])
