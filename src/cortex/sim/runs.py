@@ -81,6 +81,7 @@ class RunBooks:
     restart_overhead_s: float
     _clock_v: list[float]
     _clock_k: list[float]
+    _clock_tick: float  # the power tick the clock is kept at (1.0 without power)
     _power_dirty: bool
     _dirty: bool
     cfg: SimConfig
@@ -95,13 +96,29 @@ class RunBooks:
         raise NotImplementedError
 
     # ---- the run clock ----------------------------------------------------------------------
+    def _init_clock(self) -> None:
+        """The global run clock at each power tick (heat slows it; empty when it never does),
+        and the tick, read once here rather than through the books at every read."""
+        self._clock_v = []
+        self._clock_k = []
+        power = self.cfg.power
+        self._clock_tick = power.tick_s if power is not None else 1.0
+        if self.pw is None or power is None:
+            return
+        ks = [self.pw.cooling.speed(float(t)) for t in self.pw.temps]
+        if any(k != 1.0 for k in ks):
+            v = 0.0
+            for k in ks:
+                self._clock_v.append(v)
+                v += k * power.tick_s
+            self._clock_k = ks
+
     def _clock(self, t: float) -> float:
         """The global run clock: wall time slowed by heat."""
         cv = self._clock_v
         if not cv:
             return t
-        pw = self.pw
-        tick = pw.cfg.tick_s if pw is not None else 1.0
+        tick = self._clock_tick
         # Every start and stop reads the clock (twice for a stop): comparisons, not min/max.
         i = int(t / tick)
         if i >= len(cv):
@@ -112,8 +129,7 @@ class RunBooks:
         cv = self._clock_v
         if not cv:
             return v
-        pw = self.pw
-        tick = pw.cfg.tick_s if pw is not None else 1.0
+        tick = self._clock_tick
         i = bisect_right(cv, v) - 1
         if i < 0:  # noqa: PLR1730 (a comparison costs less than max)
             i = 0
