@@ -107,8 +107,11 @@ def test_every_start_books_the_shape_of_its_own_placement(
     assert sum(j.preemptions for j in jobs) > 0  # preemptors' starts were among them
 
 
-def test_a_start_with_its_shape_books_what_one_without_books() -> None:
-    pw = PowerRuntime.build(FLEET, PowerConfig("full", rack_cap_kw=RACK_KW), 86400.0)
+@pytest.mark.parametrize("rack_kw", [RACK_KW, None])
+def test_a_start_with_its_shape_books_what_one_without_books(rack_kw: float | None) -> None:
+    """Also the one-node start read without placement_shape (most starts, no power policy)."""
+    pw = PowerRuntime.build(FLEET, PowerConfig("full", rack_cap_kw=rack_kw), 86400.0)
+    assert (pw.min_node_cap_w < math.inf) == (rack_kw is not None)
     rng = random.Random(3)
     for i in range(200):
         nodes = rng.sample(range(16), rng.randint(1, 6))
@@ -131,4 +134,6 @@ def test_a_start_with_its_shape_books_what_one_without_books() -> None:
             b.key,
         )
         assert list(a.halls) == list(b.halls)
+        assert (a.gang, a.seq + 1) == (b.gang, b.seq) and a.gang == gang
+        assert a.key[3] == pw.topo.node_hall[placement[0][0]]  # the class's hall: the first node's
     assert hall_shares(pw.topo.node_hall, ((0, 8), (9, 8))) == {0: 8, 1: 8}

@@ -156,6 +156,7 @@ class _Clock(RunBooks):
         self._clock_v, self._clock_k = v, k
         # pw None: ticks of one second; else a stand-in with the power config's tick
         self.pw = None if tick_s is None else SimpleNamespace(cfg=SimpleNamespace(tick_s=tick_s))
+        self._clock_tick = 1.0 if tick_s is None else tick_s  # as _init_clock keeps it
 
 
 def _clock_reference(c: _Clock, t: float) -> float:
@@ -194,3 +195,31 @@ def test_the_run_clock_and_its_inverse_equal_the_plain_formulas(seed: int) -> No
     for t in ts:
         assert c._clock(t) == _clock_reference(c, t)
         assert c._clock_inv(t) == _clock_inv_reference(c, t)
+
+
+@pytest.mark.parametrize("temperature_c", [None, 20.0, 45.0])
+def test_the_twin_keeps_the_clock_of_its_weather_and_tick(temperature_c: float | None) -> None:
+    """RunBooks._init_clock: the clock's value at each power tick sums the ticks before it,
+    each slowed by its heat (none when no tick is slowed), at the power config's tick."""
+    from cortex.fleet.spec import load_fleet_spec
+    from cortex.fleet.topology import build
+    from cortex.sim.power import PowerConfig
+    from cortex.sim.twin import SimConfig, Twin
+
+    topo = build(load_fleet_spec("tiny"))
+    power = PowerConfig("none", temperature_c=temperature_c, tick_s=600.0)
+    twin = Twin(topo, [], SimConfig(days=2.0, power=power))
+    assert twin.pw is not None
+    ks = [twin.pw.cooling.speed(float(t)) for t in twin.pw.temps]
+    assert twin._clock_tick == 600.0
+    if all(k == 1.0 for k in ks):
+        assert (twin._clock_v, twin._clock_k) == ([], [])
+        assert temperature_c == 20.0
+    else:
+        want, acc = [], 0.0
+        for k in ks:
+            want.append(acc)
+            acc += k * 600.0
+        assert (twin._clock_v, twin._clock_k) == (want, ks)
+    plain = Twin(topo, [], SimConfig(days=2.0, power=None))
+    assert (plain._clock_v, plain._clock_tick) == ([], 1.0)

@@ -182,6 +182,15 @@ class PowerBooks(JobPowerBooks):
     _never_best: tuple[tuple[float, float], float] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
+    # it_w's idle base with the (up GPUs, up nodes, all nodes) per flavor it was summed at: it
+    # moves only with failures and repairs, and is read at every instant the draw changes
+    _idle_memo: tuple[list[int], list[int], list[int], float] | None = field(
+        default_factory=lambda: None, init=False, repr=False
+    )
+    # facility_w's (temperature, cooling model, nameplate, slope, fixed watts)
+    _facility_memo: tuple[float, CoolingModel, float, float, float] | None = field(
+        default_factory=lambda: None, init=False, repr=False
+    )
 
     @classmethod
     def fleet_args(
@@ -469,18 +478,39 @@ class PowerBooks(JobPowerBooks):
 
     # ---- facility -----------------------------------------------------------------------------
     def it_w(self, state: ClusterState) -> float:
-        """IT draw now: healthy nodes idle (failed nodes draw nothing) plus the jobs' increments."""
+        """IT draw now: healthy nodes idle (failed nodes draw nothing) plus the jobs' increments.
+        The idle base is summed again only when the counts it is summed from move (the same
+        double: the same sum in the same order)."""
+        up, nodes, total = state.up_gpus, state.up_nodes, state.total_nodes
+        got = self._idle_memo
+        if got is None or got[0] != up or got[1] != nodes or got[2] != total:
+            got = self._idle_memo = (list(up), list(nodes), list(total), self._idle_base(state))
+        return got[3] + self.actual_total_w
+
+    def _idle_base(self, state: ClusterState) -> float:
         base = 0.0
         for f, a in enumerate(self.topo.accelerators):
             n = state.total_nodes[f]
             base += state.up_gpus[f] * a.idle_w + self.flavor_overhead_w[f] * (
                 state.up_nodes[f] / n if n else 0.0
             )
-        return base + self.actual_total_w
+        return base
 
     def facility_w(self, it_w: float, t: float) -> float:
-        """The one facility model (power/cooling.py) at this moment's temperature."""
-        return self.cooling.facility_w(it_w, self.nameplate_it_w, self.temp_c(t))
+        """The one facility model (power/cooling.py) at this moment's temperature: its slope
+        and fixed watts kept while the temperature stays (CoolingModel.facility_w's doubles)."""
+        temp = self.temp_c(t)
+        got = self._facility_memo
+        if (
+            got is None
+            or got[0] != temp
+            or got[1] is not self.cooling
+            or got[2] != self.nameplate_it_w
+        ):
+            c = self.cooling
+            got = (temp, c, self.nameplate_it_w, c.slope(temp), c.fixed_frac * self.nameplate_it_w)
+            self._facility_memo = got
+        return it_w * got[3] + got[4]
 
 
 def window_headroom_w(steps: Iterable[tuple[float, float]], t: float, limit: float) -> float:

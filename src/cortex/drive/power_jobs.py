@@ -178,18 +178,27 @@ class JobPowerBooks:
         start larger than the ramp window's allowance draws in `waves` steps a minute apart.
         `shape`: the placement's (node cap, GPUs held, GPUs per hall) as power admission read
         it from these books' view (Start.power_shape); None: read here."""
-        if shape is None:
-            shape = placement_shape(
-                self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
-            )
-        node_cap, held, shares = shape
+        node_hall = self.topo.node_hall
+        n0, k0 = placement[0]
+        if shape is None and len(placement) == 1:
+            # Most starts (no power policy: admission read no shape): placement_shape's one-node
+            # answer, and its one hall's share, without the call and the dicts between.
+            node_cap = self.node_max_cap_w[n0] if self.min_node_cap_w < math.inf else math.inf
+            halls = {node_hall[n0]: k0 / k0}
+        else:
+            if shape is None:
+                shape = placement_shape(
+                    node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
+                )
+            node_cap, held, shares = shape
+            halls = {h: k / held for h, k in shares.items()}
         per, inc, kept = self.ladder(job, flavor, gang, node_cap)
-        halls = {h: k / held for h, k in shares.items()}
-        key = (job.kind, flavor, job.priority, self.topo.node_hall[placement[0][0]])
-        jp = _JobPower(per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key)
-        jp.gang = gang
+        key = (job.kind, flavor, job.priority, node_hall[n0])
         self._seq += 1
-        jp.seq = self._seq
+        jp = _JobPower(
+            per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key,
+            gang=gang, seq=self._seq,
+        )  # fmt: skip
         self.jobs[job.id] = jp
         self._join(job.id, jp)
         self.n_capped += level > 0

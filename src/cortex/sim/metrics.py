@@ -22,6 +22,7 @@ class Metrics:
         self.interrupts_by_cause = [0] * n_causes
         self.failures_total = 0
         self.now_s = 0.0
+        self._bin_now = 0  # int(now_s / bin_s)
         self.alloc_gpu_s = 0.0
         self.energy_j = 0.0
         self.peak_facility_w = 0.0
@@ -66,18 +67,23 @@ class Metrics:
         if t <= t0:
             return
         dt = t - t0
-        self.alloc_gpu_s += alloc * dt
-        self.energy_j += facility_w * dt
+        a = alloc * dt
+        e = facility_w * dt
+        self.alloc_gpu_s += a
+        self.energy_j += e
         bin_s = self.bin_s
         n_bins = self.n_bins
-        b0 = int(t0 / bin_s)
-        b1 = int(t / bin_s)
-        if b0 == b1 or (b1 >= n_bins and b0 >= n_bins - 1):
-            b = min(b0, n_bins - 1)
-            self._alloc[b] += alloc * dt
+        # Called at every instant: the bin of `now` is the last call's (int(now_s / bin_s)),
+        # and the sums are the same products, each computed once.
+        b0 = self._bin_now
+        b1 = self._bin_now = int(t / bin_s)
+        last = n_bins - 1
+        if b0 == b1 or (b1 > last and b0 >= last):
+            b = b0 if b0 < last else last
+            self._alloc[b] += a
             self._up[b] += up * dt
             self._queue[b] += queued * dt
-            self._energy[b] += facility_w * dt
+            self._energy[b] += e
         else:
             edge = t0
             for b in range(b0, min(b1, n_bins - 1) + 1):

@@ -128,9 +128,12 @@ class PowerRuntime(PowerBooks):
     series_t: list[float] = field(default_factory=list)
     series_w: list[float] = field(default_factory=list)
     series_cap_w: list[float] = field(default_factory=list)
-    # temps as Python floats: read at every instant the fleet's draw changes, where a numpy
-    # element read costs several times a list's (the same values)
-    _temps_list: list[float] = field(default_factory=list, init=False, repr=False)
+    # (the temps array and config they were taken of, temps as Python floats, the tick): read at
+    # every instant the fleet's draw changes, where a numpy element read costs several times a
+    # list's (the same values)
+    _temps_at: tuple[np.ndarray, PowerConfig, list[float], float] | None = field(
+        default_factory=lambda: None, init=False, repr=False
+    )
     # (the temps array it was taken of, its minimum): never_fits reads it on every arrival
     # (a factory, not a default: compiled with mypyc, an init=False default is never set)
     _coolest: tuple[np.ndarray, float] | None = field(
@@ -183,10 +186,12 @@ class PowerRuntime(PowerBooks):
         return min(int(t / self.cfg.tick_s), len(self.temps) - 1)
 
     def temp_c(self, t: float) -> float:
-        temps = self._temps_list
-        if len(temps) != len(self.temps):
-            temps = self._temps_list = self.temps.tolist()
-        return temps[min(int(t / self.cfg.tick_s), len(temps) - 1)]
+        got = self._temps_at
+        if got is None or got[0] is not self.temps or got[1] is not self.cfg:
+            got = self._temps_at = (self.temps, self.cfg, self.temps.tolist(), self.cfg.tick_s)
+        temps = got[2]
+        i = int(t / got[3])
+        return temps[i] if i < len(temps) else temps[-1]  # the last tick's past the horizon
 
     def ramp_limit_it_w(self, t: float) -> float:
         mw = self.ramp_mw_per_min

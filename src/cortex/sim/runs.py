@@ -76,10 +76,12 @@ class RunBooks:
     _job_cause_ids: list[list[int]]
     _job_cause_cum: list[list[float]]
     _job_pools: list[list[float]]
+    _job_rates: dict[tuple[int, str], float]  # _job_rate's, by (gang, priority class)
     job_rng: np.random.Generator
     restart_overhead_s: float
     _clock_v: list[float]
     _clock_k: list[float]
+    _clock_tick: float  # the power tick the clock is kept at (1.0 without power)
     _power_dirty: bool
     _dirty: bool
     cfg: SimConfig
@@ -94,13 +96,29 @@ class RunBooks:
         raise NotImplementedError
 
     # ---- the run clock ----------------------------------------------------------------------
+    def _init_clock(self) -> None:
+        """The global run clock at each power tick (heat slows it; empty when it never does),
+        and the tick, read once here rather than through the books at every read."""
+        self._clock_v = []
+        self._clock_k = []
+        power = self.cfg.power
+        self._clock_tick = power.tick_s if power is not None else 1.0
+        if self.pw is None or power is None:
+            return
+        ks = [self.pw.cooling.speed(float(t)) for t in self.pw.temps]
+        if any(k != 1.0 for k in ks):
+            v = 0.0
+            for k in ks:
+                self._clock_v.append(v)
+                v += k * power.tick_s
+            self._clock_k = ks
+
     def _clock(self, t: float) -> float:
         """The global run clock: wall time slowed by heat."""
         cv = self._clock_v
         if not cv:
             return t
-        pw = self.pw
-        tick = pw.cfg.tick_s if pw is not None else 1.0
+        tick = self._clock_tick
         # Every start and stop reads the clock (twice for a stop): comparisons, not min/max.
         i = int(t / tick)
         if i >= len(cv):
@@ -111,8 +129,7 @@ class RunBooks:
         cv = self._clock_v
         if not cv:
             return v
-        pw = self.pw
-        tick = pw.cfg.tick_s if pw is not None else 1.0
+        tick = self._clock_tick
         i = bisect_right(cv, v) - 1
         if i < 0:  # noqa: PLR1730 (a comparison costs less than max)
             i = 0
@@ -439,12 +456,19 @@ class RunBooks:
             for ids in self._job_cause_ids
         ]
         self._job_pools = [[], []]
+        self._job_rates = {}
 
     def _job_rate(self, job: Job, gang: int) -> float:
-        """Failures per second of a run for causes of the job's own (0 with failures off)."""
-        if not self.cfg.failures:
-            return 0.0
-        return job_rate_per_s(gang, job.priority_class, self.cfg.failure_scale)
+        """Failures per second of a run for causes of the job's own (0 with failures off). Read
+        at every start (twice: the draw and the checkpoint interval) and every estimate: kept
+        per (gang, class), the same double (the config is frozen and never replaced)."""
+        key = (gang, job.priority_class)
+        got = self._job_rates.get(key)
+        if got is None:
+            cfg = self.cfg
+            got = job_rate_per_s(gang, key[1], cfg.failure_scale) if cfg.failures else 0.0
+            self._job_rates[key] = got
+        return got
 
     def _arm_job_failure(self, job: Job) -> None:
         """Draw when this run fails for a cause of its own; push it if that is before the

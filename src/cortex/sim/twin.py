@@ -185,19 +185,11 @@ class Twin(RunBooks):
         self._power_retry = False
         self._power_next_try_s = 0.0
         self._allocation = Allocation()  # the allocator's periodic solve (hetero profile)
-        self._clock_v: list[float] = []  # global run clock at each power tick (heat slows it)
-        self._clock_k: list[float] = []
         if cfg.power is not None:
             self.pw = PowerRuntime.build(topo, cfg.power, cfg.horizon_s)
             if self.pw.policy is not None:
                 self.pol = dataclasses.replace(self.pol, power=self.pw.policy)
-            ks = [self.pw.cooling.speed(float(t)) for t in self.pw.temps]
-            if any(k != 1.0 for k in ks):
-                v = 0.0
-                for k in ks:
-                    self._clock_v.append(v)
-                    v += k * cfg.power.tick_s
-                self._clock_k = ks
+        self._init_clock()
 
     # ---- event heap (sim/engine.py) -----------------------------------------------------
     def _push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
