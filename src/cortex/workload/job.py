@@ -14,6 +14,7 @@ from cortex.workload.states import JobState, check_transition
 # (a few dozen), far below it, so keys are unique.
 EST_KEY = 1 << 16
 
+
 class Job:
     """A job's identity, its demand, and where it stands. Mutated only by drivers."""
 
