@@ -268,3 +268,57 @@ def test_the_one_flavor_judge_answers_and_counts_as_first_blocked() -> None:
         codes_seen.add(want)
         st.free_gpus = free
     assert len(codes_seen) == 3  # each code and PASSES reached
+
+
+def test_the_plain_judge_of_several_flavors_answers_and_counts_as_first_blocked() -> None:
+    """Several flavors without a flavor order (cortex-2024): a job naming no flavors with one
+    gang takes a path over flavor rows bound once (shadow.blocked_judge's judge_plain); the
+    others go to the general judge. Random jobs, free counts, reservations and estimates on
+    both sides of the shadows and equal to them, as first_blocked answers; the free counts move
+    between calls of one judge (a job it passes may start), as in a pass."""
+    from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
+
+    rng = random.Random(19)
+    st, pend, _ = tc._setup(tc.TWO_FLAVORS, tc.PROFILES["priority"], ("a",))
+    gpn = st.gpn
+    n_f = len(gpn)
+    assert n_f == 2
+    free0 = st.free_gpus
+    codes_seen = set()
+    plain = 0
+    for _ in range(300):
+        reserved = {
+            f: Reservation(1, rng.choice([50.0, 100.0, 400.0]), rng.choice([0, 2, 8, 12]))
+            for f in range(n_f)
+        }
+        ests = [10.0, 50.0, 60.0, 99.0, 100.0, 300.0, 400.0]
+        est = {(f, g): rng.choice(ests) for f in range(n_f) for g in range(1, 64)}
+        snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g, e=est: e[(f, g)])
+        free = st.free_gpus = [0] * n_f
+        codes: dict = {}
+        judged = [0]
+        judge = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
+        want_codes: dict = {}
+        want_judged = 0
+        for _ in range(10):
+            free[:] = [rng.choice([0, 2, 4, 8, 12, 16, 24]) for _ in range(n_f)]
+            for res in reserved.values():
+                res.extra_gpus = rng.choice([0, 2, 8, 12])
+            gpus = rng.choice([1, 3, 4, 8, 12, 16, 20, 40])
+            emin = rng.choice([None, None, None, gpus, gpus + 1, 1, max(1, gpus // 2)])
+            job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)
+            job.flavor_ids = rng.choice([(), (), (), (1,), (1, 0)])
+            plain += not job.flavor_ids and (emin is None or emin >= gpus)
+            flavors = job.flavor_ids or tuple(range(n_f))
+            gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
+            want = first_blocked(job, flavors, gangs, free, gpn, reserved, snap.estimate_s, 0.0)
+            assert judge(job) is (want is not PASSES)
+            if want is not PASSES:
+                want_codes[want] = want_codes.get(want, 0) + 1
+                want_judged += 1
+            # The codes in the order they first appeared (the report keeps that order).
+            assert list(codes.items()) == list(want_codes.items())
+            assert judged[0] == want_judged
+            codes_seen.add(want)
+    st.free_gpus = free0
+    assert plain > 1000 and len(codes_seen) == 3  # the plain path, each code and PASSES

@@ -83,9 +83,12 @@ class PriorityFairShare:
         n = len(heads)
         # Each queue's candidate (priority, share, key) is rebuilt only when its head moved
         # or its usage changed since it was built: a pass yields hundreds of jobs, and
-        # between two of them one queue's usage changes at most.
+        # between two of them one queue's usage changes at most. Its share is computed again
+        # only when its usage changed (`seen` holds the usage version it was computed at): a
+        # pick moves the picked queue's head, not its usage.
         cands: list[tuple | None] = [None] * n
         seen = [-1] * n
+        shares = [0.0] * n
         live = [i for i in range(n) if heads[i] is not None]
         for _ in range(MERGE_FIRST):
             if len(live) <= 1:
@@ -100,9 +103,10 @@ class PriorityFairShare:
                 if seen[i] != version[i] or cand is None:
                     head = heads[i]
                     assert head is not None
-                    share = max(map(truediv, usage[i], totals)) / weights[i]
-                    seen[i] = version[i]
-                    cand = cands[i] = (head[0][0], share, head[0])
+                    if seen[i] != version[i]:
+                        seen[i] = version[i]
+                        shares[i] = max(map(truediv, usage[i], totals)) / weights[i]
+                    cand = cands[i] = (head[0][0], shares[i], head[0])
                 if best is None or cand < best:
                     best, bi = cand, i
             head = heads[bi]

@@ -169,8 +169,37 @@ def blocked_judge(
         judged[0] += 1
         return True
 
-    if flavor_order is not None or len(every_flavor) != 1:
+    if flavor_order is not None:
         return judge
+    if len(every_flavor) != 1:
+        # Several flavors without a flavor order (cortex-2024: H100 and H200): a job that names
+        # no flavors and has one gang tries every flavor in the fleet's order, one check each.
+        # Each flavor's reservation stays its object for the pass (every flavor is reserved
+        # before the first skip request), so (flavor, reservation, GPUs a node) are bound once.
+        rows = tuple((f, reserved[f], gpn[f]) for f in every_flavor)
+
+        def judge_plain(job: Job) -> bool:
+            emin = job.elastic_min
+            if job.flavor_ids or (emin is not None and emin < job.gpus):
+                return judge(job)
+            gpus = job.gpus
+            first = None
+            for f, res, g in rows:
+                alloc = gpus if gpus <= g else -(-gpus // g) * g
+                if alloc > free[f]:
+                    code = insufficient
+                elif alloc > res.extra_gpus and now + estimate_s(job, f, gpus) > res.shadow_s:
+                    code = held_back
+                else:
+                    return False  # it passes: the walk takes it
+                if first is None:
+                    first = code
+            assert first is not None  # every_flavor is never empty
+            first_codes[first] = first_codes.get(first, 0) + 1
+            judged[0] += 1
+            return True
+
+        return judge_plain
     # One flavor (cortex-2024): the same checks without the loops over flavors and gangs. Its
     # reservation stays this object for the pass; its extra GPUs and the free count are read at
     # each call (a job the judge passes may start and spend them).

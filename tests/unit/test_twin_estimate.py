@@ -1,0 +1,49 @@
+"""The twin's backfill estimate cache (`Twin._estimate_s`, keyed gang * EST_KEY + flavor): every
+(flavor, gang) a job is asked for, in any order and asked again, gets the estimate of that
+flavor and gang, as a fresh computation gives it (speeds differ by flavor, runs by gang)."""
+
+from __future__ import annotations
+
+import random
+
+from cortex.scheduler.placement import alloc_size
+from cortex.sim.twin import SimConfig, Twin
+from cortex.workload.job import Job
+from cortex.workload.spec import JobSpec
+from testkit import MIXED
+
+
+def _job(job_id: int) -> Job:
+    spec = JobSpec.model_validate(
+        {
+            "name": "j",
+            "team": "fsd",
+            "gpus": 8,
+            "kind": "llm",
+            "duration_s": 3600,
+            "checkpoint_write_s": 60,
+            "elastic": {"min_gpus": 1, "max_gpus": 8},
+        }
+    )
+    return Job.from_spec(job_id, spec, 0, spec.checkpoint_write_s)
+
+
+def test_each_flavor_and_gang_gets_its_own_estimate_in_any_order() -> None:
+    tw = Twin(MIXED, [_job(99)], SimConfig(days=1, failures=False))  # its kind sets the speeds
+    n_f = len(tw.state.gpn)
+    assert n_f == 2
+    asks = [(f, g) for f in range(n_f) for g in range(1, 9)]
+    fresh = {}
+    for f, g in asks:
+        job = _job(1)
+        fresh[(f, g)] = tw._run_shape(job, f, g, alloc_size(g, tw.state.gpn[f]))[2]
+    # The flavors' speeds differ, and so do some gangs' runs: a key that left either out, or
+    # mixed them up, would answer one with another's.
+    assert fresh[(0, 8)] != fresh[(1, 8)] and fresh[(0, 1)] != fresh[(0, 2)]
+    rng = random.Random(5)
+    for _ in range(20):
+        job = _job(1)
+        order = asks * 2
+        rng.shuffle(order)
+        for f, g in order:
+            assert tw._estimate_s(job, f, g) == fresh[(f, g)], (f, g)
