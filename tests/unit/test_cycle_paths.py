@@ -63,7 +63,7 @@ def test_commit_keeps_the_starts_only_when_no_eviction_was_tried() -> None:
     assert st2.free_gpus == [64]
 
 
-def test_a_pass_that_evicted_is_not_committed_and_leaves_the_state() -> None:
+def test_a_pass_that_evicted_in_the_drivers_order_is_committed() -> None:
     st, pend, pol = tc._setup()
     for n in range(7):  # normal jobs 100..106 on nodes 0..6; node 7 free
         tc._run(st, 100 + n, ((n, 8),), prio=100)
@@ -74,8 +74,9 @@ def test_a_pass_that_evicted_is_not_committed_and_leaves_the_state() -> None:
     # node 4, and the job takes nodes 4 and 7.
     assert [p.job.id for p in plan.preemptions] == [104]
     assert [sorted(n for n, _ in s.placement) for s in plan.starts] == [[4, 7]]
-    # An eviction was tried: not committed, and the state is as before (8 GPUs free).
-    assert not plan.committed and st.free_gpus == [8]
+    # The log is the driver's order (evict 104, start 1): committed (Statement.hand_over),
+    # 104's GPUs given and 1's taken (8 + 8 - 16 = 0 free); the driver's stop books the rest.
+    assert plan.committed and st.free_gpus == [0] and list(st.given) == [104]
 
 
 def test_jobs_behind_a_reserved_head_share_what_it_leaves_over() -> None:

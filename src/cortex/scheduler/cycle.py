@@ -394,10 +394,11 @@ def schedule(
     jobs and backfills those that do not delay the heads. Drivers run quick passes on events and
     deep passes at an interval, or deep passes only when the queue is short.
 
-    The state is left as it was, unless `commit` is set and the plan only starts jobs (no
-    evictions were tried): then the starts' GPUs and usage stay taken and `plan.committed` says
-    so; the driver records the runs (`ClusterState.adopt`) instead of taking them again. Undoing
-    and redoing the same allocations leaves every index exactly as committing them does.
+    The state is left as it was, unless `commit` is set and the statement's log is what the
+    driver does with the plan, in its order (Statement.hand_over): then the starts' GPUs stay
+    taken, the victims' given, and `plan.committed` says so; the driver records the runs
+    (`ClusterState.adopt`, and `stop` of a victim in `state.given`) without taking them again.
+    Undoing and redoing the same moves leaves every index exactly as committing them does.
 
     `explain=False` (the twin, which counts blockers by their first reason's code): a job that
     needs more GPUs than any flavor has free once every flavor has a reserved head is counted
@@ -427,9 +428,9 @@ def schedule(
     plan = c.plan
     if c.stmt.watts is not None:
         plan.power_headroom_w = c.stmt.watts.site_w
-    # Every eviction a pass tries (kept or rolled back) follows a victim search, and every
-    # search spends one of the pass's tries: tries untouched means allocations only.
-    if commit and c.tries == pol.max_preemption_tries and not plan.preemptions:
+    # Tries untouched means allocations only (every search spends one); else the moves are
+    # kept where they are the driver's own, in its order (Statement.hand_over).
+    if commit and c.stmt.hand_over(plan, c.tries == pol.max_preemption_tries):
         plan.committed = True
     else:
         # 7. Leave the state as it was; the driver applies the plan.

@@ -74,7 +74,8 @@ class Plan:
     rest_reason: Reason | None = None
     examined: int = 0
     preempt_failed: list[int] = field(default_factory=list)  # victim searches that found none
-    committed: bool = False  # the starts' GPUs are already taken on the state (see schedule)
+    # The starts' GPUs are already taken on the state, the victims' given (see schedule).
+    committed: bool = False
     # Site IT watts over idle left after the starts (None: no power policy ran).
     power_headroom_w: float | None = None
     # A pass run with explain=False: jobs blocked for GPUs once every flavor had a reserved

@@ -32,6 +32,9 @@ class ClusterState(NodeSummaries):
         self.cohort_usage = [0] * nf
         self.usage_version = [0] * len(queues.queues)  # bumps on every usage change
         self.running: dict[int, Job] = {}
+        # Victims whose GPUs a committed cycle gave back (Statement.hand_over); the driver's
+        # stop of each books the rest of it (running set, ends, summaries) without a give.
+        self.given: dict[int, Allocation] = {}
         # Running jobs by expected end, per flavor: the EASY-backfill shadow walks this (`ends`).
         # Starts and stops are noted and applied when it is read: only deep passes read it, and
         # most runs of a month start and end between two reads (a sorted list's add and remove
@@ -110,8 +113,10 @@ class ClusterState(NodeSummaries):
 
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
-        alloc = self.give(job.id)
-        self.add_usage(team, alloc.flavor, -alloc.gpus)
+        alloc = self.given.pop(job.id, None)
+        if alloc is None:
+            alloc = self.give(job.id)
+            self.add_usage(team, alloc.flavor, -alloc.gpus)
         del self.running[job.id]
         self._end_removed(alloc.flavor, (job.est_end_s, job.id, alloc.gpus))
         self._note_stop(job.id, alloc.placement)

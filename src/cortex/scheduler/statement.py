@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from cortex.scheduler.power import PowerView, Watts
 from cortex.scheduler.state import Allocation, ClusterState, Placement
 from cortex.workload.job import Job
+
+if TYPE_CHECKING:
+    from cortex.scheduler.snapshot import Plan
 
 _ALLOCATE, _EVICT, _WATTS = 0, 1, 2  # kinds of log entries
 # A watts entry holds what it changed as it was before: site, {hall: watts}, ramp, and the jobs
@@ -145,6 +148,27 @@ class Statement:
         for h, x in halls_w.items():
             w.hall_w[h] += x
         w.released.update(new)
+
+    def hand_over(self, plan: Plan, untried: bool) -> bool:
+        """Whether the cycle's moves may be kept instead of rolled back: with no victim search
+        tried (`untried`) the log holds only the plan's starts; else only if it holds exactly
+        what the driver does with the plan, in the driver's order: the victims' evictions,
+        then the starts (watts are the cycle's own). The state then is what a rollback and the
+        driver's stops and starts would leave, down to every index's order, and the evictions'
+        allocations go to `state.given` for those stops. Two preemptions in one pass, or a
+        start logged before an eviction, keep nothing (bench/RESULTS.md, section 108)."""
+        if untried and not plan.preemptions:
+            return True
+        log = [(kind, jid) for kind, jid, _, _ in self._log if kind != _WATTS]
+        want = [(_EVICT, p.job.id) for p in plan.preemptions]
+        want += [(_ALLOCATE, s.job.id) for s in plan.starts]
+        if log != want:
+            return False
+        given = self.state.given
+        for kind, jid, _, entry in self._log:
+            if kind == _EVICT:
+                given[jid] = cast(Allocation, entry)
+        return True
 
     def mark(self) -> int:
         self._seen.clear()
