@@ -71,3 +71,24 @@ def test_after_every_solve_the_ends_are_the_running_jobs_ends(
     )
     Twin(fleet, jobs, SimConfig(days=2.0, seed=1, power=pc, debug=True)).run()
     assert seen["moves"] > 50
+
+
+def test_a_solves_moves_come_lowers_first_then_higher_priorities_first() -> None:
+    # PowerBooks.cap_moves: the level changes of a plan, in the order both drivers make them:
+    # every lower (it frees watts) before any raise (a raise spends the ramp window), higher
+    # priorities first within each; jobs whose level does not change are not moves.
+    from types import SimpleNamespace
+
+    from cortex.fleet.spec import load_fleet_spec
+    from cortex.fleet.topology import build
+    from cortex.sim.power import PowerConfig, PowerRuntime
+
+    pw = PowerRuntime.build(build(load_fleet_spec("tiny")), PowerConfig("full"), 86400.0)
+    now = {1: 2, 2: 2, 3: 0, 4: 3, 5: 1, 6: 4}  # job -> its level now
+    prio = {1: 10, 2: 30, 3: 20, 4: 40, 5: 5, 6: 50}
+    pw.jobs = {j: SimpleNamespace(level=lv) for j, lv in now.items()}  # type: ignore[misc]
+    running = {j: SimpleNamespace(priority=p) for j, p in prio.items()}
+    plan = {1: 0, 2: 1, 3: 3, 4: 3, 5: 4, 6: 5}
+    moves = pw.cap_moves(plan, running)  # type: ignore[arg-type]
+    # lowers (level index up): 3 (prio 20), 5 (5), 6 (50); raises: 1 (10), 2 (30); 4 stays
+    assert moves == [(6, 5), (3, 3), (5, 4), (2, 1), (1, 0)]

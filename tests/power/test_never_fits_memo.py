@@ -34,3 +34,29 @@ def test_never_fits_follows_the_site_cap_and_the_weather() -> None:
     assert hot < lower and hot == _most_mw(fresh(pw))
     small = Job(2, "k", "a", 8, 100.0, kind="llm")
     assert pw.never_fits(small, (0,)) is None  # one node fits any of these budgets
+
+
+def test_never_fits_keeps_each_gangs_floor_per_kind_gang_and_flavors() -> None:
+    # The floor a gang needs is kept per (kind, gang, flavors) (one look-up per arrival): a gang
+    # that fits only on the lighter of two flavors is answered for each set of flavors it may
+    # take, in either order, as fresh books answer.
+    from cortex.fleet.spec import load_fleet_spec
+    from cortex.fleet.topology import build
+
+    topo = build(load_fleet_spec("cortex-2026"))  # flavors of different floor watts
+    pw = PowerRuntime.build(topo, PowerConfig("full"), HORIZON_S)
+    huge = pw.never_fits(Job(1, "j", "a", 10**8, 100.0, kind="llm"), (0,))
+    assert huge is not None
+    best = float(huge.detail["most_mw"]) * 1e6
+    one = Job(1, "j", "a", 1, 100.0, kind="llm")
+    floor = {f: pw.ladder(one, f, 1, pw.min_node_cap_w)[1][-1] for f in range(len(topo.flavors))}
+    light, heavy = min(floor, key=floor.__getitem__), max(floor, key=floor.__getitem__)
+    gang = int(best // floor[light])  # fits on the light flavor, not on the heavy one
+    assert gang * floor[heavy] > best
+    job = Job(2, "k", "a", gang, 100.0, kind="llm")
+    for order in ([(heavy,), (light,), (heavy, light)], [(light,), (heavy,), (light, heavy)]):
+        books = dataclasses.replace(pw)
+        for flavors in order:
+            got = books.never_fits(job, flavors)
+            assert (got is None) == (light in flavors)
+            assert (got is None) == (dataclasses.replace(pw).never_fits(job, flavors) is None)

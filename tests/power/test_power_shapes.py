@@ -188,6 +188,34 @@ def test_the_books_floor_memo_is_the_views_formula() -> None:
     assert after.floor_inc_w(job, 0, 8) < before
 
 
+def test_the_cheap_bound_reads_the_memo_as_the_views_formula() -> None:
+    # lower_bound_reason reads the books' floor memo directly (not through floor_inc_w): for
+    # gangs of 1 to 64 GPUs, with the memo and without, the same refusal at the same watts,
+    # and the same pass where the site's room is exactly the floor's increment.
+    import dataclasses
+    import itertools
+
+    from cortex.scheduler.power import Watts
+    from cortex.workload.job import Job
+
+    topo = build(load_fleet_spec("cortex-2026"))  # flavors of different watts
+    view = PowerRuntime.build(topo, PowerConfig("full"), 86400.0).view(0.0)
+    plain = dataclasses.replace(view, floor_gpu_w=None)
+    assert view.floor_gpu_w is not None
+    flavors = range(len(topo.flavors))
+    assert len({plain.floor_inc_w(Job(1, "j", "a", 1, 1.0), f, 1) for f in flavors}) > 1
+    for gang, f in itertools.product((1, 3, 8, 64), flavors):
+        job = Job(1, "j", "a", gang, 100.0, kind="llm")
+        need = plain.floor_inc_w(job, f, gang)
+        for site_w in (need, need * (1 - 1e-12), 0.5 * need, 0.0):
+            room = Watts(site_w, [math.inf], math.inf, set())
+            got, ref = (v.lower_bound_reason(room, job, f, gang) for v in (view, plain))
+            assert (got is None) == (ref is None) == (site_w >= need)
+            if got is not None and ref is not None:
+                assert got.detail == ref.detail
+                assert got.detail["need_mw"] == need / 1e6
+
+
 def test_the_books_shape_memo_gives_each_placement_its_own_shape() -> None:
     # Admission reads a placement's shape through the books' memo (PowerView.shape_of), which
     # keeps large placements' shapes: an equal placement gets the kept shape, and any other one,

@@ -84,9 +84,10 @@ def test_the_window_after_a_staggered_start_minute_by_minute() -> None:
     assert pw.ramp_headroom_it_w(T + 60.0) == 0.0
     assert math.isclose(pw.ramp_headroom_it_w(T + 120.0), limit - inc / 3)
     assert pw.ramp_headroom_it_w(T + 180.0) == limit
-    # A later step prunes by its own time (its decision time): the first wave is gone.
+    # A later step prunes by its own time (its decision time): the waves no read from then on
+    # counts are gone (the twin keeps a step a minute, WINDOW_KEEP_S; the shared books two).
     pw.add_step(T + 130.0, 1.0)
-    assert [ts for ts, _ in pw.window] == [T + 60.0, T + 120.0, T + 130.0]
+    assert [ts for ts, _ in pw.window] == [T + 120.0, T + 130.0]
 
 
 def test_the_power_page_reads_the_same_window() -> None:
@@ -130,3 +131,33 @@ def test_the_window_has_room_again_when_the_steps_ahead_of_it_have_left() -> Non
     # Room there already: now; an empty window: now.
     assert pw.ramp_clear_at(T + 120.0, 0.1 * limit) == T + 120.0
     assert pw.ramp_clear_at(T + 500.0, 0.1 * limit) == T + 500.0
+
+
+def test_the_twin_drops_only_steps_it_can_no_longer_read() -> None:
+    """The twin keeps a step a minute after the decision that booked one (WINDOW_KEEP_S), the
+    shared books two: at every instant from the last decision on, both read the same headroom
+    and the same clearing instant, while the twin's window holds no step that can no longer
+    count (its reads never go back in time)."""
+    pw, _, _ = _books_and_start()
+    keep = PowerRuntime.build(FLEET, PowerConfig("full", temperature_c=25.0), 86400.0)
+    keep.ramp_mw_per_min = pw.ramp_mw_per_min
+    keep.WINDOW_KEEP_S = 120.0  # the shared books' horizon, on an instance
+    assert PowerRuntime.WINDOW_KEEP_S == 60.0
+    limit = pw.ramp_limit_it_w(T)
+    now = T
+    # Steps at and around a minute before each decision, cap raises and staggered starts.
+    for i, (dt, frac) in enumerate(
+        [(0.0, 0.1), (59.5, 0.2), (0.25, 0.05), (60.0, 0.1), (0.5, 0.3), (59.999, 0.05)]
+    ):
+        now += dt
+        for b in (pw, keep):
+            b.add_step(now, frac * limit)
+            if i == 4:  # a staggered start: waves booked ahead of now
+                for k in range(1, 3):
+                    b.add_step(now + 60.0 * k, 0.2 * limit, now=now)
+        assert all(now - 60.0 < ts for ts, _ in pw.window)
+        for t in [now + x for x in (0.0, 1e-6, 0.25, 0.5, 1.0, 59.5, 59.999, 60.0, 61.0, 130.0)]:
+            assert pw.ramp_headroom_it_w(t) == keep.ramp_headroom_it_w(t)
+            assert pw.ramp_clear_at(t) == keep.ramp_clear_at(t)
+            assert pw.ramp_clear_at(t, 0.5 * limit) == keep.ramp_clear_at(t, 0.5 * limit)
+    assert len(pw.window) < len(keep.window)  # it did drop steps

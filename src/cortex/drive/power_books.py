@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import sub
+from typing import ClassVar
 
 from cortex.drive.power_jobs import JobPowerBooks, _JobPower
 from cortex.errors import InputError
@@ -191,6 +192,11 @@ class PowerBooks(JobPowerBooks):
     _facility_memo: tuple[float, CoolingModel, float, float, float] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
+    # How long a step stays in the window after the decision that books one: a step counts for
+    # 60 s (window_headroom_w); a minute more is kept for the live loop, whose power page reads
+    # a copy of the window at its own clock (control/ui/power_view.py). The twin keeps only what
+    # it can still read (sim/power.py).
+    WINDOW_KEEP_S: ClassVar[float] = 120.0
 
     @classmethod
     def fleet_args(
@@ -368,7 +374,7 @@ class PowerBooks(JobPowerBooks):
         are still inside the window when the next decision is made (its own first wave and any
         start of the last minute)."""
         self.window.append((t, it_w))
-        cut = (t if now is None else now) - 120.0
+        cut = (t if now is None else now) - self.WINDOW_KEEP_S
         while self.window and self.window[0][0] <= cut:
             self.window.popleft()
 
@@ -412,9 +418,8 @@ class PowerBooks(JobPowerBooks):
             self._never_best = (memo_key, best)
         gang = job.elastic_min or job.gpus
         key = (job.kind, gang, flavors)
-        if key in self._never_cache:
-            need = self._never_cache[key]
-        else:
+        need = self._never_cache.get(key)  # one look-up: read on every arrival
+        if need is None:
             need = self._never_cache[key] = min(
                 self.ladder(job, f, gang, self.min_node_cap_w)[1][-1] for f in flavors
             )
@@ -427,8 +432,9 @@ class PowerBooks(JobPowerBooks):
     ) -> list[tuple[int, int]]:
         """A solve's level changes in the order both drivers make them: lowers first (they free
         watts), then raises, higher priorities first (a raise spends the ramp window)."""
-        moves = [(j, lv) for j, lv in levels.items() if self.jobs[j].level != lv]
-        moves.sort(key=lambda m: (m[1] < self.jobs[m[0]].level, -running[m[0]].priority))
+        jobs = self.jobs  # read once per job of a solve (hundreds), not through self
+        moves = [(j, lv) for j, lv in levels.items() if jobs[j].level != lv]
+        moves.sort(key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority))
         return moves
 
     def solve(

@@ -138,6 +138,8 @@ def dispatch(
     low_bias = -bias_max
     tol = max_step + 1e-9
     neg_p_max = -p_max
+    loss_frac = 1 - eta  # the charging loss's factor, the same double at every step
+    push_grid, push_soc = grid_l.append, socs_l.append
     for load in load_mw.tolist():
         bias = (target - soc) / horizon_h
         if bias_max < bias:
@@ -158,9 +160,11 @@ def dispatch(
             most = soc * eta / h
             if most < b:
                 b = most
-            soc -= b / eta * h
-            losses += b / eta * h - b * h
-            discharged += b * h
+            out = b / eta * h
+            bh = b * h
+            soc -= out
+            losses += out - bh
+            discharged += bh
         elif b < 0:
             if neg_p_max > b:
                 b = neg_p_max
@@ -168,8 +172,9 @@ def dispatch(
             if most > b:
                 b = most
             soc -= b * eta * h
-            losses += -b * h * (1 - eta)
-            charged += -b * h
+            nbh = -b * h
+            losses += nbh * loss_frac
+            charged += nbh
         g_real = load - b
         d = g_real - g
         if d > tol or -d > tol:
@@ -184,8 +189,8 @@ def dispatch(
                     step_s, grid_a, socs_a, ramp, violations, charged, discharged, losses
                 )
         g = g_real
-        grid_l.append(g)
-        socs_l.append(soc)
+        push_grid(g)
+        push_soc(soc)
         if debug and not -1e-9 <= soc <= cap + 1e-9:
             raise AssertionError(f"battery state of charge {soc} outside [0, {cap}]")
     grid_arr = np.array(grid_l, dtype=float)

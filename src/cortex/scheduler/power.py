@@ -74,7 +74,8 @@ class PowerView:
     def lower_bound_reason(self, room: Watts, job: Job, flavor: int, gang: int) -> Reason | None:
         """Could the job fit what is left of the site budget even at the floor, on the
         least-capped nodes? A necessary condition, checked before placement."""
-        inc = self.floor_inc_w(job, flavor, gang)
+        fw = self.floor_gpu_w  # floor_inc_w's first branch, without the call to it: per job
+        inc = gang * fw(job.kind, flavor) if fw is not None else self.floor_inc_w(job, flavor, gang)
         if inc > room.site_w:
             return Reason(
                 Code.POWER_CAP,
@@ -212,6 +213,12 @@ def placement_shape(
 def _shape(view: PowerView, placement: Placement) -> Shape:
     """What `_fits` reads of a placement, the same at every level it tries: computed once (by
     the driver's memo when the view carries one)."""
+    if len(placement) == 1:
+        # Most starts: one node. placement_shape's answer, which the driver's memo gives for
+        # any placement it does not keep (SHAPE_MEMO_NODES), without the two calls to it.
+        n, k = placement[0]
+        cap = view.node_max_cap_w[n] if view.min_node_cap_w < math.inf else math.inf
+        return cap, k, {view.node_hall[n]: k}
     shape_of = view.shape_of
     if shape_of is not None:
         return shape_of(placement)
@@ -234,9 +241,17 @@ def _fits(
     _RAMP_MISS), for a caller that tries a lower level next and reads only the code: most
     refusals are discarded so, and a Reason's numbers cost more than the check."""
     node_cap, held, shares = shape
-    per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
+    ladder_w = view.ladder_w  # per_gpu_w's first branch, without the call to it
+    if ladder_w is not None:
+        per_gpu = ladder_w(job.kind, f, level, node_cap)
+    else:
+        per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
     inc = gang * (per_gpu - view.idle_w[f])
-    halls = {h: inc * k / held for h, k in shares.items()}
+    if len(shares) == 1:  # one hall (nearly every start): the comprehension's one entry
+        [(h0, k0)] = shares.items()
+        halls = {h0: inc * k0 / held}
+    else:
+        halls = {h: inc * k / held for h, k in shares.items()}
     credit_w, credit_halls = credit
     if inc > room.site_w + credit_w:
         if not explain:

@@ -13,10 +13,11 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from operator import sub
+from typing import ClassVar
 
 import numpy as np
 
-from cortex.drive.power_books import DEFAULT_LEVELS, PowerBooks
+from cortex.drive.power_books import DEFAULT_LEVELS, PowerBooks, window_headroom_w
 from cortex.errors import InputError
 from cortex.fleet.topology import Topology
 from cortex.power.battery import BatterySpec
@@ -151,6 +152,12 @@ class PowerRuntime(PowerBooks):
         default_factory=lambda: None, init=False, repr=False
     )
 
+    # The twin reads the ramp window only at its clock, which never goes back, and a step counts
+    # only while it is under a minute old (window_headroom_w, window_clear_at): one a minute old
+    # at a decision is never read again. Dropped then, not a minute later: every pass sums the
+    # window (PowerRuntime.pass_view), and half of a 120 s window is such steps.
+    WINDOW_KEEP_S: ClassVar[float] = 60.0
+
     @classmethod
     def build(cls, topo: Topology, cfg: PowerConfig, horizon_s: float) -> PowerRuntime:
         cap_mw = cfg.site_cap_mw if cfg.site_cap_mw is not None else topo.spec.site.power_cap_mw
@@ -256,7 +263,7 @@ class PowerRuntime(PowerBooks):
             halls,
             node_cap,
             self.target,
-            self._ramp_headroom(t, limit),
+            window_headroom_w(self.window, t, limit),  # _ramp_headroom's rule, one call less
             min_cap,
             ladder,
             limit,
