@@ -1,4 +1,4 @@
-"""The twin's backfill estimate cache (`Twin._estimate_s`, keyed gang * EST_KEY + flavor): every
+"""The twin's backfill estimate cache (`Twin._estimate_s`, per (flavor, gang)): every
 (flavor, gang) a job is asked for, in any order and asked again, gets the estimate of that
 flavor and gang, as a fresh computation gives it (speeds differ by flavor, runs by gang)."""
 

@@ -60,7 +60,7 @@ from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.sim.quarantine import Quarantine, QuarantineRules
 from cortex.sim.runs import RunBooks
 from cortex.sim.spares import SparePool, swap_speedup
-from cortex.workload.job import EST_KEY, Job
+from cortex.workload.job import Job
 from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
 
@@ -493,10 +493,10 @@ class Twin(RunBooks):
         cache = job.est_cache
         if cache is None:
             cache = job.est_cache = {}
-        est = cache.get(gang * EST_KEY + flavor)  # an int: cheaper to hash than (flavor, gang)
+        est = cache.get((flavor, gang))
         if est is None:
             alloc = alloc_size(gang, self.state.gpn[flavor])
-            est = cache[gang * EST_KEY + flavor] = self._run_shape(job, flavor, gang, alloc)[2]
+            est = cache[(flavor, gang)] = self._run_shape(job, flavor, gang, alloc)[2]
         return est
 
     def _speed(self, kind: str, flavor: int) -> float:

@@ -9,11 +9,6 @@ from __future__ import annotations
 from cortex.workload.spec import JobSpec
 from cortex.workload.states import JobState, check_transition
 
-# `Job.est_cache`'s key for (flavor, gang) is gang * EST_KEY + flavor: an int hashes cheaper
-# than a tuple (the month asks ~1M estimates). Flavor ids index the fleet's catalog flavors
-# (a few dozen), far below it, so keys are unique.
-EST_KEY = 1 << 16
-
 
 class Job:
     """A job's identity, its demand, and where it stands. Mutated only by drivers."""
@@ -130,9 +125,9 @@ class Job:
         self.run_wait_s = 0.0
         self.run_wait_gpus = 0
         self.est_end_s = 0.0
-        # Driver's runtime estimates per (flavor, gang), keyed gang * EST_KEY + flavor, while
-        # the job waits; cleared when its remaining work or owed overhead changes.
-        self.est_cache: dict[int, float] | None = None
+        # Driver's runtime estimates per (flavor, gang) while the job waits; cleared when its
+        # remaining work or owed overhead changes.
+        self.est_cache: dict[tuple[int, int], float] | None = None
         self.first_start_s = -1.0
         self.end_s = -1.0
         self.attained_gpu_s = 0.0
