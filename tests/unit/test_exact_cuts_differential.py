@@ -2,7 +2,8 @@
 with every cut in place and with each replaced by the rule it claims to equal must give the same
 jobs' histories, metrics bins and report, double for double.
 
-The cuts replaced here: a preempting pass's moves kept (`Statement.hand_over`, with
+The cuts replaced here: the first merge picks' candidates and shares kept (ordering.py)
+instead of built at every pick; a preempting pass's moves kept (`Statement.hand_over`, with
 `ClusterState.given`) instead of rolled back and redone; the plain judge of several flavors
 (scheduler/shadow.py) instead of `first_blocked`; `PowerBooks.it_w`'s idle base and
 `facility_w`'s slope kept instead of summed at each read; the job failure rate kept per
@@ -15,7 +16,8 @@ base, a heat wave the temperature, a preemption the kept statement)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from operator import truediv
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,8 @@ import pytest
 from cortex.drive.power_books import PowerBooks
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
-from cortex.scheduler import cycle
+from cortex.scheduler import cycle, ordering
+from cortex.scheduler.ordering import PriorityFairShare
 from cortex.scheduler.shadow import PASSES, first_blocked
 from cortex.scheduler.statement import Statement
 from cortex.sim.failures import job_rate_per_s
@@ -127,7 +130,45 @@ def _advance_plain(
     self.now_s = t
 
 
+def _order_plain(self: PriorityFairShare, snap: Any) -> Iterator[Job]:
+    """PriorityFairShare's first merge picks with every queue's (priority, share, key) built
+    again at every pick: no candidate and no share kept (ordering.py's memos)."""
+    lists = snap.pending.lists
+    if sum(1 for lst in lists if lst) <= 1:
+        for lst in lists:
+            if lst:
+                yield from ordering._rest_of(None, iter(lst))
+        return
+    st = snap.state
+    totals = [max(t, 1) for t in st.total_gpus]
+    weights = [q.weight for q in st.queues.queues]
+    iters = [iter(lst) for lst in lists]
+    heads: list[tuple | None] = [next(it, None) for it in iters]
+    live = [i for i, h in enumerate(heads) if h is not None]
+    for _ in range(ordering.MERGE_FIRST):
+        if len(live) <= 1:
+            if live:
+                yield from ordering._rest_of(heads[live[0]], iters[live[0]])
+            return
+        cands = []
+        for i in live:
+            head = heads[i]
+            assert head is not None
+            share = max(map(truediv, st.usage[i], totals)) / weights[i]
+            cands.append(((head[0][0], share, head[0]), i))
+        bi = min(cands)[1]
+        head = heads[bi]
+        assert head is not None
+        heads[bi] = next(iters[bi], None)
+        if heads[bi] is None:
+            live.remove(bi)
+        yield head[1]
+    rest = [(heads[i], i, iters[i]) for i in live]
+    yield from ordering._merged_rest(rest, st.usage, st.usage_version, totals, weights)
+
+
 PLAIN = {
+    "order": (PriorityFairShare, "_order", _order_plain),
     "hand_over": (Statement, "hand_over", _hand_over_never),
     "judge": (cycle, "blocked_judge", _judge_by_first_blocked),
     "it_w": (PowerBooks, "it_w", _it_w_plain),
