@@ -1,8 +1,8 @@
 """`Statement.hand_over` where test_cycle_hand_over.py does not reach: victims and starts on two
-flavors, elastic gangs (a pass may start the smaller gang), flavors named by jobs, and the
-twin's `explain=False` walk (the judge, skip requests) as well as `explain=True`. The same
-side-by-side runs: every plan and every index, in its iteration order, must match a rollback
-and the driver's stops and starts after each pass."""
+flavors, elastic gangs (a pass may start the smaller gang), flavors named by jobs, cordoned
+nodes, and the twin's `explain=False` walk (the judge, skip requests) as well as
+`explain=True`. The same side-by-side runs: every plan and every index, in its iteration
+order, must match a rollback and the driver's stops and starts after each pass."""
 
 from __future__ import annotations
 
@@ -82,6 +82,8 @@ def _world(seed: int, pol: Any) -> tuple:
         gpus = rng.choice([1, 2, 3, 4, 8, 12, 16, 24, 32])
         team, prio = rng.randrange(2), rng.choice([10, 100, 1000])
         jobs[i] = tc._pend(pend, i, gpus, rng.uniform(10, 8e3), team=team, prio=prio)
+    for n in rng.sample(range(24), k=rng.choice([0, 0, 1, 3])):
+        st.cordon(n)  # its jobs run on (victims too); what they free stays out of service
     return st, pend, jobs
 
 
