@@ -96,7 +96,7 @@ def test_a_kept_pass_on_two_flavors_with_elastic_gangs(
     monkeypatch.setattr(th, "schedule", functools.partial(schedule, explain=explain))
     monkeypatch.setattr(tc, "_pend", functools.partial(_pend_varied, tc._pend))
     kept = rolled = 0
-    for seed in range(25):
+    for seed in range(15):
         k, r = th._run(seed, th.POLICIES[profile])
         kept += k
         rolled += r
