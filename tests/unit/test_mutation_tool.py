@@ -138,6 +138,10 @@ NOT_SELECTED = {
     "mutant, and a mutmut mutant changes a value, not whether a view is written",
     "tests/unit/test_spares.py": "sim/spares.py; uses ClusterState as the twin does",
     "tests/unit/test_mirror_devices.py": "control/mirror.py; builds a QueueConfig to exist",
+    "tests/unit/test_twin_estimate.py": "sim/twin.py's estimate cache; imports the scheduler's "
+    "alloc_size only to compute what it expects",
+    "tests/unit/test_exact_cuts_differential.py": "whole twin runs, each twice (the cuts and "
+    "their plain rules): slow per mutant; test_cycle_hand_over*.py and test_walk_skip.py select",
 }
 
 
