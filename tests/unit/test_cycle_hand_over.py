@@ -7,6 +7,7 @@ iteration order, must match after each pass (bench/RESULTS.md, section 108)."""
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 import test_cycle as tc
@@ -97,9 +98,13 @@ FLEET = build(
 )
 
 
-def _world(seed: int, pol: Policies) -> tuple[ClusterState, PendingQueues, dict[int, Job]]:
+def _world(
+    seed: int, pol: Policies, fleet: Any = None, border: int = -1, cordons: bool = False
+) -> tuple[ClusterState, PendingQueues, dict[int, Job]]:
+    """24 nodes of running jobs on partial and whole nodes (no two-node gang starts at node
+    `border`: the last node of a flavor) and pending jobs; some nodes cordoned if asked."""
     rng = random.Random(seed)
-    st, pend, _ = tc._setup(FLEET, pol, ("a", "b"))
+    st, pend, _ = tc._setup(FLEET if fleet is None else fleet, pol, ("a", "b"))
     jobs: dict[int, Job] = {}
     jid = 100
     n = 0
@@ -107,7 +112,7 @@ def _world(seed: int, pol: Policies) -> tuple[ClusterState, PendingQueues, dict[
         jid += 1
         kw = {"team": rng.randrange(2), "prio": rng.choice([10, 100, 1000])}
         kw["end"], kw["start"] = rng.uniform(10, 5000), rng.uniform(-2000, 0)
-        if rng.random() < 0.2 and n + 2 <= 24:
+        if rng.random() < 0.2 and n + 2 <= 24 and n != border:
             jobs[jid] = tc._run(st, jid, ((n, 8), (n + 1, 8)), **kw)
             n += 2
             continue
@@ -124,6 +129,9 @@ def _world(seed: int, pol: Policies) -> tuple[ClusterState, PendingQueues, dict[
         gpus = rng.choice([1, 2, 3, 4, 8, 12, 16, 24, 32])
         team, prio = rng.randrange(2), rng.choice([10, 100, 1000])
         jobs[i] = tc._pend(pend, i, gpus, rng.uniform(10, 8e3), team=team, prio=prio)
+    if cordons:
+        for n in rng.sample(range(24), k=rng.choice([0, 0, 1, 3])):
+            st.cordon(n)  # its jobs run on (victims too); what they free stays out of service
     return st, pend, jobs
 
 

@@ -7,7 +7,6 @@ order, must match a rollback and the driver's stops and starts after each pass."
 from __future__ import annotations
 
 import functools
-import random
 from typing import Any
 
 import pytest
@@ -54,37 +53,9 @@ def _pend_varied(real: Any, pend: Any, jid: int, gpus: int, work: float, **kw: A
     return job
 
 
-def _world(seed: int, pol: Any) -> tuple:
-    """test_cycle_hand_over's world on TWO: running jobs on partial and whole nodes (a
-    two-node gang never across the flavors' border), and pending jobs of both kinds."""
-    rng = random.Random(seed)
-    st, pend, _ = tc._setup(TWO, pol, ("a", "b"))
-    jobs: dict[int, Any] = {}
-    jid, n = 100, 0
-    while n < 24:
-        jid += 1
-        kw = {"team": rng.randrange(2), "prio": rng.choice([10, 100, 1000])}
-        kw["end"], kw["start"] = rng.uniform(10, 5000), rng.uniform(-2000, 0)
-        if rng.random() < 0.2 and n + 2 <= 24 and n != 11:
-            jobs[jid] = tc._run(st, jid, ((n, 8), (n + 1, 8)), **kw)
-            n += 2
-            continue
-        left = 8
-        while left and rng.random() < 0.85:
-            k = rng.choice([1, 2, 3, 4, 8])
-            if k > left:
-                break
-            jobs[jid] = tc._run(st, jid, ((n, k),), **kw)
-            jid += 1
-            left -= k
-        n += 1
-    for i in range(rng.randint(1, 12)):
-        gpus = rng.choice([1, 2, 3, 4, 8, 12, 16, 24, 32])
-        team, prio = rng.randrange(2), rng.choice([10, 100, 1000])
-        jobs[i] = tc._pend(pend, i, gpus, rng.uniform(10, 8e3), team=team, prio=prio)
-    for n in rng.sample(range(24), k=rng.choice([0, 0, 1, 3])):
-        st.cordon(n)  # its jobs run on (victims too); what they free stays out of service
-    return st, pend, jobs
+# test_cycle_hand_over's world on TWO (a two-node gang never across the flavors' border, node
+# 11) with cordoned nodes; bound to the builder before the tests patch `th._world` with it.
+_world = functools.partial(th._world, fleet=TWO, border=11, cordons=True)
 
 
 @pytest.mark.parametrize("explain", [False, True])
