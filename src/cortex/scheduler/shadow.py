@@ -200,7 +200,7 @@ def blocked_judge(
             return True
 
         return judge_plain
-    # One flavor (cortex-2024): the same checks without the loops over flavors and gangs. Its
+    # One flavor (a one-SKU fleet): the same checks without the loops over flavors and gangs. Its
     # reservation stays this object for the pass; its extra GPUs and the free count are read at
     # each call (a job the judge passes may start and spend them).
     res0 = reserved[0]
