@@ -514,7 +514,7 @@ class PowerBooks(JobPowerBooks):
             or got[2] != self.nameplate_it_w
         ):
             c = self.cooling
-            got = (temp, c, self.nameplate_it_w, c.slope(temp), c.fixed_frac * self.nameplate_it_w)
+            got = (temp, c, self.nameplate_it_w, *c.facility_terms(self.nameplate_it_w, temp))
             self._facility_memo = got
         return it_w * got[3] + got[4]
 

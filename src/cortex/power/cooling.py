@@ -32,8 +32,14 @@ class CoolingModel:
         """d facility / d IT at this temperature (never below 1: heat must leave somehow)."""
         return max(1.0, self.pue - self.fixed_frac + self.pue_per_c * (temp_c - self.design_temp_c))
 
+    def facility_terms(self, nameplate_it_w: float, temp_c: float) -> tuple[float, float]:
+        """(slope, fixed watts): facility watts are `it_w * slope + fixed` (kept by callers
+        that read many draws at one temperature, drive/power_books.py)."""
+        return self.slope(temp_c), self.fixed_frac * nameplate_it_w
+
     def facility_w(self, it_w: float, nameplate_it_w: float, temp_c: float) -> float:
-        return it_w * self.slope(temp_c) + self.fixed_frac * nameplate_it_w
+        slope, fixed_w = self.facility_terms(nameplate_it_w, temp_c)
+        return it_w * slope + fixed_w
 
     def it_budget_w(self, facility_cap_w: float, nameplate_it_w: float, temp_c: float) -> float:
         """The most IT power that keeps the facility under `facility_cap_w` at `temp_c`."""
