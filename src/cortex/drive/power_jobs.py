@@ -179,21 +179,16 @@ class JobPowerBooks:
         `shape`: the placement's (node cap, GPUs held, GPUs per hall) as power admission read
         it from these books' view (Start.power_shape); None: read here."""
         node_hall = self.topo.node_hall
-        n0, k0 = placement[0]
-        if shape is None and len(placement) == 1:
-            # Most starts (no power policy: admission read no shape): placement_shape's one-node
-            # answer, and its one hall's share, without the call and the dicts between.
-            node_cap = self.node_max_cap_w[n0] if self.min_node_cap_w < math.inf else math.inf
-            halls = {node_hall[n0]: k0 / k0}
+        if shape is None:  # placement_shape answers a one-node start (most starts) without loops
+            shape = placement_shape(node_hall, self.node_max_cap_w, self.min_node_cap_w, placement)
+        node_cap, held, shares = shape
+        if len(shares) == 1:  # one hall (nearly every start): the comprehension's one entry
+            [(h0, k0)] = shares.items()
+            halls = {h0: k0 / held}
         else:
-            if shape is None:
-                shape = placement_shape(
-                    node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
-                )
-            node_cap, held, shares = shape
             halls = {h: k / held for h, k in shares.items()}
         per, inc, kept = self.ladder(job, flavor, gang, node_cap)
-        key = (job.kind, flavor, job.priority, node_hall[n0])
+        key = (job.kind, flavor, job.priority, node_hall[placement[0][0]])
         self._seq += 1
         jp = _JobPower(
             per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key,

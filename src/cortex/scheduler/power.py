@@ -214,11 +214,9 @@ def _shape(view: PowerView, placement: Placement) -> Shape:
     """What `_fits` reads of a placement, the same at every level it tries: computed once (by
     the driver's memo when the view carries one)."""
     if len(placement) == 1:
-        # Most starts: one node. placement_shape's answer, which the driver's memo gives for
-        # any placement it does not keep (SHAPE_MEMO_NODES), without the two calls to it.
-        n, k = placement[0]
-        cap = view.node_max_cap_w[n] if view.min_node_cap_w < math.inf else math.inf
-        return cap, k, {view.node_hall[n]: k}
+        # Most starts: one node, which the driver's memo does not keep (SHAPE_MEMO_NODES): its
+        # answer is placement_shape's, asked directly.
+        return placement_shape(view.node_hall, view.node_max_cap_w, view.min_node_cap_w, placement)
     shape_of = view.shape_of
     if shape_of is not None:
         return shape_of(placement)
