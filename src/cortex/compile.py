@@ -32,6 +32,7 @@ MODULES: tuple[str, ...] = (
     "cortex.scheduler.admission",
     "cortex.scheduler.capacity",
     "cortex.scheduler.cycle",
+    "cortex.scheduler.evict_place",
     "cortex.scheduler.ordering",
     "cortex.scheduler.pending",
     "cortex.scheduler.placement",

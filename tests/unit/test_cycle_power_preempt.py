@@ -17,7 +17,7 @@ import math
 import pytest
 import test_cycle as tc
 
-from cortex.scheduler import cycle
+from cortex.scheduler import evict_place
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo
 from cortex.scheduler.pending import PendingQueues
@@ -283,13 +283,13 @@ def test_a_search_the_ramp_would_undo_is_not_run_and_costs_one_try(
     view = _view(inc_w={103: 2400.0, 107: 2400.0}, ramp_w=3000.0, ramp_limit_w=10_000.0, flavors=2)
     view = dataclasses.replace(view, draw_w=lambda kind, _f: 400.0 if kind == "eval" else 600.0)
     searched: list[int] = []
-    real = cycle.find_victims
+    real = evict_place.find_victims
 
     def spy(snap: Snapshot, policy: object, gang: int, flavor: int, job: Job) -> object:
         searched.append(job.id)
         return real(snap, policy, gang, flavor, job)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cycle, "find_victims", spy)
+    monkeypatch.setattr(evict_place, "find_victims", spy)
     plan = schedule(_snap(st, pend, view), _cap())
     assert searched == [2]
     assert plan.preempt_failed == [1]

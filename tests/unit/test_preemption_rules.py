@@ -16,7 +16,8 @@ import pytest
 import testkit
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
-from cortex.scheduler.cycle import Policies, _evict_and_place
+from cortex.scheduler.cycle import Policies
+from cortex.scheduler.evict_place import evict_and_place as _evict_and_place
 from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.preemption import (
     LasDemotion,
