@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.core import TyperGroup
 
-from cortex.gcscope import collector_scope
+from cortex.gcscope import collector_scope, end_process_now, leave_heap_to_os
 
 try:  # built on Typer 0.29's internals; with another Typer, plain Typer (only slower)
     from cortex.cli import fastparams
@@ -142,14 +142,21 @@ def _root(
 
 def main() -> None:
     """Entry point. Typer reports bad options itself (usage, exit 2); input files that fail
-    validation raise InputError, printed here on one line with exit code 2."""
+    validation raise InputError, printed here on one line with exit code 2. A command that
+    succeeded and left a large heap (`sim`) ends the process without freeing it, its output
+    flushed (gcscope.end_process_now: not when called with its output captured)."""
     from cortex.errors import InputError
 
+    leave_heap_to_os(False)  # only this call's command may ask
     try:
         app()
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as done:  # Click ends every run, a success too, with SystemExit
+        if done.code in (None, 0):
+            end_process_now()
+        raise
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from cortex.drive.runs import MAX_RETRIES_LIMIT, rules
 from cortex.errors import InputError, check_outputs
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import Topology, build
-from cortex.gcscope import collector_scope
+from cortex.gcscope import collector_scope, leave_heap_to_os
 from cortex.power.battery import BatterySpec
 from cortex.power.curve import CapCurve
 from cortex.scheduler.registry import PROFILES, power_profile
@@ -237,6 +237,7 @@ def sim(
         from cortex.sim.html import write_html
 
         _write(static_path, "--html-static", lambda p: write_html(report, p))
+    leave_heap_to_os()  # the reports are written: nothing of the run is needed any more
 
 
 def _check_hot_spares(per_pod: int, topo: Topology) -> None:
