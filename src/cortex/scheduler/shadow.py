@@ -183,12 +183,21 @@ def blocked_judge(
             if job.flavor_ids or (emin is not None and emin < job.gpus):
                 return judge(job)
             gpus = job.gpus
+            # The driver's estimates for this whole gang by flavor, where it keeps them (the
+            # twin: Job.est_gang_s): one list read instead of a call that builds and hashes a
+            # (flavor, gang) key, ~2 a judged job (RESULTS.md section 112). None: ask.
+            ests = job.est_gang_s
             first = None
             for f, res, g in rows:
                 alloc = gpus if gpus <= g else -(-gpus // g) * g
                 if alloc > free[f]:
                     code = insufficient
-                elif alloc > res.extra_gpus and now + estimate_s(job, f, gpus) > res.shadow_s:
+                elif alloc > res.extra_gpus:
+                    est = None if ests is None else ests[f]
+                    if est is None:
+                        est = estimate_s(job, f, gpus)
+                    if not now + est > res.shadow_s:
+                        return False  # it passes: the walk takes it
                     code = held_back
                 else:
                     return False  # it passes: the walk takes it
