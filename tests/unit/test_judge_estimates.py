@@ -8,24 +8,50 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import test_cycle as tc
 
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import build
 from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
 from cortex.scheduler.snapshot import Snapshot
 from cortex.workload.job import Job
 
 
-def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers() -> None:
+THREE_FLAVORS = build(
+    parse_fleet(
+        {
+            "name": "three",
+            "halls": [
+                {
+                    "name": "h",
+                    "groups": [
+                        {"flavor": "H200-SXM", "nodes": 4, "nodes_per_pod": 4},
+                        {"flavor": "H100-SXM5", "nodes": 4, "gpus_per_node": 4},
+                        {"flavor": "B200-GB200", "nodes": 4, "gpus_per_node": 4},
+                    ],
+                }
+            ],
+        },
+        "test",
+    )
+)
+
+
+# Two flavors take judge_two (the loop unrolled), three judge_plain's loop.
+@pytest.mark.parametrize("fleet", ["two", "three"])
+def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers(fleet: str) -> None:
     rng = random.Random(23)
-    st, pend, _ = tc._setup(tc.TWO_FLAVORS, tc.PROFILES["priority"], ("a",))
+    topo = tc.TWO_FLAVORS if fleet == "two" else THREE_FLAVORS
+    st, pend, _ = tc._setup(topo, tc.PROFILES["priority"], ("a",))
     gpn = st.gpn
     n_f = len(gpn)
-    assert n_f == 2
+    assert n_f == (2 if fleet == "two" else 3)
     free0 = st.free_gpus
     codes_seen = set()
     from_row = 0
     ests = [10.0, 50.0, 60.0, 99.0, 100.0, 300.0, 400.0]
-    for _ in range(300):
+    for _ in range(400):
         reserved = {
             f: Reservation(1, rng.choice([50.0, 100.0, 400.0]), rng.choice([0, 2, 8, 12]))
             for f in range(n_f)
@@ -50,6 +76,8 @@ def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers() -> N
             gpus = rng.choice([1, 3, 4, 8, 12, 16, 20, 40])
             emin = rng.choice([None, None, None, gpus, 1])
             job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)
+            job.flavor_ids = rng.choice([(), (), (), (), (1,), (1, 0)])
+            flavors = job.flavor_ids or range(n_f)
             shape = rng.choice(["none", "full", "full", "part"])
             if shape != "none":
                 job.est_gang_s = [
@@ -57,11 +85,11 @@ def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers() -> N
                     for f in range(n_f)
                 ]
             gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
-            want = first_blocked(job, range(n_f), gangs, free, gpn, reserved, est_of(est), 0.0)
+            want = first_blocked(job, flavors, gangs, free, gpn, reserved, est_of(est), 0.0)
             del asked[:]
             assert judge(job) is (want is not PASSES)
             row = job.est_gang_s
-            if row is not None and len(gangs) == 1:
+            if row is not None and len(gangs) == 1 and not job.flavor_ids:
                 # A kept entry is read, not asked for.
                 assert not [a for a in asked if row[a[0]] is not None], (row, asked)
                 from_row += any(x is not None for x in row)
