@@ -18,32 +18,22 @@ from cortex.scheduler.snapshot import Snapshot
 from cortex.workload.job import Job
 
 
-THREE_FLAVORS = build(
-    parse_fleet(
-        {
-            "name": "three",
-            "halls": [
-                {
-                    "name": "h",
-                    "groups": [
-                        {"flavor": "H200-SXM", "nodes": 4, "nodes_per_pod": 4},
-                        {"flavor": "H100-SXM5", "nodes": 4, "gpus_per_node": 4},
-                        {"flavor": "B200-GB200", "nodes": 4, "gpus_per_node": 4},
-                    ],
-                }
-            ],
-        },
-        "test",
-    )
-)
+_GROUPS = [
+    {"flavor": "H200-SXM", "nodes": 4, "nodes_per_pod": 4},
+    {"flavor": "H100-SXM5", "nodes": 4, "gpus_per_node": 4},  # whole nodes differ by flavor
+    {"flavor": "B200-GB200", "nodes": 4, "gpus_per_node": 4},
+]
+FLEETS = {
+    name: build(parse_fleet({"name": name, "halls": [{"name": "h", "groups": groups}]}, "test"))
+    for name, groups in (("two", _GROUPS[:2]), ("three", _GROUPS))
+}
 
 
 # Two flavors take judge_two (the loop unrolled), three judge_plain's loop.
 @pytest.mark.parametrize("fleet", ["two", "three"])
 def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers(fleet: str) -> None:
     rng = random.Random(23)
-    topo = tc.TWO_FLAVORS if fleet == "two" else THREE_FLAVORS
-    st, pend, _ = tc._setup(topo, tc.PROFILES["priority"], ("a",))
+    st, pend, _ = tc._setup(FLEETS[fleet], tc.PROFILES["priority"], ("a",))
     gpn = st.gpn
     n_f = len(gpn)
     assert n_f == (2 if fleet == "two" else 3)
