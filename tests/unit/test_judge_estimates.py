@@ -7,6 +7,7 @@ partial or absent (bench/RESULTS.md section 112)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 import test_cycle as tc
@@ -16,7 +17,6 @@ from cortex.fleet.topology import build
 from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
 from cortex.scheduler.snapshot import Snapshot
 from cortex.workload.job import Job
-
 
 _GROUPS = [
     {"flavor": "H200-SXM", "nodes": 4, "nodes_per_pod": 4},
@@ -93,5 +93,6 @@ def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers(fleet:
     assert from_row > 500 and len(codes_seen) == 3
 
 
-def est_of(est: dict):  # type: ignore[no-untyped-def]
+def est_of(est: dict) -> Callable[[Job, int, int], float]:
+    """The estimate function alone (first_blocked's oracle side): no row read."""
     return lambda j, f, g: est[(f, g)]
