@@ -47,3 +47,39 @@ def test_each_flavor_and_gang_gets_its_own_estimate_in_any_order() -> None:
         rng.shuffle(order)
         for f, g in order:
             assert tw._estimate_s(job, f, g) == fresh[(f, g)], (f, g)
+
+
+def test_the_whole_gang_row_holds_each_flavors_estimate_and_goes_with_the_cache() -> None:
+    """`Job.est_gang_s` (the deep pass's judge reads it instead of calling the estimate): after
+    any asks in any order, each flavor's entry is None or that flavor's estimate of the whole
+    gang (never a smaller gang's), and a requeued job loses it with est_cache (its remaining
+    work moved: a kept row would answer the judge with the old estimate)."""
+    from cortex.drive.runs import requeued
+
+    tw = Twin(MIXED, [_job(99)], SimConfig(days=1, failures=False))
+    n_f = len(tw.state.gpn)
+    fresh = {
+        (f, g): tw._run_shape(_job(1), f, g, alloc_size(g, tw.state.gpn[f]))[2]
+        for f in range(n_f)
+        for g in range(1, 9)
+    }
+    asks = list(fresh)
+    rng = random.Random(11)
+    filled = 0
+    for _ in range(40):
+        job = _job(1)
+        order = rng.sample(asks, rng.randint(1, len(asks)))
+        for f, g in order:
+            tw._estimate_s(job, f, g)
+        row = job.est_gang_s
+        asked_whole = {f for f, g in order if g == job.gpus}
+        if row is None:
+            assert not asked_whole
+            continue
+        assert len(row) == n_f
+        for f in range(n_f):
+            assert row[f] == (fresh[(f, job.gpus)] if f in asked_whole else None), (f, order)
+            filled += row[f] is not None
+        requeued(job)
+        assert job.est_gang_s is None and job.est_cache is None
+    assert filled > 20

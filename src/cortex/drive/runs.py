@@ -107,6 +107,7 @@ def requeued(job: Job) -> None:
     remaining work are stale."""
     job.restarts += 1
     job.est_cache = None
+    job.est_gang_s = None
 
 
 # ---- backoffs ----------------------------------------------------------------------------------

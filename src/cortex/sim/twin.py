@@ -497,6 +497,11 @@ class Twin(RunBooks):
         if est is None:
             alloc = alloc_size(gang, self.state.gpn[flavor])
             est = cache[(flavor, gang)] = self._run_shape(job, flavor, gang, alloc)[2]
+            if gang == job.gpus:  # and by flavor for the deep pass's judge (shadow.py)
+                row = job.est_gang_s
+                if row is None:
+                    row = job.est_gang_s = [None] * len(self.state.gpn)
+                row[flavor] = est
         return est
 
     def _speed(self, kind: str, flavor: int) -> float:

@@ -26,6 +26,7 @@ class Job:
         "epoch",
         "est_cache",
         "est_end_s",
+        "est_gang_s",
         "evictions",
         "failures",
         "failures_in_a_row",
@@ -128,6 +129,9 @@ class Job:
         # Driver's runtime estimates per (flavor, gang) while the job waits; cleared when its
         # remaining work or owed overhead changes.
         self.est_cache: dict[tuple[int, int], float] | None = None
+        # The same estimates for the whole gang (`gpus`), by flavor (None: not made yet), for
+        # the deep pass's judge to read without building a key; cleared with est_cache.
+        self.est_gang_s: list[float | None] | None = None
         self.first_start_s = -1.0
         self.end_s = -1.0
         self.attained_gpu_s = 0.0
