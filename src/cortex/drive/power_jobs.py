@@ -424,7 +424,12 @@ class JobPowerBooks:
             return solve_caps([*jobs, head] if head else jobs, site_budget_w, hall_budget_w, n)
         c_level, moved = raise_classes(classes, site, halls, sb, hb, n)
         at = {c.key: lv for c, lv in zip(classes, c_level, strict=True)}
-        levels = {jid: at[jp.key] for jid, jp in self.jobs.items()}
+        # Each job at its class's level, class by class (a C-level fill of each class's members,
+        # not a class key's hash per running job): the same entries as one dict over self.jobs,
+        # in class order, which no reader depends on (cap_moves orders the moves itself).
+        levels: dict[int, int] = {}
+        for key, cls in self._classes.items():
+            levels.update(dict.fromkeys(cls.members, at[key]))
         if head is not None:
             levels[head.id] = c_level[-1]
         levels.update(moved)
