@@ -117,3 +117,38 @@ def test_a_solves_moves_are_in_start_order_whatever_order_the_plan_lists_them(se
     listed = dict(rng.sample(list(plan.items()), len(plan)))
     assert pw.cap_moves(listed, running) == want  # type: ignore[arg-type]
     assert pw.cap_moves(plan, running) == want  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_level_move_reads_the_ladder_its_run_started_on(seed: int) -> None:
+    # relevel (and the twin's raise step) read the ladder a run kept at its start instead of
+    # asking `ladder` again: after random starts on racks of different node caps, stops and
+    # moves, every running job's draw, increment and throughput kept are ladder()'s at its level.
+    from test_kept_class_sums import FLEET, KINDS
+
+    from cortex.sim.power import PowerRuntime
+    from cortex.workload.job import Job
+
+    rng = random.Random(seed)
+    pw = PowerRuntime.build(FLEET, PowerConfig("full", rack_cap_kw=30.0), 86400.0)
+    running: dict[int, Job] = {}
+    for i in range(300):
+        op = rng.random()
+        if op < 0.45 or len(running) < 3:
+            nodes = rng.sample(range(16), rng.randint(1, 3))
+            placement = tuple((n, rng.choice([8, 8, 4])) for n in nodes)
+            gang = sum(k for _, k in placement)
+            job = Job(1000 + i, "j", "a", gang, 3600.0, kind=rng.choice(KINDS))
+            job.run_flavor, job.run_gpus = 0, gang
+            pw.start(job, 0, gang, placement, rng.randrange(len(pw.levels)), 10.0 * i)
+            running[job.id] = job
+        elif op < 0.65:
+            pw.stop(running.pop(rng.choice(list(running))).id)
+        else:
+            pw.relevel(running[rng.choice(list(running))], rng.randrange(len(pw.levels)))
+        for job in running.values():
+            jp = pw.jobs[job.id]
+            per, inc, kept = pw.ladder(job, 0, job.run_gpus, jp.node_cap_w)
+            assert jp.lad == (per, inc, kept)
+            lv = jp.level
+            assert (jp.per_gpu_w, jp.inc_w, jp.kept) == (per[lv], inc[lv], kept[lv])

@@ -54,6 +54,9 @@ class _JobPower:
     capjob: CapJob | None = None
     gang: int = 0
     seq: int = 0  # the books' count of starts when it started: the order of self.jobs
+    # Its run's ladder (per-GPU draw, IT increment, throughput kept per level): `ladder`'s
+    # answer for its flavor, gang and node cap, which a run keeps; read at each level move.
+    lad: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
 
 
 @dataclass(slots=True)
@@ -187,12 +190,13 @@ class JobPowerBooks:
             halls = {h0: k0 / held}
         else:
             halls = {h: k / held for h, k in shares.items()}
-        per, inc, kept = self.ladder(job, flavor, gang, node_cap)
+        lad = self.ladder(job, flavor, gang, node_cap)
+        per, inc, kept = lad
         key = (job.kind, flavor, job.priority, node_hall[placement[0][0]])
         self._seq += 1
         jp = _JobPower(
             per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key,
-            gang=gang, seq=self._seq,
+            gang=gang, seq=self._seq, lad=lad,
         )  # fmt: skip
         self.jobs[job.id] = jp
         self._join(job.id, jp)
@@ -272,7 +276,7 @@ class JobPowerBooks:
     def relevel(self, job: Job, level: int) -> float:
         """Move a running job to another cap level; returns its new throughput kept."""
         jp = self.jobs[job.id]
-        per, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+        per, inc, kept = jp.lad  # ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
         d = inc[level] - jp.inc_w
         self.inc_total_w += d
         for h, s in jp.halls.items():
