@@ -435,9 +435,7 @@ class PowerBooks(JobPowerBooks):
         within those in start order (the books' order), whatever order `levels` lists them in."""
         jobs = self.jobs  # read once per job of a solve (hundreds), not through self
         moves = [(j, lv) for j, lv in levels.items() if jobs[j].level != lv]
-        moves.sort(
-            key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority, jobs[m[0]].seq)
-        )
+        moves.sort(key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority, jobs[m[0]].seq))
         return moves
 
     def solve(

@@ -234,7 +234,7 @@ class PowerRuntime(PowerBooks):
         i = int(t / cfg.tick_s)
         memo = self._pass_memo
         if memo is not None and memo[1] is temps:
-            if i > memo[6]:
+            if i > memo[6]:  # noqa: PLR1730 (a comparison costs less than min)
                 i = memo[6]  # the last tick's past the horizon
         else:
             i = min(i, len(temps) - 1)
