@@ -47,8 +47,10 @@ SPEED = {(k, 0): g for k, g in zip(KINDS, (1.0, 1.3, 0.7), strict=True)}
 
 
 def _same(a: CapPlan, b: CapPlan) -> bool:
+    # The levels as a mapping: the kept solve lists them class by class, and no reader depends
+    # on their order (PowerBooks.cap_moves orders a plan's moves by start itself).
     return (
-        list(a.levels.items()) == list(b.levels.items())
+        a.levels == b.levels
         and a.paused == b.paused
         and list(a.target.items()) == list(b.target.items())
     )

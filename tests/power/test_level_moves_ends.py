@@ -86,9 +86,69 @@ def test_a_solves_moves_come_lowers_first_then_higher_priorities_first() -> None
     pw = PowerRuntime.build(build(load_fleet_spec("tiny")), PowerConfig("full"), 86400.0)
     now = {1: 2, 2: 2, 3: 0, 4: 3, 5: 1, 6: 4}  # job -> its level now
     prio = {1: 10, 2: 30, 3: 20, 4: 40, 5: 5, 6: 50}
-    pw.jobs = {j: SimpleNamespace(level=lv) for j, lv in now.items()}  # type: ignore[misc]
+    pw.jobs = {j: SimpleNamespace(level=lv, seq=j) for j, lv in now.items()}  # type: ignore[misc]
     running = {j: SimpleNamespace(priority=p) for j, p in prio.items()}
     plan = {1: 0, 2: 1, 3: 3, 4: 3, 5: 4, 6: 5}
     moves = pw.cap_moves(plan, running)  # type: ignore[arg-type]
     # lowers (level index up): 3 (prio 20), 5 (5), 6 (50); raises: 1 (10), 2 (30); 4 stays
     assert moves == [(6, 5), (3, 3), (5, 4), (2, 1), (1, 0)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_solves_moves_are_in_start_order_whatever_order_the_plan_lists_them(seed: int) -> None:
+    # The kept solve lists a plan's levels class by class; cap_moves must give the moves in the
+    # order the plain rule gives them over the plan in start order (the books' order): lowers,
+    # then raises, higher priorities first, and within those the earlier start first.
+
+    from cortex.fleet.spec import load_fleet_spec
+    from cortex.fleet.topology import build
+    from cortex.sim.power import PowerRuntime
+
+    rng = random.Random(seed)
+    pw = PowerRuntime.build(build(load_fleet_spec("tiny")), PowerConfig("full"), 86400.0)
+    ids = rng.sample(range(1000), 80)  # in start order
+    pw.jobs = {  # type: ignore[misc]
+        j: SimpleNamespace(level=rng.randrange(9), seq=k + 1) for k, j in enumerate(ids)
+    }
+    running = {j: SimpleNamespace(priority=rng.choice([1, 10, 100])) for j in ids}
+    plan = {j: rng.randrange(9) for j in ids}
+    want = [(j, plan[j]) for j in ids if pw.jobs[j].level != plan[j]]
+    want.sort(key=lambda m: (m[1] < pw.jobs[m[0]].level, -running[m[0]].priority))
+    listed = dict(rng.sample(list(plan.items()), len(plan)))
+    assert pw.cap_moves(listed, running) == want  # type: ignore[arg-type]
+    assert pw.cap_moves(plan, running) == want  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_level_move_reads_the_ladder_its_run_started_on(seed: int) -> None:
+    # relevel (and the twin's raise step) read the ladder a run kept at its start instead of
+    # asking `ladder` again: after random starts on racks of different node caps, stops and
+    # moves, every running job's draw, increment and throughput kept are ladder()'s at its level.
+    from test_kept_class_sums import FLEET, KINDS
+
+    from cortex.sim.power import PowerRuntime
+    from cortex.workload.job import Job
+
+    rng = random.Random(seed)
+    pw = PowerRuntime.build(FLEET, PowerConfig("full", rack_cap_kw=30.0), 86400.0)
+    running: dict[int, Job] = {}
+    for i in range(300):
+        op = rng.random()
+        if op < 0.45 or len(running) < 3:
+            nodes = rng.sample(range(16), rng.randint(1, 3))
+            placement = tuple((n, rng.choice([8, 8, 4])) for n in nodes)
+            gang = sum(k for _, k in placement)
+            job = Job(1000 + i, "j", "a", gang, 3600.0, kind=rng.choice(KINDS))
+            job.run_flavor, job.run_gpus = 0, gang
+            pw.start(job, 0, gang, placement, rng.randrange(len(pw.levels)), 10.0 * i)
+            running[job.id] = job
+        elif op < 0.65:
+            pw.stop(running.pop(rng.choice(list(running))).id)
+        else:
+            pw.relevel(running[rng.choice(list(running))], rng.randrange(len(pw.levels)))
+        for job in running.values():
+            jp = pw.jobs[job.id]
+            per, inc, kept = pw.ladder(job, 0, job.run_gpus, jp.node_cap_w)
+            assert jp.lad == (per, inc, kept)
+            lv = jp.level
+            assert (jp.per_gpu_w, jp.inc_w, jp.kept) == (per[lv], inc[lv], kept[lv])

@@ -6,12 +6,14 @@ the solver's target, the temperatures, the site cap, what a driver reserves, cap
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import numpy as np
 import pytest
 from test_power_stress import FLEET as STRESS
 from test_power_view import FLEET, HORIZON_S
 
+from cortex.drive.power_books import window_headroom_w
 from cortex.scheduler.power import PowerView
 from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime
 from cortex.sim.twin import SimConfig, Twin
@@ -91,3 +93,26 @@ def test_every_pass_of_a_run_reads_what_a_fresh_view_says(events: bool) -> None:
     tw.run()
     assert len(seen) > 10
     assert pw.solves > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_ramp_headroom_a_pass_reads_is_the_whole_windows(seed: int) -> None:
+    # pass_view drops the steps a minute old from the window's front and sums the rest in one
+    # go where all of them count: at every pass of a random run of starts (some staggered, their
+    # later waves booked ahead), it must read what the plain rule reads over every step ever
+    # booked, none dropped.
+    rng = random.Random(seed)
+    pw = PowerRuntime.build(FLEET, PowerConfig("full"), HORIZON_S)
+    every: list[tuple[float, float]] = []
+    t = 0.0
+    for _ in range(300):
+        t += rng.choice([0.0, 0.5, 1.0, 20.0, 59.0, 59.5, 60.0, 60.5, 120.0])
+        if rng.random() < 0.6:
+            waves = rng.choice([1, 1, 2, 3, 5])
+            w = rng.uniform(0.05, 1.5) * pw.ramp_limit_it_w(t) / waves
+            for i in range(waves):
+                pw.add_step(t + 60.0 * i, w, now=t)
+                every.append((t + 60.0 * i, w))
+        want = window_headroom_w(every, t, pw.ramp_limit_it_w(t))
+        assert pw.pass_view(t).ramp_headroom_w == want, (seed, t)
+        assert pw.ramp_headroom_it_w(t) == want  # what a solve's raises read after the pass

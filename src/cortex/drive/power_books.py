@@ -431,10 +431,11 @@ class PowerBooks(JobPowerBooks):
         self, levels: dict[int, int], running: Mapping[int, Job]
     ) -> list[tuple[int, int]]:
         """A solve's level changes in the order both drivers make them: lowers first (they free
-        watts), then raises, higher priorities first (a raise spends the ramp window)."""
+        watts), then raises, higher priorities first (a raise spends the ramp window), and
+        within those in start order (the books' order), whatever order `levels` lists them in."""
         jobs = self.jobs  # read once per job of a solve (hundreds), not through self
         moves = [(j, lv) for j, lv in levels.items() if jobs[j].level != lv]
-        moves.sort(key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority))
+        moves.sort(key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority, jobs[m[0]].seq))
         return moves
 
     def solve(

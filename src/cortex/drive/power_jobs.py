@@ -54,6 +54,9 @@ class _JobPower:
     capjob: CapJob | None = None
     gang: int = 0
     seq: int = 0  # the books' count of starts when it started: the order of self.jobs
+    # Its run's ladder (per-GPU draw, IT increment, throughput kept per level): `ladder`'s
+    # answer for its flavor, gang and node cap, which a run keeps; read at each level move.
+    lad: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
 
 
 @dataclass(slots=True)
@@ -187,12 +190,13 @@ class JobPowerBooks:
             halls = {h0: k0 / held}
         else:
             halls = {h: k / held for h, k in shares.items()}
-        per, inc, kept = self.ladder(job, flavor, gang, node_cap)
+        lad = self.ladder(job, flavor, gang, node_cap)
+        per, inc, kept = lad
         key = (job.kind, flavor, job.priority, node_hall[placement[0][0]])
         self._seq += 1
         jp = _JobPower(
             per[level], inc[level], 0.0, halls, kept[level], level, node_cap, key,
-            gang=gang, seq=self._seq,
+            gang=gang, seq=self._seq, lad=lad,
         )  # fmt: skip
         self.jobs[job.id] = jp
         self._join(job.id, jp)
@@ -272,7 +276,7 @@ class JobPowerBooks:
     def relevel(self, job: Job, level: int) -> float:
         """Move a running job to another cap level; returns its new throughput kept."""
         jp = self.jobs[job.id]
-        per, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+        per, inc, kept = jp.lad  # ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
         d = inc[level] - jp.inc_w
         self.inc_total_w += d
         for h, s in jp.halls.items():
@@ -424,7 +428,12 @@ class JobPowerBooks:
             return solve_caps([*jobs, head] if head else jobs, site_budget_w, hall_budget_w, n)
         c_level, moved = raise_classes(classes, site, halls, sb, hb, n)
         at = {c.key: lv for c, lv in zip(classes, c_level, strict=True)}
-        levels = {jid: at[jp.key] for jid, jp in self.jobs.items()}
+        # Each job at its class's level, class by class (a C-level fill of each class's members,
+        # not a class key's hash per running job): the same entries as one dict over self.jobs,
+        # in class order, which no reader depends on (cap_moves orders the moves itself).
+        levels: dict[int, int] = {}
+        for key, cls in self._classes.items():
+            levels.update(dict.fromkeys(cls.members, at[key]))
         if head is not None:
             levels[head.id] = c_level[-1]
         levels.update(moved)

@@ -220,8 +220,12 @@ def raise_classes(
     heap = [(prio[c], steps[c][1][floor], c, floor) for c in range(n_cls)] if floor else []
     heapq.heapify(heap)
     split: tuple[int, int] | None = None
-    while heap:
-        _, _, c, level = heapq.heappop(heap)
+    # A class raised one level pushes its next raise and the loop pops the least entry: one
+    # heappushpop, which hands the pushed entry straight back when it is the least (the same
+    # pops in the same order as a push and a pop).
+    item = heapq.heappop(heap) if heap else None
+    while item is not None:
+        _, _, c, level = item
         d_site_l, neg_ratio, d_halls_l = steps[c]
         d_site = d_site_l[level]
         d_halls = d_halls_l[level]
@@ -245,9 +249,11 @@ def raise_classes(
                 over.discard(h)
             c_level[c] = level - 1
             if level > 1:
-                heapq.heappush(heap, (prio[c], neg_ratio[level - 1], c, level - 1))
+                item = heapq.heappushpop(heap, (prio[c], neg_ratio[level - 1], c, level - 1))
+                continue
         elif split is None:
             split = (c, level)  # the first class that does not fit as a whole; it stops here
+        item = heapq.heappop(heap) if heap else None
     moved: dict[int, int] = {}
     if split is not None:
         # Move the split class's oldest members up one by one while they fit.

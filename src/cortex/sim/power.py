@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from operator import sub
+from operator import itemgetter, sub
 from typing import ClassVar
 
 import numpy as np
@@ -31,6 +31,7 @@ POWER_POLICIES = tuple(POWER_PROFILES)
 # drivers agree. Far outside, its linear laws turn nonsense into numbers (at 1e300 C a
 # productive utilization of 8,251%; NaN reached the JSON report).
 TEMP_RANGE_C = (-60.0, 70.0)
+_STEP_T, _STEP_W = itemgetter(0), itemgetter(1)  # a ramp window step's (time, IT watts)
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,9 @@ class PowerRuntime(PowerBooks):
     )
     # The view fields pass_view takes once from the books (None: not yet)
     _pass_const: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
-    # (tick, the temps and site cap read, site budget, hall budgets, ramp limit): pass_view's
-    _pass_memo: tuple[int, np.ndarray, float, float, list[float], float] | None = field(
+    # (tick, the temps and site cap read, site budget, hall budgets, ramp limit, last tick):
+    # pass_view's
+    _pass_memo: tuple[int, np.ndarray, float, float, list[float], float, int] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
 
@@ -228,14 +230,20 @@ class PowerRuntime(PowerBooks):
                 v.levels, v.floor, v.draw_w, v.idle_w, v.tdp_w, v.node_hall, v.node_max_cap_w,
                 v.min_node_cap_w, v.ladder_w, v.job_inc_w, v.floor_gpu_w, v.shape_of,
             )  # fmt: skip
-        i = min(int(t / self.cfg.tick_s), len(self.temps) - 1)
+        cfg, temps = self.cfg, self.temps
+        i = int(t / cfg.tick_s)
         memo = self._pass_memo
+        if memo is not None and memo[1] is temps:
+            if i > memo[6]:  # noqa: PLR1730 (a comparison costs less than min)
+                i = memo[6]  # the last tick's past the horizon
+        else:
+            i = min(i, len(temps) - 1)
         if (
             memo is None
             or memo[0] != i
-            or memo[1] is not self.temps
+            or memo[1] is not temps
             or memo[2] != self.site_cap_w
-            or self.cfg.cap_events
+            or cfg.cap_events
             or self.reserved_w
             or self.reserved_hall_w
         ):
@@ -243,13 +251,33 @@ class PowerRuntime(PowerBooks):
             site_w -= self.reserved_w
             if self.reserved_hall_w:
                 hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
-            memo = (i, self.temps, self.site_cap_w, site_w, hb, self.ramp_limit_it_w(t))
-            if not (self.cfg.cap_events or self.reserved_w or self.reserved_hall_w):
+            limit = self.ramp_limit_it_w(t)
+            memo = (i, temps, self.site_cap_w, site_w, hb, limit, len(temps) - 1)
+            if not (cfg.cap_events or self.reserved_w or self.reserved_hall_w):
                 self._pass_memo = memo
             else:
                 self._pass_memo = None
-        _, _, _, site_w, hb, limit = memo
+        _, _, _, site_w, hb, limit, _ = memo
         levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp = const
+        # window_headroom_w(self.window, t, limit) with less work. The steps a minute old at the
+        # front of the window are dropped first: the twin reads the window only at its clock,
+        # which never goes back, so they never count again (add_step's rule, WINDOW_KEEP_S,
+        # applied at the pass). Where every step left counts (most passes: only a staggered
+        # start's later waves stand ahead of older steps) the whole window is summed in C (the
+        # same steps in the same order: the same double); else window_headroom_w sums it.
+        if limit == math.inf:
+            ramp_w = math.inf
+        else:
+            window = self.window
+            keep_cut = t - self.WINDOW_KEEP_S
+            while window and window[0][0] <= keep_cut:
+                window.popleft()
+            if not window:
+                ramp_w = max(limit, 0.0)  # limit less sum([]), the int 0: the same double
+            elif min(map(_STEP_T, window)) > t - 60.0:
+                ramp_w = max(limit - sum(map(_STEP_W, window)), 0.0)
+            else:
+                ramp_w = window_headroom_w(window, t, limit)
         # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
         # field to view's): a call with keywords costs a quarter more, and this is per pass.
         return PowerView(
@@ -263,7 +291,7 @@ class PowerRuntime(PowerBooks):
             halls,
             node_cap,
             self.target,
-            window_headroom_w(self.window, t, limit),  # _ramp_headroom's rule, one call less
+            ramp_w,
             min_cap,
             ladder,
             limit,

@@ -412,7 +412,7 @@ class Twin(RunBooks):
             job = running[job_id]
             jp = pw.jobs[job_id]
             if level < jp.level:
-                _, inc, _ = pw.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+                inc = jp.lad[1]  # its run's ladder (pw.ladder's), kept at its start
                 step = inc[level] - jp.inc_w
                 if step > room:
                     continue  # the next tick raises it
