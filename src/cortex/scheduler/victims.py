@@ -174,17 +174,15 @@ def _good_nodes(st: ClusterState, judge: _Judge, idx: np.ndarray) -> np.ndarray:
     sole = np.flatnonzero(owner >= 0)
     victim = judge.victim
     if sole.size:
-        # A gang's nodes lie side by side in idx: the runs of one holder (a few hundred, not
-        # thousands of nodes), each distinct holder judged once (a 10-day run meets ~2.7 runs
-        # per distinct holder).
+        # A gang's nodes lie side by side in idx: one judgement per run of one holder (a few
+        # hundred, not thousands of nodes; a holder met again is answered by the judge's memo).
         held = owner[sole]
         edge = np.empty(held.size, dtype=bool)
         edge[0] = True
         np.not_equal(held[1:], held[:-1], out=edge[1:])
         starts = np.flatnonzero(edge)
-        runs = held[starts].tolist()
-        ok = {j: victim(j) is not None for j in dict.fromkeys(runs)}
-        good[sole] = np.repeat([ok[j] for j in runs], np.diff(starts, append=held.size))
+        ok = [victim(j) is not None for j in held[starts].tolist()]
+        good[sole] = np.repeat(ok, np.diff(starts, append=held.size))
     shared = np.flatnonzero(owner == SHARED)
     if shared.size:
         good[shared] = [_node_ok(st, judge, n) for n in idx[shared].tolist()]
