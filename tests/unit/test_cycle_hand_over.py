@@ -183,18 +183,41 @@ def test_a_preempting_pass_kept_is_a_rollback_and_the_drivers_moves(profile: str
         assert rolled > 0
 
 
-def test_two_preemptions_in_one_pass_are_not_kept() -> None:
-    st, pend, pol = tc._setup(tc.TINY, tc.Policies(), ("a",))
-    # Two low-priority jobs hold nodes 0 and 1; two production jobs of 8 GPUs arrive on a full
-    # fleet: the log holds eviction, start, eviction, start, the driver stops both first.
-    low = [tc._run(st, 100 + n, ((n, 8),), prio=10) for n in range(2)]
-    for n in range(2, 8):
-        tc._run(st, 100 + n, ((n, 8),), prio=1000)
-    for i in range(2):
-        tc._pend(pend, i, 8, 10.0, prio=1000)
-    before = tc._contents(st)
-    plan = schedule(tc._snap(st, pend), pol, deep=True, commit=True)
-    assert sorted(p.job.id for p in plan.preemptions) == [v.id for v in low]
-    assert not plan.committed
-    assert tc._contents(st) == before
-    assert not st.given
+def _two_preemptions(low: list[tuple[tuple[int, int], ...]]) -> tuple[Plan, bool]:
+    """TINY full of production work but the low-priority jobs on `low`; two production jobs of
+    8 GPUs arrive: the log holds eviction, start, eviction, start, the driver stops both
+    first. The committed pass's plan and state, against a rollback and the driver's moves:
+    (the plan, whether it was kept)."""
+    worlds = []
+    for commit in (False, True):
+        st, pend, pol = tc._setup(tc.TINY, tc.Policies(), ("a",))
+        for i, placement in enumerate(low):
+            tc._run(st, 100 + i, placement, prio=10)
+        held = {n for placement in low for n, _ in placement}
+        for n in sorted(set(range(8)) - held):
+            tc._run(st, 200 + n, ((n, 8),), prio=1000)
+        for i in range(2):
+            tc._pend(pend, i, 8, 10.0, prio=1000)
+        plan = schedule(tc._snap(st, pend), pol, deep=True, commit=commit)
+        _drive(st, pend, plan, 0.0)
+        worlds.append((plan, st))
+    (plan0, st0), (plan1, st1) = worlds
+    assert _plan_key(plan0) == _plan_key(plan1)
+    assert _state_key(st1) == _state_key(st0)
+    assert [p.job.id for p in plan1.preemptions] == [100, 101]
+    return plan1, plan1.committed
+
+
+def test_two_preemptions_in_one_pass_are_kept_when_they_commute() -> None:
+    # Nodes 0 and 1 end taken whole by the starts: no index keeps a key the first start put
+    # there, so its place before the second eviction does not show (Statement._commutes).
+    assert _two_preemptions([((0, 8),), ((1, 8),)])[1]
+
+
+def test_two_preemptions_are_not_kept_when_a_start_leaves_its_pod_a_free_node() -> None:
+    # The second victim is a two-node gang in the first start's pod, and the second start takes
+    # one of its nodes: the other is a free whole node of that pod at the end, its pod's
+    # bucket entry put in after the first start (Statement._commutes).
+    plan, kept = _two_preemptions([((0, 8),), ((1, 8), (2, 8))])
+    assert not kept
+    assert len({n for s in plan.starts for n, _ in s.placement}) == 2

@@ -92,12 +92,14 @@ def _full_fleet_but_one_free_gpu_each_on_nodes_0_to_2() -> tuple[ClusterState, P
 
 def test_a_start_then_an_eviction_rolls_back_to_the_bucket_order() -> None:
     """A one-GPU job takes node 0, the first of its bucket; a later job evicts. Undoing the
-    start puts node 0 back last in its bucket unless the start saved the order."""
+    start puts node 0 back last in its bucket unless the start saved the order. (Committed,
+    the same pass is kept since section 113: the start leaves node 0 and its pod without free
+    capacity, so its place before the eviction does not show; test_cycle_hand_over_commute.)"""
     st, pend = _full_fleet_but_one_free_gpu_each_on_nodes_0_to_2()
     tc._pend(pend, 1, 1, 10.0, prio=1000, submit=0.0)
     tc._pend(pend, 2, 8, 10.0, prio=1000, submit=1.0)
     before = (tc._contents(st), tc._ordered(st))
-    plan = schedule(tc._snap(st, pend), tc.Policies(), deep=True, commit=True)
+    plan = schedule(tc._snap(st, pend), tc.Policies(), deep=True, commit=False)
     assert [s.job.id for s in plan.starts] == [1, 2]
     assert plan.starts[0].placement == ((0, 1),)
     assert [p.job.id for p in plan.preemptions] == [110]

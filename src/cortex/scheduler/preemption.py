@@ -4,6 +4,8 @@ driver acts on the plan (IssuePreemptions)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -23,6 +25,10 @@ class PreemptionPolicy(Protocol):
     def may_preempt(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool: ...
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool: ...
+
+    def judge(self, snap: Snapshot, job: Job) -> Callable[[Job], bool]:
+        """`eligible` of one preemptor on one unchanging snapshot, for many victims."""
+        ...
 
     def may_evict(self, job: Job, victim: Job) -> bool:
         """Whether `victim` could ever be `eligible` for `job` by class and queue alone (its
@@ -169,26 +175,49 @@ class PriorityReclaim:
         )
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
-        if protected(snap, victim):
-            return False
-        if (
-            self.reclaim_any
-            and victim.queue_idx != job.queue_idx
-            and not _queue_borrows(snap, victim)
-        ):
-            return False
-        if victim.priority < job.priority:
-            return True
-        if victim.queue_idx == job.queue_idx:
-            return False
-        if not self.reclaim_any or victim.priority == job.priority:
-            return victim.priority == job.priority and _borrowing(snap, job, victim)
-        # A higher class of a borrowing queue (checked above): the job's queue must stay within
-        # its nominal quota with the job (Kueue reclaims only while not borrowing).
+        return self.judge(snap, job)(victim)
+
+    def judge(self, snap: Snapshot, job: Job) -> Callable[[Job], bool]:
+        """`eligible` for many victims of one preemptor on one snapshot (the victim search asks
+        ~120 a search, most of them of the job's own class under reclaim: RESULTS.md, section
+        113): what depends only on the job and the snapshot is read once. The one rule: the
+        control plane's `eligible` asks it too. The state must not change while it is used."""
         st = snap.state
-        f = victim.run_flavor
-        alloc = alloc_size(job.gpus, st.gpn[f])
-        return st.usage[job.queue_idx][f] + alloc <= st.queues.queues[job.queue_idx].nominal[f]
+        queues = st.queues.queues
+        usage = st.usage
+        now = snap.now_s
+        p = job.priority
+        mine = job.queue_idx
+        reclaim_any = self.reclaim_any
+        # `protected` per queue: started after `cut[q]`, or evicted `budget[q]` times.
+        cut = [now - q.min_runtime_s for q in queues]
+        budget = [q.preemption_budget for q in queues]
+        # Same-class reclaim by flavor: the job's queue stays within its nominal
+        # quota there with the job's GPUs; per (queue, flavor): that queue borrows there.
+        room = [usage[mine][f] + job.gpus <= queues[mine].nominal[f] for f in range(len(st.gpn))]
+
+        def ok(victim: Job) -> bool:
+            q = victim.queue_idx
+            b = budget[q]
+            if victim.run_start_s > cut[q] or (b is not None and victim.evictions >= b):
+                return False  # protected(snap, victim)
+            f = victim.run_flavor
+            if reclaim_any and q != mine and not usage[q][f] > queues[q].nominal[f]:
+                return False  # Kueue's `cqIsBorrowing`: only a queue over its nominal loses jobs
+            if victim.priority < p:
+                return True
+            if q == mine:
+                return False
+            if not reclaim_any or victim.priority == p:
+                # Same-class reclaim (Kueue's LowerPriority mode here): the victim's queue
+                # borrows in its flavor now, and the job's queue stays within its nominal there.
+                return victim.priority == p and usage[q][f] > queues[q].nominal[f] and room[f]
+            # A higher class of a borrowing queue (checked above): the job's queue must stay
+            # within its nominal quota with the job (Kueue reclaims only while not borrowing).
+            alloc = alloc_size(job.gpus, st.gpn[f])
+            return usage[mine][f] + alloc <= queues[mine].nominal[f]
+
+        return ok
 
     def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
         """Whether evicting all of `victims` together is allowed: under `reclaim_any`, every
@@ -211,28 +240,6 @@ class PriorityReclaim:
             st.usage[q][f] - gpus + last > queues[q].nominal[f]
             for (q, f), (gpus, last) in taken.items()
         )
-
-
-def _queue_borrows(snap: Snapshot, victim: Job) -> bool:
-    """Kueue's `cqIsBorrowing`: the victim's queue uses more than its nominal quota of the
-    flavor the victim runs on."""
-    f = victim.run_flavor
-    q = victim.queue_idx
-    st = snap.state
-    return st.usage[q][f] > st.queues.queues[q].nominal[f]
-
-
-def _borrowing(snap: Snapshot, job: Job, victim: Job) -> bool:
-    """Same-class reclaim (Kueue's LowerPriority mode here): the victim's queue borrows in the
-    victim's flavor now, and the job's queue stays within its nominal quota there."""
-    st = snap.state
-    f = victim.run_flavor
-    q = st.queues.queues[victim.queue_idx]
-    mine = st.queues.queues[job.queue_idx]
-    return (
-        st.usage[victim.queue_idx][f] > q.nominal[f]
-        and st.usage[job.queue_idx][f] + job.gpus <= mine.nominal[f]
-    )
 
 
 def _enough_any(snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> bool:
@@ -280,6 +287,9 @@ class LasDemotion:
         attained = victim.attained_gpu_s + victim.alloc_gpus * (snap.now_s - victim.run_start_s)
         return self.ordering.level(attained) > self.ordering.level(job.attained_gpu_s)
 
+    def judge(self, snap: Snapshot, job: Job) -> Callable[[Job], bool]:
+        return partial(self.eligible, snap, job)
+
     def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
         return True
 
@@ -297,6 +307,9 @@ class NoPreemption:
 
     def eligible(self, snap: Snapshot, job: Job, victim: Job) -> bool:
         return False
+
+    def judge(self, snap: Snapshot, job: Job) -> Callable[[Job], bool]:
+        return partial(self.eligible, snap, job)
 
     def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
         return np.zeros(len(snap.state.node_free), dtype=bool)

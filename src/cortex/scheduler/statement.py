@@ -151,23 +151,57 @@ class Statement:
 
     def hand_over(self, plan: Plan, untried: bool) -> bool:
         """Whether the cycle's moves may be kept instead of rolled back: with no victim search
-        tried (`untried`) the log holds only the plan's starts; else only if it holds exactly
-        what the driver does with the plan, in the driver's order: the victims' evictions,
-        then the starts (watts are the cycle's own). The state then is what a rollback and the
-        driver's stops and starts would leave, down to every index's order, and the evictions'
-        allocations go to `state.given` for those stops. Two preemptions in one pass, or a
-        start logged before an eviction, keep nothing (bench/RESULTS.md, section 108)."""
+        tried (`untried`) the log holds only the plan's starts; else only if it holds what the
+        driver does with the plan: the victims' evictions, then the starts (watts are the
+        cycle's own), in that order or in an order that `_commutes` shows leaves the same
+        state. The state then is what a rollback and the driver's stops and starts would
+        leave, down to every index's order, and the evictions' allocations go to
+        `state.given` for those stops (bench/RESULTS.md, sections 108 and 113)."""
         if untried and not plan.preemptions:
             return True
-        log = [(kind, jid) for kind, jid, _, _ in self._log if kind != _WATTS]
-        want = [(_EVICT, p.job.id) for p in plan.preemptions]
-        want += [(_ALLOCATE, s.job.id) for s in plan.starts]
-        if log != want:
-            return False
+        log = [(kind, jid, entry) for kind, jid, _, entry in self._log if kind != _WATTS]
+        evicts = [p.job.id for p in plan.preemptions]
+        starts = [s.job.id for s in plan.starts]
+        if [(k, j) for k, j, _ in log] != [(_EVICT, j) for j in evicts] + [
+            (_ALLOCATE, j) for j in starts
+        ]:
+            if [j for k, j, _ in log if k == _EVICT] != evicts:
+                return False
+            if [j for k, j, _ in log if k == _ALLOCATE] != starts:
+                return False
+            if not self._commutes(cast(list[tuple[int, int, Allocation]], log)):
+                return False
         given = self.state.given
-        for kind, jid, _, entry in self._log:
+        for kind, jid, entry in log:
             if kind == _EVICT:
                 given[jid] = cast(Allocation, entry)
+        return True
+
+    def _commutes(self, log: list[tuple[int, int, Allocation]]) -> bool:
+        """Whether the log leaves the state that the driver's order (the evictions first, each
+        kind in its own order) leaves, down to every index's key order. Only pairs of a start
+        logged before an eviction change their order. An index's final order is the order in
+        which its final keys last went in; a move's inserts depend only on the moves before it
+        that touch the same node or pod, whose order changes only within such pairs. So it is
+        enough that in each pair of one flavor (other flavors share no index) the start's
+        inserts into the indices an eviction also inserts into (the partial buckets, a pod's
+        free nodes, the pods' buckets) leave no final key: its nodes hold no free GPU at the
+        end and its pods no free whole node. A start's other inserts (its allocation, its
+        nodes' jobs) go where evictions only delete, and inserts and deletes of different
+        keys commute (bench/RESULTS.md, section 113)."""
+        st = self.state
+        node_free = st.node_free
+        pod_whole = st.pod_whole
+        node_pod = st.node_pod
+        flavors = [a.flavor for kind, _, a in log if kind == _EVICT]
+        seen = 0  # evictions logged so far
+        for kind, _, alloc in log:
+            if kind == _EVICT:
+                seen += 1
+            elif alloc.flavor in flavors[seen:]:
+                for n, _ in alloc.placement:
+                    if node_free[n] or pod_whole[node_pod[n]]:
+                        return False
         return True
 
     def mark(self) -> int:

@@ -52,7 +52,7 @@ _Unit = tuple[int, float, int, list[int], list[int]]  # a cost's three terms, no
 class _Judge:
     """The policy's exact rule per running job, asked once per job in one search."""
 
-    __slots__ = ("_lost", "job", "lost_s", "policy", "seen", "snap")
+    __slots__ = ("_lost", "job", "lost_s", "ok", "policy", "running", "seen", "snap")
 
     def __init__(
         self, snap: Snapshot, policy: PreemptionPolicy, job: Job, banned: Iterable[int] = ()
@@ -64,6 +64,10 @@ class _Judge:
         self.seen: dict[int, Job | None] = dict.fromkeys(banned)
         self.lost_s = snap.lost_s
         self._lost: dict[int, float] = {}
+        # The policy's rule with what depends only on the job read once (a search judges ~120
+        # jobs; the state does not change during one).
+        self.ok = policy.judge(snap, job)
+        self.running = snap.state.running
 
     def lost_gpu_s(self, v: Job, gpus: int) -> float:
         """GPU-seconds a preemption now costs victim v holding `gpus` (0 without a rule)."""
@@ -79,12 +83,12 @@ class _Judge:
     def victim(self, jid: int) -> Job | None:
         """The running job `jid` if it may be evicted, else None (also for a job started
         tentatively in this very cycle, which is not running yet)."""
-        if jid in self.seen:
-            return self.seen[jid]
-        v = self.snap.state.running.get(jid)
-        ok = v if v is not None and self.policy.eligible(self.snap, self.job, v) else None
-        self.seen[jid] = ok
-        return ok
+        seen = self.seen
+        if jid in seen:
+            return seen[jid]
+        v = self.running.get(jid)
+        got = seen[jid] = v if v is not None and self.ok(v) else None
+        return got
 
 
 # Searches after a victim set `admits` refused (each bans at least one job).
@@ -168,17 +172,20 @@ def _good_nodes(st: ClusterState, judge: _Judge, idx: np.ndarray) -> np.ndarray:
     owner = st.np_owner[idx]
     good = owner == FREE
     sole = np.flatnonzero(owner >= 0)
+    victim = judge.victim
     if sole.size:
-        # A gang's nodes lie side by side in idx: the distinct jobs come from the runs of one
-        # holder (a few hundred, not thousands of nodes to sort), in ascending id as before.
+        # A gang's nodes lie side by side in idx: one judgement per run of one holder (a few
+        # hundred, not thousands of nodes; a holder met again is answered by the judge's memo).
         held = owner[sole]
-        starts = np.flatnonzero(np.r_[True, held[1:] != held[:-1]])
-        runs = held[starts]
-        jobs = np.unique(runs)
-        ok = np.asarray([judge.victim(j) is not None for j in jobs.tolist()], dtype=bool)
-        good[sole] = np.repeat(ok[np.searchsorted(jobs, runs)], np.diff(np.r_[starts, held.size]))
-    for i in np.flatnonzero(owner == SHARED).tolist():
-        good[i] = _node_ok(st, judge, int(idx[i]))
+        edge = np.empty(held.size, dtype=bool)
+        edge[0] = True
+        np.not_equal(held[1:], held[:-1], out=edge[1:])
+        starts = np.flatnonzero(edge)
+        ok = [victim(j) is not None for j in held[starts].tolist()]
+        good[sole] = np.repeat(ok, np.diff(starts, append=held.size))
+    shared = np.flatnonzero(owner == SHARED)
+    if shared.size:
+        good[shared] = [_node_ok(st, judge, n) for n in idx[shared].tolist()]
     return good
 
 
