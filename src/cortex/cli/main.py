@@ -140,11 +140,13 @@ def _root(
     """Cortex: the operating layer for AI training superclusters."""
 
 
-def main() -> None:
+def main(end_process: bool = True) -> None:
     """Entry point. Typer reports bad options itself (usage, exit 2); input files that fail
     validation raise InputError, printed here on one line with exit code 2. A command that
     succeeded and left a large heap (`sim`) ends the process without freeing it, its output
-    flushed (gcscope.end_process_now: not when called with its output captured)."""
+    flushed (gcscope.end_process_now: not when called with its output captured). A caller that
+    goes on after the command in its own process (bench/power_census.py prints its counts
+    after the run) passes `end_process=False`: it gets the SystemExit back, as before."""
     from cortex.errors import InputError
 
     leave_heap_to_os(False)  # only this call's command may ask
@@ -154,7 +156,7 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except SystemExit as done:  # Click ends every run, a success too, with SystemExit
-        if done.code in (None, 0):
+        if end_process and done.code in (None, 0):
             end_process_now()
         raise
 
