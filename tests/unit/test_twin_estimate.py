@@ -91,30 +91,8 @@ def test_every_kept_estimate_is_the_fresh_one_at_every_pass_of_a_run() -> None:
     jobs naming a flavor, on two flavors whose nodes differ): at every pass, each waiting job's
     kept estimates (est_cache and the whole-gang row the deep pass's judge reads instead of
     asking) equal a fresh computation for the job as it is then (review20)."""
-    rng = random.Random(1)
     days = 2.0
-    jobs = []
-    for i in range(300):
-        g = rng.choice([1, 2, 4, 8, 8, 16, 24, 32, 48])
-        emin = rng.choice([None, None, None, max(1, g // 2)])
-        jobs.append(
-            Job(
-                i,
-                f"j{i}",
-                rng.choice(["a", "b", "c"]),
-                g,
-                rng.uniform(600, 40000),
-                priority=rng.choice([0, 0, 1, 5]),
-                priority_class=rng.choice(["normal", "production"]),
-                flavors=rng.choice([(), (), (), ("H100-SXM5",), ("H200-SXM",)]),
-                kind=rng.choice(["generic", "llm"]),
-                submit_s=rng.uniform(0, days * 86400 * 0.7),
-                ckpt_write_s=rng.choice([None, 30.0]),
-                elastic_min=emin,
-                elastic_max=g if emin else None,
-            )
-        )
-    jobs.sort(key=lambda j: j.submit_s)
+    jobs = mixed_jobs(1, 300, days)
     seen = {"kept": 0, "stale": 0}
 
     class Checked(Twin):
@@ -136,3 +114,32 @@ def test_every_kept_estimate_is_the_fresh_one_at_every_pass_of_a_run() -> None:
     tw = Checked(MIXED, jobs, cfg).run()
     assert tw.metrics.preemptions > 0 and sum(j.restarts for j in jobs) > 10
     assert seen["kept"] > 10_000 and seen["stale"] == 0, seen
+
+
+def mixed_jobs(seed: int, n: int, days: float) -> list[Job]:
+    """`n` jobs for MIXED arriving over the first 70% of `days`: sizes 1 to 48 GPUs, some
+    elastic, some naming a flavor, priorities and classes mixed (preemptions, failures' rates)."""
+    rng = random.Random(seed)
+    jobs = []
+    for i in range(n):
+        g = rng.choice([1, 2, 4, 8, 8, 16, 24, 32, 48])
+        emin = rng.choice([None, None, None, max(1, g // 2)])
+        jobs.append(
+            Job(
+                i,
+                f"j{i}",
+                rng.choice(["a", "b", "c"]),
+                g,
+                rng.uniform(600, 40000),
+                priority=rng.choice([0, 0, 1, 5]),
+                priority_class=rng.choice(["normal", "production"]),
+                flavors=rng.choice([(), (), (), ("H100-SXM5",), ("H200-SXM",)]),
+                kind=rng.choice(["generic", "llm"]),
+                submit_s=rng.uniform(0, days * 86400 * 0.7),
+                ckpt_write_s=rng.choice([None, 30.0]),
+                elastic_min=emin,
+                elastic_max=g if emin else None,
+            )
+        )
+    jobs.sort(key=lambda j: j.submit_s)
+    return jobs
