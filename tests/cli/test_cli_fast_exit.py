@@ -123,3 +123,41 @@ def test_the_power_census_prints_its_counts_after_the_run() -> None:
     assert out.returncode == 0, out.stderr
     assert "events / wall (s)" in out.stdout
     assert "level moves:" in out.stdout and "passes stopped on the site budget" in out.stdout
+
+
+def _run_module(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` with a finalizer that prints at the teardown, set up by a sitecustomize."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Teardown:\n"
+        "    def __del__(self):\n"
+        "        sys.__stderr__.write('teardown ran\\n')\n"
+        "keep = Teardown()\n"
+    )
+    path = os.pathsep.join([str(tmp_path), *sys.path])
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path, "COLUMNS": "200", "NO_COLOR": "1"},
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_python_m_cortex_ends_early_and_a_profiler_running_it_writes_its_profile(
+    tmp_path: Path,
+) -> None:
+    """`python -m cortex` is the program (only runpy under main): it ends early. Under
+    `python -m cProfile -o F -m cortex` the profiler writes F once the program returns: the
+    early exit skipped that, and F was never written (review20; pyinstrument, memray, trace and
+    pdb act the same way)."""
+    plain = _run_module(["-m", "cortex", *SIM], tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "events / wall (s)" in plain.stdout and "teardown ran" not in plain.stderr
+    prof = tmp_path / "sim.prof"
+    profiled = _run_module(["-m", "cProfile", "-o", str(prof), "-m", "cortex", *SIM], tmp_path)
+    assert profiled.returncode == 0, profiled.stderr
+    assert "events / wall (s)" in profiled.stdout and "teardown ran" in profiled.stderr
+    assert prof.stat().st_size > 0
