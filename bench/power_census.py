@@ -102,7 +102,7 @@ Twin._apply_levels, Twin._apply = apply_levels, apply
 args = sys.argv[1:] or ["--fleet", "cortex-2024", "--days", "30"]
 sys.argv = ["cortex", "sim", "--quiet", *args]
 with contextlib.suppress(SystemExit):
-    main()
+    main(end_process=False)  # the counts below are printed after the run
 print("level moves:", dict(sorted(counts.items())))
 print("passes that start nothing, by (stop reason, most frequent first code):")
 for (stop, first), n in stops.most_common(10):

@@ -4,13 +4,20 @@ happens (one batch at time 0, no failures), so its forward run must give every s
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import pytest
+from test_twin_estimate import mixed_jobs
+
+from cortex.control import estimate_accuracy as ea
 from cortex.control.estimate_accuracy import Prediction, measure, score
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
+from cortex.scheduler.placement import alloc_size
 from cortex.sim.twin import SimConfig
+from cortex.workload.job import Job
 from cortex.workload.synthetic import generate
+from testkit import MIXED
 
 
 def test_the_score_is_the_median_error_over_the_wait_of_jobs_that_waited() -> None:
@@ -75,3 +82,27 @@ def test_bad_parameters_are_refused(kw: dict) -> None:
     topo = build(load_fleet_spec("tiny"))
     with pytest.raises(ValueError):
         measure(topo, [], SimConfig(days=1), warmup_s=0.0, **kw)
+
+
+def test_the_forward_runs_estimates_are_fresh_for_a_victim_that_kept_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The forward run (control/estimate.py `_simulate`) lets a preempted victim's copy keep the
+    work it did, then queues it again and asks the twin's estimator, which keeps estimates on the
+    job (est_cache, est_gang_s): the copy shared the live job's, made for the work left before,
+    and was answered with those (~5% of the asks here, review20). Every estimate asked in the
+    twin and in its forward runs must equal a fresh computation for the job as it is then."""
+    seen = {"asked": 0, "stale": 0}
+    plain = ea._ObservedTwin._estimate_s
+
+    def checked(tw: Any, job: Job, f: int, g: int) -> float:
+        got = plain(tw, job, f, g)
+        seen["asked"] += 1
+        seen["stale"] += got != tw._run_shape(job, f, g, alloc_size(g, tw.state.gpn[f]))[2]
+        return got
+
+    monkeypatch.setattr(ea._ObservedTwin, "_estimate_s", checked)
+    days = 1.0
+    cfg = SimConfig(days=days, seed=4, failure_scale=50.0, backfill_interval_s=10.0)
+    out = measure(MIXED, mixed_jobs(2, 150, days), cfg, warmup_s=0.0, max_predictions=40)
+    assert out["scored"] > 5 and seen["asked"] > 5000 and seen["stale"] == 0, seen

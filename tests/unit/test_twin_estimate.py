@@ -83,3 +83,63 @@ def test_the_whole_gang_row_holds_each_flavors_estimate_and_goes_with_the_cache(
         requeued(job)
         assert job.est_gang_s is None and job.est_cache is None
     assert filled > 20
+
+
+def test_every_kept_estimate_is_the_fresh_one_at_every_pass_of_a_run() -> None:
+    """A run that moves jobs' remaining work and overhead while they wait again (failures at 50
+    times the rate, requeues, preemptions by priority, quarantine, hot spares; elastic jobs and
+    jobs naming a flavor, on two flavors whose nodes differ): at every pass, each waiting job's
+    kept estimates (est_cache and the whole-gang row the deep pass's judge reads instead of
+    asking) equal a fresh computation for the job as it is then (review20)."""
+    days = 2.0
+    jobs = mixed_jobs(1, 300, days)
+    seen = {"kept": 0, "stale": 0}
+
+    class Checked(Twin):
+        def _cycle(self) -> None:
+            gpn = self.state.gpn
+            for lst in self.pending.lists:
+                for _, job in lst:
+                    kept = [(f, job.gpus, v) for f, v in enumerate(job.est_gang_s or ())]
+                    kept += [(f, g, v) for (f, g), v in (job.est_cache or {}).items()]
+                    for f, g, v in kept:
+                        if v is not None:
+                            seen["kept"] += 1
+                            seen["stale"] += (
+                                v != self._run_shape(job, f, g, alloc_size(g, gpn[f]))[2]
+                            )
+            super()._cycle()
+
+    cfg = SimConfig(days=days, seed=4, failure_scale=50.0, quarantine=True, hot_spares_per_pod=1)
+    tw = Checked(MIXED, jobs, cfg).run()
+    assert tw.metrics.preemptions > 0 and sum(j.restarts for j in jobs) > 10
+    assert seen["kept"] > 10_000 and seen["stale"] == 0, seen
+
+
+def mixed_jobs(seed: int, n: int, days: float) -> list[Job]:
+    """`n` jobs for MIXED arriving over the first 70% of `days`: sizes 1 to 48 GPUs, some
+    elastic, some naming a flavor, priorities and classes mixed (preemptions, failures' rates)."""
+    rng = random.Random(seed)
+    jobs = []
+    for i in range(n):
+        g = rng.choice([1, 2, 4, 8, 8, 16, 24, 32, 48])
+        emin = rng.choice([None, None, None, max(1, g // 2)])
+        jobs.append(
+            Job(
+                i,
+                f"j{i}",
+                rng.choice(["a", "b", "c"]),
+                g,
+                rng.uniform(600, 40000),
+                priority=rng.choice([0, 0, 1, 5]),
+                priority_class=rng.choice(["normal", "production"]),
+                flavors=rng.choice([(), (), (), ("H100-SXM5",), ("H200-SXM",)]),
+                kind=rng.choice(["generic", "llm"]),
+                submit_s=rng.uniform(0, days * 86400 * 0.7),
+                ckpt_write_s=rng.choice([None, 30.0]),
+                elastic_min=emin,
+                elastic_max=g if emin else None,
+            )
+        )
+    jobs.sort(key=lambda j: j.submit_s)
+    return jobs

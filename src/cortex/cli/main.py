@@ -22,6 +22,8 @@ except ImportError:  # pragma: no cover - the Typer the project installs has the
     fastparams = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # Typer's own Click (vendored); `import click` would load a second one
+    from types import FrameType
+
     from typer._click import Command, Context, HelpFormatter
 
 # name: (module, attribute, command class or None, short help). A Typer attribute is a group.
@@ -140,11 +142,15 @@ def _root(
     """Cortex: the operating layer for AI training superclusters."""
 
 
-def main() -> None:
+def main(end_process: bool = True) -> None:
     """Entry point. Typer reports bad options itself (usage, exit 2); input files that fail
     validation raise InputError, printed here on one line with exit code 2. A command that
     succeeded and left a large heap (`sim`) ends the process without freeing it, its output
-    flushed (gcscope.end_process_now: not when called with its output captured)."""
+    flushed (gcscope.end_process_now: not when called with its output captured), and only
+    when this call is the program itself (`_the_program`: not under a profiler's or a
+    debugger's runner). A caller that goes on after the command in its own process
+    (bench/power_census.py prints its counts after the run) passes `end_process=False`: it
+    gets the SystemExit back, as before."""
     from cortex.errors import InputError
 
     leave_heap_to_os(False)  # only this call's command may ask
@@ -154,9 +160,22 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except SystemExit as done:  # Click ends every run, a success too, with SystemExit
-        if done.code in (None, 0):
+        if end_process and done.code in (None, 0) and _the_program(sys._getframe(1)):
             end_process_now()
         raise
+
+
+def _the_program(caller: FrameType | None) -> bool:
+    """Whether `caller` (main's) is the process's outermost code, with nothing under it but
+    runpy (`python -m cortex`): the console script, `python -c`. A tool that runs the program
+    inside its own code and acts once it returns (`python -m cProfile -o F -m cortex`,
+    pyinstrument, memray, pdb, trace) would lose what it writes then to the early exit."""
+    below = caller.f_back if caller is not None else None
+    while below is not None:
+        if below.f_globals.get("__name__") != "runpy":
+            return False
+        below = below.f_back
+    return True
 
 
 if __name__ == "__main__":

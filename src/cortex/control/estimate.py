@@ -131,6 +131,9 @@ def _simulate(
             # It keeps the work done so far (the training workloads checkpoint on SIGTERM).
             done = (t - began) / (end - began) if end > began else 1.0
             v.done_s += min(1.0, done) * v.remaining_s
+            # Estimates a driver kept on the job (the twin's, control/estimate_accuracy.py) were
+            # made for the work left before: the copy drops them (the live job's stay its own).
+            v.est_cache = v.est_gang_s = None
             pq.add(v)
             waiting[v.id] = v
         for s in plan.starts:
