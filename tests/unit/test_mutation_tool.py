@@ -142,6 +142,8 @@ NOT_SELECTED = {
     "alloc_size only to compute what it expects",
     "tests/unit/test_exact_cuts_differential.py": "whole twin runs, each twice (the cuts and "
     "their plain rules): slow per mutant; test_cycle_hand_over*.py and test_walk_skip.py select",
+    "tests/unit/test_estimate_accuracy.py": "control/estimate_accuracy.py's forward twin runs; "
+    "imports the scheduler's alloc_size only to compute what it expects",
 }
 
 
