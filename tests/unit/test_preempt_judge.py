@@ -12,16 +12,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from cortex.scheduler.placement import alloc_size
-from cortex.scheduler.preemption import PriorityReclaim
+from cortex.scheduler.preemption import PriorityReclaim, protected
 
 GPN = (8, 4)  # two flavors of different node sizes: alloc_size differs from the job's GPUs
-
-
-def _protected(snap: Any, victim: Any) -> bool:
-    q = snap.state.queues.queues[victim.queue_idx]
-    if victim.run_start_s > snap.now_s - q.min_runtime_s:
-        return True
-    return q.preemption_budget is not None and victim.evictions >= q.preemption_budget
 
 
 def _queue_borrows(snap: Any, victim: Any) -> bool:
@@ -42,7 +35,9 @@ def _borrowing(snap: Any, job: Any, victim: Any) -> bool:
 
 def _eligible_before(reclaim_any: bool, snap: Any, job: Any, victim: Any) -> bool:
     """PriorityReclaim.eligible as it was before the judge (main 3f1b72b)."""
-    if _protected(snap, victim):
+    # The live `protected` (hetero and LAS ask it; the judge inlines it): a change to either
+    # that the other does not follow fails here.
+    if protected(snap, victim):
         return False
     if reclaim_any and victim.queue_idx != job.queue_idx and not _queue_borrows(snap, victim):
         return False

@@ -103,7 +103,8 @@ def protected(snap: Snapshot, victim: Job) -> bool:
     """Whether the victim's queue shields it now: it has run less than the queue's minimum
     runtime, or another job's start evicted it as often as the queue's preemption budget
     allows (so two queues cannot trade the same GPUs back and forth without end; pauses for
-    power and the job's own requeues do not count)."""
+    power and the job's own requeues do not count). `PriorityReclaim.judge` inlines it per
+    queue (the victim search's hot path); tests/unit/test_preempt_judge.py holds the two equal."""
     q = snap.state.queues.queues[victim.queue_idx]
     if victim.run_start_s > snap.now_s - q.min_runtime_s:
         return True
@@ -200,7 +201,7 @@ class PriorityReclaim:
             q = victim.queue_idx
             b = budget[q]
             if victim.run_start_s > cut[q] or (b is not None and victim.evictions >= b):
-                return False  # protected(snap, victim)
+                return False  # `protected` (above), inlined
             f = victim.run_flavor
             if reclaim_any and q != mine and not usage[q][f] > queues[q].nominal[f]:
                 return False  # Kueue's `cqIsBorrowing`: only a queue over its nominal loses jobs
