@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -375,6 +376,22 @@ def _whole(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     return round(wall, 2), round(cpu, 2), round(usage.ru_maxrss / 1024, 1)
 
 
+def _compile_bytecode(cmds: Iterable[tuple[list[str], dict[str, str] | None]]) -> None:
+    """Write the bytecode caches of every source tree the timed runs import from: the
+    checkout's own (src/, bench/) and each PYTHONPATH entry (a BENCH_BASE_SRC tree).
+    compileall writes them even under PYTHONDONTWRITEBYTECODE, which only stops the
+    interpreter writing them on import; the timed runs still read them."""
+    trees = {ROOT / "src", ROOT / "bench"}
+    for _, env in cmds:
+        for entry in (env or {}).get("PYTHONPATH", "").split(os.pathsep):
+            if entry:
+                trees.add(Path(entry))
+    for tree in sorted(trees):
+        subprocess.run(
+            [PY, "-m", "compileall", "-q", str(tree)], check=True, stdout=subprocess.DEVNULL
+        )
+
+
 def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     """Issue 11's headline, as a user runs it: whole processes of `cortex sim --fleet
     cortex-2024 --days 30` (defaults: power `none`, warm start), the same with
@@ -385,7 +402,11 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     effect on `none` and on `full`, and the base's own full/none); BENCH_REPEATS=n;
     BENCH_DAYS=d. BENCH_COMPILED=1 adds both sim runs on the compiled core (`python -m
     cortex.compile` first; refused unless that build is current), the pure ones then run with
-    CORTEX_COMPILED=0."""
+    CORTEX_COMPILED=0. Bytecode is compiled once before timing (`compileall` over every
+    tree the runs import from), as an installed package or any machine without
+    PYTHONDONTWRITEBYTECODE has it after its first run: a machine that sets that variable (this
+    one does) would otherwise recompile ~80 modules in every timed process (RESULTS 115, 121);
+    BENCH_BYTECODE=env keeps the environment's setting instead."""
     days = float(os.environ.get("BENCH_DAYS", days))
     sim = [PY, "-m", "cortex.cli.main", "sim", "--fleet", "cortex-2024", "--days", str(days)]
     with_compiled = os.environ.get("BENCH_COMPILED") == "1"
@@ -410,6 +431,9 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     if base:
         cmds["sim_base"] = ([*sim, "--quiet"], {**pure, "PYTHONPATH": base})
         cmds["sim_full_base"] = (cmds["sim_full"][0], {**pure, "PYTHONPATH": base})
+    bytecode = os.environ.get("BENCH_BYTECODE", "cached")
+    if bytecode == "cached":
+        _compile_bytecode(cmds.values())
     walls: dict[str, list[float]] = {k: [] for k in cmds}
     cpus: dict[str, list[float]] = {k: [] for k in cmds}
     rss: dict[str, float] = {}
@@ -426,6 +450,7 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
     med_cpu = {k: statistics.median(v) for k, v in cpus.items()}
     out = {
         "days": days,
+        "bytecode": bytecode,
         "load_avg_1m": loads,
         "wall_s": walls,
         "cpu_s": cpus,
