@@ -105,17 +105,19 @@ def test_a_skip_under_way_carries_over_when_one_queue_is_left() -> None:
     assert [j.id for j in gen] == [4, 5]
 
 
-def test_the_first_merge_picks_ignore_a_skip_request() -> None:
-    """Within the first MERGE_FIRST picks the order takes no requests: it yields the next job
-    and counts nothing (the pass walks it as usual)."""
+def test_the_first_merge_picks_take_a_skip_request() -> None:
+    """Within the first MERGE_FIRST picks the order takes a request too (it hands the rest to
+    the lean merge): after the first job, [4, 5] passes over five wide jobs of the two queues
+    in the order's own order, and the answer is the one that order has next."""
     st, pend, _ = tc._setup(tc.QUOTA, tc.PROFILES["priority"], ("a", "b"))
     for i in range(MERGE_FIRST + 4):
         tc._pend(pend, i, 48, 10.0, team=i % 2)
+    plain = [j.id for j in PriorityFairShare().order(tc._snap(st, pend))]
     gen = PriorityFairShare().order(tc._snap(st, pend))
-    first = next(gen)
-    req = [4, 100, 0]
-    second = gen.send(req)  # type: ignore[attr-defined]
-    assert req[2] == 0 and second.id != first.id
+    assert next(gen).id == plain[0]
+    req = [4, 5, 0]
+    assert gen.send(req).id == plain[6] and req[2] == 5  # type: ignore[attr-defined]
+    assert [j.id for j in gen] == plain[7:]
 
 
 def test_a_judge_passes_over_jobs_it_stops_and_is_asked_once_each() -> None:
