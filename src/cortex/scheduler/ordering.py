@@ -226,25 +226,26 @@ def _gallop(
     # built per job passed over, only for the head where the gallop stops.
     by_key = share == o_share
     or_equal = share > o_share  # a larger share loses a tie of priority class
-    head: tuple | None = heads[i]
+    head: tuple = heads[i]
     n = 0
-    while (
-        head is not None
-        and n < left
-        and ((head[1].elastic_min or head[1].gpus) > top or (judge is not None and judge(head[1])))
-    ):
+    # The loop's step is what every job passed over costs (~0.5M in ten days of cortex-2024):
+    # the job read once, the None test only where `next` may give it.
+    while n < left:
+        job = head[1]
+        if (job.elastic_min or job.gpus) <= top and (judge is None or not judge(job)):
+            break
         n += 1
-        head = next(it, None)
-        if head is None:
+        nxt = next(it, None)
+        if nxt is None:
             del heads[i], cands[i]
             return n, True
+        head = nxt
         k = head[0]
         if k > o_key if by_key else (k[0] >= o_prio if or_equal else k[0] > o_prio):
             heads[i] = head
             cands[i] = (k[0], share, k, i)
             return n, True
     if n:
-        assert head is not None
         heads[i] = head
         cands[i] = (head[0][0], share, head[0], i)
     return n, False
