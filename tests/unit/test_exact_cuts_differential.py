@@ -56,8 +56,9 @@ def _judge_by_first_blocked(
     reserved: dict,
     first_codes: dict,
     judged: list[int],
-) -> Callable[[Job], bool]:
-    """The judge as the walk's own `first_blocked` answers it, for every job."""
+) -> tuple[Callable[[Job], bool], None]:
+    """The judge as the walk's own `first_blocked` answers it, for every job (it reads the
+    free counts and extras at each call: no `fresh`)."""
     st = snap.state
 
     def judge(job: Job) -> bool:
@@ -78,7 +79,7 @@ def _judge_by_first_blocked(
         judged[0] += 1
         return True
 
-    return judge
+    return judge, None
 
 
 def _it_w_plain(self: PowerBooks, state: Any) -> float:

@@ -11,10 +11,16 @@ from collections.abc import Callable
 
 import pytest
 import test_cycle as tc
+import test_walk_skip_fuzz as twsf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st_
 
+import cortex.scheduler.cycle as cycle_mod
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import build
-from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked
+from cortex.scheduler.cycle import schedule
+from cortex.scheduler.placement import alloc_size
+from cortex.scheduler.shadow import PASSES, Reservation, blocked_judge, first_blocked, widest
 from cortex.scheduler.snapshot import Snapshot
 from cortex.workload.job import Job
 
@@ -58,11 +64,16 @@ def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers(fleet:
         free = st.free_gpus = [0] * n_f
         codes: dict = {}
         judged = [0]
-        judge = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
+        judge, fresh = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
         want_codes: dict = {}
         want_judged = 0
         for _ in range(10):
-            free[:] = [rng.choice([0, 2, 4, 8, 12, 16, 24]) for _ in range(n_f)]
+            free[:] = [rng.choice([0, 2, 3, 4, 7, 8, 12, 16, 24]) for _ in range(n_f)]
+            for res in reserved.values():
+                # Extras off whole nodes and below zero too (a start behind a head spends them).
+                res.extra_gpus = rng.choice([-2, 0, 2, 5, 8, 12])
+            if fresh is not None:
+                fresh()  # as the walk does at each skip request
             gpus = rng.choice([1, 3, 4, 8, 12, 16, 20, 40])
             emin = rng.choice([None, None, None, gpus, 1])
             job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)
@@ -96,3 +107,52 @@ def test_the_plain_judge_reads_the_whole_gang_row_as_the_estimate_answers(fleet:
 def est_of(est: dict) -> Callable[[Job, int, int], float]:
     """The estimate function alone (first_blocked's oracle side): no row read."""
     return lambda j, f, g: est[(f, g)]
+
+
+def test_the_widest_gang_a_count_takes_is_exactly_where_allocations_stop_fitting() -> None:
+    """judge_two keeps each free count and extra as `widest(x, gpn)`: for every gang, node size
+    and count (below zero too: spent extras), alloc_size(gang) > x exactly when gang > widest."""
+    for gpn in range(1, 10):
+        for x in range(-3, 50):
+            w = widest(x, gpn)
+            for gang in range(1, 80):
+                assert (alloc_size(gang, gpn) > x) is (gang > w), (gpn, x, gang)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(twsf.CASES, st_.sampled_from(["priority", "nopreempt", "earliest", "power"]))
+def test_every_answer_of_the_judge_in_a_pass_is_first_blockeds_on_the_live_state(
+    d: dict, profile: str
+) -> None:
+    """In whole deep passes (two flavors: judge_two, and the general judge for elastic jobs and
+    jobs naming flavors) each answer the judge gives is what first_blocked answers on the state
+    at that moment: a judge that keeps free counts and extras must read them again at every
+    skip request (jobs the walk takes between requests start and spend them)."""
+    snap, pol = twsf._snapshot({**d, "fleet": "two", "profile": profile})
+    made = cycle_mod.blocked_judge
+    answers = 0
+
+    def spy(
+        sn: Snapshot, order: object, every: tuple[int, ...], reserved: dict, codes: dict, n: list
+    ) -> tuple:
+        judge, fresh = made(sn, order, every, reserved, codes, n)  # type: ignore[arg-type]
+
+        def checked(job: Job) -> bool:
+            nonlocal answers
+            st = sn.state
+            emin = job.elastic_min
+            gangs = (job.gpus, emin) if emin is not None and emin < job.gpus else (job.gpus,)
+            want = first_blocked(
+                job, job.flavor_ids or every, gangs, st.free_gpus, st.gpn, reserved,
+                sn.estimate_s, sn.now_s,
+            )  # fmt: skip
+            got = judge(job)
+            assert got is (want is not PASSES), (job.id, want)
+            answers += 1
+            return got
+
+        return checked, fresh
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cycle_mod, "blocked_judge", spy)
+        schedule(snap, pol, deep=True, commit=True, explain=False)

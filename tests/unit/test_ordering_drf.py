@@ -5,6 +5,7 @@ weighted dominant share and take the smallest (priority, share, key) over all wa
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from operator import truediv
 
 import pytest
@@ -105,3 +106,101 @@ def test_order_with_one_or_two_live_queues_matches_the_oracle(seed: int) -> None
         if rng.random() < 0.3:
             st.add_usage(rng.randrange(3), rng.randrange(2), rng.choice([8, 16, -8]))
     assert sorted(got) == list(range(n_jobs))
+
+
+def _oracle_skip(
+    st: ClusterState,
+    waiting: list[Job],
+    req: list,
+    asked: list[int],
+    stops: Callable[[int], bool] | None,
+) -> Job | None:
+    """What a skip request [top, limit, 0, judge?] answers, on the oracle's picks: pass over
+    (and count in req[2]) up to `limit` jobs whose smallest gang is wider than `top` or that
+    the judge stops (`stops`, asked once of each job that fits, in `asked`), and answer the
+    first other one (None: the order ended)."""
+    top, left = req[0], req[1]
+    while waiting:
+        pick = _oracle_pick(st, waiting)
+        if left:
+            stopped = (pick.elastic_min or pick.gpus) > top
+            if not stopped and stops is not None:
+                asked.append(pick.id)
+                stopped = stops(pick.id)
+            if stopped:
+                waiting.remove(pick)
+                left -= 1
+                req[2] += 1
+                continue
+        return pick
+    return None
+
+
+class _Judge:
+    """A skip request's judge that stops the jobs in `stopped` and records whom it was asked."""
+
+    def __init__(self, stopped: set[int]) -> None:
+        self.stopped = stopped
+        self.asked: list[int] = []
+
+    def __call__(self, job: Job) -> bool:
+        self.asked.append(job.id)
+        return job.id in self.stopped
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_skip_requests_anywhere_in_the_order_pass_over_what_the_oracle_does(seed: int) -> None:
+    """Skip requests sent at random picks (the first one, within the first MERGE_FIRST picks,
+    past them, while one queue is left), with random tops, limits and judges, usage moving
+    between requests: each answer, count and judge question is the oracle's (the order's
+    picks with the request's passing-over rule), and every job comes once."""
+    rng = random.Random(500 + seed)
+    pol = PriorityFairShare()
+    st, _, _ = testkit.setup_cycle(THREE, None, ("a", "b", "c"))
+    pend = PendingQueues(3, pol.key)
+    n_queues = rng.choice([1, 2, 3, 3])
+    n_jobs = rng.choice([2, MERGE_FIRST - 1, MERGE_FIRST + 3, 40, 120])
+    for i in range(n_jobs):
+        gpus = rng.choice([1, 2, 4, 8, 16, 32])
+        emin = rng.choice([None, None, None, 1, gpus // 2 or 1])
+        job = Job(i, f"p{i}", "abc"[i % 3], gpus, 100.0, submit_s=rng.uniform(0, 50),
+                  elastic_min=emin)  # fmt: skip
+        job.queue_idx = rng.randrange(n_queues)
+        job.priority = rng.choice([10, 100, 100, 1000])
+        pend.add(job)
+    waiting = [j for lst in pend.lists for _, j in lst]
+    snap = Snapshot(0.0, st, pend, lambda kind, f: 1.0, lambda job, f, gang: job.work_s)
+    gen = pol.order(snap)
+    p_req = rng.choice([0.1, 0.5, 0.9])
+    stopped = {j.id for j in waiting if rng.random() < 0.6}
+    got: list[int] = []
+    passed = 0
+    cur: Job | None = next(gen, None)
+    while cur is not None:
+        assert cur is _oracle_pick(st, waiting), len(got)
+        got.append(cur.id)
+        waiting.remove(cur)
+        if rng.random() < p_req and hasattr(gen, "send"):
+            req: list = [rng.choice([0, 2, 4, 8, 16]), rng.choice([0, 1, 3, 50]), 0]
+            judge = _Judge(stopped) if rng.random() < 0.7 else None
+            want_req = list(req)
+            want_asked: list[int] = []
+            want = _oracle_skip(
+                st, waiting, want_req, want_asked, None if judge is None else stopped.__contains__
+            )
+            if judge is not None:
+                req.append(judge)
+            try:
+                cur = gen.send(req)
+            except StopIteration:
+                cur = None
+            assert req[2] == want_req[2], len(got)
+            assert (judge.asked if judge is not None else []) == want_asked, len(got)
+            assert cur is want, len(got)
+            passed += req[2]
+            continue
+        if rng.random() < 0.2:
+            # A start of the walked job moves one queue's usage (never during a skip).
+            st.add_usage(rng.randrange(3), rng.randrange(2), rng.choice([8, 16, -8]))
+        cur = next(gen, None)
+    assert not waiting and len(got) + passed == n_jobs

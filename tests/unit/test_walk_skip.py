@@ -105,17 +105,19 @@ def test_a_skip_under_way_carries_over_when_one_queue_is_left() -> None:
     assert [j.id for j in gen] == [4, 5]
 
 
-def test_the_first_merge_picks_ignore_a_skip_request() -> None:
-    """Within the first MERGE_FIRST picks the order takes no requests: it yields the next job
-    and counts nothing (the pass walks it as usual)."""
+def test_the_first_merge_picks_take_a_skip_request() -> None:
+    """Within the first MERGE_FIRST picks the order takes a request too (it hands the rest to
+    the lean merge): after the first job, [4, 5] passes over five wide jobs of the two queues
+    in the order's own order, and the answer is the one that order has next."""
     st, pend, _ = tc._setup(tc.QUOTA, tc.PROFILES["priority"], ("a", "b"))
     for i in range(MERGE_FIRST + 4):
         tc._pend(pend, i, 48, 10.0, team=i % 2)
+    plain = [j.id for j in PriorityFairShare().order(tc._snap(st, pend))]
     gen = PriorityFairShare().order(tc._snap(st, pend))
-    first = next(gen)
-    req = [4, 100, 0]
-    second = gen.send(req)  # type: ignore[attr-defined]
-    assert req[2] == 0 and second.id != first.id
+    assert next(gen).id == plain[0]
+    req = [4, 5, 0]
+    assert gen.send(req).id == plain[6] and req[2] == 5  # type: ignore[attr-defined]
+    assert [j.id for j in gen] == plain[7:]
 
 
 def test_a_judge_passes_over_jobs_it_stops_and_is_asked_once_each() -> None:
@@ -159,7 +161,7 @@ def test_deep_passes_let_the_order_pass_over_what_first_blocked_stops(
     made = cycle_mod.blocked_judge
 
     def spy(*args: object) -> object:
-        judge = made(*args)  # type: ignore[arg-type]
+        judge, fresh = made(*args)  # type: ignore[arg-type]
 
         def counting(job: Job) -> bool:
             nonlocal stopped
@@ -167,7 +169,7 @@ def test_deep_passes_let_the_order_pass_over_what_first_blocked_stops(
             stopped += got
             return got
 
-        return counting
+        return counting, fresh
 
     monkeypatch.setattr(cycle_mod, "blocked_judge", spy)
     pol = dataclasses.replace(tc.PROFILES[profile], max_examined=512)
@@ -224,7 +226,7 @@ def test_the_judge_answers_and_counts_as_first_blocked() -> None:
         order = _Reversed() if rng.random() < 0.5 else None
         job.flavor_ids = rng.choice([(), (), (1,), (1, 0)])
         flavors = (job.flavor_ids or tuple(range(n_f)))[:: -1 if order else 1]
-        judge = blocked_judge(snap, order, tuple(range(n_f)), reserved, codes, judged)
+        judge, _ = blocked_judge(snap, order, tuple(range(n_f)), reserved, codes, judged)
         gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
         want = first_blocked(job, flavors, gangs, st.free_gpus, gpn, reserved, snap.estimate_s, 0.0)
         assert judge(job) is (want is not PASSES)
@@ -259,7 +261,7 @@ def test_the_one_flavor_judge_answers_and_counts_as_first_blocked() -> None:
         st.free_gpus = [rng.choice([0, 1, 2, g, 2 * g, 3 * g])]
         codes: dict = {}
         judged = [0]
-        judge = blocked_judge(snap, None, (0,), {0: res}, codes, judged)
+        judge, _ = blocked_judge(snap, None, (0,), {0: res}, codes, judged)
         gangs = (gpus, emin) if emin is not None and emin < gpus else (gpus,)
         want = first_blocked(job, (0,), gangs, st.free_gpus, st.gpn, {0: res}, snap.estimate_s, 0.0)
         assert judge(job) is (want is not PASSES)
@@ -297,13 +299,15 @@ def test_the_plain_judge_of_several_flavors_answers_and_counts_as_first_blocked(
         free = st.free_gpus = [0] * n_f
         codes: dict = {}
         judged = [0]
-        judge = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
+        judge, fresh = blocked_judge(snap, None, tuple(range(n_f)), reserved, codes, judged)
         want_codes: dict = {}
         want_judged = 0
         for _ in range(10):
             free[:] = [rng.choice([0, 2, 4, 8, 12, 16, 24]) for _ in range(n_f)]
             for res in reserved.values():
                 res.extra_gpus = rng.choice([0, 2, 8, 12])
+            if fresh is not None:
+                fresh()  # as the walk does at each skip request
             gpus = rng.choice([1, 3, 4, 8, 12, 16, 20, 40])
             emin = rng.choice([None, None, None, gpus, gpus + 1, 1, max(1, gpus // 2)])
             job = Job(1, "j", "a", gpus, 10.0, elastic_min=emin)

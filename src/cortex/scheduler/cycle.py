@@ -380,10 +380,13 @@ def _skip(c: _Cycle, send: Any, req: list, judged: list[int], top: int, left: in
     """Send the order a skip request (scheduler/ordering.py; the walk sends them only without
     `explain`); the job it answers with, or None at its end. A deep pass walks on behind
     blocked heads (a quick one stops): its order may pass over what `first_blocked` stops too."""
-    if c.deep and len(req) == 3:
-        order = c.pol.flavor_order
-        codes = c.plan.first_codes
-        req.append(blocked_judge(c.snap, order, c.every_flavor, c.reserved, codes, judged))
+    if c.deep:
+        if len(req) == 3:
+            order = c.pol.flavor_order
+            codes = c.plan.first_codes
+            req.extend(blocked_judge(c.snap, order, c.every_flavor, c.reserved, codes, judged))
+        elif req[4] is not None:
+            req[4]()  # the judge reads the free counts and extras again (shadow.blocked_judge)
     req[0], req[1], req[2] = top, left, 0
     judged[0] = 0
     try:

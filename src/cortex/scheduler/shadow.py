@@ -118,6 +118,13 @@ def first_blocked(
     return first
 
 
+def widest(gpus: int, gpn: int) -> int:
+    """The widest gang whose whole-node allocation fits in `gpus` GPUs: for any gang,
+    alloc_size(gang, gpn) > gpus exactly when gang > widest(gpus, gpn) (allocations are the
+    gang up to a node, whole nodes beyond)."""
+    return gpus if gpus < gpn else gpus - gpus % gpn
+
+
 def blocked_judge(
     snap: Snapshot,
     flavor_order: Any,
@@ -125,12 +132,17 @@ def blocked_judge(
     reserved: dict[int, Reservation],
     first_codes: dict[Code, int],
     judged: list[int],
-) -> Callable[[Job], bool]:
+) -> tuple[Callable[[Job], bool], Callable[[], None] | None]:
     """A skip request's judge (scheduler/ordering.py) for a deep pass whose every flavor has a
     reserved head: what the walk does with a job that fits under the top free count, without
     walking it. True when `first_blocked` stops the job (its first code counted in
     `first_codes`, and one in `judged[0]`); False when it passes (the walk then takes it).
-    Nothing moves while it says True, so the free counts and reservations it reads stand."""
+    Nothing moves while it says True, so the free counts and reservations it reads stand.
+
+    With it, `fresh` (or None): a judge that keeps what it reads of the free counts and the
+    reservations' extra GPUs between calls reads them again when `fresh()` is called; the walk
+    calls it at every skip request after the first (only a job the walk takes between two
+    requests moves them)."""
     st = snap.state
     free = st.free_gpus
     gpn = st.gpn
@@ -170,7 +182,7 @@ def blocked_judge(
         return True
 
     if flavor_order is not None:
-        return judge
+        return judge, None
     if len(every_flavor) != 1:
         # Several flavors without a flavor order (cortex-2024: H100 and H200): a job that names
         # no flavors and has one gang tries every flavor in the fleet's order, one check each.
@@ -209,10 +221,23 @@ def blocked_judge(
             return True
 
         if len(rows) != 2:
-            return judge_plain
+            return judge_plain, None
         # Two flavors (cortex-2024's H100 and H200, ~320k judged jobs in ten days): judge_plain
         # with its loop unrolled, the second flavor's code never counted (the first one's is).
+        # Each flavor's free count and extra GPUs are kept as the widest gang they take
+        # (`widest`), read again at each skip request (`fresh`): the whole-node rounding and
+        # three reads a flavor go from every judged job (RESULTS.md section 117).
         (f0, r0, g0), (f1, r1, g1) = rows
+        cap0 = ext0 = cap1 = ext1 = 0
+
+        def fresh() -> None:
+            nonlocal cap0, ext0, cap1, ext1
+            cap0 = widest(free[f0], g0)
+            ext0 = widest(r0.extra_gpus, g0)
+            cap1 = widest(free[f1], g1)
+            ext1 = widest(r1.extra_gpus, g1)
+
+        fresh()
 
         def judge_two(job: Job) -> bool:
             emin = job.elastic_min
@@ -220,10 +245,9 @@ def blocked_judge(
                 return judge(job)
             gpus = job.gpus
             ests = job.est_gang_s
-            alloc = gpus if gpus <= g0 else -(-gpus // g0) * g0
-            if alloc > free[f0]:
+            if gpus > cap0:
                 code = insufficient
-            elif alloc > r0.extra_gpus:
+            elif gpus > ext0:
                 est = None if ests is None else ests[f0]
                 if est is None:
                     est = estimate_s(job, f0, gpus)
@@ -232,9 +256,8 @@ def blocked_judge(
                 code = held_back
             else:
                 return False
-            alloc = gpus if gpus <= g1 else -(-gpus // g1) * g1
-            if alloc <= free[f1]:
-                if alloc <= r1.extra_gpus:
+            if gpus <= cap1:
+                if gpus <= ext1:
                     return False
                 est = None if ests is None else ests[f1]
                 if est is None:
@@ -245,7 +268,7 @@ def blocked_judge(
             judged[0] += 1
             return True
 
-        return judge_two
+        return judge_two, fresh
     # One flavor (a one-SKU fleet): the same checks without the loops over flavors and gangs. Its
     # reservation stays this object for the pass; its extra GPUs and the free count are read at
     # each call (a job the judge passes may start and spend them).
@@ -277,7 +300,7 @@ def blocked_judge(
         judged[0] += 1
         return True
 
-    return judge_one
+    return judge_one, None
 
 
 def power_blocks(snap: Snapshot, plan: Plan, job: Job, reasons: list[Reason]) -> bool:
