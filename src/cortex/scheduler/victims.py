@@ -139,13 +139,27 @@ def _search(
 ) -> list[int] | None:
     st = snap.state
     g = st.gpn[flavor]
-    base = (st.np_node_flavor == flavor) & st.np_up
-    evictable = base & (st.np_used > 0) & policy.node_filter(snap, job)
+    # Only the span from the flavor's first node to its last is read (on cortex-2024 each
+    # flavor is one half of the fleet, in one span): the arrays below are that span's, and the
+    # nodes found are shifted back by its first node. Nodes of other flavors inside the span
+    # are masked out as before.
+    used = st.np_used  # the first read of the summaries flushes them, as it always has
+    ids = st.flavor_node_ids[flavor]
+    if not ids:
+        return None
+    lo = ids[0]
+    span = slice(lo, ids[-1] + 1)
+    base = st.np_up[span]
+    if ids[-1] + 1 - lo != len(ids):
+        base = base & (st.np_node_flavor[span] == flavor)
+    used = used[span]
+    filt = policy.node_filter(snap, job, span)
     judge = _Judge(snap, policy, job, banned)
     if gang <= g:
-        return _single_node(st, judge, gang, np.flatnonzero(evictable))
+        return _single_node(st, judge, gang, np.flatnonzero(base & (used > 0) & filt) + lo)
     need = -(-gang // g)
-    idx = np.flatnonzero(evictable | (base & (st.np_used == 0)))
+    # Evictable (busy and past the filter) or free: a free node passes whatever the filter says.
+    idx = np.flatnonzero(base & (filt | (used == 0))) + lo
     if idx.size < need:
         return None
     if idx.size > JUDGE_ALL_MAX:
