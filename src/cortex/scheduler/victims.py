@@ -180,12 +180,16 @@ def _search(
 
 
 def _good_nodes(st: ClusterState, judge: _Judge, idx: np.ndarray) -> np.ndarray:
-    """`_node_ok` of every node in idx, judged once per distinct job: a node held by one job
-    (a multi-node gang holds hundreds) is as good as that job, a free node is good, and only
-    nodes that several jobs share are judged one by one."""
+    """Whether every job on each node in idx may be evicted (true of a free node), judged once
+    per distinct job: a node held by one job (a multi-node gang holds hundreds) is as good as
+    that job, and only nodes that several jobs share are judged one by one."""
     owner = st.np_owner[idx]
     good = owner == FREE
     sole = np.flatnonzero(owner >= 0)
+    # The judge's memo read here first: most holders met again in one search are answered
+    # without a method call (~360,000 runs and ~23,000 shared nodes in 1,111 searches over
+    # cortex-2024's 10 days, ~134,000 distinct holders: RESULTS.md, section 118).
+    seen = judge.seen
     victim = judge.victim
     if sole.size:
         # A gang's nodes lie side by side in idx: one judgement per run of one holder (a few
@@ -194,12 +198,16 @@ def _good_nodes(st: ClusterState, judge: _Judge, idx: np.ndarray) -> np.ndarray:
         edge = np.empty(held.size, dtype=bool)
         edge[0] = True
         np.not_equal(held[1:], held[:-1], out=edge[1:])
-        starts = np.flatnonzero(edge)
-        ok = [victim(j) is not None for j in held[starts].tolist()]
-        good[sole] = np.repeat(ok, np.diff(starts, append=held.size))
+        ok = [(seen[j] if j in seen else victim(j)) is not None for j in held[edge].tolist()]
+        # Each position's run is the count of run starts up to it, less one.
+        good[sole] = np.array(ok, dtype=bool)[np.cumsum(edge) - 1]
     shared = np.flatnonzero(owner == SHARED)
     if shared.size:
-        good[shared] = [_node_ok(st, judge, n) for n in idx[shared].tolist()]
+        node_jobs = st.node_jobs
+        good[shared] = [
+            all((seen[j] if j in seen else victim(j)) is not None for j in node_jobs[n])
+            for n in idx[shared].tolist()
+        ]
     return good
 
 
@@ -403,11 +411,6 @@ def _choose_in_pod(
             got -= len(u[3])
     cost = (max(u[0] for u in taken), sum(u[1] for u in taken), sum(u[2] for u in taken))
     return cost, [jid for u in taken for jid in u[4]]
-
-
-def _node_ok(st: ClusterState, judge: _Judge, n: int) -> bool:
-    """Whether every job on node n may be evicted (true of a free node)."""
-    return all(judge.victim(jid) is not None for jid in st.node_jobs[n])
 
 
 def _across_pods(
