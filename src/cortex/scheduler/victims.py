@@ -379,25 +379,42 @@ def _choose_in_pod(
     free = 0
     # unit: (top priority, GPU-seconds lost, GPUs, nodes it frees, victim ids)
     units: dict[int, _Unit] = {}
+    node_jobs = st.node_jobs
+    allocations = st.allocations
+    seen = judge.seen  # the judge's memo read first, as in _good_nodes
+    victim = judge.victim
     for n in nodes:
-        jobs = st.node_jobs[n]
+        jobs = node_jobs[n]
         if not jobs:
             free += 1
             continue
-        vs = [judge.victim(jid) for jid in jobs]
-        if any(v is None for v in vs):
-            continue  # holds a job that may not be evicted: look at the other nodes
-        victims = [v for v in vs if v is not None]
-        allocs = [st.allocations[v.id] for v in victims]
-        if len(victims) == 1 and len(allocs[0].placement) > 1:
-            v, a = victims[0], allocs[0]
-            unit: _Unit = (v.priority, judge.lost_gpu_s(v, a.gpus), a.gpus, [], [v.id])
-            units.setdefault(v.id, unit)[3].append(n)
+        if len(jobs) == 1:
+            jid = next(iter(jobs))
+            v = seen[jid] if jid in seen else victim(jid)
+            if v is None:
+                continue  # holds a job that may not be evicted: look at the other nodes
+            a = allocations[v.id]
+            if len(a.placement) > 1:
+                # A gang's node: its unit is built at its first node here and gains the rest
+                # (the cost is the whole allocation's, the same from every node).
+                unit = units.get(v.id)
+                if unit is None:
+                    units[v.id] = (v.priority, judge.lost_gpu_s(v, a.gpus), a.gpus, [n], [v.id])
+                else:
+                    unit[3].append(n)
+                continue
+            victims = [v]
+            allocs = [a]
         else:
-            prio = max(v.priority for v in victims)
-            lost = sum(judge.lost_gpu_s(v, a.gpus) for v, a in zip(victims, allocs, strict=True))
-            gpus = sum(a.gpus for a in allocs)
-            units[-1 - n] = (prio, lost, gpus, [n], [v.id for v in victims])
+            vs = [seen[jid] if jid in seen else victim(jid) for jid in jobs]
+            if any(v is None for v in vs):
+                continue
+            victims = [v for v in vs if v is not None]
+            allocs = [allocations[v.id] for v in victims]
+        prio = max(v.priority for v in victims)
+        lost = sum(judge.lost_gpu_s(v, a.gpus) for v, a in zip(victims, allocs, strict=True))
+        gpus = sum(a.gpus for a in allocs)
+        units[-1 - n] = (prio, lost, gpus, [n], [v.id for v in victims])
     short = need - free
     if short <= 0:
         return (EMPTY_PRIO, 0.0, 0), []
