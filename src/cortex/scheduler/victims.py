@@ -454,7 +454,10 @@ def _across_pods(
             return list(victims)
         if not bad.size:
             return None
-        keep = ~np.isin(idx, bad)
+        # idx is ascending (the search's flatnonzero, then masks) and the bad nodes are some
+        # of its own: each found by a binary search instead of np.isin's sort.
+        keep = np.ones(idx.size, dtype=bool)
+        keep[np.searchsorted(idx, bad)] = False
         idx = idx[keep]
         good = good[keep]
     return None
