@@ -454,10 +454,7 @@ def _across_pods(
             return list(victims)
         if not bad.size:
             return None
-        # idx is ascending (the search's flatnonzero, then masks) and the bad nodes are some
-        # of its own: each found by a binary search instead of np.isin's sort.
-        keep = np.ones(idx.size, dtype=bool)
-        keep[np.searchsorted(idx, bad)] = False
+        keep = ~np.isin(idx, bad)
         idx = idx[keep]
         good = good[keep]
     return None
