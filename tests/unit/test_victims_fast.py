@@ -8,6 +8,7 @@ equal-priority reclaim, and a cycle's tentative starts and evictions on the stat
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 from hypothesis import given, settings
@@ -210,3 +211,49 @@ def test_two_interleaved_gangs_are_each_judged_on_all_their_nodes() -> None:
     got = find_victims(snap, PriorityReclaim(), good * g, 0, job)
     assert got == [7]
     assert find_victims(snap, PriorityReclaim(), (good + 1) * g, 0, job) is None
+
+
+def test_pods_chosen_in_are_whole_and_hold_enough_good_nodes() -> None:
+    """`_in_one_pod` drops the pods with fewer than `need` good nodes before its sorts (whole
+    pods: a kept pod's candidates, order and bounds stay as they were). So every pod it
+    chooses in is given all of its candidate nodes, bad ones included, and holds `need` good
+    ones; the reference search's choices are kept (the test above). On random MIXED fleets."""
+    calls = {"in_one": 0, "choose": 0}
+    ctx: dict[str, Any] = {}
+    in_one, choose = victims._in_one_pod, victims._choose_in_pod
+
+    def seen_in_one(
+        st: ClusterState, judge: victims._Judge, idx: np.ndarray, good: np.ndarray | None, need: int
+    ) -> list[int] | None:
+        ctx.update(idx=idx.tolist(), good=None if good is None else good.tolist(), need=need)
+        calls["in_one"] += 1
+        return in_one(st, judge, idx, good, need)
+
+    def seen_choose(
+        st: ClusterState, judge: victims._Judge, nodes: list[int], need: int
+    ) -> tuple[victims.Cost, list[int]] | None:
+        pod = st.node_pod[nodes[0]]
+        mine = [k for k, n in enumerate(ctx["idx"]) if st.node_pod[n] == pod]
+        assert sorted(nodes) == sorted(ctx["idx"][k] for k in mine)
+        if ctx["good"] is not None:
+            assert sum(ctx["good"][k] for k in mine) >= need
+        calls["choose"] += 1
+        return choose(st, judge, nodes, need)
+
+    victims._in_one_pod, victims._choose_in_pod = seen_in_one, seen_choose
+    try:
+        for seed in range(60):
+            rng = random.Random(seed)
+            st, pend, _ = testkit.setup_cycle(testkit.MIXED, None, ("a", "b"))
+            _fill(st, rng, 0, 30)
+            snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+            for _ in range(6):
+                f = rng.randrange(len(st.gpn))
+                gang = rng.randint(st.gpn[f] + 1, 4 * st.gpn[f])
+                job = Job(1000, "p", "a", gang, 100.0)
+                job.queue_idx, job.priority = rng.randrange(2), rng.choice(PRIOS)
+                want = victims_reference.find_victims(snap, PriorityReclaim(), gang, f, job)
+                assert find_victims(snap, PriorityReclaim(), gang, f, job) == want
+    finally:
+        victims._in_one_pod, victims._choose_in_pod = in_one, choose
+    assert calls["in_one"] > 100 and calls["choose"] > 100, calls

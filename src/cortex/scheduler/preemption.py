@@ -16,6 +16,9 @@ from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
 
+# node_filter's default span: every node.
+ALL_NODES = slice(None)
+
 
 class PreemptionPolicy(Protocol):
     """Victim rules. `may_preempt` is a cheap pre-check; `eligible` judges one victim."""
@@ -36,9 +39,10 @@ class PreemptionPolicy(Protocol):
         drivers choose when a failed search is worth running again (drive/protection.py)."""
         ...
 
-    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
+    def node_filter(self, snap: Snapshot, job: Job, nodes: slice = ALL_NODES) -> np.ndarray:
         """Nodes whose every job might be a victim: a necessary condition over node summaries,
-        as a boolean array, checked exactly with `eligible` afterwards."""
+        as a boolean array over the node ids in `nodes` (all of them by default), checked
+        exactly with `eligible` afterwards."""
         ...
 
     def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
@@ -92,11 +96,11 @@ def _enough(
     return st.free_whole_nodes(flavor) + busy >= alloc_gpus // g
 
 
-def _settled(snap: Snapshot) -> np.ndarray:
-    """Nodes whose jobs all started before the shortest queue protection (a necessary
-    condition; `protected` judges each victim by its own queue)."""
+def _settled(snap: Snapshot, nodes: slice) -> np.ndarray:
+    """Nodes (of the span `nodes`) whose jobs all started before the shortest queue protection
+    (a necessary condition; `protected` judges each victim by its own queue)."""
     st = snap.state
-    return st.np_last_start <= snap.now_s - st.queues.least_min_runtime_s
+    return st.np_last_start[nodes] <= snap.now_s - st.queues.least_min_runtime_s
 
 
 def protected(snap: Snapshot, victim: Job) -> bool:
@@ -152,20 +156,21 @@ class PriorityReclaim:
             st.usage[q.index][flavor] > q.nominal[flavor] for q in st.queues.queues
         )
 
-    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
+    def node_filter(self, snap: Snapshot, job: Job, nodes: slice = ALL_NODES) -> np.ndarray:
         st = snap.state
         reclaim = any(
             st.usage[q.index][f] > q.nominal[f]
             for q in st.queues.queues
             for f in range(len(st.gpn))
         )
-        top = st.np_max_prio <= job.priority if reclaim else st.np_max_prio < job.priority
+        prio = st.np_max_prio[nodes]
+        top = prio <= job.priority if reclaim else prio < job.priority
         if self.reclaim_any and reclaim:
             # Nodes of a flavor the job's queue may reclaim in hold victims of any class.
             flavors = [f for f in range(len(st.gpn)) if self._reclaims(snap, job, f, job.gpus)]
             if flavors:
-                top = top | np.isin(st.np_node_flavor, flavors)
-        return top & _settled(snap)
+                top = top | np.isin(st.np_node_flavor[nodes], flavors)
+        return top & _settled(snap, nodes)
 
     def may_evict(self, job: Job, victim: Job) -> bool:
         # A lower class; or reclaim from another queue: of any class (reclaim_any) or its own.
@@ -276,8 +281,8 @@ class LasDemotion:
             self.ordering.thresholds_gpu_s
         ) and _enough_nodes(snap, job, flavor, alloc_gpus, or_equal=True)
 
-    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
-        return (snap.state.np_max_prio <= job.priority) & _settled(snap)
+    def node_filter(self, snap: Snapshot, job: Job, nodes: slice = ALL_NODES) -> np.ndarray:
+        return (snap.state.np_max_prio[nodes] <= job.priority) & _settled(snap, nodes)
 
     def may_evict(self, job: Job, victim: Job) -> bool:
         return victim.priority <= job.priority
@@ -312,8 +317,8 @@ class NoPreemption:
     def judge(self, snap: Snapshot, job: Job) -> Callable[[Job], bool]:
         return partial(self.eligible, snap, job)
 
-    def node_filter(self, snap: Snapshot, job: Job) -> np.ndarray:
-        return np.zeros(len(snap.state.node_free), dtype=bool)
+    def node_filter(self, snap: Snapshot, job: Job, nodes: slice = ALL_NODES) -> np.ndarray:
+        return np.zeros(len(range(*nodes.indices(len(snap.state.node_free)))), dtype=bool)
 
     def admits(self, snap: Snapshot, job: Job, victims: list[Job]) -> bool:
         return False
