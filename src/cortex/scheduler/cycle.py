@@ -156,9 +156,26 @@ class _Cycle:
         got = self.no_fit.get((f, gang))
         if got is not None and got[0] == v:
             return got[1]
-        placement = self.pol.placement.place(st, f, gang)
-        if placement is not None:
-            return placement
+        policy = self.pol.placement
+        if gang > st.gpn[f]:
+            # A gang of several nodes that power admission refused is asked again at each pass
+            # until the state moves (a start bumps the version, so an answer kept here was
+            # never taken): kept per version, as the failures above are.
+            placed = st.placed
+            if placed[0] != v or placed[1] is not policy:
+                placed = st.placed = (v, policy, {})
+            else:
+                hit = placed[2].get((f, gang))
+                if hit is not None:
+                    return hit
+            placement = policy.place(st, f, gang)
+            if placement is not None:
+                placed[2][(f, gang)] = placement
+                return placement
+        else:
+            placement = policy.place(st, f, gang)
+            if placement is not None:
+                return placement
         r = self.exact_capacity_reason(f, alloc)
         self.no_fit[(f, gang)] = (v, r)
         return r
