@@ -41,7 +41,7 @@ def test_a_kept_placement_is_what_the_policy_says_of_the_state_now(seed: int) ->
     rng = random.Random(seed)
     st, pending, _ = testkit.setup_cycle(testkit.MIXED)
     pols = [Policies(ordering=Fifo()), Policies(ordering=Fifo(), placement=_Reversed())]
-    fresh = [TopologyBestFit(), _Reversed()]
+    fresh: list[TopologyBestFit | _Reversed] = [TopologyBestFit(), _Reversed()]
     running: list[Job] = []
     jid = 0
     kept = 0  # answers handed back from the memo (the same object as the last answer)
