@@ -416,19 +416,13 @@ class PowerBooks(JobPowerBooks):
                 - self.base_all_w
             )
             self._never_best = (memo_key, best)
-        # The floor's increment is gang x (per-GPU floor draw - idle) with the per-GPU ladder
-        # the same for every gang (`_ladder`), so the least per GPU over the flavors is kept
-        # per (kind, flavors), not per gang (thousands of gang sizes arrive): a product with a
-        # positive gang keeps the order of its factors, so the same double as the least of the
-        # gang's increments.
         gang = job.elastic_min or job.gpus
-        key = (job.kind, flavors)
-        per_gpu = self._never_cache.get(key)  # one look-up: read on every arrival
-        if per_gpu is None:
-            per_gpu = self._never_cache[key] = min(
-                self.ladder(job, f, 1, self.min_node_cap_w)[1][-1] for f in flavors
+        key = (job.kind, gang, flavors)
+        need = self._never_cache.get(key)  # one look-up: read on every arrival
+        if need is None:
+            need = self._never_cache[key] = min(
+                self.ladder(job, f, gang, self.min_node_cap_w)[1][-1] for f in flavors
             )
-        need = gang * per_gpu
         if need <= best:
             return None
         return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)
