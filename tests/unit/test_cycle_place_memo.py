@@ -1,6 +1,7 @@
-"""A pass's placement of a gang of several nodes is kept with the state version across passes
-(`_Cycle.place`, scheduler/cycle.py; the memo `Capacity.placed`): a gang that power admission
-refuses (the ramp window) is placed again, the same way, at each pass until the state moves.
+"""A placement of a gang of several nodes that power admission refused is kept with the state
+version across passes (`_Cycle.keep_refused`, read by `_Cycle.place`, scheduler/cycle.py; the
+memo `Capacity.placed`): such a gang (the ramp window) is placed again, the same way, at each
+pass until the state moves.
 Through random starts, stops, cordons, downs and statements rolled back, every answer must be
 what the placement policy says of the state then, for each policy asked."""
 
@@ -92,7 +93,10 @@ def test_a_kept_placement_is_what_the_policy_says_of_the_state_now(seed: int) ->
                 assert isinstance(got, Reason), (seed, f, gang)
             else:
                 assert got == want, (seed, f, gang, i)
+                assert not isinstance(got, Reason)
                 key = (i, f, gang)
                 kept += got is last.get(key) and gang > g
                 last[key] = got
+                if gang > g and rng.random() < 0.7:  # power admission refused it
+                    cycles[i].keep_refused(f, gang, got)
     assert kept >= 10, kept  # the memo was read, across passes too
