@@ -78,6 +78,11 @@ class Capacity:
         # Bumps on every change to the capacity indices (membership or order): a cycle may reuse
         # what placement answered while the version stays the same.
         self.version = 0
+        # Placements of gangs of several nodes that power admission refused at a version:
+        # (version, the placement policy, {(flavor, gang): placement}), kept across passes
+        # (scheduler/cycle.py, _Cycle.keep_refused): such a gang is placed again, the same way,
+        # at each pass until the state moves.
+        self.placed: tuple[int, object, dict[tuple[int, int], Placement]] = (-1, None, {})
         self.busy_gpus = [0] * nf
         self.allocations: dict[int, Allocation] = {}
         # Placements taken or given since np_owner was last read (ClusterState.np_owner): a

@@ -156,12 +156,32 @@ class _Cycle:
         got = self.no_fit.get((f, gang))
         if got is not None and got[0] == v:
             return got[1]
-        placement = self.pol.placement.place(st, f, gang)
+        policy = self.pol.placement
+        placed = st.placed  # what power admission refused at this version (keep_refused)
+        if placed[0] == v and placed[1] is policy:
+            hit = placed[2].get((f, gang))
+            if hit is not None:
+                return hit
+        placement = policy.place(st, f, gang)
         if placement is not None:
             return placement
         r = self.exact_capacity_reason(f, alloc)
         self.no_fit[(f, gang)] = (v, r)
         return r
+
+    def keep_refused(self, f: int, gang: int, placement: Placement) -> None:
+        """A gang of several nodes that power admission refused (the ramp window) is placed
+        again, the same way, at each pass until the state moves: its placement is kept with the
+        state version and the policy (`place` reads it; a start bumps the version, so a kept
+        placement was never taken). Only refusals are kept: a placement that is started needs
+        no keeping, and the default month (no power policy) pays the read alone."""
+        st = self.st
+        v = st.version
+        policy = self.pol.placement
+        placed = st.placed
+        if placed[0] != v or placed[1] is not policy:
+            placed = st.placed = (v, policy, {})
+        placed[2][(f, gang)] = placement
 
     def try_flavor(
         self, job: Job, f: int, gang: int, reasons: list[Reason], short: list[int]
@@ -222,6 +242,8 @@ class _Cycle:
             assert snap.power is not None and room is not None
             got = power.admit(snap.power, room, job, f, gang, placement)
             if isinstance(got, Reason):
+                if gang > g:
+                    self.keep_refused(f, gang, placement)
                 reasons.append(got)
                 return False
             self.stmt.spend_w(got.inc_w, got.halls_w)
