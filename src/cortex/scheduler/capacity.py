@@ -183,7 +183,7 @@ class Capacity:
             # The per-node writes stay a Python loop, here and in `give`: the same writes as
             # map() over __setitem__/__delitem__ and dict.fromkeys were slower per node on
             # 3.11 (bench/node_writes.py, RESULTS 71). The runs of one pod are found by
-            # comparing each node's pod with the last one's, not by groupby over map (~13%
+            # comparing each node's pod with the last one's, not by groupby over map (~6%
             # fewer instructions per node taken and given back: the pairs unpacked in the
             # loop, no key function called per node).
             node_pod = self.node_pod
