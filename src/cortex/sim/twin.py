@@ -376,21 +376,25 @@ class Twin(TwinPower):
 
     # ---- runs -------------------------------------------------------------------------------
     def _start(self, s: Start, committed: bool = False) -> None:
+        # Once per start: the instant, the power books and the push read once into locals,
+        # the heap pushed without Twin._push's extra frame (RESULTS §119).
         job = s.job
+        now = self.now
+        pw = self.pw
         self.pending.remove(job)
-        job.move(JobState.ADMITTED, self.now, "quota reserved")
-        job.move(JobState.RUNNING, self.now, "placed")
+        job.move(JobState.ADMITTED, now, "quota reserved")
+        job.move(JobState.RUNNING, now, "placed")
         f = s.flavor
+        gang = s.gang_gpus
         # Devices a victim still writes its checkpoint on are launched on once it is done.
-        job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, s.gang_gpus)
+        job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, gang)
         job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
-        if self.pw is not None:
-            pw_args = (s.gang_gpus, s.placement, s.cap_level, self.now, s.power_shape)
-            kept, waves = self.pw.start(job, f, *pw_args)
+        if pw is not None:
+            kept, waves = pw.start(job, f, gang, s.placement, s.cap_level, now, s.power_shape)
             # A staggered gang is not productive until its last wave is up.
             job.owed_overhead_s += 60.0 * (waves - 1)
-        speed, tau, dur = self._run_shape(job, f, s.gang_gpus, s.alloc_gpus)
+        speed, tau, dur = self._run_shape(job, f, gang, s.alloc_gpus)
         job.run_speed = speed
         job.run_overhead_s = job.owed_overhead_s
         job.owed_overhead_s = 0.0
@@ -398,25 +402,26 @@ class Twin(TwinPower):
         job.run_dur_s = dur
         job.run_k = kept
         job.run_vacc = 0.0
-        job.run_vmark = self._clock(self.now)
-        end = self._end_time(job) if (kept != 1.0 or self._clock_v) else self.now + dur
-        runs.begin(job, self.now, f, s.gang_gpus, s.alloc_gpus, end)
-        self._protection.started(job, self.now)
+        job.run_vmark = self._clock(now)
+        end = self._end_time(job) if (kept != 1.0 or self._clock_v) else now + dur
+        runs.begin(job, now, f, gang, s.alloc_gpus, end)
+        self._protection.started(job, now)
         job.epoch += 1
         if job.first_start_s < 0:
-            job.first_start_s = self.now
+            job.first_start_s = now
         failed_at = self._failed_at.pop(job.id, None)
         if failed_at is not None:
-            self.gang_recover_s.append(self.now - failed_at + job.run_overhead_s)
+            self.gang_recover_s.append(now - failed_at + job.run_overhead_s)
         if committed:
             self.state.adopt(job)
         else:
             self.state.start(job, job.queue_idx, f, s.placement)
-        self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
-        if self.pw is not None:
-            self.pw.fill(job.id)
+        push = self.engine.push
+        push(job.est_end_s, FINISH, FINISH, job, job.epoch)
+        if pw is not None:
+            pw.fill(job.id)
             for i in range(1, waves):
-                self._push(self.now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
+                push(now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
         self._arm_job_failure(job)
 
     # ---- the scheduling cycle ---------------------------------------------------------------
