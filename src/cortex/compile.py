@@ -49,6 +49,7 @@ MODULES: tuple[str, ...] = (
     "cortex.scheduler.victims",
     "cortex.sim.engine",
     "cortex.sim.twin",
+    "cortex.sim.twin_power",
     "cortex.sim.power",
     "cortex.sim.metrics",
     "cortex.sim.runs",

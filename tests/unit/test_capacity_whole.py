@@ -2,7 +2,13 @@
 Statement's save before a take (scheduler/statement.py) against the node-by-node code they
 replaced, kept verbatim in tests/capacity_reference.py: two states in lockstep through random
 takes, gives, cordons, downs and statements that roll back, equal after every step down to the
-order of every index (placement breaks ties by that order)."""
+order of every index (placement breaks ties by that order). The whole-node paths find a pod's
+runs by comparing each node's pod with the last one's (RESULTS §119); the lockstep kills a run's
+count not added to an earlier run of the same pod, the last run not counted, the pod not kept
+between nodes, and a run counted from zero, in take and in give. A one-node take or give off
+cordon is written out without the loop (RESULTS §119); the lockstep kills its pod bucket and
+hall count, its owner note, its cordon check (take and give), its version, busy count and
+partial-node write (eleven hand-made mutants)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,6 @@ from cortex.drive.allocation import Allocation
 from cortex.fleet.power import PowerModel
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
-from cortex.scheduler.cap_solver import CapPlan
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.pending import PendingQueues
 from cortex.scheduler.placement import alloc_size
@@ -58,8 +57,8 @@ from cortex.sim.invariants import check_invariants
 from cortex.sim.metrics import Metrics
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.sim.quarantine import Quarantine, QuarantineRules
-from cortex.sim.runs import RunBooks
 from cortex.sim.spares import SparePool, swap_speedup
+from cortex.sim.twin_power import TwinPower
 from cortex.workload.job import Job
 from cortex.workload.states import JobState
 from cortex.workload.throughput import ThroughputTable
@@ -111,7 +110,7 @@ class SimConfig:
 
 # control/estimate_accuracy.py subclasses the twin: the compiled core must allow it
 @mypyc_attr(allow_interpreted_subclasses=True)
-class Twin(RunBooks):
+class Twin(TwinPower):
     """Runs the scheduler on a modelled fleet. Build, `run()`, then read the attributes or
     `cortex.sim.report.build_report`."""
 
@@ -342,10 +341,6 @@ class Twin(RunBooks):
             self.state.set_up(node)
         self._changed()
 
-    def _level(self, job: Job) -> int:
-        jp = self.pw.jobs.get(job.id) if self.pw is not None else None
-        return jp.level if jp is not None else 0
-
     def _swap_in(
         self, job: Job, placement: Placement, failed: int, cause: Cause, shape: tuple[int, ...]
     ) -> None:
@@ -379,70 +374,27 @@ class Twin(RunBooks):
         self._dirty = True
         self._power_dirty = True
 
-    # ---- power ------------------------------------------------------------------------------
-    def _power_event(self, _a: object, _b: int) -> None:
-        """A weather tick or a cap-event edge: budgets move; re-divide them if they bind."""
-        pw = self.pw
-        assert pw is not None
-        self._changed()
-        if pw.policy is None or not pw.needs_solve(self.now):
-            return
-        self._apply_cap_plan(pw.solve(self.state.running, self.speeds, self.now))
-
-    def _apply_cap_plan(self, plan: CapPlan) -> None:
-        """Pause (checkpoint and requeue) what the solver paused, then move the caps."""
-        pw = self.pw
-        assert pw is not None
-        pw.target = plan.target
-        for job_id in plan.paused:
-            pw.paused += 1
-            self._preempt(self.state.running[job_id], "PowerShortfall")
-        self._apply_levels(plan.levels)
-
-    def _apply_levels(self, levels: dict[int, int]) -> None:
-        """Lower caps first, then raise them, higher priorities first, as far as the ramp
-        window allows (a raise is an upward step like a start)."""
-        pw = self.pw
-        assert pw is not None
-        running = self.state.running
-        room = pw.ramp_headroom_it_w(self.now)
-        clock = self._clock(self.now)  # every move reads the run clock at this instant
-        moved: list[tuple[int, tuple, tuple]] = []
-        for job_id, level in pw.cap_moves(levels, running):
-            job = running[job_id]
-            jp = pw.jobs[job_id]
-            if level < jp.level:
-                inc = jp.lad[1]  # its run's ladder (pw.ladder's), kept at its start
-                step = inc[level] - jp.inc_w
-                if step > room:
-                    continue  # the next tick raises it
-                room -= step
-                pw.add_step(self.now, step)
-            self._set_rate(job, pw.relevel(job, level), clock, moved)
-        self._move_ends(moved)
-
-    def _stagger(self, job: Job, run: int) -> None:
-        if job.state is JobState.RUNNING and job.restarts == run and self.pw is not None:
-            self.pw.fill(job.id)
-            self._power_dirty = True
-
     # ---- runs -------------------------------------------------------------------------------
     def _start(self, s: Start, committed: bool = False) -> None:
+        # Once per start: the instant, the power books and the push read once into locals,
+        # the heap pushed without Twin._push's extra frame (RESULTS §119).
         job = s.job
+        now = self.now
+        pw = self.pw
         self.pending.remove(job)
-        job.move(JobState.ADMITTED, self.now, "quota reserved")
-        job.move(JobState.RUNNING, self.now, "placed")
+        job.move(JobState.ADMITTED, now, "quota reserved")
+        job.move(JobState.RUNNING, now, "placed")
         f = s.flavor
+        gang = s.gang_gpus
         # Devices a victim still writes its checkpoint on are launched on once it is done.
-        job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, s.gang_gpus)
+        job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, gang)
         job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
-        if self.pw is not None:
-            pw_args = (s.gang_gpus, s.placement, s.cap_level, self.now, s.power_shape)
-            kept, waves = self.pw.start(job, f, *pw_args)
+        if pw is not None:
+            kept, waves = pw.start(job, f, gang, s.placement, s.cap_level, now, s.power_shape)
             # A staggered gang is not productive until its last wave is up.
             job.owed_overhead_s += 60.0 * (waves - 1)
-        speed, tau, dur = self._run_shape(job, f, s.gang_gpus, s.alloc_gpus)
+        speed, tau, dur = self._run_shape(job, f, gang, s.alloc_gpus)
         job.run_speed = speed
         job.run_overhead_s = job.owed_overhead_s
         job.owed_overhead_s = 0.0
@@ -450,25 +402,26 @@ class Twin(RunBooks):
         job.run_dur_s = dur
         job.run_k = kept
         job.run_vacc = 0.0
-        job.run_vmark = self._clock(self.now)
-        end = self._end_time(job) if (kept != 1.0 or self._clock_v) else self.now + dur
-        runs.begin(job, self.now, f, s.gang_gpus, s.alloc_gpus, end)
-        self._protection.started(job, self.now)
+        job.run_vmark = self._clock(now)
+        end = self._end_time(job) if (kept != 1.0 or self._clock_v) else now + dur
+        runs.begin(job, now, f, gang, s.alloc_gpus, end)
+        self._protection.started(job, now)
         job.epoch += 1
         if job.first_start_s < 0:
-            job.first_start_s = self.now
+            job.first_start_s = now
         failed_at = self._failed_at.pop(job.id, None)
         if failed_at is not None:
-            self.gang_recover_s.append(self.now - failed_at + job.run_overhead_s)
+            self.gang_recover_s.append(now - failed_at + job.run_overhead_s)
         if committed:
             self.state.adopt(job)
         else:
             self.state.start(job, job.queue_idx, f, s.placement)
-        self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
-        if self.pw is not None:
-            self.pw.fill(job.id)
+        push = self.engine.push
+        push(job.est_end_s, FINISH, FINISH, job, job.epoch)
+        if pw is not None:
+            pw.fill(job.id)
             for i in range(1, waves):
-                self._push(self.now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
+                push(now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
         self._arm_job_failure(job)
 
     # ---- the scheduling cycle ---------------------------------------------------------------
@@ -539,36 +492,6 @@ class Twin(RunBooks):
         elif self.pending:
             # Jobs behind blocked heads get a deep pass once the interval is over.
             self._wake(self._deep_due)
-
-    def _power_blocked(self, plan: Plan, deep: bool) -> None:
-        """A pass stopped on watts. On the ramp: wake when the window has room for it. On the site
-        budget, in a deep pass: if the blocked job outranks running work, re-divide the budget
-        with it as a member (lower priorities are capped or paused first), then run again."""
-        pw = self.pw
-        assert pw is not None and plan.rest_reason is not None
-        code = plan.rest_reason.code
-        if code is Code.POWER_RAMP:
-            # Wake when the window has room for the blocked head's step (or is clear).
-            need_w = plan.rest_reason.detail.get("need_mw", math.inf) * 1e6
-            self._wake(pw.ramp_clear_at(self.now, need_w))
-            return
-        if code is not Code.POWER_CAP or not deep or pw.policy is None:
-            return
-        head = self._by_id.get(plan.rest_reason.detail.get("job", -1))
-        if head is None or not self.state.running or self._power_retry:
-            return
-        if self.now < self._power_next_try_s:
-            return  # re-solves for a short head are spaced out: each one scans every running job
-        self._power_next_try_s = self.now + pw.cfg.shortage_resolve_s
-        room = pw.make_room_for(head, self.state.running, self.speeds, self.now)
-        if room is None:
-            return
-        self._apply_cap_plan(room)
-        self._power_retry = True
-        try:
-            self._cycle()
-        finally:
-            self._power_retry = False
 
     def _apply(self, plan: Plan) -> None:
         blocked = self.metrics.blocked
