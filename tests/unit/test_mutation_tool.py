@@ -144,6 +144,8 @@ NOT_SELECTED = {
     "their plain rules): slow per mutant; test_cycle_hand_over*.py and test_walk_skip.py select",
     "tests/unit/test_estimate_accuracy.py": "control/estimate_accuracy.py's forward twin runs; "
     "imports the scheduler's alloc_size only to compute what it expects",
+    "tests/unit/test_twin_start_reference.py": "sim/twin.py's _start against its old form: "
+    "whole twin runs, slow per mutant; imports the scheduler's Start only to build starts",
 }
 
 
