@@ -146,6 +146,8 @@ NOT_SELECTED = {
     "imports the scheduler's alloc_size only to compute what it expects",
     "tests/unit/test_twin_start_reference.py": "sim/twin.py's _start against its old form: "
     "whole twin runs, slow per mutant; imports the scheduler's Start only to build starts",
+    "tests/unit/test_place_memo_twin.py": "Capacity.placed in whole twin runs, each twice (kept "
+    "and not): slow per mutant; test_cycle_place_memo.py selects",
 }
 
 
