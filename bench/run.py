@@ -387,6 +387,8 @@ def _compile_bytecode(cmds: Iterable[tuple[list[str], dict[str, str] | None]]) -
             if entry:
                 trees.add(Path(entry))
     for tree in sorted(trees):
+        if not tree.is_dir():
+            raise SystemExit(f"PYTHONPATH/BENCH_BASE_SRC: {tree} is not a directory")
         subprocess.run(
             [PY, "-m", "compileall", "-q", str(tree)], check=True, stdout=subprocess.DEVNULL
         )
@@ -432,6 +434,8 @@ def bench_month(days: float = 30.0, repeats: int = 3) -> dict:
         cmds["sim_base"] = ([*sim, "--quiet"], {**pure, "PYTHONPATH": base})
         cmds["sim_full_base"] = (cmds["sim_full"][0], {**pure, "PYTHONPATH": base})
     bytecode = os.environ.get("BENCH_BYTECODE", "cached")
+    if bytecode not in ("cached", "env"):
+        raise SystemExit(f"BENCH_BYTECODE: {bytecode!r} is neither 'cached' nor 'env'")
     if bytecode == "cached":
         _compile_bytecode(cmds.values())
     walls: dict[str, list[float]] = {k: [] for k in cmds}
