@@ -63,9 +63,18 @@ class Policies:
     reserve_earliest: bool = False
 
 
-def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
-    name = st.topo.flavors[f]
+# A lean pass (explain=False) counts each blocked job by its first reason's code and reads the
+# numbers of power reasons only (`power_blocks`): its capacity reasons are these two, built once
+# (~45k built with their numbers in ten days of cortex-2024; RESULTS.md section 125).
+_LEAN_INSUFFICIENT = Reason(Code.INSUFFICIENT_CAPACITY)
+_LEAN_TOPOLOGY = Reason(Code.TOPOLOGY_UNAVAILABLE)
+
+
+def _capacity_reason(st: ClusterState, f: int, need: int, lean: bool = False) -> Reason:
     free = st.free_gpus[f]
+    if lean:
+        return _LEAN_INSUFFICIENT if free < need else _LEAN_TOPOLOGY
+    name = st.topo.flavors[f]
     if free < need:
         return Reason(Code.INSUFFICIENT_CAPACITY, need=need, flavor=name, free=free)
     largest = st.largest_free_pod_gpus(f) if need > st.gpn[f] else st.largest_free_node_gpus(f)
@@ -93,6 +102,7 @@ class _Cycle:
         "capacity_reasons",
         "deep",
         "every_flavor",
+        "lean",
         "no_fit",
         "plan",
         "pol",
@@ -103,10 +113,11 @@ class _Cycle:
         "tries",
     )
 
-    def __init__(self, snap: Snapshot, pol: Policies, deep: bool) -> None:
+    def __init__(self, snap: Snapshot, pol: Policies, deep: bool, explain: bool = True) -> None:
         self.snap = snap
         self.pol = pol
         self.deep = deep
+        self.lean = not explain
         self.st = snap.state
         self.stmt = Statement(snap.state, snap.power if pol.power is not None else None)
         self.plan = Plan()
@@ -123,7 +134,7 @@ class _Cycle:
         key = (f, alloc, self.st.free_gpus[f])
         r = self.capacity_reasons.get(key)
         if r is None:
-            r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc)
+            r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc, self.lean)
         return r
 
     def reserved_reason(self, f: int, res: Reservation) -> Reason:
@@ -144,7 +155,7 @@ class _Cycle:
         got = self.no_fit.get(key)
         if got is not None and got[0] == v:
             return got[1]
-        r = _capacity_reason(self.st, f, alloc)
+        r = _capacity_reason(self.st, f, alloc, self.lean)
         self.no_fit[key] = (v, r)
         return r
 
@@ -366,7 +377,7 @@ def schedule(
             "the cluster state's index order was lost by a pass that failed without saving it"
             " (schedule with commit=True raised): placement ties would differ; rebuild the state"
         )
-    c = _Cycle(snap, pol, deep)
+    c = _Cycle(snap, pol, deep, explain)
     c.plan.explained = explain
     if commit and (not deep or len(snap.pending) == 1):
         # This pass commits whatever it starts: a quick pass never evicts, and a lone job that
