@@ -120,9 +120,12 @@ def test_a_lean_pass_builds_its_capacity_reasons_without_numbers() -> None:
 
 def test_schedule_without_explaining_runs_a_lean_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     # The twin's passes (explain=False) are the lean ones: the flag reaches the cycle's reasons.
+    # 16 GPUs free, none of them a whole node: a 2-node gang fails placement, not the count.
     st, pend, pol = tc._setup()
-    tc._run(st, 100, tuple((n, 8) for n in range(7)), end=1000.0)
-    tc._pend(pend, 1, 40, 10.0)
+    for n in range(4):
+        tc._run(st, 100 + n, ((n, 4),))
+    tc._run(st, 110, tuple((n, 8) for n in range(4, 8)))
+    tc._pend(pend, 1, 16, 10.0)
     asked: list[bool] = []
     built = cycle._capacity_reason
 

@@ -206,8 +206,9 @@ class _Cycle:
         res = self.reserved.get(f)
         if res is not None and alloc > free:
             # Fast path behind a blocked head: too few GPUs whatever else holds. The reason is
-            # shared by every job of this size while the free count stays the same.
-            reasons.append(self.capacity_reason(f, alloc))
+            # shared by every job of this size while the free count stays the same (by every
+            # job in a lean pass).
+            reasons.append(_LEAN_INSUFFICIENT if self.lean else self.capacity_reason(f, alloc))
             return False
         # 2. Backfill guard: a job may pass the head reserved on this flavor only if it ends
         #    before the head's start, or fits in what the head leaves over. Checked before
@@ -225,7 +226,9 @@ class _Cycle:
                 reasons.append(r)
                 return False
         if alloc > free:
-            reasons.append(self.exact_capacity_reason(f, alloc))
+            reasons.append(
+                _LEAN_INSUFFICIENT if self.lean else self.exact_capacity_reason(f, alloc)
+            )
             if f not in short:
                 short.append(f)
             return False
@@ -444,6 +447,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
     try_flavor = c.try_flavor
     capacity_reason = c.capacity_reason
     capacity_reasons = c.capacity_reasons
+    short_of_gpus = _LEAN_INSUFFICIENT if c.lean else None  # a lean pass's, for every job
     estimate_s = snap.estimate_s
     now = snap.now_s
     flavor_order = pol.flavor_order
@@ -542,7 +546,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                         g = gpn[f]
                         alloc = gang if gang <= g else -(-gang // g) * g
                         if alloc > free[f]:
-                            r = capacity_reasons.get((f, alloc, free[f]))  # its cache
+                            r = short_of_gpus or capacity_reasons.get((f, alloc, free[f]))
                             reasons.append(capacity_reason(f, alloc) if r is None else r)
                             continue
                         if alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
