@@ -6,12 +6,14 @@ first), every other blocked job in `plan.first_codes` by its first reason's code
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 import test_cycle as tc
 
-from cortex.scheduler.cycle import schedule
-from cortex.scheduler.reasons import Code
+from cortex.scheduler import cycle
+from cortex.scheduler.cycle import _Cycle, schedule
+from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.snapshot import Plan
 
 
@@ -85,3 +87,57 @@ def test_a_plan_that_did_not_explain_refuses_to_give_reasons() -> None:
     assert not lean.explained
     with pytest.raises(ValueError, match="explain=False"):
         lean.reasons_for(2)
+
+
+def test_a_lean_pass_builds_its_capacity_reasons_without_numbers() -> None:
+    """A lean pass (explain=False) reads only the code of a capacity reason, so it shares one
+    reason per code instead of building each with its numbers; an explaining pass builds them.
+    Nodes 0-3 half busy, 4-7 busy: 16 GPUs free, none of them a whole node."""
+    st, pend, pol = tc._setup()
+    for n in range(4):
+        tc._run(st, 100 + n, ((n, 4),))
+    tc._run(st, 110, tuple((n, 8) for n in range(4, 8)))
+    snap = tc._snap(st, pend)
+    lean, full = _Cycle(snap, pol, True, explain=False), _Cycle(snap, pol, True)
+    short = Reason(Code.INSUFFICIENT_CAPACITY)
+    topo = Reason(Code.TOPOLOGY_UNAVAILABLE)
+    for ask in (_Cycle.capacity_reason, _Cycle.exact_capacity_reason):
+        assert _shown(ask(lean, 0, 24)) == _shown(short)
+        assert _shown(ask(full, 0, 24)) == _shown(
+            Reason(Code.INSUFFICIENT_CAPACITY, need=24, flavor=st.topo.flavors[0], free=16)
+        )
+    assert _shown(lean.exact_capacity_reason(0, 16)) == _shown(topo)
+    assert _shown(full.exact_capacity_reason(0, 16))[1] == {
+        "need": 16,
+        "flavor": st.topo.flavors[0],
+        "free": 16,
+        "largest_block": 0,
+        "block": "pod",
+    }
+    # Every job of a lean pass shares the reason of its code.
+    assert lean.capacity_reason(0, 32) is lean.exact_capacity_reason(0, 24)
+
+
+def test_schedule_without_explaining_runs_a_lean_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The twin's passes (explain=False) are the lean ones: the flag reaches the cycle's reasons.
+    # 16 GPUs free, none of them a whole node: a 2-node gang fails placement, not the count.
+    st, pend, pol = tc._setup()
+    for n in range(4):
+        tc._run(st, 100 + n, ((n, 4),))
+    tc._run(st, 110, tuple((n, 8) for n in range(4, 8)))
+    tc._pend(pend, 1, 16, 10.0)
+    asked: list[bool] = []
+    built = cycle._capacity_reason
+
+    def seen(st: Any, f: int, need: int, lean: bool = False) -> Reason:
+        asked.append(lean)
+        return built(st, f, need, lean)
+
+    monkeypatch.setattr(cycle, "_capacity_reason", seen)
+    schedule(tc._snap(st, pend), pol, explain=False)
+    schedule(tc._snap(st, pend), pol)
+    assert asked == [True, False]
+
+
+def _shown(r: Reason) -> tuple:
+    return r.code, dict(r.detail)

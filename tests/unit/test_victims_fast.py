@@ -257,3 +257,38 @@ def test_pods_chosen_in_are_whole_and_hold_enough_good_nodes() -> None:
     finally:
         victims._in_one_pod, victims._choose_in_pod = in_one, choose
     assert calls["in_one"] > 100 and calls["choose"] > 100, calls
+
+
+@settings(max_examples=100, deadline=None)
+@given(hs.integers(0, 2**32 - 1))
+def test_good_nodes_are_the_nodes_whose_every_job_the_judge_passes(seed: int) -> None:
+    """`_good_nodes` asks each distinct holder of the runs of one-holder nodes once and maps
+    every run back to its holder: against a node-by-node judgement, on candidates in any order
+    (a pod-by-pod judgement concatenates pods), with gangs whose runs repeat around other
+    holders' and shared nodes, free nodes and protected holders; and each job judged once."""
+    rng = random.Random(seed)
+    st, pend, _ = testkit.setup_cycle(testkit.MIXED, None, ("a", "b"))
+    _fill(st, rng, 0, 40)
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    nodes = [n for n in range(len(st.node_jobs)) if rng.random() < 0.8]
+    rng.shuffle(nodes)
+    if rng.random() < 0.5:
+        nodes.sort()  # as a search gives them
+    idx = np.array(nodes, dtype=np.int64)
+    for pol in (PriorityReclaim(), LasDemotion(LeastAttainedService())):
+        job = Job(1000, "p", "a", 8, 100.0)
+        job.queue_idx, job.priority = rng.randrange(2), rng.choice(PRIOS)
+        asked: list[int] = []
+        judge = victims._Judge(snap, pol, job)
+        rule = judge.ok
+
+        def counted(v: Job, rule: Any = rule, asked: list[int] = asked) -> bool:
+            asked.append(v.id)
+            return bool(rule(v))
+
+        judge.ok = counted
+        got = victims._good_nodes(st, judge, idx).tolist()
+        plain = victims._Judge(snap, pol, job)
+        want = [all(plain.victim(j) is not None for j in st.node_jobs[n]) for n in nodes]
+        assert got == want
+        assert len(asked) == len(set(asked))

@@ -63,9 +63,18 @@ class Policies:
     reserve_earliest: bool = False
 
 
-def _capacity_reason(st: ClusterState, f: int, need: int) -> Reason:
-    name = st.topo.flavors[f]
+# A lean pass (explain=False) counts each blocked job by its first reason's code and reads the
+# numbers of power reasons only (`power_blocks`): its capacity reasons are these two, built once
+# (~45k built with their numbers in ten days of cortex-2024; RESULTS.md section 125).
+_LEAN_INSUFFICIENT = Reason(Code.INSUFFICIENT_CAPACITY)
+_LEAN_TOPOLOGY = Reason(Code.TOPOLOGY_UNAVAILABLE)
+
+
+def _capacity_reason(st: ClusterState, f: int, need: int, lean: bool = False) -> Reason:
     free = st.free_gpus[f]
+    if lean:
+        return _LEAN_INSUFFICIENT if free < need else _LEAN_TOPOLOGY
+    name = st.topo.flavors[f]
     if free < need:
         return Reason(Code.INSUFFICIENT_CAPACITY, need=need, flavor=name, free=free)
     largest = st.largest_free_pod_gpus(f) if need > st.gpn[f] else st.largest_free_node_gpus(f)
@@ -93,6 +102,7 @@ class _Cycle:
         "capacity_reasons",
         "deep",
         "every_flavor",
+        "lean",
         "no_fit",
         "plan",
         "pol",
@@ -103,10 +113,11 @@ class _Cycle:
         "tries",
     )
 
-    def __init__(self, snap: Snapshot, pol: Policies, deep: bool) -> None:
+    def __init__(self, snap: Snapshot, pol: Policies, deep: bool, explain: bool = True) -> None:
         self.snap = snap
         self.pol = pol
         self.deep = deep
+        self.lean = not explain
         self.st = snap.state
         self.stmt = Statement(snap.state, snap.power if pol.power is not None else None)
         self.plan = Plan()
@@ -123,7 +134,7 @@ class _Cycle:
         key = (f, alloc, self.st.free_gpus[f])
         r = self.capacity_reasons.get(key)
         if r is None:
-            r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc)
+            r = self.capacity_reasons[key] = _capacity_reason(self.st, f, alloc, self.lean)
         return r
 
     def reserved_reason(self, f: int, res: Reservation) -> Reason:
@@ -144,7 +155,7 @@ class _Cycle:
         got = self.no_fit.get(key)
         if got is not None and got[0] == v:
             return got[1]
-        r = _capacity_reason(self.st, f, alloc)
+        r = _capacity_reason(self.st, f, alloc, self.lean)
         self.no_fit[key] = (v, r)
         return r
 
@@ -195,8 +206,9 @@ class _Cycle:
         res = self.reserved.get(f)
         if res is not None and alloc > free:
             # Fast path behind a blocked head: too few GPUs whatever else holds. The reason is
-            # shared by every job of this size while the free count stays the same.
-            reasons.append(self.capacity_reason(f, alloc))
+            # shared by every job of this size while the free count stays the same (by every
+            # job in a lean pass).
+            reasons.append(_LEAN_INSUFFICIENT if self.lean else self.capacity_reason(f, alloc))
             return False
         # 2. Backfill guard: a job may pass the head reserved on this flavor only if it ends
         #    before the head's start, or fits in what the head leaves over. Checked before
@@ -214,7 +226,9 @@ class _Cycle:
                 reasons.append(r)
                 return False
         if alloc > free:
-            reasons.append(self.exact_capacity_reason(f, alloc))
+            reasons.append(
+                _LEAN_INSUFFICIENT if self.lean else self.exact_capacity_reason(f, alloc)
+            )
             if f not in short:
                 short.append(f)
             return False
@@ -366,7 +380,7 @@ def schedule(
             "the cluster state's index order was lost by a pass that failed without saving it"
             " (schedule with commit=True raised): placement ties would differ; rebuild the state"
         )
-    c = _Cycle(snap, pol, deep)
+    c = _Cycle(snap, pol, deep, explain)
     c.plan.explained = explain
     if commit and (not deep or len(snap.pending) == 1):
         # This pass commits whatever it starts: a quick pass never evicts, and a lone job that
@@ -433,6 +447,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
     try_flavor = c.try_flavor
     capacity_reason = c.capacity_reason
     capacity_reasons = c.capacity_reasons
+    short_of_gpus = _LEAN_INSUFFICIENT if c.lean else None  # a lean pass's, for every job
     estimate_s = snap.estimate_s
     now = snap.now_s
     flavor_order = pol.flavor_order
@@ -531,7 +546,7 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                         g = gpn[f]
                         alloc = gang if gang <= g else -(-gang // g) * g
                         if alloc > free[f]:
-                            r = capacity_reasons.get((f, alloc, free[f]))  # its cache
+                            r = short_of_gpus or capacity_reasons.get((f, alloc, free[f]))
                             reasons.append(capacity_reason(f, alloc) if r is None else r)
                             continue
                         if alloc > res.extra_gpus and now + estimate_s(job, f, gang) > res.shadow_s:
