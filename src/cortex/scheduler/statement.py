@@ -109,9 +109,14 @@ class Statement:
             self._before_take(flavor, placement)
         else:
             self.order_unsaved = True
-        gpus = st.take(job.id, flavor, placement)
-        st.add_usage(job.queue_idx, flavor, gpus)
-        self._log.append((_ALLOCATE, job.id, job.queue_idx, st.allocations[job.id]))
+        jid = job.id
+        team = job.queue_idx
+        gpus = st.take(jid, flavor, placement)
+        # add_usage written out: once per placement a pass makes (RESULTS section 126)
+        st.usage[team][flavor] += gpus
+        st.cohort_usage[flavor] += gpus
+        st.usage_version[team] += 1
+        self._log.append((_ALLOCATE, jid, team, st.allocations[jid]))
         return gpus
 
     def evict(self, job: Job) -> Allocation:
