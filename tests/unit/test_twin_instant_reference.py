@@ -273,6 +273,9 @@ def _books(cls: type[Twin], cfg: SimConfig, seed: int) -> tuple[str, list[tuple]
         )
         for i in range(200)
     ]  # fmt: skip
+    for j in jobs[::7]:  # elastic: a run's gang need not be the job's (job-failure rates)
+        if j.gpus >= 4:
+            j.elastic_min, j.elastic_max = j.gpus // 4, j.gpus
     jobs.sort(key=lambda j: j.submit_s)
     tw = cls(TINY, jobs, cfg)
     instants: list[tuple] = []

@@ -471,7 +471,9 @@ class RunBooks:
     def _arm_job_failure(self, job: Job) -> None:
         """Draw when this run fails for a cause of its own; push it if that is before the
         horizon (a run that ends first makes it stale)."""
-        rate = self._job_rate(job, job.run_gpus)
+        rate = self._job_rates.get((job.run_gpus, job.priority_class))  # _job_rate's, kept
+        if rate is None:
+            rate = self._job_rate(job, job.run_gpus)
         cum = self._job_cause_cum[job.priority_class == "production"]
         if rate <= 0 or not cum:
             return

@@ -388,8 +388,12 @@ class Twin(TwinPower):
         job.move(JobState.RUNNING, now, "placed")
         f = s.flavor
         gang = s.gang_gpus
-        # Devices a victim still writes its checkpoint on are launched on once it is done.
-        job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, gang)
+        # Devices a victim still writes its checkpoint on are launched on once it is done
+        # (none written since the last start cleared them: most starts, without the call).
+        if self._writes:
+            job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, gang)
+        else:
+            job.run_wait_s, job.run_wait_gpus = 0.0, 0
         job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
         if pw is not None:
