@@ -94,3 +94,15 @@ def test_describe_is_the_code_then_the_reason() -> None:
     assert intake.describe(r) == (
         "NeverFits: needs 121 GPUs; the most any acceptable flavor could give is 120"
     )
+
+
+def test_admit_takes_a_class_of_priority_zero_and_names_an_unknown_one() -> None:
+    """admit reads the class's priority itself (section 126) and asks priority_of only for a
+    refusal: a priority of 0 is a priority, and the refusal is priority_of's own."""
+    qc = _queues(None)
+    qc.priority_classes["idle"] = 0  # (the default classes' lowest)
+    job = _job(priority_class="idle")
+    assert _admit(job, qc) is None and job.priority == 0
+    r = intake.admit(_job(priority_class="bogus"), qc, MIXED.flavors, GPN, TOTAL)
+    assert r is not None and r.code is Code.UNKNOWN_PRIORITY_CLASS
+    assert r.detail == {"priority_class": "bogus", "known": sorted(qc.priority_classes)}

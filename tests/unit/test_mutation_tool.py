@@ -146,6 +146,9 @@ NOT_SELECTED = {
     "imports the scheduler's alloc_size only to compute what it expects",
     "tests/unit/test_twin_start_reference.py": "sim/twin.py's _start against its old form: "
     "whole twin runs, slow per mutant; imports the scheduler's Start only to build starts",
+    "tests/unit/test_twin_instant_reference.py": "sim/twin.py's and sim/runs.py's per-instant "
+    "and per-start paths against their old forms: whole twin runs, slow per mutant; imports the "
+    "scheduler's schedule, Snapshot and Placement only for the old methods kept verbatim",
     "tests/unit/test_place_memo_twin.py": "Capacity.placed in whole twin runs, each twice (kept "
     "and not): slow per mutant; test_cycle_place_memo.py selects",
 }

@@ -316,3 +316,48 @@ def test_ends_read_at_any_point_match_the_running_jobs(seed: int) -> None:
     for f in range(len(st.gpn)):
         want = sorted((j.est_end_s, j.id, st.gpn[f]) for j, g in live.values() if g == f)
         assert list(st.ends[f]) == want
+
+
+def test_usage_versions_move_with_every_usage_change_and_only_then() -> None:
+    """start, stop and a Statement's allocate write the usage themselves (section 126): each
+    bumps its team's usage version (the shares' memo key) with the usage; an adoption of GPUs
+    a committed cycle took, and the stop of a victim the cycle handed over, change no usage."""
+    from cortex.scheduler.statement import Statement
+
+    st = _state()
+    a = _running(1, 100, 500.0, 0)
+    b = _running(2, 10, 200.0, 1)
+    st.start(a, 0, 0, ((0, 8), (1, 8)))
+    assert st.usage_version == [1, 0]
+    st.start(b, 1, 0, ((4, 3),))
+    assert st.usage_version == [1, 1]
+    st.stop(a, 0)
+    assert st.usage_version == [2, 1] and st.usage == [[0], [3]] and st.cohort_usage == [3]
+    c = _running(3, 50, 300.0, 1)
+    stmt = Statement(st)
+    assert stmt.allocate(c, 0, ((2, 8),)) == 8
+    assert st.usage_version == [2, 2] and st.usage == [[0], [11]] and st.cohort_usage == [11]
+    st.adopt(c)
+    assert st.usage_version == [2, 2] and st.usage == [[0], [11]]
+    st.given[b.id] = st.give(b.id)  # as Statement.hand_over leaves an evicted victim's GPUs
+    st.stop(b, 1)
+    assert st.usage_version == [2, 2] and st.usage == [[0], [11]] and st.cohort_usage == [11]
+    assert set(st.running) == {3}
+    _brute_check(st)
+
+
+def test_a_placement_noted_again_moves_to_the_end_of_the_notes() -> None:
+    """A placement object noted by a start after another note of it (a stop, then a restart on
+    the same placement) is one note, last in order and not a first start (section 74)."""
+    st = _state()
+    a = _running(1, 100, 500.0, 0)
+    b = _running(2, 10, 200.0, 1)
+    p = ((0, 8), (1, 8))
+    st.start(a, 0, 0, p)
+    assert st.np_used.sum() == 16  # read: the notes flushed
+    st.stop(a, 0)
+    st.start(b, 1, 0, ((4, 3),))
+    st.start(a, 0, 0, p)
+    notes = list(st._stale.values())
+    assert [(jid, first) for jid, _, first in notes] == [(2, True), (1, False)]
+    assert notes[1][1] is p

@@ -65,8 +65,12 @@ def test_illegal_moves_raise_and_leave_the_job_unchanged(src: JobState, dst: Job
     job = Job(7, "j", "a", 1, 10.0)
     job.state = src
     job.history = []
-    with pytest.raises(IllegalTransitionError, match="job 7"):
+    with pytest.raises(IllegalTransitionError, match="job 7") as got:
         job.move(dst, 5.0, "test")
+    # Job.move makes the table's test itself (section 126): the error says what check_transition's
+    # would, down to the reason
+    assert (got.value.src, got.value.dst) == (src, dst)
+    assert str(got.value) == f"job 7: {src.value} -> {dst.value} is not allowed (test)"
     assert job.state is src
     assert job.history == []
 

@@ -93,9 +93,12 @@ def admit(
         job.queue_idx = queues.index(job.team)
     except KeyError:
         return unknown_queue(job.team)
-    prio = priority_of(queues, job.priority_class)
-    if isinstance(prio, Reason):
-        return prio
+    # A known class read here, priority_of asked only for a refusal (once per arrival)
+    prio = queues.priority_classes.get(job.priority_class)
+    if prio is None:
+        why = priority_of(queues, job.priority_class)
+        assert isinstance(why, Reason)
+        return why
     job.priority = prio
     if job.flavors:
         ids = flavor_ids(fleet_flavors, job.flavors)

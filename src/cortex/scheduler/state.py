@@ -79,14 +79,6 @@ class ClusterState(NodeSummaries):
             ends[f].add(entry)
         self._ends_new.clear()
 
-    def _end_added(self, flavor: int, entry: tuple[float, int, int]) -> None:
-        self._ends_new[entry] = flavor
-
-    def _end_removed(self, flavor: int, entry: tuple[float, int, int]) -> None:
-        # An entry added since the last read is dropped from the notes: it was never applied.
-        if self._ends_new.pop(entry, None) is None:
-            self._ends_gone.append((flavor, entry))
-
     def add_usage(self, team: int, flavor: int, gpus: int) -> None:
         self.usage[team][flavor] += gpus
         self.cohort_usage[flavor] += gpus
@@ -95,32 +87,60 @@ class ClusterState(NodeSummaries):
     # ---- driver operations ------------------------------------------------------------------
     def start(self, job: Job, team: int, flavor: int, placement: Placement) -> int:
         """Driver: a job starts on a placement. Returns the GPUs it holds."""
-        gpus = self.take(job.id, flavor, placement)
-        self.add_usage(team, flavor, gpus)
-        self.running[job.id] = job
-        self._end_added(flavor, (job.est_end_s, job.id, gpus))
-        self._note_start(job.id, placement)
-        self._count_prio_nodes(job, flavor, len(placement))
+        jid = job.id
+        gpus = self.take(jid, flavor, placement)
+        # Once per start (and stop, below) in both drivers: the usage and the ends' note written
+        # out rather than called, the summaries' note and priority count in one call (RESULTS
+        # section 126).
+        self.usage[team][flavor] += gpus
+        self.cohort_usage[flavor] += gpus
+        self.usage_version[team] += 1
+        self.running[jid] = job
+        self._ends_new[(job.est_end_s, jid, gpus)] = flavor
+        self._noted_start(job, flavor, placement)
         return gpus
+
+    def _noted_start(self, job: Job, flavor: int, placement: Placement) -> None:
+        """A start or an adoption: its placement's nodes are to be summarized again
+        (summaries.py), and its nodes are counted in `prio_nodes`. A placement noted again
+        moves to the end instead of being noted twice: its earlier note is the last on none
+        of its nodes, and the flush reads only each node's last note (RESULTS.md, section 74:
+        a third of cortex-2026's notes were such repeats). The flag says that this start is
+        the placement's first note since the last flush (see NodeSummaries._note_stop)."""
+        stale = self._stale
+        key = id(placement)
+        first = stale.pop(key, None) is None
+        stale[key] = (job.id, placement, first)
+        prio = job.priority
+        nodes = len(placement)
+        self._prio_nodes_of[job.id] = (flavor, prio, nodes)
+        hist = self.prio_nodes[flavor]
+        hist[prio] = hist.get(prio, 0) + nodes
 
     def adopt(self, job: Job) -> None:
         """Driver: a job whose GPUs a committed cycle already took starts running on them."""
-        alloc = self.allocations[job.id]
-        self.running[job.id] = job
-        self._end_added(alloc.flavor, (job.est_end_s, job.id, alloc.gpus))
-        self._note_start(job.id, alloc.placement)
-        self._count_prio_nodes(job, alloc.flavor, len(alloc.placement))
+        jid = job.id
+        alloc = self.allocations[jid]
+        self.running[jid] = job
+        self._ends_new[(job.est_end_s, jid, alloc.gpus)] = alloc.flavor
+        self._noted_start(job, alloc.flavor, alloc.placement)
 
     def stop(self, job: Job, team: int) -> Allocation:
         """Driver: a job leaves its GPUs (completed, preempted or interrupted)."""
-        alloc = self.given.pop(job.id, None)
+        jid = job.id
+        alloc = self.given.pop(jid, None)
         if alloc is None:
-            alloc = self.give(job.id)
-            self.add_usage(team, alloc.flavor, -alloc.gpus)
-        del self.running[job.id]
-        self._end_removed(alloc.flavor, (job.est_end_s, job.id, alloc.gpus))
-        self._note_stop(job.id, alloc.placement)
-        f, prio, nodes = self._prio_nodes_of.pop(job.id)
+            alloc = self.give(jid)
+            self.usage[team][alloc.flavor] -= alloc.gpus
+            self.cohort_usage[alloc.flavor] -= alloc.gpus
+            self.usage_version[team] += 1
+        del self.running[jid]
+        # An entry added since the last read is dropped from the notes: it was never applied.
+        entry = (job.est_end_s, jid, alloc.gpus)
+        if self._ends_new.pop(entry, None) is None:
+            self._ends_gone.append((alloc.flavor, entry))
+        self._note_stop(jid, alloc.placement)
+        f, prio, nodes = self._prio_nodes_of.pop(jid)
         hist = self.prio_nodes[f]
         left = hist[prio] - nodes
         if left:
@@ -128,11 +148,6 @@ class ClusterState(NodeSummaries):
         else:
             del hist[prio]
         return alloc
-
-    def _count_prio_nodes(self, job: Job, flavor: int, nodes: int) -> None:
-        self._prio_nodes_of[job.id] = (flavor, job.priority, nodes)
-        hist = self.prio_nodes[flavor]
-        hist[job.priority] = hist.get(job.priority, 0) + nodes
 
     def free_whole_nodes(self, f: int) -> int:
         """Healthy, completely free nodes of flavor f."""

@@ -64,6 +64,9 @@ class Statement:
         st = self.state
         g = st.gpn[flavor]
         part = st.part[flavor]
+        # The dicts to save, in order, saved below as `_save` would without a call each (once
+        # per placement a pass makes: RESULTS section 126).
+        dicts: list[dict] = []
         pods: dict[int, None]
         if len(placement) > 1 and sum(map(itemgetter(1), placement)) == g * len(placement):
             # A gang of whole nodes (each k <= g): all its pods, first seen first, read in C.
@@ -75,11 +78,18 @@ class Statement:
                 if old == g:
                     pods[st.node_pod[n]] = None
                 elif old:
-                    self._save(part[old])
+                    dicts.append(part[old])
         buckets = st.pod_bucket[flavor]
         for p in pods:
-            self._save(st.pod_whole[p])
-            self._save(buckets[len(st.pod_whole[p])])
+            whole = st.pod_whole[p]
+            dicts.append(whole)
+            dicts.append(buckets[len(whole)])
+        seen = self._seen
+        at = len(self._log)
+        for d in dicts:
+            if id(d) not in seen:
+                seen.add(id(d))
+                self._saved.append((at, d, list(d)))
 
     def _before_give(self, alloc: Allocation) -> None:
         """Save the indices `give` deletes from: the allocations, each node's jobs and old
@@ -109,9 +119,14 @@ class Statement:
             self._before_take(flavor, placement)
         else:
             self.order_unsaved = True
-        gpus = st.take(job.id, flavor, placement)
-        st.add_usage(job.queue_idx, flavor, gpus)
-        self._log.append((_ALLOCATE, job.id, job.queue_idx, st.allocations[job.id]))
+        jid = job.id
+        team = job.queue_idx
+        gpus = st.take(jid, flavor, placement)
+        # add_usage written out: once per placement a pass makes (RESULTS section 126)
+        st.usage[team][flavor] += gpus
+        st.cohort_usage[flavor] += gpus
+        st.usage_version[team] += 1
+        self._log.append((_ALLOCATE, jid, team, st.allocations[jid]))
         return gpus
 
     def evict(self, job: Job) -> Allocation:

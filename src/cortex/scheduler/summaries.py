@@ -47,32 +47,19 @@ class NodeSummaries(Capacity):
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
         # (job, placement) started or stopped on since the summaries were last read, keyed by
         # the placement object (an allocation's, the same at its start and its stop) and in
-        # the order of each one's last note (see _note_start).
+        # the order of each one's last note (see ClusterState._noted_start).
         self._stale: dict[int, tuple[int, Placement, bool]] = {}
         # Who holds each node now, tentative moves included: the one job if exactly one does,
         # SHARED if several, FREE if none. Victim searches judge a gang's nodes by their owner
         # in one pass over its distinct jobs. Kept lazily: take/give note the placement.
         self._owner = np.full(nn, FREE, dtype=np.int64)
 
-    def _note_start(self, jid: int, placement: Placement) -> None:
-        """Driver start or adopt: the placement's nodes are to be summarized again. A placement
-        noted again moves to the end instead of being noted twice: its earlier note is the last
-        on none of its nodes, and the flush reads only each node's last note (RESULTS.md,
-        section 74: a third of cortex-2026's notes were such repeats). The flag says that this
-        start is the placement's first note since the last flush (see _note_stop)."""
-        stale = self._stale
-        key = id(placement)
-        first = key not in stale
-        if not first:
-            del stale[key]
-        stale[key] = (jid, placement, first)
-
     def _note_stop(self, jid: int, placement: Placement) -> None:
-        """Driver stop: as _note_start, except that a job that started on this placement after
-        the last flush, with no other note of it since, leaves no note at all: its nodes run
-        what they ran at that flush (every other start or stop on them has a note of its own),
-        so the flush would rewrite their summaries with what they hold already. On cortex-2026
-        most jobs start and stop between two flushes (section 74)."""
+        """Driver stop: as ClusterState._noted_start, except that a job that started on this
+        placement after the last flush, with no other note of it since, leaves no note at all:
+        its nodes run what they ran at that flush (every other start or stop on them has a note
+        of its own), so the flush would rewrite their summaries with what they hold already. On
+        cortex-2026 most jobs start and stop between two flushes (section 74)."""
         stale = self._stale
         key = id(placement)
         got = stale.pop(key, None)

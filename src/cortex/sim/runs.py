@@ -26,7 +26,7 @@ from cortex.drive.runs import (
     rules,
 )
 from cortex.sim import checkpoint as ckpt
-from cortex.sim.engine import ARRIVAL, FAILURE, FINISH, JOBFAIL, RETRY
+from cortex.sim.engine import ARRIVAL, FAILURE, FINISH, JOBFAIL, RETRY, EventHeap
 from cortex.sim.failures import Cause, JobCause, job_rate_per_s, load_causes, load_job_causes
 from cortex.sim.flavor_books import (
     ALLOCATED,
@@ -64,6 +64,7 @@ class RunBooks:
     metrics: Metrics
     flavor_books: FlavorBooks
     pw: PowerRuntime | None
+    engine: EventHeap  # pushed to directly: no forwarding frame per start and stop (§126)
     large_job_gpus: int
     large_productive_s: dict[int, float]
     grace_s: float
@@ -177,7 +178,7 @@ class RunBooks:
         else:
             moved.append((job.run_flavor, was, (job.est_end_s, job.id, job.alloc_gpus)))
         job.epoch += 1
-        self._push(job.est_end_s, FINISH, FINISH, job, job.epoch)
+        self.engine.push(job.est_end_s, FINISH, FINISH, job, job.epoch)
 
     def _move_ends(self, moved: list[tuple[int, tuple, tuple]]) -> None:
         """Re-key the ends of the runs a solve moved: one by one where they are few among a
@@ -218,9 +219,6 @@ class RunBooks:
             self.pw.stop(job.id)
 
     # ---- books ------------------------------------------------------------------------------
-    def _run_compute_s(self, job: Job) -> float:
-        return job.remaining_s / job.run_speed
-
     def _account_stop(
         self,
         job: Job,
@@ -321,7 +319,7 @@ class RunBooks:
         requeued(job)
         if requeue_in_s > 0:
             self.waiting[job.id] = job
-            self._push(self.now + requeue_in_s, ARRIVAL, RETRY, job, job.restarts)
+            self.engine.push(self.now + requeue_in_s, ARRIVAL, RETRY, job, job.restarts)
         else:
             self.pending.add(job)
         return alloc.placement, hold
@@ -473,17 +471,23 @@ class RunBooks:
     def _arm_job_failure(self, job: Job) -> None:
         """Draw when this run fails for a cause of its own; push it if that is before the
         horizon (a run that ends first makes it stale)."""
-        rate = self._job_rate(job, job.run_gpus)
+        rate = self._job_rates.get((job.run_gpus, job.priority_class))  # _job_rate's, kept
+        if rate is None:
+            rate = self._job_rate(job, job.run_gpus)
         cum = self._job_cause_cum[job.priority_class == "production"]
         if rate <= 0 or not cum:
             return
-        t = self.now + self._job_draw(exponential=True) / rate
+        # _job_draw's pools popped here while they hold draws (twice per start; RESULTS §126)
+        pools = self._job_pools
+        x = pools[1].pop() if pools[1] else self._job_draw(exponential=True)
+        t = self.now + x / rate
         if t >= self.horizon_s:
             return
         ids = self._job_cause_ids[job.priority_class == "production"]
-        k = ids[min(bisect.bisect_right(cum, self._job_draw() * cum[-1]), len(ids) - 1)]
-        self._push(t, FAILURE, JOBFAIL, (job, len(self.causes) - len(self.job_causes) + k),
-                   job.restarts)  # fmt: skip
+        u = pools[0].pop() if pools[0] else self._job_draw()
+        k = ids[min(bisect.bisect_right(cum, u * cum[-1]), len(ids) - 1)]
+        cause = len(self.causes) - len(self.job_causes) + k
+        self.engine.push(t, FAILURE, JOBFAIL, (job, cause), job.restarts)
 
     def _job_draw(self, exponential: bool = False) -> float:
         """The next standard exponential or uniform of the job-failure stream, drawn from

@@ -270,7 +270,9 @@ class Twin(TwinPower):
             self.metrics.peak(self._facility_w)
             self._power_dirty = False
         st = self.state
-        waiting = len(self.pending) + len(self.waiting)  # a retry's backoff is a wait too
+        # a retry's backoff is a wait too; the pending count read, not asked through __len__
+        # (a call per instant, as in _cycle: PendingQueues keeps it in `_n`; RESULTS §126)
+        waiting = self.pending._n + len(self.waiting)
         self.metrics.advance(t, sum(st.busy_gpus), sum(st.up_gpus), waiting, self._facility_w)
         self.now = t
 
@@ -295,7 +297,7 @@ class Twin(TwinPower):
     def _finish(self, job: Job, epoch: int) -> None:
         if job.epoch != epoch or job.state is not JobState.RUNNING:
             return  # stale: the run it belonged to was preempted or interrupted
-        compute = self._run_compute_s(job)
+        compute = job.remaining_s / job.run_speed
         elapsed = job.run_dur_s
         self._power_stop(job, elapsed)
         self._account_stop(
@@ -331,7 +333,7 @@ class Twin(TwinPower):
                     self._swap_in(job, placement, node, cause, shape)
         if down_s > 0:
             st.set_down(node)
-            self._push(self.now + down_s, REPAIR, REPAIR, node)
+            self.engine.push(self.now + down_s, REPAIR, REPAIR, node)
         self._changed()
 
     def _repair(self, node: int, _b: int) -> None:
@@ -368,7 +370,7 @@ class Twin(TwinPower):
             t += grid  # never wake at this very instant: the cycle has just run
         if t not in self._ticks:
             self._ticks.add(t)
-            self._push(t, TICK, TICK, None)
+            self.engine.push(t, TICK, TICK, None)
 
     def _changed(self) -> None:
         self._dirty = True
@@ -386,8 +388,12 @@ class Twin(TwinPower):
         job.move(JobState.RUNNING, now, "placed")
         f = s.flavor
         gang = s.gang_gpus
-        # Devices a victim still writes its checkpoint on are launched on once it is done.
-        job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, gang)
+        # Devices a victim still writes its checkpoint on are launched on once it is done
+        # (none written since the last start cleared them: most starts, without the call).
+        if self._writes:
+            job.run_wait_s, job.run_wait_gpus = self._victim_wait(s.placement, gang)
+        else:
+            job.run_wait_s, job.run_wait_gpus = 0.0, 0
         job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
         if pw is not None:
@@ -462,9 +468,10 @@ class Twin(TwinPower):
 
     def _cycle(self) -> None:
         self._dirty = False
-        if not self.pending:
+        n_pending = self.pending._n
+        if not n_pending:
             return
-        deep = self.now >= self._deep_due or len(self.pending) <= SHORT_QUEUE
+        deep = self.now >= self._deep_due or n_pending <= SHORT_QUEUE
         view = None
         if self.pw is not None and self.pw.policy is not None:
             view = self.pw.pass_view(self.now)
@@ -489,7 +496,7 @@ class Twin(TwinPower):
             self._power_blocked(plan, deep)
         if deep:
             self._deep_due = self.now + self.backfill_interval_s
-        elif self.pending:
+        elif self.pending._n:
             # Jobs behind blocked heads get a deep pass once the interval is over.
             self._wake(self._deep_due)
 
