@@ -339,16 +339,16 @@ def unbounded(
     # (the distance before the step) x out_rate / horizon_h: jump only while that fits the
     # margin left below the ramp's step.
     x_most = (max_step - near) * horizon_h / out_rate * (1.0 - out_rate)
-    loads = load_mw.tolist()
+    at = load_mw.item  # a step's load as a float: a few thousand read, not a month's list
     binds = (np.flatnonzero(np.abs(np.diff(load_mw)) > near) + 1).tolist()
     binds.append(n)
     k = 0
     x = 0.0  # state of charge less the target, MWh
-    g = loads[0]
+    g = float(at(0))
     b_hi = b_lo = x_lo = x_hi = 0.0
     i = 0
     while i < n:
-        load = loads[i]
+        load = float(at(i))
         bias = -x / horizon_h
         want = load + bias
         bound = True
@@ -377,7 +377,7 @@ def unbounded(
         if m > 0:
             keep = 1.0 - (out_rate if x > 0 else in_rate)
             x_before = x * keep ** (m - 1)  # before the stretch's last step
-            g = loads[i + m - 1] - x_before / horizon_h
+            g = float(at(i + m - 1)) - x_before / horizon_h
             x = x_before * keep
             i += m
     return Probe(-1, b_hi, -b_lo, -x_lo, x_hi)
