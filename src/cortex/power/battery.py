@@ -312,33 +312,112 @@ def probe(
     return Probe(-1, b_hi, -b_lo, target - soc_lo, soc_hi - target)
 
 
+def unbounded(
+    load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, efficiency: float
+) -> Probe:
+    """What `probe` records of a battery too large to saturate (no power, energy or bias limit
+    reached), in the recurrence's real-number form, its quiet stretches jumped: the search's
+    first guess, read in a few thousand steps instead of a probe's month.
+
+    Where the ramp does not bind, the grid takes the load plus the bias and the battery pays
+    the bias (`b` = its distance from the target over the horizon), so that distance shrinks
+    by a constant factor a step and neither extreme moves past a stretch's first step. A step
+    can bind only where the load moves by nearly the ramp's step or more, or right after a
+    step that bound: those are stepped one by one, the stretches between jumped in closed
+    form. A guess only (its rounding is not `probe`'s, ~1e-12 relative): the search checks it,
+    and no figure of the report reads it."""
+    n = len(load_mw)
+    if n == 0:
+        return Probe(-1, 0.0, 0.0, 0.0, 0.0)
+    eta = math.sqrt(efficiency)
+    h = step_s / 3600.0
+    max_step = ramp_mw_per_min * step_s / 60.0
+    horizon_h = grid_params()["battery_recharge_horizon_s"] / 3600.0
+    out_rate, in_rate = h / eta / horizon_h, eta * h / horizon_h  # x's share paid a step
+    near = 0.95 * max_step  # a load move beyond this may bind the ramp
+    # A jumped step moves the grid by the load's move plus the bias's change, which is at most
+    # (the distance before the step) x out_rate / horizon_h: jump only while that fits the
+    # margin left below the ramp's step.
+    x_most = (max_step - near) * horizon_h / out_rate * (1.0 - out_rate)
+    at = load_mw.item  # a step's load as a float: a few thousand read, not a month's list
+    binds = (np.flatnonzero(np.abs(np.diff(load_mw)) > near) + 1).tolist()
+    binds.append(n)
+    k = 0
+    x = 0.0  # state of charge less the target, MWh
+    g = float(at(0))
+    b_hi = b_lo = x_lo = x_hi = 0.0
+    i = 0
+    while i < n:
+        load = float(at(i))
+        bias = -x / horizon_h
+        want = load + bias
+        bound = True
+        if want < g - max_step:
+            want = g - max_step
+        elif want > g + max_step:
+            want = g + max_step
+        else:
+            bound = False
+        b = load - want
+        if b > 0:
+            x -= b / eta * h
+            b_hi = max(b_hi, b)
+            x_lo = min(x_lo, x)
+        elif b < 0:
+            x -= b * eta * h
+            b_lo = min(b_lo, b)
+            x_hi = max(x_hi, x)
+        g = want
+        i += 1
+        if bound or abs(x) > x_most:
+            continue
+        while binds[k] < i:
+            k += 1
+        m = binds[k] - i  # steps i .. binds[k] - 1 do not bind
+        if m > 0:
+            keep = 1.0 - (out_rate if x > 0 else in_rate)
+            x_before = x * keep ** (m - 1)  # before the stretch's last step
+            g = float(at(i + m - 1)) - x_before / horizon_h
+            x = x_before * keep
+            i += m
+    return Probe(-1, b_hi, -b_lo, -x_lo, x_hi)
+
+
 def smallest_battery(
     load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, max_units: int = 4096
 ) -> tuple[int, GridResult | None]:
-    """Fewest Megapack units that keep the grid within the ramp limit. More units never hurt
-    (the dispatch is the same until a smaller battery saturates), so the answer is the one size
-    that passes with the size below it failing, and any order of sizes tried that narrows
-    (largest failing, smallest passing) to neighbours finds it; the order only sets the cost.
-    Each size is asked only whether it breaks the limit (`probe`, up to the first step that
-    does), and a size whose passing would make it the answer is dispatched whole at once, for
-    the report (the same call as a dispatch afterwards).
+    """Fewest Megapack units that keep the grid within the ramp limit (-1: not even `max_units`
+    does). More units never hurt (the dispatch is the same until a smaller battery saturates),
+    so the answer is the one size that passes with the size below it failing, and any order of
+    sizes tried that narrows (largest failing, smallest passing) to neighbours finds it; the
+    order only sets the cost. Each size is asked only whether it breaks the limit (`probe`, up
+    to the first step that does), and a size whose passing would make it the answer is
+    dispatched whole at once, for the report (the same call as a dispatch afterwards).
 
-    The order: first `max_units` (if it fails, none is enough), whose probe also says how hard
-    its battery was worked: the most power it supplied or absorbed in a step and how far its
-    charge strayed from the target. A battery that never saturates dispatches alike at any size
-    (the bias toward the target saturates at a fraction of the power limit), so the size those
-    extremes need is the likely answer: the size below it is tried, then it; a guess proven
-    too many gives way to bisection, one proven too few to doubling from it, then bisection.
-    Every probe but the answer runs a month here (answers fail late, 75% in), so the count is
-    what costs: 8 probes before (doubling from 1, then bisection: 1, 2, 4, 8, 16, 12, 10, 9
-    for 10 units), 3 now (bench/RESULTS.md section 97)."""
+    The order: a battery that never saturates dispatches alike at any size (the bias toward
+    the target saturates at a fraction of the power limit), so the size that an unbounded
+    battery's extremes need (`unbounded`: the most power supplied or absorbed in a step, how
+    far the charge strays from the target) is the likely answer: the size below it is tried,
+    then it; a guess proven too many gives way to bisection, one proven too few to doubling
+    from it, then bisection. `max_units` is asked first only where the guess reaches it (if it
+    fails, none is enough: -1, and its own extremes guess again), else last, if the search
+    narrows to it. Every probe but the answer runs most of a month here (answers fail late,
+    85% in), so the count is what costs: 8 probes with doubling from 1 (1, 2, 4, 8, 16, 12, 10,
+    9 for 10 units), 3 with `max_units` probed for the guess (bench/RESULTS.md section 97), 2
+    now (section 124)."""
     if dispatch(load_mw, step_s, None, None).max_ramp_mw_per_min <= ramp_mw_per_min + 1e-9:
         return 0, None
-    top = probe(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(max_units))
-    if top.violation >= 0:
-        return -1, None
-    guess: int | None = min(max(_units_for(top), 1), max_units)
-    lo, hi = 0, max_units  # the largest size known to fail, the smallest known to pass
+    unit = BatterySpec.megapacks(1)
+    guess: int | None = min(
+        max(_units_for(unbounded(load_mw, step_s, ramp_mw_per_min, unit.efficiency)), 1),
+        max_units,
+    )
+    if guess == max_units:
+        top = probe(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(max_units))
+        if top.violation >= 0:
+            return -1, None
+        guess = min(max(_units_for(top), 1), max_units)
+    lo, hi = 0, max_units  # the largest size known to fail, the smallest passing (or max_units)
     best: GridResult | None = None
     grow = False  # a guess proven too few: double from it (as the search from 1 did), then bisect
     while hi - lo > 1:
@@ -373,6 +452,8 @@ def smallest_battery(
         best = dispatch(
             load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(hi), stop_at_violation=True
         )
+        if best.violations:
+            return -1, None  # narrowed to max_units, not asked before (any other hi passed)
     return hi, best
 
 

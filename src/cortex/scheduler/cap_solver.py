@@ -352,7 +352,10 @@ def make_room_with(
     plan = solve()
     if head.id in plan.paused:
         return None
-    levels = {j: lv for j, lv in plan.levels.items() if j != head.id}
-    if not plan.paused and all(current.get(j) == lv for j, lv in levels.items()):
+    # C-level copy and compare (a re-solve lists every running job, hundreds): the plan's
+    # levels in its order less the head's; none moved when each (job, level) is current's.
+    levels = dict(plan.levels)
+    levels.pop(head.id, None)
+    if not plan.paused and levels.items() <= current.items():
         return None
     return CapPlan(levels, plan.paused, plan.target)
