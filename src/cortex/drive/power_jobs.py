@@ -321,7 +321,13 @@ class JobPowerBooks:
         key = (kind, flavor, gang, node_cap_w, gain)
         got = self._qcache.get(key)
         if got is None:
-            _, inc, kept = self._ladders[(kind, flavor, gang, node_cap_w)]
+            lad = self._ladders.get((kind, flavor, gang, node_cap_w))
+            if lad is None:
+                # A copy of the books with its ladders emptied (the live loop's regrow) still
+                # keeps the classes' sums of runs booked before: their ladder is made again,
+                # from the kind alone (as _ladder_w makes its own).
+                lad = self.ladder(Job(-1, "", "", gang, 1.0, kind=kind), flavor, gang, node_cap_w)
+            _, inc, kept = lad
             got = self._qcache[key] = (quantize(inc, kept, float(gang * gain)), inc)
         return got
 
