@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from operator import add
+from operator import add, sub
 from typing import TYPE_CHECKING
 
 from cortex.power.curve import draw_fractions
@@ -347,15 +347,21 @@ class JobPowerBooks:
             if made is None or made[0] != gain or (hq is None and cls.whole != made[4]):
                 made = cls.made = self._make_class(key, cls, gain)
             elif hq is not None:
+                # The ladders whose counts moved since (new or changed counts, then those gone),
+                # added in by C-level maps: integer sums, so the order they come in is moot.
                 q, was, now = made[1], made[4], cls.whole
-                for lk in was.keys() | now.keys():
-                    k = now.get(lk, 0) - was.get(lk, 0)
-                    if k:
-                        v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
-                        for i in range(2 * n):
-                            q[i] += k * v[i]
-                        for i in range(n):
-                            hq[i] += k * v[i]
+                for lk, c in now.items() - was.items():
+                    v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
+                    k = c - was.get(lk, 0)
+                    kv = v if k == 1 else list(map(k.__mul__, v))
+                    q[:] = map(add, q, kv)
+                    hq[:] = map(add, hq, kv)  # its first n: the IT increments
+                for lk in was.keys() - now.keys():
+                    v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
+                    k = was[lk]
+                    kv = v if k == 1 else list(map(k.__mul__, v))
+                    q[:] = map(sub, q, kv)
+                    hq[:] = map(sub, hq, kv)
                 made[3], made[4] = None, now.copy()
             if made[3] is None:
                 made[3] = class_steps(made[1], made[2], n)
