@@ -1,10 +1,9 @@
-"""The books' start, wave fill, level move and stop (drive/power_jobs.py), cut for issue 11
-(the ladder's memo read in place, the increment kept in a local, the class books asked only
-where a policy solves, a move's draw and increment updated in one loop over its halls, a fill
-in one frame) against their earlier form, kept here verbatim: the same sequence of starts (with
-and without admission's shape), wave fills, level moves and stops, staggered by a tight ramp,
-must leave both books equal, double for double, in every total, hall, job, class and window
-entry."""
+"""The books' start, level move and stop (drive/power_jobs.py), cut for issue 11 (the ladder's
+memo read in place, the increment kept in a local, the class books asked only where a policy
+solves, a move's draw and increment updated in one loop over its halls) against their earlier
+form, kept here verbatim: the same sequence of starts (with and without admission's shape),
+wave fills, level moves and stops, staggered by a tight ramp, must leave both books equal,
+double for double, in every total, hall, job, class and window entry."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from cortex.workload.job import Job
 
 
 class _Plain(PowerRuntime):
-    """The books' start, fill, relevel, stop and class joins as main 725be00 wrote them."""
+    """The books' start, relevel, stop and class joins as main 725be00 wrote them."""
 
     def start(self, job, flavor, gang, placement, level, t, shape=None):
         node_hall = self.topo.node_hall
@@ -58,20 +57,6 @@ class _Plain(PowerRuntime):
         for i in range(waves):
             self.add_step(t + 60.0 * i, jp.inc_w / waves, now=t)
         return jp.kept, waves
-
-    def fill(self, job_id):
-        jp = self.jobs.get(job_id)
-        if jp is None or jp.waves_done >= jp.waves:
-            return
-        jp.waves_done += 1
-        self._set_actual(jp, jp.inc_w * jp.waves_done / jp.waves)
-
-    def _set_actual(self, jp, actual_w):
-        d = actual_w - jp.actual_w
-        jp.actual_w = actual_w
-        self.actual_total_w += d
-        for h, s in jp.halls.items():
-            self.hall_actual_w[h] += d * s
 
     def _join(self, job_id, jp):
         if self.policy is None:

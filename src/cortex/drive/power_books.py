@@ -436,16 +436,8 @@ class PowerBooks(JobPowerBooks):
         within those in start order (the books' order), whatever order `levels` lists them in."""
         jobs = self.jobs  # read once per job of a solve (hundreds), not through self
         moves = [(j, lv) for j, lv in levels.items() if jobs[j].level != lv]
-        if len(moves) < 2:
-            return moves
-        # Sorted as decorated tuples (each job read once, no key call per move); the starts'
-        # sequence is unique, so the job and level after it never decide the order.
-        keyed = []
-        for j, lv in moves:
-            jp = jobs[j]
-            keyed.append((lv < jp.level, -running[j].priority, jp.seq, j, lv))
-        keyed.sort()
-        return [(j, lv) for _, _, _, j, lv in keyed]
+        moves.sort(key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority, jobs[m[0]].seq))
+        return moves
 
     def solve(
         self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float], t: float

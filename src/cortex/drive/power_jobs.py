@@ -227,16 +227,15 @@ class JobPowerBooks:
         jp = self.jobs.get(job_id)
         if jp is None or jp.waves_done >= jp.waves:
             return
-        done = jp.waves_done + 1
-        jp.waves_done = done
-        # The draw moves to the waves up (in one frame: every start fills its first wave).
-        actual_w = jp.inc_w * done / jp.waves
+        jp.waves_done += 1
+        self._set_actual(jp, jp.inc_w * jp.waves_done / jp.waves)
+
+    def _set_actual(self, jp: _JobPower, actual_w: float) -> None:
         d = actual_w - jp.actual_w
         jp.actual_w = actual_w
         self.actual_total_w += d
-        hall_actual = self.hall_actual_w
         for h, s in jp.halls.items():
-            hall_actual[h] += d * s
+            self.hall_actual_w[h] += d * s
 
     def _join(self, job_id: int, jp: _JobPower) -> None:
         """`jp` joins its class (asked only where a policy solves: the callers check)."""
@@ -286,8 +285,8 @@ class JobPowerBooks:
         per, inc, kept = jp.lad  # ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
         inc_w = inc[level]
         d = inc_w - jp.inc_w
-        # Waves already up draw at the new cap; those still to come fill to it (fill's sums,
-        # in the same loop as the increment's: each total adds in its own order).
+        # Waves already up draw at the new cap; those still to come fill to it (_set_actual's
+        # sums, in the same loop as the increment's: each total adds in its own order).
         actual_w = inc_w * jp.waves_done / jp.waves
         da = actual_w - jp.actual_w
         self.inc_total_w += d
