@@ -15,39 +15,55 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-GC_YOUNG_THRESHOLD = 20000
+# 200,000, not 20,000: a month's run allocates far more containers that die young than it
+# keeps, and a young collection walks only the survivors of its window; ten times fewer of
+# them cut 10 days' instructions by 74 M (0.3%) with the same peak memory (bench/RESULTS.md
+# section 127).
+GC_YOUNG_THRESHOLD = 200000
 
 _lock = threading.Lock()
-_scopes: list[tuple[tuple[int, ...], bool]] = []  # scopes under way: (settings before, froze)
+_depth = [0]  # scopes under way (in any thread)
+# While any scope is under way: the settings before the first one in, whether scopes may
+# freeze (the caller had frozen nothing of its own), and whether one did.
+_outer: dict[str, Any] = {}
 
 
 @contextmanager
 def collector_scope(freeze: bool) -> Iterator[None]:
-    """The collector set for a bulk step (above), and restored after it. Runs in several
-    threads at once (the settings are the process's): the first one in sets them (and
-    freezes only if it asks to), the last one out puts back what was there before the
-    first."""
+    """The collector set for a bulk step (above), and restored after it. Scopes nest and run in
+    several threads at once (the settings are the process's): the first one in sets the
+    threshold, and the last one out puts back what was there before the first. A scope that
+    freezes moves the heap as it is then out of the collections, adding to what scopes under
+    way froze before it; all of it thaws when the last scope is out. A caller's own frozen
+    objects stay as they are: if anything was frozen before the first scope, none freezes.
+
+    Why freezes add up and nothing thaws early: a month's run builds ~0.5 M long-lived
+    objects (the fleet, the jobs, the twin's indices) and then seeds ~90k events; a young
+    generation collected while they are not yet frozen walks all of them (a ~45 ms collection
+    during the seeding; another when a scope's exit put back CPython's threshold between the
+    build and the run). So `cortex sim` holds one scope from the workload to the report, and
+    the run freezes the built heap before it seeds, then the seeded events."""
     with _lock:
-        if not _scopes:
-            before: tuple[int, ...] = gc.get_threshold()
-            # a caller's own frozen objects stay so
-            froze = freeze and gc.get_freeze_count() == 0
-            if froze:
-                gc.freeze()
+        if _depth[0] == 0:
+            before = gc.get_threshold()
+            _outer.update(before=before, ours=gc.get_freeze_count() == 0, froze=False)
             gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
-            _scopes.append((before, froze))
-        else:
-            _scopes.append(_scopes[0])
+        _depth[0] += 1
+        if freeze and _outer["ours"]:
+            gc.freeze()
+            _outer["froze"] = True
     try:
         yield
     finally:
         with _lock:
-            was, froze = _scopes.pop()
-            if not _scopes:
-                gc.set_threshold(*was)
-                if froze:
+            _depth[0] -= 1
+            if _depth[0] == 0:
+                gc.set_threshold(*_outer["before"])
+                if _outer["froze"]:
                     gc.unfreeze()
+                _outer.clear()  # nothing of a scope outlives it (a caller may freeze next)
 
 
 # Set by a command whose process ends holding a large heap it no longer needs (`cortex sim`:

@@ -68,12 +68,36 @@ def test_a_scope_that_does_not_freeze_inside_one_that_does() -> None:
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
+def test_freezes_nest_and_add_up_and_all_thaw_when_the_last_scope_is_out() -> None:
+    """A freezing scope inside one that does not freeze (a command's scope around a run)
+    freezes; a second freeze adds what was built since; the threshold stays raised and the
+    heap frozen until the last scope is out, which puts back both."""
+    before = gc.get_threshold()
+    rare = max(before[0], GC_YOUNG_THRESHOLD)
+    outer, first, second = (collector_scope(freeze=f) for f in (False, True, True))
+    outer.__enter__()
+    assert gc.get_freeze_count() == 0
+    first.__enter__()
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    built = [[i] for i in range(1000)]  # new containers, tracked by the collector
+    second.__enter__()
+    assert gc.get_freeze_count() >= frozen + len(built)
+    second.__exit__(None, None, None)
+    first.__exit__(None, None, None)
+    assert gc.get_threshold()[0] == rare and gc.get_freeze_count() >= frozen + len(built)
+    outer.__exit__(None, None, None)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
 def test_cortex_sim_builds_with_young_collections_rare_and_runs_frozen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`cortex sim`: the command's modules imported, the workload and the twin built, the
-    events seeded with young collections rare and nothing frozen; the run with the heap
-    frozen (seeded events included); the caller's settings back at the end."""
+    """`cortex sim`: the command's modules imported, the workload and the twin built with young
+    collections rare and nothing frozen; the events seeded with the built heap frozen (a young
+    collection there walked all of it: ~45 ms a month); the run with the seeded events frozen
+    too; the threshold never back to CPython's between the build and the report; the caller's
+    settings back at the end."""
     import importlib
 
     from typer.testing import CliRunner
@@ -109,6 +133,13 @@ def test_cortex_sim_builds_with_young_collections_rare_and_runs_frozen(
             seen.setdefault("run", state())
             super()._instant_over()
 
+    real_report = clisim.build_report
+
+    def build_report(*args: object, **kwargs: object) -> object:
+        seen["report"] = state()
+        return real_report(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(clisim, "build_report", build_report)
     monkeypatch.setattr(climain.importlib, "import_module", import_module)
     monkeypatch.setattr(clisim, "_workload", workload)
     monkeypatch.setattr(clisim, "Twin", Spy)
@@ -118,8 +149,10 @@ def test_cortex_sim_builds_with_young_collections_rare_and_runs_frozen(
     )
     assert res.exit_code == 0, res.output
     rare = max(before[0], GC_YOUNG_THRESHOLD)
-    assert {k: v for k, v in seen.items() if k != "run"} == dict.fromkeys(
-        ("import", "workload", "init", "seed"), (rare, 0)
+    assert {k: v for k, v in seen.items() if k not in ("seed", "run", "report")} == dict.fromkeys(
+        ("import", "workload", "init"), (rare, 0)
     )
-    assert seen["run"][0] == rare and seen["run"][1] > 0
+    assert seen["seed"][0] == rare and seen["seed"][1] > 0
+    assert seen["run"][0] == rare and seen["run"][1] > seen["seed"][1]  # the seeded events too
+    assert seen["report"][0] == rare and seen["report"][1] > 0  # still one scope, frozen
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0

@@ -178,54 +178,55 @@ def sim(
     if failure_data is not None:
         load_job_causes(failure_data)  # a bad file fails here, before any workload is built
     # The fleet, the jobs and the twin's indices are hundreds of thousands of long-lived
-    # objects: built with young collections rare (cortex/gcscope.py); the run freezes them.
+    # objects: built with young collections rare (cortex/gcscope.py), in one scope that lasts
+    # through the run (which freezes them) and the report: a scope's exit in between would put
+    # back CPython's threshold with all of it in the young generations.
     with collector_scope(freeze=False):
         topo, jobs, label = _workload(
             fleet, trace, workload, days, seed, (load, load_basis), warm_start
         )
-    _check_hot_spares(hot_spares, topo)
-    cfg = SimConfig(
-        days=days,
-        seed=seed,
-        policy=policy,
-        backfill=backfill,
-        failures=failures,
-        failure_scale=failure_scale,
-        failure_data=str(failure_data) if failure_data is not None else None,
-        quarantine=quarantine,
-        hot_spares_per_pod=hot_spares,
-        max_retries=max_retries,
-        checkpoint_interval_s=checkpoint_interval_s,
-        default_checkpoint_write_s=checkpoint_write_s,
-        backfill_interval_s=backfill_interval_s,
-        debug=debug,
-        power=_power_config(
-            power_policy,
-            site_cap_mw,
-            static_cap,
-            rack_cap_kw,
-            ramp_limit,
-            battery_mwh,
-            battery_mw,
-            battery_efficiency,
-            cap_event,
-            heat_wave,
-            start_day,
-            temperature_c,
-            cap_curve,
-            days * 86400.0,
-        ),
-    )
-    with collector_scope(freeze=False):
-        twin = Twin(topo, jobs, cfg)
-    twin = _run(twin, days, quiet)
-    report = build_report(twin, workload=label)
-    if label == "synthetic":  # the twin sees jobs, not the load they were drawn at
-        # the basis `auto` resolved to, so that the config re-runs the same jobs
-        report["config"].update(
-            load=DEFAULT_LOAD if load is None else load,
-            load_basis=resolve_load_basis(load_basis or "auto", topo),
+        _check_hot_spares(hot_spares, topo)
+        cfg = SimConfig(
+            days=days,
+            seed=seed,
+            policy=policy,
+            backfill=backfill,
+            failures=failures,
+            failure_scale=failure_scale,
+            failure_data=str(failure_data) if failure_data is not None else None,
+            quarantine=quarantine,
+            hot_spares_per_pod=hot_spares,
+            max_retries=max_retries,
+            checkpoint_interval_s=checkpoint_interval_s,
+            default_checkpoint_write_s=checkpoint_write_s,
+            backfill_interval_s=backfill_interval_s,
+            debug=debug,
+            power=_power_config(
+                power_policy,
+                site_cap_mw,
+                static_cap,
+                rack_cap_kw,
+                ramp_limit,
+                battery_mwh,
+                battery_mw,
+                battery_efficiency,
+                cap_event,
+                heat_wave,
+                start_day,
+                temperature_c,
+                cap_curve,
+                days * 86400.0,
+            ),
         )
+        twin = Twin(topo, jobs, cfg)
+        twin = _run(twin, days, quiet)
+        report = build_report(twin, workload=label)
+        if label == "synthetic":  # the twin sees jobs, not the load they were drawn at
+            # the basis `auto` resolved to, so that the config re-runs the same jobs
+            report["config"].update(
+                load=DEFAULT_LOAD if load is None else load,
+                load_basis=resolve_load_basis(load_basis or "auto", topo),
+            )
     print_summary(report)
     if json_path is not None:
         _write(json_path, "--json", lambda p: write_json(report, p))

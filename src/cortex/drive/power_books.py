@@ -374,10 +374,11 @@ class PowerBooks(JobPowerBooks):
         later waves at t + 60 s, t + 120 s, ..., and pruning by those would drop steps that
         are still inside the window when the next decision is made (its own first wave and any
         start of the last minute)."""
-        self.window.append((t, it_w))
+        window = self.window  # read once: every start books a step
+        window.append((t, it_w))
         cut = (t if now is None else now) - self.WINDOW_KEEP_S
-        while self.window and self.window[0][0] <= cut:
-            self.window.popleft()
+        while window and window[0][0] <= cut:
+            window.popleft()
 
     def ramp_headroom_it_w(self, t: float) -> float:
         return self._ramp_headroom(t, self.ramp_limit_it_w(t))

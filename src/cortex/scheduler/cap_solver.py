@@ -12,7 +12,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import add, attrgetter
+from operator import add, attrgetter, sub
 
 # A class of running jobs shares one cap level: same kind, flavor, priority and main hall.
 ClassKey = tuple[str, int, int, int]
@@ -91,15 +91,22 @@ Steps = tuple[list[int], list[float], list[list[tuple[int, int]]]]
 
 
 def class_steps(q: Sequence[int], halls: Sequence[tuple[int, Sequence[int]]], n: int) -> Steps:
-    d_site = [0] * n
-    neg_ratio = [0.0] * n
-    d_halls: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    for lv in range(1, n):
-        watts = q[lv - 1] - q[lv]
-        gain = q[n + lv - 1] - q[n + lv]
-        d_site[lv] = watts
-        neg_ratio[lv] = -(gain / watts) if watts > 0 else -math.inf
-        d_halls[lv] = [(h, w[lv - 1] - w[lv]) for h, w in halls]
+    # Per level l >= 1 the differences l-1 less l, taken by C-level maps over the ladder's
+    # slices (a solve makes these for every class whose members moved since the last).
+    d_site = [0, *map(sub, q[: n - 1], q[1:n])]
+    gains = map(sub, q[n : 2 * n - 1], q[n + 1 : 2 * n])
+    neg_ratio = [
+        0.0,
+        *[-(g / w) if w > 0 else -math.inf for g, w in zip(gains, d_site[1:], strict=True)],
+    ]
+    d_halls: list[list[tuple[int, int]]]
+    if len(halls) == 1:  # a class in one hall (nearly all)
+        h, w = halls[0]
+        d_halls = [[], *[[(h, d)] for d in map(sub, w[: n - 1], w[1:n])]]
+    else:
+        d_halls = [[] for _ in range(n)]
+        for lv in range(1, n):
+            d_halls[lv] = [(h, w[lv - 1] - w[lv]) for h, w in halls]
     return d_site, neg_ratio, d_halls
 
 

@@ -28,13 +28,14 @@ Event = tuple[float, float, int, int, Any, int]  # (time, priority, sequence, ki
 @contextmanager
 def gc_for_the_run(prepare: Callable[[], None] | None = None) -> Iterator[None]:
     """The collector set for a run (cortex/gcscope.py: young objects collected rarely, the
-    heap the run starts with frozen), restored after it. `prepare` (the twin's seeding: ~90k
-    events) runs first with young collections rare, and what it builds is frozen too."""
-    if prepare is not None:
-        with collector_scope(freeze=False):
-            prepare()
+    heap the run starts with frozen), restored after it. The heap built so far (the fleet, the
+    jobs, the twin) is frozen before `prepare` (the twin's seeding: ~90k events) runs, and what
+    that builds is frozen with it before the run."""
     with collector_scope(freeze=True):
-        yield
+        if prepare is not None:
+            prepare()
+        with collector_scope(freeze=True):
+            yield
 
 
 class EventHeap:
