@@ -107,7 +107,8 @@ class Watts:
 
     @classmethod
     def of(cls, view: PowerView) -> Watts:
-        return cls(view.site_headroom_w, list(view.hall_headroom_w), view.ramp_headroom_w, set())
+        # A new list of the view's (any sequence's) entries: a display, not a call (per pass).
+        return cls(view.site_headroom_w, [*view.hall_headroom_w], view.ramp_headroom_w, set())
 
     def credit(self, view: PowerView, victims: Sequence[Job]) -> tuple[float, dict[int, float]]:
         """Watts that evicting `victims` gives back, site-wide and per hall (none twice)."""
@@ -370,9 +371,17 @@ class CapToFit:
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> Grant | Reason:
-        key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
-        first = view.target.get(key, 0)
-        shape = _shape(view, placement)
+        if len(placement) == 1:
+            # Most starts: placement_shape's one-node answer built here, the node's hall read
+            # once for it and the class key (two calls fewer per admission).
+            n, k = placement[0]
+            hall = view.node_hall[n]
+            cap_w = view.node_max_cap_w[n] if view.min_node_cap_w < math.inf else math.inf
+            shape: Shape = (cap_w, k, {hall: k})
+        else:
+            hall = view.node_hall[placement[0][0]]
+            shape = _shape(view, placement)
+        first = view.target.get((job.kind, flavor, job.priority, hall), 0)
         floor = view.floor
         level = min(first, floor)
         while True:

@@ -213,7 +213,9 @@ class PowerRuntime(PowerBooks):
             limits = [mw * 1e6 / slope(temp) for temp in self.temps.tolist()]
             got = self._ramp_ticks = (self.temps, mw, limits)
         limits = got[2]
-        return limits[min(int(t / self.cfg.tick_s), len(limits) - 1)]
+        # Read at every start: the last tick's past the horizon by a comparison, not min/len.
+        i = int(t / self.cfg.tick_s)
+        return limits[i] if i < len(limits) else limits[-1]
 
     def pass_view(self, t: float) -> PowerView:
         """The view for one of the twin's scheduling passes: what `view(t)` builds, built with
