@@ -17,7 +17,6 @@ so under a binding budget more GPUs at a lower cap do more work than fewer at TD
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -138,13 +137,16 @@ def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int
         return {h0: k0 + k1} if h1 == h0 else {h0: k0, h1: k1}
     # A gang of hundreds of nodes is read at every admission and start: one hall is answered
     # by C-level maps (the same sum), several by a count of nodes per hall when every node
-    # holds as many GPUs (whole-node gangs), else by the loop below.
-    halls = list(map(nh.__getitem__, map(itemgetter(0), placement)))
+    # holds as many GPUs (whole-node gangs), else by the loop below. The halls are one
+    # itemgetter call over the nodes (three or more here: a tuple), and the count per hall is
+    # the tuple's own count for each of its few halls, taken in the order the placement first
+    # names them (Counter's order and numbers, without a dict step per node).
+    halls = itemgetter(*map(itemgetter(0), placement))(nh)
     if halls.count(h0) == len(halls):
         return {h0: sum(map(itemgetter(1), placement))}
     gpus = list(map(itemgetter(1), placement))
     if gpus.count(k0) == len(gpus):
-        return {h: n * k0 for h, n in Counter(halls).items()}
+        return {h: halls.count(h) * k0 for h in sorted(set(halls), key=halls.index)}
     shares: dict[int, int] = {}
     for h, k in zip(halls, gpus, strict=True):
         shares[h] = shares.get(h, 0) + k
