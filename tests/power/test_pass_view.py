@@ -53,6 +53,10 @@ def test_the_pass_view_is_the_view_whatever_moved() -> None:
     pw.reserved_w = 0.0
     pw.reserved_hall_w = {}
     _same(pw, 90 * tick)  # back to nothing reserved, within the tick last read with some
+    pw.reserved_hall_w = {0: 555.5}  # a hall's reserve alone, after a pass kept the tick's
+    _same(pw, 90 * tick)
+    pw.reserved_hall_w = {}
+    _same(pw, 90 * tick)
     _same(pw, 10.0)  # an earlier tick
 
 

@@ -14,8 +14,17 @@ from hypothesis import strategies as st
 from cortex.drive.power_books import PowerBooks
 from cortex.fleet.spec import load_fleet_spec
 from cortex.fleet.topology import build
-from cortex.scheduler.power import PowerView, _shape, hall_shares, placement_shape
+from cortex.scheduler.power import (
+    CapToFit,
+    Grant,
+    PowerView,
+    Watts,
+    _shape,
+    hall_shares,
+    placement_shape,
+)
 from cortex.sim.power import PowerConfig, PowerRuntime
+from cortex.workload.job import Job
 
 
 def _plain_shares(node_hall: list[int], placement: tuple[tuple[int, int], ...]) -> dict[int, int]:
@@ -129,7 +138,8 @@ def test_the_ramp_limit_per_tick_is_the_books_formula() -> None:
     pw = PowerRuntime.build(topo, PowerConfig("full"), 2 * 86400.0)
     assert pw.ramp_mw_per_min is not None
     tick = pw.cfg.tick_s
-    for t in [0.0, 1.0, tick - 1e-9, tick, 7.5 * tick, 86400.0, 3 * 86400.0]:
+    last = (len(pw.temps) - 1) * tick  # the last tick's start, and the first past it
+    for t in [0.0, 1.0, tick - 1e-9, tick, 7.5 * tick, 86400.0, last, last + tick, 3 * 86400.0]:
         assert pw.ramp_limit_it_w(t) == PowerBooks.ramp_limit_it_w(pw, t)
     # New weather, or a new ramp rate, is read again.
     pw.temps = np.array([10.0, 45.0])
@@ -246,3 +256,47 @@ def test_the_books_shape_memo_gives_each_placement_its_own_shape() -> None:
     assert _shape(view, a) == plain(a)
     small = a[:SHAPE_MEMO_NODES]
     assert _shape(view, small) == plain(small)
+
+
+@given(
+    st.one_of(
+        st.builds(lambda n, k: ((n, k),), st.integers(0, 59), st.integers(1, 8)), _placements()
+    ),
+    st.lists(st.sampled_from([300.0, 450.0, 600.0, 700.0]), min_size=60, max_size=60),
+    st.booleans(),
+    st.integers(0, 2),
+)
+@settings(max_examples=300, deadline=None)
+def test_admission_reads_the_shape_and_the_class_of_the_first_nodes_hall(
+    placement: tuple[tuple[int, int], ...], caps: list[float], racks: bool, level: int
+) -> None:
+    """CapToFit.admit builds a one-node placement's shape itself: it must be placement_shape's,
+    and the class level it starts from must be the one of the placement's first node's hall
+    (the solver's target for another hall or kind is not read)."""
+    low = min(caps) if racks else math.inf
+    first_hall = NODE_HALL[placement[0][0]]
+    view = PowerView(
+        site_headroom_w=math.inf,
+        hall_headroom_w=[math.inf] * 3,
+        levels=(1.0, 0.9, 0.8),
+        floor=2,
+        draw_w=lambda _k, _f: 650.0,
+        idle_w=[100.0],
+        tdp_w=[700.0],
+        node_hall=NODE_HALL,
+        node_max_cap_w=caps,
+        min_node_cap_w=low,
+        target={
+            ("llm", 0, 5, first_hall): level,
+            ("llm", 0, 5, (first_hall + 1) % 3): 2 - level,
+            ("cv", 0, 5, first_hall): 1,
+        },
+    )
+    job = Job(1, "j", "a", 8, 100.0, kind="llm")
+    job.priority = 5
+    gang = sum(k for _, k in placement)
+    room = Watts.of(view)
+    grant = CapToFit().admit(view, room, job, 0, gang, placement)
+    assert isinstance(grant, Grant)
+    assert grant.shape == placement_shape(NODE_HALL, caps, low, placement)
+    assert grant.level == level

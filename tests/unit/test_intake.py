@@ -106,3 +106,39 @@ def test_admit_takes_a_class_of_priority_zero_and_names_an_unknown_one() -> None
     r = intake.admit(_job(priority_class="bogus"), qc, MIXED.flavors, GPN, TOTAL)
     assert r is not None and r.code is Code.UNKNOWN_PRIORITY_CLASS
     assert r.detail == {"priority_class": "bogus", "known": sorted(qc.priority_classes)}
+
+
+def _plain_never_fits(
+    gang: int,
+    flavors: tuple[int, ...],
+    gpn: tuple[int, int],
+    total: tuple[int, int],
+    q: ClusterQueue | None,
+) -> dict[str, int] | None:
+    # The rule as written before its fast path (max and alloc_size at every flavor).
+    most = 0
+    for f in flavors or range(len(gpn)):
+        cap = total[f]
+        limit = q.borrowing_limit[f] if q is not None else None
+        if q is not None and limit is not None:
+            cap = min(cap, q.nominal[f] + limit)
+        most = max(most, cap)
+        if (gang if gang <= gpn[f] else -(-gang // gpn[f]) * gpn[f]) <= cap:
+            return None
+    return {"need": gang, "most": most}
+
+
+def test_never_fits_is_the_plain_rule_for_every_gang_flavor_set_and_queue() -> None:
+    # Gangs within a node, at a node, past it by one GPU and on node multiples, on both
+    # flavors in either order or alone, without a queue and with limits that bind each way:
+    # the same verdict and the same numbers as the rule read plainly.
+    queues = [None, queue((16, 0), (8, None)), queue((0, 8), (None, 4)), queue((4, 4), (3, 1))]
+    seen = 0
+    for gang in [*range(1, 30), 31, 32, 33, 63, 64, 65, 119, 120, 121, 200]:
+        for flavors in [(), (0,), (1,), (1, 0), (0, 1)]:
+            for q in queues:
+                got = intake.never_fits(gang, flavors, GPN, TOTAL, q)
+                want = _plain_never_fits(gang, flavors, GPN, TOTAL, q)
+                assert (None if got is None else got.detail) == want, (gang, flavors, q)
+                seen += got is not None
+    assert seen > 100  # refusals with their numbers were compared, not only passes

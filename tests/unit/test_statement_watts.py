@@ -136,3 +136,51 @@ def test_credit_skips_a_victim_already_released_and_sums_the_rest_per_hall() -> 
     # Jobs 2 and 3 only: site 4,000 + 2,000 = 6,000 W; hall 0 3,000 + 2,000 = 5,000; hall 1 1,000.
     got = w.credit(view, [_job(1, 8), _job(2, 8), _job(3, 8)])
     assert got == (6_000.0, {0: 5_000.0, 1: 1_000.0})
+
+
+def _plain_spend(w: Watts, inc_w: float, halls_w: dict[int, float]) -> None:
+    # spend_w's arithmetic as written before its one-hall path.
+    w.site_w -= inc_w
+    for h, x in halls_w.items():
+        w.hall_w[h] -= x
+    w.ramp_w = max(w.ramp_w - inc_w, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("ramp_w", "inc_w"),
+    [(3_000.0, 1_000.0), (1_000.0, 1_000.0), (500.0, 1_000.0), (-0.0, 0.0), (math.inf, 2.5),
+     (math.nan, 1.0), (0.0, -0.0)],
+)  # fmt: skip
+def test_spending_one_hall_or_several_leaves_the_plain_doubles_and_rolls_back(
+    ramp_w: float, inc_w: float
+) -> None:
+    st, _, _ = testkit.setup_cycle()
+    view = _view(10_000.0, hall_headroom_w=[7_000.0, 5_000.0, 3_000.0], ramp_headroom_w=ramp_w)
+    for halls in ({1: inc_w}, {2: 0.25 * inc_w, 0: 0.75 * inc_w}, {0: 0.5, 1: 0.25, 2: 0.25}, {}):
+        stmt = Statement(st, view)
+        w = stmt.watts
+        assert w is not None
+        want = Watts(view.site_headroom_w, [7_000.0, 5_000.0, 3_000.0], ramp_w, set())
+        for _ in range(2):  # twice: the second spend starts from what the first left
+            stmt.spend_w(inc_w, halls)
+            _plain_spend(want, inc_w, halls)
+            got = (w.site_w, w.hall_w, w.ramp_w)
+            # repr: the same doubles, -0.0 and nan included
+            assert repr(got) == repr((want.site_w, want.hall_w, want.ramp_w)), halls
+            assert view.hall_headroom_w == [7_000.0, 5_000.0, 3_000.0]  # the view's own list
+        stmt.rollback(0)
+        assert repr((w.site_w, w.hall_w, w.ramp_w)) == repr(
+            (view.site_headroom_w, list(view.hall_headroom_w), view.ramp_headroom_w)
+        )
+
+
+def test_the_watts_a_cycle_spends_are_a_list_of_its_own() -> None:
+    # Watts.of copies the view's headroom (any sequence) into a new list: spending changes
+    # neither the view's list nor the tuple a driver may hand.
+    for halls in ([4_000.0, 2_000.0], (4_000.0, 2_000.0)):
+        view = _view(10_000.0, hall_headroom_w=halls)
+        w = Watts.of(view)
+        assert type(w.hall_w) is list and w.hall_w == [4_000.0, 2_000.0]
+        assert w.hall_w is not view.hall_headroom_w
+        w.hall_w[0] -= 1.0
+        assert list(view.hall_headroom_w) == [4_000.0, 2_000.0]

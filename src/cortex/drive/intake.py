@@ -67,6 +67,8 @@ def never_fits(
     """Why a gang of `gang` GPUs can never be placed on any of `flavors` (all when empty):
     its allocation (whole nodes past one node) is over the flavor's GPUs, or over what its
     queue may hold there (nominal plus borrowing limit). `queue` None: the fleet alone."""
+    # Asked at every arrival of both drivers: the common answers (no borrowing limit, a gang
+    # within a node) take no call.
     most = 0
     for f in flavors or range(len(gpus_per_node)):
         cap = total_gpus[f]
@@ -74,8 +76,10 @@ def never_fits(
             limit = queue.borrowing_limit[f]
             if limit is not None:
                 cap = min(cap, queue.nominal[f] + limit)
-        most = max(most, cap)
-        if alloc_size(gang, gpus_per_node[f]) <= cap:
+        if cap > most:  # noqa: PLR1730 (max(most, cap) without the call: the same int)
+            most = cap
+        g = gpus_per_node[f]
+        if (gang if gang <= g else alloc_size(gang, g)) <= cap:  # alloc_size's first branch
             return None
     return Reason(Code.NEVER_FITS, need=gang, most=most)
 

@@ -17,7 +17,6 @@ so under a binding budget more GPUs at a lower cap do more work than fewer at TD
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -107,7 +106,8 @@ class Watts:
 
     @classmethod
     def of(cls, view: PowerView) -> Watts:
-        return cls(view.site_headroom_w, list(view.hall_headroom_w), view.ramp_headroom_w, set())
+        # A new list of the view's (any sequence's) entries: a display, not a call (per pass).
+        return cls(view.site_headroom_w, [*view.hall_headroom_w], view.ramp_headroom_w, set())
 
     def credit(self, view: PowerView, victims: Sequence[Job]) -> tuple[float, dict[int, float]]:
         """Watts that evicting `victims` gives back, site-wide and per hall (none twice)."""
@@ -137,13 +137,16 @@ def hall_shares(node_hall: Sequence[int], placement: Placement) -> dict[int, int
         return {h0: k0 + k1} if h1 == h0 else {h0: k0, h1: k1}
     # A gang of hundreds of nodes is read at every admission and start: one hall is answered
     # by C-level maps (the same sum), several by a count of nodes per hall when every node
-    # holds as many GPUs (whole-node gangs), else by the loop below.
-    halls = list(map(nh.__getitem__, map(itemgetter(0), placement)))
+    # holds as many GPUs (whole-node gangs), else by the loop below. The halls are one
+    # itemgetter call over the nodes (three or more here: a tuple), and the count per hall is
+    # the tuple's own count for each of its few halls, taken in the order the placement first
+    # names them (Counter's order and numbers, without a dict step per node).
+    halls = itemgetter(*map(itemgetter(0), placement))(nh)
     if halls.count(h0) == len(halls):
         return {h0: sum(map(itemgetter(1), placement))}
     gpus = list(map(itemgetter(1), placement))
     if gpus.count(k0) == len(gpus):
-        return {h: n * k0 for h, n in Counter(halls).items()}
+        return {h: halls.count(h) * k0 for h in sorted(set(halls), key=halls.index)}
     shares: dict[int, int] = {}
     for h, k in zip(halls, gpus, strict=True):
         shares[h] = shares.get(h, 0) + k
@@ -370,9 +373,17 @@ class CapToFit:
         placement: Placement,
         credit: tuple[float, dict[int, float]] = (0.0, {}),
     ) -> Grant | Reason:
-        key = (job.kind, flavor, job.priority, view.node_hall[placement[0][0]])
-        first = view.target.get(key, 0)
-        shape = _shape(view, placement)
+        if len(placement) == 1:
+            # Most starts: placement_shape's one-node answer built here, the node's hall read
+            # once for it and the class key (two calls fewer per admission).
+            n, k = placement[0]
+            hall = view.node_hall[n]
+            cap_w = view.node_max_cap_w[n] if view.min_node_cap_w < math.inf else math.inf
+            shape: Shape = (cap_w, k, {hall: k})
+        else:
+            hall = view.node_hall[placement[0][0]]
+            shape = _shape(view, placement)
+        first = view.target.get((job.kind, flavor, job.priority, hall), 0)
         floor = view.floor
         level = min(first, floor)
         while True:

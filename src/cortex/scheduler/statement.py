@@ -144,12 +144,23 @@ class Statement:
         """Spend a granted start's watts: site, its halls and the ramp window."""
         w = self.watts
         assert w is not None, "spend_w without a power view"
-        undo: _WattsUndo = (w.site_w, {h: w.hall_w[h] for h in halls_w}, w.ramp_w, ())
-        self._log.append((_WATTS, 0, 0, undo))
+        hall_w = w.hall_w
+        if len(halls_w) == 1:
+            # One hall (nearly every start, once per start): the comprehension's and the
+            # loop's one entry, without building a function for the comprehension.
+            [(h, x)] = halls_w.items()
+            self._log.append((_WATTS, 0, 0, (w.site_w, {h: hall_w[h]}, w.ramp_w, ())))
+            hall_w[h] -= x
+        else:
+            undo: _WattsUndo = (w.site_w, {h: hall_w[h] for h in halls_w}, w.ramp_w, ())
+            self._log.append((_WATTS, 0, 0, undo))
+            for h, x in halls_w.items():
+                hall_w[h] -= x
         w.site_w -= inc_w
-        for h, x in halls_w.items():
-            w.hall_w[h] -= x
-        w.ramp_w = max(w.ramp_w - inc_w, 0.0)
+        ramp_w = w.ramp_w - inc_w
+        # max(ramp_w, 0.0) without the call: max keeps its first argument unless the second
+        # is greater, so a -0.0 or a NaN stays as it was (the same double).
+        w.ramp_w = 0.0 if ramp_w < 0.0 else ramp_w
 
     def credit_w(self, victims: Sequence[Job], credit: tuple[float, dict[int, float]]) -> None:
         """Give back the watts of evicted victims (`credit`, from `Watts.credit`), once each."""

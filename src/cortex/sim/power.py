@@ -213,7 +213,9 @@ class PowerRuntime(PowerBooks):
             limits = [mw * 1e6 / slope(temp) for temp in self.temps.tolist()]
             got = self._ramp_ticks = (self.temps, mw, limits)
         limits = got[2]
-        return limits[min(int(t / self.cfg.tick_s), len(limits) - 1)]
+        # Read at every start: the last tick's past the horizon by a comparison, not min/len.
+        i = int(t / self.cfg.tick_s)
+        return limits[i] if i < len(limits) else limits[-1]
 
     def pass_view(self, t: float) -> PowerView:
         """The view for one of the twin's scheduling passes: what `view(t)` builds, built with
@@ -230,23 +232,26 @@ class PowerRuntime(PowerBooks):
                 v.levels, v.floor, v.draw_w, v.idle_w, v.tdp_w, v.node_hall, v.node_max_cap_w,
                 v.min_node_cap_w, v.ladder_w, v.job_inc_w, v.floor_gpu_w, v.shape_of,
             )  # fmt: skip
-        cfg, temps = self.cfg, self.temps
-        i = int(t / cfg.tick_s)
+        # The budgets kept for this tick are read after one run of checks (the memo's
+        # temperatures and site cap, no cap event, nothing reserved), then the tick.
+        cfg = self.cfg
         memo = self._pass_memo
-        if memo is not None and memo[1] is temps:
+        if (
+            memo is not None
+            and memo[1] is self.temps
+            and memo[2] == self.site_cap_w
+            and not (cfg.cap_events or self.reserved_w or self.reserved_hall_w)
+        ):
+            i = int(t / cfg.tick_s)
             if i > memo[6]:  # noqa: PLR1730 (a comparison costs less than min)
                 i = memo[6]  # the last tick's past the horizon
+            if memo[0] != i:
+                memo = None
         else:
-            i = min(i, len(temps) - 1)
-        if (
-            memo is None
-            or memo[0] != i
-            or memo[1] is not temps
-            or memo[2] != self.site_cap_w
-            or cfg.cap_events
-            or self.reserved_w
-            or self.reserved_hall_w
-        ):
+            memo = None
+        if memo is None:
+            temps = self.temps
+            i = min(int(t / cfg.tick_s), len(temps) - 1)
             site_w, hb = self._budgets(t)
             site_w -= self.reserved_w
             if self.reserved_hall_w:
@@ -257,7 +262,7 @@ class PowerRuntime(PowerBooks):
                 self._pass_memo = memo
             else:
                 self._pass_memo = None
-        _, _, _, site_w, hb, limit, _ = memo
+        site_w, hb, limit = memo[3], memo[4], memo[5]
         levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp = const
         # window_headroom_w(self.window, t, limit) with less work. The steps a minute old at the
         # front of the window are dropped first: the twin reads the window only at its clock,
@@ -265,6 +270,8 @@ class PowerRuntime(PowerBooks):
         # applied at the pass). Where every step left counts (most passes: only a staggered
         # start's later waves stand ahead of older steps) the whole window is summed in C (the
         # same steps in the same order: the same double); else window_headroom_w sums it.
+        # max(x, 0.0) is written as a comparison (per pass): x unless 0.0 is greater, so a
+        # -0.0 or a NaN stays as it was (the same double).
         if limit == math.inf:
             ramp_w = math.inf
         else:
@@ -273,16 +280,18 @@ class PowerRuntime(PowerBooks):
             while window and window[0][0] <= keep_cut:
                 window.popleft()
             if not window:
-                ramp_w = max(limit, 0.0)  # limit less sum([]), the int 0: the same double
+                ramp_w = 0.0 if limit < 0.0 else limit  # limit less sum([]), the int 0
             elif min(map(_STEP_T, window)) > t - 60.0:
-                ramp_w = max(limit - sum(map(_STEP_W, window)), 0.0)
+                ramp_w = limit - sum(map(_STEP_W, window))
+                if ramp_w < 0.0:  # noqa: PLR1730 (max without the call, as above)
+                    ramp_w = 0.0
             else:
                 ramp_w = window_headroom_w(window, t, limit)
         # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
         # field to view's): a call with keywords costs a quarter more, and this is per pass.
         return PowerView(
             site_w - self.inc_total_w,
-            list(map(sub, hb, self.hall_inc_w)),
+            [*map(sub, hb, self.hall_inc_w)],  # a display: no call to list
             levels,
             floor,
             draw,
