@@ -481,3 +481,39 @@ def test_stopping_the_loop_waits_for_the_executors_queued_calls(tmp_path: Path) 
     svc.loop.start()
     svc.close()
     assert drained == [loop_mod.DRAIN_S]
+
+
+def test_a_power_solve_after_nodes_join_reads_the_classes_booked_before(tmp_path: Path) -> None:
+    """Before: the regrow's copy of the books had no ladders, and the kept class sums of jobs
+    booked before it asked theirs: the first solve after one of them left raised KeyError (the
+    live loop's power solve, until a restart). tests/power/test_books_regrow.py: the books
+    alone."""
+    ex = GrowingExecutor(tmp_path / "runs")
+    ex.changes, ex.nodes = [], []
+    ex.join("node-a")
+    caps = tmp_path / "caps.jsonl"
+    svc, client, h = _service(
+        tmp_path,
+        ex,
+        ex.current_fleet(),
+        power_policy="cap",
+        site_cap_kw=200.0,
+        power_actuator=f"record:{caps}",
+    )
+    big = int(client.post("/v1/jobs", json=job_body(gpus=4), headers=h).json()["id"])
+    small = int(client.post("/v1/jobs", json=job_body(gpus=2), headers=h).json()["id"])
+    svc.loop.tick()
+    assert [s.job_id for s in ex.launched] == [big, small]
+    power = svc.loop.power
+    assert power is not None
+    # One class (same kind, flavor, priority and hall), two ladders (gangs of 4 and 2).
+    [cls] = power.books._classes.values()
+    assert len(cls.whole) == 2
+    power._solve(svc.loop.clock.time())  # the class's sums made before the growth
+    ex.join("node-b")
+    svc.loop.tick()
+    assert len(power.books.node_max_cap_w) == 2  # regrown
+    power.books.stop(small)  # as the loop books a job that ended
+    plan = power._solve(svc.loop.clock.time())
+    assert set(plan.levels) == {big}
+    svc.close()
