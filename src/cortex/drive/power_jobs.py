@@ -133,18 +133,24 @@ class JobPowerBooks:
         self, job: Job, flavor: int, gang: int, node_cap_w: float
     ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
         """Per level: per-GPU draw, IT increment, throughput kept (cached: few distinct keys)."""
-        key = (job.kind, flavor, gang, node_cap_w)
+        return self.ladder_of(job.kind, flavor, gang, node_cap_w)
+
+    def ladder_of(
+        self, kind: str, flavor: int, gang: int, node_cap_w: float
+    ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+        """`ladder` by the job's kind, the only part of a job a ladder reads."""
+        key = (kind, flavor, gang, node_cap_w)
         got = self._ladders.get(key)
         if got is None:
-            got = self._ladders[key] = self._ladder(job, flavor, gang, node_cap_w)
+            got = self._ladders[key] = self._ladder(kind, flavor, gang, node_cap_w)
         return got
 
     def _ladder(
-        self, job: Job, flavor: int, gang: int, node_cap_w: float
+        self, kind: str, flavor: int, gang: int, node_cap_w: float
     ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
         tdp = self.topo.accelerators[flavor].tdp_w
         idle = self.topo.accelerators[flavor].idle_w
-        draw = self.draw_w(job.kind, flavor)
+        draw = self.draw_w(kind, flavor)
         caps = [min(lv * tdp, node_cap_w) for lv in self.levels]
         per = [min(c, draw) for c in caps]
         kept = [self.kept(flavor, c, draw) for c in caps]
@@ -156,8 +162,7 @@ class JobPowerBooks:
         key = (kind, flavor, node_cap_w)
         per = self._per_cache.get(key)
         if per is None:
-            probe = Job(-1, "", "", 1, 1.0, kind=kind)
-            per = self._per_cache[key] = self._ladder(probe, flavor, 1, node_cap_w)[0]
+            per = self._per_cache[key] = self._ladder(kind, flavor, 1, node_cap_w)[0]
         return per[level]
 
     def _inc_of(self, job_id: int) -> tuple[float, dict[int, float]]:
@@ -334,13 +339,10 @@ class JobPowerBooks:
         key = (kind, flavor, gang, node_cap_w, gain)
         got = self._qcache.get(key)
         if got is None:
-            lad = self._ladders.get((kind, flavor, gang, node_cap_w))
-            if lad is None:
-                # A copy of the books with its ladders emptied (the live loop's regrow) still
-                # keeps the classes' sums of runs booked before: their ladder is made again,
-                # from the kind alone (as _ladder_w makes its own).
-                lad = self.ladder(Job(-1, "", "", gang, 1.0, kind=kind), flavor, gang, node_cap_w)
-            _, inc, kept = lad
+            # Through the memo's accessor, not the memo: a copy of the books with its ladders
+            # emptied (the live loop's regrow) still keeps the classes' sums of runs booked
+            # before, whose ladders are then made again.
+            _, inc, kept = self.ladder_of(kind, flavor, gang, node_cap_w)
             got = self._qcache[key] = (quantize(inc, kept, float(gang * gain)), inc)
         return got
 
