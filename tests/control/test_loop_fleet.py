@@ -215,16 +215,13 @@ def test_a_node_that_joins_with_a_pod_label_is_placed_with_that_pods_nodes(
     svc.close()
 
 
-def test_a_node_that_joins_under_a_power_policy_is_booked_and_used_without_a_restart(
-    tmp_path: Path,
-) -> None:
-    """Before: the power books were built for the fleet at start, so a joined node stayed out
-    of service until the next restart. Now the books grow with the fleet and keep what they
-    hold: the running job's booking and the cap an operator set."""
+def _capped_one_node(tmp_path: Path) -> tuple[Any, Any, Any, Any]:
+    """A service on one node that nodes may join, under the cap policy at 200 kW, its caps
+    written by the recording actuator (no NVML here): (executor, service, client, headers)."""
     ex = GrowingExecutor(tmp_path / "runs")
     ex.changes, ex.nodes = [], []
     ex.join("node-a")
-    caps = tmp_path / "caps.jsonl"  # the recording actuator: no NVML here
+    caps = tmp_path / "caps.jsonl"
     svc, client, h = _service(
         tmp_path,
         ex,
@@ -233,6 +230,16 @@ def test_a_node_that_joins_under_a_power_policy_is_booked_and_used_without_a_res
         site_cap_kw=200.0,
         power_actuator=f"record:{caps}",
     )
+    return ex, svc, client, h
+
+
+def test_a_node_that_joins_under_a_power_policy_is_booked_and_used_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Before: the power books were built for the fleet at start, so a joined node stayed out
+    of service until the next restart. Now the books grow with the fleet and keep what they
+    hold: the running job's booking and the cap an operator set."""
+    ex, svc, client, h = _capped_one_node(tmp_path)
     first = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
     second = int(client.post("/v1/jobs", json=job_body(gpus=8), headers=h).json()["id"])
     r = client.put("/v1/power", json={"site_cap_kw": 150.0}, headers=ADMIN_H)
@@ -488,18 +495,7 @@ def test_a_power_solve_after_nodes_join_reads_the_classes_booked_before(tmp_path
     booked before it asked theirs: the first solve after one of them left raised KeyError (the
     live loop's power solve, until a restart). tests/power/test_books_regrow.py: the books
     alone."""
-    ex = GrowingExecutor(tmp_path / "runs")
-    ex.changes, ex.nodes = [], []
-    ex.join("node-a")
-    caps = tmp_path / "caps.jsonl"
-    svc, client, h = _service(
-        tmp_path,
-        ex,
-        ex.current_fleet(),
-        power_policy="cap",
-        site_cap_kw=200.0,
-        power_actuator=f"record:{caps}",
-    )
+    ex, svc, client, h = _capped_one_node(tmp_path)
     big = int(client.post("/v1/jobs", json=job_body(gpus=4), headers=h).json()["id"])
     small = int(client.post("/v1/jobs", json=job_body(gpus=2), headers=h).json()["id"])
     svc.loop.tick()
