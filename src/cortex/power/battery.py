@@ -397,29 +397,44 @@ def smallest_battery(
     The order: a battery that never saturates dispatches alike at any size (the bias toward
     the target saturates at a fraction of the power limit), so the size that an unbounded
     battery's extremes need (`unbounded`: the most power supplied or absorbed in a step, how
-    far the charge strays from the target) is the likely answer: the size below it is tried,
-    then it; a guess proven too many gives way to bisection, one proven too few to doubling
-    from it, then bisection. `max_units` is asked first only where the guess reaches it (if it
-    fails, none is enough: -1, and its own extremes guess again), else last, if the search
-    narrows to it. Every probe but the answer runs most of a month here (answers fail late,
+    far the charge strays from the target) is the likely answer: it is dispatched whole, and
+    the size below it is probed unless the guess's record shows it fails; a guess proven too
+    many gives way to bisection, one proven too few to doubling from it, then bisection.
+    `max_units` is asked first only where the guess reaches it (if it fails, none is enough:
+    -1, and its own extremes guess again), else last, if the search narrows to it. Every probe
+    but the answer runs most of a month here (answers fail late,
     85% in), so the count is what costs: 8 probes with doubling from 1 (1, 2, 4, 8, 16, 12, 10,
     9 for 10 units), 3 with `max_units` probed for the guess (bench/RESULTS.md section 97), 2
-    now (section 124)."""
+    (section 124), 1 now where the guess's record shows the size below fails (section 130)."""
     if dispatch(load_mw, step_s, None, None).max_ramp_mw_per_min <= ramp_mw_per_min + 1e-9:
         return 0, None
     unit = BatterySpec.megapacks(1)
-    guess: int | None = min(
+    first = min(
         max(_units_for(unbounded(load_mw, step_s, ramp_mw_per_min, unit.efficiency)), 1),
         max_units,
     )
-    if guess == max_units:
+    if first == max_units:
         top = probe(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(max_units))
         if top.violation >= 0:
             return -1, None
-        guess = min(max(_units_for(top), 1), max_units)
+        first = min(max(_units_for(top), 1), max_units)
+    guess: int | None = first
     lo, hi = 0, max_units  # the largest size known to fail, the smallest passing (or max_units)
-    best: GridResult | None = None
+    best: GridResult | None = None  # hi's whole dispatch, once made
     grow = False  # a guess proven too few: double from it (as the search from 1 did), then bisect
+    if 1 < first < hi:
+        # The guess dispatched whole first (the report's call if it is the answer): where it
+        # passes, its record alone may show that one unit fewer fails (`_fails_below`), and the
+        # size below needs no month-long probe of its own.
+        r = dispatch(
+            load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(first), stop_at_violation=True
+        )
+        if r.violations:
+            lo = first
+        else:
+            hi, best = first, r
+            if _fails_below(load_mw, step_s, ramp_mw_per_min, r, first - 1):
+                lo = first - 1
     while hi - lo > 1:
         if guess is not None and lo < guess - 1:
             mid = guess - 1  # expected to fail
@@ -430,20 +445,23 @@ def smallest_battery(
                 grow = lo >= guess
                 guess = None
             mid = 2 * lo if grow and lo < 2 * lo < hi else (lo + hi) // 2
+        whole: GridResult | None = None
         if mid == lo + 1:
             # If it passes it is the answer: dispatched whole (the report's call), not run again.
-            r = dispatch(
+            whole = dispatch(
                 load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(mid), stop_at_violation=True
             )
-            passes = r.violations == 0
+            passes = whole.violations == 0
             if passes:
-                best = r
+                best = whole
         else:
             seen = probe(load_mw, step_s, ramp_mw_per_min, BatterySpec.megapacks(mid))
             passes = seen.violation < 0
         if passes:
             hi = mid
             grow = False
+            if whole is None:
+                best = None  # hi passed a probe: dispatched whole at the end
             if guess is not None and mid < guess:
                 guess = None  # too many (too few: the next round's tests above drop it)
         else:
@@ -455,6 +473,49 @@ def smallest_battery(
         if best.violations:
             return -1, None  # narrowed to max_units, not asked before (any other hi passed)
     return hi, best
+
+
+def _fails_below(
+    load_mw: np.ndarray, step_s: float, ramp_mw_per_min: float, passed: GridResult, units: int
+) -> bool:
+    """Does a battery of `units` break the ramp limit, shown by the whole dispatch `passed` of a
+    larger one that keeps it (True), or is a probe needed (False)?
+
+    In real numbers the two dispatch alike while the smaller one reaches none of its limits
+    (the bias, the power, the charge's bounds less a step of full power: the larger one's are
+    wider, and both recur on the charge's distance from the target, the same fraction of
+    each): up to the first step whose battery power exceeds the smaller one's limit. There
+    the larger one's grid moved with the ramp (a power beyond the bias is one the ramp
+    clamped), so the smaller one's grid moves by the ramp's step plus the excess: a
+    violation. Both dispatches are the same real trajectory rounded differently, ~1e-16
+    relative a step (the recurrence pulls the charge back to its target, so the rounding does
+    not compound): every test holds by a margin of 1e-6 of the figures' scale, or False."""
+    n = len(load_mw)
+    small, big = BatterySpec.megapacks(units), BatterySpec.megapacks(units + 1)
+    eta = math.sqrt(small.efficiency)
+    h = step_s / 3600.0
+    g_params = grid_params()
+    horizon_h = g_params["battery_recharge_horizon_s"] / 3600.0
+    p_mw = small.power_mw
+    load = np.asarray(load_mw, float)
+    margin = 1e-6 * (float(np.max(np.abs(load))) + big.power_mw + big.energy_mwh)
+    power = load - passed.grid_mw  # the larger battery's power each step (> 0: supplied)
+    # The charge's distance from the target at each step's start (the first: at the target).
+    x = np.empty(n)
+    x[0] = 0.0
+    x[1:] = passed.soc_mwh[:-1] - big.initial_soc * big.energy_mwh
+    target = small.initial_soc * small.energy_mwh
+    full_step = p_mw * h / eta  # the most a step of full power moves the charge (eta <= 1)
+    quiet = (
+        (np.abs(x) / horizon_h <= g_params["battery_bias_fraction"] * p_mw - margin)
+        & (x >= full_step - target + margin)
+        & (x <= small.energy_mwh - target - full_step - margin)
+    )
+    over = np.flatnonzero((np.abs(power) > p_mw - margin) | ~quiet)
+    if len(over) == 0:
+        return False
+    s = int(over[0])
+    return bool(quiet[s]) and abs(float(power[s])) >= p_mw + margin
 
 
 def _units_for(seen: Probe) -> int:
