@@ -11,7 +11,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cortex.power.battery import BatterySpec, GridResult, dispatch, max_ramp_mw_per_min
+from cortex.power.battery import (
+    BatterySpec,
+    GridResult,
+    _full_step_bounds,
+    dispatch,
+    first_violation,
+    max_ramp_mw_per_min,
+    probe,
+)
 from cortex.power.grid import grid_params
 
 
@@ -127,3 +135,38 @@ def test_a_battery_at_its_limits_on_a_hand_made_load() -> None:
     want = _reference(load, 10.0, 3.0, bat)
     assert got.violations > 0 and got.discharged_mwh > 0 and got.charged_mwh > 0
     assert _same(got, want)
+
+
+def test_a_battery_run_empty_and_full_at_its_power_rating() -> None:
+    # One Megapack (1.9 MW, 3.9 MWh) at full power, drained by a load rising 1 MW a step
+    # against 0.5 MW/min, then filled as it falls: it passes through every charge near empty
+    # and near full,
+    # where the loop computes the energy bounds (it skips them only where a step at full
+    # power cannot reach either: _full_step_bounds).
+    load = np.concatenate([np.arange(500.0), 500.0 - np.arange(1000.0)])
+    bat = BatterySpec.megapacks(1)
+    got = dispatch(load, 10.0, 0.5, bat)
+    want = _reference(load, 10.0, 0.5, bat)
+    assert float(got.soc_mwh.min()) < 1e-9 and float(got.soc_mwh.max()) > bat.energy_mwh - 1e-9
+    assert _same(got, want)
+    stop = probe(load, 10.0, 0.5, bat)
+    assert stop.violation == first_violation(load, 10.0, 0.5, bat) >= 0
+
+
+@given(
+    st.floats(0.5, 1.0),
+    st.floats(1e-3, 1e20),
+    st.sampled_from([1e-3, 10.0 / 3600.0, 1.0]),
+    st.floats(1e-6, 1e6),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_full_step_bounds_hold_at_their_thresholds(
+    eta: float, cap: float, h: float, p_max: float
+) -> None:
+    # At the threshold itself (and so at every charge beyond: the bounds are monotone) a step
+    # at full power reaches neither bound; where rounding cannot promise that, never skipped.
+    low, high = _full_step_bounds(eta, cap, h, p_max)
+    assert low == math.inf or low * eta / h >= p_max
+    assert high == -math.inf or -(cap - high) / eta / h <= -p_max
+    if cap > 1e3 * p_max * h and cap < 1e12:
+        assert low < math.inf and high > -math.inf  # the common case skips

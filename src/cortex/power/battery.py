@@ -96,6 +96,23 @@ def max_ramp_mw_per_min(series_mw: np.ndarray, step_s: float) -> float:
     return float(np.max(np.abs(series_mw[k:] - series_mw[:-k])))
 
 
+def _full_step_bounds(eta: float, cap: float, h: float, p_max: float) -> tuple[float, float]:
+    """The charges between which a step at full power can reach neither the empty nor the full
+    battery: above the first, the discharge bound (soc * eta / h) is at least p_max, below the
+    second the charge bound (-(cap - soc) / eta / h) at most -p_max, so the loops skip both
+    bounds' three operations there and take the same branch. Each bound is monotone in the
+    charge (IEEE rounding is), so checking it at the threshold itself, with the loop's own
+    operations, holds it for every charge beyond; a threshold that fails its check (ratios
+    where a step is lost in the charge's rounding) is dropped to always computing the bound."""
+    low = 2.0 * p_max * h / eta
+    if not low * eta / h >= p_max:
+        low = math.inf
+    high = cap - 2.0 * p_max * h
+    if not -(cap - high) / eta / h <= -p_max:
+        high = -math.inf
+    return low, high
+
+
 def dispatch(
     load_mw: np.ndarray,
     step_s: float,
@@ -137,7 +154,9 @@ def dispatch(
     # equal values: min and max return their first argument on ties).
     low_bias = -bias_max
     tol = max_step + 1e-9
+    neg_tol = -tol  # d < -tol is -d > tol: negation is exact
     neg_p_max = -p_max
+    low_soc, high_soc = _full_step_bounds(eta, cap, h, p_max)
     loss_frac = 1 - eta  # the charging loss's factor, the same double at every step
     push_grid, push_soc = grid_l.append, socs_l.append
     for load in load_mw.tolist():
@@ -157,9 +176,10 @@ def dispatch(
         if b > 0:
             if p_max < b:
                 b = p_max
-            most = soc * eta / h
-            if most < b:
-                b = most
+            if soc < low_soc:
+                most = soc * eta / h
+                if most < b:
+                    b = most
             out = b / eta * h
             bh = b * h
             soc -= out
@@ -168,16 +188,17 @@ def dispatch(
         elif b < 0:
             if neg_p_max > b:
                 b = neg_p_max
-            most = -(cap - soc) / eta / h
-            if most > b:
-                b = most
+            if soc > high_soc:
+                most = -(cap - soc) / eta / h
+                if most > b:
+                    b = most
             soc -= b * eta * h
             nbh = -b * h
             losses += nbh * loss_frac
             charged += nbh
         g_real = load - b
         d = g_real - g
-        if d > tol or -d > tol:
+        if d > tol or d < neg_tol:
             violations += 1
             if stop_at_violation:
                 grid_l.append(g_real)
@@ -265,7 +286,9 @@ def probe(
     g = float(load_mw[0])
     low_bias = -bias_max
     tol = max_step + 1e-9
+    neg_tol = -tol  # d < -tol is -d > tol: negation is exact
     neg_p_max = -p_max
+    low_soc, high_soc = _full_step_bounds(eta, cap, h, p_max)
     b_hi = b_lo = 0.0  # the most supplied, the most absorbed (negative)
     soc_lo = soc_hi = soc
     for i, load in enumerate(load_mw.tolist()):
@@ -285,9 +308,10 @@ def probe(
         if b > 0:
             if p_max < b:
                 b = p_max
-            most = soc * eta / h
-            if most < b:
-                b = most
+            if soc < low_soc:
+                most = soc * eta / h
+                if most < b:
+                    b = most
             soc -= b / eta * h
             if b > b_hi:
                 b_hi = b
@@ -296,9 +320,10 @@ def probe(
         elif b < 0:
             if neg_p_max > b:
                 b = neg_p_max
-            most = -(cap - soc) / eta / h
-            if most > b:
-                b = most
+            if soc > high_soc:
+                most = -(cap - soc) / eta / h
+                if most > b:
+                    b = most
             soc -= b * eta * h
             if b < b_lo:
                 b_lo = b
@@ -306,7 +331,7 @@ def probe(
                 soc_hi = soc
         g_real = load - b
         d = g_real - g
-        if d > tol or -d > tol:
+        if d > tol or d < neg_tol:
             return Probe(i, b_hi, -b_lo, target - soc_lo, soc_hi - target)
         g = g_real
     return Probe(-1, b_hi, -b_lo, target - soc_lo, soc_hi - target)
