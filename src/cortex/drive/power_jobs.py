@@ -370,19 +370,26 @@ class JobPowerBooks:
             elif hq is not None:
                 # The ladders whose counts moved since (new or changed counts, then those gone),
                 # added in by C-level maps: integer sums, so the order they come in is moot.
+                # With no split member the hall's sums are the site's first n (every member
+                # lies wholly in the hall): copied once, not summed again per ladder.
                 q, was, now = made[1], made[4], cls.whole
+                whole = not cls.split
                 for lk, c in now.items() - was.items():
                     v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
                     k = c - was.get(lk, 0)
                     kv = v if k == 1 else list(map(k.__mul__, v))
                     q[:] = map(add, q, kv)
-                    hq[:] = map(add, hq, kv)  # its first n: the IT increments
+                    if not whole:
+                        hq[:] = map(add, hq, kv)  # its first n: the IT increments
                 for lk in was.keys() - now.keys():
                     v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
                     k = was[lk]
                     kv = v if k == 1 else list(map(k.__mul__, v))
                     q[:] = map(sub, q, kv)
-                    hq[:] = map(sub, hq, kv)
+                    if not whole:
+                        hq[:] = map(sub, hq, kv)
+                if whole:
+                    hq[:] = q[:n]
                 made[3], made[4] = None, now.copy()
             if made[3] is None:
                 made[3] = class_steps(made[1], made[2], n)
