@@ -129,6 +129,11 @@ def _advance_plain(
             self._energy[b] += facility_w * d
             edge = end
     self.now_s = t
+    # The lists hold every sum here; the bin's kept sums, which the bins' readers write back
+    # into them, are made the lists' (Metrics._flush then writes what is there).
+    b = self._bin = min(b1, n_bins - 1)
+    self._a_bin, self._u_bin = self._alloc[b], self._up[b]
+    self._q_bin, self._e_bin = self._queue[b], self._energy[b]
 
 
 def _order_plain(self: PriorityFairShare, snap: Any) -> Iterator[Job]:

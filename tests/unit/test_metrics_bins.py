@@ -5,9 +5,24 @@ doubles the straightforward integration gives."""
 
 from __future__ import annotations
 
+import math
 import random
 
 from cortex.sim.metrics import Metrics
+
+
+def _edge(b: int, bin_s: float) -> float:
+    """The least double t with int(t / bin_s) > b, by a search over doubles."""
+    lo, hi = b * bin_s, (b + 2) * bin_s
+    while math.nextafter(lo, math.inf) < hi:
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            mid = math.nextafter(lo, math.inf)
+        if int(mid / bin_s) > b:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 class _Plain:
@@ -60,8 +75,13 @@ def test_advance_is_the_plain_integration_under_random_instants() -> None:
                 t -= rng.uniform(0.0, bin_s)
             elif r < 0.6:
                 t += rng.uniform(0.0, bin_s / 50)  # most instants: inside a bin
-            elif r < 0.7:
+            elif r < 0.65:
                 t = (int(t / bin_s) + 1) * bin_s  # on a bin's edge
+            elif r < 0.7:
+                # on the least instant of the next bin by the division, or the double below
+                t = _edge(int(t / bin_s), bin_s)
+                if rng.random() < 0.5:
+                    t = math.nextafter(t, -math.inf)
             elif r < 0.9:
                 t += rng.uniform(0.0, 3 * bin_s)  # across bins
             else:
@@ -77,8 +97,49 @@ def test_advance_is_the_plain_integration_under_random_instants() -> None:
             ref.advance(*args)
             assert m.now_s == ref.now_s
             assert (m.alloc_gpu_s, m.energy_j) == (ref.alloc_gpu_s, ref.energy_j)
+            if rng.random() < 0.05:  # read in the middle of a run, which then goes on
+                assert m.alloc_bins.tolist() == ref.bins[0]
+                assert m.energy_bins.tolist() == ref.bins[3]
         assert m.alloc_bins.tolist() == ref.bins[0]
         assert m.up_bins.tolist() == ref.bins[1]
         assert m.queue_bins.tolist() == ref.bins[2]
         assert m.energy_bins.tolist() == ref.bins[3]
         assert t > horizon_s  # the run went past the horizon
+
+
+def test_the_kept_edge_is_the_division_s() -> None:
+    """The edge each bin's instants are compared with is the least double the division puts in
+    a later bin (fails on the product (b + 1) * bin_s taken as it is: it rounds to either side
+    for these bin widths)."""
+    off = 0
+    for horizon_s, n_bins in ((1000.0, 7), (86400.0 * 30, 720), (0.3, 11), (86400.0, 96)):
+        m = Metrics(horizon_s, n_bins, 1)
+        for b in range(n_bins - 1):
+            edge = m._next_edge(b)
+            assert edge == _edge(b, m.bin_s), (horizon_s, n_bins, b)
+            off += edge != (b + 1) * m.bin_s
+        assert m._next_edge(n_bins - 1) == math.inf
+    assert off > 0  # the search is needed for some of them
+
+
+def test_instants_on_and_beside_each_edge() -> None:
+    """Every bin's edge, the double below it and the product (b + 1) * bin_s, in order, where
+    the product and the edge differ: the instant on the edge is the next bin's (fails on the
+    kept edge compared with <=)."""
+    for horizon_s, n_bins in ((1000.0, 7), (0.3, 11), (86400.0 * 30, 720)):
+        m, ref = Metrics(horizon_s, n_bins, 1), _Plain(horizon_s, n_bins)
+        bin_s = horizon_s / n_bins
+        ts: list[float] = []
+        for b in range(n_bins - 1):
+            edge = _edge(b, bin_s)
+            ts += sorted({math.nextafter(edge, -math.inf), edge, (b + 1) * bin_s})
+            ts.append(edge + bin_s / 3)
+        for k, t in enumerate([*ts, horizon_s * 2]):
+            args = (t, 3 + k % 5, 7, k % 3, 1e6 + k)
+            m.advance(*args)
+            ref.advance(*args)
+        assert m.alloc_bins.tolist() == ref.bins[0]
+        assert m.up_bins.tolist() == ref.bins[1]
+        assert m.queue_bins.tolist() == ref.bins[2]
+        assert m.energy_bins.tolist() == ref.bins[3]
+        assert (m.alloc_gpu_s, m.energy_j) == (ref.alloc_gpu_s, ref.energy_j)

@@ -286,8 +286,9 @@ def _books(cls: type[Twin], cfg: SimConfig, seed: int) -> tuple[str, list[tuple]
         m = self.metrics
         instants.append(
             (
-                self.now, m.alloc_gpu_s, m.energy_j, sum(m._queue), m.cycles, len(self.pending),
-                self._deep_due, tuple(_plain(ev) for ev in self.engine.pending()[-4:]),
+                self.now, m.alloc_gpu_s, m.energy_j, sum(m.queue_bins.tolist()), m.cycles,
+                len(self.pending), self._deep_due,
+                tuple(_plain(ev) for ev in self.engine.pending()[-4:]),
             )
         )  # fmt: skip
 
@@ -324,3 +325,41 @@ def test_the_instant_and_start_paths_match_the_reference(power: str, seed: int) 
     assert len(got[2]) > 100
     report = json.loads(got[0])
     assert report["events"] > len(got[2]) // 2
+
+
+def test_a_pass_snapshot_holds_the_twin_s_own_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each pass's Snapshot (its methods bound once, at the twin's start, and passed by
+    position: RESULTS section 131) holds the running twin's `_speed`, `_estimate_s` and
+    `_lost_s`, a subclass's where it overrides them, and no targets without an allocator."""
+    import cortex.sim.twin as twin_mod
+
+    seen: list[Snapshot] = []
+    real = twin_mod.schedule
+
+    def spy(snap: Snapshot, pol: object, **kw: object) -> object:
+        seen.append(snap)
+        return real(snap, pol, **kw)  # type: ignore[arg-type]
+
+    class _Own(Twin):
+        def _estimate_s(self, job: Job, flavor: int, gang: int) -> float:
+            return super()._estimate_s(job, flavor, gang)
+
+        def _lost_s(self, job: Job) -> float:
+            return super()._lost_s(job)
+
+    monkeypatch.setattr(twin_mod, "schedule", spy)
+    cfg = SimConfig(days=0.5, seed=1, power=POWER["cap"], failure_scale=40.0)
+    rng = random.Random(1)
+    jobs = [
+        Job(i, f"j{i}", "a", rng.choice([1, 4, 8]), 3600.0, kind="llm", submit_s=i * 60.0)
+        for i in range(60)
+    ]
+    tw = _Own(TINY, jobs, cfg).run()
+    assert len(seen) > 10
+    for snap in seen:
+        assert snap.speed == tw._speed
+        assert snap.estimate_s == tw._estimate_s
+        assert snap.lost_s == tw._lost_s
+        assert snap.targets is None
+        assert snap.state is tw.state and snap.pending is tw.pending
+        assert snap.power is not None

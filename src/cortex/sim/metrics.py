@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -23,6 +25,14 @@ class Metrics:
         self.failures_total = 0
         self.now_s = 0.0
         self._bin_now = 0  # int(now_s / bin_s)
+        # The bin the instants now fall in (`_bin_now`, the last one past the horizon) and the
+        # first instant of the next (inf in the last): most instants stay in their bin, and
+        # one comparison tells them so without a division (RESULTS §131).
+        self._bin = 0
+        self._bin_end = self._next_edge(0)
+        # The bin's four sums while instants fall in it (an attribute adds with less work
+        # than a list's item); written to the lists when the bin is left or they are read.
+        self._a_bin = self._u_bin = self._q_bin = self._e_bin = 0.0
         self.alloc_gpu_s = 0.0
         self.energy_j = 0.0
         self.peak_facility_w = 0.0
@@ -47,22 +57,50 @@ class Metrics:
 
     @property
     def alloc_bins(self) -> np.ndarray:
+        self._flush()
         return np.array(self._alloc)
 
     @property
     def up_bins(self) -> np.ndarray:
+        self._flush()
         return np.array(self._up)
 
     @property
     def queue_bins(self) -> np.ndarray:
+        self._flush()
         return np.array(self._queue)
 
     @property
     def energy_bins(self) -> np.ndarray:
+        self._flush()
         return np.array(self._energy)
 
-    def advance(self, t: float, alloc: int, up: int, queued: int, facility_w: float) -> None:
-        """Integrate constant rates over [now, t)."""
+    def _flush(self) -> None:
+        """The current bin's sums into the lists (the same doubles: each list item was the
+        sum the attribute started from)."""
+        b = self._bin
+        self._alloc[b] = self._a_bin
+        self._up[b] = self._u_bin
+        self._queue[b] = self._q_bin
+        self._energy[b] = self._e_bin
+
+    def _next_edge(self, b: int) -> float:
+        """The least double t with int(t / bin_s) > b (inf from the last bin on): the instants
+        below it fall in bin b, so that a comparison with it is the division's answer. The
+        product (b + 1) * bin_s is within a step or two of it (a division rounds monotonically,
+        so the edge is one double, found by stepping)."""
+        if b >= self.n_bins - 1:
+            return math.inf
+        bin_s = self.bin_s
+        t = (b + 1) * bin_s
+        while int(t / bin_s) > b:
+            t = math.nextafter(t, -math.inf)
+        while int(t / bin_s) <= b:
+            t = math.nextafter(t, math.inf)
+        return t
+
+    def advance(self, t: float, alloc: float, up: float, queued: int, facility_w: float) -> None:
+        """Integrate constant rates over [now, t) (GPU counts as ints or as the same doubles)."""
         t0 = self.now_s
         if t <= t0:
             return
@@ -71,30 +109,35 @@ class Metrics:
         e = facility_w * dt
         self.alloc_gpu_s += a
         self.energy_j += e
+        self.now_s = t
+        if t < self._bin_end:  # int(t / bin_s) is the bin of now (or both past the last)
+            self._a_bin += a
+            self._u_bin += up * dt
+            self._q_bin += queued * dt
+            self._e_bin += e
+            return
+        # Into a later bin (t0 before the last one): the sums computed as they were, from the
+        # lists with the current bin's sums written back.
+        self._flush()
         bin_s = self.bin_s
         n_bins = self.n_bins
-        # Called at every instant: the bin of `now` is the last call's (int(now_s / bin_s)),
-        # and the sums are the same products, each computed once.
         b0 = self._bin_now
         b1 = self._bin_now = int(t / bin_s)
-        last = n_bins - 1
-        if b0 == b1 or (b1 > last and b0 >= last):
-            b = b0 if b0 < last else last
-            self._alloc[b] += a
-            self._up[b] += up * dt
-            self._queue[b] += queued * dt
-            self._energy[b] += e
-        else:
-            edge = t0
-            for b in range(b0, min(b1, n_bins - 1) + 1):
-                end = min((b + 1) * bin_s, t) if b < n_bins - 1 else t
-                d = end - edge
-                self._alloc[b] += alloc * d
-                self._up[b] += up * d
-                self._queue[b] += queued * d
-                self._energy[b] += facility_w * d
-                edge = end
-        self.now_s = t
+        edge = t0
+        for b in range(b0, min(b1, n_bins - 1) + 1):
+            end = min((b + 1) * bin_s, t) if b < n_bins - 1 else t
+            d = end - edge
+            self._alloc[b] += alloc * d
+            self._up[b] += up * d
+            self._queue[b] += queued * d
+            self._energy[b] += facility_w * d
+            edge = end
+        b = self._bin = b1 if b1 < n_bins - 1 else n_bins - 1
+        self._bin_end = self._next_edge(b)
+        self._a_bin = self._alloc[b]
+        self._u_bin = self._up[b]
+        self._q_bin = self._queue[b]
+        self._e_bin = self._energy[b]
 
     def peak(self, facility_w: float) -> None:
         self.peak_facility_w = max(self.peak_facility_w, facility_w)

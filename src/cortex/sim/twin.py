@@ -184,6 +184,9 @@ class Twin(TwinPower):
         self._power_retry = False
         self._power_next_try_s = 0.0
         self._allocation = Allocation()  # the allocator's periodic solve (hetero profile)
+        # What every pass's Snapshot reads of the twin, bound once: three bound methods made
+        # at each pass cost ~1,500 instructions of its ~6,100-instruction frame (RESULTS §131).
+        self._pass_fns = (self._speed, self._estimate_s, self._lost_s)
         if cfg.power is not None:
             self.pw = PowerRuntime.build(topo, cfg.power, cfg.horizon_s)
             if self.pw.policy is not None:
@@ -250,30 +253,33 @@ class Twin(TwinPower):
             check_invariants(self)
 
     def _advance(self, t: float) -> None:
-        if self.state.up_gpus != self.flavor_books.up_last:  # a node went down or came back
-            self.flavor_books.up_changed(self.now, self.state.up_gpus)
-        if self._power_dirty and self.pw is not None:
-            fw = self._facility_w = self.pw.facility_w(self.pw.it_w(self.state), self.now)
-            self.pw.record(self.now, fw)
-            m = self.metrics
-            if fw > m.peak_facility_w:  # noqa: PLR1730 (Metrics.peak inlined; most instants)
-                m.peak_facility_w = fw
-            self._power_dirty = False
-        elif self._power_dirty:
-            st = self.state
-            up_frac = [
-                u / n if n else 0.0 for u, n in zip(st.up_nodes, st.total_nodes, strict=True)
-            ]
-            it_w = self.power.it_power_w(st.busy_gpus, st.up_gpus, up_frac)
-            cool = self._cooling
-            self._facility_w = cool.facility_w(it_w, self._nameplate_w, cool.design_temp_c)
-            self.metrics.peak(self._facility_w)
-            self._power_dirty = False
         st = self.state
+        up = st.up_gpus
+        if up != self.flavor_books.up_last:  # a node went down or came back
+            self.flavor_books.up_changed(self.now, up)
+        if self._power_dirty:
+            pw = self.pw
+            if pw is not None:
+                fw = self._facility_w = pw.facility_w(pw.it_w(st), self.now)
+                pw.record(self.now, fw)
+                m = self.metrics
+                if fw > m.peak_facility_w:  # noqa: PLR1730 (Metrics.peak inlined; most instants)
+                    m.peak_facility_w = fw
+            else:
+                up_frac = [
+                    u / n if n else 0.0 for u, n in zip(st.up_nodes, st.total_nodes, strict=True)
+                ]
+                it_w = self.power.it_power_w(st.busy_gpus, up, up_frac)
+                cool = self._cooling
+                self._facility_w = cool.facility_w(it_w, self._nameplate_w, cool.design_temp_c)
+                self.metrics.peak(self._facility_w)
+            self._power_dirty = False
         # a retry's backoff is a wait too; the pending count read, not asked through __len__
         # (a call per instant, as in _cycle: PendingQueues keeps it in `_n`; RESULTS §126)
         waiting = self.pending._n + len(self.waiting)
-        self.metrics.advance(t, sum(st.busy_gpus), sum(st.up_gpus), waiting, self._facility_w)
+        # The GPU counts summed as doubles (exact below 2**53: the same values), which
+        # Metrics.advance multiplies with less work than an int by a double.
+        self.metrics.advance(t, sum(st.busy_gpus, 0.0), sum(up, 0.0), waiting, self._facility_w)
         self.now = t
 
     # ---- handlers ---------------------------------------------------------------------------
@@ -475,18 +481,11 @@ class Twin(TwinPower):
         view = None
         if self.pw is not None and self.pw.policy is not None:
             view = self.pw.pass_view(self.now)
-        snap = self._allocation.snapshot(
-            self.pol,
-            Snapshot(
-                self.now,
-                self.state,
-                self.pending,
-                self._speed,
-                self._estimate_s,
-                view,
-                lost_s=self._lost_s,
-            ),
-        )
+        speed, estimate_s, lost_s = self._pass_fns
+        # By position (no targets: the allocation's snapshot adds them): keywords cost ~1,100
+        # instructions a pass through the dataclass's __init__.
+        snap = Snapshot(self.now, self.state, self.pending, speed, estimate_s, view, None, lost_s)
+        snap = self._allocation.snapshot(self.pol, snap)
         t0 = time.perf_counter()
         plan = schedule(snap, self.pol, deep=deep, commit=True, explain=False)
         self.metrics.cycle_s.append(time.perf_counter() - t0)
