@@ -96,7 +96,12 @@ RESEARCH_MAX = 4
 
 
 def find_victims(
-    snap: Snapshot, policy: PreemptionPolicy, gang: int, flavor: int, job: Job
+    snap: Snapshot,
+    policy: PreemptionPolicy,
+    gang: int,
+    flavor: int,
+    job: Job,
+    summaries_exact: bool = False,
 ) -> list[int] | None:
     """Ids of running jobs to evict so that a gang of `gang` GPUs fits on `flavor`, or None
     (also when no set found may go together: `PreemptionPolicy.admits`).
@@ -104,11 +109,14 @@ def find_victims(
     A set the policy refuses takes more from some queue than that queue borrows: the victims
     past what it can give are banned and the search runs again, as Kueue's minimalPreemptions
     passes over a queue once it stops borrowing and takes the next candidate. Bounded by
-    RESEARCH_MAX rounds (each bans at least one job)."""
+    RESEARCH_MAX rounds (each bans at least one job).
+
+    `summaries_exact`: no job was evicted since the node summaries were last brought up to
+    date (a statement with no evictions), so the policy's `good_bound` over them holds."""
     run = snap.state.running
     banned: set[int] = set()
     for _ in range(RESEARCH_MAX + 1):
-        ids = _search(snap, policy, gang, flavor, job, banned)
+        ids = _search(snap, policy, gang, flavor, job, banned, summaries_exact)
         if not ids or policy.admits(snap, job, [run[i] for i in ids]):
             return ids
         before = len(banned)
@@ -136,6 +144,7 @@ def _search(
     flavor: int,
     job: Job,
     banned: set[int],
+    summaries_exact: bool = False,
 ) -> list[int] | None:
     st = snap.state
     g = st.gpn[flavor]
@@ -162,6 +171,12 @@ def _search(
     idx = np.flatnonzero(base & (filt | (used == 0))) + lo
     if idx.size < need:
         return None
+    if summaries_exact:
+        # Fewer nodes that may be good than needed: judging them all would find too few (most
+        # failing searches; the bound's nodes include every good one, so nothing else changes).
+        maybe = policy.good_bound(snap, job, flavor, idx)
+        if maybe is not None and np.count_nonzero(maybe) < need:
+            return None
     if idx.size > JUDGE_ALL_MAX:
         # Judged pod by pod as the visit reaches them (the search mostly ends in a few pods).
         found = _in_one_pod(st, judge, idx, None, need)
