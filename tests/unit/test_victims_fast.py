@@ -450,3 +450,33 @@ def test_a_preemption_try_uses_the_bound_only_before_the_statement_evicts() -> N
     finally:
         evict_place.find_victims = original
     assert asked == [False, True]
+
+
+def test_a_search_judges_only_the_nodes_the_bound_keeps() -> None:
+    """Four nodes run the job's class for a queue within its quota, three for one that borrows:
+    the bound keeps those three and the free node, and only they are judged; the search finds
+    what the reference search finds (one borrowing job: the free node and one of its nodes)."""
+    st, pend, _ = testkit.setup_cycle(testkit.TINY, None, ("a", "b", "c"))
+    g = st.gpn[0]
+    for n in range(7):
+        testkit.running_job(st, n, ((n, g),), team=1 if n < 4 else 2, prio=100)
+    st.usage[1][0] = 0
+    st.usage[2][0] = st.queues.queues[2].nominal[0] + 1
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    job = Job(1000, "p", "a", 2 * g, 100.0)
+    job.queue_idx, job.priority = 0, 100
+    judged: list[list[int]] = []
+    original = victims._good_nodes
+
+    def spy(st: ClusterState, judge: victims._Judge, idx: np.ndarray) -> np.ndarray:
+        judged.append(idx.tolist())
+        return original(st, judge, idx)
+
+    want = victims_reference.find_victims(snap, PriorityReclaim(), 2 * g, 0, job)
+    victims._good_nodes = spy
+    try:
+        got = find_victims(snap, PriorityReclaim(), 2 * g, 0, job, summaries_exact=True)
+    finally:
+        victims._good_nodes = original
+    assert judged == [[4, 5, 6, 7]]
+    assert got == want and want is not None and len(want) == 1 and want[0] >= 4

@@ -171,18 +171,25 @@ def _search(
     idx = np.flatnonzero(base & (filt | (used == 0))) + lo
     if idx.size < need:
         return None
-    if summaries_exact:
-        # Fewer nodes that may be good than needed: judging them all would find too few (most
-        # failing searches; the bound's nodes include every good one, so nothing else changes).
-        maybe = policy.good_bound(snap, job, flavor, idx)
-        if maybe is not None and np.count_nonzero(maybe) < need:
+    # The nodes that may be good (the policy's bound; None: all of them): fewer than needed,
+    # and judging them all would find too few (most failing searches); else only they are
+    # judged. The bound holds every good node, so nothing else changes.
+    maybe = policy.good_bound(snap, job, flavor, idx) if summaries_exact else None
+    if maybe is not None:
+        if np.count_nonzero(maybe) < need:
             return None
+        if maybe.all():
+            maybe = None
     if idx.size > JUDGE_ALL_MAX:
         # Judged pod by pod as the visit reaches them (the search mostly ends in a few pods).
         found = _in_one_pod(st, judge, idx, None, need)
         if found is not None:
             return found
-    good = _good_nodes(st, judge, idx)
+    if maybe is None:
+        good = _good_nodes(st, judge, idx)
+    else:
+        good = np.zeros(idx.size, dtype=bool)
+        good[maybe] = _good_nodes(st, judge, idx[maybe])
     # Both ways below free only good nodes, so with fewer than `need` they find nothing (most
     # failed searches end here, before the pods are sorted).
     if np.count_nonzero(good) < need:
