@@ -285,9 +285,9 @@ def test_a_search_the_ramp_would_undo_is_not_run_and_costs_one_try(
     searched: list[int] = []
     real = evict_place.find_victims
 
-    def spy(snap: Snapshot, policy: object, gang: int, flavor: int, job: Job) -> object:
+    def spy(snap: Snapshot, policy: object, gang: int, flavor: int, job: Job, **kw: bool) -> object:
         searched.append(job.id)
-        return real(snap, policy, gang, flavor, job)  # type: ignore[arg-type]
+        return real(snap, policy, gang, flavor, job, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(evict_place, "find_victims", spy)
     plan = schedule(_snap(st, pend, view), _cap())

@@ -16,14 +16,15 @@ from hypothesis import strategies as hs
 
 import testkit
 import victims_reference
-from cortex.scheduler import victims
+from cortex.scheduler import evict_place, victims
+from cortex.scheduler.cycle import Policies
 from cortex.scheduler.ordering import LeastAttainedService
 from cortex.scheduler.placement import TopologyBestFit
 from cortex.scheduler.preemption import LasDemotion, PreemptionPolicy, PriorityReclaim
 from cortex.scheduler.snapshot import Snapshot
 from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
-from cortex.scheduler.summaries import EMPTY_PRIO, FREE, SHARED
+from cortex.scheduler.summaries import EMPTY_PRIO, FREE, SHARED, queue_bit
 from cortex.scheduler.victims import find_victims
 from cortex.workload.job import Job
 
@@ -31,7 +32,7 @@ PRIOS = (10, 100, 100, 1000)
 NOW = 10_000.0
 
 
-def _fill(st: ClusterState, rng: random.Random, jid: int, most: int) -> list[Job]:
+def _fill(st: ClusterState, rng: random.Random, jid: int, most: int, teams: int = 2) -> list[Job]:
     """Random running jobs from id `jid` on: whole-node gangs over free nodes of one flavor,
     and small jobs sharing nodes."""
     jobs = []
@@ -50,7 +51,7 @@ def _fill(st: ClusterState, rng: random.Random, jid: int, most: int) -> list[Job
             placement = ((n, rng.randint(1, st.node_free[n])),)
         start = NOW - rng.choice([60.0, 5_000.0, 50_000.0])  # 60 s: too young (600 s minimum)
         job = testkit.running_job(
-            st, jid, placement, team=rng.randrange(2), prio=rng.choice(PRIOS), start=start
+            st, jid, placement, team=rng.randrange(teams), prio=rng.choice(PRIOS), start=start
         )
         job.attained_gpu_s = rng.choice([0.0, 1e3, 1e5])
         jobs.append(job)
@@ -58,7 +59,9 @@ def _fill(st: ClusterState, rng: random.Random, jid: int, most: int) -> list[Job
     return jobs
 
 
-def _searches(st: ClusterState, snap: Snapshot, rng: random.Random) -> None:
+def _searches(st: ClusterState, snap: Snapshot, rng: random.Random, exact: bool = False) -> None:
+    """Searches against the reference; `exact`: no job evicted since the summaries' last
+    flush, so the search may use the policy's bound (`summaries_exact`)."""
     policies: list[PreemptionPolicy] = [PriorityReclaim(), LasDemotion(LeastAttainedService())]
     for _ in range(4):
         f = rng.randrange(len(st.gpn))
@@ -68,11 +71,11 @@ def _searches(st: ClusterState, snap: Snapshot, rng: random.Random) -> None:
         pol = rng.choice(policies)
         before = testkit.state_contents(st)
         want = victims_reference.find_victims(snap, pol, gang, f, job)
-        assert find_victims(snap, pol, gang, f, job) == want, (gang, f, job.priority)
+        assert find_victims(snap, pol, gang, f, job, exact) == want, (gang, f, job.priority)
         original = victims.JUDGE_ALL_MAX
         try:
             victims.JUDGE_ALL_MAX = 0  # every gang search judges pods as the visit reaches them
-            assert find_victims(snap, pol, gang, f, job) == want, ("by pod", gang, f)
+            assert find_victims(snap, pol, gang, f, job, exact) == want, ("by pod", gang, f)
         finally:
             victims.JUDGE_ALL_MAX = original
         assert testkit.state_contents(st) == before
@@ -120,14 +123,14 @@ def test_fast_search_chooses_what_the_reference_search_chose(seed: int) -> None:
                 new = Job(998, "t", "a", sum(k for _, k in placement), 100.0)
                 new.queue_idx = 1
                 stmt.allocate(new, f, placement)
-        _searches(st, snap, rng)
+        _searches(st, snap, rng, exact=not stmt.evicted)
         stmt.rollback()
         for job in rng.sample(jobs, min(len(jobs), rng.randint(0, 3))):
             st.stop(job, job.queue_idx)
             jobs.remove(job)
         jobs += _fill(st, rng, 100 * (cycle + 1), 3)
         _check_summaries(st)
-        _searches(st, snap, rng)
+        _searches(st, snap, rng, exact=True)
 
 
 def _check_summaries(st: ClusterState) -> None:
@@ -135,13 +138,18 @@ def _check_summaries(st: ClusterState) -> None:
     used = [0] * len(st.node_jobs)
     top = [EMPTY_PRIO] * len(st.node_jobs)
     owner = [FREE] * len(st.node_jobs)
+    queues = [0] * len(st.node_jobs)
     for n, jobs in enumerate(st.node_jobs):
         for jid, k in jobs.items():
             used[n] += k
             top[n] = max(top[n], st.running[jid].priority)
             owner[n] = jid if len(jobs) == 1 else SHARED
+        for jid in jobs:
+            if st.running[jid].priority == top[n]:
+                queues[n] |= 1 << st.running[jid].queue_idx
     assert st.np_used.tolist() == used
     assert st.np_max_prio.tolist() == top
+    assert st.np_top_queues.tolist() == queues
     assert st.np_owner.tolist() == owner
 
 
@@ -182,6 +190,7 @@ def test_small_flush_writes_what_the_array_flush_writes(seed: int) -> None:
                         st.np_used.tolist(),
                         st.np_max_prio.tolist(),
                         st.np_last_start.tolist(),
+                        st.np_top_queues.tolist(),
                         [list(h.items()) for h in st.nodes_by_top_prio],
                     )
                 )
@@ -292,3 +301,182 @@ def test_good_nodes_are_the_nodes_whose_every_job_the_judge_passes(seed: int) ->
         want = [all(plain.victim(j) is not None for j in st.node_jobs[n]) for n in nodes]
         assert got == want
         assert len(asked) == len(set(asked))
+
+
+def _bound_reference(st: ClusterState, job: Job, f: int, nodes: list[int]) -> list[bool]:
+    """PriorityReclaim.good_bound node by node from the running jobs: idle, or a top class
+    below the job's, or the job's class held only by other queues that borrow in flavor f
+    while the job's queue has room there with the job."""
+    queues = st.queues.queues
+    mine = job.queue_idx
+    room = st.usage[mine][f] + job.gpus <= queues[mine].nominal[f]
+    out = []
+    for n in nodes:
+        jobs = [st.running[j] for j in st.node_jobs[n] if j in st.running]
+        top = max((j.priority for j in jobs), default=EMPTY_PRIO)
+        tops = {j.queue_idx for j in jobs if j.priority == top}
+        out.append(
+            top < job.priority
+            or (
+                top == job.priority
+                and room
+                and all(q != mine and st.usage[q][f] > queues[q].nominal[f] for q in tops)
+            )
+        )
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(hs.integers(0, 2**32 - 1))
+def test_the_good_bound_holds_every_good_node_and_refuses_what_the_search_refuses(
+    seed: int,
+) -> None:
+    """`PriorityReclaim.good_bound` is the node-by-node rule (three queues, each borrowing or
+    not by a random usage, with the job's queue with room or without, tentative starts that
+    the summaries do not show); every node the judge finds good is in it; a search with the
+    bound finds what the reference search finds; no bound for cross-class reclaim or LAS."""
+    rng = random.Random(seed)
+    st, pend, _ = testkit.setup_cycle(testkit.MIXED, None, ("a", "b", "c"))
+    _fill(st, rng, 0, 40, teams=3)
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    for q in range(3):
+        for f in range(len(st.gpn)):
+            st.usage[q][f] = rng.choice(
+                [0, st.queues.queues[q].nominal[f] + rng.choice([-8, 0, 8])]
+            )
+    stmt = Statement(st)
+    if rng.random() < 0.5:
+        f = rng.randrange(len(st.gpn))
+        placement = TopologyBestFit().place(st, f, rng.choice([4, 2 * st.gpn[f]]))
+        if placement is not None:
+            new = Job(998, "t", "a", sum(k for _, k in placement), 100.0)
+            new.queue_idx = 1
+            stmt.allocate(new, f, placement)
+    pol = PriorityReclaim()
+    for _ in range(6):
+        f = rng.randrange(len(st.gpn))
+        job = Job(1000, "p", "a", rng.choice([8, 16, 4 * st.gpn[f]]), 100.0)
+        job.queue_idx, job.priority = rng.randrange(3), rng.choice(PRIOS)
+        nodes = [n for n in st.flavor_node_ids[f] if rng.random() < 0.8]
+        idx = np.array(nodes, dtype=np.int64)
+        bound = pol.good_bound(snap, job, f, idx)
+        assert bound is not None
+        assert bound.tolist() == _bound_reference(st, job, f, nodes)
+        good = victims._good_nodes(st, victims._Judge(snap, pol, job), idx)
+        assert not (good & ~bound).any()
+        want = victims_reference.find_victims(snap, pol, job.gpus, f, job)
+        assert find_victims(snap, pol, job.gpus, f, job, summaries_exact=True) == want
+        assert PriorityReclaim(reclaim_any=True).good_bound(snap, job, f, idx) is None
+        las = LasDemotion(LeastAttainedService())
+        assert las.good_bound(snap, job, f, idx) is None
+    stmt.rollback()
+
+
+def test_queues_past_the_last_bit_share_it() -> None:
+    assert [queue_bit(q) for q in (0, 1, 61, 62, 63, 500)] == [1, 2, 1 << 61] + [1 << 62] * 3
+
+
+def test_a_search_the_bound_refuses_judges_no_job() -> None:
+    """Seven of eight nodes run the job's class for a queue that does not borrow (another does):
+    the one free node is the bound's only node, one short of a two-node gang, so the search
+    stops before judging anyone; without the bound it judges them all to find the same."""
+    st, pend, _ = testkit.setup_cycle(testkit.TINY, None, ("a", "b", "c"))
+    g = st.gpn[0]
+    for n in range(7):
+        testkit.running_job(st, n, ((n, g),), team=1, prio=100, start=0.0)
+    st.usage[1][0] = 0  # queue 1 within its nominal quota, queue 2 borrowing
+    st.usage[2][0] = st.queues.queues[2].nominal[0] + 1
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    job = Job(1000, "p", "a", 2 * g, 100.0)
+    job.queue_idx, job.priority = 0, 100
+    judged: list[int] = []
+    original = victims._good_nodes
+
+    def spy(st: ClusterState, judge: victims._Judge, idx: np.ndarray) -> np.ndarray:
+        judged.append(idx.size)
+        return original(st, judge, idx)
+
+    victims._good_nodes = spy
+    try:
+        assert find_victims(snap, PriorityReclaim(), 2 * g, 0, job, summaries_exact=True) is None
+        assert judged == []
+        assert find_victims(snap, PriorityReclaim(), 2 * g, 0, job) is None
+        assert judged == [8]
+        st.usage[1][0] = st.queues.queues[1].nominal[0] + 1  # queue 1 borrows: it may lose them
+        found = find_victims(snap, PriorityReclaim(), 2 * g, 0, job, summaries_exact=True)
+        assert found is not None and len(found) == 1
+    finally:
+        victims._good_nodes = original
+
+
+def test_a_preemption_try_uses_the_bound_only_before_the_statement_evicts() -> None:
+    """The summaries still show a job the statement evicted (Statement.evict), so a node it
+    left free looks busy to the bound: with it the search would refuse a gang that now fits.
+    `evict_place.try_preempt` asks for the bound only while its statement has evicted none."""
+    st, pend, _ = testkit.setup_cycle(testkit.TINY, None, ("a", "b", "c"))
+    g = st.gpn[0]
+    held = [testkit.running_job(st, n, ((n, g),), team=1, prio=100) for n in range(7)]
+    st.usage[1][0] = 0
+    st.usage[2][0] = st.queues.queues[2].nominal[0] + 1
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    job = Job(1000, "p", "a", 2 * g, 100.0)
+    job.queue_idx, job.priority = 0, 100
+    pol = PriorityReclaim()
+    stmt = Statement(st)
+    stmt.evict(held[0])  # node 0 is free now, and the free node 7 makes two
+    want = victims_reference.find_victims(snap, pol, 2 * g, 0, job)
+    assert want == [] and find_victims(snap, pol, 2 * g, 0, job) == want
+    assert find_victims(snap, pol, 2 * g, 0, job, summaries_exact=True) is None
+    asked: list[bool] = []
+    original = evict_place.find_victims
+
+    def spy(
+        snap: Snapshot,
+        policy: PreemptionPolicy,
+        gang: int,
+        flavor: int,
+        job: Job,
+        summaries_exact: bool = False,
+    ) -> list[int] | None:
+        asked.append(summaries_exact)
+        return original(snap, policy, gang, flavor, job, summaries_exact)
+
+    evict_place.find_victims = spy
+    try:
+        policies = Policies(preemption=pol)
+        evict_place.try_preempt(snap, policies, stmt, job, 0, 2 * g)
+        stmt.rollback()
+        evict_place.try_preempt(snap, policies, stmt, job, 0, 2 * g)
+    finally:
+        evict_place.find_victims = original
+    assert asked == [False, True]
+
+
+def test_a_search_judges_only_the_nodes_the_bound_keeps() -> None:
+    """Four nodes run the job's class for a queue within its quota, three for one that borrows:
+    the bound keeps those three and the free node, and only they are judged; the search finds
+    what the reference search finds (one borrowing job: the free node and one of its nodes)."""
+    st, pend, _ = testkit.setup_cycle(testkit.TINY, None, ("a", "b", "c"))
+    g = st.gpn[0]
+    for n in range(7):
+        testkit.running_job(st, n, ((n, g),), team=1 if n < 4 else 2, prio=100)
+    st.usage[1][0] = 0
+    st.usage[2][0] = st.queues.queues[2].nominal[0] + 1
+    snap = Snapshot(NOW, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0)
+    job = Job(1000, "p", "a", 2 * g, 100.0)
+    job.queue_idx, job.priority = 0, 100
+    judged: list[list[int]] = []
+    original = victims._good_nodes
+
+    def spy(st: ClusterState, judge: victims._Judge, idx: np.ndarray) -> np.ndarray:
+        judged.append(idx.tolist())
+        return original(st, judge, idx)
+
+    want = victims_reference.find_victims(snap, PriorityReclaim(), 2 * g, 0, job)
+    victims._good_nodes = spy
+    try:
+        got = find_victims(snap, PriorityReclaim(), 2 * g, 0, job, summaries_exact=True)
+    finally:
+        victims._good_nodes = original
+    assert judged == [[4, 5, 6, 7]]
+    assert got == want and want is not None and len(want) == 1 and want[0] >= 4

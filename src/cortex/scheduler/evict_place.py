@@ -37,7 +37,8 @@ def try_preempt(
     alloc = alloc_size(gang, st.gpn[f])
     if not pol.preemption.may_preempt(snap, job, f, alloc):
         return False
-    ids = find_victims(snap, pol.preemption, gang, f, job)
+    # The summaries show the fleet before the statement's first eviction (Statement.evict).
+    ids = find_victims(snap, pol.preemption, gang, f, job, summaries_exact=not stmt.evicted)
     if not ids:
         return True
     victims = [st.running[i] for i in ids]

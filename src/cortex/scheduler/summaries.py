@@ -20,9 +20,25 @@ import numpy as np
 from cortex.scheduler.capacity import FREE, SHARED, Capacity, Placement
 from cortex.workload.job import Job
 
-__all__ = ["EMPTY_PRIO", "FLUSH_SMALL_NODES", "FREE", "SHARED", "NodeSummaries"]
+__all__ = [
+    "EMPTY_PRIO",
+    "FLUSH_SMALL_NODES",
+    "FREE",
+    "SHARED",
+    "NodeSummaries",
+    "queue_bit",
+]
 
 EMPTY_PRIO = -(2**62)  # max priority on a node that runs nothing
+# np_top_queues' bits: queue q's is 1 << q; the queues from MANY_QUEUES_BIT on share the last.
+MANY_QUEUES_BIT = 62
+
+
+def queue_bit(q: int) -> int:
+    """Queue q's bit in np_top_queues."""
+    return 1 << (q if q < MANY_QUEUES_BIT else MANY_QUEUES_BIT)
+
+
 # A flush of at most this many placed nodes runs in plain Python (NodeSummaries._flush_small).
 FLUSH_SMALL_NODES = 1024
 
@@ -42,6 +58,10 @@ class NodeSummaries(Capacity):
         self._np_used = np.zeros(nn, dtype=np.int64)
         self._np_max_prio = np.full(nn, EMPTY_PRIO, dtype=np.int64)
         self._np_last_start = np.full(nn, -np.inf)
+        # The queues (queue_bit) of the jobs of the node's highest class: what a same-class
+        # reclaim asks of every such job, so a victim search can bound its good nodes before
+        # judging them (PriorityReclaim.good_bound).
+        self._np_top_queues = np.zeros(nn, dtype=np.int64)
         # Busy nodes per flavor by the highest priority running on them: a victim search for a
         # gang of k nodes at priority p needs k free or lower-priority nodes, a cheap bound.
         self._nodes_by_top_prio: list[dict[int, int]] = [{} for _ in range(nf)]
@@ -87,6 +107,13 @@ class NodeSummaries(Capacity):
         if self._stale:
             self.flush_summaries()
         return self._np_last_start
+
+    @property
+    def np_top_queues(self) -> np.ndarray:
+        """Per node, the queues (queue_bit) of the jobs of its highest class (0 when idle)."""
+        if self._stale:
+            self.flush_summaries()
+        return self._np_top_queues
 
     @property
     def nodes_by_top_prio(self) -> list[dict[int, int]]:
@@ -222,13 +249,15 @@ class NodeSummaries(Capacity):
         used: list[int] = []
         prio: list[int] = []
         start_s: list[float] = []
+        queue: list[int] = []
         for e in entries:
             jid, placement = stale[e]
-            w, u, p, t = gang_writes(jid, placement)
+            w, u, p, t, q = gang_writes(jid, placement)
             want.append(w)
             used.append(u)
             prio.append(p)
             start_s.append(t)
+            queue.append(q)
         want_arr = np.array(want, dtype=np.int64)
         if (want_arr != SHARED).any():
             matches = self.np_owner[nodes] == np.repeat(want_arr, sizes)
@@ -240,6 +269,7 @@ class NodeSummaries(Capacity):
         self._np_used[done] = np.repeat(np.array(used, dtype=np.int64)[ok], sizes[ok])
         self._np_max_prio[done] = np.repeat(np.array(prio, dtype=np.int64)[ok], sizes[ok])
         self._np_last_start[done] = np.repeat(np.array(start_s)[ok], sizes[ok])
+        self._np_top_queues[done] = np.repeat(np.array(queue, dtype=np.int64)[ok], sizes[ok])
         for n in nodes[~on_nodes].tolist():
             self._summarize_node(n)
 
@@ -290,49 +320,57 @@ class NodeSummaries(Capacity):
                 for v in sorted(counts):
                     hist[v] = hist.get(v, 0) + sign * counts[v]
 
-    def _gang_writes(self, jid: int, placement: Placement) -> tuple[int, int, int, float]:
+    def _gang_writes(self, jid: int, placement: Placement) -> tuple[int, int, int, float, int]:
         """Which notes are written as a whole gang, the one rule of both flushes: the owner that
         every node of the placement must have, and what each of them then gets. A running job
         on exactly this placement of whole nodes (a multi-node gang, as placement gives them):
-        its id, the node's GPUs, its priority and start. A multi-node placement no job runs on
-        any more (stopped, restarted elsewhere, or taken again but not adopted): FREE, and an
-        idle node. SHARED, which no owner matches, otherwise (a single node, a partial gang, a
-        negative id): node by node. Wherever the owner matches, `_summarize_node` would write
-        the same (the nodes hold exactly that job's GPUs, or nothing)."""
+        its id, the node's GPUs, its priority, start and queue's bit. A multi-node placement no job
+        runs on any more (stopped, restarted elsewhere, or taken again but not adopted): FREE,
+        and an idle node. SHARED, which no owner matches, otherwise (a single node, a partial
+        gang, a negative id): node by node. Wherever the owner matches, `_summarize_node` would
+        write the same (the nodes hold exactly that job's GPUs, or nothing)."""
         if len(placement) > 1:
             job = self.running.get(jid)
             alloc = self.allocations.get(jid)
             if job is None or alloc is None or alloc.placement != placement:
-                return FREE, 0, EMPTY_PRIO, -math.inf
+                return FREE, 0, EMPTY_PRIO, -math.inf, 0
             g = self.gpn[alloc.flavor]
             if jid >= 0 and alloc.gpus == g * len(placement):
-                return jid, g, job.priority, job.run_start_s
-        return SHARED, 0, EMPTY_PRIO, -math.inf
+                return jid, g, job.priority, job.run_start_s, queue_bit(job.queue_idx)
+        return SHARED, 0, EMPTY_PRIO, -math.inf, 0
 
     def _summarize_gang(self, jid: int, placement: Placement, nodes: np.ndarray) -> bool:
         """Set or clear `nodes` (those of the placement that nothing touched later) with one
         array write each, when `_gang_writes` allows it and np_owner agrees on every node (which
         a victim search right after needs up to date anyway). False: summarize each node alone."""
-        want, used, prio, start_s = self._gang_writes(jid, placement)
+        want, used, prio, start_s, queue = self._gang_writes(jid, placement)
         if want == SHARED or not (self.np_owner[nodes] == want).all():
             return False
         self._np_used[nodes] = used
         self._np_max_prio[nodes] = prio
         self._np_last_start[nodes] = start_s
+        self._np_top_queues[nodes] = queue
         return True
 
     def _summarize_node(self, n: int) -> None:
         running = self.running
         used = 0
         top = EMPTY_PRIO
+        queues = 0
         last = -math.inf
         for jid, k in self.node_jobs[n].items():
             r = running.get(jid)
             if r is None:
                 continue
             used += k
-            top = max(top, r.priority)
+            p = r.priority
+            if p > top:
+                top = p
+                queues = queue_bit(r.queue_idx)
+            elif p == top:
+                queues |= queue_bit(r.queue_idx)
             last = max(last, r.run_start_s)
         self._np_used[n] = used
         self._np_max_prio[n] = top
         self._np_last_start[n] = last
+        self._np_top_queues[n] = queues
