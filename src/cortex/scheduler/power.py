@@ -70,12 +70,22 @@ class PowerView:
         per = min(self.levels[self.floor] * self.tdp_w[flavor], self.draw_w(job.kind, flavor))
         return gang * (min(per, self.min_node_cap_w) - self.idle_w[flavor])
 
-    def lower_bound_reason(self, room: Watts, job: Job, flavor: int, gang: int) -> Reason | None:
+    def lower_bound_reason(
+        self, room: Watts, job: Job, flavor: int, gang: int, lean: bool = False
+    ) -> Reason | None:
         """Could the job fit what is left of the site budget even at the floor, on the
-        least-capped nodes? A necessary condition, checked before placement."""
+        least-capped nodes? A necessary condition, checked before placement. `lean` (a pass
+        that counts blockers by code): a refusal whose need is within the whole site budget is
+        the shared `FLOOR_SHORT`, without numbers; `power_blocks` reads that need only to find
+        it within the budget (as it is here, the same comparison), and the twin reads only the
+        code and the job of the rest reason it makes."""
         fw = self.floor_gpu_w  # floor_inc_w's first branch, without the call to it: per job
         inc = gang * fw(job.kind, flavor) if fw is not None else self.floor_inc_w(job, flavor, gang)
         if inc > room.site_w:
+            # power_blocks' own test of need_mw (inc / 1e6) against the budget; a need below
+            # 0 W keeps its numbers (a reason without them reads as needing 0 W there).
+            if lean and 0.0 <= inc / 1e6 * 1e6 <= self.site_budget_w:
+                return FLOOR_SHORT
             return Reason(
                 Code.POWER_CAP,
                 need_mw=inc / 1e6,
@@ -304,6 +314,9 @@ def _fits(
 # What `_fits(explain=False)` refuses with: the code only (callers read nothing else of them).
 _SITE_MISS = Reason(Code.POWER_CAP)
 _RAMP_MISS = Reason(Code.POWER_RAMP)
+# What a lean pass's floor bound refuses with when the need is within the site budget: a site
+# reason without numbers (power_blocks finds such a need within the budget, as it is).
+FLOOR_SHORT = Reason(Code.POWER_CAP)
 
 
 def _ramp_refuses(
