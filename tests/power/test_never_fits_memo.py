@@ -75,6 +75,9 @@ def test_a_job_that_names_no_flavor_is_asked_about_every_flavor() -> None:
     huge = pw.never_fits(Job(1, "j", "a", 10**8, 100.0, kind="llm"), every)
     assert huge is not None
     best = float(huge.detail["most_mw"]) * 1e6
+    # the bound read plainly: the site's IT budget on the coolest moment, over the idle fleet
+    plain = pw.cooling.it_budget_w(pw.site_cap_w, pw.nameplate_it_w, float(pw.temps.min()))
+    assert huge.detail["most_mw"] == (max(plain, 0.0) - pw.base_all_w) / 1e6
     one = Job(1, "j", "a", 1, 100.0, kind="llm")
     floors = [pw.ladder(one, f, 1, pw.min_node_cap_w)[1][-1] for f in every]
     assert len(set(floors)) > 1

@@ -362,12 +362,16 @@ def test_a_lean_floor_bound_says_what_the_power_stop_reads_of_the_full_reason() 
     from cortex.scheduler.power import FLOOR_SHORT
 
     job = Job(7, "j", "a", 8, 100.0)
+    # The stop compares the need in MW times 1e6, which is not always the need in W: 1,967.901
+    # W (a memo's figure) reads 1,967.9010000000003 W there, over a budget of 1,967.901 W.
+    assert 1967.901 / 1e6 * 1e6 > 1967.901
     cases = [
-        (600.0, 2560.0, (2559.9, 0.0, -5.0), (2559.0, 2560.0, 2561.0, 1e9, -1.0)),
-        (50.0, -400.0, (-400.5, -1e4), (-401.0, -400.0, -399.0, 0.0, 1e9)),
+        (600.0, 2560.0, (2559.9, 0.0, -5.0), (2559.0, 2560.0, 2561.0, 1e9, -1.0), (False, True)),
+        (50.0, -400.0, (-400.5, -1e4), (-401.0, -400.0, -399.0, 0.0, 1e9), (False, True)),
+        (600.0, 1967.901, (1967.0,), (1967.901, 1967.9010000000003), (True,)),
     ]
-    for draw_w, need_w, rooms, budgets in cases:
-        for memo in (False, True):
+    for draw_w, need_w, rooms, budgets, memos in cases:
+        for memo in memos:
             for budget_w in budgets:
                 view = dataclasses.replace(
                     _view(draw_w=draw_w),
