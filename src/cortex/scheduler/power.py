@@ -258,9 +258,11 @@ def _fits(
     else:
         per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
     inc = gang * (per_gpu - view.idle_w[f])
-    if len(shares) == 1:  # one hall (nearly every start): the comprehension's one entry
+    one = len(shares) == 1
+    if one:  # one hall (nearly every start): the comprehension's one entry
         [(h0, k0)] = shares.items()
-        halls = {h0: inc * k0 / held}
+        w0 = inc * k0 / held
+        halls = {h0: w0}
     else:
         halls = {h: inc * k / held for h, k in shares.items()}
     credit_w, credit_halls = credit
@@ -277,21 +279,17 @@ def _fits(
                 domain="site",
             ),
         )
-    for h, w in halls.items():
-        left = room.hall_w[h] + credit_halls.get(h, 0.0)
-        if w > left:
-            if not explain:
-                return inc, halls, _SITE_MISS
-            return (
-                inc,
-                halls,
-                Reason(
-                    Code.POWER_CAP,
-                    need_mw=w / 1e6,
-                    headroom_mw=max(left, 0.0) / 1e6,
-                    domain=f"hall {h}",
-                ),
-            )
+    if one:
+        # The loop's one step, without the loop, and without the credit's look-up when there is
+        # no credit (every start but a preemptor's): the 0.0 its default would add.
+        left = room.hall_w[h0] + (credit_halls.get(h0, 0.0) if credit_halls else 0.0)
+        if w0 > left:
+            return inc, halls, _hall_miss(h0, w0, left, explain)
+    else:
+        for h, w in halls.items():
+            left = room.hall_w[h] + credit_halls.get(h, 0.0)
+            if w > left:
+                return inc, halls, _hall_miss(h, w, left, explain)
     # A start larger than a whole window is allowed alone, into a clear window: the driver then
     # staggers its gang in waves of one window's allowance.
     window_clear = room.ramp_w >= view.ramp_limit_w
@@ -309,6 +307,15 @@ def _fits(
             ),
         )
     return inc, halls, None
+
+
+def _hall_miss(h: int, w: float, left: float, explain: bool) -> Reason:
+    """`_fits`' refusal for hall `h`, short of `w` with `left` there."""
+    if not explain:
+        return _SITE_MISS
+    return Reason(
+        Code.POWER_CAP, need_mw=w / 1e6, headroom_mw=max(left, 0.0) / 1e6, domain=f"hall {h}"
+    )
 
 
 # What `_fits(explain=False)` refuses with: the code only (callers read nothing else of them).
@@ -398,7 +405,7 @@ class CapToFit:
             shape = _shape(view, placement)
         first = view.target.get((job.kind, flavor, job.priority, hall), 0)
         floor = view.floor
-        level = min(first, floor)
+        level = floor if floor < first else first  # min without the call (per admission)
         while True:
             # Above the floor a refusal is only read for its code (the next level is tried):
             # the Reason with its numbers is built once, for the level that ends the search.
