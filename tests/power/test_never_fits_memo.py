@@ -60,3 +60,37 @@ def test_never_fits_keeps_each_gangs_floor_per_kind_gang_and_flavors() -> None:
             got = books.never_fits(job, flavors)
             assert (got is None) == (light in flavors)
             assert (got is None) == (dataclasses.replace(pw).never_fits(job, flavors) is None)
+
+
+def test_a_job_that_names_no_flavor_is_asked_about_every_flavor() -> None:
+    # The twin asks with the job's own flavor_ids, () when it names none: the answer is the one
+    # for every flavor, gang by gang around each flavor's limit (the flavors' floors differ),
+    # asked first with () or first with every flavor named.
+    from cortex.fleet.spec import load_fleet_spec
+    from cortex.fleet.topology import build
+
+    topo = build(load_fleet_spec("cortex-2026"))
+    pw = PowerRuntime.build(topo, PowerConfig("full"), HORIZON_S)
+    every = tuple(range(len(topo.flavors)))
+    huge = pw.never_fits(Job(1, "j", "a", 10**8, 100.0, kind="llm"), every)
+    assert huge is not None
+    best = float(huge.detail["most_mw"]) * 1e6
+    # the bound read plainly: the site's IT budget on the coolest moment, over the idle fleet
+    plain = pw.cooling.it_budget_w(pw.site_cap_w, pw.nameplate_it_w, float(pw.temps.min()))
+    assert huge.detail["most_mw"] == (max(plain, 0.0) - pw.base_all_w) / 1e6
+    one = Job(1, "j", "a", 1, 100.0, kind="llm")
+    floors = [pw.ladder(one, f, 1, pw.min_node_cap_w)[1][-1] for f in every]
+    assert len(set(floors)) > 1
+    gangs = sorted({int(best // w) + d for w in floors for d in (0, 1)})
+    answers = set()
+    for first in ((), every):
+        books = dataclasses.replace(pw)
+        for gang in gangs:
+            job = Job(2, "k", "a", gang, 100.0, kind="llm")
+            for flavors in (first, every if first == () else ()):
+                got = books.never_fits(job, flavors)
+                want = dataclasses.replace(pw).never_fits(job, every)
+                assert (got is None) == (want is None), (gang, flavors)
+                assert got is None or want is None or got.detail == want.detail
+                answers.add(got is None)
+    assert answers == {True, False}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -120,3 +121,25 @@ def test_the_ramp_headroom_a_pass_reads_is_the_whole_windows(seed: int) -> None:
         want = window_headroom_w(every, t, pw.ramp_limit_it_w(t))
         assert pw.pass_view(t).ramp_headroom_w == want, (seed, t)
         assert pw.ramp_headroom_it_w(t) == want  # what a solve's raises read after the pass
+
+
+def test_a_one_or_two_step_window_counts_only_steps_of_the_last_minute() -> None:
+    # pass_view sums a window of one or two steps without a pass over it, once both are of the
+    # last minute. With books that keep steps two minutes (the shared books' keep: the prune
+    # then leaves a step more than a minute old at the front) the front step is checked too:
+    # each pass reads what the plain rule reads over the window.
+    @dataclasses.dataclass(kw_only=True)
+    class KeepTwo(PowerRuntime):
+        WINDOW_KEEP_S: ClassVar[float] = 120.0
+
+    for cls in (PowerRuntime, KeepTwo):
+        for ages in ((90.0,), (90.0, 30.0), (30.0,), (30.0, 10.0), (59.5, 60.0), (60.0,)):
+            pw = cls.build(FLEET, PowerConfig("full"), HORIZON_S)
+            t = 1000.0
+            limit = pw.ramp_limit_it_w(t)
+            steps = [(t - age, 0.3 * limit * (k + 1)) for k, age in enumerate(ages)]
+            for ts, w in steps:
+                pw.add_step(ts, w, now=t - 100.0)
+            want = window_headroom_w(steps, t, limit)
+            assert pw.pass_view(t).ramp_headroom_w == want, (cls, ages)
+            assert pw.ramp_headroom_it_w(t) == want

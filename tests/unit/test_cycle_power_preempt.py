@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import test_cycle as tc
@@ -342,3 +345,95 @@ def test_a_search_power_refuses_counts_once_against_the_pass() -> None:
     assert plan.preempt_failed == [1]
     assert _starts(plan) == [(2, h100, ((7, 8),), 0)]
     assert [p.job.id for p in plan.preemptions] == [107]
+
+
+# ---- a lean pass's floor bound ----------------------------------------------------------------
+def _per_gpu(w: float) -> Callable[[str, int], float]:
+    return lambda _kind, _f: w
+
+
+def test_a_lean_floor_bound_says_what_the_power_stop_reads_of_the_full_reason() -> None:
+    """A lean pass's floor-bound refusal is the shared FLOOR_SHORT (no numbers) exactly where the
+    power stop would read the full reason's need only to find it within the site budget, from 0
+    W up; elsewhere it is the full reason. Either way the stop decides as on the full reason and
+    names the same code and job. An 8-GPU gang at the floor: 8 x (420 - 100) = 2560 W; drawing 50
+    W a GPU, under its 100 W idle: 8 x (50 - 100) = -400 W (a need below 0 W keeps its numbers)."""
+    from cortex.scheduler.cycle import _power_blocks
+    from cortex.scheduler.power import FLOOR_SHORT
+
+    job = Job(7, "j", "a", 8, 100.0)
+    # The stop compares the need in MW times 1e6, which is not always the need in W: 1,967.901
+    # W (a memo's figure) reads 1,967.9010000000003 W there, over a budget of 1,967.901 W.
+    assert 1967.901 / 1e6 * 1e6 > 1967.901
+    cases = [
+        (600.0, 2560.0, (2559.9, 0.0, -5.0), (2559.0, 2560.0, 2561.0, 1e9, -1.0), (False, True)),
+        (50.0, -400.0, (-400.5, -1e4), (-401.0, -400.0, -399.0, 0.0, 1e9), (False, True)),
+        (600.0, 1967.901, (1967.0,), (1967.901, 1967.9010000000003), (True,)),
+    ]
+    for draw_w, need_w, rooms, budgets, memos in cases:
+        for memo in memos:
+            for budget_w in budgets:
+                view = dataclasses.replace(
+                    _view(draw_w=draw_w),
+                    site_budget_w=budget_w,
+                    floor_gpu_w=_per_gpu(need_w / 8) if memo else None,
+                )
+                assert view.lower_bound_reason(Watts(need_w, [BIG], BIG, set()), job, 0, 8) is None
+                assert (
+                    view.lower_bound_reason(Watts(need_w, [BIG], BIG, set()), job, 0, 8, True)
+                    is None
+                )
+                for site_w in rooms:
+                    room = Watts(site_w, [BIG], BIG, set())
+                    full = view.lower_bound_reason(room, job, 0, 8)
+                    lean = view.lower_bound_reason(room, job, 0, 8, True)
+                    assert full is not None and full.detail["need_mw"] == need_w / 1e6
+                    within = 0.0 <= need_w / 1e6 * 1e6 <= budget_w
+                    assert (lean is FLOOR_SHORT) == within, (need_w, budget_w)
+                    if not within:
+                        assert lean is not None and lean.detail == full.detail
+                    said = []
+                    for r in (full, lean):
+                        assert r is not None
+                        plan = Plan()
+                        snap: Any = SimpleNamespace(power=view)
+                        got = _power_blocks(snap, plan, job, [r])
+                        rest = plan.rest_reason
+                        said.append(
+                            (got, None if rest is None else (rest.code, rest.detail["job"]))
+                        )
+                    blocks = need_w / 1e6 * 1e6 <= budget_w
+                    want = (True, (Code.POWER_CAP, 7)) if blocks else (False, None)
+                    assert said[0] == said[1] == want, (need_w, budget_w)
+
+
+@pytest.mark.parametrize("memo", [False, True], ids=["formula", "memo"])
+def test_a_lean_pass_stops_on_the_floor_bound_as_an_explained_one(memo: bool) -> None:
+    """1 kW left: job 1 (8 GPUs) needs 2560 W even at the floor, within the 1 MW site budget, so
+    it stops the pass before placement and job 2 (1 GPU, 500 W, which would fit) is not
+    examined. A lean pass decides the same, counts job 1 by its code and names it in the rest
+    reason, without the numbers only an explained pass reads."""
+    plans = []
+    for explain in (True, False):
+        st, pend, _ = tc._setup()
+        tc._pend(pend, 1, 8, 100.0)
+        tc._pend(pend, 2, 1, 100.0)
+        view = dataclasses.replace(
+            _view(site_w=1000.0),
+            site_budget_w=1e6,
+            floor_gpu_w=_per_gpu(320.0) if memo else None,
+        )
+        plans.append(schedule(_snap(st, pend, view), _cap(), explain=explain))
+    told, lean = plans
+    assert _starts(told) == _starts(lean) == []
+    assert told.examined == lean.examined == 1
+    assert told.rest_reason is not None and lean.rest_reason is not None
+    assert told.rest_reason.code is lean.rest_reason.code is Code.POWER_CAP
+    assert told.rest_reason.detail == {
+        "job": 1,
+        "need_mw": 2560 / 1e6,
+        "headroom_mw": 1000 / 1e6,
+        "domain": "site",
+    }
+    assert lean.rest_reason.detail == {"job": 1}
+    assert lean.first_codes == {Code.POWER_CAP: 1}

@@ -5,6 +5,7 @@ floating point, so the checks are equalities."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -103,6 +104,38 @@ def test_a_hall_shortfall_says_which_hall_and_what_is_left() -> None:
         Code.POWER_CAP,
         {"need_mw": 1000 / 1e6, "headroom_mw": 0.0, "domain": "hall 0"},
     )
+
+
+def test_a_one_hall_start_takes_exactly_what_is_left_and_a_spent_hall_reads_plus_zero() -> None:
+    # A one-node start of 2 GPUs at TDP: 2 x (600 - 100) = 1000 W, all in hall 0. Exactly 1000
+    # W left there: it fits. 999 W: refused, 999 W named; with 1 W a preemption gives back in
+    # that hall: it fits again (a credit in another hall does not count).
+    pol = AdmitUncapped()
+    assert pol.admit(_view(), _room(hall_w=(1000.0, 0.0)), _job(), 0, 2, ((0, 2),)) == Grant(
+        0, 1000.0, {0: 1000.0}
+    )
+    r = pol.admit(_view(), _room(hall_w=(999.0, 1e9)), _job(), 0, 2, ((1, 2),))
+    assert _said(r) == (
+        Code.POWER_CAP,
+        {"need_mw": 1000 / 1e6, "headroom_mw": 999 / 1e6, "domain": "hall 0"},
+    )
+    for credit, fits in (((1.0, {0: 1.0}), True), ((1.0, {1: 1.0}), False)):
+        got = pol.admit(_view(), _room(hall_w=(999.0, 1e9)), _job(), 0, 2, ((1, 2),), credit)
+        assert isinstance(got, Grant) is fits
+    # A hall spent to -0.0 W (no credit): what is left reads -0.0 + 0.0 = +0.0, as the credit's
+    # look-up adds it, so the reason's headroom is +0.0 MW, not -0.0 (the same in a report).
+    r = pol.admit(_view(), _room(hall_w=(-0.0, 1e9)), _job(), 0, 2, ((0, 2),))
+    assert isinstance(r, Reason)
+    assert math.copysign(1.0, r.detail["headroom_mw"]) == 1.0
+
+
+def test_a_class_target_past_the_floor_starts_at_the_floor() -> None:
+    # The solver's level for the class (kind, flavor, priority, hall) is read as at most the
+    # floor (level 2: 2 x (min(400, 600) - 100) = 600 W).
+    job = _job()
+    job.priority = 5
+    v = _view(target={("train", 0, 5, 0): 7})
+    assert CapToFit().admit(v, _room(), job, 0, 2, ((0, 2),)) == Grant(2, 600.0, {0: 600.0})
 
 
 def test_a_ramp_shortfall_says_the_step_left_and_the_windows_limit() -> None:

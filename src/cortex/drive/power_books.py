@@ -180,8 +180,8 @@ class PowerBooks(JobPowerBooks):
     _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
     # (placement's length, first and last entries) -> (the placement, its shape): _shape_of's
     _shape_memo: dict = field(default_factory=dict, init=False, repr=False)
-    # ((site cap, coolest temperature), the site budget over idle then): never_fits's bound
-    _never_best: tuple[tuple[float, float], float] | None = field(
+    # (site cap, coolest temperature, the site budget over idle then): never_fits's bound
+    _never_best: tuple[float, float, float] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
     # it_w's idle base with the (up GPUs, up nodes, all nodes) per flavor it was summed at: it
@@ -399,31 +399,29 @@ class PowerBooks(JobPowerBooks):
     # ---- decisions the driver asks for --------------------------------------------------------
     def never_fits(self, job: Job, flavors: tuple[int, ...]) -> Reason | None:
         """A job whose lowest draw (the floor level; TDP when starts are never capped) exceeds
-        the site budget on the coolest moment can never start."""
+        the site budget on the coolest moment can never start. `flavors` empty: any flavor (a
+        job that names none, as `job.flavor_ids` says: asked so at every arrival, without a
+        tuple of every flavor made for it)."""
         if self.policy is None:
             return None
-        # Read on every arrival: kept for the site cap and coolest temperature it was made of.
-        memo_key = (self.site_cap_w, self.coolest_temp_c())
+        # Read on every arrival: kept for the site cap and coolest temperature it was made of
+        # (compared one by one: no key tuple made per arrival).
+        cap_w = self.site_cap_w
+        coolest = self.coolest_temp_c()
         memo = self._never_best
-        if memo is not None and memo[0] == memo_key:
-            best = memo[1]
+        if memo is not None and memo[0] == cap_w and memo[1] == coolest:
+            best = memo[2]
         else:
-            best = (
-                max(
-                    self.cooling.it_budget_w(
-                        self.site_cap_w, self.nameplate_it_w, self.coolest_temp_c()
-                    ),
-                    0.0,
-                )
-                - self.base_all_w
-            )
-            self._never_best = (memo_key, best)
+            best = max(self.cooling.it_budget_w(cap_w, self.nameplate_it_w, coolest), 0.0)
+            best -= self.base_all_w
+            self._never_best = (cap_w, coolest, best)
         gang = job.elastic_min or job.gpus
         key = (job.kind, gang, flavors)
         need = self._never_cache.get(key)  # one look-up: read on every arrival
         if need is None:
             need = self._never_cache[key] = min(
-                self.ladder(job, f, gang, self.min_node_cap_w)[1][-1] for f in flavors
+                self.ladder(job, f, gang, self.min_node_cap_w)[1][-1]
+                for f in flavors or range(len(self.topo.flavors))
             )
         if need <= best:
             return None

@@ -234,14 +234,19 @@ class _Cycle:
             return False
         # 4. A cheap power bound first: placement is the expensive step, and under a binding
         #    power budget most jobs fail on watts, not GPUs.
-        power = self.pol.power if snap.power is not None else None
+        #    The bound's pass (most asks) is read here without the call; a refusal's reason
+        #    comes from lower_bound_reason (without numbers in a lean pass where they fit).
+        view = snap.power
+        power = self.pol.power if view is not None else None
         room = self.stmt.watts
         if power is not None:
-            assert snap.power is not None and room is not None
-            r = snap.power.lower_bound_reason(room, job, f, gang)
-            if r is not None:
-                reasons.append(r)
-                return False
+            assert view is not None and room is not None
+            fw = view.floor_gpu_w
+            if fw is None or gang * fw(job.kind, f) > room.site_w:
+                r = view.lower_bound_reason(room, job, f, gang, self.lean)
+                if r is not None:
+                    reasons.append(r)
+                    return False
         # 5. Placement, all or nothing.
         placement = self.place(f, gang, alloc)
         if isinstance(placement, Reason):
@@ -253,8 +258,8 @@ class _Cycle:
         cap_level = 0
         shape = None
         if power is not None:
-            assert snap.power is not None and room is not None
-            got = power.admit(snap.power, room, job, f, gang, placement)
+            assert view is not None and room is not None
+            got = power.admit(view, room, job, f, gang, placement)
             if isinstance(got, Reason):
                 if gang > g:
                     self.keep_refused(f, gang, placement)

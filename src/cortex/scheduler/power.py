@@ -70,12 +70,22 @@ class PowerView:
         per = min(self.levels[self.floor] * self.tdp_w[flavor], self.draw_w(job.kind, flavor))
         return gang * (min(per, self.min_node_cap_w) - self.idle_w[flavor])
 
-    def lower_bound_reason(self, room: Watts, job: Job, flavor: int, gang: int) -> Reason | None:
+    def lower_bound_reason(
+        self, room: Watts, job: Job, flavor: int, gang: int, lean: bool = False
+    ) -> Reason | None:
         """Could the job fit what is left of the site budget even at the floor, on the
-        least-capped nodes? A necessary condition, checked before placement."""
+        least-capped nodes? A necessary condition, checked before placement. `lean` (a pass
+        that counts blockers by code): a refusal whose need is within the whole site budget is
+        the shared `FLOOR_SHORT`, without numbers; `power_blocks` reads that need only to find
+        it within the budget (as it is here, the same comparison), and the twin reads only the
+        code and the job of the rest reason it makes."""
         fw = self.floor_gpu_w  # floor_inc_w's first branch, without the call to it: per job
         inc = gang * fw(job.kind, flavor) if fw is not None else self.floor_inc_w(job, flavor, gang)
         if inc > room.site_w:
+            # power_blocks' own test of need_mw (inc / 1e6) against the budget; a need below
+            # 0 W keeps its numbers (a reason without them reads as needing 0 W there).
+            if lean and 0.0 <= inc / 1e6 * 1e6 <= self.site_budget_w:
+                return FLOOR_SHORT
             return Reason(
                 Code.POWER_CAP,
                 need_mw=inc / 1e6,
@@ -248,9 +258,11 @@ def _fits(
     else:
         per_gpu = view.per_gpu_w(job.kind, f, level, node_cap)
     inc = gang * (per_gpu - view.idle_w[f])
-    if len(shares) == 1:  # one hall (nearly every start): the comprehension's one entry
+    one = len(shares) == 1
+    if one:  # one hall (nearly every start): the comprehension's one entry
         [(h0, k0)] = shares.items()
-        halls = {h0: inc * k0 / held}
+        w0 = inc * k0 / held
+        halls = {h0: w0}
     else:
         halls = {h: inc * k / held for h, k in shares.items()}
     credit_w, credit_halls = credit
@@ -267,21 +279,17 @@ def _fits(
                 domain="site",
             ),
         )
-    for h, w in halls.items():
-        left = room.hall_w[h] + credit_halls.get(h, 0.0)
-        if w > left:
-            if not explain:
-                return inc, halls, _SITE_MISS
-            return (
-                inc,
-                halls,
-                Reason(
-                    Code.POWER_CAP,
-                    need_mw=w / 1e6,
-                    headroom_mw=max(left, 0.0) / 1e6,
-                    domain=f"hall {h}",
-                ),
-            )
+    if one:
+        # The loop's one step, without the loop, and without the credit's look-up when there is
+        # no credit (every start but a preemptor's): the 0.0 its default would add.
+        left = room.hall_w[h0] + (credit_halls.get(h0, 0.0) if credit_halls else 0.0)
+        if w0 > left:
+            return inc, halls, _hall_miss(h0, w0, left, explain)
+    else:
+        for h, w in halls.items():
+            left = room.hall_w[h] + credit_halls.get(h, 0.0)
+            if w > left:
+                return inc, halls, _hall_miss(h, w, left, explain)
     # A start larger than a whole window is allowed alone, into a clear window: the driver then
     # staggers its gang in waves of one window's allowance.
     window_clear = room.ramp_w >= view.ramp_limit_w
@@ -301,9 +309,21 @@ def _fits(
     return inc, halls, None
 
 
+def _hall_miss(h: int, w: float, left: float, explain: bool) -> Reason:
+    """`_fits`' refusal for hall `h`, short of `w` with `left` there."""
+    if not explain:
+        return _SITE_MISS
+    return Reason(
+        Code.POWER_CAP, need_mw=w / 1e6, headroom_mw=max(left, 0.0) / 1e6, domain=f"hall {h}"
+    )
+
+
 # What `_fits(explain=False)` refuses with: the code only (callers read nothing else of them).
 _SITE_MISS = Reason(Code.POWER_CAP)
 _RAMP_MISS = Reason(Code.POWER_RAMP)
+# What a lean pass's floor bound refuses with when the need is within the site budget: a site
+# reason without numbers (power_blocks finds such a need within the budget, as it is).
+FLOOR_SHORT = Reason(Code.POWER_CAP)
 
 
 def _ramp_refuses(
@@ -385,7 +405,7 @@ class CapToFit:
             shape = _shape(view, placement)
         first = view.target.get((job.kind, flavor, job.priority, hall), 0)
         floor = view.floor
-        level = min(first, floor)
+        level = floor if floor < first else first  # min without the call (per admission)
         while True:
             # Above the floor a refusal is only read for its code (the next level is tried):
             # the Reason with its numbers is built once, for the level that ends the search.

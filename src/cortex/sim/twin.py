@@ -293,7 +293,7 @@ class Twin(TwinPower):
         st = self.state
         reason = intake.admit(job, self.queues, self.topo.flavors, st.gpn, st.total_gpus)
         if reason is None and self.pw is not None and self.pw.policy is not None:
-            reason = self.pw.never_fits(job, job.flavor_ids or tuple(range(len(self.topo.flavors))))
+            reason = self.pw.never_fits(job, job.flavor_ids)  # (): any flavor
         if reason is not None:
             self._reject(job, reason)
             return
