@@ -134,3 +134,22 @@ def stress_power_fleet(queues: bool = False) -> Topology:
             {"name": "research", "nominal_share": 0.2},
         ]}  # fmt: skip
     return build(parse_fleet(spec, "stress"))
+
+
+def two_hall_power_fleet(name: str) -> Topology:
+    """Two halls of two 4-node H100 pods each under a 0.2 MW site cap that binds (the power
+    books' tests: with rack budgets under the racks' TDP, node caps are finite and ladders
+    differ within a class; gangs may span the halls)."""
+    return build(
+        parse_fleet(
+            {
+                "name": name,
+                "site": {"name": "lab", "power_cap_mw": 0.2, "pue": 1.2},
+                "halls": [
+                    {"name": h, "groups": [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}]}
+                    for h in ("h1", "h2")
+                ],
+            },
+            "test",
+        )
+    )

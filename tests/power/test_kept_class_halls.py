@@ -11,31 +11,12 @@ import random
 
 import pytest
 
-from cortex.fleet.spec import parse_fleet
-from cortex.fleet.topology import build
+import testkit
 from cortex.scheduler.cap_solver import cap_classes, class_steps
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.workload.job import Job
 
-FLEET = build(
-    parse_fleet(
-        {
-            "name": "kept-halls",
-            "site": {"name": "lab", "power_cap_mw": 0.2, "pue": 1.2},
-            "halls": [
-                {
-                    "name": "h1",
-                    "groups": [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}],
-                },
-                {
-                    "name": "h2",
-                    "groups": [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}],
-                },
-            ],
-        },
-        "test",
-    )
-)
+FLEET = testkit.two_hall_power_fleet("kept-halls")
 KINDS = ("llm", "fsd-video")
 SPEED = {(k, 0): g for k, g in zip(KINDS, (1.0, 1.3), strict=True)}
 

@@ -13,8 +13,6 @@ import random
 import pytest
 
 import testkit
-from cortex.fleet.spec import parse_fleet
-from cortex.fleet.topology import build
 from cortex.scheduler.cap_solver import CapJob, CapPlan, solve_caps
 from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime
 from cortex.sim.twin import SimConfig, Twin
@@ -23,25 +21,7 @@ from cortex.workload.synthetic import generate
 
 # Two halls of two pods each under a site cap that binds, rack budgets under the racks' TDP
 # (finite node caps: ladders differ within a class), gangs that span halls.
-FLEET = build(
-    parse_fleet(
-        {
-            "name": "kept-sums",
-            "site": {"name": "lab", "power_cap_mw": 0.2, "pue": 1.2},
-            "halls": [
-                {
-                    "name": "h1",
-                    "groups": [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}],
-                },
-                {
-                    "name": "h2",
-                    "groups": [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}],
-                },
-            ],
-        },
-        "test",
-    )
-)
+FLEET = testkit.two_hall_power_fleet("kept-sums")
 KINDS = ("llm", "fsd-video", "generic")
 SPEED = {(k, 0): g for k, g in zip(KINDS, (1.0, 1.3, 0.7), strict=True)}
 

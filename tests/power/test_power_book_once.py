@@ -11,8 +11,7 @@ import random
 
 import pytest
 
-from cortex.fleet.spec import parse_fleet
-from cortex.fleet.topology import build
+import testkit
 from cortex.scheduler.power import hall_shares
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.sim.twin import SimConfig, Twin
@@ -20,25 +19,7 @@ from cortex.workload.job import Job
 
 # Two halls of two pods each, under a site cap that binds and rack budgets under the racks'
 # TDP, so that node caps are finite and hall shares and cap levels vary.
-FLEET = build(
-    parse_fleet(
-        {
-            "name": "book-once",
-            "site": {"name": "lab", "power_cap_mw": 0.2, "pue": 1.2},
-            "halls": [
-                {
-                    "name": "h1",
-                    "groups": [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}],
-                },
-                {
-                    "name": "h2",
-                    "groups": [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}],
-                },
-            ],
-        },
-        "test",
-    )
-)
+FLEET = testkit.two_hall_power_fleet("book-once")
 RACK_KW = 30.0
 
 
