@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cortex.drive.power_books import PowerBooks
@@ -23,6 +23,7 @@ from cortex.scheduler.power import (
     hall_shares,
     placement_shape,
 )
+from cortex.scheduler.reasons import Reason
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.workload.job import Job
 
@@ -300,3 +301,109 @@ def test_admission_reads_the_shape_and_the_class_of_the_first_nodes_hall(
     assert isinstance(grant, Grant)
     assert grant.shape == placement_shape(NODE_HALL, caps, low, placement)
     assert grant.level == level
+
+
+def _same(a: Grant | Reason, b: Grant | Reason) -> bool:
+    """Equal in every field, doubles by repr (-0.0 and NaN told apart), reasons by code and
+    numbers."""
+    if isinstance(a, Reason) or isinstance(b, Reason):
+        return (
+            isinstance(a, Reason)
+            and isinstance(b, Reason)
+            and a.code is b.code
+            and repr(a.detail) == repr(b.detail)
+        )
+    return repr((a.level, a.inc_w, a.halls_w, a.shape)) == repr(
+        (b.level, b.inc_w, b.halls_w, b.shape)
+    )
+
+
+_WATTS = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, 999.0, 1000.0, 1001.0, math.inf, -math.inf, math.nan]),
+    st.floats(-2e3, 2e4),
+)
+
+
+@given(
+    st.integers(0, 59),
+    st.integers(1, 8),
+    st.floats(101.0, 900.0),
+    st.lists(_WATTS, min_size=6, max_size=6),
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 3),
+    st.booleans(),
+)
+# A window that reads as neither clear nor not (a NaN limit): the step must still fit its room.
+@example(3, 2, 650.0, [1e9, 1e9, 1e9, 1e9, 0.0, math.nan], False, False, 0, False)
+@settings(max_examples=600, deadline=None)
+def test_a_one_node_start_without_credit_is_admitted_as_with_a_zero_credit(
+    n: int,
+    k: int,
+    draw: float,
+    watts: list[float],
+    racks: bool,
+    ladder: bool,
+    level: int,
+    targeted: bool,
+) -> None:
+    """CapToFit.admit grants a one-node start without credit at its first level inline; it must
+    answer as `_fits`' loop does (reached here through a zero credit that is not the default
+    object): the same grant to the last bit, or the same refusal with the same numbers."""
+    site, h0, h1, h2, ramp, limit = watts
+    caps = [300.0 + 10.0 * (i % 7) for i in range(60)]
+    view = PowerView(
+        site_headroom_w=site,
+        hall_headroom_w=[h0, h1, h2],
+        levels=(1.0, 0.9, 0.8, 0.7),
+        floor=3,
+        draw_w=lambda _k, _f: draw,
+        idle_w=[100.0],
+        tdp_w=[700.0],
+        node_hall=NODE_HALL,
+        node_max_cap_w=caps,
+        min_node_cap_w=min(caps) if racks else math.inf,
+        target={("llm", 0, 5, NODE_HALL[n]): level + 1} if targeted else {},
+        ramp_headroom_w=ramp,
+        ramp_limit_w=limit,
+        ladder_w=(lambda _k, _f, lv, cap: min((1.0, 0.9, 0.8, 0.7)[lv] * 700.0, draw, cap))
+        if ladder
+        else None,
+    )
+    job = Job(1, "j", "a", k, 100.0, kind="llm")
+    job.priority = 5
+    pol = CapToFit()
+    fast = pol.admit(view, Watts.of(view), job, 0, k, ((n, k),))
+    plain = pol.admit(view, Watts.of(view), job, 0, k, ((n, k),), (0.0, {}))
+    assert _same(fast, plain)
+
+
+def test_a_one_node_grant_books_the_halls_share_as_inc_times_k_over_k() -> None:
+    """Three GPUs at 114.3 W over a 100 W idle: 3 x 14.3 = 42.89999999999999 W, whose share of
+    its one hall is 42.89999999999999 x 3 / 3 = 42.9 W, as `_fits` books it; a hall with exactly
+    that left takes it, one with the increment's double left (a hair less) does not."""
+    view = PowerView(
+        site_headroom_w=1e9,
+        hall_headroom_w=[42.9, 1e9],
+        levels=(1.0,),
+        floor=0,
+        draw_w=lambda _k, _f: 114.3,
+        idle_w=[100.0],
+        tdp_w=[700.0],
+        node_hall=[0, 1],
+        node_max_cap_w=[700.0, 700.0],
+    )
+    job = Job(1, "j", "a", 3, 100.0, kind="llm")
+    inc = 3 * (114.3 - 100.0)
+    assert inc != 42.9 and inc * 3 / 3 == 42.9
+    got = CapToFit().admit(view, Watts.of(view), job, 0, 3, ((0, 3),))
+    assert isinstance(got, Grant)
+    assert (got.level, got.inc_w, got.halls_w, got.shape) == (
+        0,
+        inc,
+        {0: 42.9},
+        (math.inf, 3, {0: 3}),
+    )
+    room = Watts(1e9, [inc, 1e9], math.inf, set())
+    refused = CapToFit().admit(view, room, job, 0, 3, ((0, 3),))
+    assert isinstance(refused, Reason) and refused.detail["domain"] == "hall 0"

@@ -369,6 +369,10 @@ class AdmitUncapped:
         return Grant(0, inc, halls, shape) if r is None else r
 
 
+# The credit of a start that evicts nothing: CapToFit.admit's default, told by identity.
+_NO_CREDIT: tuple[float, dict[int, float]] = (0.0, {})
+
+
 class CapToFit:
     """Admission with capping: start at the class's current level (the solver's choice, TDP when
     the budget is loose) or the highest lower level that fits, down to the floor."""
@@ -391,21 +395,44 @@ class CapToFit:
         flavor: int,
         gang: int,
         placement: Placement,
-        credit: tuple[float, dict[int, float]] = (0.0, {}),
+        credit: tuple[float, dict[int, float]] = _NO_CREDIT,
     ) -> Grant | Reason:
+        floor = view.floor
         if len(placement) == 1:
             # Most starts: placement_shape's one-node answer built here, the node's hall read
             # once for it and the class key (two calls fewer per admission).
             n, k = placement[0]
             hall = view.node_hall[n]
             cap_w = view.node_max_cap_w[n] if view.min_node_cap_w < math.inf else math.inf
+            first = view.target.get((job.kind, flavor, job.priority, hall), 0)
+            level = floor if floor < first else first  # min without the call (per admission)
+            if credit is _NO_CREDIT:
+                # And most of them, with no credit (all but a preemptor's), are granted at the
+                # first level tried: `_fits`' arithmetic and its three checks in its order,
+                # inline (the same doubles: with one hall the share is inc * k / k, and a zero
+                # credit added changes no comparison). Any refusal goes the general way below,
+                # which checks this level again and builds the reason.
+                ladder_w = view.ladder_w
+                kind = job.kind
+                if ladder_w is not None:
+                    per_gpu = ladder_w(kind, flavor, level, cap_w)
+                else:
+                    per_gpu = view.per_gpu_w(kind, flavor, level, cap_w)
+                inc = gang * (per_gpu - view.idle_w[flavor])
+                w0 = inc * k / k
+                ramp_w = room.ramp_w
+                if not (
+                    inc > room.site_w
+                    or w0 > room.hall_w[hall]
+                    or (inc > ramp_w and not ramp_w >= view.ramp_limit_w)
+                ):
+                    return Grant(level, inc, {hall: w0}, (cap_w, k, {hall: k}))
             shape: Shape = (cap_w, k, {hall: k})
         else:
             hall = view.node_hall[placement[0][0]]
             shape = _shape(view, placement)
-        first = view.target.get((job.kind, flavor, job.priority, hall), 0)
-        floor = view.floor
-        level = floor if floor < first else first  # min without the call (per admission)
+            first = view.target.get((job.kind, flavor, job.priority, hall), 0)
+            level = floor if floor < first else first
         while True:
             # Above the floor a refusal is only read for its code (the next level is tried):
             # the Reason with its numbers is built once, for the level that ends the search.
