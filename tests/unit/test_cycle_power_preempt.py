@@ -408,6 +408,24 @@ def test_a_lean_floor_bound_says_what_the_power_stop_reads_of_the_full_reason() 
 
 
 @pytest.mark.parametrize("memo", [False, True], ids=["formula", "memo"])
+@pytest.mark.parametrize("explain", [False, True], ids=["lean", "explained"])
+def test_a_start_whose_floor_step_is_exactly_the_site_room_passes_the_bound(
+    memo: bool, explain: bool
+) -> None:
+    """2560 W left: job 1 (8 GPUs) needs exactly that at the floor, 8 x (420 - 100) = 2560 W, so
+    the bound lets it through (only more than the room is refused) and admission starts it at
+    the floor, level 2 (4000 W at TDP and 3680 W at 80% do not fit)."""
+    st, pend, _ = tc._setup()
+    tc._pend(pend, 1, 8, 100.0)
+    view = dataclasses.replace(
+        _view(site_w=2560.0), site_budget_w=1e6, floor_gpu_w=_per_gpu(320.0) if memo else None
+    )
+    plan = schedule(_snap(st, pend, view), _cap(), explain=explain)
+    assert [(j, lv) for j, _, _, lv in _starts(plan)] == [(1, 2)]
+    assert plan.power_headroom_w == 0.0
+
+
+@pytest.mark.parametrize("memo", [False, True], ids=["formula", "memo"])
 def test_a_lean_pass_stops_on_the_floor_bound_as_an_explained_one(memo: bool) -> None:
     """1 kW left: job 1 (8 GPUs) needs 2560 W even at the floor, within the 1 MW site budget, so
     it stops the pass before placement and job 2 (1 GPU, 500 W, which would fit) is not

@@ -234,18 +234,24 @@ class _Cycle:
             return False
         # 4. A cheap power bound first: placement is the expensive step, and under a binding
         #    power budget most jobs fail on watts, not GPUs.
-        #    The bound's pass (most asks) is read here without the call; a refusal's reason
-        #    comes from lower_bound_reason (without numbers in a lean pass where they fit).
+        #    The bound is read here without the call (with the driver's floor memo); a refusal's
+        #    reason comes from the view's floor_short, given the increment read here (without
+        #    numbers in a lean pass where they fit), as lower_bound_reason would give it.
         view = snap.power
         power = self.pol.power if view is not None else None
         room = self.stmt.watts
         if power is not None:
             assert view is not None and room is not None
             fw = view.floor_gpu_w
-            if fw is None or gang * fw(job.kind, f) > room.site_w:
+            if fw is None:
                 r = view.lower_bound_reason(room, job, f, gang, self.lean)
                 if r is not None:
                     reasons.append(r)
+                    return False
+            else:
+                inc = gang * fw(job.kind, f)
+                if inc > room.site_w:  # the bound's refusal, from the increment it read
+                    reasons.append(view.floor_short(room, inc, self.lean))
                     return False
         # 5. Placement, all or nothing.
         placement = self.place(f, gang, alloc)

@@ -82,17 +82,22 @@ class PowerView:
         fw = self.floor_gpu_w  # floor_inc_w's first branch, without the call to it: per job
         inc = gang * fw(job.kind, flavor) if fw is not None else self.floor_inc_w(job, flavor, gang)
         if inc > room.site_w:
-            # power_blocks' own test of need_mw (inc / 1e6) against the budget; a need below
-            # 0 W keeps its numbers (a reason without them reads as needing 0 W there).
-            if lean and 0.0 <= inc / 1e6 * 1e6 <= self.site_budget_w:
-                return FLOOR_SHORT
-            return Reason(
-                Code.POWER_CAP,
-                need_mw=inc / 1e6,
-                headroom_mw=max(room.site_w, 0.0) / 1e6,
-                domain="site",
-            )
+            return self.floor_short(room, inc, lean)
         return None
+
+    def floor_short(self, room: Watts, inc: float, lean: bool = False) -> Reason:
+        """lower_bound_reason's refusal of a start whose floor increment `inc` is more than the
+        site has left (the walk's bound, which computed `inc`, asks this directly)."""
+        # power_blocks' own test of need_mw (inc / 1e6) against the budget; a need below 0 W
+        # keeps its numbers (a reason without them reads as needing 0 W there).
+        if lean and 0.0 <= inc / 1e6 * 1e6 <= self.site_budget_w:
+            return FLOOR_SHORT
+        return Reason(
+            Code.POWER_CAP,
+            need_mw=inc / 1e6,
+            headroom_mw=max(room.site_w, 0.0) / 1e6,
+            domain="site",
+        )
 
     def per_gpu_w(self, kind: str, flavor: int, level: int, node_cap_w: float) -> float:
         """Per-GPU draw a start at `level` is booked at: the driver's ladder when it gives one
