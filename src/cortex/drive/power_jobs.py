@@ -57,6 +57,13 @@ class _JobPower:
     # Its run's ladder (per-GPU draw, IT increment, throughput kept per level): `ladder`'s
     # answer for its flavor, gang and node cap, which a run keeps; read at each level move.
     lad: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
+    # Under a policy, its class and (wholly in the class's hall) its ladder's key there, else
+    # None, as its start found them: its stop reads them back. Set by that start alone, not by
+    # __init__ (a start without a policy pays nothing), and read only under a policy: unset,
+    # each reads as its class attribute, None, but a compiled build (cortex.compile) has no
+    # class default to read.
+    cls: _Class | None = field(default=None, init=False, repr=False, compare=False)
+    wk: tuple[int, float] | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -213,8 +220,24 @@ class JobPowerBooks:
             self._seq, lad,
         )  # fmt: skip
         self.jobs[job.id] = jp
-        if self.policy is not None:  # the solver's classes (none without a policy)
-            self._join(job.id, jp)
+        if self.policy is not None:
+            # It joins its class (the solver's; none without a policy), written out here: two
+            # calls fewer a run than a method each way (RESULTS §136). A member wholly in the
+            # class's hall is counted per ladder (gang, node cap), the rest kept by id.
+            jid, key, classes = job.id, jp.key, self._classes
+            cls = classes.get(key)
+            if cls is None:
+                cls = classes[key] = _Class()
+            cls.members[jid] = None
+            jp.cls = cls
+            if len(halls) == 1 and halls.get(key[3]) == 1.0:
+                w = cls.whole
+                lk = jp.wk = (gang, node_cap)
+                w[lk] = w.get(lk, 0) + 1
+            else:
+                jp.wk = None
+                cls.split[jid] = tuple(halls.items())
+                cls.made = None
         self.n_capped += level > 0
         self.inc_total_w += inc_w
         hall_inc = self.hall_inc_w
@@ -242,41 +265,26 @@ class JobPowerBooks:
         for h, s in jp.halls.items():
             self.hall_actual_w[h] += d * s
 
-    def _join(self, job_id: int, jp: _JobPower) -> None:
-        """`jp` joins its class (asked only where a policy solves: the callers check)."""
-        cls = self._classes.get(jp.key)
-        if cls is None:
-            cls = self._classes[jp.key] = _Class()
-        cls.members[job_id] = None
-        hs = jp.halls
-        if len(hs) == 1 and hs.get(jp.key[3]) == 1.0:
-            w = cls.whole
-            lk = (jp.gang, jp.node_cap_w)
-            w[lk] = w.get(lk, 0) + 1
-        else:
-            cls.split[job_id] = tuple(hs.items())
-            cls.made = None
-
-    def _leave(self, job_id: int, jp: _JobPower) -> None:
-        cls = self._classes[jp.key]
-        del cls.members[job_id]
-        if not cls.members:
-            del self._classes[jp.key]
-        elif cls.split.pop(job_id, None) is not None:
-            cls.made = None
-        else:
-            w = cls.whole
-            lk = (jp.gang, jp.node_cap_w)
-            n = w[lk] - 1
-            if n:
-                w[lk] = n
-            else:
-                del w[lk]
-
     def stop(self, job_id: int) -> None:
         jp = self.jobs.pop(job_id)
-        if self.policy is not None:
-            self._leave(job_id, jp)
+        if self.policy is not None:  # it leaves the class its start joined
+            cls = jp.cls
+            assert cls is not None  # set by its start (under a policy)
+            members = cls.members
+            del members[job_id]
+            lk = jp.wk
+            if not members:
+                del self._classes[jp.key]
+            elif lk is None:
+                del cls.split[job_id]
+                cls.made = None
+            else:
+                w = cls.whole
+                n = w[lk] - 1
+                if n:
+                    w[lk] = n
+                else:
+                    del w[lk]
         self.n_capped -= jp.level > 0
         self.inc_total_w -= jp.inc_w
         self.actual_total_w -= jp.actual_w
