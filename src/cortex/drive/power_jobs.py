@@ -328,18 +328,16 @@ class JobPowerBooks:
         cj = jp.capjob
         if cj is None:  # built once per run: a run's ladder and class never change
             job = running[jid]
-            _, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+            kind, flavor, gpus, cap = job.kind, job.run_flavor, job.run_gpus, jp.node_cap_w
+            gain = speed[(kind, flavor)]
+            _, inc, kept = self.ladder_of(kind, flavor, gpus, cap)
+            # Its ladder in the solver's units from the memo the class sums read (the same
+            # quantize over the same ladder and gain), not quantized again per run.
+            q = self._q_of(kind, flavor, gpus, cap, gain)[0]
             cj = jp.capjob = CapJob(
-                id=jid,
-                key=jp.key,
-                priority=job.priority,
-                start_s=job.run_start_s,
-                gpus=job.run_gpus,
-                gain=speed[(job.kind, job.run_flavor)],
-                kept=kept,
-                inc_w=inc,
-                halls=tuple(jp.halls.items()),
-            )
+                jid, jp.key, job.priority, job.run_start_s, gpus, gain, kept, inc,
+                tuple(jp.halls.items()), q,
+            )  # fmt: skip
         return cj
 
     def _q_of(self, kind: str, flavor: int, gang: int, node_cap_w: float, gain: float) -> tuple:
@@ -429,7 +427,8 @@ class JobPowerBooks:
         q = [0] * (2 * n)
         for (gang, cap), count in cls.whole.items():
             v = self._q_of(kind, flavor, gang, cap, gain)[0]
-            q = [a + count * b for a, b in zip(q, v, strict=True)]
+            # Integer sums by C-level maps (the same integers as a comprehension's).
+            q = list(map(add, q, v if count == 1 else map(count.__mul__, v)))
         halls: dict[int, list[int]] = {}
         if cls.whole:
             halls[hall] = q[:n]
