@@ -166,11 +166,16 @@ class JobPowerBooks:
         return tuple(per), inc, tuple(kept)
 
     def _ladder_w(self, kind: str, flavor: int, level: int, node_cap_w: float) -> float:
-        key = (kind, flavor, node_cap_w)
-        per = self._per_cache.get(key)
-        if per is None:
-            per = self._per_cache[key] = self._ladder(kind, flavor, 1, node_cap_w)[0]
-        return per[level]
+        """Per-GPU draw at a level (PowerView.ladder_w: every admission try, ~112k a month
+        under `full`). Kept by kind, then flavor, then node cap, each a dict of its own: three
+        look-ups of cheap keys (a kind's hash is kept by its string) cost less than making a
+        tuple key and hashing it at every call."""
+        try:
+            return self._per_cache[kind][flavor][node_cap_w][level]
+        except KeyError:
+            per = self._ladder(kind, flavor, 1, node_cap_w)[0]
+            self._per_cache.setdefault(kind, {}).setdefault(flavor, {})[node_cap_w] = per
+            return per[level]
 
     def _inc_of(self, job_id: int) -> tuple[float, dict[int, float]]:
         """A running job's IT increment, site-wide and per hall."""
