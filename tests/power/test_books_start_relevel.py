@@ -1,15 +1,17 @@
 """The books' start, level move and stop (drive/power_jobs.py), cut for issue 11 (the ladder's
 memo read in place, the increment kept in a local, the class books asked only where a policy
-solves, a move's draw and increment updated in one loop over its halls) against their earlier
-form, kept here verbatim: the same sequence of starts (with and without admission's shape),
-wave fills, level moves and stops, staggered by a tight ramp, must leave both books equal,
-double for double, in every total, hall, job, class and window entry."""
+solves, a move's draw and increment updated in one loop over its halls; the class joined and
+left in start and stop themselves, a stop reading the class and ladder key its start kept)
+against their earlier form, kept here verbatim: the same sequence of starts (with and without
+admission's shape), wave fills, level moves and stops, staggered by a tight ramp, then every
+run stopped, must leave both books equal, double for double, in every total, hall, job, class
+and window entry."""
 
 from __future__ import annotations
 
 import math
 import random
-from dataclasses import astuple
+from dataclasses import fields
 
 import pytest
 from test_kept_class_sums import FLEET, KINDS
@@ -20,7 +22,8 @@ from cortex.workload.job import Job
 
 
 class _Plain(PowerRuntime):
-    """The books' start, relevel, stop and class joins as main 725be00 wrote them."""
+    """The books' start, relevel, stop and class joins as main 725be00 wrote them (the joins
+    as b224b0e's `_join` and `_leave`)."""
 
     def start(self, job, flavor, gang, placement, level, t, shape=None):
         node_hall = self.topo.node_hall
@@ -61,12 +64,36 @@ class _Plain(PowerRuntime):
     def _join(self, job_id, jp):
         if self.policy is None:
             return
-        super()._join(job_id, jp)
+        cls = self._classes.get(jp.key)
+        if cls is None:
+            cls = self._classes[jp.key] = power_jobs._Class()
+        cls.members[job_id] = None
+        hs = jp.halls
+        if len(hs) == 1 and hs.get(jp.key[3]) == 1.0:
+            w = cls.whole
+            lk = (jp.gang, jp.node_cap_w)
+            w[lk] = w.get(lk, 0) + 1
+        else:
+            cls.split[job_id] = tuple(hs.items())
+            cls.made = None
 
     def _leave(self, job_id, jp):
         if self.policy is None:
             return
-        super()._leave(job_id, jp)
+        cls = self._classes[jp.key]
+        del cls.members[job_id]
+        if not cls.members:
+            del self._classes[jp.key]
+        elif cls.split.pop(job_id, None) is not None:
+            cls.made = None
+        else:
+            w = cls.whole
+            lk = (jp.gang, jp.node_cap_w)
+            n = w[lk] - 1
+            if n:
+                w[lk] = n
+            else:
+                del w[lk]
 
     def stop(self, job_id):
         jp = self.jobs.pop(job_id)
@@ -91,6 +118,23 @@ class _Plain(PowerRuntime):
         return jp.kept
 
 
+def _record(jp: power_jobs._JobPower) -> tuple:
+    """A job's record but what only a start under a policy keeps for its stop (`_kept`)."""
+    return tuple(getattr(jp, f.name) for f in fields(jp) if f.name not in ("cls", "wk"))
+
+
+def _kept(pw: PowerRuntime) -> None:
+    """What a start kept for its stop: its class, and its ladder's key there where the class
+    counts it whole (every GPU in the class's hall); neither without a policy."""
+    for jp in pw.jobs.values():
+        if pw.policy is None:
+            assert getattr(jp, "cls", None) is None and getattr(jp, "wk", None) is None
+            continue
+        assert jp.cls is pw._classes[jp.key]
+        whole = len(jp.halls) == 1 and jp.halls.get(jp.key[3]) == 1.0
+        assert jp.wk == ((jp.gang, jp.node_cap_w) if whole else None)
+
+
 def _books(pw: PowerRuntime) -> tuple:
     classes = {k: (list(c.members), dict(c.whole), dict(c.split)) for k, c in pw._classes.items()}
     return (
@@ -102,10 +146,20 @@ def _books(pw: PowerRuntime) -> tuple:
         pw.staggered,
         pw._seq,
         list(pw.window),
-        {j: astuple(jp) for j, jp in pw.jobs.items()},
+        {j: _record(jp) for j, jp in pw.jobs.items()},
         list(pw.jobs),
         classes,
     )
+
+
+def _stop(new: PowerRuntime, old: _Plain, jid: int, seen: dict[str, int]) -> None:
+    jp = new.jobs[jid]
+    if jp.cls is not None:
+        seen["class emptied"] += len(jp.cls.members) == 1
+        seen["split left"] += jp.wk is None and len(jp.cls.members) > 1
+        seen["ladder gone"] += jp.wk is not None and jp.cls.whole[jp.wk] == 1
+    new.stop(jid)
+    old.stop(jid)
 
 
 @pytest.mark.parametrize("policy", ["full", "none"])
@@ -118,6 +172,7 @@ def test_start_move_and_stop_book_what_their_earlier_form_booked(policy: str, se
     old = _Plain.build(FLEET, cfg, 86400.0)
     running: dict[int, Job] = {}
     seen = {"staggered": 0, "moved mid-fill": 0, "shaped": 0, "classes": 0}
+    seen |= {"split": 0, "split left": 0, "class emptied": 0, "ladder gone": 0}
     t = 0.0
     for i in range(400):
         t += rng.choice([0.0, 5.0, 30.0, 61.0])
@@ -142,6 +197,7 @@ def test_start_move_and_stop_book_what_their_earlier_form_booked(policy: str, se
             got = new.start(job, 0, gang, placement, level, t, shape)
             assert got == old.start(job, 0, gang, placement, level, t, shape)
             seen["staggered"] += got[1] > 1
+            seen["split"] += policy == "full" and new.jobs[job.id].wk is None
             running[job.id] = job
             if rng.random() < 0.7:
                 new.fill(job.id)
@@ -151,9 +207,7 @@ def test_start_move_and_stop_book_what_their_earlier_form_booked(policy: str, se
             new.fill(jid)
             old.fill(jid)
         elif op < 0.75:
-            jid = running.pop(rng.choice(list(running))).id
-            new.stop(jid)
-            old.stop(jid)
+            _stop(new, old, running.pop(rng.choice(list(running))).id, seen)
         else:
             job = running[rng.choice(list(running))]
             jp = new.jobs[job.id]
@@ -162,5 +216,14 @@ def test_start_move_and_stop_book_what_their_earlier_form_booked(policy: str, se
             assert new.relevel(job, level) == old.relevel(job, level)
         seen["classes"] += len(new._classes)
         assert _books(new) == _books(old)
+        _kept(new)
+    for jid in rng.sample(list(running), len(running)):  # every run stops: each class empties
+        _stop(new, old, jid, seen)
+        assert _books(new) == _books(old)
+        _kept(new)
+    assert not new._classes and not new.jobs
     assert seen["staggered"] > 20 and seen["moved mid-fill"] > 10 and seen["shaped"] > 50
     assert (seen["classes"] > 0) == (policy == "full")
+    if policy == "full":  # each way a stop leaves its class
+        assert seen["split left"] > 5 and seen["class emptied"] > 5 and seen["ladder gone"] > 5
+        assert seen["split"] > 10

@@ -13,7 +13,7 @@ import random
 import pytest
 
 import testkit
-from cortex.scheduler.cap_solver import CapJob, CapPlan, solve_caps
+from cortex.scheduler.cap_solver import CapJob, CapPlan, hall_ladder, quantize, solve_caps
 from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
@@ -83,6 +83,45 @@ def test_kept_sums_solve_as_the_running_jobs_do(seed: int) -> None:
         )
         got = pw.solve_kept(running, SPEED, site, halls, head)
         assert _same(got, _per_job(pw, running, head, site, halls))
+        _capjobs_as_made_whole(pw, running)
+
+
+def _capjobs_as_made_whole(pw: PowerRuntime, running: dict[int, Job]) -> None:
+    """The books build a run's CapJob with its ladder quantized from their class sums' memo:
+    it must be the CapJob made from the run alone, ladder quantized afresh."""
+    for jid, cj in zip(running, pw.cap_jobs(running, SPEED), strict=True):
+        job = running[jid]
+        _, inc, kept = pw.ladder(job, job.run_flavor, job.run_gpus, pw.jobs[jid].node_cap_w)
+        gain = SPEED[(job.kind, job.run_flavor)]
+        fresh = CapJob(
+            jid,
+            pw.jobs[jid].key,
+            job.priority,
+            job.run_start_s,
+            job.run_gpus,
+            gain,
+            kept,
+            inc,
+            tuple(pw.jobs[jid].halls.items()),
+        )
+        assert cj == fresh
+        assert cj.q == fresh.q == quantize(inc, kept, float(job.run_gpus * gain))
+        assert cj.qh == fresh.qh
+
+
+@pytest.mark.parametrize(
+    "halls",
+    [((1, 1.0),), ((0, 0.25),), ((0, 0.5), (1, 0.5)), ((0, 0.25), (1, 0.75))],
+)
+def test_a_capjobs_hall_ladders(halls: tuple[tuple[int, float], ...]) -> None:
+    # A hall holding all its GPUs adds the site ladder's watts there; a share, its part of each
+    # level's watts. The same with the ladder given quantized (the books') as made here.
+    inc, kept = (900.0, 700.5, 333.3), (1.0, 0.9, 0.55)
+    q = quantize(inc, kept, 8 * 1.3)
+    want = tuple((h, q[:3] if s == 1.0 else hall_ladder(inc, s)) for h, s in halls)
+    for given in ((), q):
+        cj = CapJob(7, ("llm", 0, 1, 1), 1, 0.0, 8, 1.3, kept, inc, halls, given)
+        assert cj.q == q and cj.qh == want
 
 
 def test_every_solve_of_a_twin_run_reads_the_kept_sums(monkeypatch: pytest.MonkeyPatch) -> None:

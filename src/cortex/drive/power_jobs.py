@@ -57,6 +57,13 @@ class _JobPower:
     # Its run's ladder (per-GPU draw, IT increment, throughput kept per level): `ladder`'s
     # answer for its flavor, gang and node cap, which a run keeps; read at each level move.
     lad: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
+    # Under a policy, its class and (wholly in the class's hall) its ladder's key there, else
+    # None, as its start found them: its stop reads them back. Set by that start alone, not by
+    # __init__ (a start without a policy pays nothing), and read only under a policy: unset,
+    # each reads as its class attribute, None, but a compiled build (cortex.compile) has no
+    # class default to read.
+    cls: _Class | None = field(default=None, init=False, repr=False, compare=False)
+    wk: tuple[int, float] | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -159,11 +166,16 @@ class JobPowerBooks:
         return tuple(per), inc, tuple(kept)
 
     def _ladder_w(self, kind: str, flavor: int, level: int, node_cap_w: float) -> float:
-        key = (kind, flavor, node_cap_w)
-        per = self._per_cache.get(key)
-        if per is None:
-            per = self._per_cache[key] = self._ladder(kind, flavor, 1, node_cap_w)[0]
-        return per[level]
+        """Per-GPU draw at a level (PowerView.ladder_w: every admission try, ~112k a month
+        under `full`). Kept by kind, then flavor, then node cap, each a dict of its own: three
+        look-ups of cheap keys (a kind's hash is kept by its string) cost less than making a
+        tuple key and hashing it at every call."""
+        try:
+            return self._per_cache[kind][flavor][node_cap_w][level]
+        except KeyError:
+            per = self._ladder(kind, flavor, 1, node_cap_w)[0]
+            self._per_cache.setdefault(kind, {}).setdefault(flavor, {})[node_cap_w] = per
+            return per[level]
 
     def _inc_of(self, job_id: int) -> tuple[float, dict[int, float]]:
         """A running job's IT increment, site-wide and per hall."""
@@ -213,8 +225,24 @@ class JobPowerBooks:
             self._seq, lad,
         )  # fmt: skip
         self.jobs[job.id] = jp
-        if self.policy is not None:  # the solver's classes (none without a policy)
-            self._join(job.id, jp)
+        if self.policy is not None:
+            # It joins its class (the solver's; none without a policy), written out here: two
+            # calls fewer a run than a method each way (RESULTS §136). A member wholly in the
+            # class's hall is counted per ladder (gang, node cap), the rest kept by id.
+            jid, key, classes = job.id, jp.key, self._classes
+            cls = classes.get(key)
+            if cls is None:
+                cls = classes[key] = _Class()
+            cls.members[jid] = None
+            jp.cls = cls
+            if len(halls) == 1 and halls.get(key[3]) == 1.0:
+                w = cls.whole
+                lk = jp.wk = (gang, node_cap)
+                w[lk] = w.get(lk, 0) + 1
+            else:
+                jp.wk = None
+                cls.split[jid] = tuple(halls.items())
+                cls.made = None
         self.n_capped += level > 0
         self.inc_total_w += inc_w
         hall_inc = self.hall_inc_w
@@ -242,41 +270,26 @@ class JobPowerBooks:
         for h, s in jp.halls.items():
             self.hall_actual_w[h] += d * s
 
-    def _join(self, job_id: int, jp: _JobPower) -> None:
-        """`jp` joins its class (asked only where a policy solves: the callers check)."""
-        cls = self._classes.get(jp.key)
-        if cls is None:
-            cls = self._classes[jp.key] = _Class()
-        cls.members[job_id] = None
-        hs = jp.halls
-        if len(hs) == 1 and hs.get(jp.key[3]) == 1.0:
-            w = cls.whole
-            lk = (jp.gang, jp.node_cap_w)
-            w[lk] = w.get(lk, 0) + 1
-        else:
-            cls.split[job_id] = tuple(hs.items())
-            cls.made = None
-
-    def _leave(self, job_id: int, jp: _JobPower) -> None:
-        cls = self._classes[jp.key]
-        del cls.members[job_id]
-        if not cls.members:
-            del self._classes[jp.key]
-        elif cls.split.pop(job_id, None) is not None:
-            cls.made = None
-        else:
-            w = cls.whole
-            lk = (jp.gang, jp.node_cap_w)
-            n = w[lk] - 1
-            if n:
-                w[lk] = n
-            else:
-                del w[lk]
-
     def stop(self, job_id: int) -> None:
         jp = self.jobs.pop(job_id)
-        if self.policy is not None:
-            self._leave(job_id, jp)
+        if self.policy is not None:  # it leaves the class its start joined
+            cls = jp.cls
+            assert cls is not None  # set by its start (under a policy)
+            members = cls.members
+            del members[job_id]
+            lk = jp.wk
+            if not members:
+                del self._classes[jp.key]
+            elif lk is None:
+                del cls.split[job_id]
+                cls.made = None
+            else:
+                w = cls.whole
+                n = w[lk] - 1
+                if n:
+                    w[lk] = n
+                else:
+                    del w[lk]
         self.n_capped -= jp.level > 0
         self.inc_total_w -= jp.inc_w
         self.actual_total_w -= jp.actual_w
@@ -320,18 +333,16 @@ class JobPowerBooks:
         cj = jp.capjob
         if cj is None:  # built once per run: a run's ladder and class never change
             job = running[jid]
-            _, inc, kept = self.ladder(job, job.run_flavor, job.run_gpus, jp.node_cap_w)
+            kind, flavor, gpus, cap = job.kind, job.run_flavor, job.run_gpus, jp.node_cap_w
+            gain = speed[(kind, flavor)]
+            _, inc, kept = self.ladder_of(kind, flavor, gpus, cap)
+            # Its ladder in the solver's units from the memo the class sums read (the same
+            # quantize over the same ladder and gain), not quantized again per run.
+            q = self._q_of(kind, flavor, gpus, cap, gain)[0]
             cj = jp.capjob = CapJob(
-                id=jid,
-                key=jp.key,
-                priority=job.priority,
-                start_s=job.run_start_s,
-                gpus=job.run_gpus,
-                gain=speed[(job.kind, job.run_flavor)],
-                kept=kept,
-                inc_w=inc,
-                halls=tuple(jp.halls.items()),
-            )
+                jid, jp.key, job.priority, job.run_start_s, gpus, gain, kept, inc,
+                tuple(jp.halls.items()), q,
+            )  # fmt: skip
         return cj
 
     def _q_of(self, kind: str, flavor: int, gang: int, node_cap_w: float, gain: float) -> tuple:
@@ -421,7 +432,8 @@ class JobPowerBooks:
         q = [0] * (2 * n)
         for (gang, cap), count in cls.whole.items():
             v = self._q_of(kind, flavor, gang, cap, gain)[0]
-            q = [a + count * b for a, b in zip(q, v, strict=True)]
+            # Integer sums by C-level maps (the same integers as a comprehension's).
+            q = list(map(add, q, v if count == 1 else map(count.__mul__, v)))
         halls: dict[int, list[int]] = {}
         if cls.whole:
             halls[hall] = q[:n]

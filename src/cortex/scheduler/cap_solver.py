@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from operator import add, attrgetter, sub
 
 # A class of running jobs shares one cap level: same kind, flavor, priority and main hall.
@@ -56,17 +56,26 @@ class CapJob:
     kept: tuple[float, ...]
     inc_w: tuple[float, ...]
     halls: tuple[tuple[int, float], ...]
+    # `quantized`: quantize's answer for this ladder and gain where the caller has it (the books'
+    # memo, the same integers); left out, it is made here.
+    quantized: InitVar[tuple[int, ...]] = ()
     # In the solver's units, derived once (the books build a running job's CapJob once): `q`,
     # its ladder (quantize); `qh`, its IT increment per level in each of its halls.
     q: tuple[int, ...] = field(init=False, repr=False, compare=False)
     qh: tuple[tuple[int, tuple[int, ...]], ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        self.q = quantize(self.inc_w, self.kept, float(self.gpus * self.gain))
+    def __post_init__(self, quantized: tuple[int, ...]) -> None:
+        # A ladder has at least one level, so a quantized one is never empty.
+        q = self.q = quantized or quantize(self.inc_w, self.kept, float(self.gpus * self.gain))
         n = len(self.inc_w)
-        self.qh = tuple(
-            (h, self.q[:n] if sh == 1.0 else hall_ladder(self.inc_w, sh)) for h, sh in self.halls
-        )
+        halls = self.halls
+        if len(halls) == 1:  # one hall (nearly every job): its entry without a generator
+            [(h, sh)] = halls
+            self.qh = ((h, q[:n] if sh == 1.0 else hall_ladder(self.inc_w, sh)),)
+        else:
+            self.qh = tuple(
+                (h, q[:n] if sh == 1.0 else hall_ladder(self.inc_w, sh)) for h, sh in halls
+            )
 
 
 @dataclass(slots=True)
