@@ -354,40 +354,78 @@ class JobPowerBooks:
         members), without reading every job."""
         n = len(self.levels)
         out = []
-        for key, cls in sorted(
-            self._classes.items(), key=lambda kc: self.jobs[next(iter(kc[1].members))].seq
-        ):
+        jobs = self.jobs
+        # In the order of each class's first member's start, ties (none: starts are numbered
+        # apart) in the classes' order, as a stable sort would: decorated by a comprehension,
+        # no key call per class.
+        order = sorted(
+            [
+                (jobs[next(iter(cls.members))].seq, i, key, cls)
+                for i, (key, cls) in enumerate(self._classes.items())
+            ]
+        )
+        for _, _, key, cls in order:
             kind, flavor, prio, hall = key
             gain = speed[(kind, flavor)]
             made = cls.made
             hq = None
             if made is not None and made[0] == gain and cls.whole != made[4]:
                 # A split member always has GPUs in its class's hall, so the hall's sums exist
-                # whenever the class has members; the look-up only guards that.
-                hq = dict(made[2]).get(hall)
-            if made is None or made[0] != gain or (hq is None and cls.whole != made[4]):
+                # whenever the class has members; the look-up only guards that. Most classes
+                # have sums in their own hall alone (no dict made for that one entry).
+                mh = made[2]
+                if len(mh) == 1:
+                    if mh[0][0] == hall:
+                        hq = mh[0][1]
+                else:
+                    hq = dict(mh).get(hall)
+                if hq is None:
+                    made = cls.made = self._make_class(key, cls, gain)
+            elif made is None or made[0] != gain:
                 made = cls.made = self._make_class(key, cls, gain)
-            elif hq is not None:
+            if hq is not None:
                 # The ladders whose counts moved since (new or changed counts, then those gone),
                 # added in by C-level maps: integer sums, so the order they come in is moot.
                 # With no split member the hall's sums are the site's first n (every member
-                # lies wholly in the hall): copied once, not summed again per ladder.
+                # lies wholly in the hall): copied once, not summed again per ladder. The
+                # counts are read entry by entry (no set of (ladder, count) pairs made of
+                # either), a count down by one subtracts the ladder (no product), and those
+                # gone are looked for only when fewer than the old entries were found again.
                 q, was, now = made[1], made[4], cls.whole
                 whole = not cls.split
-                for lk, c in now.items() - was.items():
-                    v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
-                    k = c - was.get(lk, 0)
-                    kv = v if k == 1 else list(map(k.__mul__, v))
-                    q[:] = map(add, q, kv)
-                    if not whole:
-                        hq[:] = map(add, hq, kv)  # its first n: the IT increments
-                for lk in was.keys() - now.keys():
-                    v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
-                    k = was[lk]
-                    kv = v if k == 1 else list(map(k.__mul__, v))
-                    q[:] = map(sub, q, kv)
-                    if not whole:
-                        hq[:] = map(sub, hq, kv)
+                q_of = self._q_of
+                found = 0
+                for lk, c in now.items():
+                    w = was.get(lk)
+                    if w is None:
+                        k = c
+                    else:
+                        found += 1
+                        k = c - w
+                        if not k:
+                            continue
+                    v = q_of(kind, flavor, lk[0], lk[1], gain)[0]
+                    if k == 1:
+                        q[:] = map(add, q, v)
+                        if not whole:
+                            hq[:] = map(add, hq, v)  # its first n: the IT increments
+                    elif k == -1:
+                        q[:] = map(sub, q, v)
+                        if not whole:
+                            hq[:] = map(sub, hq, v)
+                    else:
+                        kv = list(map(k.__mul__, v))
+                        q[:] = map(add, q, kv)
+                        if not whole:
+                            hq[:] = map(add, hq, kv)
+                if found < len(was):
+                    for lk in was.keys() - now.keys():
+                        v = q_of(kind, flavor, lk[0], lk[1], gain)[0]
+                        k = was[lk]
+                        kv = v if k == 1 else list(map(k.__mul__, v))
+                        q[:] = map(sub, q, kv)
+                        if not whole:
+                            hq[:] = map(sub, hq, kv)
                 if whole:
                     hq[:] = q[:n]
                 made[3], made[4] = None, now.copy()
