@@ -441,9 +441,16 @@ class PowerBooks(JobPowerBooks):
         watts), then raises, higher priorities first (a raise spends the ramp window), and
         within those in start order (the books' order), whatever order `levels` lists them in."""
         jobs = self.jobs  # read once per job of a solve (hundreds), not through self
-        moves = [(j, lv) for j, lv in levels.items() if jobs[j].level != lv]
-        moves.sort(key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority, jobs[m[0]].seq))
-        return moves
+        # Each move decorated with its order where the scan finds it (the job's books read
+        # once, no key call per move): start numbers are unique, so the job and level after
+        # them never decide.
+        moves = [
+            (lv < jp.level, -running[j].priority, jp.seq, j, lv)
+            for j, lv in levels.items()
+            if (jp := jobs[j]).level != lv
+        ]
+        moves.sort()
+        return [(j, lv) for _, _, _, j, lv in moves]
 
     def solve(
         self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float], t: float
