@@ -277,6 +277,13 @@ class PowerBooks(JobPowerBooks):
             got = self._budget_cache[key] = (it - self.base_all_w, self._hall_budget_w(t))
         return got
 
+    def _budgets_left(self, t: float) -> tuple[float, list[float]]:
+        """site_budget_w's and hall_budget_w's values from one read of the budgets."""
+        site_w, hb = self._budgets(t)
+        if self.reserved_hall_w:
+            hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
+        return site_w - self.reserved_w, hb
+
     def site_budget_w(self, t: float) -> float:
         """IT watts over idle the site may add at time t (less what a driver reserved)."""
         return self._budgets(t)[0] - self.reserved_w
@@ -434,16 +441,23 @@ class PowerBooks(JobPowerBooks):
         watts), then raises, higher priorities first (a raise spends the ramp window), and
         within those in start order (the books' order), whatever order `levels` lists them in."""
         jobs = self.jobs  # read once per job of a solve (hundreds), not through self
-        moves = [(j, lv) for j, lv in levels.items() if jobs[j].level != lv]
-        moves.sort(key=lambda m: (m[1] < jobs[m[0]].level, -running[m[0]].priority, jobs[m[0]].seq))
-        return moves
+        # Each move decorated with its order where the scan finds it (the job's books read
+        # once, no key call per move): start numbers are unique, so the job and level after
+        # them never decide.
+        moves = [
+            (lv < jp.level, -running[j].priority, jp.seq, j, lv)
+            for j, lv in levels.items()
+            if (jp := jobs[j]).level != lv
+        ]
+        moves.sort()
+        return [(j, lv) for _, _, _, j, lv in moves]
 
     def solve(
         self, running: Mapping[int, Job], speed: Mapping[tuple[str, int], float], t: float
     ) -> CapPlan:
         """Re-divide the budget at t among the booked jobs (`running`: their Job objects)."""
         self.solves += 1
-        return self.solve_kept(running, speed, self.site_budget_w(t), self.hall_budget_w(t))
+        return self.solve_kept(running, speed, *self._budgets_left(t))
 
     def make_room_for(
         self,
@@ -459,7 +473,7 @@ class PowerBooks(JobPowerBooks):
             return None
         f = (head.flavor_ids or (0,))[0]
         cj = self.head_cap_job(head, f, speed[(head.kind, f)], t)
-        site_w, halls_w = self.site_budget_w(t), self.hall_budget_w(t)
+        site_w, halls_w = self._budgets_left(t)
         return make_room_with(
             min(k[2] for k in self._classes),
             cj,
@@ -470,9 +484,12 @@ class PowerBooks(JobPowerBooks):
 
     def needs_solve(self, t: float) -> bool:
         """Is the running set over budget, or is anyone capped while watts are spare?"""
-        if self.inc_total_w > self.site_budget_w(t):
+        # The budgets read once: the twin asks at every weather tick, and each read finds its
+        # key again (the tick, the cap events).
+        site_w, hb = self._budgets_left(t)
+        inc_w = self.inc_total_w
+        if inc_w > site_w:
             return True
-        hb = self.hall_budget_w(t)
         if any(w > b for w, b in zip(self.hall_inc_w, hb, strict=True)):
             return True
         if len(self.levels) == 1 or self.n_capped == 0:
@@ -480,8 +497,8 @@ class PowerBooks(JobPowerBooks):
         # Capped jobs are raised at once when a meaningful share of the budget is spare (1%),
         # and evened out periodically otherwise: a re-solve for a few watts costs more than it
         # returns.
-        spare = self.site_budget_w(t) - self.inc_total_w
-        return self._periodic_solve(t) or spare >= RAISE_SPARE_FRAC * self.site_budget_w(t)
+        spare = site_w - inc_w
+        return self._periodic_solve(t) or spare >= RAISE_SPARE_FRAC * site_w
 
     # ---- facility -----------------------------------------------------------------------------
     def it_w(self, state: ClusterState) -> float:

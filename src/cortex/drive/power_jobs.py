@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from operator import add, sub
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cortex.power.curve import draw_fractions
 from cortex.scheduler.cap_solver import (
@@ -75,8 +75,9 @@ class _Class:
     whole: dict[tuple[int, float], int] = field(default_factory=dict)  # no zero counts
     split: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     # The sums as a solve last read them (kept_classes): [gain, ladder sums, hall sums in hall
-    # order, steps, `whole` then]; the next solve adds in the ladders whose counts moved since.
-    # None: made again from the members (a split member came or went; a new class).
+    # order, steps, `whole` then], and after them what kept_classes last made of them; the next
+    # solve adds in the ladders whose counts moved since. None: made again from the members (a
+    # split member came or went; a new class).
     made: list | None = None
 
 
@@ -365,55 +366,104 @@ class JobPowerBooks:
         members), without reading every job."""
         n = len(self.levels)
         out = []
-        for key, cls in sorted(
-            self._classes.items(), key=lambda kc: self.jobs[next(iter(kc[1].members))].seq
-        ):
+        jobs = self.jobs
+        # In the order of each class's first member's start, ties (none: starts are numbered
+        # apart) in the classes' order, as a stable sort would: decorated by a comprehension,
+        # no key call per class.
+        order = sorted(
+            [
+                (jobs[next(iter(cls.members))].seq, i, key, cls)
+                for i, (key, cls) in enumerate(self._classes.items())
+            ]
+        )
+        for _, _, key, cls in order:
             kind, flavor, prio, hall = key
             gain = speed[(kind, flavor)]
             made = cls.made
             hq = None
             if made is not None and made[0] == gain and cls.whole != made[4]:
                 # A split member always has GPUs in its class's hall, so the hall's sums exist
-                # whenever the class has members; the look-up only guards that.
-                hq = dict(made[2]).get(hall)
-            if made is None or made[0] != gain or (hq is None and cls.whole != made[4]):
+                # whenever the class has members; the look-up only guards that. Most classes
+                # have sums in their own hall alone (no dict made for that one entry).
+                mh = made[2]
+                if len(mh) == 1:
+                    if mh[0][0] == hall:
+                        hq = mh[0][1]
+                else:
+                    hq = dict(mh).get(hall)
+                if hq is None:
+                    made = cls.made = self._make_class(key, cls, gain)
+            elif made is None or made[0] != gain:
                 made = cls.made = self._make_class(key, cls, gain)
-            elif hq is not None:
+            if hq is not None:
                 # The ladders whose counts moved since (new or changed counts, then those gone),
                 # added in by C-level maps: integer sums, so the order they come in is moot.
                 # With no split member the hall's sums are the site's first n (every member
-                # lies wholly in the hall): copied once, not summed again per ladder.
+                # lies wholly in the hall): copied once, not summed again per ladder. The
+                # counts are read entry by entry (no set of (ladder, count) pairs made of
+                # either), a count down by one subtracts the ladder (no product), and those
+                # gone are looked for only when fewer than the old entries were found again.
                 q, was, now = made[1], made[4], cls.whole
                 whole = not cls.split
-                for lk, c in now.items() - was.items():
-                    v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
-                    k = c - was.get(lk, 0)
-                    kv = v if k == 1 else list(map(k.__mul__, v))
-                    q[:] = map(add, q, kv)
-                    if not whole:
-                        hq[:] = map(add, hq, kv)  # its first n: the IT increments
-                for lk in was.keys() - now.keys():
-                    v = self._q_of(kind, flavor, lk[0], lk[1], gain)[0]
-                    k = was[lk]
-                    kv = v if k == 1 else list(map(k.__mul__, v))
-                    q[:] = map(sub, q, kv)
-                    if not whole:
-                        hq[:] = map(sub, hq, kv)
+                q_of = self._q_of
+                found = 0
+                for lk, c in now.items():
+                    w = was.get(lk)
+                    if w is None:
+                        k = c
+                    else:
+                        found += 1
+                        k = c - w
+                        if not k:
+                            continue
+                    v = q_of(kind, flavor, lk[0], lk[1], gain)[0]
+                    if k == 1:
+                        q[:] = map(add, q, v)
+                        if not whole:
+                            hq[:] = map(add, hq, v)  # its first n: the IT increments
+                    elif k == -1:
+                        q[:] = map(sub, q, v)
+                        if not whole:
+                            hq[:] = map(sub, hq, v)
+                    else:
+                        kv = list(map(k.__mul__, v))
+                        q[:] = map(add, q, kv)
+                        if not whole:
+                            hq[:] = map(add, hq, kv)
+                if found < len(was):
+                    for lk in was.keys() - now.keys():
+                        v = q_of(kind, flavor, lk[0], lk[1], gain)[0]
+                        k = was[lk]
+                        kv = v if k == 1 else list(map(k.__mul__, v))
+                        q[:] = map(sub, q, kv)
+                        if not whole:
+                            hq[:] = map(sub, hq, kv)
                 if whole:
                     hq[:] = q[:n]
                 made[3], made[4] = None, now.copy()
-            if made[3] is None:
-                made[3] = class_steps(made[1], made[2], n)
-            out.append(
-                CapClass(
+            steps = made[3]
+            if steps is None:
+                steps = made[3] = class_steps(made[1], made[2], n)
+            # The class as the last solve read it, for the same books, running jobs and speeds
+            # (its sums are the same lists, moved in place): kept after `made`'s five entries,
+            # its steps set anew. A CapClass and its members' partial made per class cost ~6.7k
+            # instructions, ~26 classes a solve.
+            got = made[5] if len(made) > 5 else None
+            if got is not None and got[1] is running and got[2] is speed and got[3] is self:
+                cc = got[0]
+                cc.steps = steps
+            else:
+                cc = CapClass(
                     key,
                     prio,
                     made[1],
                     made[2],
                     partial(self._members, cls.members, running, speed),
-                    made[3],
+                    steps,
                 )
-            )
+                del made[5:]
+                made.append((cc, running, speed, self))
+            out.append(cc)
         return out
 
     def _members(
@@ -422,8 +472,18 @@ class JobPowerBooks:
         running: Mapping[int, Job],
         speed: Mapping[tuple[str, int], float],
     ) -> list[CapJob]:
-        """A class's members as CapJobs, in start order (for the class a solve stops in)."""
-        return [self._cap_job(j, self.jobs[j], running, speed) for j in ids]
+        """A class's members as CapJobs, in start order (for the class a solve stops in). A
+        run's CapJob is made once, at the first solve that reads it: those made are read in
+        place (a split class lists ~50 members; a call per member cost 2.4x the read), the
+        missing ones made."""
+        jobs = self.jobs
+        got = [jobs[j].capjob for j in ids]
+        if all(got):  # a CapJob is always true (no __bool__ or __len__); None is not
+            return cast("list[CapJob]", got)
+        return [
+            self._cap_job(j, jobs[j], running, speed) if cj is None else cj
+            for j, cj in zip(ids, got, strict=True)
+        ]
 
     def _make_class(self, key: ClassKey, cls: _Class, gain: float) -> list:
         """A class's sums from its members (kept_classes' `made`)."""
