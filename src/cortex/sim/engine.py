@@ -2,6 +2,11 @@
 that pops them, one instant at a time. What an event does is the twin's (its handlers); when
 an instant is over the twin runs its scheduling cycle (`instant_over`). Split out of
 `Twin.run` so that the event mechanics and the model they drive can change apart.
+
+An entry may be superseded before it pops (a run's finish, once a cap move has pushed its new
+end or the run has stopped): the twin names, per kind, the test of whether an entry still
+stands, and the loop drops one that does not as if it had never been pushed: the clock does
+not stop for it, it is not counted, and it closes no instant of its own.
 """
 
 from __future__ import annotations
@@ -48,13 +53,14 @@ class EventHeap:
     pop sifts through a heap of thousands rather than of every event still to come (a pop
     from the month's full heap cost ~1.5 us)."""
 
-    __slots__ = ("_next", "_seeded", "heap", "seq")
+    __slots__ = ("_next", "_seeded", "dropped", "heap", "seq")
 
     def __init__(self) -> None:
         self.heap: list[Event] = []  # pushed during the run
         self.seq = 0
         self._seeded: list[Event] = []  # added before it; sorted by `ready`
         self._next = 0  # the first of `_seeded` not yet handled
+        self.dropped = 0  # superseded entries popped and dropped (`run`'s `stands`)
 
     def push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
         self.seq += 1
@@ -82,16 +88,26 @@ class EventHeap:
         advance: Callable[[float], None],
         instant_over: Callable[[], None],
         on_progress: Callable[[float], None] | None = None,
+        stands: dict[int, Callable[[Any, int], bool]] | None = None,
     ) -> int:
         """Pop and handle every event up to `horizon`: `advance(t)` first when time moves on
         from `now`, `instant_over()` once the last event of an instant is handled. Returns
-        how many events were handled."""
+        how many events were handled. `stands[kind](a, b)`, where given, says whether an entry
+        of that kind still stands when it pops; one that does not is dropped unhandled and
+        uncounted (`dropped` counts them), without moving the clock, and an instant whose last
+        entry it was is closed all the same, if it handled an event."""
         heap = self.heap
         seeded = self._seeded
         i = self._next
         n = len(seeded)
         pop = heapq.heappop
+        # Indexed by kind: a list item costs less than a dict's lookup at every event.
+        tests: list[Callable[[Any, int], bool] | None] = [None] * (max(handlers, default=0) + 1)
+        for k, stand in (stands or {}).items():
+            tests[k] = stand
         events = 0
+        dropped = 0
+        is_open = False  # an event of the instant at hand has been handled, and it is not over
         next_report = 0
         while True:
             if heap and (i >= n or heap[0] < seeded[i]):
@@ -107,15 +123,25 @@ class EventHeap:
             else:
                 break
             t, _, _, kind, a, b = ev
-            if t > now:
-                advance(t)
-                now = t
-            handlers[kind](a, b)
-            events += 1
+            test = tests[kind]
+            if test is not None and not test(a, b):
+                dropped += 1
+                if not is_open:
+                    continue
+            else:
+                if t > now:
+                    advance(t)
+                    now = t
+                handlers[kind](a, b)
+                events += 1
+                is_open = True
+            # (an open instant is the one at t: it is closed before time moves on)
             if (not heap or heap[0][0] > t) and (i >= n or seeded[i][0] > t):
                 instant_over()
+                is_open = False
             if on_progress is not None and events >= next_report:
                 on_progress(t)
                 next_report = events + PROGRESS_EVERY
         self._next = i
+        self.dropped += dropped
         return events

@@ -108,6 +108,13 @@ class SimConfig:
         return self.days * 86400.0
 
 
+def _finish_stands(job: Job, epoch: int) -> bool:
+    """Whether a finish entry still stands when it pops: it is the live run's. A cap move
+    pushes the run's new end under a new epoch; a run that stopped (completed at an earlier
+    end, preempted, failed) is no longer RUNNING, and a restart bumps the epoch."""
+    return job.epoch == epoch and job.state is JobState.RUNNING
+
+
 # control/estimate_accuracy.py subclasses the twin: the compiled core must allow it
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Twin(TwinPower):
@@ -172,6 +179,7 @@ class Twin(TwinPower):
         self.completed: list[Job] = []
         self.large_productive_s: dict[int, float] = {}
         self.events = 0
+        self.superseded = 0  # finishes dropped unhandled: not in `events` (_finish_stands)
         self.wall_s = 0.0
         self._facility_w = 0.0
         self._power_dirty = True
@@ -231,10 +239,14 @@ class Twin(TwinPower):
             JOBFAIL: self._job_failure,
             RETRY: self._retry,
         }
+        # A finish superseded by its run's cap move or stop is no event of the modelled world:
+        # the engine drops it without stopping the clock (RESULTS §134).
+        stands: dict[int, Callable[[Any, int], bool]] = {FINISH: _finish_stands}
         with gc_for_the_run(prepare=self._seed_events):
             self.events += self.engine.run(
-                horizon, self.now, handlers, self._advance, self._instant_over, on_progress
+                horizon, self.now, handlers, self._advance, self._instant_over, on_progress, stands
             )
+        self.superseded = self.engine.dropped
         self._advance(horizon)
         self._close_running()
         if self.spares is not None:
@@ -300,9 +312,8 @@ class Twin(TwinPower):
         self.pending.add(job)
         self._dirty = True
 
-    def _finish(self, job: Job, epoch: int) -> None:
-        if job.epoch != epoch or job.state is not JobState.RUNNING:
-            return  # stale: the run it belonged to was preempted or interrupted
+    def _finish(self, job: Job, _epoch: int) -> None:
+        # Only the live run's finish comes here: the engine drops the others (_finish_stands).
         compute = job.remaining_s / job.run_speed
         elapsed = job.run_dur_s
         self._power_stop(job, elapsed)
