@@ -1,8 +1,9 @@
-"""A superseded finish dropped unhandled (RESULTS §134) changes the report by its count in
-`events` only: the same seeded reports, `events` lower by exactly the finishes that an engine
-handing them to `Twin._finish` (a base checkout from before it) found stale, and floats equal
-or within 1e-9 relative (the clock no longer stops at those instants, so the metrics' float
-integrals are split at fewer moments and may round otherwise in the last bits).
+"""A superseded finish dropped unhandled, or never put on the heap (RESULTS §134), changes the
+report by its count in `events` only: the same seeded reports, `events` lower by exactly the
+finishes that an engine handing them to `Twin._finish` (a base checkout from before it) found
+stale, and floats equal or within 1e-9 relative (the clock no longer stops at those instants,
+so the metrics' float integrals are split at fewer moments and may round otherwise in the last
+bits; a sum so rounded may print one step apart in its last digit, which is listed too).
 
     python bench/superseded_check.py run OUT --base BASE_SRC [--new NEW_SRC] [--month]
     python bench/superseded_check.py compare BASE.json NEW.json N   # N: BASE's stale finishes
@@ -68,7 +69,7 @@ def count(out: Path, sim_args: list[str]) -> None:
             stale[0] += 1
         finish(self, job, epoch)
 
-    Twin._finish = counting  # type: ignore[method-assign,assignment]
+    setattr(Twin, "_finish", counting)  # noqa: B010 (a patch mypy would refuse to type)
     sys.argv = ["cortex", "sim", *sim_args, "--quiet", "--json", str(out)]
     try:
         runpy.run_module("cortex.cli.main", run_name="__main__")
@@ -78,9 +79,18 @@ def count(out: Path, sim_args: list[str]) -> None:
     Path(f"{out}.superseded").write_text(f"{stale[0]}\n")
 
 
+def _last_digit(x: float) -> float:
+    """One step of the last digit the report printed `x` with (it rounds)."""
+    text = repr(x)
+    if "e" in text or "." not in text:
+        return 0.0
+    return 10.0 ** -len(text.split(".")[1])
+
+
 def _floats(a: Any, b: Any, path: str, diffs: list[str], floats: dict[str, float]) -> None:
     """Differences of b from a: ints, strings, keys and lengths exactly, floats to REL
-    (those that differ at all are noted in `floats`, with their relative difference)."""
+    or one step apart in the last digit printed (those that differ at all are noted in
+    `floats`, with their relative difference)."""
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b)):
             if k in VOLATILE and not path:
@@ -98,7 +108,8 @@ def _floats(a: Any, b: Any, path: str, diffs: list[str], floats: dict[str, float
         if a != b:
             rel = abs(a - b) / max(abs(a), abs(b))
             floats[path] = rel
-            if rel > REL:
+            # (a sum 1 ulp off may round the other way: one step of the last digit printed)
+            if rel > REL and abs(a - b) > max(_last_digit(a), _last_digit(b)) * 1.000001:
                 diffs.append(f"{path}: {a!r} != {b!r} (relative {rel:.3g})")
     elif type(a) is not type(b) or a != b:
         diffs.append(f"{path}: {a!r} != {b!r}")
@@ -110,9 +121,11 @@ def compare(base: dict[str, Any], new: dict[str, Any], superseded: int) -> list[
     diffs: list[str] = []
     if base["events"] - new["events"] != superseded:
         diffs.append(f"events: {base['events']} - {new['events']} != {superseded}")
+    # The new tree's own count is of the entries it dropped: its parked ends (a run's later
+    # end kept off the heap behind its earlier entry) never go on the heap, so it is lower.
     got = new.get("timing", {}).get("superseded_finishes")
-    if got != superseded:
-        diffs.append(f"timing.superseded_finishes: {got} != {superseded}")
+    if not isinstance(got, int) or not 0 <= got <= superseded:
+        diffs.append(f"timing.superseded_finishes: {got} not in 0..{superseded}")
     floats: dict[str, float] = {}
     _floats(
         {k: v for k, v in base.items() if k != "events"},
@@ -144,7 +157,9 @@ def run(out: Path, base: str, new: str, month: bool) -> bool:
 
 def report(name: str, base: Path, new: Path, superseded: int) -> bool:
     a, b = (json.loads(p.read_text()) for p in (base, new))
-    print(f"{name}: events {a['events']} -> {b['events']}, superseded {superseded}")
+    dropped = b.get("timing", {}).get("superseded_finishes")
+    print(f"{name}: events {a['events']} -> {b['events']}, superseded {superseded}", end="")
+    print(f" (dropped from the heap {dropped})")
     diffs = compare(a, b, superseded)
     for d in diffs:
         print(f"  DIFFERS {d}")

@@ -118,6 +118,7 @@ def test_a_rate_change_leaves_main_books(seed: int, heat: bool, batched: bool) -
         old.set_rate_main(jo, k, clock, moved_old)
         assert jn == jo
     assert new.engine.pushed == old.engine.pushed  # type: ignore[attr-defined]
+    assert new.engine.parks > 0  # type: ignore[attr-defined]
     assert moved_new == moved_old
     assert [list(e) for e in new.state.ends] == [list(e) for e in old.state.ends]
     # the clamp to now is reached

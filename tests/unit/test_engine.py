@@ -244,3 +244,34 @@ def test_a_superseded_last_entry_still_closes_its_instant() -> None:
         ("over",),
     ]
     assert (n, eng.dropped) == (2, 4)
+
+
+def test_a_parked_entry_comes_out_where_a_push_then_would_have() -> None:
+    """A parked entry waits off the heap (but is pending) until its owner unparks it, then
+    comes out by the sequence it took when parked: before an entry of the same time and
+    priority pushed after the park (fails on the sequence taken at `unpark`, on `pending`
+    without the parked entries, on a second park kept beside the first)."""
+    log: list[object] = []
+    eng = EventHeap()
+    eng.add(1.0, 0, 0, "start")
+    eng.ready()
+    seen: list[list[object]] = []
+
+    def handle(a: object, b: int) -> None:
+        log.append(a)
+        if a == "start":
+            eng.park("o", 4.0, 1, 0, "replaced")
+            eng.park("o", 5.0, 1, 0, "parked")  # replaces the first
+            eng.push(5.0, 1, 0, "pushed after")
+            eng.push(2.0, 0, 0, "carrier")
+            # (the seeded list's head moves on when the run returns: "start" is still in it)
+            seen.append([ev[4] for ev in eng.pending() if ev[4] != "start"])
+            assert [ev[4] for ev in eng.heap] == ["carrier", "pushed after"]
+        elif a == "carrier":
+            assert eng.unpark("o") == 5.0
+            assert eng.unpark("o") is None
+
+    n = eng.run(10.0, 0.0, {0: handle}, lambda t: None, lambda: None)
+    assert seen == [["carrier", "parked", "pushed after"]]
+    assert log == ["start", "carrier", "parked", "pushed after"]
+    assert (n, eng.parked) == (4, {})

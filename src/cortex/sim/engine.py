@@ -6,7 +6,9 @@ an instant is over the twin runs its scheduling cycle (`instant_over`). Split ou
 An entry may be superseded before it pops (a run's finish, once a cap move has pushed its new
 end or the run has stopped): the twin names, per kind, the test of whether an entry still
 stands, and the loop drops one that does not as if it had never been pushed: the clock does
-not stop for it, it is not counted, and it closes no instant of its own.
+not stop for it, it is not counted, and it closes no instant of its own. An entry that need
+not be on the heap yet (a run's later end, behind its earlier entry there) may be parked: it
+takes its sequence when parked, and goes on the heap when its owner unparks it.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class EventHeap:
     pop sifts through a heap of thousands rather than of every event still to come (a pop
     from the month's full heap cost ~1.5 us)."""
 
-    __slots__ = ("_next", "_seeded", "dropped", "heap", "seq")
+    __slots__ = ("_next", "_seeded", "dropped", "heap", "parked", "seq")
 
     def __init__(self) -> None:
         self.heap: list[Event] = []  # pushed during the run
@@ -61,6 +63,7 @@ class EventHeap:
         self._seeded: list[Event] = []  # added before it; sorted by `ready`
         self._next = 0  # the first of `_seeded` not yet handled
         self.dropped = 0  # superseded entries popped and dropped (`run`'s `stands`)
+        self.parked: dict[object, Event] = {}  # by owner: off the heap until unparked
 
     def push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
         self.seq += 1
@@ -70,6 +73,22 @@ class EventHeap:
         self.seq += 1
         self._seeded.append((t, prio, self.seq, kind, a, b))
 
+    def park(self, owner: object, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
+        """An entry kept off the heap until `unpark(owner)`, which must come before its time
+        (the owner's entry on the heap no later than it pops first and unparks it). Its
+        sequence is taken now: it comes out where a push now would have put it. A second park
+        of the owner replaces the first."""
+        self.seq += 1
+        self.parked[owner] = (t, prio, self.seq, kind, a, b)
+
+    def unpark(self, owner: object) -> float | None:
+        """The owner's parked entry on the heap; its time, or None where none was parked."""
+        ev = self.parked.pop(owner, None)
+        if ev is None:
+            return None
+        heapq.heappush(self.heap, ev)
+        return ev[0]
+
     def ready(self) -> None:
         # Sequences are unique: the sort never compares the payloads. Arrivals, failures and
         # ticks each come in time order, so the sort merges a few runs.
@@ -78,7 +97,7 @@ class EventHeap:
 
     def pending(self) -> list[Event]:
         """The events not handled yet, in the order they would run."""
-        return sorted(self._seeded[self._next :] + self.heap)
+        return sorted(self._seeded[self._next :] + self.heap + list(self.parked.values()))
 
     def run(
         self,

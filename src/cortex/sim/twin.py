@@ -108,13 +108,6 @@ class SimConfig:
         return self.days * 86400.0
 
 
-def _finish_stands(job: Job, epoch: int) -> bool:
-    """Whether a finish entry still stands when it pops: it is the live run's. A cap move
-    pushes the run's new end under a new epoch; a run that stopped (completed at an earlier
-    end, preempted, failed) is no longer RUNNING, and a restart bumps the epoch."""
-    return job.epoch == epoch and job.state is JobState.RUNNING
-
-
 # control/estimate_accuracy.py subclasses the twin: the compiled core must allow it
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Twin(TwinPower):
@@ -174,6 +167,7 @@ class Twin(TwinPower):
         self._failed_at: dict[int, float] = {}
         self.gang_recover_s: list[float] = []
         self.engine = EventHeap()
+        self._fin_last = {}  # (RunBooks._set_rate)
         self.now = 0.0
         self.rejected: list[tuple[Job, Reason]] = []
         self.completed: list[Job] = []
@@ -241,7 +235,7 @@ class Twin(TwinPower):
         }
         # A finish superseded by its run's cap move or stop is no event of the modelled world:
         # the engine drops it without stopping the clock (RESULTS §134).
-        stands: dict[int, Callable[[Any, int], bool]] = {FINISH: _finish_stands}
+        stands: dict[int, Callable[[Any, int], bool]] = {FINISH: self._finish_stands}
         with gc_for_the_run(prepare=self._seed_events):
             self.events += self.engine.run(
                 horizon, self.now, handlers, self._advance, self._instant_over, on_progress, stands
@@ -311,6 +305,24 @@ class Twin(TwinPower):
             return
         self.pending.add(job)
         self._dirty = True
+
+    def _finish_stands(self, job: Job, epoch: int) -> bool:
+        """Whether a finish entry still stands when it pops: it is the live run's. A cap move
+        gives the run a new end under a new epoch; a run that stopped (completed at an earlier
+        end, preempted, failed) is no longer RUNNING, and a restart bumps the epoch. A cap
+        move's later end waits parked behind the entry on the heap (RunBooks._set_rate): it
+        goes on the heap when that entry pops, superseded, if it is still the live run's."""
+        if job.epoch == epoch:
+            return job.state is JobState.RUNNING
+        engine = self.engine
+        ev = engine.parked.get(job.id)
+        if ev is not None:
+            if ev[5] == job.epoch and job.state is JobState.RUNNING:
+                engine.unpark(job.id)
+                self._fin_last[job.id] = (ev[0], job.epoch)
+            else:
+                del engine.parked[job.id]  # its run is over
+        return False
 
     def _finish(self, job: Job, _epoch: int) -> None:
         # Only the live run's finish comes here: the engine drops the others (_finish_stands).
