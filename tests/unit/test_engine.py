@@ -220,11 +220,12 @@ def test_a_superseded_last_entry_still_closes_its_instant() -> None:
     log: list[tuple] = []
     eng = EventHeap()
     eng.add(1.0, 0, 0, "real")  # an instant whose last entry is superseded: closed after it
-    eng.add(1.0, 1, 1, "gone")
-    eng.add(2.0, 1, 1, "gone")  # an instant of superseded entries only: no advance, no close
-    eng.add(3.0, 0, 1, "gone")  # one before a real event at its time: as if absent
+    eng.push(1.0, 1, 1, "gone")  # (only pushed entries are asked whether they stand)
+    eng.push(2.0, 1, 1, "gone")  # an instant of superseded entries only: no advance, no close
+    eng.push(3.0, 0, 1, "gone")  # one before a real event at its time: as if absent
     eng.add(3.0, 1, 0, "real3")
-    eng.add(4.0, 1, 1, "gone")  # the last entry of the run
+    eng.add(3.0, 1, 1, "seeded")  # added before the run: never asked
+    eng.push(4.0, 1, 1, "gone")  # the last entry of the run
     eng.ready()
     n = eng.run(
         10.0,
@@ -233,7 +234,7 @@ def test_a_superseded_last_entry_still_closes_its_instant() -> None:
         lambda t: log.append(("advance", t)),
         lambda: log.append(("over",)),
         None,
-        {1: lambda a, b: a != "gone"},
+        {1: lambda a, b: a not in ("gone", "seeded")},
     )
     assert log == [
         ("advance", 1.0),
@@ -241,9 +242,10 @@ def test_a_superseded_last_entry_still_closes_its_instant() -> None:
         ("over",),
         ("advance", 3.0),
         ("event", "real3"),
+        ("event", "seeded"),
         ("over",),
     ]
-    assert (n, eng.dropped) == (2, 4)
+    assert (n, eng.dropped) == (3, 4)
 
 
 def test_a_parked_entry_comes_out_where_a_push_then_would_have() -> None:

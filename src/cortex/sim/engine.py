@@ -112,21 +112,22 @@ class EventHeap:
         """Pop and handle every event up to `horizon`: `advance(t)` first when time moves on
         from `now`, `instant_over()` once the last event of an instant is handled. Returns
         how many events were handled. `stands[kind](a, b)`, where given, says whether an entry
-        of that kind still stands when it pops; one that does not is dropped unhandled and
-        uncounted (`dropped` counts them), without moving the clock, and an instant whose last
-        entry it was is closed all the same, if it handled an event."""
+        of that kind pushed during the run still stands when it pops (those added before it
+        are taken to); one that does not is dropped unhandled and uncounted (`dropped` counts
+        them), without moving the clock, and an instant whose last entry it was is closed all
+        the same, if it handled an event."""
         heap = self.heap
         seeded = self._seeded
         i = self._next
         n = len(seeded)
         pop = heapq.heappop
-        # Indexed by kind: a list item costs less than a dict's lookup at every event.
+        # Indexed by kind: a list item costs less than a dict's lookup at every pop.
         tests: list[Callable[[Any, int], bool] | None] = [None] * (max(handlers, default=0) + 1)
         for k, stand in (stands or {}).items():
             tests[k] = stand
         events = 0
         dropped = 0
-        is_open = False  # an event of the instant at hand has been handled, and it is not over
+        is_open = False  # an event of the instant at t has been handled, and it is not over
         next_report = 0
         while True:
             if heap and (i >= n or heap[0] < seeded[i]):
@@ -134,6 +135,15 @@ class EventHeap:
                 if ev[0] > horizon:
                     break
                 pop(heap)
+                # Only pushed entries are asked: the seeded ones (most events) pay nothing.
+                test = tests[ev[3]]
+                if test is not None and not test(ev[4], ev[5]):
+                    dropped += 1
+                    t = ev[0]
+                    if is_open and (not heap or heap[0][0] > t) and (i >= n or seeded[i][0] > t):
+                        instant_over()
+                        is_open = False
+                    continue
             elif i < n:
                 ev = seeded[i]
                 if ev[0] > horizon:
@@ -142,22 +152,16 @@ class EventHeap:
             else:
                 break
             t, _, _, kind, a, b = ev
-            test = tests[kind]
-            if test is not None and not test(a, b):
-                dropped += 1
-                if not is_open:
-                    continue
-            else:
-                if t > now:
-                    advance(t)
-                    now = t
-                handlers[kind](a, b)
-                events += 1
-                is_open = True
-            # (an open instant is the one at t: it is closed before time moves on)
+            if t > now:
+                advance(t)
+                now = t
+            handlers[kind](a, b)
+            events += 1
             if (not heap or heap[0][0] > t) and (i >= n or seeded[i][0] > t):
                 instant_over()
                 is_open = False
+            else:
+                is_open = True  # (an instant is over before time moves on)
             if on_progress is not None and events >= next_report:
                 on_progress(t)
                 next_report = events + PROGRESS_EVERY
