@@ -31,8 +31,17 @@ class _Job:
 class _Engine:
     def __init__(self) -> None:
         self.pushed: list[tuple] = []
+        self.parked: dict[object, tuple] = {}
+        self.parks = 0
 
     def push(self, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
+        self.pushed.append((t, prio, kind, a, b))
+
+    def park(self, owner: object, t: float, prio: float, kind: int, a: object, b: int = 0) -> None:
+        # A later end parked behind the run's entry on the heap (RESULTS section 134): the
+        # same entry, with the sequence a push now would take; main pushed it.
+        self.parks += 1
+        self.parked[owner] = (t, prio, kind, a, b)
         self.pushed.append((t, prio, kind, a, b))
 
 
@@ -47,6 +56,7 @@ class _Books(RunBooks):
         self._clock_v, self._clock_k, self._clock_tick = clock_v, clock_k, 900.0
         self.engine = _Engine()  # type: ignore[assignment]
         self.state = _State([SortedList(), SortedList()])  # type: ignore[assignment]
+        self._fin_last: dict[int, tuple[float, int]] = {}
 
     def set_rate_main(self, job: _Job, k: float, clock: float | None, moved: list | None) -> None:
         """Main's (6059b23) _set_rate, verbatim."""
@@ -108,6 +118,7 @@ def test_a_rate_change_leaves_main_books(seed: int, heat: bool, batched: bool) -
         old.set_rate_main(jo, k, clock, moved_old)
         assert jn == jo
     assert new.engine.pushed == old.engine.pushed  # type: ignore[attr-defined]
+    assert new.engine.parks > 0  # type: ignore[attr-defined]
     assert moved_new == moved_old
     assert [list(e) for e in new.state.ends] == [list(e) for e in old.state.ends]
     # the clamp to now is reached

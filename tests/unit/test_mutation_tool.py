@@ -151,6 +151,9 @@ NOT_SELECTED = {
     "scheduler's schedule, Snapshot and Placement only for the old methods kept verbatim",
     "tests/unit/test_place_memo_twin.py": "Capacity.placed in whole twin runs, each twice (kept "
     "and not): slow per mutant; test_cycle_place_memo.py selects",
+    "tests/unit/test_superseded_finishes.py": "sim/twin.py's and sim/engine.py's dropped "
+    "finishes in whole twin runs, each twice: slow per mutant; uses JobState only for the "
+    "old handler's test",
 }
 
 

@@ -262,6 +262,17 @@ def _plain(x: object) -> object:
     return x.id if isinstance(x, Job) else x
 
 
+def _standing(events: list[tuple]) -> list[tuple]:
+    """The pending events but superseded finishes (a moved or stopped run's): the twin drops
+    them unhandled, and keeps a run's later end off the heap behind its earlier entry, where
+    725be00's `_set_rate` pushed it (RESULTS section 134)."""
+    return [
+        ev
+        for ev in events
+        if ev[3] != FINISH or (ev[4].epoch == ev[5] and ev[4].state is JobState.RUNNING)
+    ]
+
+
 def _books(cls: type[Twin], cfg: SimConfig, seed: int) -> tuple[str, list[tuple], list]:
     rng = random.Random(seed)
     jobs = [
@@ -288,7 +299,7 @@ def _books(cls: type[Twin], cfg: SimConfig, seed: int) -> tuple[str, list[tuple]
             (
                 self.now, m.alloc_gpu_s, m.energy_j, sum(m.queue_bins.tolist()), m.cycles,
                 len(self.pending), self._deep_due,
-                tuple(_plain(ev) for ev in self.engine.pending()[-4:]),
+                tuple(_plain(ev) for ev in _standing(self.engine.pending())[-4:]),
             )
         )  # fmt: skip
 

@@ -227,6 +227,7 @@ def _timing(tw: Twin) -> dict[str, Any]:
     cycle = np.asarray(m.cycle_s) * 1e3 if m.cycle_s else np.zeros(1)
     return {
         "events_per_s": round(tw.events / tw.wall_s) if tw.wall_s else 0,
+        "superseded_finishes": tw.superseded,
         "cycle_ms": {
             "p50": round(float(np.percentile(cycle, 50)), 4),
             "p99": round(float(np.percentile(cycle, 99)), 4),
