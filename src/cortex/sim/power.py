@@ -339,20 +339,22 @@ class PowerRuntime(PowerBooks):
         cfg = self.cfg
         temps = self.temps
         tick_s = cfg.tick_s
-        last = len(temps) - 1
-        i = int(t / tick_s)  # _tick(t), which the budgets and the ramp limit read
-        if i >= last:
-            i, end = last, _INF  # the last tick's past the horizon
-        else:
-            end = _tick_start_s(i + 1, tick_s)
+        kept = not (cfg.cap_events or self.reserved_w or self.reserved_hall_w)
+        start = end = math.nan  # a span no instant is in: inputs not kept
+        if kept:
+            last = len(temps) - 1
+            i = int(t / tick_s)  # _tick(t), which the budgets and the ramp limit read
+            if i >= last:
+                i, end = last, _INF  # the last tick's past the horizon
+            else:
+                end = _tick_start_s(i + 1, tick_s)
+            start = _tick_start_s(i, tick_s)
         site_w, hb = self._budgets(t)
         site_w -= self.reserved_w
         if self.reserved_hall_w:
             hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
         limit = self.ramp_limit_it_w(t)
-        memo = (_tick_start_s(i, tick_s), end, temps, self.site_cap_w, cfg, site_w, hb, limit)
-        memo += const
-        kept = not (cfg.cap_events or self.reserved_w or self.reserved_hall_w)
+        memo = (start, end, temps, self.site_cap_w, cfg, site_w, hb, limit, *const)
         self._pass_memo = memo if kept else None
         return memo
 
