@@ -42,11 +42,9 @@ class Statement:
         # What the cycle has left to spend under a power policy (None: no policy runs):
         # Watts.of(power), built here without the class method's call (once a pass).
         self.watts = (
-            None
-            if power is None
-            else Watts(
-                power.site_headroom_w, [*power.hall_headroom_w], power.ramp_headroom_w, set()
-            )
+            Watts(power.site_headroom_w, [*power.hall_headroom_w], power.ramp_headroom_w, set())
+            if power is not None
+            else None
         )
         self._log: list[tuple[int, int, int, Allocation | _WattsUndo]] = []
         self.evicted: set[int] = set()
