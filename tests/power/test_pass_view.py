@@ -6,8 +6,9 @@ the solver's target, the temperatures, the site cap, what a driver reserves, cap
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -15,8 +16,10 @@ from test_power_stress import FLEET as STRESS
 from test_power_view import FLEET, HORIZON_S
 
 from cortex.drive.power_books import window_headroom_w
+from cortex.fleet.spec import parse_fleet
+from cortex.fleet.topology import build
 from cortex.scheduler.power import PowerView
-from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime
+from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime, _tick_start_s
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.synthetic import generate
 
@@ -143,3 +146,105 @@ def test_a_one_or_two_step_window_counts_only_steps_of_the_last_minute() -> None
             want = window_headroom_w(steps, t, limit)
             assert pw.pass_view(t).ramp_headroom_w == want, (cls, ages)
             assert pw.ramp_headroom_it_w(t) == want
+
+
+def _halls_fleet(n: int) -> Any:
+    """`n` halls, each bound by its own cooling (so each hall's budget moves with the weather
+    and differs from the others')."""
+    halls = [
+        {
+            "name": f"h{k}",
+            "cooling_mw": 0.3 + 0.05 * k,
+            "groups": [{"flavor": "H100-SXM5", "nodes": 4, "nodes_per_pod": 4}],
+        }
+        for k in range(n)
+    ]
+    spec = {"name": f"{n}-halls", "site": {"name": "lab", "power_cap_mw": 0.6 * n}, "halls": halls}
+    return build(parse_fleet(spec, "test"))
+
+
+@pytest.mark.parametrize("tick_s", [900.0, 0.1, 7.3, 1.0 / 3.0, 1e-3, 86400.0, 3e-7, 1e5 / 3.0])
+def test_a_tick_starts_where_the_quotient_reaches_it(tick_s: float) -> None:
+    # _tick_start_s: the least instant whose int(t / tick_s) is the tick, for ticks before,
+    # at and after 0 (int() truncates toward zero: tick 0 spans (-tick_s, tick_s)).
+    for i in [*range(-4, 60), 97, 2977, 10**6, 2**40]:
+        s = _tick_start_s(i, tick_s)
+        assert int(s / tick_s) >= i, (tick_s, i)
+        assert int(math.nextafter(s, -math.inf) / tick_s) < i, (tick_s, i)
+
+
+def test_the_pass_view_reads_each_side_of_a_tick_boundary_and_each_tick_once() -> None:
+    pw = PowerRuntime.build(FLEET, PowerConfig("full"), HORIZON_S)
+    tick = pw.cfg.tick_s
+    last = len(pw.temps) - 1
+    reads = []
+    real = pw._pass_inputs
+
+    def counted(t: float) -> tuple:
+        reads.append(t)
+        return real(t)
+
+    pw._pass_inputs = counted  # type: ignore[method-assign]
+    # Ticks whose weather differs from the tick before (so their budgets differ), then the last
+    # tick and past the horizon.
+    ks = [k for k in range(1, last) if pw.temps[k] != pw.temps[k - 1]][:6]
+    assert len(ks) == 6
+    for k in [*ks, last]:
+        start = _tick_start_s(k, tick)
+        before, after = math.nextafter(start, -math.inf), math.nextafter(start, math.inf)
+        for t in (before - 5.0, before, start, after, start + 5.0, before):
+            _same(pw, t)  # the last one: back into the tick before
+    n = len(reads)
+    for t in (last * tick + 1.0, (last + 3) * tick, 1e12):  # past the horizon: the last tick's
+        _same(pw, t)
+    assert len(reads) == n + 1  # the last tick's span has no end
+    assert pw._pass_memo is not None and pw._pass_memo[1] == math.inf
+    reads.clear()
+    for t in (20 * tick + 1.0, 20 * tick + 2.0, 20 * tick + 450.0, 21 * tick - 1.0):
+        _same(pw, t)
+    assert len(reads) == 1  # a tick's inputs are read once
+
+
+def test_the_pass_view_follows_a_new_config() -> None:
+    # A driver may hand the books another config (another tick): the kept inputs are not read.
+    pw = PowerRuntime.build(FLEET, PowerConfig("full"), HORIZON_S)
+    t = 3.4 * pw.cfg.tick_s
+    _same(pw, t)
+    pw.cfg = dataclasses.replace(pw.cfg, tick_s=300.0)
+    _same(pw, t)
+
+
+@pytest.mark.parametrize("n_halls", [1, 2, 4, 5])
+def test_every_hall_count_reads_the_budgets_less_each_halls_increment(n_halls: int) -> None:
+    pw = PowerRuntime.build(_halls_fleet(n_halls), PowerConfig("full"), HORIZON_S)
+    t = 7000.0
+    # Each hall a different increment, including one over its budget and a -0.0.
+    pw.hall_inc_w = [1000.0 * (h + 1) + 0.5 * h for h in range(n_halls)]
+    pw.hall_inc_w[-1] = 1e9
+    if n_halls > 1:
+        pw.hall_inc_w[0] = -0.0
+    _same(pw, t)
+    got = pw.pass_view(t).hall_headroom_w
+    hb = pw.hall_budget_w(t)
+    assert [repr(x) for x in got] == [repr(b - i) for b, i in zip(hb, pw.hall_inc_w, strict=True)]
+    # Books whose increments are one hall short or one long read as map reads them: the halls
+    # both name.
+    for inc in (pw.hall_inc_w[:-1], [*pw.hall_inc_w, 77.0]):
+        pw.hall_inc_w = inc
+        _same(pw, t)
+
+
+def test_a_step_of_no_time_counts_as_the_plain_rule_counts_it() -> None:
+    # A step whose instant is NaN is never a minute old and never counted (window_headroom_w's
+    # `cut < ts`): the pass reads the plain rule's headroom, the step left in the window.
+    pw = PowerRuntime.build(FLEET, PowerConfig("full"), HORIZON_S)
+    t = 1000.0
+    limit = pw.ramp_limit_it_w(t)
+    two = [(t - 10.0, 0.2 * limit), (math.nan, 0.3 * limit)]
+    three = [(math.nan, 0.3 * limit), (t - 10.0, 0.2 * limit), (t - 5.0, 0.1 * limit)]
+    for steps in (two, three):
+        pw.window.clear()
+        pw.window.extend(steps)
+        want = window_headroom_w(steps, t, limit)
+        assert want == limit - 0.2 * limit - (0.1 * limit if len(steps) == 3 else 0.0)
+        assert pw.pass_view(t).ramp_headroom_w == want

@@ -121,7 +121,8 @@ class Watts:
 
     @classmethod
     def of(cls, view: PowerView) -> Watts:
-        # A new list of the view's (any sequence's) entries: a display, not a call (per pass).
+        # A new list of the view's (any sequence's) entries: a display, not a call (per pass;
+        # Statement builds the same Watts itself, without this call).
         return cls(view.site_headroom_w, [*view.hall_headroom_w], view.ramp_headroom_w, set())
 
     def credit(self, view: PowerView, victims: Sequence[Job]) -> tuple[float, dict[int, float]]:

@@ -39,8 +39,13 @@ class Statement:
 
     def __init__(self, state: ClusterState, power: PowerView | None = None) -> None:
         self.state = state
-        # What the cycle has left to spend under a power policy (None: no policy runs).
-        self.watts = Watts.of(power) if power is not None else None
+        # What the cycle has left to spend under a power policy (None: no policy runs):
+        # Watts.of(power), built here without the class method's call (once a pass).
+        self.watts = (
+            Watts(power.site_headroom_w, [*power.hall_headroom_w], power.ramp_headroom_w, set())
+            if power is not None
+            else None
+        )
         self._log: list[tuple[int, int, int, Allocation | _WattsUndo]] = []
         self.evicted: set[int] = set()
         # Undoing an insertion (a delete) keeps the order of the other keys; undoing a deletion

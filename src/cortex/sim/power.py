@@ -32,6 +32,20 @@ POWER_POLICIES = tuple(POWER_PROFILES)
 # productive utilization of 8,251%; NaN reached the JSON report).
 TEMP_RANGE_C = (-60.0, 70.0)
 _STEP_T, _STEP_W = itemgetter(0), itemgetter(1)  # a ramp window step's (time, IT watts)
+_INF = math.inf
+
+
+def _tick_start_s(i: int, tick_s: float) -> float:
+    """The least instant t with int(t / tick_s) >= i: where tick i begins as `_tick` reads it
+    (the quotient, correctly rounded, and int() are both monotone in t, so the instants of one
+    tick are those from its start up to the next tick's). int() truncates toward zero: tick 0
+    spans (-tick_s, tick_s). A few ulps from i * tick_s, found by stepping."""
+    t = (i - 1 if i <= 0 else i) * tick_s
+    while int(t / tick_s) >= i:
+        t = math.nextafter(t, -_INF)
+    while int(t / tick_s) < i:
+        t = math.nextafter(t, _INF)
+    return t
 
 
 @dataclass(frozen=True)
@@ -146,13 +160,14 @@ class PowerRuntime(PowerBooks):
     _ramp_ticks: tuple[np.ndarray, float, list[float]] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
-    # The view fields pass_view takes once from the books (None: not yet)
+    # pass_view's inputs for one tick, read from the books when the tick starts (None: not
+    # yet): (the first and the past-the-last instant of the tick, the temps, site cap and config
+    # they were read from, site budget, hall budgets, ramp limit, then the view fields that are
+    # the books' own and never change during a run: the ladder, the books' methods, the fleet's
+    # idle, TDP, halls and rack caps)
+    _pass_memo: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
+    # The books' own view fields, taken once (None: not yet)
     _pass_const: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
-    # (tick, the temps and site cap read, site budget, hall budgets, ramp limit, last tick):
-    # pass_view's
-    _pass_memo: tuple[int, np.ndarray, float, float, list[float], float, int] | None = field(
-        default_factory=lambda: None, init=False, repr=False
-    )
 
     # The twin reads the ramp window only at its clock, which never goes back, and a step counts
     # only while it is under a minute old (window_headroom_w, window_clear_at): one a minute old
@@ -219,91 +234,80 @@ class PowerRuntime(PowerBooks):
 
     def pass_view(self, t: float) -> PowerView:
         """The view for one of the twin's scheduling passes: what `view(t)` builds, built with
-        less work. The twin builds one per pass (115k in a month); 12 of its 18 fields are the
-        books' own and never change during a run (the ladder, the books' methods, the fleet's
-        idle, TDP, halls and rack caps: taken once), and the budgets and ramp limit change only
-        with the tick (the weather), the site cap, a cap event or what a driver reserves (kept
-        per tick, with the temperatures and the cap they were read from, when there are no cap
-        events and nothing is reserved, as in the twin)."""
-        const = self._pass_const
-        if const is None:
-            v = self.view(t)
-            const = self._pass_const = (
-                v.levels, v.floor, v.draw_w, v.idle_w, v.tdp_w, v.node_hall, v.node_max_cap_w,
-                v.min_node_cap_w, v.ladder_w, v.job_inc_w, v.floor_gpu_w, v.shape_of,
-            )  # fmt: skip
-        # The budgets kept for this tick are read after one run of checks (the memo's
-        # temperatures and site cap, no cap event, nothing reserved), then the tick.
-        cfg = self.cfg
+        less work. The twin builds one per pass (114k in a month, ~14k instructions each before
+        RESULTS section 135). 12 of its 18 fields are the books' own and never change during a
+        run (the ladder, the books' methods, the fleet's idle, TDP, halls and rack caps: taken
+        once), and the budgets and ramp limit change only with the tick (the weather), the site
+        cap, a cap event or what a driver reserves: `_pass_inputs` reads them once per tick,
+        with the instants the tick spans, when there are no cap events and nothing is reserved
+        (as in the twin). A pass within the tick then checks its instant against the span (two
+        comparisons, where the tick's index costs a division, a call and two more) and reads
+        every input with one unpacking."""
         memo = self._pass_memo
         if (
-            memo is not None
-            and memo[1] is self.temps
-            and memo[2] == self.site_cap_w
-            and not (cfg.cap_events or self.reserved_w or self.reserved_hall_w)
+            memo is None
+            or not memo[0] <= t < memo[1]
+            or memo[2] is not self.temps
+            or memo[3] != self.site_cap_w
+            or memo[4] is not self.cfg
+            or self.reserved_w
+            or self.reserved_hall_w
         ):
-            i = int(t / cfg.tick_s)
-            if i > memo[6]:  # noqa: PLR1730 (a comparison costs less than min)
-                i = memo[6]  # the last tick's past the horizon
-            if memo[0] != i:
-                memo = None
-        else:
-            memo = None
-        if memo is None:
-            temps = self.temps
-            i = min(int(t / cfg.tick_s), len(temps) - 1)
-            site_w, hb = self._budgets(t)
-            site_w -= self.reserved_w
-            if self.reserved_hall_w:
-                hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
-            limit = self.ramp_limit_it_w(t)
-            memo = (i, temps, self.site_cap_w, site_w, hb, limit, len(temps) - 1)
-            if not (cfg.cap_events or self.reserved_w or self.reserved_hall_w):
-                self._pass_memo = memo
-            else:
-                self._pass_memo = None
-        site_w, hb, limit = memo[3], memo[4], memo[5]
-        levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp = const
+            memo = self._pass_inputs(t)
+        (
+            _, _, _, _, _, site_w, hb, limit,
+            levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp,
+        ) = memo  # fmt: skip
         # window_headroom_w(self.window, t, limit) with less work. The steps a minute old at the
         # front of the window are dropped first: the twin reads the window only at its clock,
         # which never goes back, so they never count again (add_step's rule, WINDOW_KEEP_S,
         # applied at the pass). Where every step left counts (most passes: only a staggered
-        # start's later waves stand ahead of older steps) the whole window is summed in C (the
-        # same steps in the same order: the same double); else window_headroom_w sums it.
-        # max(x, 0.0) is written as a comparison (per pass): x unless 0.0 is greater, so a
-        # -0.0 or a NaN stays as it was (the same double).
-        if limit == math.inf:
-            ramp_w = math.inf
+        # start's later waves stand ahead of older steps, and books keeping steps longer leave
+        # older ones at the front) the steps are summed in one loop as sum() sums them: from its
+        # int 0, as 0.0 + a, then + b, ... (the same steps in the same order: the same double;
+        # an empty window: limit less 0.0, the same double as less the int 0); else
+        # window_headroom_w sums the counted ones. One loop costs less than min() and sum() over
+        # two maps (~1.3k instructions less a pass for two steps). max(x, 0.0) is written as a
+        # comparison: x unless 0.0 is greater, so a -0.0 or a NaN stays (the same double).
+        if limit == _INF:
+            ramp_w = limit
         else:
             window = self.window
             keep_cut = t - self.WINDOW_KEEP_S
             while window and window[0][0] <= keep_cut:
                 window.popleft()
-            n = len(window)
             cut = t - 60.0
-            if not n:
-                ramp_w = 0.0 if limit < 0.0 else limit  # limit less sum([]), the int 0
-            elif n <= 2 and window[0][0] > cut and window[-1][0] > cut:
-                # Most windows at a pass hold one or two steps (the month's: 51,630 of 88,828
-                # not empty): both counted, summed as sum() does, from its int 0 (0.0 + a,
-                # then + b: the same double), without the two C-level passes over the window.
-                got = 0.0 + window[0][1]
-                if n == 2:
-                    got += window[1][1]
-                ramp_w = limit - got
-                if ramp_w < 0.0:  # noqa: PLR1730 (max without the call, as below)
-                    ramp_w = 0.0
-            elif min(map(_STEP_T, window)) > cut:
-                ramp_w = limit - sum(map(_STEP_W, window))
-                if ramp_w < 0.0:  # noqa: PLR1730 (max without the call, as above)
-                    ramp_w = 0.0
+            got = 0.0
+            for ts, w in window:
+                if not cut < ts:  # window_headroom_w's test, NaN included: not counted
+                    ramp_w = window_headroom_w(window, t, limit)
+                    break
+                got += w
             else:
-                ramp_w = window_headroom_w(window, t, limit)
+                ramp_w = limit - got
+                if ramp_w < 0.0:  # noqa: PLR1730 (max without the call)
+                    ramp_w = 0.0
+        # The halls' headroom: the budgets less the books' increments, hall by hall (the same
+        # subtractions as map's). Four halls (the cortex-2024 and colossus-memphis sites) are
+        # unpacked, ~1.7k instructions a pass less than map's iterators, and one hall (four
+        # of the presets) read by index; any other count goes through map.
+        hi = self.hall_inc_w
+        n = len(hi)
+        if n != len(hb):
+            hall_w = [*map(sub, hb, hi)]  # map's own answer for books out of step
+        elif n == 4:
+            b0, b1, b2, b3 = hb
+            i0, i1, i2, i3 = hi
+            hall_w = [b0 - i0, b1 - i1, b2 - i2, b3 - i3]
+        elif n == 1:
+            hall_w = [hb[0] - hi[0]]
+        else:
+            hall_w = [*map(sub, hb, hi)]  # a display: no call to list
         # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
         # field to view's): a call with keywords costs a quarter more, and this is per pass.
         return PowerView(
             site_w - self.inc_total_w,
-            [*map(sub, hb, self.hall_inc_w)],  # a display: no call to list
+            hall_w,
             levels,
             floor,
             draw,
@@ -321,6 +325,38 @@ class PowerRuntime(PowerBooks):
             fl,
             shp,
         )
+
+    def _pass_inputs(self, t: float) -> tuple:
+        """pass_view's inputs at `t` (its memo's layout), kept for the rest of the tick when
+        nothing makes them vary within it (no cap events, nothing reserved)."""
+        const = self._pass_const
+        if const is None:
+            v = self.view(t)
+            const = self._pass_const = (
+                v.levels, v.floor, v.draw_w, v.idle_w, v.tdp_w, v.node_hall, v.node_max_cap_w,
+                v.min_node_cap_w, v.ladder_w, v.job_inc_w, v.floor_gpu_w, v.shape_of,
+            )  # fmt: skip
+        cfg = self.cfg
+        temps = self.temps
+        tick_s = cfg.tick_s
+        kept = not (cfg.cap_events or self.reserved_w or self.reserved_hall_w)
+        start = end = math.nan  # a span no instant is in: inputs not kept
+        if kept:
+            last = len(temps) - 1
+            i = int(t / tick_s)  # _tick(t), which the budgets and the ramp limit read
+            if i >= last:
+                i, end = last, _INF  # the last tick's past the horizon
+            else:
+                end = _tick_start_s(i + 1, tick_s)
+            start = _tick_start_s(i, tick_s)
+        site_w, hb = self._budgets(t)
+        site_w -= self.reserved_w
+        if self.reserved_hall_w:
+            hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
+        limit = self.ramp_limit_it_w(t)
+        memo = (start, end, temps, self.site_cap_w, cfg, site_w, hb, limit, *const)
+        self._pass_memo = memo if kept else None
+        return memo
 
     def coolest_temp_c(self) -> float:
         got = self._coolest
