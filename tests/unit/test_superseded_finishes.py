@@ -2,7 +2,8 @@
 moved its end (a cap move) or stopped is dropped by the engine, unhandled and uncounted. The
 same workloads with an engine that hands every finish to a `_finish` that tests it itself (the
 twin before) give the same reports, job books and metrics but `events`, lower by exactly the
-finishes that `_finish` found stale, which `superseded` counts."""
+finishes that `_finish` found stale. `superseded` (the engine's drops) is at most that count:
+a parked end replaced before its turn never reaches the heap."""
 
 from __future__ import annotations
 

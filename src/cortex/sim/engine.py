@@ -115,7 +115,10 @@ class EventHeap:
         of that kind pushed during the run still stands when it pops (those added before it
         are taken to); one that does not is dropped unhandled and uncounted (`dropped` counts
         them), without moving the clock, and an instant whose last entry it was is closed all
-        the same, if it handled an event."""
+        the same, if it handled an event. The test may push (the twin's unparks a parked
+        end): the loop reads the heap's front again after it. A kind given a test has its
+        handler called only for entries that stand, so the handler need not test again; an
+        entry of that kind `add`ed before the run is not tested (the twin adds no finish)."""
         heap = self.heap
         seeded = self._seeded
         i = self._next

@@ -65,7 +65,9 @@ class RunBooks:
     flavor_books: FlavorBooks
     pw: PowerRuntime | None
     engine: EventHeap  # pushed to directly: no forwarding frame per start and stop (§126)
-    _fin_last: dict[int, tuple[float, int]]  # job: (its last finish entry pushed, epoch then)
+    # job: (the time of its run's entry on the heap that a parked end waits behind -- after a
+    # park the earlier entry, after an unpark the unparked one -- and the epoch then)
+    _fin_last: dict[int, tuple[float, int]]
     large_job_gpus: int
     large_productive_s: dict[int, float]
     grace_s: float
@@ -190,8 +192,8 @@ class RunBooks:
         # An end no earlier than the run's entry last put on the heap waits parked behind it,
         # with the key a push now would give: that entry pops first and unparks it
         # (Twin._finish_stands). ~31% of `full`'s finish entries never go on the heap (§134).
-        # `_fin_last` holds that entry's time while no start or move came since; else it is
-        # the end just replaced (a start's or a move's pushed end).
+        # `_fin_last` holds that entry's time while no start came since the last move; after
+        # a start it is stale and the end just replaced (the start's pushed end) is that entry.
         last = self._fin_last.get(jid)
         at = last[0] if last is not None and last[1] == epoch - 1 else was[0]
         if end >= at:
