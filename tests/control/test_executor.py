@@ -277,6 +277,14 @@ def test_a_job_that_exits_on_the_sigterm_before_its_runner_looks_is_preempted(
     )
     h = ex.launch(spec(48, py(graceful)))
     wait_for((ex.checkpoint_dir(48) / "ready").exists, "the job to trap SIGTERM")
+    # The job can be up before its runner has booked it (Popen returns at the exec; the rank is
+    # appended after): stopped there, the runner's handler would find no rank at all and see
+    # nothing ended (CI, once, on a loaded machine). It logs its ranks once they are booked.
+    runner_log = Path(h.run_dir) / "runner.log"
+    wait_for(
+        lambda: runner_log.exists() and "started 1 rank(s)" in runner_log.read_text(),
+        "the runner to book its rank",
+    )
     os.kill(h.pid, signal.SIGSTOP)  # the runner's handler cannot run until SIGCONT
     try:
         assert ex.terminate(48, 1, "preempt")
