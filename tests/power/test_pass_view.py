@@ -248,3 +248,37 @@ def test_a_step_of_no_time_counts_as_the_plain_rule_counts_it() -> None:
         want = window_headroom_w(steps, t, limit)
         assert want == limit - 0.2 * limit - (0.1 * limit if len(steps) == 3 else 0.0)
         assert pw.pass_view(t).ramp_headroom_w == want
+
+
+def test_a_pass_within_the_tick_gets_the_last_view_with_its_headroom_set_again() -> None:
+    # Within a tick and with the same solver target the view is the last pass's, its three
+    # headroom fields set again from the books; a new tick, a new target, a reserve or a cap
+    # event gets a view built whole. Every field is a fresh view's each time.
+    pw = PowerRuntime.build(FLEET, PowerConfig("full"), HORIZON_S)
+    tick = pw.cfg.tick_s
+    t = 20 * tick + 1.0
+    v1 = pw.pass_view(t)
+    assert _fields(v1) == _fields(pw.view(t))
+    pw.inc_total_w += 5000.0
+    pw.hall_inc_w = [w + 700.0 * (h + 1) for h, w in enumerate(pw.hall_inc_w)]
+    pw.add_step(t + 5.0, 1234.0)
+    t += 10.0
+    v2 = pw.pass_view(t)
+    assert v2 is v1
+    assert _fields(v2) == _fields(pw.view(t))
+    pw.target = {("llm", 0, 1, 0): 3}  # the solver replaces it whole
+    v3 = pw.pass_view(t)
+    assert v3 is not v2
+    assert _fields(v3) == _fields(pw.view(t))
+    assert pw.pass_view(t + 1.0) is v3
+    v4 = pw.pass_view(t + tick)  # the next tick: other budgets
+    assert v4 is not v3
+    assert _fields(v4) == _fields(pw.view(t + tick))
+    pw.reserved_w = 321.5  # inputs read at every pass: a view built at every pass
+    v5 = pw.pass_view(t + tick)
+    v6 = pw.pass_view(t + tick)
+    assert v5 is not v4 and v6 is not v5
+    assert _fields(v6) == _fields(pw.view(t + tick))
+    ev = CapEvent(start_s=1000.0, duration_s=300.0, cap_mw=1.0)
+    pw = PowerRuntime.build(FLEET, PowerConfig("full", cap_events=(ev,)), HORIZON_S)
+    assert pw.pass_view(950.0) is not pw.pass_view(999.0)

@@ -407,3 +407,24 @@ def test_a_one_node_grant_books_the_halls_share_as_inc_times_k_over_k() -> None:
     room = Watts(1e9, [inc, 1e9], math.inf, set())
     refused = CapToFit().admit(view, room, job, 0, 3, ((0, 3),))
     assert isinstance(refused, Reason) and refused.detail["domain"] == "hall 0"
+
+
+def test_the_views_of_one_book_share_one_cached_floor_memo_and_a_copy_its_own() -> None:
+    # The walk calls view.floor_gpu_w at every try: the books hand every view one function
+    # behind functools.cache (a C call, cheaper than the method's), answering as the method.
+    import dataclasses
+
+    topo = build(load_fleet_spec("cortex-2026"))
+    # A floor at 99% of TDP: the kinds' mean draws, below it, tell the kinds apart.
+    pw = PowerRuntime.build(topo, PowerConfig("full", levels=(1.0, 0.99)), 86400.0)
+    fn = pw.view(0.0).floor_gpu_w
+    assert fn is not None and fn is pw.view(5000.0).floor_gpu_w
+    assert fn.cache_info().currsize == 0  # type: ignore[attr-defined]
+    kinds = ("llm", "vision", "generic")
+    for kind in kinds:
+        for f in range(len(topo.flavors)):
+            assert fn(kind, f) == pw._floor_gpu_w(kind, f)
+    assert fn.cache_info().currsize == 3 * len(topo.flavors)  # type: ignore[attr-defined]
+    assert len({fn(kind, 0) for kind in kinds}) == 2  # llm draws more than the other two
+    copy = dataclasses.replace(pw)
+    assert copy.view(0.0).floor_gpu_w is not fn

@@ -35,8 +35,10 @@ POWER_CODES = (Code.POWER_CAP, Code.POWER_RAMP)
 # Nothing assigns to them after construction.
 @dataclass(slots=True)
 class PowerView:
-    """What a cycle may spend, in IT watts, as the driver saw it before the cycle: built fresh by
-    the driver for each cycle and never changed by it (the cycle spends from a `Watts`)."""
+    """What a cycle may spend, in IT watts, as the driver saw it before the cycle: built by the
+    driver for each cycle and never changed by it (the cycle spends from a `Watts`). The twin
+    hands the next cycle the same object with its three headroom fields set again where nothing
+    else changed (PowerRuntime.pass_view): no view is kept past its cycle."""
 
     site_headroom_w: float
     hall_headroom_w: Sequence[float]

@@ -168,6 +168,9 @@ class PowerRuntime(PowerBooks):
     _pass_memo: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
     # The books' own view fields, taken once (None: not yet)
     _pass_const: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
+    # The last view pass_view built whole: (the memo and target it was built from, the view);
+    # None: none yet
+    _pass_kept: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
 
     # The twin reads the ramp window only at its clock, which never goes back, and a step counts
     # only while it is under a minute old (window_headroom_w, window_clear_at): one a minute old
@@ -242,7 +245,9 @@ class PowerRuntime(PowerBooks):
         with the instants the tick spans, when there are no cap events and nothing is reserved
         (as in the twin). A pass within the tick then checks its instant against the span (two
         comparisons, where the tick's index costs a division, a call and two more) and reads
-        every input with one unpacking."""
+        every input from it. Within the tick, with the same solver target, the view returned
+        is the last pass's with its three headroom fields set again (RESULTS section 143): a
+        view is valid until the next call."""
         memo = self._pass_memo
         if (
             memo is None
@@ -254,10 +259,9 @@ class PowerRuntime(PowerBooks):
             or self.reserved_hall_w
         ):
             memo = self._pass_inputs(t)
-        (
-            _, _, _, _, _, site_w, hb, limit,
-            levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp,
-        ) = memo  # fmt: skip
+        site_w = memo[5]
+        hb = memo[6]
+        limit = memo[7]
         # window_headroom_w(self.window, t, limit) with less work. The steps a minute old at the
         # front of the window are dropped first: the twin reads the window only at its clock,
         # which never goes back, so they never count again (add_step's rule, WINDOW_KEEP_S,
@@ -303,9 +307,24 @@ class PowerRuntime(PowerBooks):
             hall_w = [hb[0] - hi[0]]
         else:
             hall_w = [*map(sub, hb, hi)]  # a display: no call to list
+        # The view of the last pass, built from the same inputs and target: its three headroom
+        # fields set again (every other field is a function of the two), not a view built.
+        # The pass that read it is over: a pass's Statement copies the headroom into its own
+        # Watts, and nothing keeps a view past its pass.
+        target = self.target
+        kept = self._pass_kept
+        if kept is not None and kept[0] is memo and kept[1] is target:
+            view: PowerView = kept[2]
+            view.site_headroom_w = site_w - self.inc_total_w
+            view.hall_headroom_w = hall_w
+            view.ramp_headroom_w = ramp_w
+            return view
+        (
+            levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp,
+        ) = memo[8:]  # fmt: skip
         # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
-        # field to view's): a call with keywords costs a quarter more, and this is per pass.
-        return PowerView(
+        # field to view's): a call with keywords costs a quarter more.
+        view = PowerView(
             site_w - self.inc_total_w,
             hall_w,
             levels,
@@ -315,7 +334,7 @@ class PowerRuntime(PowerBooks):
             tdp,
             halls,
             node_cap,
-            self.target,
+            target,
             ramp_w,
             min_cap,
             ladder,
@@ -325,6 +344,8 @@ class PowerRuntime(PowerBooks):
             fl,
             shp,
         )
+        self._pass_kept = (memo, target, view)  # the memo and target held: no id reused
+        return view
 
     def _pass_inputs(self, t: float) -> tuple:
         """pass_view's inputs at `t` (its memo's layout), kept for the rest of the tick when
