@@ -342,12 +342,12 @@ class PowerBooks(JobPowerBooks):
     def _shape_of(self, placement: Placement) -> Shape:
         """`placement_shape` over these books' fleet (PowerView.shape_of). A gang of hundreds of
         nodes that the budget holds back is placed again, the same way, at every pass until the
-        watts come (the month's `full`: 884 of 1,836 admissions of more than 64 nodes find the
-        placement kept), and its shape costs ~0.5 ms for 1,667 nodes (a C-level map per node),
-        against ~8 us to compare the placement with the one kept: a large placement's shape is
-        kept with it and given again for an equal one (the same values: the fleet's halls and
-        rack caps never change in a book). The month's shapes: 0.91 -> 0.65 s."""
+        watts come (the month's `full`: 950 of 1,917 shapes of more than 64 nodes find the
+        placement kept): a large placement's shape is kept with it and given again for an equal
+        one (the same values: the fleet's halls and rack caps never change in a book)."""
         if len(placement) <= SHAPE_MEMO_NODES:
+            if self.min_node_cap_w == math.inf:
+                return self._uncapped_shape(placement)
             return placement_shape(
                 self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
             )
@@ -363,6 +363,29 @@ class PowerBooks(JobPowerBooks):
             memo.clear()
         memo[key] = (placement, shape)  # a tuple: what is kept cannot change after
         return shape
+
+    def _uncapped_shape(self, placement: Placement) -> Shape:
+        """placement_shape's answer for a small placement on a fleet without rack caps (node cap
+        inf), in one frame: the month's `full` asks 10,717 shapes of 2-64 nodes (15 on average,
+        99% in one hall), whose cost was the calls and itemgetters around hall_shares' C-level
+        maps, not the nodes (264M -> 132M instructions). One hall: its GPUs summed in placement
+        order. Several: the same dict in the same order (the halls as the placement first names
+        them, each one's GPUs summed in placement order). A large placement keeps the C-level
+        maps: per node they take fewer instructions."""
+        nh = self.topo.node_hall
+        h0 = nh[placement[0][0]]
+        gpus = 0
+        for n, k in placement:
+            if nh[n] != h0:
+                break
+            gpus += k
+        else:
+            return math.inf, gpus, {h0: gpus}
+        shares: dict[int, int] = {}
+        for n, k in placement:
+            h = nh[n]
+            shares[h] = shares.get(h, 0) + k
+        return math.inf, sum(shares.values()), shares
 
     def _floor_gpu_w(self, kind: str, flavor: int) -> float:
         """Per GPU, over idle, at the floor level on the least-capped nodes: PowerView.floor_inc_w's
