@@ -341,10 +341,9 @@ class PowerBooks(JobPowerBooks):
 
     def _shape_of(self, placement: Placement) -> Shape:
         """`placement_shape` over these books' fleet (PowerView.shape_of). A gang of hundreds of
-        nodes that the budget holds back is placed again, the same way, at every pass until the
-        watts come (the month's `full`: 950 of 1,917 shapes of more than 64 nodes find the
-        placement kept): a large placement's shape is kept with it and given again for an equal
-        one (the same values: the fleet's halls and rack caps never change in a book)."""
+        nodes that the budget holds back is placed again, the same way, at every pass (the
+        month's `full`: 950 of 1,917 shapes of over 64 nodes): a large placement's shape is kept
+        with it for an equal one (the fleet's halls and rack caps never change in a book)."""
         if len(placement) <= SHAPE_MEMO_NODES:
             if self.min_node_cap_w == math.inf:
                 return self._uncapped_shape(placement)
@@ -365,13 +364,10 @@ class PowerBooks(JobPowerBooks):
         return shape
 
     def _uncapped_shape(self, placement: Placement) -> Shape:
-        """placement_shape's answer for a small placement on a fleet without rack caps (node cap
-        inf), in one frame: the month's `full` asks 10,717 shapes of 2-64 nodes (15 on average,
-        99% in one hall), whose cost was the calls and itemgetters around hall_shares' C-level
-        maps, not the nodes (264M -> 132M instructions). One hall: its GPUs summed in placement
-        order. Several: the same dict in the same order (the halls as the placement first names
-        them, each one's GPUs summed in placement order). A large placement keeps the C-level
-        maps: per node they take fewer instructions."""
+        """placement_shape's answer for a small placement on a fleet without rack caps, in one
+        frame and one pass: the month's `full` asks 10,717 shapes of 2-64 nodes (15 on average),
+        whose cost was hall_shares' calls and itemgetters, not the nodes (264M -> 132M
+        instructions). The same dict: halls as first named, GPUs summed in placement order."""
         nh = self.topo.node_hall
         h0 = nh[placement[0][0]]
         gpus = 0
@@ -449,8 +445,12 @@ class PowerBooks(JobPowerBooks):
         key = (job.kind, gang, flavors)
         need = self._never_cache.get(key)  # one look-up: read on every arrival
         if need is None:
+            # ladder's floor increment, gang * (floor draw - idle), from the per-GPU ladder kept
+            # per kind and flavor: a gang's own ladder only where a start or solve reads it (the
+            # month's 247 gang sizes made 494 here, 116 never read again, ~0.5M instructions each)
+            accs, cap = self.topo.accelerators, self.min_node_cap_w
             need = self._never_cache[key] = min(
-                self.ladder(job, f, gang, self.min_node_cap_w)[1][-1]
+                gang * (self._ladder_w(job.kind, f, -1, cap) - accs[f].idle_w)
                 for f in flavors or range(len(self.topo.flavors))
             )
         if need <= best:
