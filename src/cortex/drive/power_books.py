@@ -340,36 +340,40 @@ class PowerBooks(JobPowerBooks):
         )
 
     def _shape_of(self, placement: Placement) -> Shape:
-        """`placement_shape` over these books' fleet (PowerView.shape_of). A gang of hundreds of
-        nodes that the budget holds back is placed again, the same way, at every pass (the
-        month's `full`: 950 of 1,917 shapes of over 64 nodes): a large placement's shape is kept
-        with it for an equal one (the fleet's halls and rack caps never change in a book)."""
+        """`placement_shape` over these books' fleet (PowerView.shape_of). A gang the budget holds
+        back is placed again, the same way, at every pass (950 of the month's 1,917 shapes of
+        over 64 nodes): a large placement's shape is kept with it for an equal one."""
         if len(placement) <= SHAPE_MEMO_NODES:
-            if self.min_node_cap_w == math.inf:
-                return self._uncapped_shape(placement)
-            return placement_shape(
-                self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
-            )
+            return self._fast_shape(placement)
         key = (len(placement), placement[0], placement[-1])
         memo = self._shape_memo
         got = memo.get(key)
         if got is not None and got[0] == placement:
             return got[1]
-        shape = placement_shape(
-            self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
-        )
+        shape = self._fast_shape(placement)
         if len(memo) >= 16:
             memo.clear()
         memo[key] = (placement, shape)  # a tuple: what is kept cannot change after
         return shape
 
-    def _uncapped_shape(self, placement: Placement) -> Shape:
-        """placement_shape's answer for a small placement on a fleet without rack caps, in one
-        frame and one pass: the month's `full` asks 10,717 shapes of 2-64 nodes (15 on average),
-        whose cost was hall_shares' calls and itemgetters, not the nodes (264M -> 132M
-        instructions). The same dict: halls as first named, GPUs summed in placement order."""
+    def _fast_shape(self, placement: Placement) -> Shape:
+        """placement_shape's answer (halls as first named, GPUs summed in placement order); with
+        no rack caps a small placement in one frame and pass, a large whole-node one by one list
+        comprehension that also checks each node's GPUs, not hall_shares' maps (RESULTS 142)."""
         nh = self.topo.node_hall
-        h0 = nh[placement[0][0]]
+        if self.min_node_cap_w < math.inf:  # rack caps: the node cap is a least over nodes
+            return placement_shape(nh, self.node_max_cap_w, self.min_node_cap_w, placement)
+        n0, k0 = placement[0]
+        h0 = nh[n0]
+        if len(placement) > SHAPE_MEMO_NODES:
+            halls = [nh[n] for n, k in placement if k == k0]
+            if len(halls) < len(placement):  # partial nodes
+                return placement_shape(nh, self.node_max_cap_w, math.inf, placement)
+            gpus = len(halls) * k0
+            if halls.count(h0) == len(halls):
+                return math.inf, gpus, {h0: gpus}
+            shares = {h: halls.count(h) * k0 for h in sorted(set(halls), key=halls.index)}
+            return math.inf, gpus, shares
         gpus = 0
         for n, k in placement:
             if nh[n] != h0:
@@ -377,10 +381,9 @@ class PowerBooks(JobPowerBooks):
             gpus += k
         else:
             return math.inf, gpus, {h0: gpus}
-        shares: dict[int, int] = {}
+        shares = {}
         for n, k in placement:
-            h = nh[n]
-            shares[h] = shares.get(h, 0) + k
+            shares[nh[n]] = shares.get(nh[n], 0) + k
         return math.inf, sum(shares.values()), shares
 
     def _floor_gpu_w(self, kind: str, flavor: int) -> float:
@@ -430,8 +433,7 @@ class PowerBooks(JobPowerBooks):
         tuple of every flavor made for it)."""
         if self.policy is None:
             return None
-        # Read on every arrival: kept for the site cap and coolest temperature it was made of
-        # (compared one by one: no key tuple made per arrival).
+        # Read on every arrival: kept for the site cap and coolest temperature (no key tuple).
         cap_w = self.site_cap_w
         coolest = self.coolest_temp_c()
         memo = self._never_best
@@ -445,9 +447,7 @@ class PowerBooks(JobPowerBooks):
         key = (job.kind, gang, flavors)
         need = self._never_cache.get(key)  # one look-up: read on every arrival
         if need is None:
-            # ladder's floor increment, gang * (floor draw - idle), from the per-GPU ladder kept
-            # per kind and flavor: a gang's own ladder only where a start or solve reads it (the
-            # month's 247 gang sizes made 494 here, 116 never read again, ~0.5M instructions each)
+            # ladder's floor increment from the per-GPU ladder, not a gang's own (RESULTS 142)
             accs, cap = self.topo.accelerators, self.min_node_cap_w
             need = self._never_cache[key] = min(
                 gang * (self._ladder_w(job.kind, f, -1, cap) - accs[f].idle_w)
