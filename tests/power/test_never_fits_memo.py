@@ -117,8 +117,12 @@ def test_a_gangs_floor_is_its_ladders_floor_without_making_its_ladder() -> None:
                 job = Job(1, "j", "a", gang, 100.0, kind=kind)
                 for flavors in ((), (0,), every[::-1]):
                     books.never_fits(elastic, flavors)
+                    need = books._never_cache[kind][gang][flavors]  # kept under its least size
                     got = books.never_fits(job, flavors)
-                    need = books._never_cache[(kind, gang, flavors)]
+                    assert books._never_cache[kind][gang][flavors] == need
+                    wide = Job(1, "j", "a", 2 * gang, 100.0, kind=kind)  # the elastic's most
+                    wide_got = books.never_fits(wide, flavors)
+                    assert wide_got is None or wide_got.detail["need_mw"] > need / 1e6
                     want = min(
                         plain.ladder(job, f, gang, plain.min_node_cap_w)[1][-1]
                         for f in flavors or every

@@ -428,9 +428,8 @@ class PowerBooks(JobPowerBooks):
     # ---- decisions the driver asks for --------------------------------------------------------
     def never_fits(self, job: Job, flavors: tuple[int, ...]) -> Reason | None:
         """A job whose lowest draw (the floor level; TDP when starts are never capped) exceeds
-        the site budget on the coolest moment can never start. `flavors` empty: any flavor (a
-        job that names none, as `job.flavor_ids` says: asked so at every arrival, without a
-        tuple of every flavor made for it)."""
+        the site budget on the coolest moment can never start. `flavors` empty: any flavor (as
+        `job.flavor_ids` says of a job that names none)."""
         if self.policy is None:
             return None
         # Read on every arrival: kept for the site cap and coolest temperature (no key tuple).
@@ -444,15 +443,16 @@ class PowerBooks(JobPowerBooks):
             best -= self.base_all_w
             self._never_best = (cap_w, coolest, best)
         gang = job.elastic_min or job.gpus
-        key = (job.kind, gang, flavors)
-        need = self._never_cache.get(key)  # one look-up: read on every arrival
-        if need is None:
+        try:  # by kind, gang, then flavors: no key tuple made and hashed per arrival
+            need = self._never_cache[job.kind][gang][flavors]
+        except KeyError:
             # ladder's floor increment from the per-GPU ladder, not a gang's own (RESULTS 142)
             accs, cap = self.topo.accelerators, self.min_node_cap_w
-            need = self._never_cache[key] = min(
+            need = min(
                 gang * (self._ladder_w(job.kind, f, -1, cap) - accs[f].idle_w)
                 for f in flavors or range(len(self.topo.flavors))
             )
+            self._never_cache.setdefault(job.kind, {}).setdefault(gang, {})[flavors] = need
         if need <= best:
             return None
         return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)
