@@ -5,6 +5,7 @@ that budget is made of has moved."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 from test_power_view import FLEET, HORIZON_S
@@ -94,3 +95,41 @@ def test_a_job_that_names_no_flavor_is_asked_about_every_flavor() -> None:
                 assert got is None or want is None or got.detail == want.detail
                 answers.add(got is None)
     assert answers == {True, False}
+
+
+def test_a_gangs_floor_is_its_ladders_floor_without_making_its_ladder() -> None:
+    # never_fits reads a gang's floor increment as gang * (the per-GPU floor draw - idle) from
+    # the per-GPU ladder kept per kind and flavor: the same double as the floor of the gang's
+    # own ladder (ladder's formula), for every kind, flavor set and gang, with and without
+    # rack caps (a finite least node cap moves the floor), and no gang's ladder is made.
+    from cortex.fleet.spec import load_fleet_spec
+    from cortex.fleet.topology import build
+
+    topo = build(load_fleet_spec("cortex-2026"))  # flavors of different watts
+    every = tuple(range(len(topo.flavors)))
+    for cfg in (PowerConfig("full"), PowerConfig("full", rack_cap_kw=150.0)):
+        pw = PowerRuntime.build(topo, cfg, HORIZON_S)
+        books, plain = pw, PowerRuntime.build(topo, cfg, HORIZON_S)  # no memo shared
+        for kind in ("llm", "vision", "generic", "eval"):
+            for gang in (1, 3, 8, 9, 64, 1000, 10**8):
+                # an elastic gang is asked at its least size
+                elastic = Job(1, "j", "a", 2 * gang, 100.0, kind=kind, elastic_min=gang)
+                job = Job(1, "j", "a", gang, 100.0, kind=kind)
+                for flavors in ((), (0,), every[::-1]):
+                    books.never_fits(elastic, flavors)
+                    need = books._never_cache[kind][gang][flavors]  # kept under its least size
+                    got = books.never_fits(job, flavors)
+                    assert books._never_cache[kind][gang][flavors] == need
+                    wide = Job(1, "j", "a", 2 * gang, 100.0, kind=kind)  # the elastic's most
+                    wide_got = books.never_fits(wide, flavors)
+                    assert wide_got is None or wide_got.detail["need_mw"] > need / 1e6
+                    want = min(
+                        plain.ladder(job, f, gang, plain.min_node_cap_w)[1][-1]
+                        for f in flavors or every
+                    )
+                    assert need == want, (kind, gang, flavors)
+                    assert got is None or got.detail["need_mw"] == want / 1e6
+                    assert (got is None) == (want <= float(books._never_best[2]))  # type: ignore[index]
+        assert books._ladders is not plain._ladders
+        assert not any(key[2] > 1 for key in books._ladders)  # no gang's own ladder made
+    assert pw.min_node_cap_w < math.inf

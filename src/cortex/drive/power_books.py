@@ -23,7 +23,13 @@ from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
 from cortex.power.curve import CapCurve
 from cortex.scheduler.cap_solver import CapPlan, ClassKey, make_room_with
-from cortex.scheduler.power import PowerPolicy, PowerView, Shape, placement_shape
+from cortex.scheduler.power import (
+    PowerPolicy,
+    PowerView,
+    Shape,
+    placement_shape,
+    uncapped_shape,
+)
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.registry import PowerProfile
 from cortex.scheduler.state import ClusterState, Placement
@@ -351,39 +357,39 @@ class PowerBooks(JobPowerBooks):
         )
 
     def _shape_of(self, placement: Placement) -> Shape:
-        """`placement_shape` over these books' fleet (PowerView.shape_of). A gang of hundreds of
-        nodes that the budget holds back is placed again, the same way, at every pass until the
-        watts come (the month's `full`: 884 of 1,836 admissions of more than 64 nodes find the
-        placement kept), and its shape costs ~0.5 ms for 1,667 nodes (a C-level map per node),
-        against ~8 us to compare the placement with the one kept: a large placement's shape is
-        kept with it and given again for an equal one (the same values: the fleet's halls and
-        rack caps never change in a book). The month's shapes: 0.91 -> 0.65 s."""
+        """`placement_shape` over these books' fleet (PowerView.shape_of). A gang the budget holds
+        back is placed again, the same way, at every pass (950 of the month's 1,917 shapes of
+        over 64 nodes): a large placement's shape is kept with it for an equal one."""
         if len(placement) <= SHAPE_MEMO_NODES:
-            return placement_shape(
-                self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
-            )
+            return self._fast_shape(placement)
         key = (len(placement), placement[0], placement[-1])
         memo = self._shape_memo
         got = memo.get(key)
         if got is not None and got[0] == placement:
             return got[1]
-        shape = placement_shape(
-            self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
-        )
+        shape = self._fast_shape(placement)
         if len(memo) >= 16:
             memo.clear()
         memo[key] = (placement, shape)  # a tuple: what is kept cannot change after
         return shape
 
+    def _fast_shape(self, placement: Placement) -> Shape:
+        """placement_shape's answer; without rack caps by `uncapped_shape` (RESULTS 142)."""
+        if self.min_node_cap_w < math.inf:  # rack caps: the node cap is a least over nodes
+            return placement_shape(
+                self.topo.node_hall, self.node_max_cap_w, self.min_node_cap_w, placement
+            )
+        return uncapped_shape(self.topo.node_hall, placement, SHAPE_MEMO_NODES)
+
     def _floor_gpu_w(self, kind: str, flavor: int) -> float:
-        """Per GPU, over idle, at the floor level on the least-capped nodes: PowerView.floor_inc_w's
-        formula over the fields the view is given (memoized: the same doubles)."""
-        key = (kind, flavor)
-        got = self._floor_cache.get(key)
-        if got is None:
+        """PowerView.floor_inc_w's per-GPU floor over idle on the least-capped nodes, memoized."""
+        try:  # by kind, then flavor: no key tuple made and hashed (admission asks ~163k a month)
+            return self._floor_cache[kind][flavor]
+        except KeyError:
             per = min(self.levels[-1] * self._tdp_w[flavor], self.draw_w(kind, flavor))
-            got = self._floor_cache[key] = min(per, self.min_node_cap_w) - self._idle_w[flavor]
-        return got
+            got = min(per, self.min_node_cap_w) - self._idle_w[flavor]
+            self._floor_cache.setdefault(kind, {})[flavor] = got
+            return got
 
     # ---- the ramp window ----------------------------------------------------------------------
     def add_step(self, t: float, it_w: float, now: float | None = None) -> None:
@@ -417,13 +423,11 @@ class PowerBooks(JobPowerBooks):
     # ---- decisions the driver asks for --------------------------------------------------------
     def never_fits(self, job: Job, flavors: tuple[int, ...]) -> Reason | None:
         """A job whose lowest draw (the floor level; TDP when starts are never capped) exceeds
-        the site budget on the coolest moment can never start. `flavors` empty: any flavor (a
-        job that names none, as `job.flavor_ids` says: asked so at every arrival, without a
-        tuple of every flavor made for it)."""
+        the site budget on the coolest moment can never start. `flavors` empty: any flavor (as
+        `job.flavor_ids` says of a job that names none)."""
         if self.policy is None:
             return None
-        # Read on every arrival: kept for the site cap and coolest temperature it was made of
-        # (compared one by one: no key tuple made per arrival).
+        # Read on every arrival: kept for the site cap and coolest temperature (no key tuple).
         cap_w = self.site_cap_w
         coolest = self.coolest_temp_c()
         memo = self._never_best
@@ -434,13 +438,16 @@ class PowerBooks(JobPowerBooks):
             best -= self.base_all_w
             self._never_best = (cap_w, coolest, best)
         gang = job.elastic_min or job.gpus
-        key = (job.kind, gang, flavors)
-        need = self._never_cache.get(key)  # one look-up: read on every arrival
-        if need is None:
-            need = self._never_cache[key] = min(
-                self.ladder(job, f, gang, self.min_node_cap_w)[1][-1]
+        try:  # by kind, gang, then flavors: no key tuple made and hashed per arrival
+            need = self._never_cache[job.kind][gang][flavors]
+        except KeyError:
+            # ladder's floor increment from the per-GPU ladder, not a gang's own (RESULTS 142)
+            accs, cap = self.topo.accelerators, self.min_node_cap_w
+            need = min(
+                gang * (self._ladder_w(job.kind, f, -1, cap) - accs[f].idle_w)
                 for f in flavors or range(len(self.topo.flavors))
             )
+            self._never_cache.setdefault(job.kind, {}).setdefault(gang, {})[flavors] = need
         if need <= best:
             return None
         return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)
