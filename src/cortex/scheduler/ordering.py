@@ -120,6 +120,7 @@ class PriorityFairShare:
                 c = (k[0], shares[i], k)
                 if low is None or c < low:
                     low, bi, bh = c, i, h
+        req: list | None  # declared only (mypyc): no store per pass
         req = yield bh[1]
         # A pass that asks for more: the per-pick merge below takes over from the first pick.
         n = len(lists)
