@@ -13,7 +13,12 @@ from operator import truediv
 from typing import Protocol
 
 from cortex.scheduler.snapshot import Snapshot
+from cortex.scheduler.state import ClusterState
 from cortex.workload.job import Job
+
+# PriorityFairShare's kept shares: the state, its totals as kept, its queues, the totals read
+# (at least 1), the queues' weights, and per queue the usage version and the share computed at it.
+_Shares = tuple[ClusterState, list[int], tuple, list[int], list[float], list[int], list[float]]
 
 
 class OrderingPolicy(Protocol):
@@ -54,6 +59,11 @@ class PriorityFairShare:
 
     name = "priority"
 
+    def __init__(self) -> None:
+        # Each queue's share with the usage version it was computed at, kept from pass to pass
+        # for one state (see _shares_for): most passes find most queues' usage unchanged.
+        self._shares: _Shares | None = None
+
     def key(self, job: Job) -> tuple:
         return (-job.priority, job.submit_s, job.id)
 
@@ -63,70 +73,107 @@ class PriorityFairShare:
         lone = snap.pending.lone()
         return iter((lone,)) if lone is not None else self._order(snap)
 
+    def _shares_for(self, st: ClusterState) -> _Shares:
+        """The kept shares of `st`, new when the state, its totals or its queues are not the
+        ones they were kept for. A usage version names one usage of its queue: versions only
+        grow (a statement's undo bumps them too), so a share kept with its version stays right."""
+        m = self._shares
+        if m is None or m[0] is not st or m[1] != st.total_gpus or m[2] is not st.queues.queues:
+            n = len(st.usage_version)
+            totals = [max(t, 1) for t in st.total_gpus]
+            weights = [q.weight for q in st.queues.queues]
+            m = (st, list(st.total_gpus), st.queues.queues, totals, weights, [-1] * n, [0.0] * n)
+            self._shares = m
+        return m
+
     def _order(self, snap: Snapshot) -> Iterator[Job]:
         lists = snap.pending.lists
-        # Many passes find one queue with jobs (a short queue); its own order is the order,
-        # with none of the merge's set-up below.
-        live = [lst for lst in lists if lst]
-        if len(live) <= 1:
-            if live:
-                yield from _rest_of(None, iter(live[0]))
+        # The first pick from the lists' first items (a sorted list's `_lists`: its sublists,
+        # the first holding its first item), without an iterator per queue: most passes that
+        # get here examine one job (a head the power or the GPUs stop) and never ask for more.
+        first = -1
+        n_live = 0
+        for i, lst in enumerate(lists):
+            if lst._lists:
+                n_live += 1
+                first = i
+        if n_live <= 1:
+            # One queue with jobs (a short queue): its own order is the order.
+            if n_live:
+                yield from _rest_of(None, iter(lists[first]))
             return
         st = snap.state
-        queues = st.queues.queues
-        totals = [max(t, 1) for t in st.total_gpus]
-        iters = [iter(lst) for lst in lists]
-        heads: list[tuple | None] = [next(it, None) for it in iters]
+        _, _, _, totals, weights, seen, shares = self._shares_for(st)
         usage = st.usage
         version = st.usage_version
-        weights = [q.weight for q in queues]
-        n = len(heads)
+        low: tuple | None = None
+        bi = -1
+        bh: tuple = ()
+        for i, lst in enumerate(lists):
+            sub = lst._lists
+            if sub:
+                if seen[i] != version[i]:
+                    seen[i] = version[i]
+                    shares[i] = max(map(truediv, usage[i], totals)) / weights[i]
+                h = sub[0][0]
+                k = h[0]
+                c = (k[0], shares[i], k)
+                if low is None or c < low:
+                    low, bi, bh = c, i, h
+        req: list | None  # declared only (mypyc): no store per pass
+        req = yield bh[1]
+        # A pass that asks for more: the per-pick merge below takes over from the first pick.
+        n = len(lists)
+        iters = [iter(lst) for lst in lists]
+        heads: list[tuple | None] = [next(it, None) for it in iters]
+        heads[bi] = next(iters[bi], None)
+        live = [i for i in range(n) if heads[i] is not None]
         # Each queue's candidate (priority, share, key) is rebuilt only when its head moved
         # or its usage changed since it was built: a pass yields hundreds of jobs, and
         # between two of them one queue's usage changes at most. Its share is computed again
         # only when its usage changed (`seen` holds the usage version it was computed at): a
         # pick moves the picked queue's head, not its usage.
         cands: list[tuple | None] = [None] * n
-        seen = [-1] * n
-        shares = [0.0] * n
-        live = [i for i in range(n) if heads[i] is not None]
-        req: list | None = None
         skip = top = 0
         judge: Callable[[Job], bool] | None = None
-        for _ in range(MERGE_FIRST):
-            if len(live) <= 1:
-                # One queue left: its own order is the order (shares only rank queues).
-                if live:
-                    yield from _rest_of(heads[live[0]], iters[live[0]])
-                return
-            best = None
-            bi = -1
-            for i in live:
-                cand = cands[i]
-                if seen[i] != version[i] or cand is None:
-                    head = heads[i]
-                    assert head is not None
-                    if seen[i] != version[i]:
-                        seen[i] = version[i]
-                        shares[i] = max(map(truediv, usage[i], totals)) / weights[i]
-                    cand = cands[i] = (head[0][0], shares[i], head[0])
-                if best is None or cand < best:
-                    best, bi = cand, i
-            head = heads[bi]
-            assert head is not None
-            nxt = heads[bi] = next(iters[bi], None)
-            cands[bi] = None
-            if nxt is None:
-                live.remove(bi)
-            req = yield head[1]
-            if req is not None:
-                # A skip request (a deep pass behind reserved heads, which walks on): the rest
-                # of the order takes it, passing over what it may without the pass walking
-                # each job (~52k requests in ten days of cortex-2024 came here and were
-                # ignored; RESULTS.md section 117). Both merges give the same order.
-                top, skip = req[0], req[1]
-                judge = req[3] if len(req) > 3 else None
-                break
+        if req is not None:
+            top, skip = req[0], req[1]
+            judge = req[3] if len(req) > 3 else None
+        else:
+            for _ in range(MERGE_FIRST - 1):
+                if len(live) <= 1:
+                    # One queue left: its own order is the order (shares only rank queues).
+                    if live:
+                        yield from _rest_of(heads[live[0]], iters[live[0]])
+                    return
+                best: tuple | None = None
+                bi = -1
+                for i in live:
+                    cand = cands[i]
+                    if seen[i] != version[i] or cand is None:
+                        head = heads[i]
+                        assert head is not None
+                        if seen[i] != version[i]:
+                            seen[i] = version[i]
+                            shares[i] = max(map(truediv, usage[i], totals)) / weights[i]
+                        cand = cands[i] = (head[0][0], shares[i], head[0])
+                    if best is None or cand < best:
+                        best, bi = cand, i
+                head = heads[bi]
+                assert head is not None
+                nxt = heads[bi] = next(iters[bi], None)
+                cands[bi] = None
+                if nxt is None:
+                    live.remove(bi)
+                req = yield head[1]
+                if req is not None:
+                    # A skip request (a deep pass behind reserved heads, which walks on): the
+                    # rest of the order takes it, passing over what it may without the pass
+                    # walking each job (~52k requests in ten days of cortex-2024 came here and
+                    # were ignored; RESULTS.md section 117). Both merges give the same order.
+                    top, skip = req[0], req[1]
+                    judge = req[3] if len(req) > 3 else None
+                    break
         # A pass that got this far walks on (a deep pass, hundreds of jobs); the rest goes
         # without the per-queue bookkeeping.
         rest = [(heads[i], i, iters[i]) for i in live]
