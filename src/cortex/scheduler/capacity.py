@@ -10,7 +10,7 @@ Indices, per flavor f with g GPUs per node:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 
 from cortex.fleet.topology import Topology
@@ -28,6 +28,9 @@ class Allocation:
     flavor: int
     placement: Placement
     gpus: int
+    # A gang of whole nodes: its nodes per pod, the pods in the order the placement first
+    # names them (what `take` counted); None for any other placement. Read by `hall_gpus`.
+    pods: dict[int, int] | None = field(default=None, compare=False, repr=False)
 
 
 # Past this many placements noted since the last read of np_owner, the read recomputes every
@@ -238,7 +241,7 @@ class Capacity:
         self.free_gpus[flavor] -= total - held_out
         self.version += 1
         self.busy_gpus[flavor] += total
-        self.allocations[job_id] = Allocation(flavor, placement, total)
+        self.allocations[job_id] = Allocation(flavor, placement, total, touched if whole else None)
         # Noted for np_owner: a gang of whole nodes leaves each of them held by it alone.
         stale = self._owner_stale
         stale.append(
@@ -353,6 +356,25 @@ class Capacity:
         if len(stale) > OWNER_STALE_MAX:
             self._all_owners_stale()
         return alloc
+
+    def hall_gpus(self, job_id: int) -> dict[int, int] | None:
+        """A whole-node gang's GPUs per hall, the halls in the order its placement first names
+        them (scheduler/power.py's `hall_shares`, the same dict), from its pods' node counts
+        rather than a look-up per node; None for any other allocation. A pod's first node is
+        the first of its hall's nodes in the placement whenever its hall is new there, so the
+        pods' order gives the halls'. The twin's start books its watts from it under no power
+        policy, where no admission read the placement (RESULTS §145: 1.2M nodes a month)."""
+        alloc = self.allocations[job_id]
+        pods = alloc.pods
+        if pods is None:
+            return None
+        g = self.gpn[alloc.flavor]
+        pod_hall = self.pod_hall
+        halls: dict[int, int] = {}
+        for p, c in pods.items():
+            h = pod_hall[p]
+            halls[h] = halls.get(h, 0) + c * g
+        return halls
 
     def _all_owners_stale(self) -> None:
         self._owner_stale.clear()
