@@ -8,7 +8,10 @@ count not added to an earlier run of the same pod, the last run not counted, the
 between nodes, and a run counted from zero, in take and in give. A one-node take or give off
 cordon is written out without the loop (RESULTS §119); the lockstep kills its pod bucket and
 hall count, its owner note, its cordon check (take and give), its version, busy count and
-partial-node write (eleven hand-made mutants)."""
+partial-node write (eleven hand-made mutants). A gang taken whole keeps its runs on its
+allocation, and its give walks them (RESULTS §145): the lockstep kills a run sliced one node
+long, a pod's count not added to its earlier run's, a run or the last run not kept, the runs
+read for a give on a cordoned node, and each run sliced from the placement's start."""
 
 from __future__ import annotations
 
