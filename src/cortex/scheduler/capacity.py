@@ -359,11 +359,12 @@ class Capacity:
 
     def hall_gpus(self, job_id: int) -> dict[int, int] | None:
         """A whole-node gang's GPUs per hall, the halls in the order its placement first names
-        them (scheduler/power.py's `hall_shares`, the same dict), from its pods' node counts
-        rather than a look-up per node; None for any other allocation. A pod's first node is
-        the first of its hall's nodes in the placement whenever its hall is new there, so the
-        pods' order gives the halls'. The twin's start books its watts from it under no power
-        policy, where no admission read the placement (RESULTS §145: 1.2M nodes a month)."""
+        them (scheduler/power.py's `hall_shares`, the same dict), from the node counts of its
+        runs of one pod rather than a look-up per node; None for any other allocation. A run's
+        first node is the first of its hall's nodes in the placement whenever its hall is new
+        there, so the runs' order gives the halls'. The twin's start books its watts from it
+        under no power policy, where no admission read the placement (RESULTS §145: 1.2M
+        nodes a month)."""
         alloc = self.allocations[job_id]
         runs = alloc.runs
         if runs is None:
