@@ -8,7 +8,10 @@ count not added to an earlier run of the same pod, the last run not counted, the
 between nodes, and a run counted from zero, in take and in give. A one-node take or give off
 cordon is written out without the loop (RESULTS §119); the lockstep kills its pod bucket and
 hall count, its owner note, its cordon check (take and give), its version, busy count and
-partial-node write (eleven hand-made mutants)."""
+partial-node write (eleven hand-made mutants). A gang taken whole keeps its runs on its
+allocation, and its give walks them (RESULTS §145): the lockstep kills a run sliced one node
+long, a pod's count not added to its earlier run's, a run or the last run not kept, the runs
+read for a give on a cordoned node, and each run sliced from the placement's start."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pytest
 import testkit
 from cortex.fleet.topology import Topology
 from cortex.scheduler import capacity
+from cortex.scheduler.power import hall_shares
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.state import ClusterState
 from cortex.scheduler.statement import Statement
@@ -161,3 +165,53 @@ def test_whole_gang_path_runs_on_gangs_across_pods_in_any_order() -> None:
     for st in (new, ref):
         st.give(2)
     assert _contents(new) == _contents(ref)
+
+
+def _hall_gpus_checked(st: ClusterState, whole: set[int]) -> int:
+    """Every allocation's `hall_gpus` against `hall_shares` over its placement, the halls'
+    order included; None exactly for the placements taken other than whole off cordon
+    (`whole`: the ids taken so). Returns how many it compared."""
+    seen = 0
+    for jid, alloc in st.allocations.items():
+        got = st.hall_gpus(jid)
+        if jid not in whole:
+            assert got is None
+            continue
+        want = hall_shares(st.topo.node_hall, alloc.placement)
+        assert got is not None
+        assert list(got.items()) == list(want.items())
+        seen += 1
+    return seen
+
+
+@pytest.mark.parametrize("topo", [MIXED, testkit.TINY], ids=["mixed", "tiny"])
+@pytest.mark.parametrize("seed", range(4))
+def test_hall_gpus_is_hall_shares_of_whole_gangs(topo: Topology, seed: int) -> None:
+    """A whole-node gang's GPUs per hall from its pods' counts (RESULTS §145), against the
+    per-node count over its placement, after random takes (whole nodes in any order, so halls
+    and pods interleave), gives, cordons and downs."""
+    rng = random.Random(seed)
+    st = ClusterState(topo, QueueConfig.build(None, topo, ["a"]))
+    g = st.gpn
+    whole: set[int] = set()
+    seen = 0
+    for jid in range(400):
+        op = rng.random()
+        if op < 0.5:
+            got = _placement(rng, st)
+            if got is not None:
+                f, placement = got
+                if (
+                    len(placement) > 1
+                    and all(k == g[f] for _, k in placement)
+                    and not any(n in st.cordoned for n, _ in placement)
+                ):
+                    whole.add(jid)
+                st.take(jid, f, placement)
+        elif op < 0.8 and st.allocations:
+            st.give(rng.choice(sorted(st.allocations)))
+        else:
+            n = rng.randrange(topo.n_nodes)
+            st.uncordon(n) if n in st.cordoned else st.cordon(n)
+        seen += _hall_gpus_checked(st, whole)
+    assert seen > 10

@@ -104,6 +104,9 @@ def _books(cls: type[Twin], cfg: SimConfig, seed: int) -> tuple[str, list[tuple]
         real(self, s, committed)
         starts.append(tuple(getattr(s.job, k) for k in _RUN_FIELDS if k != "history"))
         starts.append(tuple(_plain(ev) for ev in self.engine.pending()[-3:]))
+        if self.pw is not None:  # its books' share of each hall (none reads them without a policy)
+            jp = self.pw.jobs[s.job.id]
+            starts.append((jp.node_cap_w, jp.inc_w, tuple(jp.halls.items())))
 
     tw._start = spy.__get__(tw)  # type: ignore[method-assign]
     tw.run()
@@ -119,6 +122,9 @@ POWER = {
     "cap": PowerConfig("full", site_cap_mw=0.07, temperature_c=20.0),
     "ramp": PowerConfig("full", site_cap_mw=1.0, temperature_c=20.0, ramp_limit_mw_per_min=0.01),
     "heat": PowerConfig("none", temperature_c=45.0),
+    # No policy, rack caps below the draw: a whole-node gang's node cap is read per node, not
+    # taken as inf with its halls from its pods (RESULTS §145)
+    "rack": PowerConfig("none", temperature_c=20.0, rack_cap_kw=14.5),
 }
 
 

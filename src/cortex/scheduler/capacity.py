@@ -10,7 +10,8 @@ Indices, per flavor f with g GPUs per node:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from operator import itemgetter
 
 from cortex.fleet.topology import Topology
@@ -28,6 +29,9 @@ class Allocation:
     flavor: int
     placement: Placement
     gpus: int
+    # A gang of whole nodes taken whole: its runs of one pod in placement order, (pod, nodes),
+    # as `take` found them; None for any other placement. Read by `give` and `hall_gpus`.
+    runs: list[tuple[int, int]] | None = field(default=None, compare=False, repr=False)
 
 
 # Past this many placements noted since the last read of np_owner, the read recomputes every
@@ -191,7 +195,10 @@ class Capacity:
             # comparing each node's pod with the last one's, not by groupby over map (~6%
             # fewer instructions per node taken and given back: the pairs unpacked in the
             # loop, no key function called per node).
+            # The runs are kept on the allocation: `give` walks them rather than compare
+            # each node's pod again (RESULTS §145).
             node_pod = self.node_pod
+            runs: list[tuple[int, int]] = []
             cur = -1
             pw: dict[int, None] = {}
             before = 0
@@ -199,14 +206,18 @@ class Capacity:
                 p = node_pod[n]
                 if p != cur:
                     if cur >= 0:
-                        touched[cur] = touched.get(cur, 0) + before - len(pw)
+                        c = before - len(pw)
+                        runs.append((cur, c))
+                        touched[cur] = touched.get(cur, 0) + c
                     cur = p
                     pw = pod_whole[p]
                     before = len(pw)
                 del pw[n]
                 node_free[n] = 0
                 node_jobs[n][job_id] = g
-            touched[cur] = touched.get(cur, 0) + before - len(pw)
+            c = before - len(pw)
+            runs.append((cur, c))
+            touched[cur] = touched.get(cur, 0) + c
         else:
             part = self.part[flavor]
             node_pod = self.node_pod
@@ -238,7 +249,7 @@ class Capacity:
         self.free_gpus[flavor] -= total - held_out
         self.version += 1
         self.busy_gpus[flavor] += total
-        self.allocations[job_id] = Allocation(flavor, placement, total)
+        self.allocations[job_id] = Allocation(flavor, placement, total, runs if whole else None)
         # Noted for np_owner: a gang of whole nodes leaves each of them held by it alone.
         stale = self._owner_stale
         stale.append(
@@ -293,29 +304,21 @@ class Capacity:
         node_jobs = self.node_jobs
         touched: dict[int, int] = {}
         held_out = 0
-        if (
-            len(placement) > 1
-            and alloc.gpus == g * len(placement)
-            and self._none_cordoned(placement)
-        ):
-            # Each node was held by this job alone (none free), so it becomes completely free.
-            # Runs of one pod found as in `take`.
-            node_pod = self.node_pod
-            cur = -1
-            pw: dict[int, None] = {}
-            before = 0
-            for n, _ in placement:
-                p = node_pod[n]
-                if p != cur:
-                    if cur >= 0:
-                        touched[cur] = touched.get(cur, 0) + len(pw) - before
-                    cur = p
-                    pw = pod_whole[p]
-                    before = len(pw)
-                del node_jobs[n][job_id]
-                node_free[n] = g
-                pw[n] = None
-            touched[cur] = touched.get(cur, 0) + len(pw) - before
+        runs = alloc.runs
+        if runs is not None and self._none_cordoned(placement):
+            # A gang taken whole: each node was held by this job alone (none free), so it
+            # becomes completely free. The runs of one pod its take found, each a slice of the
+            # placement in C: ~165 fewer instructions a node than comparing each node's pod
+            # (RESULTS §145). One taken on a cordoned node (a rollback's) goes the general way,
+            # which writes the same, node by node.
+            nodes = iter(placement)
+            for p, c in runs:
+                pw = pod_whole[p]
+                for n, _ in islice(nodes, c):
+                    del node_jobs[n][job_id]
+                    node_free[n] = g
+                    pw[n] = None
+                touched[p] = touched.get(p, 0) + c
         else:
             part = self.part[flavor]
             node_pod = self.node_pod
@@ -353,6 +356,26 @@ class Capacity:
         if len(stale) > OWNER_STALE_MAX:
             self._all_owners_stale()
         return alloc
+
+    def hall_gpus(self, job_id: int) -> dict[int, int] | None:
+        """A whole-node gang's GPUs per hall, the halls in the order its placement first names
+        them (scheduler/power.py's `hall_shares`, the same dict), from the node counts of its
+        runs of one pod rather than a look-up per node; None for any other allocation. A run's
+        first node is the first of its hall's nodes in the placement whenever its hall is new
+        there, so the runs' order gives the halls'. The twin's start books its watts from it
+        under no power policy, where no admission read the placement (RESULTS §145: 1.2M
+        nodes a month)."""
+        alloc = self.allocations[job_id]
+        runs = alloc.runs
+        if runs is None:
+            return None
+        g = self.gpn[alloc.flavor]
+        pod_hall = self.pod_hall
+        halls: dict[int, int] = {}
+        for p, c in runs:
+            h = pod_hall[p]
+            halls[h] = halls.get(h, 0) + c * g
+        return halls
 
     def _all_owners_stale(self) -> None:
         self._owner_stale.clear()

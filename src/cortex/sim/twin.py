@@ -429,7 +429,20 @@ class Twin(TwinPower):
         job.owed_overhead_s += job.run_wait_s
         kept, waves = 1.0, 1
         if pw is not None:
-            kept, waves = pw.start(job, f, gang, s.placement, s.cap_level, now, s.power_shape)
+            shape = s.power_shape
+            if (
+                shape is None
+                and committed
+                and len(s.placement) > 2
+                and pw.min_node_cap_w == math.inf
+            ):
+                # No admission read the placement (no power policy): a whole-node gang's
+                # halls from the pods its take counted, not a look-up per node; no rack caps,
+                # so its node cap is inf (placement_shape's answer; RESULTS §145).
+                halls = self.state.hall_gpus(job.id)
+                if halls is not None:
+                    shape = (math.inf, sum(halls.values()), halls)
+            kept, waves = pw.start(job, f, gang, s.placement, s.cap_level, now, shape, True)
             # A staggered gang is not productive until its last wave is up.
             job.owed_overhead_s += 60.0 * (waves - 1)
         speed, tau, dur = self._run_shape(job, f, gang, s.alloc_gpus)
@@ -456,8 +469,7 @@ class Twin(TwinPower):
             self.state.start(job, job.queue_idx, f, s.placement)
         push = self.engine.push
         push(job.est_end_s, FINISH, FINISH, job, job.epoch)
-        if pw is not None:
-            pw.fill(job.id)
+        if pw is not None:  # its first wave drew at its books' start (fill=True)
             for i in range(1, waves):
                 push(now + 60.0 * i, POWER_PRIO, STAGGER, job, job.restarts)
         self._arm_job_failure(job)
