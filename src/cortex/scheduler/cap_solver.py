@@ -95,8 +95,10 @@ class CapClass:
 
 
 # Per level l (index l, 1..n-1) of a class: the site watts a raise from l to l-1 adds, minus its
-# throughput per watt (the heap's order), and the watts it adds in each of the class's halls.
-Steps = tuple[list[int], list[float], list[list[tuple[int, int]]]]
+# throughput per watt (the heap's order), and the watts it adds in each of the class's halls;
+# then per level l (0..n-1) the level a class at l reaches by the raises above it that add no
+# watts anywhere (l itself when the raise from l adds some, or l is 0).
+Steps = tuple[list[int], list[float], list[list[tuple[int, int]]], list[int]]
 
 
 def class_steps(q: Sequence[int], halls: Sequence[tuple[int, Sequence[int]]], n: int) -> Steps:
@@ -109,14 +111,23 @@ def class_steps(q: Sequence[int], halls: Sequence[tuple[int, Sequence[int]]], n:
         *[-(g / w) if w > 0 else -math.inf for g, w in zip(gains, d_site[1:], strict=True)],
     ]
     d_halls: list[list[tuple[int, int]]]
+    # up[l]: see Steps. A ladder's top levels often draw the same (caps above the run's draw):
+    # ~62% of a month's raises add no watts, and raise_classes takes them at once (see there).
+    up = list(range(n))
     if len(halls) == 1:  # a class in one hall (nearly all)
         h, w = halls[0]
-        d_halls = [[], *[[(h, d)] for d in map(sub, w[: n - 1], w[1:n])]]
+        d_hall = [0, *map(sub, w[: n - 1], w[1:n])]
+        d_halls = [[], *[[(h, d)] for d in d_hall[1:]]]
+        for lv in range(1, n):
+            if not d_site[lv] and not d_hall[lv]:
+                up[lv] = up[lv - 1]
     else:
         d_halls = [[] for _ in range(n)]
         for lv in range(1, n):
-            d_halls[lv] = [(h, w[lv - 1] - w[lv]) for h, w in halls]
-    return d_site, neg_ratio, d_halls
+            d_halls[lv] = dh = [(h, w[lv - 1] - w[lv]) for h, w in halls]
+            if not d_site[lv] and not any(d for _, d in dh):
+                up[lv] = up[lv - 1]
+    return d_site, neg_ratio, d_halls, up
 
 
 def _int_budget(b: float) -> int:
@@ -233,7 +244,18 @@ def raise_classes(
     c_level = [floor] * n_cls
     # (-priority, -throughput per watt, class, level): every entry differs in (class, level),
     # so the pops come in one order however the heap was built.
-    heap = [(prio[c], steps[c][1][floor], c, floor) for c in range(n_cls)] if floor else []
+    # A raise that adds no watts (site or hall) fits whenever no hall is over and the site is
+    # within budget, which then stays so (a raise that fits keeps them). Its entry's key is
+    # (-priority, -inf, ...) and comes straight back from the heap after the raise below it
+    # (nothing lies between the two entries' keys: one entry per class), so such raises are
+    # taken at once, the class then pushed at the level they reach: the same pops of every
+    # other raise in the same order, the same levels.
+    free = not over and site <= sbi
+    if free:
+        c_level = [s[3][floor] for s in steps]
+        heap = [(prio[c], steps[c][1][lv], c, lv) for c, lv in enumerate(c_level) if lv]
+    else:
+        heap = [(prio[c], steps[c][1][floor], c, floor) for c in range(n_cls)] if floor else []
     heapq.heapify(heap)
     split: tuple[int, int] | None = None
     # A class raised one level pushes its next raise and the loop pops the least entry: one
@@ -242,7 +264,7 @@ def raise_classes(
     item = heapq.heappop(heap) if heap else None
     while item is not None:
         _, _, c, level = item
-        d_site_l, neg_ratio, d_halls_l = steps[c]
+        d_site_l, neg_ratio, d_halls_l, free_up = steps[c]
         d_site = d_site_l[level]
         d_halls = d_halls_l[level]
         if len(d_halls) == 1:  # a class in one hall (nearly all): the test below for that hall
@@ -263,9 +285,12 @@ def raise_classes(
             for h, d in d_halls:
                 halls_a[h] += d
                 over.discard(h)
-            c_level[c] = level - 1
-            if level > 1:
-                item = heapq.heappushpop(heap, (prio[c], neg_ratio[level - 1], c, level - 1))
+            # A raise that fits empties `over` (it must hold every hall over budget, and each
+            # comes under), so the raises above it that add no watts are taken with it.
+            level = free_up[level - 1]
+            c_level[c] = level
+            if level:
+                item = heapq.heappushpop(heap, (prio[c], neg_ratio[level], c, level))
                 continue
         elif split is None:
             split = (c, level)  # the first class that does not fit as a whole; it stops here
