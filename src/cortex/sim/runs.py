@@ -205,27 +205,9 @@ class RunBooks:
         self._fin_last[jid] = (at, epoch)
 
     def _move_ends(self, moved: list[tuple[int, tuple, tuple]]) -> None:
-        """Re-key the ends of the runs a solve moved: one by one where they are few among a
-        flavor's, else the list rebuilt from what stays and what moved (the same sorted list;
-        a remove and an add cost a few microseconds each, a rebuild about a tenth of that per
-        entry)."""
-        by_flavor: dict[int, list[tuple[tuple, tuple]]] = {}
-        for f, was, now in moved:
-            by_flavor.setdefault(f, []).append((was, now))
-        for f, pairs in by_flavor.items():
-            ends = self.state.ends[f]
-            if len(pairs) * 8 < len(ends):
-                for was, now in pairs:
-                    ends.remove(was)
-                    ends.add(now)
-                continue
-            gone = {was for was, _ in pairs}
-            keep = list(itertools.filterfalse(gone.__contains__, ends))  # the same, in C
-            if len(ends) - len(keep) != len(pairs):  # as remove() would have refused
-                raise ValueError("a moved run's end is not in its flavor's ends")
-            keep.extend(now for _, now in pairs)
-            ends.clear()
-            ends.update(keep)
+        """Re-key the ends of the runs a solve moved: noted in the state, applied when the ends
+        are next read (ClusterState.move_ends)."""
+        self.state.move_ends(moved)
 
     def _power_stop(self, job: Job, elapsed_v: float, release: bool = True) -> None:
         """Split the run's lost throughput between caps and heat; release its watts."""
