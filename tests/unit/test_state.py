@@ -361,3 +361,71 @@ def test_a_placement_noted_again_moves_to_the_end_of_the_notes() -> None:
     notes = list(st._stale.values())
     assert [(jid, first) for jid, _, first in notes] == [(2, True), (1, False)]
     assert notes[1][1] is p
+
+
+def _ends_want(st: ClusterState, live: dict[int, tuple[Job, int]], f: int) -> list:
+    return sorted((j.est_end_s, j.id, 1) for j, g in live.values() if g == f)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_moved_ends_read_at_any_point_match_the_running_jobs(seed: int) -> None:
+    """`move_ends` notes a cap solve's re-timed ends as a stop's and a start's are, and `ends`
+    applies them when read: one by one, or a flavor rebuilt when many are noted (a solve moves
+    ~80 runs at once). Every read shows the running jobs' ends sorted, whatever the mix of
+    starts, stops, batches of moves (to the same end, back to an earlier one, again before a
+    read, or of a run that then stops) and reads."""
+    rng = random.Random(seed)
+    st = _state(MIXED)
+    live: dict[int, tuple[Job, int]] = {}
+    next_id = 0
+    for _ in range(500):
+        op = rng.random()
+        if op < 0.4:
+            f = rng.randrange(len(st.gpn))
+            nodes = [n for n in st.flavor_node_ids[f] if st.node_free[n] > 0]
+            if not nodes:
+                continue
+            next_id += 1
+            job = _running(next_id, 1, float(rng.randint(0, 60)), rng.randrange(2))
+            st.start(job, job.queue_idx, f, ((rng.choice(nodes), 1),))
+            live[job.id] = (job, f)
+        elif op < 0.5 and live:
+            job, f = live.pop(rng.choice(sorted(live)))
+            st.stop(job, job.queue_idx)
+        elif op < 0.85 and live:
+            k = min(len(live), rng.choice([1, 3, 8, 17, 40, 200]))
+            moved = []
+            for jid in rng.sample(sorted(live), k):
+                job, f = live[jid]
+                was = (job.est_end_s, jid, 1)
+                end = rng.choice([job.est_end_s, float(rng.randint(0, 60)), rng.uniform(0, 60)])
+                job.est_end_s = end
+                moved.append((f, was, (end, jid, 1)))
+            st.move_ends(moved)
+        else:
+            for f in range(len(st.gpn)):
+                assert list(st.ends[f]) == _ends_want(st, live, f)
+    for f in range(len(st.gpn)):
+        assert list(st.ends[f]) == _ends_want(st, live, f)
+
+
+@pytest.mark.parametrize(("n_moved", "others"), [(1, 0), (3, 28), (40, 0)])
+def test_a_moved_end_that_is_not_there_is_refused_when_read(n_moved: int, others: int) -> None:
+    # As SortedList.remove refuses it, whether the flavor is rebuilt (80 notes among 40 ends),
+    # read one by one among many notes (6 here, 28 starts of the other flavor) or alone (2).
+    st = _state(MIXED)
+    jobs = []
+    for i in range(40):
+        job = _running(i + 1, 1, float(i), 0)
+        st.start(job, 0, 0, ((st.flavor_node_ids[0][i % 8], 1),))
+        jobs.append(job)
+    assert len(st.ends[0]) == 40
+    for i in range(others):
+        job = _running(100 + i, 1, float(i), 0)
+        ids = st.flavor_node_ids[1]
+        st.start(job, 0, 1, ((ids[i % len(ids)], 1),))
+    moved = [(0, (j.est_end_s, j.id, 1), (j.est_end_s + 0.5, j.id, 1)) for j in jobs[: n_moved - 1]]
+    moved.append((0, (99.0, 99, 1), (1.0, 99, 1)))
+    st.move_ends(moved)
+    with pytest.raises(ValueError):
+        _ = st.ends

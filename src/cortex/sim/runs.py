@@ -175,7 +175,14 @@ class RunBooks:
         job.run_vacc = vacc
         job.run_vmark = clock
         job.run_k = k
-        end = self._clock_inv(clock + (job.run_dur_s - vacc) / k)
+        # _clock_inv's sum written out (a call per move cost ~700 instructions of its ~4k)
+        end = clock + (job.run_dur_s - vacc) / k
+        cv = self._clock_v
+        if cv:
+            i = bisect_right(cv, end) - 1
+            if i < 0:  # noqa: PLR1730 (as _clock_inv)
+                i = 0
+            end = i * self._clock_tick + (end - cv[i]) / self._clock_k[i]
         if now > end:  # noqa: PLR1730 (max(end, now) exactly: end unless now is greater)
             end = now
         jid, gpus = job.id, job.alloc_gpus
@@ -205,27 +212,9 @@ class RunBooks:
         self._fin_last[jid] = (at, epoch)
 
     def _move_ends(self, moved: list[tuple[int, tuple, tuple]]) -> None:
-        """Re-key the ends of the runs a solve moved: one by one where they are few among a
-        flavor's, else the list rebuilt from what stays and what moved (the same sorted list;
-        a remove and an add cost a few microseconds each, a rebuild about a tenth of that per
-        entry)."""
-        by_flavor: dict[int, list[tuple[tuple, tuple]]] = {}
-        for f, was, now in moved:
-            by_flavor.setdefault(f, []).append((was, now))
-        for f, pairs in by_flavor.items():
-            ends = self.state.ends[f]
-            if len(pairs) * 8 < len(ends):
-                for was, now in pairs:
-                    ends.remove(was)
-                    ends.add(now)
-                continue
-            gone = {was for was, _ in pairs}
-            keep = list(itertools.filterfalse(gone.__contains__, ends))  # the same, in C
-            if len(ends) - len(keep) != len(pairs):  # as remove() would have refused
-                raise ValueError("a moved run's end is not in its flavor's ends")
-            keep.extend(now for _, now in pairs)
-            ends.clear()
-            ends.update(keep)
+        """Re-key the ends of the runs a solve moved: noted in the state, applied when the ends
+        are next read (ClusterState.move_ends)."""
+        self.state.move_ends(moved)
 
     def _power_stop(self, job: Job, elapsed_v: float, release: bool = True) -> None:
         """Split the run's lost throughput between caps and heat; release its watts."""

@@ -65,20 +65,23 @@ class TwinPower(RunBooks):
         pw = self.pw
         assert pw is not None
         running = self.state.running
-        room = pw.ramp_headroom_it_w(self.now)
-        clock = self._clock(self.now)  # every move reads the run clock at this instant
+        now = self.now
+        room = pw.ramp_headroom_it_w(now)
+        clock = self._clock(now)  # every move reads the run clock at this instant
         moved: list[tuple[int, tuple, tuple]] = []
+        # Read once for a solve's ~80 moves, not through pw and self at each
+        jobs, relevel, set_rate = pw.jobs, pw.relevel, self._set_rate
         for job_id, level in pw.cap_moves(levels, running):
             job = running[job_id]
-            jp = pw.jobs[job_id]
+            jp = jobs[job_id]
             if level < jp.level:
                 inc = jp.lad[1]  # its run's ladder (pw.ladder's), kept at its start
                 step = inc[level] - jp.inc_w
                 if step > room:
                     continue  # the next tick raises it
                 room -= step
-                pw.add_step(self.now, step)
-            self._set_rate(job, pw.relevel(job, level), clock, moved)
+                pw.add_step(now, step)
+            set_rate(job, relevel(job, level), clock, moved)
         self._move_ends(moved)
 
     def _stagger(self, job: Job, run: int) -> None:
