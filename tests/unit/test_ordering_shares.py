@@ -215,3 +215,30 @@ def test_a_sorted_list_shows_its_first_item_and_its_emptiness_in_its_sublists() 
         lst.remove(x)
     assert not lst._lists
     assert not lst
+
+
+TWO_QUEUES = {"cluster_queues": [{"name": "a", "nominal_share": 0.5},
+                                 {"name": "b", "nominal_share": 0.5}]}  # fmt: skip
+SMALL_GROUPS = [{"flavor": "H100-SXM5", "nodes": 8, "nodes_per_pod": 4}]  # 64 GPUs
+
+
+def test_a_second_order_over_the_same_state_does_not_change_the_first() -> None:
+    """The shares are the policy's, kept across passes; each order's candidates are its own: a
+    second order over the same state, read while the first is suspended, must not leave the
+    first ranking a queue by the share it had before its usage changed (reviewer rev42)."""
+    topo = build(parse_fleet({"name": "p", "halls": [{"name": "h", "groups": SMALL_GROUPS}],
+                              "queues": TWO_QUEUES}, "test"))  # fmt: skip
+    st = ClusterState(topo, QueueConfig.build(topo.spec.queues, topo, ("a", "b")))
+    pol = PriorityFairShare()
+    pend = PendingQueues(2, pol.key)
+    for jid, q, t in ((1, 0, 1.0), (2, 0, 2.0), (3, 0, 3.0), (11, 1, 1.5), (12, 1, 2.5)):
+        job = Job(jid, f"p{jid}", "ab"[q], 1, 10.0, submit_s=t)
+        job.queue_idx, job.priority = q, 100
+        pend.add(job)
+    snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 1.0)
+    first = pol.order(snap)
+    got = [next(first).id, next(first).id]  # 1, then 11 (both shares 0: by submit time)
+    st.add_usage(0, 0, 32)  # queue a: 32 of 64 GPUs, share 0.5 (a tentative start)
+    next(iter(pol.order(snap)))  # another order over the same state reads its first pick
+    got += [j.id for j in first]
+    assert got == [1, 11, 12, 2, 3]  # b's share (0) below a's (0.5): b's 12 before a's 2 and 3

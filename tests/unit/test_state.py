@@ -429,3 +429,34 @@ def test_a_moved_end_that_is_not_there_is_refused_when_read(n_moved: int, others
     st.move_ends(moved)
     with pytest.raises(ValueError):
         _ = st.ends
+
+
+def _ended_job(jid: int, end: float) -> Job:
+    job = Job(jid, f"j{jid}", "a", 1, 100.0)
+    job.est_end_s = end
+    job.queue_idx = 0
+    return job
+
+
+@pytest.mark.parametrize("applied", [40, 4])  # one by one within the many-note read; rebuilt
+def test_a_refused_read_of_the_ends_drops_no_running_job(applied: int) -> None:
+    """A read refused on one flavor (an end noted gone that it does not hold, as SortedList's
+    remove refuses) keeps every note: each later read refuses too, or shows every running job;
+    it never answers without another flavor's noted starts (reviewer rev42)."""
+    topo = testkit.MIXED
+    st = ClusterState(topo, QueueConfig.build(None, topo, ["a", "b"]))
+    for i in range(applied):
+        st.start(_ended_job(i + 1, float(i)), 0, 0, ((st.flavor_node_ids[0][i % 8], 1),))
+    _ = st.ends
+    ids = st.flavor_node_ids[1]
+    for i in range(28):  # flavor 1's starts, noted, not read yet (a many-note read)
+        st.start(_ended_job(100 + i, float(i)), 0, 1, ((ids[i % len(ids)], 1),))
+    st._ends_gone.append((0, (5.5, 999, 1)))  # a driver's wrong entry
+    with pytest.raises(ValueError):
+        _ = st.ends
+    try:
+        ends = st.ends
+    except ValueError:
+        return
+    running_1 = sorted((j.est_end_s, jid, 1) for jid, j in st.running.items() if jid >= 100)
+    assert list(ends[1]) == running_1

@@ -134,6 +134,10 @@ class PriorityFairShare:
         # only when its usage changed (`seen` holds the usage version it was computed at): a
         # pick moves the picked queue's head, not its usage.
         cands: list[tuple | None] = [None] * n
+        # The usage version each candidate was built at, this order's own: `seen` and `shares`
+        # are the policy's, kept across passes, and a second order over the same state (none
+        # in the cycle, which walks one at a time) may move `seen` on under this one.
+        cand_v = [-1] * n
         skip = top = 0
         judge: Callable[[Job], bool] | None = None
         if req is not None:
@@ -150,13 +154,15 @@ class PriorityFairShare:
                 bi = -1
                 for i in live:
                     cand = cands[i]
-                    if seen[i] != version[i] or cand is None:
+                    v = version[i]
+                    if cand_v[i] != v or cand is None:
                         head = heads[i]
                         assert head is not None
-                        if seen[i] != version[i]:
-                            seen[i] = version[i]
+                        if seen[i] != v:
+                            seen[i] = v
                             shares[i] = max(map(truediv, usage[i], totals)) / weights[i]
                         cand = cands[i] = (head[0][0], shares[i], head[0])
+                        cand_v[i] = v
                     if best is None or cand < best:
                         best, bi = cand, i
                 head = heads[bi]

@@ -98,11 +98,9 @@ class ClusterState(NodeSummaries):
         gone: dict[int, list[tuple[float, int, int]]] = {}
         for f, entry in self._ends_gone:
             gone.setdefault(f, []).append(entry)
-        self._ends_gone.clear()
         came: dict[int, list[tuple[float, int, int]]] = {}
         for entry, f in self._ends_new.items():
             came.setdefault(f, []).append(entry)
-        self._ends_new.clear()
         for f in gone.keys() | came.keys():
             sl = ends[f]
             out, add = gone.get(f, []), came.get(f, [])
@@ -119,6 +117,10 @@ class ClusterState(NodeSummaries):
             keep.extend(add)
             sl.clear()
             sl.update(keep)
+        # Cleared once every flavor took its notes: a refused read keeps them, so the next read
+        # refuses too (as the one-by-one path's remove() does), never drops a running job's end.
+        self._ends_gone.clear()
+        self._ends_new.clear()
 
     def move_ends(self, moved: list[tuple[int, tuple, tuple]]) -> None:
         """Driver: running jobs' expected ends moved (flavor, the entry, its new entry), as a cap
