@@ -364,22 +364,35 @@ FLOOR_SHORT = Reason(Code.POWER_CAP)
 
 
 def _ramp_refuses(
-    view: PowerView, room: Watts, job: Job, f: int, gang: int, firsts: set[int]
+    view: PowerView, room: Watts, job: Job, f: int, gang: int, firsts: set[int], last: int
 ) -> bool:
-    """Whether an admission that tries one of `firsts` first stops there on the ramp, whatever
-    the placement and the credit: at each such level the step is more than a window that is not
-    clear has left, even on the most capped racks, while the site and every hall take it, even
-    uncapped by racks and without credit, so the ramp check is reached (a credit, the victims'
-    watts over idle, is never negative; `_fits` checks site, halls, then the ramp)."""
+    """Whether an admission that tries one of `firsts` first, then each lower cap down to
+    `last`, stops on the ramp, whatever the placement and the credit. Admission walks the
+    levels from the first and stops at the first one the site and every hall take (with the
+    credit), refused there if the window is not clear and the step is more than it has left;
+    past `last` it refuses on the site or a hall. So it stops on the ramp when, from the first
+    level on, every step is more than the window has left (even on the most capped racks) down
+    to a level whose step the site and every hall take even uncapped by racks and without
+    credit: the walk stops there or before, on the ramp (a credit, the victims' watts over
+    idle, is never negative; a hall's share of a step is at most the step; `_fits` checks
+    site, halls, then the ramp). A level the site may refuse is not a stop: the walk may go on
+    below it, to steps the window takes, once the victims' watts are known (RESULTS 146)."""
     if room.ramp_w >= view.ramp_limit_w:
         return False  # a clear window takes any start alone
     idle = view.idle_w[f]
     hall_w = min(room.hall_w, default=math.inf)
-    for level in firsts:
-        low = gang * (view.per_gpu_w(job.kind, f, level, view.min_node_cap_w) - idle)
-        high = gang * (view.per_gpu_w(job.kind, f, level, math.inf) - idle)
-        if low <= room.ramp_w or high > room.site_w or high > hall_w:
-            return False
+    for first in firsts:
+        level = first
+        while True:
+            low = gang * (view.per_gpu_w(job.kind, f, level, view.min_node_cap_w) - idle)
+            if low <= room.ramp_w:
+                return False
+            high = gang * (view.per_gpu_w(job.kind, f, level, math.inf) - idle)
+            if high <= room.site_w and high <= hall_w:
+                break
+            if level >= last:
+                return False
+            level += 1
     return True
 
 
@@ -389,7 +402,7 @@ class AdmitUncapped:
     name = "admit"
 
     def ramp_refuses(self, view: PowerView, room: Watts, job: Job, flavor: int, gang: int) -> bool:
-        return _ramp_refuses(view, room, job, flavor, gang, {0})
+        return _ramp_refuses(view, room, job, flavor, gang, {0}, 0)
 
     def admit(
         self,
@@ -422,7 +435,7 @@ class CapToFit:
             min(view.target.get((job.kind, flavor, job.priority, h), 0), view.floor)
             for h in range(len(room.hall_w))
         }
-        return _ramp_refuses(view, room, job, flavor, gang, firsts)
+        return _ramp_refuses(view, room, job, flavor, gang, firsts, view.floor)
 
     def admit(
         self,
