@@ -1,7 +1,7 @@
-"""PowerBooks._floor_gpu_w (PowerView.floor_gpu_w: admission's cheap bound, asked at every try)
-keeps each kind's and flavor's floor watts per GPU by kind, then flavor: asked in any order,
-kinds and flavors interleaved, each answer must be the formula's for that kind and flavor, as
-fresh books give it."""
+"""PowerView.floor_gpu_w (admission's cheap bound, asked at every try: PowerBooks._floor_gpu_w
+behind the one functools.cache the books' views share): asked in any order, kinds and flavors
+interleaved, again after it kept them, each answer must be the formula's for that kind and
+flavor, as fresh books give it."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def test_each_kind_and_flavor_gets_its_own_floor_in_any_order() -> None:
         pairs = list(itertools.product(kinds, flavors))
         for order in (pairs, pairs[::-1], pairs[1::2] + pairs[::2]):
             books = PowerRuntime.build(TOPO, cfg, 86400.0)
+            floor = books.view(0.0).floor_gpu_w
+            assert floor is not None
             for _ in range(2):  # asked again: the kept answer
                 for k, f in order:
+                    assert floor(k, f) == want[(k, f)], (k, f)
                     assert books._floor_gpu_w(k, f) == want[(k, f)], (k, f)

@@ -184,7 +184,6 @@ class PowerBooks(JobPowerBooks):
     _qcache: dict = field(default_factory=dict, init=False, repr=False)
     _idle_w: list[float] = field(default_factory=list)
     _tdp_w: list[float] = field(default_factory=list)
-    _floor_cache: dict = field(default_factory=dict, init=False, repr=False)
     # _floor_gpu_w behind functools.cache, which the views hand out (None: not made yet)
     _floor_fn: Callable[[str, int], float] | None = field(
         default_factory=lambda: None, init=False, repr=False
@@ -382,14 +381,11 @@ class PowerBooks(JobPowerBooks):
         return uncapped_shape(self.topo.node_hall, placement, SHAPE_MEMO_NODES)
 
     def _floor_gpu_w(self, kind: str, flavor: int) -> float:
-        """PowerView.floor_inc_w's per-GPU floor over idle on the least-capped nodes, memoized."""
-        try:  # by kind, then flavor: no key tuple made and hashed (admission asks ~163k a month)
-            return self._floor_cache[kind][flavor]
-        except KeyError:
-            per = min(self.levels[-1] * self._tdp_w[flavor], self.draw_w(kind, flavor))
-            got = min(per, self.min_node_cap_w) - self._idle_w[flavor]
-            self._floor_cache.setdefault(kind, {})[flavor] = got
-            return got
+        """PowerView.floor_inc_w's per-GPU floor over idle on the least-capped nodes. Kept by the
+        one functools.cache the views hand out (`view`), not here: a second memo of the same
+        answers would only cost a look-up more at every miss."""
+        per = min(self.levels[-1] * self._tdp_w[flavor], self.draw_w(kind, flavor))
+        return min(per, self.min_node_cap_w) - self._idle_w[flavor]
 
     # ---- the ramp window ----------------------------------------------------------------------
     def add_step(self, t: float, it_w: float, now: float | None = None) -> None:
