@@ -160,6 +160,9 @@ class PowerRuntime(PowerBooks):
     _ramp_ticks: tuple[np.ndarray, float, list[float]] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
+    # (the first and past-the-last instant of a tick, the temps, ramp rate and config it was
+    # read from, the tick's ramp limit): ramp_limit_it_w's
+    _ramp_span: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
     # pass_view's inputs for one tick, read from the books when the tick starts (None: not
     # yet): (the first and the past-the-last instant of the tick, the temps, site cap and config
     # they were read from, site budget, hall budgets, ramp limit, then the view fields that are
@@ -223,7 +226,24 @@ class PowerRuntime(PowerBooks):
     def ramp_limit_it_w(self, t: float) -> float:
         mw = self.ramp_mw_per_min
         if mw is None:
-            return math.inf
+            return _INF
+        # Read at every start (96k a month): the tick's limit with the instants the tick spans
+        # (_tick_start_s), checked by two comparisons where the tick's index costs a division
+        # and a call of int (RESULTS section 148)
+        got = self._ramp_span
+        if (
+            got is not None
+            and got[0] <= t < got[1]
+            and got[2] is self.temps
+            and got[3] == mw
+            and got[4] is self.cfg
+        ):
+            return got[5]
+        return self._ramp_limit_at(t, mw)
+
+    def _ramp_limit_at(self, t: float, mw: float) -> float:
+        """ramp_limit_it_w's answer read from the limits of every tick, and the tick kept with
+        its span for the instants that follow (not for a tick before the first)."""
         got = self._ramp_ticks
         if got is None or got[0] is not self.temps or got[1] != mw:
             # The books' formula at each tick's temperature: the same doubles, computed once.
@@ -231,9 +251,15 @@ class PowerRuntime(PowerBooks):
             limits = [mw * 1e6 / slope(temp) for temp in self.temps.tolist()]
             got = self._ramp_ticks = (self.temps, mw, limits)
         limits = got[2]
-        # Read at every start: the last tick's past the horizon by a comparison, not min/len.
-        i = int(t / self.cfg.tick_s)
-        return limits[i] if i < len(limits) else limits[-1]
+        tick_s = self.cfg.tick_s
+        i = int(t / tick_s)
+        last = len(limits) - 1
+        limit = limits[i] if i <= last else limits[-1]  # the last tick's past the horizon
+        if i >= 0:
+            lo = _tick_start_s(min(i, last), tick_s)
+            hi = _tick_start_s(i + 1, tick_s) if i < last else _INF
+            self._ramp_span = (lo, hi, self.temps, mw, self.cfg, limit)
+        return limit
 
     def pass_view(self, t: float) -> PowerView:
         """The view for one of the twin's scheduling passes: what `view(t)` builds, built with
