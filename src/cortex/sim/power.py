@@ -165,9 +165,9 @@ class PowerRuntime(PowerBooks):
     _ramp_span: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
     # pass_view's inputs for one tick, read from the books when the tick starts (None: not
     # yet): (the first and the past-the-last instant of the tick, the temps, site cap and config
-    # they were read from, site budget, hall budgets, ramp limit, then the view fields that are
-    # the books' own and never change during a run: the ladder, the books' methods, the fleet's
-    # idle, TDP, halls and rack caps)
+    # they were read from, site budget, hall budgets, ramp limit, whether the hall budgets are
+    # four, then the view fields that are the books' own and never change during a run: the
+    # ladder, the books' methods, the fleet's idle, TDP, halls and rack caps)
     _pass_memo: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
     # The books' own view fields, taken once (None: not yet)
     _pass_const: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
@@ -319,17 +319,20 @@ class PowerRuntime(PowerBooks):
                     ramp_w = 0.0
         # The halls' headroom: the budgets less the books' increments, hall by hall (the same
         # subtractions as map's). Four halls (the cortex-2024 and colossus-memphis sites) are
-        # unpacked, ~1.7k instructions a pass less than map's iterators, and one hall (four
-        # of the presets) read by index; any other count goes through map.
+        # unpacked, ~1.7k instructions a pass less than map's iterators, the budgets' count
+        # known from the memo and the increments' by their unpacking (two len() calls cost
+        # ~0.5k a pass: RESULTS section 148); one hall (four of the presets) read by index; any
+        # other count, and increments out of step with the budgets, go through map.
         hi = self.hall_inc_w
-        n = len(hi)
-        if n != len(hb):
-            hall_w = [*map(sub, hb, hi)]  # map's own answer for books out of step
-        elif n == 4:
-            b0, b1, b2, b3 = hb
-            i0, i1, i2, i3 = hi
-            hall_w = [b0 - i0, b1 - i1, b2 - i2, b3 - i3]
-        elif n == 1:
+        if memo[8]:  # four halls' budgets
+            try:
+                i0, i1, i2, i3 = hi
+            except ValueError:  # map's own answer for books out of step
+                hall_w = [*map(sub, hb, hi)]
+            else:
+                b0, b1, b2, b3 = hb
+                hall_w = [b0 - i0, b1 - i1, b2 - i2, b3 - i3]
+        elif len(hi) == len(hb) == 1:
             hall_w = [hb[0] - hi[0]]
         else:
             hall_w = [*map(sub, hb, hi)]  # a display: no call to list
@@ -347,7 +350,7 @@ class PowerRuntime(PowerBooks):
             return view
         (
             levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp,
-        ) = memo[8:]  # fmt: skip
+        ) = memo[9:]  # fmt: skip
         # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
         # field to view's): a call with keywords costs a quarter more.
         view = PowerView(
@@ -401,7 +404,7 @@ class PowerRuntime(PowerBooks):
         if self.reserved_hall_w:
             hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
         limit = self.ramp_limit_it_w(t)
-        memo = (start, end, temps, self.site_cap_w, cfg, site_w, hb, limit, *const)
+        memo = (start, end, temps, self.site_cap_w, cfg, site_w, hb, limit, len(hb) == 4, *const)
         self._pass_memo = memo if kept else None
         return memo
 
