@@ -5,9 +5,11 @@ limit per weather tick (sim/power.py) against the shared books' formula."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -150,6 +152,69 @@ def test_the_ramp_limit_per_tick_is_the_books_formula() -> None:
     assert pw.ramp_limit_it_w(tick) == PowerBooks.ramp_limit_it_w(pw, tick)
     pw.ramp_mw_per_min = None
     assert pw.ramp_limit_it_w(tick) == math.inf
+
+
+def test_the_ramp_limit_kept_with_its_tick_reads_each_side_of_a_boundary_once_a_tick() -> None:
+    # ramp_limit_it_w keeps the last tick's limit with the instants the tick spans: every
+    # instant must read the books' formula for its own tick (an ulp either side of a tick's
+    # start, back into an earlier tick, before the first, past the horizon), and whatever the
+    # limit was read from (the weather, the ramp rate, the config's tick length) read again.
+    topo = build(load_fleet_spec("tiny"))
+    pw = PowerRuntime.build(topo, PowerConfig("full"), 2 * 86400.0)
+    pw.temps = np.linspace(5.0, 45.0, len(pw.temps))  # every tick its own limit
+    tick = pw.cfg.tick_s
+    last = len(pw.temps) - 1
+    reads = []
+    read = pw._ramp_limit_at
+
+    def counted(t: float, mw: float) -> float:
+        reads.append(t)
+        return read(t, mw)
+
+    pw._ramp_limit_at = counted
+
+    def same(t: float, read: bool) -> None:  # read: the tick's limit read, not the kept one
+        n = len(reads)
+        assert pw.ramp_limit_it_w(t) == PowerBooks.ramp_limit_it_w(pw, t), t
+        assert len(reads) == n + read, t
+
+    for k in [1, 2, 7, last - 1, last]:
+        start = k * tick
+        before = math.nextafter(start, -math.inf)
+        same(before - 10.0, k in (1, 7, last - 1))  # else the tick the last k ended in
+        same(before, False)
+        same(start, True)
+        same(math.nextafter(start, math.inf), False)
+        same(before, True)
+        same(start, True)
+    same(last * tick + 5 * tick, False)  # past the horizon: the last tick's, kept from its start
+    same(1e12, False)
+    same(2.5 * tick, True)  # back, then forward within one tick
+    same(2.75 * tick, False)
+    same(-0.5 * tick, True)  # tick 0 spans (-tick_s, tick_s)
+    same(0.5 * tick, False)
+    same(-1.5 * tick, True)  # tick -1 (the last tick's limit, by index): answered, not kept
+    same(-1.25 * tick, True)
+    same(1e12, True)  # past the horizon first: kept from the last tick's start on
+    same(last * tick, False)
+    same(10 * tick + 1.0, True)
+    same(11 * tick - 1.0, False)
+    pw.temps = pw.temps + 3.0  # new weather within the kept tick
+    same(10.5 * tick, True)
+    pw.ramp_mw_per_min = 2.0 * pw.ramp_mw_per_min
+    same(10.5 * tick, True)
+    pw.cfg = dataclasses.replace(pw.cfg, tick_s=tick / 2)  # ticks of half the length
+    same(10.25 * tick, True)  # tick 20 of the new length, in the one kept of the old
+    same(10.75 * tick, True)  # tick 21
+    with pytest.raises(ValueError, match="NaN"):
+        pw.ramp_limit_it_w(math.nan)
+
+
+def test_the_per_arrival_and_per_start_reads_are_not_closures() -> None:
+    # A function with a nested generator or comprehension makes its cells at every call, hit or
+    # miss: never_fits (every arrival) and ramp_limit_it_w (every start) keep theirs in helpers.
+    assert PowerBooks.never_fits.__code__.co_cellvars == ()
+    assert PowerRuntime.ramp_limit_it_w.__code__.co_cellvars == ()
 
 
 @given(

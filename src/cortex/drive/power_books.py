@@ -437,16 +437,21 @@ class PowerBooks(JobPowerBooks):
         try:  # by kind, gang, then flavors: no key tuple made and hashed per arrival
             need = self._never_cache[job.kind][gang][flavors]
         except KeyError:
-            # ladder's floor increment from the per-GPU ladder, not a gang's own (RESULTS 142)
-            accs, cap = self.topo.accelerators, self.min_node_cap_w
-            need = min(
-                gang * (self._ladder_w(job.kind, f, -1, cap) - accs[f].idle_w)
-                for f in flavors or range(len(self.topo.flavors))
-            )
-            self._never_cache.setdefault(job.kind, {}).setdefault(gang, {})[flavors] = need
+            need = self._never_need(job.kind, gang, flavors)
         if need <= best:
             return None
         return Reason(Code.NEVER_FITS_POWER, need_mw=need / 1e6, most_mw=best / 1e6)
+
+    def _never_need(self, kind: str, gang: int, flavors: tuple[int, ...]) -> float:
+        """never_fits's kept floor, from the per-GPU ladder, not a gang's own (RESULTS 142). Not
+        in never_fits: its generator's five cells cost every arrival, hit or miss (RESULTS 148)."""
+        accs, cap = self.topo.accelerators, self.min_node_cap_w
+        need = min(
+            gang * (self._ladder_w(kind, f, -1, cap) - accs[f].idle_w)
+            for f in flavors or range(len(self.topo.flavors))
+        )
+        self._never_cache.setdefault(kind, {}).setdefault(gang, {})[flavors] = need
+        return need
 
     def cap_moves(
         self, levels: dict[int, int], running: Mapping[int, Job]

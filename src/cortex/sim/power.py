@@ -160,11 +160,14 @@ class PowerRuntime(PowerBooks):
     _ramp_ticks: tuple[np.ndarray, float, list[float]] | None = field(
         default_factory=lambda: None, init=False, repr=False
     )
+    # (the first and past-the-last instant of a tick, the temps, ramp rate and config it was
+    # read from, the tick's ramp limit): ramp_limit_it_w's
+    _ramp_span: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
     # pass_view's inputs for one tick, read from the books when the tick starts (None: not
     # yet): (the first and the past-the-last instant of the tick, the temps, site cap and config
-    # they were read from, site budget, hall budgets, ramp limit, then the view fields that are
-    # the books' own and never change during a run: the ladder, the books' methods, the fleet's
-    # idle, TDP, halls and rack caps)
+    # they were read from, site budget, hall budgets, ramp limit, whether the hall budgets are
+    # four, then the view fields that are the books' own and never change during a run: the
+    # ladder, the books' methods, the fleet's idle, TDP, halls and rack caps)
     _pass_memo: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
     # The books' own view fields, taken once (None: not yet)
     _pass_const: tuple | None = field(default_factory=lambda: None, init=False, repr=False)
@@ -223,7 +226,24 @@ class PowerRuntime(PowerBooks):
     def ramp_limit_it_w(self, t: float) -> float:
         mw = self.ramp_mw_per_min
         if mw is None:
-            return math.inf
+            return _INF
+        # Read at every start (96k a month): the tick's limit with the instants the tick spans
+        # (_tick_start_s), checked by two comparisons where the tick's index costs a division
+        # and a call of int (RESULTS section 148)
+        got = self._ramp_span
+        if (
+            got is not None
+            and got[0] <= t < got[1]
+            and got[2] is self.temps
+            and got[3] == mw
+            and got[4] is self.cfg
+        ):
+            return got[5]
+        return self._ramp_limit_at(t, mw)
+
+    def _ramp_limit_at(self, t: float, mw: float) -> float:
+        """ramp_limit_it_w's answer read from the limits of every tick, and the tick kept with
+        its span for the instants that follow (not for a tick before the first)."""
         got = self._ramp_ticks
         if got is None or got[0] is not self.temps or got[1] != mw:
             # The books' formula at each tick's temperature: the same doubles, computed once.
@@ -231,9 +251,15 @@ class PowerRuntime(PowerBooks):
             limits = [mw * 1e6 / slope(temp) for temp in self.temps.tolist()]
             got = self._ramp_ticks = (self.temps, mw, limits)
         limits = got[2]
-        # Read at every start: the last tick's past the horizon by a comparison, not min/len.
-        i = int(t / self.cfg.tick_s)
-        return limits[i] if i < len(limits) else limits[-1]
+        tick_s = self.cfg.tick_s
+        i = int(t / tick_s)
+        last = len(limits) - 1
+        limit = limits[i] if i <= last else limits[-1]  # the last tick's past the horizon
+        if i >= 0:
+            lo = _tick_start_s(min(i, last), tick_s)
+            hi = _tick_start_s(i + 1, tick_s) if i < last else _INF
+            self._ramp_span = (lo, hi, self.temps, mw, self.cfg, limit)
+        return limit
 
     def pass_view(self, t: float) -> PowerView:
         """The view for one of the twin's scheduling passes: what `view(t)` builds, built with
@@ -293,17 +319,20 @@ class PowerRuntime(PowerBooks):
                     ramp_w = 0.0
         # The halls' headroom: the budgets less the books' increments, hall by hall (the same
         # subtractions as map's). Four halls (the cortex-2024 and colossus-memphis sites) are
-        # unpacked, ~1.7k instructions a pass less than map's iterators, and one hall (four
-        # of the presets) read by index; any other count goes through map.
+        # unpacked, ~1.7k instructions a pass less than map's iterators, the budgets' count
+        # known from the memo and the increments' by their unpacking (two len() calls cost
+        # ~0.5k a pass: RESULTS section 148); one hall (four of the presets) read by index; any
+        # other count, and increments out of step with the budgets, go through map.
         hi = self.hall_inc_w
-        n = len(hi)
-        if n != len(hb):
-            hall_w = [*map(sub, hb, hi)]  # map's own answer for books out of step
-        elif n == 4:
-            b0, b1, b2, b3 = hb
-            i0, i1, i2, i3 = hi
-            hall_w = [b0 - i0, b1 - i1, b2 - i2, b3 - i3]
-        elif n == 1:
+        if memo[8]:  # four halls' budgets
+            try:
+                i0, i1, i2, i3 = hi
+            except ValueError:  # map's own answer for books out of step
+                hall_w = [*map(sub, hb, hi)]
+            else:
+                b0, b1, b2, b3 = hb
+                hall_w = [b0 - i0, b1 - i1, b2 - i2, b3 - i3]
+        elif len(hi) == len(hb) == 1:
             hall_w = [hb[0] - hi[0]]
         else:
             hall_w = [*map(sub, hb, hi)]  # a display: no call to list
@@ -321,7 +350,7 @@ class PowerRuntime(PowerBooks):
             return view
         (
             levels, floor, draw, idle, tdp, halls, node_cap, min_cap, ladder, job_inc, fl, shp,
-        ) = memo[8:]  # fmt: skip
+        ) = memo[9:]  # fmt: skip
         # Positional, in PowerView's field order (tests/power/test_pass_view.py holds every
         # field to view's): a call with keywords costs a quarter more.
         view = PowerView(
@@ -375,7 +404,7 @@ class PowerRuntime(PowerBooks):
         if self.reserved_hall_w:
             hb = [w - self.reserved_hall_w.get(h, 0.0) for h, w in enumerate(hb)]
         limit = self.ramp_limit_it_w(t)
-        memo = (start, end, temps, self.site_cap_w, cfg, site_w, hb, limit, *const)
+        memo = (start, end, temps, self.site_cap_w, cfg, site_w, hb, limit, len(hb) == 4, *const)
         self._pass_memo = memo if kept else None
         return memo
 
