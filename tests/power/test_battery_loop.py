@@ -6,15 +6,19 @@ same floats in the same order, for any load, battery, start and early stop."""
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cortex.power.battery as battery_mod
 from cortex.power.battery import (
     BatterySpec,
     GridResult,
     _full_step_bounds,
+    _in_order_sum,
     dispatch,
     first_violation,
     max_ramp_mw_per_min,
@@ -170,3 +174,72 @@ def test_the_full_step_bounds_hold_at_their_thresholds(
     assert high == -math.inf or -(cap - high) / eta / h <= -p_max
     if cap > 1e3 * p_max * h and cap < 1e12:
         assert low < math.inf and high > -math.inf  # the common case skips
+
+
+@pytest.mark.parametrize("horizon_s", [1800.0, 5400.0, 7200.0, 3600.0])
+@pytest.mark.parametrize("stop", [False, True])
+def test_a_recharge_horizon_other_than_an_hour(
+    monkeypatch: pytest.MonkeyPatch, horizon_s: float, stop: bool
+) -> None:
+    # The loop skips the bias's division by the horizon in hours only where that is 1.0 (the
+    # shipped grid.csv); any other horizon divides, as the reference does (both read the
+    # patched parameters).
+    rng = np.random.default_rng(7)
+    load = np.repeat(rng.uniform(0.0, 40.0, 12), 60) + rng.normal(0.0, 0.5, 720)
+    big = BatterySpec.megapacks(40)
+    an_hour = dispatch(load, 10.0, 5.0, big).soc_mwh.tolist()
+    params = dict(grid_params(), battery_recharge_horizon_s=horizon_s)
+    monkeypatch.setattr(battery_mod, "grid_params", lambda: params)
+    monkeypatch.setattr(sys.modules[__name__], "grid_params", lambda: params)
+    for units in (1, 3, 8, 40):
+        bat = BatterySpec.megapacks(units)
+        got = dispatch(load, 10.0, 5.0, bat, stop_at_violation=stop)
+        want = _reference(load, 10.0, 5.0, bat, stop_at_violation=stop)
+        assert _same(got, want)
+    # The horizon reaches the loop: another one moves a large battery's charge otherwise.
+    assert (dispatch(load, 10.0, 5.0, big).soc_mwh.tolist() != an_hour) == (horizon_s != 3600.0)
+
+
+def test_the_sums_add_their_terms_in_step_order() -> None:
+    # Terms where pairwise addition (np.sum) and a running total give other doubles: the
+    # dispatch's energy sums are running totals.
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.0, 1.0, 1000) * 10.0 ** rng.integers(-8, 8, 1000)
+    total = 0.0
+    for v in x.tolist():
+        total += v
+    assert float(np.sum(x)) != total
+    assert _in_order_sum(x) == total
+    assert _in_order_sum(np.zeros(0)) == 0.0
+    # A running total from 0.0 is +0.0 after -0.0 terms (0.0 + -0.0 is +0.0).
+    assert math.copysign(1.0, _in_order_sum(np.array([-0.0, -0.0]))) == 1.0
+
+
+def test_idle_steps_add_nothing_to_the_sums() -> None:
+    # A load flat at the start, the battery at its target: it neither supplies nor absorbs
+    # (b == 0.0) for those steps, then moves both ways; the sums and series are the loop's.
+    load = np.concatenate([np.full(30, 12.0), np.full(40, 30.0), np.full(40, 2.0), np.zeros(30)])
+    bat = BatterySpec.megapacks(3)
+    got = dispatch(load, 10.0, 3.0, bat)
+    want = _reference(load, 10.0, 3.0, bat)
+    assert got.charged_mwh > 0 and got.discharged_mwh > 0 and got.losses_mwh > 0
+    assert _same(got, want)
+    assert got.grid_mw.flags.writeable and got.soc_mwh.flags.writeable
+    idle = dispatch(np.full(20, 5.0), 10.0, 3.0, bat)
+    assert (idle.charged_mwh, idle.discharged_mwh, idle.losses_mwh) == (0.0, 0.0, 0.0)
+    assert math.copysign(1.0, idle.losses_mwh) == 1.0
+
+
+def test_a_charge_past_empty_or_full_keeps_its_branch_books() -> None:
+    # Carried on from a charge a hair below empty (above full), a step that supplies (absorbs)
+    # meets the energy bound, which turns its power's sign: the step's sums are still its
+    # branch's (a negative amount discharged, a negative amount charged), as in the loop.
+    bat = BatterySpec.megapacks(2)
+    cases = (
+        (np.array([40.0, 45.0, 45.0]), (-1e-9, 30.0)),
+        (np.array([20.0, 15.0, 15.0]), (bat.energy_mwh + 1e-9, 30.0)),
+    )
+    for load, start in cases:
+        got = dispatch(load, 10.0, 3.0, bat, start=start)
+        assert _same(got, _reference(load, 10.0, 3.0, bat, start=start))
+        assert min(got.charged_mwh, got.discharged_mwh) < 0.0

@@ -12,7 +12,7 @@ import random
 import pytest
 from test_kept_class_sums import FLEET, KINDS, SPEED
 
-from cortex.scheduler.cap_solver import CapPlan, make_room
+from cortex.scheduler.cap_solver import CapPlan, LevelsOf, _all_current, make_room
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.workload.job import Job
 
@@ -97,3 +97,50 @@ def test_the_books_make_room_as_the_rule_over_the_running_jobs(seed: int) -> Non
         assert _same(again, _want(pw, head, running, t))
         seen["again_none"] += again is None
     assert min(seen.values()) >= 3, seen
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_all_current_is_the_items_views_rule(seed: int) -> None:
+    # levels.items() <= current.items() for plans against current levels that differ in one
+    # place or several (near the start, the middle, the end), lack an id, hold extra ids, or
+    # agree everywhere; through a dict and through the books' LevelsOf alike.
+    rng = random.Random(seed)
+    n = rng.randint(0, 30)
+    ids = rng.sample(range(1000), n)
+    current = {j: rng.randrange(9) for j in ids}
+    levels = dict(current)
+    if n and rng.random() < 0.8:
+        for _ in range(rng.randint(1, 3)):
+            j = ids[rng.choice([0, n // 2, n - 1, rng.randrange(n)])]
+            what = rng.random()
+            if what < 0.6:
+                levels[j] = (levels[j] + rng.randint(1, 8)) % 9
+            elif what < 0.8:
+                del current[j]
+            else:
+                levels[2000 + j] = 0
+    if rng.random() < 0.3:
+        current[5000] = 1
+    want = levels.items() <= current.items()
+    assert _all_current(levels, current) is want
+    booked = {j: _Booked(lv) for j, lv in current.items()}
+    assert _all_current(levels, LevelsOf(booked)) is want
+    assert dict(LevelsOf(booked)) == current
+
+
+class _Booked:
+    def __init__(self, level: int) -> None:
+        self.level = level
+
+
+def test_all_current_pairs_each_id_with_its_own_level() -> None:
+    # Swapped levels are not current, though the same multiset; a lone id off by one is found
+    # wherever it lies; an empty plan is current.
+    assert not _all_current({1: 0, 2: 1}, {1: 1, 2: 0})
+    for k in range(5):
+        levels = dict.fromkeys(range(5), 3)
+        levels[k] = 4
+        assert not _all_current(levels, dict.fromkeys(range(5), 3))
+        assert not _all_current(levels, LevelsOf({j: _Booked(3) for j in range(5)}))
+    assert _all_current({}, {}) and _all_current({}, {1: 2})
+    assert not _all_current({7: 0}, {})
