@@ -526,3 +526,31 @@ def test_a_lean_pass_stops_on_the_floor_bound_as_an_explained_one(memo: bool) ->
     }
     assert lean.rest_reason.detail == {"job": 1}
     assert lean.first_codes == {Code.POWER_CAP: 1}
+
+
+# ---- the walk asks power_blocks only after a reason that may be on watts ---------------------
+class _SiteWattsCheck:
+    """An admission check of the profile's own that refuses job 1 on the site's watts (within
+    the budget) and lets every other job through."""
+
+    name = "site-watts"
+
+    def check(self, snap: Snapshot, job: Job, flavor: int, alloc_gpus: int) -> Reason | None:
+        if job.id != 1:
+            return None
+        return Reason(Code.POWER_CAP, need_mw=0.001, headroom_mw=0.0, domain="site")
+
+
+@pytest.mark.parametrize("explain", [True, False])
+def test_an_admission_check_s_site_watts_refusal_stops_the_pass(explain: bool) -> None:
+    """A power reason from an admission check (not the walk's own power steps) stops the pass
+    as the walk's would: job 2 fits GPUs and watts but must not take the watts job 1 waits
+    for (power_blocks; RESULTS section 153: the walk asks it only after such a reason)."""
+    st, pend, _ = tc._setup()
+    tc._pend(pend, 1, 8, 100.0)
+    tc._pend(pend, 2, 1, 100.0)
+    pol = dataclasses.replace(_cap(), admission=(_SiteWattsCheck(),))
+    plan = schedule(_snap(st, pend, _view()), pol, explain=explain)
+    assert plan.starts == []
+    assert plan.rest_reason is not None
+    assert (plan.rest_reason.code, plan.rest_reason.detail["job"]) == (Code.POWER_CAP, 1)

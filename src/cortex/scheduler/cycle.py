@@ -111,6 +111,7 @@ class _Cycle:
         "st",
         "stmt",
         "tries",
+        "watts_short",
     )
 
     def __init__(self, snap: Snapshot, pol: Policies, deep: bool, explain: bool = True) -> None:
@@ -128,6 +129,10 @@ class _Cycle:
         # What placement said for (flavor, gang), and at which state version: behind a blocked
         # head, many jobs of one size ask again on a state nothing has changed since.
         self.no_fit: dict[tuple[int, int], tuple[int, Reason]] = {}
+        # Set by try_flavor where it may have given a power reason (a refusal on watts, or any
+        # admission check's), cleared by the walk when it reads it: a job whose reasons hold
+        # none cannot stop the pass on watts (power_blocks), so the walk asks only after a set.
+        self.watts_short = False
 
     def capacity_reason(self, f: int, alloc: int) -> Reason:
         """Shared by every job of this size while the free count stays the same."""
@@ -224,6 +229,7 @@ class _Cycle:
             r = check.check(snap, job, f, alloc)
             if r is not None:
                 reasons.append(r)
+                self.watts_short = True
                 return False
         if alloc > free:
             reasons.append(
@@ -247,11 +253,13 @@ class _Cycle:
                 r = view.lower_bound_reason(room, job, f, gang, self.lean)
                 if r is not None:
                     reasons.append(r)
+                    self.watts_short = True
                     return False
             else:
                 inc = gang * fw(job.kind, f)
                 if inc > room.site_w:  # the bound's refusal, from the increment it read
                     reasons.append(view.floor_short(room, inc, self.lean))
+                    self.watts_short = True
                     return False
         # 5. Placement, all or nothing.
         placement = self.place(f, gang, alloc)
@@ -270,6 +278,7 @@ class _Cycle:
                 if gang > g:
                     self.keep_refused(f, gang, placement)
                 reasons.append(got)
+                self.watts_short = True
                 return False
             self.stmt.spend_w(got.inc_w, got.halls_w)
             cap_level, shape = got.level, got.shape
@@ -577,8 +586,10 @@ def _walk(c: _Cycle, snap: Snapshot, pol: Policies, deep: bool, explain: bool = 
                 first_codes[code] = first_codes.get(code, 0) + 1
             if short:
                 c.reserve(job, short)
-            if snap.power is not None and _power_blocks(snap, plan, job, reasons):
-                break
+            if c.watts_short:
+                c.watts_short = False
+                if snap.power is not None and _power_blocks(snap, plan, job, reasons):
+                    break
             if not deep and len(reserved) == n_flavors:
                 plan.rest_reason = Reason(Code.NOT_EXAMINED, why="behind blocked heads")
                 break

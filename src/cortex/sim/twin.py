@@ -67,6 +67,7 @@ _CODE_VALUE = {c: c.value for c in Code}
 # Read at every finish entry's pop (_finish_stands): `JobState.RUNNING` costs ~800 instructions
 # more a read than a module constant on CPython 3.11 (an enum's member through its class; §134).
 _RUNNING = JobState.RUNNING
+_POWER_CAP = Code.POWER_CAP
 # A queue this short gets a deep (backfill) pass on every event: it is cheap.
 SHORT_QUEUE = 4
 
@@ -529,8 +530,16 @@ class Twin(TwinPower):
         self.metrics.cycle_s.append(time.perf_counter() - t0)
         self.metrics.cycles += 1
         self._apply(plan)
-        if self.pw is not None and plan.rest_reason is not None:
-            self._power_blocked(plan, deep)
+        rest = plan.rest_reason
+        # _power_blocked re-solves only on a deep pass's site stop when a re-solve is due; it
+        # returned at once for the other site stops (RESULTS.md section 153: 34.5k of `full`'s
+        # 34.8k a month), which are not asked.
+        if rest is not None and self.pw is not None:
+            code = rest.code
+            if code is not _POWER_CAP or (
+                deep and not self._power_retry and not self.now < self._power_next_try_s
+            ):
+                self._power_blocked(plan, deep)
         if deep:
             self._deep_due = self.now + self.backfill_interval_s
         elif self.pending._n:
