@@ -23,6 +23,7 @@ from operator import itemgetter
 from typing import Protocol
 
 from cortex.scheduler.cap_solver import ClassKey
+from cortex.scheduler.placement import WholeNodes
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import Placement
 from cortex.workload.job import Job
@@ -267,6 +268,11 @@ def _shape(view: PowerView, placement: Placement) -> Shape:
         # Most starts: one node, which the driver's memo does not keep (SHAPE_MEMO_NODES): its
         # answer is placement_shape's, asked directly.
         return placement_shape(view.node_hall, view.node_max_cap_w, view.min_node_cap_w, placement)
+    if type(placement) is WholeNodes and view.min_node_cap_w == math.inf:
+        # Whole nodes placed pod by pod, which counted their GPUs per hall: placement_shape's
+        # answer without a look-up per node (no rack caps: the node cap is inf; every node
+        # holds its first node's GPUs). Rack caps need the least cap over the nodes.
+        return math.inf, len(placement) * placement[0][1], placement.halls
     shape_of = view.shape_of
     if shape_of is not None:
         return shape_of(placement)
