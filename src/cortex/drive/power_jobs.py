@@ -544,15 +544,16 @@ class JobPowerBooks:
             return solve_caps([*jobs, head] if head else jobs, site_budget_w, hall_budget_w, n)
         c_level, moved = raise_classes(classes, site, halls, sb, hb, n)
         at = {c.key: lv for c, lv in zip(classes, c_level, strict=True)}
-        # Each job at its class's level, class by class (not a class key's hash per running
-        # job): the same entries as one dict over self.jobs, in class order, which no reader
-        # depends on (cap_moves orders the moves itself). A plain store per member: ~27% fewer
-        # instructions than a dict.fromkeys and an update per class (26 classes, 575 jobs).
-        levels: dict[int, int] = {}
+        # Each job at its class's level: every booked job (a class's member) at 0, uncapped (~71%
+        # of a month's entries), by a C-level dict.fromkeys over the books, then the members of
+        # the classes at other levels one by one: the same entries as one dict over self.jobs,
+        # in the books' order, which no reader depends on (cap_moves orders the moves itself).
+        levels = dict.fromkeys(self.jobs, 0)
         for key, cls in self._classes.items():
             lv = at[key]
-            for jid in cls.members:
-                levels[jid] = lv
+            if lv:
+                for jid in cls.members:
+                    levels[jid] = lv
         if head is not None:
             levels[head.id] = c_level[-1]
         levels.update(moved)
