@@ -145,6 +145,9 @@ class CapPlan:
     levels: dict[int, int]  # job id -> level
     paused: list[int]  # job ids to checkpoint and requeue (lowest priorities first)
     target: dict[ClassKey, int]  # level per class, for the next starts
+    # Set where `levels` lists each class's members at its `target` level but these (the split
+    # class's moved members): the books' kept solve. None: any levels (cap_moves reads them all).
+    moved: dict[int, int] | None = None
 
 
 def cap_classes(jobs: Sequence[CapJob]) -> tuple[list[CapClass], list[int]]:
@@ -420,4 +423,4 @@ def make_room_with(
     levels.pop(head.id, None)
     if not plan.paused and levels.items() <= current.items():
         return None
-    return CapPlan(levels, plan.paused, plan.target)
+    return CapPlan(levels, plan.paused, plan.target, plan.moved)
