@@ -165,6 +165,9 @@ class CapPlan:
     levels: dict[int, int]  # job id -> level
     paused: list[int]  # job ids to checkpoint and requeue (lowest priorities first)
     target: dict[ClassKey, int]  # level per class, for the next starts
+    # Set where `levels` lists each class's members at its `target` level but these (the split
+    # class's moved members): the books' kept solve. None: any levels (cap_moves reads them all).
+    moved: dict[int, int] | None = None
 
 
 def cap_classes(jobs: Sequence[CapJob]) -> tuple[list[CapClass], list[int]]:
@@ -445,7 +448,7 @@ def make_room_with(
     levels.pop(head.id, None)
     if not plan.paused and _all_current(levels, current):
         return None
-    return CapPlan(levels, plan.paused, plan.target)
+    return CapPlan(levels, plan.paused, plan.target, plan.moved)
 
 
 def _all_current(levels: dict[int, int], current: Mapping[int, int]) -> bool:
