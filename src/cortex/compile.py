@@ -65,6 +65,7 @@ MODULES: tuple[str, ...] = (
     "cortex.drive.allocation",
     "cortex.drive.power_books",
     "cortex.drive.power_jobs",
+    "cortex.drive.power_moves",
     "cortex.power.battery",
     "cortex.power.cooling",
 )

@@ -67,7 +67,7 @@ class _Plain(PowerRuntime):
             return
         cls = self._classes.get(jp.key)
         if cls is None:
-            cls = self._classes[jp.key] = power_jobs._Class()
+            cls = self._classes[jp.key] = power_jobs._Class(-1)
         cls.members[job_id] = None
         hs = jp.halls
         if len(hs) == 1 and hs.get(jp.key[3]) == 1.0:
@@ -126,7 +126,9 @@ def _record(jp: power_jobs._JobPower) -> tuple:
 
 def _kept(pw: PowerRuntime) -> None:
     """What a start kept for its stop: its class, and its ladder's key there where the class
-    counts it whole (every GPU in the class's hall); neither without a policy."""
+    counts it whole (every GPU in the class's hall); neither without a policy. And each class's
+    level where all its members sit at one, as start and relevel mark it (cap_moves' skip of a
+    class all at its plan's level)."""
     for jp in pw.jobs.values():
         if pw.policy is None:
             assert getattr(jp, "cls", None) is None and getattr(jp, "wk", None) is None
@@ -134,6 +136,8 @@ def _kept(pw: PowerRuntime) -> None:
         assert jp.cls is pw._classes[jp.key]
         whole = len(jp.halls) == 1 and jp.halls.get(jp.key[3]) == 1.0
         assert jp.wk == ((jp.gang, jp.node_cap_w) if whole else None)
+    for cls in pw._classes.values():  # a class's level, where marked, is each member's
+        assert cls.lv == -1 or all(pw.jobs[j].level == cls.lv for j in cls.members)
 
 
 def _books(pw: PowerRuntime) -> tuple:
@@ -202,6 +206,9 @@ def test_start_move_and_stop_book_what_their_earlier_form_booked(policy: str, se
             got = new.start(job, 0, gang, placement, level, t, shape, fill)
             assert got == old.start(job, 0, gang, placement, level, t, shape)
             seen["staggered"] += got[1] > 1
+            cls = new.jobs[job.id].cls
+            if cls is not None and len(cls.members) == 1:  # a new class: marked at its level
+                assert cls.lv == level
             seen["split"] += policy == "full" and new.jobs[job.id].wk is None
             running[job.id] = job
             if fill:

@@ -130,6 +130,55 @@ def test_up_is_the_level_reached_by_raises_that_add_nothing(
     assert class_steps(q, halls, n)[3] == _up(q, halls, n)
 
 
+def _steps_spelled_out(q: list[int], halls: list[tuple[int, list[int]]], n: int) -> tuple:
+    """class_steps by its definition, every level and hall spelled out as (hall, watts) pairs."""
+    d_site = [0, *[q[lv - 1] - q[lv] for lv in range(1, n)]]
+    neg_ratio = [0.0] + [
+        -((q[n + lv - 1] - q[n + lv]) / d_site[lv]) if d_site[lv] > 0 else -math.inf
+        for lv in range(1, n)
+    ]
+    d_halls = [[], *[[(h, w[lv - 1] - w[lv]) for h, w in halls] for lv in range(1, n)]]
+    return d_site, neg_ratio, d_halls, _up(q, halls, n)
+
+
+@given(
+    st.lists(st.sampled_from([0, 0, 0, 1, 5, -2, 2**40 + 3]), min_size=N_LEVELS, max_size=N_LEVELS),
+    st.lists(st.integers(-(2**70), 2**70), min_size=N_LEVELS, max_size=N_LEVELS),
+    st.lists(
+        st.lists(st.sampled_from([0, 0, 0, 1, 3, -1]), min_size=N_LEVELS, max_size=N_LEVELS),
+        min_size=0,
+        max_size=3,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=600, deadline=None)
+def test_class_steps_equal_their_definition_in_one_hall_and_in_several(
+    site_d: list[int], gains: list[int], hall_ds: list[list[int]], site_as_hall: bool
+) -> None:
+    # A one-hall class keeps its hall's watts per level as plain ints (and its hall), a class in
+    # several halls (or none: a pending head's) the (hall, watts) pairs per level: both read
+    # here as the pairs. Steps that free watts (negative) and big integers included.
+    n = N_LEVELS
+
+    def ladder(ds: list[int]) -> list[int]:
+        out = [0] * n
+        for lv in range(n - 2, -1, -1):
+            out[lv] = out[lv + 1] + ds[lv]
+        return out
+
+    q = [*ladder(site_d), *gains]
+    halls = [(h + 1, ladder(ds)) for h, ds in enumerate(hall_ds)]
+    if site_as_hall and len(halls) == 1:
+        halls = [(2, q[:n])]
+    d_site, neg_ratio, d_halls, up, h1 = class_steps(q, halls, n)
+    if len(halls) == 1:
+        assert h1 == halls[0][0]
+        d_halls = [[], *[[(h1, d)] for d in d_halls[1:]]]
+    else:
+        assert h1 == -1
+    assert (d_site, neg_ratio, d_halls, up) == _steps_spelled_out(q, halls, n)
+
+
 def _one(i: int, inc: tuple[float, ...], hall: int = 0, prio: int = 1) -> CapJob:
     kept = tuple(1.0 - 0.1 * lv for lv in range(len(inc)))
     return CapJob(i, ("llm", 0, prio, hall), prio, float(i), 8, 1.0, kept, inc, ((hall, 1.0),))
@@ -156,6 +205,21 @@ def test_a_flat_raise_in_a_hall_over_budget_is_not_taken() -> None:
         classes, site, halls, math.inf, [math.inf, b.q[2] - 1.0, math.inf], 3
     )
     assert c_level == [2, 2] and moved == {}
+
+
+def test_a_raise_that_frees_the_hall_over_budget_lets_the_other_halls_rise() -> None:
+    # Hall 0 over budget at the floor; class a's raise frees watts there (its ladder draws less
+    # a level up) and brings it under, so the hall no longer holds anyone back: b, in hall 1,
+    # rises to the top. Its priority is lower, so a's raise is taken first.
+    a = _one(1, (300.0, 300.0, 500.0), hall=0, prio=2)
+    b = _one(2, (400.0, 300.0, 200.0), hall=1, prio=1)
+    classes = _classes([a, b])
+    site = a.q[2] + b.q[2]
+    halls = [a.q[2], b.q[2], 0]
+    c_level, moved = raise_classes(
+        classes, site, halls, math.inf, [a.q[2] - 1.0, math.inf, math.inf], 3
+    )
+    assert c_level == [0, 0] and moved == {}
 
 
 def _classes(jobs: list[CapJob]) -> list[CapClass]:

@@ -13,6 +13,7 @@ import random
 import pytest
 
 import testkit
+from cortex.drive import power_jobs
 from cortex.scheduler.cap_solver import CapJob, CapPlan, hall_ladder, quantize, solve_caps
 from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime
 from cortex.sim.twin import SimConfig, Twin
@@ -167,3 +168,32 @@ def test_the_plan_does_not_depend_on_the_order_watts_are_added() -> None:
         plan = solve_caps(jobs, 0.6, [math.inf], 1)
         assert plan.paused == []
         assert plan.levels == {1: 0, 2: 0, 3: 0}
+
+
+def test_the_plan_lists_every_booked_job_at_its_class_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # solve_kept's levels assembled from the raise's class levels, whatever they are: each
+    # class at every level in turn (the month's ladders rarely leave one at 1-4).
+    rng = random.Random(7)
+    pw = PowerRuntime.build(FLEET, PowerConfig("full", rack_cap_kw=30.0), 86400.0)
+    running: dict[int, Job] = {}
+    for i in range(40):
+        nodes = rng.sample(range(16), rng.randint(1, 3))
+        placement = tuple((n, rng.choice([8, 8, 4])) for n in nodes)
+        gang = sum(k for _, k in placement)
+        prio = rng.choice(["preemptible", "normal", "production"])
+        job = Job(1000 + i, "j", "a", gang, 3600.0, kind=rng.choice(KINDS), priority_class=prio)
+        job.run_flavor, job.run_gpus, job.run_start_s = 0, gang, float(i)
+        pw.start(job, 0, gang, placement, 0, 10.0 * i)
+        running[job.id] = job
+    n = len(pw.levels)
+    for shift in range(n):
+
+        def levels_by_class(classes: list, *_: object, shift: int = shift) -> tuple:
+            return [(c + shift) % n for c in range(len(classes))], {}
+
+        monkeypatch.setattr(power_jobs, "raise_classes", levels_by_class)
+        plan = pw.solve_kept(running, SPEED, math.inf, [math.inf, math.inf])
+        assert len(set(plan.target.values())) > 1
+        assert plan.levels == {j: plan.target[jp.key] for j, jp in pw.jobs.items()}

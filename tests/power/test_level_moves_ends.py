@@ -12,9 +12,10 @@ import pytest
 from sortedcontainers import SortedList
 
 import testkit
+from cortex.scheduler.cap_solver import CapPlan
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.state import ClusterState
-from cortex.sim.power import CapEvent, PowerConfig
+from cortex.sim.power import CapEvent, PowerConfig, PowerRuntime
 from cortex.sim.runs import RunBooks
 from cortex.sim.twin import SimConfig, Twin
 from cortex.workload.job import Job
@@ -62,14 +63,15 @@ def test_a_moved_end_that_is_not_there_is_refused() -> None:
         _ = books.state.ends
 
 
+@pytest.mark.parametrize("ramp_mw_per_min", [None, 0.002])
 def test_after_every_solve_the_ends_are_the_running_jobs_ends(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, ramp_mw_per_min: float | None
 ) -> None:
-    seen = {"moves": 0}
+    seen = {"moves": 0, "kept": 0, "put off": 0}
     apply = Twin._apply_levels
 
-    def spy(self: Twin, levels: dict[int, int]) -> None:
-        apply(self, levels)
+    def spy(self: Twin, levels: dict[int, int], plan: CapPlan | None = None) -> None:
+        apply(self, levels, plan)
         for f, ends in enumerate(self.state.ends):
             want = sorted(
                 (j.est_end_s, j.id, j.alloc_gpus)
@@ -78,8 +80,22 @@ def test_after_every_solve_the_ends_are_the_running_jobs_ends(
             )
             assert list(ends) == want
         seen["moves"] += len(levels)
+        # Every job at its plan's level but a raise the ramp window put off (the kept solves'
+        # plans read class by class: none of the lowers skipped)
+        assert all(self.pw.jobs[j].level >= lv for j, lv in levels.items())
+        seen["put off"] += sum(self.pw.jobs[j].level > lv for j, lv in levels.items())
+
+    moves = PowerRuntime.cap_moves
+
+    def read(self: PowerRuntime, levels: dict, running: dict, plan: CapPlan | None = None):
+        seen["kept"] += plan is not None and plan.moved is not None  # read class by class
+        want = moves(self, levels, running)  # every entry read (a raise put off is listed again)
+        got = moves(self, levels, running, plan)
+        assert got == want
+        return got
 
     monkeypatch.setattr(Twin, "_apply_levels", spy)
+    monkeypatch.setattr(PowerRuntime, "cap_moves", read)
     fleet = testkit.stress_power_fleet()
     jobs = generate(days=2.0, seed=1, fleet_gpus=fleet.total_gpus, flavors=fleet.flavors, load=1.3)
     pc = PowerConfig(
@@ -87,9 +103,11 @@ def test_after_every_solve_the_ends_are_the_running_jobs_ends(
         rack_cap_kw=40.0,
         cap_events=(CapEvent(20 * 3600.0, 6 * 3600.0, 0.22),),
         heat_waves=((30 * 3600.0, 10 * 3600.0, 8.0),),
+        ramp_limit_mw_per_min=ramp_mw_per_min,
     )
     Twin(fleet, jobs, SimConfig(days=2.0, seed=1, power=pc, debug=True)).run()
-    assert seen["moves"] > 50
+    assert seen["moves"] > 50 and seen["kept"] > 5
+    assert (seen["put off"] > 5) == (ramp_mw_per_min is not None)  # a tight ramp puts raises off
 
 
 def test_a_solves_moves_come_lowers_first_then_higher_priorities_first() -> None:

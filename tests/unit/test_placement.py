@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -10,7 +11,8 @@ import pytest
 import testkit
 from cortex.fleet.spec import parse_fleet
 from cortex.fleet.topology import Topology, build
-from cortex.scheduler.placement import TopologyBestFit, alloc_size
+from cortex.scheduler.placement import TopologyBestFit, WholeNodes, alloc_size
+from cortex.scheduler.power import PowerView, _shape, hall_shares, placement_shape
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.state import ClusterState
 
@@ -270,9 +272,31 @@ def test_multi_node_gangs_take_the_same_nodes_in_the_same_order(topo: Topology, 
             for need in range(2, topo.n_nodes + 1):
                 want = _reference_place(st, f, need * g)
                 assert POLICY.place(st, f, need * g) == want
-                assert POLICY.place(st, f, need * g - 1) == want  # a gang that rounds up
+                got = POLICY.place(st, f, need * g - 1)
+                assert got == want  # a gang that rounds up
                 tried += want is not None
+                if got is not None:
+                    _check_halls(topo, got)
     assert tried > 0
+
+
+def _view(topo: Topology, node_cap_w: list[float]) -> PowerView:
+    return PowerView(
+        1e9, [1e9] * len(topo.hall_names), (1.0,), 0, lambda _k, _f: 500.0, [0.0], [700.0],
+        topo.node_hall, node_cap_w, min_node_cap_w=min(node_cap_w),
+    )  # fmt: skip
+
+
+def _check_halls(topo: Topology, got: tuple) -> None:
+    """A gang of whole nodes comes with its GPUs per hall, hall_shares' dict (the same items in
+    the same order), and power admission's shape of it is placement_shape's, rack caps or not."""
+    assert type(got) is WholeNodes
+    assert list(got.halls.items()) == list(hall_shares(topo.node_hall, got).items())
+    for caps in ([math.inf] * topo.n_nodes, [600.0 + n % 7 for n in range(topo.n_nodes)]):
+        view = _view(topo, caps)
+        want = placement_shape(topo.node_hall, caps, view.min_node_cap_w, got)
+        shape = _shape(view, got)
+        assert shape[:2] == want[:2] and list(shape[2].items()) == list(want[2].items())
 
 
 def _scrambled_state(topo: Topology, rng: random.Random) -> ClusterState:
@@ -313,3 +337,24 @@ def test_whole_node_pairs_carry_their_own_flavors_gpus() -> None:
             assert got is not None and len(got) == need, (f, need)
             assert all(k == g and topo.node_flavor[n] == f for n, k in got), (f, need)
     assert sorted({st.gpn[f] for f in range(len(topo.flavors))}) == [4, 8]
+
+
+@pytest.mark.parametrize(
+    ("used", "gpus", "halls"),
+    [
+        (HALLS_A, 24, {1: 24}),  # pod 3, in h2
+        (HALLS_A, 40, {0: 40}),  # pods of h1
+        (HALLS_A, 64, {0: 56, 1: 8}),  # h1, then h2
+        (HALLS_A, 80, {0: 56, 1: 24}),
+        (HALLS_B, 72, {0: 64, 1: 8}),  # the larger hall first
+        (HALLS_B, 40, {1: 40}),
+    ],
+)
+def test_a_gang_of_whole_nodes_counts_its_gpus_per_hall(
+    used: dict[int, int], gpus: int, halls: dict[int, int]
+) -> None:
+    got = POLICY.place(_state(HALLS, used), 0, gpus)
+    assert type(got) is WholeNodes and list(got.halls.items()) == list(halls.items())
+    assert got == tuple(got) and hash(got) == hash(tuple(got))  # a placement like any other
+    one = POLICY.place(_state(HALLS, used), 0, 8)
+    assert type(one) is tuple  # one node: nothing to count

@@ -146,18 +146,22 @@ def _plain_spend(w: Watts, inc_w: float, halls_w: dict[int, float]) -> None:
     w.ramp_w = max(w.ramp_w - inc_w, 0.0)
 
 
+@pytest.mark.parametrize("keep_order", [True, False], ids=["logged", "committed"])
 @pytest.mark.parametrize(
     ("ramp_w", "inc_w"),
     [(3_000.0, 1_000.0), (1_000.0, 1_000.0), (500.0, 1_000.0), (-0.0, 0.0), (math.inf, 2.5),
      (math.nan, 1.0), (0.0, -0.0)],
 )  # fmt: skip
 def test_spending_one_hall_or_several_leaves_the_plain_doubles_and_rolls_back(
-    ramp_w: float, inc_w: float
+    ramp_w: float, inc_w: float, keep_order: bool
 ) -> None:
+    """With keep_order off (a pass whose moves are committed, never undone) a spend is the same
+    arithmetic and logs nothing to undo (RESULTS section 149)."""
     st, _, _ = testkit.setup_cycle()
     view = _view(10_000.0, hall_headroom_w=[7_000.0, 5_000.0, 3_000.0], ramp_headroom_w=ramp_w)
     for halls in ({1: inc_w}, {2: 0.25 * inc_w, 0: 0.75 * inc_w}, {0: 0.5, 1: 0.25, 2: 0.25}, {}):
         stmt = Statement(st, view)
+        stmt.keep_order = keep_order
         w = stmt.watts
         assert w is not None
         want = Watts(view.site_headroom_w, [7_000.0, 5_000.0, 3_000.0], ramp_w, set())
@@ -168,6 +172,9 @@ def test_spending_one_hall_or_several_leaves_the_plain_doubles_and_rolls_back(
             # repr: the same doubles, -0.0 and nan included
             assert repr(got) == repr((want.site_w, want.hall_w, want.ramp_w)), halls
             assert view.hall_headroom_w == [7_000.0, 5_000.0, 3_000.0]  # the view's own list
+        if not keep_order:
+            assert stmt.mark() == 0  # nothing logged
+            continue
         stmt.rollback(0)
         assert repr((w.site_w, w.hall_w, w.ramp_w)) == repr(
             (view.site_headroom_w, list(view.hall_headroom_w), view.ramp_headroom_w)
@@ -184,3 +191,24 @@ def test_the_watts_a_cycle_spends_are_a_list_of_its_own() -> None:
         assert w.hall_w is not view.hall_headroom_w
         w.hall_w[0] -= 1.0
         assert list(view.hall_headroom_w) == [4_000.0, 2_000.0]
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["quick", "lone"])
+def test_a_committed_pass_spends_as_a_pass_that_rolls_back(deep: bool) -> None:
+    """A pass with commit that saves no key orders (quick, or deep with one job) spends the same
+    watts without logging them: the same starts, cap levels and headroom left."""
+    plans = []
+    for commit in (False, True):
+        st, pend, _ = testkit.setup_cycle()
+        for jid in (1, 2, 3, 4)[: 1 if deep else 4]:
+            pend.add(_job(jid, 8))
+        view = _view(10_000.0 if not deep else 3_000.0, hall_headroom_w=[9_000.0])
+        snap = Snapshot(0.0, st, pend, lambda k, f: 1.0, lambda j, f, g: 100.0, view)
+        plan = schedule(snap, Policies(ordering=Fifo(), power=CapToFit()), deep=deep, commit=commit)
+        assert plan.committed is commit
+        plans.append(plan)
+    got = [([(s.job.id, s.cap_level) for s in p.starts], p.power_headroom_w) for p in plans]
+    assert got[0] == got[1]
+    # quick: 4,000 W, 4,000 W (hall 1,000 W left), then job 3 at 50%: 2,000 W > 1,000 W: none
+    # lone: 4,000 W > 3,000 W; at 50%, 2,000 W: 1,000 W left
+    assert got[0] == (([(1, 0), (2, 0)], 2_000.0) if not deep else ([(1, 1)], 1_000.0))

@@ -18,6 +18,7 @@ from operator import sub
 from typing import ClassVar
 
 from cortex.drive.power_jobs import JobPowerBooks, _JobPower
+from cortex.drive.power_moves import kept_moves
 from cortex.errors import InputError
 from cortex.fleet.topology import Topology
 from cortex.power.cooling import CoolingModel
@@ -453,11 +454,14 @@ class PowerBooks(JobPowerBooks):
         return need
 
     def cap_moves(
-        self, levels: dict[int, int], running: Mapping[int, Job]
+        self, levels: dict[int, int], running: Mapping[int, Job], plan: CapPlan | None = None
     ) -> list[tuple[int, int]]:
         """A solve's level changes in the order both drivers make them: lowers first (they free
         watts), then raises, higher priorities first (a raise spends the ramp window), and
-        within those in start order (the books' order), whatever order `levels` lists them in."""
+        within those in start order (the books' order), whatever order `levels` lists them in.
+        `plan`: the plan `levels` is from; one of the kept classes is read class by class."""
+        if plan is not None and plan.moved is not None:
+            return kept_moves(self.jobs, self._classes, plan, running)
         jobs = self.jobs  # read once per job of a solve (hundreds), not through self
         # Each move decorated with its order where the scan finds it (the job's books read
         # once, no key call per move): start numbers are unique, so the job and level after

@@ -58,10 +58,9 @@ class _JobPower:
     # answer for its flavor, gang and node cap, which a run keeps; read at each level move.
     lad: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
     # Under a policy, its class and (wholly in the class's hall) its ladder's key there, else
-    # None, as its start found them: its stop reads them back. Set by that start alone, not by
+    # None, as its start found them (its stop reads them back). Set by that start alone, not by
     # __init__ (a start without a policy pays nothing), and read only under a policy: unset,
-    # each reads as its class attribute, None, but a compiled build (cortex.compile) has no
-    # class default to read.
+    # each reads as the class default None, which a compiled build (cortex.compile) lacks.
     cls: _Class | None = field(default=None, init=False, repr=False, compare=False)
     wk: tuple[int, float] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -71,13 +70,13 @@ class _Class:
     """A class's members as the solver reads them, kept as they start and stop: most lie wholly
     in the class's hall and are counted per ladder (gang, node cap); the rest by id."""
 
+    lv: int  # the level all its members sit at, else -1 (power_moves.py kept_moves reads it)
     members: dict[int, None] = field(default_factory=dict)  # in start order
     whole: dict[tuple[int, float], int] = field(default_factory=dict)  # no zero counts
     split: dict[int, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     # The sums as a solve last read them (kept_classes): [gain, ladder sums, hall sums in hall
     # order, steps, `whole` then], and after them what kept_classes last made of them; the next
-    # solve adds in the ladders whose counts moved since. None: made again from the members (a
-    # split member came or went; a new class).
+    # solve adds the ladders whose counts moved since. None: made anew (split member; new class).
     made: list | None = None
 
 
@@ -234,7 +233,9 @@ class JobPowerBooks:
             jid, key, classes = job.id, jp.key, self._classes
             cls = classes.get(key)
             if cls is None:
-                cls = classes[key] = _Class()
+                cls = classes[key] = _Class(level)
+            elif cls.lv != level:
+                cls.lv = -1
             cls.members[jid] = None
             jp.cls = cls
             if len(halls) == 1 and halls.get(key[3]) == 1.0:
@@ -325,6 +326,8 @@ class JobPowerBooks:
             hall_inc[h] += d * s
             hall_actual[h] += da * s
         self.n_capped += (level > 0) - (jp.level > 0)
+        if (cls := jp.cls) is not None and cls.lv != level:  # under a policy (a plan's move)
+            cls.lv = -1  # (kept_moves sets the level its moves take a class to before them)
         jp.per_gpu_w, jp.inc_w, jp.kept, jp.level = per[level], inc_w, kept[level], level
         jp.actual_w = actual_w
         return jp.kept
@@ -361,9 +364,8 @@ class JobPowerBooks:
         key = (kind, flavor, gang, node_cap_w, gain)
         got = self._qcache.get(key)
         if got is None:
-            # Through the memo's accessor, not the memo: a copy of the books with its ladders
-            # emptied (the live loop's regrow) still keeps the classes' sums of runs booked
-            # before, whose ladders are then made again.
+            # Through the memo's accessor: a copy of the books with its ladders emptied (the live
+            # loop's regrow) keeps the sums of runs booked before, whose ladders are made again.
             _, inc, kept = self.ladder_of(kind, flavor, gang, node_cap_w)
             got = self._qcache[key] = (quantize(inc, kept, float(gang * gain)), inc)
         return got
@@ -377,9 +379,8 @@ class JobPowerBooks:
         n = len(self.levels)
         out = []
         jobs = self.jobs
-        # In the order of each class's first member's start, ties (none: starts are numbered
-        # apart) in the classes' order, as a stable sort would: decorated by a comprehension,
-        # no key call per class.
+        # In the order of each class's first member's start (starts are numbered apart, so no
+        # ties), as a stable sort would: decorated by a comprehension, no key call per class.
         order = sorted(
             [
                 (jobs[next(iter(cls.members))].seq, i, key, cls)
@@ -455,9 +456,8 @@ class JobPowerBooks:
             if steps is None:
                 steps = made[3] = class_steps(made[1], made[2], n)
             # The class as the last solve read it, for the same books, running jobs and speeds
-            # (its sums are the same lists, moved in place): kept after `made`'s five entries,
-            # its steps set anew. A CapClass and its members' partial made per class cost ~6.7k
-            # instructions, ~26 classes a solve.
+            # (its sums are the same lists, moved in place): kept after `made`'s five entries, its
+            # steps set anew. A CapClass and its members' partial per class cost ~6.7k, 26 a solve.
             got = made[5] if len(made) > 5 else None
             if got is not None and got[1] is running and got[2] is speed and got[3] is self:
                 cc = got[0]
@@ -544,19 +544,20 @@ class JobPowerBooks:
             return solve_caps([*jobs, head] if head else jobs, site_budget_w, hall_budget_w, n)
         c_level, moved = raise_classes(classes, site, halls, sb, hb, n)
         at = {c.key: lv for c, lv in zip(classes, c_level, strict=True)}
-        # Each job at its class's level, class by class (not a class key's hash per running
-        # job): the same entries as one dict over self.jobs, in class order, which no reader
-        # depends on (cap_moves orders the moves itself). A plain store per member: ~27% fewer
-        # instructions than a dict.fromkeys and an update per class (26 classes, 575 jobs).
-        levels: dict[int, int] = {}
+        # Each job at its class's level: every booked job (a class's member) at 0, uncapped (~71%
+        # of a month's entries), by a C-level dict.fromkeys over the books, then the members of
+        # the classes at other levels one by one: the same entries as one dict over self.jobs,
+        # in the books' order, which no reader depends on (cap_moves orders the moves itself).
+        levels = dict.fromkeys(self.jobs, 0)
         for key, cls in self._classes.items():
             lv = at[key]
-            for jid in cls.members:
-                levels[jid] = lv
+            if lv:
+                for jid in cls.members:
+                    levels[jid] = lv
         if head is not None:
             levels[head.id] = c_level[-1]
         levels.update(moved)
-        return CapPlan(levels, [], at)
+        return CapPlan(levels, [], at, moved)
 
     def head_cap_job(self, job: Job, flavor: int, gain: float, t: float) -> CapJob:
         """A pending job as a member of a solve (its hall is not known before placement)."""

@@ -12,7 +12,8 @@ import heapq
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
-from operator import add, attrgetter, eq, sub
+from itertools import compress
+from operator import add, attrgetter, eq, or_, sub
 from typing import Any
 
 # A class of running jobs shares one cap level: same kind, flavor, priority and main hall.
@@ -98,37 +99,55 @@ class CapClass:
 # Per level l (index l, 1..n-1) of a class: the site watts a raise from l to l-1 adds, minus its
 # throughput per watt (the heap's order), and the watts it adds in each of the class's halls;
 # then per level l (0..n-1) the level a class at l reaches by the raises above it that add no
-# watts anywhere (l itself when the raise from l adds some, or l is 0).
-Steps = tuple[list[int], list[float], list[list[tuple[int, int]]], list[int]]
+# watts anywhere (l itself when the raise from l adds some, or l is 0); then the class's one
+# hall, or -1. A class in one hall (nearly all) has its hall's watts per level as plain ints
+# (no list of one (hall, watts) pair per level); a class in several halls, a list of (hall,
+# watts) per level.
+Steps = tuple[list[int], list[float], list, list[int], int]
+
+_NEG_INF = -math.inf
 
 
 def class_steps(q: Sequence[int], halls: Sequence[tuple[int, Sequence[int]]], n: int) -> Steps:
     # Per level l >= 1 the differences l-1 less l, taken by C-level maps over the ladder's
     # slices (a solve makes these for every class whose members moved since the last).
     d_site = [0, *map(sub, q[: n - 1], q[1:n])]
+    if len(halls) == 1:  # a class in one hall (nearly all)
+        h, w = halls[0]
+        # Its hall's ladder is its site's whenever every member lies wholly in the hall (a
+        # member's share there is then 1.0 exactly: quantize's integers), as in nearly all:
+        # the same differences, and a raise adds watts where the site's difference is not 0.
+        if w == q[:n]:
+            d_halls: list = d_site
+            nz = compress(range(n), d_site)
+        else:
+            d_halls = [0, *map(sub, w[: n - 1], w[1:n])]
+            nz = compress(range(n), map(or_, d_site, d_halls))
+        # Only the levels whose raise adds watts (~36% of a month's) are walked: the others
+        # keep -inf (a raise that adds no site watts) and the level below's `up`.
+        neg_ratio = [_NEG_INF] * n
+        neg_ratio[0] = 0.0
+        up = [0] * n
+        for lv in nz:
+            up[lv:] = [lv] * (n - lv)
+            d = d_site[lv]
+            if d > 0:
+                neg_ratio[lv] = -((q[n + lv - 1] - q[n + lv]) / d)
+        return d_site, neg_ratio, d_halls, up, h
     gains = map(sub, q[n : 2 * n - 1], q[n + 1 : 2 * n])
     neg_ratio = [
         0.0,
-        *[-(g / w) if w > 0 else -math.inf for g, w in zip(gains, d_site[1:], strict=True)],
+        *[-(g / w) if w > 0 else _NEG_INF for g, w in zip(gains, d_site[1:], strict=True)],
     ]
-    d_halls: list[list[tuple[int, int]]]
     # up[l]: see Steps. A ladder's top levels often draw the same (caps above the run's draw):
     # ~62% of a month's raises add no watts, and raise_classes takes them at once (see there).
     up = list(range(n))
-    if len(halls) == 1:  # a class in one hall (nearly all)
-        h, w = halls[0]
-        d_hall = [0, *map(sub, w[: n - 1], w[1:n])]
-        d_halls = [[], *[[(h, d)] for d in d_hall[1:]]]
-        for lv in range(1, n):
-            if not d_site[lv] and not d_hall[lv]:
-                up[lv] = up[lv - 1]
-    else:
-        d_halls = [[] for _ in range(n)]
-        for lv in range(1, n):
-            d_halls[lv] = dh = [(h, w[lv - 1] - w[lv]) for h, w in halls]
-            if not d_site[lv] and not any(d for _, d in dh):
-                up[lv] = up[lv - 1]
-    return d_site, neg_ratio, d_halls, up
+    d_halls = [[] for _ in range(n)]
+    for lv in range(1, n):
+        d_halls[lv] = dh = [(h, w[lv - 1] - w[lv]) for h, w in halls]
+        if not d_site[lv] and not any(d for _, d in dh):
+            up[lv] = up[lv - 1]
+    return d_site, neg_ratio, d_halls, up, -1
 
 
 def _int_budget(b: float) -> int:
@@ -146,6 +165,9 @@ class CapPlan:
     levels: dict[int, int]  # job id -> level
     paused: list[int]  # job ids to checkpoint and requeue (lowest priorities first)
     target: dict[ClassKey, int]  # level per class, for the next starts
+    # Set where `levels` lists each class's members at its `target` level but these (the split
+    # class's moved members): the books' kept solve. None: any levels (cap_moves reads them all).
+    moved: dict[int, int] | None = None
 
 
 def cap_classes(jobs: Sequence[CapJob]) -> tuple[list[CapClass], list[int]]:
@@ -265,27 +287,31 @@ def raise_classes(
     item = heapq.heappop(heap) if heap else None
     while item is not None:
         _, _, c, level = item
-        d_site_l, neg_ratio, d_halls_l, free_up = steps[c]
+        d_site_l, neg_ratio, d_halls_l, free_up, h = steps[c]
         d_site = d_site_l[level]
-        d_halls = d_halls_l[level]
-        if len(d_halls) == 1:  # a class in one hall (nearly all): the test below for that hall
-            h, d = d_halls[0]
+        if h >= 0:  # a class in one hall (nearly all): its hall's watts, the test for that hall
+            d = d_halls_l[level]
             fits = (
                 site + d_site <= sbi
                 and halls_a[h] + d <= hbi[h]
                 and (not over or (len(over) == 1 and h in over))
             )
+            if fits:
+                halls_a[h] += d
+                over.discard(h)
         else:
+            d_halls = d_halls_l[level]
             fits = (
                 site + d_site <= sbi
                 and all(halls_a[h] + d <= hbi[h] for h, d in d_halls)
                 and (not over or over.issubset([h for h, _ in d_halls]))
             )
+            if fits:
+                for h, d in d_halls:
+                    halls_a[h] += d
+                    over.discard(h)
         if fits:
             site += d_site
-            for h, d in d_halls:
-                halls_a[h] += d
-                over.discard(h)
             # A raise that fits empties `over` (it must hold every hall over budget, and each
             # comes under), so the raises above it that add no watts are taken with it.
             level = free_up[level - 1]
@@ -422,7 +448,7 @@ def make_room_with(
     levels.pop(head.id, None)
     if not plan.paused and _all_current(levels, current):
         return None
-    return CapPlan(levels, plan.paused, plan.target)
+    return CapPlan(levels, plan.paused, plan.target, plan.moved)
 
 
 def _all_current(levels: dict[int, int], current: Mapping[int, int]) -> bool:

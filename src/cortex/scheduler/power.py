@@ -23,6 +23,7 @@ from operator import itemgetter
 from typing import Protocol
 
 from cortex.scheduler.cap_solver import ClassKey
+from cortex.scheduler.placement import WholeNodes
 from cortex.scheduler.reasons import Code, Reason
 from cortex.scheduler.state import Placement
 from cortex.workload.job import Job
@@ -267,6 +268,11 @@ def _shape(view: PowerView, placement: Placement) -> Shape:
         # Most starts: one node, which the driver's memo does not keep (SHAPE_MEMO_NODES): its
         # answer is placement_shape's, asked directly.
         return placement_shape(view.node_hall, view.node_max_cap_w, view.min_node_cap_w, placement)
+    if type(placement) is WholeNodes and view.min_node_cap_w == math.inf:
+        # Whole nodes placed pod by pod, which counted their GPUs per hall: placement_shape's
+        # answer without a look-up per node (no rack caps: the node cap is inf; every node
+        # holds its first node's GPUs). Rack caps need the least cap over the nodes.
+        return math.inf, len(placement) * placement[0][1], placement.halls
     shape_of = view.shape_of
     if shape_of is not None:
         return shape_of(placement)
@@ -430,12 +436,20 @@ class CapToFit:
     name = "cap"
 
     def ramp_refuses(self, view: PowerView, room: Watts, job: Job, flavor: int, gang: int) -> bool:
+        if room.ramp_w >= view.ramp_limit_w:
+            return False  # _ramp_refuses' first answer, before the class levels are read
         # The level tried first is the class's, and the class's hall is the placement's: any.
-        firsts = {
-            min(view.target.get((job.kind, flavor, job.priority, h), 0), view.floor)
-            for h in range(len(room.hall_w))
-        }
-        return _ramp_refuses(view, room, job, flavor, gang, firsts, view.floor)
+        # min(level, floor) written out, in a loop rather than a comprehension's own frame (per
+        # preemptor a deep pass tries: ~5.7k a month under `full`).
+        floor = view.floor
+        target = view.target
+        kind = job.kind
+        prio = job.priority
+        firsts = set()
+        for h in range(len(room.hall_w)):
+            first = target.get((kind, flavor, prio, h), 0)
+            firsts.add(floor if floor < first else first)
+        return _ramp_refuses(view, room, job, flavor, gang, firsts, floor)
 
     def admit(
         self,
@@ -454,14 +468,16 @@ class CapToFit:
             n, k = placement[0]
             hall = view.node_hall[n]
             cap_w = view.node_max_cap_w[n] if view.min_node_cap_w < math.inf else math.inf
-            first = view.target.get((job.kind, flavor, job.priority, hall), 0)
+            # No class has a level yet at a fifth of the month's admissions: 0, without a key.
+            target = view.target
+            first = target.get((job.kind, flavor, job.priority, hall), 0) if target else 0
             level = floor if floor < first else first  # min without the call (per admission)
             if credit is _NO_CREDIT:
                 # And most of them, with no credit (all but a preemptor's), are granted at the
                 # first level tried: `_fits`' arithmetic and its three checks in its order,
                 # inline (the same doubles: with one hall the share is inc * k / k, and a zero
-                # credit added changes no comparison). Any refusal goes the general way below,
-                # which checks this level again and builds the reason.
+                # credit added changes no comparison). A refusal on the site or a hall goes the
+                # general way below, which checks this level again and walks down.
                 ladder_w = view.ladder_w
                 kind = job.kind
                 if ladder_w is not None:
@@ -471,12 +487,17 @@ class CapToFit:
                 inc = gang * (per_gpu - view.idle_w[flavor])
                 w0 = inc * k / k
                 ramp_w = room.ramp_w
-                if not (
-                    inc > room.site_w
-                    or w0 > room.hall_w[hall]
-                    or (inc > ramp_w and not ramp_w >= view.ramp_limit_w)
-                ):
-                    return Grant(level, inc, {hall: w0}, (cap_w, k, {hall: k}))
+                if not (inc > room.site_w or w0 > room.hall_w[hall]):
+                    if not inc > ramp_w or ramp_w >= view.ramp_limit_w:
+                        return Grant(level, inc, {hall: w0}, (cap_w, k, {hall: k}))
+                    # The ramp refuses what the site and hall take: the general way stops at
+                    # this level with `_fits`' reason, built here from the same doubles.
+                    return Reason(
+                        Code.POWER_RAMP,
+                        need_mw=inc / 1e6,
+                        headroom_mw=max(ramp_w, 0.0) / 1e6,
+                        limit_mw=view.ramp_limit_w / 1e6,
+                    )
             shape: Shape = (cap_w, k, {hall: k})
         else:
             hall = view.node_hall[placement[0][0]]

@@ -57,11 +57,11 @@ class TwinPower(RunBooks):
         for job_id in plan.paused:
             pw.paused += 1
             self._preempt(self.state.running[job_id], "PowerShortfall")
-        self._apply_levels(plan.levels)
+        self._apply_levels(plan.levels, plan)
 
-    def _apply_levels(self, levels: dict[int, int]) -> None:
+    def _apply_levels(self, levels: dict[int, int], plan: CapPlan | None = None) -> None:
         """Lower caps first, then raise them, higher priorities first, as far as the ramp
-        window allows (a raise is an upward step like a start)."""
+        window allows (a raise is an upward step like a start). `plan`: as cap_moves'."""
         pw = self.pw
         assert pw is not None
         running = self.state.running
@@ -71,14 +71,17 @@ class TwinPower(RunBooks):
         moved: list[tuple[int, tuple, tuple]] = []
         # Read once for a solve's ~80 moves, not through pw and self at each
         jobs, relevel, set_rate = pw.jobs, pw.relevel, self._set_rate
-        for job_id, level in pw.cap_moves(levels, running):
+        for job_id, level in pw.cap_moves(levels, running, plan):
             job = running[job_id]
             jp = jobs[job_id]
             if level < jp.level:
                 inc = jp.lad[1]  # its run's ladder (pw.ladder's), kept at its start
                 step = inc[level] - jp.inc_w
-                if step > room:
-                    continue  # the next tick raises it
+                if step > room:  # the next tick raises it: its class is not at its plan level
+                    cls = jp.cls
+                    assert cls is not None  # under a policy
+                    cls.lv = -1  # (cap_moves marked it there)
+                    continue
                 room -= step
                 pw.add_step(now, step)
             set_rate(job, relevel(job, level), clock, moved)
