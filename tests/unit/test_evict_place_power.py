@@ -264,3 +264,70 @@ def test_a_refusal_told_before_the_evictions_evicts_nothing(
         assert plan.starts == [] and plan.preempt_failed == [job.id]
     else:
         assert tp._starts(plan) == [(1, 0, ((7, 8),), level)]
+
+
+# ---- the books' own ladder: not monotone in the node cap ------------------------------------
+def _books_view(rack_cap_kw: float) -> tuple[PowerView, list[int]]:
+    """cortex-2024's books under `full` with a rack cap, and a node of each rack cap (the
+    fleet's least and the last racks' larger one)."""
+    from cortex.fleet.spec import load_fleet_spec
+    from cortex.fleet.topology import build
+    from cortex.sim.power import PowerConfig, PowerRuntime
+
+    topo = build(load_fleet_spec("cortex-2024"))
+    pw = PowerRuntime.build(topo, PowerConfig("full", rack_cap_kw=rack_cap_kw), 86400.0)
+    caps = pw.node_max_cap_w
+    nodes = [caps.index(c) for c in sorted(set(caps))]
+    return pw.view(0.0), nodes
+
+
+@pytest.mark.parametrize("rack_cap_kw", [32.92, 32.87, 32.79, 32.705, 33.5, 60.0])
+def test_the_levels_refuse_only_where_admission_refuses_on_the_books_ladder(
+    rack_cap_kw: float,
+) -> None:
+    """The books' ladder keeps only the levels on its concave hull, so a level's per-GPU draw
+    is not monotone in the node cap: at 32.92 kW a rack leaves 603.75 W per GPU, where an llm
+    job's level 3 draws 603.75 W (off the hull, it takes level 2's), above its 595 W without a
+    rack cap. The walk reads a level's least step at the least rack cap and its largest
+    uncapped; where those are not the least and the largest, it may say "refused" where the
+    admission of a start on one of the fleet's nodes, with a credit between the bounds, grants
+    (here: level 3's 4062 W over the site's 4000 with the credit, level 4's 3712 W within the
+    site and a 3800 W window). Minimal case: site 0 W, window 3800 W of 10 kW, class level 3,
+    credit bounds 4000 and 4100 W, 8 GPUs on a 603.75 W node: granted at level 4."""
+    view0, nodes = _books_view(rack_cap_kw)
+    rng = random.Random(int(rack_cap_kw * 1000))
+    job = Job(1, "p1", "a", 8, 100.0, kind="llm", priority=100)
+    halls = len(view0.hall_headroom_w)
+    caps = sorted({view0.node_max_cap_w[n] for n in nodes} | {view0.min_node_cap_w, math.inf})
+    steps = sorted(
+        {8 * (view0.per_gpu_w("llm", 0, lv, c) - view0.idle_w[0]) for lv in range(9) for c in caps}
+    )
+    cases = [(0.0, 3800.0, 3, 4000.0, 4100.0)] + [
+        (
+            rng.choice((0.0, *steps)) - rng.choice(steps) / 2,
+            rng.choice(steps) + rng.choice((-1.0, 0.0, 1.0)),
+            rng.randrange(9),
+            low := rng.choice(steps) + rng.choice((-8.0, 0.0, 8.0)),
+            low + rng.choice((0.0, 50.0, 100.0, 1000.0)),
+        )
+        for _ in range(400)
+    ]
+    for site_w, ramp_w, target, low, high in cases:
+        view = dataclasses.replace(
+            view0,
+            site_headroom_w=site_w,
+            hall_headroom_w=[BIG] * halls,
+            ramp_headroom_w=ramp_w,
+            ramp_limit_w=10_000.0,
+            target={("llm", 0, 100, h): target for h in range(halls)},
+        )
+        room = Watts.of(view)
+        walk = evict_place._first_levels(CapToFit(), view, room, job, 0)
+        assert walk is not None
+        if not evict_place._levels_refuse(view, room, job, 0, 8, *walk, low, high):
+            continue
+        for n in nodes:
+            h = view.node_hall[n]
+            for credit in (low, high):
+                got = CapToFit().admit(view, room, job, 0, 8, ((n, 8),), (credit, {h: credit}))
+                assert isinstance(got, Reason), (rack_cap_kw, site_w, ramp_w, target, low, high, n)

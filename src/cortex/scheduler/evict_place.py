@@ -192,6 +192,11 @@ def _levels_refuse(
     passes on or stops refused, and surely stops when the site (with the least credit) and
     every hall (with none) take its largest step (uncapped); past `last` admission refuses.
     Any other level may grant. As `scheduler/power.py`'s `_ramp_refuses`, with the credit."""
+    if view.min_node_cap_w < math.inf:
+        # Under rack caps a level's draw is not monotone in the node cap (the books' ladder
+        # keeps only its concave hull: a level off it takes the level above's draw), so the
+        # steps at the least cap and uncapped bound no placement's: not told here.
+        return False
     clear = room.ramp_w >= view.ramp_limit_w
     idle = view.idle_w[f]
     hall_w = min(room.hall_w, default=math.inf)
