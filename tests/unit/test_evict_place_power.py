@@ -331,3 +331,48 @@ def test_the_levels_refuse_only_where_admission_refuses_on_the_books_ladder(
             for credit in (low, high):
                 got = CapToFit().admit(view, room, job, 0, 8, ((n, 8),), (credit, {h: credit}))
                 assert isinstance(got, Reason), (rack_cap_kw, site_w, ramp_w, target, low, high, n)
+
+
+@pytest.mark.parametrize("rack_cap_kw", [32.92, 32.87, 32.79, 32.705, 33.5, 60.0])
+@pytest.mark.parametrize("policy", [CapToFit(), AdmitUncapped()])
+def test_the_ramp_check_before_a_search_refuses_only_where_admission_refuses(
+    rack_cap_kw: float, policy: CapToFit | AdmitUncapped
+) -> None:
+    """`ramp_refuses` (before any victim search) rests on the same bound as `_levels_refuse`:
+    at 32.92 kW an 8-GPU llm job with 4 kW of site headroom, 3.8 kW of a 10 kW window and no
+    class target was refused there, where admission on a capped node grants level 4 (3712 W).
+    Wherever it says "refused", every admission on each of the fleet's node caps, with no
+    credit or one up to the site's need, refuses."""
+    view0, nodes = _books_view(rack_cap_kw)
+    rng = random.Random(int(rack_cap_kw * 1000) + 1)
+    job = Job(1, "p1", "a", 8, 100.0, kind="llm", priority=100)
+    halls = len(view0.hall_headroom_w)
+    caps = sorted({view0.node_max_cap_w[n] for n in nodes} | {view0.min_node_cap_w, math.inf})
+    steps = sorted(
+        {8 * (view0.per_gpu_w("llm", 0, lv, c) - view0.idle_w[0]) for lv in range(9) for c in caps}
+    )
+    cases = [(4000.0, 3800.0, None)] + [
+        (
+            rng.choice((0.0, *steps)) + rng.choice((-1.0, 0.0, 1.0)),
+            rng.choice(steps) + rng.choice((-1.0, 0.0, 1.0)),
+            rng.choice((None, rng.randrange(9))),
+        )
+        for _ in range(300)
+    ]
+    for site_w, ramp_w, target in cases:
+        view = dataclasses.replace(
+            view0,
+            site_headroom_w=site_w,
+            hall_headroom_w=[BIG] * halls,
+            ramp_headroom_w=ramp_w,
+            ramp_limit_w=10_000.0,
+            target={} if target is None else {("llm", 0, 100, h): target for h in range(halls)},
+        )
+        room = Watts.of(view)
+        if not policy.ramp_refuses(view, room, job, 0, 8):
+            continue
+        for n in nodes:
+            h = view.node_hall[n]
+            for credit in (0.0, max(steps)):
+                got = policy.admit(view, room, job, 0, 8, ((n, 8),), (credit, {h: credit}))
+                assert isinstance(got, Reason), (rack_cap_kw, site_w, ramp_w, target, n, credit)

@@ -385,6 +385,11 @@ def _ramp_refuses(
     below it, to steps the window takes, once the victims' watts are known (RESULTS 146)."""
     if room.ramp_w >= view.ramp_limit_w:
         return False  # a clear window takes any start alone
+    if view.min_node_cap_w < math.inf:
+        # Under rack caps a level's draw is not monotone in the node cap (the books' ladder
+        # keeps only its concave hull: a level off it takes the level above's draw), so the
+        # steps at the least cap and uncapped bound no placement's: not told (RESULTS 155).
+        return False
     idle = view.idle_w[f]
     hall_w = min(room.hall_w, default=math.inf)
     for first in firsts:
