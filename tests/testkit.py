@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Sequence
+
 from cortex.fleet.spec import load_fleet_spec, parse_fleet
 from cortex.fleet.topology import Topology, build
 from cortex.scheduler.cycle import Policies
 from cortex.scheduler.ordering import Fifo
 from cortex.scheduler.pending import PendingQueues
+from cortex.scheduler.power import PowerView
 from cortex.scheduler.queues import QueueConfig
 from cortex.scheduler.state import ClusterState, Placement
 from cortex.workload.job import Job
@@ -152,4 +157,50 @@ def two_hall_power_fleet(name: str) -> Topology:
             },
             "test",
         )
+    )
+
+
+def books_job(
+    rng: random.Random, jid: int, nodes: list[int], kinds: Sequence[str], **choices: list
+) -> tuple[Job, tuple[tuple[int, int], ...], int]:
+    """A random job on `nodes` for the power books' random-sequence tests (8, 8 or 4 GPUs a
+    node, a kind of `kinds`, and each field of `choices` drawn from its list), with its
+    placement and gang: the draws in the order those tests always made them, so that one
+    seed gives the same sequence as before they shared this."""
+    placement = tuple((n, rng.choice([8, 8, 4])) for n in nodes)
+    gang = sum(k for _, k in placement)
+    kind = rng.choice(kinds)
+    fields = {name: rng.choice(values) for name, values in choices.items()}
+    return Job(jid, "j", "a", gang, 3600.0, kind=kind, **fields), placement, gang
+
+
+def toy_power_view(
+    levels: tuple[float, ...],
+    halls: int,
+    caps: list[float],
+    capped: bool,
+    *,
+    site_w: float,
+    hall_w: list[float],
+    ramp_w: float,
+    ramp_limit_w: float,
+    target: dict,
+) -> PowerView:
+    """The random-state admission tests' toy view: one flavor, 8 nodes dealt over `halls`, a
+    600 W draw of a 700 W TDP over 100 W idle, floor level 3, rack caps `caps` when `capped`;
+    the budgets are the caller's draws (made in the order the tests always made them)."""
+    return PowerView(
+        site_headroom_w=site_w,
+        hall_headroom_w=hall_w,
+        levels=levels,
+        floor=3,
+        draw_w=lambda _kind, _f: 600.0,
+        idle_w=[100.0],
+        tdp_w=[700.0],
+        node_hall=[n % halls for n in range(8)],
+        node_max_cap_w=caps if capped else [math.inf] * 8,
+        min_node_cap_w=min(caps) if capped else math.inf,
+        ramp_headroom_w=ramp_w,
+        ramp_limit_w=ramp_limit_w,
+        target=target,
     )

@@ -16,6 +16,7 @@ from dataclasses import fields
 import pytest
 from test_kept_class_sums import FLEET, KINDS
 
+import testkit
 from cortex.drive import power_jobs
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.workload.job import Job
@@ -185,16 +186,8 @@ def test_start_move_and_stop_book_what_their_earlier_form_booked(policy: str, se
         op = rng.random()
         if op < 0.4 or len(running) < 3:
             nodes = rng.sample(range(16), rng.randint(1, 3))
-            placement = tuple((n, rng.choice([8, 8, 4])) for n in nodes)
-            gang = sum(k for _, k in placement)
-            job = Job(
-                1000 + i,
-                "j",
-                "a",
-                gang,
-                3600.0,
-                kind=rng.choice(KINDS),
-                priority_class=rng.choice(["preemptible", "normal", "production"]),
+            job, placement, gang = testkit.books_job(
+                rng, 1000 + i, nodes, KINDS, priority_class=["preemptible", "normal", "production"]
             )
             job.run_flavor, job.run_gpus = 0, gang
             level = rng.randrange(len(new.levels))

@@ -37,16 +37,8 @@ def test_kept_class_sums_are_the_running_jobs_sums(seed: int, split_share: float
             else:  # one to three nodes of one hall
                 base = rng.choice([0, 8])
                 nodes = [base + x for x in rng.sample(range(8), rng.randint(1, 3))]
-            placement = tuple((nd, rng.choice([8, 8, 4])) for nd in nodes)
-            gang = sum(k for _, k in placement)
-            job = Job(
-                1000 + i,
-                "j",
-                "a",
-                gang,
-                3600.0,
-                kind=rng.choice(KINDS),
-                priority_class=rng.choice(["normal", "production"]),
+            job, placement, gang = testkit.books_job(
+                rng, 1000 + i, nodes, KINDS, priority_class=["normal", "production"]
             )
             job.run_flavor, job.run_gpus, job.run_start_s = 0, gang, float(i)
             pw.start(job, 0, gang, placement, rng.randrange(n), 10.0 * i)

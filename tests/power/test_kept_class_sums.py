@@ -52,16 +52,8 @@ def test_kept_sums_solve_as_the_running_jobs_do(seed: int) -> None:
         op = rng.random()
         if op < 0.5 or len(running) < 3:
             nodes = rng.sample(range(16), rng.randint(1, 3))
-            placement = tuple((n, rng.choice([8, 8, 4])) for n in nodes)
-            gang = sum(k for _, k in placement)
-            job = Job(
-                1000 + i,
-                "j",
-                "a",
-                gang,
-                3600.0,
-                kind=rng.choice(KINDS),
-                priority_class=rng.choice(["preemptible", "normal", "production"]),
+            job, placement, gang = testkit.books_job(
+                rng, 1000 + i, nodes, KINDS, priority_class=["preemptible", "normal", "production"]
             )
             job.run_flavor, job.run_gpus, job.run_start_s = 0, gang, float(rng.randrange(50))
             pw.start(job, 0, gang, placement, rng.randrange(len(pw.levels)), 10.0 * i)

@@ -12,6 +12,7 @@ import random
 import pytest
 from test_kept_class_sums import FLEET, KINDS, SPEED
 
+import testkit
 from cortex.scheduler.cap_solver import CapPlan, LevelsOf, _all_current, make_room
 from cortex.sim.power import PowerConfig, PowerRuntime
 from cortex.workload.job import Job
@@ -48,16 +49,8 @@ def test_the_books_make_room_as_the_rule_over_the_running_jobs(seed: int) -> Non
         op = rng.random()
         if op < 0.5 or len(running) < 3:
             nodes = rng.sample(range(16), rng.randint(1, 3))
-            placement = tuple((n, rng.choice([8, 8, 4])) for n in nodes)
-            gang = sum(k for _, k in placement)
-            job = Job(
-                1000 + i,
-                "j",
-                "a",
-                gang,
-                3600.0,
-                kind=rng.choice(KINDS),
-                priority=rng.choice([0, 10, 20]),
+            job, placement, gang = testkit.books_job(
+                rng, 1000 + i, nodes, KINDS, priority=[0, 10, 20]
             )
             job.run_flavor, job.run_gpus, job.run_start_s = 0, gang, float(rng.randrange(50))
             pw.start(job, 0, gang, placement, rng.randrange(len(pw.levels)), 10.0 * i)

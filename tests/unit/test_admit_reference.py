@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Iterator
 
+import testkit
 from cortex.scheduler.power import (
     AdmitUncapped,
     CapToFit,
@@ -75,18 +76,14 @@ def _states(seed: int, n: int) -> Iterator[tuple[random.Random, PowerView]]:
             if rng.random() < 0.7
             else {}
         )
-        view = PowerView(
-            site_headroom_w=rng.choice((pick(), BIG)),
-            hall_headroom_w=[rng.choice((pick(), BIG)) for _ in range(halls)],
-            levels=levels,
-            floor=3,
-            draw_w=lambda _kind, _f: 600.0,
-            idle_w=[100.0],
-            tdp_w=[700.0],
-            node_hall=[n % halls for n in range(8)],
-            node_max_cap_w=caps if capped else [math.inf] * 8,
-            min_node_cap_w=min(caps) if capped else math.inf,
-            ramp_headroom_w=rng.choice((min(pick(), ramp_limit), ramp_limit, -500.0)),
+        view = testkit.toy_power_view(
+            levels,
+            halls,
+            caps,
+            capped,
+            site_w=rng.choice((pick(), BIG)),
+            hall_w=[rng.choice((pick(), BIG)) for _ in range(halls)],
+            ramp_w=rng.choice((min(pick(), ramp_limit), ramp_limit, -500.0)),
             ramp_limit_w=ramp_limit,
             target=target,
         )

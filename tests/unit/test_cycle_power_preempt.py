@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import test_cycle as tc
 
+import testkit
 from cortex.scheduler import evict_place
 from cortex.scheduler.cycle import Policies, schedule
 from cortex.scheduler.ordering import Fifo
@@ -359,18 +360,14 @@ def test_ramp_refuses_agrees_with_admission_on_random_states() -> None:
 
         # 3 kW: a window the largest step (4 kW) is more than, taken alone when clear
         ramp_limit = rng.choice((math.inf, 10_000.0, 4000.0, 3000.0))
-        view = PowerView(
-            site_headroom_w=rng.choice((pick(), BIG)),
-            hall_headroom_w=[rng.choice((pick(), BIG)) for _ in range(halls)],
-            levels=levels,
-            floor=3,
-            draw_w=lambda _kind, _f: 600.0,
-            idle_w=[100.0],
-            tdp_w=[700.0],
-            node_hall=[n % halls for n in range(8)],
-            node_max_cap_w=caps if capped else [math.inf] * 8,
-            min_node_cap_w=min(caps) if capped else math.inf,
-            ramp_headroom_w=min(pick(), ramp_limit),
+        view = testkit.toy_power_view(
+            levels,
+            halls,
+            caps,
+            capped,
+            site_w=rng.choice((pick(), BIG)),
+            hall_w=[rng.choice((pick(), BIG)) for _ in range(halls)],
+            ramp_w=min(pick(), ramp_limit),
             ramp_limit_w=ramp_limit,
             target={("generic", 0, 100, h): rng.randint(0, 3) for h in range(halls)},
         )

@@ -42,18 +42,14 @@ def _random_view(rng: random.Random) -> PowerView:
         return rng.choice([0.0, *[s + d for s in steps for d in (-1.0, 0.0, 1.0)]])
 
     ramp_limit = rng.choice((math.inf, 10_000.0, 4000.0, 3000.0))
-    return PowerView(
-        site_headroom_w=rng.choice((pick(), pick() - 3000.0, BIG)),
-        hall_headroom_w=[rng.choice((pick(), BIG)) for _ in range(halls)],
-        levels=levels,
-        floor=3,
-        draw_w=lambda _kind, _f: 600.0,
-        idle_w=[100.0],
-        tdp_w=[700.0],
-        node_hall=[n % halls for n in range(8)],
-        node_max_cap_w=caps if capped else [math.inf] * 8,
-        min_node_cap_w=min(caps) if capped else math.inf,
-        ramp_headroom_w=min(pick(), ramp_limit),
+    return testkit.toy_power_view(
+        levels,
+        halls,
+        caps,
+        capped,
+        site_w=rng.choice((pick(), pick() - 3000.0, BIG)),
+        hall_w=[rng.choice((pick(), BIG)) for _ in range(halls)],
+        ramp_w=min(pick(), ramp_limit),
         ramp_limit_w=ramp_limit,
         target={("generic", 0, 100, h): rng.randint(0, 3) for h in range(halls)},
     )
