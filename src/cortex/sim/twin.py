@@ -531,15 +531,15 @@ class Twin(TwinPower):
         self.metrics.cycles += 1
         self._apply(plan)
         rest = plan.rest_reason
-        # _power_blocked re-solves only on a deep pass's site stop when a re-solve is due; it
-        # returned at once for the other site stops (RESULTS.md section 153: 34.5k of `full`'s
-        # 34.8k a month), which are not asked.
-        if rest is not None and self.pw is not None:
-            code = rest.code
-            if code is not _POWER_CAP or (
-                deep and not self._power_retry and not self.now < self._power_next_try_s
-            ):
-                self._power_blocked(plan, deep)
+        # _power_blocked acts on a site stop only when a re-solve is due (_resolve_due); it
+        # returned at once for the others (RESULTS.md section 153: 34.5k of `full`'s 34.8k a
+        # month), which are not asked.
+        if (
+            rest is not None
+            and self.pw is not None
+            and (rest.code is not _POWER_CAP or self._resolve_due(deep))
+        ):
+            self._power_blocked(plan, deep)
         if deep:
             self._deep_due = self.now + self.backfill_interval_s
         elif self.pending._n:

@@ -92,6 +92,13 @@ class TwinPower(RunBooks):
             self.pw.fill(job.id)
             self._power_dirty = True
 
+    def _resolve_due(self, deep: bool) -> bool:
+        """Whether a site stop may re-divide the budget now: a deep pass's, outside the retry
+        pass a re-solve makes, once the spacing since the last one has passed (re-solves for a
+        short head are spaced out: each one scans every running job). Twin._cycle asks it
+        before calling _power_blocked, which asks it again (RESULTS.md section 153)."""
+        return deep and not self._power_retry and not self.now < self._power_next_try_s
+
     def _power_blocked(self, plan: Plan, deep: bool) -> None:
         """A pass stopped on watts. On the ramp: wake when the window has room for it. On the site
         budget, in a deep pass: if the blocked job outranks running work, re-divide the budget
@@ -104,13 +111,11 @@ class TwinPower(RunBooks):
             need_w = plan.rest_reason.detail.get("need_mw", math.inf) * 1e6
             self._wake(pw.ramp_clear_at(self.now, need_w))
             return
-        if code is not Code.POWER_CAP or not deep or pw.policy is None:
+        if code is not Code.POWER_CAP or pw.policy is None or not self._resolve_due(deep):
             return
         head = self._by_id.get(plan.rest_reason.detail.get("job", -1))
-        if head is None or not self.state.running or self._power_retry:
+        if head is None or not self.state.running:
             return
-        if self.now < self._power_next_try_s:
-            return  # re-solves for a short head are spaced out: each one scans every running job
         self._power_next_try_s = self.now + pw.cfg.shortage_resolve_s
         room = pw.make_room_for(head, self.state.running, self.speeds, self.now)
         if room is None:
